@@ -1,0 +1,79 @@
+// The entry point: reads the configuration, sets up logging, opens the store, serves the
+// bridge, and shuts it down cleanly on SIGTERM or SIGINT. Nothing else has side effects.
+
+import { getLogger } from "@logtape/logtape";
+import { createBridge } from "./src/bridge.ts";
+import { loadConfig } from "./src/config.ts";
+import { configureLogging } from "./src/logging.ts";
+import { openStore } from "./src/store/open_store.ts";
+
+const SHUTDOWN_LIMIT_MS = 10_000;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (error) {
+    // Logging is not configured yet: this is the one message that goes straight to stderr.
+    // deno-lint-ignore no-console
+    console.error((error as Error).message);
+    Deno.exit(2);
+  }
+  await configureLogging({ format: config.logFormat, level: config.logLevel });
+  const log = getLogger(["bridge", "main"]);
+  let bridge;
+  let store;
+  try {
+    store = await openStore(config);
+    bridge = createBridge(config, { store });
+  } catch (error) {
+    log.fatal("Cannot start: {message}", { message: (error as Error).message });
+    await store?.close();
+    Deno.exit(2);
+  }
+  if (!config.agentSecret) {
+    log.warn("AGENT_SECRET is not set: any client can connect as any agent (open dev mode)");
+  }
+  if (!config.wechatToken) {
+    log.warn("WECHAT_TOKEN is not set: anyone who reaches the port can post as any follower");
+  }
+  if (bridge.demo) {
+    log.info("No WeChat credentials: demo mode, replies go to the follower simulator");
+  }
+
+  const server = Deno.serve({
+    port: config.port,
+    hostname: config.hostname,
+    onListen: ({ hostname, port }) =>
+      log.info("Bridge listening on http://{hostname}:{port} (store: {store})", {
+        hostname,
+        port,
+        store: config.redisUrl ? "redis" : config.store,
+      }),
+  }, bridge.handler);
+  bridge.startHeartbeat();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("{signal}: shutting down", { signal });
+    const timer = setTimeout(() => {
+      log.error("Shutdown took over {ms} ms; exiting", { ms: SHUTDOWN_LIMIT_MS });
+      Deno.exit(1);
+    }, SHUTDOWN_LIMIT_MS);
+    try {
+      await bridge.shutdown(1012, "server restarting: reconnect with since=");
+      await server.shutdown();
+      await store.close();
+    } finally {
+      clearTimeout(timer);
+    }
+    log.info("Stopped cleanly");
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+}
+
+if (import.meta.main) await main();

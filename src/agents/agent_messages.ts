@@ -1,0 +1,178 @@
+// What agents send, over their socket or `POST send`: the seed's 2.1 shape. A message to a
+// follower is a reply (handed to the reply service); to an agent, it is delivered to that
+// agent; `typing`, `read`, `transfer`, `close` and `capacity` are commands.
+
+import type { Switchboard } from "../switchboard.ts";
+import { type Store, StoreError } from "../store/types.ts";
+import { createErrorEnvelope, type Envelope } from "./envelope.ts";
+
+/** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
+export interface AgentAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** Sends replies to followers; see src/replies/reply_service.ts. */
+export interface ReplyHandler {
+  reply(agentId: string, followerId: string, data: Record<string, unknown>): Promise<AgentAnswer>;
+  typing(agentId: string, followerId: string, on: boolean): Promise<AgentAnswer>;
+}
+
+/** What agent messages need. */
+export interface AgentMessageDeps {
+  store: Store;
+  switchboard: Switchboard;
+  replies: ReplyHandler;
+  companyId: string;
+  now: () => number;
+  newId: () => string;
+}
+
+const COMMANDS = new Set(["typing", "read", "transfer", "close", "capacity"]);
+
+/** A -1 answer with a status. */
+export function refuse(
+  status: number,
+  message: string,
+  data: Record<string, unknown> = {},
+): AgentAnswer {
+  return { status, body: createErrorEnvelope(message, data) };
+}
+
+const ok = (data: Record<string, unknown>): AgentAnswer => ({
+  status: 200,
+  body: { data, result: { code: 0, message: "ok" } },
+});
+
+/** Creates the handler for agents' messages. */
+export function createAgentMessages(deps: AgentMessageDeps) {
+  const { store, switchboard } = deps;
+
+  async function command(
+    agentId: string,
+    type: string,
+    contactId: string,
+    msg: Record<string, unknown>,
+  ): Promise<AgentAnswer> {
+    switch (type) {
+      case "typing":
+        return await deps.replies.typing(agentId, contactId, msg["on"] !== false);
+      case "read":
+        await store.markRead(agentId, contactId);
+        return ok({ contact_id: contactId, unread: 0 });
+      case "transfer": {
+        const to = msg["to"];
+        if (typeof to !== "string" || to === "") {
+          return refuse(400, "Cannot transfer: msg.to must name the agent to transfer to");
+        }
+        await switchboard.apply(store.transfer(contactId, agentId, to));
+        return ok({ contact_id: contactId, agent_id: to });
+      }
+      case "close":
+        await switchboard.apply(store.closeConversation(contactId, agentId));
+        return ok({ contact_id: contactId, status: "closed" });
+      default: {
+        const max = msg["max"];
+        if (max !== null && (typeof max !== "number" || !Number.isInteger(max) || max < 0)) {
+          return refuse(400, "Cannot set capacity: msg.max must be a whole number or null");
+        }
+        await store.setCapacity(agentId, max);
+        // A raised capacity may let waiting followers in at once.
+        await switchboard.apply(store.agentOnline(agentId, switchboard.presence));
+        return ok({ capacity: max });
+      }
+    }
+  }
+
+  return {
+    /** Handles one parsed JSON body from `agentId` (null: an anonymous HTTP push). */
+    async handle(agentId: string | null, body: unknown): Promise<AgentAnswer> {
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        return refuse(400, "Cannot parse message: expected a JSON object {data, result}");
+      }
+      const data = (body as Record<string, unknown>)["data"];
+      if (typeof data !== "object" || data === null || Array.isArray(data)) {
+        return refuse(400, "Cannot parse message: data must be an object");
+      }
+      const d = data as Record<string, unknown>;
+      const clientId = typeof d["client_id"] === "string" ? d["client_id"] : undefined;
+      const echo = clientId === undefined ? {} : { client_id: clientId };
+      const msgType = d["msg_type"];
+      if (typeof msgType !== "string" || msgType === "") {
+        return refuse(400, "Cannot parse message: data.msg_type is missing", echo);
+      }
+      const msg = d["msg"] ?? {};
+      if (typeof msg !== "object" || msg === null || Array.isArray(msg)) {
+        return refuse(400, "Cannot parse message: data.msg must be an object", echo);
+      }
+      const contactId = d["contact_id"];
+      const isCapacity = msgType === "capacity";
+      if (!isCapacity && (typeof contactId !== "string" || contactId === "")) {
+        return refuse(400, "Cannot parse message: data.contact_id is missing", echo);
+      }
+      try {
+        if (COMMANDS.has(msgType)) {
+          if (agentId === null) {
+            return refuse(401, `Cannot ${msgType}: say who you are with userid= or a token`, echo);
+          }
+          return await command(
+            agentId,
+            msgType,
+            String(contactId ?? ""),
+            msg as Record<string, unknown>,
+          );
+        }
+        const to = contactId as string;
+        if (await store.getContact(to)) {
+          if (agentId === null) {
+            return refuse(
+              401,
+              "Cannot reply: say which agent you are with userid= or a token",
+              echo,
+            );
+          }
+          return await deps.replies.reply(agentId, to, d);
+        }
+        if (await store.isKnownAgent(to)) {
+          const envelope: Envelope = {
+            data: {
+              id: deps.newId(),
+              name: agentId ?? "",
+              avatar: "",
+              company_id: deps.companyId,
+              send_time: Math.floor(deps.now() / 1000),
+              ...d,
+              msg_type: msgType,
+              contact_id: to,
+              msg: msg as Record<string, unknown>,
+              ...(agentId === null ? {} : { from: agentId }),
+            },
+            result: (body as { result?: Envelope["result"] }).result ?? {
+              code: 1001,
+              message: "common",
+            },
+          };
+          if (typeof envelope.result?.code !== "number") {
+            const code = Number(envelope.result?.code);
+            envelope.result = {
+              code: Number.isFinite(code) ? code : 1001,
+              message: String(envelope.result?.message ?? "common"),
+            };
+          }
+          const [entry] = await switchboard.sendToAgents([{ agentId: to, envelope }]);
+          return ok({ id: envelope.data.id, seq: entry?.seq, status: "delivered", ...echo });
+        }
+        return refuse(404, `Cannot send: no follower or agent is named ${to}`, {
+          ...echo,
+          contact_id: to,
+        });
+      } catch (error) {
+        if (error instanceof StoreError) return refuse(409, error.message, echo);
+        throw error;
+      }
+    },
+  };
+}
+
+/** The handler for agents' messages. */
+export type AgentMessages = ReturnType<typeof createAgentMessages>;

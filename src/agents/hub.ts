@@ -1,0 +1,146 @@
+// The registry of open agent sockets: several per agent (tabs, devices), who is online, and
+// the one place frames leave the bridge. A socket still replaying its backlog buffers live
+// frames so an agent never sees a message twice or out of order.
+
+/** The part of a WebSocket the hub uses, so tests can pass a fake. */
+export interface AgentSocket {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+}
+
+/** One open socket of one agent. */
+export interface AgentConnection {
+  readonly agentId: string;
+  readonly socket: AgentSocket;
+  /** While replaying `since=`, live frames wait here with their seq. */
+  backlog: Array<[number, string]> | null;
+  /** The highest seq written to this socket. */
+  lastSeq: number;
+}
+
+/** Close code telling a client it fell behind and must reconnect with `since=`. */
+export const CLOSE_RECONNECT = 4001;
+const OPEN = 1;
+
+/** Options for the hub. */
+export interface HubOptions {
+  /** Unsent bytes above which a socket is closed with 4001; the agent reconnects with since=. */
+  maxBufferedBytes?: number;
+  onOnline?: (agentId: string) => void;
+  onOffline?: (agentId: string) => void;
+}
+
+/** Creates the socket registry. */
+export function createHub(options: HubOptions = {}) {
+  const maxBuffered = options.maxBufferedBytes ?? 8 * 1024 * 1024;
+  const byAgent = new Map<string, Set<AgentConnection>>();
+  let socketCount = 0;
+
+  function write(conn: AgentConnection, seq: number, frame: string): boolean {
+    if (conn.socket.readyState !== OPEN) return false;
+    if (seq > 0 && seq <= conn.lastSeq) return true;
+    if (conn.socket.bufferedAmount > maxBuffered) {
+      // A stalled reader must not grow our memory nor delay others: drop it, it resumes with since=.
+      conn.socket.close(CLOSE_RECONNECT, "too slow: reconnect with since=");
+      return false;
+    }
+    try {
+      conn.socket.send(frame);
+    } catch {
+      return false;
+    }
+    if (seq > 0) conn.lastSeq = seq;
+    return true;
+  }
+
+  return {
+    /** Registers a socket; it buffers live frames until `finishReplay`. */
+    add(agentId: string, socket: AgentSocket): AgentConnection {
+      const conn: AgentConnection = { agentId, socket, backlog: [], lastSeq: 0 };
+      let set = byAgent.get(agentId);
+      const wasOffline = set === undefined;
+      if (!set) byAgent.set(agentId, set = new Set());
+      set.add(conn);
+      socketCount++;
+      if (wasOffline) options.onOnline?.(agentId);
+      return conn;
+    },
+
+    /** Writes the replayed frames' tail: live frames that arrived during replay, in seq order. */
+    finishReplay(conn: AgentConnection): void {
+      const pending = conn.backlog ?? [];
+      conn.backlog = null;
+      pending.sort((a, b) => a[0] - b[0]);
+      for (const [seq, frame] of pending) write(conn, seq, frame);
+    },
+
+    /** Unregisters a socket; returns true when it was the agent's last. */
+    remove(conn: AgentConnection): boolean {
+      const set = byAgent.get(conn.agentId);
+      if (!set || !set.delete(conn)) return false;
+      socketCount--;
+      if (set.size > 0) return false;
+      byAgent.delete(conn.agentId);
+      options.onOffline?.(conn.agentId);
+      return true;
+    },
+
+    /** Writes one frame directly to one socket (replay, per-socket errors). */
+    writeTo(conn: AgentConnection, seq: number, frame: string): boolean {
+      return write(conn, seq, frame);
+    },
+
+    /** Sends a frame to every socket of an agent; returns how many took it (or buffered it). */
+    deliver(agentId: string, seq: number, frame: string): number {
+      const set = byAgent.get(agentId);
+      if (!set) return 0;
+      let n = 0;
+      for (const conn of set) {
+        if (conn.backlog) {
+          conn.backlog.push([seq, frame]);
+          n++;
+        } else if (write(conn, seq, frame)) n++;
+      }
+      return n;
+    },
+
+    /** Sends one frame to every open socket (heartbeat, shutdown notice). */
+    broadcast(frame: string): void {
+      for (const set of byAgent.values()) {
+        for (const conn of set) if (!conn.backlog) write(conn, 0, frame);
+      }
+    },
+
+    /** Closes every socket with the given code. */
+    closeAll(code: number, reason: string): void {
+      for (const set of byAgent.values()) {
+        for (const conn of set) {
+          try {
+            conn.socket.close(code, reason);
+          } catch { /* already closing */ }
+        }
+      }
+    },
+
+    isOnline(agentId: string): boolean {
+      return byAgent.has(agentId);
+    },
+    onlineAgents(): IterableIterator<string> {
+      return byAgent.keys();
+    },
+    socketsOf(agentId: string): number {
+      return byAgent.get(agentId)?.size ?? 0;
+    },
+    get socketCount(): number {
+      return socketCount;
+    },
+    get agentCount(): number {
+      return byAgent.size;
+    },
+  };
+}
+
+/** The socket registry. */
+export type Hub = ReturnType<typeof createHub>;

@@ -1,0 +1,340 @@
+// The bridge as one `Request -> Response` handler: the route table, and the wiring of store,
+// hub, switchboard, WeChat webhook, agent messages and replies. `createApp(deps)` takes
+// everything with a side effect from its caller, so tests build it on memory and fakes.
+
+import { getLogger } from "@logtape/logtape";
+import { createAgentMessages, type ReplyHandler } from "./agents/agent_messages.ts";
+import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts";
+import { type AgentAuth, createAgentAuth } from "./agents/auth.ts";
+import { HEARTBEAT_FRAME } from "./agents/envelope.ts";
+import { createHub } from "./agents/hub.ts";
+import type { Config } from "./config.ts";
+import { HttpError } from "./http_error.ts";
+import { DEFAULT_LIMITS, readBodyLimited } from "./limits.ts";
+import { type BridgeMetrics, createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import type { Store } from "./store/types.ts";
+import { createStaticFiles } from "./static_files.ts";
+import { createSwitchboard } from "./switchboard.ts";
+import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createWechatWebhook } from "./wechat/webhook.ts";
+
+const log = getLogger(["bridge", "http"]);
+
+/** SPEC's base path; every route is also served at the root. */
+export const BASE = "/im_component/wx_official_account";
+
+/** What the app is built from. */
+export interface AppDeps {
+  config: Config;
+  store: Store;
+  /** Sends agents' replies; built by the caller (WeChat's API, or demo mode). */
+  createReplies: (ctx: ReplyContext) => ReplyHandler;
+  now?: () => number;
+  newId?: () => string;
+  metrics?: BridgeMetrics;
+  auth?: AgentAuth;
+  staticDir?: string;
+  /** Extra routes (media, demo) mounted before the 404. */
+  extraRoutes?: (ctx: ReplyContext) => Route[];
+}
+
+/** What reply handlers and extra routes may use. */
+export interface ReplyContext {
+  store: Store;
+  switchboard: ReturnType<typeof createSwitchboard>;
+  hub: ReturnType<typeof createHub>;
+  metrics: BridgeMetrics;
+  now: () => number;
+  newId: () => string;
+  companyId: string;
+}
+
+/** One row of the route table. */
+export interface Route {
+  method: string;
+  pattern: URLPattern;
+  handler: (req: Request, url: URL, match: URLPatternResult) => Response | Promise<Response>;
+}
+
+const json = (body: unknown, status = 200): Response =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+
+/** A JSON error answer: `{"error": message}` for HTTP clients, plus the -1 envelope's result. */
+function errorResponse(status: number, message: string, headers?: HeadersInit): Response {
+  const res = json({ error: message, result: { code: -1, message } }, status);
+  if (headers) new Headers(headers).forEach((v, k) => res.headers.set(k, v));
+  return res;
+}
+
+/** Both the SPEC path and the root path for a route. */
+const both = (path: string) => [`${BASE}${path}`, path];
+
+/** Builds the handler and what main.ts needs to run and stop it. */
+export function createApp(deps: AppDeps) {
+  const { config, store } = deps;
+  const now = deps.now ?? Date.now;
+  let idCounter = 0;
+  const idPrefix = now().toString(36);
+  const newId = deps.newId ?? (() => `${idPrefix}-${(++idCounter).toString(36)}`);
+  const metrics = deps.metrics ?? createBridgeMetrics();
+  const auth = deps.auth ?? createAgentAuth({
+    secret: config.agentSecret,
+    allowedOrigins: config.allowedOrigins,
+  });
+  const hub = createHub({
+    onOnline: () => metrics.agentsOnline.set(hub.agentCount),
+    onOffline: () => metrics.agentsOnline.set(hub.agentCount),
+  });
+  const switchboard = createSwitchboard({
+    store,
+    hub,
+    now,
+    observer: {
+      delivered(entry, sockets) {
+        if (sockets > 0) metrics.messagesOut.inc({ msg_type: entry.envelope.data.msg_type });
+      },
+    },
+  });
+  const ctx: ReplyContext = {
+    store,
+    switchboard,
+    hub,
+    metrics,
+    now,
+    newId,
+    companyId: config.companyId,
+  };
+  const replies = deps.createReplies(ctx);
+  const messages = createAgentMessages({
+    store,
+    switchboard,
+    replies,
+    companyId: config.companyId,
+    now,
+    newId,
+  });
+  const wechatCrypto = config.wechatAesKey && config.wechatAppId
+    ? createWechatCrypto({
+      aesKey: config.wechatAesKey,
+      appId: config.wechatAppId,
+      previousAesKey: config.wechatAesKeyPrevious,
+    })
+    : undefined;
+  const webhook = createWechatWebhook({
+    token: config.wechatToken,
+    crypto: wechatCrypto,
+    companyId: config.companyId,
+    now,
+    newId,
+    accept(item) {
+      metrics.messagesIn.inc({ msg_type: item.envelope.data.msg_type });
+      return switchboard.accept(item);
+    },
+  });
+  const upgrade = createAgentSocketHandler({
+    hub,
+    switchboard,
+    messages,
+    auth,
+    limits: DEFAULT_LIMITS,
+    idleTimeoutS: Math.max(config.heartbeatIntervalS * 2, 10),
+    onSocketCount: (open) => metrics.agentSocketsOpen.set(open),
+    onRejected: (reason) => metrics.rejected.inc({ reason }),
+  });
+  const files = createStaticFiles(
+    deps.staticDir ?? new URL("../static/", import.meta.url).pathname,
+  );
+
+  const decoder = new TextDecoder();
+
+  async function receiveXml(req: Request, url: URL): Promise<Response> {
+    const started = performance.now();
+    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
+    const res = await webhook.receive(body, url);
+    metrics.webhookDuration.observe((performance.now() - started) / 1000);
+    return res;
+  }
+
+  /** Who is calling an agent HTTP route: credentials, else `userid`. */
+  async function agentOf(req: Request, url: URL, required: boolean): Promise<string | null> {
+    const claimed = agentIdFrom(url);
+    const hasToken = req.headers.has("authorization") || url.searchParams.has("token");
+    if (!auth.required && claimed === null) {
+      if (required) throw new HttpError(400, "Missing userid");
+      return null;
+    }
+    if (auth.required && !hasToken && !required) {
+      throw new HttpError(401, "Missing agent token");
+    }
+    return await auth.authenticate(req, url, claimed);
+  }
+
+  async function send(req: Request, url: URL): Promise<Response> {
+    const bytes = await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes);
+    const text = decoder.decode(bytes);
+    // The seed's own test posts WeChat XML to /send.
+    if (text.trimStart().startsWith("<")) return await webhook.receive(text, url);
+    const agentId = await agentOf(req, url, false);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, "Cannot parse body: expected JSON (or WeChat XML)");
+    }
+    metrics.messagesIn.inc({ msg_type: "agent" });
+    const answer = await messages.handle(agentId, body);
+    return json(answer.body, answer.status);
+  }
+
+  async function contacts(req: Request, url: URL): Promise<Response> {
+    const agentId = (await agentOf(req, url, true))!;
+    const list = await store.listContacts(agentId);
+    const waiting = await store.listWaiting();
+    const s = (ms: number) => Math.floor(ms / 1000);
+    return json({
+      contacts: list.map((c) => ({
+        contact_id: c.follower_id,
+        name: c.name,
+        avatar: c.avatar,
+        agent_id: c.agent_id,
+        status: c.status,
+        last_message: c.last_message,
+        last_message_time: s(c.last_message_at),
+        last_inbound_time: s(c.last_inbound_at),
+        window_expires_at: c.last_inbound_at ? s(c.last_inbound_at) + 48 * 3600 : 0,
+        unread: c.unread,
+        subscribed: c.subscribed,
+      })),
+      waiting: waiting.map((c) => ({
+        contact_id: c.follower_id,
+        name: c.name,
+        since: s(c.waiting_since ?? c.last_inbound_at),
+        last_message: c.last_message,
+      })),
+    });
+  }
+
+  async function history(req: Request, url: URL): Promise<Response> {
+    const agentId = (await agentOf(req, url, true))!;
+    const contactId = url.searchParams.get("contact_id");
+    if (!contactId) throw new HttpError(400, "Missing contact_id");
+    const contact = await store.getContact(contactId);
+    if (!contact) throw new HttpError(404, `No contact ${contactId}`);
+    if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
+      throw new HttpError(403, `Contact ${contactId} is served by another agent`);
+    }
+    const limitRaw = Number(url.searchParams.get("limit") ?? 50);
+    const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 200) : 50;
+    const beforeRaw = url.searchParams.get("before");
+    const before = beforeRaw === null || beforeRaw === "" ? null : Number(beforeRaw);
+    if (before !== null && (!Number.isSafeInteger(before) || before < 0)) {
+      throw new HttpError(400, "before must be a cursor from next_before");
+    }
+    const page = await store.readHistory(contactId, before, limit);
+    return json({ messages: page.items, next_before: page.nextBefore });
+  }
+
+  const routes: Route[] = [];
+  const add = (method: string, paths: string[], handler: Route["handler"]) => {
+    for (const pathname of paths) {
+      routes.push({ method, pattern: new URLPattern({ pathname }), handler });
+    }
+  };
+  add("GET", both("/msg"), (req, url) => upgrade(req, url));
+  add("POST", both("/send"), send);
+  add("GET", both("/send_xml"), (_req, url) => webhook.verify(url));
+  add("POST", both("/send_xml"), receiveXml);
+  add("GET", both("/contacts"), contacts);
+  add("GET", both("/history"), history);
+  add("GET", ["/healthz"], () => json({ status: "ok" }));
+  add("GET", ["/readyz"], async () => {
+    try {
+      await store.ping();
+      return json({ status: "ready" });
+    } catch {
+      return json({ status: "store unreachable" }, 503);
+    }
+  });
+  add(
+    "GET",
+    ["/metrics"],
+    () => new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+  );
+  add(
+    "GET",
+    ["/"],
+    (req, url) =>
+      req.headers.get("upgrade")?.toLowerCase() === "websocket"
+        ? upgrade(req, url)
+        : files.serve(req, "index.html"),
+  );
+  add("GET", ["/console"], (req) => files.serve(req, "console.html"));
+  add("GET", ["/console/follower"], (req) => files.serve(req, "follower.html"));
+  add(
+    "GET",
+    ["/static/:file+"],
+    (req, _url, m) => files.serve(req, m.pathname.groups["file"] ?? ""),
+  );
+  for (const route of deps.extraRoutes?.(ctx) ?? []) routes.push(route);
+
+  async function handler(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    let allowed: string[] | null = null;
+    try {
+      for (const route of routes) {
+        const match = route.pattern.exec(url);
+        if (!match) continue;
+        if (route.method === req.method || (route.method === "GET" && req.method === "HEAD")) {
+          return await route.handler(req, url, match);
+        }
+        (allowed ??= []).push(route.method);
+      }
+      if (allowed) {
+        return errorResponse(405, `Method ${req.method} not allowed`, {
+          allow: [...new Set(allowed)].join(", "),
+        });
+      }
+      return errorResponse(404, `No route for ${url.pathname}`);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        return errorResponse(error.status, error.message, error.headers);
+      }
+      if (error instanceof SyntaxError) return errorResponse(400, error.message);
+      log.error("Request {method} {path} failed: {error}", {
+        method: req.method,
+        path: url.pathname,
+        error,
+      });
+      return errorResponse(500, "Internal error");
+    }
+  }
+
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  return {
+    handler,
+    hub,
+    switchboard,
+    metrics,
+    auth,
+    /** Starts the 101 heartbeat to every socket. */
+    startHeartbeat(): void {
+      heartbeat ??= setInterval(
+        () => hub.broadcast(HEARTBEAT_FRAME),
+        config.heartbeatIntervalS * 1000,
+      );
+    },
+    /** Stops the heartbeat, closes sockets with `code`, and waits for accepted messages. */
+    async shutdown(code = 1001, reason = "server shutting down"): Promise<void> {
+      if (heartbeat !== undefined) clearInterval(heartbeat);
+      heartbeat = undefined;
+      await switchboard.drain();
+      hub.closeAll(code, reason);
+    },
+  };
+}
+
+/** The running app. */
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,88 @@
+// The bridge assembled from its configuration: the app with its reply target (WeChat's API
+// with credentials, the demo outbox without) and the routes that depend on it. main.ts and
+// the tests both build the server here, so they run the same thing.
+
+import { BASE, createApp, type Route } from "./app.ts";
+import type { Config } from "./config.ts";
+import { HttpError } from "./http_error.ts";
+import { createDemoOutbox } from "./replies/demo_outbox.ts";
+import { createReplyService, type MediaFile } from "./replies/reply_service.ts";
+import type { Store } from "./store/types.ts";
+import { createWechatClient, type WechatClient } from "./wechat/api_client.ts";
+
+/** What the bridge is built from besides its configuration. */
+export interface BridgeDeps {
+  store: Store;
+  now?: () => number;
+  fetch?: typeof fetch;
+  /** A ready client (tests); else one is made from WECHAT_APPID and WECHAT_SECRET. */
+  wechatClient?: WechatClient;
+}
+
+const json = (body: unknown, status = 200) =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+
+/** Builds the whole bridge. */
+export function createBridge(config: Config, deps: BridgeDeps) {
+  const doFetch = deps.fetch ?? fetch;
+  const client = deps.wechatClient ??
+    (config.wechatAppId && config.wechatSecret
+      ? createWechatClient({
+        apiBase: config.wechatApiBase,
+        appId: config.wechatAppId,
+        secret: config.wechatSecret,
+        fetch: doFetch,
+        now: deps.now,
+      })
+      : null);
+  const outbox = client === null ? createDemoOutbox() : null;
+
+  async function fetchMedia(url: string): Promise<MediaFile> {
+    if (!/^https?:\/\//.test(url)) throw new Error("media_url must be an http(s) URL");
+    const res = await doFetch(url, { signal: AbortSignal.timeout(config.mediaTimeoutMs) });
+    if (!res.ok) throw new Error(`Cannot fetch media_url: HTTP ${res.status}`);
+    const length = Number(res.headers.get("content-length") ?? 0);
+    if (length > config.mediaMaxBytes) throw new Error("media_url is too large");
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > config.mediaMaxBytes) throw new Error("media_url is too large");
+    const name = new URL(url).pathname.split("/").pop() || "media";
+    return {
+      bytes,
+      contentType: res.headers.get("content-type") ?? "application/octet-stream",
+      filename: name,
+    };
+  }
+
+  const app = createApp({
+    config,
+    store: deps.store,
+    now: deps.now,
+    createReplies: (ctx) =>
+      createReplyService(
+        ctx,
+        client ? { kind: "wechat", client, fetchMedia } : { kind: "demo", outbox: outbox! },
+      ),
+    extraRoutes: () => {
+      const routes: Route[] = [];
+      routes.push({
+        method: "GET",
+        pattern: new URLPattern({ pathname: `${BASE}/demo/replies` }),
+        handler: (_req, url) => {
+          if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
+          const contactId = url.searchParams.get("contact_id");
+          if (!contactId) throw new HttpError(400, "Missing contact_id");
+          const since = Number(url.searchParams.get("since") ?? 0);
+          return json(outbox.since(contactId, Number.isFinite(since) ? since : 0));
+        },
+      });
+      return routes;
+    },
+  });
+  return { ...app, demo: outbox !== null };
+}
+
+/** The assembled bridge. */
+export type Bridge = ReturnType<typeof createBridge>;

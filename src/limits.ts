@@ -1,0 +1,100 @@
+// Limits that keep one client from exhausting the bridge: request bodies read with a byte cap
+// (413 as soon as it is passed), and a token bucket for messages per second per agent socket.
+// Both are plain functions with the clock passed in, so the route and socket code stay small.
+
+import { HttpError } from "./http_error.ts";
+
+/** Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`. */
+export async function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
+  if (!Number.isInteger(maxBytes) || maxBytes < 0) {
+    throw new RangeError(`Cannot limit body: maxBytes must be a whole number, got ${maxBytes}`);
+  }
+  const declared = req.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > maxBytes) {
+    // The client may still be sending: cancelling tells the server not to read the rest.
+    await req.body?.cancel().catch(() => {});
+    throw tooLarge(maxBytes);
+  }
+  if (req.body === null) return new Uint8Array(0);
+
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(maxBytes);
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+function tooLarge(maxBytes: number): HttpError {
+  return new HttpError(413, `Request body is larger than ${maxBytes} bytes`);
+}
+
+/** A token bucket: `take()` spends one token and says whether there was one. */
+export interface RateLimiter {
+  take(): boolean;
+}
+
+/** Creates a bucket that refills `ratePerSecond` tokens a second, up to `burst`, starting full. */
+export function createRateLimiter(
+  ratePerSecond: number,
+  burst: number,
+  now: () => number = () => performance.now(),
+): RateLimiter {
+  if (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond)) {
+    throw new RangeError(`Cannot create rate limiter: rate must be positive, got ${ratePerSecond}`);
+  }
+  if (!(burst >= 1) || !Number.isFinite(burst)) {
+    throw new RangeError(`Cannot create rate limiter: burst must be at least 1, got ${burst}`);
+  }
+  const perMs = ratePerSecond / 1000;
+  let tokens = burst;
+  let last = now();
+  // Refilling lazily on each take() needs no timer: a socket's limiter costs two numbers.
+  return {
+    take() {
+      const t = now();
+      // A clock that steps back (a fake, or a wall clock) must not drain the bucket.
+      if (t > last) {
+        tokens = Math.min(burst, tokens + (t - last) * perMs);
+        last = t;
+      }
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    },
+  };
+}
+
+/** Defaults the bridge starts with; the production guide documents them. */
+export const DEFAULT_LIMITS = {
+  /** `POST send`: one JSON message from an agent. */
+  sendBodyBytes: 64 * 1024,
+  /** `POST send_xml`: WeChat's XML, which is small even encrypted. */
+  xmlBodyBytes: 64 * 1024,
+  /** One WebSocket frame from an agent. */
+  frameBytes: 64 * 1024,
+  /** Messages per second per agent socket, and the burst allowed above it. */
+  messagesPerSecond: 10,
+  messageBurst: 20,
+  /** Open sockets per agent (tabs and devices). */
+  socketsPerAgent: 8,
+} as const;

@@ -1,0 +1,275 @@
+// An agent's reply on its way to the follower: checked against the contact's owner and WeChat's
+// window and quota, recorded and echoed to the agent's sockets, then sent through WeChat's
+// customer-service API (or the demo outbox) one at a time per follower, with the result told
+// back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode.
+
+import { getLogger } from "@logtape/logtape";
+import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
+import { createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
+import type { ReplyContext } from "../app.ts";
+import type { HistoryItem } from "../store/types.ts";
+import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
+import type { DemoOutbox } from "./demo_outbox.ts";
+import { mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
+import { checkReplyAllowed, windowClosesAt } from "./window.ts";
+
+const log = getLogger(["bridge", "replies"]);
+
+/** Where replies go: WeChat's API, or the demo outbox when there are no credentials. */
+export type ReplyTarget =
+  | { kind: "wechat"; client: WechatClient; fetchMedia: (url: string) => Promise<MediaFile> }
+  | { kind: "demo"; outbox: DemoOutbox };
+
+/** A file an agent's `media_url` pointed at. */
+export interface MediaFile {
+  bytes: Uint8Array;
+  contentType: string;
+  filename: string;
+}
+
+/** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
+const HTTP_WAIT_MS = 10_000;
+/** How long a client_id is remembered. */
+const CLIENT_ID_TTL_MS = 24 * 3600_000;
+
+/** Creates the reply handler over a target. */
+export function createReplyService(ctx: ReplyContext, target: ReplyTarget): ReplyHandler {
+  const { store, switchboard } = ctx;
+  const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
+  const perFollower = new Map<string, Promise<unknown>>();
+
+  function notify(agentId: string, envelope: Envelope): Promise<unknown> {
+    return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
+      log.error("Cannot tell agent {agent_id} a reply's result: {error}", {
+        agent_id: agentId,
+        error,
+      })
+    );
+  }
+
+  async function deliver(agentId: string, followerId: string, data: Record<string, unknown>) {
+    const reply = parseAgentReply(data);
+    if (target.kind === "demo") {
+      target.outbox.add(followerId, {
+        msg_type: reply.msgType,
+        msg: data["msg"] as Record<string, unknown>,
+        send_time: Math.floor(ctx.now() / 1000),
+        agent_id: agentId,
+      });
+      return;
+    }
+    const upload = mediaToUpload(reply);
+    let mediaId: string | undefined;
+    if (upload) {
+      const file = await target.fetchMedia(upload.url);
+      mediaId = await target.client.uploadMedia(
+        upload.type,
+        file.bytes,
+        file.filename,
+        file.contentType,
+      );
+    }
+    await target.client.sendCustomMessage(toCustomMessage(followerId, reply, mediaId));
+  }
+
+  async function send(
+    agentId: string,
+    followerId: string,
+    data: Record<string, unknown>,
+    clientId: string | null,
+  ): Promise<AgentAnswer> {
+    const echo = clientId === null ? {} : { client_id: clientId };
+    try {
+      parseAgentReply(data);
+    } catch (error) {
+      return refuse(400, (error as Error).message, echo);
+    }
+    const contact = await store.getContact(followerId);
+    if (!contact) return refuse(404, `No follower ${followerId}`, echo);
+    if (contact.agent_id !== null && contact.agent_id !== agentId) {
+      return refuse(
+        409,
+        `Follower ${followerId} is served by ${contact.agent_id}; ask for a transfer`,
+        {
+          ...echo,
+          contact_id: followerId,
+        },
+      );
+    }
+    if (!contact.subscribed) {
+      return refuse(
+        403,
+        `Follower ${followerId} has unsubscribed: WeChat will not deliver replies`,
+        {
+          ...echo,
+          contact_id: followerId,
+          limit: "unsubscribed",
+        },
+      );
+    }
+    const now = ctx.now();
+    const state = contact.last_inbound_at === 0 ? null : {
+      lastInboundAt: contact.last_inbound_at,
+      lastInboundKind: contact.last_inbound_kind === "event"
+        ? "event" as const
+        : "message" as const,
+      repliesSinceInbound: contact.replies_since_inbound,
+    };
+    const check = checkReplyAllowed(state, now);
+    if (!check.ok) {
+      const closes = windowClosesAt(state);
+      return refuse(403, check.message, {
+        ...echo,
+        contact_id: followerId,
+        limit: check.limit,
+        reopens_at: check.reopensAt === null ? null : Math.floor(check.reopensAt / 1000),
+        window_closed_at: closes === null ? null : Math.floor(closes / 1000),
+      });
+    }
+    const id = ctx.newId();
+    const item: HistoryItem = {
+      id,
+      name: agentId,
+      avatar: "",
+      msg_type: String(data["msg_type"]),
+      contact_id: followerId,
+      company_id: ctx.companyId,
+      send_time: Math.floor(now / 1000),
+      msg: (data["msg"] ?? {}) as Record<string, unknown>,
+      direction: "out",
+      status: "sending",
+      agent_id: agentId,
+      ...echo,
+    };
+    const { n } = await switchboard.apply(store.recordReply(agentId, followerId, item));
+
+    // Replies to one follower leave in the order they were written; other followers' replies
+    // do not wait behind a slow one.
+    const previous = perFollower.get(followerId) ?? Promise.resolve();
+    const result = previous.then(async (): Promise<AgentAnswer> => {
+      try {
+        await deliver(agentId, followerId, data);
+      } catch (error) {
+        const errcode = error instanceof WechatApiError ? error.errcode : -1;
+        const errmsg = error instanceof Error ? error.message : String(error);
+        const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
+        await store.updateReply(followerId, n, "failed", wechatMsg);
+        const body = {
+          ...echo,
+          reply_id: id,
+          contact_id: followerId,
+          errcode,
+          errmsg: wechatMsg,
+        };
+        await notify(agentId, {
+          data: {
+            id: ctx.newId(),
+            name: "",
+            avatar: "",
+            msg_type: "error",
+            company_id: ctx.companyId,
+            send_time: Math.floor(ctx.now() / 1000),
+            msg: { errcode, errmsg: wechatMsg },
+            ...body,
+          },
+          result: { code: -1, message: `WeChat refused the reply: ${wechatMsg} (${errcode})` },
+        });
+        return refuse(502, `WeChat refused the reply: ${wechatMsg} (${errcode})`, body);
+      }
+      await store.updateReply(followerId, n, "sent");
+      ctx.metrics.messagesOut.inc({ msg_type: `reply_${item.msg_type}` });
+      await notify(
+        agentId,
+        createSystemEnvelope({
+          event: "reply_sent",
+          reply_id: id,
+          contact_id: followerId,
+          ...echo,
+          text: "回复已送达微信",
+        }, { id: ctx.newId(), companyId: ctx.companyId, sendTime: Math.floor(ctx.now() / 1000) }),
+      );
+      return {
+        status: 200,
+        body: {
+          data: { id, ...echo, contact_id: followerId, status: "sent" },
+          result: { code: 0, message: "ok" },
+        },
+      };
+    });
+    const tail = result.catch(() => {});
+    perFollower.set(followerId, tail);
+    tail.then(() => {
+      if (perFollower.get(followerId) === tail) perFollower.delete(followerId);
+    });
+    const timeout = new Promise<AgentAnswer>((resolve) => {
+      const t = setTimeout(() =>
+        resolve({
+          status: 202,
+          body: {
+            data: { id, ...echo, contact_id: followerId, status: "sending" },
+            result: { code: 0, message: "accepted" },
+          },
+        }), HTTP_WAIT_MS);
+      result.finally(() => clearTimeout(t));
+    });
+    return await Promise.race([result, timeout]);
+  }
+
+  return {
+    reply(agentId, followerId, data) {
+      const clientId = typeof data["client_id"] === "string" && data["client_id"] !== ""
+        ? data["client_id"]
+        : null;
+      if (clientId === null) return send(agentId, followerId, data, null);
+      const key = `${agentId}\u0000${clientId}`;
+      const now = ctx.now();
+      const seen = byClientId.get(key);
+      if (seen && now - seen.at < CLIENT_ID_TTL_MS) return seen.result;
+      if (byClientId.size > 100_000) {
+        for (const [k, v] of byClientId) if (now - v.at >= CLIENT_ID_TTL_MS) byClientId.delete(k);
+      }
+      const result = send(agentId, followerId, data, clientId);
+      byClientId.set(key, { at: now, result });
+      // A refusal before sending (window, owner) may be retried with the same client_id.
+      result.then((a) => {
+        if (a.status >= 400 && a.status !== 502) byClientId.delete(key);
+      });
+      return result;
+    },
+
+    async typing(agentId, followerId, on) {
+      const contact = await store.getContact(followerId);
+      if (!contact) return refuse(404, `No follower ${followerId}`);
+      if (contact.agent_id !== null && contact.agent_id !== agentId) {
+        return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`);
+      }
+      const state = contact.last_inbound_at === 0 ? null : {
+        lastInboundAt: contact.last_inbound_at,
+        lastInboundKind: contact.last_inbound_kind === "event"
+          ? "event" as const
+          : "message" as const,
+        repliesSinceInbound: 0,
+      };
+      if (!checkReplyAllowed(state, ctx.now()).ok) {
+        return refuse(403, "Typing is shown only inside the follower's reply window", {
+          contact_id: followerId,
+          limit: "window",
+        });
+      }
+      if (target.kind === "wechat") {
+        try {
+          await target.client.typing(followerId, on);
+        } catch (error) {
+          const errmsg = error instanceof WechatApiError ? error.errmsg : String(error);
+          return refuse(502, `WeChat refused typing: ${errmsg}`, { contact_id: followerId });
+        }
+      } else {
+        target.outbox.typing(followerId, on);
+      }
+      return {
+        status: 200,
+        body: { data: { contact_id: followerId, typing: on }, result: { code: 0, message: "ok" } },
+      };
+    },
+  };
+}

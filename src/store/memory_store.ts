@@ -1,0 +1,139 @@
+// The store without persistence: the routing model plus logs and history in memory, bounded.
+// For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
+
+import { Model, type ModelOptions } from "./model.ts";
+import type {
+  AgentRecord,
+  Applied,
+  Contact,
+  HistoryEntry,
+  HistoryItem,
+  InboundItem,
+  InboundOutcome,
+  LogEntry,
+  Presence,
+  Store,
+} from "./types.ts";
+
+/** How much each agent's log and each conversation keeps in memory. */
+const MAX_LOG = 5_000;
+const MAX_HISTORY = 2_000;
+
+/** Creates a store that lives and dies with the process. */
+export function createMemoryStore(options: ModelOptions): Store {
+  const model = new Model(options);
+  const logs = new Map<string, LogEntry[]>();
+  const histories = new Map<string, HistoryEntry[]>();
+  const pruner = setInterval(() => model.pruneSeen(options.now()), 60_000);
+  Deno.unrefTimer(pruner);
+
+  function commit<T>(value: T): Applied<T> {
+    const changes = model.takeChanges();
+    for (const entry of changes.log) {
+      let log = logs.get(entry.agentId);
+      if (!log) logs.set(entry.agentId, log = []);
+      log.push(entry);
+      if (log.length > MAX_LOG * 1.2) log.splice(0, log.length - MAX_LOG);
+    }
+    for (const h of changes.history) {
+      let list = histories.get(h.followerId);
+      if (!list) histories.set(h.followerId, list = []);
+      list.push(h);
+      if (list.length > MAX_HISTORY * 1.2) list.splice(0, list.length - MAX_HISTORY);
+    }
+    return { value, deliveries: changes.log };
+  }
+
+  const run = <T>(fn: () => T): Promise<Applied<T>> => {
+    try {
+      return Promise.resolve(commit(fn()));
+    } catch (error) {
+      model.takeChanges();
+      return Promise.reject(error);
+    }
+  };
+
+  return {
+    acceptInbound(items: InboundItem[], presence: Presence) {
+      return run(() => items.map((item): InboundOutcome => model.inbound(item, presence)));
+    },
+    appendToAgents(entries) {
+      return run(() => entries.map((e) => model.append(e.agentId, e.envelope)));
+    },
+    agentOnline(agentId: string, _presence: Presence) {
+      return run(() => model.agentOnline(agentId));
+    },
+    readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+      const log = logs.get(agentId) ?? [];
+      // Seqs are dense and increasing, so the start is found by arithmetic, not a scan.
+      const first = log[0]?.seq ?? 1;
+      const start = Math.max(0, afterSeq + 1 - first);
+      return Promise.resolve(log.slice(start, start + limit));
+    },
+    markDelivered(agentId: string, seq: number): void {
+      const record = model.agents.get(agentId);
+      if (record && seq > record.cursor) record.cursor = seq;
+    },
+    getAgent(agentId: string): Promise<AgentRecord | null> {
+      return Promise.resolve(model.agents.get(agentId) ?? null);
+    },
+    isKnownAgent(agentId: string): Promise<boolean> {
+      return Promise.resolve(model.agents.has(agentId));
+    },
+    getContact(followerId: string): Promise<Contact | null> {
+      return Promise.resolve(model.contacts.get(followerId) ?? null);
+    },
+    listContacts(agentId: string): Promise<Contact[]> {
+      return Promise.resolve(model.contactsOf(agentId));
+    },
+    listWaiting(): Promise<Contact[]> {
+      return Promise.resolve(model.waitingContacts());
+    },
+    readHistory(followerId: string, before: number | null, limit: number) {
+      const list = histories.get(followerId) ?? [];
+      let end = list.length;
+      if (before !== null) {
+        const first = list[0]?.n ?? 1;
+        end = Math.max(0, Math.min(list.length, before - first));
+      }
+      const start = Math.max(0, end - limit);
+      const items = list.slice(start, end).map((h) => h.item);
+      const nextBefore = start > 0 ? list[start]!.n : null;
+      return Promise.resolve({ items, nextBefore });
+    },
+    recordReply(agentId: string, followerId: string, item: HistoryItem) {
+      return run(() => ({ n: model.reply(agentId, followerId, item) }));
+    },
+    updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+      const list = histories.get(followerId) ?? [];
+      const first = list[0]?.n ?? 1;
+      const h = list[n - first];
+      if (h && h.n === n) {
+        h.item = { ...h.item, status, ...(error ? { error } : {}) };
+      }
+      return Promise.resolve();
+    },
+    transfer(followerId: string, fromAgent: string, toAgent: string) {
+      return run(() => model.transfer(followerId, fromAgent, toAgent));
+    },
+    closeConversation(followerId: string, agentId: string) {
+      return run(() => model.close(followerId, agentId));
+    },
+    async setCapacity(agentId: string, capacity: number | null) {
+      await run(() => model.setCapacity(agentId, capacity));
+    },
+    async markRead(agentId: string, followerId: string) {
+      await run(() => model.markRead(agentId, followerId));
+    },
+    queueDepth(): Promise<number> {
+      return Promise.resolve(model.queuedCount);
+    },
+    ping(): Promise<void> {
+      return Promise.resolve();
+    },
+    close(): Promise<void> {
+      clearInterval(pruner);
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,382 @@
+// The routing state in memory: contacts, agents and their seqs, who waits for an agent. Every
+// operation is synchronous and records what it changed, so the memory store keeps it and the
+// KV store commits exactly that, atomically, before anyone is told it happened.
+
+import { CODES, createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
+import { chooseAgent } from "./assignment.ts";
+import {
+  type AgentRecord,
+  type Contact,
+  type HistoryEntry,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  type Presence,
+  StoreError,
+} from "./types.ts";
+
+/** A message queued for a follower that has no agent yet. */
+export interface QueuedMessage {
+  followerId: string;
+  n: number;
+  envelope: Envelope;
+}
+
+/** What one batch of operations changed, for the persistent stores to write. */
+export interface Changes {
+  contacts: Set<string>;
+  agents: Set<string>;
+  log: LogEntry[];
+  history: HistoryEntry[];
+  queued: QueuedMessage[];
+  dequeued: Array<{ followerId: string; n: number }>;
+  dedup: string[];
+}
+
+/** An empty change set. */
+export function emptyChanges(): Changes {
+  return {
+    contacts: new Set(),
+    agents: new Set(),
+    log: [],
+    history: [],
+    queued: [],
+    dequeued: [],
+    dedup: [],
+  };
+}
+
+/** A readable preview of a message for the contact list. */
+export function previewOf(envelope: Envelope): string {
+  const msg = envelope.data.msg;
+  const text = typeof msg["content"] === "string"
+    ? msg["content"]
+    : typeof msg["text"] === "string"
+    ? msg["text"]
+    : typeof msg["title"] === "string"
+    ? msg["title"]
+    : `[${envelope.data.msg_type}]`;
+  return text.length > 80 ? text.slice(0, 80) + "…" : text;
+}
+
+/** Options of the model. */
+export interface ModelOptions {
+  companyId: string;
+  now: () => number;
+  newId: () => string;
+  /** How long a WeChat retry is recognised, ms. */
+  dedupTtlMs: number;
+}
+
+/** The in-memory routing state; see the file comment. */
+export class Model {
+  readonly contacts = new Map<string, Contact>();
+  readonly agents = new Map<string, AgentRecord>();
+  /** Waiting followers in the order they started waiting. */
+  readonly waiting = new Map<string, QueuedMessage[]>();
+  /** Dedup key -> expiry (ms). */
+  readonly seen = new Map<string, number>();
+  changes: Changes = emptyChanges();
+  #queuedCount = 0;
+
+  constructor(readonly options: ModelOptions) {}
+
+  /** Takes the changes recorded since the last call. */
+  takeChanges(): Changes {
+    const changes = this.changes;
+    this.changes = emptyChanges();
+    return changes;
+  }
+
+  get queuedCount(): number {
+    return this.#queuedCount;
+  }
+
+  /** Loads a queued message (stores restoring state). */
+  restoreQueued(q: QueuedMessage): void {
+    let list = this.waiting.get(q.followerId);
+    if (!list) this.waiting.set(q.followerId, list = []);
+    list.push(q);
+    this.#queuedCount++;
+  }
+
+  agent(agentId: string): AgentRecord {
+    let record = this.agents.get(agentId);
+    if (!record) {
+      record = { agent_id: agentId, seq: 0, cursor: 0, capacity: null, load: 0 };
+      this.agents.set(agentId, record);
+      this.changes.agents.add(agentId);
+    }
+    return record;
+  }
+
+  #contact(followerId: string, now: number): Contact {
+    let contact = this.contacts.get(followerId);
+    if (!contact) {
+      contact = {
+        follower_id: followerId,
+        name: followerId,
+        avatar: "",
+        agent_id: null,
+        last_agent_id: null,
+        status: "waiting",
+        last_inbound_at: 0,
+        last_inbound_kind: "message",
+        replies_since_inbound: 0,
+        last_message: null,
+        last_message_at: now,
+        unread: 0,
+        waiting_since: null,
+        history_seq: 0,
+        subscribed: true,
+      };
+      this.contacts.set(followerId, contact);
+    }
+    this.changes.contacts.add(followerId);
+    return contact;
+  }
+
+  /** Appends to an agent's log, giving the envelope its seq. */
+  append(agentId: string, envelope: Envelope): LogEntry {
+    const record = this.agent(agentId);
+    record.seq++;
+    this.changes.agents.add(agentId);
+    const stamped: Envelope = {
+      data: { ...envelope.data, seq: record.seq },
+      result: envelope.result,
+    };
+    const entry = { agentId, seq: record.seq, envelope: stamped };
+    this.changes.log.push(entry);
+    return entry;
+  }
+
+  #system(agentId: string, msg: Record<string, unknown>): LogEntry {
+    const now = this.options.now();
+    return this.append(
+      agentId,
+      createSystemEnvelope(msg, {
+        id: this.options.newId(),
+        companyId: this.options.companyId,
+        sendTime: Math.floor(now / 1000),
+      }),
+    );
+  }
+
+  #history(contact: Contact, item: HistoryItem): number {
+    contact.history_seq++;
+    this.changes.history.push({ followerId: contact.follower_id, n: contact.history_seq, item });
+    return contact.history_seq;
+  }
+
+  /** Binds a follower to an agent, tells the agent, and hands it what the follower queued. */
+  #bind(contact: Contact, agentId: string, event: string, text: string): void {
+    if (contact.agent_id && contact.agent_id !== agentId) {
+      const old = this.agents.get(contact.agent_id);
+      if (old) {
+        old.load = Math.max(0, old.load - 1);
+        this.changes.agents.add(old.agent_id);
+      }
+    }
+    if (contact.agent_id !== agentId) {
+      const record = this.agent(agentId);
+      record.load++;
+      this.changes.agents.add(agentId);
+    }
+    contact.agent_id = agentId;
+    contact.last_agent_id = agentId;
+    contact.status = "open";
+    contact.waiting_since = null;
+    this.changes.contacts.add(contact.follower_id);
+    this.#system(agentId, {
+      event,
+      follower_id: contact.follower_id,
+      follower_name: contact.name,
+      text,
+    });
+    const queued = this.waiting.get(contact.follower_id);
+    if (queued) {
+      this.waiting.delete(contact.follower_id);
+      this.#queuedCount -= queued.length;
+      for (const q of queued) {
+        this.append(agentId, q.envelope);
+        this.changes.dequeued.push({ followerId: q.followerId, n: q.n });
+      }
+    }
+  }
+
+  #underCapacity(agentId: string): boolean {
+    const record = this.agents.get(agentId);
+    return !record || record.capacity === null || record.load < record.capacity;
+  }
+
+  /** Routes one follower message; see SPEC "Routing". */
+  inbound(item: InboundItem, presence: Presence): InboundOutcome {
+    const now = item.receivedAt;
+    if (item.dedupKey !== null) {
+      const expiry = this.seen.get(item.dedupKey);
+      if (expiry !== undefined && expiry > now) return "duplicate";
+      this.seen.set(item.dedupKey, now + this.options.dedupTtlMs);
+      this.changes.dedup.push(item.dedupKey);
+    }
+    const contact = this.#contact(item.followerId, now);
+    if (item.name) contact.name = item.name;
+    if (item.kind !== "none") {
+      contact.last_inbound_at = now;
+      contact.last_inbound_kind = item.kind;
+      contact.replies_since_inbound = 0;
+    }
+    contact.subscribed = item.event !== "unsubscribe";
+    contact.last_message = {
+      msg_type: item.envelope.data.msg_type,
+      preview: previewOf(item.envelope),
+      direction: "in",
+    };
+    contact.last_message_at = now;
+    contact.unread++;
+    this.#history(contact, { ...item.envelope.data, direction: "in" });
+
+    const target = item.to !== "" && this.agents.has(item.to) ? item.to : null;
+    if (target !== null && contact.agent_id !== target) {
+      this.#bind(contact, target, "assigned", `${contact.name} 已分配给你`);
+    } else if (contact.agent_id === null) {
+      const chosen = chooseAgent(contact.last_agent_id, presence.onlineAgents(), this.agents);
+      if (chosen !== null) {
+        this.#bind(contact, chosen, "assigned", `${contact.name} 已分配给你`);
+      }
+    }
+    if (contact.agent_id === null) {
+      contact.status = "waiting";
+      contact.waiting_since ??= now;
+      let list = this.waiting.get(contact.follower_id);
+      if (!list) this.waiting.set(contact.follower_id, list = []);
+      const q = {
+        followerId: contact.follower_id,
+        n: contact.history_seq,
+        envelope: item.envelope,
+      };
+      list.push(q);
+      this.#queuedCount++;
+      this.changes.queued.push(q);
+      return "waiting";
+    }
+    this.append(contact.agent_id, item.envelope);
+    return "delivered";
+  }
+
+  /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity. */
+  agentOnline(agentId: string): void {
+    this.agent(agentId);
+    for (const followerId of [...this.waiting.keys()]) {
+      if (!this.#underCapacity(agentId)) break;
+      const contact = this.contacts.get(followerId);
+      if (!contact) continue;
+      this.#bind(contact, agentId, "assigned", `${contact.name} 已分配给你（等待中的客户）`);
+    }
+  }
+
+  /** Records an agent's reply; the caller has checked the window. */
+  reply(agentId: string, followerId: string, item: HistoryItem): number {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    this.changes.contacts.add(followerId);
+    contact.replies_since_inbound++;
+    contact.unread = 0;
+    contact.last_message = {
+      msg_type: item.msg_type,
+      preview: previewOf({ data: item, result: { code: 0, message: "" } }),
+      direction: "out",
+    };
+    contact.last_message_at = this.options.now();
+    const n = this.#history(contact, item);
+    this.append(agentId, {
+      data: item,
+      result: { code: codeOf(item.msg_type), message: "common" },
+    });
+    return n;
+  }
+
+  /** Moves a follower from one agent to another; both are told. */
+  transfer(followerId: string, fromAgent: string, toAgent: string): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    if (contact.agent_id !== fromAgent) {
+      throw new StoreError(`contact ${followerId} is not served by ${fromAgent}`);
+    }
+    if (!this.agents.has(toAgent)) throw new StoreError(`unknown agent ${toAgent}`);
+    if (toAgent === fromAgent) throw new StoreError("cannot transfer a contact to yourself");
+    this.#bind(contact, toAgent, "transferred_in", `${contact.name} 由 ${fromAgent} 转给你`);
+    this.#system(fromAgent, {
+      event: "transferred_out",
+      follower_id: followerId,
+      follower_name: contact.name,
+      to: toAgent,
+      text: `${contact.name} 已转给 ${toAgent}`,
+    });
+  }
+
+  /** Ends a conversation: the follower's next message is assigned anew. */
+  close(followerId: string, agentId: string): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    if (contact.agent_id !== agentId) {
+      throw new StoreError(`contact ${followerId} is not served by ${agentId}`);
+    }
+    const record = this.agent(agentId);
+    record.load = Math.max(0, record.load - 1);
+    this.changes.agents.add(agentId);
+    contact.agent_id = null;
+    contact.status = "closed";
+    contact.unread = 0;
+    this.changes.contacts.add(followerId);
+    this.#system(agentId, {
+      event: "closed",
+      follower_id: followerId,
+      follower_name: contact.name,
+      text: `与 ${contact.name} 的会话已结束`,
+    });
+  }
+
+  setCapacity(agentId: string, capacity: number | null): void {
+    this.agent(agentId).capacity = capacity;
+    this.changes.agents.add(agentId);
+  }
+
+  markRead(agentId: string, followerId: string): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact || (contact.agent_id !== agentId && contact.last_agent_id !== agentId)) return;
+    if (contact.unread === 0) return;
+    contact.unread = 0;
+    this.changes.contacts.add(followerId);
+  }
+
+  /** Contacts an agent serves or last served, most recent first. */
+  contactsOf(agentId: string): Contact[] {
+    const out: Contact[] = [];
+    for (const c of this.contacts.values()) {
+      if (c.agent_id === agentId || (c.agent_id === null && c.last_agent_id === agentId)) {
+        out.push(c);
+      }
+    }
+    return out.sort((a, b) => b.last_message_at - a.last_message_at);
+  }
+
+  waitingContacts(): Contact[] {
+    const out: Contact[] = [];
+    for (const id of this.waiting.keys()) {
+      const c = this.contacts.get(id);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  /** Forgets dedup keys past their time, so the seen-set stays bounded. */
+  pruneSeen(now: number): void {
+    for (const [key, expiry] of this.seen) if (expiry <= now) this.seen.delete(key);
+  }
+}
+
+/** A reply's code: SPEC's for its msg_type; link cards and mini-program cards count as links. */
+function codeOf(msgType: string): number {
+  return CODES[msgType] ?? 1007;
+}

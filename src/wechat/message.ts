@@ -1,0 +1,42 @@
+// A follower's message as the bridge understands it: WeChat's XML fields, typed and checked.
+// Only the fields every message has are lifted out; the rest stays in `xml` for the envelope.
+
+import { textOf, type WechatXml } from "./xml.ts";
+
+/** One message or event from a follower, read from WeChat's XML. */
+export interface FollowerMessage {
+  /** ToUserName: the account's original id, or (seed's simplified form) an agent's userid. */
+  to: string;
+  /** FromUserName: the follower's OpenID. */
+  from: string;
+  createTime: string;
+  msgType: string;
+  msgId?: string;
+  event?: string;
+  xml: WechatXml;
+}
+
+/** Lifts the common fields out of parsed XML; throws SyntaxError when one is missing. */
+export function readFollowerMessage(xml: WechatXml): FollowerMessage {
+  const from = textOf(xml, "FromUserName")?.trim();
+  const msgType = textOf(xml, "MsgType")?.trim();
+  if (!from) throw new SyntaxError("Cannot parse WeChat XML: FromUserName is missing");
+  if (!msgType) throw new SyntaxError("Cannot parse WeChat XML: MsgType is missing");
+  if (from.length > 128) throw new SyntaxError("Cannot parse WeChat XML: FromUserName is too long");
+  return {
+    to: textOf(xml, "ToUserName")?.trim() ?? "",
+    from,
+    createTime: textOf(xml, "CreateTime")?.trim() ?? "",
+    msgType,
+    msgId: textOf(xml, "MsgId")?.trim() || undefined,
+    event: msgType === "event" ? textOf(xml, "Event")?.trim() || "unknown" : undefined,
+    xml,
+  };
+}
+
+/** The key WeChat's retries share: MsgId for messages, the event's identity for events. */
+export function dedupKeyOf(message: FollowerMessage): string {
+  if (message.msgId) return `m|${message.from}|${message.msgId}`;
+  const eventKey = textOf(message.xml, "EventKey") ?? "";
+  return `e|${message.from}|${message.createTime}|${message.event ?? message.msgType}|${eventKey}`;
+}
