@@ -78,6 +78,15 @@ export function createSwitchboard(options: SwitchboardOptions) {
     }
   }
 
+  // Entries committed by other instances reach the agents connected here.
+  store.onRemoteEntries?.((entries) => {
+    for (const entry of entries) {
+      if (!hub.isOnline(entry.agentId)) continue;
+      const sockets = hub.deliver(entry.agentId, entry.seq, JSON.stringify(entry.envelope));
+      if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
+    }
+  });
+
   return {
     presence,
     push,
@@ -140,7 +149,9 @@ export function createSwitchboard(options: SwitchboardOptions) {
 
     /** Unregisters a socket. */
     disconnect(conn: AgentConnection): void {
-      hub.remove(conn);
+      if (hub.remove(conn)) {
+        store.agentOffline?.(conn.agentId).catch(() => {/* presence expires on its own */});
+      }
     },
 
     /** Waits until every accepted message is committed and pushed. */

@@ -3,6 +3,7 @@
 // implement the same interface, so the rest of the bridge never knows which one it has.
 
 import type { Envelope, EnvelopeData } from "../agents/envelope.ts";
+import type { TokenCache } from "../wechat/access_token.ts";
 
 /** A follower as the bridge knows it: who serves it, its window, its unread count. */
 export interface Contact {
@@ -143,6 +144,12 @@ export interface Store {
   markRead(agentId: string, followerId: string): Promise<void>;
   /** How many messages wait for an agent. */
   queueDepth(): Promise<number>;
+  /** The agent's last socket on this instance closed (stores that share presence need it). */
+  agentOffline?(agentId: string): Promise<void>;
+  /** Shared stores call `listener` with entries committed by other instances. */
+  onRemoteEntries?(listener: (entries: LogEntry[]) => void): void;
+  /** Shared stores share WeChat's access token between instances. */
+  readonly tokenCache?: TokenCache;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
