@@ -83,7 +83,9 @@ class Family<S> {
     const names = this.labelNames;
     if (names.length === 1) {
       const value = labels[names[0]!];
-      if (value === undefined) throw new RangeError(`Cannot find series: label ${names[0]} missing`);
+      if (value === undefined) {
+        throw new RangeError(`Cannot find series: label ${names[0]} missing`);
+      }
       const found = this.#root.get(typeof value === "string" ? value : String(value)) as S;
       return found ?? this.get([String(value)]);
     }
@@ -198,7 +200,9 @@ export class Counter<L extends string = never> extends BaseMetric<L, CounterSeri
   render(out: string[]): void {
     this.header(out, "counter");
     for (const { values, series } of this.family.entries()) {
-      out.push(`${this.name}${this.labelText(values)} ${formatNumber((series as CounterValue).value)}`);
+      out.push(
+        `${this.name}${this.labelText(values)} ${formatNumber((series as CounterValue).value)}`,
+      );
     }
   }
 }
@@ -271,7 +275,9 @@ export class Gauge<L extends string = never> extends BaseMetric<L, GaugeSeries> 
     }
     this.header(out, "gauge");
     for (const { values, series } of this.family.entries()) {
-      out.push(`${this.name}${this.labelText(values)} ${formatNumber((series as GaugeValue).value)}`);
+      out.push(
+        `${this.name}${this.labelText(values)} ${formatNumber((series as GaugeValue).value)}`,
+      );
     }
   }
 }

@@ -75,7 +75,9 @@ export async function mintAgentToken(
 ): Promise<string> {
   if (userid === "") throw new RangeError("Cannot mint agent token: userid is empty");
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
-    throw new RangeError(`Cannot mint agent token: ttl must be positive seconds, got ${ttlSeconds}`);
+    throw new RangeError(
+      `Cannot mint agent token: ttl must be positive seconds, got ${ttlSeconds}`,
+    );
   }
   const issuedAt = Math.floor(Date.now() / 1000);
   return await new SignJWT({})

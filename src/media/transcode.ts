@@ -1,0 +1,195 @@
+// ffmpeg and ffprobe as subprocesses: WeChat voice (AMR, Speex) to MP3 for browsers, a JPEG
+// thumbnail from a video, and durations. Every run has a deadline and is killed when it passes;
+// the input format is sniffed and forced, so ffmpeg never follows a playlist inside a file.
+
+import { join } from "node:path";
+
+/** Options shared by the ffmpeg runs. */
+export interface FfmpegOptions {
+  /** The run is killed (SIGKILL) after this many milliseconds. */
+  timeoutMs: number;
+  /** The ffmpeg binary; default `ffmpeg` on PATH. */
+  ffmpeg?: string;
+}
+
+/** Options for `probeDuration`. */
+export interface ProbeOptions {
+  timeoutMs?: number;
+  /** The ffprobe binary; default `ffprobe` on PATH. */
+  ffprobe?: string;
+}
+
+const STDERR_TAIL = 400;
+
+/**
+ * The demuxer for bytes ffmpeg should read, from their magic numbers, or null when unknown.
+ * We force it with `-f` because auto-probing accepts HLS and concat playlists, which would make
+ * ffmpeg open other files or URLs named inside a follower's upload.
+ */
+export function sniffDemuxer(bytes: Uint8Array): string | null {
+  const ascii = (offset: number, text: string) =>
+    bytes.length >= offset + text.length &&
+    [...text].every((c, i) => bytes[offset + i] === c.charCodeAt(0));
+  if (ascii(0, "#!AMR")) return "amr"; // both AMR-NB (`#!AMR\n`) and AMR-WB (`#!AMR-WB\n`)
+  if (ascii(0, "OggS")) return "ogg"; // Speex or Opus in Ogg
+  if (ascii(0, "ID3") || (bytes[0] === 0xff && ((bytes[1] ?? 0) & 0xe0) === 0xe0)) return "mp3";
+  if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "wav";
+  if (ascii(4, "ftyp")) return "mov"; // mp4, m4a, 3gp
+  return null;
+}
+
+/**
+ * Converts a voice message to MP3 (mono, 44.1 kHz, 48 kb/s CBR).
+ *
+ * Why MP3 and not AAC in .m4a: AAC is a "proprietary codec" in Chromium, so open-source
+ * Chromium builds and some Linux Firefox installs (which decode AAC through the OS) cannot play
+ * it, while MP3 is patent-free and decoded in-browser by Chrome, Chromium, Firefox and Safari
+ * alike. MPEG-1 sample rate (44.1 kHz) rather than 8 kHz because MPEG-2.5 rates are the corner
+ * of MP3 that decoders skip; CBR keeps duration and seeking exact without a seek table.
+ */
+export async function transcodeVoice(
+  input: Uint8Array,
+  options: FfmpegOptions,
+): Promise<Uint8Array> {
+  const demuxer = sniffDemuxer(input);
+  if (demuxer === null || demuxer === "mov") {
+    throw new Error("Cannot transcode voice: the bytes are not AMR, Ogg (Speex), MP3 or WAV");
+  }
+  return await withTempDir(async (dir) => {
+    const inPath = join(dir, "in");
+    const outPath = join(dir, "out.mp3");
+    await Deno.writeFile(inPath, input);
+    // deno-fmt-ignore
+    await runTool(options.ffmpeg ?? "ffmpeg", [
+      "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
+      "-f", demuxer, "-i", inPath,
+      "-vn", "-map_metadata", "-1", "-ac", "1", "-ar", "44100",
+      "-c:a", "libmp3lame", "-b:a", "48k", "-f", "mp3", "-y", outPath,
+    ], { timeoutMs: options.timeoutMs, what: "transcode voice" });
+    const bytes = await Deno.readFile(outPath);
+    if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
+    return bytes;
+  });
+}
+
+/** A JPEG (at most 320 px wide) of a video's first frame, for a video without WeChat's thumb. */
+export async function videoThumbnail(
+  input: Uint8Array,
+  options: FfmpegOptions,
+): Promise<Uint8Array> {
+  if (sniffDemuxer(input) !== "mov") {
+    throw new Error("Cannot make video thumbnail: the bytes are not MP4");
+  }
+  return await withTempDir(async (dir) => {
+    const inPath = join(dir, "in.mp4");
+    const outPath = join(dir, "thumb.jpg");
+    await Deno.writeFile(inPath, input);
+    // deno-fmt-ignore
+    await runTool(options.ffmpeg ?? "ffmpeg", [
+      "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
+      "-f", "mov", "-i", inPath,
+      "-an", "-frames:v", "1", "-vf", "scale='min(320,iw)':-2",
+      "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-y", outPath,
+    ], { timeoutMs: options.timeoutMs, what: "make video thumbnail" });
+    const bytes = await Deno.readFile(outPath);
+    if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
+    return bytes;
+  });
+}
+
+/**
+ * Duration in seconds of the first stream, measured from its packets. The container's header
+ * is not trusted: AMR has none, and ffprobe's bitrate estimate for our 24.36 s sample says 25.15.
+ */
+export async function probeDuration(
+  input: Uint8Array | string,
+  options: ProbeOptions = {},
+): Promise<number> {
+  const probe = async (path: string, demuxer?: string) => {
+    // deno-fmt-ignore
+    const out = await runTool(options.ffprobe ?? "ffprobe", [
+      "-v", "error", "-protocol_whitelist", "file", "-select_streams", "0",
+      "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
+      ...(demuxer ? ["-f", demuxer] : []), path,
+    ], { timeoutMs: options.timeoutMs ?? 30_000, what: "probe duration", stdout: true });
+    let first = Infinity;
+    let last = -Infinity;
+    for (const line of out.split("\n")) {
+      const [pts, dur] = line.split(",").map(Number);
+      if (pts === undefined || !Number.isFinite(pts)) continue;
+      first = Math.min(first, pts);
+      last = Math.max(last, pts + (Number.isFinite(dur) ? dur ?? 0 : 0));
+    }
+    if (!Number.isFinite(first)) throw new Error("Cannot probe duration: no packets with a time");
+    return last - first;
+  };
+  if (typeof input === "string") return await probe(input);
+  const demuxer = sniffDemuxer(input);
+  if (demuxer === null) throw new Error("Cannot probe duration: unrecognised media format");
+  return await withTempDir(async (dir) => {
+    const path = join(dir, "in");
+    await Deno.writeFile(path, input);
+    return await probe(path, demuxer);
+  });
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "bridge-media-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Runs a tool, killing it at the deadline; returns stdout when asked, throws on failure. */
+async function runTool(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs: number; what: string; stdout?: boolean },
+): Promise<string> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: opts.stdout ? "piped" : "null",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot ${opts.what}: ${cmd} is not installed (not found on PATH)`);
+    }
+    throw new Error(`Cannot ${opts.what}: ${cmd} did not start: ${errorText(err)}`);
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited between the deadline and the kill.
+    }
+  }, opts.timeoutMs);
+  try {
+    const out = await child.output();
+    if (timedOut) {
+      throw new Error(`Cannot ${opts.what}: ${cmd} took longer than ${opts.timeoutMs} ms`);
+    }
+    if (!out.success) {
+      // The last line is ffmpeg's summary of what went wrong; earlier ones repeat per frame.
+      const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
+      const stderr = (lines.at(-1) ?? "").trim().slice(0, STDERR_TAIL);
+      throw new Error(
+        `Cannot ${opts.what}: ${cmd} exited with code ${out.code}${stderr ? `: ${stderr}` : ""}`,
+      );
+    }
+    return opts.stdout ? new TextDecoder().decode(out.stdout) : "";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,112 @@
+// Shared by the media tests: whether ffmpeg and ffprobe are here (skip locally when absent,
+// fail under CI=true), fixture files made with ffmpeg, and a server for signed media URLs.
+
+import { serveMedia, type ServeMediaDeps } from "../../src/media/serve.ts";
+
+export const VOICE_AMR = "/work/shared/wechat/media/voice.amr";
+
+async function works(cmd: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(cmd, { args: ["-version"], stdout: "null", stderr: "null" })
+      .output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+const present = (await works("ffmpeg")) && (await works("ffprobe"));
+
+/** True when a test needing ffmpeg should be skipped: tools absent and not under CI. */
+export const skipWithoutFfmpeg = !present && Deno.env.get("CI") !== "true";
+if (skipWithoutFfmpeg) {
+  // deno-lint-ignore no-console
+  console.warn("ffmpeg/ffprobe not found on PATH: skipping tests that need them (CI is not true)");
+}
+
+/** Runs ffmpeg with the given arguments, throwing with its stderr on failure. */
+export async function ffmpeg(...args: string[]): Promise<void> {
+  const out = await new Deno.Command("ffmpeg", {
+    args: ["-hide_banner", "-nostdin", "-v", "error", ...args],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`ffmpeg failed: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+/** ffprobe's view of a file: format duration, first stream's codec and type. */
+export async function ffprobe(
+  path: string,
+): Promise<{ duration: number; codec: string; codecType: string }> {
+  const out = await new Deno.Command("ffprobe", {
+    args: [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration:stream=codec_name,codec_type",
+      "-of",
+      "json",
+      path,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`ffprobe failed: ${new TextDecoder().decode(out.stderr)}`);
+  const json = JSON.parse(new TextDecoder().decode(out.stdout));
+  return {
+    duration: Number(json.format?.duration),
+    codec: json.streams?.[0]?.codec_name ?? "",
+    codecType: json.streams?.[0]?.codec_type ?? "",
+  };
+}
+
+/** Makes a 2 s H.264 mp4, a PNG and a JPEG in `dir`; returns their bytes. */
+export async function makeFixtures(
+  dir: string,
+): Promise<{ mp4: Uint8Array; png: Uint8Array; jpeg: Uint8Array }> {
+  const src = ["-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=15"];
+  await ffmpeg(
+    ...src,
+    ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    ...["-movflags", "+faststart", "-y", `${dir}/video.mp4`],
+  );
+  await ffmpeg(...src, "-frames:v", "1", "-y", `${dir}/image.png`);
+  await ffmpeg(...src, "-frames:v", "1", "-y", `${dir}/image.jpg`);
+  return {
+    mp4: await Deno.readFile(`${dir}/video.mp4`),
+    png: await Deno.readFile(`${dir}/image.png`),
+    jpeg: await Deno.readFile(`${dir}/image.jpg`),
+  };
+}
+
+/**
+ * Duration of an AMR-NB file computed from its frame headers (20 ms a frame), independent of
+ * ffmpeg, whose header-less estimate for AMR is off by most of a second.
+ */
+export function amrDurationSeconds(bytes: Uint8Array): number {
+  const magic = "#!AMR\n";
+  const head = new TextDecoder().decode(bytes.subarray(0, magic.length));
+  if (head !== magic) throw new Error("Cannot parse AMR: no #!AMR header");
+  // Speech bytes per frame type 0-15 (AMR-NB, RFC 4867 section 5.3), plus the header byte.
+  const sizes = [12, 13, 15, 17, 19, 20, 26, 31, 5, 6, 5, 5, 0, 0, 0, 0];
+  let frames = 0;
+  for (let i = magic.length; i < bytes.length; frames++) {
+    i += 1 + sizes[(bytes[i]! >> 3) & 0x0f]!;
+  }
+  return frames * 0.02;
+}
+
+/** A real HTTP server on port 0 mounting `serveMedia` at `/media/:key?t=TOKEN`. */
+export function startMediaServer(deps: ServeMediaDeps): { base: string; close(): Promise<void> } {
+  const pattern = new URLPattern({ pathname: "/media/:key" });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    const match = pattern.exec(url);
+    if (!match) return new Response("Not found", { status: 404 });
+    return serveMedia(req, match.pathname.groups.key ?? "", url.searchParams.get("t"), deps);
+  });
+  return {
+    base: `http://127.0.0.1:${server.addr.port}`,
+    close: () => server.shutdown(),
+  };
+}

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import {
+  probeDuration,
+  sniffDemuxer,
+  transcodeVoice,
+  videoThumbnail,
+} from "../../src/media/transcode.ts";
+import {
+  amrDurationSeconds,
+  ffmpeg,
+  ffprobe,
+  makeFixtures,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "./_media_tools.ts";
+
+const ascii = (text: string) => new TextEncoder().encode(text);
+
+Deno.test("sniffDemuxer() names the demuxer from magic numbers", () => {
+  assert.equal(sniffDemuxer(ascii("#!AMR\n\x3c")), "amr");
+  assert.equal(sniffDemuxer(ascii("#!AMR-WB\n")), "amr");
+  assert.equal(sniffDemuxer(ascii("OggS\0\x02")), "ogg");
+  assert.equal(sniffDemuxer(ascii("ID3\x04")), "mp3");
+  assert.equal(sniffDemuxer(new Uint8Array([0xff, 0xfb, 0x90, 0x00])), "mp3");
+  assert.equal(sniffDemuxer(ascii("RIFF\0\0\0\0WAVEfmt ")), "wav");
+  assert.equal(sniffDemuxer(ascii("\0\0\0\x20ftypisom")), "mov");
+  // A playlist must never reach ffmpeg's auto-probing.
+  assert.equal(sniffDemuxer(ascii("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\nfile:///etc/passwd\n")), null);
+  assert.equal(sniffDemuxer(new Uint8Array(0)), null);
+});
+
+Deno.test({
+  name: "transcodeVoice() turns WeChat AMR into MP3 of the same length",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "transcode-test-" });
+    const amr = await Deno.readFile(VOICE_AMR);
+    const amrSeconds = amrDurationSeconds(amr);
+
+    await t.step("the MP3 plays for as long as the AMR (ffprobe, within 0.2 s)", async () => {
+      const mp3 = await transcodeVoice(amr, { timeoutMs: 30_000 });
+      await Deno.writeFile(`${dir}/voice.mp3`, mp3);
+      const info = await ffprobe(`${dir}/voice.mp3`);
+      assert.equal(info.codec, "mp3");
+      assert.equal(info.codecType, "audio");
+      // Decodes from start to end without a single error.
+      await ffmpeg("-xerror", "-i", `${dir}/voice.mp3`, "-f", "null", "-");
+      assert.ok(
+        Math.abs(info.duration - amrSeconds) < 0.2,
+        `mp3 ${info.duration} s vs amr ${amrSeconds} s`,
+      );
+    });
+
+    await t.step(
+      "probeDuration() measures from packets, matching the AMR frame count",
+      async () => {
+        assert.ok(Math.abs((await probeDuration(amr)) - amrSeconds) < 0.05);
+        assert.ok(Math.abs((await probeDuration(`${dir}/voice.mp3`)) - amrSeconds) < 0.2);
+      },
+    );
+
+    await t.step("a short AMR cut by stream copy converts too", async () => {
+      await ffmpeg("-i", VOICE_AMR, "-t", "3", "-c", "copy", "-y", `${dir}/short.amr`);
+      const short = await Deno.readFile(`${dir}/short.amr`);
+      const mp3 = await transcodeVoice(short, { timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3);
+      assert.ok(Math.abs(seconds - amrDurationSeconds(short)) < 0.2, `${seconds} s`);
+      assert.ok(seconds < 4);
+    });
+
+    await t.step("ffmpeg is killed at the time limit", async () => {
+      const started = performance.now();
+      await assert.rejects(
+        transcodeVoice(amr, { timeoutMs: 1 }),
+        /Cannot transcode voice: ffmpeg took longer than 1 ms/,
+      );
+      assert.ok(performance.now() - started < 5_000);
+    });
+
+    await t.step("garbage behind an AMR header fails with ffmpeg's reason", async () => {
+      const garbage = new Uint8Array(4000);
+      garbage.set(ascii("#!AMR\n"));
+      for (let i = 6; i < garbage.length; i++) garbage[i] = (i * 7919) & 0xff;
+      await assert.rejects(
+        transcodeVoice(garbage, { timeoutMs: 30_000 }),
+        /^Error: Cannot transcode voice: ffmpeg (exited with code \d+|produced no audio)/,
+      );
+    });
+
+    await t.step("bytes that are not audio are refused before ffmpeg runs", async () => {
+      await assert.rejects(
+        transcodeVoice(ascii("#EXTM3U\nhttp://169.254.169.254/\n"), {
+          timeoutMs: 30_000,
+          ffmpeg: "/nonexistent/ffmpeg",
+        }),
+        /Cannot transcode voice: the bytes are not AMR/,
+      );
+    });
+
+    await t.step("a missing ffmpeg binary is a clear error", async () => {
+      await assert.rejects(
+        transcodeVoice(amr, { timeoutMs: 30_000, ffmpeg: "/nonexistent/ffmpeg" }),
+        /Cannot transcode voice: \/nonexistent\/ffmpeg is not installed/,
+      );
+    });
+
+    await t.step("videoThumbnail() gives a JPEG of an mp4's first frame", async () => {
+      const { mp4 } = await makeFixtures(dir);
+      const jpeg = await videoThumbnail(mp4, { timeoutMs: 30_000 });
+      assert.deepEqual([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+      await Deno.writeFile(`${dir}/thumb.jpg`, jpeg);
+      assert.equal((await ffprobe(`${dir}/thumb.jpg`)).codec, "mjpeg");
+      await assert.rejects(videoThumbnail(amr, { timeoutMs: 30_000 }), /not MP4/);
+    });
+
+    await Deno.remove(dir, { recursive: true });
+  },
+});
