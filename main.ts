@@ -6,6 +6,7 @@ import { createBridge } from "./src/bridge.ts";
 import { loadConfig } from "./src/config.ts";
 import { configureLogging } from "./src/logging.ts";
 import { openStore } from "./src/store/open_store.ts";
+import { loadMediaSecret } from "./src/media/url_secret.ts";
 
 const SHUTDOWN_LIMIT_MS = 10_000;
 
@@ -25,7 +26,12 @@ async function main(): Promise<void> {
   let store;
   try {
     store = await openStore(config);
-    bridge = createBridge(config, { store });
+    const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+    bridge = createBridge(config, { store, mediaSecret });
+    const resumed = await bridge.intake?.recover();
+    if (resumed) {
+      log.info("Resuming {count} media messages from before the restart", { count: resumed });
+    }
   } catch (error) {
     log.fatal("Cannot start: {message}", { message: (error as Error).message });
     await store?.close();

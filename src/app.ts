@@ -12,7 +12,8 @@ import type { Config } from "./config.ts";
 import { HttpError } from "./http_error.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./limits.ts";
 import { type BridgeMetrics, createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
-import type { Store } from "./store/types.ts";
+import type { InboundItem, InboundOutcome, Store } from "./store/types.ts";
+import type { MediaIntake } from "./media/intake.ts";
 import { createStaticFiles } from "./static_files.ts";
 import { createSwitchboard } from "./switchboard.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
@@ -36,6 +37,8 @@ export interface AppDeps {
   staticDir?: string;
   /** Extra routes (media, demo) mounted before the 404. */
   extraRoutes?: (ctx: ReplyContext) => Route[];
+  /** Follower media: fetched before the message is routed. */
+  createMediaIntake?: (accept: (item: InboundItem) => Promise<InboundOutcome>) => MediaIntake;
 }
 
 /** What reply handlers and extra routes may use. */
@@ -123,14 +126,16 @@ export function createApp(deps: AppDeps) {
       previousAesKey: config.wechatAesKeyPrevious,
     })
     : undefined;
+  const intake = deps.createMediaIntake?.((item) => switchboard.accept(item)) ?? null;
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
     companyId: config.companyId,
     now,
     newId,
-    accept(item) {
+    accept(item, _message, url) {
       metrics.messagesIn.inc({ msg_type: item.envelope.data.msg_type });
+      if (intake?.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
   });
@@ -319,6 +324,7 @@ export function createApp(deps: AppDeps) {
     switchboard,
     metrics,
     auth,
+    intake,
     /** Starts the 101 heartbeat to every socket. */
     startHeartbeat(): void {
       heartbeat ??= setInterval(
@@ -330,6 +336,7 @@ export function createApp(deps: AppDeps) {
     async shutdown(code = 1001, reason = "server shutting down"): Promise<void> {
       if (heartbeat !== undefined) clearInterval(heartbeat);
       heartbeat = undefined;
+      // Media jobs still running stay journaled and resume at the next start.
       await switchboard.drain();
       hub.closeAll(code, reason);
     },

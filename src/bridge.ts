@@ -9,6 +9,13 @@ import { createDemoOutbox } from "./replies/demo_outbox.ts";
 import { createReplyService, type MediaFile } from "./replies/reply_service.ts";
 import type { Store } from "./store/types.ts";
 import { createWechatClient, type WechatClient } from "./wechat/api_client.ts";
+import { createMediaIntake } from "./media/intake.ts";
+import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
+import { serveMedia } from "./media/serve.ts";
+import { createUrlSigner } from "./media/signed_url.ts";
+import { createDiskStorage } from "./media/storage.ts";
+import { extensionOf } from "./media/serve.ts";
+import { readBodyLimited } from "./limits.ts";
 
 /** What the bridge is built from besides its configuration. */
 export interface BridgeDeps {
@@ -17,6 +24,10 @@ export interface BridgeDeps {
   fetch?: typeof fetch;
   /** A ready client (tests); else one is made from WECHAT_APPID and WECHAT_SECRET. */
   wechatClient?: WechatClient;
+  /** Signs media URLs; must be the same across restarts and instances (see main.ts). */
+  mediaSecret: string | Uint8Array;
+  /** Journal media jobs under DATA_DIR so a restart resumes them (off in memory-only tests). */
+  journalMedia?: boolean;
 }
 
 const json = (body: unknown, status = 200) =>
@@ -39,6 +50,24 @@ export function createBridge(config: Config, deps: BridgeDeps) {
       })
       : null);
   const outbox = client === null ? createDemoOutbox() : null;
+  const storage = createDiskStorage(`${config.dataDir}/media`);
+  const signer = createUrlSigner(deps.mediaSecret);
+  // Demo mode has no WeChat to fetch from: the simulator's uploads stand in for media/get.
+  const demoMedia = new Map<string, { bytes: Uint8Array; contentType: string }>();
+  const getMedia: GetMedia | null = client ? (id, opts) => client.getMedia(id, opts) : (id) => {
+    const file = demoMedia.get(id);
+    if (!file) return Promise.reject(new Error(`No demo media ${id}`));
+    return Promise.resolve({ kind: "file" as const, ...file });
+  };
+  const pipeline = createMediaPipeline({
+    storage,
+    signer,
+    getMedia,
+    fetch: doFetch,
+    allowedHosts: config.mediaAllowedHosts,
+    maxBytes: config.mediaMaxBytes,
+    timeoutMs: config.mediaTimeoutMs,
+  });
 
   async function fetchMedia(url: string): Promise<MediaFile> {
     if (!/^https?:\/\//.test(url)) throw new Error("media_url must be an http(s) URL");
@@ -65,8 +94,44 @@ export function createBridge(config: Config, deps: BridgeDeps) {
         ctx,
         client ? { kind: "wechat", client, fetchMedia } : { kind: "demo", outbox: outbox! },
       ),
+    createMediaIntake: (accept) =>
+      createMediaIntake({
+        pipeline,
+        journalDir: deps.journalMedia === false ? null : `${config.dataDir}/media-jobs`,
+        accept,
+      }),
     extraRoutes: () => {
       const routes: Route[] = [];
+      routes.push({
+        method: "GET",
+        pattern: new URLPattern({ pathname: "/media/:key" }),
+        handler: (req, url, m) =>
+          serveMedia(req, m.pathname.groups["key"] ?? "", url.searchParams.get("t"), {
+            storage,
+            signer,
+          }),
+      });
+      routes.push({
+        method: "POST",
+        pattern: new URLPattern({ pathname: `${BASE}/demo/media` }),
+        handler: async (req) => {
+          if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
+          const type = req.headers.get("content-type") ?? "";
+          const ext = extensionOf(type);
+          if (!ext || !type.startsWith("image/")) {
+            throw new HttpError(415, "Send an image (JPEG, PNG, GIF or WebP)");
+          }
+          const bytes = await readBodyLimited(
+            req,
+            Math.min(config.mediaMaxBytes, 10 * 1024 * 1024),
+          );
+          const key = await storage.put(bytes, ext);
+          const mediaId = `demo_${key.slice(0, 32)}`;
+          demoMedia.set(mediaId, { bytes, contentType: type });
+          const base = config.publicUrl ?? new URL(req.url).origin;
+          return json({ media_id: mediaId, pic_url: `${base}/media/${key}?t=${signer.sign(key)}` });
+        },
+      });
       routes.push({
         method: "GET",
         pattern: new URLPattern({ pathname: `${BASE}/demo/replies` }),

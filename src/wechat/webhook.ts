@@ -30,7 +30,7 @@ export interface WebhookDeps {
   companyId: string;
   now: () => number;
   newId: () => string;
-  accept(item: InboundItem, message: FollowerMessage): Promise<InboundOutcome>;
+  accept(item: InboundItem, message: FollowerMessage, url: URL): Promise<InboundOutcome | void>;
 }
 
 /** Creates the handlers for `GET` and `POST send_xml`. */
@@ -91,16 +91,20 @@ export function createWechatWebhook(deps: WebhookDeps) {
         : OPENING_EVENTS.has(message.event)
         ? "event"
         : "none";
-      await deps.accept({
-        followerId: message.from,
-        name: null,
-        to: message.to,
-        envelope,
-        kind,
-        receivedAt,
-        dedupKey: dedupKeyOf(message),
-        event: message.event,
-      }, message);
+      await deps.accept(
+        {
+          followerId: message.from,
+          name: null,
+          to: message.to,
+          envelope,
+          kind,
+          receivedAt,
+          dedupKey: dedupKeyOf(message),
+          event: message.event,
+        },
+        message,
+        url,
+      );
       return new Response("success", { headers: { "content-type": "text/plain; charset=utf-8" } });
     },
   };

@@ -20,7 +20,8 @@ export interface TestBridge {
 export function startBridge(
   options: { env?: Record<string, string>; store?: Store } & Partial<BridgeDeps> = {},
 ): Promise<TestBridge> {
-  const config = loadConfig({ HEARTBEAT_INTERVAL_S: "30", ...options.env });
+  const dataDir = Deno.makeTempDirSync({ prefix: "bridge-test-" });
+  const config = loadConfig({ HEARTBEAT_INTERVAL_S: "30", DATA_DIR: dataDir, ...options.env });
   const now = options.now ?? Date.now;
   const store = options.store ??
     createMemoryStore({
@@ -29,7 +30,13 @@ export function startBridge(
       newId: () => crypto.randomUUID(),
       dedupTtlMs: 3600_000,
     });
-  const bridge = createBridge(config, { ...options, store, now });
+  const bridge = createBridge(config, {
+    mediaSecret: "test media url secret, 32 bytes or more",
+    journalMedia: false,
+    ...options,
+    store,
+    now,
+  });
   const controller = new AbortController();
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", signal: controller.signal, onListen: () => {} },
@@ -47,7 +54,9 @@ export function startBridge(
       await bridge.shutdown();
       controller.abort();
       await server.finished;
+      await bridge.intake?.drain();
       await store.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   });
 }

@@ -1,0 +1,147 @@
+// Follower messages that wait for their media: journaled to disk before WeChat is answered,
+// then fetched and converted in the background and handed to the switchboard with their URLs.
+// A follower's later messages queue behind its media so it is read in the order it was sent;
+// a restart picks the journal up where it stopped.
+
+import { getLogger } from "@logtape/logtape";
+import type { InboundItem, InboundOutcome } from "../store/types.ts";
+import type { MediaInput, MediaPipeline } from "./pipeline.ts";
+
+const log = getLogger(["bridge", "media"]);
+
+const MEDIA_TYPES = new Set(["image", "voice", "video", "shortvideo"]);
+
+/** A journaled item and where its media URLs should point. */
+interface Job {
+  item: InboundItem;
+  publicBase: string;
+}
+
+/** What the intake needs. */
+export interface MediaIntakeDeps {
+  pipeline: MediaPipeline;
+  /** Where pending jobs are journaled; null keeps them in memory only (tests, STORE=memory). */
+  journalDir: string | null;
+  accept(item: InboundItem): Promise<InboundOutcome>;
+}
+
+/** Whether a message carries media that must be fetched first. */
+export function hasMedia(item: InboundItem): boolean {
+  return MEDIA_TYPES.has(item.envelope.data.msg_type) &&
+    item.envelope.data.msg["media_id"] !== undefined;
+}
+
+/** Creates the intake. */
+export function createMediaIntake(deps: MediaIntakeDeps) {
+  const chains = new Map<string, Promise<void>>();
+  let counter = 0;
+  const inFlight = new Set<Promise<void>>();
+
+  const fileOf = (name: string) => `${deps.journalDir}/${name}`;
+
+  async function journal(job: Job): Promise<string | null> {
+    if (deps.journalDir === null) return null;
+    const name = `${job.item.receivedAt.toString().padStart(15, "0")}-${
+      (++counter).toString().padStart(8, "0")
+    }-${crypto.randomUUID().slice(0, 8)}.json`;
+    const tmp = fileOf(`.${name}.tmp`);
+    await Deno.writeTextFile(tmp, JSON.stringify(job));
+    await Deno.rename(tmp, fileOf(name));
+    return name;
+  }
+
+  async function run(job: Job): Promise<void> {
+    const { item } = job;
+    if (hasMedia(item)) {
+      const msg = item.envelope.data.msg;
+      const input: MediaInput = {
+        msgType: item.envelope.data.msg_type as MediaInput["msgType"],
+        mediaId: (msg["media_id"] as string) || undefined,
+        thumbMediaId: (msg["thumb_media_id"] as string) || undefined,
+        picUrl: (msg["pic_url"] as string) || undefined,
+        format: (msg["format"] as string) || undefined,
+      };
+      const result = await deps.pipeline.process(input, job.publicBase);
+      Object.assign(msg, result);
+    }
+    await deps.accept(item);
+  }
+
+  /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
+  function schedule(job: Job, name: string | null): Promise<void> {
+    const followerId = job.item.followerId;
+    const previous = chains.get(followerId) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      for (let attempt = 0;; attempt++) {
+        try {
+          await run(job);
+          break;
+        } catch (error) {
+          if (attempt >= 5) {
+            log.error(
+              "Cannot store a media message from {follower_id}; it stays journaled: {error}",
+              {
+                follower_id: followerId,
+                error,
+              },
+            );
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        }
+      }
+      if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
+    });
+    chains.set(followerId, next);
+    inFlight.add(next);
+    next.finally(() => {
+      inFlight.delete(next);
+      if (chains.get(followerId) === next) chains.delete(followerId);
+    });
+    return next;
+  }
+
+  return {
+    /** Whether this item must go through the intake (media, or a follower with media pending). */
+    wants(item: InboundItem): boolean {
+      return hasMedia(item) || chains.has(item.followerId);
+    },
+
+    /** Journals the item and schedules it; resolves once it is safe to answer WeChat. */
+    async submit(item: InboundItem, publicBase: string): Promise<void> {
+      const job = { item, publicBase };
+      const name = await journal(job);
+      schedule(job, name);
+    },
+
+    /** Re-runs jobs a previous process journaled but did not finish, oldest first. */
+    async recover(): Promise<number> {
+      if (deps.journalDir === null) return 0;
+      await Deno.mkdir(deps.journalDir, { recursive: true });
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(deps.journalDir)) {
+        if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
+          names.push(entry.name);
+        }
+      }
+      names.sort();
+      for (const name of names) {
+        try {
+          const job = JSON.parse(await Deno.readTextFile(fileOf(name))) as Job;
+          schedule(job, name);
+        } catch (error) {
+          log.error("Cannot read journaled media job {name}: {error}", { name, error });
+        }
+      }
+      return names.length;
+    },
+
+    /** Waits for every job in flight (shutdown, tests). */
+    async drain(): Promise<void> {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+/** The media intake. */
+export type MediaIntake = ReturnType<typeof createMediaIntake>;
