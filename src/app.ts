@@ -94,13 +94,22 @@ export function createApp(deps: AppDeps) {
   const switchboard = createSwitchboard({
     store,
     hub,
-    now,
     observer: {
       delivered(entry, sockets) {
         if (sockets > 0) metrics.messagesOut.inc({ msg_type: entry.envelope.data.msg_type });
       },
+      routed(outcome, ms) {
+        if (outcome === "delivered") metrics.deliveryLatency.observe(ms / 1000);
+      },
     },
   });
+  // The gauge is read synchronously at scrape time; the store answers asynchronously.
+  let queueDepth = 0;
+  metrics.queueDepth.setCollector(() => queueDepth);
+  const depthTimer = setInterval(() => {
+    store.queueDepth().then((n) => queueDepth = n, () => {});
+  }, 5_000);
+  Deno.unrefTimer(depthTimer);
   const ctx: ReplyContext = {
     store,
     switchboard,
@@ -334,6 +343,7 @@ export function createApp(deps: AppDeps) {
     },
     /** Stops the heartbeat, closes sockets with `code`, and waits for accepted messages. */
     async shutdown(code = 1001, reason = "server shutting down"): Promise<void> {
+      clearInterval(depthTimer);
       if (heartbeat !== undefined) clearInterval(heartbeat);
       heartbeat = undefined;
       // Media jobs still running stay journaled and resume at the next start.

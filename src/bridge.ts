@@ -16,6 +16,7 @@ import { createUrlSigner } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
 import { extensionOf } from "./media/serve.ts";
 import { readBodyLimited } from "./limits.ts";
+import { createBridgeMetrics } from "./metrics.ts";
 
 /** What the bridge is built from besides its configuration. */
 export interface BridgeDeps {
@@ -39,6 +40,7 @@ const json = (body: unknown, status = 200) =>
 /** Builds the whole bridge. */
 export function createBridge(config: Config, deps: BridgeDeps) {
   const doFetch = deps.fetch ?? fetch;
+  const metrics = createBridgeMetrics();
   const client = deps.wechatClient ??
     (config.wechatAppId && config.wechatSecret
       ? createWechatClient({
@@ -87,6 +89,7 @@ export function createBridge(config: Config, deps: BridgeDeps) {
 
   const app = createApp({
     config,
+    metrics,
     store: deps.store,
     now: deps.now,
     createReplies: (ctx) =>

@@ -9,14 +9,14 @@ import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./st
 /** Hooks for metrics. */
 export interface SwitchboardObserver {
   delivered?(entry: LogEntry, sockets: number): void;
-  batch?(size: number, ms: number): void;
+  /** A follower message is committed and pushed, `ms` after it was accepted. */
+  routed?(outcome: InboundOutcome, ms: number): void;
 }
 
 /** Options of the switchboard. */
 export interface SwitchboardOptions {
   store: Store;
   hub: Hub;
-  now?: () => number;
   /** Most items in one commit; Deno KV takes at most 1000 mutations in one. */
   maxBatch?: number;
   observer?: SwitchboardObserver;
@@ -24,6 +24,7 @@ export interface SwitchboardOptions {
 
 interface Pending {
   item: InboundItem;
+  at: number;
   resolve(outcome: InboundOutcome): void;
   reject(error: unknown): void;
 }
@@ -33,7 +34,6 @@ const REPLAY_PAGE = 500;
 /** Creates the message path over a store and a hub. */
 export function createSwitchboard(options: SwitchboardOptions) {
   const { store, hub } = options;
-  const now = options.now ?? Date.now;
   const maxBatch = options.maxBatch ?? 100;
   let queue: Pending[] = [];
   let flushing = false;
@@ -61,7 +61,6 @@ export function createSwitchboard(options: SwitchboardOptions) {
       while (queue.length > 0) {
         const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
         queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-        const started = now();
         let applied: Applied<InboundOutcome[]>;
         try {
           applied = await store.acceptInbound(batch.map((p) => p.item), presence);
@@ -69,9 +68,13 @@ export function createSwitchboard(options: SwitchboardOptions) {
           for (const p of batch) p.reject(error);
           continue;
         }
-        options.observer?.batch?.(batch.length, now() - started);
         push(applied.deliveries);
-        batch.forEach((p, i) => p.resolve(applied.value[i]!));
+        const done = performance.now();
+        batch.forEach((p, i) => {
+          const outcome = applied.value[i]!;
+          options.observer?.routed?.(outcome, done - p.at);
+          p.resolve(outcome);
+        });
       }
     } finally {
       flushing = false;
@@ -94,7 +97,7 @@ export function createSwitchboard(options: SwitchboardOptions) {
     /** Stores and routes a follower message; resolves once it is committed. */
     accept(item: InboundItem): Promise<InboundOutcome> {
       return new Promise((resolve, reject) => {
-        queue.push({ item, resolve, reject });
+        queue.push({ item, at: performance.now(), resolve, reject });
         if (!scheduled && !flushing) {
           scheduled = true;
           // One macrotask lets the requests that arrived together share a commit.
