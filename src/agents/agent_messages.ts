@@ -14,7 +14,13 @@ export interface AgentAnswer {
 
 /** Sends replies to followers; see src/replies/reply_service.ts. */
 export interface ReplyHandler {
-  reply(agentId: string, followerId: string, data: Record<string, unknown>): Promise<AgentAnswer>;
+  /** With `wait`, resolves when WeChat answered; without, once the reply is recorded. */
+  reply(
+    agentId: string,
+    followerId: string,
+    data: Record<string, unknown>,
+    options: { wait: boolean },
+  ): Promise<AgentAnswer>;
   typing(agentId: string, followerId: string, on: boolean): Promise<AgentAnswer>;
 }
 
@@ -85,8 +91,14 @@ export function createAgentMessages(deps: AgentMessageDeps) {
   }
 
   return {
-    /** Handles one parsed JSON body from `agentId` (null: an anonymous HTTP push). */
-    async handle(agentId: string | null, body: unknown): Promise<AgentAnswer> {
+    /** Handles one parsed JSON body from `agentId` (null: an anonymous HTTP push). Sockets
+     * pass `wait: false`: a reply's result reaches them as an envelope, and a slow WeChat must
+     * not hold up what the agent sends next. */
+    async handle(
+      agentId: string | null,
+      body: unknown,
+      options: { wait: boolean } = { wait: true },
+    ): Promise<AgentAnswer> {
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         return refuse(400, "Cannot parse message: expected a JSON object {data, result}");
       }
@@ -131,7 +143,7 @@ export function createAgentMessages(deps: AgentMessageDeps) {
               echo,
             );
           }
-          return await deps.replies.reply(agentId, to, d);
+          return await deps.replies.reply(agentId, to, d, options);
         }
         if (await store.isKnownAgent(to)) {
           const envelope: Envelope = {

@@ -140,7 +140,7 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
       // One message at a time per socket keeps an agent's replies in the order it sent them.
       chain = chain.then(async () => {
         try {
-          const answer = await messages.handle(agentId, body);
+          const answer = await messages.handle(agentId, body, { wait: false });
           if (answer.status >= 400) {
             socket.readyState === WebSocket.OPEN &&
               socket.send(JSON.stringify(answer.body));

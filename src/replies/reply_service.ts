@@ -77,6 +77,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     followerId: string,
     data: Record<string, unknown>,
     clientId: string | null,
+    wait: boolean,
   ): Promise<AgentAnswer> {
     const echo = clientId === null ? {} : { client_id: clientId };
     try {
@@ -201,26 +202,27 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     tail.then(() => {
       if (perFollower.get(followerId) === tail) perFollower.delete(followerId);
     });
+    const accepted: AgentAnswer = {
+      status: 202,
+      body: {
+        data: { id, ...echo, contact_id: followerId, status: "sending" },
+        result: { code: 0, message: "accepted" },
+      },
+    };
+    if (!wait) return accepted;
     const timeout = new Promise<AgentAnswer>((resolve) => {
-      const t = setTimeout(() =>
-        resolve({
-          status: 202,
-          body: {
-            data: { id, ...echo, contact_id: followerId, status: "sending" },
-            result: { code: 0, message: "accepted" },
-          },
-        }), HTTP_WAIT_MS);
+      const t = setTimeout(() => resolve(accepted), HTTP_WAIT_MS);
       result.finally(() => clearTimeout(t));
     });
     return await Promise.race([result, timeout]);
   }
 
   return {
-    reply(agentId, followerId, data) {
+    reply(agentId, followerId, data, { wait }) {
       const clientId = typeof data["client_id"] === "string" && data["client_id"] !== ""
         ? data["client_id"]
         : null;
-      if (clientId === null) return send(agentId, followerId, data, null);
+      if (clientId === null) return send(agentId, followerId, data, null, wait);
       const key = `${agentId}\u0000${clientId}`;
       const now = ctx.now();
       const seen = byClientId.get(key);
@@ -228,7 +230,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       if (byClientId.size > 100_000) {
         for (const [k, v] of byClientId) if (now - v.at >= CLIENT_ID_TTL_MS) byClientId.delete(k);
       }
-      const result = send(agentId, followerId, data, clientId);
+      const result = send(agentId, followerId, data, clientId, wait);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
       result.then((a) => {

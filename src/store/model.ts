@@ -3,6 +3,7 @@
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
 import { CODES, createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
+import { noteInbound } from "../replies/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -222,9 +223,18 @@ export class Model {
     const contact = this.#contact(item.followerId, now);
     if (item.name) contact.name = item.name;
     if (item.kind !== "none") {
-      contact.last_inbound_at = now;
-      contact.last_inbound_kind = item.kind;
-      contact.replies_since_inbound = 0;
+      const state = noteInbound(
+        contact.last_inbound_at === 0 ? null : {
+          lastInboundAt: contact.last_inbound_at,
+          lastInboundKind: contact.last_inbound_kind === "event" ? "event" : "message",
+          repliesSinceInbound: contact.replies_since_inbound,
+        },
+        item.kind,
+        now,
+      );
+      contact.last_inbound_at = state.lastInboundAt;
+      contact.last_inbound_kind = state.lastInboundKind;
+      contact.replies_since_inbound = state.repliesSinceInbound;
     }
     contact.subscribed = item.event !== "unsubscribe";
     contact.last_message = {
@@ -264,14 +274,17 @@ export class Model {
     return "delivered";
   }
 
-  /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity. */
-  agentOnline(agentId: string): void {
+  /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity.
+   * `afterBind` runs after each follower is handed over: a store whose commits have size
+   * limits (Deno KV) commits a long backlog in pieces that each hold whole followers. */
+  agentOnline(agentId: string, afterBind?: () => void): void {
     this.agent(agentId);
     for (const followerId of [...this.waiting.keys()]) {
       if (!this.#underCapacity(agentId)) break;
       const contact = this.contacts.get(followerId);
       if (!contact) continue;
       this.#bind(contact, agentId, "assigned", `${contact.name} 已分配给你（等待中的客户）`);
+      afterBind?.();
     }
   }
 
