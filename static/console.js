@@ -1,0 +1,1632 @@
+// The agent console: contact list, conversations and replies over the bridge's agent protocol
+// (PROTOCOL.md). Plain browser JavaScript, no build step; every text from the wire goes into the
+// page through textContent, every URL through safeUrl().
+
+const B = "/im_component/wx_official_account";
+const WINDOW_S = 48 * 3600;
+const SYSTEM_ID = "system01";
+const HISTORY_PAGE = 50;
+const TYPING_EVERY_MS = 15_000;
+const WATCHDOG_MIN_MS = 75_000;
+
+const params = new URLSearchParams(location.search);
+const userid = (params.get("userid") ?? params.get("userId") ?? "").trim();
+const tokenKey = `wxbridge.token:${userid}`;
+
+const state = {
+  token: readToken(),
+  lastSeq: 0,
+  /** @type {Map<string, any>} contact_id -> contact, as /contacts gives it, kept up to date */
+  contacts: new Map(),
+  waiting: [],
+  /** @type {Map<string, any>} contact_id -> conversation cache */
+  convs: new Map(),
+  system: { items: [], unseen: 0 },
+  current: null,
+  filter: "",
+  contactsLoaded: false,
+  needsToken: false,
+};
+
+const conn = {
+  ws: null,
+  opened: false,
+  everOpened: false,
+  attempts: 0,
+  lastSeqKnown: false,
+  state: "idle",
+  detail: "",
+  retryTimer: 0,
+  retryAt: 0,
+  lastFrameAt: 0,
+  heartbeatGap: 0,
+  openedAt: 0,
+  lastHeartbeatAt: 0,
+  /** frames to send once the socket is open (replies typed while offline) */
+  outbox: [],
+};
+
+let keyCounter = 0;
+/** Orders contacts whose last messages share a second: the one touched last goes first. */
+let touchCounter = 0;
+let lastTypingAt = 0;
+
+const el = {
+  app: byId("app"),
+  conn: byId("conn"),
+  connLabel: byId("conn-label"),
+  connRetry: byId("conn-retry"),
+  agent: byId("agent"),
+  agentId: byId("agent-id"),
+  tokenButton: byId("token-button"),
+  signin: byId("signin"),
+  signinForm: byId("signin-form"),
+  tokenPanel: byId("token-panel"),
+  tokenForm: byId("token-form"),
+  tokenInput: byId("token-input"),
+  tokenReason: byId("token-reason"),
+  tokenAgent: byId("token-agent"),
+  tokenForget: byId("token-forget"),
+  panes: byId("panes"),
+  filter: byId("contact-filter"),
+  systemEntry: byId("system-entry"),
+  waiting: byId("waiting"),
+  waitingCount: byId("waiting-count"),
+  waitingList: byId("waiting-list"),
+  contactList: byId("contact-list"),
+  contactsEmpty: byId("contacts-empty"),
+  conversationEmpty: byId("conversation-empty"),
+  conversation: byId("conversation"),
+  back: byId("back-button"),
+  convAvatar: byId("conv-avatar"),
+  convName: byId("conv-name"),
+  convSub: byId("conv-sub"),
+  convWindow: byId("conv-window"),
+  messages: byId("messages"),
+  windowNotice: byId("window-notice"),
+  composer: byId("composer"),
+  reply: byId("reply"),
+  composerHint: byId("composer-hint"),
+  toasts: byId("toasts"),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function byId(id) {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`Cannot start the console: #${id} is missing`);
+  return found;
+}
+
+/** Builds an element: h("div", {class: "x", onclick: f}, "text", child, null). */
+function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "dataset") Object.assign(node.dataset, value);
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value === true) node.setAttribute(name, "");
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** A URL that may go into src or href: http(s), blob, or relative to this page. */
+function safeUrl(value) {
+  if (typeof value !== "string" || value.trim() === "") return null;
+  try {
+    const url = new URL(value, location.href);
+    return ["http:", "https:", "blob:"].includes(url.protocol) ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function nowS() {
+  return Math.floor(Date.now() / 1000);
+}
+
+function readToken() {
+  try {
+    return localStorage.getItem(tokenKey) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function writeToken(token) {
+  try {
+    if (token) localStorage.setItem(tokenKey, token);
+    else localStorage.removeItem(tokenKey);
+  } catch {
+    // Private mode without storage: the token lives for this page only.
+  }
+}
+
+function newClientId() {
+  const random = globalThis.crypto?.randomUUID?.() ??
+    `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+  return `c-${random}`;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: "short",
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+});
+const shortDayFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+
+function dayKey(seconds) {
+  const d = new Date(seconds * 1000);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+function dayLabel(seconds) {
+  const key = dayKey(seconds);
+  if (key === dayKey(nowS())) return "Today";
+  if (key === dayKey(nowS() - 86400)) return "Yesterday";
+  return dayFormat.format(new Date(seconds * 1000));
+}
+
+/** "14:05" today, "Yesterday", or "Mar 13" in the contact list. */
+function listTime(seconds) {
+  if (!seconds) return "";
+  const key = dayKey(seconds);
+  if (key === dayKey(nowS())) return timeFormat.format(new Date(seconds * 1000));
+  if (key === dayKey(nowS() - 86400)) return "Yesterday";
+  return shortDayFormat.format(new Date(seconds * 1000));
+}
+
+function formatDuration(seconds) {
+  const minutes = Math.max(0, Math.floor(seconds / 60));
+  if (minutes < 60) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  return `${hours}h ${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+/** The 48-hour window of a contact: {state: open|soon|closed|unknown, left, label}. */
+function windowOf(contact) {
+  if (contact?.kind === "agent") return { state: "agent", left: 0, label: "Agent" };
+  let expires = Number(contact?.window_expires_at) || 0;
+  if (!expires && contact?.last_inbound_time) {
+    expires = Number(contact.last_inbound_time) + WINDOW_S;
+  }
+  if (!expires) return { state: "unknown", left: 0, label: "No reply window" };
+  const left = expires - nowS();
+  if (left <= 0) return { state: "closed", left: 0, label: "Window closed" };
+  return { state: left < 2 * 3600 ? "soon" : "open", left, label: `${formatDuration(left)} left` };
+}
+
+function previewOf(msgType, msg) {
+  const m = msg ?? {};
+  switch (msgType) {
+    case "text":
+      return String(m.content ?? "");
+    case "image":
+      return "[Image]";
+    case "voice":
+      return m.recognition ? `[Voice] ${m.recognition}` : "[Voice]";
+    case "video":
+      return "[Video]";
+    case "shortvideo":
+      return "[Short video]";
+    case "location":
+      return `[Location] ${m.label ?? ""}`.trim();
+    case "link":
+      return `[Link] ${m.title ?? ""}`.trim();
+    case "news":
+      return `[Article] ${m.title ?? ""}`.trim();
+    case "miniprogrampage":
+      return `[Mini program] ${m.title ?? ""}`.trim();
+    case "system":
+      return String(m.text ?? m.event ?? "System message");
+    default:
+      return `[${msgType ?? "message"}]`;
+  }
+}
+
+function initialsOf(name) {
+  const text = String(name ?? "").trim();
+  if (!text) return "?";
+  const first = Array.from(text)[0] ?? "?";
+  return /[a-z]/i.test(first) ? first.toUpperCase() : first;
+}
+
+function hueOf(id) {
+  let hash = 0;
+  for (const ch of String(id)) hash = (hash * 31 + ch.codePointAt(0)) % 360;
+  return hash;
+}
+
+function avatarEl(contact, className = "avatar") {
+  const node = h("div", { class: className, "aria-hidden": "true" });
+  fillAvatar(node, contact);
+  return node;
+}
+
+function fillAvatar(node, contact) {
+  node.replaceChildren();
+  const src = safeUrl(contact?.avatar);
+  if (src) {
+    node.append(h("img", { src, alt: "", loading: "lazy" }));
+  } else if (contact?.contact_id === SYSTEM_ID) {
+    node.append(h("span", { class: "avatar-system" }, "i"));
+  } else {
+    node.style.setProperty("--hue", String(hueOf(contact?.contact_id ?? "")));
+    node.append(initialsOf(contact?.name || contact?.contact_id));
+  }
+}
+
+function toast(text, kind = "info") {
+  const node = h(
+    "div",
+    { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
+    text,
+  );
+  el.toasts.append(node);
+  setTimeout(() => node.classList.add("leaving"), 6000);
+  setTimeout(() => node.remove(), 6600);
+}
+
+class AuthError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+async function api(path, query) {
+  const url = new URL(B + path, location.origin);
+  url.searchParams.set("userid", userid);
+  for (const [name, value] of Object.entries(query ?? {})) {
+    if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+  }
+  const headers = { Accept: "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const res = await fetch(url, { headers });
+  if (res.status === 401) {
+    await res.body?.cancel();
+    needToken();
+    throw new AuthError("token required");
+  }
+  if (!res.ok) {
+    const text = (await res.text()).slice(0, 200);
+    throw new Error(`HTTP ${res.status}${text ? `: ${text}` : ""}`);
+  }
+  return res.json();
+}
+
+let contactsTimer = 0;
+function scheduleContactsRefresh(delay = 800) {
+  clearTimeout(contactsTimer);
+  contactsTimer = setTimeout(() => loadContacts().catch(reportLoadError("conversations")), delay);
+}
+
+function reportLoadError(what) {
+  return (error) => {
+    if (error instanceof AuthError) return;
+    toast(`Could not load ${what}: ${error.message}`, "error");
+  };
+}
+
+async function loadContacts() {
+  const body = await api("/contacts");
+  const listed = new Set();
+  for (const contact of body.contacts ?? []) {
+    if (!contact?.contact_id) continue;
+    listed.add(contact.contact_id);
+    state.contacts.set(contact.contact_id, {
+      ...state.contacts.get(contact.contact_id),
+      ...contact,
+    });
+  }
+  // A contact transferred away disappears; the open one stays readable.
+  for (const id of [...state.contacts.keys()]) {
+    const contact = state.contacts.get(id);
+    if (!listed.has(id) && id !== state.current && contact?.kind !== "agent") {
+      state.contacts.delete(id);
+    }
+  }
+  state.waiting = Array.isArray(body.waiting) ? body.waiting : [];
+  state.contactsLoaded = true;
+  if (isViewing(state.current)) markRead(state.current, { send: false });
+  renderContacts();
+  renderConversationHead();
+}
+
+async function loadHistory(contactId, { older = false } = {}) {
+  const c = conv(contactId);
+  if (c.loading) return;
+  c.loading = true;
+  c.error = "";
+  if (state.current === contactId) renderMessages();
+  const box = el.messages;
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  try {
+    const body = await api("/history", {
+      contact_id: contactId,
+      limit: HISTORY_PAGE,
+      before: older ? c.nextBefore : undefined,
+    });
+    for (const item of body.messages ?? []) upsertMessage(contactId, item);
+    c.nextBefore = body.next_before ?? null;
+    c.loaded = true;
+  } catch (error) {
+    if (!(error instanceof AuthError)) {
+      c.error = `Could not load the conversation: ${error.message}`;
+    }
+  } finally {
+    c.loading = false;
+  }
+  if (state.current !== contactId) return;
+  renderMessages({ toBottom: !older });
+  if (older) box.scrollTop = box.scrollHeight - fromBottom;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations: a cache per contact, messages indexed by id and by client_id so that history,
+// replays after `since=` and our own echoes land on one entry each.
+
+function conv(contactId) {
+  let c = state.convs.get(contactId);
+  if (!c) {
+    c = {
+      byKey: new Map(),
+      byId: new Map(),
+      byClient: new Map(),
+      nodes: new Map(),
+      nextBefore: null,
+      loaded: false,
+      loading: false,
+      error: "",
+    };
+    state.convs.set(contactId, c);
+  }
+  return c;
+}
+
+const STATUS_RANK = { sending: 0, sent: 1, failed: 1 };
+
+function upsertMessage(contactId, data) {
+  const c = conv(contactId);
+  const id = data.id ? String(data.id) : "";
+  const clientId = data.client_id ? String(data.client_id) : "";
+  const existing = (clientId && c.byClient.get(clientId)) || (id && c.byId.get(id));
+  if (existing) {
+    const keepStatus = data.status && existing.status &&
+      (STATUS_RANK[data.status] ?? 0) < (STATUS_RANK[existing.status] ?? 0);
+    const { status, error, failure } = existing;
+    Object.assign(existing, data);
+    if (keepStatus) Object.assign(existing, { status, error, failure });
+    existing.rev += 1;
+    index(c, existing);
+    return { msg: existing, isNew: false };
+  }
+  const msg = { ...data, key: `m${++keyCounter}`, order: keyCounter, rev: 0 };
+  if (!msg.send_time) msg.send_time = nowS();
+  index(c, msg);
+  c.byKey.set(msg.key, msg);
+  return { msg, isNew: true };
+}
+
+function index(c, msg) {
+  if (msg.id) c.byId.set(String(msg.id), msg);
+  if (msg.client_id) c.byClient.set(String(msg.client_id), msg);
+}
+
+function findByClientId(clientId, contactId) {
+  if (contactId) {
+    const found = state.convs.get(contactId)?.byClient.get(clientId);
+    if (found) return { contactId, msg: found };
+  }
+  for (const [id, c] of state.convs) {
+    const msg = c.byClient.get(clientId);
+    if (msg) return { contactId: id, msg };
+  }
+  return null;
+}
+
+function ensureContact(contactId, data, { agent = false } = {}) {
+  let contact = state.contacts.get(contactId);
+  if (!contact) {
+    contact = {
+      contact_id: contactId,
+      name: data?.name || contactId,
+      avatar: data?.avatar ?? "",
+      unread: 0,
+      status: "open",
+    };
+    state.contacts.set(contactId, contact);
+    if (!agent) scheduleContactsRefresh();
+  }
+  return contact;
+}
+
+function isViewing(contactId) {
+  return Boolean(contactId) && state.current === contactId &&
+    document.visibilityState === "visible";
+}
+
+function markRead(contactId, { send = true } = {}) {
+  const contact = state.contacts.get(contactId);
+  if (contact) contact.unread = 0;
+  if (send && contactId !== SYSTEM_ID && contact?.kind !== "agent") {
+    sendCommand("read", { contact_id: contactId });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The socket
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  let url = `${scheme}//${location.host}${B}/msg?userid=${encodeURIComponent(userid)}`;
+  if (conn.lastSeqKnown) url += `&since=${state.lastSeq}`;
+  if (state.token) url += `&token=${encodeURIComponent(state.token)}`;
+  return url;
+}
+
+function connect() {
+  clearTimeout(conn.retryTimer);
+  if (conn.ws || state.needsToken) return;
+  setConn(conn.everOpened ? "reconnecting" : "connecting");
+  const ws = new WebSocket(socketUrl());
+  conn.ws = ws;
+  conn.opened = false;
+  ws.onopen = () => {
+    conn.opened = true;
+    conn.everOpened = true;
+    conn.attempts = 0;
+    conn.lastFrameAt = conn.openedAt = Date.now();
+    conn.lastHeartbeatAt = 0;
+    setConn("connected");
+    flushOutbox();
+    if (state.contactsLoaded) scheduleContactsRefresh(300);
+    if (isViewing(state.current)) markRead(state.current);
+  };
+  ws.onmessage = (event) => {
+    conn.lastFrameAt = Date.now();
+    let envelope;
+    try {
+      envelope = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    handleEnvelope(envelope);
+  };
+  ws.onclose = (event) => {
+    if (conn.ws !== ws) return;
+    conn.ws = null;
+    const wasOpen = conn.opened;
+    conn.opened = false;
+    refreshPending();
+    onSocketClosed(event, wasOpen);
+  };
+}
+
+/** Drops a socket we no longer trust (silent network) without waiting for its close handshake. */
+function abandonSocket() {
+  const ws = conn.ws;
+  if (!ws) return;
+  conn.ws = null;
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  try {
+    ws.close(4000, "heartbeat timeout");
+  } catch {
+    // Already closing.
+  }
+}
+
+async function onSocketClosed(event, wasOpen) {
+  if (state.needsToken) return;
+  if (!wasOpen) {
+    // A refused upgrade looks like a plain failure to the browser: ask HTTP why.
+    try {
+      await api("/contacts");
+    } catch (error) {
+      if (error instanceof AuthError) return;
+    }
+  }
+  if (event.code === 4008) {
+    scheduleReconnect(30_000, "Too many open consoles for this agent — close one");
+    return;
+  }
+  if (event.code === 4001 || event.code === 1001 || event.code === 1012) {
+    scheduleReconnect(300 + Math.random() * 700);
+    return;
+  }
+  if (event.code === 4000 && event.reason) toast(`Connection closed: ${event.reason}`, "error");
+  conn.attempts += 1;
+  const base = Math.min(15_000, 500 * 2 ** Math.min(conn.attempts, 5));
+  scheduleReconnect(base / 2 + Math.random() * (base / 2));
+}
+
+function scheduleReconnect(delay, problem) {
+  clearTimeout(conn.retryTimer);
+  conn.retryAt = Date.now() + delay;
+  if (problem) setConn("error", problem);
+  else if (!navigator.onLine) setConn("offline");
+  else setConn("waiting");
+  conn.retryTimer = setTimeout(connect, delay);
+}
+
+function reconnectNow() {
+  conn.attempts = 0;
+  if (conn.ws && conn.opened) return;
+  abandonSocket();
+  connect();
+}
+
+const CONN_LABELS = {
+  idle: "Starting…",
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline — waiting for the network",
+  token: "Token required",
+  error: "Connection problem",
+};
+
+function setConn(name, detail) {
+  conn.state = name;
+  conn.detail = detail;
+  renderConn();
+}
+
+function renderConn() {
+  const name = conn.state ?? "idle";
+  let label = CONN_LABELS[name] ?? name;
+  let dataState = name;
+  if (name === "waiting") {
+    const seconds = Math.max(1, Math.ceil((conn.retryAt - Date.now()) / 1000));
+    label = `Disconnected — retrying in ${seconds}s`;
+    dataState = "reconnecting";
+  }
+  if (name === "error" && conn.detail) label = conn.detail;
+  el.conn.dataset.state = dataState;
+  el.connLabel.textContent = label;
+  el.connRetry.hidden = !(name === "waiting" || name === "offline" || name === "error");
+  el.composer.dataset.connected = String(name === "connected");
+}
+
+function send(frame) {
+  const ws = conn.ws;
+  if (ws && conn.opened && ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+let commandCounter = 0;
+
+/** Commands carry a client_id of their own, so that a refusal is known as one (not a reply's). */
+function sendCommand(type, fields) {
+  const client_id = `cmd-${type}-${++commandCounter}`;
+  return send({
+    data: { msg_type: type, client_id, ...fields },
+    result: { code: 0, message: "command" },
+  });
+}
+
+function flushOutbox() {
+  // Replies not yet echoed are sent again: the bridge sends one client_id only once.
+  for (const [contactId, msg] of pendingReplies()) {
+    if (!msg.echoed) sendReplyFrame(contactId, msg);
+  }
+  refreshPending();
+}
+
+function* pendingReplies() {
+  for (const [contactId, c] of state.convs) {
+    for (const msg of c.byKey.values()) {
+      if (msg.direction === "out" && msg.local && msg.status === "sending") yield [contactId, msg];
+    }
+  }
+}
+
+/** Re-renders pending replies, whose label says whether we are connected. */
+function refreshPending() {
+  for (const [, msg] of pendingReplies()) msg.rev += 1;
+  if (state.current) renderMessages();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envelopes from the bridge
+
+function handleEnvelope(envelope) {
+  const code = Number(envelope?.result?.code);
+  const data = envelope?.data ?? {};
+  if (code === 101) {
+    // The gap between heartbeats (or from the open to the first one) sets the watchdog.
+    const now = Date.now();
+    conn.heartbeatGap = Math.max(conn.heartbeatGap, now - (conn.lastHeartbeatAt || conn.openedAt));
+    conn.lastHeartbeatAt = now;
+    return;
+  }
+  if (typeof data.seq === "number" && data.seq > state.lastSeq) {
+    state.lastSeq = data.seq;
+    conn.lastSeqKnown = true;
+  }
+  if (code === -1) return handleError(envelope);
+  if (code === 0) return handleAck(data);
+  if (code === 102 || data.msg_type === "system" || data.contact_id === SYSTEM_ID) {
+    return handleSystem(data);
+  }
+  if (data.direction === "out") return handleEcho(data);
+  return handleIncoming(data);
+}
+
+/** A code-0 answer to one of our frames (a command, or a reply's acceptance). */
+function handleAck(data) {
+  if (!data.client_id || !data.status) return;
+  const found = findByClientId(String(data.client_id), data.contact_id);
+  if (!found || !["sent", "delivered", "failed"].includes(data.status)) return;
+  // "delivered": a message to another agent, handed to its sockets.
+  const status = data.status === "failed" ? "failed" : "sent";
+  upsertMessage(found.contactId, { client_id: data.client_id, status });
+  if (state.current === found.contactId) renderMessages();
+}
+
+function handleIncoming(data) {
+  let contactId = String(data.contact_id ?? "");
+  if (!contactId) return;
+  // Another agent (or a program, as in the seed's JSON test) wrote to us: the conversation is
+  // with the sender, and a reply there goes back to that agent.
+  const fromAgent = contactId === userid;
+  if (fromAgent) contactId = data.from ? String(data.from) : `${userid} (direct)`;
+  const { msg, isNew } = upsertMessage(contactId, {
+    ...data,
+    contact_id: contactId,
+    direction: data.direction ?? "in",
+  });
+  const contact = ensureContact(contactId, data, { agent: fromAgent });
+  if (fromAgent) {
+    contact.kind = "agent";
+    contact.name = data.from ? String(data.from) : "Direct messages";
+  } else {
+    if (data.name) contact.name = data.name;
+    if (data.avatar) contact.avatar = data.avatar;
+  }
+  if (isNew && fromAgent) {
+    contact.last_message = {
+      msg_type: msg.msg_type,
+      preview: previewOf(msg.msg_type, msg.msg),
+      direction: "in",
+    };
+    contact.last_message_time = Math.max(
+      Number(contact.last_message_time) || 0,
+      Number(msg.send_time) || nowS(),
+    );
+    contact.touched = ++touchCounter;
+    if (!isViewing(contactId)) contact.unread = (Number(contact.unread) || 0) + 1;
+  } else if (isNew) {
+    const at = Number(msg.send_time) || nowS();
+    contact.last_message = {
+      msg_type: msg.msg_type,
+      preview: previewOf(msg.msg_type, msg.msg),
+      direction: "in",
+    };
+    contact.last_message_time = Math.max(Number(contact.last_message_time) || 0, at);
+    contact.last_inbound_time = Math.max(Number(contact.last_inbound_time) || 0, at);
+    contact.window_expires_at = Math.max(
+      Number(contact.window_expires_at) || 0,
+      contact.last_inbound_time + WINDOW_S,
+    );
+    contact.status = "open";
+    contact.touched = ++touchCounter;
+    if (isViewing(contactId)) scheduleRead(contactId);
+    else contact.unread = (Number(contact.unread) || 0) + 1;
+    scheduleContactsRefresh(1500);
+  }
+  renderContacts();
+  if (state.current === contactId) {
+    renderConversationHead();
+    renderMessages();
+  }
+}
+
+let readTimer = 0;
+function scheduleRead(contactId) {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    if (isViewing(contactId)) markRead(contactId);
+  }, 300);
+}
+
+function handleEcho(data) {
+  const contactId = String(data.contact_id ?? "");
+  if (!contactId) return;
+  const { msg, isNew } = upsertMessage(contactId, { ...data, echoed: true });
+  const contact = ensureContact(contactId, {});
+  if (isNew || msg.local) {
+    contact.last_message = {
+      msg_type: msg.msg_type,
+      preview: previewOf(msg.msg_type, msg.msg),
+      direction: "out",
+    };
+    contact.last_message_time = Math.max(
+      Number(contact.last_message_time) || 0,
+      Number(msg.send_time) || nowS(),
+    );
+    contact.touched = ++touchCounter;
+  }
+  renderContacts();
+  if (state.current === contactId) renderMessages();
+}
+
+function handleSystem(data) {
+  const msg = data.msg ?? {};
+  if (msg.event === "reply_sent") {
+    const found = msg.client_id ? findByClientId(String(msg.client_id), msg.contact_id) : null;
+    if (found) {
+      upsertMessage(found.contactId, {
+        client_id: msg.client_id,
+        status: "sent",
+        reply_id: msg.reply_id,
+      });
+      if (state.current === found.contactId) renderMessages();
+    }
+    return;
+  }
+  const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
+  if (!known) {
+    state.system.items.push(data);
+    if (!isViewing(SYSTEM_ID)) state.system.unseen += 1;
+  }
+  const followerId = msg.follower_id ? String(msg.follower_id) : "";
+  if (followerId) {
+    upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
+    if (state.current === followerId) renderMessages();
+  }
+  if (
+    [
+      "assigned",
+      "transferred_in",
+      "transferred_out",
+      "closed",
+      "window_expired",
+      "subscribe",
+      "unsubscribe",
+    ]
+      .includes(msg.event)
+  ) scheduleContactsRefresh(300);
+  renderContacts();
+  if (state.current === SYSTEM_ID) renderMessages();
+}
+
+function handleError(envelope) {
+  const data = envelope.data ?? {};
+  const message = String(envelope.result?.message ?? "error");
+  // typing and read are best effort: a refusal (say, typing outside the window) is no news.
+  if (/^cmd-(typing|read)-/.test(String(data.client_id ?? ""))) return;
+  if (data.client_id) {
+    const found = findByClientId(String(data.client_id), data.contact_id);
+    if (found) {
+      upsertMessage(found.contactId, {
+        client_id: data.client_id,
+        status: "failed",
+        failure: {
+          message,
+          errcode: data.errcode,
+          errmsg: data.errmsg,
+          limit: data.limit,
+          reopens_at: data.reopens_at,
+        },
+      });
+      if (state.current === found.contactId) renderMessages();
+      return;
+    }
+  }
+  toast(message, "error");
+}
+
+/** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
+function failureText(msg) {
+  const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
+  if (!f) return typeof msg.error === "string" && msg.error ? msg.error : "Not delivered";
+  const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
+  let text;
+  if (f.errmsg && hasCode) text = `WeChat refused the reply: ${f.errmsg} (${f.errcode})`;
+  else if (f.message) text = f.message;
+  else if (f.errmsg) text = f.errmsg;
+  else if (f.limit === "window") text = "Outside the 48-hour reply window";
+  else if (f.limit === "quota") text = "Reply limit reached";
+  else text = "Not delivered";
+  if (f.reopens_at) text += ` You can reply again ${reopensText(Number(f.reopens_at))}.`;
+  return text;
+}
+
+function reopensText(seconds) {
+  const at = new Date(seconds * 1000);
+  if (dayKey(seconds) === dayKey(nowS())) return `at ${timeFormat.format(at)}`;
+  return `on ${dayFormat.format(at)} ${timeFormat.format(at)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+function replyFrame(contactId, msg) {
+  return {
+    data: {
+      msg_type: "text",
+      contact_id: contactId,
+      client_id: msg.client_id,
+      msg: { content: msg.msg.content },
+    },
+    result: { code: 1001, message: "common" },
+  };
+}
+
+function sendReplyFrame(contactId, msg) {
+  if (!send(replyFrame(contactId, msg))) return;
+  // The bridge neither echoes nor acknowledges a message to another agent on the socket, only
+  // refuses it (-1, which still turns it to failed): once written, it counts as sent.
+  if (state.contacts.get(contactId)?.kind === "agent") {
+    msg.status = "sent";
+    msg.rev += 1;
+  }
+}
+
+function sendReply(text) {
+  const contactId = state.current;
+  if (!contactId || contactId === SYSTEM_ID) return;
+  const { msg } = upsertMessage(contactId, {
+    client_id: newClientId(),
+    direction: "out",
+    msg_type: "text",
+    msg: { content: text },
+    status: "sending",
+    local: true,
+    send_time: nowS(),
+    agent_id: userid,
+  });
+  sendReplyFrame(contactId, msg);
+  const contact = ensureContact(contactId, {});
+  contact.last_message = { msg_type: "text", preview: text, direction: "out" };
+  contact.last_message_time = nowS();
+  contact.touched = ++touchCounter;
+  renderContacts();
+  renderMessages({ toBottom: true });
+}
+
+function onComposerKeydown(event) {
+  if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+  event.preventDefault();
+  submitReply();
+}
+
+function submitReply() {
+  const text = el.reply.value;
+  if (!text.trim()) return;
+  sendReply(text.replace(/\s+$/, ""));
+  el.reply.value = "";
+  autosize();
+}
+
+function autosize() {
+  el.reply.style.height = "auto";
+  el.reply.style.height = `${Math.min(el.reply.scrollHeight, 180)}px`;
+}
+
+function onComposerInput() {
+  autosize();
+  const now = Date.now();
+  const open = ["open", "soon"].includes(windowOf(state.contacts.get(state.current)).state);
+  if (
+    open && state.current !== SYSTEM_ID && el.reply.value && now - lastTypingAt > TYPING_EVERY_MS
+  ) {
+    lastTypingAt = now;
+    sendCommand("typing", { contact_id: state.current });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering: the contact list
+
+function sortedContacts() {
+  const filter = state.filter.toLowerCase();
+  return [...state.contacts.values()]
+    .filter((c) =>
+      !filter || String(c.name ?? "").toLowerCase().includes(filter) ||
+      String(c.contact_id).toLowerCase().includes(filter)
+    )
+    .sort((a, b) =>
+      (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
+      (b.touched ?? 0) - (a.touched ?? 0)
+    );
+}
+
+function renderContacts() {
+  const items = sortedContacts().map(contactItem);
+  el.contactList.replaceChildren(...items);
+  el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
+  el.contactsEmpty.textContent = state.filter
+    ? "No conversation matches your search."
+    : "No conversations yet. Followers who write to the account appear here.";
+
+  el.waiting.hidden = state.waiting.length === 0;
+  el.waitingCount.textContent = String(state.waiting.length);
+  el.waitingList.replaceChildren(...state.waiting.map(waitingItem));
+
+  el.systemEntry.replaceChildren(systemItem());
+  renderTitle();
+  // The header's window countdown stays in step with the list's.
+  if (state.current) renderConversationHead();
+}
+
+function contactItem(contact) {
+  const win = windowOf(contact);
+  const unread = state.current === contact.contact_id && isViewing(contact.contact_id)
+    ? 0
+    : Number(contact.unread) || 0;
+  const last = contact.last_message;
+  const preview = last ? `${last.direction === "out" ? "You: " : ""}${last.preview ?? ""}` : "";
+  const closed = contact.status === "closed";
+  return h(
+    "li",
+    {},
+    h(
+      "button",
+      {
+        type: "button",
+        class: `contact${state.current === contact.contact_id ? " active" : ""}${
+          closed ? " closed" : ""
+        }`,
+        dataset: { contactId: contact.contact_id },
+        "aria-current": state.current === contact.contact_id ? "true" : null,
+        onclick: () => openContact(contact.contact_id),
+      },
+      avatarEl(contact),
+      h(
+        "span",
+        { class: "contact-main" },
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-name" }, contact.name || contact.contact_id),
+          h("span", { class: "contact-time" }, listTime(Number(contact.last_message_time))),
+        ),
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-preview" }, preview || "\u00a0"),
+          unread > 0
+            ? h("span", { class: "unread", "aria-label": `${unread} unread` }, String(unread))
+            : null,
+        ),
+        h(
+          "span",
+          { class: "contact-row" },
+          closed ? h("span", { class: "window-pill closed" }, "Conversation closed") : h(
+            "span",
+            { class: `window-pill ${win.state}`, title: "48-hour reply window" },
+            win.label,
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function waitingItem(entry) {
+  const since = Number(entry.since) || 0;
+  return h(
+    "li",
+    {},
+    h(
+      "div",
+      { class: "contact waiting-entry", dataset: { contactId: entry.contact_id } },
+      avatarEl(entry),
+      h(
+        "span",
+        { class: "contact-main" },
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-name" }, entry.name || entry.contact_id),
+          h(
+            "span",
+            { class: "contact-time" },
+            since ? `waiting ${formatDuration(nowS() - since)}` : "",
+          ),
+        ),
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-preview" }, "Waiting for a free agent"),
+        ),
+      ),
+    ),
+  );
+}
+
+function systemItem() {
+  const last = state.system.items.at(-1);
+  const unseen = state.current === SYSTEM_ID ? 0 : state.system.unseen;
+  return h(
+    "li",
+    {},
+    h(
+      "button",
+      {
+        type: "button",
+        class: `contact system-entry${state.current === SYSTEM_ID ? " active" : ""}`,
+        dataset: { contactId: SYSTEM_ID },
+        onclick: () => openContact(SYSTEM_ID),
+      },
+      avatarEl({ contact_id: SYSTEM_ID }),
+      h(
+        "span",
+        { class: "contact-main" },
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-name" }, "System messages"),
+          h("span", { class: "contact-time" }, last ? listTime(Number(last.send_time)) : ""),
+        ),
+        h(
+          "span",
+          { class: "contact-row" },
+          h(
+            "span",
+            { class: "contact-preview" },
+            last ? previewOf("system", last.msg) : "Assignments and events",
+          ),
+          unseen > 0 ? h("span", { class: "unread quiet" }, String(unseen)) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function renderTitle() {
+  let total = 0;
+  for (const c of state.contacts.values()) {
+    if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
+      total += Number(c.unread) || 0;
+    }
+  }
+  document.title = total > 0 ? `(${total}) Support console` : "Support console";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering: the conversation
+
+function openContact(contactId) {
+  state.current = contactId;
+  // On a phone the conversation is a screen of its own: the back gesture returns to the list.
+  const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
+  if (isNarrow() && !history.state?.conversation) {
+    history.pushState({ conversation: contactId }, "", url);
+  } else {
+    history.replaceState(history.state?.conversation ? { conversation: contactId } : null, "", url);
+  }
+  el.app.classList.add("show-conversation");
+  if (contactId === SYSTEM_ID) {
+    state.system.unseen = 0;
+  } else {
+    markRead(contactId);
+    const c = conv(contactId);
+    if (!c.loaded && !c.loading) loadHistory(contactId);
+  }
+  renderContacts();
+  renderConversation({ toBottom: true });
+  if (contactId !== SYSTEM_ID && !isNarrow()) el.reply.focus();
+}
+
+function isNarrow() {
+  return matchMedia("(max-width: 760px)").matches;
+}
+
+function closeConversationView() {
+  el.app.classList.remove("show-conversation");
+}
+
+function onBack() {
+  if (history.state?.conversation) history.back(); // popstate closes the view
+  else closeConversationView();
+}
+
+function renderConversation(options) {
+  const open = Boolean(state.current);
+  el.conversation.hidden = !open;
+  el.conversationEmpty.hidden = open;
+  if (!open) return;
+  renderConversationHead();
+  renderMessages(options);
+}
+
+function renderConversationHead() {
+  const id = state.current;
+  if (!id) return;
+  const isSystem = id === SYSTEM_ID;
+  const contact = isSystem
+    ? { contact_id: SYSTEM_ID, name: "System messages" }
+    : ensureContactView(id);
+  fillAvatar(el.convAvatar, contact);
+  el.convName.textContent = contact.name || id;
+  el.convSub.textContent = isSystem
+    ? "Assignments, events and delivery notices"
+    : contact.kind === "agent"
+    ? "Another agent: messages go to their console"
+    : contact.name && contact.name !== id
+    ? id
+    : "WeChat follower";
+  el.convSub.classList.toggle(
+    "plain",
+    isSystem || contact.kind === "agent" || !contact.name || contact.name === id,
+  );
+  el.composer.hidden = isSystem;
+  el.composerHint.hidden = isSystem;
+  if (isSystem) {
+    el.convWindow.hidden = true;
+    el.windowNotice.hidden = true;
+    return;
+  }
+  const win = windowOf(contact);
+  const closed = contact.status === "closed";
+  el.convWindow.hidden = false;
+  el.convWindow.className = `window-pill ${closed ? "closed" : win.state}`;
+  el.convWindow.textContent = closed
+    ? "Conversation closed"
+    : win.state === "unknown"
+    ? ""
+    : win.label;
+  el.convWindow.title =
+    "WeChat lets the account reply for 48 hours after the follower's last message";
+  if (win.state === "closed") {
+    el.windowNotice.hidden = false;
+    el.windowNotice.className = "window-notice closed";
+    el.windowNotice.textContent =
+      `The 48-hour reply window has closed. WeChat will refuse replies until ${
+        contact.name || id
+      } writes again.`;
+  } else if (win.state === "soon") {
+    el.windowNotice.hidden = false;
+    el.windowNotice.className = "window-notice soon";
+    el.windowNotice.textContent = `The reply window closes in ${formatDuration(win.left)}.`;
+  } else {
+    el.windowNotice.hidden = true;
+  }
+}
+
+/** The contact as the list knows it, or a stand-in for a follower not listed (yet). */
+function ensureContactView(id) {
+  return state.contacts.get(id) ?? state.waiting.find((w) => w.contact_id === id) ??
+    { contact_id: id, name: id };
+}
+
+function compareMessages(a, b) {
+  return (Number(a.send_time) || 0) - (Number(b.send_time) || 0) || a.order - b.order;
+}
+
+function renderMessages({ toBottom = false } = {}) {
+  const id = state.current;
+  if (!id) return;
+  const box = el.messages;
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  const nodes = [];
+  let list;
+  let c = null;
+  if (id === SYSTEM_ID) {
+    list = state.system.items.map((data, i) => ({
+      ...data,
+      direction: "system",
+      key: `s${i}`,
+      order: i,
+      rev: 0,
+    }));
+  } else {
+    c = conv(id);
+    list = [...c.byKey.values()].sort(compareMessages);
+    if (c.loading) nodes.push(h("div", { class: "history-edge" }, "Loading…"));
+    else if (c.error) {
+      nodes.push(h(
+        "div",
+        { class: "history-edge error" },
+        c.error,
+        " ",
+        h(
+          "button",
+          { type: "button", class: "link-button", onclick: () => loadHistory(id) },
+          "Try again",
+        ),
+      ));
+    } else if (c.nextBefore) {
+      nodes.push(h(
+        "div",
+        { class: "history-edge" },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "ghost-button",
+            onclick: () => loadHistory(id, { older: true }),
+          },
+          "Load earlier messages",
+        ),
+      ));
+    } else if (c.loaded && list.length > 0) {
+      nodes.push(h("div", { class: "history-edge" }, "Start of the conversation"));
+    }
+  }
+  if (list.length === 0 && !(c?.loading)) {
+    nodes.push(
+      h(
+        "div",
+        { class: "history-edge" },
+        id === SYSTEM_ID ? "No system messages yet." : "No messages yet.",
+      ),
+    );
+  }
+  let lastDay = "";
+  for (const msg of list) {
+    const day = dayKey(Number(msg.send_time) || nowS());
+    if (day !== lastDay) {
+      nodes.push(
+        h(
+          "div",
+          { class: "day", role: "separator" },
+          h("span", {}, dayLabel(Number(msg.send_time) || nowS())),
+        ),
+      );
+      lastDay = day;
+    }
+    nodes.push(messageNode(c, msg));
+  }
+  // replaceChildren moves cached nodes synchronously, so a playing <audio> keeps playing.
+  box.replaceChildren(...nodes);
+  if (toBottom || nearBottom) box.scrollTop = box.scrollHeight;
+}
+
+function messageNode(c, msg) {
+  const cached = c?.nodes.get(msg.key);
+  if (cached && cached.rev === msg.rev) return cached.node;
+  const node = buildMessage(msg);
+  c?.nodes.set(msg.key, { rev: msg.rev, node });
+  return node;
+}
+
+function buildMessage(msg) {
+  const time = h("time", {
+    datetime: new Date((Number(msg.send_time) || nowS()) * 1000).toISOString(),
+  }, timeFormat.format(new Date((Number(msg.send_time) || nowS()) * 1000)));
+  if (msg.direction === "system" || msg.msg_type === "system") return systemNote(msg, time);
+  const out = msg.direction === "out";
+  const status = out ? msg.status ?? "sent" : "";
+  const meta = h("div", { class: "meta" }, time);
+  if (out) {
+    if (status === "sending") {
+      meta.append(
+        h(
+          "span",
+          { class: "status sending" },
+          conn.opened ? "Sending…" : "Waiting for connection…",
+        ),
+      );
+    } else if (status === "failed") {
+      meta.append(h("span", { class: "status failed" }, "Not delivered"));
+    } else {
+      meta.append(h("span", { class: "status sent" }, "Sent"));
+    }
+    if (msg.agent_id && msg.agent_id !== userid) {
+      meta.prepend(h("span", { class: "by" }, `${msg.agent_id} · `));
+    }
+  }
+  const node = h(
+    "div",
+    {
+      class: `msg ${out ? "out" : "in"} type-${msg.msg_type ?? "unknown"}`,
+      dataset: {
+        id: msg.id ?? "",
+        clientId: msg.client_id ?? "",
+        status,
+        msgType: msg.msg_type ?? "",
+      },
+    },
+    h("div", { class: "bubble" }, messageBody(msg)),
+    meta,
+  );
+  if (out && status === "failed") {
+    node.append(h("div", { class: "failure", role: "note" }, failureText(msg)));
+  }
+  return node;
+}
+
+function systemNote(msg, time) {
+  const m = msg.msg ?? {};
+  const text = String(m.text ?? m.event ?? "System message");
+  const node = h(
+    "div",
+    { class: "msg note", dataset: { event: m.event ?? "" } },
+    h("span", { class: "note-text" }, text),
+    " ",
+    time,
+  );
+  if (state.current === SYSTEM_ID && m.follower_id && m.follower_id !== state.current) {
+    node.append(
+      " ",
+      h("button", {
+        type: "button",
+        class: "link-button",
+        onclick: () => openContact(String(m.follower_id)),
+      }, "Open conversation"),
+    );
+  }
+  return node;
+}
+
+function messageBody(msg) {
+  const m = msg.msg ?? {};
+  const parts = [];
+  switch (msg.msg_type) {
+    case "text":
+      parts.push(h("div", { class: "text" }, linkify(String(m.content ?? ""))));
+      break;
+    case "image": {
+      const src = safeUrl(m.media_path) ?? safeUrl(m.media_url) ?? safeUrl(m.pic_url);
+      if (src) {
+        const img = h("img", { src, alt: "Image", loading: "lazy", decoding: "async" });
+        img.addEventListener(
+          "error",
+          () => img.replaceWith(mediaError("The image could not be loaded.")),
+          { once: true },
+        );
+        parts.push(
+          h("a", { class: "media image", href: src, target: "_blank", rel: "noopener" }, img),
+        );
+      } else if (!m.error) parts.push(mediaError("Image without a file."));
+      break;
+    }
+    case "voice": {
+      const src = safeUrl(m.media_path) ?? safeUrl(m.media_url);
+      if (src) {
+        parts.push(h("audio", { class: "media voice", controls: true, preload: "metadata", src }));
+      }
+      if (m.recognition) parts.push(h("div", { class: "recognition" }, `“${m.recognition}”`));
+      if (!src && !m.error) parts.push(mediaError("Voice message without a file."));
+      break;
+    }
+    case "video":
+    case "shortvideo": {
+      const src = safeUrl(m.media_path) ?? safeUrl(m.media_url);
+      const poster = safeUrl(m.thumb_path);
+      if (src) {
+        parts.push(
+          h("video", {
+            class: "media video",
+            controls: true,
+            preload: "metadata",
+            src,
+            poster,
+            playsinline: true,
+          }),
+        );
+      } else if (!m.error) parts.push(mediaError("Video without a file."));
+      if (m.title) parts.push(h("div", { class: "card-title" }, m.title));
+      break;
+    }
+    case "location": {
+      const lat = Number(m.latitude);
+      const lon = Number(m.longitude);
+      const map = Number.isFinite(lat) && Number.isFinite(lon)
+        ? `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=${
+          Number(m.scale) || 15
+        }/${lat}/${lon}`
+        : null;
+      parts.push(h(
+        "div",
+        { class: "card location" },
+        h("div", { class: "card-kicker" }, "Location"),
+        h("div", { class: "card-title" }, m.label || "Shared location"),
+        Number.isFinite(lat) && Number.isFinite(lon)
+          ? h("div", { class: "card-sub" }, `${lat.toFixed(5)}, ${lon.toFixed(5)}`)
+          : null,
+        map
+          ? h("a", { href: map, target: "_blank", rel: "noopener noreferrer" }, "Open map")
+          : null,
+      ));
+      break;
+    }
+    case "link":
+    case "news": {
+      const href = safeUrl(m.url);
+      const pic = safeUrl(m.picurl);
+      parts.push(h(
+        "div",
+        { class: "card link" },
+        pic ? h("img", { class: "card-pic", src: pic, alt: "", loading: "lazy" }) : null,
+        h("div", { class: "card-kicker" }, msg.msg_type === "news" ? "Article" : "Link"),
+        href
+          ? h(
+            "a",
+            { class: "card-title", href, target: "_blank", rel: "noopener noreferrer" },
+            m.title || href,
+          )
+          : h("div", { class: "card-title" }, m.title || "Untitled link"),
+        m.description ? h("div", { class: "card-sub" }, m.description) : null,
+        href ? h("div", { class: "card-url" }, new URL(href).host) : null,
+      ));
+      break;
+    }
+    case "miniprogrampage":
+      parts.push(h(
+        "div",
+        { class: "card" },
+        h("div", { class: "card-kicker" }, "Mini program"),
+        h("div", { class: "card-title" }, m.title || m.pagepath || "Mini program page"),
+      ));
+      break;
+    default:
+      parts.push(
+        h(
+          "div",
+          { class: "text muted" },
+          `Unsupported message (${msg.msg_type ?? "unknown type"})`,
+        ),
+      );
+      if (m.content) parts.push(h("div", { class: "text" }, String(m.content)));
+  }
+  if (m.error) {
+    parts.push(
+      mediaError(
+        `Media unavailable: ${typeof m.error === "string" ? m.error : JSON.stringify(m.error)}`,
+      ),
+    );
+  }
+  if (m.format && (msg.msg_type === "voice")) {
+    parts.push(h("div", { class: "media-format" }, String(m.format).toUpperCase()));
+  }
+  return parts;
+}
+
+function mediaError(text) {
+  return h("div", { class: "media-error" }, text);
+}
+
+/** Text with http(s) links made clickable, built as nodes (never innerHTML). */
+function linkify(text) {
+  const parts = [];
+  const pattern = /https?:\/\/[^\s<>"'，。）)]+/g;
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    const href = safeUrl(match[0]);
+    if (!href) continue;
+    parts.push(text.slice(last, match.index));
+    parts.push(h("a", { href, target: "_blank", rel: "noopener noreferrer" }, match[0]));
+    last = match.index + match[0].length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token and sign-in
+
+function needToken() {
+  if (state.needsToken) return;
+  state.needsToken = true;
+  abandonSocket();
+  clearTimeout(conn.retryTimer);
+  setConn("token");
+  el.tokenReason.textContent = state.token
+    ? "The saved token was refused (expired, or for another agent). Paste a new one."
+    : "This server requires an agent token.";
+  el.tokenAgent.textContent = userid;
+  el.tokenInput.value = "";
+  el.tokenPanel.hidden = false;
+  el.panes.hidden = true;
+  el.tokenInput.focus();
+}
+
+async function start() {
+  el.panes.hidden = false;
+  el.tokenPanel.hidden = true;
+  el.tokenButton.hidden = !state.token;
+  try {
+    await loadContacts();
+  } catch (error) {
+    if (error instanceof AuthError) return;
+    toast(`Could not load conversations: ${error.message}`, "error");
+  }
+  connect();
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  if (wanted && !state.current) openContact(wanted);
+}
+
+function init() {
+  if (!userid) {
+    el.signin.hidden = false;
+    setConn("idle");
+    el.connLabel.textContent = "Not signed in";
+    el.signinForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = String(new FormData(el.signinForm).get("userid") ?? "").trim();
+      if (value) location.search = `?userid=${encodeURIComponent(value)}`;
+    });
+    return;
+  }
+  el.agent.hidden = false;
+  el.agentId.textContent = userid;
+
+  el.tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = el.tokenInput.value.trim();
+    if (!token) return;
+    state.token = token;
+    writeToken(token);
+    state.needsToken = false;
+    start();
+  });
+  el.tokenForget.addEventListener("click", () => {
+    state.token = "";
+    writeToken("");
+    el.tokenInput.value = "";
+    el.tokenReason.textContent = "Token forgotten. Paste a token to connect again.";
+  });
+  el.tokenButton.addEventListener("click", () => {
+    state.needsToken = false;
+    needToken();
+    el.tokenReason.textContent = "Replace or forget the token this browser keeps for you.";
+  });
+
+  el.filter.addEventListener("input", () => {
+    state.filter = el.filter.value.trim();
+    renderContacts();
+  });
+  el.back.addEventListener("click", onBack);
+  addEventListener("popstate", (event) => {
+    if (!event.state?.conversation) closeConversationView();
+  });
+  el.reply.addEventListener("keydown", onComposerKeydown);
+  el.reply.addEventListener("input", onComposerInput);
+  el.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitReply();
+  });
+  el.connRetry.addEventListener("click", reconnectNow);
+
+  addEventListener("online", () => {
+    if (!conn.opened) reconnectNow();
+  });
+  addEventListener("offline", () => {
+    if (!conn.opened) setConn("offline");
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (isViewing(state.current) && state.current !== SYSTEM_ID) {
+      const contact = state.contacts.get(state.current);
+      if (contact && Number(contact.unread) > 0) markRead(state.current);
+      renderContacts();
+    }
+  });
+
+  // Clocks: the reply windows, the retry countdown, and a watchdog for sockets that went silent
+  // (a dropped network often gives no close event until TCP gives up).
+  setInterval(() => {
+    if (conn.state === "waiting") renderConn();
+    // Armed once this socket has had a heartbeat: the bridge's interval is configurable.
+    if (conn.ws && conn.opened && conn.lastHeartbeatAt) {
+      const limit = Math.max(WATCHDOG_MIN_MS, conn.heartbeatGap * 2.5);
+      if (Date.now() - conn.lastFrameAt > limit) {
+        abandonSocket();
+        conn.opened = false;
+        connect();
+      }
+    }
+  }, 1000);
+  setInterval(() => {
+    renderContacts();
+    renderConversationHead();
+  }, 30_000);
+
+  start();
+}
+
+init();
