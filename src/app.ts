@@ -37,6 +37,8 @@ export interface AppDeps {
   staticDir?: string;
   /** Extra routes (media, demo) mounted before the 404. */
   extraRoutes?: (ctx: ReplyContext) => Route[];
+  /** Demo mode: take the follower simulator's `?name=` as the follower's display name. */
+  acceptFollowerNames?: boolean;
   /** Follower media: fetched before the message is routed. */
   createMediaIntake?: (accept: (item: InboundItem) => Promise<InboundOutcome>) => MediaIntake;
 }
@@ -128,10 +130,11 @@ export function createApp(deps: AppDeps) {
     now,
     newId,
   });
-  const wechatCrypto = config.wechatAesKey && config.wechatAppId
+  // A key without an appid, or a malformed key, stops start-up rather than every message.
+  const wechatCrypto = config.wechatAesKey
     ? createWechatCrypto({
       aesKey: config.wechatAesKey,
-      appId: config.wechatAppId,
+      appId: config.wechatAppId ?? "",
       previousAesKey: config.wechatAesKeyPrevious,
     })
     : undefined;
@@ -142,6 +145,7 @@ export function createApp(deps: AppDeps) {
     companyId: config.companyId,
     now,
     newId,
+    acceptNames: deps.acceptFollowerNames,
     accept(item, _message, url) {
       metrics.messagesIn.inc({ msg_type: item.envelope.data.msg_type });
       if (intake?.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);

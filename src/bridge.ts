@@ -90,6 +90,7 @@ export function createBridge(config: Config, deps: BridgeDeps) {
   const app = createApp({
     config,
     metrics,
+    acceptFollowerNames: outbox !== null,
     store: deps.store,
     now: deps.now,
     createReplies: (ctx) =>

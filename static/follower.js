@@ -148,7 +148,9 @@ function saveOwn() {
 // Sending as WeChat
 
 async function postXml(fields) {
-  const res = await fetch(`${B}/send_xml`, {
+  // WeChat gives no display name; in demo mode the bridge takes the simulator's as `name`.
+  const query = state.name ? `?name=${encodeURIComponent(state.name)}` : "";
+  const res = await fetch(`${B}/send_xml${query}`, {
     method: "POST",
     headers: { "Content-Type": "text/xml; charset=utf-8" },
     body: wechatXml(fields),

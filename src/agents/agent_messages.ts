@@ -171,7 +171,18 @@ export function createAgentMessages(deps: AgentMessageDeps) {
               message: String(envelope.result?.message ?? "common"),
             };
           }
-          const [entry] = await switchboard.sendToAgents([{ agentId: to, envelope }]);
+          const entries = [{ agentId: to, envelope }];
+          // The sender's sockets see what it sent, as with replies: one thread on every tab.
+          if (agentId !== null && agentId !== to) {
+            entries.push({
+              agentId,
+              envelope: {
+                data: { ...envelope.data, direction: "out", status: "delivered" },
+                result: envelope.result,
+              },
+            });
+          }
+          const [entry] = await switchboard.sendToAgents(entries);
           return ok({ id: envelope.data.id, seq: entry?.seq, status: "delivered", ...echo });
         }
         return refuse(404, `Cannot send: no follower or agent is named ${to}`, {

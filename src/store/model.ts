@@ -222,6 +222,12 @@ export class Model {
     }
     const contact = this.#contact(item.followerId, now);
     if (item.name) contact.name = item.name;
+    else if (
+      contact.name !== contact.follower_id && item.envelope.data.contact_id === item.followerId
+    ) {
+      // WeChat sends no names: a name learnt once (demo simulator, a profile) names the rest.
+      item.envelope.data.name = contact.name;
+    }
     if (item.kind !== "none") {
       const state = noteInbound(
         contact.last_inbound_at === 0 ? null : {

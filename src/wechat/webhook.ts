@@ -30,6 +30,8 @@ export interface WebhookDeps {
   companyId: string;
   now: () => number;
   newId: () => string;
+  /** Demo mode: the follower simulator names its follower with `?name=` (WeChat never does). */
+  acceptNames?: boolean;
   accept(item: InboundItem, message: FollowerMessage, url: URL): Promise<InboundOutcome | void>;
 }
 
@@ -79,9 +81,10 @@ export function createWechatWebhook(deps: WebhookDeps) {
       }
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();
+      const given = deps.acceptNames ? params.get("name")?.trim().slice(0, 64) || null : null;
       const envelope = createFollowerEnvelope(message, {
         id: message.msgId ?? deps.newId(),
-        name: message.from,
+        name: given ?? message.from,
         avatar: "",
         companyId: deps.companyId,
         receivedAt,

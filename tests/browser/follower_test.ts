@@ -32,9 +32,11 @@ browserTest(
           hasText: "你好, is anyone there?",
         }).waitFor();
         const post = requests.find((r) =>
-          r.url.endsWith("/im_component/wx_official_account/send_xml")
+          new URL(r.url).pathname.endsWith("/im_component/wx_official_account/send_xml")
         );
         assert.ok(post?.body, JSON.stringify(requests));
+        // Demo mode takes the simulator's display name; WeChat itself never sends one.
+        assert.equal(new URL(post.url).searchParams.get("name"), "Lin 林");
         assert.match(post.body, /<ToUserName><!\[CDATA\[gh_demo\]\]><\/ToUserName>/);
         assert.match(
           post.body,
@@ -46,6 +48,7 @@ browserTest(
         assert.match(post.body, /<MsgId><!\[CDATA\[\d{15,20}\]\]><\/MsgId>/);
         await contact.click();
         await agent.page.locator(".msg.in", { hasText: "你好, is anyone there?" }).waitFor();
+        await contact.filter({ hasText: "Lin 林" }).waitFor();
       });
 
       await t.step("the agent's reply comes back to the simulator", async () => {
@@ -68,7 +71,9 @@ browserTest(
           await sim.page.locator('.row.mine[data-state="sent"] img').waitFor();
           const upload = requests.find((r) => r.url.endsWith("/demo/media"));
           assert.ok(upload, "no upload to demo/media");
-          const xml = requests.filter((r) => r.url.endsWith("/send_xml")).at(-1)?.body ?? "";
+          const xml = requests.filter((r) =>
+            new URL(r.url).pathname.endsWith("/send_xml")
+          ).at(-1)?.body ?? "";
           assert.match(xml, /<MsgType><!\[CDATA\[image\]\]><\/MsgType>/);
           assert.match(xml, /<PicUrl><!\[CDATA\[http[^\]]+\]\]><\/PicUrl>/);
           assert.match(xml, /<MediaId><!\[CDATA\[[^\]]+\]\]><\/MediaId>/);
