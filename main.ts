@@ -9,6 +9,8 @@ import { openStore } from "./src/store/open_store.ts";
 import { loadMediaSecret } from "./src/media/url_secret.ts";
 
 const SHUTDOWN_LIMIT_MS = 10_000;
+/** How long requests already in flight at SIGTERM may take before sockets close anyway. */
+const IN_FLIGHT_LIMIT_MS = 5_000;
 
 async function main(): Promise<void> {
   let config;
@@ -47,6 +49,25 @@ async function main(): Promise<void> {
     log.info("No WeChat credentials: demo mode, replies go to the follower simulator");
   }
 
+  // While stopping, new requests are turned away (WeChat retries, a balancer moves on), and the
+  // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
+  let stopping = false;
+  let inFlight = 0;
+  const handler = async (req: Request): Promise<Response> => {
+    if (stopping) {
+      const message = "Server shutting down: retry";
+      return new Response(JSON.stringify({ error: message, result: { code: -1, message } }), {
+        status: 503,
+        headers: { "content-type": "application/json; charset=utf-8", "retry-after": "1" },
+      });
+    }
+    inFlight++;
+    try {
+      return await bridge.handler(req);
+    } finally {
+      inFlight--;
+    }
+  };
   const server = Deno.serve({
     port: config.port,
     hostname: config.hostname,
@@ -56,10 +77,9 @@ async function main(): Promise<void> {
         port,
         store: config.redisUrl ? "redis" : config.store,
       }),
-  }, bridge.handler);
+  }, handler);
   bridge.startHeartbeat();
 
-  let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -69,6 +89,10 @@ async function main(): Promise<void> {
       Deno.exit(1);
     }, SHUTDOWN_LIMIT_MS);
     try {
+      const patience = performance.now() + IN_FLIGHT_LIMIT_MS;
+      while (inFlight > 0 && performance.now() < patience) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
       await bridge.shutdown(1012, "server restarting: reconnect with since=");
       await server.shutdown();
       await store.close();

@@ -30,6 +30,19 @@ interface Pending {
 }
 
 const REPLAY_PAGE = 500;
+/** Unsent bytes above which a replay waits for the reader. */
+const REPLAY_HIGH_WATER = 1024 * 1024;
+/** How long a replay waits for a reader that does not read. */
+const REPLAY_PATIENCE_MS = 30_000;
+
+/** Resolves when the socket's unsent data falls under the high-water mark, or it gives up. */
+async function drained(socket: AgentSocket): Promise<void> {
+  const deadline = performance.now() + REPLAY_PATIENCE_MS;
+  while (socket.bufferedAmount > REPLAY_HIGH_WATER / 2 && socket.readyState === 1) {
+    if (performance.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 /** Creates the message path over a store and a hub. */
 export function createSwitchboard(options: SwitchboardOptions) {
@@ -135,10 +148,13 @@ export function createSwitchboard(options: SwitchboardOptions) {
         // one through its backlog; the hub drops whatever the replay already wrote.
         push(applied.deliveries);
         let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
-        for (;;) {
+        replay: for (;;) {
           const page = await store.readLog(agentId, after, REPLAY_PAGE);
           for (const entry of page) {
-            hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope));
+            // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
+            // the hub's bound and is told to come back with since=.
+            if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
+            if (!hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope))) break replay;
             after = entry.seq;
           }
           if (page.length < REPLAY_PAGE) break;

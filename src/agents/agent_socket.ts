@@ -54,6 +54,9 @@ export function agentIdFrom(url: URL): string | null {
 export function createAgentSocketHandler(deps: AgentSocketDeps) {
   const { hub, switchboard, messages } = deps;
   const encoder = new TextEncoder();
+  // Sockets upgraded but not yet in the hub (it registers them on open), so that sockets
+  // opened at once cannot all pass the per-agent limit.
+  const opening = new Map<string, number>();
 
   return async function upgrade(req: Request, url: URL): Promise<Response> {
     deps.auth.checkOrigin(req);
@@ -70,7 +73,10 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
         throw new HttpError(400, "since must be a whole number >= 0");
       }
     }
-    if (hub.socketsOf(agentId) >= deps.limits.socketsPerAgent) {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      throw new HttpError(426, "Connect with a WebSocket", { upgrade: "websocket" });
+    }
+    if (hub.socketsOf(agentId) + (opening.get(agentId) ?? 0) >= deps.limits.socketsPerAgent) {
       deps.onRejected?.("sockets");
       throw new HttpError(
         429,
@@ -79,10 +85,23 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     }
     const requested = req.headers.get("sec-websocket-protocol");
     const protocol = requested?.split(",")[0]?.trim() || undefined;
-    const { socket, response } = Deno.upgradeWebSocket(req, {
-      protocol,
-      idleTimeout: deps.idleTimeoutS,
-    });
+    let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+    try {
+      upgraded = Deno.upgradeWebSocket(req, { protocol, idleTimeout: deps.idleTimeoutS });
+    } catch (error) {
+      // A handshake with a missing or bad header (Connection, Sec-WebSocket-Key, …).
+      throw new HttpError(400, `Cannot upgrade: ${(error as Error).message}`);
+    }
+    const { socket, response } = upgraded;
+    opening.set(agentId, (opening.get(agentId) ?? 0) + 1);
+    let pending = true;
+    const opened = () => {
+      if (!pending) return;
+      pending = false;
+      const n = (opening.get(agentId) ?? 1) - 1;
+      if (n > 0) opening.set(agentId, n);
+      else opening.delete(agentId);
+    };
     const limiter = createRateLimiter(deps.limits.messagesPerSecond, deps.limits.messageBurst);
     let conn: AgentConnection | null = null;
     let closed = false;
@@ -95,6 +114,8 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     };
 
     socket.onopen = () => {
+      // connect() adds the socket to the hub before its first await: the count stays right.
+      opened();
       switchboard.connect(agentId, socket, since).then((c) => {
         conn = c;
         if (closed) switchboard.disconnect(c);
@@ -107,11 +128,13 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
       });
     };
     socket.onclose = () => {
+      opened();
       closed = true;
       if (conn) switchboard.disconnect(conn);
       deps.onSocketCount?.(hub.socketCount, hub.agentCount);
     };
-    socket.onerror = () => {};
+    // A failed upgrade fires only "error".
+    socket.onerror = opened;
     socket.onmessage = (event) => {
       if (typeof event.data !== "string") {
         sendError("Cannot parse message: send JSON text frames");
