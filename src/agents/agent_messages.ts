@@ -83,8 +83,10 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           return refuse(400, "Cannot set capacity: msg.max must be a whole number or null");
         }
         await store.setCapacity(agentId, max);
-        // A raised capacity may let waiting followers in at once.
-        await switchboard.apply(store.agentOnline(agentId, switchboard.presence));
+        // A raised capacity may let waiting followers in at once, if the agent is here for them.
+        if (switchboard.presence.isOnline(agentId)) {
+          await switchboard.apply(store.agentOnline(agentId, switchboard.presence));
+        }
         return ok({ capacity: max });
       }
     }

@@ -2,19 +2,28 @@
 // (`STORE=memory`, nothing survives a restart), or Redis (`REDIS_URL`, several instances).
 
 import type { Config } from "../config.ts";
+import { openKvStore } from "./kv_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import type { Store } from "./types.ts";
 
 /** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
 export const DEDUP_TTL_MS = 24 * 3600_000;
 
+const DAY_MS = 24 * 3600_000;
+
 /** Opens the configured store. */
-export function openStore(config: Config): Promise<Store> {
+export async function openStore(config: Config): Promise<Store> {
   const options = {
     companyId: config.companyId,
     now: Date.now,
     newId: () => crypto.randomUUID(),
     dedupTtlMs: DEDUP_TTL_MS,
   };
-  return Promise.resolve(createMemoryStore(options));
+  if (config.store === "memory") return createMemoryStore(options);
+  await Deno.mkdir(config.dataDir, { recursive: true });
+  return await openKvStore(`${config.dataDir}/bridge.kv`, {
+    ...options,
+    // History as configured; agents' logs the same, but at least 48 hours (the store's rule).
+    retentionMs: config.historyRetentionDays * DAY_MS,
+  });
 }

@@ -1,0 +1,63 @@
+// Every Deno KV key the bridge writes, built by named functions in this one module, so the
+// layout of the database can be read on one screen and no key is spelled twice.
+// Numbers in keys sort numerically, so `list()` walks logs and histories in order.
+
+/** A contact (follower): `Contact`. */
+export function contactKey(followerId: string): Deno.KvKey {
+  return ["contacts", followerId];
+}
+
+/** All contacts. */
+export function contactsPrefix(): Deno.KvKey {
+  return ["contacts"];
+}
+
+/** An agent: `AgentRecord` (seq, cursor, capacity, load). */
+export function agentKey(agentId: string): Deno.KvKey {
+  return ["agents", agentId];
+}
+
+/** All agents. */
+export function agentsPrefix(): Deno.KvKey {
+  return ["agents"];
+}
+
+/** One envelope of an agent's log, by seq. */
+export function logKey(agentId: string, seq: number): Deno.KvKey {
+  return ["log", agentId, seq];
+}
+
+/** An agent's whole log. */
+export function logPrefix(agentId: string): Deno.KvKey {
+  return ["log", agentId];
+}
+
+/** One item of a follower's conversation, by history number. */
+export function historyKey(followerId: string, n: number): Deno.KvKey {
+  return ["history", followerId, n];
+}
+
+/** A follower's whole conversation. */
+export function historyPrefix(followerId: string): Deno.KvKey {
+  return ["history", followerId];
+}
+
+/** A message waiting for an agent, by follower and history number. */
+export function queuedKey(followerId: string, n: number): Deno.KvKey {
+  return ["queue", followerId, n];
+}
+
+/** Every waiting message. */
+export function queuePrefix(): Deno.KvKey {
+  return ["queue"];
+}
+
+/** The WeChat retry keys one commit saw, with their expiries; `id` orders nothing. */
+export function dedupKey(id: number): Deno.KvKey {
+  return ["dedup", id];
+}
+
+/** Every dedup record. */
+export function dedupPrefix(): Deno.KvKey {
+  return ["dedup"];
+}

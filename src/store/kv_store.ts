@@ -1,0 +1,575 @@
+// The store on Deno KV: the routing model in memory, loaded from KV at open, and KV as its
+// durable copy. Every operation runs the model, then commits what it changed in one atomic
+// before anyone is told it happened; only KV's per-commit limits ever split a commit.
+
+import { getLogger } from "@logtape/logtape";
+import type { Envelope } from "../agents/envelope.ts";
+import {
+  agentKey,
+  agentsPrefix,
+  contactKey,
+  contactsPrefix,
+  dedupKey,
+  dedupPrefix,
+  historyKey,
+  historyPrefix,
+  logKey,
+  queuedKey,
+  queuePrefix,
+} from "./kv_keys.ts";
+import { type Changes, Model, type ModelOptions } from "./model.ts";
+import type {
+  AgentRecord,
+  Applied,
+  Contact,
+  HistoryItem,
+  InboundItem,
+  InboundOutcome,
+  LogEntry,
+  Presence,
+  Store,
+} from "./types.ts";
+
+const log = getLogger(["bridge", "store"]);
+
+// Deno KV refuses an atomic with more than 1,000 mutations, 819,200 bytes of keys and values,
+// or 81,920 bytes of keys (measured on Deno 2.9). Sizes here are upper bounds computed
+// without serializing, so the byte budgets keep a margin below KV's.
+const MAX_MUTATIONS = 1000;
+const MAX_BYTES = 760_000;
+const MAX_KEY_BYTES = 76_000;
+/** Dedup keys per KV value: one record per commit, not one write per message. */
+const DEDUP_PER_RECORD = 250;
+/** How long a delivered seq may wait before its cursor is written without other work. */
+const CURSOR_FLUSH_MS = 1000;
+const PRUNE_INTERVAL_MS = 60_000;
+const LIST_BATCH = 500;
+const MIN_LOG_RETENTION_MS = 48 * 3600_000;
+
+/** Options of the KV store: the model's, and how long logs and history are kept. */
+export interface KvStoreOptions extends ModelOptions {
+  /** History entries expire this long after they are written, ms; agents' logs too, but
+   * never before 48 hours (WeChat's reply window), so a returning agent can catch up. */
+  retentionMs: number;
+}
+
+/** A message waiting for an agent, as stored: `stamp` orders followers by when they queued. */
+interface StoredQueued {
+  envelope: Envelope;
+  stamp: number;
+}
+
+/** One mutation of a commit; `value` undefined is a delete. */
+interface Write {
+  key: Deno.KvKey;
+  value?: unknown;
+  expireIn?: number;
+  bytes: number;
+  keyBytes: number;
+  /** Contacts and agents: a later snapshot in the same commit replaces the earlier one. */
+  slot?: string;
+}
+
+/** What one atomic commit will write. */
+interface Group {
+  writes: Write[];
+  slots: Map<string, number>;
+  /** WeChat retry keys and their expiries, written as a few records at commit. */
+  dedup: Array<[string, number]>;
+  bytes: number;
+  keyBytes: number;
+  deliveries: LogEntry[];
+}
+
+const newGroup = (): Group => ({
+  writes: [],
+  slots: new Map(),
+  dedup: [],
+  bytes: 0,
+  keyBytes: 0,
+  deliveries: [],
+});
+
+function keyBytesOf(key: Deno.KvKey): number {
+  let n = 8;
+  for (const part of key) n += typeof part === "string" ? part.length * 3 + 2 : 9;
+  return n;
+}
+
+/** An upper bound of a value's size in V8's format, which KV stores: at most two bytes per
+ * UTF-16 unit and a few bytes of tags per item. Cheaper than serializing it to find out. */
+function valueBytesOf(value: unknown): number {
+  switch (typeof value) {
+    case "string":
+      return value.length * 2 + 6;
+    case "object": {
+      if (value === null) return 1;
+      let n = 8;
+      if (Array.isArray(value)) {
+        for (const v of value) n += valueBytesOf(v);
+        return n;
+      }
+      for (const k in value) {
+        n += k.length * 2 + 6 + valueBytesOf((value as Record<string, unknown>)[k]);
+      }
+      return n;
+    }
+    default:
+      return 10;
+  }
+}
+
+const dedupBytesOf = (key: string): number => key.length * 2 + 24;
+
+function setWrite(key: Deno.KvKey, value: unknown, expireIn?: number, slot?: string): Write {
+  const keyBytes = keyBytesOf(key);
+  return { key, value, expireIn, keyBytes, bytes: keyBytes + valueBytesOf(value), slot };
+}
+
+function deleteWrite(key: Deno.KvKey): Write {
+  const keyBytes = keyBytesOf(key);
+  return { key, keyBytes, bytes: keyBytes };
+}
+
+function isEmpty(changes: Changes): boolean {
+  return changes.contacts.size === 0 && changes.agents.size === 0 && changes.log.length === 0 &&
+    changes.history.length === 0 && changes.queued.length === 0 &&
+    changes.dequeued.length === 0 && changes.dedup.length === 0;
+}
+
+const recordsFor = (dedupCount: number): number => Math.ceil(dedupCount / DEDUP_PER_RECORD);
+
+function fits(group: Group, writes: Write[], dedup: Array<[string, number]> = []): boolean {
+  let bytes = group.bytes;
+  let keyBytes = group.keyBytes;
+  for (const w of writes) {
+    bytes += w.bytes;
+    keyBytes += w.keyBytes;
+  }
+  for (const [key] of dedup) bytes += dedupBytesOf(key);
+  const records = recordsFor(group.dedup.length + dedup.length);
+  return group.writes.length + writes.length + records <= MAX_MUTATIONS &&
+    bytes + records * 64 <= MAX_BYTES && keyBytes + records * 32 <= MAX_KEY_BYTES;
+}
+
+function put(group: Group, w: Write): void {
+  const at = w.slot === undefined ? undefined : group.slots.get(w.slot);
+  if (at !== undefined) {
+    const old = group.writes[at]!;
+    group.bytes += w.bytes - old.bytes;
+    group.writes[at] = w;
+    return;
+  }
+  if (w.slot !== undefined) group.slots.set(w.slot, group.writes.length);
+  group.writes.push(w);
+  group.bytes += w.bytes;
+  group.keyBytes += w.keyBytes;
+}
+
+function putDedup(group: Group, dedup: Array<[string, number]>): void {
+  for (const d of dedup) {
+    group.dedup.push(d);
+    group.bytes += dedupBytesOf(d[0]);
+  }
+}
+
+/**
+ * The commits of one operation. The operation hands it its changes unit by unit (one inbound
+ * message, one follower handed to an agent); a unit goes whole into one commit, so when KV's
+ * limits force several commits, each one leaves KV in a state the model could have been in.
+ */
+class CommitPlan {
+  readonly groups: Group[] = [newGroup()];
+
+  constructor(
+    private readonly model: Model,
+    private readonly options: KvStoreOptions,
+    private readonly nextStamp: () => number,
+  ) {}
+
+  /** Adds the model's changes since the last call as one unit. */
+  addUnit(changes: Changes): void {
+    if (isEmpty(changes)) return;
+    // Data before state, deletes last: should a unit too big for one commit fail halfway,
+    // what was written first is beyond the stored counters and is ignored, then overwritten.
+    const writes: Write[] = [];
+    const retain = this.options.retentionMs;
+    const logRetain = Math.max(retain, MIN_LOG_RETENTION_MS);
+    for (const e of changes.log) {
+      writes.push(setWrite(logKey(e.agentId, e.seq), e.envelope, logRetain));
+    }
+    for (const h of changes.history) {
+      writes.push(setWrite(historyKey(h.followerId, h.n), h.item, retain));
+    }
+    for (const q of changes.queued) {
+      const stored: StoredQueued = { envelope: q.envelope, stamp: this.nextStamp() };
+      writes.push(setWrite(queuedKey(q.followerId, q.n), stored));
+    }
+    for (const id of changes.contacts) {
+      const contact = this.model.contacts.get(id);
+      if (contact) writes.push(setWrite(contactKey(id), { ...contact }, undefined, `c:${id}`));
+    }
+    for (const id of changes.agents) writes.push(this.agentWrite(id));
+    for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
+    const dedup = changes.dedup.map((key): [string, number] => [
+      key,
+      this.model.seen.get(key) ?? 0,
+    ]);
+
+    let group = this.groups[this.groups.length - 1]!;
+    if (!fits(group, writes, dedup) && (group.writes.length > 0 || group.dedup.length > 0)) {
+      this.groups.push(group = newGroup());
+    }
+    if (fits(group, writes, dedup)) {
+      for (const w of writes) put(group, w);
+      putDedup(group, dedup);
+      group.deliveries.push(...changes.log);
+      return;
+    }
+    // One unit larger than a commit: a follower with a very long queue. Split it, in order.
+    for (const w of writes) {
+      if (!fits(group, [w])) this.groups.push(group = newGroup());
+      put(group, w);
+    }
+    if (!fits(group, [], dedup)) this.groups.push(group = newGroup());
+    putDedup(group, dedup);
+    group.deliveries.push(...changes.log);
+  }
+
+  /** Writes the agents' current records (cursors) with the last commit. */
+  addAgents(agentIds: Iterable<string>): void {
+    let group = this.groups[this.groups.length - 1]!;
+    for (const id of agentIds) {
+      const w = this.agentWrite(id);
+      if (!fits(group, [w])) this.groups.push(group = newGroup());
+      put(group, w);
+    }
+  }
+
+  /** Commits the groups in order; `onCommitted` runs after each one that KV took. */
+  async commit(kv: Deno.Kv, onCommitted: (group: Group) => void): Promise<void> {
+    for (const group of this.groups) {
+      if (group.writes.length === 0 && group.dedup.length === 0) continue;
+      const op = kv.atomic();
+      for (const w of group.writes) {
+        if (w.value === undefined) {
+          op.delete(w.key);
+        } else {
+          op.set(w.key, w.value, w.expireIn === undefined ? {} : { expireIn: w.expireIn });
+        }
+      }
+      for (let i = 0; i < group.dedup.length; i += DEDUP_PER_RECORD) {
+        op.set(dedupKey(this.nextStamp()), group.dedup.slice(i, i + DEDUP_PER_RECORD), {
+          expireIn: this.options.dedupTtlMs,
+        });
+      }
+      const res = await op.commit();
+      if (!res.ok) throw new Error("Cannot commit to Deno KV: the atomic operation was refused");
+      onCommitted(group);
+    }
+  }
+
+  get isEmpty(): boolean {
+    const first = this.groups[0]!;
+    return this.groups.length === 1 && first.writes.length === 0 && first.dedup.length === 0;
+  }
+
+  private agentWrite(id: string): Write {
+    const record = this.model.agents.get(id)!;
+    return setWrite(agentKey(id), { ...record }, undefined, `a:${id}`);
+  }
+}
+
+/** The model as KV holds it, and the highest stamp given out (queue order, dedup ids). */
+async function loadModel(
+  kv: Deno.Kv,
+  options: ModelOptions,
+): Promise<{ model: Model; stamp: number }> {
+  const model = new Model(options);
+  const batch = { batchSize: LIST_BATCH };
+  for await (const e of kv.list<Contact>({ prefix: contactsPrefix() }, batch)) {
+    model.contacts.set(e.value.follower_id, e.value);
+  }
+  for await (const e of kv.list<AgentRecord>({ prefix: agentsPrefix() }, batch)) {
+    model.agents.set(e.value.agent_id, e.value);
+  }
+  const now = options.now();
+  let stamp = 0;
+  for await (const e of kv.list<Array<[string, number]>>({ prefix: dedupPrefix() }, batch)) {
+    stamp = Math.max(stamp, e.key[1] as number);
+    for (const [key, expiry] of e.value) if (expiry > now) model.seen.set(key, expiry);
+  }
+  // Followers queue in the order they started waiting; the stamps restore that order.
+  const byFollower = new Map<string, { first: number; items: Array<[number, Envelope]> }>();
+  const stale: Deno.KvKey[] = [];
+  for await (const e of kv.list<StoredQueued>({ prefix: queuePrefix() }, batch)) {
+    const followerId = e.key[1] as string;
+    const n = e.key[2] as number;
+    stamp = Math.max(stamp, e.value.stamp);
+    const contact = model.contacts.get(followerId);
+    // Left by a commit split halfway: the follower was handed over, or never stored.
+    if (!contact || contact.agent_id !== null || n > contact.history_seq) {
+      stale.push(e.key);
+      continue;
+    }
+    let f = byFollower.get(followerId);
+    if (!f) byFollower.set(followerId, f = { first: e.value.stamp, items: [] });
+    f.first = Math.min(f.first, e.value.stamp);
+    f.items.push([n, e.value.envelope]);
+  }
+  const followers = [...byFollower].sort((a, b) => a[1].first - b[1].first);
+  for (const [followerId, f] of followers) {
+    for (const [n, envelope] of f.items) model.restoreQueued({ followerId, n, envelope });
+  }
+  for (let i = 0; i < stale.length; i += MAX_MUTATIONS) {
+    const op = kv.atomic();
+    for (const key of stale.slice(i, i + MAX_MUTATIONS)) op.delete(key);
+    const res = await op.commit();
+    if (!res.ok) throw new Error("Cannot clean the queue in Deno KV: the commit was refused");
+  }
+  return { model, stamp };
+}
+
+/** Opens the store on a Deno KV database (a file, or `:memory:`) and loads its state. */
+export async function openKvStore(path: string, options: KvStoreOptions): Promise<Store> {
+  const kv = await Deno.openKv(path);
+  let loaded;
+  try {
+    loaded = await loadModel(kv, options);
+  } catch (error) {
+    kv.close();
+    throw error;
+  }
+  return createKvStore(kv, loaded.model, loaded.stamp, options);
+}
+
+function createKvStore(
+  kv: Deno.Kv,
+  initial: Model,
+  initialStamp: number,
+  options: KvStoreOptions,
+): Store {
+  let model = initial;
+  let stamp = initialStamp;
+  /** The model may be ahead of KV after a failed commit: reload before the next operation. */
+  let stale = false;
+  let closed = false;
+  /** Agents whose cursor moved since it was last written. */
+  const dirtyCursors = new Set<string>();
+  /** Entries committed by an operation that failed later: pushed with the next one. */
+  let undelivered: LogEntry[] = [];
+  let cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  // One operation at a time: the model's order is KV's order, and a failed commit can be
+  // rolled back by reloading without losing a concurrent operation's work.
+  let tail: Promise<unknown> = Promise.resolve();
+
+  const pruner = setInterval(() => model.pruneSeen(options.now()), PRUNE_INTERVAL_MS);
+  Deno.unrefTimer(pruner);
+
+  function serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => {});
+    return run;
+  }
+
+  async function reload(): Promise<void> {
+    const old = model;
+    const loaded = await loadModel(kv, options);
+    // Cursors not yet written are still true: keep them.
+    for (const [id, record] of old.agents) {
+      const fresh = loaded.model.agents.get(id);
+      if (fresh) fresh.cursor = Math.max(fresh.cursor, Math.min(record.cursor, fresh.seq));
+    }
+    model = loaded.model;
+    stamp = Math.max(stamp, loaded.stamp);
+    stale = false;
+  }
+
+  /**
+   * Runs `step` on the model and commits what it changed. `step` may commit unit by unit
+   * (`plan.addUnit(model.takeChanges())`); what is left becomes the last unit. `carry`: the
+   * caller pushes the deliveries, so entries left undelivered by a failure go with them.
+   */
+  function mutate<T>(
+    step: (m: Model, plan: CommitPlan) => T,
+    carry: boolean,
+  ): Promise<Applied<T>> {
+    if (closed) return Promise.reject(new Error("Cannot write: the store is closed"));
+    return serial(async () => {
+      if (stale) await reload();
+      const m = model;
+      const plan = new CommitPlan(m, options, () => ++stamp);
+      let value: T;
+      try {
+        value = step(m, plan);
+      } catch (error) {
+        // A refused command changes nothing; anything else that threw midway is undone.
+        if (!isEmpty(m.takeChanges()) || !plan.isEmpty) {
+          stale = true;
+          await reload().catch(() => {});
+        }
+        throw error;
+      }
+      plan.addUnit(m.takeChanges());
+      const cursors = [...dirtyCursors].filter((id) => m.agents.has(id));
+      plan.addAgents(cursors);
+      dirtyCursors.clear();
+      const committed: LogEntry[] = carry ? undelivered : [];
+      try {
+        await plan.commit(kv, (group) => committed.push(...group.deliveries));
+      } catch (error) {
+        // The model is ahead of KV now: reload it, and reject so WeChat retries.
+        if (carry) undelivered = committed;
+        else undelivered.push(...committed);
+        for (const id of cursors) dirtyCursors.add(id);
+        stale = true;
+        await reload().catch((e) => log.error("Cannot reload from Deno KV: {error}", { error: e }));
+        throw error;
+      }
+      if (carry) undelivered = [];
+      return { value, deliveries: carry ? committed : [] };
+    });
+  }
+
+  function scheduleCursorFlush(): void {
+    if (cursorTimer !== undefined || closed) return;
+    const timer = setTimeout(() => {
+      cursorTimer = undefined;
+      if (dirtyCursors.size === 0 || closed) return;
+      mutate(() => {}, false).catch((error) =>
+        log.warn("Cannot write delivery cursors: {error}", { error })
+      );
+    }, CURSOR_FLUSH_MS);
+    Deno.unrefTimer(timer);
+    cursorTimer = timer;
+  }
+
+  return {
+    acceptInbound(items: InboundItem[], presence: Presence) {
+      return mutate((m, plan) =>
+        items.map((item): InboundOutcome => {
+          const outcome = m.inbound(item, presence);
+          plan.addUnit(m.takeChanges());
+          return outcome;
+        }), true);
+    },
+    appendToAgents(entries) {
+      return mutate((m, plan) =>
+        entries.map((e) => {
+          const entry = m.append(e.agentId, e.envelope);
+          plan.addUnit(m.takeChanges());
+          return entry;
+        }), true);
+    },
+    agentOnline(agentId: string, _presence: Presence) {
+      return mutate((m, plan) => m.agentOnline(agentId, () => plan.addUnit(m.takeChanges())), true);
+    },
+    async readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+      // Entries past the agent's seq can only be left over from a failed commit.
+      const last = model.agents.get(agentId)?.seq ?? 0;
+      if (afterSeq >= last || limit <= 0) return [];
+      const out: LogEntry[] = [];
+      const selector = { start: logKey(agentId, afterSeq + 1), end: logKey(agentId, last + 1) };
+      for await (
+        const e of kv.list<Envelope>(selector, { limit, batchSize: Math.min(limit, LIST_BATCH) })
+      ) {
+        out.push({ agentId, seq: e.key[2] as number, envelope: e.value });
+      }
+      return out;
+    },
+    markDelivered(agentId: string, seq: number): void {
+      const record = model.agents.get(agentId);
+      if (!record || seq <= record.cursor) return;
+      record.cursor = seq;
+      dirtyCursors.add(agentId);
+      scheduleCursorFlush();
+    },
+    getAgent(agentId: string): Promise<AgentRecord | null> {
+      return Promise.resolve(model.agents.get(agentId) ?? null);
+    },
+    isKnownAgent(agentId: string): Promise<boolean> {
+      return Promise.resolve(model.agents.has(agentId));
+    },
+    getContact(followerId: string): Promise<Contact | null> {
+      return Promise.resolve(model.contacts.get(followerId) ?? null);
+    },
+    listContacts(agentId: string): Promise<Contact[]> {
+      return Promise.resolve(model.contactsOf(agentId));
+    },
+    listWaiting(): Promise<Contact[]> {
+      return Promise.resolve(model.waitingContacts());
+    },
+    async readHistory(followerId: string, before: number | null, limit: number) {
+      const contact = model.contacts.get(followerId);
+      if (!contact || limit <= 0) return { items: [], nextBefore: null };
+      const end = Math.min(before ?? Infinity, contact.history_seq + 1);
+      const selector = { prefix: historyPrefix(followerId), end: historyKey(followerId, end) };
+      const newestFirst: Array<{ n: number; item: HistoryItem }> = [];
+      for await (
+        const e of kv.list<HistoryItem>(selector, {
+          reverse: true,
+          limit: limit + 1,
+          batchSize: Math.min(limit + 1, LIST_BATCH),
+        })
+      ) {
+        newestFirst.push({ n: e.key[2] as number, item: e.value });
+      }
+      const more = newestFirst.length > limit;
+      const page = newestFirst.slice(0, limit).reverse();
+      return { items: page.map((h) => h.item), nextBefore: more ? page[0]!.n : null };
+    },
+    recordReply(agentId: string, followerId: string, item: HistoryItem) {
+      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), true);
+    },
+    async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+      const key = historyKey(followerId, n);
+      // Check-and-set: a concurrent update of the same entry makes us read it again.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const entry = await kv.get<HistoryItem>(key);
+        if (entry.value === null) return;
+        const item: HistoryItem = { ...entry.value, status, ...(error ? { error } : {}) };
+        const res = await kv.atomic().check(entry).set(key, item, {
+          expireIn: options.retentionMs,
+        }).commit();
+        if (res.ok) return;
+      }
+      throw new Error(`Cannot update reply ${followerId}/${n}: it kept changing`);
+    },
+    transfer(followerId: string, fromAgent: string, toAgent: string) {
+      return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true);
+    },
+    closeConversation(followerId: string, agentId: string) {
+      return mutate((m) => m.close(followerId, agentId), true);
+    },
+    async setCapacity(agentId: string, capacity: number | null) {
+      await mutate((m) => m.setCapacity(agentId, capacity), false);
+    },
+    async markRead(agentId: string, followerId: string) {
+      await mutate((m) => m.markRead(agentId, followerId), false);
+    },
+    queueDepth(): Promise<number> {
+      return Promise.resolve(model.queuedCount);
+    },
+    async ping(): Promise<void> {
+      if (closed) throw new Error("The store is closed");
+      if (stale) await serial(async () => stale ? await reload() : undefined);
+      await kv.get(agentKey(""));
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      clearInterval(pruner);
+      clearTimeout(cursorTimer);
+      cursorTimer = undefined;
+      // Operations already called finish first; then the cursors are written once more.
+      const flush = mutate(() => {}, false);
+      closed = true;
+      try {
+        await flush;
+      } catch (error) {
+        log.warn("Cannot write delivery cursors at close: {error}", { error });
+      }
+      await tail;
+      kv.close();
+    },
+  };
+}

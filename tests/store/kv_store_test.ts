@@ -1,0 +1,475 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import type { Envelope } from "../../src/agents/envelope.ts";
+import { agentKey } from "../../src/store/kv_keys.ts";
+import { type KvStoreOptions, openKvStore } from "../../src/store/kv_store.ts";
+import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+
+const DAY_MS = 24 * 3600_000;
+
+function storeOptions(overrides: Partial<KvStoreOptions> = {}): KvStoreOptions {
+  return {
+    companyId: "acme",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 3600_000,
+    retentionMs: 30 * DAY_MS,
+    ...overrides,
+  };
+}
+
+function presenceOf(...agents: string[]): Presence {
+  return { isOnline: (id) => agents.includes(id), onlineAgents: () => agents };
+}
+
+let nextMsgId = 1;
+
+/** A follower's text message to the account, with a WeChat MsgId as its dedup key. */
+function textItem(followerId: string, content: string, to = "gh_account"): InboundItem {
+  const id = String(nextMsgId++);
+  const envelope: Envelope = {
+    data: {
+      id,
+      name: followerId,
+      avatar: "",
+      msg_type: "text",
+      contact_id: followerId,
+      company_id: "acme",
+      send_time: 1_700_000_000,
+      msg: { content },
+    },
+    result: { code: 1001, message: "common" },
+  };
+  return {
+    followerId,
+    name: null,
+    to,
+    envelope,
+    kind: "message",
+    receivedAt: Date.now(),
+    dedupKey: `msg:${id}`,
+  };
+}
+
+/** What an agent's log says, in words: contents, or `event:follower` for system notices. */
+function describe(entries: LogEntry[]): string[] {
+  return entries.map((e) => {
+    const msg = e.envelope.data.msg;
+    return e.envelope.data.msg_type === "system"
+      ? `${msg["event"]}:${msg["follower_id"]}`
+      : String(msg["content"]);
+  });
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kv_store_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function readAll(store: Store, agentId: string): Promise<LogEntry[]> {
+  return await store.readLog(agentId, 0, 100_000);
+}
+
+Deno.test("openKvStore() routes, numbers and logs inbound messages", async (t) => {
+  const store = await openKvStore(":memory:", storeOptions());
+  try {
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    const batch = [textItem("f1", "one"), textItem("f1", "two"), textItem("f2", "three")];
+
+    await t.step("one batch: outcomes in order, deliveries with increasing seqs", async () => {
+      const applied = await store.acceptInbound(batch, online);
+      assert.deepEqual(applied.value, ["delivered", "delivered", "delivered"]);
+      assert.deepEqual(describe(applied.deliveries), [
+        "assigned:f1",
+        "one",
+        "two",
+        "assigned:f2",
+        "three",
+      ]);
+      assert.deepEqual(applied.deliveries.map((e) => e.seq), [1, 2, 3, 4, 5]);
+      assert.deepEqual(applied.deliveries.map((e) => e.envelope.data.seq), [1, 2, 3, 4, 5]);
+    });
+
+    await t.step("readLog() returns what came after a seq, from KV", async () => {
+      assert.deepEqual(describe(await store.readLog("a1", 0, 100)), [
+        "assigned:f1",
+        "one",
+        "two",
+        "assigned:f2",
+        "three",
+      ]);
+      const after3 = await store.readLog("a1", 3, 100);
+      assert.deepEqual(after3.map((e) => e.seq), [4, 5]);
+      assert.deepEqual((await store.readLog("a1", 1, 2)).map((e) => e.seq), [2, 3]);
+      assert.deepEqual(await store.readLog("a1", 5, 100), []);
+      assert.deepEqual(await store.readLog("nobody", 0, 100), []);
+    });
+
+    await t.step("a WeChat retry is a duplicate and changes nothing", async () => {
+      const applied = await store.acceptInbound([batch[0]!], online);
+      assert.deepEqual(applied.value, ["duplicate"]);
+      assert.deepEqual(applied.deliveries, []);
+      assert.equal((await store.getAgent("a1"))?.seq, 5);
+    });
+
+    await t.step("contacts and history reflect the messages", async () => {
+      const f1 = await store.getContact("f1");
+      assert.equal(f1?.agent_id, "a1");
+      assert.equal(f1?.unread, 2);
+      assert.equal(f1?.history_seq, 2);
+      assert.deepEqual((await store.listContacts("a1")).map((c) => c.follower_id).sort(), [
+        "f1",
+        "f2",
+      ]);
+      const history = await store.readHistory("f1", null, 50);
+      assert.deepEqual(history.items.map((i) => i.msg["content"]), ["one", "two"]);
+      assert.deepEqual(history.items.map((i) => i.direction), ["in", "in"]);
+      assert.equal(history.nextBefore, null);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("openKvStore() keeps its state across close and reopen", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.kv`;
+    const retried = textItem("f1", "first from f1");
+    let store = await openKvStore(path, storeOptions());
+    try {
+      await t.step("followers with no agent online wait", async () => {
+        const applied = await store.acceptInbound([
+          retried,
+          textItem("f2", "first from f2"),
+          textItem("f1", "second from f1"),
+        ], presenceOf());
+        assert.deepEqual(applied.value, ["waiting", "waiting", "waiting"]);
+        assert.equal(await store.queueDepth(), 3);
+      });
+      await t.step("...until reopened", async () => {
+        await store.close();
+        store = await openKvStore(path, storeOptions());
+        assert.equal(await store.queueDepth(), 3);
+        assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["f1", "f2"]);
+      });
+      await t.step("a WeChat retry after reopening is still a duplicate", async () => {
+        const applied = await store.acceptInbound([retried], presenceOf());
+        assert.deepEqual(applied.value, ["duplicate"]);
+      });
+      await t.step(
+        "the first agent gets the waiting followers, longest-waiting first",
+        async () => {
+          const applied = await store.agentOnline("a1", presenceOf("a1"));
+          assert.deepEqual(describe(applied.deliveries), [
+            "assigned:f1",
+            "first from f1",
+            "second from f1",
+            "assigned:f2",
+            "first from f2",
+          ]);
+          assert.equal(await store.queueDepth(), 0);
+          assert.deepEqual(await store.listWaiting(), []);
+        },
+      );
+      await t.step("the cursor is written with the next commit, without a close", async () => {
+        store.markDelivered("a1", 3);
+        await store.acceptInbound([textItem("f2", "after the cursor")], presenceOf("a1"));
+        // A second handle on the same file sees what the first committed.
+        const other = await Deno.openKv(path);
+        try {
+          const record = await other.get<AgentRecord>(agentKey("a1"));
+          assert.equal(record.value?.cursor, 3);
+          assert.equal(record.value?.seq, 6);
+        } finally {
+          other.close();
+        }
+      });
+      await t.step("after reopening: seqs go on, cursor and log are there", async () => {
+        store.markDelivered("a1", 5);
+        await store.close();
+        store = await openKvStore(path, storeOptions());
+        const a1 = await store.getAgent("a1");
+        assert.equal(a1?.seq, 6);
+        assert.equal(a1?.cursor, 5);
+        assert.equal(a1?.load, 2);
+        assert.deepEqual(describe(await store.readLog("a1", 5, 100)), ["after the cursor"]);
+        assert.equal(await store.queueDepth(), 0);
+        const applied = await store.acceptInbound([textItem("f1", "next")], presenceOf());
+        assert.deepEqual(applied.value, ["delivered"]);
+        assert.deepEqual(applied.deliveries.map((e) => [e.agentId, e.seq]), [["a1", 7]]);
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openKvStore() pages history and rewrites a reply's status", async (t) => {
+  const store = await openKvStore(":memory:", storeOptions());
+  try {
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    await store.acceptInbound(
+      Array.from({ length: 5 }, (_, i) => textItem("f1", `m${i + 1}`)),
+      online,
+    );
+    const reply = await store.recordReply("a1", "f1", {
+      id: "r1",
+      name: "a1",
+      avatar: "",
+      msg_type: "text",
+      contact_id: "f1",
+      company_id: "acme",
+      send_time: 1_700_000_100,
+      msg: { content: "an answer" },
+      direction: "out",
+      status: "sending",
+    });
+
+    await t.step("recordReply() numbers the reply and echoes it to the agent", () => {
+      assert.equal(reply.value.n, 6);
+      assert.deepEqual(describe(reply.deliveries), ["an answer"]);
+    });
+
+    await t.step("readHistory() pages backwards, oldest first within a page", async () => {
+      const last = await store.readHistory("f1", null, 4);
+      assert.deepEqual(last.items.map((i) => i.msg["content"]), ["m3", "m4", "m5", "an answer"]);
+      assert.equal(last.nextBefore, 3);
+      const first = await store.readHistory("f1", last.nextBefore, 4);
+      assert.deepEqual(first.items.map((i) => i.msg["content"]), ["m1", "m2"]);
+      assert.equal(first.nextBefore, null);
+      assert.deepEqual(await store.readHistory("nobody", null, 4), { items: [], nextBefore: null });
+    });
+
+    await t.step("updateReply() rewrites that one entry", async () => {
+      await store.updateReply("f1", 6, "failed", "45015 window closed");
+      const page = await store.readHistory("f1", null, 2);
+      assert.equal(page.items[1]?.status, "failed");
+      assert.equal(page.items[1]?.error, "45015 window closed");
+      assert.equal(page.items[0]?.status, undefined);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("openKvStore() transfers, closes and respects capacity", async (t) => {
+  const store = await openKvStore(":memory:", storeOptions());
+  try {
+    const both = presenceOf("a1", "a2");
+    await store.agentOnline("a1", both);
+    await store.agentOnline("a2", both);
+    await store.acceptInbound([textItem("f1", "hello", "a1")], both);
+
+    await t.step("transfer() moves the follower and tells both agents", async () => {
+      const applied = await store.transfer("f1", "a1", "a2");
+      assert.deepEqual(
+        applied.deliveries.map((e) => [e.agentId, e.envelope.data.msg["event"]]),
+        [["a2", "transferred_in"], ["a1", "transferred_out"]],
+      );
+      assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+      assert.equal((await store.getAgent("a1"))?.load, 0);
+      assert.equal((await store.getAgent("a2"))?.load, 1);
+    });
+
+    await t.step("a refused command changes nothing and the store goes on", async () => {
+      await assert.rejects(store.transfer("f1", "a1", "a2"), /not served by a1/);
+      assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+    });
+
+    await t.step("close() unbinds; the next message goes to the last agent", async () => {
+      await store.closeConversation("f1", "a2");
+      assert.equal((await store.getContact("f1"))?.status, "closed");
+      assert.equal((await store.getAgent("a2"))?.load, 0);
+      const applied = await store.acceptInbound([textItem("f1", "again")], both);
+      assert.deepEqual(applied.deliveries.map((e) => e.agentId), ["a2", "a2"]);
+    });
+
+    await t.step("capacity 0 keeps followers waiting until it is raised", async () => {
+      await store.setCapacity("a1", 0);
+      await store.setCapacity("a2", 0);
+      const applied = await store.acceptInbound([textItem("f9", "anyone?")], both);
+      assert.deepEqual(applied.value, ["waiting"]);
+      await store.setCapacity("a1", 1);
+      const online = await store.agentOnline("a1", both);
+      assert.deepEqual(describe(online.deliveries), ["assigned:f9", "anyone?"]);
+      assert.equal((await store.getAgent("a1"))?.capacity, 1);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("openKvStore() rolls back a failed commit and rejects", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.kv`;
+    const store = await openKvStore(path, storeOptions());
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound([textItem("f0", "before")], online);
+      const good = textItem("f1", "fine");
+      // Deno KV refuses a value over 64 KiB: the whole commit fails.
+      const poison = textItem("f2", "x".repeat(70_000));
+
+      await t.step("the batch is rejected", async () => {
+        await assert.rejects(store.acceptInbound([good, poison], online), /too large/i);
+      });
+      await t.step("the model is back where KV is", async () => {
+        assert.equal(await store.getContact("f1"), null);
+        assert.equal(await store.getContact("f2"), null);
+        assert.equal((await store.getAgent("a1"))?.seq, 2);
+        assert.equal((await store.getAgent("a1"))?.load, 1);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f0", "before"]);
+      });
+      await t.step("WeChat's retry of the good message is accepted, not a duplicate", async () => {
+        const applied = await store.acceptInbound([good], online);
+        assert.deepEqual(applied.value, ["delivered"]);
+        assert.deepEqual(applied.deliveries.map((e) => e.seq), [3, 4]);
+        assert.deepEqual(describe(await readAll(store, "a1")), [
+          "assigned:f0",
+          "before",
+          "assigned:f1",
+          "fine",
+        ]);
+      });
+      await t.step(
+        "a batch split over several commits that fails late keeps its head",
+        async () => {
+          const long = (i: number) => `${i}:` + "长".repeat(8000);
+          const items = Array.from({ length: 30 }, (_, i) => textItem("f3", long(i)));
+          await assert.rejects(store.acceptInbound([...items, poison], online), /too large/i);
+          // Whole messages went in, in order, before the failing commit: no gaps, no halves.
+          const stored = (await store.getContact("f3"))?.history_seq ?? 0;
+          assert.ok(stored > 0 && stored < 30, `stored ${stored}`);
+          const log = describe(await readAll(store, "a1"));
+          assert.deepEqual(log.slice(4), [
+            "assigned:f3",
+            ...items.slice(0, stored).map((_, i) => long(i)),
+          ]);
+          // They were committed but never handed out: the next operation delivers them.
+          const retry = await store.acceptInbound(items, online);
+          assert.deepEqual(
+            retry.value,
+            items.map((_, i) => i < stored ? "duplicate" : "delivered"),
+          );
+          assert.deepEqual(
+            retry.deliveries.map((e) => e.seq),
+            Array.from({ length: 31 }, (_, i) => i + 5),
+          );
+          assert.equal((await store.getContact("f3"))?.history_seq, 30);
+        },
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openKvStore() splits what KV cannot take in one commit", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.kv`;
+    let store = await openKvStore(path, storeOptions());
+    try {
+      await t.step("100 long messages: over 800 KiB, still all stored in order", async () => {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        const long = (i: number) => `${i}:` + "长".repeat(8000);
+        const items = Array.from({ length: 100 }, (_, i) => textItem(`f${i % 3}`, long(i)));
+        const applied = await store.acceptInbound(items, online);
+        assert.equal(applied.value.filter((o) => o === "delivered").length, 100);
+        assert.equal(applied.deliveries.length, 103);
+        const contents = describe(await readAll(store, "a1")).filter((c) => !c.includes(":f"));
+        assert.deepEqual(contents, items.map((_, i) => long(i)));
+      });
+      await t.step(
+        "a backlog of 400 followers (2,800 mutations) is handed over whole",
+        async () => {
+          const items = Array.from({ length: 800 }, (_, i) => textItem(`w${i % 400}`, `w${i}`));
+          for (let i = 0; i < items.length; i += 100) {
+            await store.acceptInbound(items.slice(i, i + 100), presenceOf());
+          }
+          assert.equal(await store.queueDepth(), 800);
+          const applied = await store.agentOnline("a2", presenceOf("a2"));
+          assert.equal(applied.deliveries.length, 1200);
+          await store.close();
+          store = await openKvStore(path, storeOptions());
+          assert.equal(await store.queueDepth(), 0);
+          const log = describe(await readAll(store, "a2"));
+          assert.equal(log.length, 1200);
+          // Follower by follower: the notice, then its two messages in order.
+          assert.deepEqual(log.slice(0, 6), [
+            "assigned:w0",
+            "w0",
+            "w400",
+            "assigned:w1",
+            "w1",
+            "w401",
+          ]);
+          assert.equal((await store.getAgent("a2"))?.load, 400);
+          const w399 = await store.getContact("w399");
+          assert.equal(w399?.agent_id, "a2");
+        },
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openKvStore() writes history to expire after retentionMs, logs after 48 h at least", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.kv`;
+    // One day of history; agents' logs are kept for 48 hours whatever the setting.
+    const retentionMs = 1 * DAY_MS;
+    const store = await openKvStore(path, storeOptions({ retentionMs }));
+    const before = Date.now();
+    try {
+      await store.acceptInbound([textItem("f0", "queued")], presenceOf());
+      await store.agentOnline("a1", presenceOf("a1"));
+      await store.acceptInbound([textItem("f1", "delivered")], presenceOf("a1"));
+    } finally {
+      await store.close();
+    }
+    // KV deletes expired keys in the background about once a minute; what it will delete is
+    // the expiration_ms column of its SQLite file, so that is what this reads.
+    const db = new DatabaseSync(path, { readOnly: true });
+    const expiries = new Map<string, number[]>();
+    try {
+      const rows = db.prepare("SELECT k, expiration_ms FROM kv").all() as Array<
+        { k: Uint8Array; expiration_ms: number }
+      >;
+      for (const row of rows) {
+        // A key's first part is a string: 0x02, its UTF-8 bytes, 0x00.
+        const prefix = new TextDecoder().decode(row.k.subarray(1, row.k.indexOf(0)));
+        expiries.set(prefix, [...expiries.get(prefix) ?? [], row.expiration_ms]);
+      }
+    } finally {
+      db.close();
+    }
+    const after = Date.now();
+    const within = (ms: number, ttl: number) => ms >= before + ttl && ms <= after + ttl;
+    assert.deepEqual([...expiries.keys()].sort(), [
+      "agents",
+      "contacts",
+      "dedup",
+      "history",
+      "log",
+    ]);
+    for (const ms of expiries.get("history")!) {
+      assert.ok(within(ms, retentionMs), `history expires at ${ms}`);
+    }
+    for (const ms of expiries.get("log")!) {
+      assert.ok(within(ms, 2 * DAY_MS), `log expires at ${ms}`);
+    }
+    for (const ms of expiries.get("dedup")!) assert.ok(within(ms, 3600_000), `expires at ${ms}`);
+    for (const ms of [...expiries.get("contacts")!, ...expiries.get("agents")!]) {
+      assert.equal(ms, -1);
+    }
+  });
+});
