@@ -143,27 +143,37 @@ export function createSwitchboard(options: SwitchboardOptions) {
     ): Promise<AgentConnection> {
       const conn = hub.add(agentId, socket);
       try {
-        const applied = await store.agentOnline(agentId, presence);
-        // Followers handed over on coming online reach the agent's other sockets now and this
-        // one through its backlog; the hub drops whatever the replay already wrote.
-        push(applied.deliveries);
-        let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
-        replay: for (;;) {
-          const page = await store.readLog(agentId, after, REPLAY_PAGE);
-          for (const entry of page) {
-            // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
-            // the hub's bound and is told to come back with since=.
-            if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
-            if (!hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope))) break replay;
-            after = entry.seq;
-          }
-          if (page.length < REPLAY_PAGE) break;
-        }
-      } finally {
-        hub.finishReplay(conn);
+        await ready(conn);
+      } catch (error) {
+        // An agent the store could not bring online must not count as online here.
+        hub.remove(conn);
+        throw error;
       }
-      if (conn.lastSeq > 0) store.markDelivered(agentId, conn.lastSeq);
       return conn;
+
+      async function ready(conn: AgentConnection): Promise<void> {
+        try {
+          const applied = await store.agentOnline(agentId, presence);
+          // Followers handed over on coming online reach the agent's other sockets now and this
+          // one through its backlog; the hub drops whatever the replay already wrote.
+          push(applied.deliveries);
+          let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
+          replay: for (;;) {
+            const page = await store.readLog(agentId, after, REPLAY_PAGE);
+            for (const entry of page) {
+              // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
+              // the hub's bound and is told to come back with since=.
+              if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
+              if (!hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope))) break replay;
+              after = entry.seq;
+            }
+            if (page.length < REPLAY_PAGE) break;
+          }
+        } finally {
+          hub.finishReplay(conn);
+        }
+        if (conn.lastSeq > 0) store.markDelivered(agentId, conn.lastSeq);
+      }
     },
 
     /** Unregisters a socket. */

@@ -4,6 +4,7 @@
 import type { Config } from "../config.ts";
 import { openKvStore } from "./kv_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
+import { createRedisStore } from "./redis_store.ts";
 import type { Store } from "./types.ts";
 
 /** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
@@ -19,6 +20,15 @@ export async function openStore(config: Config): Promise<Store> {
     newId: () => crypto.randomUUID(),
     dedupTtlMs: DEDUP_TTL_MS,
   };
+  if (config.redisUrl) {
+    // Several instances share it; presence is renewed every heartbeat and lapses after two.
+    return await createRedisStore({
+      ...options,
+      url: config.redisUrl,
+      heartbeatMs: config.heartbeatIntervalS * 1000,
+      historyRetentionMs: config.historyRetentionDays * DAY_MS,
+    });
+  }
   if (config.store === "memory") return createMemoryStore(options);
   await Deno.mkdir(config.dataDir, { recursive: true });
   return await openKvStore(`${config.dataDir}/bridge.kv`, {

@@ -146,7 +146,8 @@ export interface Store {
   queueDepth(): Promise<number>;
   /** The agent's last socket on this instance closed (stores that share presence need it). */
   agentOffline?(agentId: string): Promise<void>;
-  /** Shared stores call `listener` with entries committed by other instances. */
+  /** Shared stores call `listener` with entries committed by other instances, in seq order
+   * per agent (the hub drops a seq at or below the last it wrote to a socket). */
   onRemoteEntries?(listener: (entries: LogEntry[]) => void): void;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;

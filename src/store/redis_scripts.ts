@@ -1,0 +1,430 @@
+// The Redis store's routing rules as one Lua script: Redis runs a script alone, so routing a
+// batch, binding a follower and numbering an agent's log are one decision for every instance.
+// It mirrors src/store/model.ts (same notices, same fields); redis_store.ts calls it.
+
+/** The ARGV every call starts with, in this order; the operation's own arguments follow. */
+export const HEADER = [
+  "prefix",
+  "now",
+  "idBase",
+  "companyId",
+  "instanceId",
+  "logMax",
+  "logRetentionMs",
+  "historyMax",
+  "historyRetentionMs",
+  "presenceTtlMs",
+  "systemName",
+  "systemContact",
+  "op",
+] as const;
+
+/** Fields per inbound item after the header and the dedup TTL. */
+export const INBOUND_FIELDS = 11;
+
+/** Errors the script raises for a refused command start with this word (then StoreError). */
+export const STORE_ERROR = "STORE";
+
+/**
+ * Key names (all under the prefix): `agents` set of known agents; `agent:<id>` hash (seq,
+ * cursor, load, capacity); `log:<id>` sorted set scored by seq, members `<ms>|<envelope>`;
+ * `contacts` hash follower -> contact JSON; `served:<agent>` sorted set of the followers whose
+ * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
+ * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
+ * `dedup:<key>`; `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
+ * with a socket there. Log entries are published on `deliver:<agent>`.
+ */
+export const ROUTING_LUA = `
+local P = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local NOW_S = ARGV[2]
+local ID_BASE = ARGV[3]
+local COMPANY = ARGV[4]
+local IID = ARGV[5]
+local LOG_MAX = tonumber(ARGV[6])
+local LOG_TTL = tonumber(ARGV[7])
+local HIST_MAX = tonumber(ARGV[8])
+local HIST_TTL = tonumber(ARGV[9])
+local PRESENCE_TTL = tonumber(ARGV[10])
+local SYS_NAME = ARGV[11]
+local SYS_CONTACT = ARGV[12]
+local OP = ARGV[13]
+local A0 = 14
+local NULL = cjson.null
+
+local ids = 0
+local entries = {}
+local published = {}
+local touched = {}
+local contacts = {}
+local prev_agent = {}
+local dirty = {}
+local dirty_order = {}
+local online_cache = nil
+
+local function k_agent(a) return P .. 'agent:' .. a end
+
+local function new_id()
+  ids = ids + 1
+  return ID_BASE .. '-' .. ids
+end
+
+local function is_agent(a)
+  return redis.call('SISMEMBER', P .. 'agents', a) == 1
+end
+
+local function ensure_agent(a)
+  if redis.call('SADD', P .. 'agents', a) == 1 then
+    redis.call('HSET', k_agent(a), 'seq', 0, 'cursor', 0, 'load', 0)
+  end
+end
+
+-- An envelope is stored as '{"data":{"seq":' .. seq .. tail: the tail is the JSON of the rest.
+local function tail_of(data, result)
+  local d = cjson.encode(data)
+  local rest = '}'
+  if d ~= '{}' then rest = ',' .. string.sub(d, 2) end
+  return rest .. ',"result":' .. cjson.encode(result) .. '}'
+end
+
+local function append(a, tail)
+  ensure_agent(a)
+  local seq = redis.call('HINCRBY', k_agent(a), 'seq', 1)
+  local json = '{"data":{"seq":' .. seq .. tail
+  redis.call('ZADD', P .. 'log:' .. a, seq, NOW_S .. '|' .. json)
+  entries[#entries + 1] = a
+  entries[#entries + 1] = seq
+  entries[#entries + 1] = json
+  local list = published[a]
+  if not list then
+    list = {}
+    published[a] = list
+    touched[#touched + 1] = a
+  end
+  list[#list + 1] = json
+  return json
+end
+
+local function system(a, msg)
+  local data = {
+    id = new_id(), name = SYS_NAME, avatar = '', msg_type = 'system',
+    contact_id = SYS_CONTACT, company_id = COMPANY, send_time = math.floor(NOW / 1000), msg = msg,
+  }
+  return append(a, tail_of(data, { code = 102, message = 'common' }))
+end
+
+local function get_contact(fid)
+  local c = contacts[fid]
+  if c then return c end
+  local raw = redis.call('HGET', P .. 'contacts', fid)
+  if not raw then return nil end
+  c = cjson.decode(raw)
+  contacts[fid] = c
+  prev_agent[fid] = c.last_agent_id
+  return c
+end
+
+local function new_contact(fid, at)
+  local c = {
+    follower_id = fid, name = fid, avatar = '', agent_id = NULL, last_agent_id = NULL,
+    status = 'waiting', last_inbound_at = 0, last_inbound_kind = 'message',
+    replies_since_inbound = 0, last_message = NULL, last_message_at = at, unread = 0,
+    waiting_since = NULL, history_seq = 0, subscribed = true,
+  }
+  contacts[fid] = c
+  prev_agent[fid] = NULL
+  return c
+end
+
+local function touch(c)
+  local fid = c.follower_id
+  if not dirty[fid] then
+    dirty[fid] = true
+    dirty_order[#dirty_order + 1] = fid
+  end
+end
+
+local function history(c, json)
+  c.history_seq = c.history_seq + 1
+  local key = P .. 'hist:' .. c.follower_id
+  redis.call('HSET', key, c.history_seq, json)
+  if c.history_seq > HIST_MAX then redis.call('HDEL', key, c.history_seq - HIST_MAX) end
+  redis.call('PEXPIRE', key, HIST_TTL)
+  return c.history_seq
+end
+
+local function add_load(a, delta)
+  ensure_agent(a)
+  local load = tonumber(redis.call('HGET', k_agent(a), 'load') or '0') + delta
+  if load < 0 then load = 0 end
+  redis.call('HSET', k_agent(a), 'load', load)
+end
+
+-- Whether the agent takes one more follower, and its load.
+local function fits(a)
+  local v = redis.call('HMGET', k_agent(a), 'capacity', 'load')
+  local load = tonumber(v[2] or '0') or 0
+  if not v[1] or v[1] == '' then return true, load end
+  return load < tonumber(v[1]), load
+end
+
+-- Agents with a socket on any live instance; a dead instance's set is removed on the way.
+local function online_agents()
+  if online_cache then return online_cache end
+  local seen = {}
+  local list = {}
+  for _, iid in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+    if redis.call('EXISTS', P .. 'instance:' .. iid) == 1 then
+      for _, a in ipairs(redis.call('SMEMBERS', P .. 'online:' .. iid)) do
+        if not seen[a] then
+          seen[a] = true
+          list[#list + 1] = a
+        end
+      end
+    else
+      redis.call('SREM', P .. 'instances', iid)
+      redis.call('DEL', P .. 'online:' .. iid)
+    end
+  end
+  online_cache = list
+  return list
+end
+
+-- src/store/assignment.ts chooseAgent, over the agents online anywhere.
+local function choose(last)
+  local best = nil
+  local best_load = math.huge
+  for _, a in ipairs(online_agents()) do
+    local ok, load = fits(a)
+    if ok then
+      if a == last then return a end
+      if load < best_load or (load == best_load and best ~= nil and a < best) then
+        best = a
+        best_load = load
+      end
+    end
+  end
+  return best
+end
+
+local function bind(c, a, event, text)
+  if c.agent_id ~= NULL and c.agent_id ~= a and is_agent(c.agent_id) then
+    add_load(c.agent_id, -1)
+  end
+  if c.agent_id ~= a then add_load(a, 1) end
+  c.agent_id = a
+  c.last_agent_id = a
+  c.status = 'open'
+  c.waiting_since = NULL
+  touch(c)
+  system(a, { event = event, follower_id = c.follower_id, follower_name = c.name, text = text })
+  local qkey = P .. 'queued:' .. c.follower_id
+  local queued = redis.call('LRANGE', qkey, 0, -1)
+  redis.call('ZREM', P .. 'waiting', c.follower_id)
+  if #queued > 0 then
+    redis.call('DEL', qkey)
+    redis.call('DECRBY', P .. 'queued_count', #queued)
+    for _, tail in ipairs(queued) do append(a, tail) end
+  end
+end
+
+local function register_instance()
+  redis.call('SET', P .. 'instance:' .. IID, '1', 'PX', PRESENCE_TTL)
+  redis.call('SADD', P .. 'instances', IID)
+end
+
+local function fail(message)
+  return { err = '${STORE_ERROR} ' .. message }
+end
+
+local ops = {}
+
+function ops.inbound()
+  local dedup_ttl = tonumber(ARGV[A0])
+  local out = {}
+  local i = A0 + 1
+  while i <= #ARGV do
+    local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local dedup, event, tail, hist = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    local msg_type, preview, at = ARGV[i + 8], ARGV[i + 9], tonumber(ARGV[i + 10])
+    i = i + ${INBOUND_FIELDS}
+    local fresh = true
+    if dedup ~= '' then
+      fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
+    end
+    if not fresh then
+      out[#out + 1] = 'duplicate'
+    else
+      local c = get_contact(fid) or new_contact(fid, at)
+      touch(c)
+      if name ~= '' then c.name = name end
+      if kind ~= 'none' then
+        c.last_inbound_at = at
+        c.last_inbound_kind = kind
+        c.replies_since_inbound = 0
+      end
+      c.subscribed = event ~= 'unsubscribe'
+      c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
+      c.last_message_at = at
+      c.unread = c.unread + 1
+      history(c, hist)
+      local target = nil
+      if to ~= '' and is_agent(to) then target = to end
+      if target ~= nil and c.agent_id ~= target then
+        bind(c, target, 'assigned', c.name .. ' 已分配给你')
+      elseif c.agent_id == NULL then
+        local chosen = choose(c.last_agent_id)
+        if chosen ~= nil then bind(c, chosen, 'assigned', c.name .. ' 已分配给你') end
+      end
+      if c.agent_id == NULL then
+        c.status = 'waiting'
+        if c.waiting_since == NULL then c.waiting_since = at end
+        if not redis.call('ZSCORE', P .. 'waiting', fid) then
+          redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
+        end
+        redis.call('RPUSH', P .. 'queued:' .. fid, tail)
+        redis.call('INCR', P .. 'queued_count')
+        out[#out + 1] = 'waiting'
+      else
+        append(c.agent_id, tail)
+        out[#out + 1] = 'delivered'
+      end
+    end
+  end
+  return out
+end
+
+function ops.append()
+  local i = A0
+  while i <= #ARGV do
+    append(ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  return 0
+end
+
+function ops.online()
+  local a = ARGV[A0]
+  ensure_agent(a)
+  local before = tonumber(redis.call('HGET', k_agent(a), 'seq'))
+  register_instance()
+  redis.call('SADD', P .. 'online:' .. IID, a)
+  redis.call('PEXPIRE', P .. 'online:' .. IID, PRESENCE_TTL)
+  for _, fid in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+    if not fits(a) then break end
+    local c = get_contact(fid)
+    if c then bind(c, a, 'assigned', c.name .. ' 已分配给你（等待中的客户）') end
+  end
+  return before
+end
+
+function ops.reply()
+  local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  touch(c)
+  c.replies_since_inbound = c.replies_since_inbound + 1
+  c.unread = 0
+  c.last_message = { msg_type = ARGV[A0 + 4], preview = ARGV[A0 + 5], direction = 'out' }
+  c.last_message_at = NOW
+  local n = history(c, hist)
+  append(a, tail)
+  return n
+end
+
+function ops.transfer()
+  local fid, from, to = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  if c.agent_id ~= from then return nil, fail('contact ' .. fid .. ' is not served by ' .. from) end
+  if not is_agent(to) then return nil, fail('unknown agent ' .. to) end
+  if to == from then return nil, fail('cannot transfer a contact to yourself') end
+  bind(c, to, 'transferred_in', c.name .. ' 由 ' .. from .. ' 转给你')
+  system(from, {
+    event = 'transferred_out', follower_id = fid, follower_name = c.name, to = to,
+    text = c.name .. ' 已转给 ' .. to,
+  })
+  return 0
+end
+
+function ops.close()
+  local fid, a = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  if c.agent_id ~= a then return nil, fail('contact ' .. fid .. ' is not served by ' .. a) end
+  add_load(a, -1)
+  c.agent_id = NULL
+  c.status = 'closed'
+  c.unread = 0
+  touch(c)
+  system(a, {
+    event = 'closed', follower_id = fid, follower_name = c.name,
+    text = '与 ' .. c.name .. ' 的会话已结束',
+  })
+  return 0
+end
+
+function ops.capacity()
+  local a, cap = ARGV[A0], ARGV[A0 + 1]
+  ensure_agent(a)
+  if cap == '' then
+    redis.call('HDEL', k_agent(a), 'capacity')
+  else
+    redis.call('HSET', k_agent(a), 'capacity', cap)
+  end
+  return 0
+end
+
+function ops.read()
+  local a, fid = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c or (c.agent_id ~= a and c.last_agent_id ~= a) or c.unread == 0 then return 0 end
+  c.unread = 0
+  touch(c)
+  return 0
+end
+
+function ops.cursor()
+  local i = A0
+  while i <= #ARGV do
+    local a, seq = ARGV[i], tonumber(ARGV[i + 1])
+    if is_agent(a) and seq > tonumber(redis.call('HGET', k_agent(a), 'cursor') or '0') then
+      redis.call('HSET', k_agent(a), 'cursor', seq)
+    end
+    i = i + 2
+  end
+  return 0
+end
+
+local value, failure = ops[OP]()
+if failure then return failure end
+
+for _, fid in ipairs(dirty_order) do
+  local c = contacts[fid]
+  redis.call('HSET', P .. 'contacts', fid, cjson.encode(c))
+  local prev, last = prev_agent[fid], c.last_agent_id
+  if prev ~= NULL and prev ~= last then redis.call('ZREM', P .. 'served:' .. prev, fid) end
+  if last ~= NULL then redis.call('ZADD', P .. 'served:' .. last, c.last_message_at, fid) end
+end
+
+-- Logs are kept for LOG_TTL and at most LOG_MAX entries; an idle log expires whole.
+local cutoff = NOW - LOG_TTL
+for _, a in ipairs(touched) do
+  local key = P .. 'log:' .. a
+  local n = redis.call('ZCARD', key)
+  if n > LOG_MAX then redis.call('ZREMRANGEBYRANK', key, 0, n - LOG_MAX - 1) end
+  local head = redis.call('ZRANGE', key, 0, 0)[1]
+  if head and tonumber(string.match(head, '^(%d+)|')) < cutoff then
+    local old = 0
+    for _, m in ipairs(redis.call('ZRANGE', key, 0, 99)) do
+      if tonumber(string.match(m, '^(%d+)|')) >= cutoff then break end
+      old = old + 1
+    end
+    redis.call('ZREMRANGEBYRANK', key, 0, old - 1)
+  end
+  redis.call('PEXPIRE', key, LOG_TTL)
+  redis.call('PUBLISH', P .. 'deliver:' .. a, IID .. '\\n' .. table.concat(published[a], '\\n'))
+end
+
+return { value, entries }
+`;

@@ -1,0 +1,581 @@
+// The store several bridge instances share: routing runs in Redis as one Lua script per batch
+// (redis_scripts.ts), presence is a heartbeat key per instance, and entries committed by one
+// instance reach the agents connected to another over a pub/sub channel per agent.
+
+import { getLogger } from "@logtape/logtape";
+import { Redis } from "redis";
+import {
+  CODES,
+  type Envelope,
+  type EnvelopeData,
+  SYSTEM_CONTACT,
+  SYSTEM_NAME,
+} from "../agents/envelope.ts";
+import type { TokenCache } from "../wechat/access_token.ts";
+import { type ModelOptions, previewOf } from "./model.ts";
+import { createAgentOrder } from "./redis_order.ts";
+import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
+import {
+  type AgentRecord,
+  type Applied,
+  type Contact,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  type Presence,
+  type Store,
+  StoreError,
+} from "./types.ts";
+
+const log = getLogger(["bridge", "redis"]);
+
+/** Options of the Redis store. */
+export interface RedisStoreOptions extends ModelOptions {
+  /** `redis://[user:pass@]host:port[/db][?prefix=name:]`; `rediss://` for TLS. */
+  url: string;
+  /** How often this instance renews its presence; it counts as dead after two missed. */
+  heartbeatMs: number;
+  /** Key prefix; else the URL's `prefix` parameter, else `bridge:`. */
+  prefix?: string;
+  /** Entries kept per agent log, and for how long (ms). */
+  logMax?: number;
+  logRetentionMs?: number;
+  /** Items kept per conversation, and how long an idle conversation is kept (ms). */
+  historyMax?: number;
+  historyRetentionMs?: number;
+}
+
+/** The Redis store, with what tests and operators need beyond `Store`. */
+export interface RedisStore extends Store {
+  readonly instanceId: string;
+  readonly prefix: string;
+  readonly tokenCache: TokenCache;
+  agentOffline(agentId: string): Promise<void>;
+  onRemoteEntries(listener: (entries: LogEntry[]) => void): void;
+  /** Agents with a socket on any live instance. */
+  onlineAgents(): Promise<string[]>;
+}
+
+const DEFAULT_PREFIX = "bridge:";
+const CURSOR_FLUSH_MS = 100;
+const CATCH_UP_PAGE = 500;
+/** How long an out-of-order entry waits for the ones before it before the log is read. */
+const GAP_MS = 200;
+
+/** Where to connect: a plain URL, or Sentinel's addresses and the name of the primary. */
+export interface RedisTarget {
+  url?: string;
+  sentinel?: {
+    sentinels: Array<{ host: string; port: number }>;
+    name: string;
+    username?: string;
+    password?: string;
+    db?: number;
+    sentinelPassword?: string;
+  };
+  /** The key prefix from the URL's `prefix` parameter, or null. */
+  prefix: string | null;
+}
+
+const URL_HELP = "expected redis://host:port, rediss://… or redis+sentinel://host:port,…/primary";
+
+/** Reads REDIS_URL: `redis://` or `rediss://` as Redis reads them, `redis+sentinel://h1:26379,
+ * h2:26379/primary` for Sentinel; a `prefix` parameter lets one Redis serve several accounts. */
+export function parseRedisUrl(raw: string): RedisTarget {
+  const sentinel =
+    /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?(?:\?(.*))?$/
+      .exec(raw);
+  if (sentinel) {
+    const [, user, password, hosts, name, db, query] = sentinel;
+    const sentinels = hosts!.split(",").map((hostPort) => {
+      const m = /^([^:]+)(?::(\d+))?$/.exec(hostPort.trim());
+      if (!m) throw new Error(`Cannot read REDIS_URL: bad Sentinel address "${hostPort}"`);
+      return { host: m[1]!, port: Number(m[2] ?? 26379) };
+    });
+    const params = new URLSearchParams(query ?? "");
+    const prefix = params.get("prefix");
+    const sentinelPassword = params.get("sentinelPassword");
+    return {
+      sentinel: {
+        sentinels,
+        name: decodeURIComponent(name!),
+        ...(user ? { username: decodeURIComponent(user) } : {}),
+        ...(password ? { password: decodeURIComponent(password) } : {}),
+        ...(db ? { db: Number(db) } : {}),
+        ...(sentinelPassword ? { sentinelPassword } : {}),
+      },
+      prefix: prefix || null,
+    };
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`Cannot read REDIS_URL: ${URL_HELP}`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new Error(`Cannot read REDIS_URL: ${URL_HELP}, got ${url.protocol}`);
+  }
+  const prefix = url.searchParams.get("prefix");
+  url.searchParams.delete("prefix");
+  return { url: url.toString(), prefix: prefix || null };
+}
+
+/** Connects to Redis and returns the shared store; throws when Redis cannot be reached. */
+export async function createRedisStore(options: RedisStoreOptions): Promise<RedisStore> {
+  const target = parseRedisUrl(options.url);
+  const prefix = options.prefix ?? target.prefix ?? DEFAULT_PREFIX;
+  const instanceId = crypto.randomUUID();
+  const presenceTtlMs = options.heartbeatMs * 2;
+  const settings = {
+    logMax: options.logMax ?? 5_000,
+    logRetentionMs: options.logRetentionMs ?? 7 * 24 * 3600_000,
+    historyMax: options.historyMax ?? 2_000,
+    historyRetentionMs: options.historyRetentionMs ?? 30 * 24 * 3600_000,
+  };
+  const k = {
+    agents: `${prefix}agents`,
+    agent: (id: string) => `${prefix}agent:${id}`,
+    log: (id: string) => `${prefix}log:${id}`,
+    contacts: `${prefix}contacts`,
+    served: (id: string) => `${prefix}served:${id}`,
+    waiting: `${prefix}waiting`,
+    queuedCount: `${prefix}queued_count`,
+    history: (id: string) => `${prefix}hist:${id}`,
+    instances: `${prefix}instances`,
+    instance: (id: string) => `${prefix}instance:${id}`,
+    online: (id: string) => `${prefix}online:${id}`,
+    deliver: (id: string) => `${prefix}deliver:${id}`,
+    token: `${prefix}wechat_token`,
+  };
+
+  // Commands fail after a few retries instead of hanging a webhook while Redis is away.
+  // Named connections show in CLIENT LIST which instance holds them.
+  const clientOptions = {
+    lazyConnect: true,
+    maxRetriesPerRequest: 3,
+    connectionName: `bridge-${instanceId}`,
+  };
+  const client = target.sentinel
+    ? new Redis({ ...target.sentinel, ...clientOptions })
+    : new Redis(target.url!, clientOptions);
+  const subscriber = client.duplicate({ connectionName: `bridge-${instanceId}-sub` });
+  for (const [name, conn] of [["commands", client], ["subscriber", subscriber]] as const) {
+    conn.on("error", (error: Error) => {
+      log.warn("Redis {connection} connection: {message}", {
+        connection: name,
+        message: error.message,
+      });
+    });
+  }
+  let sha: string;
+  try {
+    await client.connect();
+    await subscriber.connect();
+    sha = await client.script("LOAD", ROUTING_LUA) as string;
+  } catch (error) {
+    client.disconnect();
+    subscriber.disconnect();
+    throw new Error(`Cannot connect to Redis: ${(error as Error).message}`);
+  }
+  log.info("Redis store ready: key prefix {prefix}, instance {instance}", {
+    prefix,
+    instance: instanceId,
+  });
+  const localAgents = new Set<string>();
+  const subscribing = new Map<string, Promise<unknown>>();
+  const pendingCursors = new Map<string, number>();
+  const listeners: Array<(entries: LogEntry[]) => void> = [];
+  let cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  function header(op: string): Array<string | number> {
+    const values: Record<(typeof HEADER)[number], string | number> = {
+      prefix,
+      now: options.now(),
+      idBase: options.newId(),
+      companyId: options.companyId,
+      instanceId,
+      logMax: settings.logMax,
+      logRetentionMs: settings.logRetentionMs,
+      historyMax: settings.historyMax,
+      historyRetentionMs: settings.historyRetentionMs,
+      presenceTtlMs,
+      systemName: SYSTEM_NAME,
+      systemContact: SYSTEM_CONTACT,
+      op,
+    };
+    return HEADER.map((name) => values[name]);
+  }
+
+  /** Runs one operation of the routing script; the log entries it appended come back parsed. */
+  async function run<T>(
+    op: string,
+    args: Array<string | number>,
+  ): Promise<{ value: T; entries: LogEntry[] }> {
+    const argv = [...header(op), ...args];
+    let reply: [T, Array<string | number>];
+    try {
+      try {
+        reply = await client.evalsha(sha, 0, ...argv) as typeof reply;
+      } catch (error) {
+        // A restarted or failed-over Redis has lost its script cache.
+        if (!replyIs(error, "NOSCRIPT")) throw error;
+        sha = await client.script("LOAD", ROUTING_LUA) as string;
+        reply = await client.evalsha(sha, 0, ...argv) as typeof reply;
+      }
+    } catch (error) {
+      if (replyIs(error, STORE_ERROR)) {
+        throw new StoreError((error as Error).message.slice(STORE_ERROR.length + 1));
+      }
+      throw error;
+    }
+    const [value, flat] = reply;
+    const entries: LogEntry[] = [];
+    for (let i = 0; i < flat.length; i += 3) {
+      entries.push({
+        agentId: String(flat[i]),
+        seq: Number(flat[i + 1]),
+        envelope: JSON.parse(String(flat[i + 2])),
+      });
+    }
+    return { value, entries };
+  }
+
+  /** What the switchboard pushes: this commit's entries, in order per agent connected here. */
+  function applied<T>(value: T, entries: LogEntry[]): Applied<T> {
+    return { value, deliveries: order.admit(entries) };
+  }
+
+  function parseMember(member: string, agentId: string): LogEntry {
+    const envelope = JSON.parse(member.slice(member.indexOf("|") + 1)) as Envelope;
+    return { agentId, seq: envelope.data.seq ?? 0, envelope };
+  }
+
+  async function readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+    const members = await client.zrangebyscore(
+      k.log(agentId),
+      `(${afterSeq}`,
+      "+inf",
+      "LIMIT",
+      0,
+      limit,
+    );
+    return members.map((m) => parseMember(m, agentId));
+  }
+
+  async function contactsOf(ids: string[]): Promise<Contact[]> {
+    if (ids.length === 0) return [];
+    const raws = await client.hmget(k.contacts, ...ids);
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as Contact);
+  }
+
+  async function getAgent(agentId: string): Promise<AgentRecord | null> {
+    const h = await client.hgetall(k.agent(agentId));
+    if (h["seq"] === undefined) return null;
+    return {
+      agent_id: agentId,
+      seq: Number(h["seq"]),
+      cursor: Number(h["cursor"] ?? 0),
+      capacity: h["capacity"] === undefined || h["capacity"] === "" ? null : Number(h["capacity"]),
+      load: Number(h["load"] ?? 0),
+    };
+  }
+
+  // Presence: this instance's key lives two heartbeats; its online set is rewritten from the
+  // local view each time, so a lost agentOffline heals within one heartbeat.
+  async function heartbeat(): Promise<void> {
+    const tx = client.multi()
+      .set(k.instance(instanceId), "1", "PX", presenceTtlMs)
+      .sadd(k.instances, instanceId)
+      .del(k.online(instanceId));
+    if (localAgents.size > 0) {
+      tx.sadd(k.online(instanceId), ...localAgents).pexpire(k.online(instanceId), presenceTtlMs);
+    }
+    await tx.exec();
+  }
+  await heartbeat();
+  const heartbeatTimer = setInterval(() => {
+    heartbeat().catch((error) =>
+      log.warn("Cannot renew presence in Redis: {message}", { message: error.message })
+    );
+  }, options.heartbeatMs);
+  Deno.unrefTimer(heartbeatTimer);
+
+  function flushCursors(): Promise<unknown> {
+    cursorTimer = undefined;
+    if (pendingCursors.size === 0) return Promise.resolve();
+    const args = [...pendingCursors].flat();
+    pendingCursors.clear();
+    return run("cursor", args).catch((error) =>
+      log.warn("Cannot save delivery cursors: {message}", { message: error.message })
+    );
+  }
+
+  function emit(entries: LogEntry[]): void {
+    if (entries.length === 0) return;
+    for (const listener of listeners) listener(entries);
+  }
+
+  const order = createAgentOrder({
+    fill: (agentId, afterSeq) => readLog(agentId, afterSeq, CATCH_UP_PAGE),
+    emit,
+    gapMs: GAP_MS,
+    onError: (error) =>
+      log.warn("Cannot read a missing log entry: {message}", {
+        message: (error as Error).message,
+      }),
+  });
+
+  const channelPrefix = k.deliver("");
+  subscriber.on("message", (channel: string, message: string) => {
+    if (!channel.startsWith(channelPrefix)) return;
+    const agentId = channel.slice(channelPrefix.length);
+    const lines = message.split("\n");
+    // Entries this instance committed were pushed by its switchboard already.
+    if (lines[0] === instanceId || !localAgents.has(agentId)) return;
+    emit(order.admit(lines.slice(1).map((line) => parseMember(line, agentId))));
+  });
+
+  // Publications sent while the subscriber was reconnecting are lost: read them from the logs.
+  // (connect() resolved after the first "ready": every one from here on is a reconnect.)
+  subscriber.on("ready", () => {
+    if (!closed) order.catchUp();
+  });
+
+  const tokenCache: TokenCache = {
+    async get() {
+      const raw = await client.get(k.token);
+      return raw === null ? null : JSON.parse(raw);
+    },
+    async set(entry) {
+      const ttl = Math.max(1, Math.round(entry.expiresAt - options.now()));
+      await client.set(k.token, JSON.stringify(entry), "PX", ttl);
+    },
+  };
+
+  return {
+    instanceId,
+    prefix,
+    tokenCache,
+
+    async acceptInbound(items: InboundItem[], _presence: Presence) {
+      // `_presence` is this instance's view; the script reads every instance's from Redis.
+      const args: Array<string | number> = [options.dedupTtlMs];
+      for (const item of items) {
+        args.push(
+          item.followerId,
+          item.name ?? "",
+          item.to,
+          item.kind,
+          item.dedupKey === null ? "" : `k${item.dedupKey}`,
+          item.event ?? "",
+          tailOf(item.envelope),
+          JSON.stringify({ ...withoutSeq(item.envelope.data), direction: "in" }),
+          item.envelope.data.msg_type,
+          previewOf(item.envelope),
+          item.receivedAt,
+        );
+      }
+      const { value, entries } = await run<InboundOutcome[]>("inbound", args);
+      return applied(value, entries);
+    },
+
+    async appendToAgents(toAppend) {
+      const args = toAppend.flatMap((e) => [e.agentId, tailOf(e.envelope)]);
+      const { entries } = await run<number>("append", args);
+      return applied(entries, entries);
+    },
+
+    async agentOnline(agentId: string, _presence: Presence) {
+      // Subscribe before the backlog is read, so nothing committed in between is missed.
+      const added = !localAgents.has(agentId);
+      if (added) {
+        localAgents.add(agentId);
+        order.track(agentId);
+        subscribing.set(agentId, subscriber.subscribe(k.deliver(agentId)));
+      }
+      try {
+        await subscribing.get(agentId);
+        // `seq` is the agent's seq before this call: what came before reaches it by replay.
+        const { value: seq, entries } = await run<number>("online", [agentId]);
+        order.begin(agentId, seq);
+        return applied(undefined, entries);
+      } catch (error) {
+        // The socket is refused; the heartbeat rewrites presence without it.
+        if (added) {
+          localAgents.delete(agentId);
+          subscribing.delete(agentId);
+          order.untrack(agentId);
+        }
+        throw error;
+      }
+    },
+
+    async agentOffline(agentId: string) {
+      if (!localAgents.delete(agentId)) return;
+      subscribing.delete(agentId);
+      order.untrack(agentId);
+      await subscriber.unsubscribe(k.deliver(agentId));
+      await client.srem(k.online(instanceId), agentId);
+    },
+
+    onRemoteEntries(listener) {
+      listeners.push(listener);
+    },
+
+    readLog,
+
+    markDelivered(agentId: string, seq: number): void {
+      if (seq <= (pendingCursors.get(agentId) ?? 0)) return;
+      pendingCursors.set(agentId, seq);
+      if (cursorTimer === undefined && !closed) {
+        const timer = setTimeout(flushCursors, CURSOR_FLUSH_MS);
+        Deno.unrefTimer(timer);
+        cursorTimer = timer;
+      }
+    },
+
+    getAgent,
+
+    async isKnownAgent(agentId: string) {
+      return (await client.sismember(k.agents, agentId)) === 1;
+    },
+
+    async getContact(followerId: string) {
+      const raw = await client.hget(k.contacts, followerId);
+      return raw === null ? null : JSON.parse(raw) as Contact;
+    },
+
+    async listContacts(agentId: string) {
+      const ids = await client.zrevrange(k.served(agentId), 0, -1);
+      const list = await contactsOf(ids);
+      // The index is by last agent; a contact's own record is the truth.
+      return list.filter((c) => c.last_agent_id === agentId)
+        .sort((a, b) => b.last_message_at - a.last_message_at);
+    },
+
+    async listWaiting() {
+      return await contactsOf(await client.zrange(k.waiting, 0, -1));
+    },
+
+    async readHistory(followerId: string, before: number | null, limit: number) {
+      const raw = await client.hget(k.contacts, followerId);
+      const last = raw === null ? 0 : (JSON.parse(raw) as Contact).history_seq;
+      const first = Math.max(1, last - settings.historyMax + 1);
+      const end = before === null ? last + 1 : Math.min(before, last + 1);
+      const start = Math.max(first, end - limit);
+      if (end <= start) return { items: [], nextBefore: null };
+      const ns = Array.from({ length: end - start }, (_, i) => start + i);
+      const raws = await client.hmget(k.history(followerId), ...ns.map(String));
+      const items = raws.filter((r): r is string => r !== null)
+        .map((r) => JSON.parse(r) as HistoryItem);
+      // An idle conversation's history expires whole: nothing further back either.
+      const nextBefore = items.length > 0 && start > first ? start : null;
+      return { items, nextBefore };
+    },
+
+    async recordReply(agentId: string, followerId: string, item: HistoryItem) {
+      const data = withoutSeq(item);
+      const envelope: Envelope = {
+        data,
+        result: { code: codeOf(item.msg_type), message: "common" },
+      };
+      const { value, entries } = await run<number>("reply", [
+        agentId,
+        followerId,
+        tailOf(envelope),
+        JSON.stringify(item),
+        item.msg_type,
+        previewOf(envelope),
+      ]);
+      return applied({ n: value }, entries);
+    },
+
+    async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+      const key = k.history(followerId);
+      const raw = await client.hget(key, String(n));
+      if (raw === null) return;
+      const item = { ...JSON.parse(raw), status, ...(error ? { error } : {}) };
+      await client.hset(key, String(n), JSON.stringify(item));
+    },
+
+    async transfer(followerId: string, fromAgent: string, toAgent: string) {
+      const { entries } = await run<number>("transfer", [followerId, fromAgent, toAgent]);
+      return applied(undefined, entries);
+    },
+
+    async closeConversation(followerId: string, agentId: string) {
+      const { entries } = await run<number>("close", [followerId, agentId]);
+      return applied(undefined, entries);
+    },
+
+    async setCapacity(agentId: string, capacity: number | null) {
+      await run("capacity", [agentId, capacity === null ? "" : capacity]);
+    },
+
+    async markRead(agentId: string, followerId: string) {
+      await run("read", [agentId, followerId]);
+    },
+
+    async queueDepth() {
+      return Number(await client.get(k.queuedCount) ?? 0);
+    },
+
+    async onlineAgents() {
+      const online = new Set<string>();
+      for (const id of await client.smembers(k.instances)) {
+        if (await client.exists(k.instance(id)) !== 1) continue;
+        for (const agent of await client.smembers(k.online(id))) online.add(agent);
+      }
+      return [...online].sort();
+    },
+
+    async ping() {
+      await client.ping();
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeatTimer);
+      order.close();
+      if (cursorTimer !== undefined) clearTimeout(cursorTimer);
+      try {
+        await flushCursors();
+        // Sockets here are closed: agents stop counting as online at once, not after the TTL.
+        await client.multi().del(k.instance(instanceId), k.online(instanceId))
+          .srem(k.instances, instanceId).exec();
+        await subscriber.quit();
+        await client.quit();
+      } catch {
+        subscriber.disconnect();
+        client.disconnect();
+      }
+    },
+  };
+}
+
+/** The envelope's JSON after `{"data":{"seq":N`, which the script completes with the seq. */
+function tailOf(envelope: Envelope): string {
+  const data = JSON.stringify(withoutSeq(envelope.data));
+  const rest = data === "{}" ? "}" : `,${data.slice(1)}`;
+  return `${rest},"result":${JSON.stringify(envelope.result)}}`;
+}
+
+function withoutSeq(data: EnvelopeData): EnvelopeData {
+  const copy = { ...data };
+  delete copy.seq;
+  return copy;
+}
+
+/** Whether a Redis error reply starts with `code` (NOSCRIPT, or the script's STORE). */
+function replyIs(error: unknown, code: string): boolean {
+  return error instanceof Error && error.message.startsWith(`${code} `);
+}
+
+/** A reply's code, as model.ts gives it: link cards and mini-program cards count as links. */
+function codeOf(msgType: string): number {
+  return CODES[msgType] ?? 1007;
+}

@@ -1,0 +1,81 @@
+// Where the Redis tests find their Redis (REDIS_TEST_URL, else port 6391), whether to skip
+// without one (never under CI=true: there a missing Redis fails the tests), and cleanup of
+// each test's own key prefix.
+
+import { Redis } from "redis";
+
+/** The test Redis's URL, or null (reason printed) to skip outside CI. */
+export async function findTestRedis(): Promise<string | null> {
+  const url = Deno.env.get("REDIS_TEST_URL") ?? "redis://127.0.0.1:6391";
+  if (Deno.env.get("CI") === "true") return url;
+  const problem = await probe(url);
+  if (problem === null) return url;
+  // deno-lint-ignore no-console
+  console.log(
+    `Skipping Redis tests: ${problem}. Start one with ` +
+      `\`redis-server --port 6391 --save "" --daemonize yes\` or set REDIS_TEST_URL.`,
+  );
+  return null;
+}
+
+async function probe(url: string): Promise<string | null> {
+  const { hostname, port } = new URL(url);
+  let conn: Deno.TcpConn | undefined;
+  try {
+    conn = await Deno.connect({ hostname, port: Number(port || 6379) });
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    // +PONG, or -NOAUTH from a Redis with a password (the URL carries it): both are Redis.
+    return answer.startsWith("+PONG") || answer.startsWith("-NOAUTH")
+      ? null
+      : `${url} answered ${JSON.stringify(answer)} to PING`;
+  } catch (error) {
+    return `no Redis at ${url} (${(error as Error).message})`;
+  } finally {
+    conn?.close();
+  }
+}
+
+/** A key prefix no other test uses. */
+export function uniquePrefix(name: string): string {
+  return `test:${name}:${crypto.randomUUID().slice(0, 8)}:`;
+}
+
+/** A plain client for looking at keys directly; quit it after. */
+export function rawClient(url: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: 1 });
+}
+
+/** Deletes every key under `prefix`. */
+export async function flushPrefix(url: string, prefix: string): Promise<void> {
+  const redis = rawClient(url);
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Resolves once `check` returns a value other than undefined; rejects after `timeoutMs`. */
+export async function waitUntil<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
