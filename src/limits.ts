@@ -16,8 +16,16 @@ export async function readBodyLimited(req: Request, maxBytes: number): Promise<U
     throw tooLarge(maxBytes);
   }
   if (req.body === null) return new Uint8Array(0);
+  return await readStreamLimited(req.body, maxBytes, () => tooLarge(maxBytes));
+}
 
-  const reader = req.body.getReader();
+/** Reads a stream to its end, cancelling it and throwing `tooBig(total)` once past `maxBytes`. */
+export async function readStreamLimited(
+  stream: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  tooBig: (total: number) => Error,
+): Promise<Uint8Array> {
+  const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
@@ -27,7 +35,7 @@ export async function readBodyLimited(req: Request, maxBytes: number): Promise<U
       total += value.byteLength;
       if (total > maxBytes) {
         await reader.cancel().catch(() => {});
-        throw tooLarge(maxBytes);
+        throw tooBig(total);
       }
       chunks.push(value);
     }

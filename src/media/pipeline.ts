@@ -2,6 +2,7 @@
 // fallback), store the original, add a browser-playable copy (voice to MP3) and a video
 // thumbnail, and hand back signed URLs. It never throws: a failure becomes `error` on the result.
 
+import { readStreamLimited } from "../limits.ts";
 import { getLogger } from "@logtape/logtape";
 import type { MediaStorage } from "./storage.ts";
 import type { UrlSigner } from "./signed_url.ts";
@@ -316,36 +317,17 @@ function sniffExtension(bytes: Uint8Array): string | null {
 }
 
 /** Reads a body up to `maxBytes`, cancelling the stream as soon as it goes over. */
-async function readLimited(
+function readLimited(
   body: ReadableStream<Uint8Array> | null,
   maxBytes: number,
   tooBig: (size: number) => string,
 ): Promise<Uint8Array> {
-  if (body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > maxBytes) {
-        await reader.cancel();
-        throw new Error(tooBig(total) + " (stopped reading)");
-      }
-      chunks.push(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  if (body === null) return Promise.resolve(new Uint8Array(0));
+  return readStreamLimited(
+    body,
+    maxBytes,
+    (total) => new Error(tooBig(total) + " (stopped reading)"),
+  );
 }
 
 /**

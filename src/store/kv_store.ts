@@ -17,7 +17,7 @@ import {
   queuedKey,
   queuePrefix,
 } from "./kv_keys.ts";
-import { type Changes, Model, type ModelOptions } from "./model.ts";
+import { type Changes, Model, type ModelOptions, modelReads } from "./model.ts";
 import type {
   AgentRecord,
   Applied,
@@ -484,21 +484,7 @@ function createKvStore(
       dirtyCursors.add(agentId);
       scheduleCursorFlush();
     },
-    getAgent(agentId: string): Promise<AgentRecord | null> {
-      return Promise.resolve(model.agents.get(agentId) ?? null);
-    },
-    isKnownAgent(agentId: string): Promise<boolean> {
-      return Promise.resolve(model.agents.has(agentId));
-    },
-    getContact(followerId: string): Promise<Contact | null> {
-      return Promise.resolve(model.contacts.get(followerId) ?? null);
-    },
-    listContacts(agentId: string): Promise<Contact[]> {
-      return Promise.resolve(model.contactsOf(agentId));
-    },
-    listWaiting(): Promise<Contact[]> {
-      return Promise.resolve(model.waitingContacts());
-    },
+    ...modelReads(() => model),
     async readHistory(followerId: string, before: number | null, limit: number) {
       const contact = model.contacts.get(followerId);
       if (!contact || limit <= 0) return { items: [], nextBefore: null };

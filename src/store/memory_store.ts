@@ -1,11 +1,9 @@
 // The store without persistence: the routing model plus logs and history in memory, bounded.
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
-import { Model, type ModelOptions } from "./model.ts";
+import { Model, type ModelOptions, modelReads } from "./model.ts";
 import type {
-  AgentRecord,
   Applied,
-  Contact,
   HistoryEntry,
   HistoryItem,
   InboundItem,
@@ -74,21 +72,7 @@ export function createMemoryStore(options: ModelOptions): Store {
       const record = model.agents.get(agentId);
       if (record && seq > record.cursor) record.cursor = seq;
     },
-    getAgent(agentId: string): Promise<AgentRecord | null> {
-      return Promise.resolve(model.agents.get(agentId) ?? null);
-    },
-    isKnownAgent(agentId: string): Promise<boolean> {
-      return Promise.resolve(model.agents.has(agentId));
-    },
-    getContact(followerId: string): Promise<Contact | null> {
-      return Promise.resolve(model.contacts.get(followerId) ?? null);
-    },
-    listContacts(agentId: string): Promise<Contact[]> {
-      return Promise.resolve(model.contactsOf(agentId));
-    },
-    listWaiting(): Promise<Contact[]> {
-      return Promise.resolve(model.waitingContacts());
-    },
+    ...modelReads(() => model),
     readHistory(followerId: string, before: number | null, limit: number) {
       const list = histories.get(followerId) ?? [];
       let end = list.length;

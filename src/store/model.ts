@@ -399,3 +399,15 @@ export class Model {
 function codeOf(msgType: string): number {
   return CODES[msgType] ?? 1007;
 }
+
+/** The reads both single-process stores answer from their model (`model()`: it may be
+ * replaced, as the KV store does when it reloads after a failed commit). */
+export function modelReads(model: () => Model) {
+  return {
+    getAgent: (agentId: string) => Promise.resolve(model().agents.get(agentId) ?? null),
+    isKnownAgent: (agentId: string) => Promise.resolve(model().agents.has(agentId)),
+    getContact: (followerId: string) => Promise.resolve(model().contacts.get(followerId) ?? null),
+    listContacts: (agentId: string) => Promise.resolve(model().contactsOf(agentId)),
+    listWaiting: () => Promise.resolve(model().waitingContacts()),
+  };
+}

@@ -2,6 +2,7 @@
 // the typing indicator, media upload and download. WeChat answers errors as HTTP 200 with
 // {errcode, errmsg}, so every answer is read for its errcode, never judged by its status alone.
 
+import { readStreamLimited } from "../limits.ts";
 import {
   type AccessTokenManager,
   createAccessTokenManager,
@@ -382,26 +383,11 @@ async function readLimited(res: Response, maxBytes: number): Promise<Uint8Array>
     throw new RangeError(`Cannot download media: ${declared} bytes is over ${maxBytes}`);
   }
   if (!res.body) return new Uint8Array();
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw new RangeError(`Cannot download media: more than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return await readStreamLimited(
+    res.body,
+    maxBytes,
+    () => new RangeError(`Cannot download media: more than ${maxBytes} bytes`),
+  );
 }
 
 /** The file name in a Content-Disposition header, without any directory part. */
