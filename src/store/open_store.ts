@@ -4,7 +4,6 @@
 import type { Config } from "../config.ts";
 import { openKvStore } from "./kv_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
-import { createRedisStore } from "./redis_store.ts";
 import type { Store } from "./types.ts";
 
 /** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
@@ -22,6 +21,8 @@ export async function openStore(config: Config): Promise<Store> {
   };
   if (config.redisUrl) {
     // Several instances share it; presence is renewed every heartbeat and lapses after two.
+    // Loaded only when asked for, so a single machine never loads the Redis client.
+    const { createRedisStore } = await import("./redis_store.ts");
     return await createRedisStore({
       ...options,
       url: config.redisUrl,
