@@ -12,6 +12,9 @@ const WATCHDOG_MIN_MS = 75_000;
 const params = new URLSearchParams(location.search);
 const userid = (params.get("userid") ?? params.get("userId") ?? "").trim();
 const tokenKey = `wxbridge.token:${userid}`;
+const capacityKey = `wxbridge.capacity:${userid}`;
+/** How long a transfer or close may wait for the bridge's answer before the form says so. */
+const COMMAND_PATIENCE_MS = 10_000;
 
 const state = {
   token: readToken(),
@@ -26,6 +29,13 @@ const state = {
   filter: "",
   contactsLoaded: false,
   needsToken: false,
+  /** @type {Map<string, any>} contact_id -> the contact as it was, plus transferred_to/_at */
+  transferred: new Map(),
+  /** The open transfer form or close confirmation: {kind, contactId, busy, error, clientId} */
+  action: null,
+  /** Max open conversations set in this browser: a number, null (no limit), undefined (unset) */
+  capacity: readCapacity(),
+  capacityError: "",
 };
 
 const conn = {
@@ -88,6 +98,30 @@ const el = {
   reply: byId("reply"),
   composerHint: byId("composer-hint"),
   toasts: byId("toasts"),
+  transferredSection: byId("transferred"),
+  transferredList: byId("transferred-list"),
+  convActions: byId("conv-actions"),
+  transferButton: byId("transfer-button"),
+  closeButton: byId("close-button"),
+  transferForm: byId("transfer-form"),
+  transferName: byId("transfer-name"),
+  transferTo: byId("transfer-to"),
+  transferSubmit: byId("transfer-submit"),
+  transferCancel: byId("transfer-cancel"),
+  transferError: byId("transfer-error"),
+  closeConfirm: byId("close-confirm"),
+  closeName: byId("close-name"),
+  closeSubmit: byId("close-submit"),
+  closeCancel: byId("close-cancel"),
+  closeError: byId("close-error"),
+  capacity: byId("capacity"),
+  capacityButton: byId("capacity-button"),
+  capacityValue: byId("capacity-value"),
+  capacityForm: byId("capacity-form"),
+  capacityInput: byId("capacity-input"),
+  capacityOpen: byId("capacity-open"),
+  capacityError: byId("capacity-error"),
+  capacityCancel: byId("capacity-cancel"),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +180,28 @@ function writeToken(token) {
     else localStorage.removeItem(tokenKey);
   } catch {
     // Private mode without storage: the token lives for this page only.
+  }
+}
+
+/** The capacity kept for this agent: stored as a whole number, or "none" for no limit. */
+function readCapacity() {
+  let value = null;
+  try {
+    value = localStorage.getItem(capacityKey);
+  } catch {
+    return undefined;
+  }
+  if (value === null) return undefined;
+  if (value === "none") return null;
+  const n = Number(value);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+function writeCapacity(max) {
+  try {
+    localStorage.setItem(capacityKey, max === null ? "none" : String(max));
+  } catch {
+    // Private mode without storage: the setting lives for this page only.
   }
 }
 
@@ -486,6 +542,9 @@ function connect() {
     conn.lastFrameAt = conn.openedAt = Date.now();
     conn.lastHeartbeatAt = 0;
     setConn("connected");
+    // The bridge keeps the capacity, but this browser is where the agent set it: say it again
+    // on every (re)connect, so a restarted bridge or another console cannot leave it stale.
+    sendCapacity();
     flushOutbox();
     if (state.contactsLoaded) scheduleContactsRefresh(300);
     if (isViewing(state.current)) markRead(state.current);
@@ -606,13 +665,15 @@ function send(frame) {
 
 let commandCounter = 0;
 
-/** Commands carry a client_id of their own, so that a refusal is known as one (not a reply's). */
+/** Commands carry a client_id of their own, so that a refusal is known as one (not a reply's).
+ * Returns that client_id once the frame is written, or null when there is no open socket. */
 function sendCommand(type, fields) {
   const client_id = `cmd-${type}-${++commandCounter}`;
-  return send({
+  const sent = send({
     data: { msg_type: type, client_id, ...fields },
     result: { code: 0, message: "command" },
   });
+  return sent ? client_id : null;
 }
 
 function flushOutbox() {
@@ -783,7 +844,16 @@ function handleSystem(data) {
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
   if (followerId) {
     upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
-    if (state.current === followerId) renderMessages();
+    if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
+    else if (msg.event === "closed") onClosed(followerId);
+    else if (msg.event === "assigned" || msg.event === "transferred_in") {
+      onAssigned(followerId, msg);
+    }
+    if (state.current === followerId) {
+      renderConversationHead();
+      renderAction();
+      renderMessages();
+    }
   }
   if (
     [
@@ -801,11 +871,98 @@ function handleSystem(data) {
   if (state.current === SYSTEM_ID) renderMessages();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Routing events: what transfer, close and (re)assignment change in the lists
+
+/** We handed the follower to another agent: it leaves the list; its history stays readable. */
+function onTransferredOut(followerId, msg, data) {
+  const before = state.transferred.get(followerId) ?? ensureContactView(followerId);
+  state.transferred.set(followerId, {
+    ...before,
+    contact_id: followerId,
+    name: before.name || msg.follower_name || followerId,
+    status: "transferred",
+    unread: 0,
+    transferred_to: String(msg.to ?? ""),
+    transferred_at: Number(data.send_time) || nowS(),
+  });
+  state.contacts.delete(followerId);
+  finishAction(followerId);
+}
+
+function onClosed(followerId) {
+  const contact = state.contacts.get(followerId);
+  if (contact) {
+    contact.status = "closed";
+    contact.agent_id = null;
+    contact.unread = 0;
+  }
+  finishAction(followerId);
+}
+
+/** A follower is (again) ours: a new one, one we closed that wrote again, or a transfer in. */
+function onAssigned(followerId, msg) {
+  const wasAway = state.transferred.delete(followerId) || !state.contacts.has(followerId);
+  let contact = state.contacts.get(followerId);
+  if (!contact) {
+    contact = {
+      contact_id: followerId,
+      name: msg.follower_name || followerId,
+      avatar: "",
+      unread: 0,
+      last_message_time: nowS(),
+      touched: ++touchCounter,
+    };
+    state.contacts.set(followerId, contact);
+  }
+  contact.status = "open";
+  contact.agent_id = userid;
+  if (wasAway) {
+    // What the follower said while with another agent is in the history, not in our log.
+    const c = conv(followerId);
+    if (c.loaded) {
+      c.loaded = false;
+      if (state.current === followerId) loadHistory(followerId);
+    }
+  }
+}
+
+/** A transfer or close of this contact finished (by this console, or another of ours). */
+function finishAction(followerId) {
+  if (state.action?.contactId !== followerId) return;
+  clearTimeout(state.action.timer);
+  state.action = null;
+}
+
+/** A refused command: the open form says why, or a toast does. True when it was ours. */
+function commandRefused(clientId, message) {
+  const a = state.action;
+  if (a && a.busy && a.clientId === clientId) {
+    clearTimeout(a.timer);
+    a.busy = false;
+    a.error = a.kind === "transfer"
+      ? `Could not transfer: ${message}`
+      : `Could not end the conversation: ${message}`;
+    renderAction();
+    if (a.kind === "transfer" && state.current === a.contactId) el.transferTo.select();
+    return true;
+  }
+  if (clientId.startsWith("cmd-capacity-")) {
+    state.capacityError = `The bridge did not take the limit: ${message}`;
+    renderCapacity();
+    if (el.capacityForm.hidden) toast(state.capacityError, "error");
+    return true;
+  }
+  return false;
+}
+
 function handleError(envelope) {
   const data = envelope.data ?? {};
   const message = String(envelope.result?.message ?? "error");
+  const clientId = String(data.client_id ?? "");
   // typing and read are best effort: a refusal (say, typing outside the window) is no news.
-  if (/^cmd-(typing|read)-/.test(String(data.client_id ?? ""))) return;
+  if (/^cmd-(typing|read)-/.test(clientId)) return;
+  if (clientId.startsWith("cmd-") && commandRefused(clientId, message)) return;
   if (data.client_id) {
     const found = findByClientId(String(data.client_id), data.contact_id);
     if (found) {
@@ -930,13 +1087,15 @@ function onComposerInput() {
 // ---------------------------------------------------------------------------------------------
 // Rendering: the contact list
 
-function sortedContacts() {
+function matchesFilter(c) {
   const filter = state.filter.toLowerCase();
+  return !filter || String(c.name ?? "").toLowerCase().includes(filter) ||
+    String(c.contact_id).toLowerCase().includes(filter);
+}
+
+function sortedContacts() {
   return [...state.contacts.values()]
-    .filter((c) =>
-      !filter || String(c.name ?? "").toLowerCase().includes(filter) ||
-      String(c.contact_id).toLowerCase().includes(filter)
-    )
+    .filter((c) => matchesFilter(c) && !state.transferred.has(c.contact_id))
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
       (b.touched ?? 0) - (a.touched ?? 0)
@@ -949,13 +1108,21 @@ function renderContacts() {
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
   el.contactsEmpty.textContent = state.filter
     ? "No conversation matches your search."
+    : state.transferred.size > 0
+    ? "No open conversations."
     : "No conversations yet. Followers who write to the account appear here.";
 
   el.waiting.hidden = state.waiting.length === 0;
   el.waitingCount.textContent = String(state.waiting.length);
   el.waitingList.replaceChildren(...state.waiting.map(waitingItem));
 
+  const transferred = [...state.transferred.values()].filter(matchesFilter)
+    .sort((a, b) => b.transferred_at - a.transferred_at);
+  el.transferredSection.hidden = transferred.length === 0;
+  el.transferredList.replaceChildren(...transferred.map(transferredItem));
+
   el.systemEntry.replaceChildren(systemItem());
+  renderCapacity();
   renderTitle();
   // The header's window countdown stays in step with the list's.
   if (state.current) renderConversationHead();
@@ -979,7 +1146,7 @@ function contactItem(contact) {
         class: `contact${state.current === contact.contact_id ? " active" : ""}${
           closed ? " closed" : ""
         }`,
-        dataset: { contactId: contact.contact_id },
+        dataset: { contactId: contact.contact_id, status: contact.status ?? "open" },
         "aria-current": state.current === contact.contact_id ? "true" : null,
         onclick: () => openContact(contact.contact_id),
       },
@@ -1009,6 +1176,41 @@ function contactItem(contact) {
             { class: `window-pill ${win.state}`, title: "48-hour reply window" },
             win.label,
           ),
+        ),
+      ),
+    ),
+  );
+}
+
+/** A follower handed to another agent in this session: its history stays readable here. */
+function transferredItem(entry) {
+  const current = state.current === entry.contact_id;
+  return h(
+    "li",
+    {},
+    h(
+      "button",
+      {
+        type: "button",
+        class: `contact transferred${current ? " active" : ""}`,
+        dataset: { contactId: entry.contact_id, status: "transferred" },
+        "aria-current": current ? "true" : null,
+        onclick: () => openContact(entry.contact_id),
+      },
+      avatarEl(entry),
+      h(
+        "span",
+        { class: "contact-main" },
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "contact-name" }, entry.name || entry.contact_id),
+          h("span", { class: "contact-time" }, listTime(Number(entry.transferred_at))),
+        ),
+        h(
+          "span",
+          { class: "contact-row" },
+          h("span", { class: "window-pill closed" }, `Transferred to ${entry.transferred_to}`),
         ),
       ),
     ),
@@ -1100,6 +1302,10 @@ function renderTitle() {
 // Rendering: the conversation
 
 function openContact(contactId) {
+  // An unanswered form stays with its conversation (its answer still lands); an idle one closes.
+  if (state.action && state.action.contactId !== contactId && !state.action.busy) {
+    state.action = null;
+  }
   state.current = contactId;
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
@@ -1118,7 +1324,7 @@ function openContact(contactId) {
   }
   renderContacts();
   renderConversation({ toBottom: true });
-  if (contactId !== SYSTEM_ID && !isNarrow()) el.reply.focus();
+  if (contactId !== SYSTEM_ID && !isNarrow() && !el.composer.hidden) el.reply.focus();
 }
 
 function isNarrow() {
@@ -1140,6 +1346,7 @@ function renderConversation(options) {
   el.conversationEmpty.hidden = open;
   if (!open) return;
   renderConversationHead();
+  renderAction();
   renderMessages(options);
 }
 
@@ -1163,8 +1370,15 @@ function renderConversationHead() {
     "plain",
     isSystem || contact.kind === "agent" || !contact.name || contact.name === id,
   );
-  el.composer.hidden = isSystem;
-  el.composerHint.hidden = isSystem;
+  const transferred = state.transferred.get(id);
+  // Ours to transfer or end: a follower we serve, not one we handed over, closed or not yet got.
+  const ours = !isSystem && !transferred && contact.kind !== "agent" &&
+    state.contacts.has(id) && contact.status !== "closed" && contact.status !== "waiting";
+  el.convActions.hidden = !ours;
+  el.composer.hidden = isSystem || Boolean(transferred);
+  el.composerHint.hidden = el.composer.hidden;
+  const status = transferred ? "transferred" : contact.status ?? "open";
+  el.conversation.dataset.status = isSystem ? "system" : status;
   if (isSystem) {
     el.convWindow.hidden = true;
     el.windowNotice.hidden = true;
@@ -1173,15 +1387,24 @@ function renderConversationHead() {
   const win = windowOf(contact);
   const closed = contact.status === "closed";
   el.convWindow.hidden = false;
-  el.convWindow.className = `window-pill ${closed ? "closed" : win.state}`;
-  el.convWindow.textContent = closed
+  el.convWindow.className = `window-pill ${transferred || closed ? "closed" : win.state}`;
+  el.convWindow.textContent = transferred
+    ? "Transferred"
+    : closed
     ? "Conversation closed"
     : win.state === "unknown"
     ? ""
     : win.label;
-  el.convWindow.title =
-    "WeChat lets the account reply for 48 hours after the follower's last message";
-  if (win.state === "closed") {
+  el.convWindow.title = transferred
+    ? `Now served by ${transferred.transferred_to}`
+    : "WeChat lets the account reply for 48 hours after the follower's last message";
+  if (transferred) {
+    el.windowNotice.hidden = false;
+    el.windowNotice.className = "window-notice info";
+    el.windowNotice.textContent = `Transferred to ${transferred.transferred_to}. ${
+      contact.name || id
+    } is now in their console; this conversation is read-only here.`;
+  } else if (win.state === "closed") {
     el.windowNotice.hidden = false;
     el.windowNotice.className = "window-notice closed";
     el.windowNotice.textContent =
@@ -1192,15 +1415,171 @@ function renderConversationHead() {
     el.windowNotice.hidden = false;
     el.windowNotice.className = "window-notice soon";
     el.windowNotice.textContent = `The reply window closes in ${formatDuration(win.left)}.`;
+  } else if (closed) {
+    el.windowNotice.hidden = false;
+    el.windowNotice.className = "window-notice info";
+    el.windowNotice.textContent = `Conversation ended. A new message from ${
+      contact.name || id
+    } opens it again.`;
   } else {
     el.windowNotice.hidden = true;
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Transfer and close: an inline form under the conversation header
+
+function openAction(kind) {
+  const id = state.current;
+  if (!id || id === SYSTEM_ID) return;
+  const a = state.action;
+  if (a && a.contactId === id && a.kind === kind) {
+    if (!a.busy) cancelAction();
+    return;
+  }
+  if (a?.busy) return;
+  state.action = { kind, contactId: id, busy: false, error: "", clientId: "", timer: 0 };
+  if (kind === "transfer") el.transferTo.value = "";
+  renderAction();
+  if (kind === "transfer") el.transferTo.focus();
+  else el.closeCancel.focus();
+}
+
+function cancelAction() {
+  if (!state.action) return;
+  clearTimeout(state.action.timer);
+  const kind = state.action.kind;
+  state.action = null;
+  renderAction();
+  (kind === "transfer" ? el.transferButton : el.closeButton).focus();
+}
+
+function renderAction() {
+  const a = state.action && state.action.contactId === state.current ? state.action : null;
+  const kind = el.convActions.hidden && !a?.busy ? null : a?.kind ?? null;
+  el.transferForm.hidden = kind !== "transfer";
+  el.closeConfirm.hidden = kind !== "close";
+  el.transferButton.setAttribute("aria-expanded", String(kind === "transfer"));
+  el.closeButton.setAttribute("aria-expanded", String(kind === "close"));
+  el.transferButton.classList.toggle("active", kind === "transfer");
+  el.closeButton.classList.toggle("active", kind === "close");
+  if (!a || !kind) return;
+  const contact = ensureContactView(a.contactId);
+  const name = contact.name || a.contactId;
+  const [nameEl, submit, error, busyText, idleText] = kind === "transfer"
+    ? [el.transferName, el.transferSubmit, el.transferError, "Transferring…", "Transfer"]
+    : [el.closeName, el.closeSubmit, el.closeError, "Ending…", "End conversation"];
+  nameEl.textContent = name;
+  submit.disabled = a.busy;
+  submit.textContent = a.busy ? busyText : idleText;
+  el.transferTo.disabled = a.busy;
+  el.transferTo.setAttribute("aria-invalid", String(Boolean(a.error) && kind === "transfer"));
+  error.hidden = !a.error;
+  error.textContent = a.error;
+}
+
+function submitTransfer() {
+  const a = state.action;
+  if (!a || a.kind !== "transfer" || a.busy) return;
+  const to = el.transferTo.value.trim();
+  if (!to) {
+    a.error = "Enter the id of the agent who takes over.";
+    renderAction();
+    el.transferTo.focus();
+    return;
+  }
+  runAction(a, "transfer", { contact_id: a.contactId, msg: { to } });
+}
+
+function submitClose() {
+  const a = state.action;
+  if (!a || a.kind !== "close" || a.busy) return;
+  runAction(a, "close", { contact_id: a.contactId });
+}
+
+/** Sends the command; the bridge answers with a 102 (done) or a -1 (refused), never a 0. */
+function runAction(a, type, fields) {
+  const clientId = sendCommand(type, fields);
+  if (!clientId) {
+    a.error = "Not connected to the bridge. Try again once the connection is back.";
+    renderAction();
+    return;
+  }
+  a.busy = true;
+  a.error = "";
+  a.clientId = clientId;
+  a.timer = setTimeout(() => {
+    if (state.action !== a || !a.busy) return;
+    a.busy = false;
+    a.error = "No answer from the bridge yet. Check the connection and try again.";
+    renderAction();
+  }, COMMAND_PATIENCE_MS);
+  renderAction();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capacity: how many open conversations the bridge may give this agent
+
+function openCount() {
+  let n = 0;
+  for (const c of state.contacts.values()) {
+    if (c.kind !== "agent" && c.status === "open" && !state.transferred.has(c.contact_id)) n++;
+  }
+  return n;
+}
+
+function renderCapacity() {
+  const max = state.capacity;
+  el.capacityValue.textContent = typeof max === "number" ? String(max) : "no limit";
+  el.capacityButton.dataset.max = typeof max === "number" ? String(max) : "";
+  el.capacityButton.classList.toggle("full", typeof max === "number" && openCount() >= max);
+  const open = openCount();
+  el.capacityOpen.textContent = `You have ${open} open now.`;
+  el.capacityError.hidden = !state.capacityError;
+  el.capacityError.textContent = state.capacityError;
+}
+
+function toggleCapacityForm(show = el.capacityForm.hidden) {
+  el.capacityForm.hidden = !show;
+  el.capacityButton.setAttribute("aria-expanded", String(show));
+  if (show) {
+    state.capacityError = "";
+    el.capacityInput.value = typeof state.capacity === "number" ? String(state.capacity) : "";
+    renderCapacity();
+    el.capacityInput.focus();
+    el.capacityInput.select();
+  }
+}
+
+function submitCapacity() {
+  const raw = el.capacityInput.value.trim();
+  // A number field gives "" for text it cannot read: validity tells that apart from empty.
+  const n = Number(raw);
+  if (el.capacityInput.validity.badInput || (raw !== "" && !(Number.isInteger(n) && n >= 0))) {
+    state.capacityError = "Enter a whole number (0 or more), or leave it empty for no limit.";
+    renderCapacity();
+    el.capacityInput.focus();
+    return;
+  }
+  state.capacity = raw === "" ? null : n;
+  state.capacityError = "";
+  writeCapacity(state.capacity);
+  // Offline, it goes with the next connection (see ws.onopen).
+  sendCapacity();
+  toggleCapacityForm(false);
+  renderCapacity();
+  el.capacityButton.focus();
+}
+
+function sendCapacity() {
+  if (state.capacity === undefined) return;
+  sendCommand("capacity", { msg: { max: state.capacity } });
+}
+
 /** The contact as the list knows it, or a stand-in for a follower not listed (yet). */
 function ensureContactView(id) {
-  return state.contacts.get(id) ?? state.waiting.find((w) => w.contact_id === id) ??
-    { contact_id: id, name: id };
+  return state.transferred.get(id) ?? state.contacts.get(id) ??
+    state.waiting.find((w) => w.contact_id === id) ?? { contact_id: id, name: id };
 }
 
 function compareMessages(a, b) {
@@ -1592,6 +1971,56 @@ function init() {
     submitReply();
   });
   el.connRetry.addEventListener("click", reconnectNow);
+
+  el.transferButton.addEventListener("click", () => openAction("transfer"));
+  el.closeButton.addEventListener("click", () => openAction("close"));
+  el.transferForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitTransfer();
+  });
+  el.transferTo.addEventListener("input", () => {
+    if (state.action?.error && !state.action.busy) {
+      state.action.error = "";
+      renderAction();
+    }
+  });
+  el.transferCancel.addEventListener("click", cancelAction);
+  el.closeSubmit.addEventListener("click", submitClose);
+  el.closeCancel.addEventListener("click", cancelAction);
+  for (const panel of [el.transferForm, el.closeConfirm]) {
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !state.action?.busy) {
+        event.preventDefault();
+        cancelAction();
+      }
+    });
+  }
+
+  el.capacity.hidden = false;
+  renderCapacity();
+  el.capacityButton.addEventListener("click", () => toggleCapacityForm());
+  el.capacityCancel.addEventListener("click", () => {
+    toggleCapacityForm(false);
+    el.capacityButton.focus();
+  });
+  el.capacityInput.addEventListener("input", () => {
+    if (!state.capacityError) return;
+    state.capacityError = "";
+    renderCapacity();
+  });
+  el.capacityForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitCapacity();
+  });
+  el.capacityForm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      toggleCapacityForm(false);
+      el.capacityButton.focus();
+    }
+  });
+  document.addEventListener("pointerdown", (event) => {
+    if (!el.capacityForm.hidden && !el.capacity.contains(event.target)) toggleCapacityForm(false);
+  });
 
   addEventListener("online", () => {
     if (!conn.opened) reconnectNow();
