@@ -54,11 +54,13 @@ export interface ReplyContext {
   companyId: string;
 }
 
-/** One row of the route table. */
+/** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`. */
 export interface Route {
   method: string;
-  pattern: URLPattern;
-  handler: (req: Request, url: URL, match: URLPatternResult) => Response | Promise<Response>;
+  path: string;
+  handler: (req: Request, url: URL, params: Record<string, string | undefined>) =>
+    | Response
+    | Promise<Response>;
 }
 
 const json = (body: unknown, status = 200): Response =>
@@ -72,6 +74,44 @@ function errorResponse(status: number, message: string, headers?: HeadersInit): 
   const res = json({ error: message, result: { code: -1, message } }, status);
   if (headers) new Headers(headers).forEach((v, k) => res.headers.set(k, v));
   return res;
+}
+
+/** Routes by exact path through a Map; only paths with parameters pay for URLPattern. */
+function createRouteTable(routes: Route[]) {
+  const exact = new Map<string, Route[]>();
+  const patterns: Array<{ pattern: URLPattern; route: Route }> = [];
+  for (const route of routes) {
+    if (route.path.includes(":")) {
+      patterns.push({ pattern: new URLPattern({ pathname: route.path }), route });
+    } else {
+      const list = exact.get(route.path) ?? [];
+      list.push(route);
+      exact.set(route.path, list);
+    }
+  }
+  type Found =
+    | { handler: Route["handler"]; params: Record<string, string | undefined> }
+    | { allowed: string[] };
+  return {
+    find(method: string, url: URL): Found {
+      const allowed = new Set<string>();
+      for (const route of exact.get(url.pathname) ?? []) {
+        if (route.method === method) return { handler: route.handler, params: {} };
+        allowed.add(route.method);
+      }
+      if (allowed.size === 0) {
+        for (const { pattern, route } of patterns) {
+          const match = pattern.exec(url);
+          if (!match) continue;
+          if (route.method === method) {
+            return { handler: route.handler, params: match.pathname.groups };
+          }
+          allowed.add(route.method);
+        }
+      }
+      return { allowed: [...allowed] };
+    },
+  };
 }
 
 /** Both the SPEC path and the root path for a route. */
@@ -257,9 +297,7 @@ export function createApp(deps: AppDeps) {
 
   const routes: Route[] = [];
   const add = (method: string, paths: string[], handler: Route["handler"]) => {
-    for (const pathname of paths) {
-      routes.push({ method, pattern: new URLPattern({ pathname }), handler });
-    }
+    for (const path of paths) routes.push({ method, path, handler });
   };
   add("GET", both("/msg"), (req, url) => upgrade(req, url));
   add("POST", both("/send"), send);
@@ -291,28 +329,18 @@ export function createApp(deps: AppDeps) {
   );
   add("GET", ["/console"], (req) => files.serve(req, "console.html"));
   add("GET", ["/console/follower"], (req) => files.serve(req, "follower.html"));
-  add(
-    "GET",
-    ["/static/:file+"],
-    (req, _url, m) => files.serve(req, m.pathname.groups["file"] ?? ""),
-  );
+  add("GET", ["/static/:file+"], (req, _url, params) => files.serve(req, params["file"] ?? ""));
   for (const route of deps.extraRoutes?.(ctx) ?? []) routes.push(route);
+  const table = createRouteTable(routes);
 
   async function handler(req: Request): Promise<Response> {
     const url = new URL(req.url);
-    let allowed: string[] | null = null;
     try {
-      for (const route of routes) {
-        const match = route.pattern.exec(url);
-        if (!match) continue;
-        if (route.method === req.method || (route.method === "GET" && req.method === "HEAD")) {
-          return await route.handler(req, url, match);
-        }
-        (allowed ??= []).push(route.method);
-      }
-      if (allowed) {
+      const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
+      if ("handler" in found) return await found.handler(req, url, found.params);
+      if (found.allowed.length > 0) {
         return errorResponse(405, `Method ${req.method} not allowed`, {
-          allow: [...new Set(allowed)].join(", "),
+          allow: found.allowed.join(", "),
         });
       }
       return errorResponse(404, `No route for ${url.pathname}`);

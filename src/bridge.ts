@@ -108,16 +108,16 @@ export function createBridge(config: Config, deps: BridgeDeps) {
       const routes: Route[] = [];
       routes.push({
         method: "GET",
-        pattern: new URLPattern({ pathname: "/media/:key" }),
-        handler: (req, url, m) =>
-          serveMedia(req, m.pathname.groups["key"] ?? "", url.searchParams.get("t"), {
+        path: "/media/:key",
+        handler: (req, url, params) =>
+          serveMedia(req, params["key"] ?? "", url.searchParams.get("t"), {
             storage,
             signer,
           }),
       });
       routes.push({
         method: "POST",
-        pattern: new URLPattern({ pathname: `${BASE}/demo/media` }),
+        path: `${BASE}/demo/media`,
         handler: async (req) => {
           if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
           const type = req.headers.get("content-type") ?? "";
@@ -138,7 +138,7 @@ export function createBridge(config: Config, deps: BridgeDeps) {
       });
       routes.push({
         method: "GET",
-        pattern: new URLPattern({ pathname: `${BASE}/demo/replies` }),
+        path: `${BASE}/demo/replies`,
         handler: (_req, url) => {
           if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
           const contactId = url.searchParams.get("contact_id");

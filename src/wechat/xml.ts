@@ -24,6 +24,8 @@ export function createXmlReader(): { parse(text: string): WechatXml } {
     processEntities: true,
     htmlEntities: false,
     maxNestedTags: MAX_DEPTH,
+    // No callback of ours reads the path: building it as a string per tag cost a third of parsing.
+    jPath: false,
   });
   return {
     parse(text: string): WechatXml {
