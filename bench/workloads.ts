@@ -1,0 +1,487 @@
+// The workloads of issue #10, each run in interleaved rounds (baseline, bridge, baseline,
+// bridge, …) and summarized as table rows. Ratios are medians of per-round ratios, so a noisy
+// neighbour that slows one round slows both sides of that round's ratio.
+import type { LoadResult } from "./load.ts";
+import { runLoad } from "./load_runner.ts";
+import { loadConfig, type Plan } from "./plan.ts";
+import { kb, mb, met, ms, num, ratio, type Row } from "./report.ts";
+import { median } from "./stats.ts";
+import {
+  holdsSqlite,
+  probe,
+  startBaseline,
+  startBridge,
+  startRedis,
+  type System,
+} from "./systems.ts";
+
+/** A system under test, or why it is not available. */
+export type Maybe = System | string;
+
+export interface Context {
+  plan: Plan;
+  log(message: string): void;
+  /** Delivery over every bridge run: the "no message lost or duplicated" target. */
+  delivery: Delivery;
+}
+
+export class Delivery {
+  runs = 0;
+  sent = 0;
+  lost = 0;
+  duplicates = 0;
+  httpErrors = 0;
+  errors: string[] = [];
+
+  add(result: LoadResult): void {
+    this.runs++;
+    this.sent += result.sent;
+    this.lost += result.lost;
+    this.duplicates += result.duplicates;
+    this.httpErrors += result.httpErrors;
+    if (result.error) this.errors.push(result.error);
+  }
+}
+
+function notAvailable(workload: string, reason: string, target = ""): Row {
+  return {
+    workload,
+    bridge: `not available: ${reason}`,
+    baseline: "",
+    ratio: "",
+    target,
+    status: "n/a",
+    notes: "",
+  };
+}
+
+async function measure(ctx: Context, system: System, what: string, run: () => Promise<LoadResult>) {
+  ctx.log(`${what}: ${system.label}`);
+  try {
+    return await run();
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    ctx.log(`  ${error}`);
+    return { error } as Partial<LoadResult> as LoadResult;
+  }
+}
+
+/** Per-round ratios a[i] / b[i], then their median. */
+function medianRatio(a: readonly number[], b: readonly number[]): number {
+  return median(a.map((x, i) => x / (b[i] ?? NaN)));
+}
+
+function errorsOf(results: readonly LoadResult[]): string {
+  const errors = [...new Set(results.map((r) => r.error).filter((e) => e))];
+  return errors.length > 0 ? ` Errors: ${errors.join("; ")}.` : "";
+}
+
+function cpuPerMessage(results: readonly LoadResult[], side: "server" | "client"): number {
+  return median(
+    results.map((r) => ((side === "server" ? r.serverCpuMs : r.clientCpuMs) * 1000) / r.sent),
+  );
+}
+
+/** (1) throughput, with STORE=memory and the node ws relay beside it, and what KV costs. */
+export async function throughput(
+  ctx: Context,
+  baseline: System,
+  bridge: Maybe,
+  memory: Maybe,
+  relay: Maybe,
+): Promise<Row[]> {
+  const { plan } = ctx;
+  const runs = new Map<System, LoadResult[]>();
+  const systems = [baseline, bridge, memory, relay].filter((s): s is System =>
+    typeof s !== "string"
+  );
+  for (const s of systems) runs.set(s, []);
+  let memoryNote = "";
+  let kvNote = "";
+  for (let round = 1; round <= plan.rounds; round++) {
+    for (const system of systems) {
+      const result = await measure(
+        ctx,
+        system,
+        `throughput round ${round}`,
+        () => runLoad(loadConfig(plan, system, { mode: "throughput" })),
+      );
+      runs.get(system)!.push(result);
+      if (system === bridge || system === memory) ctx.delivery.add(result);
+    }
+    if (round === 1 && typeof bridge !== "string" && bridge.dataDir) {
+      if (!await holdsSqlite(bridge.dataDir)) {
+        kvNote = "The default store wrote no SQLite (KV) file under DATA_DIR: not persisting? ";
+      }
+    }
+    if (round === 1 && typeof memory !== "string" && memory.dataDir) {
+      if (await holdsSqlite(memory.dataDir)) {
+        memoryNote = "STORE=memory looks ignored: its DATA_DIR holds an SQLite (KV) file. ";
+      }
+    }
+  }
+  const base = runs.get(baseline)!;
+  const baseRate = base.map((r) => r.perSecond);
+  const rate = (s: Maybe) => typeof s === "string" ? [] : runs.get(s)!.map((r) => r.perSecond);
+  const size = `${num(plan.throughputMessages)} msgs × ${plan.rounds} rounds, ` +
+    `${plan.inFlight} in flight, ${plan.agents} agents`;
+  const relayRatio = medianRatio(rate(relay), baseRate);
+  const relayText = typeof relay === "string"
+    ? `node ws relay not available: ${relay}`
+    : `node ws relay ${num(median(rate(relay)))} msg/s (${ratio(relayRatio)} baseline, ` +
+      `${num(cpuPerMessage(runs.get(relay)!, "server"))} µs CPU/msg)`;
+  const describe = (results: LoadResult[]) => {
+    const posted = Math.min(...results.map((r) => r.sent));
+    const capped = posted < plan.throughputMessages
+      ? ` Capped at ${plan.throughputCapS} s: ${num(posted)} posted in the slowest round.`
+      : "";
+    const lost = results.reduce((n, r) => n + r.lost, 0);
+    const dup = results.reduce((n, r) => n + r.duplicates, 0);
+    const http = results.reduce((n, r) => n + r.httpErrors, 0);
+    return `lost ${lost}, dup ${dup}, HTTP errors ${http}; server ` +
+      `${num(cpuPerMessage(results, "server"))} µs CPU/msg (baseline ` +
+      `${num(cpuPerMessage(base, "server"))}), load generator ${
+        num(cpuPerMessage(results, "client"))
+      }.` +
+      capped + errorsOf(results);
+  };
+  const rows: Row[] = [];
+  if (typeof bridge === "string") {
+    rows.push({
+      ...notAvailable("(1) throughput, KV store", bridge, "≥ 0.50× baseline, ahead of node relay"),
+      baseline: `${num(median(baseRate))} msg/s`,
+      notes: `${size}; ${relayText}.${errorsOf(base)}`,
+    });
+  } else {
+    const r = medianRatio(rate(bridge), baseRate);
+    const aheadOfRelay = typeof relay === "string" || medianRatio(rate(bridge), rate(relay)) > 1;
+    rows.push({
+      workload: "(1) throughput, KV store (default)",
+      bridge: `${num(median(rate(bridge)))} msg/s`,
+      baseline: `${num(median(baseRate))} msg/s`,
+      ratio: ratio(r),
+      target: "≥ 0.50× baseline, ahead of node relay",
+      status: met(r >= 0.5 && aheadOfRelay),
+      notes: `${kvNote}${size}; ${relayText}; ${describe(runs.get(bridge)!)}`,
+    });
+  }
+  if (typeof memory === "string") {
+    rows.push(notAvailable("(1m) throughput, STORE=memory", memory, "≥ 0.80× baseline"));
+    rows.push(notAvailable("persistence cost per message", `needs STORE=memory: ${memory}`));
+    return rows;
+  }
+  const rm = medianRatio(rate(memory), baseRate);
+  rows.push({
+    workload: "(1m) throughput, STORE=memory",
+    bridge: `${num(median(rate(memory)))} msg/s`,
+    baseline: `${num(median(baseRate))} msg/s`,
+    ratio: ratio(rm),
+    target: "≥ 0.80× baseline",
+    status: memoryNote ? "n/a" : met(rm >= 0.8),
+    notes: memoryNote + describe(runs.get(memory)!),
+  });
+  if (typeof bridge !== "string") {
+    const kv = runs.get(bridge)!;
+    const mem = runs.get(memory)!;
+    const wall = median(kv.map((r, i) => 1e6 / r.perSecond - 1e6 / (mem[i]?.perSecond ?? NaN)));
+    const cpu = median(
+      kv.map((r, i) =>
+        (r.serverCpuMs * 1000) / r.sent -
+        ((mem[i]?.serverCpuMs ?? NaN) * 1000) / (mem[i]?.sent ?? NaN)
+      ),
+    );
+    rows.push({
+      workload: "persistence cost per message (KV − memory)",
+      bridge: `+${num(wall, 1)} µs wall, +${num(cpu, 1)} µs CPU`,
+      baseline: "",
+      ratio: ratio(medianRatio(rate(bridge), rate(memory))),
+      target: "",
+      status: "",
+      notes: kvNote + memoryNote + "wall = 1/throughput per message; CPU = server CPU time per " +
+        "message; ratio = KV throughput / memory throughput.",
+    });
+  }
+  return rows;
+}
+
+/** (2) POST-to-WebSocket latency at a fixed rate. */
+export async function latency(ctx: Context, baseline: System, bridge: Maybe): Promise<Row> {
+  const { plan } = ctx;
+  const workload = `(2) latency at ${num(plan.rate)}/s for ${plan.latencyS} s`;
+  const target = "p99 ≤ 2× baseline and < 5 ms";
+  const base: LoadResult[] = [];
+  const ours: LoadResult[] = [];
+  const config = (s: System) =>
+    loadConfig(plan, s, {
+      mode: "rate",
+      messages: plan.rate,
+      durationS: plan.latencyS,
+      concurrency: 64,
+    });
+  for (let round = 1; round <= plan.rounds; round++) {
+    base.push(
+      await measure(ctx, baseline, `latency round ${round}`, () => runLoad(config(baseline))),
+    );
+    if (typeof bridge === "string") continue;
+    const result = await measure(
+      ctx,
+      bridge,
+      `latency round ${round}`,
+      () => runLoad(config(bridge)),
+    );
+    ours.push(result);
+    ctx.delivery.add(result);
+  }
+  const show = (rs: LoadResult[]) =>
+    `p50 ${ms(median(rs.map((r) => r.latency.p50)))}, p99 ${
+      ms(median(rs.map((r) => r.latency.p99)))
+    }, ` +
+    `max ${ms(median(rs.map((r) => r.latency.max)))}`;
+  const lag = (rs: LoadResult[]) => num(Math.max(...rs.map((r) => r.maxLagMs)), 1);
+  if (typeof bridge === "string") {
+    return { ...notAvailable(workload, bridge, target), baseline: show(base) };
+  }
+  const r = medianRatio(ours.map((x) => x.latency.p99), base.map((x) => x.latency.p99));
+  const p99 = median(ours.map((x) => x.latency.p99));
+  return {
+    workload,
+    bridge: show(ours),
+    baseline: show(base),
+    ratio: ratio(r),
+    target,
+    status: met(r <= 2 && p99 < 5),
+    notes: `ratio of p99s; medians of ${plan.rounds} rounds; lost ` +
+      `${ours.reduce((n, x) => n + x.lost, 0)}, dup ${
+        ours.reduce((n, x) => n + x.duplicates, 0)
+      }; ` +
+      `generator lag behind schedule ≤ ${lag(ours)} ms (baseline ${lag(base)} ms).` +
+      errorsOf(ours),
+  };
+}
+
+/** (3) RSS per idle connection, each round on fresh processes. */
+export async function idle(ctx: Context, bridgeAvailable: string): Promise<Row> {
+  const { plan } = ctx;
+  const steps = plan.idleSteps;
+  const last = steps.length - 1;
+  const workload = `(3) idle agents, RSS per connection at ${steps.map((s) => num(s)).join(" / ")}`;
+  const target = "≤ 1.20× baseline per connection";
+  const perConn = (r: LoadResult) => steps.map((n, i) => ((r.rss[i] ?? NaN) - r.rssBefore) / n);
+  const base: number[][] = [];
+  const ours: number[][] = [];
+  const errors: LoadResult[] = [];
+  const once = async (start: () => Promise<System>, into: number[][]) => {
+    let system: System | null = null;
+    try {
+      system = await start();
+      const s = system;
+      const result = await measure(
+        ctx,
+        s,
+        `idle`,
+        () => runLoad(loadConfig(plan, s, { mode: "idle", steps, durationS: 0, warmup: 0 })),
+      );
+      if (result.error) errors.push(result);
+      else into.push(perConn(result));
+    } catch (err) {
+      errors.push({ error: err instanceof Error ? err.message : String(err) } as LoadResult);
+    } finally {
+      await system?.stop();
+    }
+  };
+  for (let round = 1; round <= plan.rounds; round++) {
+    ctx.log(`idle round ${round}`);
+    await once(startBaseline, base);
+    if (!bridgeAvailable) await once(() => startBridge(), ours);
+  }
+  const show = (rows: number[][]) =>
+    steps.map((_, i) => kb(median(rows.map((r) => r[i] ?? NaN)))).join(" / ");
+  if (bridgeAvailable) {
+    return { ...notAvailable(workload, bridgeAvailable, target), baseline: show(base) };
+  }
+  const r = medianRatio(ours.map((x) => x[last] ?? NaN), base.map((x) => x[last] ?? NaN));
+  return {
+    workload,
+    bridge: show(ours),
+    baseline: show(base),
+    ratio: ratio(r),
+    target,
+    status: met(r <= 1.2),
+    notes: `ratio at ${num(steps[last] ?? 0)}; (VmRSS after − before) / agents, fresh processes, ` +
+      `3 warm-up agents before "before".` + errorsOf(errors),
+  };
+}
+
+/** 10,000 idle agents with heartbeats flowing: the bridge's whole RSS. */
+export async function heartbeats(ctx: Context, bridgeAvailable: string): Promise<Row> {
+  const { plan } = ctx;
+  const workload = `(3h) ${num(plan.heartbeatAgents)} idle agents with heartbeats`;
+  const target = plan.heartbeatAgents >= 10_000 ? "< 400 MB" : "< 400 MB (at 10,000)";
+  if (bridgeAvailable) return notAvailable(workload, bridgeAvailable, target);
+  let system: System | null = null;
+  try {
+    system = await startBridge({ env: { HEARTBEAT_INTERVAL_S: String(plan.heartbeatIntervalS) } });
+    const s = system;
+    const result = await measure(ctx, s, "heartbeats", () =>
+      runLoad(loadConfig(plan, s, {
+        mode: "idle",
+        steps: [plan.heartbeatAgents],
+        durationS: plan.heartbeatHoldS,
+        warmup: 0,
+      })));
+    if (result.error) return { ...notAvailable(workload, result.error, target) };
+    const expected = plan.heartbeatAgents *
+      Math.floor(plan.heartbeatHoldS / plan.heartbeatIntervalS);
+    return {
+      workload,
+      bridge: `${mb(result.peakRss)} peak RSS`,
+      baseline: "",
+      ratio: "",
+      target,
+      status: plan.heartbeatAgents >= 10_000 ? met(result.peakRss < 400 * 1024 * 1024) : "",
+      notes: `HEARTBEAT_INTERVAL_S=${plan.heartbeatIntervalS} for this row, held ` +
+        `${plan.heartbeatHoldS} s: the agents read ${num(result.heartbeats)} heartbeats in the ` +
+        `hold (at most ${num(expected)}); ${result.closedByServer} sockets closed by the server.`,
+    };
+  } catch (err) {
+    return notAvailable(workload, err instanceof Error ? err.message : String(err), target);
+  } finally {
+    await system?.stop();
+  }
+}
+
+/** (4) the webhook's own answer time while one agent never reads. */
+export async function slowAgent(ctx: Context, baseline: System, bridge: Maybe): Promise<Row> {
+  const { plan } = ctx;
+  const workload = `(4) webhook answer time at ${num(plan.rate)}/s, one agent never reads`;
+  const base: LoadResult[] = [];
+  const ours: LoadResult[] = [];
+  const config = (s: System) =>
+    loadConfig(plan, s, {
+      mode: "slow",
+      messages: plan.rate,
+      durationS: plan.slowS,
+      concurrency: 64,
+      slowEvery: 2,
+    });
+  for (let round = 1; round <= plan.rounds; round++) {
+    base.push(
+      await measure(ctx, baseline, `slow agent round ${round}`, () => runLoad(config(baseline))),
+    );
+    if (typeof bridge === "string") continue;
+    const result = await measure(
+      ctx,
+      bridge,
+      `slow agent round ${round}`,
+      () => runLoad(config(bridge)),
+    );
+    ours.push(result);
+    ctx.delivery.add(result);
+  }
+  const show = (rs: LoadResult[]) =>
+    `p50 ${ms(median(rs.map((r) => r.answer.p50)))}, p99 ${
+      ms(median(rs.map((r) => r.answer.p99)))
+    }, ` +
+    `max ${ms(median(rs.map((r) => r.answer.max)))}`;
+  const growth = (rs: LoadResult[]) => mb(median(rs.map((r) => (r.rss[0] ?? NaN) - r.rssBefore)));
+  const what =
+    `half the messages (~8 KB each) go to one agent that never reads, for ${plan.slowS} s`;
+  if (typeof bridge === "string") {
+    return { ...notAvailable(workload, bridge), baseline: show(base), notes: what };
+  }
+  return {
+    workload,
+    bridge: show(ours),
+    baseline: show(base),
+    ratio: ratio(medianRatio(ours.map((x) => x.answer.p99), base.map((x) => x.answer.p99))),
+    target: "(none in #10) other agents lose nothing",
+    status: met(ours.every((x) => x.lost === 0 && x.duplicates === 0 && !x.error)),
+    notes: `${what}; other agents: lost ${ours.reduce((n, x) => n + x.lost, 0)}, dup ` +
+      `${ours.reduce((n, x) => n + x.duplicates, 0)}; server RSS growth per round ${
+        growth(ours)
+      } ` +
+      `(baseline ${growth(base)}); the agent that never reads: ` +
+      `${[...new Set(ours.map((x) => x.stalled ?? "?"))].join(", ")} ` +
+      `(baseline: ${[...new Set(base.map((x) => x.stalled ?? "?"))].join(", ")}).` + errorsOf(ours),
+  };
+}
+
+/** (5) two bridge instances sharing a Redis: posts to one, agents on the other. */
+export async function redis(ctx: Context, baseline: System, bridgeAvailable: string): Promise<Row> {
+  const { plan } = ctx;
+  const workload = "(5) two instances with REDIS_URL (post to A, agents on B)";
+  const target = "";
+  if (bridgeAvailable) return notAvailable(workload, bridgeAvailable, target);
+  let url = Deno.env.get("REDIS_URL") ?? "";
+  const started: { stop(): Promise<void> }[] = [];
+  try {
+    if (!url) {
+      const server = await startRedis();
+      if (!server) return notAvailable(workload, "REDIS_URL unset and no redis-server on PATH");
+      started.push(server);
+      url = `redis://127.0.0.1:${server.port}`;
+    }
+    const a = await startBridge({ label: "bridge A", env: { REDIS_URL: url } });
+    started.push(a);
+    const b = await startBridge({ label: "bridge B", env: { REDIS_URL: url } });
+    started.push(b);
+    const why = await probe(a, b);
+    if (why) return notAvailable(workload, `${why} (REDIS_URL not supported yet?)`, target);
+    const base: LoadResult[] = [];
+    const ours: LoadResult[] = [];
+    const cross: System = { ...b, postUrl: a.postUrl, label: "bridge A → B" };
+    for (let round = 1; round <= plan.rounds; round++) {
+      base.push(
+        await measure(ctx, baseline, `redis round ${round}`, () =>
+          runLoad(
+            loadConfig(plan, baseline, { mode: "throughput", messages: plan.redisMessages }),
+          )),
+      );
+      const result = await measure(
+        ctx,
+        cross,
+        `redis round ${round}`,
+        () =>
+          runLoad(loadConfig(plan, cross, { mode: "throughput", messages: plan.redisMessages })),
+      );
+      ours.push(result);
+      ctx.delivery.add(result);
+    }
+    const rate = (rs: LoadResult[]) => rs.map((r) => r.perSecond);
+    return {
+      workload,
+      bridge: `${num(median(rate(ours)))} msg/s`,
+      baseline: `${num(median(rate(base)))} msg/s`,
+      ratio: ratio(medianRatio(rate(ours), rate(base))),
+      target,
+      status: "",
+      notes: `${num(plan.redisMessages)} msgs × ${plan.rounds} rounds; lost ` +
+        `${ours.reduce((n, x) => n + x.lost, 0)}, dup ${
+          ours.reduce((n, x) => n + x.duplicates, 0)
+        }; ` +
+        `two bridge processes against one baseline process.` + errorsOf(ours),
+    };
+  } catch (err) {
+    return notAvailable(workload, err instanceof Error ? err.message : String(err), target);
+  } finally {
+    for (const s of started.reverse()) await s.stop();
+  }
+}
+
+/** The "no message lost or duplicated" target, over every bridge run above. */
+export function deliveryRow(ctx: Context, bridgeAvailable: string): Row {
+  const d = ctx.delivery;
+  const workload = "delivery over every bridge run";
+  const target = "0 lost, 0 duplicated";
+  if (bridgeAvailable) return notAvailable(workload, bridgeAvailable, target);
+  return {
+    workload,
+    bridge: `${num(d.lost)} lost, ${num(d.duplicates)} dup of ${num(d.sent)}`,
+    baseline: "",
+    ratio: "",
+    target,
+    status: met(d.lost === 0 && d.duplicates === 0 && d.runs > 0),
+    notes: `${d.runs} runs; HTTP errors ${d.httpErrors}; receipt matched by data.id = MsgId.` +
+      (d.errors.length > 0 ? ` Errors: ${[...new Set(d.errors)].join("; ")}.` : ""),
+  };
+}
