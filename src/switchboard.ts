@@ -2,6 +2,7 @@
 // to the sockets of the agents they were routed to. Agents coming online get their backlog
 // (everything after `since=`, or what was queued while they were away) before live frames.
 
+import { setImmediate } from "node:timers";
 import type { Envelope } from "./agents/envelope.ts";
 import type { AgentConnection, AgentSocket, Hub } from "./agents/hub.ts";
 import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store/types.ts";
@@ -59,7 +60,7 @@ export function createSwitchboard(options: SwitchboardOptions) {
   /** Pushes committed log entries to their agents' sockets. */
   function push(entries: LogEntry[]): void {
     for (const entry of entries) {
-      const frame = JSON.stringify(entry.envelope);
+      const frame = entry.frame ??= JSON.stringify(entry.envelope);
       const sockets = hub.deliver(entry.agentId, entry.seq, frame);
       if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
       options.observer?.delivered?.(entry, sockets);
@@ -98,7 +99,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
   store.onRemoteEntries?.((entries) => {
     for (const entry of entries) {
       if (!hub.isOnline(entry.agentId)) continue;
-      const sockets = hub.deliver(entry.agentId, entry.seq, JSON.stringify(entry.envelope));
+      const frame = entry.frame ??= JSON.stringify(entry.envelope);
+      const sockets = hub.deliver(entry.agentId, entry.seq, frame);
       if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
     }
   });
@@ -113,8 +115,9 @@ export function createSwitchboard(options: SwitchboardOptions) {
         queue.push({ item, at: performance.now(), resolve, reject });
         if (!scheduled && !flushing) {
           scheduled = true;
-          // One macrotask lets the requests that arrived together share a commit.
-          setTimeout(flush, 0);
+          // One turn of the event loop lets the requests that arrived together share a commit;
+          // setImmediate takes microseconds where setTimeout(0) waits about 2 ms.
+          setImmediate(flush);
         }
       });
     },
@@ -164,7 +167,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
               // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
               // the hub's bound and is told to come back with since=.
               if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
-              if (!hub.writeTo(conn, entry.seq, JSON.stringify(entry.envelope))) break replay;
+              const frame = entry.frame ??= JSON.stringify(entry.envelope);
+              if (!hub.writeTo(conn, entry.seq, frame)) break replay;
               after = entry.seq;
             }
             if (page.length < REPLAY_PAGE) break;

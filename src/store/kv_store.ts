@@ -96,6 +96,16 @@ function keyBytesOf(key: Deno.KvKey): number {
   return n;
 }
 
+/** A stored record: its JSON, or (as first written) the object itself. */
+function fromStored<T>(value: string | T): T {
+  return typeof value === "string" ? JSON.parse(value) as T : value;
+}
+
+/** The entry's envelope as JSON, made once for the store and the sockets. */
+function frameOf(entry: LogEntry): string {
+  return entry.frame ??= JSON.stringify(entry.envelope);
+}
+
 /** An upper bound of a value's size in V8's format, which KV stores: at most two bytes per
  * UTF-16 unit and a few bytes of tags per item. Cheaper than serializing it to find out. */
 function valueBytesOf(value: unknown): number {
@@ -195,11 +205,14 @@ class CommitPlan {
     const writes: Write[] = [];
     const retain = this.options.retentionMs;
     const logRetain = Math.max(retain, MIN_LOG_RETENTION_MS);
+    // Envelopes and history items are stored as their JSON: V8 serializes a string far faster
+    // than the object (measured: 22k against 15k messages/s), and the log's JSON is the very
+    // frame the sockets get, so it is made once.
     for (const e of changes.log) {
-      writes.push(setWrite(logKey(e.agentId, e.seq), e.envelope, logRetain));
+      writes.push(setWrite(logKey(e.agentId, e.seq), frameOf(e), logRetain));
     }
     for (const h of changes.history) {
-      writes.push(setWrite(historyKey(h.followerId, h.n), h.item, retain));
+      writes.push(setWrite(historyKey(h.followerId, h.n), JSON.stringify(h.item), retain));
     }
     for (const q of changes.queued) {
       const stored: StoredQueued = { envelope: q.envelope, stamp: this.nextStamp() };
@@ -207,7 +220,9 @@ class CommitPlan {
     }
     for (const id of changes.contacts) {
       const contact = this.model.contacts.get(id);
-      if (contact) writes.push(setWrite(contactKey(id), { ...contact }, undefined, `c:${id}`));
+      if (contact) {
+        writes.push(setWrite(contactKey(id), JSON.stringify(contact), undefined, `c:${id}`));
+      }
     }
     for (const id of changes.agents) writes.push(this.agentWrite(id));
     for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
@@ -287,8 +302,9 @@ async function loadModel(
 ): Promise<{ model: Model; stamp: number }> {
   const model = new Model(options);
   const batch = { batchSize: LIST_BATCH };
-  for await (const e of kv.list<Contact>({ prefix: contactsPrefix() }, batch)) {
-    model.contacts.set(e.value.follower_id, e.value);
+  for await (const e of kv.list<string | Contact>({ prefix: contactsPrefix() }, batch)) {
+    const contact = fromStored(e.value);
+    model.contacts.set(contact.follower_id, contact);
   }
   for await (const e of kv.list<AgentRecord>({ prefix: agentsPrefix() }, batch)) {
     model.agents.set(e.value.agent_id, e.value);
@@ -471,9 +487,13 @@ function createKvStore(
       const out: LogEntry[] = [];
       const selector = { start: logKey(agentId, afterSeq + 1), end: logKey(agentId, last + 1) };
       for await (
-        const e of kv.list<Envelope>(selector, { limit, batchSize: Math.min(limit, LIST_BATCH) })
+        const e of kv.list<string | Envelope>(selector, {
+          limit,
+          batchSize: Math.min(limit, LIST_BATCH),
+        })
       ) {
-        out.push({ agentId, seq: e.key[2] as number, envelope: e.value });
+        const frame = typeof e.value === "string" ? e.value : undefined;
+        out.push({ agentId, seq: e.key[2] as number, envelope: fromStored(e.value), frame });
       }
       return out;
     },
@@ -492,13 +512,13 @@ function createKvStore(
       const selector = { prefix: historyPrefix(followerId), end: historyKey(followerId, end) };
       const newestFirst: Array<{ n: number; item: HistoryItem }> = [];
       for await (
-        const e of kv.list<HistoryItem>(selector, {
+        const e of kv.list<string | HistoryItem>(selector, {
           reverse: true,
           limit: limit + 1,
           batchSize: Math.min(limit + 1, LIST_BATCH),
         })
       ) {
-        newestFirst.push({ n: e.key[2] as number, item: e.value });
+        newestFirst.push({ n: e.key[2] as number, item: fromStored(e.value) });
       }
       const more = newestFirst.length > limit;
       const page = newestFirst.slice(0, limit).reverse();
@@ -511,10 +531,14 @@ function createKvStore(
       const key = historyKey(followerId, n);
       // Check-and-set: a concurrent update of the same entry makes us read it again.
       for (let attempt = 0; attempt < 5; attempt++) {
-        const entry = await kv.get<HistoryItem>(key);
+        const entry = await kv.get<string | HistoryItem>(key);
         if (entry.value === null) return;
-        const item: HistoryItem = { ...entry.value, status, ...(error ? { error } : {}) };
-        const res = await kv.atomic().check(entry).set(key, item, {
+        const item: HistoryItem = {
+          ...fromStored(entry.value),
+          status,
+          ...(error ? { error } : {}),
+        };
+        const res = await kv.atomic().check(entry).set(key, JSON.stringify(item), {
           expireIn: options.retentionMs,
         }).commit();
         if (res.ok) return;

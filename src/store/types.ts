@@ -42,6 +42,8 @@ export interface LogEntry {
   agentId: string;
   seq: number;
   envelope: Envelope;
+  /** The envelope as JSON, once a store or the switchboard has made it. */
+  frame?: string;
 }
 
 /** One message of a conversation, as `GET history` returns it. */
