@@ -52,6 +52,8 @@ export interface ReplyContext {
   now: () => number;
   newId: () => string;
   companyId: string;
+  /** The agent calling an HTTP route (credentials, else `userid`); throws 400/401. */
+  agentOf(req: Request, url: URL): Promise<string>;
 }
 
 /** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`. */
@@ -160,6 +162,7 @@ export function createApp(deps: AppDeps) {
     now,
     newId,
     companyId: config.companyId,
+    agentOf: async (req, url) => (await agentOf(req, url, true))!,
   };
   const replies = deps.createReplies(ctx);
   const messages = createAgentMessages({

@@ -7,6 +7,7 @@ import type { Config } from "./config.ts";
 import { HttpError } from "./http_error.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
 import { createReplyService, type MediaFile } from "./replies/reply_service.ts";
+import { createAgentUpload } from "./replies/agent_upload.ts";
 import type { Store } from "./store/types.ts";
 import { createWechatClient, type WechatClient } from "./wechat/api_client.ts";
 import { createMediaIntake } from "./media/intake.ts";
@@ -61,6 +62,12 @@ export function createBridge(config: Config, deps: BridgeDeps) {
     if (!file) return Promise.reject(new Error(`No demo media ${id}`));
     return Promise.resolve({ kind: "file" as const, ...file });
   };
+  const upload = createAgentUpload({
+    storage,
+    signer,
+    client,
+    onDemoMedia: (mediaId, bytes, contentType) => demoMedia.set(mediaId, { bytes, contentType }),
+  });
   const pipeline = createMediaPipeline({
     storage,
     signer,
@@ -104,7 +111,7 @@ export function createBridge(config: Config, deps: BridgeDeps) {
         journalDir: deps.journalMedia === false ? null : `${config.dataDir}/media-jobs`,
         accept,
       }),
-    extraRoutes: () => {
+    extraRoutes: (ctx) => {
       const routes: Route[] = [];
       routes.push({
         method: "GET",
@@ -115,6 +122,16 @@ export function createBridge(config: Config, deps: BridgeDeps) {
             signer,
           }),
       });
+      for (const path of [`${BASE}/upload`, "/upload"]) {
+        routes.push({
+          method: "POST",
+          path,
+          handler: async (req, url) => {
+            await ctx.agentOf(req, url);
+            return await upload(req, config.publicUrl ?? url.origin);
+          },
+        });
+      }
       routes.push({
         method: "POST",
         path: `${BASE}/demo/media`,

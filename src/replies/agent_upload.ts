@@ -1,0 +1,73 @@
+// An agent's file for a reply: checked against WeChat's types and sizes, uploaded through
+// `media/upload` for its media_id (kept locally in demo mode), and stored so the agent's
+// console can show what it sent.
+
+import { HttpError } from "../http_error.ts";
+import { readBodyLimited } from "../limits.ts";
+import { extensionOf } from "../media/serve.ts";
+import type { UrlSigner } from "../media/signed_url.ts";
+import type { MediaStorage } from "../media/storage.ts";
+import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
+
+/** WeChat's limits for temporary media, by type (its documentation's figures). */
+const KINDS: Record<string, { type: "image" | "voice" | "video"; maxBytes: number }> = {
+  "image/jpeg": { type: "image", maxBytes: 10 * 1024 * 1024 },
+  "image/png": { type: "image", maxBytes: 10 * 1024 * 1024 },
+  "image/gif": { type: "image", maxBytes: 10 * 1024 * 1024 },
+  "audio/amr": { type: "voice", maxBytes: 2 * 1024 * 1024 },
+  "audio/mpeg": { type: "voice", maxBytes: 2 * 1024 * 1024 },
+  "video/mp4": { type: "video", maxBytes: 10 * 1024 * 1024 },
+};
+
+/** What the upload route needs. */
+export interface AgentUploadDeps {
+  storage: MediaStorage;
+  signer: UrlSigner;
+  /** null in demo mode: the file gets a local media_id. */
+  client: WechatClient | null;
+  /** Remembers a demo media_id's file, so demo replies can be shown. */
+  onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => void;
+}
+
+/** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
+export function createAgentUpload(deps: AgentUploadDeps) {
+  return async function upload(req: Request, publicBase: string): Promise<Response> {
+    const contentType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    const kind = KINDS[contentType];
+    if (!kind) {
+      throw new HttpError(
+        415,
+        `Cannot upload ${contentType || "a file without Content-Type"}: send ${
+          Object.keys(KINDS).join(", ")
+        }`,
+      );
+    }
+    const bytes = await readBodyLimited(req, kind.maxBytes);
+    if (bytes.byteLength === 0) throw new HttpError(400, "Cannot upload an empty file");
+    const ext = extensionOf(contentType) ?? "bin";
+    const key = await deps.storage.put(bytes, ext);
+    const filename = new URL(req.url).searchParams.get("filename") ?? `upload.${ext}`;
+    let mediaId: string;
+    if (deps.client) {
+      try {
+        mediaId = await deps.client.uploadMedia(kind.type, bytes, filename, contentType);
+      } catch (error) {
+        if (!(error instanceof WechatApiError)) throw error;
+        throw new HttpError(502, `WeChat refused the upload: ${error.errmsg} (${error.errcode})`);
+      }
+    } else {
+      mediaId = `demo_${key.slice(0, 32)}`;
+      deps.onDemoMedia?.(mediaId, bytes, contentType);
+    }
+    const body = {
+      media_id: mediaId,
+      type: kind.type,
+      media_url: `${publicBase}/media/${key}?t=${deps.signer.sign(key)}`,
+      size: bytes.byteLength,
+    };
+    return new Response(JSON.stringify(body), {
+      status: 201,
+      headers: { "content-type": "application/json; charset=utf-8" },
+    });
+  };
+}

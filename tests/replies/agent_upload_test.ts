@@ -1,0 +1,121 @@
+// An agent's file for a reply (issue #4, "the agent uploads a file"): POST B/upload, then a
+// reply with the media_id, against the fake WeChat and in demo mode.
+
+import assert from "node:assert/strict";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
+import { connectAgent, post, textXml } from "../helpers/agent.ts";
+import { startBridge } from "../helpers/server.ts";
+
+const B = "/im_component/wx_official_account";
+// The smallest valid PNG: one transparent pixel.
+const PNG = Uint8Array.from(
+  atob(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+  ),
+  (c) => c.charCodeAt(0),
+);
+
+const upload = (base: string, query: string, body: Uint8Array, type: string) =>
+  fetch(`${base}${B}/upload?${query}`, {
+    method: "POST",
+    body: body as Uint8Array<ArrayBuffer>,
+    headers: { "content-type": type },
+  });
+
+Deno.test("POST upload gives an agent's file a WeChat media_id for its reply", async (t) => {
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=up`);
+  try {
+    await post(`${server.base}${B}/send_xml`, textXml("oUp", "gh_account", "hi", "8100001"));
+    await agent.waitFor((e) => e.data["id"] === "8100001");
+
+    let mediaId = "";
+    await t.step("the file goes to media/upload and its media_id comes back", async () => {
+      const res = await upload(server.base, "userid=up&filename=receipt.png", PNG, "image/png");
+      const body = await res.json();
+      assert.equal(res.status, 201, JSON.stringify(body));
+      assert.equal(body.type, "image");
+      const call = fake.calls.find((c) => c.path.endsWith("cgi-bin/media/upload"));
+      assert.ok(call, "media/upload was not called");
+      mediaId = body.media_id;
+      assert.ok(mediaId.length > 0);
+      const copy = await fetch(body.media_url);
+      assert.deepEqual(new Uint8Array(await copy.arrayBuffer()), PNG);
+    });
+    await t.step("a reply with that media_id reaches WeChat as an image", async () => {
+      agent.send({
+        data: {
+          msg_type: "image",
+          contact_id: "oUp",
+          client_id: "img-1",
+          msg: { media_id: mediaId },
+        },
+        result: { code: 1002, message: "common" },
+      });
+      await agent.waitFor((e) => e.result.code === 102 && e.data.msg?.["client_id"] === "img-1");
+      const sent = fake.sent.at(-1) as { msgtype: string; image: { media_id: string } };
+      assert.equal(sent.msgtype, "image");
+      assert.equal(sent.image.media_id, mediaId);
+    });
+    await t.step("a type WeChat does not take is 415, an oversized voice 413", async () => {
+      const text = await upload(
+        server.base,
+        "userid=up",
+        new TextEncoder().encode("hi"),
+        "text/plain",
+      );
+      assert.equal(text.status, 415);
+      await text.body?.cancel();
+      const big = await upload(
+        server.base,
+        "userid=up",
+        new Uint8Array(2 * 1024 * 1024 + 1),
+        "audio/amr",
+      );
+      assert.equal(big.status, 413);
+      await big.body?.cancel();
+    });
+    await t.step("an upload without an agent is refused", async () => {
+      const res = await upload(server.base, "", PNG, "image/png");
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+    await fake.close();
+  }
+});
+
+Deno.test("POST upload in demo mode keeps the file for the simulator", async () => {
+  const server = await startBridge();
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=demo`);
+  try {
+    await post(`${server.base}${B}/send_xml`, textXml("oDemo", "gh_demo", "hi", "8100002"));
+    await agent.waitFor((e) => e.data["id"] === "8100002");
+    const res = await upload(server.base, "userid=demo", PNG, "image/png");
+    const body = await res.json();
+    assert.equal(res.status, 201);
+    assert.match(body.media_id, /^demo_/);
+    agent.send({
+      data: {
+        msg_type: "image",
+        contact_id: "oDemo",
+        client_id: "d-1",
+        msg: { media_id: body.media_id, media_url: body.media_url },
+      },
+      result: { code: 1002, message: "common" },
+    });
+    await agent.waitFor((e) => e.result.code === 102 && e.data.msg?.["client_id"] === "d-1");
+    const replies = await (await fetch(`${server.base}${B}/demo/replies?contact_id=oDemo&since=0`))
+      .json();
+    assert.equal(replies.replies.at(-1).msg_type, "image");
+    assert.equal(replies.replies.at(-1).msg.media_url, body.media_url);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
