@@ -10,9 +10,11 @@ import { HEARTBEAT_FRAME } from "./agents/envelope.ts";
 import { createHub } from "./agents/hub.ts";
 import type { Config } from "./config.ts";
 import { HttpError } from "./http_error.ts";
+import { createRouteTable, errorResponse, json, type Route } from "./router.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./limits.ts";
 import { type BridgeMetrics, createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { InboundItem, InboundOutcome, Store } from "./store/types.ts";
+import { createConversationRoutes } from "./agents/conversations.ts";
 import type { MediaIntake } from "./media/intake.ts";
 import { createStaticFiles } from "./static_files.ts";
 import { createSwitchboard } from "./switchboard.ts";
@@ -54,66 +56,6 @@ export interface ReplyContext {
   companyId: string;
   /** The agent calling an HTTP route (credentials, else `userid`); throws 400/401. */
   agentOf(req: Request, url: URL): Promise<string>;
-}
-
-/** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`. */
-export interface Route {
-  method: string;
-  path: string;
-  handler: (req: Request, url: URL, params: Record<string, string | undefined>) =>
-    | Response
-    | Promise<Response>;
-}
-
-const json = (body: unknown, status = 200): Response =>
-  new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8" },
-  });
-
-/** A JSON error answer: `{"error": message}` for HTTP clients, plus the -1 envelope's result. */
-function errorResponse(status: number, message: string, headers?: HeadersInit): Response {
-  const res = json({ error: message, result: { code: -1, message } }, status);
-  if (headers) new Headers(headers).forEach((v, k) => res.headers.set(k, v));
-  return res;
-}
-
-/** Routes by exact path through a Map; only paths with parameters pay for URLPattern. */
-function createRouteTable(routes: Route[]) {
-  const exact = new Map<string, Route[]>();
-  const patterns: Array<{ pattern: URLPattern; route: Route }> = [];
-  for (const route of routes) {
-    if (route.path.includes(":")) {
-      patterns.push({ pattern: new URLPattern({ pathname: route.path }), route });
-    } else {
-      const list = exact.get(route.path) ?? [];
-      list.push(route);
-      exact.set(route.path, list);
-    }
-  }
-  type Found =
-    | { handler: Route["handler"]; params: Record<string, string | undefined> }
-    | { allowed: string[] };
-  return {
-    find(method: string, url: URL): Found {
-      const allowed = new Set<string>();
-      for (const route of exact.get(url.pathname) ?? []) {
-        if (route.method === method) return { handler: route.handler, params: {} };
-        allowed.add(route.method);
-      }
-      if (allowed.size === 0) {
-        for (const { pattern, route } of patterns) {
-          const match = pattern.exec(url);
-          if (!match) continue;
-          if (route.method === method) {
-            return { handler: route.handler, params: match.pathname.groups };
-          }
-          allowed.add(route.method);
-        }
-      }
-      return { allowed: [...allowed] };
-    },
-  };
 }
 
 /** Both the SPEC path and the root path for a route. */
@@ -250,53 +192,10 @@ export function createApp(deps: AppDeps) {
     return json(answer.body, answer.status);
   }
 
-  async function contacts(req: Request, url: URL): Promise<Response> {
-    const agentId = (await agentOf(req, url, true))!;
-    const list = await store.listContacts(agentId);
-    const waiting = await store.listWaiting();
-    const s = (ms: number) => Math.floor(ms / 1000);
-    return json({
-      contacts: list.map((c) => ({
-        contact_id: c.follower_id,
-        name: c.name,
-        avatar: c.avatar,
-        agent_id: c.agent_id,
-        status: c.status,
-        last_message: c.last_message,
-        last_message_time: s(c.last_message_at),
-        last_inbound_time: s(c.last_inbound_at),
-        window_expires_at: c.last_inbound_at ? s(c.last_inbound_at) + 48 * 3600 : 0,
-        unread: c.unread,
-        subscribed: c.subscribed,
-      })),
-      waiting: waiting.map((c) => ({
-        contact_id: c.follower_id,
-        name: c.name,
-        since: s(c.waiting_since ?? c.last_inbound_at),
-        last_message: c.last_message,
-      })),
-    });
-  }
-
-  async function history(req: Request, url: URL): Promise<Response> {
-    const agentId = (await agentOf(req, url, true))!;
-    const contactId = url.searchParams.get("contact_id");
-    if (!contactId) throw new HttpError(400, "Missing contact_id");
-    const contact = await store.getContact(contactId);
-    if (!contact) throw new HttpError(404, `No contact ${contactId}`);
-    if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
-      throw new HttpError(403, `Contact ${contactId} is served by another agent`);
-    }
-    const limitRaw = Number(url.searchParams.get("limit") ?? 50);
-    const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 200) : 50;
-    const beforeRaw = url.searchParams.get("before");
-    const before = beforeRaw === null || beforeRaw === "" ? null : Number(beforeRaw);
-    if (before !== null && (!Number.isSafeInteger(before) || before < 0)) {
-      throw new HttpError(400, "before must be a cursor from next_before");
-    }
-    const page = await store.readHistory(contactId, before, limit);
-    return json({ messages: page.items, next_before: page.nextBefore });
-  }
+  const conversations = createConversationRoutes({
+    store,
+    agentOf: async (req, url) => (await agentOf(req, url, true))!,
+  });
 
   const routes: Route[] = [];
   const add = (method: string, paths: string[], handler: Route["handler"]) => {
@@ -306,8 +205,8 @@ export function createApp(deps: AppDeps) {
   add("POST", both("/send"), send);
   add("GET", both("/send_xml"), (_req, url) => webhook.verify(url));
   add("POST", both("/send_xml"), receiveXml);
-  add("GET", both("/contacts"), contacts);
-  add("GET", both("/history"), history);
+  add("GET", both("/contacts"), conversations.contacts);
+  add("GET", both("/history"), conversations.history);
   add("GET", ["/healthz"], () => json({ status: "ok" }));
   add("GET", ["/readyz"], async () => {
     try {

@@ -2,7 +2,8 @@
 // with credentials, the demo outbox without) and the routes that depend on it. main.ts and
 // the tests both build the server here, so they run the same thing.
 
-import { BASE, createApp, type Route } from "./app.ts";
+import { BASE, createApp } from "./app.ts";
+import { json, type Route } from "./router.ts";
 import type { Config } from "./config.ts";
 import { HttpError } from "./http_error.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
@@ -31,12 +32,6 @@ export interface BridgeDeps {
   /** Journal media jobs under DATA_DIR so a restart resumes them (off in memory-only tests). */
   journalMedia?: boolean;
 }
-
-const json = (body: unknown, status = 200) =>
-  new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8" },
-  });
 
 /** Builds the whole bridge. */
 export function createBridge(config: Config, deps: BridgeDeps) {
