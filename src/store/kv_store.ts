@@ -478,6 +478,18 @@ function createKvStore(
         }), true);
     },
     agentOnline(agentId: string, _presence: Presence) {
+      if (!stale && !closed && model.waiting.size === 0) {
+        // Nobody to hand over: at most a new agent's record changes, and it is written with
+        // the cursors, so a reconnect storm of thousands of agents costs a few commits, not
+        // one each. An agent lost to a crash before that is made again when it reconnects.
+        if (!model.agents.has(agentId)) {
+          model.agent(agentId);
+          model.takeChanges();
+          dirtyCursors.add(agentId);
+          scheduleCursorFlush();
+        }
+        return Promise.resolve({ value: undefined, deliveries: [] });
+      }
       return mutate((m, plan) => m.agentOnline(agentId, () => plan.addUnit(m.takeChanges())), true);
     },
     async readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {

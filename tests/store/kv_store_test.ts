@@ -473,3 +473,30 @@ Deno.test("openKvStore() writes history to expire after retentionMs, logs after 
     }
   });
 });
+
+Deno.test("openKvStore() writes new agents with the cursors, not a commit each", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/bridge.kv`;
+  try {
+    let store = await openKvStore(path, storeOptions());
+    const peek = await Deno.openKv(path);
+    try {
+      for (let i = 0; i < 50; i++) await store.agentOnline(`storm${i}`, presenceOf());
+      // Known at once to this process, but no commit was made for them yet.
+      assert.equal(await store.isKnownAgent("storm49"), true);
+      assert.equal((await peek.get(agentKey("storm0"))).value, null);
+      // A message commits them with it; so would the cursor timer or close().
+      await store.acceptInbound([textItem("fStorm", "hi", "storm7")], presenceOf("storm7"));
+      assert.notEqual((await peek.get(agentKey("storm49"))).value, null);
+      await store.agentOnline("late", presenceOf());
+      await store.close();
+      store = await openKvStore(path, storeOptions());
+      assert.equal(await store.isKnownAgent("late"), true, "close() writes pending agents");
+    } finally {
+      peek.close();
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
