@@ -96,6 +96,10 @@ const el = {
   windowNotice: byId("window-notice"),
   composer: byId("composer"),
   reply: byId("reply"),
+  attachButton: byId("attach-button"),
+  attachInput: byId("attach-input"),
+  dropZone: byId("drop-zone"),
+  dropLabel: byId("drop-label"),
   composerHint: byId("composer-hint"),
   toasts: byId("toasts"),
   transferredSection: byId("transferred"),
@@ -447,7 +451,7 @@ function conv(contactId) {
   return c;
 }
 
-const STATUS_RANK = { sending: 0, sent: 1, failed: 1 };
+const STATUS_RANK = { uploading: -1, sending: 0, sent: 1, failed: 1 };
 
 function upsertMessage(contactId, data) {
   const c = conv(contactId);
@@ -1009,15 +1013,22 @@ function reopensText(seconds) {
 // ---------------------------------------------------------------------------------------------
 // Replies
 
+/** The envelope code of each kind of reply the console sends (SPEC's 1001-1004). */
+const REPLY_CODES = { text: 1001, image: 1002, voice: 1003, video: 1004 };
+
 function replyFrame(contactId, msg) {
+  const m = msg.msg ?? {};
+  const type = msg.msg_type ?? "text";
   return {
     data: {
-      msg_type: "text",
+      msg_type: type,
       contact_id: contactId,
       client_id: msg.client_id,
-      msg: { content: msg.msg.content },
+      msg: type === "text"
+        ? { content: m.content }
+        : { media_id: m.media_id, media_url: m.media_url },
     },
-    result: { code: 1001, message: "common" },
+    result: { code: REPLY_CODES[type] ?? 1001, message: "common" },
   };
 }
 
@@ -1082,6 +1093,399 @@ function onComposerInput() {
     lastTypingAt = now;
     sendCommand("typing", { contact_id: state.current });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attachments: the file goes to POST upload (raw body, its type as Content-Type), then its
+// media_id and media_url go out as an image, voice or video reply. The message shows from the
+// moment the file is chosen: uploading (with progress), then sending and sent as a text does.
+
+/** What POST upload takes (PROTOCOL.md), and the reply each type becomes. */
+const UPLOAD_KINDS = {
+  "image/jpeg": "image",
+  "image/png": "image",
+  "image/gif": "image",
+  "audio/amr": "voice",
+  "audio/mpeg": "voice",
+  "video/mp4": "video",
+};
+
+/** Uploads run one at a time, so that the follower gets the files in the order chosen. */
+let uploadChain = Promise.resolve();
+
+function kindOf(contentType) {
+  return UPLOAD_KINDS[contentType] ??
+    (/^image\//.test(contentType)
+      ? "image"
+      : /^audio\//.test(contentType)
+      ? "voice"
+      : /^video\//.test(contentType)
+      ? "video"
+      : "file");
+}
+
+/** The file's type from its first bytes: a name (and so the browser's type) can lie. */
+async function sniffType(file) {
+  let head;
+  try {
+    head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+  } catch {
+    return null;
+  }
+  const ascii = (from, to) => String.fromCharCode(...head.subarray(from, to));
+  if (head[0] === 0x89 && ascii(1, 4) === "PNG") return "image/png";
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return "image/jpeg";
+  if (ascii(0, 4) === "GIF8") return "image/gif";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "image/webp";
+  if (ascii(0, 5) === "#!AMR") return "audio/amr";
+  if (ascii(0, 3) === "ID3" || (head[0] === 0xff && (head[1] & 0xe0) === 0xe0)) {
+    return "audio/mpeg";
+  }
+  if (ascii(4, 8) === "ftyp") return ascii(8, 11) === "M4A" ? "audio/mp4" : "video/mp4";
+  return null;
+}
+
+/** The Content-Type to upload with: what the bytes are, else what the browser says. */
+async function uploadTypeOf(file) {
+  const sniffed = await sniffType(file);
+  if (sniffed) return sniffed;
+  // Bytes of no known kind under a name the bridge takes (a text file renamed .png): the
+  // bridge would believe the name, so say only that they are bytes, and it refuses them.
+  const claimed = String(file.type ?? "").toLowerCase();
+  return !claimed || UPLOAD_KINDS[claimed] ? "application/octet-stream" : claimed;
+}
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function canAttach() {
+  return Boolean(state.current) && state.current !== SYSTEM_ID && !el.conversation.hidden &&
+    !el.composer.hidden && !state.needsToken;
+}
+
+/** Sends each file as its own reply to the open conversation, in order. */
+async function attachFiles(files) {
+  const contactId = state.current;
+  if (!canAttach() || files.length === 0) return;
+  for (const file of files) {
+    const contentType = await uploadTypeOf(file);
+    const kind = kindOf(contentType);
+    const { msg } = upsertMessage(contactId, {
+      client_id: newClientId(),
+      contact_id: contactId,
+      direction: "out",
+      msg_type: kind,
+      msg: {},
+      status: "uploading",
+      local: true,
+      send_time: nowS(),
+      agent_id: userid,
+    });
+    msg.upload = {
+      file,
+      name: file.name || `${kind}`,
+      size: file.size,
+      contentType,
+      progress: 0,
+      started: false,
+      canceled: false,
+      retryable: false,
+      xhr: null,
+      view: null,
+    };
+    // A picture the browser can show is shown at once, from the file itself.
+    if (kind === "image" && UPLOAD_KINDS[contentType]) msg.display = URL.createObjectURL(file);
+    queueUpload(contactId, msg);
+  }
+  if (state.current === contactId) renderMessages({ toBottom: true });
+}
+
+function queueUpload(contactId, msg) {
+  uploadChain = uploadChain.then(() => runUpload(contactId, msg)).catch((error) => {
+    uploadFailed(contactId, msg, `Upload failed: ${error?.message ?? error}`, true);
+  });
+}
+
+async function runUpload(contactId, msg) {
+  const up = msg.upload;
+  if (up.canceled) return;
+  up.started = true;
+  up.progress = 0;
+  setUploadProgress(msg);
+  let result;
+  try {
+    result = await postUpload(up, () => setUploadProgress(msg));
+  } catch (error) {
+    if (up.canceled) return;
+    uploadFailed(contactId, msg, error.message, true);
+    return;
+  }
+  up.xhr = null;
+  if (up.canceled) return;
+  if (result.status === 401) {
+    uploadFailed(
+      contactId,
+      msg,
+      "The bridge asked for an agent token: connect, then try again.",
+      true,
+    );
+    needToken();
+    return;
+  }
+  let body = null;
+  try {
+    body = JSON.parse(result.text);
+  } catch {
+    body = null;
+  }
+  if (result.status !== 201 && result.status !== 200) {
+    const reason = body?.error ?? body?.result?.message ?? result.text.slice(0, 200).trim();
+    const size = result.status === 413 ? ` (this file: ${formatSize(up.size)})` : "";
+    uploadFailed(
+      contactId,
+      msg,
+      `Upload refused (${result.status}): ${reason || "no reason given"}${size}`,
+      result.status >= 500 || result.status === 429 || result.status === 408,
+    );
+    return;
+  }
+  if (typeof body?.media_id !== "string" || !safeUrl(body?.media_url)) {
+    uploadFailed(
+      contactId,
+      msg,
+      "Upload failed: the bridge's answer has no media_id or media_url",
+      true,
+    );
+    return;
+  }
+  up.view = null;
+  msg.msg_type = ["image", "voice", "video"].includes(body.type) ? body.type : msg.msg_type;
+  msg.msg = { media_id: body.media_id, media_url: body.media_url };
+  msg.status = "sending";
+  msg.failure = undefined;
+  msg.rev += 1;
+  sendReplyFrame(contactId, msg);
+  const contact = ensureContact(contactId, {});
+  contact.last_message = {
+    msg_type: msg.msg_type,
+    preview: previewOf(msg.msg_type, msg.msg),
+    direction: "out",
+  };
+  contact.last_message_time = nowS();
+  contact.touched = ++touchCounter;
+  renderContacts();
+  if (state.current === contactId) renderMessages();
+  showServerCopy(contactId, msg);
+}
+
+/** POSTs the file with an XMLHttpRequest, which (unlike fetch) reports upload progress. */
+function postUpload(up, onProgress) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(B + "/upload", location.origin);
+    url.searchParams.set("userid", userid);
+    url.searchParams.set("filename", up.name);
+    const xhr = new XMLHttpRequest();
+    up.xhr = xhr;
+    xhr.open("POST", url);
+    xhr.setRequestHeader("Content-Type", up.contentType);
+    xhr.setRequestHeader("Accept", "application/json");
+    if (state.token) xhr.setRequestHeader("Authorization", `Bearer ${state.token}`);
+    xhr.upload.onprogress = (event) => {
+      if (!event.lengthComputable || event.total === 0) return;
+      up.progress = event.loaded / event.total;
+      onProgress();
+    };
+    xhr.onload = () => resolve({ status: xhr.status, text: String(xhr.responseText ?? "") });
+    xhr.onerror = () =>
+      reject(new Error("Upload failed: the bridge could not be reached. Check the connection."));
+    xhr.onabort = () => reject(new Error("Upload cancelled"));
+    xhr.send(up.file);
+  });
+}
+
+/** Moves the progress bar and label in place: re-rendering would rebuild the preview. */
+function setUploadProgress(msg) {
+  const view = msg.upload?.view;
+  if (!view) return;
+  const percent = Math.round((msg.upload.progress ?? 0) * 100);
+  view.bar.style.width = `${percent}%`;
+  view.track.setAttribute("aria-valuenow", String(percent));
+  view.label.textContent = uploadLabel(msg.upload);
+}
+
+function uploadLabel(up) {
+  if (!up.started) return "Waiting to upload…";
+  const percent = Math.round((up.progress ?? 0) * 100);
+  return percent >= 100 ? "Finishing upload…" : `Uploading… ${percent}%`;
+}
+
+function uploadFailed(contactId, msg, text, retryable) {
+  const up = msg.upload;
+  if (!up || up.canceled || msg.status !== "uploading") return;
+  up.xhr = null;
+  up.view = null;
+  up.retryable = retryable;
+  msg.status = "failed";
+  msg.failure = { message: text, upload: true };
+  msg.rev += 1;
+  if (state.current === contactId) renderMessages();
+}
+
+function retryUpload(contactId, msg) {
+  const up = msg.upload;
+  if (!up || msg.status !== "failed") return;
+  up.started = false;
+  up.progress = 0;
+  msg.status = "uploading";
+  msg.failure = undefined;
+  msg.rev += 1;
+  queueUpload(contactId, msg);
+  if (state.current === contactId) renderMessages();
+}
+
+/** Cancels an upload, or takes away one that failed: it never reached the follower. */
+function discardUpload(contactId, msg) {
+  const up = msg.upload;
+  if (!up || !["uploading", "failed"].includes(msg.status)) return;
+  up.canceled = true;
+  up.xhr?.abort();
+  const c = conv(contactId);
+  c.byKey.delete(msg.key);
+  c.nodes.delete(msg.key);
+  if (msg.client_id) c.byClient.delete(String(msg.client_id));
+  if (msg.display) URL.revokeObjectURL(msg.display);
+  if (state.current === contactId) renderMessages();
+  if (state.current === contactId && !isNarrow()) el.reply.focus();
+}
+
+/** Once sent, a picture shows from media_url (what other tabs and the history show), swapped
+ * in when the bridge's copy is loaded so the bubble does not blink. */
+function showServerCopy(contactId, msg) {
+  const local = msg.display;
+  if (!local) return;
+  const swap = () => {
+    if (msg.display !== local) return;
+    msg.display = undefined;
+    msg.rev += 1;
+    URL.revokeObjectURL(local);
+    if (state.current === contactId) renderMessages();
+  };
+  const src = safeUrl(msg.msg?.media_url);
+  if (!src || msg.msg_type !== "image") return swap();
+  const probe = new Image();
+  probe.src = src;
+  probe.decode().then(swap, swap);
+}
+
+/** A file while it uploads (or after it failed): its preview or its name, and the progress. */
+function uploadBody(msg) {
+  const up = msg.upload;
+  const parts = [];
+  const preview = safeUrl(msg.display);
+  if (preview && msg.status === "uploading") {
+    parts.push(h("img", { class: "upload-preview", src: preview, alt: up.name }));
+  } else {
+    // A failed file is named, so that the agent knows which one it was (a thumbnail as icon).
+    const ext = (up.name.match(/\.([a-z0-9]{1,5})$/i)?.[1] ?? up.contentType.split("/")[1] ?? "")
+      .slice(0, 4).toUpperCase();
+    parts.push(h(
+      "div",
+      { class: "file-chip" },
+      preview
+        ? h("img", { class: "file-icon file-thumb", src: preview, alt: "" })
+        : h("span", { class: "file-icon", "aria-hidden": "true" }, ext || "FILE"),
+      h(
+        "span",
+        { class: "file-text" },
+        h("span", { class: "file-name" }, up.name),
+        h("span", { class: "file-size" }, formatSize(up.size)),
+      ),
+    ));
+  }
+  if (msg.status === "uploading") {
+    const percent = Math.round((up.progress ?? 0) * 100);
+    const bar = h("span", { class: "upload-bar", style: `width: ${percent}%` });
+    const track = h("div", {
+      class: "upload-track",
+      role: "progressbar",
+      "aria-label": `Uploading ${up.name}`,
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+      "aria-valuenow": String(percent),
+    }, bar);
+    parts.push(track);
+    up.view = { bar, track, label: null };
+  }
+  return parts;
+}
+
+function onAttachChange() {
+  const files = [...(el.attachInput.files ?? [])];
+  el.attachInput.value = "";
+  attachFiles(files);
+}
+
+function onReplyPaste(event) {
+  const data = event.clipboardData;
+  if (!data || data.files.length === 0) return;
+  // Text wins: office programs put a picture of the copied text next to the text itself.
+  if (data.types.includes("text/plain") && data.getData("text/plain").trim() !== "") return;
+  event.preventDefault();
+  attachFiles([...data.files]);
+}
+
+let dragDepth = 0;
+
+function dragHasFiles(event) {
+  return [...(event.dataTransfer?.types ?? [])].includes("Files");
+}
+
+function showDropZone(show) {
+  if (show) {
+    const contact = ensureContactView(state.current);
+    el.dropLabel.textContent = `Drop to send to ${contact.name || state.current}`;
+  }
+  el.dropZone.hidden = !show;
+}
+
+function initDragAndDrop() {
+  el.conversation.addEventListener("dragenter", (event) => {
+    if (!dragHasFiles(event) || !canAttach()) return;
+    event.preventDefault();
+    dragDepth += 1;
+    showDropZone(true);
+  });
+  el.conversation.addEventListener("dragover", (event) => {
+    if (!dragHasFiles(event) || !canAttach()) return;
+    event.preventDefault();
+    event.stopPropagation();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  el.conversation.addEventListener("dragleave", (event) => {
+    if (!dragHasFiles(event)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) showDropZone(false);
+  });
+  el.conversation.addEventListener("drop", (event) => {
+    if (!dragHasFiles(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    dragDepth = 0;
+    showDropZone(false);
+    attachFiles([...(event.dataTransfer?.files ?? [])]);
+  });
+  // Anywhere else, a dropped file must not replace the console with itself.
+  document.addEventListener("dragover", (event) => {
+    if (!dragHasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "none";
+  });
+  document.addEventListener("drop", (event) => {
+    if (dragHasFiles(event)) event.preventDefault();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1681,8 +2085,22 @@ function buildMessage(msg) {
   const out = msg.direction === "out";
   const status = out ? msg.status ?? "sent" : "";
   const meta = h("div", { class: "meta" }, time);
+  const uploading = out && status === "uploading" && msg.upload;
+  const uploadFailedHere = out && status === "failed" && msg.failure?.upload && msg.upload;
   if (out) {
-    if (status === "sending") {
+    if (uploading) {
+      const label = h("span", { class: "status sending" }, uploadLabel(msg.upload));
+      meta.append(
+        label,
+        h("button", {
+          type: "button",
+          class: "link-button meta-action",
+          onclick: () => discardUpload(msg.contact_id, msg),
+        }, "Cancel"),
+      );
+    } else if (uploadFailedHere) {
+      meta.append(h("span", { class: "status failed" }, "Not sent"));
+    } else if (status === "sending") {
       meta.append(
         h(
           "span",
@@ -1710,10 +2128,35 @@ function buildMessage(msg) {
         msgType: msg.msg_type ?? "",
       },
     },
-    h("div", { class: "bubble" }, messageBody(msg)),
+    h(
+      "div",
+      { class: "bubble" },
+      uploading || uploadFailedHere ? uploadBody(msg) : messageBody(msg),
+    ),
     meta,
   );
-  if (out && status === "failed") {
+  if (uploading) msg.upload.view.label = meta.querySelector(".status");
+  if (uploadFailedHere) {
+    node.append(h(
+      "div",
+      { class: "failure", role: "alert" },
+      failureText(msg),
+      " ",
+      msg.upload.retryable
+        ? h("button", {
+          type: "button",
+          class: "link-button",
+          onclick: () => retryUpload(msg.contact_id, msg),
+        }, "Try again")
+        : null,
+      msg.upload.retryable ? " · " : null,
+      h("button", {
+        type: "button",
+        class: "link-button",
+        onclick: () => discardUpload(msg.contact_id, msg),
+      }, "Remove"),
+    ));
+  } else if (out && status === "failed") {
     node.append(h("div", { class: "failure", role: "note" }, failureText(msg)));
   }
   return node;
@@ -1750,7 +2193,8 @@ function messageBody(msg) {
       parts.push(h("div", { class: "text" }, linkify(String(m.content ?? ""))));
       break;
     case "image": {
-      const src = safeUrl(m.media_path) ?? safeUrl(m.media_url) ?? safeUrl(m.pic_url);
+      const src = safeUrl(msg.display) ?? safeUrl(m.media_path) ?? safeUrl(m.media_url) ??
+        safeUrl(m.pic_url);
       if (src) {
         const img = h("img", { src, alt: "Image", loading: "lazy", decoding: "async" });
         img.addEventListener(
@@ -1767,7 +2211,17 @@ function messageBody(msg) {
     case "voice": {
       const src = safeUrl(m.media_path) ?? safeUrl(m.media_url);
       if (src) {
-        parts.push(h("audio", { class: "media voice", controls: true, preload: "metadata", src }));
+        const audio = h("audio", {
+          class: "media voice",
+          controls: true,
+          preload: "metadata",
+          src,
+        });
+        // Browsers play MP3 but not AMR, which WeChat takes: the file stays a click away.
+        audio.addEventListener("error", () => audio.replaceWith(mediaFallback(src, "voice")), {
+          once: true,
+        });
+        parts.push(audio);
       }
       if (m.recognition) parts.push(h("div", { class: "recognition" }, `“${m.recognition}”`));
       if (!src && !m.error) parts.push(mediaError("Voice message without a file."));
@@ -1778,16 +2232,18 @@ function messageBody(msg) {
       const src = safeUrl(m.media_path) ?? safeUrl(m.media_url);
       const poster = safeUrl(m.thumb_path);
       if (src) {
-        parts.push(
-          h("video", {
-            class: "media video",
-            controls: true,
-            preload: "metadata",
-            src,
-            poster,
-            playsinline: true,
-          }),
-        );
+        const video = h("video", {
+          class: "media video",
+          controls: true,
+          preload: "metadata",
+          src,
+          poster,
+          playsinline: true,
+        });
+        video.addEventListener("error", () => video.replaceWith(mediaFallback(src, "video")), {
+          once: true,
+        });
+        parts.push(video);
       } else if (!m.error) parts.push(mediaError("Video without a file."));
       if (m.title) parts.push(h("div", { class: "card-title" }, m.title));
       break;
@@ -1868,6 +2324,22 @@ function messageBody(msg) {
 
 function mediaError(text) {
   return h("div", { class: "media-error" }, text);
+}
+
+/** A voice or video file this browser cannot play: a link to the file instead of a player. */
+function mediaFallback(src, kind) {
+  const ext = (new URL(src).pathname.match(/\.([a-z0-9]{1,5})$/i)?.[1] ?? "").toUpperCase();
+  return h(
+    "a",
+    { class: "media-fallback", href: src, target: "_blank", rel: "noopener", download: "" },
+    h("span", { class: "file-icon", "aria-hidden": "true" }, ext || (kind === "voice" ? "♪" : "▶")),
+    h(
+      "span",
+      { class: "file-text" },
+      h("span", { class: "file-name" }, kind === "voice" ? "Voice message" : "Video"),
+      h("span", { class: "file-size" }, "This browser cannot play it: open the file"),
+    ),
+  );
 }
 
 /** Text with http(s) links made clickable, built as nodes (never innerHTML). */
@@ -1966,6 +2438,10 @@ function init() {
   });
   el.reply.addEventListener("keydown", onComposerKeydown);
   el.reply.addEventListener("input", onComposerInput);
+  el.reply.addEventListener("paste", onReplyPaste);
+  el.attachButton.addEventListener("click", () => el.attachInput.click());
+  el.attachInput.addEventListener("change", onAttachChange);
+  initDragAndDrop();
   el.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     submitReply();

@@ -379,6 +379,25 @@ function replyNode(item) {
       );
       break;
     }
+    case "voice": {
+      const src = safeUrl(m.media_url) ?? safeUrl(m.media_path);
+      bubble = h(
+        "div",
+        { class: "bubble media" },
+        src ? player("audio", src) : "[Voice]",
+      );
+      break;
+    }
+    case "video": {
+      const src = safeUrl(m.media_url) ?? safeUrl(m.media_path);
+      bubble = h(
+        "div",
+        { class: "bubble media" },
+        src ? player("video", src) : "[Video]",
+        m.title ? h("div", { class: "card-title" }, m.title) : null,
+      );
+      break;
+    }
     case "news": {
       const href = safeUrl(m.url);
       bubble = h(
@@ -408,6 +427,26 @@ function replyNode(item) {
     h("div", { class: "face", "aria-hidden": "true" }, "客"),
     h("div", { class: "body" }, bubble),
   );
+}
+
+/** An audio or video player; a file this browser cannot play (AMR) becomes a link to it. */
+function player(kind, src) {
+  const node = h(kind, {
+    src,
+    controls: "",
+    preload: "metadata",
+    ...(kind === "video" ? { playsinline: "" } : {}),
+  });
+  node.addEventListener("error", () => {
+    node.replaceWith(
+      h(
+        "a",
+        { class: "media-link", href: src, target: "_blank", rel: "noopener" },
+        kind === "audio" ? "Voice message (open the file)" : "Video (open the file)",
+      ),
+    );
+  }, { once: true });
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,30 @@ const KINDS: Record<string, { type: "image" | "voice" | "video"; maxBytes: numbe
   "video/mp4": { type: "video", maxBytes: 10 * 1024 * 1024 },
 };
 
+const ascii = (bytes: Uint8Array, at: number, text: string): boolean =>
+  [...text].every((c, i) => bytes[at + i] === c.charCodeAt(0));
+
+/** Whether the file's first bytes are those of its declared type: WeChat (and the agents'
+ * browsers) must not be handed a text file called an image. */
+function looksLike(contentType: string, b: Uint8Array): boolean {
+  switch (contentType) {
+    case "image/jpeg":
+      return b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+    case "image/png":
+      return b[0] === 0x89 && ascii(b, 1, "PNG");
+    case "image/gif":
+      return ascii(b, 0, "GIF8");
+    case "audio/amr":
+      return ascii(b, 0, "#!AMR");
+    case "audio/mpeg":
+      return ascii(b, 0, "ID3") || (b[0] === 0xff && ((b[1] ?? 0) & 0xe0) === 0xe0);
+    case "video/mp4":
+      return ascii(b, 4, "ftyp");
+    default:
+      return false;
+  }
+}
+
 /** What the upload route needs. */
 export interface AgentUploadDeps {
   storage: MediaStorage;
@@ -44,6 +68,9 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     }
     const bytes = await readBodyLimited(req, kind.maxBytes);
     if (bytes.byteLength === 0) throw new HttpError(400, "Cannot upload an empty file");
+    if (!looksLike(contentType, bytes)) {
+      throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
+    }
     const ext = extensionOf(contentType) ?? "bin";
     const key = await deps.storage.put(bytes, ext);
     const filename = new URL(req.url).searchParams.get("filename") ?? `upload.${ext}`;

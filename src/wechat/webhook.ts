@@ -97,7 +97,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
       await deps.accept(
         {
           followerId: message.from,
-          name: null,
+          name: given,
           to: message.to,
           envelope,
           kind,

@@ -228,3 +228,34 @@ export function consoleLines(page: Page): string[] {
   });
   return lines;
 }
+
+/** A short H.264 MP4 (a test pattern), made with ffmpeg, which the bridge needs anyway. */
+export async function makeMp4(seconds = 1, size = "320x180"): Promise<Uint8Array> {
+  const path = await Deno.makeTempFile({ suffix: ".mp4" });
+  try {
+    const { code, stderr } = await new Deno.Command("ffmpeg", {
+      args: [
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        `testsrc=size=${size}:rate=10`,
+        "-t",
+        String(seconds),
+        "-pix_fmt",
+        "yuv420p",
+        path,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (code !== 0) {
+      throw new Error(`Cannot make a test video: ${new TextDecoder().decode(stderr)}`);
+    }
+    return await Deno.readFile(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}

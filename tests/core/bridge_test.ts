@@ -262,3 +262,35 @@ Deno.test("bridge refuses bad input clearly and keeps serving", async (t) => {
     await server.close();
   }
 });
+
+Deno.test("bridge takes the simulator's display name in demo mode only", async (t) => {
+  const demo = await startBridge();
+  const agent = await connectAgent(`${demo.wsBase}${B}/msg?userid=n1`);
+  try {
+    await t.step("the envelope and the contact list carry it", async () => {
+      await post(`${demo.base}${B}/send_xml?name=Mei%20美`, textXml("oMei", "gh", "hi", "601"));
+      const e = await agent.waitFor((e) => e.data["id"] === "601");
+      assert.equal(e.data["name"], "Mei 美");
+      await post(`${demo.base}${B}/send_xml`, textXml("oMei", "gh", "again", "602"));
+      const again = await agent.waitFor((e) => e.data["id"] === "602");
+      assert.equal(again.data["name"], "Mei 美", "a learnt name names later messages");
+      const body = await (await fetch(`${demo.base}${B}/contacts?userid=n1`)).json();
+      assert.equal(body.contacts[0].name, "Mei 美");
+    });
+  } finally {
+    await agent.close();
+    await demo.close();
+  }
+  const real = await startBridge({ env: { WECHAT_APPID: "wx1", WECHAT_SECRET: "s" } });
+  const agent2 = await connectAgent(`${real.wsBase}${B}/msg?userid=n2`);
+  try {
+    await t.step("with WeChat credentials, ?name= is ignored", async () => {
+      await post(`${real.base}${B}/send_xml?name=Forged`, textXml("oReal", "gh", "hi", "603"));
+      const e = await agent2.waitFor((e) => e.data["id"] === "603");
+      assert.equal(e.data["name"], "oReal");
+    });
+  } finally {
+    await agent2.close();
+    await real.close();
+  }
+});

@@ -78,6 +78,16 @@ Deno.test("POST upload gives an agent's file a WeChat media_id for its reply", a
       assert.equal(big.status, 413);
       await big.body?.cancel();
     });
+    await t.step("a text file declared as an image is 415", async () => {
+      const res = await upload(
+        server.base,
+        "userid=up&filename=notes.png",
+        new TextEncoder().encode("These are my notes\n"),
+        "image/png",
+      );
+      assert.equal(res.status, 415);
+      assert.match((await res.json()).error, /not image\/png/);
+    });
     await t.step("an upload without an agent is refused", async () => {
       const res = await upload(server.base, "", PNG, "image/png");
       assert.equal(res.status, 400);
