@@ -14,6 +14,7 @@ import {
   historyKey,
   historyPrefix,
   logKey,
+  logPrefix,
   queuedKey,
   queuePrefix,
 } from "./kv_keys.ts";
@@ -308,6 +309,14 @@ async function loadModel(
   }
   for await (const e of kv.list<AgentRecord>({ prefix: agentsPrefix() }, batch)) {
     model.agents.set(e.value.agent_id, e.value);
+  }
+  // Messages do not rewrite their agent's record: its seq is the last key of its log.
+  for (const record of model.agents.values()) {
+    for await (
+      const e of kv.list({ prefix: logPrefix(record.agent_id) }, { reverse: true, limit: 1 })
+    ) {
+      record.seq = Math.max(record.seq, e.key[2] as number);
+    }
   }
   const now = options.now();
   let stamp = 0;
