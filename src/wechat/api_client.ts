@@ -173,27 +173,43 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
     }
   }
 
+  // Set once stable_token answered 404: a gateway or test double that only knows the classic
+  // endpoint. Real WeChat has both; stable_token is preferred because it does not revoke the
+  // token other clients of the same account hold.
+  let classicToken = false;
+
   async function fetchToken(forceRefresh: boolean): Promise<FetchedToken> {
-    const body = await withRetry("stable_token", async (signal) => {
-      const res = await fetchFn(apiUrl("cgi-bin/stable_token"), {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          grant_type: "client_credential",
-          appid: options.appId,
-          secret: options.secret,
-          ...(forceRefresh ? { force_refresh: true } : {}),
-        }),
-        signal,
-      });
-      return await readJson(res);
-    }, { retries, timeoutMs });
-    const token = body.access_token;
-    const expiresIn = body.expires_in;
-    if (typeof token !== "string" || token === "" || typeof expiresIn !== "number") {
-      throw new WechatApiError(-1, "Cannot parse stable_token answer: no access_token");
+    if (!classicToken) {
+      const body = await withRetry("stable_token", async (signal) => {
+        const res = await fetchFn(apiUrl("cgi-bin/stable_token"), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            grant_type: "client_credential",
+            appid: options.appId,
+            secret: options.secret,
+            ...(forceRefresh ? { force_refresh: true } : {}),
+          }),
+          signal,
+        });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          return null;
+        }
+        return await readJson(res);
+      }, { retries, timeoutMs });
+      if (body !== null) return tokenFrom(body, "stable_token");
+      classicToken = true;
     }
-    return { token, expiresInS: expiresIn };
+    const body = await withRetry("token", async (signal) => {
+      const url = apiUrl("cgi-bin/token", {
+        grant_type: "client_credential",
+        appid: options.appId,
+        secret: options.secret,
+      });
+      return await readJson(await fetchFn(url, { signal }));
+    }, { retries, timeoutMs });
+    return tokenFrom(body, "token");
   }
 
   const tokens: AccessTokenManager = createAccessTokenManager({
@@ -348,6 +364,16 @@ async function checkStatus(res: Response): Promise<void> {
   const error = new WechatApiError(-1, `WeChat answered HTTP ${res.status}`);
   if (res.status >= 500) throw new TransientError(error);
   throw error;
+}
+
+/** The token and its lifetime from a token endpoint's answer. */
+function tokenFrom(body: Record<string, unknown>, api: string): FetchedToken {
+  const token = body.access_token;
+  const expiresIn = body.expires_in;
+  if (typeof token !== "string" || token === "" || typeof expiresIn !== "number") {
+    throw new WechatApiError(-1, `Cannot parse ${api} answer: no access_token`);
+  }
+  return { token, expiresInS: expiresIn };
 }
 
 async function readJson(res: Response): Promise<Record<string, unknown>> {

@@ -125,6 +125,21 @@ Deno.test("sendCustomMessage() shares one access token", async (t) => {
   });
 });
 
+Deno.test("sendCustomMessage() falls back to cgi-bin/token where stable_token is missing", async () => {
+  await withFake(async ({ fake, client }) => {
+    fake.failHttpNext(TOKEN, 404, 100);
+    await client.sendCustomMessage(text("oA", "one"));
+    fake.revokeTokens();
+    await client.sendCustomMessage(text("oA", "two"));
+    assert.equal(fake.sent.length, 2);
+    assert.equal(callsTo(fake, TOKEN).length, 1, "stable_token is not asked again after a 404");
+    assert.equal(callsTo(fake, "cgi-bin/token").length, 2);
+    const call = callsTo(fake, "cgi-bin/token")[0]!;
+    assert.equal(call.query.appid, APP_ID);
+    assert.equal(call.query.grant_type, "client_credential");
+  });
+});
+
 Deno.test("sendCustomMessage() refreshes a refused token once", async (t) => {
   await t.step("a revoked token is refreshed and the send retried once", async () => {
     await withFake(async ({ fake, client }) => {
