@@ -4,7 +4,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { HttpError } from "../http_error.ts";
-import { createRateLimiter } from "../limits.ts";
+import { createRateLimiter, type RateLimiter } from "../limits.ts";
 import type { Switchboard } from "../switchboard.ts";
 import type { AgentMessages } from "./agent_messages.ts";
 import type { AgentAuth } from "./auth.ts";
@@ -12,11 +12,6 @@ import { createErrorEnvelope } from "./envelope.ts";
 import type { AgentConnection, Hub } from "./hub.ts";
 
 const log = getLogger(["bridge", "agents"]);
-
-/** Close code for a bad frame or a broken limit; the reason says which. */
-export const CLOSE_POLICY = 4000;
-/** Close code when an agent already has too many sockets. */
-export const CLOSE_TOO_MANY = 4008;
 
 /** Limits on one socket. */
 export interface SocketLimits {
@@ -52,11 +47,11 @@ export function agentIdFrom(url: URL): string | null {
 
 /** Creates the upgrade handler for agent sockets. */
 export function createAgentSocketHandler(deps: AgentSocketDeps) {
-  const { hub, switchboard, messages } = deps;
-  const encoder = new TextEncoder();
+  const { hub } = deps;
   // Sockets upgraded but not yet in the hub (it registers them on open), so that sockets
   // opened at once cannot all pass the per-agent limit.
   const opening = new Map<string, number>();
+  const env: SessionEnv = { deps, opening, encoder: new TextEncoder() };
 
   return async function upgrade(req: Request, url: URL): Promise<Response> {
     deps.auth.checkOrigin(req);
@@ -94,86 +89,136 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     }
     const { socket, response } = upgraded;
     opening.set(agentId, (opening.get(agentId) ?? 0) + 1);
-    let pending = true;
-    const opened = () => {
-      if (!pending) return;
-      pending = false;
-      const n = (opening.get(agentId) ?? 1) - 1;
-      if (n > 0) opening.set(agentId, n);
-      else opening.delete(agentId);
-    };
-    const limiter = createRateLimiter(deps.limits.messagesPerSecond, deps.limits.messageBurst);
-    let conn: AgentConnection | null = null;
-    let closed = false;
-    let chain = Promise.resolve();
-
-    const sendError = (message: string, data: Record<string, unknown> = {}) => {
-      if (socket.readyState === WebSocket.OPEN) {
-        socket.send(JSON.stringify(createErrorEnvelope(message, data)));
-      }
-    };
-
-    socket.onopen = () => {
-      // connect() adds the socket to the hub before its first await: the count stays right.
-      opened();
-      switchboard.connect(agentId, socket, since).then((c) => {
-        conn = c;
-        if (closed) switchboard.disconnect(c);
-        deps.onSocketCount?.(hub.socketCount, hub.agentCount);
-      }).catch((error) => {
-        log.error("Cannot bring agent {agent_id} online: {error}", { agent_id: agentId, error });
-        try {
-          socket.close(1011, "store unavailable, reconnect with since=");
-        } catch { /* closed already */ }
-      });
-    };
-    socket.onclose = () => {
-      opened();
-      closed = true;
-      if (conn) switchboard.disconnect(conn);
-      deps.onSocketCount?.(hub.socketCount, hub.agentCount);
-    };
-    // A failed upgrade fires only "error".
-    socket.onerror = opened;
-    socket.onmessage = (event) => {
-      if (typeof event.data !== "string") {
-        sendError("Cannot parse message: send JSON text frames");
-        return;
-      }
-      if (
-        event.data.length > deps.limits.frameBytes / 3 &&
-        encoder.encode(event.data).byteLength > deps.limits.frameBytes
-      ) {
-        deps.onRejected?.("frame_size");
-        sendError(`Message is larger than ${deps.limits.frameBytes} bytes`);
-        return;
-      }
-      if (!limiter.take()) {
-        deps.onRejected?.("rate");
-        sendError(`Too many messages: at most ${deps.limits.messagesPerSecond} per second`);
-        return;
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(event.data);
-      } catch {
-        sendError("Cannot parse message: not JSON");
-        return;
-      }
-      // One message at a time per socket keeps an agent's replies in the order it sent them.
-      chain = chain.then(async () => {
-        try {
-          const answer = await messages.handle(agentId, body, { wait: false });
-          if (answer.status >= 400) {
-            socket.readyState === WebSocket.OPEN &&
-              socket.send(JSON.stringify(answer.body));
-          }
-        } catch (error) {
-          log.error("Agent message failed: {error}", { error });
-          sendError("Internal error: the message was not handled");
-        }
-      });
-    };
+    // One object per socket handles all four events: thousands of idle agents each cost
+    // one small object instead of a closure per event, a limiter closure and their context.
+    const session = new Session(agentId, socket, since, env);
+    socket.addEventListener("open", session);
+    socket.addEventListener("close", session);
+    socket.addEventListener("error", session);
+    socket.addEventListener("message", session);
     return response;
   };
+}
+
+/** What every session shares. */
+interface SessionEnv {
+  deps: AgentSocketDeps;
+  opening: Map<string, number>;
+  encoder: TextEncoder;
+}
+
+/** One agent socket's state and its event handling (see `handleEvent`). */
+class Session {
+  #conn: AgentConnection | null = null;
+  #closed = false;
+  #pending = true;
+  #chain: Promise<void> = Promise.resolve();
+  readonly #limiter: RateLimiter;
+
+  constructor(
+    readonly agentId: string,
+    readonly socket: WebSocket,
+    readonly since: number | null,
+    readonly env: SessionEnv,
+  ) {
+    this.#limiter = createRateLimiter(
+      env.deps.limits.messagesPerSecond,
+      env.deps.limits.messageBurst,
+    );
+  }
+
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "open":
+        return this.#open();
+      case "close":
+        return this.#close();
+      case "error":
+        // A failed upgrade fires only "error".
+        return this.#opened();
+      case "message":
+        return this.#message(event as MessageEvent);
+    }
+  }
+
+  /** The socket is no longer opening (opened, closed or failed). */
+  #opened(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    const { opening } = this.env;
+    const n = (opening.get(this.agentId) ?? 1) - 1;
+    if (n > 0) opening.set(this.agentId, n);
+    else opening.delete(this.agentId);
+  }
+
+  #open(): void {
+    const { deps } = this.env;
+    // connect() adds the socket to the hub before its first await: the count stays right.
+    this.#opened();
+    deps.switchboard.connect(this.agentId, this.socket, this.since).then((c) => {
+      this.#conn = c;
+      if (this.#closed) deps.switchboard.disconnect(c);
+      deps.onSocketCount?.(deps.hub.socketCount, deps.hub.agentCount);
+    }).catch((error) => {
+      log.error("Cannot bring agent {agent_id} online: {error}", { agent_id: this.agentId, error });
+      try {
+        this.socket.close(1011, "store unavailable, reconnect with since=");
+      } catch { /* closed already */ }
+    });
+  }
+
+  #close(): void {
+    const { deps } = this.env;
+    this.#opened();
+    this.#closed = true;
+    if (this.#conn) deps.switchboard.disconnect(this.#conn);
+    deps.onSocketCount?.(deps.hub.socketCount, deps.hub.agentCount);
+  }
+
+  #sendError(message: string, data: Record<string, unknown> = {}): void {
+    if (this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(createErrorEnvelope(message, data)));
+    }
+  }
+
+  #message(event: MessageEvent): void {
+    const { deps, encoder } = this.env;
+    const limits = deps.limits;
+    if (typeof event.data !== "string") {
+      this.#sendError("Cannot parse message: send JSON text frames");
+      return;
+    }
+    if (
+      event.data.length > limits.frameBytes / 3 &&
+      encoder.encode(event.data).byteLength > limits.frameBytes
+    ) {
+      deps.onRejected?.("frame_size");
+      this.#sendError(`Message is larger than ${limits.frameBytes} bytes`);
+      return;
+    }
+    if (!this.#limiter.take()) {
+      deps.onRejected?.("rate");
+      this.#sendError(`Too many messages: at most ${limits.messagesPerSecond} per second`);
+      return;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(event.data);
+    } catch {
+      this.#sendError("Cannot parse message: not JSON");
+      return;
+    }
+    // One message at a time per socket keeps an agent's replies in the order it sent them.
+    this.#chain = this.#chain.then(async () => {
+      try {
+        const answer = await deps.messages.handle(this.agentId, body, { wait: false });
+        if (answer.status >= 400 && this.socket.readyState === WebSocket.OPEN) {
+          this.socket.send(JSON.stringify(answer.body));
+        }
+      } catch (error) {
+        log.error("Agent message failed: {error}", { error });
+        this.#sendError("Internal error: the message was not handled");
+      }
+    });
+  }
 }
