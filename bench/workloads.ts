@@ -1,7 +1,7 @@
 // The workloads of issue #10, each run in interleaved rounds (baseline, bridge, baseline,
 // bridge, …) and summarized as table rows. Ratios are medians of per-round ratios, so a noisy
 // neighbour that slows one round slows both sides of that round's ratio.
-import type { LoadResult } from "./load.ts";
+import type { LoadConfig, LoadResult } from "./load.ts";
 import { runLoad } from "./load_runner.ts";
 import { loadConfig, type Plan } from "./plan.ts";
 import { kb, mb, met, ms, num, ratio, type Row } from "./report.ts";
@@ -71,6 +71,48 @@ function medianRatio(a: readonly number[], b: readonly number[]): number {
   return median(a.map((x, i) => x / (b[i] ?? NaN)));
 }
 
+/**
+ * `plan.rounds` interleaved rounds of one load: the baseline, then the bridge unless it is not
+ * available. The bridge's results count for delivery.
+ */
+async function baselineThenBridge(
+  ctx: Context,
+  what: string,
+  baseline: System,
+  bridge: Maybe,
+  config: (s: System) => LoadConfig,
+): Promise<{ base: LoadResult[]; ours: LoadResult[] }> {
+  const base: LoadResult[] = [];
+  const ours: LoadResult[] = [];
+  for (let round = 1; round <= ctx.plan.rounds; round++) {
+    base.push(
+      await measure(ctx, baseline, `${what} round ${round}`, () => runLoad(config(baseline))),
+    );
+    if (typeof bridge === "string") continue;
+    const result = await measure(
+      ctx,
+      bridge,
+      `${what} round ${round}`,
+      () => runLoad(config(bridge)),
+    );
+    ours.push(result);
+    ctx.delivery.add(result);
+  }
+  return { base, ours };
+}
+
+/** "p50 …, p99 …, max …": the medians over the rounds of one of a result's spreads. */
+function spreadText(results: readonly LoadResult[], which: "latency" | "answer"): string {
+  const at = (p: "p50" | "p99" | "max") => ms(median(results.map((r) => r[which][p])));
+  return `p50 ${at("p50")}, p99 ${at("p99")}, max ${at("max")}`;
+}
+
+/** "lost N, dup M" summed over the rounds. */
+function lossText(results: readonly LoadResult[]): string {
+  return `lost ${results.reduce((n, r) => n + r.lost, 0)}, dup ` +
+    `${results.reduce((n, r) => n + r.duplicates, 0)}`;
+}
+
 function errorsOf(results: readonly LoadResult[]): string {
   const errors = [...new Set(results.map((r) => r.error).filter((e) => e))];
   return errors.length > 0 ? ` Errors: ${errors.join("; ")}.` : "";
@@ -135,10 +177,8 @@ export async function throughput(
     const capped = posted < plan.throughputMessages
       ? ` Capped at ${plan.throughputCapS} s: ${num(posted)} posted in the slowest round.`
       : "";
-    const lost = results.reduce((n, r) => n + r.lost, 0);
-    const dup = results.reduce((n, r) => n + r.duplicates, 0);
     const http = results.reduce((n, r) => n + r.httpErrors, 0);
-    return `lost ${lost}, dup ${dup}, HTTP errors ${http}; server ` +
+    return `${lossText(results)}, HTTP errors ${http}; server ` +
       `${num(cpuPerMessage(results, "server"))} µs CPU/msg (baseline ` +
       `${num(cpuPerMessage(base, "server"))}), load generator ${
         num(cpuPerMessage(results, "client"))
@@ -209,34 +249,20 @@ export async function latency(ctx: Context, baseline: System, bridge: Maybe): Pr
   const { plan } = ctx;
   const workload = `(2) latency at ${num(plan.rate)}/s for ${plan.latencyS} s`;
   const target = "p99 ≤ 2× baseline and < 5 ms";
-  const base: LoadResult[] = [];
-  const ours: LoadResult[] = [];
-  const config = (s: System) =>
-    loadConfig(plan, s, {
-      mode: "rate",
-      messages: plan.rate,
-      durationS: plan.latencyS,
-      concurrency: 64,
-    });
-  for (let round = 1; round <= plan.rounds; round++) {
-    base.push(
-      await measure(ctx, baseline, `latency round ${round}`, () => runLoad(config(baseline))),
-    );
-    if (typeof bridge === "string") continue;
-    const result = await measure(
-      ctx,
-      bridge,
-      `latency round ${round}`,
-      () => runLoad(config(bridge)),
-    );
-    ours.push(result);
-    ctx.delivery.add(result);
-  }
-  const show = (rs: LoadResult[]) =>
-    `p50 ${ms(median(rs.map((r) => r.latency.p50)))}, p99 ${
-      ms(median(rs.map((r) => r.latency.p99)))
-    }, ` +
-    `max ${ms(median(rs.map((r) => r.latency.max)))}`;
+  const { base, ours } = await baselineThenBridge(
+    ctx,
+    "latency",
+    baseline,
+    bridge,
+    (s) =>
+      loadConfig(plan, s, {
+        mode: "rate",
+        messages: plan.rate,
+        durationS: plan.latencyS,
+        concurrency: 64,
+      }),
+  );
+  const show = (rs: LoadResult[]) => spreadText(rs, "latency");
   const lag = (rs: LoadResult[]) => num(Math.max(...rs.map((r) => r.maxLagMs)), 1);
   if (typeof bridge === "string") {
     return { ...notAvailable(workload, bridge, target), baseline: show(base) };
@@ -250,10 +276,7 @@ export async function latency(ctx: Context, baseline: System, bridge: Maybe): Pr
     ratio: ratio(r),
     target,
     status: met(r <= 2 && p99 < 5),
-    notes: `ratio of p99s; medians of ${plan.rounds} rounds; lost ` +
-      `${ours.reduce((n, x) => n + x.lost, 0)}, dup ${
-        ours.reduce((n, x) => n + x.duplicates, 0)
-      }; ` +
+    notes: `ratio of p99s; medians of ${plan.rounds} rounds; ${lossText(ours)}; ` +
       `generator lag behind schedule ≤ ${lag(ours)} ms (baseline ${lag(base)} ms).` +
       errorsOf(ours),
   };
@@ -354,35 +377,21 @@ export async function heartbeats(ctx: Context, bridgeAvailable: string): Promise
 export async function slowAgent(ctx: Context, baseline: System, bridge: Maybe): Promise<Row> {
   const { plan } = ctx;
   const workload = `(4) webhook answer time at ${num(plan.rate)}/s, one agent never reads`;
-  const base: LoadResult[] = [];
-  const ours: LoadResult[] = [];
-  const config = (s: System) =>
-    loadConfig(plan, s, {
-      mode: "slow",
-      messages: plan.rate,
-      durationS: plan.slowS,
-      concurrency: 64,
-      slowEvery: 2,
-    });
-  for (let round = 1; round <= plan.rounds; round++) {
-    base.push(
-      await measure(ctx, baseline, `slow agent round ${round}`, () => runLoad(config(baseline))),
-    );
-    if (typeof bridge === "string") continue;
-    const result = await measure(
-      ctx,
-      bridge,
-      `slow agent round ${round}`,
-      () => runLoad(config(bridge)),
-    );
-    ours.push(result);
-    ctx.delivery.add(result);
-  }
-  const show = (rs: LoadResult[]) =>
-    `p50 ${ms(median(rs.map((r) => r.answer.p50)))}, p99 ${
-      ms(median(rs.map((r) => r.answer.p99)))
-    }, ` +
-    `max ${ms(median(rs.map((r) => r.answer.max)))}`;
+  const { base, ours } = await baselineThenBridge(
+    ctx,
+    "slow agent",
+    baseline,
+    bridge,
+    (s) =>
+      loadConfig(plan, s, {
+        mode: "slow",
+        messages: plan.rate,
+        durationS: plan.slowS,
+        concurrency: 64,
+        slowEvery: 2,
+      }),
+  );
+  const show = (rs: LoadResult[]) => spreadText(rs, "answer");
   const growth = (rs: LoadResult[]) => mb(median(rs.map((r) => (r.rss[0] ?? NaN) - r.rssBefore)));
   const what =
     `half the messages (~8 KB each) go to one agent that never reads, for ${plan.slowS} s`;
@@ -396,10 +405,8 @@ export async function slowAgent(ctx: Context, baseline: System, bridge: Maybe): 
     ratio: ratio(medianRatio(ours.map((x) => x.answer.p99), base.map((x) => x.answer.p99))),
     target: "(none in #10) other agents lose nothing",
     status: met(ours.every((x) => x.lost === 0 && x.duplicates === 0 && !x.error)),
-    notes: `${what}; other agents: lost ${ours.reduce((n, x) => n + x.lost, 0)}, dup ` +
-      `${ours.reduce((n, x) => n + x.duplicates, 0)}; server RSS growth per round ${
-        growth(ours)
-      } ` +
+    notes:
+      `${what}; other agents: ${lossText(ours)}; server RSS growth per round ${growth(ours)} ` +
       `(baseline ${growth(base)}); the agent that never reads: ` +
       `${[...new Set(ours.map((x) => x.stalled ?? "?"))].join(", ")} ` +
       `(baseline: ${[...new Set(base.map((x) => x.stalled ?? "?"))].join(", ")}).` + errorsOf(ours),
@@ -427,26 +434,14 @@ export async function redis(ctx: Context, baseline: System, bridgeAvailable: str
     started.push(b);
     const why = await probe(a, b);
     if (why) return notAvailable(workload, `${why} (REDIS_URL not supported yet?)`, target);
-    const base: LoadResult[] = [];
-    const ours: LoadResult[] = [];
     const cross: System = { ...b, postUrl: a.postUrl, label: "bridge A → B" };
-    for (let round = 1; round <= plan.rounds; round++) {
-      base.push(
-        await measure(ctx, baseline, `redis round ${round}`, () =>
-          runLoad(
-            loadConfig(plan, baseline, { mode: "throughput", messages: plan.redisMessages }),
-          )),
-      );
-      const result = await measure(
-        ctx,
-        cross,
-        `redis round ${round}`,
-        () =>
-          runLoad(loadConfig(plan, cross, { mode: "throughput", messages: plan.redisMessages })),
-      );
-      ours.push(result);
-      ctx.delivery.add(result);
-    }
+    const { base, ours } = await baselineThenBridge(
+      ctx,
+      "redis",
+      baseline,
+      cross,
+      (s) => loadConfig(plan, s, { mode: "throughput", messages: plan.redisMessages }),
+    );
     const rate = (rs: LoadResult[]) => rs.map((r) => r.perSecond);
     return {
       workload,
@@ -455,10 +450,7 @@ export async function redis(ctx: Context, baseline: System, bridgeAvailable: str
       ratio: ratio(medianRatio(rate(ours), rate(base))),
       target,
       status: "",
-      notes: `${num(plan.redisMessages)} msgs × ${plan.rounds} rounds; lost ` +
-        `${ours.reduce((n, x) => n + x.lost, 0)}, dup ${
-          ours.reduce((n, x) => n + x.duplicates, 0)
-        }; ` +
+      notes: `${num(plan.redisMessages)} msgs × ${plan.rounds} rounds; ${lossText(ours)}; ` +
         `two bridge processes against one baseline process.` + errorsOf(ours),
     };
   } catch (err) {

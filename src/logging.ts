@@ -30,14 +30,12 @@ export async function configureLogging(options: LoggingOptions): Promise<void> {
   const level = parseLevel(options.level);
   const output = getConsoleSink({
     console: options.console,
-    formatter: options.format === "json"
-      ? jsonLines
-      : getTextFormatter({
-        timestamp: "date-time-tz",
-        format: readableLine,
-        // Strings read as they are ("listening on http://0.0.0.0:1234"), not quoted.
-        value: (value, inspect) => typeof value === "string" ? value : inspect(value),
-      }),
+    formatter: options.format === "json" ? jsonLines : getTextFormatter({
+      timestamp: "date-time-tz",
+      format: readableLine,
+      // Strings read as they are ("listening on http://0.0.0.0:1234"), not quoted.
+      value: (value, inspect) => typeof value === "string" ? value : inspect(value),
+    }),
     // A collector reads one stream, in order; people want warnings on stderr.
     levelMap: options.format === "json"
       ? { trace: "log", debug: "log", info: "log", warning: "log", error: "log", fatal: "log" }

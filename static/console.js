@@ -2,6 +2,8 @@
 // (PROTOCOL.md). Plain browser JavaScript, no build step; every text from the wire goes into the
 // page through textContent, every URL through safeUrl().
 
+import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
+
 const B = "/im_component/wx_official_account";
 const WINDOW_S = 48 * 3600;
 const SYSTEM_ID = "system01";
@@ -60,6 +62,8 @@ let keyCounter = 0;
 /** Orders contacts whose last messages share a second: the one touched last goes first. */
 let touchCounter = 0;
 let lastTypingAt = 0;
+
+const byId = byIdOn("the console");
 
 const el = {
   app: byId("app"),
@@ -131,41 +135,6 @@ const el = {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-function byId(id) {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`Cannot start the console: #${id} is missing`);
-  return found;
-}
-
-/** Builds an element: h("div", {class: "x", onclick: f}, "text", child, null). */
-function h(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (value === true) node.setAttribute(name, "");
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-/** A URL that may go into src or href: http(s), blob, or relative to this page. */
-function safeUrl(value) {
-  if (typeof value !== "string" || value.trim() === "") return null;
-  try {
-    const url = new URL(value, location.href);
-    return ["http:", "https:", "blob:"].includes(url.protocol) ? url.href : null;
-  } catch {
-    return null;
-  }
-}
-
 function nowS() {
   return Math.floor(Date.now() / 1000);
 }
@@ -215,7 +184,6 @@ function newClientId() {
   return `c-${random}`;
 }
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dayFormat = new Intl.DateTimeFormat(undefined, {
   weekday: "short",
   year: "numeric",

@@ -1,11 +1,20 @@
 // The follower simulator: posts WeChat XML as the platform would for one follower, and polls the
 // bridge's demo replies route for what the agent answered.
 
+import { byIdOn, h, safeUrl as safeUrlOf, timeFormat } from "./common.js";
+
 const B = "/im_component/wx_official_account";
 const ACCOUNT = "gh_demo";
 const POLL_MS = 1000;
 const POLL_SLOW_MS = 5000;
 const KEEP_MESSAGES = 200;
+
+const byId = byIdOn("the simulator");
+
+/** A URL that may go into src or href; here data: URLs too. */
+function safeUrl(value) {
+  return safeUrlOf(value, ["http:", "https:", "blob:", "data:"]);
+}
 
 const el = {
   identity: byId("identity"),
@@ -32,39 +41,6 @@ const state = {
   pollTimer: 0,
   generation: 0,
 };
-
-function byId(id) {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`Cannot start the simulator: #${id} is missing`);
-  return found;
-}
-
-function h(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-function safeUrl(value) {
-  if (typeof value !== "string" || value.trim() === "") return null;
-  try {
-    const url = new URL(value, location.href);
-    return ["http:", "https:", "blob:", "data:"].includes(url.protocol) ? url.href : null;
-  } catch {
-    return null;
-  }
-}
-
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 
 function randomFollowerId() {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,6 +1,7 @@
 // Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by playwright-core.
 // Without that binary the tests are skipped with a note, except in CI (CI=true), where they fail.
 
+import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -145,6 +146,22 @@ export async function postFollowerMessage(
   });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`send_xml answered ${res.status}: ${text}`);
+}
+
+/** Opens the console as `agent` and waits until its socket is connected. */
+export async function openConsole(page: Page, base: string, agent: string): Promise<void> {
+  await page.goto(`${base}/console?userid=${agent}`);
+  await page.locator('#conn[data-state="connected"]').waitFor();
+}
+
+/** The agent's contacts as GET /contacts lists them. */
+export async function contactsOf(
+  base: string,
+  agent: string,
+): Promise<Array<Record<string, unknown>>> {
+  const res = await fetch(`${base}${B}/contacts?userid=${agent}`);
+  assert.equal(res.status, 200);
+  return (await res.json()).contacts;
 }
 
 /** A small PNG (a soft diagonal gradient), made here so the tests need no fixture file. */

@@ -12,6 +12,7 @@ import {
   browserTest,
   makeMp4,
   makePng,
+  openConsole,
   openPage,
   postFollowerMessage,
   screenshot,
@@ -61,11 +62,6 @@ async function imageLoaded(page: Page, selector: string, width: number): Promise
   );
 }
 
-async function openConsole(page: Page, base: string): Promise<void> {
-  await page.goto(`${base}/console?userid=${AGENT}`);
-  await page.locator('#conn[data-state="connected"]').waitFor();
-}
-
 browserTest(
   "console sends a picture through the attach button, and the follower sees it",
   async (t, browser) => {
@@ -75,7 +71,7 @@ browserTest(
       const { page } = await openPage(browser);
       const frames = replyFrames(page);
       const uploads = uploadRequests(page);
-      await openConsole(page, server.base);
+      await openConsole(page, server.base, AGENT);
 
       const sim = await openPage(browser);
       await sim.page.goto(`${server.base}/console/follower`);
@@ -191,7 +187,7 @@ browserTest(
 
       await t.step("on a phone, the sent picture fits the conversation", async () => {
         const phone = await openPage(browser, "phone");
-        await openConsole(phone.page, server.base);
+        await openConsole(phone.page, server.base, AGENT);
         await phone.page.locator(`.contact[data-contact-id="${FOLLOWER}"]`).click();
         await imageLoaded(phone.page, '.msg.out[data-status="sent"] img', 240);
         const box = await phone.page.locator('.msg.out[data-status="sent"] img').boundingBox();
@@ -223,7 +219,7 @@ browserTest(
       );
       const frames = replyFrames(page);
       const uploads = uploadRequests(page);
-      await openConsole(page, server.base);
+      await openConsole(page, server.base, AGENT);
       await postFollowerMessage(server.base, FOLLOWER, {
         MsgType: "text",
         Content: "Can you send me the manual?",

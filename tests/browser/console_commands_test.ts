@@ -6,7 +6,16 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { B, browserTest, openPage, PHONE, screenshot, waitUntil } from "./browser.ts";
+import {
+  B,
+  browserTest,
+  contactsOf,
+  openConsole,
+  openPage,
+  PHONE,
+  screenshot,
+  waitUntil,
+} from "./browser.ts";
 
 const A = "agentA";
 const AGENT_B = "agentB";
@@ -38,11 +47,6 @@ function socketFrames(page: Page): { sent: Frame[]; received: Frame[] } {
   return frames;
 }
 
-async function openConsole(page: Page, base: string, agent: string): Promise<void> {
-  await page.goto(`${base}/console?userid=${agent}`);
-  await page.locator('#conn[data-state="connected"]').waitFor();
-}
-
 let msgId = 7_000_000;
 
 /** A follower's text as WeChat posts it; `to` is the ToUserName (an agent id binds to it). */
@@ -56,12 +60,6 @@ async function write(base: string, follower: string, to: string, content: string
     },
   );
   assert.equal(res.status, 200, res.text);
-}
-
-async function contactsOf(base: string, agent: string): Promise<Array<Record<string, unknown>>> {
-  const res = await fetch(`${base}${B}/contacts?userid=${agent}`);
-  assert.equal(res.status, 200);
-  return (await res.json()).contacts;
 }
 
 const systemEvent = (event: string, follower: string) => (f: Frame | Received) =>

@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
-import type { Page, WebSocketRoute } from "playwright-core";
+import type { WebSocketRoute } from "playwright-core";
 import { mintAgentToken } from "../../src/agents/auth.ts";
 import { WechatApiError, type WechatClient } from "../../src/wechat/api_client.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
+  contactsOf,
+  makeMp4,
   makePng,
+  openConsole,
   openPage,
   postFollowerMessage,
   screenshot,
@@ -15,24 +18,13 @@ import {
 
 const AGENT = "agent1";
 
-async function openConsole(page: Page, base: string, agent = AGENT): Promise<void> {
-  await page.goto(`${base}/console?userid=${agent}`);
-  await page.locator('#conn[data-state="connected"]').waitFor();
-}
-
-async function contactsOf(base: string, agent = AGENT): Promise<Array<Record<string, unknown>>> {
-  const res = await fetch(`${base}${B}/contacts?userid=${agent}`);
-  assert.equal(res.status, 200);
-  return (await res.json()).contacts;
-}
-
 browserTest(
   "console shows a follower's message and sends a reply with Enter",
   async (t, browser) => {
     const server = await startBridge();
     try {
       const { page } = await openPage(browser);
-      await openConsole(page, server.base);
+      await openConsole(page, server.base, AGENT);
       const alice = page.locator('.contact[data-contact-id="oAlice"]');
 
       await t.step(
@@ -59,7 +51,8 @@ browserTest(
         assert.equal(await alice.locator(".unread").count(), 0);
         await waitUntil(
           async () =>
-            (await contactsOf(server.base)).find((c) => c.contact_id === "oAlice")?.unread === 0,
+            (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oAlice")
+              ?.unread === 0,
           () => "the bridge still counts oAlice's message as unread: no read command?",
         );
       });
@@ -155,7 +148,7 @@ browserTest(
 
       await t.step("on a phone, the list and the conversation take turns", async () => {
         const phone = await openPage(browser, "phone");
-        await openConsole(phone.page, server.base);
+        await openConsole(phone.page, server.base, AGENT);
         const list = phone.page.locator(".contacts-pane");
         const conversation = phone.page.locator(".conversation-pane");
         await list.waitFor();
@@ -194,7 +187,7 @@ browserTest("console shows WeChat's reason when a reply is refused", async (t, b
   const server = await startBridge({ wechatClient });
   try {
     const { page } = await openPage(browser);
-    await openConsole(page, server.base);
+    await openConsole(page, server.base, AGENT);
     await postFollowerMessage(server.base, "oBob", { MsgType: "text", Content: "hello?" });
     await page.locator('.contact[data-contact-id="oBob"]').click();
     await page.locator(".msg.in", { hasText: "hello?" }).waitFor();
@@ -231,7 +224,7 @@ browserTest(
     const server = await startBridge({ now: () => Date.now() + offsetMs });
     try {
       const { page } = await openPage(browser);
-      await openConsole(page, server.base);
+      await openConsole(page, server.base, AGENT);
       await postFollowerMessage(server.base, "oOld", {
         MsgType: "text",
         Content: "an old question",
@@ -290,7 +283,7 @@ browserTest("console reconnects with since= after a network drop", async (t, bro
       });
       current = ws;
     });
-    await openConsole(page, server.base);
+    await openConsole(page, server.base, AGENT);
     assert.doesNotMatch(urls[0]!, /since=/);
     await postFollowerMessage(server.base, "oCara", { MsgType: "text", Content: "first message" });
     await page.locator('.contact[data-contact-id="oCara"]').click();
@@ -394,7 +387,7 @@ browserTest(
       new URL("../../../shared/wechat/media/voice.amr", import.meta.url),
     );
     const thumb = await makePng(160, 90);
-    const video = await ffmpegClip();
+    const video = await makeMp4(2);
     const files: Record<string, { bytes: Uint8Array; contentType: string }> = {
       voice1: { bytes: voice, contentType: "audio/amr" },
       video1: { bytes: video, contentType: "video/mp4" },
@@ -414,7 +407,7 @@ browserTest(
     const server = await startBridge({ wechatClient });
     try {
       const { page } = await openPage(browser);
-      await openConsole(page, server.base);
+      await openConsole(page, server.base, AGENT);
       const F = "oMedia";
       await postFollowerMessage(server.base, F, {
         MsgType: "voice",
@@ -487,34 +480,3 @@ browserTest(
     }
   },
 );
-
-/** Two seconds of test pattern as H.264 MP4, made with ffmpeg (which the bridge needs anyway). */
-async function ffmpegClip(): Promise<Uint8Array> {
-  const path = await Deno.makeTempFile({ suffix: ".mp4" });
-  try {
-    const { code, stderr } = await new Deno.Command("ffmpeg", {
-      args: [
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x180:rate=10",
-        "-t",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        path,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (code !== 0) {
-      throw new Error(`Cannot make a test video: ${new TextDecoder().decode(stderr)}`);
-    }
-    return await Deno.readFile(path);
-  } finally {
-    await Deno.remove(path);
-  }
-}

@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { startBridge } from "../helpers/server.ts";
-import { browserTest, makePng, openPage, PHONE, screenshot } from "./browser.ts";
+import { browserTest, makePng, openConsole, openPage, PHONE, screenshot } from "./browser.ts";
 
 const FOLLOWER = "oSimFollower01";
 
@@ -11,8 +11,7 @@ browserTest(
     const server = await startBridge();
     try {
       const agent = await openPage(browser);
-      await agent.page.goto(`${server.base}/console?userid=agent1`);
-      await agent.page.locator('#conn[data-state="connected"]').waitFor();
+      await openConsole(agent.page, server.base, "agent1");
 
       const sim = await openPage(browser);
       const requests: Array<{ url: string; body: string | null }> = [];

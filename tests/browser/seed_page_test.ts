@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SEED_XML } from "../helpers/seed.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   browserTest,
@@ -7,18 +8,6 @@ import {
   screenshot,
   waitUntil as waitFor,
 } from "./browser.ts";
-
-// The seed's own test (section 4): this XML posted to /send, the page connected as userId=1.
-const SEED_XML = `<xml>
-  <ToUserName>1</ToUserName>
-  <FromUserName>魏秀兰</FromUserName>
-  <CreateTime>1976-04-10 12:21:47</CreateTime>
-  <MsgType>enim</MsgType>
-  <Content>occaecat ut in fugiat dolor</Content>
-  <MsgId>19</MsgId>
-  <MsgDataId>27</MsgDataId>
-  <Idx>74</Idx>
-</xml>`;
 
 const RECEIVED = "message received: ";
 

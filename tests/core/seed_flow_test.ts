@@ -1,17 +1,7 @@
 import assert from "node:assert/strict";
 import { connectAgent, post } from "../helpers/agent.ts";
+import { SEED_XML } from "../helpers/seed.ts";
 import { startBridge } from "../helpers/server.ts";
-
-const SEED_XML = `<xml>
-  <ToUserName>1</ToUserName>
-  <FromUserName>魏秀兰</FromUserName>
-  <CreateTime>1976-04-10 12:21:47</CreateTime>
-  <MsgType>enim</MsgType>
-  <Content>occaecat ut in fugiat dolor</Content>
-  <MsgId>19</MsgId>
-  <MsgDataId>27</MsgDataId>
-  <Idx>74</Idx>
-</xml>`;
 
 Deno.test("the seed's section 4 test works as written", async (t) => {
   const server = await startBridge({ env: { COMPANY_ID: "acme" } });
