@@ -96,6 +96,13 @@ export function createApp(deps: AppDeps) {
     store.queueDepth().then((n) => queueDepth = n, () => {});
   }, 5_000);
   Deno.unrefTimer(depthTimer);
+  /** Tells agents about 48-hour windows closing or closed (SPEC: "window expiry"). */
+  const sweepWindows = async (): Promise<number> =>
+    store.sweepWindows ? await switchboard.apply(store.sweepWindows(now())) : 0;
+  const windowTimer = setInterval(() => {
+    sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
+  }, 60_000);
+  Deno.unrefTimer(windowTimer);
   const ctx: ReplyContext = {
     store,
     switchboard,
@@ -268,6 +275,7 @@ export function createApp(deps: AppDeps) {
     metrics,
     auth,
     intake,
+    sweepWindows,
     /** Starts the 101 heartbeat to every socket. */
     startHeartbeat(): void {
       heartbeat ??= setInterval(
@@ -278,6 +286,7 @@ export function createApp(deps: AppDeps) {
     /** Stops the heartbeat, closes sockets with `code`, and waits for accepted messages. */
     async shutdown(code = 1001, reason = "server shutting down"): Promise<void> {
       clearInterval(depthTimer);
+      clearInterval(windowTimer);
       if (heartbeat !== undefined) clearInterval(heartbeat);
       heartbeat = undefined;
       // Media jobs still running stay journaled and resume at the next start.

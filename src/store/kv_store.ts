@@ -566,6 +566,9 @@ function createKvStore(
       }
       throw new Error(`Cannot update reply ${followerId}/${n}: it kept changing`);
     },
+    sweepWindows(now: number) {
+      return mutate((m) => m.sweepWindows(now), true);
+    },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
       return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true);
     },

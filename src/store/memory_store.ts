@@ -109,6 +109,9 @@ export function createMemoryStore(options: ModelOptions): Store {
     async markRead(agentId: string, followerId: string) {
       await run(() => model.markRead(agentId, followerId));
     },
+    sweepWindows(now: number) {
+      return run(() => model.sweepWindows(now));
+    },
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);
     },

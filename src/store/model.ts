@@ -3,7 +3,7 @@
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
 import { CODES, createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
-import { noteInbound } from "../replies/window.ts";
+import { MESSAGE_WINDOW_MS, noteInbound } from "../replies/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -16,6 +16,9 @@ import {
   type Presence,
   StoreError,
 } from "./types.ts";
+
+/** How long before a follower's 48-hour window closes its agent is warned. */
+export const WINDOW_WARNING_MS = 3600_000;
 
 /** A message queued for a follower that has no agent yet. */
 export interface QueuedMessage {
@@ -229,6 +232,8 @@ export class Model {
       // WeChat sends no names: a name learnt once (demo simulator, a profile) names the rest.
       item.envelope.data.name = contact.name;
     }
+    // A new message opens a new window: its notices start again.
+    if (item.kind === "message" && contact.window_notice) delete contact.window_notice;
     if (item.kind !== "none") {
       const state = noteInbound(
         contact.last_inbound_at === 0 ? null : {
@@ -360,6 +365,38 @@ export class Model {
   setCapacity(agentId: string, capacity: number | null): void {
     this.agent(agentId).capacity = capacity;
     this.changes.agents.add(agentId);
+  }
+
+  /** Appends window notices that are due (see Store.sweepWindows); returns how many. */
+  sweepWindows(now: number): number {
+    let notices = 0;
+    for (const contact of this.contacts.values()) {
+      const agentId = contact.agent_id;
+      // Event windows last a minute: a notice would arrive after it closed.
+      if (agentId === null || contact.last_inbound_at === 0) continue;
+      if (contact.last_inbound_kind !== "message") continue;
+      const closesAt = contact.last_inbound_at + MESSAGE_WINDOW_MS;
+      const due = now >= closesAt
+        ? "expired"
+        : now >= closesAt - WINDOW_WARNING_MS
+        ? "closing"
+        : null;
+      if (due === null || contact.window_notice === due) continue;
+      contact.window_notice = due;
+      this.changes.contacts.add(contact.follower_id);
+      const at = new Date(closesAt + 8 * 3600_000).toISOString().slice(11, 16);
+      this.#system(agentId, {
+        event: due === "expired" ? "window_expired" : "window_closing",
+        follower_id: contact.follower_id,
+        follower_name: contact.name,
+        closes_at: Math.floor(closesAt / 1000),
+        text: due === "expired"
+          ? `${contact.name} 的 48 小时回复窗口已关闭，对方再发消息后才能回复`
+          : `${contact.name} 的 48 小时回复窗口将在 ${at}（北京时间）关闭`,
+      });
+      notices++;
+    }
+    return notices;
   }
 
   markRead(agentId: string, followerId: string): void {

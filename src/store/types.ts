@@ -25,6 +25,8 @@ export interface Contact {
   /** The last history number given out for this follower. */
   history_seq: number;
   subscribed: boolean;
+  /** Which notice about the 48-hour window the agent has had since the last message. */
+  window_notice?: "closing" | "expired" | null;
 }
 
 /** An agent the bridge has seen: its log's last seq and its capacity. */
@@ -144,6 +146,9 @@ export interface Store {
   closeConversation(followerId: string, agentId: string): Promise<Applied>;
   setCapacity(agentId: string, capacity: number | null): Promise<void>;
   markRead(agentId: string, followerId: string): Promise<void>;
+  /** Tells agents whose followers' 48-hour windows are closing (within the hour) or closed;
+   * each notice once per follower message. Stores that cannot sweep leave it out. */
+  sweepWindows?(now: number): Promise<Applied<number>>;
   /** How many messages wait for an agent. */
   queueDepth(): Promise<number>;
   /** The agent's last socket on this instance closed (stores that share presence need it). */
