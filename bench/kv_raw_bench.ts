@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- a command-line tool: its output is the point
 // Deno KV alone, with the bridge's write pattern per message (log entry, history item, contact,
 // each its JSON), at several messages per atomic commit: the floor under the KV row of the
 // table. Run: deno run -A bench/kv_raw_bench.ts

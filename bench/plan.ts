@@ -21,6 +21,8 @@ export interface Plan {
   heartbeatIntervalS: number;
   heartbeatHoldS: number;
   redisMessages: number;
+  /** Each Redis latency run, at half the main rate. */
+  redisLatencyS: number;
 }
 
 export const FULL: Plan = {
@@ -39,6 +41,7 @@ export const FULL: Plan = {
   heartbeatIntervalS: 1,
   heartbeatHoldS: 3,
   redisMessages: 5_000,
+  redisLatencyS: 2,
 };
 
 export const QUICK: Plan = {

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   rows.push(await heartbeats(ctx, bridgeAvailable));
   const base = await startBaseline();
   try {
-    rows.push(await redis(ctx, base, bridgeAvailable));
+    rows.push(...await redis(ctx, base, bridgeAvailable));
   } finally {
     await base.stop();
   }

@@ -413,18 +413,26 @@ export async function slowAgent(ctx: Context, baseline: System, bridge: Maybe): 
   };
 }
 
-/** (5) two bridge instances sharing a Redis: posts to one, agents on the other. */
-export async function redis(ctx: Context, baseline: System, bridgeAvailable: string): Promise<Row> {
+/**
+ * (5) Redis: one bridge instance on Redis, and two sharing it (posts to A, agents on B), side by
+ * side, each with throughput and latency, in the same interleaved rounds as the baseline.
+ */
+export async function redis(
+  ctx: Context,
+  baseline: System,
+  bridgeAvailable: string,
+): Promise<Row[]> {
   const { plan } = ctx;
-  const workload = "(5) two instances with REDIS_URL (post to A, agents on B)";
-  const target = "";
-  if (bridgeAvailable) return notAvailable(workload, bridgeAvailable, target);
+  const one = "(5) one instance with REDIS_URL";
+  const two = "(5b) two instances with REDIS_URL (post to A, agents on B)";
+  const unavailable = (why: string) => [notAvailable(one, why), notAvailable(two, why)];
+  if (bridgeAvailable) return unavailable(bridgeAvailable);
   let url = Deno.env.get("REDIS_URL") ?? "";
   const started: { stop(): Promise<void> }[] = [];
   try {
     if (!url) {
       const server = await startRedis();
-      if (!server) return notAvailable(workload, "REDIS_URL unset and no redis-server on PATH");
+      if (!server) return unavailable("REDIS_URL unset and no redis-server on PATH");
       started.push(server);
       url = `redis://127.0.0.1:${server.port}`;
     }
@@ -433,28 +441,59 @@ export async function redis(ctx: Context, baseline: System, bridgeAvailable: str
     const b = await startBridge({ label: "bridge B", env: { REDIS_URL: url } });
     started.push(b);
     const why = await probe(a, b);
-    if (why) return notAvailable(workload, `${why} (REDIS_URL not supported yet?)`, target);
+    if (why) return unavailable(`${why} (REDIS_URL not supported yet?)`);
     const cross: System = { ...b, postUrl: a.postUrl, label: "bridge A → B" };
-    const { base, ours } = await baselineThenBridge(
-      ctx,
-      "redis",
-      baseline,
-      cross,
-      (s) => loadConfig(plan, s, { mode: "throughput", messages: plan.redisMessages }),
-    );
-    const rate = (rs: LoadResult[]) => rs.map((r) => r.perSecond);
-    return {
+    const systems = [baseline, a, cross];
+    const tput = new Map<System, LoadResult[]>(systems.map((s) => [s, []]));
+    const lat = new Map<System, LoadResult[]>(systems.map((s) => [s, []]));
+    // Half the main latency row's rate: two instances and Redis share the same two cores.
+    const rate = Math.round(plan.rate / 2);
+    for (let round = 1; round <= plan.rounds; round++) {
+      for (const s of systems) {
+        const t = await measure(
+          ctx,
+          s,
+          `redis throughput round ${round}`,
+          () => runLoad(loadConfig(plan, s, { mode: "throughput", messages: plan.redisMessages })),
+        );
+        tput.get(s)!.push(t);
+        const l = await measure(
+          ctx,
+          s,
+          `redis latency round ${round}`,
+          () =>
+            runLoad(
+              loadConfig(plan, s, { mode: "rate", messages: rate, durationS: plan.redisLatencyS }),
+            ),
+        );
+        lat.get(s)!.push(l);
+        if (s !== baseline) {
+          ctx.delivery.add(t);
+          ctx.delivery.add(l);
+        }
+      }
+    }
+    const perSecond = (s: System) => tput.get(s)!.map((r) => r.perSecond);
+    const cell = (s: System) =>
+      `${num(median(perSecond(s)))} msg/s; ${spreadText(lat.get(s)!, "latency")}`;
+    const row = (workload: string, s: System, notes: string): Row => ({
       workload,
-      bridge: `${num(median(rate(ours)))} msg/s`,
-      baseline: `${num(median(rate(base)))} msg/s`,
-      ratio: ratio(medianRatio(rate(ours), rate(base))),
-      target,
+      bridge: cell(s),
+      baseline: cell(baseline),
+      ratio: ratio(medianRatio(perSecond(s), perSecond(baseline))),
+      target: "",
       status: "",
-      notes: `${num(plan.redisMessages)} msgs × ${plan.rounds} rounds; ${lossText(ours)}; ` +
-        `two bridge processes against one baseline process.` + errorsOf(ours),
-    };
+      notes: `throughput ${num(plan.redisMessages)} msgs, latency ${num(rate)}/s for ` +
+        `${plan.redisLatencyS} s, × ${plan.rounds} rounds; ratio of throughputs; ` +
+        `${lossText([...tput.get(s)!, ...lat.get(s)!])}; ${notes}` +
+        errorsOf([...tput.get(s)!, ...lat.get(s)!]),
+    });
+    return [
+      row(one, a, "posts and agents on the same instance"),
+      row(two, cross, "every message crosses Redis pub/sub to the other instance"),
+    ];
   } catch (err) {
-    return notAvailable(workload, err instanceof Error ? err.message : String(err), target);
+    return unavailable(err instanceof Error ? err.message : String(err));
   } finally {
     for (const s of started.reverse()) await s.stop();
   }
