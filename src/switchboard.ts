@@ -95,15 +95,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
     }
   }
 
-  // Entries committed by other instances reach the agents connected here.
-  store.onRemoteEntries?.((entries) => {
-    for (const entry of entries) {
-      if (!hub.isOnline(entry.agentId)) continue;
-      const frame = entry.frame ??= JSON.stringify(entry.envelope);
-      const sockets = hub.deliver(entry.agentId, entry.seq, frame);
-      if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
-    }
-  });
+  // Entries committed by other instances reach the agents connected here, counted alike.
+  store.onRemoteEntries?.(push);
 
   return {
     presence,
