@@ -51,6 +51,8 @@ local SYS_CONTACT = ARGV[12]
 local OP = ARGV[13]
 local A0 = 14
 local NULL = cjson.null
+local MESSAGE_WINDOW_MS = 48 * 3600000
+local MESSAGE_QUOTA = 5
 
 local ids = 0
 local entries = {}
@@ -258,10 +260,17 @@ function ops.inbound()
       local c = get_contact(fid) or new_contact(fid, at)
       touch(c)
       if name ~= '' then c.name = name end
-      if kind ~= 'none' then
+      -- As window.ts noteInbound: an event keeps an open message window that has replies left.
+      local keeps = kind == 'event' and c.last_inbound_kind == 'message'
+        and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
+      if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
         c.last_inbound_at = at
         c.last_inbound_kind = kind
         c.replies_since_inbound = 0
+      end
+      if kind == 'message' then
+        c.window_notice = nil
+        redis.call('ZADD', P .. 'windows', c.last_inbound_at + MESSAGE_WINDOW_MS, fid)
       end
       c.subscribed = event ~= 'unsubscribe'
       c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
@@ -382,6 +391,42 @@ function ops.read()
   c.unread = 0
   touch(c)
   return 0
+end
+
+-- Notices for 48-hour windows closing within WARN ms or closed, once each (model.ts sweepWindows).
+function ops.windows()
+  local warn = tonumber(ARGV[A0])
+  local count = 0
+  for _, fid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'windows', '-inf', NOW + warn)) do
+    local c = get_contact(fid)
+    local closes = c and (c.last_inbound_at + MESSAGE_WINDOW_MS) or 0
+    if not c or c.last_inbound_kind ~= 'message' then
+      redis.call('ZREM', P .. 'windows', fid)
+    elseif c.agent_id ~= NULL then
+      local due = nil
+      if NOW >= closes then due = 'expired' elseif NOW >= closes - warn then due = 'closing' end
+      if due and c.window_notice ~= due then
+        c.window_notice = due
+        touch(c)
+        local t = math.floor((closes / 1000 + 8 * 3600) % 86400)
+        local hhmm = string.format('%02d:%02d', math.floor(t / 3600), math.floor((t % 3600) / 60))
+        local text = c.name .. ' 的 48 小时回复窗口将在 ' .. hhmm .. '（北京时间）关闭'
+        if due == 'expired' then
+          text = c.name .. ' 的 48 小时回复窗口已关闭，对方再发消息后才能回复'
+        end
+        system(c.agent_id, {
+          event = due == 'expired' and 'window_expired' or 'window_closing',
+          follower_id = fid, follower_name = c.name, closes_at = math.floor(closes / 1000),
+          text = text,
+        })
+        count = count + 1
+      end
+      if due == 'expired' then redis.call('ZREM', P .. 'windows', fid) end
+    elseif NOW >= closes then
+      redis.call('ZREM', P .. 'windows', fid)
+    end
+  end
+  return count
 end
 
 function ops.cursor()

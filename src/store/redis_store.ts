@@ -12,7 +12,7 @@ import {
   SYSTEM_NAME,
 } from "../agents/envelope.ts";
 import type { TokenCache } from "../wechat/access_token.ts";
-import { type ModelOptions, previewOf } from "./model.ts";
+import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "./model.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
@@ -515,6 +515,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       await run("capacity", [agentId, capacity === null ? "" : capacity]);
     },
 
+    async sweepWindows(_now: number) {
+      // Every instance may sweep: the script notes each notice in the contact, so it is sent once.
+      const { value, entries } = await run<number>("windows", [WINDOW_WARNING_MS]);
+      return applied(value, entries);
+    },
     async markRead(agentId: string, followerId: string) {
       await run("read", [agentId, followerId]);
     },

@@ -1,0 +1,117 @@
+// The 48-hour window notices, the same on every store: memory, Deno KV and Redis.
+
+import assert from "node:assert/strict";
+import type { Envelope } from "../../src/agents/envelope.ts";
+import { openKvStore } from "../../src/store/kv_store.ts";
+import { createMemoryStore } from "../../src/store/memory_store.ts";
+import { createRedisStore } from "../../src/store/redis_store.ts";
+import type { InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
+
+const HOUR = 3600_000;
+const REDIS_URL = await findTestRedis();
+
+function message(
+  followerId: string,
+  id: string,
+  at: number,
+  kind: InboundItem["kind"] = "message",
+): InboundItem {
+  const envelope: Envelope = {
+    data: {
+      id,
+      name: followerId,
+      avatar: "",
+      msg_type: "text",
+      contact_id: followerId,
+      company_id: "",
+      send_time: Math.floor(at / 1000),
+      msg: { content: id },
+    },
+    result: { code: 1001, message: "common" },
+  };
+  return {
+    followerId,
+    name: null,
+    to: "agentW",
+    envelope,
+    kind,
+    receivedAt: at,
+    dedupKey: `m|${id}`,
+  };
+}
+
+const presence: Presence = { isOnline: (id) => id === "agentW", onlineAgents: () => ["agentW"] };
+const events = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["event"]));
+
+async function scenario(store: Store, clock: { t: number }) {
+  await store.agentOnline("agentW", presence);
+  await store.acceptInbound([message("oW", "w1", clock.t)], presence);
+  clock.t += 40 * HOUR;
+  assert.deepEqual(events((await store.sweepWindows!(clock.t)).deliveries), []);
+  clock.t += 7.5 * HOUR;
+  const closing = await store.sweepWindows!(clock.t);
+  assert.equal(closing.value, 1);
+  assert.deepEqual(events(closing.deliveries), ["window_closing"]);
+  assert.equal(closing.deliveries[0]!.envelope.data.msg["follower_id"], "oW");
+  assert.equal((await store.sweepWindows!(clock.t)).value, 0, "once");
+  clock.t += HOUR;
+  assert.deepEqual(events((await store.sweepWindows!(clock.t)).deliveries), ["window_expired"]);
+  assert.equal((await store.sweepWindows!(clock.t)).value, 0, "once");
+  // A menu tap does not open a message window: no new notices.
+  await store.acceptInbound([message("oW", "w2", clock.t, "event")], presence);
+  clock.t += 47.5 * HOUR;
+  assert.equal((await store.sweepWindows!(clock.t)).value, 0);
+  // A message does, and its notices start again.
+  await store.acceptInbound([message("oW", "w3", clock.t)], presence);
+  clock.t += 47.5 * HOUR;
+  assert.deepEqual(events((await store.sweepWindows!(clock.t)).deliveries), ["window_closing"]);
+}
+
+const options = (clock: { t: number }) => ({
+  companyId: "",
+  now: () => clock.t,
+  newId: () => crypto.randomUUID(),
+  dedupTtlMs: 3600_000,
+});
+
+Deno.test("sweepWindows() on the memory store", async () => {
+  const clock = { t: Date.UTC(2026, 10, 1) };
+  const store = createMemoryStore(options(clock));
+  try {
+    await scenario(store, clock);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("sweepWindows() on the Deno KV store", async () => {
+  const clock = { t: Date.UTC(2026, 10, 1) };
+  const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
+  try {
+    await scenario(store, clock);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test({
+  name: "sweepWindows() on the Redis store",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const clock = { t: Date.UTC(2026, 10, 1) };
+    const prefix = uniquePrefix("windows");
+    const store = await createRedisStore({
+      url: REDIS_URL!,
+      prefix,
+      heartbeatMs: 60_000,
+      ...options(clock),
+    });
+    try {
+      await scenario(store, clock);
+    } finally {
+      await store.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
