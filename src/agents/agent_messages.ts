@@ -34,7 +34,7 @@ export interface AgentMessageDeps {
   newId: () => string;
 }
 
-const COMMANDS = new Set(["typing", "read", "transfer", "close", "capacity"]);
+const COMMANDS = new Set(["typing", "read", "transfer", "close", "capacity", "rename"]);
 
 /** A -1 answer with a status. */
 export function refuse(
@@ -73,6 +73,14 @@ export function createAgentMessages(deps: AgentMessageDeps) {
         }
         await switchboard.apply(store.transfer(contactId, agentId, to));
         return ok({ contact_id: contactId, agent_id: to });
+      }
+      case "rename": {
+        const name = typeof msg["name"] === "string" ? msg["name"].trim() : "";
+        if (name === "" || name.length > 64) {
+          return refuse(400, "Cannot rename: msg.name must be 1-64 characters");
+        }
+        await store.renameContact(agentId, contactId, name);
+        return ok({ contact_id: contactId, name });
       }
       case "close":
         await switchboard.apply(store.closeConversation(contactId, agentId));

@@ -578,6 +578,9 @@ function createKvStore(
     async setCapacity(agentId: string, capacity: number | null) {
       await mutate((m) => m.setCapacity(agentId, capacity), false);
     },
+    async renameContact(agentId: string, followerId: string, name: string) {
+      await mutate((m) => m.rename(agentId, followerId, name), false);
+    },
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), false);
     },

@@ -106,6 +106,9 @@ export function createMemoryStore(options: ModelOptions): Store {
     async setCapacity(agentId: string, capacity: number | null) {
       await run(() => model.setCapacity(agentId, capacity));
     },
+    async renameContact(agentId: string, followerId: string, name: string) {
+      await run(() => model.rename(agentId, followerId, name));
+    },
     async markRead(agentId: string, followerId: string) {
       await run(() => model.markRead(agentId, followerId));
     },

@@ -399,6 +399,17 @@ export class Model {
     return notices;
   }
 
+  /** Names a follower; only its agent (or last agent) may. */
+  rename(agentId: string, followerId: string, name: string): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
+      throw new StoreError(`contact ${followerId} is not served by ${agentId}`);
+    }
+    contact.name = name;
+    this.changes.contacts.add(followerId);
+  }
+
   markRead(agentId: string, followerId: string): void {
     const contact = this.contacts.get(followerId);
     if (!contact || (contact.agent_id !== agentId && contact.last_agent_id !== agentId)) return;

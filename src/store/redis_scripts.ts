@@ -384,6 +384,18 @@ function ops.capacity()
   return 0
 end
 
+function ops.rename()
+  local a, fid, name = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  if c.agent_id ~= a and c.last_agent_id ~= a then
+    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+  end
+  c.name = name
+  touch(c)
+  return 0
+end
+
 function ops.read()
   local a, fid = ARGV[A0], ARGV[A0 + 1]
   local c = get_contact(fid)

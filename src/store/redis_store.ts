@@ -520,6 +520,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       const { value, entries } = await run<number>("windows", [WINDOW_WARNING_MS]);
       return applied(value, entries);
     },
+    async renameContact(agentId: string, followerId: string, name: string) {
+      await run("rename", [agentId, followerId, name]);
+    },
     async markRead(agentId: string, followerId: string) {
       await run("read", [agentId, followerId]);
     },

@@ -146,6 +146,8 @@ export interface Store {
   closeConversation(followerId: string, agentId: string): Promise<Applied>;
   setCapacity(agentId: string, capacity: number | null): Promise<void>;
   markRead(agentId: string, followerId: string): Promise<void>;
+  /** The agent's name for a follower (WeChat gives none), shown in lists and envelopes. */
+  renameContact(agentId: string, followerId: string, name: string): Promise<void>;
   /** Tells agents whose followers' 48-hour windows are closing (within the hour) or closed;
    * each notice once per follower message. Stores that cannot sweep leave it out. */
   sweepWindows?(now: number): Promise<Applied<number>>;

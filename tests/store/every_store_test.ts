@@ -1,4 +1,4 @@
-// The 48-hour window notices, the same on every store: memory, Deno KV and Redis.
+// Behaviour every store must share, run on each: memory, Deno KV and Redis.
 
 import assert from "node:assert/strict";
 import type { Envelope } from "../../src/agents/envelope.ts";
@@ -68,6 +68,19 @@ async function scenario(store: Store, clock: { t: number }) {
   assert.deepEqual(events((await store.sweepWindows!(clock.t)).deliveries), ["window_closing"]);
 }
 
+async function renaming(store: Store, clock: { t: number }) {
+  await store.acceptInbound([message("oR", "r1", clock.t)], presence);
+  await store.renameContact("agentW", "oR", "王女士");
+  assert.equal((await store.getContact("oR"))?.name, "王女士");
+  await assert.rejects(() => store.renameContact("someoneElse", "oR", "x"), /not served by/);
+  await assert.rejects(() => store.renameContact("agentW", "oNobody", "x"), /unknown contact/);
+}
+
+async function scenarios(store: Store, clock: { t: number }) {
+  await scenario(store, clock);
+  await renaming(store, clock);
+}
+
 const options = (clock: { t: number }) => ({
   companyId: "",
   now: () => clock.t,
@@ -75,28 +88,28 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("sweepWindows() on the memory store", async () => {
+Deno.test("the memory store: window notices, renaming", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
-    await scenario(store, clock);
+    await scenarios(store, clock);
   } finally {
     await store.close();
   }
 });
 
-Deno.test("sweepWindows() on the Deno KV store", async () => {
+Deno.test("the Deno KV store: window notices, renaming", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
-    await scenario(store, clock);
+    await scenarios(store, clock);
   } finally {
     await store.close();
   }
 });
 
 Deno.test({
-  name: "sweepWindows() on the Redis store",
+  name: "the Redis store: window notices, renaming",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
@@ -108,7 +121,7 @@ Deno.test({
       ...options(clock),
     });
     try {
-      await scenario(store, clock);
+      await scenarios(store, clock);
     } finally {
       await store.close();
       await flushPrefix(REDIS_URL!, prefix);
