@@ -17,6 +17,8 @@ const tokenKey = `wxbridge.token:${userid}`;
 const capacityKey = `wxbridge.capacity:${userid}`;
 /** How long a transfer or close may wait for the bridge's answer before the form says so. */
 const COMMAND_PATIENCE_MS = 10_000;
+/** A follower's name, as the bridge takes it (PROTOCOL.md, rename). */
+const NAME_MAX = 64;
 
 const state = {
   token: readToken(),
@@ -38,6 +40,11 @@ const state = {
   /** Max open conversations set in this browser: a number, null (no limit), undefined (unset) */
   capacity: readCapacity(),
   capacityError: "",
+  /** The open rename field in the header: {contactId, error} */
+  renaming: null,
+  /** @type {Map<string, any>} contact_id -> a rename sent but not yet seen in GET contacts:
+   * {clientId, name, previous, tries, timer, deadline} */
+  renames: new Map(),
 };
 
 const conn = {
@@ -92,8 +99,16 @@ const el = {
   conversationEmpty: byId("conversation-empty"),
   conversation: byId("conversation"),
   back: byId("back-button"),
+  convHead: byId("conv-head"),
   convAvatar: byId("conv-avatar"),
+  convNameRow: byId("conv-name-row"),
   convName: byId("conv-name"),
+  renameButton: byId("rename-button"),
+  renameForm: byId("rename-form"),
+  renameInput: byId("rename-input"),
+  renameSave: byId("rename-save"),
+  renameCancel: byId("rename-cancel"),
+  renameError: byId("rename-error"),
   convSub: byId("conv-sub"),
   convWindow: byId("conv-window"),
   messages: byId("messages"),
@@ -349,10 +364,10 @@ async function loadContacts() {
   for (const contact of body.contacts ?? []) {
     if (!contact?.contact_id) continue;
     listed.add(contact.contact_id);
-    state.contacts.set(contact.contact_id, {
-      ...state.contacts.get(contact.contact_id),
-      ...contact,
-    });
+    const merged = { ...state.contacts.get(contact.contact_id), ...contact };
+    state.contacts.set(contact.contact_id, merged);
+    // A rename on its way: the bridge has it once the list shows it; until then, ours shows.
+    nameFromBridge(merged, contact.name);
   }
   // A contact transferred away disappears; the open one stays readable.
   for (const id of [...state.contacts.keys()]) {
@@ -724,7 +739,7 @@ function handleIncoming(data) {
     contact.kind = "agent";
     contact.name = data.from ? String(data.from) : "Direct messages";
   } else {
-    if (data.name) contact.name = data.name;
+    if (data.name) nameFromBridge(contact, String(data.name));
     if (data.avatar) contact.avatar = data.avatar;
   }
   if (isNew && fromAgent) {
@@ -917,6 +932,10 @@ function commandRefused(clientId, message) {
       : `Could not end the conversation: ${message}`;
     renderAction();
     if (a.kind === "transfer" && state.current === a.contactId) el.transferTo.select();
+    return true;
+  }
+  if (clientId.startsWith("cmd-rename-")) {
+    renameRefused(clientId, message);
     return true;
   }
   if (clientId.startsWith("cmd-capacity-")) {
@@ -1678,6 +1697,7 @@ function openContact(contactId) {
   if (state.action && state.action.contactId !== contactId && !state.action.busy) {
     state.action = null;
   }
+  if (state.renaming && state.renaming.contactId !== contactId) state.renaming = null;
   state.current = contactId;
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
@@ -1731,17 +1751,20 @@ function renderConversationHead() {
     : ensureContactView(id);
   fillAvatar(el.convAvatar, contact);
   el.convName.textContent = contact.name || id;
+  const renamable = canRename(id);
+  const editing = renamable && state.renaming?.contactId === id;
+  // While the name is edited, the OpenID under it says who is being named.
+  const named = editing || (contact.name && contact.name !== id);
   el.convSub.textContent = isSystem
     ? "Assignments, events and delivery notices"
     : contact.kind === "agent"
     ? "Another agent: messages go to their console"
-    : contact.name && contact.name !== id
+    : named
     ? id
     : "WeChat follower";
-  el.convSub.classList.toggle(
-    "plain",
-    isSystem || contact.kind === "agent" || !contact.name || contact.name === id,
-  );
+  el.convSub.title = !isSystem && contact.kind !== "agent" && named ? "WeChat OpenID" : "";
+  el.convSub.classList.toggle("plain", isSystem || contact.kind === "agent" || !named);
+  renderRename(renamable, editing);
   const transferred = state.transferred.get(id);
   // Ours to transfer or end: a follower we serve, not one we handed over, closed or not yet got.
   const ours = !isSystem && !transferred && contact.kind !== "agent" &&
@@ -1887,6 +1910,167 @@ function runAction(a, type, fields) {
     renderAction();
   }, COMMAND_PATIENCE_MS);
   renderAction();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rename: the agent's name for a follower (WeChat gives none, only the OpenID). The header's
+// name turns into a field; a saved name shows at once, and GET contacts confirms it (the bridge
+// answers a rename only when it refuses it).
+
+/** A follower this agent serves (or served last), so the bridge lets it name them. */
+function canRename(id) {
+  if (!id || id === SYSTEM_ID || state.transferred.has(id)) return false;
+  const contact = state.contacts.get(id);
+  return Boolean(contact) && contact.kind !== "agent" && contact.status !== "waiting";
+}
+
+/** A name the bridge gave (GET contacts, an envelope's data.name), unless a rename of ours is
+ * on its way: then the bridge either shows ours (confirmed) or is behind. */
+function nameFromBridge(contact, name) {
+  const pending = state.renames.get(contact.contact_id);
+  if (!pending) {
+    if (name) contact.name = name;
+    return;
+  }
+  if (name === pending.name) {
+    clearTimeout(pending.timer);
+    state.renames.delete(contact.contact_id);
+  }
+  contact.name = pending.name;
+}
+
+function renderRename(renamable, editing) {
+  const r = editing ? state.renaming : null;
+  el.renameButton.hidden = !renamable;
+  el.renameButton.setAttribute("aria-expanded", String(editing));
+  el.convHead.classList.toggle("renaming", editing);
+  el.convNameRow.hidden = editing;
+  el.renameForm.hidden = !editing;
+  el.renameError.hidden = !r?.error;
+  el.renameError.textContent = r?.error ?? "";
+  el.renameInput.setAttribute("aria-invalid", String(Boolean(r?.error)));
+  el.renameSave.disabled = el.renameInput.value.trim() === "";
+}
+
+function openRename() {
+  const id = state.current;
+  if (!canRename(id)) return;
+  if (state.renaming?.contactId !== id) {
+    const contact = state.contacts.get(id);
+    state.renaming = { contactId: id, error: "" };
+    // An OpenID is no name to start from: the field starts empty until the follower has one.
+    el.renameInput.value = contact.name && contact.name !== id ? contact.name : "";
+    renderConversationHead();
+  }
+  el.renameInput.focus();
+  el.renameInput.select();
+}
+
+function cancelRename() {
+  if (!state.renaming) return;
+  state.renaming = null;
+  renderConversationHead();
+  if (!el.renameButton.hidden) el.renameButton.focus();
+}
+
+function renameProblem(text) {
+  state.renaming.error = text;
+  renderConversationHead();
+  el.renameInput.focus();
+}
+
+function submitRename() {
+  const r = state.renaming;
+  if (!r || r.contactId !== state.current) return;
+  const id = r.contactId;
+  const contact = state.contacts.get(id);
+  const name = el.renameInput.value.trim();
+  if (!contact || !canRename(id)) return cancelRename();
+  if (name === "") return renameProblem("Enter a name (1-64 characters).");
+  if (name.length > NAME_MAX) {
+    return renameProblem(`A name has at most ${NAME_MAX} characters (this one: ${name.length}).`);
+  }
+  if (name === contact.name) return cancelRename();
+  const clientId = sendCommand("rename", { contact_id: id, msg: { name } });
+  if (!clientId) {
+    return renameProblem("Not connected to the bridge. Try again once the connection is back.");
+  }
+  const before = state.renames.get(id);
+  if (before) clearTimeout(before.timer);
+  const pending = {
+    clientId,
+    name,
+    // The last name the bridge confirmed, to go back to if it refuses this one.
+    previous: before ? before.previous : contact.name,
+    tries: 0,
+    timer: 0,
+    deadline: Date.now() + COMMAND_PATIENCE_MS,
+  };
+  state.renames.set(id, pending);
+  contact.name = name;
+  state.renaming = null;
+  renderContacts();
+  renderConversationHead();
+  el.renameButton.focus();
+  confirmRename(id, pending);
+}
+
+/** Re-reads GET contacts until it shows the new name, the bridge refuses it, or time is up. */
+function confirmRename(id, pending) {
+  clearTimeout(pending.timer);
+  const delay = Math.min(2000, 150 * 2 ** pending.tries);
+  pending.timer = setTimeout(async () => {
+    if (state.renames.get(id) !== pending) return;
+    pending.tries += 1;
+    try {
+      await loadContacts();
+    } catch (error) {
+      if (error instanceof AuthError) return;
+    }
+    if (state.renames.get(id) !== pending) return; // confirmed, refused or replaced
+    if (Date.now() < pending.deadline) confirmRename(id, pending);
+    else {
+      renameFailed(
+        id,
+        pending,
+        "The bridge did not confirm the new name. Check the connection and try again.",
+      );
+    }
+  }, delay);
+}
+
+function renameRefused(clientId, message) {
+  for (const [id, pending] of state.renames) {
+    if (pending.clientId === clientId) {
+      renameFailed(id, pending, `Could not rename: ${message}`);
+      return;
+    }
+  }
+  // A rename already replaced by a newer one: the newer one's answer counts.
+}
+
+/** The name goes back; the field opens again with the refused name and the reason. */
+function renameFailed(id, pending, text) {
+  clearTimeout(pending.timer);
+  state.renames.delete(id);
+  const contact = state.contacts.get(id);
+  if (contact && contact.name === pending.name) contact.name = pending.previous;
+  if (state.current === id && canRename(id)) {
+    if (state.renaming?.contactId !== id) el.renameInput.value = pending.name;
+    state.renaming = { contactId: id, error: text };
+    renderContacts();
+    renderConversationHead();
+    // Take the focus only from where the rename left it, not from a reply being typed.
+    const active = document.activeElement;
+    if (!active || active === document.body || active === el.renameButton) {
+      el.renameInput.focus();
+      el.renameInput.select();
+    }
+  } else {
+    renderContacts();
+    toast(`${text} (${pending.name})`, "error");
+  }
+  scheduleContactsRefresh(300);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2415,6 +2599,32 @@ function init() {
     submitReply();
   });
   el.connRetry.addEventListener("click", reconnectNow);
+
+  el.renameButton.addEventListener("click", openRename);
+  el.renameForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitRename();
+  });
+  el.renameInput.addEventListener("keydown", (event) => {
+    // Enter also confirms a Chinese input method's candidate: that Enter is not ours.
+    if (event.isComposing || event.keyCode === 229) return;
+    if (event.key === "Enter") {
+      // Handled here, not by the form: with Save disabled (no name) Enter would do nothing.
+      event.preventDefault();
+      submitRename();
+    }
+  });
+  el.renameForm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !event.isComposing) {
+      event.preventDefault();
+      cancelRename();
+    }
+  });
+  el.renameInput.addEventListener("input", () => {
+    if (state.renaming) state.renaming.error = "";
+    renderConversationHead();
+  });
+  el.renameCancel.addEventListener("click", cancelRename);
 
   el.transferButton.addEventListener("click", () => openAction("transfer"));
   el.closeButton.addEventListener("click", () => openAction("close"));
