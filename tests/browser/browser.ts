@@ -276,3 +276,32 @@ export async function makeMp4(seconds = 1, size = "320x180"): Promise<Uint8Array
     await Deno.remove(path);
   }
 }
+
+/** A WebSocket frame as the console sends or receives it. */
+export type Frame = {
+  data?: Record<string, unknown> & { msg?: Record<string, unknown> };
+  result?: { code: number; message: string };
+};
+
+/** Every frame the page's sockets send and receive, parsed, across reloads. */
+export function socketFrames(page: Page): { sent: Frame[]; received: Frame[] } {
+  const frames = { sent: [] as Frame[], received: [] as Frame[] };
+  const parse = (payload: string | Uint8Array): Frame | null => {
+    try {
+      return JSON.parse(typeof payload === "string" ? payload : new TextDecoder().decode(payload));
+    } catch {
+      return null;
+    }
+  };
+  page.on("websocket", (ws) => {
+    ws.on("framesent", ({ payload }) => {
+      const frame = parse(payload);
+      if (frame) frames.sent.push(frame);
+    });
+    ws.on("framereceived", ({ payload }) => {
+      const frame = parse(payload);
+      if (frame) frames.received.push(frame);
+    });
+  });
+  return frames;
+}

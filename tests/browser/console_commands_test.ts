@@ -3,49 +3,23 @@
 // a raw agent socket; followers write as WeChat does (ToUserName = an agent id binds to it).
 
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
   contactsOf,
+  type Frame,
   openConsole,
   openPage,
   PHONE,
   screenshot,
+  socketFrames,
   waitUntil,
 } from "./browser.ts";
 
 const A = "agentA";
 const AGENT_B = "agentB";
-
-type Frame = { data?: Record<string, unknown> & { msg?: Record<string, unknown> } } & {
-  result?: { code: number; message: string };
-};
-
-/** Every frame the page's sockets send and receive, parsed, across reloads. */
-function socketFrames(page: Page): { sent: Frame[]; received: Frame[] } {
-  const frames = { sent: [] as Frame[], received: [] as Frame[] };
-  const parse = (payload: string | Buffer): Frame | null => {
-    try {
-      return JSON.parse(String(payload));
-    } catch {
-      return null;
-    }
-  };
-  page.on("websocket", (ws) => {
-    ws.on("framesent", ({ payload }) => {
-      const frame = parse(payload);
-      if (frame) frames.sent.push(frame);
-    });
-    ws.on("framereceived", ({ payload }) => {
-      const frame = parse(payload);
-      if (frame) frames.received.push(frame);
-    });
-  });
-  return frames;
-}
 
 let msgId = 7_000_000;
 

@@ -3,7 +3,6 @@
 // the follower's later envelopes carry it, and a refusal puts the old name back, inline.
 
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
@@ -14,6 +13,7 @@ import {
   openPage,
   PHONE,
   screenshot,
+  socketFrames,
   waitUntil,
 } from "./browser.ts";
 
@@ -21,34 +21,6 @@ const A = "A";
 const AGENT_B = "B";
 const F = "oQW8FuN_KZwBaUKQ1RJD2Tr9M";
 const NAME = "王女士 Ms. Wang";
-
-type Frame = {
-  data?: Record<string, unknown> & { msg?: Record<string, unknown> };
-  result?: { code: number; message: string };
-};
-
-/** Every frame the page's sockets send and receive, parsed. */
-function socketFrames(page: Page): { sent: Frame[]; received: Frame[] } {
-  const frames = { sent: [] as Frame[], received: [] as Frame[] };
-  const parse = (payload: string | Buffer): Frame | null => {
-    try {
-      return JSON.parse(String(payload));
-    } catch {
-      return null;
-    }
-  };
-  page.on("websocket", (ws) => {
-    ws.on("framesent", ({ payload }) => {
-      const frame = parse(payload);
-      if (frame) frames.sent.push(frame);
-    });
-    ws.on("framereceived", ({ payload }) => {
-      const frame = parse(payload);
-      if (frame) frames.received.push(frame);
-    });
-  });
-  return frames;
-}
 
 let msgId = 8_100_000;
 
