@@ -11,7 +11,7 @@ import type { HistoryItem } from "../store/types.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
-import { checkReplyAllowed, windowClosesAt } from "./window.ts";
+import { checkReplyAllowed, windowClosesAt, windowStateOf } from "./window.ts";
 
 const log = getLogger(["bridge", "replies"]);
 
@@ -109,13 +109,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       );
     }
     const now = ctx.now();
-    const state = contact.last_inbound_at === 0 ? null : {
-      lastInboundAt: contact.last_inbound_at,
-      lastInboundKind: contact.last_inbound_kind === "event"
-        ? "event" as const
-        : "message" as const,
-      repliesSinceInbound: contact.replies_since_inbound,
-    };
+    const state = windowStateOf(contact);
     const check = checkReplyAllowed(state, now);
     if (!check.ok) {
       const closes = windowClosesAt(state);
@@ -245,13 +239,8 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       if (contact.agent_id !== null && contact.agent_id !== agentId) {
         return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`);
       }
-      const state = contact.last_inbound_at === 0 ? null : {
-        lastInboundAt: contact.last_inbound_at,
-        lastInboundKind: contact.last_inbound_kind === "event"
-          ? "event" as const
-          : "message" as const,
-        repliesSinceInbound: 0,
-      };
+      // Typing uses no quota: only the window matters.
+      const state = windowStateOf({ ...contact, replies_since_inbound: 0 });
       if (!checkReplyAllowed(state, ctx.now()).ok) {
         return refuse(403, "Typing is shown only inside the follower's reply window", {
           contact_id: followerId,

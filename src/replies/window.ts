@@ -38,6 +38,20 @@ export function inboundKindOf(msgType: string, event?: string): InboundKind | nu
   return GRANTING_EVENTS.has((event ?? "").toLowerCase()) ? "event" : null;
 }
 
+/** A contact's reply state as the bridge stores it; null before its first message. */
+export function windowStateOf(contact: {
+  last_inbound_at: number;
+  last_inbound_kind: InboundKind;
+  replies_since_inbound: number;
+}): ReplyWindowState | null {
+  if (contact.last_inbound_at === 0) return null;
+  return {
+    lastInboundAt: contact.last_inbound_at,
+    lastInboundKind: contact.last_inbound_kind,
+    repliesSinceInbound: contact.replies_since_inbound,
+  };
+}
+
 /** When the current allowance ends (ms), or null when there is none. */
 export function windowClosesAt(state: ReplyWindowState | null): number | null {
   if (!state) return null;

@@ -3,7 +3,7 @@
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
 import { CODES, createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
-import { MESSAGE_WINDOW_MS, noteInbound } from "../replies/window.ts";
+import { MESSAGE_WINDOW_MS, noteInbound, windowStateOf } from "../replies/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -235,15 +235,7 @@ export class Model {
     // A new message opens a new window: its notices start again.
     if (item.kind === "message" && contact.window_notice) delete contact.window_notice;
     if (item.kind !== "none") {
-      const state = noteInbound(
-        contact.last_inbound_at === 0 ? null : {
-          lastInboundAt: contact.last_inbound_at,
-          lastInboundKind: contact.last_inbound_kind === "event" ? "event" : "message",
-          repliesSinceInbound: contact.replies_since_inbound,
-        },
-        item.kind,
-        now,
-      );
+      const state = noteInbound(windowStateOf(contact), item.kind, now);
       contact.last_inbound_at = state.lastInboundAt;
       contact.last_inbound_kind = state.lastInboundKind;
       contact.replies_since_inbound = state.repliesSinceInbound;
