@@ -160,9 +160,8 @@ export function createApp(deps: AppDeps) {
 
   const decoder = new TextDecoder();
 
-  async function receiveXml(req: Request, url: URL): Promise<Response> {
-    const started = performance.now();
-    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
+  /** WeChat's XML, by either route, answered and timed the same way. */
+  async function receiveXml(body: string, url: URL, started: number): Promise<Response> {
     const res = await webhook.receive(body, url);
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
@@ -183,10 +182,10 @@ export function createApp(deps: AppDeps) {
   }
 
   async function send(req: Request, url: URL): Promise<Response> {
-    const bytes = await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes);
-    const text = decoder.decode(bytes);
+    const started = performance.now();
+    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
     // The seed's own test posts WeChat XML to /send.
-    if (text.trimStart().startsWith("<")) return await webhook.receive(text, url);
+    if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
     const agentId = await agentOf(req, url, false);
     let body: unknown;
     try {
@@ -211,7 +210,11 @@ export function createApp(deps: AppDeps) {
   add("GET", both("/msg"), (req, url) => upgrade(req, url));
   add("POST", both("/send"), send);
   add("GET", both("/send_xml"), (_req, url) => webhook.verify(url));
-  add("POST", both("/send_xml"), receiveXml);
+  add("POST", both("/send_xml"), async (req, url) => {
+    const started = performance.now();
+    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
+    return await receiveXml(body, url, started);
+  });
   add("GET", both("/contacts"), conversations.contacts);
   add("GET", both("/history"), conversations.history);
   add("GET", ["/healthz"], () => json({ status: "ok" }));

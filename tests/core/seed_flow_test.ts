@@ -30,6 +30,10 @@ Deno.test("the seed's section 4 test works as written", async (t) => {
         assert.equal(got.data["send_time"], Date.UTC(1976, 3, 10, 4, 21, 47) / 1000);
         assert.equal(typeof got.data.seq, "number");
       });
+      await t.step("XML on /send is timed as WeChat's webhook", async () => {
+        const text = await (await fetch(`${server.base}/metrics`)).text();
+        assert.match(text, /^bridge_webhook_duration_seconds_count 1$/m);
+      });
       await t.step("the 2.1 JSON posted to /send reaches agent 1", async () => {
         const body = {
           data: { msg_type: "text", contact_id: "1", msg: { content: "hello agent" } },
