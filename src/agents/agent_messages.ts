@@ -45,6 +45,16 @@ export function refuse(
   return { status, body: createErrorEnvelope(message, data) };
 }
 
+/** The sender's `result` with a numeric code: the seed writes `"102"` as a string once. */
+function resultOf(raw: unknown): Envelope["result"] {
+  const r = typeof raw === "object" && raw !== null ? raw as Record<string, unknown> : {};
+  const code = Number(r["code"] ?? 1001);
+  return {
+    code: Number.isFinite(code) ? code : 1001,
+    message: typeof r["message"] === "string" ? r["message"] : "common",
+  };
+}
+
 const ok = (data: Record<string, unknown>): AgentAnswer => ({
   status: 200,
   body: { data, result: { code: 0, message: "ok" } },
@@ -169,18 +179,8 @@ export function createAgentMessages(deps: AgentMessageDeps) {
               msg: msg as Record<string, unknown>,
               ...(agentId === null ? {} : { from: agentId }),
             },
-            result: (body as { result?: Envelope["result"] }).result ?? {
-              code: 1001,
-              message: "common",
-            },
+            result: resultOf((body as { result?: unknown }).result),
           };
-          if (typeof envelope.result?.code !== "number") {
-            const code = Number(envelope.result?.code);
-            envelope.result = {
-              code: Number.isFinite(code) ? code : 1001,
-              message: String(envelope.result?.message ?? "common"),
-            };
-          }
           const entries = [{ agentId: to, envelope }];
           // The sender's sockets see what it sent, as with replies: one thread on every tab.
           if (agentId !== null && agentId !== to) {

@@ -47,6 +47,19 @@ Deno.test("the seed's section 4 test works as written", async (t) => {
         assert.equal(got.result.code, 1001);
         assert.equal(got.data["msg_type"], "text");
       });
+      await t.step(
+        'a code written as a string (the seed\'s "102") arrives as a number',
+        async () => {
+          const body = {
+            data: { msg_type: "system", contact_id: "1", msg: { content: "notice" } },
+            result: { code: "102", message: "common" },
+          };
+          const res = await post(`${server.base}/send`, JSON.stringify(body));
+          assert.equal(res.status, 200, res.text);
+          const got = await agent.waitFor((e) => e.data.msg?.["content"] === "notice");
+          assert.deepEqual(got.result, { code: 102, message: "common" });
+        },
+      );
     } finally {
       await agent.close();
     }
