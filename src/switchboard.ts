@@ -67,6 +67,16 @@ export function createSwitchboard(options: SwitchboardOptions) {
     }
   }
 
+  function settle(batch: Pending[], applied: Applied<InboundOutcome[]>): void {
+    push(applied.deliveries);
+    const done = performance.now();
+    batch.forEach((p, i) => {
+      const outcome = applied.value[i]!;
+      options.observer?.routed?.(outcome, done - p.at);
+      p.resolve(outcome);
+    });
+  }
+
   async function flush(): Promise<void> {
     scheduled = false;
     if (flushing) return;
@@ -75,20 +85,24 @@ export function createSwitchboard(options: SwitchboardOptions) {
       while (queue.length > 0) {
         const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
         queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-        let applied: Applied<InboundOutcome[]>;
         try {
-          applied = await store.acceptInbound(batch.map((p) => p.item), presence);
+          settle(batch, await store.acceptInbound(batch.map((p) => p.item), presence));
         } catch (error) {
-          for (const p of batch) p.reject(error);
-          continue;
+          if (batch.length === 1) {
+            batch[0]!.reject(error);
+            continue;
+          }
+          // One message the store cannot take must not sink the others it was grouped with
+          // (WeChat would retry them together, and fail together, until it gave up): each is
+          // tried alone, and only the one that fails is refused.
+          for (const p of batch) {
+            try {
+              settle([p], await store.acceptInbound([p.item], presence));
+            } catch (alone) {
+              p.reject(alone);
+            }
+          }
         }
-        push(applied.deliveries);
-        const done = performance.now();
-        batch.forEach((p, i) => {
-          const outcome = applied.value[i]!;
-          options.observer?.routed?.(outcome, done - p.at);
-          p.resolve(outcome);
-        });
       }
     } finally {
       flushing = false;
