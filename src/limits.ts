@@ -105,14 +105,20 @@ class TokenBucket implements RateLimiter {
   }
 }
 
+// A message is stored as one Deno KV value, and KV takes at most 64 KiB per value, counted
+// in V8's format: two bytes a character once any character is outside Latin-1. 24 KiB of
+// UTF-8 is at most 24 Ki characters, 48 KiB as stored, which leaves room for the envelope.
+// WeChat's own messages are a few KiB, encrypted or not.
+const MESSAGE_BYTES = 24 * 1024;
+
 /** Defaults the bridge starts with; the production guide documents them. */
 export const DEFAULT_LIMITS = {
   /** `POST send`: one JSON message from an agent. */
-  sendBodyBytes: 64 * 1024,
-  /** `POST send_xml`: WeChat's XML, which is small even encrypted. */
-  xmlBodyBytes: 64 * 1024,
+  sendBodyBytes: MESSAGE_BYTES,
+  /** `POST send_xml`: WeChat's XML. */
+  xmlBodyBytes: MESSAGE_BYTES,
   /** One WebSocket frame from an agent. */
-  frameBytes: 64 * 1024,
+  frameBytes: MESSAGE_BYTES,
   /** Messages per second per agent socket, and the burst allowed above it. */
   messagesPerSecond: 10,
   messageBurst: 20,

@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { openKvStore } from "../../src/store/kv_store.ts";
+import { connectAgent, post, textXml } from "../helpers/agent.ts";
+import { startBridge } from "../helpers/server.ts";
+
+Deno.test("every message the bridge accepts fits one Deno KV value", async (t) => {
+  const store = await openKvStore(":memory:", {
+    companyId: "",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 3600_000,
+    retentionMs: 86_400_000,
+  });
+  const server = await startBridge({ store });
+  const agent = await connectAgent(`${server.wsBase}/?userId=big`);
+  try {
+    // One character outside Latin-1 makes V8 store the whole string at two bytes a character.
+    const fill = (bytes: number) => "王" + "x".repeat(bytes - 3);
+    await t.step("the largest body the limit lets through is stored and delivered", async () => {
+      const overhead = textXml("oBig", "big", "", "1").length;
+      const xml = textXml("oBig", "big", fill(24 * 1024 - overhead - 10), "1");
+      const res = await post(`${server.base}/send_xml`, xml);
+      assert.equal(res.status, 200, res.text);
+      const got = await agent.waitFor((e) => e.data["id"] === "1");
+      assert.ok(String(got.data.msg?.["content"]).length > 24_000);
+    });
+    await t.step("a larger one is refused as too large, not failed inside the store", async () => {
+      const res = await post(`${server.base}/send_xml`, textXml("oBig", "big", fill(40_000), "2"));
+      assert.equal(res.status, 413, res.text);
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
