@@ -10,7 +10,7 @@ import type { ReplyContext } from "../app.ts";
 import type { HistoryItem } from "../store/types.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
-import { mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
+import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
 import { checkReplyAllowed, windowClosesAt, windowStateOf } from "./window.ts";
 
 const log = getLogger(["bridge", "replies"]);
@@ -47,8 +47,12 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     );
   }
 
-  async function deliver(agentId: string, followerId: string, data: Record<string, unknown>) {
-    const reply = parseAgentReply(data);
+  async function deliver(
+    agentId: string,
+    followerId: string,
+    reply: AgentReply,
+    data: Record<string, unknown>,
+  ) {
     if (target.kind === "demo") {
       target.outbox.add(followerId, {
         msg_type: reply.msgType,
@@ -80,8 +84,9 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     wait: boolean,
   ): Promise<AgentAnswer> {
     const echo = clientId === null ? {} : { client_id: clientId };
+    let reply: AgentReply;
     try {
-      parseAgentReply(data);
+      reply = parseAgentReply(data);
     } catch (error) {
       return refuse(400, (error as Error).message, echo);
     }
@@ -143,7 +148,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     const previous = perFollower.get(followerId) ?? Promise.resolve();
     const result = previous.then(async (): Promise<AgentAnswer> => {
       try {
-        await deliver(agentId, followerId, data);
+        await deliver(agentId, followerId, reply, data);
       } catch (error) {
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         const errmsg = error instanceof Error ? error.message : String(error);
