@@ -1,6 +1,7 @@
 // What agents send, over their socket or `POST send`: the seed's 2.1 shape. A message to a
 // follower is a reply (handed to the reply service); to an agent, it is delivered to that
-// agent; `typing`, `read`, `transfer`, `close` and `capacity` are commands.
+// agent; `typing`, `read`, `transfer`, `close`, `claim`, `note`, `rename` and `capacity` are
+// commands.
 
 import type { Switchboard } from "../switchboard.ts";
 import { type Store, StoreError } from "../store/types.ts";
@@ -34,7 +35,19 @@ export interface AgentMessageDeps {
   newId: () => string;
 }
 
-const COMMANDS = new Set(["typing", "read", "transfer", "close", "capacity", "rename"]);
+const COMMANDS = new Set([
+  "typing",
+  "read",
+  "transfer",
+  "close",
+  "capacity",
+  "rename",
+  "claim",
+  "note",
+]);
+
+/** How long a private or handover note may be. */
+export const NOTE_MAX = 2_000;
 
 /** A -1 answer with a status. */
 export function refuse(
@@ -81,8 +94,23 @@ export function createAgentMessages(deps: AgentMessageDeps) {
         if (typeof to !== "string" || to === "") {
           return refuse(400, "Cannot transfer: msg.to must name the agent to transfer to");
         }
-        await switchboard.apply(store.transfer(contactId, agentId, to));
+        const note = typeof msg["note"] === "string" ? msg["note"].trim() : "";
+        if (note.length > NOTE_MAX) {
+          return refuse(400, `Cannot transfer: msg.note is longer than ${NOTE_MAX} characters`);
+        }
+        await switchboard.apply(store.transfer(contactId, agentId, to, note));
         return ok({ contact_id: contactId, agent_id: to });
+      }
+      case "claim":
+        await switchboard.apply(store.claim(contactId, agentId));
+        return ok({ contact_id: contactId, agent_id: agentId, status: "open" });
+      case "note": {
+        const text = typeof msg["content"] === "string" ? msg["content"].trim() : "";
+        if (text === "" || text.length > NOTE_MAX) {
+          return refuse(400, `Cannot add a note: msg.content must be 1-${NOTE_MAX} characters`);
+        }
+        const { n } = await switchboard.apply(store.addNote(agentId, contactId, text));
+        return ok({ contact_id: contactId, n });
       }
       case "rename": {
         const name = typeof msg["name"] === "string" ? msg["name"].trim() : "";

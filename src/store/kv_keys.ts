@@ -61,3 +61,13 @@ export function dedupKey(id: number): Deno.KvKey {
 export function dedupPrefix(): Deno.KvKey {
   return ["dedup"];
 }
+
+/** One of the team's quick replies, by id. */
+export function quickReplyKey(id: string): Deno.KvKey {
+  return ["quick_replies", id];
+}
+
+/** Every quick reply. */
+export function quickRepliesPrefix(): Deno.KvKey {
+  return ["quick_replies"];
+}

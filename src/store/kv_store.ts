@@ -17,8 +17,10 @@ import {
   logPrefix,
   queuedKey,
   queuePrefix,
+  quickRepliesPrefix,
+  quickReplyKey,
 } from "./kv_keys.ts";
-import { type Changes, Model, type ModelOptions, modelReads } from "./model.ts";
+import { type Changes, Model, type ModelOptions, modelReads, sortQuickReplies } from "./model.ts";
 import type {
   AgentRecord,
   Applied,
@@ -28,6 +30,7 @@ import type {
   InboundOutcome,
   LogEntry,
   Presence,
+  QuickReply,
   Store,
 } from "./types.ts";
 
@@ -569,8 +572,35 @@ function createKvStore(
     sweepWindows(now: number) {
       return mutate((m) => m.sweepWindows(now), true);
     },
-    transfer(followerId: string, fromAgent: string, toAgent: string) {
-      return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true);
+    transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
+      return mutate((m) => m.transfer(followerId, fromAgent, toAgent, note), true);
+    },
+    claim(followerId: string, agentId: string) {
+      return mutate((m) => m.claim(agentId, followerId), true);
+    },
+    addNote(agentId: string, followerId: string, text: string) {
+      return mutate((m) => ({ n: m.note(agentId, followerId, text) }), true);
+    },
+    listAgents() {
+      return Promise.resolve([...model.agents.values()].map((a) => ({ ...a })));
+    },
+    async listQuickReplies() {
+      const out: QuickReply[] = [];
+      for await (const e of kv.list<QuickReply>({ prefix: quickRepliesPrefix() })) {
+        out.push(e.value);
+      }
+      return sortQuickReplies(out);
+    },
+    async putQuickReply(reply: QuickReply) {
+      const res = await kv.atomic().set(quickReplyKey(reply.id), reply).commit();
+      if (!res.ok) throw new Error(`Cannot save quick reply ${reply.id}`);
+    },
+    async deleteQuickReply(id: string) {
+      const key = quickReplyKey(id);
+      const entry = await kv.get(key);
+      if (entry.value === null) return false;
+      const res = await kv.atomic().check(entry).delete(key).commit();
+      return res.ok;
     },
     closeConversation(followerId: string, agentId: string) {
       return mutate((m) => m.close(followerId, agentId), true);

@@ -1,7 +1,7 @@
 // The store without persistence: the routing model plus logs and history in memory, bounded.
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
-import { Model, type ModelOptions, modelReads } from "./model.ts";
+import { Model, type ModelOptions, modelReads, sortQuickReplies } from "./model.ts";
 import type {
   Applied,
   HistoryEntry,
@@ -10,6 +10,7 @@ import type {
   InboundOutcome,
   LogEntry,
   Presence,
+  QuickReply,
   Store,
 } from "./types.ts";
 
@@ -22,6 +23,7 @@ export function createMemoryStore(options: ModelOptions): Store {
   const model = new Model(options);
   const logs = new Map<string, LogEntry[]>();
   const histories = new Map<string, HistoryEntry[]>();
+  const quickReplies = new Map<string, QuickReply>();
   const pruner = setInterval(() => model.pruneSeen(options.now()), 60_000);
   Deno.unrefTimer(pruner);
 
@@ -97,8 +99,27 @@ export function createMemoryStore(options: ModelOptions): Store {
       }
       return Promise.resolve();
     },
-    transfer(followerId: string, fromAgent: string, toAgent: string) {
-      return run(() => model.transfer(followerId, fromAgent, toAgent));
+    transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
+      return run(() => model.transfer(followerId, fromAgent, toAgent, note));
+    },
+    claim(followerId: string, agentId: string) {
+      return run(() => model.claim(agentId, followerId));
+    },
+    addNote(agentId: string, followerId: string, text: string) {
+      return run(() => ({ n: model.note(agentId, followerId, text) }));
+    },
+    listAgents() {
+      return Promise.resolve([...model.agents.values()].map((a) => ({ ...a })));
+    },
+    listQuickReplies() {
+      return Promise.resolve(sortQuickReplies([...quickReplies.values()]));
+    },
+    putQuickReply(reply: QuickReply) {
+      quickReplies.set(reply.id, { ...reply });
+      return Promise.resolve();
+    },
+    deleteQuickReply(id: string) {
+      return Promise.resolve(quickReplies.delete(id));
     },
     closeConversation(followerId: string, agentId: string) {
       return run(() => model.close(followerId, agentId));

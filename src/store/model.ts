@@ -14,6 +14,7 @@ import {
   type InboundOutcome,
   type LogEntry,
   type Presence,
+  type QuickReply,
   StoreError,
 } from "./types.ts";
 
@@ -176,6 +177,9 @@ export class Model {
 
   /** Binds a follower to an agent, tells the agent, and hands it what the follower queued. */
   #bind(contact: Contact, agentId: string, event: string, text: string): void {
+    // A claim is the team's news. A backlog handed to an agent coming online is not told one
+    // by one (O(agents x backlog) notices): consoles reread the waiting list instead.
+    const wasUnserved = contact.agent_id === null && event === "claimed";
     if (contact.agent_id && contact.agent_id !== agentId) {
       const old = this.agents.get(contact.agent_id);
       if (old) {
@@ -208,6 +212,34 @@ export class Model {
         this.changes.dequeued.push({ followerId: q.followerId, n: q.n });
       }
     }
+    if (wasUnserved) this.#tellTeam(agentId, claimedNotice(contact, agentId));
+  }
+
+  /** Appends a notice to every agent of `among` (default: every known one) but `except`: the
+   * team's waiting lists stay live. */
+  #tellTeam(
+    except: string | null,
+    msg: Record<string, unknown>,
+    among: Iterable<string> = this.agents.keys(),
+  ): void {
+    for (const id of [...among]) if (id !== except) this.#system(id, msg);
+  }
+
+  /** A follower no agent serves (waiting or closed) becomes `agentId`'s; a follower another
+   * agent serves is refused (SPEC "Routing": a reply claims, atomically). */
+  #claim(contact: Contact, agentId: string): void {
+    if (contact.agent_id === agentId) return;
+    if (contact.agent_id !== null) {
+      throw new StoreError(`contact ${contact.follower_id} is served by ${contact.agent_id}`);
+    }
+    this.#bind(contact, agentId, "claimed", `你已接待 ${contact.name}`);
+  }
+
+  /** An agent takes a follower nobody serves; see #claim. */
+  claim(agentId: string, followerId: string): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    this.#claim(contact, agentId);
   }
 
   #underCapacity(agentId: string): boolean {
@@ -261,7 +293,11 @@ export class Model {
     }
     if (contact.agent_id === null) {
       contact.status = "waiting";
-      contact.waiting_since ??= now;
+      if (contact.waiting_since === null) {
+        contact.waiting_since = now;
+        // Only agents here now: one who comes later reads the waiting list.
+        this.#tellTeam(null, waitingNotice(contact), presence.onlineAgents());
+      }
       let list = this.waiting.get(contact.follower_id);
       if (!list) this.waiting.set(contact.follower_id, list = []);
       const q = {
@@ -296,6 +332,7 @@ export class Model {
   reply(agentId: string, followerId: string, item: HistoryItem): number {
     const contact = this.contacts.get(followerId);
     if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    this.#claim(contact, agentId);
     this.changes.contacts.add(followerId);
     contact.replies_since_inbound++;
     contact.unread = 0;
@@ -314,7 +351,7 @@ export class Model {
   }
 
   /** Moves a follower from one agent to another; both are told. */
-  transfer(followerId: string, fromAgent: string, toAgent: string): void {
+  transfer(followerId: string, fromAgent: string, toAgent: string, note = ""): void {
     const contact = this.contacts.get(followerId);
     if (!contact) throw new StoreError(`unknown contact ${followerId}`);
     if (contact.agent_id !== fromAgent) {
@@ -323,6 +360,7 @@ export class Model {
     if (!this.agents.has(toAgent)) throw new StoreError(`unknown agent ${toAgent}`);
     if (toAgent === fromAgent) throw new StoreError("cannot transfer a contact to yourself");
     this.#bind(contact, toAgent, "transferred_in", `${contact.name} 由 ${fromAgent} 转给你`);
+    if (note !== "") this.#handoverNote(toAgent, fromAgent, contact, note);
     this.#system(fromAgent, {
       event: "transferred_out",
       follower_id: followerId,
@@ -330,6 +368,36 @@ export class Model {
       to: toAgent,
       text: `${contact.name} 已转给 ${toAgent}`,
     });
+  }
+
+  /** A private note in the conversation (never sent to WeChat): kept in its history, shown to
+   * the agent's sockets; returns its history number. */
+  note(agentId: string, followerId: string, text: string): number {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
+      throw new StoreError(`contact ${followerId} is not served by ${agentId}`);
+    }
+    return this.#note(contact, agentId, text, [agentId]);
+  }
+
+  #note(contact: Contact, author: string, text: string, to: string[]): number {
+    const now = this.options.now();
+    const item = noteItem({
+      id: this.options.newId(),
+      author,
+      followerId: contact.follower_id,
+      companyId: this.options.companyId,
+      sendTime: Math.floor(now / 1000),
+      text,
+    });
+    const n = this.#history(contact, item);
+    for (const id of to) this.append(id, { data: item, result: { code: 102, message: "note" } });
+    return n;
+  }
+
+  #handoverNote(toAgent: string, fromAgent: string, contact: Contact, note: string): void {
+    this.#note(contact, fromAgent, note, [toAgent, fromAgent]);
   }
 
   /** Ends a conversation: the follower's next message is assigned anew. */
@@ -434,6 +502,57 @@ export class Model {
   pruneSeen(now: number): void {
     for (const [key, expiry] of this.seen) if (expiry <= now) this.seen.delete(key);
   }
+}
+
+/** Quick replies as every store lists them: by title, then id. */
+export function sortQuickReplies(list: QuickReply[]): QuickReply[] {
+  return list.sort((a, b) => a.title.localeCompare(b.title) || (a.id < b.id ? -1 : 1));
+}
+
+/** A private note as a history item: msg_type `note`, direction `note`. */
+export function noteItem(o: {
+  id: string;
+  author: string;
+  followerId: string;
+  companyId: string;
+  sendTime: number;
+  text: string;
+}): HistoryItem {
+  return {
+    id: o.id,
+    name: o.author,
+    avatar: "",
+    msg_type: "note",
+    contact_id: o.followerId,
+    company_id: o.companyId,
+    send_time: o.sendTime,
+    msg: { content: o.text },
+    direction: "note",
+    agent_id: o.author,
+  };
+}
+
+/** The 102 every other agent gets when a follower leaves the waiting list or is claimed. */
+export function claimedNotice(contact: Contact, agentId: string): Record<string, unknown> {
+  return {
+    event: "claimed",
+    follower_id: contact.follower_id,
+    follower_name: contact.name,
+    agent_id: agentId,
+    text: `${contact.name} 已由 ${agentId} 接待`,
+  };
+}
+
+/** The 102 every agent gets when a follower starts waiting, with what it asked. */
+export function waitingNotice(contact: Contact): Record<string, unknown> {
+  return {
+    event: "waiting",
+    follower_id: contact.follower_id,
+    follower_name: contact.name,
+    preview: contact.last_message?.preview ?? "",
+    since: Math.floor((contact.waiting_since ?? contact.last_message_at) / 1000),
+    text: `${contact.name} 正在等待接待`,
+  };
 }
 
 /** A reply's code: SPEC's for its msg_type; link cards and mini-program cards count as links. */

@@ -209,7 +209,25 @@ local function choose(last)
   return best
 end
 
+local function fail(message)
+  return { err = '${STORE_ERROR} ' .. message }
+end
+
+-- model.ts #tellTeam: a notice to every agent of \`among\` (default: every known one) but
+-- \`except\`, so the team's waiting lists stay live.
+local function tell_team(except, msg, among)
+  for _, a in ipairs(among or redis.call('SMEMBERS', P .. 'agents')) do
+    if a ~= except then system(a, msg) end
+  end
+end
+
+local function preview_of(c)
+  if c.last_message ~= NULL and c.last_message then return c.last_message.preview end
+  return ''
+end
+
 local function bind(c, a, event, text)
+  local was_unserved = c.agent_id == NULL and event == 'claimed'
   if c.agent_id ~= NULL and c.agent_id ~= a and is_agent(c.agent_id) then
     add_load(c.agent_id, -1)
   end
@@ -228,15 +246,34 @@ local function bind(c, a, event, text)
     redis.call('DECRBY', P .. 'queued_count', #queued)
     for _, tail in ipairs(queued) do append(a, tail) end
   end
+  if was_unserved then
+    tell_team(a, {
+      event = 'claimed', follower_id = c.follower_id, follower_name = c.name, agent_id = a,
+      text = c.name .. ' 已由 ' .. a .. ' 接待',
+    })
+  end
+end
+
+-- model.ts #claim: a follower nobody serves becomes a's; one another agent serves is refused.
+local function claim(c, a)
+  if c.agent_id == a then return nil end
+  if c.agent_id ~= NULL then
+    return fail('contact ' .. c.follower_id .. ' is served by ' .. c.agent_id)
+  end
+  bind(c, a, 'claimed', '你已接待 ' .. c.name)
+  return nil
+end
+
+-- model.ts #note: a private note into the history, echoed to the agents named.
+local function note(c, hist, tail, to)
+  local n = history(c, hist)
+  for _, a in ipairs(to) do append(a, tail) end
+  return n
 end
 
 local function register_instance()
   redis.call('SET', P .. 'instance:' .. IID, '1', 'PX', PRESENCE_TTL)
   redis.call('SADD', P .. 'instances', IID)
-end
-
-local function fail(message)
-  return { err = '${STORE_ERROR} ' .. message }
 end
 
 local ops = {}
@@ -287,7 +324,13 @@ function ops.inbound()
       end
       if c.agent_id == NULL then
         c.status = 'waiting'
-        if c.waiting_since == NULL then c.waiting_since = at end
+        if c.waiting_since == NULL then
+          c.waiting_since = at
+          tell_team(nil, {
+            event = 'waiting', follower_id = fid, follower_name = c.name, preview = preview,
+            since = math.floor(at / 1000), text = c.name .. ' 正在等待接待',
+          }, online_agents())
+        end
         if not redis.call('ZSCORE', P .. 'waiting', fid) then
           redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
         end
@@ -331,6 +374,8 @@ function ops.reply()
   local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
   local c = get_contact(fid)
   if not c then return nil, fail('unknown contact ' .. fid) end
+  local refused = claim(c, a)
+  if refused then return nil, refused end
   touch(c)
   c.replies_since_inbound = c.replies_since_inbound + 1
   c.unread = 0
@@ -349,11 +394,32 @@ function ops.transfer()
   if not is_agent(to) then return nil, fail('unknown agent ' .. to) end
   if to == from then return nil, fail('cannot transfer a contact to yourself') end
   bind(c, to, 'transferred_in', c.name .. ' 由 ' .. from .. ' 转给你')
+  if ARGV[A0 + 3] ~= '' then note(c, ARGV[A0 + 3], ARGV[A0 + 4], { to, from }) end
   system(from, {
     event = 'transferred_out', follower_id = fid, follower_name = c.name, to = to,
     text = c.name .. ' 已转给 ' .. to,
   })
   return 0
+end
+
+function ops.claim()
+  local fid, a = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  local refused = claim(c, a)
+  if refused then return nil, refused end
+  return 0
+end
+
+function ops.note()
+  local a, fid = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  if c.agent_id ~= a and c.last_agent_id ~= a then
+    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+  end
+  touch(c)
+  return note(c, ARGV[A0 + 2], ARGV[A0 + 3], { a })
 end
 
 function ops.close()

@@ -12,7 +12,13 @@ import {
   SYSTEM_NAME,
 } from "../agents/envelope.ts";
 import type { TokenCache } from "../wechat/access_token.ts";
-import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "./model.ts";
+import {
+  type ModelOptions,
+  noteItem,
+  previewOf,
+  sortQuickReplies,
+  WINDOW_WARNING_MS,
+} from "./model.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
@@ -24,6 +30,7 @@ import {
   type InboundOutcome,
   type LogEntry,
   type Presence,
+  type QuickReply,
   type Store,
   StoreError,
 } from "./types.ts";
@@ -148,6 +155,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     online: (id: string) => `${prefix}online:${id}`,
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
+    quickReplies: `${prefix}quick_replies`,
   };
 
   // Commands fail after a few retries instead of hanging a webhook while Redis is away.
@@ -246,6 +254,20 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   /** What the switchboard pushes: this commit's entries, in order per agent connected here. */
   function applied<T>(value: T, entries: LogEntry[]): Applied<T> {
     return { value, deliveries: order.admit(entries) };
+  }
+
+  /** A note's history item and log tail, as the script's `note` takes them. */
+  function noteArgs(author: string, followerId: string, text: string): [string, string] {
+    const now = options.now();
+    const item = noteItem({
+      id: options.newId(),
+      author,
+      followerId,
+      companyId: options.companyId,
+      sendTime: Math.floor(now / 1000),
+      text,
+    });
+    return [JSON.stringify(item), tailOf({ data: item, result: { code: 102, message: "note" } })];
   }
 
   function parseMember(member: string, agentId: string): LogEntry {
@@ -501,9 +523,60 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       await client.hset(key, String(n), JSON.stringify(item));
     },
 
-    async transfer(followerId: string, fromAgent: string, toAgent: string) {
-      const { entries } = await run<number>("transfer", [followerId, fromAgent, toAgent]);
+    async transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
+      const [hist, tail] = note ? noteArgs(fromAgent, followerId, note) : ["", ""];
+      const { entries } = await run<number>("transfer", [
+        followerId,
+        fromAgent,
+        toAgent,
+        hist,
+        tail,
+      ]);
       return applied(undefined, entries);
+    },
+
+    async claim(followerId: string, agentId: string) {
+      const { entries } = await run<number>("claim", [followerId, agentId]);
+      return applied(undefined, entries);
+    },
+
+    async addNote(agentId: string, followerId: string, text: string) {
+      const { value, entries } = await run<number>("note", [
+        agentId,
+        followerId,
+        ...noteArgs(agentId, followerId, text),
+      ]);
+      return applied({ n: value }, entries);
+    },
+
+    async listAgents() {
+      const ids = (await client.smembers(k.agents)).sort();
+      const tx = client.multi();
+      for (const id of ids) tx.hmget(k.agent(id), "seq", "cursor", "capacity", "load");
+      const rows = (await tx.exec()) ?? [];
+      return ids.map((id, i): AgentRecord => {
+        const v = (rows[i]?.[1] ?? []) as Array<string | null>;
+        return {
+          agent_id: id,
+          seq: Number(v[0] ?? 0),
+          cursor: Number(v[1] ?? 0),
+          capacity: v[2] === null || v[2] === undefined || v[2] === "" ? null : Number(v[2]),
+          load: Number(v[3] ?? 0),
+        };
+      });
+    },
+
+    async listQuickReplies() {
+      const raws = Object.values(await client.hgetall(k.quickReplies));
+      return sortQuickReplies(raws.map((r) => JSON.parse(r) as QuickReply));
+    },
+
+    async putQuickReply(reply: QuickReply) {
+      await client.hset(k.quickReplies, reply.id, JSON.stringify(reply));
+    },
+
+    async deleteQuickReply(id: string) {
+      return (await client.hdel(k.quickReplies, id)) > 0;
     },
 
     async closeConversation(followerId: string, agentId: string) {

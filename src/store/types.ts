@@ -39,6 +39,16 @@ export interface AgentRecord {
   load: number;
 }
 
+/** A team-wide canned reply; `text` may hold placeholders such as `{name}`. */
+export interface QuickReply {
+  id: string;
+  title: string;
+  text: string;
+  /** ms of the last change; lists sort by title. */
+  updated_at: number;
+  updated_by: string;
+}
+
 /** One envelope in an agent's log. */
 export interface LogEntry {
   agentId: string;
@@ -50,7 +60,8 @@ export interface LogEntry {
 
 /** One message of a conversation, as `GET history` returns it. */
 export interface HistoryItem extends EnvelopeData {
-  direction: "in" | "out";
+  /** `note`: an agent's private note, never sent to WeChat. */
+  direction: "in" | "out" | "note";
   status?: "sending" | "sent" | "failed";
   error?: string;
   agent_id?: string;
@@ -142,7 +153,26 @@ export interface Store {
     status: "sent" | "failed",
     error?: string,
   ): Promise<void>;
-  transfer(followerId: string, fromAgent: string, toAgent: string): Promise<Applied>;
+  /** Moves a follower; a `note` for the next agent goes into the conversation as a note. */
+  transfer(
+    followerId: string,
+    fromAgent: string,
+    toAgent: string,
+    note?: string,
+  ): Promise<Applied>;
+  /** The agent takes a follower nobody serves (waiting or closed); refused when another
+   * agent serves it. A reply claims the same way, inside `recordReply`. */
+  claim(followerId: string, agentId: string): Promise<Applied>;
+  /** Adds a private note to a conversation (never sent to WeChat). */
+  addNote(agentId: string, followerId: string, text: string): Promise<Applied<{ n: number }>>;
+  /** Every agent the store knows, with its load and capacity. */
+  listAgents(): Promise<AgentRecord[]>;
+  /** The team's quick replies (快捷回复), in their order. */
+  listQuickReplies(): Promise<QuickReply[]>;
+  /** Adds or replaces a quick reply by id. */
+  putQuickReply(reply: QuickReply): Promise<void>;
+  /** Removes a quick reply; false when there was none. */
+  deleteQuickReply(id: string): Promise<boolean>;
   closeConversation(followerId: string, agentId: string): Promise<Applied>;
   setCapacity(agentId: string, capacity: number | null): Promise<void>;
   markRead(agentId: string, followerId: string): Promise<void>;

@@ -5,7 +5,7 @@ import type { Envelope } from "../../src/agents/envelope.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
-import type { InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+import type { HistoryItem, InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
 
 const HOUR = 3600_000;
@@ -76,9 +76,136 @@ async function renaming(store: Store, clock: { t: number }) {
   await assert.rejects(() => store.renameContact("agentW", "oNobody", "x"), /unknown contact/);
 }
 
+const to = (agentId: string, entries: LogEntry[]) =>
+  entries.filter((e) => e.agentId === agentId).map((e) => e.envelope);
+
+function replyItem(agentId: string, followerId: string, id: string): HistoryItem {
+  return {
+    id,
+    name: agentId,
+    avatar: "",
+    msg_type: "text",
+    contact_id: followerId,
+    company_id: "",
+    send_time: 0,
+    msg: { content: id },
+    direction: "out",
+    status: "sending",
+    agent_id: agentId,
+  };
+}
+
+/** SPEC "Routing": a reply to a follower nobody serves claims it; one served by another is
+ * refused. The team hears of waiting followers and of claims. */
+async function claiming(store: Store, clock: { t: number }) {
+  // Known agents with no room (agentW is online on Redis, which reads presence itself): the
+  // follower waits.
+  await store.setCapacity("agentW", 0);
+  await store.setCapacity("aA", 0);
+  await store.setCapacity("aB", 0);
+  const full: Presence = {
+    isOnline: (id) => ["agentW", "aA", "aB"].includes(id),
+    onlineAgents: () => ["agentW", "aA", "aB"],
+  };
+  await store.agentOnline("aA", full);
+  await store.agentOnline("aB", full);
+  const waited = await store.acceptInbound([{ ...message("oC", "c1", clock.t), to: "" }], full);
+  assert.deepEqual(waited.value, ["waiting"]);
+  for (const agent of ["aA", "aB"]) {
+    const notice = to(agent, waited.deliveries).find((e) => e.data.msg["event"] === "waiting");
+    assert.ok(notice, `${agent} is told a follower waits`);
+    assert.equal(notice.data.msg["follower_id"], "oC");
+    assert.equal(notice.data.msg["preview"], "c1", "with what it asked");
+  }
+  assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["oC"]);
+
+  const claimed = await store.recordReply("aA", "oC", replyItem("aA", "oC", "r1"));
+  const contact = await store.getContact("oC");
+  assert.equal(contact?.agent_id, "aA", "the reply bound the follower to its author");
+  assert.equal(contact?.status, "open");
+  assert.deepEqual(await store.listWaiting(), [], "and took it off the waiting list");
+  const mine = to("aA", claimed.deliveries);
+  assert.ok(mine.some((e) => e.data.msg["content"] === "c1"), "the queued message came along");
+  const told = to("aB", claimed.deliveries).find((e) => e.data.msg["event"] === "claimed");
+  assert.equal(told?.result.code, 102, "the other agent is told");
+  assert.equal(told?.data.msg["agent_id"], "aA");
+
+  await assert.rejects(
+    () => store.recordReply("aB", "oC", replyItem("aB", "oC", "r2")),
+    /served by aA/,
+    "a reply to another agent's follower is refused",
+  );
+  await assert.rejects(() => store.claim("oC", "aB"), /served by aA/);
+  await store.claim("oC", "aA");
+  assert.equal((await store.getContact("oC"))?.agent_id, "aA", "claiming one's own: no change");
+
+  // Closed by its agent, the follower is anyone's to claim.
+  await store.closeConversation("oC", "aA");
+  const taken = await store.claim("oC", "aB");
+  assert.equal((await store.getContact("oC"))?.agent_id, "aB");
+  assert.ok(to("aA", taken.deliveries).some((e) => e.data.msg["event"] === "claimed"));
+
+  // Notes stay in the conversation and never count as replies; a handover note reaches the
+  // next agent.
+  const before = (await store.getContact("oC"))!.replies_since_inbound;
+  await store.addNote("aB", "oC", "VIP, asked for a refund");
+  await assert.rejects(() => store.addNote("aZ", "oC", "x"), /not served by/);
+  const moved = await store.transfer("oC", "aB", "aA", "refund approved, send the form");
+  const handover = to("aA", moved.deliveries).find((e) => e.data.msg_type === "note");
+  assert.equal(handover?.data.msg["content"], "refund approved, send the form");
+  assert.equal(handover?.data["agent_id"], "aB");
+  const history = await store.readHistory("oC", null, 50);
+  assert.deepEqual(
+    history.items.filter((i) => i.direction === "note").map((i) => i.msg["content"]),
+    ["VIP, asked for a refund", "refund approved, send the form"],
+  );
+  assert.equal((await store.getContact("oC"))!.replies_since_inbound, before);
+
+  const agents = new Map((await store.listAgents()).map((a) => [a.agent_id, a]));
+  assert.equal(agents.get("aA")?.load, 1);
+  assert.equal(agents.get("aB")?.load, 0);
+  assert.equal(agents.get("aA")?.capacity, 0);
+}
+
+/** Quick replies are the team's: stored, listed by title, replaced and removed by id. */
+async function quickReplies(store: Store) {
+  const at = Date.UTC(2026, 10, 1);
+  await store.putQuickReply({
+    id: "q2",
+    title: "退款",
+    text: "{name}，退款已受理",
+    updated_at: at,
+    updated_by: "aA",
+  });
+  await store.putQuickReply({
+    id: "q1",
+    title: "Hello",
+    text: "Hi {name}",
+    updated_at: at,
+    updated_by: "aA",
+  });
+  await store.putQuickReply({
+    id: "q1",
+    title: "Greeting",
+    text: "Hi {name}!",
+    updated_at: at,
+    updated_by: "aB",
+  });
+  const list = await store.listQuickReplies();
+  assert.deepEqual(list.map((q) => [q.id, q.title, q.text, q.updated_by]), [
+    ["q1", "Greeting", "Hi {name}!", "aB"],
+    ["q2", "退款", "{name}，退款已受理", "aA"],
+  ]);
+  assert.equal(await store.deleteQuickReply("q2"), true);
+  assert.equal(await store.deleteQuickReply("q2"), false);
+  assert.deepEqual((await store.listQuickReplies()).map((q) => q.id), ["q1"]);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
+  await claiming(store, clock);
+  await quickReplies(store);
 }
 
 const options = (clock: { t: number }) => ({
@@ -88,7 +215,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming", async () => {
+Deno.test("the memory store: window notices, renaming, claiming, notes, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -98,7 +225,7 @@ Deno.test("the memory store: window notices, renaming", async () => {
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming", async () => {
+Deno.test("the Deno KV store: window notices, renaming, claiming, notes, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -109,7 +236,7 @@ Deno.test("the Deno KV store: window notices, renaming", async () => {
 });
 
 Deno.test({
-  name: "the Redis store: window notices, renaming",
+  name: "the Redis store: window notices, renaming, claiming, notes, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
