@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, readBodyLimited } from "./limits.ts";
 import { type BridgeMetrics, createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { InboundItem, InboundOutcome, Store } from "./store/types.ts";
 import { createConversationRoutes } from "./agents/conversations.ts";
+import { createTeamRoutes } from "./agents/team_routes.ts";
 import type { MediaIntake } from "./media/intake.ts";
 import { createStaticFiles } from "./static_files.ts";
 import { createSwitchboard } from "./switchboard.ts";
@@ -203,6 +204,17 @@ export function createApp(deps: AppDeps) {
     agentOf: async (req, url) => (await agentOf(req, url, true))!,
   });
 
+  const team = createTeamRoutes({
+    store,
+    now,
+    agentOf: async (req, url) => (await agentOf(req, url, true))!,
+    // A shared store knows who is online on every instance; otherwise this process does.
+    onlineAgents: async () => {
+      const shared = (store as { onlineAgents?: () => Promise<string[]> }).onlineAgents;
+      return shared ? await shared.call(store) : [...hub.onlineAgents()];
+    },
+  });
+
   const routes: Route[] = [];
   const add = (method: string, paths: string[], handler: Route["handler"]) => {
     for (const path of paths) routes.push({ method, path, handler });
@@ -217,6 +229,11 @@ export function createApp(deps: AppDeps) {
   });
   add("GET", both("/contacts"), conversations.contacts);
   add("GET", both("/history"), conversations.history);
+  add("GET", both("/search"), team.search);
+  add("GET", both("/agents"), team.agents);
+  add("GET", both("/quick_replies"), team.listQuickReplies);
+  add("POST", both("/quick_replies"), team.saveQuickReply);
+  add("DELETE", both("/quick_replies/:id"), team.deleteQuickReply);
   add("GET", ["/healthz"], () => json({ status: "ok" }));
   add("GET", ["/readyz"], async () => {
     try {
