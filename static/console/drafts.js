@@ -1,0 +1,73 @@
+// Drafts per conversation: what an agent typed for one follower stays with that follower, and
+// survives a reload (localStorage, keyed by agent and contact). Plain module: no DOM, so
+// `deno test` covers it with any Storage-like object.
+
+const PREFIX = "wxbridge.draft:";
+/** Drafts kept per agent; the oldest go first, so storage stays bounded. */
+export const MAX_DRAFTS = 200;
+
+/** A draft store for `agentId` over `storage` (localStorage, or a fake in tests). */
+export function createDrafts(storage, agentId) {
+  const prefix = `${PREFIX}${agentId}:`;
+  const indexKey = `${PREFIX}${agentId}`;
+
+  function readIndex() {
+    try {
+      const list = JSON.parse(storage.getItem(indexKey) ?? "[]");
+      return Array.isArray(list) ? list.filter((id) => typeof id === "string") : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function writeIndex(list) {
+    try {
+      storage.setItem(indexKey, JSON.stringify(list));
+    } catch {
+      // Storage full or unavailable: the draft lives for this page only.
+    }
+  }
+
+  return {
+    /** The draft for a contact, or "". */
+    get(contactId) {
+      try {
+        return storage.getItem(prefix + contactId) ?? "";
+      } catch {
+        return "";
+      }
+    },
+    /** Keeps `text` for a contact; an empty text removes the draft. */
+    set(contactId, text) {
+      const list = readIndex().filter((id) => id !== contactId);
+      if (!text) {
+        try {
+          storage.removeItem(prefix + contactId);
+        } catch {
+          // Nothing kept.
+        }
+        writeIndex(list);
+        return;
+      }
+      list.push(contactId);
+      while (list.length > MAX_DRAFTS) {
+        const oldest = list.shift();
+        try {
+          storage.removeItem(prefix + oldest);
+        } catch {
+          // Already gone.
+        }
+      }
+      try {
+        storage.setItem(prefix + contactId, text);
+      } catch {
+        // Storage full: this draft is not kept past the page.
+      }
+      writeIndex(list);
+    },
+    /** The contacts that have a draft. */
+    contacts() {
+      return readIndex();
+    },
+  };
+}

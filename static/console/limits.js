@@ -1,0 +1,65 @@
+// What WeChat will take for a contact now: the 48-hour window after the follower's last
+// message and the 5 replies allowed in it (SPEC, "Flow"), read from what GET contacts and the
+// socket tell the console. Plain module, no DOM.
+
+export const WINDOW_S = 48 * 3600;
+export const REPLY_QUOTA = 5;
+/** Under this, the window counts as closing (the console warns and alerts). */
+export const CLOSING_S = 2 * 3600;
+
+/**
+ * The reply state of a contact at `nowS`: {state, left, closesAt, repliesLeft, canReply,
+ * reason, reopensAt}. `state` is open, soon, closed or unknown; `reason` (when it cannot reply)
+ * is a key of the string table: window, quota, unsubscribed, closed.
+ */
+export function replyState(contact, nowS) {
+  let closesAt = Number(contact?.window_expires_at) || 0;
+  if (!closesAt && contact?.last_inbound_time) {
+    closesAt = Number(contact.last_inbound_time) + WINDOW_S;
+  }
+  const used = Math.max(0, Number(contact?.replies_since_inbound) || 0);
+  const repliesLeft = Math.max(0, REPLY_QUOTA - used);
+  if (!closesAt) {
+    return {
+      state: "unknown",
+      left: 0,
+      closesAt: 0,
+      repliesLeft,
+      canReply: false,
+      reason: "window",
+      reopensAt: null,
+    };
+  }
+  const left = closesAt - nowS;
+  const state = left <= 0 ? "closed" : left < CLOSING_S ? "soon" : "open";
+  let reason = null;
+  if (contact?.subscribed === false) reason = "unsubscribed";
+  else if (state === "closed") reason = "window";
+  else if (repliesLeft === 0) reason = "quota";
+  return {
+    state,
+    left: Math.max(0, left),
+    closesAt,
+    repliesLeft,
+    canReply: reason === null,
+    reason,
+    // Both limits lift when the follower writes again; nothing the agent can wait for.
+    reopensAt: null,
+  };
+}
+
+/** The contact after one more reply went out (the bridge counts the same way). */
+export function afterReply(contact) {
+  return { ...contact, replies_since_inbound: (Number(contact?.replies_since_inbound) || 0) + 1 };
+}
+
+/** The contact after the follower wrote at `atS`: a new window, its quota whole again. */
+export function afterInbound(contact, atS) {
+  const last = Math.max(Number(contact?.last_inbound_time) || 0, atS);
+  return {
+    ...contact,
+    last_inbound_time: last,
+    window_expires_at: last + WINDOW_S,
+    replies_since_inbound: 0,
+  };
+}

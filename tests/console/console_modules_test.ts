@@ -1,0 +1,200 @@
+// The console's plain modules (static/console/*.js), run by `deno test` without a browser:
+// drafts, reply limits, quick replies, triage, the message window, alerts and the string table.
+
+import assert from "node:assert/strict";
+import { createDrafts, MAX_DRAFTS } from "../../static/console/drafts.js";
+import { afterInbound, afterReply, replyState, WINDOW_S } from "../../static/console/limits.js";
+import {
+  fillPlaceholders,
+  insertQuickReply,
+  searchQuickReplies,
+  slashQuery,
+} from "../../static/console/quick_replies.js";
+import { matchesTriage, triageCounts } from "../../static/console/triage.js";
+import {
+  grow,
+  hiddenNewer,
+  MAX,
+  newer,
+  newestWindow,
+  older,
+} from "../../static/console/message_window.js";
+import {
+  alertFor,
+  DEFAULT_SETTINGS,
+  faviconSvg,
+  loadAlertSettings,
+  saveAlertSettings,
+} from "../../static/console/alerts.js";
+import { createTranslator, pickLanguage, STRINGS } from "../../static/console/i18n.js";
+
+/** A Storage with what the modules use. */
+function fakeStorage() {
+  const map = new Map<string, string>();
+  return {
+    getItem: (k: string) => map.get(k) ?? null,
+    setItem: (k: string, v: string) => void map.set(k, v),
+    removeItem: (k: string) => void map.delete(k),
+    get size() {
+      return map.size;
+    },
+  };
+}
+
+Deno.test("createDrafts() keeps one draft per agent and contact, bounded", () => {
+  const storage = fakeStorage();
+  const alice = createDrafts(storage, "alice");
+  const bob = createDrafts(storage, "bob");
+  alice.set("oA", "退款已经");
+  alice.set("oB", "hello");
+  bob.set("oA", "bob's");
+  assert.equal(alice.get("oA"), "退款已经");
+  assert.equal(createDrafts(storage, "alice").get("oB"), "hello", "a new page reads it back");
+  assert.equal(bob.get("oA"), "bob's");
+  alice.set("oA", "");
+  assert.equal(alice.get("oA"), "");
+  assert.deepEqual(alice.contacts(), ["oB"]);
+  for (let i = 0; i < MAX_DRAFTS + 10; i++) alice.set(`o${i}`, `d${i}`);
+  assert.equal(alice.contacts().length, MAX_DRAFTS);
+  assert.equal(alice.get("o0"), "", "the oldest went first");
+  assert.equal(alice.get(`o${MAX_DRAFTS + 9}`), `d${MAX_DRAFTS + 9}`);
+});
+
+Deno.test("replyState() reads WeChat's window and quota", async (t) => {
+  const now = 1_800_000_000;
+  await t.step("open, with replies left", () => {
+    const s = replyState({ last_inbound_time: now - 3600, replies_since_inbound: 2 }, now);
+    assert.equal(s.state, "open");
+    assert.equal(s.repliesLeft, 3);
+    assert.equal(s.canReply, true);
+  });
+  await t.step("five replies used: no more until the follower writes", () => {
+    let c = { last_inbound_time: now - 60, replies_since_inbound: 4 };
+    c = afterReply(c);
+    const s = replyState(c, now);
+    assert.equal(s.canReply, false);
+    assert.equal(s.reason, "quota");
+    assert.equal(replyState(afterInbound(c, now), now).repliesLeft, 5);
+  });
+  await t.step("closing within two hours, then closed", () => {
+    assert.equal(replyState({ last_inbound_time: now - WINDOW_S + 600 }, now).state, "soon");
+    const closed = replyState({ last_inbound_time: now - WINDOW_S - 1 }, now);
+    assert.equal(closed.state, "closed");
+    assert.equal(closed.reason, "window");
+  });
+  await t.step("unsubscribed followers get nothing", () => {
+    const s = replyState({ last_inbound_time: now, subscribed: false }, now);
+    assert.equal(s.reason, "unsubscribed");
+  });
+});
+
+Deno.test("quick replies: the / query, search, placeholders, insertion", () => {
+  assert.deepEqual(slashQuery("/退", 2), { query: "退", start: 0, end: 2 });
+  assert.deepEqual(slashQuery("hi /gr", 6), { query: "gr", start: 3, end: 6 });
+  assert.equal(slashQuery("http://x", 8), null, "a slash inside a word is not a command");
+  assert.equal(slashQuery("/a b", 4), null);
+  const list = [
+    { id: "1", title: "Greeting", text: "Hi {name}" },
+    { id: "2", title: "退款", text: "{name}，退款已受理" },
+    { id: "3", title: "Bye", text: "Thanks, greetings from {agent}" },
+  ];
+  assert.deepEqual(searchQuickReplies(list, "gre").map((q) => q.id), ["1", "3"]);
+  assert.deepEqual(searchQuickReplies(list, "退").map((q) => q.id), ["2"]);
+  assert.equal(searchQuickReplies(list, "").length, 3);
+  const filled = fillPlaceholders("{name}，我是 {agent}，{unknown}", {
+    name: "王女士",
+    agent: "7",
+  });
+  assert.equal(filled, "王女士，我是 7，{unknown}");
+  assert.deepEqual(insertQuickReply("ok /gr", { start: 3, end: 6 }, "Hi 王"), {
+    text: "ok Hi 王",
+    caret: 7,
+  });
+});
+
+Deno.test("matchesTriage() sorts conversations into the filters", () => {
+  const now = 1_800_000_000;
+  const contacts = [
+    { contact_id: "a", agent_id: "me", status: "open", unread: 2, last_inbound_time: now - 60 },
+    {
+      contact_id: "b",
+      agent_id: "me",
+      status: "open",
+      unread: 0,
+      last_inbound_time: now - WINDOW_S + 600,
+    },
+    { contact_id: "c", agent_id: null, status: "closed", unread: 0, last_inbound_time: now },
+  ];
+  const ids = (f: string) =>
+    contacts.filter((c) => matchesTriage(c, f, "me", now)).map((c) => c.contact_id);
+  assert.deepEqual(ids("mine"), ["a", "b"]);
+  assert.deepEqual(ids("unread"), ["a"]);
+  assert.deepEqual(ids("closing"), ["b"]);
+  assert.deepEqual(ids("closed"), ["c"]);
+  assert.deepEqual(ids("all"), ["a", "b", "c"]);
+  const counts = triageCounts(contacts, [{ contact_id: "w" }], "me", now);
+  assert.equal(counts.waiting, 1);
+  assert.equal(counts.open, 2);
+});
+
+Deno.test("the message window stays bounded and follows the newest", () => {
+  let win = newestWindow(5000);
+  assert.equal(win.end - win.start, MAX);
+  win = grow(win, 5001);
+  assert.equal(win.end, 5001, "following: the newest shows");
+  const up = older(win);
+  assert.ok(up.win.end - up.win.start <= MAX);
+  assert.equal(up.win.following, false);
+  const away = grow(up.win, 5100);
+  assert.equal(hiddenNewer(away, 5100), 5100 - away.end, "scrolled up: new ones wait below");
+  let down = away;
+  while (!down.following) down = newer(down, 5100);
+  assert.equal(down.end, 5100);
+  assert.ok(down.end - down.start <= MAX);
+  let top = newestWindow(300);
+  let atStart = false;
+  while (!atStart) ({ win: top, atStart } = older(top));
+  assert.equal(top.start, 0);
+});
+
+Deno.test("alerts: what fires, settings kept, the favicon badge", () => {
+  const on = { ...DEFAULT_SETTINGS };
+  assert.equal(alertFor({ kind: "message" }, { viewing: true, hidden: false }, on), null);
+  assert.deepEqual(alertFor({ kind: "message" }, { viewing: false, hidden: false }, on), {
+    sound: true,
+    desktop: false,
+  });
+  assert.deepEqual(alertFor({ kind: "follower" }, { viewing: true, hidden: true }, on), {
+    sound: true,
+    desktop: true,
+  });
+  const quiet = { sound: false, desktop: false, badge: true };
+  assert.equal(alertFor({ kind: "closing" }, { viewing: false, hidden: true }, quiet), null);
+  const storage = fakeStorage();
+  saveAlertSettings(storage, "a1", { sound: false, desktop: true, badge: false, junk: 1 });
+  assert.deepEqual(loadAlertSettings(storage, "a1"), { sound: false, desktop: true, badge: false });
+  assert.deepEqual(loadAlertSettings(storage, "a2"), DEFAULT_SETTINGS);
+  assert.match(faviconSvg(3), />3</);
+  assert.doesNotMatch(faviconSvg(0), /<text/);
+  assert.match(faviconSvg(120), />99\+</);
+});
+
+Deno.test("the string table: both languages, every key, the language picked", () => {
+  const en = Object.keys(STRINGS.en).sort();
+  assert.deepEqual(Object.keys(STRINGS["zh-CN"]).sort(), en);
+  for (const [lang, table] of Object.entries(STRINGS)) {
+    for (const [key, text] of Object.entries(table as Record<string, string>)) {
+      const want = [...(STRINGS.en as Record<string, string>)[key]!.matchAll(/\{(\w+)\}/g)]
+        .map((m) => m[1]).sort();
+      const got = [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+      assert.deepEqual(got, want, `${lang} ${key} has the same placeholders`);
+    }
+  }
+  assert.equal(pickLanguage(null, ["zh-TW", "en"]), "zh-CN");
+  assert.equal(pickLanguage(null, ["en-GB"]), "en");
+  assert.equal(pickLanguage("en", ["zh-CN"]), "en", "the agent's choice wins");
+  assert.equal(pickLanguage(null, ["fr"]), "en");
+  const t = createTranslator("zh-CN");
+  assert.equal(t("quota.left", { n: 3 }), "还可回复 3/5 条");
+  assert.equal(createTranslator("en")("quota.left", { n: 3 }), "3 of 5 replies left");
+});
