@@ -44,7 +44,11 @@ const COMMANDS = new Set([
   "rename",
   "claim",
   "note",
+  "labels",
 ]);
+
+/** Labels on one conversation: a few short words. */
+export const LABEL_LIMITS = { count: 10, length: 20 };
 
 /** How long a private or handover note may be. */
 export const NOTE_MAX = 2_000;
@@ -100,6 +104,23 @@ export function createAgentMessages(deps: AgentMessageDeps) {
         }
         await switchboard.apply(store.transfer(contactId, agentId, to, note));
         return ok({ contact_id: contactId, agent_id: to });
+      }
+      case "labels": {
+        const raw = msg["labels"];
+        const labels = Array.isArray(raw)
+          ? [...new Set(raw.map((l) => typeof l === "string" ? l.trim() : ""))]
+          : null;
+        if (
+          labels === null || labels.length > LABEL_LIMITS.count ||
+          labels.some((l) => l === "" || l.length > LABEL_LIMITS.length)
+        ) {
+          return refuse(
+            400,
+            `Cannot label: msg.labels must be at most ${LABEL_LIMITS.count} labels of 1-${LABEL_LIMITS.length} characters`,
+          );
+        }
+        await store.setLabels(agentId, contactId, labels);
+        return ok({ contact_id: contactId, labels });
       }
       case "claim":
         await switchboard.apply(store.claim(contactId, agentId));

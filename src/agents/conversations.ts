@@ -33,6 +33,9 @@ export function createConversationRoutes(deps: ConversationDeps) {
           window_expires_at: c.last_inbound_at ? s(c.last_inbound_at) + 48 * 3600 : 0,
           unread: c.unread,
           subscribed: c.subscribed,
+          replies_since_inbound: c.replies_since_inbound,
+          messages: c.history_seq,
+          labels: c.labels ?? [],
         })),
         waiting: waiting.map((c) => ({
           contact_id: c.follower_id,

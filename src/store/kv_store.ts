@@ -611,6 +611,9 @@ function createKvStore(
     async renameContact(agentId: string, followerId: string, name: string) {
       await mutate((m) => m.rename(agentId, followerId, name), false);
     },
+    async setLabels(agentId: string, followerId: string, labels: string[]) {
+      await mutate((m) => m.setLabels(agentId, followerId, labels), false);
+    },
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), false);
     },

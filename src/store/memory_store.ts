@@ -130,6 +130,9 @@ export function createMemoryStore(options: ModelOptions): Store {
     async renameContact(agentId: string, followerId: string, name: string) {
       await run(() => model.rename(agentId, followerId, name));
     },
+    async setLabels(agentId: string, followerId: string, labels: string[]) {
+      await run(() => model.setLabels(agentId, followerId, labels));
+    },
     async markRead(agentId: string, followerId: string) {
       await run(() => model.markRead(agentId, followerId));
     },

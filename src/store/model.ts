@@ -470,6 +470,18 @@ export class Model {
     this.changes.contacts.add(followerId);
   }
 
+  /** Labels a follower's conversation; as rename, only its agent (or last agent) may. */
+  setLabels(agentId: string, followerId: string, labels: string[]): void {
+    const contact = this.contacts.get(followerId);
+    if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
+      throw new StoreError(`contact ${followerId} is not served by ${agentId}`);
+    }
+    if (labels.length === 0) delete contact.labels;
+    else contact.labels = [...labels];
+    this.changes.contacts.add(followerId);
+  }
+
   markRead(agentId: string, followerId: string): void {
     const contact = this.contacts.get(followerId);
     if (!contact || (contact.agent_id !== agentId && contact.last_agent_id !== agentId)) return;

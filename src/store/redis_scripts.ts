@@ -462,6 +462,20 @@ function ops.rename()
   return 0
 end
 
+-- model.ts setLabels; an empty list removes the field (cjson would write {} for it).
+function ops.labels()
+  local a, fid, raw = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+  local c = get_contact(fid)
+  if not c then return nil, fail('unknown contact ' .. fid) end
+  if c.agent_id ~= a and c.last_agent_id ~= a then
+    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+  end
+  local labels = cjson.decode(raw)
+  if #labels == 0 then c.labels = nil else c.labels = labels end
+  touch(c)
+  return 0
+end
+
 function ops.read()
   local a, fid = ARGV[A0], ARGV[A0 + 1]
   local c = get_contact(fid)

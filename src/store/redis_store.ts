@@ -596,6 +596,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async renameContact(agentId: string, followerId: string, name: string) {
       await run("rename", [agentId, followerId, name]);
     },
+    async setLabels(agentId: string, followerId: string, labels: string[]) {
+      await run("labels", [agentId, followerId, JSON.stringify(labels)]);
+    },
     async markRead(agentId: string, followerId: string) {
       await run("read", [agentId, followerId]);
     },

@@ -25,6 +25,8 @@ export interface Contact {
   /** The last history number given out for this follower. */
   history_seq: number;
   subscribed: boolean;
+  /** The team's labels on this conversation (VIP, refund, …). */
+  labels?: string[];
   /** Which notice about the 48-hour window the agent has had since the last message. */
   window_notice?: "closing" | "expired" | null;
 }
@@ -178,6 +180,8 @@ export interface Store {
   markRead(agentId: string, followerId: string): Promise<void>;
   /** The agent's name for a follower (WeChat gives none), shown in lists and envelopes. */
   renameContact(agentId: string, followerId: string, name: string): Promise<void>;
+  /** Sets the labels on a follower's conversation; only its agent (or last agent) may. */
+  setLabels(agentId: string, followerId: string, labels: string[]): Promise<void>;
   /** Tells agents whose followers' 48-hour windows are closing (within the hour) or closed;
    * each notice once per follower message. Stores that cannot sweep leave it out. */
   sweepWindows?(now: number): Promise<Applied<number>>;

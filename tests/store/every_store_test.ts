@@ -161,6 +161,12 @@ async function claiming(store: Store, clock: { t: number }) {
   );
   assert.equal((await store.getContact("oC"))!.replies_since_inbound, before);
 
+  await store.setLabels("aA", "oC", ["VIP", "退款"]);
+  assert.deepEqual((await store.getContact("oC"))?.labels, ["VIP", "退款"]);
+  await assert.rejects(() => store.setLabels("aZ", "oC", ["x"]), /not served by/);
+  await store.setLabels("aA", "oC", []);
+  assert.deepEqual((await store.getContact("oC"))?.labels ?? [], []);
+
   const agents = new Map((await store.listAgents()).map((a) => [a.agent_id, a]));
   assert.equal(agents.get("aA")?.load, 1);
   assert.equal(agents.get("aB")?.load, 0);
@@ -215,7 +221,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming, claiming, notes, quick replies", async () => {
+Deno.test("the memory store: window notices, renaming, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -225,7 +231,7 @@ Deno.test("the memory store: window notices, renaming, claiming, notes, quick re
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming, claiming, notes, quick replies", async () => {
+Deno.test("the Deno KV store: window notices, renaming, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -236,7 +242,7 @@ Deno.test("the Deno KV store: window notices, renaming, claiming, notes, quick r
 });
 
 Deno.test({
-  name: "the Redis store: window notices, renaming, claiming, notes, quick replies",
+  name: "the Redis store: window notices, renaming, claiming, notes, labels, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
