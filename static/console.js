@@ -1,8 +1,42 @@
 // The agent console: contact list, conversations and replies over the bridge's agent protocol
 // (PROTOCOL.md). Plain browser JavaScript, no build step; every text from the wire goes into the
-// page through textContent, every URL through safeUrl().
+// page through textContent, every URL through safeUrl(). This module holds the socket, the
+// conversation caches and the older views; the plain modules under console/ hold drafts, limits,
+// quick replies, triage, the message window, alerts and the strings, and console/views.js the
+// views rendered with Preact.
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
+import { createDrafts } from "./console/drafts.js";
+import { afterInbound, afterReply, replyState } from "./console/limits.js";
+import {
+  createTranslator,
+  formatDuration as formatDurationIn,
+  pickLanguage,
+  savedLanguage,
+  saveLanguage,
+} from "./console/i18n.js";
+import {
+  fillPlaceholders,
+  insertQuickReply,
+  searchQuickReplies,
+  slashQuery,
+} from "./console/quick_replies.js";
+import { matchesTriage, triageCounts } from "./console/triage.js";
+import * as win from "./console/message_window.js";
+import { createAlerter, loadAlertSettings, saveAlertSettings } from "./console/alerts.js";
+import {
+  ContactPanel,
+  FilterBar,
+  HelpSheet,
+  html,
+  QuickManager,
+  QuickPicker,
+  render,
+  SearchPanel,
+  SettingsPanel,
+  TransferPicker,
+  WaitingList,
+} from "./console/views.js";
 
 const B = "/im_component/wx_official_account";
 const WINDOW_S = 48 * 3600;
@@ -19,6 +53,34 @@ const capacityKey = `wxbridge.capacity:${userid}`;
 const COMMAND_PATIENCE_MS = 10_000;
 /** A follower's name, as the bridge takes it (PROTOCOL.md, rename). */
 const NAME_MAX = 64;
+
+const lang = pickLanguage(savedLanguage(localStorageOrNull()), navigator.languages);
+const t = createTranslator(lang);
+document.documentElement.lang = lang;
+const THEME_KEY = "wxbridge.theme";
+const CONTEXT_KEY = `wxbridge.context:${userid}`;
+const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid);
+let alertSettings = loadAlertSettings(localStorageOrNull() ?? memoryStorage(), userid);
+const alerter = createAlerter(globalThis, () => alertSettings);
+
+/** localStorage, or null where the browser refuses it (private mode, sandboxed frames). */
+function localStorageOrNull() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** A Storage for this page only, when the browser keeps none. */
+function memoryStorage() {
+  const map = new Map();
+  return {
+    getItem: (k) => map.get(k) ?? null,
+    setItem: (k, v) => map.set(k, String(v)),
+    removeItem: (k) => map.delete(k),
+  };
+}
 
 const state = {
   token: readToken(),
@@ -45,6 +107,26 @@ const state = {
   /** @type {Map<string, any>} contact_id -> a rename sent but not yet seen in GET contacts:
    * {clientId, name, previous, tries, timer, deadline} */
   renames: new Map(),
+  /** Triage filter (console/triage.js) */
+  triage: "all",
+  /** Followers this console asked to claim, until the bridge answers */
+  taking: new Set(),
+  /** The team's quick replies (GET quick_replies), and the picker under the reply box */
+  quickReplies: [],
+  quick: null,
+  quickError: "",
+  /** Agents to transfer to (GET agents), and the one picked */
+  agents: [],
+  transferTo: "",
+  /** The reply box writes a reply, or a private note */
+  mode: "reply",
+  /** Open dialogs: settings, help, quick replies, search; and the contact panel */
+  dialog: null,
+  panel: false,
+  search: { query: "", results: [], cursor: null, busy: false },
+  /** Replies refused by WeChat in a row: the header says so until one goes through */
+  failures: 0,
+  theme: readTheme(),
 };
 
 const conn = {
@@ -91,9 +173,6 @@ const el = {
   panes: byId("panes"),
   filter: byId("contact-filter"),
   systemEntry: byId("system-entry"),
-  waiting: byId("waiting"),
-  waitingCount: byId("waiting-count"),
-  waitingList: byId("waiting-list"),
   contactList: byId("contact-list"),
   contactsEmpty: byId("contacts-empty"),
   conversationEmpty: byId("conversation-empty"),
@@ -136,6 +215,19 @@ const el = {
   closeName: byId("close-name"),
   closeSubmit: byId("close-submit"),
   closeCancel: byId("close-cancel"),
+  closeQuestion: byId("close-question"),
+  transferNote: byId("transfer-note"),
+  convQuota: byId("conv-quota"),
+  panelButton: byId("panel-button"),
+  newPill: byId("new-pill"),
+  composerTools: byId("composer-tools"),
+  composerReason: byId("composer-reason"),
+  modeReply: byId("mode-reply"),
+  modeNote: byId("mode-note"),
+  quickButton: byId("quick-button"),
+  sendButton: byId("send-button"),
+  settingsButton: byId("settings-button"),
+  helpButton: byId("help-button"),
   closeError: byId("close-error"),
   capacity: byId("capacity"),
   capacityButton: byId("capacity-button"),
@@ -199,13 +291,13 @@ function newClientId() {
   return `c-${random}`;
 }
 
-const dayFormat = new Intl.DateTimeFormat(undefined, {
+const dayFormat = new Intl.DateTimeFormat(lang, {
   weekday: "short",
   year: "numeric",
   month: "short",
   day: "numeric",
 });
-const shortDayFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const shortDayFormat = new Intl.DateTimeFormat(lang, { month: "short", day: "numeric" });
 
 function dayKey(seconds) {
   const d = new Date(seconds * 1000);
@@ -214,8 +306,8 @@ function dayKey(seconds) {
 
 function dayLabel(seconds) {
   const key = dayKey(seconds);
-  if (key === dayKey(nowS())) return "Today";
-  if (key === dayKey(nowS() - 86400)) return "Yesterday";
+  if (key === dayKey(nowS())) return t("time.today");
+  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
   return dayFormat.format(new Date(seconds * 1000));
 }
 
@@ -224,28 +316,29 @@ function listTime(seconds) {
   if (!seconds) return "";
   const key = dayKey(seconds);
   if (key === dayKey(nowS())) return timeFormat.format(new Date(seconds * 1000));
-  if (key === dayKey(nowS() - 86400)) return "Yesterday";
+  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
   return shortDayFormat.format(new Date(seconds * 1000));
 }
 
 function formatDuration(seconds) {
-  const minutes = Math.max(0, Math.floor(seconds / 60));
-  if (minutes < 60) return `${minutes}m`;
-  const hours = Math.floor(minutes / 60);
-  return `${hours}h ${String(minutes % 60).padStart(2, "0")}m`;
+  return formatDurationIn(seconds, lang);
 }
 
 /** The 48-hour window of a contact: {state: open|soon|closed|unknown, left, label}. */
 function windowOf(contact) {
-  if (contact?.kind === "agent") return { state: "agent", left: 0, label: "Agent" };
+  if (contact?.kind === "agent") return { state: "agent", left: 0, label: t("window.agent") };
   let expires = Number(contact?.window_expires_at) || 0;
   if (!expires && contact?.last_inbound_time) {
     expires = Number(contact.last_inbound_time) + WINDOW_S;
   }
-  if (!expires) return { state: "unknown", left: 0, label: "No reply window" };
+  if (!expires) return { state: "unknown", left: 0, label: t("window.none") };
   const left = expires - nowS();
-  if (left <= 0) return { state: "closed", left: 0, label: "Window closed" };
-  return { state: left < 2 * 3600 ? "soon" : "open", left, label: `${formatDuration(left)} left` };
+  if (left <= 0) return { state: "closed", left: 0, label: t("window.closed") };
+  return {
+    state: left < 2 * 3600 ? "soon" : "open",
+    left,
+    label: t("window.left", { d: formatDuration(left) }),
+  };
 }
 
 function previewOf(msgType, msg) {
@@ -270,7 +363,7 @@ function previewOf(msgType, msg) {
     case "miniprogrampage":
       return `[Mini program] ${m.title ?? ""}`.trim();
     case "system":
-      return String(m.text ?? m.event ?? "System message");
+      return systemText(m);
     default:
       return `[${msgType ?? "message"}]`;
   }
@@ -320,6 +413,499 @@ function toast(text, kind = "info") {
 }
 
 class AuthError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Language, theme, context kept across reloads
+
+/** Puts the table's strings into the page's fixed text (data-i18n, data-i18n-attr). */
+function applyStaticStrings() {
+  for (const node of document.querySelectorAll("[data-i18n]")) {
+    node.textContent = t(node.dataset.i18n);
+  }
+  for (const node of document.querySelectorAll("[data-i18n-attr]")) {
+    for (const pair of node.dataset.i18nAttr.split(",")) {
+      const [attr, key] = pair.split(":");
+      node.setAttribute(attr, t(key));
+    }
+  }
+}
+
+function readTheme() {
+  const saved = localStorageOrNull()?.getItem(THEME_KEY);
+  return saved === "light" || saved === "dark" ? saved : "auto";
+}
+
+/** Light, dark, or the system's: the stylesheet follows data-theme. */
+function applyTheme() {
+  const dark = state.theme === "dark" ||
+    (state.theme === "auto" && matchMedia("(prefers-color-scheme: dark)").matches);
+  document.documentElement.dataset.theme = dark ? "dark" : "light";
+}
+
+/** What a reload would lose and the bridge does not resend: system messages and the followers
+ * handed to other agents (bounded, per agent). */
+function saveContext() {
+  try {
+    localStorageOrNull()?.setItem(
+      CONTEXT_KEY,
+      JSON.stringify({
+        system: state.system.items.slice(-200),
+        transferred: [...state.transferred.values()].slice(-50),
+        lastSeq: state.lastSeq,
+      }),
+    );
+  } catch {
+    // Storage full: the context lasts for this page.
+  }
+}
+
+function restoreContext() {
+  let saved;
+  try {
+    saved = JSON.parse(localStorageOrNull()?.getItem(CONTEXT_KEY) ?? "null");
+  } catch {
+    return;
+  }
+  if (!saved) return;
+  if (Array.isArray(saved.system)) state.system.items = saved.system;
+  for (const entry of saved.transferred ?? []) {
+    if (entry?.contact_id) state.transferred.set(entry.contact_id, entry);
+  }
+  for (const data of state.system.items) {
+    const fid = data?.msg?.follower_id;
+    if (fid) upsertMessage(String(fid), { ...data, direction: "system", note_for: fid });
+  }
+}
+
+let contextTimer = 0;
+function scheduleSaveContext() {
+  clearTimeout(contextTimer);
+  contextTimer = setTimeout(saveContext, 500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering is batched per frame: a burst of envelopes costs one render, not one each.
+
+const dirty = { contacts: false, messages: false, head: false, views: false, toBottom: false };
+let frame = 0;
+
+function schedule(part, options) {
+  dirty[part] = true;
+  if (options?.toBottom) dirty.toBottom = true;
+  if (!frame) frame = requestAnimationFrame(flushRender);
+}
+
+function flushRender() {
+  frame = 0;
+  const parts = { ...dirty };
+  for (const k of Object.keys(dirty)) dirty[k] = false;
+  if (parts.contacts) renderContactsNow();
+  if (parts.head && state.current) renderConversationHead();
+  if (parts.messages) renderMessagesNow({ toBottom: parts.toBottom });
+  renderViews();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views rendered with Preact (console/views.js)
+
+const mounts = {};
+
+function renderViews() {
+  if (!mounts.triage) return;
+  const contacts = [...state.contacts.values()].filter((c) => c.kind !== "agent");
+  render(
+    html`
+      <${FilterBar} t=${t} filter=${state.triage}
+        counts=${triageCounts(contacts, state.waiting, userid, nowS())}
+        onFilter=${(f) => {
+          state.triage = f;
+          renderContacts();
+        }} onSearch=${() => openDialog("search")} />
+    `,
+    mounts.triage,
+  );
+  render(
+    html`
+      <${WaitingList} t=${t} waiting=${state.triage === "all" || state.triage === "waiting"
+        ? state.waiting
+        : []} taking=${state.taking} onTake=${takeFollower}
+        since=${(w) =>
+          w.since ? t("waiting.for", { d: formatDuration(nowS() - Number(w.since)) }) : ""} />
+    `,
+    mounts.waiting,
+  );
+  const a = state.action;
+  render(
+    a?.kind === "transfer" && a.contactId === state.current
+      ? html`
+        <${TransferPicker} t=${t} agents=${state.agents} me=${userid}
+          value=${state.transferTo} disabled=${a.busy} onPick=${(id) => {
+            state.transferTo = id;
+            el.transferTo.value = id;
+            if (a.error) a.error = "";
+            renderAction();
+            renderViews();
+          }} />
+      `
+      : null,
+    mounts.transfer,
+  );
+  render(
+    state.quick
+      ? html`
+        <${QuickPicker} t=${t} items=${state.quick.items} active=${state.quick.active}
+          onPick=${pickQuickReply} onManage=${() => openDialog("quick")} />
+      `
+      : null,
+    mounts.quick,
+  );
+  const contact = state.current && state.current !== SYSTEM_ID
+    ? ensureContactView(state.current)
+    : null;
+  el.panelButton.hidden = !contact || contact.kind === "agent";
+  el.panelButton.setAttribute("aria-expanded", String(state.panel && Boolean(contact)));
+  render(
+    state.panel && contact && contact.kind !== "agent"
+      ? html`
+        <${ContactPanel} t=${t} contact=${contact} firstContact=${firstContactOf(contact)}
+          past=${pastConversationsOf(contact.contact_id)}
+          onLabels=${(labels) => setLabels(contact.contact_id, labels)}
+          onClose=${() => {
+            state.panel = false;
+            renderViews();
+            el.panelButton.focus();
+          }} onOpen=${(p) => scrollToMessage(p.key)} />
+      `
+      : null,
+    mounts.panel,
+  );
+  render(dialogView(), mounts.dialog);
+}
+
+function dialogView() {
+  const close = () => {
+    const was = state.dialog;
+    state.dialog = null;
+    renderViews();
+    (was === "settings" ? el.settingsButton : was === "help" ? el.helpButton : el.reply)
+      ?.focus();
+  };
+  switch (state.dialog) {
+    case "settings":
+      return html`
+        <${SettingsPanel} t=${t} lang=${lang} theme=${state.theme}
+          alerts=${alertSettings} permission=${globalThis.Notification?.permission ?? "denied"}
+          onChange=${changeSettings} onClose=${close}
+          onAllow=${() => alerter.requestPermission().then(() => renderViews())} />
+      `;
+    case "help":
+      return html`<${HelpSheet} t=${t} onClose=${close} />`;
+    case "quick":
+      return html`
+        <${QuickManager} t=${t} items=${state.quickReplies} error=${state.quickError}
+          onSave=${saveQuickReply} onDelete=${deleteQuickReply} onClose=${close} />
+      `;
+    case "search":
+      return html`
+        <${SearchPanel} t=${t} query=${state.search.query}
+          results=${state.search.results} busy=${state.search.busy}
+          more=${Boolean(state.search.cursor)} onQuery=${(q) => runSearch(String(q ?? ""), false)}
+          onMore=${() => runSearch(state.search.query, true)} onClose=${close}
+          onOpen=${(r) => {
+            state.dialog = null;
+            openContact(r.contact_id);
+            scrollToMessage(r.message.id, true);
+          }} />
+      `;
+    default:
+      return null;
+  }
+}
+
+function openDialog(name) {
+  state.dialog = name;
+  state.quick = null;
+  if (name === "quick") loadQuickReplies();
+  renderViews();
+}
+
+function changeSettings(change) {
+  if (change.lang && change.lang !== lang) {
+    saveLanguage(localStorageOrNull() ?? memoryStorage(), change.lang);
+    // Every string, including the ones already on screen, comes from the table again.
+    location.reload();
+    return;
+  }
+  if (change.theme) {
+    state.theme = change.theme;
+    localStorageOrNull()?.setItem(THEME_KEY, change.theme);
+    applyTheme();
+  }
+  if (change.alerts) {
+    alertSettings = change.alerts;
+    saveAlertSettings(localStorageOrNull() ?? memoryStorage(), userid, alertSettings);
+    if (alertSettings.desktop) alerter.requestPermission().then(() => renderViews());
+    updateBadge();
+  }
+  renderViews();
+}
+
+function firstContactOf(contact) {
+  const c = state.convs.get(contact.contact_id);
+  if (!c?.loaded || c.nextBefore) return "";
+  const first = c.sorted?.[0] ?? [...c.byKey.values()].sort(compareMessages)[0];
+  return first ? `${dayFormat.format(new Date(Number(first.send_time) * 1000))}` : "";
+}
+
+/** Earlier conversations of a follower: the starts after each "closed" note. */
+function pastConversationsOf(contactId) {
+  const c = state.convs.get(contactId);
+  if (!c) return [];
+  const out = [];
+  const list = sortedMessages(c);
+  for (let i = 0; i < list.length; i++) {
+    const m = list[i];
+    if (m.direction === "system" && m.msg?.event === "closed" && list[i + 1]) {
+      out.push({
+        key: m.key,
+        label: dayFormat.format(new Date(Number(m.send_time) * 1000)),
+      });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts and the favicon
+
+function updateBadge() {
+  let total = state.waiting.length;
+  for (const c of state.contacts.values()) {
+    if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
+      total += Number(c.unread) || 0;
+    }
+  }
+  alerter.setBadge(total);
+  return total;
+}
+
+function raiseAlert(kind, contactId, name) {
+  alerter.alert(
+    { kind, contactId },
+    { viewing: isViewing(contactId), hidden: document.visibilityState !== "visible" },
+    {
+      title: t(`alert.${kind}`, { name }),
+      body: "",
+      onClick: () => contactId && openContact(contactId),
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The waiting queue, quick replies, labels, notes, search
+
+function takeFollower(contactId) {
+  if (state.taking.has(contactId)) return;
+  const clientId = sendCommand("claim", { contact_id: contactId });
+  if (!clientId) {
+    toast(t("command.offline"), "error");
+    return;
+  }
+  state.taking.add(contactId);
+  renderViews();
+}
+
+/** The bridge gave a waiting follower to someone (us, or another agent): off the queue. */
+function leaveWaiting(followerId) {
+  state.taking.delete(followerId);
+  const before = state.waiting.length;
+  state.waiting = state.waiting.filter((w) => w.contact_id !== followerId);
+  if (before !== state.waiting.length) updateBadge();
+}
+
+async function loadQuickReplies() {
+  try {
+    const body = await api("/quick_replies");
+    state.quickReplies = Array.isArray(body.quick_replies) ? body.quick_replies : [];
+  } catch (error) {
+    if (!(error instanceof AuthError)) state.quickError = error.message;
+  }
+  renderViews();
+}
+
+async function writeApi(method, path, body) {
+  const url = new URL(B + path, location.origin);
+  url.searchParams.set("userid", userid);
+  const headers = { Accept: "application/json", "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
+  return answer;
+}
+
+async function saveQuickReply(q) {
+  try {
+    await writeApi("POST", "/quick_replies", q);
+    state.quickError = "";
+    await loadQuickReplies();
+    return true;
+  } catch (error) {
+    state.quickError = t("quick.saveFailed", { message: error.message });
+    renderViews();
+    return false;
+  }
+}
+
+async function deleteQuickReply(q) {
+  try {
+    await writeApi("DELETE", `/quick_replies/${encodeURIComponent(q.id)}`);
+  } catch (error) {
+    state.quickError = error.message;
+  }
+  await loadQuickReplies();
+}
+
+/** The picker follows what is typed after `/`. */
+function updateQuickPicker() {
+  if (state.mode !== "reply") return;
+  const range = slashQuery(el.reply.value, el.reply.selectionStart ?? el.reply.value.length);
+  if (!range) {
+    if (state.quick) {
+      state.quick = null;
+      renderViews();
+    }
+    return;
+  }
+  const items = searchQuickReplies(state.quickReplies, range.query);
+  state.quick = { range, items, active: Math.min(state.quick?.active ?? 0, items.length - 1) };
+  if (state.quick.active < 0) state.quick.active = 0;
+  renderViews();
+}
+
+function pickQuickReply(q) {
+  const range = state.quick?.range;
+  if (!range) return;
+  const contact = ensureContactView(state.current);
+  const filled = fillPlaceholders(q.text, {
+    name: contact.name || state.current,
+    agent: userid,
+    id: state.current,
+  });
+  const next = insertQuickReply(el.reply.value, range, filled);
+  el.reply.value = next.text;
+  el.reply.setSelectionRange(next.caret, next.caret);
+  state.quick = null;
+  drafts.set(state.current, el.reply.value);
+  autosize();
+  renderViews();
+  el.reply.focus();
+}
+
+/** Arrow keys, Enter, Tab and Escape while the picker is open; true when the key was its. */
+function quickPickerKey(event) {
+  const q = state.quick;
+  if (!q) return false;
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    const n = q.items.length;
+    if (n > 0) q.active = (q.active + (event.key === "ArrowDown" ? 1 : n - 1)) % n;
+    renderViews();
+    return true;
+  }
+  if ((event.key === "Enter" || event.key === "Tab") && q.items[q.active]) {
+    pickQuickReply(q.items[q.active]);
+    return true;
+  }
+  if (event.key === "Escape") {
+    state.quick = null;
+    renderViews();
+    return true;
+  }
+  return false;
+}
+
+function setLabels(contactId, labels) {
+  const contact = state.contacts.get(contactId);
+  if (!sendCommand("labels", { contact_id: contactId, msg: { labels } })) {
+    toast(t("command.offline"), "error");
+    return;
+  }
+  if (contact) contact.labels = labels;
+  renderContacts();
+}
+
+function sendNote(text) {
+  const contactId = state.current;
+  if (!contactId || contactId === SYSTEM_ID) return false;
+  return Boolean(sendCommand("note", { contact_id: contactId, msg: { content: text } }));
+}
+
+async function runSearch(query, more) {
+  const s = state.search;
+  if (!query.trim()) return;
+  if (!more) Object.assign(s, { query, results: [], cursor: null });
+  s.busy = true;
+  renderViews();
+  try {
+    const body = await api("/search", { q: query, cursor: more ? s.cursor : undefined });
+    s.results = [...s.results, ...(body.results ?? [])];
+    s.cursor = body.next_cursor ?? null;
+  } catch (error) {
+    if (!(error instanceof AuthError)) toast(error.message, "error");
+  } finally {
+    s.busy = false;
+  }
+  renderViews();
+}
+
+async function loadAgents() {
+  try {
+    const body = await api("/agents");
+    state.agents = Array.isArray(body.agents) ? body.agents : [];
+  } catch {
+    state.agents = [];
+  }
+  renderViews();
+}
+
+/** Brings a message (by history id or our key) into the window and into view. */
+function scrollToMessage(idOrKey, byId = false) {
+  const c = state.convs.get(state.current);
+  if (!c) return;
+  const find = () => {
+    const list = sortedMessages(c);
+    return list.findIndex((m) => byId ? String(m.id) === String(idOrKey) : m.key === idOrKey);
+  };
+  const show = () => {
+    const i = find();
+    if (i < 0) return false;
+    const list = sortedMessages(c);
+    c.win = {
+      start: Math.max(0, i - 20),
+      end: Math.min(list.length, Math.max(0, i - 20) + win.MAX),
+      following: false,
+    };
+    renderMessagesNow({});
+    const node = c.nodes.get(list[i].key)?.node;
+    node?.scrollIntoView({ block: "center" });
+    node?.classList.add("highlight");
+    return true;
+  };
+  if (!show() && byId) {
+    // Not loaded yet: page the history in until it is, or it ends.
+    (async () => {
+      while (c.loading || !c.loaded) await new Promise((r) => setTimeout(r, 50));
+      for (let tries = 0; tries < 40 && c.nextBefore !== null && find() < 0; tries++) {
+        await loadHistory(state.current, { older: true });
+      }
+      show();
+    })();
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -388,28 +974,31 @@ async function loadHistory(contactId, { older = false } = {}) {
   if (c.loading) return;
   c.loading = true;
   c.error = "";
-  if (state.current === contactId) renderMessages();
-  const box = el.messages;
-  const fromBottom = box.scrollHeight - box.scrollTop;
+  if (state.current === contactId) renderMessagesNow({});
+  const before = sortedMessages(c).length;
   try {
     const body = await api("/history", {
       contact_id: contactId,
       limit: HISTORY_PAGE,
       before: older ? c.nextBefore : undefined,
     });
-    for (const item of body.messages ?? []) upsertMessage(contactId, item);
+    for (const item of body.messages ?? []) {
+      upsertMessage(contactId, item.direction === "note" ? { ...item, direction: "note" } : item);
+    }
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
+    const added = sortedMessages(c).length - before;
+    // Older messages went in before the window: it moves with what it showed, then slides up.
+    if (older && c.win && added > 0) c.win = win.older(win.prepended(c.win, added)).win;
   } catch (error) {
     if (!(error instanceof AuthError)) {
-      c.error = `Could not load the conversation: ${error.message}`;
+      c.error = t("conv.loadError", { message: error.message });
     }
   } finally {
     c.loading = false;
   }
   if (state.current !== contactId) return;
-  renderMessages({ toBottom: !older });
-  if (older) box.scrollTop = box.scrollHeight - fromBottom;
+  renderMessagesNow({ toBottom: !older });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +1013,11 @@ function conv(contactId) {
       byId: new Map(),
       byClient: new Map(),
       nodes: new Map(),
+      days: new Map(),
+      edges: new Map(),
+      sorted: null,
+      win: null,
+      seen: 0,
       nextBefore: null,
       loaded: false,
       loading: false,
@@ -445,6 +1039,9 @@ function upsertMessage(contactId, data) {
     const keepStatus = data.status && existing.status &&
       (STATUS_RANK[data.status] ?? 0) < (STATUS_RANK[existing.status] ?? 0);
     const { status, error, failure } = existing;
+    if (data.send_time !== undefined && Number(data.send_time) !== Number(existing.send_time)) {
+      c.sorted = null;
+    }
     Object.assign(existing, data);
     if (keepStatus) Object.assign(existing, { status, error, failure });
     existing.rev += 1;
@@ -455,6 +1052,11 @@ function upsertMessage(contactId, data) {
   if (!msg.send_time) msg.send_time = nowS();
   index(c, msg);
   c.byKey.set(msg.key, msg);
+  if (c.sorted) {
+    const last = c.sorted.at(-1);
+    if (!last || compareMessages(last, msg) <= 0) c.sorted.push(msg);
+    else c.sorted = null;
+  }
   return { msg, isNew: true };
 }
 
@@ -580,14 +1182,16 @@ async function onSocketClosed(event, wasOpen) {
     }
   }
   if (event.code === 4008) {
-    scheduleReconnect(30_000, "Too many open consoles for this agent — close one");
+    scheduleReconnect(30_000, t("conn.tooMany"));
     return;
   }
   if (event.code === 4001 || event.code === 1001 || event.code === 1012) {
     scheduleReconnect(300 + Math.random() * 700);
     return;
   }
-  if (event.code === 4000 && event.reason) toast(`Connection closed: ${event.reason}`, "error");
+  if (event.code === 4000 && event.reason) {
+    toast(t("toast.closedConn", { reason: event.reason }), "error");
+  }
   conn.attempts += 1;
   const base = Math.min(15_000, 500 * 2 ** Math.min(conn.attempts, 5));
   scheduleReconnect(base / 2 + Math.random() * (base / 2));
@@ -610,13 +1214,13 @@ function reconnectNow() {
 }
 
 const CONN_LABELS = {
-  idle: "Starting…",
-  connecting: "Connecting…",
-  connected: "Connected",
-  reconnecting: "Reconnecting…",
-  offline: "Offline — waiting for the network",
-  token: "Token required",
-  error: "Connection problem",
+  idle: "conn.idle",
+  connecting: "conn.connecting",
+  connected: "conn.connected",
+  reconnecting: "conn.reconnecting",
+  offline: "conn.offline",
+  token: "conn.token",
+  error: "conn.error",
 };
 
 function setConn(name, detail) {
@@ -627,14 +1231,19 @@ function setConn(name, detail) {
 
 function renderConn() {
   const name = conn.state ?? "idle";
-  let label = CONN_LABELS[name] ?? name;
+  let label = CONN_LABELS[name] ? t(CONN_LABELS[name]) : name;
   let dataState = name;
   if (name === "waiting") {
     const seconds = Math.max(1, Math.ceil((conn.retryAt - Date.now()) / 1000));
-    label = `Disconnected — retrying in ${seconds}s`;
+    label = t("conn.waiting", { s: seconds });
     dataState = "reconnecting";
   }
   if (name === "error" && conn.detail) label = conn.detail;
+  // Connected is not all well while WeChat refuses replies: the header says so.
+  if (name === "connected" && state.failures > 0) {
+    label = t("conn.failing", { n: state.failures });
+    dataState = "failing";
+  }
   el.conn.dataset.state = dataState;
   el.connLabel.textContent = label;
   el.connRetry.hidden = !(name === "waiting" || name === "offline" || name === "error");
@@ -704,11 +1313,20 @@ function handleEnvelope(envelope) {
   }
   if (code === -1) return handleError(envelope);
   if (code === 0) return handleAck(data);
+  if (data.msg_type === "note") return handleNote(data);
   if (code === 102 || data.msg_type === "system" || data.contact_id === SYSTEM_ID) {
     return handleSystem(data);
   }
   if (data.direction === "out") return handleEcho(data);
   return handleIncoming(data);
+}
+
+/** A private note in a conversation: ours echoed, or a handover note from the agent before. */
+function handleNote(data) {
+  const contactId = String(data.contact_id ?? "");
+  if (!contactId) return;
+  upsertMessage(contactId, { ...data, direction: "note" });
+  if (state.current === contactId) renderMessages({ toBottom: data.agent_id === userid });
 }
 
 /** A code-0 answer to one of our frames (a command, or a reply's acceptance). */
@@ -762,20 +1380,18 @@ function handleIncoming(data) {
       direction: "in",
     };
     contact.last_message_time = Math.max(Number(contact.last_message_time) || 0, at);
-    contact.last_inbound_time = Math.max(Number(contact.last_inbound_time) || 0, at);
-    contact.window_expires_at = Math.max(
-      Number(contact.window_expires_at) || 0,
-      contact.last_inbound_time + WINDOW_S,
-    );
+    Object.assign(contact, afterInbound(contact, at));
     contact.status = "open";
     contact.touched = ++touchCounter;
+    leaveWaiting(contactId);
     if (isViewing(contactId)) scheduleRead(contactId);
     else contact.unread = (Number(contact.unread) || 0) + 1;
+    raiseAlert("message", contactId, contact.name || contactId);
     scheduleContactsRefresh(1500);
   }
   renderContacts();
   if (state.current === contactId) {
-    renderConversationHead();
+    schedule("head");
     renderMessages();
   }
 }
@@ -793,11 +1409,19 @@ function handleEcho(data) {
   if (!contactId) return;
   const { msg, isNew } = upsertMessage(contactId, { ...data, echoed: true });
   const contact = ensureContact(contactId, {});
+  if (!msg.counted && contact.kind !== "agent") {
+    // WeChat's quota counts every reply, from any of our tabs: the bridge echoes each once.
+    msg.counted = true;
+    Object.assign(contact, afterReply(contact));
+    leaveWaiting(contactId);
+    if (state.current === contactId) schedule("head");
+  }
   if (isNew || msg.local) {
     contact.last_message = {
       msg_type: msg.msg_type,
       preview: previewOf(msg.msg_type, msg.msg),
       direction: "out",
+      agent_id: msg.agent_id,
     };
     contact.last_message_time = Math.max(
       Number(contact.last_message_time) || 0,
@@ -821,20 +1445,51 @@ function handleSystem(data) {
       });
       if (state.current === found.contactId) renderMessages();
     }
+    if (state.failures > 0) {
+      state.failures = 0;
+      renderConn();
+    }
     return;
   }
   const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
   if (!known) {
     state.system.items.push(data);
+    if (state.system.items.length > 500) state.system.items.splice(0, 100);
     if (!isViewing(SYSTEM_ID)) state.system.unseen += 1;
+    scheduleSaveContext();
   }
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
-  if (followerId) {
+  const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  if (followerId && msg.event === "waiting") {
+    // The queue is live: who waits, since when, what they asked.
+    if (!known && !state.waiting.some((w) => w.contact_id === followerId)) {
+      state.waiting.push({
+        contact_id: followerId,
+        name: msg.follower_name || followerId,
+        since: Number(msg.since) || nowS(),
+        preview: String(msg.preview ?? ""),
+      });
+      raiseAlert("follower", followerId, msg.follower_name || followerId);
+    }
+  } else if (takenByOther) {
+    leaveWaiting(followerId);
+    // Someone else took one we had closed: it is theirs now.
+    const c = state.contacts.get(followerId);
+    if (c && c.status !== "open" && followerId !== state.current) state.contacts.delete(followerId);
+    else if (c) Object.assign(c, { status: "open", agent_id: String(msg.agent_id) });
+  } else if (followerId) {
     upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
     if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
     else if (msg.event === "closed") onClosed(followerId);
-    else if (msg.event === "assigned" || msg.event === "transferred_in") {
+    else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
+      const fresh = !state.contacts.has(followerId) || state.transferred.has(followerId);
+      leaveWaiting(followerId);
       onAssigned(followerId, msg);
+      if (!known && fresh && msg.event !== "claimed") {
+        raiseAlert("follower", followerId, msg.follower_name || followerId);
+      }
+    } else if (msg.event === "window_closing" && !known) {
+      raiseAlert("closing", followerId, msg.follower_name || followerId);
     }
     if (state.current === followerId) {
       renderConversationHead();
@@ -847,6 +1502,7 @@ function handleSystem(data) {
       "assigned",
       "transferred_in",
       "transferred_out",
+      "claimed",
       "closed",
       "window_expired",
       "subscribe",
@@ -918,7 +1574,19 @@ function onAssigned(followerId, msg) {
 function finishAction(followerId) {
   if (state.action?.contactId !== followerId) return;
   clearTimeout(state.action.timer);
+  const kind = state.action.kind;
   state.action = null;
+  // Focus is not dropped on the page body: after an end it stays in the conversation (the reply
+  // box reopens it), after a transfer it goes to the next conversation in the list.
+  requestAnimationFrame(() => {
+    if (kind === "close" && state.current === followerId) {
+      (el.reply.disabled ? el.messages : el.reply).focus();
+      return;
+    }
+    const next = el.contactList.querySelector(".contact:not([data-status='transferred'])") ??
+      el.filter;
+    next.focus();
+  });
 }
 
 /** A refused command: the open form says why, or a toast does. True when it was ours. */
@@ -928,8 +1596,8 @@ function commandRefused(clientId, message) {
     clearTimeout(a.timer);
     a.busy = false;
     a.error = a.kind === "transfer"
-      ? `Could not transfer: ${message}`
-      : `Could not end the conversation: ${message}`;
+      ? t("transfer.failed", { message })
+      : t("close.failed", { message });
     renderAction();
     if (a.kind === "transfer" && state.current === a.contactId) el.transferTo.select();
     return true;
@@ -953,10 +1621,22 @@ function handleError(envelope) {
   const clientId = String(data.client_id ?? "");
   // typing and read are best effort: a refusal (say, typing outside the window) is no news.
   if (/^cmd-(typing|read)-/.test(clientId)) return;
+  if (clientId.startsWith("cmd-claim-")) {
+    // Someone else was quicker: the queue is read again.
+    state.taking.clear();
+    toast(message, "error");
+    scheduleContactsRefresh(100);
+    renderViews();
+    return;
+  }
   if (clientId.startsWith("cmd-") && commandRefused(clientId, message)) return;
   if (data.client_id) {
     const found = findByClientId(String(data.client_id), data.contact_id);
     if (found) {
+      if (data.errcode !== undefined || data.limit) {
+        state.failures += 1;
+        renderConn();
+      }
       upsertMessage(found.contactId, {
         client_id: data.client_id,
         status: "failed",
@@ -978,16 +1658,16 @@ function handleError(envelope) {
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
 function failureText(msg) {
   const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
-  if (!f) return typeof msg.error === "string" && msg.error ? msg.error : "Not delivered";
+  if (!f) return typeof msg.error === "string" && msg.error ? msg.error : t("failure.default");
   const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
   let text;
-  if (f.errmsg && hasCode) text = `WeChat refused the reply: ${f.errmsg} (${f.errcode})`;
+  if (f.errmsg && hasCode) text = t("failure.wechat", { errmsg: f.errmsg, errcode: f.errcode });
   else if (f.message) text = f.message;
   else if (f.errmsg) text = f.errmsg;
-  else if (f.limit === "window") text = "Outside the 48-hour reply window";
-  else if (f.limit === "quota") text = "Reply limit reached";
-  else text = "Not delivered";
-  if (f.reopens_at) text += ` You can reply again ${reopensText(Number(f.reopens_at))}.`;
+  else if (f.limit === "window") text = t("failure.window");
+  else if (f.limit === "quota") text = t("failure.quota");
+  else text = t("failure.default");
+  if (f.reopens_at) text += t("failure.reopens", { when: reopensText(Number(f.reopens_at)) });
   return text;
 }
 
@@ -1029,6 +1709,26 @@ function sendReplyFrame(contactId, msg) {
   }
 }
 
+/** Sends a failed text again, as a new reply (the bridge takes one client_id only once). */
+function retryReply(contactId, msg) {
+  const contact = state.contacts.get(contactId);
+  if (contact && !replyState(contact, nowS()).canReply && contact.kind !== "agent") {
+    toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");
+    return;
+  }
+  const c = conv(contactId);
+  if (msg.client_id) c.byClient.delete(String(msg.client_id));
+  msg.client_id = newClientId();
+  c.byClient.set(msg.client_id, msg);
+  msg.status = "sending";
+  msg.failure = undefined;
+  msg.error = undefined;
+  msg.echoed = false;
+  msg.rev += 1;
+  sendReplyFrame(contactId, msg);
+  renderMessages();
+}
+
 function sendReply(text) {
   const contactId = state.current;
   if (!contactId || contactId === SYSTEM_ID) return;
@@ -1052,17 +1752,37 @@ function sendReply(text) {
 }
 
 function onComposerKeydown(event) {
-  if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+  // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's.
+  if (event.isComposing || event.keyCode === 229) return;
+  if (quickPickerKey(event)) {
+    event.preventDefault();
+    return;
+  }
+  if (event.key === "Escape") {
+    el.reply.blur();
+    return;
+  }
+  if (event.key !== "Enter" || event.shiftKey) return;
   event.preventDefault();
   submitReply();
 }
 
 function submitReply() {
   const text = el.reply.value;
-  if (!text.trim()) return;
-  sendReply(text.replace(/\s+$/, ""));
+  if (!text.trim() || el.reply.disabled) return;
+  if (state.mode === "note") {
+    if (!sendNote(text.trim())) {
+      toast(t("command.offline"), "error");
+      return;
+    }
+  } else {
+    sendReply(text.replace(/\s+$/, ""));
+  }
   el.reply.value = "";
+  drafts.set(state.current, "");
+  state.quick = null;
   autosize();
+  renderViews();
 }
 
 function autosize() {
@@ -1072,6 +1792,9 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
+  if (state.current && state.current !== SYSTEM_ID) drafts.set(state.current, el.reply.value);
+  updateQuickPicker();
+  if (state.mode === "note") return;
   const now = Date.now();
   const open = ["open", "soon"].includes(windowOf(state.contacts.get(state.current)).state);
   if (
@@ -1485,8 +2208,12 @@ function matchesFilter(c) {
 }
 
 function sortedContacts() {
+  const now = nowS();
   return [...state.contacts.values()]
-    .filter((c) => matchesFilter(c) && !state.transferred.has(c.contact_id))
+    .filter((c) =>
+      matchesFilter(c) && !state.transferred.has(c.contact_id) &&
+      (c.kind === "agent" ? state.triage === "all" : matchesTriage(c, state.triage, userid, now))
+    )
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
       (b.touched ?? 0) - (a.touched ?? 0)
@@ -1494,18 +2221,18 @@ function sortedContacts() {
 }
 
 function renderContacts() {
+  schedule("contacts");
+}
+
+function renderContactsNow() {
   const items = sortedContacts().map(contactItem);
   el.contactList.replaceChildren(...items);
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
-  el.contactsEmpty.textContent = state.filter
-    ? "No conversation matches your search."
+  el.contactsEmpty.textContent = state.filter || state.triage !== "all"
+    ? t("list.noMatch")
     : state.transferred.size > 0
-    ? "No open conversations."
-    : "No conversations yet. Followers who write to the account appear here.";
-
-  el.waiting.hidden = state.waiting.length === 0;
-  el.waitingCount.textContent = String(state.waiting.length);
-  el.waitingList.replaceChildren(...state.waiting.map(waitingItem));
+    ? t("list.noOpen")
+    : t("list.empty");
 
   const transferred = [...state.transferred.values()].filter(matchesFilter)
     .sort((a, b) => b.transferred_at - a.transferred_at);
@@ -1517,6 +2244,7 @@ function renderContacts() {
   renderTitle();
   // The header's window countdown stays in step with the list's.
   if (state.current) renderConversationHead();
+  renderViews();
 }
 
 function contactItem(contact) {
@@ -1525,7 +2253,11 @@ function contactItem(contact) {
     ? 0
     : Number(contact.unread) || 0;
   const last = contact.last_message;
-  const preview = last ? `${last.direction === "out" ? "You: " : ""}${last.preview ?? ""}` : "";
+  // Another agent's reply is theirs, not "You:".
+  const by = last?.direction === "out"
+    ? (last.agent_id && last.agent_id !== userid ? `${last.agent_id}: ` : t("list.you"))
+    : "";
+  const preview = last ? `${by}${last.preview ?? ""}` : "";
   const closed = contact.status === "closed";
   return h(
     "li",
@@ -1556,17 +2288,22 @@ function contactItem(contact) {
           { class: "contact-row" },
           h("span", { class: "contact-preview" }, preview || "\u00a0"),
           unread > 0
-            ? h("span", { class: "unread", "aria-label": `${unread} unread` }, String(unread))
+            ? h(
+              "span",
+              { class: "unread", "aria-label": t("list.unread", { n: unread }) },
+              String(unread),
+            )
             : null,
         ),
         h(
           "span",
           { class: "contact-row" },
-          closed ? h("span", { class: "window-pill closed" }, "Conversation closed") : h(
+          closed ? h("span", { class: "window-pill closed" }, t("list.closed")) : h(
             "span",
-            { class: `window-pill ${win.state}`, title: "48-hour reply window" },
+            { class: `window-pill ${win.state}`, title: t("window.title") },
             win.label,
           ),
+          ...(contact.labels ?? []).map((l) => h("span", { class: "label small" }, l)),
         ),
       ),
     ),
@@ -1601,39 +2338,11 @@ function transferredItem(entry) {
         h(
           "span",
           { class: "contact-row" },
-          h("span", { class: "window-pill closed" }, `Transferred to ${entry.transferred_to}`),
-        ),
-      ),
-    ),
-  );
-}
-
-function waitingItem(entry) {
-  const since = Number(entry.since) || 0;
-  return h(
-    "li",
-    {},
-    h(
-      "div",
-      { class: "contact waiting-entry", dataset: { contactId: entry.contact_id } },
-      avatarEl(entry),
-      h(
-        "span",
-        { class: "contact-main" },
-        h(
-          "span",
-          { class: "contact-row" },
-          h("span", { class: "contact-name" }, entry.name || entry.contact_id),
           h(
             "span",
-            { class: "contact-time" },
-            since ? `waiting ${formatDuration(nowS() - since)}` : "",
+            { class: "window-pill closed" },
+            t("list.transferredTo", { to: entry.transferred_to }),
           ),
-        ),
-        h(
-          "span",
-          { class: "contact-row" },
-          h("span", { class: "contact-preview" }, "Waiting for a free agent"),
         ),
       ),
     ),
@@ -1661,7 +2370,7 @@ function systemItem() {
         h(
           "span",
           { class: "contact-row" },
-          h("span", { class: "contact-name" }, "System messages"),
+          h("span", { class: "contact-name" }, t("list.system")),
           h("span", { class: "contact-time" }, last ? listTime(Number(last.send_time)) : ""),
         ),
         h(
@@ -1670,7 +2379,7 @@ function systemItem() {
           h(
             "span",
             { class: "contact-preview" },
-            last ? previewOf("system", last.msg) : "Assignments and events",
+            last ? previewOf("system", last.msg) : t("list.systemEmpty"),
           ),
           unseen > 0 ? h("span", { class: "unread quiet" }, String(unseen)) : null,
         ),
@@ -1680,13 +2389,8 @@ function systemItem() {
 }
 
 function renderTitle() {
-  let total = 0;
-  for (const c of state.contacts.values()) {
-    if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
-      total += Number(c.unread) || 0;
-    }
-  }
-  document.title = total > 0 ? `(${total}) Support console` : "Support console";
+  const all = updateBadge();
+  document.title = all > 0 ? `(${all}) ${t("app.title")}` : t("app.title");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1698,6 +2402,26 @@ function openContact(contactId) {
     state.action = null;
   }
   if (state.renaming && state.renaming.contactId !== contactId) state.renaming = null;
+  const previous = state.current;
+  if (previous && previous !== contactId) {
+    // The draft stays with its follower; the old conversation's nodes leave the DOM and memory.
+    if (previous !== SYSTEM_ID) drafts.set(previous, el.reply.value);
+    const old = state.convs.get(previous);
+    if (old) {
+      old.nodes.clear();
+      old.days.clear();
+      old.edges.clear();
+      old.win = null;
+    }
+    systemView.nodes.clear();
+    el.messages.replaceChildren();
+  }
+  if (previous !== contactId) {
+    el.reply.value = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
+    state.quick = null;
+    setMode("reply");
+    autosize();
+  }
   state.current = contactId;
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
@@ -1716,7 +2440,23 @@ function openContact(contactId) {
   }
   renderContacts();
   renderConversation({ toBottom: true });
-  if (contactId !== SYSTEM_ID && !isNarrow() && !el.composer.hidden) el.reply.focus();
+  renderMessagesNow({ toBottom: true });
+  if (contactId !== SYSTEM_ID && !isNarrow() && !el.composer.hidden && !el.reply.disabled) {
+    el.reply.focus();
+  }
+}
+
+/** Reply (to WeChat) or private note (to the conversation only). */
+function setMode(mode) {
+  state.mode = mode;
+  el.modeReply.setAttribute("aria-selected", String(mode === "reply"));
+  el.modeNote.setAttribute("aria-selected", String(mode === "note"));
+  el.composer.dataset.mode = mode;
+  el.reply.placeholder = mode === "note"
+    ? t("composer.notePlaceholder")
+    : t("composer.placeholder");
+  el.sendButton.textContent = mode === "note" ? t("composer.addNote") : t("composer.send");
+  if (state.current) renderConversationHead();
 }
 
 function isNarrow() {
@@ -1747,7 +2487,7 @@ function renderConversationHead() {
   if (!id) return;
   const isSystem = id === SYSTEM_ID;
   const contact = isSystem
-    ? { contact_id: SYSTEM_ID, name: "System messages" }
+    ? { contact_id: SYSTEM_ID, name: t("list.system") }
     : ensureContactView(id);
   fillAvatar(el.convAvatar, contact);
   el.convName.textContent = contact.name || id;
@@ -1756,68 +2496,103 @@ function renderConversationHead() {
   // While the name is edited, the OpenID under it says who is being named.
   const named = editing || (contact.name && contact.name !== id);
   el.convSub.textContent = isSystem
-    ? "Assignments, events and delivery notices"
+    ? t("conv.systemSub")
     : contact.kind === "agent"
-    ? "Another agent: messages go to their console"
+    ? t("conv.agentSub")
     : named
     ? id
-    : "WeChat follower";
-  el.convSub.title = !isSystem && contact.kind !== "agent" && named ? "WeChat OpenID" : "";
+    : t("conv.follower");
+  el.convSub.title = !isSystem && contact.kind !== "agent" && named ? t("conv.openid") : "";
   el.convSub.classList.toggle("plain", isSystem || contact.kind === "agent" || !named);
   renderRename(renamable, editing);
   const transferred = state.transferred.get(id);
+  const waiting = state.waiting.some((w) => w.contact_id === id) ||
+    contact.status === "waiting";
   // Ours to transfer or end: a follower we serve, not one we handed over, closed or not yet got.
   const ours = !isSystem && !transferred && contact.kind !== "agent" &&
     state.contacts.has(id) && contact.status !== "closed" && contact.status !== "waiting";
   el.convActions.hidden = !ours;
   el.composer.hidden = isSystem || Boolean(transferred);
+  el.composerTools.hidden = el.composer.hidden || contact.kind === "agent";
   el.composerHint.hidden = el.composer.hidden;
   const status = transferred ? "transferred" : contact.status ?? "open";
   el.conversation.dataset.status = isSystem ? "system" : status;
   if (isSystem) {
     el.convWindow.hidden = true;
+    el.convQuota.hidden = true;
     el.windowNotice.hidden = true;
+    setComposerBlocked(null);
     return;
   }
   const win = windowOf(contact);
+  const limits = replyState(contact, nowS());
   const closed = contact.status === "closed";
   el.convWindow.hidden = false;
   el.convWindow.className = `window-pill ${transferred || closed ? "closed" : win.state}`;
   el.convWindow.textContent = transferred
-    ? "Transferred"
+    ? t("list.transferred")
     : closed
-    ? "Conversation closed"
+    ? t("list.closed")
     : win.state === "unknown"
     ? ""
     : win.label;
   el.convWindow.title = transferred
-    ? `Now served by ${transferred.transferred_to}`
-    : "WeChat lets the account reply for 48 hours after the follower's last message";
+    ? t("list.transferredTo", { to: transferred.transferred_to })
+    : t("window.title");
+  const showQuota = contact.kind !== "agent" && !transferred &&
+    (limits.state === "open" || limits.state === "soon");
+  el.convQuota.hidden = !showQuota;
+  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft });
+  el.convQuota.title = t("quota.title");
+  el.convQuota.dataset.left = String(limits.repliesLeft);
+  const name = contact.name || id;
+  const notice = (kind, text) => {
+    el.windowNotice.hidden = false;
+    el.windowNotice.className = `window-notice ${kind}`;
+    el.windowNotice.textContent = text;
+  };
   if (transferred) {
-    el.windowNotice.hidden = false;
-    el.windowNotice.className = "window-notice info";
-    el.windowNotice.textContent = `Transferred to ${transferred.transferred_to}. ${
-      contact.name || id
-    } is now in their console; this conversation is read-only here.`;
+    notice("info", t("notice.transferred", { to: transferred.transferred_to, name }));
+  } else if (contact.kind === "agent") {
+    el.windowNotice.hidden = true;
+  } else if (contact.subscribed === false) {
+    notice("closed", t("notice.unsubscribed", { name }));
   } else if (win.state === "closed") {
-    el.windowNotice.hidden = false;
-    el.windowNotice.className = "window-notice closed";
-    el.windowNotice.textContent =
-      `The 48-hour reply window has closed. WeChat will refuse replies until ${
-        contact.name || id
-      } writes again.`;
+    notice("closed", t("notice.windowClosed", { name }));
+  } else if (limits.reason === "quota") {
+    notice("closed", t("notice.quota", { name }));
+  } else if (waiting) {
+    notice("info", t("notice.waiting", { name }));
   } else if (win.state === "soon") {
-    el.windowNotice.hidden = false;
-    el.windowNotice.className = "window-notice soon";
-    el.windowNotice.textContent = `The reply window closes in ${formatDuration(win.left)}.`;
+    notice("soon", t("notice.soon", { d: formatDuration(win.left) }));
   } else if (closed) {
-    el.windowNotice.hidden = false;
-    el.windowNotice.className = "window-notice info";
-    el.windowNotice.textContent = `Conversation ended. A new message from ${
-      contact.name || id
-    } opens it again.`;
+    notice("info", t("notice.ended", { name }));
   } else {
     el.windowNotice.hidden = true;
+  }
+  // What WeChat will refuse is not offered: the box says why instead (notes always go).
+  const blocked = contact.kind === "agent" || transferred || state.mode === "note" ||
+      limits.state === "unknown"
+    ? null
+    : limits.reason;
+  setComposerBlocked(blocked);
+}
+
+/** Disables the reply box with the reason (a key of reason.*), or enables it (null). */
+function setComposerBlocked(reason) {
+  const blocked = reason !== null && reason !== undefined;
+  el.reply.disabled = blocked;
+  el.sendButton.disabled = blocked;
+  el.attachButton.disabled = blocked;
+  el.composer.dataset.blocked = String(blocked);
+  el.composerReason.hidden = !blocked;
+  el.composerReason.textContent = blocked ? t(`reason.${reason}`) : "";
+  if (blocked) {
+    el.reply.placeholder = t(`reason.${reason}`);
+  } else {
+    el.reply.placeholder = state.mode === "note"
+      ? t("composer.notePlaceholder")
+      : t("composer.placeholder");
   }
 }
 
@@ -1834,8 +2609,14 @@ function openAction(kind) {
   }
   if (a?.busy) return;
   state.action = { kind, contactId: id, busy: false, error: "", clientId: "", timer: 0 };
-  if (kind === "transfer") el.transferTo.value = "";
+  if (kind === "transfer") {
+    el.transferTo.value = "";
+    el.transferNote.value = "";
+    state.transferTo = "";
+    loadAgents();
+  }
   renderAction();
+  renderViews();
   if (kind === "transfer") el.transferTo.focus();
   else el.closeCancel.focus();
 }
@@ -1862,9 +2643,17 @@ function renderAction() {
   const contact = ensureContactView(a.contactId);
   const name = contact.name || a.contactId;
   const [nameEl, submit, error, busyText, idleText] = kind === "transfer"
-    ? [el.transferName, el.transferSubmit, el.transferError, "Transferring…", "Transfer"]
-    : [el.closeName, el.closeSubmit, el.closeError, "Ending…", "End conversation"];
+    ? [
+      el.transferName,
+      el.transferSubmit,
+      el.transferError,
+      t("transfer.busy"),
+      t("transfer.submit"),
+    ]
+    : [el.closeName, el.closeSubmit, el.closeError, t("close.busy"), t("close.submit")];
   nameEl.textContent = name;
+  el.closeQuestion.textContent = t("close.question", { name });
+  el.transferNote.disabled = a.busy;
   submit.disabled = a.busy;
   submit.textContent = a.busy ? busyText : idleText;
   el.transferTo.disabled = a.busy;
@@ -1878,12 +2667,16 @@ function submitTransfer() {
   if (!a || a.kind !== "transfer" || a.busy) return;
   const to = el.transferTo.value.trim();
   if (!to) {
-    a.error = "Enter the id of the agent who takes over.";
+    a.error = t("transfer.needAgent");
     renderAction();
     el.transferTo.focus();
     return;
   }
-  runAction(a, "transfer", { contact_id: a.contactId, msg: { to } });
+  const picked = state.agents.find((x) => x.agent_id === to);
+  // An offline agent is accepted (they see it when back), but never silently.
+  if (picked && !picked.online) toast(t("transfer.offlineWarn", { agent: to }), "info");
+  const note = el.transferNote.value.trim();
+  runAction(a, "transfer", { contact_id: a.contactId, msg: note ? { to, note } : { to } });
 }
 
 function submitClose() {
@@ -1896,7 +2689,7 @@ function submitClose() {
 function runAction(a, type, fields) {
   const clientId = sendCommand(type, fields);
   if (!clientId) {
-    a.error = "Not connected to the bridge. Try again once the connection is back.";
+    a.error = t("command.offline");
     renderAction();
     return;
   }
@@ -1906,7 +2699,7 @@ function runAction(a, type, fields) {
   a.timer = setTimeout(() => {
     if (state.action !== a || !a.busy) return;
     a.busy = false;
-    a.error = "No answer from the bridge yet. Check the connection and try again.";
+    a.error = t("command.noAnswer");
     renderAction();
   }, COMMAND_PATIENCE_MS);
   renderAction();
@@ -2142,26 +2935,73 @@ function compareMessages(a, b) {
   return (Number(a.send_time) || 0) - (Number(b.send_time) || 0) || a.order - b.order;
 }
 
-function renderMessages({ toBottom = false } = {}) {
+function renderMessages(options) {
+  if (state.current) schedule("messages", options);
+}
+
+/** A conversation's messages in order, kept sorted as they arrive (most arrive last). */
+function sortedMessages(c) {
+  if (!c.sorted) c.sorted = [...c.byKey.values()].sort(compareMessages);
+  return c.sorted;
+}
+
+/** A node that stays the same object while `key` does, so re-renders do not replace it. */
+function cachedNode(cache, key, build) {
+  let node = cache.get(key);
+  if (!node) cache.set(key, node = build());
+  return node;
+}
+
+/** Puts `nodes` into `box` in order, touching only what changed: an append is one insert. */
+function reconcile(box, nodes) {
+  const want = new Set(nodes);
+  for (const child of [...box.childNodes]) if (!want.has(child)) child.remove();
+  let cursor = box.firstChild;
+  for (const node of nodes) {
+    if (cursor === node) cursor = cursor.nextSibling;
+    else box.insertBefore(node, cursor);
+  }
+}
+
+const systemView = { nodes: new Map(), days: new Map(), edges: new Map() };
+
+function renderMessagesNow({ toBottom = false } = {}) {
   const id = state.current;
   if (!id) return;
   const box = el.messages;
   const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
-  const nodes = [];
   let list;
   let c = null;
   if (id === SYSTEM_ID) {
-    list = state.system.items.map((data, i) => ({
+    list = state.system.items.slice(-win.MAX).map((data, i) => ({
       ...data,
       direction: "system",
-      key: `s${i}`,
+      key: `s${data.id ?? i}`,
       order: i,
       rev: 0,
     }));
   } else {
     c = conv(id);
-    list = [...c.byKey.values()].sort(compareMessages);
-    if (c.loading) nodes.push(h("div", { class: "history-edge" }, "Loading…"));
+    list = sortedMessages(c);
+    c.win = !c.win || toBottom ? win.newestWindow(list.length) : win.grow(c.win, list.length);
+  }
+  const w = c ? c.win : win.newestWindow(list.length);
+  const view = c ?? systemView;
+  const nodes = [];
+  const edge = (key, build) => nodes.push(cachedNode(view.edges, key, build));
+  if (c && w.start > 0) {
+    edge("earlier", () =>
+      h(
+        "div",
+        { class: "history-edge" },
+        h("button", {
+          type: "button",
+          class: "ghost-button",
+          onclick: () => slideOlder(c),
+        }, t("conv.loadEarlier")),
+      ));
+  } else if (c) {
+    if (c.loading) edge("loading", () => h("div", { class: "history-edge" }, t("conv.loading")));
     else if (c.error) {
       nodes.push(h(
         "div",
@@ -2171,61 +3011,119 @@ function renderMessages({ toBottom = false } = {}) {
         h(
           "button",
           { type: "button", class: "link-button", onclick: () => loadHistory(id) },
-          "Try again",
+          t("conv.tryAgain"),
         ),
       ));
     } else if (c.nextBefore) {
-      nodes.push(h(
-        "div",
-        { class: "history-edge" },
+      edge("more", () =>
         h(
-          "button",
-          {
+          "div",
+          { class: "history-edge" },
+          h("button", {
             type: "button",
             class: "ghost-button",
             onclick: () => loadHistory(id, { older: true }),
-          },
-          "Load earlier messages",
-        ),
-      ));
+          }, t("conv.loadEarlier")),
+        ));
     } else if (c.loaded && list.length > 0) {
-      nodes.push(h("div", { class: "history-edge" }, "Start of the conversation"));
+      edge("start", () => h("div", { class: "history-edge" }, t("conv.start")));
     }
   }
   if (list.length === 0 && !(c?.loading)) {
-    nodes.push(
-      h(
-        "div",
-        { class: "history-edge" },
-        id === SYSTEM_ID ? "No system messages yet." : "No messages yet.",
-      ),
+    edge(
+      "empty",
+      () =>
+        h(
+          "div",
+          { class: "history-edge" },
+          id === SYSTEM_ID ? t("conv.systemEmpty") : t("conv.empty"),
+        ),
     );
   }
   let lastDay = "";
-  for (const msg of list) {
+  const shown = new Set();
+  for (let i = w.start; i < w.end; i++) {
+    const msg = list[i];
     const day = dayKey(Number(msg.send_time) || nowS());
     if (day !== lastDay) {
-      nodes.push(
+      nodes.push(cachedNode(view.days, `${day}:${i === w.start ? "top" : msg.key}`, () =>
         h(
           "div",
           { class: "day", role: "separator" },
           h("span", {}, dayLabel(Number(msg.send_time) || nowS())),
-        ),
-      );
+        )));
       lastDay = day;
     }
-    nodes.push(messageNode(c, msg));
+    shown.add(msg.key);
+    nodes.push(messageNode(view, msg));
   }
-  // replaceChildren moves cached nodes synchronously, so a playing <audio> keeps playing.
-  box.replaceChildren(...nodes);
-  if (toBottom || nearBottom) box.scrollTop = box.scrollHeight;
+  // Nodes out of the window are let go: the DOM and this cache stay bounded.
+  for (const key of view.nodes.keys()) if (!shown.has(key)) view.nodes.delete(key);
+  if (view.days.size > 64) view.days.clear();
+  const anchor = !toBottom && !nearBottom ? anchorOf(box) : null;
+  // reconcile moves cached nodes without rebuilding them, so a playing <audio> keeps playing.
+  reconcile(box, nodes);
+  if (toBottom || (nearBottom && w.following)) {
+    box.scrollTop = box.scrollHeight;
+    if (c) c.seen = list.length;
+  } else if (anchor?.node.isConnected) {
+    box.scrollTop = anchor.node.offsetTop - anchor.top;
+  }
+  renderNewPill(c, list.length);
 }
 
-function messageNode(c, msg) {
-  const cached = c?.nodes.get(msg.key);
+/** The first message in view and its distance from the top, to keep it still over a render. */
+function anchorOf(box) {
+  for (const node of box.children) {
+    if (node.offsetTop + node.offsetHeight > box.scrollTop) {
+      return { node, top: node.offsetTop - box.scrollTop };
+    }
+  }
+  return null;
+}
+
+/** "New messages ↓": messages arrived below while the agent reads further up. */
+function renderNewPill(c, length) {
+  const pending = c ? Math.max(win.hiddenNewer(c.win, length), length - (c.seen ?? length)) : 0;
+  el.newPill.hidden = pending === 0;
+  el.newPill.textContent = pending > 1
+    ? t("conv.newMessagesN", { n: pending })
+    : t("conv.newMessages");
+}
+
+function slideOlder(c) {
+  const next = win.older(c.win);
+  c.win = next.win;
+  renderMessagesNow({});
+  if (next.atStart && c.nextBefore && !c.loading) loadHistory(state.current, { older: true });
+}
+
+function onMessagesScroll() {
+  const c = state.current && state.current !== SYSTEM_ID ? conv(state.current) : null;
+  if (!c?.win) return;
+  const box = el.messages;
+  const length = sortedMessages(c).length;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  if (box.scrollTop < 60) {
+    if (c.win.start > 0) slideOlder(c);
+    else if (c.nextBefore && !c.loading) loadHistory(state.current, { older: true });
+  } else if (atBottom && c.win.end < length) {
+    c.win = win.newer(c.win, length);
+    renderMessagesNow({});
+  } else if (atBottom) {
+    c.win.following = true;
+    c.seen = length;
+    renderNewPill(c, length);
+  } else if (c.win.following && !atBottom) {
+    c.win = { ...c.win, following: false };
+  }
+}
+
+function messageNode(view, msg) {
+  const cached = view.nodes.get(msg.key);
   if (cached && cached.rev === msg.rev) return cached.node;
   const node = buildMessage(msg);
-  c?.nodes.set(msg.key, { rev: msg.rev, node });
+  view.nodes.set(msg.key, { rev: msg.rev, node });
   return node;
 }
 
@@ -2234,6 +3132,19 @@ function buildMessage(msg) {
     datetime: new Date((Number(msg.send_time) || nowS()) * 1000).toISOString(),
   }, timeFormat.format(new Date((Number(msg.send_time) || nowS()) * 1000)));
   if (msg.direction === "system" || msg.msg_type === "system") return systemNote(msg, time);
+  if (msg.direction === "note" || msg.msg_type === "note") {
+    return h(
+      "div",
+      { class: "msg private-note", dataset: { id: msg.id ?? "" } },
+      h("div", { class: "note-kicker" }, t("note.by", { agent: msg.agent_id ?? msg.name ?? "" })),
+      h(
+        "div",
+        { class: "bubble" },
+        h("div", { class: "text" }, linkify(String(msg.msg?.content ?? ""))),
+      ),
+      h("div", { class: "meta" }, time),
+    );
+  }
   const out = msg.direction === "out";
   const status = out ? msg.status ?? "sent" : "";
   const meta = h("div", { class: "meta" }, time);
@@ -2251,22 +3162,30 @@ function buildMessage(msg) {
         }, "Cancel"),
       );
     } else if (uploadFailedHere) {
-      meta.append(h("span", { class: "status failed" }, "Not sent"));
+      meta.append(h("span", { class: "status failed" }, t("status.notSent")));
     } else if (status === "sending") {
       meta.append(
         h(
           "span",
           { class: "status sending" },
-          conn.opened ? "Sending…" : "Waiting for connection…",
+          conn.opened ? t("status.sending") : t("status.waitingConn"),
         ),
       );
     } else if (status === "failed") {
-      meta.append(h("span", { class: "status failed" }, "Not delivered"));
+      meta.append(h("span", { class: "status failed" }, t("status.failed")));
+      if (msg.msg_type === "text" && msg.local) {
+        meta.append(h("button", {
+          type: "button",
+          class: "link-button meta-action retry-button",
+          onclick: () => retryReply(msg.contact_id, msg),
+        }, t("status.retry")));
+      }
     } else {
-      meta.append(h("span", { class: "status sent" }, "Sent"));
+      meta.append(h("span", { class: "status sent" }, t("status.sent")));
     }
+    // Who answered what: another agent's reply carries their id, not "You".
     if (msg.agent_id && msg.agent_id !== userid) {
-      meta.prepend(h("span", { class: "by" }, `${msg.agent_id} · `));
+      meta.prepend(h("span", { class: "by" }, t("status.by", { agent: msg.agent_id })));
     }
   }
   const node = h(
@@ -2314,9 +3233,17 @@ function buildMessage(msg) {
   return node;
 }
 
+/** A system message in the agent's language; the bridge's own text where the table has none. */
+function systemText(m) {
+  const name = m.follower_name || m.follower_id || "";
+  const key = `sys.${m.event}`;
+  const text = t(key, { name, agent: m.agent_id ?? "", to: m.to ?? "" });
+  return text === key ? String(m.text ?? m.event ?? "") : text;
+}
+
 function systemNote(msg, time) {
   const m = msg.msg ?? {};
-  const text = String(m.text ?? m.event ?? "System message");
+  const text = systemText(m);
   const node = h(
     "div",
     { class: "msg note", dataset: { event: m.event ?? "" } },
@@ -2519,9 +3446,7 @@ function needToken() {
   abandonSocket();
   clearTimeout(conn.retryTimer);
   setConn("token");
-  el.tokenReason.textContent = state.token
-    ? "The saved token was refused (expired, or for another agent). Paste a new one."
-    : "This server requires an agent token.";
+  el.tokenReason.textContent = state.token ? t("token.refused") : t("token.required");
   el.tokenAgent.textContent = userid;
   el.tokenInput.value = "";
   el.tokenPanel.hidden = false;
@@ -2537,18 +3462,79 @@ async function start() {
     await loadContacts();
   } catch (error) {
     if (error instanceof AuthError) return;
-    toast(`Could not load conversations: ${error.message}`, "error");
+    toast(
+      t("toast.loadFailed", { what: t("toast.conversations"), message: error.message }),
+      "error",
+    );
   }
   connect();
+  loadQuickReplies();
   const wanted = decodeURIComponent(location.hash.slice(1));
   if (wanted && !state.current) openContact(wanted);
 }
 
+/** Keys that work anywhere on the page (see SHORTCUTS in console/views.js). */
+function onGlobalKeydown(event) {
+  if (event.isComposing || event.keyCode === 229) return;
+  const typing = event.target instanceof HTMLElement &&
+    (event.target.matches("input, textarea, select") || event.target.isContentEditable);
+  const key = event.key;
+  if (state.dialog) return;
+  const move = (step) => {
+    const ids = [...el.contactList.querySelectorAll(".contact")].map((n) => n.dataset.contactId);
+    if (ids.length === 0) return;
+    const at = ids.indexOf(state.current);
+    const next = ids[(at + step + ids.length) % ids.length] ?? ids[0];
+    openContact(next);
+    el.contactList.querySelector(`.contact[data-contact-id="${CSS.escape(next)}"]`)?.focus();
+  };
+  if (event.altKey && (key === "ArrowDown" || key === "ArrowUp")) {
+    event.preventDefault();
+    move(key === "ArrowDown" ? 1 : -1);
+  } else if (event.altKey && (key === "t" || key === "T") && !el.convActions.hidden) {
+    event.preventDefault();
+    openAction("transfer");
+  } else if (event.altKey && (key === "e" || key === "E") && !el.convActions.hidden) {
+    event.preventDefault();
+    openAction("close");
+  } else if ((event.ctrlKey || event.metaKey) && (key === "k" || key === "K")) {
+    event.preventDefault();
+    openDialog("search");
+  } else if (typing || event.ctrlKey || event.metaKey || event.altKey) {
+    return;
+  } else if (key === "j" || key === "k") {
+    move(key === "j" ? 1 : -1);
+  } else if (key === "r" && !el.composer.hidden && !el.reply.disabled) {
+    event.preventDefault();
+    el.reply.focus();
+  } else if (key === "?") {
+    event.preventDefault();
+    openDialog("help");
+  }
+}
+
+/** The 48-hour windows tick on: a conversation whose window enters its last two hours alerts
+ * once (the bridge's own notice comes within the last hour). */
+const closingAlerted = new Set();
+function checkClosingWindows() {
+  for (const c of state.contacts.values()) {
+    if (c.kind === "agent" || c.status === "closed") continue;
+    const key = `${c.contact_id}:${c.window_expires_at}`;
+    if (replyState(c, nowS()).state === "soon" && !closingAlerted.has(key)) {
+      closingAlerted.add(key);
+      raiseAlert("closing", c.contact_id, c.name || c.contact_id);
+    }
+  }
+}
+
 function init() {
+  applyStaticStrings();
+  applyTheme();
+  matchMedia("(prefers-color-scheme: dark)").addEventListener?.("change", applyTheme);
   if (!userid) {
     el.signin.hidden = false;
     setConn("idle");
-    el.connLabel.textContent = "Not signed in";
+    el.connLabel.textContent = t("conn.notSignedIn");
     el.signinForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const value = String(new FormData(el.signinForm).get("userid") ?? "").trim();
@@ -2558,6 +3544,55 @@ function init() {
   }
   el.agent.hidden = false;
   el.agentId.textContent = userid;
+  mounts.triage = byId("triage-mount");
+  mounts.waiting = byId("waiting-mount");
+  mounts.transfer = byId("transfer-agents");
+  mounts.quick = byId("quick-mount");
+  mounts.panel = byId("panel-mount");
+  mounts.dialog = byId("dialog-mount");
+  restoreContext();
+  setMode("reply");
+  el.modeReply.addEventListener("click", () => {
+    setMode("reply");
+    el.reply.focus();
+  });
+  el.modeNote.addEventListener("click", () => {
+    setMode("note");
+    el.reply.focus();
+  });
+  el.quickButton.addEventListener("click", () => openDialog("quick"));
+  el.panelButton.addEventListener("click", () => {
+    state.panel = !state.panel;
+    renderViews();
+  });
+  el.settingsButton.addEventListener("click", () => openDialog("settings"));
+  el.helpButton.addEventListener("click", () => openDialog("help"));
+  el.newPill.addEventListener("click", () => {
+    const c = state.current ? conv(state.current) : null;
+    if (c) c.win = null;
+    renderMessagesNow({ toBottom: true });
+    el.reply.focus();
+  });
+  el.messages.addEventListener("scroll", onMessagesScroll, { passive: true });
+  // Pictures load after the conversation opened: it stays at the newest message.
+  el.messages.addEventListener("load", () => {
+    const c = state.current ? state.convs.get(state.current) : null;
+    if (c?.win?.following ?? state.current === SYSTEM_ID) {
+      el.messages.scrollTop = el.messages.scrollHeight;
+    }
+  }, true);
+  document.addEventListener("keydown", onGlobalKeydown);
+  addEventListener("beforeunload", (event) => {
+    // Replies not yet taken by the bridge would be lost with the page.
+    if (pendingReplies().next().done) return;
+    event.preventDefault();
+    event.returnValue = t("alert.leave");
+  });
+  setInterval(() => {
+    checkClosingWindows();
+    // An agent coming online takes waiting followers without a notice to the rest: reread.
+    if (state.waiting.length > 0) scheduleContactsRefresh(0);
+  }, 30_000);
 
   el.tokenForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -2572,12 +3607,12 @@ function init() {
     state.token = "";
     writeToken("");
     el.tokenInput.value = "";
-    el.tokenReason.textContent = "Token forgotten. Paste a token to connect again.";
+    el.tokenReason.textContent = t("token.forgotten");
   });
   el.tokenButton.addEventListener("click", () => {
     state.needsToken = false;
     needToken();
-    el.tokenReason.textContent = "Replace or forget the token this browser keeps for you.";
+    el.tokenReason.textContent = t("token.replace");
   });
 
   el.filter.addEventListener("input", () => {
