@@ -2064,6 +2064,7 @@ function discardUpload(contactId, msg) {
   up.xhr?.abort();
   const c = conv(contactId);
   c.byKey.delete(msg.key);
+  c.sorted = null;
   c.nodes.delete(msg.key);
   if (msg.client_id) c.byClient.delete(String(msg.client_id));
   if (msg.display) URL.revokeObjectURL(msg.display);
@@ -3617,7 +3618,8 @@ function init() {
 
   el.filter.addEventListener("input", () => {
     state.filter = el.filter.value.trim();
-    renderContacts();
+    // What the agent does shows at once; only bursts from the socket wait for a frame.
+    renderContactsNow();
   });
   el.back.addEventListener("click", onBack);
   addEventListener("popstate", (event) => {
