@@ -229,7 +229,10 @@ export function createApp(deps: AppDeps) {
   add(
     "GET",
     ["/metrics"],
-    () => new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+    async () =>
+      new Response(await metrics.render(), {
+        headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+      }),
   );
   add(
     "GET",
