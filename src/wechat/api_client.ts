@@ -153,10 +153,9 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
   // failures are transient (every fetch TypeError, a timeout, a 5xx, errcode -1), reporting
   // every attempt's errcode to onCall, and throwing the WechatApiError inside the last
   // transient one. p-retry sleeps on its own setTimeout, where `sleep` is injected here so
-  // tests read the backoff ([250, 500]) without a fake clock, and it rethrows TypeErrors its
-  // message heuristics do not take for network errors (Deno's "error sending request" wording
-  // among the risks), so every error would need wrapping first. A dependency for a loop this
-  // size buys nothing.
+  // tests read the backoff ([250, 500]) without a fake clock; and it rethrows at once any
+  // TypeError whose message is not on its list of browsers' and Node's network errors, so each
+  // error would need wrapping first. A dependency for a loop this size buys nothing.
   async function withRetry<T>(
     api: string,
     run: (signal: AbortSignal) => Promise<T>,
