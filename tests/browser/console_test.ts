@@ -384,7 +384,7 @@ browserTest(
   "console shows voice, video, location, link and failed media readably",
   async (t, browser) => {
     const voice = await Deno.readFile(
-      new URL("../../../shared/wechat/media/voice.amr", import.meta.url),
+      new URL("../fixtures/media/voice.amr", import.meta.url),
     );
     const thumb = await makePng(160, 90);
     const video = await makeMp4(2);

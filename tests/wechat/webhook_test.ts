@@ -12,7 +12,7 @@ import { connectAgent, post, type Received, type TestAgent, textXml } from "../h
 import { startBridge, type TestBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
-const SAMPLES = new URL("../../../shared/wechat/samples/", import.meta.url);
+const SAMPLES = new URL("../fixtures/wechat/samples/", import.meta.url);
 const TOKEN = "webhook-test-token";
 const APPID = "wx2c2769f8efd9abc2";
 const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
