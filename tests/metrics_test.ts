@@ -7,7 +7,7 @@ import {
   Histogram,
   PROMETHEUS_CONTENT_TYPE,
   Registry,
-} from "../src/metrics.ts";
+} from "../src/http/metrics.ts";
 
 // ---- A strict reader of text exposition format 0.0.4 -------------------------------------
 // https://prometheus.io/docs/instrumenting/exposition_formats/ : every line is a HELP, a TYPE,
