@@ -4,7 +4,7 @@
 // Run: deno bench -A bench/metrics_bench.ts
 
 import { Counter, Histogram, Registry } from "prom-client";
-import { createBridgeMetrics } from "../src/metrics.ts";
+import { createBridgeMetrics } from "../src/http/metrics.ts";
 
 /** The last commit with the hand-written src/metrics.ts. */
 const HANDWRITTEN_COMMIT = "e664ce0";
@@ -37,7 +37,7 @@ function promClient(): PerMessage {
   };
 }
 
-// What the bridge runs per message: prom-client behind the label cap of src/metrics.ts.
+// What the bridge runs per message: prom-client behind the label cap of src/http/metrics.ts.
 function bridge(): PerMessage {
   const metrics = createBridgeMetrics();
   return {

@@ -5,7 +5,7 @@ import {
   MAX_SERIES,
   PROMETHEUS_CONTENT_TYPE,
   WEBHOOK_DURATION_BUCKETS,
-} from "../src/metrics.ts";
+} from "../src/http/metrics.ts";
 import { createWechatClient, type WechatClientOptions } from "../src/wechat/api_client.ts";
 import { startFakeWechat } from "../tools/fake_wechat.ts";
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { mintAgentToken } from "../src/agents/auth.ts";
-import { DEFAULT_LIMITS } from "../src/limits.ts";
+import { DEFAULT_LIMITS } from "../src/http/limits.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "./helpers/agent.ts";
 import { startBridge } from "./helpers/server.ts";
 

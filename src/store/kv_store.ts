@@ -3,7 +3,7 @@
 // before anyone is told it happened; only KV's per-commit limits ever split a commit.
 
 import { getLogger } from "@logtape/logtape";
-import type { Envelope } from "../agents/envelope.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import {
   agentKey,
   agentsPrefix,
@@ -18,7 +18,7 @@ import {
   queuedKey,
   queuePrefix,
 } from "./kv_keys.ts";
-import { type Changes, Model, type ModelOptions, modelReads } from "./model.ts";
+import { type Changes, Model, type ModelOptions, modelReads } from "../core/model.ts";
 import type {
   AgentRecord,
   Applied,
@@ -29,7 +29,7 @@ import type {
   LogEntry,
   Presence,
   Store,
-} from "./types.ts";
+} from "../core/store.ts";
 
 const log = getLogger(["bridge", "store"]);
 

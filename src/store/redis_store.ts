@@ -5,14 +5,13 @@
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
 import {
-  CODES,
   type Envelope,
   type EnvelopeData,
+  replyCodeOf,
   SYSTEM_CONTACT,
   SYSTEM_NAME,
-} from "../agents/envelope.ts";
-import type { TokenCache } from "../wechat/access_token.ts";
-import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "./model.ts";
+} from "../protocol/envelope.ts";
+import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "../core/model.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
@@ -26,7 +25,8 @@ import {
   type Presence,
   type Store,
   StoreError,
-} from "./types.ts";
+  type TokenCache,
+} from "../core/store.ts";
 
 const log = getLogger(["bridge", "redis"]);
 
@@ -480,7 +480,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       const data = withoutSeq(item);
       const envelope: Envelope = {
         data,
-        result: { code: codeOf(item.msg_type), message: "common" },
+        result: { code: replyCodeOf(item.msg_type), message: "common" },
       };
       const { value, entries } = await run<number>("reply", [
         agentId,
@@ -581,9 +581,4 @@ function withoutSeq(data: EnvelopeData): EnvelopeData {
 /** Whether a Redis error reply starts with `code` (NOSCRIPT, or the script's STORE). */
 function replyIs(error: unknown, code: string): boolean {
   return error instanceof Error && error.message.startsWith(`${code} `);
-}
-
-/** A reply's code, as model.ts gives it: link cards and mini-program cards count as links. */
-function codeOf(msgType: string): number {
-  return CODES[msgType] ?? 1007;
 }

@@ -2,7 +2,7 @@
 // the typing indicator, media upload and download. WeChat answers errors as HTTP 200 with
 // {errcode, errmsg}, so every answer is read for its errcode, never judged by its status alone.
 
-import { readStreamLimited } from "../limits.ts";
+import { readStreamLimited } from "../http/limits.ts";
 import {
   type AccessTokenManager,
   createAccessTokenManager,

@@ -1,11 +1,11 @@
 // Behaviour every store must share, run on each: memory, Deno KV and Redis.
 
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/agents/envelope.ts";
+import type { Envelope } from "../../src/protocol/envelope.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
-import type { InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+import type { InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
 
 const HOUR = 3600_000;

@@ -1,7 +1,7 @@
 // Who gets a follower that has no agent: its last agent if online and under capacity, else
 // the online agent with the fewest open contacts under capacity. One rule for every store.
 
-import type { AgentRecord } from "./types.ts";
+import type { AgentRecord } from "./store.ts";
 
 /** Picks an online agent for a follower, or null when none can take it. */
 export function chooseAgent(

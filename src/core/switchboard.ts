@@ -3,9 +3,9 @@
 // (everything after `since=`, or what was queued while they were away) before live frames.
 
 import { setImmediate } from "node:timers";
-import type { Envelope } from "./agents/envelope.ts";
-import type { AgentConnection, AgentSocket, Hub } from "./agents/hub.ts";
-import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store/types.ts";
+import type { Envelope } from "../protocol/envelope.ts";
+import type { AgentConnection, AgentSocket, Hub } from "./hub.ts";
+import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store.ts";
 
 /** Hooks for metrics. */
 export interface SwitchboardObserver {

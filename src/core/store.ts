@@ -2,8 +2,14 @@
 // followers waiting for an agent, the conversation history. Deno KV, memory and Redis
 // implement the same interface, so the rest of the bridge never knows which one it has.
 
-import type { Envelope, EnvelopeData } from "../agents/envelope.ts";
-import type { TokenCache } from "../wechat/access_token.ts";
+import type { Envelope, EnvelopeData } from "../protocol/envelope.ts";
+
+/** Where the current WeChat access token lives; in memory by default, Redis when instances
+ * share it. */
+export interface TokenCache {
+  get(): Promise<{ token: string; expiresAt: number } | null>;
+  set(entry: { token: string; expiresAt: number }): Promise<void>;
+}
 
 /** A follower as the bridge knows it: who serves it, its window, its unread count. */
 export interface Contact {

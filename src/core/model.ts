@@ -2,8 +2,8 @@
 // operation is synchronous and records what it changed, so the memory store keeps it and the
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
-import { CODES, createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
-import { MESSAGE_WINDOW_MS, noteInbound, windowStateOf } from "../replies/window.ts";
+import { createSystemEnvelope, type Envelope, replyCodeOf } from "../protocol/envelope.ts";
+import { MESSAGE_WINDOW_MS, noteInbound, windowStateOf } from "../protocol/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -15,7 +15,7 @@ import {
   type LogEntry,
   type Presence,
   StoreError,
-} from "./types.ts";
+} from "./store.ts";
 
 /** How long before a follower's 48-hour window closes its agent is warned. */
 export const WINDOW_WARNING_MS = 3600_000;
@@ -308,7 +308,7 @@ export class Model {
     const n = this.#history(contact, item);
     this.append(agentId, {
       data: item,
-      result: { code: codeOf(item.msg_type), message: "common" },
+      result: { code: replyCodeOf(item.msg_type), message: "common" },
     });
     return n;
   }
@@ -434,11 +434,6 @@ export class Model {
   pruneSeen(now: number): void {
     for (const [key, expiry] of this.seen) if (expiry <= now) this.seen.delete(key);
   }
-}
-
-/** A reply's code: SPEC's for its msg_type; link cards and mini-program cards count as links. */
-function codeOf(msgType: string): number {
-  return CODES[msgType] ?? 1007;
 }
 
 /** The reads both single-process stores answer from their model (`model()`: it may be

@@ -1,49 +1,9 @@
-// The seed's JSON envelope: what every agent socket receives. Builds it from a follower's
-// message, for system notices and for errors, with SPEC's numeric codes.
+// The envelope for a follower's message or event: WeChat's XML fields read into SPEC's
+// `msg`, the event sentences agents read, and CreateTime as Unix seconds.
 
-import type { FollowerMessage } from "../wechat/message.ts";
-import { textOf, type WechatXml } from "../wechat/xml.ts";
-
-/** `data` of an envelope: SPEC's fields, plus `seq` once it is in an agent's log. */
-export interface EnvelopeData {
-  id: string;
-  seq?: number;
-  name: string;
-  avatar: string;
-  msg_type: string;
-  contact_id: string;
-  company_id: string;
-  send_time: number;
-  msg: Record<string, unknown>;
-  [extra: string]: unknown;
-}
-
-/** What agents receive: `data` and a numeric `result.code`. */
-export interface Envelope {
-  data: EnvelopeData;
-  result: { code: number; message: string };
-}
-
-/** SPEC's codes by msg_type. */
-export const CODES: Readonly<Record<string, number>> = {
-  system: 102,
-  text: 1001,
-  image: 1002,
-  voice: 1003,
-  video: 1004,
-  shortvideo: 1005,
-  location: 1006,
-  link: 1007,
-};
-
-/** The heartbeat frame, the same bytes every time. */
-export const HEARTBEAT_FRAME = JSON.stringify({
-  data: {},
-  result: { code: 101, message: "heartbeat" },
-});
-
-export const SYSTEM_CONTACT = "system01";
-export const SYSTEM_NAME = "系统消息";
+import { codeOf, createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
+import type { FollowerMessage } from "./message.ts";
+import { textOf, type WechatXml } from "./xml.ts";
 
 const CHINA_DATETIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$/;
 
@@ -170,7 +130,7 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
         send_time: sendTime,
         msg: content,
       },
-      result: { code: CODES[m.msgType] ?? 102, message: "common" },
+      result: { code: codeOf(m.msgType), message: "common" },
     };
   }
   const fields = fieldsOf(m.xml);
@@ -186,32 +146,4 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
   msg["follower_id"] = m.from;
   msg["follower_name"] = ctx.name;
   return createSystemEnvelope(msg, { id: ctx.id, companyId: ctx.companyId, sendTime });
-}
-
-/** A 102 system message; `msg.event` says what happened, `msg.text` says it in words. */
-export function createSystemEnvelope(
-  msg: Record<string, unknown>,
-  ctx: { id: string; companyId: string; sendTime: number },
-): Envelope {
-  return {
-    data: {
-      id: ctx.id,
-      name: SYSTEM_NAME,
-      avatar: "",
-      msg_type: "system",
-      contact_id: SYSTEM_CONTACT,
-      company_id: ctx.companyId,
-      send_time: ctx.sendTime,
-      msg,
-    },
-    result: { code: 102, message: "common" },
-  };
-}
-
-/** A -1 envelope; `message` says what went wrong, `data` what it concerns. */
-export function createErrorEnvelope(
-  message: string,
-  data: Record<string, unknown> = {},
-): { data: Record<string, unknown>; result: { code: -1; message: string } } {
-  return { data, result: { code: -1, message } };
 }

@@ -8,7 +8,7 @@ import {
   noteReplySent,
   type ReplyWindowState,
   windowClosesAt,
-} from "../../src/replies/window.ts";
+} from "../../src/protocol/window.ts";
 
 const HOUR = 3600_000;
 const T0 = Date.UTC(2024, 4, 1, 8, 0, 0);
