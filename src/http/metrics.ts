@@ -222,12 +222,43 @@ const SILENT_UNDER_DENO = [
   "nodejs_active_requests_total",
 ];
 
+// Deno lets only --allow-all read /proc/self/*, and the bridge runs with narrower permissions:
+// prom-client then reports 0 for what it reads there (memory sizes, open fds) and leaves out
+// max fds. A 0 would read as a fact, so those go, and resident memory comes from Deno instead.
+const FROM_PROCFS = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+];
+
 /** The process metrics prom-client collects (CPU, memory, fds, event loop, heap). */
 function processMetrics(): Registry {
   if (processRegistry === undefined) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry });
     for (const name of SILENT_UNDER_DENO) processRegistry.removeSingleMetric(name);
+    if (!canReadProcfs()) {
+      for (const name of FROM_PROCFS) processRegistry.removeSingleMetric(name);
+      new Gauge({
+        name: "process_resident_memory_bytes",
+        help: "Resident memory size in bytes.",
+        registers: [processRegistry],
+        collect() {
+          this.set(Deno.memoryUsage().rss);
+        },
+      });
+    }
   }
   return processRegistry;
+}
+
+function canReadProcfs(): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    return true;
+  } catch {
+    return false;
+  }
 }
