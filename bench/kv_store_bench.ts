@@ -2,10 +2,10 @@
 // file), in batches of 1, 10 and 100 messages: what one KV commit per batch costs.
 // Run: deno run -A bench/kv_store_bench.ts [messages per case, default 20000]
 
-import type { Envelope } from "../src/agents/envelope.ts";
+import type { Envelope } from "../src/protocol/envelope.ts";
 import { openKvStore } from "../src/store/kv_store.ts";
 import { createMemoryStore } from "../src/store/memory_store.ts";
-import type { InboundItem, Presence, Store } from "../src/store/types.ts";
+import type { InboundItem, Presence, Store } from "../src/core/store.ts";
 
 const TOTAL = Number(Deno.args[0] ?? 20_000);
 const AGENTS = 10;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createRateLimiter, readBodyLimited } from "../src/limits.ts";
-import { HttpError } from "../src/http_error.ts";
+import { createRateLimiter, readBodyLimited } from "../src/http/limits.ts";
+import { HttpError } from "../src/http/http_error.ts";
 
 const URL_ = "http://bridge.test/send";
 

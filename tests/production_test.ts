@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { mintAgentToken } from "../src/agents/auth.ts";
-import { DEFAULT_LIMITS } from "../src/limits.ts";
+import { DEFAULT_LIMITS } from "../src/http/limits.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "./helpers/agent.ts";
 import { startBridge } from "./helpers/server.ts";
 
@@ -199,7 +199,8 @@ interface Sample {
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const SAMPLE_LINE =
   /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? ([^ ]+)(?: (-?\d+))?$/;
-const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)$/;
+// Prometheus reads values with Go's ParseFloat, which takes NaN in any case (prom-client: "Nan").
+const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|[Nn][Aa][Nn])$/;
 
 /** Parses Prometheus text, throwing on the first thing the format forbids. */
 function parsePrometheus(text: string): { types: Map<string, string>; samples: Sample[] } {
@@ -241,7 +242,8 @@ function parsePrometheus(text: string): { types: Map<string, string>; samples: S
       } else if (/\\[^\\n]|\\$/.test(rest)) throw new SyntaxError(`${where}: bad HELP escape`);
       return;
     }
-    if (line.startsWith("#")) return;
+    // The format ignores empty lines; prom-client puts one between families.
+    if (line.startsWith("#") || line === "") return;
     const m = SAMPLE_LINE.exec(line);
     if (!m) throw new SyntaxError(`${where}: not a sample`);
     const [, name, labelText = "", value] = m;
@@ -298,14 +300,14 @@ function valueOf(samples: Sample[], name: string, labels: Record<string, string>
 
 Deno.test("the test's Prometheus reader refuses what the format forbids", () => {
   const good = '# HELP a_total A.\n# TYPE a_total counter\na_total{x="q\\""} 1\n' +
-    '# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n';
-  assert.equal(parsePrometheus(good).samples.length, 5);
+    '\n# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n' +
+    "\n# TYPE g gauge\ng Nan\n";
+  assert.equal(parsePrometheus(good).samples.length, 6);
   const bad = [
     "# TYPE a counter\na 1",
     "a 1\n",
     '# TYPE a counter\na{x="q"q"} 1\n',
     "# TYPE a counter\na one\n",
-    "# TYPE a counter\n\na 1\n",
     "# TYPE a counter\na 1\na 2\n",
     "# TYPE a counter\n# TYPE b counter\nb 1\na 1\n",
     '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',

@@ -3,9 +3,9 @@
 // agent; `typing`, `read`, `transfer`, `close`, `claim`, `note`, `rename` and `capacity` are
 // commands.
 
-import type { Switchboard } from "../switchboard.ts";
-import { type Store, StoreError } from "../store/types.ts";
-import { createErrorEnvelope, type Envelope } from "./envelope.ts";
+import type { Switchboard } from "../core/switchboard.ts";
+import { type Store, StoreError } from "../core/store.ts";
+import { createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
 
 /** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
 export interface AgentAnswer {

@@ -3,13 +3,13 @@
 // envelopes on that socket, which stays open).
 
 import { getLogger } from "@logtape/logtape";
-import { HttpError } from "../http_error.ts";
-import { createRateLimiter, type RateLimiter } from "../limits.ts";
-import type { Switchboard } from "../switchboard.ts";
+import { HttpError } from "../http/http_error.ts";
+import { createRateLimiter, type RateLimiter } from "../http/limits.ts";
+import type { Switchboard } from "../core/switchboard.ts";
 import type { AgentMessages } from "./agent_messages.ts";
 import type { AgentAuth } from "./auth.ts";
-import { createErrorEnvelope } from "./envelope.ts";
-import type { AgentConnection, Hub } from "./hub.ts";
+import { createErrorEnvelope } from "../protocol/envelope.ts";
+import type { AgentConnection, Hub } from "../core/hub.ts";
 
 const log = getLogger(["bridge", "agents"]);
 

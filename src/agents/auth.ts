@@ -3,7 +3,7 @@
 // Without a secret the bridge runs open and trusts the userid the agent claims.
 
 import { errors, jwtVerify, SignJWT } from "jose";
-import { HttpError } from "../http_error.ts";
+import { HttpError } from "../http/http_error.ts";
 
 /** Checks who an agent is and where its page comes from; every failure is an `HttpError`. */
 export interface AgentAuth {

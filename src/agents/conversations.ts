@@ -1,9 +1,10 @@
 // What an agent reads over HTTP: its contact list (with the followers waiting for an agent)
 // and one conversation's history, oldest first, paged backwards.
 
-import { HttpError } from "../http_error.ts";
-import { json } from "../router.ts";
-import type { Store } from "../store/types.ts";
+import { HttpError } from "../http/http_error.ts";
+import { json } from "../http/router.ts";
+import type { Store } from "../core/store.ts";
+import { windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
 /** What the routes need: the store, and who is calling. */
 export interface ConversationDeps {
@@ -30,7 +31,8 @@ export function createConversationRoutes(deps: ConversationDeps) {
           last_message: c.last_message,
           last_message_time: s(c.last_message_at),
           last_inbound_time: s(c.last_inbound_at),
-          window_expires_at: c.last_inbound_at ? s(c.last_inbound_at) + 48 * 3600 : 0,
+          // The allowance WeChat gives: 48 h after a message, a minute after a follow or menu tap.
+          window_expires_at: s(windowClosesAt(windowStateOf(c)) ?? 0),
           unread: c.unread,
           subscribed: c.subscribed,
           replies_since_inbound: c.replies_since_inbound,

@@ -2,10 +2,10 @@
 // (快捷回复) every agent inserts, the agents a conversation can be transferred to (presence and
 // load), and search in the messages of the conversations an agent serves or served.
 
-import { HttpError } from "../http_error.ts";
-import { readBodyLimited } from "../limits.ts";
-import { json } from "../router.ts";
-import type { HistoryItem, QuickReply, Store } from "../store/types.ts";
+import { HttpError } from "../http/http_error.ts";
+import { readBodyLimited } from "../http/limits.ts";
+import { json } from "../http/router.ts";
+import type { HistoryItem, QuickReply, Store } from "../core/store.ts";
 
 /** Bounds on quick replies: a team's set is a short list, not a document store. */
 export const QUICK_REPLY_LIMITS = { count: 500, title: 40, text: 1_000 };

@@ -4,7 +4,7 @@
 // a restart picks the journal up where it stopped.
 
 import { getLogger } from "@logtape/logtape";
-import type { InboundItem, InboundOutcome } from "../store/types.ts";
+import type { InboundItem, InboundOutcome } from "../core/store.ts";
 import type { MediaInput, MediaPipeline } from "./pipeline.ts";
 
 const log = getLogger(["bridge", "media"]);

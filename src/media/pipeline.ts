@@ -2,7 +2,7 @@
 // fallback), store the original, add a browser-playable copy (voice to MP3) and a video
 // thumbnail, and hand back signed URLs. It never throws: a failure becomes `error` on the result.
 
-import { readStreamLimited } from "../limits.ts";
+import { readStreamLimited } from "../http/limits.ts";
 import { getLogger } from "@logtape/logtape";
 import type { MediaStorage } from "./storage.ts";
 import type { UrlSigner } from "./signed_url.ts";

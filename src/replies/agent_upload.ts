@@ -2,8 +2,8 @@
 // `media/upload` for its media_id (kept locally in demo mode), and stored so the agent's
 // console can show what it sent.
 
-import { HttpError } from "../http_error.ts";
-import { readBodyLimited } from "../limits.ts";
+import { HttpError } from "../http/http_error.ts";
+import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
 import type { UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";

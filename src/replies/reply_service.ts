@@ -5,13 +5,14 @@
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
-import { createSystemEnvelope, type Envelope } from "../agents/envelope.ts";
-import type { ReplyContext } from "../app.ts";
-import type { HistoryItem } from "../store/types.ts";
+import { createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
+import type { Switchboard } from "../core/switchboard.ts";
+import type { BridgeMetrics } from "../http/metrics.ts";
+import type { HistoryItem, Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
-import { checkReplyAllowed, windowClosesAt, windowStateOf } from "./window.ts";
+import { checkReplyAllowed, windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
 const log = getLogger(["bridge", "replies"]);
 
@@ -19,6 +20,16 @@ const log = getLogger(["bridge", "replies"]);
 export type ReplyTarget =
   | { kind: "wechat"; client: WechatClient; fetchMedia: (url: string) => Promise<MediaFile> }
   | { kind: "demo"; outbox: DemoOutbox };
+
+/** What the reply service works with. */
+export interface ReplyContext {
+  store: Store;
+  switchboard: Switchboard;
+  metrics: BridgeMetrics;
+  now: () => number;
+  newId: () => string;
+  companyId: string;
+}
 
 /** A file an agent's `media_url` pointed at. */
 export interface MediaFile {

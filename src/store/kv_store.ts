@@ -3,7 +3,7 @@
 // before anyone is told it happened; only KV's per-commit limits ever split a commit.
 
 import { getLogger } from "@logtape/logtape";
-import type { Envelope } from "../agents/envelope.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import {
   agentKey,
   agentsPrefix,
@@ -20,7 +20,13 @@ import {
   quickRepliesPrefix,
   quickReplyKey,
 } from "./kv_keys.ts";
-import { type Changes, Model, type ModelOptions, modelReads, sortQuickReplies } from "./model.ts";
+import {
+  type Changes,
+  Model,
+  type ModelOptions,
+  modelReads,
+  sortQuickReplies,
+} from "../core/model.ts";
 import type {
   AgentRecord,
   Applied,
@@ -32,7 +38,7 @@ import type {
   Presence,
   QuickReply,
   Store,
-} from "./types.ts";
+} from "../core/store.ts";
 
 const log = getLogger(["bridge", "store"]);
 

@@ -1,7 +1,7 @@
 // The store without persistence: the routing model plus logs and history in memory, bounded.
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
-import { Model, type ModelOptions, modelReads, sortQuickReplies } from "./model.ts";
+import { Model, type ModelOptions, modelReads, sortQuickReplies } from "../core/model.ts";
 import type {
   Applied,
   HistoryEntry,
@@ -12,7 +12,7 @@ import type {
   Presence,
   QuickReply,
   Store,
-} from "./types.ts";
+} from "../core/store.ts";
 
 /** How much each agent's log and each conversation keeps in memory. */
 const MAX_LOG = 5_000;

@@ -1,18 +1,27 @@
 // Picks the store the configuration asks for: Deno KV under DATA_DIR (the default), memory
 // (`STORE=memory`, nothing survives a restart), or Redis (`REDIS_URL`, several instances).
 
-import type { Config } from "../config.ts";
 import { openKvStore } from "./kv_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
-import type { Store } from "./types.ts";
+import type { Store } from "../core/store.ts";
 
 /** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
 export const DEDUP_TTL_MS = 24 * 3600_000;
 
 const DAY_MS = 24 * 3600_000;
 
+/** The settings that choose and size the store (a part of Config). */
+export interface StoreConfig {
+  dataDir: string;
+  companyId: string;
+  redisUrl?: string;
+  store: "kv" | "memory";
+  heartbeatIntervalS: number;
+  historyRetentionDays: number;
+}
+
 /** Opens the configured store. */
-export async function openStore(config: Config): Promise<Store> {
+export async function openStore(config: StoreConfig): Promise<Store> {
   const options = {
     companyId: config.companyId,
     now: Date.now,

@@ -2,7 +2,7 @@
 // come two ways (this instance's commits, other instances' over pub/sub) and the hub drops a
 // seq at or below the last it wrote, so a late entry would be lost: it is held until the gap fills.
 
-import type { LogEntry } from "./types.ts";
+import type { LogEntry } from "../core/store.ts";
 
 /** What the ordering needs from the store. */
 export interface OrderOptions {

@@ -5,20 +5,14 @@
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
 import {
-  CODES,
   type Envelope,
   type EnvelopeData,
+  replyCodeOf,
   SYSTEM_CONTACT,
   SYSTEM_NAME,
-} from "../agents/envelope.ts";
-import type { TokenCache } from "../wechat/access_token.ts";
-import {
-  type ModelOptions,
-  noteItem,
-  previewOf,
-  sortQuickReplies,
-  WINDOW_WARNING_MS,
-} from "./model.ts";
+} from "../protocol/envelope.ts";
+import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
+import { WINDOW_WARNING_MS } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
@@ -33,7 +27,8 @@ import {
   type QuickReply,
   type Store,
   StoreError,
-} from "./types.ts";
+  type TokenCache,
+} from "../core/store.ts";
 
 const log = getLogger(["bridge", "redis"]);
 
@@ -502,7 +497,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       const data = withoutSeq(item);
       const envelope: Envelope = {
         data,
-        result: { code: codeOf(item.msg_type), message: "common" },
+        result: { code: replyCodeOf(item.msg_type), message: "common" },
       };
       const { value, entries } = await run<number>("reply", [
         agentId,
@@ -657,9 +652,4 @@ function withoutSeq(data: EnvelopeData): EnvelopeData {
 /** Whether a Redis error reply starts with `code` (NOSCRIPT, or the script's STORE). */
 function replyIs(error: unknown, code: string): boolean {
   return error instanceof Error && error.message.startsWith(`${code} `);
-}
-
-/** A reply's code, as model.ts gives it: link cards and mini-program cards count as links. */
-function codeOf(msgType: string): number {
-  return CODES[msgType] ?? 1007;
 }

@@ -2,11 +2,9 @@
 // bridge instances can share, refreshed before it expires and, when WeChat rejects it, refreshed
 // once by a single caller (single-flight) while the others wait for the same result.
 
-/** Where the current token lives; in memory by default, Redis when instances share it. */
-export interface TokenCache {
-  get(): Promise<{ token: string; expiresAt: number } | null>;
-  set(entry: { token: string; expiresAt: number }): Promise<void>;
-}
+import type { TokenCache } from "../core/store.ts";
+
+export type { TokenCache };
 
 /** A fresh token as WeChat returns it: `expiresInS` seconds from now. */
 export interface FetchedToken {

@@ -3,9 +3,9 @@
 // the message is committed; delivery to agents happens after.
 
 import { getLogger } from "@logtape/logtape";
-import { createFollowerEnvelope } from "../agents/envelope.ts";
-import { HttpError } from "../http_error.ts";
-import type { InboundItem, InboundOutcome } from "../store/types.ts";
+import { createFollowerEnvelope } from "./follower_envelope.ts";
+import { HttpError } from "../http/http_error.ts";
+import type { InboundItem, InboundOutcome } from "../core/store.ts";
 import type { WechatCrypto } from "./crypto.ts";
 import { dedupKeyOf, type FollowerMessage, readFollowerMessage } from "./message.ts";
 import { verifyMessageSignature, verifyRequestSignature } from "./signature.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { jwtVerify, SignJWT, UnsecuredJWT } from "jose";
 import { createAgentAuth, mintAgentToken } from "../../src/agents/auth.ts";
-import { HttpError } from "../../src/http_error.ts";
+import { HttpError } from "../../src/http/http_error.ts";
 
 const SECRET = "test-secret-that-is-long-enough-for-hs256!";
 const OTHER_SECRET = "another-secret-also-long-enough-for-hs256";

@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import type { WebSocketRoute } from "playwright-core";
 import { mintAgentToken } from "../../src/agents/auth.ts";
-import { WechatApiError, type WechatClient } from "../../src/wechat/api_client.ts";
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
+
+/** The bridge's environment for talking to a fake WeChat. */
+const fakeWechatEnv = (fake: FakeWechat) => ({
+  WECHAT_APPID: "wxconsole",
+  WECHAT_SECRET: "secret",
+  WECHAT_API_BASE: fake.url,
+});
 import {
   B,
   browserTest,
@@ -175,16 +182,14 @@ browserTest(
 );
 
 browserTest("console shows WeChat's reason when a reply is refused", async (t, browser) => {
-  const wechatClient: WechatClient = {
-    sendCustomMessage: () =>
-      Promise.reject(
-        new WechatApiError(45015, "response out of time limit or subscription is canceled"),
-      ),
-    typing: () => Promise.resolve(),
-    uploadMedia: () => Promise.reject(new Error("not in this test")),
-    getMedia: () => Promise.reject(new WechatApiError(40007, "invalid media_id")),
-  };
-  const server = await startBridge({ wechatClient });
+  const fake = await startFakeWechat({ appId: "wxconsole", secret: "secret" });
+  fake.failNext(
+    "/cgi-bin/message/custom/send",
+    45015,
+    "response out of time limit or subscription is canceled",
+    100,
+  );
+  const server = await startBridge({ env: fakeWechatEnv(fake) });
   try {
     const { page } = await openPage(browser);
     await openConsole(page, server.base, AGENT);
@@ -214,6 +219,7 @@ browserTest("console shows WeChat's reason when a reply is refused", async (t, b
     });
   } finally {
     await server.close();
+    await fake.close();
   }
 });
 
@@ -385,7 +391,7 @@ browserTest(
   "console shows voice, video, location, link and failed media readably",
   async (t, browser) => {
     const voice = await Deno.readFile(
-      new URL("../../../shared/wechat/media/voice.amr", import.meta.url),
+      new URL("../fixtures/media/voice.amr", import.meta.url),
     );
     const thumb = await makePng(160, 90);
     const video = await makeMp4(2);
@@ -394,18 +400,9 @@ browserTest(
       video1: { bytes: video, contentType: "video/mp4" },
       thumb1: { bytes: thumb, contentType: "image/png" },
     };
-    const wechatClient: WechatClient = {
-      sendCustomMessage: () => Promise.resolve(),
-      typing: () => Promise.resolve(),
-      uploadMedia: () => Promise.reject(new Error("not in this test")),
-      getMedia: (id) => {
-        const file = files[id];
-        return file
-          ? Promise.resolve({ kind: "file", ...file })
-          : Promise.reject(new WechatApiError(40007, "invalid media_id"));
-      },
-    };
-    const server = await startBridge({ wechatClient });
+    const fake = await startFakeWechat({ appId: "wxconsole", secret: "secret" });
+    for (const [id, file] of Object.entries(files)) fake.addMedia(id, file.bytes, file.contentType);
+    const server = await startBridge({ env: fakeWechatEnv(fake) });
     try {
       const { page } = await openPage(browser);
       await openConsole(page, server.base, AGENT);
@@ -478,6 +475,7 @@ browserTest(
       await screenshot(page, "console-laptop-media");
     } finally {
       await server.close();
+      await fake.close();
     }
   },
 );

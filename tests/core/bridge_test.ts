@@ -3,7 +3,7 @@ import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts"
 import { startBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
-const SAMPLES = new URL("../../../shared/wechat/samples/", import.meta.url);
+const SAMPLES = new URL("../fixtures/wechat/samples/", import.meta.url);
 
 const xml = (fields: Record<string, string>) =>
   `<xml>${Object.entries(fields).map(([k, v]) => `<${k}><![CDATA[${v}]]></${k}>`).join("")}</xml>`;

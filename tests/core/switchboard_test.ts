@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/agents/envelope.ts";
-import { createHub } from "../../src/agents/hub.ts";
+import type { Envelope } from "../../src/protocol/envelope.ts";
+import { createHub } from "../../src/core/hub.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
-import type { InboundItem, Store } from "../../src/store/types.ts";
-import { createSwitchboard } from "../../src/switchboard.ts";
+import type { InboundItem, Store } from "../../src/core/store.ts";
+import { createSwitchboard } from "../../src/core/switchboard.ts";
 
 function item(followerId: string, id: string): InboundItem {
   const envelope: Envelope = {

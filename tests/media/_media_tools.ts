@@ -3,7 +3,7 @@
 
 import { serveMedia, type ServeMediaDeps } from "../../src/media/serve.ts";
 
-export const VOICE_AMR = "/work/shared/wechat/media/voice.amr";
+export const VOICE_AMR = new URL("../fixtures/media/voice.amr", import.meta.url).pathname;
 
 async function works(cmd: string): Promise<boolean> {
   try {

@@ -1,11 +1,12 @@
 // Behaviour every store must share, run on each: memory, Deno KV and Redis.
 
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/agents/envelope.ts";
+import type { Envelope } from "../../src/protocol/envelope.ts";
+import { noticeText } from "../../src/protocol/notices.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
-import type { HistoryItem, InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+import type { HistoryItem, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
 
 const HOUR = 3600_000;
@@ -98,9 +99,11 @@ function replyItem(agentId: string, followerId: string, id: string): HistoryItem
 /** SPEC "Routing": a reply to a follower nobody serves claims it; one served by another is
  * refused. The team hears of waiting followers and of claims. */
 async function claiming(store: Store, clock: { t: number }) {
-  // Known agents with no room (agentW is online on Redis, which reads presence itself): the
+  // Known agents with no room (agentW and agentX are online on Redis, which reads presence
+  // itself): the
   // follower waits.
   await store.setCapacity("agentW", 0);
+  await store.setCapacity("agentX", 0);
   await store.setCapacity("aA", 0);
   await store.setCapacity("aB", 0);
   const full: Presence = {
@@ -207,9 +210,48 @@ async function quickReplies(store: Store) {
   assert.deepEqual((await store.listQuickReplies()).map((q) => q.id), ["q1"]);
 }
 
+const texts = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["text"]));
+
+/** The notice texts are the protocol's, filled the same way, whichever store runs the rules. */
+async function notices(store: Store, clock: { t: number }) {
+  const both: Presence = {
+    isOnline: (id) => id === "agentW" || id === "agentX",
+    onlineAgents: () => ["agentW", "agentX"],
+  };
+  await store.agentOnline("agentX", both);
+  const start = Date.UTC(2026, 10, 2, 1, 30); // 09:30 in China
+  clock.t = start;
+  const item = { ...message("oN", "n1", clock.t), name: "李雷" };
+  const bound = await store.acceptInbound([item], both);
+  assert.deepEqual(texts(bound.deliveries.filter((e) => e.envelope.data.msg_type === "system")), [
+    noticeText("assigned", { name: "李雷" }),
+  ]);
+  const moved = await store.transfer("oN", "agentW", "agentX");
+  assert.deepEqual(
+    texts(moved.deliveries).sort(),
+    [
+      noticeText("transferredIn", { name: "李雷", from: "agentW" }),
+      noticeText("transferredOut", { name: "李雷", to: "agentX" }),
+    ].sort(),
+  );
+  clock.t = start + 47.5 * HOUR;
+  const closing = await store.sweepWindows!(clock.t);
+  assert.deepEqual(texts(closing.deliveries), [
+    noticeText("windowClosing", { name: "李雷", time: "09:30" }),
+  ]);
+  assert.match(texts(closing.deliveries)[0]!, /李雷 的 48 小时回复窗口将在 09:30（北京时间）关闭/);
+  clock.t = start + 48 * HOUR;
+  assert.deepEqual(texts((await store.sweepWindows!(clock.t)).deliveries), [
+    noticeText("windowExpired", { name: "李雷" }),
+  ]);
+  const ended = await store.closeConversation("oN", "agentX");
+  assert.deepEqual(texts(ended.deliveries), [noticeText("closed", { name: "李雷" })]);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
+  await notices(store, clock);
   await claiming(store, clock);
   await quickReplies(store);
 }
@@ -221,7 +263,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming, claiming, notes, labels, quick replies", async () => {
+Deno.test("the memory store: window notices, renaming, notice texts, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -231,7 +273,7 @@ Deno.test("the memory store: window notices, renaming, claiming, notes, labels, 
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming, claiming, notes, labels, quick replies", async () => {
+Deno.test("the Deno KV store: window notices, renaming, notice texts, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -242,7 +284,8 @@ Deno.test("the Deno KV store: window notices, renaming, claiming, notes, labels,
 });
 
 Deno.test({
-  name: "the Redis store: window notices, renaming, claiming, notes, labels, quick replies",
+  name:
+    "the Redis store: window notices, renaming, notice texts, claiming, notes, labels, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import type { Envelope } from "../../src/agents/envelope.ts";
+import type { Envelope } from "../../src/protocol/envelope.ts";
 import { agentKey } from "../../src/store/kv_keys.ts";
 import { type KvStoreOptions, openKvStore } from "../../src/store/kv_store.ts";
-import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/store/types.ts";
+import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
 
 const DAY_MS = 24 * 3600_000;
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createAgentOrder } from "../../src/store/redis_order.ts";
-import type { LogEntry } from "../../src/store/types.ts";
+import type { LogEntry } from "../../src/core/store.ts";
 
 function entry(agentId: string, seq: number): LogEntry {
   return {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/agents/envelope.ts";
+import type { Envelope } from "../../src/protocol/envelope.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import {
   createRedisStore,
@@ -15,7 +15,7 @@ import {
   type Presence,
   type Store,
   StoreError,
-} from "../../src/store/types.ts";
+} from "../../src/core/store.ts";
 import {
   findTestRedis,
   flushPrefix,

@@ -25,9 +25,9 @@ interface Vectors {
   decrypt: DecryptVector[];
 }
 
-// The public vectors live beside the repository checkout, in shared/.
+// The public vectors, copied into tests/fixtures/ (sources in its README).
 const vectors: Vectors = JSON.parse(
-  await Deno.readTextFile(new URL("../../../shared/wechat/vectors.json", import.meta.url)),
+  await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
 );
 
 const KEY_1 = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";

@@ -30,9 +30,9 @@ interface Vectors {
   decrypt: MessageVector[];
 }
 
-// The public vectors live beside the repository checkout, in shared/.
+// The public vectors, copied into tests/fixtures/ (sources in its README).
 const vectors: Vectors = JSON.parse(
-  await Deno.readTextFile(new URL("../../../shared/wechat/vectors.json", import.meta.url)),
+  await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
 );
 
 const signedMessages = [...vectors.encrypt, ...vectors.decrypt].filter(

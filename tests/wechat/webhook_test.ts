@@ -3,7 +3,7 @@
 // message, and hostile bodies, each checked by what reaches (or does not reach) an agent.
 
 import assert from "node:assert/strict";
-import { createBridge } from "../../src/bridge.ts";
+import { createServer } from "../../src/server.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createWechatCrypto } from "../../src/wechat/crypto.ts";
@@ -12,7 +12,7 @@ import { connectAgent, post, type Received, type TestAgent, textXml } from "../h
 import { startBridge, type TestBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
-const SAMPLES = new URL("../../../shared/wechat/samples/", import.meta.url);
+const SAMPLES = new URL("../fixtures/wechat/samples/", import.meta.url);
 const TOKEN = "webhook-test-token";
 const APPID = "wx2c2769f8efd9abc2";
 const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
@@ -362,7 +362,7 @@ Deno.test("POST send_xml refuses an encrypted message when safe mode is not conf
 });
 
 Deno.test("the bridge refuses a bad WECHAT_AES_KEY at start-up", async (t) => {
-  const build = (env: Record<string, string>) => {
+  const build = async (env: Record<string, string>) => {
     const dataDir = Deno.makeTempDirSync({ prefix: "bridge-bad-key-" });
     const store = createMemoryStore({
       companyId: "",
@@ -372,9 +372,10 @@ Deno.test("the bridge refuses a bad WECHAT_AES_KEY at start-up", async (t) => {
     });
     try {
       const config = loadConfig({ DATA_DIR: dataDir, ...env });
-      createBridge(config, { store, mediaSecret: "test media url secret, 32 bytes or more" });
+      const server = await createServer(config, { store });
+      await server.stop();
     } finally {
-      store.close();
+      await store.close();
       Deno.removeSync(dataDir, { recursive: true });
     }
   };
@@ -385,8 +386,8 @@ Deno.test("the bridge refuses a bad WECHAT_AES_KEY at start-up", async (t) => {
       /WECHAT_AES_KEY.*43 characters/,
     );
   });
-  await t.step("building the bridge with WECHAT_AES_KEY=abcde throws a clear error", () => {
-    assert.throws(
+  await t.step("building the bridge with WECHAT_AES_KEY=abcde throws a clear error", async () => {
+    await assert.rejects(
       () => build({ WECHAT_TOKEN: TOKEN, WECHAT_AES_KEY: "abcde", WECHAT_APPID: APPID }),
       (error: unknown) => {
         assert.ok(error instanceof Error);
@@ -396,15 +397,15 @@ Deno.test("the bridge refuses a bad WECHAT_AES_KEY at start-up", async (t) => {
       },
     );
   });
-  await t.step("a key with a character outside base64 throws", () => {
-    assert.throws(
+  await t.step("a key with a character outside base64 throws", async () => {
+    await assert.rejects(
       () =>
         build({ WECHAT_TOKEN: TOKEN, WECHAT_AES_KEY: "-" + AES_KEY.slice(1), WECHAT_APPID: APPID }),
       /WECHAT_AES_KEY/,
     );
   });
-  await t.step("a bad WECHAT_AES_KEY_PREVIOUS throws, naming it", () => {
-    assert.throws(
+  await t.step("a bad WECHAT_AES_KEY_PREVIOUS throws, naming it", async () => {
+    await assert.rejects(
       () =>
         build({
           WECHAT_TOKEN: TOKEN,
@@ -415,8 +416,8 @@ Deno.test("the bridge refuses a bad WECHAT_AES_KEY at start-up", async (t) => {
       /WECHAT_AES_KEY_PREVIOUS/,
     );
   });
-  await t.step("good keys build", () => {
-    build({
+  await t.step("good keys build", async () => {
+    await build({
       WECHAT_TOKEN: TOKEN,
       WECHAT_AES_KEY: AES_KEY,
       WECHAT_AES_KEY_PREVIOUS: OLD_AES_KEY,

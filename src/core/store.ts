@@ -1,0 +1,206 @@
+// The store's records and its interface: contacts, agents with their message logs and seqs,
+// followers waiting for an agent, the conversation history. Deno KV, memory and Redis
+// implement the same interface, so the rest of the bridge never knows which one it has.
+
+import type { Envelope, EnvelopeData } from "../protocol/envelope.ts";
+
+/** Where the current WeChat access token lives; in memory by default, Redis when instances
+ * share it. */
+export interface TokenCache {
+  get(): Promise<{ token: string; expiresAt: number } | null>;
+  set(entry: { token: string; expiresAt: number }): Promise<void>;
+}
+
+/** A follower as the bridge knows it: who serves it, its window, its unread count. */
+export interface Contact {
+  follower_id: string;
+  name: string;
+  avatar: string;
+  agent_id: string | null;
+  last_agent_id: string | null;
+  status: "open" | "closed" | "waiting";
+  /** ms; 0 before the first inbound message. */
+  last_inbound_at: number;
+  last_inbound_kind: "message" | "event";
+  replies_since_inbound: number;
+  last_message: { msg_type: string; preview: string; direction: "in" | "out" } | null;
+  last_message_at: number;
+  unread: number;
+  /** ms when it started waiting for an agent; null when it is not waiting. */
+  waiting_since: number | null;
+  /** The last history number given out for this follower. */
+  history_seq: number;
+  subscribed: boolean;
+  /** The team's labels on this conversation (VIP, refund, …). */
+  labels?: string[];
+  /** Which notice about the 48-hour window the agent has had since the last message. */
+  window_notice?: "closing" | "expired" | null;
+}
+
+/** An agent the bridge has seen: its log's last seq and its capacity. */
+export interface AgentRecord {
+  agent_id: string;
+  seq: number;
+  /** The highest seq written to one of its sockets (what a reconnect without since= skips). */
+  cursor: number;
+  capacity: number | null;
+  load: number;
+}
+
+/** A team-wide canned reply; `text` may hold placeholders such as `{name}`. */
+export interface QuickReply {
+  id: string;
+  title: string;
+  text: string;
+  /** ms of the last change; lists sort by title. */
+  updated_at: number;
+  updated_by: string;
+}
+
+/** One envelope in an agent's log. */
+export interface LogEntry {
+  agentId: string;
+  seq: number;
+  envelope: Envelope;
+  /** The envelope as JSON, once a store or the switchboard has made it. */
+  frame?: string;
+}
+
+/** One message of a conversation, as `GET history` returns it. */
+export interface HistoryItem extends EnvelopeData {
+  /** `note`: an agent's private note, never sent to WeChat. */
+  direction: "in" | "out" | "note";
+  status?: "sending" | "sent" | "failed";
+  error?: string;
+  agent_id?: string;
+}
+
+/** A history item with its place in the conversation. */
+export interface HistoryEntry {
+  followerId: string;
+  n: number;
+  item: HistoryItem;
+}
+
+/** Who is online, as far as routing needs to know. */
+export interface Presence {
+  isOnline(agentId: string): boolean;
+  onlineAgents(): Iterable<string>;
+}
+
+/** A follower's message on its way into the store. */
+export interface InboundItem {
+  followerId: string;
+  name: string | null;
+  /** ToUserName: when it names a known agent, deliver there and bind (SPEC routing rule 1). */
+  to: string;
+  envelope: Envelope;
+  /** What it does to the reply window: a message or an opening event (follow, scan, menu
+   * tap) opens it; other events (location reports, unsubscribe) leave it as it was. */
+  kind: "message" | "event" | "none";
+  receivedAt: number;
+  dedupKey: string | null;
+  /** "subscribe" / "unsubscribe" change whether replies can reach the follower. */
+  event?: string;
+}
+
+/** What became of one inbound item. */
+export type InboundOutcome = "delivered" | "waiting" | "duplicate";
+
+/** The result of a store operation: per-item outcomes and log entries to push to sockets. */
+export interface Applied<T = void> {
+  value: T;
+  deliveries: LogEntry[];
+}
+
+/** Why an agent command was refused. */
+export class StoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreError";
+  }
+}
+
+/** The bridge's state, behind one interface. Every method commits before it resolves. */
+export interface Store {
+  /** Routes and stores a batch of follower messages in one commit, in order. */
+  acceptInbound(items: InboundItem[], presence: Presence): Promise<Applied<InboundOutcome[]>>;
+  /** Appends envelopes to agents' logs (system notices, agent-to-agent messages, reply echoes). */
+  appendToAgents(
+    entries: Array<{ agentId: string; envelope: Envelope }>,
+  ): Promise<Applied<LogEntry[]>>;
+  /** Marks an agent known and online; hands it waiting followers, oldest first. */
+  agentOnline(agentId: string, presence: Presence): Promise<Applied>;
+  /** The agent's log after `afterSeq`, oldest first, at most `limit`. */
+  readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]>;
+  /** Remembers the highest seq written to one of the agent's sockets. */
+  markDelivered(agentId: string, seq: number): void;
+  getAgent(agentId: string): Promise<AgentRecord | null>;
+  isKnownAgent(agentId: string): Promise<boolean>;
+  getContact(followerId: string): Promise<Contact | null>;
+  /** Contacts an agent serves or last served, most recent first. */
+  listContacts(agentId: string): Promise<Contact[]>;
+  /** Followers waiting for an agent, longest-waiting first. */
+  listWaiting(): Promise<Contact[]>;
+  /** A follower's conversation, oldest first, before history number `before`. */
+  readHistory(
+    followerId: string,
+    before: number | null,
+    limit: number,
+  ): Promise<{ items: HistoryItem[]; nextBefore: number | null }>;
+  /** Records an agent's reply in the history and echoes it to the agent's log. */
+  recordReply(
+    agentId: string,
+    followerId: string,
+    item: HistoryItem,
+  ): Promise<Applied<{ n: number }>>;
+  /** Sets a reply's status after WeChat answered. */
+  updateReply(
+    followerId: string,
+    n: number,
+    status: "sent" | "failed",
+    error?: string,
+  ): Promise<void>;
+  /** Moves a follower; a `note` for the next agent goes into the conversation as a note. */
+  transfer(
+    followerId: string,
+    fromAgent: string,
+    toAgent: string,
+    note?: string,
+  ): Promise<Applied>;
+  /** The agent takes a follower nobody serves (waiting or closed); refused when another
+   * agent serves it. A reply claims the same way, inside `recordReply`. */
+  claim(followerId: string, agentId: string): Promise<Applied>;
+  /** Adds a private note to a conversation (never sent to WeChat). */
+  addNote(agentId: string, followerId: string, text: string): Promise<Applied<{ n: number }>>;
+  /** Every agent the store knows, with its load and capacity. */
+  listAgents(): Promise<AgentRecord[]>;
+  /** The team's quick replies (快捷回复), in their order. */
+  listQuickReplies(): Promise<QuickReply[]>;
+  /** Adds or replaces a quick reply by id. */
+  putQuickReply(reply: QuickReply): Promise<void>;
+  /** Removes a quick reply; false when there was none. */
+  deleteQuickReply(id: string): Promise<boolean>;
+  closeConversation(followerId: string, agentId: string): Promise<Applied>;
+  setCapacity(agentId: string, capacity: number | null): Promise<void>;
+  markRead(agentId: string, followerId: string): Promise<void>;
+  /** The agent's name for a follower (WeChat gives none), shown in lists and envelopes. */
+  renameContact(agentId: string, followerId: string, name: string): Promise<void>;
+  /** Sets the labels on a follower's conversation; only its agent (or last agent) may. */
+  setLabels(agentId: string, followerId: string, labels: string[]): Promise<void>;
+  /** Tells agents whose followers' 48-hour windows are closing (within the hour) or closed;
+   * each notice once per follower message. Stores that cannot sweep leave it out. */
+  sweepWindows?(now: number): Promise<Applied<number>>;
+  /** How many messages wait for an agent. */
+  queueDepth(): Promise<number>;
+  /** The agent's last socket on this instance closed (stores that share presence need it). */
+  agentOffline?(agentId: string): Promise<void>;
+  /** Shared stores call `listener` with entries committed by other instances, in seq order
+   * per agent (the hub drops a seq at or below the last it wrote to a socket). */
+  onRemoteEntries?(listener: (entries: LogEntry[]) => void): void;
+  /** Shared stores share WeChat's access token between instances. */
+  readonly tokenCache?: TokenCache;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

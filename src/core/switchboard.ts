@@ -1,0 +1,207 @@
+// The message path: follower messages are grouped per tick into one store commit, then pushed
+// to the sockets of the agents they were routed to. Agents coming online get their backlog
+// (everything after `since=`, or what was queued while they were away) before live frames.
+
+import { setImmediate } from "node:timers";
+import type { Envelope } from "../protocol/envelope.ts";
+import type { AgentConnection, AgentSocket, Hub } from "./hub.ts";
+import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store.ts";
+
+/** Hooks for metrics. */
+export interface SwitchboardObserver {
+  delivered?(entry: LogEntry, sockets: number): void;
+  /** A follower message is committed and pushed, `ms` after it was accepted. */
+  routed?(outcome: InboundOutcome, ms: number): void;
+}
+
+/** Options of the switchboard. */
+export interface SwitchboardOptions {
+  store: Store;
+  hub: Hub;
+  /** Most items in one commit; Deno KV takes at most 1000 mutations in one. */
+  maxBatch?: number;
+  observer?: SwitchboardObserver;
+}
+
+interface Pending {
+  item: InboundItem;
+  at: number;
+  resolve(outcome: InboundOutcome): void;
+  reject(error: unknown): void;
+}
+
+const REPLAY_PAGE = 500;
+/** Unsent bytes above which a replay waits for the reader. */
+const REPLAY_HIGH_WATER = 1024 * 1024;
+/** How long a replay waits for a reader that does not read. */
+const REPLAY_PATIENCE_MS = 30_000;
+
+/** Resolves when the socket's unsent data falls under the high-water mark, or it gives up. */
+async function drained(socket: AgentSocket): Promise<void> {
+  const deadline = performance.now() + REPLAY_PATIENCE_MS;
+  while (socket.bufferedAmount > REPLAY_HIGH_WATER / 2 && socket.readyState === 1) {
+    if (performance.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Creates the message path over a store and a hub. */
+export function createSwitchboard(options: SwitchboardOptions) {
+  const { store, hub } = options;
+  const maxBatch = options.maxBatch ?? 100;
+  let queue: Pending[] = [];
+  let flushing = false;
+  let scheduled = false;
+  const presence = {
+    isOnline: (id: string) => hub.isOnline(id),
+    onlineAgents: () => hub.onlineAgents(),
+  };
+
+  /** Pushes committed log entries to their agents' sockets. */
+  function push(entries: LogEntry[]): void {
+    for (const entry of entries) {
+      const frame = entry.frame ??= JSON.stringify(entry.envelope);
+      const sockets = hub.deliver(entry.agentId, entry.seq, frame);
+      if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
+      options.observer?.delivered?.(entry, sockets);
+    }
+  }
+
+  function settle(batch: Pending[], applied: Applied<InboundOutcome[]>): void {
+    push(applied.deliveries);
+    const done = performance.now();
+    batch.forEach((p, i) => {
+      const outcome = applied.value[i]!;
+      options.observer?.routed?.(outcome, done - p.at);
+      p.resolve(outcome);
+    });
+  }
+
+  async function flush(): Promise<void> {
+    scheduled = false;
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
+        queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
+        try {
+          settle(batch, await store.acceptInbound(batch.map((p) => p.item), presence));
+        } catch (error) {
+          if (batch.length === 1) {
+            batch[0]!.reject(error);
+            continue;
+          }
+          // One message the store cannot take must not sink the others it was grouped with
+          // (WeChat would retry them together, and fail together, until it gave up): each is
+          // tried alone, and only the one that fails is refused.
+          for (const p of batch) {
+            try {
+              settle([p], await store.acceptInbound([p.item], presence));
+            } catch (alone) {
+              p.reject(alone);
+            }
+          }
+        }
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  // Entries committed by other instances reach the agents connected here, counted alike.
+  store.onRemoteEntries?.(push);
+
+  return {
+    presence,
+    push,
+
+    /** Stores and routes a follower message; resolves once it is committed. */
+    accept(item: InboundItem): Promise<InboundOutcome> {
+      return new Promise((resolve, reject) => {
+        queue.push({ item, at: performance.now(), resolve, reject });
+        if (!scheduled && !flushing) {
+          scheduled = true;
+          // One turn of the event loop lets the requests that arrived together share a commit;
+          // setImmediate takes microseconds where setTimeout(0) waits about 2 ms.
+          setImmediate(flush);
+        }
+      });
+    },
+
+    /** Applies a store operation's result: pushes what it logged. */
+    async apply<T>(op: Promise<Applied<T>>): Promise<T> {
+      const applied = await op;
+      push(applied.deliveries);
+      return applied.value;
+    },
+
+    /** Appends envelopes to agents' logs and pushes them. */
+    async sendToAgents(
+      entries: Array<{ agentId: string; envelope: Envelope }>,
+    ): Promise<LogEntry[]> {
+      const applied = await store.appendToAgents(entries);
+      push(applied.deliveries);
+      return applied.value;
+    },
+
+    /** Registers a socket, replays what the agent missed, then lets live frames through. */
+    async connect(
+      agentId: string,
+      socket: AgentSocket,
+      since: number | null,
+    ): Promise<AgentConnection> {
+      const conn = hub.add(agentId, socket);
+      try {
+        await ready(conn);
+      } catch (error) {
+        // An agent the store could not bring online must not count as online here.
+        hub.remove(conn);
+        throw error;
+      }
+      return conn;
+
+      async function ready(conn: AgentConnection): Promise<void> {
+        try {
+          const applied = await store.agentOnline(agentId, presence);
+          // Followers handed over on coming online reach the agent's other sockets now and this
+          // one through its backlog; the hub drops whatever the replay already wrote.
+          push(applied.deliveries);
+          let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
+          replay: for (;;) {
+            const page = await store.readLog(agentId, after, REPLAY_PAGE);
+            for (const entry of page) {
+              // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
+              // the hub's bound and is told to come back with since=.
+              if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
+              const frame = entry.frame ??= JSON.stringify(entry.envelope);
+              if (!hub.writeTo(conn, entry.seq, frame)) break replay;
+              after = entry.seq;
+            }
+            if (page.length < REPLAY_PAGE) break;
+          }
+        } finally {
+          hub.finishReplay(conn);
+        }
+        if (conn.lastSeq > 0) store.markDelivered(agentId, conn.lastSeq);
+      }
+    },
+
+    /** Unregisters a socket. */
+    disconnect(conn: AgentConnection): void {
+      if (hub.remove(conn)) {
+        store.agentOffline?.(conn.agentId).catch(() => {/* presence expires on its own */});
+      }
+    },
+
+    /** Waits until every accepted message is committed and pushed. */
+    async drain(): Promise<void> {
+      while (queue.length > 0 || flushing) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+  };
+}
+
+/** The message path. */
+export type Switchboard = ReturnType<typeof createSwitchboard>;

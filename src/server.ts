@@ -1,0 +1,448 @@
+// The composition root: the whole bridge built from its configuration and its side effects
+// (store, clock, fetch, ffmpeg), with the one route table. main.ts and every test build the
+// server here, so the server the tests run is the server that ships.
+
+import { getLogger } from "@logtape/logtape";
+import { createAgentMessages } from "./agents/agent_messages.ts";
+import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts";
+import { createAgentAuth } from "./agents/auth.ts";
+import { createConversationRoutes } from "./agents/conversations.ts";
+import { createTeamRoutes } from "./agents/team_routes.ts";
+import type { Config } from "./config.ts";
+import { createHub } from "./core/hub.ts";
+import type { Store } from "./core/store.ts";
+import { createSwitchboard } from "./core/switchboard.ts";
+import { HttpError } from "./http/http_error.ts";
+import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
+import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
+import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
+import { createStaticFiles } from "./http/static_files.ts";
+import { createMediaIntake } from "./media/intake.ts";
+import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
+import { serveMedia } from "./media/serve.ts";
+import { createUrlSigner } from "./media/signed_url.ts";
+import { createDiskStorage } from "./media/storage.ts";
+import { loadMediaSecret } from "./media/url_secret.ts";
+import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
+import { createAgentUpload } from "./replies/agent_upload.ts";
+import { createDemoMedia } from "./replies/demo_media.ts";
+import { createDemoOutbox } from "./replies/demo_outbox.ts";
+import { createMediaUrlFetcher } from "./replies/media_url.ts";
+import { createReplyService, type ReplyContext } from "./replies/reply_service.ts";
+import { openStore } from "./store/open_store.ts";
+import { createWechatClient } from "./wechat/api_client.ts";
+import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createWechatWebhook } from "./wechat/webhook.ts";
+
+const log = getLogger(["bridge", "http"]);
+
+/** SPEC's base path; every route is also served at the root. */
+export const BASE = "/im_component/wx_official_account";
+
+/** How long requests already in flight when the server stops may take before sockets close. */
+const IN_FLIGHT_LIMIT_MS = 5_000;
+
+/** The side effects a server is built with; each defaults to the real thing. */
+export interface Effects {
+  /** Default: the store the configuration names (Deno KV under DATA_DIR, memory, Redis). */
+  store?: Store;
+  now?: () => number;
+  /** Every outbound HTTP request: WeChat's API, media downloads, agents' `media_url`s. */
+  fetch?: typeof fetch;
+  /** The ffmpeg binary (subprocesses). */
+  ffmpeg?: string;
+  /** Where the console's files are read from. */
+  staticDir?: string;
+}
+
+/** Builds the whole bridge; call `listen()` to serve it and `stop()` to shut it down. */
+export async function createServer(config: Config, effects: Effects = {}) {
+  // A key without an appid, or a malformed key, stops start-up rather than every message.
+  const wechatCrypto = config.wechatAesKey
+    ? createWechatCrypto({
+      aesKey: config.wechatAesKey,
+      appId: config.wechatAppId ?? "",
+      previousAesKey: config.wechatAesKeyPrevious,
+    })
+    : undefined;
+  const now = effects.now ?? Date.now;
+  const doFetch = effects.fetch ?? fetch;
+  const store = effects.store ?? await openStore(config);
+  const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+  const metrics = createBridgeMetrics();
+
+  let idCounter = 0;
+  const idPrefix = now().toString(36);
+  const newId = () => `${idPrefix}-${(++idCounter).toString(36)}`;
+
+  const client = config.wechatAppId && config.wechatSecret
+    ? createWechatClient({
+      apiBase: config.wechatApiBase,
+      appId: config.wechatAppId,
+      secret: config.wechatSecret,
+      fetch: doFetch,
+      now,
+      // Instances on one Redis share one token: each refresh of their own would revoke the others'.
+      tokenCache: store.tokenCache,
+      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+    })
+    : null;
+  const outbox = client === null ? createDemoOutbox() : null;
+  const storage = createDiskStorage(`${config.dataDir}/media`);
+  const signer = createUrlSigner(mediaSecret);
+  const demoMedia = client === null
+    ? createDemoMedia({ storage, signer, maxBytes: config.mediaMaxBytes })
+    : null;
+  const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
+  const upload = createAgentUpload({
+    storage,
+    signer,
+    client,
+    onDemoMedia: demoMedia?.remember,
+  });
+  const pipeline = createMediaPipeline({
+    storage,
+    signer,
+    getMedia,
+    fetch: doFetch,
+    allowedHosts: config.mediaAllowedHosts,
+    maxBytes: config.mediaMaxBytes,
+    timeoutMs: config.mediaTimeoutMs,
+    ffmpeg: effects.ffmpeg,
+  });
+
+  const hub = createHub({
+    onOnline: () => metrics.agentsOnline.set(hub.agentCount),
+    onOffline: () => metrics.agentsOnline.set(hub.agentCount),
+  });
+  const switchboard = createSwitchboard({
+    store,
+    hub,
+    observer: {
+      delivered(entry, sockets) {
+        if (sockets > 0) metrics.messagesOut.inc({ msg_type: entry.envelope.data.msg_type });
+      },
+      routed(outcome, ms) {
+        if (outcome === "delivered") metrics.deliveryLatency.observe(ms / 1000);
+      },
+    },
+  });
+  // The gauge is read synchronously at scrape time; the store answers asynchronously.
+  let queueDepth = 0;
+  metrics.queueDepth.setCollector(() => queueDepth);
+  const depthTimer = setInterval(() => {
+    store.queueDepth().then((n) => queueDepth = n, () => {});
+  }, 5_000);
+  Deno.unrefTimer(depthTimer);
+  /** Tells agents about 48-hour windows closing or closed (SPEC: "window expiry"). */
+  const sweepWindows = async (): Promise<number> =>
+    store.sweepWindows ? await switchboard.apply(store.sweepWindows(now())) : 0;
+  const windowTimer = setInterval(() => {
+    sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
+  }, 60_000);
+  Deno.unrefTimer(windowTimer);
+
+  const auth = createAgentAuth({
+    secret: config.agentSecret,
+    allowedOrigins: config.allowedOrigins,
+  });
+  /** Who is calling an agent HTTP route: credentials, else `userid`. */
+  async function agentOf(req: Request, url: URL, required: boolean): Promise<string | null> {
+    const claimed = agentIdFrom(url);
+    const hasToken = req.headers.has("authorization") || url.searchParams.has("token");
+    if (!auth.required && claimed === null) {
+      if (required) throw new HttpError(400, "Missing userid");
+      return null;
+    }
+    if (auth.required && !hasToken && !required) {
+      throw new HttpError(401, "Missing agent token");
+    }
+    return await auth.authenticate(req, url, claimed);
+  }
+  const agentRequired = async (req: Request, url: URL) => (await agentOf(req, url, true))!;
+
+  const replyContext: ReplyContext = {
+    store,
+    switchboard,
+    metrics,
+    now,
+    newId,
+    companyId: config.companyId,
+  };
+  const replies = createReplyService(
+    replyContext,
+    client
+      ? {
+        kind: "wechat",
+        client,
+        fetchMedia: createMediaUrlFetcher({
+          fetch: doFetch,
+          maxBytes: config.mediaMaxBytes,
+          timeoutMs: config.mediaTimeoutMs,
+        }),
+      }
+      : { kind: "demo", outbox: outbox! },
+  );
+  const messages = createAgentMessages({
+    store,
+    switchboard,
+    replies,
+    companyId: config.companyId,
+    now,
+    newId,
+  });
+  const intake = createMediaIntake({
+    pipeline,
+    journalDir: `${config.dataDir}/media-jobs`,
+    accept: (item) => switchboard.accept(item),
+  });
+  const webhook = createWechatWebhook({
+    token: config.wechatToken,
+    crypto: wechatCrypto,
+    companyId: config.companyId,
+    now,
+    newId,
+    // Demo mode: the follower simulator's `?name=` is the follower's display name.
+    acceptNames: outbox !== null,
+    accept(item, _message, url) {
+      metrics.messagesIn.inc({ msg_type: item.envelope.data.msg_type });
+      if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
+      return switchboard.accept(item);
+    },
+  });
+  const upgrade = createAgentSocketHandler({
+    hub,
+    switchboard,
+    messages,
+    auth,
+    limits: DEFAULT_LIMITS,
+    idleTimeoutS: Math.max(config.heartbeatIntervalS * 2, 10),
+    onSocketCount: (open) => metrics.agentSocketsOpen.set(open),
+    onRejected: (reason) => metrics.rejected.inc({ reason }),
+  });
+  const files = createStaticFiles(
+    effects.staticDir ?? new URL("../static/", import.meta.url).pathname,
+  );
+  const conversations = createConversationRoutes({ store, agentOf: agentRequired });
+  const team = createTeamRoutes({
+    store,
+    now,
+    agentOf: agentRequired,
+    // A shared store knows who is online on every instance; otherwise this process does.
+    onlineAgents: async () => {
+      const shared = (store as { onlineAgents?: () => Promise<string[]> }).onlineAgents;
+      return shared ? await shared.call(store) : [...hub.onlineAgents()];
+    },
+  });
+
+  const decoder = new TextDecoder();
+  /** WeChat's XML, by either route, answered and timed the same way. */
+  async function receiveXml(body: string, url: URL, started: number): Promise<Response> {
+    const res = await webhook.receive(body, url);
+    metrics.webhookDuration.observe((performance.now() - started) / 1000);
+    return res;
+  }
+  async function send(req: Request, url: URL): Promise<Response> {
+    const started = performance.now();
+    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
+    // The seed's own test posts WeChat XML to /send.
+    if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
+    const agentId = await agentOf(req, url, false);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, "Cannot parse body: expected JSON (or WeChat XML)");
+    }
+    metrics.messagesIn.inc({ msg_type: "agent" });
+    const answer = await messages.handle(agentId, body);
+    return json(answer.body, answer.status);
+  }
+  async function sendXml(req: Request, url: URL): Promise<Response> {
+    const started = performance.now();
+    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
+    return await receiveXml(body, url, started);
+  }
+  async function ready(): Promise<Response> {
+    try {
+      await store.ping();
+      return json({ status: "ready" });
+    } catch {
+      return json({ status: "store unreachable" }, 503);
+    }
+  }
+  /** Demo routes exist only in demo mode. */
+  const demoOnly = (handler: Route["handler"]): Route["handler"] => (req, url, params) => {
+    if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
+    return handler(req, url, params);
+  };
+  const publicBase = (url: URL) => config.publicUrl ?? url.origin;
+
+  // The route table: every route of the bridge, each at SPEC's base path and at the root.
+  const B = (path: string) => [`${BASE}${path}`, path];
+  const routes: Array<[string, string[], Route["handler"]]> = [
+    ["GET", B("/msg"), (req, url) => upgrade(req, url)],
+    ["POST", B("/send"), send],
+    ["GET", B("/send_xml"), (_req, url) => webhook.verify(url)],
+    ["POST", B("/send_xml"), sendXml],
+    ["GET", B("/contacts"), conversations.contacts],
+    ["GET", B("/history"), conversations.history],
+    ["GET", B("/search"), team.search],
+    ["GET", B("/agents"), team.agents],
+    ["GET", B("/quick_replies"), team.listQuickReplies],
+    ["POST", B("/quick_replies"), team.saveQuickReply],
+    ["DELETE", B("/quick_replies/:id"), team.deleteQuickReply],
+    ["POST", B("/upload"), async (req, url) => {
+      await agentRequired(req, url);
+      return await upload(req, publicBase(url));
+    }],
+    [
+      "POST",
+      [`${BASE}/demo/media`],
+      demoOnly((req, url) => demoMedia!.upload(req, publicBase(url))),
+    ],
+    [
+      "GET",
+      [`${BASE}/demo/replies`],
+      demoOnly((_req, url) => {
+        const contactId = url.searchParams.get("contact_id");
+        if (!contactId) throw new HttpError(400, "Missing contact_id");
+        const since = Number(url.searchParams.get("since") ?? 0);
+        return json(outbox!.since(contactId, Number.isFinite(since) ? since : 0));
+      }),
+    ],
+    [
+      "GET",
+      ["/media/:key"],
+      (req, url, params) =>
+        serveMedia(req, params["key"] ?? "", url.searchParams.get("t"), { storage, signer }),
+    ],
+    ["GET", ["/healthz"], () => json({ status: "ok" })],
+    ["GET", ["/readyz"], ready],
+    [
+      "GET",
+      ["/metrics"],
+      async () =>
+        new Response(await metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
+    ],
+    [
+      "GET",
+      ["/"],
+      (req, url) =>
+        req.headers.get("upgrade")?.toLowerCase() === "websocket"
+          ? upgrade(req, url)
+          : files.serve(req, "index.html"),
+    ],
+    ["GET", ["/console"], (req) => files.serve(req, "console.html")],
+    ["GET", ["/console/follower"], (req) => files.serve(req, "follower.html")],
+    ["GET", ["/static/:file+"], (req, _url, params) => files.serve(req, params["file"] ?? "")],
+  ];
+  const table = createRouteTable(
+    routes.flatMap(([method, paths, handler]) => paths.map((path) => ({ method, path, handler }))),
+  );
+
+  async function route(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    try {
+      const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
+      if ("handler" in found) return await found.handler(req, url, found.params);
+      if (found.allowed.length > 0) {
+        return errorResponse(405, `Method ${req.method} not allowed`, {
+          allow: found.allowed.join(", "),
+        });
+      }
+      return errorResponse(404, `No route for ${url.pathname}`);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        return errorResponse(error.status, error.message, error.headers);
+      }
+      if (error instanceof SyntaxError) return errorResponse(400, error.message);
+      log.error("Request {method} {path} failed: {error}", {
+        method: req.method,
+        path: url.pathname,
+        error,
+      });
+      return errorResponse(500, "Internal error");
+    }
+  }
+
+  // While stopping, new requests are turned away (WeChat retries, a balancer moves on), and the
+  // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
+  let stopping = false;
+  let inFlight = 0;
+  async function handler(req: Request): Promise<Response> {
+    if (stopping) {
+      return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
+    }
+    inFlight++;
+    try {
+      return await route(req);
+    } finally {
+      inFlight--;
+    }
+  }
+
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let served: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let stopped: Promise<void> | undefined;
+
+  return {
+    handler,
+    hub,
+    switchboard,
+    metrics,
+    intake,
+    store,
+    sweepWindows,
+    /** Demo mode: no WeChat credentials, replies go to the follower simulator. */
+    demo: outbox !== null,
+    /** Resumes journaled media jobs, serves on `port` (0: a free one), starts the heartbeat. */
+    async listen(
+      options: { port: number; hostname: string; onListen?: (addr: Deno.NetAddr) => void },
+    ): Promise<Deno.NetAddr> {
+      const resumed = await intake.recover();
+      if (resumed) {
+        log.info("Resuming {count} media messages from before the restart", { count: resumed });
+      }
+      served = Deno.serve({
+        port: options.port,
+        hostname: options.hostname,
+        onListen: options.onListen ?? (() => {}),
+      }, handler);
+      heartbeat ??= setInterval(
+        () => hub.broadcast(HEARTBEAT_FRAME),
+        config.heartbeatIntervalS * 1000,
+      );
+      return served.addr;
+    },
+    /**
+     * Stops: new requests get 503, those in flight finish, sockets close with `code` (1012 tells
+     * agents to reconnect with `since=`), accepted messages are delivered, the store closes.
+     */
+    stop(code = 1012, reason = "server restarting: reconnect with since="): Promise<void> {
+      stopped ??= (async () => {
+        stopping = true;
+        const patience = performance.now() + IN_FLIGHT_LIMIT_MS;
+        while (inFlight > 0 && performance.now() < patience) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        clearInterval(depthTimer);
+        clearInterval(windowTimer);
+        if (heartbeat !== undefined) clearInterval(heartbeat);
+        heartbeat = undefined;
+        // Media jobs still running stay journaled and resume at the next start.
+        await switchboard.drain();
+        hub.closeAll(code, reason);
+        await served?.shutdown();
+        await intake.drain();
+        await store.close();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** A built server. */
+export type Server = Awaited<ReturnType<typeof createServer>>;
