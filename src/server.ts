@@ -337,6 +337,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
     ],
     ["GET", ["/console"], (req) => files.serve(req, "console.html")],
     ["GET", ["/console/follower"], (req) => files.serve(req, "follower.html")],
+    ["GET", ["/favicon.ico"], (req) => files.serve(req, "favicon.svg")],
     ["GET", ["/static/:file+"], (req, _url, params) => files.serve(req, params["file"] ?? "")],
   ];
   const table = createRouteTable(

@@ -1,6 +1,8 @@
 // The console's files from `static/`: read from disk on each request (they are few and small,
-// and an edited file shows at once), served with their type and an ETag, never from outside it.
+// and an edited file shows at once), served with their type and an ETag, compressed when the
+// client accepts it, never from outside it.
 
+import { createCompressor, negotiateEncoding } from "./compression.ts";
 import { HttpError } from "./http_error.ts";
 
 const TYPES: Record<string, string> = {
@@ -13,8 +15,18 @@ const TYPES: Record<string, string> = {
   json: "application/json; charset=utf-8",
 };
 
+/** Text types that compress well. */
+const COMPRESSIBLE = new Set(["html", "js", "css", "svg", "json"]);
+
+/** How long a browser keeps a file: a vendored file's name carries its version, so it never
+ * changes; every other file is revalidated with its ETag (a 304, no body, when unchanged). */
+function cacheControlOf(name: string): string {
+  return name.startsWith("vendor/") ? "public, max-age=31536000, immutable" : "no-cache";
+}
+
 /** Serves files from `dir`; `name` is relative to it. */
 export function createStaticFiles(dir: string) {
+  const compressor = createCompressor();
   return {
     async serve(req: Request, name: string): Promise<Response> {
       if (!/^[\w-]+(\/[\w-]+)*\.[a-z0-9]+$/i.test(name)) throw new HttpError(404, "No such file");
@@ -28,15 +40,25 @@ export function createStaticFiles(dir: string) {
       const etag = `"${
         [...new Uint8Array(hash)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0")).join("")
       }"`;
-      const headers = {
-        "content-type": TYPES[name.split(".").pop()!.toLowerCase()] ?? "application/octet-stream",
-        etag,
-        "cache-control": "no-cache",
+      const ext = name.split(".").pop()!.toLowerCase();
+      const encoding = COMPRESSIBLE.has(ext)
+        ? negotiateEncoding(req.headers.get("accept-encoding"))
+        : null;
+      const compressed = encoding ? compressor.compress(body, encoding, etag) : null;
+      // Each encoding is its own representation, with its own ETag (RFC 9110, 8.8.3).
+      const tag = compressed ? `${etag.slice(0, -1)}-${encoding}"` : etag;
+      const headers: Record<string, string> = {
+        "content-type": TYPES[ext] ?? "application/octet-stream",
+        etag: tag,
+        "cache-control": cacheControlOf(name),
       };
-      if (req.headers.get("if-none-match") === etag) {
+      if (COMPRESSIBLE.has(ext)) headers["vary"] = "accept-encoding";
+      if (compressed) headers["content-encoding"] = encoding!;
+      if (req.headers.get("if-none-match") === tag) {
         return new Response(null, { status: 304, headers });
       }
-      return new Response(req.method === "HEAD" ? null : body as Uint8Array<ArrayBuffer>, {
+      const out = compressed ?? body;
+      return new Response(req.method === "HEAD" ? null : out as Uint8Array<ArrayBuffer>, {
         headers,
       });
     },
