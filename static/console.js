@@ -3174,7 +3174,7 @@ function buildMessage(msg) {
       );
     } else if (status === "failed") {
       meta.append(h("span", { class: "status failed" }, t("status.failed")));
-      if (msg.msg_type === "text" && msg.local) {
+      if (msg.msg_type === "text" && (msg.local || msg.agent_id === userid)) {
         meta.append(h("button", {
           type: "button",
           class: "link-button meta-action retry-button",
