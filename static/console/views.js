@@ -35,7 +35,8 @@ export function WaitingList({ t, waiting, taking, onTake, since }) {
   if (waiting.length === 0) return null;
   return html`
     <section class="waiting" id="waiting-live" aria-labelledby="waiting-title">
-      <h3 id="waiting-title">${t("list.waiting")} <span class="count">${waiting.length}</span></h3>
+      <h3 id="waiting-title">${t("list.waiting")}${" "}<span class="count">${waiting
+        .length}</span></h3>
       <ul class="contact-list">
           ${waiting.map((w) =>
             html`
