@@ -347,21 +347,21 @@ function previewOf(msgType, msg) {
     case "text":
       return String(m.content ?? "");
     case "image":
-      return "[Image]";
+      return t("preview.image");
     case "voice":
-      return m.recognition ? `[Voice] ${m.recognition}` : "[Voice]";
+      return m.recognition ? `${t("preview.voice")} ${m.recognition}` : t("preview.voice");
     case "video":
-      return "[Video]";
+      return t("preview.video");
     case "shortvideo":
-      return "[Short video]";
+      return t("preview.shortvideo");
     case "location":
-      return `[Location] ${m.label ?? ""}`.trim();
+      return `${t("preview.location")} ${m.label ?? ""}`.trim();
     case "link":
-      return `[Link] ${m.title ?? ""}`.trim();
+      return `${t("preview.link")} ${m.title ?? ""}`.trim();
     case "news":
-      return `[Article] ${m.title ?? ""}`.trim();
+      return `${t("preview.article")} ${m.title ?? ""}`.trim();
     case "miniprogrampage":
-      return `[Mini program] ${m.title ?? ""}`.trim();
+      return `${t("preview.miniprogram")} ${m.title ?? ""}`.trim();
     case "system":
       return systemText(m);
     default:
@@ -1355,7 +1355,7 @@ function handleIncoming(data) {
   const contact = ensureContact(contactId, data, { agent: fromAgent });
   if (fromAgent) {
     contact.kind = "agent";
-    contact.name = data.from ? String(data.from) : "Direct messages";
+    contact.name = data.from ? String(data.from) : t("conv.direct");
   } else {
     if (data.name) nameFromBridge(contact, String(data.name));
     if (data.avatar) contact.avatar = data.avatar;
@@ -1531,6 +1531,7 @@ function onTransferredOut(followerId, msg, data) {
   });
   state.contacts.delete(followerId);
   finishAction(followerId);
+  saveContext();
 }
 
 function onClosed(followerId) {
@@ -1607,7 +1608,7 @@ function commandRefused(clientId, message) {
     return true;
   }
   if (clientId.startsWith("cmd-capacity-")) {
-    state.capacityError = `The bridge did not take the limit: ${message}`;
+    state.capacityError = t("capacity.refused", { message });
     renderCapacity();
     if (el.capacityForm.hidden) toast(state.capacityError, "error");
     return true;
@@ -2027,9 +2028,9 @@ function setUploadProgress(msg) {
 }
 
 function uploadLabel(up) {
-  if (!up.started) return "Waiting to upload…";
+  if (!up.started) return t("upload.waiting");
   const percent = Math.round((up.progress ?? 0) * 100);
-  return percent >= 100 ? "Finishing upload…" : `Uploading… ${percent}%`;
+  return percent >= 100 ? t("upload.finishing") : t("upload.progress", { percent });
 }
 
 function uploadFailed(contactId, msg, text, retryable) {
@@ -2157,7 +2158,7 @@ function dragHasFiles(event) {
 function showDropZone(show) {
   if (show) {
     const contact = ensureContactView(state.current);
-    el.dropLabel.textContent = `Drop to send to ${contact.name || state.current}`;
+    el.dropLabel.textContent = t("composer.dropTo", { name: contact.name || state.current });
   }
   el.dropZone.hidden = !show;
 }
@@ -2780,14 +2781,14 @@ function submitRename() {
   const contact = state.contacts.get(id);
   const name = el.renameInput.value.trim();
   if (!contact || !canRename(id)) return cancelRename();
-  if (name === "") return renameProblem("Enter a name (1-64 characters).");
+  if (name === "") return renameProblem(t("rename.empty"));
   if (name.length > NAME_MAX) {
-    return renameProblem(`A name has at most ${NAME_MAX} characters (this one: ${name.length}).`);
+    return renameProblem(t("rename.long", { max: NAME_MAX, n: name.length }));
   }
   if (name === contact.name) return cancelRename();
   const clientId = sendCommand("rename", { contact_id: id, msg: { name } });
   if (!clientId) {
-    return renameProblem("Not connected to the bridge. Try again once the connection is back.");
+    return renameProblem(t("command.offline"));
   }
   const before = state.renames.get(id);
   if (before) clearTimeout(before.timer);
@@ -2827,7 +2828,7 @@ function confirmRename(id, pending) {
       renameFailed(
         id,
         pending,
-        "The bridge did not confirm the new name. Check the connection and try again.",
+        t("rename.unconfirmed"),
       );
     }
   }, delay);
@@ -2836,7 +2837,7 @@ function confirmRename(id, pending) {
 function renameRefused(clientId, message) {
   for (const [id, pending] of state.renames) {
     if (pending.clientId === clientId) {
-      renameFailed(id, pending, `Could not rename: ${message}`);
+      renameFailed(id, pending, t("rename.failed", { message }));
       return;
     }
   }
@@ -2880,11 +2881,11 @@ function openCount() {
 
 function renderCapacity() {
   const max = state.capacity;
-  el.capacityValue.textContent = typeof max === "number" ? String(max) : "no limit";
+  el.capacityValue.textContent = typeof max === "number" ? String(max) : t("capacity.none");
   el.capacityButton.dataset.max = typeof max === "number" ? String(max) : "";
   el.capacityButton.classList.toggle("full", typeof max === "number" && openCount() >= max);
   const open = openCount();
-  el.capacityOpen.textContent = `You have ${open} open now.`;
+  el.capacityOpen.textContent = t("capacity.open", { n: open });
   el.capacityError.hidden = !state.capacityError;
   el.capacityError.textContent = state.capacityError;
 }
@@ -2906,7 +2907,7 @@ function submitCapacity() {
   // A number field gives "" for text it cannot read: validity tells that apart from empty.
   const n = Number(raw);
   if (el.capacityInput.validity.badInput || (raw !== "" && !(Number.isInteger(n) && n >= 0))) {
-    state.capacityError = "Enter a whole number (0 or more), or leave it empty for no limit.";
+    state.capacityError = t("capacity.bad");
     renderCapacity();
     el.capacityInput.focus();
     return;
@@ -3160,7 +3161,7 @@ function buildMessage(msg) {
           type: "button",
           class: "link-button meta-action",
           onclick: () => discardUpload(msg.contact_id, msg),
-        }, "Cancel"),
+        }, t("cancel")),
       );
     } else if (uploadFailedHere) {
       meta.append(h("span", { class: "status failed" }, t("status.notSent")));
@@ -3219,14 +3220,14 @@ function buildMessage(msg) {
           type: "button",
           class: "link-button",
           onclick: () => retryUpload(msg.contact_id, msg),
-        }, "Try again")
+        }, t("conv.tryAgain"))
         : null,
       msg.upload.retryable ? " · " : null,
       h("button", {
         type: "button",
         class: "link-button",
         onclick: () => discardUpload(msg.contact_id, msg),
-      }, "Remove"),
+      }, t("upload.remove")),
     ));
   } else if (out && status === "failed") {
     node.append(h("div", { class: "failure", role: "note" }, failureText(msg)));
@@ -3259,7 +3260,7 @@ function systemNote(msg, time) {
         type: "button",
         class: "link-button",
         onclick: () => openContact(String(m.follower_id)),
-      }, "Open conversation"),
+      }, t("conv.openConversation")),
     );
   }
   return node;
@@ -3276,16 +3277,16 @@ function messageBody(msg) {
       const src = safeUrl(msg.display) ?? safeUrl(m.media_path) ?? safeUrl(m.media_url) ??
         safeUrl(m.pic_url);
       if (src) {
-        const img = h("img", { src, alt: "Image", loading: "lazy", decoding: "async" });
+        const img = h("img", { src, alt: t("media.image"), loading: "lazy", decoding: "async" });
         img.addEventListener(
           "error",
-          () => img.replaceWith(mediaError("The image could not be loaded.")),
+          () => img.replaceWith(mediaError(t("media.imageFailed"))),
           { once: true },
         );
         parts.push(
           h("a", { class: "media image", href: src, target: "_blank", rel: "noopener" }, img),
         );
-      } else if (!m.error) parts.push(mediaError("Image without a file."));
+      } else if (!m.error) parts.push(mediaError(t("media.noImage")));
       break;
     }
     case "voice": {
@@ -3304,7 +3305,7 @@ function messageBody(msg) {
         parts.push(audio);
       }
       if (m.recognition) parts.push(h("div", { class: "recognition" }, `“${m.recognition}”`));
-      if (!src && !m.error) parts.push(mediaError("Voice message without a file."));
+      if (!src && !m.error) parts.push(mediaError(t("media.noVoice")));
       break;
     }
     case "video":
@@ -3324,7 +3325,7 @@ function messageBody(msg) {
           once: true,
         });
         parts.push(video);
-      } else if (!m.error) parts.push(mediaError("Video without a file."));
+      } else if (!m.error) parts.push(mediaError(t("media.noVideo")));
       if (m.title) parts.push(h("div", { class: "card-title" }, m.title));
       break;
     }
@@ -3339,13 +3340,13 @@ function messageBody(msg) {
       parts.push(h(
         "div",
         { class: "card location" },
-        h("div", { class: "card-kicker" }, "Location"),
-        h("div", { class: "card-title" }, m.label || "Shared location"),
+        h("div", { class: "card-kicker" }, t("media.location")),
+        h("div", { class: "card-title" }, m.label || t("media.sharedLocation")),
         Number.isFinite(lat) && Number.isFinite(lon)
           ? h("div", { class: "card-sub" }, `${lat.toFixed(5)}, ${lon.toFixed(5)}`)
           : null,
         map
-          ? h("a", { href: map, target: "_blank", rel: "noopener noreferrer" }, "Open map")
+          ? h("a", { href: map, target: "_blank", rel: "noopener noreferrer" }, t("media.openMap"))
           : null,
       ));
       break;
@@ -3358,14 +3359,18 @@ function messageBody(msg) {
         "div",
         { class: "card link" },
         pic ? h("img", { class: "card-pic", src: pic, alt: "", loading: "lazy" }) : null,
-        h("div", { class: "card-kicker" }, msg.msg_type === "news" ? "Article" : "Link"),
+        h(
+          "div",
+          { class: "card-kicker" },
+          msg.msg_type === "news" ? t("media.article") : t("media.link"),
+        ),
         href
           ? h(
             "a",
             { class: "card-title", href, target: "_blank", rel: "noopener noreferrer" },
             m.title || href,
           )
-          : h("div", { class: "card-title" }, m.title || "Untitled link"),
+          : h("div", { class: "card-title" }, m.title || t("media.untitled")),
         m.description ? h("div", { class: "card-sub" }, m.description) : null,
         href ? h("div", { class: "card-url" }, new URL(href).host) : null,
       ));
@@ -3375,8 +3380,8 @@ function messageBody(msg) {
       parts.push(h(
         "div",
         { class: "card" },
-        h("div", { class: "card-kicker" }, "Mini program"),
-        h("div", { class: "card-title" }, m.title || m.pagepath || "Mini program page"),
+        h("div", { class: "card-kicker" }, t("media.miniprogram")),
+        h("div", { class: "card-title" }, m.title || m.pagepath || t("media.miniprogramPage")),
       ));
       break;
     default:
@@ -3384,7 +3389,7 @@ function messageBody(msg) {
         h(
           "div",
           { class: "text muted" },
-          `Unsupported message (${msg.msg_type ?? "unknown type"})`,
+          t("media.unsupported", { type: msg.msg_type ?? "?" }),
         ),
       );
       if (m.content) parts.push(h("div", { class: "text" }, String(m.content)));
@@ -3392,7 +3397,9 @@ function messageBody(msg) {
   if (m.error) {
     parts.push(
       mediaError(
-        `Media unavailable: ${typeof m.error === "string" ? m.error : JSON.stringify(m.error)}`,
+        t("media.unavailable", {
+          error: typeof m.error === "string" ? m.error : JSON.stringify(m.error),
+        }),
       ),
     );
   }
@@ -3416,8 +3423,8 @@ function mediaFallback(src, kind) {
     h(
       "span",
       { class: "file-text" },
-      h("span", { class: "file-name" }, kind === "voice" ? "Voice message" : "Video"),
-      h("span", { class: "file-size" }, "This browser cannot play it: open the file"),
+      h("span", { class: "file-name" }, kind === "voice" ? t("media.voice") : t("media.video")),
+      h("span", { class: "file-size" }, t("media.cannotPlay")),
     ),
   );
 }
@@ -3583,6 +3590,8 @@ function init() {
     }
   }, true);
   document.addEventListener("keydown", onGlobalKeydown);
+  // A reload right after an event must not lose it to the save's debounce.
+  addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
     // Replies not yet taken by the bridge would be lost with the page.
     if (pendingReplies().next().done) return;
