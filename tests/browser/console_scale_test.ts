@@ -1,0 +1,157 @@
+// What a long shift costs the console: a burst into the open conversation costs about what the
+// same burst costs with it closed (a ratio measured in one run, never a time limit), and after
+// 2,000 messages the DOM holds a bounded window of them, older ones paged in on scroll.
+// The figures go to test-artifacts/console-cost.json.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startBridge } from "../helpers/server.ts";
+import { B, browserTest, followerXml, openConsole, openPage } from "./browser.ts";
+
+const AGENT = "agent1";
+const BURST = 400;
+const LONG = 2_000;
+/** The console's bound (static/console/message_window.js MAX) and some room for separators. */
+const DOM_MESSAGES_MAX = 200;
+
+/** Posts `count` messages from `follower`, `parallel` at a time; returns the last one's text. */
+async function burst(
+  base: string,
+  follower: string,
+  count: number,
+  tag: string,
+  parallel = 16,
+): Promise<string> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const res = await fetch(`${base}${B}/send_xml`, {
+        method: "POST",
+        headers: { "content-type": "text/xml" },
+        body: followerXml(follower, { MsgType: "text", Content: `${tag} ${i}` }),
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  // The marker goes last, after every other message was taken.
+  const last = `${tag} done`;
+  const res = await fetch(`${base}${B}/send_xml`, {
+    method: "POST",
+    headers: { "content-type": "text/xml" },
+    body: followerXml(follower, { MsgType: "text", Content: last }),
+  });
+  await res.body?.cancel();
+  return last;
+}
+
+const domCounts = (page: Page) =>
+  page.evaluate(`({
+    messages: document.querySelectorAll("#messages .msg").length,
+    elements: document.getElementsByTagName("*").length,
+  })`) as Promise<{ messages: number; elements: number }>;
+
+browserTest(
+  "a burst costs the same open or closed, and the DOM stays bounded",
+  async (t, browser) => {
+    const server = await startBridge();
+    const figures: Record<string, number> = {};
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      for (const f of ["oOpen", "oShut"]) {
+        const res = await fetch(`${server.base}${B}/send_xml`, {
+          method: "POST",
+          body: followerXml(f, { MsgType: "text", Content: `hello from ${f}` }),
+        });
+        await res.body?.cancel();
+        await page.locator(`.contact[data-contact-id="${f}"]`).waitFor();
+      }
+      await page.locator('.contact[data-contact-id="oOpen"]').click();
+      await page.locator(".msg.in", { hasText: "hello from oOpen" }).waitFor();
+
+      await t.step(
+        `${BURST} messages into the open conversation vs a closed one: ≤ 2×`,
+        async () => {
+          // Warm both paths once, so neither measurement pays for compiling the code.
+          await page.locator(".msg.in", { hasText: await burst(server.base, "oOpen", 20, "warm") })
+            .waitFor();
+          const started = performance.now();
+          const lastOpen = await burst(server.base, "oOpen", BURST, "open");
+          await page.locator(".msg.in", { hasText: lastOpen }).waitFor({ timeout: 120_000 });
+          const open = performance.now() - started;
+          const started2 = performance.now();
+          const lastShut = await burst(server.base, "oShut", BURST, "shut");
+          await page.locator('.contact[data-contact-id="oShut"] .contact-preview', {
+            hasText: lastShut,
+          }).waitFor({ timeout: 120_000 });
+          const closed = performance.now() - started2;
+          figures.burstOpenMs = Math.round(open);
+          figures.burstClosedMs = Math.round(closed);
+          figures.burstRatio = Math.round((open / closed) * 100) / 100;
+          assert.ok(
+            open / closed <= 2,
+            `open ${open.toFixed(0)} ms vs closed ${closed.toFixed(0)} ms`,
+          );
+        },
+      );
+
+      await t.step(`after ${LONG} messages the DOM holds a bounded window`, async () => {
+        const before = (await domCounts(page)).elements;
+        const last = await burst(server.base, "oOpen", LONG - BURST - 21, "long");
+        await page.locator(".msg.in", { hasText: last }).waitFor({ timeout: 120_000 });
+        const counts = await domCounts(page);
+        figures.domMessagesAfter2000 = counts.messages;
+        figures.domElementsAfter2000 = counts.elements;
+        figures.domElementsAfterBurst = before;
+        assert.ok(counts.messages <= DOM_MESSAGES_MAX, `${counts.messages} messages in the DOM`);
+        assert.ok(counts.messages >= 100, "the window shows a screenful and more");
+        // Bounded: 1,600 more messages did not grow the page.
+        assert.ok(counts.elements <= before * 1.2, `${before} -> ${counts.elements} elements`);
+      });
+
+      await t.step("scrolling up pages older messages in, still bounded", async () => {
+        const firstShown = () =>
+          page.locator("#messages .msg.in .text").first().innerText().then((t) =>
+            Number(/(\d+)$/.exec(t)?.[1] ?? NaN)
+          );
+        const top = await firstShown();
+        for (let i = 0; i < 4; i++) {
+          await page.locator("#messages").evaluate((box) => box.scrollTop = 0);
+          await page.waitForTimeout(150);
+        }
+        const after = await firstShown();
+        assert.ok(after < top, `older messages came in: first shown ${top} -> ${after}`);
+        assert.ok((await domCounts(page)).messages <= DOM_MESSAGES_MAX);
+        figures.domMessagesScrolledUp = (await domCounts(page)).messages;
+        // New messages below are announced, not pushed into the window being read.
+        const res = await fetch(`${server.base}${B}/send_xml`, {
+          method: "POST",
+          body: followerXml("oOpen", { MsgType: "text", Content: "while reading" }),
+        });
+        await res.body?.cancel();
+        await page.locator("#new-pill").waitFor();
+        await page.locator("#new-pill").click();
+        await page.locator(".msg.in", { hasText: "while reading" }).waitFor();
+        assert.ok((await domCounts(page)).messages <= DOM_MESSAGES_MAX);
+      });
+
+      await t.step("a conversation out of view keeps nothing in the DOM", async () => {
+        await page.locator('.contact[data-contact-id="oShut"]').click();
+        await page.locator(".msg.in", { hasText: "shut done" }).waitFor();
+        const texts = await page.locator("#messages .msg.in .text").allInnerTexts();
+        assert.ok(texts.every((t) => !/^(open|long|warm) /.test(t)), "oOpen's messages stayed");
+        assert.ok(texts.length <= DOM_MESSAGES_MAX);
+      });
+    } finally {
+      await Deno.mkdir("test-artifacts", { recursive: true });
+      await Deno.writeTextFile(
+        "test-artifacts/console-cost.json",
+        JSON.stringify(figures, null, 2) + "\n",
+      );
+      await server.close();
+    }
+  },
+);
