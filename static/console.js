@@ -3100,9 +3100,19 @@ function slideOlder(c) {
   if (next.atStart && c.nextBefore && !c.loading) loadHistory(state.current, { older: true });
 }
 
+/** When the agent last scrolled by hand: only that moves the window or stops it following the
+ * newest message. Scroll events the page causes itself (trimming the top of a following
+ * window, the browser's scroll anchoring) would otherwise read as the agent scrolling away. */
+let userScrollAt = 0;
+
+function noteUserScroll() {
+  userScrollAt = performance.now();
+}
+
 function onMessagesScroll() {
   const c = state.current && state.current !== SYSTEM_ID ? conv(state.current) : null;
   if (!c?.win) return;
+  if (performance.now() - userScrollAt > 1000) return;
   const box = el.messages;
   const length = sortedMessages(c).length;
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
@@ -3582,6 +3592,9 @@ function init() {
     el.reply.focus();
   });
   el.messages.addEventListener("scroll", onMessagesScroll, { passive: true });
+  for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+    el.messages.addEventListener(type, noteUserScroll, { passive: true });
+  }
   // Pictures load after the conversation opened: it stays at the newest message.
   el.messages.addEventListener("load", () => {
     const c = state.current ? state.convs.get(state.current) : null;

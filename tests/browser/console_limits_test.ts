@@ -268,7 +268,8 @@ browserTest(
       });
 
       await t.step("scrolled up, a new message shows a pill that takes you down", async () => {
-        await page.locator("#messages").evaluate((box) => box.scrollTop = 0);
+        await page.locator("#messages").hover();
+        await page.mouse.wheel(0, -20_000);
         await page.waitForTimeout(100);
         assert.equal(await page.locator("#new-pill").isVisible(), false);
         await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "below!" });

@@ -10,6 +10,7 @@ import { B, browserTest, followerXml, openConsole, openPage } from "./browser.ts
 
 const AGENT = "agent1";
 const BURST = 400;
+const ROUNDS = 4;
 const LONG = 2_000;
 /** The console's bound (static/console/message_window.js MAX) and some room for separators. */
 const DOM_MESSAGES_MAX = 200;
@@ -59,7 +60,7 @@ browserTest(
     const server = await startBridge();
     const figures: Record<string, number> = {};
     try {
-      const { page } = await openPage(browser);
+      const { context, page } = await openPage(browser);
       await openConsole(page, server.base, AGENT);
       for (const f of ["oOpen", "oShut"]) {
         const res = await fetch(`${server.base}${B}/send_xml`, {
@@ -78,29 +79,58 @@ browserTest(
           // Warm both paths once, so neither measurement pays for compiling the code.
           await page.locator(".msg.in", { hasText: await burst(server.base, "oOpen", 20, "warm") })
             .waitFor();
-          const started = performance.now();
-          const lastOpen = await burst(server.base, "oOpen", BURST, "open");
-          await page.locator(".msg.in", { hasText: lastOpen }).waitFor({ timeout: 120_000 });
-          const open = performance.now() - started;
-          const started2 = performance.now();
-          const lastShut = await burst(server.base, "oShut", BURST, "shut");
-          await page.locator('.contact[data-contact-id="oShut"] .contact-preview', {
-            hasText: lastShut,
-          }).waitFor({ timeout: 120_000 });
-          const closed = performance.now() - started2;
-          figures.burstOpenMs = Math.round(open);
-          figures.burstClosedMs = Math.round(closed);
-          figures.burstRatio = Math.round((open / closed) * 100) / 100;
+          // The page's main-thread time (Chromium's TaskDuration) is what the console costs;
+          // the wall time also holds the server's. Each is measured ROUNDS times, alternating,
+          // the best of each kept: the machine is shared, and a pause elsewhere should not
+          // pass for the console's cost.
+          const cdp = await context.newCDPSession(page);
+          await cdp.send("Performance.enable");
+          const busy = async () => {
+            const { metrics } = await cdp.send("Performance.getMetrics");
+            return metrics.find((m) => m.name === "TaskDuration")!.value * 1000;
+          };
+          const open = { wall: Infinity, cpu: Infinity };
+          const closed = { wall: Infinity, cpu: Infinity };
+          const measure = async (into: typeof open, run: () => Promise<void>) => {
+            const wall = performance.now();
+            const cpu = await busy();
+            await run();
+            into.cpu = Math.min(into.cpu, (await busy()) - cpu);
+            into.wall = Math.min(into.wall, performance.now() - wall);
+          };
+          for (let round = 0; round < ROUNDS; round++) {
+            await measure(open, async () => {
+              const last = await burst(server.base, "oOpen", BURST, `open${round}`);
+              await page.locator(".msg.in", { hasText: last }).waitFor({ timeout: 120_000 });
+            });
+            await measure(closed, async () => {
+              const last = await burst(server.base, "oShut", BURST, `shut${round}`);
+              await page.locator('.contact[data-contact-id="oShut"] .contact-preview', {
+                hasText: last,
+              }).waitFor({ timeout: 120_000 });
+            });
+          }
+          await cdp.detach();
+          figures.burstOpenCpuMs = Math.round(open.cpu);
+          figures.burstClosedCpuMs = Math.round(closed.cpu);
+          figures.burstRatio = Math.round((open.cpu / closed.cpu) * 100) / 100;
+          figures.burstOpenWallMs = Math.round(open.wall);
+          figures.burstClosedWallMs = Math.round(closed.wall);
+          figures.burstWallRatio = Math.round((open.wall / closed.wall) * 100) / 100;
           assert.ok(
-            open / closed <= 2,
-            `open ${open.toFixed(0)} ms vs closed ${closed.toFixed(0)} ms`,
+            open.cpu / closed.cpu <= 2,
+            `the page worked ${open.cpu.toFixed(0)} ms open vs ${closed.cpu.toFixed(0)} ms closed`,
+          );
+          assert.ok(
+            open.wall / closed.wall <= 2,
+            `${open.wall.toFixed(0)} ms open vs ${closed.wall.toFixed(0)} ms closed`,
           );
         },
       );
 
       await t.step(`after ${LONG} messages the DOM holds a bounded window`, async () => {
         const before = (await domCounts(page)).elements;
-        const last = await burst(server.base, "oOpen", LONG - BURST - 21, "long");
+        const last = await burst(server.base, "oOpen", LONG - ROUNDS * (BURST + 1) - 23, "long");
         await page.locator(".msg.in", { hasText: last }).waitFor({ timeout: 120_000 });
         const counts = await domCounts(page);
         figures.domMessagesAfter2000 = counts.messages;
@@ -119,7 +149,8 @@ browserTest(
           );
         const top = await firstShown();
         for (let i = 0; i < 4; i++) {
-          await page.locator("#messages").evaluate((box) => box.scrollTop = 0);
+          await page.locator("#messages").hover();
+          await page.mouse.wheel(0, -20_000);
           await page.waitForTimeout(150);
         }
         const after = await firstShown();
@@ -140,9 +171,9 @@ browserTest(
 
       await t.step("a conversation out of view keeps nothing in the DOM", async () => {
         await page.locator('.contact[data-contact-id="oShut"]').click();
-        await page.locator(".msg.in", { hasText: "shut done" }).waitFor();
+        await page.locator(".msg.in", { hasText: `shut${ROUNDS - 1} done` }).waitFor();
         const texts = await page.locator("#messages .msg.in .text").allInnerTexts();
-        assert.ok(texts.every((t) => !/^(open|long|warm) /.test(t)), "oOpen's messages stayed");
+        assert.ok(texts.every((t) => !/^(open\d|long|warm) /.test(t)), "oOpen's messages stayed");
         assert.ok(texts.length <= DOM_MESSAGES_MAX);
       });
     } finally {
