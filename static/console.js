@@ -519,7 +519,7 @@ function renderViews() {
         counts=${triageCounts(contacts, state.waiting, userid, nowS())}
         onFilter=${(f) => {
           state.triage = f;
-          renderContacts();
+          renderContactsNow();
         }} onSearch=${() => openDialog("search")} />
     `,
     mounts.triage,
@@ -583,13 +583,7 @@ function renderViews() {
 }
 
 function dialogView() {
-  const close = () => {
-    const was = state.dialog;
-    state.dialog = null;
-    renderViews();
-    (was === "settings" ? el.settingsButton : was === "help" ? el.helpButton : el.reply)
-      ?.focus();
-  };
+  const close = closeDialog;
   switch (state.dialog) {
     case "settings":
       return html`
@@ -627,6 +621,19 @@ function openDialog(name) {
   state.quick = null;
   if (name === "quick") loadQuickReplies();
   renderViews();
+  // A modal dialog takes the focus, so Escape and Tab work inside it.
+  const dialog = mounts.dialog.querySelector("[role=dialog]");
+  if (dialog && !dialog.contains(document.activeElement)) {
+    dialog.querySelector("input, select, textarea, button")?.focus();
+  }
+}
+
+function closeDialog() {
+  if (!state.dialog) return;
+  const was = state.dialog;
+  state.dialog = null;
+  renderViews();
+  (was === "settings" ? el.settingsButton : was === "help" ? el.helpButton : el.reply)?.focus();
 }
 
 function changeSettings(change) {
@@ -889,10 +896,11 @@ function scrollToMessage(idOrKey, byId = false) {
       end: Math.min(list.length, Math.max(0, i - 20) + win.MAX),
       following: false,
     };
+    c.highlight = list[i].key;
+    c.nodes.delete(list[i].key);
     renderMessagesNow({});
     const node = c.nodes.get(list[i].key)?.node;
     node?.scrollIntoView({ block: "center" });
-    node?.classList.add("highlight");
     return true;
   };
   if (!show() && byId) {
@@ -998,7 +1006,9 @@ async function loadHistory(contactId, { older = false } = {}) {
     c.loading = false;
   }
   if (state.current !== contactId) return;
-  renderMessagesNow({ toBottom: !older });
+  // A conversation opened at a search hit stays there while its history comes in.
+  renderMessagesNow({ toBottom: !older && !c.highlight });
+  if (c.highlight) c.nodes.get(c.highlight)?.node.scrollIntoView({ block: "center" });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2410,6 +2420,7 @@ function openContact(contactId) {
     if (previous !== SYSTEM_ID) drafts.set(previous, el.reply.value);
     const old = state.convs.get(previous);
     if (old) {
+      old.highlight = null;
       old.nodes.clear();
       old.days.clear();
       old.edges.clear();
@@ -3135,6 +3146,8 @@ function messageNode(view, msg) {
   const cached = view.nodes.get(msg.key);
   if (cached && cached.rev === msg.rev) return cached.node;
   const node = buildMessage(msg);
+  // The message a search opened stays marked when it is rebuilt (history merged into it).
+  if (view.highlight === msg.key) node.classList.add("highlight");
   view.nodes.set(msg.key, { rev: msg.rev, node });
   return node;
 }
@@ -3497,7 +3510,13 @@ function onGlobalKeydown(event) {
   const typing = event.target instanceof HTMLElement &&
     (event.target.matches("input, textarea, select") || event.target.isContentEditable);
   const key = event.key;
-  if (state.dialog) return;
+  if (state.dialog) {
+    if (key === "Escape") {
+      event.preventDefault();
+      closeDialog();
+    }
+    return;
+  }
   const move = (step) => {
     const ids = [...el.contactList.querySelectorAll(".contact")].map((n) => n.dataset.contactId);
     if (ids.length === 0) return;
@@ -3587,7 +3606,10 @@ function init() {
   el.helpButton.addEventListener("click", () => openDialog("help"));
   el.newPill.addEventListener("click", () => {
     const c = state.current ? conv(state.current) : null;
-    if (c) c.win = null;
+    if (c) {
+      c.win = null;
+      c.highlight = null;
+    }
     renderMessagesNow({ toBottom: true });
     el.reply.focus();
   });

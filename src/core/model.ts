@@ -348,6 +348,7 @@ export class Model {
       msg_type: item.msg_type,
       preview: previewOf({ data: item, result: { code: 0, message: "" } }),
       direction: "out",
+      agent_id: agentId,
     };
     contact.last_message_at = this.options.now();
     const n = this.#history(contact, item);

@@ -23,7 +23,10 @@ export interface Contact {
   last_inbound_at: number;
   last_inbound_kind: "message" | "event";
   replies_since_inbound: number;
-  last_message: { msg_type: string; preview: string; direction: "in" | "out" } | null;
+  /** `agent_id`: who wrote an outgoing one, so a list can say whose reply it was. */
+  last_message:
+    | { msg_type: string; preview: string; direction: "in" | "out"; agent_id?: string }
+    | null;
   last_message_at: number;
   unread: number;
   /** ms when it started waiting for an agent; null when it is not waiting. */

@@ -400,7 +400,9 @@ function ops.reply()
   touch(c)
   c.replies_since_inbound = c.replies_since_inbound + 1
   c.unread = 0
-  c.last_message = { msg_type = ARGV[A0 + 4], preview = ARGV[A0 + 5], direction = 'out' }
+  c.last_message = {
+    msg_type = ARGV[A0 + 4], preview = ARGV[A0 + 5], direction = 'out', agent_id = a,
+  }
   c.last_message_at = NOW
   local n = history(c, hist)
   append(a, tail)
