@@ -31,6 +31,7 @@ import { createReplyService, type ReplyContext } from "./replies/reply_service.t
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 
 const log = getLogger(["bridge", "http"]);
@@ -195,6 +196,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
     journalDir: `${config.dataDir}/media-jobs`,
     accept: (item) => switchboard.accept(item),
   });
+  const operatorEvents = createOperatorEvents({
+    store,
+    switchboard,
+    onlineAgents: async () => store.onlineAgents ? await store.onlineAgents() : hub.onlineAgents(),
+    countReport: (event) => metrics.accountReports.inc({ event }),
+    now,
+  });
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
@@ -208,6 +216,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
       if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
+    report: operatorEvents.report,
+    forget: operatorEvents.forget,
+    profileChanged: operatorEvents.profileChanged,
+    isAgent: (id) => store.isKnownAgent(id),
+    maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
   });
   const upgrade = createAgentSocketHandler({
     hub,
@@ -233,9 +246,17 @@ export async function createServer(config: Config, effects: Effects = {}) {
   }
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
-    // The seed's own test posts WeChat XML to /send.
+    // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
+    // to its own.
+    const bytes = await readBodyLimited(
+      req,
+      Math.max(DEFAULT_LIMITS.sendBodyBytes, DEFAULT_LIMITS.xmlBodyBytes),
+    );
+    const text = decoder.decode(bytes);
     if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
+    if (bytes.byteLength > DEFAULT_LIMITS.sendBodyBytes) {
+      throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
+    }
     const agentId = await agentOf(req, url, false);
     let body: unknown;
     try {

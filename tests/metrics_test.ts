@@ -456,6 +456,7 @@ Deno.test("createBridgeMetrics() declares the bridge's metrics", async (t) => {
       bridge_webhook_duration_seconds: "histogram",
       bridge_queue_depth: "gauge",
       bridge_rejected_total: "counter",
+      bridge_account_reports_total: "counter",
     };
     assert.deepEqual(
       Object.fromEntries([...families.values()].map((f) => [f.name, f.type])),

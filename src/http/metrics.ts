@@ -456,6 +456,9 @@ export interface BridgeMetrics {
   readonly queueDepth: Gauge;
   /** Label: reason (`rate`, `frame_size`, `body_size`, `sockets`, `origin`, `auth`, …). */
   readonly rejected: Counter<"reason">;
+  /** Label: event (`TEMPLATESENDJOBFINISH`, `MASSSENDJOBFINISH`, …): reports on the account's
+   * own sends and reviews, which never become conversations. */
+  readonly accountReports: Counter<"event">;
   /** The exposition text for `GET /metrics`. */
   render(): string;
 }
@@ -507,6 +510,12 @@ export function createBridgeMetrics(options: { queueDepth?: () => number } = {})
       name: "bridge_rejected_total",
       help: "Requests, sockets and messages refused by a limit or a check, by reason.",
       labels: ["reason"],
+    }),
+    accountReports: registry.counter({
+      name: "bridge_account_reports_total",
+      help: "WeChat's reports on the account's own sends and reviews (template, mass send, " +
+        "subscribe messages, cards, verification), by event.",
+      labels: ["event"],
     }),
     render: () => registry.render(),
   };

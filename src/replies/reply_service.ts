@@ -12,7 +12,13 @@ import type { HistoryItem, Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
-import { checkReplyAllowed, windowClosesAt, windowStateOf } from "../protocol/window.ts";
+import {
+  checkReplyAllowed,
+  checkTypingAllowed,
+  closesWindow,
+  windowClosesAt,
+  windowStateOf,
+} from "../protocol/window.ts";
 
 const log = getLogger(["bridge", "replies"]);
 
@@ -159,9 +165,23 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     const previous = perFollower.get(followerId) ?? Promise.resolve();
     const result = previous.then(async (): Promise<AgentAnswer> => {
       try {
+        // A reply queued behind one WeChat refused with 45015/45047 is not sent: WeChat would
+        // refuse it too.
+        const closedBy = (await store.getContact(followerId))?.window_closed_by;
+        if (closedBy) {
+          throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
+        }
         await deliver(agentId, followerId, reply, data);
       } catch (error) {
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
+        if (closesWindow(errcode)) {
+          await store.closeWindow(followerId, errcode).catch((e) =>
+            log.error("Cannot record the closed window of {follower_id}: {error}", {
+              follower_id: followerId,
+              error: e,
+            })
+          );
+        }
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
         await store.updateReply(followerId, n, "failed", wechatMsg);
@@ -255,12 +275,17 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       if (contact.agent_id !== null && contact.agent_id !== agentId) {
         return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`);
       }
-      // Typing uses no quota: only the window matters.
-      const state = windowStateOf({ ...contact, replies_since_inbound: 0 });
-      if (!checkReplyAllowed(state, ctx.now()).ok) {
-        return refuse(403, "Typing is shown only inside the follower's reply window", {
+      // Typing uses no quota, but WeChat takes it only within 30 s of an exchange.
+      const lastOut = contact.last_message?.direction === "out" ? contact.last_message_at : 0;
+      const check = checkTypingAllowed(
+        windowStateOf(contact),
+        Math.max(contact.last_inbound_at, lastOut),
+        ctx.now(),
+      );
+      if (!check.ok) {
+        return refuse(403, `Typing is not relayed: ${check.message}`, {
           contact_id: followerId,
-          limit: "window",
+          limit: check.limit,
         });
       }
       if (target.kind === "wechat") {
