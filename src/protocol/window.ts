@@ -28,6 +28,8 @@ export const MESSAGE_WINDOW_MS = 48 * 3600_000;
 export const MESSAGE_QUOTA = 5;
 export const EVENT_WINDOW_MS = 60_000;
 export const EVENT_QUOTA = 3;
+/** How long before a follower's 48-hour window closes its agent is warned. */
+export const WINDOW_WARNING_MS = 3600_000;
 
 /** How soon after an exchange WeChat still shows "typing…" (客服输入状态: 30 秒内有过消息交互). */
 export const TYPING_AFTER_EXCHANGE_MS = 30_000;
