@@ -21,6 +21,7 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { createUrlSigner } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
+import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
@@ -180,6 +181,9 @@ export async function createServer(config: Config, effects: Effects = {}) {
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
+        makeThumb: (video) =>
+          videoThumbnail(video, { timeoutMs: config.mediaTimeoutMs, ffmpeg: effects.ffmpeg }),
+        kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
       }
       : { kind: "demo", outbox: outbox! },
   );

@@ -24,8 +24,19 @@ const log = getLogger(["bridge", "replies"]);
 
 /** Where replies go: WeChat's API, or the demo outbox when there are no credentials. */
 export type ReplyTarget =
-  | { kind: "wechat"; client: WechatClient; fetchMedia: (url: string) => Promise<MediaFile> }
+  | {
+    kind: "wechat";
+    client: WechatClient;
+    fetchMedia: (url: string) => Promise<MediaFile>;
+    /** A JPEG thumbnail (≤ 64 KB, WeChat's limit) of a video, for a video reply without one. */
+    makeThumb?: (video: Uint8Array) => Promise<Uint8Array>;
+    /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
+    kfAccountOf?: (agentId: string) => string | undefined;
+  }
   | { kind: "demo"; outbox: DemoOutbox };
+
+/** WeChat's limit for a `thumb` upload. */
+const THUMB_MAX_BYTES = 64 * 1024;
 
 /** What the reply service works with. */
 export interface ReplyContext {
@@ -48,6 +59,27 @@ export interface MediaFile {
 const HTTP_WAIT_MS = 10_000;
 /** How long a client_id is remembered. */
 const CLIENT_ID_TTL_MS = 24 * 3600_000;
+
+/** Makes and uploads a video's thumbnail; undefined (the video goes without) when it cannot. */
+async function uploadThumb(
+  target: Extract<ReplyTarget, { kind: "wechat" }>,
+  video: Uint8Array,
+): Promise<string | undefined> {
+  try {
+    const jpeg = await target.makeThumb!(video);
+    if (jpeg.byteLength > THUMB_MAX_BYTES) {
+      log.warn("Video thumbnail is {bytes} bytes, over WeChat's 64 KB: sent without", {
+        bytes: jpeg.byteLength,
+      });
+      return undefined;
+    }
+    return await target.client.uploadMedia("thumb", jpeg, "thumb.jpg", "image/jpeg");
+  } catch (error) {
+    // A video WeChat plays without a cover is better than no video.
+    log.warn("Cannot make a thumbnail for a video reply: {error}", { error });
+    return undefined;
+  }
+}
 
 /** Creates the reply handler over a target. */
 export function createReplyService(ctx: ReplyContext, target: ReplyTarget): ReplyHandler {
@@ -81,6 +113,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     }
     const upload = mediaToUpload(reply);
     let mediaId: string | undefined;
+    let thumbMediaId: string | undefined;
     if (upload) {
       const file = await target.fetchMedia(upload.url);
       mediaId = await target.client.uploadMedia(
@@ -89,8 +122,17 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         file.filename,
         file.contentType,
       );
+      if (reply.msgType === "video" && reply.thumbMediaId === null && target.makeThumb) {
+        thumbMediaId = await uploadThumb(target, file.bytes);
+      }
     }
-    await target.client.sendCustomMessage(toCustomMessage(followerId, reply, mediaId));
+    await target.client.sendCustomMessage(
+      toCustomMessage(followerId, reply, {
+        mediaId,
+        thumbMediaId,
+        kfAccount: target.kfAccountOf?.(agentId),
+      }),
+    );
   }
 
   async function send(
