@@ -33,6 +33,7 @@ import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
+import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 
 const log = getLogger(["bridge", "http"]);
@@ -225,6 +226,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
     profileChanged: operatorEvents.profileChanged,
     isAgent: (id) => store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
+    passive: createPassiveReplies({
+      autoReplyText: config.autoReplyText,
+      workingHours: config.workingHours,
+      transferCustomerService: config.transferCustomerService,
+      now,
+      anyAgentOnline: async () =>
+        store.onlineAgents ? (await store.onlineAgents()).length > 0 : hub.agentCount > 0,
+    }),
   });
   const upgrade = createAgentSocketHandler({
     hub,

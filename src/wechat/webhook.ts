@@ -11,7 +11,8 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { inboundKindOf } from "../protocol/window.ts";
 import type { WechatCrypto } from "./crypto.ts";
 import { dedupKeyOf, type FollowerMessage, readFollowerMessage } from "./message.ts";
-import { verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
+import type { PassiveReplies } from "./passive_reply.ts";
+import { computeSignature, verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
 import { createXmlReader, textOf } from "./xml.ts";
 
 const log = getLogger(["bridge", "wechat"]);
@@ -38,6 +39,8 @@ export interface WebhookDeps {
   isAgent(id: string): Promise<boolean>;
   /** Largest WeChat XML the bridge stores, in bytes, after decryption. */
   maxPlainBytes: number;
+  /** Optional passive replies (auto-reply, transfer_customer_service) instead of `success`. */
+  passive?: PassiveReplies;
 }
 
 /** Creates the handlers for `GET` and `POST send_xml`. */
@@ -68,6 +71,20 @@ export function createWechatWebhook(deps: WebhookDeps) {
     if (key === "previous") log.info("Message decrypted with WECHAT_AES_KEY_PREVIOUS");
     checkPlainSize(encoder.encode(plain).byteLength);
     return plain;
+  }
+
+  /** A passive reply, encrypted when the message was (WeChat's 被动回复 in safe mode). */
+  function xmlAnswer(plain: string, encrypt: boolean): Response {
+    let body = plain;
+    if (encrypt) {
+      const ciphertext = deps.crypto!.encrypt(plain);
+      const timestamp = String(Math.floor(deps.now() / 1000));
+      const nonce = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+      const signature = computeSignature(deps.token ?? "", timestamp, nonce, ciphertext);
+      body =
+        `<xml><Encrypt><![CDATA[${ciphertext}]]></Encrypt><MsgSignature><![CDATA[${signature}]]></MsgSignature><TimeStamp>${timestamp}</TimeStamp><Nonce><![CDATA[${nonce}]]></Nonce></xml>`;
+    }
+    return new Response(body, { headers: { "content-type": "application/xml; charset=utf-8" } });
   }
 
   return {
@@ -144,7 +161,13 @@ export function createWechatWebhook(deps: WebhookDeps) {
           event: message.event,
         };
         if (message.event === "user_info_modified") await deps.profileChanged(item);
-        else await deps.accept(item, message, url);
+        else {
+          const outcome = await deps.accept(item, message, url);
+          const passive = deps.passive?.enabled
+            ? await deps.passive.answer(message, outcome)
+            : null;
+          if (passive !== null) return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
+        }
       }
       return new Response("success", { headers: { "content-type": "text/plain; charset=utf-8" } });
     },

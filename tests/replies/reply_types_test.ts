@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import WechatAPI from "wechat-api";
 import { type FakeUpload, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { startBridge } from "../helpers/server.ts";
 import { makeFixtures, skipWithoutFfmpeg } from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
