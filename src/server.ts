@@ -83,7 +83,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       now,
       // Instances on one Redis share one token: each refresh of their own would revoke the others'.
       tokenCache: store.tokenCache,
-      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+      onCall: metrics.onWechatApiCall,
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
