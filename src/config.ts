@@ -1,6 +1,8 @@
 // Configuration: every setting the bridge reads from the environment, with SPEC's defaults.
 // main.ts is the only caller; everything else receives the parsed Config.
 
+import { DEFAULT_ALLOWED_HOSTS } from "./media/pipeline.ts";
+
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
   port: number;
@@ -70,7 +72,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")
-      : ["api.weixin.qq.com", "*.qpic.cn", "*.qlogo.cn", "*.weixin.qq.com", "*.wx.qq.com"],
+      : [...DEFAULT_ALLOWED_HOSTS],
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
   };
