@@ -230,3 +230,45 @@ Deno.test("an agent token is accepted up to 5 s after its exp, not later", async
     await server.close();
   }
 });
+
+Deno.test("GET contacts lists newest first, and the followers waiting for an agent", async (t) => {
+  let clock = 1_800_000_000_000;
+  const server = await startBridge({ now: () => clock });
+  const contacts = async (agent: string) => {
+    const res = await fetch(`${server.base}${B}/contacts?userid=${agent}`);
+    assert.equal(res.status, 200);
+    return await res.json() as {
+      contacts: Array<{ contact_id: string; status: string }>;
+      waiting: Array<{ contact_id: string; name: string; since: number }>;
+    };
+  };
+  try {
+    await t.step("with no agent online a follower waits, listed with its time", async () => {
+      await write(server.base, "oWaits", "anyone?");
+      const { waiting } = await contacts("A");
+      assert.deepEqual(waiting.map((w) => [w.contact_id, w.since]), [["oWaits", clock / 1000]]);
+    });
+    await t.step(
+      "once A comes it serves the follower; the newest conversation is first",
+      async () => {
+        const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+        try {
+          await agent.waitFor((e) => e.data["contact_id"] === "oWaits");
+          clock += 1000;
+          const last = await write(server.base, "oLater", "me too");
+          await agent.waitFor((e) => e.data["id"] === last);
+          const list = await contacts("A");
+          assert.deepEqual(list.waiting, []);
+          assert.deepEqual(list.contacts.map((c) => [c.contact_id, c.status]), [
+            ["oLater", "open"],
+            ["oWaits", "open"],
+          ]);
+        } finally {
+          await agent.close();
+        }
+      },
+    );
+  } finally {
+    await server.close();
+  }
+});
