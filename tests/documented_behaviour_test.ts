@@ -1,6 +1,7 @@
 // Claims of README.md, PROTOCOL.md and docs/production.md that no other test showed on a running
 // server (see docs/claims.md): the root routes, PUBLIC_URL, /readyz and close code 1011 when the
-// store fails, history paging, the read command, and the token clock tolerance.
+// store fails, history paging, the read command, the token clock tolerance, the contact list's
+// order and waiting list, voice and video replies.
 
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
@@ -270,5 +271,52 @@ Deno.test("GET contacts lists newest first, and the followers waiting for an age
     );
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("voice and video replies by media_id reach WeChat's customer-service API", async (t) => {
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+  fake.addMedia("voice1", new Uint8Array([0x23, 0x21, 0x41, 0x4d, 0x52]), "audio/amr");
+  fake.addMedia("video1", new Uint8Array([0, 0, 0, 0x18, 0x66, 0x74, 0x79, 0x70]), "video/mp4");
+  fake.addMedia("thumb1", new Uint8Array([0xff, 0xd8, 0xff, 0xe0]), "image/jpeg");
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+  const send = (msgType: string, msg: Record<string, unknown>) =>
+    post(
+      `${server.base}${B}/send?userid=A`,
+      JSON.stringify({
+        data: { msg_type: msgType, contact_id: "oMedia", msg },
+        result: { code: 1001, message: "common" },
+      }),
+    );
+  try {
+    const id = await write(server.base, "oMedia", "send me the file");
+    await agent.waitFor((e) => e.data["id"] === id);
+    await t.step("voice: WeChat's voice JSON with the media_id", async () => {
+      const res = await send("voice", { media_id: "voice1" });
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(fake.sent.at(-1), {
+        touser: "oMedia",
+        msgtype: "voice",
+        voice: { media_id: "voice1" },
+      });
+    });
+    await t.step("video: media_id, thumb_media_id, title and description", async () => {
+      const video = {
+        media_id: "video1",
+        thumb_media_id: "thumb1",
+        title: "How to",
+        description: "Two minutes",
+      };
+      const res = await send("video", video);
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(fake.sent.at(-1), { touser: "oMedia", msgtype: "video", video });
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+    await fake.close();
   }
 });
