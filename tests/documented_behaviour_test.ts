@@ -320,3 +320,30 @@ Deno.test("voice and video replies by media_id reach WeChat's customer-service A
     await fake.close();
   }
 });
+
+Deno.test("a reply to a follower who unsubscribed is refused before WeChat sees it", async (t) => {
+  const server = await startBridge();
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+  try {
+    const id = await write(server.base, "oGone", "bye");
+    await agent.waitFor((e) => e.data["id"] === id);
+    const xml =
+      `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[oGone]]></FromUserName><CreateTime>1700000001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>`;
+    assert.equal((await post(`${server.base}${B}/send_xml`, xml)).text, "success");
+    await agent.waitFor((e) => e.data.msg?.["event"] === "unsubscribe");
+    await t.step("403 with limit unsubscribed, inside the 48-hour window", async () => {
+      const res = await post(
+        `${server.base}${B}/send?userid=A`,
+        JSON.stringify({
+          data: { msg_type: "text", contact_id: "oGone", msg: { content: "wait" } },
+          result: { code: 1001, message: "common" },
+        }),
+      );
+      assert.equal(res.status, 403, res.text);
+      assert.equal(JSON.parse(res.text).data.limit, "unsubscribed");
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});

@@ -163,3 +163,27 @@ Deno.test("a follower's video on WeChat's CDN (*.tc.qq.com) passes the default m
     await fake.close();
   }
 });
+
+Deno.test("GET /metrics shows bridge_queue_depth: messages waiting for an agent", async (t) => {
+  const server = await startBridge();
+  const depth = async () => {
+    const text = await (await fetch(`${server.base}/metrics`)).text();
+    return Number(/^bridge_queue_depth (\S+)/m.exec(text)?.[1]);
+  };
+  try {
+    await t.step("two messages with nobody online: the gauge reaches 2", async () => {
+      for (const id of ["904", "905"]) {
+        const res = await post(`${server.base}${B}/send_xml`, textXml("oQueued", "gh", "?", id));
+        assert.equal(res.text, "success");
+      }
+      // The server reads the store's depth every 5 s, so the gauge may lag behind.
+      const deadline = Date.now() + 15_000;
+      while (await depth() !== 2) {
+        if (Date.now() > deadline) assert.fail(`bridge_queue_depth is ${await depth()}, not 2`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
+  } finally {
+    await server.close();
+  }
+});
