@@ -347,3 +347,61 @@ Deno.test("a reply to a follower who unsubscribed is refused before WeChat sees 
     await server.close();
   }
 });
+
+Deno.test("media URLs open on every instance that shares AGENT_SECRET and the media files", async (t) => {
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 5, 5]);
+  const secret = "m".repeat(32);
+  // One media directory mounted on both, as docs/redis.md asks; each instance its own DATA_DIR.
+  const shared = await Deno.makeTempDir({ prefix: "bridge-shared-media-" });
+  const start = (env: Record<string, string>) => startBridge({ env });
+  const upload = async (base: string, headers: HeadersInit) => {
+    const res = await fetch(`${base}${B}/upload?userid=A`, {
+      method: "POST",
+      body: png,
+      headers: { "content-type": "image/png", ...headers },
+    });
+    assert.equal(res.status, 201);
+    return (await res.json() as { media_url: string }).media_url;
+  };
+  const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("A")
+    .setExpirationTime("10m").sign(new TextEncoder().encode(secret));
+  const onOther = (url: string, base: string) => {
+    const u = new URL(url);
+    return fetch(`${base}${u.pathname}${u.search}`);
+  };
+  try {
+    await t.step("the same AGENT_SECRET: a URL from A serves on B", async () => {
+      const a = await start({ AGENT_SECRET: secret, DATA_DIR: `${shared}/a` });
+      const b = await start({ AGENT_SECRET: secret, DATA_DIR: `${shared}/b` });
+      try {
+        await Deno.remove(`${shared}/b/media`, { recursive: true }).catch(() => {});
+        await Deno.mkdir(`${shared}/a/media`, { recursive: true });
+        await Deno.symlink(`${shared}/a/media`, `${shared}/b/media`);
+        const url = await upload(a.base, { authorization: `Bearer ${token}` });
+        const res = await onOther(url, b.base);
+        assert.equal(res.status, 200);
+        assert.deepEqual(new Uint8Array(await res.arrayBuffer()), png);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+    await t.step("without AGENT_SECRET each instance has its own key: 403 on B", async () => {
+      const a = await start({ DATA_DIR: `${shared}/c` });
+      const b = await start({ DATA_DIR: `${shared}/d` });
+      try {
+        await Deno.mkdir(`${shared}/c/media`, { recursive: true });
+        await Deno.symlink(`${shared}/c/media`, `${shared}/d/media`);
+        const url = await upload(a.base, {});
+        const res = await onOther(url, b.base);
+        assert.equal(res.status, 403);
+        await res.body?.cancel();
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  } finally {
+    await Deno.remove(shared, { recursive: true });
+  }
+});
