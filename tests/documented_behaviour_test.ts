@@ -1,7 +1,6 @@
-// Claims of README.md, PROTOCOL.md and docs/production.md that no other test showed on a running
-// server (see docs/claims.md): the root routes, PUBLIC_URL, /readyz and close code 1011 when the
-// store fails, history paging, the read command, the token clock tolerance, the contact list's
-// order and waiting list, voice and video replies.
+// Claims of README.md, PROTOCOL.md and docs/ that no other test showed on a running server (the
+// table is docs/claims.md): each test starts the real server (tests/helpers/server.ts) and talks
+// to it over HTTP and WebSocket, with the fake WeChat API where replies or media need one.
 
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
@@ -403,5 +402,28 @@ Deno.test("media URLs open on every instance that shares AGENT_SECRET and the me
     });
   } finally {
     await Deno.remove(shared, { recursive: true });
+  }
+});
+
+Deno.test("POST upload answers WeChat's refusal as 502 with its errmsg", async (t) => {
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    await t.step("media/upload refused: 502 naming WeChat's reason", async () => {
+      fake.failNext("cgi-bin/media/upload", 45001, "media size out of limit");
+      const res = await fetch(`${server.base}${B}/upload?userid=A`, {
+        method: "POST",
+        body: new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1]),
+        headers: { "content-type": "image/png" },
+      });
+      const text = await res.text();
+      assert.equal(res.status, 502, text);
+      assert.match(text, /media size out of limit/);
+    });
+  } finally {
+    await server.close();
+    await fake.close();
   }
 });
