@@ -427,3 +427,28 @@ Deno.test("POST upload answers WeChat's refusal as 502 with its errmsg", async (
     await fake.close();
   }
 });
+
+Deno.test("a reply to a follower another agent serves is refused with 409", async (t) => {
+  const server = await startBridge();
+  const a = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+  try {
+    const id = await write(server.base, "oTaken", "hello");
+    await a.waitFor((e) => e.data["id"] === id);
+    await t.step("B's reply to A's follower: 409, nothing recorded for B", async () => {
+      const res = await post(
+        `${server.base}${B}/send?userid=B`,
+        JSON.stringify({
+          data: { msg_type: "text", contact_id: "oTaken", msg: { content: "mine?" } },
+          result: { code: 1001, message: "common" },
+        }),
+      );
+      assert.equal(res.status, 409, res.text);
+      const history = await fetch(`${server.base}${B}/history?userid=A&contact_id=oTaken`);
+      const body = await history.json() as { messages: Array<{ direction: string }> };
+      assert.deepEqual(body.messages.map((m) => m.direction), ["in"]);
+    });
+  } finally {
+    await a.close();
+    await server.close();
+  }
+});
