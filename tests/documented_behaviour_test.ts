@@ -452,3 +452,23 @@ Deno.test("a reply to a follower another agent serves is refused with 409", asyn
     await server.close();
   }
 });
+
+Deno.test("a CreateTime that is neither a number nor a date gives the time received", async (t) => {
+  const T = 1_800_000_123_000;
+  const server = await startBridge({ now: () => T });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+  try {
+    await t.step("send_time is the server's clock, in Unix seconds", async () => {
+      const res = await post(
+        `${server.base}${B}/send_xml`,
+        textXml("oTime", "gh_account", "when?", "6200", "yesterday"),
+      );
+      assert.equal(res.text, "success");
+      const got = await agent.waitFor((e) => e.data["id"] === "6200");
+      assert.equal(got.data["send_time"], T / 1000);
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
