@@ -1,8 +1,6 @@
 // Configuration: every setting the bridge reads from the environment, with SPEC's defaults.
 // main.ts is the only caller; everything else receives the parsed Config.
 
-import { DEFAULT_ALLOWED_HOSTS } from "./media/pipeline.ts";
-
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
   port: number;
@@ -24,7 +22,8 @@ export interface Config {
   logFormat: "json" | "text";
   logLevel: string;
   historyRetentionDays: number;
-  mediaAllowedHosts: string[];
+  /** Hosts follower media may be fetched from; unset: WeChat's own (media/pipeline.ts). */
+  mediaAllowedHosts?: string[];
   mediaMaxBytes: number;
   mediaTimeoutMs: number;
 }
@@ -72,7 +71,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")
-      : [...DEFAULT_ALLOWED_HOSTS],
+      : undefined,
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
   };

@@ -27,14 +27,23 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       logFormat: "text",
       logLevel: "info",
       historyRetentionDays: 30,
-      mediaAllowedHosts: [...DEFAULT_ALLOWED_HOSTS],
+      // Unset: the pipeline's own list, DEFAULT_ALLOWED_HOSTS.
+      mediaAllowedHosts: undefined,
       mediaMaxBytes: 20 * 1024 * 1024,
       mediaTimeoutMs: 15_000,
     });
   });
 
-  await t.step("the default media hosts include WeChat's video CDN", () => {
-    assert.ok(loadConfig({}).mediaAllowedHosts.includes("*.tc.qq.com"));
+  await t.step("the default media hosts are README's list, WeChat's video CDN included", () => {
+    assert.deepEqual(DEFAULT_ALLOWED_HOSTS, [
+      "api.weixin.qq.com",
+      "*.weixin.qq.com",
+      "mmbiz.qpic.cn",
+      "mmbiz.qlogo.cn",
+      "*.qpic.cn",
+      "*.qlogo.cn",
+      "*.tc.qq.com",
+    ]);
   });
 
   await t.step("each variable is read; lists split on commas; trailing slashes dropped", () => {

@@ -66,8 +66,7 @@ export interface MediaPipeline {
 
 /**
  * WeChat's media hosts: the API, image CDNs (PicUrl is `mmbiz.qpic.cn`), and the video CDNs
- * `media/get` points `video_url` at. The configuration's default (MEDIA_ALLOWED_HOSTS unset) is
- * this list, so production and the tests check the same hosts.
+ * `media/get` points `video_url` at.
  */
 export const DEFAULT_ALLOWED_HOSTS: readonly string[] = [
   "api.weixin.qq.com",
@@ -77,7 +76,6 @@ export const DEFAULT_ALLOWED_HOSTS: readonly string[] = [
   "*.qpic.cn",
   "*.qlogo.cn",
   "*.tc.qq.com",
-  "*.wx.qq.com",
 ];
 
 const MAX_REDIRECTS = 3;
