@@ -86,7 +86,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       now,
       // Instances on one Redis share one token: each refresh of their own would revoke the others'.
       tokenCache: store.tokenCache,
-      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+      onCall: metrics.onWechatApiCall,
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
@@ -340,8 +340,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     [
       "GET",
       ["/metrics"],
-      () =>
-        new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+      async () =>
+        new Response(await metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
     ],
     [
       "GET",
@@ -451,6 +453,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
         // Media jobs still running stay journaled and resume at the next start.
         await switchboard.drain();
         hub.closeAll(code, reason);
+        // Until the agents answer the close, the server's own shutdown would close their
+        // sockets again as 1001 "going away" and hide the code that says "reconnect with since=".
+        const closing = performance.now() + 1_000;
+        while (hub.socketCount > 0 && performance.now() < closing) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
         await served?.shutdown();
         await intake.drain();
         await store.close();

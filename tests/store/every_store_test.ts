@@ -213,7 +213,8 @@ Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting
 });
 
 Deno.test({
-  name: "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed",
+  name:
+    "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
