@@ -31,7 +31,31 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaAllowedHosts: undefined,
       mediaMaxBytes: 20 * 1024 * 1024,
       mediaTimeoutMs: 15_000,
+      agentKfAccounts: {},
+      autoReplyText: undefined,
+      workingHours: undefined,
+      transferCustomerService: false,
     });
+  });
+
+  await t.step("replies and passive answers: kf accounts, auto-reply, working hours", () => {
+    const config = loadConfig({
+      AGENT_KF_ACCOUNTS: "alice=kf2001@gh_account, bob=kf2002@gh_account",
+      AUTO_REPLY_TEXT: "稍后回复您",
+      AUTO_REPLY_HOURS: "09:00-18:30",
+      PASSIVE_TRANSFER_CUSTOMER_SERVICE: "true",
+    });
+    assert.deepEqual(config.agentKfAccounts, {
+      alice: "kf2001@gh_account",
+      bob: "kf2002@gh_account",
+    });
+    assert.equal(config.autoReplyText, "稍后回复您");
+    assert.deepEqual(config.workingHours, { startMin: 540, endMin: 1110 });
+    assert.equal(config.transferCustomerService, true);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice=kf2001" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "9-18" }), /AUTO_REPLY_HOURS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "09:00-25:00" }), /AUTO_REPLY_HOURS/);
   });
 
   await t.step("the default media hosts are README's list, WeChat's video CDN included", () => {
