@@ -26,7 +26,9 @@ import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
 import { createDemoMedia } from "./replies/demo_media.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
+import { createHostList } from "./replies/address_policy.ts";
 import { createMediaUrlFetcher } from "./replies/media_url.ts";
+import { resolveWithSystem } from "./replies/public_get.ts";
 import { createReplyService, type ReplyContext } from "./replies/reply_service.ts";
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
@@ -46,8 +48,13 @@ export interface Effects {
   /** Default: the store the configuration names (Deno KV under DATA_DIR, memory, Redis). */
   store?: Store;
   now?: () => number;
-  /** Every outbound HTTP request: WeChat's API, media downloads, agents' `media_url`s. */
+  /**
+   * Outbound HTTP: WeChat's API and follower media downloads. Agents' `media_url`s go through
+   * node:http instead, connected to the address that was checked (src/replies/public_get.ts).
+   */
   fetch?: typeof fetch;
+  /** Resolves a host name an agent's `media_url` names; default the system's (getaddrinfo). */
+  resolveHost?: (hostname: string) => Promise<string[]>;
   /** The ffmpeg binary (subprocesses). */
   ffmpeg?: string;
   /** Where the console's files are read from. */
@@ -175,7 +182,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
         kind: "wechat",
         client,
         fetchMedia: createMediaUrlFetcher({
-          fetch: doFetch,
+          resolve: effects.resolveHost ?? resolveWithSystem,
+          privateHosts: createHostList(config.mediaUrlPrivateHosts),
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),

@@ -73,7 +73,10 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     }
     const ext = extensionOf(contentType) ?? "bin";
     const key = await deps.storage.put(bytes, ext);
-    const filename = new URL(req.url).searchParams.get("filename") ?? `upload.${ext}`;
+    // WeChat reads the format from the name's extension (40005 without one): the agent's name
+    // keeps its stem, the extension is the type's.
+    const given = new URL(req.url).searchParams.get("filename")?.replace(/\.[^.]*$/, "") ?? "";
+    const filename = `${given.trim() || "upload"}.${ext}`;
     let mediaId: string;
     if (deps.client) {
       try {

@@ -12,13 +12,19 @@ import type { HistoryItem, Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
+import { MediaUrlError } from "./public_get.ts";
+import type { UploadType } from "./upload_rules.ts";
 import { checkReplyAllowed, windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
 const log = getLogger(["bridge", "replies"]);
 
 /** Where replies go: WeChat's API, or the demo outbox when there are no credentials. */
 export type ReplyTarget =
-  | { kind: "wechat"; client: WechatClient; fetchMedia: (url: string) => Promise<MediaFile> }
+  | {
+    kind: "wechat";
+    client: WechatClient;
+    fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
+  }
   | { kind: "demo"; outbox: DemoOutbox };
 
 /** What the reply service works with. */
@@ -76,7 +82,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     const upload = mediaToUpload(reply);
     let mediaId: string | undefined;
     if (upload) {
-      const file = await target.fetchMedia(upload.url);
+      const file = await target.fetchMedia(upload.url, upload.type);
       mediaId = await target.client.uploadMedia(
         upload.type,
         file.bytes,
@@ -85,6 +91,34 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       );
     }
     await target.client.sendCustomMessage(toCustomMessage(followerId, reply, mediaId));
+  }
+
+  /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
+  async function refuseMedia(
+    agentId: string,
+    followerId: string,
+    n: number,
+    id: string,
+    echo: { client_id?: string },
+    error: MediaUrlError,
+  ): Promise<AgentAnswer> {
+    await store.updateReply(followerId, n, "failed", error.message);
+    const message = `Cannot send the reply: ${error.message}`;
+    const body = { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+    await notify(agentId, {
+      data: {
+        id: ctx.newId(),
+        name: "",
+        avatar: "",
+        msg_type: "error",
+        company_id: ctx.companyId,
+        send_time: Math.floor(ctx.now() / 1000),
+        msg: { errcode: -1, errmsg: message, status: error.status },
+        ...body,
+      },
+      result: { code: -1, message },
+    });
+    return refuse(error.status, message, body);
   }
 
   async function send(
@@ -161,6 +195,9 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       try {
         await deliver(agentId, followerId, reply, data);
       } catch (error) {
+        if (error instanceof MediaUrlError) {
+          return await refuseMedia(agentId, followerId, n, id, echo, error);
+        }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
