@@ -27,6 +27,8 @@ export interface Config {
   mediaTimeoutMs: number;
   /** `host[:port]` entries an agent's `media_url` may name although they are private. */
   mediaUrlPrivateHosts: string[];
+  /** Seconds a signed media URL stays valid. */
+  mediaUrlTtlS: number;
 }
 
 /** Reads SPEC's environment variables; throws an Error naming a variable with a bad value. */
@@ -76,5 +78,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
     mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
+    mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
   };
 }

@@ -19,7 +19,8 @@ import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake } from "./media/intake.ts";
 import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
-import { createUrlSigner } from "./media/signed_url.ts";
+import { renewMediaUrlRoute } from "./media/renew.ts";
+import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
@@ -95,7 +96,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
   const storage = createDiskStorage(`${config.dataDir}/media`);
-  const signer = createUrlSigner(mediaSecret);
+  const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
     ? createDemoMedia({ storage, signer, maxBytes: config.mediaMaxBytes })
     : null;
@@ -230,7 +231,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const files = createStaticFiles(
     effects.staticDir ?? new URL("../static/", import.meta.url).pathname,
   );
-  const conversations = createConversationRoutes({ store, agentOf: agentRequired });
+  const conversations = createConversationRoutes({
+    store,
+    agentOf: agentRequired,
+    // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
+    renewMsg: (msg) => renewMediaUrls(signer, msg),
+  });
 
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
@@ -284,6 +290,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     ["POST", B("/send_xml"), sendXml],
     ["GET", B("/contacts"), conversations.contacts],
     ["GET", B("/history"), conversations.history],
+    ["GET", B("/media_url"), async (req, url) => {
+      await agentRequired(req, url);
+      return renewMediaUrlRoute(url, signer);
+    }],
     ["POST", B("/upload"), async (req, url) => {
       await agentRequired(req, url);
       return await upload(req, publicBase(url));
@@ -307,7 +317,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       "GET",
       ["/media/:key"],
       (req, url, params) =>
-        serveMedia(req, params["key"] ?? "", url.searchParams.get("t"), { storage, signer }),
+        serveMedia(req, params["key"] ?? "", url.searchParams, { storage, signer, now }),
     ],
     ["GET", ["/healthz"], () => json({ status: "ok" })],
     ["GET", ["/readyz"], ready],

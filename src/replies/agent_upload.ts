@@ -5,7 +5,7 @@
 import { HttpError } from "../http/http_error.ts";
 import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
-import type { UrlSigner } from "../media/signed_url.ts";
+import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 
@@ -92,7 +92,7 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     const body = {
       media_id: mediaId,
       type: kind.type,
-      media_url: `${publicBase}/media/${key}?t=${deps.signer.sign(key)}`,
+      media_url: mediaUrlOf(deps.signer, publicBase, key),
       size: bytes.byteLength,
     };
     return new Response(JSON.stringify(body), {

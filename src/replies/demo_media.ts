@@ -6,7 +6,7 @@ import { readBodyLimited } from "../http/limits.ts";
 import { json } from "../http/router.ts";
 import type { GetMedia } from "../media/pipeline.ts";
 import { extensionOf } from "../media/serve.ts";
-import type { UrlSigner } from "../media/signed_url.ts";
+import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
 
 /** What the demo media needs. */
@@ -43,7 +43,7 @@ export function createDemoMedia(deps: DemoMediaDeps) {
       files.set(mediaId, { bytes, contentType: type });
       return json({
         media_id: mediaId,
-        pic_url: `${publicBase}/media/${key}?t=${deps.signer.sign(key)}`,
+        pic_url: mediaUrlOf(deps.signer, publicBase, key),
       });
     },
   };
