@@ -3,7 +3,13 @@
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
 import { createSystemEnvelope, type Envelope, replyCodeOf } from "../protocol/envelope.ts";
-import { MESSAGE_WINDOW_MS, noteInbound, windowStateOf } from "../protocol/window.ts";
+import { chinaClock, noticeText } from "../protocol/notices.ts";
+import {
+  MESSAGE_WINDOW_MS,
+  noteInbound,
+  WINDOW_WARNING_MS,
+  windowStateOf,
+} from "../protocol/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -16,9 +22,6 @@ import {
   type Presence,
   StoreError,
 } from "./store.ts";
-
-/** How long before a follower's 48-hour window closes its agent is warned. */
-export const WINDOW_WARNING_MS = 3600_000;
 
 /** A message queued for a follower that has no agent yet. */
 export interface QueuedMessage {
@@ -252,11 +255,11 @@ export class Model {
 
     const target = item.to !== "" && this.agents.has(item.to) ? item.to : null;
     if (target !== null && contact.agent_id !== target) {
-      this.#bind(contact, target, "assigned", `${contact.name} 已分配给你`);
+      this.#bind(contact, target, "assigned", noticeText("assigned", { name: contact.name }));
     } else if (contact.agent_id === null) {
       const chosen = chooseAgent(contact.last_agent_id, presence.onlineAgents(), this.agents);
       if (chosen !== null) {
-        this.#bind(contact, chosen, "assigned", `${contact.name} 已分配给你`);
+        this.#bind(contact, chosen, "assigned", noticeText("assigned", { name: contact.name }));
       }
     }
     if (contact.agent_id === null) {
@@ -287,7 +290,12 @@ export class Model {
       if (!this.#underCapacity(agentId)) break;
       const contact = this.contacts.get(followerId);
       if (!contact) continue;
-      this.#bind(contact, agentId, "assigned", `${contact.name} 已分配给你（等待中的客户）`);
+      this.#bind(
+        contact,
+        agentId,
+        "assigned",
+        noticeText("assignedFromWaiting", { name: contact.name }),
+      );
       afterBind?.();
     }
   }
@@ -322,13 +330,18 @@ export class Model {
     }
     if (!this.agents.has(toAgent)) throw new StoreError(`unknown agent ${toAgent}`);
     if (toAgent === fromAgent) throw new StoreError("cannot transfer a contact to yourself");
-    this.#bind(contact, toAgent, "transferred_in", `${contact.name} 由 ${fromAgent} 转给你`);
+    this.#bind(
+      contact,
+      toAgent,
+      "transferred_in",
+      noticeText("transferredIn", { name: contact.name, from: fromAgent }),
+    );
     this.#system(fromAgent, {
       event: "transferred_out",
       follower_id: followerId,
       follower_name: contact.name,
       to: toAgent,
-      text: `${contact.name} 已转给 ${toAgent}`,
+      text: noticeText("transferredOut", { name: contact.name, to: toAgent }),
     });
   }
 
@@ -350,7 +363,7 @@ export class Model {
       event: "closed",
       follower_id: followerId,
       follower_name: contact.name,
-      text: `与 ${contact.name} 的会话已结束`,
+      text: noticeText("closed", { name: contact.name }),
     });
   }
 
@@ -376,15 +389,14 @@ export class Model {
       if (due === null || contact.window_notice === due) continue;
       contact.window_notice = due;
       this.changes.contacts.add(contact.follower_id);
-      const at = new Date(closesAt + 8 * 3600_000).toISOString().slice(11, 16);
       this.#system(agentId, {
         event: due === "expired" ? "window_expired" : "window_closing",
         follower_id: contact.follower_id,
         follower_name: contact.name,
         closes_at: Math.floor(closesAt / 1000),
         text: due === "expired"
-          ? `${contact.name} 的 48 小时回复窗口已关闭，对方再发消息后才能回复`
-          : `${contact.name} 的 48 小时回复窗口将在 ${at}（北京时间）关闭`,
+          ? noticeText("windowExpired", { name: contact.name })
+          : noticeText("windowClosing", { name: contact.name, time: chinaClock(closesAt) }),
       });
       notices++;
     }

@@ -20,6 +20,8 @@ export const MESSAGE_WINDOW_MS = 48 * 3600_000;
 export const MESSAGE_QUOTA = 5;
 export const EVENT_WINDOW_MS = 60_000;
 export const EVENT_QUOTA = 3;
+/** How long before a follower's 48-hour window closes its agent is warned. */
+export const WINDOW_WARNING_MS = 3600_000;
 
 // The events after which WeChat grants the 1-minute allowance: follow, scan, menu taps. WeChat's
 // page names the click and scan-code menus; VIEW (a menu link) is counted as a menu tap too.

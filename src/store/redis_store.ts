@@ -11,7 +11,8 @@ import {
   SYSTEM_CONTACT,
   SYSTEM_NAME,
 } from "../protocol/envelope.ts";
-import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "../core/model.ts";
+import { type ModelOptions, previewOf } from "../core/model.ts";
+import { WINDOW_WARNING_MS } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {

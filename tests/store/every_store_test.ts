@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import type { Envelope } from "../../src/protocol/envelope.ts";
+import { noticeText } from "../../src/protocol/notices.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
@@ -76,9 +77,48 @@ async function renaming(store: Store, clock: { t: number }) {
   await assert.rejects(() => store.renameContact("agentW", "oNobody", "x"), /unknown contact/);
 }
 
+const texts = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["text"]));
+
+/** The notice texts are the protocol's, filled the same way, whichever store runs the rules. */
+async function notices(store: Store, clock: { t: number }) {
+  const both: Presence = {
+    isOnline: (id) => id === "agentW" || id === "agentX",
+    onlineAgents: () => ["agentW", "agentX"],
+  };
+  await store.agentOnline("agentX", both);
+  const start = Date.UTC(2026, 10, 2, 1, 30); // 09:30 in China
+  clock.t = start;
+  const item = { ...message("oN", "n1", clock.t), name: "李雷" };
+  const bound = await store.acceptInbound([item], both);
+  assert.deepEqual(texts(bound.deliveries.filter((e) => e.envelope.data.msg_type === "system")), [
+    noticeText("assigned", { name: "李雷" }),
+  ]);
+  const moved = await store.transfer("oN", "agentW", "agentX");
+  assert.deepEqual(
+    texts(moved.deliveries).sort(),
+    [
+      noticeText("transferredIn", { name: "李雷", from: "agentW" }),
+      noticeText("transferredOut", { name: "李雷", to: "agentX" }),
+    ].sort(),
+  );
+  clock.t = start + 47.5 * HOUR;
+  const closing = await store.sweepWindows!(clock.t);
+  assert.deepEqual(texts(closing.deliveries), [
+    noticeText("windowClosing", { name: "李雷", time: "09:30" }),
+  ]);
+  assert.match(texts(closing.deliveries)[0]!, /李雷 的 48 小时回复窗口将在 09:30（北京时间）关闭/);
+  clock.t = start + 48 * HOUR;
+  assert.deepEqual(texts((await store.sweepWindows!(clock.t)).deliveries), [
+    noticeText("windowExpired", { name: "李雷" }),
+  ]);
+  const ended = await store.closeConversation("oN", "agentX");
+  assert.deepEqual(texts(ended.deliveries), [noticeText("closed", { name: "李雷" })]);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
+  await notices(store, clock);
 }
 
 const options = (clock: { t: number }) => ({
@@ -88,7 +128,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming", async () => {
+Deno.test("the memory store: window notices, renaming, notice texts", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -98,7 +138,7 @@ Deno.test("the memory store: window notices, renaming", async () => {
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming", async () => {
+Deno.test("the Deno KV store: window notices, renaming, notice texts", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -109,7 +149,7 @@ Deno.test("the Deno KV store: window notices, renaming", async () => {
 });
 
 Deno.test({
-  name: "the Redis store: window notices, renaming",
+  name: "the Redis store: window notices, renaming, notice texts",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
