@@ -98,8 +98,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const storage = createDiskStorage(`${config.dataDir}/media`);
   const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
-    ? createDemoMedia({ storage, signer, maxBytes: config.mediaMaxBytes })
+    ? createDemoMedia({
+      storage: createDiskStorage(`${config.dataDir}/demo-media`),
+      signer,
+      maxBytes: config.mediaMaxBytes,
+    })
     : null;
+  // Demo pictures are served beside the bridge's media, from their own bounded directory.
+  const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
   const upload = createAgentUpload({
     storage,
@@ -274,10 +280,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
       return json({ status: "store unreachable" }, 503);
     }
   }
-  /** Demo routes exist only in demo mode. */
-  const demoOnly = (handler: Route["handler"]): Route["handler"] => (req, url, params) => {
+  /**
+   * Demo routes exist only in demo mode, and with AGENT_SECRET set only for an agent's token:
+   * they show any follower's replies and take uploads, which no stranger may use.
+   */
+  const demoOnly = (handler: Route["handler"]): Route["handler"] => async (req, url, params) => {
     if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
-    return handler(req, url, params);
+    if (auth.required) await auth.authenticate(req, url, null);
+    return await handler(req, url, params);
   };
   const publicBase = (url: URL) => config.publicUrl ?? url.origin;
 
@@ -317,7 +327,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
       "GET",
       ["/media/:key"],
       (req, url, params) =>
-        serveMedia(req, params["key"] ?? "", url.searchParams, { storage, signer, now }),
+        serveMedia(req, params["key"] ?? "", url.searchParams, {
+          storage: servedMedia,
+          signer,
+          now,
+        }),
     ],
     ["GET", ["/healthz"], () => json({ status: "ok" })],
     ["GET", ["/readyz"], ready],

@@ -50,7 +50,7 @@ export interface AgentUploadDeps {
   /** null in demo mode: the file gets a local media_id. */
   client: WechatClient | null;
   /** Remembers a demo media_id's file, so demo replies can be shown. */
-  onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => void;
+  onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => Promise<void>;
 }
 
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
@@ -87,7 +87,7 @@ export function createAgentUpload(deps: AgentUploadDeps) {
       }
     } else {
       mediaId = `demo_${key.slice(0, 32)}`;
-      deps.onDemoMedia?.(mediaId, bytes, contentType);
+      await deps.onDemoMedia?.(mediaId, bytes, contentType);
     }
     const body = {
       media_id: mediaId,
