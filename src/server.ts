@@ -91,7 +91,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       now,
       // Instances on one Redis share one token: each refresh of their own would revoke the others'.
       tokenCache: store.tokenCache,
-      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+      onCall: metrics.onWechatApiCall,
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
@@ -338,8 +338,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     [
       "GET",
       ["/metrics"],
-      () =>
-        new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+      async () =>
+        new Response(await metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
     ],
     [
       "GET",
