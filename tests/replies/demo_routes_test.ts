@@ -158,7 +158,9 @@ Deno.test("25 demo uploads of 10 MB: bounded on disk, not kept in memory (spawne
       } MB on disk`,
     );
     assert.ok(kept.bytes <= DEMO_MAX_TOTAL_BYTES, `${kept.bytes} bytes on disk`);
-    assert.ok(growth < 120 * MB, `RSS grew by ${(growth / MB).toFixed(0)} MB`);
+    // Kept in memory, the 250 MB would be all there (the old map grew by 536 MB); what remains is
+    // the runtime not yet handing back bodies it freed (69-117 MB measured).
+    assert.ok(growth < 200 * MB, `RSS grew by ${(growth / MB).toFixed(0)} MB`);
   } finally {
     await main.stop();
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
