@@ -231,3 +231,26 @@ Deno.test("the fake WeChat refuses an upload named without a proper extension (4
     await fake.close();
   }
 });
+
+Deno.test("POST upload names the WeChat upload by its type, whatever filename says", async () => {
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "s" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "s", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    for (const [given, named] of [["receipt", "receipt.png"], ["scan.jpeg", "scan.png"]]) {
+      const res = await fetch(`${server.base}${B}/upload?userid=A&filename=${given}`, {
+        method: "POST",
+        body: PNG,
+        headers: { "content-type": "image/png" },
+      });
+      const body = await res.json();
+      assert.equal(res.status, 201, JSON.stringify(body));
+      const part = (fake.calls.filter((c) => c.path === UPLOAD).at(-1)!.body as FakeUpload).media!;
+      assert.equal(part.filename, named);
+    }
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
