@@ -451,6 +451,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
         // Media jobs still running stay journaled and resume at the next start.
         await switchboard.drain();
         hub.closeAll(code, reason);
+        // Until the agents answer the close, the server's own shutdown would close their
+        // sockets again as 1001 "going away" and hide the code that says "reconnect with since=".
+        const closing = performance.now() + 1_000;
+        while (hub.socketCount > 0 && performance.now() < closing) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
         await served?.shutdown();
         await intake.drain();
         await store.close();
