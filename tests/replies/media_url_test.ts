@@ -7,6 +7,7 @@ import { type FakeUpload, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { resolveWithSystem } from "../../src/replies/public_get.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
+import { ffmpeg } from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 const UPLOAD = "cgi-bin/media/upload";
@@ -25,6 +26,14 @@ function serve(handler: (url: URL) => Response) {
 }
 
 Deno.test("an agent's media_url cannot reach inside the bridge's network", async (t) => {
+  // A 61 s MP3: under 2 MB, but longer than WeChat takes for a voice.
+  const tmp = await Deno.makeTempDir({ prefix: "media-url-" });
+  await ffmpeg(
+    ...["-f", "lavfi", "-i", "sine=frequency=440:duration=61", "-ac", "1", "-ar", "8000"],
+    ...["-c:a", "libmp3lame", "-b:a", "16k", "-y", `${tmp}/long.mp3`],
+  );
+  const longMp3 = await Deno.readFile(`${tmp}/long.mp3`);
+  await Deno.remove(tmp, { recursive: true });
   // A loopback-only service the bridge must never read for an agent.
   const secretReads: string[] = [];
   const secret = serve((url) => {
@@ -42,6 +51,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         return new Response(PNG, { headers: { "content-type": "application/octet-stream" } });
       case "/clip":
         return new Response(MP4, { headers: { "content-type": "binary/octet-stream" } });
+      case "/long.mp3":
+        return new Response(longMp3, { headers: { "content-type": "audio/mpeg" } });
       case "/notes":
         return new Response("just text", { headers: { "content-type": "text/plain" } });
       case "/to-secret":
@@ -198,6 +209,12 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         "voice",
       );
       await refused(`http://127.0.0.1:${I}/download`, 415, /video as MP4/, "video");
+      await refused(
+        `http://127.0.0.1:${I}/long.mp3`,
+        415,
+        /voice of at most 60 s.*61\.\d s/,
+        "voice",
+      );
     });
     assert.equal(fake.calls.filter((c) => c.path === SEND).length, 4);
   } finally {
