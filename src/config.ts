@@ -36,6 +36,10 @@ export interface Config {
   /** PASSIVE_TRANSFER_CUSTOMER_SERVICE: answer messages with transfer_customer_service, so
    * WeChat's own customer-service tool gets them too. */
   transferCustomerService: boolean;
+  /** `host[:port]` entries an agent's `media_url` may name although they are private. */
+  mediaUrlPrivateHosts: string[];
+  /** Seconds a signed media URL stays valid. */
+  mediaUrlTtlS: number;
 }
 
 /** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
@@ -116,5 +120,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),
     transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
+    mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
+    mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
   };
 }
