@@ -26,6 +26,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       store: "kv",
       logFormat: "text",
       logLevel: "info",
+      windowSweepIntervalS: 60,
       historyRetentionDays: 30,
       // Unset: the pipeline's own list, DEFAULT_ALLOWED_HOSTS.
       mediaAllowedHosts: undefined,
@@ -124,5 +125,11 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
     assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
+    assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
+    assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
+    assert.throws(
+      () => loadConfig({ WINDOW_SWEEP_INTERVAL_S: "0" }),
+      /WINDOW_SWEEP_INTERVAL_S/,
+    );
   });
 });
