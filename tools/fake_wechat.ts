@@ -43,8 +43,11 @@ export interface FakeWechat {
   /** Every token issued so far is refused with 40001 from now on. */
   revokeTokens(): void;
   addMedia(mediaId: string, bytes: Uint8Array, contentType: string, filename?: string): void;
-  /** A video: `media/get` answers {video_url} pointing at the fake, which serves the bytes. */
-  addVideo(mediaId: string, bytes: Uint8Array): void;
+  /**
+   * A video: `media/get` answers {video_url} pointing at the fake, which serves the bytes, or at
+   * `videoUrl` (WeChat's CDN, `*.tc.qq.com`) for a test whose fetch answers for that host.
+   */
+  addVideo(mediaId: string, bytes: Uint8Array, videoUrl?: string): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +61,7 @@ interface StoredMedia {
   contentType: string;
   filename?: string;
   video: boolean;
+  videoUrl?: string;
 }
 
 // WeChat's size limits for temporary media, by upload type.
@@ -66,6 +70,15 @@ const UPLOAD_LIMITS: Record<string, { bytes: number; errcode: number }> = {
   voice: { bytes: 2 * 1024 * 1024, errcode: 40010 },
   video: { bytes: 10 * 1024 * 1024, errcode: 40011 },
   thumb: { bytes: 64 * 1024, errcode: 40012 },
+};
+
+// WeChat reads an upload's format from its file name's extension: no extension, or one the type
+// does not take, is errcode 40005 ("invalid file type").
+const UPLOAD_EXTENSIONS: Record<string, string[]> = {
+  image: ["jpg", "jpeg", "png", "gif", "bmp"],
+  voice: ["amr", "mp3"],
+  video: ["mp4"],
+  thumb: ["jpg", "jpeg"],
 };
 
 const MESSAGE_TYPES = new Set([
@@ -214,6 +227,10 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
     if (!upload.media || upload.media.bytes.byteLength === 0) {
       return wechatError(41005, "media data missing");
     }
+    const ext = /\.([A-Za-z0-9]+)$/.exec(upload.media.filename)?.[1]?.toLowerCase() ?? "";
+    if (!(UPLOAD_EXTENSIONS[type] ?? []).includes(ext)) {
+      return wechatError(40005, "invalid file type");
+    }
     if (upload.media.bytes.byteLength > limit.bytes) {
       return wechatError(limit.errcode, `invalid ${type} size`);
     }
@@ -239,7 +256,9 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
     const id = query.media_id ?? "";
     const item = media.get(id);
     if (!item) return wechatError(40007, "invalid media_id");
-    if (item.video) return json({ video_url: `${url}/fake-video/${encodeURIComponent(id)}` });
+    if (item.video) {
+      return json({ video_url: item.videoUrl ?? `${url}/fake-video/${encodeURIComponent(id)}` });
+    }
     const name = item.filename ?? `${id}${EXTENSIONS[item.contentType] ?? ""}`;
     return new Response(item.bytes.slice(), {
       headers: { "content-type": item.contentType, "content-disposition": disposition(name) },
@@ -387,8 +406,13 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
         ...(filename === undefined ? {} : { filename }),
       });
     },
-    addVideo(mediaId, bytes) {
-      media.set(mediaId, { bytes: bytes.slice(), contentType: "video/mp4", video: true });
+    addVideo(mediaId, bytes, videoUrl) {
+      media.set(mediaId, {
+        bytes: bytes.slice(),
+        contentType: "video/mp4",
+        video: true,
+        ...(videoUrl === undefined ? {} : { videoUrl }),
+      });
     },
     async close() {
       closing.abort();

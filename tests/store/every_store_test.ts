@@ -1,8 +1,9 @@
 // Behaviour every store must share, run on each: memory, Deno KV and Redis.
 
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/protocol/envelope.ts";
+import { createSystemEnvelope, type Envelope } from "../../src/protocol/envelope.ts";
 import { noticeText } from "../../src/protocol/notices.ts";
+import { checkReplyAllowed, windowStateOf } from "../../src/protocol/window.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
@@ -112,63 +113,66 @@ async function claiming(store: Store, clock: { t: number }) {
   };
   await store.agentOnline("aA", full);
   await store.agentOnline("aB", full);
-  const waited = await store.acceptInbound([{ ...message("oC", "c1", clock.t), to: "" }], full);
+  const waited = await store.acceptInbound(
+    [{ ...message("oClaim", "claim1", clock.t), to: "" }],
+    full,
+  );
   assert.deepEqual(waited.value, ["waiting"]);
   for (const agent of ["aA", "aB"]) {
     const notice = to(agent, waited.deliveries).find((e) => e.data.msg["event"] === "waiting");
     assert.ok(notice, `${agent} is told a follower waits`);
-    assert.equal(notice.data.msg["follower_id"], "oC");
-    assert.equal(notice.data.msg["preview"], "c1", "with what it asked");
+    assert.equal(notice.data.msg["follower_id"], "oClaim");
+    assert.equal(notice.data.msg["preview"], "claim1", "with what it asked");
   }
-  assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["oC"]);
+  assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["oClaim"]);
 
-  const claimed = await store.recordReply("aA", "oC", replyItem("aA", "oC", "r1"));
-  const contact = await store.getContact("oC");
+  const claimed = await store.recordReply("aA", "oClaim", replyItem("aA", "oClaim", "r1"));
+  const contact = await store.getContact("oClaim");
   assert.equal(contact?.agent_id, "aA", "the reply bound the follower to its author");
   assert.equal(contact?.status, "open");
   assert.deepEqual(await store.listWaiting(), [], "and took it off the waiting list");
   const mine = to("aA", claimed.deliveries);
-  assert.ok(mine.some((e) => e.data.msg["content"] === "c1"), "the queued message came along");
+  assert.ok(mine.some((e) => e.data.msg["content"] === "claim1"), "the queued message came along");
   const told = to("aB", claimed.deliveries).find((e) => e.data.msg["event"] === "claimed");
   assert.equal(told?.result.code, 102, "the other agent is told");
   assert.equal(told?.data.msg["agent_id"], "aA");
 
   await assert.rejects(
-    () => store.recordReply("aB", "oC", replyItem("aB", "oC", "r2")),
+    () => store.recordReply("aB", "oClaim", replyItem("aB", "oClaim", "r2")),
     /served by aA/,
     "a reply to another agent's follower is refused",
   );
-  await assert.rejects(() => store.claim("oC", "aB"), /served by aA/);
-  await store.claim("oC", "aA");
-  assert.equal((await store.getContact("oC"))?.agent_id, "aA", "claiming one's own: no change");
+  await assert.rejects(() => store.claim("oClaim", "aB"), /served by aA/);
+  await store.claim("oClaim", "aA");
+  assert.equal((await store.getContact("oClaim"))?.agent_id, "aA", "claiming one's own: no change");
 
   // Closed by its agent, the follower is anyone's to claim.
-  await store.closeConversation("oC", "aA");
-  const taken = await store.claim("oC", "aB");
-  assert.equal((await store.getContact("oC"))?.agent_id, "aB");
+  await store.closeConversation("oClaim", "aA");
+  const taken = await store.claim("oClaim", "aB");
+  assert.equal((await store.getContact("oClaim"))?.agent_id, "aB");
   assert.ok(to("aA", taken.deliveries).some((e) => e.data.msg["event"] === "claimed"));
 
   // Notes stay in the conversation and never count as replies; a handover note reaches the
   // next agent.
-  const before = (await store.getContact("oC"))!.replies_since_inbound;
-  await store.addNote("aB", "oC", "VIP, asked for a refund");
-  await assert.rejects(() => store.addNote("aZ", "oC", "x"), /not served by/);
-  const moved = await store.transfer("oC", "aB", "aA", "refund approved, send the form");
+  const before = (await store.getContact("oClaim"))!.replies_since_inbound;
+  await store.addNote("aB", "oClaim", "VIP, asked for a refund");
+  await assert.rejects(() => store.addNote("aZ", "oClaim", "x"), /not served by/);
+  const moved = await store.transfer("oClaim", "aB", "aA", "refund approved, send the form");
   const handover = to("aA", moved.deliveries).find((e) => e.data.msg_type === "note");
   assert.equal(handover?.data.msg["content"], "refund approved, send the form");
   assert.equal(handover?.data["agent_id"], "aB");
-  const history = await store.readHistory("oC", null, 50);
+  const history = await store.readHistory("oClaim", null, 50);
   assert.deepEqual(
     history.items.filter((i) => i.direction === "note").map((i) => i.msg["content"]),
     ["VIP, asked for a refund", "refund approved, send the form"],
   );
-  assert.equal((await store.getContact("oC"))!.replies_since_inbound, before);
+  assert.equal((await store.getContact("oClaim"))!.replies_since_inbound, before);
 
-  await store.setLabels("aA", "oC", ["VIP", "退款"]);
-  assert.deepEqual((await store.getContact("oC"))?.labels, ["VIP", "退款"]);
-  await assert.rejects(() => store.setLabels("aZ", "oC", ["x"]), /not served by/);
-  await store.setLabels("aA", "oC", []);
-  assert.deepEqual((await store.getContact("oC"))?.labels ?? [], []);
+  await store.setLabels("aA", "oClaim", ["VIP", "退款"]);
+  assert.deepEqual((await store.getContact("oClaim"))?.labels, ["VIP", "退款"]);
+  await assert.rejects(() => store.setLabels("aZ", "oClaim", ["x"]), /not served by/);
+  await store.setLabels("aA", "oClaim", []);
+  assert.deepEqual((await store.getContact("oClaim"))?.labels ?? [], []);
 
   const agents = new Map((await store.listAgents()).map((a) => [a.agent_id, a]));
   assert.equal(agents.get("aA")?.load, 1);
@@ -208,6 +212,67 @@ async function quickReplies(store: Store) {
   assert.equal(await store.deleteQuickReply("q2"), true);
   assert.equal(await store.deleteQuickReply("q2"), false);
   assert.deepEqual((await store.listQuickReplies()).map((q) => q.id), ["q1"]);
+}
+
+const nobody: Presence = { isOnline: () => false, onlineAgents: () => [] };
+const forgottenNotice = (followerId: string) =>
+  createSystemEnvelope({ event: "user_authorization_revoke", follower_id: followerId, text: "-" }, {
+    id: `revoke-${followerId}`,
+    companyId: "",
+    sendTime: 0,
+  });
+
+/** user_authorization_revoke: the follower's contact, history and queue are forgotten. */
+async function forgetting(store: Store, clock: { t: number }) {
+  await store.acceptInbound([message("oF", "f1", clock.t), message("oF", "f2", clock.t)], presence);
+  const load = (await store.getAgent("agentW"))!.load;
+  const applied = await store.forgetFollower("oF", forgottenNotice("oF"));
+  assert.equal(applied.value, true);
+  assert.deepEqual(events(applied.deliveries), ["user_authorization_revoke"]);
+  assert.equal(applied.deliveries[0]!.agentId, "agentW");
+  assert.equal(await store.getContact("oF"), null);
+  assert.deepEqual((await store.readHistory("oF", null, 10)).items, []);
+  assert.ok(!(await store.listContacts("agentW")).some((c) => c.follower_id === "oF"));
+  assert.equal((await store.getAgent("agentW"))!.load, load - 1);
+  assert.equal((await store.forgetFollower("oF", forgottenNotice("oF"))).value, false);
+  // Writing again starts a new conversation, with nothing of the old one.
+  await store.acceptInbound([message("oF", "f3", clock.t)], presence);
+  const history = await store.readHistory("oF", null, 10);
+  assert.deepEqual(history.items.map((i) => i.msg["content"]), ["f3"]);
+
+  // A follower still waiting for an agent leaves the queue too.
+  const waiting = { ...message("oQ", "q1", clock.t), to: "gh_account" };
+  const depth = await store.queueDepth();
+  // Redis reads presence from Redis: the agent leaves there too.
+  await store.agentOffline?.("agentW");
+  await store.agentOffline?.("agentX");
+  await store.acceptInbound([waiting], nobody);
+  assert.equal(await store.queueDepth(), depth + 1);
+  const gone = await store.forgetFollower("oQ", forgottenNotice("oQ"));
+  assert.deepEqual(gone.deliveries, [], "nobody served it: nobody is told");
+  assert.equal(await store.queueDepth(), depth);
+  assert.ok(!(await store.listWaiting()).some((c) => c.follower_id === "oQ"));
+  await store.agentOnline("agentW", presence);
+}
+
+/** WeChat answered 45015/45047: closed until the follower acts again, on every store. */
+async function closedByWechat(store: Store, clock: { t: number }) {
+  await store.acceptInbound([message("oC", "c1", clock.t)], presence);
+  await store.closeWindow("oC", 45015);
+  const closed = (await store.getContact("oC"))!;
+  assert.equal(closed.window_closed_by, 45015);
+  assert.equal(checkReplyAllowed(windowStateOf(closed), clock.t + 1000).ok, false);
+  // A menu tap opens its minute (it would have kept an open message window).
+  await store.acceptInbound([message("oC", "c2", clock.t + 2000, "event")], presence);
+  const tapped = (await store.getContact("oC"))!;
+  assert.ok(!tapped.window_closed_by);
+  assert.equal(tapped.last_inbound_kind, "event");
+  assert.deepEqual(checkReplyAllowed(windowStateOf(tapped), clock.t + 3000), { ok: true });
+  await store.closeWindow("oC", 45047);
+  await store.acceptInbound([message("oC", "c3", clock.t + 4000)], presence);
+  const wrote = (await store.getContact("oC"))!;
+  assert.ok(!wrote.window_closed_by);
+  assert.deepEqual(checkReplyAllowed(windowStateOf(wrote), clock.t + 5000), { ok: true });
 }
 
 const texts = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["text"]));
@@ -252,6 +317,8 @@ async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
   await notices(store, clock);
+  await forgetting(store, clock);
+  await closedByWechat(store, clock);
   await claiming(store, clock);
   await quickReplies(store);
 }
@@ -263,7 +330,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming, notice texts, claiming, notes, labels, quick replies", async () => {
+Deno.test("the memory store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -273,7 +340,7 @@ Deno.test("the memory store: window notices, renaming, notice texts, claiming, n
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming, notice texts, claiming, notes, labels, quick replies", async () => {
+Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -285,7 +352,7 @@ Deno.test("the Deno KV store: window notices, renaming, notice texts, claiming, 
 
 Deno.test({
   name:
-    "the Redis store: window notices, renaming, notice texts, claiming, notes, labels, quick replies",
+    "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };
