@@ -7,7 +7,7 @@
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
-import { afterInbound, afterReply, replyState } from "./console/limits.js";
+import { afterInbound, afterReply, replyState, WINDOW_CLOSED_ERRCODES } from "./console/limits.js";
 import {
   createTranslator,
   formatDuration as formatDurationIn,
@@ -1647,6 +1647,11 @@ function handleError(envelope) {
       if (data.errcode !== undefined || data.limit) {
         state.failures += 1;
         renderConn();
+      }
+      const contact = state.contacts.get(found.contactId);
+      if (contact && WINDOW_CLOSED_ERRCODES.includes(Number(data.errcode))) {
+        contact.window_closed = true;
+        if (state.current === found.contactId) schedule("head");
       }
       upsertMessage(found.contactId, {
         client_id: data.client_id,

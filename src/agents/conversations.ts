@@ -38,6 +38,8 @@ export function createConversationRoutes(deps: ConversationDeps) {
           unread: c.unread,
           subscribed: c.subscribed,
           replies_since_inbound: c.replies_since_inbound,
+          // WeChat refused a reply with 45015/45047: closed until the follower acts again.
+          window_closed: Boolean(c.window_closed_by),
           messages: c.history_seq,
           labels: c.labels ?? [],
         })),

@@ -31,7 +31,8 @@ export function replyState(contact, nowS) {
     };
   }
   const left = closesAt - nowS;
-  const state = left <= 0 ? "closed" : left < CLOSING_S ? "soon" : "open";
+  // WeChat's own word (45015/45047 on a reply) closes the window before the clock does.
+  const state = left <= 0 || contact?.window_closed ? "closed" : left < CLOSING_S ? "soon" : "open";
   let reason = null;
   if (contact?.subscribed === false) reason = "unsubscribed";
   else if (state === "closed") reason = "window";
@@ -61,5 +62,9 @@ export function afterInbound(contact, atS) {
     last_inbound_time: last,
     window_expires_at: last + WINDOW_S,
     replies_since_inbound: 0,
+    window_closed: false,
   };
 }
+
+/** WeChat's errcodes that mean the window is closed whatever the clock says. */
+export const WINDOW_CLOSED_ERRCODES = [45015, 45047];

@@ -47,7 +47,7 @@ browserTest(
       });
 
       await t.step("a refused reply turns the header from connected to failing", async () => {
-        fake.failNext("/cgi-bin/message/custom/send", 45047, "out of response count limit", 1);
+        fake.failNext("/cgi-bin/message/custom/send", 40003, "invalid openid", 1);
         await reply(page, "two");
         const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "two" });
         await failed.waitFor();

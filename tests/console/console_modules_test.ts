@@ -82,6 +82,11 @@ Deno.test("replyState() reads WeChat's window and quota", async (t) => {
     assert.equal(closed.state, "closed");
     assert.equal(closed.reason, "window");
   });
+  await t.step("WeChat's own refusal closes the window until the follower writes", () => {
+    const c = { last_inbound_time: now - 60, window_closed: true };
+    assert.equal(replyState(c, now).reason, "window");
+    assert.equal(replyState(afterInbound(c, now), now).canReply, true);
+  });
   await t.step("unsubscribed followers get nothing", () => {
     const s = replyState({ last_inbound_time: now, subscribed: false }, now);
     assert.equal(s.reason, "unsubscribed");
