@@ -22,6 +22,26 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
+import {
+  compareMessages,
+  createConversation,
+  findByClientId as findIn,
+  pendingReplies as pendingIn,
+  rekeyClientId,
+  removeMessage,
+  sortedMessages,
+  upsertMessage as upsertIn,
+} from "./console/conversations.js";
+import {
+  BASE as B,
+  commandFrame,
+  envelopeKind,
+  isQuietRefusal,
+  reconnectDelay,
+  replyFrame,
+  socketUrl as socketUrlOf,
+  SYSTEM_ID,
+} from "./console/protocol.js";
 import * as win from "./console/message_window.js";
 import { createAlerter, loadAlertSettings, saveAlertSettings } from "./console/alerts.js";
 import {
@@ -38,9 +58,7 @@ import {
   WaitingList,
 } from "./console/views.js";
 
-const B = "/im_component/wx_official_account";
 const WINDOW_S = 48 * 3600;
-const SYSTEM_ID = "system01";
 const HISTORY_PAGE = 50;
 const TYPING_EVERY_MS = 15_000;
 const WATCHDOG_MIN_MS = 75_000;
@@ -147,7 +165,6 @@ const conn = {
   outbox: [],
 };
 
-let keyCounter = 0;
 /** Orders contacts whose last messages share a second: the one touched last goes first. */
 let touchCounter = 0;
 let lastTypingAt = 0;
@@ -942,13 +959,16 @@ async function api(path, query) {
 let contactsTimer = 0;
 function scheduleContactsRefresh(delay = 800) {
   clearTimeout(contactsTimer);
-  contactsTimer = setTimeout(() => loadContacts().catch(reportLoadError("conversations")), delay);
+  contactsTimer = setTimeout(
+    () => loadContacts().catch(reportLoadError(t("toast.conversations"))),
+    delay,
+  );
 }
 
 function reportLoadError(what) {
   return (error) => {
     if (error instanceof AuthError) return;
-    toast(`Could not load ${what}: ${error.message}`, "error");
+    toast(t("toast.loadFailed", { what, message: error.message }), "error");
   };
 }
 
@@ -1017,74 +1037,16 @@ async function loadHistory(contactId, { older = false } = {}) {
 
 function conv(contactId) {
   let c = state.convs.get(contactId);
-  if (!c) {
-    c = {
-      byKey: new Map(),
-      byId: new Map(),
-      byClient: new Map(),
-      nodes: new Map(),
-      days: new Map(),
-      edges: new Map(),
-      sorted: null,
-      win: null,
-      seen: 0,
-      nextBefore: null,
-      loaded: false,
-      loading: false,
-      error: "",
-    };
-    state.convs.set(contactId, c);
-  }
+  if (!c) state.convs.set(contactId, c = createConversation());
   return c;
 }
 
-const STATUS_RANK = { uploading: -1, sending: 0, sent: 1, failed: 1 };
-
 function upsertMessage(contactId, data) {
-  const c = conv(contactId);
-  const id = data.id ? String(data.id) : "";
-  const clientId = data.client_id ? String(data.client_id) : "";
-  const existing = (clientId && c.byClient.get(clientId)) || (id && c.byId.get(id));
-  if (existing) {
-    const keepStatus = data.status && existing.status &&
-      (STATUS_RANK[data.status] ?? 0) < (STATUS_RANK[existing.status] ?? 0);
-    const { status, error, failure } = existing;
-    if (data.send_time !== undefined && Number(data.send_time) !== Number(existing.send_time)) {
-      c.sorted = null;
-    }
-    Object.assign(existing, data);
-    if (keepStatus) Object.assign(existing, { status, error, failure });
-    existing.rev += 1;
-    index(c, existing);
-    return { msg: existing, isNew: false };
-  }
-  const msg = { ...data, key: `m${++keyCounter}`, order: keyCounter, rev: 0 };
-  if (!msg.send_time) msg.send_time = nowS();
-  index(c, msg);
-  c.byKey.set(msg.key, msg);
-  if (c.sorted) {
-    const last = c.sorted.at(-1);
-    if (!last || compareMessages(last, msg) <= 0) c.sorted.push(msg);
-    else c.sorted = null;
-  }
-  return { msg, isNew: true };
-}
-
-function index(c, msg) {
-  if (msg.id) c.byId.set(String(msg.id), msg);
-  if (msg.client_id) c.byClient.set(String(msg.client_id), msg);
+  return upsertIn(conv(contactId), data, nowS());
 }
 
 function findByClientId(clientId, contactId) {
-  if (contactId) {
-    const found = state.convs.get(contactId)?.byClient.get(clientId);
-    if (found) return { contactId, msg: found };
-  }
-  for (const [id, c] of state.convs) {
-    const msg = c.byClient.get(clientId);
-    if (msg) return { contactId: id, msg };
-  }
-  return null;
+  return findIn(state.convs, clientId, contactId);
 }
 
 function ensureContact(contactId, data, { agent = false } = {}) {
@@ -1120,11 +1082,13 @@ function markRead(contactId, { send = true } = {}) {
 // The socket
 
 function socketUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  let url = `${scheme}//${location.host}${B}/msg?userid=${encodeURIComponent(userid)}`;
-  if (conn.lastSeqKnown) url += `&since=${state.lastSeq}`;
-  if (state.token) url += `&token=${encodeURIComponent(state.token)}`;
-  return url;
+  return socketUrlOf({
+    protocol: location.protocol,
+    host: location.host,
+    userid,
+    since: conn.lastSeqKnown ? state.lastSeq : null,
+    token: state.token,
+  });
 }
 
 function connect() {
@@ -1192,19 +1156,18 @@ async function onSocketClosed(event, wasOpen) {
     }
   }
   if (event.code === 4008) {
-    scheduleReconnect(30_000, t("conn.tooMany"));
+    scheduleReconnect(reconnectDelay(event.code, conn.attempts, Math.random()), t("conn.tooMany"));
     return;
   }
   if (event.code === 4001 || event.code === 1001 || event.code === 1012) {
-    scheduleReconnect(300 + Math.random() * 700);
+    scheduleReconnect(reconnectDelay(event.code, conn.attempts, Math.random()));
     return;
   }
   if (event.code === 4000 && event.reason) {
     toast(t("toast.closedConn", { reason: event.reason }), "error");
   }
   conn.attempts += 1;
-  const base = Math.min(15_000, 500 * 2 ** Math.min(conn.attempts, 5));
-  scheduleReconnect(base / 2 + Math.random() * (base / 2));
+  scheduleReconnect(reconnectDelay(event.code, conn.attempts, Math.random()));
 }
 
 function scheduleReconnect(delay, problem) {
@@ -1274,12 +1237,8 @@ let commandCounter = 0;
 /** Commands carry a client_id of their own, so that a refusal is known as one (not a reply's).
  * Returns that client_id once the frame is written, or null when there is no open socket. */
 function sendCommand(type, fields) {
-  const client_id = `cmd-${type}-${++commandCounter}`;
-  const sent = send({
-    data: { msg_type: type, client_id, ...fields },
-    result: { code: 0, message: "command" },
-  });
-  return sent ? client_id : null;
+  const clientId = `cmd-${type}-${++commandCounter}`;
+  return send(commandFrame(type, clientId, fields)) ? clientId : null;
 }
 
 function flushOutbox() {
@@ -1290,12 +1249,8 @@ function flushOutbox() {
   refreshPending();
 }
 
-function* pendingReplies() {
-  for (const [contactId, c] of state.convs) {
-    for (const msg of c.byKey.values()) {
-      if (msg.direction === "out" && msg.local && msg.status === "sending") yield [contactId, msg];
-    }
-  }
+function pendingReplies() {
+  return pendingIn(state.convs);
 }
 
 /** Re-renders pending replies, whose label says whether we are connected. */
@@ -1308,9 +1263,9 @@ function refreshPending() {
 // Envelopes from the bridge
 
 function handleEnvelope(envelope) {
-  const code = Number(envelope?.result?.code);
+  const kind = envelopeKind(envelope);
   const data = envelope?.data ?? {};
-  if (code === 101) {
+  if (kind === "heartbeat") {
     // The gap between heartbeats (or from the open to the first one) sets the watchdog.
     const now = Date.now();
     conn.heartbeatGap = Math.max(conn.heartbeatGap, now - (conn.lastHeartbeatAt || conn.openedAt));
@@ -1321,14 +1276,20 @@ function handleEnvelope(envelope) {
     state.lastSeq = data.seq;
     conn.lastSeqKnown = true;
   }
-  if (code === -1) return handleError(envelope);
-  if (code === 0) return handleAck(data);
-  if (data.msg_type === "note") return handleNote(data);
-  if (code === 102 || data.msg_type === "system" || data.contact_id === SYSTEM_ID) {
-    return handleSystem(data);
+  switch (kind) {
+    case "error":
+      return handleError(envelope);
+    case "ack":
+      return handleAck(data);
+    case "note":
+      return handleNote(data);
+    case "system":
+      return handleSystem(data);
+    case "echo":
+      return handleEcho(data);
+    default:
+      return handleIncoming(data);
   }
-  if (data.direction === "out") return handleEcho(data);
-  return handleIncoming(data);
 }
 
 /** A private note in a conversation: ours echoed, or a handover note from the agent before. */
@@ -1631,7 +1592,7 @@ function handleError(envelope) {
   const message = String(envelope.result?.message ?? "error");
   const clientId = String(data.client_id ?? "");
   // typing and read are best effort: a refusal (say, typing outside the window) is no news.
-  if (/^cmd-(typing|read)-/.test(clientId)) return;
+  if (isQuietRefusal(clientId)) return;
   if (clientId.startsWith("cmd-claim-")) {
     // Someone else was quicker: the queue is read again.
     state.taking.clear();
@@ -1696,25 +1657,6 @@ function reopensText(seconds) {
 // ---------------------------------------------------------------------------------------------
 // Replies
 
-/** The envelope code of each kind of reply the console sends (SPEC's 1001-1004). */
-const REPLY_CODES = { text: 1001, image: 1002, voice: 1003, video: 1004 };
-
-function replyFrame(contactId, msg) {
-  const m = msg.msg ?? {};
-  const type = msg.msg_type ?? "text";
-  return {
-    data: {
-      msg_type: type,
-      contact_id: contactId,
-      client_id: msg.client_id,
-      msg: type === "text"
-        ? { content: m.content }
-        : { media_id: m.media_id, media_url: m.media_url },
-    },
-    result: { code: REPLY_CODES[type] ?? 1001, message: "common" },
-  };
-}
-
 function sendReplyFrame(contactId, msg) {
   if (!send(replyFrame(contactId, msg))) return;
   // The bridge neither echoes nor acknowledges a message to another agent on the socket, only
@@ -1732,10 +1674,7 @@ function retryReply(contactId, msg) {
     toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");
     return;
   }
-  const c = conv(contactId);
-  if (msg.client_id) c.byClient.delete(String(msg.client_id));
-  msg.client_id = newClientId();
-  c.byClient.set(msg.client_id, msg);
+  rekeyClientId(conv(contactId), msg, newClientId());
   msg.status = "sending";
   msg.failure = undefined;
   msg.error = undefined;
@@ -1931,7 +1870,12 @@ async function attachFiles(files) {
 
 function queueUpload(contactId, msg) {
   uploadChain = uploadChain.then(() => runUpload(contactId, msg)).catch((error) => {
-    uploadFailed(contactId, msg, `Upload failed: ${error?.message ?? error}`, true);
+    uploadFailed(
+      contactId,
+      msg,
+      t("upload.failed", { message: error?.message ?? String(error) }),
+      true,
+    );
   });
 }
 
@@ -1955,7 +1899,7 @@ async function runUpload(contactId, msg) {
     uploadFailed(
       contactId,
       msg,
-      "The bridge asked for an agent token: connect, then try again.",
+      t("upload.token"),
       true,
     );
     needToken();
@@ -1969,11 +1913,11 @@ async function runUpload(contactId, msg) {
   }
   if (result.status !== 201 && result.status !== 200) {
     const reason = body?.error ?? body?.result?.message ?? result.text.slice(0, 200).trim();
-    const size = result.status === 413 ? ` (this file: ${formatSize(up.size)})` : "";
+    const size = result.status === 413 ? t("upload.thisFile", { size: formatSize(up.size) }) : "";
     uploadFailed(
       contactId,
       msg,
-      `Upload refused (${result.status}): ${reason || "no reason given"}${size}`,
+      t("upload.refused", { status: result.status, reason: reason || t("upload.noReason"), size }),
       result.status >= 500 || result.status === 429 || result.status === 408,
     );
     return;
@@ -1982,7 +1926,7 @@ async function runUpload(contactId, msg) {
     uploadFailed(
       contactId,
       msg,
-      "Upload failed: the bridge's answer has no media_id or media_url",
+      t("upload.noMedia"),
       true,
     );
     return;
@@ -2025,9 +1969,8 @@ function postUpload(up, onProgress) {
       onProgress();
     };
     xhr.onload = () => resolve({ status: xhr.status, text: String(xhr.responseText ?? "") });
-    xhr.onerror = () =>
-      reject(new Error("Upload failed: the bridge could not be reached. Check the connection."));
-    xhr.onabort = () => reject(new Error("Upload cancelled"));
+    xhr.onerror = () => reject(new Error(t("upload.unreachable")));
+    xhr.onabort = () => reject(new Error(t("upload.cancelled")));
     xhr.send(up.file);
   });
 }
@@ -2078,11 +2021,7 @@ function discardUpload(contactId, msg) {
   if (!up || !["uploading", "failed"].includes(msg.status)) return;
   up.canceled = true;
   up.xhr?.abort();
-  const c = conv(contactId);
-  c.byKey.delete(msg.key);
-  c.sorted = null;
-  c.nodes.delete(msg.key);
-  if (msg.client_id) c.byClient.delete(String(msg.client_id));
+  removeMessage(conv(contactId), msg);
   if (msg.display) URL.revokeObjectURL(msg.display);
   if (state.current === contactId) renderMessages();
   if (state.current === contactId && !isNarrow()) el.reply.focus();
@@ -2138,7 +2077,7 @@ function uploadBody(msg) {
     const track = h("div", {
       class: "upload-track",
       role: "progressbar",
-      "aria-label": `Uploading ${up.name}`,
+      "aria-label": t("upload.aria", { name: up.name }),
       "aria-valuemin": "0",
       "aria-valuemax": "100",
       "aria-valuenow": String(percent),
@@ -2949,18 +2888,8 @@ function ensureContactView(id) {
     state.waiting.find((w) => w.contact_id === id) ?? { contact_id: id, name: id };
 }
 
-function compareMessages(a, b) {
-  return (Number(a.send_time) || 0) - (Number(b.send_time) || 0) || a.order - b.order;
-}
-
 function renderMessages(options) {
   if (state.current) schedule("messages", options);
-}
-
-/** A conversation's messages in order, kept sorted as they arrive (most arrive last). */
-function sortedMessages(c) {
-  if (!c.sorted) c.sorted = [...c.byKey.values()].sort(compareMessages);
-  return c.sorted;
 }
 
 /** A node that stays the same object while `key` does, so re-renders do not replace it. */
