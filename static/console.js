@@ -1741,6 +1741,8 @@ function submitReply() {
 }
 
 function autosize() {
+  // A hidden box has no height to measure: it is sized when it shows.
+  if (!el.reply.offsetParent) return;
   el.reply.style.height = "auto";
   el.reply.style.height = `${Math.min(el.reply.scrollHeight, 180)}px`;
 }
@@ -2397,6 +2399,7 @@ function openContact(contactId) {
   }
   renderContacts();
   renderConversation({ toBottom: true });
+  autosize();
   renderMessagesNow({ toBottom: true });
   if (contactId !== SYSTEM_ID && !isNarrow() && !el.composer.hidden && !el.reply.disabled) {
     el.reply.focus();
