@@ -45,6 +45,7 @@ import {
 import * as win from "./console/message_window.js";
 import { createAlerter, loadAlertSettings, saveAlertSettings } from "./console/alerts.js";
 import { createMessageBody } from "./console/message_body.js";
+import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
 import {
   ContactPanel,
   FilterBar,
@@ -1769,66 +1770,8 @@ function onComposerInput() {
 // media_id and media_url go out as an image, voice or video reply. The message shows from the
 // moment the file is chosen: uploading (with progress), then sending and sent as a text does.
 
-/** What POST upload takes (PROTOCOL.md), and the reply each type becomes. */
-const UPLOAD_KINDS = {
-  "image/jpeg": "image",
-  "image/png": "image",
-  "image/gif": "image",
-  "audio/amr": "voice",
-  "audio/mpeg": "voice",
-  "video/mp4": "video",
-};
-
 /** Uploads run one at a time, so that the follower gets the files in the order chosen. */
 let uploadChain = Promise.resolve();
-
-function kindOf(contentType) {
-  return UPLOAD_KINDS[contentType] ??
-    (/^image\//.test(contentType)
-      ? "image"
-      : /^audio\//.test(contentType)
-      ? "voice"
-      : /^video\//.test(contentType)
-      ? "video"
-      : "file");
-}
-
-/** The file's type from its first bytes: a name (and so the browser's type) can lie. */
-async function sniffType(file) {
-  let head;
-  try {
-    head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
-  } catch {
-    return null;
-  }
-  const ascii = (from, to) => String.fromCharCode(...head.subarray(from, to));
-  if (head[0] === 0x89 && ascii(1, 4) === "PNG") return "image/png";
-  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return "image/jpeg";
-  if (ascii(0, 4) === "GIF8") return "image/gif";
-  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "image/webp";
-  if (ascii(0, 5) === "#!AMR") return "audio/amr";
-  if (ascii(0, 3) === "ID3" || (head[0] === 0xff && (head[1] & 0xe0) === 0xe0)) {
-    return "audio/mpeg";
-  }
-  if (ascii(4, 8) === "ftyp") return ascii(8, 11) === "M4A" ? "audio/mp4" : "video/mp4";
-  return null;
-}
-
-/** The Content-Type to upload with: what the bytes are, else what the browser says. */
-async function uploadTypeOf(file) {
-  const sniffed = await sniffType(file);
-  if (sniffed) return sniffed;
-  // Bytes of no known kind under a name the bridge takes (a text file renamed .png): the
-  // bridge would believe the name, so say only that they are bytes, and it refuses them.
-  const claimed = String(file.type ?? "").toLowerCase();
-  return !claimed || UPLOAD_KINDS[claimed] ? "application/octet-stream" : claimed;
-}
-
-function formatSize(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
 
 function canAttach() {
   return Boolean(state.current) && state.current !== SYSTEM_ID && !el.conversation.hidden &&
