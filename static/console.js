@@ -1434,6 +1434,10 @@ function handleSystem(data) {
   }
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
   const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  if (msg.event === "waiting_taken" && Array.isArray(msg.follower_ids)) {
+    // An agent coming online took the backlog: one notice for all of it.
+    for (const id of msg.follower_ids) leaveWaiting(String(id));
+  }
   if (followerId && msg.event === "waiting") {
     // The queue is live: who waits, since when, what they asked.
     if (!known && !state.waiting.some((w) => w.contact_id === followerId)) {

@@ -325,8 +325,9 @@ export class Model {
   /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity.
    * `afterBind` runs after each follower is handed over: a store whose commits have size
    * limits (Deno KV) commits a long backlog in pieces that each hold whole followers. */
-  agentOnline(agentId: string, afterBind?: () => void): void {
+  agentOnline(agentId: string, afterBind?: () => void, among?: Iterable<string>): void {
     this.agent(agentId);
+    const taken: string[] = [];
     for (const followerId of [...this.waiting.keys()]) {
       if (!this.#underCapacity(agentId)) break;
       const contact = this.contacts.get(followerId);
@@ -337,7 +338,13 @@ export class Model {
         "assigned",
         noticeText("assignedFromWaiting", { name: contact.name }),
       );
+      taken.push(followerId);
       afterBind?.();
+    }
+    // One notice for the whole backlog, to the agents here: their waiting lists stay live
+    // without a notice per follower per agent.
+    if (taken.length > 0 && among) {
+      this.#tellTeam(agentId, waitingTakenNotice(agentId, taken), among);
     }
   }
 
@@ -604,6 +611,19 @@ export function claimedNotice(contact: Contact, agentId: string): Record<string,
     follower_name: contact.name,
     agent_id: agentId,
     text: noticeText("claimedBy", { name: contact.name, agent: agentId }),
+  };
+}
+
+/** The 102 the other agents online get when one coming online took waiting followers. */
+export function waitingTakenNotice(
+  agentId: string,
+  followerIds: string[],
+): Record<string, unknown> {
+  return {
+    event: "waiting_taken",
+    agent_id: agentId,
+    follower_ids: followerIds,
+    text: noticeText("waitingTaken", { agent: agentId, count: String(followerIds.length) }),
   };
 }
 

@@ -13,6 +13,7 @@ export const NOTICE_TEXTS = {
   claimed: "你已接待 {name}",
   claimedBy: "{name} 已由 {agent} 接待",
   waiting: "{name} 正在等待接待",
+  waitingTaken: "{agent} 接待了 {count} 位等待中的客户",
 } as const;
 
 /** A notice's kind. */

@@ -498,7 +498,7 @@ function createKvStore(
           return entry;
         }), true);
     },
-    agentOnline(agentId: string, _presence: Presence) {
+    agentOnline(agentId: string, presence: Presence) {
       if (!stale && !closed && model.waiting.size === 0) {
         // Nobody to hand over: at most a new agent's record changes, and it is written with
         // the cursors, so a reconnect storm of thousands of agents costs a few commits, not
@@ -511,7 +511,11 @@ function createKvStore(
         }
         return Promise.resolve({ value: undefined, deliveries: [] });
       }
-      return mutate((m, plan) => m.agentOnline(agentId, () => plan.addUnit(m.takeChanges())), true);
+      return mutate(
+        (m, plan) =>
+          m.agentOnline(agentId, () => plan.addUnit(m.takeChanges()), presence.onlineAgents()),
+        true,
+      );
     },
     async readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
       // Entries past the agent's seq can only be left over from a failed commit.

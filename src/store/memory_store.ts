@@ -62,8 +62,8 @@ export function createMemoryStore(options: ModelOptions): Store {
     appendToAgents(entries) {
       return run(() => entries.map((e) => model.append(e.agentId, e.envelope)));
     },
-    agentOnline(agentId: string, _presence: Presence) {
-      return run(() => model.agentOnline(agentId));
+    agentOnline(agentId: string, presence: Presence) {
+      return run(() => model.agentOnline(agentId, undefined, presence.onlineAgents()));
     },
     readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
       const log = logs.get(agentId) ?? [];

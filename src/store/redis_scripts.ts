@@ -388,10 +388,21 @@ function ops.online()
   register_instance()
   redis.call('SADD', P .. 'online:' .. IID, a)
   redis.call('PEXPIRE', P .. 'online:' .. IID, PRESENCE_TTL)
+  local taken = {}
   for _, fid in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
     if not fits(a) then break end
     local c = get_contact(fid)
-    if c then bind(c, a, 'assigned', notice('assignedFromWaiting', { name = c.name })) end
+    if c then
+      bind(c, a, 'assigned', notice('assignedFromWaiting', { name = c.name }))
+      taken[#taken + 1] = fid
+    end
+  end
+  -- model.ts agentOnline: one notice for the backlog, to the other agents online.
+  if #taken > 0 then
+    tell_team(a, {
+      event = 'waiting_taken', agent_id = a, follower_ids = taken,
+      text = notice('waitingTaken', { agent = a, count = tostring(#taken) }),
+    }, online_agents())
   end
   return before
 end

@@ -234,6 +234,7 @@ export const STRINGS = {
     "sys.closed": "The conversation with {name} has ended",
     "sys.claimed": "You took {name}",
     "sys.waiting": "{name} is waiting for an agent",
+    "sys.waiting_taken": "{agent} took followers who were waiting",
     "sys.window_closing": "{name}'s 48-hour reply window closes within the hour",
     "sys.window_expired":
       "{name}'s 48-hour reply window has closed; replies wait for their next message",
@@ -510,6 +511,7 @@ export const STRINGS = {
     "sys.closed": "与 {name} 的会话已结束",
     "sys.claimed": "你已接待 {name}",
     "sys.waiting": "{name} 正在等待接待",
+    "sys.waiting_taken": "{agent} 接待了等待中的客户",
     "sys.window_closing": "{name} 的 48 小时回复窗口将在一小时内关闭",
     "sys.window_expired": "{name} 的 48 小时回复窗口已关闭，对方再发消息后才能回复",
     "sys.subscribe": "{name} 关注了公众号",

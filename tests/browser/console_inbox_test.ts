@@ -319,6 +319,21 @@ browserTest(
         assert.equal(await a.page.locator("#reply").isDisabled(), false);
       });
 
+      await t.step("B making room takes the queue; it leaves A's list at once", async () => {
+        await postFollowerMessage(server.base, "oLater", { MsgType: "text", Content: "还有人吗" });
+        const entry = a.page.locator('#waiting-live .waiting-entry[data-contact-id="oLater"]');
+        await entry.waitFor();
+        const res = await fetch(`${server.base}${B}/send?userid=agentB`, {
+          method: "POST",
+          body: JSON.stringify({ data: { msg_type: "capacity", msg: { max: null } } }),
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        await b.page.locator('#contact-list .contact[data-contact-id="oLater"]').waitFor();
+        // Well before the console's 30 s reread of the list: the bridge said so.
+        await entry.waitFor({ state: "detached", timeout: 3_000 });
+      });
+
       await t.step("B's reply to A's follower is refused by the bridge (409)", async () => {
         const res = await fetch(`${server.base}${B}/send?userid=agentB`, {
           method: "POST",

@@ -174,9 +174,22 @@ async function claiming(store: Store, clock: { t: number }) {
   await store.setLabels("aA", "oClaim", []);
   assert.deepEqual((await store.getContact("oClaim"))?.labels ?? [], []);
 
+  // An agent coming online takes the backlog; the others online hear it in one notice.
+  await store.setCapacity("aA", 0);
+  await store.setCapacity("aB", 0);
+  await store.acceptInbound([{ ...message("oBacklog", "backlog1", clock.t), to: "" }], full);
+  await store.setCapacity("aB", null);
+  const online = await store.agentOnline("aB", full);
+  assert.equal((await store.getContact("oBacklog"))?.agent_id, "aB");
+  const backlog = to("aA", online.deliveries).find((e) => e.data.msg["event"] === "waiting_taken");
+  assert.deepEqual(backlog?.data.msg["follower_ids"], ["oBacklog"]);
+  assert.equal(backlog?.data.msg["agent_id"], "aB");
+  assert.ok(!to("aB", online.deliveries).some((e) => e.data.msg["event"] === "waiting_taken"));
+  await store.setCapacity("aB", 0);
+
   const agents = new Map((await store.listAgents()).map((a) => [a.agent_id, a]));
   assert.equal(agents.get("aA")?.load, 1);
-  assert.equal(agents.get("aB")?.load, 0);
+  assert.equal(agents.get("aB")?.load, 1, "the backlog");
   assert.equal(agents.get("aA")?.capacity, 0);
 }
 

@@ -297,7 +297,11 @@ Deno.test("openKvStore() transfers, closes and respects capacity", async (t) => 
       assert.deepEqual(applied.value, ["waiting"]);
       await store.setCapacity("a1", 1);
       const online = await store.agentOnline("a1", both);
-      assert.deepEqual(describe(online.deliveries), ["assigned:f9", "anyone?"]);
+      const mine = online.deliveries.filter((e) => e.agentId === "a1");
+      assert.deepEqual(describe(mine), ["assigned:f9", "anyone?"]);
+      // a2, online too, hears that the queue it saw was taken.
+      const theirs = online.deliveries.filter((e) => e.agentId === "a2");
+      assert.deepEqual(theirs.map((e) => e.envelope.data.msg["follower_ids"]), [["f9"]]);
       assert.equal((await store.getAgent("a1"))?.capacity, 1);
     });
   } finally {
