@@ -3,7 +3,7 @@
 
 import { codeOf, createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { FollowerMessage } from "./message.ts";
-import { textOf, type WechatXml } from "./xml.ts";
+import { joinedTextOf, textOf, type WechatXml } from "./xml.ts";
 
 const CHINA_DATETIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$/;
 
@@ -47,7 +47,7 @@ function contentOf(m: FollowerMessage): Record<string, unknown> | undefined {
   const t = (tag: string) => textOf(x, tag) ?? "";
   switch (m.msgType) {
     case "text":
-      return { content: t("Content") };
+      return { content: joinedTextOf(x, "Content") ?? "" };
     case "image":
       return { media_path: t("PicUrl"), media_id: t("MediaId"), pic_url: t("PicUrl") };
     case "voice":
@@ -84,9 +84,11 @@ function snakeCase(tag: string): string {
 /** Every field but the common ones, snake_cased, nested elements kept as objects. */
 function fieldsOf(xml: WechatXml): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [tag, value] of Object.entries(xml)) {
+  for (const [tag, repeated] of Object.entries(xml)) {
     if (COMMON_TAGS.has(tag) || tag === "#text") continue;
-    out[snakeCase(tag)] = typeof value === "string" ? value : fieldsOf(value as WechatXml);
+    // A repeated field: the first wins, as textOf() reads it.
+    const value = Array.isArray(repeated) ? repeated[0]! : repeated;
+    out[snakeCase(tag)] = typeof value === "string" ? value : fieldsOf(value);
   }
   return out;
 }
@@ -139,7 +141,7 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
     : {
       event: "unknown_type",
       msg_type: m.msgType,
-      content: textOf(m.xml, "Content") ?? "",
+      content: joinedTextOf(m.xml, "Content") ?? "",
       ...fields,
       text: `${ctx.name} 发来一条暂不支持的 ${m.msgType} 类型消息`,
     };
