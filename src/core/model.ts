@@ -5,6 +5,7 @@
 import { createSystemEnvelope, type Envelope, replyCodeOf } from "../protocol/envelope.ts";
 import { chinaClock, noticeText } from "../protocol/notices.ts";
 import {
+  checkReplyAllowed,
   MESSAGE_WINDOW_MS,
   noteInbound,
   WINDOW_WARNING_MS,
@@ -20,6 +21,7 @@ import {
   type InboundOutcome,
   type LogEntry,
   type Presence,
+  ReplyRefusedError,
   StoreError,
 } from "./store.ts";
 
@@ -300,10 +302,13 @@ export class Model {
     }
   }
 
-  /** Records an agent's reply; the caller has checked the window. */
+  /** Records an agent's reply, if WeChat's window and quota allow one more (checked here, in
+   * the step that counts it: a check before it let 10 concurrent replies through, not 5). */
   reply(agentId: string, followerId: string, item: HistoryItem): number {
     const contact = this.contacts.get(followerId);
     if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    const check = checkReplyAllowed(windowStateOf(contact), this.options.now());
+    if (!check.ok) throw new ReplyRefusedError(check);
     this.changes.contacts.add(followerId);
     contact.replies_since_inbound++;
     contact.unread = 0;

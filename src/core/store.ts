@@ -3,6 +3,7 @@
 // implement the same interface, so the rest of the bridge never knows which one it has.
 
 import type { Envelope, EnvelopeData } from "../protocol/envelope.ts";
+import type { ReplyCheck } from "../protocol/window.ts";
 
 /** Where the current WeChat access token lives; in memory by default, Redis when instances
  * share it. */
@@ -108,6 +109,15 @@ export class StoreError extends Error {
   }
 }
 
+/** A reply WeChat would refuse (window closed, quota used), found in the same step that would
+ * have counted it, so concurrent replies cannot all pass a check made before any was counted. */
+export class ReplyRefusedError extends Error {
+  constructor(readonly check: Extract<ReplyCheck, { ok: false }>) {
+    super(check.message);
+    this.name = "ReplyRefusedError";
+  }
+}
+
 /** The bridge's state, behind one interface. Every method commits before it resolves. */
 export interface Store {
   /** Routes and stores a batch of follower messages in one commit, in order. */
@@ -135,7 +145,8 @@ export interface Store {
     before: number | null,
     limit: number,
   ): Promise<{ items: HistoryItem[]; nextBefore: number | null }>;
-  /** Records an agent's reply in the history and echoes it to the agent's log. */
+  /** Checks WeChat's window and quota, then records an agent's reply in the history and echoes
+   * it to the agent's log, as one step; throws ReplyRefusedError when WeChat would refuse it. */
   recordReply(
     agentId: string,
     followerId: string,

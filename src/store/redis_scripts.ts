@@ -4,7 +4,12 @@
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
-import { MESSAGE_QUOTA, MESSAGE_WINDOW_MS } from "../protocol/window.ts";
+import {
+  EVENT_QUOTA,
+  EVENT_WINDOW_MS,
+  MESSAGE_QUOTA,
+  MESSAGE_WINDOW_MS,
+} from "../protocol/window.ts";
 
 /** A Lua string literal for `text` (UTF-8 passes through as is). */
 function luaString(text: string): string {
@@ -15,6 +20,8 @@ function luaString(text: string): string {
 const PROTOCOL_LUA = [
   `local MESSAGE_WINDOW_MS = ${MESSAGE_WINDOW_MS}`,
   `local MESSAGE_QUOTA = ${MESSAGE_QUOTA}`,
+  `local EVENT_WINDOW_MS = ${EVENT_WINDOW_MS}`,
+  `local EVENT_QUOTA = ${EVENT_QUOTA}`,
   `local T = {`,
   ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
   `}`,
@@ -46,6 +53,10 @@ export const INBOUND_FIELDS = 11;
 
 /** Errors the script raises for a refused command start with this word (then StoreError). */
 export const STORE_ERROR = "STORE";
+
+/** A reply WeChat would refuse: the error carries the contact's JSON, whose reply state
+ * window.ts reads for the reason (then ReplyRefusedError). */
+export const REPLY_REFUSED = "NOREPLY";
 
 /**
  * Key names (all under the prefix): `agents` set of known agents; `agent:<id>` hash (seq,
@@ -352,6 +363,13 @@ function ops.reply()
   local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
   local c = get_contact(fid)
   if not c then return nil, fail('unknown contact ' .. fid) end
+  -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
+  local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA
+  if c.last_inbound_kind ~= 'message' then span, quota = EVENT_WINDOW_MS, EVENT_QUOTA end
+  if c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
+    or c.replies_since_inbound >= quota then
+    return nil, { err = '${REPLY_REFUSED} ' .. cjson.encode(c) }
+  end
   touch(c)
   c.replies_since_inbound = c.replies_since_inbound + 1
   c.unread = 0

@@ -12,9 +12,9 @@ import {
   SYSTEM_NAME,
 } from "../protocol/envelope.ts";
 import { type ModelOptions, previewOf } from "../core/model.ts";
-import { WINDOW_WARNING_MS } from "../protocol/window.ts";
+import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
-import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
+import { HEADER, REPLY_REFUSED, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
   type AgentRecord,
   type Applied,
@@ -24,6 +24,7 @@ import {
   type InboundOutcome,
   type LogEntry,
   type Presence,
+  ReplyRefusedError,
   type Store,
   StoreError,
   type TokenCache,
@@ -215,7 +216,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     op: string,
     args: Array<string | number>,
   ): Promise<{ value: T; entries: LogEntry[] }> {
-    const argv = [...header(op), ...args];
+    const head = header(op);
+    const argv = [...head, ...args];
     let reply: [T, Array<string | number>];
     try {
       try {
@@ -229,6 +231,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     } catch (error) {
       if (replyIs(error, STORE_ERROR)) {
         throw new StoreError((error as Error).message.slice(STORE_ERROR.length + 1));
+      }
+      if (replyIs(error, REPLY_REFUSED)) {
+        const contact = JSON.parse((error as Error).message.slice(REPLY_REFUSED.length + 1));
+        throw replyRefused(contact, Number(head[HEADER.indexOf("now")]));
       }
       throw error;
     }
@@ -577,6 +583,16 @@ function withoutSeq(data: EnvelopeData): EnvelopeData {
   const copy = { ...data };
   delete copy.seq;
   return copy;
+}
+
+/** The script's refusal as window.ts words it, from the contact state the script read. */
+function replyRefused(contact: Contact, now: number): ReplyRefusedError {
+  const check = checkReplyAllowed(windowStateOf(contact), now);
+  return new ReplyRefusedError(
+    check.ok
+      ? { ok: false, limit: "quota", reopensAt: null, message: "WeChat allows no more replies" }
+      : check,
+  );
 }
 
 /** Whether a Redis error reply starts with `code` (NOSCRIPT, or the script's STORE). */
