@@ -109,6 +109,16 @@ export class StoreError extends Error {
   }
 }
 
+/** The store lost its state (a Redis back empty) and is re-establishing it: nothing is
+ * accepted meanwhile, so WeChat retries rather than hearing `success` for a message that no
+ * agent would be shown. */
+export class StoreStateLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreStateLostError";
+  }
+}
+
 /** A reply WeChat would refuse (window closed, quota used), found in the same step that would
  * have counted it, so concurrent replies cannot all pass a check made before any was counted. */
 export class ReplyRefusedError extends Error {
@@ -175,6 +185,9 @@ export interface Store {
   /** Shared stores call `listener` with entries committed by other instances, in seq order
    * per agent (the hub drops a seq at or below the last it wrote to a socket). */
   onRemoteEntries?(listener: (entries: LogEntry[]) => void): void;
+  /** Stores that can lose their state (Redis without persistence) call `listener` each time
+   * they find it lost; they re-establish it themselves. */
+  onStateLost?(listener: () => void): void;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
   /** Throws when the store cannot be reached. */
