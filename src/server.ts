@@ -9,7 +9,7 @@ import { createAgentAuth } from "./agents/auth.ts";
 import { createConversationRoutes } from "./agents/conversations.ts";
 import type { Config } from "./config.ts";
 import { createHub } from "./core/hub.ts";
-import { type Store, StoreStateLostError } from "./core/store.ts";
+import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
@@ -350,6 +350,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
         return errorResponse(error.status, error.message, error.headers);
       }
       if (error instanceof SyntaxError) return errorResponse(400, error.message);
+      if (error instanceof MessageTooLargeError) return errorResponse(413, error.message);
       // Logged where it was found; WeChat retries a 503 until the state is back.
       if (error instanceof StoreStateLostError) {
         return errorResponse(503, error.message, { "retry-after": "1" });

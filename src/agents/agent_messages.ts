@@ -3,7 +3,7 @@
 // agent; `typing`, `read`, `transfer`, `close` and `capacity` are commands.
 
 import type { Switchboard } from "../core/switchboard.ts";
-import { type Store, StoreError } from "../core/store.ts";
+import { MessageTooLargeError, type Store, StoreError } from "../core/store.ts";
 import { createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
 
 /** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
@@ -200,7 +200,9 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           contact_id: to,
         });
       } catch (error) {
-        if (error instanceof StoreError) return refuse(409, error.message, echo);
+        if (error instanceof StoreError) {
+          return refuse(error instanceof MessageTooLargeError ? 413 : 409, error.message, echo);
+        }
         throw error;
       }
     },

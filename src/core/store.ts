@@ -109,6 +109,14 @@ export class StoreError extends Error {
   }
 }
 
+/** A message larger than the store can keep in one record: refused alone, changing nothing. */
+export class MessageTooLargeError extends StoreError {
+  constructor(message: string) {
+    super(message);
+    this.name = "MessageTooLargeError";
+  }
+}
+
 /** The store lost its state (a Redis back empty) and is re-establishing it: nothing is
  * accepted meanwhile, so WeChat retries rather than hearing `success` for a message that no
  * agent would be shown. */

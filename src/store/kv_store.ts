@@ -19,16 +19,17 @@ import {
   queuePrefix,
 } from "./kv_keys.ts";
 import { type Changes, Model, type ModelOptions, modelReads } from "../core/model.ts";
-import type {
-  AgentRecord,
-  Applied,
-  Contact,
-  HistoryItem,
-  InboundItem,
-  InboundOutcome,
-  LogEntry,
-  Presence,
-  Store,
+import {
+  type AgentRecord,
+  type Applied,
+  type Contact,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  MessageTooLargeError,
+  type Presence,
+  type Store,
 } from "../core/store.ts";
 
 const log = getLogger(["bridge", "store"]);
@@ -46,6 +47,8 @@ const CURSOR_FLUSH_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const LIST_BATCH = 500;
 const MIN_LOG_RETENTION_MS = 48 * 3600_000;
+/** KV refuses a value over 64 KiB in V8's format; sizes here are upper bounds, with a margin. */
+const VALUE_BUDGET = 63_000;
 
 /** Options of the KV store: the model's, and how long logs and history are kept. */
 export interface KvStoreOptions extends ModelOptions {
@@ -132,6 +135,27 @@ function valueBytesOf(value: unknown): number {
 
 const dedupBytesOf = (key: string): number => key.length * 2 + 24;
 
+/**
+ * How a message is stored: its JSON when that surely fits one KV value (the fast form, and the
+ * log's JSON is the sockets' frame), else the object itself. JSON may grow a text sixfold
+ * (a control character becomes `\u0001`, 20 KB of them 120 KB), V8 stores an object's strings
+ * as they are: at most two bytes a character, so a MAX_MESSAGE_BYTES message always fits.
+ */
+function storedForm(json: string, value: unknown): unknown {
+  return json.length * 2 + 6 <= VALUE_BUDGET ? json : value;
+}
+
+/** Refuses, before the model runs, a message no form of which fits one KV value: refusing it
+ * later would mean reloading the whole store to undo what the model did. */
+function checkFits(what: string, value: unknown): void {
+  const bytes = valueBytesOf(value);
+  if (bytes > VALUE_BUDGET) {
+    throw new MessageTooLargeError(
+      `Cannot store ${what}: about ${bytes} bytes stored, Deno KV takes ${VALUE_BUDGET}`,
+    );
+  }
+}
+
 function setWrite(key: Deno.KvKey, value: unknown, expireIn?: number, slot?: string): Write {
   const keyBytes = keyBytesOf(key);
   return { key, value, expireIn, keyBytes, bytes: keyBytes + valueBytesOf(value), slot };
@@ -210,10 +234,13 @@ class CommitPlan {
     // than the object (measured: 22k against 15k messages/s), and the log's JSON is the very
     // frame the sockets get, so it is made once.
     for (const e of changes.log) {
-      writes.push(setWrite(logKey(e.agentId, e.seq), frameOf(e), logRetain));
+      writes.push(
+        setWrite(logKey(e.agentId, e.seq), storedForm(frameOf(e), e.envelope), logRetain),
+      );
     }
     for (const h of changes.history) {
-      writes.push(setWrite(historyKey(h.followerId, h.n), JSON.stringify(h.item), retain));
+      const json = JSON.stringify(h.item);
+      writes.push(setWrite(historyKey(h.followerId, h.n), storedForm(json, h.item), retain));
     }
     for (const q of changes.queued) {
       const stored: StoredQueued = { envelope: q.envelope, stamp: this.nextStamp() };
@@ -471,6 +498,11 @@ function createKvStore(
 
   return {
     acceptInbound(items: InboundItem[], presence: Presence) {
+      try {
+        for (const item of items) checkFits("the message", item.envelope);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return mutate((m, plan) =>
         items.map((item): InboundOutcome => {
           const outcome = m.inbound(item, presence);
@@ -479,6 +511,11 @@ function createKvStore(
         }), true);
     },
     appendToAgents(entries) {
+      try {
+        for (const e of entries) checkFits("the message", e.envelope);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return mutate((m, plan) =>
         entries.map((e) => {
           const entry = m.append(e.agentId, e.envelope);
@@ -546,6 +583,11 @@ function createKvStore(
       return { items: page.map((h) => h.item), nextBefore: more ? page[0]!.n : null };
     },
     recordReply(agentId: string, followerId: string, item: HistoryItem) {
+      try {
+        checkFits("the reply", item);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), true);
     },
     async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
