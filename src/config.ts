@@ -22,7 +22,8 @@ export interface Config {
   logFormat: "json" | "text";
   logLevel: string;
   historyRetentionDays: number;
-  mediaAllowedHosts: string[];
+  /** Hosts follower media may be fetched from; unset: WeChat's own (media/pipeline.ts). */
+  mediaAllowedHosts?: string[];
   mediaMaxBytes: number;
   mediaTimeoutMs: number;
 }
@@ -70,7 +71,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")
-      : ["api.weixin.qq.com", "*.qpic.cn", "*.qlogo.cn", "*.weixin.qq.com", "*.wx.qq.com"],
+      : undefined,
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
   };
