@@ -36,6 +36,25 @@ export interface Contact {
   window_notice?: "closing" | "expired" | null;
 }
 
+/** Where a page of an agent's contacts starts: after this contact, in the list's order (last
+ * message time, newest first, then follower id). */
+export interface ContactCursor {
+  at: number;
+  id: string;
+}
+
+/** A page of an agent's contacts. */
+export interface ContactPage {
+  limit: number;
+  after?: ContactCursor | null;
+}
+
+/** Whether contact `c` comes after `cursor` in a contact list's order. */
+export function isAfterCursor(c: Contact, cursor: ContactCursor): boolean {
+  return c.last_message_at < cursor.at ||
+    (c.last_message_at === cursor.at && c.follower_id < cursor.id);
+}
+
 /** An agent the bridge has seen: its log's last seq and its capacity. */
 export interface AgentRecord {
   agent_id: string;
@@ -153,8 +172,9 @@ export interface Store {
   getAgent(agentId: string): Promise<AgentRecord | null>;
   isKnownAgent(agentId: string): Promise<boolean>;
   getContact(followerId: string): Promise<Contact | null>;
-  /** Contacts an agent serves or last served, most recent first. */
-  listContacts(agentId: string): Promise<Contact[]>;
+  /** Contacts an agent serves or last served, most recent first; a page of them with `page`
+   * (stores with many followers read only that page). */
+  listContacts(agentId: string, page?: ContactPage): Promise<Contact[]>;
   /** Followers waiting for an agent, longest-waiting first. */
   listWaiting(): Promise<Contact[]>;
   /** A follower's conversation, oldest first, before history number `before`. */

@@ -20,9 +20,11 @@ import {
   type AgentRecord,
   type Applied,
   type Contact,
+  type ContactPage,
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isAfterCursor,
   type LogEntry,
   type Presence,
   ReplyRefusedError,
@@ -560,12 +562,36 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return raw === null ? null : JSON.parse(raw) as Contact;
     },
 
-    async listContacts(agentId: string) {
-      const ids = await client.zrevrange(k.served(agentId), 0, -1);
-      const list = await contactsOf(ids);
-      // The index is by last agent; a contact's own record is the truth.
-      return list.filter((c) => c.last_agent_id === agentId)
-        .sort((a, b) => b.last_message_at - a.last_message_at);
+    async listContacts(agentId: string, page?: ContactPage) {
+      if (page === undefined) {
+        const ids = await client.zrevrange(k.served(agentId), 0, -1);
+        const list = await contactsOf(ids);
+        // The index is by last agent; a contact's own record is the truth.
+        return list.filter((c) => c.last_agent_id === agentId)
+          .sort((a, b) => b.last_message_at - a.last_message_at);
+      }
+      // The index is scored by last message time; equal scores come in reverse id order, as
+      // the cursor counts them. Only the page is read.
+      const after = page.after ?? null;
+      const out: Contact[] = [];
+      const count = Math.min(Math.max(page.limit, 50), 1000);
+      for (let offset = 0; out.length < page.limit;) {
+        const raw = await client.zrevrangebyscore(
+          k.served(agentId),
+          after === null ? "+inf" : String(after.at),
+          "-inf",
+          "LIMIT",
+          offset,
+          count,
+        );
+        offset += raw.length;
+        const list = (await contactsOf(raw)).filter((c) =>
+          c.last_agent_id === agentId && (after === null || isAfterCursor(c, after))
+        );
+        out.push(...list.slice(0, page.limit - out.length));
+        if (raw.length < count) break;
+      }
+      return out;
     },
 
     async listWaiting() {

@@ -377,7 +377,9 @@ Deno.test("openKvStore() rolls back a failed commit and rejects", async (t) => {
       await t.step(
         "a message too large for one value is refused before the model runs",
         async () => {
-          const known = await store.getContact("f0");
+          // A follower's message puts its contact in memory.
+        await store.acceptInbound([textItem("f0", "again")], online);
+        const known = await store.getContact("f0");
           const big = textItem("f4", "x".repeat(70_000));
           await assert.rejects(store.acceptInbound([good, big], online), MessageTooLargeError);
           assert.equal(await store.getContact("f4"), null);
@@ -481,6 +483,9 @@ Deno.test("openKvStore() writes history to expire after retentionMs, logs after 
       "dedup",
       "history",
       "log",
+      "meta",
+      "served",
+      "windows",
     ]);
     for (const ms of expiries.get("history")!) {
       assert.ok(within(ms, retentionMs), `history expires at ${ms}`);
@@ -489,7 +494,8 @@ Deno.test("openKvStore() writes history to expire after retentionMs, logs after 
       assert.ok(within(ms, 2 * DAY_MS), `log expires at ${ms}`);
     }
     for (const ms of expiries.get("dedup")!) assert.ok(within(ms, 3600_000), `expires at ${ms}`);
-    for (const ms of [...expiries.get("contacts")!, ...expiries.get("agents")!]) {
+    const kept = ["contacts", "agents", "meta", "served", "windows"];
+    for (const ms of kept.flatMap((prefix) => expiries.get(prefix)!)) {
       assert.equal(ms, -1);
     }
   });
