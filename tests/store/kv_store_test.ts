@@ -378,8 +378,8 @@ Deno.test("openKvStore() rolls back a failed commit and rejects", async (t) => {
         "a message too large for one value is refused before the model runs",
         async () => {
           // A follower's message puts its contact in memory.
-        await store.acceptInbound([textItem("f0", "again")], online);
-        const known = await store.getContact("f0");
+          await store.acceptInbound([textItem("f0", "again")], online);
+          const known = await store.getContact("f0");
           const big = textItem("f4", "x".repeat(70_000));
           await assert.rejects(store.acceptInbound([good, big], online), MessageTooLargeError);
           assert.equal(await store.getContact("f4"), null);
