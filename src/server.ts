@@ -3,6 +3,7 @@
 // server here, so the server the tests run is the server that ships.
 
 import { getLogger } from "@logtape/logtape";
+import { Counter } from "prom-client";
 import { createAgentMessages } from "./agents/agent_messages.ts";
 import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts";
 import { createAgentAuth } from "./agents/auth.ts";
@@ -21,6 +22,7 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { createUrlSigner } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
+import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
@@ -31,6 +33,8 @@ import { createReplyService, type ReplyContext } from "./replies/reply_service.t
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createOperatorEvents } from "./wechat/operator_events.ts";
+import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 
 const log = getLogger(["bridge", "http"]);
@@ -83,7 +87,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       now,
       // Instances on one Redis share one token: each refresh of their own would revoke the others'.
       tokenCache: store.tokenCache,
-      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+      onCall: metrics.onWechatApiCall,
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
@@ -127,9 +131,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     },
   });
   // A store that lost its state (Redis back empty) says so: operators alert on this counter.
-  const storeStateLost = metrics.registry.counter({
+  const storeStateLost = new Counter({
     name: "bridge_store_state_lost_total",
     help: "Times the store was found to have lost its state (a Redis that came back empty).",
+    registers: [metrics.registry],
   });
   store.onStateLost?.(() => storeStateLost.inc());
   // The gauge is read synchronously at scrape time; the store answers asynchronously.
@@ -185,6 +190,9 @@ export async function createServer(config: Config, effects: Effects = {}) {
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
+        makeThumb: (video) =>
+          videoThumbnail(video, { timeoutMs: config.mediaTimeoutMs, ffmpeg: effects.ffmpeg }),
+        kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
       }
       : { kind: "demo", outbox: outbox! },
   );
@@ -201,6 +209,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
     journalDir: `${config.dataDir}/media-jobs`,
     accept: (item) => switchboard.accept(item),
   });
+  const operatorEvents = createOperatorEvents({
+    store,
+    switchboard,
+    onlineAgents: async () => store.onlineAgents ? await store.onlineAgents() : hub.onlineAgents(),
+    countReport: (event) => metrics.accountReports.inc({ event }),
+    now,
+  });
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
@@ -214,6 +229,19 @@ export async function createServer(config: Config, effects: Effects = {}) {
       if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
+    report: operatorEvents.report,
+    forget: operatorEvents.forget,
+    profileChanged: operatorEvents.profileChanged,
+    isAgent: (id) => store.isKnownAgent(id),
+    maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
+    passive: createPassiveReplies({
+      autoReplyText: config.autoReplyText,
+      workingHours: config.workingHours,
+      transferCustomerService: config.transferCustomerService,
+      now,
+      anyAgentOnline: async () =>
+        store.onlineAgents ? (await store.onlineAgents()).length > 0 : hub.agentCount > 0,
+    }),
   });
   const upgrade = createAgentSocketHandler({
     hub,
@@ -239,9 +267,17 @@ export async function createServer(config: Config, effects: Effects = {}) {
   }
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
-    // The seed's own test posts WeChat XML to /send.
+    // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
+    // to its own.
+    const bytes = await readBodyLimited(
+      req,
+      Math.max(DEFAULT_LIMITS.sendBodyBytes, DEFAULT_LIMITS.xmlBodyBytes),
+    );
+    const text = decoder.decode(bytes);
     if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
+    if (bytes.byteLength > DEFAULT_LIMITS.sendBodyBytes) {
+      throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
+    }
     const agentId = await agentOf(req, url, false);
     let body: unknown;
     try {
@@ -315,8 +351,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     [
       "GET",
       ["/metrics"],
-      () =>
-        new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+      async () =>
+        new Response(await metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
     ],
     [
       "GET",
@@ -431,6 +469,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
         // Media jobs still running stay journaled and resume at the next start.
         await switchboard.drain();
         hub.closeAll(code, reason);
+        // Until the agents answer the close, the server's own shutdown would close their
+        // sockets again as 1001 "going away" and hide the code that says "reconnect with since=".
+        const closing = performance.now() + 1_000;
+        while (hub.socketCount > 0 && performance.now() < closing) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
         await served?.shutdown();
         await intake.drain();
         await store.close();
