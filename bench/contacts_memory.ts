@@ -49,6 +49,26 @@ async function measure(n: number): Promise<void> {
     }</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content></xml>`;
     const posted = await fetch(`${base}/send_xml`, { method: "POST", body: xml });
     const answer = await posted.text();
+    // Followers write, twice 30,000 different ones: each contact read back from KV, and the
+    // memory they then take (bounded: the second round should not add to the first).
+    const rounds: Array<{ per_s: number; rss_mb: number }> = [];
+    for (let round = 0; round < 2; round++) {
+      const from0 = round * 30_000;
+      const to = Math.min(n, from0 + 30_000);
+      let next = from0;
+      const started = performance.now();
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        while (next < to) {
+          const i = next++;
+          const from = contactOf(i, 0).follower_id;
+          const body = `<xml><ToUserName>gh</ToUserName><FromUserName>${from}</FromUserName>` +
+            `<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi ${i}</Content></xml>`;
+          await (await fetch(`${base}/send_xml`, { method: "POST", body })).text();
+        }
+      }));
+      const perS = Math.round((to - from0) / ((performance.now() - started) / 1000));
+      rounds.push({ per_s: perS, rss_mb: Math.round(rssMb(child.pid)) });
+    }
     child.kill("SIGTERM");
     await child.status;
     await child.stderr.cancel();
@@ -63,6 +83,8 @@ async function measure(n: number): Promise<void> {
       contacts_in_page: parsed.contacts.length,
       next: parsed.next ?? null,
       webhook: `${posted.status} ${answer}`,
+      after_30000_writers: rounds[0],
+      after_60000_writers: rounds[1],
     }));
   } finally {
     await Deno.remove(dir, { recursive: true });

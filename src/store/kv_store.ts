@@ -95,19 +95,32 @@ function indexOf(c: Contact): Indexed {
   };
 }
 
-/** The index keys to delete and to write when a contact moves from `old` to `now`. */
-function indexWrites(id: string, old: Indexed | undefined, now: Indexed): Write[] {
+/**
+ * The index keys to delete and to write when a contact moves from `old` (as KV has it) to
+ * `now`, and where it then is in KV. A window that moves later keeps its key, unless `exact`:
+ * the key then comes before the true closing time, so the sweep meets it first and moves it
+ * (`exact`), and a follower's message costs no window writes while its window is open.
+ */
+function indexWrites(
+  id: string,
+  old: Indexed | undefined,
+  now: Indexed,
+  exact = false,
+): { writes: Write[]; stored: Indexed } {
   const writes: Write[] = [];
   const servedMoved = old?.agent !== now.agent || old?.at !== now.at;
   if (old && old.agent !== null && servedMoved) {
     writes.push(deleteWrite(servedKey(old.agent, old.at, id)));
   }
   if (now.agent !== null && servedMoved) writes.push(setWrite(servedKey(now.agent, now.at, id), 1));
-  if (old?.closesAt !== now.closesAt) {
-    if (old && old.closesAt !== null) writes.push(deleteWrite(windowKey(old.closesAt, id)));
-    if (now.closesAt !== null) writes.push(setWrite(windowKey(now.closesAt, id), 1));
+  const was = old?.closesAt ?? null;
+  let closesAt = now.closesAt;
+  if (was !== null && closesAt !== null && closesAt > was && !exact) closesAt = was;
+  if (was !== closesAt) {
+    if (was !== null) writes.push(deleteWrite(windowKey(was, id)));
+    if (closesAt !== null) writes.push(setWrite(windowKey(closesAt, id), 1));
   }
-  return writes;
+  return { writes, stored: { ...now, closesAt } };
 }
 
 /** Reads contacts by id, ten keys a call (KV's limit), all calls at once. */
@@ -331,15 +344,20 @@ class CommitPlan {
       const contact = this.model.contacts.get(id);
       if (contact) {
         writes.push(setWrite(contactKey(id), JSON.stringify(contact), undefined, `c:${id}`));
-        const now = indexOf(contact);
-        writes.push(...indexWrites(id, this.indexed.get(id), now));
-        this.indexed.set(id, now);
+        const moved = indexWrites(id, this.indexed.get(id), indexOf(contact));
+        writes.push(...moved.writes);
+        this.indexed.set(id, moved.stored);
       }
     }
     for (const id of changes.agents) writes.push(this.agentWrite(id));
     for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
     // Its history was deleted before (forgetFollower): the contact goes last.
-    for (const id of changes.forgotten) writes.push(deleteWrite(contactKey(id)));
+    for (const id of changes.forgotten) {
+      // Out of the indexes too: no list or sweep names a follower that is gone.
+      const gone = indexWrites(id, this.indexed.get(id), { agent: null, at: 0, closesAt: null });
+      writes.push(...gone.writes, deleteWrite(contactKey(id)));
+      this.indexed.delete(id);
+    }
     const dedup = changes.dedup.map((key): [string, number] => [
       key,
       this.model.seen.get(key) ?? 0,
@@ -363,6 +381,20 @@ class CommitPlan {
     if (!fits(group, [], dedup)) this.groups.push(group = newGroup());
     putDedup(group, dedup);
     group.deliveries.push(...changes.log);
+  }
+
+  /** Moves the window keys of these contacts (in memory) to their true closing times. */
+  addWindowMoves(ids: Iterable<string>): void {
+    let group = this.groups[this.groups.length - 1]!;
+    for (const id of ids) {
+      const contact = this.model.contacts.get(id);
+      if (!contact) continue;
+      const moved = indexWrites(id, this.indexed.get(id), indexOf(contact), true);
+      if (moved.writes.length === 0) continue;
+      if (!fits(group, moved.writes)) this.groups.push(group = newGroup());
+      for (const w of moved.writes) put(group, w);
+      this.indexed.set(id, moved.stored);
+    }
   }
 
   /** Writes the agents' current records (cursors) with the last commit. */
@@ -485,7 +517,7 @@ async function migrate(kv: Deno.Kv): Promise<void> {
     const e of kv.list<string | Contact>({ prefix: contactsPrefix() }, { batchSize: LIST_BATCH })
   ) {
     const contact = fromStored(e.value);
-    for (const w of indexWrites(contact.follower_id, undefined, indexOf(contact))) {
+    for (const w of indexWrites(contact.follower_id, undefined, indexOf(contact)).writes) {
       op.set(w.key, w.value);
       count++;
     }
@@ -805,8 +837,14 @@ function createKvStore(
       // The index names the followers whose windows close within the warning or have closed.
       let due: string[] = [];
       return mutate(
-        (m) =>
-          m.sweepWindows(now, due.map((id) => m.contacts.get(id)).filter((c) => c !== undefined)),
+        (m, plan) => {
+          const contacts = due.map((id) => m.contacts.get(id)).filter((c) => c !== undefined);
+          const notices = m.sweepWindows(now, contacts);
+          plan.addUnit(m.takeChanges());
+          // A key that came before its window's true close (see indexWrites) moves there.
+          plan.addWindowMoves(due);
+          return notices;
+        },
         true,
         async () => {
           due = [];
@@ -821,7 +859,7 @@ function createKvStore(
       );
     },
     async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode), false);
+      await mutate((m) => m.closeWindow(followerId, errcode), false, () => [followerId]);
     },
     async forgetFollower(followerId: string, notice: Envelope) {
       // History is not in the model: it is deleted first, so a crash halfway leaves the
@@ -837,7 +875,7 @@ function createKvStore(
         const res = await op.commit();
         if (!res.ok) throw new Error("Cannot delete history in Deno KV: the commit was refused");
       }
-      return await mutate((m) => m.forget(followerId, notice), true);
+      return await mutate((m) => m.forget(followerId, notice), true, () => [followerId]);
     },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
       return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true, () => [followerId]);

@@ -162,11 +162,21 @@ Deno.test("Deno KV with 3 contacts in memory still serves every follower", async
       );
       assert.equal(res.status, 200, res.text);
     });
-    await t.step("window notices reach the agent for every follower", async () => {
-      offset += 47.5 * HOUR;
-      const notices = await server.bridge.sweepWindows();
-      assert.equal(notices, 10);
+    await t.step("window notices reach the agent for every follower, when due", async () => {
+      offset += 20 * HOUR;
+      await write("fh5"); // a new 48 hours for fh5
+      offset += 27.5 * HOUR;
+      const closing = () =>
+        agent.messages().filter((e) => e.data.msg?.["event"] === "window_closing")
+          .map((e) => e.data.msg?.["follower_id"]);
+      assert.equal(await server.bridge.sweepWindows(), 9);
+      assert.ok(!closing().includes("fh5"), "fh5's window is not closing yet");
       assert.equal(await server.bridge.sweepWindows(), 0, "once each");
+      offset += 20 * HOUR;
+      assert.equal(await server.bridge.sweepWindows(), 10, "fh5 closing, the 9 others expired");
+      await agent.waitFor((e) =>
+        e.data.msg?.["event"] === "window_closing" && e.data.msg?.["follower_id"] === "fh5"
+      );
     });
     await t.step("after a restart the list is whole", async () => {
       await agent.close();
