@@ -56,8 +56,9 @@ const CURSOR_FLUSH_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const LIST_BATCH = 500;
 const MIN_LOG_RETENTION_MS = 48 * 3600_000;
-/** Contacts kept in memory by default (about 2 KB each); the others are read from KV. */
-const HOT_CONTACTS = 20_000;
+/** Contacts kept in memory by default (1-2 KB each, so at most ~85 MB); the others are read
+ * from KV when an operation needs them. */
+const HOT_CONTACTS = 50_000;
 /** Deno KV's getMany() takes at most 10 keys. */
 const GET_MANY = 10;
 /** The database layout this code writes: 2 added the served and windows indexes. */
