@@ -40,8 +40,11 @@ async function spawnBridge(dataDir: string) {
     if (Date.now() > deadline) throw new Error("main.ts never became ready");
     await new Promise((r) => setTimeout(r, 50));
   }
-  const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
-  const rssMb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
+  // `ps`, not /proc: Deno lets only --allow-all read another process's /proc entries.
+  const ps = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(child.pid)] })
+    .output();
+  const rssMb = Number(new TextDecoder().decode(ps.stdout).trim()) / 1024;
+  assert.ok(rssMb > 0, "ps gave the RSS");
   return {
     base,
     rssMb,
