@@ -12,6 +12,8 @@ import { type HistoryItem, ReplyRefusedError, type Store } from "../core/store.t
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
+import { MediaUrlError } from "./public_get.ts";
+import type { UploadType } from "./upload_rules.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
@@ -28,7 +30,7 @@ export type ReplyTarget =
   | {
     kind: "wechat";
     client: WechatClient;
-    fetchMedia: (url: string) => Promise<MediaFile>;
+    fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
     /** A JPEG thumbnail (≤ 64 KB, WeChat's limit) of a video, for a video reply without one. */
     makeThumb?: (video: Uint8Array) => Promise<Uint8Array>;
     /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
@@ -116,7 +118,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     let mediaId: string | undefined;
     let thumbMediaId: string | undefined;
     if (upload) {
-      const file = await target.fetchMedia(upload.url);
+      const file = await target.fetchMedia(upload.url, upload.type);
       mediaId = await target.client.uploadMedia(
         upload.type,
         file.bytes,
@@ -134,6 +136,34 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         kfAccount: target.kfAccountOf?.(agentId),
       }),
     );
+  }
+
+  /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
+  async function refuseMedia(
+    agentId: string,
+    followerId: string,
+    n: number,
+    id: string,
+    echo: { client_id?: string },
+    error: MediaUrlError,
+  ): Promise<AgentAnswer> {
+    await store.updateReply(followerId, n, "failed", error.message);
+    const message = `Cannot send the reply: ${error.message}`;
+    const body = { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+    await notify(agentId, {
+      data: {
+        id: ctx.newId(),
+        name: "",
+        avatar: "",
+        msg_type: "error",
+        company_id: ctx.companyId,
+        send_time: Math.floor(ctx.now() / 1000),
+        msg: { errcode: -1, errmsg: message, status: error.status },
+        ...body,
+      },
+      result: { code: -1, message },
+    });
+    return refuse(error.status, message, body);
   }
 
   async function send(
@@ -225,6 +255,9 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         }
         await deliver(agentId, followerId, reply, data);
       } catch (error) {
+        if (error instanceof MediaUrlError) {
+          return await refuseMedia(agentId, followerId, n, id, echo, error);
+        }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         if (closesWindow(errcode)) {
           await store.closeWindow(followerId, errcode).catch((e) =>
