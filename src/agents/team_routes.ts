@@ -125,7 +125,8 @@ export function createTeamRoutes(deps: TeamRouteDeps) {
       const q = (url.searchParams.get("q") ?? "").trim().toLowerCase();
       if (q === "" || q.length > 100) throw new HttpError(400, "q must be 1-100 characters");
       const only = url.searchParams.get("contact_id");
-      let contacts = await store.listContacts(agentId);
+      // The most recent conversations: an agent with thousands searches its newest 500.
+      let contacts = await store.listContacts(agentId, { limit: 500 });
       if (only) contacts = contacts.filter((c) => c.follower_id === only);
       const cursor = parseCursor(url.searchParams.get("cursor"));
       const hits: SearchHit[] = [];
