@@ -975,10 +975,21 @@ function reportLoadError(what) {
   };
 }
 
+/** Pages of GET contacts read at most: a shift's list, not an archive of every follower. */
+const CONTACT_PAGES = 10;
+
 async function loadContacts() {
   const body = await api("/contacts");
+  const contacts = [...(body.contacts ?? [])];
+  // The bridge pages the list (200 a page): the rest follows its `next` cursor.
+  let next = body.next ?? null;
+  for (let page = 1; next && page < CONTACT_PAGES; page++) {
+    const more = await api("/contacts", { cursor: next });
+    contacts.push(...(more.contacts ?? []));
+    next = more.next ?? null;
+  }
   const listed = new Set();
-  for (const contact of body.contacts ?? []) {
+  for (const contact of contacts) {
     if (!contact?.contact_id) continue;
     listed.add(contact.contact_id);
     const merged = { ...state.contacts.get(contact.contact_id), ...contact };

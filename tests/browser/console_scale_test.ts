@@ -176,6 +176,25 @@ browserTest(
         assert.ok(texts.every((t) => !/^(open\d|long|warm) /.test(t)), "oOpen's messages stayed");
         assert.ok(texts.length <= DOM_MESSAGES_MAX);
       });
+      await t.step("more followers than one page of GET contacts all show", async () => {
+        const many = 230;
+        let next = 0;
+        await Promise.all(Array.from({ length: 8 }, async () => {
+          while (next < many) {
+            const i = next++;
+            const res = await fetch(`${server.base}${B}/send_xml`, {
+              method: "POST",
+              body: followerXml(`oMany${i}`, { MsgType: "text", Content: `hi ${i}` }),
+            });
+            await res.body?.cancel();
+          }
+        }));
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await page.waitForFunction(
+          `document.querySelectorAll("#contact-list .contact").length >= ${many + 2}`,
+        );
+      });
     } finally {
       await Deno.mkdir("test-artifacts", { recursive: true });
       await Deno.writeTextFile(
