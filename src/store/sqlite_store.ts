@@ -1,0 +1,641 @@
+// The store on SQLite (`node:sqlite`, built into Deno): the routing model in memory, loaded at
+// open, and one journal row per commit as the durable record, written before anyone is told.
+// Logs, history, contacts and the queue are written from the journal afterwards, in larger
+// transactions; a restart applies whatever journal the last run left before loading.
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { getLogger } from "@logtape/logtape";
+import type { Envelope } from "../protocol/envelope.ts";
+import { type Changes, Model, type ModelOptions, modelReads } from "../core/model.ts";
+import type {
+  AgentRecord,
+  Applied,
+  Contact,
+  HistoryItem,
+  InboundItem,
+  InboundOutcome,
+  LogEntry,
+  Presence,
+  Store,
+} from "../core/store.ts";
+import { SCHEMA } from "./sqlite_schema.ts";
+
+const log = getLogger(["bridge", "store"]);
+
+/** How long committed work may wait in the journal before it is written to the tables. */
+const APPLY_DELAY_MS = 50;
+/** Rows waiting to be applied before it is done at once, to bound the memory they hold. */
+const APPLY_MAX_ROWS = 20_000;
+const CURSOR_FLUSH_MS = 1000;
+const PRUNE_INTERVAL_MS = 60_000;
+/** Rows deleted per statement when pruning, so a prune never holds the thread for long. */
+const PRUNE_CHUNK = 5_000;
+const MIN_LOG_RETENTION_MS = 48 * 3600_000;
+/** WAL pages before the store checkpoints, after an apply (never on the message path). */
+const CHECKPOINT_EVERY_APPLIES = 20;
+
+/** Options of the SQLite store: the model's, retention, and whether every commit is fsynced. */
+export interface SqliteStoreOptions extends ModelOptions {
+  /** History rows are deleted this long after they are written, ms; agents' logs too, but
+   * never before 48 hours (WeChat's reply window), so a returning agent can catch up. */
+  retentionMs: number;
+  /** true: `synchronous=FULL`, every commit reaches the disk before it returns (power loss);
+   * false (default): `NORMAL`, a commit is in the operating system (kill -9, crashes). */
+  fsync?: boolean;
+}
+
+/**
+ * One journal row: what one commit changed, as JSON text. Frames and history items are
+ * already JSON, so they are embedded as they are, not escaped as strings.
+ * `l`: log [agent, seq, frame]; `h`: history [follower, n, item]; `q`: queued [follower, n,
+ * stamp, envelope]; `d`: dequeued [follower, n]; `c`: contacts; `a`: agents; `k`: dedup
+ * [key, expiry]; `t`: the commit's time (ms), from which expiries are counted.
+ */
+interface JournalRecord {
+  l: Array<[string, number, unknown]>;
+  h: Array<[string, number, unknown]>;
+  q: Array<[string, number, number, unknown]>;
+  d: Array<[string, number]>;
+  c: Contact[];
+  a: AgentRecord[];
+  k: Array<[string, number]>;
+  t: number;
+}
+
+/** Rows waiting to be written to the tables, in commit order. */
+interface Pending {
+  log: Array<[string, number, string, number]>;
+  history: Array<[string, number, string, number]>;
+  queued: Array<[string, number, number, string]>;
+  dequeued: Array<[string, number]>;
+  contacts: Set<string>;
+  agents: Set<string>;
+  dedup: Array<[string, number]>;
+  /** The last journal row these come from. */
+  journalId: number;
+  rows: number;
+}
+
+const emptyPending = (): Pending => ({
+  log: [],
+  history: [],
+  queued: [],
+  dequeued: [],
+  contacts: new Set(),
+  agents: new Set(),
+  dedup: [],
+  journalId: 0,
+  rows: 0,
+});
+
+function isEmpty(changes: Changes): boolean {
+  return changes.contacts.size === 0 && changes.agents.size === 0 && changes.log.length === 0 &&
+    changes.history.length === 0 && changes.queued.length === 0 &&
+    changes.dequeued.length === 0 && changes.dedup.length === 0;
+}
+
+/** The entry's envelope as JSON, made once for the store and the sockets. */
+function frameOf(entry: LogEntry): string {
+  return entry.frame ??= JSON.stringify(entry.envelope);
+}
+
+/** The prepared statements of the store, made once. */
+function prepare(db: DatabaseSync) {
+  const s = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    journal: s("INSERT INTO journal (changes) VALUES (?)"),
+    journalAll: s("SELECT id, changes FROM journal ORDER BY id"),
+    journalDelete: s("DELETE FROM journal WHERE id <= ?"),
+    log: s("INSERT OR REPLACE INTO log (agent_id, seq, frame, expires_at) VALUES (?, ?, ?, ?)"),
+    history: s(
+      "INSERT OR REPLACE INTO history (follower_id, n, item, expires_at) VALUES (?, ?, ?, ?)",
+    ),
+    queued: s(
+      "INSERT OR REPLACE INTO queue (follower_id, n, stamp, envelope) VALUES (?, ?, ?, ?)",
+    ),
+    dequeued: s("DELETE FROM queue WHERE follower_id = ? AND n = ?"),
+    contact: s("INSERT OR REPLACE INTO contacts (follower_id, json) VALUES (?, ?)"),
+    agent: s("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)"),
+    dedup: s("INSERT INTO dedup (keys, expires_at) VALUES (?, ?)"),
+    readLog: s(
+      "SELECT seq, frame FROM log WHERE agent_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+    ),
+    lastSeq: s("SELECT max(seq) AS seq FROM log WHERE agent_id = ?"),
+    readHistory: s(
+      "SELECT n, item FROM history WHERE follower_id = ? AND n < ? ORDER BY n DESC LIMIT ?",
+    ),
+    getHistory: s("SELECT item FROM history WHERE follower_id = ? AND n = ?"),
+    setHistory: s("UPDATE history SET item = ? WHERE follower_id = ? AND n = ?"),
+    pruneLog: s(
+      `DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ${PRUNE_CHUNK})
+       AND expires_at <= ?`,
+    ),
+    pruneHistory: s(
+      `DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ${PRUNE_CHUNK})
+       AND expires_at <= ?`,
+    ),
+    pruneDedup: s("DELETE FROM dedup WHERE expires_at <= ?"),
+  };
+}
+
+type Statements = ReturnType<typeof prepare>;
+
+/** Runs `fn` in one transaction: all of it is written, or none. */
+function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    const value = fn();
+    db.exec("COMMIT");
+    return value;
+  } catch (error) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
+/** Writes journal rows the last run left to the tables (after a crash, or a failed apply). */
+function replayJournal(db: DatabaseSync, st: Statements, options: SqliteStoreOptions): number {
+  const rows = st.journalAll.all() as Array<{ id: number; changes: string }>;
+  if (rows.length === 0) return 0;
+  const logRetain = Math.max(options.retentionMs, MIN_LOG_RETENTION_MS);
+  transaction(db, () => {
+    for (const row of rows) {
+      const r = JSON.parse(row.changes) as JournalRecord;
+      for (const [a, seq, env] of r.l) st.log.run(a, seq, JSON.stringify(env), r.t + logRetain);
+      for (const [f, n, item] of r.h) {
+        st.history.run(f, n, JSON.stringify(item), r.t + options.retentionMs);
+      }
+      for (const [f, n, stamp, env] of r.q) st.queued.run(f, n, stamp, JSON.stringify(env));
+      for (const [f, n] of r.d) st.dequeued.run(f, n);
+      for (const c of r.c) st.contact.run(c.follower_id, JSON.stringify(c));
+      for (const a of r.a) st.agent.run(a.agent_id, JSON.stringify(a));
+      if (r.k.length > 0) {
+        st.dedup.run(JSON.stringify(r.k), Math.max(...r.k.map(([, expiry]) => expiry)));
+      }
+    }
+    st.journalDelete.run(rows[rows.length - 1]!.id);
+  });
+  return rows.length;
+}
+
+/** The model as the tables hold it, and the highest queue stamp given out. */
+function loadModel(
+  db: DatabaseSync,
+  st: Statements,
+  options: ModelOptions,
+): { model: Model; stamp: number } {
+  const model = new Model(options);
+  for (const row of db.prepare("SELECT json FROM contacts").iterate()) {
+    const contact = JSON.parse((row as { json: string }).json) as Contact;
+    model.contacts.set(contact.follower_id, contact);
+  }
+  for (const row of db.prepare("SELECT json FROM agents").iterate()) {
+    const record = JSON.parse((row as { json: string }).json) as AgentRecord;
+    model.agents.set(record.agent_id, record);
+  }
+  // Messages do not rewrite their agent's record: its seq is the last of its log.
+  for (const record of model.agents.values()) {
+    const last = (st.lastSeq.get(record.agent_id) as { seq: number | null }).seq ?? 0;
+    record.seq = Math.max(record.seq, last);
+  }
+  const now = options.now();
+  const dedup = db.prepare("SELECT keys FROM dedup WHERE expires_at > ?");
+  for (const row of dedup.iterate(now)) {
+    for (const [key, expiry] of JSON.parse((row as { keys: string }).keys) as [string, number][]) {
+      if (expiry > now) model.seen.set(key, expiry);
+    }
+  }
+  // Followers queue in the order they started waiting; the stamps restore that order.
+  const byFollower = new Map<string, Array<[number, Envelope]>>();
+  const stale: Array<[string, number]> = [];
+  let stamp = 0;
+  const queue = db.prepare("SELECT follower_id, n, stamp, envelope FROM queue ORDER BY stamp");
+  for (const raw of queue.iterate()) {
+    const row = raw as { follower_id: string; n: number; stamp: number; envelope: string };
+    stamp = Math.max(stamp, row.stamp);
+    const contact = model.contacts.get(row.follower_id);
+    // Only a model bug could leave these; they would otherwise be delivered twice.
+    if (!contact || contact.agent_id !== null || row.n > contact.history_seq) {
+      stale.push([row.follower_id, row.n]);
+      continue;
+    }
+    let items = byFollower.get(row.follower_id);
+    if (!items) byFollower.set(row.follower_id, items = []);
+    items.push([row.n, JSON.parse(row.envelope) as Envelope]);
+  }
+  for (const [followerId, items] of byFollower) {
+    items.sort((a, b) => a[0] - b[0]);
+    for (const [n, envelope] of items) model.restoreQueued({ followerId, n, envelope });
+  }
+  if (stale.length > 0) transaction(db, () => stale.forEach(([f, n]) => st.dequeued.run(f, n)));
+  return { model, stamp };
+}
+
+/** Opens (creating if needed) the SQLite file at `path`, in WAL mode, with the schema. */
+export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
+    // Checkpoints run after applies, off the message path (see apply()).
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec(SCHEMA);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return db;
+}
+
+/** Opens the store on a SQLite file (or `:memory:`), replays its journal and loads its state. */
+export function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
+  const db = openSqliteDatabase(path, options.fsync ?? false);
+  try {
+    const st = prepare(db);
+    const replayed = replayJournal(db, st, options);
+    if (replayed > 0) log.info("Applied {rows} journal rows left by the last run", { replayed });
+    const loaded = loadModel(db, st, options);
+    return Promise.resolve(createSqliteStore(db, st, loaded.model, loaded.stamp, options));
+  } catch (error) {
+    db.close();
+    return Promise.reject(error);
+  }
+}
+
+function createSqliteStore(
+  db: DatabaseSync,
+  st: Statements,
+  initial: Model,
+  initialStamp: number,
+  options: SqliteStoreOptions,
+): Store {
+  let model = initial;
+  let stamp = initialStamp;
+  let pending = emptyPending();
+  /** The model may be ahead of the database after a failed commit: reload before going on. */
+  let stale = false;
+  let closed = false;
+  let applyTimer: ReturnType<typeof setTimeout> | undefined;
+  let cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  let applies = 0;
+  /** Agents whose cursor (or new record) is in no journal row yet. */
+  const unjournaledCursors = new Set<string>();
+  const logRetain = Math.max(options.retentionMs, MIN_LOG_RETENTION_MS);
+
+  const pruner = setInterval(() => {
+    model.pruneSeen(options.now());
+    try {
+      if (!stale) prune();
+    } catch (error) {
+      log.warn("Cannot prune expired rows: {error}", { error });
+    }
+  }, PRUNE_INTERVAL_MS);
+  Deno.unrefTimer(pruner);
+
+  /** Deletes rows past their time. Agents' records are written first: a seq is recovered
+   * from the log's last row, which may be among those deleted. */
+  function prune(): void {
+    transaction(db, () => {
+      for (const a of model.agents.values()) st.agent.run(a.agent_id, JSON.stringify(a));
+    });
+    const now = options.now();
+    while (Number(st.pruneLog.run(now).changes) > 0) { /* next chunk */ }
+    while (Number(st.pruneHistory.run(now).changes) > 0) { /* next chunk */ }
+    st.pruneDedup.run(now);
+  }
+
+  /** Writes what waits in memory to the tables and drops the journal rows it came from. */
+  function apply(): void {
+    clearTimeout(applyTimer);
+    applyTimer = undefined;
+    // A model ahead of the database must not be written: reload() replays the journal.
+    if (stale) return;
+    const p = pending;
+    if (p.rows === 0 && p.contacts.size === 0 && p.agents.size === 0) return;
+    pending = emptyPending();
+    try {
+      transaction(db, () => {
+        for (const r of p.log) st.log.run(r[0], r[1], r[2], r[3]);
+        for (const r of p.history) st.history.run(r[0], r[1], r[2], r[3]);
+        for (const r of p.queued) st.queued.run(r[0], r[1], r[2], r[3]);
+        for (const r of p.dequeued) st.dequeued.run(r[0], r[1]);
+        // Contacts and agents as they are now: the model holds nothing uncommitted between
+        // operations, so this is the state of the last journal row.
+        for (const id of p.contacts) {
+          const c = model.contacts.get(id);
+          if (c) st.contact.run(id, JSON.stringify(c));
+        }
+        for (const id of p.agents) {
+          const a = model.agents.get(id);
+          if (a) st.agent.run(id, JSON.stringify(a));
+        }
+        if (p.dedup.length > 0) {
+          st.dedup.run(JSON.stringify(p.dedup), Math.max(...p.dedup.map(([, e]) => e)));
+        }
+        if (p.journalId > 0) st.journalDelete.run(p.journalId);
+      });
+    } catch (error) {
+      // The journal still holds it: reload() or the next start writes it.
+      stale = true;
+      throw error;
+    }
+    unjournaledCursors.clear();
+    if (++applies % CHECKPOINT_EVERY_APPLIES === 0) db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  }
+
+  function scheduleApply(): void {
+    if (pending.rows >= APPLY_MAX_ROWS) {
+      apply();
+      return;
+    }
+    if (applyTimer !== undefined || closed) return;
+    applyTimer = setTimeout(() => {
+      applyTimer = undefined;
+      try {
+        apply();
+      } catch (error) {
+        log.error("Cannot write the journal to the tables: {error}", { error });
+      }
+    }, APPLY_DELAY_MS);
+    Deno.unrefTimer(applyTimer);
+  }
+
+  function reloadOrLog(): void {
+    try {
+      reload();
+    } catch (error) {
+      log.error("Cannot reload from SQLite: {error}", { error });
+    }
+  }
+
+  function reload(): void {
+    const old = model;
+    pending = emptyPending();
+    replayJournal(db, st, options);
+    const loaded = loadModel(db, st, options);
+    // Cursors not yet written are still true: keep them.
+    for (const [id, record] of old.agents) {
+      const fresh = loaded.model.agents.get(id);
+      if (fresh && record.cursor > fresh.cursor) {
+        fresh.cursor = Math.min(record.cursor, fresh.seq);
+        pending.agents.add(id);
+      }
+    }
+    model = loaded.model;
+    stamp = Math.max(stamp, loaded.stamp);
+    stale = false;
+  }
+
+  /** Writes one commit's changes as one journal row, then queues them for the tables. */
+  function commit(m: Model, changes: Changes): void {
+    if (isEmpty(changes)) return;
+    const t = options.now();
+    const parts: string[] = [];
+    const logRows: string[] = [];
+    for (const e of changes.log) {
+      logRows.push(`[${JSON.stringify(e.agentId)},${e.seq},${frameOf(e)}]`);
+    }
+    const historyJson = changes.history.map((h) => JSON.stringify(h.item));
+    const history = changes.history.map((h, i) =>
+      `[${JSON.stringify(h.followerId)},${h.n},${historyJson[i]}]`
+    );
+    const queuedJson = changes.queued.map((q) => JSON.stringify(q.envelope));
+    const stamps = changes.queued.map(() => ++stamp);
+    const queued = changes.queued.map((q, i) =>
+      `[${JSON.stringify(q.followerId)},${q.n},${stamps[i]},${queuedJson[i]}]`
+    );
+    const contacts: string[] = [];
+    for (const id of changes.contacts) {
+      const c = m.contacts.get(id);
+      if (c) contacts.push(JSON.stringify(c));
+    }
+    // Cursors that moved since the last row go with this one, as a restart needs them.
+    const agentIds = new Set([...changes.agents, ...unjournaledCursors]);
+    const agents: string[] = [];
+    for (const id of agentIds) {
+      const a = m.agents.get(id);
+      if (a) agents.push(JSON.stringify(a));
+    }
+    const dedup: Array<[string, number]> = changes.dedup.map((k) => [k, m.seen.get(k) ?? 0]);
+    parts.push(
+      `"l":[${logRows.join(",")}]`,
+      `"h":[${history.join(",")}]`,
+      `"q":[${queued.join(",")}]`,
+      `"d":${JSON.stringify(changes.dequeued.map((d) => [d.followerId, d.n]))}`,
+      `"c":[${contacts.join(",")}]`,
+      `"a":[${agents.join(",")}]`,
+      `"k":${JSON.stringify(dedup)}`,
+      `"t":${t}`,
+    );
+    // The one write before anyone is told: if it throws, nothing below happens.
+    const res = st.journal.run(`{${parts.join(",")}}`);
+    unjournaledCursors.clear();
+    const p = pending;
+    p.journalId = Number(res.lastInsertRowid);
+    for (const e of changes.log) p.log.push([e.agentId, e.seq, e.frame!, t + logRetain]);
+    changes.history.forEach((h, i) =>
+      p.history.push([h.followerId, h.n, historyJson[i]!, t + options.retentionMs])
+    );
+    changes.queued.forEach((q, i) =>
+      p.queued.push([q.followerId, q.n, stamps[i]!, queuedJson[i]!])
+    );
+    for (const d of changes.dequeued) p.dequeued.push([d.followerId, d.n]);
+    for (const id of changes.contacts) p.contacts.add(id);
+    for (const id of changes.agents) p.agents.add(id);
+    p.dedup.push(...dedup);
+    p.rows += changes.log.length + changes.history.length + changes.queued.length +
+      changes.dequeued.length + changes.contacts.size;
+    scheduleApply();
+  }
+
+  /** Runs `step` on the model and commits what it changed, before the caller is told. */
+  function mutate<T>(step: (m: Model) => T): Promise<Applied<T>> {
+    if (closed) return Promise.reject(new Error("Cannot write: the store is closed"));
+    try {
+      if (stale) reload();
+      const m = model;
+      let value: T;
+      try {
+        value = step(m);
+      } catch (error) {
+        // A refused command changes nothing; anything else that threw midway is undone.
+        if (!isEmpty(m.takeChanges())) {
+          stale = true;
+          reloadOrLog();
+        }
+        throw error;
+      }
+      const changes = m.takeChanges();
+      try {
+        commit(m, changes);
+      } catch (error) {
+        // The model is ahead of the database: reload it, and reject so WeChat retries.
+        stale = true;
+        reloadOrLog();
+        throw error;
+      }
+      return Promise.resolve({ value, deliveries: changes.log });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Reads see the tables: what waits in memory is written first. */
+  function readable(): void {
+    if (stale) reload();
+    else apply();
+  }
+
+  function scheduleCursorFlush(): void {
+    if (cursorTimer !== undefined || closed) return;
+    cursorTimer = setTimeout(() => {
+      cursorTimer = undefined;
+      if (pending.agents.size === 0 || closed) return;
+      try {
+        apply();
+      } catch (error) {
+        log.warn("Cannot write delivery cursors: {error}", { error });
+      }
+    }, CURSOR_FLUSH_MS);
+    Deno.unrefTimer(cursorTimer);
+  }
+
+  prune();
+
+  const sync = <T>(fn: () => T): Promise<T> => {
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  return {
+    acceptInbound(items: InboundItem[], presence: Presence) {
+      return mutate((m) => items.map((item): InboundOutcome => m.inbound(item, presence)));
+    },
+    appendToAgents(entries) {
+      return mutate((m) => entries.map((e) => m.append(e.agentId, e.envelope)));
+    },
+    agentOnline(agentId: string, _presence: Presence) {
+      if (!stale && !closed && model.waiting.size === 0) {
+        // Nobody to hand over: at most a new agent's record changes, written with the
+        // cursors, so a reconnect storm of thousands of agents costs a few writes, not one
+        // each. An agent lost to a crash before that is made again when it reconnects.
+        if (!model.agents.has(agentId)) {
+          model.agent(agentId);
+          model.takeChanges();
+          pending.agents.add(agentId);
+          unjournaledCursors.add(agentId);
+          scheduleCursorFlush();
+        }
+        return Promise.resolve({ value: undefined, deliveries: [] });
+      }
+      return mutate((m) => m.agentOnline(agentId));
+    },
+    readLog(agentId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+      return sync(() => {
+        readable();
+        // Rows past the agent's seq can only be left over from a failed commit.
+        const last = model.agents.get(agentId)?.seq ?? 0;
+        if (afterSeq >= last || limit <= 0) return [];
+        const rows = st.readLog.all(agentId, afterSeq, last, limit) as Array<
+          { seq: number; frame: string }
+        >;
+        return rows.map((r) => ({
+          agentId,
+          seq: r.seq,
+          envelope: JSON.parse(r.frame) as Envelope,
+          frame: r.frame,
+        }));
+      });
+    },
+    markDelivered(agentId: string, seq: number): void {
+      const record = model.agents.get(agentId);
+      if (!record || seq <= record.cursor) return;
+      record.cursor = seq;
+      pending.agents.add(agentId);
+      unjournaledCursors.add(agentId);
+      scheduleCursorFlush();
+    },
+    ...modelReads(() => model),
+    readHistory(followerId: string, before: number | null, limit: number) {
+      return sync(() => {
+        const contact = model.contacts.get(followerId);
+        if (!contact || limit <= 0) return { items: [], nextBefore: null };
+        readable();
+        const end = Math.min(before ?? Infinity, contact.history_seq + 1);
+        const newestFirst = st.readHistory.all(followerId, end, limit + 1) as Array<
+          { n: number; item: string }
+        >;
+        const more = newestFirst.length > limit;
+        const page = newestFirst.slice(0, limit).reverse();
+        return {
+          items: page.map((h) => JSON.parse(h.item) as HistoryItem),
+          nextBefore: more ? page[0]!.n : null,
+        };
+      });
+    },
+    recordReply(agentId: string, followerId: string, item: HistoryItem) {
+      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }));
+    },
+    updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+      return sync(() => {
+        readable();
+        const row = st.getHistory.get(followerId, n) as { item: string } | undefined;
+        if (!row) return;
+        const item: HistoryItem = {
+          ...JSON.parse(row.item) as HistoryItem,
+          status,
+          ...(error ? { error } : {}),
+        };
+        st.setHistory.run(JSON.stringify(item), followerId, n);
+      });
+    },
+    sweepWindows(now: number) {
+      return mutate((m) => m.sweepWindows(now));
+    },
+    transfer(followerId: string, fromAgent: string, toAgent: string) {
+      return mutate((m) => m.transfer(followerId, fromAgent, toAgent));
+    },
+    closeConversation(followerId: string, agentId: string) {
+      return mutate((m) => m.close(followerId, agentId));
+    },
+    async setCapacity(agentId: string, capacity: number | null) {
+      await mutate((m) => m.setCapacity(agentId, capacity));
+    },
+    async renameContact(agentId: string, followerId: string, name: string) {
+      await mutate((m) => m.rename(agentId, followerId, name));
+    },
+    async markRead(agentId: string, followerId: string) {
+      await mutate((m) => m.markRead(agentId, followerId));
+    },
+    queueDepth(): Promise<number> {
+      return Promise.resolve(model.queuedCount);
+    },
+    ping(): Promise<void> {
+      return sync(() => {
+        if (closed) throw new Error("The store is closed");
+        if (stale) reload();
+        db.prepare("SELECT 1").get();
+      });
+    },
+    close(): Promise<void> {
+      if (closed) return Promise.resolve();
+      closed = true;
+      clearInterval(pruner);
+      clearTimeout(cursorTimer);
+      cursorTimer = undefined;
+      try {
+        if (!stale) apply();
+        db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } catch (error) {
+        log.warn("Cannot write to SQLite at close: {error}", { error });
+      }
+      clearTimeout(applyTimer);
+      db.close();
+      return Promise.resolve();
+    },
+  };
+}
