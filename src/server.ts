@@ -19,18 +19,24 @@ import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake } from "./media/intake.ts";
 import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
-import { createUrlSigner } from "./media/signed_url.ts";
+import { renewMediaUrlRoute } from "./media/renew.ts";
+import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
+import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
 import { createDemoMedia } from "./replies/demo_media.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
+import { createHostList } from "./replies/address_policy.ts";
 import { createMediaUrlFetcher } from "./replies/media_url.ts";
+import { resolveWithSystem } from "./replies/public_get.ts";
 import { createReplyService, type ReplyContext } from "./replies/reply_service.ts";
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createOperatorEvents } from "./wechat/operator_events.ts";
+import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 
 const log = getLogger(["bridge", "http"]);
@@ -46,8 +52,13 @@ export interface Effects {
   /** Default: the store the configuration names (Deno KV under DATA_DIR, memory, Redis). */
   store?: Store;
   now?: () => number;
-  /** Every outbound HTTP request: WeChat's API, media downloads, agents' `media_url`s. */
+  /**
+   * Outbound HTTP: WeChat's API and follower media downloads. Agents' `media_url`s go through
+   * node:http instead, connected to the address that was checked (src/replies/public_get.ts).
+   */
   fetch?: typeof fetch;
+  /** Resolves a host name an agent's `media_url` names; default the system's (getaddrinfo). */
+  resolveHost?: (hostname: string) => Promise<string[]>;
   /** The ffmpeg binary (subprocesses). */
   ffmpeg?: string;
   /** Where the console's files are read from. */
@@ -88,10 +99,16 @@ export async function createServer(config: Config, effects: Effects = {}) {
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
   const storage = createDiskStorage(`${config.dataDir}/media`);
-  const signer = createUrlSigner(mediaSecret);
+  const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
-    ? createDemoMedia({ storage, signer, maxBytes: config.mediaMaxBytes })
+    ? createDemoMedia({
+      storage: createDiskStorage(`${config.dataDir}/demo-media`),
+      signer,
+      maxBytes: config.mediaMaxBytes,
+    })
     : null;
+  // Demo pictures are served beside the bridge's media, from their own bounded directory.
+  const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
   const upload = createAgentUpload({
     storage,
@@ -175,10 +192,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
         kind: "wechat",
         client,
         fetchMedia: createMediaUrlFetcher({
-          fetch: doFetch,
+          resolve: effects.resolveHost ?? resolveWithSystem,
+          privateHosts: createHostList(config.mediaUrlPrivateHosts),
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
+        makeThumb: (video) =>
+          videoThumbnail(video, { timeoutMs: config.mediaTimeoutMs, ffmpeg: effects.ffmpeg }),
+        kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
       }
       : { kind: "demo", outbox: outbox! },
   );
@@ -195,6 +216,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
     journalDir: `${config.dataDir}/media-jobs`,
     accept: (item) => switchboard.accept(item),
   });
+  const operatorEvents = createOperatorEvents({
+    store,
+    switchboard,
+    onlineAgents: async () => store.onlineAgents ? await store.onlineAgents() : hub.onlineAgents(),
+    countReport: (event) => metrics.accountReports.inc({ event }),
+    now,
+  });
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
@@ -208,6 +236,19 @@ export async function createServer(config: Config, effects: Effects = {}) {
       if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
+    report: operatorEvents.report,
+    forget: operatorEvents.forget,
+    profileChanged: operatorEvents.profileChanged,
+    isAgent: (id) => store.isKnownAgent(id),
+    maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
+    passive: createPassiveReplies({
+      autoReplyText: config.autoReplyText,
+      workingHours: config.workingHours,
+      transferCustomerService: config.transferCustomerService,
+      now,
+      anyAgentOnline: async () =>
+        store.onlineAgents ? (await store.onlineAgents()).length > 0 : hub.agentCount > 0,
+    }),
   });
   const upgrade = createAgentSocketHandler({
     hub,
@@ -222,7 +263,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const files = createStaticFiles(
     effects.staticDir ?? new URL("../static/", import.meta.url).pathname,
   );
-  const conversations = createConversationRoutes({ store, agentOf: agentRequired });
+  const conversations = createConversationRoutes({
+    store,
+    agentOf: agentRequired,
+    // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
+    renewMsg: (msg) => renewMediaUrls(signer, msg),
+  });
 
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
@@ -233,9 +279,17 @@ export async function createServer(config: Config, effects: Effects = {}) {
   }
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
-    // The seed's own test posts WeChat XML to /send.
+    // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
+    // to its own.
+    const bytes = await readBodyLimited(
+      req,
+      Math.max(DEFAULT_LIMITS.sendBodyBytes, DEFAULT_LIMITS.xmlBodyBytes),
+    );
+    const text = decoder.decode(bytes);
     if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
+    if (bytes.byteLength > DEFAULT_LIMITS.sendBodyBytes) {
+      throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
+    }
     const agentId = await agentOf(req, url, false);
     let body: unknown;
     try {
@@ -260,10 +314,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
       return json({ status: "store unreachable" }, 503);
     }
   }
-  /** Demo routes exist only in demo mode. */
-  const demoOnly = (handler: Route["handler"]): Route["handler"] => (req, url, params) => {
+  /**
+   * Demo routes exist only in demo mode, and with AGENT_SECRET set only for an agent's token:
+   * they show any follower's replies and take uploads, which no stranger may use.
+   */
+  const demoOnly = (handler: Route["handler"]): Route["handler"] => async (req, url, params) => {
     if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
-    return handler(req, url, params);
+    if (auth.required) await auth.authenticate(req, url, null);
+    return await handler(req, url, params);
   };
   const publicBase = (url: URL) => config.publicUrl ?? url.origin;
 
@@ -276,6 +334,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     ["POST", B("/send_xml"), sendXml],
     ["GET", B("/contacts"), conversations.contacts],
     ["GET", B("/history"), conversations.history],
+    ["GET", B("/media_url"), async (req, url) => {
+      await agentRequired(req, url);
+      return renewMediaUrlRoute(url, signer);
+    }],
     ["POST", B("/upload"), async (req, url) => {
       await agentRequired(req, url);
       return await upload(req, publicBase(url));
@@ -299,7 +361,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
       "GET",
       ["/media/:key"],
       (req, url, params) =>
-        serveMedia(req, params["key"] ?? "", url.searchParams.get("t"), { storage, signer }),
+        serveMedia(req, params["key"] ?? "", url.searchParams, {
+          storage: servedMedia,
+          signer,
+          now,
+        }),
     ],
     ["GET", ["/healthz"], () => json({ status: "ok" })],
     ["GET", ["/readyz"], ready],

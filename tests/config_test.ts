@@ -32,7 +32,33 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaAllowedHosts: undefined,
       mediaMaxBytes: 20 * 1024 * 1024,
       mediaTimeoutMs: 15_000,
+      agentKfAccounts: {},
+      autoReplyText: undefined,
+      workingHours: undefined,
+      transferCustomerService: false,
+      mediaUrlPrivateHosts: [],
+      mediaUrlTtlS: 86_400,
     });
+  });
+
+  await t.step("replies and passive answers: kf accounts, auto-reply, working hours", () => {
+    const config = loadConfig({
+      AGENT_KF_ACCOUNTS: "alice=kf2001@gh_account, bob=kf2002@gh_account",
+      AUTO_REPLY_TEXT: "稍后回复您",
+      AUTO_REPLY_HOURS: "09:00-18:30",
+      PASSIVE_TRANSFER_CUSTOMER_SERVICE: "true",
+    });
+    assert.deepEqual(config.agentKfAccounts, {
+      alice: "kf2001@gh_account",
+      bob: "kf2002@gh_account",
+    });
+    assert.equal(config.autoReplyText, "稍后回复您");
+    assert.deepEqual(config.workingHours, { startMin: 540, endMin: 1110 });
+    assert.equal(config.transferCustomerService, true);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice=kf2001" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "9-18" }), /AUTO_REPLY_HOURS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "09:00-25:00" }), /AUTO_REPLY_HOURS/);
   });
 
   await t.step("the default media hosts are README's list, WeChat's video CDN included", () => {
@@ -72,6 +98,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       MEDIA_ALLOWED_HOSTS: "files.example.com, *.cdn.example",
       MEDIA_MAX_BYTES: "1000",
       MEDIA_TIMEOUT_MS: "500",
+      MEDIA_URL_PRIVATE_HOSTS: "files.corp.example:8443, 10.0.0.5",
+      MEDIA_URL_TTL_S: "3600",
     });
     assert.equal(config.port, 8080);
     assert.equal(config.wechatApiBase, "http://127.0.0.1:9000");
@@ -84,6 +112,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.deepEqual(config.mediaAllowedHosts, ["files.example.com", "*.cdn.example"]);
     assert.equal(config.mediaMaxBytes, 1000);
     assert.equal(config.mediaTimeoutMs, 500);
+    assert.deepEqual(config.mediaUrlPrivateHosts, ["files.corp.example:8443", "10.0.0.5"]);
+    assert.equal(config.mediaUrlTtlS, 3600);
   });
 
   await t.step("an empty value counts as unset", () => {
@@ -95,6 +125,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ PORT: "http" }), /Cannot read PORT/);
     assert.throws(() => loadConfig({ HEARTBEAT_INTERVAL_S: "0" }), /HEARTBEAT_INTERVAL_S/);
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
+    assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
     assert.throws(() => loadConfig({ STORE_FSYNC: "yes" }), /Cannot read STORE_FSYNC/);
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");

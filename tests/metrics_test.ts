@@ -236,6 +236,7 @@ const BRIDGE_FAMILIES: Record<string, string> = {
   bridge_webhook_duration_seconds: "histogram",
   bridge_queue_depth: "gauge",
   bridge_rejected_total: "counter",
+  bridge_account_reports_total: "counter",
 };
 
 Deno.test("createBridgeMetrics() declares the bridge's metrics", async (t) => {

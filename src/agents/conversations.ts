@@ -10,6 +10,8 @@ import { windowClosesAt, windowStateOf } from "../protocol/window.ts";
 export interface ConversationDeps {
   store: Store;
   agentOf(req: Request, url: URL): Promise<string>;
+  /** A history item's `msg` as the agent should read it (media URLs with a fresh lifetime). */
+  renewMsg?: (msg: Record<string, unknown>) => Record<string, unknown>;
 }
 
 /** Creates `GET contacts` and `GET history`. */
@@ -62,7 +64,11 @@ export function createConversationRoutes(deps: ConversationDeps) {
         throw new HttpError(400, "before must be a cursor from next_before");
       }
       const page = await store.readHistory(contactId, before, limit);
-      return json({ messages: page.items, next_before: page.nextBefore });
+      const renew = deps.renewMsg;
+      const messages = renew
+        ? page.items.map((item) => ({ ...item, msg: renew(item.msg) }))
+        : page.items;
+      return json({ messages, next_before: page.nextBefore });
     },
   };
 }

@@ -7,6 +7,7 @@ import { chinaClock, noticeText } from "../protocol/notices.ts";
 import {
   MESSAGE_WINDOW_MS,
   noteInbound,
+  noteWindowClosed,
   WINDOW_WARNING_MS,
   windowStateOf,
 } from "../protocol/window.ts";
@@ -39,6 +40,8 @@ export interface Changes {
   queued: QueuedMessage[];
   dequeued: Array<{ followerId: string; n: number }>;
   dedup: string[];
+  /** Followers forgotten (their authorization revoked): contact and history to delete. */
+  forgotten: string[];
 }
 
 /** An empty change set. */
@@ -51,6 +54,7 @@ export function emptyChanges(): Changes {
     queued: [],
     dequeued: [],
     dedup: [],
+    forgotten: [],
   };
 }
 
@@ -242,6 +246,7 @@ export class Model {
       contact.last_inbound_at = state.lastInboundAt;
       contact.last_inbound_kind = state.lastInboundKind;
       contact.replies_since_inbound = state.repliesSinceInbound;
+      if (state.closedBy === undefined) delete contact.window_closed_by;
     }
     contact.subscribed = item.event !== "unsubscribe";
     contact.last_message = {
@@ -321,6 +326,16 @@ export class Model {
     return n;
   }
 
+  /** WeChat refused a reply with `errcode` (45015, 45047): the window is closed until the
+   * follower acts again. */
+  closeWindow(followerId: string, errcode: number): void {
+    const contact = this.contacts.get(followerId);
+    const state = contact && windowStateOf(contact);
+    if (!contact || !state) return;
+    contact.window_closed_by = noteWindowClosed(state, errcode).closedBy;
+    this.changes.contacts.add(followerId);
+  }
+
   /** Moves a follower from one agent to another; both are told. */
   transfer(followerId: string, fromAgent: string, toAgent: string): void {
     const contact = this.contacts.get(followerId);
@@ -343,6 +358,30 @@ export class Model {
       to: toAgent,
       text: noticeText("transferredOut", { name: contact.name, to: toAgent }),
     });
+  }
+
+  /** Forgets a follower: its contact and what it queued go, its agent gets `notice`. WeChat
+   * asks this when a user revokes its authorization (user_authorization_revoke). */
+  forget(followerId: string, notice: Envelope): boolean {
+    const contact = this.contacts.get(followerId);
+    if (!contact) return false;
+    if (contact.agent_id !== null) {
+      const record = this.agent(contact.agent_id);
+      record.load = Math.max(0, record.load - 1);
+      this.changes.agents.add(contact.agent_id);
+    }
+    const queued = this.waiting.get(followerId);
+    if (queued) {
+      this.waiting.delete(followerId);
+      this.#queuedCount -= queued.length;
+      for (const q of queued) this.changes.dequeued.push({ followerId, n: q.n });
+    }
+    this.contacts.delete(followerId);
+    this.changes.contacts.delete(followerId);
+    this.changes.forgotten.push(followerId);
+    const agentId = contact.agent_id ?? contact.last_agent_id;
+    if (agentId !== null) this.append(agentId, notice);
+    return true;
   }
 
   /** Ends a conversation: the follower's next message is assigned anew. */

@@ -84,6 +84,9 @@ export interface BridgeMetrics {
   readonly queueDepth: CollectedGauge;
   /** Label: reason (`rate`, `frame_size`, `body_size`, `sockets`, `origin`, `auth`, …). */
   readonly rejected: LabelledCounter<"reason">;
+  /** Label: event (`TEMPLATESENDJOBFINISH`, `MASSSENDJOBFINISH`, …): reports on the account's
+   * own sends and reviews, which never become conversations. */
+  readonly accountReports: LabelledCounter<"event">;
   /** The exposition text for `GET /metrics`. */
   render(): Promise<string>;
 }
@@ -146,6 +149,12 @@ export function createBridgeMetrics(options: { queueDepth?: () => number } = {})
       name: "bridge_rejected_total",
       help: "Requests, sockets and messages refused by a limit or a check, by reason.",
       labelNames: ["reason"],
+    }),
+    accountReports: labelledCounter(registry, {
+      name: "bridge_account_reports_total",
+      help: "WeChat's reports on the account's own sends and reviews (template, mass send, " +
+        "subscribe messages, cards, verification), by event.",
+      labelNames: ["event"],
     }),
     render: () => registry.metrics(),
   };

@@ -282,12 +282,15 @@ function ops.inbound()
       touch(c)
       if name ~= '' then c.name = name end
       -- As window.ts noteInbound: an event keeps an open message window that has replies left.
-      local keeps = kind == 'event' and c.last_inbound_kind == 'message'
+      -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
+      local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
+      local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
         and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
       if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
         c.last_inbound_at = at
         c.last_inbound_kind = kind
         c.replies_since_inbound = 0
+        c.window_closed_by = nil
       end
       if kind == 'message' then
         c.window_notice = nil
@@ -392,6 +395,39 @@ function ops.close()
     text = notice('closed', { name = c.name }),
   })
   return 0
+end
+
+-- model.ts closeWindow: WeChat answered 45015 or 45047; closed until the follower acts again.
+function ops.closewindow()
+  local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
+  local c = get_contact(fid)
+  if not c or c.last_inbound_at == 0 then return 0 end
+  c.window_closed_by = code
+  touch(c)
+  return 0
+end
+
+-- model.ts forget: the contact, its history and queue go; its agent gets the notice (ARGV tail).
+function ops.forget()
+  local fid, tail = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c then return 0 end
+  if c.agent_id ~= NULL then add_load(c.agent_id, -1) end
+  local qkey = P .. 'queued:' .. fid
+  local queued = redis.call('LLEN', qkey)
+  if queued > 0 then
+    redis.call('DEL', qkey)
+    redis.call('DECRBY', P .. 'queued_count', queued)
+  end
+  redis.call('ZREM', P .. 'waiting', fid)
+  redis.call('ZREM', P .. 'windows', fid)
+  redis.call('DEL', P .. 'hist:' .. fid)
+  redis.call('HDEL', P .. 'contacts', fid)
+  if c.last_agent_id ~= NULL then redis.call('ZREM', P .. 'served:' .. c.last_agent_id, fid) end
+  local a = c.agent_id
+  if a == NULL then a = c.last_agent_id end
+  if a ~= NULL then append(a, tail) end
+  return 1
 end
 
 function ops.capacity()

@@ -512,6 +512,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return applied(undefined, entries);
     },
 
+    async closeWindow(followerId: string, errcode: number) {
+      await run("closewindow", [followerId, errcode]);
+    },
+
+    async forgetFollower(followerId: string, notice: Envelope) {
+      const { value, entries } = await run<number>("forget", [followerId, tailOf(notice)]);
+      return applied(value === 1, entries);
+    },
+
     async setCapacity(agentId: string, capacity: number | null) {
       await run("capacity", [agentId, capacity === null ? "" : capacity]);
     },

@@ -49,7 +49,8 @@ export interface SqliteStoreOptions extends ModelOptions {
  * already JSON, so they are embedded as they are, not escaped as strings.
  * `l`: log [agent, seq, frame]; `h`: history [follower, n, item]; `q`: queued [follower, n,
  * stamp, envelope]; `d`: dequeued [follower, n]; `c`: contacts; `a`: agents; `k`: dedup
- * [key, expiry]; `t`: the commit's time (ms), from which expiries are counted.
+ * [key, expiry]; `f`: followers forgotten (contact and history deleted after the rest);
+ * `t`: the commit's time (ms), from which expiries are counted.
  */
 interface JournalRecord {
   l: Array<[string, number, unknown]>;
@@ -59,6 +60,7 @@ interface JournalRecord {
   c: Contact[];
   a: AgentRecord[];
   k: Array<[string, number]>;
+  f?: string[];
   t: number;
 }
 
@@ -71,6 +73,7 @@ interface Pending {
   contacts: Set<string>;
   agents: Set<string>;
   dedup: Array<[string, number]>;
+  forgotten: string[];
   /** The last journal row these come from. */
   journalId: number;
   rows: number;
@@ -84,6 +87,7 @@ const emptyPending = (): Pending => ({
   contacts: new Set(),
   agents: new Set(),
   dedup: [],
+  forgotten: [],
   journalId: 0,
   rows: 0,
 });
@@ -91,7 +95,8 @@ const emptyPending = (): Pending => ({
 function isEmpty(changes: Changes): boolean {
   return changes.contacts.size === 0 && changes.agents.size === 0 && changes.log.length === 0 &&
     changes.history.length === 0 && changes.queued.length === 0 &&
-    changes.dequeued.length === 0 && changes.dedup.length === 0;
+    changes.dequeued.length === 0 && changes.dedup.length === 0 &&
+    changes.forgotten.length === 0;
 }
 
 /** The entry's envelope as JSON, made once for the store and the sockets. */
@@ -117,6 +122,8 @@ function prepare(db: DatabaseSync) {
     contact: s("INSERT OR REPLACE INTO contacts (follower_id, json) VALUES (?, ?)"),
     agent: s("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)"),
     dedup: s("INSERT INTO dedup (keys, expires_at) VALUES (?, ?)"),
+    forgetHistory: s("DELETE FROM history WHERE follower_id = ?"),
+    forgetContact: s("DELETE FROM contacts WHERE follower_id = ?"),
     readLog: s(
       "SELECT seq, frame FROM log WHERE agent_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
     ),
@@ -153,6 +160,12 @@ function transaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/** Deletes a forgotten follower's contact and history. */
+function forget(st: Statements, followerId: string): void {
+  st.forgetHistory.run(followerId);
+  st.forgetContact.run(followerId);
+}
+
 /** Writes journal rows the last run left to the tables (after a crash, or a failed apply). */
 function replayJournal(db: DatabaseSync, st: Statements, options: SqliteStoreOptions): number {
   const rows = st.journalAll.all() as Array<{ id: number; changes: string }>;
@@ -172,6 +185,7 @@ function replayJournal(db: DatabaseSync, st: Statements, options: SqliteStoreOpt
       if (r.k.length > 0) {
         st.dedup.run(JSON.stringify(r.k), Math.max(...r.k.map(([, expiry]) => expiry)));
       }
+      for (const f of r.f ?? []) forget(st, f);
     }
     st.journalDelete.run(rows[rows.length - 1]!.id);
   });
@@ -333,6 +347,9 @@ function createSqliteStore(
         if (p.dedup.length > 0) {
           st.dedup.run(JSON.stringify(p.dedup), Math.max(...p.dedup.map(([, e]) => e)));
         }
+        // Last: a forget is applied at once (see commit()), so nothing of the follower's
+        // next conversation is in this batch.
+        for (const f of p.forgotten) forget(st, f);
         if (p.journalId > 0) st.journalDelete.run(p.journalId);
       });
     } catch (error) {
@@ -426,6 +443,7 @@ function createSqliteStore(
       `"c":[${contacts.join(",")}]`,
       `"a":[${agents.join(",")}]`,
       `"k":${JSON.stringify(dedup)}`,
+      `"f":${JSON.stringify(changes.forgotten)}`,
       `"t":${t}`,
     );
     // The one write before anyone is told: if it throws, nothing below happens.
@@ -444,9 +462,19 @@ function createSqliteStore(
     for (const id of changes.contacts) p.contacts.add(id);
     for (const id of changes.agents) p.agents.add(id);
     p.dedup.push(...dedup);
+    p.forgotten.push(...changes.forgotten);
     p.rows += changes.log.length + changes.history.length + changes.queued.length +
-      changes.dequeued.length + changes.contacts.size;
-    scheduleApply();
+      changes.dequeued.length + changes.contacts.size + changes.forgotten.length;
+    if (changes.forgotten.length === 0) {
+      scheduleApply();
+      return;
+    }
+    try {
+      apply();
+    } catch (error) {
+      // Committed all the same: the journal has it, and reload() or the next start applies it.
+      log.error("Cannot write the journal to the tables: {error}", { error });
+    }
   }
 
   /** Runs `step` on the model and commits what it changed, before the caller is told. */
@@ -595,6 +623,12 @@ function createSqliteStore(
     },
     sweepWindows(now: number) {
       return mutate((m) => m.sweepWindows(now));
+    },
+    async closeWindow(followerId: string, errcode: number) {
+      await mutate((m) => m.closeWindow(followerId, errcode));
+    },
+    forgetFollower(followerId: string, notice: Envelope) {
+      return mutate((m) => m.forget(followerId, notice));
     },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
       return mutate((m) => m.transfer(followerId, fromAgent, toAgent));

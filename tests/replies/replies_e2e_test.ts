@@ -95,8 +95,7 @@ function wechatEnv(fake: FakeWechat, extra: Record<string, string> = {}) {
 Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
   const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
   const clock = fakeClock();
-  const server = await startBridge({ env: wechatEnv(fake), now: clock.now });
-  // What an agent's media_url points at.
+  // What an agent's media_url points at: an intranet file server the operator allows.
   const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5]);
   const files = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -105,6 +104,10 @@ Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
         ? new Response(png, { headers: { "content-type": "image/png" } })
         : new Response("not found", { status: 404 }),
   );
+  const server = await startBridge({
+    env: wechatEnv(fake, { MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}` }),
+    now: clock.now,
+  });
   const agentUrl = `${server.wsBase}${B}/msg?userid=A`;
   const agent = await connectAgent(agentUrl);
   const other = await connectAgent(agentUrl);
@@ -301,7 +304,8 @@ Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
     await t.step("one refusal from WeChat is one -1 on the sending socket", async () => {
       await onNewSocket(async (socket) => {
         await write(server, socket, f1);
-        fake.failNext(SEND, 45015, "response out of time limit or subscription is canceled");
+        // Not 45015 or 45047: those close the window, and "after-fail" would be refused.
+        fake.failNext(SEND, 40003, "invalid openid");
         reply(socket, f1, "fail-once");
         await socket.waitFor(isError("fail-once"));
         // The socket handles its messages in order: once this one is confirmed, everything the
