@@ -66,6 +66,9 @@ async function measure(ctx: Context, system: System, what: string, run: () => Pr
   }
 }
 
+/** A difference with its sign: "+5.5", "-20.1". */
+const signed = (n: number) => (n >= 0 ? "+" : "") + num(n, 1);
+
 /** Per-round ratios a[i] / b[i], then their median. */
 function medianRatio(a: readonly number[], b: readonly number[]): number {
   return median(a.map((x, i) => x / (b[i] ?? NaN)));
@@ -251,7 +254,7 @@ export async function throughput(
     );
     rows.push({
       workload: "persistence cost per message (SQLite − memory)",
-      bridge: `+${num(wall, 1)} µs wall, +${num(cpu, 1)} µs CPU`,
+      bridge: `${signed(wall)} µs wall, ${signed(cpu)} µs CPU`,
       baseline: "",
       ratio: ratio(medianRatio(rate(bridge), rate(memory))),
       target: "",

@@ -18,6 +18,7 @@ import type {
   Presence,
   Store,
 } from "../core/store.ts";
+import type { CheckpointerStart } from "./sqlite_checkpointer.ts";
 import { SCHEMA } from "./sqlite_schema.ts";
 
 const log = getLogger(["bridge", "store"]);
@@ -31,8 +32,10 @@ const PRUNE_INTERVAL_MS = 60_000;
 /** Rows deleted per statement when pruning, so a prune never holds the thread for long. */
 const PRUNE_CHUNK = 5_000;
 const MIN_LOG_RETENTION_MS = 48 * 3600_000;
-/** WAL pages before the store checkpoints, after an apply (never on the message path). */
-const CHECKPOINT_EVERY_APPLIES = 20;
+/** How often the checkpointer worker copies the WAL into the database file. */
+const CHECKPOINT_INTERVAL_MS = 1000;
+/** A WAL file larger than this is cut back after it was checkpointed. */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /** Options of the SQLite store: the model's, retention, and whether every commit is fsynced. */
 export interface SqliteStoreOptions extends ModelOptions {
@@ -251,8 +254,9 @@ export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
   try {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
-    // Checkpoints run after applies, off the message path (see apply()).
+    // Checkpoints run in a worker (sqlite_checkpointer.ts), off the thread that answers.
     db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
     db.exec("PRAGMA busy_timeout = 5000");
     db.exec(SCHEMA);
   } catch (error) {
@@ -270,11 +274,40 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions): Prom
     const replayed = replayJournal(db, st, options);
     if (replayed > 0) log.info("Applied {rows} journal rows left by the last run", { replayed });
     const loaded = loadModel(db, st, options);
-    return Promise.resolve(createSqliteStore(db, st, loaded.model, loaded.stamp, options));
+    const checkpointer = path === ":memory:" ? null : startCheckpointer(path);
+    return Promise.resolve(
+      createSqliteStore(db, st, loaded.model, loaded.stamp, options, checkpointer),
+    );
   } catch (error) {
     db.close();
     return Promise.reject(error);
   }
+}
+
+/** Starts the worker that checkpoints the WAL of the file at `path`. */
+function startCheckpointer(path: string): Worker {
+  const worker = new Worker(new URL("./sqlite_checkpointer.ts", import.meta.url).href, {
+    type: "module",
+  });
+  const start: CheckpointerStart = { path, intervalMs: CHECKPOINT_INTERVAL_MS };
+  worker.postMessage(start);
+  worker.onerror = (event) => {
+    event.preventDefault();
+    log.warn("The SQLite checkpointer stopped: {message}", { message: event.message });
+  };
+  return worker;
+}
+
+/** Asks the checkpointer to close its connection and waits (at most 5 s) until it has. */
+async function stopCheckpointer(worker: Worker): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await new Promise<void>((resolve) => {
+    worker.onmessage = () => resolve();
+    timer = setTimeout(resolve, 5000);
+    worker.postMessage("close");
+  });
+  clearTimeout(timer);
+  worker.terminate();
 }
 
 function createSqliteStore(
@@ -283,6 +316,7 @@ function createSqliteStore(
   initial: Model,
   initialStamp: number,
   options: SqliteStoreOptions,
+  checkpointer: Worker | null,
 ): Store {
   let model = initial;
   let stamp = initialStamp;
@@ -292,7 +326,6 @@ function createSqliteStore(
   let closed = false;
   let applyTimer: ReturnType<typeof setTimeout> | undefined;
   let cursorTimer: ReturnType<typeof setTimeout> | undefined;
-  let applies = 0;
   /** Agents whose cursor (or new record) is in no journal row yet. */
   const unjournaledCursors = new Set<string>();
   const logRetain = Math.max(options.retentionMs, MIN_LOG_RETENTION_MS);
@@ -358,7 +391,6 @@ function createSqliteStore(
       throw error;
     }
     unjournaledCursors.clear();
-    if (++applies % CHECKPOINT_EVERY_APPLIES === 0) db.exec("PRAGMA wal_checkpoint(PASSIVE)");
   }
 
   function scheduleApply(): void {
@@ -655,12 +687,13 @@ function createSqliteStore(
         db.prepare("SELECT 1").get();
       });
     },
-    close(): Promise<void> {
-      if (closed) return Promise.resolve();
+    async close(): Promise<void> {
+      if (closed) return;
       closed = true;
       clearInterval(pruner);
       clearTimeout(cursorTimer);
       cursorTimer = undefined;
+      if (checkpointer) await stopCheckpointer(checkpointer);
       try {
         if (!stale) apply();
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -669,7 +702,6 @@ function createSqliteStore(
       }
       clearTimeout(applyTimer);
       db.close();
-      return Promise.resolve();
     },
   };
 }

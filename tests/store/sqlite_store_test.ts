@@ -517,3 +517,32 @@ Deno.test("openSqliteStore() writes new agents with the cursors, not a commit ea
     }
   });
 });
+
+Deno.test("openSqliteStore() copies the WAL into the database file from its worker, while open", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const store = await openSqliteStore(path, storeOptions());
+    try {
+      const before = (await Deno.stat(path)).size;
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      const long = "长".repeat(2000);
+      for (let i = 0; i < 20; i++) {
+        await store.acceptInbound(
+          Array.from({ length: 10 }, (_, j) => textItem(`f${j}`, `${i}:${long}`)),
+          online,
+        );
+      }
+      // The store never checkpoints on its own thread (wal_autocheckpoint is off): only the
+      // worker makes the file grow before close.
+      const deadline = Date.now() + 10_000;
+      while ((await Deno.stat(path)).size <= before + 100_000) {
+        if (Date.now() > deadline) throw new Error("The database file never grew");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await store.readLog("a1", 0, 1000)).length, 210);
+    } finally {
+      await store.close();
+    }
+  });
+});
