@@ -23,8 +23,10 @@ import { SCHEMA } from "./sqlite_schema.ts";
 
 const log = getLogger(["bridge", "store"]);
 
-/** How long committed work may wait in the journal before it is written to the tables. */
-const APPLY_DELAY_MS = 50;
+/** How long committed work may wait in the journal before it is written to the tables. The
+ * write holds the thread (about 35 µs a message): at 2,000 messages/s, 20 ms makes it ~1.4 ms,
+ * and commits cost little, so it is kept short for the answer time's tail. */
+const APPLY_DELAY_MS = 20;
 /** Rows waiting to be applied before it is done at once, to bound the memory they hold. */
 const APPLY_MAX_ROWS = 20_000;
 const CURSOR_FLUSH_MS = 1000;
