@@ -1,6 +1,8 @@
 // Configuration: every setting the bridge reads from the environment, with SPEC's defaults.
 // main.ts is the only caller; everything else receives the parsed Config.
 
+import { parseLevel } from "./logging.ts";
+
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
   port: number;
@@ -24,6 +26,8 @@ export interface Config {
   storeFsync: boolean;
   logFormat: "json" | "text";
   logLevel: string;
+  /** Seconds between looks for 48-hour windows closing or closed (their notices). */
+  windowSweepIntervalS: number;
   historyRetentionDays: number;
   /** Hosts follower media may be fetched from; unset: WeChat's own (media/pipeline.ts). */
   mediaAllowedHosts?: string[];
@@ -117,7 +121,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     store,
     storeFsync: fsync === "1" || fsync === "true",
     logFormat: str("LOG_FORMAT") === "json" ? "json" : "text",
-    logLevel: str("LOG_LEVEL") ?? "info",
+    // Checked here, so a bad level stops start-up with one line like every other variable.
+    logLevel: parseLevel(str("LOG_LEVEL")),
+    windowSweepIntervalS: int("WINDOW_SWEEP_INTERVAL_S", 60, 1),
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")

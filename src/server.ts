@@ -46,6 +46,8 @@ export const BASE = "/im_component/wx_official_account";
 
 /** How long requests already in flight when the server stops may take before sockets close. */
 const IN_FLIGHT_LIMIT_MS = 5_000;
+/** How long a stop waits for media jobs under way before leaving them to the journal. */
+const MEDIA_DRAIN_LIMIT_MS = 2_000;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
@@ -77,8 +79,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
     : undefined;
   const now = effects.now ?? Date.now;
   const doFetch = effects.fetch ?? fetch;
-  const store = effects.store ?? await openStore(config);
   const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+  const store = effects.store ?? await openStore(config, now);
   const metrics = createBridgeMetrics();
 
   let idCounter = 0;
@@ -146,17 +148,22 @@ export async function createServer(config: Config, effects: Effects = {}) {
   // The gauge is read synchronously at scrape time; the store answers asynchronously.
   let queueDepth = 0;
   metrics.queueDepth.setCollector(() => queueDepth);
-  const depthTimer = setInterval(() => {
-    store.queueDepth().then((n) => queueDepth = n, () => {});
-  }, 5_000);
-  Deno.unrefTimer(depthTimer);
   /** Tells agents about 48-hour windows closing or closed (SPEC: "window expiry"). */
   const sweepWindows = async (): Promise<number> =>
     store.sweepWindows ? await switchboard.apply(store.sweepWindows(now())) : 0;
-  const windowTimer = setInterval(() => {
-    sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
-  }, 60_000);
-  Deno.unrefTimer(windowTimer);
+  /** The timers a listening server runs: heartbeats, the queue gauge, window notices. */
+  const timers: ReturnType<typeof setInterval>[] = [];
+  function startTimers(): void {
+    timers.push(
+      setInterval(() => hub.broadcast(HEARTBEAT_FRAME), config.heartbeatIntervalS * 1000),
+    );
+    timers.push(setInterval(() => {
+      store.queueDepth().then((n) => queueDepth = n, () => {});
+    }, 5_000));
+    timers.push(setInterval(() => {
+      sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
+    }, config.windowSweepIntervalS * 1000));
+  }
 
   const auth = createAgentAuth({
     secret: config.agentSecret,
@@ -434,7 +441,6 @@ export async function createServer(config: Config, effects: Effects = {}) {
     }
   }
 
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
   let served: Deno.HttpServer<Deno.NetAddr> | undefined;
   let stopped: Promise<void> | undefined;
 
@@ -461,10 +467,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
         hostname: options.hostname,
         onListen: options.onListen ?? (() => {}),
       }, handler);
-      heartbeat ??= setInterval(
-        () => hub.broadcast(HEARTBEAT_FRAME),
-        config.heartbeatIntervalS * 1000,
-      );
+      startTimers();
       return served.addr;
     },
     /**
@@ -478,11 +481,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
         while (inFlight > 0 && performance.now() < patience) {
           await new Promise((r) => setTimeout(r, 5));
         }
-        clearInterval(depthTimer);
-        clearInterval(windowTimer);
-        if (heartbeat !== undefined) clearInterval(heartbeat);
-        heartbeat = undefined;
-        // Media jobs still running stay journaled and resume at the next start.
+        for (const timer of timers.splice(0)) clearInterval(timer);
         await switchboard.drain();
         hub.closeAll(code, reason);
         // Until the agents answer the close, the server's own shutdown would close their
@@ -492,7 +491,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
           await new Promise((r) => setTimeout(r, 5));
         }
         await served?.shutdown();
-        await intake.drain();
+        // Media jobs still running (a slow WeChat download) stay journaled and resume at the
+        // next start: waiting for them could outlast the shutdown deadline.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          intake.drain(),
+          new Promise((r) => timer = setTimeout(r, MEDIA_DRAIN_LIMIT_MS)),
+        ]);
+        clearTimeout(timer);
         await store.close();
       })();
       return stopped;

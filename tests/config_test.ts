@@ -27,6 +27,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       storeFsync: false,
       logFormat: "text",
       logLevel: "info",
+      windowSweepIntervalS: 60,
       historyRetentionDays: 30,
       // Unset: the pipeline's own list, DEFAULT_ALLOWED_HOSTS.
       mediaAllowedHosts: undefined,
@@ -129,5 +130,11 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
     assert.throws(() => loadConfig({ STORE_FSYNC: "yes" }), /Cannot read STORE_FSYNC/);
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
+    assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
+    assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
+    assert.throws(
+      () => loadConfig({ WINDOW_SWEEP_INTERVAL_S: "0" }),
+      /WINDOW_SWEEP_INTERVAL_S/,
+    );
   });
 });

@@ -3,6 +3,7 @@
 // It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
+import { codeOf } from "../protocol/envelope.ts";
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
 import { MESSAGE_QUOTA, MESSAGE_WINDOW_MS } from "../protocol/window.ts";
 
@@ -15,6 +16,7 @@ function luaString(text: string): string {
 const PROTOCOL_LUA = [
   `local MESSAGE_WINDOW_MS = ${MESSAGE_WINDOW_MS}`,
   `local MESSAGE_QUOTA = ${MESSAGE_QUOTA}`,
+  `local SYSTEM_CODE = ${codeOf("system")}`,
   `local T = {`,
   ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
   `}`,
@@ -133,7 +135,7 @@ local function system(a, msg)
     id = new_id(), name = SYS_NAME, avatar = '', msg_type = 'system',
     contact_id = SYS_CONTACT, company_id = COMPANY, send_time = math.floor(NOW / 1000), msg = msg,
   }
-  return append(a, tail_of(data, { code = 102, message = 'common' }))
+  return append(a, tail_of(data, { code = SYSTEM_CODE, message = 'common' }))
 end
 
 local function get_contact(fid)
