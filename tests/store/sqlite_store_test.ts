@@ -389,7 +389,7 @@ Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) 
 Deno.test("openSqliteStore() writes a journal row before a commit resolves; the next open applies it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/bridge.sqlite`;
-    // The tables are written on a timer; nothing below yields to it before the copy is taken.
+    // The tables are written on a timer; nothing here yields to it before the copy is made.
     const store = await openSqliteStore(path, storeOptions());
     const online = presenceOf("a1");
     await store.agentOnline("a1", online);
@@ -400,10 +400,10 @@ Deno.test("openSqliteStore() writes a journal row before a commit resolves; the 
     assert.equal(count(path, "journal"), 2);
     assert.equal(count(path, "log"), 0);
     // A second process opening the file (a restart after kill -9) finds all of it.
+    // The files as a kill -9 would leave them: the database and its WAL, which holds the rows.
     const copy = `${dir}/copy.sqlite`;
-    const source = new DatabaseSync(path);
-    source.exec(`VACUUM INTO '${copy}'`);
-    source.close();
+    Deno.copyFileSync(path, copy);
+    Deno.copyFileSync(`${path}-wal`, `${copy}-wal`);
     const restarted = await openSqliteStore(copy, storeOptions());
     try {
       assert.equal(count(copy, "journal"), 0);
