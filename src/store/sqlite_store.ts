@@ -75,7 +75,8 @@ interface Pending {
   history: Array<[string, number, string, number]>;
   queued: Array<[string, number, number, string]>;
   dequeued: Array<[string, number]>;
-  contacts: Set<string>;
+  /** Contacts as their last journal row wrote them: the state now, made JSON once. */
+  contacts: Map<string, string>;
   agents: Set<string>;
   dedup: Array<[string, number]>;
   forgotten: string[];
@@ -89,7 +90,7 @@ const emptyPending = (): Pending => ({
   history: [],
   queued: [],
   dequeued: [],
-  contacts: new Set(),
+  contacts: new Map(),
   agents: new Set(),
   dedup: [],
   forgotten: [],
@@ -371,10 +372,7 @@ function createSqliteStore(
         for (const r of p.dequeued) st.dequeued.run(r[0], r[1]);
         // Contacts and agents as they are now: the model holds nothing uncommitted between
         // operations, so this is the state of the last journal row.
-        for (const id of p.contacts) {
-          const c = model.contacts.get(id);
-          if (c) st.contact.run(id, JSON.stringify(c));
-        }
+        for (const [id, json] of p.contacts) st.contact.run(id, json);
         for (const id of p.agents) {
           const a = model.agents.get(id);
           if (a) st.agent.run(id, JSON.stringify(a));
@@ -457,9 +455,12 @@ function createSqliteStore(
       `[${JSON.stringify(q.followerId)},${q.n},${stamps[i]},${queuedJson[i]}]`
     );
     const contacts: string[] = [];
+    const contactIds: string[] = [];
     for (const id of changes.contacts) {
       const c = m.contacts.get(id);
-      if (c) contacts.push(JSON.stringify(c));
+      if (!c) continue;
+      contacts.push(JSON.stringify(c));
+      contactIds.push(id);
     }
     // Cursors that moved since the last row go with this one, as a restart needs them.
     const agentIds = new Set([...changes.agents, ...unjournaledCursors]);
@@ -493,7 +494,7 @@ function createSqliteStore(
       p.queued.push([q.followerId, q.n, stamps[i]!, queuedJson[i]!])
     );
     for (const d of changes.dequeued) p.dequeued.push([d.followerId, d.n]);
-    for (const id of changes.contacts) p.contacts.add(id);
+    contactIds.forEach((id, i) => p.contacts.set(id, contacts[i]!));
     for (const id of changes.agents) p.agents.add(id);
     p.dedup.push(...dedup);
     p.forgotten.push(...changes.forgotten);
