@@ -1,4 +1,4 @@
-// How big each workload is. The full plan fits `deno task bench` in under 3 minutes on the
+// How big each workload is. The full plan fits `deno task bench` in about 5 minutes on the
 // 2-core machines; --quick is for checking the bench itself.
 import type { LoadConfig } from "./load.ts";
 import type { System } from "./systems.ts";
