@@ -5,7 +5,11 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import type { Envelope } from "../../src/protocol/envelope.ts";
-import { openSqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
+import {
+  openSqliteDatabase,
+  openSqliteStore,
+  type SqliteStoreOptions,
+} from "../../src/store/sqlite_store.ts";
 import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
 
 const DAY_MS = 24 * 3600_000;
@@ -543,6 +547,22 @@ Deno.test("openSqliteStore() copies the WAL into the database file from its work
       assert.equal((await store.readLog("a1", 0, 1000)).length, 210);
     } finally {
       await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteDatabase() is WAL with synchronous=NORMAL, or FULL when fsync is asked", async () => {
+  await withTempDir(async (dir) => {
+    for (const [fsync, expected] of [[false, 1], [true, 2]] as const) {
+      const db = openSqliteDatabase(`${dir}/s${expected}.sqlite`, fsync);
+      try {
+        const mode = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+        const sync = db.prepare("PRAGMA synchronous").get() as { synchronous: number };
+        assert.equal(mode.journal_mode, "wal");
+        assert.equal(sync.synchronous, expected, `fsync ${fsync}`);
+      } finally {
+        db.close();
+      }
     }
   });
 });
