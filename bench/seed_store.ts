@@ -2,7 +2,7 @@
 // faster than posting the messages): `agents` agents, each serving `perAgent` followers named
 // as the load generator names them (messages.ts followerFor), so its messages hit them.
 
-import { openSqliteDatabase } from "../src/store/sqlite_store.ts";
+import { contactRow, openSqliteDatabase } from "../src/store/sqlite_store.ts";
 import type { AgentRecord, Contact } from "../src/core/store.ts";
 
 /** Creates `dir/bridge.sqlite` with the contacts and agents; returns the ms it took. */
@@ -13,7 +13,10 @@ export function seedStore(dir: string, agents: number, perAgent: number): number
     db.exec("BEGIN");
     // Marked as started before, so no Deno KV migration is looked for.
     db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('origin', 'bench seed')").run();
-    const contact = db.prepare("INSERT OR REPLACE INTO contacts (follower_id, json) VALUES (?, ?)");
+    const contact = db.prepare(
+      `INSERT OR REPLACE INTO contacts (follower_id, json, agent_key, at, closes_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    );
     const agent = db.prepare("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)");
     const now = Date.now();
     for (let a = 0; a < agents; a++) {
@@ -40,7 +43,7 @@ export function seedStore(dir: string, agents: number, perAgent: number): number
           history_seq: 0,
           subscribed: true,
         };
-        contact.run(id, JSON.stringify(c));
+        contact.run(...contactRow(c, JSON.stringify(c)));
       }
     }
     db.exec("COMMIT");

@@ -11,7 +11,7 @@ import {
   logPrefix,
   queuePrefix,
 } from "./kv_keys.ts";
-import { openSqliteDatabase } from "./sqlite_store.ts";
+import { contactRow, openSqliteDatabase } from "./sqlite_store.ts";
 import type { AgentRecord, Contact } from "../core/store.ts";
 
 const log = getLogger(["bridge", "store"]);
@@ -113,7 +113,10 @@ async function copy(
   const logExpiry = now + Math.max(options.retentionMs, MIN_LOG_RETENTION_MS);
   const historyExpiry = now + options.retentionMs;
   const summary = { contacts: 0, agents: 0, log: 0, history: 0, queued: 0, dedupKeys: 0 };
-  const contact = db.prepare("INSERT OR REPLACE INTO contacts (follower_id, json) VALUES (?, ?)");
+  const contact = db.prepare(
+    `INSERT OR REPLACE INTO contacts (follower_id, json, agent_key, at, closes_at)
+     VALUES (?, ?, ?, ?, ?)`,
+  );
   const agent = db.prepare("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)");
   const logRow = db.prepare(
     "INSERT OR REPLACE INTO log (agent_id, seq, frame, expires_at) VALUES (?, ?, ?, ?)",
@@ -130,7 +133,7 @@ async function copy(
   try {
     for await (const e of kv.list({ prefix: contactsPrefix() }, batch)) {
       const c = (typeof e.value === "string" ? JSON.parse(e.value) : e.value) as Contact;
-      contact.run(c.follower_id, JSON.stringify(c));
+      contact.run(...contactRow(c, JSON.stringify(c)));
       summary.contacts++;
     }
     const agents = new Map<string, AgentRecord>();

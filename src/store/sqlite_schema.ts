@@ -6,8 +6,14 @@
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS contacts (follower_id TEXT PRIMARY KEY, json TEXT NOT NULL)
-  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contacts (
+  follower_id TEXT PRIMARY KEY, json TEXT NOT NULL,
+  -- The list it is in (the agent serving it, or that last did) and its place there.
+  agent_key TEXT, at INTEGER NOT NULL DEFAULT 0,
+  -- While an agent serves it and its 48-hour window may still need a notice: when it closes.
+  closes_at INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contacts_served ON contacts (agent_key, at DESC, follower_id DESC);
+CREATE INDEX IF NOT EXISTS contacts_windows ON contacts (closes_at) WHERE closes_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS agents (agent_id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
   id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,

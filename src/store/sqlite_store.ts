@@ -1,16 +1,19 @@
-// The store on SQLite (`node:sqlite`, built into Deno): the routing model in memory, loaded at
-// open, and one journal row per commit as the durable record, written before anyone is told.
-// Logs, history, contacts and the queue are written from the journal afterwards, in larger
-// transactions; a restart applies whatever journal the last run left before loading.
+// The store on SQLite (`node:sqlite`, built into Deno): the routing model in memory (agents,
+// waiting followers, the most recently used contacts; the others are read when needed) and one
+// journal row per commit as the durable record, written before anyone is told. Logs, history,
+// contacts and the queue are written from the journal afterwards, in larger transactions; a
+// restart applies whatever journal the last run left before loading.
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import type { Envelope } from "../protocol/envelope.ts";
 import { type Changes, Model, type ModelOptions, modelReads } from "../core/model.ts";
+import { MESSAGE_WINDOW_MS, WINDOW_WARNING_MS } from "../protocol/window.ts";
 import type {
   AgentRecord,
   Applied,
   Contact,
+  ContactPage,
   HistoryItem,
   InboundItem,
   InboundOutcome,
@@ -34,6 +37,8 @@ const PRUNE_INTERVAL_MS = 60_000;
 /** Rows deleted per statement when pruning, so a prune never holds the thread for long. */
 const PRUNE_CHUNK = 5_000;
 const MIN_LOG_RETENTION_MS = 48 * 3600_000;
+/** Contacts kept in memory by default (1-2 KB each); the others are read when needed. */
+const HOT_CONTACTS = 50_000;
 /** How often the checkpointer worker copies the WAL into the database file. */
 const CHECKPOINT_INTERVAL_MS = 1000;
 /** A WAL file larger than this is cut back after it was checkpointed. */
@@ -47,6 +52,24 @@ export interface SqliteStoreOptions extends ModelOptions {
   /** true: `synchronous=FULL`, every commit reaches the disk before it returns (power loss);
    * false (default): `NORMAL`, a commit is in the operating system (kill -9, crashes). */
   fsync?: boolean;
+  /** Contacts kept in memory (the most recently used; waiting followers always). */
+  hotContacts?: number;
+}
+
+/** A contact's row: id, JSON, its list's agent and time, its window's close (see the schema). */
+export type ContactRow = [string, string, string | null, number, number | null];
+
+/** The row of `c`, whose JSON is `json`. */
+export function contactRow(c: Contact, json: string): ContactRow {
+  const windowed = c.agent_id !== null && c.last_inbound_at > 0 &&
+    c.last_inbound_kind === "message" && c.window_notice !== "expired";
+  return [
+    c.follower_id,
+    json,
+    c.agent_id ?? c.last_agent_id,
+    c.last_message_at,
+    windowed ? c.last_inbound_at + MESSAGE_WINDOW_MS : null,
+  ];
 }
 
 /**
@@ -76,7 +99,7 @@ interface Pending {
   queued: Array<[string, number, number, string]>;
   dequeued: Array<[string, number]>;
   /** Contacts as their last journal row wrote them: the state now, made JSON once. */
-  contacts: Map<string, string>;
+  contacts: Map<string, ContactRow>;
   agents: Set<string>;
   dedup: Array<[string, number]>;
   forgotten: string[];
@@ -125,7 +148,18 @@ function prepare(db: DatabaseSync) {
       "INSERT OR REPLACE INTO queue (follower_id, n, stamp, envelope) VALUES (?, ?, ?, ?)",
     ),
     dequeued: s("DELETE FROM queue WHERE follower_id = ? AND n = ?"),
-    contact: s("INSERT OR REPLACE INTO contacts (follower_id, json) VALUES (?, ?)"),
+    contact: s(
+      `INSERT OR REPLACE INTO contacts (follower_id, json, agent_key, at, closes_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+    getContact: s("SELECT json FROM contacts WHERE follower_id = ?"),
+    served: s(
+      `SELECT json FROM contacts WHERE agent_key = ? AND (at < ? OR (at = ? AND follower_id < ?))
+       ORDER BY at DESC, follower_id DESC LIMIT ?`,
+    ),
+    dueWindows: s(
+      "SELECT follower_id FROM contacts WHERE closes_at IS NOT NULL AND closes_at <= ?",
+    ),
     agent: s("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)"),
     dedup: s("INSERT INTO dedup (keys, expires_at) VALUES (?, ?)"),
     forgetHistory: s("DELETE FROM history WHERE follower_id = ?"),
@@ -186,7 +220,7 @@ function replayJournal(db: DatabaseSync, st: Statements, options: SqliteStoreOpt
       }
       for (const [f, n, stamp, env] of r.q) st.queued.run(f, n, stamp, JSON.stringify(env));
       for (const [f, n] of r.d) st.dequeued.run(f, n);
-      for (const c of r.c) st.contact.run(c.follower_id, JSON.stringify(c));
+      for (const c of r.c) st.contact.run(...contactRow(c, JSON.stringify(c)));
       for (const a of r.a) st.agent.run(a.agent_id, JSON.stringify(a));
       if (r.k.length > 0) {
         st.dedup.run(JSON.stringify(r.k), Math.max(...r.k.map(([, expiry]) => expiry)));
@@ -205,10 +239,6 @@ function loadModel(
   options: ModelOptions,
 ): { model: Model; stamp: number } {
   const model = new Model(options);
-  for (const row of db.prepare("SELECT json FROM contacts").iterate()) {
-    const contact = JSON.parse((row as { json: string }).json) as Contact;
-    model.contacts.set(contact.follower_id, contact);
-  }
   for (const row of db.prepare("SELECT json FROM agents").iterate()) {
     const record = JSON.parse((row as { json: string }).json) as AgentRecord;
     model.agents.set(record.agent_id, record);
@@ -230,8 +260,16 @@ function loadModel(
   const stale: Array<[string, number]> = [];
   let stamp = 0;
   const queue = db.prepare("SELECT follower_id, n, stamp, envelope FROM queue ORDER BY stamp");
-  for (const raw of queue.iterate()) {
-    const row = raw as { follower_id: string; n: number; stamp: number; envelope: string };
+  const rows = queue.all() as Array<
+    { follower_id: string; n: number; stamp: number; envelope: string }
+  >;
+  // Waiting followers' contacts stay in memory while they wait: routing hands them over from
+  // there. Other contacts are read when an operation needs them.
+  for (const id of new Set(rows.map((r) => r.follower_id))) {
+    const found = st.getContact.get(id) as { json: string } | undefined;
+    if (found) model.contacts.set(id, JSON.parse(found.json) as Contact);
+  }
+  for (const row of rows) {
     stamp = Math.max(stamp, row.stamp);
     const contact = model.contacts.get(row.follower_id);
     // Only a model bug could leave these; they would otherwise be delivered twice.
@@ -329,6 +367,7 @@ function createSqliteStore(
   let closed = false;
   let applyTimer: ReturnType<typeof setTimeout> | undefined;
   let cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  const hotContacts = options.hotContacts ?? HOT_CONTACTS;
   /** Agents whose cursor (or new record) is in no journal row yet. */
   const unjournaledCursors = new Set<string>();
   const logRetain = Math.max(options.retentionMs, MIN_LOG_RETENTION_MS);
@@ -372,7 +411,7 @@ function createSqliteStore(
         for (const r of p.dequeued) st.dequeued.run(r[0], r[1]);
         // Contacts and agents as they are now: the model holds nothing uncommitted between
         // operations, so this is the state of the last journal row.
-        for (const [id, json] of p.contacts) st.contact.run(id, json);
+        for (const row of p.contacts.values()) st.contact.run(...row);
         for (const id of p.agents) {
           const a = model.agents.get(id);
           if (a) st.agent.run(id, JSON.stringify(a));
@@ -494,7 +533,9 @@ function createSqliteStore(
       p.queued.push([q.followerId, q.n, stamps[i]!, queuedJson[i]!])
     );
     for (const d of changes.dequeued) p.dequeued.push([d.followerId, d.n]);
-    contactIds.forEach((id, i) => p.contacts.set(id, contacts[i]!));
+    contactIds.forEach((id, i) => {
+      p.contacts.set(id, contactRow(m.contacts.get(id)!, contacts[i]!));
+    });
     for (const id of changes.agents) p.agents.add(id);
     p.dedup.push(...dedup);
     p.forgotten.push(...changes.forgotten);
@@ -512,12 +553,36 @@ function createSqliteStore(
     }
   }
 
-  /** Runs `step` on the model and commits what it changed, before the caller is told. */
-  function mutate<T>(step: (m: Model) => T): Promise<Applied<T>> {
+  /** A contact as it is now: in memory, else as the journal or the tables have it. */
+  function storedContact(followerId: string): Contact | null {
+    const waiting = pending.contacts.get(followerId);
+    if (waiting) return JSON.parse(waiting[1]) as Contact;
+    const row = st.getContact.get(followerId) as { json: string } | undefined;
+    return row ? JSON.parse(row.json) as Contact : null;
+  }
+
+  function readContact(followerId: string): Contact | null {
+    return model.contacts.get(followerId) ?? storedContact(followerId);
+  }
+
+  /** Puts the contacts `ids` in memory (read where they are not), as the most recently used. */
+  function ensureLoaded(m: Model, ids: Iterable<string>): void {
+    for (const id of new Set(ids)) {
+      const contact = m.contacts.get(id) ?? storedContact(id);
+      if (contact) m.touchContact(contact);
+    }
+  }
+
+  /**
+   * Runs `step` on the model and commits what it changed, before the caller is told. `needs`:
+   * the contacts `step` reads, put in memory before it runs.
+   */
+  function mutate<T>(step: (m: Model) => T, needs?: () => Iterable<string>): Promise<Applied<T>> {
     if (closed) return Promise.reject(new Error("Cannot write: the store is closed"));
     try {
       if (stale) reload();
       const m = model;
+      if (needs) ensureLoaded(m, needs());
       let value: T;
       try {
         value = step(m);
@@ -538,6 +603,8 @@ function createSqliteStore(
         reloadOrLog();
         throw error;
       }
+      // Nothing is pending in the model now: the least recently used contacts may go.
+      if (m.contacts.size > hotContacts) m.evictContacts(hotContacts);
       return Promise.resolve({ value, deliveries: changes.log });
     } catch (error) {
       return Promise.reject(error);
@@ -576,7 +643,10 @@ function createSqliteStore(
 
   return {
     acceptInbound(items: InboundItem[], presence: Presence) {
-      return mutate((m) => items.map((item): InboundOutcome => m.inbound(item, presence)));
+      return mutate(
+        (m) => items.map((item): InboundOutcome => m.inbound(item, presence)),
+        () => items.map((item) => item.followerId),
+      );
     },
     appendToAgents(entries) {
       return mutate((m) => entries.map((e) => m.append(e.agentId, e.envelope)));
@@ -623,9 +693,30 @@ function createSqliteStore(
       scheduleCursorFlush();
     },
     ...modelReads(() => model),
+    getContact(followerId: string) {
+      return sync(() => readContact(followerId));
+    },
+    listContacts(agentId: string, page?: ContactPage) {
+      return sync(() => {
+        // The tables hold every contact once the journal is written to them.
+        readable();
+        const after = page?.after ?? null;
+        const rows = st.served.all(
+          agentId,
+          after?.at ?? Number.MAX_SAFE_INTEGER,
+          after?.at ?? Number.MAX_SAFE_INTEGER,
+          after?.id ?? "",
+          page?.limit ?? -1,
+        ) as Array<{ json: string }>;
+        return rows.map((r) =>
+          model.contacts.get(JSON.parse(r.json).follower_id) ??
+            JSON.parse(r.json) as Contact
+        );
+      });
+    },
     readHistory(followerId: string, before: number | null, limit: number) {
       return sync(() => {
-        const contact = model.contacts.get(followerId);
+        const contact = readContact(followerId);
         if (!contact || limit <= 0) return { items: [], nextBefore: null };
         readable();
         const end = Math.min(before ?? Infinity, contact.history_seq + 1);
@@ -641,7 +732,7 @@ function createSqliteStore(
       });
     },
     recordReply(agentId: string, followerId: string, item: HistoryItem) {
-      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }));
+      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), () => [followerId]);
     },
     updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
       return sync(() => {
@@ -657,28 +748,40 @@ function createSqliteStore(
       });
     },
     sweepWindows(now: number) {
-      return mutate((m) => m.sweepWindows(now));
+      // The index names the followers whose windows close within the warning or have closed.
+      let due: string[] = [];
+      return mutate(
+        (m) => {
+          const contacts = due.map((id) => m.contacts.get(id)).filter((c) => c !== undefined);
+          return m.sweepWindows(now, contacts);
+        },
+        () => {
+          readable();
+          const rows = st.dueWindows.all(now + WINDOW_WARNING_MS) as Array<{ follower_id: string }>;
+          return due = rows.map((r) => r.follower_id);
+        },
+      );
     },
     async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode));
+      await mutate((m) => m.closeWindow(followerId, errcode), () => [followerId]);
     },
     forgetFollower(followerId: string, notice: Envelope) {
-      return mutate((m) => m.forget(followerId, notice));
+      return mutate((m) => m.forget(followerId, notice), () => [followerId]);
     },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
-      return mutate((m) => m.transfer(followerId, fromAgent, toAgent));
+      return mutate((m) => m.transfer(followerId, fromAgent, toAgent), () => [followerId]);
     },
     closeConversation(followerId: string, agentId: string) {
-      return mutate((m) => m.close(followerId, agentId));
+      return mutate((m) => m.close(followerId, agentId), () => [followerId]);
     },
     async setCapacity(agentId: string, capacity: number | null) {
       await mutate((m) => m.setCapacity(agentId, capacity));
     },
     async renameContact(agentId: string, followerId: string, name: string) {
-      await mutate((m) => m.rename(agentId, followerId, name));
+      await mutate((m) => m.rename(agentId, followerId, name), () => [followerId]);
     },
     async markRead(agentId: string, followerId: string) {
-      await mutate((m) => m.markRead(agentId, followerId));
+      await mutate((m) => m.markRead(agentId, followerId), () => [followerId]);
     },
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);
