@@ -552,7 +552,7 @@ Deno.test("openSqliteStore() copies the WAL into the database file from its work
 });
 
 Deno.test("openSqliteDatabase() is WAL with synchronous=NORMAL, or FULL when fsync is asked", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir((dir) => {
     for (const [fsync, expected] of [[false, 1], [true, 2]] as const) {
       const db = openSqliteDatabase(`${dir}/s${expected}.sqlite`, fsync);
       try {
@@ -564,5 +564,6 @@ Deno.test("openSqliteDatabase() is WAL with synchronous=NORMAL, or FULL when fsy
         db.close();
       }
     }
+    return Promise.resolve();
   });
 });
