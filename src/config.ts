@@ -2,6 +2,7 @@
 // main.ts is the only caller; everything else receives the parsed Config.
 
 import { parseLevel } from "./logging.ts";
+import { type MediaStoreConfig, parseMediaStore } from "./media/media_store_url.ts";
 
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
@@ -44,6 +45,17 @@ export interface Config {
   mediaUrlPrivateHosts: string[];
   /** Seconds a signed media URL stays valid. */
   mediaUrlTtlS: number;
+  /** MEDIA_STORE: media files on disk (DATA_DIR/media) or in an S3-compatible bucket. */
+  mediaStore: MediaStoreConfig;
+}
+
+/** MEDIA_STORE parsed; its errors name the variable and never repeat the secret. */
+function readMediaStore(raw: string | undefined): MediaStoreConfig {
+  try {
+    return parseMediaStore(raw);
+  } catch (error) {
+    throw new Error(`Cannot read MEDIA_STORE: ${(error as Error).message}`);
+  }
 }
 
 /** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
@@ -128,5 +140,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
     mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
     mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
+    mediaStore: readMediaStore(str("MEDIA_STORE")),
   };
 }

@@ -21,7 +21,9 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
-import { createDiskStorage } from "./media/storage.ts";
+import { createDiskStorage, type MediaStorage } from "./media/storage.ts";
+import { createS3Client } from "./media/s3_client.ts";
+import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
@@ -80,6 +82,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const now = effects.now ?? Date.now;
   const doFetch = effects.fetch ?? fetch;
   const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+  // Before the store opens, so a bucket that does not answer leaves nothing open behind it.
+  const storage = await openMediaStorage(config);
   const store = effects.store ?? await openStore(config, now);
   const metrics = createBridgeMetrics();
 
@@ -100,7 +104,6 @@ export async function createServer(config: Config, effects: Effects = {}) {
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
-  const storage = createDiskStorage(`${config.dataDir}/media`);
   const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
     ? createDemoMedia({
@@ -504,6 +507,21 @@ export async function createServer(config: Config, effects: Effects = {}) {
       return stopped;
     },
   };
+}
+
+/**
+ * The media storage MEDIA_STORE names: DATA_DIR/media, or a bucket every instance shares, which
+ * must answer before the bridge starts (a wrong key or bucket is said once, not on every image).
+ */
+async function openMediaStorage(config: Config): Promise<MediaStorage> {
+  if (config.mediaStore.kind === "disk") return createDiskStorage(`${config.dataDir}/media`);
+  const storage = createS3Storage({
+    client: createS3Client(config.mediaStore, { timeoutMs: config.mediaTimeoutMs }),
+    prefix: config.mediaStore.prefix,
+    presign: config.mediaStore.presign,
+  });
+  await storage.check();
+  return storage;
 }
 
 /** A built server. */
