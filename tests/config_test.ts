@@ -39,6 +39,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaUrlPrivateHosts: [],
       mediaUrlTtlS: 86_400,
       mediaStore: { kind: "disk" },
+      accounts: [],
     });
   });
 

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { accountsOf, parseAccounts } from "../../src/accounts.ts";
+import { loadConfig } from "../../src/config.ts";
+
+const two = JSON.stringify({
+  accounts: [
+    {
+      id: "service",
+      original_id: "gh_36dd0f0b3132",
+      token: "t1",
+      aes_key: "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+      appid: "wx1",
+      secret: "s1",
+      agents: ["alice", "carol"],
+    },
+    { id: "news", appid: "wx2", secret: "s2", api_base: "http://127.0.0.1:9000/" },
+  ],
+});
+
+Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
+  await t.step("each account's fields; no agents listed: any agent", () => {
+    const [service, news] = parseAccounts(two);
+    assert.deepEqual(service, {
+      id: "service",
+      originalId: "gh_36dd0f0b3132",
+      token: "t1",
+      aesKey: "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+      aesKeyPrevious: undefined,
+      appId: "wx1",
+      secret: "s1",
+      apiBase: undefined,
+      agents: ["alice", "carol"],
+    });
+    assert.equal(news!.agents, null);
+    assert.equal(news!.apiBase, "http://127.0.0.1:9000");
+    assert.deepEqual(accountsOf([service!, news!], "alice").map((a) => a.id), ["service", "news"]);
+    assert.deepEqual(accountsOf([service!, news!], "bob").map((a) => a.id), ["news"]);
+  });
+
+  await t.step("what is wrong is named, never a secret's value", () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{}, /at least one account/],
+      [{ accounts: [{ id: "Bad Id" }] }, /account 1: id "Bad Id"/],
+      [{ accounts: [{ id: "a" }, { id: "a" }] }, /account a is listed twice/],
+      [{ accounts: [{ id: "a", secret: "TOPSECRET" }] }, /account a: aes_key and secret need/],
+      [{ accounts: [{ id: "a", original_id: "wx123" }] }, /original_id must be/],
+      [{ accounts: [{ id: "a", agents: "alice" }] }, /agents must be a list/],
+      [{ accounts: [{ id: "a", tokn: "x" }] }, /unknown field "tokn"/],
+      [{ accounts: [{ id: "a", token: 5 }] }, /token must be a string/],
+    ];
+    for (const [doc, message] of cases) {
+      assert.throws(() => parseAccounts(JSON.stringify(doc)), (error: Error) => {
+        assert.ok(error instanceof SyntaxError);
+        assert.match(error.message, message);
+        assert.ok(!error.message.includes("TOPSECRET"));
+        return true;
+      });
+    }
+    assert.throws(() => parseAccounts("{"), /not JSON/);
+  });
+
+  await t.step("loadConfig() reads the file; WECHAT_* beside it stops start-up", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/accounts.json`, two);
+      const config = loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json` });
+      assert.deepEqual(config.accounts.map((a) => a.id), ["service", "news"]);
+      assert.throws(
+        () => loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json`, WECHAT_TOKEN: "x" }),
+        /Cannot read ACCOUNTS_FILE: WECHAT_TOKEN set as well/,
+      );
+      assert.throws(
+        () => loadConfig({ ACCOUNTS_FILE: `${dir}/missing.json` }),
+        /Cannot read ACCOUNTS_FILE .*missing\.json/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
