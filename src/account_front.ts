@@ -110,7 +110,7 @@ export function createAccountFront(options: AccountFrontOptions) {
   async function firstThatHas(req: Request): Promise<Response> {
     let last: Response | undefined;
     for (const { unit } of accounts) {
-      const res = await unit.handler(req.clone());
+      const res = await unit.handler(copyOf(req, new URL(req.url), null));
       if (res.status !== 403 && res.status !== 404) return res;
       await last?.body?.cancel();
       last = res;

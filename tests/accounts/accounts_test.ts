@@ -212,6 +212,25 @@ async function scenario(
       assert.ok(tokenA && tokenB && tokenA !== tokenB);
     });
 
+    await t.step("each account's media opens by the URL its agent got", async () => {
+      for (const [account, agent, fan] of [[A, alice, "oFanA"], [Bq, bob, "oFanB"]] as const) {
+        const bytes = new Uint8Array(5000).map((_, i) => (i * 7 + account.id.length) % 256);
+        bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+        fakes[account.id]!.addMedia(`pic-${account.id}`, bytes, "image/png", "pic.png");
+        const msgId = String(9_500_000 + ++counter);
+        const xml =
+          `<xml><ToUserName><![CDATA[${account.originalId}]]></ToUserName><FromUserName><![CDATA[${fan}]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[pic-${account.id}]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
+        const { query, body } = encryptedCallback(account, xml);
+        const res = await post(`${server.base}${B}/send_xml/${account.id}?${query}`, body);
+        assert.equal(res.text, "success");
+        const got = await agent.waitFor((e) => e.data["id"] === msgId, 10_000);
+        assert.equal(got.data.msg!["error"], undefined, String(got.data.msg!["error"]));
+        const media = await fetch(got.data.msg!["media_path"] as string);
+        assert.equal(media.status, 200);
+        assert.deepEqual(new Uint8Array(await media.arrayBuffer()), bytes);
+      }
+    });
+
     await t.step("agents of one account never see the other's followers", async () => {
       const contacts = async (agent: string, account?: string) => {
         const q = new URLSearchParams({ userid: agent, ...(account ? { account } : {}) });
