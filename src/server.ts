@@ -3,6 +3,7 @@
 // server here, so the server the tests run is the server that ships.
 
 import { getLogger } from "@logtape/logtape";
+import { Counter } from "prom-client";
 import { createAgentMessages } from "./agents/agent_messages.ts";
 import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts";
 import { createAgentAuth } from "./agents/auth.ts";
@@ -11,7 +12,7 @@ import type { Config } from "./config.ts";
 import { createAccountFront } from "./account_front.ts";
 import type { AccountConfig } from "./accounts.ts";
 import { createHub } from "./core/hub.ts";
-import type { Store } from "./core/store.ts";
+import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
@@ -160,6 +161,13 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       },
     },
   });
+  // A store that lost its state (Redis back empty) says so: operators alert on this counter.
+  const storeStateLost = new Counter({
+    name: "bridge_store_state_lost_total",
+    help: "Times the store was found to have lost its state (a Redis that came back empty).",
+    registers: [metrics.registry],
+  });
+  store.onStateLost?.(() => storeStateLost.inc());
   // The gauge is read synchronously at scrape time; the store answers asynchronously.
   let queueDepth = 0;
   metrics.queueDepth.setCollector(() => queueDepth);
@@ -332,8 +340,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     try {
       await store.ping();
       return json({ status: "ready" });
-    } catch {
-      return json({ status: "store unreachable" }, 503);
+    } catch (error) {
+      const status = error instanceof StoreStateLostError
+        ? "store lost its state: re-establishing"
+        : "store unreachable";
+      return json({ status }, 503);
     }
   }
   /**
@@ -431,6 +442,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         return errorResponse(error.status, error.message, error.headers);
       }
       if (error instanceof SyntaxError) return errorResponse(400, error.message);
+      if (error instanceof MessageTooLargeError) return errorResponse(413, error.message);
+      // Logged where it was found; WeChat retries a 503 until the state is back.
+      if (error instanceof StoreStateLostError) {
+        return errorResponse(503, error.message, { "retry-after": "1" });
+      }
       log.error("Request {method} {path} failed: {error}", {
         method: req.method,
         path: url.pathname,

@@ -3,7 +3,7 @@
 // the composition root sit above the edges. No file reaches itself through its imports.
 
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const EDGES = new Set(["wechat", "agents", "replies", "media", "store", "http"]);

@@ -2,6 +2,7 @@
 // (413 as soon as it is passed), and a token bucket for messages per second per agent socket.
 // Both are plain functions with the clock passed in, so the route and socket code stay small.
 
+import { MAX_MESSAGE_BYTES } from "../protocol/message_size.ts";
 import { HttpError } from "./http_error.ts";
 
 /** Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`. */
@@ -105,10 +106,8 @@ class TokenBucket implements RateLimiter {
   }
 }
 
-// A message is stored as one Deno KV value, and KV takes at most 64 KiB per value, counted
-// in V8's format: two bytes a character once any character is outside Latin-1. 24 KiB of
-// UTF-8 is at most 24 Ki characters, 48 KiB as stored, which leaves room for the envelope.
-const MESSAGE_BYTES = 24 * 1024;
+// The store takes any message up to this size (src/protocol/message_size.ts says how).
+const MESSAGE_BYTES = MAX_MESSAGE_BYTES;
 // What WeChat posts for a message of MESSAGE_BYTES of XML: in safe mode the XML, with 20 bytes
 // of header, the appid and up to 32 of padding, base64-encoded (4/3), inside an outer <xml>;
 // in compatible mode the plaintext fields besides. A long text (~6,000 Chinese characters,

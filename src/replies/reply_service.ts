@@ -8,7 +8,7 @@ import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_mes
 import { createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { BridgeMetrics } from "../http/metrics.ts";
-import type { HistoryItem, Store } from "../core/store.ts";
+import { type HistoryItem, ReplyRefusedError, type Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
@@ -18,6 +18,7 @@ import {
   checkReplyAllowed,
   checkTypingAllowed,
   closesWindow,
+  type ReplyCheck,
   windowClosesAt,
   windowStateOf,
 } from "../protocol/window.ts";
@@ -204,8 +205,8 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     }
     const now = ctx.now();
     const state = windowStateOf(contact);
-    const check = checkReplyAllowed(state, now);
-    if (!check.ok) {
+    /** WeChat's reason, as the agent is told it whether this check or the store's refused. */
+    const refuseByWechatRules = (check: Extract<ReplyCheck, { ok: false }>) => {
       const closes = windowClosesAt(state);
       return refuse(403, check.message, {
         ...echo,
@@ -214,7 +215,10 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         reopens_at: check.reopensAt === null ? null : Math.floor(check.reopensAt / 1000),
         window_closed_at: closes === null ? null : Math.floor(closes / 1000),
       });
-    }
+    };
+    // A quick answer without a store write; the store checks again as it counts the reply.
+    const check = checkReplyAllowed(state, now);
+    if (!check.ok) return refuseByWechatRules(check);
     const id = ctx.newId();
     const item: HistoryItem = {
       id,
@@ -230,7 +234,13 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       agent_id: agentId,
       ...echo,
     };
-    const { n } = await switchboard.apply(store.recordReply(agentId, followerId, item));
+    let n: number;
+    try {
+      ({ n } = await switchboard.apply(store.recordReply(agentId, followerId, item)));
+    } catch (error) {
+      if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
+      throw error;
+    }
 
     // Replies to one follower leave in the order they were written; other followers' replies
     // do not wait behind a slow one.
