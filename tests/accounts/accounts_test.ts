@@ -4,68 +4,26 @@
 // account never seeing the other's followers; on the embedded store and on Redis.
 
 import assert from "node:assert/strict";
-import WXBizMsgCrypt from "wechat-crypto";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
 import { findTestRedis, flushPrefix, rawClient, uniquePrefix } from "../store/_redis_test_env.ts";
+import {
+  A,
+  type Account,
+  Bq,
+  encryptedCallback,
+  next,
+  writeAccountsFile,
+} from "./_accounts_env.ts";
 
 const B = "/im_component/wx_official_account";
 const REDIS_URL = await findTestRedis();
 
-interface Account {
-  id: string;
-  originalId: string;
-  token: string;
-  aesKey: string;
-  appId: string;
-  secret: string;
-  agents: string[];
-}
-
-const A: Account = {
-  id: "brand-a",
-  originalId: "gh_aaaa00000001",
-  token: "token-of-brand-a",
-  aesKey: "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
-  appId: "wxaaaa000000000001",
-  secret: "secret-a",
-  agents: ["alice", "carol"],
-};
-const Bq: Account = {
-  id: "brand-b",
-  originalId: "gh_bbbb00000002",
-  token: "token-of-brand-b",
-  aesKey: "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg",
-  appId: "wxbbbb000000000002",
-  secret: "secret-b",
-  agents: ["bob", "carol"],
-};
-
-let counter = 0;
-
-/** A safe-mode callback for `account`, encrypted and signed by wechat-crypto as WeChat does. */
-function encryptedCallback(account: Account, plainXml: string, as: Account = account) {
-  const cryptor = new WXBizMsgCrypt(as.token, as.aesKey, as.appId);
-  const encrypt = cryptor.encrypt(plainXml);
-  const timestamp = String(Math.floor(Date.now() / 1000));
-  const nonce = `acct${++counter}`;
-  const query = new URLSearchParams({
-    signature: computeSignature(as.token, timestamp, nonce),
-    timestamp,
-    nonce,
-    encrypt_type: "aes",
-    msg_signature: cryptor.getSignature(timestamp, nonce, encrypt),
-  });
-  const body =
-    `<xml><ToUserName><![CDATA[${account.originalId}]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
-  return { query, body };
-}
-
 /** A follower of `account` writes; the bridge answers "success" once it has the message. */
 async function follower(server: TestBridge, account: Account, from: string, text: string) {
-  const msgId = String(9_300_000 + ++counter);
+  const msgId = String(9_300_000 + next());
   const { query, body } = encryptedCallback(
     account,
     textXml(from, account.originalId, text, msgId),
@@ -83,21 +41,7 @@ async function withAccounts(
   const fakeA = await startFakeWechat({ appId: A.appId, secret: A.secret });
   const fakeB = await startFakeWechat({ appId: Bq.appId, secret: Bq.secret });
   const dir = await Deno.makeTempDir({ prefix: "accounts-test-" });
-  const file = `${dir}/accounts.json`;
-  const entry = (a: Account, fake: FakeWechat) => ({
-    id: a.id,
-    original_id: a.originalId,
-    token: a.token,
-    aes_key: a.aesKey,
-    appid: a.appId,
-    secret: a.secret,
-    api_base: fake.url,
-    agents: a.agents,
-  });
-  await Deno.writeTextFile(
-    file,
-    JSON.stringify({ accounts: [entry(A, fakeA), entry(Bq, fakeB)] }, null, 2),
-  );
+  const file = await writeAccountsFile(dir, { [A.id]: fakeA, [Bq.id]: fakeB });
   const server = await startBridge({ env: { ACCOUNTS_FILE: file, ...env } });
   try {
     await fn(server, { [A.id]: fakeA, [Bq.id]: fakeB });
@@ -217,7 +161,7 @@ async function scenario(
         const bytes = new Uint8Array(5000).map((_, i) => (i * 7 + account.id.length) % 256);
         bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
         fakes[account.id]!.addMedia(`pic-${account.id}`, bytes, "image/png", "pic.png");
-        const msgId = String(9_500_000 + ++counter);
+        const msgId = String(9_500_000 + next());
         const xml =
           `<xml><ToUserName><![CDATA[${account.originalId}]]></ToUserName><FromUserName><![CDATA[${fan}]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[pic-${account.id}]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
         const { query, body } = encryptedCallback(account, xml);
@@ -267,7 +211,7 @@ async function scenario(
     await t.step("plain send_xml finds the account by ToUserName", async () => {
       const carolB = await connectAgent(ws(`userid=carol&account=${Bq.id}`));
       agents.push(carolB);
-      const msgId = String(9_400_000 + ++counter);
+      const msgId = String(9_400_000 + next());
       const { query, body } = encryptedCallback(
         Bq,
         textXml("oFanB", Bq.originalId, "again", msgId),
