@@ -16,7 +16,6 @@ import { errorResponse, json } from "./http/router.ts";
 export interface AccountUnit {
   handler(req: Request): Promise<Response>;
   metrics: BridgeMetrics;
-  store: { ping(): Promise<void> };
 }
 
 /** What `createAccountFront` needs. */
@@ -84,7 +83,7 @@ export function createAccountFront(options: AccountFrontOptions) {
     }
     if (path.startsWith("/media/")) return await firstThatHas(req);
     if (path === "/metrics") return await metrics();
-    if (path === "/readyz") return await ready();
+    if (path === "/readyz") return await ready(req);
     if (path === "/healthz") return json({ status: "ok" });
     const agent = await agentOf(req, url);
     if (agent !== null) {
@@ -118,14 +117,19 @@ export function createAccountFront(options: AccountFrontOptions) {
     return last!;
   }
 
-  async function ready(): Promise<Response> {
-    const down: string[] = [];
-    await Promise.all(accounts.map(async ({ config, unit }) => {
-      await unit.store.ping().catch(() => down.push(config.id));
+  /** Ready when every account's bridge is; else 503 with what each one says. */
+  async function ready(req: Request): Promise<Response> {
+    const answers = await Promise.all(accounts.map(async ({ config, unit }) => {
+      const res = await unit.handler(copyOf(req, new URL(req.url), null));
+      const body = await res.json().catch(() => ({})) as { status?: string };
+      return { id: config.id, ok: res.ok, status: body.status ?? `HTTP ${res.status}` };
     }));
-    return down.length === 0
-      ? json({ status: "ready" })
-      : json({ status: `store unreachable for ${down.sort().join(", ")}` }, 503);
+    const down = answers.filter((a) => !a.ok);
+    if (down.length === 0) return json({ status: "ready" });
+    return json({
+      status: down.map((a) => `${a.id}: ${a.status}`).join("; "),
+      accounts: Object.fromEntries(answers.map((a) => [a.id, a.status])),
+    }, 503);
   }
 
   async function metrics(): Promise<Response> {

@@ -17,6 +17,8 @@ export interface AccountConfig {
   apiBase?: string;
   /** The agents who serve it; null: any agent. */
   agents: string[] | null;
+  /** As AGENT_KF_ACCOUNTS, for this account: agent userid -> its kf account here. */
+  kfAccounts: Record<string, string>;
 }
 
 const ID = /^[a-z0-9][a-z0-9_-]{0,31}$/;
@@ -31,11 +33,12 @@ const FIELDS = new Set([
   "secret",
   "api_base",
   "agents",
+  "kf_accounts",
 ]);
 
 /**
  * Parses the file's text: `{"accounts": [{"id", "original_id", "token", "aes_key",
- * "aes_key_previous", "appid", "secret", "api_base", "agents"}, …]}`; throws SyntaxError saying which
+ * "aes_key_previous", "appid", "secret", "api_base", "agents", "kf_accounts"}, …]}`; throws SyntaxError saying which
  * account and field is wrong, never a secret's value.
  */
 export function parseAccounts(text: string): AccountConfig[] {
@@ -104,6 +107,15 @@ export function parseAccounts(text: string): AccountConfig[] {
     ) {
       throw new SyntaxError(`${named}: agents must be a list of userids`);
     }
+    const kf = entry["kf_accounts"] ?? {};
+    if (
+      typeof kf !== "object" || kf === null || Array.isArray(kf) ||
+      Object.entries(kf).some(([agent, account]) =>
+        !USER_ID.test(agent) || typeof account !== "string" || !/^[^@\s]+@\S+$/.test(account)
+      )
+    ) {
+      throw new SyntaxError(`${named}: kf_accounts must map userids to kf_account@account`);
+    }
     return {
       id,
       originalId,
@@ -114,6 +126,7 @@ export function parseAccounts(text: string): AccountConfig[] {
       secret,
       apiBase: apiBase?.replace(/\/+$/, ""),
       agents: agents === undefined ? null : [...agents as string[]],
+      kfAccounts: { ...kf as Record<string, string> },
     };
   });
 }

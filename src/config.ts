@@ -55,7 +55,14 @@ export interface Config {
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */
 function readAccounts(env: Record<string, string | undefined>, path: string | undefined) {
   if (path === undefined) return [];
-  const single = ["WECHAT_TOKEN", "WECHAT_AES_KEY", "WECHAT_APPID", "WECHAT_SECRET"]
+  const single = [
+    "WECHAT_TOKEN",
+    "WECHAT_AES_KEY",
+    "WECHAT_AES_KEY_PREVIOUS",
+    "WECHAT_APPID",
+    "WECHAT_SECRET",
+    "AGENT_KF_ACCOUNTS",
+  ]
     .filter((name) => env[name]?.trim());
   if (single.length > 0) {
     throw new Error(

@@ -623,6 +623,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     wechatAppId: account.appId,
     wechatSecret: account.secret,
     wechatApiBase: account.apiBase ?? config.wechatApiBase,
+    agentKfAccounts: account.kfAccounts,
     dataDir: `${config.dataDir}/accounts/${account.id}`,
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],

@@ -13,6 +13,8 @@ export interface Account {
   appId: string;
   secret: string;
   agents: string[];
+  /** The kf account (客服账号) each agent's replies show in this account. */
+  kfAccounts: Record<string, string>;
 }
 
 export const A: Account = {
@@ -23,6 +25,7 @@ export const A: Account = {
   appId: "wxaaaa000000000001",
   secret: "secret-a",
   agents: ["alice", "carol"],
+  kfAccounts: { alice: "kf2001@brand_a", carol: "kf2002@brand_a" },
 };
 export const Bq: Account = {
   id: "brand-b",
@@ -32,6 +35,7 @@ export const Bq: Account = {
   appId: "wxbbbb000000000002",
   secret: "secret-b",
   agents: ["bob", "carol"],
+  kfAccounts: { bob: "kf3001@brand_b", carol: "kf3002@brand_b" },
 };
 
 let counter = 0;
@@ -71,6 +75,7 @@ export async function writeAccountsFile(
     secret: a.secret,
     api_base: fakes[a.id]!.url,
     agents: a.agents,
+    kf_accounts: a.kfAccounts,
   });
   const file = `${dir}/accounts.json`;
   await Deno.writeTextFile(file, JSON.stringify({ accounts: [entry(A), entry(Bq)] }, null, 2));

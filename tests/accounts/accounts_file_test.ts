@@ -12,6 +12,7 @@ const two = JSON.stringify({
       appid: "wx1",
       secret: "s1",
       agents: ["alice", "carol"],
+      kf_accounts: { alice: "kf2001@service" },
     },
     { id: "news", appid: "wx2", secret: "s2", api_base: "http://127.0.0.1:9000/" },
   ],
@@ -30,6 +31,7 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       secret: "s1",
       apiBase: undefined,
       agents: ["alice", "carol"],
+      kfAccounts: { alice: "kf2001@service" },
     });
     assert.equal(news!.agents, null);
     assert.equal(news!.apiBase, "http://127.0.0.1:9000");
@@ -47,6 +49,7 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       [{ accounts: [{ id: "a", agents: "alice" }] }, /agents must be a list/],
       [{ accounts: [{ id: "a", tokn: "x" }] }, /unknown field "tokn"/],
       [{ accounts: [{ id: "a", token: 5 }] }, /token must be a string/],
+      [{ accounts: [{ id: "a", kf_accounts: { alice: "kf1" } }] }, /kf_accounts must map/],
     ];
     for (const [doc, message] of cases) {
       assert.throws(() => parseAccounts(JSON.stringify(doc)), (error: Error) => {
@@ -68,6 +71,10 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       assert.throws(
         () => loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json`, WECHAT_TOKEN: "x" }),
         /Cannot read ACCOUNTS_FILE: WECHAT_TOKEN set as well/,
+      );
+      assert.throws(
+        () => loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json`, AGENT_KF_ACCOUNTS: "a=k@b" }),
+        /AGENT_KF_ACCOUNTS set as well/,
       );
       assert.throws(
         () => loadConfig({ ACCOUNTS_FILE: `${dir}/missing.json` }),

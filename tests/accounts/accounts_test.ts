@@ -143,6 +143,11 @@ async function scenario(
       const fakeB = fakes[Bq.id]!;
       assert.deepEqual(fakeA.sent.map((m) => m["touser"]), ["oFanA"]);
       assert.deepEqual(fakeB.sent.map((m) => m["touser"]), ["oFanB"]);
+      // Each reply shows the agent's kf account of that account (kf_accounts in the file).
+      const kf = (m: Record<string, unknown>) =>
+        (m["customservice"] as { kf_account?: string } | undefined)?.kf_account;
+      assert.deepEqual(fakeA.sent.map(kf), ["kf2001@brand_a"]);
+      assert.deepEqual(fakeB.sent.map(kf), ["kf3001@brand_b"]);
       // Each fake issued its token to its own appid and secret only, and saw only that token.
       assert.ok(fakeA.tokensIssued >= 1 && fakeB.tokensIssued >= 1);
       const tokensAt = (fake: FakeWechat) =>
@@ -219,6 +224,12 @@ async function scenario(
       const res = await post(`${server.base}${B}/send_xml?${query}`, body);
       assert.equal(res.text, "success");
       await bob.waitFor((e) => e.data["id"] === msgId, 5000);
+    });
+
+    await t.step("/readyz asks every account", async () => {
+      const res = await fetch(`${server.base}/readyz`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { status: "ready" });
     });
 
     await t.step("metrics carry the account", async () => {
