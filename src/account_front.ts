@@ -157,7 +157,7 @@ export function createAccountFront(options: AccountFrontOptions) {
 /**
  * Prometheus texts of several registries as one: each family's HELP and TYPE once, then every
  * registry's samples (told apart by their `account` label). The process's own metrics are the
- * same objects in every registry and are kept from the first only.
+ * same objects in every registry: kept from the first only, without an `account` label.
  */
 export function mergeExpositions(texts: string[]): string {
   const families = new Map<string, { head: string[]; samples: string[]; shared: boolean }>();
@@ -177,7 +177,10 @@ export function mergeExpositions(texts: string[]): string {
         current = index === 0 || !family.shared ? family : undefined;
         continue;
       }
-      current?.samples.push(line);
+      // The process's metrics belong to no account: the first registry's label is dropped.
+      current?.samples.push(
+        current.shared ? line.replace(/account="[^"]*",?/, "").replace("{}", "") : line,
+      );
     }
   });
   const out: string[] = [];

@@ -112,7 +112,16 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
     },
 
     async check() {
-      const res = await client.request("HEAD", null);
+      let res: Response;
+      try {
+        res = await client.request("HEAD", null);
+      } catch (error) {
+        throw new Error(
+          `Cannot use MEDIA_STORE: cannot reach ${client.objectUrl("")}: ${
+            (error as Error).message
+          }`,
+        );
+      }
       await res.body?.cancel();
       if (res.ok) return;
       const why = res.status === 404

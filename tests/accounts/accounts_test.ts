@@ -237,6 +237,9 @@ async function scenario(
       assert.match(text, /bridge_messages_in_total\{[^}]*account="brand-a"/);
       assert.match(text, /bridge_messages_in_total\{[^}]*account="brand-b"/);
       assert.equal(text.match(/^# TYPE bridge_messages_in_total /gm)?.length, 1);
+      const rss = text.split("\n").filter((l) => l.startsWith("process_resident_memory_bytes"));
+      assert.equal(rss.length, 1, rss.join("\n"));
+      assert.match(rss[0]!, /^process_resident_memory_bytes \d/);
     });
   } finally {
     for (const agent of agents) await agent.close();

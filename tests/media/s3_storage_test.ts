@@ -115,6 +115,15 @@ Deno.test("createS3Storage() keeps media in a bucket of a real S3 server", async
       });
       await assert.rejects(stranger.check(), /MEDIA_STORE.*access denied/);
       await assert.rejects(stranger.put(pngLike(10), "png"), /the object store answered HTTP 403/);
+      const nowhere = createS3Storage({
+        client: createS3Client(s3Config("http://K:S@127.0.0.1:1/media?path_style=true")),
+        prefix: "",
+        presign: false,
+      });
+      await assert.rejects(
+        nowhere.check(),
+        /Cannot use MEDIA_STORE: cannot reach http:\/\/127\.0\.0\.1:1\/media\//,
+      );
     });
   } finally {
     await s3.close();
