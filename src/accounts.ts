@@ -19,6 +19,8 @@ export interface AccountConfig {
   agents: string[] | null;
   /** As AGENT_KF_ACCOUNTS, for this account: agent userid -> its kf account here. */
   kfAccounts: Record<string, string>;
+  /** As AUTO_REPLY_TEXT, for this account (each brand says its own); unset: AUTO_REPLY_TEXT. */
+  autoReplyText?: string;
 }
 
 const ID = /^[a-z0-9][a-z0-9_-]{0,31}$/;
@@ -34,11 +36,12 @@ const FIELDS = new Set([
   "api_base",
   "agents",
   "kf_accounts",
+  "auto_reply_text",
 ]);
 
 /**
  * Parses the file's text: `{"accounts": [{"id", "original_id", "token", "aes_key",
- * "aes_key_previous", "appid", "secret", "api_base", "agents", "kf_accounts"}, …]}`; throws SyntaxError saying which
+ * "aes_key_previous", "appid", "secret", "api_base", "agents", "kf_accounts", "auto_reply_text"}, …]}`; throws SyntaxError saying which
  * account and field is wrong, never a secret's value.
  */
 export function parseAccounts(text: string): AccountConfig[] {
@@ -127,6 +130,7 @@ export function parseAccounts(text: string): AccountConfig[] {
       apiBase: apiBase?.replace(/\/+$/, ""),
       agents: agents === undefined ? null : [...agents as string[]],
       kfAccounts: { ...kf as Record<string, string> },
+      autoReplyText: str("auto_reply_text"),
     };
   });
 }

@@ -624,6 +624,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     wechatSecret: account.secret,
     wechatApiBase: account.apiBase ?? config.wechatApiBase,
     agentKfAccounts: account.kfAccounts,
+    autoReplyText: account.autoReplyText ?? config.autoReplyText,
     dataDir: `${config.dataDir}/accounts/${account.id}`,
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],

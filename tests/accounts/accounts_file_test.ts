@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { accountsOf, parseAccounts } from "../../src/accounts.ts";
 import { loadConfig } from "../../src/config.ts";
+import { post, textXml } from "../helpers/agent.ts";
+import { startBridge } from "../helpers/server.ts";
 
 const two = JSON.stringify({
   accounts: [
@@ -32,6 +34,7 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       apiBase: undefined,
       agents: ["alice", "carol"],
       kfAccounts: { alice: "kf2001@service" },
+      autoReplyText: undefined,
     });
     assert.equal(news!.agents, null);
     assert.equal(news!.apiBase, "http://127.0.0.1:9000");
@@ -84,4 +87,34 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       await Deno.remove(dir, { recursive: true });
     }
   });
+});
+
+Deno.test("auto_reply_text: each account answers with its own text", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "accounts-auto-" });
+  await Deno.writeTextFile(
+    `${dir}/accounts.json`,
+    JSON.stringify({
+      accounts: [
+        { id: "brand-a", original_id: "gh_brand_a", auto_reply_text: "品牌A：客服稍后回复" },
+        { id: "brand-b", original_id: "gh_brand_b" },
+      ],
+    }),
+  );
+  const server = await startBridge({
+    env: { ACCOUNTS_FILE: `${dir}/accounts.json`, AUTO_REPLY_TEXT: "稍后回复" },
+  });
+  try {
+    const ask = async (account: string, original: string, from: string) =>
+      (await post(
+        `${server.base}/im_component/wx_official_account/send_xml/${account}`,
+        textXml(from, original, "在吗", String(9_700_000 + from.length)),
+      )).text;
+    assert.match(await ask("brand-a", "gh_brand_a", "oA"), /品牌A：客服稍后回复/);
+    const b = await ask("brand-b", "gh_brand_b", "oBb");
+    assert.match(b, /稍后回复/);
+    assert.doesNotMatch(b, /品牌A/);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
