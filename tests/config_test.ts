@@ -39,6 +39,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       transferCustomerService: false,
       mediaUrlPrivateHosts: [],
       mediaUrlTtlS: 86_400,
+      mediaStore: { kind: "disk" },
+      accounts: [],
     });
   });
 
@@ -130,6 +132,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
     assert.throws(() => loadConfig({ STORE_FSYNC: "yes" }), /Cannot read STORE_FSYNC/);
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
+    assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
     assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
     assert.throws(
