@@ -708,10 +708,10 @@ function createSqliteStore(
           after?.id ?? "",
           page?.limit ?? -1,
         ) as Array<{ json: string }>;
-        return rows.map((r) =>
-          model.contacts.get(JSON.parse(r.json).follower_id) ??
-            JSON.parse(r.json) as Contact
-        );
+        return rows.map((r) => {
+          const stored = JSON.parse(r.json) as Contact;
+          return model.contacts.get(stored.follower_id) ?? stored;
+        });
       });
     },
     readHistory(followerId: string, before: number | null, limit: number) {
