@@ -765,6 +765,7 @@ async function loadQuickReplies() {
 async function writeApi(method, path, body) {
   const url = new URL(B + path, location.origin);
   url.searchParams.set("userid", userid);
+  if (account) url.searchParams.set("account", account);
   const headers = { Accept: "application/json", "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const res = await fetch(url, {
@@ -1099,22 +1100,14 @@ function markRead(contactId, { send = true } = {}) {
 // The socket
 
 function socketUrl() {
-<<<<<<< HEAD
   return socketUrlOf({
     protocol: location.protocol,
     host: location.host,
     userid,
+    account,
     since: conn.lastSeqKnown ? state.lastSeq : null,
     token: state.token,
   });
-=======
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  let url = `${scheme}//${location.host}${B}/msg?userid=${encodeURIComponent(userid)}`;
-  if (account) url += `&account=${encodeURIComponent(account)}`;
-  if (conn.lastSeqKnown) url += `&since=${state.lastSeq}`;
-  if (state.token) url += `&token=${encodeURIComponent(state.token)}`;
-  return url;
->>>>>>> main
 }
 
 function connect() {

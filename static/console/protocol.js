@@ -49,10 +49,13 @@ export function commandFrame(type, clientId, fields) {
   };
 }
 
-/** The agent socket's URL: `since=` once a seq is known, so a reconnect gets what it missed. */
-export function socketUrl({ protocol, host, userid, since, token }) {
+/** The agent socket's URL: `since=` once a seq is known, so a reconnect gets what it missed;
+ * `account=` with several official accounts. */
+export function socketUrl({ protocol, host, userid, account, since, token }) {
   const scheme = protocol === "https:" ? "wss:" : "ws:";
   let url = `${scheme}//${host}${BASE}/msg?userid=${encodeURIComponent(userid)}`;
+  // With several official accounts, the one this console serves.
+  if (account) url += `&account=${encodeURIComponent(account)}`;
   if (since !== null && since !== undefined) url += `&since=${since}`;
   if (token) url += `&token=${encodeURIComponent(token)}`;
   return url;

@@ -62,12 +62,16 @@ Deno.test("frames: replies by type, commands with their client_id", () => {
 });
 
 Deno.test("socketUrl() asks for what was missed once a seq is known", () => {
-  const base = { protocol: "https:", host: "cs.example.com", userid: "客服 1" };
+  const base = { protocol: "https:", host: "cs.example.com", userid: "客服 1", account: "" };
   assert.equal(
     socketUrl({ ...base, since: null, token: "" }),
     "wss://cs.example.com/im_component/wx_official_account/msg?userid=%E5%AE%A2%E6%9C%8D%201",
   );
   assert.match(socketUrl({ ...base, since: 0, token: "a.b" }), /&since=0&token=a\.b$/);
+  assert.match(
+    socketUrl({ ...base, account: "gh_b", since: 3, token: "" }),
+    /userid=[^&]+&account=gh_b&since=3$/,
+  );
   assert.match(
     socketUrl({ ...base, protocol: "http:", since: 7, token: "" }),
     /^ws:\/\/.*&since=7$/,
