@@ -411,6 +411,10 @@ function avatarEl(contact, className = "avatar") {
 }
 
 function fillAvatar(node, contact) {
+  // The header's avatar is filled on every render: unchanged, it is left alone.
+  const key = `${contact?.contact_id}\u0000${contact?.avatar ?? ""}\u0000${contact?.name ?? ""}`;
+  if (node.dataset.filled === key) return;
+  node.dataset.filled = key;
   node.replaceChildren();
   const src = safeUrl(contact?.avatar);
   if (src) {
