@@ -25,6 +25,8 @@ export interface Config {
   mediaAllowedHosts: string[];
   mediaMaxBytes: number;
   mediaTimeoutMs: number;
+  /** Open client connections; default from the descriptor limit (src/http/connections.ts). */
+  maxConnections?: number;
 }
 
 /** Reads SPEC's environment variables; throws an Error naming a variable with a bad value. */
@@ -73,5 +75,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       : ["api.weixin.qq.com", "*.qpic.cn", "*.qlogo.cn", "*.weixin.qq.com", "*.wx.qq.com"],
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
+    maxConnections: str("MAX_CONNECTIONS") === undefined ? undefined : int("MAX_CONNECTIONS", 0, 1),
   };
 }

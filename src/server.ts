@@ -12,6 +12,13 @@ import { createHub } from "./core/hub.ts";
 import type { Store } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
+import {
+  type ConnectionInfo,
+  defaultConnectionLimits,
+  type GuardedServer,
+  openFilesLimit,
+  serveGuarded,
+} from "./http/connections.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
@@ -40,6 +47,8 @@ export const BASE = "/im_component/wx_official_account";
 
 /** How long requests already in flight when the server stops may take before sockets close. */
 const IN_FLIGHT_LIMIT_MS = 5_000;
+/** How long agents' sockets have to pass their close frames on before connections are cut. */
+const CLOSE_GRACE_MS = 1_000;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
@@ -354,7 +363,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
   // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
   let stopping = false;
   let inFlight = 0;
-  async function handler(req: Request): Promise<Response> {
+  async function handler(req: Request, _info?: ConnectionInfo): Promise<Response> {
     if (stopping) {
       return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
     }
@@ -367,7 +376,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
   }
 
   let heartbeat: ReturnType<typeof setInterval> | undefined;
-  let served: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
 
   return {
@@ -388,11 +397,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
       if (resumed) {
         log.info("Resuming {count} media messages from before the restart", { count: resumed });
       }
-      served = Deno.serve({
-        port: options.port,
-        hostname: options.hostname,
-        onListen: options.onListen ?? (() => {}),
-      }, handler);
+      const limits = defaultConnectionLimits(openFilesLimit());
+      if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
+      served = serveGuarded(
+        { port: options.port, hostname: options.hostname, limits },
+        handler,
+      );
+      log.debug("At most {max} connections", { max: limits.maxConnections });
+      options.onListen?.(served.addr);
       heartbeat ??= setInterval(
         () => hub.broadcast(HEARTBEAT_FRAME),
         config.heartbeatIntervalS * 1000,
@@ -406,6 +418,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
     stop(code = 1012, reason = "server restarting: reconnect with since="): Promise<void> {
       stopped ??= (async () => {
         stopping = true;
+        served?.stopAccepting();
         const patience = performance.now() + IN_FLIGHT_LIMIT_MS;
         while (inFlight > 0 && performance.now() < patience) {
           await new Promise((r) => setTimeout(r, 5));
@@ -417,7 +430,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
         // Media jobs still running stay journaled and resume at the next start.
         await switchboard.drain();
         hub.closeAll(code, reason);
-        await served?.shutdown();
+        // Requests still waiting on their client (a stalled body) are cut here, not waited for.
+        await served?.shutdown(CLOSE_GRACE_MS);
         await intake.drain();
         await store.close();
       })();
