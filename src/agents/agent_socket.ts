@@ -7,6 +7,7 @@ import { HttpError } from "../http/http_error.ts";
 import { createRateLimiter, type RateLimiter } from "../http/limits.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { AgentMessages } from "./agent_messages.ts";
+import { AGENT_ID_RULE, isAgentId } from "./agent_id.ts";
 import type { AgentAuth } from "./auth.ts";
 import { createErrorEnvelope } from "../protocol/envelope.ts";
 import type { AgentConnection, Hub } from "../core/hub.ts";
@@ -33,15 +34,11 @@ export interface AgentSocketDeps {
   onRejected?: (reason: string) => void;
 }
 
-const USER_ID = /^[\p{L}\p{N}_.@:-]{1,64}$/u;
-
 /** The agent's id from `userid` or `userId`; 400 when missing or malformed. */
 export function agentIdFrom(url: URL): string | null {
   const raw = url.searchParams.get("userid") ?? url.searchParams.get("userId");
   if (raw === null || raw === "") return null;
-  if (!USER_ID.test(raw)) {
-    throw new HttpError(400, "userid must be 1-64 letters, digits or _ . @ : -");
-  }
+  if (!isAgentId(raw)) throw new HttpError(400, `userid must be ${AGENT_ID_RULE}`);
   return raw;
 }
 

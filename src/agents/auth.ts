@@ -4,6 +4,7 @@
 
 import { errors, jwtVerify, SignJWT } from "jose";
 import { HttpError } from "../http/http_error.ts";
+import { AGENT_ID_RULE, isAgentId } from "./agent_id.ts";
 
 /** Checks who an agent is and where its page comes from; every failure is an `HttpError`. */
 export interface AgentAuth {
@@ -73,7 +74,9 @@ export async function mintAgentToken(
   userid: string,
   ttlSeconds: number,
 ): Promise<string> {
-  if (userid === "") throw new RangeError("Cannot mint agent token: userid is empty");
+  if (!isAgentId(userid)) {
+    throw new RangeError(`Cannot mint agent token: userid must be ${AGENT_ID_RULE}`);
+  }
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
     throw new RangeError(
       `Cannot mint agent token: ttl must be positive seconds, got ${ttlSeconds}`,
@@ -135,6 +138,8 @@ async function verifyAgentToken(token: string, key: CryptoKey, nowMs: number): P
     throw error;
   }
   if (sub === undefined || sub === "") throw unauthorized("Invalid agent token: empty sub");
+  // Checked like a `userid`: a 3,000-character sub once made every follower's message a 500.
+  if (!isAgentId(sub)) throw unauthorized(`Invalid agent token: sub must be ${AGENT_ID_RULE}`);
   return sub;
 }
 

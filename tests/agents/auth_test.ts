@@ -255,7 +255,7 @@ Deno.test("mintAgentToken() makes a token the bridge and jose accept", async (t)
   });
 
   await t.step("refuses an empty userid, a bad ttl and a short secret", async () => {
-    await assert.rejects(mintAgentToken(SECRET, "", 60), /userid is empty/);
+    await assert.rejects(mintAgentToken(SECRET, "", 60), /userid must be/);
     await assert.rejects(mintAgentToken(SECRET, "1", 0), /ttl/);
     await assert.rejects(mintAgentToken(SECRET, "1", Number.NaN), /ttl/);
     await assert.rejects(mintAgentToken("short", "1", 60), /at least 32/);
