@@ -431,7 +431,7 @@ Deno.test("ALLOWED_ORIGINS: a socket from another Origin is 403 before the upgra
     env: { ALLOWED_ORIGINS: `${allowed},http://localhost:8080` },
   });
   try {
-    await t.step("another origin, a look-alike, and no Origin are 403", async () => {
+    await t.step("another origin and a look-alike are 403", async () => {
       for (
         const origin of [
           "https://evil.example.com",
@@ -439,14 +439,9 @@ Deno.test("ALLOWED_ORIGINS: a socket from another Origin is 403 before the upgra
           "http://console.example.com",
           "http://localhost:8081",
           "null",
-          undefined,
         ]
       ) {
-        const headers: Record<string, string> = origin === undefined ? {} : { origin };
-        const res = await upgradeAttempt(
-          `${server.base}${B}/msg?userid=a`,
-          headers,
-        );
+        const res = await upgradeAttempt(`${server.base}${B}/msg?userid=a`, { origin });
         assert.equal(res.status, 403, `${origin}: ${res.body}`);
       }
       assert.match(

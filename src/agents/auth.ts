@@ -12,7 +12,10 @@ export interface AgentAuth {
   readonly required: boolean;
   /** Resolves to the agent's userid, or throws 400/401 `HttpError`. */
   authenticate(req: Request, url: URL, claimedUserId: string | null): Promise<string>;
-  /** Throws a 403 `HttpError` when ALLOWED_ORIGINS is set and the request's Origin is not in it. */
+  /**
+   * Throws a 403 `HttpError` when ALLOWED_ORIGINS is set and the request has an Origin not in it;
+   * a request with no Origin is not from a browser and passes.
+   */
   checkOrigin(req: Request): void;
 }
 
@@ -60,7 +63,9 @@ export function createAgentAuth(options: AgentAuthOptions): AgentAuth {
     checkOrigin(req) {
       if (allowed.size === 0) return;
       const origin = req.headers.get("origin");
-      if (origin === null) throw new HttpError(403, "Missing Origin");
+      // Browsers always send Origin on a WebSocket upgrade: a request without one is a program
+      // (a CRM server, a bot), which its token authenticates (as in Centrifugo, gorilla/websocket).
+      if (origin === null) return;
       if (!allowed.has(normalizeOrigin(origin) ?? "")) {
         throw new HttpError(403, "Origin not allowed");
       }
