@@ -22,11 +22,50 @@ export interface Config {
   logFormat: "json" | "text";
   logLevel: string;
   historyRetentionDays: number;
-  mediaAllowedHosts: string[];
+  /** Hosts follower media may be fetched from; unset: WeChat's own (media/pipeline.ts). */
+  mediaAllowedHosts?: string[];
   mediaMaxBytes: number;
   mediaTimeoutMs: number;
   /** Open client connections; default from the descriptor limit (src/http/connections.ts). */
   maxConnections?: number;
+  /** AGENT_KF_ACCOUNTS: agent userid -> WeChat customer-service account its replies show. */
+  agentKfAccounts: Record<string, string>;
+  /** AUTO_REPLY_TEXT: a passive reply to a follower no agent can answer now (unset: none). */
+  autoReplyText?: string;
+  /** AUTO_REPLY_HOURS: working hours in China time, `HH:MM-HH:MM`; outside them the
+   * auto-reply is sent even with agents online. Unset: always working hours. */
+  workingHours?: { startMin: number; endMin: number };
+  /** PASSIVE_TRANSFER_CUSTOMER_SERVICE: answer messages with transfer_customer_service, so
+   * WeChat's own customer-service tool gets them too. */
+  transferCustomerService: boolean;
+}
+
+/** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
+function parseKfAccounts(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const at = pair.indexOf("=");
+    const agent = pair.slice(0, at).trim();
+    const kf = pair.slice(at + 1).trim();
+    if (at <= 0 || agent === "" || !/^[^@\s]+@\S+$/.test(kf)) {
+      throw new Error(
+        `Cannot read AGENT_KF_ACCOUNTS: expected agent=kf_account@account, got "${pair}"`,
+      );
+    }
+    out[agent] = kf;
+  }
+  return out;
+}
+
+/** `09:00-18:00` as minutes of the day; an end before the start spans midnight. */
+function parseHours(raw: string | undefined): { startMin: number; endMin: number } | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$/.exec(raw);
+  const minutes = m ? [Number(m[1]) * 60 + Number(m[2]), Number(m[3]) * 60 + Number(m[4])] : [];
+  if (!m || minutes.some((n) => n > 24 * 60) || Number(m[2]) > 59 || Number(m[4]) > 59) {
+    throw new Error(`Cannot read AUTO_REPLY_HOURS: expected HH:MM-HH:MM, got "${raw}"`);
+  }
+  return { startMin: minutes[0]!, endMin: minutes[1]! };
 }
 
 /** Reads SPEC's environment variables; throws an Error naming a variable with a bad value. */
@@ -72,9 +111,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")
-      : ["api.weixin.qq.com", "*.qpic.cn", "*.qlogo.cn", "*.weixin.qq.com", "*.wx.qq.com"],
+      : undefined,
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
     maxConnections: str("MAX_CONNECTIONS") === undefined ? undefined : int("MAX_CONNECTIONS", 0, 1),
+    agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
+    autoReplyText: str("AUTO_REPLY_TEXT"),
+    workingHours: parseHours(str("AUTO_REPLY_HOURS")),
+    transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
   };
 }

@@ -28,6 +28,7 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { createUrlSigner } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
+import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
@@ -38,6 +39,8 @@ import { createReplyService, type ReplyContext } from "./replies/reply_service.t
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { createOperatorEvents } from "./wechat/operator_events.ts";
+import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 
 const log = getLogger(["bridge", "http"]);
@@ -47,8 +50,6 @@ export const BASE = "/im_component/wx_official_account";
 
 /** How long requests already in flight when the server stops may take before sockets close. */
 const IN_FLIGHT_LIMIT_MS = 5_000;
-/** How long agents' sockets have to pass their close frames on before connections are cut. */
-const CLOSE_GRACE_MS = 1_000;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
@@ -92,7 +93,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       now,
       // Instances on one Redis share one token: each refresh of their own would revoke the others'.
       tokenCache: store.tokenCache,
-      onCall: (api, errcode) => metrics.wechatApiCalls.inc({ api, errcode }),
+      onCall: metrics.onWechatApiCall,
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
@@ -188,6 +189,9 @@ export async function createServer(config: Config, effects: Effects = {}) {
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
+        makeThumb: (video) =>
+          videoThumbnail(video, { timeoutMs: config.mediaTimeoutMs, ffmpeg: effects.ffmpeg }),
+        kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
       }
       : { kind: "demo", outbox: outbox! },
   );
@@ -204,6 +208,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
     journalDir: `${config.dataDir}/media-jobs`,
     accept: (item) => switchboard.accept(item),
   });
+  const operatorEvents = createOperatorEvents({
+    store,
+    switchboard,
+    onlineAgents: async () => store.onlineAgents ? await store.onlineAgents() : hub.onlineAgents(),
+    countReport: (event) => metrics.accountReports.inc({ event }),
+    now,
+  });
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
@@ -217,6 +228,19 @@ export async function createServer(config: Config, effects: Effects = {}) {
       if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
+    report: operatorEvents.report,
+    forget: operatorEvents.forget,
+    profileChanged: operatorEvents.profileChanged,
+    isAgent: (id) => store.isKnownAgent(id),
+    maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
+    passive: createPassiveReplies({
+      autoReplyText: config.autoReplyText,
+      workingHours: config.workingHours,
+      transferCustomerService: config.transferCustomerService,
+      now,
+      anyAgentOnline: async () =>
+        store.onlineAgents ? (await store.onlineAgents()).length > 0 : hub.agentCount > 0,
+    }),
   });
   const upgrade = createAgentSocketHandler({
     hub,
@@ -242,9 +266,17 @@ export async function createServer(config: Config, effects: Effects = {}) {
   }
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const text = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.sendBodyBytes));
-    // The seed's own test posts WeChat XML to /send.
+    // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
+    // to its own.
+    const bytes = await readBodyLimited(
+      req,
+      Math.max(DEFAULT_LIMITS.sendBodyBytes, DEFAULT_LIMITS.xmlBodyBytes),
+    );
+    const text = decoder.decode(bytes);
     if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
+    if (bytes.byteLength > DEFAULT_LIMITS.sendBodyBytes) {
+      throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
+    }
     const agentId = await agentOf(req, url, false);
     let body: unknown;
     try {
@@ -315,8 +347,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     [
       "GET",
       ["/metrics"],
-      () =>
-        new Response(metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }),
+      async () =>
+        new Response(await metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
     ],
     [
       "GET",
@@ -430,8 +464,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
         // Media jobs still running stay journaled and resume at the next start.
         await switchboard.drain();
         hub.closeAll(code, reason);
+        // Until the agents answer the close, the server's own shutdown would close their
+        // sockets again as 1001 "going away" and hide the code that says "reconnect with since=".
+        const closing = performance.now() + 1_000;
+        while (hub.socketCount > 0 && performance.now() < closing) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
         // Requests still waiting on their client (a stalled body) are cut here, not waited for.
-        await served?.shutdown(CLOSE_GRACE_MS);
+        await served?.shutdown();
         await intake.drain();
         await store.close();
       })();

@@ -136,3 +136,18 @@ Deno.test("nothing in the repository reads outside it", async () => {
   await visit(".");
   assert.deepEqual(offenders, []);
 });
+
+Deno.test("fixtures are the published bytes (tests/fixtures/SHA256SUMS)", async () => {
+  const dir = join(ROOT, "tests/fixtures");
+  const sums = await Deno.readTextFile(join(dir, "SHA256SUMS"));
+  const changed: string[] = [];
+  for (const line of sums.trim().split("\n")) {
+    const [want, name] = line.split(/\s+/);
+    const bytes = await Deno.readFile(join(dir, name!));
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    const got = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (got !== want) changed.push(name!);
+  }
+  // A formatter or an editor that rewrites a sample tests something WeChat never sent.
+  assert.deepEqual(changed, []);
+});

@@ -96,6 +96,51 @@ Deno.test("configureLogging() writes JSON Lines without secrets", async (t) => {
   });
 });
 
+Deno.test("configureLogging() redacts WeChat's credentials by field and in text", async (t) => {
+  await t.step("AppSecret, AES keys, signatures, Encrypt and cookies, at any depth", async () => {
+    await withLogging({ format: "json" }, (lines) => {
+      getLogger(["bridge", "wechat"]).info("Webhook from {openid}", {
+        openid: "oFollower",
+        timestamp: "1700000000",
+        nonce: "n1",
+        AppSecret: "app-secret-value-0001",
+        config: { WECHAT_AES_KEY: "aes-key-value-0002", EncodingAESKey: "aes-key-value-0003" },
+        query: { signature: "sig-value-0004", msg_signature: "sig-value-0005" },
+        xml: { ToUserName: "gh_account", Encrypt: "cipher-value-0006" },
+        headers: [{ "Set-Cookie": "session=cookie-value-0007" }],
+        password: "password-value-0008",
+      });
+      const line = lines[0]!.text;
+      for (let i = 1; i <= 8; i++) assert.ok(!line.includes(`-000${i}`), line);
+      const { properties } = JSON.parse(line);
+      assert.equal(properties.config.EncodingAESKey, "[REDACTED]");
+      assert.equal(properties.query.msg_signature, "[REDACTED]");
+      assert.equal(properties.xml.Encrypt, "[REDACTED]");
+      assert.equal(properties.xml.ToUserName, "gh_account", "what is not a secret stays");
+      assert.equal(properties.nonce, "n1");
+      assert.equal(properties.openid, "oFollower");
+    });
+  });
+
+  await t.step("access_token and signature in URLs, and a JWT anywhere in text", async () => {
+    await withLogging({ format: "text" }, (lines) => {
+      getLogger(["bridge", "wechat"]).error("Send failed: {error}", {
+        error: new TypeError(
+          "error sending request for url (https://api.weixin.qq.com/cgi-bin/message/custom/send" +
+            "?access_token=wechat-token-value-0009)",
+        ),
+        url: "/wechat?signature=sig-value-0010&timestamp=1&nonce=2&openid=oF",
+        note: `agent sent ${JWT} as text`,
+      });
+      const line = lines[0]!.text;
+      assert.ok(!line.includes("-0009") && !line.includes("-0010"), line);
+      assert.ok(!line.includes(JWT.slice(0, 30)), line);
+      assert.match(line, /access_token=\[REDACTED\]/);
+      assert.match(line, /signature=\[REDACTED\]&timestamp=1/);
+    });
+  });
+});
+
 Deno.test("configureLogging() writes readable lines in text mode", async (t) => {
   await t.step("category, level, message, then the properties it did not show", async () => {
     await withLogging({ format: "text" }, (lines) => {

@@ -1,17 +1,18 @@
 import assert from "node:assert/strict";
 import {
-  Counter,
   createBridgeMetrics,
   DELIVERY_LATENCY_BUCKETS,
-  Gauge,
-  Histogram,
+  MAX_SERIES,
   PROMETHEUS_CONTENT_TYPE,
-  Registry,
+  WEBHOOK_DURATION_BUCKETS,
 } from "../src/http/metrics.ts";
+import { createWechatClient, type WechatClientOptions } from "../src/wechat/api_client.ts";
+import { startFakeWechat } from "../tools/fake_wechat.ts";
 
 // ---- A strict reader of text exposition format 0.0.4 -------------------------------------
 // https://prometheus.io/docs/instrumenting/exposition_formats/ : every line is a HELP, a TYPE,
-// or a sample; label values escape \\ \" \n; HELP escapes \\ \n; a family's lines stay together.
+// or a sample; label values escape \\ \" \n; HELP escapes \\ \n; a family's lines stay together;
+// empty lines are ignored. Values are read as Go's ParseFloat reads them (NaN in any case).
 
 interface Sample {
   name: string;
@@ -28,12 +29,12 @@ interface Family {
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*/;
-const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)$/;
+const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|[Nn][Aa][Nn])$/;
 const TYPES = new Set(["counter", "gauge", "histogram", "summary", "untyped"]);
 
 function parseValue(text: string, where: string): number {
   if (!FLOAT.test(text)) throw new SyntaxError(`${where}: bad value "${text}"`);
-  if (text === "NaN") return Number.NaN;
+  if (text.toLowerCase() === "nan") return Number.NaN;
   if (text.endsWith("Inf")) return text.startsWith("-") ? -Infinity : Infinity;
   return Number(text);
 }
@@ -159,7 +160,8 @@ function parseExposition(text: string): Map<string, Family> {
       return;
     }
     if (line.startsWith("#")) return;
-    if (line.trim() === "") throw new SyntaxError(`${where}: blank line`);
+    if (line === "") return;
+    if (line.trim() === "") throw new SyntaxError(`${where}: a line of spaces`);
     const sample = parseSampleLine(line, where);
     if (current === undefined || !belongs(sample.name, current)) {
       throw new SyntaxError(`${where}: sample outside its family's block`);
@@ -196,7 +198,6 @@ Deno.test("parseExposition() (the test's own checker) refuses what the format fo
     ["unescaped quote", '# TYPE a counter\na{x="q"q"} 1\n'],
     ["bad escape", '# TYPE a counter\na{x="\\t"} 1\n'],
     ["bad value", "# TYPE a counter\na one\n"],
-    ["blank line", "# TYPE a counter\n\na 1\n"],
     ["unknown type", "# TYPE a thing\na 1\n"],
     ["family split", "# TYPE a counter\na 1\n# TYPE b gauge\nb 1\n# HELP a again\n"],
     ["series twice", '# TYPE a counter\na{x="1"} 1\na{x="1"} 2\n'],
@@ -215,281 +216,75 @@ Deno.test("parseExposition() (the test's own checker) refuses what the format fo
       assert.throws(() => parseExposition(text), SyntaxError);
     });
   }
-  await t.step("accepts a well-formed histogram", () => {
+  await t.step("accepts a well-formed histogram, empty lines and Nan", () => {
     const text = "# HELP h A \\\\ help\\nline.\n# TYPE h histogram\n" +
-      'h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3.5\nh_count 2\n';
+      'h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3.5\nh_count 2\n\n# TYPE g gauge\ng Nan\n';
     const families = parseExposition(text);
     assert.equal(families.get("h")?.help, "A \\ help\nline.");
     assert.equal(families.get("h")?.samples.length, 4);
+    assert.ok(Number.isNaN(sampleValue(families, "g", "g")));
   });
 });
 
-Deno.test("Registry.render() writes exposition format 0.0.4", async (t) => {
-  await t.step("an empty registry renders nothing", () => {
-    assert.equal(new Registry().render(), "");
-  });
+const BRIDGE_FAMILIES: Record<string, string> = {
+  bridge_agent_sockets_open: "gauge",
+  bridge_agents_online: "gauge",
+  bridge_messages_in_total: "counter",
+  bridge_messages_out_total: "counter",
+  bridge_wechat_api_calls_total: "counter",
+  bridge_delivery_latency_seconds: "histogram",
+  bridge_webhook_duration_seconds: "histogram",
+  bridge_queue_depth: "gauge",
+  bridge_rejected_total: "counter",
+  bridge_account_reports_total: "counter",
+};
+
+Deno.test("createBridgeMetrics() declares the bridge's metrics", async (t) => {
+  const metrics = createBridgeMetrics({ queueDepth: () => 12 });
 
   await t.step("says it is format 0.0.4", () => {
     assert.match(PROMETHEUS_CONTENT_TYPE, /^text\/plain; version=0\.0\.4/);
   });
 
-  await t.step("counters by label, with escaped values that read back the same", () => {
-    const registry = new Registry();
-    const counter = registry.counter({
-      name: "test_events_total",
-      help: 'Events with a "quote", a \\ and\na newline.',
-      labels: ["kind", "where"],
-    });
-    const odd = 'say "hi"\\ \n 你好';
-    counter.labels("a", "x").inc();
-    counter.labels("a", "x").inc(2);
-    counter.labels("b", "x").inc();
-    counter.labels(odd, "y").inc(0.5);
-    const families = parseExposition(registry.render());
-    const family = families.get("test_events_total");
-    assert.equal(family?.type, "counter");
-    assert.equal(family?.help, 'Events with a "quote", a \\ and\na newline.');
-    assert.equal(sampleValue(families, family.name, family.name, { kind: "a", where: "x" }), 3);
-    assert.equal(sampleValue(families, family.name, family.name, { kind: "b", where: "x" }), 1);
-    assert.equal(sampleValue(families, family.name, family.name, { kind: odd, where: "y" }), 0.5);
-  });
-
-  await t.step("an unlabelled counter shows 0 before its first increment", () => {
-    const registry = new Registry();
-    registry.counter({ name: "test_starts_total", help: "Starts." });
-    const families = parseExposition(registry.render());
-    assert.equal(sampleValue(families, "test_starts_total", "test_starts_total"), 0);
-  });
-
-  await t.step("gauges go up, down, and read a callback at each render", () => {
-    const registry = new Registry();
-    const open = registry.gauge({ name: "test_open", help: "Open things." });
-    let depth = 4;
-    registry.gauge({ name: "test_depth", help: "Depth.", collect: () => depth });
-    open.inc();
-    open.inc(3);
-    open.dec();
-    let families = parseExposition(registry.render());
-    assert.equal(sampleValue(families, "test_open", "test_open"), 3);
-    assert.equal(sampleValue(families, "test_depth", "test_depth"), 4);
-    depth = 9;
-    open.set(0);
-    families = parseExposition(registry.render());
-    assert.equal(sampleValue(families, "test_depth", "test_depth"), 9);
-    assert.equal(sampleValue(families, "test_open", "test_open"), 0);
-  });
-
-  await t.step("a callback that throws renders NaN, not an error", () => {
-    const registry = new Registry();
-    registry.gauge({
-      name: "test_broken",
-      help: "Broken.",
-      collect: () => {
-        throw new Error("store down");
-      },
-    });
-    const families = parseExposition(registry.render());
-    assert.ok(Number.isNaN(sampleValue(families, "test_broken", "test_broken")));
-  });
-
-  await t.step("histograms: cumulative buckets, le inclusive, +Inf = count", () => {
-    const registry = new Registry();
-    const h = registry.histogram({
-      name: "test_latency_seconds",
-      help: "Latency.",
-      buckets: [0.01, 0.1, 1],
-    });
-    for (const v of [0.005, 0.01, 0.05, 0.5, 1, 7]) h.observe(v);
-    const families = parseExposition(registry.render());
-    const name = "test_latency_seconds";
-    const bucket = (le: string) => sampleValue(families, name, `${name}_bucket`, { le });
-    assert.deepEqual([bucket("0.01"), bucket("0.1"), bucket("1"), bucket("+Inf")], [2, 3, 5, 6]);
-    assert.equal(sampleValue(families, name, `${name}_count`), 6);
-    assert.ok(Math.abs(sampleValue(families, name, `${name}_sum`)! - 8.565) < 1e-9);
-  });
-
-  await t.step("labels given by name (prom-client style) reach the same series", () => {
-    const registry = new Registry();
-    const counter = registry.counter({
-      name: "test_calls_total",
-      help: "Calls.",
-      labels: ["api", "errcode"],
-    });
-    counter.inc({ api: "send", errcode: 0 });
-    counter.inc({ errcode: "0", api: "send" }, 2);
-    counter.labels("send", "0").inc();
-    const gauge = registry.gauge({ name: "test_level", help: "Level.", labels: ["pool"] });
-    gauge.set({ pool: "a" }, 5);
-    gauge.inc({ pool: "a" });
-    gauge.dec({ pool: "a" }, 3);
-    const h = registry.histogram({
-      name: "test_wait_seconds",
-      help: "Wait.",
-      labels: ["queue"],
-      buckets: [1],
-    });
-    h.observe({ queue: "q1" }, 0.5);
-    const f = parseExposition(registry.render());
-    assert.equal(
-      sampleValue(f, "test_calls_total", "test_calls_total", {
-        api: "send",
-        errcode: "0",
-      }),
-      4,
-    );
-    assert.equal(f.get("test_calls_total")!.samples.length, 1);
-    assert.equal(sampleValue(f, "test_level", "test_level", { pool: "a" }), 3);
-    assert.equal(
-      sampleValue(f, "test_wait_seconds", "test_wait_seconds_bucket", { queue: "q1", le: "1" }),
-      1,
-    );
-    assert.throws(() => counter.inc({ api: "send" } as never), /label errcode missing/);
-  });
-
-  await t.step("labelled histograms keep one set of buckets per series", () => {
-    const registry = new Registry();
-    const h = registry.histogram({
-      name: "test_call_seconds",
-      help: "Calls.",
-      labels: ["api"],
-      buckets: [0.5, 2],
-    });
-    h.labels("send").observe(0.1);
-    h.labels("send").observe(3);
-    h.labels("token").observe(1);
-    const families = parseExposition(registry.render());
-    const name = "test_call_seconds";
-    assert.equal(sampleValue(families, name, `${name}_bucket`, { api: "send", le: "0.5" }), 1);
-    assert.equal(sampleValue(families, name, `${name}_bucket`, { api: "send", le: "+Inf" }), 2);
-    assert.equal(sampleValue(families, name, `${name}_bucket`, { api: "token", le: "2" }), 1);
-    assert.equal(sampleValue(families, name, `${name}_count`, { api: "token" }), 1);
-  });
-
-  await t.step("startTimer() observes the seconds elapsed on the given clock", () => {
-    const h = new Histogram({ name: "test_timer_seconds", help: "Timer.", buckets: [0.1, 1] });
-    const registry = new Registry();
-    registry.register(h);
-    let now = 5_000;
-    const stop = h.startTimer(() => now);
-    now += 250;
-    assert.equal(stop(), 0.25);
-    const families = parseExposition(registry.render());
-    const name = "test_timer_seconds";
-    assert.equal(sampleValue(families, name, `${name}_bucket`, { le: "0.1" }), 0);
-    assert.equal(sampleValue(families, name, `${name}_bucket`, { le: "1" }), 1);
-    assert.equal(sampleValue(families, name, `${name}_sum`), 0.25);
-  });
-
-  await t.step("label sets beyond maxSeries are counted under _other", () => {
-    const registry = new Registry();
-    const counter = registry.counter({
-      name: "test_types_total",
-      help: "Types.",
-      labels: ["msg_type"],
-      maxSeries: 3,
-    });
-    for (let i = 0; i < 10; i++) counter.labels(`type${i}`).inc();
-    const families = parseExposition(registry.render());
-    const samples = families.get("test_types_total")!.samples;
-    assert.equal(samples.length, 4);
-    assert.equal(
-      sampleValue(families, "test_types_total", "test_types_total", {
-        msg_type: "_other",
-      }),
-      7,
-    );
-  });
-});
-
-Deno.test("Registry refuses metrics it could not render correctly", async (t) => {
-  await t.step("bad metric and label names", () => {
-    assert.throws(() => new Counter({ name: "1bad", help: "x" }), SyntaxError);
-    assert.throws(() => new Counter({ name: "a-b", help: "x" }), SyntaxError);
-    assert.throws(() => new Counter({ name: "ok", help: "x", labels: ["bad-label"] }), SyntaxError);
-    assert.throws(() => new Counter({ name: "ok", help: "x", labels: ["__x"] }), SyntaxError);
-    assert.throws(() => new Counter({ name: "ok", help: "x", labels: ["a", "a"] }), SyntaxError);
-    assert.throws(
-      () => new Histogram({ name: "h", help: "x", labels: ["le"], buckets: [1] }),
-      SyntaxError,
-    );
-  });
-
-  await t.step("buckets that are empty, unsorted or infinite", () => {
-    for (const buckets of [[], [1, 1], [2, 1], [1, Infinity]]) {
-      assert.throws(() => new Histogram({ name: "h", help: "x", buckets }), RangeError);
-    }
-  });
-
-  await t.step("a name registered twice", () => {
-    const registry = new Registry();
-    registry.gauge({ name: "g", help: "x" });
-    assert.throws(() => registry.counter({ name: "g", help: "x" }), RangeError);
-  });
-
-  await t.step("a counter decreased, or called with the wrong number of labels", () => {
-    const counter = new Counter({ name: "c_total", help: "x", labels: ["a"] });
-    assert.throws(() => counter.labels("x").inc(-1), RangeError);
-    assert.throws(() => counter.labels("x", "y"), RangeError);
-    assert.throws(() => counter.inc(), RangeError);
-  });
-
-  await t.step("a collected gauge with labels", () => {
-    assert.throws(
-      () => new Gauge({ name: "g", help: "x", labels: ["a"], collect: () => 1 }),
-      RangeError,
-    );
-  });
-});
-
-Deno.test("createBridgeMetrics() declares the bridge's metrics", async (t) => {
-  const metrics = createBridgeMetrics({ queueDepth: () => 12 });
-
-  await t.step("every metric renders with its type, even before any traffic", () => {
-    const families = parseExposition(metrics.render());
-    const want: Record<string, string> = {
-      bridge_agent_sockets_open: "gauge",
-      bridge_agents_online: "gauge",
-      bridge_messages_in_total: "counter",
-      bridge_messages_out_total: "counter",
-      bridge_wechat_api_calls_total: "counter",
-      bridge_delivery_latency_seconds: "histogram",
-      bridge_webhook_duration_seconds: "histogram",
-      bridge_queue_depth: "gauge",
-      bridge_rejected_total: "counter",
-    };
-    assert.deepEqual(
-      Object.fromEntries([...families.values()].map((f) => [f.name, f.type])),
-      want,
-    );
+  await t.step("every metric renders with its type and help, even before any traffic", async () => {
+    const families = parseExposition(await metrics.render());
+    const bridge = [...families.values()].filter((f) => f.name.startsWith("bridge_"));
+    assert.deepEqual(Object.fromEntries(bridge.map((f) => [f.name, f.type])), BRIDGE_FAMILIES);
     for (const family of families.values()) assert.ok(family.help, `${family.name} has HELP`);
     assert.equal(sampleValue(families, "bridge_queue_depth", "bridge_queue_depth"), 12);
+    assert.equal(sampleValue(families, "bridge_agents_online", "bridge_agents_online"), 0);
   });
 
-  await t.step("delivery latency buckets run from 0.0005 s to 5 s", () => {
-    assert.equal(DELIVERY_LATENCY_BUCKETS[0], 0.0005);
-    assert.equal(DELIVERY_LATENCY_BUCKETS.at(-1), 5);
-    const families = parseExposition(metrics.render());
-    const les = families.get("bridge_delivery_latency_seconds")!.samples
-      .flatMap((s) => s.labels.get("le") ?? []);
-    assert.deepEqual(les, [...DELIVERY_LATENCY_BUCKETS.map(String), "+Inf"]);
+  await t.step("histogram buckets are the ones docs/production.md alerts on", async () => {
+    const families = parseExposition(await metrics.render());
+    const les = (name: string) =>
+      families.get(name)!.samples.flatMap((s) => s.labels.get("le") ?? []);
+    assert.deepEqual(les("bridge_delivery_latency_seconds"), [
+      ...DELIVERY_LATENCY_BUCKETS.map(String),
+      "+Inf",
+    ]);
+    assert.deepEqual(les("bridge_webhook_duration_seconds"), [
+      ...WEBHOOK_DURATION_BUCKETS.map(String),
+      "+Inf",
+    ]);
   });
 
-  await t.step("traffic shows up under the right labels", () => {
+  await t.step("traffic shows up under the right labels", async () => {
     metrics.agentSocketsOpen.inc();
     metrics.agentSocketsOpen.inc();
     metrics.agentsOnline.set(1);
-    const text = metrics.messagesIn.labels("text");
-    for (let i = 0; i < 5; i++) text.inc();
+    for (let i = 0; i < 5; i++) metrics.messagesIn.inc({ msg_type: "text" });
     metrics.messagesIn.inc({ msg_type: "image" });
     metrics.messagesOut.inc({ msg_type: "text" });
-    metrics.wechatApiCalls.labels("message/custom/send", "0").inc();
-    metrics.wechatApiCalls.inc({ api: "message/custom/send", errcode: 45015 });
+    metrics.onWechatApiCall("message/custom/send", 0);
+    metrics.onWechatApiCall("message/custom/send", 45015);
     metrics.deliveryLatency.observe(0.003);
+    metrics.deliveryLatency.observe(0.005);
     metrics.webhookDuration.observe(0.02);
     metrics.rejected.inc({ reason: "rate" });
     metrics.queueDepth.setCollector(() => 0);
 
-    const f = parseExposition(metrics.render());
+    const f = parseExposition(await metrics.render());
     assert.equal(sampleValue(f, "bridge_agent_sockets_open", "bridge_agent_sockets_open"), 2);
     assert.equal(sampleValue(f, "bridge_agents_online", "bridge_agents_online"), 1);
     const msgIn = "bridge_messages_in_total";
@@ -498,25 +293,137 @@ Deno.test("createBridgeMetrics() declares the bridge's metrics", async (t) => {
     const out = "bridge_messages_out_total";
     assert.equal(sampleValue(f, out, out, { msg_type: "text" }), 1);
     const api = "bridge_wechat_api_calls_total";
+    assert.equal(sampleValue(f, api, api, { api: "message/custom/send", errcode: "0" }), 1);
     assert.equal(sampleValue(f, api, api, { api: "message/custom/send", errcode: "45015" }), 1);
     const latency = "bridge_delivery_latency_seconds";
     assert.equal(sampleValue(f, latency, `${latency}_bucket`, { le: "0.0025" }), 0);
-    assert.equal(sampleValue(f, latency, `${latency}_bucket`, { le: "0.005" }), 1);
+    // le is inclusive: 0.005 falls in the 0.005 bucket.
+    assert.equal(sampleValue(f, latency, `${latency}_bucket`, { le: "0.005" }), 2);
+    assert.equal(sampleValue(f, latency, `${latency}_sum`), 0.008);
     const hook = "bridge_webhook_duration_seconds";
     assert.equal(sampleValue(f, hook, `${hook}_count`), 1);
-    assert.equal(
-      sampleValue(f, "bridge_rejected_total", "bridge_rejected_total", {
-        reason: "rate",
-      }),
-      1,
-    );
+    const rejected = "bridge_rejected_total";
+    assert.equal(sampleValue(f, rejected, rejected, { reason: "rate" }), 1);
     assert.equal(sampleValue(f, "bridge_queue_depth", "bridge_queue_depth"), 0);
   });
 
-  await t.step("two instances keep separate counts", () => {
+  await t.step(
+    "label values with quotes, backslashes and newlines read back the same",
+    async () => {
+      const odd = 'a "quoted" \\ and\nnewline';
+      metrics.messagesIn.inc({ msg_type: odd });
+      const f = parseExposition(await metrics.render());
+      assert.equal(
+        sampleValue(f, "bridge_messages_in_total", "bridge_messages_in_total", { msg_type: odd }),
+        1,
+      );
+    },
+  );
+
+  await t.step("a queue-depth source that throws renders NaN, not an error", async () => {
+    metrics.queueDepth.setCollector(() => {
+      throw new Error("store down");
+    });
+    const f = parseExposition(await metrics.render());
+    assert.ok(Number.isNaN(sampleValue(f, "bridge_queue_depth", "bridge_queue_depth")));
+    metrics.queueDepth.setCollector(() => 3);
+  });
+
+  await t.step("two instances keep separate counts", async () => {
     const other = createBridgeMetrics();
-    const f = parseExposition(other.render());
+    const f = parseExposition(await other.render());
     assert.equal(f.get("bridge_messages_in_total")!.samples.length, 0);
     assert.equal(sampleValue(f, "bridge_queue_depth", "bridge_queue_depth"), 0);
+    assert.equal(sampleValue(f, "bridge_agent_sockets_open", "bridge_agent_sockets_open"), 0);
+  });
+});
+
+Deno.test("createBridgeMetrics() caps the label values a client makes up", async (t) => {
+  await t.step(`past ${MAX_SERIES} msg_types, new ones count under _other`, async () => {
+    const metrics = createBridgeMetrics();
+    for (let i = 0; i < MAX_SERIES + 7; i++) metrics.messagesIn.inc({ msg_type: `type${i}` });
+    metrics.messagesIn.inc({ msg_type: "type0" });
+    const f = parseExposition(await metrics.render());
+    const name = "bridge_messages_in_total";
+    assert.equal(f.get(name)!.samples.length, MAX_SERIES + 1);
+    assert.equal(sampleValue(f, name, name, { msg_type: "_other" }), 7);
+    assert.equal(
+      sampleValue(f, name, name, { msg_type: "type0" }),
+      2,
+      "a known value still counts",
+    );
+  });
+
+  await t.step("the cap holds for two labels too", async () => {
+    const metrics = createBridgeMetrics();
+    for (let i = 0; i < MAX_SERIES + 2; i++) metrics.onWechatApiCall("message/custom/send", i);
+    const f = parseExposition(await metrics.render());
+    const name = "bridge_wechat_api_calls_total";
+    assert.equal(sampleValue(f, name, name, { api: "_other", errcode: "_other" }), 2);
+  });
+});
+
+Deno.test("createBridgeMetrics() adds prom-client's process metrics", async (t) => {
+  const metrics = createBridgeMetrics();
+  const families = parseExposition(await metrics.render());
+
+  await t.step("the ones that read true under Deno are there", () => {
+    for (
+      const name of [
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
+        "process_resident_memory_bytes",
+        "nodejs_eventloop_lag_p99_seconds",
+        "nodejs_heap_size_used_bytes",
+        "nodejs_heap_space_size_used_bytes",
+        "nodejs_version_info",
+      ]
+    ) assert.ok(families.has(name), name);
+    const rss = "process_resident_memory_bytes";
+    const bytes = sampleValue(families, rss, rss);
+    assert.ok(bytes !== undefined && bytes > 1_000_000, `resident memory ${bytes}`);
+  });
+
+  await t.step("what prom-client reads from /proc/self is absent or true, never a 0", () => {
+    // deno task test runs without --allow-all, and Deno refuses /proc/self/* to anything less.
+    for (const name of ["process_open_fds", "process_max_fds", "process_virtual_memory_bytes"]) {
+      const value = sampleValue(families, name, name);
+      assert.ok(value === undefined || value > 0, `${name} ${value}`);
+    }
+  });
+
+  await t.step("the ones Deno only stubs (always 0 or empty) are left out", () => {
+    for (const name of ["nodejs_gc_duration_seconds", "nodejs_active_handles_total"]) {
+      assert.ok(!families.has(name), name);
+    }
+  });
+});
+
+Deno.test("onWechatApiCall is the API client's onCall", async (t) => {
+  await t.step("every attempt is counted by api and errcode", async () => {
+    const fake = await startFakeWechat({ appId: "wxtestapp0000001", secret: "s" });
+    const metrics = createBridgeMetrics();
+    // The type the lead wires: assignable to the client's option as it is.
+    const onCall: WechatClientOptions["onCall"] = metrics.onWechatApiCall;
+    try {
+      const client = createWechatClient({
+        apiBase: fake.url,
+        appId: "wxtestapp0000001",
+        secret: "s",
+        onCall,
+      });
+      const message = { touser: "oA", msgtype: "text", text: { content: "hi" } };
+      fake.failNext("cgi-bin/message/custom/send", 45047);
+      await assert.rejects(client.sendCustomMessage(message), /45047/);
+      await client.sendCustomMessage(message);
+      const f = parseExposition(await metrics.render());
+      const name = "bridge_wechat_api_calls_total";
+      assert.equal(sampleValue(f, name, name, { api: "stable_token", errcode: "0" }), 1);
+      const send = "message/custom/send";
+      assert.equal(sampleValue(f, name, name, { api: send, errcode: "45047" }), 1);
+      assert.equal(sampleValue(f, name, name, { api: send, errcode: "0" }), 1);
+    } finally {
+      await fake.close();
+    }
   });
 });

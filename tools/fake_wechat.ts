@@ -43,8 +43,11 @@ export interface FakeWechat {
   /** Every token issued so far is refused with 40001 from now on. */
   revokeTokens(): void;
   addMedia(mediaId: string, bytes: Uint8Array, contentType: string, filename?: string): void;
-  /** A video: `media/get` answers {video_url} pointing at the fake, which serves the bytes. */
-  addVideo(mediaId: string, bytes: Uint8Array): void;
+  /**
+   * A video: `media/get` answers {video_url} pointing at the fake, which serves the bytes, or at
+   * `videoUrl` (WeChat's CDN, `*.tc.qq.com`) for a test whose fetch answers for that host.
+   */
+  addVideo(mediaId: string, bytes: Uint8Array, videoUrl?: string): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +61,7 @@ interface StoredMedia {
   contentType: string;
   filename?: string;
   video: boolean;
+  videoUrl?: string;
 }
 
 // WeChat's size limits for temporary media, by upload type.
@@ -239,7 +243,9 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
     const id = query.media_id ?? "";
     const item = media.get(id);
     if (!item) return wechatError(40007, "invalid media_id");
-    if (item.video) return json({ video_url: `${url}/fake-video/${encodeURIComponent(id)}` });
+    if (item.video) {
+      return json({ video_url: item.videoUrl ?? `${url}/fake-video/${encodeURIComponent(id)}` });
+    }
     const name = item.filename ?? `${id}${EXTENSIONS[item.contentType] ?? ""}`;
     return new Response(item.bytes.slice(), {
       headers: { "content-type": item.contentType, "content-disposition": disposition(name) },
@@ -387,8 +393,13 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
         ...(filename === undefined ? {} : { filename }),
       });
     },
-    addVideo(mediaId, bytes) {
-      media.set(mediaId, { bytes: bytes.slice(), contentType: "video/mp4", video: true });
+    addVideo(mediaId, bytes, videoUrl) {
+      media.set(mediaId, {
+        bytes: bytes.slice(),
+        contentType: "video/mp4",
+        video: true,
+        ...(videoUrl === undefined ? {} : { videoUrl }),
+      });
     },
     async close() {
       closing.abort();

@@ -3,7 +3,14 @@
 // KV store commits exactly that, atomically, before anyone is told it happened.
 
 import { createSystemEnvelope, type Envelope, replyCodeOf } from "../protocol/envelope.ts";
-import { MESSAGE_WINDOW_MS, noteInbound, windowStateOf } from "../protocol/window.ts";
+import { chinaClock, noticeText } from "../protocol/notices.ts";
+import {
+  MESSAGE_WINDOW_MS,
+  noteInbound,
+  noteWindowClosed,
+  WINDOW_WARNING_MS,
+  windowStateOf,
+} from "../protocol/window.ts";
 import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
@@ -16,9 +23,6 @@ import {
   type Presence,
   StoreError,
 } from "./store.ts";
-
-/** How long before a follower's 48-hour window closes its agent is warned. */
-export const WINDOW_WARNING_MS = 3600_000;
 
 /** A message queued for a follower that has no agent yet. */
 export interface QueuedMessage {
@@ -36,6 +40,8 @@ export interface Changes {
   queued: QueuedMessage[];
   dequeued: Array<{ followerId: string; n: number }>;
   dedup: string[];
+  /** Followers forgotten (their authorization revoked): contact and history to delete. */
+  forgotten: string[];
 }
 
 /** An empty change set. */
@@ -48,6 +54,7 @@ export function emptyChanges(): Changes {
     queued: [],
     dequeued: [],
     dedup: [],
+    forgotten: [],
   };
 }
 
@@ -239,6 +246,7 @@ export class Model {
       contact.last_inbound_at = state.lastInboundAt;
       contact.last_inbound_kind = state.lastInboundKind;
       contact.replies_since_inbound = state.repliesSinceInbound;
+      if (state.closedBy === undefined) delete contact.window_closed_by;
     }
     contact.subscribed = item.event !== "unsubscribe";
     contact.last_message = {
@@ -252,11 +260,11 @@ export class Model {
 
     const target = item.to !== "" && this.agents.has(item.to) ? item.to : null;
     if (target !== null && contact.agent_id !== target) {
-      this.#bind(contact, target, "assigned", `${contact.name} 已分配给你`);
+      this.#bind(contact, target, "assigned", noticeText("assigned", { name: contact.name }));
     } else if (contact.agent_id === null) {
       const chosen = chooseAgent(contact.last_agent_id, presence.onlineAgents(), this.agents);
       if (chosen !== null) {
-        this.#bind(contact, chosen, "assigned", `${contact.name} 已分配给你`);
+        this.#bind(contact, chosen, "assigned", noticeText("assigned", { name: contact.name }));
       }
     }
     if (contact.agent_id === null) {
@@ -287,7 +295,12 @@ export class Model {
       if (!this.#underCapacity(agentId)) break;
       const contact = this.contacts.get(followerId);
       if (!contact) continue;
-      this.#bind(contact, agentId, "assigned", `${contact.name} 已分配给你（等待中的客户）`);
+      this.#bind(
+        contact,
+        agentId,
+        "assigned",
+        noticeText("assignedFromWaiting", { name: contact.name }),
+      );
       afterBind?.();
     }
   }
@@ -313,6 +326,16 @@ export class Model {
     return n;
   }
 
+  /** WeChat refused a reply with `errcode` (45015, 45047): the window is closed until the
+   * follower acts again. */
+  closeWindow(followerId: string, errcode: number): void {
+    const contact = this.contacts.get(followerId);
+    const state = contact && windowStateOf(contact);
+    if (!contact || !state) return;
+    contact.window_closed_by = noteWindowClosed(state, errcode).closedBy;
+    this.changes.contacts.add(followerId);
+  }
+
   /** Moves a follower from one agent to another; both are told. */
   transfer(followerId: string, fromAgent: string, toAgent: string): void {
     const contact = this.contacts.get(followerId);
@@ -322,14 +345,43 @@ export class Model {
     }
     if (!this.agents.has(toAgent)) throw new StoreError(`unknown agent ${toAgent}`);
     if (toAgent === fromAgent) throw new StoreError("cannot transfer a contact to yourself");
-    this.#bind(contact, toAgent, "transferred_in", `${contact.name} 由 ${fromAgent} 转给你`);
+    this.#bind(
+      contact,
+      toAgent,
+      "transferred_in",
+      noticeText("transferredIn", { name: contact.name, from: fromAgent }),
+    );
     this.#system(fromAgent, {
       event: "transferred_out",
       follower_id: followerId,
       follower_name: contact.name,
       to: toAgent,
-      text: `${contact.name} 已转给 ${toAgent}`,
+      text: noticeText("transferredOut", { name: contact.name, to: toAgent }),
     });
+  }
+
+  /** Forgets a follower: its contact and what it queued go, its agent gets `notice`. WeChat
+   * asks this when a user revokes its authorization (user_authorization_revoke). */
+  forget(followerId: string, notice: Envelope): boolean {
+    const contact = this.contacts.get(followerId);
+    if (!contact) return false;
+    if (contact.agent_id !== null) {
+      const record = this.agent(contact.agent_id);
+      record.load = Math.max(0, record.load - 1);
+      this.changes.agents.add(contact.agent_id);
+    }
+    const queued = this.waiting.get(followerId);
+    if (queued) {
+      this.waiting.delete(followerId);
+      this.#queuedCount -= queued.length;
+      for (const q of queued) this.changes.dequeued.push({ followerId, n: q.n });
+    }
+    this.contacts.delete(followerId);
+    this.changes.contacts.delete(followerId);
+    this.changes.forgotten.push(followerId);
+    const agentId = contact.agent_id ?? contact.last_agent_id;
+    if (agentId !== null) this.append(agentId, notice);
+    return true;
   }
 
   /** Ends a conversation: the follower's next message is assigned anew. */
@@ -350,7 +402,7 @@ export class Model {
       event: "closed",
       follower_id: followerId,
       follower_name: contact.name,
-      text: `与 ${contact.name} 的会话已结束`,
+      text: noticeText("closed", { name: contact.name }),
     });
   }
 
@@ -376,15 +428,14 @@ export class Model {
       if (due === null || contact.window_notice === due) continue;
       contact.window_notice = due;
       this.changes.contacts.add(contact.follower_id);
-      const at = new Date(closesAt + 8 * 3600_000).toISOString().slice(11, 16);
       this.#system(agentId, {
         event: due === "expired" ? "window_expired" : "window_closing",
         follower_id: contact.follower_id,
         follower_name: contact.name,
         closes_at: Math.floor(closesAt / 1000),
         text: due === "expired"
-          ? `${contact.name} 的 48 小时回复窗口已关闭，对方再发消息后才能回复`
-          : `${contact.name} 的 48 小时回复窗口将在 ${at}（北京时间）关闭`,
+          ? noticeText("windowExpired", { name: contact.name })
+          : noticeText("windowClosing", { name: contact.name, time: chinaClock(closesAt) }),
       });
       notices++;
     }

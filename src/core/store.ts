@@ -23,6 +23,8 @@ export interface Contact {
   last_inbound_at: number;
   last_inbound_kind: "message" | "event";
   replies_since_inbound: number;
+  /** WeChat answered 45015 or 45047 to a reply: no more until the follower acts again. */
+  window_closed_by?: number | null;
   last_message: { msg_type: string; preview: string; direction: "in" | "out" } | null;
   last_message_at: number;
   unread: number;
@@ -141,6 +143,8 @@ export interface Store {
     followerId: string,
     item: HistoryItem,
   ): Promise<Applied<{ n: number }>>;
+  /** WeChat answered `errcode` (45015, 45047): the window stays closed until the follower acts. */
+  closeWindow(followerId: string, errcode: number): Promise<void>;
   /** Sets a reply's status after WeChat answered. */
   updateReply(
     followerId: string,
@@ -150,6 +154,9 @@ export interface Store {
   ): Promise<void>;
   transfer(followerId: string, fromAgent: string, toAgent: string): Promise<Applied>;
   closeConversation(followerId: string, agentId: string): Promise<Applied>;
+  /** Forgets a follower (it revoked its authorization): contact, history, queued messages;
+   * the agent that served it gets `notice`. False when the follower was unknown. */
+  forgetFollower(followerId: string, notice: Envelope): Promise<Applied<boolean>>;
   setCapacity(agentId: string, capacity: number | null): Promise<void>;
   markRead(agentId: string, followerId: string): Promise<void>;
   /** The agent's name for a follower (WeChat gives none), shown in lists and envelopes. */
@@ -159,6 +166,8 @@ export interface Store {
   sweepWindows?(now: number): Promise<Applied<number>>;
   /** How many messages wait for an agent. */
   queueDepth(): Promise<number>;
+  /** Agents with a socket on any instance (stores that share presence); else the hub knows. */
+  onlineAgents?(): Promise<string[]>;
   /** The agent's last socket on this instance closed (stores that share presence need it). */
   agentOffline?(agentId: string): Promise<void>;
   /** Shared stores call `listener` with entries committed by other instances, in seq order

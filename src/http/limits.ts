@@ -157,15 +157,22 @@ class TokenBucket implements RateLimiter {
 // A message is stored as one Deno KV value, and KV takes at most 64 KiB per value, counted
 // in V8's format: two bytes a character once any character is outside Latin-1. 24 KiB of
 // UTF-8 is at most 24 Ki characters, 48 KiB as stored, which leaves room for the envelope.
-// WeChat's own messages are a few KiB, encrypted or not.
 const MESSAGE_BYTES = 24 * 1024;
+// What WeChat posts for a message of MESSAGE_BYTES of XML: in safe mode the XML, with 20 bytes
+// of header, the appid and up to 32 of padding, base64-encoded (4/3), inside an outer <xml>;
+// in compatible mode the plaintext fields besides. A long text (~6,000 Chinese characters,
+// 18 KiB) is 25 KiB of ciphertext: the cap on the wire is sized from the cap after decryption.
+const WECHAT_BODY_BYTES = MESSAGE_BYTES + Math.ceil((MESSAGE_BYTES + 20 + 32 + 32) / 3) * 4 +
+  1024;
 
 /** Defaults the bridge starts with; the production guide documents them. */
 export const DEFAULT_LIMITS = {
   /** `POST send`: one JSON message from an agent. */
   sendBodyBytes: MESSAGE_BYTES,
-  /** `POST send_xml`: WeChat's XML. */
-  xmlBodyBytes: MESSAGE_BYTES,
+  /** `POST send_xml`: WeChat's XML as posted, encrypted or in compatible mode. */
+  xmlBodyBytes: WECHAT_BODY_BYTES,
+  /** WeChat's XML after decryption: one message the bridge stores. */
+  wechatXmlBytes: MESSAGE_BYTES,
   /** One WebSocket frame from an agent. */
   frameBytes: MESSAGE_BYTES,
   /** Messages per second per agent socket, and the burst allowed above it. */

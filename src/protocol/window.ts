@@ -1,36 +1,58 @@
 // WeChat's limits on customer-service replies as pure functions over a contact's reply state:
 // 5 replies within 48 h of a follower's message, 3 within 1 minute of a menu tap, follow or
-// scan. The bridge refuses what WeChat would refuse before sending it, and says why.
+// scan; closed once WeChat itself said so (45015, 45047); typing only 30 s after an exchange.
+// The bridge refuses what WeChat would refuse before sending it, and says why.
 
 /** What the bridge remembers about a contact's reply allowance (ms timestamps). */
 export interface ReplyWindowState {
   lastInboundAt: number;
   lastInboundKind: "message" | "event";
   repliesSinceInbound: number;
+  /** WeChat's errcode (45015, 45047) that closed the window before the bridge's own count did. */
+  closedBy?: number;
 }
 
 export type InboundKind = ReplyWindowState["lastInboundKind"];
 
 export type ReplyCheck =
   | { ok: true }
-  | { ok: false; limit: "window" | "quota"; reopensAt: number | null; message: string };
+  | {
+    ok: false;
+    limit: "window" | "quota" | "typing";
+    reopensAt: number | null;
+    message: string;
+  };
 
 // From WeChat's customer-service message rules (客服消息下发规则, in force since June 2023).
 export const MESSAGE_WINDOW_MS = 48 * 3600_000;
 export const MESSAGE_QUOTA = 5;
 export const EVENT_WINDOW_MS = 60_000;
 export const EVENT_QUOTA = 3;
+/** How long before a follower's 48-hour window closes its agent is warned. */
+export const WINDOW_WARNING_MS = 3600_000;
 
-// The events after which WeChat grants the 1-minute allowance: follow, scan, menu taps. WeChat's
-// page names the click and scan-code menus; VIEW (a menu link) is counted as a menu tap too.
+/** How soon after an exchange WeChat still shows "typing…" (客服输入状态: 30 秒内有过消息交互). */
+export const TYPING_AFTER_EXCHANGE_MS = 30_000;
+
+// The events after which WeChat grants the 1-minute allowance: follow, scan, and of the menu
+// taps only the three WeChat names (点击推事件, 扫码推事件, 扫码推事件且弹出"消息接收中"): a VIEW
+// (a menu link that opens a page) grants nothing.
 const GRANTING_EVENTS = new Set([
   "subscribe",
   "scan",
   "click",
-  "view",
   "scancode_push",
   "scancode_waitmsg",
 ]);
+
+// WeChat's answers that mean it takes no more replies until the follower acts again:
+// 45015 回复时间超过限制 (the window is closed), 45047 客服接口下行条数超过上限 (the quota is used).
+const CLOSING_ERRCODES = new Set([45015, 45047]);
+
+/** Whether WeChat's errcode means the window is closed until the follower acts again. */
+export function closesWindow(errcode: number): boolean {
+  return CLOSING_ERRCODES.has(errcode);
+}
 
 /** Which allowance an inbound XML message grants, or null when it grants none (unsubscribe…). */
 export function inboundKindOf(msgType: string, event?: string): InboundKind | null {
@@ -43,12 +65,14 @@ export function windowStateOf(contact: {
   last_inbound_at: number;
   last_inbound_kind: InboundKind;
   replies_since_inbound: number;
+  window_closed_by?: number | null;
 }): ReplyWindowState | null {
   if (contact.last_inbound_at === 0) return null;
   return {
     lastInboundAt: contact.last_inbound_at,
     lastInboundKind: contact.last_inbound_kind,
     repliesSinceInbound: contact.replies_since_inbound,
+    ...(contact.window_closed_by ? { closedBy: contact.window_closed_by } : {}),
   };
 }
 
@@ -66,6 +90,14 @@ export function checkReplyAllowed(state: ReplyWindowState | null, now: number): 
     return refuse(
       "window",
       `No message from this follower is on record, so WeChat accepts no reply; ${reopen}.`,
+    );
+  }
+  if (state.closedBy !== undefined) {
+    return refuse(
+      state.closedBy === 45047 ? "quota" : "window",
+      `WeChat answered ${state.closedBy} (${
+        state.closedBy === 45047 ? "reply quota used" : "reply window closed"
+      }) to an earlier reply, so the bridge sends no more; ${reopen}.`,
     );
   }
   const closesAt = state.lastInboundAt + spanOf(state.lastInboundKind);
@@ -114,12 +146,39 @@ export function noteInbound(
   // An event grants no message allowance, and WeChat does not say it cancels one: an open
   // message window with replies left is kept rather than cut to one minute.
   if (
-    kind === "event" && state?.lastInboundKind === "message" &&
+    kind === "event" && state?.lastInboundKind === "message" && state.closedBy === undefined &&
     at < state.lastInboundAt + MESSAGE_WINDOW_MS && state.repliesSinceInbound < MESSAGE_QUOTA
   ) {
     return state;
   }
   return { lastInboundAt: at, lastInboundKind: kind, repliesSinceInbound: 0 };
+}
+
+/** Whether WeChat would show "typing…" at `now`: inside the window (quota aside) and within
+ * 30 s of the last message either way (`lastExchangeAt`, ms). */
+export function checkTypingAllowed(
+  state: ReplyWindowState | null,
+  lastExchangeAt: number,
+  now: number,
+): ReplyCheck {
+  const window = checkReplyAllowed(state && { ...state, repliesSinceInbound: 0 }, now);
+  if (!window.ok) return window;
+  if (now - lastExchangeAt > TYPING_AFTER_EXCHANGE_MS) {
+    return refuse(
+      "typing",
+      `WeChat shows typing only within ${
+        TYPING_AFTER_EXCHANGE_MS / 1000
+      } s of a message between the follower and the account; the last was ${
+        Math.round((now - lastExchangeAt) / 1000)
+      } s ago.`,
+    );
+  }
+  return { ok: true };
+}
+
+/** The state after WeChat answered `errcode` (see closesWindow) to a reply. */
+export function noteWindowClosed(state: ReplyWindowState, errcode: number): ReplyWindowState {
+  return { ...state, closedBy: errcode };
 }
 
 /** The state after one more reply was accepted for sending. */
@@ -131,7 +190,7 @@ function spanOf(kind: InboundKind): number {
   return kind === "message" ? MESSAGE_WINDOW_MS : EVENT_WINDOW_MS;
 }
 
-function refuse(limit: "window" | "quota", message: string): ReplyCheck {
+function refuse(limit: "window" | "quota" | "typing", message: string): ReplyCheck {
   return { ok: false, limit, reopensAt: null, message };
 }
 

@@ -10,6 +10,11 @@ export const REPLY_MSG_TYPES = [
   "video",
   "news",
   "miniprogrampage",
+  "msgmenu",
+  "mpnews",
+  "mpnewsarticle",
+  "music",
+  "wxcard",
 ] as const;
 
 export type ReplyMsgType = typeof REPLY_MSG_TYPES[number];
@@ -20,6 +25,12 @@ export interface NewsArticle {
   description: string;
   url: string;
   picurl: string;
+}
+
+/** One choice of a `msgmenu`: the follower's tap comes back as text with `bizmsgmenuid` = id. */
+export interface MenuChoice {
+  id: string;
+  content: string;
 }
 
 /** Media given either as WeChat's media_id or as a URL the bridge uploads. */
@@ -44,7 +55,19 @@ export type AgentReplyBody =
     appid: string;
     pagepath: string;
     thumbMediaId: string;
-  };
+  }
+  | { msgType: "msgmenu"; headContent: string; list: MenuChoice[]; tailContent: string }
+  | { msgType: "mpnews"; mediaId: string }
+  | { msgType: "mpnewsarticle"; articleId: string }
+  | {
+    msgType: "music";
+    title: string;
+    description: string;
+    musicurl: string;
+    hqmusicurl: string;
+    thumbMediaId: string;
+  }
+  | { msgType: "wxcard"; cardId: string };
 
 /** A validated reply: the follower it goes to, the agent's own id for it, and the content. */
 export type AgentReply = { contactId: string; clientId: string | null } & AgentReplyBody;
@@ -100,7 +123,50 @@ function parseBody(msgType: ReplyMsgType, msg: Record<string, unknown>): AgentRe
         pagepath: requiredString(msg, "pagepath", "msg.pagepath"),
         thumbMediaId: requiredString(msg, "thumb_media_id", "msg.thumb_media_id"),
       };
+    case "msgmenu":
+      return { msgType, ...parseMenu(msg) };
+    case "mpnews":
+      return { msgType, mediaId: requiredString(msg, "media_id", "msg.media_id") };
+    case "mpnewsarticle":
+      return { msgType, articleId: requiredString(msg, "article_id", "msg.article_id") };
+    case "music": {
+      const musicurl = requiredString(msg, "musicurl", "msg.musicurl");
+      requireHttpUrl(musicurl, "msg.musicurl");
+      const hqmusicurl = optionalString(msg, "hqmusicurl", "msg.hqmusicurl") ?? musicurl;
+      requireHttpUrl(hqmusicurl, "msg.hqmusicurl");
+      return {
+        msgType,
+        title: optionalString(msg, "title", "msg.title") ?? "",
+        description: optionalString(msg, "description", "msg.description") ?? "",
+        musicurl,
+        hqmusicurl,
+        thumbMediaId: requiredString(msg, "thumb_media_id", "msg.thumb_media_id"),
+      };
+    }
+    case "wxcard":
+      return { msgType, cardId: requiredString(msg, "card_id", "msg.card_id") };
   }
+}
+
+// WeChat's 客服消息 › 发送菜单消息: head, choices, tail; a choice's id comes back as bizmsgmenuid.
+function parseMenu(msg: Record<string, unknown>) {
+  const raw = msg.list;
+  if (!Array.isArray(raw) || raw.length === 0) {
+    throw fail("msg.list must be a non-empty list of {id, content}");
+  }
+  const list = raw.map((item, i): MenuChoice => {
+    const choice = asRecord(item, `msg.list[${i}]`);
+    // Numbers are what most callers write for ids (WeChat's own example uses 101, 102).
+    const id = typeof choice.id === "number" && Number.isFinite(choice.id)
+      ? String(choice.id)
+      : requiredString(choice, "id", `msg.list[${i}].id`);
+    return { id, content: requiredString(choice, "content", `msg.list[${i}].content`) };
+  });
+  return {
+    headContent: optionalString(msg, "head_content", "msg.head_content") ?? "",
+    list,
+    tailContent: optionalString(msg, "tail_content", "msg.tail_content") ?? "",
+  };
 }
 
 function parseMediaSource(msg: Record<string, unknown>): MediaSource {
@@ -151,11 +217,31 @@ export function mediaToUpload(
   }
 }
 
-/** WeChat's `message/custom/send` JSON for `reply`; `mediaId` is the upload of its media_url. */
+/** What the bridge adds to a reply after uploading: media ids, and who it is shown as sent by. */
+export interface CustomMessageExtras {
+  /** The upload of the reply's media_url. */
+  mediaId?: string;
+  /** The upload of a video's thumbnail (given, or made from the video). */
+  thumbMediaId?: string;
+  /** The customer-service account the reply is shown as sent by (`customservice.kf_account`). */
+  kfAccount?: string;
+}
+
+/** WeChat's `message/custom/send` JSON for `reply`, with what the bridge uploaded for it. */
 export function toCustomMessage(
   followerId: string,
   reply: AgentReply,
-  mediaId?: string,
+  extras: CustomMessageExtras = {},
+): Record<string, unknown> {
+  const body = customBody(followerId, reply, extras.mediaId, extras.thumbMediaId);
+  return extras.kfAccount ? { ...body, customservice: { kf_account: extras.kfAccount } } : body;
+}
+
+function customBody(
+  followerId: string,
+  reply: AgentReply,
+  mediaId: string | undefined,
+  thumbMediaId: string | undefined,
 ): Record<string, unknown> {
   const base = { touser: followerId, msgtype: reply.msgType };
   switch (reply.msgType) {
@@ -164,16 +250,19 @@ export function toCustomMessage(
     case "image":
     case "voice":
       return { ...base, [reply.msgType]: { media_id: resolveMediaId(reply, mediaId) } };
-    case "video":
+    case "video": {
+      const thumb = thumbMediaId ?? reply.thumbMediaId;
       return {
         ...base,
+        // Title and description are optional: left out when empty, as wechat-api sends it.
         video: {
           media_id: resolveMediaId(reply, mediaId),
-          ...(reply.thumbMediaId === null ? {} : { thumb_media_id: reply.thumbMediaId }),
-          title: reply.title,
-          description: reply.description,
+          ...(thumb === null ? {} : { thumb_media_id: thumb }),
+          ...(reply.title === "" ? {} : { title: reply.title }),
+          ...(reply.description === "" ? {} : { description: reply.description }),
         },
       };
+    }
     case "news":
       return { ...base, news: { articles: [{ ...reply.article }] } };
     case "miniprogrampage":
@@ -186,6 +275,32 @@ export function toCustomMessage(
           thumb_media_id: reply.thumbMediaId,
         },
       };
+    case "msgmenu":
+      return {
+        ...base,
+        msgmenu: {
+          head_content: reply.headContent,
+          list: reply.list.map((c) => ({ id: c.id, content: c.content })),
+          tail_content: reply.tailContent,
+        },
+      };
+    case "mpnews":
+      return { ...base, mpnews: { media_id: reply.mediaId } };
+    case "mpnewsarticle":
+      return { ...base, mpnewsarticle: { article_id: reply.articleId } };
+    case "music":
+      return {
+        ...base,
+        music: {
+          title: reply.title,
+          description: reply.description,
+          musicurl: reply.musicurl,
+          hqmusicurl: reply.hqmusicurl,
+          thumb_media_id: reply.thumbMediaId,
+        },
+      };
+    case "wxcard":
+      return { ...base, wxcard: { card_id: reply.cardId } };
   }
 }
 

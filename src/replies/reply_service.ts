@@ -12,14 +12,31 @@ import type { HistoryItem, Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
-import { checkReplyAllowed, windowClosesAt, windowStateOf } from "../protocol/window.ts";
+import {
+  checkReplyAllowed,
+  checkTypingAllowed,
+  closesWindow,
+  windowClosesAt,
+  windowStateOf,
+} from "../protocol/window.ts";
 
 const log = getLogger(["bridge", "replies"]);
 
 /** Where replies go: WeChat's API, or the demo outbox when there are no credentials. */
 export type ReplyTarget =
-  | { kind: "wechat"; client: WechatClient; fetchMedia: (url: string) => Promise<MediaFile> }
+  | {
+    kind: "wechat";
+    client: WechatClient;
+    fetchMedia: (url: string) => Promise<MediaFile>;
+    /** A JPEG thumbnail (≤ 64 KB, WeChat's limit) of a video, for a video reply without one. */
+    makeThumb?: (video: Uint8Array) => Promise<Uint8Array>;
+    /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
+    kfAccountOf?: (agentId: string) => string | undefined;
+  }
   | { kind: "demo"; outbox: DemoOutbox };
+
+/** WeChat's limit for a `thumb` upload. */
+const THUMB_MAX_BYTES = 64 * 1024;
 
 /** What the reply service works with. */
 export interface ReplyContext {
@@ -42,6 +59,27 @@ export interface MediaFile {
 const HTTP_WAIT_MS = 10_000;
 /** How long a client_id is remembered. */
 const CLIENT_ID_TTL_MS = 24 * 3600_000;
+
+/** Makes and uploads a video's thumbnail; undefined (the video goes without) when it cannot. */
+async function uploadThumb(
+  target: Extract<ReplyTarget, { kind: "wechat" }>,
+  video: Uint8Array,
+): Promise<string | undefined> {
+  try {
+    const jpeg = await target.makeThumb!(video);
+    if (jpeg.byteLength > THUMB_MAX_BYTES) {
+      log.warn("Video thumbnail is {bytes} bytes, over WeChat's 64 KB: sent without", {
+        bytes: jpeg.byteLength,
+      });
+      return undefined;
+    }
+    return await target.client.uploadMedia("thumb", jpeg, "thumb.jpg", "image/jpeg");
+  } catch (error) {
+    // A video WeChat plays without a cover is better than no video.
+    log.warn("Cannot make a thumbnail for a video reply: {error}", { error });
+    return undefined;
+  }
+}
 
 /** Creates the reply handler over a target. */
 export function createReplyService(ctx: ReplyContext, target: ReplyTarget): ReplyHandler {
@@ -75,6 +113,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     }
     const upload = mediaToUpload(reply);
     let mediaId: string | undefined;
+    let thumbMediaId: string | undefined;
     if (upload) {
       const file = await target.fetchMedia(upload.url);
       mediaId = await target.client.uploadMedia(
@@ -83,8 +122,17 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         file.filename,
         file.contentType,
       );
+      if (reply.msgType === "video" && reply.thumbMediaId === null && target.makeThumb) {
+        thumbMediaId = await uploadThumb(target, file.bytes);
+      }
     }
-    await target.client.sendCustomMessage(toCustomMessage(followerId, reply, mediaId));
+    await target.client.sendCustomMessage(
+      toCustomMessage(followerId, reply, {
+        mediaId,
+        thumbMediaId,
+        kfAccount: target.kfAccountOf?.(agentId),
+      }),
+    );
   }
 
   async function send(
@@ -159,9 +207,23 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     const previous = perFollower.get(followerId) ?? Promise.resolve();
     const result = previous.then(async (): Promise<AgentAnswer> => {
       try {
+        // A reply queued behind one WeChat refused with 45015/45047 is not sent: WeChat would
+        // refuse it too.
+        const closedBy = (await store.getContact(followerId))?.window_closed_by;
+        if (closedBy) {
+          throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
+        }
         await deliver(agentId, followerId, reply, data);
       } catch (error) {
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
+        if (closesWindow(errcode)) {
+          await store.closeWindow(followerId, errcode).catch((e) =>
+            log.error("Cannot record the closed window of {follower_id}: {error}", {
+              follower_id: followerId,
+              error: e,
+            })
+          );
+        }
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
         await store.updateReply(followerId, n, "failed", wechatMsg);
@@ -255,12 +317,17 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       if (contact.agent_id !== null && contact.agent_id !== agentId) {
         return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`);
       }
-      // Typing uses no quota: only the window matters.
-      const state = windowStateOf({ ...contact, replies_since_inbound: 0 });
-      if (!checkReplyAllowed(state, ctx.now()).ok) {
-        return refuse(403, "Typing is shown only inside the follower's reply window", {
+      // Typing uses no quota, but WeChat takes it only within 30 s of an exchange.
+      const lastOut = contact.last_message?.direction === "out" ? contact.last_message_at : 0;
+      const check = checkTypingAllowed(
+        windowStateOf(contact),
+        Math.max(contact.last_inbound_at, lastOut),
+        ctx.now(),
+      );
+      if (!check.ok) {
+        return refuse(403, `Typing is not relayed: ${check.message}`, {
           contact_id: followerId,
-          limit: "window",
+          limit: check.limit,
         });
       }
       if (target.kind === "wechat") {

@@ -145,7 +145,8 @@ function deleteWrite(key: Deno.KvKey): Write {
 function isEmpty(changes: Changes): boolean {
   return changes.contacts.size === 0 && changes.agents.size === 0 && changes.log.length === 0 &&
     changes.history.length === 0 && changes.queued.length === 0 &&
-    changes.dequeued.length === 0 && changes.dedup.length === 0;
+    changes.dequeued.length === 0 && changes.dedup.length === 0 &&
+    changes.forgotten.length === 0;
 }
 
 const recordsFor = (dedupCount: number): number => Math.ceil(dedupCount / DEDUP_PER_RECORD);
@@ -227,6 +228,8 @@ class CommitPlan {
     }
     for (const id of changes.agents) writes.push(this.agentWrite(id));
     for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
+    // Its history was deleted before (forgetFollower): the contact goes last.
+    for (const id of changes.forgotten) writes.push(deleteWrite(contactKey(id)));
     const dedup = changes.dedup.map((key): [string, number] => [
       key,
       this.model.seen.get(key) ?? 0,
@@ -568,6 +571,25 @@ function createKvStore(
     },
     sweepWindows(now: number) {
       return mutate((m) => m.sweepWindows(now), true);
+    },
+    async closeWindow(followerId: string, errcode: number) {
+      await mutate((m) => m.closeWindow(followerId, errcode), false);
+    },
+    async forgetFollower(followerId: string, notice: Envelope) {
+      // History is not in the model: it is deleted first, so a crash halfway leaves the
+      // contact, and WeChat's retry of the event finishes the job.
+      for (;;) {
+        const keys: Deno.KvKey[] = [];
+        for await (
+          const e of kv.list({ prefix: historyPrefix(followerId) }, { limit: MAX_MUTATIONS })
+        ) keys.push(e.key);
+        if (keys.length === 0) break;
+        const op = kv.atomic();
+        for (const key of keys) op.delete(key);
+        const res = await op.commit();
+        if (!res.ok) throw new Error("Cannot delete history in Deno KV: the commit was refused");
+      }
+      return await mutate((m) => m.forget(followerId, notice), true);
     },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
       return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true);

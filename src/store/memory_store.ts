@@ -2,6 +2,7 @@
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
 import { Model, type ModelOptions, modelReads } from "../core/model.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import type {
   Applied,
   HistoryEntry,
@@ -39,6 +40,7 @@ export function createMemoryStore(options: ModelOptions): Store {
       list.push(h);
       if (list.length > MAX_HISTORY * 1.2) list.splice(0, list.length - MAX_HISTORY);
     }
+    for (const id of changes.forgotten) histories.delete(id);
     return { value, deliveries: changes.log };
   }
 
@@ -102,6 +104,12 @@ export function createMemoryStore(options: ModelOptions): Store {
     },
     closeConversation(followerId: string, agentId: string) {
       return run(() => model.close(followerId, agentId));
+    },
+    async closeWindow(followerId: string, errcode: number) {
+      await run(() => model.closeWindow(followerId, errcode));
+    },
+    forgetFollower(followerId: string, notice: Envelope) {
+      return run(() => model.forget(followerId, notice));
     },
     async setCapacity(agentId: string, capacity: number | null) {
       await run(() => model.setCapacity(agentId, capacity));

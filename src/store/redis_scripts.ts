@@ -1,6 +1,28 @@
 // The Redis store's routing rules as one Lua script: Redis runs a script alone, so routing a
 // batch, binding a follower and numbering an agent's log are one decision for every instance.
-// It mirrors src/store/model.ts (same notices, same fields); redis_store.ts calls it.
+// It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
+// written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
+
+import { NOTICE_TEXTS } from "../protocol/notices.ts";
+import { MESSAGE_QUOTA, MESSAGE_WINDOW_MS } from "../protocol/window.ts";
+
+/** A Lua string literal for `text` (UTF-8 passes through as is). */
+function luaString(text: string): string {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, "\\n")}"`;
+}
+
+/** The protocol's constants and texts as Lua locals, the script's first lines. */
+const PROTOCOL_LUA = [
+  `local MESSAGE_WINDOW_MS = ${MESSAGE_WINDOW_MS}`,
+  `local MESSAGE_QUOTA = ${MESSAGE_QUOTA}`,
+  `local T = {`,
+  ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
+  `}`,
+  // Fills `{slot}`s from a table, as noticeText() does; a table replacement is taken literally.
+  `local function notice(kind, slots)`,
+  `  return (string.gsub(T[kind], '{(%w+)}', function(k) return slots[k] or '' end))`,
+  `end`,
+].join("\n");
 
 /** The ARGV every call starts with, in this order; the operation's own arguments follow. */
 export const HEADER = [
@@ -35,6 +57,7 @@ export const STORE_ERROR = "STORE";
  * with a socket there. Log entries are published on `deliver:<agent>`.
  */
 export const ROUTING_LUA = `
+${PROTOCOL_LUA}
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local NOW_S = ARGV[2]
@@ -51,8 +74,6 @@ local SYS_CONTACT = ARGV[12]
 local OP = ARGV[13]
 local A0 = 14
 local NULL = cjson.null
-local MESSAGE_WINDOW_MS = 48 * 3600000
-local MESSAGE_QUOTA = 5
 
 local ids = 0
 local entries = {}
@@ -261,12 +282,15 @@ function ops.inbound()
       touch(c)
       if name ~= '' then c.name = name end
       -- As window.ts noteInbound: an event keeps an open message window that has replies left.
-      local keeps = kind == 'event' and c.last_inbound_kind == 'message'
+      -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
+      local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
+      local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
         and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
       if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
         c.last_inbound_at = at
         c.last_inbound_kind = kind
         c.replies_since_inbound = 0
+        c.window_closed_by = nil
       end
       if kind == 'message' then
         c.window_notice = nil
@@ -280,10 +304,10 @@ function ops.inbound()
       local target = nil
       if to ~= '' and is_agent(to) then target = to end
       if target ~= nil and c.agent_id ~= target then
-        bind(c, target, 'assigned', c.name .. ' 已分配给你')
+        bind(c, target, 'assigned', notice('assigned', { name = c.name }))
       elseif c.agent_id == NULL then
         local chosen = choose(c.last_agent_id)
-        if chosen ~= nil then bind(c, chosen, 'assigned', c.name .. ' 已分配给你') end
+        if chosen ~= nil then bind(c, chosen, 'assigned', notice('assigned', { name = c.name })) end
       end
       if c.agent_id == NULL then
         c.status = 'waiting'
@@ -322,7 +346,7 @@ function ops.online()
   for _, fid in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
     if not fits(a) then break end
     local c = get_contact(fid)
-    if c then bind(c, a, 'assigned', c.name .. ' 已分配给你（等待中的客户）') end
+    if c then bind(c, a, 'assigned', notice('assignedFromWaiting', { name = c.name })) end
   end
   return before
 end
@@ -348,10 +372,10 @@ function ops.transfer()
   if c.agent_id ~= from then return nil, fail('contact ' .. fid .. ' is not served by ' .. from) end
   if not is_agent(to) then return nil, fail('unknown agent ' .. to) end
   if to == from then return nil, fail('cannot transfer a contact to yourself') end
-  bind(c, to, 'transferred_in', c.name .. ' 由 ' .. from .. ' 转给你')
+  bind(c, to, 'transferred_in', notice('transferredIn', { name = c.name, from = from }))
   system(from, {
     event = 'transferred_out', follower_id = fid, follower_name = c.name, to = to,
-    text = c.name .. ' 已转给 ' .. to,
+    text = notice('transferredOut', { name = c.name, to = to }),
   })
   return 0
 end
@@ -368,9 +392,42 @@ function ops.close()
   touch(c)
   system(a, {
     event = 'closed', follower_id = fid, follower_name = c.name,
-    text = '与 ' .. c.name .. ' 的会话已结束',
+    text = notice('closed', { name = c.name }),
   })
   return 0
+end
+
+-- model.ts closeWindow: WeChat answered 45015 or 45047; closed until the follower acts again.
+function ops.closewindow()
+  local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
+  local c = get_contact(fid)
+  if not c or c.last_inbound_at == 0 then return 0 end
+  c.window_closed_by = code
+  touch(c)
+  return 0
+end
+
+-- model.ts forget: the contact, its history and queue go; its agent gets the notice (ARGV tail).
+function ops.forget()
+  local fid, tail = ARGV[A0], ARGV[A0 + 1]
+  local c = get_contact(fid)
+  if not c then return 0 end
+  if c.agent_id ~= NULL then add_load(c.agent_id, -1) end
+  local qkey = P .. 'queued:' .. fid
+  local queued = redis.call('LLEN', qkey)
+  if queued > 0 then
+    redis.call('DEL', qkey)
+    redis.call('DECRBY', P .. 'queued_count', queued)
+  end
+  redis.call('ZREM', P .. 'waiting', fid)
+  redis.call('ZREM', P .. 'windows', fid)
+  redis.call('DEL', P .. 'hist:' .. fid)
+  redis.call('HDEL', P .. 'contacts', fid)
+  if c.last_agent_id ~= NULL then redis.call('ZREM', P .. 'served:' .. c.last_agent_id, fid) end
+  local a = c.agent_id
+  if a == NULL then a = c.last_agent_id end
+  if a ~= NULL then append(a, tail) end
+  return 1
 end
 
 function ops.capacity()
@@ -422,10 +479,8 @@ function ops.windows()
         touch(c)
         local t = math.floor((closes / 1000 + 8 * 3600) % 86400)
         local hhmm = string.format('%02d:%02d', math.floor(t / 3600), math.floor((t % 3600) / 60))
-        local text = c.name .. ' 的 48 小时回复窗口将在 ' .. hhmm .. '（北京时间）关闭'
-        if due == 'expired' then
-          text = c.name .. ' 的 48 小时回复窗口已关闭，对方再发消息后才能回复'
-        end
+        local text = notice('windowClosing', { name = c.name, time = hhmm })
+        if due == 'expired' then text = notice('windowExpired', { name = c.name }) end
         system(c.agent_id, {
           event = due == 'expired' and 'window_expired' or 'window_closing',
           follower_id = fid, follower_name = c.name, closes_at = math.floor(closes / 1000),

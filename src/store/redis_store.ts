@@ -11,7 +11,8 @@ import {
   SYSTEM_CONTACT,
   SYSTEM_NAME,
 } from "../protocol/envelope.ts";
-import { type ModelOptions, previewOf, WINDOW_WARNING_MS } from "../core/model.ts";
+import { type ModelOptions, previewOf } from "../core/model.ts";
+import { WINDOW_WARNING_MS } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
 import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
 import {
@@ -509,6 +510,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async closeConversation(followerId: string, agentId: string) {
       const { entries } = await run<number>("close", [followerId, agentId]);
       return applied(undefined, entries);
+    },
+
+    async closeWindow(followerId: string, errcode: number) {
+      await run("closewindow", [followerId, errcode]);
+    },
+
+    async forgetFollower(followerId: string, notice: Envelope) {
+      const { value, entries } = await run<number>("forget", [followerId, tailOf(notice)]);
+      return applied(value === 1, entries);
     },
 
     async setCapacity(agentId: string, capacity: number | null) {

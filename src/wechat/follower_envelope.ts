@@ -1,9 +1,11 @@
 // The envelope for a follower's message or event: WeChat's XML fields read into SPEC's
-// `msg`, the event sentences agents read, and CreateTime as Unix seconds.
+// `msg` (every field kept, typed), the event's sentence, the account, CreateTime as seconds.
 
 import { codeOf, createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { FollowerMessage } from "./message.ts";
-import { textOf, type WechatXml } from "./xml.ts";
+import { describeEvent } from "./event_text.ts";
+import { textOf } from "./xml.ts";
+import { fieldsOf } from "./xml_fields.ts";
 
 const CHINA_DATETIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$/;
 
@@ -33,6 +35,8 @@ export interface EnvelopeContext {
   avatar: string;
   companyId: string;
   receivedAt: number;
+  /** The official account the message came to (ToUserName), unless it named an agent. */
+  account?: string;
 }
 
 const toNumber = (value: string | undefined): number | string => {
@@ -74,50 +78,11 @@ function contentOf(m: FollowerMessage): Record<string, unknown> | undefined {
   }
 }
 
-const COMMON_TAGS = new Set(["ToUserName", "FromUserName", "CreateTime", "MsgType", "Event"]);
-
-/** `EventKey` -> `event_key`, `Location_X` -> `location_x`. */
-function snakeCase(tag: string): string {
-  return tag.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/__+/g, "_").toLowerCase();
-}
-
-/** Every field but the common ones, snake_cased, nested elements kept as objects. */
-function fieldsOf(xml: WechatXml): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [tag, value] of Object.entries(xml)) {
-    if (COMMON_TAGS.has(tag) || tag === "#text") continue;
-    out[snakeCase(tag)] = typeof value === "string" ? value : fieldsOf(value as WechatXml);
-  }
-  return out;
-}
-
-/** A readable line for an event, in the agents' language. */
-function describeEvent(who: string, event: string, fields: Record<string, unknown>): string {
-  const key = typeof fields["event_key"] === "string" ? fields["event_key"] : "";
-  switch (event) {
-    case "subscribe":
-      return key.startsWith("qrscene_")
-        ? `${who} 扫码关注了公众号（场景 ${key.slice("qrscene_".length)}）`
-        : `${who} 关注了公众号`;
-    case "unsubscribe":
-      return `${who} 取消关注了公众号，之后的回复将无法送达`;
-    case "SCAN":
-      return `${who} 扫描了二维码（场景 ${key}）`;
-    case "LOCATION":
-      return `${who} 上报了位置：${fields["latitude"] ?? ""}, ${fields["longitude"] ?? ""}`;
-    case "CLICK":
-      return `${who} 点击了菜单（${key}）`;
-    case "VIEW":
-      return `${who} 打开了菜单链接 ${key}`;
-    default:
-      return `${who} 触发了事件 ${event}${key ? `（${key}）` : ""}`;
-  }
-}
-
 /** The envelope an agent receives for a follower's message or event. */
 export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext): Envelope {
   const sendTime = parseSendTime(m.createTime, ctx.receivedAt);
   const content = m.event === undefined ? contentOf(m) : undefined;
+  const account = ctx.account ? { account: ctx.account } : {};
   if (content !== undefined) {
     return {
       data: {
@@ -128,7 +93,9 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
         contact_id: m.from,
         company_id: ctx.companyId,
         send_time: sendTime,
-        msg: content,
+        // Every field WeChat sent (MsgDataId, Idx, MediaId16K, bizmsgmenuid…), then SPEC's.
+        msg: { ...fieldsOf(m.xml), ...content },
+        ...account,
       },
       result: { code: codeOf(m.msgType), message: "common" },
     };
@@ -145,5 +112,7 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
     };
   msg["follower_id"] = m.from;
   msg["follower_name"] = ctx.name;
-  return createSystemEnvelope(msg, { id: ctx.id, companyId: ctx.companyId, sendTime });
+  const envelope = createSystemEnvelope(msg, { id: ctx.id, companyId: ctx.companyId, sendTime });
+  Object.assign(envelope.data, account);
+  return envelope;
 }

@@ -1,13 +1,14 @@
 // A follower's message as the bridge understands it: WeChat's XML fields, typed and checked.
 // Only the fields every message has are lifted out; the rest stays in `xml` for the envelope.
 
+import { namesUserInOpenId } from "./event_kinds.ts";
 import { textOf, type WechatXml } from "./xml.ts";
 
 /** One message or event from a follower, read from WeChat's XML. */
 export interface FollowerMessage {
   /** ToUserName: the account's original id, or (seed's simplified form) an agent's userid. */
   to: string;
-  /** FromUserName: the follower's OpenID. */
+  /** The follower's OpenID: FromUserName, or `<OpenID>` on platform events that name it there. */
   from: string;
   createTime: string;
   msgType: string;
@@ -18,18 +19,22 @@ export interface FollowerMessage {
 
 /** Lifts the common fields out of parsed XML; throws SyntaxError when one is missing. */
 export function readFollowerMessage(xml: WechatXml): FollowerMessage {
-  const from = textOf(xml, "FromUserName")?.trim();
   const msgType = textOf(xml, "MsgType")?.trim();
-  if (!from) throw new SyntaxError("Cannot parse WeChat XML: FromUserName is missing");
   if (!msgType) throw new SyntaxError("Cannot parse WeChat XML: MsgType is missing");
-  if (from.length > 128) throw new SyntaxError("Cannot parse WeChat XML: FromUserName is too long");
+  const event = msgType === "event" ? textOf(xml, "Event")?.trim() || "unknown" : undefined;
+  // user_info_modified and user_authorization_revoke come from WeChat's push service: the
+  // user they are about is <OpenID>.
+  const userTag = namesUserInOpenId(event) ? "OpenID" : "FromUserName";
+  const from = textOf(xml, userTag)?.trim();
+  if (!from) throw new SyntaxError(`Cannot parse WeChat XML: ${userTag} is missing`);
+  if (from.length > 128) throw new SyntaxError(`Cannot parse WeChat XML: ${userTag} is too long`);
   return {
     to: textOf(xml, "ToUserName")?.trim() ?? "",
     from,
     createTime: textOf(xml, "CreateTime")?.trim() ?? "",
     msgType,
     msgId: textOf(xml, "MsgId")?.trim() || undefined,
-    event: msgType === "event" ? textOf(xml, "Event")?.trim() || "unknown" : undefined,
+    event,
     xml,
   };
 }

@@ -3,25 +3,21 @@
 // the message is committed; delivery to agents happens after.
 
 import { getLogger } from "@logtape/logtape";
+import { asksToForget, isAccountReport } from "./event_kinds.ts";
 import { createFollowerEnvelope } from "./follower_envelope.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { InboundItem, InboundOutcome } from "../core/store.ts";
+import type { Envelope } from "../protocol/envelope.ts";
+import { inboundKindOf } from "../protocol/window.ts";
 import type { WechatCrypto } from "./crypto.ts";
 import { dedupKeyOf, type FollowerMessage, readFollowerMessage } from "./message.ts";
-import { verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
+import type { PassiveReplies } from "./passive_reply.ts";
+import { computeSignature, verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
 import { createXmlReader, textOf } from "./xml.ts";
 
 const log = getLogger(["bridge", "wechat"]);
 
-/** Events after which WeChat lets the account answer (3 replies within a minute). */
-const OPENING_EVENTS = new Set([
-  "subscribe",
-  "SCAN",
-  "CLICK",
-  "VIEW",
-  "scancode_push",
-  "scancode_waitmsg",
-]);
+const encoder = new TextEncoder();
 
 /** What the webhook needs. */
 export interface WebhookDeps {
@@ -33,11 +29,31 @@ export interface WebhookDeps {
   /** Demo mode: the follower simulator names its follower with `?name=` (WeChat never does). */
   acceptNames?: boolean;
   accept(item: InboundItem, message: FollowerMessage, url: URL): Promise<InboundOutcome | void>;
+  /** A report on the account's own sends or reviews: for operators, never a contact. */
+  report(message: FollowerMessage, envelope: Envelope, dedupKey: string): Promise<void>;
+  /** The user revoked its authorization: forget its data. */
+  forget(message: FollowerMessage, envelope: Envelope): Promise<void>;
+  /** WeChat cleaned a user's profile (user_info_modified). */
+  profileChanged(item: InboundItem): Promise<void>;
+  /** Whether ToUserName names an agent (the seed's simplified form) rather than the account. */
+  isAgent(id: string): Promise<boolean>;
+  /** Largest WeChat XML the bridge stores, in bytes, after decryption. */
+  maxPlainBytes: number;
+  /** Optional passive replies (auto-reply, transfer_customer_service) instead of `success`. */
+  passive?: PassiveReplies;
 }
 
 /** Creates the handlers for `GET` and `POST send_xml`. */
 export function createWechatWebhook(deps: WebhookDeps) {
   const xml = createXmlReader();
+  let warnedNoKey = false;
+
+  /** 413 for XML larger than what the bridge stores as one message. */
+  function checkPlainSize(bytes: number): void {
+    if (bytes > deps.maxPlainBytes) {
+      throw new HttpError(413, `WeChat XML is larger than ${deps.maxPlainBytes} bytes`);
+    }
+  }
 
   function decryptBody(outer: ReturnType<typeof xml.parse>, params: URLSearchParams): string {
     const encrypt = textOf(outer, "Encrypt");
@@ -53,7 +69,22 @@ export function createWechatWebhook(deps: WebhookDeps) {
     }
     const { xml: plain, key } = deps.crypto.decrypt(encrypt);
     if (key === "previous") log.info("Message decrypted with WECHAT_AES_KEY_PREVIOUS");
+    checkPlainSize(encoder.encode(plain).byteLength);
     return plain;
+  }
+
+  /** A passive reply, encrypted when the message was (WeChat's 被动回复 in safe mode). */
+  function xmlAnswer(plain: string, encrypt: boolean): Response {
+    let body = plain;
+    if (encrypt) {
+      const ciphertext = deps.crypto!.encrypt(plain);
+      const timestamp = String(Math.floor(deps.now() / 1000));
+      const nonce = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+      const signature = computeSignature(deps.token ?? "", timestamp, nonce, ciphertext);
+      body =
+        `<xml><Encrypt><![CDATA[${ciphertext}]]></Encrypt><MsgSignature><![CDATA[${signature}]]></MsgSignature><TimeStamp>${timestamp}</TimeStamp><Nonce><![CDATA[${nonce}]]></Nonce></xml>`;
+    }
+    return new Response(body, { headers: { "content-type": "application/xml; charset=utf-8" } });
   }
 
   return {
@@ -72,42 +103,72 @@ export function createWechatWebhook(deps: WebhookDeps) {
     async receive(body: string, url: URL): Promise<Response> {
       const params = url.searchParams;
       let doc = xml.parse(body);
+      const encrypt = textOf(doc, "Encrypt");
+      const plainFields = textOf(doc, "MsgType") !== undefined;
       const encrypted = params.get("encrypt_type") === "aes" ||
-        (textOf(doc, "Encrypt") !== undefined && textOf(doc, "MsgType") === undefined);
-      if (encrypted) {
+        (encrypt !== undefined && !plainFields);
+      if (encrypted && !deps.crypto && plainFields) {
+        // Compatible mode before the key is configured: WeChat sends the plaintext fields
+        // beside <Encrypt>, so the message is delivered from those rather than lost.
+        if (!warnedNoKey) {
+          warnedNoKey = true;
+          log.warn(
+            "Compatible-mode messages arrive but WECHAT_AES_KEY and WECHAT_APPID are not set: " +
+              "delivering their plaintext fields; set the key before switching to safe mode",
+          );
+        }
+        if (deps.token && !verifyRequestSignature(deps.token, params)) {
+          throw new HttpError(401, "Bad signature");
+        }
+        delete doc["Encrypt"];
+        checkPlainSize(encoder.encode(body).byteLength - (encrypt?.length ?? 0));
+      } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
-      } else if (deps.token && !verifyRequestSignature(deps.token, params)) {
-        throw new HttpError(401, "Bad signature");
+      } else {
+        checkPlainSize(encoder.encode(body).byteLength);
+        if (deps.token && !verifyRequestSignature(deps.token, params)) {
+          throw new HttpError(401, "Bad signature");
+        }
       }
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();
       const given = deps.acceptNames ? params.get("name")?.trim().slice(0, 64) || null : null;
+      const account = message.to !== "" && !(await deps.isAgent(message.to))
+        ? message.to
+        : undefined;
       const envelope = createFollowerEnvelope(message, {
         id: message.msgId ?? deps.newId(),
         name: given ?? message.from,
         avatar: "",
         companyId: deps.companyId,
         receivedAt,
+        account,
       });
-      const kind = message.event === undefined
-        ? "message"
-        : OPENING_EVENTS.has(message.event)
-        ? "event"
-        : "none";
-      await deps.accept(
-        {
+      const dedupKey = dedupKeyOf(message);
+      if (isAccountReport(message.event)) {
+        await deps.report(message, envelope, dedupKey);
+      } else if (asksToForget(message.event)) {
+        await deps.forget(message, envelope);
+      } else {
+        const item: InboundItem = {
           followerId: message.from,
           name: given,
           to: message.to,
           envelope,
-          kind,
+          kind: inboundKindOf(message.msgType, message.event) ?? "none",
           receivedAt,
-          dedupKey: dedupKeyOf(message),
+          dedupKey,
           event: message.event,
-        },
-        message,
-        url,
-      );
+        };
+        if (message.event === "user_info_modified") await deps.profileChanged(item);
+        else {
+          const outcome = await deps.accept(item, message, url);
+          const passive = deps.passive?.enabled
+            ? await deps.passive.answer(message, outcome)
+            : null;
+          if (passive !== null) return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
+        }
+      }
       return new Response("success", { headers: { "content-type": "text/plain; charset=utf-8" } });
     },
   };

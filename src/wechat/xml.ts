@@ -10,6 +10,23 @@ export interface WechatXml {
 }
 
 const MAX_DEPTH = 8;
+const REPEATED_TAGS = new Set(["item", "List"]);
+const CDATA = "__cdata";
+
+/** A parsed node with CDATA folded in: an element of text and CDATA only is the CDATA. */
+function foldCdata(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(foldCdata);
+  if (typeof node !== "object" || node === null) return node;
+  const record = node as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (Object.hasOwn(record, CDATA) && keys.every((k) => k === CDATA || k === "#text")) {
+    const cdata = record[CDATA];
+    return Array.isArray(cdata) ? cdata.join("") : String(cdata);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (k !== CDATA) out[k] = foldCdata(record[k]);
+  return out;
+}
 const FORBIDDEN = /<!DOCTYPE|<!ENTITY|<!\[INCLUDE|<!\[IGNORE/i;
 
 /** Creates a reusable parser; `parse()` throws SyntaxError("Cannot parse WeChat XML: …"). */
@@ -26,6 +43,11 @@ export function createXmlReader(): { parse(text: string): WechatXml } {
     maxNestedTags: MAX_DEPTH,
     // No callback of ours reads the path: building it as a string per tag cost a third of parsing.
     jPath: false,
+    // WeChat's repeated elements (`<item>` in SendPicsInfo and mass-send results, `<List>` in
+    // subscribe-message events) are lists even when there is one.
+    isArray: (tagName: string) => REPEATED_TAGS.has(tagName),
+    // CDATA apart from the text around it: `<EventKey>\n  <![CDATA[x]]>\n</EventKey>` is "x".
+    cdataPropName: CDATA,
   });
   return {
     parse(text: string): WechatXml {
@@ -45,7 +67,7 @@ export function createXmlReader(): { parse(text: string): WechatXml } {
         const detail = error instanceof Error ? error.message.replace(/^\[SECURITY\] /, "") : "";
         throw new SyntaxError(`Cannot parse WeChat XML: ${detail}`);
       }
-      const root = (doc as Record<string, unknown>)["xml"];
+      const root = foldCdata((doc as Record<string, unknown>)["xml"]);
       if (root === undefined || typeof root !== "object" || root === null || Array.isArray(root)) {
         throw new SyntaxError("Cannot parse WeChat XML: expected one <xml> element with fields");
       }

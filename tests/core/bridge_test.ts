@@ -35,7 +35,8 @@ Deno.test("bridge delivers every follower message type with SPEC's envelope", as
           contact_id: "oF1",
           company_id: "c-9",
           send_time: 1348831860,
-          msg: { content: "00123" },
+          msg: { content: "00123", msg_id: "6054768590064713728" },
+          account: "gh_account",
         },
       );
     });
@@ -48,6 +49,9 @@ Deno.test("bridge delivers every follower message type with SPEC's envelope", as
         longitude: 113.358803,
         scale: 20,
         label: "位置信息",
+        location_x: 23.134521,
+        location_y: 113.358803,
+        msg_id: "1234567890123456",
       });
       await send(
         xml({
@@ -61,7 +65,12 @@ Deno.test("bridge delivers every follower message type with SPEC's envelope", as
       );
       const link = await last("701");
       assert.equal(link.result.code, 1007);
-      assert.deepEqual(link.data.msg, { title: "T", description: "D", url: "https://x.example/" });
+      assert.deepEqual(link.data.msg, {
+        title: "T",
+        description: "D",
+        url: "https://x.example/",
+        msg_id: "701",
+      });
     });
     await t.step("an unknown MsgType becomes a 102 carrying type and content", async () => {
       await send(xml({ ...base, MsgType: "enim", Content: "occaecat", MsgId: "702" }));

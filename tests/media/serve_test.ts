@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { contentTypeOf, parseRange } from "../../src/media/serve.ts";
 import { createUrlSigner } from "../../src/media/signed_url.ts";
-import { createDiskStorage } from "../../src/media/storage.ts";
+import { createDiskStorage, type MediaStorage } from "../../src/media/storage.ts";
 import { startMediaServer } from "./_media_tools.ts";
 
 Deno.test("parseRange() reads single byte ranges", () => {
@@ -137,16 +137,53 @@ Deno.test("serveMedia() serves signed media over HTTP", async (t) => {
   });
 
   await t.step("a client that hangs up mid-file leaves nothing open", async () => {
-    const big = new Uint8Array(randomBytes(3_000_000));
-    const bigKey = await storage.put(big, "mp4");
-    const controller = new AbortController();
-    const res = await fetch(`${server.base}/media/${bigKey}?t=${signer.sign(bigKey)}`, {
-      signal: controller.signal,
-    });
-    const reader = res.body!.getReader();
-    await reader.read();
-    controller.abort();
-    await reader.closed.catch(() => {});
+    // Counts the file streams the server has open: each must end when its client goes.
+    let open = 0;
+    const counting: MediaStorage = {
+      ...storage,
+      async open(key, range) {
+        const source = await storage.open(key, range);
+        if (!source) return source;
+        open++;
+        const reader = source.getReader();
+        let ended = false;
+        const end = () => {
+          if (!ended) open--;
+          ended = true;
+        };
+        return new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { done, value } = await reader.read();
+            if (done) {
+              end();
+              controller.close();
+            } else controller.enqueue(value);
+          },
+          async cancel(reason) {
+            end();
+            await reader.cancel(reason);
+          },
+        });
+      },
+    };
+    const watched = startMediaServer({ storage: counting, signer });
+    try {
+      const big = new Uint8Array(randomBytes(3_000_000));
+      const bigKey = await storage.put(big, "mp4");
+      const controller = new AbortController();
+      const res = await fetch(`${watched.base}/media/${bigKey}?t=${signer.sign(bigKey)}`, {
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read();
+      assert.equal(open, 1, "the file is being sent");
+      controller.abort();
+      await reader.closed.catch(() => {});
+      for (let i = 0; i < 200 && open > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(open, 0, "the server closed the file when the client hung up");
+    } finally {
+      await watched.close();
+    }
   });
 
   await server.close();

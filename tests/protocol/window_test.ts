@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import {
   checkReplyAllowed,
+  checkTypingAllowed,
+  closesWindow,
   EVENT_QUOTA,
   inboundKindOf,
   MESSAGE_QUOTA,
   noteInbound,
   noteReplySent,
+  noteWindowClosed,
   type ReplyWindowState,
+  TYPING_AFTER_EXCHANGE_MS,
   windowClosesAt,
 } from "../../src/protocol/window.ts";
 
@@ -113,10 +117,71 @@ Deno.test("inboundKindOf() tells which inbound grants replies", () => {
   assert.equal(inboundKindOf("text"), "message");
   assert.equal(inboundKindOf("voice"), "message");
   assert.equal(inboundKindOf("enim"), "message");
-  for (const event of ["subscribe", "SCAN", "CLICK", "VIEW", "scancode_push"]) {
+  for (const event of ["subscribe", "SCAN", "CLICK", "scancode_push", "scancode_waitmsg"]) {
     assert.equal(inboundKindOf("event", event), "event", event);
   }
-  for (const event of ["unsubscribe", "LOCATION", "TEMPLATESENDJOBFINISH"]) {
+  // 2023 rules: of the menu taps only click and the two scan-code menus open the allowance.
+  for (
+    const event of [
+      "VIEW",
+      "view_miniprogram",
+      "pic_sysphoto",
+      "location_select",
+      "unsubscribe",
+      "LOCATION",
+      "TEMPLATESENDJOBFINISH",
+    ]
+  ) {
     assert.equal(inboundKindOf("event", event), null, event);
   }
+});
+
+Deno.test("after WeChat's 45015 or 45047 the window is closed until the follower acts", async (t) => {
+  await t.step("closesWindow() knows the two errcodes", () => {
+    assert.equal(closesWindow(45015), true);
+    assert.equal(closesWindow(45047), true);
+    assert.equal(closesWindow(40003), false);
+    assert.equal(closesWindow(-1), false);
+  });
+  for (const [errcode, limit] of [[45015, "window"], [45047, "quota"]] as const) {
+    await t.step(`${errcode}: refused as ${limit}, though the bridge's count had room`, () => {
+      const open = noteInbound(null, "message", T0);
+      assert.deepEqual(checkReplyAllowed(open, T0 + 1000), { ok: true });
+      const closed = noteWindowClosed(open, errcode);
+      const check = checkReplyAllowed(closed, T0 + 1000);
+      assert.equal(check.ok, false);
+      assert.equal(!check.ok && check.limit, limit);
+      assert.match(!check.ok ? check.message : "", new RegExp(String(errcode)));
+    });
+  }
+  await t.step("the follower's next message opens it again", () => {
+    const closed = noteWindowClosed(noteInbound(null, "message", T0), 45015);
+    const reopened = noteInbound(closed, "message", T0 + 5000);
+    assert.equal(reopened.closedBy, undefined);
+    assert.deepEqual(checkReplyAllowed(reopened, T0 + 6000), { ok: true });
+  });
+  await t.step("a menu tap opens its own minute instead of keeping the closed window", () => {
+    const closed = noteWindowClosed(noteInbound(null, "message", T0), 45047);
+    const tapped = noteInbound(closed, "event", T0 + 5000);
+    assert.equal(tapped.lastInboundKind, "event");
+    assert.deepEqual(checkReplyAllowed(tapped, T0 + 6000), { ok: true });
+  });
+});
+
+Deno.test("checkTypingAllowed() relays typing only within 30 s of an exchange", async (t) => {
+  const open = noteInbound(null, "message", T0);
+  await t.step("inside the window and 30 s of the last message", () => {
+    assert.deepEqual(checkTypingAllowed(open, T0, T0 + TYPING_AFTER_EXCHANGE_MS), { ok: true });
+  });
+  await t.step("later than 30 s: refused as typing", () => {
+    const check = checkTypingAllowed(open, T0, T0 + TYPING_AFTER_EXCHANGE_MS + 1);
+    assert.equal(!check.ok && check.limit, "typing");
+  });
+  await t.step("quota used up does not stop typing, a closed window does", () => {
+    let used = open;
+    for (let i = 0; i < 5; i++) used = noteReplySent(used);
+    assert.deepEqual(checkTypingAllowed(used, T0 + 1000, T0 + 2000), { ok: true });
+    const check = checkTypingAllowed(noteWindowClosed(open, 45015), T0, T0 + 1000);
+    assert.equal(!check.ok && check.limit, "window");
+  });
 });

@@ -47,7 +47,7 @@ Deno.test("parseAgentReply() and toCustomMessage() build WeChat's payloads", asy
     const reply = parseAgentReply(data("image", { media_url: "https://cdn.example.com/a.png" }));
     assert.deepEqual(mediaToUpload(reply), { type: "image", url: "https://cdn.example.com/a.png" });
     assert.throws(() => toCustomMessage("oF", reply), /not uploaded yet/);
-    assert.deepEqual(toCustomMessage("oF", reply, "UPLOADED"), {
+    assert.deepEqual(toCustomMessage("oF", reply, { mediaId: "UPLOADED" }), {
       touser: "oF",
       msgtype: "image",
       image: { media_id: "UPLOADED" },
@@ -64,10 +64,10 @@ Deno.test("parseAgentReply() and toCustomMessage() build WeChat's payloads", asy
       video: { media_id: "V", thumb_media_id: "T", title: "How to", description: "2 min" },
     });
     const bare = parseAgentReply(data("video", { media_url: "http://x.test/v.mp4" }));
-    assert.deepEqual(toCustomMessage("oF", bare, "V2"), {
+    assert.deepEqual(toCustomMessage("oF", bare, { mediaId: "V2" }), {
       touser: "oF",
       msgtype: "video",
-      video: { media_id: "V2", title: "", description: "" },
+      video: { media_id: "V2" },
     });
   });
 

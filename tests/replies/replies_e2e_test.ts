@@ -301,7 +301,8 @@ Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
     await t.step("one refusal from WeChat is one -1 on the sending socket", async () => {
       await onNewSocket(async (socket) => {
         await write(server, socket, f1);
-        fake.failNext(SEND, 45015, "response out of time limit or subscription is canceled");
+        // Not 45015 or 45047: those close the window, and "after-fail" would be refused.
+        fake.failNext(SEND, 40003, "invalid openid");
         reply(socket, f1, "fail-once");
         await socket.waitFor(isError("fail-once"));
         // The socket handles its messages in order: once this one is confirmed, everything the

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { openKvStore } from "../../src/store/kv_store.ts";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
 
@@ -36,7 +37,10 @@ interface ServerProcess {
   kill(signal: Deno.Signal): Promise<void>;
 }
 
-async function spawnServer(dataDir: string): Promise<ServerProcess> {
+async function spawnServer(
+  dataDir: string,
+  extraEnv: Record<string, string> = {},
+): Promise<ServerProcess> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts"],
@@ -54,6 +58,7 @@ async function spawnServer(dataDir: string): Promise<ServerProcess> {
       WECHAT_APPID: "",
       WECHAT_SECRET: "",
       AGENT_SECRET: "",
+      ...extraEnv,
     },
     stdin: "null",
     stdout: "null",
@@ -370,5 +375,52 @@ Deno.test("transfer, close, capacity and the waiting order work on KV", async (t
     await a1.close();
     await a2.close();
     await server.close();
+  }
+});
+
+Deno.test("a media message being fetched at kill -9 is fetched and delivered after a restart", async (t) => {
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 7, 7, 7]);
+  fake.addMedia("imgJournal", png, "image/png");
+  const env = {
+    WECHAT_APPID: "wxtest",
+    WECHAT_SECRET: "secret",
+    WECHAT_API_BASE: fake.url,
+    MEDIA_TIMEOUT_MS: "120000",
+  };
+  const msgId = nextMsgId();
+  const xml =
+    `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[oJournal]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[]]></PicUrl><MediaId><![CDATA[imgJournal]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
+  try {
+    await withDataDir(async (dir) => {
+      await t.step("WeChat is answered success while media/get hangs, then kill -9", async () => {
+        // media/get answers only after the process is gone: the job is still running.
+        fake.delay("cgi-bin/media/get", 60_000);
+        const server = await spawnServer(dir, env);
+        const res = await post(`${server.base}${B}/send_xml`, xml);
+        assert.equal(res.text, "success");
+        await waitUntil(() => fake.calls.some((c) => c.path === "cgi-bin/media/get"), "media/get");
+        await server.kill("SIGKILL");
+      });
+      await t.step("the restarted server fetches it again and the agent gets its URL", async () => {
+        fake.delay("cgi-bin/media/get", 0);
+        const server = await spawnServer(dir, env);
+        const agent = await connectAgent(`${server.ws}${B}/msg?userid=a1`);
+        try {
+          const got = await agent.waitFor((e) => e.data["id"] === msgId, 10_000);
+          assert.equal(got.result.code, 1002);
+          assert.equal(got.data.msg?.["error"], undefined, JSON.stringify(got.data.msg));
+          // The URL was built from the first run's request; this run listens on another port.
+          const url = new URL(String(got.data.msg?.["media_path"]));
+          const served = await fetch(`${server.base}${url.pathname}${url.search}`);
+          assert.deepEqual(new Uint8Array(await served.arrayBuffer()), png);
+        } finally {
+          await agent.close();
+          await server.kill("SIGTERM");
+        }
+      });
+    });
+  } finally {
+    await fake.close();
   }
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { findTestRedis, flushPrefix, uniquePrefix, waitUntil } from "./_redis_test_env.ts";
 
@@ -27,7 +28,11 @@ function freePort(): number {
   return port;
 }
 
-async function spawnInstance(redisUrl: string, dataDir: string): Promise<Instance> {
+async function spawnInstance(
+  redisUrl: string,
+  dataDir: string,
+  extraEnv: Record<string, string> = {},
+): Promise<Instance> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN],
@@ -44,6 +49,7 @@ async function spawnInstance(redisUrl: string, dataDir: string): Promise<Instanc
       WECHAT_SECRET: "",
       WECHAT_AES_KEY: "",
       STORE: "",
+      ...extraEnv,
     },
     stdout: "piped",
     stderr: "piped",
@@ -93,6 +99,7 @@ async function spawnInstance(redisUrl: string, dataDir: string): Promise<Instanc
 async function withInstances(
   name: string,
   fn: (a: Instance, b: Instance, watcher: RedisStore) => Promise<void>,
+  env: Record<string, string> = {},
 ): Promise<void> {
   const url = REDIS_URL!;
   const prefix = uniquePrefix(name);
@@ -101,7 +108,7 @@ async function withInstances(
   const instances: Instance[] = [];
   let watcher: RedisStore | undefined;
   try {
-    instances.push(...await Promise.all(dirs.map((dir) => spawnInstance(redisUrl, dir))));
+    instances.push(...await Promise.all(dirs.map((dir) => spawnInstance(redisUrl, dir, env))));
     watcher = await createRedisStore({
       url: redisUrl,
       companyId: "",
@@ -298,5 +305,72 @@ Deno.test({
         await again?.close();
       }
     });
+  },
+});
+
+Deno.test({
+  name: "two instances on one Redis share one WeChat access token",
+  ignore,
+  async fn(t) {
+    const fake = await startFakeWechat({ appId: "wxshared", secret: "shared-secret" });
+    const env = {
+      WECHAT_APPID: "wxshared",
+      WECHAT_SECRET: "shared-secret",
+      WECHAT_API_BASE: fake.url,
+    };
+    try {
+      await withInstances("token", async (a, b, watcher) => {
+        const alice = await connectAgent(agentUrl(a, "alice"));
+        const bob = await connectAgent(agentUrl(b, "bob"));
+        try {
+          await onlineEverywhere(watcher, ["alice", "bob"]);
+          // Each agent serves one follower; each replies through its own instance.
+          await follower(a, "fA", "to alice", "3001");
+          await alice.waitFor(isText("fA", "to alice"));
+          await follower(a, "fB", "to bob", "3002");
+          await bob.waitFor(isText("fB", "to bob"));
+          let n = 0;
+          const reply = async (i: Instance, agent: string, to: string) => {
+            const text = `reply ${++n}`;
+            const res = await post(
+              `${i.base}${B}/send?userid=${agent}`,
+              JSON.stringify({
+                data: { contact_id: to, msg_type: "text", msg: { content: text } },
+              }),
+            );
+            assert.equal(res.status, 200, res.text);
+            await waitUntil(
+              () => fake.sent.some((m) => JSON.stringify(m).includes(text)) || undefined,
+              `${text} at WeChat`,
+            );
+          };
+
+          await t.step("the second instance uses the token the first fetched", async () => {
+            await reply(a, "alice", "fA");
+            await reply(b, "bob", "fB");
+            assert.equal(fake.tokensIssued, 1);
+            // B asked WeChat for no token of its own: it read A's from Redis.
+            assert.equal(fake.calls.filter((c) => c.path.includes("token")).length, 1);
+          });
+          await t.step("a forced refresh on one instance does not break the other", async () => {
+            // WeChat refuses A's token once: A forces a refresh, which revokes the old token.
+            fake.failNext("/cgi-bin/message/custom/send", 40001, "invalid credential", 1);
+            await reply(a, "alice", "fA");
+            assert.equal(fake.tokensIssued, 2);
+            // B picks the new token from Redis: no 40001, no refresh of its own.
+            const before = fake.calls.length;
+            await reply(b, "bob", "fB");
+            const since = fake.calls.slice(before).map((c) => c.path);
+            assert.ok(!since.some((p) => p.includes("token")), since.join(", "));
+            assert.equal(fake.tokensIssued, 2);
+          });
+        } finally {
+          await alice.close();
+          await bob.close();
+        }
+      }, env);
+    } finally {
+      await fake.close();
+    }
   },
 });

@@ -736,7 +736,7 @@ Deno.test("every WeChat sample message reaches the agent with the right envelope
   await t.step("text.xml: 1001 with content", async () => {
     const e = await deliver(await sample("text.xml"), (e) => e.result.code === 1001);
     common(e, 1001, "text", "1234567890123456", 1348831860);
-    assert.deepEqual(e.data.msg, { content: "this is a test" });
+    assert.deepEqual(e.data.msg, { content: "this is a test", msg_id: "1234567890123456" });
   });
   await t.step("image.xml: 1002, media fetch fails in demo mode, media_id kept", async () => {
     const e = await deliver(await sample("image.xml"), (e) => e.result.code === 1002);
@@ -768,6 +768,10 @@ Deno.test("every WeChat sample message reaches the agent with the right envelope
       longitude: 113.358803,
       scale: 20,
       label: "位置信息",
+      // Every field WeChat sent is kept, in snake_case, numbers as numbers.
+      location_x: 23.134521,
+      location_y: 113.358803,
+      msg_id: "1234567890123456",
     });
   });
   await t.step("text without CDATA keeps 00123 and a 19-digit MsgId as strings", async () => {
@@ -776,11 +780,11 @@ Deno.test("every WeChat sample message reaches the agent with the right envelope
       `<MsgId>5912592682802219078</MsgId></xml>`;
     const e = await deliver(xml, (e) => e.result.code === 1001);
     common(e, 1001, "text", "5912592682802219078", 1348831860);
-    assert.deepEqual(e.data.msg, { content: "00123" });
+    assert.deepEqual(e.data.msg, { content: "00123", msg_id: "5912592682802219078" });
   });
   await t.step("a recognised voice message keeps its recognition text", async () => {
     const xml = (await sample("voice.xml")).replace(
-      "<Recognition><![CDATA[]]></Recognition>",
+      /<Recognition>\s*<!\[CDATA\[\]\]>\s*<\/Recognition>/,
       "<Recognition><![CDATA[腾讯微信团队]]></Recognition>",
     );
     const e = await deliver(xml, (e) => e.result.code === 1003);

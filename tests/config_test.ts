@@ -1,0 +1,121 @@
+// loadConfig() is what main.ts reads the environment with: these are README's configuration
+// table, default by default, so a changed default cannot leave the table behind.
+
+import assert from "node:assert/strict";
+import { loadConfig } from "../src/config.ts";
+import { DEFAULT_ALLOWED_HOSTS } from "../src/media/pipeline.ts";
+
+Deno.test("loadConfig() gives README's defaults and reads every variable", async (t) => {
+  await t.step("with nothing set, every setting is its documented default", () => {
+    assert.deepEqual(loadConfig({}), {
+      port: 1234,
+      hostname: "0.0.0.0",
+      dataDir: "./data",
+      companyId: "",
+      heartbeatIntervalS: 30,
+      wechatToken: undefined,
+      wechatAesKey: undefined,
+      wechatAesKeyPrevious: undefined,
+      wechatAppId: undefined,
+      wechatSecret: undefined,
+      wechatApiBase: "https://api.weixin.qq.com",
+      agentSecret: undefined,
+      allowedOrigins: [],
+      publicUrl: undefined,
+      redisUrl: undefined,
+      store: "kv",
+      logFormat: "text",
+      logLevel: "info",
+      historyRetentionDays: 30,
+      // Unset: the pipeline's own list, DEFAULT_ALLOWED_HOSTS.
+      mediaAllowedHosts: undefined,
+      mediaMaxBytes: 20 * 1024 * 1024,
+      mediaTimeoutMs: 15_000,
+      agentKfAccounts: {},
+      autoReplyText: undefined,
+      workingHours: undefined,
+      transferCustomerService: false,
+    });
+  });
+
+  await t.step("replies and passive answers: kf accounts, auto-reply, working hours", () => {
+    const config = loadConfig({
+      AGENT_KF_ACCOUNTS: "alice=kf2001@gh_account, bob=kf2002@gh_account",
+      AUTO_REPLY_TEXT: "稍后回复您",
+      AUTO_REPLY_HOURS: "09:00-18:30",
+      PASSIVE_TRANSFER_CUSTOMER_SERVICE: "true",
+    });
+    assert.deepEqual(config.agentKfAccounts, {
+      alice: "kf2001@gh_account",
+      bob: "kf2002@gh_account",
+    });
+    assert.equal(config.autoReplyText, "稍后回复您");
+    assert.deepEqual(config.workingHours, { startMin: 540, endMin: 1110 });
+    assert.equal(config.transferCustomerService, true);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice=kf2001" }), /AGENT_KF_ACCOUNTS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "9-18" }), /AUTO_REPLY_HOURS/);
+    assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "09:00-25:00" }), /AUTO_REPLY_HOURS/);
+  });
+
+  await t.step("the default media hosts are README's list, WeChat's video CDN included", () => {
+    assert.deepEqual(DEFAULT_ALLOWED_HOSTS, [
+      "api.weixin.qq.com",
+      "*.weixin.qq.com",
+      "mmbiz.qpic.cn",
+      "mmbiz.qlogo.cn",
+      "*.qpic.cn",
+      "*.qlogo.cn",
+      "*.tc.qq.com",
+    ]);
+  });
+
+  await t.step("each variable is read; lists split on commas; trailing slashes dropped", () => {
+    const config = loadConfig({
+      PORT: "8080",
+      HOSTNAME: "127.0.0.1",
+      DATA_DIR: "/var/lib/bridge",
+      COMPANY_ID: "acme",
+      HEARTBEAT_INTERVAL_S: "10",
+      WECHAT_TOKEN: "t",
+      WECHAT_AES_KEY: "k",
+      WECHAT_AES_KEY_PREVIOUS: "p",
+      WECHAT_APPID: "wx1",
+      WECHAT_SECRET: "s",
+      WECHAT_API_BASE: "http://127.0.0.1:9000/",
+      AGENT_SECRET: "a",
+      ALLOWED_ORIGINS: "https://a.example, https://b.example",
+      PUBLIC_URL: "https://bridge.example.com/",
+      REDIS_URL: "redis://r:6379",
+      STORE: "memory",
+      LOG_FORMAT: "json",
+      LOG_LEVEL: "debug",
+      HISTORY_RETENTION_DAYS: "7",
+      MEDIA_ALLOWED_HOSTS: "files.example.com, *.cdn.example",
+      MEDIA_MAX_BYTES: "1000",
+      MEDIA_TIMEOUT_MS: "500",
+    });
+    assert.equal(config.port, 8080);
+    assert.equal(config.wechatApiBase, "http://127.0.0.1:9000");
+    assert.deepEqual(config.allowedOrigins, ["https://a.example", "https://b.example"]);
+    assert.equal(config.publicUrl, "https://bridge.example.com");
+    assert.equal(config.store, "memory");
+    assert.equal(config.logFormat, "json");
+    assert.equal(config.historyRetentionDays, 7);
+    assert.deepEqual(config.mediaAllowedHosts, ["files.example.com", "*.cdn.example"]);
+    assert.equal(config.mediaMaxBytes, 1000);
+    assert.equal(config.mediaTimeoutMs, 500);
+  });
+
+  await t.step("an empty value counts as unset", () => {
+    assert.equal(loadConfig({ PORT: "", WECHAT_TOKEN: " " }).port, 1234);
+    assert.equal(loadConfig({ WECHAT_TOKEN: " " }).wechatToken, undefined);
+  });
+
+  await t.step("a bad number or STORE stops start-up, naming the variable", () => {
+    assert.throws(() => loadConfig({ PORT: "http" }), /Cannot read PORT/);
+    assert.throws(() => loadConfig({ HEARTBEAT_INTERVAL_S: "0" }), /HEARTBEAT_INTERVAL_S/);
+    assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
+    assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
+  });
+});
