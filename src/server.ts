@@ -19,7 +19,8 @@ import {
   openFilesLimit,
   serveGuarded,
 } from "./http/connections.ts";
-import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
+import { createDiskCheck } from "./http/disk_check.ts";
+import { createKeyedRateLimiter, DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
 import { createStaticFiles } from "./http/static_files.ts";
@@ -264,6 +265,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
   }
+  const sendLimiter = createKeyedRateLimiter(
+    DEFAULT_LIMITS.sendPerSecond,
+    DEFAULT_LIMITS.sendBurst,
+    now,
+  );
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
     // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
@@ -278,6 +284,16 @@ export async function createServer(config: Config, effects: Effects = {}) {
       throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
     }
     const agentId = await agentOf(req, url, false);
+    // Per agent, or per client address for anonymous pushes (open mode, seed 2.1).
+    const wait = sendLimiter.take(agentId ?? `addr:${clientAddress.get(req) ?? "?"}`);
+    if (wait > 0) {
+      metrics.rejected.inc({ reason: "send_rate" });
+      throw new HttpError(
+        429,
+        `Too many messages: at most ${DEFAULT_LIMITS.sendPerSecond} per second`,
+        { "retry-after": String(wait) },
+      );
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -293,13 +309,16 @@ export async function createServer(config: Config, effects: Effects = {}) {
     const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
     return await receiveXml(body, url, started);
   }
+  const disk = createDiskCheck(config.dataDir);
   async function ready(): Promise<Response> {
     try {
       await store.ping();
-      return json({ status: "ready" });
     } catch {
       return json({ status: "store unreachable" }, 503);
     }
+    const problem = await disk.check();
+    if (problem !== null) return json({ status: problem }, 503);
+    return json({ status: "ready" });
   }
   /** Demo routes exist only in demo mode. */
   const demoOnly = (handler: Route["handler"]): Route["handler"] => (req, url, params) => {
@@ -397,7 +416,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
   // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
   let stopping = false;
   let inFlight = 0;
-  async function handler(req: Request, _info?: ConnectionInfo): Promise<Response> {
+  /** Who sent each request in flight (the route handlers see only the Request). */
+  const clientAddress = new WeakMap<Request, string>();
+  async function handler(req: Request, info?: ConnectionInfo): Promise<Response> {
+    if (info) clientAddress.set(req, info.remoteAddr.hostname);
     if (stopping) {
       return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
     }

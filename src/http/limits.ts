@@ -130,6 +130,39 @@ export function createRateLimiter(
   return new TokenBucket(ratePerSecond / 1000, burst, now);
 }
 
+/** Token buckets by key (an agent, a client address): `take(key)` is 0 when allowed. */
+export interface KeyedRateLimiter {
+  /** 0 when `key` had a token; else the whole seconds until it has one (for Retry-After). */
+  take(key: string): number;
+}
+
+/** Past this many keys, buckets that have refilled (idle keys) are forgotten. */
+const MAX_IDLE_KEYS = 10_000;
+
+/** Creates one bucket per key, each like `createRateLimiter(ratePerSecond, burst, now)`. */
+export function createKeyedRateLimiter(
+  ratePerSecond: number,
+  burst: number,
+  now: () => number = () => performance.now(),
+): KeyedRateLimiter {
+  createRateLimiter(ratePerSecond, burst, now); // the same checks on the arguments
+  const buckets = new Map<string, TokenBucket>();
+  const perMs = ratePerSecond / 1000;
+  return {
+    take(key) {
+      let bucket = buckets.get(key);
+      if (bucket === undefined) {
+        if (buckets.size >= MAX_IDLE_KEYS) {
+          for (const [k, b] of buckets) if (b.isFull()) buckets.delete(k);
+        }
+        bucket = new TokenBucket(perMs, burst, now);
+        buckets.set(key, bucket);
+      }
+      return bucket.take() ? 0 : Math.max(1, Math.ceil(bucket.msUntilToken() / 1000));
+    },
+  };
+}
+
 // Refilling lazily on each take() needs no timer, and a class keeps its state in four fields
 // rather than a closure's context: thousands of idle sockets each hold one.
 class TokenBucket implements RateLimiter {
@@ -151,6 +184,16 @@ class TokenBucket implements RateLimiter {
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
     return true;
+  }
+
+  /** Milliseconds until the next take() can succeed (as of the last one). */
+  msUntilToken(): number {
+    return this.#tokens >= 1 ? 0 : (1 - this.#tokens) / this.perMs;
+  }
+
+  /** True once the bucket has refilled: its key was idle and can be forgotten. */
+  isFull(): boolean {
+    return this.#tokens + (this.now() - this.#last) * this.perMs >= this.burst;
   }
 }
 
@@ -178,6 +221,9 @@ export const DEFAULT_LIMITS = {
   /** Messages per second per agent socket, and the burst allowed above it. */
   messagesPerSecond: 10,
   messageBurst: 20,
+  /** `POST send` JSON messages per second per agent (per client address when anonymous). */
+  sendPerSecond: 10,
+  sendBurst: 20,
   /** Open sockets per agent (tabs and devices). */
   socketsPerAgent: 8,
 } as const;
