@@ -255,6 +255,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
   });
   const files = createStaticFiles(
     effects.staticDir ?? new URL("../static/", import.meta.url).pathname,
+    {
+      mediaOrigins: config.publicUrl && URL.canParse(config.publicUrl)
+        ? [new URL(config.publicUrl).origin]
+        : [],
+    },
   );
   const conversations = createConversationRoutes({ store, agentOf: agentRequired });
 
