@@ -28,6 +28,10 @@ export interface Config {
   mediaTimeoutMs: number;
   /** Open client connections; default from the descriptor limit (src/http/connections.ts). */
   maxConnections?: number;
+  /** WECHAT_MAX_AGE_S: refuse WeChat requests signed longer ago than this (unset: no check). */
+  wechatMaxAgeS?: number;
+  /** WECHAT_REQUIRE_ENCRYPTION: with WECHAT_AES_KEY, refuse plaintext bodies. */
+  wechatRequireEncryption: boolean;
   /** AGENT_KF_ACCOUNTS: agent userid -> WeChat customer-service account its replies show. */
   agentKfAccounts: Record<string, string>;
   /** AUTO_REPLY_TEXT: a passive reply to a follower no agent can answer now (unset: none). */
@@ -115,6 +119,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
     maxConnections: str("MAX_CONNECTIONS") === undefined ? undefined : int("MAX_CONNECTIONS", 0, 1),
+    wechatMaxAgeS: str("WECHAT_MAX_AGE_S") === undefined
+      ? undefined
+      : int("WECHAT_MAX_AGE_S", 0, 1),
+    wechatRequireEncryption: str("WECHAT_REQUIRE_ENCRYPTION") === "true",
     agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),

@@ -219,6 +219,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
+    policy: {
+      maxAgeS: config.wechatMaxAgeS,
+      requireEncryption: config.wechatRequireEncryption,
+    },
     companyId: config.companyId,
     now,
     newId,
