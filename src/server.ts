@@ -274,11 +274,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
   }
-  const sendLimiter = createKeyedRateLimiter(
-    DEFAULT_LIMITS.sendPerSecond,
-    DEFAULT_LIMITS.sendBurst,
-    now,
-  );
+  const sendLimiter = createKeyedRateLimiter(config.sendRatePerS, config.sendRatePerS * 2, now);
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
     // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
@@ -299,7 +295,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       metrics.rejected.inc({ reason: "send_rate" });
       throw new HttpError(
         429,
-        `Too many messages: at most ${DEFAULT_LIMITS.sendPerSecond} per second`,
+        `Too many messages: at most ${config.sendRatePerS} per second`,
         { "retry-after": String(wait) },
       );
     }

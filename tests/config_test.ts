@@ -33,6 +33,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaTimeoutMs: 15_000,
       // Unset: from the open-file limit (src/http/connections.ts).
       maxConnections: undefined,
+      sendRatePerS: 10,
       wechatMaxAgeS: undefined,
       wechatRequireEncryption: false,
       agentKfAccounts: {},
@@ -65,10 +66,12 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
   await t.step("hardening: connections, WeChat signature age, encryption required", () => {
     const config = loadConfig({
       MAX_CONNECTIONS: "500",
+      SEND_RATE_PER_S: "50",
       WECHAT_MAX_AGE_S: "300",
       WECHAT_REQUIRE_ENCRYPTION: "true",
     });
     assert.equal(config.maxConnections, 500);
+    assert.equal(config.sendRatePerS, 50);
     assert.equal(config.wechatMaxAgeS, 300);
     assert.equal(config.wechatRequireEncryption, true);
     assert.throws(() => loadConfig({ MAX_CONNECTIONS: "0" }), /MAX_CONNECTIONS/);

@@ -660,7 +660,8 @@ Deno.test("limits: body size, messages per second, frame size, sockets per agent
 // ---- Slow agents ------------------------------------------------------------------------------
 
 Deno.test("a stalled reader is closed with 4001 and does not delay another agent", async (t) => {
-  const server = await startBridge();
+  // This test floods the stalled agent through `POST send`: lift that route's rate limit.
+  const server = await startBridge({ env: { SEND_RATE_PER_S: "1000000" } });
   const hub = server.bridge.hub;
   const agents: TestAgent[] = [];
   let stalled: RawSocket | undefined;

@@ -5,6 +5,7 @@
 // are waiting for a client that never finishes its headers.
 
 import { getLogger } from "@logtape/logtape";
+import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
 
 const log = getLogger(["bridge", "http"]);
 
@@ -16,6 +17,8 @@ export interface ConnectionLimits {
   headersTimeoutMs: number;
   /** Between requests on a kept-alive connection (also bounds the next request's headers). */
   keepAliveTimeoutMs: number;
+  /** A WebSocket message (frame or fragments) larger than this closes the connection. */
+  maxMessageBytes: number;
 }
 
 /** What the handler learns about the connection a request came on. */
@@ -72,6 +75,8 @@ export function defaultConnectionLimits(openFiles: number): ConnectionLimits {
     // Longer than nginx's upstream keepalive_timeout (60 s), so the proxy closes first and never
     // sends a request on a connection we are closing.
     keepAliveTimeoutMs: 75_000,
+    // Well above the agents' 24 KiB (answered with a -1 envelope), far below Deno's own 64 MiB.
+    maxMessageBytes: 256 * 1024,
   };
 }
 
@@ -102,8 +107,12 @@ class Link {
   heard = performance.now();
   inner: Deno.Conn | undefined;
   innerPort = 0;
+  /** What the client sent so far: where its requests end, its frames after an upgrade. */
+  readonly stream: ClientStream;
 
-  constructor(readonly client: Deno.Conn) {}
+  constructor(readonly client: Deno.Conn, maxMessageBytes: number) {
+    this.stream = new ClientStream(maxMessageBytes);
+  }
 
   close(): void {
     if (this.closed) return;
@@ -164,6 +173,11 @@ export function serveGuarded(
       // Only our relay connects to the loopback port; anyone else would skip every limit.
       return new Response("Connect through the public port", { status: 421 });
     }
+    const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    if (upgrade && !link.stream.upgrading) {
+      // Pipelined behind another request: its frames could not be measured from their start.
+      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
+    }
     link.active++;
     if (link.phase !== "upgraded") setPhase(link, "busy");
     info.completed.catch(() => {}).finally(() => {
@@ -173,6 +187,7 @@ export function serveGuarded(
     const res = await handler(req, { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
     if (res.status === 101) setPhase(link, "upgraded");
+    else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
     return res;
   });
   const innerPort = inner.addr.port;
@@ -202,7 +217,7 @@ export function serveGuarded(
   };
 
   const relay = async (client: Deno.Conn) => {
-    const link = new Link(client);
+    const link = new Link(client, limits.maxMessageBytes);
     links.add(link);
     setPhase(link, "fresh");
     // Until its first headers are complete a connection costs one descriptor, not three: a
@@ -210,6 +225,10 @@ export function serveGuarded(
     const head = await readHead(client);
     if (head === HEAD_TOO_LARGE) await client.write(HEADERS_TOO_LARGE).catch(() => {});
     if (head === null || head === HEAD_TOO_LARGE || link.closed) {
+      drop(link);
+      return;
+    }
+    if (!link.stream.feed(head)) {
       drop(link);
       return;
     }
@@ -231,7 +250,15 @@ export function serveGuarded(
     // The connection stays "fresh" (and evictable) until Deno.serve has the request.
     await Promise.all([
       writeAll(innerConn, head).then(() =>
-        pump(client, innerConn, () => link.heard = performance.now(), () => {
+        pump(client, innerConn, (chunk) => {
+          link.heard = performance.now();
+          if (link.stream.feed(chunk)) return true;
+          log.warn("Closed a WebSocket whose message is over {max} bytes", {
+            max: limits.maxMessageBytes,
+          });
+          drop(link);
+          return false;
+        }, () => {
           // The client finished sending: pass the half-close on, so a response still goes back.
           innerConn.closeWrite().catch(() => drop(link));
         })
@@ -316,8 +343,6 @@ export function serveGuarded(
 }
 
 const HEAD_TOO_LARGE = "too large" as const;
-/** Headers larger than this are refused (431), as Deno.serve's own parser would. */
-const MAX_HEAD_BYTES = 64 * 1024;
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
 );
@@ -367,11 +392,14 @@ function refuse(conn: Deno.Conn): void {
   });
 }
 
-/** Copies `from` to `to` until `from` ends, then calls `ended`; a failure ends it too. */
+/**
+ * Copies `from` to `to` until `from` ends, then calls `ended`; a failure ends it too, and so
+ * does `onChunk` answering false (the chunk is then not passed on).
+ */
 async function pump(
   from: Deno.Conn,
   to: Deno.Conn,
-  onChunk: (() => void) | null,
+  onChunk: ((chunk: Uint8Array) => boolean) | null,
   ended: () => void,
 ): Promise<void> {
   let size = MIN_CHUNK;
@@ -380,7 +408,7 @@ async function pump(
       const buf = new Uint8Array(size);
       const n = await from.read(buf);
       if (n === null) break;
-      onChunk?.();
+      if (onChunk !== null && !onChunk(buf.subarray(0, n))) break;
       size = n === size ? Math.min(size * 2, MAX_CHUNK) : MIN_CHUNK;
       await writeAll(to, buf.subarray(0, n));
     }

@@ -221,9 +221,6 @@ export const DEFAULT_LIMITS = {
   /** Messages per second per agent socket, and the burst allowed above it. */
   messagesPerSecond: 10,
   messageBurst: 20,
-  /** `POST send` JSON messages per second per agent (per client address when anonymous). */
-  sendPerSecond: 10,
-  sendBurst: 20,
   /** Open sockets per agent (tabs and devices). */
   socketsPerAgent: 8,
 } as const;

@@ -4,12 +4,14 @@
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
-import { DEFAULT_LIMITS } from "../../src/http/limits.ts";
+import { loadConfig } from "../../src/config.ts";
 import { connectAgent } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
 const SECRET = "send-rate-test-agent-secret-0123456789abcd";
+/** SEND_RATE_PER_S's default, and the burst of twice that. */
+const BURST = loadConfig({}).sendRatePerS * 2;
 
 function toAgent(to: string, content: string): string {
   return JSON.stringify({
@@ -37,16 +39,16 @@ Deno.test("POST send: per-agent rate limit, 429 with Retry-After", async (t) => 
   try {
     const alice = { authorization: `Bearer ${await mintAgentToken(SECRET, "alice", 600)}` };
     await t.step(
-      `alice posts ${DEFAULT_LIMITS.sendBurst + 30} at once: the burst passes`,
+      `alice posts ${BURST + 30} at once: the burst passes`,
       async () => {
         const answers = await postMany(
           `${bridge.base}${B}/send`,
-          DEFAULT_LIMITS.sendBurst + 30,
+          BURST + 30,
           alice,
         );
         const ok = answers.filter((a) => a.status === 200).length;
         const limited = answers.filter((a) => a.status === 429);
-        assert.equal(ok, DEFAULT_LIMITS.sendBurst);
+        assert.equal(ok, BURST);
         assert.equal(limited.length, 30);
         for (const a of limited) {
           assert.ok(Number(a.retryAfter) >= 1, `Retry-After ${a.retryAfter}`);
@@ -72,8 +74,8 @@ Deno.test("POST send without credentials (open mode): limited per client address
   const bridge = await startBridge({ now: () => frozen });
   const bob = await connectAgent(`${bridge.wsBase}${B}/msg?userid=bob`);
   try {
-    const answers = await postMany(`${bridge.base}/send`, DEFAULT_LIMITS.sendBurst + 10);
-    assert.equal(answers.filter((a) => a.status === 200).length, DEFAULT_LIMITS.sendBurst);
+    const answers = await postMany(`${bridge.base}/send`, BURST + 10);
+    assert.equal(answers.filter((a) => a.status === 200).length, BURST);
     assert.equal(answers.filter((a) => a.status === 429).length, 10);
   } finally {
     await bob.close();
