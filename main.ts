@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   }
   await configureLogging({ format: config.logFormat, level: config.logLevel });
   const log = getLogger(["bridge", "main"]);
-  let server: Server;
+  let server: Server | undefined;
   try {
     server = await createServer(config);
     await server.listen({
@@ -36,6 +36,8 @@ async function main(): Promise<void> {
     });
   } catch (error) {
     log.fatal("Cannot start: {message}", { message: (error as Error).message });
+    // A port already taken, say: the store opened before it is closed, its last writes kept.
+    await server?.stop().catch(() => {});
     Deno.exit(2);
   }
   if (!config.agentSecret) {
@@ -58,7 +60,7 @@ async function main(): Promise<void> {
       Deno.exit(1);
     }, SHUTDOWN_LIMIT_MS);
     try {
-      await server.stop();
+      await server!.stop();
     } finally {
       clearTimeout(timer);
     }

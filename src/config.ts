@@ -1,6 +1,8 @@
 // Configuration: every setting the bridge reads from the environment, with SPEC's defaults.
 // main.ts is the only caller; everything else receives the parsed Config.
 
+import { parseLevel } from "./logging.ts";
+
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
   port: number;
@@ -21,6 +23,8 @@ export interface Config {
   store: "kv" | "memory";
   logFormat: "json" | "text";
   logLevel: string;
+  /** Seconds between looks for 48-hour windows closing or closed (their notices). */
+  windowSweepIntervalS: number;
   historyRetentionDays: number;
   /** Hosts follower media may be fetched from; unset: WeChat's own (media/pipeline.ts). */
   mediaAllowedHosts?: string[];
@@ -44,6 +48,10 @@ export interface Config {
   /** PASSIVE_TRANSFER_CUSTOMER_SERVICE: answer messages with transfer_customer_service, so
    * WeChat's own customer-service tool gets them too. */
   transferCustomerService: boolean;
+  /** `host[:port]` entries an agent's `media_url` may name although they are private. */
+  mediaUrlPrivateHosts: string[];
+  /** Seconds a signed media URL stays valid. */
+  mediaUrlTtlS: number;
 }
 
 /** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
@@ -113,7 +121,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redisUrl: str("REDIS_URL"),
     store,
     logFormat: str("LOG_FORMAT") === "json" ? "json" : "text",
-    logLevel: str("LOG_LEVEL") ?? "info",
+    // Checked here, so a bad level stops start-up with one line like every other variable.
+    logLevel: parseLevel(str("LOG_LEVEL")),
+    windowSweepIntervalS: int("WINDOW_SWEEP_INTERVAL_S", 60, 1),
     historyRetentionDays: int("HISTORY_RETENTION_DAYS", 30, 1),
     mediaAllowedHosts: str("MEDIA_ALLOWED_HOSTS") !== undefined
       ? list("MEDIA_ALLOWED_HOSTS")
@@ -130,5 +140,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),
     transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
+    mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
+    mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
   };
 }

@@ -112,7 +112,8 @@ function plainError(error: Error, depth = 0): Record<string, unknown> {
   return plain;
 }
 
-function parseLevel(text: string | undefined): LogLevel {
+/** LOG_LEVEL as LogTape's level (`warn` is `warning`); throws SyntaxError naming the variable. */
+export function parseLevel(text: string | undefined): LogLevel {
   const level = (text ?? "info").trim().toLowerCase();
   if (level === "warn") return "warning";
   const found = LEVELS.find((l) => l === level);

@@ -3,13 +3,14 @@
 // server here, so the server the tests run is the server that ships.
 
 import { getLogger } from "@logtape/logtape";
+import { Counter } from "prom-client";
 import { createAgentMessages } from "./agents/agent_messages.ts";
 import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts";
 import { createAgentAuth } from "./agents/auth.ts";
 import { createConversationRoutes } from "./agents/conversations.ts";
 import type { Config } from "./config.ts";
 import { createHub } from "./core/hub.ts";
-import type { Store } from "./core/store.ts";
+import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
 import {
@@ -27,7 +28,8 @@ import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake } from "./media/intake.ts";
 import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
-import { createUrlSigner } from "./media/signed_url.ts";
+import { renewMediaUrlRoute } from "./media/renew.ts";
+import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage } from "./media/storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
@@ -35,7 +37,9 @@ import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
 import { createDemoMedia } from "./replies/demo_media.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
+import { createHostList } from "./replies/address_policy.ts";
 import { createMediaUrlFetcher } from "./replies/media_url.ts";
+import { resolveWithSystem } from "./replies/public_get.ts";
 import { createReplyService, type ReplyContext } from "./replies/reply_service.ts";
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
@@ -51,14 +55,21 @@ export const BASE = "/im_component/wx_official_account";
 
 /** How long requests already in flight when the server stops may take before sockets close. */
 const IN_FLIGHT_LIMIT_MS = 5_000;
+/** How long a stop waits for media jobs under way before leaving them to the journal. */
+const MEDIA_DRAIN_LIMIT_MS = 2_000;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
   /** Default: the store the configuration names (Deno KV under DATA_DIR, memory, Redis). */
   store?: Store;
   now?: () => number;
-  /** Every outbound HTTP request: WeChat's API, media downloads, agents' `media_url`s. */
+  /**
+   * Outbound HTTP: WeChat's API and follower media downloads. Agents' `media_url`s go through
+   * node:http instead, connected to the address that was checked (src/replies/public_get.ts).
+   */
   fetch?: typeof fetch;
+  /** Resolves a host name an agent's `media_url` names; default the system's (getaddrinfo). */
+  resolveHost?: (hostname: string) => Promise<string[]>;
   /** The ffmpeg binary (subprocesses). */
   ffmpeg?: string;
   /** Where the console's files are read from. */
@@ -77,8 +88,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
     : undefined;
   const now = effects.now ?? Date.now;
   const doFetch = effects.fetch ?? fetch;
-  const store = effects.store ?? await openStore(config);
   const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+  const store = effects.store ?? await openStore(config, now);
   const metrics = createBridgeMetrics();
 
   let idCounter = 0;
@@ -99,10 +110,16 @@ export async function createServer(config: Config, effects: Effects = {}) {
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
   const storage = createDiskStorage(`${config.dataDir}/media`);
-  const signer = createUrlSigner(mediaSecret);
+  const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
-    ? createDemoMedia({ storage, signer, maxBytes: config.mediaMaxBytes })
+    ? createDemoMedia({
+      storage: createDiskStorage(`${config.dataDir}/demo-media`),
+      signer,
+      maxBytes: config.mediaMaxBytes,
+    })
     : null;
+  // Demo pictures are served beside the bridge's media, from their own bounded directory.
+  const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
   const upload = createAgentUpload({
     storage,
@@ -137,20 +154,32 @@ export async function createServer(config: Config, effects: Effects = {}) {
       },
     },
   });
+  // A store that lost its state (Redis back empty) says so: operators alert on this counter.
+  const storeStateLost = new Counter({
+    name: "bridge_store_state_lost_total",
+    help: "Times the store was found to have lost its state (a Redis that came back empty).",
+    registers: [metrics.registry],
+  });
+  store.onStateLost?.(() => storeStateLost.inc());
   // The gauge is read synchronously at scrape time; the store answers asynchronously.
   let queueDepth = 0;
   metrics.queueDepth.setCollector(() => queueDepth);
-  const depthTimer = setInterval(() => {
-    store.queueDepth().then((n) => queueDepth = n, () => {});
-  }, 5_000);
-  Deno.unrefTimer(depthTimer);
   /** Tells agents about 48-hour windows closing or closed (SPEC: "window expiry"). */
   const sweepWindows = async (): Promise<number> =>
     store.sweepWindows ? await switchboard.apply(store.sweepWindows(now())) : 0;
-  const windowTimer = setInterval(() => {
-    sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
-  }, 60_000);
-  Deno.unrefTimer(windowTimer);
+  /** The timers a listening server runs: heartbeats, the queue gauge, window notices. */
+  const timers: ReturnType<typeof setInterval>[] = [];
+  function startTimers(): void {
+    timers.push(
+      setInterval(() => hub.broadcast(HEARTBEAT_FRAME), config.heartbeatIntervalS * 1000),
+    );
+    timers.push(setInterval(() => {
+      store.queueDepth().then((n) => queueDepth = n, () => {});
+    }, 5_000));
+    timers.push(setInterval(() => {
+      sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
+    }, config.windowSweepIntervalS * 1000));
+  }
 
   const auth = createAgentAuth({
     secret: config.agentSecret,
@@ -186,7 +215,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
         kind: "wechat",
         client,
         fetchMedia: createMediaUrlFetcher({
-          fetch: doFetch,
+          resolve: effects.resolveHost ?? resolveWithSystem,
+          privateHosts: createHostList(config.mediaUrlPrivateHosts),
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
@@ -265,7 +295,12 @@ export async function createServer(config: Config, effects: Effects = {}) {
         : [],
     },
   );
-  const conversations = createConversationRoutes({ store, agentOf: agentRequired });
+  const conversations = createConversationRoutes({
+    store,
+    agentOf: agentRequired,
+    // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
+    renewMsg: (msg) => renewMediaUrls(signer, msg),
+  });
 
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
@@ -318,17 +353,24 @@ export async function createServer(config: Config, effects: Effects = {}) {
   async function ready(): Promise<Response> {
     try {
       await store.ping();
-    } catch {
-      return json({ status: "store unreachable" }, 503);
+    } catch (error) {
+      const status = error instanceof StoreStateLostError
+        ? "store lost its state: re-establishing"
+        : "store unreachable";
+      return json({ status }, 503);
     }
     const problem = await disk.check();
     if (problem !== null) return json({ status: problem }, 503);
     return json({ status: "ready" });
   }
-  /** Demo routes exist only in demo mode. */
-  const demoOnly = (handler: Route["handler"]): Route["handler"] => (req, url, params) => {
+  /**
+   * Demo routes exist only in demo mode, and with AGENT_SECRET set only for an agent's token:
+   * they show any follower's replies and take uploads, which no stranger may use.
+   */
+  const demoOnly = (handler: Route["handler"]): Route["handler"] => async (req, url, params) => {
     if (!outbox) throw new HttpError(404, "Demo mode is off: WeChat credentials are set");
-    return handler(req, url, params);
+    if (auth.required) await auth.authenticate(req, url, null);
+    return await handler(req, url, params);
   };
   const publicBase = (url: URL) => config.publicUrl ?? url.origin;
 
@@ -341,6 +383,10 @@ export async function createServer(config: Config, effects: Effects = {}) {
     ["POST", B("/send_xml"), sendXml],
     ["GET", B("/contacts"), conversations.contacts],
     ["GET", B("/history"), conversations.history],
+    ["GET", B("/media_url"), async (req, url) => {
+      await agentRequired(req, url);
+      return renewMediaUrlRoute(url, signer);
+    }],
     ["POST", B("/upload"), async (req, url) => {
       await agentRequired(req, url);
       return await upload(req, publicBase(url));
@@ -364,7 +410,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
       "GET",
       ["/media/:key"],
       (req, url, params) =>
-        serveMedia(req, params["key"] ?? "", url.searchParams.get("t"), { storage, signer }),
+        serveMedia(req, params["key"] ?? "", url.searchParams, {
+          storage: servedMedia,
+          signer,
+          now,
+        }),
     ],
     ["GET", ["/healthz"], () => json({ status: "ok" })],
     ["GET", ["/readyz"], ready],
@@ -408,6 +458,11 @@ export async function createServer(config: Config, effects: Effects = {}) {
         return errorResponse(error.status, error.message, error.headers);
       }
       if (error instanceof SyntaxError) return errorResponse(400, error.message);
+      if (error instanceof MessageTooLargeError) return errorResponse(413, error.message);
+      // Logged where it was found; WeChat retries a 503 until the state is back.
+      if (error instanceof StoreStateLostError) {
+        return errorResponse(503, error.message, { "retry-after": "1" });
+      }
       log.error("Request {method} {path} failed: {error}", {
         method: req.method,
         path: url.pathname,
@@ -436,7 +491,6 @@ export async function createServer(config: Config, effects: Effects = {}) {
     }
   }
 
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
   let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
 
@@ -466,10 +520,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
       );
       log.debug("At most {max} connections", { max: limits.maxConnections });
       options.onListen?.(served.addr);
-      heartbeat ??= setInterval(
-        () => hub.broadcast(HEARTBEAT_FRAME),
-        config.heartbeatIntervalS * 1000,
-      );
+      startTimers();
       return served.addr;
     },
     /**
@@ -484,11 +535,7 @@ export async function createServer(config: Config, effects: Effects = {}) {
         while (inFlight > 0 && performance.now() < patience) {
           await new Promise((r) => setTimeout(r, 5));
         }
-        clearInterval(depthTimer);
-        clearInterval(windowTimer);
-        if (heartbeat !== undefined) clearInterval(heartbeat);
-        heartbeat = undefined;
-        // Media jobs still running stay journaled and resume at the next start.
+        for (const timer of timers.splice(0)) clearInterval(timer);
         await switchboard.drain();
         hub.closeAll(code, reason);
         // Until the agents answer the close, the server's own shutdown would close their
@@ -499,7 +546,14 @@ export async function createServer(config: Config, effects: Effects = {}) {
         }
         // Requests still waiting on their client (a stalled body) are cut here, not waited for.
         await served?.shutdown();
-        await intake.drain();
+        // Media jobs still running (a slow WeChat download) stay journaled and resume at the
+        // next start: waiting for them could outlast the shutdown deadline.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          intake.drain(),
+          new Promise((r) => timer = setTimeout(r, MEDIA_DRAIN_LIMIT_MS)),
+        ]);
+        clearTimeout(timer);
         await store.close();
       })();
       return stopped;

@@ -11,6 +11,33 @@ const KEEP_MESSAGES = 200;
 
 const byId = byIdOn("the simulator");
 
+/**
+ * With AGENT_SECRET set, the demo routes answer only an agent's token: the one in this page's
+ * `?token=`, else one the console saved on this origin.
+ */
+function demoToken() {
+  const given = new URLSearchParams(location.search).get("token");
+  if (given) return given;
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i) ?? "";
+      if (key.startsWith("wxbridge.token:")) {
+        const token = localStorage.getItem(key);
+        if (token) return token;
+      }
+    }
+  } catch {
+    // No storage (private mode): no token.
+  }
+  return "";
+}
+
+/** Headers for the demo routes: the agent token when there is one. */
+function demoHeaders(headers = {}) {
+  const token = demoToken();
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
 /** A URL that may go into src or href; here data: URLs too. */
 function safeUrl(value) {
   return safeUrlOf(value, ["http:", "https:", "blob:", "data:"]);
@@ -161,7 +188,7 @@ async function sendPicture(file) {
     // The bridge's demo upload takes the picture as the body, typed by its Content-Type.
     const res = await fetch(`${B}/demo/media`, {
       method: "POST",
-      headers: { "Content-Type": file.type || "application/octet-stream" },
+      headers: demoHeaders({ "Content-Type": file.type || "application/octet-stream" }),
       body: file,
     });
     if (!res.ok) {
@@ -220,13 +247,15 @@ async function poll() {
   url.searchParams.set("contact_id", state.followerId);
   url.searchParams.set("since", String(state.since));
   try {
-    const res = await fetch(url);
+    const res = await fetch(url, { headers: demoHeaders() });
     if (generation !== state.generation) return;
     if (!res.ok) {
       await res.body?.cancel();
       showBanner(
         res.status === 404
           ? "Replies appear here only in demo mode (the bridge running without WeChat credentials)."
+          : res.status === 401
+          ? "The bridge requires an agent token (AGENT_SECRET): open the simulator from a signed-in console, or add ?token=… to its address."
           : `Could not fetch replies: HTTP ${res.status}`,
       );
       setPollState("error", "replies unavailable");

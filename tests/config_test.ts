@@ -26,6 +26,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       store: "kv",
       logFormat: "text",
       logLevel: "info",
+      windowSweepIntervalS: 60,
       historyRetentionDays: 30,
       // Unset: the pipeline's own list, DEFAULT_ALLOWED_HOSTS.
       mediaAllowedHosts: undefined,
@@ -40,6 +41,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       autoReplyText: undefined,
       workingHours: undefined,
       transferCustomerService: false,
+      mediaUrlPrivateHosts: [],
+      mediaUrlTtlS: 86_400,
     });
   });
 
@@ -114,6 +117,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       MEDIA_ALLOWED_HOSTS: "files.example.com, *.cdn.example",
       MEDIA_MAX_BYTES: "1000",
       MEDIA_TIMEOUT_MS: "500",
+      MEDIA_URL_PRIVATE_HOSTS: "files.corp.example:8443, 10.0.0.5",
+      MEDIA_URL_TTL_S: "3600",
     });
     assert.equal(config.port, 8080);
     assert.equal(config.wechatApiBase, "http://127.0.0.1:9000");
@@ -125,6 +130,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.deepEqual(config.mediaAllowedHosts, ["files.example.com", "*.cdn.example"]);
     assert.equal(config.mediaMaxBytes, 1000);
     assert.equal(config.mediaTimeoutMs, 500);
+    assert.deepEqual(config.mediaUrlPrivateHosts, ["files.corp.example:8443", "10.0.0.5"]);
+    assert.equal(config.mediaUrlTtlS, 3600);
   });
 
   await t.step("an empty value counts as unset", () => {
@@ -136,6 +143,13 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ PORT: "http" }), /Cannot read PORT/);
     assert.throws(() => loadConfig({ HEARTBEAT_INTERVAL_S: "0" }), /HEARTBEAT_INTERVAL_S/);
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
+    assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
+    assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
+    assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
+    assert.throws(
+      () => loadConfig({ WINDOW_SWEEP_INTERVAL_S: "0" }),
+      /WINDOW_SWEEP_INTERVAL_S/,
+    );
   });
 });

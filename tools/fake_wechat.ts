@@ -72,6 +72,15 @@ const UPLOAD_LIMITS: Record<string, { bytes: number; errcode: number }> = {
   thumb: { bytes: 64 * 1024, errcode: 40012 },
 };
 
+// WeChat reads an upload's format from its file name's extension: no extension, or one the type
+// does not take, is errcode 40005 ("invalid file type").
+const UPLOAD_EXTENSIONS: Record<string, string[]> = {
+  image: ["jpg", "jpeg", "png", "gif", "bmp"],
+  voice: ["amr", "mp3"],
+  video: ["mp4"],
+  thumb: ["jpg", "jpeg"],
+};
+
 const MESSAGE_TYPES = new Set([
   "text",
   "image",
@@ -217,6 +226,10 @@ export function startFakeWechat(options: FakeWechatOptions = {}): Promise<FakeWe
     if (!limit) return wechatError(40004, "invalid media type");
     if (!upload.media || upload.media.bytes.byteLength === 0) {
       return wechatError(41005, "media data missing");
+    }
+    const ext = /\.([A-Za-z0-9]+)$/.exec(upload.media.filename)?.[1]?.toLowerCase() ?? "";
+    if (!(UPLOAD_EXTENSIONS[type] ?? []).includes(ext)) {
+      return wechatError(40005, "invalid file type");
     }
     if (upload.media.bytes.byteLength > limit.bytes) {
       return wechatError(limit.errcode, `invalid ${type} size`);

@@ -3,7 +3,7 @@
 // agent; `typing`, `read`, `transfer`, `close` and `capacity` are commands.
 
 import type { Switchboard } from "../core/switchboard.ts";
-import { type Store, StoreError } from "../core/store.ts";
+import { MessageTooLargeError, type Store, StoreError } from "../core/store.ts";
 import { createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
 
 /** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
@@ -53,6 +53,27 @@ function resultOf(raw: unknown): Envelope["result"] {
     code: Number.isFinite(code) ? code : 1001,
     message: typeof r["message"] === "string" ? r["message"] : "common",
   };
+}
+
+/** Fields of an agent-to-agent message only the server sets (the sender's `client_id` and
+ * its own fields pass through). */
+const SERVER_FIELDS = [
+  "id",
+  "name",
+  "avatar",
+  "agent_id",
+  "from",
+  "company_id",
+  "send_time",
+  "seq",
+  "direction",
+  "status",
+];
+
+function withoutServerFields(data: Record<string, unknown>): Record<string, unknown> {
+  const copy = { ...data };
+  for (const field of SERVER_FIELDS) delete copy[field];
+  return copy;
 }
 
 const ok = (data: Record<string, unknown>): AgentAnswer => ({
@@ -168,16 +189,18 @@ export function createAgentMessages(deps: AgentMessageDeps) {
         if (await store.isKnownAgent(to)) {
           const envelope: Envelope = {
             data: {
+              ...withoutServerFields(d),
+              // Who sent it is the server's to say, from the credentials: a sender that could
+              // set these could pass itself off as another agent, or as the system.
               id: deps.newId(),
               name: agentId ?? "",
               avatar: "",
               company_id: deps.companyId,
               send_time: Math.floor(deps.now() / 1000),
-              ...d,
               msg_type: msgType,
               contact_id: to,
               msg: msg as Record<string, unknown>,
-              ...(agentId === null ? {} : { from: agentId }),
+              ...(agentId === null ? {} : { from: agentId, agent_id: agentId }),
             },
             result: resultOf((body as { result?: unknown }).result),
           };
@@ -200,7 +223,9 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           contact_id: to,
         });
       } catch (error) {
-        if (error instanceof StoreError) return refuse(409, error.message, echo);
+        if (error instanceof StoreError) {
+          return refuse(error instanceof MessageTooLargeError ? 413 : 409, error.message, echo);
+        }
         throw error;
       }
     },

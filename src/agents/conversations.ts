@@ -1,15 +1,47 @@
-// What an agent reads over HTTP: its contact list (with the followers waiting for an agent)
-// and one conversation's history, oldest first, paged backwards.
+// What an agent reads over HTTP: its contact list (with the followers waiting for an agent),
+// newest first and paged by a cursor, and one conversation's history, oldest first, paged
+// backwards.
 
 import { HttpError } from "../http/http_error.ts";
 import { json } from "../http/router.ts";
-import type { Store } from "../core/store.ts";
+import type { Contact, ContactCursor, Store } from "../core/store.ts";
 import { windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
 /** What the routes need: the store, and who is calling. */
 export interface ConversationDeps {
   store: Store;
   agentOf(req: Request, url: URL): Promise<string>;
+  /** A history item's `msg` as the agent should read it (media URLs with a fresh lifetime). */
+  renewMsg?: (msg: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/** Contacts in one page of `GET contacts` unless `limit` says otherwise, and at most. */
+export const CONTACTS_PAGE = 200;
+const CONTACTS_PAGE_MAX = 1000;
+
+/** `next` of a contacts page: where the next one starts. */
+function cursorOf(c: Contact): string {
+  return `${c.last_message_at}.${c.follower_id}`;
+}
+
+/** Reads `cursor=` as `cursorOf` wrote it. */
+function parseCursor(raw: string): ContactCursor {
+  const dot = raw.indexOf(".");
+  const at = Number(raw.slice(0, dot));
+  if (dot <= 0 || !Number.isSafeInteger(at) || dot === raw.length - 1) {
+    throw new HttpError(400, "cursor must be the next value of the previous page");
+  }
+  return { at, id: raw.slice(dot + 1) };
+}
+
+function pageLimit(url: URL, fallback: number, max: number): number {
+  const raw = url.searchParams.get("limit");
+  if (raw === null || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new HttpError(400, "limit must be a whole number above 0");
+  }
+  return Math.min(n, max);
 }
 
 /** Creates `GET contacts` and `GET history`. */
@@ -18,8 +50,15 @@ export function createConversationRoutes(deps: ConversationDeps) {
   return {
     async contacts(req: Request, url: URL): Promise<Response> {
       const agentId = await deps.agentOf(req, url);
-      const list = await store.listContacts(agentId);
-      const waiting = await store.listWaiting();
+      const limit = pageLimit(url, CONTACTS_PAGE, CONTACTS_PAGE_MAX);
+      const rawCursor = url.searchParams.get("cursor");
+      const after = rawCursor === null || rawCursor === "" ? null : parseCursor(rawCursor);
+      // One more than the page says whether there is a next one.
+      const found = await store.listContacts(agentId, { limit: limit + 1, after });
+      const list = found.slice(0, limit);
+      const next = found.length > limit ? cursorOf(list[list.length - 1]!) : null;
+      // The waiting followers come with the first page, the longest-waiting `limit` of them.
+      const waiting = after === null ? (await store.listWaiting()).slice(0, limit) : [];
       const s = (ms: number) => Math.floor(ms / 1000);
       return json({
         contacts: list.map((c) => ({
@@ -42,6 +81,7 @@ export function createConversationRoutes(deps: ConversationDeps) {
           since: s(c.waiting_since ?? c.last_inbound_at),
           last_message: c.last_message,
         })),
+        next,
       });
     },
 
@@ -62,7 +102,11 @@ export function createConversationRoutes(deps: ConversationDeps) {
         throw new HttpError(400, "before must be a cursor from next_before");
       }
       const page = await store.readHistory(contactId, before, limit);
-      return json({ messages: page.items, next_before: page.nextBefore });
+      const renew = deps.renewMsg;
+      const messages = renew
+        ? page.items.map((item) => ({ ...item, msg: renew(item.msg) }))
+        : page.items;
+      return json({ messages, next_before: page.nextBefore });
     },
   };
 }

@@ -5,6 +5,7 @@
 import { createSystemEnvelope, type Envelope, replyCodeOf } from "../protocol/envelope.ts";
 import { chinaClock, noticeText } from "../protocol/notices.ts";
 import {
+  checkReplyAllowed,
   MESSAGE_WINDOW_MS,
   noteInbound,
   noteWindowClosed,
@@ -15,12 +16,15 @@ import { chooseAgent } from "./assignment.ts";
 import {
   type AgentRecord,
   type Contact,
+  type ContactPage,
   type HistoryEntry,
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isAfterCursor,
   type LogEntry,
   type Presence,
+  ReplyRefusedError,
   StoreError,
 } from "./store.ts";
 
@@ -305,10 +309,13 @@ export class Model {
     }
   }
 
-  /** Records an agent's reply; the caller has checked the window. */
+  /** Records an agent's reply, if WeChat's window and quota allow one more (checked here, in
+   * the step that counts it: a check before it let 10 concurrent replies through, not 5). */
   reply(agentId: string, followerId: string, item: HistoryItem): number {
     const contact = this.contacts.get(followerId);
     if (!contact) throw new StoreError(`unknown contact ${followerId}`);
+    const check = checkReplyAllowed(windowStateOf(contact), this.options.now());
+    if (!check.ok) throw new ReplyRefusedError(check);
     this.changes.contacts.add(followerId);
     contact.replies_since_inbound++;
     contact.unread = 0;
@@ -411,10 +418,12 @@ export class Model {
     this.changes.agents.add(agentId);
   }
 
-  /** Appends window notices that are due (see Store.sweepWindows); returns how many. */
-  sweepWindows(now: number): number {
+  /** Appends window notices that are due (see Store.sweepWindows) among `contacts` (a store
+   * that keeps only some contacts in memory passes the ones its index says may be due);
+   * returns how many. */
+  sweepWindows(now: number, contacts: Iterable<Contact> = this.contacts.values()): number {
     let notices = 0;
-    for (const contact of this.contacts.values()) {
+    for (const contact of contacts) {
       const agentId = contact.agent_id;
       // Event windows last a minute: a notice would arrive after it closed.
       if (agentId === null || contact.last_inbound_at === 0) continue;
@@ -461,15 +470,39 @@ export class Model {
     this.changes.contacts.add(followerId);
   }
 
-  /** Contacts an agent serves or last served, most recent first. */
-  contactsOf(agentId: string): Contact[] {
+  /** Contacts an agent serves or last served, most recent first (then by id), or one page. */
+  contactsOf(agentId: string, page?: ContactPage): Contact[] {
     const out: Contact[] = [];
+    const after = page?.after ?? null;
     for (const c of this.contacts.values()) {
-      if (c.agent_id === agentId || (c.agent_id === null && c.last_agent_id === agentId)) {
-        out.push(c);
-      }
+      if ((c.agent_id ?? c.last_agent_id) !== agentId) continue;
+      if (after === null || isAfterCursor(c, after)) out.push(c);
     }
-    return out.sort((a, b) => b.last_message_at - a.last_message_at);
+    out.sort((a, b) =>
+      b.last_message_at - a.last_message_at ||
+      (a.follower_id < b.follower_id ? 1 : a.follower_id > b.follower_id ? -1 : 0)
+    );
+    return page === undefined ? out : out.slice(0, page.limit);
+  }
+
+  /** Marks a contact as just used, or adds one a store read: the last that eviction takes. */
+  touchContact(contact: Contact): void {
+    this.contacts.delete(contact.follower_id);
+    this.contacts.set(contact.follower_id, contact);
+  }
+
+  /** Forgets the least recently used contacts beyond `max`, for stores that read the others
+   * back on demand; never a waiting follower's, which routing hands over from memory. Returns
+   * the ids forgotten. Call it only with no change pending. */
+  evictContacts(max: number): string[] {
+    const gone: string[] = [];
+    for (const id of this.contacts.keys()) {
+      if (this.contacts.size <= max) break;
+      if (this.waiting.has(id)) continue;
+      this.contacts.delete(id);
+      gone.push(id);
+    }
+    return gone;
   }
 
   waitingContacts(): Contact[] {
@@ -494,7 +527,8 @@ export function modelReads(model: () => Model) {
     getAgent: (agentId: string) => Promise.resolve(model().agents.get(agentId) ?? null),
     isKnownAgent: (agentId: string) => Promise.resolve(model().agents.has(agentId)),
     getContact: (followerId: string) => Promise.resolve(model().contacts.get(followerId) ?? null),
-    listContacts: (agentId: string) => Promise.resolve(model().contactsOf(agentId)),
+    listContacts: (agentId: string, page?: ContactPage) =>
+      Promise.resolve(model().contactsOf(agentId, page)),
     listWaiting: () => Promise.resolve(model().waitingContacts()),
   };
 }

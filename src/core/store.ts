@@ -3,6 +3,7 @@
 // implement the same interface, so the rest of the bridge never knows which one it has.
 
 import type { Envelope, EnvelopeData } from "../protocol/envelope.ts";
+import type { ReplyCheck } from "../protocol/window.ts";
 
 /** Where the current WeChat access token lives; in memory by default, Redis when instances
  * share it. */
@@ -35,6 +36,25 @@ export interface Contact {
   subscribed: boolean;
   /** Which notice about the 48-hour window the agent has had since the last message. */
   window_notice?: "closing" | "expired" | null;
+}
+
+/** Where a page of an agent's contacts starts: after this contact, in the list's order (last
+ * message time, newest first, then follower id). */
+export interface ContactCursor {
+  at: number;
+  id: string;
+}
+
+/** A page of an agent's contacts. */
+export interface ContactPage {
+  limit: number;
+  after?: ContactCursor | null;
+}
+
+/** Whether contact `c` comes after `cursor` in a contact list's order. */
+export function isAfterCursor(c: Contact, cursor: ContactCursor): boolean {
+  return c.last_message_at < cursor.at ||
+    (c.last_message_at === cursor.at && c.follower_id < cursor.id);
 }
 
 /** An agent the bridge has seen: its log's last seq and its capacity. */
@@ -110,6 +130,33 @@ export class StoreError extends Error {
   }
 }
 
+/** A message larger than the store can keep in one record: refused alone, changing nothing. */
+export class MessageTooLargeError extends StoreError {
+  constructor(message: string) {
+    super(message);
+    this.name = "MessageTooLargeError";
+  }
+}
+
+/** The store lost its state (a Redis back empty) and is re-establishing it: nothing is
+ * accepted meanwhile, so WeChat retries rather than hearing `success` for a message that no
+ * agent would be shown. */
+export class StoreStateLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreStateLostError";
+  }
+}
+
+/** A reply WeChat would refuse (window closed, quota used), found in the same step that would
+ * have counted it, so concurrent replies cannot all pass a check made before any was counted. */
+export class ReplyRefusedError extends Error {
+  constructor(readonly check: Extract<ReplyCheck, { ok: false }>) {
+    super(check.message);
+    this.name = "ReplyRefusedError";
+  }
+}
+
 /** The bridge's state, behind one interface. Every method commits before it resolves. */
 export interface Store {
   /** Routes and stores a batch of follower messages in one commit, in order. */
@@ -127,8 +174,9 @@ export interface Store {
   getAgent(agentId: string): Promise<AgentRecord | null>;
   isKnownAgent(agentId: string): Promise<boolean>;
   getContact(followerId: string): Promise<Contact | null>;
-  /** Contacts an agent serves or last served, most recent first. */
-  listContacts(agentId: string): Promise<Contact[]>;
+  /** Contacts an agent serves or last served, most recent first; a page of them with `page`
+   * (stores with many followers read only that page). */
+  listContacts(agentId: string, page?: ContactPage): Promise<Contact[]>;
   /** Followers waiting for an agent, longest-waiting first. */
   listWaiting(): Promise<Contact[]>;
   /** A follower's conversation, oldest first, before history number `before`. */
@@ -137,7 +185,8 @@ export interface Store {
     before: number | null,
     limit: number,
   ): Promise<{ items: HistoryItem[]; nextBefore: number | null }>;
-  /** Records an agent's reply in the history and echoes it to the agent's log. */
+  /** Checks WeChat's window and quota, then records an agent's reply in the history and echoes
+   * it to the agent's log, as one step; throws ReplyRefusedError when WeChat would refuse it. */
   recordReply(
     agentId: string,
     followerId: string,
@@ -173,6 +222,9 @@ export interface Store {
   /** Shared stores call `listener` with entries committed by other instances, in seq order
    * per agent (the hub drops a seq at or below the last it wrote to a socket). */
   onRemoteEntries?(listener: (entries: LogEntry[]) => void): void;
+  /** Stores that can lose their state (Redis without persistence) call `listener` each time
+   * they find it lost; they re-establish it themselves. */
+  onStateLost?(listener: () => void): void;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
   /** Throws when the store cannot be reached. */

@@ -167,7 +167,11 @@ export function createSwitchboard(options: SwitchboardOptions) {
           // Followers handed over on coming online reach the agent's other sockets now and this
           // one through its backlog; the hub drops whatever the replay already wrote.
           push(applied.deliveries);
-          let after = since ?? (await store.getAgent(agentId))?.cursor ?? 0;
+          const record = await store.getAgent(agentId);
+          let after = since ?? record?.cursor ?? 0;
+          // A since= beyond the agent's last seq names a log this store does not have (a Redis
+          // or a DATA_DIR that came back empty): everything it has is new to the agent.
+          if (since !== null && since > (record?.seq ?? 0)) after = 0;
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
             for (const entry of page) {

@@ -3,6 +3,7 @@
 // buckets for messages per second. Plain functions with the clock passed in, so the route and
 // socket code stay small.
 
+import { MAX_MESSAGE_BYTES } from "../protocol/message_size.ts";
 import { HttpError } from "./http_error.ts";
 
 /** A body that sends nothing for this long is answered 408: a client that stalls holds a slot. */
@@ -197,10 +198,8 @@ class TokenBucket implements RateLimiter {
   }
 }
 
-// A message is stored as one Deno KV value, and KV takes at most 64 KiB per value, counted
-// in V8's format: two bytes a character once any character is outside Latin-1. 24 KiB of
-// UTF-8 is at most 24 Ki characters, 48 KiB as stored, which leaves room for the envelope.
-const MESSAGE_BYTES = 24 * 1024;
+// The store takes any message up to this size (src/protocol/message_size.ts says how).
+const MESSAGE_BYTES = MAX_MESSAGE_BYTES;
 // What WeChat posts for a message of MESSAGE_BYTES of XML: in safe mode the XML, with 20 bytes
 // of header, the appid and up to 32 of padding, base64-encoded (4/3), inside an outer <xml>;
 // in compatible mode the plaintext fields besides. A long text (~6,000 Chinese characters,

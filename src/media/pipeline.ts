@@ -5,7 +5,7 @@
 import { readStreamLimited } from "../http/limits.ts";
 import { getLogger } from "@logtape/logtape";
 import type { MediaStorage } from "./storage.ts";
-import type { UrlSigner } from "./signed_url.ts";
+import { mediaUrlOf, type UrlSigner } from "./signed_url.ts";
 import { contentTypeOf, extensionOf } from "./serve.ts";
 import { sniffDemuxer, transcodeVoice, videoThumbnail } from "./transcode.ts";
 
@@ -202,7 +202,7 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
 
   async function processMedia(input: MediaInput, publicBase: string): Promise<MediaResult> {
     const base = publicBase.replace(/\/+$/, "");
-    const urlOf = (key: string) => `${base}/media/${key}?t=${deps.signer.sign(key)}`;
+    const urlOf = (key: string) => mediaUrlOf(deps.signer, base, key);
 
     let original: Fetched;
     try {

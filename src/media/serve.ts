@@ -1,6 +1,6 @@
-// Serving stored media to agents' browsers at `/media/KEY?t=TOKEN`: the token is checked first,
-// then the file is streamed whole or by byte range (audio and video players seek with Range).
-// Keys name content, so responses are cacheable forever and the key is the ETag.
+// Serving stored media to agents' browsers at `/media/KEY?e=EXPIRES&t=TOKEN`: the signature and
+// its lifetime are checked first, then the file is streamed whole or by byte range (audio and
+// video players seek with Range). Keys name content, so the key is the ETag.
 
 import type { ByteRange, MediaStorage } from "./storage.ts";
 import type { UrlSigner } from "./signed_url.ts";
@@ -9,6 +9,7 @@ import type { UrlSigner } from "./signed_url.ts";
 export interface ServeMediaDeps {
   storage: MediaStorage;
   signer: UrlSigner;
+  now?: () => number;
 }
 
 // Only types a browser renders as media, never as a document: a key's extension comes from
@@ -45,16 +46,24 @@ export function extensionOf(contentType: string): string | null {
 export async function serveMedia(
   req: Request,
   key: string,
-  token: string | null,
+  query: URLSearchParams,
   deps: ServeMediaDeps,
 ): Promise<Response> {
   if (req.method !== "GET" && req.method !== "HEAD") {
     return text(405, "Method not allowed", { Allow: "GET, HEAD" });
   }
   // Token before existence, so a bad URL cannot probe which keys exist.
-  if (token === null || !deps.signer.verify(key, token)) {
-    return text(403, "Forbidden: this media URL is not signed by the bridge");
+  const expires = query.get("e");
+  const checked = deps.signer.check(key, expires, query.get("t"));
+  if (checked === "bad") return text(403, "Forbidden: this media URL is not signed by the bridge");
+  if (checked === "expired") {
+    return text(
+      403,
+      "Forbidden: this media URL has expired; renew it with GET /im_component/wx_official_account/media_url?url=…",
+    );
   }
+  // The browser may keep it as long as the URL is valid, and no longer.
+  const maxAge = Math.max(0, Math.floor(Number(expires) - (deps.now ?? Date.now)() / 1000));
   const info = await deps.storage.stat(key);
   if (info === null) return text(404, "Not found: no such media");
 
@@ -62,7 +71,7 @@ export async function serveMedia(
   const contentType = contentTypeOf(key);
   const headers = new Headers({
     "Content-Type": contentType,
-    "Cache-Control": "private, max-age=31536000, immutable",
+    "Cache-Control": `private, max-age=${maxAge}, immutable`,
     "ETag": etag,
     "Accept-Ranges": "bytes",
     "X-Content-Type-Options": "nosniff",

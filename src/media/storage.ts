@@ -21,6 +21,8 @@ export interface MediaStorage {
   open(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
   /** Local file path, for tools (ffprobe) that need one; only disk storage has it. */
   path?(key: string): string;
+  /** Deletes a stored file (nothing when it is not there); only disk storage has it. */
+  remove?(key: string): Promise<void>;
 }
 
 const KEY_PATTERN = /^[0-9a-f]{64}\.[a-z0-9]{1,8}$/;
@@ -106,6 +108,13 @@ export function createDiskStorage(dir: string): MediaStorage {
     },
 
     path: pathOf,
+
+    async remove(key) {
+      if (!isMediaKey(key)) return;
+      await Deno.remove(pathOf(key)).catch((err) => {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      });
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 // ffmpeg and ffprobe as subprocesses: WeChat voice (AMR, Speex) to MP3 for browsers, a JPEG
-// thumbnail from a video, and durations. Every run has a deadline and is killed when it passes;
-// the input format is sniffed and forced, so ffmpeg never follows a playlist inside a file.
+// thumbnail from a video, and durations. Every run has a deadline and a memory bound, and is
+// killed when it passes the one or refused by the kernel past the other; the input format is
+// sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
 
@@ -10,7 +11,23 @@ export interface FfmpegOptions {
   timeoutMs: number;
   /** The ffmpeg binary; default `ffmpeg` on PATH. */
   ffmpeg?: string;
+  /** Bytes of data memory a run may have (RLIMIT_DATA); default MEMORY_LIMIT_BYTES. */
+  memoryLimitBytes?: number;
 }
+
+/**
+ * What one ffmpeg run may allocate. Measured (tests/media/ffmpeg_memory_test.ts): a 494 KB
+ * 8192x8192 H.264 file made a thumbnail run peak at 542 MB; a 4K frame takes 123 MB, 1080p 74 MB
+ * and an AMR voice 55 MB. RLIMIT_DATA rather than RLIMIT_AS: Debian's ffmpeg maps some 300 MB
+ * of shared libraries, which count against the address space but are not the run's own memory.
+ */
+export const MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Decoding threads: each holds frames of its own, so memory grows with the core count unless
+ * fixed; two keep a thumbnail quick on a big machine and bounded on any.
+ */
+const DECODE_THREADS = "2";
 
 /** Options for `probeDuration`. */
 export interface ProbeOptions {
@@ -62,10 +79,10 @@ export async function transcodeVoice(
     // deno-fmt-ignore
     await runTool(options.ffmpeg ?? "ffmpeg", [
       "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
-      "-f", demuxer, "-i", inPath,
+      "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
       "-vn", "-map_metadata", "-1", "-ac", "1", "-ar", "44100",
       "-c:a", "libmp3lame", "-b:a", "48k", "-f", "mp3", "-y", outPath,
-    ], { timeoutMs: options.timeoutMs, what: "transcode voice" });
+    ], { timeoutMs: options.timeoutMs, what: "transcode voice", memory: options.memoryLimitBytes });
     const bytes = await Deno.readFile(outPath);
     if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
     return bytes;
@@ -87,10 +104,14 @@ export async function videoThumbnail(
     // deno-fmt-ignore
     await runTool(options.ffmpeg ?? "ffmpeg", [
       "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
-      "-f", "mov", "-i", inPath,
+      "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath,
       "-an", "-frames:v", "1", "-vf", "scale='min(320,iw)':-2",
       "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-y", outPath,
-    ], { timeoutMs: options.timeoutMs, what: "make video thumbnail" });
+    ], {
+      timeoutMs: options.timeoutMs,
+      what: "make video thumbnail",
+      memory: options.memoryLimitBytes,
+    });
     const bytes = await Deno.readFile(outPath);
     if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
     return bytes;
@@ -142,16 +163,21 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs a tool, killing it at the deadline; returns stdout when asked, throws on failure. */
+/**
+ * Runs a tool under its memory bound, killing it at the deadline; returns stdout when asked,
+ * throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
+ * system the bridge runs on, where prlimit(1) is not, and Deno cannot set a child's rlimits.
+ */
 async function runTool(
   cmd: string,
   args: string[],
-  opts: { timeoutMs: number; what: string; stdout?: boolean },
+  opts: { timeoutMs: number; what: string; stdout?: boolean; memory?: number },
 ): Promise<string> {
+  const kb = Math.floor((opts.memory ?? MEMORY_LIMIT_BYTES) / 1024);
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(cmd, {
-      args,
+    child = new Deno.Command("sh", {
+      args: ["-c", `ulimit -d ${kb} && exec "$0" "$@"`, cmd, ...args],
       stdin: "null",
       stdout: opts.stdout ? "piped" : "null",
       stderr: "piped",
@@ -175,6 +201,10 @@ async function runTool(
     const out = await child.output();
     if (timedOut) {
       throw new Error(`Cannot ${opts.what}: ${cmd} took longer than ${opts.timeoutMs} ms`);
+    }
+    // sh's answer for a command it cannot find or run.
+    if (out.code === 127 || out.code === 126) {
+      throw new Error(`Cannot ${opts.what}: ${cmd} is not installed (not found on PATH)`);
     }
     if (!out.success) {
       // The last line is ffmpeg's summary of what went wrong; earlier ones repeat per frame.

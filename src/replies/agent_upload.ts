@@ -5,7 +5,7 @@
 import { HttpError } from "../http/http_error.ts";
 import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
-import type { UrlSigner } from "../media/signed_url.ts";
+import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 
@@ -50,7 +50,7 @@ export interface AgentUploadDeps {
   /** null in demo mode: the file gets a local media_id. */
   client: WechatClient | null;
   /** Remembers a demo media_id's file, so demo replies can be shown. */
-  onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => void;
+  onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => Promise<void>;
 }
 
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
@@ -73,7 +73,10 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     }
     const ext = extensionOf(contentType) ?? "bin";
     const key = await deps.storage.put(bytes, ext);
-    const filename = new URL(req.url).searchParams.get("filename") ?? `upload.${ext}`;
+    // WeChat reads the format from the name's extension (40005 without one): the agent's name
+    // keeps its stem, the extension is the type's.
+    const given = new URL(req.url).searchParams.get("filename")?.replace(/\.[^.]*$/, "") ?? "";
+    const filename = `${given.trim() || "upload"}.${ext}`;
     let mediaId: string;
     if (deps.client) {
       try {
@@ -84,12 +87,12 @@ export function createAgentUpload(deps: AgentUploadDeps) {
       }
     } else {
       mediaId = `demo_${key.slice(0, 32)}`;
-      deps.onDemoMedia?.(mediaId, bytes, contentType);
+      await deps.onDemoMedia?.(mediaId, bytes, contentType);
     }
     const body = {
       media_id: mediaId,
       type: kind.type,
-      media_url: `${publicBase}/media/${key}?t=${deps.signer.sign(key)}`,
+      media_url: mediaUrlOf(deps.signer, publicBase, key),
       size: bytes.byteLength,
     };
     return new Response(JSON.stringify(body), {

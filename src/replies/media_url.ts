@@ -1,32 +1,68 @@
-// The file an agent's reply names by `media_url`: fetched once, bounded in time and size, and
-// handed to the WeChat upload as bytes with their type and a file name.
+// The file an agent's reply names by `media_url`: fetched from public addresses only (public_get),
+// bounded in time and size while it streams, checked against what WeChat takes for the reply's
+// type (upload_rules), and named by its real format for the WeChat upload.
 
+import { getLogger } from "@logtape/logtape";
+import { probeDuration } from "../media/transcode.ts";
+import type { HostList } from "./address_policy.ts";
+import { getPublic, MediaUrlError, type ResolveHost } from "./public_get.ts";
 import type { MediaFile } from "./reply_service.ts";
+import { checkUpload, stemOf, UPLOAD_RULES, type UploadType } from "./upload_rules.ts";
+
+const log = getLogger(["bridge", "replies"]);
+
+/** Redirects a `media_url` may take: enough for a CDN or a short link, not for a loop. */
+const MAX_REDIRECTS = 5;
 
 /** What fetching a `media_url` needs. */
 export interface MediaUrlOptions {
-  fetch: typeof fetch;
+  resolve: ResolveHost;
+  privateHosts: HostList;
   maxBytes: number;
   timeoutMs: number;
+  /** ffprobe, for a voice's length; default `ffprobe` on PATH. */
+  ffprobe?: string;
 }
 
-/** Creates the fetcher of agents' `media_url`s. */
+/** Creates the fetcher of agents' `media_url`s; it throws MediaUrlError with a status. */
 export function createMediaUrlFetcher(
   options: MediaUrlOptions,
-): (url: string) => Promise<MediaFile> {
-  return async function fetchMedia(url: string): Promise<MediaFile> {
-    if (!/^https?:\/\//.test(url)) throw new Error("media_url must be an http(s) URL");
-    const res = await options.fetch(url, { signal: AbortSignal.timeout(options.timeoutMs) });
-    if (!res.ok) throw new Error(`Cannot fetch media_url: HTTP ${res.status}`);
-    const length = Number(res.headers.get("content-length") ?? 0);
-    if (length > options.maxBytes) throw new Error("media_url is too large");
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (bytes.byteLength > options.maxBytes) throw new Error("media_url is too large");
-    const name = new URL(url).pathname.split("/").pop() || "media";
-    return {
-      bytes,
-      contentType: res.headers.get("content-type") ?? "application/octet-stream",
-      filename: name,
-    };
+): (url: string, type: UploadType) => Promise<MediaFile> {
+  return async function fetchMedia(url: string, type: UploadType): Promise<MediaFile> {
+    // No file WeChat takes for this type is larger, so no more is read.
+    const maxBytes = Math.min(options.maxBytes, UPLOAD_RULES[type].maxBytes);
+    const file = await getPublic(url, {
+      resolve: options.resolve,
+      privateHosts: options.privateHosts,
+      maxBytes,
+      maxRedirects: MAX_REDIRECTS,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+    const named = checkUpload(type, file.bytes, {
+      declaredType: file.contentType,
+      stem: stemOf(file.url) || stemOf(url),
+    });
+    const maxSeconds = UPLOAD_RULES[type].maxSeconds;
+    if (maxSeconds !== undefined) await checkDuration(file.bytes, maxSeconds, options.ffprobe);
+    return { bytes: file.bytes, contentType: named.contentType, filename: named.filename };
   };
+}
+
+async function checkDuration(bytes: Uint8Array, maxSeconds: number, ffprobe?: string) {
+  let seconds: number;
+  try {
+    seconds = await probeDuration(bytes, { timeoutMs: 10_000, ...(ffprobe ? { ffprobe } : {}) });
+  } catch (error) {
+    // Our tool failing is no reason to refuse: WeChat judges the length itself.
+    log.warn("Cannot measure a voice reply's length: {error}", { error });
+    return;
+  }
+  if (seconds > maxSeconds + 0.5) {
+    throw new MediaUrlError(
+      415,
+      `WeChat takes a voice of at most ${maxSeconds} s; the media_url file lasts ${
+        seconds.toFixed(1)
+      } s`,
+    );
+  }
 }

@@ -8,14 +8,17 @@ import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_mes
 import { createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { BridgeMetrics } from "../http/metrics.ts";
-import type { HistoryItem, Store } from "../core/store.ts";
+import { type HistoryItem, ReplyRefusedError, type Store } from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
+import { MediaUrlError } from "./public_get.ts";
+import type { UploadType } from "./upload_rules.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
   closesWindow,
+  type ReplyCheck,
   windowClosesAt,
   windowStateOf,
 } from "../protocol/window.ts";
@@ -27,7 +30,7 @@ export type ReplyTarget =
   | {
     kind: "wechat";
     client: WechatClient;
-    fetchMedia: (url: string) => Promise<MediaFile>;
+    fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
     /** A JPEG thumbnail (≤ 64 KB, WeChat's limit) of a video, for a video reply without one. */
     makeThumb?: (video: Uint8Array) => Promise<Uint8Array>;
     /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
@@ -115,7 +118,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     let mediaId: string | undefined;
     let thumbMediaId: string | undefined;
     if (upload) {
-      const file = await target.fetchMedia(upload.url);
+      const file = await target.fetchMedia(upload.url, upload.type);
       mediaId = await target.client.uploadMedia(
         upload.type,
         file.bytes,
@@ -133,6 +136,34 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         kfAccount: target.kfAccountOf?.(agentId),
       }),
     );
+  }
+
+  /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
+  async function refuseMedia(
+    agentId: string,
+    followerId: string,
+    n: number,
+    id: string,
+    echo: { client_id?: string },
+    error: MediaUrlError,
+  ): Promise<AgentAnswer> {
+    await store.updateReply(followerId, n, "failed", error.message);
+    const message = `Cannot send the reply: ${error.message}`;
+    const body = { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+    await notify(agentId, {
+      data: {
+        id: ctx.newId(),
+        name: "",
+        avatar: "",
+        msg_type: "error",
+        company_id: ctx.companyId,
+        send_time: Math.floor(ctx.now() / 1000),
+        msg: { errcode: -1, errmsg: message, status: error.status },
+        ...body,
+      },
+      result: { code: -1, message },
+    });
+    return refuse(error.status, message, body);
   }
 
   async function send(
@@ -174,8 +205,8 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     }
     const now = ctx.now();
     const state = windowStateOf(contact);
-    const check = checkReplyAllowed(state, now);
-    if (!check.ok) {
+    /** WeChat's reason, as the agent is told it whether this check or the store's refused. */
+    const refuseByWechatRules = (check: Extract<ReplyCheck, { ok: false }>) => {
       const closes = windowClosesAt(state);
       return refuse(403, check.message, {
         ...echo,
@@ -184,7 +215,10 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         reopens_at: check.reopensAt === null ? null : Math.floor(check.reopensAt / 1000),
         window_closed_at: closes === null ? null : Math.floor(closes / 1000),
       });
-    }
+    };
+    // A quick answer without a store write; the store checks again as it counts the reply.
+    const check = checkReplyAllowed(state, now);
+    if (!check.ok) return refuseByWechatRules(check);
     const id = ctx.newId();
     const item: HistoryItem = {
       id,
@@ -200,7 +234,13 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       agent_id: agentId,
       ...echo,
     };
-    const { n } = await switchboard.apply(store.recordReply(agentId, followerId, item));
+    let n: number;
+    try {
+      ({ n } = await switchboard.apply(store.recordReply(agentId, followerId, item)));
+    } catch (error) {
+      if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
+      throw error;
+    }
 
     // Replies to one follower leave in the order they were written; other followers' replies
     // do not wait behind a slow one.
@@ -215,6 +255,9 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         }
         await deliver(agentId, followerId, reply, data);
       } catch (error) {
+        if (error instanceof MediaUrlError) {
+          return await refuseMedia(agentId, followerId, n, id, echo, error);
+        }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         if (closesWindow(errcode)) {
           await store.closeWindow(followerId, errcode).catch((e) =>

@@ -61,3 +61,30 @@ export function dedupKey(id: number): Deno.KvKey {
 export function dedupPrefix(): Deno.KvKey {
   return ["dedup"];
 }
+
+/** A contact in the list of the agent that serves it (or last served it), by last message
+ * time: `list()` in reverse gives an agent's contacts newest first without loading the rest. */
+export function servedKey(agentId: string, at: number, followerId: string): Deno.KvKey {
+  return ["served", agentId, at, followerId];
+}
+
+/** One agent's contact list. */
+export function servedPrefix(agentId: string): Deno.KvKey {
+  return ["served", agentId];
+}
+
+/** A served follower's 48-hour window, by the time it closes: the sweep for window notices
+ * reads the ones closing soon, not every contact. */
+export function windowKey(closesAt: number, followerId: string): Deno.KvKey {
+  return ["windows", closesAt, followerId];
+}
+
+/** Every window the sweep may have to tell an agent about. */
+export function windowsPrefix(): Deno.KvKey {
+  return ["windows"];
+}
+
+/** Which layout the database has (2: with the served and windows indexes). */
+export function layoutKey(): Deno.KvKey {
+  return ["meta", "layout"];
+}

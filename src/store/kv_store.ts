@@ -1,5 +1,7 @@
-// The store on Deno KV: the routing model in memory, loaded from KV at open, and KV as its
-// durable copy. Every operation runs the model, then commits what it changed in one atomic
+// The store on Deno KV: the routing model in memory and KV as its durable copy. Agents and
+// waiting followers are loaded at open; other contacts are read when an operation needs them
+// and only the most recently used stay in memory, so a million followers cost what a few
+// thousand do. Every operation runs the model, then commits what it changed in one atomic
 // before anyone is told it happened; only KV's per-commit limits ever split a commit.
 
 import { getLogger } from "@logtape/logtape";
@@ -13,22 +15,30 @@ import {
   dedupPrefix,
   historyKey,
   historyPrefix,
+  layoutKey,
   logKey,
   logPrefix,
   queuedKey,
   queuePrefix,
+  servedKey,
+  servedPrefix,
+  windowKey,
+  windowsPrefix,
 } from "./kv_keys.ts";
+import { MESSAGE_WINDOW_MS, WINDOW_WARNING_MS } from "../protocol/window.ts";
 import { type Changes, Model, type ModelOptions, modelReads } from "../core/model.ts";
-import type {
-  AgentRecord,
-  Applied,
-  Contact,
-  HistoryItem,
-  InboundItem,
-  InboundOutcome,
-  LogEntry,
-  Presence,
-  Store,
+import {
+  type AgentRecord,
+  type Applied,
+  type Contact,
+  type ContactPage,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  MessageTooLargeError,
+  type Presence,
+  type Store,
 } from "../core/store.ts";
 
 const log = getLogger(["bridge", "store"]);
@@ -46,12 +56,95 @@ const CURSOR_FLUSH_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const LIST_BATCH = 500;
 const MIN_LOG_RETENTION_MS = 48 * 3600_000;
+/** Contacts kept in memory by default (1-2 KB each, so at most ~85 MB); the others are read
+ * from KV when an operation needs them. */
+const HOT_CONTACTS = 50_000;
+/** Deno KV's getMany() takes at most 10 keys. */
+const GET_MANY = 10;
+/** The database layout this code writes: 2 added the served and windows indexes. */
+const LAYOUT = 2;
+
+/** KV refuses a value over 64 KiB in V8's format; sizes here are upper bounds, with a margin. */
+const VALUE_BUDGET = 63_000;
 
 /** Options of the KV store: the model's, and how long logs and history are kept. */
 export interface KvStoreOptions extends ModelOptions {
   /** History entries expire this long after they are written, ms; agents' logs too, but
    * never before 48 hours (WeChat's reply window), so a returning agent can catch up. */
   retentionMs: number;
+  /** Contacts kept in memory (the most recently used; waiting followers always). */
+  hotContacts?: number;
+}
+
+/** Where a contact is in the indexes as KV has it: its list's agent and time, its window. */
+interface Indexed {
+  agent: string | null;
+  at: number;
+  closesAt: number | null;
+}
+
+/** Where a contact belongs in the indexes: the list of the agent that serves it (or last did),
+ * and, while an agent serves it and its 48-hour window may still need a notice, that window. */
+function indexOf(c: Contact): Indexed {
+  const agent = c.agent_id ?? c.last_agent_id;
+  const windowed = c.agent_id !== null && c.last_inbound_at > 0 &&
+    c.last_inbound_kind === "message" && c.window_notice !== "expired";
+  return {
+    agent,
+    at: c.last_message_at,
+    closesAt: windowed ? c.last_inbound_at + MESSAGE_WINDOW_MS : null,
+  };
+}
+
+/**
+ * The index keys to delete and to write when a contact moves from `old` (as KV has it) to
+ * `now`, and where it then is in KV. A window that moves later keeps its key, unless `exact`:
+ * the key then comes before the true closing time, so the sweep meets it first and moves it
+ * (`exact`), and a follower's message costs no window writes while its window is open.
+ */
+function indexWrites(
+  id: string,
+  old: Indexed | undefined,
+  now: Indexed,
+  exact = false,
+): { writes: Write[]; stored: Indexed } {
+  const writes: Write[] = [];
+  const servedMoved = old?.agent !== now.agent || old?.at !== now.at;
+  if (old && old.agent !== null && servedMoved) {
+    writes.push(deleteWrite(servedKey(old.agent, old.at, id)));
+  }
+  if (now.agent !== null && servedMoved) writes.push(setWrite(servedKey(now.agent, now.at, id), 1));
+  const was = old?.closesAt ?? null;
+  let closesAt = now.closesAt;
+  if (was !== null && closesAt !== null && closesAt > was && !exact) closesAt = was;
+  if (was !== closesAt) {
+    if (was !== null) writes.push(deleteWrite(windowKey(was, id)));
+    if (closesAt !== null) writes.push(setWrite(windowKey(closesAt, id), 1));
+  }
+  return { writes, stored: { ...now, closesAt } };
+}
+
+/** Reads contacts by id, ten keys a call (KV's limit), all calls at once. */
+async function getContacts(kv: Deno.Kv, wanted: string[]): Promise<Map<string, Contact>> {
+  const found = new Map<string, Contact>();
+  const calls: Array<Promise<void>> = [];
+  // An id too long to be a key (KV reads at most 2 KiB) was never stored.
+  const ids = wanted.filter((id) => id.length < 600 || encoder.encode(id).length < 2000);
+  for (let i = 0; i < ids.length; i += GET_MANY) {
+    const keys = ids.slice(i, i + GET_MANY).map(contactKey);
+    calls.push(
+      kv.getMany<Array<string | Contact>>(keys).then((entries) => {
+        for (const e of entries) {
+          if (e.value !== null) {
+            const contact = fromStored<Contact>(e.value as string | Contact);
+            found.set(contact.follower_id, contact);
+          }
+        }
+      }),
+    );
+  }
+  await Promise.all(calls);
+  return found;
 }
 
 /** A message waiting for an agent, as stored: `stamp` orders followers by when they queued. */
@@ -130,7 +223,30 @@ function valueBytesOf(value: unknown): number {
   }
 }
 
+const encoder = new TextEncoder();
+
 const dedupBytesOf = (key: string): number => key.length * 2 + 24;
+
+/**
+ * How a message is stored: its JSON when that surely fits one KV value (the fast form, and the
+ * log's JSON is the sockets' frame), else the object itself. JSON may grow a text sixfold
+ * (a control character becomes `\u0001`, 20 KB of them 120 KB), V8 stores an object's strings
+ * as they are: at most two bytes a character, so a MAX_MESSAGE_BYTES message always fits.
+ */
+function storedForm(json: string, value: unknown): unknown {
+  return json.length * 2 + 6 <= VALUE_BUDGET ? json : value;
+}
+
+/** Refuses, before the model runs, a message no form of which fits one KV value: refusing it
+ * later would mean reloading the whole store to undo what the model did. */
+function checkFits(what: string, value: unknown): void {
+  const bytes = valueBytesOf(value);
+  if (bytes > VALUE_BUDGET) {
+    throw new MessageTooLargeError(
+      `Cannot store ${what}: about ${bytes} bytes stored, Deno KV takes ${VALUE_BUDGET}`,
+    );
+  }
+}
 
 function setWrite(key: Deno.KvKey, value: unknown, expireIn?: number, slot?: string): Write {
   const keyBytes = keyBytesOf(key);
@@ -197,6 +313,8 @@ class CommitPlan {
     private readonly model: Model,
     private readonly options: KvStoreOptions,
     private readonly nextStamp: () => number,
+    /** Where each contact in memory is in KV's indexes; updated as the plan writes them. */
+    private readonly indexed: Map<string, Indexed>,
   ) {}
 
   /** Adds the model's changes since the last call as one unit. */
@@ -211,10 +329,13 @@ class CommitPlan {
     // than the object (measured: 22k against 15k messages/s), and the log's JSON is the very
     // frame the sockets get, so it is made once.
     for (const e of changes.log) {
-      writes.push(setWrite(logKey(e.agentId, e.seq), frameOf(e), logRetain));
+      writes.push(
+        setWrite(logKey(e.agentId, e.seq), storedForm(frameOf(e), e.envelope), logRetain),
+      );
     }
     for (const h of changes.history) {
-      writes.push(setWrite(historyKey(h.followerId, h.n), JSON.stringify(h.item), retain));
+      const json = JSON.stringify(h.item);
+      writes.push(setWrite(historyKey(h.followerId, h.n), storedForm(json, h.item), retain));
     }
     for (const q of changes.queued) {
       const stored: StoredQueued = { envelope: q.envelope, stamp: this.nextStamp() };
@@ -224,12 +345,20 @@ class CommitPlan {
       const contact = this.model.contacts.get(id);
       if (contact) {
         writes.push(setWrite(contactKey(id), JSON.stringify(contact), undefined, `c:${id}`));
+        const moved = indexWrites(id, this.indexed.get(id), indexOf(contact));
+        writes.push(...moved.writes);
+        this.indexed.set(id, moved.stored);
       }
     }
     for (const id of changes.agents) writes.push(this.agentWrite(id));
     for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
     // Its history was deleted before (forgetFollower): the contact goes last.
-    for (const id of changes.forgotten) writes.push(deleteWrite(contactKey(id)));
+    for (const id of changes.forgotten) {
+      // Out of the indexes too: no list or sweep names a follower that is gone.
+      const gone = indexWrites(id, this.indexed.get(id), { agent: null, at: 0, closesAt: null });
+      writes.push(...gone.writes, deleteWrite(contactKey(id)));
+      this.indexed.delete(id);
+    }
     const dedup = changes.dedup.map((key): [string, number] => [
       key,
       this.model.seen.get(key) ?? 0,
@@ -253,6 +382,20 @@ class CommitPlan {
     if (!fits(group, [], dedup)) this.groups.push(group = newGroup());
     putDedup(group, dedup);
     group.deliveries.push(...changes.log);
+  }
+
+  /** Moves the window keys of these contacts (in memory) to their true closing times. */
+  addWindowMoves(ids: Iterable<string>): void {
+    let group = this.groups[this.groups.length - 1]!;
+    for (const id of ids) {
+      const contact = this.model.contacts.get(id);
+      if (!contact) continue;
+      const moved = indexWrites(id, this.indexed.get(id), indexOf(contact), true);
+      if (moved.writes.length === 0) continue;
+      if (!fits(group, moved.writes)) this.groups.push(group = newGroup());
+      for (const w of moved.writes) put(group, w);
+      this.indexed.set(id, moved.stored);
+    }
   }
 
   /** Writes the agents' current records (cursors) with the last commit. */
@@ -303,13 +446,10 @@ class CommitPlan {
 async function loadModel(
   kv: Deno.Kv,
   options: ModelOptions,
-): Promise<{ model: Model; stamp: number }> {
+): Promise<{ model: Model; stamp: number; indexed: Map<string, Indexed> }> {
   const model = new Model(options);
   const batch = { batchSize: LIST_BATCH };
-  for await (const e of kv.list<string | Contact>({ prefix: contactsPrefix() }, batch)) {
-    const contact = fromStored(e.value);
-    model.contacts.set(contact.follower_id, contact);
-  }
+  await migrate(kv);
   for await (const e of kv.list<AgentRecord>({ prefix: agentsPrefix() }, batch)) {
     model.agents.set(e.value.agent_id, e.value);
   }
@@ -327,10 +467,19 @@ async function loadModel(
     stamp = Math.max(stamp, e.key[1] as number);
     for (const [key, expiry] of e.value) if (expiry > now) model.seen.set(key, expiry);
   }
-  // Followers queue in the order they started waiting; the stamps restore that order.
+  // Followers queue in the order they started waiting; the stamps restore that order. Their
+  // contacts stay in memory while they wait: routing hands them to an agent from there.
   const byFollower = new Map<string, { first: number; items: Array<[number, Envelope]> }>();
   const stale: Deno.KvKey[] = [];
-  for await (const e of kv.list<StoredQueued>({ prefix: queuePrefix() }, batch)) {
+  const queued: Array<Deno.KvEntry<StoredQueued>> = [];
+  for await (const e of kv.list<StoredQueued>({ prefix: queuePrefix() }, batch)) queued.push(e);
+  const waitingIds = [...new Set(queued.map((e) => e.key[1] as string))];
+  const indexed = new Map<string, Indexed>();
+  for (const contact of (await getContacts(kv, waitingIds)).values()) {
+    model.contacts.set(contact.follower_id, contact);
+    indexed.set(contact.follower_id, indexOf(contact));
+  }
+  for (const e of queued) {
     const followerId = e.key[1] as string;
     const n = e.key[2] as number;
     stamp = Math.max(stamp, e.value.stamp);
@@ -355,7 +504,34 @@ async function loadModel(
     const res = await op.commit();
     if (!res.ok) throw new Error("Cannot clean the queue in Deno KV: the commit was refused");
   }
-  return { model, stamp };
+  return { model, stamp, indexed };
+}
+
+/** A database written before the indexes existed gets them, once, reading one contact at a
+ * time (never all of them in memory). */
+async function migrate(kv: Deno.Kv): Promise<void> {
+  if ((await kv.get<number>(layoutKey())).value === LAYOUT) return;
+  let op = kv.atomic();
+  let count = 0;
+  let total = 0;
+  for await (
+    const e of kv.list<string | Contact>({ prefix: contactsPrefix() }, { batchSize: LIST_BATCH })
+  ) {
+    const contact = fromStored(e.value);
+    for (const w of indexWrites(contact.follower_id, undefined, indexOf(contact)).writes) {
+      op.set(w.key, w.value);
+      count++;
+    }
+    total++;
+    if (count >= 500) {
+      if (!(await op.commit()).ok) throw new Error("Cannot index contacts in Deno KV");
+      op = kv.atomic();
+      count = 0;
+    }
+  }
+  op.set(layoutKey(), LAYOUT);
+  if (!(await op.commit()).ok) throw new Error("Cannot index contacts in Deno KV");
+  if (total > 0) log.info("Indexed {count} contacts in Deno KV", { count: total });
 }
 
 /** Opens the store on a Deno KV database (a file, or `:memory:`) and loads its state. */
@@ -368,17 +544,19 @@ export async function openKvStore(path: string, options: KvStoreOptions): Promis
     kv.close();
     throw error;
   }
-  return createKvStore(kv, loaded.model, loaded.stamp, options);
+  return createKvStore(kv, loaded, options);
 }
 
 function createKvStore(
   kv: Deno.Kv,
-  initial: Model,
-  initialStamp: number,
+  initial: { model: Model; stamp: number; indexed: Map<string, Indexed> },
   options: KvStoreOptions,
 ): Store {
-  let model = initial;
-  let stamp = initialStamp;
+  let model = initial.model;
+  let stamp = initial.stamp;
+  /** Where the contacts in memory are in KV's indexes (see indexOf). */
+  let indexed = initial.indexed;
+  const hotContacts = options.hotContacts ?? HOT_CONTACTS;
   /** The model may be ahead of KV after a failed commit: reload before the next operation. */
   let stale = false;
   let closed = false;
@@ -409,6 +587,7 @@ function createKvStore(
       if (fresh) fresh.cursor = Math.max(fresh.cursor, Math.min(record.cursor, fresh.seq));
     }
     model = loaded.model;
+    indexed = loaded.indexed;
     stamp = Math.max(stamp, loaded.stamp);
     stale = false;
   }
@@ -418,15 +597,47 @@ function createKvStore(
    * (`plan.addUnit(model.takeChanges())`); what is left becomes the last unit. `carry`: the
    * caller pushes the deliveries, so entries left undelivered by a failure go with them.
    */
+  /** Puts the contacts `ids` in memory, read from KV where they are not, as the most recently
+   * used. Runs inside an operation, so nothing changes them meanwhile. */
+  async function ensureLoaded(m: Model, ids: Iterable<string>): Promise<void> {
+    const missing: string[] = [];
+    for (const id of new Set(ids)) {
+      const contact = m.contacts.get(id);
+      if (contact) m.touchContact(contact);
+      else missing.push(id);
+    }
+    if (missing.length === 0) return;
+    for (const contact of (await getContacts(kv, missing)).values()) {
+      m.touchContact(contact);
+      indexed.set(contact.follower_id, indexOf(contact));
+    }
+  }
+
+  /** Forgets the least recently used contacts past the bound (KV has them all). */
+  function evict(m: Model): void {
+    if (m.contacts.size <= hotContacts) return;
+    for (const id of m.evictContacts(hotContacts)) indexed.delete(id);
+  }
+
+  /** A contact from memory, else as KV has it (not kept: only operations fill memory). */
+  async function readContact(followerId: string): Promise<Contact | null> {
+    const inMemory = model.contacts.get(followerId);
+    if (inMemory) return inMemory;
+    return (await getContacts(kv, [followerId])).get(followerId) ?? null;
+  }
+
   function mutate<T>(
     step: (m: Model, plan: CommitPlan) => T,
     carry: boolean,
+    /** The contacts `step` reads: put in memory before it runs. */
+    needs?: () => Iterable<string> | Promise<Iterable<string>>,
   ): Promise<Applied<T>> {
     if (closed) return Promise.reject(new Error("Cannot write: the store is closed"));
     return serial(async () => {
       if (stale) await reload();
       const m = model;
-      const plan = new CommitPlan(m, options, () => ++stamp);
+      if (needs) await ensureLoaded(m, await needs());
+      const plan = new CommitPlan(m, options, () => ++stamp, indexed);
       let value: T;
       try {
         value = step(m, plan);
@@ -455,6 +666,7 @@ function createKvStore(
         throw error;
       }
       if (carry) undelivered = [];
+      evict(m);
       return { value, deliveries: carry ? committed : [] };
     });
   }
@@ -474,14 +686,28 @@ function createKvStore(
 
   return {
     acceptInbound(items: InboundItem[], presence: Presence) {
-      return mutate((m, plan) =>
-        items.map((item): InboundOutcome => {
-          const outcome = m.inbound(item, presence);
-          plan.addUnit(m.takeChanges());
-          return outcome;
-        }), true);
+      try {
+        for (const item of items) checkFits("the message", item.envelope);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return mutate(
+        (m, plan) =>
+          items.map((item): InboundOutcome => {
+            const outcome = m.inbound(item, presence);
+            plan.addUnit(m.takeChanges());
+            return outcome;
+          }),
+        true,
+        () => items.map((item) => item.followerId),
+      );
     },
     appendToAgents(entries) {
+      try {
+        for (const e of entries) checkFits("the message", e.envelope);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return mutate((m, plan) =>
         entries.map((e) => {
           const entry = m.append(e.agentId, e.envelope);
@@ -529,8 +755,42 @@ function createKvStore(
       scheduleCursorFlush();
     },
     ...modelReads(() => model),
+    getContact: readContact,
+    async listContacts(agentId: string, page?: ContactPage): Promise<Contact[]> {
+      // The index lists the agent's contacts newest first; only the page is read.
+      const limit = page?.limit ?? Infinity;
+      const after = page?.after ?? null;
+      const selector = after === null
+        ? { prefix: servedPrefix(agentId) }
+        : { prefix: servedPrefix(agentId), end: servedKey(agentId, after.at, after.id) };
+      const out: Contact[] = [];
+      let ids: string[] = [];
+      const flush = async () => {
+        const cold = ids.filter((id) => !model.contacts.has(id));
+        const read = cold.length > 0 ? await getContacts(kv, cold) : new Map<string, Contact>();
+        for (const id of ids) {
+          const c = model.contacts.get(id) ?? read.get(id);
+          // An index key a split commit left behind: the contact's record is the truth.
+          if (c && (c.agent_id ?? c.last_agent_id) === agentId && out.length < limit) out.push(c);
+        }
+        ids = [];
+      };
+      for await (
+        const e of kv.list(selector, {
+          reverse: true,
+          batchSize: Math.min(LIST_BATCH, Number.isFinite(limit) ? limit + 10 : LIST_BATCH),
+        })
+      ) {
+        ids.push(e.key[3] as string);
+        if (ids.length >= LIST_BATCH) await flush();
+        if (out.length + ids.length >= limit) await flush();
+        if (out.length >= limit) break;
+      }
+      await flush();
+      return out;
+    },
     async readHistory(followerId: string, before: number | null, limit: number) {
-      const contact = model.contacts.get(followerId);
+      const contact = await readContact(followerId);
       if (!contact || limit <= 0) return { items: [], nextBefore: null };
       const end = Math.min(before ?? Infinity, contact.history_seq + 1);
       const selector = { prefix: historyPrefix(followerId), end: historyKey(followerId, end) };
@@ -549,7 +809,12 @@ function createKvStore(
       return { items: page.map((h) => h.item), nextBefore: more ? page[0]!.n : null };
     },
     recordReply(agentId: string, followerId: string, item: HistoryItem) {
-      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), true);
+      try {
+        checkFits("the reply", item);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), true, () => [followerId]);
     },
     async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
       const key = historyKey(followerId, n);
@@ -570,10 +835,32 @@ function createKvStore(
       throw new Error(`Cannot update reply ${followerId}/${n}: it kept changing`);
     },
     sweepWindows(now: number) {
-      return mutate((m) => m.sweepWindows(now), true);
+      // The index names the followers whose windows close within the warning or have closed.
+      let due: string[] = [];
+      return mutate(
+        (m, plan) => {
+          const contacts = due.map((id) => m.contacts.get(id)).filter((c) => c !== undefined);
+          const notices = m.sweepWindows(now, contacts);
+          plan.addUnit(m.takeChanges());
+          // A key that came before its window's true close (see indexWrites) moves there.
+          plan.addWindowMoves(due);
+          return notices;
+        },
+        true,
+        async () => {
+          due = [];
+          const end = windowKey(now + WINDOW_WARNING_MS + 1, "");
+          for await (
+            const e of kv.list({ prefix: windowsPrefix(), end }, { batchSize: LIST_BATCH })
+          ) {
+            due.push(e.key[2] as string);
+          }
+          return due;
+        },
+      );
     },
     async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode), false);
+      await mutate((m) => m.closeWindow(followerId, errcode), false, () => [followerId]);
     },
     async forgetFollower(followerId: string, notice: Envelope) {
       // History is not in the model: it is deleted first, so a crash halfway leaves the
@@ -589,22 +876,22 @@ function createKvStore(
         const res = await op.commit();
         if (!res.ok) throw new Error("Cannot delete history in Deno KV: the commit was refused");
       }
-      return await mutate((m) => m.forget(followerId, notice), true);
+      return await mutate((m) => m.forget(followerId, notice), true, () => [followerId]);
     },
     transfer(followerId: string, fromAgent: string, toAgent: string) {
-      return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true);
+      return mutate((m) => m.transfer(followerId, fromAgent, toAgent), true, () => [followerId]);
     },
     closeConversation(followerId: string, agentId: string) {
-      return mutate((m) => m.close(followerId, agentId), true);
+      return mutate((m) => m.close(followerId, agentId), true, () => [followerId]);
     },
     async setCapacity(agentId: string, capacity: number | null) {
       await mutate((m) => m.setCapacity(agentId, capacity), false);
     },
     async renameContact(agentId: string, followerId: string, name: string) {
-      await mutate((m) => m.rename(agentId, followerId, name), false);
+      await mutate((m) => m.rename(agentId, followerId, name), false, () => [followerId]);
     },
     async markRead(agentId: string, followerId: string) {
-      await mutate((m) => m.markRead(agentId, followerId), false);
+      await mutate((m) => m.markRead(agentId, followerId), false, () => [followerId]);
     },
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);

@@ -20,11 +20,11 @@ export interface StoreConfig {
   historyRetentionDays: number;
 }
 
-/** Opens the configured store. */
-export async function openStore(config: StoreConfig): Promise<Store> {
+/** Opens the configured store; `now` is the server's clock (tests swap it). */
+export async function openStore(config: StoreConfig, now: () => number = Date.now): Promise<Store> {
   const options = {
     companyId: config.companyId,
-    now: Date.now,
+    now,
     newId: () => crypto.randomUUID(),
     dedupTtlMs: DEDUP_TTL_MS,
   };

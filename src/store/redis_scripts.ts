@@ -3,8 +3,14 @@
 // It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
+import { codeOf } from "../protocol/envelope.ts";
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
-import { MESSAGE_QUOTA, MESSAGE_WINDOW_MS } from "../protocol/window.ts";
+import {
+  EVENT_QUOTA,
+  EVENT_WINDOW_MS,
+  MESSAGE_QUOTA,
+  MESSAGE_WINDOW_MS,
+} from "../protocol/window.ts";
 
 /** A Lua string literal for `text` (UTF-8 passes through as is). */
 function luaString(text: string): string {
@@ -15,6 +21,9 @@ function luaString(text: string): string {
 const PROTOCOL_LUA = [
   `local MESSAGE_WINDOW_MS = ${MESSAGE_WINDOW_MS}`,
   `local MESSAGE_QUOTA = ${MESSAGE_QUOTA}`,
+  `local EVENT_WINDOW_MS = ${EVENT_WINDOW_MS}`,
+  `local EVENT_QUOTA = ${EVENT_QUOTA}`,
+  `local SYSTEM_CODE = ${codeOf("system")}`,
   `local T = {`,
   ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
   `}`,
@@ -39,6 +48,7 @@ export const HEADER = [
   "systemName",
   "systemContact",
   "op",
+  "generation",
 ] as const;
 
 /** Fields per inbound item after the header and the dedup TTL. */
@@ -47,13 +57,22 @@ export const INBOUND_FIELDS = 11;
 /** Errors the script raises for a refused command start with this word (then StoreError). */
 export const STORE_ERROR = "STORE";
 
+/** The script found another generation than the caller's, or none: Redis lost the bridge's
+ * state (a restart without persistence, a failover to an empty replica). Then the generation
+ * found, or nothing. */
+export const STATE_LOST = "LOST";
+
+/** A reply WeChat would refuse: the error carries the contact's JSON, whose reply state
+ * window.ts reads for the reason (then ReplyRefusedError). */
+export const REPLY_REFUSED = "NOREPLY";
+
 /**
  * Key names (all under the prefix): `agents` set of known agents; `agent:<id>` hash (seq,
  * cursor, load, capacity); `log:<id>` sorted set scored by seq, members `<ms>|<envelope>`;
  * `contacts` hash follower -> contact JSON; `served:<agent>` sorted set of the followers whose
  * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
  * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
- * `dedup:<key>`; `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
+ * `dedup:<key>`; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
  * with a socket there. Log entries are published on `deliver:<agent>`.
  */
 export const ROUTING_LUA = `
@@ -72,7 +91,8 @@ local PRESENCE_TTL = tonumber(ARGV[10])
 local SYS_NAME = ARGV[11]
 local SYS_CONTACT = ARGV[12]
 local OP = ARGV[13]
-local A0 = 14
+local GENERATION = ARGV[14]
+local A0 = ${HEADER.length + 1}
 local NULL = cjson.null
 
 local ids = 0
@@ -133,7 +153,7 @@ local function system(a, msg)
     id = new_id(), name = SYS_NAME, avatar = '', msg_type = 'system',
     contact_id = SYS_CONTACT, company_id = COMPANY, send_time = math.floor(NOW / 1000), msg = msg,
   }
-  return append(a, tail_of(data, { code = 102, message = 'common' }))
+  return append(a, tail_of(data, { code = SYSTEM_CODE, message = 'common' }))
 end
 
 local function get_contact(fid)
@@ -355,6 +375,13 @@ function ops.reply()
   local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
   local c = get_contact(fid)
   if not c then return nil, fail('unknown contact ' .. fid) end
+  -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
+  local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA
+  if c.last_inbound_kind ~= 'message' then span, quota = EVENT_WINDOW_MS, EVENT_QUOTA end
+  if c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
+    or c.replies_since_inbound >= quota then
+    return nil, { err = '${REPLY_REFUSED} ' .. cjson.encode(c) }
+  end
   touch(c)
   c.replies_since_inbound = c.replies_since_inbound + 1
   c.unread = 0
@@ -496,6 +523,29 @@ function ops.windows()
   return count
 end
 
+-- The generation this keyspace belongs to, made with the caller's candidate id when there is
+-- none (a new Redis, or one that came back empty). Runs without the generation check.
+function ops.generation()
+  local id = redis.call('HGET', P .. 'generation', 'id')
+  if id then return id end
+  redis.call('HSET', P .. 'generation', 'id', ARGV[A0])
+  return ARGV[A0]
+end
+
+-- After a loss: agents' seqs go on from the highest the caller handed out (pairs agent, seq).
+function ops.raise()
+  local i = A0
+  while i <= #ARGV do
+    local a, seq = ARGV[i], tonumber(ARGV[i + 1])
+    ensure_agent(a)
+    if seq > tonumber(redis.call('HGET', k_agent(a), 'seq')) then
+      redis.call('HSET', k_agent(a), 'seq', seq)
+    end
+    i = i + 2
+  end
+  return 0
+end
+
 function ops.cursor()
   local i = A0
   while i <= #ARGV do
@@ -506,6 +556,13 @@ function ops.cursor()
     i = i + 2
   end
   return 0
+end
+
+-- Every operation but 'generation' runs only on the state the caller knows: on an emptied
+-- Redis it would route as if nobody had ever written, and seqs would start again at 1.
+if OP ~= 'generation' then
+  local found = redis.call('HGET', P .. 'generation', 'id')
+  if found ~= GENERATION then return { err = '${STATE_LOST} ' .. (found or '') } end
 end
 
 local value, failure = ops[OP]()

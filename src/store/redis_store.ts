@@ -1,6 +1,7 @@
 // The store several bridge instances share: routing runs in Redis as one Lua script per batch
 // (redis_scripts.ts), presence is a heartbeat key per instance, and entries committed by one
-// instance reach the agents connected to another over a pub/sub channel per agent.
+// instance reach the agents connected to another over a pub/sub channel per agent. A Redis that
+// comes back empty is found by its generation marker and re-established before routing resumes.
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
@@ -12,20 +13,24 @@ import {
   SYSTEM_NAME,
 } from "../protocol/envelope.ts";
 import { type ModelOptions, previewOf } from "../core/model.ts";
-import { WINDOW_WARNING_MS } from "../protocol/window.ts";
+import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
-import { HEADER, ROUTING_LUA, STORE_ERROR } from "./redis_scripts.ts";
+import { HEADER, REPLY_REFUSED, ROUTING_LUA, STATE_LOST, STORE_ERROR } from "./redis_scripts.ts";
 import {
   type AgentRecord,
   type Applied,
   type Contact,
+  type ContactPage,
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isAfterCursor,
   type LogEntry,
   type Presence,
+  ReplyRefusedError,
   type Store,
   StoreError,
+  StoreStateLostError,
   type TokenCache,
 } from "../core/store.ts";
 
@@ -63,6 +68,8 @@ const CURSOR_FLUSH_MS = 100;
 const CATCH_UP_PAGE = 500;
 /** How long an out-of-order entry waits for the ones before it before the log is read. */
 const GAP_MS = 200;
+/** How long to wait before trying again to re-establish a lost state. */
+const RESTORE_RETRY_MS = 250;
 
 /** Where to connect: a plain URL, or Sentinel's addresses and the name of the primary. */
 export interface RedisTarget {
@@ -190,6 +197,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   const listeners: Array<(entries: LogEntry[]) => void> = [];
   let cursorTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
+  /** Whose state this instance routes on (the script refuses every other: see STATE_LOST). */
+  let generation = "";
+  /** Set while a lost state is re-established: operations are refused until it is done. */
+  let restoring: Promise<void> | null = null;
+  const lostListeners: Array<() => void> = [];
+  /** The highest seq this instance has seen per agent, so seqs go on increasing after a loss. */
+  const highest = new Map<string, number>();
+  const noteSeqs = (entries: LogEntry[]): void => {
+    for (const e of entries) {
+      if (e.seq > (highest.get(e.agentId) ?? 0)) highest.set(e.agentId, e.seq);
+    }
+  };
 
   function header(op: string): Array<string | number> {
     const values: Record<(typeof HEADER)[number], string | number> = {
@@ -206,16 +225,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       systemName: SYSTEM_NAME,
       systemContact: SYSTEM_CONTACT,
       op,
+      generation,
     };
     return HEADER.map((name) => values[name]);
   }
 
-  /** Runs one operation of the routing script; the log entries it appended come back parsed. */
+  /** Runs one operation of the routing script; the log entries it appended come back parsed.
+   * While a lost state is re-established only the re-establishing itself (`restore`) runs. */
   async function run<T>(
     op: string,
     args: Array<string | number>,
+    restore = false,
   ): Promise<{ value: T; entries: LogEntry[] }> {
-    const argv = [...header(op), ...args];
+    if (restoring !== null && !restore) throw lostError();
+    const head = header(op);
+    const argv = [...head, ...args];
     let reply: [T, Array<string | number>];
     try {
       try {
@@ -230,6 +254,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       if (replyIs(error, STORE_ERROR)) {
         throw new StoreError((error as Error).message.slice(STORE_ERROR.length + 1));
       }
+      if (replyIs(error, STATE_LOST)) {
+        if (!restore) void stateLost((error as Error).message.slice(STATE_LOST.length + 1));
+        throw lostError();
+      }
+      if (replyIs(error, REPLY_REFUSED)) {
+        const contact = JSON.parse((error as Error).message.slice(REPLY_REFUSED.length + 1));
+        throw replyRefused(contact, Number(head[HEADER.indexOf("now")]));
+      }
       throw error;
     }
     const [value, flat] = reply;
@@ -241,7 +273,70 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         envelope: JSON.parse(String(flat[i + 2])),
       });
     }
+    noteSeqs(entries);
     return { value, entries };
+  }
+
+  function lostError(): StoreStateLostError {
+    return new StoreStateLostError(
+      "Redis lost the bridge's state; it is being re-established: retry",
+    );
+  }
+
+  /**
+   * Redis answered with another generation than ours, or none: it restarted empty or failed
+   * over to an empty replica (or another instance found that first and re-established it).
+   * Until this instance has re-established it, every operation is refused, so WeChat retries.
+   */
+  function stateLost(found: string): Promise<void> {
+    if (restoring !== null || closed) return restoring ?? Promise.resolve();
+    log.error(
+      "Redis lost the bridge's state: generation {expected} expected, {found} found. Messages " +
+        "and contacts stored before are gone; follower messages get 503 until it is re-established",
+      { expected: generation, found: found || "none" },
+    );
+    for (const listener of lostListeners) listener();
+    restoring = (async () => {
+      while (!closed) {
+        try {
+          await reestablish();
+          return;
+        } catch (error) {
+          log.error("Cannot re-establish the state in Redis yet: {message}", {
+            message: (error as Error).message,
+          });
+          await new Promise((r) => setTimeout(r, RESTORE_RETRY_MS));
+        }
+      }
+    })().finally(() => restoring = null);
+    return restoring;
+  }
+
+  /** Adopts (or makes) the current generation, carries every agent's seq on from the highest
+   * seen here, and brings this instance's agents online again: the followers who write next
+   * are routed to agents that are there, and the agents are shown every message. */
+  async function reestablish(): Promise<void> {
+    generation = (await run<string>("generation", [crypto.randomUUID()], true)).value;
+    if (highest.size > 0) await run("raise", [...highest].flat(), true);
+    await heartbeat();
+    for (const agentId of localAgents) {
+      order.untrack(agentId);
+      order.track(agentId);
+      const { value: before, entries } = await run<number>("online", [agentId], true);
+      order.begin(agentId, before);
+      emit(order.admit(entries));
+    }
+    log.error(
+      "Redis state re-established as generation {generation}: {agents} agents here online again",
+      { generation, agents: localAgents.size },
+    );
+  }
+
+  /** Whether Redis still holds our generation; starts re-establishing when it does not. */
+  async function checkGeneration(): Promise<void> {
+    if (restoring !== null || closed) return;
+    const found = (await run<string>("generation", [crypto.randomUUID()], true)).value;
+    if (found !== generation) await stateLost(found);
   }
 
   /** What the switchboard pushes: this commit's entries, in order per agent connected here. */
@@ -296,12 +391,26 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     }
     await tx.exec();
   }
+  try {
+    generation = (await run<string>("generation", [crypto.randomUUID()])).value;
+  } catch (error) {
+    client.disconnect();
+    subscriber.disconnect();
+    throw new Error(`Cannot connect to Redis: ${(error as Error).message}`);
+  }
   await heartbeat();
   const heartbeatTimer = setInterval(() => {
-    heartbeat().catch((error) =>
+    // A Redis emptied without dropping the connection (a failover) is found here too.
+    heartbeat().then(checkGeneration).catch((error) =>
       log.warn("Cannot renew presence in Redis: {message}", { message: error.message })
     );
   }, options.heartbeatMs);
+  // A restarted Redis drops the connection: look at once whether it came back empty.
+  client.on("ready", () => {
+    checkGeneration().catch((error) =>
+      log.warn("Cannot read the generation in Redis: {message}", { message: error.message })
+    );
+  });
   Deno.unrefTimer(heartbeatTimer);
 
   function flushCursors(): Promise<unknown> {
@@ -336,7 +445,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     const lines = message.split("\n");
     // Entries this instance committed were pushed by its switchboard already.
     if (lines[0] === instanceId || !localAgents.has(agentId)) return;
-    emit(order.admit(lines.slice(1).map((line) => parseMember(line, agentId))));
+    const entries = lines.slice(1).map((line) => parseMember(line, agentId));
+    noteSeqs(entries);
+    emit(order.admit(entries));
   });
 
   // Publications sent while the subscriber was reconnecting are lost: read them from the logs.
@@ -399,6 +510,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       }
       try {
         await subscribing.get(agentId);
+        // An agent arriving while a lost state is re-established waits for it, not refused.
+        if (restoring !== null) await restoring;
         // `seq` is the agent's seq before this call: what came before reaches it by replay.
         const { value: seq, entries } = await run<number>("online", [agentId]);
         order.begin(agentId, seq);
@@ -449,12 +562,36 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return raw === null ? null : JSON.parse(raw) as Contact;
     },
 
-    async listContacts(agentId: string) {
-      const ids = await client.zrevrange(k.served(agentId), 0, -1);
-      const list = await contactsOf(ids);
-      // The index is by last agent; a contact's own record is the truth.
-      return list.filter((c) => c.last_agent_id === agentId)
-        .sort((a, b) => b.last_message_at - a.last_message_at);
+    async listContacts(agentId: string, page?: ContactPage) {
+      if (page === undefined) {
+        const ids = await client.zrevrange(k.served(agentId), 0, -1);
+        const list = await contactsOf(ids);
+        // The index is by last agent; a contact's own record is the truth.
+        return list.filter((c) => c.last_agent_id === agentId)
+          .sort((a, b) => b.last_message_at - a.last_message_at);
+      }
+      // The index is scored by last message time; equal scores come in reverse id order, as
+      // the cursor counts them. Only the page is read.
+      const after = page.after ?? null;
+      const out: Contact[] = [];
+      const count = Math.min(Math.max(page.limit, 50), 1000);
+      for (let offset = 0; out.length < page.limit;) {
+        const raw = await client.zrevrangebyscore(
+          k.served(agentId),
+          after === null ? "+inf" : String(after.at),
+          "-inf",
+          "LIMIT",
+          offset,
+          count,
+        );
+        offset += raw.length;
+        const list = (await contactsOf(raw)).filter((c) =>
+          c.last_agent_id === agentId && (after === null || isAfterCursor(c, after))
+        );
+        out.push(...list.slice(0, page.limit - out.length));
+        if (raw.length < count) break;
+      }
+      return out;
     },
 
     async listWaiting() {
@@ -551,7 +688,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
 
     async ping() {
-      await client.ping();
+      if (restoring !== null) throw lostError();
+      await checkGeneration();
+      if (restoring !== null) throw lostError();
+    },
+
+    onStateLost(listener) {
+      lostListeners.push(listener);
     },
 
     async close() {
@@ -586,6 +729,16 @@ function withoutSeq(data: EnvelopeData): EnvelopeData {
   const copy = { ...data };
   delete copy.seq;
   return copy;
+}
+
+/** The script's refusal as window.ts words it, from the contact state the script read. */
+function replyRefused(contact: Contact, now: number): ReplyRefusedError {
+  const check = checkReplyAllowed(windowStateOf(contact), now);
+  return new ReplyRefusedError(
+    check.ok
+      ? { ok: false, limit: "quota", reopensAt: null, message: "WeChat allows no more replies" }
+      : check,
+  );
 }
 
 /** Whether a Redis error reply starts with `code` (NOSCRIPT, or the script's STORE). */

@@ -4,7 +4,7 @@
 import { codeOf, createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { FollowerMessage } from "./message.ts";
 import { describeEvent } from "./event_text.ts";
-import { textOf } from "./xml.ts";
+import { joinedTextOf, textOf } from "./xml.ts";
 import { fieldsOf } from "./xml_fields.ts";
 
 const CHINA_DATETIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$/;
@@ -51,7 +51,7 @@ function contentOf(m: FollowerMessage): Record<string, unknown> | undefined {
   const t = (tag: string) => textOf(x, tag) ?? "";
   switch (m.msgType) {
     case "text":
-      return { content: t("Content") };
+      return { content: joinedTextOf(x, "Content") ?? "" };
     case "image":
       return { media_path: t("PicUrl"), media_id: t("MediaId"), pic_url: t("PicUrl") };
     case "voice":
@@ -106,7 +106,7 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
     : {
       event: "unknown_type",
       msg_type: m.msgType,
-      content: textOf(m.xml, "Content") ?? "",
+      content: joinedTextOf(m.xml, "Content") ?? "",
       ...fields,
       text: `${ctx.name} 发来一条暂不支持的 ${m.msgType} 类型消息`,
     };

@@ -1,6 +1,7 @@
 // WeChat's XML, read safely: refuses DOCTYPE and entity declarations (billion laughs), deep
-// nesting, and tag names that could reach Object.prototype, before any value is trusted.
-// Every value stays a string: MsgIds exceed 2^53 and `00123` must stay `00123`.
+// nesting, and tag names that could reach Object.prototype, before any value is trusted, while
+// a follower's text that merely mentions them inside CDATA passes. Every value stays a string:
+// MsgIds exceed 2^53 and `00123` must stay `00123`.
 
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 
@@ -28,6 +29,29 @@ function foldCdata(node: unknown): unknown {
   return out;
 }
 const FORBIDDEN = /<!DOCTYPE|<!ENTITY|<!\[INCLUDE|<!\[IGNORE/i;
+const FORBIDDEN_AT = /^<!(?:DOCTYPE|ENTITY|\[INCLUDE|\[IGNORE)/i;
+
+/** Whether `text` declares a DOCTYPE or entities as markup: outside CDATA sections, comments
+ * and processing instructions, where a follower's text may say `<!DOCTYPE` freely. */
+function declaresDoctype(text: string): boolean {
+  // Most bodies never mention one: the scan runs only when the words appear at all.
+  if (!FORBIDDEN.test(text)) return false;
+  let i = text.indexOf("<");
+  while (i !== -1) {
+    const end = text.startsWith("<![CDATA[", i)
+      ? text.indexOf("]]>", i + 9)
+      : text.startsWith("<!--", i)
+      ? text.indexOf("-->", i + 4)
+      : text.startsWith("<?", i)
+      ? text.indexOf("?>", i + 2)
+      : i;
+    if (end === i && FORBIDDEN_AT.test(text.slice(i, i + 10))) return true;
+    // An unclosed section is malformed: the validator refuses it next.
+    if (end === -1) return false;
+    i = text.indexOf("<", end === i ? i + 1 : end);
+  }
+  return false;
+}
 
 /** Creates a reusable parser; `parse()` throws SyntaxError("Cannot parse WeChat XML: …"). */
 export function createXmlReader(): { parse(text: string): WechatXml } {
@@ -51,7 +75,7 @@ export function createXmlReader(): { parse(text: string): WechatXml } {
   });
   return {
     parse(text: string): WechatXml {
-      if (FORBIDDEN.test(text)) {
+      if (declaresDoctype(text)) {
         throw new SyntaxError(
           "Cannot parse WeChat XML: DOCTYPE and entity declarations are refused",
         );
@@ -76,9 +100,24 @@ export function createXmlReader(): { parse(text: string): WechatXml } {
   };
 }
 
-/** The text of a field, or undefined when absent or not plain text. */
+/**
+ * The text of a field, or undefined when absent or not plain text. A field WeChat sends once
+ * but a body repeats: the first wins, as in WeChat's own PHP sample (SimpleXML's
+ * `$postObj->FromUserName` reads the first), so who sent it and where it goes cannot be
+ * changed by a second copy appended later. The follower's text is read by `joinedTextOf`.
+ */
 export function textOf(xml: WechatXml, tag: string): string | undefined {
   if (!Object.hasOwn(xml, tag)) return undefined;
   const value = xml[tag];
+  if (Array.isArray(value)) return value.find((v) => typeof v === "string");
   return typeof value === "string" ? value : undefined;
+}
+
+/** Every copy of a text field, joined by a line break: a repeated `<Content>` loses no text. */
+export function joinedTextOf(xml: WechatXml, tag: string): string | undefined {
+  if (!Object.hasOwn(xml, tag)) return undefined;
+  const value = xml[tag];
+  if (!Array.isArray(value)) return typeof value === "string" ? value : undefined;
+  const texts = value.filter((v): v is string => typeof v === "string");
+  return texts.length === 0 ? undefined : texts.join("\n");
 }

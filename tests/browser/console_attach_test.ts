@@ -312,7 +312,8 @@ browserTest(
 
       await t.step("the simulator shows the picture, the voice and the video", async () => {
         const sim = await openPage(browser);
-        await sim.page.goto(`${server.base}/console/follower?follower=${FOLLOWER}`);
+        // A page of its own (no console storage): the demo routes need the agent's token.
+        await sim.page.goto(`${server.base}/console/follower?follower=${FOLLOWER}&token=${token}`);
         await imageLoaded(sim.page, '.row.reply[data-msg-type="image"] img', 120);
         await sim.page.locator('.row.reply[data-msg-type="voice"]')
           .locator("audio[controls], .media-link").waitFor();

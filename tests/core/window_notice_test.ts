@@ -52,3 +52,20 @@ Deno.test("agents are told when a follower's 48-hour window is closing and close
     await server.close();
   }
 });
+
+Deno.test("the running server sweeps windows on its own timer (WINDOW_SWEEP_INTERVAL_S)", async () => {
+  let clock = Date.UTC(2026, 10, 30, 2, 0, 0);
+  const server = await startBridge({ env: { WINDOW_SWEEP_INTERVAL_S: "1" }, now: () => clock });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=w2`);
+  try {
+    await post(`${server.base}${B}/send_xml`, textXml("oTimer", "w2", "hi", "9100101"));
+    await agent.waitFor((e) => e.data["id"] === "9100101");
+    clock += 47.5 * HOUR;
+    // Nobody calls sweepWindows(): the notice comes from the server's own timer.
+    const notice = await agent.waitFor((e) => e.data.msg?.["event"] === "window_closing", 5000);
+    assert.equal(notice.data.msg?.["follower_id"], "oTimer");
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});

@@ -1,9 +1,8 @@
-// Starts the real bridge (src/server.ts, as main.ts builds it) on a free port, by default on the
-// memory store, for tests that talk to it as WeChat and agents would. Only side effects differ.
+// Starts the real bridge (src/server.ts, as main.ts builds it) on a free port, by default with
+// STORE=memory, for tests that talk to it as WeChat and agents would. Only side effects differ.
 
 import { loadConfig } from "../../src/config.ts";
 import { createServer, type Effects, type Server } from "../../src/server.ts";
-import { createMemoryStore } from "../../src/store/memory_store.ts";
 import type { Store } from "../../src/core/store.ts";
 
 /** A running bridge. */
@@ -24,24 +23,18 @@ export async function startBridge(
   const config = loadConfig({
     HEARTBEAT_INTERVAL_S: "30",
     DATA_DIR: dataDir,
+    // The store the configuration names, opened as main.ts opens it, on the test's clock.
+    STORE: "memory",
     ...options.env,
   });
-  const now = options.now ?? Date.now;
-  const store = options.store ??
-    createMemoryStore({
-      companyId: config.companyId,
-      now,
-      newId: () => crypto.randomUUID(),
-      dedupTtlMs: 3600_000,
-    });
-  const bridge = await createServer(config, { ...options, store, now });
+  const bridge = await createServer(config, options);
   const { port } = await bridge.listen({ port: 0, hostname: "127.0.0.1" });
   return {
     port,
     base: `http://127.0.0.1:${port}`,
     wsBase: `ws://127.0.0.1:${port}`,
     bridge,
-    store,
+    store: bridge.store,
     async close() {
       await bridge.stop(1001, "server shutting down");
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});

@@ -96,14 +96,14 @@ export function amrDurationSeconds(bytes: Uint8Array): number {
   return frames * 0.02;
 }
 
-/** A real HTTP server on port 0 mounting `serveMedia` at `/media/:key?t=TOKEN`. */
+/** A real HTTP server on port 0 mounting `serveMedia` at `/media/:key?e=EXPIRES&t=TOKEN`. */
 export function startMediaServer(deps: ServeMediaDeps): { base: string; close(): Promise<void> } {
   const pattern = new URLPattern({ pathname: "/media/:key" });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
     const url = new URL(req.url);
     const match = pattern.exec(url);
     if (!match) return new Response("Not found", { status: 404 });
-    return serveMedia(req, match.pathname.groups.key ?? "", url.searchParams.get("t"), deps);
+    return serveMedia(req, match.pathname.groups.key ?? "", url.searchParams, deps);
   });
   return {
     base: `http://127.0.0.1:${server.addr.port}`,

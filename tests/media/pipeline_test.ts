@@ -169,7 +169,10 @@ Deno.test({
         `${server.base}/`,
       );
       assert.equal(result.error, undefined);
-      assert.match(result.media_path, /^http:\/\/127\.0\.0\.1:\d+\/media\/[0-9a-f]{64}\.mp3\?t=/);
+      assert.match(
+        result.media_path,
+        /^http:\/\/127\.0\.0\.1:\d+\/media\/[0-9a-f]{64}\.mp3\?e=\d+&t=/,
+      );
       assert.equal(result.content_type, "audio/mpeg");
       const { res, bytes } = await fetchBytes(result.media_path);
       assert.equal(res.status, 200);
@@ -406,7 +409,7 @@ Deno.test("createMediaPipeline() reports every failure in error and never throws
         transcodeTimeoutMs: 30_000,
       }).process({ msgType: "voice", mediaId: "g", format: "amr" }, server.base);
       assert.match(result.error!, /^Cannot transcode voice: ffmpeg/);
-      assert.match(result.media_path, /\.amr\?t=/);
+      assert.match(result.media_path, /\.amr\?e=\d+&t=/);
       assert.equal(result.content_type, "audio/amr");
       assert.deepEqual((await fetchBytes(result.media_path)).bytes, garbage);
     },

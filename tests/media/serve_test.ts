@@ -37,14 +37,18 @@ Deno.test("serveMedia() serves signed media over HTTP", async (t) => {
   const server = startMediaServer({ storage, signer });
   const bytes = new Uint8Array(randomBytes(100_000));
   const key = await storage.put(bytes, "mp4");
-  const url = `${server.base}/media/${key}?t=${signer.sign(key)}`;
+  const url = `${server.base}/media/${key}?${signer.query(key)}`;
 
   await t.step("GET gives the bytes with type, length and caching headers", async () => {
     const res = await fetch(url);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("Content-Type"), "video/mp4");
     assert.equal(res.headers.get("Content-Length"), "100000");
-    assert.equal(res.headers.get("Cache-Control"), "private, max-age=31536000, immutable");
+    // Cached as long as the URL is valid (a day by default, expiries rounded up to the hour).
+    const maxAge = Number(
+      /^private, max-age=(\d+), immutable$/.exec(res.headers.get("Cache-Control") ?? "")?.[1],
+    );
+    assert.ok(maxAge > 23 * 3600 && maxAge <= 25 * 3600, String(maxAge));
     assert.equal(res.headers.get("ETag"), `"${key}"`);
     assert.equal(res.headers.get("Accept-Ranges"), "bytes");
     assert.equal(res.headers.get("X-Content-Type-Options"), "nosniff");
@@ -104,15 +108,19 @@ Deno.test("serveMedia() serves signed media over HTTP", async (t) => {
   });
 
   await t.step("a tampered, missing or borrowed token is 403", async () => {
-    const token = signer.sign(key);
+    const query = new URLSearchParams(signer.query(key));
+    const token = query.get("t")!;
+    const e = query.get("e")!;
     const flipped = token[5] === "A" ? "B" : "A";
     const otherKey = await storage.put(new Uint8Array([1, 2, 3]), "jpg");
     const tampered = [
-      `${server.base}/media/${key}?t=${token.slice(0, 5)}${flipped}${token.slice(6)}`,
+      `${server.base}/media/${key}?e=${e}&t=${token.slice(0, 5)}${flipped}${token.slice(6)}`,
       `${server.base}/media/${key}`,
-      `${server.base}/media/${key}?t=`,
-      `${server.base}/media/${otherKey}?t=${token}`,
-      `${server.base}/media/${key.replace(".mp4", ".jpg")}?t=${token}`,
+      `${server.base}/media/${key}?e=${e}&t=`,
+      `${server.base}/media/${key}?t=${token}`,
+      `${server.base}/media/${key}?e=${Number(e) + 3600}&t=${token}`,
+      `${server.base}/media/${otherKey}?e=${e}&t=${token}`,
+      `${server.base}/media/${key.replace(".mp4", ".jpg")}?e=${e}&t=${token}`,
     ];
     for (const bad of tampered) {
       const res = await fetch(bad);
@@ -124,7 +132,7 @@ Deno.test("serveMedia() serves signed media over HTTP", async (t) => {
 
   await t.step("a signed key that is not stored is 404", async () => {
     const missing = `${"0".repeat(64)}.mp4`;
-    const res = await fetch(`${server.base}/media/${missing}?t=${signer.sign(missing)}`);
+    const res = await fetch(`${server.base}/media/${missing}?${signer.query(missing)}`);
     assert.equal(res.status, 404);
     await res.body?.cancel();
   });
@@ -171,7 +179,7 @@ Deno.test("serveMedia() serves signed media over HTTP", async (t) => {
       const big = new Uint8Array(randomBytes(3_000_000));
       const bigKey = await storage.put(big, "mp4");
       const controller = new AbortController();
-      const res = await fetch(`${watched.base}/media/${bigKey}?t=${signer.sign(bigKey)}`, {
+      const res = await fetch(`${watched.base}/media/${bigKey}?${signer.query(bigKey)}`, {
         signal: controller.signal,
       });
       const reader = res.body!.getReader();

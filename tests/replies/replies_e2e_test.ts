@@ -95,8 +95,7 @@ function wechatEnv(fake: FakeWechat, extra: Record<string, string> = {}) {
 Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
   const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
   const clock = fakeClock();
-  const server = await startBridge({ env: wechatEnv(fake), now: clock.now });
-  // What an agent's media_url points at.
+  // What an agent's media_url points at: an intranet file server the operator allows.
   const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5]);
   const files = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -105,6 +104,10 @@ Deno.test("agents' replies reach WeChat's customer-service API", async (t) => {
         ? new Response(png, { headers: { "content-type": "image/png" } })
         : new Response("not found", { status: 404 }),
   );
+  const server = await startBridge({
+    env: wechatEnv(fake, { MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}` }),
+    now: clock.now,
+  });
   const agentUrl = `${server.wsBase}${B}/msg?userid=A`;
   const agent = await connectAgent(agentUrl);
   const other = await connectAgent(agentUrl);

@@ -47,6 +47,8 @@ Deno.test({
         WECHAT_SECRET: SECRET,
         WECHAT_API_BASE: fake.url,
         AGENT_KF_ACCOUNTS: `K=${KF}`,
+        // The test's own file server, on loopback like an intranet one.
+        MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}`,
       },
     });
     const agentA = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { MAX_MESSAGE_BYTES as MAX } from "../../src/protocol/message_size.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
@@ -18,12 +19,32 @@ Deno.test("every message the bridge accepts fits one Deno KV value", async (t) =
     const fill = (bytes: number) => "王" + "x".repeat(bytes - 3);
     await t.step("the largest body the limit lets through is stored and delivered", async () => {
       const overhead = textXml("oBig", "big", "", "1").length;
-      const xml = textXml("oBig", "big", fill(24 * 1024 - overhead - 10), "1");
+      const xml = textXml("oBig", "big", fill(MAX - overhead - 10), "1");
       const res = await post(`${server.base}/send_xml`, xml);
       assert.equal(res.status, 200, res.text);
       const got = await agent.waitFor((e) => e.data["id"] === "1");
       assert.ok(String(got.data.msg?.["content"]).length > 24_000);
     });
+    // JSON grows these sixfold and twofold: the store must not keep them as JSON.
+    const hostile: Array<[string, string]> = [
+      ["20 KB of control characters", "\x01".repeat(20_000)],
+      ["control characters with one outside Latin-1", "王" + "\x02".repeat(MAX - 400)],
+      ["quotes and backslashes", "王" + '"\\'.repeat((MAX - 400) / 2)],
+    ];
+    let id = 10;
+    for (const [what, content] of hostile) {
+      await t.step(`${what}: stored and delivered whole`, async () => {
+        const msgId = String(++id);
+        const xml = textXml("oBig", "big", `${content}`, msgId);
+        assert.ok(new TextEncoder().encode(xml).length <= MAX);
+        const res = await post(`${server.base}/send_xml`, xml);
+        assert.equal(res.status, 200, res.text);
+        const got = await agent.waitFor((e) => e.data["id"] === msgId);
+        assert.equal(got.data.msg?.["content"], content);
+        const history = await store.readHistory("oBig", null, 1);
+        assert.equal(history.items[0]?.msg["content"], content);
+      });
+    }
     await t.step("a larger one is refused as too large, not failed inside the store", async () => {
       const res = await post(`${server.base}/send_xml`, textXml("oBig", "big", fill(40_000), "2"));
       assert.equal(res.status, 413, res.text);

@@ -3,7 +3,14 @@ import { DatabaseSync } from "node:sqlite";
 import type { Envelope } from "../../src/protocol/envelope.ts";
 import { agentKey } from "../../src/store/kv_keys.ts";
 import { type KvStoreOptions, openKvStore } from "../../src/store/kv_store.ts";
-import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
+import {
+  type AgentRecord,
+  type InboundItem,
+  type LogEntry,
+  MessageTooLargeError,
+  type Presence,
+  type Store,
+} from "../../src/core/store.ts";
 
 const DAY_MS = 24 * 3600_000;
 
@@ -314,15 +321,17 @@ Deno.test("openKvStore() rolls back a failed commit and rejects", async (t) => {
       await store.agentOnline("a1", online);
       await store.acceptInbound([textItem("f0", "before")], online);
       const good = textItem("f1", "fine");
-      // Deno KV refuses a value over 64 KiB: the whole commit fails.
-      const poison = textItem("f2", "x".repeat(70_000));
+      // Deno KV refuses a key over 2 KiB: the whole commit fails. (A message too large for one
+      // value is refused before the model runs: see the last step.)
+      const poisonId = "f2" + "x".repeat(3000);
+      const poison = textItem(poisonId, "poison");
 
       await t.step("the batch is rejected", async () => {
         await assert.rejects(store.acceptInbound([good, poison], online), /too large/i);
       });
       await t.step("the model is back where KV is", async () => {
         assert.equal(await store.getContact("f1"), null);
-        assert.equal(await store.getContact("f2"), null);
+        assert.equal(await store.getContact(poisonId), null);
         assert.equal((await store.getAgent("a1"))?.seq, 2);
         assert.equal((await store.getAgent("a1"))?.load, 1);
         assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f0", "before"]);
@@ -363,6 +372,20 @@ Deno.test("openKvStore() rolls back a failed commit and rejects", async (t) => {
             Array.from({ length: 31 }, (_, i) => i + 5),
           );
           assert.equal((await store.getContact("f3"))?.history_seq, 30);
+        },
+      );
+      await t.step(
+        "a message too large for one value is refused before the model runs",
+        async () => {
+          // A follower's message puts its contact in memory.
+          await store.acceptInbound([textItem("f0", "again")], online);
+          const known = await store.getContact("f0");
+          const big = textItem("f4", "x".repeat(70_000));
+          await assert.rejects(store.acceptInbound([good, big], online), MessageTooLargeError);
+          assert.equal(await store.getContact("f4"), null);
+          // Nothing was reloaded (a reload at 60,000 contacts held every other webhook ~2 s):
+          // the model in memory is the very same.
+          assert.equal(await store.getContact("f0"), known);
         },
       );
     } finally {
@@ -460,6 +483,9 @@ Deno.test("openKvStore() writes history to expire after retentionMs, logs after 
       "dedup",
       "history",
       "log",
+      "meta",
+      "served",
+      "windows",
     ]);
     for (const ms of expiries.get("history")!) {
       assert.ok(within(ms, retentionMs), `history expires at ${ms}`);
@@ -468,7 +494,8 @@ Deno.test("openKvStore() writes history to expire after retentionMs, logs after 
       assert.ok(within(ms, 2 * DAY_MS), `log expires at ${ms}`);
     }
     for (const ms of expiries.get("dedup")!) assert.ok(within(ms, 3600_000), `expires at ${ms}`);
-    for (const ms of [...expiries.get("contacts")!, ...expiries.get("agents")!]) {
+    const kept = ["contacts", "agents", "meta", "served", "windows"];
+    for (const ms of kept.flatMap((prefix) => expiries.get(prefix)!)) {
       assert.equal(ms, -1);
     }
   });

@@ -1,0 +1,97 @@
+// WeChat's rules for temporary media (`media/upload`): which formats each upload type takes and
+// how large, checked before uploading; the format is read from the bytes, so the upload is named
+// by what it is. WeChat names the file's type after its extension and refuses a name without one
+// (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
+
+import { MediaUrlError } from "./public_get.ts";
+
+/** `media/upload`'s `type`. */
+export type UploadType = "image" | "voice" | "video" | "thumb";
+
+/** A file format WeChat takes: its extension and Content-Type. */
+export interface MediaFormat {
+  ext: string;
+  contentType: string;
+}
+
+const FORMATS: Record<string, MediaFormat> = {
+  jpg: { ext: "jpg", contentType: "image/jpeg" },
+  png: { ext: "png", contentType: "image/png" },
+  gif: { ext: "gif", contentType: "image/gif" },
+  amr: { ext: "amr", contentType: "audio/amr" },
+  mp3: { ext: "mp3", contentType: "audio/mpeg" },
+  mp4: { ext: "mp4", contentType: "video/mp4" },
+};
+
+/** WeChat's documented limits for temporary media ("新增临时素材"). */
+export const UPLOAD_RULES: Record<
+  UploadType,
+  { formats: string[]; maxBytes: number; maxSeconds?: number; label: string }
+> = {
+  image: { formats: ["jpg", "png", "gif"], maxBytes: 10 * 1024 * 1024, label: "JPEG, PNG or GIF" },
+  voice: {
+    formats: ["amr", "mp3"],
+    maxBytes: 2 * 1024 * 1024,
+    maxSeconds: 60,
+    label: "AMR or MP3",
+  },
+  video: { formats: ["mp4"], maxBytes: 10 * 1024 * 1024, label: "MP4" },
+  thumb: { formats: ["jpg"], maxBytes: 64 * 1024, label: "JPEG" },
+};
+
+/** The format of the bytes from their magic numbers, or null when WeChat takes none like it. */
+export function sniffFormat(b: Uint8Array): MediaFormat | null {
+  const ascii = (at: number, text: string) =>
+    b.length >= at + text.length && [...text].every((c, i) => b[at + i] === c.charCodeAt(0));
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return FORMATS.jpg!;
+  if (b[0] === 0x89 && ascii(1, "PNG\r\n\x1a\n")) return FORMATS.png!;
+  if (ascii(0, "GIF87a") || ascii(0, "GIF89a")) return FORMATS.gif!;
+  if (ascii(0, "#!AMR")) return FORMATS.amr!;
+  if (ascii(0, "ID3") || (b[0] === 0xff && ((b[1] ?? 0) & 0xe0) === 0xe0)) return FORMATS.mp3!;
+  // ISO base media: mp4 and its brands; m4a (audio) is not a video WeChat plays.
+  if (ascii(4, "ftyp") && !ascii(8, "M4A ")) return FORMATS.mp4!;
+  return null;
+}
+
+/** The upload's name and type, or a MediaUrlError (413, 415) saying what WeChat would refuse. */
+export function checkUpload(
+  type: UploadType,
+  bytes: Uint8Array,
+  options: { declaredType: string; stem: string },
+): { filename: string; contentType: string } {
+  const rule = UPLOAD_RULES[type];
+  if (bytes.byteLength === 0) throw new MediaUrlError(415, "The media_url file is empty");
+  const format = sniffFormat(bytes);
+  const declared = options.declaredType.split(";")[0]?.trim() || "no Content-Type";
+  if (format === null || !rule.formats.includes(format.ext)) {
+    throw new MediaUrlError(
+      415,
+      `WeChat takes a ${type} as ${rule.label}; the media_url file is ${
+        format ? format.contentType : `not one (declared ${declared})`
+      }`,
+    );
+  }
+  if (bytes.byteLength > rule.maxBytes) {
+    throw new MediaUrlError(
+      413,
+      `WeChat takes a ${type} of at most ${rule.maxBytes} bytes; the file is ${bytes.byteLength}`,
+    );
+  }
+  return { filename: `${safeStem(options.stem)}.${format.ext}`, contentType: format.contentType };
+}
+
+/** The URL's last path segment without its extension, as a plain file name ("media" if none). */
+export function stemOf(url: string): string {
+  let segment = "";
+  try {
+    segment = decodeURIComponent(new URL(url).pathname.split("/").pop() ?? "");
+  } catch {
+    segment = "";
+  }
+  return segment.replace(/\.[^.]*$/, "");
+}
+
+function safeStem(stem: string): string {
+  const clean = stem.replace(/[^A-Za-z0-9_-]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 40);
+  return clean === "" ? "media" : clean;
+}

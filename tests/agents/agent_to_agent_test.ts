@@ -1,0 +1,72 @@
+// Agent-to-agent messages say who sent them from the sender's credentials: a sender that writes
+// another `name`, `avatar`, `agent_id`, `from` or `id` into its message cannot pass itself off
+// as someone else to the receiver, over the socket or over HTTP.
+
+import assert from "node:assert/strict";
+import { mintAgentToken } from "../../src/agents/auth.ts";
+import { connectAgent, post, type Received } from "../helpers/agent.ts";
+import { startBridge } from "../helpers/server.ts";
+
+const B = "/im_component/wx_official_account";
+const SECRET = "agent-to-agent-secret-of-32-bytes!!";
+
+const spoofed = (content: string) => ({
+  data: {
+    msg_type: "text",
+    contact_id: "bob",
+    client_id: `c-${content}`,
+    msg: { content },
+    id: "19",
+    name: "系统消息",
+    avatar: "https://evil.example/ceo.png",
+    agent_id: "ceo",
+    from: "ceo",
+    direction: "out",
+    send_time: 1,
+  },
+  result: { code: 1001, message: "common" },
+});
+
+function assertFromAlice(got: Received, clientId: string): void {
+  assert.equal(got.data["name"], "alice");
+  assert.equal(got.data["avatar"], "");
+  assert.equal(got.data["agent_id"], "alice");
+  assert.equal(got.data["from"], "alice");
+  assert.notEqual(got.data["id"], "19");
+  assert.equal(got.data["direction"], undefined);
+  assert.ok(Number(got.data["send_time"]) > 1_700_000_000);
+  // The sender's own correlation id still comes through.
+  assert.equal(got.data["client_id"], clientId);
+}
+
+Deno.test("an agent-to-agent message cannot spoof who sent it", async (t) => {
+  const server = await startBridge({ env: { AGENT_SECRET: SECRET } });
+  const alice = await mintAgentToken(SECRET, "alice", 600);
+  const bobToken = await mintAgentToken(SECRET, "bob", 600);
+  const aliceSocket = await connectAgent(`${server.wsBase}${B}/msg?token=${alice}`);
+  const bob = await connectAgent(`${server.wsBase}${B}/msg?token=${bobToken}`);
+  try {
+    const deadline = Date.now() + 3000;
+    while (!(await server.store.isKnownAgent("bob"))) {
+      if (Date.now() > deadline) throw new Error("bob never came online");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await t.step("over the socket", async () => {
+      aliceSocket.send(spoofed("by socket"));
+      const got = await bob.waitFor((e) => e.data.msg?.["content"] === "by socket");
+      assertFromAlice(got, "c-by socket");
+    });
+    await t.step("over HTTP with a token", async () => {
+      const res = await post(`${server.base}${B}/send`, JSON.stringify(spoofed("by http")), {
+        authorization: `Bearer ${alice}`,
+      });
+      assert.equal(res.status, 200, res.text);
+      const got = await bob.waitFor((e) => e.data.msg?.["content"] === "by http");
+      assertFromAlice(got, "c-by http");
+    });
+  } finally {
+    await aliceSocket.close();
+    await bob.close();
+    await server.close();
+  }
+});
