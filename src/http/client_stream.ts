@@ -101,6 +101,8 @@ export class ClientStream {
   #startBody(head: string): void {
     if (/^upgrade:[ \t]*websocket[ \t]*$/im.test(head)) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
+      // An agent's socket stays open for hours: it keeps no head buffer meanwhile.
+      this.#head = new Uint8Array(0);
       return;
     }
     const coding = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/im.exec(head)?.[1];

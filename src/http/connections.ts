@@ -81,18 +81,24 @@ export function defaultConnectionLimits(openFiles: number): ConnectionLimits {
 }
 
 /**
- * The process's soft limit on open files (Deno raises it to the hard limit at start), read
- * from /proc on Linux; `fallback` elsewhere or when it cannot be read.
+ * The process's soft limit on open files (Deno raises it to the hard limit at start): from
+ * /proc on Linux, else from `ulimit -n` in a child shell, which inherits it (reading /proc/self
+ * needs --allow-all, a shell only --allow-run); `fallback` when neither answers.
  */
 export function openFilesLimit(fallback = 1024): number {
+  const parse = (text: string | undefined) =>
+    text === "unlimited" ? 1 << 20 : text !== undefined && /^\d+$/.test(text) ? Number(text) : null;
   try {
     const text = Deno.readTextFileSync("/proc/self/limits");
-    const match = /^Max open files\s+(\d+|unlimited)/m.exec(text);
-    if (match?.[1] === undefined) return fallback;
-    return match[1] === "unlimited" ? 1 << 20 : Number(match[1]);
-  } catch {
-    return fallback;
-  }
+    const found = parse(/^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1]);
+    if (found !== null) return found;
+  } catch { /* not Linux, or no --allow-all */ }
+  try {
+    const out = new Deno.Command("sh", { args: ["-c", "ulimit -n"], stderr: "null" }).outputSync();
+    const found = parse(new TextDecoder().decode(out.stdout).trim());
+    if (found !== null) return found;
+  } catch { /* no shell, or no --allow-run */ }
+  return fallback;
 }
 
 type Phase = "fresh" | "busy" | "kept" | "upgraded";

@@ -11,8 +11,8 @@ export interface SpawnedBridge {
   /** Everything it printed, once it has exited. */
   output: Promise<{ stdout: string; stderr: string }>;
   status: Promise<Deno.CommandStatus>;
-  /** Its resident set size now, in bytes (Linux: /proc). */
-  rss(): number;
+  /** Its resident set size now, in bytes (read with `ps`: /proc of another process needs -A). */
+  rss(): Promise<number>;
   /** SIGTERM, then the exit status. */
   stop(): Promise<Deno.CommandStatus>;
 }
@@ -25,13 +25,27 @@ export function freePort(): number {
   return port;
 }
 
-/** Spawns `deno run -A main.ts` with `env` on a free port; `openFiles` sets `ulimit -n`. */
+/** The permission flags of `deno task start` (deno.json), so the process runs as it ships. */
+function startFlags(): string[] {
+  const config = JSON.parse(
+    Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)),
+  ) as { tasks: Record<string, string> };
+  const start = config.tasks["start"] ?? "";
+  const flags = /^deno run (.*) main\.ts$/.exec(start.trim())?.[1];
+  if (flags === undefined) throw new Error(`Cannot read the start task: ${start}`);
+  return flags.split(/\s+/);
+}
+
+/**
+ * Spawns main.ts with `deno task start`'s permissions and `env` on a free port; `openFiles`
+ * sets `ulimit -n`.
+ */
 export function spawnBridge(
   env: Record<string, string>,
   options: { openFiles?: number; denoFlags?: string[] } = {},
 ): SpawnedBridge {
   const port = freePort();
-  const deno = [Deno.execPath(), "run", "-A", ...(options.denoFlags ?? []), "main.ts"];
+  const deno = [Deno.execPath(), "run", ...startFlags(), ...(options.denoFlags ?? []), "main.ts"];
   // `exec` keeps the pid: the signal and /proc reach deno, not the shell.
   const args = options.openFiles === undefined ? { cmd: deno[0]!, args: deno.slice(1) } : {
     cmd: "bash",
@@ -68,10 +82,15 @@ export function spawnBridge(
     wsBase: `ws://127.0.0.1:${port}`,
     output,
     status: child.status,
-    rss() {
-      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
-      const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
-      if (kb === undefined) throw new Error(`Cannot read the RSS of process ${child.pid}`);
+    async rss() {
+      const out = await new Deno.Command("ps", {
+        args: ["-o", "rss=", "-p", String(child.pid)],
+        stdout: "piped",
+      }).output();
+      const kb = new TextDecoder().decode(out.stdout).trim();
+      if (!out.success || !/^\d+$/.test(kb)) {
+        throw new Error(`Cannot read the RSS of process ${child.pid}`);
+      }
       return Number(kb) * 1024;
     },
     async stop() {

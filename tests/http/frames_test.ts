@@ -72,7 +72,8 @@ async function startNginx(bridgePort: number) {
     base: `http://127.0.0.1:${port}`,
     wsBase: `ws://127.0.0.1:${port}`,
     async stop() {
-      child.kill("SIGQUIT");
+      // SIGTERM is nginx's fast shutdown: a graceful one (SIGQUIT) waits for open sockets.
+      child.kill("SIGTERM");
       await child.stderr.cancel();
       await child.status;
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -84,18 +85,21 @@ async function startNginx(bridgePort: number) {
 async function sendHugeFrame(bridge: SpawnedBridge, wsBase: string, mb: number) {
   const token = await mintAgentToken(SECRET, "mallory", 600);
   const agent = await connectAgent(`${wsBase}${B}/msg?token=${token}`);
-  const before = bridge.rss();
-  agent.socket.send("x".repeat(mb * MB));
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const closed = await Promise.race([
-    agent.closed,
-    new Promise<null>((r) => timer = setTimeout(() => r(null), 15_000)),
-  ]).finally(() => clearTimeout(timer));
-  // Give the bridge a moment to read whatever it was going to read.
-  await new Promise((r) => setTimeout(r, 500));
-  const growth = bridge.rss() - before;
-  if (closed === null) await agent.close();
-  return { closed: closed !== null, growth };
+  let closed: CloseEvent | null = null;
+  try {
+    const before = await bridge.rss();
+    agent.socket.send("x".repeat(mb * MB));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    closed = await Promise.race([
+      agent.closed,
+      new Promise<null>((r) => timer = setTimeout(() => r(null), 15_000)),
+    ]).finally(() => clearTimeout(timer));
+    // Give the bridge a moment to read whatever it was going to read.
+    await new Promise((r) => setTimeout(r, 500));
+    return { closed: closed !== null, growth: await bridge.rss() - before };
+  } finally {
+    if (closed === null) await agent.close();
+  }
 }
 
 /** A follower's message still reaches another agent, through `wsBase`/`base`. */
