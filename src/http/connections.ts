@@ -146,6 +146,15 @@ export function serveGuarded(
   const busy = new Map<Link, true>();
   let accepting = true;
 
+  // Under attack these repeat for every connection: one line in 10 s says it.
+  const lastWarnings = new Map<string, number>();
+  const warnAtMostEvery10s = (message: string, error: unknown) => {
+    const t = performance.now();
+    if (t - (lastWarnings.get(message) ?? -Infinity) < 10_000) return;
+    lastWarnings.set(message, t);
+    log.warn(message, { error });
+  };
+
   const setPhase = (link: Link, phase: Phase) => {
     fresh.delete(link);
     kept.delete(link);
@@ -165,15 +174,10 @@ export function serveGuarded(
     if (link.innerPort !== 0) byInnerPort.delete(link.innerPort);
   };
 
-  const inner = Deno.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    onListen: () => {},
-    onError: (error) => {
-      log.error("Request failed: {error}", { error });
-      return new Response("Internal error", { status: 500 });
-    },
-  }, async (req, info) => {
+  const innerHandler = async (
+    req: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<Response> => {
     const link = byInnerPort.get(info.remoteAddr.port);
     if (link === undefined) {
       // Only our relay connects to the loopback port; anyone else would skip every limit.
@@ -195,8 +199,42 @@ export function serveGuarded(
     if (res.status === 101) setPhase(link, "upgraded");
     else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
     return res;
-  });
-  const innerPort = inner.addr.port;
+  };
+  let shuttingDown = false;
+  /**
+   * Deno.serve's own accept loop ends, with a rejection that would end the process, when it
+   * runs out of descriptors (the cap set above the limit, or other files open): log it and
+   * serve again on a new port, for the connections accepted from then on.
+   */
+  const serveInner = (): Deno.HttpServer<Deno.NetAddr> => {
+    const server = Deno.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      onListen: () => {},
+      onError: (error) => {
+        log.error("Request failed: {error}", { error });
+        return new Response("Internal error", { status: 500 });
+      },
+    }, innerHandler);
+    server.finished.catch(async (error) => {
+      if (shuttingDown) return;
+      log.error("The HTTP server behind the relay stopped ({error}); starting it again", {
+        error,
+      });
+      await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+      while (!shuttingDown) {
+        try {
+          inner = serveInner();
+          return;
+        } catch (error) {
+          log.error("Cannot start the HTTP server again: {error}", { error });
+          await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS * 10));
+        }
+      }
+    });
+    return server;
+  };
+  let inner = serveInner();
 
   const listener = Deno.listen({ port: options.port, hostname: options.hostname });
 
@@ -240,9 +278,9 @@ export function serveGuarded(
     }
     let innerConn: Deno.Conn;
     try {
-      innerConn = await Deno.connect({ hostname: "127.0.0.1", port: innerPort });
+      innerConn = await Deno.connect({ hostname: "127.0.0.1", port: inner.addr.port });
     } catch (error) {
-      log.warn("Cannot relay a connection: {error}", { error });
+      warnAtMostEvery10s("Cannot relay a connection: {error}", error);
       drop(link);
       return;
     }
@@ -291,7 +329,6 @@ export function serveGuarded(
   Deno.unrefTimer(sweep);
 
   const accepted = (async () => {
-    let lastWarning = 0;
     while (accepting) {
       let client: Deno.Conn;
       try {
@@ -299,10 +336,7 @@ export function serveGuarded(
       } catch (error) {
         if (!accepting || error instanceof Deno.errors.BadResource) break;
         // Out of descriptors, or a connection reset before it was accepted: never fatal.
-        if (performance.now() - lastWarning > 10_000) {
-          lastWarning = performance.now();
-          log.warn("Cannot accept a connection: {error}", { error });
-        }
+        warnAtMostEvery10s("Cannot accept a connection: {error}", error);
         await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
         continue;
       }
@@ -343,6 +377,7 @@ export function serveGuarded(
         await new Promise((r) => setTimeout(r, 10));
       }
       closeConnections();
+      shuttingDown = true;
       await inner.shutdown();
     },
   };

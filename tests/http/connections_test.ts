@@ -86,3 +86,50 @@ Deno.test("1,100 half-sent requests at a 1,024-descriptor limit do not take the 
     assert.equal(status.code, 0, stderr);
   }
 });
+
+Deno.test("out of descriptors anyway (MAX_CONNECTIONS above the limit): logged, survived", async () => {
+  // The cap is what normally keeps accept() from failing; set too high, accept fails with
+  // "Too many open files" in our loop and in Deno.serve's, and neither may end the process.
+  const bridge = spawnBridge({ WECHAT_TOKEN: TOKEN, MAX_CONNECTIONS: "3000" }, { openFiles: 1024 });
+  let held: Deno.Conn[] = [];
+  try {
+    await waitReady(bridge);
+    held = await holdHalfSentRequests(bridge.port, 1100);
+    // Closing what we hold frees descriptors; the bridge must then answer again.
+    for (const conn of held) {
+      try {
+        conn.close();
+      } catch { /* closed by the bridge */ }
+    }
+    held = [];
+    const deadline = performance.now() + 20_000;
+    let answer = "";
+    while (performance.now() < deadline) {
+      try {
+        const res = await fetch(`${bridge.base}/healthz`, { signal: AbortSignal.timeout(2000) });
+        answer = `${res.status} ${await res.text()}`;
+        if (res.status === 200) break;
+      } catch (error) {
+        answer = String(error);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(answer, '200 {"status":"ok"}');
+    const xml = textXml("oFollower2", "gh_account", "after the storm", "91002");
+    const res = await fetch(`${bridge.base}${B}/send_xml?${signedQuery()}`, {
+      method: "POST",
+      body: xml,
+    });
+    assert.equal(`${res.status} ${await res.text()}`, "200 success");
+  } finally {
+    for (const conn of held) {
+      try {
+        conn.close();
+      } catch { /* closed by the bridge */ }
+    }
+    const status = await bridge.stop();
+    const { stderr, stdout } = await bridge.output;
+    assert.doesNotMatch(stdout + stderr, /Uncaught|panicked/);
+    assert.equal(status.code, 0, stderr);
+  }
+});
