@@ -43,8 +43,19 @@ async function main(): Promise<void> {
   if (!config.agentSecret) {
     log.warn("AGENT_SECRET is not set: any client can connect as any agent (open dev mode)");
   }
-  if (!config.wechatToken) {
+  if (config.accounts.length === 0 && !config.wechatToken) {
     log.warn("WECHAT_TOKEN is not set: anyone who reaches the port can post as any follower");
+  }
+  for (const account of config.accounts.filter((a) => !a.token)) {
+    log.warn("Account {id} has no token: anyone who reaches the port can post as its followers", {
+      id: account.id,
+    });
+  }
+  if (config.accounts.length > 0) {
+    log.info("Serving {count} official accounts: {ids}", {
+      count: config.accounts.length,
+      ids: config.accounts.map((a) => a.id).join(", "),
+    });
   }
   if (server.demo) {
     log.info("No WeChat credentials: demo mode, replies go to the follower simulator");

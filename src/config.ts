@@ -1,7 +1,9 @@
 // Configuration: every setting the bridge reads from the environment, with SPEC's defaults.
 // main.ts is the only caller; everything else receives the parsed Config.
 
+import { type AccountConfig, parseAccounts } from "./accounts.ts";
 import { parseLevel } from "./logging.ts";
+import { type MediaStoreConfig, parseMediaStore } from "./media/media_store_url.ts";
 
 /** The bridge's settings, parsed and defaulted. */
 export interface Config {
@@ -52,6 +54,49 @@ export interface Config {
   mediaUrlPrivateHosts: string[];
   /** Seconds a signed media URL stays valid. */
   mediaUrlTtlS: number;
+  /** MEDIA_STORE: media files on disk (DATA_DIR/media) or in an S3-compatible bucket. */
+  mediaStore: MediaStoreConfig;
+  /** ACCOUNTS_FILE's accounts; empty: one account, from the WECHAT_* variables. */
+  accounts: AccountConfig[];
+}
+
+/** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */
+function readAccounts(env: Record<string, string | undefined>, path: string | undefined) {
+  if (path === undefined) return [];
+  const single = [
+    "WECHAT_TOKEN",
+    "WECHAT_AES_KEY",
+    "WECHAT_AES_KEY_PREVIOUS",
+    "WECHAT_APPID",
+    "WECHAT_SECRET",
+    "AGENT_KF_ACCOUNTS",
+  ]
+    .filter((name) => env[name]?.trim());
+  if (single.length > 0) {
+    throw new Error(
+      `Cannot read ACCOUNTS_FILE: ${single.join(", ")} set as well; put every account in the file`,
+    );
+  }
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new Error(`Cannot read ACCOUNTS_FILE ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return parseAccounts(text);
+  } catch (error) {
+    throw new Error(`Cannot read ACCOUNTS_FILE ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** MEDIA_STORE parsed; its errors name the variable and never repeat the secret. */
+function readMediaStore(raw: string | undefined): MediaStoreConfig {
+  try {
+    return parseMediaStore(raw);
+  } catch (error) {
+    throw new Error(`Cannot read MEDIA_STORE: ${(error as Error).message}`);
+  }
 }
 
 /** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
@@ -142,5 +187,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
     mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
     mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
+    mediaStore: readMediaStore(str("MEDIA_STORE")),
+    accounts: readAccounts(env, str("ACCOUNTS_FILE")),
   };
 }

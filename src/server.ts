@@ -9,6 +9,8 @@ import { agentIdFrom, createAgentSocketHandler } from "./agents/agent_socket.ts"
 import { createAgentAuth } from "./agents/auth.ts";
 import { createConversationRoutes } from "./agents/conversations.ts";
 import type { Config } from "./config.ts";
+import { createAccountFront } from "./account_front.ts";
+import type { AccountConfig } from "./accounts.ts";
 import { createHub } from "./core/hub.ts";
 import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
@@ -30,7 +32,9 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
-import { createDiskStorage } from "./media/storage.ts";
+import { createDiskStorage, type MediaStorage } from "./media/storage.ts";
+import { createS3Client } from "./media/s3_client.ts";
+import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
@@ -76,8 +80,18 @@ export interface Effects {
   staticDir?: string;
 }
 
-/** Builds the whole bridge; call `listen()` to serve it and `stop()` to shut it down. */
-export async function createServer(config: Config, effects: Effects = {}) {
+/**
+ * Builds the whole bridge; call `listen()` to serve it and `stop()` to shut it down. With
+ * ACCOUNTS_FILE, one bridge per account behind one front (src/account_front.ts).
+ */
+export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
+  return config.accounts.length > 0
+    ? await createAccountsServer(config, effects)
+    : await createAccountServer(config, effects);
+}
+
+/** The bridge of one official account: its store, WeChat client, hub and routes. */
+async function createAccountServer(config: Config, effects: Effects = {}) {
   // A key without an appid, or a malformed key, stops start-up rather than every message.
   const wechatCrypto = config.wechatAesKey
     ? createWechatCrypto({
@@ -89,6 +103,8 @@ export async function createServer(config: Config, effects: Effects = {}) {
   const now = effects.now ?? Date.now;
   const doFetch = effects.fetch ?? fetch;
   const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
+  // Before the store opens, so a bucket that does not answer leaves nothing open behind it.
+  const storage = await openMediaStorage(config);
   const store = effects.store ?? await openStore(config, now);
   const metrics = createBridgeMetrics();
 
@@ -109,7 +125,6 @@ export async function createServer(config: Config, effects: Effects = {}) {
     })
     : null;
   const outbox = client === null ? createDemoOutbox() : null;
-  const storage = createDiskStorage(`${config.dataDir}/media`);
   const signer = createUrlSigner(mediaSecret, { ttlS: config.mediaUrlTtlS, now });
   const demoMedia = client === null
     ? createDemoMedia({
@@ -493,6 +508,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
 
   let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
+  async function start(): Promise<void> {
+    const resumed = await intake.recover();
+    if (resumed) {
+      log.info("Resuming {count} media messages from before the restart", { count: resumed });
+    }
+    startTimers();
+  }
 
   return {
     handler,
@@ -504,14 +526,13 @@ export async function createServer(config: Config, effects: Effects = {}) {
     sweepWindows,
     /** Demo mode: no WeChat credentials, replies go to the follower simulator. */
     demo: outbox !== null,
+    /** Resumes journaled media jobs and starts the timers, without serving (several accounts). */
+    start,
     /** Resumes journaled media jobs, serves on `port` (0: a free one), starts the heartbeat. */
     async listen(
       options: { port: number; hostname: string; onListen?: (addr: Deno.NetAddr) => void },
     ): Promise<Deno.NetAddr> {
-      const resumed = await intake.recover();
-      if (resumed) {
-        log.info("Resuming {count} media messages from before the restart", { count: resumed });
-      }
+      await start();
       const limits = defaultConnectionLimits(openFilesLimit());
       if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
       served = serveGuarded(
@@ -520,7 +541,6 @@ export async function createServer(config: Config, effects: Effects = {}) {
       );
       log.debug("At most {max} connections", { max: limits.maxConnections });
       options.onListen?.(served.addr);
-      startTimers();
       return served.addr;
     },
     /**
@@ -561,5 +581,104 @@ export async function createServer(config: Config, effects: Effects = {}) {
   };
 }
 
-/** A built server. */
-export type Server = Awaited<ReturnType<typeof createServer>>;
+/**
+ * The media storage MEDIA_STORE names: DATA_DIR/media, or a bucket every instance shares, which
+ * must answer before the bridge starts (a wrong key or bucket is said once, not on every image).
+ */
+async function openMediaStorage(config: Config): Promise<MediaStorage> {
+  if (config.mediaStore.kind === "disk") return createDiskStorage(`${config.dataDir}/media`);
+  const storage = createS3Storage({
+    client: createS3Client(config.mediaStore, { timeoutMs: config.mediaTimeoutMs }),
+    prefix: config.mediaStore.prefix,
+    presign: config.mediaStore.presign,
+  });
+  await storage.check();
+  return storage;
+}
+
+/**
+ * Several accounts: a bridge for each (its own DATA_DIR/accounts/<id>, Redis key prefix, WeChat
+ * credentials), served on one port by the front. What a single bridge exposes (hub, store, …)
+ * is the first account's; `accounts` has each.
+ */
+async function createAccountsServer(config: Config, effects: Effects): Promise<Server> {
+  const units = new Map<string, AccountServer>();
+  try {
+    for (const account of config.accounts) {
+      // Each account opens its own store: a store handed in by a test is for one account.
+      const unit = await createAccountServer(configOf(config, account), {
+        ...effects,
+        store: undefined,
+      });
+      units.set(account.id, unit);
+    }
+  } catch (error) {
+    await Promise.all([...units.values()].map((unit) => unit.stop()));
+    throw error;
+  }
+  const front = createAccountFront({
+    accounts: config.accounts.map((account) => ({ config: account, unit: units.get(account.id)! })),
+    auth: createAgentAuth({ secret: config.agentSecret, allowedOrigins: config.allowedOrigins }),
+    base: BASE,
+  });
+  const first = units.get(config.accounts[0]!.id)!;
+  let served: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let stopped: Promise<void> | undefined;
+  return {
+    ...first,
+    handler: front.handler,
+    accounts: units,
+    demo: [...units.values()].every((unit) => unit.demo),
+    async start() {
+      for (const unit of units.values()) await unit.start();
+    },
+    async listen(options) {
+      for (const unit of units.values()) await unit.start();
+      served = Deno.serve({
+        port: options.port,
+        hostname: options.hostname,
+        onListen: options.onListen ?? (() => {}),
+      }, front.handler);
+      return served.addr;
+    },
+    stop(code, reason) {
+      stopped ??= (async () => {
+        // Each account turns new requests away, finishes its own and closes its agents' sockets.
+        await Promise.all([...units.values()].map((unit) => unit.stop(code, reason)));
+        await served?.shutdown();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** One account's configuration: its WeChat credentials, its own data directory and key prefix. */
+function configOf(config: Config, account: AccountConfig): Config {
+  return {
+    ...config,
+    wechatToken: account.token,
+    wechatAesKey: account.aesKey,
+    wechatAesKeyPrevious: account.aesKeyPrevious,
+    wechatAppId: account.appId,
+    wechatSecret: account.secret,
+    wechatApiBase: account.apiBase ?? config.wechatApiBase,
+    agentKfAccounts: account.kfAccounts,
+    autoReplyText: account.autoReplyText ?? config.autoReplyText,
+    dataDir: `${config.dataDir}/accounts/${account.id}`,
+    redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
+    accounts: [],
+  };
+}
+
+/** The Redis URL with the account's key prefix under the configured one (`bridge:` default). */
+function withRedisPrefix(redisUrl: string, accountId: string): string {
+  const url = new URL(redisUrl);
+  const base = url.searchParams.get("prefix") || "bridge:";
+  url.searchParams.set("prefix", `${base}${accountId}:`);
+  return url.toString();
+}
+
+type AccountServer = Awaited<ReturnType<typeof createAccountServer>>;
+
+/** A built server; `accounts` is there with ACCOUNTS_FILE, each account's own bridge by id. */
+export type Server = AccountServer & { accounts?: ReadonlyMap<string, AccountServer> };

@@ -13,6 +13,8 @@ const WATCHDOG_MIN_MS = 75_000;
 
 const params = new URLSearchParams(location.search);
 const userid = (params.get("userid") ?? params.get("userId") ?? "").trim();
+/** With several official accounts, the one this page serves (`/console?userid=…&account=…`). */
+const account = (params.get("account") ?? "").trim();
 const tokenKey = `wxbridge.token:${userid}`;
 const capacityKey = `wxbridge.capacity:${userid}`;
 /** How long a transfer or close may wait for the bridge's answer before the form says so. */
@@ -327,6 +329,7 @@ class AuthError extends Error {}
 async function api(path, query) {
   const url = new URL(B + path, location.origin);
   url.searchParams.set("userid", userid);
+  if (account) url.searchParams.set("account", account);
   for (const [name, value] of Object.entries(query ?? {})) {
     if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
   }
@@ -510,6 +513,7 @@ function markRead(contactId, { send = true } = {}) {
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   let url = `${scheme}//${location.host}${B}/msg?userid=${encodeURIComponent(userid)}`;
+  if (account) url += `&account=${encodeURIComponent(account)}`;
   if (conn.lastSeqKnown) url += `&since=${state.lastSeq}`;
   if (state.token) url += `&token=${encodeURIComponent(state.token)}`;
   return url;
@@ -1273,6 +1277,7 @@ function postUpload(up, onProgress) {
   return new Promise((resolve, reject) => {
     const url = new URL(B + "/upload", location.origin);
     url.searchParams.set("userid", userid);
+    if (account) url.searchParams.set("account", account);
     url.searchParams.set("filename", up.name);
     const xhr = new XMLHttpRequest();
     up.xhr = xhr;

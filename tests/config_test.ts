@@ -43,6 +43,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       transferCustomerService: false,
       mediaUrlPrivateHosts: [],
       mediaUrlTtlS: 86_400,
+      mediaStore: { kind: "disk" },
+      accounts: [],
     });
   });
 
@@ -145,6 +147,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
     assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
+    assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
     assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
     assert.throws(

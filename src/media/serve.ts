@@ -1,8 +1,10 @@
 // Serving stored media to agents' browsers at `/media/KEY?e=EXPIRES&t=TOKEN`: the signature and
 // its lifetime are checked first, then the file is streamed whole or by byte range (audio and
-// video players seek with Range). Keys name content, so the key is the ETag.
+// video players seek with Range). Keys name content, so the key is the ETag. A store with its own
+// presigned URLs (S3 with `presign=true`) answers with a redirect to one instead.
 
-import type { ByteRange, MediaStorage } from "./storage.ts";
+import { type ByteRange, isMediaKey, type MediaStorage } from "./storage.ts";
+import { MAX_PRESIGN_S } from "./s3_client.ts";
 import type { UrlSigner } from "./signed_url.ts";
 
 /** What `serveMedia` needs. */
@@ -64,6 +66,19 @@ export async function serveMedia(
   }
   // The browser may keep it as long as the URL is valid, and no longer.
   const maxAge = Math.max(0, Math.floor(Number(expires) - (deps.now ?? Date.now)() / 1000));
+  if (deps.storage.presignedUrl) {
+    if (!isMediaKey(key)) return text(404, "Not found: no such media");
+    // The store's URL lives as long as this one (up to S3's 7 days), so a player that seeks
+    // later, straight at the store, still gets its bytes; ranges are the store's to answer.
+    const lifetime = Math.min(Math.max(maxAge, 60), MAX_PRESIGN_S);
+    return new Response(null, {
+      status: 302,
+      headers: {
+        "Location": await deps.storage.presignedUrl(key, lifetime),
+        "Cache-Control": `private, max-age=${Math.min(maxAge, lifetime)}`,
+      },
+    });
+  }
   const info = await deps.storage.stat(key);
   if (info === null) return text(404, "Not found: no such media");
 

@@ -1,6 +1,6 @@
 // Content-addressed media storage: keys are `sha256hex.ext`, so the same bytes are stored once
-// and a key names its content forever. `MediaStorage` is the seam where S3-compatible storage
-// can replace `createDiskStorage` later; nothing outside this file touches the disk layout.
+// and a key names its content forever. `MediaStorage` is the seam: disk here (the default), an
+// S3-compatible bucket in s3_storage.ts; nothing outside this file touches the disk layout.
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -21,8 +21,13 @@ export interface MediaStorage {
   open(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
   /** Local file path, for tools (ffprobe) that need one; only disk storage has it. */
   path?(key: string): string;
-  /** Deletes a stored file (nothing when it is not there); only disk storage has it. */
+  /** Deletes a stored file (nothing when it is not there). */
   remove?(key: string): Promise<void>;
+  /**
+   * A URL of the store's own, valid `expiresS` seconds, that browsers are sent to instead of
+   * the bridge streaming the bytes; only an object store configured with `presign=true` has it.
+   */
+  presignedUrl?(key: string, expiresS: number): Promise<string>;
 }
 
 const KEY_PATTERN = /^[0-9a-f]{64}\.[a-z0-9]{1,8}$/;

@@ -1,0 +1,141 @@
+// ACCOUNTS_FILE: several official accounts in one deployment, each with its own WeChat
+// credentials and the agents who serve it. Read once at start by config.ts; a file that is not
+// what this expects stops start-up with a line naming the account and the field.
+
+/** One official account of the file. */
+export interface AccountConfig {
+  /** The account's name in URLs (`B/send_xml/<id>`, `account=<id>`) and metric labels. */
+  id: string;
+  /** Its original id, `gh_…` (XML `ToUserName`): plain callbacks are routed by it. */
+  originalId?: string;
+  token?: string;
+  aesKey?: string;
+  aesKeyPrevious?: string;
+  appId?: string;
+  secret?: string;
+  /** WeChat's API root for this account (a proxy, a local fake); unset: WECHAT_API_BASE. */
+  apiBase?: string;
+  /** The agents who serve it; null: any agent. */
+  agents: string[] | null;
+  /** As AGENT_KF_ACCOUNTS, for this account: agent userid -> its kf account here. */
+  kfAccounts: Record<string, string>;
+  /** As AUTO_REPLY_TEXT, for this account (each brand says its own); unset: AUTO_REPLY_TEXT. */
+  autoReplyText?: string;
+}
+
+const ID = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+const USER_ID = /^[A-Za-z0-9_.@:-]{1,64}$/;
+const FIELDS = new Set([
+  "id",
+  "original_id",
+  "token",
+  "aes_key",
+  "aes_key_previous",
+  "appid",
+  "secret",
+  "api_base",
+  "agents",
+  "kf_accounts",
+  "auto_reply_text",
+]);
+
+/**
+ * Parses the file's text: `{"accounts": [{"id", "original_id", "token", "aes_key",
+ * "aes_key_previous", "appid", "secret", "api_base", "agents", "kf_accounts", "auto_reply_text"}, …]}`; throws SyntaxError saying which
+ * account and field is wrong, never a secret's value.
+ */
+export function parseAccounts(text: string): AccountConfig[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (error) {
+    throw new SyntaxError(`not JSON (${(error as Error).message})`);
+  }
+  const list = (doc as { accounts?: unknown } | null)?.accounts;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new SyntaxError('expected {"accounts": [{"id": …}, …]} with at least one account');
+  }
+  const seen = new Set<string>();
+  const originals = new Set<string>();
+  return list.map((raw, index) => {
+    const where = `account ${index + 1}`;
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new SyntaxError(`${where} is not an object`);
+    }
+    const entry = raw as Record<string, unknown>;
+    for (const key of Object.keys(entry)) {
+      if (!FIELDS.has(key)) {
+        throw new SyntaxError(
+          `${where}: unknown field "${key}" (known: ${[...FIELDS].join(", ")})`,
+        );
+      }
+    }
+    const str = (key: string): string | undefined => {
+      const value = entry[key];
+      if (value === undefined || value === null || value === "") return undefined;
+      if (typeof value !== "string") throw new SyntaxError(`${where}: ${key} must be a string`);
+      return value;
+    };
+    const id = str("id") ?? "";
+    if (!ID.test(id)) {
+      throw new SyntaxError(`${where}: id "${id}" must be 1-32 of a-z 0-9 _ - (it goes in URLs)`);
+    }
+    const named = `account ${id}`;
+    if (seen.has(id)) throw new SyntaxError(`${named} is listed twice`);
+    seen.add(id);
+    const originalId = str("original_id");
+    if (originalId !== undefined) {
+      if (!/^gh_[A-Za-z0-9_]{1,40}$/.test(originalId)) {
+        throw new SyntaxError(`${named}: original_id must be the account's gh_… id`);
+      }
+      if (originals.has(originalId)) {
+        throw new SyntaxError(`${named}: original_id ${originalId} belongs to another account`);
+      }
+      originals.add(originalId);
+    }
+    const appId = str("appid");
+    const aesKey = str("aes_key");
+    const secret = str("secret");
+    if ((aesKey || secret) && !appId) {
+      throw new SyntaxError(`${named}: aes_key and secret need the account's appid`);
+    }
+    const apiBase = str("api_base");
+    if (apiBase !== undefined && !/^https?:\/\/[^/\s]+/.test(apiBase)) {
+      throw new SyntaxError(`${named}: api_base must be an http(s) URL`);
+    }
+    const agents = entry["agents"];
+    if (
+      agents !== undefined &&
+      (!Array.isArray(agents) || agents.some((a) => typeof a !== "string" || !USER_ID.test(a)))
+    ) {
+      throw new SyntaxError(`${named}: agents must be a list of userids`);
+    }
+    const kf = entry["kf_accounts"] ?? {};
+    if (
+      typeof kf !== "object" || kf === null || Array.isArray(kf) ||
+      Object.entries(kf).some(([agent, account]) =>
+        !USER_ID.test(agent) || typeof account !== "string" || !/^[^@\s]+@\S+$/.test(account)
+      )
+    ) {
+      throw new SyntaxError(`${named}: kf_accounts must map userids to kf_account@account`);
+    }
+    return {
+      id,
+      originalId,
+      token: str("token"),
+      aesKey,
+      aesKeyPrevious: str("aes_key_previous"),
+      appId,
+      secret,
+      apiBase: apiBase?.replace(/\/+$/, ""),
+      agents: agents === undefined ? null : [...agents as string[]],
+      kfAccounts: { ...kf as Record<string, string> },
+      autoReplyText: str("auto_reply_text"),
+    };
+  });
+}
+
+/** The accounts `agent` serves, in the file's order. */
+export function accountsOf(accounts: AccountConfig[], agent: string): AccountConfig[] {
+  return accounts.filter((a) => a.agents === null || a.agents.includes(agent));
+}
