@@ -443,15 +443,16 @@ async function pump(
   onChunk: ((chunk: Uint8Array) => boolean) | null,
   ended: () => void,
 ): Promise<void> {
-  let size = MIN_CHUNK;
+  // One buffer, reused while its size fits: each chunk is written before the next read.
+  let buf = new Uint8Array(MIN_CHUNK);
   try {
     while (true) {
-      const buf = new Uint8Array(size);
       const n = await from.read(buf);
       if (n === null) break;
       if (onChunk !== null && !onChunk(buf.subarray(0, n))) break;
-      size = n === size ? Math.min(size * 2, MAX_CHUNK) : MIN_CHUNK;
       await writeAll(to, buf.subarray(0, n));
+      const size = n === buf.length ? Math.min(buf.length * 2, MAX_CHUNK) : MIN_CHUNK;
+      if (size !== buf.length) buf = new Uint8Array(size);
     }
   } catch {
     // Reset, or closed by the other direction or a timeout.
