@@ -10,7 +10,7 @@ import {
   Receipts,
 } from "./agents.ts";
 import { type ClientKind, createPoster, type Poster, type PreparedPost } from "./http_client.ts";
-import { agentFor, msgId, textXml } from "./messages.ts";
+import { agentFor, followerFor, msgId, textXml } from "./messages.ts";
 import { readCpuMs, readRss } from "./proc.ts";
 import { type Spread, spread } from "./stats.ts";
 
@@ -41,6 +41,8 @@ export interface LoadConfig {
   steps: number[];
   /** slow: every n-th message goes to the agent that never reads. */
   slowEvery: number;
+  /** Followers per agent, message i from `followerFor(i, …)`; unset: ten, by MsgId. */
+  followersPerAgent?: number;
 }
 
 export interface LoadResult {
@@ -144,6 +146,9 @@ async function runMessages(config: LoadConfig, result: LoadResult): Promise<void
           toStalled ? "agent_stalled" : agentFor(i, config.agents),
           id,
           toStalled ? LONG_TEXT : `hello ${i}`,
+          config.followersPerAgent && !toStalled
+            ? followerFor(i, config.agents, config.followersPerAgent)
+            : undefined,
         ),
       ));
       ids.push(toStalled ? "" : id);

@@ -12,10 +12,16 @@ export function agentFor(i: number, agents: number): string {
   return `agent${i % agents}`;
 }
 
+/** The follower that message `i` comes from when each agent has `perAgent` followers. */
+export function followerFor(i: number, agents: number, perAgent: number): string {
+  return `obench_${agentFor(i, agents)}_${Math.floor(i / agents) % perAgent}`;
+}
+
 /** A WeChat text message from a follower of `agent` with `content` (ASCII, no "]]>"). */
-export function textXml(agent: string, id: string, content: string): string {
-  // Ten followers per agent; a follower always writes to the same agent, so no transfers.
-  const follower = `obench_${agent}_${id.charCodeAt(id.length - 1) % 10}`;
+export function textXml(agent: string, id: string, content: string, from?: string): string {
+  // Ten followers per agent unless `from` names one; a follower always writes to the same
+  // agent, so no transfers.
+  const follower = from ?? `obench_${agent}_${id.charCodeAt(id.length - 1) % 10}`;
   return `<xml><ToUserName><![CDATA[${agent}]]></ToUserName>` +
     `<FromUserName><![CDATA[${follower}]]></FromUserName>` +
     `<CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime>` +

@@ -1,4 +1,4 @@
-// How big each workload is. The full plan fits `deno task bench` in under 3 minutes on the
+// How big each workload is. The full plan fits `deno task bench` in about 5 minutes on the
 // 2-core machines; --quick is for checking the bench itself.
 import type { LoadConfig } from "./load.ts";
 import type { System } from "./systems.ts";
@@ -23,6 +23,15 @@ export interface Plan {
   redisMessages: number;
   /** Each Redis latency run, at half the main rate. */
   redisLatencyS: number;
+  /** (6) many agents and followers: agents, followers per agent (seeded), latency run. */
+  scaleAgents: number;
+  scaleFollowersPerAgent: number;
+  scaleLatencyS: number;
+  /** (7) a large store: followers per agent (of scaleAgents) seeded before start, and the
+   * rate and length of the answer-time run on it. */
+  bigStoreFollowersPerAgent: number;
+  bigStoreRate: number;
+  bigStoreS: number;
 }
 
 export const FULL: Plan = {
@@ -42,6 +51,12 @@ export const FULL: Plan = {
   heartbeatHoldS: 3,
   redisMessages: 5_000,
   redisLatencyS: 2,
+  scaleAgents: 1_000,
+  scaleFollowersPerAgent: 100,
+  scaleLatencyS: 3,
+  bigStoreFollowersPerAgent: 1_000,
+  bigStoreRate: 1_000,
+  bigStoreS: 2,
 };
 
 export const QUICK: Plan = {
@@ -54,6 +69,8 @@ export const QUICK: Plan = {
   heartbeatAgents: 3_000,
   heartbeatHoldS: 2,
   redisMessages: 3_000,
+  scaleLatencyS: 2,
+  bigStoreFollowersPerAgent: 100,
 };
 
 let nextId = (Math.floor(Date.now() / 1000) % 900_000) * 1_000_000;

@@ -8,6 +8,7 @@ import { runLoad } from "./load_runner.ts";
 import { FULL, loadConfig, QUICK } from "./plan.ts";
 import { describeMachine, num, renderTable, type Row } from "./report.ts";
 import { topSelfTime } from "./profile_summary.ts";
+import { bigStore, manyAgents } from "./scale.ts";
 import { stopAll } from "./servers.ts";
 import { median } from "./stats.ts";
 import { probe, ROOT, startBaseline, startBridge, startNodeRelay, type System } from "./systems.ts";
@@ -58,17 +59,21 @@ async function main(): Promise<void> {
   const memory = await attemptBridge(() =>
     startBridge({ label: "bridge STORE=memory", env: { STORE: "memory" } })
   );
+  // Deno KV, the default store before SQLite: the same rounds show what the change bought.
+  const kv = await attemptBridge(() =>
+    startBridge({ label: "bridge STORE=kv", env: { STORE: "kv" } })
+  );
   const bridgeAvailable = typeof bridge === "string" ? bridge : "";
 
   const rows: Row[] = [];
   let extra = "";
   try {
     if (flags.clients) extra += await compareClients(ctx, baseline);
-    rows.push(...await throughput(ctx, baseline, bridge, memory, relay));
+    rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv));
     rows.push(await latency(ctx, baseline, bridge));
     rows.push(await slowAgent(ctx, baseline, bridge));
   } finally {
-    for (const s of [relay, bridge, memory]) if (typeof s !== "string") await s.stop();
+    for (const s of [relay, bridge, memory, kv]) if (typeof s !== "string") await s.stop();
     await baseline.stop();
   }
   if (profDir) {
@@ -80,9 +85,11 @@ async function main(): Promise<void> {
   const base = await startBaseline();
   try {
     rows.push(...await redis(ctx, base, bridgeAvailable));
+    rows.push(...await manyAgents(ctx, base, bridgeAvailable));
   } finally {
     await base.stop();
   }
+  rows.push(await bigStore(ctx, bridgeAvailable));
   rows.push(deliveryRow(ctx, bridgeAvailable));
 
   const seconds = (performance.now() - started) / 1000;

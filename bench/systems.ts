@@ -17,6 +17,8 @@ export interface System {
   postUrl: string;
   wsBase: string;
   dataDir?: string;
+  /** ms from spawning the process to its port accepting connections. */
+  startMs?: number;
   stop(): Promise<void>;
 }
 
@@ -54,14 +56,19 @@ export interface BridgeOptions {
   env?: Record<string, string>;
   /** Directory for a V8 CPU profile, written when the bridge exits. */
   cpuProfDir?: string;
+  /** A DATA_DIR prepared by the caller (a seeded store): used as is and kept at stop. */
+  dataDir?: string;
 }
 
 /** Starts `deno run -A main.ts` on a free port with a fresh DATA_DIR. */
 export async function startBridge(options: BridgeOptions = {}): Promise<System> {
   const port = freePort();
-  const dataDir = await Deno.makeTempDir({ prefix: "bench_bridge_" });
+  const own = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "bench_bridge_" });
+  const removeOwn = () => own ? Deno.remove(dataDir, { recursive: true }).catch(() => {}) : null;
   const prof = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
   let server: Server;
+  const spawned = performance.now();
   try {
     server = await startServer(options.label ?? "bridge", port, {
       cmd: [Deno.execPath(), "run", "-A", ...prof, "main.ts"],
@@ -76,7 +83,7 @@ export async function startBridge(options: BridgeOptions = {}): Promise<System> 
       readyTimeoutMs: 120_000, // a fresh machine downloads the bridge's npm packages first
     });
   } catch (err) {
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await removeOwn();
     throw err;
   }
   return {
@@ -84,10 +91,11 @@ export async function startBridge(options: BridgeOptions = {}): Promise<System> 
     server,
     format: "json",
     dataDir,
+    startMs: performance.now() - spawned,
     ...urls(port),
     async stop() {
       await server.stop();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      await removeOwn();
     },
   };
 }
@@ -126,7 +134,7 @@ export async function probe(from: System, to: System, timeoutMs = 3000): Promise
   }
 }
 
-/** True when some file under `dir` is an SQLite database (what Deno KV writes). */
+/** True when some file under `dir` is an SQLite database (the SQLite store's, or Deno KV's). */
 export async function holdsSqlite(dir: string): Promise<boolean> {
   const header = new TextEncoder().encode("SQLite format 3");
   const walk = async (path: string): Promise<boolean> => {

@@ -22,7 +22,10 @@ export interface Config {
   allowedOrigins: string[];
   publicUrl?: string;
   redisUrl?: string;
-  store: "kv" | "memory";
+  /** The embedded store when REDIS_URL is unset: SQLite (default), Deno KV, or memory. */
+  store: "sqlite" | "kv" | "memory";
+  /** SQLite with `synchronous=FULL`: every commit is on disk before WeChat is answered. */
+  storeFsync: boolean;
   logFormat: "json" | "text";
   logLevel: string;
   /** Seconds between looks for 48-hour windows closing or closed (their notices). */
@@ -144,9 +147,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
   const list = (name: string): string[] =>
     (str(name) ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
-  const store = str("STORE") ?? "kv";
-  if (store !== "kv" && store !== "memory") {
-    throw new Error(`Cannot read STORE: expected "kv" or "memory", got "${store}"`);
+  const store = str("STORE") ?? "sqlite";
+  if (store !== "sqlite" && store !== "kv" && store !== "memory") {
+    throw new Error(`Cannot read STORE: expected "sqlite", "kv" or "memory", got "${store}"`);
+  }
+  const fsync = str("STORE_FSYNC") ?? "0";
+  if (!["0", "1", "false", "true"].includes(fsync)) {
+    throw new Error(`Cannot read STORE_FSYNC: expected 1 or 0, got "${fsync}"`);
   }
   return {
     port: int("PORT", 1234),
@@ -165,6 +172,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     publicUrl: str("PUBLIC_URL")?.replace(/\/+$/, ""),
     redisUrl: str("REDIS_URL"),
     store,
+    storeFsync: fsync === "1" || fsync === "true",
     logFormat: str("LOG_FORMAT") === "json" ? "json" : "text",
     // Checked here, so a bad level stops start-up with one line like every other variable.
     logLevel: parseLevel(str("LOG_LEVEL")),

@@ -23,7 +23,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       allowedOrigins: [],
       publicUrl: undefined,
       redisUrl: undefined,
-      store: "kv",
+      store: "sqlite",
+      storeFsync: false,
       logFormat: "text",
       logLevel: "info",
       windowSweepIntervalS: 60,
@@ -113,6 +114,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       PUBLIC_URL: "https://bridge.example.com/",
       REDIS_URL: "redis://r:6379",
       STORE: "memory",
+      STORE_FSYNC: "1",
       LOG_FORMAT: "json",
       LOG_LEVEL: "debug",
       HISTORY_RETENTION_DAYS: "7",
@@ -127,6 +129,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.deepEqual(config.allowedOrigins, ["https://a.example", "https://b.example"]);
     assert.equal(config.publicUrl, "https://bridge.example.com");
     assert.equal(config.store, "memory");
+    assert.equal(config.storeFsync, true);
     assert.equal(config.logFormat, "json");
     assert.equal(config.historyRetentionDays, 7);
     assert.deepEqual(config.mediaAllowedHosts, ["files.example.com", "*.cdn.example"]);
@@ -147,6 +150,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
     assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
+    assert.throws(() => loadConfig({ STORE_FSYNC: "yes" }), /Cannot read STORE_FSYNC/);
+    assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
     assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
     assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");

@@ -1108,12 +1108,12 @@ Deno.test("the real process says in its log that it runs open and which AES key 
   }
 });
 
-Deno.test("SIGTERM with the default KV store: what was accepted is there after a restart", async (t) => {
+Deno.test("SIGTERM with the default store: what was accepted is there after a restart", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "bridge-kv-restart-" });
   const agents: TestAgent[] = [];
   const spawned: Spawned[] = [];
   const start = async () => {
-    const server = spawnBridge({ DATA_DIR: dataDir, STORE: "" }); // unset: Deno KV
+    const server = spawnBridge({ DATA_DIR: dataDir, STORE: "" }); // unset: SQLite
     spawned.push(server);
     await waitReady(server);
     return server;

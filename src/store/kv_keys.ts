@@ -27,9 +27,9 @@ export function logKey(agentId: string, seq: number): Deno.KvKey {
   return ["log", agentId, seq];
 }
 
-/** An agent's whole log. */
-export function logPrefix(agentId: string): Deno.KvKey {
-  return ["log", agentId];
+/** An agent's whole log; without an agent, every agent's. */
+export function logPrefix(agentId?: string): Deno.KvKey {
+  return agentId === undefined ? ["log"] : ["log", agentId];
 }
 
 /** One item of a follower's conversation, by history number. */
@@ -37,9 +37,9 @@ export function historyKey(followerId: string, n: number): Deno.KvKey {
   return ["history", followerId, n];
 }
 
-/** A follower's whole conversation. */
-export function historyPrefix(followerId: string): Deno.KvKey {
-  return ["history", followerId];
+/** A follower's whole conversation; without a follower, every one. */
+export function historyPrefix(followerId?: string): Deno.KvKey {
+  return followerId === undefined ? ["history"] : ["history", followerId];
 }
 
 /** A message waiting for an agent, by follower and history number. */

@@ -1,8 +1,11 @@
-// Picks the store the configuration asks for: Deno KV under DATA_DIR (the default), memory
-// (`STORE=memory`, nothing survives a restart), or Redis (`REDIS_URL`, several instances).
+// Picks the store the configuration asks for: SQLite under DATA_DIR (the default, migrating
+// a Deno KV store found there), Deno KV (`STORE=kv`), memory (`STORE=memory`, nothing
+// survives a restart), or Redis (`REDIS_URL`, several instances).
 
 import { openKvStore } from "./kv_store.ts";
+import { migrateKvStore } from "./kv_migration.ts";
 import { createMemoryStore } from "./memory_store.ts";
+import { openSqliteStore } from "./sqlite_store.ts";
 import type { Store } from "../core/store.ts";
 
 /** How long WeChat's retries are recognised: WeChat retries within seconds, a day is ample. */
@@ -15,7 +18,8 @@ export interface StoreConfig {
   dataDir: string;
   companyId: string;
   redisUrl?: string;
-  store: "kv" | "memory";
+  store: "sqlite" | "kv" | "memory";
+  storeFsync: boolean;
   heartbeatIntervalS: number;
   historyRetentionDays: number;
 }
@@ -41,9 +45,11 @@ export async function openStore(config: StoreConfig, now: () => number = Date.no
   }
   if (config.store === "memory") return createMemoryStore(options);
   await Deno.mkdir(config.dataDir, { recursive: true });
-  return await openKvStore(`${config.dataDir}/bridge.kv`, {
-    ...options,
-    // History as configured; agents' logs the same, but at least 48 hours (the store's rule).
-    retentionMs: config.historyRetentionDays * DAY_MS,
-  });
+  // History as configured; agents' logs the same, but at least 48 hours (the stores' rule).
+  const retentionMs = config.historyRetentionDays * DAY_MS;
+  const kvPath = `${config.dataDir}/bridge.kv`;
+  if (config.store === "kv") return await openKvStore(kvPath, { ...options, retentionMs });
+  const sqlitePath = `${config.dataDir}/bridge.sqlite`;
+  await migrateKvStore(kvPath, sqlitePath, { retentionMs, now: options.now });
+  return await openSqliteStore(sqlitePath, { ...options, retentionMs, fsync: config.storeFsync });
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { openKvStore } from "../../src/store/kv_store.ts";
+import { openSqliteStore } from "../../src/store/sqlite_store.ts";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
@@ -49,7 +50,8 @@ async function spawnServer(
       PORT: String(port),
       HOSTNAME: "127.0.0.1",
       DATA_DIR: dataDir,
-      STORE: "kv",
+      // Unset: the default store (SQLite); the kill -9 tests run on each store.
+      STORE: "",
       LOG_LEVEL: "warning",
       // Whatever the outer environment says: no Redis, no WeChat, open agents.
       REDIS_URL: "",
@@ -138,90 +140,95 @@ async function withDataDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-Deno.test("30 messages for an offline agent survive kill -9 and arrive once, in order", async (t) => {
-  await withDataDir(async (dir) => {
-    const expected = Array.from({ length: 30 }, (_, i) => `queued ${i + 1}`);
-    let server = await spawnServer(dir);
-    try {
-      await t.step("the follower is bound to a1, then a1 goes away", async () => {
-        const a1 = await connectAgent(`${server.ws}${B}/msg?userid=a1`);
-        try {
-          await waitUntil(async () => await agentsOnline(server.base) === 1, "a1 online");
-          await postAll(server.base, "oAlice", ["hello"]);
-          await a1.waitFor((e) => e.data.msg?.["content"] === "hello");
-        } finally {
-          await a1.close();
-        }
-        await waitUntil(async () => await agentsOnline(server.base) === 0, "a1 offline");
-      });
-      await t.step("30 messages are accepted while a1 is away, then kill -9", async () => {
-        await postAll(server.base, "oAlice", expected);
-        await server.kill("SIGKILL");
-      });
-      await t.step("after a restart a1 gets the 30, once, in order", async () => {
-        server = await spawnServer(dir);
-        const a1 = await connectAgent(`${server.ws}${B}/msg?userid=a1`);
-        try {
-          await a1.waitForCount(30, 10_000);
-          // A live message after the backlog shows nothing else was on its way.
-          await postAll(server.base, "oAlice", ["live"]);
-          await a1.waitFor((e) => e.data.msg?.["content"] === "live");
-          assert.deepEqual(contents(a1), [...expected, "live"]);
-          assertIncreasingSeqs(a1);
-        } finally {
-          await a1.close();
-        }
-      });
-    } finally {
-      await server.kill("SIGTERM");
-    }
+for (const store of ["sqlite", "kv"]) {
+  Deno.test(`30 messages for an offline agent survive kill -9 and arrive once, in order (STORE=${store})`, async (t) => {
+    await withDataDir(async (dir) => {
+      const expected = Array.from({ length: 30 }, (_, i) => `queued ${i + 1}`);
+      let server = await spawnServer(dir, { STORE: store });
+      try {
+        await t.step("the follower is bound to a1, then a1 goes away", async () => {
+          const a1 = await connectAgent(`${server.ws}${B}/msg?userid=a1`);
+          try {
+            await waitUntil(async () => await agentsOnline(server.base) === 1, "a1 online");
+            await postAll(server.base, "oAlice", ["hello"]);
+            await a1.waitFor((e) => e.data.msg?.["content"] === "hello");
+          } finally {
+            await a1.close();
+          }
+          await waitUntil(async () => await agentsOnline(server.base) === 0, "a1 offline");
+        });
+        await t.step("30 messages are accepted while a1 is away, then kill -9", async () => {
+          await postAll(server.base, "oAlice", expected);
+          await server.kill("SIGKILL");
+        });
+        await t.step("after a restart a1 gets the 30, once, in order", async () => {
+          server = await spawnServer(dir, { STORE: store });
+          const a1 = await connectAgent(`${server.ws}${B}/msg?userid=a1`);
+          try {
+            await a1.waitForCount(30, 10_000);
+            // A live message after the backlog shows nothing else was on its way.
+            await postAll(server.base, "oAlice", ["live"]);
+            await a1.waitFor((e) => e.data.msg?.["content"] === "live");
+            assert.deepEqual(contents(a1), [...expected, "live"]);
+            assertIncreasingSeqs(a1);
+          } finally {
+            await a1.close();
+          }
+        });
+      } finally {
+        await server.kill("SIGTERM");
+      }
+    });
   });
-});
 
-Deno.test("a follower with no agent is served by the first agent after kill -9", async (t) => {
-  await withDataDir(async (dir) => {
-    let server = await spawnServer(dir);
-    try {
-      await t.step("messages from a follower nobody serves are accepted", async () => {
-        await postAll(server.base, "oBob", ["is anyone there?", "hello?"]);
-        await postAll(server.base, "oCarol", ["me too"]);
-        await server.kill("SIGKILL");
-      });
-      await t.step("the first agent after the restart gets them, oldest first", async () => {
-        server = await spawnServer(dir);
-        const b1 = await connectAgent(`${server.ws}/?userId=b1`);
-        try {
-          await b1.waitForCount(5);
-          await postAll(server.base, "oBob", ["thanks"]);
-          await b1.waitFor((e) => e.data.msg?.["content"] === "thanks");
-          assert.deepEqual(contents(b1), [
-            "assigned:oBob",
-            "is anyone there?",
-            "hello?",
-            "assigned:oCarol",
-            "me too",
-            "thanks",
-          ]);
-          assertIncreasingSeqs(b1);
-        } finally {
-          await b1.close();
-        }
-      });
-    } finally {
-      await server.kill("SIGTERM");
-    }
+  Deno.test(`a follower with no agent is served by the first agent after kill -9 (STORE=${store})`, async (t) => {
+    await withDataDir(async (dir) => {
+      let server = await spawnServer(dir, { STORE: store });
+      try {
+        await t.step("messages from a follower nobody serves are accepted", async () => {
+          await postAll(server.base, "oBob", ["is anyone there?", "hello?"]);
+          await postAll(server.base, "oCarol", ["me too"]);
+          await server.kill("SIGKILL");
+        });
+        await t.step("the first agent after the restart gets them, oldest first", async () => {
+          server = await spawnServer(dir, { STORE: store });
+          const b1 = await connectAgent(`${server.ws}/?userId=b1`);
+          try {
+            await b1.waitForCount(5);
+            await postAll(server.base, "oBob", ["thanks"]);
+            await b1.waitFor((e) => e.data.msg?.["content"] === "thanks");
+            assert.deepEqual(contents(b1), [
+              "assigned:oBob",
+              "is anyone there?",
+              "hello?",
+              "assigned:oCarol",
+              "me too",
+              "thanks",
+            ]);
+            assertIncreasingSeqs(b1);
+          } finally {
+            await b1.close();
+          }
+        });
+      } finally {
+        await server.kill("SIGTERM");
+      }
+    });
   });
-});
+}
 
-/** The real bridge in this process, on the KV store in memory. */
-async function startKvBridge(): Promise<TestBridge> {
-  const store = await openKvStore(":memory:", {
+/** The real bridge in this process, on the SQLite or KV store in memory. */
+async function startStoreBridge(kind: "sqlite" | "kv"): Promise<TestBridge> {
+  const options = {
     companyId: "",
     now: Date.now,
     newId: () => crypto.randomUUID(),
     dedupTtlMs: 3600_000,
     retentionMs: 30 * 24 * 3600_000,
-  });
+  };
+  const store = kind === "kv"
+    ? await openKvStore(":memory:", options)
+    : await openSqliteStore(":memory:", options);
   return await startBridge({ store });
 }
 
@@ -245,138 +252,140 @@ async function command(
   assert.equal(res.status, 200, res.text);
 }
 
-Deno.test("since= replays exactly what came after it", async (t) => {
-  const server = await startKvBridge();
-  try {
-    let since = 0;
-    await t.step("a1 sees 5 messages, notes the seq of the third, goes away", async () => {
-      const a1 = await connectOnline(server, "a1");
-      try {
-        await postAll(server.base, "oDan", ["1", "2", "3", "4", "5"]);
-        const got = await a1.waitForCount(6);
-        assert.deepEqual(got.map(contentOf), ["assigned:oDan", "1", "2", "3", "4", "5"]);
-        since = got[3]!.data.seq!;
-      } finally {
-        await a1.close();
-      }
-      await waitUntil(() => !server.bridge.hub.isOnline("a1"), "a1 offline");
-    });
-    await t.step("three more arrive while it is away", async () => {
-      await postAll(server.base, "oDan", ["6", "7", "8"]);
-    });
-    await t.step("since=SEQ gives everything after SEQ, in order, and nothing else", async () => {
-      const a1 = await connectOnline(server, "a1", `&since=${since}`);
-      try {
-        await a1.waitForCount(5);
-        await postAll(server.base, "oDan", ["live"]);
-        await a1.waitFor((e) => e.data.msg?.["content"] === "live");
-        assert.deepEqual(contents(a1), ["4", "5", "6", "7", "8", "live"]);
-        assert.equal(a1.messages()[0]!.data.seq, since + 1);
-        assertIncreasingSeqs(a1);
-      } finally {
-        await a1.close();
-      }
-    });
-  } finally {
-    await server.close();
-  }
-});
-
-Deno.test("8 followers posting at once each keep their order", async () => {
-  const server = await startKvBridge();
-  try {
-    const agents = [await connectOnline(server, "a1"), await connectOnline(server, "a2")];
+for (const kind of ["sqlite", "kv"] as const) {
+  Deno.test(`since= replays exactly what came after it (${kind})`, async (t) => {
+    const server = await startStoreBridge(kind);
     try {
-      const followers = Array.from({ length: 8 }, (_, i) => `oConcurrent${i}`);
-      const perFollower = 25;
-      await Promise.all(
-        followers.map((f) =>
-          postAll(server.base, f, Array.from({ length: perFollower }, (_, i) => `${f}#${i}`))
-        ),
-      );
-      const total = () => agents.reduce((n, a) => n + a.messages().length, 0);
-      await waitUntil(() => total() >= followers.length * (perFollower + 1), "every message");
-      for (const f of followers) {
-        const mine = agents.flatMap((a) =>
-          a.messages().filter((e) => e.data["contact_id"] === f).map(contentOf)
-        );
-        assert.deepEqual(mine, Array.from({ length: perFollower }, (_, i) => `${f}#${i}`));
-        const history = await server.store.readHistory(f, null, 100);
-        assert.deepEqual(history.items.map((i) => i.msg["content"]), mine);
-      }
-      for (const a of agents) assertIncreasingSeqs(a);
-      assert.equal(total(), followers.length * (perFollower + 1));
+      let since = 0;
+      await t.step("a1 sees 5 messages, notes the seq of the third, goes away", async () => {
+        const a1 = await connectOnline(server, "a1");
+        try {
+          await postAll(server.base, "oDan", ["1", "2", "3", "4", "5"]);
+          const got = await a1.waitForCount(6);
+          assert.deepEqual(got.map(contentOf), ["assigned:oDan", "1", "2", "3", "4", "5"]);
+          since = got[3]!.data.seq!;
+        } finally {
+          await a1.close();
+        }
+        await waitUntil(() => !server.bridge.hub.isOnline("a1"), "a1 offline");
+      });
+      await t.step("three more arrive while it is away", async () => {
+        await postAll(server.base, "oDan", ["6", "7", "8"]);
+      });
+      await t.step("since=SEQ gives everything after SEQ, in order, and nothing else", async () => {
+        const a1 = await connectOnline(server, "a1", `&since=${since}`);
+        try {
+          await a1.waitForCount(5);
+          await postAll(server.base, "oDan", ["live"]);
+          await a1.waitFor((e) => e.data.msg?.["content"] === "live");
+          assert.deepEqual(contents(a1), ["4", "5", "6", "7", "8", "live"]);
+          assert.equal(a1.messages()[0]!.data.seq, since + 1);
+          assertIncreasingSeqs(a1);
+        } finally {
+          await a1.close();
+        }
+      });
     } finally {
-      for (const a of agents) await a.close();
+      await server.close();
     }
-  } finally {
-    await server.close();
-  }
-});
+  });
 
-Deno.test("transfer, close, capacity and the waiting order work on KV", async (t) => {
-  const server = await startKvBridge();
-  const a1 = await connectOnline(server, "a1");
-  const a2 = await connectOnline(server, "a2");
-  const assignedTo = async (follower: string) =>
-    (await server.store.getContact(follower))?.agent_id ?? null;
-  const events = (agent: TestAgent, event: string) =>
-    agent.messages().filter((e) => e.data.msg?.["event"] === event).map((e) =>
-      e.data.msg?.["follower_id"]
-    );
-  try {
-    await t.step("with capacity 1 each, the third and fourth followers wait", async () => {
-      await command(server, "a1", { msg_type: "capacity", msg: { max: 1 } });
-      await command(server, "a2", { msg_type: "capacity", msg: { max: 1 } });
-      await postAll(server.base, "oF1", ["f1"]);
-      await postAll(server.base, "oF2", ["f2"]);
-      await postAll(server.base, "oF3", ["f3"]);
-      await postAll(server.base, "oF4", ["f4"]);
-      // Equal loads: the lower id; then the one with room.
-      assert.equal(await assignedTo("oF1"), "a1");
-      assert.equal(await assignedTo("oF2"), "a2");
-      const waiting = await server.store.listWaiting();
-      assert.deepEqual(waiting.map((c) => c.follower_id), ["oF3", "oF4"]);
-    });
-    await t.step(
-      "close frees a place; raised capacity takes the longest-waiting first",
-      async () => {
-        await command(server, "a1", { msg_type: "close", contact_id: "oF1" });
-        await a1.waitFor((e) => e.data.msg?.["event"] === "closed");
-        await command(server, "a1", { msg_type: "capacity", msg: { max: 2 } });
-        await a1.waitFor((e) => e.data.msg?.["content"] === "f4");
-        assert.deepEqual(events(a1, "assigned"), ["oF1", "oF3", "oF4"]);
-        assert.deepEqual(contents(a1).slice(-4), ["assigned:oF3", "f3", "assigned:oF4", "f4"]);
-        assert.equal(await server.store.queueDepth(), 0);
-      },
-    );
-    await t.step("transfer moves a follower; both agents are told", async () => {
-      await command(server, "a2", { msg_type: "transfer", contact_id: "oF2", msg: { to: "a1" } });
-      await a1.waitFor((e) => e.data.msg?.["event"] === "transferred_in");
-      await a2.waitFor((e) => e.data.msg?.["event"] === "transferred_out");
-      await postAll(server.base, "oF2", ["f2 again"]);
-      await a1.waitFor((e) => e.data.msg?.["content"] === "f2 again");
-      assert.equal(a2.messages().some((e) => e.data.msg?.["content"] === "f2 again"), false);
-    });
-    await t.step("a closed follower goes back to its last agent, if it has room", async () => {
-      await command(server, "a1", { msg_type: "capacity", msg: { max: null } });
-      await postAll(server.base, "oF1", ["f1 again"]);
-      await a1.waitFor((e) => e.data.msg?.["content"] === "f1 again");
-      assert.equal(await assignedTo("oF1"), "a1");
-    });
-    await t.step("a new follower goes to the least-loaded agent", async () => {
-      await postAll(server.base, "oF5", ["f5"]);
-      await a2.waitFor((e) => e.data.msg?.["content"] === "f5");
-      assert.equal(await assignedTo("oF5"), "a2");
-      assert.equal((await server.store.getAgent("a1"))?.load, 4);
-      assert.equal((await server.store.getAgent("a2"))?.load, 1);
-    });
-  } finally {
-    await a1.close();
-    await a2.close();
-    await server.close();
-  }
-});
+  Deno.test(`8 followers posting at once each keep their order (${kind})`, async () => {
+    const server = await startStoreBridge(kind);
+    try {
+      const agents = [await connectOnline(server, "a1"), await connectOnline(server, "a2")];
+      try {
+        const followers = Array.from({ length: 8 }, (_, i) => `oConcurrent${i}`);
+        const perFollower = 25;
+        await Promise.all(
+          followers.map((f) =>
+            postAll(server.base, f, Array.from({ length: perFollower }, (_, i) => `${f}#${i}`))
+          ),
+        );
+        const total = () => agents.reduce((n, a) => n + a.messages().length, 0);
+        await waitUntil(() => total() >= followers.length * (perFollower + 1), "every message");
+        for (const f of followers) {
+          const mine = agents.flatMap((a) =>
+            a.messages().filter((e) => e.data["contact_id"] === f).map(contentOf)
+          );
+          assert.deepEqual(mine, Array.from({ length: perFollower }, (_, i) => `${f}#${i}`));
+          const history = await server.store.readHistory(f, null, 100);
+          assert.deepEqual(history.items.map((i) => i.msg["content"]), mine);
+        }
+        for (const a of agents) assertIncreasingSeqs(a);
+        assert.equal(total(), followers.length * (perFollower + 1));
+      } finally {
+        for (const a of agents) await a.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  Deno.test(`transfer, close, capacity and the waiting order work on ${kind}`, async (t) => {
+    const server = await startStoreBridge(kind);
+    const a1 = await connectOnline(server, "a1");
+    const a2 = await connectOnline(server, "a2");
+    const assignedTo = async (follower: string) =>
+      (await server.store.getContact(follower))?.agent_id ?? null;
+    const events = (agent: TestAgent, event: string) =>
+      agent.messages().filter((e) => e.data.msg?.["event"] === event).map((e) =>
+        e.data.msg?.["follower_id"]
+      );
+    try {
+      await t.step("with capacity 1 each, the third and fourth followers wait", async () => {
+        await command(server, "a1", { msg_type: "capacity", msg: { max: 1 } });
+        await command(server, "a2", { msg_type: "capacity", msg: { max: 1 } });
+        await postAll(server.base, "oF1", ["f1"]);
+        await postAll(server.base, "oF2", ["f2"]);
+        await postAll(server.base, "oF3", ["f3"]);
+        await postAll(server.base, "oF4", ["f4"]);
+        // Equal loads: the lower id; then the one with room.
+        assert.equal(await assignedTo("oF1"), "a1");
+        assert.equal(await assignedTo("oF2"), "a2");
+        const waiting = await server.store.listWaiting();
+        assert.deepEqual(waiting.map((c) => c.follower_id), ["oF3", "oF4"]);
+      });
+      await t.step(
+        "close frees a place; raised capacity takes the longest-waiting first",
+        async () => {
+          await command(server, "a1", { msg_type: "close", contact_id: "oF1" });
+          await a1.waitFor((e) => e.data.msg?.["event"] === "closed");
+          await command(server, "a1", { msg_type: "capacity", msg: { max: 2 } });
+          await a1.waitFor((e) => e.data.msg?.["content"] === "f4");
+          assert.deepEqual(events(a1, "assigned"), ["oF1", "oF3", "oF4"]);
+          assert.deepEqual(contents(a1).slice(-4), ["assigned:oF3", "f3", "assigned:oF4", "f4"]);
+          assert.equal(await server.store.queueDepth(), 0);
+        },
+      );
+      await t.step("transfer moves a follower; both agents are told", async () => {
+        await command(server, "a2", { msg_type: "transfer", contact_id: "oF2", msg: { to: "a1" } });
+        await a1.waitFor((e) => e.data.msg?.["event"] === "transferred_in");
+        await a2.waitFor((e) => e.data.msg?.["event"] === "transferred_out");
+        await postAll(server.base, "oF2", ["f2 again"]);
+        await a1.waitFor((e) => e.data.msg?.["content"] === "f2 again");
+        assert.equal(a2.messages().some((e) => e.data.msg?.["content"] === "f2 again"), false);
+      });
+      await t.step("a closed follower goes back to its last agent, if it has room", async () => {
+        await command(server, "a1", { msg_type: "capacity", msg: { max: null } });
+        await postAll(server.base, "oF1", ["f1 again"]);
+        await a1.waitFor((e) => e.data.msg?.["content"] === "f1 again");
+        assert.equal(await assignedTo("oF1"), "a1");
+      });
+      await t.step("a new follower goes to the least-loaded agent", async () => {
+        await postAll(server.base, "oF5", ["f5"]);
+        await a2.waitFor((e) => e.data.msg?.["content"] === "f5");
+        assert.equal(await assignedTo("oF5"), "a2");
+        assert.equal((await server.store.getAgent("a1"))?.load, 4);
+        assert.equal((await server.store.getAgent("a2"))?.load, 1);
+      });
+    } finally {
+      await a1.close();
+      await a2.close();
+      await server.close();
+    }
+  });
+}
 
 Deno.test("a media message being fetched at kill -9 is fetched and delivered after a restart", async (t) => {
   const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });

@@ -1,10 +1,11 @@
-// Behaviour every store must share, run on each: memory, Deno KV and Redis.
+// Behaviour every store must share, run on each: memory, SQLite, Deno KV and Redis.
 
 import assert from "node:assert/strict";
 import { createSystemEnvelope, type Envelope } from "../../src/protocol/envelope.ts";
 import { noticeText } from "../../src/protocol/notices.ts";
 import { checkReplyAllowed, windowStateOf } from "../../src/protocol/window.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
+import { openSqliteStore } from "../../src/store/sqlite_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
 import type { InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
@@ -195,6 +196,19 @@ const options = (clock: { t: number }) => ({
 Deno.test("the memory store: window notices, renaming, notice texts, forgetting, windows WeChat closed", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
+  try {
+    await scenarios(store, clock);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting, windows WeChat closed", async () => {
+  const clock = { t: Date.UTC(2026, 10, 1) };
+  const store = await openSqliteStore(":memory:", {
+    ...options(clock),
+    retentionMs: 30 * 24 * HOUR,
+  });
   try {
     await scenarios(store, clock);
   } finally {

@@ -25,7 +25,14 @@ async function spawnBridge(dataDir: string) {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", new URL("../../main.ts", import.meta.url).pathname],
-    env: { DATA_DIR: dataDir, PORT: String(port), HOSTNAME: "127.0.0.1", LOG_LEVEL: "error" },
+    env: {
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOSTNAME: "127.0.0.1",
+      LOG_LEVEL: "error",
+      // Deno KV is no longer the default (SQLite is: sqlite_bounded_test.ts).
+      STORE: "kv",
+    },
     stdout: "null",
     stderr: "null",
   }).spawn();

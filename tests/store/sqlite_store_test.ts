@@ -1,0 +1,569 @@
+// The SQLite store passes what the Deno KV store's tests ask (kv_store_test.ts, case by
+// case), plus what is its own: the journal row written before a commit resolves, replayed by
+// the next open, and expired rows deleted.
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import type { Envelope } from "../../src/protocol/envelope.ts";
+import {
+  openSqliteDatabase,
+  openSqliteStore,
+  type SqliteStoreOptions,
+} from "../../src/store/sqlite_store.ts";
+import type { AgentRecord, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
+
+const DAY_MS = 24 * 3600_000;
+
+function storeOptions(overrides: Partial<SqliteStoreOptions> = {}): SqliteStoreOptions {
+  return {
+    companyId: "acme",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 3600_000,
+    retentionMs: 30 * DAY_MS,
+    ...overrides,
+  };
+}
+
+function presenceOf(...agents: string[]): Presence {
+  return { isOnline: (id) => agents.includes(id), onlineAgents: () => agents };
+}
+
+let nextMsgId = 1;
+
+/** A follower's text message to the account, with a WeChat MsgId as its dedup key. */
+function textItem(followerId: string, content: string, to = "gh_account"): InboundItem {
+  const id = String(nextMsgId++);
+  const envelope: Envelope = {
+    data: {
+      id,
+      name: followerId,
+      avatar: "",
+      msg_type: "text",
+      contact_id: followerId,
+      company_id: "acme",
+      send_time: 1_700_000_000,
+      msg: { content },
+    },
+    result: { code: 1001, message: "common" },
+  };
+  return {
+    followerId,
+    name: null,
+    to,
+    envelope,
+    kind: "message",
+    receivedAt: Date.now(),
+    dedupKey: `msg:${id}`,
+  };
+}
+
+/** What an agent's log says, in words: contents, or `event:follower` for system notices. */
+function describe(entries: LogEntry[]): string[] {
+  return entries.map((e) => {
+    const msg = e.envelope.data.msg;
+    return e.envelope.data.msg_type === "system"
+      ? `${msg["event"]}:${msg["follower_id"]}`
+      : String(msg["content"]);
+  });
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "sqlite_store_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function readAll(store: Store, agentId: string): Promise<LogEntry[]> {
+  return await store.readLog(agentId, 0, 100_000);
+}
+
+Deno.test("openSqliteStore() routes, numbers and logs inbound messages", async (t) => {
+  const store = await openSqliteStore(":memory:", storeOptions());
+  try {
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    const batch = [textItem("f1", "one"), textItem("f1", "two"), textItem("f2", "three")];
+
+    await t.step("one batch: outcomes in order, deliveries with increasing seqs", async () => {
+      const applied = await store.acceptInbound(batch, online);
+      assert.deepEqual(applied.value, ["delivered", "delivered", "delivered"]);
+      assert.deepEqual(describe(applied.deliveries), [
+        "assigned:f1",
+        "one",
+        "two",
+        "assigned:f2",
+        "three",
+      ]);
+      assert.deepEqual(applied.deliveries.map((e) => e.seq), [1, 2, 3, 4, 5]);
+      assert.deepEqual(applied.deliveries.map((e) => e.envelope.data.seq), [1, 2, 3, 4, 5]);
+    });
+
+    await t.step("readLog() returns what came after a seq, from the tables", async () => {
+      assert.deepEqual(describe(await store.readLog("a1", 0, 100)), [
+        "assigned:f1",
+        "one",
+        "two",
+        "assigned:f2",
+        "three",
+      ]);
+      const after3 = await store.readLog("a1", 3, 100);
+      assert.deepEqual(after3.map((e) => e.seq), [4, 5]);
+      assert.deepEqual((await store.readLog("a1", 1, 2)).map((e) => e.seq), [2, 3]);
+      assert.deepEqual(await store.readLog("a1", 5, 100), []);
+      assert.deepEqual(await store.readLog("nobody", 0, 100), []);
+    });
+
+    await t.step("a WeChat retry is a duplicate and changes nothing", async () => {
+      const applied = await store.acceptInbound([batch[0]!], online);
+      assert.deepEqual(applied.value, ["duplicate"]);
+      assert.deepEqual(applied.deliveries, []);
+      assert.equal((await store.getAgent("a1"))?.seq, 5);
+    });
+
+    await t.step("contacts and history reflect the messages", async () => {
+      const f1 = await store.getContact("f1");
+      assert.equal(f1?.agent_id, "a1");
+      assert.equal(f1?.unread, 2);
+      assert.equal(f1?.history_seq, 2);
+      assert.deepEqual((await store.listContacts("a1")).map((c) => c.follower_id).sort(), [
+        "f1",
+        "f2",
+      ]);
+      const history = await store.readHistory("f1", null, 50);
+      assert.deepEqual(history.items.map((i) => i.msg["content"]), ["one", "two"]);
+      assert.deepEqual(history.items.map((i) => i.direction), ["in", "in"]);
+      assert.equal(history.nextBefore, null);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("openSqliteStore() keeps its state across close and reopen", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const retried = textItem("f1", "first from f1");
+    let store = await openSqliteStore(path, storeOptions());
+    try {
+      await t.step("followers with no agent online wait", async () => {
+        const applied = await store.acceptInbound([
+          retried,
+          textItem("f2", "first from f2"),
+          textItem("f1", "second from f1"),
+        ], presenceOf());
+        assert.deepEqual(applied.value, ["waiting", "waiting", "waiting"]);
+        assert.equal(await store.queueDepth(), 3);
+      });
+      await t.step("...until reopened", async () => {
+        await store.close();
+        store = await openSqliteStore(path, storeOptions());
+        assert.equal(await store.queueDepth(), 3);
+        assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["f1", "f2"]);
+      });
+      await t.step("a WeChat retry after reopening is still a duplicate", async () => {
+        const applied = await store.acceptInbound([retried], presenceOf());
+        assert.deepEqual(applied.value, ["duplicate"]);
+      });
+      await t.step(
+        "the first agent gets the waiting followers, longest-waiting first",
+        async () => {
+          const applied = await store.agentOnline("a1", presenceOf("a1"));
+          assert.deepEqual(describe(applied.deliveries), [
+            "assigned:f1",
+            "first from f1",
+            "second from f1",
+            "assigned:f2",
+            "first from f2",
+          ]);
+          assert.equal(await store.queueDepth(), 0);
+          assert.deepEqual(await store.listWaiting(), []);
+        },
+      );
+      await t.step("the cursor is written with the next commit, without a close", async () => {
+        store.markDelivered("a1", 3);
+        await store.acceptInbound([textItem("f2", "after the cursor")], presenceOf("a1"));
+        // A second connection to the same file sees it once the journal is applied (50 ms).
+        const record = await waitForRow<{ json: string }>(
+          path,
+          "SELECT json FROM agents WHERE agent_id = 'a1' AND json LIKE '%\"cursor\":3%'",
+        );
+        const a1 = JSON.parse(record.json) as AgentRecord;
+        assert.equal(a1.cursor, 3);
+        assert.ok(a1.seq <= 6);
+      });
+      await t.step("after reopening: seqs go on, cursor and log are there", async () => {
+        store.markDelivered("a1", 5);
+        await store.close();
+        store = await openSqliteStore(path, storeOptions());
+        const a1 = await store.getAgent("a1");
+        assert.equal(a1?.seq, 6);
+        assert.equal(a1?.cursor, 5);
+        assert.equal(a1?.load, 2);
+        assert.deepEqual(describe(await store.readLog("a1", 5, 100)), ["after the cursor"]);
+        assert.equal(await store.queueDepth(), 0);
+        const applied = await store.acceptInbound([textItem("f1", "next")], presenceOf());
+        assert.deepEqual(applied.value, ["delivered"]);
+        assert.deepEqual(applied.deliveries.map((e) => [e.agentId, e.seq]), [["a1", 7]]);
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() pages history and rewrites a reply's status", async (t) => {
+  const store = await openSqliteStore(":memory:", storeOptions());
+  try {
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    await store.acceptInbound(
+      Array.from({ length: 5 }, (_, i) => textItem("f1", `m${i + 1}`)),
+      online,
+    );
+    const reply = await store.recordReply("a1", "f1", {
+      id: "r1",
+      name: "a1",
+      avatar: "",
+      msg_type: "text",
+      contact_id: "f1",
+      company_id: "acme",
+      send_time: 1_700_000_100,
+      msg: { content: "an answer" },
+      direction: "out",
+      status: "sending",
+    });
+
+    await t.step("recordReply() numbers the reply and echoes it to the agent", () => {
+      assert.equal(reply.value.n, 6);
+      assert.deepEqual(describe(reply.deliveries), ["an answer"]);
+    });
+
+    await t.step("readHistory() pages backwards, oldest first within a page", async () => {
+      const last = await store.readHistory("f1", null, 4);
+      assert.deepEqual(last.items.map((i) => i.msg["content"]), ["m3", "m4", "m5", "an answer"]);
+      assert.equal(last.nextBefore, 3);
+      const first = await store.readHistory("f1", last.nextBefore, 4);
+      assert.deepEqual(first.items.map((i) => i.msg["content"]), ["m1", "m2"]);
+      assert.equal(first.nextBefore, null);
+      assert.deepEqual(await store.readHistory("nobody", null, 4), { items: [], nextBefore: null });
+    });
+
+    await t.step("updateReply() rewrites that one entry", async () => {
+      await store.updateReply("f1", 6, "failed", "45015 window closed");
+      const page = await store.readHistory("f1", null, 2);
+      assert.equal(page.items[1]?.status, "failed");
+      assert.equal(page.items[1]?.error, "45015 window closed");
+      assert.equal(page.items[0]?.status, undefined);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("openSqliteStore() transfers, closes and respects capacity", async (t) => {
+  const store = await openSqliteStore(":memory:", storeOptions());
+  try {
+    const both = presenceOf("a1", "a2");
+    await store.agentOnline("a1", both);
+    await store.agentOnline("a2", both);
+    await store.acceptInbound([textItem("f1", "hello", "a1")], both);
+
+    await t.step("transfer() moves the follower and tells both agents", async () => {
+      const applied = await store.transfer("f1", "a1", "a2");
+      assert.deepEqual(
+        applied.deliveries.map((e) => [e.agentId, e.envelope.data.msg["event"]]),
+        [["a2", "transferred_in"], ["a1", "transferred_out"]],
+      );
+      assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+      assert.equal((await store.getAgent("a1"))?.load, 0);
+      assert.equal((await store.getAgent("a2"))?.load, 1);
+    });
+
+    await t.step("a refused command changes nothing and the store goes on", async () => {
+      await assert.rejects(store.transfer("f1", "a1", "a2"), /not served by a1/);
+      assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+    });
+
+    await t.step("close() unbinds; the next message goes to the last agent", async () => {
+      await store.closeConversation("f1", "a2");
+      assert.equal((await store.getContact("f1"))?.status, "closed");
+      assert.equal((await store.getAgent("a2"))?.load, 0);
+      const applied = await store.acceptInbound([textItem("f1", "again")], both);
+      assert.deepEqual(applied.deliveries.map((e) => e.agentId), ["a2", "a2"]);
+    });
+
+    await t.step("capacity 0 keeps followers waiting until it is raised", async () => {
+      await store.setCapacity("a1", 0);
+      await store.setCapacity("a2", 0);
+      const applied = await store.acceptInbound([textItem("f9", "anyone?")], both);
+      assert.deepEqual(applied.value, ["waiting"]);
+      await store.setCapacity("a1", 1);
+      const online = await store.agentOnline("a1", both);
+      assert.deepEqual(describe(online.deliveries), ["assigned:f9", "anyone?"]);
+      assert.equal((await store.getAgent("a1"))?.capacity, 1);
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+/** Polls a second connection to the file until `sql` returns a row. */
+async function waitForRow<T>(path: string, sql: string, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    while (true) {
+      const row = db.prepare(sql).get() as T | undefined;
+      if (row !== undefined) return row;
+      if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${sql}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    db.close();
+  }
+}
+
+function count(path: string, table: string): number {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const store = await openSqliteStore(path, storeOptions());
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound([textItem("f0", "before")], online);
+      const good = textItem("f1", "fine");
+      const poison = textItem("f2", "poison");
+      // The disk refusing the write, as SQLite reports it: the journal insert fails.
+      const other = new DatabaseSync(path);
+      other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON journal
+        WHEN instr(NEW.changes, 'poison') > 0 BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+      other.close();
+
+      await t.step("the batch is rejected", async () => {
+        await assert.rejects(store.acceptInbound([good, poison], online), /refused/);
+      });
+      await t.step("the model is back where the database is", async () => {
+        assert.equal(await store.getContact("f1"), null);
+        assert.equal(await store.getContact("f2"), null);
+        assert.equal((await store.getAgent("a1"))?.seq, 2);
+        assert.equal((await store.getAgent("a1"))?.load, 1);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f0", "before"]);
+      });
+      await t.step("WeChat's retry of the good message is accepted, not a duplicate", async () => {
+        const applied = await store.acceptInbound([good], online);
+        assert.deepEqual(applied.value, ["delivered"]);
+        assert.deepEqual(applied.deliveries.map((e) => e.seq), [3, 4]);
+        assert.deepEqual(describe(await readAll(store, "a1")), [
+          "assigned:f0",
+          "before",
+          "assigned:f1",
+          "fine",
+        ]);
+      });
+      await t.step("a batch is one commit: nothing of a refused one stays", async () => {
+        const items = Array.from({ length: 30 }, (_, i) => textItem("f3", `long ${i}`));
+        await assert.rejects(store.acceptInbound([...items, poison], online), /refused/);
+        assert.equal(await store.getContact("f3"), null);
+        const retry = await store.acceptInbound(items, online);
+        assert.deepEqual(retry.value, items.map(() => "delivered"));
+        assert.deepEqual(
+          retry.deliveries.map((e) => e.seq),
+          Array.from({ length: 31 }, (_, i) => i + 5),
+        );
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() writes a journal row before a commit resolves; the next open applies it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    // The tables are written on a timer; nothing here yields to it before the copy is made.
+    const store = await openSqliteStore(path, storeOptions());
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    await store.acceptInbound([textItem("f1", "one"), textItem("f1", "two")], online);
+    const queued = await store.acceptInbound([textItem("f2", "waits")], presenceOf());
+    assert.deepEqual(queued.value, ["waiting"]);
+    // Resolved, so durable: one journal row per commit, before the tables have it.
+    assert.equal(count(path, "journal"), 2);
+    assert.equal(count(path, "log"), 0);
+    // A second process opening the file (a restart after kill -9) finds all of it.
+    // The files as a kill -9 would leave them: the database and its WAL, which holds the rows.
+    const copy = `${dir}/copy.sqlite`;
+    Deno.copyFileSync(path, copy);
+    Deno.copyFileSync(`${path}-wal`, `${copy}-wal`);
+    const restarted = await openSqliteStore(copy, storeOptions());
+    try {
+      assert.equal(count(copy, "journal"), 0);
+      assert.deepEqual(describe(await readAll(restarted, "a1")), ["assigned:f1", "one", "two"]);
+      assert.equal((await restarted.getContact("f1"))?.unread, 2);
+      assert.deepEqual((await restarted.listWaiting()).map((c) => c.follower_id), ["f2"]);
+      const again = await restarted.acceptInbound([textItem("f1", "three")], online);
+      assert.deepEqual(again.deliveries.map((e) => e.seq), [4]);
+    } finally {
+      await restarted.close();
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() takes in one commit what KV had to split", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    let store = await openSqliteStore(path, storeOptions());
+    try {
+      await t.step("100 long messages: over 800 KiB, all stored in order", async () => {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        const long = (i: number) => `${i}:` + "长".repeat(8000);
+        const items = Array.from({ length: 100 }, (_, i) => textItem(`f${i % 3}`, long(i)));
+        const applied = await store.acceptInbound(items, online);
+        assert.equal(applied.value.filter((o) => o === "delivered").length, 100);
+        assert.equal(applied.deliveries.length, 103);
+        const contents = describe(await readAll(store, "a1")).filter((c) => !c.includes(":f"));
+        assert.deepEqual(contents, items.map((_, i) => long(i)));
+      });
+      await t.step("a backlog of 400 followers is handed over whole", async () => {
+        const items = Array.from({ length: 800 }, (_, i) => textItem(`w${i % 400}`, `w${i}`));
+        for (let i = 0; i < items.length; i += 100) {
+          await store.acceptInbound(items.slice(i, i + 100), presenceOf());
+        }
+        assert.equal(await store.queueDepth(), 800);
+        const applied = await store.agentOnline("a2", presenceOf("a2"));
+        assert.equal(applied.deliveries.length, 1200);
+        await store.close();
+        store = await openSqliteStore(path, storeOptions());
+        assert.equal(await store.queueDepth(), 0);
+        const log = describe(await readAll(store, "a2"));
+        assert.equal(log.length, 1200);
+        assert.deepEqual(log.slice(0, 6), [
+          "assigned:w0",
+          "w0",
+          "w400",
+          "assigned:w1",
+          "w1",
+          "w401",
+        ]);
+        assert.equal((await store.getAgent("a2"))?.load, 400);
+        assert.equal((await store.getContact("w399"))?.agent_id, "a2");
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() deletes history after retentionMs, logs after 48 h at least", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const clock = { t: Date.UTC(2026, 10, 1) };
+    // One day of history; agents' logs are kept for 48 hours whatever the setting.
+    const options = storeOptions({ retentionMs: 1 * DAY_MS, now: () => clock.t });
+    let store = await openSqliteStore(path, options);
+    try {
+      await store.agentOnline("a1", presenceOf("a1"));
+      await store.acceptInbound([textItem("f1", "old")], presenceOf("a1"));
+      await store.close();
+      clock.t += 1.5 * DAY_MS;
+      store = await openSqliteStore(path, options);
+      assert.deepEqual((await store.readHistory("f1", null, 10)).items, [], "history gone");
+      assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "old"], "log kept");
+      await store.acceptInbound([textItem("f1", "new")], presenceOf("a1"));
+      await store.close();
+      clock.t += 0.9 * DAY_MS;
+      store = await openSqliteStore(path, options);
+      assert.deepEqual(describe(await readAll(store, "a1")), ["new"]);
+      assert.deepEqual(
+        (await store.readHistory("f1", null, 10)).items.map((i) => i.msg["content"]),
+        [
+          "new",
+        ],
+      );
+      // The seq goes on from where the deleted log left it.
+      const next = await store.acceptInbound([textItem("f1", "next")], presenceOf("a1"));
+      assert.deepEqual(next.deliveries.map((e) => e.seq), [4]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() writes new agents with the cursors, not a commit each", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    let store = await openSqliteStore(path, storeOptions());
+    try {
+      for (let i = 0; i < 50; i++) await store.agentOnline(`storm${i}`, presenceOf());
+      // Known at once to this process, but no journal row was written for them.
+      assert.equal(await store.isKnownAgent("storm49"), true);
+      assert.equal(count(path, "journal"), 0);
+      await store.close();
+      store = await openSqliteStore(path, storeOptions());
+      assert.equal(await store.isKnownAgent("storm49"), true, "close() writes pending agents");
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() copies the WAL into the database file from its worker, while open", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const store = await openSqliteStore(path, storeOptions());
+    try {
+      const before = (await Deno.stat(path)).size;
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      const long = "长".repeat(2000);
+      for (let i = 0; i < 20; i++) {
+        await store.acceptInbound(
+          Array.from({ length: 10 }, (_, j) => textItem(`f${j}`, `${i}:${long}`)),
+          online,
+        );
+      }
+      // The store never checkpoints on its own thread (wal_autocheckpoint is off): only the
+      // worker makes the file grow before close.
+      const deadline = Date.now() + 10_000;
+      while ((await Deno.stat(path)).size <= before + 100_000) {
+        if (Date.now() > deadline) throw new Error("The database file never grew");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await store.readLog("a1", 0, 1000)).length, 210);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteDatabase() is WAL with synchronous=NORMAL, or FULL when fsync is asked", async () => {
+  await withTempDir((dir) => {
+    for (const [fsync, expected] of [[false, 1], [true, 2]] as const) {
+      const db = openSqliteDatabase(`${dir}/s${expected}.sqlite`, fsync);
+      try {
+        const mode = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+        const sync = db.prepare("PRAGMA synchronous").get() as { synchronous: number };
+        assert.equal(mode.journal_mode, "wal");
+        assert.equal(sync.synchronous, expected, `fsync ${fsync}`);
+      } finally {
+        db.close();
+      }
+    }
+    return Promise.resolve();
+  });
+});
