@@ -35,6 +35,14 @@ export interface Config {
   mediaAllowedHosts?: string[];
   mediaMaxBytes: number;
   mediaTimeoutMs: number;
+  /** Open client connections; default from the descriptor limit (src/http/connections.ts). */
+  maxConnections?: number;
+  /** SEND_RATE_PER_S: `POST send` JSON messages per second per agent (bursts of twice that). */
+  sendRatePerS: number;
+  /** WECHAT_MAX_AGE_S: refuse WeChat requests signed longer ago than this (unset: no check). */
+  wechatMaxAgeS?: number;
+  /** WECHAT_REQUIRE_ENCRYPTION: with WECHAT_AES_KEY, refuse plaintext bodies. */
+  wechatRequireEncryption: boolean;
   /** AGENT_KF_ACCOUNTS: agent userid -> WeChat customer-service account its replies show. */
   agentKfAccounts: Record<string, string>;
   /** AUTO_REPLY_TEXT: a passive reply to a follower no agent can answer now (unset: none). */
@@ -175,6 +183,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       : undefined,
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
+    maxConnections: str("MAX_CONNECTIONS") === undefined ? undefined : int("MAX_CONNECTIONS", 0, 1),
+    sendRatePerS: int("SEND_RATE_PER_S", 10, 1),
+    wechatMaxAgeS: str("WECHAT_MAX_AGE_S") === undefined
+      ? undefined
+      : int("WECHAT_MAX_AGE_S", 0, 1),
+    wechatRequireEncryption: str("WECHAT_REQUIRE_ENCRYPTION") === "true",
     agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),

@@ -16,7 +16,15 @@ import { createHub } from "./core/hub.ts";
 import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
-import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
+import {
+  type ConnectionInfo,
+  defaultConnectionLimits,
+  type GuardedServer,
+  openFilesLimit,
+  serveGuarded,
+} from "./http/connections.ts";
+import { createDiskCheck } from "./http/disk_check.ts";
+import { createKeyedRateLimiter, DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
 import { createStaticFiles } from "./http/static_files.ts";
@@ -257,6 +265,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
+    policy: {
+      maxAgeS: config.wechatMaxAgeS,
+      requireEncryption: config.wechatRequireEncryption,
+    },
     companyId: config.companyId,
     now,
     newId,
@@ -293,6 +305,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   });
   const files = createStaticFiles(
     effects.staticDir ?? new URL("../static/", import.meta.url).pathname,
+    {
+      mediaOrigins: config.publicUrl && URL.canParse(config.publicUrl)
+        ? [new URL(config.publicUrl).origin]
+        : [],
+    },
   );
   const conversations = createConversationRoutes({
     store,
@@ -318,6 +335,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
   }
+  const sendLimiter = createKeyedRateLimiter(config.sendRatePerS, config.sendRatePerS * 2, now);
   async function send(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
     // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
@@ -332,6 +350,16 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
     }
     const agentId = await agentOf(req, url, false);
+    // Per agent, or per client address for anonymous pushes (open mode, seed 2.1).
+    const wait = sendLimiter.take(agentId ?? `addr:${clientAddress.get(req) ?? "?"}`);
+    if (wait > 0) {
+      metrics.rejected.inc({ reason: "send_rate" });
+      throw new HttpError(
+        429,
+        `Too many messages: at most ${config.sendRatePerS} per second`,
+        { "retry-after": String(wait) },
+      );
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -347,16 +375,19 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
     return await receiveXml(body, url, started);
   }
+  const disk = createDiskCheck(config.dataDir);
   async function ready(): Promise<Response> {
     try {
       await store.ping();
-      return json({ status: "ready" });
     } catch (error) {
       const status = error instanceof StoreStateLostError
         ? "store lost its state: re-establishing"
         : "store unreachable";
       return json({ status }, 503);
     }
+    const problem = await disk.check();
+    if (problem !== null) return json({ status: problem }, 503);
+    return json({ status: "ready" });
   }
   /**
    * Demo routes exist only in demo mode, and with AGENT_SECRET set only for an agent's token:
@@ -477,7 +508,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
   let stopping = false;
   let inFlight = 0;
-  async function handler(req: Request): Promise<Response> {
+  /** Who sent each request in flight (the route handlers see only the Request). */
+  const clientAddress = new WeakMap<Request, string>();
+  async function handler(req: Request, info?: ConnectionInfo): Promise<Response> {
+    if (info) clientAddress.set(req, info.remoteAddr.hostname);
     if (stopping) {
       return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
     }
@@ -489,7 +523,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     }
   }
 
-  let served: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
   async function start(): Promise<void> {
     const resumed = await intake.recover();
@@ -516,11 +550,14 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       options: { port: number; hostname: string; onListen?: (addr: Deno.NetAddr) => void },
     ): Promise<Deno.NetAddr> {
       await start();
-      served = Deno.serve({
-        port: options.port,
-        hostname: options.hostname,
-        onListen: options.onListen ?? (() => {}),
-      }, handler);
+      const limits = defaultConnectionLimits(openFilesLimit());
+      if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
+      served = serveGuarded(
+        { port: options.port, hostname: options.hostname, limits },
+        handler,
+      );
+      log.debug("At most {max} connections", { max: limits.maxConnections });
+      options.onListen?.(served.addr);
       return served.addr;
     },
     /**
@@ -530,6 +567,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     stop(code = 1012, reason = "server restarting: reconnect with since="): Promise<void> {
       stopped ??= (async () => {
         stopping = true;
+        served?.stopAccepting();
         const patience = performance.now() + IN_FLIGHT_LIMIT_MS;
         while (inFlight > 0 && performance.now() < patience) {
           await new Promise((r) => setTimeout(r, 5));
@@ -543,6 +581,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         while (hub.socketCount > 0 && performance.now() < closing) {
           await new Promise((r) => setTimeout(r, 5));
         }
+        // Requests still waiting on their client (a stalled body) are cut here, not waited for.
         await served?.shutdown();
         // Media jobs still running (a slow WeChat download) stay journaled and resume at the
         // next start: waiting for them could outlast the shutdown deadline.

@@ -33,6 +33,11 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaAllowedHosts: undefined,
       mediaMaxBytes: 20 * 1024 * 1024,
       mediaTimeoutMs: 15_000,
+      // Unset: from the open-file limit (src/http/connections.ts).
+      maxConnections: undefined,
+      sendRatePerS: 10,
+      wechatMaxAgeS: undefined,
+      wechatRequireEncryption: false,
       agentKfAccounts: {},
       autoReplyText: undefined,
       workingHours: undefined,
@@ -62,6 +67,21 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ AGENT_KF_ACCOUNTS: "alice=kf2001" }), /AGENT_KF_ACCOUNTS/);
     assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "9-18" }), /AUTO_REPLY_HOURS/);
     assert.throws(() => loadConfig({ AUTO_REPLY_HOURS: "09:00-25:00" }), /AUTO_REPLY_HOURS/);
+  });
+
+  await t.step("hardening: connections, WeChat signature age, encryption required", () => {
+    const config = loadConfig({
+      MAX_CONNECTIONS: "500",
+      SEND_RATE_PER_S: "50",
+      WECHAT_MAX_AGE_S: "300",
+      WECHAT_REQUIRE_ENCRYPTION: "true",
+    });
+    assert.equal(config.maxConnections, 500);
+    assert.equal(config.sendRatePerS, 50);
+    assert.equal(config.wechatMaxAgeS, 300);
+    assert.equal(config.wechatRequireEncryption, true);
+    assert.throws(() => loadConfig({ MAX_CONNECTIONS: "0" }), /MAX_CONNECTIONS/);
+    assert.throws(() => loadConfig({ WECHAT_MAX_AGE_S: "soon" }), /WECHAT_MAX_AGE_S/);
   });
 
   await t.step("the default media hosts are README's list, WeChat's video CDN included", () => {

@@ -435,7 +435,7 @@ Deno.test("ALLOWED_ORIGINS: a socket from another Origin is 403 before the upgra
     env: { ALLOWED_ORIGINS: `${allowed},http://localhost:8080` },
   });
   try {
-    await t.step("another origin, a look-alike, and no Origin are 403", async () => {
+    await t.step("another origin and a look-alike are 403", async () => {
       for (
         const origin of [
           "https://evil.example.com",
@@ -443,14 +443,9 @@ Deno.test("ALLOWED_ORIGINS: a socket from another Origin is 403 before the upgra
           "http://console.example.com",
           "http://localhost:8081",
           "null",
-          undefined,
         ]
       ) {
-        const headers: Record<string, string> = origin === undefined ? {} : { origin };
-        const res = await upgradeAttempt(
-          `${server.base}${B}/msg?userid=a`,
-          headers,
-        );
+        const res = await upgradeAttempt(`${server.base}${B}/msg?userid=a`, { origin });
         assert.equal(res.status, 403, `${origin}: ${res.body}`);
       }
       assert.match(
@@ -665,7 +660,8 @@ Deno.test("limits: body size, messages per second, frame size, sockets per agent
 // ---- Slow agents ------------------------------------------------------------------------------
 
 Deno.test("a stalled reader is closed with 4001 and does not delay another agent", async (t) => {
-  const server = await startBridge();
+  // This test floods the stalled agent through `POST send`: lift that route's rate limit.
+  const server = await startBridge({ env: { SEND_RATE_PER_S: "1000000" } });
   const hub = server.bridge.hub;
   const agents: TestAgent[] = [];
   let stalled: RawSocket | undefined;

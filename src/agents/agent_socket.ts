@@ -7,11 +7,15 @@ import { HttpError } from "../http/http_error.ts";
 import { createRateLimiter, type RateLimiter } from "../http/limits.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { AgentMessages } from "./agent_messages.ts";
+import { AGENT_ID_RULE, isAgentId } from "./agent_id.ts";
 import type { AgentAuth } from "./auth.ts";
 import { createErrorEnvelope } from "../protocol/envelope.ts";
 import type { AgentConnection, Hub } from "../core/hub.ts";
 
 const log = getLogger(["bridge", "agents"]);
+
+/** Close code: the token expired; get a fresh one and reconnect (with `since=`). */
+export const CLOSE_TOKEN_EXPIRED = 4401;
 
 /** Limits on one socket. */
 export interface SocketLimits {
@@ -33,15 +37,11 @@ export interface AgentSocketDeps {
   onRejected?: (reason: string) => void;
 }
 
-const USER_ID = /^[\p{L}\p{N}_.@:-]{1,64}$/u;
-
 /** The agent's id from `userid` or `userId`; 400 when missing or malformed. */
 export function agentIdFrom(url: URL): string | null {
   const raw = url.searchParams.get("userid") ?? url.searchParams.get("userId");
   if (raw === null || raw === "") return null;
-  if (!USER_ID.test(raw)) {
-    throw new HttpError(400, "userid must be 1-64 letters, digits or _ . @ : -");
-  }
+  if (!isAgentId(raw)) throw new HttpError(400, `userid must be ${AGENT_ID_RULE}`);
   return raw;
 }
 
@@ -59,7 +59,7 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     if (claimed === null && !url.searchParams.has("token")) {
       throw new HttpError(400, "Missing userid: connect with ?userid=ID");
     }
-    const agentId = await deps.auth.authenticate(req, url, claimed);
+    const { userid: agentId, validUntilMs } = await deps.auth.identify(req, url, claimed);
     const sinceRaw = url.searchParams.get("since");
     let since: number | null = null;
     if (sinceRaw !== null && sinceRaw !== "") {
@@ -91,7 +91,7 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     opening.set(agentId, (opening.get(agentId) ?? 0) + 1);
     // One object per socket handles all four events: thousands of idle agents each cost
     // one small object instead of a closure per event, a limiter closure and their context.
-    const session = new Session(agentId, socket, since, env);
+    const session = new Session(agentId, socket, since, env, validUntilMs);
     socket.addEventListener("open", session);
     socket.addEventListener("close", session);
     socket.addEventListener("error", session);
@@ -113,6 +113,7 @@ class Session {
   #closed = false;
   #pending = true;
   #chain: Promise<void> = Promise.resolve();
+  #expiry: ReturnType<typeof setTimeout> | undefined;
   readonly #limiter: RateLimiter;
 
   constructor(
@@ -120,11 +121,27 @@ class Session {
     readonly socket: WebSocket,
     readonly since: number | null,
     readonly env: SessionEnv,
+    readonly validUntilMs: number | null,
   ) {
     this.#limiter = createRateLimiter(
       env.deps.limits.messagesPerSecond,
       env.deps.limits.messageBurst,
     );
+  }
+
+  /** Closes the socket when its token expires: the agent must come back with a fresh one. */
+  #watchExpiry(): void {
+    if (this.validUntilMs === null || this.#closed) return;
+    const left = this.validUntilMs - Date.now();
+    if (left <= 0) {
+      try {
+        this.socket.close(CLOSE_TOKEN_EXPIRED, "token expired: reconnect with a fresh token");
+      } catch { /* closed already */ }
+      return;
+    }
+    // setTimeout takes at most 2^31-1 ms (24.8 days); a longer token is checked again then.
+    this.#expiry = setTimeout(() => this.#watchExpiry(), Math.min(left, 2 ** 31 - 1));
+    Deno.unrefTimer(this.#expiry);
   }
 
   handleEvent(event: Event): void {
@@ -155,6 +172,7 @@ class Session {
     const { deps } = this.env;
     // connect() adds the socket to the hub before its first await: the count stays right.
     this.#opened();
+    this.#watchExpiry();
     deps.switchboard.connect(this.agentId, this.socket, this.since).then((c) => {
       this.#conn = c;
       if (this.#closed) deps.switchboard.disconnect(c);
@@ -171,6 +189,7 @@ class Session {
     const { deps } = this.env;
     this.#opened();
     this.#closed = true;
+    clearTimeout(this.#expiry);
     if (this.#conn) deps.switchboard.disconnect(this.#conn);
     deps.onSocketCount?.(deps.hub.socketCount, deps.hub.agentCount);
   }

@@ -1,42 +1,87 @@
 // Limits that keep one client from exhausting the bridge: request bodies read with a byte cap
-// (413 as soon as it is passed), and a token bucket for messages per second per agent socket.
-// Both are plain functions with the clock passed in, so the route and socket code stay small.
+// (413 as soon as it is passed) and a deadline on a body that stops arriving (408), and token
+// buckets for messages per second. Plain functions with the clock passed in, so the route and
+// socket code stay small.
 
 import { MAX_MESSAGE_BYTES } from "../protocol/message_size.ts";
 import { HttpError } from "./http_error.ts";
 
-/** Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`. */
-export async function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
+/** A body that sends nothing for this long is answered 408: a client that stalls holds a slot. */
+export const BODY_IDLE_TIMEOUT_MS = 10_000;
+/** Bodies up to this size are read in one go, within one idle timeout. */
+const ONE_READ_BYTES = 64 * 1024;
+
+/**
+ * Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`,
+ * a 408 when no byte came for `idleTimeoutMs`, and a 400 when the client went away.
+ */
+export async function readBodyLimited(
+  req: Request,
+  maxBytes: number,
+  options: { idleTimeoutMs?: number } = {},
+): Promise<Uint8Array> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) {
     throw new RangeError(`Cannot limit body: maxBytes must be a whole number, got ${maxBytes}`);
   }
+  const idleMs = options.idleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS;
   const declared = req.headers.get("content-length");
-  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > maxBytes) {
+  const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : null;
+  if (length !== null && length > maxBytes) {
     // The client may still be sending: cancelling tells the server not to read the rest.
     await req.body?.cancel().catch(() => {});
     throw tooLarge(maxBytes);
   }
   if (req.body === null) return new Uint8Array(0);
-  if (declared !== null && /^\d+$/.test(declared.trim())) {
+  if (length !== null && length <= ONE_READ_BYTES) {
     // The server holds the body to its declared length, so one read is safe, and it costs far
     // less than pulling the stream chunk by chunk (measured: a third of the webhook's time).
-    return new Uint8Array(await req.arrayBuffer());
+    return new Uint8Array(await withDeadline(req.arrayBuffer(), idleMs));
   }
-  return await readStreamLimited(req.body, maxBytes, () => tooLarge(maxBytes));
+  const reader = req.body.getReader();
+  const read = () => withDeadline(reader.read(), idleMs);
+  return await readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));
+}
+
+/** `work`, or a 408 once `ms` have passed; a failed read (client gone) is a 400. */
+async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HttpError(408, `Request body stalled: nothing received for ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(400, "Cannot read request body: the client went away");
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Reads a stream to its end, cancelling it and throwing `tooBig(total)` once past `maxBytes`. */
-export async function readStreamLimited(
+export function readStreamLimited(
   stream: ReadableStream<Uint8Array>,
   maxBytes: number,
   tooBig: (total: number) => Error,
 ): Promise<Uint8Array> {
   const reader = stream.getReader();
+  return readChunksLimited(reader, () => reader.read(), maxBytes, tooBig);
+}
+
+async function readChunksLimited(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  read: () => Promise<ReadableStreamReadResult<Uint8Array>>,
+  maxBytes: number,
+  tooBig: (total: number) => Error,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
     while (true) {
-      const { done, value } = await reader.read();
+      const { done, value } = await read();
       if (done) break;
       total += value.byteLength;
       if (total > maxBytes) {
@@ -45,6 +90,10 @@ export async function readStreamLimited(
       }
       chunks.push(value);
     }
+  } catch (error) {
+    // A stalled body stays locked: cancelling releases what the server holds for it.
+    reader.cancel().catch(() => {});
+    throw error;
   } finally {
     reader.releaseLock();
   }
@@ -82,6 +131,39 @@ export function createRateLimiter(
   return new TokenBucket(ratePerSecond / 1000, burst, now);
 }
 
+/** Token buckets by key (an agent, a client address): `take(key)` is 0 when allowed. */
+export interface KeyedRateLimiter {
+  /** 0 when `key` had a token; else the whole seconds until it has one (for Retry-After). */
+  take(key: string): number;
+}
+
+/** Past this many keys, buckets that have refilled (idle keys) are forgotten. */
+const MAX_IDLE_KEYS = 10_000;
+
+/** Creates one bucket per key, each like `createRateLimiter(ratePerSecond, burst, now)`. */
+export function createKeyedRateLimiter(
+  ratePerSecond: number,
+  burst: number,
+  now: () => number = () => performance.now(),
+): KeyedRateLimiter {
+  createRateLimiter(ratePerSecond, burst, now); // the same checks on the arguments
+  const buckets = new Map<string, TokenBucket>();
+  const perMs = ratePerSecond / 1000;
+  return {
+    take(key) {
+      let bucket = buckets.get(key);
+      if (bucket === undefined) {
+        if (buckets.size >= MAX_IDLE_KEYS) {
+          for (const [k, b] of buckets) if (b.isFull()) buckets.delete(k);
+        }
+        bucket = new TokenBucket(perMs, burst, now);
+        buckets.set(key, bucket);
+      }
+      return bucket.take() ? 0 : Math.max(1, Math.ceil(bucket.msUntilToken() / 1000));
+    },
+  };
+}
+
 // Refilling lazily on each take() needs no timer, and a class keeps its state in four fields
 // rather than a closure's context: thousands of idle sockets each hold one.
 class TokenBucket implements RateLimiter {
@@ -103,6 +185,16 @@ class TokenBucket implements RateLimiter {
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
     return true;
+  }
+
+  /** Milliseconds until the next take() can succeed (as of the last one). */
+  msUntilToken(): number {
+    return this.#tokens >= 1 ? 0 : (1 - this.#tokens) / this.perMs;
+  }
+
+  /** True once the bucket has refilled: its key was idle and can be forgotten. */
+  isFull(): boolean {
+    return this.#tokens + (this.now() - this.#last) * this.perMs >= this.burst;
   }
 }
 

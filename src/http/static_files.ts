@@ -1,8 +1,9 @@
 // The console's files from `static/`: read from disk on each request (they are few and small,
 // and an edited file shows at once), served with their type and an ETag, compressed when the
-// client accepts it, never from outside it.
+// client accepts it, never from outside it; HTML pages with their Content-Security-Policy.
 
 import { createCompressor, negotiateEncoding } from "./compression.ts";
+import { contentSecurityPolicy } from "./csp.ts";
 import { HttpError } from "./http_error.ts";
 
 const TYPES: Record<string, string> = {
@@ -25,7 +26,7 @@ function cacheControlOf(name: string): string {
 }
 
 /** Serves files from `dir`; `name` is relative to it. */
-export function createStaticFiles(dir: string) {
+export function createStaticFiles(dir: string, options: { mediaOrigins?: string[] } = {}) {
   const compressor = createCompressor();
   return {
     async serve(req: Request, name: string): Promise<Response> {
@@ -51,9 +52,16 @@ export function createStaticFiles(dir: string) {
         "content-type": TYPES[ext] ?? "application/octet-stream",
         etag: tag,
         "cache-control": cacheControlOf(name),
+        "x-content-type-options": "nosniff",
       };
       if (COMPRESSIBLE.has(ext)) headers["vary"] = "accept-encoding";
       if (compressed) headers["content-encoding"] = encoding!;
+      if (ext === "html") {
+        headers["content-security-policy"] = await contentSecurityPolicy(
+          new TextDecoder().decode(body),
+          { mediaOrigins: options.mediaOrigins, host: req.headers.get("host") },
+        );
+      }
       if (req.headers.get("if-none-match") === tag) {
         return new Response(null, { status: 304, headers });
       }

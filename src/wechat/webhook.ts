@@ -12,6 +12,11 @@ import { inboundKindOf } from "../protocol/window.ts";
 import type { WechatCrypto } from "./crypto.ts";
 import { dedupKeyOf, type FollowerMessage, readFollowerMessage } from "./message.ts";
 import type { PassiveReplies } from "./passive_reply.ts";
+import {
+  checkPlaintextAllowed,
+  checkSignedAge,
+  type WechatRequestPolicy,
+} from "./request_policy.ts";
 import { computeSignature, verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
 import { createXmlReader, textOf } from "./xml.ts";
 
@@ -39,6 +44,8 @@ export interface WebhookDeps {
   isAgent(id: string): Promise<boolean>;
   /** Largest WeChat XML the bridge stores, in bytes, after decryption. */
   maxPlainBytes: number;
+  /** Optional hardening: stale signatures, plaintext in safe mode (off by default). */
+  policy?: WechatRequestPolicy;
   /** Optional passive replies (auto-reply, transfer_customer_service) instead of `success`. */
   passive?: PassiveReplies;
 }
@@ -46,6 +53,7 @@ export interface WebhookDeps {
 /** Creates the handlers for `GET` and `POST send_xml`. */
 export function createWechatWebhook(deps: WebhookDeps) {
   const xml = createXmlReader();
+  const policy = deps.policy ?? {};
   let warnedNoKey = false;
 
   /** 413 for XML larger than what the bridge stores as one message. */
@@ -94,6 +102,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
       if (!verifyRequestSignature(deps.token, url.searchParams)) {
         throw new HttpError(401, "Bad signature");
       }
+      checkSignedAge(url.searchParams, deps.now(), policy);
       return new Response(url.searchParams.get("echostr") ?? "", {
         headers: { "content-type": "text/plain; charset=utf-8" },
       });
@@ -102,6 +111,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
     /** Reads, checks and accepts one XML message; answers `success` once it is stored. */
     async receive(body: string, url: URL): Promise<Response> {
       const params = url.searchParams;
+      if (deps.token) checkSignedAge(params, deps.now(), policy);
       let doc = xml.parse(body);
       const encrypt = textOf(doc, "Encrypt");
       const plainFields = textOf(doc, "MsgType") !== undefined;
@@ -120,6 +130,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
         if (deps.token && !verifyRequestSignature(deps.token, params)) {
           throw new HttpError(401, "Bad signature");
         }
+        checkPlaintextAllowed(policy, false);
         delete doc["Encrypt"];
         checkPlainSize(encoder.encode(body).byteLength - (encrypt?.length ?? 0));
       } else if (encrypted) {
@@ -129,6 +140,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
         if (deps.token && !verifyRequestSignature(deps.token, params)) {
           throw new HttpError(401, "Bad signature");
         }
+        checkPlaintextAllowed(policy, deps.crypto !== undefined);
       }
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();

@@ -101,7 +101,36 @@ export async function openPage(
   });
   context.setDefaultTimeout(10_000);
   const page = await context.newPage();
+  pollThroughDevTools(page);
   return { context, page };
+}
+
+/**
+ * The pages' Content-Security-Policy has no 'unsafe-eval', and Playwright's waitForFunction
+ * evals its predicate inside the page, which the policy refuses. page.evaluate goes through
+ * DevTools, which the policy does not govern: polling it checks the same thing, and the pages
+ * keep running under their real policy.
+ */
+function pollThroughDevTools(page: Page): void {
+  // deno-lint-ignore no-explicit-any
+  const evaluate = page.evaluate.bind(page) as (fn: any, arg?: any) => Promise<unknown>;
+  const waitForFunction = async (
+    fn: unknown,
+    arg?: unknown,
+    options?: { timeout?: number },
+  ): Promise<unknown> => {
+    const timeout = options?.timeout ?? 10_000;
+    const deadline = performance.now() + timeout;
+    while (!(await evaluate(fn, arg).catch(() => false))) {
+      if (performance.now() > deadline) {
+        throw new Error(`page.waitForFunction: timed out after ${timeout} ms: ${String(fn)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // deno-lint-ignore no-explicit-any
+    return await page.evaluateHandle(fn as any, arg);
+  };
+  page.waitForFunction = waitForFunction as Page["waitForFunction"];
 }
 
 /** Saves a screenshot of the page as test-artifacts/screenshots/NAME.png. */

@@ -88,6 +88,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
       WECHAT_API_BASE: fake.url,
       // The intranet by address and port, and a name (any port) the operator vouches for.
       MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${I}, cdn.example.com`,
+      // One agent sends every case here through `POST send`, faster than its rate limit.
+      SEND_RATE_PER_S: "1000",
     },
     resolveHost,
   });

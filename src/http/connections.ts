@@ -1,0 +1,461 @@
+// The listening socket: our own accept loop in front of Deno.serve, because Deno.serve has no
+// header or idle timeout, no connection cap, and dies when accept() fails ("Too many open
+// files"). Each client connection is relayed to a Deno.serve bound on loopback; the handler
+// there tells us when a connection's requests start and finish, so the loop knows which ones
+// are waiting for a client that never finishes its headers.
+
+import { getLogger } from "@logtape/logtape";
+import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
+
+const log = getLogger(["bridge", "http"]);
+
+/** How long connections may wait on a client, and how many may be open. */
+export interface ConnectionLimits {
+  /** Open client connections; past it the one idle longest is closed, else the new one refused. */
+  maxConnections: number;
+  /** From accept to the end of the first request's headers. */
+  headersTimeoutMs: number;
+  /** Between requests on a kept-alive connection (also bounds the next request's headers). */
+  keepAliveTimeoutMs: number;
+  /** A WebSocket message (frame or fragments) larger than this closes the connection. */
+  maxMessageBytes: number;
+}
+
+/** What the handler learns about the connection a request came on. */
+export interface ConnectionInfo {
+  /** The client's address (the relay's own on a connection that did not come through it). */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** A request handler behind the front. */
+export type GuardedHandler = (
+  req: Request,
+  info: ConnectionInfo,
+) => Response | Promise<Response>;
+
+/** A running front: the public listener, the connections, and the Deno.serve behind it. */
+export interface GuardedServer {
+  readonly addr: Deno.NetAddr;
+  /** Open client connections. */
+  readonly connections: number;
+  /** Stops accepting; open connections stay until `closeConnections()` or their timeouts. */
+  stopAccepting(): void;
+  /** Closes every client connection at once (what is in flight fails). */
+  closeConnections(): void;
+  /**
+   * Stops everything: the listener, connections waiting on their client at once, the others
+   * after at most `graceMs` (closing sockets pass their close frames on), then Deno.serve.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Every connection costs three descriptors: the client's, ours to Deno.serve, and its side. */
+const FDS_PER_CONNECTION = 3;
+/** Descriptors kept for the store, media files, outbound requests and ffmpeg's pipes. */
+const RESERVED_FDS = 128;
+/** Waiting this long after an accept error lets other descriptors close first. */
+const ACCEPT_RETRY_MS = 100;
+const SWEEP_MS = 1_000;
+/** A request whose client sent nothing for this long may be closed to make room. */
+const QUIET_MS = 1_000;
+// A 2 KiB read buffer per direction keeps thousands of idle agent sockets cheap; one that
+// fills grows for the next read, up to 64 KiB, and a short read shrinks it again.
+const MIN_CHUNK = 2 * 1024;
+const MAX_CHUNK = 64 * 1024;
+const REFUSAL = new TextEncoder().encode(
+  "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
+    "content-type: text/plain\r\ncontent-length: 29\r\n\r\nToo many connections: retry\r\n",
+);
+
+/** The defaults for a process allowed `openFiles` descriptors. */
+export function defaultConnectionLimits(openFiles: number): ConnectionLimits {
+  return {
+    maxConnections: Math.max(16, Math.floor((openFiles - RESERVED_FDS) / FDS_PER_CONNECTION)),
+    headersTimeoutMs: 10_000,
+    // Longer than nginx's upstream keepalive_timeout (60 s), so the proxy closes first and never
+    // sends a request on a connection we are closing.
+    keepAliveTimeoutMs: 75_000,
+    // Well above the agents' 24 KiB (answered with a -1 envelope), far below Deno's own 64 MiB.
+    maxMessageBytes: 256 * 1024,
+  };
+}
+
+/**
+ * The process's soft limit on open files (Deno raises it to the hard limit at start): from
+ * /proc on Linux, else from `ulimit -n` in a child shell, which inherits it (reading /proc/self
+ * needs --allow-all, a shell only --allow-run); `fallback` when neither answers.
+ */
+export function openFilesLimit(fallback = 1024): number {
+  const parse = (text: string | undefined) =>
+    text === "unlimited" ? 1 << 20 : text !== undefined && /^\d+$/.test(text) ? Number(text) : null;
+  try {
+    const text = Deno.readTextFileSync("/proc/self/limits");
+    const found = parse(/^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1]);
+    if (found !== null) return found;
+  } catch { /* not Linux, or no --allow-all */ }
+  try {
+    const out = new Deno.Command("sh", { args: ["-c", "ulimit -n"], stderr: "null" }).outputSync();
+    const found = parse(new TextDecoder().decode(out.stdout).trim());
+    if (found !== null) return found;
+  } catch { /* no shell, or no --allow-run */ }
+  return fallback;
+}
+
+type Phase = "fresh" | "busy" | "kept" | "upgraded";
+
+/** One client connection and its relay to Deno.serve (opened once its first headers are in). */
+class Link {
+  phase: Phase = "fresh";
+  since = performance.now();
+  active = 0;
+  closed = false;
+  /** When the client last sent a byte. */
+  heard = performance.now();
+  inner: Deno.Conn | undefined;
+  innerPort = 0;
+  /** What the client sent so far: where its requests end, its frames after an upgrade. */
+  readonly stream: ClientStream;
+
+  constructor(readonly client: Deno.Conn, maxMessageBytes: number) {
+    this.stream = new ClientStream(maxMessageBytes);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const conn of [this.client, this.inner]) {
+      try {
+        conn?.close();
+      } catch { /* closed already */ }
+    }
+  }
+}
+
+/** Serves `handler` on `hostname:port` behind the accept loop; listening when it returns. */
+export function serveGuarded(
+  options: { port: number; hostname: string; limits: ConnectionLimits },
+  handler: GuardedHandler,
+): GuardedServer {
+  const { limits } = options;
+  // Links by the port of our connection to Deno.serve: its handler sees that as remoteAddr.
+  const byInnerPort = new Map<number, Link>();
+  const links = new Set<Link>();
+  // Connections waiting on their client, oldest first (a Map keeps insertion order).
+  const fresh = new Map<Link, true>();
+  const kept = new Map<Link, true>();
+  const busy = new Map<Link, true>();
+  let accepting = true;
+
+  // Under attack these repeat for every connection: one line in 10 s says it.
+  const lastWarnings = new Map<string, number>();
+  const warnAtMostEvery10s = (message: string, error: unknown) => {
+    const t = performance.now();
+    if (t - (lastWarnings.get(message) ?? -Infinity) < 10_000) return;
+    lastWarnings.set(message, t);
+    log.warn(message, { error });
+  };
+
+  const setPhase = (link: Link, phase: Phase) => {
+    fresh.delete(link);
+    kept.delete(link);
+    busy.delete(link);
+    link.phase = phase;
+    link.since = performance.now();
+    if (phase === "fresh") fresh.set(link, true);
+    else if (phase === "kept") kept.set(link, true);
+    else if (phase === "busy") busy.set(link, true);
+  };
+  const drop = (link: Link) => {
+    link.close();
+    links.delete(link);
+    fresh.delete(link);
+    kept.delete(link);
+    busy.delete(link);
+    if (link.innerPort !== 0) byInnerPort.delete(link.innerPort);
+  };
+
+  const innerHandler = async (
+    req: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<Response> => {
+    const link = byInnerPort.get(info.remoteAddr.port);
+    if (link === undefined) {
+      // Only our relay connects to the loopback port; anyone else would skip every limit.
+      return new Response("Connect through the public port", { status: 421 });
+    }
+    const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    if (upgrade && !link.stream.upgrading) {
+      // Pipelined behind another request: its frames could not be measured from their start.
+      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
+    }
+    link.active++;
+    if (link.phase !== "upgraded") setPhase(link, "busy");
+    info.completed.catch(() => {}).finally(() => {
+      link.active--;
+      if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
+    });
+    const res = await handler(req, { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
+    // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
+    if (res.status === 101) setPhase(link, "upgraded");
+    else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
+    return res;
+  };
+  let shuttingDown = false;
+  /**
+   * Deno.serve's own accept loop ends, with a rejection that would end the process, when it
+   * runs out of descriptors (the cap set above the limit, or other files open): log it and
+   * serve again on a new port, for the connections accepted from then on.
+   */
+  const serveInner = (): Deno.HttpServer<Deno.NetAddr> => {
+    const server = Deno.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      onListen: () => {},
+      onError: (error) => {
+        log.error("Request failed: {error}", { error });
+        return new Response("Internal error", { status: 500 });
+      },
+    }, innerHandler);
+    server.finished.catch(async (error) => {
+      if (shuttingDown) return;
+      log.error("The HTTP server behind the relay stopped ({error}); starting it again", {
+        error,
+      });
+      await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+      while (!shuttingDown) {
+        try {
+          inner = serveInner();
+          return;
+        } catch (error) {
+          log.error("Cannot start the HTTP server again: {error}", { error });
+          await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS * 10));
+        }
+      }
+    });
+    return server;
+  };
+  let inner = serveInner();
+
+  const listener = Deno.listen({ port: options.port, hostname: options.hostname });
+
+  /**
+   * Makes room for one more connection by closing the one that waited longest on its client:
+   * headers never finished, then kept alive with nothing to do, then a request whose client
+   * went quiet (a stalled body). False when every connection is working.
+   */
+  const makeRoom = (): boolean => {
+    if (links.size < limits.maxConnections) return true;
+    let victim = fresh.keys().next().value ?? kept.keys().next().value;
+    if (victim === undefined) {
+      const quiet = performance.now() - QUIET_MS;
+      for (const link of busy.keys()) {
+        if (link.heard < quiet) {
+          victim = link;
+          break;
+        }
+      }
+    }
+    if (victim === undefined) return false;
+    drop(victim);
+    return true;
+  };
+
+  const relay = async (client: Deno.Conn) => {
+    const link = new Link(client, limits.maxMessageBytes);
+    links.add(link);
+    setPhase(link, "fresh");
+    // Until its first headers are complete a connection costs one descriptor, not three: a
+    // thousand clients that never finish them hold a thousand, and the sweep closes them.
+    const head = await readHead(client);
+    if (head === HEAD_TOO_LARGE) await client.write(HEADERS_TOO_LARGE).catch(() => {});
+    if (head === null || head === HEAD_TOO_LARGE || link.closed) {
+      drop(link);
+      return;
+    }
+    if (!link.stream.feed(head)) {
+      drop(link);
+      return;
+    }
+    let innerConn: Deno.Conn;
+    try {
+      innerConn = await Deno.connect({ hostname: "127.0.0.1", port: inner.addr.port });
+    } catch (error) {
+      warnAtMostEvery10s("Cannot relay a connection: {error}", error);
+      drop(link);
+      return;
+    }
+    if (link.closed) {
+      innerConn.close();
+      return;
+    }
+    link.inner = innerConn;
+    link.innerPort = (innerConn.localAddr as Deno.NetAddr).port;
+    byInnerPort.set(link.innerPort, link);
+    // The connection stays "fresh" (and evictable) until Deno.serve has the request.
+    await Promise.all([
+      writeAll(innerConn, head).then(() =>
+        pump(client, innerConn, (chunk) => {
+          link.heard = performance.now();
+          if (link.stream.feed(chunk)) return true;
+          log.warn("Closed a WebSocket whose message is over {max} bytes", {
+            max: limits.maxMessageBytes,
+          });
+          drop(link);
+          return false;
+        }, () => {
+          // The client finished sending: pass the half-close on, so a response still goes back.
+          innerConn.closeWrite().catch(() => drop(link));
+        })
+      ).catch(() => drop(link)),
+      pump(innerConn, client, null, () => drop(link)),
+    ]);
+    drop(link);
+  };
+
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (
+      const [map, limit] of [[fresh, limits.headersTimeoutMs], [
+        kept,
+        limits.keepAliveTimeoutMs,
+      ]] as const
+    ) {
+      for (const link of map.keys()) {
+        if (now - link.since < limit) break;
+        drop(link);
+      }
+    }
+  }, SWEEP_MS);
+  Deno.unrefTimer(sweep);
+
+  const accepted = (async () => {
+    while (accepting) {
+      let client: Deno.Conn;
+      try {
+        client = await listener.accept();
+      } catch (error) {
+        if (!accepting || error instanceof Deno.errors.BadResource) break;
+        // Out of descriptors, or a connection reset before it was accepted: never fatal.
+        warnAtMostEvery10s("Cannot accept a connection: {error}", error);
+        await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (!makeRoom()) {
+        refuse(client);
+        continue;
+      }
+      relay(client).catch((error) => log.warn("Relay failed: {error}", { error }));
+    }
+  })();
+
+  const stopAccepting = () => {
+    if (!accepting) return;
+    accepting = false;
+    try {
+      listener.close();
+    } catch { /* closed already */ }
+  };
+  const closeConnections = () => {
+    for (const link of [...links]) drop(link);
+  };
+
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    get connections() {
+      return links.size;
+    },
+    stopAccepting,
+    closeConnections,
+    async shutdown(graceMs = 0) {
+      stopAccepting();
+      await accepted;
+      clearInterval(sweep);
+      const deadline = performance.now() + graceMs;
+      while (true) {
+        for (const link of [...fresh.keys(), ...kept.keys()]) drop(link);
+        if (links.size === 0 || performance.now() >= deadline) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      closeConnections();
+      shuttingDown = true;
+      await inner.shutdown();
+    },
+  };
+}
+
+const HEAD_TOO_LARGE = "too large" as const;
+const HEADERS_TOO_LARGE = new TextEncoder().encode(
+  "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+);
+
+/**
+ * Reads until the end of the first request's headers (CRLF CRLF) and returns all bytes read;
+ * null when the client closed or failed first.
+ */
+async function readHead(conn: Deno.Conn): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
+  let buf = new Uint8Array(MIN_CHUNK);
+  let length = 0;
+  try {
+    while (true) {
+      if (length === buf.length) {
+        if (buf.length >= MAX_HEAD_BYTES) return HEAD_TOO_LARGE;
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const n = await conn.read(buf.subarray(length));
+      if (n === null) return null;
+      // Only the new bytes and the three before them can complete a CRLF CRLF.
+      const from = Math.max(0, length - 3);
+      length += n;
+      for (let i = from; i + 3 < length; i++) {
+        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
+          return buf.subarray(0, length);
+        }
+      }
+    }
+  } catch {
+    return null;
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/** Answers 503 and closes, without waiting on a client that may not read. */
+function refuse(conn: Deno.Conn): void {
+  conn.write(REFUSAL).catch(() => {}).finally(() => {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+  });
+}
+
+/**
+ * Copies `from` to `to` until `from` ends, then calls `ended`; a failure ends it too, and so
+ * does `onChunk` answering false (the chunk is then not passed on).
+ */
+async function pump(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  onChunk: ((chunk: Uint8Array) => boolean) | null,
+  ended: () => void,
+): Promise<void> {
+  // One buffer, reused while its size fits: each chunk is written before the next read.
+  let buf = new Uint8Array(MIN_CHUNK);
+  try {
+    while (true) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      if (onChunk !== null && !onChunk(buf.subarray(0, n))) break;
+      await writeAll(to, buf.subarray(0, n));
+      const size = n === buf.length ? Math.min(buf.length * 2, MAX_CHUNK) : MIN_CHUNK;
+      if (size !== buf.length) buf = new Uint8Array(size);
+    }
+  } catch {
+    // Reset, or closed by the other direction or a timeout.
+  }
+  ended();
+}

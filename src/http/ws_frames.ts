@@ -1,0 +1,73 @@
+// WebSocket frame sizes read off the wire (RFC 6455 §5.2), for the connection relay: Deno
+// buffers a whole message before the bridge sees it (denoland/deno#15809), so a frame, or a
+// fragmented message, larger than the limit is stopped here, by its header, before it is read.
+
+/** Feeds client-to-server bytes of one WebSocket; false once a message is over the limit. */
+export interface FrameMeter {
+  feed(bytes: Uint8Array): boolean;
+}
+
+/** Creates a meter for messages of at most `maxMessageBytes` (control frames aside). */
+export function createFrameMeter(maxMessageBytes: number): FrameMeter {
+  return new Meter(maxMessageBytes);
+}
+
+class Meter implements FrameMeter {
+  /** Header bytes gathered so far (a header is 2 to 14 bytes and may span reads). */
+  #header = new Uint8Array(14);
+  #headerLength = 0;
+  /** Payload bytes of the current frame still to pass. */
+  #remaining = 0;
+  /** Bytes of the data message being assembled from fragments. */
+  #message = 0;
+
+  constructor(readonly max: number) {}
+
+  feed(bytes: Uint8Array): boolean {
+    let i = 0;
+    while (i < bytes.length) {
+      if (this.#remaining > 0) {
+        const skip = Math.min(this.#remaining, bytes.length - i);
+        this.#remaining -= skip;
+        i += skip;
+        continue;
+      }
+      this.#header[this.#headerLength++] = bytes[i++]!;
+      const need = headerSize(this.#header, this.#headerLength);
+      if (need === null || this.#headerLength < need) continue;
+      const length = payloadLength(this.#header);
+      const opcode = this.#header[0]! & 0x0f;
+      const fin = (this.#header[0]! & 0x80) !== 0;
+      this.#headerLength = 0;
+      if (opcode >= 8) {
+        // Control frames are at most 125 bytes (§5.5); a longer one is no WebSocket.
+        if (length > 125) return false;
+      } else {
+        // A data frame starts a message; a continuation (0) adds to it.
+        this.#message = opcode === 0 ? this.#message + length : length;
+        if (this.#message > this.max) return false;
+        if (fin) this.#message = 0;
+      }
+      this.#remaining = length;
+    }
+    return true;
+  }
+}
+
+/** The header's full size once its first two bytes are known; null before. */
+function headerSize(header: Uint8Array, have: number): number | null {
+  if (have < 2) return null;
+  const len7 = header[1]! & 0x7f;
+  const masked = (header[1]! & 0x80) !== 0;
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
+}
+
+function payloadLength(header: Uint8Array): number {
+  const len7 = header[1]! & 0x7f;
+  if (len7 < 126) return len7;
+  if (len7 === 126) return (header[2]! << 8) | header[3]!;
+  // 64-bit length: anything past 2^53 is over every limit anyway.
+  let n = 0;
+  for (let k = 2; k < 10; k++) n = n * 256 + header[k]!;
+  return n;
+}

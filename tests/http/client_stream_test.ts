@@ -1,0 +1,82 @@
+// ClientStream follows a client's bytes through the relay: it must find where each request
+// ends (declared length or chunked) so that an upgrade's frames are measured from their first
+// byte, however the bytes are split into reads.
+
+import assert from "node:assert/strict";
+import { ClientStream } from "../../src/http/client_stream.ts";
+import { createFrameMeter } from "../../src/http/ws_frames.ts";
+
+const encoder = new TextEncoder();
+const REQUESTS = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+  "5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n" +
+  "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz" +
+  "GET /msg HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+/** A masked client frame with `length` payload bytes (the payload itself left out). */
+function frameHeader(length: number, opcode = 1, fin = true): Uint8Array {
+  const first = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) return new Uint8Array([first, 0x80 | length, 1, 2, 3, 4]);
+  if (length < 65536) {
+    return new Uint8Array([first, 0x80 | 126, length >> 8, length & 255, 1, 2, 3, 4]);
+  }
+  const bytes = new Uint8Array(14);
+  bytes[0] = first;
+  bytes[1] = 0x80 | 127;
+  new DataView(bytes.buffer).setBigUint64(2, BigInt(length));
+  return bytes;
+}
+
+Deno.test("ClientStream finds the upgrade after chunked and sized bodies", async (t) => {
+  await t.step("in one read", () => {
+    const stream = new ClientStream(1000);
+    assert.equal(stream.feed(encoder.encode(REQUESTS)), true);
+    assert.equal(stream.upgrading, true);
+  });
+  await t.step("one byte at a time", () => {
+    const stream = new ClientStream(1000);
+    for (const byte of encoder.encode(REQUESTS)) stream.feed(new Uint8Array([byte]));
+    assert.equal(stream.upgrading, true);
+  });
+  await t.step("a body that mentions Upgrade: websocket is a body", () => {
+    const stream = new ClientStream(1000);
+    const body = "\r\nUpgrade: websocket\r\n\r\n";
+    stream.feed(
+      encoder.encode(`POST /send HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
+    );
+    assert.equal(stream.upgrading, false);
+  });
+  await t.step("a refused upgrade goes back to HTTP", () => {
+    const stream = new ClientStream(1000);
+    stream.feed(encoder.encode("GET /msg HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));
+    stream.refused();
+    stream.feed(encoder.encode("GET /healthz HTTP/1.1\r\n\r\n"));
+    assert.equal(stream.upgrading, false);
+  });
+});
+
+Deno.test("createFrameMeter() stops a message over the limit by its header", async (t) => {
+  await t.step("frames up to the limit pass, one over it does not", () => {
+    const meter = createFrameMeter(1000);
+    assert.equal(meter.feed(frameHeader(1000)), true);
+    assert.equal(meter.feed(new Uint8Array(1000)), true);
+    assert.equal(meter.feed(frameHeader(1001)), false);
+  });
+  await t.step("a 60 MB frame is refused before any of its payload", () => {
+    assert.equal(createFrameMeter(256 * 1024).feed(frameHeader(60 * 1024 * 1024)), false);
+  });
+  await t.step("fragments count together; control frames between them do not", () => {
+    const meter = createFrameMeter(1000);
+    assert.equal(meter.feed(frameHeader(600, 1, false)), true);
+    assert.equal(meter.feed(new Uint8Array(600)), true);
+    assert.equal(meter.feed(frameHeader(4, 9)), true); // a ping
+    assert.equal(meter.feed(new Uint8Array(4)), true);
+    assert.equal(meter.feed(frameHeader(600, 0, true)), false);
+  });
+  await t.step("a header split across reads is read whole", () => {
+    const meter = createFrameMeter(1000);
+    const header = frameHeader(70_000);
+    assert.equal(meter.feed(header.subarray(0, 1)), true);
+    assert.equal(meter.feed(header.subarray(1, 5)), true);
+    assert.equal(meter.feed(header.subarray(5)), false);
+  });
+});
