@@ -4,10 +4,12 @@
 
 export const MAX = 200;
 export const STEP = 80;
+/** Following the newest, fewer are kept: a burst lays out a screenful and some, not MAX. */
+export const FOLLOW = 120;
 
 /** A window at the newest message of a conversation of `length`. */
 export function newestWindow(length) {
-  return { start: Math.max(0, length - MAX), end: length, following: true };
+  return { start: Math.max(0, length - FOLLOW), end: length, following: true };
 }
 
 /** The window after the conversation grew to `length`: a following window keeps the newest in

@@ -155,9 +155,10 @@ browserTest(
       });
 
       await t.step("scrolling up pages older messages in, still bounded", async () => {
+        // MsgIds grow with time (followerXml): the first one shown says how far back we are.
         const firstShown = () =>
-          page.locator("#messages .msg.in .text").first().innerText().then((t) =>
-            Number(/(\d+)$/.exec(t)?.[1] ?? NaN)
+          page.locator("#messages .msg.in").first().getAttribute("data-id").then((id) =>
+            BigInt(id ?? "0")
           );
         const top = await firstShown();
         for (let i = 0; i < 4; i++) {
