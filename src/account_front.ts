@@ -3,6 +3,7 @@
 // it belongs to. Agents reach only the accounts the file lets them serve, so one account's
 // agents never see another's followers.
 
+import type { ConnectionInfo } from "./http/connections.ts";
 import type { AccountConfig } from "./accounts.ts";
 import { accountsOf } from "./accounts.ts";
 import { agentIdFrom } from "./agents/agent_socket.ts";
@@ -14,7 +15,7 @@ import { errorResponse, json } from "./http/router.ts";
 
 /** What the front needs of one account's bridge. */
 export interface AccountUnit {
-  handler(req: Request): Promise<Response>;
+  handler(req: Request, info?: ConnectionInfo): Promise<Response>;
   metrics: BridgeMetrics;
 }
 
@@ -69,7 +70,7 @@ export function createAccountFront(options: AccountFrontOptions) {
     );
   }
 
-  async function route(req: Request): Promise<Response> {
+  async function route(req: Request, info?: ConnectionInfo): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     // WeChat's callback for one account: B/send_xml/<account>, answered as B/send_xml.
@@ -79,7 +80,7 @@ export function createAccountFront(options: AccountFrontOptions) {
       if (!account) return errorResponse(404, `No account ${named}`);
       url.pathname = path.slice(0, path.lastIndexOf("/"));
       const body = req.method === "POST" ? await readBody(req) : null;
-      return await account.unit.handler(copyOf(req, url, body));
+      return await account.unit.handler(copyOf(req, url, body), info);
     }
     if (path.startsWith("/media/")) return await firstThatHas(req);
     if (path === "/metrics") return await metrics();
@@ -87,22 +88,22 @@ export function createAccountFront(options: AccountFrontOptions) {
     if (path === "/healthz") return json({ status: "ok" });
     const agent = await agentOf(req, url);
     if (agent !== null) {
-      return await accountForAgent(agent, url.searchParams.get("account")).unit.handler(req);
+      return await accountForAgent(agent, url.searchParams.get("account")).unit.handler(req, info);
     }
     // WeChat XML on a plain route goes to the account it names (ToUserName), else the first.
     if (req.method === "POST" && plainXml.has(path)) {
       const bytes = await readBody(req);
       const to = /<ToUserName>\s*(?:<!\[CDATA\[)?\s*([^<\]\s]+)/.exec(decoder.decode(bytes))?.[1];
       const account = (to && byOriginal.get(to)) || first;
-      return await account.unit.handler(copyOf(req, url, bytes));
+      return await account.unit.handler(copyOf(req, url, bytes), info);
     }
     const account = url.searchParams.get("account");
     if (account !== null) {
       const found = byId.get(account);
       if (!found) return errorResponse(404, `No account ${account}`);
-      return await found.unit.handler(req);
+      return await found.unit.handler(req, info);
     }
-    return await first.unit.handler(req);
+    return await first.unit.handler(req, info);
   }
 
   /** A media URL is signed by one account's key and stored in its storage: ask each in turn. */
@@ -140,9 +141,9 @@ export function createAccountFront(options: AccountFrontOptions) {
   }
 
   return {
-    async handler(req: Request): Promise<Response> {
+    async handler(req: Request, info?: ConnectionInfo): Promise<Response> {
       try {
-        return await route(req);
+        return await route(req, info);
       } catch (error) {
         if (error instanceof HttpError) {
           return errorResponse(error.status, error.message, error.headers);

@@ -37,6 +37,9 @@ export interface Config {
   mediaTimeoutMs: number;
   /** Open client connections; default from the descriptor limit (src/http/connections.ts). */
   maxConnections?: number;
+  /** CONNECTION_GUARD: our accept loop with timeouts and a cap in front of Deno.serve (on), or
+   * Deno.serve alone behind a proxy that does that (off). */
+  connectionGuard: boolean;
   /** SEND_RATE_PER_S: `POST send` JSON messages per second per agent (bursts of twice that). */
   sendRatePerS: number;
   /** WECHAT_MAX_AGE_S: refuse WeChat requests signed longer ago than this (unset: no check). */
@@ -145,6 +148,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     return value;
   };
+  const onOff = (name: string, fallback: boolean): boolean => {
+    const raw = str(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (raw === "on" || raw === "true" || raw === "1") return true;
+    if (raw === "off" || raw === "false" || raw === "0") return false;
+    throw new Error(`Cannot read ${name}: expected "on" or "off", got "${raw}"`);
+  };
   const list = (name: string): string[] =>
     (str(name) ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   const store = str("STORE") ?? "sqlite";
@@ -184,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     mediaMaxBytes: int("MEDIA_MAX_BYTES", 20 * 1024 * 1024, 1),
     mediaTimeoutMs: int("MEDIA_TIMEOUT_MS", 15_000, 1),
     maxConnections: str("MAX_CONNECTIONS") === undefined ? undefined : int("MAX_CONNECTIONS", 0, 1),
+    connectionGuard: onOff("CONNECTION_GUARD", true),
     sendRatePerS: int("SEND_RATE_PER_S", 10, 1),
     wechatMaxAgeS: str("WECHAT_MAX_AGE_S") === undefined
       ? undefined

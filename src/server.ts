@@ -19,8 +19,10 @@ import { HttpError } from "./http/http_error.ts";
 import {
   type ConnectionInfo,
   defaultConnectionLimits,
+  type GuardedHandler,
   type GuardedServer,
   openFilesLimit,
+  serveDirect,
   serveGuarded,
 } from "./http/connections.ts";
 import { createDiskCheck } from "./http/disk_check.ts";
@@ -550,13 +552,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       options: { port: number; hostname: string; onListen?: (addr: Deno.NetAddr) => void },
     ): Promise<Deno.NetAddr> {
       await start();
-      const limits = defaultConnectionLimits(openFilesLimit());
-      if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
-      served = serveGuarded(
-        { port: options.port, hostname: options.hostname, limits },
-        handler,
-      );
-      log.debug("At most {max} connections", { max: limits.maxConnections });
+      served = listenOn(config, options, handler);
       options.onListen?.(served.addr);
       return served.addr;
     },
@@ -639,7 +635,7 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
     base: BASE,
   });
   const first = units.get(config.accounts[0]!.id)!;
-  let served: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
   return {
     ...first,
@@ -651,11 +647,8 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
     },
     async listen(options) {
       for (const unit of units.values()) await unit.start();
-      served = Deno.serve({
-        port: options.port,
-        hostname: options.hostname,
-        onListen: options.onListen ?? (() => {}),
-      }, front.handler);
+      served = listenOn(config, options, front.handler);
+      options.onListen?.(served.addr);
       return served.addr;
     },
     stop(code, reason) {
@@ -667,6 +660,20 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
       return stopped;
     },
   };
+}
+
+/** The listening socket: guarded against held connections (the default), or Deno.serve alone
+ * behind a proxy that guards (CONNECTION_GUARD=off; see docs/production.md for the cost). */
+function listenOn(
+  config: Config,
+  options: { port: number; hostname: string },
+  handler: GuardedHandler,
+): GuardedServer {
+  if (!config.connectionGuard) return serveDirect(options, handler);
+  const limits = defaultConnectionLimits(openFilesLimit());
+  if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
+  log.debug("At most {max} connections", { max: limits.maxConnections });
+  return serveGuarded({ port: options.port, hostname: options.hostname, limits }, handler);
 }
 
 /** One account's configuration: its WeChat credentials, its own data directory and key prefix. */

@@ -35,6 +35,7 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       mediaTimeoutMs: 15_000,
       // Unset: from the open-file limit (src/http/connections.ts).
       maxConnections: undefined,
+      connectionGuard: true,
       sendRatePerS: 10,
       wechatMaxAgeS: undefined,
       wechatRequireEncryption: false,
@@ -154,6 +155,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
     assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
+    assert.throws(() => loadConfig({ CONNECTION_GUARD: "maybe" }), /CONNECTION_GUARD/);
+    assert.equal(loadConfig({ CONNECTION_GUARD: "off" }).connectionGuard, false);
     assert.equal(loadConfig({ LOG_LEVEL: "WARN" }).logLevel, "warning");
     assert.throws(
       () => loadConfig({ WINDOW_SWEEP_INTERVAL_S: "0" }),

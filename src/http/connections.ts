@@ -459,3 +459,36 @@ async function pump(
   }
   ended();
 }
+
+/**
+ * Deno.serve on its own, for a bridge behind a reverse proxy that already times out slow
+ * clients and caps connections (CONNECTION_GUARD=off): no relay, so each connection costs one
+ * descriptor and no copy, but nothing here protects against held connections.
+ */
+export function serveDirect(
+  options: { port: number; hostname: string },
+  handler: GuardedHandler,
+): GuardedServer {
+  let open = 0;
+  const server = Deno.serve(
+    { port: options.port, hostname: options.hostname, onListen: () => {} },
+    async (req, info) => {
+      open++;
+      try {
+        return await handler(req, { remoteAddr: info.remoteAddr });
+      } finally {
+        open--;
+      }
+    },
+  );
+  return {
+    addr: server.addr,
+    get connections() {
+      return open;
+    },
+    // Deno.serve cannot stop accepting alone: the bridge answers 503 while stopping instead.
+    stopAccepting() {},
+    closeConnections() {},
+    shutdown: () => server.shutdown(),
+  };
+}
