@@ -5,7 +5,7 @@
 
 import type { Switchboard } from "../core/switchboard.ts";
 import { MessageTooLargeError, type Store, StoreError } from "../core/store.ts";
-import { createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
+import { codeOf, createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
 
 /** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
 export interface AgentAnswer {
@@ -251,7 +251,12 @@ export function createAgentMessages(deps: AgentMessageDeps) {
               msg: msg as Record<string, unknown>,
               ...(agentId === null ? {} : { from: agentId, agent_id: agentId }),
             },
-            result: resultOf((body as { result?: unknown }).result),
+            // The code follows the type (the seed's "102" for a system push still reads 102):
+            // never 0, 101 or -1, which would pass for the server's ack, heartbeat or refusal.
+            result: {
+              code: codeOf(msgType),
+              message: resultOf((body as { result?: unknown }).result).message,
+            },
           };
           const entries = [{ agentId: to, envelope }];
           // The sender's sockets see what it sent, as with replies: one thread on every tab.

@@ -22,6 +22,11 @@ export class ClientStream {
   constructor(readonly maxMessageBytes: number) {}
 
   /** True once an upgrade request's head has passed and its frames are being measured. */
+  /** A request body is still arriving (its Content-Length or chunks are not all here). */
+  get inBody(): boolean {
+    return this.#bodyLeft > 0 || (this.#chunked !== null && this.#chunked !== "trailer");
+  }
+
   get upgrading(): boolean {
     return this.#meter !== null;
   }
@@ -38,7 +43,8 @@ export class ClientStream {
     let i = 0;
     while (i < chunk.length) {
       if (this.#meter !== null) return this.#meter.feed(chunk.subarray(i));
-      if (this.#lost) return true;
+      // What cannot be followed is not passed on: Deno would refuse it anyway.
+      if (this.#lost) return false;
       if (this.#bodyLeft > 0) {
         const skip = Math.min(this.#bodyLeft, chunk.length - i);
         this.#bodyLeft -= skip;
@@ -64,6 +70,12 @@ export class ClientStream {
     const length = before + take;
     const buf = this.#head;
     for (let k = Math.max(0, before - 3); k + 3 < length; k++) {
+      // A bare LF ends lines for Deno's parser but not for ours: refused, so both agree on where
+      // a request ends and its frames begin.
+      if (buf[k + 3] === 10 && buf[k + 2] !== 13) {
+        this.#lost = true;
+        return chunk.length;
+      }
       if (buf[k] === 13 && buf[k + 1] === 10 && buf[k + 2] === 13 && buf[k + 3] === 10) {
         this.#headLength = 0;
         this.#startBody(new TextDecoder().decode(buf.subarray(0, k + 4)));

@@ -56,6 +56,8 @@ const RESERVED_FDS = 128;
 /** Waiting this long after an accept error lets other descriptors close first. */
 const ACCEPT_RETRY_MS = 100;
 const SWEEP_MS = 1_000;
+/** A request body must be whole this long after its request started. */
+const BODY_DEADLINE_MS = 30_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
 // A 2 KiB read buffer per direction keeps thousands of idle agent sockets cheap; one that
@@ -255,6 +257,16 @@ export function serveGuarded(
         }
       }
     }
+    // Every connection busy: the oldest request still sending its body gives way, so bodies
+    // trickled a byte at a time cannot hold every place.
+    if (victim === undefined) {
+      for (const link of busy.keys()) {
+        if (link.stream.inBody) {
+          victim = link;
+          break;
+        }
+      }
+    }
     if (victim === undefined) return false;
     drop(victim);
     return true;
@@ -268,7 +280,8 @@ export function serveGuarded(
     // thousand clients that never finish them hold a thousand, and the sweep closes them.
     const head = await readHead(client);
     if (head === HEAD_TOO_LARGE) await client.write(HEADERS_TOO_LARGE).catch(() => {});
-    if (head === null || head === HEAD_TOO_LARGE || link.closed) {
+    if (head === HEAD_BAD) await client.write(BAD_REQUEST).catch(() => {});
+    if (head === null || head === HEAD_TOO_LARGE || head === HEAD_BAD || link.closed) {
       drop(link);
       return;
     }
@@ -324,6 +337,11 @@ export function serveGuarded(
         if (now - link.since < limit) break;
         drop(link);
       }
+    }
+    // A body, however slowly it trickles, has a deadline from its request's start.
+    for (const link of busy.keys()) {
+      if (now - link.since < BODY_DEADLINE_MS) break;
+      if (link.stream.inBody) drop(link);
     }
   }, SWEEP_MS);
   Deno.unrefTimer(sweep);
@@ -384,6 +402,10 @@ export function serveGuarded(
 }
 
 const HEAD_TOO_LARGE = "too large" as const;
+const HEAD_BAD = "bad" as const;
+const BAD_REQUEST = new TextEncoder().encode(
+  "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+);
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
 );
@@ -392,7 +414,9 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
  * Reads until the end of the first request's headers (CRLF CRLF) and returns all bytes read;
  * null when the client closed or failed first.
  */
-async function readHead(conn: Deno.Conn): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
+async function readHead(
+  conn: Deno.Conn,
+): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE | typeof HEAD_BAD> {
   let buf = new Uint8Array(MIN_CHUNK);
   let length = 0;
   try {
@@ -405,13 +429,15 @@ async function readHead(conn: Deno.Conn): Promise<Uint8Array | null | typeof HEA
       }
       const n = await conn.read(buf.subarray(length));
       if (n === null) return null;
-      // Only the new bytes and the three before them can complete a CRLF CRLF.
-      const from = Math.max(0, length - 3);
+      // Byte by byte up to the end of the head (body bytes may follow in the same read): a bare
+      // LF would end a line for Deno's parser but not for this scan and the frame meter behind
+      // it, so such a request is refused.
+      const start = length;
       length += n;
-      for (let i = from; i + 3 < length; i++) {
-        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
-          return buf.subarray(0, length);
-        }
+      for (let i = start; i < length; i++) {
+        if (buf[i] !== 10) continue;
+        if (i === 0 || buf[i - 1] !== 13) return HEAD_BAD;
+        if (i >= 3 && buf[i - 2] === 10 && buf[i - 3] === 13) return buf.subarray(0, length);
       }
     }
   } catch {

@@ -10,7 +10,8 @@ export const REPLY_CODES = { text: 1001, image: 1002, voice: 1003, video: 1004 }
 
 /**
  * What an envelope is: heartbeat, error (a refusal, -1), ack (0, an answer to our frame),
- * note (a private note), system (102), echo (our own reply, from any tab) or incoming.
+ * note (a private note), system (102, the server's own), echo (our own reply, from any tab)
+ * or incoming (a follower's, or another agent's message whatever its type).
  */
 export function envelopeKind(envelope) {
   const code = Number(envelope?.result?.code);
@@ -19,6 +20,11 @@ export function envelopeKind(envelope) {
   if (code === -1) return "error";
   if (code === 0) return "ack";
   if (data.msg_type === "note") return "note";
+  // Another agent's message (the server sets `from` from its credentials): shown, never acted on
+  // as the server's own assignment, transfer or close notice, whatever type it claims.
+  if (data.from !== undefined && data.from !== null) {
+    return data.direction === "out" ? "echo" : "incoming";
+  }
   if (code === 102 || data.msg_type === "system" || data.contact_id === SYSTEM_ID) return "system";
   if (data.direction === "out") return "echo";
   return "incoming";

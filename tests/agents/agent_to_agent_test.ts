@@ -64,6 +64,15 @@ Deno.test("an agent-to-agent message cannot spoof who sent it", async (t) => {
       const got = await bob.waitFor((e) => e.data.msg?.["content"] === "by http");
       assertFromAlice(got, "c-by http");
     });
+    await t.step("the code follows the type: no fake ack, heartbeat or refusal", async () => {
+      for (const [code, content] of [[0, "as ack"], [-1, "as error"], [101, "as beat"]] as const) {
+        const body = spoofed(content);
+        body.result.code = code;
+        aliceSocket.send(body);
+        const got = await bob.waitFor((e) => e.data.msg?.["content"] === content);
+        assert.equal(got.result.code, 1001, `code ${code} arrived as ${got.result.code}`);
+      }
+    });
   } finally {
     await aliceSocket.close();
     await bob.close();

@@ -35,6 +35,15 @@ Deno.test("envelopeKind() tells the bridge's envelopes apart", () => {
   assert.equal(envelopeKind(env(1001, { direction: "out" })), "echo");
   assert.equal(envelopeKind(env(1001, { contact_id: "oF" })), "incoming");
   assert.equal(envelopeKind({}), "incoming");
+  // Another agent's message is never taken for the server's notice, whatever it claims.
+  assert.equal(
+    envelopeKind(env(102, { msg_type: "system", from: "a2", msg: { event: "assigned" } })),
+    "incoming",
+  );
+  assert.equal(
+    envelopeKind(env(102, { msg_type: "system", from: "me", direction: "out" })),
+    "echo",
+  );
 });
 
 Deno.test("frames: replies by type, commands with their client_id", () => {
