@@ -181,7 +181,8 @@ export function serveGuarded(
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> => {
     const link = byInnerPort.get(info.remoteAddr.port);
-    if (link === undefined) {
+    // The port alone could be borrowed by a local process bound to another loopback address.
+    if (link === undefined || info.remoteAddr.hostname !== "127.0.0.1") {
       // Only our relay connects to the loopback port; anyone else would skip every limit.
       return new Response("Connect through the public port", { status: 421 });
     }

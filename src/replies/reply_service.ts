@@ -104,6 +104,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     followerId: string,
     reply: AgentReply,
     data: Record<string, unknown>,
+    file: MediaFile | null,
   ) {
     if (target.kind === "demo") {
       target.outbox.add(followerId, {
@@ -117,8 +118,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     const upload = mediaToUpload(reply);
     let mediaId: string | undefined;
     let thumbMediaId: string | undefined;
-    if (upload) {
-      const file = await target.fetchMedia(upload.url, upload.type);
+    if (upload && file) {
       mediaId = await target.client.uploadMedia(
         upload.type,
         file.bytes,
@@ -142,12 +142,13 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
   async function refuseMedia(
     agentId: string,
     followerId: string,
-    n: number,
+    n: number | null,
     id: string,
     echo: { client_id?: string },
     error: MediaUrlError,
   ): Promise<AgentAnswer> {
-    await store.updateReply(followerId, n, "failed", error.message);
+    // null: refused before it was recorded (so before it counted against WeChat's quota).
+    if (n !== null) await store.updateReply(followerId, n, "failed", error.message);
     const message = `Cannot send the reply: ${error.message}`;
     const body = { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
     await notify(agentId, {
@@ -234,6 +235,18 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       agent_id: agentId,
       ...echo,
     };
+    // The agent's file is read before the reply counts against WeChat's quota: a media_url
+    // that is refused or cannot be read never reaches WeChat, so it must not use a reply up.
+    let file: MediaFile | null = null;
+    const upload = target.kind === "wechat" ? mediaToUpload(reply) : null;
+    if (upload && target.kind === "wechat") {
+      try {
+        file = await target.fetchMedia(upload.url, upload.type);
+      } catch (error) {
+        if (!(error instanceof MediaUrlError)) throw error;
+        return await refuseMedia(agentId, followerId, null, id, echo, error);
+      }
+    }
     let n: number;
     try {
       ({ n } = await switchboard.apply(store.recordReply(agentId, followerId, item)));
@@ -253,7 +266,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         if (closedBy) {
           throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
         }
-        await deliver(agentId, followerId, reply, data);
+        await deliver(agentId, followerId, reply, data, file);
       } catch (error) {
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, n, id, echo, error);
