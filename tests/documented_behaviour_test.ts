@@ -199,6 +199,15 @@ Deno.test("the read command sets a contact's unread count to 0", async (t) => {
       assert.equal(res.status, 200, res.text);
       assert.equal(await unread(), 0);
     });
+    await t.step("another agent's read is 409, and an unknown follower 404", async () => {
+      const read = (contact: string) =>
+        post(
+          `${server.base}${B}/send?userid=B`,
+          JSON.stringify({ data: { msg_type: "read", contact_id: contact } }),
+        );
+      assert.equal((await read("oRead")).status, 409);
+      assert.equal((await read("oNobody")).status, 404);
+    });
   } finally {
     await agent.close();
     await server.close();

@@ -111,9 +111,18 @@ export function createAgentMessages(deps: AgentMessageDeps) {
     switch (type) {
       case "typing":
         return await deps.replies.typing(agentId, contactId, msg["on"] !== false);
-      case "read":
+      case "read": {
+        // As the other commands: an agent that does not serve the follower is told so.
+        const contact = await store.getContact(contactId);
+        if (!contact) return refuse(404, `Cannot mark read: no follower ${contactId}`);
+        const mine = contact.agent_id === agentId || contact.last_agent_id === agentId;
+        // A follower waiting for anyone may be looked at; another agent's may not be touched.
+        if (!mine && contact.agent_id !== null) {
+          return refuse(409, `Cannot mark read: ${contactId} is served by another agent`);
+        }
         await store.markRead(agentId, contactId);
         return ok({ contact_id: contactId, unread: 0 });
+      }
       case "transfer": {
         const to = msg["to"];
         if (typeof to !== "string" || to === "") {
