@@ -217,4 +217,107 @@ export function testDurableStore(c: DurableStoreCase): void {
       }
     });
   });
+
+  Deno.test(`${c.label} pages history and rewrites a reply's status`, async (t) => {
+    const store = await c.open(":memory:");
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound(
+        Array.from({ length: 5 }, (_, i) => textItem("f1", `m${i + 1}`)),
+        online,
+      );
+      const reply = await store.recordReply("a1", "f1", {
+        id: "r1",
+        name: "a1",
+        avatar: "",
+        msg_type: "text",
+        contact_id: "f1",
+        company_id: "acme",
+        send_time: 1_700_000_100,
+        msg: { content: "an answer" },
+        direction: "out",
+        status: "sending",
+      });
+
+      await t.step("recordReply() numbers the reply and echoes it to the agent", () => {
+        assert.equal(reply.value.n, 6);
+        assert.deepEqual(describe(reply.deliveries), ["an answer"]);
+      });
+
+      await t.step("readHistory() pages backwards, oldest first within a page", async () => {
+        const last = await store.readHistory("f1", null, 4);
+        assert.deepEqual(last.items.map((i) => i.msg["content"]), ["m3", "m4", "m5", "an answer"]);
+        assert.equal(last.nextBefore, 3);
+        const first = await store.readHistory("f1", last.nextBefore, 4);
+        assert.deepEqual(first.items.map((i) => i.msg["content"]), ["m1", "m2"]);
+        assert.equal(first.nextBefore, null);
+        assert.deepEqual(await store.readHistory("nobody", null, 4), {
+          items: [],
+          nextBefore: null,
+        });
+      });
+
+      await t.step("updateReply() rewrites that one entry", async () => {
+        await store.updateReply("f1", 6, "failed", "45015 window closed");
+        const page = await store.readHistory("f1", null, 2);
+        assert.equal(page.items[1]?.status, "failed");
+        assert.equal(page.items[1]?.error, "45015 window closed");
+        assert.equal(page.items[0]?.status, undefined);
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  Deno.test(`${c.label} transfers, closes and respects capacity`, async (t) => {
+    const store = await c.open(":memory:");
+    try {
+      const both = presenceOf("a1", "a2");
+      await store.agentOnline("a1", both);
+      await store.agentOnline("a2", both);
+      await store.acceptInbound([textItem("f1", "hello", "a1")], both);
+
+      await t.step("transfer() moves the follower and tells both agents", async () => {
+        const applied = await store.transfer("f1", "a1", "a2");
+        assert.deepEqual(
+          applied.deliveries.map((e) => [e.agentId, e.envelope.data.msg["event"]]),
+          [["a2", "transferred_in"], ["a1", "transferred_out"]],
+        );
+        assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+        assert.equal((await store.getAgent("a1"))?.load, 0);
+        assert.equal((await store.getAgent("a2"))?.load, 1);
+      });
+
+      await t.step("a refused command changes nothing and the store goes on", async () => {
+        await assert.rejects(store.transfer("f1", "a1", "a2"), /not served by a1/);
+        assert.equal((await store.getContact("f1"))?.agent_id, "a2");
+      });
+
+      await t.step("close() unbinds; the next message goes to the last agent", async () => {
+        await store.closeConversation("f1", "a2");
+        assert.equal((await store.getContact("f1"))?.status, "closed");
+        assert.equal((await store.getAgent("a2"))?.load, 0);
+        const applied = await store.acceptInbound([textItem("f1", "again")], both);
+        assert.deepEqual(applied.deliveries.map((e) => e.agentId), ["a2", "a2"]);
+      });
+
+      await t.step("capacity 0 keeps followers waiting until it is raised", async () => {
+        await store.setCapacity("a1", 0);
+        await store.setCapacity("a2", 0);
+        const applied = await store.acceptInbound([textItem("f9", "anyone?")], both);
+        assert.deepEqual(applied.value, ["waiting"]);
+        await store.setCapacity("a1", 1);
+        const online = await store.agentOnline("a1", both);
+        const mine = online.deliveries.filter((e) => e.agentId === "a1");
+        assert.deepEqual(describe(mine), ["assigned:f9", "anyone?"]);
+        // a2, online too, hears that the queue it saw was taken.
+        const theirs = online.deliveries.filter((e) => e.agentId === "a2");
+        assert.deepEqual(theirs.map((e) => e.envelope.data.msg["follower_ids"]), [["f9"]]);
+        assert.equal((await store.getAgent("a1"))?.capacity, 1);
+      });
+    } finally {
+      await store.close();
+    }
+  });
 }
