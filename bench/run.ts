@@ -31,8 +31,12 @@ const { values: flags } = parseArgs({
     quick: { type: "boolean", default: false },
     clients: { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
+    // Groups of rows to run, comma-separated (default all): core (throughput, latency, slow
+    // agent), idle (idle sockets, heartbeats), redis, scale (1,000 agents, a big store).
+    only: { type: "string", default: "core,idle,redis,scale" },
   },
 });
+const groups = new Set(flags.only.split(",").map((g) => g.trim()));
 
 const RESULTS = `${ROOT}bench/results`;
 const started = performance.now();
@@ -53,6 +57,38 @@ async function main(): Promise<void> {
   const ctx: Context = { plan, log, delivery: new Delivery() };
   const profDir = flags["cpu-prof"] ? await Deno.makeTempDir({ prefix: "bench_prof_" }) : undefined;
 
+  const rows: Row[] = [];
+  let extra = "";
+  if (groups.has("core")) extra += await core(ctx, rows, profDir);
+  const bridgeAvailable = await Deno.stat(`${ROOT}main.ts`).then(() => "", () => "no main.ts");
+  if (groups.has("idle")) {
+    rows.push(await idle(ctx, bridgeAvailable));
+    rows.push(await heartbeats(ctx, bridgeAvailable));
+  }
+  if (groups.has("redis") || groups.has("scale")) {
+    const base = await startBaseline();
+    try {
+      if (groups.has("redis")) rows.push(...await redis(ctx, base, bridgeAvailable));
+      if (groups.has("scale")) rows.push(...await manyAgents(ctx, base, bridgeAvailable));
+    } finally {
+      await base.stop();
+    }
+  }
+  if (groups.has("scale")) rows.push(await bigStore(ctx, bridgeAvailable));
+  rows.push(deliveryRow(ctx, bridgeAvailable));
+
+  const seconds = (performance.now() - started) / 1000;
+  const report =
+    `# Bench results\n\n${new Date().toISOString()}${flags.quick ? " (--quick)" : ""}; ` +
+    `${seconds.toFixed(0)} s in total.\n\nMachine: ${machine}.\n\n${renderTable(rows)}${extra}`;
+  await Deno.writeTextFile(`${RESULTS}/latest.md`, report);
+  console.log(report);
+  log(`written to bench/results/latest.md`);
+}
+
+/** The rows against the bare baseline and the Node relay: throughput, latency, a slow agent. */
+async function core(ctx: Context, rows: Row[], profDir: string | undefined): Promise<string> {
+  let extra = "";
   const baseline = await startBaseline();
   const relay = await attempt(startNodeRelay);
   const bridge = await attemptBridge(() => startBridge({ cpuProfDir: profDir }));
@@ -63,10 +99,6 @@ async function main(): Promise<void> {
   const kv = await attemptBridge(() =>
     startBridge({ label: "bridge STORE=kv", env: { STORE: "kv" } })
   );
-  const bridgeAvailable = typeof bridge === "string" ? bridge : "";
-
-  const rows: Row[] = [];
-  let extra = "";
   try {
     if (flags.clients) extra += await compareClients(ctx, baseline);
     rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv));
@@ -80,25 +112,7 @@ async function main(): Promise<void> {
     extra += await summarizeProfile(profDir);
     await Deno.remove(profDir, { recursive: true });
   }
-  rows.push(await idle(ctx, bridgeAvailable));
-  rows.push(await heartbeats(ctx, bridgeAvailable));
-  const base = await startBaseline();
-  try {
-    rows.push(...await redis(ctx, base, bridgeAvailable));
-    rows.push(...await manyAgents(ctx, base, bridgeAvailable));
-  } finally {
-    await base.stop();
-  }
-  rows.push(await bigStore(ctx, bridgeAvailable));
-  rows.push(deliveryRow(ctx, bridgeAvailable));
-
-  const seconds = (performance.now() - started) / 1000;
-  const report =
-    `# Bench results\n\n${new Date().toISOString()}${flags.quick ? " (--quick)" : ""}; ` +
-    `${seconds.toFixed(0)} s in total.\n\nMachine: ${machine}.\n\n${renderTable(rows)}${extra}`;
-  await Deno.writeTextFile(`${RESULTS}/latest.md`, report);
-  console.log(report);
-  log(`written to bench/results/latest.md`);
+  return extra;
 }
 
 /** `npm install` for the node relay when its node_modules is missing (it is gitignored). */
