@@ -3,8 +3,10 @@
 // (~400 bytes) from 1,000 followers to 100 agents, batches as the webhook makes them, on a
 // file under a temporary directory. Rounds are interleaved (kv, sqlite, sqlite fsync, …) and
 // the table gives medians of the rounds: messages/s (wall, the deferred writes and close
-// included) and CPU µs per message.
+// included), CPU µs per message (the whole process, workers included) and the main thread's
+// CPU µs per message (the thread that answers WeChat, from /proc/thread-self/schedstat).
 // Run: deno run -A bench/store_bench.ts [messages per case, default 30000] [rounds, default 3]
+//   [stores, comma-separated names as in the table's first column, default all]
 
 import { cpuUsage } from "node:process";
 import { setImmediate } from "node:timers";
@@ -52,13 +54,19 @@ function item(i: number): InboundItem {
   };
 }
 
-/** Messages/s and CPU µs per message for one store and batch size. */
-async function run(store: Store, batch: number): Promise<[number, number]> {
+/** CPU time of the calling thread, ns (Linux): what the main thread spent. */
+function threadCpuNs(): number {
+  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
+}
+
+/** Messages/s, CPU µs per message and main-thread CPU µs per message, for one store and batch. */
+async function run(store: Store, batch: number): Promise<[number, number, number]> {
   for (const a of agentIds) await store.agentOnline(a, presence);
   // One per commit is slow on Deno KV and with fsync: a tenth of the sample gives the rate.
   const count = batch === 1 ? TOTAL / 10 : TOTAL;
   const items = Array.from({ length: count }, (_, i) => item(i));
   const cpu = cpuUsage();
+  const main = threadCpuNs();
   const started = performance.now();
   for (let i = 0; i < items.length; i += batch) {
     await store.acceptInbound(items.slice(i, i + batch), presence);
@@ -69,7 +77,8 @@ async function run(store: Store, batch: number): Promise<[number, number]> {
   await store.close();
   const seconds = (performance.now() - started) / 1000;
   const used = cpuUsage(cpu);
-  return [count / seconds, (used.user + used.system) / count];
+  const mainUs = (threadCpuNs() - main) / 1000;
+  return [count / seconds, (used.user + used.system) / count, mainUs / count];
 }
 
 const modelOptions = {
@@ -81,7 +90,7 @@ const modelOptions = {
 const retentionMs = 30 * 24 * 3600_000;
 const dir = await Deno.makeTempDir({ prefix: "store_bench_" });
 let n = 0;
-const stores: Array<[string, () => Promise<Store>]> = [
+const allStores: Array<[string, () => Promise<Store>]> = [
   ["memory", () => Promise.resolve(createMemoryStore(modelOptions))],
   ["Deno KV", () => openKvStore(`${dir}/kv${n++}.kv`, { ...modelOptions, retentionMs })],
   [
@@ -93,17 +102,21 @@ const stores: Array<[string, () => Promise<Store>]> = [
     () => openSqliteStore(`${dir}/f${n++}.sqlite`, { ...modelOptions, retentionMs, fsync: true }),
   ],
 ];
+const only = Deno.args[2]?.split(",");
+const stores = allStores.filter(([name]) => !only || only.some((o) => name.startsWith(o)));
 
 const rates = new Map<string, number[]>();
 const cpus = new Map<string, number[]>();
+const mains = new Map<string, number[]>();
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const batch of BATCHES) {
       for (const [name, open] of stores) {
-        const [rate, cpu] = await run(await open(), batch);
+        const [rate, cpu, main] = await run(await open(), batch);
         const key = `${name}|${batch}`;
         rates.set(key, [...rates.get(key) ?? [], rate]);
         cpus.set(key, [...cpus.get(key) ?? [], cpu]);
+        mains.set(key, [...mains.get(key) ?? [], main]);
       }
     }
   }
@@ -114,17 +127,19 @@ const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 const rows = stores.map(([name]) => {
   const cells = BATCHES.map((b) => {
     const key = `${name}|${b}`;
-    return `${fmt(median(rates.get(key)!))}/s, ${fmt(median(cpus.get(key)!))} µs`;
+    const cpu = `${fmt(median(cpus.get(key)!))} µs`;
+    return `${fmt(median(rates.get(key)!))}/s, ${cpu} (main ${fmt(median(mains.get(key)!))} µs)`;
   });
   return `| ${name} | ${cells.join(" | ")} |`;
 });
-const kvAt = (b: number) => median(rates.get(`Deno KV|${b}`)!);
-const sqAt = (b: number) => median(rates.get(`SQLite (WAL, synchronous=NORMAL)|${b}`)!);
+const kvAt = (b: number) => median(rates.get(`Deno KV|${b}`) ?? [NaN]);
+const sqAt = (b: number) => median(rates.get(`SQLite (WAL, synchronous=NORMAL)|${b}`) ?? [NaN]);
 console.log(
   [
     `acceptInbound on a file, ${TOTAL} messages per case (${TOTAL / 10} at 1 per commit), ` +
     `medians of ${ROUNDS} interleaved rounds`,
-    `(messages/s, CPU µs per message), ${AGENTS} agents, ${FOLLOWERS} followers`,
+    `(messages/s, CPU µs per message, the main thread's part), ${AGENTS} agents, ` +
+    `${FOLLOWERS} followers`,
     "",
     `| store | ${BATCHES.map((b) => `${b} per commit`).join(" | ")} |`,
     `| --- | ${BATCHES.map(() => "---").join(" | ")} |`,
