@@ -1,11 +1,16 @@
-// The SQLite store's tables, on one screen. `journal` is the durable record each commit
-// writes before anyone is told; the other tables are written from it afterwards and are what
-// reads and a restart use. Rows are JSON text, so `sqlite3 bridge.sqlite` shows them as is.
+// The SQLite store's files and tables, on one screen. `bridge.journal.sqlite` holds the journal:
+// the durable record each commit writes before anyone is told, and nothing else, so that its
+// one writer (the thread that answers WeChat) never waits for a lock. `bridge.sqlite` holds the
+// tables, written from the journal by the store's worker; they are what reads and a restart use.
 
-/** Creates every table and index that is missing; safe to run on every open. */
+import { DatabaseSync } from "node:sqlite";
+
+/** Creates every table and index of `bridge.sqlite` that is missing; safe on every open. Rows
+ * are JSON text, so `sqlite3 bridge.sqlite` shows them as is. `meta` 'applied' is the last
+ * journal row written to the tables. (Before issue 17 the journal was a table here too: a row
+ * left in it is applied at the next start and the table dropped.) */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contacts (
   follower_id TEXT PRIMARY KEY, json TEXT NOT NULL,
   -- The list it is in (the agent serving it, or that last did) and its place there.
@@ -28,6 +33,40 @@ CREATE TABLE IF NOT EXISTS queue (
   PRIMARY KEY (follower_id, n)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup (id INTEGER PRIMARY KEY, keys TEXT NOT NULL,
   expires_at INTEGER NOT NULL);
--- The team's quick replies (快捷回复): settings, not routing, so no journal.
+-- The team's quick replies (快捷回复).
 CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
 `;
+
+/** The journal file's one table: a row per commit, JSON (see sqlite_journal.ts), deleted once
+ * the tables have it. Ids are given by the store and only grow, across deletes and restarts. */
+export const JOURNAL_SCHEMA = `
+CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL);
+`;
+
+/** A WAL file larger than this is cut back after it was checkpointed. */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
+/** The journal file beside the tables' file at `path` (`bridge.sqlite`: `bridge.journal.sqlite`;
+ * `:memory:` stays in memory, a database of its own). */
+export function journalPathOf(path: string): string {
+  if (path === ":memory:") return path;
+  return `${path.replace(/\.sqlite$/, "")}.journal.sqlite`;
+}
+
+/** Opens (creating if needed) the SQLite file at `path`, in WAL mode, with `schema`. */
+export function openSqliteDatabase(path: string, fsync = false, schema = SCHEMA): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
+    // Checkpoints run in the store's worker (sqlite_worker.ts), off the thread that answers.
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec(schema);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return db;
+}

@@ -1,10 +1,12 @@
 // The SQLite store passes the durable store cases (_durable_store_cases.ts) that the Deno KV
-// store passes, plus what is its own: the journal row written before a commit resolves, replayed
-// by the next open, and expired rows deleted.
+// store passes, plus what is its own: the journal row written (to a file of its own) before a
+// commit resolves, written to the tables by the worker, applied once by the next open, reads
+// that see what the tables do not have yet, and expired rows deleted.
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import {
+  journalPathOf,
   openSqliteDatabase,
   openSqliteStore,
   type SqliteStoreOptions,
@@ -79,7 +81,7 @@ Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) 
       const good = textItem("f1", "fine");
       const poison = textItem("f2", "poison");
       // The disk refusing the write, as SQLite reports it: the journal insert fails.
-      const other = new DatabaseSync(path);
+      const other = new DatabaseSync(journalPathOf(path));
       other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON journal
         WHEN instr(NEW.changes, 'poison') > 0 BEGIN SELECT RAISE(ABORT, 'refused'); END`);
       other.close();
@@ -125,24 +127,27 @@ Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) 
 Deno.test("openSqliteStore() writes a journal row before a commit resolves; the next open applies it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/bridge.sqlite`;
-    // The tables are written on a timer; nothing here yields to it before the copy is made.
-    const store = await openSqliteStore(path, storeOptions());
+    // The worker writes the tables 20 ms after a row; held here until the copy is made.
+    const store = await openSqliteStore(path, storeOptions({ applyDelayMs: 60_000 }));
     const online = presenceOf("a1");
     await store.agentOnline("a1", online);
     await store.acceptInbound([textItem("f1", "one"), textItem("f1", "two")], online);
     const queued = await store.acceptInbound([textItem("f2", "waits")], presenceOf());
     assert.deepEqual(queued.value, ["waiting"]);
     // Resolved, so durable: one journal row per commit, before the tables have it.
-    assert.equal(count(path, "journal"), 2);
+    assert.equal(count(journalPathOf(path), "journal"), 2);
     assert.equal(count(path, "log"), 0);
-    // A second process opening the file (a restart after kill -9) finds all of it.
-    // The files as a kill -9 would leave them: the database and its WAL, which holds the rows.
+    // A second process opening the files (a restart after kill -9) finds all of it.
+    // The files as a kill -9 would leave them: both databases and their WALs, which hold the rows.
     const copy = `${dir}/copy.sqlite`;
-    Deno.copyFileSync(path, copy);
-    Deno.copyFileSync(`${path}-wal`, `${copy}-wal`);
+    for (const [from, to] of [[path, copy], [journalPathOf(path), journalPathOf(copy)]]) {
+      Deno.copyFileSync(from!, to!);
+      Deno.copyFileSync(`${from}-wal`, `${to}-wal`);
+    }
     const restarted = await openSqliteStore(copy, storeOptions());
     try {
-      assert.equal(count(copy, "journal"), 0);
+      assert.equal(count(journalPathOf(copy), "journal"), 0);
+      assert.equal(count(copy, "log"), 3);
       assert.deepEqual(describe(await readAll(restarted, "a1")), ["assigned:f1", "one", "two"]);
       assert.equal((await restarted.getContact("f1"))?.unread, 2);
       assert.deepEqual((await restarted.listWaiting()).map((c) => c.follower_id), ["f2"]);
@@ -244,7 +249,7 @@ Deno.test("openSqliteStore() writes new agents with the cursors, not a commit ea
       for (let i = 0; i < 50; i++) await store.agentOnline(`storm${i}`, presenceOf());
       // Known at once to this process, but no journal row was written for them.
       assert.equal(await store.isKnownAgent("storm49"), true);
-      assert.equal(count(path, "journal"), 0);
+      assert.equal(count(journalPathOf(path), "journal"), 0);
       await store.close();
       store = await openSqliteStore(path, storeOptions());
       assert.equal(await store.isKnownAgent("storm49"), true, "close() writes pending agents");
@@ -297,5 +302,171 @@ Deno.test("openSqliteDatabase() is WAL with synchronous=NORMAL, or FULL when fsy
       }
     }
     return Promise.resolve();
+  });
+});
+
+Deno.test("openSqliteStore() reads what the tables do not have yet", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    // Rows held in the journal (the worker would write them in a minute); one contact in memory.
+    const store = await openSqliteStore(
+      path,
+      storeOptions({ applyDelayMs: 60_000, hotContacts: 1 }),
+    );
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound([textItem("f1", "one"), textItem("f1", "two")], online);
+      await store.acceptInbound([textItem("f2", "three")], online);
+      const { value } = await store.recordReply("a1", "f1", {
+        ...textItem("f1", "answer").envelope.data,
+        direction: "out",
+        status: "sending",
+      });
+      await store.updateReply("f1", value.n, "sent");
+      await store.putQuickReply({
+        id: "q1",
+        title: "hi",
+        text: "hello",
+        updated_at: 1,
+        updated_by: "a1",
+      });
+      assert.equal(count(path, "log"), 0, "the tables have none of it yet");
+
+      await t.step("a contact out of memory, as its last journal row has it", async () => {
+        const f1 = await store.getContact("f1");
+        assert.equal(f1?.unread, 0);
+        assert.equal(f1?.history_seq, 3);
+      });
+      await t.step("the log, history, contacts and quick replies", async () => {
+        assert.deepEqual(describe(await readAll(store, "a1")), [
+          "assigned:f1",
+          "one",
+          "two",
+          "assigned:f2",
+          "three",
+          "answer",
+        ]);
+        const history = (await store.readHistory("f1", null, 10)).items;
+        assert.deepEqual(history.map((i) => [i.msg["content"], i.status]), [
+          ["one", undefined],
+          ["two", undefined],
+          ["answer", "sent"],
+        ]);
+        const contacts = await store.listContacts("a1");
+        assert.deepEqual(contacts.map((c) => c.follower_id).sort(), ["f1", "f2"]);
+        assert.deepEqual((await store.listQuickReplies()).map((q) => q.id), ["q1"]);
+      });
+      await t.step("a quick reply deleted once", async () => {
+        assert.equal(await store.deleteQuickReply("q1"), true);
+        assert.equal(await store.deleteQuickReply("q1"), false);
+        assert.deepEqual(await store.listQuickReplies(), []);
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() has the worker write the tables, unasked", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const store = await openSqliteStore(path, storeOptions());
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound([textItem("f1", "one"), textItem("f1", "two")], online);
+      // Nothing here reads from the store: the tables fill, and the journal empties, alone.
+      await waitForRow(path, "SELECT 1 FROM log GROUP BY agent_id HAVING count(*) = 3");
+      await waitForRow(path, "SELECT 1 FROM contacts WHERE follower_id = 'f1'");
+      const deadline = Date.now() + 5000;
+      while (count(journalPathOf(path), "journal") > 0) {
+        if (Date.now() > deadline) throw new Error("The journal was never emptied");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() applies a journal row once, however often it is found", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    let store = await openSqliteStore(path, storeOptions());
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    await store.acceptInbound([textItem("f1", "one")], online);
+    await store.forgetFollower("f1", textItem("f1", "forgotten").envelope);
+    await store.close();
+    // A crash between the tables' transaction and the journal's delete leaves rows the
+    // tables have: here one that, applied again, would bring f1 back.
+    const tables = new DatabaseSync(path);
+    const applied = Number(
+      (tables.prepare("SELECT value FROM meta WHERE key = 'applied'").get() as { value: string })
+        .value,
+    );
+    tables.close();
+    assert.ok(applied >= 2);
+    const journal = new DatabaseSync(journalPathOf(path));
+    const stale = textItem("f1", "stale");
+    const contact = { ...await contactOf(path, "a1"), follower_id: "f1" };
+    journal.prepare("INSERT INTO journal (id, changes) VALUES (?, ?)").run(
+      applied,
+      JSON.stringify({ c: [contact], l: [["a1", 9, stale.envelope]], t: Date.now() }),
+    );
+    journal.close();
+    store = await openSqliteStore(path, storeOptions());
+    try {
+      assert.equal(await store.getContact("f1"), null);
+      assert.equal((await readAll(store, "a1")).some((e) => e.seq === 9), false);
+      assert.equal(count(journalPathOf(path), "journal"), 0);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/** Any contact-shaped record: the agent's own record is enough for a row the model never reads. */
+function contactOf(path: string, agentId: string): Promise<Record<string, unknown>> {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT json FROM agents WHERE agent_id = ?").get(agentId) as {
+      json: string;
+    };
+    return Promise.resolve(JSON.parse(row.json) as Record<string, unknown>);
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("openSqliteStore() applies the journal table an older version left in bridge.sqlite", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const fixture = JSON.parse(
+      await Deno.readTextFile(new URL("./_sqlite_legacy_journal.json", import.meta.url)),
+    ) as { rows: string[] };
+    // The file as that version left it after a crash: its tables, and the rows in its journal.
+    const old = openSqliteDatabase(path);
+    old.exec("CREATE TABLE journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL)");
+    for (const row of fixture.rows) {
+      old.prepare("INSERT INTO journal (changes) VALUES (?)").run(row);
+    }
+    old.close();
+    // The rows' own time (2025-11-24), so nothing in them has expired.
+    const store = await openSqliteStore(path, storeOptions({ now: () => 1_764_000_060_000 }));
+    try {
+      assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "one", "two"]);
+      assert.equal((await store.getContact("f1"))?.unread, 2);
+      assert.deepEqual((await store.listWaiting()).map((c) => c.follower_id), ["f2"]);
+      const tables = new DatabaseSync(path, { readOnly: true });
+      const journal = tables.prepare("SELECT name FROM sqlite_master WHERE name = 'journal'");
+      assert.equal(journal.get(), undefined, "the old journal table is gone");
+      tables.close();
+      const next = await store.acceptInbound([textItem("f1", "three")], presenceOf("a1"));
+      assert.deepEqual(next.deliveries.map((e) => e.seq), [4]);
+    } finally {
+      await store.close();
+    }
   });
 });
