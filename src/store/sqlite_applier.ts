@@ -1,15 +1,16 @@
-// Who writes the SQLite store's journal to its tables, seen from the store: the worker
+// Who writes the SQLite store's commits to its tables, seen from the store: the worker
 // (sqlite_worker.ts) for a file, or the main thread itself for `:memory:` and when the worker
-// has died. Either way the store only says which rows are written and waits, when a read needs
-// the tables, until they are applied.
+// has died. Either way the store hands over each commit once its journal row is written, and
+// waits, when a read needs the tables, until they have it.
 
 import type { DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import {
-  applyJournal,
+  applyHanded,
   type ApplyStatements,
-  type JournalStatements,
+  type Commit,
   pruneExpired,
+  type ReadJournal,
   type Retention,
 } from "./sqlite_journal.ts";
 import type { WorkerReport, WorkerRequest, WorkerStart } from "./sqlite_worker.ts";
@@ -18,8 +19,8 @@ const log = getLogger(["bridge", "store"]);
 
 /** Writes journal rows to the tables, soon or when asked. */
 export interface Applier {
-  /** Journal rows up to `id` are written: apply them soon. */
-  written(id: number): void;
+  /** `commit`'s journal row is written: apply it soon. */
+  written(commit: Commit): void;
   /** Resolves once the tables have every journal row up to `id`. */
   applied(id: number): Promise<void>;
   /** Deletes expired rows, after applying the journal. */
@@ -32,7 +33,7 @@ export interface Applier {
 export interface ApplierOptions {
   db: DatabaseSync;
   st: ApplyStatements;
-  journal: JournalStatements;
+  read: ReadJournal;
   retention: Retention;
   applyDelayMs: number;
   /** The last row the tables have now. */
@@ -45,14 +46,19 @@ export interface ApplierOptions {
 export function createInlineApplier(options: ApplierOptions): Applier {
   let applied = options.applied;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let queue: Commit[] = [];
   const applyNow = () => {
     clearTimeout(timer);
     timer = undefined;
-    const id = applyJournal(options.db, options.st, options.journal, options.retention);
+    const commits = queue;
+    queue = [];
+    const { db, st, read, retention } = options;
+    const id = applyHanded(db, st, read, retention, commits);
     if (id > applied) options.onApplied(applied = id);
   };
   return {
-    written() {
+    written(commit) {
+      queue.push(commit);
       if (timer !== undefined) return;
       timer = setTimeout(() => {
         try {
@@ -86,7 +92,7 @@ export function createInlineApplier(options: ApplierOptions): Applier {
 /** What the worker is started with, besides the applier's options. */
 export interface WorkerApplierOptions extends ApplierOptions {
   path: string;
-  journalPath: string;
+  journalDir: string;
   fsync: boolean;
   checkpointMs: number;
 }
@@ -106,7 +112,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   const start: WorkerStart = {
     type: "start",
     path: options.path,
-    journalPath: options.journalPath,
+    journalDir: options.journalDir,
     fsync: options.fsync,
     retention: options.retention,
     applyDelayMs: options.applyDelayMs,
@@ -114,9 +120,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   };
   post(start);
   let applied = options.applied;
-  let written = applied;
-  /** An "apply" is posted and not answered yet: one at a time is enough. */
-  let asked = false;
   /** The highest row a "flush" was posted for. */
   let flushAsked = 0;
   let waiters: Waiter[] = [];
@@ -127,7 +130,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
 
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
-    asked = false;
     if (report.type === "failed") {
       // The journal keeps the rows; reads waiting for them fail, the next write tries again.
       if (!failing) log.error("Cannot write the journal to the tables: {message}", report);
@@ -140,10 +142,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     failing = false;
     if (report.id > applied) options.onApplied(applied = report.id);
     waiters = waiters.filter((w) => w.id > applied || (w.resolve(), false));
-    if (written > applied) {
-      asked = true;
-      post({ type: "apply" });
-    }
   };
   worker.onmessage = (event: MessageEvent<WorkerReport>) => onReport(event.data);
   worker.onerror = (event) => {
@@ -153,18 +151,15 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     });
     worker.terminate();
     onClosed?.();
+    // It reads what the worker had not applied from the journal file.
     fallback = createInlineApplier({ ...options, applied });
     for (const w of waiters.splice(0)) fallback.applied(w.id).then(w.resolve, w.reject);
-    if (written > applied) fallback.written(written);
   };
 
   return {
-    written(id) {
-      written = id;
-      if (fallback) return fallback.written(id);
-      if (asked) return;
-      asked = true;
-      post({ type: "apply" });
+    written(commit) {
+      if (fallback) return fallback.written(commit);
+      post({ type: "commit", commit });
     },
     applied(id) {
       if (id <= applied) return Promise.resolve();

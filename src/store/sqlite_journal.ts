@@ -1,7 +1,8 @@
-// How the SQLite store's journal reaches its tables: applyJournal() writes the journal rows
-// after the last applied one, in order, and records the last in the tables' `meta`, in the same
-// transaction, so every row is applied once whichever thread does it (the store's worker, or
-// the main thread at start, on a failed commit and at close).
+// How the SQLite store's commits reach its tables. A commit is one journal line (JSON text, see
+// sqlite_journal_file.ts) and the same changes as ready-made strings (Commit), which the store
+// hands to its worker; applyCommits() writes them and records the last applied in the tables'
+// `meta`, in the same transaction, so every commit is applied once whichever thread does it.
+// applyJournal() reads them back from the journal: at start, and when a hand-over was lost.
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MESSAGE_WINDOW_MS } from "../protocol/window.ts";
@@ -86,19 +87,6 @@ export function prepareApply(db: DatabaseSync) {
 /** The tables' statements (prepareApply). */
 export type ApplyStatements = ReturnType<typeof prepareApply>;
 
-/** The journal's statements, on the journal's connection. */
-export function prepareJournal(db: DatabaseSync) {
-  return {
-    insert: db.prepare("INSERT INTO journal (id, changes) VALUES (?, ?)"),
-    after: db.prepare("SELECT id, changes FROM journal WHERE id > ? ORDER BY id LIMIT ?"),
-    last: db.prepare("SELECT max(id) AS id FROM journal"),
-    deleteUpTo: db.prepare("DELETE FROM journal WHERE id <= ?"),
-  };
-}
-
-/** The journal's statements (prepareJournal). */
-export type JournalStatements = ReturnType<typeof prepareJournal>;
-
 /** The last journal row the tables have. */
 export function readApplied(st: ApplyStatements): number {
   const row = st.getApplied.get() as { value: string } | undefined;
@@ -118,59 +106,136 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
-/** Journal rows applied per transaction: bounds how long one holds the tables' lock. */
-const ROWS_PER_TRANSACTION = 256;
-
 /**
- * Writes the journal rows after the last applied to the tables, in transactions of at most
- * ROWS_PER_TRANSACTION rows; `each` is told the last row of each. Returns the last row applied.
+ * One commit as the tables take it: the journal record's fields (JournalRecord), with every
+ * frame, item, envelope, contact, agent and quick reply already JSON text, and `id` its
+ * journal row. Built once by the store, for its journal row and for the worker.
  */
+export interface Commit {
+  id: number;
+  t: number;
+  l?: Array<[string, number, string]>;
+  h?: Array<[string, number, string]>;
+  q?: Array<[string, number, number, string]>;
+  d?: Array<[string, number]>;
+  /** Contacts as their rows: JSON, and the columns the lists and windows are found by. */
+  c?: ContactRow[];
+  a?: Array<[string, string]>;
+  k?: Array<[string, number]>;
+  f?: string[];
+  u?: Array<[string, number, "sent" | "failed", string?]>;
+  p?: Array<[string, string]>;
+  x?: string[];
+}
+
+const json = (value: unknown): string => JSON.stringify(value);
+const list = <T>(items: T[] | undefined, each: (item: T) => string): string =>
+  items?.map(each).join(",") ?? "";
+
+/** The journal row of `c` (JournalRecord): its JSON pieces put together, not parsed again. */
+export function journalText(c: Commit): string {
+  let text = "{";
+  if (c.l) text += `"l":[${list(c.l, ([a, seq, frame]) => `[${json(a)},${seq},${frame}]`)}],`;
+  if (c.h) text += `"h":[${list(c.h, ([f, n, item]) => `[${json(f)},${n},${item}]`)}],`;
+  if (c.q) {
+    text += `"q":[${list(c.q, ([f, n, stamp, env]) => `[${json(f)},${n},${stamp},${env}]`)}],`;
+  }
+  if (c.d) text += `"d":${json(c.d)},`;
+  if (c.c) text += `"c":[${list(c.c, (row) => row[1])}],`;
+  if (c.a) text += `"a":[${list(c.a, ([, agent]) => agent)}],`;
+  if (c.k) text += `"k":${json(c.k)},`;
+  if (c.f) text += `"f":${json(c.f)},`;
+  if (c.u) text += `"u":${json(c.u)},`;
+  if (c.p) text += `"p":[${list(c.p, ([, reply]) => reply)}],`;
+  if (c.x) text += `"x":${json(c.x)},`;
+  return `${text}"t":${c.t}}`;
+}
+
+/** The commit a journal row holds (read back at start, or after a lost hand-over). */
+export function commitOfText(id: number, text: string): Commit {
+  const r = JSON.parse(text) as JournalRecord;
+  const c: Commit = { id, t: r.t };
+  if (r.l) c.l = r.l.map(([a, seq, env]) => [a, seq, json(env)]);
+  if (r.h) c.h = r.h.map(([f, n, item]) => [f, n, json(item)]);
+  if (r.q) c.q = r.q.map(([f, n, stamp, env]) => [f, n, stamp, json(env)]);
+  if (r.d) c.d = r.d;
+  if (r.c) c.c = r.c.map((contact) => contactRow(contact, json(contact)));
+  if (r.a) c.a = r.a.map((agent) => [agent.agent_id, json(agent)]);
+  if (r.k) c.k = r.k;
+  if (r.f) c.f = r.f;
+  if (r.u) c.u = r.u;
+  if (r.p) c.p = r.p.map((reply) => [reply.id, json(reply)]);
+  if (r.x) c.x = r.x;
+  return c;
+}
+
+/** Reads the commits after `after` back from the journal. */
+export type ReadJournal = (after: number) => Commit[];
+
+/** Writes the journal's commits after the last applied to the tables, reading them back from
+ * the journal. Returns the last one applied. */
 export function applyJournal(
   db: DatabaseSync,
   st: ApplyStatements,
-  journal: JournalStatements,
+  read: ReadJournal,
   retention: Retention,
-  each?: (applied: number) => void,
 ): number {
-  for (;;) {
-    const done = transaction(db, () => {
-      const from = readApplied(st);
-      const rows = journal.after.all(from, ROWS_PER_TRANSACTION) as Array<
-        { id: number; changes: string }
-      >;
-      if (rows.length === 0) return { last: from, more: false };
-      applyRows(st, rows.map((r) => r.changes), retention);
-      const last = rows[rows.length - 1]!.id;
-      st.setApplied.run(String(last));
-      return { last, more: rows.length === ROWS_PER_TRANSACTION };
-    });
-    each?.(done.last);
-    if (!done.more) return done.last;
-  }
+  return transaction(db, () => {
+    const from = readApplied(st);
+    const commits = read(from);
+    if (commits.length === 0) return from;
+    const last = applyCommits(st, commits, retention);
+    st.setApplied.run(String(last));
+    return last;
+  });
 }
 
 /**
- * Writes journal rows (JSON text, in commit order) to the tables, in the caller's transaction.
- * Contacts and agents are written once each, as the last row left them; the rest in order.
+ * Writes the commits handed over (in journal order) that the tables do not have, in one
+ * transaction; when none is given, or one before them is missing (a hand-over lost to a failed
+ * write), reads them from the journal file instead. Returns the last row applied.
  */
-export function applyRows(st: ApplyStatements, rows: string[], retention: Retention): void {
-  const contacts = new Map<string, Contact>();
-  const agents = new Map<string, AgentRecord>();
+export function applyHanded(
+  db: DatabaseSync,
+  st: ApplyStatements,
+  read: ReadJournal,
+  retention: Retention,
+  commits: Commit[],
+): number {
+  if (commits.length === 0) return applyJournal(db, st, read, retention);
+  const last = transaction(db, () => {
+    const applied = readApplied(st);
+    const fresh = commits.filter((c) => c.id > applied);
+    if (fresh.length === 0) return applied;
+    if (fresh[0]!.id !== applied + 1) return null;
+    const last = applyCommits(st, fresh, retention);
+    st.setApplied.run(String(last));
+    return last;
+  });
+  return last ?? applyJournal(db, st, read, retention);
+}
+
+/**
+ * Writes commits, in order, in the caller's transaction; returns the last one's id. Contacts
+ * and agents are written once each, as the last commit left them; the rest in order.
+ */
+export function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retention): number {
+  const contacts = new Map<string, ContactRow>();
+  const agents = new Map<string, string>();
   const dedup: Array<[string, number]> = [];
-  for (const text of rows) {
-    const r = JSON.parse(text) as JournalRecord;
-    const logExpiry = r.t + retention.logRetainMs;
-    const historyExpiry = r.t + retention.retentionMs;
-    for (const [a, seq, env] of r.l ?? []) st.log.run(a, seq, JSON.stringify(env), logExpiry);
-    for (const [f, n, item] of r.h ?? []) {
-      st.history.run(f, n, JSON.stringify(item), historyExpiry);
-    }
-    for (const [f, n, stamp, env] of r.q ?? []) st.queued.run(f, n, stamp, JSON.stringify(env));
-    for (const [f, n] of r.d ?? []) st.dequeued.run(f, n);
-    for (const c of r.c ?? []) contacts.set(c.follower_id, c);
-    for (const a of r.a ?? []) agents.set(a.agent_id, a);
-    for (const k of r.k ?? []) dedup.push(k);
-    for (const [f, n, status, error] of r.u ?? []) {
+  let last = 0;
+  for (const c of commits) {
+    last = c.id;
+    const logExpiry = c.t + retention.logRetainMs;
+    const historyExpiry = c.t + retention.retentionMs;
+    for (const [a, seq, frame] of c.l ?? []) st.log.run(a, seq, frame, logExpiry);
+    for (const [f, n, item] of c.h ?? []) st.history.run(f, n, item, historyExpiry);
+    for (const [f, n, stamp, env] of c.q ?? []) st.queued.run(f, n, stamp, env);
+    for (const [f, n] of c.d ?? []) st.dequeued.run(f, n);
+    for (const row of c.c ?? []) contacts.set(row[0], row);
+    for (const [a, agent] of c.a ?? []) agents.set(a, agent);
+    for (const k of c.k ?? []) dedup.push(k);
+    for (const [f, n, status, error] of c.u ?? []) {
       const row = st.getHistory.get(f, n) as { item: string } | undefined;
       if (!row) continue;
       const item: HistoryItem = {
@@ -180,27 +245,24 @@ export function applyRows(st: ApplyStatements, rows: string[], retention: Retent
       };
       st.setHistory.run(JSON.stringify(item), f, n);
     }
-    for (const reply of r.p ?? []) st.putQuickReply.run(reply.id, JSON.stringify(reply));
-    for (const id of r.x ?? []) st.deleteQuickReply.run(id);
-    for (const f of r.f ?? []) {
-      // After the rest of its row, and in order: a later row of this batch may be the
-      // follower's next conversation.
+    for (const [id, reply] of c.p ?? []) st.putQuickReply.run(id, reply);
+    for (const id of c.x ?? []) st.deleteQuickReply.run(id);
+    for (const f of c.f ?? []) {
+      // After the rest of its commit, and in order: a later commit may be the follower's
+      // next conversation.
       contacts.delete(f);
       st.forgetHistory.run(f);
       st.forgetContact.run(f);
     }
   }
-  for (const c of contacts.values()) writeContact(st, c);
-  for (const a of agents.values()) st.agent.run(a.agent_id, JSON.stringify(a));
+  for (const row of contacts.values()) st.contact.run(...row);
+  for (const [id, text] of agents) st.agent.run(id, text);
   if (dedup.length > 0) {
     let expiry = 0;
     for (const [, e] of dedup) if (e > expiry) expiry = e;
     st.dedup.run(JSON.stringify(dedup), expiry);
   }
-}
-
-function writeContact(st: ApplyStatements, c: Contact): void {
-  st.contact.run(...contactRow(c, JSON.stringify(c)));
+  return last;
 }
 
 /** Applies and drops the journal table that `bridge.sqlite` held before issue 17 (rows a crash
@@ -213,10 +275,10 @@ export function applyLegacyJournal(
   const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'");
   if (table.get() === undefined) return 0;
   return transaction(db, () => {
-    const rows = db.prepare("SELECT changes FROM journal ORDER BY id").all() as Array<
-      { changes: string }
+    const rows = db.prepare("SELECT id, changes FROM journal ORDER BY id").all() as Array<
+      { id: number; changes: string }
     >;
-    applyRows(st, rows.map((r) => r.changes), retention);
+    applyCommits(st, rows.map((r) => commitOfText(r.id, r.changes)), retention);
     db.exec("DROP TABLE journal");
     return rows.length;
   });

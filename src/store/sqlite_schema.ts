@@ -1,7 +1,6 @@
-// The SQLite store's files and tables, on one screen. `bridge.journal.sqlite` holds the journal:
-// the durable record each commit writes before anyone is told, and nothing else, so that its
-// one writer (the thread that answers WeChat) never waits for a lock. `bridge.sqlite` holds the
-// tables, written from the journal by the store's worker; they are what reads and a restart use.
+// The SQLite store's tables, on one screen, and how their file is opened. They are written
+// from the journal (sqlite_journal_file.ts, the durable record each commit writes before
+// anyone is told) by the store's worker, and are what reads and a restart use.
 
 import { DatabaseSync } from "node:sqlite";
 
@@ -37,24 +36,11 @@ CREATE TABLE IF NOT EXISTS dedup (id INTEGER PRIMARY KEY, keys TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
 `;
 
-/** The journal file's one table: a row per commit, JSON (see sqlite_journal.ts), deleted once
- * the tables have it. Ids are given by the store and only grow, across deletes and restarts. */
-export const JOURNAL_SCHEMA = `
-CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL);
-`;
-
 /** A WAL file larger than this is cut back after it was checkpointed. */
 const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
-/** The journal file beside the tables' file at `path` (`bridge.sqlite`: `bridge.journal.sqlite`;
- * `:memory:` stays in memory, a database of its own). */
-export function journalPathOf(path: string): string {
-  if (path === ":memory:") return path;
-  return `${path.replace(/\.sqlite$/, "")}.journal.sqlite`;
-}
-
-/** Opens (creating if needed) the SQLite file at `path`, in WAL mode, with `schema`. */
-export function openSqliteDatabase(path: string, fsync = false, schema = SCHEMA): DatabaseSync {
+/** Opens (creating if needed) the SQLite file at `path`, in WAL mode, with the schema. */
+export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
     db.exec("PRAGMA journal_mode = WAL");
@@ -63,7 +49,7 @@ export function openSqliteDatabase(path: string, fsync = false, schema = SCHEMA)
     db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
     db.exec("PRAGMA busy_timeout = 5000");
-    db.exec(schema);
+    db.exec(SCHEMA);
   } catch (error) {
     db.close();
     throw error;

@@ -1,8 +1,8 @@
 // The store on SQLite (`node:sqlite`, built into Deno): the routing model in memory (agents,
 // waiting followers, the most recently used contacts; the others are read when needed) and one
-// journal row per commit as the durable record, written before anyone is told, to a file of its
-// own that nothing else writes. Logs, history, contacts and the queue are written from the
-// journal afterwards by the store's worker; a restart applies whatever journal is left first.
+// journal line per commit as the durable record, appended to a file before anyone is told
+// (sqlite_journal_file.ts). Logs, history, contacts and the queue are written to the SQLite
+// tables afterwards by the store's worker; a restart applies whatever journal is left first.
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
@@ -33,17 +33,27 @@ import {
   applyJournal,
   applyLegacyJournal,
   type ApplyStatements,
+  type Commit,
+  contactRow,
+  journalText,
   prepareApply,
-  prepareJournal,
   pruneExpired,
   readApplied,
   type Retention,
   transaction,
 } from "./sqlite_journal.ts";
-import { JOURNAL_SCHEMA, journalPathOf, openSqliteDatabase } from "./sqlite_schema.ts";
+import {
+  createMemoryJournal,
+  type Journal,
+  journalDirOf,
+  openJournalDir,
+  readJournalDir,
+} from "./sqlite_journal_file.ts";
+import { openSqliteDatabase } from "./sqlite_schema.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
-export { journalPathOf, openSqliteDatabase } from "./sqlite_schema.ts";
+export { openSqliteDatabase } from "./sqlite_schema.ts";
+export { type Journal, journalDirOf } from "./sqlite_journal_file.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -70,6 +80,8 @@ export interface SqliteStoreOptions extends ModelOptions {
   hotContacts?: number;
   /** How long journal rows wait before they are written to the tables, ms (tests hold them). */
   applyDelayMs?: number;
+  /** Opens the journal (tests wrap it to refuse writes, as a full disk does). */
+  openJournal?: typeof openJournalDir;
 }
 
 function isEmpty(changes: Changes): boolean {
@@ -172,9 +184,8 @@ function loadModel(
 interface Files {
   path: string;
   db: DatabaseSync;
-  journalDb: DatabaseSync;
   st: ApplyStatements;
-  journal: ReturnType<typeof prepareJournal>;
+  journal: Journal;
   reads: Reads;
   retention: Retention;
 }
@@ -183,33 +194,35 @@ interface Files {
 export function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
   const fsync = options.fsync ?? false;
   const db = openSqliteDatabase(path, fsync);
-  let journalDb: DatabaseSync | null = null;
   try {
-    journalDb = openSqliteDatabase(journalPathOf(path), fsync, JOURNAL_SCHEMA);
-    const files: Files = {
-      path,
-      db,
-      journalDb,
-      st: prepareApply(db),
-      journal: prepareJournal(journalDb),
-      reads: prepareReads(db),
-      retention: {
-        retentionMs: options.retentionMs,
-        logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
-      },
+    const st = prepareApply(db);
+    const retention = {
+      retentionMs: options.retentionMs,
+      logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
     };
-    const legacy = applyLegacyJournal(db, files.st, files.retention);
-    const before = readApplied(files.st);
-    const applied = applyJournal(db, files.st, files.journal, files.retention);
+    const legacy = applyLegacyJournal(db, st, retention);
+    const before = readApplied(st);
+    const dir = journalDirOf(path);
+    const inMemory = path === ":memory:";
+    const applied = inMemory
+      ? before
+      : applyJournal(db, st, (after) => readJournalDir(dir, after), retention);
     const replayed = legacy + applied - before;
     if (replayed > 0) log.info("Applied {rows} journal rows left by the last run", { replayed });
-    files.journal.deleteUpTo.run(applied);
-    // Before the worker starts: the first prune has the tables to itself.
-    pruneExpired(db, options.now());
-    const loaded = loadModel(db, files.st, files.reads, options);
-    return Promise.resolve(createSqliteStore(files, loaded.model, loaded.stamp, options));
+    const journal = inMemory
+      ? createMemoryJournal()
+      : (options.openJournal ?? openJournalDir)(dir, applied, fsync);
+    const files: Files = { path, db, st, journal, reads: prepareReads(db), retention };
+    try {
+      // Before the worker starts: the first prune has the tables to itself.
+      pruneExpired(db, options.now());
+      const loaded = loadModel(db, st, files.reads, options);
+      return Promise.resolve(createSqliteStore(files, loaded.model, loaded.stamp, options));
+    } catch (error) {
+      journal.close();
+      throw error;
+    }
   } catch (error) {
-    journalDb?.close();
     db.close();
     return Promise.reject(error);
   }
@@ -221,13 +234,12 @@ function createSqliteStore(
   initialStamp: number,
   options: SqliteStoreOptions,
 ): Store {
-  const { db, journalDb, st, journal, reads } = files;
+  const { db, st, journal, reads } = files;
   let model = initial;
   let stamp = initialStamp;
-  /** The last journal row written, and the last the tables have. */
-  const lastId = (journal.last.get() as { id: number | null }).id ?? 0;
-  let journalId = Math.max(readApplied(st), lastId);
-  let appliedId = readApplied(st);
+  /** The last commit written to the journal, and the last the tables have. */
+  let journalId = readApplied(st);
+  let appliedId = journalId;
   /** Contacts whose last journal row the tables do not have yet: [row, JSON or null if
    * forgotten]. Read in place of the table for contacts not in memory. */
   const unapplied = new Map<string, [number, string | null]>();
@@ -245,16 +257,16 @@ function createSqliteStore(
       if (row <= appliedId) unapplied.delete(followerId);
     }
     try {
-      journal.deleteUpTo.run(appliedId);
+      journal.release(appliedId);
     } catch (error) {
-      // Rows the tables have are skipped by every later apply: deleting them can wait.
-      log.warn("Cannot delete applied journal rows: {error}", { error });
+      // Commits the tables have are skipped by every later apply: deleting them can wait.
+      log.warn("Cannot delete applied journal segments: {error}", { error });
     }
   };
   const applierOptions = {
     db,
     st,
-    journal,
+    read: journal.read,
     retention: files.retention,
     applyDelayMs: options.applyDelayMs ?? APPLY_DELAY_MS,
     applied: appliedId,
@@ -265,7 +277,7 @@ function createSqliteStore(
     : startWorkerApplier({
       ...applierOptions,
       path: files.path,
-      journalPath: journalPathOf(files.path),
+      journalDir: journalDirOf(files.path),
       fsync: options.fsync ?? false,
       checkpointMs: CHECKPOINT_INTERVAL_MS,
     });
@@ -275,10 +287,7 @@ function createSqliteStore(
     if (stale || closed) return;
     try {
       // Agents' records first: a seq is recovered from the log's last row, which may go.
-      writeRow(
-        `{"a":[${[...model.agents.values()].map((a) => JSON.stringify(a)).join(",")}],` +
-          `"t":${options.now()}}`,
-      );
+      writeRow({ a: agentRows(model, model.agents.keys()), t: options.now() });
       unjournaledCursors.clear();
       applier.prune(options.now());
     } catch (error) {
@@ -287,13 +296,15 @@ function createSqliteStore(
   }, PRUNE_INTERVAL_MS);
   Deno.unrefTimer(pruner);
 
-  /** Writes one journal row: the one write before anyone is told. Throws if it fails. */
-  function writeRow(json: string): number {
-    const id = journalId + 1;
-    journal.insert.run(id, json);
-    journalId = id;
-    applier.written(id);
-    return id;
+  /** Writes one commit's journal row, the one write before anyone is told (throws if it
+   * fails), and hands the commit to the applier. */
+  function writeRow(changes: Omit<Commit, "id">): Commit {
+    const commit = changes as Commit;
+    commit.id = journalId + 1;
+    journal.append(commit.id, journalText(commit));
+    journalId = commit.id;
+    applier.written(commit);
+    return commit;
   }
 
   /** Resolves once the tables have every committed row. */
@@ -321,7 +332,7 @@ function createSqliteStore(
    * (a commit failed) and the model must be right before anything goes on. */
   function reload(): void {
     const old = model;
-    onApplied(applyJournal(db, st, journal, files.retention));
+    onApplied(applyJournal(db, st, journal.read, files.retention));
     const loaded = loadModel(db, st, reads, options);
     // Cursors not yet written are still true: keep them.
     for (const [id, record] of old.agents) {
@@ -340,67 +351,49 @@ function createSqliteStore(
   /** Writes one commit's changes as one journal row (see JournalRecord). */
   function commit(m: Model, changes: Changes): void {
     if (isEmpty(changes)) return;
-    let json = "{";
-    if (changes.log.length > 0) {
-      json += `"l":[`;
-      changes.log.forEach((e, i) => {
-        json += `${i ? "," : ""}[${JSON.stringify(e.agentId)},${e.seq},${frameOf(e)}]`;
-      });
-      json += "],";
-    }
+    const c: Omit<Commit, "id"> = { t: options.now() };
+    if (changes.log.length > 0) c.l = changes.log.map((e) => [e.agentId, e.seq, frameOf(e)]);
     if (changes.history.length > 0) {
-      json += `"h":[`;
-      changes.history.forEach((h, i) => {
-        json += `${i ? "," : ""}[${JSON.stringify(h.followerId)},${h.n},${JSON.stringify(h.item)}]`;
-      });
-      json += "],";
+      c.h = changes.history.map((h) => [h.followerId, h.n, JSON.stringify(h.item)]);
     }
     if (changes.queued.length > 0) {
-      json += `"q":[`;
-      changes.queued.forEach((q, i) => {
-        json += `${i ? "," : ""}[${JSON.stringify(q.followerId)},${q.n},${++stamp},${
-          JSON.stringify(q.envelope)
-        }]`;
-      });
-      json += "],";
+      c.q = changes.queued.map((q) => [q.followerId, q.n, ++stamp, JSON.stringify(q.envelope)]);
     }
-    if (changes.dequeued.length > 0) {
-      json += `"d":${JSON.stringify(changes.dequeued.map((d) => [d.followerId, d.n]))},`;
+    if (changes.dequeued.length > 0) c.d = changes.dequeued.map((d) => [d.followerId, d.n]);
+    if (changes.contacts.size > 0) {
+      c.c = [];
+      for (const id of changes.contacts) {
+        const contact = m.contacts.get(id);
+        if (contact) c.c.push(contactRow(contact, JSON.stringify(contact)));
+      }
     }
-    const contacts: Array<[string, string]> = [];
-    for (const id of changes.contacts) {
-      const c = m.contacts.get(id);
-      if (c) contacts.push([id, JSON.stringify(c)]);
-    }
-    if (contacts.length > 0) json += `"c":[${contacts.map((c) => c[1]).join(",")}],`;
     // Cursors that moved since the last row go with this one, as a restart needs them.
     if (changes.agents.size > 0 || unjournaledCursors.size > 0) {
-      const agents: string[] = [];
-      for (const id of new Set([...changes.agents, ...unjournaledCursors])) {
-        const a = m.agents.get(id);
-        if (a) agents.push(JSON.stringify(a));
-      }
-      json += `"a":[${agents.join(",")}],`;
+      c.a = agentRows(m, new Set([...changes.agents, ...unjournaledCursors]));
     }
-    if (changes.dedup.length > 0) {
-      json += `"k":${JSON.stringify(changes.dedup.map((k) => [k, m.seen.get(k) ?? 0]))},`;
-    }
-    if (changes.forgotten.length > 0) json += `"f":${JSON.stringify(changes.forgotten)},`;
+    if (changes.dedup.length > 0) c.k = changes.dedup.map((k) => [k, m.seen.get(k) ?? 0]);
+    if (changes.forgotten.length > 0) c.f = changes.forgotten;
     // If this throws, nothing below happens and the caller reloads.
-    const id = writeRow(`${json}"t":${options.now()}}`);
+    const { id } = writeRow(c);
     unjournaledCursors.clear();
-    for (const [followerId, contactJson] of contacts) unapplied.set(followerId, [id, contactJson]);
+    for (const row of c.c ?? []) unapplied.set(row[0], [id, row[1]]);
     for (const followerId of changes.forgotten) unapplied.set(followerId, [id, null]);
+  }
+
+  /** The agents `ids` as rows: id and JSON. */
+  function agentRows(m: Model, ids: Iterable<string>): Array<[string, string]> {
+    const rows: Array<[string, string]> = [];
+    for (const id of ids) {
+      const a = m.agents.get(id);
+      if (a) rows.push([id, JSON.stringify(a)]);
+    }
+    return rows;
   }
 
   /** Writes the cursors (and new agents) no journal row has yet. */
   function commitCursors(): void {
-    const agents: string[] = [];
-    for (const id of unjournaledCursors) {
-      const a = model.agents.get(id);
-      if (a) agents.push(JSON.stringify(a));
-    }
-    if (agents.length > 0) writeRow(`{"a":[${agents.join(",")}],"t":${options.now()}}`);
+    const a = agentRows(model, unjournaledCursors);
+    if (a.length > 0) writeRow({ a, t: options.now() });
     unjournaledCursors.clear();
   }
 
@@ -581,10 +574,10 @@ function createSqliteStore(
       // Through the journal, after the row that wrote the reply.
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        const outcome = JSON.stringify(
-          error ? [followerId, n, status, error] : [followerId, n, status],
-        );
-        writeRow(`{"u":[${outcome}],"t":${options.now()}}`);
+        writeRow({
+          u: [error ? [followerId, n, status, error] : [followerId, n, status]],
+          t: options.now(),
+        });
       });
     },
     async sweepWindows(now: number) {
@@ -636,7 +629,7 @@ function createSqliteStore(
     putQuickReply(reply: QuickReply) {
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow(`{"p":[${JSON.stringify(reply)}],"t":${options.now()}}`);
+        writeRow({ p: [[reply.id, JSON.stringify(reply)]], t: options.now() });
       });
     },
     async deleteQuickReply(id: string) {
@@ -644,7 +637,7 @@ function createSqliteStore(
       while (appliedId < journalId) await tablesReady();
       if (closed) throw new Error("Cannot write: the store is closed");
       if (reads.quickReply.get(id) === undefined) return false;
-      writeRow(`{"x":[${JSON.stringify(id)}],"t":${options.now()}}`);
+      writeRow({ x: [id], t: options.now() });
       return true;
     },
     closeConversation(followerId: string, agentId: string) {
@@ -667,7 +660,6 @@ function createSqliteStore(
         if (closed) throw new Error("The store is closed");
         if (stale) reload();
         db.prepare("SELECT 1").get();
-        journalDb.prepare("SELECT 1").get();
       });
     },
     async close(): Promise<void> {
@@ -684,13 +676,13 @@ function createSqliteStore(
       await applier.close();
       try {
         // Whatever the worker could not apply; then both files whole, their WALs emptied.
-        onApplied(applyJournal(db, st, journal, files.retention));
+        onApplied(applyJournal(db, st, journal.read, files.retention));
+        journal.release(appliedId, true);
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-        journalDb.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch (error) {
         log.warn("Cannot write to SQLite at close: {error}", { error });
       }
-      journalDb.close();
+      journal.close();
       db.close();
     },
   };

@@ -1,22 +1,24 @@
-// The SQLite store's worker: writes the journal to the tables (applyJournal) and copies both
-// files' WALs into their database files, on connections of its own, so neither holds the
-// thread that answers WeChat. A worker's entry: it runs on messages from sqlite_applier.ts.
+// The SQLite store's worker: writes the commits the store hands it to the tables (from the
+// journal when a hand-over was lost) and copies the WAL into the database file, on a connection
+// of its own, so neither holds the thread that answers WeChat. A worker's entry: it runs on
+// messages from sqlite_applier.ts.
 
 import type { DatabaseSync } from "node:sqlite";
-import { JOURNAL_SCHEMA, openSqliteDatabase } from "./sqlite_schema.ts";
+import { openSqliteDatabase } from "./sqlite_schema.ts";
 import {
-  applyJournal,
+  applyHanded,
+  type Commit,
   prepareApply,
-  prepareJournal,
   pruneExpired,
   type Retention,
 } from "./sqlite_journal.ts";
+import { readJournalDir } from "./sqlite_journal_file.ts";
 
 /** What the store posts first: the files, and how the worker keeps them. */
 export interface WorkerStart {
   type: "start";
   path: string;
-  journalPath: string;
+  journalDir: string;
   fsync: boolean;
   retention: Retention;
   /** How long after a row is written it is applied, unless a read asks sooner. */
@@ -24,10 +26,10 @@ export interface WorkerStart {
   checkpointMs: number;
 }
 
-/** The store's requests: rows were written (apply soon), apply now, prune, close. */
+/** The store's requests: a commit is in the journal (apply it soon), apply now, prune, close. */
 export type WorkerRequest =
   | WorkerStart
-  | { type: "apply" }
+  | { type: "commit"; commit: Commit }
   | { type: "flush" }
   | { type: "prune"; now: number }
   | { type: "close" };
@@ -48,47 +50,46 @@ const scope = globalThis as unknown as WorkerScope;
 let state: {
   start: WorkerStart;
   tables: DatabaseSync;
-  journal: DatabaseSync;
-  apply: () => number;
+  apply: (commits: Commit[]) => number;
   checkpointer: ReturnType<typeof setInterval>;
 } | null = null;
 let timer: ReturnType<typeof setTimeout> | undefined;
+/** Commits handed over and not yet applied, in journal order. */
+let queue: Commit[] = [];
 
 /** Applies what the journal holds; then `after` (a prune), then tells the store. */
 function applyNow(after?: () => void): void {
   clearTimeout(timer);
   timer = undefined;
   if (!state) return;
+  const commits = queue;
+  queue = [];
   try {
-    const id = state.apply();
+    const id = state.apply(commits);
     after?.();
     scope.postMessage({ type: "applied", id });
   } catch (error) {
-    // The journal keeps the rows: the next request (or the next start) applies them.
+    // The journal keeps them: the next apply reads them from it (so does the next start).
     scope.postMessage({ type: "failed", message: String(error) });
   }
 }
 
 function start(request: WorkerStart): void {
   const tables = openSqliteDatabase(request.path, request.fsync);
-  const journal = openSqliteDatabase(request.journalPath, request.fsync, JOURNAL_SCHEMA);
   const st = prepareApply(tables);
-  const jst = prepareJournal(journal);
+  const read = (after: number) => readJournalDir(request.journalDir, after);
   const checkpointer = setInterval(() => {
-    for (const db of [tables, journal]) {
-      try {
-        // PASSIVE: copies what it can without waiting for, or blocking, a writer.
-        db.exec("PRAGMA wal_checkpoint(PASSIVE)");
-      } catch {
-        // Busy or closing: the next interval tries again; the store checkpoints at close.
-      }
+    try {
+      // PASSIVE: copies what it can without waiting for, or blocking, a writer.
+      tables.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch {
+      // Busy or closing: the next interval tries again; the store checkpoints at close.
     }
   }, request.checkpointMs);
   state = {
     start: request,
     tables,
-    journal,
-    apply: () => applyJournal(tables, st, jst, request.retention),
+    apply: (commits) => applyHanded(tables, st, read, request.retention, commits),
     checkpointer,
   };
 }
@@ -99,7 +100,6 @@ function close(): void {
     clearInterval(state.checkpointer);
     // Closed here, not left to terminate(): an open connection would keep its locks.
     state.tables.close();
-    state.journal.close();
     state = null;
   }
   scope.postMessage({ type: "closed" });
@@ -116,8 +116,9 @@ scope.onmessage = (event) => {
         scope.postMessage({ type: "failed", message: String(error) });
       }
       return;
-    case "apply":
-      // Rows wait a little, so one transaction takes many commits.
+    case "commit":
+      // Commits wait a little, so one transaction takes many.
+      queue.push(request.commit);
       if (timer === undefined && state) {
         timer = setTimeout(() => applyNow(), state.start.applyDelayMs);
       }

@@ -1,0 +1,195 @@
+// The SQLite store's journal on disk: append-only segment files under `bridge.journal/`, one
+// line per commit (`<id> <JSON>\n`), each written with one write() by the thread that answers
+// WeChat (and fdatasync'd with STORE_FSYNC=1) before anyone is told. A segment is deleted once
+// the tables have all of it. Reading stops at the first line a crash cut short.
+
+import { type Commit, commitOfText } from "./sqlite_journal.ts";
+
+/** A segment is closed and a new one begun past this size. */
+const SEGMENT_BYTES = 16 * 1024 * 1024;
+const NAME_DIGITS = 20;
+
+/** Where the journal is written; `read` gives back what is in it. */
+export interface Journal {
+  /** Writes commit `id`'s line; returns once it is in the operating system (or on the disk,
+   * with fsync). Throws if it is not: then nothing of it stays. */
+  append(id: number, text: string): void;
+  /** The commits after `after`, in order. */
+  read(after: number): Commit[];
+  /** Deletes what holds only commits up to `applied`; `all`: the segment being written too,
+   * when it is all applied (at close). */
+  release(applied: number, all?: boolean): void;
+  close(): void;
+}
+
+const segmentName = (firstId: number) => `${String(firstId).padStart(NAME_DIGITS, "0")}.log`;
+
+/** The journal directory beside the tables' file at `path` (`bridge.sqlite`: `bridge.journal`). */
+export function journalDirOf(path: string): string {
+  return `${path.replace(/\.sqlite$/, "")}.journal`;
+}
+
+/** The segments of `dir`, oldest first: [first id, path]. */
+function segments(dir: string): Array<[number, string]> {
+  const found: Array<[number, string]> = [];
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      const match = /^(\d+)\.log$/.exec(entry.name);
+      if (entry.isFile && match) found.push([Number(match[1]), `${dir}/${entry.name}`]);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  return found.sort((a, b) => a[0] - b[0]);
+}
+
+/** The commits after `after` in the journal at `dir` (another thread may be appending). */
+export function readJournalDir(dir: string, after: number): Commit[] {
+  const commits: Commit[] = [];
+  let last = after;
+  for (const [, path] of segments(dir)) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch (error) {
+      // Deleted since it was listed: all of it was applied.
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
+    const lines = text.split("\n");
+    // The last piece is "" after a whole line, or a line being written or cut short by a crash.
+    lines.pop();
+    for (const line of lines) {
+      const space = line.indexOf(" ");
+      const id = Number(line.slice(0, space));
+      if (space <= 0 || !Number.isInteger(id)) break;
+      if (id <= last) continue;
+      let commit: Commit;
+      try {
+        commit = commitOfText(id, line.slice(space + 1));
+      } catch {
+        // Only a write that failed midway leaves such a line: nothing after it in the segment.
+        break;
+      }
+      commits.push(commit);
+      last = id;
+    }
+  }
+  return commits;
+}
+
+/** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
+ * tables have, like every one before it: what the directory holds is deleted. */
+export function openJournalDir(
+  dir: string,
+  lastId: number,
+  fsync: boolean,
+  segmentBytes = SEGMENT_BYTES,
+): Journal {
+  Deno.mkdirSync(dir, { recursive: true });
+  const encoder = new TextEncoder();
+  let buffer = new Uint8Array(1 << 16);
+  let file: Deno.FsFile | null = null;
+  let size = 0;
+  let next = lastId + 1;
+  /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
+  const written: Array<[number, string]> = [];
+
+  const syncDir = () => {
+    if (!fsync) return;
+    // A new file survives power loss once its directory entry is on the disk too.
+    const handle = Deno.openSync(dir, { read: true });
+    try {
+      handle.syncSync();
+    } finally {
+      handle.close();
+    }
+  };
+  const begin = (firstId: number) => {
+    file?.close();
+    file = null;
+    const path = `${dir}/${segmentName(firstId)}`;
+    // A segment by this name can only hold a line that was refused: nothing to keep.
+    if (written.at(-1)?.[1] === path) written.pop();
+    try {
+      Deno.removeSync(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    // Appending: after a refused write is cut off, the next one starts where it did.
+    file = Deno.openSync(path, { append: true, createNew: true });
+    size = 0;
+    written.push([firstId, path]);
+    syncDir();
+  };
+  // Every commit up to lastId is in the tables (the store applied them before opening).
+  for (const [, path] of segments(dir)) Deno.removeSync(path);
+
+  return {
+    append(id, text) {
+      if (id !== next) {
+        throw new Error(`Cannot append commit ${id} to the journal: ${next} is next`);
+      }
+      if (file === null || size >= segmentBytes) begin(id);
+      const line = `${id} ${text}\n`;
+      // UTF-8 takes at most 3 bytes per UTF-16 unit.
+      if (buffer.length < line.length * 3) buffer = new Uint8Array(line.length * 3);
+      const { written } = encoder.encodeInto(line, buffer);
+      const bytes = buffer.subarray(0, written);
+      try {
+        let done = 0;
+        while (done < written) done += file!.writeSync(bytes.subarray(done));
+        if (fsync) file!.syncDataSync();
+      } catch (error) {
+        // Nothing of a refused commit may stay: cut the line off, or leave this segment.
+        try {
+          file!.truncateSync(size);
+        } catch {
+          file!.close();
+          file = null;
+        }
+        throw error;
+      }
+      size += written;
+      next = id + 1;
+    },
+    read(after) {
+      return readJournalDir(dir, after);
+    },
+    release(applied, all = false) {
+      // A segment ends where the next begins; the last one is being written.
+      while (written.length > 1 && written[1]![0] - 1 <= applied) {
+        Deno.removeSync(written.shift()![1]);
+      }
+      if (all && written.length === 1 && next - 1 <= applied) {
+        file?.close();
+        file = null;
+        Deno.removeSync(written.shift()![1]);
+      }
+    },
+    close() {
+      file?.close();
+      file = null;
+    },
+  };
+}
+
+/** A journal in memory, for a store on `:memory:` (which nothing outlives anyway). */
+export function createMemoryJournal(): Journal {
+  let lines: Array<[number, string]> = [];
+  return {
+    append(id, text) {
+      lines.push([id, text]);
+    },
+    read(after) {
+      return lines.filter(([id]) => id > after).map(([id, text]) => commitOfText(id, text));
+    },
+    release(applied) {
+      lines = lines.filter(([id]) => id > applied);
+    },
+    close() {
+      lines = [];
+    },
+  };
+}
