@@ -44,7 +44,7 @@ Deno.test("openJournalDir() appends lines that readJournalDir() gives back", asy
 });
 
 Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir((dir) => {
     const journal = openJournalDir(dir, 4, false);
     journal.append(5, line(5));
     journal.append(6, line(6));
@@ -54,11 +54,12 @@ Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
     const cut = `7 ${line(7)}`.slice(0, 20);
     Deno.writeTextFileSync(`${dir}/${name}`, cut, { append: true });
     assert.deepEqual(ids(dir), [5, 6]);
+    return Promise.resolve();
   });
 });
 
 Deno.test("openJournalDir() starts clean after the tables took what was there", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir((dir) => {
     let journal = openJournalDir(dir, 0, false);
     journal.append(1, line(1));
     journal.close();
@@ -69,5 +70,6 @@ Deno.test("openJournalDir() starts clean after the tables took what was there", 
     journal.append(2, line(2));
     assert.deepEqual(ids(dir), [2]);
     journal.close();
+    return Promise.resolve();
   });
 });
