@@ -7,6 +7,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import {
   applyHanded,
+  applyJournal,
   type ApplyStatements,
   type Commit,
   pruneExpired,
@@ -42,8 +43,9 @@ export interface ApplierOptions {
   onApplied(id: number): void;
 }
 
-/** Applies on the main thread: for `:memory:`, and in place of a worker that died. */
-export function createInlineApplier(options: ApplierOptions): Applier {
+/** Applies on the main thread: for `:memory:`, and in place of a worker that died (`lost`:
+ * commits were handed to it, to be read back from the journal). */
+export function createInlineApplier(options: ApplierOptions, lost = false): Applier {
   let applied = options.applied;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let queue: Commit[] = [];
@@ -53,7 +55,16 @@ export function createInlineApplier(options: ApplierOptions): Applier {
     const commits = queue;
     queue = [];
     const { db, st, read, retention } = options;
-    const id = applyHanded(db, st, read, retention, commits);
+    let id: number;
+    try {
+      id = lost
+        ? applyJournal(db, st, read, retention)
+        : applyHanded(db, st, read, retention, commits);
+      lost = false;
+    } catch (error) {
+      lost = true;
+      throw error;
+    }
     if (id > applied) options.onApplied(applied = id);
   };
   return {
@@ -142,6 +153,12 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     failing = false;
     if (report.id > applied) options.onApplied(applied = report.id);
     waiters = waiters.filter((w) => w.id > applied || (w.resolve(), false));
+    // A flush applies everything handed over before it: a read still waiting is owed rows
+    // the worker could not find, and must not wait for ever.
+    const flush = report.flush;
+    if (flush === undefined) return;
+    const behind = new Error(`Cannot read: the tables stop at ${applied}, before ${flush}`);
+    waiters = waiters.filter((w) => w.id > flush || (w.reject(behind), false));
   };
   worker.onmessage = (event: MessageEvent<WorkerReport>) => onReport(event.data);
   worker.onerror = (event) => {
@@ -152,7 +169,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     worker.terminate();
     onClosed?.();
     // It reads what the worker had not applied from the journal file.
-    fallback = createInlineApplier({ ...options, applied });
+    fallback = createInlineApplier({ ...options, applied }, true);
     for (const w of waiters.splice(0)) fallback.applied(w.id).then(w.resolve, w.reject);
   };
 
@@ -168,7 +185,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
         waiters.push({ id, resolve, reject });
         if (flushAsked >= id) return;
         flushAsked = id;
-        post({ type: "flush" });
+        post({ type: "flush", upTo: id });
       });
     },
     prune(now) {

@@ -192,8 +192,8 @@ export function applyJournal(
 
 /**
  * Writes the commits handed over (in journal order) that the tables do not have, in one
- * transaction; when none is given, or one before them is missing (a hand-over lost to a failed
- * write), reads them from the journal file instead. Returns the last row applied.
+ * transaction; when one before them is missing (a hand-over lost to a failed write), reads
+ * them back from the journal instead. Returns the last row applied.
  */
 export function applyHanded(
   db: DatabaseSync,
@@ -202,7 +202,6 @@ export function applyHanded(
   retention: Retention,
   commits: Commit[],
 ): number {
-  if (commits.length === 0) return applyJournal(db, st, read, retention);
   const last = transaction(db, () => {
     const applied = readApplied(st);
     const fresh = commits.filter((c) => c.id > applied);

@@ -48,7 +48,10 @@ function segments(dir: string): Array<[number, string]> {
 export function readJournalDir(dir: string, after: number): Commit[] {
   const commits: Commit[] = [];
   let last = after;
-  for (const [, path] of segments(dir)) {
+  const all = segments(dir);
+  for (const [i, [, path]] of all.entries()) {
+    // A segment ends where the next begins: one that ends by `after` need not be read.
+    if (i + 1 < all.length && all[i + 1]![0] - 1 <= after) continue;
     let text: string;
     try {
       text = Deno.readTextFileSync(path);

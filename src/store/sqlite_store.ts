@@ -675,8 +675,8 @@ function createSqliteStore(
       closed = true;
       await applier.close();
       try {
-        // Whatever the worker could not apply; then both files whole, their WALs emptied.
-        onApplied(applyJournal(db, st, journal.read, files.retention));
+        // Whatever the worker could not apply; then the file whole, its WAL emptied.
+        if (appliedId < journalId) onApplied(applyJournal(db, st, journal.read, files.retention));
         journal.release(appliedId, true);
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch (error) {

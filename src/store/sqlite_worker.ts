@@ -7,6 +7,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 import {
   applyHanded,
+  applyJournal,
   type Commit,
   prepareApply,
   pruneExpired,
@@ -30,13 +31,13 @@ export interface WorkerStart {
 export type WorkerRequest =
   | WorkerStart
   | { type: "commit"; commit: Commit }
-  | { type: "flush" }
+  | { type: "flush"; upTo: number }
   | { type: "prune"; now: number }
   | { type: "close" };
 
 /** The worker's answers: the last journal row the tables have, a failure, closed. */
 export type WorkerReport =
-  | { type: "applied"; id: number }
+  | { type: "applied"; id: number; flush?: number }
   | { type: "failed"; message: string }
   | { type: "closed" };
 
@@ -51,25 +52,33 @@ let state: {
   start: WorkerStart;
   tables: DatabaseSync;
   apply: (commits: Commit[]) => number;
+  replay: () => number;
   checkpointer: ReturnType<typeof setInterval>;
 } | null = null;
 let timer: ReturnType<typeof setTimeout> | undefined;
 /** Commits handed over and not yet applied, in journal order. */
 let queue: Commit[] = [];
+/** Handed-over commits were dropped by a failed write: read them back from the journal. */
+let lost = false;
 
-/** Applies what the journal holds; then `after` (a prune), then tells the store. */
-function applyNow(after?: () => void): void {
+/** Applies what was handed over; then `after` (a prune), then tells the store (and which
+ * flush this answers). */
+function applyNow(after?: () => void, flush?: number): void {
   clearTimeout(timer);
   timer = undefined;
   if (!state) return;
   const commits = queue;
   queue = [];
   try {
-    const id = state.apply(commits);
+    const id = lost ? state.replay() : state.apply(commits);
+    lost = false;
     after?.();
-    scope.postMessage({ type: "applied", id });
+    scope.postMessage(
+      flush === undefined ? { type: "applied", id } : { type: "applied", id, flush },
+    );
   } catch (error) {
     // The journal keeps them: the next apply reads them from it (so does the next start).
+    lost = true;
     scope.postMessage({ type: "failed", message: String(error) });
   }
 }
@@ -90,6 +99,7 @@ function start(request: WorkerStart): void {
     start: request,
     tables,
     apply: (commits) => applyHanded(tables, st, read, request.retention, commits),
+    replay: () => applyJournal(tables, st, read, request.retention),
     checkpointer,
   };
 }
@@ -124,7 +134,7 @@ scope.onmessage = (event) => {
       }
       return;
     case "flush":
-      return applyNow();
+      return applyNow(undefined, request.upTo);
     case "prune":
       return applyNow(() => state && pruneExpired(state.tables, request.now));
     case "close":

@@ -474,3 +474,45 @@ Deno.test("openSqliteStore() applies the journal table an older version left in 
     }
   });
 });
+
+Deno.test("openSqliteStore() reads back from the journal what the worker failed to write", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const store = await openSqliteStore(path, storeOptions());
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      await store.acceptInbound([textItem("f1", "one")], online);
+      // The tables refusing what the worker writes (a full disk, say), not the journal.
+      const other = new DatabaseSync(path);
+      other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON log
+        WHEN instr(NEW.frame, 'poison') > 0 BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+      await t.step(
+        "the commit is durable all the same; a read that needs the tables fails",
+        async () => {
+          const applied = await store.acceptInbound([textItem("f1", "poison")], online);
+          assert.deepEqual(applied.value, ["delivered"]);
+          await assert.rejects(readAll(store, "a1"), /refused/);
+        },
+      );
+      other.exec("DROP TRIGGER refuse");
+      other.close();
+      await t.step(
+        "once the tables take it, the lost commit comes back from the journal",
+        async () => {
+          // Asked for with nothing new written: the worker must know to read it back.
+          assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "one", "poison"]);
+          await store.acceptInbound([textItem("f1", "after")], online);
+          assert.deepEqual(describe(await readAll(store, "a1")), [
+            "assigned:f1",
+            "one",
+            "poison",
+            "after",
+          ]);
+        },
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
