@@ -9,19 +9,20 @@ import {
   applyHanded,
   applyJournal,
   type ApplyStatements,
-  type Commit,
   pruneExpired,
   type ReadJournal,
   type Retention,
 } from "./sqlite_journal.ts";
+import { commitOfBytes } from "./sqlite_journal_line.ts";
 import type { WorkerReport, WorkerRequest, WorkerStart } from "./sqlite_worker.ts";
 
 const log = getLogger(["bridge", "store"]);
 
 /** Writes journal rows to the tables, soon or when asked. */
 export interface Applier {
-  /** `commit`'s journal row is written: apply it soon. */
-  written(commit: Commit): void;
+  /** Commit `id`'s journal line is written, as `bytes` (handed over: not to be used after):
+   * apply it soon. */
+  written(id: number, bytes: Uint8Array): void;
   /** Resolves once the tables have every journal row up to `id`. */
   applied(id: number): Promise<void>;
   /** Deletes expired rows, after applying the journal. */
@@ -48,11 +49,11 @@ export interface ApplierOptions {
 export function createInlineApplier(options: ApplierOptions, lost = false): Applier {
   let applied = options.applied;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let queue: Commit[] = [];
+  let queue: Uint8Array[] = [];
   const applyNow = () => {
     clearTimeout(timer);
     timer = undefined;
-    const commits = queue;
+    const commits = queue.map(commitOfBytes);
     queue = [];
     const { db, st, read, retention } = options;
     let id: number;
@@ -68,8 +69,8 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
     if (id > applied) options.onApplied(applied = id);
   };
   return {
-    written(commit) {
-      queue.push(commit);
+    written(_id, bytes) {
+      queue.push(bytes);
       if (timer !== undefined) return;
       timer = setTimeout(() => {
         try {
@@ -174,9 +175,12 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   };
 
   return {
-    written(commit) {
-      if (fallback) return fallback.written(commit);
-      post({ type: "commit", commit });
+    written(id, bytes) {
+      if (fallback) return fallback.written(id, bytes);
+      // Transferred, not copied: the worker reads the line the journal has.
+      worker.postMessage({ type: "commit", bytes } satisfies WorkerRequest, [
+        bytes.buffer as ArrayBuffer,
+      ]);
     },
     applied(id) {
       if (id <= applied) return Promise.resolve();

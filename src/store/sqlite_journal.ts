@@ -1,22 +1,19 @@
-// How the SQLite store's commits reach its tables. A commit is one journal line (JSON text, see
-// sqlite_journal_file.ts) and the same changes as ready-made strings (Commit), which the store
-// hands to its worker; applyCommits() writes them and records the last applied in the tables'
-// `meta`, in the same transaction, so every commit is applied once whichever thread does it.
-// applyJournal() reads them back from the journal: at start, and when a hand-over was lost.
+// How the SQLite store's commits reach its tables. A commit is one journal line
+// (sqlite_journal_line.ts), whose bytes the store also hands to its worker; applyCommits()
+// writes commits and records the last applied in the tables' `meta`, in the same transaction,
+// so every commit is applied once whichever thread does it. applyJournal() reads them back from
+// the journal instead: at start, and when a hand-over was lost.
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MESSAGE_WINDOW_MS } from "../protocol/window.ts";
 import type { AgentRecord, Contact, HistoryItem } from "../core/store.ts";
 
 /**
- * One journal row: what one commit changed, as JSON text. Frames, history items and quick
- * replies are JSON already, so they are embedded as they are, not escaped as strings. Every
- * field but `t` may be left out when empty.
- * `l`: log [agent, seq, frame]; `h`: history [follower, n, item]; `q`: queued [follower, n,
- * stamp, envelope]; `d`: dequeued [follower, n]; `c`: contacts; `a`: agents; `k`: dedup
- * [key, expiry]; `f`: followers forgotten (contact and history deleted, in order with the
- * rest); `u`: a reply's outcome [follower, n, status, error?]; `p`: quick replies put; `x`:
- * quick replies deleted (ids); `t`: the commit's time (ms), from which expiries are counted.
+ * A row of the journal table that `bridge.sqlite` held before issue 17: what one commit
+ * changed, as JSON text, frames and items embedded as they were. `l`: log [agent, seq, frame];
+ * `h`: history [follower, n, item]; `q`: queued [follower, n, stamp, envelope]; `d`: dequeued
+ * [follower, n]; `c`: contacts; `a`: agents; `k`: dedup [key, expiry]; `f`: followers
+ * forgotten; `t`: the commit's time (ms).
  */
 export interface JournalRecord {
   l?: Array<[string, number, unknown]>;
@@ -27,9 +24,6 @@ export interface JournalRecord {
   a?: AgentRecord[];
   k?: Array<[string, number]>;
   f?: string[];
-  u?: Array<[string, number, "sent" | "failed", string?]>;
-  p?: Array<{ id: string }>;
-  x?: string[];
   t: number;
 }
 
@@ -107,9 +101,9 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
 }
 
 /**
- * One commit as the tables take it: the journal record's fields (JournalRecord), with every
- * frame, item, envelope, contact, agent and quick reply already JSON text, and `id` its
- * journal row. Built once by the store, for its journal row and for the worker.
+ * One commit as the tables take it, read from its journal line (sqlite_journal_line.ts, which
+ * says what each field is): frames, items, envelopes, contacts, agents and quick replies are
+ * JSON text; `id` is its place in the journal, `t` its time (ms).
  */
 export interface Commit {
   id: number;
@@ -129,30 +123,9 @@ export interface Commit {
 }
 
 const json = (value: unknown): string => JSON.stringify(value);
-const list = <T>(items: T[] | undefined, each: (item: T) => string): string =>
-  items?.map(each).join(",") ?? "";
 
-/** The journal row of `c` (JournalRecord): its JSON pieces put together, not parsed again. */
-export function journalText(c: Commit): string {
-  let text = "{";
-  if (c.l) text += `"l":[${list(c.l, ([a, seq, frame]) => `[${json(a)},${seq},${frame}]`)}],`;
-  if (c.h) text += `"h":[${list(c.h, ([f, n, item]) => `[${json(f)},${n},${item}]`)}],`;
-  if (c.q) {
-    text += `"q":[${list(c.q, ([f, n, stamp, env]) => `[${json(f)},${n},${stamp},${env}]`)}],`;
-  }
-  if (c.d) text += `"d":${json(c.d)},`;
-  if (c.c) text += `"c":[${list(c.c, (row) => row[1])}],`;
-  if (c.a) text += `"a":[${list(c.a, ([, agent]) => agent)}],`;
-  if (c.k) text += `"k":${json(c.k)},`;
-  if (c.f) text += `"f":${json(c.f)},`;
-  if (c.u) text += `"u":${json(c.u)},`;
-  if (c.p) text += `"p":[${list(c.p, ([, reply]) => reply)}],`;
-  if (c.x) text += `"x":${json(c.x)},`;
-  return `${text}"t":${c.t}}`;
-}
-
-/** The commit a journal row holds (read back at start, or after a lost hand-over). */
-export function commitOfText(id: number, text: string): Commit {
+/** The commit a row of the journal table (before issue 17, JSON: JournalRecord) holds. */
+function commitOfRecord(id: number, text: string): Commit {
   const r = JSON.parse(text) as JournalRecord;
   const c: Commit = { id, t: r.t };
   if (r.l) c.l = r.l.map(([a, seq, env]) => [a, seq, json(env)]);
@@ -163,9 +136,6 @@ export function commitOfText(id: number, text: string): Commit {
   if (r.a) c.a = r.a.map((agent) => [agent.agent_id, json(agent)]);
   if (r.k) c.k = r.k;
   if (r.f) c.f = r.f;
-  if (r.u) c.u = r.u;
-  if (r.p) c.p = r.p.map((reply) => [reply.id, json(reply)]);
-  if (r.x) c.x = r.x;
   return c;
 }
 
@@ -277,7 +247,7 @@ export function applyLegacyJournal(
     const rows = db.prepare("SELECT id, changes FROM journal ORDER BY id").all() as Array<
       { id: number; changes: string }
     >;
-    applyCommits(st, rows.map((r) => commitOfText(r.id, r.changes)), retention);
+    applyCommits(st, rows.map((r) => commitOfRecord(r.id, r.changes)), retention);
     db.exec("DROP TABLE journal");
     return rows.length;
   });

@@ -1,9 +1,10 @@
 // The SQLite store's journal on disk: append-only segment files under `bridge.journal/`, one
-// line per commit (`<id> <JSON>\n`), each written with one write() by the thread that answers
-// WeChat (and fdatasync'd with STORE_FSYNC=1) before anyone is told. A segment is deleted once
-// the tables have all of it. Reading stops at the first line a crash cut short.
+// line per commit (sqlite_journal_line.ts), each written with one write() by the thread that
+// answers WeChat (and fdatasync'd with STORE_FSYNC=1) before anyone is told. A segment is
+// deleted once the tables have all of it. Reading stops at the first line a crash cut short.
 
-import { type Commit, commitOfText } from "./sqlite_journal.ts";
+import type { Commit } from "./sqlite_journal.ts";
+import { parseCommitLine } from "./sqlite_journal_line.ts";
 
 /** A segment is closed and a new one begun past this size. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -11,9 +12,9 @@ const NAME_DIGITS = 20;
 
 /** Where the journal is written; `read` gives back what is in it. */
 export interface Journal {
-  /** Writes commit `id`'s line; returns once it is in the operating system (or on the disk,
-   * with fsync). Throws if it is not: then nothing of it stays. */
-  append(id: number, text: string): void;
+  /** Writes commit `id`'s line (newline included); returns its bytes once they are in the
+   * operating system (or on the disk, with fsync). Throws if not: then nothing of it stays. */
+  append(id: number, line: string): Uint8Array;
   /** The commits after `after`, in order. */
   read(after: number): Commit[];
   /** Deletes what holds only commits up to `applied`; `all`: the segment being written too,
@@ -64,13 +65,12 @@ export function readJournalDir(dir: string, after: number): Commit[] {
     // The last piece is "" after a whole line, or a line being written or cut short by a crash.
     lines.pop();
     for (const line of lines) {
-      const space = line.indexOf(" ");
-      const id = Number(line.slice(0, space));
-      if (space <= 0 || !Number.isInteger(id)) break;
+      const id = Number(line.slice(0, line.indexOf("\x1f")));
+      if (!Number.isInteger(id) || id <= 0) break;
       if (id <= last) continue;
       let commit: Commit;
       try {
-        commit = commitOfText(id, line.slice(space + 1));
+        commit = parseCommitLine(line);
       } catch {
         // Only a write that failed midway leaves such a line: nothing after it in the segment.
         break;
@@ -92,7 +92,6 @@ export function openJournalDir(
 ): Journal {
   Deno.mkdirSync(dir, { recursive: true });
   const encoder = new TextEncoder();
-  let buffer = new Uint8Array(1 << 16);
   let file: Deno.FsFile | null = null;
   let size = 0;
   let next = lastId + 1;
@@ -130,16 +129,14 @@ export function openJournalDir(
   for (const [, path] of segments(dir)) Deno.removeSync(path);
 
   return {
-    append(id, text) {
+    append(id, line) {
       if (id !== next) {
         throw new Error(`Cannot append commit ${id} to the journal: ${next} is next`);
       }
       if (file === null || size >= segmentBytes) begin(id);
-      const line = `${id} ${text}\n`;
-      // UTF-8 takes at most 3 bytes per UTF-16 unit.
-      if (buffer.length < line.length * 3) buffer = new Uint8Array(line.length * 3);
-      const { written } = encoder.encodeInto(line, buffer);
-      const bytes = buffer.subarray(0, written);
+      // Its own buffer: the bytes are handed on (transferred) once written.
+      const bytes = encoder.encode(line);
+      const written = bytes.length;
       try {
         let done = 0;
         while (done < written) done += file!.writeSync(bytes.subarray(done));
@@ -156,6 +153,7 @@ export function openJournalDir(
       }
       size += written;
       next = id + 1;
+      return bytes;
     },
     read(after) {
       return readJournalDir(dir, after);
@@ -180,13 +178,15 @@ export function openJournalDir(
 
 /** A journal in memory, for a store on `:memory:` (which nothing outlives anyway). */
 export function createMemoryJournal(): Journal {
+  const encoder = new TextEncoder();
   let lines: Array<[number, string]> = [];
   return {
-    append(id, text) {
-      lines.push([id, text]);
+    append(id, line) {
+      lines.push([id, line.slice(0, -1)]);
+      return encoder.encode(line);
     },
     read(after) {
-      return lines.filter(([id]) => id > after).map(([id, text]) => commitOfText(id, text));
+      return lines.filter(([id]) => id > after).map(([, line]) => parseCommitLine(line));
     },
     release(applied) {
       lines = lines.filter(([id]) => id > applied);

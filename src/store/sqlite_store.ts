@@ -33,9 +33,7 @@ import {
   applyJournal,
   applyLegacyJournal,
   type ApplyStatements,
-  type Commit,
   contactRow,
-  journalText,
   prepareApply,
   pruneExpired,
   readApplied,
@@ -49,6 +47,7 @@ import {
   openJournalDir,
   readJournalDir,
 } from "./sqlite_journal_file.ts";
+import { CommitLine } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
@@ -287,7 +286,7 @@ function createSqliteStore(
     if (stale || closed) return;
     try {
       // Agents' records first: a seq is recovered from the log's last row, which may go.
-      writeRow({ a: agentRows(model, model.agents.keys()), t: options.now() });
+      writeRow((line) => writeAgents(line, model, model.agents.keys()));
       unjournaledCursors.clear();
       applier.prune(options.now());
     } catch (error) {
@@ -296,15 +295,16 @@ function createSqliteStore(
   }, PRUNE_INTERVAL_MS);
   Deno.unrefTimer(pruner);
 
-  /** Writes one commit's journal row, the one write before anyone is told (throws if it
-   * fails), and hands the commit to the applier. */
-  function writeRow(changes: Omit<Commit, "id">): Commit {
-    const commit = changes as Commit;
-    commit.id = journalId + 1;
-    journal.append(commit.id, journalText(commit));
-    journalId = commit.id;
-    applier.written(commit);
-    return commit;
+  /** Writes one commit's journal line, made by `fill`: the one write before anyone is told
+   * (throws if it fails). Then hands its bytes to the applier; returns the commit's id. */
+  function writeRow(fill: (line: CommitLine) => void): number {
+    const id = journalId + 1;
+    const line = new CommitLine(id, options.now());
+    fill(line);
+    const bytes = journal.append(id, line.text());
+    journalId = id;
+    applier.written(id, bytes);
+    return id;
   }
 
   /** Resolves once the tables have every committed row. */
@@ -348,52 +348,50 @@ function createSqliteStore(
     stale = false;
   }
 
-  /** Writes one commit's changes as one journal row (see JournalRecord). */
+  /** Writes one commit's changes as one journal line. */
   function commit(m: Model, changes: Changes): void {
     if (isEmpty(changes)) return;
-    const c: Omit<Commit, "id"> = { t: options.now() };
-    if (changes.log.length > 0) c.l = changes.log.map((e) => [e.agentId, e.seq, frameOf(e)]);
-    if (changes.history.length > 0) {
-      c.h = changes.history.map((h) => [h.followerId, h.n, JSON.stringify(h.item)]);
-    }
-    if (changes.queued.length > 0) {
-      c.q = changes.queued.map((q) => [q.followerId, q.n, ++stamp, JSON.stringify(q.envelope)]);
-    }
-    if (changes.dequeued.length > 0) c.d = changes.dequeued.map((d) => [d.followerId, d.n]);
-    if (changes.contacts.size > 0) {
-      c.c = [];
-      for (const id of changes.contacts) {
-        const contact = m.contacts.get(id);
-        if (contact) c.c.push(contactRow(contact, JSON.stringify(contact)));
+    const contacts: Array<[string, string]> = [];
+    const id = writeRow((line) => {
+      for (const e of changes.log) line.log(e.agentId, e.seq, frameOf(e));
+      for (const h of changes.history) line.history(h.followerId, h.n, JSON.stringify(h.item));
+      for (const q of changes.queued) {
+        line.queued(q.followerId, q.n, ++stamp, JSON.stringify(q.envelope));
       }
-    }
-    // Cursors that moved since the last row go with this one, as a restart needs them.
-    if (changes.agents.size > 0 || unjournaledCursors.size > 0) {
-      c.a = agentRows(m, new Set([...changes.agents, ...unjournaledCursors]));
-    }
-    if (changes.dedup.length > 0) c.k = changes.dedup.map((k) => [k, m.seen.get(k) ?? 0]);
-    if (changes.forgotten.length > 0) c.f = changes.forgotten;
-    // If this throws, nothing below happens and the caller reloads.
-    const { id } = writeRow(c);
+      for (const d of changes.dequeued) line.dequeued(d.followerId, d.n);
+      for (const followerId of changes.contacts) {
+        const contact = m.contacts.get(followerId);
+        if (!contact) continue;
+        const json = JSON.stringify(contact);
+        line.contact(contactRow(contact, json));
+        contacts.push([followerId, json]);
+      }
+      // Cursors that moved since the last line go with this one, as a restart needs them.
+      if (changes.agents.size > 0 || unjournaledCursors.size > 0) {
+        writeAgents(line, m, new Set([...changes.agents, ...unjournaledCursors]));
+      }
+      for (const k of changes.dedup) line.dedup(k, m.seen.get(k) ?? 0);
+      for (const followerId of changes.forgotten) line.forgotten(followerId);
+    });
+    // Not reached if the write threw: the caller reloads.
     unjournaledCursors.clear();
-    for (const row of c.c ?? []) unapplied.set(row[0], [id, row[1]]);
+    for (const [followerId, json] of contacts) unapplied.set(followerId, [id, json]);
     for (const followerId of changes.forgotten) unapplied.set(followerId, [id, null]);
   }
 
-  /** The agents `ids` as rows: id and JSON. */
-  function agentRows(m: Model, ids: Iterable<string>): Array<[string, string]> {
-    const rows: Array<[string, string]> = [];
+  /** Writes the agents `ids` into `line`. */
+  function writeAgents(line: CommitLine, m: Model, ids: Iterable<string>): void {
     for (const id of ids) {
       const a = m.agents.get(id);
-      if (a) rows.push([id, JSON.stringify(a)]);
+      if (a) line.agent(id, JSON.stringify(a));
     }
-    return rows;
   }
 
   /** Writes the cursors (and new agents) no journal row has yet. */
   function commitCursors(): void {
-    const a = agentRows(model, unjournaledCursors);
-    if (a.length > 0) writeRow({ a, t: options.now() });
+    if (unjournaledCursors.size > 0) {
+      writeRow((line) => writeAgents(line, model, unjournaledCursors));
+    }
     unjournaledCursors.clear();
   }
 
@@ -574,10 +572,7 @@ function createSqliteStore(
       // Through the journal, after the row that wrote the reply.
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow({
-          u: [error ? [followerId, n, status, error] : [followerId, n, status]],
-          t: options.now(),
-        });
+        writeRow((line) => line.outcome(followerId, n, status, error));
       });
     },
     async sweepWindows(now: number) {
@@ -629,7 +624,7 @@ function createSqliteStore(
     putQuickReply(reply: QuickReply) {
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow({ p: [[reply.id, JSON.stringify(reply)]], t: options.now() });
+        writeRow((line) => line.quickReply(reply.id, JSON.stringify(reply)));
       });
     },
     async deleteQuickReply(id: string) {
@@ -637,7 +632,7 @@ function createSqliteStore(
       while (appliedId < journalId) await tablesReady();
       if (closed) throw new Error("Cannot write: the store is closed");
       if (reads.quickReply.get(id) === undefined) return false;
-      writeRow({ x: [id], t: options.now() });
+      writeRow((line) => line.quickReplyDeleted(id));
       return true;
     },
     closeConversation(followerId: string, agentId: string) {

@@ -14,6 +14,7 @@ import {
   type Retention,
 } from "./sqlite_journal.ts";
 import { readJournalDir } from "./sqlite_journal_file.ts";
+import { commitOfBytes } from "./sqlite_journal_line.ts";
 
 /** What the store posts first: the files, and how the worker keeps them. */
 export interface WorkerStart {
@@ -30,7 +31,7 @@ export interface WorkerStart {
 /** The store's requests: a commit is in the journal (apply it soon), apply now, prune, close. */
 export type WorkerRequest =
   | WorkerStart
-  | { type: "commit"; commit: Commit }
+  | { type: "commit"; bytes: Uint8Array }
   | { type: "flush"; upTo: number }
   | { type: "prune"; now: number }
   | { type: "close" };
@@ -56,8 +57,8 @@ let state: {
   checkpointer: ReturnType<typeof setInterval>;
 } | null = null;
 let timer: ReturnType<typeof setTimeout> | undefined;
-/** Commits handed over and not yet applied, in journal order. */
-let queue: Commit[] = [];
+/** Journal lines handed over and not yet applied, in journal order. */
+let queue: Uint8Array[] = [];
 /** Handed-over commits were dropped by a failed write: read them back from the journal. */
 let lost = false;
 
@@ -67,10 +68,10 @@ function applyNow(after?: () => void, flush?: number): void {
   clearTimeout(timer);
   timer = undefined;
   if (!state) return;
-  const commits = queue;
+  const lines = queue;
   queue = [];
   try {
-    const id = lost ? state.replay() : state.apply(commits);
+    const id = lost ? state.replay() : state.apply(lines.map(commitOfBytes));
     lost = false;
     after?.();
     scope.postMessage(
@@ -128,7 +129,7 @@ scope.onmessage = (event) => {
       return;
     case "commit":
       // Commits wait a little, so one transaction takes many.
-      queue.push(request.commit);
+      queue.push(request.bytes);
       if (timer === undefined && state) {
         timer = setTimeout(() => applyNow(), state.start.applyDelayMs);
       }

@@ -3,9 +3,14 @@
 
 import assert from "node:assert/strict";
 import { openJournalDir, readJournalDir } from "../../src/store/sqlite_journal_file.ts";
+import { CommitLine } from "../../src/store/sqlite_journal_line.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
-const line = (i: number) => JSON.stringify({ f: [`follower ${i} 长`], t: 1000 + i });
+function line(i: number): string {
+  const commit = new CommitLine(i, 1000 + i);
+  commit.forgotten(`follower ${i} 长`);
+  return commit.text();
+}
 const ids = (dir: string, after = 0) => readJournalDir(dir, after).map((c) => c.id);
 const files = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 
@@ -51,7 +56,7 @@ Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
     journal.close();
     const [name] = files(dir);
     // kill -9 in the middle of a write(): the line has no end.
-    const cut = `7 ${line(7)}`.slice(0, 20);
+    const cut = line(7).slice(0, 20);
     Deno.writeTextFileSync(`${dir}/${name}`, cut, { append: true });
     assert.deepEqual(ids(dir), [5, 6]);
     return Promise.resolve();

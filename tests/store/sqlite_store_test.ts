@@ -6,12 +6,14 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import {
+  contactRow,
   journalDirOf,
   openSqliteDatabase,
   openSqliteStore,
   type SqliteStoreOptions,
 } from "../../src/store/sqlite_store.ts";
 import { openJournalDir } from "../../src/store/sqlite_journal_file.ts";
+import { CommitLine } from "../../src/store/sqlite_journal_line.ts";
 import type { AgentRecord } from "../../src/core/store.ts";
 import {
   baseStoreOptions,
@@ -91,7 +93,7 @@ Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) 
         ...journal,
         append(id, text) {
           if (text.includes("poison")) throw new Error("refused: no space left on device");
-          journal.append(id, text);
+          return journal.append(id, text);
         },
       };
     };
@@ -427,11 +429,12 @@ Deno.test("openSqliteStore() applies a journal row once, however often it is fou
     );
     tables.close();
     assert.ok(applied >= 2);
-    const stale = textItem("f1", "stale");
-    const line = JSON.stringify({ c: [f1], l: [["a1", 9, stale.envelope]], t: Date.now() });
+    const line = new CommitLine(applied, Date.now());
+    line.contact(contactRow(f1!, JSON.stringify(f1)));
+    line.log("a1", 9, JSON.stringify(textItem("f1", "stale").envelope));
     Deno.writeTextFileSync(
       `${journalDirOf(path)}/${String(applied).padStart(20, "0")}.log`,
-      `${applied} ${line}\n`,
+      line.text(),
     );
     store = await openSqliteStore(path, storeOptions());
     try {

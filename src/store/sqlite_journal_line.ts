@@ -1,0 +1,202 @@
+// A journal line: one commit of the SQLite store, as the store writes it to the journal file
+// and hands its bytes to the worker. Fields are separated by U+001F (which JSON text never holds
+// raw), so frames, items and contacts go in as the JSON they already are, and reading a line
+// back is a split, not a parse: `<id> t <tag> fields… <tag> fields…\n`, see TAGS.
+// (`tr '\037' '\n' < 00000000000000000001.log` shows one field a line.)
+
+import type { Commit } from "./sqlite_journal.ts";
+
+const US = "\x1f";
+
+/**
+ * The sections of a line, by tag, and how many fields follow each tag. Ids are JSON strings;
+ * numbers are decimal; `-` stands for "none".
+ * `l` log: agent, seq, frame. `h` history: follower, n, item. `q` queued: follower, n, stamp,
+ * envelope. `d` dequeued: follower, n. `c` contact: follower, JSON, list agent (JSON or -),
+ * list time, window close (or -). `a` agent: id, JSON. `k` dedup: key, expiry. `f` forgotten:
+ * follower. `u` a reply's outcome: follower, n, status, error (JSON or -). `p` quick reply put:
+ * id, JSON. `x` quick reply deleted: id.
+ */
+const TAGS: Record<string, number> = {
+  l: 3,
+  h: 3,
+  q: 4,
+  d: 2,
+  c: 5,
+  a: 2,
+  k: 2,
+  f: 1,
+  u: 4,
+  p: 2,
+  x: 1,
+};
+
+const id = (value: string): string => JSON.stringify(value);
+
+/** Builds one commit's line, section by section; JSON arguments go in as they are. */
+export class CommitLine {
+  #text: string;
+
+  /** Commit `commitId`, made at `t` (ms): expiries are counted from it. */
+  constructor(commitId: number, t: number) {
+    this.#text = `${commitId}${US}${t}`;
+  }
+
+  /** An agent's log entry. */
+  log(agentId: string, seq: number, frame: string): void {
+    this.#text += `${US}l${US}${id(agentId)}${US}${seq}${US}${frame}`;
+  }
+
+  /** A history item. */
+  history(followerId: string, n: number, item: string): void {
+    this.#text += `${US}h${US}${id(followerId)}${US}${n}${US}${item}`;
+  }
+
+  /** A message queued for an agent to come. */
+  queued(followerId: string, n: number, stamp: number, envelope: string): void {
+    this.#text += `${US}q${US}${id(followerId)}${US}${n}${US}${stamp}${US}${envelope}`;
+  }
+
+  /** A queued message handed over. */
+  dequeued(followerId: string, n: number): void {
+    this.#text += `${US}d${US}${id(followerId)}${US}${n}`;
+  }
+
+  /** A contact's row (see ContactRow). */
+  contact(row: [string, string, string | null, number, number | null]): void {
+    const [followerId, json, agentKey, at, closesAt] = row;
+    const key = agentKey === null ? "-" : id(agentKey);
+    this.#text += `${US}c${US}${id(followerId)}${US}${json}${US}${key}${US}${at}${US}${
+      closesAt ?? "-"
+    }`;
+  }
+
+  /** An agent's record. */
+  agent(agentId: string, json: string): void {
+    this.#text += `${US}a${US}${id(agentId)}${US}${json}`;
+  }
+
+  /** A WeChat retry key, until when it is recognised. */
+  dedup(key: string, expiry: number): void {
+    this.#text += `${US}k${US}${id(key)}${US}${expiry}`;
+  }
+
+  /** A follower forgotten: its contact and history go. */
+  forgotten(followerId: string): void {
+    this.#text += `${US}f${US}${id(followerId)}`;
+  }
+
+  /** A reply's outcome. */
+  outcome(followerId: string, n: number, status: "sent" | "failed", error?: string): void {
+    this.#text += `${US}u${US}${id(followerId)}${US}${n}${US}${status}${US}${
+      error === undefined ? "-" : id(error)
+    }`;
+  }
+
+  /** A quick reply added or replaced. */
+  quickReply(replyId: string, json: string): void {
+    this.#text += `${US}p${US}${id(replyId)}${US}${json}`;
+  }
+
+  /** A quick reply deleted. */
+  quickReplyDeleted(replyId: string): void {
+    this.#text += `${US}x${US}${id(replyId)}`;
+  }
+
+  /** The line, newline included. */
+  text(): string {
+    return `${this.#text}\n`;
+  }
+}
+
+/** An id as written: a JSON string (most need no unescaping). */
+function readId(field: string | undefined): string {
+  if (field === undefined || field[0] !== '"') {
+    throw new SyntaxError("Cannot read a journal line: an id is not a string");
+  }
+  return field.includes("\\") ? JSON.parse(field) as string : field.slice(1, -1);
+}
+
+function readNumber(field: string | undefined): number {
+  const n = Number(field);
+  if (field === undefined || field === "" || !Number.isFinite(n)) {
+    throw new SyntaxError(`Cannot read a journal line: ${field} is not a number`);
+  }
+  return n;
+}
+
+/** The commit a line holds (without its newline); throws SyntaxError when it is not whole. */
+export function parseCommitLine(line: string): Commit {
+  const f = line.split(US);
+  const c: Commit = { id: readNumber(f[0]), t: readNumber(f[1]) };
+  let i = 2;
+  while (i < f.length) {
+    const tag = f[i]!;
+    const count = TAGS[tag];
+    if (count === undefined || i + count > f.length - 1) {
+      throw new SyntaxError(`Cannot read a journal line: section ${tag} is unknown or cut short`);
+    }
+    const at = (k: number) => f[i + k]!;
+    switch (tag) {
+      case "l":
+        (c.l ??= []).push([readId(at(1)), readNumber(at(2)), at(3)]);
+        break;
+      case "h":
+        (c.h ??= []).push([readId(at(1)), readNumber(at(2)), at(3)]);
+        break;
+      case "q":
+        (c.q ??= []).push([readId(at(1)), readNumber(at(2)), readNumber(at(3)), at(4)]);
+        break;
+      case "d":
+        (c.d ??= []).push([readId(at(1)), readNumber(at(2))]);
+        break;
+      case "c":
+        (c.c ??= []).push([
+          readId(at(1)),
+          at(2),
+          at(3) === "-" ? null : readId(at(3)),
+          readNumber(at(4)),
+          at(5) === "-" ? null : readNumber(at(5)),
+        ]);
+        break;
+      case "a":
+        (c.a ??= []).push([readId(at(1)), at(2)]);
+        break;
+      case "k":
+        (c.k ??= []).push([readId(at(1)), readNumber(at(2))]);
+        break;
+      case "f":
+        (c.f ??= []).push(readId(at(1)));
+        break;
+      case "u": {
+        const status = at(3);
+        if (status !== "sent" && status !== "failed") {
+          throw new SyntaxError(`Cannot read a journal line: ${status} is not a reply status`);
+        }
+        const outcome: [string, number, "sent" | "failed", string?] = [
+          readId(at(1)),
+          readNumber(at(2)),
+          status,
+        ];
+        if (at(4) !== "-") outcome.push(readId(at(4)));
+        (c.u ??= []).push(outcome);
+        break;
+      }
+      case "p":
+        (c.p ??= []).push([readId(at(1)), at(2)]);
+        break;
+      case "x":
+        (c.x ??= []).push(readId(at(1)));
+        break;
+    }
+    i += count + 1;
+  }
+  return c;
+}
+
+const decoder = new TextDecoder();
+
+/** The commit of a line's bytes, as the journal wrote them (newline included). */
+export function commitOfBytes(bytes: Uint8Array): Commit {
+  return parseCommitLine(decoder.decode(bytes.subarray(0, bytes.length - 1)));
+}
