@@ -1,7 +1,7 @@
 // Who writes the SQLite store's commits to its tables, seen from the store: the worker
 // (sqlite_worker.ts) for a file, or the main thread itself for `:memory:` and when the worker
-// has died. Either way the store hands over each commit once its journal row is written, and
-// waits, when a read needs the tables, until they have it.
+// has died. The store encodes each journal line with encode(), writes it, says so with
+// written(); lines reach the tables a little later, in one batch, or at once when a read waits.
 
 import type { DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
@@ -18,34 +18,42 @@ import type { WorkerReport, WorkerRequest, WorkerStart } from "./sqlite_worker.t
 
 const log = getLogger(["bridge", "store"]);
 
-/** Writes journal rows to the tables, soon or when asked. */
+/** Lines are encoded one after another into a buffer of this size, handed over whole. */
+const ARENA_BYTES = 1 << 20;
+
+/** Writes journal lines to the tables, soon or when asked. */
 export interface Applier {
-  /** Commit `id`'s journal line is written, as `bytes` (handed over: not to be used after):
-   * apply it soon. */
+  /** The UTF-8 bytes of `line`, to be written to the journal and then passed to written()
+   * before the next encode(). */
+  encode(line: string): Uint8Array;
+  /** Commit `id`'s line is in the journal as `bytes` (from encode()): apply it soon. */
   written(id: number, bytes: Uint8Array): void;
-  /** Resolves once the tables have every journal row up to `id`. */
+  /** Resolves once the tables have every commit up to `id`. */
   applied(id: number): Promise<void>;
-  /** Deletes expired rows, after applying the journal. */
+  /** Deletes expired rows, after applying what was written. */
   prune(now: number): void;
-  /** Applies what is written and lets go of the files. */
+  /** Applies what was written and lets go of the file. */
   close(): Promise<void>;
 }
 
-/** The main thread's connections and what the applier needs to know. */
+/** The main thread's connection and what the applier needs to know. */
 export interface ApplierOptions {
   db: DatabaseSync;
   st: ApplyStatements;
   read: ReadJournal;
   retention: Retention;
+  /** How long written lines wait before they go to the tables, ms. */
   applyDelayMs: number;
-  /** The last row the tables have now. */
+  /** The last commit the tables have now. */
   applied: number;
   /** Told each time the tables have more of the journal. */
   onApplied(id: number): void;
 }
 
+const encoder = new TextEncoder();
+
 /** Applies on the main thread: for `:memory:`, and in place of a worker that died (`lost`:
- * commits were handed to it, to be read back from the journal). */
+ * lines were handed to it, to be read back from the journal). */
 export function createInlineApplier(options: ApplierOptions, lost = false): Applier {
   let applied = options.applied;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -69,6 +77,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
     if (id > applied) options.onApplied(applied = id);
   };
   return {
+    encode: (line) => encoder.encode(line),
     written(_id, bytes) {
       queue.push(bytes);
       if (timer !== undefined) return;
@@ -111,55 +120,78 @@ export interface WorkerApplierOptions extends ApplierOptions {
 
 interface Waiter {
   id: number;
+  /** The flush whose answer settles it, if the rows it waits for have not come by then. */
+  flush: number;
   resolve(): void;
   reject(error: Error): void;
 }
 
-/** Applies in the store's worker, on its own connections. */
+/** Applies in the store's worker, on its own connection. Lines are encoded into one buffer
+ * (an arena) and handed over with it, transferred, not copied: one message per batch. */
 export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   const worker = new Worker(new URL("./sqlite_worker.ts", import.meta.url).href, {
     type: "module",
   });
-  const post = (request: WorkerRequest) => worker.postMessage(request);
+  const post = (request: WorkerRequest, transfer: ArrayBuffer[] = []) =>
+    worker.postMessage(request, transfer);
   const start: WorkerStart = {
     type: "start",
     path: options.path,
     journalDir: options.journalDir,
     fsync: options.fsync,
     retention: options.retention,
-    applyDelayMs: options.applyDelayMs,
     checkpointMs: options.checkpointMs,
   };
   post(start);
   let applied = options.applied;
-  /** The highest row a "flush" was posted for. */
+  let arena = new Uint8Array(ARENA_BYTES);
+  let used = 0;
+  /** Where each line written to the arena ends. */
+  let ends: number[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  /** The highest commit a flush was posted for, and the last flush's number. */
   let flushAsked = 0;
+  let flushes = 0;
   let waiters: Waiter[] = [];
   let failing = false;
   let onClosed: (() => void) | null = null;
   /** The main thread's applier, once the worker died. */
   let fallback: Applier | null = null;
 
+  /** Posts the lines written so far (and, with `request`, asks for more after them). */
+  const handOver = (request?: WorkerRequest) => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (ends.length > 0) {
+      const buffer = arena.buffer as ArrayBuffer;
+      post({ type: "lines", buffer, ends }, [buffer]);
+      arena = new Uint8Array(ARENA_BYTES);
+      used = 0;
+      ends = [];
+    }
+    if (request) post(request);
+  };
+
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
+    let error: Error;
     if (report.type === "failed") {
-      // The journal keeps the rows; reads waiting for them fail, the next write tries again.
+      // The journal keeps the lines; the next batch (or read) tries again.
       if (!failing) log.error("Cannot write the journal to the tables: {message}", report);
       failing = true;
       flushAsked = 0;
-      const error = new Error(`Cannot write the journal to the tables: ${report.message}`);
-      for (const w of waiters.splice(0)) w.reject(error);
-      return;
+      error = new Error(`Cannot write the journal to the tables: ${report.message}`);
+    } else {
+      failing = false;
+      if (report.id > applied) options.onApplied(applied = report.id);
+      waiters = waiters.filter((w) => w.id > applied || (w.resolve(), false));
+      error = new Error(`Cannot read: the tables stop at ${applied}`);
     }
-    failing = false;
-    if (report.id > applied) options.onApplied(applied = report.id);
-    waiters = waiters.filter((w) => w.id > applied || (w.resolve(), false));
-    // A flush applies everything handed over before it: a read still waiting is owed rows
-    // the worker could not find, and must not wait for ever.
+    // A flush answers for everything handed over before it: a read it was posted for that
+    // still waits is owed what the worker could not write or find, and must not wait for ever.
     const flush = report.flush;
     if (flush === undefined) return;
-    const behind = new Error(`Cannot read: the tables stop at ${applied}, before ${flush}`);
-    waiters = waiters.filter((w) => w.id > flush || (w.reject(behind), false));
+    waiters = waiters.filter((w) => w.flush > flush || (w.reject(error), false));
   };
   worker.onmessage = (event: MessageEvent<WorkerReport>) => onReport(event.data);
   worker.onerror = (event) => {
@@ -167,43 +199,57 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     log.warn("The SQLite worker stopped: {message}; the journal is applied on the main thread", {
       message: event.message,
     });
+    clearTimeout(timer);
     worker.terminate();
     onClosed?.();
-    // It reads what the worker had not applied from the journal file.
+    // It reads what the worker had not applied from the journal.
     fallback = createInlineApplier({ ...options, applied }, true);
     for (const w of waiters.splice(0)) fallback.applied(w.id).then(w.resolve, w.reject);
   };
 
   return {
+    encode(line) {
+      if (fallback) return fallback.encode(line);
+      // UTF-8 takes at most 3 bytes per UTF-16 unit.
+      const most = line.length * 3;
+      if (most > arena.length - used) {
+        handOver();
+        if (most > arena.length) arena = new Uint8Array(most);
+      }
+      const { written } = encoder.encodeInto(line, arena.subarray(used));
+      return arena.subarray(used, used + written);
+    },
     written(id, bytes) {
       if (fallback) return fallback.written(id, bytes);
-      // Transferred, not copied: the worker reads the line the journal has.
-      worker.postMessage({ type: "commit", bytes } satisfies WorkerRequest, [
-        bytes.buffer as ArrayBuffer,
-      ]);
+      used += bytes.length;
+      ends.push(used);
+      if (timer !== undefined) return;
+      timer = setTimeout(() => handOver(), options.applyDelayMs);
+      Deno.unrefTimer(timer);
     },
     applied(id) {
       if (id <= applied) return Promise.resolve();
       if (fallback) return fallback.applied(id);
       return new Promise<void>((resolve, reject) => {
-        waiters.push({ id, resolve, reject });
-        if (flushAsked >= id) return;
-        flushAsked = id;
-        post({ type: "flush", upTo: id });
+        if (flushAsked < id) {
+          flushAsked = id;
+          handOver({ type: "flush", flush: ++flushes });
+        }
+        waiters.push({ id, flush: flushes, resolve, reject });
       });
     },
     prune(now) {
       if (fallback) return fallback.prune(now);
-      post({ type: "prune", now });
+      handOver({ type: "prune", now });
     },
     async close() {
       if (fallback) return await fallback.close();
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         onClosed = resolve;
-        // The worker applies what is left first; the store applies anything it could not.
+        // The worker applies what is handed over first; the store applies anything it could not.
         timer = setTimeout(resolve, 5000);
-        post({ type: "close" });
+        handOver({ type: "close" });
       });
       clearTimeout(timer);
       worker.terminate();

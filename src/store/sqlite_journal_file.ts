@@ -4,7 +4,7 @@
 // deleted once the tables have all of it. Reading stops at the first line a crash cut short.
 
 import type { Commit } from "./sqlite_journal.ts";
-import { parseCommitLine } from "./sqlite_journal_line.ts";
+import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
 
 /** A segment is closed and a new one begun past this size. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -12,9 +12,9 @@ const NAME_DIGITS = 20;
 
 /** Where the journal is written; `read` gives back what is in it. */
 export interface Journal {
-  /** Writes commit `id`'s line (newline included); returns its bytes once they are in the
-   * operating system (or on the disk, with fsync). Throws if not: then nothing of it stays. */
-  append(id: number, line: string): Uint8Array;
+  /** Writes commit `id`'s line (its UTF-8 bytes, newline included); returns once they are in
+   * the operating system (or on the disk, with fsync). Throws if not: nothing of it stays. */
+  append(id: number, bytes: Uint8Array): void;
   /** The commits after `after`, in order. */
   read(after: number): Commit[];
   /** Deletes what holds only commits up to `applied`; `all`: the segment being written too,
@@ -91,7 +91,6 @@ export function openJournalDir(
   segmentBytes = SEGMENT_BYTES,
 ): Journal {
   Deno.mkdirSync(dir, { recursive: true });
-  const encoder = new TextEncoder();
   let file: Deno.FsFile | null = null;
   let size = 0;
   let next = lastId + 1;
@@ -129,13 +128,11 @@ export function openJournalDir(
   for (const [, path] of segments(dir)) Deno.removeSync(path);
 
   return {
-    append(id, line) {
+    append(id, bytes) {
       if (id !== next) {
         throw new Error(`Cannot append commit ${id} to the journal: ${next} is next`);
       }
       if (file === null || size >= segmentBytes) begin(id);
-      // Its own buffer: the bytes are handed on (transferred) once written.
-      const bytes = encoder.encode(line);
       const written = bytes.length;
       try {
         let done = 0;
@@ -153,7 +150,6 @@ export function openJournalDir(
       }
       size += written;
       next = id + 1;
-      return bytes;
     },
     read(after) {
       return readJournalDir(dir, after);
@@ -178,15 +174,13 @@ export function openJournalDir(
 
 /** A journal in memory, for a store on `:memory:` (which nothing outlives anyway). */
 export function createMemoryJournal(): Journal {
-  const encoder = new TextEncoder();
-  let lines: Array<[number, string]> = [];
+  let lines: Array<[number, Uint8Array]> = [];
   return {
-    append(id, line) {
-      lines.push([id, line.slice(0, -1)]);
-      return encoder.encode(line);
+    append(id, bytes) {
+      lines.push([id, bytes.slice()]);
     },
     read(after) {
-      return lines.filter(([id]) => id > after).map(([, line]) => parseCommitLine(line));
+      return lines.filter(([id]) => id > after).map(([, bytes]) => commitOfBytes(bytes));
     },
     release(applied) {
       lines = lines.filter(([id]) => id > applied);

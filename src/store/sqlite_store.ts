@@ -301,7 +301,8 @@ function createSqliteStore(
     const id = journalId + 1;
     const line = new CommitLine(id, options.now());
     fill(line);
-    const bytes = journal.append(id, line.text());
+    const bytes = applier.encode(line.text());
+    journal.append(id, bytes);
     journalId = id;
     applier.written(id, bytes);
     return id;

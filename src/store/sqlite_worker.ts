@@ -23,23 +23,22 @@ export interface WorkerStart {
   journalDir: string;
   fsync: boolean;
   retention: Retention;
-  /** How long after a row is written it is applied, unless a read asks sooner. */
-  applyDelayMs: number;
   checkpointMs: number;
 }
 
-/** The store's requests: a commit is in the journal (apply it soon), apply now, prune, close. */
+/** The store's requests: lines it wrote to the journal (a buffer, and where each line in it
+ * ends), apply everything now (a read waits for commit `upTo`), prune, close. */
 export type WorkerRequest =
   | WorkerStart
-  | { type: "commit"; bytes: Uint8Array }
-  | { type: "flush"; upTo: number }
+  | { type: "lines"; buffer: ArrayBuffer; ends: number[] }
+  | { type: "flush"; flush: number }
   | { type: "prune"; now: number }
   | { type: "close" };
 
 /** The worker's answers: the last journal row the tables have, a failure, closed. */
 export type WorkerReport =
   | { type: "applied"; id: number; flush?: number }
-  | { type: "failed"; message: string }
+  | { type: "failed"; message: string; flush?: number }
   | { type: "closed" };
 
 interface WorkerScope {
@@ -56,7 +55,6 @@ let state: {
   replay: () => number;
   checkpointer: ReturnType<typeof setInterval>;
 } | null = null;
-let timer: ReturnType<typeof setTimeout> | undefined;
 /** Journal lines handed over and not yet applied, in journal order. */
 let queue: Uint8Array[] = [];
 /** Handed-over commits were dropped by a failed write: read them back from the journal. */
@@ -65,8 +63,6 @@ let lost = false;
 /** Applies what was handed over; then `after` (a prune), then tells the store (and which
  * flush this answers). */
 function applyNow(after?: () => void, flush?: number): void {
-  clearTimeout(timer);
-  timer = undefined;
   if (!state) return;
   const lines = queue;
   queue = [];
@@ -80,7 +76,10 @@ function applyNow(after?: () => void, flush?: number): void {
   } catch (error) {
     // The journal keeps them: the next apply reads them from it (so does the next start).
     lost = true;
-    scope.postMessage({ type: "failed", message: String(error) });
+    const message = String(error);
+    scope.postMessage(
+      flush === undefined ? { type: "failed", message } : { type: "failed", message, flush },
+    );
   }
 }
 
@@ -127,15 +126,18 @@ scope.onmessage = (event) => {
         scope.postMessage({ type: "failed", message: String(error) });
       }
       return;
-    case "commit":
-      // Commits wait a little, so one transaction takes many.
-      queue.push(request.bytes);
-      if (timer === undefined && state) {
-        timer = setTimeout(() => applyNow(), state.start.applyDelayMs);
+    case "lines": {
+      // The store waited a little before handing them over: one transaction takes them all.
+      const bytes = new Uint8Array(request.buffer);
+      let start = 0;
+      for (const end of request.ends) {
+        queue.push(bytes.subarray(start, end));
+        start = end;
       }
-      return;
+      return applyNow();
+    }
     case "flush":
-      return applyNow(undefined, request.upTo);
+      return applyNow(undefined, request.flush);
     case "prune":
       return applyNow(() => state && pruneExpired(state.tables, request.now));
     case "close":

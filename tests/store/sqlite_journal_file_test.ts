@@ -11,6 +11,7 @@ function line(i: number): string {
   commit.forgotten(`follower ${i} 长`);
   return commit.text();
 }
+const bytes = (i: number) => new TextEncoder().encode(line(i));
 const ids = (dir: string, after = 0) => readJournalDir(dir, after).map((c) => c.id);
 const files = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 
@@ -20,7 +21,7 @@ Deno.test("openJournalDir() appends lines that readJournalDir() gives back", asy
     // Small segments: a few lines each.
     const journal = openJournalDir(journalDir, 0, false, 100);
     try {
-      for (let i = 1; i <= 10; i++) journal.append(i, line(i));
+      for (let i = 1; i <= 10; i++) journal.append(i, bytes(i));
       await t.step("in order, across segments, after a given commit", () => {
         assert.ok(files(journalDir).length > 2, files(journalDir).join());
         assert.deepEqual(ids(journalDir), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -29,7 +30,7 @@ Deno.test("openJournalDir() appends lines that readJournalDir() gives back", asy
         assert.deepEqual(first, { id: 1, t: 1001, f: ["follower 1 长"] });
       });
       await t.step("a commit out of order is refused", () => {
-        assert.throws(() => journal.append(12, line(12)), /11 is next/);
+        assert.throws(() => journal.append(12, bytes(12)), /11 is next/);
       });
       await t.step("segments go once the tables have all of them", () => {
         const before = files(journalDir);
@@ -39,7 +40,7 @@ Deno.test("openJournalDir() appends lines that readJournalDir() gives back", asy
         assert.deepEqual(ids(journalDir, 6), [7, 8, 9, 10], "nothing unapplied went");
         journal.release(10, true);
         assert.deepEqual(files(journalDir), []);
-        journal.append(11, line(11));
+        journal.append(11, bytes(11));
         assert.deepEqual(ids(journalDir), [11]);
       });
     } finally {
@@ -51,8 +52,8 @@ Deno.test("openJournalDir() appends lines that readJournalDir() gives back", asy
 Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
   await withTempDir((dir) => {
     const journal = openJournalDir(dir, 4, false);
-    journal.append(5, line(5));
-    journal.append(6, line(6));
+    journal.append(5, bytes(5));
+    journal.append(6, bytes(6));
     journal.close();
     const [name] = files(dir);
     // kill -9 in the middle of a write(): the line has no end.
@@ -66,13 +67,13 @@ Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
 Deno.test("openJournalDir() starts clean after the tables took what was there", async () => {
   await withTempDir((dir) => {
     let journal = openJournalDir(dir, 0, false);
-    journal.append(1, line(1));
+    journal.append(1, bytes(1));
     journal.close();
     assert.deepEqual(ids(dir), [1]);
     // A new run, after the tables took commit 1: what was there goes.
     journal = openJournalDir(dir, 1, false);
     assert.deepEqual(files(dir), []);
-    journal.append(2, line(2));
+    journal.append(2, bytes(2));
     assert.deepEqual(ids(dir), [2]);
     journal.close();
     return Promise.resolve();

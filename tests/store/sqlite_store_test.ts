@@ -91,9 +91,11 @@ Deno.test("openSqliteStore() rolls back a failed commit and rejects", async (t) 
       const journal = openJournalDir(...args);
       return {
         ...journal,
-        append(id, text) {
-          if (text.includes("poison")) throw new Error("refused: no space left on device");
-          return journal.append(id, text);
+        append(id, bytes) {
+          if (new TextDecoder().decode(bytes).includes("poison")) {
+            throw new Error("refused: no space left on device");
+          }
+          journal.append(id, bytes);
         },
       };
     };
