@@ -11,7 +11,9 @@ const US = "\x1f";
 /**
  * The sections of a line, by tag, and how many fields follow each tag. Ids are JSON strings;
  * numbers are decimal; `-` stands for "none".
- * `l` log: agent, seq, frame. `h` history: follower, n, item. `q` queued: follower, n, stamp,
+ * `l` log: agent, seq, frame. `h` history: follower, n, item. `i` history that is a logged
+ * follower message (its frame's data without `seq`, `direction` "in"): follower, n, the log
+ * entry's place among this line's `l` (they come first). `q` queued: follower, n, stamp,
  * envelope. `d` dequeued: follower, n. `c` contact: follower, JSON, list agent (JSON or -),
  * list time, window close (or -). `a` agent: id, JSON. `k` dedup: key, expiry. `f` forgotten:
  * follower. `u` a reply's outcome: follower, n, status, error (JSON or -). `p` quick reply put:
@@ -20,6 +22,7 @@ const US = "\x1f";
 const TAGS: Record<string, number> = {
   l: 3,
   h: 3,
+  i: 3,
   q: 4,
   d: 2,
   c: 5,
@@ -50,6 +53,11 @@ export class CommitLine {
   /** A history item. */
   history(followerId: string, n: number, item: string): void {
     this.#text += `${US}h${US}${id(followerId)}${US}${n}${US}${item}`;
+  }
+
+  /** A history item that is the `index`th log entry of this line, as sameAsFrame() found. */
+  inbound(followerId: string, n: number, index: number): void {
+    this.#text += `${US}i${US}${id(followerId)}${US}${n}${US}${index}`;
   }
 
   /** A message queued for an agent to come. */
@@ -144,6 +152,12 @@ export function parseCommitLine(line: string): Commit {
       case "h":
         (c.h ??= []).push([readId(at(1)), readNumber(at(2)), at(3)]);
         break;
+      case "i": {
+        const frame = c.l?.[readNumber(at(3))]?.[2];
+        if (frame === undefined) throw new SyntaxError("Cannot read a journal line: no such entry");
+        (c.h ??= []).push([readId(at(1)), readNumber(at(2)), itemOfFrame(frame)]);
+        break;
+      }
       case "q":
         (c.q ??= []).push([readId(at(1)), readNumber(at(2)), readNumber(at(3)), at(4)]);
         break;
@@ -199,4 +213,29 @@ const decoder = new TextDecoder();
 /** The commit of a line's bytes, as the journal wrote them (newline included). */
 export function commitOfBytes(bytes: Uint8Array): Commit {
   return parseCommitLine(decoder.decode(bytes.subarray(0, bytes.length - 1)));
+}
+
+/** The history item of a follower's message, from its frame (see sameAsFrame()). */
+function itemOfFrame(frame: string): string {
+  const data = (JSON.parse(frame) as { data: Record<string, unknown> }).data;
+  delete data["seq"];
+  data["direction"] = "in";
+  return JSON.stringify(data);
+}
+
+/**
+ * Whether `item` is what itemOfFrame() makes of the frame of `data` (an envelope's data, as
+ * logged: the message's fields, then `seq`): the same fields, in order, holding the same values,
+ * and `direction` "in" last, so its JSON need not be written twice.
+ */
+export function sameAsFrame(item: Record<string, unknown>, data: Record<string, unknown>): boolean {
+  const itemKeys = Object.keys(item);
+  const dataKeys = Object.keys(data);
+  if (itemKeys.length !== dataKeys.length || dataKeys[dataKeys.length - 1] !== "seq") return false;
+  if (itemKeys[itemKeys.length - 1] !== "direction" || item["direction"] !== "in") return false;
+  for (let k = 0; k < dataKeys.length - 1; k++) {
+    const key = dataKeys[k]!;
+    if (itemKeys[k] !== key || item[key] !== data[key]) return false;
+  }
+  return true;
 }

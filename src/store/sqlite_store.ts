@@ -47,7 +47,7 @@ import {
   openJournalDir,
   readJournalDir,
 } from "./sqlite_journal_file.ts";
-import { CommitLine } from "./sqlite_journal_line.ts";
+import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
@@ -355,7 +355,20 @@ function createSqliteStore(
     const contacts: Array<[string, string]> = [];
     const id = writeRow((line) => {
       for (const e of changes.log) line.log(e.agentId, e.seq, frameOf(e));
-      for (const h of changes.history) line.history(h.followerId, h.n, JSON.stringify(h.item));
+      // A follower's message is in the log as well: its item is said once, by the frame.
+      let logged: Map<unknown, number> | undefined;
+      for (const h of changes.history) {
+        if (h.item.direction === "in" && changes.log.length > 0) {
+          logged ??= new Map(changes.log.map((e, i) => [e.envelope.data.id, i]));
+          const index = logged.get(h.item.id);
+          const data = index === undefined ? undefined : changes.log[index]!.envelope.data;
+          if (data && sameAsFrame(h.item as unknown as Record<string, unknown>, data)) {
+            line.inbound(h.followerId, h.n, index!);
+            continue;
+          }
+        }
+        line.history(h.followerId, h.n, JSON.stringify(h.item));
+      }
       for (const q of changes.queued) {
         line.queued(q.followerId, q.n, ++stamp, JSON.stringify(q.envelope));
       }

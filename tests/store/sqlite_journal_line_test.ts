@@ -1,8 +1,14 @@
 // A journal line of the SQLite store: every section read back as written, ids that need
-// escaping, JSON that holds the characters the format uses, and lines cut short refused.
+// escaping, JSON that holds the characters the format uses, lines cut short refused, and a
+// follower message's history item said once, by its log entry.
 
 import assert from "node:assert/strict";
-import { CommitLine, commitOfBytes, parseCommitLine } from "../../src/store/sqlite_journal_line.ts";
+import {
+  CommitLine,
+  commitOfBytes,
+  parseCommitLine,
+  sameAsFrame,
+} from "../../src/store/sqlite_journal_line.ts";
 
 Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
   // Ids with quotes, a backslash, a newline and the separator itself; content with all of
@@ -58,5 +64,43 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
     for (const cut of [text.lastIndexOf("\x1f"), text.indexOf("\x1fh\x1f") + 3, 1]) {
       assert.throws(() => parseCommitLine(text.slice(0, cut)), SyntaxError, `cut at ${cut}`);
     }
+  });
+});
+
+Deno.test("a follower message's history item is written once, as its log entry", async (t) => {
+  // As the model makes them: the envelope's data, then the logged copy with its seq.
+  const data = {
+    id: "7000000000000000001",
+    name: "f1",
+    avatar: "",
+    msg_type: "text",
+    contact_id: "f1",
+    company_id: "acme",
+    send_time: 1_700_000_000,
+    msg: { content: "你好 \x1f \n" },
+  };
+  const logged = { ...data, seq: 12 };
+  const item = { ...data, direction: "in" };
+  const frame = JSON.stringify({ data: logged, result: { code: 1001, message: "common" } });
+
+  await t.step("the store finds it the same, and the line reads back its JSON", () => {
+    assert.equal(sameAsFrame(item, logged), true);
+    const line = new CommitLine(1, 1);
+    line.log("a1", 12, frame);
+    line.inbound("f1", 3, 0);
+    const commit = parseCommitLine(line.text().slice(0, -1));
+    assert.deepEqual(commit.h, [["f1", 3, JSON.stringify(item)]]);
+  });
+  await t.step("anything else is written out", () => {
+    assert.equal(sameAsFrame({ ...item, name: "another" }, logged), false);
+    assert.equal(sameAsFrame({ ...data, direction: "out" }, logged), false);
+    assert.equal(sameAsFrame({ ...item, status: "sent" }, logged), false);
+    assert.equal(sameAsFrame({ direction: "in", ...data }, logged), false, "another order");
+    assert.equal(sameAsFrame(item, data), false, "not logged with a seq");
+  });
+  await t.step("an entry that is not in the line is refused", () => {
+    const line = new CommitLine(1, 1);
+    line.inbound("f1", 3, 0);
+    assert.throws(() => parseCommitLine(line.text().slice(0, -1)), SyntaxError);
   });
 });
