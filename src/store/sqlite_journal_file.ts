@@ -91,6 +91,10 @@ export function openJournalDir(
   segmentBytes = SEGMENT_BYTES,
 ): Journal {
   Deno.mkdirSync(dir, { recursive: true });
+  // One writer: a second process on this DATA_DIR waits here until the first has exited
+  // (a restart that overlaps), rather than delete what the first is writing.
+  const lock = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+  lock.lockSync(true);
   let file: Deno.FsFile | null = null;
   let size = 0;
   let next = lastId + 1;
@@ -168,6 +172,7 @@ export function openJournalDir(
     close() {
       file?.close();
       file = null;
+      lock.close();
     },
   };
 }

@@ -13,7 +13,8 @@ function line(i: number): string {
 }
 const bytes = (i: number) => new TextEncoder().encode(line(i));
 const ids = (dir: string, after = 0) => readJournalDir(dir, after).map((c) => c.id);
-const files = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+const files = (dir: string) =>
+  [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".log")).sort();
 
 Deno.test("openJournalDir() appends lines that readJournalDir() gives back", async (t) => {
   await withTempDir(async (dir) => {
@@ -77,5 +78,30 @@ Deno.test("openJournalDir() starts clean after the tables took what was there", 
     assert.deepEqual(ids(dir), [2]);
     journal.close();
     return Promise.resolve();
+  });
+});
+
+Deno.test("openJournalDir() lets one process at a time write a journal", async () => {
+  await withTempDir(async (dir) => {
+    const journal = openJournalDir(dir, 0, false);
+    journal.append(1, bytes(1));
+    // Another process on the same DATA_DIR (an overlapping restart) waits for the first.
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { openJournalDir } from ${
+          JSON.stringify(new URL("../../src/store/sqlite_journal_file.ts", import.meta.url).href)
+        };
+         openJournalDir(${JSON.stringify(dir)}, 1, false).close();
+         console.log("opened");`,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(ids(dir), [1], "the second process deleted nothing while the first ran");
+    journal.close();
+    const out = await child.output();
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "opened");
   });
 });
