@@ -18,10 +18,18 @@ const GT = 62;
 const SLASH = 47;
 const BANG = 33;
 
+/** Names found plain already: WeChat repeats a few dozen in every message. */
+const plainNames = new Set<string>();
+/** Past this many, invented names are checked each time rather than remembered. */
+const MAX_REMEMBERED = 1_000;
+
 /** A tag name with no meaning to objects (Object.prototype's names are the parser's to rename). */
 function isPlainName(name: string): boolean {
-  return PLAIN_NAME.test(name) && !name.startsWith("__") && !(name in Object.prototype) &&
+  if (plainNames.has(name)) return true;
+  const plain = PLAIN_NAME.test(name) && !name.startsWith("__") && !(name in Object.prototype) &&
     name !== "prototype";
+  if (plain && plainNames.size < MAX_REMEMBERED) plainNames.add(name);
+  return plain;
 }
 
 /** Whether `text` is only XML whitespace from `from` on. */
