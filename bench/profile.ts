@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { runLoad } from "./load_runner.ts";
 import { FULL, loadConfig } from "./plan.ts";
 import { topSelfTime } from "./profile_summary.ts";
-import { ROOT, startBridge } from "./systems.ts";
+import { ROOT, startBaseline, startBridge } from "./systems.ts";
 import { stopAll } from "./servers.ts";
 
 const { values } = parseArgs({
@@ -16,23 +16,40 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     top: { type: "string", default: "40" },
     "no-prof": { type: "boolean", default: false },
+    // "rate": the latency row's load (2,000/s for 8 s) instead of throughput.
+    mode: { type: "string", default: "throughput" },
+    // The bare baseline instead of the bridge (no profile): the machine's own noise.
+    baseline: { type: "boolean", default: false },
   },
 });
 const env = Object.fromEntries(values.env.map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
 const dir = await Deno.makeTempDir({ prefix: "bench_prof_" });
 try {
-  const bridge = await startBridge({ env, cpuProfDir: values["no-prof"] ? undefined : dir });
+  if (values.baseline) values["no-prof"] = true;
+  const bridge = values.baseline
+    ? await startBaseline()
+    : await startBridge({ env, cpuProfDir: values["no-prof"] ? undefined : dir });
   const cpu: number[] = [];
   try {
     for (let round = 0; round < Number(values.rounds); round++) {
+      const idBase = (round + 1) * 10_000_000;
       const r = await runLoad(
-        loadConfig(FULL, bridge, { mode: "throughput", idBase: (round + 1) * 10_000_000 }),
+        values.mode === "rate"
+          ? loadConfig(FULL, bridge, {
+            mode: "rate",
+            messages: FULL.rate,
+            durationS: FULL.latencyS,
+            concurrency: 64,
+            idBase,
+          })
+          : loadConfig(FULL, bridge, { mode: "throughput", idBase }),
       );
       cpu.push((r.serverCpuMs * 1000) / r.sent);
       console.log(
         `round ${round + 1}: ${r.perSecond.toFixed(0)} msg/s, server ${
           ((r.serverCpuMs * 1000) / r.sent).toFixed(1)
-        } µs CPU/msg, lost ${r.lost}, dup ${r.duplicated}`,
+        } µs CPU/msg, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, ` +
+          `lost ${r.lost}`,
       );
     }
   } finally {
