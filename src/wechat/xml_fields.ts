@@ -52,7 +52,7 @@ const MAX_CONVERTED = 1_000;
 export function snakeCase(tag: string): string {
   const known = converted.get(tag);
   if (known !== undefined) return known;
-  const name = NAMES[tag] ??
+  const name = (Object.hasOwn(NAMES, tag) ? NAMES[tag] : undefined) ??
     tag.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/__+/g, "_").toLowerCase();
   if (converted.size < MAX_CONVERTED) converted.set(tag, name);
   return name;
