@@ -113,7 +113,12 @@ export function createWechatWebhook(deps: WebhookDeps) {
      * `bodyBytes` is the body's size in UTF-8 when the caller read it as bytes.
      */
     async receive(body: string, url: URL, bodyBytes?: number): Promise<Response> {
-      const size = () => bodyBytes ?? encoder.encode(body).byteLength;
+      // Bytes that were not UTF-8 became U+FFFD (3 bytes each) when decoded: what is stored is
+      // the text, so then the text is measured.
+      const size = () =>
+        bodyBytes !== undefined && !body.includes("\uFFFD")
+          ? bodyBytes
+          : encoder.encode(body).byteLength;
       const params = url.searchParams;
       if (deps.token) checkSignedAge(params, deps.now(), policy);
       let doc = xml.parse(body);

@@ -4,12 +4,9 @@
 // MsgIds exceed 2^53 and `00123` must stay `00123`.
 
 import { XMLParser, XMLValidator } from "fast-xml-parser";
-import { scanPlainXml } from "./xml_scan.ts";
+import { scanPlainXml, type WechatXml } from "./xml_scan.ts";
 
-/** A parsed `<xml>` element: each child tag is a string, or a nested element for structured events. */
-export interface WechatXml {
-  [tag: string]: string | WechatXml | Array<string | WechatXml>;
-}
+export type { WechatXml };
 
 const MAX_DEPTH = 8;
 const REPEATED_TAGS = new Set(["item", "List"]);

@@ -3,7 +3,10 @@
 // a declaration or a comment to an entity or an attribute, is left to the full parser and its
 // validation, so this path never accepts what that one would refuse and gives what it gives.
 
-import type { WechatXml } from "./xml.ts";
+/** A parsed `<xml>` element: each child tag is a string, or a nested element for structured events. */
+export interface WechatXml {
+  [tag: string]: string | WechatXml | Array<string | WechatXml>;
+}
 
 /** Deeper than this goes to the full parser, which refuses past its own limit. */
 const MAX_DEPTH = 6;
