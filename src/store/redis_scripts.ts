@@ -73,7 +73,8 @@ export const REPLY_REFUSED = "NOREPLY";
  * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
  * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
  * `dedup:<key>`; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
- * with a socket there. Log entries are published on `deliver:<agent>`.
+ * with a socket there. Log entries are published on `deliver:<instance>` to each instance with
+ * their agent online there.
  */
 export const ROUTING_LUA = `
 ${PROTOCOL_LUA}
@@ -689,7 +690,28 @@ for _, a in ipairs(touched) do
     redis.call('ZREMRANGEBYRANK', key, 0, old - 1)
   end
   redis.call('PEXPIRE', key, LOG_TTL)
-  redis.call('PUBLISH', P .. 'deliver:' .. a, IID .. '\\n' .. table.concat(published[a], '\\n'))
+end
+
+-- One publication per other instance that has one of these agents online, with every entry
+-- for them in commit order: lines agent, envelope JSON, agent, … (JSON holds no raw newline).
+-- The caller pushes its own; an instance that comes online after this reads them by replay.
+if #touched > 0 then
+  for _, iid in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+    if iid ~= IID then
+      local lines = {}
+      for _, a in ipairs(touched) do
+        if redis.call('SISMEMBER', P .. 'online:' .. iid, a) == 1 then
+          for _, json in ipairs(published[a]) do
+            lines[#lines + 1] = a
+            lines[#lines + 1] = json
+          end
+        end
+      end
+      if #lines > 0 then
+        redis.call('PUBLISH', P .. 'deliver:' .. iid, table.concat(lines, '\\n'))
+      end
+    end
+  end
 end
 
 return { value, entries }

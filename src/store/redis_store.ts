@@ -183,6 +183,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   try {
     await client.connect();
     await subscriber.connect();
+    // One channel per instance, from the start: an agent's entries come on it from the moment
+    // the `online` operation puts the agent in this instance's set, which the backlog precedes.
+    await subscriber.subscribe(k.deliver(instanceId));
     sha = await client.script("LOAD", ROUTING_LUA) as string;
   } catch (error) {
     client.disconnect();
@@ -194,7 +197,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     instance: instanceId,
   });
   const localAgents = new Set<string>();
-  const subscribing = new Map<string, Promise<unknown>>();
   const pendingCursors = new Map<string, number>();
   const listeners: Array<(entries: LogEntry[]) => void> = [];
   let cursorTimer: ReturnType<typeof setTimeout> | undefined;
@@ -204,6 +206,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   /** Set while a lost state is re-established: operations are refused until it is done. */
   let restoring: Promise<void> | null = null;
   const lostListeners: Array<() => void> = [];
+  /** Agents Redis is known to hold. The script never removes one, so a yes stays true until
+   * the state is lost; it spares the webhook a round trip per message (ToUserName = agent). */
+  const knownAgents = new Set<string>();
   /** The highest seq this instance has seen per agent, so seqs go on increasing after a loss. */
   const highest = new Map<string, number>();
   const noteSeqs = (entries: LogEntry[]): void => {
@@ -269,10 +274,12 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     const [value, flat] = reply;
     const entries: LogEntry[] = [];
     for (let i = 0; i < flat.length; i += 3) {
+      const frame = String(flat[i + 2]);
       entries.push({
         agentId: String(flat[i]),
         seq: Number(flat[i + 1]),
-        envelope: JSON.parse(String(flat[i + 2])),
+        envelope: JSON.parse(frame),
+        frame,
       });
     }
     noteSeqs(entries);
@@ -298,6 +305,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       { expected: generation, found: found || "none" },
     );
     for (const listener of lostListeners) listener();
+    knownAgents.clear();
     restoring = (async () => {
       while (!closed) {
         try {
@@ -399,14 +407,19 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   // local view each time, so a lost agentOffline heals within one heartbeat.
   async function heartbeat(): Promise<void> {
     const tx = client.multi()
-      .set(k.instance(instanceId), "1", "PX", presenceTtlMs)
+      .set(k.instance(instanceId), "1", "PX", presenceTtlMs, "GET")
       .sadd(k.instances, instanceId)
       .del(k.online(instanceId));
     if (localAgents.size > 0) {
       tx.sadd(k.online(instanceId), ...localAgents).pexpire(k.online(instanceId), presenceTtlMs);
     }
-    await tx.exec();
+    const [[, before] = []] = await tx.exec() ?? [];
+    // Our presence had lapsed (this process stalled past its TTL): other instances stopped
+    // publishing to us meanwhile, so what they committed is read from the logs.
+    if (before === null && registered) order.catchUp();
+    registered = true;
   }
+  let registered = false;
   try {
     generation = (await run<string>("generation", [crypto.randomUUID()])).value;
   } catch (error) {
@@ -454,14 +467,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       }),
   });
 
-  const channelPrefix = k.deliver("");
   subscriber.on("message", (channel: string, message: string) => {
-    if (!channel.startsWith(channelPrefix)) return;
-    const agentId = channel.slice(channelPrefix.length);
-    const lines = message.split("\n");
-    // Entries this instance committed were pushed by its switchboard already.
-    if (lines[0] === instanceId || !localAgents.has(agentId)) return;
-    const entries = lines.slice(1).map((line) => parseMember(line, agentId));
+    if (channel !== k.deliver(instanceId)) return;
+    const entries = parsePublication(message, localAgents);
     noteSeqs(entries);
     emit(order.admit(entries));
   });
@@ -517,15 +525,12 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
 
     async agentOnline(agentId: string, _presence: Presence) {
-      // Subscribe before the backlog is read, so nothing committed in between is missed.
       const added = !localAgents.has(agentId);
       if (added) {
         localAgents.add(agentId);
         order.track(agentId);
-        subscribing.set(agentId, subscriber.subscribe(k.deliver(agentId)));
       }
       try {
-        await subscribing.get(agentId);
         // An agent arriving while a lost state is re-established waits for it, not refused.
         if (restoring !== null) await restoring;
         // `seq` is the agent's seq before this call: what came before reaches it by replay.
@@ -536,7 +541,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         // The socket is refused; the heartbeat rewrites presence without it.
         if (added) {
           localAgents.delete(agentId);
-          subscribing.delete(agentId);
           order.untrack(agentId);
         }
         throw error;
@@ -545,9 +549,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async agentOffline(agentId: string) {
       if (!localAgents.delete(agentId)) return;
-      subscribing.delete(agentId);
       order.untrack(agentId);
-      await subscriber.unsubscribe(k.deliver(agentId));
+      // Sent at once, so an `online` for the same agent that follows comes after it in Redis.
       await client.srem(k.online(instanceId), agentId);
     },
 
@@ -570,7 +573,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     getAgent,
 
     async isKnownAgent(agentId: string) {
-      return (await client.sismember(k.agents, agentId)) === 1;
+      if (knownAgents.has(agentId)) return true;
+      const known = (await client.sismember(k.agents, agentId)) === 1;
+      if (known && restoring === null) knownAgents.add(agentId);
+      return known;
     },
 
     async getContact(followerId: string) {
@@ -786,6 +792,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       }
     },
   };
+}
+
+/** Another instance's publication (lines: agent, envelope JSON, agent, …), for the agents
+ * connected here. The JSON is kept as the frame the sockets get. */
+function parsePublication(message: string, agents: ReadonlySet<string>): LogEntry[] {
+  const lines = message.split("\n");
+  const entries: LogEntry[] = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const agentId = lines[i]!;
+    if (!agents.has(agentId)) continue;
+    const frame = lines[i + 1]!;
+    const envelope = JSON.parse(frame) as Envelope;
+    entries.push({ agentId, seq: envelope.data.seq ?? 0, envelope, frame });
+  }
+  return entries;
 }
 
 /** The envelope's JSON after `{"data":{"seq":N`, which the script completes with the seq. */
