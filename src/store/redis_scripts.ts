@@ -3,7 +3,7 @@
 // It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
-import { codeOf } from "../protocol/envelope.ts";
+import { codeOf, SYSTEM_CONTACT, SYSTEM_NAME } from "../protocol/envelope.ts";
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
 import {
   EVENT_QUOTA,
@@ -24,6 +24,8 @@ const PROTOCOL_LUA = [
   `local EVENT_WINDOW_MS = ${EVENT_WINDOW_MS}`,
   `local EVENT_QUOTA = ${EVENT_QUOTA}`,
   `local SYSTEM_CODE = ${codeOf("system")}`,
+  `local SYS_NAME = ${luaString(SYSTEM_NAME)}`,
+  `local SYS_CONTACT = ${luaString(SYSTEM_CONTACT)}`,
   `local T = {`,
   ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
   `}`,
@@ -45,13 +47,14 @@ export const HEADER = [
   "historyMax",
   "historyRetentionMs",
   "presenceTtlMs",
-  "systemName",
-  "systemContact",
   "op",
   "generation",
 ] as const;
 
-/** Fields per inbound item after the header and the dedup TTL. */
+/** Fields per inbound item after the header and the dedup TTL: follower, name, to, kind,
+ * dedup key, event, the envelope's data as JSON without its `{` and seq, its result as JSON,
+ * msg_type, preview, received at. The script makes the log tail and the history item from the
+ * data, so it crosses the wire once. */
 export const INBOUND_FIELDS = 11;
 
 /** Errors the script raises for a refused command start with this word (then StoreError). */
@@ -89,10 +92,8 @@ local LOG_TTL = tonumber(ARGV[7])
 local HIST_MAX = tonumber(ARGV[8])
 local HIST_TTL = tonumber(ARGV[9])
 local PRESENCE_TTL = tonumber(ARGV[10])
-local SYS_NAME = ARGV[11]
-local SYS_CONTACT = ARGV[12]
-local OP = ARGV[13]
-local GENERATION = ARGV[14]
+local OP = ARGV[11]
+local GENERATION = ARGV[12]
 local A0 = ${HEADER.length + 1}
 local NULL = cjson.null
 
@@ -131,14 +132,16 @@ local function tail_of(data, result)
   return rest .. ',"result":' .. cjson.encode(result) .. '}'
 end
 
-local function append(a, tail)
+-- \`item\`: the number of the caller's inbound item whose tail this is; the caller has the
+-- tail, so the entry comes back as that number instead of its JSON.
+local function append(a, tail, item)
   ensure_agent(a)
   local seq = redis.call('HINCRBY', k_agent(a), 'seq', 1)
   local json = '{"data":{"seq":' .. seq .. tail
   redis.call('ZADD', P .. 'log:' .. a, seq, NOW_S .. '|' .. json)
   entries[#entries + 1] = a
   entries[#entries + 1] = seq
-  entries[#entries + 1] = json
+  entries[#entries + 1] = item or json
   local list = published[a]
   if not list then
     list = {}
@@ -326,9 +329,13 @@ function ops.inbound()
   local i = A0 + 1
   while i <= #ARGV do
     local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local dedup, event, tail, hist = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    local dedup, event, data, result = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
     local msg_type, preview, at = ARGV[i + 8], ARGV[i + 9], tonumber(ARGV[i + 10])
+    local item = #out
     i = i + ${INBOUND_FIELDS}
+    -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
+    local tail = data .. ',"result":' .. result .. '}'
+    local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
     local fresh = true
     if dedup ~= '' then
       fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
@@ -383,7 +390,7 @@ function ops.inbound()
         redis.call('INCR', P .. 'queued_count')
         out[#out + 1] = 'waiting'
       else
-        append(c.agent_id, tail)
+        append(c.agent_id, tail, item)
         out[#out + 1] = 'delivered'
       end
     end

@@ -5,13 +5,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
-import {
-  type Envelope,
-  type EnvelopeData,
-  replyCodeOf,
-  SYSTEM_CONTACT,
-  SYSTEM_NAME,
-} from "../protocol/envelope.ts";
+import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envelope.ts";
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
@@ -229,8 +223,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       historyMax: settings.historyMax,
       historyRetentionMs: settings.historyRetentionMs,
       presenceTtlMs,
-      systemName: SYSTEM_NAME,
-      systemContact: SYSTEM_CONTACT,
       op,
       generation,
     };
@@ -238,11 +230,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   }
 
   /** Runs one operation of the routing script; the log entries it appended come back parsed.
-   * While a lost state is re-established only the re-establishing itself (`restore`) runs. */
+   * While a lost state is re-established only the re-establishing itself (`restore`) runs.
+   * An entry made from one of `sent` (the inbound items' data and tails) comes back as its
+   * number, and is made here from what was sent. */
   async function run<T>(
     op: string,
     args: Array<string | number>,
     restore = false,
+    sent: ReadonlyArray<{ envelope: Envelope; tail: string }> = [],
   ): Promise<{ value: T; entries: LogEntry[] }> {
     if (restoring !== null && !restore) throw lostError();
     const head = header(op);
@@ -274,13 +269,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     const [value, flat] = reply;
     const entries: LogEntry[] = [];
     for (let i = 0; i < flat.length; i += 3) {
-      const frame = String(flat[i + 2]);
-      entries.push({
-        agentId: String(flat[i]),
-        seq: Number(flat[i + 1]),
-        envelope: JSON.parse(frame),
-        frame,
-      });
+      const agentId = String(flat[i]);
+      const seq = Number(flat[i + 1]);
+      const json = flat[i + 2];
+      const item = typeof json === "number" ? sent[json] : undefined;
+      if (item) {
+        const { data, result } = item.envelope;
+        const envelope = { data: { seq, ...withoutSeq(data) }, result };
+        entries.push({ agentId, seq, envelope, frame: `{"data":{"seq":${seq}${item.tail}` });
+      } else {
+        const frame = String(json);
+        entries.push({ agentId, seq, envelope: JSON.parse(frame), frame });
+      }
     }
     noteSeqs(entries);
     return { value, entries };
@@ -499,7 +499,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async acceptInbound(items: InboundItem[], _presence: Presence) {
       // `_presence` is this instance's view; the script reads every instance's from Redis.
       const args: Array<string | number> = [options.dedupTtlMs];
+      const sent: Array<{ envelope: Envelope; tail: string }> = [];
       for (const item of items) {
+        const data = dataRest(item.envelope.data);
+        const result = JSON.stringify(item.envelope.result);
         args.push(
           item.followerId,
           item.name ?? "",
@@ -507,14 +510,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
           item.kind,
           item.dedupKey === null ? "" : `k${item.dedupKey}`,
           item.event ?? "",
-          tailOf(item.envelope),
-          JSON.stringify({ ...withoutSeq(item.envelope.data), direction: "in" }),
+          data,
+          result,
           item.envelope.data.msg_type,
           previewOf(item.envelope),
           item.receivedAt,
         );
+        sent.push({ envelope: item.envelope, tail: `${data},"result":${result}}` });
       }
-      const { value, entries } = await run<InboundOutcome[]>("inbound", args);
+      const { value, entries } = await run<InboundOutcome[]>("inbound", args, false, sent);
       return applied(value, entries);
     },
 
@@ -811,9 +815,13 @@ function parsePublication(message: string, agents: ReadonlySet<string>): LogEntr
 
 /** The envelope's JSON after `{"data":{"seq":N`, which the script completes with the seq. */
 function tailOf(envelope: Envelope): string {
-  const data = JSON.stringify(withoutSeq(envelope.data));
-  const rest = data === "{}" ? "}" : `,${data.slice(1)}`;
-  return `${rest},"result":${JSON.stringify(envelope.result)}}`;
+  return `${dataRest(envelope.data)},"result":${JSON.stringify(envelope.result)}}`;
+}
+
+/** `data` as JSON without its seq and its opening `{`: what follows `{"data":{"seq":N`. */
+function dataRest(data: EnvelopeData): string {
+  const json = JSON.stringify(withoutSeq(data));
+  return json === "{}" ? "}" : `,${json.slice(1)}`;
 }
 
 function withoutSeq(data: EnvelopeData): EnvelopeData {
