@@ -114,14 +114,24 @@ local function new_id()
   return ID_BASE .. '-' .. ids
 end
 
+-- Agents known to exist, asked once per run: no operation removes one.
+local known = {}
+
 local function is_agent(a)
-  return redis.call('SISMEMBER', P .. 'agents', a) == 1
+  if known[a] then return true end
+  if redis.call('SISMEMBER', P .. 'agents', a) == 1 then
+    known[a] = true
+    return true
+  end
+  return false
 end
 
 local function ensure_agent(a)
+  if known[a] then return end
   if redis.call('SADD', P .. 'agents', a) == 1 then
     redis.call('HSET', k_agent(a), 'seq', 0, 'cursor', 0, 'load', 0)
   end
+  known[a] = true
 end
 
 -- An envelope is stored as '{"data":{"seq":' .. seq .. tail: the tail is the JSON of the rest.
@@ -191,12 +201,15 @@ local function touch(c)
   end
 end
 
+-- Conversations whose history grew in this run: each gets its expiry renewed once, at the end.
+local grown = {}
+
 local function history(c, json)
   c.history_seq = c.history_seq + 1
   local key = P .. 'hist:' .. c.follower_id
   redis.call('HSET', key, c.history_seq, json)
   if c.history_seq > HIST_MAX then redis.call('HDEL', key, c.history_seq - HIST_MAX) end
-  redis.call('PEXPIRE', key, HIST_TTL)
+  grown[c.follower_id] = key
   return c.history_seq
 end
 
@@ -672,6 +685,8 @@ end
 
 local value, failure = ops[OP]()
 if failure then return failure end
+
+for _, key in pairs(grown) do redis.call('PEXPIRE', key, HIST_TTL) end
 
 for _, fid in ipairs(dirty_order) do
   local c = contacts[fid]
