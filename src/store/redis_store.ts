@@ -407,16 +407,17 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   // local view each time, so a lost agentOffline heals within one heartbeat.
   async function heartbeat(): Promise<void> {
     const tx = client.multi()
-      .set(k.instance(instanceId), "1", "PX", presenceTtlMs, "GET")
+      .exists(k.instance(instanceId))
+      .set(k.instance(instanceId), "1", "PX", presenceTtlMs)
       .sadd(k.instances, instanceId)
       .del(k.online(instanceId));
     if (localAgents.size > 0) {
       tx.sadd(k.online(instanceId), ...localAgents).pexpire(k.online(instanceId), presenceTtlMs);
     }
-    const [[, before] = []] = await tx.exec() ?? [];
+    const [[, present] = []] = await tx.exec() ?? [];
     // Our presence had lapsed (this process stalled past its TTL): other instances stopped
     // publishing to us meanwhile, so what they committed is read from the logs.
-    if (before === null && registered) order.catchUp();
+    if (present === 0 && registered) order.catchUp();
     registered = true;
   }
   let registered = false;
