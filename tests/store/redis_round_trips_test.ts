@@ -186,3 +186,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "an instance whose presence lapsed reads what it missed at its next heartbeat",
+  ignore,
+  async fn() {
+    const prefix = uniquePrefix("lapse");
+    const a = await openStore(prefix);
+    const b = await createRedisStore({
+      url,
+      prefix,
+      companyId: "acme",
+      now: Date.now,
+      newId: () => crypto.randomUUID(),
+      dedupTtlMs: 60_000,
+      heartbeatMs: 200,
+    });
+    const raw = rawClient(url);
+    const got: string[] = [];
+    b.onRemoteEntries((entries) => {
+      for (const e of entries) if (e.envelope.result.code === 1001) got.push(e.envelope.data.id);
+    });
+    try {
+      await b.agentOnline("b1", presence);
+      // As if B had stalled past two heartbeats: its presence expired, so A does not publish
+      // to it.
+      await raw.multi().del(`${prefix}instance:${b.instanceId}`, `${prefix}online:${b.instanceId}`)
+        .srem(`${prefix}instances`, b.instanceId).exec();
+      const sent = item("f1", "b1");
+      await a.acceptInbound([sent], presence);
+      await waitUntil(() => got.length > 0 || undefined, "the entry B missed");
+      assert.deepEqual(got, [sent.envelope.data.id]);
+    } finally {
+      await a.close();
+      await b.close();
+      await raw.quit();
+      await flushPrefix(url, prefix);
+    }
+  },
+});
