@@ -403,6 +403,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     };
   }
 
+  /** Whether this instance's presence was written once already (the first finds none). */
+  let registered = false;
   // Presence: this instance's key lives two heartbeats; its online set is rewritten from the
   // local view each time, so a lost agentOffline heals within one heartbeat.
   async function heartbeat(): Promise<void> {
@@ -420,7 +422,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     if (present === 0 && registered) order.catchUp();
     registered = true;
   }
-  let registered = false;
   try {
     generation = (await run<string>("generation", [crypto.randomUUID()])).value;
   } catch (error) {
@@ -470,7 +471,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
   subscriber.on("message", (channel: string, message: string) => {
     if (channel !== k.deliver(instanceId)) return;
-    const entries = parsePublication(message, localAgents);
+    let entries: LogEntry[];
+    try {
+      entries = parsePublication(message, localAgents);
+    } catch (error) {
+      // Not ours to crash on: the next entry leaves a gap, which is read from the log.
+      log.warn("Cannot read a publication: {message}", { message: (error as Error).message });
+      return;
+    }
     noteSeqs(entries);
     emit(order.admit(entries));
   });
