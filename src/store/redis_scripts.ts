@@ -109,6 +109,8 @@ local prev_agent = {}
 local dirty = {}
 local dirty_order = {}
 local online_cache = nil
+-- agent -> the seq of its last entry in this run.
+local last_seq = {}
 -- follower -> when its message window closes, for the \`windows\` index, written at the end.
 local closing = {}
 -- follower -> its last_message_at as the text it came as, for the \`served\` index's score.
@@ -129,16 +131,13 @@ local function new_id()
   return ID_BASE .. '-' .. ids
 end
 
--- Agents known to exist, asked once per run: no operation removes one.
+-- Whether an agent exists, asked once per run (a batch's messages to the account ask once):
+-- no operation removes an agent, and one added in this run is noted by ensure_agent.
 local known = {}
 
 local function is_agent(a)
-  if known[a] then return true end
-  if redis.call('SISMEMBER', P .. 'agents', a) == 1 then
-    known[a] = true
-    return true
-  end
-  return false
+  if known[a] == nil then known[a] = redis.call('SISMEMBER', P .. 'agents', a) == 1 end
+  return known[a]
 end
 
 local function ensure_agent(a)
@@ -162,6 +161,7 @@ end
 local function append(a, tail, item)
   ensure_agent(a)
   local seq = redis.call('HINCRBY', k_agent(a), 'seq', '1')
+  last_seq[a] = seq
   local seq_s = tostring(seq)
   local json = '{"data":{"seq":' .. seq_s .. tail
   redis.call('ZADD', P .. 'log:' .. a, seq_s, NOW_S .. '|' .. json)
@@ -196,6 +196,8 @@ local function found_contact(fid, raw)
   end
   local c = cjson.decode(raw)
   contacts[fid] = c
+  -- A follower's agent exists: binding made it known, and no agent is removed.
+  if c.agent_id ~= NULL then known[c.agent_id] = true end
   prev_agent[fid] = c.last_agent_id
   return c
 end
@@ -800,8 +802,10 @@ end
 local cutoff = NOW - LOG_TTL
 for _, a in ipairs(touched) do
   local key = P .. 'log:' .. a
-  local n = redis.call('ZCARD', key)
-  if n > LOG_MAX then redis.call('ZREMRANGEBYRANK', key, 0, n - LOG_MAX - 1) end
+  -- Scores are seqs, one entry each, and age takes the oldest first: the log holds a run of
+  -- seqs ending at the last, so keeping the newest LOG_MAX is keeping seqs above last - LOG_MAX.
+  local last = last_seq[a]
+  if last > LOG_MAX then redis.call('ZREMRANGEBYSCORE', key, '-inf', tostring(last - LOG_MAX)) end
   local head = redis.call('ZRANGE', key, '0', '0')[1]
   if head and tonumber(string.match(head, '^(%d+)|')) < cutoff then
     local old = 0
