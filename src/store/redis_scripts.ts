@@ -479,6 +479,9 @@ if OP == 'online' then
     local a = ARGV[A0]
     ensure_agent(a)
     local before = tonumber(redis.call('HGET', k_agent(a), 'seq'))
+    -- A lapsed presence (this instance stalled past its TTL) is the caller's to heal: it
+    -- rewrites its whole online set and reads what others committed meanwhile.
+    local lapsed = redis.call('EXISTS', P .. 'instance:' .. IID) == 0 and 1 or 0
     register_instance()
     redis.call('SADD', P .. 'online:' .. IID, a)
     redis.call('PEXPIRE', P .. 'online:' .. IID, PRESENCE_TTL)
@@ -498,7 +501,7 @@ if OP == 'online' then
         text = notice('waitingTaken', { agent = a, count = tostring(#taken) }),
       }, online_agents())
     end
-    return before
+    return { before or 0, lapsed }
   end
 end
 

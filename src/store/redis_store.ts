@@ -1,6 +1,6 @@
 // The store several bridge instances share: routing runs in Redis as one Lua script per batch
 // (redis_scripts.ts), presence is a heartbeat key per instance, and entries committed by one
-// instance reach the agents connected to another over a pub/sub channel per agent. A Redis that
+// instance reach the agents connected to another on that instance's pub/sub channel. A Redis that
 // comes back empty is found by its generation marker and re-established before routing resumes.
 
 import { getLogger } from "@logtape/logtape";
@@ -332,7 +332,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     for (const agentId of localAgents) {
       order.untrack(agentId);
       order.track(agentId);
-      const { value: before, entries } = await run<number>("online", [agentId], true);
+      const { value: [before], entries } = await run<[number, number]>("online", [agentId], true);
       order.begin(agentId, before);
       emit(order.admit(entries));
     }
@@ -547,8 +547,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         // An agent arriving while a lost state is re-established waits for it, not refused.
         if (restoring !== null) await restoring;
         // `seq` is the agent's seq before this call: what came before reaches it by replay.
-        const { value: seq, entries } = await run<number>("online", [agentId]);
+        const { value: [seq, lapsed], entries } = await run<[number, number]>("online", [agentId]);
         order.begin(agentId, seq);
+        // The heartbeat would now find our presence written and heal nothing: the other agents
+        // here are put back in the online set, then what was not published to them is read.
+        if (lapsed === 1 && registered) await heartbeat().then(() => order.catchUp());
         return applied(undefined, entries);
       } catch (error) {
         // The socket is refused; the heartbeat rewrites presence without it.
