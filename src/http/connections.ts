@@ -60,9 +60,9 @@ const SWEEP_MS = 1_000;
 const BODY_DEADLINE_MS = 30_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
-// A 2 KiB read buffer per direction keeps thousands of idle agent sockets cheap; one that
-// fills grows for the next read, up to 64 KiB, and a short read shrinks it again.
-const MIN_CHUNK = 2 * 1024;
+// Reading a request's head starts with 2 KiB; the relay's buffers start at 256 bytes (see Pump).
+const HEAD_CHUNK = 2 * 1024;
+const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
@@ -105,7 +105,19 @@ export function openFilesLimit(fallback = 1024): number {
 
 type Phase = "fresh" | "busy" | "kept" | "upgraded";
 
-/** One client connection and its relay to Deno.serve (opened once its first headers are in). */
+/** What a link reports to the server that owns it. */
+interface LinkOwner {
+  /** Closes the link and forgets it. */
+  drop(link: Link): void;
+  /** The client's WebSocket message was over the limit (the link is dropped after). */
+  tooLarge(): void;
+}
+
+/**
+ * One client connection and its relay to Deno.serve (opened once its first headers are in).
+ * It copies both directions itself, with no closures or promises of its own beyond a pending
+ * read or write per direction: thousands of idle agent sockets each hold one of these.
+ */
 class Link {
   phase: Phase = "fresh";
   since = performance.now();
@@ -117,9 +129,41 @@ class Link {
   innerPort = 0;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
+  #up: Pump | undefined;
+  #down: Pump | undefined;
 
-  constructor(readonly client: Deno.Conn, maxMessageBytes: number) {
+  constructor(readonly client: Deno.Conn, maxMessageBytes: number, readonly owner: LinkOwner) {
     this.stream = new ClientStream(maxMessageBytes);
+  }
+
+  /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
+  start(inner: Deno.Conn, head: Uint8Array): void {
+    this.inner = inner;
+    this.#up = new Pump(this.client, inner, this);
+    this.#down = new Pump(inner, this.client, this);
+    this.#down.start();
+    writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
+  }
+
+  /** A chunk read by `pump`; false when it must not be passed on (the link is closed). */
+  chunk(pump: Pump, chunk: Uint8Array): boolean {
+    if (this.closed) return false;
+    if (pump !== this.#up) return true;
+    this.heard = performance.now();
+    if (this.stream.feed(chunk)) return true;
+    this.owner.tooLarge();
+    this.owner.drop(this);
+    return false;
+  }
+
+  /** `pump`'s source ended or failed. */
+  ended(pump: Pump): void {
+    if (pump === this.#up && !this.closed) {
+      // The client finished sending: pass the half-close on, so a response still goes back.
+      this.inner?.closeWrite().catch(() => this.owner.drop(this));
+    } else {
+      this.owner.drop(this);
+    }
   }
 
   close(): void {
@@ -131,6 +175,42 @@ class Link {
       } catch { /* closed already */ }
     }
   }
+}
+
+/**
+ * Copies `from` to `to` until `from` ends or fails, telling its link of each chunk. Each chunk
+ * is written before the next read, so a reader that stops reading holds its writer back. The
+ * buffer starts small, because most of these wait on an idle agent socket: a read that fills it
+ * doubles it for the next one (up to 64 KiB), one that uses under a quarter shrinks it again.
+ */
+class Pump {
+  #buf = new Uint8Array(MIN_CHUNK);
+  #last = 0;
+
+  constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
+
+  start(): void {
+    this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
+  }
+
+  readonly #onRead = (n: number | null): void => {
+    if (n === null) return this.link.ended(this);
+    const chunk = this.#buf.subarray(0, n);
+    if (!this.link.chunk(this, chunk)) return;
+    this.#last = n;
+    writeAll(this.to, chunk).then(this.#onWritten, this.#onEnd);
+  };
+
+  readonly #onWritten = (): void => {
+    const n = this.#last;
+    const size = this.#buf.length;
+    if (n === size && size < MAX_CHUNK) this.#buf = new Uint8Array(size * 2);
+    else if (n * 4 <= size && size > MIN_CHUNK) this.#buf = new Uint8Array(MIN_CHUNK);
+    this.start();
+  };
+
+  // A reset, or closed by the other direction or a timeout.
+  readonly #onEnd = (): void => this.link.ended(this);
 }
 
 /** Serves `handler` on `hostname:port` behind the accept loop; listening when it returns. */
@@ -273,8 +353,16 @@ export function serveGuarded(
     return true;
   };
 
+  const owner: LinkOwner = {
+    drop,
+    tooLarge: () =>
+      log.warn("Closed a WebSocket whose message is over {max} bytes", {
+        max: limits.maxMessageBytes,
+      }),
+  };
+
   const relay = async (client: Deno.Conn) => {
-    const link = new Link(client, limits.maxMessageBytes);
+    const link = new Link(client, limits.maxMessageBytes, owner);
     links.add(link);
     setPhase(link, "fresh");
     // Until its first headers are complete a connection costs one descriptor, not three: a
@@ -302,28 +390,11 @@ export function serveGuarded(
       innerConn.close();
       return;
     }
-    link.inner = innerConn;
     link.innerPort = (innerConn.localAddr as Deno.NetAddr).port;
     byInnerPort.set(link.innerPort, link);
-    // The connection stays "fresh" (and evictable) until Deno.serve has the request.
-    await Promise.all([
-      writeAll(innerConn, head).then(() =>
-        pump(client, innerConn, (chunk) => {
-          link.heard = performance.now();
-          if (link.stream.feed(chunk)) return true;
-          log.warn("Closed a WebSocket whose message is over {max} bytes", {
-            max: limits.maxMessageBytes,
-          });
-          drop(link);
-          return false;
-        }, () => {
-          // The client finished sending: pass the half-close on, so a response still goes back.
-          innerConn.closeWrite().catch(() => drop(link));
-        })
-      ).catch(() => drop(link)),
-      pump(innerConn, client, null, () => drop(link)),
-    ]);
-    drop(link);
+    // The connection stays "fresh" (and evictable) until Deno.serve has the request; from here
+    // the link copies on its own, and this function returns so that nothing of it stays.
+    link.start(innerConn, head);
   };
 
   const sweep = setInterval(() => {
@@ -418,7 +489,7 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
 async function readHead(
   conn: Deno.Conn,
 ): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE | typeof HEAD_BAD> {
-  let buf = new Uint8Array(MIN_CHUNK);
+  let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
   try {
     while (true) {
@@ -458,33 +529,6 @@ function refuse(conn: Deno.Conn): void {
       conn.close();
     } catch { /* closed already */ }
   });
-}
-
-/**
- * Copies `from` to `to` until `from` ends, then calls `ended`; a failure ends it too, and so
- * does `onChunk` answering false (the chunk is then not passed on).
- */
-async function pump(
-  from: Deno.Conn,
-  to: Deno.Conn,
-  onChunk: ((chunk: Uint8Array) => boolean) | null,
-  ended: () => void,
-): Promise<void> {
-  // One buffer, reused while its size fits: each chunk is written before the next read.
-  let buf = new Uint8Array(MIN_CHUNK);
-  try {
-    while (true) {
-      const n = await from.read(buf);
-      if (n === null) break;
-      if (onChunk !== null && !onChunk(buf.subarray(0, n))) break;
-      await writeAll(to, buf.subarray(0, n));
-      const size = n === buf.length ? Math.min(buf.length * 2, MAX_CHUNK) : MIN_CHUNK;
-      if (size !== buf.length) buf = new Uint8Array(size);
-    }
-  } catch {
-    // Reset, or closed by the other direction or a timeout.
-  }
-  ended();
 }
 
 /**
