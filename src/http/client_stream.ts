@@ -18,6 +18,8 @@ export class ClientStream {
   #line = "";
   /** Something no request looks like: request boundaries are no longer known. */
   #lost = false;
+  /** A head has begun and its request line has not ended yet. */
+  #lineOpen = false;
   #meter: FrameMeter | null = null;
 
   constructor(readonly maxMessageBytes: number) {}
@@ -39,8 +41,12 @@ export class ClientStream {
     this.#bodyLeft = 0;
   }
 
-  /** Takes the next bytes; false once a WebSocket message is over the limit. */
-  feed(chunk: Uint8Array): boolean {
+  /**
+   * Takes the next bytes; false once a WebSocket message is over the limit. Pushes onto
+   * `lineEnds` where in `chunk` each request line ended (just past its LF), for the relay to
+   * add its own header line there.
+   */
+  feed(chunk: Uint8Array, lineEnds: number[] | null = null): boolean {
     let i = 0;
     while (i < chunk.length) {
       if (this.#meter !== null) return this.#meter.feed(chunk.subarray(i));
@@ -53,7 +59,7 @@ export class ClientStream {
         if (this.#bodyLeft === 0 && this.#chunked === "size") this.#chunked = "data-end";
         continue;
       }
-      i = this.#chunked === null ? this.#readHead(chunk, i) : this.#readChunked(chunk, i);
+      i = this.#chunked === null ? this.#readHead(chunk, i, lineEnds) : this.#readChunked(chunk, i);
     }
     return true;
   }
@@ -63,9 +69,18 @@ export class ClientStream {
    * that arrives whole in one chunk (the usual case) is read where it lies; only one split
    * across reads is copied, and the copy is let go once the head is complete.
    */
-  #readHead(chunk: Uint8Array, i: number): number {
+  #readHead(chunk: Uint8Array, i: number, lineEnds: number[] | null): number {
     const before = this.#headLength;
     const take = Math.min(chunk.length - i, MAX_HEAD_BYTES - before);
+    if (before === 0) this.#lineOpen = true;
+    if (this.#lineOpen) {
+      // The first LF of a head ends its request line (at or before the head's own end).
+      const lf = chunk.indexOf(10, i);
+      if (lf !== -1 && lf < i + take) {
+        this.#lineOpen = false;
+        lineEnds?.push(lf + 1);
+      }
+    }
     if (before > 0) this.#keepHead(chunk.subarray(i, i + take));
     // Head byte j is buf[base + j].
     const buf = before > 0 ? this.#head : chunk;

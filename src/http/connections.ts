@@ -1,8 +1,8 @@
 // The listening socket: our own accept loop in front of Deno.serve, because Deno.serve has no
 // header or idle timeout, no connection cap, and dies when accept() fails ("Too many open
-// files"). Each client connection is relayed to a Deno.serve bound on loopback; the handler
-// there tells us when a connection's requests start and finish, so the loop knows which ones
-// are waiting for a client that never finishes its headers.
+// files"). Each client connection is relayed to a Deno.serve on a Unix socket in a private
+// directory; the handler there tells us when a connection's requests start and finish, so the
+// loop knows which ones are waiting for a client that never finishes its headers.
 
 import { getLogger } from "@logtape/logtape";
 import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
@@ -126,7 +126,13 @@ class Link {
   /** When the client last sent a byte. */
   heard = performance.now();
   inner: Deno.Conn | undefined;
-  innerPort = 0;
+  /**
+   * `x-bridge-link: TOKEN` CRLF, added after each request line passed on, so the handler
+   * behind knows the link (a Unix socket has no peer address to tell links apart). Random, so
+   * nothing that reaches the socket some other way can claim a link; gone after an upgrade.
+   */
+  tokenLine: Uint8Array | null = null;
+  token = "";
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   #up: Pump | undefined;
@@ -145,15 +151,39 @@ class Link {
     writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
   }
 
-  /** A chunk read by `pump`; false when it must not be passed on (the link is closed). */
-  chunk(pump: Pump, chunk: Uint8Array): boolean {
-    if (this.closed) return false;
-    if (pump !== this.#up) return true;
+  /** A chunk read by `pump`: what to pass on, or null when nothing must be (closed). */
+  chunk(pump: Pump, chunk: Uint8Array): Uint8Array | null {
+    if (this.closed) return null;
+    if (pump !== this.#up) return chunk;
     this.heard = performance.now();
-    if (this.stream.feed(chunk)) return true;
-    this.owner.tooLarge();
+    const marked = this.mark(chunk);
+    if (marked !== null) return marked;
     this.owner.drop(this);
-    return false;
+    return null;
+  }
+
+  /** Feeds client bytes to the stream; they come back with the link's token after each
+   * request line, or null when they must not pass (a WebSocket message over the limit). */
+  mark(chunk: Uint8Array): Uint8Array | null {
+    lineEnds.length = 0;
+    if (!this.stream.feed(chunk, lineEnds)) {
+      if (this.stream.upgrading) this.owner.tooLarge();
+      return null;
+    }
+    const line = this.tokenLine;
+    if (lineEnds.length === 0 || line === null) return chunk;
+    const out = new Uint8Array(chunk.length + line.length * lineEnds.length);
+    let from = 0;
+    let to = 0;
+    for (const end of lineEnds) {
+      out.set(chunk.subarray(from, end), to);
+      to += end - from;
+      out.set(line, to);
+      to += line.length;
+      from = end;
+    }
+    out.set(chunk.subarray(from), to);
+    return out;
   }
 
   /** `pump`'s source ended or failed. */
@@ -195,8 +225,8 @@ class Pump {
 
   readonly #onRead = (n: number | null): void => {
     if (n === null) return this.link.ended(this);
-    const chunk = this.#buf.subarray(0, n);
-    if (!this.link.chunk(this, chunk)) return;
+    const chunk = this.link.chunk(this, this.#buf.subarray(0, n));
+    if (chunk === null) return;
     this.#last = n;
     writeAll(this.to, chunk).then(this.#onWritten, this.#onEnd);
   };
@@ -219,8 +249,8 @@ export function serveGuarded(
   handler: GuardedHandler,
 ): GuardedServer {
   const { limits } = options;
-  // Links by the port of our connection to Deno.serve: its handler sees that as remoteAddr.
-  const byInnerPort = new Map<number, Link>();
+  // Links by their token (Link.tokenLine): the handler behind finds its request's link by it.
+  const byToken = new Map<string, Link>();
   const links = new Set<Link>();
   // Connections waiting on their client, oldest first (a Map keeps insertion order).
   const fresh = new Map<Link, true>();
@@ -253,17 +283,17 @@ export function serveGuarded(
     fresh.delete(link);
     kept.delete(link);
     busy.delete(link);
-    if (link.innerPort !== 0) byInnerPort.delete(link.innerPort);
+    if (link.token !== "") byToken.delete(link.token);
   };
 
   const innerHandler = async (
     req: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    info: Deno.ServeHandlerInfo<Deno.UnixAddr>,
   ): Promise<Response> => {
-    const link = byInnerPort.get(info.remoteAddr.port);
-    // The port alone could be borrowed by a local process bound to another loopback address.
-    if (link === undefined || info.remoteAddr.hostname !== "127.0.0.1") {
-      // Only our relay connects to the loopback port; anyone else would skip every limit.
+    // A client's own x-bridge-link header comes after ours: the joined value matches no link.
+    const link = byToken.get(req.headers.get(LINK_HEADER) ?? "");
+    if (link === undefined) {
+      // Only our relay knows the tokens; anything else would skip every limit.
       return new Response("Connect through the public port", { status: 421 });
     }
     const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
@@ -279,20 +309,28 @@ export function serveGuarded(
     });
     const res = await handler(req, { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
-    if (res.status === 101) setPhase(link, "upgraded");
-    else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
+    // No request follows on it, so it needs no token from here on.
+    if (res.status === 101) {
+      setPhase(link, "upgraded");
+      byToken.delete(link.token);
+      link.token = "";
+      link.tokenLine = null;
+    } else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
     return res;
   };
   let shuttingDown = false;
+  // Other users cannot reach a socket in a directory only we may enter (makeTempDir: 0700).
+  const socketDir = Deno.makeTempDirSync({ prefix: "bridge_http_" });
+  let socketCount = 0;
   /**
    * Deno.serve's own accept loop ends, with a rejection that would end the process, when it
    * runs out of descriptors (the cap set above the limit, or other files open): log it and
-   * serve again on a new port, for the connections accepted from then on.
+   * serve again on a new socket, for the connections accepted from then on.
    */
-  const serveInner = (): Deno.HttpServer<Deno.NetAddr> => {
+  const serveInner = (): Deno.HttpServer<Deno.UnixAddr> => {
+    const path = `${socketDir}/http${socketCount++}.sock`;
     const server = Deno.serve({
-      port: 0,
-      hostname: "127.0.0.1",
+      path,
       onListen: () => {},
       onError: (error) => {
         log.error("Request failed: {error}", { error });
@@ -300,6 +338,7 @@ export function serveGuarded(
       },
     }, innerHandler);
     server.finished.catch(async (error) => {
+      Deno.remove(path).catch(() => {});
       if (shuttingDown) return;
       log.error("The HTTP server behind the relay stopped ({error}); starting it again", {
         error,
@@ -374,13 +413,17 @@ export function serveGuarded(
       drop(link);
       return;
     }
-    if (!link.stream.feed(head)) {
+    link.token = newToken();
+    link.tokenLine = encoder.encode(`${LINK_HEADER}: ${link.token}\r\n`);
+    byToken.set(link.token, link);
+    const marked = link.mark(head);
+    if (marked === null) {
       drop(link);
       return;
     }
     let innerConn: Deno.Conn;
     try {
-      innerConn = await Deno.connect({ hostname: "127.0.0.1", port: inner.addr.port });
+      innerConn = await Deno.connect({ transport: "unix", path: inner.addr.path });
     } catch (error) {
       warnAtMostEvery10s("Cannot relay a connection: {error}", error);
       drop(link);
@@ -390,11 +433,9 @@ export function serveGuarded(
       innerConn.close();
       return;
     }
-    link.innerPort = (innerConn.localAddr as Deno.NetAddr).port;
-    byInnerPort.set(link.innerPort, link);
     // The connection stays "fresh" (and evictable) until Deno.serve has the request; from here
     // the link copies on its own, and this function returns so that nothing of it stays.
-    link.start(innerConn, head);
+    link.start(innerConn, marked);
   };
 
   const sweep = setInterval(() => {
@@ -469,8 +510,22 @@ export function serveGuarded(
       closeConnections();
       shuttingDown = true;
       await inner.shutdown();
+      await Deno.remove(socketDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+const LINK_HEADER = "x-bridge-link";
+const encoder = new TextEncoder();
+/** Where request lines ended in the chunk just fed (reused: feeding is synchronous). */
+const lineEnds: number[] = [];
+
+/** 128 random bits, the token of one link. */
+function newToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let hex = "";
+  for (const b of bytes) hex += (b < 16 ? "0" : "") + b.toString(16);
+  return hex;
 }
 
 const HEAD_TOO_LARGE = "too large" as const;

@@ -1,0 +1,90 @@
+// The guard relays each client connection to Deno.serve over a Unix socket and adds a random
+// token header after every request line it passes on, so the handler behind knows the link. A
+// request must find its link however its bytes are split or pipelined; a client's own token
+// header, or a process that reaches the socket directly, must find none.
+
+import assert from "node:assert/strict";
+import { startBridge } from "../helpers/server.ts";
+
+const enc = new TextEncoder();
+const HEALTHZ = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+
+/** Reads until `count` responses' status lines have arrived (or the peer closes). */
+async function readStatuses(conn: Deno.Conn, count: number): Promise<string[]> {
+  const buf = new Uint8Array(16 * 1024);
+  let text = "";
+  while (true) {
+    const statuses = text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+    if (statuses.length >= count) return statuses.map((s) => s.slice(9));
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) return statuses.map((s) => s.slice(9));
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+}
+
+/** Directories named bridge_http_* under the temporary directory. */
+function socketDirs(): Set<string> {
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  const found = new Set<string>();
+  for (const entry of Deno.readDirSync(tmp)) {
+    if (entry.isDirectory && entry.name.startsWith("bridge_http_")) {
+      found.add(`${tmp}/${entry.name}`);
+    }
+  }
+  return found;
+}
+
+Deno.test("the relay's link token: every request finds its link, nothing else finds one", async (t) => {
+  const before = socketDirs();
+  const server = await startBridge();
+  const dir = [...socketDirs()].find((d) => !before.has(d));
+  try {
+    await t.step("three pipelined requests in one write are each answered", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(enc.encode(HEALTHZ.repeat(3)));
+      assert.deepEqual(await readStatuses(conn, 3), ["200", "200", "200"]);
+      conn.close();
+    });
+    await t.step("a kept-alive request sent a byte at a time is answered", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(enc.encode(HEALTHZ));
+      assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+      for (const byte of enc.encode(HEALTHZ)) {
+        await conn.write(new Uint8Array([byte]));
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+      conn.close();
+    });
+    await t.step("a client's own x-bridge-link header claims no link: 421", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(enc.encode(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-bridge-link: 0123456789abcdef0123456789abcdef\r\n\r\n",
+      ));
+      assert.deepEqual(await readStatuses(conn, 1), ["421"]);
+      // The connection's next request, without one, is its own again.
+      await conn.write(enc.encode(HEALTHZ));
+      assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+      conn.close();
+    });
+    await t.step("the Unix socket is in a directory only this user may enter", () => {
+      assert.ok(dir !== undefined, "no bridge_http_* directory appeared");
+      assert.equal(Deno.statSync(dir).mode! & 0o077, 0);
+    });
+    await t.step("a process that connects to the socket directly gets 421", async () => {
+      const path = [...Deno.readDirSync(dir!)].find((e) => e.name.endsWith(".sock"))?.name;
+      assert.ok(path !== undefined, "no socket in the directory");
+      const conn = await Deno.connect({ transport: "unix", path: `${dir}/${path}` });
+      await conn.write(enc.encode(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-bridge-link: 0123456789abcdef0123456789abcdef\r\n\r\n",
+      ));
+      assert.deepEqual(await readStatuses(conn, 1), ["421"]);
+      conn.close();
+    });
+  } finally {
+    await server.close();
+  }
+  await t.step("the directory is removed at shutdown", () => {
+    assert.equal(dir !== undefined && socketDirs().has(dir), false);
+  });
+});
