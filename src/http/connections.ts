@@ -105,6 +105,18 @@ export function openFilesLimit(fallback = 1024): number {
 
 type Phase = "fresh" | "busy" | "kept" | "upgraded";
 
+/**
+ * The relay's next read buffer after a read of `n` bytes into `size` (`wasFull`: the read before
+ * filled its buffer): double after a full read, up to 64 KiB; back to 256 bytes after a small
+ * read on its own (a heartbeat, say), but not after the short read that ends a burst, which
+ * would split every message of a busy connection into two reads and two writes.
+ */
+export function nextReadSize(size: number, n: number, wasFull: boolean): number {
+  if (n === size) return Math.min(size * 2, MAX_CHUNK);
+  if (!wasFull && n * 4 <= size) return MIN_CHUNK;
+  return size;
+}
+
 /** What a link reports to the server that owns it. */
 interface LinkOwner {
   /** Closes the link and forgets it. */
@@ -210,12 +222,12 @@ class Link {
 /**
  * Copies `from` to `to` until `from` ends or fails, telling its link of each chunk. Each chunk
  * is written before the next read, so a reader that stops reading holds its writer back. The
- * buffer starts small, because most of these wait on an idle agent socket: a read that fills it
- * doubles it for the next one (up to 64 KiB), one that uses under a quarter shrinks it again.
+ * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize).
  */
 class Pump {
   #buf = new Uint8Array(MIN_CHUNK);
   #last = 0;
+  #wasFull = false;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
@@ -232,10 +244,10 @@ class Pump {
   };
 
   readonly #onWritten = (): void => {
-    const n = this.#last;
     const size = this.#buf.length;
-    if (n === size && size < MAX_CHUNK) this.#buf = new Uint8Array(size * 2);
-    else if (n * 4 <= size && size > MIN_CHUNK) this.#buf = new Uint8Array(MIN_CHUNK);
+    const next = nextReadSize(size, this.#last, this.#wasFull);
+    if (next !== size) this.#buf = new Uint8Array(next);
+    this.#wasFull = this.#last === size;
     this.start();
   };
 
@@ -475,6 +487,11 @@ export function serveGuarded(
         refuse(client);
         continue;
       }
+      // Deno.serve writes without Nagle's delay; the relay must not add it back (a chunk
+      // written right after another would wait for the client's delayed ACK, up to 40 ms).
+      try {
+        (client as Deno.TcpConn).setNoDelay(true);
+      } catch { /* reset already */ }
       relay(client).catch((error) => log.warn("Relay failed: {error}", { error }));
     }
   })();
