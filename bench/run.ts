@@ -179,6 +179,8 @@ async function summarizeProfile(dir: string): Promise<string> {
   for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".cpuprofile")) files.push(e.name);
   if (files.length === 0) return "\n## Bridge CPU profile\n\nNo .cpuprofile was written.\n";
   const path = `${RESULTS}/bridge.cpuprofile`;
+  // Workers (the SQLite checkpointer) write profiles of their own: the main thread's is largest.
+  files.sort((a, b) => Deno.statSync(`${dir}/${b}`).size - Deno.statSync(`${dir}/${a}`).size);
   await Deno.copyFile(`${dir}/${files[0]}`, path);
   const top = topSelfTime(JSON.parse(await Deno.readTextFile(path)), 20);
   return `\n## Bridge CPU profile (bench/results/bridge.cpuprofile), top self time\n\n` +

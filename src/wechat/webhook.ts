@@ -108,8 +108,17 @@ export function createWechatWebhook(deps: WebhookDeps) {
       });
     },
 
-    /** Reads, checks and accepts one XML message; answers `success` once it is stored. */
-    async receive(body: string, url: URL): Promise<Response> {
+    /**
+     * Reads, checks and accepts one XML message; answers `success` once it is stored.
+     * `bodyBytes` is the body's size in UTF-8 when the caller read it as bytes.
+     */
+    async receive(body: string, url: URL, bodyBytes?: number): Promise<Response> {
+      // Bytes that were not UTF-8 became U+FFFD (3 bytes each) when decoded: what is stored is
+      // the text, so then the text is measured.
+      const size = () =>
+        bodyBytes !== undefined && !body.includes("\uFFFD")
+          ? bodyBytes
+          : encoder.encode(body).byteLength;
       const params = url.searchParams;
       if (deps.token) checkSignedAge(params, deps.now(), policy);
       let doc = xml.parse(body);
@@ -132,11 +141,11 @@ export function createWechatWebhook(deps: WebhookDeps) {
         }
         checkPlaintextAllowed(policy, false);
         delete doc["Encrypt"];
-        checkPlainSize(encoder.encode(body).byteLength - (encrypt?.length ?? 0));
+        checkPlainSize(size() - (encrypt?.length ?? 0));
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
       } else {
-        checkPlainSize(encoder.encode(body).byteLength);
+        checkPlainSize(size());
         if (deps.token && !verifyRequestSignature(deps.token, params)) {
           throw new HttpError(401, "Bad signature");
         }

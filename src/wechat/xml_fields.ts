@@ -43,10 +43,19 @@ const COMMON_TAGS = new Set(["ToUserName", "FromUserName", "CreateTime", "MsgTyp
 /** Names whose camel case the generic rule would split wrongly. */
 const NAMES: Readonly<Record<string, string>> = { MediaId16K: "media_id_16k" };
 
+/** Names already converted: WeChat uses a few dozen tags, and every message repeats them. */
+const converted = new Map<string, string>();
+/** Past this many, a body of invented tags cannot grow the map: they are converted each time. */
+const MAX_CONVERTED = 1_000;
+
 /** `EventKey` -> `event_key`, `Location_X` -> `location_x`, `OpenID` -> `open_id`. */
 export function snakeCase(tag: string): string {
-  return NAMES[tag] ??
+  const known = converted.get(tag);
+  if (known !== undefined) return known;
+  const name = (Object.hasOwn(NAMES, tag) ? NAMES[tag] : undefined) ??
     tag.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/__+/g, "_").toLowerCase();
+  if (converted.size < MAX_CONVERTED) converted.set(tag, name);
+  return name;
 }
 
 function valueOf(tag: string, value: string | WechatXml | Array<string | WechatXml>): unknown {
