@@ -308,6 +308,9 @@ export function serveGuarded(
       // Only our relay knows the tokens; anything else would skip every limit.
       return new Response("Connect through the public port", { status: 421 });
     }
+    // Deno names a request on a Unix socket http+unix://HOST/…: the bridge builds the URLs it
+    // hands out (media, the console's) from req.url, so it sees what the client asked for.
+    Object.defineProperty(req, "url", { value: publicUrl(req.url, listener.addr as Deno.NetAddr) });
     const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (upgrade && !link.stream.upgrading) {
       // Pipelined behind another request: its frames could not be measured from their start.
@@ -530,6 +533,24 @@ export function serveGuarded(
       await Deno.remove(socketDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+const UNIX_SCHEME = "http+unix://";
+
+/**
+ * `url` of a request that came over the Unix socket, as the client addressed it: http://, with
+ * the Host header's host; without one Deno names the socket's path (percent-encoded, no "/"),
+ * which becomes the public listener's address.
+ */
+export function publicUrl(url: string, listening: Deno.NetAddr): string {
+  if (!url.startsWith(UNIX_SCHEME)) return url;
+  const rest = url.slice(UNIX_SCHEME.length);
+  if (!rest.startsWith("%2F")) return "http://" + rest;
+  const slash = rest.indexOf("/");
+  const host = listening.hostname.includes(":")
+    ? `[${listening.hostname}]:${listening.port}`
+    : `${listening.hostname}:${listening.port}`;
+  return `http://${host}${slash === -1 ? "/" : rest.slice(slash)}`;
 }
 
 const LINK_HEADER = "x-bridge-link";

@@ -4,6 +4,7 @@
 // header, or a process that reaches the socket directly, must find none.
 
 import assert from "node:assert/strict";
+import { publicUrl } from "../../src/http/connections.ts";
 import { startBridge } from "../helpers/server.ts";
 
 const enc = new TextEncoder();
@@ -86,5 +87,28 @@ Deno.test("the relay's link token: every request finds its link, nothing else fi
   }
   await t.step("the directory is removed at shutdown", () => {
     assert.equal(dir !== undefined && socketDirs().has(dir), false);
+  });
+});
+
+Deno.test("publicUrl() gives the handler the URL the client asked for, not the Unix socket's", async (t) => {
+  const listening = { transport: "tcp", hostname: "0.0.0.0", port: 1234 } as const;
+  await t.step("the Host header's host, over http", () => {
+    assert.equal(
+      publicUrl("http+unix://bridge.example.com:8443/media/a?t=1", listening),
+      "http://bridge.example.com:8443/media/a?t=1",
+    );
+  });
+  await t.step("no Host header: the public listener's address", () => {
+    assert.equal(
+      publicUrl("http+unix://%2Ftmp%2Fbridge_http_x%2Fhttp0.sock/healthz", listening),
+      "http://0.0.0.0:1234/healthz",
+    );
+    assert.equal(
+      publicUrl("http+unix://%2Ftmp%2Fs.sock/", { ...listening, hostname: "::1" }),
+      "http://[::1]:1234/",
+    );
+  });
+  await t.step("a URL that did not come over the socket stays as it is", () => {
+    assert.equal(publicUrl("http://127.0.0.1:9/x", listening), "http://127.0.0.1:9/x");
   });
 });
