@@ -237,7 +237,15 @@ class Pump {
 
   readonly #onRead = (n: number | null): void => {
     if (n === null) return this.link.ended(this);
-    const chunk = this.link.chunk(this, this.#buf.subarray(0, n));
+    let chunk: Uint8Array | null;
+    try {
+      chunk = this.link.chunk(this, this.#buf.subarray(0, n));
+    } catch (error) {
+      // Thrown in a promise's callback it would be an unhandled rejection, which ends Deno.
+      log.error("Relay failed: {error}", { error });
+      this.link.owner.drop(this.link);
+      return;
+    }
     if (chunk === null) return;
     this.#last = n;
     writeAll(this.to, chunk).then(this.#onWritten, this.#onEnd);
@@ -335,7 +343,15 @@ export function serveGuarded(
   };
   let shuttingDown = false;
   // Other users cannot reach a socket in a directory only we may enter (makeTempDir: 0700).
-  const socketDir = Deno.makeTempDirSync({ prefix: "bridge_http_" });
+  let socketDir: string;
+  try {
+    socketDir = Deno.makeTempDirSync({ prefix: "bridge_http_" });
+  } catch (error) {
+    throw new Error(
+      `Cannot create the connection relay's socket directory under TMPDIR: ${error}`,
+      { cause: error },
+    );
+  }
   let socketCount = 0;
   /**
    * Deno.serve's own accept loop ends, with a rejection that would end the process, when it

@@ -4,7 +4,8 @@
 // header, or a process that reaches the socket directly, must find none.
 
 import assert from "node:assert/strict";
-import { publicUrl } from "../../src/http/connections.ts";
+import { ClientStream } from "../../src/http/client_stream.ts";
+import { defaultConnectionLimits, publicUrl, serveGuarded } from "../../src/http/connections.ts";
 import { startBridge } from "../helpers/server.ts";
 
 const enc = new TextEncoder();
@@ -111,4 +112,32 @@ Deno.test("publicUrl() gives the handler the URL the client asked for, not the U
   await t.step("a URL that did not come over the socket stays as it is", () => {
     assert.equal(publicUrl("http://127.0.0.1:9/x", listening), "http://127.0.0.1:9/x");
   });
+});
+
+Deno.test("a relay that fails on a chunk closes that connection and serves the next", async () => {
+  const server = serveGuarded(
+    { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) },
+    () => new Response("ok"),
+  );
+  const feed = ClientStream.prototype.feed;
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(enc.encode(HEALTHZ));
+    assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+    // The next chunk's bookkeeping throws, inside the pump's promise callback.
+    ClientStream.prototype.feed = () => {
+      throw new Error("a bug");
+    };
+    await conn.write(enc.encode(HEALTHZ));
+    assert.deepEqual(await readStatuses(conn, 1), [], "closed, not answered");
+    conn.close();
+    ClientStream.prototype.feed = feed;
+    const next = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await next.write(enc.encode(HEALTHZ));
+    assert.deepEqual(await readStatuses(next, 1), ["200"]);
+    next.close();
+  } finally {
+    ClientStream.prototype.feed = feed;
+    await server.shutdown();
+  }
 });
