@@ -37,6 +37,9 @@ export interface LoadConfig {
   drainS: number;
   /** The server's PID, for its CPU time and RSS. */
   serverPid: number;
+  /** More processes the workload runs on (another bridge instance, redis-server): their CPU
+   * time over the same window goes to `otherCpuMs`, in this order. */
+  otherPids?: number[];
   /** idle: the agent counts at which RSS is read; the last is held for `durationS`. */
   steps: number[];
   /** slow: every n-th message goes to the agent that never reads. */
@@ -64,6 +67,8 @@ export interface LoadResult {
   maxLagMs: number;
   clientCpuMs: number;
   serverCpuMs: number;
+  /** CPU time of each of `otherPids` over the measured window, ms. */
+  otherCpuMs: number[];
   rssBefore: number;
   /** idle: RSS at each step; others: RSS at the end. */
   rss: number[];
@@ -114,6 +119,7 @@ function emptyResult(config: LoadConfig): LoadResult {
     maxLagMs: 0,
     clientCpuMs: 0,
     serverCpuMs: 0,
+    otherCpuMs: [],
     rssBefore: readRss(config.serverPid),
     rss: [],
     peakRss: 0,
@@ -156,6 +162,7 @@ async function runMessages(config: LoadConfig, result: LoadResult): Promise<void
     const answers: number[] = [];
     const warmReceived = receipts.receivedAt.size;
     const serverCpu0 = readCpuMs(config.serverPid);
+    const otherCpu0 = (config.otherPids ?? []).map(readCpuMs);
     const clientCpu0 = readCpuMs(Deno.pid);
     const t0 = performance.now();
     const post = async (i: number) => {
@@ -194,6 +201,7 @@ async function runMessages(config: LoadConfig, result: LoadResult): Promise<void
       if (at > last) last = at;
     }
     result.serverCpuMs = readCpuMs(config.serverPid) - serverCpu0;
+    result.otherCpuMs = (config.otherPids ?? []).map((pid, i) => readCpuMs(pid) - otherCpu0[i]!);
     result.clientCpuMs = readCpuMs(Deno.pid) - clientCpu0;
     result.received = latencies.length;
     result.lost = postedTracked - latencies.length;

@@ -496,11 +496,14 @@ export async function redis(
   if (bridgeAvailable) return unavailable(bridgeAvailable);
   let url = Deno.env.get("REDIS_URL") ?? "";
   const started: { stop(): Promise<void> }[] = [];
+  /** redis-server's PID when the bench started it, for its CPU per message. */
+  let redisPid: number | undefined;
   try {
     if (!url) {
       const server = await startRedis();
       if (!server) return unavailable("REDIS_URL unset and no redis-server on PATH");
       started.push(server);
+      redisPid = server.pid;
       url = `redis://127.0.0.1:${server.port}`;
     }
     const a = await startBridge({ label: "bridge A", env: { REDIS_URL: url } });
@@ -511,6 +514,11 @@ export async function redis(
     if (why) return unavailable(`${why} (REDIS_URL not supported yet?)`);
     const cross: System = { ...b, postUrl: a.postUrl, label: "bridge A → B" };
     const systems = [baseline, a, cross];
+    // The CPU of both instances and of redis-server (when started here) over each run's window.
+    const others = (s: System): number[] =>
+      s === baseline
+        ? []
+        : [s === a ? b.server.pid : a.server.pid, ...(redisPid ? [redisPid] : [])];
     const tput = new Map<System, LoadResult[]>(systems.map((s) => [s, []]));
     const lat = new Map<System, LoadResult[]>(systems.map((s) => [s, []]));
     // Half the main latency row's rate: two instances and Redis share the same two cores.
@@ -521,7 +529,14 @@ export async function redis(
           ctx,
           s,
           `redis throughput round ${round}`,
-          () => runLoad(loadConfig(plan, s, { mode: "throughput", messages: plan.redisMessages })),
+          () =>
+            runLoad(
+              loadConfig(plan, s, {
+                mode: "throughput",
+                messages: plan.redisMessages,
+                otherPids: others(s),
+              }),
+            ),
         );
         tput.get(s)!.push(t);
         const l = await measure(
@@ -552,7 +567,8 @@ export async function redis(
       status: "",
       notes: `throughput ${num(plan.redisMessages)} msgs, latency ${num(rate)}/s for ` +
         `${plan.redisLatencyS} s, × ${plan.rounds} rounds; ratio of throughputs; ` +
-        `${lossText([...tput.get(s)!, ...lat.get(s)!])}; ${notes}` +
+        `${lossText([...tput.get(s)!, ...lat.get(s)!])}; ${cpuText(tput.get(s)!, redisPid)}; ` +
+        `${notes}` +
         errorsOf([...tput.get(s)!, ...lat.get(s)!]),
     });
     return [
@@ -564,6 +580,16 @@ export async function redis(
   } finally {
     for (const s of started.reverse()) await s.stop();
   }
+}
+
+/** Server CPU per message in a Redis row's throughput runs: both bridge instances together,
+ * and redis-server's own when the bench started it. */
+function cpuText(results: readonly LoadResult[], redisPid: number | undefined): string {
+  const per = (f: (r: LoadResult) => number) =>
+    num(median(results.map((r) => (f(r) * 1000) / r.sent)));
+  const bridges = per((r) => r.serverCpuMs + (r.otherCpuMs?.[0] ?? NaN));
+  const redis = redisPid ? `, redis-server ${per((r) => r.otherCpuMs?.[1] ?? NaN)}` : "";
+  return `CPU µs/msg: bridge A+B ${bridges}${redis}`;
 }
 
 /** The "no message lost or duplicated" target, over every bridge run above. */

@@ -3,7 +3,7 @@
 // It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
-import { codeOf } from "../protocol/envelope.ts";
+import { codeOf, SYSTEM_CONTACT, SYSTEM_NAME } from "../protocol/envelope.ts";
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
 import {
   EVENT_QUOTA,
@@ -24,6 +24,8 @@ const PROTOCOL_LUA = [
   `local EVENT_WINDOW_MS = ${EVENT_WINDOW_MS}`,
   `local EVENT_QUOTA = ${EVENT_QUOTA}`,
   `local SYSTEM_CODE = ${codeOf("system")}`,
+  `local SYS_NAME = ${luaString(SYSTEM_NAME)}`,
+  `local SYS_CONTACT = ${luaString(SYSTEM_CONTACT)}`,
   `local T = {`,
   ...Object.entries(NOTICE_TEXTS).map(([kind, text]) => `  ${kind} = ${luaString(text)},`),
   `}`,
@@ -45,13 +47,14 @@ export const HEADER = [
   "historyMax",
   "historyRetentionMs",
   "presenceTtlMs",
-  "systemName",
-  "systemContact",
   "op",
   "generation",
 ] as const;
 
-/** Fields per inbound item after the header and the dedup TTL. */
+/** Fields per inbound item after the header and the dedup TTL: follower, name, to, kind,
+ * dedup key, event, the envelope's data as JSON without its `{` and seq, its result as JSON,
+ * msg_type, preview, received at. The script makes the log tail and the history item from the
+ * data, so it crosses the wire once. */
 export const INBOUND_FIELDS = 11;
 
 /** Errors the script raises for a refused command start with this word (then StoreError). */
@@ -73,7 +76,8 @@ export const REPLY_REFUSED = "NOREPLY";
  * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
  * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
  * `dedup:<key>`; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
- * with a socket there. Log entries are published on `deliver:<agent>`.
+ * with a socket there. Log entries are published on `deliver:<instance>` to each instance with
+ * their agent online there.
  */
 export const ROUTING_LUA = `
 ${PROTOCOL_LUA}
@@ -84,14 +88,15 @@ local ID_BASE = ARGV[3]
 local COMPANY = ARGV[4]
 local IID = ARGV[5]
 local LOG_MAX = tonumber(ARGV[6])
-local LOG_TTL = tonumber(ARGV[7])
+-- Numbers handed to redis.call are formatted with snprintf, which costs Redis more than many
+-- commands: what arrives as text is passed on as text (the _S locals, '1', '0').
+local LOG_TTL_S = ARGV[7]
+local LOG_TTL = tonumber(LOG_TTL_S)
 local HIST_MAX = tonumber(ARGV[8])
-local HIST_TTL = tonumber(ARGV[9])
+local HIST_TTL_S = ARGV[9]
 local PRESENCE_TTL = tonumber(ARGV[10])
-local SYS_NAME = ARGV[11]
-local SYS_CONTACT = ARGV[12]
-local OP = ARGV[13]
-local GENERATION = ARGV[14]
+local OP = ARGV[11]
+local GENERATION = ARGV[12]
 local A0 = ${HEADER.length + 1}
 local NULL = cjson.null
 
@@ -104,6 +109,20 @@ local prev_agent = {}
 local dirty = {}
 local dirty_order = {}
 local online_cache = nil
+-- agent -> the seq of its last entry in this run.
+local last_seq = {}
+-- follower -> when its message window closes, for the \`windows\` index, written at the end.
+local closing = {}
+-- follower -> its last_message_at as the text it came as, for the \`served\` index's score.
+local stamps = {}
+
+-- Runs \`command key\` with the (field, value) pairs of \`list\`, a few hundred at a time (Lua
+-- passes at most a few thousand arguments to a call).
+local function call_pairs(command, key, list)
+  for from = 1, #list, 500 do
+    redis.call(command, key, unpack(list, from, math.min(from + 499, #list)))
+  end
+end
 
 local function k_agent(a) return P .. 'agent:' .. a end
 
@@ -112,14 +131,21 @@ local function new_id()
   return ID_BASE .. '-' .. ids
 end
 
+-- Whether an agent exists, asked once per run (a batch's messages to the account ask once):
+-- no operation removes an agent, and one added in this run is noted by ensure_agent.
+local known = {}
+
 local function is_agent(a)
-  return redis.call('SISMEMBER', P .. 'agents', a) == 1
+  if known[a] == nil then known[a] = redis.call('SISMEMBER', P .. 'agents', a) == 1 end
+  return known[a]
 end
 
 local function ensure_agent(a)
+  if known[a] then return end
   if redis.call('SADD', P .. 'agents', a) == 1 then
     redis.call('HSET', k_agent(a), 'seq', 0, 'cursor', 0, 'load', 0)
   end
+  known[a] = true
 end
 
 -- An envelope is stored as '{"data":{"seq":' .. seq .. tail: the tail is the JSON of the rest.
@@ -130,14 +156,18 @@ local function tail_of(data, result)
   return rest .. ',"result":' .. cjson.encode(result) .. '}'
 end
 
-local function append(a, tail)
+-- \`item\`: the number of the caller's inbound item whose tail this is; the caller has the
+-- tail, so the entry comes back as that number instead of its JSON.
+local function append(a, tail, item)
   ensure_agent(a)
-  local seq = redis.call('HINCRBY', k_agent(a), 'seq', 1)
-  local json = '{"data":{"seq":' .. seq .. tail
-  redis.call('ZADD', P .. 'log:' .. a, seq, NOW_S .. '|' .. json)
+  local seq = redis.call('HINCRBY', k_agent(a), 'seq', '1')
+  last_seq[a] = seq
+  local seq_s = tostring(seq)
+  local json = '{"data":{"seq":' .. seq_s .. tail
+  redis.call('ZADD', P .. 'log:' .. a, seq_s, NOW_S .. '|' .. json)
   entries[#entries + 1] = a
   entries[#entries + 1] = seq
-  entries[#entries + 1] = json
+  entries[#entries + 1] = item or json
   local list = published[a]
   if not list then
     list = {}
@@ -156,15 +186,41 @@ local function system(a, msg)
   return append(a, tail_of(data, { code = SYSTEM_CODE, message = 'common' }))
 end
 
+-- Followers read and found absent in this run (a batch reads all of its own in one HMGET).
+local absent = {}
+
+local function found_contact(fid, raw)
+  if not raw then
+    absent[fid] = true
+    return nil
+  end
+  local c = cjson.decode(raw)
+  contacts[fid] = c
+  -- A follower's agent exists: binding made it known, and no agent is removed.
+  if c.agent_id ~= NULL then known[c.agent_id] = true end
+  prev_agent[fid] = c.last_agent_id
+  return c
+end
+
 local function get_contact(fid)
   local c = contacts[fid]
   if c then return c end
-  local raw = redis.call('HGET', P .. 'contacts', fid)
-  if not raw then return nil end
-  c = cjson.decode(raw)
-  contacts[fid] = c
-  prev_agent[fid] = c.last_agent_id
-  return c
+  if absent[fid] then return nil end
+  return found_contact(fid, redis.call('HGET', P .. 'contacts', fid))
+end
+
+-- Reads the contacts of \`fids\` not read yet, in one command.
+local function read_contacts(fids)
+  local want, seen = {}, {}
+  for _, fid in ipairs(fids) do
+    if not contacts[fid] and not absent[fid] and not seen[fid] then
+      seen[fid] = true
+      want[#want + 1] = fid
+    end
+  end
+  if #want == 0 then return end
+  local raws = redis.call('HMGET', P .. 'contacts', unpack(want))
+  for j, fid in ipairs(want) do found_contact(fid, raws[j] or nil) end
 end
 
 local function new_contact(fid, at)
@@ -175,6 +231,7 @@ local function new_contact(fid, at)
     waiting_since = NULL, history_seq = 0, subscribed = true,
   }
   contacts[fid] = c
+  absent[fid] = nil
   prev_agent[fid] = NULL
   return c
 end
@@ -187,12 +244,15 @@ local function touch(c)
   end
 end
 
+-- Conversations whose history grew in this run: each gets its expiry renewed once, at the end.
+local grown = {}
+
 local function history(c, json)
   c.history_seq = c.history_seq + 1
   local key = P .. 'hist:' .. c.follower_id
   redis.call('HSET', key, c.history_seq, json)
   if c.history_seq > HIST_MAX then redis.call('HDEL', key, c.history_seq - HIST_MAX) end
-  redis.call('PEXPIRE', key, HIST_TTL)
+  grown[c.follower_id] = key
   return c.history_seq
 end
 
@@ -317,342 +377,393 @@ local function register_instance()
   redis.call('SADD', P .. 'instances', IID)
 end
 
+-- Only the operation called is made into a function: the script runs whole at every call, and
+-- making a closure costs Redis more than most commands do.
 local ops = {}
 
-function ops.inbound()
-  local dedup_ttl = tonumber(ARGV[A0])
-  local out = {}
-  local i = A0 + 1
-  while i <= #ARGV do
-    local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local dedup, event, tail, hist = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-    local msg_type, preview, at = ARGV[i + 8], ARGV[i + 9], tonumber(ARGV[i + 10])
-    i = i + ${INBOUND_FIELDS}
-    local fresh = true
-    if dedup ~= '' then
-      fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
-    end
-    if not fresh then
-      out[#out + 1] = 'duplicate'
-    else
-      local c = get_contact(fid) or new_contact(fid, at)
-      touch(c)
-      if name ~= '' then c.name = name end
-      -- As window.ts noteInbound: an event keeps an open message window that has replies left.
-      -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
-      local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
-      local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
-        and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
-      if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
-        c.last_inbound_at = at
-        c.last_inbound_kind = kind
-        c.replies_since_inbound = 0
-        c.window_closed_by = nil
+if OP == 'inbound' then
+  function ops.inbound()
+    local dedup_ttl = ARGV[A0]
+    local out = {}
+    local fids = {}
+    for j = A0 + 1, #ARGV, ${INBOUND_FIELDS} do fids[#fids + 1] = ARGV[j] end
+    read_contacts(fids)
+    local i = A0 + 1
+    while i <= #ARGV do
+      local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+      local dedup, event, data, result = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+      local msg_type, preview, at_s = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
+      local at = tonumber(at_s)
+      local item = #out
+      i = i + ${INBOUND_FIELDS}
+      -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
+      local tail = data .. ',"result":' .. result .. '}'
+      local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
+      local fresh = true
+      if dedup ~= '' then
+        fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
       end
-      if kind == 'message' then
-        c.window_notice = nil
-        redis.call('ZADD', P .. 'windows', c.last_inbound_at + MESSAGE_WINDOW_MS, fid)
-      end
-      c.subscribed = event ~= 'unsubscribe'
-      c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
-      c.last_message_at = at
-      c.unread = c.unread + 1
-      history(c, hist)
-      local target = nil
-      if to ~= '' and is_agent(to) then target = to end
-      if target ~= nil and c.agent_id ~= target then
-        bind(c, target, 'assigned', notice('assigned', { name = c.name }))
-      elseif c.agent_id == NULL then
-        local chosen = choose(c.last_agent_id)
-        if chosen ~= nil then bind(c, chosen, 'assigned', notice('assigned', { name = c.name })) end
-      end
-      if c.agent_id == NULL then
-        c.status = 'waiting'
-        if c.waiting_since == NULL then
-          c.waiting_since = at
-          tell_team(nil, {
-            event = 'waiting', follower_id = fid, follower_name = c.name, preview = preview,
-            since = math.floor(at / 1000), text = notice('waiting', { name = c.name }),
-          }, online_agents())
-        end
-        if not redis.call('ZSCORE', P .. 'waiting', fid) then
-          redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
-        end
-        redis.call('RPUSH', P .. 'queued:' .. fid, tail)
-        redis.call('INCR', P .. 'queued_count')
-        out[#out + 1] = 'waiting'
+      if not fresh then
+        out[#out + 1] = 'duplicate'
       else
-        append(c.agent_id, tail)
-        out[#out + 1] = 'delivered'
+        local c = get_contact(fid) or new_contact(fid, at)
+        touch(c)
+        if name ~= '' then c.name = name end
+        -- As window.ts noteInbound: an event keeps an open message window that has replies left.
+        -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
+        local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
+        local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
+          and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
+        if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
+          c.last_inbound_at = at
+          c.last_inbound_kind = kind
+          c.replies_since_inbound = 0
+          c.window_closed_by = nil
+        end
+        if kind == 'message' then
+          c.window_notice = nil
+          closing[fid] = c.last_inbound_at + MESSAGE_WINDOW_MS
+        end
+        c.subscribed = event ~= 'unsubscribe'
+        c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
+        c.last_message_at = at
+        stamps[fid] = at_s
+        c.unread = c.unread + 1
+        history(c, hist)
+        local target = nil
+        if to ~= '' and is_agent(to) then target = to end
+        if target ~= nil and c.agent_id ~= target then
+          bind(c, target, 'assigned', notice('assigned', { name = c.name }))
+        elseif c.agent_id == NULL then
+          local chosen = choose(c.last_agent_id)
+          if chosen ~= nil then bind(c, chosen, 'assigned', notice('assigned', { name = c.name })) end
+        end
+        if c.agent_id == NULL then
+          c.status = 'waiting'
+          if c.waiting_since == NULL then
+            c.waiting_since = at
+            tell_team(nil, {
+              event = 'waiting', follower_id = fid, follower_name = c.name, preview = preview,
+              since = math.floor(at / 1000), text = notice('waiting', { name = c.name }),
+            }, online_agents())
+          end
+          if not redis.call('ZSCORE', P .. 'waiting', fid) then
+            redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
+          end
+          redis.call('RPUSH', P .. 'queued:' .. fid, tail)
+          redis.call('INCR', P .. 'queued_count')
+          out[#out + 1] = 'waiting'
+        else
+          append(c.agent_id, tail, item)
+          out[#out + 1] = 'delivered'
+        end
       end
     end
+    return out
   end
-  return out
 end
 
-function ops.append()
-  local i = A0
-  while i <= #ARGV do
-    append(ARGV[i], ARGV[i + 1])
-    i = i + 2
-  end
-  return 0
-end
-
-function ops.online()
-  local a = ARGV[A0]
-  ensure_agent(a)
-  local before = tonumber(redis.call('HGET', k_agent(a), 'seq'))
-  register_instance()
-  redis.call('SADD', P .. 'online:' .. IID, a)
-  redis.call('PEXPIRE', P .. 'online:' .. IID, PRESENCE_TTL)
-  local taken = {}
-  for _, fid in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
-    if not fits(a) then break end
-    local c = get_contact(fid)
-    if c then
-      bind(c, a, 'assigned', notice('assignedFromWaiting', { name = c.name }))
-      taken[#taken + 1] = fid
+if OP == 'append' then
+  function ops.append()
+    local i = A0
+    while i <= #ARGV do
+      append(ARGV[i], ARGV[i + 1])
+      i = i + 2
     end
+    return 0
   end
-  -- model.ts agentOnline: one notice for the backlog, to the other agents online.
-  if #taken > 0 then
-    tell_team(a, {
-      event = 'waiting_taken', agent_id = a, follower_ids = taken,
-      text = notice('waitingTaken', { agent = a, count = tostring(#taken) }),
-    }, online_agents())
-  end
-  return before
 end
 
-function ops.reply()
-  local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  -- Another agent's follower is refused before anything changes (model.ts reply).
-  if c.agent_id ~= NULL and c.agent_id ~= a then
-    return nil, fail('contact ' .. fid .. ' is served by ' .. c.agent_id)
+if OP == 'online' then
+  function ops.online()
+    local a = ARGV[A0]
+    ensure_agent(a)
+    local before = tonumber(redis.call('HGET', k_agent(a), 'seq'))
+    -- A lapsed presence (this instance stalled past its TTL) is the caller's to heal: it
+    -- rewrites its whole online set and reads what others committed meanwhile.
+    local lapsed = redis.call('EXISTS', P .. 'instance:' .. IID) == 0 and 1 or 0
+    register_instance()
+    redis.call('SADD', P .. 'online:' .. IID, a)
+    redis.call('PEXPIRE', P .. 'online:' .. IID, PRESENCE_TTL)
+    local taken = {}
+    for _, fid in ipairs(redis.call('ZRANGE', P .. 'waiting', 0, -1)) do
+      if not fits(a) then break end
+      local c = get_contact(fid)
+      if c then
+        bind(c, a, 'assigned', notice('assignedFromWaiting', { name = c.name }))
+        taken[#taken + 1] = fid
+      end
+    end
+    -- model.ts agentOnline: one notice for the backlog, to the other agents online.
+    if #taken > 0 then
+      tell_team(a, {
+        event = 'waiting_taken', agent_id = a, follower_ids = taken,
+        text = notice('waitingTaken', { agent = a, count = tostring(#taken) }),
+      }, online_agents())
+    end
+    return { before or 0, lapsed }
   end
-  -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
-  local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA
-  if c.last_inbound_kind ~= 'message' then span, quota = EVENT_WINDOW_MS, EVENT_QUOTA end
-  if c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
-    or c.replies_since_inbound >= quota then
-    return nil, { err = '${REPLY_REFUSED} ' .. cjson.encode(c) }
+end
+
+if OP == 'reply' then
+  function ops.reply()
+    local a, fid, tail, hist = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    -- Another agent's follower is refused before anything changes (model.ts reply).
+    if c.agent_id ~= NULL and c.agent_id ~= a then
+      return nil, fail('contact ' .. fid .. ' is served by ' .. c.agent_id)
+    end
+    -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
+    local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA
+    if c.last_inbound_kind ~= 'message' then span, quota = EVENT_WINDOW_MS, EVENT_QUOTA end
+    if c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
+      or c.replies_since_inbound >= quota then
+      return nil, { err = '${REPLY_REFUSED} ' .. cjson.encode(c) }
+    end
+    local refused = claim(c, a)
+    if refused then return nil, refused end
+    touch(c)
+    c.replies_since_inbound = c.replies_since_inbound + 1
+    c.unread = 0
+    c.last_message = {
+      msg_type = ARGV[A0 + 4], preview = ARGV[A0 + 5], direction = 'out', agent_id = a,
+    }
+    c.last_message_at = NOW
+    stamps[fid] = NOW_S
+    local n = history(c, hist)
+    append(a, tail)
+    return n
   end
-  local refused = claim(c, a)
-  if refused then return nil, refused end
-  touch(c)
-  c.replies_since_inbound = c.replies_since_inbound + 1
-  c.unread = 0
-  c.last_message = {
-    msg_type = ARGV[A0 + 4], preview = ARGV[A0 + 5], direction = 'out', agent_id = a,
-  }
-  c.last_message_at = NOW
-  local n = history(c, hist)
-  append(a, tail)
-  return n
 end
 
-function ops.transfer()
-  local fid, from, to = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  if c.agent_id ~= from then return nil, fail('contact ' .. fid .. ' is not served by ' .. from) end
-  if not is_agent(to) then return nil, fail('unknown agent ' .. to) end
-  if to == from then return nil, fail('cannot transfer a contact to yourself') end
-  bind(c, to, 'transferred_in', notice('transferredIn', { name = c.name, from = from }))
-  if ARGV[A0 + 3] ~= '' then note(c, ARGV[A0 + 3], ARGV[A0 + 4], { to, from }) end
-  system(from, {
-    event = 'transferred_out', follower_id = fid, follower_name = c.name, to = to,
-    text = notice('transferredOut', { name = c.name, to = to }),
-  })
-  return 0
-end
-
-function ops.claim()
-  local fid, a = ARGV[A0], ARGV[A0 + 1]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  local refused = claim(c, a)
-  if refused then return nil, refused end
-  return 0
-end
-
-function ops.note()
-  local a, fid = ARGV[A0], ARGV[A0 + 1]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  if c.agent_id ~= a and c.last_agent_id ~= a then
-    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+if OP == 'transfer' then
+  function ops.transfer()
+    local fid, from, to = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    if c.agent_id ~= from then return nil, fail('contact ' .. fid .. ' is not served by ' .. from) end
+    if not is_agent(to) then return nil, fail('unknown agent ' .. to) end
+    if to == from then return nil, fail('cannot transfer a contact to yourself') end
+    bind(c, to, 'transferred_in', notice('transferredIn', { name = c.name, from = from }))
+    if ARGV[A0 + 3] ~= '' then note(c, ARGV[A0 + 3], ARGV[A0 + 4], { to, from }) end
+    system(from, {
+      event = 'transferred_out', follower_id = fid, follower_name = c.name, to = to,
+      text = notice('transferredOut', { name = c.name, to = to }),
+    })
+    return 0
   end
-  touch(c)
-  return note(c, ARGV[A0 + 2], ARGV[A0 + 3], { a })
 end
 
-function ops.close()
-  local fid, a = ARGV[A0], ARGV[A0 + 1]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  if c.agent_id ~= a then return nil, fail('contact ' .. fid .. ' is not served by ' .. a) end
-  add_load(a, -1)
-  c.agent_id = NULL
-  c.status = 'closed'
-  c.unread = 0
-  touch(c)
-  system(a, {
-    event = 'closed', follower_id = fid, follower_name = c.name,
-    text = notice('closed', { name = c.name }),
-  })
-  return 0
+if OP == 'claim' then
+  function ops.claim()
+    local fid, a = ARGV[A0], ARGV[A0 + 1]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    local refused = claim(c, a)
+    if refused then return nil, refused end
+    return 0
+  end
+end
+
+if OP == 'note' then
+  function ops.note()
+    local a, fid = ARGV[A0], ARGV[A0 + 1]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    if c.agent_id ~= a and c.last_agent_id ~= a then
+      return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+    end
+    touch(c)
+    return note(c, ARGV[A0 + 2], ARGV[A0 + 3], { a })
+  end
+end
+
+if OP == 'close' then
+  function ops.close()
+    local fid, a = ARGV[A0], ARGV[A0 + 1]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    if c.agent_id ~= a then return nil, fail('contact ' .. fid .. ' is not served by ' .. a) end
+    add_load(a, -1)
+    c.agent_id = NULL
+    c.status = 'closed'
+    c.unread = 0
+    touch(c)
+    system(a, {
+      event = 'closed', follower_id = fid, follower_name = c.name,
+      text = notice('closed', { name = c.name }),
+    })
+    return 0
+  end
 end
 
 -- model.ts closeWindow: WeChat answered 45015 or 45047; closed until the follower acts again.
-function ops.closewindow()
-  local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
-  local c = get_contact(fid)
-  if not c or c.last_inbound_at == 0 then return 0 end
-  c.window_closed_by = code
-  touch(c)
-  return 0
+if OP == 'closewindow' then
+  function ops.closewindow()
+    local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local c = get_contact(fid)
+    if not c or c.last_inbound_at == 0 then return 0 end
+    c.window_closed_by = code
+    touch(c)
+    return 0
+  end
 end
 
 -- model.ts forget: the contact, its history and queue go; its agent gets the notice (ARGV tail).
-function ops.forget()
-  local fid, tail = ARGV[A0], ARGV[A0 + 1]
-  local c = get_contact(fid)
-  if not c then return 0 end
-  if c.agent_id ~= NULL then add_load(c.agent_id, -1) end
-  local qkey = P .. 'queued:' .. fid
-  local queued = redis.call('LLEN', qkey)
-  if queued > 0 then
-    redis.call('DEL', qkey)
-    redis.call('DECRBY', P .. 'queued_count', queued)
+if OP == 'forget' then
+  function ops.forget()
+    local fid, tail = ARGV[A0], ARGV[A0 + 1]
+    local c = get_contact(fid)
+    if not c then return 0 end
+    if c.agent_id ~= NULL then add_load(c.agent_id, -1) end
+    local qkey = P .. 'queued:' .. fid
+    local queued = redis.call('LLEN', qkey)
+    if queued > 0 then
+      redis.call('DEL', qkey)
+      redis.call('DECRBY', P .. 'queued_count', queued)
+    end
+    redis.call('ZREM', P .. 'waiting', fid)
+    redis.call('ZREM', P .. 'windows', fid)
+    redis.call('DEL', P .. 'hist:' .. fid)
+    redis.call('HDEL', P .. 'contacts', fid)
+    if c.last_agent_id ~= NULL then redis.call('ZREM', P .. 'served:' .. c.last_agent_id, fid) end
+    local a = c.agent_id
+    if a == NULL then a = c.last_agent_id end
+    if a ~= NULL then append(a, tail) end
+    return 1
   end
-  redis.call('ZREM', P .. 'waiting', fid)
-  redis.call('ZREM', P .. 'windows', fid)
-  redis.call('DEL', P .. 'hist:' .. fid)
-  redis.call('HDEL', P .. 'contacts', fid)
-  if c.last_agent_id ~= NULL then redis.call('ZREM', P .. 'served:' .. c.last_agent_id, fid) end
-  local a = c.agent_id
-  if a == NULL then a = c.last_agent_id end
-  if a ~= NULL then append(a, tail) end
-  return 1
 end
 
-function ops.capacity()
-  local a, cap = ARGV[A0], ARGV[A0 + 1]
-  ensure_agent(a)
-  if cap == '' then
-    redis.call('HDEL', k_agent(a), 'capacity')
-  else
-    redis.call('HSET', k_agent(a), 'capacity', cap)
+if OP == 'capacity' then
+  function ops.capacity()
+    local a, cap = ARGV[A0], ARGV[A0 + 1]
+    ensure_agent(a)
+    if cap == '' then
+      redis.call('HDEL', k_agent(a), 'capacity')
+    else
+      redis.call('HSET', k_agent(a), 'capacity', cap)
+    end
+    return 0
   end
-  return 0
 end
 
-function ops.rename()
-  local a, fid, name = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  if c.agent_id ~= a and c.last_agent_id ~= a then
-    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+if OP == 'rename' then
+  function ops.rename()
+    local a, fid, name = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    if c.agent_id ~= a and c.last_agent_id ~= a then
+      return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+    end
+    c.name = name
+    touch(c)
+    return 0
   end
-  c.name = name
-  touch(c)
-  return 0
 end
 
 -- model.ts setLabels; an empty list removes the field (cjson would write {} for it).
-function ops.labels()
-  local a, fid, raw = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
-  local c = get_contact(fid)
-  if not c then return nil, fail('unknown contact ' .. fid) end
-  if c.agent_id ~= a and c.last_agent_id ~= a then
-    return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+if OP == 'labels' then
+  function ops.labels()
+    local a, fid, raw = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+    local c = get_contact(fid)
+    if not c then return nil, fail('unknown contact ' .. fid) end
+    if c.agent_id ~= a and c.last_agent_id ~= a then
+      return nil, fail('contact ' .. fid .. ' is not served by ' .. a)
+    end
+    local labels = cjson.decode(raw)
+    if #labels == 0 then c.labels = nil else c.labels = labels end
+    touch(c)
+    return 0
   end
-  local labels = cjson.decode(raw)
-  if #labels == 0 then c.labels = nil else c.labels = labels end
-  touch(c)
-  return 0
 end
 
-function ops.read()
-  local a, fid = ARGV[A0], ARGV[A0 + 1]
-  local c = get_contact(fid)
-  if not c or (c.agent_id ~= a and c.last_agent_id ~= a) or c.unread == 0 then return 0 end
-  c.unread = 0
-  touch(c)
-  return 0
+if OP == 'read' then
+  function ops.read()
+    local a, fid = ARGV[A0], ARGV[A0 + 1]
+    local c = get_contact(fid)
+    if not c or (c.agent_id ~= a and c.last_agent_id ~= a) or c.unread == 0 then return 0 end
+    c.unread = 0
+    touch(c)
+    return 0
+  end
 end
 
 -- Notices for 48-hour windows closing within WARN ms or closed, once each (model.ts sweepWindows).
-function ops.windows()
-  local warn = tonumber(ARGV[A0])
-  local count = 0
-  for _, fid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'windows', '-inf', NOW + warn)) do
-    local c = get_contact(fid)
-    local closes = c and (c.last_inbound_at + MESSAGE_WINDOW_MS) or 0
-    if not c or c.last_inbound_kind ~= 'message' then
-      redis.call('ZREM', P .. 'windows', fid)
-    elseif c.agent_id ~= NULL then
-      local due = nil
-      if NOW >= closes then due = 'expired' elseif NOW >= closes - warn then due = 'closing' end
-      if due and c.window_notice ~= due then
-        c.window_notice = due
-        touch(c)
-        local t = math.floor((closes / 1000 + 8 * 3600) % 86400)
-        local hhmm = string.format('%02d:%02d', math.floor(t / 3600), math.floor((t % 3600) / 60))
-        local text = notice('windowClosing', { name = c.name, time = hhmm })
-        if due == 'expired' then text = notice('windowExpired', { name = c.name }) end
-        system(c.agent_id, {
-          event = due == 'expired' and 'window_expired' or 'window_closing',
-          follower_id = fid, follower_name = c.name, closes_at = math.floor(closes / 1000),
-          text = text,
-        })
-        count = count + 1
+if OP == 'windows' then
+  function ops.windows()
+    local warn = tonumber(ARGV[A0])
+    local count = 0
+    for _, fid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'windows', '-inf', NOW + warn)) do
+      local c = get_contact(fid)
+      local closes = c and (c.last_inbound_at + MESSAGE_WINDOW_MS) or 0
+      if not c or c.last_inbound_kind ~= 'message' then
+        redis.call('ZREM', P .. 'windows', fid)
+      elseif c.agent_id ~= NULL then
+        local due = nil
+        if NOW >= closes then due = 'expired' elseif NOW >= closes - warn then due = 'closing' end
+        if due and c.window_notice ~= due then
+          c.window_notice = due
+          touch(c)
+          local t = math.floor((closes / 1000 + 8 * 3600) % 86400)
+          local hhmm = string.format('%02d:%02d', math.floor(t / 3600), math.floor((t % 3600) / 60))
+          local text = notice('windowClosing', { name = c.name, time = hhmm })
+          if due == 'expired' then text = notice('windowExpired', { name = c.name }) end
+          system(c.agent_id, {
+            event = due == 'expired' and 'window_expired' or 'window_closing',
+            follower_id = fid, follower_name = c.name, closes_at = math.floor(closes / 1000),
+            text = text,
+          })
+          count = count + 1
+        end
+        if due == 'expired' then redis.call('ZREM', P .. 'windows', fid) end
+      elseif NOW >= closes then
+        redis.call('ZREM', P .. 'windows', fid)
       end
-      if due == 'expired' then redis.call('ZREM', P .. 'windows', fid) end
-    elseif NOW >= closes then
-      redis.call('ZREM', P .. 'windows', fid)
     end
+    return count
   end
-  return count
 end
 
 -- The generation this keyspace belongs to, made with the caller's candidate id when there is
 -- none (a new Redis, or one that came back empty). Runs without the generation check.
-function ops.generation()
-  local id = redis.call('HGET', P .. 'generation', 'id')
-  if id then return id end
-  redis.call('HSET', P .. 'generation', 'id', ARGV[A0])
-  return ARGV[A0]
+if OP == 'generation' then
+  function ops.generation()
+    local id = redis.call('HGET', P .. 'generation', 'id')
+    if id then return id end
+    redis.call('HSET', P .. 'generation', 'id', ARGV[A0])
+    return ARGV[A0]
+  end
 end
 
 -- After a loss: agents' seqs go on from the highest the caller handed out (pairs agent, seq).
-function ops.raise()
-  local i = A0
-  while i <= #ARGV do
-    local a, seq = ARGV[i], tonumber(ARGV[i + 1])
-    ensure_agent(a)
-    if seq > tonumber(redis.call('HGET', k_agent(a), 'seq')) then
-      redis.call('HSET', k_agent(a), 'seq', seq)
+if OP == 'raise' then
+  function ops.raise()
+    local i = A0
+    while i <= #ARGV do
+      local a, seq = ARGV[i], tonumber(ARGV[i + 1])
+      ensure_agent(a)
+      if seq > tonumber(redis.call('HGET', k_agent(a), 'seq')) then
+        redis.call('HSET', k_agent(a), 'seq', seq)
+      end
+      i = i + 2
     end
-    i = i + 2
+    return 0
   end
-  return 0
 end
 
-function ops.cursor()
-  local i = A0
-  while i <= #ARGV do
-    local a, seq = ARGV[i], tonumber(ARGV[i + 1])
-    if is_agent(a) and seq > tonumber(redis.call('HGET', k_agent(a), 'cursor') or '0') then
-      redis.call('HSET', k_agent(a), 'cursor', seq)
+if OP == 'cursor' then
+  function ops.cursor()
+    local i = A0
+    while i <= #ARGV do
+      local a, seq = ARGV[i], tonumber(ARGV[i + 1])
+      if is_agent(a) and seq > tonumber(redis.call('HGET', k_agent(a), 'cursor') or '0') then
+        redis.call('HSET', k_agent(a), 'cursor', seq)
+      end
+      i = i + 2
     end
-    i = i + 2
+    return 0
   end
-  return 0
 end
 
 -- Every operation but 'generation' runs only on the state the caller knows: on an emptied
@@ -665,31 +776,71 @@ end
 local value, failure = ops[OP]()
 if failure then return failure end
 
+for _, key in pairs(grown) do redis.call('PEXPIRE', key, HIST_TTL_S) end
+
+local windows = {}
+for fid, at in pairs(closing) do
+  windows[#windows + 1] = at
+  windows[#windows + 1] = fid
+end
+if #windows > 0 then call_pairs('ZADD', P .. 'windows', windows) end
+
+local changed = {}
+for _, fid in ipairs(dirty_order) do
+  changed[#changed + 1] = fid
+  changed[#changed + 1] = cjson.encode(contacts[fid])
+end
+if #changed > 0 then call_pairs('HSET', P .. 'contacts', changed) end
+
 for _, fid in ipairs(dirty_order) do
   local c = contacts[fid]
-  redis.call('HSET', P .. 'contacts', fid, cjson.encode(c))
   local prev, last = prev_agent[fid], c.last_agent_id
   if prev ~= NULL and prev ~= last then redis.call('ZREM', P .. 'served:' .. prev, fid) end
-  if last ~= NULL then redis.call('ZADD', P .. 'served:' .. last, c.last_message_at, fid) end
+  if last ~= NULL then
+    redis.call('ZADD', P .. 'served:' .. last, stamps[fid] or c.last_message_at, fid)
+  end
 end
 
 -- Logs are kept for LOG_TTL and at most LOG_MAX entries; an idle log expires whole.
 local cutoff = NOW - LOG_TTL
 for _, a in ipairs(touched) do
   local key = P .. 'log:' .. a
-  local n = redis.call('ZCARD', key)
-  if n > LOG_MAX then redis.call('ZREMRANGEBYRANK', key, 0, n - LOG_MAX - 1) end
-  local head = redis.call('ZRANGE', key, 0, 0)[1]
+  -- Scores are seqs, one entry each, and age takes the oldest first: the log holds a run of
+  -- seqs ending at the last, so keeping the newest LOG_MAX is keeping seqs above last - LOG_MAX.
+  local last = last_seq[a]
+  if last > LOG_MAX then redis.call('ZREMRANGEBYSCORE', key, '-inf', tostring(last - LOG_MAX)) end
+  local head = redis.call('ZRANGE', key, '0', '0')[1]
   if head and tonumber(string.match(head, '^(%d+)|')) < cutoff then
     local old = 0
-    for _, m in ipairs(redis.call('ZRANGE', key, 0, 99)) do
+    for _, m in ipairs(redis.call('ZRANGE', key, '0', '99')) do
       if tonumber(string.match(m, '^(%d+)|')) >= cutoff then break end
       old = old + 1
     end
     redis.call('ZREMRANGEBYRANK', key, 0, old - 1)
   end
-  redis.call('PEXPIRE', key, LOG_TTL)
-  redis.call('PUBLISH', P .. 'deliver:' .. a, IID .. '\\n' .. table.concat(published[a], '\\n'))
+  redis.call('PEXPIRE', key, LOG_TTL_S)
+end
+
+-- One publication per other instance that has one of these agents online, with every entry
+-- for them in commit order: lines agent, envelope JSON, agent, … (JSON holds no raw newline).
+-- The caller pushes its own; an instance that comes online after this reads them by replay.
+if #touched > 0 then
+  for _, iid in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+    if iid ~= IID then
+      local lines = {}
+      for _, a in ipairs(touched) do
+        if redis.call('SISMEMBER', P .. 'online:' .. iid, a) == 1 then
+          for _, json in ipairs(published[a]) do
+            lines[#lines + 1] = a
+            lines[#lines + 1] = json
+          end
+        end
+      end
+      if #lines > 0 then
+        redis.call('PUBLISH', P .. 'deliver:' .. iid, table.concat(lines, '\\n'))
+      end
+    end
+  end
 end
 
 return { value, entries }

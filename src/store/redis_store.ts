@@ -1,17 +1,11 @@
 // The store several bridge instances share: routing runs in Redis as one Lua script per batch
 // (redis_scripts.ts), presence is a heartbeat key per instance, and entries committed by one
-// instance reach the agents connected to another over a pub/sub channel per agent. A Redis that
+// instance reach the agents connected to another on that instance's pub/sub channel. A Redis that
 // comes back empty is found by its generation marker and re-established before routing resumes.
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
-import {
-  type Envelope,
-  type EnvelopeData,
-  replyCodeOf,
-  SYSTEM_CONTACT,
-  SYSTEM_NAME,
-} from "../protocol/envelope.ts";
+import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envelope.ts";
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
@@ -183,6 +177,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   try {
     await client.connect();
     await subscriber.connect();
+    // One channel per instance, from the start: an agent's entries come on it from the moment
+    // the `online` operation puts the agent in this instance's set, which the backlog precedes.
+    await subscriber.subscribe(k.deliver(instanceId));
     sha = await client.script("LOAD", ROUTING_LUA) as string;
   } catch (error) {
     client.disconnect();
@@ -194,7 +191,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     instance: instanceId,
   });
   const localAgents = new Set<string>();
-  const subscribing = new Map<string, Promise<unknown>>();
   const pendingCursors = new Map<string, number>();
   const listeners: Array<(entries: LogEntry[]) => void> = [];
   let cursorTimer: ReturnType<typeof setTimeout> | undefined;
@@ -204,6 +200,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   /** Set while a lost state is re-established: operations are refused until it is done. */
   let restoring: Promise<void> | null = null;
   const lostListeners: Array<() => void> = [];
+  /** Agents Redis is known to hold. The script never removes one, so a yes stays true until
+   * the state is lost; it spares the webhook a round trip per message (ToUserName = agent). */
+  const knownAgents = new Set<string>();
   /** The highest seq this instance has seen per agent, so seqs go on increasing after a loss. */
   const highest = new Map<string, number>();
   const noteSeqs = (entries: LogEntry[]): void => {
@@ -224,8 +223,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       historyMax: settings.historyMax,
       historyRetentionMs: settings.historyRetentionMs,
       presenceTtlMs,
-      systemName: SYSTEM_NAME,
-      systemContact: SYSTEM_CONTACT,
       op,
       generation,
     };
@@ -233,11 +230,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   }
 
   /** Runs one operation of the routing script; the log entries it appended come back parsed.
-   * While a lost state is re-established only the re-establishing itself (`restore`) runs. */
+   * While a lost state is re-established only the re-establishing itself (`restore`) runs.
+   * An entry made from one of `sent` (the inbound items' data and tails) comes back as its
+   * number, and is made here from what was sent. */
   async function run<T>(
     op: string,
     args: Array<string | number>,
     restore = false,
+    sent: ReadonlyArray<{ envelope: Envelope; tail: string }> = [],
   ): Promise<{ value: T; entries: LogEntry[] }> {
     if (restoring !== null && !restore) throw lostError();
     const head = header(op);
@@ -269,11 +269,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     const [value, flat] = reply;
     const entries: LogEntry[] = [];
     for (let i = 0; i < flat.length; i += 3) {
-      entries.push({
-        agentId: String(flat[i]),
-        seq: Number(flat[i + 1]),
-        envelope: JSON.parse(String(flat[i + 2])),
-      });
+      const agentId = String(flat[i]);
+      const seq = Number(flat[i + 1]);
+      const json = flat[i + 2];
+      const item = typeof json === "number" ? sent[json] : undefined;
+      if (item) {
+        const { data, result } = item.envelope;
+        const envelope = { data: { seq, ...withoutSeq(data) }, result };
+        entries.push({ agentId, seq, envelope, frame: `{"data":{"seq":${seq}${item.tail}` });
+      } else {
+        const frame = String(json);
+        entries.push({ agentId, seq, envelope: JSON.parse(frame), frame });
+      }
     }
     noteSeqs(entries);
     return { value, entries };
@@ -298,6 +305,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       { expected: generation, found: found || "none" },
     );
     for (const listener of lostListeners) listener();
+    knownAgents.clear();
     restoring = (async () => {
       while (!closed) {
         try {
@@ -324,7 +332,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     for (const agentId of localAgents) {
       order.untrack(agentId);
       order.track(agentId);
-      const { value: before, entries } = await run<number>("online", [agentId], true);
+      const { value: [before], entries } = await run<[number, number]>("online", [agentId], true);
       order.begin(agentId, before);
       emit(order.admit(entries));
     }
@@ -395,17 +403,24 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     };
   }
 
+  /** Whether this instance's presence was written once already (the first finds none). */
+  let registered = false;
   // Presence: this instance's key lives two heartbeats; its online set is rewritten from the
   // local view each time, so a lost agentOffline heals within one heartbeat.
   async function heartbeat(): Promise<void> {
     const tx = client.multi()
+      .exists(k.instance(instanceId))
       .set(k.instance(instanceId), "1", "PX", presenceTtlMs)
       .sadd(k.instances, instanceId)
       .del(k.online(instanceId));
     if (localAgents.size > 0) {
       tx.sadd(k.online(instanceId), ...localAgents).pexpire(k.online(instanceId), presenceTtlMs);
     }
-    await tx.exec();
+    const [[, present] = []] = await tx.exec() ?? [];
+    // Our presence had lapsed (this process stalled past its TTL): other instances stopped
+    // publishing to us meanwhile, so what they committed is read from the logs.
+    if (present === 0 && registered) order.catchUp();
+    registered = true;
   }
   try {
     generation = (await run<string>("generation", [crypto.randomUUID()])).value;
@@ -454,14 +469,16 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       }),
   });
 
-  const channelPrefix = k.deliver("");
   subscriber.on("message", (channel: string, message: string) => {
-    if (!channel.startsWith(channelPrefix)) return;
-    const agentId = channel.slice(channelPrefix.length);
-    const lines = message.split("\n");
-    // Entries this instance committed were pushed by its switchboard already.
-    if (lines[0] === instanceId || !localAgents.has(agentId)) return;
-    const entries = lines.slice(1).map((line) => parseMember(line, agentId));
+    if (channel !== k.deliver(instanceId)) return;
+    let entries: LogEntry[];
+    try {
+      entries = parsePublication(message, localAgents);
+    } catch (error) {
+      // Not ours to crash on: the next entry leaves a gap, which is read from the log.
+      log.warn("Cannot read a publication: {message}", { message: (error as Error).message });
+      return;
+    }
     noteSeqs(entries);
     emit(order.admit(entries));
   });
@@ -491,7 +508,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async acceptInbound(items: InboundItem[], _presence: Presence) {
       // `_presence` is this instance's view; the script reads every instance's from Redis.
       const args: Array<string | number> = [options.dedupTtlMs];
+      const sent: Array<{ envelope: Envelope; tail: string }> = [];
       for (const item of items) {
+        const data = dataRest(item.envelope.data);
+        const result = JSON.stringify(item.envelope.result);
         args.push(
           item.followerId,
           item.name ?? "",
@@ -499,14 +519,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
           item.kind,
           item.dedupKey === null ? "" : `k${item.dedupKey}`,
           item.event ?? "",
-          tailOf(item.envelope),
-          JSON.stringify({ ...withoutSeq(item.envelope.data), direction: "in" }),
+          data,
+          result,
           item.envelope.data.msg_type,
           previewOf(item.envelope),
           item.receivedAt,
         );
+        sent.push({ envelope: item.envelope, tail: `${data},"result":${result}}` });
       }
-      const { value, entries } = await run<InboundOutcome[]>("inbound", args);
+      const { value, entries } = await run<InboundOutcome[]>("inbound", args, false, sent);
       return applied(value, entries);
     },
 
@@ -517,26 +538,25 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
 
     async agentOnline(agentId: string, _presence: Presence) {
-      // Subscribe before the backlog is read, so nothing committed in between is missed.
       const added = !localAgents.has(agentId);
       if (added) {
         localAgents.add(agentId);
         order.track(agentId);
-        subscribing.set(agentId, subscriber.subscribe(k.deliver(agentId)));
       }
       try {
-        await subscribing.get(agentId);
         // An agent arriving while a lost state is re-established waits for it, not refused.
         if (restoring !== null) await restoring;
         // `seq` is the agent's seq before this call: what came before reaches it by replay.
-        const { value: seq, entries } = await run<number>("online", [agentId]);
+        const { value: [seq, lapsed], entries } = await run<[number, number]>("online", [agentId]);
         order.begin(agentId, seq);
+        // The heartbeat would now find our presence written and heal nothing: the other agents
+        // here are put back in the online set, then what was not published to them is read.
+        if (lapsed === 1 && registered) await heartbeat().then(() => order.catchUp());
         return applied(undefined, entries);
       } catch (error) {
         // The socket is refused; the heartbeat rewrites presence without it.
         if (added) {
           localAgents.delete(agentId);
-          subscribing.delete(agentId);
           order.untrack(agentId);
         }
         throw error;
@@ -545,9 +565,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async agentOffline(agentId: string) {
       if (!localAgents.delete(agentId)) return;
-      subscribing.delete(agentId);
       order.untrack(agentId);
-      await subscriber.unsubscribe(k.deliver(agentId));
+      // Sent at once, so an `online` for the same agent that follows comes after it in Redis.
       await client.srem(k.online(instanceId), agentId);
     },
 
@@ -570,7 +589,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     getAgent,
 
     async isKnownAgent(agentId: string) {
-      return (await client.sismember(k.agents, agentId)) === 1;
+      if (knownAgents.has(agentId)) return true;
+      const known = (await client.sismember(k.agents, agentId)) === 1;
+      if (known && restoring === null) knownAgents.add(agentId);
+      return known;
     },
 
     async getContact(followerId: string) {
@@ -788,11 +810,30 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   };
 }
 
+/** Another instance's publication (lines: agent, envelope JSON, agent, …), for the agents
+ * connected here. The JSON is kept as the frame the sockets get. */
+function parsePublication(message: string, agents: ReadonlySet<string>): LogEntry[] {
+  const lines = message.split("\n");
+  const entries: LogEntry[] = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const agentId = lines[i]!;
+    if (!agents.has(agentId)) continue;
+    const frame = lines[i + 1]!;
+    const envelope = JSON.parse(frame) as Envelope;
+    entries.push({ agentId, seq: envelope.data.seq ?? 0, envelope, frame });
+  }
+  return entries;
+}
+
 /** The envelope's JSON after `{"data":{"seq":N`, which the script completes with the seq. */
 function tailOf(envelope: Envelope): string {
-  const data = JSON.stringify(withoutSeq(envelope.data));
-  const rest = data === "{}" ? "}" : `,${data.slice(1)}`;
-  return `${rest},"result":${JSON.stringify(envelope.result)}}`;
+  return `${dataRest(envelope.data)},"result":${JSON.stringify(envelope.result)}}`;
+}
+
+/** `data` as JSON without its seq and its opening `{`: what follows `{"data":{"seq":N`. */
+function dataRest(data: EnvelopeData): string {
+  const json = JSON.stringify(withoutSeq(data));
+  return json === "{}" ? "}" : `,${json.slice(1)}`;
 }
 
 function withoutSeq(data: EnvelopeData): EnvelopeData {

@@ -182,6 +182,13 @@ Deno.test({
           assert.equal(got.data["id"], "1002");
         });
 
+        await t.step("a text with | and a line break crosses to B whole", async () => {
+          // The channel's framing must not take the text's own characters for separators.
+          await follower(a, "f2", "price|qty\n12|3", "1005");
+          const got = await bob.waitFor(isText("f2", "price|qty\n12|3"));
+          assert.equal(got.data["id"], "1005");
+        });
+
         await t.step("four followers spread two and two across the instances", async () => {
           await follower(b, "f3", "third", "1003");
           await follower(b, "f4", "fourth", "1004");
