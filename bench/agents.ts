@@ -119,16 +119,24 @@ export async function connectStalledAgent(wsUrl: string): Promise<Deno.Conn> {
     `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +
     "Sec-WebSocket-Version: 13\r\n\r\n";
   await conn.write(new TextEncoder().encode(request));
-  // Read the handshake response only (it is small and comes alone); then stop reading.
+  // Read the handshake response (it is small), then stop reading. Frames the server sent right
+  // after it may share its read (a relay passes both on at once): they are kept for the drain.
   const buf = new Uint8Array(1024);
   const n = await conn.read(buf);
-  const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
-  if (!head.startsWith("HTTP/1.1 101")) {
+  const got = buf.subarray(0, n ?? 0);
+  const head = new TextDecoder().decode(got);
+  const end = head.indexOf("\r\n\r\n");
+  if (!head.startsWith("HTTP/1.1 101") || end === -1) {
     conn.close();
     throw new Error(`Cannot connect stalled agent: ${head.split("\r\n")[0]}`);
   }
+  // The head is ASCII: its length in characters is its length in bytes.
+  firstFrames.set(conn, got.slice(end + 4));
   return conn;
 }
+
+/** Bytes after the handshake response that `connectStalledAgent` read with it. */
+const firstFrames = new WeakMap<Deno.Conn, Uint8Array>();
 
 /**
  * Reads what the server sent the stalled agent, for up to `timeoutMs`, and says how it ended:
@@ -136,8 +144,9 @@ export async function connectStalledAgent(wsUrl: string): Promise<Deno.Conn> {
  * connection without one, "open" when it is still sending or waiting.
  */
 export async function drainStalledAgent(conn: Deno.Conn, timeoutMs: number): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
+  const first = firstFrames.get(conn) ?? new Uint8Array(0);
+  const chunks: Uint8Array[] = [first];
+  let size = first.length;
   let ended = false;
   const deadline = performance.now() + timeoutMs;
   const buf = new Uint8Array(256 * 1024);

@@ -39,3 +39,14 @@ export function readCpuMs(pid: number): number {
   const stime = Number(fields[12]);
   return ((utime + stime) * 1000) / TICKS_PER_S;
 }
+
+/** The soft and hard limits on open files of `pid` ("self" for this process), NaN if unknown. */
+export function readOpenFilesLimit(pid: number | "self" = "self"): { soft: number; hard: number } {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/limits`);
+    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
+    const read = (v: string | undefined) => (v === "unlimited" ? Infinity : Number(v));
+    if (m) return { soft: read(m[1]), hard: read(m[2]) };
+  } catch { /* not Linux */ }
+  return { soft: NaN, hard: NaN };
+}

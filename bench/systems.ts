@@ -4,6 +4,7 @@
 import { connectAgents, Receipts } from "./agents.ts";
 import { createPoster } from "./http_client.ts";
 import { msgId, textXml } from "./messages.ts";
+import { readOpenFilesLimit } from "./proc.ts";
 import { freePort, lastLines, type Server, startServer } from "./servers.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -19,6 +20,8 @@ export interface System {
   dataDir?: string;
   /** ms from spawning the process to its port accepting connections. */
   startMs?: number;
+  /** The process's hard limit on open files, as started. */
+  openFiles?: number;
   stop(): Promise<void>;
 }
 
@@ -58,6 +61,12 @@ export interface BridgeOptions {
   cpuProfDir?: string;
   /** A DATA_DIR prepared by the caller (a seeded store): used as is and kept at stop. */
   dataDir?: string;
+  /**
+   * Descriptors the bridge needs: when the hard limit here is lower, it is started under
+   * `prlimit --nofile` with this many, as docs/production.md tells users (LimitNOFILE); raising
+   * a hard limit needs root, else the start fails and the row says so.
+   */
+  openFiles?: number;
 }
 
 /** Starts `deno run -A main.ts` on a free port with a fresh DATA_DIR. */
@@ -67,11 +76,16 @@ export async function startBridge(options: BridgeOptions = {}): Promise<System> 
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "bench_bridge_" });
   const removeOwn = () => own ? Deno.remove(dataDir, { recursive: true }).catch(() => {}) : null;
   const prof = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
+  const need = options.openFiles ?? 0;
+  // prlimit execs the command, so the PID the bench reads stays the bridge's.
+  const raise = need > readOpenFilesLimit().hard
+    ? ["prlimit", `--nofile=${need}:${need}`, "--"]
+    : [];
   let server: Server;
   const spawned = performance.now();
   try {
     server = await startServer(options.label ?? "bridge", port, {
-      cmd: [Deno.execPath(), "run", "-A", ...prof, "main.ts"],
+      cmd: [...raise, Deno.execPath(), "run", "-A", ...prof, "main.ts"],
       cwd: ROOT,
       env: {
         HOSTNAME: "127.0.0.1",
@@ -92,6 +106,7 @@ export async function startBridge(options: BridgeOptions = {}): Promise<System> 
     format: "json",
     dataDir,
     startMs: performance.now() - spawned,
+    openFiles: readOpenFilesLimit(server.pid).hard,
     ...urls(port),
     async stop() {
       await server.stop();

@@ -6,10 +6,11 @@ import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 
 /** Heads larger than this are no request Deno.serve accepts (it answers 431). */
 export const MAX_HEAD_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
 
 /** Where a client's stream is, fed chunk by chunk in order. */
 export class ClientStream {
-  #head = new Uint8Array(0);
+  #head = EMPTY;
   #headLength = 0;
   #bodyLeft = 0;
   /** Inside a chunked body: reading a size line, a chunk's CRLF, or the trailer lines. */
@@ -17,6 +18,8 @@ export class ClientStream {
   #line = "";
   /** Something no request looks like: request boundaries are no longer known. */
   #lost = false;
+  /** A head has begun and its request line has not ended yet. */
+  #lineOpen = false;
   #meter: FrameMeter | null = null;
 
   constructor(readonly maxMessageBytes: number) {}
@@ -38,8 +41,12 @@ export class ClientStream {
     this.#bodyLeft = 0;
   }
 
-  /** Takes the next bytes; false once a WebSocket message is over the limit. */
-  feed(chunk: Uint8Array): boolean {
+  /**
+   * Takes the next bytes; false once a WebSocket message is over the limit. Pushes onto
+   * `lineEnds` where in `chunk` each request line ended (just past its LF), for the relay to
+   * add its own header line there.
+   */
+  feed(chunk: Uint8Array, lineEnds: number[] | null = null): boolean {
     let i = 0;
     while (i < chunk.length) {
       if (this.#meter !== null) return this.#meter.feed(chunk.subarray(i));
@@ -52,39 +59,65 @@ export class ClientStream {
         if (this.#bodyLeft === 0 && this.#chunked === "size") this.#chunked = "data-end";
         continue;
       }
-      i = this.#chunked === null ? this.#readHead(chunk, i) : this.#readChunked(chunk, i);
+      i = this.#chunked === null ? this.#readHead(chunk, i, lineEnds) : this.#readChunked(chunk, i);
     }
     return true;
   }
 
-  /** Adds head bytes from `chunk[i..]`; returns where the head ended, or the chunk's end. */
-  #readHead(chunk: Uint8Array, i: number): number {
+  /**
+   * Reads head bytes from `chunk[i..]`; returns where the head ended, or the chunk's end. A head
+   * that arrives whole in one chunk (the usual case) is read where it lies; only one split
+   * across reads is copied, and the copy is let go once the head is complete.
+   */
+  #readHead(chunk: Uint8Array, i: number, lineEnds: number[] | null): number {
     const before = this.#headLength;
     const take = Math.min(chunk.length - i, MAX_HEAD_BYTES - before);
-    if (before + take > this.#head.length) {
-      const bigger = new Uint8Array(Math.min(MAX_HEAD_BYTES, Math.max(2048, (before + take) * 2)));
-      bigger.set(this.#head.subarray(0, before));
-      this.#head = bigger;
+    if (before === 0) this.#lineOpen = true;
+    if (this.#lineOpen) {
+      // The first LF of a head ends its request line (at or before the head's own end).
+      const lf = chunk.indexOf(10, i);
+      if (lf !== -1 && lf < i + take) {
+        this.#lineOpen = false;
+        lineEnds?.push(lf + 1);
+      }
     }
-    this.#head.set(chunk.subarray(i, i + take), before);
+    if (before > 0) this.#keepHead(chunk.subarray(i, i + take));
+    // Head byte j is buf[base + j].
+    const buf = before > 0 ? this.#head : chunk;
+    const base = before > 0 ? 0 : i;
     const length = before + take;
-    const buf = this.#head;
     for (let k = Math.max(0, before - 3); k + 3 < length; k++) {
+      const at = base + k;
       // A bare LF ends lines for Deno's parser but not for ours: refused, so both agree on where
       // a request ends and its frames begin.
-      if (buf[k + 3] === 10 && buf[k + 2] !== 13) {
+      if (buf[at + 3] === 10 && buf[at + 2] !== 13) {
         this.#lost = true;
         return chunk.length;
       }
-      if (buf[k] === 13 && buf[k + 1] === 10 && buf[k + 2] === 13 && buf[k + 3] === 10) {
+      if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
         this.#headLength = 0;
-        this.#startBody(new TextDecoder().decode(buf.subarray(0, k + 4)));
+        const head = new TextDecoder().decode(buf.subarray(base, at + 4));
+        if (before > 0) this.#head = EMPTY;
+        this.#startBody(head);
         return i + (k + 4 - before);
       }
     }
+    if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
     if (length >= MAX_HEAD_BYTES) this.#lost = true;
     return i + take;
+  }
+
+  /** Appends `bytes` to the part of a head kept from earlier reads. */
+  #keepHead(bytes: Uint8Array): void {
+    const before = this.#headLength;
+    if (before + bytes.length > this.#head.length) {
+      const size = Math.min(MAX_HEAD_BYTES, Math.max(2048, (before + bytes.length) * 2));
+      const bigger = new Uint8Array(size);
+      bigger.set(this.#head.subarray(0, before));
+      this.#head = bigger;
+    }
+    this.#head.set(bytes, before);
   }
 
   /** One byte of a chunked body's framing (RFC 9112 §7.1): size lines, CRLFs, trailers. */
@@ -113,8 +146,6 @@ export class ClientStream {
   #startBody(head: string): void {
     if (/^upgrade:[ \t]*websocket[ \t]*$/im.test(head)) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
-      // An agent's socket stays open for hours: it keeps no head buffer meanwhile.
-      this.#head = new Uint8Array(0);
       return;
     }
     const coding = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/im.exec(head)?.[1];

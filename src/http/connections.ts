@@ -1,8 +1,8 @@
 // The listening socket: our own accept loop in front of Deno.serve, because Deno.serve has no
 // header or idle timeout, no connection cap, and dies when accept() fails ("Too many open
-// files"). Each client connection is relayed to a Deno.serve bound on loopback; the handler
-// there tells us when a connection's requests start and finish, so the loop knows which ones
-// are waiting for a client that never finishes its headers.
+// files"). Each client connection is relayed to a Deno.serve on a Unix socket in a private
+// directory; the handler there tells us when a connection's requests start and finish, so the
+// loop knows which ones are waiting for a client that never finishes its headers.
 
 import { getLogger } from "@logtape/logtape";
 import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
@@ -60,9 +60,9 @@ const SWEEP_MS = 1_000;
 const BODY_DEADLINE_MS = 30_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
-// A 2 KiB read buffer per direction keeps thousands of idle agent sockets cheap; one that
-// fills grows for the next read, up to 64 KiB, and a short read shrinks it again.
-const MIN_CHUNK = 2 * 1024;
+// Reading a request's head starts with 2 KiB; the relay's buffers start at 256 bytes (see Pump).
+const HEAD_CHUNK = 2 * 1024;
+const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
@@ -105,7 +105,31 @@ export function openFilesLimit(fallback = 1024): number {
 
 type Phase = "fresh" | "busy" | "kept" | "upgraded";
 
-/** One client connection and its relay to Deno.serve (opened once its first headers are in). */
+/**
+ * The relay's next read buffer after a read of `n` bytes into `size` (`wasFull`: the read before
+ * filled its buffer): double after a full read, up to 64 KiB; back to 256 bytes after a small
+ * read on its own (a heartbeat, say), but not after the short read that ends a burst, which
+ * would split every message of a busy connection into two reads and two writes.
+ */
+export function nextReadSize(size: number, n: number, wasFull: boolean): number {
+  if (n === size) return Math.min(size * 2, MAX_CHUNK);
+  if (!wasFull && n * 4 <= size) return MIN_CHUNK;
+  return size;
+}
+
+/** What a link reports to the server that owns it. */
+interface LinkOwner {
+  /** Closes the link and forgets it. */
+  drop(link: Link): void;
+  /** The client's WebSocket message was over the limit (the link is dropped after). */
+  tooLarge(): void;
+}
+
+/**
+ * One client connection and its relay to Deno.serve (opened once its first headers are in).
+ * It copies both directions itself, with no closures or promises of its own beyond a pending
+ * read or write per direction: thousands of idle agent sockets each hold one of these.
+ */
 class Link {
   phase: Phase = "fresh";
   since = performance.now();
@@ -114,12 +138,74 @@ class Link {
   /** When the client last sent a byte. */
   heard = performance.now();
   inner: Deno.Conn | undefined;
-  innerPort = 0;
+  /**
+   * `x-bridge-link: TOKEN` CRLF, added after each request line passed on, so the handler
+   * behind knows the link (a Unix socket has no peer address to tell links apart). Random, so
+   * nothing that reaches the socket some other way can claim a link; gone after an upgrade.
+   */
+  tokenLine: Uint8Array | null = null;
+  token = "";
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
+  #up: Pump | undefined;
+  #down: Pump | undefined;
 
-  constructor(readonly client: Deno.Conn, maxMessageBytes: number) {
+  constructor(readonly client: Deno.Conn, maxMessageBytes: number, readonly owner: LinkOwner) {
     this.stream = new ClientStream(maxMessageBytes);
+  }
+
+  /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
+  start(inner: Deno.Conn, head: Uint8Array): void {
+    this.inner = inner;
+    this.#up = new Pump(this.client, inner, this);
+    this.#down = new Pump(inner, this.client, this);
+    this.#down.start();
+    writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
+  }
+
+  /** A chunk read by `pump`: what to pass on, or null when nothing must be (closed). */
+  chunk(pump: Pump, chunk: Uint8Array): Uint8Array | null {
+    if (this.closed) return null;
+    if (pump !== this.#up) return chunk;
+    this.heard = performance.now();
+    const marked = this.mark(chunk);
+    if (marked !== null) return marked;
+    this.owner.drop(this);
+    return null;
+  }
+
+  /** Feeds client bytes to the stream; they come back with the link's token after each
+   * request line, or null when they must not pass (a WebSocket message over the limit). */
+  mark(chunk: Uint8Array): Uint8Array | null {
+    lineEnds.length = 0;
+    if (!this.stream.feed(chunk, lineEnds)) {
+      if (this.stream.upgrading) this.owner.tooLarge();
+      return null;
+    }
+    const line = this.tokenLine;
+    if (lineEnds.length === 0 || line === null) return chunk;
+    const out = new Uint8Array(chunk.length + line.length * lineEnds.length);
+    let from = 0;
+    let to = 0;
+    for (const end of lineEnds) {
+      out.set(chunk.subarray(from, end), to);
+      to += end - from;
+      out.set(line, to);
+      to += line.length;
+      from = end;
+    }
+    out.set(chunk.subarray(from), to);
+    return out;
+  }
+
+  /** `pump`'s source ended or failed. */
+  ended(pump: Pump): void {
+    if (pump === this.#up && !this.closed) {
+      // The client finished sending: pass the half-close on, so a response still goes back.
+      this.inner?.closeWrite().catch(() => this.owner.drop(this));
+    } else {
+      this.owner.drop(this);
+    }
   }
 
   close(): void {
@@ -133,14 +219,58 @@ class Link {
   }
 }
 
+/**
+ * Copies `from` to `to` until `from` ends or fails, telling its link of each chunk. Each chunk
+ * is written before the next read, so a reader that stops reading holds its writer back. The
+ * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize).
+ */
+class Pump {
+  #buf = new Uint8Array(MIN_CHUNK);
+  #last = 0;
+  #wasFull = false;
+
+  constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
+
+  start(): void {
+    this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
+  }
+
+  readonly #onRead = (n: number | null): void => {
+    if (n === null) return this.link.ended(this);
+    let chunk: Uint8Array | null;
+    try {
+      chunk = this.link.chunk(this, this.#buf.subarray(0, n));
+    } catch (error) {
+      // Thrown in a promise's callback it would be an unhandled rejection, which ends Deno.
+      log.error("Relay failed: {error}", { error });
+      this.link.owner.drop(this.link);
+      return;
+    }
+    if (chunk === null) return;
+    this.#last = n;
+    writeAll(this.to, chunk).then(this.#onWritten, this.#onEnd);
+  };
+
+  readonly #onWritten = (): void => {
+    const size = this.#buf.length;
+    const next = nextReadSize(size, this.#last, this.#wasFull);
+    if (next !== size) this.#buf = new Uint8Array(next);
+    this.#wasFull = this.#last === size;
+    this.start();
+  };
+
+  // A reset, or closed by the other direction or a timeout.
+  readonly #onEnd = (): void => this.link.ended(this);
+}
+
 /** Serves `handler` on `hostname:port` behind the accept loop; listening when it returns. */
 export function serveGuarded(
   options: { port: number; hostname: string; limits: ConnectionLimits },
   handler: GuardedHandler,
 ): GuardedServer {
   const { limits } = options;
-  // Links by the port of our connection to Deno.serve: its handler sees that as remoteAddr.
-  const byInnerPort = new Map<number, Link>();
+  // Links by their token (Link.tokenLine): the handler behind finds its request's link by it.
+  const byToken = new Map<string, Link>();
   const links = new Set<Link>();
   // Connections waiting on their client, oldest first (a Map keeps insertion order).
   const fresh = new Map<Link, true>();
@@ -173,19 +303,22 @@ export function serveGuarded(
     fresh.delete(link);
     kept.delete(link);
     busy.delete(link);
-    if (link.innerPort !== 0) byInnerPort.delete(link.innerPort);
+    if (link.token !== "") byToken.delete(link.token);
   };
 
   const innerHandler = async (
     req: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    info: Deno.ServeHandlerInfo<Deno.UnixAddr>,
   ): Promise<Response> => {
-    const link = byInnerPort.get(info.remoteAddr.port);
-    // The port alone could be borrowed by a local process bound to another loopback address.
-    if (link === undefined || info.remoteAddr.hostname !== "127.0.0.1") {
-      // Only our relay connects to the loopback port; anyone else would skip every limit.
+    // A client's own x-bridge-link header comes after ours: the joined value matches no link.
+    const link = byToken.get(req.headers.get(LINK_HEADER) ?? "");
+    if (link === undefined) {
+      // Only our relay knows the tokens; anything else would skip every limit.
       return new Response("Connect through the public port", { status: 421 });
     }
+    // Deno names a request on a Unix socket http+unix://HOST/…: the bridge builds the URLs it
+    // hands out (media, the console's) from req.url, so it sees what the client asked for.
+    Object.defineProperty(req, "url", { value: publicUrl(req.url, listener.addr as Deno.NetAddr) });
     const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (upgrade && !link.stream.upgrading) {
       // Pipelined behind another request: its frames could not be measured from their start.
@@ -199,20 +332,36 @@ export function serveGuarded(
     });
     const res = await handler(req, { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
-    if (res.status === 101) setPhase(link, "upgraded");
-    else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
+    // No request follows on it, so it needs no token from here on.
+    if (res.status === 101) {
+      setPhase(link, "upgraded");
+      byToken.delete(link.token);
+      link.token = "";
+      link.tokenLine = null;
+    } else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
     return res;
   };
   let shuttingDown = false;
+  // Other users cannot reach a socket in a directory only we may enter (makeTempDir: 0700).
+  let socketDir: string;
+  try {
+    socketDir = Deno.makeTempDirSync({ prefix: "bridge_http_" });
+  } catch (error) {
+    throw new Error(
+      `Cannot create the connection relay's socket directory under TMPDIR: ${error}`,
+      { cause: error },
+    );
+  }
+  let socketCount = 0;
   /**
    * Deno.serve's own accept loop ends, with a rejection that would end the process, when it
    * runs out of descriptors (the cap set above the limit, or other files open): log it and
-   * serve again on a new port, for the connections accepted from then on.
+   * serve again on a new socket, for the connections accepted from then on.
    */
-  const serveInner = (): Deno.HttpServer<Deno.NetAddr> => {
+  const serveInner = (): Deno.HttpServer<Deno.UnixAddr> => {
+    const path = `${socketDir}/http${socketCount++}.sock`;
     const server = Deno.serve({
-      port: 0,
-      hostname: "127.0.0.1",
+      path,
       onListen: () => {},
       onError: (error) => {
         log.error("Request failed: {error}", { error });
@@ -220,6 +369,7 @@ export function serveGuarded(
       },
     }, innerHandler);
     server.finished.catch(async (error) => {
+      Deno.remove(path).catch(() => {});
       if (shuttingDown) return;
       log.error("The HTTP server behind the relay stopped ({error}); starting it again", {
         error,
@@ -273,8 +423,16 @@ export function serveGuarded(
     return true;
   };
 
+  const owner: LinkOwner = {
+    drop,
+    tooLarge: () =>
+      log.warn("Closed a WebSocket whose message is over {max} bytes", {
+        max: limits.maxMessageBytes,
+      }),
+  };
+
   const relay = async (client: Deno.Conn) => {
-    const link = new Link(client, limits.maxMessageBytes);
+    const link = new Link(client, limits.maxMessageBytes, owner);
     links.add(link);
     setPhase(link, "fresh");
     // Until its first headers are complete a connection costs one descriptor, not three: a
@@ -286,13 +444,17 @@ export function serveGuarded(
       drop(link);
       return;
     }
-    if (!link.stream.feed(head)) {
+    link.token = newToken();
+    link.tokenLine = encoder.encode(`${LINK_HEADER}: ${link.token}\r\n`);
+    byToken.set(link.token, link);
+    const marked = link.mark(head);
+    if (marked === null) {
       drop(link);
       return;
     }
     let innerConn: Deno.Conn;
     try {
-      innerConn = await Deno.connect({ hostname: "127.0.0.1", port: inner.addr.port });
+      innerConn = await Deno.connect({ transport: "unix", path: inner.addr.path });
     } catch (error) {
       warnAtMostEvery10s("Cannot relay a connection: {error}", error);
       drop(link);
@@ -302,28 +464,9 @@ export function serveGuarded(
       innerConn.close();
       return;
     }
-    link.inner = innerConn;
-    link.innerPort = (innerConn.localAddr as Deno.NetAddr).port;
-    byInnerPort.set(link.innerPort, link);
-    // The connection stays "fresh" (and evictable) until Deno.serve has the request.
-    await Promise.all([
-      writeAll(innerConn, head).then(() =>
-        pump(client, innerConn, (chunk) => {
-          link.heard = performance.now();
-          if (link.stream.feed(chunk)) return true;
-          log.warn("Closed a WebSocket whose message is over {max} bytes", {
-            max: limits.maxMessageBytes,
-          });
-          drop(link);
-          return false;
-        }, () => {
-          // The client finished sending: pass the half-close on, so a response still goes back.
-          innerConn.closeWrite().catch(() => drop(link));
-        })
-      ).catch(() => drop(link)),
-      pump(innerConn, client, null, () => drop(link)),
-    ]);
-    drop(link);
+    // The connection stays "fresh" (and evictable) until Deno.serve has the request; from here
+    // the link copies on its own, and this function returns so that nothing of it stays.
+    link.start(innerConn, marked);
   };
 
   const sweep = setInterval(() => {
@@ -363,6 +506,11 @@ export function serveGuarded(
         refuse(client);
         continue;
       }
+      // Deno.serve writes without Nagle's delay; the relay must not add it back (a chunk
+      // written right after another would wait for the client's delayed ACK, up to 40 ms).
+      try {
+        (client as Deno.TcpConn).setNoDelay(true);
+      } catch { /* reset already */ }
       relay(client).catch((error) => log.warn("Relay failed: {error}", { error }));
     }
   })();
@@ -398,8 +546,40 @@ export function serveGuarded(
       closeConnections();
       shuttingDown = true;
       await inner.shutdown();
+      await Deno.remove(socketDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+const UNIX_SCHEME = "http+unix://";
+
+/**
+ * `url` of a request that came over the Unix socket, as the client addressed it: http://, with
+ * the Host header's host; without one Deno names the socket's path (percent-encoded, no "/"),
+ * which becomes the public listener's address.
+ */
+export function publicUrl(url: string, listening: Deno.NetAddr): string {
+  if (!url.startsWith(UNIX_SCHEME)) return url;
+  const rest = url.slice(UNIX_SCHEME.length);
+  if (!rest.startsWith("%2F")) return "http://" + rest;
+  const slash = rest.indexOf("/");
+  const host = listening.hostname.includes(":")
+    ? `[${listening.hostname}]:${listening.port}`
+    : `${listening.hostname}:${listening.port}`;
+  return `http://${host}${slash === -1 ? "/" : rest.slice(slash)}`;
+}
+
+const LINK_HEADER = "x-bridge-link";
+const encoder = new TextEncoder();
+/** Where request lines ended in the chunk just fed (reused: feeding is synchronous). */
+const lineEnds: number[] = [];
+
+/** 128 random bits, the token of one link. */
+function newToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let hex = "";
+  for (const b of bytes) hex += (b < 16 ? "0" : "") + b.toString(16);
+  return hex;
 }
 
 const HEAD_TOO_LARGE = "too large" as const;
@@ -418,7 +598,7 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
 async function readHead(
   conn: Deno.Conn,
 ): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE | typeof HEAD_BAD> {
-  let buf = new Uint8Array(MIN_CHUNK);
+  let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
   try {
     while (true) {
@@ -458,33 +638,6 @@ function refuse(conn: Deno.Conn): void {
       conn.close();
     } catch { /* closed already */ }
   });
-}
-
-/**
- * Copies `from` to `to` until `from` ends, then calls `ended`; a failure ends it too, and so
- * does `onChunk` answering false (the chunk is then not passed on).
- */
-async function pump(
-  from: Deno.Conn,
-  to: Deno.Conn,
-  onChunk: ((chunk: Uint8Array) => boolean) | null,
-  ended: () => void,
-): Promise<void> {
-  // One buffer, reused while its size fits: each chunk is written before the next read.
-  let buf = new Uint8Array(MIN_CHUNK);
-  try {
-    while (true) {
-      const n = await from.read(buf);
-      if (n === null) break;
-      if (onChunk !== null && !onChunk(buf.subarray(0, n))) break;
-      await writeAll(to, buf.subarray(0, n));
-      const size = n === buf.length ? Math.min(buf.length * 2, MAX_CHUNK) : MIN_CHUNK;
-      if (size !== buf.length) buf = new Uint8Array(size);
-    }
-  } catch {
-    // Reset, or closed by the other direction or a timeout.
-  }
-  ended();
 }
 
 /**

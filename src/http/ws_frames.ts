@@ -12,10 +12,13 @@ export function createFrameMeter(maxMessageBytes: number): FrameMeter {
   return new Meter(maxMessageBytes);
 }
 
+// Headers are gathered here (feed runs to its end before any other meter's): a meter keeps its
+// own copy only of a header split across reads, so thousands of idle sockets hold none.
+const scratch = new Uint8Array(14);
+
 class Meter implements FrameMeter {
-  /** Header bytes gathered so far (a header is 2 to 14 bytes and may span reads). */
-  #header = new Uint8Array(14);
-  #headerLength = 0;
+  /** The start of a header (2 to 14 bytes) that the last read ended inside of. */
+  #partial: Uint8Array | null = null;
   /** Payload bytes of the current frame still to pass. */
   #remaining = 0;
   /** Bytes of the data message being assembled from fragments. */
@@ -25,6 +28,12 @@ class Meter implements FrameMeter {
 
   feed(bytes: Uint8Array): boolean {
     let i = 0;
+    let have = 0;
+    if (this.#partial !== null) {
+      scratch.set(this.#partial);
+      have = this.#partial.length;
+      this.#partial = null;
+    }
     while (i < bytes.length) {
       if (this.#remaining > 0) {
         const skip = Math.min(this.#remaining, bytes.length - i);
@@ -32,13 +41,13 @@ class Meter implements FrameMeter {
         i += skip;
         continue;
       }
-      this.#header[this.#headerLength++] = bytes[i++]!;
-      const need = headerSize(this.#header, this.#headerLength);
-      if (need === null || this.#headerLength < need) continue;
-      const length = payloadLength(this.#header);
-      const opcode = this.#header[0]! & 0x0f;
-      const fin = (this.#header[0]! & 0x80) !== 0;
-      this.#headerLength = 0;
+      scratch[have++] = bytes[i++]!;
+      const need = headerSize(scratch, have);
+      if (need === null || have < need) continue;
+      const length = payloadLength(scratch);
+      const opcode = scratch[0]! & 0x0f;
+      const fin = (scratch[0]! & 0x80) !== 0;
+      have = 0;
       if (opcode >= 8) {
         // Control frames are at most 125 bytes (§5.5); a longer one is no WebSocket.
         if (length > 125) return false;
@@ -50,6 +59,7 @@ class Meter implements FrameMeter {
       }
       this.#remaining = length;
     }
+    if (have > 0) this.#partial = scratch.slice(0, have);
     return true;
   }
 }

@@ -37,6 +37,24 @@ Deno.test("ClientStream finds the upgrade after chunked and sized bodies", async
     for (const byte of encoder.encode(REQUESTS)) stream.feed(new Uint8Array([byte]));
     assert.equal(stream.upgrading, true);
   });
+  await t.step("split in two at every byte", () => {
+    const bytes = encoder.encode(REQUESTS);
+    for (let at = 1; at < bytes.length; at++) {
+      const stream = new ClientStream(1000);
+      assert.equal(stream.feed(bytes.slice(0, at)), true);
+      assert.equal(stream.feed(bytes.slice(at)), true);
+      assert.equal(stream.upgrading, true, `split at ${at}`);
+    }
+  });
+  await t.step("a bare LF in a head split across reads is refused", () => {
+    const head = encoder.encode("GET /a HTTP/1.1\r\nhost: x\n\r\n\r\n");
+    for (let at = 1; at < head.length; at++) {
+      const stream = new ClientStream(1000);
+      const fed = stream.feed(head.slice(0, at)) && stream.feed(head.slice(at)) &&
+        stream.feed(encoder.encode("GET /b HTTP/1.1\r\n\r\n"));
+      assert.equal(fed, false, `split at ${at}`);
+    }
+  });
   await t.step("a body that mentions Upgrade: websocket is a body", () => {
     const stream = new ClientStream(1000);
     const body = "\r\nUpgrade: websocket\r\n\r\n";
@@ -78,5 +96,17 @@ Deno.test("createFrameMeter() stops a message over the limit by its header", asy
     assert.equal(meter.feed(header.subarray(0, 1)), true);
     assert.equal(meter.feed(header.subarray(1, 5)), true);
     assert.equal(meter.feed(header.subarray(5)), false);
+  });
+  await t.step("meters with headers split across reads keep their own", () => {
+    const a = createFrameMeter(1000);
+    const b = createFrameMeter(1000);
+    const big = frameHeader(70_000);
+    const small = frameHeader(10);
+    assert.equal(a.feed(big.subarray(0, 3)), true);
+    assert.equal(b.feed(small.subarray(0, 1)), true);
+    assert.equal(b.feed(small.subarray(1)), true);
+    assert.equal(b.feed(new Uint8Array(10)), true);
+    assert.equal(a.feed(big.subarray(3)), false);
+    assert.equal(b.feed(frameHeader(1000)), true);
   });
 });
