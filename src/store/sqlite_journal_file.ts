@@ -82,19 +82,28 @@ export function readJournalDir(dir: string, after: number): Commit[] {
   return commits;
 }
 
+/**
+ * Makes `dir` and takes its writer's lock, waiting while another process holds it (a restart
+ * that overlaps): taken before the journal is read, so what the other process still appends
+ * is read and applied after it exits, never deleted unread.
+ */
+export function lockJournalDir(dir: string): Deno.FsFile {
+  Deno.mkdirSync(dir, { recursive: true });
+  const lock = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+  lock.lockSync(true);
+  return lock;
+}
+
 /** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
- * tables have, like every one before it: what the directory holds is deleted. */
+ * tables have, like every one before it: what the directory holds is deleted. `lock` is the
+ * writer's lock when the caller took it already (else it is taken here). */
 export function openJournalDir(
   dir: string,
   lastId: number,
   fsync: boolean,
   segmentBytes = SEGMENT_BYTES,
+  lock: Deno.FsFile = lockJournalDir(dir),
 ): Journal {
-  Deno.mkdirSync(dir, { recursive: true });
-  // One writer: a second process on this DATA_DIR waits here until the first has exited
-  // (a restart that overlaps), rather than delete what the first is writing.
-  const lock = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
-  lock.lockSync(true);
   let file: Deno.FsFile | null = null;
   let size = 0;
   let next = lastId + 1;

@@ -44,6 +44,7 @@ import {
   createMemoryJournal,
   type Journal,
   journalDirOf,
+  lockJournalDir,
   openJournalDir,
   readJournalDir,
 } from "./sqlite_journal_file.ts";
@@ -192,7 +193,22 @@ interface Files {
 /** Opens the store on a SQLite file (or `:memory:`), applies its journal and loads its state. */
 export function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
   const fsync = options.fsync ?? false;
-  const db = openSqliteDatabase(path, fsync);
+  const inMemory = path === ":memory:";
+  const dir = journalDirOf(path);
+  // Before anything is read: a process still running on this DATA_DIR finishes first.
+  const lock = inMemory ? null : lockJournalDir(dir);
+  const unlock = () => {
+    try {
+      lock?.close();
+    } catch { /* closed with the journal */ }
+  };
+  let db: DatabaseSync;
+  try {
+    db = openSqliteDatabase(path, fsync);
+  } catch (error) {
+    unlock();
+    return Promise.reject(error);
+  }
   try {
     const st = prepareApply(db);
     const retention = {
@@ -201,8 +217,6 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions): Prom
     };
     const legacy = applyLegacyJournal(db, st, retention);
     const before = readApplied(st);
-    const dir = journalDirOf(path);
-    const inMemory = path === ":memory:";
     const applied = inMemory
       ? before
       : applyJournal(db, st, (after) => readJournalDir(dir, after), retention);
@@ -210,7 +224,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions): Prom
     if (replayed > 0) log.info("Applied {rows} journal rows left by the last run", { replayed });
     const journal = inMemory
       ? createMemoryJournal()
-      : (options.openJournal ?? openJournalDir)(dir, applied, fsync);
+      : (options.openJournal ?? openJournalDir)(dir, applied, fsync, undefined, lock!);
     const files: Files = { path, db, st, journal, reads: prepareReads(db), retention };
     try {
       // Before the worker starts: the first prune has the tables to itself.
@@ -223,6 +237,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions): Prom
     }
   } catch (error) {
     db.close();
+    unlock();
     return Promise.reject(error);
   }
 }

@@ -120,11 +120,9 @@ scope.onmessage = (event) => {
   const request = event.data;
   switch (request.type) {
     case "start":
-      try {
-        start(request);
-      } catch (error) {
-        scope.postMessage({ type: "failed", message: String(error) });
-      }
+      // A worker without its tables can serve nothing: thrown, it stops, and the store applies
+      // the journal on its own thread instead (a read must never wait on it for ever).
+      start(request);
       return;
     case "lines": {
       // The store waited a little before handing them over: one transaction takes them all.
