@@ -1,0 +1,80 @@
+// Review of issue 17's relay: it finds where each request ends on its own (ClientStream) to add
+// its link token after each request line. Where it and Deno's parser disagree, the token lands
+// inside a body (the handler gets bytes the client never sent, and the link's own token) and the
+// next request is refused. Each case runs against Deno.serve directly too, which gets it right.
+
+import assert from "node:assert/strict";
+import { defaultConnectionLimits, serveDirect, serveGuarded } from "../../src/http/connections.ts";
+
+const enc = new TextEncoder();
+const GET = "GET /next HTTP/1.1\r\nhost: x\r\n\r\n";
+
+/** Sends `bytes`, reads until `count` responses arrive or the server closes; what it answered. */
+async function exchange(port: number, bytes: string, count: number): Promise<string[]> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(enc.encode(bytes));
+  const buf = new Uint8Array(16 * 1024);
+  let text = "";
+  try {
+    while ((text.match(/HTTP\/1\.[01] \d{3}/g) ?? []).length < count) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+  } finally {
+    conn.close();
+  }
+  // Each answer's status and the body the handler echoed.
+  return [...text.matchAll(/HTTP\/1\.[01] (\d{3})[^]*?\r\n\r\n([^H]*)/g)].map((m) =>
+    `${m[1]} ${m[2]}`
+  );
+}
+
+const handler = async (req: Request) =>
+  new Response(JSON.stringify(`${new URL(req.url).pathname} ${await req.text()}`));
+
+for (const mode of ["guarded", "direct"] as const) {
+  Deno.test(`the ${mode} server frames requests as Deno's parser does`, async (t) => {
+    const options = { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) };
+    const server = mode === "guarded"
+      ? serveGuarded(options, handler)
+      : serveDirect(options, handler);
+    const port = server.addr.port;
+    try {
+      await t.step(
+        "a Content-Length with leading zeros: the body as sent, then the next request",
+        async () => {
+          const post =
+            "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 0000000000000000004\r\n\r\na\r\nb";
+          assert.deepEqual(await exchange(port, post + GET, 2), [
+            `200 ${JSON.stringify("/a a\r\nb")}`,
+            `200 ${JSON.stringify("/next ")}`,
+          ]);
+        },
+      );
+      await t.step(
+        "U+2028 in a header value declares no body: the next request is answered",
+        async () => {
+          const get = "GET /a HTTP/1.1\r\nhost: x\r\nx-note: a\u2028content-length: 40\r\n\r\n";
+          assert.deepEqual(await exchange(port, get + GET, 2), [
+            `200 ${JSON.stringify("/a ")}`,
+            `200 ${JSON.stringify("/next ")}`,
+          ]);
+        },
+      );
+      await t.step("an empty line before a request line is ignored (RFC 9112 §2.2)", async () => {
+        assert.deepEqual(await exchange(port, "\r\n" + GET, 1), [
+          `200 ${JSON.stringify("/next ")}`,
+        ]);
+        // Old clients send a CRLF after a POST body: the kept-alive request after it.
+        const post = "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nz\r\n";
+        assert.deepEqual(await exchange(port, post + GET, 2), [
+          `200 ${JSON.stringify("/a z")}`,
+          `200 ${JSON.stringify("/next ")}`,
+        ]);
+      });
+    } finally {
+      await server.shutdown();
+    }
+  });
+}
