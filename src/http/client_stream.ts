@@ -70,6 +70,12 @@ export class ClientStream {
    * across reads is copied, and the copy is let go once the head is complete.
    */
   #readHead(chunk: Uint8Array, i: number, lineEnds: number[] | null): number {
+    if (this.#headLength === 0) {
+      // Empty lines before a request line are ignored (RFC 9112 §2.2), as Deno's parser does:
+      // a request's first LF is the one that ends its request line, not theirs.
+      while (i + 1 < chunk.length && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
+      if (i === chunk.length) return i;
+    }
     const before = this.#headLength;
     const take = Math.min(chunk.length - i, MAX_HEAD_BYTES - before);
     if (before === 0) this.#lineOpen = true;

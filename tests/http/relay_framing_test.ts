@@ -1,4 +1,4 @@
-// Review of issue 17's relay: it finds where each request ends on its own (ClientStream) to add
+// The relay finds where each request ends on its own (ClientStream) to add
 // its link token after each request line. Where it and Deno's parser disagree, the token lands
 // inside a body (the handler gets bytes the client never sent, and the link's own token) and the
 // next request is refused. Each case runs against Deno.serve directly too, which gets it right.
