@@ -99,13 +99,19 @@ async function core(ctx: Context, rows: Row[], profDir: string | undefined): Pro
   const kv = await attemptBridge(() =>
     startBridge({ label: "bridge STORE=kv", env: { STORE: "kv" } })
   );
+  // The default store behind a proxy that guards connections: what the relay costs.
+  const unguarded = await attemptBridge(() =>
+    startBridge({ label: "bridge CONNECTION_GUARD=off", env: { CONNECTION_GUARD: "off" } })
+  );
   try {
     if (flags.clients) extra += await compareClients(ctx, baseline);
-    rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv));
+    rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv, unguarded));
     rows.push(await latency(ctx, baseline, bridge));
     rows.push(await slowAgent(ctx, baseline, bridge));
   } finally {
-    for (const s of [relay, bridge, memory, kv]) if (typeof s !== "string") await s.stop();
+    for (const s of [relay, bridge, memory, kv, unguarded]) {
+      if (typeof s !== "string") await s.stop();
+    }
     await baseline.stop();
   }
   if (profDir) {

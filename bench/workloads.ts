@@ -137,10 +137,11 @@ export async function throughput(
   memory: Maybe,
   relay: Maybe,
   kv: Maybe = "not started",
+  unguarded: Maybe = "not started",
 ): Promise<Row[]> {
   const { plan } = ctx;
   const runs = new Map<System, LoadResult[]>();
-  const systems = [baseline, bridge, memory, relay, kv].filter((s): s is System =>
+  const systems = [baseline, bridge, memory, relay, kv, unguarded].filter((s): s is System =>
     typeof s !== "string"
   );
   for (const s of systems) runs.set(s, []);
@@ -155,7 +156,9 @@ export async function throughput(
         () => runLoad(loadConfig(plan, system, { mode: "throughput" })),
       );
       runs.get(system)!.push(result);
-      if (system === bridge || system === memory || system === kv) ctx.delivery.add(result);
+      if (system === bridge || system === memory || system === kv || system === unguarded) {
+        ctx.delivery.add(result);
+      }
     }
     if (round === 1 && typeof bridge !== "string" && bridge.dataDir) {
       if (!await holdsSqlite(bridge.dataDir)) {
@@ -213,6 +216,20 @@ export async function throughput(
       target: "≥ 0.50× baseline, ahead of node relay",
       status: met(r >= 0.5 && aheadOfRelay),
       notes: `${kvNote}${size}; ${relayText}; ${describe(runs.get(bridge)!)}`,
+    });
+  }
+  if (typeof unguarded !== "string") {
+    // The same bridge behind a proxy that guards connections (docs/production.md): no relay.
+    rows.push({
+      workload: "(1p) throughput, default store, CONNECTION_GUARD=off",
+      bridge: `${num(median(rate(unguarded)))} msg/s`,
+      baseline: `${num(median(baseRate))} msg/s`,
+      ratio: ratio(medianRatio(rate(unguarded), baseRate)),
+      target: "",
+      status: "",
+      notes: `same rounds; ÷ the guarded default ${
+        ratio(medianRatio(rate(unguarded), rate(bridge)))
+      }; ${describe(runs.get(unguarded)!)}`,
     });
   }
   if (typeof kv !== "string") {
