@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createXmlReader, type WechatXml } from "../../src/wechat/xml.ts";
 import { scanPlainXml } from "../../src/wechat/xml_scan.ts";
+import { seededRandom as random } from "../helpers/seeded_random.ts";
 
 const full = createXmlReader({ fastPath: false });
 const fast = createXmlReader();
@@ -16,15 +17,6 @@ function outcome(parse: () => WechatXml): unknown {
   } catch (error) {
     return { error: (error as Error).message };
   }
-}
-
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function same(doc: string): boolean {
