@@ -1,17 +1,60 @@
 // The SQLite journal in a file of its own, attacked through spawned main.ts processes: a second
 // process on a running one's DATA_DIR, a journal line cut short by a crash.
 import assert from "node:assert/strict";
-import { post, textXml } from "../helpers/agent.ts";
-import * as A from "./_sqlite_attack.ts";
+import { connectAgent, post, textXml } from "../helpers/agent.ts";
+import { spawnBridge, type SpawnedBridge, waitReady } from "../helpers/spawn.ts";
+
+const B = "/im_component/wx_official_account";
+
+/** main.ts on the default store (SQLite) in `dataDir`; not waited for: see waitReady. */
+const spawn = (dataDir: string) => spawnBridge({ DATA_DIR: dataDir, STORE: "" });
+
+/** Ends the process with `signal` (if it still runs) and waits for it. */
+async function kill(p: SpawnedBridge, signal: Deno.Signal): Promise<void> {
+  try {
+    p.child.kill(signal);
+  } catch { /* exited already */ }
+  await p.status;
+}
 
 let msgId = 81_000_000;
-const send = async (p: A.Proc, from: string, content: string) => {
+const send = async (p: SpawnedBridge, from: string, content: string) => {
   const res = await post(
-    `${p.base}${A.B}/send_xml`,
+    `${p.base}${B}/send_xml`,
     textXml(from, "gh_account", content, String(msgId++)),
   );
   return `${res.status} ${res.text}`;
 };
+
+/** Binds `follower` to `agent`, so its later messages go to the agent's log while it is away. */
+async function bind(p: SpawnedBridge, agent: string, follower: string): Promise<void> {
+  const a = await connectAgent(`${p.wsBase}${B}/msg?userid=${agent}`);
+  assert.equal(await send(p, follower, `${follower}:bind`), "200 success");
+  await a.waitForCount(1, 5000);
+  await a.close();
+}
+
+/** The follower's messages in history, oldest first, paged back to the start. */
+async function history(p: SpawnedBridge, agent: string, follower: string): Promise<string[]> {
+  const pages: string[][] = [];
+  let before: number | null = null;
+  do {
+    const q = before === null ? "" : `&before=${before}`;
+    const res = await fetch(
+      `${p.base}${B}/history?userid=${agent}&contact_id=${follower}&limit=200${q}`,
+    );
+    if (res.status !== 200) throw new Error(`history ${res.status} ${await res.text()}`);
+    const body = await res.json() as {
+      messages: Array<{ msg: { content?: string }; direction: string }>;
+      next_before: number | null;
+    };
+    pages.unshift(
+      body.messages.filter((m) => m.direction === "in").map((m) => String(m.msg.content)),
+    );
+    before = body.next_before;
+  } while (before !== null);
+  return pages.flat().filter((s) => s !== `${follower}:bind`);
+}
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "sqlite_review17_" });
@@ -25,38 +68,35 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 for (const signal of ["SIGTERM", "SIGKILL"] as const) {
   Deno.test(`a main.ts started on the DATA_DIR of one still running takes over after its ${signal} with nothing lost`, async () => {
     await withDir(async (dir) => {
-      const first = A.spawn(dir);
-      let second: A.Proc | undefined;
+      const first = spawn(dir);
+      let second: SpawnedBridge | undefined;
       try {
-        await A.ready(first);
-        await A.bind(first, "a1", ["oOverlap"]);
+        await waitReady(first);
+        await bind(first, "a1", "oOverlap");
         const expected: string[] = [];
         for (let i = 1; i <= 5; i++) {
           assert.equal(await send(first, "oOverlap", `m${i}`), "200 success");
           expected.push(`m${i}`);
         }
         // An overlapping restart: the new process starts while the old one still answers.
-        second = A.spawn(dir);
+        second = spawn(dir);
         await new Promise((r) => setTimeout(r, 3000));
         for (let i = 6; i <= 10; i++) {
           assert.equal(await send(first, "oOverlap", `m${i}`), "200 success");
           expected.push(`m${i}`);
         }
-        await first.kill(signal);
-        await A.ready(second);
+        await kill(first, signal);
+        await waitReady(second);
         const answer = await send(second, "oOverlap", "m11");
         if (answer !== "200 success") {
-          await second.kill("SIGTERM");
-          assert.fail(`${answer}: ${(await second.stderr).slice(0, 600)}`);
+          await kill(second, "SIGTERM");
+          assert.fail(`${answer}: ${(await second.output).stderr.slice(0, 600)}`);
         }
         expected.push("m11");
-        const got = (await A.history(second, "a1", "oOverlap")).filter((s) =>
-          s !== "oOverlap:bind"
-        );
-        assert.deepEqual(got, expected);
+        assert.deepEqual(await history(second, "a1", "oOverlap"), expected);
       } finally {
-        await first.kill("SIGKILL");
-        await second?.kill("SIGKILL");
+        await kill(first, "SIGKILL");
+        if (second) await kill(second, "SIGKILL");
       }
     });
   });
@@ -64,12 +104,12 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 
 Deno.test("a journal line cut short by a crash is skipped, and what came before it and after the restart is kept", async () => {
   await withDir(async (dir) => {
-    let p = A.spawn(dir);
+    let p = spawn(dir);
     try {
-      await A.ready(p);
-      await A.bind(p, "a1", ["oTorn"]);
+      await waitReady(p);
+      await bind(p, "a1", "oTorn");
       for (let i = 1; i <= 5; i++) assert.equal(await send(p, "oTorn", `m${i}`), "200 success");
-      await p.kill("SIGKILL");
+      await kill(p, "SIGKILL");
       const journal = `${dir}/bridge.journal`;
       const segs = [...Deno.readDirSync(journal)].map((e) => e.name).filter((n) =>
         n.endsWith(".log")
@@ -85,16 +125,15 @@ Deno.test("a journal line cut short by a crash is skipped, and what came before 
       const cut = torn.indexOf("\x1fc\x1f");
       assert.ok(cut > 0, torn);
       Deno.writeTextFileSync(last, torn.slice(0, cut), { append: true });
-      p = A.spawn(dir);
-      await A.ready(p);
+      p = spawn(dir);
+      await waitReady(p);
       assert.equal(await send(p, "oTorn", "m7"), "200 success");
-      await p.kill("SIGKILL");
-      p = A.spawn(dir);
-      await A.ready(p);
-      const got = (await A.history(p, "a1", "oTorn")).filter((s) => s !== "oTorn:bind");
-      assert.deepEqual(got, ["m1", "m2", "m3", "m4", "m5", "m7"]);
+      await kill(p, "SIGKILL");
+      p = spawn(dir);
+      await waitReady(p);
+      assert.deepEqual(await history(p, "a1", "oTorn"), ["m1", "m2", "m3", "m4", "m5", "m7"]);
     } finally {
-      await p.kill("SIGKILL");
+      await kill(p, "SIGKILL");
     }
   });
 });
