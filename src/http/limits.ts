@@ -7,24 +7,19 @@ import { MAX_MESSAGE_BYTES } from "../protocol/message_size.ts";
 import { HttpError } from "./http_error.ts";
 
 /** A body that sends nothing for this long is answered 408: a client that stalls holds a slot. */
-export const BODY_IDLE_TIMEOUT_MS = 10_000;
+const BODY_IDLE_TIMEOUT_MS = 10_000;
 /** Bodies up to this size are read in one go, within one idle timeout. */
 const ONE_READ_BYTES = 64 * 1024;
 
 /**
  * Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`,
- * a 408 when a body of up to 64 KiB is not whole within `idleTimeoutMs` (a larger one: no byte
- * came for that long), and a 400 when the client went away.
+ * a 408 when a body of up to 64 KiB is not whole within 10 s (a larger one: no byte came for
+ * that long), and a 400 when the client went away.
  */
-export async function readBodyLimited(
-  req: Request,
-  maxBytes: number,
-  options: { idleTimeoutMs?: number } = {},
-): Promise<Uint8Array> {
+export async function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) {
     throw new RangeError(`Cannot limit body: maxBytes must be a whole number, got ${maxBytes}`);
   }
-  const idleMs = options.idleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS;
   const declared = req.headers.get("content-length");
   const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : null;
   if (length !== null && length > maxBytes) {
@@ -37,10 +32,12 @@ export async function readBodyLimited(
     // The server holds the body to its declared length, so one read is safe, and it costs far
     // less than pulling the stream chunk by chunk (measured: a third of the webhook's time).
     // One read, so one deadline: such a body must be whole within the idle timeout.
-    return new Uint8Array(await withDeadline(req.arrayBuffer(), idleMs, "was not complete within"));
+    return new Uint8Array(
+      await withDeadline(req.arrayBuffer(), BODY_IDLE_TIMEOUT_MS, "was not complete within"),
+    );
   }
   const reader = req.body.getReader();
-  const read = () => withDeadline(reader.read(), idleMs, "sent nothing for");
+  const read = () => withDeadline(reader.read(), BODY_IDLE_TIMEOUT_MS, "sent nothing for");
   return await readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));
 }
 
@@ -71,21 +68,13 @@ function sweep(): void {
 function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const late = () => reject(new HttpError(408, `Request body stalled: it ${what} ${ms} ms`));
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const entry = { at: performance.now() + ms, late };
-    if (ms < SWEEP_MS) {
-      timer = setTimeout(late, ms); // shorter than a sweep: only set so in tests
-    } else {
-      watched.add(entry);
-      if (sweeper === undefined) {
-        // An idle process may exit with reads still watched (they belong to closed servers).
-        Deno.unrefTimer(sweeper = setInterval(sweep, SWEEP_MS));
-      }
+    watched.add(entry);
+    if (sweeper === undefined) {
+      // An idle process may exit with reads still watched (they belong to closed servers).
+      Deno.unrefTimer(sweeper = setInterval(sweep, SWEEP_MS));
     }
-    const done = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      else watched.delete(entry);
-    };
+    const done = () => watched.delete(entry);
     work.then((value) => {
       done();
       resolve(value);
