@@ -15,7 +15,7 @@ import type { AgentRecord, Contact, HistoryItem } from "../core/store.ts";
  * [follower, n]; `c`: contacts; `a`: agents; `k`: dedup [key, expiry]; `f`: followers
  * forgotten; `t`: the commit's time (ms).
  */
-export interface JournalRecord {
+interface JournalRecord {
   l?: Array<[string, number, unknown]>;
   h?: Array<[string, number, unknown]>;
   q?: Array<[string, number, number, unknown]>;
@@ -188,7 +188,7 @@ export function applyHanded(
  * Writes commits, in order, in the caller's transaction; returns the last one's id. Contacts
  * and agents are written once each, as the last commit left them; the rest in order.
  */
-export function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retention): number {
+function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retention): number {
   const contacts = new Map<string, ContactRow>();
   const agents = new Map<string, string>();
   const dedup: Array<[string, number]> = [];
