@@ -332,13 +332,8 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
 
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
-  async function receiveXml(
-    body: string,
-    bytes: number,
-    url: URL,
-    started: number,
-  ): Promise<Response> {
-    const res = await webhook.receive(body, url, bytes);
+  async function receiveXml(body: string, url: URL, started: number): Promise<Response> {
+    const res = await webhook.receive(body, url);
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
   }
@@ -352,9 +347,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       Math.max(DEFAULT_LIMITS.sendBodyBytes, DEFAULT_LIMITS.xmlBodyBytes),
     );
     const text = decoder.decode(bytes);
-    if (text.trimStart().startsWith("<")) {
-      return await receiveXml(text, bytes.byteLength, url, started);
-    }
+    if (text.trimStart().startsWith("<")) return await receiveXml(text, url, started);
     if (bytes.byteLength > DEFAULT_LIMITS.sendBodyBytes) {
       throw new HttpError(413, `Request body is larger than ${DEFAULT_LIMITS.sendBodyBytes} bytes`);
     }
@@ -381,8 +374,8 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   }
   async function sendXml(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const bytes = await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes);
-    return await receiveXml(decoder.decode(bytes), bytes.byteLength, url, started);
+    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
+    return await receiveXml(body, url, started);
   }
   const disk = createDiskCheck(config.dataDir);
   async function ready(): Promise<Response> {

@@ -56,9 +56,21 @@ export function createWechatWebhook(deps: WebhookDeps) {
   const policy = deps.policy ?? {};
   let warnedNoKey = false;
 
-  /** 413 for XML larger than what the bridge stores as one message. */
-  function checkPlainSize(bytes: number): void {
-    if (bytes > deps.maxPlainBytes) {
+  // The size in UTF-8 is counted by encoding into one buffer kept for it: no copy of every body
+  // allocated to be measured and dropped.
+  const measure = new Uint8Array(deps.maxPlainBytes + 4);
+
+  /** 413 for XML whose UTF-8, less `minus` bytes, is larger than one stored message. */
+  function checkPlainSize(text: string, minus = 0): void {
+    const { read, written } = encoder.encodeInto(text, measure);
+    // Text left over means more bytes than the buffer holds: over the limit, unless some of it
+    // is not counted (compatible mode's <Encrypt>), then counted whole.
+    const bytes = read === text.length
+      ? written
+      : minus === 0
+      ? Infinity
+      : encoder.encode(text).byteLength;
+    if (bytes - minus > deps.maxPlainBytes) {
       throw new HttpError(413, `WeChat XML is larger than ${deps.maxPlainBytes} bytes`);
     }
   }
@@ -77,7 +89,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
     }
     const { xml: plain, key } = deps.crypto.decrypt(encrypt);
     if (key === "previous") log.info("Message decrypted with WECHAT_AES_KEY_PREVIOUS");
-    checkPlainSize(encoder.encode(plain).byteLength);
+    checkPlainSize(plain);
     return plain;
   }
 
@@ -108,17 +120,8 @@ export function createWechatWebhook(deps: WebhookDeps) {
       });
     },
 
-    /**
-     * Reads, checks and accepts one XML message; answers `success` once it is stored.
-     * `bodyBytes` is the body's size in UTF-8 when the caller read it as bytes.
-     */
-    async receive(body: string, url: URL, bodyBytes?: number): Promise<Response> {
-      // Bytes that were not UTF-8 became U+FFFD (3 bytes each) when decoded: what is stored is
-      // the text, so then the text is measured.
-      const size = () =>
-        bodyBytes !== undefined && !body.includes("\uFFFD")
-          ? bodyBytes
-          : encoder.encode(body).byteLength;
+    /** Reads, checks and accepts one XML message; answers `success` once it is stored. */
+    async receive(body: string, url: URL): Promise<Response> {
       const params = url.searchParams;
       if (deps.token) checkSignedAge(params, deps.now(), policy);
       let doc = xml.parse(body);
@@ -141,11 +144,11 @@ export function createWechatWebhook(deps: WebhookDeps) {
         }
         checkPlaintextAllowed(policy, false);
         delete doc["Encrypt"];
-        checkPlainSize(size() - (encrypt?.length ?? 0));
+        checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
       } else {
-        checkPlainSize(size());
+        checkPlainSize(body);
         if (deps.token && !verifyRequestSignature(deps.token, params)) {
           throw new HttpError(401, "Bad signature");
         }
