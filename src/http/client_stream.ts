@@ -7,6 +7,7 @@ import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 /** Heads larger than this are no request Deno.serve accepts (it answers 431). */
 export const MAX_HEAD_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+const latin1 = new TextDecoder("latin1");
 
 /** Where a client's stream is, fed chunk by chunk in order. */
 export class ClientStream {
@@ -42,42 +43,44 @@ export class ClientStream {
   }
 
   /**
-   * Takes the next bytes; false once a WebSocket message is over the limit. Pushes onto
-   * `lineEnds` where in `chunk` each request line ended (just past its LF), for the relay to
-   * add its own header line there.
+   * Takes the next bytes, `chunk[0..end]`; false once a WebSocket message is over the limit.
+   * Pushes onto `lineEnds` where in `chunk` each request line ended (just past its LF), for the
+   * relay to add its own header line there.
    */
-  feed(chunk: Uint8Array, lineEnds: number[] | null = null): boolean {
+  feed(chunk: Uint8Array, lineEnds: number[] | null = null, end = chunk.length): boolean {
     let i = 0;
-    while (i < chunk.length) {
-      if (this.#meter !== null) return this.#meter.feed(chunk.subarray(i));
+    while (i < end) {
+      if (this.#meter !== null) return this.#meter.feed(chunk, i, end);
       // What cannot be followed is not passed on: Deno would refuse it anyway.
       if (this.#lost) return false;
       if (this.#bodyLeft > 0) {
-        const skip = Math.min(this.#bodyLeft, chunk.length - i);
+        const skip = Math.min(this.#bodyLeft, end - i);
         this.#bodyLeft -= skip;
         i += skip;
         if (this.#bodyLeft === 0 && this.#chunked === "size") this.#chunked = "data-end";
         continue;
       }
-      i = this.#chunked === null ? this.#readHead(chunk, i, lineEnds) : this.#readChunked(chunk, i);
+      i = this.#chunked === null
+        ? this.#readHead(chunk, i, end, lineEnds)
+        : this.#readChunked(chunk, i);
     }
     return true;
   }
 
   /**
-   * Reads head bytes from `chunk[i..]`; returns where the head ended, or the chunk's end. A head
-   * that arrives whole in one chunk (the usual case) is read where it lies; only one split
-   * across reads is copied, and the copy is let go once the head is complete.
+   * Reads head bytes from `chunk[i..end]`; returns where the head ended, or `end`. A head that
+   * arrives whole in one chunk (the usual case) is read where it lies; only one split across
+   * reads is copied, and the copy is let go once the head is complete.
    */
-  #readHead(chunk: Uint8Array, i: number, lineEnds: number[] | null): number {
+  #readHead(chunk: Uint8Array, i: number, end: number, lineEnds: number[] | null): number {
     if (this.#headLength === 0) {
       // Empty lines before a request line are ignored (RFC 9112 §2.2), as Deno's parser does:
       // a request's first LF is the one that ends its request line, not theirs.
-      while (i + 1 < chunk.length && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
-      if (i === chunk.length) return i;
+      while (i + 1 < end && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
+      if (i === end) return i;
     }
     const before = this.#headLength;
-    const take = Math.min(chunk.length - i, MAX_HEAD_BYTES - before);
+    const take = Math.min(end - i, MAX_HEAD_BYTES - before);
     if (before === 0) this.#lineOpen = true;
     if (this.#lineOpen) {
       // The first LF of a head ends its request line (at or before the head's own end).
@@ -98,12 +101,12 @@ export class ClientStream {
       // a request ends and its frames begin.
       if (buf[at + 3] === 10 && buf[at + 2] !== 13) {
         this.#lost = true;
-        return chunk.length;
+        return end;
       }
       if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
         this.#headLength = 0;
         // Latin-1, one character a byte: no U+2028 from a value to start a line Deno never saw.
-        const head = new TextDecoder("latin1").decode(buf.subarray(base, at + 4));
+        const head = latin1.decode(buf.subarray(base, at + 4));
         if (before > 0) this.#head = EMPTY;
         this.#startBody(head);
         return i + (k + 4 - before);

@@ -64,6 +64,9 @@ const QUIET_MS = 1_000;
 const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
+/** Room past a client read for the token line of one request (Link.tokenLine: 49 bytes). */
+const TOKEN_ROOM = 64;
+const EMPTY = new Uint8Array(0);
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
     "content-type: text/plain\r\ncontent-length: 29\r\n\r\nToo many connections: retry\r\n",
@@ -133,6 +136,10 @@ interface LinkOwner {
 class Link {
   phase: Phase = "fresh";
   since = performance.now();
+  /** The queue of links in this phase that holds this one, and its neighbours there. */
+  queue: PhaseQueue | null = null;
+  prev: Link | null = null;
+  next: Link | null = null;
   active = 0;
   closed = false;
   /** When the client last sent a byte. */
@@ -157,45 +164,68 @@ class Link {
   /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
   start(inner: Deno.Conn, head: Uint8Array): void {
     this.inner = inner;
-    this.#up = new Pump(this.client, inner, this);
-    this.#down = new Pump(inner, this.client, this);
+    this.#up = new Pump(this.client, inner, this, TOKEN_ROOM);
+    this.#down = new Pump(inner, this.client, this, 0);
     this.#down.start();
     writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
   }
 
-  /** A chunk read by `pump`: what to pass on, or null when nothing must be (closed). */
-  chunk(pump: Pump, chunk: Uint8Array): Uint8Array | null {
+  /**
+   * The first `n` bytes of `buf`, read by `pump`: what to pass on (in `buf` when it has room
+   * for the token lines), or null when nothing must be (closed).
+   */
+  chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
-    if (pump !== this.#up) return chunk;
+    if (pump !== this.#up) return buf.subarray(0, n);
     this.heard = performance.now();
-    const marked = this.mark(chunk);
+    const marked = this.mark(buf, n);
     if (marked !== null) return marked;
     this.owner.drop(this);
     return null;
   }
 
-  /** Feeds client bytes to the stream; they come back with the link's token after each
-   * request line, or null when they must not pass (a WebSocket message over the limit). */
-  mark(chunk: Uint8Array): Uint8Array | null {
+  /**
+   * Feeds the first `n` bytes of `buf` (client bytes) to the stream; they come back with the
+   * link's token after each request line, or null when they must not pass (a WebSocket
+   * message over the limit). The lines go in `buf` itself when it has room past `n`, so a
+   * request costs no copy of its own.
+   */
+  mark(buf: Uint8Array, n: number): Uint8Array | null {
     lineEnds.length = 0;
-    if (!this.stream.feed(chunk, lineEnds)) {
+    if (!this.stream.feed(buf, lineEnds, n)) {
       if (this.stream.upgrading) this.owner.tooLarge();
       return null;
     }
     const line = this.tokenLine;
-    if (lineEnds.length === 0 || line === null) return chunk;
-    const out = new Uint8Array(chunk.length + line.length * lineEnds.length);
-    let from = 0;
-    let to = 0;
-    for (const end of lineEnds) {
-      out.set(chunk.subarray(from, end), to);
-      to += end - from;
-      out.set(line, to);
-      to += line.length;
-      from = end;
+    const count = lineEnds.length;
+    if (count === 0 || line === null) return buf.subarray(0, n);
+    const total = n + line.length * count;
+    if (total > buf.length) {
+      const out = new Uint8Array(total);
+      let from = 0;
+      let to = 0;
+      for (const end of lineEnds) {
+        out.set(buf.subarray(from, end), to);
+        to += end - from;
+        out.set(line, to);
+        to += line.length;
+        from = end;
+      }
+      out.set(buf.subarray(from, n), to);
+      return out;
     }
-    out.set(chunk.subarray(from), to);
-    return out;
+    // From the last line back, so that no byte is overwritten before it has moved.
+    let end = n;
+    let to = total;
+    for (let k = count - 1; k >= 0; k--) {
+      const at = lineEnds[k]!;
+      to -= end - at;
+      buf.copyWithin(to, at, end);
+      to -= line.length;
+      buf.set(line, to);
+      end = at;
+    }
+    return buf.subarray(0, total);
   }
 
   /** `pump`'s source ended or failed. */
@@ -222,24 +252,37 @@ class Link {
 /**
  * Copies `from` to `to` until `from` ends or fails, telling its link of each chunk. Each chunk
  * is written before the next read, so a reader that stops reading holds its writer back. The
- * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize).
+ * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize);
+ * `spare` bytes past what is read leave room for the link's token lines.
  */
 class Pump {
-  #buf = new Uint8Array(MIN_CHUNK);
+  #size = MIN_CHUNK;
+  #buf: Uint8Array;
+  #read: Uint8Array;
+  /** What is being written (the part of the chunk not written yet). */
+  #out: Uint8Array = EMPTY;
   #last = 0;
   #wasFull = false;
 
-  constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
+  constructor(
+    readonly from: Deno.Conn,
+    readonly to: Deno.Conn,
+    readonly link: Link,
+    readonly spare: number,
+  ) {
+    this.#buf = new Uint8Array(MIN_CHUNK + spare);
+    this.#read = spare === 0 ? this.#buf : this.#buf.subarray(0, MIN_CHUNK);
+  }
 
   start(): void {
-    this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
+    this.from.read(this.#read).then(this.#onRead, this.#onEnd);
   }
 
   readonly #onRead = (n: number | null): void => {
     if (n === null) return this.link.ended(this);
     let chunk: Uint8Array | null;
     try {
-      chunk = this.link.chunk(this, this.#buf.subarray(0, n));
+      chunk = this.link.chunk(this, this.#buf, n);
     } catch (error) {
       // Thrown in a promise's callback it would be an unhandled rejection, which ends Deno.
       log.error("Relay failed: {error}", { error });
@@ -248,19 +291,61 @@ class Pump {
     }
     if (chunk === null) return;
     this.#last = n;
-    writeAll(this.to, chunk).then(this.#onWritten, this.#onEnd);
+    // One write nearly always takes the whole chunk: no async loop around it (see #onWritten).
+    this.#out = chunk;
+    this.to.write(chunk).then(this.#onWritten, this.#onEnd);
   };
 
-  readonly #onWritten = (): void => {
-    const size = this.#buf.length;
+  readonly #onWritten = (written: number): void => {
+    if (written < this.#out.length) {
+      this.#out = this.#out.subarray(written);
+      this.to.write(this.#out).then(this.#onWritten, this.#onEnd);
+      return;
+    }
+    this.#out = EMPTY;
+    const size = this.#size;
     const next = nextReadSize(size, this.#last, this.#wasFull);
-    if (next !== size) this.#buf = new Uint8Array(next);
+    if (next !== size) {
+      this.#size = next;
+      this.#buf = new Uint8Array(next + this.spare);
+      this.#read = this.spare === 0 ? this.#buf : this.#buf.subarray(0, next);
+    }
     this.#wasFull = this.#last === size;
     this.start();
   };
 
   // A reset, or closed by the other direction or a timeout.
   readonly #onEnd = (): void => this.link.ended(this);
+}
+
+/**
+ * The links in one phase, oldest first: an intrusive list (each link holds its neighbours),
+ * so a link changing phase on every request allocates nothing and reorders no table.
+ */
+class PhaseQueue {
+  head: Link | null = null;
+  tail: Link | null = null;
+
+  /** Appends `link`, which is in no queue. */
+  push(link: Link): void {
+    link.queue = this;
+    link.prev = this.tail;
+    link.next = null;
+    if (this.tail === null) this.head = link;
+    else this.tail.next = link;
+    this.tail = link;
+  }
+
+  /** Takes `link` out of this queue, which holds it. */
+  remove(link: Link): void {
+    if (link.prev === null) this.head = link.next;
+    else link.prev.next = link.next;
+    if (link.next === null) this.tail = link.prev;
+    else link.next.prev = link.prev;
+    link.queue = null;
+    link.prev = null;
+    link.next = null;
+  }
 }
 
 /** Serves `handler` on `hostname:port` behind the accept loop; listening when it returns. */
@@ -272,10 +357,10 @@ export function serveGuarded(
   // Links by their token (Link.tokenLine): the handler behind finds its request's link by it.
   const byToken = new Map<string, Link>();
   const links = new Set<Link>();
-  // Connections waiting on their client, oldest first (a Map keeps insertion order).
-  const fresh = new Map<Link, true>();
-  const kept = new Map<Link, true>();
-  const busy = new Map<Link, true>();
+  // Connections waiting on their client, oldest first.
+  const fresh = new PhaseQueue();
+  const kept = new PhaseQueue();
+  const busy = new PhaseQueue();
   let accepting = true;
 
   // Under attack these repeat for every connection: one line in 10 s says it.
@@ -288,21 +373,17 @@ export function serveGuarded(
   };
 
   const setPhase = (link: Link, phase: Phase) => {
-    fresh.delete(link);
-    kept.delete(link);
-    busy.delete(link);
+    link.queue?.remove(link);
     link.phase = phase;
     link.since = performance.now();
-    if (phase === "fresh") fresh.set(link, true);
-    else if (phase === "kept") kept.set(link, true);
-    else if (phase === "busy") busy.set(link, true);
+    if (phase === "fresh") fresh.push(link);
+    else if (phase === "kept") kept.push(link);
+    else if (phase === "busy") busy.push(link);
   };
   const drop = (link: Link) => {
     link.close();
     links.delete(link);
-    fresh.delete(link);
-    kept.delete(link);
-    busy.delete(link);
+    link.queue?.remove(link);
     if (link.token !== "") byToken.delete(link.token);
   };
 
@@ -398,10 +479,10 @@ export function serveGuarded(
    */
   const makeRoom = (): boolean => {
     if (links.size < limits.maxConnections) return true;
-    let victim = fresh.keys().next().value ?? kept.keys().next().value;
-    if (victim === undefined) {
+    let victim = fresh.head ?? kept.head;
+    if (victim === null) {
       const quiet = performance.now() - QUIET_MS;
-      for (const link of busy.keys()) {
+      for (let link = busy.head; link !== null; link = link.next) {
         if (link.heard < quiet) {
           victim = link;
           break;
@@ -410,15 +491,15 @@ export function serveGuarded(
     }
     // Every connection busy: the oldest request still sending its body gives way, so bodies
     // trickled a byte at a time cannot hold every place.
-    if (victim === undefined) {
-      for (const link of busy.keys()) {
+    if (victim === null) {
+      for (let link = busy.head; link !== null; link = link.next) {
         if (link.stream.inBody) {
           victim = link;
           break;
         }
       }
     }
-    if (victim === undefined) return false;
+    if (victim === null) return false;
     drop(victim);
     return true;
   };
@@ -447,7 +528,7 @@ export function serveGuarded(
     link.token = newToken();
     link.tokenLine = encoder.encode(`${LINK_HEADER}: ${link.token}\r\n`);
     byToken.set(link.token, link);
-    const marked = link.mark(head);
+    const marked = link.mark(head, head.length);
     if (marked === null) {
       drop(link);
       return;
@@ -472,20 +553,19 @@ export function serveGuarded(
   const sweep = setInterval(() => {
     const now = performance.now();
     for (
-      const [map, limit] of [[fresh, limits.headersTimeoutMs], [
+      const [queue, limit] of [[fresh, limits.headersTimeoutMs], [
         kept,
         limits.keepAliveTimeoutMs,
       ]] as const
     ) {
-      for (const link of map.keys()) {
-        if (now - link.since < limit) break;
-        drop(link);
-      }
+      while (queue.head !== null && now - queue.head.since >= limit) drop(queue.head);
     }
     // A body, however slowly it trickles, has a deadline from its request's start.
-    for (const link of busy.keys()) {
+    for (let link = busy.head; link !== null;) {
       if (now - link.since < BODY_DEADLINE_MS) break;
+      const next = link.next;
       if (link.stream.inBody) drop(link);
+      link = next;
     }
   }, SWEEP_MS);
   Deno.unrefTimer(sweep);
@@ -539,7 +619,8 @@ export function serveGuarded(
       clearInterval(sweep);
       const deadline = performance.now() + graceMs;
       while (true) {
-        for (const link of [...fresh.keys(), ...kept.keys()]) drop(link);
+        while (fresh.head !== null) drop(fresh.head);
+        while (kept.head !== null) drop(kept.head);
         if (links.size === 0 || performance.now() >= deadline) break;
         await new Promise((r) => setTimeout(r, 10));
       }

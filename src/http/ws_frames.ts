@@ -4,7 +4,8 @@
 
 /** Feeds client-to-server bytes of one WebSocket; false once a message is over the limit. */
 export interface FrameMeter {
-  feed(bytes: Uint8Array): boolean;
+  /** Takes `bytes[from..end]` (all of them by default). */
+  feed(bytes: Uint8Array, from?: number, end?: number): boolean;
 }
 
 /** Creates a meter for messages of at most `maxMessageBytes` (control frames aside). */
@@ -26,17 +27,17 @@ class Meter implements FrameMeter {
 
   constructor(readonly max: number) {}
 
-  feed(bytes: Uint8Array): boolean {
-    let i = 0;
+  feed(bytes: Uint8Array, from = 0, end = bytes.length): boolean {
+    let i = from;
     let have = 0;
     if (this.#partial !== null) {
       scratch.set(this.#partial);
       have = this.#partial.length;
       this.#partial = null;
     }
-    while (i < bytes.length) {
+    while (i < end) {
       if (this.#remaining > 0) {
-        const skip = Math.min(this.#remaining, bytes.length - i);
+        const skip = Math.min(this.#remaining, end - i);
         this.#remaining -= skip;
         i += skip;
         continue;
