@@ -152,6 +152,12 @@ class Link {
    */
   tokenLine: Uint8Array | null = null;
   token = "";
+  /**
+   * Made on the link's first request and kept for the next ones (none after an upgrade): what
+   * the handler is told of the connection, and what runs when a response has been sent.
+   */
+  info: ConnectionInfo | null = null;
+  settle: (() => void) | null = null;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   #up: Pump | undefined;
@@ -387,6 +393,11 @@ export function serveGuarded(
     if (link.token !== "") byToken.delete(link.token);
   };
 
+  // Made once a link, not a closure a request (innerHandler's scope captures nothing of its own).
+  const settler = (link: Link) => () => {
+    link.active--;
+    if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
+  };
   const innerHandler = async (
     req: Request,
     info: Deno.ServeHandlerInfo<Deno.UnixAddr>,
@@ -399,7 +410,8 @@ export function serveGuarded(
     }
     // Deno names a request on a Unix socket http+unix://HOST/…: the bridge builds the URLs it
     // hands out (media, the console's) from req.url, so it sees what the client asked for.
-    Object.defineProperty(req, "url", { value: publicUrl(req.url, listener.addr as Deno.NetAddr) });
+    urlProperty.value = publicUrl(req.url, listener.addr as Deno.NetAddr);
+    Object.defineProperty(req, "url", urlProperty);
     const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (upgrade && !link.stream.upgrading) {
       // Pipelined behind another request: its frames could not be measured from their start.
@@ -407,11 +419,13 @@ export function serveGuarded(
     }
     link.active++;
     if (link.phase !== "upgraded") setPhase(link, "busy");
-    info.completed.catch(() => {}).finally(() => {
-      link.active--;
-      if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
-    });
-    const res = await handler(req, { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
+    // One reaction whether the response went out or failed (a rejection handled here too).
+    const settle = link.settle ??= settler(link);
+    info.completed.then(settle, settle);
+    const res = await handler(
+      req,
+      link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr },
+    );
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
     // No request follows on it, so it needs no token from here on.
     if (res.status === 101) {
@@ -419,6 +433,8 @@ export function serveGuarded(
       byToken.delete(link.token);
       link.token = "";
       link.tokenLine = null;
+      link.settle = null;
+      link.info = null;
     } else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
     return res;
   };
@@ -651,6 +667,8 @@ export function publicUrl(url: string, listening: Deno.NetAddr): string {
 }
 
 const LINK_HEADER = "x-bridge-link";
+/** The descriptor innerHandler gives req.url (reused: defineProperty reads it at once). */
+const urlProperty: PropertyDescriptor = { value: "" };
 const encoder = new TextEncoder();
 /** Where request lines ended in the chunk just fed (reused: feeding is synchronous). */
 const lineEnds: number[] = [];

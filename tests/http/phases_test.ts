@@ -1,0 +1,150 @@
+// The guard knows each connection's phase: headers not finished (fresh), kept alive between
+// requests (kept), a request in the handler (busy). At the cap it closes fresh ones first, then
+// the one kept alive longest, never a working one; the sweep closes fresh and kept ones past
+// their timeouts. Each phase change happens on every request, so it must stay right.
+
+import assert from "node:assert/strict";
+import { type ConnectionLimits, serveGuarded } from "../../src/http/connections.ts";
+
+const enc = new TextEncoder();
+const HEALTHZ = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+const HOLD = "GET /hold HTTP/1.1\r\nhost: x\r\n\r\n";
+
+/** A server whose /hold requests wait until `release()`; `entered` settles when one arrives. */
+function holdingServer(limits: Partial<ConnectionLimits>) {
+  let release = () => {};
+  const held = new Promise<void>((r) => release = r);
+  let entered = () => {};
+  const arrived = new Promise<void>((r) => entered = r);
+  const server = serveGuarded({
+    port: 0,
+    hostname: "127.0.0.1",
+    limits: {
+      maxConnections: 1000,
+      headersTimeoutMs: 60_000,
+      keepAliveTimeoutMs: 60_000,
+      maxMessageBytes: 1000,
+      ...limits,
+    },
+  }, async (req) => {
+    if (new URL(req.url).pathname === "/hold") {
+      entered();
+      await held;
+      return new Response("held");
+    }
+    return new Response("ok");
+  });
+  return { server, release, arrived };
+}
+
+async function open(port: number, bytes: string): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  if (bytes !== "") await conn.write(enc.encode(bytes));
+  return conn;
+}
+
+/** The next answer's status and body ("" once the server closed). */
+async function answer(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(4096);
+  const n = await conn.read(buf).catch(() => null);
+  if (n === null) return "";
+  const text = new TextDecoder().decode(buf.subarray(0, n));
+  return `${text.slice(9, 12)} ${text.slice(text.indexOf("\r\n\r\n") + 4)}`;
+}
+
+/** True once the server has closed `conn` (read ends or is reset) within `ms` (false leaves a
+ * read pending: nothing may be read from `conn` after). */
+async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
+  const buf = new Uint8Array(64);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"open">((r) => timer = setTimeout(() => r("open"), ms));
+  try {
+    while (true) {
+      const got = await Promise.race([conn.read(buf).catch(() => null), timeout]);
+      if (got === "open") return false;
+      if (got === null) return true;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function closeAll(conns: Deno.Conn[]) {
+  for (const conn of conns) {
+    try {
+      conn.close();
+    } catch { /* closed by the server */ }
+  }
+}
+
+Deno.test("at the cap the guard closes the fresh connection, then the kept one, never the busy one", async (t) => {
+  const { server, release, arrived } = holdingServer({ maxConnections: 3 });
+  const port = server.addr.port;
+  const conns: Deno.Conn[] = [];
+  try {
+    const kept = await open(port, HEALTHZ);
+    conns.push(kept);
+    assert.equal(await answer(kept), "200 ok");
+    const busy = await open(port, HOLD);
+    conns.push(busy);
+    await arrived;
+    const fresh = await open(port, "GET /healthz HTTP/1.1\r\nhost:");
+    conns.push(fresh);
+    // Give the relay a moment to have read the half-sent head (nothing outside shows it).
+    await new Promise((r) => setTimeout(r, 100));
+
+    await t.step("a fourth connection: the fresh one is closed", async () => {
+      const next = await open(port, HEALTHZ);
+      conns.push(next);
+      assert.equal(await answer(next), "200 ok");
+      assert.equal(await closedWithin(fresh, 2000), true);
+    });
+    await t.step("a fifth: the connection kept alive longest is closed", async () => {
+      const next = await open(port, HEALTHZ);
+      conns.push(next);
+      assert.equal(await answer(next), "200 ok");
+      assert.equal(await closedWithin(kept, 2000), true);
+    });
+    await t.step("the busy connection stayed and gets its answer", async () => {
+      release();
+      assert.equal(await answer(busy), "200 held");
+      // Answered, it is kept alive and serves its next request.
+      await busy.write(enc.encode(HEALTHZ));
+      assert.equal(await answer(busy), "200 ok");
+    });
+  } finally {
+    release();
+    closeAll(conns);
+    await server.shutdown();
+  }
+});
+
+Deno.test("the sweep closes fresh and kept connections past their timeouts, not busy ones", async () => {
+  const { server, release, arrived } = holdingServer({
+    headersTimeoutMs: 200,
+    keepAliveTimeoutMs: 200,
+  });
+  const port = server.addr.port;
+  const conns: Deno.Conn[] = [];
+  try {
+    const kept = await open(port, HEALTHZ);
+    conns.push(kept);
+    assert.equal(await answer(kept), "200 ok");
+    const busy = await open(port, HOLD);
+    conns.push(busy);
+    await arrived;
+    const fresh = await open(port, "GET /healthz HTTP/1.1\r\nhost:");
+    conns.push(fresh);
+    // The sweep runs once a second.
+    assert.equal(await closedWithin(fresh, 5000), true, "fresh");
+    assert.equal(await closedWithin(kept, 5000), true, "kept");
+    // Past another sweep, the busy one is still open: it gets its answer.
+    await new Promise((r) => setTimeout(r, 1200));
+    release();
+    assert.equal(await answer(busy), "200 held");
+  } finally {
+    release();
+    closeAll(conns);
+    await server.shutdown();
+  }
+});
