@@ -398,10 +398,12 @@ export function serveGuarded(
     link.active--;
     if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
   };
-  const innerHandler = async (
+  // Not async: most requests need nothing after the handler, so they cost no promise of ours
+  // (Deno.serve takes a response or a promise, and answers a thrown error through onError).
+  const innerHandler = (
     req: Request,
     info: Deno.ServeHandlerInfo<Deno.UnixAddr>,
-  ): Promise<Response> => {
+  ): Response | Promise<Response> => {
     // A client's own x-bridge-link header comes after ours: the joined value matches no link.
     const link = byToken.get(req.headers.get(LINK_HEADER) ?? "");
     if (link === undefined) {
@@ -422,10 +424,13 @@ export function serveGuarded(
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
-    const res = await handler(
-      req,
-      link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr },
-    );
+    const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
+    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header).
+    return upgrade ? upgraded(link, res) : res;
+  };
+  /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
+  const upgraded = async (link: Link, answer: Response | Promise<Response>) => {
+    const res = await answer;
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
     // No request follows on it, so it needs no token from here on.
     if (res.status === 101) {
@@ -435,7 +440,7 @@ export function serveGuarded(
       link.tokenLine = null;
       link.settle = null;
       link.info = null;
-    } else if (upgrade) link.stream.refused(); // the connection goes on as plain HTTP
+    } else link.stream.refused(); // the connection goes on as plain HTTP
     return res;
   };
   let shuttingDown = false;

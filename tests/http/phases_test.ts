@@ -4,7 +4,11 @@
 // their timeouts. Each phase change happens on every request, so it must stay right.
 
 import assert from "node:assert/strict";
-import { type ConnectionLimits, serveGuarded } from "../../src/http/connections.ts";
+import {
+  type ConnectionLimits,
+  defaultConnectionLimits,
+  serveGuarded,
+} from "../../src/http/connections.ts";
 
 const enc = new TextEncoder();
 const HEALTHZ = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
@@ -145,6 +149,26 @@ Deno.test("the sweep closes fresh and kept connections past their timeouts, not 
   } finally {
     release();
     closeAll(conns);
+    await server.shutdown();
+  }
+});
+
+Deno.test("an upgrade request answered without an upgrade leaves the connection serving HTTP", async () => {
+  const server = serveGuarded(
+    { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) },
+    (req) => new Response(req.headers.has("upgrade") ? "no" : "ok", { status: 200 }),
+  );
+  const conn = await open(
+    server.addr.port,
+    "GET /msg HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n" +
+      "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+  );
+  try {
+    assert.equal(await answer(conn), "200 no");
+    await conn.write(enc.encode(HEALTHZ));
+    assert.equal(await answer(conn), "200 ok");
+  } finally {
+    conn.close();
     await server.shutdown();
   }
 });
