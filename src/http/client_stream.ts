@@ -105,10 +105,8 @@ export class ClientStream {
       }
       if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
         this.#headLength = 0;
-        // Latin-1, one character a byte: no U+2028 from a value to start a line Deno never saw.
-        const head = latin1.decode(buf.subarray(base, at + 4));
+        this.#startBody(buf, base, at + 4);
         if (before > 0) this.#head = EMPTY;
-        this.#startBody(head);
         return i + (k + 4 - before);
       }
     }
@@ -153,18 +151,59 @@ export class ClientStream {
     return i + 1;
   }
 
-  #startBody(head: string): void {
-    if (/^upgrade:[ \t]*websocket[ \t]*$/im.test(head)) {
+  /** Reads what follows the head `buf[start..end]`: a body of some length, chunks, or frames. */
+  #startBody(buf: Uint8Array, start: number, end: number): void {
+    let upgrade = false;
+    let coding: string | undefined;
+    let length: string | undefined;
+    // Line by line as a multiline regex over the whole head sees lines (any CR or LF ends one),
+    // each decoded as Latin-1 (one character a byte: no U+2028 from a value to start a line Deno
+    // never saw); only a line that starts with one of the three names is decoded at all.
+    for (let i = start; i < end;) {
+      let j = i;
+      while (j < end && buf[j] !== 13 && buf[j] !== 10) j++;
+      if (startsWith(buf, i, j, UPGRADE_NAME)) {
+        upgrade ||= UPGRADE.test(latin1.decode(buf.subarray(i, j)));
+      } else if (startsWith(buf, i, j, CODING_NAME)) {
+        coding ??= CODING.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+      } else if (startsWith(buf, i, j, LENGTH_NAME)) {
+        length ??= LENGTH.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+      }
+      i = j + 1;
+    }
+    if (upgrade) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
       return;
     }
-    const coding = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/im.exec(head)?.[1];
     if (coding !== undefined) {
       if (/(^|,)[ \t]*chunked$/i.test(coding)) this.#chunked = "size";
       else this.#lost = true;
       return;
     }
-    const length = /^content-length:[ \t]*0*(\d{1,15})[ \t]*$/im.exec(head)?.[1];
     this.#bodyLeft = length === undefined ? 0 : Number(length);
   }
+}
+
+// The headers that say what follows a head, matched on one line each (see #startBody).
+const UPGRADE = /^upgrade:[ \t]*websocket[ \t]*$/i;
+const CODING = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/i;
+const LENGTH = /^content-length:[ \t]*0*(\d{1,15})[ \t]*$/i;
+const UPGRADE_NAME = nameBytes("upgrade:");
+const CODING_NAME = nameBytes("transfer-encoding:");
+const LENGTH_NAME = nameBytes("content-length:");
+
+function nameBytes(name: string): Uint8Array {
+  return new TextEncoder().encode(name);
+}
+
+/**
+ * Whether `buf[i..j]` may start with `name` (lower case), ignoring ASCII case: a filter only
+ * (a byte OR 0x20 can pass for another), the regex decides.
+ */
+function startsWith(buf: Uint8Array, i: number, j: number, name: Uint8Array): boolean {
+  if (j - i < name.length) return false;
+  for (let k = 0; k < name.length; k++) {
+    if ((buf[i + k]! | 0x20) !== name[k]) return false;
+  }
+  return true;
 }

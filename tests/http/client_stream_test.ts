@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ClientStream } from "../../src/http/client_stream.ts";
 import { createFrameMeter } from "../../src/http/ws_frames.ts";
+import { seededRandom } from "../helpers/seeded_random.ts";
 
 const encoder = new TextEncoder();
 const REQUESTS = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
@@ -109,4 +110,67 @@ Deno.test("createFrameMeter() stops a message over the limit by its header", asy
     assert.equal(a.feed(big.subarray(3)), false);
     assert.equal(b.feed(frameHeader(1000)), true);
   });
+});
+
+/** What follows `head` as the regexes over the whole head (Latin-1) said, before #startBody
+ * read it line by line: the reference the generated heads are checked against. */
+function expectedAfter(head: string): string {
+  if (/^upgrade:[ \t]*websocket[ \t]*$/im.test(head)) return "upgrade";
+  const coding = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/im.exec(head)?.[1];
+  if (coding !== undefined) return /(^|,)[ \t]*chunked$/i.test(coding) ? "ends after 3" : "lost";
+  const length = /^content-length:[ \t]*0*(\d{1,15})[ \t]*$/im.exec(head)?.[1];
+  const n = length === undefined ? 0 : Number(length);
+  return n === 0 ? "no body" : `ends after ${n}`;
+}
+
+/** What ClientStream makes of what follows `head`, probed with bytes after it. */
+function observedAfter(head: Uint8Array): string {
+  const stream = new ClientStream(1000);
+  if (!stream.feed(head)) return "lost";
+  if (stream.upgrading) return "upgrade";
+  if (!stream.inBody) {
+    return stream.feed(encoder.encode("GET / HTTP/1.1\r\n\r\n")) ? "no body" : "lost";
+  }
+  // A chunked body is in its trailer (no longer in the body) after 3 bytes; n bytes end one of n.
+  const body = encoder.encode("0\r\n\r\n" + "0".repeat(3000));
+  for (let k = 0; k < body.length; k++) {
+    if (!stream.feed(body.subarray(k, k + 1))) return "lost";
+    if (!stream.inBody) return `ends after ${k + 1}`;
+  }
+  return "longer";
+}
+
+Deno.test("ClientStream reads a head's length, coding and upgrade as the regexes over it did", () => {
+  const random = seededRandom(17);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const lengths = ["0", "1", "7", "12", "40", "300", "2500", "0000012", "", "abc", "12x", "1 2"];
+  const templates: (() => string)[] = [
+    () => "Host: x",
+    () => "Content-Type: text/xml",
+    () => "Connection: keep-alive",
+    () => `Content-Length:${pick(["", " ", "\t", "  \t"])}${pick(lengths)}${pick(["", " ", "\t"])}`,
+    () => `Content-Length : ${pick(lengths)}`,
+    () => `Transfer-Encoding: ${pick(["chunked", "gzip, chunked", "chunked, gzip", "", "gzip"])}`,
+    () => `Upgrade: ${pick(["websocket", "WebSocket ", "h2c", "websocket2", "\twebsocket"])}`,
+    () => `X-Note: a\r${pick(["content-length: 7", "upgrade: websocket", "transfer-encoding: x"])}`,
+    () => "X-Bytes: \xe9\x85\xa0\x8a\xff",
+    () => `Cookie: ${"c".repeat(Math.floor(random() * 300))}`,
+  ];
+  /** Flips the case of some letters of the header name. */
+  const shuffleCase = (line: string) => {
+    const colon = line.indexOf(":");
+    return [...line].map((c, k) =>
+      k < colon && random() < 0.3 ? (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()) : c
+    ).join("");
+  };
+  for (let n = 0; n < 2000; n++) {
+    const lines = Array.from(
+      { length: 1 + Math.floor(random() * 5) },
+      () => shuffleCase(pick(templates)()),
+    );
+    const head = `POST /a HTTP/1.1\r\n${lines.join("\r\n")}\r\n\r\n`;
+    const bytes = Uint8Array.from(head, (c) => c.charCodeAt(0));
+    const latin1 = new TextDecoder("latin1").decode(bytes);
+    assert.equal(observedAfter(bytes), expectedAfter(latin1), JSON.stringify(head));
+  }
 });
