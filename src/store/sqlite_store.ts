@@ -141,11 +141,11 @@ function loadModel(
   }
   const now = options.now();
   const dedup = db.prepare("SELECT keys FROM dedup WHERE expires_at > ?");
+  const seen: Array<[string, number]> = [];
   for (const row of dedup.iterate(now)) {
-    for (const [key, expiry] of JSON.parse((row as { keys: string }).keys) as [string, number][]) {
-      if (expiry > now) model.seen.set(key, expiry);
-    }
+    seen.push(...JSON.parse((row as { keys: string }).keys) as [string, number][]);
   }
+  model.restoreSeen(seen, now);
   // Followers queue in the order they started waiting; the stamps restore that order.
   const byFollower = new Map<string, Array<[number, Envelope]>>();
   const stale: Array<[string, number]> = [];
