@@ -589,13 +589,13 @@ export class Model {
   /** Forgets the least recently used contacts beyond `max`, for stores that read the others
    * back on demand; never a waiting follower's, which routing hands over from memory. Returns
    * the ids forgotten. Call it only with no change pending. */
-  evictContacts(max: number): string[] {
-    const gone: string[] = [];
-    for (const id of this.contacts.keys()) {
+  evictContacts(max: number): Contact[] {
+    const gone: Contact[] = [];
+    for (const [id, contact] of this.contacts) {
       if (this.contacts.size <= max) break;
       if (this.waiting.has(id)) continue;
       this.contacts.delete(id);
-      gone.push(id);
+      gone.push(contact);
     }
     return gone;
   }

@@ -627,7 +627,7 @@ function createKvStore(
   /** Forgets the least recently used contacts past the bound (KV has them all). */
   function evict(m: Model): void {
     if (m.contacts.size <= hotContacts) return;
-    for (const id of m.evictContacts(hotContacts)) indexed.delete(id);
+    for (const contact of m.evictContacts(hotContacts)) indexed.delete(contact.follower_id);
   }
 
   /** A contact from memory, else as KV has it (not kept: only operations fill memory). */
