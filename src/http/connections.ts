@@ -64,8 +64,6 @@ const QUIET_MS = 1_000;
 const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
-/** Room past a client read for the token line of one request (Link.tokenLine: 49 bytes). */
-const TOKEN_ROOM = 64;
 const EMPTY = new Uint8Array(0);
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
@@ -170,8 +168,8 @@ class Link {
   /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
   start(inner: Deno.Conn, head: Uint8Array): void {
     this.inner = inner;
-    this.#up = new Pump(this.client, inner, this, TOKEN_ROOM);
-    this.#down = new Pump(inner, this.client, this, 0);
+    this.#up = new Pump(this.client, inner, this);
+    this.#down = new Pump(inner, this.client, this);
     this.#down.start();
     writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
   }
@@ -193,8 +191,9 @@ class Link {
   /**
    * Feeds the first `n` bytes of `buf` (client bytes) to the stream; they come back with the
    * link's token after each request line, or null when they must not pass (a WebSocket
-   * message over the limit). The lines go in `buf` itself when it has room past `n`, so a
-   * request costs no copy of its own.
+   * message over the limit). The lines go in `buf` itself when it has room past `n` (a read
+   * that leaves the buffer's last 49 bytes free: nearly all, the buffer grows while reads fill
+   * it), so a request costs no copy of its own.
    */
   mark(buf: Uint8Array, n: number): Uint8Array | null {
     lineEnds.length = 0;
@@ -258,30 +257,19 @@ class Link {
 /**
  * Copies `from` to `to` until `from` ends or fails, telling its link of each chunk. Each chunk
  * is written before the next read, so a reader that stops reading holds its writer back. The
- * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize);
- * `spare` bytes past what is read leave room for the link's token lines.
+ * buffer starts small, because most of these wait on an idle agent socket (see nextReadSize).
  */
 class Pump {
-  #size = MIN_CHUNK;
-  #buf: Uint8Array;
-  #read: Uint8Array;
+  #buf = new Uint8Array(MIN_CHUNK);
   /** What is being written (the part of the chunk not written yet). */
   #out: Uint8Array = EMPTY;
   #last = 0;
   #wasFull = false;
 
-  constructor(
-    readonly from: Deno.Conn,
-    readonly to: Deno.Conn,
-    readonly link: Link,
-    readonly spare: number,
-  ) {
-    this.#buf = new Uint8Array(MIN_CHUNK + spare);
-    this.#read = spare === 0 ? this.#buf : this.#buf.subarray(0, MIN_CHUNK);
-  }
+  constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
   start(): void {
-    this.from.read(this.#read).then(this.#onRead, this.#onEnd);
+    this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
   }
 
   readonly #onRead = (n: number | null): void => {
@@ -309,13 +297,9 @@ class Pump {
       return;
     }
     this.#out = EMPTY;
-    const size = this.#size;
+    const size = this.#buf.length;
     const next = nextReadSize(size, this.#last, this.#wasFull);
-    if (next !== size) {
-      this.#size = next;
-      this.#buf = new Uint8Array(next + this.spare);
-      this.#read = this.spare === 0 ? this.#buf : this.#buf.subarray(0, next);
-    }
+    if (next !== size) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
     this.start();
   };

@@ -47,6 +47,19 @@ Deno.test("the relay's link token: every request finds its link, nothing else fi
       assert.deepEqual(await readStatuses(conn, 3), ["200", "200", "200"]);
       conn.close();
     });
+    await t.step("pipelined requests on a kept-alive connection are each answered", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(enc.encode(HEALTHZ));
+      assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+      // Three token lines fit in the read buffer after the bytes read: inserted in place.
+      await conn.write(enc.encode(HEALTHZ.repeat(3)));
+      assert.deepEqual(await readStatuses(conn, 3), ["200", "200", "200"]);
+      // Reads that fill the buffer (no room for the lines: a new array), one request line split
+      // across two reads.
+      await conn.write(enc.encode(HEALTHZ.repeat(40)));
+      assert.deepEqual(await readStatuses(conn, 40), Array(40).fill("200"));
+      conn.close();
+    });
     await t.step("a kept-alive request sent a byte at a time is answered", async () => {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
       await conn.write(enc.encode(HEALTHZ));
