@@ -264,6 +264,8 @@ export class Model {
     if (item.dedupKey !== null) {
       const expiry = this.seen.get(item.dedupKey);
       if (expiry !== undefined && expiry > now) return "duplicate";
+      // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
+      if (expiry !== undefined) this.seen.delete(item.dedupKey);
       this.seen.set(item.dedupKey, now + this.options.dedupTtlMs);
       this.changes.dedup.push(item.dedupKey);
     }
@@ -587,13 +589,13 @@ export class Model {
   /** Forgets the least recently used contacts beyond `max`, for stores that read the others
    * back on demand; never a waiting follower's, which routing hands over from memory. Returns
    * the ids forgotten. Call it only with no change pending. */
-  evictContacts(max: number): string[] {
-    const gone: string[] = [];
-    for (const id of this.contacts.keys()) {
+  evictContacts(max: number): Contact[] {
+    const gone: Contact[] = [];
+    for (const [id, contact] of this.contacts) {
       if (this.contacts.size <= max) break;
       if (this.waiting.has(id)) continue;
       this.contacts.delete(id);
-      gone.push(id);
+      gone.push(contact);
     }
     return gone;
   }
@@ -607,9 +609,23 @@ export class Model {
     return out;
   }
 
-  /** Forgets dedup keys past their time, so the seen-set stays bounded. */
+  /**
+   * Forgets dedup keys past their time, so the seen-set stays bounded. Keys are added in the
+   * order they expire (one TTL for all; stores load them sorted), so this stops at the first one
+   * still live: a busy hour holds millions, and walking them all each minute stalled every
+   * request for that long. A clock set back leaves some behind, for at most one TTL longer.
+   */
   pruneSeen(now: number): void {
-    for (const [key, expiry] of this.seen) if (expiry <= now) this.seen.delete(key);
+    for (const [key, expiry] of this.seen) {
+      if (expiry > now) break;
+      this.seen.delete(key);
+    }
+  }
+
+  /** Adds dedup keys read back from a store, in the order they expire (see pruneSeen). */
+  restoreSeen(keys: Array<[string, number]>, now: number): void {
+    keys.sort((a, b) => a[1] - b[1]);
+    for (const [key, expiry] of keys) if (expiry > now) this.seen.set(key, expiry);
   }
 }
 

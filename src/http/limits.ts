@@ -27,15 +27,19 @@ export async function readBodyLimited(req: Request, maxBytes: number): Promise<U
     await req.body?.cancel().catch(() => {});
     throw tooLarge(maxBytes);
   }
-  if (req.body === null) return new Uint8Array(0);
   if (length !== null && length <= ONE_READ_BYTES) {
     // The server holds the body to its declared length, so one read is safe, and it costs far
     // less than pulling the stream chunk by chunk (measured: a third of the webhook's time).
     // One read, so one deadline: such a body must be whole within the idle timeout.
+    // `req.body` is not touched on this path: reading that getter makes Deno build a
+    // ReadableStream, and V8's young-generation collections keep it (and the request with it)
+    // until a full one; at 2,000 webhooks/s that was 1.3 MB promoted every scavenge and 4-5 ms
+    // pauses, the latency row's p99 (BENCHMARKS.md, "Issue 17: the request body's stream").
     return new Uint8Array(
       await withDeadline(req.arrayBuffer(), BODY_IDLE_TIMEOUT_MS, "was not complete within"),
     );
   }
+  if (req.body === null) return new Uint8Array(0);
   const reader = req.body.getReader();
   const read = () => withDeadline(reader.read(), BODY_IDLE_TIMEOUT_MS, "sent nothing for");
   return await readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));

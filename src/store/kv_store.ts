@@ -472,10 +472,12 @@ async function loadModel(
   }
   const now = options.now();
   let stamp = 0;
+  const seen: Array<[string, number]> = [];
   for await (const e of kv.list<Array<[string, number]>>({ prefix: dedupPrefix() }, batch)) {
     stamp = Math.max(stamp, e.key[1] as number);
-    for (const [key, expiry] of e.value) if (expiry > now) model.seen.set(key, expiry);
+    seen.push(...e.value);
   }
+  model.restoreSeen(seen, now);
   // Followers queue in the order they started waiting; the stamps restore that order. Their
   // contacts stay in memory while they wait: routing hands them to an agent from there.
   const byFollower = new Map<string, { first: number; items: Array<[number, Envelope]> }>();
@@ -625,7 +627,7 @@ function createKvStore(
   /** Forgets the least recently used contacts past the bound (KV has them all). */
   function evict(m: Model): void {
     if (m.contacts.size <= hotContacts) return;
-    for (const id of m.evictContacts(hotContacts)) indexed.delete(id);
+    for (const contact of m.evictContacts(hotContacts)) indexed.delete(contact.follower_id);
   }
 
   /** A contact from memory, else as KV has it (not kept: only operations fill memory). */

@@ -141,11 +141,11 @@ function loadModel(
   }
   const now = options.now();
   const dedup = db.prepare("SELECT keys FROM dedup WHERE expires_at > ?");
+  const seen: Array<[string, number]> = [];
   for (const row of dedup.iterate(now)) {
-    for (const [key, expiry] of JSON.parse((row as { keys: string }).keys) as [string, number][]) {
-      if (expiry > now) model.seen.set(key, expiry);
-    }
+    seen.push(...JSON.parse((row as { keys: string }).keys) as [string, number][]);
   }
+  model.restoreSeen(seen, now);
   // Followers queue in the order they started waiting; the stamps restore that order.
   const byFollower = new Map<string, Array<[number, Envelope]>>();
   const stale: Array<[string, number]> = [];
@@ -254,9 +254,16 @@ function createSqliteStore(
   /** The last commit written to the journal, and the last the tables have. */
   let journalId = readApplied(st);
   let appliedId = journalId;
-  /** Contacts whose last journal row the tables do not have yet: [row, JSON or null if
-   * forgotten]. Read in place of the table for contacts not in memory. */
+  /** Contacts out of memory whose last journal row the tables do not have yet: [row, JSON or
+   * null if forgotten]. Read in place of the table. */
   const unapplied = new Map<string, [number, string | null]>();
+  /**
+   * The journal row that last wrote each contact in memory: one that leaves memory before the
+   * tables have that row goes to `unapplied`. Numbers updated in place, where keeping every
+   * commit's contact JSON in `unapplied` until applied made V8 promote it (a map that churns
+   * holds young values from tables already old): 0.2 MB a scavenge at 2,000 messages/s.
+   */
+  const contactRows = new Map<string, number>();
   /** The model may be ahead of the database after a failed commit: reload before going on. */
   let stale = false;
   let closed = false;
@@ -367,7 +374,7 @@ function createSqliteStore(
   /** Writes one commit's changes as one journal line. */
   function commit(m: Model, changes: Changes): void {
     if (isEmpty(changes)) return;
-    const contacts: Array<[string, string]> = [];
+    const contacts: string[] = [];
     const id = writeRow((line) => {
       for (const e of changes.log) line.log(e.agentId, e.seq, frameOf(e));
       // A follower's message is in the log as well: its item is said once, by the frame.
@@ -393,7 +400,7 @@ function createSqliteStore(
         if (!contact) continue;
         const json = JSON.stringify(contact);
         line.contact(contactRow(contact, json));
-        contacts.push([followerId, json]);
+        contacts.push(followerId);
       }
       // Cursors that moved since the last line go with this one, as a restart needs them.
       if (changes.agents.size > 0 || unjournaledCursors.size > 0) {
@@ -404,8 +411,11 @@ function createSqliteStore(
     });
     // Not reached if the write threw: the caller reloads.
     unjournaledCursors.clear();
-    for (const [followerId, json] of contacts) unapplied.set(followerId, [id, json]);
-    for (const followerId of changes.forgotten) unapplied.set(followerId, [id, null]);
+    for (const followerId of contacts) contactRows.set(followerId, id);
+    for (const followerId of changes.forgotten) {
+      contactRows.delete(followerId);
+      unapplied.set(followerId, [id, null]);
+    }
   }
 
   /** Writes the agents `ids` into `line`. */
@@ -475,7 +485,13 @@ function createSqliteStore(
         throw error;
       }
       // Nothing is pending in the model now: the least recently used contacts may go.
-      if (m.contacts.size > hotContacts) m.evictContacts(hotContacts);
+      if (m.contacts.size > hotContacts) {
+        for (const contact of m.evictContacts(hotContacts)) {
+          const row = contactRows.get(contact.follower_id) ?? 0;
+          contactRows.delete(contact.follower_id);
+          if (row > appliedId) unapplied.set(contact.follower_id, [row, JSON.stringify(contact)]);
+        }
+      }
       return Promise.resolve({ value, deliveries: changes.log });
     } catch (error) {
       return Promise.reject(error);
