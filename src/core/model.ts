@@ -91,8 +91,10 @@ export class Model {
   readonly agents = new Map<string, AgentRecord>();
   /** Waiting followers in the order they started waiting. */
   readonly waiting = new Map<string, QueuedMessage[]>();
-  /** Dedup key -> expiry (ms). */
+  /** Dedup key -> expiry (ms), in the order they expire while `#seenOrdered` (see pruneSeen). */
   readonly seen = new Map<string, number>();
+  #seenLast = -Infinity;
+  #seenOrdered = true;
   changes: Changes = emptyChanges();
   #queuedCount = 0;
 
@@ -266,7 +268,7 @@ export class Model {
       if (expiry !== undefined && expiry > now) return "duplicate";
       // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
       if (expiry !== undefined) this.seen.delete(item.dedupKey);
-      this.seen.set(item.dedupKey, now + this.options.dedupTtlMs);
+      this.#addSeen(item.dedupKey, now + this.options.dedupTtlMs);
       this.changes.dedup.push(item.dedupKey);
     }
     const contact = this.#contact(item.followerId, now);
@@ -611,21 +613,43 @@ export class Model {
 
   /**
    * Forgets dedup keys past their time, so the seen-set stays bounded. Keys are added in the
-   * order they expire (one TTL for all; stores load them sorted), so this stops at the first one
-   * still live: a busy hour holds millions, and walking them all each minute stalled every
-   * request for that long. A clock set back leaves some behind, for at most one TTL longer.
+   * order they expire (one TTL for all), so this stops at the first one still live: a busy hour
+   * holds millions, and walking them all each minute stalled every request for that long. A
+   * key that expires before one added earlier (the clock was set back) breaks that order: the
+   * next prune walks them all once and puts the live ones back in order.
    */
   pruneSeen(now: number): void {
+    if (!this.#seenOrdered) {
+      const live = [...this.seen].filter(([, expiry]) => expiry > now);
+      this.seen.clear();
+      this.#seenLast = -Infinity;
+      this.#seenOrdered = true;
+      this.restoreSeen(live, now);
+      return;
+    }
     for (const [key, expiry] of this.seen) {
       if (expiry > now) break;
       this.seen.delete(key);
     }
   }
 
-  /** Adds dedup keys read back from a store, in the order they expire (see pruneSeen). */
+  /**
+   * Adds dedup keys read back from a store, in the order they expire (see pruneSeen). None is
+   * held past one TTL from `now`: keys written under a longer TTL would hold up every key after
+   * them.
+   */
   restoreSeen(keys: Array<[string, number]>, now: number): void {
+    const latest = now + this.options.dedupTtlMs;
     keys.sort((a, b) => a[1] - b[1]);
-    for (const [key, expiry] of keys) if (expiry > now) this.seen.set(key, expiry);
+    for (const [key, expiry] of keys) {
+      if (expiry > now && !this.seen.has(key)) this.#addSeen(key, Math.min(expiry, latest));
+    }
+  }
+
+  #addSeen(key: string, expiry: number): void {
+    if (expiry < this.#seenLast) this.#seenOrdered = false;
+    else this.#seenLast = expiry;
+    this.seen.set(key, expiry);
   }
 }
 

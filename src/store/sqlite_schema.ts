@@ -43,12 +43,14 @@ const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
+    // First: every statement after it, the switch to WAL included, waits for a lock another
+    // process holds (a bridge before this one closing its file) instead of failing at start.
+    db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
     // Checkpoints run in the store's worker (sqlite_worker.ts), off the thread that answers.
     db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
-    db.exec("PRAGMA busy_timeout = 5000");
     db.exec(SCHEMA);
   } catch (error) {
     db.close();

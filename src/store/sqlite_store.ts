@@ -356,6 +356,8 @@ function createSqliteStore(
   function reload(): void {
     const old = model;
     onApplied(applyJournal(db, st, journal.read, files.retention));
+    // Every row is in the tables now, and the new model holds other contacts.
+    contactRows.clear();
     const loaded = loadModel(db, st, reads, options);
     // Cursors not yet written are still true: keep them.
     for (const [id, record] of old.agents) {

@@ -71,10 +71,16 @@ Deno.test("Model.pruneSeen() costs what expired, not what is held", async (t) =>
 
   await t.step("keys read back out of order are held in the order they expire", () => {
     const m = model();
-    m.restoreSeen([["b", 3_000], ["a", 2_000], ["gone", 50], ["c", 4_000]], 100);
+    m.restoreSeen([["b", 700], ["a", 500], ["gone", 50], ["c", 900]], 100);
     assert.deepEqual([...m.seen.keys()], ["a", "b", "c"]);
-    m.pruneSeen(2_500);
+    m.pruneSeen(600);
     assert.deepEqual([...m.seen.keys()], ["b", "c"]);
+  });
+
+  await t.step("keys written under a longer TTL are held one TTL from now, no longer", () => {
+    const m = model();
+    m.restoreSeen([["old", 86_400_000]], 100);
+    assert.equal(m.seen.get("old"), 100 + TTL);
   });
 
   await t.step(
