@@ -153,9 +153,9 @@ export function parseCommitLine(line: string): Commit {
         (c.h ??= []).push([readId(at(1)), readNumber(at(2)), at(3)]);
         break;
       case "i": {
-        const frame = c.l?.[readNumber(at(3))]?.[2];
-        if (frame === undefined) throw new SyntaxError("Cannot read a journal line: no such entry");
-        (c.h ??= []).push([readId(at(1)), readNumber(at(2)), itemOfFrame(frame)]);
+        const entry = c.l?.[readNumber(at(3))];
+        if (entry === undefined) throw new SyntaxError("Cannot read a journal line: no such entry");
+        (c.h ??= []).push([readId(at(1)), readNumber(at(2)), itemOfFrame(entry[2], entry[1])]);
         break;
       }
       case "q":
@@ -215,8 +215,29 @@ export function commitOfBytes(bytes: Uint8Array): Commit {
   return parseCommitLine(decoder.decode(bytes.subarray(0, bytes.length - 1)));
 }
 
-/** The history item of a follower's message, from its frame (see sameAsFrame()). */
-function itemOfFrame(frame: string): string {
+/** What follows a logged envelope's data: its `result`, as the model makes it ({code, message},
+ * see Model.append), and the envelope's end. A JSON string cannot hold a raw `"`, so nothing in
+ * the data can end the frame this way. */
+const RESULT_TAIL = /^\{"code":-?\d+,"message":"(?:[^"\\]|\\.)*"\}\}$/;
+
+/**
+ * The history item of a follower's message, from its frame (see sameAsFrame()): its data
+ * without `seq`, then `direction` "in". A frame is JSON.stringify({data: {…, seq}, result}),
+ * so the item is a slice of its text between `{"data":{` and `,"seq":<seq>},"result":`
+ * (JSON.stringify of what JSON.parse read back writes the same text), found without parsing;
+ * a frame of another shape is parsed.
+ */
+export function itemOfFrame(frame: string, seq: number): string {
+  const end = `,"seq":${seq}},"result":`;
+  const at = frame.lastIndexOf(end);
+  if (at > 9 && frame.startsWith('{"data":{') && RESULT_TAIL.test(frame.slice(at + end.length))) {
+    return `{${frame.slice(9, at)},"direction":"in"}`;
+  }
+  return parsedItemOfFrame(frame);
+}
+
+/** itemOfFrame() the long way: parsing the frame. */
+export function parsedItemOfFrame(frame: string): string {
   const data = (JSON.parse(frame) as { data: Record<string, unknown> }).data;
   delete data["seq"];
   data["direction"] = "in";

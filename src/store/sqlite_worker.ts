@@ -55,17 +55,30 @@ let state: {
   replay: () => number;
   checkpointer: ReturnType<typeof setInterval>;
 } | null = null;
-/** Journal lines handed over and not yet applied, in journal order. */
+/** How long lines handed over wait here before they go to the tables, ms (besides the
+ * store's own wait): one transaction for more messages writes each page it changes (an agent's
+ * log, a follower's history, a contact) once for all of them, and that write, not the SQL, is
+ * most of the cost (bench/apply_bench.ts). Reads do not wait for it: they ask for a flush. */
+const COALESCE_MS = 100;
+/** Lines are applied at once when this many bytes of them wait. */
+const COALESCE_BYTES = 4 * 1024 * 1024;
+
+/** Journal lines handed over and not yet applied, in journal order, and their size. */
 let queue: Uint8Array[] = [];
+let queuedBytes = 0;
+let timer: ReturnType<typeof setTimeout> | undefined;
 /** Handed-over commits were dropped by a failed write: read them back from the journal. */
 let lost = false;
 
 /** Applies what was handed over; then `after` (a prune), then tells the store (and which
  * flush this answers). */
 function applyNow(after?: () => void, flush?: number): void {
+  clearTimeout(timer);
+  timer = undefined;
   if (!state) return;
   const lines = queue;
   queue = [];
+  queuedBytes = 0;
   try {
     const id = lost ? state.replay() : state.apply(lines.map(commitOfBytes));
     lost = false;
@@ -125,14 +138,18 @@ scope.onmessage = (event) => {
       start(request);
       return;
     case "lines": {
-      // The store waited a little before handing them over: one transaction takes them all.
+      // The store waited a little before handing them over, and they wait a little more here:
+      // one transaction takes them all.
       const bytes = new Uint8Array(request.buffer);
       let start = 0;
       for (const end of request.ends) {
         queue.push(bytes.subarray(start, end));
         start = end;
       }
-      return applyNow();
+      queuedBytes += start;
+      if (queuedBytes >= COALESCE_BYTES) return applyNow();
+      timer ??= setTimeout(() => applyNow(), COALESCE_MS);
+      return;
     }
     case "flush":
       return applyNow(undefined, request.flush);

@@ -6,9 +6,12 @@ import assert from "node:assert/strict";
 import {
   CommitLine,
   commitOfBytes,
+  itemOfFrame,
   parseCommitLine,
+  parsedItemOfFrame,
   sameAsFrame,
 } from "../../src/store/sqlite_journal_line.ts";
+import { seededRandom } from "../helpers/seeded_random.ts";
 
 Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
   // Ids with quotes, a backslash, a newline and the separator itself; content with all of
@@ -102,5 +105,73 @@ Deno.test("a follower message's history item is written once, as its log entry",
     const line = new CommitLine(1, 1);
     line.inbound("f1", 3, 0);
     assert.throws(() => parseCommitLine(line.text().slice(0, -1)), SyntaxError);
+  });
+});
+
+Deno.test("a history item cut from its frame is the one parsing makes", async (t) => {
+  const random = seededRandom(17);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  // Text that looks like the frame's own edges, escapes, and lone surrogates.
+  const pieces = [
+    ',"seq":12},"result":',
+    '},"result":{"code":1,"message":"x"}}',
+    '"',
+    "\\",
+    "\n",
+    "\x1f",
+    "\ud800",
+    "长",
+    "😀",
+    "seq",
+    "",
+  ];
+  const text = () => Array.from({ length: Math.floor(random() * 4) }, () => pick(pieces)).join("");
+  const value = (depth: number): unknown => {
+    const kind = Math.floor(random() * (depth > 2 ? 4 : 6));
+    if (kind === 0) return text();
+    if (kind === 1) return pick([0, -1, 12, 1.5, 1e21, -0, 2 ** 53]);
+    if (kind === 2) return pick([true, false, null]);
+    if (kind === 3) return { seq: 12 };
+    if (kind === 4) return [value(depth + 1), value(depth + 1)];
+    const o: Record<string, unknown> = {};
+    for (let k = Math.floor(random() * 3); k > 0; k--) {
+      o[pick(["seq", "result", "data", text()])] = value(depth + 1);
+    }
+    return o;
+  };
+  const frames: Array<[string, number]> = [];
+  for (let i = 0; i < 2000; i++) {
+    const seq = pick([12, 1, 123456789]);
+    const data: Record<string, unknown> = { id: String(i), msg: value(0) };
+    for (let k = Math.floor(random() * 3); k > 0; k--) data[text() || "extra"] ??= value(0);
+    delete data["seq"];
+    data["seq"] = seq;
+    const message = pick(["common", text()]);
+    frames.push([JSON.stringify({ data, result: { code: pick([1001, -1]), message } }), seq]);
+  }
+
+  await t.step("for frames as the model makes them, whatever their content", () => {
+    for (const [frame, seq] of frames) {
+      const data = (JSON.parse(frame) as { data: Record<string, unknown> }).data;
+      const { seq: _, ...item } = data;
+      const expected = JSON.stringify({ ...item, direction: "in" });
+      assert.equal(parsedItemOfFrame(frame), expected, frame);
+      assert.equal(itemOfFrame(frame, seq), expected, frame);
+    }
+  });
+  await t.step("and for frames of another shape, which are parsed", () => {
+    const odd = [
+      JSON.stringify({ data: { seq: 12 }, result: { code: 1, message: "m" } }),
+      JSON.stringify({ data: { a: 1, seq: 12 }, result: { code: 1, message: "m", extra: 1 } }),
+      JSON.stringify({ data: { a: 1, seq: 12 }, result: { code: 1, message: "m" }, more: 1 }),
+      JSON.stringify({ result: { code: 1, message: "m" }, data: { a: 1, seq: 12 } }),
+      JSON.stringify({ data: { a: 1, seq: 13 }, result: { code: 1, message: "m" } }),
+      // The frame's edge again, inside what follows the data.
+      JSON.stringify({
+        data: { a: 1, seq: 12 },
+        result: { code: 1, message: "m", more: { b: 1, seq: 12 }, result: 1 },
+      }),
+    ];
+    for (const frame of odd) assert.equal(itemOfFrame(frame, 12), parsedItemOfFrame(frame), frame);
   });
 });
