@@ -103,15 +103,22 @@ async function core(ctx: Context, rows: Row[], profDir: string | undefined): Pro
   const unguarded = await attemptBridge(() =>
     startBridge({ label: "bridge CONNECTION_GUARD=off", env: { CONNECTION_GUARD: "off" } })
   );
+  const others = [relay, memory, kv, unguarded];
+  const stopOthers = async () => {
+    for (const s of others.splice(0)) if (typeof s !== "string") await s.stop();
+  };
   try {
     if (flags.clients) extra += await compareClients(ctx, baseline);
     rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv, unguarded));
+    // The rows below compare the bridge with the baseline alone: the servers only the
+    // throughput rows need would otherwise idle beside them, with their timers and V8's
+    // idle-time collections, on the same two cores as the latency being measured.
+    await stopOthers();
     rows.push(await latency(ctx, baseline, bridge));
     rows.push(await slowAgent(ctx, baseline, bridge));
   } finally {
-    for (const s of [relay, bridge, memory, kv, unguarded]) {
-      if (typeof s !== "string") await s.stop();
-    }
+    await stopOthers();
+    if (typeof bridge !== "string") await bridge.stop();
     await baseline.stop();
   }
   if (profDir) {
