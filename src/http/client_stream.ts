@@ -141,7 +141,8 @@ export class ClientStream {
     if (this.#chunked === "data-end") {
       this.#chunked = "size";
     } else if (this.#chunked === "size") {
-      const size = /^([0-9a-f]{1,12})(;.*)?$/i.exec(line.trim())?.[1];
+      // Whitespace may come before an extension (RFC 9112 §7.1.1, BWS), as Deno reads it.
+      const size = /^([0-9a-f]{1,12})[ \t]*(;.*)?$/i.exec(line.trim())?.[1];
       if (size === undefined) this.#lost = true;
       else if (Number.parseInt(size, 16) === 0) this.#chunked = "trailer";
       else this.#bodyLeft = Number.parseInt(size, 16);
@@ -153,6 +154,9 @@ export class ClientStream {
 
   /** Reads what follows the head `buf[start..end]`: a body of some length, chunks, or frames. */
   #startBody(buf: Uint8Array, start: number, end: number): void {
+    // Deno joins a header sent on several lines (", "): Transfer-Encoding lines make one list,
+    // whose last coding says whether it is chunked. Deno.upgradeWebSocket takes any Upgrade value
+    // that contains "websocket" ("h2c, websocket", the header twice): each is metered as one.
     let upgrade = false;
     let coding: string | undefined;
     let length: string | undefined;
@@ -165,7 +169,8 @@ export class ClientStream {
       if (startsWith(buf, i, j, UPGRADE_NAME)) {
         upgrade ||= UPGRADE.test(latin1.decode(buf.subarray(i, j)));
       } else if (startsWith(buf, i, j, CODING_NAME)) {
-        coding ??= CODING.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+        const value = CODING.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+        if (value !== undefined) coding = coding === undefined ? value : `${coding}, ${value}`;
       } else if (startsWith(buf, i, j, LENGTH_NAME)) {
         length ??= LENGTH.exec(latin1.decode(buf.subarray(i, j)))?.[1];
       }
@@ -185,7 +190,7 @@ export class ClientStream {
 }
 
 // The headers that say what follows a head, matched on one line each (see #startBody).
-const UPGRADE = /^upgrade:[ \t]*websocket[ \t]*$/i;
+const UPGRADE = /^upgrade:.*websocket/i;
 const CODING = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/i;
 const LENGTH = /^content-length:[ \t]*0*(\d{1,15})[ \t]*$/i;
 const UPGRADE_NAME = nameBytes("upgrade:");

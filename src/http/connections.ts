@@ -398,7 +398,9 @@ export function serveGuarded(
     // hands out (media, the console's) from req.url, so it sees what the client asked for.
     urlProperty.value = publicUrl(req.url, listener.addr as Deno.NetAddr);
     Object.defineProperty(req, "url", urlProperty);
-    const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    // As Deno.upgradeWebSocket reads it (any value containing "websocket"), and as the relay
+    // does, so that no socket it upgrades goes unmetered.
+    const upgrade = req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false;
     if (upgrade && !link.stream.upgrading) {
       // Pipelined behind another request: its frames could not be measured from their start.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
@@ -409,8 +411,9 @@ export function serveGuarded(
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
     const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
-    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header).
-    return upgrade ? upgraded(link, res) : res;
+    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header);
+    // one the relay took for an upgrade and Deno did not must turn the stream back to HTTP.
+    return upgrade || link.stream.upgrading ? upgraded(link, res) : res;
   };
   /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
   const upgraded = async (link: Link, answer: Response | Promise<Response>) => {
