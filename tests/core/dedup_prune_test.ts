@@ -98,3 +98,18 @@ Deno.test("Model.pruneSeen() costs what expired, not what is held", async (t) =>
     },
   );
 });
+
+// From the review of 7db0d8d: a key recorded while the clock was a day ahead sat first with a far
+// expiry, and every key recorded after the correction stayed held behind it, expired.
+Deno.test("Model.pruneSeen() forgets expired keys after a clock set back a day", () => {
+  const m = model();
+  const day = 86_400_000;
+  assert.equal(m.inbound(item("ahead", day), nobody), "waiting");
+  for (let i = 0; i < 1_000; i++) {
+    assert.equal(m.inbound(item(`k${i}`, i), nobody), "waiting");
+  }
+  // Two TTLs past the last of those keys' expiry (1,999), with the prune run every "minute".
+  for (let now = 0; now <= 4_000; now += 100) m.pruneSeen(now);
+  const held = [...m.seen.keys()].filter((k) => k !== "m|ahead").length;
+  assert.equal(held, 0, `${held} keys past their time still held, two TTLs after they expired`);
+});
