@@ -118,3 +118,11 @@ export async function waitReady(bridge: SpawnedBridge): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Ends the process with `signal` (if it still runs) and waits for it. */
+export async function killBridge(bridge: SpawnedBridge, signal: Deno.Signal): Promise<void> {
+  try {
+    bridge.child.kill(signal);
+  } catch { /* exited already */ }
+  await bridge.status;
+}

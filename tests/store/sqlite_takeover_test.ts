@@ -2,20 +2,17 @@
 // process on a running one's DATA_DIR, a journal line cut short by a crash.
 import assert from "node:assert/strict";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
-import { spawnBridge, type SpawnedBridge, waitReady } from "../helpers/spawn.ts";
+import {
+  killBridge as kill,
+  spawnBridge,
+  type SpawnedBridge,
+  waitReady,
+} from "../helpers/spawn.ts";
 
 const B = "/im_component/wx_official_account";
 
 /** main.ts on the default store (SQLite) in `dataDir`; not waited for: see waitReady. */
 const spawn = (dataDir: string) => spawnBridge({ DATA_DIR: dataDir, STORE: "" });
-
-/** Ends the process with `signal` (if it still runs) and waits for it. */
-async function kill(p: SpawnedBridge, signal: Deno.Signal): Promise<void> {
-  try {
-    p.child.kill(signal);
-  } catch { /* exited already */ }
-  await p.status;
-}
 
 let msgId = 81_000_000;
 const send = async (p: SpawnedBridge, from: string, content: string) => {

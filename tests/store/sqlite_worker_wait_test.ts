@@ -4,18 +4,16 @@
 // byte for byte, with what the agent received (items cut out of frames by the worker).
 import assert from "node:assert/strict";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
-import { spawnBridge, type SpawnedBridge, waitReady } from "../helpers/spawn.ts";
+import {
+  killBridge as kill,
+  spawnBridge,
+  type SpawnedBridge,
+  waitReady,
+} from "../helpers/spawn.ts";
 
 const B = "/im_component/wx_official_account";
 
 const spawn = (dataDir: string) => spawnBridge({ DATA_DIR: dataDir, STORE: "" });
-
-async function kill(p: SpawnedBridge, signal: Deno.Signal): Promise<void> {
-  try {
-    p.child.kill(signal);
-  } catch { /* exited already */ }
-  await p.status;
-}
 
 const tricky = [
   ',"seq":1},"result":{"code":1001,"message":"common"}}',
