@@ -1,5 +1,6 @@
 // WeChat's XML, read safely: refuses DOCTYPE and entity declarations (billion laughs), deep
-// nesting, and tag names that could reach Object.prototype, before any value is trusted, while
+// nesting, tag names that could reach Object.prototype and character references to no XML
+// character (a surrogate, NUL), before any value is trusted, while
 // a follower's text that merely mentions them inside CDATA passes. Every value stays a string:
 // MsgIds exceed 2^53 and `00123` must stay `00123`.
 
@@ -51,6 +52,43 @@ function declaresDoctype(text: string): boolean {
   return false;
 }
 
+const CHAR_REF = /&#(?:x([0-9a-fA-F]+)|([0-9]+));/g;
+
+/** Whether `code` is a character XML allows (its Char production): no NUL, no surrogate. */
+function isXmlChar(code: number): boolean {
+  return code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) ||
+    (code >= 0xe000 && code <= 0xfffd) || (code >= 0x10000 && code <= 0x10ffff);
+}
+
+/**
+ * A character reference outside CDATA, comments and processing instructions that names no
+ * character XML allows (`&#xD83D;`, `&#0;`): the parser drops or keeps those silently, and a
+ * follower's text would lose them; XML calls the document malformed, and so do we.
+ */
+function badCharRef(text: string): string | null {
+  if (!text.includes("&#")) return null;
+  let from = 0;
+  while (from < text.length) {
+    const open = text.indexOf("<", from);
+    const stop = open === -1 ? text.length : open;
+    for (const m of text.slice(from, stop).matchAll(CHAR_REF)) {
+      const code = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]);
+      if (!isXmlChar(code)) return m[0];
+    }
+    if (open === -1) break;
+    const end = text.startsWith("<![CDATA[", open)
+      ? text.indexOf("]]>", open + 9)
+      : text.startsWith("<!--", open)
+      ? text.indexOf("-->", open + 4)
+      : text.startsWith("<?", open)
+      ? text.indexOf("?>", open + 2)
+      : text.indexOf(">", open);
+    if (end === -1) break; // unclosed: the validator refuses it
+    from = end + 1;
+  }
+  return null;
+}
+
 /**
  * Creates a reusable parser; `parse()` throws SyntaxError("Cannot parse WeChat XML: …").
  * `fastPath: false` always runs the full parser: the reference the fast path is held to.
@@ -66,7 +104,9 @@ export function createXmlReader(
     ignoreDeclaration: true,
     ignorePiTags: true,
     processEntities: true,
-    htmlEntities: false,
+    // Character references (`&#233;`, `&#x1F600;`) are text as XML says; without this the parser
+    // left them as written. Its few HTML names (`&nbsp;`, `&copy;`) come with them.
+    htmlEntities: true,
     maxNestedTags: MAX_DEPTH,
     // No callback of ours reads the path: building it as a string per tag cost a third of parsing.
     jPath: false,
@@ -86,6 +126,10 @@ export function createXmlReader(
         throw new SyntaxError(
           "Cannot parse WeChat XML: DOCTYPE and entity declarations are refused",
         );
+      }
+      const bad = badCharRef(text);
+      if (bad !== null) {
+        throw new SyntaxError(`Cannot parse WeChat XML: ${bad} is not a character XML allows`);
       }
       const valid = XMLValidator.validate(text);
       if (valid !== true) {

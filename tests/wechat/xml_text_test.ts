@@ -82,6 +82,25 @@ Deno.test("POST send_xml keeps follower text that looks like markup", async (t) 
       assert.equal(res.status, 400, res.text);
       assert.match(res.text, /DOCTYPE/);
     });
+    await t.step("character references outside CDATA arrive as the characters", async () => {
+      const contents = "<Content>caf&#233; &#x1F600; &amp;#65; &lt;b&gt;</Content>";
+      const res = await send(xmlWith("f-ref", "xml-text-agent", contents, "4007"));
+      assert.equal(res.status, 200, res.text);
+      assert.equal(await contentOf("4007"), "café 😀 &#65; <b>");
+    });
+    await t.step("a reference to no character XML allows is 400, not dropped", async () => {
+      for (const [ref, id] of [["&#xD83D;&#xDE00;", "4008"], ["&#0;", "4009"]] as const) {
+        const res = await send(
+          xmlWith("f-bad", "xml-text-agent", `<Content>a${ref}b</Content>`, id),
+        );
+        assert.equal(res.status, 400, `${ref}: ${res.status} ${res.text}`);
+      }
+      // Inside CDATA it is text, as written.
+      const cdata = "<Content><![CDATA[a&#xD83D;b]]></Content>";
+      const res = await send(xmlWith("f-bad", "xml-text-agent", cdata, "4010"));
+      assert.equal(res.status, 200, res.text);
+      assert.equal(await contentOf("4010"), "a&#xD83D;b");
+    });
     await t.step("the server keeps serving", async () => {
       const res = await send(xmlWith("f-after", "xml-text-agent", "<Content>ok</Content>", "4006"));
       assert.equal(res.status, 200, res.text);
