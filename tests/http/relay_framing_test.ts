@@ -15,6 +15,8 @@ async function exchange(port: number, bytes: string, count: number): Promise<str
   await conn.write(enc.encode(bytes));
   const buf = new Uint8Array(16 * 1024);
   let text = "";
+  // A server that neither answers nor closes fails the test instead of holding it.
+  const timer = setTimeout(() => conn.close(), 3_000);
   try {
     while ((text.match(/HTTP\/1\.[01] \d{3}/g) ?? []).length < count) {
       const n = await conn.read(buf).catch(() => null);
@@ -22,7 +24,10 @@ async function exchange(port: number, bytes: string, count: number): Promise<str
       text += new TextDecoder().decode(buf.subarray(0, n));
     }
   } finally {
-    conn.close();
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed already */ }
   }
   // Each answer's status and the body the handler echoed.
   return [...text.matchAll(/HTTP\/1\.[01] (\d{3})[^]*?\r\n\r\n([^H]*)/g)].map((m) =>
@@ -72,6 +77,20 @@ for (const mode of ["guarded", "direct"] as const) {
           `200 ${JSON.stringify("/a z")}`,
           `200 ${JSON.stringify("/next ")}`,
         ]);
+      });
+      // From the review of the relay's rewrite: chunked bodies Deno accepts that the relay once
+      // took for something it could not follow (it closed the connection with no answer).
+      const chunked = [`200 ${JSON.stringify("/a abc")}`, `200 ${JSON.stringify("/next ")}`];
+      await t.step("Transfer-Encoding on two lines, chunked last: one list", async () => {
+        const post = "POST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\n" +
+          "transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        // Deno passes the body on still gzipped: the handler reads the bytes as sent.
+        assert.deepEqual(await exchange(port, post + GET, 2), chunked);
+      });
+      await t.step("a space between a chunk's size and its extension (RFC 9112 BWS)", async () => {
+        const post = "POST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+          "3 ;name=value\r\nabc\r\n0\r\n\r\n";
+        assert.deepEqual(await exchange(port, post + GET, 2), chunked);
       });
     } finally {
       await server.shutdown();
