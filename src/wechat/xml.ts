@@ -30,6 +30,20 @@ function foldCdata(node: unknown): unknown {
 const FORBIDDEN = /<!DOCTYPE|<!ENTITY|<!\[INCLUDE|<!\[IGNORE/i;
 const FORBIDDEN_AT = /^<!(?:DOCTYPE|ENTITY|\[INCLUDE|\[IGNORE)/i;
 
+/**
+ * Where the CDATA section, comment or processing instruction opening at `i` ends (-1: never),
+ * or `i` when none opens there: what XML takes as text inside them is not markup.
+ */
+function sectionEnd(text: string, i: number): number {
+  return text.startsWith("<![CDATA[", i)
+    ? text.indexOf("]]>", i + 9)
+    : text.startsWith("<!--", i)
+    ? text.indexOf("-->", i + 4)
+    : text.startsWith("<?", i)
+    ? text.indexOf("?>", i + 2)
+    : i;
+}
+
 /** Whether `text` declares a DOCTYPE or entities as markup: outside CDATA sections, comments
  * and processing instructions, where a follower's text may say `<!DOCTYPE` freely. */
 function declaresDoctype(text: string): boolean {
@@ -37,13 +51,7 @@ function declaresDoctype(text: string): boolean {
   if (!FORBIDDEN.test(text)) return false;
   let i = text.indexOf("<");
   while (i !== -1) {
-    const end = text.startsWith("<![CDATA[", i)
-      ? text.indexOf("]]>", i + 9)
-      : text.startsWith("<!--", i)
-      ? text.indexOf("-->", i + 4)
-      : text.startsWith("<?", i)
-      ? text.indexOf("?>", i + 2)
-      : i;
+    const end = sectionEnd(text, i);
     if (end === i && FORBIDDEN_AT.test(text.slice(i, i + 10))) return true;
     // An unclosed section is malformed: the validator refuses it next.
     if (end === -1) return false;
@@ -76,13 +84,8 @@ function badCharRef(text: string): string | null {
       if (!isXmlChar(code)) return m[0];
     }
     if (open === -1) break;
-    const end = text.startsWith("<![CDATA[", open)
-      ? text.indexOf("]]>", open + 9)
-      : text.startsWith("<!--", open)
-      ? text.indexOf("-->", open + 4)
-      : text.startsWith("<?", open)
-      ? text.indexOf("?>", open + 2)
-      : text.indexOf(">", open);
+    const section = sectionEnd(text, open);
+    const end = section === open ? text.indexOf(">", open) : section;
     if (end === -1) break; // unclosed: the validator refuses it
     from = end + 1;
   }
