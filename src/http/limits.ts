@@ -36,49 +36,81 @@ export async function readBodyLimited(req: Request, maxBytes: number): Promise<U
     // until a full one; at 2,000 webhooks/s that was 1.3 MB promoted every scavenge and 4-5 ms
     // pauses, the latency row's p99 (BENCHMARKS.md, "Issue 17: the request body's stream").
     return new Uint8Array(
-      await withDeadline(req.arrayBuffer(), BODY_IDLE_TIMEOUT_MS, "was not complete within"),
+      await withDeadline(req.arrayBuffer(), "was not complete within"),
     );
   }
   if (req.body === null) return new Uint8Array(0);
   const reader = req.body.getReader();
-  const read = () => withDeadline(reader.read(), BODY_IDLE_TIMEOUT_MS, "sent nothing for");
+  const read = () => withDeadline(reader.read(), "sent nothing for");
   return await readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));
 }
 
 /** How often bodies that may have stalled are looked at: one timer for every request. */
 const SWEEP_MS = 1_000;
 
-/** Reads waiting on a body, each with the moment it is late and how it then fails. */
-const watched = new Set<{ at: number; late: () => void }>();
+/** A read waiting on a body: the moment it is late, how it then fails, and its neighbours. */
+interface Watched {
+  at: number;
+  late: () => void;
+  prev: Watched | null;
+  next: Watched | null;
+}
+
+/**
+ * Reads waiting on a body, oldest first: every deadline is BODY_IDLE_TIMEOUT_MS from its start,
+ * so the list is also in the order they fall due. An intrusive list, not a Set: a long-lived Set
+ * that every request enters and leaves re-makes its table every few requests, and V8 keeps
+ * those tables past young-generation collections (123 bytes a message at 2,000 webhooks/s;
+ * BENCHMARKS.md, "Issue 17: garbage that outlived scavenges").
+ */
+let first: Watched | null = null;
+let last: Watched | null = null;
 let sweeper: ReturnType<typeof setInterval> | undefined;
+
+function unwatch(entry: Watched): void {
+  if (entry.prev === null) first = entry.next;
+  else entry.prev.next = entry.next;
+  if (entry.next === null) last = entry.prev;
+  else entry.next.prev = entry.prev;
+  entry.prev = entry.next = null;
+}
 
 function sweep(): void {
   const now = performance.now();
-  for (const entry of watched) {
-    if (entry.at > now) continue;
-    watched.delete(entry);
+  while (first !== null && first.at <= now) {
+    const entry = first;
+    unwatch(entry);
     entry.late();
   }
-  if (watched.size === 0) {
+  if (first === null) {
     clearInterval(sweeper);
     sweeper = undefined;
   }
 }
 
 /**
- * `work`, or a 408 once `ms` have passed (to within a second); a failed read (client gone) is
- * a 400. A timer per request cost more than reading a WeChat body: one sweep serves them all.
+ * `work`, or a 408 once the body idle timeout has passed (to within a second); a failed read
+ * (client gone) is a 400. A timer per request cost more than reading a WeChat body: one sweep
+ * serves them all. One timeout for every read keeps the list in deadline order.
  */
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+function withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
+  const ms = BODY_IDLE_TIMEOUT_MS;
   return new Promise<T>((resolve, reject) => {
-    const late = () => reject(new HttpError(408, `Request body stalled: it ${what} ${ms} ms`));
-    const entry = { at: performance.now() + ms, late };
-    watched.add(entry);
+    const entry: Watched = {
+      at: performance.now() + ms,
+      late: () => reject(new HttpError(408, `Request body stalled: it ${what} ${ms} ms`)),
+      prev: last,
+      next: null,
+    };
+    if (last === null) first = entry;
+    else last.next = entry;
+    last = entry;
     if (sweeper === undefined) {
       // An idle process may exit with reads still watched (they belong to closed servers).
       Deno.unrefTimer(sweeper = setInterval(sweep, SWEEP_MS));
     }
-    const done = () => watched.delete(entry);
+    // Settled already by the sweep (408): then it is out of the list.
+    const done = () => entry === first || entry.prev !== null ? unwatch(entry) : undefined;
     work.then((value) => {
       done();
       resolve(value);
