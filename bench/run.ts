@@ -64,6 +64,7 @@ async function main(): Promise<void> {
   if (groups.has("idle")) {
     rows.push(await idle(ctx, bridgeAvailable));
     rows.push(await heartbeats(ctx, bridgeAvailable));
+    rows.push(await heartbeats(ctx, bridgeAvailable, { guard: false }));
   }
   if (groups.has("redis") || groups.has("scale")) {
     const base = await startBaseline();
