@@ -104,13 +104,19 @@ async function core(ctx: Context, rows: Row[], profDir: string | undefined): Pro
   const unguarded = await attemptBridge(() =>
     startBridge({ label: "bridge CONNECTION_GUARD=off", env: { CONNECTION_GUARD: "off" } })
   );
-  const others = [relay, memory, kv, unguarded];
+  // Power-loss durability: what waiting for the disk costs on this machine.
+  const fsync = await attemptBridge(() =>
+    startBridge({ label: "bridge STORE_FSYNC=1", env: { STORE_FSYNC: "1" } })
+  );
+  const others = [relay, memory, kv, unguarded, fsync];
   const stopOthers = async () => {
     for (const s of others.splice(0)) if (typeof s !== "string") await s.stop();
   };
   try {
     if (flags.clients) extra += await compareClients(ctx, baseline);
-    rows.push(...await throughput(ctx, baseline, bridge, memory, relay, kv, unguarded));
+    rows.push(
+      ...await throughput(ctx, baseline, { bridge, memory, relay, kv, unguarded, fsync }),
+    );
     // The rows below compare the bridge with the baseline alone: the servers only the
     // throughput rows need would otherwise idle beside them, with their timers and V8's
     // idle-time collections, on the same two cores as the latency being measured.

@@ -128,22 +128,34 @@ function cpuPerMessage(results: readonly LoadResult[], side: "server" | "client"
   );
 }
 
-/** (1) throughput of the default store (SQLite), with STORE=memory, STORE=kv and the node ws
- * relay beside it, and what persistence costs. */
+/** The systems of the throughput rounds besides the baseline: a string says why one is not
+ * running. */
+export interface ThroughputSystems {
+  bridge: Maybe;
+  memory: Maybe;
+  relay: Maybe;
+  kv?: Maybe;
+  unguarded?: Maybe;
+  /** The default store with STORE_FSYNC=1: what power-loss durability costs. */
+  fsync?: Maybe;
+}
+
+/** (1) throughput of the default store (SQLite), with STORE=memory, STORE=kv, STORE_FSYNC=1
+ * and the node ws relay beside it, and what persistence costs. */
 export async function throughput(
   ctx: Context,
   baseline: System,
-  bridge: Maybe,
-  memory: Maybe,
-  relay: Maybe,
-  kv: Maybe = "not started",
-  unguarded: Maybe = "not started",
+  systemsUnder: ThroughputSystems,
 ): Promise<Row[]> {
+  const { bridge, memory, relay } = systemsUnder;
+  const kv = systemsUnder.kv ?? "not started";
+  const unguarded = systemsUnder.unguarded ?? "not started";
+  const fsync = systemsUnder.fsync ?? "not started";
   const { plan } = ctx;
   const runs = new Map<System, LoadResult[]>();
-  const systems = [baseline, bridge, memory, relay, kv, unguarded].filter((s): s is System =>
-    typeof s !== "string"
-  );
+  const systems = [baseline, bridge, memory, relay, kv, unguarded, fsync].filter((
+    s,
+  ): s is System => typeof s !== "string");
   for (const s of systems) runs.set(s, []);
   let memoryNote = "";
   let kvNote = "";
@@ -156,9 +168,7 @@ export async function throughput(
         () => runLoad(loadConfig(plan, system, { mode: "throughput" })),
       );
       runs.get(system)!.push(result);
-      if (system === bridge || system === memory || system === kv || system === unguarded) {
-        ctx.delivery.add(result);
-      }
+      if (system !== baseline && system !== relay) ctx.delivery.add(result);
     }
     if (round === 1 && typeof bridge !== "string" && bridge.dataDir) {
       if (!await holdsSqlite(bridge.dataDir)) {
@@ -230,6 +240,21 @@ export async function throughput(
       notes: `same rounds; ÷ the guarded default ${
         ratio(medianRatio(rate(unguarded), rate(bridge)))
       }; ${describe(runs.get(unguarded)!)}`,
+    });
+  }
+  if (typeof fsync !== "string") {
+    rows.push({
+      workload: "(1f) throughput, default store, STORE_FSYNC=1",
+      bridge: `${num(median(rate(fsync)))} msg/s`,
+      baseline: `${num(median(baseRate))} msg/s`,
+      ratio: ratio(medianRatio(rate(fsync), baseRate)),
+      target: "",
+      status: "",
+      notes:
+        `same rounds; the default (no fsync) ÷ this ${
+          ratio(medianRatio(rate(bridge), rate(fsync)))
+        }: each journal write is followed by fdatasync before WeChat is answered, and the ` +
+        `tables' by synchronous=FULL; ${describe(runs.get(fsync)!)}`,
     });
   }
   if (typeof kv !== "string") {
