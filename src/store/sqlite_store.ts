@@ -277,12 +277,10 @@ function createSqliteStore(
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
     }
-    try {
-      journal.release(appliedId);
-    } catch (error) {
+    journal.release(appliedId).catch((error) => {
       // Commits the tables have are skipped by every later apply: deleting them can wait.
       log.warn("Cannot delete applied journal segments: {error}", { error });
-    }
+    });
   };
   const applierOptions = {
     db,
@@ -719,7 +717,7 @@ function createSqliteStore(
       try {
         // Whatever the worker could not apply; then the file whole, its WAL emptied.
         if (appliedId < journalId) onApplied(applyJournal(db, st, journal.read, files.retention));
-        journal.release(appliedId, true);
+        await journal.release(appliedId, true);
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch (error) {
         log.warn("Cannot write to SQLite at close: {error}", { error });
