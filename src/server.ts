@@ -338,7 +338,12 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     return res;
   }
   const sendLimiter = createKeyedRateLimiter(config.sendRatePerS, config.sendRatePerS * 2, now);
-  async function send(req: Request, url: URL): Promise<Response> {
+  async function send(
+    req: Request,
+    url: URL,
+    _params: unknown,
+    client?: string,
+  ): Promise<Response> {
     const started = performance.now();
     // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
     // to its own.
@@ -353,7 +358,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     }
     const agentId = await agentOf(req, url, false);
     // Per agent, or per client address for anonymous pushes (open mode, seed 2.1).
-    const wait = sendLimiter.take(agentId ?? `addr:${clientAddress.get(req) ?? "?"}`);
+    const wait = sendLimiter.take(agentId ?? `addr:${client ?? "?"}`);
     if (wait > 0) {
       metrics.rejected.inc({ reason: "send_rate" });
       throw new HttpError(
@@ -476,11 +481,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     routes.flatMap(([method, paths, handler]) => paths.map((path) => ({ method, path, handler }))),
   );
 
-  async function route(req: Request): Promise<Response> {
+  async function route(req: Request, client: string | undefined): Promise<Response> {
     const url = new URL(req.url);
     try {
       const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
-      if ("handler" in found) return await found.handler(req, url, found.params);
+      if ("handler" in found) return await found.handler(req, url, found.params, client);
       if (found.allowed.length > 0) {
         return errorResponse(405, `Method ${req.method} not allowed`, {
           allow: found.allowed.join(", "),
@@ -510,16 +515,15 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
   let stopping = false;
   let inFlight = 0;
-  /** Who sent each request in flight (the route handlers see only the Request). */
-  const clientAddress = new WeakMap<Request, string>();
   async function handler(req: Request, info?: ConnectionInfo): Promise<Response> {
-    if (info) clientAddress.set(req, info.remoteAddr.hostname);
     if (stopping) {
       return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
     }
     inFlight++;
     try {
-      return await route(req);
+      // The address is passed along, not kept per request in a WeakMap: V8 treats every
+      // entry of one as an ephemeron, and only anonymous pushes to /send read it.
+      return await route(req, info?.remoteAddr.hostname);
     } finally {
       inFlight--;
     }

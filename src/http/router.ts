@@ -2,13 +2,17 @@
 // (which cost a third of the bridge's CPU when every request tried every pattern), and the
 // JSON answers every route shares.
 
-/** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`. */
+/** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`;
+ * `client` is the address the request came from, when the server knows it. */
 export interface Route {
   method: string;
   path: string;
-  handler: (req: Request, url: URL, params: Record<string, string | undefined>) =>
-    | Response
-    | Promise<Response>;
+  handler: (
+    req: Request,
+    url: URL,
+    params: Record<string, string | undefined>,
+    client?: string,
+  ) => Response | Promise<Response>;
 }
 
 /** A JSON answer. */

@@ -15,9 +15,10 @@ export interface TestBridge {
   close(): Promise<void>;
 }
 
-/** Starts a bridge; `env` is read as the process environment would be. */
+/** Starts a bridge; `env` is read as the process environment would be; `hostname` is where it
+ * listens ("::" takes IPv6 and IPv4 clients), 127.0.0.1 unless given. */
 export async function startBridge(
-  options: { env?: Record<string, string> } & Effects = {},
+  options: { env?: Record<string, string>; hostname?: string } & Effects = {},
 ): Promise<TestBridge> {
   const dataDir = Deno.makeTempDirSync({ prefix: "bridge-test-" });
   const config = loadConfig({
@@ -28,7 +29,7 @@ export async function startBridge(
     ...options.env,
   });
   const bridge = await createServer(config, options);
-  const { port } = await bridge.listen({ port: 0, hostname: "127.0.0.1" });
+  const { port } = await bridge.listen({ port: 0, hostname: options.hostname ?? "127.0.0.1" });
   return {
     port,
     base: `http://127.0.0.1:${port}`,

@@ -69,16 +69,29 @@ Deno.test("POST send: per-agent rate limit, 429 with Retry-After", async (t) => 
   }
 });
 
-Deno.test("POST send without credentials (open mode): limited per client address", async () => {
-  const frozen = Date.now();
-  const bridge = await startBridge({ now: () => frozen });
-  const bob = await connectAgent(`${bridge.wsBase}${B}/msg?userid=bob`);
-  try {
-    const answers = await postMany(`${bridge.base}/send`, BURST + 10);
-    assert.equal(answers.filter((a) => a.status === 200).length, BURST);
-    assert.equal(answers.filter((a) => a.status === 429).length, 10);
-  } finally {
-    await bob.close();
-    await bridge.close();
-  }
-});
+for (const guard of ["on", "off"]) {
+  Deno.test(`POST send without credentials (open mode): limited per client address (CONNECTION_GUARD=${guard})`, async () => {
+    const frozen = Date.now();
+    // On "::", clients from ::1 and from 127.0.0.1 are two addresses.
+    const bridge = await startBridge({
+      now: () => frozen,
+      hostname: "::",
+      env: { CONNECTION_GUARD: guard },
+    });
+    const bob = await connectAgent(`${bridge.wsBase}${B}/msg?userid=bob`);
+    try {
+      const answers = await postMany(`http://[::1]:${bridge.port}/send`, BURST + 10);
+      assert.equal(answers.filter((a) => a.status === 200).length, BURST);
+      assert.equal(answers.filter((a) => a.status === 429).length, 10);
+      const other = await postMany(`http://127.0.0.1:${bridge.port}/send`, 3);
+      assert.deepEqual(
+        other.map((a) => a.status),
+        [200, 200, 200],
+        "another address is not slowed",
+      );
+    } finally {
+      await bob.close();
+      await bridge.close();
+    }
+  });
+}
