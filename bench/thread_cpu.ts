@@ -1,8 +1,9 @@
 // deno-lint-ignore-file no-console -- a command-line tool: its output is the point
 // The bridge's CPU per message by thread, under the throughput workload: the main thread (the
 // one that answers WeChat), the SQLite store's worker, V8's helpers. /proc/PID/task/*/stat of
-// the server, after one warm-up round, over the next ones.
-// Usage: deno run -A bench/thread_cpu.ts [--env K=V ...] [--rounds N]
+// the server, after one warm-up round, over the next ones; `--mode rate` measures the latency
+// row's load (2,000/s for 8 s a round) instead.
+// Usage: deno run -A bench/thread_cpu.ts [--env K=V ...] [--rounds N] [--mode rate]
 import { parseArgs } from "node:util";
 import { runLoad } from "./load_runner.ts";
 import { FULL, loadConfig } from "./plan.ts";
@@ -14,6 +15,7 @@ const { values } = parseArgs({
   options: {
     env: { type: "string", multiple: true, default: [] },
     rounds: { type: "string", default: "2" },
+    mode: { type: "string", default: "throughput" },
   },
 });
 const env = Object.fromEntries(values.env.map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
@@ -34,12 +36,23 @@ function ticksByThread(pid: number): Map<string, number> {
 const bridge = await startBridge({ env });
 try {
   const pid = bridge.server.pid;
-  await runLoad(loadConfig(FULL, bridge, { mode: "throughput", idBase: 5_000_000 }));
+  const load = (idBase: number) =>
+    runLoad(
+      values.mode === "rate"
+        ? loadConfig(FULL, bridge, {
+          mode: "rate",
+          messages: FULL.rate,
+          durationS: FULL.latencyS,
+          concurrency: 64,
+          idBase,
+        })
+        : loadConfig(FULL, bridge, { mode: "throughput", idBase }),
+    );
+  await load(5_000_000);
   const before = ticksByThread(pid);
   let sent = 0;
   for (let round = 0; round < Number(values.rounds); round++) {
-    const idBase = (round + 1) * 10_000_000;
-    sent += (await runLoad(loadConfig(FULL, bridge, { mode: "throughput", idBase }))).sent;
+    sent += (await load((round + 1) * 10_000_000)).sent;
   }
   const parts: string[] = [];
   let total = 0;
