@@ -468,7 +468,9 @@ export async function heartbeats(
       status: !whole ? "n/a" : agents >= 10_000 ? met(result.peakRss < 400 * 1024 * 1024) : "",
       notes: `HEARTBEAT_INTERVAL_S=${plan.heartbeatIntervalS} for this row, held ` +
         `${plan.heartbeatHoldS} s: the agents read ${num(result.heartbeats)} heartbeats in the ` +
-        `hold (at most ${num(expected)}); ${result.closedByServer} sockets closed by the server.` +
+        `hold (about ${
+          num(expected)
+        }, one each per interval; a window boundary can add one); ${result.closedByServer} sockets closed by the server.` +
         how,
     };
   } catch (err) {
