@@ -4,7 +4,7 @@
 // messages from sqlite_applier.ts.
 
 import type { DatabaseSync } from "node:sqlite";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 import {
   applyHanded,
@@ -50,14 +50,18 @@ interface WorkerScope {
 
 const scope = globalThis as unknown as WorkerScope;
 
-/** This thread's nice value (the process's own is 0): the thread that answers WeChat wins the
+/** How much nicer this thread is than the process: the thread that answers WeChat wins the
  * CPU whenever both want it, as background compaction does in RocksDB. Its batches took a few
  * ms of CPU at a time, long enough to hold the other thread off a core on a busy machine. */
-const WORKER_NICE = 10;
+const WORKER_NICER_BY = 10;
+/** The lowest priority Linux has. */
+const MAX_NICE = 19;
 try {
-  // On Linux a nice value is a thread's: pid 0 is this thread alone. Elsewhere it would be the
-  // whole process's, the thread that answers too.
-  if (Deno.build.os === "linux") setPriority(WORKER_NICE);
+  // On Linux a nice value is a thread's: pid 0 is this thread alone (it starts at the value of
+  // the thread that made it, the process's). Elsewhere it would be the whole process's, the
+  // thread that answers too. Relative, not set outright: under `nice -n 15`, 10 would put this
+  // thread above the one that answers (root may raise a priority).
+  if (Deno.build.os === "linux") setPriority(Math.min(MAX_NICE, getPriority() + WORKER_NICER_BY));
 } catch {
   // Not permitted here (a sandbox): the thread runs at the process's priority.
 }

@@ -38,15 +38,22 @@ function startFlags(): string[] {
 
 /**
  * Spawns main.ts with `deno task start`'s permissions and `env` on a free port; `openFiles`
- * sets `ulimit -n`.
+ * sets `ulimit -n`; `launcher` is a command that execs the rest (`nice -n 15`, `setpriv …`).
  */
 export function spawnBridge(
   env: Record<string, string>,
-  options: { openFiles?: number; denoFlags?: string[] } = {},
+  options: { openFiles?: number; denoFlags?: string[]; launcher?: string[] } = {},
 ): SpawnedBridge {
   const port = freePort();
-  const deno = [Deno.execPath(), "run", ...startFlags(), ...(options.denoFlags ?? []), "main.ts"];
-  // `exec` keeps the pid: the signal and /proc reach deno, not the shell.
+  const deno = [
+    ...(options.launcher ?? []),
+    Deno.execPath(),
+    "run",
+    ...startFlags(),
+    ...(options.denoFlags ?? []),
+    "main.ts",
+  ];
+  // `exec` keeps the pid: the signal and /proc reach deno, not the shell (a launcher execs too).
   const args = options.openFiles === undefined ? { cmd: deno[0]!, args: deno.slice(1) } : {
     cmd: "bash",
     args: ["-c", `ulimit -n ${options.openFiles} && exec "$@"`, "bash", ...deno],
