@@ -7,6 +7,8 @@ import { mintAgentToken } from "../../src/agents/auth.ts";
 import { loadConfig } from "../../src/config.ts";
 import { connectAgent } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
+import { A, Bq, writeAccountsFile } from "../accounts/_accounts_env.ts";
 
 const B = "/im_component/wx_official_account";
 const SECRET = "send-rate-test-agent-secret-0123456789abcd";
@@ -95,3 +97,31 @@ for (const guard of ["on", "off"]) {
     }
   });
 }
+
+Deno.test("POST send without credentials, two accounts (ACCOUNTS_FILE): still limited per client address", async () => {
+  const frozen = Date.now();
+  const dir = await Deno.makeTempDir({ prefix: "send-rate-accounts-" });
+  const fakes = { [A.id]: await startFakeWechat(), [Bq.id]: await startFakeWechat() };
+  // The front hands each request to an account's bridge: the address must go along with it.
+  const bridge = await startBridge({
+    now: () => frozen,
+    hostname: "::",
+    env: { ACCOUNTS_FILE: await writeAccountsFile(dir, fakes) },
+  });
+  const bob = await connectAgent(`${bridge.wsBase}${B}/msg?userid=bob`);
+  try {
+    // The first account does not know the contact (404): only the limit is looked at here.
+    const answers = await postMany(`http://[::1]:${bridge.port}/send`, BURST + 10);
+    assert.equal(answers.filter((a) => a.status === 429).length, 10);
+    const other = await postMany(`http://127.0.0.1:${bridge.port}/send`, 3);
+    assert.ok(
+      other.every((a) => a.status !== 429),
+      `another address is not slowed: ${JSON.stringify(other)}`,
+    );
+  } finally {
+    await bob.close();
+    await bridge.close();
+    await Promise.all(Object.values(fakes).map((f) => f.close()));
+    await Deno.remove(dir, { recursive: true });
+  }
+});

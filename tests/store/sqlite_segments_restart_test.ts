@@ -4,8 +4,7 @@
 
 import assert from "node:assert/strict";
 import { openSqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
-import { journalDirOf } from "../../src/store/sqlite_journal_file.ts";
-import { openJournalDir } from "../../src/store/sqlite_journal_file.ts";
+import { journalDirOf, openJournalDir } from "../../src/store/sqlite_journal_file.ts";
 import {
   baseStoreOptions,
   describe,
