@@ -20,7 +20,8 @@ export interface Journal {
   read(after: number): Commit[];
   /** Deletes what holds only commits up to `applied`; `all`: the segment being written too,
    * when it is all applied (at close). Resolves once they are gone; a segment that cannot be
-   * deleted is skipped by every later read, and deleted by the next start. */
+   * deleted is skipped by every later read, and deleted by the next start (which fails, loudly,
+   * while it still cannot be: a journal it cannot delete from it cannot begin a segment in). */
   release(applied: number, all?: boolean): Promise<void>;
   close(): void;
 }
