@@ -67,6 +67,17 @@ for (const mode of ["guarded", "direct"] as const) {
           ]);
         },
       );
+      await t.step("a first head larger than the first read's buffer, then the next", async () => {
+        // The guard reads a connection's first head into 2 KiB, and more as it grows.
+        for (const pad of [300, 900, 3000, 40_000]) {
+          const post = `POST /a HTTP/1.1\r\nhost: x\r\nx-pad: ${"p".repeat(pad)}\r\n` +
+            "content-length: 2\r\n\r\nok";
+          assert.deepEqual(await exchange(port, post + GET, 2), [
+            `200 ${JSON.stringify("/a ok")}`,
+            `200 ${JSON.stringify("/next ")}`,
+          ], `a ${pad}-byte header`);
+        }
+      });
       await t.step("an empty line before a request line is ignored (RFC 9112 §2.2)", async () => {
         assert.deepEqual(await exchange(port, "\r\n" + GET, 1), [
           `200 ${JSON.stringify("/next ")}`,
