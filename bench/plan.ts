@@ -116,3 +116,17 @@ export function loadConfig(
   config.idBase = freshIds(config.warmup + posted);
   return config;
 }
+
+/** One round of the full plan's throughput workload, or with `mode` "rate" of the latency
+ * row's (2,000/s for 8 s): what the profiling tools (profile.ts, thread_cpu.ts) run. */
+export function fullRound(system: System, mode: string, idBase: number): LoadConfig {
+  return mode === "rate"
+    ? loadConfig(FULL, system, {
+      mode: "rate",
+      messages: FULL.rate,
+      durationS: FULL.latencyS,
+      concurrency: 64,
+      idBase,
+    })
+    : loadConfig(FULL, system, { mode: "throughput", idBase });
+}

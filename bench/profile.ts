@@ -4,7 +4,7 @@
 // [--top N]; the .cpuprofile is kept in bench/results/profile.cpuprofile.
 import { parseArgs } from "node:util";
 import { runLoad } from "./load_runner.ts";
-import { FULL, loadConfig } from "./plan.ts";
+import { fullRound } from "./plan.ts";
 import { topSelfTime } from "./profile_summary.ts";
 import { ROOT, startBaseline, startBridge } from "./systems.ts";
 import { stopAll } from "./servers.ts";
@@ -33,17 +33,7 @@ try {
   try {
     for (let round = 0; round < Number(values.rounds); round++) {
       const idBase = (round + 1) * 10_000_000;
-      const r = await runLoad(
-        values.mode === "rate"
-          ? loadConfig(FULL, bridge, {
-            mode: "rate",
-            messages: FULL.rate,
-            durationS: FULL.latencyS,
-            concurrency: 64,
-            idBase,
-          })
-          : loadConfig(FULL, bridge, { mode: "throughput", idBase }),
-      );
+      const r = await runLoad(fullRound(bridge, values.mode, idBase));
       cpu.push((r.serverCpuMs * 1000) / r.sent);
       console.log(
         `round ${round + 1}: ${r.perSecond.toFixed(0)} msg/s, server ${

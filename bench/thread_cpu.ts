@@ -6,7 +6,7 @@
 // Usage: deno run -A bench/thread_cpu.ts [--env K=V ...] [--rounds N] [--mode rate]
 import { parseArgs } from "node:util";
 import { runLoad } from "./load_runner.ts";
-import { FULL, loadConfig } from "./plan.ts";
+import { fullRound } from "./plan.ts";
 import { startBridge } from "./systems.ts";
 import { stopAll } from "./servers.ts";
 
@@ -36,18 +36,7 @@ function ticksByThread(pid: number): Map<string, number> {
 const bridge = await startBridge({ env });
 try {
   const pid = bridge.server.pid;
-  const load = (idBase: number) =>
-    runLoad(
-      values.mode === "rate"
-        ? loadConfig(FULL, bridge, {
-          mode: "rate",
-          messages: FULL.rate,
-          durationS: FULL.latencyS,
-          concurrency: 64,
-          idBase,
-        })
-        : loadConfig(FULL, bridge, { mode: "throughput", idBase }),
-    );
+  const load = (idBase: number) => runLoad(fullRound(bridge, values.mode, idBase));
   await load(5_000_000);
   const before = ticksByThread(pid);
   let sent = 0;

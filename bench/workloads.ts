@@ -228,47 +228,39 @@ export async function throughput(
       notes: `${kvNote}${size}; ${relayText}; ${describe(runs.get(bridge)!)}`,
     });
   }
+  /** A row for one more system of the same rounds, without a target of its own. */
+  const beside = (workload: string, system: System, comparison: string): Row => ({
+    workload,
+    bridge: `${num(median(rate(system)))} msg/s`,
+    baseline: `${num(median(baseRate))} msg/s`,
+    ratio: ratio(medianRatio(rate(system), baseRate)),
+    target: "",
+    status: "",
+    notes: `same rounds; ${comparison}; ${describe(runs.get(system)!)}`,
+  });
   if (typeof unguarded !== "string") {
     // The same bridge behind a proxy that guards connections (docs/production.md): no relay.
-    rows.push({
-      workload: "(1p) throughput, default store, CONNECTION_GUARD=off",
-      bridge: `${num(median(rate(unguarded)))} msg/s`,
-      baseline: `${num(median(baseRate))} msg/s`,
-      ratio: ratio(medianRatio(rate(unguarded), baseRate)),
-      target: "",
-      status: "",
-      notes: `same rounds; ÷ the guarded default ${
-        ratio(medianRatio(rate(unguarded), rate(bridge)))
-      }; ${describe(runs.get(unguarded)!)}`,
-    });
+    rows.push(beside(
+      "(1p) throughput, default store, CONNECTION_GUARD=off",
+      unguarded,
+      `÷ the guarded default ${ratio(medianRatio(rate(unguarded), rate(bridge)))}`,
+    ));
   }
   if (typeof fsync !== "string") {
-    rows.push({
-      workload: "(1f) throughput, default store, STORE_FSYNC=1",
-      bridge: `${num(median(rate(fsync)))} msg/s`,
-      baseline: `${num(median(baseRate))} msg/s`,
-      ratio: ratio(medianRatio(rate(fsync), baseRate)),
-      target: "",
-      status: "",
-      notes:
-        `same rounds; the default (no fsync) ÷ this ${
-          ratio(medianRatio(rate(bridge), rate(fsync)))
-        }: each journal write is followed by fdatasync before WeChat is answered, and the ` +
-        `tables' by synchronous=FULL; ${describe(runs.get(fsync)!)}`,
-    });
+    rows.push(beside(
+      "(1f) throughput, default store, STORE_FSYNC=1",
+      fsync,
+      `the default (no fsync) ÷ this ${ratio(medianRatio(rate(bridge), rate(fsync)))}: each ` +
+        "journal write is followed by fdatasync before WeChat is answered, and the tables' by " +
+        "synchronous=FULL",
+    ));
   }
   if (typeof kv !== "string") {
-    rows.push({
-      workload: "(1k) throughput, STORE=kv (Deno KV, the default before)",
-      bridge: `${num(median(rate(kv)))} msg/s`,
-      baseline: `${num(median(baseRate))} msg/s`,
-      ratio: ratio(medianRatio(rate(kv), baseRate)),
-      target: "",
-      status: "",
-      notes: `same rounds; default store ÷ KV ${ratio(medianRatio(rate(bridge), rate(kv)))}; ${
-        describe(runs.get(kv)!)
-      }`,
-    });
+    rows.push(beside(
+      "(1k) throughput, STORE=kv (Deno KV, the default before)",
+      kv,
+      `default store ÷ KV ${ratio(medianRatio(rate(bridge), rate(kv)))}`,
+    ));
   }
   if (typeof memory === "string") {
     rows.push(notAvailable("(1m) throughput, STORE=memory", memory, "≥ 0.80× baseline"));
