@@ -403,9 +403,8 @@ function createSqliteStore(
         contacts.push(followerId);
       }
       // Cursors that moved since the last line go with this one, as a restart needs them.
-      if (changes.agents.size > 0 || unjournaledCursors.size > 0) {
-        writeAgents(line, m, new Set([...changes.agents, ...unjournaledCursors]));
-      }
+      writeAgents(line, m, changes.agents);
+      writeAgents(line, m, unjournaledCursors, changes.agents);
       for (const k of changes.dedup) line.dedup(k, m.seen.get(k) ?? 0);
       for (const followerId of changes.forgotten) line.forgotten(followerId);
     });
@@ -418,9 +417,15 @@ function createSqliteStore(
     }
   }
 
-  /** Writes the agents `ids` into `line`. */
-  function writeAgents(line: CommitLine, m: Model, ids: Iterable<string>): void {
+  /** Writes the agents `ids` into `line`, but those in `written` (already in it). */
+  function writeAgents(
+    line: CommitLine,
+    m: Model,
+    ids: Iterable<string>,
+    written?: ReadonlySet<string>,
+  ): void {
     for (const id of ids) {
+      if (written?.has(id)) continue;
       const a = m.agents.get(id);
       if (a) line.agent(id, JSON.stringify(a));
     }

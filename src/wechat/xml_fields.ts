@@ -77,9 +77,11 @@ function valueOf(tag: string, value: string | WechatXml | Array<string | WechatX
 /** Every field of `xml` but the common ones (`top`), snake_cased and typed. */
 export function fieldsOf(xml: WechatXml, top = true): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [tag, value] of Object.entries(xml)) {
-    if (tag === "#text" || (top && COMMON_TAGS.has(tag))) continue;
-    out[snakeCase(tag)] = valueOf(tag, value);
+  // for…in, not Object.entries: every message's fields pass here, and entries() makes an array
+  // a field (~0.5 KB a message); own properties only, as entries() gives.
+  for (const tag in xml) {
+    if (!Object.hasOwn(xml, tag) || tag === "#text" || (top && COMMON_TAGS.has(tag))) continue;
+    out[snakeCase(tag)] = valueOf(tag, xml[tag]!);
   }
   return out;
 }
