@@ -7,22 +7,10 @@ import assert from "node:assert/strict";
 import { ClientStream } from "../../src/http/client_stream.ts";
 import { defaultConnectionLimits, publicUrl, serveGuarded } from "../../src/http/connections.ts";
 import { startBridge } from "../helpers/server.ts";
+import { readStatuses } from "../helpers/raw_http.ts";
 
 const enc = new TextEncoder();
 const HEALTHZ = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
-
-/** Reads until `count` responses' status lines have arrived (or the peer closes). */
-async function readStatuses(conn: Deno.Conn, count: number): Promise<string[]> {
-  const buf = new Uint8Array(16 * 1024);
-  let text = "";
-  while (true) {
-    const statuses = text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
-    if (statuses.length >= count) return statuses.map((s) => s.slice(9));
-    const n = await conn.read(buf).catch(() => null);
-    if (n === null) return statuses.map((s) => s.slice(9));
-    text += new TextDecoder().decode(buf.subarray(0, n));
-  }
-}
 
 /** Directories named bridge_http_* under the temporary directory. */
 function socketDirs(): Set<string> {

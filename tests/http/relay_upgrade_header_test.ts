@@ -7,29 +7,12 @@
 
 import assert from "node:assert/strict";
 import { startBridge } from "../helpers/server.ts";
+import { readStatuses } from "../helpers/raw_http.ts";
 
 const enc = new TextEncoder();
 const HEALTHZ = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
 const TWICE = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n" +
   "upgrade: websocket\r\nupgrade: websocket\r\n\r\n";
-
-/** Reads until `count` status lines have arrived (or the peer closes, or 3 s pass). */
-async function readStatuses(conn: Deno.Conn, count: number): Promise<string[]> {
-  const buf = new Uint8Array(16 * 1024);
-  let text = "";
-  const timer = setTimeout(() => conn.close(), 3_000);
-  try {
-    while (true) {
-      const statuses = text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
-      if (statuses.length >= count) return statuses.map((s) => s.slice(9));
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return statuses.map((s) => s.slice(9));
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 for (const guard of ["on", "off"] as const) {
   Deno.test(`an Upgrade header sent twice leaves the connection serving HTTP (CONNECTION_GUARD=${guard})`, async () => {
