@@ -81,19 +81,28 @@ function closeAll(conns: Deno.Conn[]) {
   }
 }
 
+/**
+ * A connection in each phase, added to `conns`: kept alive after an answer, busy on a request the
+ * server holds (once it has `arrived`), fresh with half a head.
+ */
+async function onePerPhase(port: number, arrived: Promise<void>, conns: Deno.Conn[]) {
+  const kept = await open(port, HEALTHZ);
+  conns.push(kept);
+  assert.equal(await answer(kept), "200 ok");
+  const busy = await open(port, HOLD);
+  conns.push(busy);
+  await arrived;
+  const fresh = await open(port, "GET /healthz HTTP/1.1\r\nhost:");
+  conns.push(fresh);
+  return { kept, busy, fresh };
+}
+
 Deno.test("at the cap the guard closes the fresh connection, then the kept one, never the busy one", async (t) => {
   const { server, release, arrived } = holdingServer({ maxConnections: 3 });
   const port = server.addr.port;
   const conns: Deno.Conn[] = [];
   try {
-    const kept = await open(port, HEALTHZ);
-    conns.push(kept);
-    assert.equal(await answer(kept), "200 ok");
-    const busy = await open(port, HOLD);
-    conns.push(busy);
-    await arrived;
-    const fresh = await open(port, "GET /healthz HTTP/1.1\r\nhost:");
-    conns.push(fresh);
+    const { kept, busy, fresh } = await onePerPhase(port, arrived, conns);
     // Give the relay a moment to have read the half-sent head (nothing outside shows it).
     await new Promise((r) => setTimeout(r, 100));
 
@@ -131,14 +140,7 @@ Deno.test("the sweep closes fresh and kept connections past their timeouts, not 
   const port = server.addr.port;
   const conns: Deno.Conn[] = [];
   try {
-    const kept = await open(port, HEALTHZ);
-    conns.push(kept);
-    assert.equal(await answer(kept), "200 ok");
-    const busy = await open(port, HOLD);
-    conns.push(busy);
-    await arrived;
-    const fresh = await open(port, "GET /healthz HTTP/1.1\r\nhost:");
-    conns.push(fresh);
+    const { kept, busy, fresh } = await onePerPhase(port, arrived, conns);
     // The sweep runs once a second.
     assert.equal(await closedWithin(fresh, 5000), true, "fresh");
     assert.equal(await closedWithin(kept, 5000), true, "kept");
