@@ -4,6 +4,7 @@ import { openSqliteStore } from "../../src/store/sqlite_store.ts";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { withTempDir } from "./_durable_store_cases.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const B = "/im_component/wx_official_account";
@@ -131,18 +132,9 @@ function assertIncreasingSeqs(agent: TestAgent): void {
   }
 }
 
-async function withDataDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "durability_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 for (const store of ["sqlite", "kv"]) {
   Deno.test(`30 messages for an offline agent survive kill -9 and arrive once, in order (STORE=${store})`, async (t) => {
-    await withDataDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const expected = Array.from({ length: 30 }, (_, i) => `queued ${i + 1}`);
       let server = await spawnServer(dir, { STORE: store });
       try {
@@ -182,7 +174,7 @@ for (const store of ["sqlite", "kv"]) {
   });
 
   Deno.test(`a follower with no agent is served by the first agent after kill -9 (STORE=${store})`, async (t) => {
-    await withDataDir(async (dir) => {
+    await withTempDir(async (dir) => {
       let server = await spawnServer(dir, { STORE: store });
       try {
         await t.step("messages from a follower nobody serves are accepted", async () => {
@@ -401,7 +393,7 @@ Deno.test("a media message being fetched at kill -9 is fetched and delivered aft
   const xml =
     `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[oJournal]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[]]></PicUrl><MediaId><![CDATA[imgJournal]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
   try {
-    await withDataDir(async (dir) => {
+    await withTempDir(async (dir) => {
       await t.step("WeChat is answered success while media/get hangs, then kill -9", async () => {
         // media/get answers only after the process is gone: the job is still running.
         fake.delay("cgi-bin/media/get", 60_000);

@@ -8,6 +8,7 @@ import {
   type SpawnedBridge,
   waitReady,
 } from "../helpers/spawn.ts";
+import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -53,18 +54,9 @@ async function history(p: SpawnedBridge, agent: string, follower: string): Promi
   return pages.flat().filter((s) => s !== `${follower}:bind`);
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "sqlite_review17_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 for (const signal of ["SIGTERM", "SIGKILL"] as const) {
   Deno.test(`a main.ts started on the DATA_DIR of one still running takes over after its ${signal} with nothing lost`, async () => {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const first = spawn(dir);
       let second: SpawnedBridge | undefined;
       try {
@@ -100,7 +92,7 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 }
 
 Deno.test("a journal line cut short by a crash is skipped, and what came before it and after the restart is kept", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     let p = spawn(dir);
     try {
       await waitReady(p);

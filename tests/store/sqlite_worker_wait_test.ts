@@ -10,6 +10,7 @@ import {
   type SpawnedBridge,
   waitReady,
 } from "../helpers/spawn.ts";
+import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -52,15 +53,6 @@ const asItem = (e: Received) => {
   return JSON.stringify(rest);
 };
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "review18w_wait_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 /** Sends `n` messages from `follower` as fast as answers come; returns them as received. */
 async function burst(p: SpawnedBridge, follower: string, n: number, pad = 0): Promise<Received[]> {
   const agent = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
@@ -82,7 +74,7 @@ async function burst(p: SpawnedBridge, follower: string, n: number, pad = 0): Pr
 
 for (const signal of ["SIGKILL", "SIGTERM"] as const) {
   Deno.test(`a ${signal} while the worker holds lines loses none of their history, and it reads back as received`, async () => {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       let p = spawn(dir);
       try {
         await waitReady(p);
@@ -100,7 +92,7 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
 }
 
 Deno.test("reads right after answers see every message answered before them", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const p = spawn(dir);
     try {
       await waitReady(p);
@@ -132,7 +124,7 @@ Deno.test("reads right after answers see every message answered before them", as
 });
 
 Deno.test("more than 4 MiB of lines in one window reach the tables whole, and read back as received", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     let p = spawn(dir);
     try {
       await waitReady(p);
