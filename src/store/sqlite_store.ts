@@ -221,7 +221,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions): Prom
       ? before
       : applyJournal(db, st, (after) => readJournalDir(dir, after), retention);
     const replayed = legacy + applied - before;
-    if (replayed > 0) log.info("Applied {rows} journal rows left by the last run", { replayed });
+    if (replayed > 0) {
+      log.info("Applied {rows} journal rows left by the last run", { rows: replayed });
+    }
     const journal = inMemory
       ? createMemoryJournal()
       : (options.openJournal ?? openJournalDir)(dir, applied, fsync, undefined, lock!);

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import {
   contactRow,
   journalDirOf,
@@ -477,6 +478,40 @@ Deno.test("openSqliteStore() applies the journal table an older version left in 
     } finally {
       await store.close();
     }
+  });
+});
+
+Deno.test("openSqliteStore() logs how many journal rows the last run left", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const fixture = JSON.parse(
+      await Deno.readTextFile(new URL("./_sqlite_legacy_journal.json", import.meta.url)),
+    ) as { rows: string[] };
+    const old = openSqliteDatabase(path);
+    old.exec("CREATE TABLE journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL)");
+    for (const row of fixture.rows) {
+      old.prepare("INSERT INTO journal (changes) VALUES (?)").run(row);
+    }
+    old.close();
+    const lines: string[] = [];
+    await configure({
+      sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+      loggers: [
+        { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+        { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+      ],
+    });
+    try {
+      const store = await openSqliteStore(path, storeOptions({ now: () => 1_764_000_060_000 }));
+      await store.close();
+    } finally {
+      await reset();
+    }
+    // What an operator reads after a crash: the number, not "undefined".
+    assert.ok(
+      lines.includes(`Applied ${fixture.rows.length} journal rows left by the last run`),
+      JSON.stringify(lines),
+    );
   });
 });
 
