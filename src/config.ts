@@ -155,11 +155,31 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (raw === "off" || raw === "false" || raw === "0") return false;
     throw new Error(`Cannot read ${name}: expected "on" or "off", got "${raw}"`);
   };
+  // A switch that is neither on nor off stops start-up: read as off, "yes" would silently leave
+  // a hardening switch unapplied.
+  const yesNo = (name: string): boolean => {
+    const raw = str(name)?.toLowerCase();
+    if (raw === undefined || raw === "false" || raw === "0") return false;
+    if (raw === "true" || raw === "1") return true;
+    throw new Error(`Cannot read ${name}: expected true or false, got "${raw}"`);
+  };
   const list = (name: string): string[] =>
     (str(name) ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   const store = str("STORE") ?? "sqlite";
   if (store !== "sqlite" && store !== "kv" && store !== "memory") {
     throw new Error(`Cannot read STORE: expected "sqlite", "kv" or "memory", got "${store}"`);
+  }
+  const logFormat = str("LOG_FORMAT") ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new Error(`Cannot read LOG_FORMAT: expected "text" or "json", got "${logFormat}"`);
+  }
+  const requireEncryption = yesNo("WECHAT_REQUIRE_ENCRYPTION");
+  if (
+    requireEncryption && str("WECHAT_AES_KEY") === undefined && str("ACCOUNTS_FILE") === undefined
+  ) {
+    throw new Error(
+      "Cannot read WECHAT_REQUIRE_ENCRYPTION: it refuses plaintext only with WECHAT_AES_KEY set, and none is",
+    );
   }
   const fsync = str("STORE_FSYNC") ?? "0";
   if (!["0", "1", "false", "true"].includes(fsync)) {
@@ -183,7 +203,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redisUrl: str("REDIS_URL"),
     store,
     storeFsync: fsync === "1" || fsync === "true",
-    logFormat: str("LOG_FORMAT") === "json" ? "json" : "text",
+    logFormat,
     // Checked here, so a bad level stops start-up with one line like every other variable.
     logLevel: parseLevel(str("LOG_LEVEL")),
     windowSweepIntervalS: int("WINDOW_SWEEP_INTERVAL_S", 60, 1),
@@ -199,11 +219,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     wechatMaxAgeS: str("WECHAT_MAX_AGE_S") === undefined
       ? undefined
       : int("WECHAT_MAX_AGE_S", 0, 1),
-    wechatRequireEncryption: str("WECHAT_REQUIRE_ENCRYPTION") === "true",
+    wechatRequireEncryption: requireEncryption,
     agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),
-    transferCustomerService: str("PASSIVE_TRANSFER_CUSTOMER_SERVICE") === "true",
+    transferCustomerService: yesNo("PASSIVE_TRANSFER_CUSTOMER_SERVICE"),
     mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
     mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
     mediaStore: readMediaStore(str("MEDIA_STORE")),

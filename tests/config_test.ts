@@ -76,6 +76,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       SEND_RATE_PER_S: "50",
       WECHAT_MAX_AGE_S: "300",
       WECHAT_REQUIRE_ENCRYPTION: "true",
+      WECHAT_AES_KEY: "a".repeat(43),
+      WECHAT_APPID: "wx1",
     });
     assert.equal(config.maxConnections, 500);
     assert.equal(config.sendRatePerS, 50);
@@ -163,4 +165,34 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
       /WINDOW_SWEEP_INTERVAL_S/,
     );
   });
+
+  await t.step("a yes/no variable that is neither stops start-up, not read as off", () => {
+    // "yes" meant on: read as off, a hardening switch was silently not applied.
+    const key = { WECHAT_AES_KEY: "a".repeat(43), WECHAT_APPID: "wx1" };
+    assert.throws(
+      () => loadConfig({ ...key, WECHAT_REQUIRE_ENCRYPTION: "yes" }),
+      /Cannot read WECHAT_REQUIRE_ENCRYPTION/,
+    );
+    assert.throws(
+      () => loadConfig({ PASSIVE_TRANSFER_CUSTOMER_SERVICE: "on please" }),
+      /Cannot read PASSIVE_TRANSFER_CUSTOMER_SERVICE/,
+    );
+    assert.throws(() => loadConfig({ LOG_FORMAT: "jsonl" }), /Cannot read LOG_FORMAT/);
+    assert.equal(
+      loadConfig({ ...key, WECHAT_REQUIRE_ENCRYPTION: "1" }).wechatRequireEncryption,
+      true,
+    );
+    assert.equal(loadConfig({ WECHAT_REQUIRE_ENCRYPTION: "false" }).wechatRequireEncryption, false);
+    assert.equal(loadConfig({ LOG_FORMAT: "text" }).logFormat, "text");
+  });
+
+  await t.step(
+    "WECHAT_REQUIRE_ENCRYPTION without a key stops start-up: it could refuse nothing",
+    () => {
+      assert.throws(
+        () => loadConfig({ WECHAT_TOKEN: "t", WECHAT_REQUIRE_ENCRYPTION: "true" }),
+        /WECHAT_REQUIRE_ENCRYPTION.*WECHAT_AES_KEY/,
+      );
+    },
+  );
 });
