@@ -83,6 +83,12 @@ export interface Effects {
   staticDir?: string;
 }
 
+/** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
+ * few sockets of thousands rather than all at once. */
+export function heartbeatSlotsOf(intervalS: number): number {
+  return Math.min(600, Math.max(1, Math.round(intervalS * 10)));
+}
+
 /**
  * Builds the whole bridge; call `listen()` to serve it and `stop()` to shut it down. With
  * ACCOUNTS_FILE, one bridge per account behind one front (src/account_front.ts).
@@ -159,6 +165,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   const hub = createHub({
     onOnline: () => metrics.agentsOnline.set(hub.agentCount),
     onOffline: () => metrics.agentsOnline.set(hub.agentCount),
+    heartbeatSlots: heartbeatSlotsOf(config.heartbeatIntervalS),
   });
   const switchboard = createSwitchboard({
     store,
@@ -188,8 +195,9 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   /** The timers a listening server runs: heartbeats, the queue gauge, window notices. */
   const timers: ReturnType<typeof setInterval>[] = [];
   function startTimers(): void {
+    const slots = heartbeatSlotsOf(config.heartbeatIntervalS);
     timers.push(
-      setInterval(() => hub.broadcast(HEARTBEAT_FRAME), config.heartbeatIntervalS * 1000),
+      setInterval(() => hub.beat(HEARTBEAT_FRAME), (config.heartbeatIntervalS * 1000) / slots),
     );
     timers.push(setInterval(() => {
       store.queueDepth().then((n) => queueDepth = n, () => {});

@@ -20,6 +20,8 @@ export interface AgentConnection {
   lastSeq: number;
   /** Characters sent since its unsent bytes were last read (see write). */
   unchecked: number;
+  /** Which of the hub's heartbeat turns writes to it (see beat). */
+  readonly slot: number;
 }
 
 /** Close code telling a client it fell behind and must reconnect with `since=`. */
@@ -32,6 +34,8 @@ export interface HubOptions {
   maxBufferedBytes?: number;
   onOnline?: (agentId: string) => void;
   onOffline?: (agentId: string) => void;
+  /** How many turns of beat() make one heartbeat interval (default 1: every socket each turn). */
+  heartbeatSlots?: number;
 }
 
 /** Creates the socket registry. */
@@ -43,6 +47,15 @@ export function createHub(options: HubOptions = {}) {
   const checkEvery = Math.max(1, Math.floor(maxBuffered / 16 / 3));
   const byAgent = new Map<string, Set<AgentConnection>>();
   let socketCount = 0;
+  // Sockets are dealt to the heartbeat's turns in the order they open, so each turn writes to a
+  // share of them: one write to every socket at once held the thread that answers WeChat for
+  // ~100 ms at 3,000 agents (BENCHMARKS.md, "Heartbeats, spread").
+  const slots = Array.from(
+    { length: Math.max(1, options.heartbeatSlots ?? 1) },
+    () => new Set<AgentConnection>(),
+  );
+  let nextSlot = 0;
+  let turn = 0;
 
   function write(conn: AgentConnection, seq: number, frame: string): boolean {
     if (conn.socket.readyState !== OPEN) return false;
@@ -75,7 +88,10 @@ export function createHub(options: HubOptions = {}) {
         backlog: [],
         lastSeq: 0,
         unchecked: 0,
+        slot: nextSlot,
       };
+      slots[nextSlot]!.add(conn);
+      nextSlot = (nextSlot + 1) % slots.length;
       let set = byAgent.get(agentId);
       const wasOffline = set === undefined;
       if (!set) byAgent.set(agentId, set = new Set());
@@ -97,6 +113,7 @@ export function createHub(options: HubOptions = {}) {
     remove(conn: AgentConnection): boolean {
       const set = byAgent.get(conn.agentId);
       if (!set || !set.delete(conn)) return false;
+      slots[conn.slot]?.delete(conn);
       socketCount--;
       if (set.size > 0) return false;
       byAgent.delete(conn.agentId);
@@ -123,11 +140,12 @@ export function createHub(options: HubOptions = {}) {
       return n;
     },
 
-    /** Sends one frame to every open socket (heartbeat, shutdown notice). */
-    broadcast(frame: string): void {
-      for (const set of byAgent.values()) {
-        for (const conn of set) if (!conn.backlog) write(conn, 0, frame);
-      }
+    /** Sends `frame` (the heartbeat) to the sockets of the next turn: called heartbeatSlots
+     * times an interval, it reaches every socket once an interval, an interval apart. */
+    beat(frame: string): void {
+      const set = slots[turn]!;
+      turn = (turn + 1) % slots.length;
+      for (const conn of set) if (!conn.backlog) write(conn, 0, frame);
     },
 
     /** Closes every socket with the given code. */
