@@ -196,9 +196,17 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   const timers: ReturnType<typeof setInterval>[] = [];
   function startTimers(): void {
     const slots = heartbeatSlotsOf(config.heartbeatIntervalS);
-    timers.push(
-      setInterval(() => hub.beat(HEARTBEAT_FRAME), (config.heartbeatIntervalS * 1000) / slots),
-    );
+    const turnMs = (config.heartbeatIntervalS * 1000) / slots;
+    // Turns are counted from the clock, not from the timer's firings: each firing comes late on
+    // a busy thread, and counted by firings the lateness of a whole interval's turns added up
+    // (1 s heartbeats came 1.4 s apart). Turns missed are made up, at most one round.
+    const startedAt = performance.now();
+    let turnsDone = 0;
+    timers.push(setInterval(() => {
+      const due = Math.floor((performance.now() - startedAt + 1) / turnMs);
+      for (let n = Math.min(due - turnsDone, slots); n > 0; n--) hub.beat(HEARTBEAT_FRAME);
+      turnsDone = due;
+    }, turnMs));
     timers.push(setInterval(() => {
       store.queueDepth().then((n) => queueDepth = n, () => {});
     }, 5_000));

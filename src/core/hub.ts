@@ -57,6 +57,18 @@ export function createHub(options: HubOptions = {}) {
   let nextSlot = 0;
   let turn = 0;
 
+  // Dealt in turn alone, sockets closing unevenly (short-lived ones between long-lived ones) left
+  // the long-lived piled in a few turns and the burst came back: a socket goes to the turn with
+  // the fewest, the next one in order among equals.
+  function emptiestSlot(): number {
+    let best = nextSlot;
+    for (let k = 1; k < slots.length; k++) {
+      const i = (nextSlot + k) % slots.length;
+      if (slots[i]!.size < slots[best]!.size) best = i;
+    }
+    return best;
+  }
+
   function write(conn: AgentConnection, seq: number, frame: string): boolean {
     if (conn.socket.readyState !== OPEN) return false;
     if (seq > 0 && seq <= conn.lastSeq) return true;
@@ -88,10 +100,10 @@ export function createHub(options: HubOptions = {}) {
         backlog: [],
         lastSeq: 0,
         unchecked: 0,
-        slot: nextSlot,
+        slot: emptiestSlot(),
       };
-      slots[nextSlot]!.add(conn);
-      nextSlot = (nextSlot + 1) % slots.length;
+      slots[conn.slot]!.add(conn);
+      nextSlot = (conn.slot + 1) % slots.length;
       let set = byAgent.get(agentId);
       const wasOffline = set === undefined;
       if (!set) byAgent.set(agentId, set = new Set());
