@@ -148,20 +148,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     return value;
   };
+  // Every switch reads the same words, so one written as another is (CONNECTION_GUARD's "on" for
+  // WECHAT_REQUIRE_ENCRYPTION) works; any other value stops start-up: read as off, "enabled"
+  // would silently leave a hardening switch unapplied.
   const onOff = (name: string, fallback: boolean): boolean => {
     const raw = str(name)?.toLowerCase();
     if (raw === undefined) return fallback;
-    if (raw === "on" || raw === "true" || raw === "1") return true;
-    if (raw === "off" || raw === "false" || raw === "0") return false;
-    throw new Error(`Cannot read ${name}: expected "on" or "off", got "${raw}"`);
-  };
-  // A switch that is neither on nor off stops start-up: read as off, "yes" would silently leave
-  // a hardening switch unapplied.
-  const yesNo = (name: string): boolean => {
-    const raw = str(name)?.toLowerCase();
-    if (raw === undefined || raw === "false" || raw === "0") return false;
-    if (raw === "true" || raw === "1") return true;
-    throw new Error(`Cannot read ${name}: expected true or false, got "${raw}"`);
+    if (["on", "true", "1", "yes"].includes(raw)) return true;
+    if (["off", "false", "0", "no"].includes(raw)) return false;
+    throw new Error(
+      `Cannot read ${name}: expected on/off, true/false, 1/0 or yes/no, got "${raw}"`,
+    );
   };
   const list = (name: string): string[] =>
     (str(name) ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
@@ -173,7 +170,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (logFormat !== "text" && logFormat !== "json") {
     throw new Error(`Cannot read LOG_FORMAT: expected "text" or "json", got "${logFormat}"`);
   }
-  const requireEncryption = yesNo("WECHAT_REQUIRE_ENCRYPTION");
+  const requireEncryption = onOff("WECHAT_REQUIRE_ENCRYPTION", false);
   if (
     requireEncryption && str("WECHAT_AES_KEY") === undefined && str("ACCOUNTS_FILE") === undefined
   ) {
@@ -181,9 +178,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "Cannot read WECHAT_REQUIRE_ENCRYPTION: it refuses plaintext only with WECHAT_AES_KEY set, and none is",
     );
   }
-  const fsync = str("STORE_FSYNC") ?? "0";
-  if (!["0", "1", "false", "true"].includes(fsync)) {
-    throw new Error(`Cannot read STORE_FSYNC: expected 1 or 0, got "${fsync}"`);
+  const accounts = readAccounts(env, str("ACCOUNTS_FILE"));
+  // An account of the file without a key would take plaintext although the switch is on.
+  const keyless = accounts.filter((account) => account.aesKey === undefined);
+  if (requireEncryption && keyless.length > 0) {
+    throw new Error(
+      `Cannot read WECHAT_REQUIRE_ENCRYPTION: it refuses plaintext only with a key, and account ${
+        keyless.map((account) => account.id).join(", ")
+      } of ACCOUNTS_FILE has no aes_key`,
+    );
   }
   return {
     port: int("PORT", 1234),
@@ -202,7 +205,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     publicUrl: str("PUBLIC_URL")?.replace(/\/+$/, ""),
     redisUrl: str("REDIS_URL"),
     store,
-    storeFsync: fsync === "1" || fsync === "true",
+    storeFsync: onOff("STORE_FSYNC", false),
     logFormat,
     // Checked here, so a bad level stops start-up with one line like every other variable.
     logLevel: parseLevel(str("LOG_LEVEL")),
@@ -223,10 +226,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
     autoReplyText: str("AUTO_REPLY_TEXT"),
     workingHours: parseHours(str("AUTO_REPLY_HOURS")),
-    transferCustomerService: yesNo("PASSIVE_TRANSFER_CUSTOMER_SERVICE"),
+    transferCustomerService: onOff("PASSIVE_TRANSFER_CUSTOMER_SERVICE", false),
     mediaUrlPrivateHosts: list("MEDIA_URL_PRIVATE_HOSTS"),
     mediaUrlTtlS: int("MEDIA_URL_TTL_S", 24 * 3600, 60),
     mediaStore: readMediaStore(str("MEDIA_STORE")),
-    accounts: readAccounts(env, str("ACCOUNTS_FILE")),
+    accounts,
   };
 }

@@ -153,7 +153,8 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.throws(() => loadConfig({ MEDIA_MAX_BYTES: "1.5" }), /MEDIA_MAX_BYTES/);
     assert.throws(() => loadConfig({ MEDIA_URL_TTL_S: "10" }), /MEDIA_URL_TTL_S/);
     assert.throws(() => loadConfig({ STORE: "redis" }), /Cannot read STORE/);
-    assert.throws(() => loadConfig({ STORE_FSYNC: "yes" }), /Cannot read STORE_FSYNC/);
+    assert.throws(() => loadConfig({ STORE_FSYNC: "always" }), /Cannot read STORE_FSYNC/);
+    assert.equal(loadConfig({ STORE_FSYNC: "TRUE" }).storeFsync, true);
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
     assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
@@ -167,11 +168,20 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
   });
 
   await t.step("a yes/no variable that is neither stops start-up, not read as off", () => {
-    // "yes" meant on: read as off, a hardening switch was silently not applied.
+    // "yes" meant on: read as off, a hardening switch was silently not applied. Every switch
+    // now takes the same words (on/off, true/false, 1/0, yes/no); any other stops start-up.
     const key = { WECHAT_AES_KEY: "a".repeat(43), WECHAT_APPID: "wx1" };
     assert.throws(
-      () => loadConfig({ ...key, WECHAT_REQUIRE_ENCRYPTION: "yes" }),
+      () => loadConfig({ ...key, WECHAT_REQUIRE_ENCRYPTION: "enabled" }),
       /Cannot read WECHAT_REQUIRE_ENCRYPTION/,
+    );
+    assert.equal(
+      loadConfig({ ...key, WECHAT_REQUIRE_ENCRYPTION: "yes" }).wechatRequireEncryption,
+      true,
+    );
+    assert.equal(
+      loadConfig({ PASSIVE_TRANSFER_CUSTOMER_SERVICE: "On" }).transferCustomerService,
+      true,
     );
     assert.throws(
       () => loadConfig({ PASSIVE_TRANSFER_CUSTOMER_SERVICE: "on please" }),

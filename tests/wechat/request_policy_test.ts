@@ -107,3 +107,42 @@ Deno.test("WECHAT_REQUIRE_ENCRYPTION: plaintext refused while safe mode is on", 
     await bridge.close();
   }
 });
+
+Deno.test("WECHAT_REQUIRE_ENCRYPTION is read as the other switches, and holds for every account", async (t) => {
+  const env = { WECHAT_TOKEN: TOKEN, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID };
+  await t.step("`on` (as CONNECTION_GUARD takes it) turns it on, not stops start-up", async () => {
+    for (const value of ["on", "ON", " yes "]) {
+      const bridge = await startBridge({ env: { ...env, WECHAT_REQUIRE_ENCRYPTION: value } });
+      try {
+        const xml = textXml("oPlain", "gh_account", "plain", "94101");
+        assert.match(await postXml(bridge.base, signed(0), xml), /^401 /, value);
+      } finally {
+        await bridge.close();
+      }
+    }
+  });
+
+  await t.step("an account of ACCOUNTS_FILE without aes_key stops start-up", async () => {
+    // It took plaintext, answered success, although the switch said plaintext is refused.
+    const dir = Deno.makeTempDirSync({ prefix: "require-encryption-" });
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/accounts.json`,
+        JSON.stringify({
+          accounts: [
+            { id: "safe", token: TOKEN, aes_key: AES_KEY, appid: APPID },
+            { id: "plain", token: TOKEN },
+          ],
+        }),
+      );
+      await assert.rejects(
+        startBridge({
+          env: { ACCOUNTS_FILE: `${dir}/accounts.json`, WECHAT_REQUIRE_ENCRYPTION: "true" },
+        }),
+        /WECHAT_REQUIRE_ENCRYPTION.*account plain .*aes_key/,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+});
