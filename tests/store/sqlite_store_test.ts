@@ -450,19 +450,25 @@ Deno.test("openSqliteStore() applies a journal row once, however often it is fou
   });
 });
 
+/** The file at `path` as an older version left it after a crash: its tables, and the rows in
+ * the journal table it kept (tests/store/_sqlite_legacy_journal.json); returns how many. */
+async function writeLegacyJournal(path: string): Promise<number> {
+  const fixture = JSON.parse(
+    await Deno.readTextFile(new URL("./_sqlite_legacy_journal.json", import.meta.url)),
+  ) as { rows: string[] };
+  const old = openSqliteDatabase(path);
+  old.exec("CREATE TABLE journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL)");
+  for (const row of fixture.rows) {
+    old.prepare("INSERT INTO journal (changes) VALUES (?)").run(row);
+  }
+  old.close();
+  return fixture.rows.length;
+}
+
 Deno.test("openSqliteStore() applies the journal table an older version left in bridge.sqlite", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/bridge.sqlite`;
-    const fixture = JSON.parse(
-      await Deno.readTextFile(new URL("./_sqlite_legacy_journal.json", import.meta.url)),
-    ) as { rows: string[] };
-    // The file as that version left it after a crash: its tables, and the rows in its journal.
-    const old = openSqliteDatabase(path);
-    old.exec("CREATE TABLE journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL)");
-    for (const row of fixture.rows) {
-      old.prepare("INSERT INTO journal (changes) VALUES (?)").run(row);
-    }
-    old.close();
+    await writeLegacyJournal(path);
     // The rows' own time (2025-11-24), so nothing in them has expired.
     const store = await openSqliteStore(path, storeOptions({ now: () => 1_764_000_060_000 }));
     try {
@@ -484,15 +490,7 @@ Deno.test("openSqliteStore() applies the journal table an older version left in 
 Deno.test("openSqliteStore() logs how many journal rows the last run left", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/bridge.sqlite`;
-    const fixture = JSON.parse(
-      await Deno.readTextFile(new URL("./_sqlite_legacy_journal.json", import.meta.url)),
-    ) as { rows: string[] };
-    const old = openSqliteDatabase(path);
-    old.exec("CREATE TABLE journal (id INTEGER PRIMARY KEY, changes TEXT NOT NULL)");
-    for (const row of fixture.rows) {
-      old.prepare("INSERT INTO journal (changes) VALUES (?)").run(row);
-    }
-    old.close();
+    const rows = await writeLegacyJournal(path);
     const lines: string[] = [];
     await configure({
       sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
@@ -509,7 +507,7 @@ Deno.test("openSqliteStore() logs how many journal rows the last run left", asyn
     }
     // What an operator reads after a crash: the number, not "undefined".
     assert.ok(
-      lines.includes(`Applied ${fixture.rows.length} journal rows left by the last run`),
+      lines.includes(`Applied ${rows} journal rows left by the last run`),
       JSON.stringify(lines),
     );
   });
