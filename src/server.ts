@@ -85,7 +85,7 @@ export interface Effects {
 
 /** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
  * few sockets of thousands rather than all at once. */
-export function heartbeatSlotsOf(intervalS: number): number {
+function heartbeatSlotsOf(intervalS: number): number {
   return Math.min(600, Math.max(1, Math.round(intervalS * 10)));
 }
 
@@ -162,10 +162,12 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     ffmpeg: effects.ffmpeg,
   });
 
+  // The hub deals sockets to these turns; the heartbeat timer below runs them.
+  const heartbeatSlots = heartbeatSlotsOf(config.heartbeatIntervalS);
   const hub = createHub({
     onOnline: () => metrics.agentsOnline.set(hub.agentCount),
     onOffline: () => metrics.agentsOnline.set(hub.agentCount),
-    heartbeatSlots: heartbeatSlotsOf(config.heartbeatIntervalS),
+    heartbeatSlots,
   });
   const switchboard = createSwitchboard({
     store,
@@ -195,8 +197,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   /** The timers a listening server runs: heartbeats, the queue gauge, window notices. */
   const timers: ReturnType<typeof setInterval>[] = [];
   function startTimers(): void {
-    const slots = heartbeatSlotsOf(config.heartbeatIntervalS);
-    const turnMs = (config.heartbeatIntervalS * 1000) / slots;
+    const turnMs = (config.heartbeatIntervalS * 1000) / heartbeatSlots;
     // Turns are counted from the clock, not from the timer's firings: each firing comes late on
     // a busy thread, and counted by firings the lateness of a whole interval's turns added up
     // (1 s heartbeats came 1.4 s apart). Turns missed are made up, at most one round.
@@ -204,7 +205,9 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     let turnsDone = 0;
     timers.push(setInterval(() => {
       const due = Math.floor((performance.now() - startedAt + 1) / turnMs);
-      for (let n = Math.min(due - turnsDone, slots); n > 0; n--) hub.beat(HEARTBEAT_FRAME);
+      for (let n = Math.min(due - turnsDone, heartbeatSlots); n > 0; n--) {
+        hub.beat(HEARTBEAT_FRAME);
+      }
       turnsDone = due;
     }, turnMs));
     timers.push(setInterval(() => {
