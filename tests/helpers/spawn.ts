@@ -109,6 +109,12 @@ export function spawnBridge(
   };
 }
 
+/** main.ts on the default store (SQLite, STORE unset) in `dataDir`; not waited for: see
+ * waitReady. */
+export function spawnOnDefaultStore(dataDir: string): SpawnedBridge {
+  return spawnBridge({ DATA_DIR: dataDir, STORE: "" });
+}
+
 /** Resolves once the bridge answers `/readyz` 200; throws if it exits or takes 30 s. */
 export async function waitReady(bridge: SpawnedBridge): Promise<void> {
   let exited = false;

@@ -4,16 +4,13 @@ import assert from "node:assert/strict";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import {
   killBridge as kill,
-  spawnBridge,
   type SpawnedBridge,
+  spawnOnDefaultStore as spawn,
   waitReady,
 } from "../helpers/spawn.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
-
-/** main.ts on the default store (SQLite) in `dataDir`; not waited for: see waitReady. */
-const spawn = (dataDir: string) => spawnBridge({ DATA_DIR: dataDir, STORE: "" });
 
 let msgId = 81_000_000;
 const send = async (p: SpawnedBridge, from: string, content: string) => {

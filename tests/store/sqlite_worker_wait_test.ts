@@ -6,15 +6,13 @@ import assert from "node:assert/strict";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
 import {
   killBridge as kill,
-  spawnBridge,
   type SpawnedBridge,
+  spawnOnDefaultStore as spawn,
   waitReady,
 } from "../helpers/spawn.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
-
-const spawn = (dataDir: string) => spawnBridge({ DATA_DIR: dataDir, STORE: "" });
 
 const tricky = [
   ',"seq":1},"result":{"code":1001,"message":"common"}}',
