@@ -98,3 +98,28 @@ export function textXml(
 ): string {
   return `<xml><ToUserName><![CDATA[${to}]]></ToUserName><FromUserName><![CDATA[${from}]]></FromUserName><CreateTime>${createTime}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[${content}]]></Content><MsgId>${msgId}</MsgId></xml>`;
 }
+
+/** A follower's history from the HTTP API, every page from the oldest, as the agent reads it. */
+export async function fullHistory(
+  base: string,
+  agent: string,
+  follower: string,
+): Promise<Array<Record<string, unknown>>> {
+  const pages: Array<Array<Record<string, unknown>>> = [];
+  let before: number | null = null;
+  do {
+    const q = before === null ? "" : `&before=${before}`;
+    const res = await fetch(
+      `${base}/im_component/wx_official_account/history?userid=${agent}&contact_id=${follower}` +
+        `&limit=200${q}`,
+    );
+    if (res.status !== 200) throw new Error(`history ${res.status} ${await res.text()}`);
+    const body = await res.json() as {
+      messages: Array<Record<string, unknown>>;
+      next_before: number | null;
+    };
+    pages.unshift(body.messages);
+    before = body.next_before;
+  } while (before !== null);
+  return pages.flat();
+}

@@ -1,7 +1,7 @@
 // The SQLite journal in a file of its own, attacked through spawned main.ts processes: a second
 // process on a running one's DATA_DIR, a journal line cut short by a crash.
 import assert from "node:assert/strict";
-import { connectAgent, post, textXml } from "../helpers/agent.ts";
+import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
 import {
   killBridge as kill,
   type SpawnedBridge,
@@ -31,24 +31,10 @@ async function bind(p: SpawnedBridge, agent: string, follower: string): Promise<
 
 /** The follower's messages in history, oldest first, paged back to the start. */
 async function history(p: SpawnedBridge, agent: string, follower: string): Promise<string[]> {
-  const pages: string[][] = [];
-  let before: number | null = null;
-  do {
-    const q = before === null ? "" : `&before=${before}`;
-    const res = await fetch(
-      `${p.base}${B}/history?userid=${agent}&contact_id=${follower}&limit=200${q}`,
-    );
-    if (res.status !== 200) throw new Error(`history ${res.status} ${await res.text()}`);
-    const body = await res.json() as {
-      messages: Array<{ msg: { content?: string }; direction: string }>;
-      next_before: number | null;
-    };
-    pages.unshift(
-      body.messages.filter((m) => m.direction === "in").map((m) => String(m.msg.content)),
-    );
-    before = body.next_before;
-  } while (before !== null);
-  return pages.flat().filter((s) => s !== `${follower}:bind`);
+  return (await fullHistory(p.base, agent, follower))
+    .filter((m) => m.direction === "in")
+    .map((m) => String((m.msg as { content?: string }).content))
+    .filter((s) => s !== `${follower}:bind`);
 }
 
 for (const signal of ["SIGTERM", "SIGKILL"] as const) {

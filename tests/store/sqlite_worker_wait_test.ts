@@ -3,7 +3,7 @@
 // come right after answers, and more than 4 MiB of lines in one window. History is compared,
 // byte for byte, with what the agent received (items cut out of frames by the worker).
 import assert from "node:assert/strict";
-import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
+import { connectAgent, fullHistory, post, type Received, textXml } from "../helpers/agent.ts";
 import {
   killBridge as kill,
   type SpawnedBridge,
@@ -23,27 +23,12 @@ let msgId = 91_000_000;
 
 /** The follower's items in history, oldest first, as JSON without `direction`. */
 async function history(p: SpawnedBridge, agent: string, follower: string): Promise<string[]> {
-  const pages: string[][] = [];
-  let before: number | null = null;
-  do {
-    const q = before === null ? "" : `&before=${before}`;
-    const res = await fetch(
-      `${p.base}${B}/history?userid=${agent}&contact_id=${follower}&limit=200${q}`,
-    );
-    if (res.status !== 200) throw new Error(`history ${res.status} ${await res.text()}`);
-    const body = await res.json() as {
-      messages: Array<Record<string, unknown>>;
-      next_before: number | null;
-    };
-    pages.unshift(
-      body.messages.filter((m) => m.direction === "in").map((m) => {
-        const { direction: _, ...rest } = m;
-        return JSON.stringify(rest);
-      }),
-    );
-    before = body.next_before;
-  } while (before !== null);
-  return pages.flat();
+  return (await fullHistory(p.base, agent, follower)).filter((m) => m.direction === "in").map(
+    (m) => {
+      const { direction: _, ...rest } = m;
+      return JSON.stringify(rest);
+    },
+  );
 }
 
 const asItem = (e: Received) => {
