@@ -1,8 +1,10 @@
 // deno-lint-ignore-file no-console -- a command-line tool: its output is the point
 // The connection guard's own cost, without the bridge or a store (BENCHMARKS.md, issue 17):
 //   deno run -A bench/guard_cost.ts memory [sockets]
-//     RSS, JS heap and ArrayBuffers per idle WebSocket behind serveGuarded and behind Deno.serve
-//     alone, each in a fresh process (the clients in another);
+//     RSS, JS heap and ArrayBuffers per idle WebSocket behind serveGuarded, behind Deno.serve
+//     alone, and terminated on a node:net socket by Deno.upgradeWebSocket's `socket` option (the
+//     way a guard could hand agents' sockets to Deno with no relay), each in a fresh process (the
+//     clients in another);
 //   deno run -A bench/guard_cost.ts cpu [rounds]
 //     server CPU per message of bench/baseline.ts's handler behind serveGuarded and alone, with
 //     the throughput row's load, in interleaved rounds (medians).
@@ -12,6 +14,7 @@ import {
   serveDirect,
   serveGuarded,
 } from "../src/http/connections.ts";
+import net from "node:net";
 import { runLoad } from "./load_runner.ts";
 import { freePort, startServer } from "./servers.ts";
 import { median } from "./stats.ts";
@@ -35,6 +38,59 @@ function baselineHandler(): (req: Request) => Promise<Response> | Response {
     socket.onclose = () => sockets.get(id) === socket && sockets.delete(id);
     return response;
   };
+}
+
+/**
+ * A WebSocket-only server on node:net: reads the upgrade request's head itself, then gives the
+ * socket to Deno.upgradeWebSocket (its `socket` option, meant for node:http's "upgrade" event),
+ * which answers 101 and runs Deno's own WebSocket on the socket: no relay, no second socket.
+ */
+function serveNodeNetWebSockets(): Promise<GuardedServer> {
+  const decoder = new TextDecoder();
+  const server = net.createServer({ noDelay: true }, (sock) => {
+    let head = new Uint8Array(0);
+    const onData = (chunk: Uint8Array) => {
+      const merged = new Uint8Array(head.length + chunk.length);
+      merged.set(head);
+      merged.set(chunk, head.length);
+      head = merged;
+      const text = decoder.decode(head);
+      const end = text.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      sock.off("data", onData);
+      sock.pause();
+      const [requestLine = "", ...lines] = text.slice(0, end).split("\r\n");
+      const [method, path] = requestLine.split(" ");
+      const headers = new Headers();
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+      }
+      const req = new Request(`http://localhost${path}`, { method, headers });
+      // Not in Deno's types: the option node:http's upgrade path uses.
+      const options = {
+        socket: sock,
+        head: head.subarray(end + 4),
+      } as Deno.UpgradeWebSocketOptions;
+      Deno.upgradeWebSocket(req, options).socket.onmessage = () => {};
+    };
+    sock.on("data", onData);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        addr: {
+          transport: "tcp",
+          hostname: "127.0.0.1",
+          port: (server.address() as net.AddressInfo).port,
+        },
+        connections: 0,
+        stopAccepting: () => server.close(),
+        closeConnections: () => {},
+        // node's close() waits for every connection, and the upgraded ones are Deno's now.
+        shutdown: () => Promise.resolve(void server.close()),
+      }))
+  );
 }
 
 function serve(guarded: boolean, port: number, handler: ReturnType<typeof baselineHandler>) {
@@ -64,7 +120,7 @@ async function holdSockets(port: number, n: number): Promise<Deno.ChildProcess> 
 
 /** Each measurement in a fresh process: a heap grown by one would hide the other's growth. */
 async function memory(n: number): Promise<void> {
-  for (const which of ["guarded", "alone"]) {
+  for (const which of ["guarded", "alone", "node-net"]) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--v8-flags=--expose-gc", SELF, "memory-one", which, String(n)],
       stderr: "inherit",
@@ -73,10 +129,12 @@ async function memory(n: number): Promise<void> {
   }
 }
 
-async function memoryOne(guarded: boolean, n: number): Promise<void> {
+async function memoryOne(which: string, n: number): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error("Cannot force a collection: run with --v8-flags=--expose-gc");
-  const server: GuardedServer = serve(guarded, 0, baselineHandler());
+  const server: GuardedServer = which === "node-net"
+    ? await serveNodeNetWebSockets()
+    : serve(which === "guarded", 0, baselineHandler());
   const warm = await holdSockets(server.addr.port, 3);
   await new Promise((r) => setTimeout(r, 300));
   gc();
@@ -92,7 +150,7 @@ async function memoryOne(guarded: boolean, n: number): Promise<void> {
   const m1 = Deno.memoryUsage();
   const kb = (a: number, b: number) => `${((b - a) / n / 1024).toFixed(2)} KB`;
   console.log(
-    `${guarded ? "serveGuarded" : "Deno.serve alone"}, ${n} idle sockets: RSS ${kb(r0, r1)}, ` +
+    `${NAMES[which]}, ${n} idle sockets: RSS ${kb(r0, r1)}, ` +
       `JS heap used ${kb(m0.heapUsed, m1.heapUsed)}, committed ${kb(m0.heapTotal, t1)}, ` +
       `ArrayBuffers ${kb(m0.external, m1.external)} a socket`,
   );
@@ -103,6 +161,12 @@ async function memoryOne(guarded: boolean, n: number): Promise<void> {
   server.closeConnections();
   await server.shutdown();
 }
+
+const NAMES: Record<string, string> = {
+  guarded: "serveGuarded",
+  alone: "Deno.serve alone",
+  "node-net": "node:net + Deno.upgradeWebSocket({ socket })",
+};
 
 async function cpu(rounds: number): Promise<void> {
   const perMessage: Record<string, number[]> = { guarded: [], alone: [] };
@@ -150,7 +214,7 @@ async function cpu(rounds: number): Promise<void> {
 
 const [mode, arg, arg2] = Deno.args;
 if (mode === "memory") await memory(Number(arg ?? 2000));
-else if (mode === "memory-one") await memoryOne(arg === "guarded", Number(arg2 ?? 2000));
+else if (mode === "memory-one") await memoryOne(arg ?? "alone", Number(arg2 ?? 2000));
 else if (mode === "cpu") await cpu(Number(arg ?? 5));
 else if (mode === "serve") {
   serve(arg === "guarded", Number(Deno.env.get("PORT")), baselineHandler());
