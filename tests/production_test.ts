@@ -10,6 +10,7 @@ import { createWechatCrypto } from "../src/wechat/crypto.ts";
 import { computeSignature } from "../src/wechat/signature.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "./helpers/agent.ts";
 import { startBridge } from "./helpers/server.ts";
+import { spawnBridge, type SpawnedBridge, waitReady } from "./helpers/spawn.ts";
 
 const B = "/im_component/wx_official_account";
 const SECRET = "production-test-agent-secret-0123456789abcdef";
@@ -830,75 +831,6 @@ Deno.test("/metrics parses as Prometheus text and counts the traffic", async (t)
 
 // ---- The real process: SIGTERM, logs ----------------------------------------------------------
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-interface Spawned {
-  child: Deno.ChildProcess;
-  base: string;
-  wsBase: string;
-  output: Promise<{ stdout: string; stderr: string }>;
-  status: Promise<Deno.CommandStatus>;
-}
-
-function spawnBridge(env: Record<string, string>): Spawned {
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
-    cwd: new URL("..", import.meta.url).pathname,
-    env: {
-      PORT: String(port),
-      HOSTNAME: "127.0.0.1",
-      STORE: "memory",
-      HEARTBEAT_INTERVAL_S: "30",
-      WECHAT_TOKEN: "",
-      WECHAT_APPID: "",
-      WECHAT_SECRET: "",
-      ALLOWED_ORIGINS: "",
-      REDIS_URL: "",
-      NO_COLOR: "1",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
-  const output = Promise.all([text(child.stdout), text(child.stderr)]).then(([stdout, stderr]) => ({
-    stdout,
-    stderr,
-  }));
-  return {
-    child,
-    base: `http://127.0.0.1:${port}`,
-    wsBase: `ws://127.0.0.1:${port}`,
-    output,
-    status: child.status,
-  };
-}
-
-async function waitReady(server: Spawned): Promise<void> {
-  let exited = false;
-  server.status.then(() => exited = true);
-  await until(
-    async () => {
-      if (exited) throw new Error(`The bridge exited: ${JSON.stringify(await server.output)}`);
-      try {
-        const res = await fetch(`${server.base}/readyz`);
-        await res.body?.cancel();
-        return res.status === 200;
-      } catch {
-        return false;
-      }
-    },
-    "the bridge to answer /readyz",
-    30_000,
-  );
-}
-
 Deno.test("SIGTERM with agents connected: clean close codes, exit 0, nothing accepted lost", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "bridge-sigterm-" });
   const server = spawnBridge({ DATA_DIR: dataDir, AGENT_SECRET: SECRET, LOG_FORMAT: "json" });
@@ -1111,21 +1043,21 @@ Deno.test("the real process says in its log that it runs open and which AES key 
 Deno.test("SIGTERM with the default store: what was accepted is there after a restart", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "bridge-kv-restart-" });
   const agents: TestAgent[] = [];
-  const spawned: Spawned[] = [];
+  const spawned: SpawnedBridge[] = [];
   const start = async () => {
     const server = spawnBridge({ DATA_DIR: dataDir, STORE: "" }); // unset: SQLite
     spawned.push(server);
     await waitReady(server);
     return server;
   };
-  const postFollower = async (server: Spawned, follower: string, id: string) => {
+  const postFollower = async (server: SpawnedBridge, follower: string, id: string) => {
     const res = await post(
       `${server.base}${B}/send_xml`,
       textXml(follower, "gh_account", `kv ${id}`, id),
     );
     assert.equal(`${res.status} ${res.text}`, "200 success");
   };
-  const metric = async (server: Spawned, name: string) =>
+  const metric = async (server: SpawnedBridge, name: string) =>
     valueOf(parsePrometheus(await (await fetch(`${server.base}/metrics`)).text()).samples, name);
   try {
     const ids = Array.from({ length: 10 }, (_, i) => String(80_000 + i));
