@@ -483,7 +483,9 @@ export function serveGuarded(
   /**
    * Makes room for one more connection by closing the one that waited longest on its client:
    * headers never finished, then kept alive with nothing to do, then a request whose client
-   * went quiet (a stalled body). False when every connection is working.
+   * went quiet in its body (stalled). False when every connection is working. A request sent
+   * whole is never closed: its client is quiet because it waits on us (a reply through WeChat's
+   * API takes seconds), and bodies trickled on the other places would otherwise outlast it.
    */
   const makeRoom = (): boolean => {
     if (links.size < limits.maxConnections) return true;
@@ -491,7 +493,7 @@ export function serveGuarded(
     if (victim === null) {
       const quiet = performance.now() - QUIET_MS;
       for (let link = busy.head; link !== null; link = link.next) {
-        if (link.heard < quiet) {
+        if (link.heard < quiet && link.stream.inBody) {
           victim = link;
           break;
         }

@@ -36,6 +36,8 @@ function holdingServer(limits: Partial<ConnectionLimits>) {
       await held;
       return new Response("held");
     }
+    // A body is read to its end, so its request stays in the handler while it trickles.
+    if (req.method === "POST") return new Response(`read ${(await req.arrayBuffer()).byteLength}`);
     return new Response("ok");
   });
   return { server, release, arrived };
@@ -126,6 +128,49 @@ Deno.test("at the cap the guard closes the fresh connection, then the kept one, 
       assert.equal(await answer(busy), "200 ok");
     });
   } finally {
+    release();
+    closeAll(conns);
+    await server.shutdown();
+  }
+});
+
+Deno.test("at the cap a trickled body gives way, not a request waiting on its answer", async (t) => {
+  const { server, release, arrived } = holdingServer({ maxConnections: 3 });
+  const port = server.addr.port;
+  const conns: Deno.Conn[] = [];
+  const trickled: Deno.Conn[] = [];
+  // Each trickled body keeps sending, so neither is ever quiet.
+  const drip = setInterval(() => {
+    for (const conn of trickled) conn.write(enc.encode("1\r\nx\r\n")).catch(() => {});
+  }, 200);
+  try {
+    // Sent whole, then waiting on the server (a reply that goes through WeChat's API, say).
+    const waiting = await open(port, HOLD);
+    conns.push(waiting);
+    await arrived;
+    for (let i = 0; i < 2; i++) {
+      const conn = await open(
+        port,
+        "POST /body HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n",
+      );
+      conns.push(conn);
+      trickled.push(conn);
+    }
+    // Long enough for the waiting client to count as quiet: it has nothing more to send.
+    await new Promise((r) => setTimeout(r, 1500));
+
+    await t.step("a fourth connection: the oldest trickled body is closed", async () => {
+      const next = await open(port, HEALTHZ);
+      conns.push(next);
+      assert.equal(await answer(next), "200 ok");
+      assert.equal(await closedWithin(trickled[0]!, 2000), true);
+    });
+    await t.step("the request waiting on its answer stayed and gets it", async () => {
+      release();
+      assert.equal(await answer(waiting), "200 held");
+    });
+  } finally {
+    clearInterval(drip);
     release();
     closeAll(conns);
     await server.shutdown();
