@@ -44,9 +44,9 @@ import {
   createMemoryJournal,
   type Journal,
   journalDirOf,
-  lockJournalDir,
   openJournalDir,
   readJournalDir,
+  waitForJournalLock,
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
@@ -192,12 +192,21 @@ interface Files {
 }
 
 /** Opens the store on a SQLite file (or `:memory:`), applies its journal and loads its state. */
-export function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
+export async function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
+  // Before anything is read: a process still running on this DATA_DIR finishes first.
+  const lock = path === ":memory:" ? null : await waitForJournalLock(journalDirOf(path));
+  return await openLocked(path, options, lock);
+}
+
+/** openSqliteStore() once the journal's lock is held (`lock`; null for `:memory:`). */
+function openLocked(
+  path: string,
+  options: SqliteStoreOptions,
+  lock: Deno.FsFile | null,
+): Promise<Store> {
   const fsync = options.fsync ?? false;
   const inMemory = path === ":memory:";
   const dir = journalDirOf(path);
-  // Before anything is read: a process still running on this DATA_DIR finishes first.
-  const lock = inMemory ? null : lockJournalDir(dir);
   const unlock = () => {
     try {
       lock?.close();
