@@ -4,8 +4,11 @@
 // deleted once the tables have all of it, off that thread. Reading stops at the first line a
 // crash cut short.
 
+import { getLogger } from "@logtape/logtape";
 import type { Commit } from "./sqlite_journal.ts";
 import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
+
+const log = getLogger(["bridge", "store"]);
 
 /** A segment is closed and a new one begun past this size. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -106,9 +109,49 @@ export function readJournalDir(dir: string, after: number): Commit[] {
  * is read and applied after it exits, never deleted unread.
  */
 export function lockJournalDir(dir: string): Deno.FsFile {
-  Deno.mkdirSync(dir, { recursive: true });
-  const lock = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+  const lock = openLockFile(dir);
   lock.lockSync(true);
+  return ownLock(lock);
+}
+
+/** How long a start waits for the lock before it says which process holds it. */
+const LOCK_PATIENCE_MS = 1000;
+
+/** lockJournalDir(), saying (at warn, after a second) which process it waits for: a second
+ * bridge started on a running one's DATA_DIR waits, and would otherwise wait without a word. */
+export async function waitForJournalLock(dir: string): Promise<Deno.FsFile> {
+  const lock = openLockFile(dir);
+  const timer = setTimeout(() => {
+    let holder = "";
+    try {
+      holder = Deno.readTextFileSync(`${dir}/lock`).trim();
+    } catch { /* unreadable: said without its pid */ }
+    log.warn(
+      "Another process{pid} holds {dir}: waiting for it to exit before opening the store. " +
+        "One DATA_DIR serves one bridge; run several with REDIS_URL",
+      { pid: /^\d+$/.test(holder) ? ` (pid ${holder})` : "", dir },
+    );
+  }, LOCK_PATIENCE_MS);
+  try {
+    await lock.lock(true);
+  } catch (error) {
+    lock.close();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return ownLock(lock);
+}
+
+function openLockFile(dir: string): Deno.FsFile {
+  Deno.mkdirSync(dir, { recursive: true });
+  return Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+}
+
+/** Writes this process's id into the lock it holds, for the message of one that waits. */
+function ownLock(lock: Deno.FsFile): Deno.FsFile {
+  lock.truncateSync(0);
+  lock.writeSync(new TextEncoder().encode(String(Deno.pid)));
   return lock;
 }
 

@@ -44,12 +44,13 @@ import {
   createMemoryJournal,
   type Journal,
   journalDirOf,
-  lockJournalDir,
   openJournalDir,
   readJournalDir,
+  waitForJournalLock,
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
+import { createFileGuard } from "./sqlite_file_guard.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
 export { openSqliteDatabase } from "./sqlite_schema.ts";
@@ -191,12 +192,21 @@ interface Files {
 }
 
 /** Opens the store on a SQLite file (or `:memory:`), applies its journal and loads its state. */
-export function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
+export async function openSqliteStore(path: string, options: SqliteStoreOptions): Promise<Store> {
+  // Before anything is read: a process still running on this DATA_DIR finishes first.
+  const lock = path === ":memory:" ? null : await waitForJournalLock(journalDirOf(path));
+  return await openLocked(path, options, lock);
+}
+
+/** openSqliteStore() once the journal's lock is held (`lock`; null for `:memory:`). */
+function openLocked(
+  path: string,
+  options: SqliteStoreOptions,
+  lock: Deno.FsFile | null,
+): Promise<Store> {
   const fsync = options.fsync ?? false;
   const inMemory = path === ":memory:";
   const dir = journalDirOf(path);
-  // Before anything is read: a process still running on this DATA_DIR finishes first.
-  const lock = inMemory ? null : lockJournalDir(dir);
   const unlock = () => {
     try {
       lock?.close();
@@ -274,11 +284,17 @@ function createSqliteStore(
   /** Agents whose cursor (or new record) is in no journal row yet. */
   const unjournaledCursors = new Set<string>();
 
+  /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
+  const guard = files.path === ":memory:" ? null : createFileGuard(files.path, db);
+
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
     }
+    // Applied to a file that is no longer there: the journal is all a restart would have.
+    guard?.check();
+    if (guard?.keepJournal) return;
     journal.release(appliedId).catch((error) => {
       // Commits the tables have are skipped by every later apply: deleting them can wait.
       log.warn("Cannot delete applied journal segments: {error}", { error });
@@ -707,6 +723,8 @@ function createSqliteStore(
         if (closed) throw new Error("The store is closed");
         if (stale) reload();
         db.prepare("SELECT 1").get();
+        const problem = guard?.check();
+        if (problem) throw new Error(problem);
       });
     },
     async close(): Promise<void> {
@@ -724,7 +742,10 @@ function createSqliteStore(
       try {
         // Whatever the worker could not apply; then the file whole, its WAL emptied.
         if (appliedId < journalId) onApplied(applyJournal(db, st, journal.read, files.retention));
-        await journal.release(appliedId, true);
+        // Looked at once more: a file deleted since the last commit is written back first.
+        guard?.check();
+        await guard?.settled();
+        if (!guard?.keepJournal) await journal.release(appliedId, true);
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch (error) {
         log.warn("Cannot write to SQLite at close: {error}", { error });

@@ -74,6 +74,30 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
   });
 }
 
+Deno.test("a second main.ts on a running one's DATA_DIR says which process it waits for", async () => {
+  await withTempDir(async (dir) => {
+    const first = spawn(dir);
+    let second: SpawnedBridge | undefined;
+    try {
+      await waitReady(first);
+      second = spawn(dir);
+      // It waits for the lock (it would take over once the first exits): it must say so, not
+      // sit there silent while an operator wonders why it never listens.
+      await new Promise((r) => setTimeout(r, 2500));
+      await kill(second, "SIGTERM");
+      const { stderr } = await second.output;
+      assert.match(
+        stderr,
+        new RegExp(`Another process \\(pid ${first.pid}\\) holds .*bridge\\.journal`),
+      );
+      assert.equal(await send(first, "oStill", "still here"), "200 success");
+    } finally {
+      await kill(first, "SIGKILL");
+      if (second) await kill(second, "SIGKILL");
+    }
+  });
+});
+
 Deno.test("a journal line cut short by a crash is skipped, and what came before it and after the restart is kept", async () => {
   await withTempDir(async (dir) => {
     let p = spawn(dir);

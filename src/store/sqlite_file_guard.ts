@@ -1,0 +1,88 @@
+// Whether `bridge.sqlite` is still the file the store opened. Deleted while the bridge runs (a
+// cleanup script, an `rm` in the wrong directory) it lives on only through the open handles:
+// the journal would be let go as applied and the next start would open an empty file. So a
+// deleted file is written back at once from the open connection (SQLite's backup), and from then
+// on the journal is kept until the next start; a file replaced by another is left alone.
+
+import { backup, type DatabaseSync } from "node:sqlite";
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["bridge", "store"]);
+
+/** What became of the file: `null` while it is the one opened. */
+export interface FileGuard {
+  /** Looks at the file (restoring it if deleted); returns what is wrong, or null. */
+  check(): string | null;
+  /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
+  readonly keepJournal: boolean;
+  /** Resolves once a restore under way is done (before the connection closes). */
+  settled(): Promise<void>;
+}
+
+function identity(path: string): string | null {
+  try {
+    const info = Deno.statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** Watches the database file at `path`, open as `db`. */
+export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
+  let expected = identity(path);
+  let keepJournal = false;
+  let problem: string | null = null;
+  let restoring: Promise<void> = Promise.resolve();
+
+  async function restore(): Promise<void> {
+    const copy = `${path}.restoring`;
+    await Deno.remove(copy).catch(() => {});
+    // A consistent copy of what the tables hold, with the journal row they stop at: the next
+    // start applies the journal after it, which is kept from now on. (VACUUM INTO would
+    // attach a file, which Deno refuses without --allow-all.)
+    await backup(db, copy);
+    // A WAL left beside it belongs to the deleted file (the connections keep theirs open):
+    // the next start would replay it into the copy.
+    for (const suffix of ["-wal", "-shm"]) {
+      try {
+        Deno.removeSync(path + suffix);
+      } catch { /* deleted with it */ }
+    }
+    Deno.renameSync(copy, path);
+    expected = identity(path);
+  }
+
+  return {
+    get keepJournal() {
+      return keepJournal;
+    },
+    settled: () => restoring,
+    check() {
+      if (problem !== null || expected === null) return problem;
+      const found = identity(path);
+      if (found === expected) return null;
+      keepJournal = true;
+      if (found !== null) {
+        problem = `${path} was replaced while the bridge ran: restart it to use the new file`;
+        log.error("{problem}; the journal is kept", { problem });
+        return problem;
+      }
+      // Until the copy is there the file looks deleted still: one restore at a time.
+      expected = null;
+      log.error("{path} was deleted while the bridge ran: writing it back from the open database", {
+        path,
+      });
+      restoring = restore().then(() => {
+        log.error("{path} is written back; the journal is kept until the next start", { path });
+      }, (error) => {
+        problem = `${path} was deleted while the bridge ran and cannot be written back: ${
+          (error as Error).message
+        }`;
+        log.error("{problem}", { problem });
+      });
+      return null;
+    },
+  };
+}

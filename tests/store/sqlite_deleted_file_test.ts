@@ -1,0 +1,77 @@
+// bridge.sqlite deleted under a running main.ts (a cleanup script, an `rm` in the wrong
+// directory): the process wrote on to the deleted file, let the journal go as applied, and the
+// next start opened an empty file, every message answered `success` gone. Now the file is
+// written back from the open database and the journal kept until the next start.
+import assert from "node:assert/strict";
+import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
+import {
+  killBridge as kill,
+  type SpawnedBridge,
+  spawnOnDefaultStore as spawn,
+  waitReady,
+} from "../helpers/spawn.ts";
+import { withTempDir } from "./_durable_store_cases.ts";
+
+const B = "/im_component/wx_official_account";
+
+let msgId = 83_000_000;
+const send = async (p: SpawnedBridge, content: string) => {
+  const res = await post(
+    `${p.base}${B}/send_xml`,
+    textXml("oDeleted", "gh_account", content, String(msgId++)),
+  );
+  return `${res.status} ${res.text}`;
+};
+
+/** The follower's messages in history, oldest first. */
+async function history(p: SpawnedBridge): Promise<string[]> {
+  return (await fullHistory(p.base, "a1", "oDeleted"))
+    .filter((m) => m.direction === "in")
+    .map((m) => String((m.msg as { content?: string }).content));
+}
+
+// SIGTERM: a clean stop let the last segment go too. (After kill -9 the segments a run had not
+// yet let go were what a restart found, which with one segment happened to be everything.)
+const signal = "SIGTERM";
+Deno.test("bridge.sqlite deleted while main.ts runs: after SIGTERM and a restart every message is there", async (t) => {
+  await withTempDir(async (dir) => {
+    let p = spawn(dir);
+    try {
+      await waitReady(p);
+      const expected: string[] = [];
+      await t.step("five messages reach a1 and the tables", async () => {
+        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
+        for (let i = 1; i <= 5; i++) {
+          assert.equal(await send(p, `m${i}`), "200 success");
+          expected.push(`m${i}`);
+        }
+        await a1.waitForCount(6, 5000); // the assignment notice and the five
+        await a1.close();
+        assert.deepEqual(await history(p), expected);
+      });
+      await t.step("the file goes; five more are answered success while a1 is away", async () => {
+        for (const name of ["bridge.sqlite", "bridge.sqlite-wal", "bridge.sqlite-shm"]) {
+          await Deno.remove(`${dir}/${name}`);
+        }
+        for (let i = 6; i <= 10; i++) {
+          assert.equal(await send(p, `m${i}`), "200 success");
+          expected.push(`m${i}`);
+        }
+        // Read from the tables: every commit is applied, as before a clean stop.
+        assert.deepEqual(await history(p), expected);
+      });
+      await t.step(`after ${signal} and a restart: history and since= have all ten`, async () => {
+        await kill(p, signal);
+        p = spawn(dir);
+        await waitReady(p);
+        assert.deepEqual(await history(p), expected);
+        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1&since=1`);
+        const replayed = await a1.waitForCount(10, 5000);
+        await a1.close();
+        assert.deepEqual(replayed.map((e) => e.data.msg?.content), expected);
+      });
+    } finally {
+      await kill(p, "SIGKILL");
+    }
+  });
+});
