@@ -26,7 +26,12 @@ import {
   serveGuarded,
 } from "./http/connections.ts";
 import { createDiskCheck } from "./http/disk_check.ts";
-import { createKeyedRateLimiter, DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
+import {
+  clientKeyOf,
+  createKeyedRateLimiter,
+  DEFAULT_LIMITS,
+  readBodyLimited,
+} from "./http/limits.ts";
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
 import { createStaticFiles } from "./http/static_files.ts";
@@ -377,7 +382,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     }
     const agentId = await agentOf(req, url, false);
     // Per agent, or per client address for anonymous pushes (open mode, seed 2.1).
-    const wait = sendLimiter.take(agentId ?? `addr:${client ?? "?"}`);
+    const wait = sendLimiter.take(agentId ?? `addr:${clientKeyOf(client ?? "?")}`);
     if (wait > 0) {
       metrics.rejected.inc({ reason: "send_rate" });
       throw new HttpError(

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { createRateLimiter, readBodyLimited } from "../src/http/limits.ts";
+import {
+  clientKeyOf,
+  createKeyedRateLimiter,
+  createRateLimiter,
+  readBodyLimited,
+} from "../src/http/limits.ts";
 import { HttpError } from "../src/http/http_error.ts";
 
 const URL_ = "http://bridge.test/send";
@@ -225,5 +230,27 @@ Deno.test("createRateLimiter() is a token bucket", async (t) => {
     const limiter = createRateLimiter(1, 1);
     assert.equal(limiter.take(), true);
     assert.equal(limiter.take(), false);
+  });
+});
+
+Deno.test("clientKeyOf() gives an IPv6 host one key for its whole /64", async (t) => {
+  await t.step("addresses of one /64 share a key, another /64 has its own", () => {
+    const key = clientKeyOf("2001:db8:1:2::1");
+    assert.equal(clientKeyOf("2001:db8:1:2:dead:beef:0:7"), key);
+    assert.equal(clientKeyOf("2001:0db8:0001:0002:ffff:ffff:ffff:ffff"), key);
+    assert.notEqual(clientKeyOf("2001:db8:1:3::1"), key);
+  });
+  await t.step("IPv4, and IPv4 mapped into IPv6, are the IPv4 address", () => {
+    assert.equal(clientKeyOf("203.0.113.7"), "203.0.113.7");
+    assert.equal(clientKeyOf("::ffff:203.0.113.7"), "203.0.113.7");
+    assert.notEqual(clientKeyOf("203.0.113.8"), "203.0.113.7");
+  });
+  await t.step("anonymous pushes from 1,000 addresses of one /64 share one burst", () => {
+    const limiter = createKeyedRateLimiter(10, 20, () => 0);
+    let passed = 0;
+    for (let i = 1; i <= 1000; i++) {
+      if (limiter.take(clientKeyOf(`2001:db8:1:2::${i.toString(16)}`)) === 0) passed++;
+    }
+    assert.equal(passed, 20);
   });
 });

@@ -19,6 +19,11 @@ export interface ConnectionLimits {
   keepAliveTimeoutMs: number;
   /** A WebSocket message (frame or fragments) larger than this closes the connection. */
   maxMessageBytes: number;
+  /**
+   * A write to the client that takes none of its bytes for this long closes the connection
+   * (60 s unless set): a client that stopped reading, whose socket would otherwise stay open.
+   */
+  stalledWriteMs?: number;
 }
 
 /** What the handler learns about the connection a request came on. */
@@ -60,6 +65,12 @@ const SWEEP_MS = 1_000;
 const BODY_DEADLINE_MS = 30_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
+/**
+ * nginx's send_timeout: Deno's WebSocket has no timeout on a write, so a socket whose client
+ * stopped reading stayed open for good (its close frame and its idle ping queue behind the
+ * unsent bytes), still online to the hub and holding one of the agent's places.
+ */
+const STALLED_WRITE_MS = 60_000;
 // Reading a request's head starts with 2 KiB; the relay's buffers start at 256 bytes (see Pump).
 const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
@@ -80,6 +91,7 @@ export function defaultConnectionLimits(openFiles: number): ConnectionLimits {
     keepAliveTimeoutMs: 75_000,
     // Well above the agents' 24 KiB (answered with a -1 envelope), far below Deno's own 64 MiB.
     maxMessageBytes: 256 * 1024,
+    stalledWriteMs: STALLED_WRITE_MS,
   };
 }
 
@@ -158,6 +170,10 @@ class Link {
   settle: (() => void) | null = null;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
+  /** When the write to the client now waiting began taking none of its bytes; 0: none waits. */
+  get stalledSince(): number {
+    return this.#down?.writingSince ?? 0;
+  }
   #up: Pump | undefined;
   #down: Pump | undefined;
 
@@ -265,6 +281,8 @@ class Pump {
   #out: Uint8Array = EMPTY;
   #last = 0;
   #wasFull = false;
+  /** When the write in progress was started or last took bytes; 0 while none is. */
+  writingSince = 0;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
@@ -287,16 +305,19 @@ class Pump {
     this.#last = n;
     // One write nearly always takes the whole chunk: no async loop around it (see #onWritten).
     this.#out = chunk;
+    this.writingSince = performance.now();
     this.to.write(chunk).then(this.#onWritten, this.#onEnd);
   };
 
   readonly #onWritten = (written: number): void => {
     if (written < this.#out.length) {
       this.#out = this.#out.subarray(written);
+      this.writingSince = performance.now();
       this.to.write(this.#out).then(this.#onWritten, this.#onEnd);
       return;
     }
     this.#out = EMPTY;
+    this.writingSince = 0;
     const size = this.#buf.length;
     const next = nextReadSize(size, this.#last, this.#wasFull);
     if (next !== size) this.#buf = new Uint8Array(next);
@@ -576,6 +597,12 @@ export function serveGuarded(
       const next = link.next;
       if (link.stream.inBody) drop(link);
       link = next;
+    }
+    // A client that reads nothing of what is sent to it, in any phase (upgraded sockets too).
+    const stalledMs = limits.stalledWriteMs ?? STALLED_WRITE_MS;
+    for (const link of links) {
+      const since = link.stalledSince;
+      if (since !== 0 && now - since >= stalledMs) drop(link);
     }
   }, SWEEP_MS);
   Deno.unrefTimer(sweep);

@@ -3,6 +3,7 @@
 // buckets for messages per second. Plain functions with the clock passed in, so the route and
 // socket code stay small.
 
+import ipaddr from "ipaddr.js";
 import { MAX_MESSAGE_BYTES } from "../protocol/message_size.ts";
 import { HttpError } from "./http_error.ts";
 
@@ -199,6 +200,20 @@ export function createRateLimiter(
 export interface KeyedRateLimiter {
   /** 0 when `key` had a token; else the whole seconds until it has one (for Retry-After). */
   take(key: string): number;
+}
+
+/**
+ * The rate-limit key of a client address: an IPv6 address by its /64, which one host (or one
+ * subscriber line) gets whole, so that it cannot take a fresh bucket with every address in it;
+ * an IPv4-mapped one as the IPv4 address it is; anything else as given.
+ */
+export function clientKeyOf(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  const parsed = ipaddr.parse(address);
+  if (parsed.kind() === "ipv4") return parsed.toString();
+  const v6 = parsed as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
+  return `${v6.parts.slice(0, 4).map((p) => p.toString(16)).join(":")}::/64`;
 }
 
 /** Past this many keys, buckets that have refilled (idle keys) are forgotten. */

@@ -92,6 +92,17 @@ function badCharRef(text: string): string | null {
   return null;
 }
 
+/** Longest parser detail passed on: the error goes back to whoever posted the XML. */
+const DETAIL_CHARS = 200;
+
+/**
+ * `detail` cut to DETAIL_CHARS: the validator names the tags left open in full, and 18 KB of
+ * `<a>` made a 120 KB answer, logged too.
+ */
+function clipped(detail: string): string {
+  return detail.length <= DETAIL_CHARS ? detail : `${detail.slice(0, DETAIL_CHARS)}…`;
+}
+
 /**
  * Creates a reusable parser; `parse()` throws SyntaxError("Cannot parse WeChat XML: …").
  * `fastPath: false` always runs the full parser: the reference the fast path is held to.
@@ -136,14 +147,16 @@ export function createXmlReader(
       }
       const valid = XMLValidator.validate(text);
       if (valid !== true) {
-        throw new SyntaxError(`Cannot parse WeChat XML: ${valid.err.msg} (line ${valid.err.line})`);
+        throw new SyntaxError(
+          `Cannot parse WeChat XML: ${clipped(valid.err.msg)} (line ${valid.err.line})`,
+        );
       }
       let doc: unknown;
       try {
         doc = parser.parse(text);
       } catch (error) {
         const detail = error instanceof Error ? error.message.replace(/^\[SECURITY\] /, "") : "";
-        throw new SyntaxError(`Cannot parse WeChat XML: ${detail}`);
+        throw new SyntaxError(`Cannot parse WeChat XML: ${clipped(detail)}`);
       }
       const root = foldCdata((doc as Record<string, unknown>)["xml"]);
       if (root === undefined || typeof root !== "object" || root === null || Array.isArray(root)) {

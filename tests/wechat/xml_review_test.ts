@@ -90,3 +90,17 @@ Deno.test("a tag named like an Object.prototype method keeps its snake_case name
     await server.close();
   }
 });
+
+Deno.test("a refused XML body gets a short answer, however many tags it leaves open", async () => {
+  const server = await startBridge();
+  try {
+    const body = "<xml>" + "<a>".repeat(6000);
+    const res = await fetch(`${server.base}${B}/send_xml`, { method: "POST", body });
+    const text = await res.text();
+    assert.equal(res.status, 400);
+    assert.match(text, /Cannot parse WeChat XML/);
+    assert.ok(text.length < 1024, `the answer is ${text.length} characters for ${body.length}`);
+  } finally {
+    await server.close();
+  }
+});
