@@ -84,3 +84,53 @@ Deno.test("reports on two sends finishing in one second are two reports, not a r
     await server.close();
   }
 });
+
+Deno.test("wechatpy's parser samples reach the agent typed as SPEC's table says", async (t) => {
+  const server = await startBridge();
+  const agent = await agentOn(server, "parser-agent");
+  // The three samples share FromUserName and MsgId, which would make the later two retries of
+  // the first: each is sent as from its own follower.
+  const replay = async (name: string) => {
+    const follower = `o-${name}`;
+    const xml = (await fixture(`wechatpy_parser/${name}.xml`)).replace(
+      "[fromUser]",
+      `[${follower}]`,
+    );
+    await postXml(server, xml);
+    return await agent.waitFor((e) =>
+      e.data["contact_id"] === follower ||
+      (e.data.msg?.["follower_id"] === follower && e.data.msg?.["event"] !== "assigned")
+    );
+  };
+  try {
+    await t.step("video: 1004 with its media and thumb ids", async () => {
+      const e = await replay("video_message");
+      assert.equal(e.result.code, 1004);
+      assert.equal(e.data["msg_type"], "video");
+      assert.equal(e.data["id"], "1234567890123456");
+      assert.equal(e.data.msg?.["media_id"], "media_id");
+      assert.equal(e.data.msg?.["thumb_media_id"], "thumb_media_id");
+      assert.equal(e.data["send_time"], 1357290913);
+    });
+    await t.step("link: 1007 with title, description and url", async () => {
+      const e = await replay("link_message");
+      assert.equal(e.result.code, 1007);
+      assert.equal(e.data["msg_type"], "link");
+      assert.deepEqual(
+        [e.data.msg?.["title"], e.data.msg?.["description"], e.data.msg?.["url"]],
+        ["公众平台官网链接", "公众平台官网链接", "url"],
+      );
+      assert.equal(e.data["account"], "toUser");
+    });
+    await t.step("a MsgType nobody knows (notsure): a 102 naming it", async () => {
+      const e = await replay("unknown_message");
+      assert.equal(e.result.code, 102);
+      assert.equal(e.data.msg?.["event"], "unknown_type");
+      assert.equal(e.data.msg?.["msg_type"], "notsure");
+      assert.equal(e.data["id"], "1234567890123456");
+    });
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
