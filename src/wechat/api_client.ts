@@ -337,6 +337,14 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
           }
           throw new WechatApiError(-1, "Cannot parse media/get answer: neither file nor video_url");
         }
+        // WeChat answers a file or JSON, never a page: HTML with HTTP 200 is a gateway in front
+        // of it, and stored it would stand in for the follower's picture without an error.
+        if (/^text\/html/i.test(contentType)) {
+          await res.body?.cancel();
+          throw new TransientError(
+            new WechatApiError(-1, "Cannot parse media/get answer: an HTML page, not the file"),
+          );
+        }
         const bytes = await readLimited(res, maxBytes);
         const filename = filenameOf(res.headers.get("content-disposition"));
         return {

@@ -39,9 +39,30 @@ export function readFollowerMessage(xml: WechatXml): FollowerMessage {
   };
 }
 
+/**
+ * The ids of the sends a report is about: `<MsgID>` (template, mass send), or each one in a
+ * subscribe-message result's list. Empty for everything else.
+ */
+function sendIdsOf(xml: WechatXml): string {
+  const top = textOf(xml, "MsgID")?.trim();
+  if (top) return top;
+  const sent = xml["SubscribeMsgSentEvent"];
+  if (typeof sent !== "object" || Array.isArray(sent)) return "";
+  const items = sent["List"];
+  if (!Array.isArray(items)) return "";
+  return items.map((item) => typeof item === "string" ? "" : textOf(item, "MsgID")?.trim() ?? "")
+    .join(",");
+}
+
 /** The key WeChat's retries share: MsgId for messages, the event's identity for events. */
 export function dedupKeyOf(message: FollowerMessage): string {
   if (message.msgId) return `m|${message.from}|${message.msgId}`;
   const eventKey = textOf(message.xml, "EventKey") ?? "";
-  return `e|${message.from}|${message.createTime}|${message.event ?? message.msgType}|${eventKey}`;
+  const key = `e|${message.from}|${message.createTime}|${
+    message.event ?? message.msgType
+  }|${eventKey}`;
+  // Two sends that finish in one second (two templates to one follower, two mass sends) are
+  // two reports with one FromUserName and CreateTime: only their MsgID tells them apart.
+  const sends = sendIdsOf(message.xml);
+  return sends === "" ? key : `${key}|${sends}`;
 }
