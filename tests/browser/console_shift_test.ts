@@ -2,10 +2,12 @@
 // follower wrote raised an error, a handed-over conversation reopened after a reload showed the
 // bridge's raw 403, WeChat's 45015 left the header counting hours, and a network that dropped
 // left the header saying Connected while messages stayed away (until the watchdog, or for good
-// when the socket was younger than its first heartbeat).
+// when the socket was younger than its first heartbeat); and on a phone with a token, Settings
+// (and at 360 px the shortcuts) sat past the screen's edge, out of reach.
 
 import assert from "node:assert/strict";
 import type { WebSocketRoute } from "playwright-core";
+import { mintAgentToken } from "../../src/agents/auth.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
@@ -224,6 +226,45 @@ browserTest(
         assert.ok(new URL(urls[2]!).searchParams.get("since"), urls[2]);
         assert.deepEqual(await incomingTexts(page), ["one", "two"]);
       });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "on a phone with a token, every control of the top bar is on screen",
+  async (t, browser) => {
+    const secret = "shift-test-secret-0123456789abcdef";
+    const server = await startBridge({ env: { AGENT_SECRET: secret } });
+    try {
+      const token = await mintAgentToken(secret, AGENT, 600);
+      for (const width of [390, 360, 320]) {
+        await t.step(`${width} px wide`, async () => {
+          const { context, page } = await openPage(browser, "phone");
+          try {
+            await page.setViewportSize({ width, height: 740 });
+            await context.addInitScript(
+              `localStorage.setItem("wxbridge.token:${AGENT}", ${JSON.stringify(token)})`,
+            );
+            await openConsole(page, server.base, AGENT);
+            for (
+              const id of ["capacity-button", "token-button", "help-button", "settings-button"]
+            ) {
+              const box = await page.locator(`#${id}`).boundingBox();
+              assert.ok(
+                box && box.x >= 0 && box.x + box.width <= width,
+                `#${id} is off screen at ${width} px: ${JSON.stringify(box)}`,
+              );
+            }
+            await page.locator("#settings-button").click();
+            await page.locator("#settings-panel").waitFor();
+            await screenshot(page, `console-phone-${width}-topbar`);
+          } finally {
+            await context.close();
+          }
+        });
+      }
     } finally {
       await server.close();
     }
