@@ -166,6 +166,8 @@ const conn = {
   heartbeatGap: 0,
   openedAt: 0,
   lastHeartbeatAt: 0,
+  /** the open socket lived through the browser going offline: it may be dead without a close */
+  wentOffline: false,
   /** frames to send once the socket is open (replies typed while offline) */
   outbox: [],
 };
@@ -355,7 +357,10 @@ function windowOf(contact) {
   }
   if (!expires) return { state: "unknown", left: 0, label: t("window.none") };
   const left = expires - nowS();
-  if (left <= 0) return { state: "closed", left: 0, label: t("window.closed") };
+  // WeChat's 45015/45047 closed it before the clock did: the pill says what the reply box says.
+  if (left <= 0 || contact?.window_closed) {
+    return { state: "closed", left: 0, label: t("window.closed") };
+  }
   return {
     state: left < 2 * 3600 ? "soon" : "open",
     left,
@@ -961,10 +966,24 @@ async function api(path, query) {
     throw new AuthError("token required");
   }
   if (!res.ok) {
-    const text = (await res.text()).slice(0, 200);
-    throw new Error(`HTTP ${res.status}${text ? `: ${text}` : ""}`);
+    throw new Error(await problemOf(res));
   }
   return res.json();
+}
+
+/** What a refused request says, for a person: the bridge's `error` (or its -1 message) from its
+ * JSON, else the start of the body; never raw JSON. */
+async function problemOf(res) {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text);
+    const said = body?.error ?? body?.result?.message;
+    if (typeof said === "string" && said) return said.slice(0, 200);
+  } catch {
+    // Not JSON (a proxy's page): its text, cut short.
+  }
+  const short = text.slice(0, 200);
+  return `HTTP ${res.status}${short ? `: ${short}` : ""}`;
 }
 
 let contactsTimer = 0;
@@ -1123,6 +1142,7 @@ function connect() {
   conn.opened = false;
   ws.onopen = () => {
     conn.opened = true;
+    conn.wentOffline = false;
     conn.everOpened = true;
     conn.attempts = 0;
     conn.lastFrameAt = conn.openedAt = Date.now();
@@ -1200,6 +1220,14 @@ function scheduleReconnect(delay, problem) {
   else if (!navigator.onLine) setConn("offline");
   else setConn("waiting");
   conn.retryTimer = setTimeout(connect, delay);
+}
+
+/** Swaps a socket we no longer trust for a new one, which asks with since= for what was missed
+ * (whatever the old one did deliver lands on the same messages, by id). */
+function replaceSocket() {
+  abandonSocket();
+  conn.opened = false;
+  connect();
 }
 
 function reconnectNow() {
@@ -1562,10 +1590,9 @@ function onAssigned(followerId, msg) {
   if (wasAway) {
     // What the follower said while with another agent is in the history, not in our log.
     const c = conv(followerId);
-    if (c.loaded) {
-      c.loaded = false;
-      if (state.current === followerId) loadHistory(followerId);
-    }
+    c.loaded = false;
+    // Open here (a handed-over one is never loaded after a reload): it loads now.
+    if (state.current === followerId) loadHistory(followerId);
   }
 }
 
@@ -2365,7 +2392,9 @@ function openContact(contactId) {
   } else {
     markRead(contactId);
     const c = conv(contactId);
-    if (!c.loaded && !c.loading) loadHistory(contactId);
+    // A follower handed over is the other agent's: the bridge refuses its history (403), so
+    // what this page kept is all there is; after a reload, the notice says where it went.
+    if (!c.loaded && !c.loading && !state.transferred.has(contactId)) loadHistory(contactId);
   }
   renderContacts();
   renderConversation({ toBottom: true });
@@ -3486,10 +3515,15 @@ function init() {
   });
 
   addEventListener("online", () => {
-    if (!conn.opened) reconnectNow();
+    // A socket open across the outage often gets no close (the watchdog would take a minute or
+    // more to notice): what came meanwhile is asked for now.
+    if (conn.opened && conn.wentOffline) replaceSocket();
+    else if (!conn.opened) reconnectNow();
   });
   addEventListener("offline", () => {
-    if (!conn.opened) setConn("offline");
+    // Nothing arrives without a network, open socket or not: the header says so.
+    if (conn.opened) conn.wentOffline = true;
+    setConn("offline");
   });
   document.addEventListener("visibilitychange", () => {
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
@@ -3503,14 +3537,12 @@ function init() {
   // (a dropped network often gives no close event until TCP gives up).
   setInterval(() => {
     if (conn.state === "waiting") renderConn();
-    // Armed once this socket has had a heartbeat: the bridge's interval is configurable.
-    if (conn.ws && conn.opened && conn.lastHeartbeatAt) {
+    // Armed once a heartbeat told the bridge's interval (configurable), on this socket or an
+    // earlier one: a socket that goes silent before its first heartbeat (a network dropping
+    // again right after a reconnect) is watched too.
+    if (conn.ws && conn.opened && (conn.lastHeartbeatAt || conn.heartbeatGap)) {
       const limit = Math.max(WATCHDOG_MIN_MS, conn.heartbeatGap * 2.5);
-      if (Date.now() - conn.lastFrameAt > limit) {
-        abandonSocket();
-        conn.opened = false;
-        connect();
-      }
+      if (Date.now() - conn.lastFrameAt > limit) replaceSocket();
     }
   }, 1000);
   setInterval(() => {

@@ -62,6 +62,13 @@ export function refuse(
   return { status, body: createErrorEnvelope(message, data) };
 }
 
+/** `answer` with the command's `client_id` in its data (none given: unchanged). */
+function withClientId(answer: AgentAnswer, echo: { client_id?: string }): AgentAnswer {
+  if (echo.client_id === undefined) return answer;
+  const data = answer.body["data"] as Record<string, unknown> | undefined;
+  return { ...answer, body: { ...answer.body, data: { ...data, ...echo } } };
+}
+
 /** The sender's `result` with a numeric code: the seed writes `"102"` as a string once. */
 function resultOf(raw: unknown): Envelope["result"] {
   const r = typeof raw === "object" && raw !== null ? raw as Record<string, unknown> : {};
@@ -226,12 +233,15 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           if (agentId === null) {
             return refuse(401, `Cannot ${msgType}: say who you are with userid= or a token`, echo);
           }
-          return await command(
+          const answer = await command(
             agentId,
             msgType,
             String(contactId ?? ""),
             msg as Record<string, unknown>,
           );
+          // A refusal names the command it answers, as a reply's does: the console keeps
+          // typing's and read's quiet and shows the others where they were asked.
+          return answer.status >= 400 ? withClientId(answer, echo) : answer;
         }
         const to = contactId as string;
         if (await store.getContact(to)) {

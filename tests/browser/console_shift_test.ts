@@ -1,0 +1,272 @@
+// A shift in the console, in what went wrong for an agent running one: typing a while after the
+// follower wrote raised an error, a handed-over conversation reopened after a reload showed the
+// bridge's raw 403, WeChat's 45015 left the header counting hours, and a network that dropped
+// left the header saying Connected while messages stayed away (until the watchdog, or for good
+// when the socket was younger than its first heartbeat); and on a phone with a token, Settings
+// (and at 360 px the shortcuts) sat past the screen's edge, out of reach.
+
+import assert from "node:assert/strict";
+import type { WebSocketRoute } from "playwright-core";
+import { mintAgentToken } from "../../src/agents/auth.ts";
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
+import { startBridge } from "../helpers/server.ts";
+import {
+  B,
+  browserTest,
+  openConsole,
+  openPage,
+  postFollowerMessage,
+  screenshot,
+  socketFrames,
+} from "./browser.ts";
+
+const AGENT = "agentA";
+const AGENT_B = "agentB";
+
+/** Opens agent `userid`'s socket from the test (an agent the bridge then knows) until closed. */
+async function agentSocket(wsBase: string, userid: string): Promise<() => Promise<void>> {
+  const ws = new WebSocket(`${wsBase}${B}/msg?userid=${userid}`);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  const closed = new Promise((resolve) => ws.onclose = resolve);
+  return async () => {
+    ws.close();
+    await closed;
+  };
+}
+
+/** The texts of the follower's messages in the open conversation, in the order shown. */
+const incomingTexts = (page: import("playwright-core").Page) =>
+  page.locator("#messages .msg.in .text").allInnerTexts();
+
+browserTest(
+  "typing late and a handed-over conversation after a reload raise no error",
+  async (t, browser) => {
+    let offsetMs = 0;
+    const server = await startBridge({ now: () => Date.now() + offsetMs });
+    const closeB = await agentSocket(server.wsBase, AGENT_B);
+    try {
+      const { page } = await openPage(browser);
+      const frames = socketFrames(page);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oSlow", { MsgType: "text", Content: "在吗？" });
+      await page.locator('.contact[data-contact-id="oSlow"]').click();
+      await page.locator(".msg.in", { hasText: "在吗？" }).waitFor();
+
+      await t.step("a reply typed a minute after the follower wrote: no error", async () => {
+        // WeChat shows typing only within 30 s of a message: the bridge refuses the rest (403),
+        // which is no news to the agent, who is only typing.
+        offsetMs = 60_000;
+        await page.locator("#reply").pressSequentially("稍等，我查一下");
+        const refusal = () =>
+          frames.received.find((f) => f.result?.code === -1 && f.data?.limit === "typing");
+        for (let i = 0; i < 100 && !refusal(); i++) await page.waitForTimeout(50);
+        assert.ok(refusal(), "the bridge refused no typing: the step tests nothing");
+        await page.locator("#reply").press("Enter");
+        await page.locator('.msg.out[data-status="sent"]', { hasText: "稍等，我查一下" }).waitFor();
+        assert.deepEqual(await page.locator(".toast").allInnerTexts(), []);
+        assert.match(String(refusal()?.data?.client_id), /^cmd-typing-/);
+      });
+
+      await t.step("handed over, then reloaded: the notice says where it went", async () => {
+        await page.locator("#transfer-button").click();
+        await page.locator("#transfer-to").fill(AGENT_B);
+        await page.locator("#transfer-submit").click();
+        await page.locator("#window-notice", { hasText: `Transferred to ${AGENT_B}` }).waitFor();
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        const entry = page.locator('#transferred-list .contact[data-contact-id="oSlow"]');
+        await entry.click();
+        await page.locator("#window-notice", { hasText: `Transferred to ${AGENT_B}` }).waitFor();
+        // The bridge refuses agentA the history (403) and its read (409): neither is the agent's
+        // to fix, so neither shows as an error.
+        await page.waitForTimeout(500);
+        assert.equal(await page.locator("#messages", { hasText: "Could not load" }).count(), 0);
+        assert.deepEqual(await page.locator(".toast").allInnerTexts(), []);
+        await screenshot(page, "console-laptop-transferred-reloaded");
+      });
+    } finally {
+      await closeB();
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "after WeChat's 45015 the list and the header say the window is closed",
+  async (t, browser) => {
+    const fake: FakeWechat = await startFakeWechat({ appId: "wxshift", secret: "secret" });
+    const server = await startBridge({
+      env: { WECHAT_APPID: "wxshift", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+    });
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oGone", { MsgType: "text", Content: "订单呢？" });
+      const entry = page.locator('.contact[data-contact-id="oGone"]');
+      await entry.click();
+      await page.locator(".msg.in", { hasText: "订单呢？" }).waitFor();
+      fake.failNext(
+        "/cgi-bin/message/custom/send",
+        45015,
+        "response out of time limit or subscription is canceled",
+      );
+      await page.locator("#reply").fill("您的订单已发货");
+      await page.locator("#reply").press("Enter");
+      await page.locator('.msg.out[data-status="failed"]', { hasText: "45015" }).waitFor();
+
+      const closedEverywhere = async () => {
+        await page.locator("#reply:disabled").waitFor();
+        await entry.locator(".window-pill.closed", { hasText: "Window closed" }).waitFor();
+        assert.equal(await page.locator("#conv-window").innerText(), "Window closed");
+        await page.locator("#window-notice", { hasText: "48-hour reply window has closed" })
+          .waitFor();
+      };
+      await t.step("the reply box, the pill and the header agree at once", closedEverywhere);
+      await t.step("and after a reload (GET contacts)", async () => {
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await entry.click();
+        await closedEverywhere();
+        await screenshot(page, "console-laptop-45015");
+      });
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest(
+  "a network drop: Offline while it lasts, then every message in between, once, in order",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "before" });
+      await page.locator('.contact[data-contact-id="oNet"]').click();
+      await page.locator(".msg.in", { hasText: "before" }).waitFor();
+      const during = ["掉线 1 📶", "掉线 2", "掉线 3", "掉线 4", "掉线 5"];
+
+      await t.step("the header says Offline, not Connected", async () => {
+        await context.setOffline(true);
+        await page.locator('#conn[data-state="offline"]').waitFor();
+        for (const text of during) {
+          await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: text });
+        }
+        await page.waitForTimeout(300);
+        assert.deepEqual(await incomingTexts(page), ["before"]);
+      });
+
+      await t.step("back online, what came meanwhile shows at once, in order", async () => {
+        await context.setOffline(false);
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await page.locator(".msg.in", { hasText: "掉线 5" }).waitFor();
+        assert.deepEqual(await incomingTexts(page), ["before", ...during]);
+        await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "after" });
+        await page.locator(".msg.in", { hasText: "after" }).waitFor();
+        assert.deepEqual(await incomingTexts(page), ["before", ...during, "after"]);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a socket that goes silent before its first heartbeat is replaced",
+  async (t, browser) => {
+    const server = await startBridge({ env: { HEARTBEAT_INTERVAL_S: "1" } });
+    try {
+      const { page } = await openPage(browser);
+      // The page's clock runs on its own until told to jump: the watchdog's minute passes at once.
+      await page.clock.install();
+      const urls: string[] = [];
+      let silent = false;
+      let first: WebSocketRoute | null = null;
+      let heartbeats = 0;
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        urls.push(ws.url());
+        // A dead network: the socket stays open and nothing goes either way.
+        const dead = silent;
+        const upstream = ws.connectToServer();
+        upstream.onMessage((frame) => {
+          if (dead) return;
+          if (JSON.parse(String(frame))?.result?.code === 101) heartbeats += 1;
+          ws.send(frame);
+        });
+        ws.onMessage((frame) => {
+          if (!dead) upstream.send(frame);
+        });
+        first ??= ws;
+      });
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oFlap", { MsgType: "text", Content: "one" });
+      await page.locator('.contact[data-contact-id="oFlap"]').click();
+      await page.locator(".msg.in", { hasText: "one" }).waitFor();
+      for (let i = 0; i < 100 && heartbeats === 0; i++) await page.waitForTimeout(50);
+      assert.ok(heartbeats > 0, "no heartbeat reached the page");
+
+      await t.step("the network drops, comes back, and drops again at once", async () => {
+        silent = true;
+        await first!.close({ code: 1011, reason: "network down" });
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        assert.equal(urls.length, 2);
+        await postFollowerMessage(server.base, "oFlap", { MsgType: "text", Content: "two" });
+      });
+
+      await t.step("the watchdog's time passes: a new socket brings what was missed", async () => {
+        silent = false;
+        await page.clock.fastForward(90_000);
+        await page.locator(".msg.in", { hasText: "two" }).waitFor();
+        assert.equal(urls.length, 3, urls.join("\n"));
+        assert.ok(new URL(urls[2]!).searchParams.get("since"), urls[2]);
+        assert.deepEqual(await incomingTexts(page), ["one", "two"]);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "on a phone with a token, every control of the top bar is on screen",
+  async (t, browser) => {
+    const secret = "shift-test-secret-0123456789abcdef";
+    const server = await startBridge({ env: { AGENT_SECRET: secret } });
+    try {
+      const token = await mintAgentToken(secret, AGENT, 600);
+      for (const width of [390, 360, 320]) {
+        await t.step(`${width} px wide`, async () => {
+          const { context, page } = await openPage(browser, "phone");
+          try {
+            await page.setViewportSize({ width, height: 740 });
+            await context.addInitScript(
+              `localStorage.setItem("wxbridge.token:${AGENT}", ${JSON.stringify(token)})`,
+            );
+            await openConsole(page, server.base, AGENT);
+            for (
+              const id of ["capacity-button", "token-button", "help-button", "settings-button"]
+            ) {
+              const box = await page.locator(`#${id}`).boundingBox();
+              assert.ok(
+                box && box.x >= 0 && box.x + box.width <= width,
+                `#${id} is off screen at ${width} px: ${JSON.stringify(box)}`,
+              );
+            }
+            await page.locator("#settings-button").click();
+            await page.locator("#settings-panel").waitFor();
+            await screenshot(page, `console-phone-${width}-topbar`);
+          } finally {
+            await context.close();
+          }
+        });
+      }
+    } finally {
+      await server.close();
+    }
+  },
+);
