@@ -1,13 +1,19 @@
 // Whether `bridge.sqlite` is still the file the store opened. Deleted while the bridge runs (a
 // cleanup script, an `rm` in the wrong directory) it lives on only through the open handles:
 // the journal would be let go as applied and the next start would open an empty file. So a
-// deleted file is written back at once from the open connection (SQLite's backup), and from then
-// on the journal is kept until the next start; a file replaced by another is left alone.
+// deleted file is written back from the open connection (SQLite's backup) within a second, and
+// from then on the journal is kept until the next start; a file replaced by another is left alone.
 
 import { backup, type DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["bridge", "store"]);
+
+/**
+ * How often the guard looks at the file of its own: an idle bridge commits nothing and may not
+ * be probed, and a crash before the file is written back leaves no tables at all. One stat.
+ */
+const LOOK_MS = 1000;
 
 /** What became of the file: `null` while it is the one opened. */
 export interface FileGuard {
@@ -15,8 +21,9 @@ export interface FileGuard {
   check(): string | null;
   /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
   readonly keepJournal: boolean;
-  /** Resolves once a restore under way is done (before the connection closes). */
-  settled(): Promise<void>;
+  /** Looks a last time and stops; resolves once a restore under way is done (before the
+   * connection closes). */
+  close(): Promise<void>;
 }
 
 function identity(path: string): string | null {
@@ -54,11 +61,15 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
     expected = identity(path);
   }
 
-  return {
+  const guard: FileGuard = {
     get keepJournal() {
       return keepJournal;
     },
-    settled: () => restoring,
+    close() {
+      clearInterval(looking);
+      guard.check();
+      return restoring;
+    },
     check() {
       if (problem !== null || expected === null) return problem;
       const found = identity(path);
@@ -85,4 +96,14 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
       return null;
     },
   };
+  const looking = setInterval(() => {
+    try {
+      guard.check();
+    } catch (error) {
+      // Thrown from a timer it would end the process: the next look, or /readyz, tries again.
+      log.warn("Cannot look at {path}: {error}", { path, error });
+    }
+  }, LOOK_MS);
+  Deno.unrefTimer(looking);
+  return guard;
 }
