@@ -42,6 +42,8 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
   let keepJournal = false;
   let problem: string | null = null;
   let restoring: Promise<void> = Promise.resolve();
+  /** The write-back failed (no room, say): the open connection holds the only whole copy. */
+  let failed = false;
 
   async function restore(): Promise<void> {
     const copy = `${path}.restoring`;
@@ -65,10 +67,18 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
     get keepJournal() {
       return keepJournal;
     },
-    close() {
+    async close() {
       clearInterval(looking);
       guard.check();
-      return restoring;
+      await restoring;
+      // Once more, as the message asked: the room may be there now, and nothing is after this.
+      // Not over a file put there since (the operator's own copy, say).
+      if (failed && identity(path) === null) {
+        failed = false;
+        problem = null;
+        writeBack();
+        await restoring;
+      }
     },
     check() {
       if (problem !== null || expected === null) return problem;
@@ -80,22 +90,31 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
         log.error("{problem}; the journal is kept", { problem });
         return problem;
       }
-      // Until the copy is there the file looks deleted still: one restore at a time.
-      expected = null;
       log.error("{path} was deleted while the bridge ran: writing it back from the open database", {
         path,
       });
-      restoring = restore().then(() => {
-        log.error("{path} is written back; the journal is kept until the next start", { path });
-      }, (error) => {
-        problem = `${path} was deleted while the bridge ran and cannot be written back: ${
-          (error as Error).message
-        }`;
-        log.error("{problem}", { problem });
-      });
+      writeBack();
       return null;
     },
   };
+
+  function writeBack(): void {
+    // Until the copy is there the file looks deleted still: one restore at a time.
+    expected = null;
+    restoring = restore().then(() => {
+      log.error("{path} is written back; the journal is kept until the next start", { path });
+    }, (error) => {
+      failed = true;
+      problem = `${path} was deleted while the bridge ran and cannot be written back: ${
+        (error as Error).message
+      }`;
+      log.error(
+        "{problem}. Make room for it, then stop the bridge with SIGTERM: it tries again before " +
+          "it exits (a kill -9 would lose every message the journal no longer holds)",
+        { problem },
+      );
+    });
+  }
   const looking = setInterval(() => {
     try {
       guard.check();

@@ -91,3 +91,48 @@ Deno.test("bridge.sqlite deleted while the store is idle: written back before an
     });
   });
 });
+
+Deno.test("bridge.sqlite that could not be written back is tried again at close", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const expected: string[] = ["assigned:f1"];
+    const store = await openSqliteStore(path, options());
+    let closed = false;
+    try {
+      const online = presenceOf("a1");
+      await store.agentOnline("a1", online);
+      for (let i = 0; i < 40; i++) {
+        await store.acceptInbound([textItem("f1", `m${i}`)], online);
+        expected.push(`m${i}`);
+      }
+      assert.deepEqual(describe(await readAll(store, "a1")), expected);
+      // Where the copy is made something stands that cannot be written over (as a full disk
+      // refuses it): the write-back fails, /readyz says so.
+      Deno.mkdirSync(`${path}.restoring/held`, { recursive: true });
+      for (const suffix of ["", "-wal", "-shm"]) Deno.removeSync(path + suffix);
+      await t.step("the write-back fails, and readiness says so", async () => {
+        const deadline = Date.now() + 10_000;
+        let problem = "";
+        while (problem === "" && Date.now() < deadline) {
+          await store.ping().catch((error) => problem = (error as Error).message);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.match(problem, /cannot be written back/);
+      });
+      // The operator makes room, and stops the bridge as the message says.
+      Deno.removeSync(`${path}.restoring`, { recursive: true });
+      await store.close();
+      closed = true;
+    } finally {
+      if (!closed) await store.close();
+    }
+    await t.step("the next start has every message", async () => {
+      const reopened = await openSqliteStore(path, options());
+      try {
+        assert.deepEqual(describe(await readAll(reopened, "a1")), expected);
+      } finally {
+        await reopened.close();
+      }
+    });
+  });
+});
