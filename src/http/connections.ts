@@ -504,9 +504,10 @@ export function serveGuarded(
   /**
    * Makes room for one more connection by closing the one that waited longest on its client:
    * headers never finished, then kept alive with nothing to do, then a request whose client
-   * went quiet in its body (stalled). False when every connection is working. A request sent
-   * whole is never closed: its client is quiet because it waits on us (a reply through WeChat's
-   * API takes seconds), and bodies trickled on the other places would otherwise outlast it.
+   * went quiet in its body or takes none of its answer (stalled). False when every connection
+   * is working. A request sent whole and not yet answered is never closed: its client is quiet
+   * because it waits on us (a reply through WeChat's API takes seconds), and bodies trickled on
+   * the other places would otherwise outlast it.
    */
   const makeRoom = (): boolean => {
     if (links.size < limits.maxConnections) return true;
@@ -514,7 +515,8 @@ export function serveGuarded(
     if (victim === null) {
       const quiet = performance.now() - QUIET_MS;
       for (let link = busy.head; link !== null; link = link.next) {
-        if (link.heard < quiet && link.stream.inBody) {
+        const stalled = link.stalledSince !== 0 && link.stalledSince < quiet;
+        if (link.heard < quiet && (link.stream.inBody || stalled)) {
           victim = link;
           break;
         }
