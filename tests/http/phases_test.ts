@@ -199,8 +199,9 @@ Deno.test("at the cap a client that takes none of its answer gives way", async (
     for (let i = 0; i < 3; i++) {
       conns.push(await open(port, "GET /big HTTP/1.1\r\nhost: x\r\n\r\n"));
     }
-    // Long enough for their writes to fill the buffers and wait on the clients.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Long enough for their writes to fill the buffers, and for the guard's once-a-second sweep
+    // to have seen them wait on the clients for over a second.
+    await new Promise((r) => setTimeout(r, 2500));
 
     await t.step("a fourth connection is served: one of them gives way", async () => {
       const next = await open(port, HEALTHZ);
