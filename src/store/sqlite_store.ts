@@ -46,6 +46,7 @@ import {
   journalDirOf,
   openJournalDir,
   readJournalDir,
+  unlockJournalDir,
   waitForJournalLock,
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
@@ -208,9 +209,7 @@ function openLocked(
   const inMemory = path === ":memory:";
   const dir = journalDirOf(path);
   const unlock = () => {
-    try {
-      lock?.close();
-    } catch { /* closed with the journal */ }
+    if (lock !== null) unlockJournalDir(lock);
   };
   let db: DatabaseSync;
   try {
