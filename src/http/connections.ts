@@ -170,10 +170,13 @@ class Link {
   settle: (() => void) | null = null;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
-  /** When the write to the client now waiting began taking none of its bytes; 0: none waits. */
-  get stalledSince(): number {
-    return this.#down?.writingSince ?? 0;
-  }
+  /**
+   * Since when (as the sweep saw it) the write to the client has taken none of its bytes; 0
+   * while none waits. Kept by the sweep, not by each write: a clock read a chunk is ~0.1 µs.
+   */
+  stalledSince = 0;
+  /** The writes to the client completed when the sweep last looked. */
+  #seenWrites = -1;
   #up: Pump | undefined;
   #down: Pump | undefined;
 
@@ -249,6 +252,17 @@ class Link {
     return buf.subarray(0, total);
   }
 
+  /** The sweep's look at the write to the client: since when it has taken nothing, or 0. */
+  lookAtWrites(now: number): number {
+    const down = this.#down;
+    if (down === undefined || !down.writing) return this.stalledSince = 0;
+    if (down.writes !== this.#seenWrites) {
+      this.#seenWrites = down.writes;
+      this.stalledSince = now;
+    }
+    return this.stalledSince;
+  }
+
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
@@ -281,8 +295,8 @@ class Pump {
   #out: Uint8Array = EMPTY;
   #last = 0;
   #wasFull = false;
-  /** When the write in progress was started or last took bytes; 0 while none is. */
-  writingSince = 0;
+  /** Writes completed (whole or in part): the sweep sees a stalled one by this not moving. */
+  writes = 0;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
@@ -305,19 +319,22 @@ class Pump {
     this.#last = n;
     // One write nearly always takes the whole chunk: no async loop around it (see #onWritten).
     this.#out = chunk;
-    this.writingSince = performance.now();
     this.to.write(chunk).then(this.#onWritten, this.#onEnd);
   };
 
+  /** Whether a write is waiting on `to`. */
+  get writing(): boolean {
+    return this.#out !== EMPTY;
+  }
+
   readonly #onWritten = (written: number): void => {
+    this.writes++;
     if (written < this.#out.length) {
       this.#out = this.#out.subarray(written);
-      this.writingSince = performance.now();
       this.to.write(this.#out).then(this.#onWritten, this.#onEnd);
       return;
     }
     this.#out = EMPTY;
-    this.writingSince = 0;
     const size = this.#buf.length;
     const next = nextReadSize(size, this.#last, this.#wasFull);
     if (next !== size) this.#buf = new Uint8Array(next);
@@ -504,9 +521,10 @@ export function serveGuarded(
   /**
    * Makes room for one more connection by closing the one that waited longest on its client:
    * headers never finished, then kept alive with nothing to do, then a request whose client
-   * went quiet in its body (stalled). False when every connection is working. A request sent
-   * whole is never closed: its client is quiet because it waits on us (a reply through WeChat's
-   * API takes seconds), and bodies trickled on the other places would otherwise outlast it.
+   * went quiet in its body or takes none of its answer (stalled). False when every connection
+   * is working. A request sent whole and not yet answered is never closed: its client is quiet
+   * because it waits on us (a reply through WeChat's API takes seconds), and bodies trickled on
+   * the other places would otherwise outlast it.
    */
   const makeRoom = (): boolean => {
     if (links.size < limits.maxConnections) return true;
@@ -514,7 +532,8 @@ export function serveGuarded(
     if (victim === null) {
       const quiet = performance.now() - QUIET_MS;
       for (let link = busy.head; link !== null; link = link.next) {
-        if (link.heard < quiet && link.stream.inBody) {
+        const stalled = link.stalledSince !== 0 && link.stalledSince < quiet;
+        if (link.heard < quiet && (link.stream.inBody || stalled)) {
           victim = link;
           break;
         }
@@ -601,7 +620,7 @@ export function serveGuarded(
     // A client that reads nothing of what is sent to it, in any phase (upgraded sockets too).
     const stalledMs = limits.stalledWriteMs ?? STALLED_WRITE_MS;
     for (const link of links) {
-      const since = link.stalledSince;
+      const since = link.lookAtWrites(now);
       if (since !== 0 && now - since >= stalledMs) drop(link);
     }
   }, SWEEP_MS);

@@ -1,13 +1,19 @@
 // Whether `bridge.sqlite` is still the file the store opened. Deleted while the bridge runs (a
 // cleanup script, an `rm` in the wrong directory) it lives on only through the open handles:
 // the journal would be let go as applied and the next start would open an empty file. So a
-// deleted file is written back at once from the open connection (SQLite's backup), and from then
-// on the journal is kept until the next start; a file replaced by another is left alone.
+// deleted file is written back from the open connection (SQLite's backup) within a second, and
+// from then on the journal is kept until the next start; a file replaced by another is left alone.
 
 import { backup, type DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["bridge", "store"]);
+
+/**
+ * How often the guard looks at the file of its own: an idle bridge commits nothing and may not
+ * be probed, and a crash before the file is written back leaves no tables at all. One stat.
+ */
+const LOOK_MS = 1000;
 
 /** What became of the file: `null` while it is the one opened. */
 export interface FileGuard {
@@ -15,8 +21,9 @@ export interface FileGuard {
   check(): string | null;
   /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
   readonly keepJournal: boolean;
-  /** Resolves once a restore under way is done (before the connection closes). */
-  settled(): Promise<void>;
+  /** Looks a last time and stops; resolves once a restore under way is done (before the
+   * connection closes). */
+  close(): Promise<void>;
 }
 
 function identity(path: string): string | null {
@@ -35,6 +42,8 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
   let keepJournal = false;
   let problem: string | null = null;
   let restoring: Promise<void> = Promise.resolve();
+  /** The write-back failed (no room, say): the open connection holds the only whole copy. */
+  let failed = false;
 
   async function restore(): Promise<void> {
     const copy = `${path}.restoring`;
@@ -54,11 +63,23 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
     expected = identity(path);
   }
 
-  return {
+  const guard: FileGuard = {
     get keepJournal() {
       return keepJournal;
     },
-    settled: () => restoring,
+    async close() {
+      clearInterval(looking);
+      guard.check();
+      await restoring;
+      // Once more, as the message asked: the room may be there now, and nothing is after this.
+      // Not over a file put there since (the operator's own copy, say).
+      if (failed && identity(path) === null) {
+        failed = false;
+        problem = null;
+        writeBack();
+        await restoring;
+      }
+    },
     check() {
       if (problem !== null || expected === null) return problem;
       const found = identity(path);
@@ -69,20 +90,39 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
         log.error("{problem}; the journal is kept", { problem });
         return problem;
       }
-      // Until the copy is there the file looks deleted still: one restore at a time.
-      expected = null;
       log.error("{path} was deleted while the bridge ran: writing it back from the open database", {
         path,
       });
-      restoring = restore().then(() => {
-        log.error("{path} is written back; the journal is kept until the next start", { path });
-      }, (error) => {
-        problem = `${path} was deleted while the bridge ran and cannot be written back: ${
-          (error as Error).message
-        }`;
-        log.error("{problem}", { problem });
-      });
+      writeBack();
       return null;
     },
   };
+
+  function writeBack(): void {
+    // Until the copy is there the file looks deleted still: one restore at a time.
+    expected = null;
+    restoring = restore().then(() => {
+      log.error("{path} is written back; the journal is kept until the next start", { path });
+    }, (error) => {
+      failed = true;
+      problem = `${path} was deleted while the bridge ran and cannot be written back: ${
+        (error as Error).message
+      }`;
+      log.error(
+        "{problem}. Make room for it, then stop the bridge with SIGTERM: it tries again before " +
+          "it exits (a kill -9 would lose every message the journal no longer holds)",
+        { problem },
+      );
+    });
+  }
+  const looking = setInterval(() => {
+    try {
+      guard.check();
+    } catch (error) {
+      // Thrown from a timer it would end the process: the next look, or /readyz, tries again.
+      log.warn("Cannot look at {path}: {error}", { path, error });
+    }
+  }, LOOK_MS);
+  Deno.unrefTimer(looking);
+  return guard;
 }

@@ -155,6 +155,17 @@ function ownLock(lock: Deno.FsFile): Deno.FsFile {
   return lock;
 }
 
+/** Lets go of the lock, its process id first: a waiter would otherwise name an ended process
+ * while another holds the lock (a bridge of an older version writes none). */
+export function unlockJournalDir(lock: Deno.FsFile): void {
+  try {
+    lock.truncateSync(0);
+  } catch { /* closed already, or read-only: the lock still goes */ }
+  try {
+    lock.close();
+  } catch { /* closed already */ }
+}
+
 /** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
  * tables have, like every one before it: what the directory holds is deleted. `lock` is the
  * writer's lock when the caller took it already (else it is taken here). */
@@ -243,7 +254,7 @@ export function openJournalDir(
     close() {
       file?.close();
       file = null;
-      lock.close();
+      unlockJournalDir(lock);
     },
   };
 }

@@ -46,6 +46,7 @@ import {
   journalDirOf,
   openJournalDir,
   readJournalDir,
+  unlockJournalDir,
   waitForJournalLock,
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
@@ -208,9 +209,7 @@ function openLocked(
   const inMemory = path === ":memory:";
   const dir = journalDirOf(path);
   const unlock = () => {
-    try {
-      lock?.close();
-    } catch { /* closed with the journal */ }
+    if (lock !== null) unlockJournalDir(lock);
   };
   let db: DatabaseSync;
   try {
@@ -292,8 +291,8 @@ function createSqliteStore(
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
     }
-    // Applied to a file that is no longer there: the journal is all a restart would have.
-    guard?.check();
+    // The tables at the path are not the ones written (the guard looks every second; what it
+    // lets go before it notices is in the open file, which it writes back).
     if (guard?.keepJournal) return;
     journal.release(appliedId).catch((error) => {
       // Commits the tables have are skipped by every later apply: deleting them can wait.
@@ -742,9 +741,8 @@ function createSqliteStore(
       try {
         // Whatever the worker could not apply; then the file whole, its WAL emptied.
         if (appliedId < journalId) onApplied(applyJournal(db, st, journal.read, files.retention));
-        // Looked at once more: a file deleted since the last commit is written back first.
-        guard?.check();
-        await guard?.settled();
+        // Looked at once more: a file deleted since the last look is written back first.
+        await guard?.close();
         if (!guard?.keepJournal) await journal.release(appliedId, true);
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch (error) {

@@ -36,6 +36,18 @@ function holdingServer(limits: Partial<ConnectionLimits>) {
       await held;
       return new Response("held");
     }
+    // An answer far larger than the kernel's buffers, made as it is taken.
+    if (new URL(req.url).pathname === "/big") {
+      let left = 64;
+      return new Response(
+        new ReadableStream({
+          pull(controller) {
+            if (left-- === 0) controller.close();
+            else controller.enqueue(new Uint8Array(1024 * 1024));
+          },
+        }),
+      );
+    }
     // A body is read to its end, so its request stays in the handler while it trickles.
     if (req.method === "POST") return new Response(`read ${(await req.arrayBuffer()).byteLength}`);
     return new Response("ok");
@@ -171,6 +183,32 @@ Deno.test("at the cap a trickled body gives way, not a request waiting on its an
     });
   } finally {
     clearInterval(drip);
+    release();
+    closeAll(conns);
+    await server.shutdown();
+  }
+});
+
+Deno.test("at the cap a client that takes none of its answer gives way", async (t) => {
+  const { server, release } = holdingServer({ maxConnections: 3 });
+  const port = server.addr.port;
+  const conns: Deno.Conn[] = [];
+  try {
+    // Each asks for a large answer and reads none of it: its request is whole, its client quiet,
+    // and only the client holds it up.
+    for (let i = 0; i < 3; i++) {
+      conns.push(await open(port, "GET /big HTTP/1.1\r\nhost: x\r\n\r\n"));
+    }
+    // Long enough for their writes to fill the buffers, and for the guard's once-a-second sweep
+    // to have seen them wait on the clients for over a second.
+    await new Promise((r) => setTimeout(r, 2500));
+
+    await t.step("a fourth connection is served: one of them gives way", async () => {
+      const next = await open(port, HEALTHZ);
+      conns.push(next);
+      assert.equal(await answer(next), "200 ok");
+    });
+  } finally {
     release();
     closeAll(conns);
     await server.shutdown();

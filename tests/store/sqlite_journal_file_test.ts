@@ -105,3 +105,16 @@ Deno.test("openJournalDir() lets one process at a time write a journal", async (
     assert.equal(new TextDecoder().decode(out.stdout).trim(), "opened");
   });
 });
+
+Deno.test("a closed journal leaves no process id in its lock", async () => {
+  // A bridge that waits on the lock names the pid it reads there. One left by a run that ended
+  // would be named while something else holds the lock (a bridge of an older version, which
+  // writes none): a dead process, or another one by now, that an operator might kill.
+  await withTempDir((dir) => {
+    const journal = openJournalDir(dir, 0, false);
+    assert.equal(Deno.readTextFileSync(`${dir}/lock`), String(Deno.pid));
+    journal.close();
+    assert.equal(Deno.readTextFileSync(`${dir}/lock`), "");
+    return Promise.resolve();
+  });
+});
