@@ -21,7 +21,7 @@ export interface ConnectionLimits {
   maxMessageBytes: number;
   /**
    * A write to the client that takes none of its bytes for this long closes the connection
-   * (60 s unless set): a client that stopped reading, whose socket would otherwise stay open.
+   * (120 s unless set): a client that stopped reading, whose socket would otherwise stay open.
    */
   stalledWriteMs?: number;
 }
@@ -66,11 +66,14 @@ const BODY_DEADLINE_MS = 30_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
 /**
- * nginx's send_timeout: Deno's WebSocket has no timeout on a write, so a socket whose client
- * stopped reading stayed open for good (its close frame and its idle ping queue behind the
- * unsent bytes), still online to the hub and holding one of the agent's places.
+ * Deno's WebSocket has no timeout on a write, so a socket whose client stopped reading stayed
+ * open for good (its close frame and its idle ping queue behind the unsent bytes), still online
+ * to the hub and holding one of the agent's places. Twice nginx's send_timeout: Linux wakes a
+ * blocked writer only once about a third of a send buffer of up to 4 MB has drained, so a client
+ * reading a steady 16 KiB/s (a replay to a phone on a poor link) saw a write take nothing for
+ * 91 s; at 120 s one that reads at 12 KiB/s or more is left alone.
  */
-const STALLED_WRITE_MS = 60_000;
+const STALLED_WRITE_MS = 120_000;
 // Reading a request's head starts with 2 KiB; the relay's buffers start at 256 bytes (see Pump).
 const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
