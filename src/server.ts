@@ -69,6 +69,8 @@ export const BASE = "/im_component/wx_official_account";
 const IN_FLIGHT_LIMIT_MS = 5_000;
 /** How long a stop waits for media jobs under way before leaving them to the journal. */
 const MEDIA_DRAIN_LIMIT_MS = 2_000;
+/** How long a stop waits for replies on their way to WeChat (main.ts gives a stop 10 s). */
+const REPLY_DRAIN_LIMIT_MS = 5_000;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
@@ -605,6 +607,15 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         while (hub.socketCount > 0 && performance.now() < closing) {
           await new Promise((r) => setTimeout(r, 5));
         }
+        // Replies already at WeChat finish (the agents, moved elsewhere, hear of them through
+        // the store): cut off, one would reach the follower but stay "sending", and the agent
+        // might send it again.
+        let replyTimer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          replies.drain(),
+          new Promise((r) => replyTimer = setTimeout(r, REPLY_DRAIN_LIMIT_MS)),
+        ]);
+        clearTimeout(replyTimer);
         // Requests still waiting on their client (a stalled body) are cut here, not waited for.
         await served?.shutdown();
         // Media jobs still running (a slow WeChat download) stay journaled and resume at the

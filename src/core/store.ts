@@ -254,6 +254,11 @@ export interface Store {
   queueDepth(): Promise<number>;
   /** Agents with a socket on any instance (stores that share presence); else the hub knows. */
   onlineAgents?(): Promise<string[]>;
+  /** Stores shared by several instances: takes the agent's reply `clientId` for `ttlMs`, true
+   * unless another instance took it first (a console sends again what it saw no echo of). */
+  claimClientId?(agentId: string, clientId: string, ttlMs: number): Promise<boolean>;
+  /** Gives a `clientId` back: its reply was refused before sending and may be sent again. */
+  releaseClientId?(agentId: string, clientId: string): Promise<void>;
   /** The agent's last socket on this instance closed (stores that share presence need it). */
   agentOffline?(agentId: string): Promise<void>;
   /** Shared stores call `listener` with entries committed by other instances, in seq order

@@ -85,7 +85,10 @@ async function uploadThumb(
 }
 
 /** Creates the reply handler over a target. */
-export function createReplyService(ctx: ReplyContext, target: ReplyTarget): ReplyHandler {
+export function createReplyService(
+  ctx: ReplyContext,
+  target: ReplyTarget,
+): ReplyHandler & { drain(): Promise<void> } {
   const { store, switchboard } = ctx;
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
@@ -173,6 +176,7 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
     data: Record<string, unknown>,
     clientId: string | null,
     wait: boolean,
+    claim?: () => Promise<boolean>,
   ): Promise<AgentAnswer> {
     const echo = clientId === null ? {} : { client_id: clientId };
     let reply: AgentReply;
@@ -246,6 +250,17 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
         if (!(error instanceof MediaUrlError)) throw error;
         return await refuseMedia(agentId, followerId, null, id, echo, error);
       }
+    }
+    // Another instance took this client_id (the agent's socket moved there and the console
+    // sent again what it saw no echo of): that one sends it, and its echo reaches the agent.
+    if (claim && !(await claim())) {
+      return {
+        status: 202,
+        body: {
+          data: { ...echo, contact_id: followerId, status: "sending" },
+          result: { code: 0, message: "accepted" },
+        },
+      };
     }
     let n: number;
     try {
@@ -346,6 +361,12 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
   }
 
   return {
+    /** Waits for the replies on their way to WeChat (shutdown): each then is sent or failed,
+     * recorded, and its agent told, rather than cut off with the process. */
+    async drain() {
+      while (perFollower.size > 0) await Promise.allSettled([...perFollower.values()]);
+    },
+
     reply(agentId, followerId, data, { wait }) {
       const clientId = typeof data["client_id"] === "string" && data["client_id"] !== ""
         ? data["client_id"]
@@ -358,11 +379,26 @@ export function createReplyService(ctx: ReplyContext, target: ReplyTarget): Repl
       if (byClientId.size > 100_000) {
         for (const [k, v] of byClientId) if (now - v.at >= CLIENT_ID_TTL_MS) byClientId.delete(k);
       }
-      const result = send(agentId, followerId, data, clientId, wait);
+      // With several instances the client_id is also taken in the shared store, just before
+      // the reply is recorded: this map alone knows nothing of the other instances.
+      let claimed = false;
+      const claim = store.claimClientId
+        ? async () => (claimed = await store.claimClientId!(agentId, clientId, CLIENT_ID_TTL_MS))
+        : undefined;
+      const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
       result.then((a) => {
-        if (a.status >= 400 && a.status !== 502) byClientId.delete(key);
+        if (a.status < 400 || a.status === 502) return;
+        byClientId.delete(key);
+        if (claimed) {
+          store.releaseClientId?.(agentId, clientId).catch((error) =>
+            log.error("Cannot release client_id {client_id}: {error}", {
+              client_id: clientId,
+              error,
+            })
+          );
+        }
       });
       return result;
     },

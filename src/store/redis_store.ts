@@ -152,6 +152,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
     quickReplies: `${prefix}quick_replies`,
+    clientId: (agentId: string, clientId: string) =>
+      `${prefix}client_id:${agentId.length}:${agentId}:${clientId}`,
   };
 
   // Commands fail after a few retries instead of hanging a webhook while Redis is away.
@@ -768,6 +770,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async queueDepth() {
       return Number(await client.get(k.queuedCount) ?? 0);
+    },
+
+    async claimClientId(agentId, clientId, ttlMs) {
+      return await client.set(k.clientId(agentId, clientId), instanceId, "PX", ttlMs, "NX") ===
+        "OK";
+    },
+
+    async releaseClientId(agentId, clientId) {
+      await client.del(k.clientId(agentId, clientId));
     },
 
     async onlineAgents() {
