@@ -507,6 +507,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     routes.flatMap(([method, paths, handler]) => paths.map((path) => ({ method, path, handler }))),
   );
 
+  let lastUnreachableLog = -Infinity;
   async function route(req: Request, client: string | undefined): Promise<Response> {
     const url = new URL(req.url);
     try {
@@ -527,6 +528,18 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       // Logged where it was found; WeChat retries a 503 until the state is back.
       if (error instanceof StoreStateLostError) {
         return errorResponse(503, error.message, { "retry-after": "1" });
+      }
+      // Every request fails the same way while it lasts: one line in 10 s says it, not a stack
+      // trace a request; /readyz answers 503 meanwhile.
+      if (store.unreachable?.(error)) {
+        const t = performance.now();
+        if (t - lastUnreachableLog >= 10_000) {
+          lastUnreachableLog = t;
+          log.warn("The store cannot be reached: requests are answered 503 ({error})", {
+            error: (error as Error).message,
+          });
+        }
+        return errorResponse(503, "Store unreachable: retry", { "retry-after": "1" });
       }
       log.error("Request {method} {path} failed: {error}", {
         method: req.method,

@@ -781,6 +781,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       await client.del(k.clientId(agentId, clientId));
     },
 
+    // ioredis gives up on a command after maxRetriesPerRequest reconnections; a command sent
+    // as the connection drops fails with the socket's own error.
+    unreachable(error) {
+      if (!(error instanceof Error)) return false;
+      return error.name === "MaxRetriesPerRequestError" ||
+        error.message === "Connection is closed." ||
+        /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message);
+    },
+
     async onlineAgents() {
       const online = new Set<string>();
       for (const id of await client.smembers(k.instances)) {

@@ -1,6 +1,6 @@
 // Where the Redis tests find their Redis (REDIS_TEST_URL, else port 6391), whether to skip
-// without one (never under CI=true: there a missing Redis fails the tests), and cleanup of
-// each test's own key prefix.
+// without one (never under CI=true: there a missing Redis fails the tests), cleanup of each
+// test's own key prefix, and a redis-server of a test's own, for tests that stop it.
 
 import { Redis } from "redis";
 
@@ -78,4 +78,44 @@ export async function waitUntil<T>(
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Whether redis-server can be started here (always under CI=true: there it must be). */
+export async function canRunRedisServer(): Promise<boolean> {
+  if (Deno.env.get("CI") === "true") return true;
+  try {
+    const out = await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" })
+      .output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/** A redis-server of the test's own on `port`, empty, with nothing saved to disk. */
+export async function startRedis(port: number): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command("redis-server", {
+    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return child;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`redis-server never listened on ${port}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** Kills a redis-server from startRedis (no shutdown: as a crash would). */
+export async function stopRedis(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* already gone */ }
+  await child.status;
 }

@@ -6,55 +6,13 @@
 import assert from "node:assert/strict";
 import { createRedisStore } from "../../src/store/redis_store.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
+import { freePort } from "../helpers/spawn.ts";
 import { startBridge } from "../helpers/server.ts";
+import { canRunRedisServer, startRedis, stopRedis } from "./_redis_test_env.ts";
 
 const B = "/im_component/wx_official_account";
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function hasRedisServer(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" })
-      .output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-
-/** A redis-server of the test's own, empty, with nothing saved to disk. */
-async function startRedis(port: number): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      return child;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`redis-server never listened on ${port}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
-async function stopRedis(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGKILL");
-  } catch { /* already gone */ }
-  await child.status;
-}
-
-const available = Deno.env.get("CI") === "true" || await hasRedisServer();
+const available = await canRunRedisServer();
 
 Deno.test({
   name: "a Redis restarted empty: every message posted after it reaches the agent",
