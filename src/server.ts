@@ -535,11 +535,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         const t = performance.now();
         if (t - lastUnreachableLog >= 10_000) {
           lastUnreachableLog = t;
-          log.warn("The store cannot be reached: requests are answered 503 ({error})", {
+          log.warn("The store cannot take requests: they are answered 503 ({error})", {
             error: (error as Error).message,
           });
         }
-        return errorResponse(503, "Store unreachable: retry", { "retry-after": "1" });
+        return errorResponse(503, "Store unavailable: retry", { "retry-after": "1" });
       }
       log.error("Request {method} {path} failed: {error}", {
         method: req.method,

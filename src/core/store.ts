@@ -254,8 +254,9 @@ export interface Store {
   queueDepth(): Promise<number>;
   /** Agents with a socket on any instance (stores that share presence); else the hub knows. */
   onlineAgents?(): Promise<string[]>;
-  /** Whether `error`, from one of this store's calls, means its server cannot be reached now
-   * (nothing was written): the request is answered 503, which WeChat and balancers retry. */
+  /** Whether `error`, from one of this store's calls, means it cannot take anything now (its
+   * server unreachable, its disk full or read-only; nothing was written): the request is
+   * answered 503, which WeChat and balancers retry. */
   unreachable?(error: unknown): boolean;
   /** Stores shared by several instances: takes the agent's reply `clientId` for `ttlMs`, true
    * unless another instance took it first (a console sends again what it saw no echo of). */

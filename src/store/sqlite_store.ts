@@ -714,6 +714,14 @@ function createSqliteStore(
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), () => [followerId]);
     },
+    // A disk that is full or was made read-only takes no journal line: nothing was accepted.
+    unreachable(error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT") return true;
+      return error instanceof Error &&
+        /database or disk is full|attempt to write a readonly database/.test(error.message);
+    },
+
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);
     },

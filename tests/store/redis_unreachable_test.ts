@@ -45,7 +45,7 @@ Deno.test({
           const body = await res.json();
           assert.equal(res.status, 503, JSON.stringify(body));
           assert.equal(res.headers.get("retry-after"), "1");
-          assert.match(body.error, /Store unreachable/);
+          assert.match(body.error, /Store unavailable/);
         }
         const health = await fetch(`${server.base}/healthz`);
         await health.body?.cancel();
