@@ -1137,11 +1137,15 @@ function connect() {
   clearTimeout(conn.retryTimer);
   if (conn.ws || state.needsToken) return;
   setConn(conn.everOpened ? "reconnecting" : "connecting");
+  // No seq seen on this page yet (just reloaded, or only history read): this socket cannot ask
+  // with since=, and the bridge skips what it wrote to the last one, read or not (a dead network).
+  const blind = conn.everOpened && !conn.lastSeqKnown;
   const ws = new WebSocket(socketUrl());
   conn.ws = ws;
   conn.opened = false;
   ws.onopen = () => {
     conn.opened = true;
+    if (blind) reloadConversations();
     conn.wentOffline = false;
     conn.everOpened = true;
     conn.attempts = 0;
@@ -1173,6 +1177,16 @@ function connect() {
     refreshPending();
     onSocketClosed(event, wasOpen);
   };
+}
+
+/** Conversations read again from the history, the current one now: what the last socket was
+ * written is there, whether or not it reached this page. */
+function reloadConversations() {
+  for (const [contactId, c] of state.convs) {
+    if (contactId !== SYSTEM_ID) c.loaded = false;
+  }
+  const current = state.current;
+  if (current && current !== SYSTEM_ID && !state.transferred.has(current)) loadHistory(current);
 }
 
 /** Drops a socket we no longer trust (silent network) without waiting for its close handshake. */

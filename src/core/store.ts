@@ -271,6 +271,9 @@ export interface Store {
   /** Stores that can lose their state (Redis without persistence) call `listener` each time
    * they find it lost; they re-establish it themselves. */
   onStateLost?(listener: () => void): void;
+  /** Shared stores: whether an account report's retry `key` is new to every instance (WeChat's
+   * retry may reach another one); remembered `ttlMs`. */
+  firstReport?(key: string, ttlMs: number): Promise<boolean>;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
   /** Throws when the store cannot be reached. */

@@ -56,6 +56,7 @@ export interface RedisStore extends Store {
   onRemoteEntries(listener: (entries: LogEntry[]) => void): void;
   /** Agents with a socket on any live instance. */
   onlineAgents(): Promise<string[]>;
+  firstReport(key: string, ttlMs: number): Promise<boolean>;
 }
 
 const DEFAULT_PREFIX = "bridge:";
@@ -151,6 +152,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     online: (id: string) => `${prefix}online:${id}`,
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
+    report: (key: string) => `${prefix}report:${key}`,
     quickReplies: `${prefix}quick_replies`,
     clientId: (agentId: string, clientId: string) =>
       `${prefix}client_id:${agentId.length}:${agentId}:${clientId}`,
@@ -788,6 +790,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return error.name === "MaxRetriesPerRequestError" ||
         error.message === "Connection is closed." ||
         /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message);
+    },
+
+    async firstReport(key, ttlMs) {
+      return await client.set(k.report(key), "1", "PX", ttlMs, "NX") === "OK";
     },
 
     async onlineAgents() {

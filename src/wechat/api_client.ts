@@ -331,6 +331,8 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         const contentType = res.headers.get("content-type") ?? "application/octet-stream";
         if (/json|^text\/plain/i.test(contentType)) {
           const text = new TextDecoder().decode(await readLimited(res, maxBytes));
+          // WeChat's errors are JSON, even as text/plain: other text is a gateway's page.
+          if (!isJson(text)) throw gatewayAnswer(`not JSON (${text.slice(0, 80)})`);
           const body = parseWechatJson(text);
           if (typeof body.video_url === "string" && body.video_url !== "") {
             return { kind: "video_url" as const, url: body.video_url };
@@ -339,13 +341,15 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         }
         // WeChat answers a file or JSON, never a page: HTML with HTTP 200 is a gateway in front
         // of it, and stored it would stand in for the follower's picture without an error.
-        if (/^text\/html/i.test(contentType)) {
+        if (/^(?:text\/html|application\/xhtml\+xml)/i.test(contentType)) {
           await res.body?.cancel();
-          throw new TransientError(
-            new WechatApiError(-1, "Cannot parse media/get answer: an HTML page, not the file"),
-          );
+          throw gatewayAnswer("an HTML page, not the file");
         }
         const bytes = await readLimited(res, maxBytes);
+        // The same page under a file's type (or none), or no bytes at all: no follower's file
+        // is empty or starts like a web page.
+        if (bytes.length === 0) throw gatewayAnswer("an empty answer, not the file");
+        if (looksLikeHtml(bytes)) throw gatewayAnswer("an HTML page, not the file");
         const filename = filenameOf(res.headers.get("content-disposition"));
         return {
           kind: "file" as const,
@@ -356,6 +360,28 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
       }, { retries, timeoutMs: mediaTimeoutMs, signal: getOptions.signal });
     },
   };
+}
+
+/** media/get answered by something in front of WeChat: asked again like a 5xx, then reported. */
+function gatewayAnswer(what: string): TransientError {
+  return new TransientError(new WechatApiError(-1, `Cannot parse media/get answer: ${what}`));
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HTML_START = /^(?:\uFEFF)?\s*<(?:!doctype\s+html|html[\s>])/i;
+
+/** Whether a body begins as an HTML document does (after a BOM and blanks). */
+function looksLikeHtml(bytes: Uint8Array): boolean {
+  // Media begins with binary magic numbers: a page's first 64 bytes tell it apart.
+  return HTML_START.test(new TextDecoder().decode(bytes.subarray(0, 64)));
 }
 
 function asTransient(err: unknown): TransientError | null {

@@ -29,8 +29,9 @@ export interface OperatorEventDeps {
 export function createOperatorEvents(deps: OperatorEventDeps) {
   const seen = new Map<string, number>();
 
-  /** Whether `key` was seen within REPORT_DEDUP_MS; remembers it. */
-  function isRetry(key: string): boolean {
+  /** Whether `key` was seen within REPORT_DEDUP_MS, here or (a shared store) on any instance;
+   * remembers it. */
+  async function isRetry(key: string): Promise<boolean> {
     const now = deps.now();
     const expiry = seen.get(key);
     if (expiry !== undefined && expiry > now) return true;
@@ -38,13 +39,17 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
       for (const [k, at] of seen) if (at <= now || seen.size >= REPORT_DEDUP_MAX) seen.delete(k);
     }
     seen.set(key, now + REPORT_DEDUP_MS);
+    // WeChat's retry may land on another instance behind the proxy: the shared store decides.
+    if (deps.store.firstReport && !(await deps.store.firstReport(key, REPORT_DEDUP_MS))) {
+      return true;
+    }
     return false;
   }
 
   return {
     /** A report: a metric and a log line always; rare ones also reach every online agent. */
     async report(message: FollowerMessage, envelope: Envelope, dedupKey: string): Promise<void> {
-      if (isRetry(dedupKey)) return;
+      if (await isRetry(dedupKey)) return;
       const event = message.event ?? "unknown";
       const msg = envelope.data.msg;
       // Not about a contact: the console must not open a conversation for it.

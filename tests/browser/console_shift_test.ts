@@ -2,7 +2,8 @@
 // follower wrote raised an error, a handed-over conversation reopened after a reload showed the
 // bridge's raw 403, WeChat's 45015 left the header counting hours, and a network that dropped
 // left the header saying Connected while messages stayed away (until the watchdog, or for good
-// when the socket was younger than its first heartbeat); and on a phone with a token, Settings
+// when the socket was younger than its first heartbeat, and for good from the open conversation
+// when the page had seen no seq since a reload); and on a phone with a token, Settings
 // (and at 360 px the shortcuts) sat past the screen's edge, out of reach.
 
 import assert from "node:assert/strict";
@@ -265,6 +266,54 @@ browserTest(
           }
         });
       }
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a network drop right after a reload, before any seq reached the page, loses nothing",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page } = await openPage(browser);
+      const urls: string[] = [];
+      let dead = false;
+      // A dead network: the bridge writes to the socket and thinks it delivered, nothing arrives.
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        urls.push(ws.url());
+        const upstream = ws.connectToServer();
+        upstream.onMessage((frame) => {
+          if (!dead) ws.send(frame);
+        });
+        ws.onMessage((frame) => {
+          if (!dead) upstream.send(frame);
+        });
+      });
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oReload", { MsgType: "text", Content: "before" });
+      await page.locator('.contact[data-contact-id="oReload"]').waitFor();
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('.contact[data-contact-id="oReload"]').click();
+      await page.locator(".msg.in", { hasText: "before" }).waitFor();
+
+      await t.step("offline, the follower writes, online: it shows, once", async () => {
+        dead = true;
+        await context.setOffline(true);
+        await page.locator('#conn[data-state="offline"]').waitFor();
+        await postFollowerMessage(server.base, "oReload", { MsgType: "text", Content: "during" });
+        dead = false;
+        await context.setOffline(false);
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        // This page saw no seq: its new socket cannot ask with since=.
+        assert.equal(new URL(urls.at(-1)!).searchParams.get("since"), null, urls.join("\n"));
+        await page.locator(".msg.in", { hasText: "during" }).waitFor();
+        await postFollowerMessage(server.base, "oReload", { MsgType: "text", Content: "after" });
+        await page.locator(".msg.in", { hasText: "after" }).waitFor();
+        assert.deepEqual(await incomingTexts(page), ["before", "during", "after"]);
+      });
     } finally {
       await server.close();
     }

@@ -377,6 +377,45 @@ Deno.test("getMedia() downloads a follower's media", async (t) => {
     });
   });
 
+  // A gateway in front of WeChat answering HTTP 200 with its own page, under whatever type.
+  const page = new TextEncoder().encode(
+    "\uFEFF\n<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>",
+  );
+  for (
+    const [what, answer, type] of [
+      ["an XHTML page", page, "application/xhtml+xml; charset=utf-8"],
+      ["a page as text/plain", page, "text/plain; charset=utf-8"],
+      ["a page as a file", page, "application/octet-stream"],
+      ["a page as an image", new TextEncoder().encode("<html>\n<p>busy</p></html>"), "image/jpeg"],
+      ["an empty answer", new Uint8Array(), "image/jpeg"],
+    ] as const
+  ) {
+    await t.step(`${what} with HTTP 200 is tried again, then thrown`, async () => {
+      await withFake(async ({ fake, client, sleeps }) => {
+        fake.addMedia("m-gateway", answer, type);
+        await assert.rejects(
+          client.getMedia("m-gateway"),
+          (err) => err instanceof WechatApiError && /media\/get answer/.test(err.message),
+        );
+        assert.equal(callsTo(fake, "cgi-bin/media/get").length, 4);
+        assert.equal(sleeps.length, 3);
+      });
+    });
+  }
+
+  await t.step("a real file under a generic type is the file", async () => {
+    await withFake(async ({ fake, client }) => {
+      // A PNG, and bytes that only mention HTML further in.
+      const png = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13);
+      const mentions = new TextEncoder().encode("#!AMR\n<html> is not at the start");
+      for (const [id, file] of [["m-png", png], ["m-amr", mentions]] as const) {
+        fake.addMedia(id, file, "application/octet-stream");
+        const media = await client.getMedia(id);
+        assert.deepEqual(media.kind === "file" && media.bytes, file);
+      }
+    });
+  });
+
   await t.step("an aborted download stops without retrying", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
       fake.addMedia("m-slow", bytes, "image/png");
