@@ -1,6 +1,7 @@
 // A follower's message as the bridge understands it: WeChat's XML fields, typed and checked.
 // Only the fields every message has are lifted out; the rest stays in `xml` for the envelope.
 
+import { createHash } from "node:crypto";
 import { namesUserInOpenId } from "./event_kinds.ts";
 import { textOf, type WechatXml } from "./xml.ts";
 
@@ -64,5 +65,14 @@ export function dedupKeyOf(message: FollowerMessage): string {
   // Two sends that finish in one second (two templates to one follower, two mass sends) are
   // two reports with one FromUserName and CreateTime: only their MsgID tells them apart.
   const sends = sendIdsOf(message.xml);
-  return sends === "" ? key : `${key}|${sends}`;
+  return bounded(sends === "" ? key : `${key}|${sends}`);
+}
+
+/** Keys past this length are kept as their hash: an unsigned post (no WECHAT_TOKEN) could
+ * otherwise make each retry key as long as a body, in memory and in every store. */
+const MAX_KEY_LENGTH = 256;
+
+function bounded(key: string): string {
+  if (key.length <= MAX_KEY_LENGTH) return key;
+  return `h|${createHash("sha256").update(key).digest("hex")}`;
 }
