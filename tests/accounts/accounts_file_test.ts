@@ -49,6 +49,10 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       [{ accounts: [{ id: "a" }, { id: "a" }] }, /account a is listed twice/],
       [{ accounts: [{ id: "a", secret: "TOPSECRET" }] }, /account a: aes_key and secret need/],
       [{ accounts: [{ id: "a", original_id: "wx123" }] }, /original_id must be/],
+      [
+        { accounts: [{ id: "a", appid: "wx1" }, { id: "b", appid: "wx1", secret: "TOPSECRET" }] },
+        /account b: appid wx1 is account a's as well/,
+      ],
       [{ accounts: [{ id: "a", agents: "alice" }] }, /agents must be a list/],
       [{ accounts: [{ id: "a", tokn: "x" }] }, /unknown field "tokn"/],
       [{ accounts: [{ id: "a", token: 5 }] }, /token must be a string/],
