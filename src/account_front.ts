@@ -76,7 +76,7 @@ export function createAccountFront(options: AccountFrontOptions) {
     // WeChat's callback for one account: B/send_xml/<account>, answered as B/send_xml.
     const named = callback.exec(path)?.[1];
     if (named !== undefined) {
-      const account = byId.get(decodeURIComponent(named));
+      const account = byId.get(decodeSegment(named) ?? "");
       if (!account) return errorResponse(404, `No account ${named}`);
       url.pathname = path.slice(0, path.lastIndexOf("/"));
       const body = req.method === "POST" ? await readBody(req) : null;
@@ -201,6 +201,15 @@ function copyOf(req: Request, url: URL, body: Uint8Array | null): Request {
     headers: req.headers,
     body: body as Uint8Array<ArrayBuffer> | null,
   });
+}
+
+/** A percent-encoded path segment decoded; null when it is not valid UTF-8 (`%E0%A4%A`). */
+function decodeSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
 }
 
 function escape(text: string): string {
