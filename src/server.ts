@@ -447,7 +447,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     ["DELETE", B("/quick_replies/:id"), team.deleteQuickReply],
     ["GET", B("/media_url"), async (req, url) => {
       await agentRequired(req, url);
-      return renewMediaUrlRoute(url, signer);
+      return await renewMediaUrlRoute(url, signer, servedMedia);
     }],
     ["POST", B("/upload"), async (req, url) => {
       await agentRequired(req, url);

@@ -4,6 +4,7 @@
 // account never seeing the other's followers; on the embedded store and on Redis.
 
 import assert from "node:assert/strict";
+import { mintAgentToken } from "../../src/agents/auth.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
@@ -248,6 +249,43 @@ async function scenario(
     for (const agent of agents) await agent.close();
   }
 }
+
+Deno.test("an agent of one account cannot renew a media URL of another's follower", async () => {
+  // With AGENT_SECRET every account signs media URLs with the one key derived from it: alice
+  // (brand A only) renewed bob's picture of a brand B follower through brand A, and opened it.
+  const secret = "a".repeat(40);
+  await withAccounts({ AGENT_SECRET: secret }, async (server, fakes) => {
+    const token = (agent: string) => mintAgentToken(secret, agent, 600);
+    const bob = await connectAgent(`${server.wsBase}${B}/msg?token=${await token("bob")}`);
+    try {
+      const bytes = new Uint8Array(4000).map((_, i) => (i * 13) % 256);
+      bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+      fakes[Bq.id]!.addMedia("pic-renew", bytes, "image/png", "pic.png");
+      const msgId = String(9_600_000 + next());
+      const xml =
+        `<xml><ToUserName><![CDATA[${Bq.originalId}]]></ToUserName><FromUserName><![CDATA[oFanR]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[pic-renew]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
+      const { query, body } = encryptedCallback(Bq, xml);
+      assert.equal(
+        (await post(`${server.base}${B}/send_xml/${Bq.id}?${query}`, body)).text,
+        "success",
+      );
+      const got = await bob.waitFor((e) => e.data["id"] === msgId, 10_000);
+      const url = got.data.msg!["media_path"] as string;
+      const renew = async (agent: string) => {
+        const res = await fetch(`${server.base}${B}/media_url?url=${encodeURIComponent(url)}`, {
+          headers: { authorization: `Bearer ${await token(agent)}` },
+        });
+        return { status: res.status, text: await res.text() };
+      };
+      const alice = await renew("alice");
+      assert.equal(alice.status, 404, alice.text);
+      assert.match(alice.text, /this account holds no such file/);
+      assert.equal((await renew("bob")).status, 200);
+    } finally {
+      await bob.close();
+    }
+  });
+});
 
 Deno.test("two official accounts in one deployment, on the embedded store", async (t) => {
   await withAccounts({ STORE: "kv" }, (server, fakes) => scenario(t, server, fakes));
