@@ -94,7 +94,8 @@ export function createAccountFront(options: AccountFrontOptions) {
     if (req.method === "POST" && plainXml.has(path)) {
       const bytes = await readBody(req);
       const to = /<ToUserName>\s*(?:<!\[CDATA\[)?\s*([^<\]\s]+)/.exec(decoder.decode(bytes))?.[1];
-      const account = (to && byOriginal.get(to)) || first;
+      const account = (to && byOriginal.get(to)) || unlisted(to);
+      if (!account) return errorResponse(404, `No account has original_id ${to}`);
       return await account.unit.handler(copyOf(req, url, bytes), info);
     }
     const account = url.searchParams.get("account");
@@ -104,6 +105,16 @@ export function createAccountFront(options: AccountFrontOptions) {
       return await found.unit.handler(req, info);
     }
     return await first.unit.handler(req, info);
+  }
+
+  /**
+   * The account for a ToUserName no account lists: the first, unless it is an original id
+   * (`gh_…`), which only an account without one of its own may be. An account removed from the
+   * file, whose token another still shares, had its followers shown to the first's agents.
+   */
+  function unlisted(to: string | undefined) {
+    if (to === undefined || !to.startsWith("gh_")) return first;
+    return accounts.find((a) => a.config.originalId === undefined) ?? null;
   }
 
   /** A media URL is signed by one account's key and stored in its storage: ask each in turn. */

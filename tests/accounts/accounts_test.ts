@@ -230,6 +230,24 @@ async function scenario(
       await bob.waitFor((e) => e.data["id"] === msgId, 5000);
     });
 
+    await t.step("plain send_xml refuses a ToUserName no account has", async () => {
+      // An account taken out of the file whose token brand A shares: its followers' messages
+      // went to brand A (the first account), and brand A's agents saw another brand's follower.
+      const gone = { ...A, originalId: "gh_gone00000009" };
+      const msgId = String(9_400_000 + next());
+      const { query, body } = encryptedCallback(
+        gone,
+        textXml("oGone", gone.originalId, "x", msgId),
+        A,
+      );
+      const res = await post(`${server.base}${B}/send_xml?${query}`, body);
+      assert.equal(res.status, 404, res.text);
+      assert.match(res.text, /No account has original_id gh_gone00000009/);
+      const contacts = await fetch(`${server.base}${B}/contacts?userid=alice`);
+      assert.doesNotMatch(await contacts.text(), /oGone/);
+      assert.ok(!alice.messages().some((e) => e.data["contact_id"] === "oGone"));
+    });
+
     await t.step("/readyz asks every account", async () => {
       const res = await fetch(`${server.base}/readyz`);
       assert.equal(res.status, 200);
