@@ -64,6 +64,8 @@ export interface Config {
   mediaStore: MediaStoreConfig;
   /** ACCOUNTS_FILE's accounts; empty: one account, from the WECHAT_* variables. */
   accounts: AccountConfig[];
+  /** The agents who serve this account (an account of the file with `agents`); unset: any. */
+  accountAgents?: string[];
 }
 
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */

@@ -268,8 +268,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       }
       : { kind: "demo", outbox: outbox! },
   );
+  const accountAgents = config.accountAgents && new Set(config.accountAgents);
   const messages = createAgentMessages({
     store,
+    serves: accountAgents ? (agentId) => accountAgents.has(agentId) : undefined,
     switchboard,
     replies,
     companyId: config.companyId,
@@ -719,6 +721,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     dataDir: `${config.dataDir}/accounts/${account.id}`,
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],
+    accountAgents: account.agents ?? undefined,
   };
 }
 

@@ -305,6 +305,57 @@ Deno.test("an agent of one account cannot renew a media URL of another's followe
   });
 });
 
+Deno.test("a follower is not transferred to an agent taken off its account", async () => {
+  // Dave served brand B, then left its list: brand B's store still knew him, a transfer to him
+  // was accepted, and the follower waited on an agent who can no longer connect to brand B.
+  const dir = await Deno.makeTempDir({ prefix: "accounts-transfer-" });
+  const file = `${dir}/accounts.json`;
+  const writeFile = async (agentsOfB: string[]) => {
+    await Deno.remove(file).catch(() => {});
+    const accounts = [
+      { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
+      { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
+    ];
+    await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
+  };
+  const env = { ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "kv" };
+  try {
+    await writeFile(["bob", "dave"]);
+    let server = await startBridge({ env });
+    const dave = await connectAgent(`${server.wsBase}${B}/msg?userid=dave`);
+    await dave.close();
+    await server.close();
+    await writeFile(["bob"]);
+    server = await startBridge({ env });
+    const bob = await connectAgent(`${server.wsBase}${B}/msg?userid=bob`);
+    try {
+      const res = await post(
+        `${server.base}${B}/send_xml/brand-b`,
+        textXml("oFanT", "gh_brand_b", "转人工", String(9_800_000 + next())),
+      );
+      assert.equal(res.status, 200, res.text);
+      await bob.waitFor(textFrom("oFanT"), 5000);
+      const transfer = await fetch(`${server.base}${B}/send?userid=bob`, {
+        method: "POST",
+        body: JSON.stringify({
+          data: { msg_type: "transfer", contact_id: "oFanT", msg: { to: "dave" } },
+        }),
+      });
+      assert.equal(transfer.status, 409);
+      assert.match(await transfer.text(), /agent dave does not serve this account/);
+      const contacts = await (await fetch(`${server.base}${B}/contacts?userid=bob`)).json();
+      assert.deepEqual(contacts.contacts.map((c: { contact_id: string }) => c.contact_id), [
+        "oFanT",
+      ]);
+    } finally {
+      await bob.close();
+      await server.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("two official accounts in one deployment, on the embedded store", async (t) => {
   await withAccounts({ STORE: "kv" }, (server, fakes) => scenario(t, server, fakes));
 });
