@@ -51,6 +51,20 @@ async function main(): Promise<void> {
       id: account.id,
     });
   }
+  // One account left without its secret answers its agents "sent" and sends nothing.
+  for (const [id, unit] of server.demo ? [] : server.accounts ?? []) {
+    if (!unit.demo) continue;
+    log.warn(
+      "Account {id} lacks its appid or secret: demo mode, its agents' replies go to the follower simulator, never to WeChat",
+      { id },
+    );
+  }
+  for (const id of await unservedAccountDirs(config.dataDir, config.accounts.map((a) => a.id))) {
+    log.warn(
+      "{dir} is of account {id}, which ACCOUNTS_FILE no longer lists: its followers, history and waiting queue are kept, not served",
+      { dir: `${config.dataDir}/accounts/${id}`, id },
+    );
+  }
   if (config.accounts.length > 0) {
     log.info("Serving {count} official accounts: {ids}", {
       count: config.accounts.length,
@@ -80,6 +94,21 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+}
+
+/** Accounts with a directory under DATA_DIR/accounts that the file does not list (none
+ * without ACCOUNTS_FILE). */
+async function unservedAccountDirs(dataDir: string, listed: string[]): Promise<string[]> {
+  if (listed.length === 0) return [];
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(`${dataDir}/accounts`)) {
+      if (entry.isDirectory && !listed.includes(entry.name)) found.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found.sort();
 }
 
 if (import.meta.main) await main();

@@ -76,7 +76,7 @@ export function createAccountFront(options: AccountFrontOptions) {
     // WeChat's callback for one account: B/send_xml/<account>, answered as B/send_xml.
     const named = callback.exec(path)?.[1];
     if (named !== undefined) {
-      const account = byId.get(decodeURIComponent(named));
+      const account = byId.get(decodeSegment(named) ?? "");
       if (!account) return errorResponse(404, `No account ${named}`);
       url.pathname = path.slice(0, path.lastIndexOf("/"));
       const body = req.method === "POST" ? await readBody(req) : null;
@@ -94,7 +94,8 @@ export function createAccountFront(options: AccountFrontOptions) {
     if (req.method === "POST" && plainXml.has(path)) {
       const bytes = await readBody(req);
       const to = /<ToUserName>\s*(?:<!\[CDATA\[)?\s*([^<\]\s]+)/.exec(decoder.decode(bytes))?.[1];
-      const account = (to && byOriginal.get(to)) || first;
+      const account = (to && byOriginal.get(to)) || unlisted(to);
+      if (!account) return errorResponse(404, `No account has original_id ${to}`);
       return await account.unit.handler(copyOf(req, url, bytes), info);
     }
     const account = url.searchParams.get("account");
@@ -104,6 +105,16 @@ export function createAccountFront(options: AccountFrontOptions) {
       return await found.unit.handler(req, info);
     }
     return await first.unit.handler(req, info);
+  }
+
+  /**
+   * The account for a ToUserName no account lists: the first, unless it is an original id
+   * (`gh_…`), which only an account without one of its own may be. An account removed from the
+   * file, whose token another still shares, had its followers shown to the first's agents.
+   */
+  function unlisted(to: string | undefined) {
+    if (to === undefined || !to.startsWith("gh_")) return first;
+    return accounts.find((a) => a.config.originalId === undefined) ?? null;
   }
 
   /** A media URL is signed by one account's key and stored in its storage: ask each in turn. */
@@ -201,6 +212,15 @@ function copyOf(req: Request, url: URL, body: Uint8Array | null): Request {
     headers: req.headers,
     body: body as Uint8Array<ArrayBuffer> | null,
   });
+}
+
+/** A percent-encoded path segment decoded; null when it is not valid UTF-8 (`%E0%A4%A`). */
+function decodeSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
 }
 
 function escape(text: string): string {

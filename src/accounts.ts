@@ -57,6 +57,7 @@ export function parseAccounts(text: string): AccountConfig[] {
   }
   const seen = new Set<string>();
   const originals = new Set<string>();
+  const appIds = new Map<string, string>();
   return list.map((raw, index) => {
     const where = `account ${index + 1}`;
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
@@ -94,6 +95,15 @@ export function parseAccounts(text: string): AccountConfig[] {
       originals.add(originalId);
     }
     const appId = str("appid");
+    // One appid is one account at WeChat: listed twice, its followers' openids, its access token
+    // (each refresh revokes the other's) and its callbacks would be split between two stores.
+    if (appId !== undefined) {
+      const other = appIds.get(appId);
+      if (other !== undefined) {
+        throw new SyntaxError(`${named}: appid ${appId} is account ${other}'s as well`);
+      }
+      appIds.set(appId, id);
+    }
     const aesKey = str("aes_key");
     const secret = str("secret");
     if ((aesKey || secret) && !appId) {

@@ -64,6 +64,8 @@ export interface Config {
   mediaStore: MediaStoreConfig;
   /** ACCOUNTS_FILE's accounts; empty: one account, from the WECHAT_* variables. */
   accounts: AccountConfig[];
+  /** The agents who serve this account (an account of the file with `agents`); unset: any. */
+  accountAgents?: string[];
 }
 
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */
@@ -85,6 +87,7 @@ function readAccounts(env: Record<string, string | undefined>, path: string | un
   }
   let text: string;
   try {
+    refuseOpenToEveryone(path);
     text = Deno.readTextFileSync(path);
   } catch (error) {
     throw new Error(`Cannot read ACCOUNTS_FILE ${path}: ${(error as Error).message}`);
@@ -94,6 +97,20 @@ function readAccounts(env: Record<string, string | undefined>, path: string | un
   } catch (error) {
     throw new Error(`Cannot read ACCOUNTS_FILE ${path}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * Throws when every user of the machine may read or write the file: it holds every account's
+ * token, AES key and AppSecret. Group bits are left to the operator (a secret store's group).
+ */
+function refuseOpenToEveryone(path: string): void {
+  const mode = Deno.statSync(path).mode;
+  // null where the system has no such bits (Windows).
+  if (mode === null || (mode & 0o006) === 0) return;
+  const octal = (mode & 0o777).toString(8).padStart(4, "0");
+  throw new Error(
+    `it is open to every user (mode ${octal}) and holds the accounts' secrets: chmod 600 it`,
+  );
 }
 
 /** MEDIA_STORE parsed; its errors name the variable and never repeat the secret. */

@@ -270,8 +270,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       }
       : { kind: "demo", outbox: outbox! },
   );
+  const accountAgents = config.accountAgents && new Set(config.accountAgents);
   const messages = createAgentMessages({
     store,
+    serves: accountAgents ? (agentId) => accountAgents.has(agentId) : undefined,
     switchboard,
     replies,
     companyId: config.companyId,
@@ -449,7 +451,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     ["DELETE", B("/quick_replies/:id"), team.deleteQuickReply],
     ["GET", B("/media_url"), async (req, url) => {
       await agentRequired(req, url);
-      return renewMediaUrlRoute(url, signer);
+      return await renewMediaUrlRoute(url, signer, servedMedia);
     }],
     ["POST", B("/upload"), async (req, url) => {
       await agentRequired(req, url);
@@ -743,6 +745,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     dataDir: `${config.dataDir}/accounts/${account.id}`,
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],
+    accountAgents: account.agents ?? undefined,
   };
 }
 

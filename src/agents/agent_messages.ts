@@ -33,6 +33,8 @@ export interface AgentMessageDeps {
   companyId: string;
   now: () => number;
   newId: () => string;
+  /** True for an agent who serves this account (ACCOUNTS_FILE's `agents`); unset: any agent. */
+  serves?: (agentId: string) => boolean;
 }
 
 const COMMANDS = new Set([
@@ -138,6 +140,11 @@ export function createAgentMessages(deps: AgentMessageDeps) {
         const note = typeof msg["note"] === "string" ? msg["note"].trim() : "";
         if (note.length > NOTE_MAX) {
           return refuse(400, `Cannot transfer: msg.note is longer than ${NOTE_MAX} characters`);
+        }
+        // An agent taken off the account's list is still known to its store, and could never
+        // connect to it again to serve the follower handed over.
+        if (deps.serves && !deps.serves(to)) {
+          return refuse(409, `Cannot transfer: agent ${to} does not serve this account`);
         }
         await switchboard.apply(store.transfer(contactId, agentId, to, note));
         return ok({ contact_id: contactId, agent_id: to });

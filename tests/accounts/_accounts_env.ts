@@ -78,6 +78,8 @@ export async function writeAccountsFile(
     kf_accounts: a.kfAccounts,
   });
   const file = `${dir}/accounts.json`;
-  await Deno.writeTextFile(file, JSON.stringify({ accounts: [entry(A), entry(Bq)] }, null, 2));
+  await Deno.writeTextFile(file, JSON.stringify({ accounts: [entry(A), entry(Bq)] }, null, 2), {
+    mode: 0o600,
+  });
   return file;
 }

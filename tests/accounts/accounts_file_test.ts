@@ -49,6 +49,10 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       [{ accounts: [{ id: "a" }, { id: "a" }] }, /account a is listed twice/],
       [{ accounts: [{ id: "a", secret: "TOPSECRET" }] }, /account a: aes_key and secret need/],
       [{ accounts: [{ id: "a", original_id: "wx123" }] }, /original_id must be/],
+      [
+        { accounts: [{ id: "a", appid: "wx1" }, { id: "b", appid: "wx1", secret: "TOPSECRET" }] },
+        /account b: appid wx1 is account a's as well/,
+      ],
       [{ accounts: [{ id: "a", agents: "alice" }] }, /agents must be a list/],
       [{ accounts: [{ id: "a", tokn: "x" }] }, /unknown field "tokn"/],
       [{ accounts: [{ id: "a", token: 5 }] }, /token must be a string/],
@@ -68,7 +72,7 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
   await t.step("loadConfig() reads the file; WECHAT_* beside it stops start-up", async () => {
     const dir = await Deno.makeTempDir();
     try {
-      await Deno.writeTextFile(`${dir}/accounts.json`, two);
+      await Deno.writeTextFile(`${dir}/accounts.json`, two, { mode: 0o600 });
       const config = loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json` });
       assert.deepEqual(config.accounts.map((a) => a.id), ["service", "news"]);
       assert.throws(
@@ -79,6 +83,14 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
         () => loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json`, AGENT_KF_ACCOUNTS: "a=k@b" }),
         /AGENT_KF_ACCOUNTS set as well/,
       );
+      // The file holds every account's secrets: one any user may read stops start-up.
+      await Deno.chmod(`${dir}/accounts.json`, 0o644);
+      assert.throws(
+        () => loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json` }),
+        /ACCOUNTS_FILE .*accounts\.json: it is open to every user \(mode 0644\).*chmod 600/,
+      );
+      await Deno.chmod(`${dir}/accounts.json`, 0o640);
+      assert.equal(loadConfig({ ACCOUNTS_FILE: `${dir}/accounts.json` }).accounts.length, 2);
       assert.throws(
         () => loadConfig({ ACCOUNTS_FILE: `${dir}/missing.json` }),
         /Cannot read ACCOUNTS_FILE .*missing\.json/,
@@ -99,6 +111,7 @@ Deno.test("auto_reply_text: each account answers with its own text", async () =>
         { id: "brand-b", original_id: "gh_brand_b" },
       ],
     }),
+    { mode: 0o600 },
   );
   const server = await startBridge({
     env: { ACCOUNTS_FILE: `${dir}/accounts.json`, AUTO_REPLY_TEXT: "稍后回复" },

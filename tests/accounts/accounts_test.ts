@@ -4,6 +4,7 @@
 // account never seeing the other's followers; on the embedded store and on Redis.
 
 import assert from "node:assert/strict";
+import { mintAgentToken } from "../../src/agents/auth.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
@@ -80,9 +81,12 @@ async function scenario(
         await wrong.body?.cancel();
         assert.equal(wrong.status, 401);
       }
-      const unknown = await fetch(`${server.base}${B}/send_xml/brand-z`);
-      await unknown.body?.cancel();
-      assert.equal(unknown.status, 404);
+      // An id that does not decode (a scanner's `%E0%A4%A`) names no account: it was a 500.
+      for (const id of ["brand-z", "BRAND-A", "%E0%A4%A", "brand-a%2F"]) {
+        const unknown = await fetch(`${server.base}${B}/send_xml/${id}`, { method: "POST" });
+        assert.equal(unknown.status, 404, id);
+        assert.match(await unknown.text(), /No account/);
+      }
     });
 
     const alice = await connectAgent(ws("userid=alice"));
@@ -226,6 +230,24 @@ async function scenario(
       await bob.waitFor((e) => e.data["id"] === msgId, 5000);
     });
 
+    await t.step("plain send_xml refuses a ToUserName no account has", async () => {
+      // An account taken out of the file whose token brand A shares: its followers' messages
+      // went to brand A (the first account), and brand A's agents saw another brand's follower.
+      const gone = { ...A, originalId: "gh_gone00000009" };
+      const msgId = String(9_400_000 + next());
+      const { query, body } = encryptedCallback(
+        gone,
+        textXml("oGone", gone.originalId, "x", msgId),
+        A,
+      );
+      const res = await post(`${server.base}${B}/send_xml?${query}`, body);
+      assert.equal(res.status, 404, res.text);
+      assert.match(res.text, /No account has original_id gh_gone00000009/);
+      const contacts = await fetch(`${server.base}${B}/contacts?userid=alice`);
+      assert.doesNotMatch(await contacts.text(), /oGone/);
+      assert.ok(!alice.messages().some((e) => e.data["contact_id"] === "oGone"));
+    });
+
     await t.step("/readyz asks every account", async () => {
       const res = await fetch(`${server.base}/readyz`);
       assert.equal(res.status, 200);
@@ -245,6 +267,94 @@ async function scenario(
     for (const agent of agents) await agent.close();
   }
 }
+
+Deno.test("an agent of one account cannot renew a media URL of another's follower", async () => {
+  // With AGENT_SECRET every account signs media URLs with the one key derived from it: alice
+  // (brand A only) renewed bob's picture of a brand B follower through brand A, and opened it.
+  const secret = "a".repeat(40);
+  await withAccounts({ AGENT_SECRET: secret }, async (server, fakes) => {
+    const token = (agent: string) => mintAgentToken(secret, agent, 600);
+    const bob = await connectAgent(`${server.wsBase}${B}/msg?token=${await token("bob")}`);
+    try {
+      const bytes = new Uint8Array(4000).map((_, i) => (i * 13) % 256);
+      bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+      fakes[Bq.id]!.addMedia("pic-renew", bytes, "image/png", "pic.png");
+      const msgId = String(9_600_000 + next());
+      const xml =
+        `<xml><ToUserName><![CDATA[${Bq.originalId}]]></ToUserName><FromUserName><![CDATA[oFanR]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[pic-renew]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
+      const { query, body } = encryptedCallback(Bq, xml);
+      assert.equal(
+        (await post(`${server.base}${B}/send_xml/${Bq.id}?${query}`, body)).text,
+        "success",
+      );
+      const got = await bob.waitFor((e) => e.data["id"] === msgId, 10_000);
+      const url = got.data.msg!["media_path"] as string;
+      const renew = async (agent: string) => {
+        const res = await fetch(`${server.base}${B}/media_url?url=${encodeURIComponent(url)}`, {
+          headers: { authorization: `Bearer ${await token(agent)}` },
+        });
+        return { status: res.status, text: await res.text() };
+      };
+      const alice = await renew("alice");
+      assert.equal(alice.status, 404, alice.text);
+      assert.match(alice.text, /this account holds no such file/);
+      assert.equal((await renew("bob")).status, 200);
+    } finally {
+      await bob.close();
+    }
+  });
+});
+
+Deno.test("a follower is not transferred to an agent taken off its account", async () => {
+  // Dave served brand B, then left its list: brand B's store still knew him, a transfer to him
+  // was accepted, and the follower waited on an agent who can no longer connect to brand B.
+  const dir = await Deno.makeTempDir({ prefix: "accounts-transfer-" });
+  const file = `${dir}/accounts.json`;
+  const writeFile = async (agentsOfB: string[]) => {
+    await Deno.remove(file).catch(() => {});
+    const accounts = [
+      { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
+      { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
+    ];
+    await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
+  };
+  const env = { ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "kv" };
+  try {
+    await writeFile(["bob", "dave"]);
+    let server = await startBridge({ env });
+    const dave = await connectAgent(`${server.wsBase}${B}/msg?userid=dave`);
+    await dave.close();
+    await server.close();
+    await writeFile(["bob"]);
+    server = await startBridge({ env });
+    const bob = await connectAgent(`${server.wsBase}${B}/msg?userid=bob`);
+    try {
+      const res = await post(
+        `${server.base}${B}/send_xml/brand-b`,
+        textXml("oFanT", "gh_brand_b", "转人工", String(9_800_000 + next())),
+      );
+      assert.equal(res.status, 200, res.text);
+      await bob.waitFor(textFrom("oFanT"), 5000);
+      const transfer = await fetch(`${server.base}${B}/send?userid=bob`, {
+        method: "POST",
+        body: JSON.stringify({
+          data: { msg_type: "transfer", contact_id: "oFanT", msg: { to: "dave" } },
+        }),
+      });
+      assert.equal(transfer.status, 409);
+      assert.match(await transfer.text(), /agent dave does not serve this account/);
+      const contacts = await (await fetch(`${server.base}${B}/contacts?userid=bob`)).json();
+      assert.deepEqual(contacts.contacts.map((c: { contact_id: string }) => c.contact_id), [
+        "oFanT",
+      ]);
+    } finally {
+      await bob.close();
+      await server.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("two official accounts in one deployment, on the embedded store", async (t) => {
   await withAccounts({ STORE: "kv" }, (server, fakes) => scenario(t, server, fakes));

@@ -18,6 +18,7 @@ browserTest("console?account= serves one account for an agent of several", async
         { id: "brand-b", original_id: "gh_brand_b", agents: ["bob", "carol"] },
       ],
     }),
+    { mode: 0o600 },
   );
   const server = await startBridge({ env: { ACCOUNTS_FILE: file } });
   const write = async (account: string, original: string, from: string, content: string) => {

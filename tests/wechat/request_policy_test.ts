@@ -134,6 +134,7 @@ Deno.test("WECHAT_REQUIRE_ENCRYPTION is read as the other switches, and holds fo
             { id: "plain", token: TOKEN },
           ],
         }),
+        { mode: 0o600 },
       );
       await assert.rejects(
         startBridge({
