@@ -329,8 +329,21 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         );
         await checkStatus(res);
         const contentType = res.headers.get("content-type") ?? "application/octet-stream";
+        const file = (bytes: Uint8Array) => {
+          const filename = filenameOf(res.headers.get("content-disposition"));
+          return {
+            kind: "file" as const,
+            bytes,
+            contentType,
+            ...(filename === undefined ? {} : { filename }),
+          };
+        };
         if (/json|^text\/plain/i.test(contentType)) {
-          const text = new TextDecoder().decode(await readLimited(res, maxBytes));
+          const bytes = await readLimited(res, maxBytes);
+          const text = textOf(bytes);
+          // Bytes that are not text are the file under a wrong type (a proxy's), not an error:
+          // read as JSON, the follower's picture was lost and its bytes shown as the error.
+          if (text === null) return file(bytes);
           const body = parseWechatJson(text);
           if (typeof body.video_url === "string" && body.video_url !== "") {
             return { kind: "video_url" as const, url: body.video_url };
@@ -345,14 +358,7 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
             new WechatApiError(-1, "Cannot parse media/get answer: an HTML page, not the file"),
           );
         }
-        const bytes = await readLimited(res, maxBytes);
-        const filename = filenameOf(res.headers.get("content-disposition"));
-        return {
-          kind: "file" as const,
-          bytes,
-          contentType,
-          ...(filename === undefined ? {} : { filename }),
-        };
+        return file(await readLimited(res, maxBytes));
       }, { retries, timeoutMs: mediaTimeoutMs, signal: getOptions.signal });
     },
   };
@@ -430,6 +436,16 @@ async function readLimited(res: Response, maxBytes: number): Promise<Uint8Array>
     maxBytes,
     () => new RangeError(`Cannot download media: more than ${maxBytes} bytes`),
   );
+}
+
+/** The bytes as UTF-8 text, or null when they are not text (invalid UTF-8, or a NUL). */
+function textOf(bytes: Uint8Array): string | null {
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return text.includes("\0") ? null : text;
+  } catch {
+    return null;
+  }
 }
 
 /** The file name in a Content-Disposition header, without any directory part. */
