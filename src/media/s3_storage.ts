@@ -99,6 +99,8 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
       const res = await client.request("GET", prefix + key, { headers });
       if (res.status === 404) {
         await res.body?.cancel();
+        // Gone from the bucket (another instance, an operator): the next put must upload it.
+        sizes.delete(key);
         return null;
       }
       // A store that ignores Range would send the whole file where a part was promised.

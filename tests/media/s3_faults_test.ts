@@ -103,3 +103,24 @@ Deno.test("createS3Storage() rides out a store that fails once", async (t) => {
     await s3.close();
   }
 });
+
+Deno.test("createS3Storage() forgets the size of an object gone from the bucket", async () => {
+  const s3 = await startS3Server(["media"]);
+  try {
+    const config = parseMediaStore(s3.mediaStore("media")) as S3StoreConfig;
+    const storage = createS3Storage({ client: createS3Client(config), prefix: "", presign: false });
+    // Another instance (or an operator) on the same bucket.
+    const other = createS3Storage({ client: createS3Client(config), prefix: "", presign: false });
+    const bytes = new Uint8Array(randomBytes(500));
+    bytes.set([0xff, 0xd8, 0xff]);
+    const key = await storage.put(bytes, "jpg");
+    await other.remove!(key);
+    assert.equal(await storage.open(key), null, "the object is gone");
+    // The same picture sent again must be stored again, not taken for present by a stale size.
+    assert.equal(await storage.put(bytes, "jpg"), key);
+    assert.deepEqual(await s3.objects("media"), [key]);
+    assert.equal(await storage.stat(key).then((s) => s?.size), bytes.length);
+  } finally {
+    await s3.close();
+  }
+});
