@@ -146,6 +146,7 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
         throw new Error(tooBig(declared));
       }
       const bytes = await readLimited(res.body, deps.maxBytes, tooBig);
+      if (bytes.length === 0) throw new Error(`${describeUrl(current)} sent an empty file`);
       return { bytes, contentType: res.headers.get("Content-Type") ?? "" };
     }
     throw new Error(`${describeUrl(url)} redirected more than ${MAX_REDIRECTS} times`);
@@ -157,6 +158,8 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
       const got = await getMedia(mediaId, { maxBytes: deps.maxBytes, signal });
       if (got.kind === "video_url") return await download(got.url, signal);
       if (got.bytes.length > deps.maxBytes) throw new Error(tooBig(got.bytes.length));
+      // Stored, an empty file would reach the agent as a broken picture with no error.
+      if (got.bytes.length === 0) throw new Error("WeChat sent an empty file");
       return { bytes: got.bytes, contentType: got.contentType };
     });
 

@@ -53,7 +53,10 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
   const storage: ObjectStorage = {
     async put(bytes, ext) {
       const key = mediaKeyOf(bytes, ext);
-      if ((await stat(key))?.size === bytes.length) return key;
+      // The HEAD only spares a PUT: when it fails the PUT is made anyway (same key, same bytes),
+      // and its own retry decides, rather than a hiccup on the HEAD costing the picture.
+      const known = await stat(key).catch(() => null);
+      if (known?.size === bytes.length) return key;
       const headers: Record<string, string> = {
         "content-type": contentTypeOf(key),
         // The key is the content's SHA-256: the store checks the body against it.
@@ -96,6 +99,8 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
       const res = await client.request("GET", prefix + key, { headers });
       if (res.status === 404) {
         await res.body?.cancel();
+        // Gone from the bucket (another instance, an operator): the next put must upload it.
+        sizes.delete(key);
         return null;
       }
       // A store that ignores Range would send the whole file where a part was promised.

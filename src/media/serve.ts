@@ -3,9 +3,12 @@
 // video players seek with Range). Keys name content, so the key is the ETag. A store with its own
 // presigned URLs (S3 with `presign=true`) answers with a redirect to one instead.
 
+import { getLogger } from "@logtape/logtape";
 import { type ByteRange, isMediaKey, type MediaStorage } from "./storage.ts";
 import { MAX_PRESIGN_S } from "./s3_client.ts";
 import type { UrlSigner } from "./signed_url.ts";
+
+const log = getLogger(["bridge", "media"]);
 
 /** What `serveMedia` needs. */
 export interface ServeMediaDeps {
@@ -79,7 +82,12 @@ export async function serveMedia(
       },
     });
   }
-  const info = await deps.storage.stat(key);
+  let info: { size: number } | null;
+  try {
+    info = await deps.storage.stat(key);
+  } catch (err) {
+    return storeFailed(err);
+  }
   if (info === null) return text(404, "Not found: no such media");
 
   const etag = `"${key}"`;
@@ -120,7 +128,12 @@ export async function serveMedia(
   if (range) headers.set("Content-Range", `bytes ${range.start}-${range.end}/${info.size}`);
   if (req.method === "HEAD") return new Response(null, { status, headers });
 
-  const body = await deps.storage.open(key, range);
+  let body: ReadableStream<Uint8Array> | null;
+  try {
+    body = await deps.storage.open(key, range);
+  } catch (err) {
+    return storeFailed(err);
+  }
   if (body === null) return text(404, "Not found: no such media");
   return new Response(body, { status, headers });
 }
@@ -157,6 +170,15 @@ function etagMatches(header: string | null, etag: string): boolean {
     const t = tag.trim();
     return t === "*" || t === etag || t === `W/${etag}`;
   });
+}
+
+/**
+ * A store that failed (a bucket down, a disk error) is a 502 saying so, not an "Internal error";
+ * what failed is logged, not told to the browser (it names the store's endpoint).
+ */
+function storeFailed(err: unknown): Response {
+  log.warn("Media not served: {error}", { error: err instanceof Error ? err.message : err });
+  return text(502, "Bad gateway: the media store did not give the file; try again");
 }
 
 function text(status: number, message: string, headers: HeadersInit = {}): Response {

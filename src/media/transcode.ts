@@ -37,6 +37,8 @@ export interface ProbeOptions {
 }
 
 const STDERR_TAIL = 400;
+/** Of ffmpeg's stderr only this much is kept: enough for its last lines. */
+const STDERR_KEPT_BYTES = 4096;
 
 /**
  * The demuxer for bytes ffmpeg should read, from their magic numbers, or null when unknown.
@@ -198,26 +200,52 @@ async function runTool(
     }
   }, opts.timeoutMs);
   try {
-    const out = await child.output();
+    const [status, stdout, stderrTail] = await Promise.all([
+      child.status,
+      opts.stdout ? new Response(child.stdout).text() : Promise.resolve(""),
+      tailOf(child.stderr, STDERR_KEPT_BYTES),
+    ]);
     if (timedOut) {
       throw new Error(`Cannot ${opts.what}: ${cmd} took longer than ${opts.timeoutMs} ms`);
     }
     // sh's answer for a command it cannot find or run.
-    if (out.code === 127 || out.code === 126) {
+    if (status.code === 127 || status.code === 126) {
       throw new Error(`Cannot ${opts.what}: ${cmd} is not installed (not found on PATH)`);
     }
-    if (!out.success) {
+    if (!status.success) {
       // The last line is ffmpeg's summary of what went wrong; earlier ones repeat per frame.
-      const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
+      const lines = new TextDecoder().decode(stderrTail).trim().split("\n");
       const stderr = (lines.at(-1) ?? "").trim().slice(0, STDERR_TAIL);
       throw new Error(
-        `Cannot ${opts.what}: ${cmd} exited with code ${out.code}${stderr ? `: ${stderr}` : ""}`,
+        `Cannot ${opts.what}: ${cmd} exited with code ${status.code}${stderr ? `: ${stderr}` : ""}`,
       );
     }
-    return opts.stdout ? new TextDecoder().decode(out.stdout) : "";
+    return stdout;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The last `keep` bytes of a stream, read to its end. ffmpeg writes a line per bad frame: 2 MB
+ * of hostile AMR gave 236 MB of stderr in 14 s, which `output()` would have held in full.
+ */
+async function tailOf(stream: ReadableStream<Uint8Array>, keep: number): Promise<Uint8Array> {
+  const tail = new Uint8Array(keep);
+  let filled = 0;
+  for await (const chunk of stream) {
+    const part = chunk.length > keep ? chunk.subarray(chunk.length - keep) : chunk;
+    const room = keep - filled;
+    if (part.length > room) {
+      // Drop the oldest bytes to make room for the newest.
+      const drop = part.length - room;
+      tail.copyWithin(0, drop, filled);
+      filled -= drop;
+    }
+    tail.set(part, filled);
+    filled += part.length;
+  }
+  return tail.subarray(0, filled);
 }
 
 function errorText(err: unknown): string {

@@ -329,8 +329,21 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         );
         await checkStatus(res);
         const contentType = res.headers.get("content-type") ?? "application/octet-stream";
+        const file = (bytes: Uint8Array) => {
+          const filename = filenameOf(res.headers.get("content-disposition"));
+          return {
+            kind: "file" as const,
+            bytes,
+            contentType,
+            ...(filename === undefined ? {} : { filename }),
+          };
+        };
         if (/json|^text\/plain/i.test(contentType)) {
-          const text = new TextDecoder().decode(await readLimited(res, maxBytes));
+          const bytes = await readLimited(res, maxBytes);
+          const text = textOf(bytes);
+          // Bytes that are not text are the file under a wrong type (a proxy's), not an error:
+          // read as JSON, the follower's picture was lost and its bytes shown as the error.
+          if (text === null) return file(bytes);
           // WeChat's errors are JSON, even as text/plain: other text is a gateway's page.
           if (!isJson(text)) throw gatewayAnswer(`not JSON (${text.slice(0, 80)})`);
           const body = parseWechatJson(text);
@@ -350,13 +363,7 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         // is empty or starts like a web page.
         if (bytes.length === 0) throw gatewayAnswer("an empty answer, not the file");
         if (looksLikeHtml(bytes)) throw gatewayAnswer("an HTML page, not the file");
-        const filename = filenameOf(res.headers.get("content-disposition"));
-        return {
-          kind: "file" as const,
-          bytes,
-          contentType,
-          ...(filename === undefined ? {} : { filename }),
-        };
+        return file(bytes);
       }, { retries, timeoutMs: mediaTimeoutMs, signal: getOptions.signal });
     },
   };
@@ -456,6 +463,16 @@ async function readLimited(res: Response, maxBytes: number): Promise<Uint8Array>
     maxBytes,
     () => new RangeError(`Cannot download media: more than ${maxBytes} bytes`),
   );
+}
+
+/** The bytes as UTF-8 text, or null when they are not text (invalid UTF-8, or a NUL). */
+function textOf(bytes: Uint8Array): string | null {
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return text.includes("\0") ? null : text;
+  } catch {
+    return null;
+  }
 }
 
 /** The file name in a Content-Disposition header, without any directory part. */

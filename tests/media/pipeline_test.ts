@@ -51,6 +51,8 @@ function startHosts(files: { jpeg: Uint8Array; mp4: Uint8Array }, maxBytes: numb
         return new Response(files.jpeg.slice(), { headers: { "Content-Type": "image/jpeg" } });
       case "/video.mp4":
         return new Response(files.mp4.slice(), { headers: { "Content-Type": "video/mp4" } });
+      case "/empty":
+        return new Response(null, { headers: { "Content-Type": "video/mp4" } });
       case "/huge-declared":
         return new Response(new Uint8Array(maxBytes + 1), {
           headers: { "Content-Type": "video/mp4" },
@@ -365,6 +367,28 @@ Deno.test("createMediaPipeline() reports every failure in error and never throws
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(hosts.endlessCancelled(), true, "the endless body was cancelled");
+  });
+
+  await t.step("an empty file (HTTP 200, no bytes) is an error, not a picture", async () => {
+    const pipeline = createMediaPipeline({
+      ...base,
+      getMedia: mapGetMedia({
+        empty: { kind: "file", bytes: new Uint8Array(0), contentType: "image/jpeg" },
+        "empty-video": { kind: "video_url", url: `${hosts.cdnUrl}/empty` },
+      }),
+    });
+    for (const mediaId of ["empty", "empty-video"]) {
+      const result = await pipeline.process({ msgType: "video", mediaId }, server.base);
+      assert.equal(result.media_path, "", mediaId);
+      assert.match(result.error!, /sent an empty file/, mediaId);
+    }
+    // An image still has its PicUrl to fall back on.
+    const image = await pipeline.process(
+      { msgType: "image", mediaId: "empty", picUrl: `${hosts.cdnUrl}/img.jpg` },
+      server.base,
+    );
+    assert.match(image.media_path, /\.jpg\?/);
+    assert.equal(image.error, undefined);
   });
 
   await t.step("a forged PicUrl pointing inside the network is never fetched", async () => {

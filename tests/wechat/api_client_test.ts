@@ -416,6 +416,27 @@ Deno.test("getMedia() downloads a follower's media", async (t) => {
     });
   });
 
+  await t.step("a file under a text or JSON Content-Type is still the file", async () => {
+    await withFake(async ({ fake, client }) => {
+      const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 13, 10, 26, 10, 0, 0, 0, 13]);
+      for (const type of ["text/plain", "application/json; charset=utf-8"]) {
+        fake.addMedia(`m-${type}`, png, type);
+        const media = await client.getMedia(`m-${type}`);
+        assert.deepEqual(media.kind === "file" && media.bytes, png, type);
+      }
+      // WeChat's own errors come as text/plain JSON, and stay errors.
+      fake.addMedia(
+        "m-err",
+        new TextEncoder().encode('{"errcode":40007,"errmsg":"x"}'),
+        "text/plain",
+      );
+      await assert.rejects(
+        client.getMedia("m-err"),
+        (err) => err instanceof WechatApiError && err.errcode === 40007,
+      );
+    });
+  });
+
   await t.step("an aborted download stops without retrying", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
       fake.addMedia("m-slow", bytes, "image/png");
