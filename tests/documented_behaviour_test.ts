@@ -95,6 +95,49 @@ Deno.test("PUBLIC_URL is the base of the media URLs handed to agents", async (t)
   }
 });
 
+Deno.test("without PUBLIC_URL media URLs are http:// on the Host asked for; X-Forwarded-* is not read", async (t) => {
+  // docs/production.md: behind a TLS proxy only PUBLIC_URL gives them their https:// base. The
+  // forwarded headers any client can send must not steer where an agent's browser is sent.
+  const server = await startBridge();
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 5, 5, 5]);
+  // fetch() sets Host itself: the request is written by hand, as a proxy would send it.
+  const upload = async (headers: string[]): Promise<string> => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const head = [
+      `POST ${B}/upload?userid=A HTTP/1.1`,
+      ...headers,
+      "Content-Type: image/png",
+      `Content-Length: ${png.byteLength}`,
+      "Connection: close",
+      "",
+      "",
+    ].join("\r\n");
+    await conn.write(new TextEncoder().encode(head));
+    await conn.write(png);
+    const answer = new TextDecoder().decode(
+      await new Response(conn.readable).arrayBuffer(),
+    );
+    assert.match(answer, /^HTTP\/1\.1 201 /, answer);
+    return String(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)).media_url);
+  };
+  try {
+    await t.step("the Host header names the origin, with http://", async () => {
+      const url = await upload(["Host: bridge.example.com"]);
+      assert.ok(url.startsWith("http://bridge.example.com/media/"), url);
+    });
+    await t.step("X-Forwarded-Proto and X-Forwarded-Host change nothing", async () => {
+      const url = await upload([
+        "Host: bridge.example.com",
+        "X-Forwarded-Proto: https",
+        "X-Forwarded-Host: evil.example",
+      ]);
+      assert.ok(url.startsWith("http://bridge.example.com/media/"), url);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("a store that cannot be reached: /readyz 503, a new socket closed with 1011", async (t) => {
   const server = await startBridge();
   const store = server.store as unknown as Record<string, unknown>;
