@@ -31,8 +31,26 @@ export function hasMedia(item: InboundItem): boolean {
     item.envelope.data.msg["media_id"] !== undefined;
 }
 
+/** Fetches and converts the item's media, if it has any, and puts its URLs in its `msg`. */
+export async function addMedia(
+  pipeline: MediaPipeline,
+  item: InboundItem,
+  publicBase: string,
+): Promise<void> {
+  if (!hasMedia(item)) return;
+  const msg = item.envelope.data.msg;
+  const input: MediaInput = {
+    msgType: item.envelope.data.msg_type as MediaInput["msgType"],
+    mediaId: (msg["media_id"] as string) || undefined,
+    thumbMediaId: (msg["thumb_media_id"] as string) || undefined,
+    picUrl: (msg["pic_url"] as string) || undefined,
+    format: (msg["format"] as string) || undefined,
+  };
+  Object.assign(msg, await pipeline.process(input, publicBase));
+}
+
 /** Creates the intake. */
-export function createMediaIntake(deps: MediaIntakeDeps) {
+export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const chains = new Map<string, Promise<void>>();
   let counter = 0;
   const inFlight = new Set<Promise<void>>();
@@ -51,20 +69,8 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
   }
 
   async function run(job: Job): Promise<void> {
-    const { item } = job;
-    if (hasMedia(item)) {
-      const msg = item.envelope.data.msg;
-      const input: MediaInput = {
-        msgType: item.envelope.data.msg_type as MediaInput["msgType"],
-        mediaId: (msg["media_id"] as string) || undefined,
-        thumbMediaId: (msg["thumb_media_id"] as string) || undefined,
-        picUrl: (msg["pic_url"] as string) || undefined,
-        format: (msg["format"] as string) || undefined,
-      };
-      const result = await deps.pipeline.process(input, job.publicBase);
-      Object.assign(msg, result);
-    }
-    await deps.accept(item);
+    await addMedia(deps.pipeline, job.item, job.publicBase);
+    await deps.accept(job.item);
   }
 
   /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
@@ -136,6 +142,9 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
       return names.length;
     },
 
+    /** Nothing to stop: jobs under way stay journaled for the next start. */
+    stop(): void {},
+
     /** Waits for every job in flight (shutdown, tests). */
     async drain(): Promise<void> {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
@@ -143,5 +152,11 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
   };
 }
 
-/** The media intake. */
-export type MediaIntake = ReturnType<typeof createMediaIntake>;
+/** A media intake: this one, or the shared one (shared_intake.ts) when instances share Redis. */
+export interface MediaIntake {
+  wants(item: InboundItem): boolean;
+  submit(item: InboundItem, publicBase: string): Promise<void>;
+  recover(): Promise<number>;
+  stop(): void;
+  drain(): Promise<void>;
+}
