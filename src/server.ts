@@ -287,9 +287,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   // Instances on one Redis keep a follower's media queue there: any of them may get the
   // follower's next message, and any may have to finish the queue of one that is gone.
   const accept = (item: InboundItem) => switchboard.accept(item);
+  const journalDir = `${config.dataDir}/media-jobs`;
   const intake: MediaIntake = store.mediaQueue
-    ? createSharedMediaIntake({ pipeline, queue: store.mediaQueue, accept })
-    : createMediaIntake({ pipeline, journalDir: `${config.dataDir}/media-jobs`, accept });
+    ? createSharedMediaIntake({ pipeline, queue: store.mediaQueue, accept, journalDir })
+    : createMediaIntake({ pipeline, journalDir, accept });
   const operatorEvents = createOperatorEvents({
     store,
     switchboard,

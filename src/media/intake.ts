@@ -12,7 +12,7 @@ const log = getLogger(["bridge", "media"]);
 const MEDIA_TYPES = new Set(["image", "voice", "video", "shortvideo"]);
 
 /** A journaled item and where its media URLs should point. */
-interface Job {
+export interface Job {
   item: InboundItem;
   publicBase: string;
 }
@@ -29,6 +29,31 @@ export interface MediaIntakeDeps {
 export function hasMedia(item: InboundItem): boolean {
   return MEDIA_TYPES.has(item.envelope.data.msg_type) &&
     item.envelope.data.msg["media_id"] !== undefined;
+}
+
+/** The jobs journaled in `dir` (file names, oldest first); one that cannot be read is left. */
+export async function readJournal(dir: string): Promise<Array<{ name: string; job: Job }>> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
+        names.push(entry.name);
+      }
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  names.sort();
+  const found: Array<{ name: string; job: Job }> = [];
+  for (const name of names) {
+    try {
+      found.push({ name, job: JSON.parse(await Deno.readTextFile(`${dir}/${name}`)) as Job });
+    } catch (error) {
+      log.error("Cannot read journaled media job {name}: {error}", { name, error });
+    }
+  }
+  return found;
 }
 
 /** Fetches and converts the item's media, if it has any, and puts its URLs in its `msg`. */
@@ -124,22 +149,9 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     async recover(): Promise<number> {
       if (deps.journalDir === null) return 0;
       await Deno.mkdir(deps.journalDir, { recursive: true });
-      const names: string[] = [];
-      for await (const entry of Deno.readDir(deps.journalDir)) {
-        if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
-          names.push(entry.name);
-        }
-      }
-      names.sort();
-      for (const name of names) {
-        try {
-          const job = JSON.parse(await Deno.readTextFile(fileOf(name))) as Job;
-          schedule(job, name);
-        } catch (error) {
-          log.error("Cannot read journaled media job {name}: {error}", { name, error });
-        }
-      }
-      return names.length;
+      const found = await readJournal(deps.journalDir);
+      for (const { name, job } of found) schedule(job, name);
+      return found.length;
     },
 
     /** Nothing to stop: jobs under way stay journaled for the next start. */

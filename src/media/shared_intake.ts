@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { InboundItem, InboundOutcome, MediaQueue } from "../core/store.ts";
-import { addMedia, hasMedia } from "./intake.ts";
+import { addMedia, hasMedia, readJournal } from "./intake.ts";
 import type { MediaPipeline } from "./pipeline.ts";
 
 const log = getLogger(["bridge", "media"]);
@@ -21,6 +21,8 @@ export interface SharedMediaIntakeDeps {
   pipeline: MediaPipeline;
   queue: MediaQueue;
   accept(item: InboundItem): Promise<InboundOutcome>;
+  /** Where a bridge without Redis journaled its jobs: those left there join the queues. */
+  journalDir?: string;
   leaseMs?: number;
   sweepMs?: number;
 }
@@ -109,8 +111,17 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
       work(item.followerId);
     },
 
-    /** Takes up the queues nobody holds (an instance that stopped) and sweeps from now on. */
+    /**
+     * Queues what a bridge without Redis left journaled on this DATA_DIR (scaled out from one
+     * instance), then takes up the queues nobody holds and sweeps from now on.
+     */
     async recover(): Promise<number> {
+      if (deps.journalDir !== undefined) {
+        for (const { name, job } of await readJournal(deps.journalDir)) {
+          await queue.push(job.item, job.publicBase);
+          await Deno.remove(`${deps.journalDir}/${name}`);
+        }
+      }
       sweepTimer ??= setInterval(() => {
         sweep().catch((error) => log.warn("Cannot sweep the media queues: {error}", { error }));
       }, sweepMs);

@@ -8,6 +8,7 @@ import { mintAgentToken } from "../../src/agents/auth.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { type MainProcess, startMain } from "../helpers/main_process.ts";
+import { killBridge, spawnBridge, waitReady } from "../helpers/spawn.ts";
 import {
   findTestRedis,
   flushPrefix,
@@ -168,5 +169,64 @@ Deno.test({
         "the retry is not fetched again",
       );
     });
+  },
+});
+
+Deno.test({
+  name: "a media job journaled by a bridge without Redis is delivered once it starts with Redis",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("mediajournal");
+    const redisUrl = `${REDIS_URL}${REDIS_URL!.includes("?") ? "&" : "?"}prefix=${
+      encodeURIComponent(prefix)
+    }`;
+    const dataDir = await Deno.makeTempDir({ prefix: "bridge-journal-" });
+    const fake = await startFakeWechat({ appId: "wxorder", secret: "secret" });
+    const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 7, 7, 7]);
+    fake.addMedia("journal-img", png, "image/png");
+    const env = {
+      DATA_DIR: dataDir,
+      STORE: "",
+      WECHAT_APPID: "wxorder",
+      WECHAT_SECRET: "secret",
+      WECHAT_API_BASE: fake.url,
+      AGENT_SECRET,
+    };
+    try {
+      // One instance on SQLite, killed while WeChat's media/get hangs: the job stays journaled.
+      fake.delay("cgi-bin/media/get", 60_000);
+      const single = spawnBridge(env);
+      await waitReady(single);
+      await ok(`${single.base}${B}/send_xml`, imageXml("oJournal", "journal-img", "9330001"));
+      await waitUntil(
+        () => fake.calls.some((c) => c.path.endsWith("media/get")) || undefined,
+        "media/get",
+      );
+      await killBridge(single, "SIGKILL");
+      fake.delay("cgi-bin/media/get", 0);
+
+      // The same DATA_DIR scaled out onto Redis.
+      const scaled = spawnBridge({ ...env, REDIS_URL: redisUrl });
+      try {
+        await waitReady(scaled);
+        const token = await mintAgentToken(AGENT_SECRET, "alice", 600);
+        const alice = await connectAgent(`${scaled.wsBase}${B}/msg?token=${token}`);
+        try {
+          const got = await alice.waitFor((e) => e.data["id"] === "9330001", 15_000);
+          assert.equal(got.data.msg_type, "image");
+          assert.equal(got.data.msg?.["error"], undefined, JSON.stringify(got.data.msg));
+        } finally {
+          await alice.close();
+        }
+        assert.deepEqual([...Deno.readDirSync(`${dataDir}/media-jobs`)], []);
+      } finally {
+        await killBridge(scaled, "SIGTERM");
+        await scaled.output;
+      }
+    } finally {
+      await fake.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      await flushPrefix(REDIS_URL!, prefix);
+    }
   },
 });
