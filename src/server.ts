@@ -13,7 +13,12 @@ import type { Config } from "./config.ts";
 import { createAccountFront } from "./account_front.ts";
 import type { AccountConfig } from "./accounts.ts";
 import { createHub } from "./core/hub.ts";
-import { MessageTooLargeError, type Store, StoreStateLostError } from "./core/store.ts";
+import {
+  type InboundItem,
+  MessageTooLargeError,
+  type Store,
+  StoreStateLostError,
+} from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
 import { HttpError } from "./http/http_error.ts";
 import {
@@ -35,7 +40,8 @@ import {
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
 import { createStaticFiles } from "./http/static_files.ts";
-import { createMediaIntake } from "./media/intake.ts";
+import { createMediaIntake, type MediaIntake } from "./media/intake.ts";
+import { createSharedMediaIntake } from "./media/shared_intake.ts";
 import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
@@ -287,11 +293,13 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     now,
     newId,
   });
-  const intake = createMediaIntake({
-    pipeline,
-    journalDir: `${config.dataDir}/media-jobs`,
-    accept: (item) => switchboard.accept(item),
-  });
+  // Instances on one Redis keep a follower's media queue there: any of them may get the
+  // follower's next message, and any may have to finish the queue of one that is gone.
+  const accept = (item: InboundItem) => switchboard.accept(item);
+  const journalDir = `${config.dataDir}/media-jobs`;
+  const intake: MediaIntake = store.mediaQueue
+    ? createSharedMediaIntake({ pipeline, queue: store.mediaQueue, accept, journalDir })
+    : createMediaIntake({ pipeline, journalDir, accept });
   const operatorEvents = createOperatorEvents({
     store,
     switchboard,
@@ -641,8 +649,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         // Requests still waiting on their client (a stalled body) are cut here, not waited for.
         await served?.shutdown();
         // Media jobs still running (a slow WeChat download) stay journaled and resume at the
-        // next start: waiting for them could outlast the shutdown deadline.
+        // next start, or stay queued in Redis for another instance: waiting for them could
+        // outlast the shutdown deadline.
         let timer: ReturnType<typeof setTimeout> | undefined;
+        intake.stop();
         await Promise.race([
           intake.drain(),
           new Promise((r) => timer = setTimeout(r, MEDIA_DRAIN_LIMIT_MS)),

@@ -127,10 +127,45 @@ export interface InboundItem {
   dedupKey: string | null;
   /** "subscribe" / "unsubscribe" change whether replies can reach the follower. */
   event?: string;
+  /** Taken off the follower's media queue: stored now, not queued again (MediaQueue). */
+  fromQueue?: boolean;
 }
 
-/** What became of one inbound item. */
-export type InboundOutcome = "delivered" | "waiting" | "duplicate";
+/** What became of one inbound item; `queued`: kept behind the follower's media (MediaQueue). */
+export type InboundOutcome = "delivered" | "waiting" | "duplicate" | "queued";
+
+/** The head of a follower's media queue. */
+export interface QueuedItem {
+  item: InboundItem;
+  /** Where its media URLs point; null for a message queued behind another's media. */
+  publicBase: string | null;
+  /** Already stored (a WeChat retry queued behind its first copy): nothing to do but pop it. */
+  stored: boolean;
+  /** The entry as the queue holds it, which `pop` compares with the head. */
+  raw: string;
+}
+
+/**
+ * A follower's messages waiting behind its media, kept where every instance sees them (Redis):
+ * the store queues a follower's later messages here itself while the queue exists, and one
+ * instance at a time, holding the lease, stores them in order.
+ */
+export interface MediaQueue {
+  /** Starts or joins the follower's queue with a media message; resolves once it is kept. */
+  push(item: InboundItem, publicBase: string): Promise<void>;
+  /** The followers with a queue. */
+  followers(): Promise<string[]>;
+  /** Takes the lease on the follower's queue for `ms`; false if another instance holds it. */
+  lease(followerId: string, ms: number): Promise<boolean>;
+  /** Extends this instance's lease by `ms`; false if it lapsed or the queue ended. */
+  renew(followerId: string, ms: number): Promise<boolean>;
+  /** The head of the follower's queue, or null when there is none. */
+  head(followerId: string): Promise<QueuedItem | null>;
+  /** Removes `head` once stored: the entries left, or -1 when this instance lost the lease. */
+  pop(followerId: string, head: QueuedItem): Promise<number>;
+  /** Gives the lease up, so another instance takes the queue at its next sweep. */
+  release(followerId: string): Promise<void>;
+}
 
 /** The result of a store operation: per-item outcomes and log entries to push to sockets. */
 export interface Applied<T = void> {
@@ -276,6 +311,8 @@ export interface Store {
   firstReport?(key: string, ttlMs: number): Promise<boolean>;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
+  /** A follower's messages behind its media, shared by instances; absent: the intake's journal. */
+  mediaQueue?: MediaQueue;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -12,7 +12,7 @@ const log = getLogger(["bridge", "media"]);
 const MEDIA_TYPES = new Set(["image", "voice", "video", "shortvideo"]);
 
 /** A journaled item and where its media URLs should point. */
-interface Job {
+export interface Job {
   item: InboundItem;
   publicBase: string;
 }
@@ -31,8 +31,51 @@ export function hasMedia(item: InboundItem): boolean {
     item.envelope.data.msg["media_id"] !== undefined;
 }
 
+/** The jobs journaled in `dir` (file names, oldest first); one that cannot be read is left. */
+export async function readJournal(dir: string): Promise<Array<{ name: string; job: Job }>> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
+        names.push(entry.name);
+      }
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  names.sort();
+  const found: Array<{ name: string; job: Job }> = [];
+  for (const name of names) {
+    try {
+      found.push({ name, job: JSON.parse(await Deno.readTextFile(`${dir}/${name}`)) as Job });
+    } catch (error) {
+      log.error("Cannot read journaled media job {name}: {error}", { name, error });
+    }
+  }
+  return found;
+}
+
+/** Fetches and converts the item's media, if it has any, and puts its URLs in its `msg`. */
+export async function addMedia(
+  pipeline: MediaPipeline,
+  item: InboundItem,
+  publicBase: string,
+): Promise<void> {
+  if (!hasMedia(item)) return;
+  const msg = item.envelope.data.msg;
+  const input: MediaInput = {
+    msgType: item.envelope.data.msg_type as MediaInput["msgType"],
+    mediaId: (msg["media_id"] as string) || undefined,
+    thumbMediaId: (msg["thumb_media_id"] as string) || undefined,
+    picUrl: (msg["pic_url"] as string) || undefined,
+    format: (msg["format"] as string) || undefined,
+  };
+  Object.assign(msg, await pipeline.process(input, publicBase));
+}
+
 /** Creates the intake. */
-export function createMediaIntake(deps: MediaIntakeDeps) {
+export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const chains = new Map<string, Promise<void>>();
   let counter = 0;
   const inFlight = new Set<Promise<void>>();
@@ -51,20 +94,8 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
   }
 
   async function run(job: Job): Promise<void> {
-    const { item } = job;
-    if (hasMedia(item)) {
-      const msg = item.envelope.data.msg;
-      const input: MediaInput = {
-        msgType: item.envelope.data.msg_type as MediaInput["msgType"],
-        mediaId: (msg["media_id"] as string) || undefined,
-        thumbMediaId: (msg["thumb_media_id"] as string) || undefined,
-        picUrl: (msg["pic_url"] as string) || undefined,
-        format: (msg["format"] as string) || undefined,
-      };
-      const result = await deps.pipeline.process(input, job.publicBase);
-      Object.assign(msg, result);
-    }
-    await deps.accept(item);
+    await addMedia(deps.pipeline, job.item, job.publicBase);
+    await deps.accept(job.item);
   }
 
   /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
@@ -118,23 +149,13 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
     async recover(): Promise<number> {
       if (deps.journalDir === null) return 0;
       await Deno.mkdir(deps.journalDir, { recursive: true });
-      const names: string[] = [];
-      for await (const entry of Deno.readDir(deps.journalDir)) {
-        if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
-          names.push(entry.name);
-        }
-      }
-      names.sort();
-      for (const name of names) {
-        try {
-          const job = JSON.parse(await Deno.readTextFile(fileOf(name))) as Job;
-          schedule(job, name);
-        } catch (error) {
-          log.error("Cannot read journaled media job {name}: {error}", { name, error });
-        }
-      }
-      return names.length;
+      const found = await readJournal(deps.journalDir);
+      for (const { name, job } of found) schedule(job, name);
+      return found.length;
     },
+
+    /** Nothing to stop: jobs under way stay journaled for the next start. */
+    stop(): void {},
 
     /** Waits for every job in flight (shutdown, tests). */
     async drain(): Promise<void> {
@@ -143,5 +164,11 @@ export function createMediaIntake(deps: MediaIntakeDeps) {
   };
 }
 
-/** The media intake. */
-export type MediaIntake = ReturnType<typeof createMediaIntake>;
+/** A media intake: this one, or the shared one (shared_intake.ts) when instances share Redis. */
+export interface MediaIntake {
+  wants(item: InboundItem): boolean;
+  submit(item: InboundItem, publicBase: string): Promise<void>;
+  recover(): Promise<number>;
+  stop(): void;
+  drain(): Promise<void>;
+}

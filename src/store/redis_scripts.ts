@@ -53,9 +53,13 @@ export const HEADER = [
 
 /** Fields per inbound item after the header and the dedup TTL: follower, name, to, kind,
  * dedup key, event, the envelope's data as JSON without its `{` and seq, its result as JSON,
- * msg_type, preview, received at. The script makes the log tail and the history item from the
- * data, so it crosses the wire once. */
-export const INBOUND_FIELDS = 11;
+ * msg_type, preview, received at, and '1' when it comes off the follower's media queue. The
+ * script makes the log tail and the history item from the data, so it crosses the wire once. */
+export const INBOUND_FIELDS = 12;
+
+/** How many of those fields a media queue entry keeps (all but the from-the-queue flag): a JSON
+ * array of them, then, for an entry the intake pushed, the base of its media URLs. */
+export const QUEUED_FIELDS = 11;
 
 /** Errors the script raises for a refused command start with this word (then StoreError). */
 export const STORE_ERROR = "STORE";
@@ -75,7 +79,9 @@ export const REPLY_REFUSED = "NOREPLY";
  * `contacts` hash follower -> contact JSON; `served:<agent>` sorted set of the followers whose
  * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
  * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
- * `dedup:<key>`; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
+ * `dedup:<key>`; `mediaq:<follower>` list of the follower's messages waiting behind its media
+ * (JSON arrays of the inbound fields), `mediaq_followers` set of the followers with one,
+ * `mediaq_lease:<follower>` the instance working that list; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
  * with a socket there. Log entries are published on `deliver:<instance>` to each instance with
  * their agent online there.
  */
@@ -393,73 +399,151 @@ if OP == 'inbound' then
       local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
       local dedup, event, data, result = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local msg_type, preview, at_s = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
+      local from_queue = ARGV[i + 11] == '1'
       local at = tonumber(at_s)
       local item = #out
       i = i + ${INBOUND_FIELDS}
-      -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
-      local tail = data .. ',"result":' .. result .. '}'
-      local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
-      local fresh = true
-      if dedup ~= '' then
-        fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
-      end
-      if not fresh then
-        out[#out + 1] = 'duplicate'
+      -- A follower with media still being fetched (on any instance): this message waits behind
+      -- it, in the order WeChat posted them, and is deduplicated when it comes off the queue.
+      local queue = P .. 'mediaq:' .. fid
+      if not from_queue and redis.call('EXISTS', queue) == 1 then
+        redis.call('RPUSH', queue, cjson.encode({
+          fid, name, to, kind, dedup, event, data, result, msg_type, preview, at_s,
+        }))
+        out[#out + 1] = 'queued'
       else
-        local c = get_contact(fid) or new_contact(fid, at)
-        touch(c)
-        if name ~= '' then c.name = name end
-        -- As window.ts noteInbound: an event keeps an open message window that has replies left.
-        -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
-        local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
-        local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
-          and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
-        if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
-          c.last_inbound_at = at
-          c.last_inbound_kind = kind
-          c.replies_since_inbound = 0
-          c.window_closed_by = nil
+        -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
+        local tail = data .. ',"result":' .. result .. '}'
+        local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
+        local fresh = true
+        if dedup ~= '' then
+          fresh = redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl)
         end
-        if kind == 'message' then
-          c.window_notice = nil
-          closing[fid] = c.last_inbound_at + MESSAGE_WINDOW_MS
-        end
-        c.subscribed = event ~= 'unsubscribe'
-        c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
-        c.last_message_at = at
-        stamps[fid] = at_s
-        c.unread = c.unread + 1
-        history(c, hist)
-        local target = nil
-        if to ~= '' and is_agent(to) then target = to end
-        if target ~= nil and c.agent_id ~= target then
-          bind(c, target, 'assigned', notice('assigned', { name = c.name }))
-        elseif c.agent_id == NULL then
-          local chosen = choose(c.last_agent_id)
-          if chosen ~= nil then bind(c, chosen, 'assigned', notice('assigned', { name = c.name })) end
-        end
-        if c.agent_id == NULL then
-          c.status = 'waiting'
-          if c.waiting_since == NULL then
-            c.waiting_since = at
-            tell_team(nil, {
-              event = 'waiting', follower_id = fid, follower_name = c.name, preview = preview,
-              since = math.floor(at / 1000), text = notice('waiting', { name = c.name }),
-            }, online_agents())
-          end
-          if not redis.call('ZSCORE', P .. 'waiting', fid) then
-            redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
-          end
-          redis.call('RPUSH', P .. 'queued:' .. fid, tail)
-          redis.call('INCR', P .. 'queued_count')
-          out[#out + 1] = 'waiting'
+        if not fresh then
+          out[#out + 1] = 'duplicate'
         else
-          append(c.agent_id, tail, item)
-          out[#out + 1] = 'delivered'
+          local c = get_contact(fid) or new_contact(fid, at)
+          touch(c)
+          if name ~= '' then c.name = name end
+          -- As window.ts noteInbound: an event keeps an open message window that has replies left.
+          -- ... unless WeChat closed it (45015, 45047): then the event opens its own.
+          local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
+          local keeps = kind == 'event' and c.last_inbound_kind == 'message' and not closed
+            and at < c.last_inbound_at + MESSAGE_WINDOW_MS and c.replies_since_inbound < MESSAGE_QUOTA
+          if kind ~= 'none' and not keeps and at >= c.last_inbound_at then
+            c.last_inbound_at = at
+            c.last_inbound_kind = kind
+            c.replies_since_inbound = 0
+            c.window_closed_by = nil
+          end
+          if kind == 'message' then
+            c.window_notice = nil
+            closing[fid] = c.last_inbound_at + MESSAGE_WINDOW_MS
+          end
+          c.subscribed = event ~= 'unsubscribe'
+          c.last_message = { msg_type = msg_type, preview = preview, direction = 'in' }
+          c.last_message_at = at
+          stamps[fid] = at_s
+          c.unread = c.unread + 1
+          history(c, hist)
+          local target = nil
+          if to ~= '' and is_agent(to) then target = to end
+          if target ~= nil and c.agent_id ~= target then
+            bind(c, target, 'assigned', notice('assigned', { name = c.name }))
+          elseif c.agent_id == NULL then
+            local chosen = choose(c.last_agent_id)
+            if chosen ~= nil then bind(c, chosen, 'assigned', notice('assigned', { name = c.name })) end
+          end
+          if c.agent_id == NULL then
+            c.status = 'waiting'
+            if c.waiting_since == NULL then
+              c.waiting_since = at
+              tell_team(nil, {
+                event = 'waiting', follower_id = fid, follower_name = c.name, preview = preview,
+                since = math.floor(at / 1000), text = notice('waiting', { name = c.name }),
+              }, online_agents())
+            end
+            if not redis.call('ZSCORE', P .. 'waiting', fid) then
+              redis.call('ZADD', P .. 'waiting', redis.call('INCR', P .. 'waitseq'), fid)
+            end
+            redis.call('RPUSH', P .. 'queued:' .. fid, tail)
+            redis.call('INCR', P .. 'queued_count')
+            out[#out + 1] = 'waiting'
+          else
+            append(c.agent_id, tail, item)
+            out[#out + 1] = 'delivered'
+          end
         end
       end
     end
     return out
+  end
+end
+
+-- A follower's media message, before WeChat is answered: it starts (or joins) the follower's
+-- queue, which any instance may then work.
+if OP == 'mqpush' then
+  function ops.mqpush()
+    local fid = ARGV[A0]
+    redis.call('RPUSH', P .. 'mediaq:' .. fid, ARGV[A0 + 1])
+    redis.call('SADD', P .. 'mediaq_followers', fid)
+    return 0
+  end
+end
+
+-- Takes the follower's queue for this instance unless another holds it, or ('renew') extends
+-- this instance's lease, which a renewal must not make again once the last pop ended it: 1 if
+-- this instance holds it now.
+if OP == 'mqlease' then
+  function ops.mqlease()
+    local lease = P .. 'mediaq_lease:' .. ARGV[A0]
+    local holder = redis.call('GET', lease)
+    if holder ~= IID and (holder or ARGV[A0 + 2] == 'renew') then return 0 end
+    redis.call('SET', lease, IID, 'PX', ARGV[A0 + 1])
+    return 1
+  end
+end
+
+-- The head of the follower's queue and whether it is already stored (its dedup key is there:
+-- a WeChat retry queued behind the first copy); an empty table when there is no queue.
+if OP == 'mqhead' then
+  function ops.mqhead()
+    local fid = ARGV[A0]
+    local head = redis.call('LINDEX', P .. 'mediaq:' .. fid, 0)
+    if not head then
+      redis.call('SREM', P .. 'mediaq_followers', fid)
+      return {}
+    end
+    local dedup = cjson.decode(head)[5]
+    local stored = dedup ~= '' and redis.call('EXISTS', P .. 'dedup:' .. string.sub(dedup, 2)) == 1
+    return { head, stored and 1 or 0 }
+  end
+end
+
+-- Removes the head once it is stored, if this instance still holds the queue: what is left, or
+-- -1 when another took it over. The last pop ends the queue in the same step, so a message
+-- that came meanwhile is either behind the head (and worked next) or stored directly after.
+if OP == 'mqpop' then
+  function ops.mqpop()
+    local fid, head = ARGV[A0], ARGV[A0 + 1]
+    local queue, lease = P .. 'mediaq:' .. fid, P .. 'mediaq_lease:' .. fid
+    if redis.call('GET', lease) ~= IID then return -1 end
+    if redis.call('LINDEX', queue, 0) == head then redis.call('LPOP', queue) end
+    local left = redis.call('LLEN', queue)
+    if left == 0 then
+      redis.call('SREM', P .. 'mediaq_followers', fid)
+      redis.call('DEL', lease)
+    end
+    return left
+  end
+end
+
+-- Lets go of the follower's queue (this instance stops) so another takes it at its next sweep.
+if OP == 'mqrelease' then
+  function ops.mqrelease()
+    local lease = P .. 'mediaq_lease:' .. ARGV[A0]
+    if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
+    return 0
   end
 end
 

@@ -9,7 +9,14 @@ import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envel
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
 import { createAgentOrder } from "./redis_order.ts";
-import { HEADER, REPLY_REFUSED, ROUTING_LUA, STATE_LOST, STORE_ERROR } from "./redis_scripts.ts";
+import {
+  HEADER,
+  QUEUED_FIELDS,
+  REPLY_REFUSED,
+  ROUTING_LUA,
+  STATE_LOST,
+  STORE_ERROR,
+} from "./redis_scripts.ts";
 import {
   type AgentRecord,
   type Applied,
@@ -20,7 +27,9 @@ import {
   type InboundOutcome,
   isAfterCursor,
   type LogEntry,
+  type MediaQueue,
   type Presence,
+  type QueuedItem,
   type QuickReply,
   ReplyRefusedError,
   type Store,
@@ -52,6 +61,7 @@ export interface RedisStore extends Store {
   readonly instanceId: string;
   readonly prefix: string;
   readonly tokenCache: TokenCache;
+  readonly mediaQueue: MediaQueue;
   agentOffline(agentId: string): Promise<void>;
   onRemoteEntries(listener: (entries: LogEntry[]) => void): void;
   /** Agents with a socket on any live instance. */
@@ -504,32 +514,46 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
   };
 
+  const mediaQueue: MediaQueue = {
+    async push(item, publicBase) {
+      await run("mqpush", [item.followerId, JSON.stringify([...inboundFields(item), publicBase])]);
+    },
+    async followers() {
+      return await client.smembers(`${prefix}mediaq_followers`);
+    },
+    async lease(followerId, ms) {
+      return (await run<number>("mqlease", [followerId, ms, "take"])).value === 1;
+    },
+    async renew(followerId, ms) {
+      return (await run<number>("mqlease", [followerId, ms, "renew"])).value === 1;
+    },
+    async head(followerId) {
+      const { value } = await run<[string, number] | []>("mqhead", [followerId]);
+      if (value.length === 0) return null;
+      return parseQueued(value[0], value[1] === 1);
+    },
+    async pop(followerId, head) {
+      return (await run<number>("mqpop", [followerId, head.raw])).value;
+    },
+    async release(followerId) {
+      await run("mqrelease", [followerId]);
+    },
+  };
+
   return {
     instanceId,
     prefix,
     tokenCache,
+    mediaQueue,
 
     async acceptInbound(items: InboundItem[], _presence: Presence) {
       // `_presence` is this instance's view; the script reads every instance's from Redis.
       const args: Array<string | number> = [options.dedupTtlMs];
       const sent: Array<{ envelope: Envelope; tail: string }> = [];
       for (const item of items) {
-        const data = dataRest(item.envelope.data);
-        const result = JSON.stringify(item.envelope.result);
-        args.push(
-          item.followerId,
-          item.name ?? "",
-          item.to,
-          item.kind,
-          item.dedupKey === null ? "" : `k${item.dedupKey}`,
-          item.event ?? "",
-          data,
-          result,
-          item.envelope.data.msg_type,
-          previewOf(item.envelope),
-          item.receivedAt,
-        );
-        sent.push({ envelope: item.envelope, tail: `${data},"result":${result}}` });
+        const fields = inboundFields(item);
+        args.push(...fields, item.fromQueue ? "1" : "");
+        sent.push({ envelope: item.envelope, tail: `${fields[6]},"result":${fields[7]}}` });
       }
       const { value, entries } = await run<InboundOutcome[]>("inbound", args, false, sent);
       return applied(value, entries);
@@ -849,6 +873,54 @@ function parsePublication(message: string, agents: ReadonlySet<string>): LogEntr
     entries.push({ agentId, seq: envelope.data.seq ?? 0, envelope, frame });
   }
   return entries;
+}
+
+/** An inbound item as the script reads it (INBOUND_FIELDS but the from-the-queue flag). */
+function inboundFields(item: InboundItem): string[] {
+  return [
+    item.followerId,
+    item.name ?? "",
+    item.to,
+    item.kind,
+    item.dedupKey === null ? "" : `k${item.dedupKey}`,
+    item.event ?? "",
+    dataRest(item.envelope.data),
+    JSON.stringify(item.envelope.result),
+    item.envelope.data.msg_type,
+    previewOf(item.envelope),
+    String(item.receivedAt),
+  ];
+}
+
+/** A media queue entry (inboundFields, then the intake's media base if it pushed it) as the
+ * item it was made from. */
+function parseQueued(raw: string, stored: boolean): QueuedItem {
+  const fields = JSON.parse(raw) as string[];
+  const [followerId, name, to, kind, dedup, event, data, result] = fields as Array<
+    string | undefined
+  >;
+  if (fields.length < QUEUED_FIELDS || data === undefined || result === undefined) {
+    throw new SyntaxError(`Cannot parse a media queue entry: ${fields.length} fields`);
+  }
+  const envelope = {
+    data: JSON.parse(data === "}" ? "{}" : `{${data.slice(1)}`),
+    result: JSON.parse(result),
+  } as Envelope;
+  return {
+    item: {
+      followerId: followerId!,
+      name: name || null,
+      to: to!,
+      kind: kind as InboundItem["kind"],
+      envelope,
+      receivedAt: Number(fields[10]),
+      dedupKey: dedup ? dedup.slice(1) : null,
+      ...(event ? { event } : {}),
+    },
+    publicBase: fields[QUEUED_FIELDS] ?? null,
+    stored,
+    raw,
+  };
 }
 
 /** The envelope's JSON after `{"data":{"seq":N`, which the script completes with the seq. */

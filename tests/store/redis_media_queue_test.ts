@@ -1,0 +1,145 @@
+// The Redis store's media queue (MediaQueue) as two instances see it: who may work a follower's
+// queue, what the routing script queues behind it, and how the last pop ends it.
+
+import assert from "node:assert/strict";
+import type { Envelope } from "../../src/protocol/envelope.ts";
+import type { InboundItem, Presence } from "../../src/core/store.ts";
+import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
+import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
+
+const REDIS_URL = await findTestRedis();
+
+function openStore(prefix: string): Promise<RedisStore> {
+  return createRedisStore({
+    url: REDIS_URL!,
+    prefix,
+    companyId: "acme",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 60_000,
+    heartbeatMs: 60_000,
+  });
+}
+
+let msgId = 0;
+function item(from: string, msgType: "text" | "image"): InboundItem {
+  const id = String(++msgId);
+  const msg = msgType === "text" ? { content: `hello | ${id}\n"/"` } : { media_id: `m${id}` };
+  const envelope: Envelope = {
+    data: {
+      id,
+      name: from,
+      avatar: "",
+      msg_type: msgType,
+      contact_id: from,
+      company_id: "acme",
+      send_time: 1_700_000_000,
+      msg,
+    },
+    result: { code: msgType === "text" ? 1001 : 1002, message: "common" },
+  };
+  return {
+    followerId: from,
+    name: "关注者",
+    to: "gh_account",
+    envelope,
+    kind: "message",
+    receivedAt: Date.now(),
+    dedupKey: id,
+  };
+}
+
+const presence: Presence = { isOnline: () => true, onlineAgents: () => new Set() };
+
+Deno.test({
+  name:
+    "the Redis media queue: one instance works it, the script queues behind it, the last pop ends it",
+  ignore: REDIS_URL === null,
+  async fn(t) {
+    const prefix = uniquePrefix("mediaq");
+    const a = await openStore(prefix);
+    const b = await openStore(prefix);
+    try {
+      await b.agentOnline("alice", presence);
+      const image = item("oQ", "image");
+      const text = item("oQ", "text");
+
+      await t.step(
+        "a follower with a queue has its next message queued, on any instance",
+        async () => {
+          await a.mediaQueue.push(image, "https://bridge.example");
+          const other = item("oOther", "text");
+          const { value } = await b.acceptInbound([text, other], presence);
+          assert.deepEqual(value, ["queued", "delivered"]);
+          assert.deepEqual(await b.mediaQueue.followers(), ["oQ"]);
+        },
+      );
+
+      await t.step("one instance holds the lease; the other can neither take nor pop", async () => {
+        assert.equal(await a.mediaQueue.lease("oQ", 5_000), true);
+        assert.equal(await b.mediaQueue.lease("oQ", 5_000), false);
+        const head = await b.mediaQueue.head("oQ");
+        assert.ok(head);
+        assert.equal(await b.mediaQueue.pop("oQ", head), -1);
+      });
+
+      await t.step("the head comes back as it was pushed, stored from the queue", async () => {
+        const head = await a.mediaQueue.head("oQ");
+        assert.ok(head);
+        assert.deepEqual(head.item, image);
+        assert.equal(head.publicBase, "https://bridge.example");
+        assert.equal(head.stored, false);
+        const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+        assert.deepEqual(value, ["delivered"]);
+        assert.equal(await a.mediaQueue.pop("oQ", head), 1);
+      });
+
+      await t.step(
+        "a message the script queued comes back whole, without a media base",
+        async () => {
+          const head = await a.mediaQueue.head("oQ");
+          assert.ok(head);
+          assert.deepEqual(head.item, text);
+          assert.equal(head.publicBase, null);
+          assert.equal(head.stored, false);
+          const { value, deliveries } = await a.acceptInbound(
+            [{ ...head.item, fromQueue: true }],
+            presence,
+          );
+          assert.deepEqual(value, ["delivered"]);
+          assert.deepEqual(deliveries.map((e) => e.envelope.data.msg), [text.envelope.data.msg]);
+          assert.equal(await a.mediaQueue.pop("oQ", head), 0);
+        },
+      );
+
+      await t.step(
+        "the last pop ends the queue and the lease, which a renewal does not make again",
+        async () => {
+          assert.deepEqual(await a.mediaQueue.followers(), []);
+          assert.equal(await a.mediaQueue.head("oQ"), null);
+          assert.equal(await a.mediaQueue.renew("oQ", 5_000), false);
+          assert.equal(await b.mediaQueue.lease("oQ", 5_000), true);
+          await b.mediaQueue.release("oQ");
+          const { value } = await b.acceptInbound([item("oQ", "text")], presence);
+          assert.deepEqual(value, ["delivered"]);
+        },
+      );
+
+      await t.step("a copy of a stored message at the head is marked stored", async () => {
+        const again = item("oR", "image");
+        await a.mediaQueue.push(again, "https://bridge.example");
+        await a.mediaQueue.push(again, "https://bridge.example");
+        assert.equal(await a.mediaQueue.lease("oR", 5_000), true);
+        const first = await a.mediaQueue.head("oR");
+        assert.ok(first);
+        await a.acceptInbound([{ ...first.item, fromQueue: true }], presence);
+        assert.equal(await a.mediaQueue.pop("oR", first), 1);
+        assert.equal((await a.mediaQueue.head("oR"))?.stored, true);
+      });
+    } finally {
+      await a.close();
+      await b.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
