@@ -4,6 +4,7 @@
 import { loadConfig } from "../../src/config.ts";
 import { createServer, type Effects, type Server } from "../../src/server.ts";
 import type { Store } from "../../src/core/store.ts";
+import { connectAgent, type TestAgent } from "./agent.ts";
 
 /** A running bridge. */
 export interface TestBridge {
@@ -41,4 +42,23 @@ export async function startBridge(
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** Waits until the bridge routes to agent `id` (its socket is in the hub and the store knows
+ * the agent), so that a webhook posted next goes to it. */
+export async function waitRouted(server: TestBridge, id: string): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (!server.bridge.hub.isOnline(id) || !(await server.store.isKnownAgent(id))) {
+    if (Date.now() > deadline) throw new Error(`${id} never came online`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Connects agent `id` to `server` and waits until the bridge routes to it. */
+export async function connectRoutedAgent(server: TestBridge, id: string): Promise<TestAgent> {
+  const agent = await connectAgent(
+    `${server.wsBase}/im_component/wx_official_account/msg?userid=${id}`,
+  );
+  await waitRouted(server, id);
+  return agent;
 }

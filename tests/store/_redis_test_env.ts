@@ -3,6 +3,7 @@
 // test's own key prefix, and a redis-server of a test's own, for tests that stop it.
 
 import { Redis } from "redis";
+import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
 
 /** The test Redis's URL, or null (reason printed) to skip outside CI. */
 export async function findTestRedis(): Promise<string | null> {
@@ -118,4 +119,29 @@ export async function stopRedis(child: Deno.ChildProcess): Promise<void> {
     child.kill("SIGKILL");
   } catch { /* already gone */ }
   await child.status;
+}
+
+/** A store on `url` under `prefix`, as two instances of one company would open it. */
+export function openPrefixedStore(url: string, prefix: string): Promise<RedisStore> {
+  return createRedisStore({
+    url,
+    prefix,
+    companyId: "acme",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 60_000,
+    heartbeatMs: 60_000,
+  });
+}
+
+/** A store on the redis-server of startRedis() at `port`, its presence beating every 500 ms. */
+export function openStoreOnPort(port: number): Promise<RedisStore> {
+  return createRedisStore({
+    url: `redis://127.0.0.1:${port}`,
+    companyId: "",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 3600_000,
+    heartbeatMs: 500,
+  });
 }

@@ -4,11 +4,10 @@
 // WeChat does) reaches the agent with a seq above every one it had; /readyz and a metric say so.
 
 import assert from "node:assert/strict";
-import { createRedisStore } from "../../src/store/redis_store.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { freePort } from "../helpers/spawn.ts";
 import { startBridge } from "../helpers/server.ts";
-import { canRunRedisServer, startRedis, stopRedis } from "./_redis_test_env.ts";
+import { canRunRedisServer, openStoreOnPort, startRedis, stopRedis } from "./_redis_test_env.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -20,14 +19,7 @@ Deno.test({
   async fn(t) {
     const port = freePort();
     let redis = await startRedis(port);
-    const store = await createRedisStore({
-      url: `redis://127.0.0.1:${port}`,
-      companyId: "",
-      now: Date.now,
-      newId: () => crypto.randomUUID(),
-      dedupTtlMs: 3600_000,
-      heartbeatMs: 500,
-    });
+    const store = await openStoreOnPort(port);
     const server = await startBridge({ store });
     const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=RA`);
     /** Posts as WeChat does: a refused answer is retried (WeChat: 3 times; here until 15 s). */

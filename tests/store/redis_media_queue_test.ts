@@ -4,22 +4,11 @@
 import assert from "node:assert/strict";
 import type { Envelope } from "../../src/protocol/envelope.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
-import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
+import { findTestRedis, flushPrefix, openPrefixedStore, uniquePrefix } from "./_redis_test_env.ts";
 
 const REDIS_URL = await findTestRedis();
 
-function openStore(prefix: string): Promise<RedisStore> {
-  return createRedisStore({
-    url: REDIS_URL!,
-    prefix,
-    companyId: "acme",
-    now: Date.now,
-    newId: () => crypto.randomUUID(),
-    dedupTtlMs: 60_000,
-    heartbeatMs: 60_000,
-  });
-}
+const openStore = (prefix: string) => openPrefixedStore(REDIS_URL!, prefix);
 
 let msgId = 0;
 function item(from: string, msgType: "text" | "image"): InboundItem {

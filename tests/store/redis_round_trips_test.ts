@@ -6,6 +6,7 @@ import { createRedisStore, type RedisStore } from "../../src/store/redis_store.t
 import {
   findTestRedis,
   flushPrefix,
+  openPrefixedStore,
   rawClient,
   uniquePrefix,
   waitUntil,
@@ -15,17 +16,7 @@ const REDIS_URL = await findTestRedis();
 const ignore = REDIS_URL === null;
 const url = REDIS_URL ?? "";
 
-function openStore(prefix: string): Promise<RedisStore> {
-  return createRedisStore({
-    url,
-    prefix,
-    companyId: "acme",
-    now: Date.now,
-    newId: () => crypto.randomUUID(),
-    dedupTtlMs: 60_000,
-    heartbeatMs: 60_000,
-  });
-}
+const openStore = (prefix: string) => openPrefixedStore(url, prefix);
 
 let msgId = 0;
 function item(from: string, to: string): InboundItem {

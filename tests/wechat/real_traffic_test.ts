@@ -9,8 +9,8 @@ import { openKvStore } from "../../src/store/kv_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
-import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
+import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
 
 const B = "/im_component/wx_official_account";
@@ -59,16 +59,6 @@ async function postXml(server: TestBridge, xml: string, query = signed()) {
   const res = await post(`${server.base}${B}/send_xml?${query}`, xml);
   assert.equal(res.status, 200, res.text);
   assert.equal(res.text, "success");
-}
-
-async function agentOn(server: TestBridge, id: string): Promise<TestAgent> {
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${id}`);
-  const deadline = Date.now() + 3000;
-  while (!server.bridge.hub.isOnline(id) || !(await server.store.isKnownAgent(id))) {
-    if (Date.now() > deadline) throw new Error(`${id} never came online`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return agent;
 }
 
 /** Posts a text marker and waits for it: whatever was posted before has been handled. */
@@ -126,7 +116,7 @@ for (const [name, make] of STORES) {
     async fn(t) {
       const { store, cleanup } = await make!(Date.now);
       const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN }, store });
-      const agent = await agentOn(server, "ops-agent");
+      const agent = await connectRoutedAgent(server, "ops-agent");
       const metric = async (event: string) => {
         const text = await (await fetch(`${server.base}/metrics`)).text();
         const line = text.split("\n").find((l) =>
@@ -221,7 +211,7 @@ for (const [name, make] of STORES) {
 Deno.test("safe and compatible mode as wechat-crypto encrypts them", async (t) => {
   await t.step("compatible mode without WECHAT_AES_KEY delivers the plaintext fields", async () => {
     const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
-    const agent = await agentOn(server, "compat-agent");
+    const agent = await connectRoutedAgent(server, "compat-agent");
     try {
       for (const id of ["5301", "5302"]) {
         const { body, query } = encrypted(textXml("o-compat", "gh_account", "兼容模式", id), true);
@@ -245,7 +235,7 @@ Deno.test("safe and compatible mode as wechat-crypto encrypts them", async (t) =
     const server = await startBridge({
       env: { WECHAT_TOKEN: TOKEN, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
     });
-    const agent = await agentOn(server, "long-agent");
+    const agent = await connectRoutedAgent(server, "long-agent");
     try {
       const content = "长".repeat(3100) + "消息".repeat(1500);
       for (const compatible of [false, true]) {
@@ -273,7 +263,7 @@ Deno.test("safe and compatible mode as wechat-crypto encrypts them", async (t) =
 /** Posts each sample to a fresh bridge (samples share ids) and returns what the agent got. */
 async function deliverSample(xml: string): Promise<Received> {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
-  const agent = await agentOn(server, "sample-agent");
+  const agent = await connectRoutedAgent(server, "sample-agent");
   try {
     await postXml(server, xml);
     return await agent.waitFor((e) =>

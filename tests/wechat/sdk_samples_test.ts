@@ -3,8 +3,8 @@
 // agents and operators, as SPEC.md says.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
+import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -15,16 +15,6 @@ async function postXml(server: TestBridge, xml: string, query = ""): Promise<voi
   const res = await post(`${server.base}${B}/send_xml${query}`, xml);
   assert.equal(res.status, 200, res.text);
   assert.equal(res.text, "success");
-}
-
-async function agentOn(server: TestBridge, id: string): Promise<TestAgent> {
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${id}`);
-  const deadline = Date.now() + 3000;
-  while (!server.bridge.hub.isOnline(id) || !(await server.store.isKnownAgent(id))) {
-    if (Date.now() > deadline) throw new Error(`${id} never came online`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return agent;
 }
 
 /** Posts a text marker and waits for it: whatever was posted before has been handled. */
@@ -46,7 +36,7 @@ const isEvent = (event: string) => (e: Received) =>
 
 Deno.test("reports on two sends finishing in one second are two reports, not a retry", async (t) => {
   const server = await startBridge();
-  const agent = await agentOn(server, "ops");
+  const agent = await connectRoutedAgent(server, "ops");
   try {
     await t.step("two template messages to one follower: both counted", async () => {
       // wechatpy's sample, and WeChat's second one (状态 failed:user block) for another send.
@@ -87,7 +77,7 @@ Deno.test("reports on two sends finishing in one second are two reports, not a r
 
 Deno.test("wechatpy's parser samples reach the agent typed as SPEC's table says", async (t) => {
   const server = await startBridge();
-  const agent = await agentOn(server, "parser-agent");
+  const agent = await connectRoutedAgent(server, "parser-agent");
   // The three samples share FromUserName and MsgId, which would make the later two retries of
   // the first: each is sent as from its own follower.
   const replay = async (name: string) => {

@@ -8,8 +8,8 @@ import { loadConfig } from "../../src/config.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createWechatCrypto } from "../../src/wechat/crypto.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
-import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
+import { connectRoutedAgent, startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
 const SAMPLES = new URL("../fixtures/wechat/samples/", import.meta.url);
@@ -75,22 +75,6 @@ function eventXml(
 ): string {
   const rest = Object.entries(fields).map(([k, v]) => `<${k}><![CDATA[${v}]]></${k}>`).join("");
   return `<xml><ToUserName><![CDATA[${to}]]></ToUserName><FromUserName><![CDATA[${from}]]></FromUserName><CreateTime>${createTime}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[${event}]]></Event>${rest}</xml>`;
-}
-
-/** Waits until the bridge has registered the agent, so `ToUserName` = its id routes to it. */
-async function waitOnline(server: TestBridge, agentId: string): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (!server.bridge.hub.isOnline(agentId) || !(await server.store.isKnownAgent(agentId))) {
-    if (Date.now() > deadline) throw new Error(`Agent ${agentId} never came online`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Connects an agent and waits until the bridge routes to it. */
-async function agentOn(server: TestBridge, agentId: string): Promise<TestAgent> {
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${agentId}`);
-  await waitOnline(server, agentId);
-  return agent;
 }
 
 /** Messages an agent received with this `data.id`. */
@@ -200,7 +184,7 @@ Deno.test("GET send_xml answers WeChat's URL check only with a right signature",
 
 Deno.test("POST send_xml refuses unsigned and mis-signed messages when WECHAT_TOKEN is set", async (t) => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
-  const agent = await agentOn(server, "sig-agent");
+  const agent = await connectRoutedAgent(server, "sig-agent");
   try {
     const xml = (id: string) => textXml("sig-follower", "sig-agent", `body ${id}`, id);
     const refused: string[] = [];
@@ -261,7 +245,7 @@ Deno.test("POST send_xml in safe mode decrypts, checks msg_signature and the app
       WECHAT_APPID: APPID,
     },
   });
-  const agent = await agentOn(server, "aes-agent");
+  const agent = await connectRoutedAgent(server, "aes-agent");
   try {
     const plain = (id: string, content = `secret ${id}`) =>
       textXml("aes-follower", "aes-agent", content, id);
@@ -471,7 +455,7 @@ Deno.test("WeChat is answered success quickly while agents are absent or slow", 
       assert.ok(ms < QUICK_MS, `answered after ${ms} ms`);
       const contact = await server.store.getContact("alone-follower");
       assert.equal(contact?.status, "waiting");
-      const late = await agentOn(server, "late-agent");
+      const late = await connectRoutedAgent(server, "late-agent");
       try {
         const got = await late.waitFor((e) => e.data["id"] === "6001");
         assert.equal(got.data.msg?.["content"], "anyone there?");
@@ -482,9 +466,9 @@ Deno.test("WeChat is answered success quickly while agents are absent or slow", 
 
     await t.step("an agent that stops reading does not slow WeChat's answers", async () => {
       const stalled = await connectStalledAgent(server.port, "stalled-agent");
-      const fast = await agentOn(server, "fast-agent");
+      const fast = await connectRoutedAgent(server, "fast-agent");
       try {
-        await waitOnline(server, "stalled-agent");
+        await waitRouted(server, "stalled-agent");
         // 250 messages of 21 KB (under the 24 KiB body limit): 5 MB more than the stalled
         // socket will ever read.
         const big = "慢".repeat(7_000);
@@ -523,7 +507,7 @@ Deno.test("WeChat is answered success quickly while agents are absent or slow", 
 
 Deno.test("WeChat's retries are delivered once", async (t) => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
-  const agent = await agentOn(server, "dedup-agent");
+  const agent = await connectRoutedAgent(server, "dedup-agent");
   try {
     await t.step("the same MsgId posted 3 times: success 3 times, delivered once", async () => {
       const xml = textXml("retry-follower", "dedup-agent", "say it once", "5000000000000000001");
@@ -601,8 +585,8 @@ Deno.test("WeChat's retries are delivered once", async (t) => {
 
 Deno.test("events reach the follower's agent as 102 system messages", async (t) => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN, COMPANY_ID: "acme" } });
-  const mine = await agentOn(server, "events-agent");
-  const other = await agentOn(server, "idle-agent");
+  const mine = await connectRoutedAgent(server, "events-agent");
+  const other = await connectRoutedAgent(server, "idle-agent");
   try {
     const subscribeXml = await sample("subscribe_qrscene.xml");
     const viewXml = await sample("view_menu.xml");
@@ -723,7 +707,7 @@ Deno.test("every WeChat sample message reaches the agent with the right envelope
   // The samples share MsgId 1234567890123456 and FromUserName, so each gets a fresh bridge.
   const deliver = async (xml: string, match: (e: Received) => boolean): Promise<Received> => {
     const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN, COMPANY_ID: "acme" } });
-    const agent = await agentOn(server, "sample-agent");
+    const agent = await connectRoutedAgent(server, "sample-agent");
     try {
       await postOk(server, xml, signedQuery());
       return await agent.waitFor(match);
@@ -802,7 +786,7 @@ Deno.test("every WeChat sample message reaches the agent with the right envelope
 
 Deno.test("POST send_xml refuses hostile XML and keeps serving", async (t) => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
-  const agent = await agentOn(server, "xml-agent");
+  const agent = await connectRoutedAgent(server, "xml-agent");
   let n = 3000;
   try {
     const postXml = async (body: BodyInit) => {
@@ -906,7 +890,7 @@ Deno.test("POST send_xml refuses hostile XML and keeps serving", async (t) => {
 
 Deno.test("POST send refuses hostile JSON", async (t) => {
   const server = await startBridge();
-  const agent = await agentOn(server, "json-agent");
+  const agent = await connectRoutedAgent(server, "json-agent");
   try {
     const send = async (body: string) => {
       const res = await post(`${server.base}${B}/send`, body, {
