@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import type { Envelope } from "../../src/protocol/envelope.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
+import { createSharedMediaIntake } from "../../src/media/shared_intake.ts";
+import type { MediaPipeline } from "../../src/media/pipeline.ts";
+import { findTestRedis, flushPrefix, rawClient, uniquePrefix } from "./_redis_test_env.ts";
 
 const REDIS_URL = await findTestRedis();
 
@@ -166,6 +168,37 @@ Deno.test({
       assert.equal(await a.mediaQueue.pop("oE", head), 0);
     } finally {
       await a.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
+
+Deno.test({
+  name: "an instance that finds a swept follower's queue already ended leaves no lease behind",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("mediaq");
+    const a = await openStore(prefix);
+    const b = await openStore(prefix);
+    const raw = rawClient(REDIS_URL!);
+    try {
+      // What a sweep sees when the last pop ends the queue between its SMEMBERS and its lease.
+      await raw.sadd(`${prefix}mediaq_followers`, "oGone");
+      const intake = createSharedMediaIntake({
+        pipeline: {} as MediaPipeline,
+        queue: a.mediaQueue,
+        accept: () => Promise.reject(new Error("nothing is queued")),
+      });
+      await intake.recover();
+      await intake.drain();
+      intake.stop();
+      assert.deepEqual(await b.mediaQueue.followers(), []);
+      // The follower's next media, on the other instance, is worked there at once.
+      assert.equal(await b.mediaQueue.lease("oGone", 5_000), true);
+    } finally {
+      await raw.quit();
+      await a.close();
+      await b.close();
       await flushPrefix(REDIS_URL!, prefix);
     }
   },
