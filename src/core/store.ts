@@ -159,7 +159,7 @@ export interface MediaQueue {
   lease(followerId: string, ms: number): Promise<boolean>;
   /** Extends this instance's lease by `ms`; false if it lapsed or the queue ended. */
   renew(followerId: string, ms: number): Promise<boolean>;
-  /** The head of the follower's queue, or null when there is none. */
+  /** The head of the follower's queue, or null when there is none (and the lease is let go). */
   head(followerId: string): Promise<QueuedItem | null>;
   /** Removes `head` once stored: the entries left, or -1 when this instance lost the lease. */
   pop(followerId: string, head: QueuedItem): Promise<number>;

@@ -505,13 +505,18 @@ if OP == 'mqlease' then
 end
 
 -- The head of the follower's queue and whether it is already stored (its dedup key is there:
--- a WeChat retry queued behind the first copy); an empty table when there is no queue.
+-- a WeChat retry queued behind the first copy); an empty table when there is no queue, whose
+-- lease this instance then lets go.
 if OP == 'mqhead' then
   function ops.mqhead()
     local fid = ARGV[A0]
     local head = redis.call('LINDEX', P .. 'mediaq:' .. fid, 0)
     if not head then
       redis.call('SREM', P .. 'mediaq_followers', fid)
+      -- Ended between a sweep and its lease: a lease kept here would hold the follower's next
+      -- queue back from the instance that starts it until the lease lapsed.
+      local lease = P .. 'mediaq_lease:' .. fid
+      if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
       return {}
     end
     local dedup = cjson.decode(head)[5]

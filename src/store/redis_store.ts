@@ -516,7 +516,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
   const mediaQueue: MediaQueue = {
     async push(item, publicBase) {
-      await run("mqpush", [item.followerId, JSON.stringify([...inboundFields(item), publicBase])]);
+      // A lone surrogate (previewOf cut an emoji in two) becomes U+FFFD, as in ARGV: JSON's
+      // escape for it is one the script's cjson cannot decode, which would stop the queue.
+      const fields = [...inboundFields(item), publicBase].map((field) => field.toWellFormed());
+      await run("mqpush", [item.followerId, JSON.stringify(fields)]);
     },
     async followers() {
       return await client.smembers(`${prefix}mediaq_followers`);

@@ -4,7 +4,15 @@
 import assert from "node:assert/strict";
 import type { Envelope } from "../../src/protocol/envelope.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
-import { findTestRedis, flushPrefix, openPrefixedStore, uniquePrefix } from "./_redis_test_env.ts";
+import { createSharedMediaIntake } from "../../src/media/shared_intake.ts";
+import type { MediaPipeline } from "../../src/media/pipeline.ts";
+import {
+  findTestRedis,
+  flushPrefix,
+  openPrefixedStore,
+  rawClient,
+  uniquePrefix,
+} from "./_redis_test_env.ts";
 
 const REDIS_URL = await findTestRedis();
 
@@ -126,6 +134,64 @@ Deno.test({
         assert.equal((await a.mediaQueue.head("oR"))?.stored, true);
       });
     } finally {
+      await a.close();
+      await b.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
+
+Deno.test({
+  name: "a queued message whose preview cut an emoji in two comes off the queue",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("mediaq");
+    const a = await openStore(prefix);
+    try {
+      await a.agentOnline("alice", presence);
+      // previewOf keeps 80 UTF-16 units: here the 80th is the first half of the emoji. The
+      // journal of a bridge without Redis holds such texts behind media (recover pushes them).
+      const text = item("oE", "text");
+      text.envelope.data.msg = { content: `${"a".repeat(79)}😀 and more` };
+      await a.mediaQueue.push(text, "https://bridge.example");
+      assert.equal(await a.mediaQueue.lease("oE", 5_000), true);
+      const head = await a.mediaQueue.head("oE");
+      assert.ok(head);
+      assert.deepEqual(head.item.envelope.data.msg, text.envelope.data.msg);
+      const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+      assert.deepEqual(value, ["delivered"]);
+      assert.equal(await a.mediaQueue.pop("oE", head), 0);
+    } finally {
+      await a.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
+
+Deno.test({
+  name: "an instance that finds a swept follower's queue already ended leaves no lease behind",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("mediaq");
+    const a = await openStore(prefix);
+    const b = await openStore(prefix);
+    const raw = rawClient(REDIS_URL!);
+    try {
+      // What a sweep sees when the last pop ends the queue between its SMEMBERS and its lease.
+      await raw.sadd(`${prefix}mediaq_followers`, "oGone");
+      const intake = createSharedMediaIntake({
+        pipeline: {} as MediaPipeline,
+        queue: a.mediaQueue,
+        accept: () => Promise.reject(new Error("nothing is queued")),
+      });
+      await intake.recover();
+      await intake.drain();
+      intake.stop();
+      assert.deepEqual(await b.mediaQueue.followers(), []);
+      // The follower's next media, on the other instance, is worked there at once.
+      assert.equal(await b.mediaQueue.lease("oGone", 5_000), true);
+    } finally {
+      await raw.quit();
       await a.close();
       await b.close();
       await flushPrefix(REDIS_URL!, prefix);
