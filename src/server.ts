@@ -298,7 +298,13 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   const accept = (item: InboundItem) => switchboard.accept(item);
   const journalDir = `${config.dataDir}/media-jobs`;
   const intake: MediaIntake = store.mediaQueue
-    ? createSharedMediaIntake({ pipeline, queue: store.mediaQueue, accept, journalDir })
+    ? createSharedMediaIntake({
+      pipeline,
+      queue: store.mediaQueue,
+      accept,
+      journalDir,
+      unreachable: (error) => store.unreachable?.(error) ?? false,
+    })
     : createMediaIntake({ pipeline, journalDir, accept });
   const operatorEvents = createOperatorEvents({
     store,

@@ -165,6 +165,9 @@ export interface MediaQueue {
   pop(followerId: string, head: QueuedItem): Promise<number>;
   /** Gives the lease up, so another instance takes the queue at its next sweep. */
   release(followerId: string): Promise<void>;
+  /** Moves the head, unread, to the follower's aside list (`mediaq_aside:<follower>`) while
+   * this instance holds the lease: the entries left, or -1. */
+  setAside(followerId: string): Promise<number>;
 }
 
 /** The result of a store operation: per-item outcomes and log entries to push to sockets. */

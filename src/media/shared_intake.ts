@@ -15,6 +15,9 @@ const log = getLogger(["bridge", "media"]);
 const LEASE_MS = 5_000;
 /** How often every instance looks for queues nobody holds. */
 const SWEEP_MS = 2_000;
+/** Tries at one head, failing for a reason other than an unreachable store, before it is set
+ * aside: a sweep every 2 s makes that about 20 s. */
+const MAX_HEAD_FAILURES = 10;
 
 /** What the shared intake needs. */
 export interface SharedMediaIntakeDeps {
@@ -23,6 +26,8 @@ export interface SharedMediaIntakeDeps {
   accept(item: InboundItem): Promise<InboundOutcome>;
   /** Where a bridge without Redis journaled its jobs: those left there join the queues. */
   journalDir?: string;
+  /** Whether an error means the store cannot be reached now (then a head is never set aside). */
+  unreachable?(error: unknown): boolean;
   leaseMs?: number;
   sweepMs?: number;
 }
@@ -36,6 +41,8 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
   // Followers pushed to while this instance was finishing their queue: the last pop may have
   // ended it just before, so it is tried again at once rather than at the next sweep.
   const again = new Set<string>();
+  /** Failed tries at the head of each follower's queue, in this instance. */
+  const failures = new Map<string, number>();
   let sweepTimer: ReturnType<typeof setInterval> | undefined;
   let stopping = false;
 
@@ -58,15 +65,31 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
           }
           await deps.accept({ ...head.item, fromQueue: true });
         }
+        failures.delete(followerId);
         // 0: that was the last and the queue has ended; -1: another instance took it over.
         if (await queue.pop(followerId, head) <= 0) return;
       }
       if (held) await queue.release(followerId);
     } catch (error) {
-      log.warn("Cannot store the media queue of {follower_id} yet; it stays queued: {error}", {
-        follower_id: followerId,
-        error,
-      });
+      // Redis away: the queue waits, in order, however long it takes. Anything else failing
+      // again and again at one head (an entry no instance can read or store) would hold the
+      // follower's later messages back for ever: that head is set aside, and said so.
+      const tries = deps.unreachable?.(error) ? 0 : (failures.get(followerId) ?? 0) + 1;
+      if (tries >= MAX_HEAD_FAILURES) {
+        failures.delete(followerId);
+        log.error(
+          "Set aside the head of {follower_id}'s media queue after {tries} failed tries, in " +
+            "mediaq_aside:{follower_id}: {error}",
+          { follower_id: followerId, tries, error },
+        );
+        await queue.setAside(followerId).catch(() => {});
+      } else {
+        if (tries > 0) failures.set(followerId, tries);
+        log.warn("Cannot store the media queue of {follower_id} yet; it stays queued: {error}", {
+          follower_id: followerId,
+          error,
+        });
+      }
       await queue.release(followerId).catch(() => {});
     } finally {
       clearInterval(renewal);

@@ -543,6 +543,25 @@ if OP == 'mqpop' then
   end
 end
 
+-- Moves the head, unread, to the follower's aside list, if this instance holds the queue: an
+-- entry that no instance can read or store would hold every later message of the follower back
+-- for ever. What is left, or -1; the last one ends the queue as mqpop does.
+if OP == 'mqaside' then
+  function ops.mqaside()
+    local fid = ARGV[A0]
+    local queue, lease = P .. 'mediaq:' .. fid, P .. 'mediaq_lease:' .. fid
+    if redis.call('GET', lease) ~= IID then return -1 end
+    local head = redis.call('LPOP', queue)
+    if head then redis.call('RPUSH', P .. 'mediaq_aside:' .. fid, head) end
+    local left = redis.call('LLEN', queue)
+    if left == 0 then
+      redis.call('SREM', P .. 'mediaq_followers', fid)
+      redis.call('DEL', lease)
+    end
+    return left
+  end
+end
+
 -- Lets go of the follower's queue (this instance stops) so another takes it at its next sweep.
 if OP == 'mqrelease' then
   function ops.mqrelease()

@@ -541,6 +541,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async release(followerId) {
       await run("mqrelease", [followerId]);
     },
+    async setAside(followerId) {
+      return (await run<number>("mqaside", [followerId])).value;
+    },
   };
 
   return {

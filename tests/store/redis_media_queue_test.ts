@@ -198,3 +198,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a head set aside moves, unread, to the follower's aside list; the next one is the head",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("mediaq");
+    const a = await openStore(prefix);
+    const b = await openStore(prefix);
+    const raw = rawClient(REDIS_URL!);
+    try {
+      // An entry no instance can read (the script's cjson refuses it), then a good one.
+      await raw.rpush(`${prefix}mediaq:oBad`, "{not json");
+      await raw.sadd(`${prefix}mediaq_followers`, "oBad");
+      const good = item("oBad", "image");
+      await a.mediaQueue.push(good, "https://bridge.example");
+      assert.equal(await a.mediaQueue.lease("oBad", 5_000), true);
+      await assert.rejects(a.mediaQueue.head("oBad"));
+      // Only the instance holding the lease may set a head aside.
+      assert.equal(await b.mediaQueue.setAside("oBad"), -1);
+      assert.equal(await a.mediaQueue.setAside("oBad"), 1);
+      assert.deepEqual(await raw.lrange(`${prefix}mediaq_aside:oBad`, 0, -1), ["{not json"]);
+      const head = await a.mediaQueue.head("oBad");
+      assert.equal(head?.item.envelope.data.id, good.envelope.data.id);
+      // The last one set aside ends the queue, as the last pop does.
+      assert.equal(await a.mediaQueue.setAside("oBad"), 0);
+      assert.deepEqual(await a.mediaQueue.followers(), []);
+    } finally {
+      await raw.quit();
+      await a.close();
+      await b.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
