@@ -525,34 +525,22 @@ if OP == 'mqhead' then
   end
 end
 
--- Removes the head once it is stored, if this instance still holds the queue: what is left, or
--- -1 when another took it over. The last pop ends the queue in the same step, so a message
+-- Removes the head, if this instance still holds the queue: once it is stored ('pop', if it is
+-- still the head it read), or unread onto the follower's aside list ('aside': an entry no instance can read
+-- or store would hold every later message of the follower back for ever). What is left, or -1
+-- when another took the queue over. The last one ends the queue in the same step, so a message
 -- that came meanwhile is either behind the head (and worked next) or stored directly after.
 if OP == 'mqpop' then
   function ops.mqpop()
-    local fid, head = ARGV[A0], ARGV[A0 + 1]
+    local fid, head, mode = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
     local queue, lease = P .. 'mediaq:' .. fid, P .. 'mediaq_lease:' .. fid
     if redis.call('GET', lease) ~= IID then return -1 end
-    if redis.call('LINDEX', queue, 0) == head then redis.call('LPOP', queue) end
-    local left = redis.call('LLEN', queue)
-    if left == 0 then
-      redis.call('SREM', P .. 'mediaq_followers', fid)
-      redis.call('DEL', lease)
+    if mode == 'aside' then
+      local taken = redis.call('LPOP', queue)
+      if taken then redis.call('RPUSH', P .. 'mediaq_aside:' .. fid, taken) end
+    elseif redis.call('LINDEX', queue, 0) == head then
+      redis.call('LPOP', queue)
     end
-    return left
-  end
-end
-
--- Moves the head, unread, to the follower's aside list, if this instance holds the queue: an
--- entry that no instance can read or store would hold every later message of the follower back
--- for ever. What is left, or -1; the last one ends the queue as mqpop does.
-if OP == 'mqaside' then
-  function ops.mqaside()
-    local fid = ARGV[A0]
-    local queue, lease = P .. 'mediaq:' .. fid, P .. 'mediaq_lease:' .. fid
-    if redis.call('GET', lease) ~= IID then return -1 end
-    local head = redis.call('LPOP', queue)
-    if head then redis.call('RPUSH', P .. 'mediaq_aside:' .. fid, head) end
     local left = redis.call('LLEN', queue)
     if left == 0 then
       redis.call('SREM', P .. 'mediaq_followers', fid)

@@ -536,13 +536,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return parseQueued(value[0], value[1] === 1);
     },
     async pop(followerId, head) {
-      return (await run<number>("mqpop", [followerId, head.raw])).value;
+      return (await run<number>("mqpop", [followerId, head.raw, "pop"])).value;
     },
     async release(followerId) {
       await run("mqrelease", [followerId]);
     },
     async setAside(followerId) {
-      return (await run<number>("mqaside", [followerId])).value;
+      return (await run<number>("mqpop", [followerId, "", "aside"])).value;
     },
   };
 
