@@ -2,7 +2,9 @@
 // queue, what the routing script queues behind it, and how the last pop ends it.
 
 import assert from "node:assert/strict";
+import type { Redis } from "redis";
 import type { Envelope } from "../../src/protocol/envelope.ts";
+import type { RedisStore } from "../../src/store/redis_store.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
 import { createSharedMediaIntake } from "../../src/media/shared_intake.ts";
 import type { MediaPipeline } from "../../src/media/pipeline.ts";
@@ -17,6 +19,24 @@ import {
 const REDIS_URL = await findTestRedis();
 
 const openStore = (prefix: string) => openPrefixedStore(REDIS_URL!, prefix);
+
+/** Two stores of one company (two instances) and a plain client, under a prefix of their own. */
+async function withTwoStores(
+  fn: (a: RedisStore, b: RedisStore, raw: Redis, prefix: string) => Promise<void>,
+): Promise<void> {
+  const prefix = uniquePrefix("mediaq");
+  const a = await openStore(prefix);
+  const b = await openStore(prefix);
+  const raw = rawClient(REDIS_URL!);
+  try {
+    await fn(a, b, raw, prefix);
+  } finally {
+    await raw.quit();
+    await a.close();
+    await b.close();
+    await flushPrefix(REDIS_URL!, prefix);
+  }
+}
 
 let msgId = 0;
 function item(from: string, msgType: "text" | "image"): InboundItem {
@@ -171,12 +191,8 @@ Deno.test({
 Deno.test({
   name: "an instance that finds a swept follower's queue already ended leaves no lease behind",
   ignore: REDIS_URL === null,
-  async fn() {
-    const prefix = uniquePrefix("mediaq");
-    const a = await openStore(prefix);
-    const b = await openStore(prefix);
-    const raw = rawClient(REDIS_URL!);
-    try {
+  fn: () =>
+    withTwoStores(async (a, b, raw, prefix) => {
       // What a sweep sees when the last pop ends the queue between its SMEMBERS and its lease.
       await raw.sadd(`${prefix}mediaq_followers`, "oGone");
       const intake = createSharedMediaIntake({
@@ -190,24 +206,14 @@ Deno.test({
       assert.deepEqual(await b.mediaQueue.followers(), []);
       // The follower's next media, on the other instance, is worked there at once.
       assert.equal(await b.mediaQueue.lease("oGone", 5_000), true);
-    } finally {
-      await raw.quit();
-      await a.close();
-      await b.close();
-      await flushPrefix(REDIS_URL!, prefix);
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "a head set aside moves, unread, to the follower's aside list; the next one is the head",
   ignore: REDIS_URL === null,
-  async fn() {
-    const prefix = uniquePrefix("mediaq");
-    const a = await openStore(prefix);
-    const b = await openStore(prefix);
-    const raw = rawClient(REDIS_URL!);
-    try {
+  fn: () =>
+    withTwoStores(async (a, b, raw, prefix) => {
       // An entry no instance can read (the script's cjson refuses it), then a good one.
       await raw.rpush(`${prefix}mediaq:oBad`, "{not json");
       await raw.sadd(`${prefix}mediaq_followers`, "oBad");
@@ -224,11 +230,5 @@ Deno.test({
       // The last one set aside ends the queue, as the last pop does.
       assert.equal(await a.mediaQueue.setAside("oBad"), 0);
       assert.deepEqual(await a.mediaQueue.followers(), []);
-    } finally {
-      await raw.quit();
-      await a.close();
-      await b.close();
-      await flushPrefix(REDIS_URL!, prefix);
-    }
-  },
+    }),
 });
