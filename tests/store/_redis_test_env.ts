@@ -121,8 +121,13 @@ export async function stopRedis(child: Deno.ChildProcess): Promise<void> {
   await child.status;
 }
 
-/** A store on `url` under `prefix`, as two instances of one company would open it. */
-export function openPrefixedStore(url: string, prefix: string): Promise<RedisStore> {
+/** A store on `url` under `prefix`, as two instances of one company would open it; its presence
+ * beats every `heartbeatMs`. */
+export function openPrefixedStore(
+  url: string,
+  prefix: string,
+  heartbeatMs = 60_000,
+): Promise<RedisStore> {
   return createRedisStore({
     url,
     prefix,
@@ -130,7 +135,7 @@ export function openPrefixedStore(url: string, prefix: string): Promise<RedisSto
     now: Date.now,
     newId: () => crypto.randomUUID(),
     dedupTtlMs: 60_000,
-    heartbeatMs: 60_000,
+    heartbeatMs,
   });
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { Redis } from "redis";
 import type { Envelope } from "../../src/protocol/envelope.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
-import { createRedisStore, type RedisStore } from "../../src/store/redis_store.ts";
+import type { RedisStore } from "../../src/store/redis_store.ts";
 import {
   findTestRedis,
   flushPrefix,
@@ -184,15 +184,7 @@ Deno.test({
   async fn() {
     const prefix = uniquePrefix("lapse");
     const a = await openStore(prefix);
-    const b = await createRedisStore({
-      url,
-      prefix,
-      companyId: "acme",
-      now: Date.now,
-      newId: () => crypto.randomUUID(),
-      dedupTtlMs: 60_000,
-      heartbeatMs: 200,
-    });
+    const b = await openPrefixedStore(url, prefix, 200);
     const raw = rawClient(url);
     const got: string[] = [];
     b.onRemoteEntries((entries) => {
