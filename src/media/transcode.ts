@@ -129,20 +129,40 @@ export async function probeDuration(
   options: ProbeOptions = {},
 ): Promise<number> {
   const probe = async (path: string, demuxer?: string) => {
+    let first = Infinity;
+    let last = -Infinity;
+    /** One packet's line of `text`, `pts,duration` (either may be N/A), from `start` to `end`. */
+    const take = (text: string, start: number, end: number) => {
+      const comma = text.indexOf(",", start);
+      const split = comma === -1 || comma > end ? end : comma;
+      const pts = Number(text.slice(start, split));
+      if (split === start || !Number.isFinite(pts)) return;
+      const dur = split < end ? Number(text.slice(split + 1, end)) : NaN;
+      first = Math.min(first, pts);
+      last = Math.max(last, pts + (Number.isFinite(dur) ? dur : 0));
+    };
+    // A line a packet, read as it comes: 2 MB of one-byte AMR frames are 2 million packets, 45 MB
+    // of text, which held whole and split into lines grew the process by 250 MB.
+    let rest = "";
     // deno-fmt-ignore
-    const out = await runTool(options.ffprobe ?? "ffprobe", [
+    await runTool(options.ffprobe ?? "ffprobe", [
       "-v", "error", "-protocol_whitelist", "file", "-select_streams", "0",
       "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
       ...(demuxer ? ["-f", demuxer] : []), path,
-    ], { timeoutMs: options.timeoutMs ?? 30_000, what: "probe duration", stdout: true });
-    let first = Infinity;
-    let last = -Infinity;
-    for (const line of out.split("\n")) {
-      const [pts, dur] = line.split(",").map(Number);
-      if (pts === undefined || !Number.isFinite(pts)) continue;
-      first = Math.min(first, pts);
-      last = Math.max(last, pts + (Number.isFinite(dur) ? dur ?? 0 : 0));
-    }
+    ], {
+      timeoutMs: options.timeoutMs ?? 30_000,
+      what: "probe duration",
+      onStdout(chunk) {
+        const text = rest + chunk;
+        let start = 0;
+        for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
+          take(text, start, end);
+          start = end + 1;
+        }
+        rest = text.slice(start);
+      },
+    });
+    take(rest, 0, rest.length);
     if (!Number.isFinite(first)) throw new Error("Cannot probe duration: no packets with a time");
     return last - first;
   };
@@ -166,22 +186,22 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 }
 
 /**
- * Runs a tool under its memory bound, killing it at the deadline; returns stdout when asked,
- * throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
+ * Runs a tool under its memory bound, killing it at the deadline; hands its stdout to
+ * `onStdout` as it comes when asked, throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
  * system the bridge runs on, where prlimit(1) is not, and Deno cannot set a child's rlimits.
  */
 async function runTool(
   cmd: string,
   args: string[],
-  opts: { timeoutMs: number; what: string; stdout?: boolean; memory?: number },
-): Promise<string> {
+  opts: { timeoutMs: number; what: string; onStdout?: (text: string) => void; memory?: number },
+): Promise<void> {
   const kb = Math.floor((opts.memory ?? MEMORY_LIMIT_BYTES) / 1024);
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command("sh", {
       args: ["-c", `ulimit -d ${kb} && exec "$0" "$@"`, cmd, ...args],
       stdin: "null",
-      stdout: opts.stdout ? "piped" : "null",
+      stdout: opts.onStdout ? "piped" : "null",
       stderr: "piped",
     }).spawn();
   } catch (err) {
@@ -200,9 +220,9 @@ async function runTool(
     }
   }, opts.timeoutMs);
   try {
-    const [status, stdout, stderrTail] = await Promise.all([
+    const [status, , stderrTail] = await Promise.all([
       child.status,
-      opts.stdout ? new Response(child.stdout).text() : Promise.resolve(""),
+      opts.onStdout ? readText(child.stdout, opts.onStdout) : Promise.resolve(),
       tailOf(child.stderr, STDERR_KEPT_BYTES),
     ]);
     if (timedOut) {
@@ -220,10 +240,29 @@ async function runTool(
         `Cannot ${opts.what}: ${cmd} exited with code ${status.code}${stderr ? `: ${stderr}` : ""}`,
       );
     }
-    return stdout;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Hands a stream's text to `onText` as it arrives, none of it kept: read into one buffer, so the
+ * tens of MB ffprobe can write are not as many buffers waiting for a collection.
+ */
+async function readText(
+  stream: ReadableStream<Uint8Array>,
+  onText: (text: string) => void,
+): Promise<void> {
+  const reader = stream.getReader({ mode: "byob" });
+  const decoder = new TextDecoder();
+  let buf = new Uint8Array(64 * 1024);
+  while (true) {
+    const { value, done } = await reader.read(buf);
+    if (done) break;
+    onText(decoder.decode(value, { stream: true }));
+    buf = new Uint8Array(value.buffer);
+  }
+  onText(decoder.decode());
 }
 
 /**
