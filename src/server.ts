@@ -537,8 +537,12 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
       if ("handler" in found) return await found.handler(req, url, found.params, client);
       if (found.allowed.length > 0) {
+        // HEAD is served wherever GET is (the lookup above): the answer says so.
+        const allowed = found.allowed.includes("GET") && !found.allowed.includes("HEAD")
+          ? [...found.allowed, "HEAD"]
+          : found.allowed;
         return errorResponse(405, `Method ${req.method} not allowed`, {
-          allow: found.allowed.join(", "),
+          allow: allowed.join(", "),
         });
       }
       return errorResponse(404, `No route for ${url.pathname}`);

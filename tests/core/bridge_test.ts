@@ -241,6 +241,13 @@ Deno.test("bridge refuses bad input clearly and keeps serving", async (t) => {
       assert.equal(wrong.status, 405);
       assert.equal(wrong.headers.get("allow"), "POST");
       await wrong.body?.cancel();
+      // HEAD is answered wherever GET is, and the Allow header says so.
+      const put = await fetch(`${server.base}/healthz`, { method: "PUT", body: "x" });
+      assert.equal(put.status, 405);
+      assert.equal(put.headers.get("allow"), "GET, HEAD");
+      await put.body?.cancel();
+      const head = await fetch(`${server.base}/healthz`, { method: "HEAD" });
+      assert.equal(head.status, 200);
     });
     await t.step("a socket without userid is 400 and not upgraded", async () => {
       const res = await fetch(`${server.base}${B}/msg`, {
