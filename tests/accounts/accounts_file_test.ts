@@ -48,10 +48,6 @@ Deno.test("parseAccounts() reads ACCOUNTS_FILE", async (t) => {
       [{ accounts: [{ id: "Bad Id" }] }, /account 1: id "Bad Id"/],
       [{ accounts: [{ id: "a" }, { id: "a" }] }, /account a is listed twice/],
       [{ accounts: [{ id: "a", secret: "TOPSECRET" }] }, /account a: aes_key and secret need/],
-      [
-        { accounts: [{ id: "a", appid: "wx1", aes_key: "TOPSECRET" }] },
-        /account a: aes_key needs the account's token/,
-      ],
       [{ accounts: [{ id: "a", original_id: "wx123" }] }, /original_id must be/],
       [
         { accounts: [{ id: "a", appid: "wx1" }, { id: "b", appid: "wx1", secret: "TOPSECRET" }] },
