@@ -333,6 +333,32 @@ Deno.test("POST send_xml in safe mode decrypts, checks msg_signature and the app
   }
 });
 
+Deno.test("safe mode without WECHAT_TOKEN: encrypted messages are opened, no signature asked", async () => {
+  // SPEC: with WECHAT_TOKEN set every request must carry a valid signature; unset, none is asked
+  // for, as for plain posts (the start log says the callbacks are open). A key with no token
+  // once refused every encrypted message with 401.
+  const server = await startBridge({ env: { WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID } });
+  const agent = await connectRoutedAgent(server, "open-aes-agent");
+  try {
+    const req = encryptedRequest(textXml("open-aes-follower", "open-aes-agent", "密文", "8101"));
+    req.query.delete("signature");
+    req.query.delete("msg_signature");
+    const res = await post(`${server.base}${B}/send_xml?${req.query}`, req.body);
+    assert.deepEqual(res, { status: 200, text: "success" });
+    const got = await agent.waitFor((e) => e.data["id"] === "8101");
+    assert.equal(got.data.msg?.["content"], "密文");
+    // A message for another AppID is still refused: the key alone does not open it.
+    const other = encryptedRequest(textXml("open-aes-follower", "open-aes-agent", "x", "8102"), {
+      appId: "wx0000000000000000",
+    });
+    const refused = await post(`${server.base}${B}/send_xml?${other.query}`, other.body);
+    assert.notEqual(refused.status, 200, refused.text);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
+
 Deno.test("POST send_xml refuses an encrypted message when safe mode is not configured", async () => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
   try {
