@@ -643,29 +643,26 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
         // Replies already at WeChat finish (the agents, moved elsewhere, hear of them through
         // the store): cut off, one would reach the follower but stay "sending", and the agent
         // might send it again.
-        let replyTimer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          replies.drain(),
-          new Promise((r) => replyTimer = setTimeout(r, REPLY_DRAIN_LIMIT_MS)),
-        ]);
-        clearTimeout(replyTimer);
+        await waitAtMost(replies.drain(), REPLY_DRAIN_LIMIT_MS);
         // Requests still waiting on their client (a stalled body) are cut here, not waited for.
         await served?.shutdown();
         // Media jobs still running (a slow WeChat download) stay journaled and resume at the
         // next start, or stay queued in Redis for another instance: waiting for them could
         // outlast the shutdown deadline.
-        let timer: ReturnType<typeof setTimeout> | undefined;
         intake.stop();
-        await Promise.race([
-          intake.drain(),
-          new Promise((r) => timer = setTimeout(r, MEDIA_DRAIN_LIMIT_MS)),
-        ]);
-        clearTimeout(timer);
+        await waitAtMost(intake.drain(), MEDIA_DRAIN_LIMIT_MS);
         await store.close();
       })();
       return stopped;
     },
   };
+}
+
+/** Waits for `work`, but no longer than `ms` (a stop has its own deadline). */
+async function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([work, new Promise((r) => timer = setTimeout(r, ms))]);
+  clearTimeout(timer);
 }
 
 /**
