@@ -18,10 +18,11 @@ async function mountTinyDisk(size = "2m"): Promise<string | null> {
   }).output();
   if (out.success) return dir;
   await Deno.remove(dir);
+  const why = `Cannot mount a tmpfs: ${new TextDecoder().decode(out.stderr).trim()}`;
   // Under CI a missing capability is a failure, not a skip.
-  if (Deno.env.get("CI") === "true") {
-    throw new Error(`Cannot mount a tmpfs: ${new TextDecoder().decode(out.stderr)}`);
-  }
+  if (Deno.env.get("CI") === "true") throw new Error(why);
+  // deno-lint-ignore no-console
+  console.log(`Skipping the full-disk test: ${why} (it needs root)`);
   return null;
 }
 

@@ -87,10 +87,11 @@ export async function canRunRedisServer(): Promise<boolean> {
   try {
     const out = await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" })
       .output();
-    return out.success;
-  } catch {
-    return false;
-  }
+    if (out.success) return true;
+  } catch { /* not installed */ }
+  // deno-lint-ignore no-console
+  console.log("Skipping tests that run their own redis-server: it is not installed here");
+  return false;
 }
 
 /** A redis-server of the test's own on `port`, empty, with nothing saved to disk. */
