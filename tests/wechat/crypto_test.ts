@@ -2,33 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { createWechatCrypto, parseAesKey } from "../../src/wechat/crypto.ts";
-
-interface EncryptVector {
-  id: string;
-  aes_key: string;
-  appid: string;
-  random: string;
-  plaintext: string;
-  encrypt: string;
-}
-
-interface DecryptVector {
-  id: string;
-  aes_key: string;
-  appid: string;
-  plaintext: string;
-  encrypt: string;
-}
-
-interface Vectors {
-  encrypt: EncryptVector[];
-  decrypt: DecryptVector[];
-}
-
-// The public vectors, copied into tests/fixtures/ (sources in its README).
-const vectors: Vectors = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
-);
+import { vectors } from "./_vectors.ts";
 
 const KEY_1 = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const KEY_2 = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";

@@ -5,39 +5,17 @@ import {
   verifyMessageSignature,
   verifyRequestSignature,
 } from "../../src/wechat/signature.ts";
-
-interface SignatureVector {
-  id: string;
-  token: string;
-  timestamp: string;
-  nonce: string;
-  signature: string;
-  must_fail_with?: string;
-}
-
-interface MessageVector {
-  id: string;
-  token: string;
-  timestamp?: string;
-  nonce?: string;
-  msg_signature?: string;
-  encrypt: string;
-}
-
-interface Vectors {
-  signature: SignatureVector[];
-  encrypt: MessageVector[];
-  decrypt: MessageVector[];
-}
-
-// The public vectors, copied into tests/fixtures/ (sources in its README).
-const vectors: Vectors = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
-);
+import { type MessageVector, vectors } from "./_vectors.ts";
 
 const signedMessages = [...vectors.encrypt, ...vectors.decrypt].filter(
-  (v): v is MessageVector & { timestamp: string; nonce: string; msg_signature: string } =>
-    v.timestamp !== undefined && v.nonce !== undefined && v.msg_signature !== undefined,
+  (v): v is MessageVector & {
+    token: string;
+    timestamp: string;
+    nonce: string;
+    msg_signature: string;
+  } =>
+    v.token !== undefined && v.timestamp !== undefined && v.nonce !== undefined &&
+    v.msg_signature !== undefined,
 );
 
 Deno.test("the vector file has what these tests expect", () => {

@@ -9,24 +9,12 @@ import { createWechatCrypto } from "../../src/wechat/crypto.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { vectors } from "./_vectors.ts";
 
 const B = "/im_component/wx_official_account";
 const TOKEN = "wecom-crypto-token";
 const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 const APPID = "wx2c2769f8efd9abc2";
-
-interface EncryptVector {
-  id: string;
-  aes_key: string;
-  appid: string;
-  random: string;
-  plaintext: string;
-  encrypt: string;
-}
-
-const vectors: { encrypt: EncryptVector[] } = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
-);
 
 Deno.test("@wecom/crypto and the bridge open each other's frames", async (t) => {
   const ours = createWechatCrypto({ aesKey: AES_KEY, appId: APPID });
