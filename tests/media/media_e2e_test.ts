@@ -4,9 +4,9 @@
 
 import assert from "node:assert/strict";
 import { probeDuration } from "../../src/media/transcode.ts";
-import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
-import { connectAgent, post, type Received, type TestAgent } from "../helpers/agent.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { post, type Received } from "../helpers/agent.ts";
+import { type TestBridge } from "../helpers/server.ts";
+import { withMediaBridge } from "../helpers/media_bridge.ts";
 import {
   amrDurationSeconds,
   ffmpeg,
@@ -17,8 +17,6 @@ import {
 } from "./_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
-const APPID = "wxtest";
-const SECRET = "secret";
 
 let msgCounter = 8_000_000;
 
@@ -59,31 +57,6 @@ async function bytesOf(url: string, init?: RequestInit): Promise<Response & { by
   return Object.assign(res, { bytes: new Uint8Array(await res.arrayBuffer()) });
 }
 
-async function withBridge(
-  env: Record<string, string>,
-  fn: (server: TestBridge, fake: FakeWechat, agent: TestAgent) => Promise<void>,
-): Promise<void> {
-  const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
-  const server = await startBridge({
-    env: {
-      WECHAT_APPID: APPID,
-      WECHAT_SECRET: SECRET,
-      WECHAT_API_BASE: fake.url,
-      // The fake serves videos itself (video_url), on its own host and port.
-      MEDIA_ALLOWED_HOSTS: new URL(fake.url).host,
-      ...env,
-    },
-  });
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
-  try {
-    await fn(server, fake, agent);
-  } finally {
-    await agent.close();
-    await server.close();
-    await fake.close();
-  }
-}
-
 Deno.test({
   name: "a follower's voice, image and video reach the agent as URLs the bridge serves",
   ignore: skipWithoutFfmpeg,
@@ -92,7 +65,7 @@ Deno.test({
     try {
       const fixtures = await makeFixtures(dir);
       const amr = await Deno.readFile(VOICE_AMR);
-      await withBridge({}, async (server, fake, agent) => {
+      await withMediaBridge({}, async (server, fake, agent) => {
         const mediaBase = `${server.base}/media/`;
         let imageUrl = "";
 
@@ -209,7 +182,7 @@ Deno.test("media WeChat cannot give still reaches the agent, with an error", asy
   await t.step(
     "a media id WeChat does not know (40007): message delivered with msg.error",
     async () => {
-      await withBridge({}, async (server, _fake, agent) => {
+      await withMediaBridge({}, async (server, _fake, agent) => {
         const { xml, msgId } = mediaXml("oMissing", "voice", {
           MediaId: "no-such-media",
           Format: "amr",
@@ -227,7 +200,7 @@ Deno.test("media WeChat cannot give still reaches the agent, with an error", asy
   );
 
   await t.step("a slow WeChat does not hold the webhook's answer", async () => {
-    await withBridge({ MEDIA_TIMEOUT_MS: "1000" }, async (server, fake, agent) => {
+    await withMediaBridge({ MEDIA_TIMEOUT_MS: "1000" }, async (server, fake, agent) => {
       fake.addMedia("slow-img", new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2]), "image/png");
       fake.delay("cgi-bin/media/get", 6000);
       const { xml, msgId } = mediaXml("oSlow", "image", { MediaId: "slow-img" });
@@ -245,7 +218,7 @@ Deno.test("media WeChat cannot give still reaches the agent, with an error", asy
   });
 
   await t.step("a file over MEDIA_MAX_BYTES is refused with msg.error", async () => {
-    await withBridge({ MEDIA_MAX_BYTES: "1000" }, async (server, fake, agent) => {
+    await withMediaBridge({ MEDIA_MAX_BYTES: "1000" }, async (server, fake, agent) => {
       const big = new Uint8Array(5000);
       big.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
       fake.addMedia("big-img", big, "image/png");

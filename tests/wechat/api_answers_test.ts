@@ -2,13 +2,10 @@
 // gateway in front of it), through the running bridge and the fake WeChat: what the agent gets.
 
 import assert from "node:assert/strict";
-import { startFakeWechat } from "../../tools/fake_wechat.ts";
-import { connectAgent, post } from "../helpers/agent.ts";
-import { startBridge } from "../helpers/server.ts";
+import { post } from "../helpers/agent.ts";
+import { withMediaBridge } from "../helpers/media_bridge.ts";
 
 const B = "/im_component/wx_official_account";
-const APPID = "wxtest";
-const SECRET = "secret";
 // A 1×1 PNG: what the follower sent.
 const PNG = Uint8Array.from(
   atob(
@@ -22,17 +19,7 @@ function imageXml(follower: string, mediaId: string, picUrl: string, msgId: stri
 }
 
 Deno.test("media/get answering an HTML page with HTTP 200 does not become the follower's image", async (t) => {
-  const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
-  const server = await startBridge({
-    env: {
-      WECHAT_APPID: APPID,
-      WECHAT_SECRET: SECRET,
-      WECHAT_API_BASE: fake.url,
-      MEDIA_ALLOWED_HOSTS: new URL(fake.url).host,
-    },
-  });
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
-  try {
+  await withMediaBridge({}, async (server, fake, agent) => {
     await t.step("one HTML answer: tried again, and the agent gets the picture", async () => {
       fake.addMedia("img-1", PNG, "image/png");
       fake.failHttpNext("cgi-bin/media/get", 200, 1);
@@ -64,9 +51,5 @@ Deno.test("media/get answering an HTML page with HTTP 200 does not become the fo
         assert.match(String(msg["error"]), /HTML/);
       },
     );
-  } finally {
-    await agent.close();
-    await server.close();
-    await fake.close();
-  }
+  });
 });
