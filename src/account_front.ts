@@ -12,6 +12,7 @@ import { HttpError } from "./http/http_error.ts";
 import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
 import type { BridgeMetrics } from "./http/metrics.ts";
 import { errorResponse, json } from "./http/router.ts";
+import { withAccount } from "./logging.ts";
 
 /** What the front needs of one account's bridge. */
 export interface AccountUnit {
@@ -42,6 +43,15 @@ export function createAccountFront(options: AccountFrontOptions) {
   const callback = new RegExp(`^(?:${escape(base)})?/send_xml/([^/]+)$`);
   const plainXml = new Set([`${base}/send_xml`, "/send_xml", `${base}/send`, "/send"]);
   const decoder = new TextDecoder();
+
+  /** One account's bridge answers; what it logs meanwhile names the account. */
+  function serve(
+    account: { config: AccountConfig; unit: AccountUnit },
+    req: Request,
+    info?: ConnectionInfo,
+  ): Promise<Response> {
+    return withAccount(account.config.id, () => account.unit.handler(req, info));
+  }
 
   /** Who the request says it is: the claimed userid, else a token's subject, else null. */
   async function agentOf(req: Request, url: URL): Promise<string | null> {
@@ -80,7 +90,7 @@ export function createAccountFront(options: AccountFrontOptions) {
       if (!account) return errorResponse(404, `No account ${named}`);
       url.pathname = path.slice(0, path.lastIndexOf("/"));
       const body = req.method === "POST" ? await readBody(req) : null;
-      return await account.unit.handler(copyOf(req, url, body), info);
+      return await serve(account, copyOf(req, url, body), info);
     }
     if (path.startsWith("/media/")) return await firstThatHas(req);
     if (path === "/metrics") return await metrics();
@@ -88,7 +98,7 @@ export function createAccountFront(options: AccountFrontOptions) {
     if (path === "/healthz") return json({ status: "ok" });
     const agent = await agentOf(req, url);
     if (agent !== null) {
-      return await accountForAgent(agent, url.searchParams.get("account")).unit.handler(req, info);
+      return await serve(accountForAgent(agent, url.searchParams.get("account")), req, info);
     }
     // WeChat XML on a plain route goes to the account it names (ToUserName), else the first.
     if (req.method === "POST" && plainXml.has(path)) {
@@ -96,15 +106,15 @@ export function createAccountFront(options: AccountFrontOptions) {
       const to = /<ToUserName>\s*(?:<!\[CDATA\[)?\s*([^<\]\s]+)/.exec(decoder.decode(bytes))?.[1];
       const account = (to && byOriginal.get(to)) || unlisted(to);
       if (!account) return errorResponse(404, `No account has original_id ${to}`);
-      return await account.unit.handler(copyOf(req, url, bytes), info);
+      return await serve(account, copyOf(req, url, bytes), info);
     }
     const account = url.searchParams.get("account");
     if (account !== null) {
       const found = byId.get(account);
       if (!found) return errorResponse(404, `No account ${account}`);
-      return await found.unit.handler(req, info);
+      return await serve(found, req, info);
     }
-    return await first.unit.handler(req, info);
+    return await serve(first, req, info);
   }
 
   /**
@@ -120,8 +130,8 @@ export function createAccountFront(options: AccountFrontOptions) {
   /** A media URL is signed by one account's key and stored in its storage: ask each in turn. */
   async function firstThatHas(req: Request): Promise<Response> {
     let last: Response | undefined;
-    for (const { unit } of accounts) {
-      const res = await unit.handler(copyOf(req, new URL(req.url), null));
+    for (const account of accounts) {
+      const res = await serve(account, copyOf(req, new URL(req.url), null));
       if (res.status !== 403 && res.status !== 404) return res;
       await last?.body?.cancel();
       last = res;
@@ -131,8 +141,9 @@ export function createAccountFront(options: AccountFrontOptions) {
 
   /** Ready when every account's bridge is; else 503 with what each one says. */
   async function ready(req: Request): Promise<Response> {
-    const answers = await Promise.all(accounts.map(async ({ config, unit }) => {
-      const res = await unit.handler(copyOf(req, new URL(req.url), null));
+    const answers = await Promise.all(accounts.map(async (account) => {
+      const { config } = account;
+      const res = await serve(account, copyOf(req, new URL(req.url), null));
       const body = await res.json().catch(() => ({})) as { status?: string };
       return { id: config.id, ok: res.ok, status: body.status ?? `HTTP ${res.status}` };
     }));

@@ -3,6 +3,7 @@
 // before any formatter sees them, credentials in text after. Only main.ts calls
 // configureLogging(); modules call getLogger.
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import {
   configure,
   type ConsoleSinkOptions,
@@ -12,6 +13,7 @@ import {
   type LogLevel,
   type LogRecord,
   type TextFormatter,
+  withContext,
 } from "@logtape/logtape";
 import { JWT_PATTERN, redactByField, redactByPattern } from "@logtape/redaction";
 
@@ -79,12 +81,22 @@ export async function configureLogging(options: LoggingOptions): Promise<void> {
   const main = redactByField(output, { fieldPatterns: SECRET_FIELDS, action: () => REDACTED });
   await configure({
     reset: true,
+    // With several accounts each line says whose it is (withAccount), timers and sockets too.
+    contextLocalStorage: new AsyncLocalStorage(),
     sinks: { main },
     loggers: [
       { category: ["bridge"], lowestLevel: level, sinks: ["main"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
+}
+
+/**
+ * Runs `work` as account `id`'s: every line logged in it, and in the timers, sockets and
+ * promises it starts, carries `account`. Without configureLogging it only runs `work`.
+ */
+export function withAccount<T>(id: string, work: () => T): T {
+  return withContext({ account: id }, work);
 }
 
 const jsonFormatter = getJsonLinesFormatter();

@@ -12,6 +12,7 @@ import { createTeamRoutes } from "./agents/team_routes.ts";
 import type { Config } from "./config.ts";
 import { createAccountFront } from "./account_front.ts";
 import type { AccountConfig } from "./accounts.ts";
+import { withAccount } from "./logging.ts";
 import { createHub } from "./core/hub.ts";
 import {
   type InboundItem,
@@ -690,10 +691,10 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
   try {
     for (const account of config.accounts) {
       // Each account opens its own store: a store handed in by a test is for one account.
-      const unit = await createAccountServer(configOf(config, account), {
-        ...effects,
-        store: undefined,
-      });
+      const unit = await withAccount(
+        account.id,
+        () => createAccountServer(configOf(config, account), { ...effects, store: undefined }),
+      );
       units.set(account.id, unit);
     }
   } catch (error) {
@@ -706,6 +707,10 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
     base: BASE,
   });
   const first = units.get(config.accounts[0]!.id)!;
+  // Timers and journaled jobs started here log as their account's.
+  const startEach = async () => {
+    for (const [id, unit] of units) await withAccount(id, () => unit.start());
+  };
   let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
   return {
@@ -713,11 +718,9 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
     handler: front.handler,
     accounts: units,
     demo: [...units.values()].every((unit) => unit.demo),
-    async start() {
-      for (const unit of units.values()) await unit.start();
-    },
+    start: startEach,
     async listen(options) {
-      for (const unit of units.values()) await unit.start();
+      await startEach();
       served = listenOn(config, options, front.handler);
       options.onListen?.(served.addr);
       return served.addr;
@@ -725,7 +728,9 @@ async function createAccountsServer(config: Config, effects: Effects): Promise<S
     stop(code, reason) {
       stopped ??= (async () => {
         // Each account turns new requests away, finishes its own and closes its agents' sockets.
-        await Promise.all([...units.values()].map((unit) => unit.stop(code, reason)));
+        await Promise.all(
+          [...units].map(([id, unit]) => withAccount(id, () => unit.stop(code, reason))),
+        );
         await served?.shutdown();
       })();
       return stopped;

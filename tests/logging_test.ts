@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getLogger, reset } from "@logtape/logtape";
-import { configureLogging, type LoggingOptions } from "../src/logging.ts";
+import { configureLogging, type LoggingOptions, withAccount } from "../src/logging.ts";
 
 const JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIiwiZXhwIjo5OTk5OTk5OTk5fQ.c2lnbmF0dXJlLWJ5dGVz";
 
@@ -192,5 +192,16 @@ Deno.test("configureLogging() filters by level and category", async (t) => {
       configureLogging({ format: "json", level: "loud" }),
       /Cannot parse LOG_LEVEL: "loud"/,
     );
+  });
+});
+
+Deno.test("withAccount() names the account on every line logged in it, readable lines too", async () => {
+  await withLogging({ format: "text" }, (lines) => {
+    const log = getLogger(["bridge", "wechat"]);
+    withAccount("brand-b", () => log.warn("Bad signature from {ip}", { ip: "203.0.113.9" }));
+    log.info("Bridge listening");
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!.text, /Bad signature from 203\.0\.113\.9 account=brand-b$/);
+    assert.doesNotMatch(lines[1]!.text, /account=/);
   });
 });
