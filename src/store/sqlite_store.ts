@@ -285,7 +285,10 @@ function createSqliteStore(
   const unjournaledCursors = new Set<string>();
 
   /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
-  const guard = files.path === ":memory:" ? null : createFileGuard(files.path, db);
+  // It copies through the applier, declared below, only once it finds the file gone.
+  const guard = files.path === ":memory:"
+    ? null
+    : createFileGuard(files.path, (dest) => applier.backup(dest));
 
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);
