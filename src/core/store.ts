@@ -127,8 +127,9 @@ export interface InboundItem {
   dedupKey: string | null;
   /** "subscribe" / "unsubscribe" change whether replies can reach the follower. */
   event?: string;
-  /** Taken off the follower's media queue: stored now, not queued again (MediaQueue). */
-  fromQueue?: boolean;
+  /** Taken off the follower's media queue: the entry it was (QueuedItem.raw). Stored now, not
+   * queued again, and only while that entry is still the queue's head (MediaQueue). */
+  fromQueue?: string;
 }
 
 /** What became of one inbound item; `queued`: kept behind the follower's media (MediaQueue). */

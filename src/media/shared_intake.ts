@@ -63,7 +63,7 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
           if (head.publicBase !== null) {
             await addMedia(deps.pipeline, head.item, head.publicBase);
           }
-          await deps.accept({ ...head.item, fromQueue: true });
+          await deps.accept({ ...head.item, fromQueue: head.raw });
         }
         failures.delete(followerId);
         // 0: that was the last and the queue has ended; -1: another instance took it over.

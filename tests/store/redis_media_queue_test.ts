@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import type { Redis } from "redis";
-import type { Envelope } from "../../src/protocol/envelope.ts";
+import { createSystemEnvelope, type Envelope } from "../../src/protocol/envelope.ts";
 import type { RedisStore } from "../../src/store/redis_store.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
 import { createSharedMediaIntake } from "../../src/media/shared_intake.ts";
@@ -106,7 +106,7 @@ Deno.test({
         assert.deepEqual(head.item, image);
         assert.equal(head.publicBase, "https://bridge.example");
         assert.equal(head.stored, false);
-        const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+        const { value } = await a.acceptInbound([{ ...head.item, fromQueue: head.raw }], presence);
         assert.deepEqual(value, ["delivered"]);
         assert.equal(await a.mediaQueue.pop("oQ", head), 1);
       });
@@ -120,7 +120,7 @@ Deno.test({
           assert.equal(head.publicBase, null);
           assert.equal(head.stored, false);
           const { value, deliveries } = await a.acceptInbound(
-            [{ ...head.item, fromQueue: true }],
+            [{ ...head.item, fromQueue: head.raw }],
             presence,
           );
           assert.deepEqual(value, ["delivered"]);
@@ -149,7 +149,7 @@ Deno.test({
         assert.equal(await a.mediaQueue.lease("oR", 5_000), true);
         const first = await a.mediaQueue.head("oR");
         assert.ok(first);
-        await a.acceptInbound([{ ...first.item, fromQueue: true }], presence);
+        await a.acceptInbound([{ ...first.item, fromQueue: first.raw }], presence);
         assert.equal(await a.mediaQueue.pop("oR", first), 1);
         assert.equal((await a.mediaQueue.head("oR"))?.stored, true);
       });
@@ -178,7 +178,7 @@ Deno.test({
       const head = await a.mediaQueue.head("oE");
       assert.ok(head);
       assert.deepEqual(head.item.envelope.data.msg, text.envelope.data.msg);
-      const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+      const { value } = await a.acceptInbound([{ ...head.item, fromQueue: head.raw }], presence);
       assert.deepEqual(value, ["delivered"]);
       assert.equal(await a.mediaQueue.pop("oE", head), 0);
     } finally {
@@ -230,5 +230,62 @@ Deno.test({
       // The last one set aside ends the queue, as the last pop does.
       assert.equal(await a.mediaQueue.setAside("oBad"), 0);
       assert.deepEqual(await a.mediaQueue.followers(), []);
+    }),
+});
+
+const revoked = (followerId: string) =>
+  createSystemEnvelope({ event: "user_authorization_revoke", follower_id: followerId, text: "-" }, {
+    id: `revoke-${followerId}`,
+    companyId: "acme",
+    sendTime: 0,
+  });
+
+Deno.test({
+  name: "forgetting a follower clears its media queue and its aside list, on every instance",
+  ignore: REDIS_URL === null,
+  fn: () =>
+    withTwoStores(async (a, b, raw, prefix) => {
+      await a.agentOnline("alice", presence);
+      // Its first message is media, still being fetched: no contact yet, only the queue.
+      await a.mediaQueue.push(item("oForget", "image"), "https://bridge.example");
+      assert.deepEqual((await b.acceptInbound([item("oForget", "text")], presence)).value, [
+        "queued",
+      ]);
+      await raw.rpush(`${prefix}mediaq_aside:oForget`, "{set aside");
+      assert.equal((await b.forgetFollower("oForget", revoked("oForget"))).value, true);
+      assert.equal(await raw.exists(`${prefix}mediaq:oForget`, `${prefix}mediaq_aside:oForget`), 0);
+      assert.deepEqual(await a.mediaQueue.followers(), []);
+      assert.equal(await a.mediaQueue.head("oForget"), null);
+      // Writing again starts afresh: delivered at once, not behind the old media.
+      const next = item("oForget", "text");
+      const { value, deliveries } = await a.acceptInbound([next], presence);
+      assert.deepEqual(value, ["delivered"]);
+      assert.deepEqual(
+        deliveries.map((e) => e.envelope.data.id).filter((id) => id === next.envelope.data.id),
+        [next.envelope.data.id],
+      );
+    }),
+});
+
+Deno.test({
+  name: "a head being fetched when its follower is forgotten is not stored afterwards",
+  ignore: REDIS_URL === null,
+  fn: () =>
+    withTwoStores(async (a, b) => {
+      await a.agentOnline("alice", presence);
+      await a.mediaQueue.push(item("oGoing", "image"), "https://bridge.example");
+      assert.equal(await a.mediaQueue.lease("oGoing", 5_000), true);
+      const head = await a.mediaQueue.head("oGoing");
+      assert.ok(head);
+      // Instance a is fetching the picture when the revoke reaches instance b.
+      await b.forgetFollower("oGoing", revoked("oGoing"));
+      const { value, deliveries } = await a.acceptInbound(
+        [{ ...head.item, fromQueue: head.raw }],
+        presence,
+      );
+      assert.deepEqual(value, ["duplicate"]);
+      assert.deepEqual(deliveries, []);
+      assert.equal(await a.getContact("oGoing"), null);
+      assert.equal(await a.mediaQueue.renew("oGoing", 5_000), false, "its lease went with it");
     }),
 });
