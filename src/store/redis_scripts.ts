@@ -418,6 +418,17 @@ if OP == 'inbound' then
         -- back), or an instance that took the queue over stored it. Nothing to store.
         out[#out + 1] = 'duplicate'
       else
+        -- The head is popped in the step that stores it: an instance that dies right after
+        -- leaves nothing to store again, whatever became of the dedup key (it lapses, and is
+        -- all an event without a MsgId has). The last one ends the queue, as mqpop does.
+        if from_queue then
+          redis.call('LPOP', queue)
+          if redis.call('LLEN', queue) == 0 then
+            redis.call('SREM', P .. 'mediaq_followers', fid)
+            local lease = P .. 'mediaq_lease:' .. fid
+            if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
+          end
+        end
         -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
         local tail = data .. ',"result":' .. result .. '}'
         local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
@@ -512,19 +523,20 @@ end
 
 -- The head of the follower's queue and whether it is already stored (its dedup key is there:
 -- a WeChat retry queued behind the first copy); an empty table when there is no queue, whose
--- lease this instance then lets go.
+-- lease this instance then lets go, or when another instance holds the queue now.
 if OP == 'mqhead' then
   function ops.mqhead()
     local fid = ARGV[A0]
     local head = redis.call('LINDEX', P .. 'mediaq:' .. fid, 0)
+    local lease = P .. 'mediaq_lease:' .. fid
     if not head then
       redis.call('SREM', P .. 'mediaq_followers', fid)
       -- Ended between a sweep and its lease: a lease kept here would hold the follower's next
       -- queue back from the instance that starts it until the lease lapsed.
-      local lease = P .. 'mediaq_lease:' .. fid
       if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
       return {}
     end
+    if redis.call('GET', lease) ~= IID then return {} end
     local dedup = cjson.decode(head)[5]
     local stored = dedup ~= '' and redis.call('EXISTS', P .. 'dedup:' .. string.sub(dedup, 2)) == 1
     return { head, stored and 1 or 0 }
