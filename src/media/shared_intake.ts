@@ -157,6 +157,12 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
       }
     },
 
+    /** Nothing here: the store's forget deletes the follower's queue in the same script, and a
+     * head being fetched then is not stored. */
+    forget(_followerId: string): Promise<void> {
+      return Promise.resolve();
+    },
+
     /** Stops taking queues; the ones under way stop after their current message. */
     stop(): void {
       stopping = true;
