@@ -325,7 +325,11 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       return switchboard.accept(item);
     },
     report: operatorEvents.report,
-    forget: operatorEvents.forget,
+    // The follower's media still being fetched goes first, or it would be stored afterwards.
+    async forget(message, envelope) {
+      await intake.forget(message.from);
+      await operatorEvents.forget(message, envelope);
+    },
     profileChanged: operatorEvents.profileChanged,
     isAgent: (id) => store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,

@@ -127,8 +127,10 @@ export interface InboundItem {
   dedupKey: string | null;
   /** "subscribe" / "unsubscribe" change whether replies can reach the follower. */
   event?: string;
-  /** Taken off the follower's media queue: stored now, not queued again (MediaQueue). */
-  fromQueue?: boolean;
+  /** Taken off the follower's media queue: the entry it was (QueuedItem.raw). Stored now, not
+   * queued again, only while that entry is still the queue's head, and popped in the same step
+   * (MediaQueue). */
+  fromQueue?: string;
 }
 
 /** What became of one inbound item; `queued`: kept behind the follower's media (MediaQueue). */
@@ -159,9 +161,11 @@ export interface MediaQueue {
   lease(followerId: string, ms: number): Promise<boolean>;
   /** Extends this instance's lease by `ms`; false if it lapsed or the queue ended. */
   renew(followerId: string, ms: number): Promise<boolean>;
-  /** The head of the follower's queue, or null when there is none (and the lease is let go). */
+  /** The head of the follower's queue, or null when there is none (and the lease is let go)
+   * or another instance holds the lease. */
   head(followerId: string): Promise<QueuedItem | null>;
-  /** Removes `head` once stored: the entries left, or -1 when this instance lost the lease. */
+  /** Removes `head`, found stored already, without storing it: the entries left, or -1 when
+   * this instance lost the lease. (A head stored from the queue is popped by that store.) */
   pop(followerId: string, head: QueuedItem): Promise<number>;
   /** Gives the lease up, so another instance takes the queue at its next sweep. */
   release(followerId: string): Promise<void>;

@@ -79,6 +79,12 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const chains = new Map<string, Promise<void>>();
   let counter = 0;
   const inFlight = new Set<Promise<void>>();
+  /** Forgets of each follower with jobs pending: a job made before the last one is dropped. */
+  const forgets = new Map<string, number>();
+  /** Each follower's pending journal files, deleted at once when it is forgotten. */
+  const pending = new Map<string, Set<string>>();
+  /** The store call of the job being stored now, per follower: a forget waits for it. */
+  const storing = new Map<string, Promise<unknown>>();
 
   const fileOf = (name: string) => `${deps.journalDir}/${name}`;
 
@@ -93,19 +99,35 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     return name;
   }
 
-  async function run(job: Job): Promise<void> {
+  async function run(job: Job, forgot: () => boolean): Promise<void> {
     await addMedia(deps.pipeline, job.item, job.publicBase);
-    await deps.accept(job.item);
+    // Forgotten while its media was fetched: its data must not come back.
+    if (forgot()) return;
+    const followerId = job.item.followerId;
+    const stored = deps.accept(job.item);
+    storing.set(followerId, stored);
+    try {
+      await stored;
+    } finally {
+      if (storing.get(followerId) === stored) storing.delete(followerId);
+    }
   }
 
   /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
   function schedule(job: Job, name: string | null): Promise<void> {
     const followerId = job.item.followerId;
     const previous = chains.get(followerId) ?? Promise.resolve();
+    const epoch = forgets.get(followerId) ?? 0;
+    const forgot = () => (forgets.get(followerId) ?? 0) !== epoch;
+    if (name !== null) {
+      let names = pending.get(followerId);
+      if (!names) pending.set(followerId, names = new Set());
+      names.add(name);
+    }
     const next = previous.then(async () => {
-      for (let attempt = 0;; attempt++) {
+      for (let attempt = 0; !forgot(); attempt++) {
         try {
-          await run(job);
+          await run(job, forgot);
           break;
         } catch (error) {
           if (attempt >= 5) {
@@ -121,13 +143,20 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
           await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
         }
       }
-      if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
+      if (name !== null) {
+        pending.get(followerId)?.delete(name);
+        await Deno.remove(fileOf(name)).catch(() => {});
+      }
     });
     chains.set(followerId, next);
     inFlight.add(next);
     next.finally(() => {
       inFlight.delete(next);
-      if (chains.get(followerId) === next) chains.delete(followerId);
+      if (chains.get(followerId) === next) {
+        chains.delete(followerId);
+        forgets.delete(followerId);
+        pending.delete(followerId);
+      }
     });
     return next;
   }
@@ -154,6 +183,24 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       return found.length;
     },
 
+    /**
+     * The follower is being forgotten (user_authorization_revoke): its pending jobs are dropped
+     * and their journal files deleted; resolves once none can be stored any more (one being
+     * stored now has been, so the store's forget that follows deletes it).
+     */
+    async forget(followerId: string): Promise<void> {
+      if (!chains.has(followerId)) return;
+      log.info("{follower_id} is forgotten: its media messages still pending are dropped", {
+        follower_id: followerId,
+      });
+      forgets.set(followerId, (forgets.get(followerId) ?? 0) + 1);
+      for (const name of pending.get(followerId) ?? []) {
+        await Deno.remove(fileOf(name)).catch(() => {});
+      }
+      pending.delete(followerId);
+      await storing.get(followerId)?.catch(() => {});
+    },
+
     /** Nothing to stop: jobs under way stay journaled for the next start. */
     stop(): void {},
 
@@ -169,6 +216,8 @@ export interface MediaIntake {
   wants(item: InboundItem): boolean;
   submit(item: InboundItem, publicBase: string): Promise<void>;
   recover(): Promise<number>;
+  /** Drops the follower's pending media before the store forgets it. */
+  forget(followerId: string): Promise<void>;
   stop(): void;
   drain(): Promise<void>;
 }

@@ -55,19 +55,20 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
     }, leaseMs / 3);
     try {
       while (held && !stopping) {
+        // null: the queue has ended, or another instance took it over.
         const head = await queue.head(followerId);
         if (head === null) return;
-        // Stored before and not popped (this instance or another died between), or a WeChat
-        // retry queued behind the first copy: its MsgId is taken, nothing to fetch again.
-        if (!head.stored) {
-          if (head.publicBase !== null) {
-            await addMedia(deps.pipeline, head.item, head.publicBase);
-          }
-          await deps.accept({ ...head.item, fromQueue: true });
+        if (head.stored) {
+          // A WeChat retry queued behind the first copy: its dedup key is taken, nothing to
+          // fetch or store. 0: that was the last and the queue has ended; -1: taken over.
+          failures.delete(followerId);
+          if (await queue.pop(followerId, head) <= 0) return;
+          continue;
         }
+        if (head.publicBase !== null) await addMedia(deps.pipeline, head.item, head.publicBase);
+        // Stored and popped in one step, if it is still the head.
+        await deps.accept({ ...head.item, fromQueue: head.raw });
         failures.delete(followerId);
-        // 0: that was the last and the queue has ended; -1: another instance took it over.
-        if (await queue.pop(followerId, head) <= 0) return;
       }
       if (held) await queue.release(followerId);
     } catch (error) {
@@ -154,6 +155,12 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
         log.warn("Cannot sweep the media queues yet: {error}", { error });
         return 0;
       }
+    },
+
+    /** Nothing here: the store's forget deletes the follower's queue in the same script, and a
+     * head being fetched then is not stored. */
+    forget(_followerId: string): Promise<void> {
+      return Promise.resolve();
     },
 
     /** Stops taking queues; the ones under way stop after their current message. */

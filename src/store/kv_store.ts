@@ -49,6 +49,7 @@ import {
   type QuickReply,
   type Store,
 } from "../core/store.ts";
+import { isDiskRefusal } from "./disk_refusal.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -942,6 +943,9 @@ function createKvStore(
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), false, () => [followerId]);
     },
+    // A full or read-only disk refuses the commit: the model is reloaded from KV, and the
+    // request is answered 503, which WeChat retries.
+    unreachable: isDiskRefusal,
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);
     },

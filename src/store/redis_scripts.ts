@@ -399,7 +399,9 @@ if OP == 'inbound' then
       local fid, name, to, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
       local dedup, event, data, result = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local msg_type, preview, at_s = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
-      local from_queue = ARGV[i + 11] == '1'
+      -- Taken off the media queue: the entry it was, as the queue holds it.
+      local entry = ARGV[i + 11]
+      local from_queue = entry ~= ''
       local at = tonumber(at_s)
       local item = #out
       i = i + ${INBOUND_FIELDS}
@@ -411,7 +413,22 @@ if OP == 'inbound' then
           fid, name, to, kind, dedup, event, data, result, msg_type, preview, at_s,
         }))
         out[#out + 1] = 'queued'
+      elseif from_queue and redis.call('LINDEX', queue, 0) ~= entry then
+        -- No longer the head: the follower was forgotten meanwhile (its data must not come
+        -- back), or an instance that took the queue over stored it. Nothing to store.
+        out[#out + 1] = 'duplicate'
       else
+        -- The head is popped in the step that stores it: an instance that dies right after
+        -- leaves nothing to store again, whatever became of the dedup key (it lapses, and is
+        -- all an event without a MsgId has). The last one ends the queue, as mqpop does.
+        if from_queue then
+          redis.call('LPOP', queue)
+          if redis.call('LLEN', queue) == 0 then
+            redis.call('SREM', P .. 'mediaq_followers', fid)
+            local lease = P .. 'mediaq_lease:' .. fid
+            if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
+          end
+        end
         -- data is ',"id":…}' (the JSON after '{"data":{"seq":N'), so both are two concatenations.
         local tail = data .. ',"result":' .. result .. '}'
         local hist = '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}'
@@ -506,19 +523,20 @@ end
 
 -- The head of the follower's queue and whether it is already stored (its dedup key is there:
 -- a WeChat retry queued behind the first copy); an empty table when there is no queue, whose
--- lease this instance then lets go.
+-- lease this instance then lets go, or when another instance holds the queue now.
 if OP == 'mqhead' then
   function ops.mqhead()
     local fid = ARGV[A0]
     local head = redis.call('LINDEX', P .. 'mediaq:' .. fid, 0)
+    local lease = P .. 'mediaq_lease:' .. fid
     if not head then
       redis.call('SREM', P .. 'mediaq_followers', fid)
       -- Ended between a sweep and its lease: a lease kept here would hold the follower's next
       -- queue back from the instance that starts it until the lease lapsed.
-      local lease = P .. 'mediaq_lease:' .. fid
       if redis.call('GET', lease) == IID then redis.call('DEL', lease) end
       return {}
     end
+    if redis.call('GET', lease) ~= IID then return {} end
     local dedup = cjson.decode(head)[5]
     local stored = dedup ~= '' and redis.call('EXISTS', P .. 'dedup:' .. string.sub(dedup, 2)) == 1
     return { head, stored and 1 or 0 }
@@ -707,11 +725,17 @@ if OP == 'closewindow' then
 end
 
 -- model.ts forget: the contact, its history and queue go; its agent gets the notice (ARGV tail).
+-- So do its messages waiting behind media, and any set aside: an instance working them stores
+-- nothing more of them (the routing script finds its head gone), whether or not a contact was
+-- made yet (a first message that was media).
 if OP == 'forget' then
   function ops.forget()
     local fid, tail = ARGV[A0], ARGV[A0 + 1]
+    local media = redis.call('DEL', P .. 'mediaq:' .. fid, P .. 'mediaq_aside:' .. fid)
+    redis.call('SREM', P .. 'mediaq_followers', fid)
+    redis.call('DEL', P .. 'mediaq_lease:' .. fid)
     local c = get_contact(fid)
-    if not c then return 0 end
+    if not c then return media > 0 and 1 or 0 end
     if c.agent_id ~= NULL then add_load(c.agent_id, -1) end
     local qkey = P .. 'queued:' .. fid
     local queued = redis.call('LLEN', qkey)

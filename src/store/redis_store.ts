@@ -558,7 +558,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       const sent: Array<{ envelope: Envelope; tail: string }> = [];
       for (const item of items) {
         const fields = inboundFields(item);
-        args.push(...fields, item.fromQueue ? "1" : "");
+        args.push(...fields, item.fromQueue ?? "");
         sent.push({ envelope: item.envelope, tail: `${fields[6]},"result":${fields[7]}}` });
       }
       const { value, entries } = await run<InboundOutcome[]>("inbound", args, false, sent);

@@ -3,7 +3,7 @@
 // has died. The store encodes each journal line with encode(), writes it, says so with
 // written(); lines reach the tables a little later, in one batch, or at once when a read waits.
 
-import type { DatabaseSync } from "node:sqlite";
+import { backup, type DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import {
   applyHanded,
@@ -33,6 +33,9 @@ export interface Applier {
   applied(id: number): Promise<void>;
   /** Deletes expired rows, after applying what was written. */
   prune(now: number): void;
+  /** Copies the tables to a new database file at `dest` (SQLite's backup): on the worker's
+   * thread while there is one, for it holds its thread for as long as it takes. */
+  backup(dest: string): Promise<void>;
   /** Applies what was written and lets go of the file. */
   close(): Promise<void>;
 }
@@ -103,6 +106,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
       applyNow();
       pruneExpired(options.db, now);
     },
+    backup: (dest) => backup(options.db, dest).then(() => {}),
     close() {
       clearTimeout(timer);
       timer = undefined;
@@ -117,6 +121,13 @@ export interface WorkerApplierOptions extends ApplierOptions {
   journalDir: string;
   fsync: boolean;
   checkpointMs: number;
+}
+
+/** A copy asked of the worker and not yet reported. */
+interface PendingBackup {
+  dest: string;
+  resolve(): void;
+  reject(error: Error): void;
 }
 
 interface Waiter {
@@ -158,6 +169,9 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   let onClosed: (() => void) | null = null;
   /** The main thread's applier, once the worker died. */
   let fallback: Applier | null = null;
+  let closed = false;
+  let backups = 0;
+  const pendingBackups = new Map<number, PendingBackup>();
 
   /** Posts the lines written so far (and, with `request`, asks for more after them). */
   const handOver = (request?: WorkerRequest) => {
@@ -175,6 +189,13 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
 
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
+    if (report.type === "backedUp") {
+      const pending = pendingBackups.get(report.backup);
+      pendingBackups.delete(report.backup);
+      if (report.error === undefined) pending?.resolve();
+      else pending?.reject(new Error(report.error));
+      return;
+    }
     let error: Error;
     if (report.type === "failed") {
       // The journal keeps the lines; the next batch (or read) tries again.
@@ -206,6 +227,9 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     // It reads what the worker had not applied from the journal.
     fallback = createInlineApplier({ ...options, applied }, true);
     for (const w of waiters.splice(0)) fallback.applied(w.id).then(w.resolve, w.reject);
+    // A copy it was making is made again, here.
+    for (const b of pendingBackups.values()) fallback.backup(b.dest).then(b.resolve, b.reject);
+    pendingBackups.clear();
   };
 
   return {
@@ -243,7 +267,18 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
       if (fallback) return fallback.prune(now);
       handOver({ type: "prune", now });
     },
+    backup(dest) {
+      // Once the worker is gone the main thread's connection copies (at close nothing else
+      // is waiting for the thread).
+      if (fallback || closed) return backup(options.db, dest).then(() => {});
+      return new Promise<void>((resolve, reject) => {
+        const id = ++backups;
+        pendingBackups.set(id, { dest, resolve, reject });
+        post({ type: "backup", backup: id, dest });
+      });
+    },
     async close() {
+      closed = true;
       if (fallback) return await fallback.close();
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
@@ -256,6 +291,9 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
       worker.terminate();
       const error = new Error("The store is closed");
       for (const w of waiters.splice(0)) w.reject(error);
+      // Cut off before the worker reported it: the caller may copy again, on this thread.
+      for (const b of pendingBackups.values()) b.reject(error);
+      pendingBackups.clear();
     },
   };
 }

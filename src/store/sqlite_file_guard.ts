@@ -1,10 +1,10 @@
 // Whether `bridge.sqlite` is still the file the store opened. Deleted while the bridge runs (a
 // cleanup script, an `rm` in the wrong directory) it lives on only through the open handles:
 // the journal would be let go as applied and the next start would open an empty file. So a
-// deleted file is written back from the open connection (SQLite's backup) within a second, and
-// from then on the journal is kept until the next start; a file replaced by another is left alone.
+// deleted file is written back from an open connection (SQLite's backup, on the store's worker)
+// within a second, and from then on the journal is kept until the next start; a file replaced by
+// another is left alone.
 
-import { backup, type DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["bridge", "store"]);
@@ -36,8 +36,11 @@ function identity(path: string): string | null {
   }
 }
 
-/** Watches the database file at `path`, open as `db`. */
-export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
+/** Watches the database file at `path`; `copyTo` writes the open database to a new file. */
+export function createFileGuard(
+  path: string,
+  copyTo: (dest: string) => Promise<void>,
+): FileGuard {
   let expected = identity(path);
   let keepJournal = false;
   let problem: string | null = null;
@@ -46,12 +49,12 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
   let failed = false;
 
   async function restore(): Promise<void> {
-    const copy = `${path}.restoring`;
-    await Deno.remove(copy).catch(() => {});
+    const dest = `${path}.restoring`;
+    await Deno.remove(dest).catch(() => {});
     // A consistent copy of what the tables hold, with the journal row they stop at: the next
     // start applies the journal after it, which is kept from now on. (VACUUM INTO would
     // attach a file, which Deno refuses without --allow-all.)
-    await backup(db, copy);
+    await copyTo(dest);
     // A WAL left beside it belongs to the deleted file (the connections keep theirs open):
     // the next start would replay it into the copy.
     for (const suffix of ["-wal", "-shm"]) {
@@ -59,7 +62,7 @@ export function createFileGuard(path: string, db: DatabaseSync): FileGuard {
         Deno.removeSync(path + suffix);
       } catch { /* deleted with it */ }
     }
-    Deno.renameSync(copy, path);
+    Deno.renameSync(dest, path);
     expected = identity(path);
   }
 

@@ -52,6 +52,7 @@ import {
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
+import { isDiskRefusal } from "./disk_refusal.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
 export { openSqliteDatabase } from "./sqlite_schema.ts";
@@ -284,7 +285,10 @@ function createSqliteStore(
   const unjournaledCursors = new Set<string>();
 
   /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
-  const guard = files.path === ":memory:" ? null : createFileGuard(files.path, db);
+  // It copies through the applier, declared below, only once it finds the file gone.
+  const guard = files.path === ":memory:"
+    ? null
+    : createFileGuard(files.path, (dest) => applier.backup(dest));
 
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);
@@ -715,12 +719,7 @@ function createSqliteStore(
       await mutate((m) => m.markRead(agentId, followerId), () => [followerId]);
     },
     // A disk that is full or was made read-only takes no journal line: nothing was accepted.
-    unreachable(error) {
-      const code = (error as { code?: unknown } | null)?.code;
-      if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT") return true;
-      return error instanceof Error &&
-        /database or disk is full|attempt to write a readonly database/.test(error.message);
-    },
+    unreachable: isDiskRefusal,
 
     queueDepth(): Promise<number> {
       return Promise.resolve(model.queuedCount);

@@ -77,11 +77,12 @@ Deno.test("/readyz is 503 while DATA_DIR's disk is full", async (t) => {
   }
 });
 
-Deno.test("the default store on a full disk: callbacks answered 503, then taken once there is room", async (t) => {
-  // Room for SQLite's file and the journal's first segment, then filled to the last byte.
+/** WeChat's callbacks on `store` (a STORE value) while DATA_DIR's disk is full, then has room. */
+async function fullDiskCallbacks(t: Deno.TestContext, store: string): Promise<void> {
+  // Room for the store's file (and SQLite's journal segment), then filled to the last byte.
   const disk = await mountTinyDisk("24m");
   if (disk === null) return; // not root, outside CI
-  const bridge = await startBridge({ env: { DATA_DIR: disk, STORE: "" } });
+  const bridge = await startBridge({ env: { DATA_DIR: disk, STORE: store } });
   const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=DA`);
   const send = (id: string) =>
     post(`${bridge.base}${B}/send_xml`, textXml("oDisk", "gh_x", `text ${id}`, id));
@@ -135,4 +136,12 @@ Deno.test("the default store on a full disk: callbacks answered 503, then taken 
     await new Deno.Command("umount", { args: [disk] }).output();
     await Deno.remove(disk, { recursive: true }).catch(() => {});
   }
+}
+
+Deno.test("the default store on a full disk: callbacks answered 503, then taken once there is room", async (t) => {
+  await fullDiskCallbacks(t, "");
+});
+
+Deno.test("STORE=kv on a full disk: callbacks answered 503, then taken once there is room", async (t) => {
+  await fullDiskCallbacks(t, "kv");
 });

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import type { Redis } from "redis";
-import type { Envelope } from "../../src/protocol/envelope.ts";
+import { createSystemEnvelope, type Envelope } from "../../src/protocol/envelope.ts";
 import type { RedisStore } from "../../src/store/redis_store.ts";
 import type { InboundItem, Presence } from "../../src/core/store.ts";
 import { createSharedMediaIntake } from "../../src/media/shared_intake.ts";
@@ -92,23 +92,30 @@ Deno.test({
         },
       );
 
-      await t.step("one instance holds the lease; the other can neither take nor pop", async () => {
-        assert.equal(await a.mediaQueue.lease("oQ", 5_000), true);
-        assert.equal(await b.mediaQueue.lease("oQ", 5_000), false);
-        const head = await b.mediaQueue.head("oQ");
-        assert.ok(head);
-        assert.equal(await b.mediaQueue.pop("oQ", head), -1);
-      });
+      await t.step(
+        "one instance holds the lease; the other can neither take, read nor pop",
+        async () => {
+          assert.equal(await a.mediaQueue.lease("oQ", 5_000), true);
+          assert.equal(await b.mediaQueue.lease("oQ", 5_000), false);
+          assert.equal(await b.mediaQueue.head("oQ"), null);
+          const head = await a.mediaQueue.head("oQ");
+          assert.ok(head);
+          assert.equal(await b.mediaQueue.pop("oQ", head), -1);
+        },
+      );
 
-      await t.step("the head comes back as it was pushed, stored from the queue", async () => {
+      await t.step("the head comes back as it was pushed; storing it pops it", async () => {
         const head = await a.mediaQueue.head("oQ");
         assert.ok(head);
         assert.deepEqual(head.item, image);
         assert.equal(head.publicBase, "https://bridge.example");
         assert.equal(head.stored, false);
-        const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+        const { value } = await a.acceptInbound([{ ...head.item, fromQueue: head.raw }], presence);
         assert.deepEqual(value, ["delivered"]);
-        assert.equal(await a.mediaQueue.pop("oQ", head), 1);
+        // Stored again from the same entry (a retry of the call): it is no longer the head.
+        const again = await a.acceptInbound([{ ...head.item, fromQueue: head.raw }], presence);
+        assert.deepEqual(again.value, ["duplicate"]);
+        assert.deepEqual(again.deliveries, []);
       });
 
       await t.step(
@@ -120,17 +127,16 @@ Deno.test({
           assert.equal(head.publicBase, null);
           assert.equal(head.stored, false);
           const { value, deliveries } = await a.acceptInbound(
-            [{ ...head.item, fromQueue: true }],
+            [{ ...head.item, fromQueue: head.raw }],
             presence,
           );
           assert.deepEqual(value, ["delivered"]);
           assert.deepEqual(deliveries.map((e) => e.envelope.data.msg), [text.envelope.data.msg]);
-          assert.equal(await a.mediaQueue.pop("oQ", head), 0);
         },
       );
 
       await t.step(
-        "the last pop ends the queue and the lease, which a renewal does not make again",
+        "storing the last ends the queue and the lease, which a renewal does not make again",
         async () => {
           assert.deepEqual(await a.mediaQueue.followers(), []);
           assert.equal(await a.mediaQueue.head("oQ"), null);
@@ -149,9 +155,10 @@ Deno.test({
         assert.equal(await a.mediaQueue.lease("oR", 5_000), true);
         const first = await a.mediaQueue.head("oR");
         assert.ok(first);
-        await a.acceptInbound([{ ...first.item, fromQueue: true }], presence);
-        assert.equal(await a.mediaQueue.pop("oR", first), 1);
-        assert.equal((await a.mediaQueue.head("oR"))?.stored, true);
+        await a.acceptInbound([{ ...first.item, fromQueue: first.raw }], presence);
+        const copy = await a.mediaQueue.head("oR");
+        assert.equal(copy?.stored, true);
+        assert.equal(await a.mediaQueue.pop("oR", copy), 0);
       });
     } finally {
       await a.close();
@@ -178,9 +185,9 @@ Deno.test({
       const head = await a.mediaQueue.head("oE");
       assert.ok(head);
       assert.deepEqual(head.item.envelope.data.msg, text.envelope.data.msg);
-      const { value } = await a.acceptInbound([{ ...head.item, fromQueue: true }], presence);
+      const { value } = await a.acceptInbound([{ ...head.item, fromQueue: head.raw }], presence);
       assert.deepEqual(value, ["delivered"]);
-      assert.equal(await a.mediaQueue.pop("oE", head), 0);
+      assert.equal(await a.mediaQueue.head("oE"), null);
     } finally {
       await a.close();
       await flushPrefix(REDIS_URL!, prefix);
@@ -230,5 +237,97 @@ Deno.test({
       // The last one set aside ends the queue, as the last pop does.
       assert.equal(await a.mediaQueue.setAside("oBad"), 0);
       assert.deepEqual(await a.mediaQueue.followers(), []);
+    }),
+});
+
+const revoked = (followerId: string) =>
+  createSystemEnvelope({ event: "user_authorization_revoke", follower_id: followerId, text: "-" }, {
+    id: `revoke-${followerId}`,
+    companyId: "acme",
+    sendTime: 0,
+  });
+
+Deno.test({
+  name: "forgetting a follower clears its media queue and its aside list, on every instance",
+  ignore: REDIS_URL === null,
+  fn: () =>
+    withTwoStores(async (a, b, raw, prefix) => {
+      await a.agentOnline("alice", presence);
+      // Its first message is media, still being fetched: no contact yet, only the queue.
+      await a.mediaQueue.push(item("oForget", "image"), "https://bridge.example");
+      assert.deepEqual((await b.acceptInbound([item("oForget", "text")], presence)).value, [
+        "queued",
+      ]);
+      await raw.rpush(`${prefix}mediaq_aside:oForget`, "{set aside");
+      assert.equal((await b.forgetFollower("oForget", revoked("oForget"))).value, true);
+      assert.equal(await raw.exists(`${prefix}mediaq:oForget`, `${prefix}mediaq_aside:oForget`), 0);
+      assert.deepEqual(await a.mediaQueue.followers(), []);
+      assert.equal(await a.mediaQueue.head("oForget"), null);
+      // Writing again starts afresh: delivered at once, not behind the old media.
+      const next = item("oForget", "text");
+      const { value, deliveries } = await a.acceptInbound([next], presence);
+      assert.deepEqual(value, ["delivered"]);
+      assert.deepEqual(
+        deliveries.map((e) => e.envelope.data.id).filter((id) => id === next.envelope.data.id),
+        [next.envelope.data.id],
+      );
+    }),
+});
+
+Deno.test({
+  name: "a head being fetched when its follower is forgotten is not stored afterwards",
+  ignore: REDIS_URL === null,
+  fn: () =>
+    withTwoStores(async (a, b) => {
+      await a.agentOnline("alice", presence);
+      await a.mediaQueue.push(item("oGoing", "image"), "https://bridge.example");
+      assert.equal(await a.mediaQueue.lease("oGoing", 5_000), true);
+      const head = await a.mediaQueue.head("oGoing");
+      assert.ok(head);
+      // Instance a is fetching the picture when the revoke reaches instance b.
+      await b.forgetFollower("oGoing", revoked("oGoing"));
+      const { value, deliveries } = await a.acceptInbound(
+        [{ ...head.item, fromQueue: head.raw }],
+        presence,
+      );
+      assert.deepEqual(value, ["duplicate"]);
+      assert.deepEqual(deliveries, []);
+      assert.equal(await a.getContact("oGoing"), null);
+      assert.equal(await a.mediaQueue.renew("oGoing", 5_000), false, "its lease went with it");
+    }),
+});
+
+Deno.test({
+  name:
+    "an event without a MsgId stored off the queue is popped in that step: an instance that dies then leaves nothing to deliver again",
+  ignore: REDIS_URL === null,
+  fn: () =>
+    withTwoStores(async (a, b, raw, prefix) => {
+      await a.agentOnline("alice", presence);
+      // A menu tap: no MsgId, so its envelope id was made at the webhook and its dedup key
+      // (FromUserName, CreateTime, event, EventKey) lapses like any other.
+      const click = item("oDies", "text");
+      click.kind = "event";
+      click.event = "CLICK";
+      click.dedupKey = "e|oDies|1700000000|CLICK|menu_1";
+      click.envelope.data.id = crypto.randomUUID();
+      click.envelope.data.msg_type = "system";
+      await a.mediaQueue.push(click, "https://bridge.example");
+      assert.equal(await a.mediaQueue.lease("oDies", 5_000), true);
+      const head = await a.mediaQueue.head("oDies");
+      assert.ok(head);
+      const { deliveries } = await a.acceptInbound(
+        [{ ...head.item, fromQueue: head.raw }],
+        presence,
+      );
+      // The assignment notice, then the tap.
+      assert.equal(deliveries.at(-1)?.envelope.data.id, click.envelope.data.id);
+      // Instance a dies here, before anything else; its lease lapses, and so, when every
+      // instance stays down for an hour, does the tap's dedup key.
+      await a.mediaQueue.release("oDies");
+      await raw.del(`${prefix}dedup:${click.dedupKey}`);
+      assert.equal(await b.mediaQueue.lease("oDies", 5_000), true);
+      assert.equal(await b.mediaQueue.head("oDies"), null, "nothing is left to store again");
+      assert.deepEqual(await b.mediaQueue.followers(), []);
     }),
 });
