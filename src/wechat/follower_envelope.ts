@@ -14,16 +14,14 @@ export function parseSendTime(createTime: string, receivedAtMs: number): number 
   if (/^\d{1,12}$/.test(createTime)) return Number(createTime);
   const m = CHINA_DATETIME.exec(createTime);
   if (m) {
-    const [, y, mo, d, h, mi, s] = m;
-    const utc = Date.UTC(
-      Number(y),
-      Number(mo) - 1,
-      Number(d),
-      Number(h),
-      Number(mi),
-      Number(s ?? 0),
-    );
-    if (!Number.isNaN(utc)) return Math.floor(utc / 1000) - 8 * 3600;
+    const [y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0] = m.slice(1).map((p) => Number(p ?? 0));
+    const at = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+    // Date.UTC rolls a date that is none over (30 February is 1 March): the follower did not
+    // write then, so such a CreateTime is the receive time like any other unreadable one.
+    const real = at.getUTCFullYear() === y && at.getUTCMonth() === mo - 1 &&
+      at.getUTCDate() === d && at.getUTCHours() === h && at.getUTCMinutes() === mi &&
+      at.getUTCSeconds() === s;
+    if (real) return Math.floor(at.getTime() / 1000) - 8 * 3600;
   }
   return Math.floor(receivedAtMs / 1000);
 }

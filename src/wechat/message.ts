@@ -55,13 +55,21 @@ function sendIdsOf(xml: WechatXml): string {
     .join(",");
 }
 
-/** The key WeChat's retries share: MsgId for messages, the event's identity for events. */
+/**
+ * The key WeChat's retries share: MsgId for messages, the event's identity for events, and for
+ * a message without MsgId what it says.
+ */
 export function dedupKeyOf(message: FollowerMessage): string {
   if (message.msgId) return `m|${message.from}|${message.msgId}`;
   const eventKey = textOf(message.xml, "EventKey") ?? "";
+  // The seed's simplified XML may leave MsgId out: two things a follower says in one second are
+  // then told apart by their bodies, which a retry repeats.
+  const said = message.event === undefined
+    ? `|${createHash("sha256").update(JSON.stringify(message.xml)).digest("hex").slice(0, 32)}`
+    : "";
   const key = `e|${message.from}|${message.createTime}|${
     message.event ?? message.msgType
-  }|${eventKey}`;
+  }|${eventKey}${said}`;
   // Two sends that finish in one second (two templates to one follower, two mass sends) are
   // two reports with one FromUserName and CreateTime: only their MsgID tells them apart.
   const sends = sendIdsOf(message.xml);

@@ -248,6 +248,17 @@ async function scenario(
       assert.ok(!alice.messages().some((e) => e.data["contact_id"] === "oGone"));
     });
 
+    await t.step("the seed's simplified form on an account's URL carries no account", async () => {
+      // ToUserName names the agent, not the account (SPEC): no `data.account`, though the
+      // callback URL says which account the message came through.
+      const msgId = String(9_400_000 + next());
+      const { query, body } = encryptedCallback(A, textXml("oSeedA", "alice", "seed", msgId));
+      const res = await post(`${server.base}${B}/send_xml/${A.id}?${query}`, body);
+      assert.equal(res.text, "success");
+      const got = await alice.waitFor((e) => e.data["id"] === msgId, 5000);
+      assert.equal("account" in got.data, false);
+    });
+
     await t.step("/readyz asks every account", async () => {
       const res = await fetch(`${server.base}/readyz`);
       assert.equal(res.status, 200);

@@ -595,6 +595,22 @@ Deno.test("WeChat's retries are delivered once", async (t) => {
         ]);
       },
     );
+    await t.step(
+      "messages without MsgId in one second are each delivered, a retry of one once",
+      async () => {
+        // The seed's simplified XML may leave MsgId out: two things said in one second are
+        // two messages, not a retry, though their FromUserName, CreateTime and MsgType match.
+        const said = (content: string) =>
+          textXml("no-id-follower", "dedup-agent", content, "").replace("<MsgId></MsgId>", "");
+        await postOk(server, said("first words"), signedQuery());
+        await postOk(server, said("second words"), signedQuery());
+        await postOk(server, said("first words"), signedQuery());
+        await marker(server, agent, "dedup-agent", "5005");
+        const contents = agent.messages().filter((e) => e.data["contact_id"] === "no-id-follower")
+          .map((e) => e.data.msg?.["content"]);
+        assert.deepEqual(contents, ["first words", "second words"]);
+      },
+    );
   } finally {
     await agent.close();
     await server.close();
