@@ -195,9 +195,19 @@ class Session {
   }
 
   #sendError(message: string, data: Record<string, unknown> = {}): void {
-    if (this.socket.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify(createErrorEnvelope(message, data)));
-    }
+    this.#answer(createErrorEnvelope(message, data));
+  }
+
+  /**
+   * A -1 that answers one of this socket's frames, to this socket only, never replayed. SPEC
+   * puts `data.seq` on every envelope but the heartbeat: it carries the seq of the last message
+   * this socket was sent, so an agent that keeps the last seq it saw and reconnects with
+   * `since=` from it misses nothing (a fresh seq would be one no replay knows).
+   */
+  #answer(envelope: { data: Record<string, unknown> }): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    envelope.data.seq = this.#conn?.lastSeq ?? 0;
+    this.socket.send(JSON.stringify(envelope));
   }
 
   #message(event: MessageEvent): void {
@@ -231,9 +241,7 @@ class Session {
     this.#chain = this.#chain.then(async () => {
       try {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
-        if (answer.status >= 400 && this.socket.readyState === WebSocket.OPEN) {
-          this.socket.send(JSON.stringify(answer.body));
-        }
+        if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
       } catch (error) {
         log.error("Agent message failed: {error}", { error });
         this.#sendError("Internal error: the message was not handled");
