@@ -4,12 +4,16 @@ import {
   sniffDemuxer,
   transcodeVoice,
   videoThumbnail,
+  VOICE_CAP_SECONDS,
 } from "../../src/media/transcode.ts";
 import {
   amrDurationSeconds,
+  amrFrames,
+  amrOf,
   ffmpeg,
   ffprobe,
   makeFixtures,
+  noiseAmr,
   skipWithoutFfmpeg,
   VOICE_AMR,
 } from "./_media_tools.ts";
@@ -114,5 +118,57 @@ Deno.test({
     });
 
     await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "transcodeVoice() converts what a real voice can be and stops a hostile one at the cap",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const amr = await Deno.readFile(VOICE_AMR);
+    const frames = amrFrames(amr);
+    const overCap = new RegExp(
+      `Cannot transcode voice: it lasts longer than ${VOICE_CAP_SECONDS} s`,
+    );
+
+    await t.step("a real voice with one bad frame converts whole", async () => {
+      const damaged = amr.slice();
+      // Frame 400's header says "bad frame" (Q bit clear) and its speech bits are noise: the
+      // decoder conceals it, as it would a frame lost on the way.
+      const offset = 6 + frames.slice(0, 400).reduce((n, f) => n + f.length, 0);
+      damaged[offset] = damaged[offset]! & ~0x04;
+      for (let i = 1; i < frames[400]!.length; i++) damaged[offset + i] = (i * 151) & 0xff;
+      const mp3 = await transcodeVoice(damaged, { timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3);
+      assert.ok(Math.abs(seconds - amrDurationSeconds(amr)) < 0.2, `${seconds} s`);
+    });
+
+    await t.step("a voice a margin over WeChat's 60 s (70 s) still converts whole", async () => {
+      const long = amrOf(frames, 3500);
+      const seconds = await probeDuration(await transcodeVoice(long, { timeoutMs: 30_000 }));
+      assert.ok(Math.abs(seconds - 70) < 0.2, `${seconds} s`);
+    });
+
+    await t.step("real speech past the cap (80 s) is an error, not an MP3", async () => {
+      await assert.rejects(transcodeVoice(amrOf(frames, 4000), { timeoutMs: 30_000 }), overCap);
+    });
+
+    await t.step("20 MB of noise behind an AMR header stops at the cap", async () => {
+      // Unbounded, this made a 110 MB MP3 in 3 minutes; here the 30 s deadline would say so.
+      await assert.rejects(
+        transcodeVoice(noiseAmr(20 * 1024 * 1024), { timeoutMs: 30_000 }),
+        overCap,
+      );
+    });
+
+    await t.step("without ffprobe to measure it first, ffmpeg's own caps stop it", async () => {
+      await assert.rejects(
+        transcodeVoice(noiseAmr(2 * 1024 * 1024), {
+          timeoutMs: 30_000,
+          ffprobe: "/nonexistent/ffprobe",
+        }),
+        overCap,
+      );
+    });
   },
 });
