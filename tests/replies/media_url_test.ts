@@ -33,6 +33,10 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     ...["-c:a", "libmp3lame", "-b:a", "16k", "-y", `${tmp}/long.mp3`],
   );
   const longMp3 = await Deno.readFile(`${tmp}/long.mp3`);
+  // WeChat's 2 MB of voice as one-byte NO_DATA frames: 11 hours by their count, which ffprobe
+  // took 8 s to list whole (its deadline is 10 s; past it the voice went to WeChat unmeasured).
+  const noDataAmr = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
+  noDataAmr.set(new TextEncoder().encode("#!AMR\n"));
   await Deno.remove(tmp, { recursive: true });
   // A loopback-only service the bridge must never read for an agent.
   const secretReads: string[] = [];
@@ -53,6 +57,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         return new Response(MP4, { headers: { "content-type": "binary/octet-stream" } });
       case "/long.mp3":
         return new Response(longMp3, { headers: { "content-type": "audio/mpeg" } });
+      case "/nodata.amr":
+        return new Response(noDataAmr, { headers: { "content-type": "audio/amr" } });
       case "/notes":
         return new Response("just text", { headers: { "content-type": "text/plain" } });
       case "/to-secret":
@@ -215,6 +221,13 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         `http://127.0.0.1:${I}/long.mp3`,
         415,
         /voice of at most 60 s.*61\.\d s/,
+        "voice",
+      );
+      // Measured only to just past the limit, so the length said is a floor.
+      await refused(
+        `http://127.0.0.1:${I}/nodata.amr`,
+        415,
+        /voice of at most 60 s; the media_url file lasts 61\.\d s or more/,
         "voice",
       );
     });
