@@ -80,6 +80,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     "files.example.com": ["127.0.0.1"],
     "mixed.example.com": ["93.184.216.34", "10.0.0.7"],
     "cdn.example.com": ["127.0.0.1"],
+    "mapped.example.com": ["::ffff:127.0.0.1"],
+    "compat.example.com": ["::7f00:1"],
   };
   const resolved: string[] = [];
   const resolveHost = (host: string) => {
@@ -150,6 +152,28 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
       await refused(`http://[::ffff:127.0.0.1]:${S}/secret.png`, 403, /private address/);
       await refused("http://169.254.169.254/latest/meta-data/", 403, /private address/);
       await refused("http://0.0.0.0/x.png", 403, /private address/);
+      assert.deepEqual(secretReads, []);
+    });
+
+    await t.step("every other spelling of a private address is refused, unread", async () => {
+      // Decimal, octal and hex IPv4 (the URL parser reads them as 127.0.0.1), IPv4 inside IPv6
+      // (mapped, IPv4-compatible, local NAT64), the metadata address inside IPv6.
+      for (
+        const host of [
+          "2130706433",
+          "017700000001",
+          "0x7f.1",
+          "127.1",
+          "[::ffff:7f00:1]",
+          "[::127.0.0.1]",
+          "[64:ff9b:1::7f00:1]",
+        ]
+      ) {
+        await refused(`http://${host}:${S}/secret.png`, 403, /private address/);
+      }
+      await refused("http://[::169.254.169.254]/latest/meta-data/", 403, /private address/);
+      await refused(`http://mapped.example.com:${S}/secret.png`, 403, /private address/);
+      await refused(`http://compat.example.com:${S}/secret.png`, 403, /private address/);
       assert.deepEqual(secretReads, []);
     });
 
