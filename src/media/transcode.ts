@@ -166,10 +166,23 @@ function createProgressReader(): { read(text: string): void; seconds(): number }
   };
 }
 
-/** A JPEG (at most 320 px wide) of a video's first frame, for a video without WeChat's thumb. */
+/** Options for `videoThumbnail`. */
+export interface ThumbnailOptions extends FfmpegOptions {
+  /** Largest JPEG wanted (WeChat takes a thumb of 64 KB): lower qualities are tried to fit. */
+  maxBytes?: number;
+}
+
+/** JPEG qualities tried in turn (ffmpeg's -q:v, 2 best to 31) until the thumbnail fits. */
+const THUMB_QUALITIES = [4, 10, 20];
+
+/**
+ * A JPEG, within 320x640 px, of a video's first frame, for a video without WeChat's thumb. The
+ * box bounds the output whatever the video's shape: only the width was, and a 4 MB MP4 of
+ * 320x8192 made a 1.2 MB "thumbnail"; a phone's portrait video still fits it whole (320x568).
+ */
 export async function videoThumbnail(
   input: Uint8Array,
-  options: FfmpegOptions,
+  options: ThumbnailOptions,
 ): Promise<Uint8Array> {
   if (sniffDemuxer(input) !== "mov") {
     throw new Error("Cannot make video thumbnail: the bytes are not MP4");
@@ -178,20 +191,27 @@ export async function videoThumbnail(
     const inPath = join(dir, "in.mp4");
     const outPath = join(dir, "thumb.jpg");
     await Deno.writeFile(inPath, input);
-    // deno-fmt-ignore
-    await runTool(options.ffmpeg ?? "ffmpeg", [
-      "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
-      "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath,
-      "-an", "-frames:v", "1", "-vf", "scale='min(320,iw)':-2",
-      "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-y", outPath,
-    ], {
-      timeoutMs: options.timeoutMs,
-      what: "make video thumbnail",
-      memory: options.memoryLimitBytes,
-    });
-    const bytes = await Deno.readFile(outPath);
-    if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
-    return bytes;
+    let bytes = new Uint8Array(0);
+    for (const quality of THUMB_QUALITIES) {
+      // deno-fmt-ignore
+      await runTool(options.ffmpeg ?? "ffmpeg", [
+        "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
+        "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath, "-an", "-frames:v", "1",
+        "-vf", "scale=w='min(320,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease" +
+          ":force_divisible_by=2",
+        "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
+      ], {
+        timeoutMs: options.timeoutMs,
+        what: "make video thumbnail",
+        memory: options.memoryLimitBytes,
+      });
+      bytes = await Deno.readFile(outPath);
+      if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
+      if (options.maxBytes === undefined || bytes.length <= options.maxBytes) return bytes;
+    }
+    throw new Error(
+      `Cannot make video thumbnail: ${bytes.length} bytes at the lowest quality, over ${options.maxBytes}`,
+    );
   });
 }
 

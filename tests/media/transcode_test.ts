@@ -172,3 +172,71 @@ Deno.test({
     });
   },
 });
+
+/** Width and height of a picture or a video's first stream, by ffprobe. */
+async function dimensions(path: string): Promise<[number, number]> {
+  const out = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", path],
+    stdout: "piped",
+  }).output();
+  const [w, h] = new TextDecoder().decode(out.stdout).trim().split(",").map(Number);
+  return [w!, h!];
+}
+
+Deno.test({
+  name: "videoThumbnail() fits any video's first frame in 320x640 and, asked, in a byte size",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "thumb-test-" });
+    const video = async (name: string, source: string) => {
+      await ffmpeg(
+        ...["-f", "lavfi", "-i", source, "-t", "0.4"],
+        ...[
+          "-c:v",
+          "libx264",
+          "-preset",
+          "ultrafast",
+          "-pix_fmt",
+          "yuv420p",
+          "-y",
+          `${dir}/${name}`,
+        ],
+      );
+      return await Deno.readFile(`${dir}/${name}`);
+    };
+    const thumbOf = async (mp4: Uint8Array, maxBytes?: number) => {
+      const jpeg = await videoThumbnail(mp4, {
+        timeoutMs: 30_000,
+        ...(maxBytes ? { maxBytes } : {}),
+      });
+      await Deno.writeFile(`${dir}/thumb.jpg`, jpeg);
+      return { jpeg, size: await dimensions(`${dir}/thumb.jpg`) };
+    };
+    try {
+      await t.step("a phone's portrait video keeps its shape: 320x568", async () => {
+        const { size } = await thumbOf(
+          await video("portrait.mp4", "testsrc2=size=1080x1920:rate=5"),
+        );
+        assert.deepEqual(size, [320, 568]);
+      });
+      await t.step("a 320x8192 video is cut down to the box, not 320x8192", async () => {
+        const { size } = await thumbOf(await video("tall.mp4", "testsrc2=size=320x8192:rate=5"));
+        assert.ok(size[0] <= 320 && size[1] <= 640, `${size}`);
+      });
+      await t.step("a noisy frame over WeChat's 64 KB at first is made to fit it", async () => {
+        const noisy = await video(
+          "noisy.mp4",
+          "life=size=1080x1920:mold=10:ratio=0.5:seed=1:rate=5",
+        );
+        const first = await thumbOf(noisy);
+        assert.ok(first.jpeg.length > 64 * 1024, `the test's frame is ${first.jpeg.length} bytes`);
+        const fitted = await thumbOf(noisy, 64 * 1024);
+        assert.ok(fitted.jpeg.length <= 64 * 1024, `${fitted.jpeg.length} bytes`);
+        assert.deepEqual(fitted.size, [320, 568]);
+        assert.deepEqual([...fitted.jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
