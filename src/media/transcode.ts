@@ -148,10 +148,10 @@ function overCap(): Error {
 function createProgressReader(): { read(text: string): void; seconds(): number } {
   let rest = "";
   let micros = 0;
+  // `out_time_ms` is microseconds too (a misnomer ffmpeg keeps), and the only one before 4.0.
   const take = (line: string) => {
-    if (!line.startsWith("out_time_us=")) return;
-    const value = Number(line.slice("out_time_us=".length));
-    if (Number.isFinite(value)) micros = Math.max(micros, value);
+    const match = /^out_time_[mu]s=(\d+)\s*$/.exec(line);
+    if (match) micros = Math.max(micros, Number(match[1]));
   };
   return {
     read(text) {
@@ -178,7 +178,7 @@ const THUMB_QUALITIES = [4, 10, 20];
 /**
  * A JPEG, within 320x640 px, of a video's first frame, for a video without WeChat's thumb. The
  * box bounds the output whatever the video's shape: only the width was, and a 4 MB MP4 of
- * 320x8192 made a 1.2 MB "thumbnail"; a phone's portrait video still fits it whole (320x568).
+ * 320x8192 made a 1.2 MB "thumbnail"; a phone's portrait video still fits it whole (320x569).
  */
 export async function videoThumbnail(
   input: Uint8Array,
@@ -197,8 +197,8 @@ export async function videoThumbnail(
       await runTool(options.ffmpeg ?? "ffmpeg", [
         "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
         "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath, "-an", "-frames:v", "1",
-        "-vf", "scale=w='min(320,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease" +
-          ":force_divisible_by=2",
+        // JPEG takes odd sizes; force_divisible_by would need ffmpeg 4.3.
+        "-vf", "scale=w='min(320,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease",
         "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
       ], {
         timeoutMs: options.timeoutMs,
