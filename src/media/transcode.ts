@@ -83,7 +83,8 @@ export function sniffDemuxer(bytes: Uint8Array): string | null {
 }
 
 /**
- * Converts a voice message to MP3 (mono, 44.1 kHz, 48 kb/s CBR).
+ * Converts a voice message to MP3 (mono, 44.1 kHz, 48 kb/s CBR), of at most VOICE_CAP_SECONDS:
+ * a longer one (by its stream's clock or by the sound it decodes to) throws, unconverted.
  *
  * Why MP3 and not AAC in .m4a: AAC is a "proprietary codec" in Chromium, so open-source
  * Chromium builds and some Linux Firefox installs (which decode AAC through the OS) cannot play
