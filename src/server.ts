@@ -271,8 +271,12 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
         }),
-        makeThumb: (video) =>
-          videoThumbnail(video, { timeoutMs: config.mediaTimeoutMs, ffmpeg: effects.ffmpeg }),
+        makeThumb: (video, maxBytes) =>
+          videoThumbnail(video, {
+            timeoutMs: config.mediaTimeoutMs,
+            ffmpeg: effects.ffmpeg,
+            maxBytes,
+          }),
         kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
       }
       : { kind: "demo", outbox: outbox! },

@@ -71,8 +71,22 @@ export async function addMedia(
     picUrl: (msg["pic_url"] as string) || undefined,
     format: (msg["format"] as string) || undefined,
   };
+  // What the pipeline reports is its own: a tag of the same name in the follower's XML
+  // (<ThumbPath>, <OriginalPath>, <MediaUrl>) must not stand in for a file it could not give.
+  for (const field of PIPELINE_FIELDS) delete msg[field];
   Object.assign(msg, await pipeline.process(input, publicBase));
 }
+
+/** The `msg` fields only the pipeline writes (MediaResult's), and `media_url`, the console's. */
+const PIPELINE_FIELDS = [
+  "media_path",
+  "original_path",
+  "thumb_path",
+  "content_type",
+  "size",
+  "error",
+  "media_url",
+] as const;
 
 /** Creates the intake. */
 export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {

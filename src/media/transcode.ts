@@ -11,6 +11,8 @@ export interface FfmpegOptions {
   timeoutMs: number;
   /** The ffmpeg binary; default `ffmpeg` on PATH. */
   ffmpeg?: string;
+  /** The ffprobe binary, for a voice's length before it converts; default `ffprobe` on PATH. */
+  ffprobe?: string;
   /** Bytes of data memory a run may have (RLIMIT_DATA); default MEMORY_LIMIT_BYTES. */
   memoryLimitBytes?: number;
 }
@@ -34,7 +36,30 @@ export interface ProbeOptions {
   timeoutMs?: number;
   /** The ffprobe binary; default `ffprobe` on PATH. */
   ffprobe?: string;
+  /**
+   * Packets past this many seconds are not read: the answer is then at most about this long.
+   * 2 MB of one-byte AMR frames claim 11 hours, which ffprobe takes 20 s to list in full.
+   */
+  readSeconds?: number;
 }
+
+/** WeChat's voices last at most 60 s, the follower's and the ones it takes from us (新增临时素材). */
+export const VOICE_MAX_SECONDS = 60;
+
+/**
+ * Where a voice conversion stops: a quarter above WeChat's 60 s, so a real voice with a frame
+ * or two more, or a bad frame the decoder conceals, converts whole, while 20 MB of noise behind
+ * an AMR header (which made a 110 MB MP3 in 3 minutes) stops here, with an error.
+ */
+export const VOICE_CAP_SECONDS = 75;
+
+const VOICE_BITRATE = 48_000;
+
+/**
+ * The MP3's size cap (`-fs`), behind the duration cap: the cap's length at our constant bitrate
+ * (450 KB) and a quarter more, so only an encoder that stopped being constant reaches it.
+ */
+export const VOICE_CAP_BYTES = Math.ceil((VOICE_CAP_SECONDS * VOICE_BITRATE) / 8 * 1.25);
 
 const STDERR_TAIL = 400;
 /** Of ffmpeg's stderr only this much is kept: enough for its last lines. */
@@ -58,7 +83,8 @@ export function sniffDemuxer(bytes: Uint8Array): string | null {
 }
 
 /**
- * Converts a voice message to MP3 (mono, 44.1 kHz, 48 kb/s CBR).
+ * Converts a voice message to MP3 (mono, 44.1 kHz, 48 kb/s CBR), of at most VOICE_CAP_SECONDS:
+ * a longer one (by its stream's clock or by the sound it decodes to) throws, unconverted.
  *
  * Why MP3 and not AAC in .m4a: AAC is a "proprietary codec" in Chromium, so open-source
  * Chromium builds and some Linux Firefox installs (which decode AAC through the OS) cannot play
@@ -78,23 +104,86 @@ export async function transcodeVoice(
     const inPath = join(dir, "in");
     const outPath = join(dir, "out.mp3");
     await Deno.writeFile(inPath, input);
+    // The stream's own clock, read only to past the cap: random bytes behind an AMR header
+    // claim twice the time they decode to, so the output's length alone would pass them.
+    const claimed = await probeFile(inPath, demuxer, {
+      timeoutMs: options.timeoutMs,
+      readSeconds: VOICE_CAP_SECONDS + 1,
+      ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
+    }).catch(() => null); // ffmpeg below says better what is wrong with the file
+    if (claimed !== null && claimed >= VOICE_CAP_SECONDS) throw overCap();
+    const progress = createProgressReader();
+    // `asetpts` times the audio by its samples, so `-t` cuts at 75 s of sound: timed by the
+    // stream's own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
     // deno-fmt-ignore
     await runTool(options.ffmpeg ?? "ffmpeg", [
-      "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
-      "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
-      "-vn", "-map_metadata", "-1", "-ac", "1", "-ar", "44100",
-      "-c:a", "libmp3lame", "-b:a", "48k", "-f", "mp3", "-y", outPath,
-    ], { timeoutMs: options.timeoutMs, what: "transcode voice", memory: options.memoryLimitBytes });
+      "-hide_banner", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1",
+      "-protocol_whitelist", "file", "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
+      "-vn", "-map_metadata", "-1", "-af", "asetpts=N/SR/TB", "-ac", "1", "-ar", "44100",
+      "-c:a", "libmp3lame", "-b:a", String(VOICE_BITRATE),
+      "-t", String(VOICE_CAP_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
+    ], {
+      timeoutMs: options.timeoutMs,
+      what: "transcode voice",
+      memory: options.memoryLimitBytes,
+      onStdout: progress.read,
+    });
     const bytes = await Deno.readFile(outPath);
     if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
+    // Either cap cut the voice short: what follows the cut is not a voice WeChat could carry.
+    if (progress.seconds() >= VOICE_CAP_SECONDS - 0.1 || bytes.length >= VOICE_CAP_BYTES) {
+      throw overCap();
+    }
     return bytes;
   });
 }
 
-/** A JPEG (at most 320 px wide) of a video's first frame, for a video without WeChat's thumb. */
+function overCap(): Error {
+  return new Error(
+    `Cannot transcode voice: it lasts longer than ${VOICE_CAP_SECONDS} s (WeChat's voices last ` +
+      `at most ${VOICE_MAX_SECONDS} s); not converted past that`,
+  );
+}
+
+/** Reads ffmpeg's `-progress` lines as they come, keeping only the output's time so far. */
+function createProgressReader(): { read(text: string): void; seconds(): number } {
+  let rest = "";
+  let micros = 0;
+  // `out_time_ms` is microseconds too (a misnomer ffmpeg keeps), and the only one before 4.0.
+  const take = (line: string) => {
+    const match = /^out_time_[mu]s=(\d+)\s*$/.exec(line);
+    if (match) micros = Math.max(micros, Number(match[1]));
+  };
+  return {
+    read(text) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop() ?? "";
+      lines.forEach(take);
+    },
+    seconds() {
+      take(rest);
+      return micros / 1e6;
+    },
+  };
+}
+
+/** Options for `videoThumbnail`. */
+export interface ThumbnailOptions extends FfmpegOptions {
+  /** Largest JPEG wanted (WeChat takes a thumb of 64 KB): lower qualities are tried to fit. */
+  maxBytes?: number;
+}
+
+/** JPEG qualities tried in turn (ffmpeg's -q:v, 2 best to 31) until the thumbnail fits. */
+const THUMB_QUALITIES = [4, 10, 20];
+
+/**
+ * A JPEG, within 320x640 px, of a video's first frame, for a video without WeChat's thumb. The
+ * box bounds the output whatever the video's shape: only the width was, and a 4 MB MP4 of
+ * 320x8192 made a 1.2 MB "thumbnail"; a phone's portrait video still fits it whole (320x569).
+ */
 export async function videoThumbnail(
   input: Uint8Array,
-  options: FfmpegOptions,
+  options: ThumbnailOptions,
 ): Promise<Uint8Array> {
   if (sniffDemuxer(input) !== "mov") {
     throw new Error("Cannot make video thumbnail: the bytes are not MP4");
@@ -103,20 +192,27 @@ export async function videoThumbnail(
     const inPath = join(dir, "in.mp4");
     const outPath = join(dir, "thumb.jpg");
     await Deno.writeFile(inPath, input);
-    // deno-fmt-ignore
-    await runTool(options.ffmpeg ?? "ffmpeg", [
-      "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
-      "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath,
-      "-an", "-frames:v", "1", "-vf", "scale='min(320,iw)':-2",
-      "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-y", outPath,
-    ], {
-      timeoutMs: options.timeoutMs,
-      what: "make video thumbnail",
-      memory: options.memoryLimitBytes,
-    });
-    const bytes = await Deno.readFile(outPath);
-    if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
-    return bytes;
+    let bytes = new Uint8Array(0);
+    for (const quality of THUMB_QUALITIES) {
+      // deno-fmt-ignore
+      await runTool(options.ffmpeg ?? "ffmpeg", [
+        "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
+        "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath, "-an", "-frames:v", "1",
+        // JPEG takes odd sizes; force_divisible_by would need ffmpeg 4.3.
+        "-vf", "scale=w='min(320,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease",
+        "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
+      ], {
+        timeoutMs: options.timeoutMs,
+        what: "make video thumbnail",
+        memory: options.memoryLimitBytes,
+      });
+      bytes = await Deno.readFile(outPath);
+      if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
+      if (options.maxBytes === undefined || bytes.length <= options.maxBytes) return bytes;
+    }
+    throw new Error(
+      `Cannot make video thumbnail: ${bytes.length} bytes at the lowest quality, over ${options.maxBytes}`,
+    );
   });
 }
 
@@ -128,52 +224,59 @@ export async function probeDuration(
   input: Uint8Array | string,
   options: ProbeOptions = {},
 ): Promise<number> {
-  const probe = async (path: string, demuxer?: string) => {
-    let first = Infinity;
-    let last = -Infinity;
-    /** One packet's line of `text`, `pts,duration` (either may be N/A), from `start` to `end`. */
-    const take = (text: string, start: number, end: number) => {
-      const comma = text.indexOf(",", start);
-      const split = comma === -1 || comma > end ? end : comma;
-      const pts = Number(text.slice(start, split));
-      if (split === start || !Number.isFinite(pts)) return;
-      const dur = split < end ? Number(text.slice(split + 1, end)) : NaN;
-      first = Math.min(first, pts);
-      last = Math.max(last, pts + (Number.isFinite(dur) ? dur : 0));
-    };
-    // A line a packet, read as it comes: 2 MB of one-byte AMR frames are 2 million packets, 45 MB
-    // of text, which held whole and split into lines grew the process by 250 MB.
-    let rest = "";
-    // deno-fmt-ignore
-    await runTool(options.ffprobe ?? "ffprobe", [
-      "-v", "error", "-protocol_whitelist", "file", "-select_streams", "0",
-      "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
-      ...(demuxer ? ["-f", demuxer] : []), path,
-    ], {
-      timeoutMs: options.timeoutMs ?? 30_000,
-      what: "probe duration",
-      onStdout(chunk) {
-        const text = rest + chunk;
-        let start = 0;
-        for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
-          take(text, start, end);
-          start = end + 1;
-        }
-        rest = text.slice(start);
-      },
-    });
-    take(rest, 0, rest.length);
-    if (!Number.isFinite(first)) throw new Error("Cannot probe duration: no packets with a time");
-    return last - first;
-  };
-  if (typeof input === "string") return await probe(input);
+  if (typeof input === "string") return await probeFile(input, undefined, options);
   const demuxer = sniffDemuxer(input);
   if (demuxer === null) throw new Error("Cannot probe duration: unrecognised media format");
   return await withTempDir(async (dir) => {
     const path = join(dir, "in");
     await Deno.writeFile(path, input);
-    return await probe(path, demuxer);
+    return await probeFile(path, demuxer, options);
   });
+}
+
+/** `probeDuration` of a file, its demuxer forced when known. */
+async function probeFile(
+  path: string,
+  demuxer: string | undefined,
+  options: ProbeOptions,
+): Promise<number> {
+  let first = Infinity;
+  let last = -Infinity;
+  /** One packet's line of `text`, `pts,duration` (either may be N/A), from `start` to `end`. */
+  const take = (text: string, start: number, end: number) => {
+    const comma = text.indexOf(",", start);
+    const split = comma === -1 || comma > end ? end : comma;
+    const pts = Number(text.slice(start, split));
+    if (split === start || !Number.isFinite(pts)) return;
+    const dur = split < end ? Number(text.slice(split + 1, end)) : NaN;
+    first = Math.min(first, pts);
+    last = Math.max(last, pts + (Number.isFinite(dur) ? dur : 0));
+  };
+  // A line a packet, read as it comes: 2 MB of one-byte AMR frames are 2 million packets, 45 MB
+  // of text, which held whole and split into lines grew the process by 250 MB.
+  let rest = "";
+  // deno-fmt-ignore
+  await runTool(options.ffprobe ?? "ffprobe", [
+    "-v", "error", "-protocol_whitelist", "file", "-select_streams", "0",
+    "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
+    ...(options.readSeconds !== undefined ? ["-read_intervals", `%+${options.readSeconds}`] : []),
+    ...(demuxer ? ["-f", demuxer] : []), path,
+  ], {
+    timeoutMs: options.timeoutMs ?? 30_000,
+    what: "probe duration",
+    onStdout(chunk) {
+      const text = rest + chunk;
+      let start = 0;
+      for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
+        take(text, start, end);
+        start = end + 1;
+      }
+      rest = text.slice(start);
+    },
+  });
+  take(rest, 0, rest.length);
+  if (!Number.isFinite(first)) throw new Error("Cannot probe duration: no packets with a time");
+  return last - first;
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

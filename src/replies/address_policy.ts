@@ -4,6 +4,9 @@
 
 import ipaddr from "ipaddr.js";
 
+/** IANA's global unicast space: the only IPv6 addresses on the internet. */
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR("2000::/3");
+
 /**
  * True for an address on the public internet. Everything ipaddr.js files under a special range
  * is refused: loopback, RFC 1918, CGNAT 100.64/10, link-local (cloud metadata 169.254.169.254,
@@ -14,7 +17,12 @@ export function isPublicAddress(address: string): boolean {
   const bare = address.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
   if (!ipaddr.isValid(bare)) return false;
   // process() turns ::ffff:127.0.0.1 into 127.0.0.1, so the mapped form is judged as IPv4.
-  return ipaddr.process(bare).range() === "unicast";
+  const parsed = ipaddr.process(bare);
+  if (parsed.range() !== "unicast") return false;
+  // IPv6 on the internet is 2000::/3 (IANA's global unicast); ipaddr.js calls the rest of the
+  // space "unicast" too, the IPv4-compatible ::127.0.0.1 and the local NAT64 64:ff9b:1::/48
+  // among it, which a host with a tunnel or a translator routes to the IPv4 address inside.
+  return parsed.kind() === "ipv4" || parsed.match(GLOBAL_UNICAST_V6);
 }
 
 /** True when `host` (a URL's hostname, brackets allowed) is an IP address, not a name. */

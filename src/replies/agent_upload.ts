@@ -7,6 +7,8 @@ import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
 import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
+import { VOICE_MAX_SECONDS } from "../media/transcode.ts";
+import { voiceOverLimit } from "./upload_rules.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 
 /** WeChat's limits for temporary media, by type (its documentation's figures). */
@@ -70,6 +72,19 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     if (bytes.byteLength === 0) throw new HttpError(400, "Cannot upload an empty file");
     if (!looksLike(contentType, bytes)) {
       throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
+    }
+    if (kind.type === "voice") {
+      // WeChat takes a voice of at most 60 s: the agent hears it now, as on the media_url path,
+      // not from an errcode after the reply is written.
+      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS);
+      if (seconds !== null) {
+        throw new HttpError(
+          415,
+          `Cannot upload: WeChat takes a voice of at most ${VOICE_MAX_SECONDS} s; the file lasts ${
+            seconds.toFixed(1)
+          } s${seconds >= VOICE_MAX_SECONDS + 1 ? " or more" : ""}`,
+        );
+      }
     }
     const ext = extensionOf(contentType) ?? "bin";
     const key = await deps.storage.put(bytes, ext);

@@ -2,14 +2,16 @@
 // bounded in time and size while it streams, checked against what WeChat takes for the reply's
 // type (upload_rules), and named by its real format for the WeChat upload.
 
-import { getLogger } from "@logtape/logtape";
-import { probeDuration } from "../media/transcode.ts";
 import type { HostList } from "./address_policy.ts";
 import { getPublic, MediaUrlError, type ResolveHost } from "./public_get.ts";
 import type { MediaFile } from "./reply_service.ts";
-import { checkUpload, stemOf, UPLOAD_RULES, type UploadType } from "./upload_rules.ts";
-
-const log = getLogger(["bridge", "replies"]);
+import {
+  checkUpload,
+  stemOf,
+  UPLOAD_RULES,
+  type UploadType,
+  voiceOverLimit,
+} from "./upload_rules.ts";
 
 /** Redirects a `media_url` may take: enough for a CDN or a short link, not for a loop. */
 const MAX_REDIRECTS = 5;
@@ -49,20 +51,13 @@ export function createMediaUrlFetcher(
 }
 
 async function checkDuration(bytes: Uint8Array, maxSeconds: number, ffprobe?: string) {
-  let seconds: number;
-  try {
-    seconds = await probeDuration(bytes, { timeoutMs: 10_000, ...(ffprobe ? { ffprobe } : {}) });
-  } catch (error) {
-    // Our tool failing is no reason to refuse: WeChat judges the length itself.
-    log.warn("Cannot measure a voice reply's length: {error}", { error });
-    return;
-  }
-  if (seconds > maxSeconds + 0.5) {
+  const seconds = await voiceOverLimit(bytes, maxSeconds, ffprobe ? { ffprobe } : {});
+  if (seconds !== null) {
     throw new MediaUrlError(
       415,
       `WeChat takes a voice of at most ${maxSeconds} s; the media_url file lasts ${
         seconds.toFixed(1)
-      } s`,
+      } s${seconds >= maxSeconds + 1 ? " or more" : ""}`,
     );
   }
 }

@@ -31,8 +31,8 @@ export type ReplyTarget =
     kind: "wechat";
     client: WechatClient;
     fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
-    /** A JPEG thumbnail (≤ 64 KB, WeChat's limit) of a video, for a video reply without one. */
-    makeThumb?: (video: Uint8Array) => Promise<Uint8Array>;
+    /** A JPEG thumbnail of at most `maxBytes` of a video, for a video reply without one. */
+    makeThumb?: (video: Uint8Array, maxBytes: number) => Promise<Uint8Array>;
     /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
     kfAccountOf?: (agentId: string) => string | undefined;
   }
@@ -69,7 +69,7 @@ async function uploadThumb(
   video: Uint8Array,
 ): Promise<string | undefined> {
   try {
-    const jpeg = await target.makeThumb!(video);
+    const jpeg = await target.makeThumb!(video, THUMB_MAX_BYTES);
     if (jpeg.byteLength > THUMB_MAX_BYTES) {
       log.warn("Video thumbnail is {bytes} bytes, over WeChat's 64 KB: sent without", {
         bytes: jpeg.byteLength,

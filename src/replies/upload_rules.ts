@@ -3,7 +3,11 @@
 // by what it is. WeChat names the file's type after its extension and refuses a name without one
 // (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
 
+import { getLogger } from "@logtape/logtape";
+import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import { MediaUrlError } from "./public_get.ts";
+
+const log = getLogger(["bridge", "replies"]);
 
 /** `media/upload`'s `type`. */
 export type UploadType = "image" | "voice" | "video" | "thumb";
@@ -32,7 +36,7 @@ export const UPLOAD_RULES: Record<
   voice: {
     formats: ["amr", "mp3"],
     maxBytes: 2 * 1024 * 1024,
-    maxSeconds: 60,
+    maxSeconds: VOICE_MAX_SECONDS,
     label: "AMR or MP3",
   },
   video: { formats: ["mp4"], maxBytes: 10 * 1024 * 1024, label: "MP4" },
@@ -94,4 +98,30 @@ export function stemOf(url: string): string {
 function safeStem(stem: string): string {
   const clean = stem.replace(/[^A-Za-z0-9_-]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 40);
   return clean === "" ? "media" : clean;
+}
+
+/**
+ * How much longer than `maxSeconds` the voice lasts, in seconds, or null when it does not (or
+ * cannot be measured: WeChat judges the length itself then). Packets are read only to just past
+ * the limit: 2 MB of one-byte AMR frames claim 11 hours, which took ffprobe 8 s to list whole,
+ * past its deadline on a busy machine, and the voice then went to WeChat unmeasured.
+ */
+export async function voiceOverLimit(
+  bytes: Uint8Array,
+  maxSeconds: number,
+  options: { ffprobe?: string; timeoutMs?: number } = {},
+): Promise<number | null> {
+  let seconds: number;
+  try {
+    seconds = await probeDuration(bytes, {
+      timeoutMs: options.timeoutMs ?? 10_000,
+      readSeconds: maxSeconds + 1,
+      ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
+    });
+  } catch (error) {
+    log.warn("Cannot measure a voice reply's length: {error}", { error });
+    return null;
+  }
+  // Half a second of slack: an MP3's last frame, or an encoder's padding, is not the agent's.
+  return seconds > maxSeconds + 0.5 ? seconds : null;
 }

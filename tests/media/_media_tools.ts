@@ -110,3 +110,44 @@ export function startMediaServer(deps: ServeMediaDeps): { base: string; close():
     close: () => server.shutdown(),
   };
 }
+
+/** AMR-NB speech bytes after each frame's header byte, by frame type (RFC 4867 section 5.3). */
+const AMR_NB_FRAME_BYTES = [12, 13, 15, 17, 19, 20, 26, 31, 5, 6, 5, 5, 0, 0, 0, 0];
+
+/** The frames of an AMR-NB file (its `#!AMR\n` header dropped), each header byte first. */
+export function amrFrames(bytes: Uint8Array): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  for (let i = 6; i < bytes.length;) {
+    const size = 1 + AMR_NB_FRAME_BYTES[(bytes[i]! >> 3) & 0x0f]!;
+    frames.push(bytes.subarray(i, i + size));
+    i += size;
+  }
+  return frames;
+}
+
+/** An AMR-NB file of `count` frames (20 ms each) taken from `frames` over and over. */
+export function amrOf(frames: Uint8Array[], count: number): Uint8Array {
+  const parts = Array.from({ length: count }, (_, i) => frames[i % frames.length]!);
+  const out = new Uint8Array(6 + parts.reduce((n, f) => n + f.length, 0));
+  out.set(new TextEncoder().encode("#!AMR\n"));
+  let at = 6;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** `size` bytes of noise (xorshift32, the same every run) behind an AMR-NB header. */
+export function noiseAmr(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = 2463534242;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  out.set(new TextEncoder().encode("#!AMR\n"));
+  return out;
+}

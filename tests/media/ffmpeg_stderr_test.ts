@@ -1,7 +1,9 @@
 // A follower's voice that makes ffmpeg complain about every frame: 2 MB of AMR frames marked
 // NO_DATA (one byte each, what ffmpeg calls a corrupt bitstream) make it write 236 MB of error
 // lines in 14 s and still exit 0. The bridge keeps only the tail of that stderr, so a spawned
-// main.ts does not grow by it (VmHWM, from /proc), and the voice still reaches the agent.
+// main.ts does not grow by it (VmHWM, from /proc), and the voice still reaches the agent. Such a
+// voice (11 hours by its frames) is now refused by the length cap before ffmpeg runs; the test
+// stays as the bound on the whole path.
 
 import assert from "node:assert/strict";
 import { connectAgent, post } from "../helpers/agent.ts";

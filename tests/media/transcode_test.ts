@@ -4,12 +4,16 @@ import {
   sniffDemuxer,
   transcodeVoice,
   videoThumbnail,
+  VOICE_CAP_SECONDS,
 } from "../../src/media/transcode.ts";
 import {
   amrDurationSeconds,
+  amrFrames,
+  amrOf,
   ffmpeg,
   ffprobe,
   makeFixtures,
+  noiseAmr,
   skipWithoutFfmpeg,
   VOICE_AMR,
 } from "./_media_tools.ts";
@@ -114,5 +118,128 @@ Deno.test({
     });
 
     await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "transcodeVoice() converts what a real voice can be and stops a hostile one at the cap",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const amr = await Deno.readFile(VOICE_AMR);
+    const frames = amrFrames(amr);
+    const overCap = new RegExp(
+      `Cannot transcode voice: it lasts longer than ${VOICE_CAP_SECONDS} s`,
+    );
+
+    await t.step("a real voice with one bad frame converts whole", async () => {
+      const damaged = amr.slice();
+      // Frame 400's header says "bad frame" (Q bit clear) and its speech bits are noise: the
+      // decoder conceals it, as it would a frame lost on the way.
+      const offset = 6 + frames.slice(0, 400).reduce((n, f) => n + f.length, 0);
+      damaged[offset] = damaged[offset]! & ~0x04;
+      for (let i = 1; i < frames[400]!.length; i++) damaged[offset + i] = (i * 151) & 0xff;
+      const mp3 = await transcodeVoice(damaged, { timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3);
+      assert.ok(Math.abs(seconds - amrDurationSeconds(amr)) < 0.2, `${seconds} s`);
+    });
+
+    await t.step("a voice a margin over WeChat's 60 s (70 s) still converts whole", async () => {
+      const long = amrOf(frames, 3500);
+      const seconds = await probeDuration(await transcodeVoice(long, { timeoutMs: 30_000 }));
+      assert.ok(Math.abs(seconds - 70) < 0.2, `${seconds} s`);
+    });
+
+    await t.step("real speech past the cap (80 s) is an error, not an MP3", async () => {
+      await assert.rejects(transcodeVoice(amrOf(frames, 4000), { timeoutMs: 30_000 }), overCap);
+    });
+
+    await t.step("20 MB of noise behind an AMR header stops at the cap", async () => {
+      // Unbounded, this made a 110 MB MP3 in 3 minutes; here the 30 s deadline would say so.
+      await assert.rejects(
+        transcodeVoice(noiseAmr(20 * 1024 * 1024), { timeoutMs: 30_000 }),
+        overCap,
+      );
+    });
+
+    await t.step("without ffprobe to measure it first, ffmpeg's own caps stop it", async () => {
+      await assert.rejects(
+        transcodeVoice(noiseAmr(2 * 1024 * 1024), {
+          timeoutMs: 30_000,
+          ffprobe: "/nonexistent/ffprobe",
+        }),
+        overCap,
+      );
+    });
+  },
+});
+
+/** Width and height of a picture or a video's first stream, by ffprobe. */
+async function dimensions(path: string): Promise<[number, number]> {
+  const out = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", path],
+    stdout: "piped",
+  }).output();
+  const [w, h] = new TextDecoder().decode(out.stdout).trim().split(",").map(Number);
+  return [w!, h!];
+}
+
+Deno.test({
+  name: "videoThumbnail() fits any video's first frame in 320x640 and, asked, in a byte size",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "thumb-test-" });
+    const video = async (name: string, source: string) => {
+      await ffmpeg(
+        ...["-f", "lavfi", "-i", source, "-t", "0.4"],
+        ...[
+          "-c:v",
+          "libx264",
+          "-preset",
+          "ultrafast",
+          "-pix_fmt",
+          "yuv420p",
+          "-y",
+          `${dir}/${name}`,
+        ],
+      );
+      return await Deno.readFile(`${dir}/${name}`);
+    };
+    const thumbOf = async (mp4: Uint8Array, maxBytes?: number) => {
+      const jpeg = await videoThumbnail(mp4, {
+        timeoutMs: 30_000,
+        ...(maxBytes ? { maxBytes } : {}),
+      });
+      await Deno.writeFile(`${dir}/thumb.jpg`, jpeg);
+      return { jpeg, size: await dimensions(`${dir}/thumb.jpg`) };
+    };
+    try {
+      /** 1080x1920 scaled to 320 wide is 568.9 high: 568 or 569, as the scaler rounds. */
+      const portrait = ([w, h]: [number, number]) =>
+        assert.ok(w === 320 && Math.abs(h - 568.9) < 1, `${w}x${h}`);
+      await t.step("a phone's portrait video keeps its shape: 320x569", async () => {
+        const { size } = await thumbOf(
+          await video("portrait.mp4", "testsrc2=size=1080x1920:rate=5"),
+        );
+        portrait(size);
+      });
+      await t.step("a 320x8192 video is cut down to the box, not 320x8192", async () => {
+        const { size } = await thumbOf(await video("tall.mp4", "testsrc2=size=320x8192:rate=5"));
+        assert.ok(size[0] <= 320 && size[1] <= 640, `${size}`);
+      });
+      await t.step("a noisy frame over WeChat's 64 KB at first is made to fit it", async () => {
+        const noisy = await video(
+          "noisy.mp4",
+          "life=size=1080x1920:mold=10:ratio=0.5:seed=1:rate=5",
+        );
+        const first = await thumbOf(noisy);
+        assert.ok(first.jpeg.length > 64 * 1024, `the test's frame is ${first.jpeg.length} bytes`);
+        const fitted = await thumbOf(noisy, 64 * 1024);
+        assert.ok(fitted.jpeg.length <= 64 * 1024, `${fitted.jpeg.length} bytes`);
+        portrait(fitted.size);
+        assert.deepEqual([...fitted.jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
+import { amrFrames, amrOf, skipWithoutFfmpeg, VOICE_AMR } from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 // The smallest valid PNG: one transparent pixel.
@@ -128,4 +129,43 @@ Deno.test("POST upload in demo mode keeps the file for the simulator", async () 
     await agent.close();
     await server.close();
   }
+});
+
+Deno.test({
+  name: "POST upload measures a voice: over WeChat's 60 s is 415 before WeChat sees it",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const frames = amrFrames(await Deno.readFile(VOICE_AMR));
+    const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+    const server = await startBridge({
+      env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+    });
+    const uploads = () => fake.calls.filter((c) => c.path.endsWith("cgi-bin/media/upload"));
+    try {
+      await t.step("a real 58 s voice goes to WeChat", async () => {
+        const res = await upload(server.base, "userid=up", amrOf(frames, 2900), "audio/amr");
+        const body = await res.json();
+        assert.equal(res.status, 201, JSON.stringify(body));
+        assert.equal(body.type, "voice");
+        assert.equal(uploads().length, 1);
+      });
+      await t.step("a real 2-minute voice is refused, with its length", async () => {
+        const res = await upload(server.base, "userid=up", amrOf(frames, 6000), "audio/amr");
+        assert.equal(res.status, 415);
+        assert.match((await res.json()).error, /voice of at most 60 s; the file lasts 6\d\.\d s/);
+        assert.equal(uploads().length, 1);
+      });
+      await t.step("2 MB of one-byte frames (11 hours by their count) is refused", async () => {
+        const noData = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
+        noData.set(new TextEncoder().encode("#!AMR\n"));
+        const res = await upload(server.base, "userid=up", noData, "audio/amr");
+        assert.equal(res.status, 415);
+        assert.match((await res.json()).error, /at most 60 s/);
+        assert.equal(uploads().length, 1);
+      });
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
 });

@@ -33,6 +33,10 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     ...["-c:a", "libmp3lame", "-b:a", "16k", "-y", `${tmp}/long.mp3`],
   );
   const longMp3 = await Deno.readFile(`${tmp}/long.mp3`);
+  // WeChat's 2 MB of voice as one-byte NO_DATA frames: 11 hours by their count, which ffprobe
+  // took 8 s to list whole (its deadline is 10 s; past it the voice went to WeChat unmeasured).
+  const noDataAmr = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
+  noDataAmr.set(new TextEncoder().encode("#!AMR\n"));
   await Deno.remove(tmp, { recursive: true });
   // A loopback-only service the bridge must never read for an agent.
   const secretReads: string[] = [];
@@ -53,6 +57,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         return new Response(MP4, { headers: { "content-type": "binary/octet-stream" } });
       case "/long.mp3":
         return new Response(longMp3, { headers: { "content-type": "audio/mpeg" } });
+      case "/nodata.amr":
+        return new Response(noDataAmr, { headers: { "content-type": "audio/amr" } });
       case "/notes":
         return new Response("just text", { headers: { "content-type": "text/plain" } });
       case "/to-secret":
@@ -74,6 +80,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     "files.example.com": ["127.0.0.1"],
     "mixed.example.com": ["93.184.216.34", "10.0.0.7"],
     "cdn.example.com": ["127.0.0.1"],
+    "mapped.example.com": ["::ffff:127.0.0.1"],
+    "compat.example.com": ["::7f00:1"],
   };
   const resolved: string[] = [];
   const resolveHost = (host: string) => {
@@ -147,6 +155,28 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
       assert.deepEqual(secretReads, []);
     });
 
+    await t.step("every other spelling of a private address is refused, unread", async () => {
+      // Decimal, octal and hex IPv4 (the URL parser reads them as 127.0.0.1), IPv4 inside IPv6
+      // (mapped, IPv4-compatible, local NAT64), the metadata address inside IPv6.
+      for (
+        const host of [
+          "2130706433",
+          "017700000001",
+          "0x7f.1",
+          "127.1",
+          "[::ffff:7f00:1]",
+          "[::127.0.0.1]",
+          "[64:ff9b:1::7f00:1]",
+        ]
+      ) {
+        await refused(`http://${host}:${S}/secret.png`, 403, /private address/);
+      }
+      await refused("http://[::169.254.169.254]/latest/meta-data/", 403, /private address/);
+      await refused(`http://mapped.example.com:${S}/secret.png`, 403, /private address/);
+      await refused(`http://compat.example.com:${S}/secret.png`, 403, /private address/);
+      assert.deepEqual(secretReads, []);
+    });
+
     await t.step("a host name resolving to 127.0.0.1 is refused after resolution", async () => {
       await refused(`http://localhost:${S}/secret.png`, 403, /private address \(127\.0\.0\.1\)/);
       await refused(`http://files.example.com:${S}/secret.png`, 403, /private address/);
@@ -215,6 +245,13 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         `http://127.0.0.1:${I}/long.mp3`,
         415,
         /voice of at most 60 s.*61\.\d s/,
+        "voice",
+      );
+      // Measured only to just past the limit, so the length said is a floor.
+      await refused(
+        `http://127.0.0.1:${I}/nodata.amr`,
+        415,
+        /voice of at most 60 s; the media_url file lasts 61\.\d s or more/,
         "voice",
       );
     });

@@ -8,7 +8,7 @@ import WechatAPI from "wechat-api";
 import { type FakeUpload, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { makeFixtures, skipWithoutFfmpeg } from "../media/_media_tools.ts";
+import { ffmpeg, makeFixtures, skipWithoutFfmpeg } from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 const APPID = "wxreplytypes";
@@ -34,13 +34,21 @@ Deno.test({
     const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
     const dir = await Deno.makeTempDir({ prefix: "reply-types-" });
     const { mp4 } = await makeFixtures(dir);
-    const files = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (req) =>
-        new URL(req.url).pathname === "/files/clip"
-          ? new Response(new Uint8Array(mp4), { headers: { "content-type": "video/mp4" } })
-          : new Response("not found", { status: 404 }),
+    // A portrait video whose first frame is noise: at the usual quality its cover is 76 KB.
+    await ffmpeg(
+      ...["-f", "lavfi", "-i", "life=size=1080x1920:mold=10:ratio=0.5:seed=1:rate=5", "-t", "0.4"],
+      ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", `${dir}/noisy.mp4`],
     );
+    const videos: Record<string, Uint8Array> = {
+      "/files/clip": mp4,
+      "/files/noisy": await Deno.readFile(`${dir}/noisy.mp4`),
+    };
+    const files = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      const video = videos[new URL(req.url).pathname];
+      return video
+        ? new Response(new Uint8Array(video), { headers: { "content-type": "video/mp4" } })
+        : new Response("not found", { status: 404 });
+    });
     const server = await startBridge({
       env: {
         WECHAT_APPID: APPID,
@@ -202,6 +210,21 @@ Deno.test({
         assert.match(String(video["media_id"]), /^fake-video-/);
         assert.match(String(video["thumb_media_id"]), /^fake-thumb-/);
         assert.equal(video["title"], "片段");
+      });
+      await t.step("a noisy portrait video's cover is made to fit WeChat's 64 KB", async () => {
+        await write("oA", "A");
+        const before = fake.calls.length;
+        const url = `http://127.0.0.1:${files.addr.port}/files/noisy`;
+        const sent = await bridgeSends("A", "oA", "video", { media_url: url });
+        const thumb = fake.calls.slice(before).find((c) =>
+          c.path === "cgi-bin/media/upload" && c.query["type"] === "thumb"
+        );
+        assert.ok(thumb, "no thumb upload: the video went without a cover");
+        assert.ok((thumb.body as FakeUpload).media!.bytes.byteLength <= 64 * 1024);
+        assert.match(
+          String((sent["video"] as Record<string, unknown>)["thumb_media_id"]),
+          /^fake-thumb-/,
+        );
       });
       await t.step("a malformed msgmenu is refused before anything is sent", async () => {
         const before = fake.sent.length;
