@@ -57,6 +57,7 @@ export interface WebhookDeps {
 export function createWechatWebhook(deps: WebhookDeps) {
   const xml = createXmlReader();
   const policy = deps.policy ?? {};
+  const remembersBodies = deps.signedBodies !== undefined && policy.maxAgeS !== undefined;
   let warnedNoKey = false;
 
   // The size in UTF-8 is counted by encoding into one buffer kept for it: no copy of every body
@@ -118,10 +119,10 @@ export function createWechatWebhook(deps: WebhookDeps) {
    * WECHAT_MAX_AGE_S bounds (without it nothing is remembered: memory would have no bound).
    */
   async function checkFirstBody(body: string, params: URLSearchParams): Promise<void> {
-    if (deps.signedBodies === undefined || policy.maxAgeS === undefined) return;
+    if (!remembersBodies) return;
     const hash = bodyHash(body);
-    const expiresAtMs = (Number(params.get("timestamp")) + policy.maxAgeS + 1) * 1000;
-    const first = await deps.signedBodies.first(params.get("signature")!, hash, expiresAtMs);
+    const expiresAtMs = (Number(params.get("timestamp")) + policy.maxAgeS! + 1) * 1000;
+    const first = await deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
     if (first !== hash) throw new HttpError(401, "Signature already used for another body");
   }
 
@@ -166,6 +167,11 @@ export function createWechatWebhook(deps: WebhookDeps) {
         checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
+        // A safe-mode URL carries the plain `signature` too: without this, the same URL less its
+        // msg_signature took a plain body as that signature's first.
+        if (remembersBodies && deps.token && verifyRequestSignature(deps.token, params)) {
+          await checkFirstBody(body, params);
+        }
       } else {
         checkPlainSize(body);
         if (deps.token && !verifyRequestSignature(deps.token, params)) {

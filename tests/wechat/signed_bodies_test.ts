@@ -5,6 +5,7 @@
 // signature is refused, and a byte-identical retry is answered as the dedup path answers it.
 
 import assert from "node:assert/strict";
+import { createWechatCrypto } from "../../src/wechat/crypto.ts";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { bodyHash, createSignedBodies } from "../../src/wechat/signed_bodies.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
@@ -70,6 +71,39 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
     try {
       await replay(bridge, bridge, bridge, "1");
     } finally {
+      await bridge.close();
+    }
+  });
+  await t.step("a safe-mode URL, less its msg_signature, takes no plain body", async () => {
+    const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const APPID = "wx2c2769f8efd9abc2";
+    const bridge = await startBridge({
+      env: { ...ENV, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
+    });
+    const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
+    try {
+      const encrypt = createWechatCrypto({ aesKey: AES_KEY, appId: APPID })
+        .encrypt(textXml("oReal", "ann", "where is my order?", "7501"));
+      const query = new URLSearchParams(signedQuery("nonce-safe"));
+      const plainQuery = query.toString();
+      query.set("encrypt_type", "aes");
+      query.set(
+        "msg_signature",
+        computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
+      );
+      const body =
+        `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+      const safe = `${s(bridge)}/send_xml?${query}`;
+      assert.equal((await post(safe, body)).text, "success");
+      // What WeChat's signature covers is still valid: only the body it first carried tells.
+      const res = await post(
+        `${s(bridge)}/send_xml?${plainQuery}`,
+        textXml("oReal", "ann", "cancel", "7502"),
+      );
+      assert.equal(res.status, 401, res.text);
+      assert.equal((await post(safe, body)).text, "success", "WeChat's retry");
+    } finally {
+      await agent.close();
       await bridge.close();
     }
   });
