@@ -66,6 +66,7 @@ import { createWechatCrypto } from "./wechat/crypto.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
+import { createSignedBodies } from "./wechat/signed_bodies.ts";
 
 const log = getLogger(["bridge", "http"]);
 
@@ -337,6 +338,13 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     profileChanged: operatorEvents.profileChanged,
     isAgent: (id) => store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
+    // WeChat's retry may reach another instance, and so may a replay: shared stores remember.
+    signedBodies: store.firstBody
+      ? {
+        first: (signature, hash, expiresAtMs) =>
+          store.firstBody!(signature, hash, expiresAtMs - now()),
+      }
+      : createSignedBodies(now),
     passive: createPassiveReplies({
       autoReplyText: config.autoReplyText,
       workingHours: config.workingHours,

@@ -1,5 +1,5 @@
 // Agents' credentials: HS256 JWTs signed with AGENT_SECRET (`sub` = userid, `exp` required),
-// read from `?token=` or `Authorization: Bearer`, and the ALLOWED_ORIGINS check for sockets.
+// read from `Authorization: Bearer` (or `?token=` on a socket), and the ALLOWED_ORIGINS check.
 // Without a secret the bridge runs open and trusts the userid the agent claims.
 
 import { errors, jwtVerify, SignJWT } from "jose";
@@ -142,7 +142,13 @@ function readToken(req: Request, url: URL): string | null {
     if (match?.[1] !== undefined) return match[1];
   }
   const query = url.searchParams.get("token");
-  return query === null || query === "" ? null : query;
+  if (query === null || query === "") return null;
+  // A URL ends up in proxy logs, browser history and Referer headers: only the socket, whose
+  // headers a browser cannot set, takes its token there (as Deno.upgradeWebSocket reads it).
+  if (!(req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false)) {
+    throw unauthorized("Send the agent token as Authorization: Bearer; ?token= is for the socket");
+  }
+  return query;
 }
 
 async function verifyAgentToken(

@@ -316,6 +316,9 @@ export interface Store {
   /** Shared stores: whether an account report's retry `key` is new to every instance (WeChat's
    * retry may reach another one); remembered `ttlMs`. */
   firstReport?(key: string, ttlMs: number): Promise<boolean>;
+  /** Shared stores: the body hash first seen with a plain WeChat `signature` on any instance;
+   * `hash` when none was, kept `ttlMs` (src/wechat/signed_bodies.ts). */
+  firstBody?(signature: string, hash: string, ttlMs: number): Promise<string>;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
   /** A follower's messages behind its media, shared by instances; absent: the intake's journal. */

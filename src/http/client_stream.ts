@@ -19,6 +19,9 @@ export class ClientStream {
   #line = "";
   /** Something no request looks like: request boundaries are no longer known. */
   #lost = false;
+  /** Lost at a head whose framing Deno's parser refuses too (answered 400, see badHead). */
+  #badHead = false;
+  #refusedAt = 0;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
   #meter: FrameMeter | null = null;
@@ -33,6 +36,20 @@ export class ClientStream {
 
   get upgrading(): boolean {
     return this.#meter !== null;
+  }
+
+  /**
+   * True once a head was refused for its framing (RFC 9112 §6.3: a bare LF, a Content-Length
+   * that is no number of at most 15 digits or two that differ, Transfer-Encoding beside one or
+   * not ending in chunked, a folded line): a request boundary, where a 400 can be answered.
+   */
+  get badHead(): boolean {
+    return this.#badHead;
+  }
+
+  /** Where in the chunk fed last the refused head began (0: in an earlier one). */
+  get refusedAt(): number {
+    return this.#refusedAt;
   }
 
   /** The upgrade was refused: the connection goes on as HTTP, at a request boundary. */
@@ -64,7 +81,8 @@ export class ClientStream {
         ? this.#readHead(chunk, i, end, lineEnds)
         : this.#readChunked(chunk, i);
     }
-    return true;
+    // Lost on the chunk's last bytes (a bare LF in a head read to the end): none of it passes.
+    return !this.#lost;
   }
 
   /**
@@ -100,12 +118,14 @@ export class ClientStream {
       // A bare LF ends lines for Deno's parser but not for ours: refused, so both agree on where
       // a request ends and its frames begin.
       if (buf[at + 3] === 10 && buf[at + 2] !== 13) {
-        this.#lost = true;
+        this.#lost = this.#badHead = true;
+        this.#refusedAt = before > 0 ? 0 : i;
         return end;
       }
       if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
         this.#headLength = 0;
         this.#startBody(buf, base, at + 4);
+        if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
         if (before > 0) this.#head = EMPTY;
         return i + (k + 4 - before);
       }
@@ -141,8 +161,9 @@ export class ClientStream {
     if (this.#chunked === "data-end") {
       this.#chunked = "size";
     } else if (this.#chunked === "size") {
-      // Whitespace may come before an extension (RFC 9112 §7.1.1, BWS), as Deno reads it.
-      const size = /^([0-9a-f]{1,12})[ \t]*(;.*)?$/i.exec(line.trim())?.[1];
+      // Whitespace may come before an extension (RFC 9112 §7.1.1, BWS), and zeros before the
+      // size, as Deno reads them.
+      const size = /^0*([0-9a-f]{1,12})[ \t]*(;.*)?$/i.exec(line.trim())?.[1];
       if (size === undefined) this.#lost = true;
       else if (Number.parseInt(size, 16) === 0) this.#chunked = "trailer";
       else this.#bodyLeft = Number.parseInt(size, 16);
@@ -159,40 +180,56 @@ export class ClientStream {
     // that contains "websocket" ("h2c, websocket", the header twice): each is metered as one.
     let upgrade = false;
     let coding: string | undefined;
-    let length: string | undefined;
+    let length: number | undefined;
+    let bad = false;
     // Line by line as a multiline regex over the whole head sees lines (any CR or LF ends one),
     // each decoded as Latin-1 (one character a byte: no U+2028 from a value to start a line Deno
     // never saw); only a line that starts with one of the three names is decoded at all.
-    for (let i = start; i < end;) {
+    for (let i = start; i < end && !bad;) {
       let j = i;
       while (j < end && buf[j] !== 13 && buf[j] !== 10) j++;
-      if (startsWith(buf, i, j, UPGRADE_NAME)) {
+      // A folded line (obs-fold) could carry a framing header one parser sees and another not.
+      if (i > start && (buf[i] === 32 || buf[i] === 9)) bad = true;
+      else if (startsWith(buf, i, j, UPGRADE_NAME)) {
         upgrade ||= UPGRADE.test(latin1.decode(buf.subarray(i, j)));
       } else if (startsWith(buf, i, j, CODING_NAME)) {
         const value = CODING.exec(latin1.decode(buf.subarray(i, j)))?.[1];
         if (value !== undefined) coding = coding === undefined ? value : `${coding}, ${value}`;
       } else if (startsWith(buf, i, j, LENGTH_NAME)) {
-        length ??= LENGTH.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+        const value = LENGTH.exec(latin1.decode(buf.subarray(i, j)))?.[1];
+        // Deno reads up to 20 digits; more than 15 would not be exact as a JavaScript number.
+        const digits = value?.replace(LEADING_ZEROS, "");
+        if (digits === undefined || !DIGITS.test(digits)) bad = true;
+        else if (length !== undefined && length !== Number(digits)) bad = true;
+        else length = Number(digits);
       }
       i = j + 1;
+    }
+    // Deno refuses each of these (400) but for a long length, which it would wait for while the
+    // relay read what follows as requests; Transfer-Encoding beside Content-Length is the classic
+    // smuggling request, refused by nginx too.
+    if (
+      bad || (coding !== undefined && (length !== undefined || !CHUNKED_LAST.test(coding)))
+    ) {
+      this.#lost = this.#badHead = true;
+      return;
     }
     if (upgrade) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
       return;
     }
-    if (coding !== undefined) {
-      if (/(^|,)[ \t]*chunked$/i.test(coding)) this.#chunked = "size";
-      else this.#lost = true;
-      return;
-    }
-    this.#bodyLeft = length === undefined ? 0 : Number(length);
+    if (coding !== undefined) this.#chunked = "size";
+    else this.#bodyLeft = length ?? 0;
   }
 }
 
 // The headers that say what follows a head, matched on one line each (see #startBody).
 const UPGRADE = /^upgrade:.*websocket/i;
 const CODING = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/i;
-const LENGTH = /^content-length:[ \t]*0*(\d{1,15})[ \t]*$/i;
+const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
+const LEADING_ZEROS = /^0+(?=.)/;
+const DIGITS = /^\d{1,15}$/;
+const CHUNKED_LAST = /(^|,)[ \t]*chunked$/i;
 const UPGRADE_NAME = nameBytes("upgrade:");
 const CODING_NAME = nameBytes("transfer-encoding:");
 const LENGTH_NAME = nameBytes("content-length:");

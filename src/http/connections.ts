@@ -171,6 +171,8 @@ class Link {
    */
   info: ConnectionInfo | null = null;
   settle: (() => void) | null = null;
+  /** A head was refused: nothing more of the client's passes (see pass). */
+  refusing = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -193,7 +195,10 @@ class Link {
     this.#up = new Pump(this.client, inner, this);
     this.#down = new Pump(inner, this.client, this);
     this.#down.start();
-    writeAll(inner, head).then(() => this.#up?.start(), () => this.owner.drop(this));
+    writeAll(inner, head).then(
+      () => this.refusing ? undefined : this.#up?.start(),
+      () => this.owner.drop(this),
+    );
   }
 
   /**
@@ -204,10 +209,28 @@ class Link {
     if (this.closed) return null;
     if (pump !== this.#up) return buf.subarray(0, n);
     this.heard = performance.now();
+    const marked = this.pass(buf, n);
+    if (marked === null) this.owner.drop(this);
+    else if (this.refusing) pump.stopped = true;
+    return marked;
+  }
+
+  /**
+   * What of the client's `buf[0..n]` to pass on: marked (see mark), or null. A head Deno's
+   * parser refuses too, or would read otherwise, is not passed on, nor anything after; in its
+   * place goes a head no HTTP parser takes, so that Deno answers the requests before it, then
+   * 400, and closes: the answers stay in order, however long the ones before take.
+   */
+  pass(buf: Uint8Array, n: number): Uint8Array | null {
     const marked = this.mark(buf, n);
-    if (marked !== null) return marked;
-    this.owner.drop(this);
-    return null;
+    if (marked !== null || !this.stream.badHead) return marked;
+    this.refusing = true;
+    const at = this.stream.refusedAt;
+    const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
+    const out = new Uint8Array(before.length + UNPARSABLE_HEAD.length);
+    out.set(before);
+    out.set(UNPARSABLE_HEAD, before.length);
+    return out;
   }
 
   /**
@@ -223,15 +246,20 @@ class Link {
       if (this.stream.upgrading) this.owner.tooLarge();
       return null;
     }
+    return this.withTokens(buf, n, lineEnds.length);
+  }
+
+  /** `buf[0..n]` with the link's token after each of the first `count` lineEnds. */
+  withTokens(buf: Uint8Array, n: number, count: number): Uint8Array {
     const line = this.tokenLine;
-    const count = lineEnds.length;
     if (count === 0 || line === null) return buf.subarray(0, n);
     const total = n + line.length * count;
     if (total > buf.length) {
       const out = new Uint8Array(total);
       let from = 0;
       let to = 0;
-      for (const end of lineEnds) {
+      for (let k = 0; k < count; k++) {
+        const end = lineEnds[k]!;
         out.set(buf.subarray(from, end), to);
         to += end - from;
         out.set(line, to);
@@ -300,6 +328,8 @@ class Pump {
   #wasFull = false;
   /** Writes completed (whole or in part): the sweep sees a stalled one by this not moving. */
   writes = 0;
+  /** Reads no more once the write under way is done (its link refused a head, see pass). */
+  stopped = false;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
@@ -342,6 +372,7 @@ class Pump {
     const next = nextReadSize(size, this.#last, this.#wasFull);
     if (next !== size) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
+    if (this.stopped) return;
     this.start();
   };
 
@@ -581,7 +612,7 @@ export function serveGuarded(
     link.token = newToken();
     link.tokenLine = encoder.encode(`${LINK_HEADER}: ${link.token}\r\n`);
     byToken.set(link.token, link);
-    const marked = link.mark(head, head.length);
+    const marked = link.pass(head, head.length);
     if (marked === null) {
       drop(link);
       return;
@@ -724,6 +755,8 @@ function newToken(): string {
   return hex;
 }
 
+/** A request line with no target or version: Deno's parser answers it 400 and closes. */
+const UNPARSABLE_HEAD = new TextEncoder().encode("REFUSED\r\n\r\n");
 const HEAD_TOO_LARGE = "too large" as const;
 const HEAD_BAD = "bad" as const;
 const BAD_REQUEST = new TextEncoder().encode(

@@ -67,6 +67,7 @@ export interface RedisStore extends Store {
   /** Agents with a socket on any live instance. */
   onlineAgents(): Promise<string[]>;
   firstReport(key: string, ttlMs: number): Promise<boolean>;
+  firstBody(signature: string, hash: string, ttlMs: number): Promise<string>;
 }
 
 const DEFAULT_PREFIX = "bridge:";
@@ -163,6 +164,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
     report: (key: string) => `${prefix}report:${key}`,
+    signedBody: (signature: string) => `${prefix}signed_body:${signature}`,
     quickReplies: `${prefix}quick_replies`,
     clientId: (agentId: string, clientId: string) =>
       `${prefix}client_id:${agentId.length}:${agentId}:${clientId}`,
@@ -824,6 +826,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async firstReport(key, ttlMs) {
       return await client.set(k.report(key), "1", "PX", ttlMs, "NX") === "OK";
+    },
+    // SET NX alone (not with GET, which needs Redis 7): one round trip for every first body, a
+    // second only for a retry or a replay. A key gone between the two was nobody's: `hash`.
+    async firstBody(signature, hash, ttlMs) {
+      const key = k.signedBody(signature);
+      if (await client.set(key, hash, "PX", Math.max(1, ttlMs), "NX") === "OK") return hash;
+      return await client.get(key) ?? hash;
     },
 
     async onlineAgents() {

@@ -18,6 +18,7 @@ import {
   type WechatRequestPolicy,
 } from "./request_policy.ts";
 import { computeSignature, verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
+import { bodyHash, type SignedBodies } from "./signed_bodies.ts";
 import { createXmlReader, textOf } from "./xml.ts";
 
 const log = getLogger(["bridge", "wechat"]);
@@ -48,12 +49,15 @@ export interface WebhookDeps {
   policy?: WechatRequestPolicy;
   /** Optional passive replies (auto-reply, transfer_customer_service) instead of `success`. */
   passive?: PassiveReplies;
+  /** With `policy.maxAgeS`: the body each plain signature first carried (signed_bodies.ts). */
+  signedBodies?: SignedBodies;
 }
 
 /** Creates the handlers for `GET` and `POST send_xml`. */
 export function createWechatWebhook(deps: WebhookDeps) {
   const xml = createXmlReader();
   const policy = deps.policy ?? {};
+  const remembersBodies = deps.signedBodies !== undefined && policy.maxAgeS !== undefined;
   let warnedNoKey = false;
 
   // The size in UTF-8 is counted by encoding into one buffer kept for it: no copy of every body
@@ -110,6 +114,18 @@ export function createWechatWebhook(deps: WebhookDeps) {
     return new Response(body, { headers: { "content-type": "application/xml; charset=utf-8" } });
   }
 
+  /**
+   * 401 for a body other than the one this plain signature first carried, within the window
+   * WECHAT_MAX_AGE_S bounds (without it nothing is remembered: memory would have no bound).
+   */
+  async function checkFirstBody(body: string, params: URLSearchParams): Promise<void> {
+    if (!remembersBodies) return;
+    const hash = bodyHash(body);
+    const expiresAtMs = (Number(params.get("timestamp")) + policy.maxAgeS! + 1) * 1000;
+    const first = await deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
+    if (first !== hash) throw new HttpError(401, "Signature already used for another body");
+  }
+
   return {
     /** WeChat's URL check: echo `echostr` when the signature is right. */
     verify(url: URL): Response {
@@ -146,16 +162,23 @@ export function createWechatWebhook(deps: WebhookDeps) {
           throw new HttpError(401, "Bad signature");
         }
         checkPlaintextAllowed(policy, false);
+        if (deps.token) await checkFirstBody(body, params);
         delete doc["Encrypt"];
         checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
+        // A safe-mode URL carries the plain `signature` too: without this, the same URL less its
+        // msg_signature took a plain body as that signature's first.
+        if (remembersBodies && deps.token && verifyRequestSignature(deps.token, params)) {
+          await checkFirstBody(body, params);
+        }
       } else {
         checkPlainSize(body);
         if (deps.token && !verifyRequestSignature(deps.token, params)) {
           throw new HttpError(401, "Bad signature");
         }
         checkPlaintextAllowed(policy, deps.crypto !== undefined);
+        if (deps.token) await checkFirstBody(body, params);
       }
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();

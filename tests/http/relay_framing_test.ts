@@ -103,8 +103,114 @@ for (const mode of ["guarded", "direct"] as const) {
           "3 ;name=value\r\nabc\r\n0\r\n\r\n";
         assert.deepEqual(await exchange(port, post + GET, 2), chunked);
       });
+      await t.step("zeros before a chunk's size, as Deno reads them", async () => {
+        const post = "POST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+          "00000000000003\r\nabc\r\n0\r\n\r\n";
+        assert.deepEqual(await exchange(port, post + GET, 2), chunked);
+      });
+      // RFC 9112 §6.3's smuggling requests: Deno refuses each, and so does the guard, before
+      // Deno sees it (its answer and a closed connection, no request read after).
+      for (
+        const [name, head] of [
+          [
+            "Transfer-Encoding beside Content-Length",
+            "transfer-encoding: chunked\r\ncontent-length: 3",
+          ],
+          ["Transfer-Encoding: chunked, identity", "transfer-encoding: chunked, identity"],
+          [
+            "Transfer-Encoding: chunked then identity",
+            "transfer-encoding: chunked\r\ntransfer-encoding: identity",
+          ],
+          ["an unknown coding", "transfer-encoding: xchunked"],
+          [
+            "a folded Transfer-Encoding",
+            "transfer-encoding: identity\r\n chunked\r\ncontent-length: 3",
+          ],
+          ["two Content-Lengths that differ", "content-length: 3\r\ncontent-length: 5"],
+          ["a Content-Length list", "content-length: 3, 3"],
+          ["a NUL in a header", "content-length: 3\r\nx-a: b\0c"],
+        ]
+      ) {
+        await t.step(`${name}: 400, and the connection closed`, async () => {
+          const post = `POST /a HTTP/1.1\r\nhost: x\r\n${head}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`;
+          assert.deepEqual(await exchange(port, post + GET, 3), ["400 "]);
+          // Behind a request that is answered first.
+          assert.deepEqual(await exchange(port, GET + post + GET, 3), [
+            `200 ${JSON.stringify("/next ")}`,
+            "400 ",
+          ]);
+        });
+      }
     } finally {
       await server.shutdown();
     }
   });
+}
+
+Deno.test("the guard refuses what Deno would frame otherwise, after answering what came before", async (t) => {
+  const slow = async (req: Request) => {
+    // A request answered late: the guard's 400 must still come after its answer.
+    if (new URL(req.url).pathname === "/slow") await new Promise((r) => setTimeout(r, 300));
+    return await handler(req);
+  };
+  const options = { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) };
+  const server = serveGuarded(options, slow);
+  const port = server.addr.port;
+  try {
+    await t.step("a Content-Length of 16 digits is 400, not a request with no body", async () => {
+      // Deno waits for 10^15 bytes; the relay would have read the next bytes as requests.
+      const post = "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000000000\r\n\r\n";
+      assert.deepEqual(await exchange(port, post + GET, 2), ["400 "]);
+      assert.deepEqual(await exchange(port, GET + post + GET, 3), [
+        `200 ${JSON.stringify("/next ")}`,
+        "400 ",
+      ]);
+    });
+    await t.step("a bare LF in a request after the first: it is never served", async () => {
+      const bare = "GET /bare HTTP/1.1\nhost: x\n\n";
+      assert.deepEqual(await exchange(port, GET + bare + GET, 3), [
+        `200 ${JSON.stringify("/next ")}`,
+        "400 ",
+      ]);
+    });
+    await t.step("the 400 comes after a slow answer to the request before", async () => {
+      const slowGet = "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n";
+      const bad = "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 1, 2\r\n\r\n";
+      assert.deepEqual(await exchange(port, slowGet + bad, 2), [
+        `200 ${JSON.stringify("/slow ")}`,
+        "400 ",
+      ]);
+    });
+    await t.step("the bad head in a read of its own, after a kept-alive request", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(enc.encode(GET));
+      const first = await readAnswer(conn);
+      assert.match(first, /^HTTP\/1\.1 200/);
+      await conn.write(
+        enc.encode("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 12345678901234567\r\n\r\n"),
+      );
+      const rest = await readAnswer(conn, true);
+      assert.match(rest, /^HTTP\/1\.1 400 /);
+      conn.close();
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+/** One read's worth of answer off `conn`, or (`toEnd`) everything until the server closes. */
+async function readAnswer(conn: Deno.Conn, toEnd = false): Promise<string> {
+  const buf = new Uint8Array(4096);
+  let text = "";
+  const timer = setTimeout(() => conn.close(), 3_000);
+  try {
+    do {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    } while (toEnd);
+  } finally {
+    clearTimeout(timer);
+  }
+  return text;
 }

@@ -48,7 +48,9 @@ Deno.test("deno task token mints a token the bridge accepts", async (t) => {
 
     const auth = createAgentAuth({ secret: SECRET, allowedOrigins: [] });
     const url = new URL(`http://bridge.test/msg?userid=agent-7&token=${token}`);
-    assert.equal(await auth.authenticate(new Request(url), url, "agent-7"), "agent-7");
+    // As the socket sends it: a token in the URL is taken on an upgrade only.
+    const req = new Request(url, { headers: { upgrade: "websocket" } });
+    assert.equal(await auth.authenticate(req, url, "agent-7"), "agent-7");
   });
 
   await t.step("defaults to 12 hours", async () => {

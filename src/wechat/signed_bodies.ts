@@ -1,0 +1,61 @@
+// One body per signed URL. In plain mode WeChat's `signature` covers token, timestamp and nonce,
+// not the body, so a captured callback URL could carry any body until WECHAT_MAX_AGE_S. WeChat
+// retries a callback with the same query and the same bytes, so the first body seen under a
+// signature is the only one it may carry; a byte-identical retry goes on to the dedup path.
+
+import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+
+/** Where the body first seen under each signature is kept: here, or in a shared store. */
+export interface SignedBodies {
+  /**
+   * The hash first seen with `signature`; `hash` itself when none was, which is kept from now
+   * until `expiresAtMs` (past it the signature is stale and refused anyway).
+   */
+  first(signature: string, hash: string, expiresAtMs: number): Promise<string>;
+}
+
+/** The hash a body is remembered by: 96 bits of its SHA-256, as base64. */
+export function bodyHash(body: string): string {
+  // Encoded from the 12 bytes, not sliced from the whole digest's base64: a slice would keep
+  // its 44-character parent alive in the table.
+  return Buffer.from(createHash("sha256").update(body).digest().subarray(0, 12))
+    .toString("base64");
+}
+
+/**
+ * Signatures in this process, each until its expiry: at 2,000 callbacks a second and a 300 s
+ * WECHAT_MAX_AGE_S that is 600,000 entries, about 130 bytes each (a signature held as its 20
+ * bytes, the hash as 16 characters). Expired ones go a second at a time, as time passes.
+ */
+export function createSignedBodies(now: () => number): SignedBodies {
+  const hashes = new Map<string, string>();
+  // Each second's signatures, by the second they expire in.
+  const bySecond = new Map<number, string[]>();
+  let sweptUpTo = Math.floor(now() / 1000);
+
+  function sweep(nowS: number): void {
+    // A clock set back far, or the first call long after the last: a bounded walk.
+    if (nowS - sweptUpTo > 86_400) sweptUpTo = nowS - 86_400;
+    for (; sweptUpTo < nowS; sweptUpTo++) {
+      for (const key of bySecond.get(sweptUpTo) ?? []) hashes.delete(key);
+      bySecond.delete(sweptUpTo);
+    }
+  }
+
+  return {
+    first(signature, hash, expiresAtMs) {
+      const nowMs = now();
+      sweep(Math.floor(nowMs / 1000));
+      const key = Buffer.from(signature, "hex").toString("latin1");
+      const seen = hashes.get(key);
+      if (seen !== undefined) return Promise.resolve(seen);
+      hashes.set(key, hash);
+      const second = Math.max(Math.ceil(expiresAtMs / 1000), sweptUpTo);
+      const list = bySecond.get(second);
+      if (list === undefined) bySecond.set(second, [key]);
+      else list.push(key);
+      return Promise.resolve(hash);
+    },
+  };
+}
