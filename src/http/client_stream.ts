@@ -41,7 +41,8 @@ export class ClientStream {
   /**
    * True once a head was refused for its framing (RFC 9112 §6.3: a bare LF, a Content-Length
    * that is no number of at most 15 digits or two that differ, Transfer-Encoding beside one or
-   * not ending in chunked, a folded line): a request boundary, where a 400 can be answered.
+   * not ending in chunked, a folded line) or its size: a request boundary, where a 400 can be
+   * answered.
    */
   get badHead(): boolean {
     return this.#badHead;
@@ -132,7 +133,13 @@ export class ClientStream {
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
-    if (length >= MAX_HEAD_BYTES) this.#lost = true;
+    // Too large for Deno too (431 on a first head, which the guard answers itself): refused at
+    // its start, so the requests before it on this connection are still answered.
+    if (length >= MAX_HEAD_BYTES) {
+      this.#lost = this.#badHead = true;
+      this.#refusedAt = before > 0 ? 0 : i;
+      return end;
+    }
     return i + take;
   }
 

@@ -756,7 +756,9 @@ function newToken(): string {
 }
 
 /** A request line with no target or version: Deno's parser answers it 400 and closes. */
-const UNPARSABLE_HEAD = new TextEncoder().encode("REFUSED\r\n\r\n");
+// A NUL is no byte of a method, a header name or a header value: whatever part of the refused
+// head Deno already has (one begun in an earlier read), this cannot complete it as a request.
+const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
 const HEAD_TOO_LARGE = "too large" as const;
 const HEAD_BAD = "bad" as const;
 const BAD_REQUEST = new TextEncoder().encode(

@@ -193,6 +193,36 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
       assert.match(rest, /^HTTP\/1\.1 400 /);
       conn.close();
     });
+    await t.step(
+      "a head over 64 KiB after a kept-alive request: 400, not a silent close",
+      async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(enc.encode(GET));
+        assert.match(await readAnswer(conn), /^HTTP\/1\.1 200/);
+        await conn.write(
+          enc.encode(`GET /big HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(70_000)}\r\n\r\n`),
+        );
+        assert.match(await readAnswer(conn, true), /^HTTP\/1\.1 400 /);
+        conn.close();
+      },
+    );
+    await t.step(
+      "a bad head begun in an earlier read is never completed into a request",
+      async () => {
+        // The head's first part has gone on to Deno, cut inside a header value; what the guard
+        // sends in place of the rest must not end that value and the head.
+        // (A connection's first head the guard reads whole itself: this is the second.)
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(enc.encode(GET));
+        assert.match(await readAnswer(conn), /^HTTP\/1\.1 200/);
+        await conn.write(enc.encode("GET /half HTTP/1.1\r\nhost: x\r\nx-note: a"));
+        await new Promise((r) => setTimeout(r, 100));
+        await conn.write(enc.encode("b\nx-more: c\r\n\r\n"));
+        const answer = await readAnswer(conn, true);
+        assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+        conn.close();
+      },
+    );
   } finally {
     await server.shutdown();
   }
