@@ -8,16 +8,29 @@ import ipaddr from "ipaddr.js";
 const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR("2000::/3");
 
 /**
+ * NAT64's well-known prefix (RFC 6052), what DNS64 answers for an IPv4-only host on an IPv6-only
+ * server. Not RFC 8215's local-use 64:ff9b:1::/48, whose translator the network sets up at will.
+ */
+const NAT64_WELL_KNOWN = ipaddr.parseCIDR("64:ff9b::/96");
+
+/**
  * True for an address on the public internet. Everything ipaddr.js files under a special range
  * is refused: loopback, RFC 1918, CGNAT 100.64/10, link-local (cloud metadata 169.254.169.254,
  * fe80::/10), ULA fc00::/7, unspecified, multicast, broadcast, reserved, and the IPv6 forms that
- * embed an IPv4 address (mapped, 6to4, Teredo, NAT64), whose IPv4 part could be any of these.
+ * embed an IPv4 address (6to4, Teredo, local NAT64), whose IPv4 part could be any of these. The
+ * mapped form and the well-known NAT64 prefix are judged by the IPv4 address inside them.
  */
 export function isPublicAddress(address: string): boolean {
   const bare = address.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
   if (!ipaddr.isValid(bare)) return false;
   // process() turns ::ffff:127.0.0.1 into 127.0.0.1, so the mapped form is judged as IPv4.
   const parsed = ipaddr.process(bare);
+  if (parsed.kind() === "ipv6" && parsed.match(NAT64_WELL_KNOWN)) {
+    // Refused whole, it left an IPv6-only server unable to fetch from any IPv4-only host;
+    // RFC 6052 keeps non-global IPv4 out of this prefix, and the check below keeps it out too.
+    const bytes = parsed.toByteArray();
+    return ipaddr.fromByteArray(bytes.slice(12)).range() === "unicast";
+  }
   if (parsed.range() !== "unicast") return false;
   // IPv6 on the internet is 2000::/3 (IANA's global unicast); ipaddr.js calls the rest of the
   // space "unicast" too, the IPv4-compatible ::127.0.0.1 and the local NAT64 64:ff9b:1::/48

@@ -82,6 +82,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     "cdn.example.com": ["127.0.0.1"],
     "mapped.example.com": ["::ffff:127.0.0.1"],
     "compat.example.com": ["::7f00:1"],
+    // DNS64's spelling of loopback: the well-known NAT64 prefix is judged by the IPv4 inside.
+    "nat64.example.com": ["64:ff9b::7f00:1"],
   };
   const resolved: string[] = [];
   const resolveHost = (host: string) => {
@@ -167,6 +169,7 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
           "[::ffff:7f00:1]",
           "[::127.0.0.1]",
           "[64:ff9b:1::7f00:1]",
+          "[64:ff9b::7f00:1]",
         ]
       ) {
         await refused(`http://${host}:${S}/secret.png`, 403, /private address/);
@@ -174,6 +177,8 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
       await refused("http://[::169.254.169.254]/latest/meta-data/", 403, /private address/);
       await refused(`http://mapped.example.com:${S}/secret.png`, 403, /private address/);
       await refused(`http://compat.example.com:${S}/secret.png`, 403, /private address/);
+      await refused(`http://nat64.example.com:${S}/secret.png`, 403, /private address/);
+      await refused("http://[64:ff9b::a9fe:a9fe]/latest/meta-data/", 403, /private address/);
       assert.deepEqual(secretReads, []);
     });
 
