@@ -1619,6 +1619,11 @@ function finishAction(followerId) {
   // Focus is not dropped on the page body: after an end it stays in the conversation (the reply
   // box reopens it), after a transfer it goes to the next conversation in the list.
   requestAnimationFrame(() => {
+    // The list this picks from may still be the one from before the transfer: render it first.
+    if (frame) {
+      cancelAnimationFrame(frame);
+      flushRender();
+    }
     if (kind === "close" && state.current === followerId) {
       (el.reply.disabled ? el.messages : el.reply).focus();
       return;
@@ -2194,6 +2199,9 @@ function renderContacts() {
 }
 
 function renderContactsNow() {
+  // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
+  // page body each time a message comes in.
+  const focused = focusedListEntry();
   const items = sortedContacts().map(contactItem);
   el.contactList.replaceChildren(...items);
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
@@ -2209,11 +2217,29 @@ function renderContactsNow() {
   el.transferredList.replaceChildren(...transferred.map(transferredItem));
 
   el.systemEntry.replaceChildren(systemItem());
+  if (focused) refocusListEntry(focused);
   renderCapacity();
   renderTitle();
   // The header's window countdown stays in step with the list's.
   if (state.current) renderConversationHead();
   renderViews();
+}
+
+/** The conversation button in the sidebar's lists that has the focus, or null. */
+function focusedListEntry() {
+  const active = document.activeElement;
+  if (!(active instanceof HTMLElement) || !active.matches(".contact")) return null;
+  const lists = [el.contactList, el.transferredList, el.systemEntry];
+  return lists.some((list) => list.contains(active)) ? active.dataset.contactId ?? null : null;
+}
+
+/** Focus back on the rebuilt button for `contactId`; when it left the lists, on the first
+ * conversation (or the filter), never the page body. */
+function refocusListEntry(contactId) {
+  const selector = `.contact[data-contact-id="${CSS.escape(contactId)}"]`;
+  const again = el.contactList.querySelector(selector) ??
+    el.transferredList.querySelector(selector) ?? el.systemEntry.querySelector(selector);
+  (again ?? el.contactList.querySelector(".contact") ?? el.filter).focus({ preventScroll: true });
 }
 
 function contactItem(contact) {
