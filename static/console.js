@@ -768,7 +768,9 @@ async function loadQuickReplies() {
   } catch (error) {
     if (!(error instanceof AuthError)) state.quickError = error.message;
   }
-  renderViews();
+  // A `/` typed before the list came (right after a load) finds in the list as it is now.
+  if (state.quick) updateQuickPicker();
+  else renderViews();
 }
 
 async function writeApi(method, path, body) {
