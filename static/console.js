@@ -1781,9 +1781,14 @@ function sendReply(text) {
   renderMessages({ toBottom: true });
 }
 
+/** An input method is composing in the reply box (from compositionstart to compositionend). */
+let composing = false;
+
 function onComposerKeydown(event) {
-  // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's.
-  if (event.isComposing || event.keyCode === 229) return;
+  // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's. Not every
+  // browser and input method marks that keydown (isComposing, keyCode 229), so the composition
+  // events are followed too.
+  if (composing || event.isComposing || event.keyCode === 229) return;
   if (quickPickerKey(event)) {
     event.preventDefault();
     return;
@@ -2283,7 +2288,7 @@ function contactItem(contact) {
         h(
           "span",
           { class: "contact-row" },
-          h("span", { class: "contact-preview" }, preview || "\u00a0"),
+          h("span", { class: "contact-preview", dir: "auto" }, preview || "\u00a0"),
           unread > 0
             ? h(
               "span",
@@ -3143,7 +3148,7 @@ function buildMessage(msg) {
       h(
         "div",
         { class: "bubble" },
-        h("div", { class: "text" }, linkify(String(msg.msg?.content ?? ""))),
+        h("div", { class: "text", dir: "auto" }, linkify(String(msg.msg?.content ?? ""))),
       ),
       h("div", { class: "meta" }, time),
     );
@@ -3468,6 +3473,9 @@ function init() {
   addEventListener("popstate", (event) => {
     if (!event.state?.conversation) closeConversationView();
   });
+  el.reply.addEventListener("compositionstart", () => composing = true);
+  el.reply.addEventListener("compositionend", () => composing = false);
+  el.reply.addEventListener("blur", () => composing = false);
   el.reply.addEventListener("keydown", onComposerKeydown);
   el.reply.addEventListener("input", onComposerInput);
   el.reply.addEventListener("paste", onReplyPaste);

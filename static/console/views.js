@@ -48,7 +48,8 @@ export function WaitingList({ t, waiting, taking, onTake, since }) {
                       <span class="contact-time">${since(w)}</span>
                     </span>
                     <span class="contact-row">
-                      <span class="contact-preview waiting-preview">${w.last_message?.preview ??
+                      <span class="contact-preview waiting-preview" dir="auto">${w.last_message
+                        ?.preview ??
                         w.preview ?? ""}</span>
                     </span>
                   </span>
