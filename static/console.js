@@ -82,6 +82,11 @@ document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
 const CONTEXT_KEY = `wxbridge.context:${userid}`;
 const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid);
+/** This agent's other tabs in this browser (null where BroadcastChannel is missing). */
+const tabs = typeof BroadcastChannel === "function"
+  ? new BroadcastChannel(`wxbridge.tabs:${account}:${userid}`)
+  : null;
+
 let alertSettings = loadAlertSettings(localStorageOrNull() ?? memoryStorage(), userid);
 const alerter = createAlerter(globalThis, () => alertSettings);
 const { messageBody, linkify } = createMessageBody(t);
@@ -1118,7 +1123,26 @@ function markRead(contactId, { send = true } = {}) {
   if (contact) contact.unread = 0;
   if (send && contactId !== SYSTEM_ID && contact?.kind !== "agent") {
     sendCommand("read", { contact_id: contactId });
+    // The bridge answers a read to this socket only: this agent's other tabs hear it here.
+    tabs?.postMessage({ read: contactId });
   }
+}
+
+/** Another tab read a conversation: its unread count and the title's go here too. */
+function onTabMessage(event) {
+  const id = event.data?.read;
+  if (typeof id !== "string" || !state.contacts.has(id)) return;
+  markRead(id, { send: false });
+  renderContacts();
+}
+
+/** Another tab changed a draft: the one for the open conversation shows what was typed there
+ * (or sent: then the box empties, and nothing stale is left to send twice). */
+function onStorage(event) {
+  const id = drafts.contactOf(event.key);
+  if (!id || id !== state.current) return;
+  el.reply.value = drafts.get(id);
+  autosize();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2406,8 +2430,8 @@ function openContact(contactId) {
   if (state.renaming && state.renaming.contactId !== contactId) state.renaming = null;
   const previous = state.current;
   if (previous && previous !== contactId) {
-    // The draft stays with its follower; the old conversation's nodes leave the DOM and memory.
-    if (previous !== SYSTEM_ID) drafts.set(previous, el.reply.value);
+    // The draft was kept as it was typed (input, quick reply, send), so leaving writes nothing:
+    // another tab of this agent may be typing it. The nodes leave the DOM and memory.
     const old = state.convs.get(previous);
     if (old) {
       old.highlight = null;
@@ -3473,6 +3497,8 @@ function init() {
   addEventListener("popstate", (event) => {
     if (!event.state?.conversation) closeConversationView();
   });
+  tabs?.addEventListener("message", onTabMessage);
+  addEventListener("storage", onStorage);
   el.reply.addEventListener("compositionstart", () => composing = true);
   el.reply.addEventListener("compositionend", () => composing = false);
   el.reply.addEventListener("blur", () => composing = false);
