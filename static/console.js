@@ -524,15 +524,24 @@ function scheduleSaveContext() {
 
 const dirty = { contacts: false, messages: false, head: false, views: false, toBottom: false };
 let frame = 0;
+let frameTimer = 0;
 
 function schedule(part, options) {
   dirty[part] = true;
   if (options?.toBottom) dirty.toBottom = true;
   if (!frame) frame = requestAnimationFrame(flushRender);
+  // A hidden tab gets no animation frames, and its title and icon count are what the agent sees
+  // of it from another tab: there a timer renders (browsers run it about once a second).
+  if (!frameTimer && document.visibilityState === "hidden") {
+    frameTimer = setTimeout(flushRender, 0);
+  }
 }
 
 function flushRender() {
+  cancelAnimationFrame(frame);
+  clearTimeout(frameTimer);
   frame = 0;
+  frameTimer = 0;
   const parts = { ...dirty };
   for (const k of Object.keys(dirty)) dirty[k] = false;
   if (parts.contacts) renderContactsNow();
@@ -1646,10 +1655,7 @@ function finishAction(followerId) {
   // box reopens it), after a transfer it goes to the next conversation in the list.
   requestAnimationFrame(() => {
     // The list this picks from may still be the one from before the transfer: render it first.
-    if (frame) {
-      cancelAnimationFrame(frame);
-      flushRender();
-    }
+    if (frame) flushRender();
     if (kind === "close" && state.current === followerId) {
       (el.reply.disabled ? el.messages : el.reply).focus();
       return;

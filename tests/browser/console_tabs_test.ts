@@ -1,6 +1,7 @@
 // Two tabs of one agent in one browser (the console open twice, as agents do): a conversation
 // read in one stayed unread in the other, title count included; and a tab leaving a
 // conversation wrote its own box over the draft the other tab was typing, so a reload lost it.
+// And a tab behind another rendered nothing, its title's count included, until shown again.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -66,6 +67,57 @@ browserTest("two tabs of one agent share read state and drafts", async (t, brows
       await one.locator("#reply").press("Enter");
       await two.locator('.msg.out[data-status="sent"]', { hasText: "您的退款已经到账" }).waitFor();
       await two.waitForFunction(`document.querySelector("#reply").value === ""`);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+/** A tab behind another, as Chromium treats it: hidden, and no animation frames until shown. */
+const HIDDEN_TAB = `
+  window.__hidden = false;
+  Object.defineProperty(Document.prototype, "visibilityState", {
+    configurable: true,
+    get: () => (window.__hidden ? "hidden" : "visible"),
+  });
+  Object.defineProperty(Document.prototype, "hidden", {
+    configurable: true,
+    get: () => window.__hidden,
+  });
+  const held = [];
+  const frame = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) =>
+    window.__hidden ? -held.push(callback) : frame(callback);
+  window.__setHidden = (hidden) => {
+    window.__hidden = hidden;
+    document.dispatchEvent(new Event("visibilitychange"));
+    if (!hidden) for (const callback of held.splice(0)) frame(callback);
+  };
+`;
+
+browserTest("a hidden tab's title and icon count what came in", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page } = await openPage(browser);
+    await context.addInitScript(HIDDEN_TAB);
+    await openConsole(page, server.base, AGENT);
+    const setHidden = (hidden: boolean) =>
+      page.evaluate(`window.__setHidden(${JSON.stringify(hidden)})`);
+    const badge = () => page.locator('link[rel="icon"]').getAttribute("data-count");
+
+    await t.step("away in another tab, a new follower shows in the tab's title", async () => {
+      await setHidden(true);
+      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "在吗" });
+      await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      assert.equal(await badge(), "1");
+      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "有人吗" });
+      await page.waitForFunction(`document.title.startsWith("(2) ")`);
+      assert.equal(await badge(), "2");
+    });
+
+    await t.step("back in the tab, the list has them", async () => {
+      await setHidden(false);
+      await page.locator('.contact[data-contact-id="oAway"] .unread', { hasText: "2" }).waitFor();
     });
   } finally {
     await server.close();
