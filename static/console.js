@@ -34,6 +34,7 @@ import {
 } from "./console/conversations.js";
 import {
   BASE as B,
+  CLOSE_TOKEN_EXPIRED,
   commandFrame,
   envelopeKind,
   isQuietRefusal,
@@ -1239,6 +1240,11 @@ function abandonSocket() {
 
 async function onSocketClosed(event, wasOpen) {
   if (state.needsToken) return;
+  if (event.code === CLOSE_TOKEN_EXPIRED) {
+    // No retry can help, and "reconnecting" would hide why nothing comes in.
+    needToken(t("token.expired", { time: timeFormat.format(new Date()) }));
+    return;
+  }
   if (!wasOpen) {
     // A refused upgrade looks like a plain failure to the browser: ask HTTP why.
     try {
@@ -3305,13 +3311,15 @@ function systemNote(msg, time) {
 // ---------------------------------------------------------------------------------------------
 // Token and sign-in
 
-function needToken() {
+/** Asks for a token (`reason` says why, else whether the saved one was refused). */
+function needToken(reason) {
   if (state.needsToken) return;
   state.needsToken = true;
   abandonSocket();
   clearTimeout(conn.retryTimer);
   setConn("token");
-  el.tokenReason.textContent = state.token ? t("token.refused") : t("token.required");
+  el.tokenReason.textContent = reason ??
+    (state.token ? t("token.refused") : t("token.required"));
   el.tokenAgent.textContent = userid;
   el.tokenInput.value = "";
   el.tokenPanel.hidden = false;
