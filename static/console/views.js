@@ -103,13 +103,16 @@ export function QuickManager({ t, items, error, onSave, onDelete, onClose }) {
     e.preventDefault();
     const formEl = e.currentTarget;
     const form = new FormData(formEl);
-    onSave({
+    const saved = {
       id: editing?.id ?? undefined,
       title: String(form.get("title") ?? ""),
       text: String(form.get("text") ?? ""),
-    }).then((ok) => {
+    };
+    onSave(saved).then((ok) => {
       if (!ok) return;
-      formEl.reset();
+      // Cleared for the next one, unless the next one is already being typed.
+      const now = new FormData(formEl);
+      if (now.get("title") === saved.title && now.get("text") === saved.text) formEl.reset();
       setEditing(null);
     });
   };

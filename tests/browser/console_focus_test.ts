@@ -1,7 +1,8 @@
 // What an agent has in hand is not taken away by a render: the console re-renders its lists and
 // dialogs on every message that comes in, and a keyboard user's focus in the conversation list
 // fell to the page body each time, and what was typed in the quick-reply and search dialogs was
-// put back to what the last render had.
+// put back to what the last render had (a quick reply saved also cleared the next one, typed while
+// it was on its way).
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -83,6 +84,26 @@ browserTest(
         await dialog.locator(".quick-list li", { hasText: "退款三个工作日" }).waitFor();
         assert.equal(await dialog.locator('input[name="title"]').inputValue(), "", "cleared");
         assert.equal(await dialog.locator('textarea[name="text"]').inputValue(), "");
+      });
+
+      await t.step("the next one, typed while the last one saves, is kept", async () => {
+        const dialog = page.locator("#quick-manager");
+        let release = () => {};
+        const saveHeld = new Promise<void>((resolve) => release = resolve);
+        await page.route(/\/quick_replies\?/, async (route) => {
+          if (route.request().method() === "POST") await saveHeld;
+          await route.continue();
+        });
+        await dialog.locator('input[name="title"]').fill("到账");
+        await dialog.locator('textarea[name="text"]').fill("已经到账了吗？");
+        await dialog.locator("#quick-save").click();
+        await dialog.locator('input[name="title"]').fill("发货");
+        await dialog.locator('textarea[name="text"]').fill("今天发货");
+        release();
+        await dialog.locator(".quick-list li", { hasText: "已经到账了吗" }).waitFor();
+        assert.equal(await dialog.locator('input[name="title"]').inputValue(), "发货");
+        assert.equal(await dialog.locator('textarea[name="text"]').inputValue(), "今天发货");
+        await page.unroute(/\/quick_replies\?/);
         await dialog.locator("button", { hasText: "Close" }).click();
       });
 
