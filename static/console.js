@@ -1859,8 +1859,12 @@ function submitReply() {
 function autosize() {
   // A hidden box has no height to measure: it is sized when it shows.
   if (!el.reply.offsetParent) return;
+  const box = el.messages;
+  const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   el.reply.style.height = "auto";
   el.reply.style.height = `${Math.min(el.reply.scrollHeight, 180)}px`;
+  // The box grows into the conversation: one read to its last message stays there.
+  if (atEnd) box.scrollTop = box.scrollHeight;
 }
 
 function onComposerInput() {

@@ -1,6 +1,7 @@
 // Text as followers and agents really write it: a Chinese input method's Enter picks a candidate
 // and must not send (some browsers mark that keydown, some only fire the composition events),
-// Arabic or Hebrew reads right to left, and one long unbroken line stays inside the screen.
+// Arabic or Hebrew reads right to left, one long unbroken line stays inside the screen, and a
+// reply of several lines, growing the box, pushed the follower's last message out of view.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -99,3 +100,42 @@ browserTest(
     }
   },
 );
+
+browserTest("a long reply being typed keeps the last message in view", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    for (let i = 1; i <= 30; i++) {
+      await postFollowerMessage(server.base, "oMany", {
+        MsgType: "text",
+        Content: i === 30 ? "last question" : `question ${i}`,
+      });
+    }
+    await page.locator('.contact[data-contact-id="oMany"]').click();
+    const last = page.locator(".msg.in", { hasText: "last question" });
+    await last.waitFor();
+    const reply = [
+      "您好，关于您的问题：",
+      "第一，退款已经提交；",
+      "第二，发票会寄出；",
+      "第三，快递单号稍后发您；",
+      "第四，还有别的问题吗？",
+      "谢谢",
+    ];
+    await page.locator("#reply").focus();
+    for (const line of reply) {
+      await page.keyboard.type(line);
+      await page.keyboard.press("Shift+Enter");
+    }
+    const pane = await page.locator("#messages").boundingBox();
+    const box = await last.boundingBox();
+    assert.ok(pane && box, "no boxes");
+    assert.ok(
+      box.y + box.height <= pane.y + pane.height + 1,
+      `the last message ends at ${box.y + box.height}, below the pane's ${pane.y + pane.height}`,
+    );
+  } finally {
+    await server.close();
+  }
+});
