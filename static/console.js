@@ -34,6 +34,7 @@ import {
 } from "./console/conversations.js";
 import {
   BASE as B,
+  CLOSE_TOKEN_EXPIRED,
   commandFrame,
   envelopeKind,
   isQuietRefusal,
@@ -82,6 +83,11 @@ document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
 const CONTEXT_KEY = `wxbridge.context:${userid}`;
 const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid);
+/** This agent's other tabs in this browser (null where BroadcastChannel is missing). */
+const tabs = typeof BroadcastChannel === "function"
+  ? new BroadcastChannel(`wxbridge.tabs:${account}:${userid}`)
+  : null;
+
 let alertSettings = loadAlertSettings(localStorageOrNull() ?? memoryStorage(), userid);
 const alerter = createAlerter(globalThis, () => alertSettings);
 const { messageBody, linkify } = createMessageBody(t);
@@ -519,15 +525,24 @@ function scheduleSaveContext() {
 
 const dirty = { contacts: false, messages: false, head: false, views: false, toBottom: false };
 let frame = 0;
+let frameTimer = 0;
 
 function schedule(part, options) {
   dirty[part] = true;
   if (options?.toBottom) dirty.toBottom = true;
   if (!frame) frame = requestAnimationFrame(flushRender);
+  // A hidden tab gets no animation frames, and its title and icon count are what the agent sees
+  // of it from another tab: there a timer renders (browsers run it about once a second).
+  if (!frameTimer && document.visibilityState === "hidden") {
+    frameTimer = setTimeout(flushRender, 0);
+  }
 }
 
 function flushRender() {
+  cancelAnimationFrame(frame);
+  clearTimeout(frameTimer);
   frame = 0;
+  frameTimer = 0;
   const parts = { ...dirty };
   for (const k of Object.keys(dirty)) dirty[k] = false;
   if (parts.contacts) renderContactsNow();
@@ -768,7 +783,9 @@ async function loadQuickReplies() {
   } catch (error) {
     if (!(error instanceof AuthError)) state.quickError = error.message;
   }
-  renderViews();
+  // A `/` typed before the list came (right after a load) finds in the list as it is now.
+  if (state.quick) updateQuickPicker();
+  else renderViews();
 }
 
 async function writeApi(method, path, body) {
@@ -1116,7 +1133,26 @@ function markRead(contactId, { send = true } = {}) {
   if (contact) contact.unread = 0;
   if (send && contactId !== SYSTEM_ID && contact?.kind !== "agent") {
     sendCommand("read", { contact_id: contactId });
+    // The bridge answers a read to this socket only: this agent's other tabs hear it here.
+    tabs?.postMessage({ read: contactId });
   }
+}
+
+/** Another tab read a conversation: its unread count and the title's go here too. */
+function onTabMessage(event) {
+  const id = event.data?.read;
+  if (typeof id !== "string" || !state.contacts.has(id)) return;
+  markRead(id, { send: false });
+  renderContacts();
+}
+
+/** Another tab changed a draft: the one for the open conversation shows what was typed there
+ * (or sent: then the box empties, and nothing stale is left to send twice). */
+function onStorage(event) {
+  const id = drafts.contactOf(event.key);
+  if (!id || id !== state.current) return;
+  el.reply.value = drafts.get(id);
+  autosize();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1204,6 +1240,11 @@ function abandonSocket() {
 
 async function onSocketClosed(event, wasOpen) {
   if (state.needsToken) return;
+  if (event.code === CLOSE_TOKEN_EXPIRED) {
+    // No retry can help, and "reconnecting" would hide why nothing comes in.
+    needToken(t("token.expired", { time: timeFormat.format(new Date()) }));
+    return;
+  }
   if (!wasOpen) {
     // A refused upgrade looks like a plain failure to the browser: ask HTTP why.
     try {
@@ -1619,6 +1660,8 @@ function finishAction(followerId) {
   // Focus is not dropped on the page body: after an end it stays in the conversation (the reply
   // box reopens it), after a transfer it goes to the next conversation in the list.
   requestAnimationFrame(() => {
+    // The list this picks from may still be the one from before the transfer: render it first.
+    if (frame) flushRender();
     if (kind === "close" && state.current === followerId) {
       (el.reply.disabled ? el.messages : el.reply).focus();
       return;
@@ -1774,9 +1817,14 @@ function sendReply(text) {
   renderMessages({ toBottom: true });
 }
 
+/** An input method is composing in the reply box (from compositionstart to compositionend). */
+let composing = false;
+
 function onComposerKeydown(event) {
-  // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's.
-  if (event.isComposing || event.keyCode === 229) return;
+  // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's. Not every
+  // browser and input method marks that keydown (isComposing, keyCode 229), so the composition
+  // events are followed too.
+  if (composing || event.isComposing || event.keyCode === 229) return;
   if (quickPickerKey(event)) {
     event.preventDefault();
     return;
@@ -1811,8 +1859,12 @@ function submitReply() {
 function autosize() {
   // A hidden box has no height to measure: it is sized when it shows.
   if (!el.reply.offsetParent) return;
+  const box = el.messages;
+  const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   el.reply.style.height = "auto";
   el.reply.style.height = `${Math.min(el.reply.scrollHeight, 180)}px`;
+  // The box grows into the conversation: one read to its last message stays there.
+  if (atEnd) box.scrollTop = box.scrollHeight;
 }
 
 function onComposerInput() {
@@ -2194,6 +2246,9 @@ function renderContacts() {
 }
 
 function renderContactsNow() {
+  // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
+  // page body each time a message comes in.
+  const focused = focusedListEntry();
   const items = sortedContacts().map(contactItem);
   el.contactList.replaceChildren(...items);
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
@@ -2209,11 +2264,29 @@ function renderContactsNow() {
   el.transferredList.replaceChildren(...transferred.map(transferredItem));
 
   el.systemEntry.replaceChildren(systemItem());
+  if (focused) refocusListEntry(focused);
   renderCapacity();
   renderTitle();
   // The header's window countdown stays in step with the list's.
   if (state.current) renderConversationHead();
   renderViews();
+}
+
+/** The conversation button in the sidebar's lists that has the focus, or null. */
+function focusedListEntry() {
+  const active = document.activeElement;
+  if (!(active instanceof HTMLElement) || !active.matches(".contact")) return null;
+  const lists = [el.contactList, el.transferredList, el.systemEntry];
+  return lists.some((list) => list.contains(active)) ? active.dataset.contactId ?? null : null;
+}
+
+/** Focus back on the rebuilt button for `contactId`; when it left the lists, on the first
+ * conversation (or the filter), never the page body. */
+function refocusListEntry(contactId) {
+  const selector = `.contact[data-contact-id="${CSS.escape(contactId)}"]`;
+  const again = el.contactList.querySelector(selector) ??
+    el.transferredList.querySelector(selector) ?? el.systemEntry.querySelector(selector);
+  (again ?? el.contactList.querySelector(".contact") ?? el.filter).focus({ preventScroll: true });
 }
 
 function contactItem(contact) {
@@ -2255,7 +2328,7 @@ function contactItem(contact) {
         h(
           "span",
           { class: "contact-row" },
-          h("span", { class: "contact-preview" }, preview || "\u00a0"),
+          h("span", { class: "contact-preview", dir: "auto" }, preview || "\u00a0"),
           unread > 0
             ? h(
               "span",
@@ -2373,8 +2446,8 @@ function openContact(contactId) {
   if (state.renaming && state.renaming.contactId !== contactId) state.renaming = null;
   const previous = state.current;
   if (previous && previous !== contactId) {
-    // The draft stays with its follower; the old conversation's nodes leave the DOM and memory.
-    if (previous !== SYSTEM_ID) drafts.set(previous, el.reply.value);
+    // The draft was kept as it was typed (input, quick reply, send), so leaving writes nothing:
+    // another tab of this agent may be typing it. The nodes leave the DOM and memory.
     const old = state.convs.get(previous);
     if (old) {
       old.highlight = null;
@@ -3115,7 +3188,7 @@ function buildMessage(msg) {
       h(
         "div",
         { class: "bubble" },
-        h("div", { class: "text" }, linkify(String(msg.msg?.content ?? ""))),
+        h("div", { class: "text", dir: "auto" }, linkify(String(msg.msg?.content ?? ""))),
       ),
       h("div", { class: "meta" }, time),
     );
@@ -3242,13 +3315,15 @@ function systemNote(msg, time) {
 // ---------------------------------------------------------------------------------------------
 // Token and sign-in
 
-function needToken() {
+/** Asks for a token (`reason` says why, else whether the saved one was refused). */
+function needToken(reason) {
   if (state.needsToken) return;
   state.needsToken = true;
   abandonSocket();
   clearTimeout(conn.retryTimer);
   setConn("token");
-  el.tokenReason.textContent = state.token ? t("token.refused") : t("token.required");
+  el.tokenReason.textContent = reason ??
+    (state.token ? t("token.refused") : t("token.required"));
   el.tokenAgent.textContent = userid;
   el.tokenInput.value = "";
   el.tokenPanel.hidden = false;
@@ -3440,6 +3515,11 @@ function init() {
   addEventListener("popstate", (event) => {
     if (!event.state?.conversation) closeConversationView();
   });
+  tabs?.addEventListener("message", onTabMessage);
+  addEventListener("storage", onStorage);
+  el.reply.addEventListener("compositionstart", () => composing = true);
+  el.reply.addEventListener("compositionend", () => composing = false);
+  el.reply.addEventListener("blur", () => composing = false);
   el.reply.addEventListener("keydown", onComposerKeydown);
   el.reply.addEventListener("input", onComposerInput);
   el.reply.addEventListener("paste", onReplyPaste);

@@ -65,6 +65,10 @@ export function createDrafts(storage, agentId) {
       }
       writeIndex(list);
     },
+    /** The contact whose draft `key` (a storage key) holds, or null for any other key. */
+    contactOf(key) {
+      return typeof key === "string" && key.startsWith(prefix) ? key.slice(prefix.length) : null;
+    },
     /** The contacts that have a draft. */
     contacts() {
       return readIndex();

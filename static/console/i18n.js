@@ -53,6 +53,8 @@ export const STRINGS = {
     "token.forget": "Forget token",
     "token.forgotten": "Token forgotten. Paste a token to connect again.",
     "token.replace": "Replace or forget the token this browser keeps for you.",
+    "token.expired":
+      "Your token expired at {time}. Paste a new one to go on: what you typed and replies not yet sent are kept.",
     "list.title": "Conversations",
     "list.search": "Search name or id",
     "list.empty": "No conversations yet. Followers who write to the account appear here.",
@@ -335,6 +337,8 @@ export const STRINGS = {
     "token.forget": "清除令牌",
     "token.forgotten": "令牌已清除。粘贴令牌以重新连接。",
     "token.replace": "替换或清除此浏览器为你保存的令牌。",
+    "token.expired":
+      "你的令牌已于 {time} 过期。请粘贴新的令牌继续：已输入的内容和尚未发出的回复都会保留。",
     "list.title": "会话",
     "list.search": "搜索名称或 ID",
     "list.empty": "还没有会话。给公众号发消息的粉丝会出现在这里。",

@@ -12,7 +12,8 @@ export function createMessageBody(t) {
     const parts = [];
     switch (msg.msg_type) {
       case "text":
-        parts.push(h("div", { class: "text" }, linkify(String(m.content ?? ""))));
+        // dir=auto: an Arabic or Hebrew message reads right to left, punctuation and all.
+        parts.push(h("div", { class: "text", dir: "auto" }, linkify(String(m.content ?? ""))));
         break;
       case "image": {
         const src = safeUrl(msg.display) ?? safeUrl(m.media_path) ?? safeUrl(m.media_url) ??
@@ -137,7 +138,7 @@ export function createMessageBody(t) {
             t("media.unsupported", { type: msg.msg_type ?? "?" }),
           ),
         );
-        if (m.content) parts.push(h("div", { class: "text" }, String(m.content)));
+        if (m.content) parts.push(h("div", { class: "text", dir: "auto" }, String(m.content)));
     }
     if (m.error) {
       parts.push(

@@ -67,6 +67,9 @@ export function socketUrl({ protocol, host, userid, account, since, token }) {
   return url;
 }
 
+/** Close code: the agent's token expired (PROTOCOL.md); only a fresh one brings it back. */
+export const CLOSE_TOKEN_EXPIRED = 4401;
+
 /**
  * How long to wait before reconnecting after a close with `code` (ms), given the attempts
  * so far and a random number in [0, 1): a restart or a replaced socket comes back at once,

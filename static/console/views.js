@@ -48,7 +48,8 @@ export function WaitingList({ t, waiting, taking, onTake, since }) {
                       <span class="contact-time">${since(w)}</span>
                     </span>
                     <span class="contact-row">
-                      <span class="contact-preview waiting-preview">${w.last_message?.preview ??
+                      <span class="contact-preview waiting-preview" dir="auto">${w.last_message
+                        ?.preview ??
                         w.preview ?? ""}</span>
                     </span>
                   </span>
@@ -100,13 +101,23 @@ export function QuickManager({ t, items, error, onSave, onDelete, onClose }) {
   useEffect(() => title.current?.focus(), [editing]);
   const submit = (e) => {
     e.preventDefault();
-    const form = new FormData(e.target);
-    onSave({
+    const formEl = e.currentTarget;
+    const form = new FormData(formEl);
+    const saved = {
       id: editing?.id ?? undefined,
       title: String(form.get("title") ?? ""),
       text: String(form.get("text") ?? ""),
-    }).then((ok) => ok && setEditing(null));
+    };
+    onSave(saved).then((ok) => {
+      if (!ok) return;
+      // Cleared for the next one, unless the next one is already being typed.
+      const now = new FormData(formEl);
+      if (now.get("title") === saved.title && now.get("text") === saved.text) formEl.reset();
+      setEditing(null);
+    });
   };
+  // Fields take defaultValue, not value: the console renders on every message, and a value
+  // would put back what the last render had over what is being typed (the search's too).
   return html`
     <div class="dialog-backdrop" onClick=${(e) => e.target === e.currentTarget && onClose()}>
       <section class="dialog" role="dialog" aria-modal="true" aria-labelledby="quick-manager-title"
@@ -133,12 +144,12 @@ export function QuickManager({ t, items, error, onSave, onDelete, onClose }) {
           </ul>
         <form class="quick-form" onSubmit=${submit} key=${editing?.id ?? "new"}>
             <label>${t("quick.titleLabel")}
-              <input name="title" ref=${title} maxlength="40" required value=${editing?.title ??
-                ""} />
+              <input name="title" ref=${title} maxlength="40" required
+                defaultValue=${editing?.title ?? ""} />
             </label>
             <label>${t("quick.textLabel")}
-              <textarea name="text" rows="3" maxlength="1000" required value=${editing?.text ??
-                ""}></textarea>
+              <textarea name="text" rows="3" maxlength="1000" required
+                defaultValue=${editing?.text ?? ""}></textarea>
             </label>
             <p class="hint">${t("quick.placeholders")}</p>
             ${error ? html`<p class="inline-error" role="alert">${error}</p>` : null}
@@ -252,7 +263,7 @@ export function SearchPanel({ t, query, results, busy, more, onQuery, onMore, on
             e.preventDefault();
             onQuery(new FormData(e.target).get("q"));
           }}>
-            <input type="search" name="q" id="search-input" ref=${input} value=${query}
+            <input type="search" name="q" id="search-input" ref=${input} defaultValue=${query}
               placeholder=${t("search.placeholder")} aria-label=${t("search.placeholder")} />
           </form>
           <ul class="search-results">

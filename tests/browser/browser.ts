@@ -105,6 +105,13 @@ export async function openPage(
   return { context, page };
 }
 
+/** Another tab in the context of a page from openPage (same localStorage, same browser). */
+export async function openTab(context: BrowserContext): Promise<Page> {
+  const page = await context.newPage();
+  pollThroughDevTools(page);
+  return page;
+}
+
 /**
  * The pages' Content-Security-Policy has no 'unsafe-eval', and Playwright's waitForFunction
  * evals its predicate inside the page, which the policy refuses. page.evaluate goes through

@@ -224,13 +224,24 @@ browserTest(
       });
 
       await t.step("/ and a word find it; Enter puts it in, the name filled", async () => {
+        // The list is read after the socket connects: here it comes only once "/发" is typed,
+        // as it does on a slow link, and the open picker takes it when it comes.
+        let release = () => {};
+        const listHeld = new Promise<void>((resolve) => release = resolve);
+        await page.route(/\/quick_replies\?/, async (route) => {
+          if (route.request().method() === "GET") await listHeld;
+          await route.continue();
+        });
         await page.reload();
         await page.locator('#conn[data-state="connected"]').waitFor();
         await page.locator('.contact[data-contact-id="oWang"]').click();
         await page.locator("#reply").focus();
         await page.keyboard.type("/发");
         const picker = page.locator("#quick-picker");
+        await picker.locator(".quick-none").waitFor();
+        release();
         await picker.locator(".quick-item", { hasText: "发票" }).waitFor();
+        await page.unroute(/\/quick_replies\?/);
         assert.equal(await picker.locator(".quick-item").count(), 1, "the search narrowed it");
         await page.keyboard.press("Enter");
         assert.equal(

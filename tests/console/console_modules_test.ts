@@ -61,6 +61,18 @@ Deno.test("createDrafts() keeps one draft per agent and contact, bounded", () =>
   assert.equal(alice.get(`o${MAX_DRAFTS + 9}`), `d${MAX_DRAFTS + 9}`);
 });
 
+Deno.test("createDrafts().contactOf() names the contact of this agent's draft keys only", () => {
+  const storage = fakeStorage();
+  const alice = createDrafts(storage, "alice");
+  const own = "wxbridge.draft:alice:oA";
+  alice.set("oA", "x");
+  assert.equal(storage.getItem(own), "x", "the key a storage event names");
+  assert.equal(alice.contactOf(own), "oA");
+  assert.equal(createDrafts(storage, "bob").contactOf(own), null, "another agent's");
+  assert.equal(alice.contactOf("wxbridge.draft:alice"), null, "the index");
+  assert.equal(alice.contactOf(null), null, "storage cleared");
+});
+
 Deno.test("replyState() reads WeChat's window and quota", async (t) => {
   const now = 1_800_000_000;
   await t.step("open, with replies left", () => {

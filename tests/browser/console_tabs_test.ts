@@ -1,0 +1,125 @@
+// Two tabs of one agent in one browser (the console open twice, as agents do): a conversation
+// read in one stayed unread in the other, title count included; and a tab leaving a
+// conversation wrote its own box over the draft the other tab was typing, so a reload lost it.
+// And a tab behind another rendered nothing, its title's count included, until shown again.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startBridge } from "../helpers/server.ts";
+import { browserTest, openConsole, openPage, openTab, postFollowerMessage } from "./browser.ts";
+
+const AGENT = "agentA";
+
+const unread = (page: Page, id: string) =>
+  page.locator(`#contact-list .contact[data-contact-id="${id}"] .unread`).count();
+
+browserTest("two tabs of one agent share read state and drafts", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page: one } = await openPage(browser);
+    const two = await openTab(context);
+    await openConsole(one, server.base, AGENT);
+    await openConsole(two, server.base, AGENT);
+    await postFollowerMessage(server.base, "oAnn", { MsgType: "text", Content: "hello" });
+    await postFollowerMessage(server.base, "oBen", { MsgType: "text", Content: "hi there" });
+    for (const page of [one, two]) {
+      await page.locator('.contact[data-contact-id="oBen"] .unread').waitFor();
+      await page.locator('.contact[data-contact-id="oAnn"] .unread').waitFor();
+    }
+    // As an agent does, the tab worked in is brought to the front (a tab behind draws slowly).
+    const open = async (page: Page, id: string) => {
+      await page.bringToFront();
+      await page.locator(`.contact[data-contact-id="${id}"]`).click();
+      await page.locator("#conv-name", { hasText: id }).waitFor();
+    };
+
+    await t.step("read in one tab, it is read in the other, title and all", async () => {
+      assert.match(await two.title(), /^\(2\)/);
+      await open(one, "oAnn");
+      await two.locator('.contact[data-contact-id="oAnn"] .unread').waitFor({ state: "detached" });
+      assert.equal(await unread(two, "oBen"), 1, "only what was read");
+      assert.match(await two.title(), /^\(1\)/);
+    });
+
+    await t.step("a tab moving on does not write over the draft the other is typing", async () => {
+      await open(two, "oAnn");
+      await one.locator("#reply").fill("您的退款已经");
+      await open(two, "oBen");
+      await one.reload();
+      await one.locator('#conn[data-state="connected"]').waitFor();
+      await open(one, "oBen");
+      await open(one, "oAnn");
+      assert.equal(await one.locator("#reply").inputValue(), "您的退款已经", "lost on reload");
+    });
+
+    await t.step("the other tab's box shows the draft as it is typed", async () => {
+      await open(two, "oAnn");
+      await one.bringToFront();
+      await one.locator("#reply").fill("您的退款已经在路上");
+      await two.waitForFunction(
+        `document.querySelector("#reply").value === ${JSON.stringify("您的退款已经在路上")}`,
+      );
+    });
+
+    await t.step("sent from one tab, the other's box is empty: nothing to send twice", async () => {
+      await one.bringToFront();
+      await one.locator("#reply").fill("您的退款已经到账");
+      await one.locator("#reply").press("Enter");
+      await two.locator('.msg.out[data-status="sent"]', { hasText: "您的退款已经到账" }).waitFor();
+      await two.waitForFunction(`document.querySelector("#reply").value === ""`);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+/** A tab behind another, as Chromium treats it: hidden, and no animation frames until shown. */
+const HIDDEN_TAB = `
+  window.__hidden = false;
+  Object.defineProperty(Document.prototype, "visibilityState", {
+    configurable: true,
+    get: () => (window.__hidden ? "hidden" : "visible"),
+  });
+  Object.defineProperty(Document.prototype, "hidden", {
+    configurable: true,
+    get: () => window.__hidden,
+  });
+  const held = [];
+  const frame = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) =>
+    window.__hidden ? -held.push(callback) : frame(callback);
+  window.__setHidden = (hidden) => {
+    window.__hidden = hidden;
+    document.dispatchEvent(new Event("visibilitychange"));
+    if (!hidden) for (const callback of held.splice(0)) frame(callback);
+  };
+`;
+
+browserTest("a hidden tab's title and icon count what came in", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page } = await openPage(browser);
+    await context.addInitScript(HIDDEN_TAB);
+    await openConsole(page, server.base, AGENT);
+    const setHidden = (hidden: boolean) =>
+      page.evaluate(`window.__setHidden(${JSON.stringify(hidden)})`);
+    const badge = () => page.locator('link[rel="icon"]').getAttribute("data-count");
+
+    await t.step("away in another tab, a new follower shows in the tab's title", async () => {
+      await setHidden(true);
+      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "在吗" });
+      await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      assert.equal(await badge(), "1");
+      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "有人吗" });
+      await page.waitForFunction(`document.title.startsWith("(2) ")`);
+      assert.equal(await badge(), "2");
+    });
+
+    await t.step("back in the tab, the list has them", async () => {
+      await setHidden(false);
+      await page.locator('.contact[data-contact-id="oAway"] .unread', { hasText: "2" }).waitFor();
+    });
+  } finally {
+    await server.close();
+  }
+});

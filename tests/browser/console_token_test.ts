@@ -1,0 +1,48 @@
+// A token that expires mid-shift, with the console open and a reply half typed: the bridge closes
+// the socket (4401), and the console said "Disconnected, retrying" before guessing the token was
+// "refused (expired, or for another agent)". It now says the token expired, and a fresh one picks
+// up where the agent was: the conversation, the draft, nothing lost.
+
+import assert from "node:assert/strict";
+import { mintAgentToken } from "../../src/agents/auth.ts";
+import { startBridge } from "../helpers/server.ts";
+import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+
+const AGENT = "agentA";
+const SECRET = "token-test-secret-0123456789abcdef";
+
+browserTest("a token expiring mid-shift says so and keeps the draft", async (t, browser) => {
+  const server = await startBridge({ env: { AGENT_SECRET: SECRET } });
+  try {
+    const { context, page } = await openPage(browser);
+    // One second, plus the 5 s of clock tolerance the bridge checks it with.
+    const shortLived = await mintAgentToken(SECRET, AGENT, 1);
+    await context.addInitScript(
+      `localStorage.setItem("wxbridge.token:${AGENT}", ${JSON.stringify(shortLived)})`,
+    );
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oLate", { MsgType: "text", Content: "发票开好了吗" });
+    await page.locator('.contact[data-contact-id="oLate"]').click();
+    await page.locator(".msg.in", { hasText: "发票开好了吗" }).waitFor();
+    await page.locator("#reply").fill("发票已经开好，请查收");
+
+    await t.step("at expiry the console says the token expired", async () => {
+      // The bridge closes the socket on its own clock: this waits for that, however long.
+      await page.locator('#conn[data-state="token"]').waitFor({ timeout: 30_000 });
+      assert.match(await page.locator("#token-reason").innerText(), /token expired at .*kept/);
+      assert.equal(await page.locator("#reply").inputValue(), "发票已经开好，请查收");
+    });
+
+    await t.step("a fresh token: the same conversation, the draft there to send", async () => {
+      await page.locator("#token-input").fill(await mintAgentToken(SECRET, AGENT, 600));
+      await page.locator("#token-input").press("Enter");
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator("#conv-name", { hasText: "oLate" }).waitFor();
+      assert.equal(await page.locator("#reply").inputValue(), "发票已经开好，请查收");
+      await page.locator("#reply").press("Enter");
+      await page.locator('.msg.out[data-status="sent"]', { hasText: "发票已经开好" }).waitFor();
+    });
+  } finally {
+    await server.close();
+  }
+});
