@@ -191,10 +191,8 @@ export function createReplyService(
       return refuse(
         409,
         `Follower ${followerId} is served by ${contact.agent_id}; ask for a transfer`,
-        {
-          ...echo,
-          contact_id: followerId,
-        },
+        // Who serves it, so the agent's program can show the conversation as theirs.
+        { ...echo, contact_id: followerId, served_by: contact.agent_id },
       );
     }
     if (!contact.subscribed) {
@@ -407,7 +405,10 @@ export function createReplyService(
       const contact = await store.getContact(followerId);
       if (!contact) return refuse(404, `No follower ${followerId}`);
       if (contact.agent_id !== null && contact.agent_id !== agentId) {
-        return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`);
+        return refuse(409, `Follower ${followerId} is served by ${contact.agent_id}`, {
+          contact_id: followerId,
+          served_by: contact.agent_id,
+        });
       }
       // Typing uses no quota, but WeChat takes it only within 30 s of an exchange.
       const lastOut = contact.last_message?.direction === "out" ? contact.last_message_at : 0;

@@ -63,12 +63,14 @@ Deno.test("a reply claims a waiting follower for its agent; the other agent is t
         e.result.code === -1 && e.data["client_id"] === "c-b1"
       );
       assert.match(refused.result.message, /served by alice/);
+      assert.equal(refused.data["served_by"], "alice");
       const http = await command("bob", {
         msg_type: "text",
         contact_id: "oWait",
         msg: { content: "again" },
       });
       assert.equal(http.status, 409);
+      assert.equal(http.body.data.served_by, "alice");
     });
 
     await t.step("closed, it is bob's to take with the claim command", async () => {
