@@ -61,6 +61,13 @@ export function encryptedCallback(account: Account, plainXml: string, as: Accoun
   return { query, body };
 }
 
+/** Writes `entries` as ACCOUNTS_FILE in `dir`, readable by its owner only; returns its path. */
+export async function writeAccounts(dir: string, entries: Record<string, unknown>[]) {
+  const file = `${dir}/accounts.json`;
+  await Deno.writeTextFile(file, JSON.stringify({ accounts: entries }), { mode: 0o600 });
+  return file;
+}
+
 /** Writes ACCOUNTS_FILE for both accounts in `dir`, each with its own fake WeChat. */
 export async function writeAccountsFile(
   dir: string,

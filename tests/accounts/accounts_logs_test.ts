@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { connectAgent, textXml } from "../helpers/agent.ts";
 import { spawnBridge, waitReady } from "../helpers/spawn.ts";
-import { A, Bq, encryptedCallback } from "./_accounts_env.ts";
+import { A, Bq, encryptedCallback, writeAccounts } from "./_accounts_env.ts";
 
 const PREVIOUS_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const B = "/im_component/wx_official_account/send_xml";
@@ -14,25 +14,18 @@ const B = "/im_component/wx_official_account/send_xml";
 Deno.test("main.ts's log lines name the account they are about (LOG_FORMAT=json)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "accounts-logs-" });
   try {
-    const file = `${dir}/accounts.json`;
-    await Deno.writeTextFile(
-      file,
-      JSON.stringify({
-        accounts: [
-          {
-            id: A.id,
-            original_id: A.originalId,
-            token: A.token,
-            aes_key: A.aesKey,
-            aes_key_previous: PREVIOUS_KEY,
-            appid: A.appId,
-          },
-          // Token only: safe mode not configured yet.
-          { id: Bq.id, original_id: Bq.originalId, token: Bq.token },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const file = await writeAccounts(dir, [
+      {
+        id: A.id,
+        original_id: A.originalId,
+        token: A.token,
+        aes_key: A.aesKey,
+        aes_key_previous: PREVIOUS_KEY,
+        appid: A.appId,
+      },
+      // Token only: safe mode not configured yet.
+      { id: Bq.id, original_id: Bq.originalId, token: Bq.token },
+    ]);
     const bridge = spawnBridge({
       ACCOUNTS_FILE: file,
       DATA_DIR: `${dir}/data`,

@@ -5,24 +5,17 @@
 
 import assert from "node:assert/strict";
 import { spawnBridge, waitReady } from "../helpers/spawn.ts";
-import { A, Bq } from "./_accounts_env.ts";
+import { A, Bq, writeAccounts } from "./_accounts_env.ts";
 
 Deno.test("main.ts warns of an account without its secret and of an account's data no account serves", async () => {
   const dir = await Deno.makeTempDir({ prefix: "accounts-start-" });
   try {
-    const file = `${dir}/accounts.json`;
-    await Deno.writeTextFile(
-      file,
-      JSON.stringify({
-        accounts: [
-          // Its WeChat is never called at start: no API is reached before a reply.
-          { id: A.id, token: A.token, appid: A.appId, secret: A.secret },
-          // The secret forgotten: callbacks are read, replies go to the demo outbox.
-          { id: Bq.id, token: Bq.token, aes_key: Bq.aesKey, appid: Bq.appId },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const file = await writeAccounts(dir, [
+      // Its WeChat is never called at start: no API is reached before a reply.
+      { id: A.id, token: A.token, appid: A.appId, secret: A.secret },
+      // The secret forgotten: callbacks are read, replies go to the demo outbox.
+      { id: Bq.id, token: Bq.token, aes_key: Bq.aesKey, appid: Bq.appId },
+    ]);
     // A third account served before, then taken out of the file.
     await Deno.mkdir(`${dir}/data/accounts/brand-gone`, { recursive: true });
     const bridge = spawnBridge({ ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "" });

@@ -62,6 +62,16 @@ export function describe(entries: LogEntry[]): string[] {
   });
 }
 
+/** Whether `path` is there now (a file the store deletes or writes back). */
+export function fileExists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "store_test_" });
   try {

@@ -9,6 +9,7 @@ import { journalDirOf, openJournalDir } from "../../src/store/sqlite_journal_fil
 import {
   baseStoreOptions,
   describe,
+  fileExists as exists,
   presenceOf,
   readAll,
   textItem,
@@ -25,15 +26,6 @@ const options = (): SqliteStoreOptions => ({
 
 const segments = (path: string) =>
   [...Deno.readDirSync(journalDirOf(path))].filter((e) => e.name.endsWith(".log")).length;
-
-const exists = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** What a crash leaves: the files on the disk as they are now, nothing of the open handles. */
 function copyDataDir(from: string, to: string): void {

@@ -12,20 +12,11 @@ import {
   spawnOnDefaultStore as spawn,
   waitReady,
 } from "../helpers/spawn.ts";
-import { withTempDir } from "./_durable_store_cases.ts";
+import { fileExists as exists, withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 /** Enough that the copy takes hundreds of ms here, far longer than a webhook's answer. */
 const FILLER_MB = 100;
-
-const exists = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** A bridge.sqlite that is mostly one table of its own: the backup copies every page. */
 function makeLargeDatabase(path: string): void {
