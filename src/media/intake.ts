@@ -194,10 +194,11 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
         follower_id: followerId,
       });
       forgets.set(followerId, (forgets.get(followerId) ?? 0) + 1);
-      for (const name of pending.get(followerId) ?? []) {
-        await Deno.remove(fileOf(name)).catch(() => {});
-      }
+      // Taken out first: a message journaled while these are deleted is after the forget, and
+      // its file joins a set of its own.
+      const names = pending.get(followerId) ?? new Set<string>();
       pending.delete(followerId);
+      for (const name of names) await Deno.remove(fileOf(name)).catch(() => {});
       await storing.get(followerId)?.catch(() => {});
     },
 
