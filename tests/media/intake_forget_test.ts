@@ -65,7 +65,7 @@ Deno.test("MediaIntake.forget() keeps the journal file of a picture that came wh
       }
       return await remove(path, options);
     };
-    const forgetting = intake.forget("oFollower");
+    const forgetting = intake.forget("oFollower", () => Promise.resolve());
     // The follower writes again at once; WeChat is answered once this resolves.
     await intake.submit(picture("after"), "http://bridge");
     journaled.open();
