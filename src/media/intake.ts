@@ -89,6 +89,8 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const pending = new Map<string, Set<Ticket>>();
   /** The store call of the job being stored now, per follower: a forget waits for it. */
   const storing = new Map<string, Promise<unknown>>();
+  /** Each follower's forget under way: one after it (WeChat's retry of the revoke) waits. */
+  const forgetting = new Map<string, Promise<void>>();
 
   const fileOf = (name: string) => `${deps.journalDir}/${name}`;
 
@@ -200,7 +202,10 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       const dropped = pending.get(followerId) ?? new Set<Ticket>();
       pending.delete(followerId);
       for (const ticket of dropped) ticket.dropped = true;
+      const before = forgetting.get(followerId);
       const forgotten = (async () => {
+        // Or the first one's store call could come after a message that the second let by.
+        await before;
         for (const { name } of dropped) {
           if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
         }
@@ -208,7 +213,12 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
         await forgetStored();
       })();
       // The dropped jobs hold nothing back; a forget that failed (WeChat retries it) neither.
-      chain(followerId, forgotten.catch(() => {}));
+      const done = forgotten.catch(() => {});
+      forgetting.set(followerId, done);
+      done.then(() => {
+        if (forgetting.get(followerId) === done) forgetting.delete(followerId);
+      });
+      chain(followerId, done);
       return forgotten;
     },
 

@@ -86,3 +86,57 @@ Deno.test("MediaIntake.forget() keeps the journal file of a picture that came wh
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// WeChat retries a revoke the bridge is slow to answer: the retry found nothing left to drop
+// and let the follower's next picture through while the first revoke had not reached the store
+// yet, whose forget then deleted that picture.
+Deno.test("MediaIntake.forget() twice at once: a picture after both is stored after both forgets", async () => {
+  const dir = await Deno.makeTempDir();
+  const before = gate<MediaResult>();
+  const pipeline: MediaPipeline = {
+    process: (input) =>
+      input.mediaId === "media-before" ? before.promise : Promise.resolve({ media_path: "/m" }),
+  };
+  const calls: string[] = [];
+  const intake = createMediaIntake({
+    pipeline,
+    journalDir: dir,
+    accept: (item) => {
+      calls.push(`stored ${item.envelope.data.id}`);
+      return Promise.resolve("delivered");
+    },
+  });
+  const remove = Deno.remove;
+  try {
+    await intake.recover();
+    await intake.submit(picture("before"), "http://bridge");
+    // The first revoke's file deletion waits until the rest has happened.
+    const held = gate();
+    let first = true;
+    Deno.remove = async (path, options) => {
+      if (first) {
+        first = false;
+        await held.promise;
+      }
+      return await remove(path, options);
+    };
+    const forget = (n: number) => () => {
+      calls.push(`forget ${n}`);
+      return Promise.resolve();
+    };
+    const revoked = intake.forget("oFollower", forget(1));
+    const retried = intake.forget("oFollower", forget(2));
+    await intake.submit(picture("after"), "http://bridge");
+    // Whatever can run without the first revoke's deletion has run.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+    held.open();
+    await Promise.all([revoked, retried]);
+    Deno.remove = remove;
+    before.open({ media_path: "/m/before" });
+    await intake.drain();
+    assert.deepEqual(calls, ["forget 1", "forget 2", "stored after"]);
+  } finally {
+    Deno.remove = remove;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
