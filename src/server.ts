@@ -330,11 +330,10 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       return switchboard.accept(item);
     },
     report: operatorEvents.report,
-    // The follower's media still being fetched goes first, or it would be stored afterwards.
-    async forget(message, envelope) {
-      await intake.forget(message.from);
-      await operatorEvents.forget(message, envelope);
-    },
+    // The follower's media still being fetched goes first, or it would be stored afterwards;
+    // its messages that come meanwhile are stored after the forget.
+    forget: (message, envelope) =>
+      intake.forget(message.from, () => operatorEvents.forget(message, envelope)),
     profileChanged: operatorEvents.profileChanged,
     isAgent: (id) => store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,

@@ -88,17 +88,23 @@ const PIPELINE_FIELDS = [
   "media_url",
 ] as const;
 
+/** A scheduled job's journal file, and whether a forget dropped it. */
+interface Ticket {
+  name: string | null;
+  dropped: boolean;
+}
+
 /** Creates the intake. */
 export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const chains = new Map<string, Promise<void>>();
   let counter = 0;
   const inFlight = new Set<Promise<void>>();
-  /** Forgets of each follower with jobs pending: a job made before the last one is dropped. */
-  const forgets = new Map<string, number>();
-  /** Each follower's pending journal files, deleted at once when it is forgotten. */
-  const pending = new Map<string, Set<string>>();
+  /** Each follower's jobs not done yet: a forget drops them and deletes their journal files. */
+  const pending = new Map<string, Set<Ticket>>();
   /** The store call of the job being stored now, per follower: a forget waits for it. */
   const storing = new Map<string, Promise<unknown>>();
+  /** Each follower's forget under way: one after it (WeChat's retry of the revoke) waits. */
+  const forgetting = new Map<string, Promise<void>>();
 
   const fileOf = (name: string) => `${deps.journalDir}/${name}`;
 
@@ -113,10 +119,10 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     return name;
   }
 
-  async function run(job: Job, forgot: () => boolean): Promise<void> {
+  async function run(job: Job, ticket: Ticket): Promise<void> {
     await addMedia(deps.pipeline, job.item, job.publicBase);
     // Forgotten while its media was fetched: its data must not come back.
-    if (forgot()) return;
+    if (ticket.dropped) return;
     const followerId = job.item.followerId;
     const stored = deps.accept(job.item);
     storing.set(followerId, stored);
@@ -127,21 +133,28 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     }
   }
 
+  /** Makes `next` the follower's last step: what it is given next waits for it. */
+  function chain(followerId: string, next: Promise<void>): void {
+    chains.set(followerId, next);
+    inFlight.add(next);
+    next.finally(() => {
+      inFlight.delete(next);
+      if (chains.get(followerId) === next) chains.delete(followerId);
+    });
+  }
+
   /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
   function schedule(job: Job, name: string | null): Promise<void> {
     const followerId = job.item.followerId;
     const previous = chains.get(followerId) ?? Promise.resolve();
-    const epoch = forgets.get(followerId) ?? 0;
-    const forgot = () => (forgets.get(followerId) ?? 0) !== epoch;
-    if (name !== null) {
-      let names = pending.get(followerId);
-      if (!names) pending.set(followerId, names = new Set());
-      names.add(name);
-    }
+    const ticket: Ticket = { name, dropped: false };
+    let tickets = pending.get(followerId);
+    if (!tickets) pending.set(followerId, tickets = new Set());
+    tickets.add(ticket);
     const next = previous.then(async () => {
-      for (let attempt = 0; !forgot(); attempt++) {
+      for (let attempt = 0; !ticket.dropped; attempt++) {
         try {
-          await run(job, forgot);
+          await run(job, ticket);
           break;
         } catch (error) {
           if (attempt >= 5) {
@@ -157,21 +170,11 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
           await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
         }
       }
-      if (name !== null) {
-        pending.get(followerId)?.delete(name);
-        await Deno.remove(fileOf(name)).catch(() => {});
-      }
+      const left = pending.get(followerId);
+      if (left?.delete(ticket) && left.size === 0) pending.delete(followerId);
+      if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
     });
-    chains.set(followerId, next);
-    inFlight.add(next);
-    next.finally(() => {
-      inFlight.delete(next);
-      if (chains.get(followerId) === next) {
-        chains.delete(followerId);
-        forgets.delete(followerId);
-        pending.delete(followerId);
-      }
-    });
+    chain(followerId, next);
     return next;
   }
 
@@ -199,20 +202,38 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
 
     /**
      * The follower is being forgotten (user_authorization_revoke): its pending jobs are dropped
-     * and their journal files deleted; resolves once none can be stored any more (one being
-     * stored now has been, so the store's forget that follows deletes it).
+     * and their journal files deleted, then `forgetStored` (the store's forget) runs once none
+     * can be stored any more (one being stored now has been, so it is deleted too). The
+     * follower's messages that come meanwhile wait for it: they are after the forget, and kept.
      */
-    async forget(followerId: string): Promise<void> {
-      if (!chains.has(followerId)) return;
+    forget(followerId: string, forgetStored: () => Promise<void>): Promise<void> {
+      // A job that gave up (its store kept failing) is still journaled: its file goes too.
+      if (!chains.has(followerId) && !pending.has(followerId)) return forgetStored();
       log.info("{follower_id} is forgotten: its media messages still pending are dropped", {
         follower_id: followerId,
       });
-      forgets.set(followerId, (forgets.get(followerId) ?? 0) + 1);
-      for (const name of pending.get(followerId) ?? []) {
-        await Deno.remove(fileOf(name)).catch(() => {});
-      }
+      // Taken out first: a message journaled from now on is after the forget.
+      const dropped = pending.get(followerId) ?? new Set<Ticket>();
       pending.delete(followerId);
-      await storing.get(followerId)?.catch(() => {});
+      for (const ticket of dropped) ticket.dropped = true;
+      const before = forgetting.get(followerId);
+      const forgotten = (async () => {
+        // Or the first one's store call could come after a message that the second let by.
+        await before;
+        for (const { name } of dropped) {
+          if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
+        }
+        await storing.get(followerId)?.catch(() => {});
+        await forgetStored();
+      })();
+      // The dropped jobs hold nothing back; a forget that failed (WeChat retries it) neither.
+      const done = forgotten.catch(() => {});
+      forgetting.set(followerId, done);
+      done.then(() => {
+        if (forgetting.get(followerId) === done) forgetting.delete(followerId);
+      });
+      chain(followerId, done);
+      return forgotten;
     },
 
     /** Nothing to stop: jobs under way stay journaled for the next start. */
@@ -230,8 +251,9 @@ export interface MediaIntake {
   wants(item: InboundItem): boolean;
   submit(item: InboundItem, publicBase: string): Promise<void>;
   recover(): Promise<number>;
-  /** Drops the follower's pending media before the store forgets it. */
-  forget(followerId: string): Promise<void>;
+  /** Drops the follower's pending media and runs `forgetStored` (the store's forget) before
+   * any of the follower's later messages is stored. */
+  forget(followerId: string, forgetStored: () => Promise<void>): Promise<void>;
   stop(): void;
   drain(): Promise<void>;
 }

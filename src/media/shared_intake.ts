@@ -157,10 +157,10 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
       }
     },
 
-    /** Nothing here: the store's forget deletes the follower's queue in the same script, and a
-     * head being fetched then is not stored. */
-    forget(_followerId: string): Promise<void> {
-      return Promise.resolve();
+    /** Only the store's forget: it deletes the follower's queue in the same script, and a head
+     * being fetched then is not stored. */
+    forget(_followerId: string, forgetStored: () => Promise<void>): Promise<void> {
+      return forgetStored();
     },
 
     /** Stops taking queues; the ones under way stop after their current message. */
