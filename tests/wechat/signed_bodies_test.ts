@@ -107,6 +107,49 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
       await bridge.close();
     }
   });
+  await t.step(
+    "a safe-mode body is its msg_signature's: one encrypted anew is not refused",
+    async () => {
+      const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+      const APPID = "wx2c2769f8efd9abc2";
+      const bridge = await startBridge({
+        env: { ...ENV, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
+      });
+      const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
+      try {
+        const crypto = createWechatCrypto({ aesKey: AES_KEY, appId: APPID });
+        const plain = new URLSearchParams(signedQuery("nonce-reencrypted"));
+        // The same message under the same timestamp and nonce, its ciphertext drawn with another
+        // random prefix (as any sender that encrypts per attempt would): msg_signature covers it.
+        const callback = (random: string) => {
+          const encrypt = crypto.encrypt(textXml("oReal", "ann", "hello", "7601"), random);
+          const query = new URLSearchParams(plain);
+          query.set("encrypt_type", "aes");
+          query.set(
+            "msg_signature",
+            computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
+          );
+          const body =
+            `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+          return post(`${s(bridge)}/send_xml?${query}`, body);
+        };
+        assert.equal((await callback("aaaaaaaaaaaaaaaa")).text, "success");
+        const retry = await callback("bbbbbbbbbbbbbbbb");
+        assert.equal(retry.status, 200, retry.text);
+        assert.equal(retry.text, "success");
+        // Its URL less msg_signature still takes no plain body.
+        const res = await post(
+          `${s(bridge)}/send_xml?${plain}`,
+          textXml("oReal", "ann", "cancel", "7602"),
+        );
+        assert.equal(res.status, 401, res.text);
+        await agent.waitFor((e) => e.data["id"] === "7601");
+      } finally {
+        await agent.close();
+        await bridge.close();
+      }
+    },
+  );
   await t.step("without WECHAT_MAX_AGE_S nothing is remembered (no bound on memory)", async () => {
     const bridge = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
     try {
