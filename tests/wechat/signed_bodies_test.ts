@@ -65,6 +65,18 @@ Deno.test("createSignedBodies() keeps the first body of a signature until it exp
   assert.equal(await bodies.first(sig, b, nowMs + 300_000), b);
 });
 
+Deno.test("createSignedBodies() forgets what expired before a quiet day too", async () => {
+  // A small account: its last callbacks before a weekend with none, then the next one.
+  let nowMs = 1_000_000_000_000;
+  const bodies = createSignedBodies(() => nowMs);
+  const [a, b] = [bodyHash("<xml>a</xml>"), bodyHash("<xml>b</xml>")];
+  const sigs = Array.from({ length: 50 }, (_, k) => k.toString(16).padStart(40, "0"));
+  for (const sig of sigs) assert.equal(await bodies.first(sig, a, nowMs + 300_000), a);
+  nowMs += 2 * 86_400_000;
+  // Each was kept once more if it was still there: none may be.
+  for (const sig of sigs) assert.equal(await bodies.first(sig, b, nowMs + 300_000), b, sig);
+});
+
 Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes, another body is 401", async (t) => {
   await t.step("one bridge", async () => {
     const bridge = await startBridge({ env: ENV });
