@@ -168,8 +168,10 @@ export function createWechatWebhook(deps: WebhookDeps) {
           throw new HttpError(401, "Bad signature");
         }
         checkPlaintextAllowed(policy, false);
-        if (deps.token) await checkFirstBody(body, params);
         delete doc["Encrypt"];
+        // What is delivered is the plaintext fields, and a retry may carry them beside a
+        // ciphertext drawn anew: those fields are the body its signature carries once.
+        if (deps.token) await checkFirstBody(JSON.stringify(doc), params);
         checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));

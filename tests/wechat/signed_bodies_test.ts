@@ -162,6 +162,31 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
       }
     },
   );
+  await t.step(
+    "compatible mode before the key is set: the plaintext fields are the body",
+    async () => {
+      const bridge = await startBridge({ env: ENV });
+      const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
+      try {
+        const url = `${s(bridge)}/send_xml?${signedQuery("nonce-compat")}&encrypt_type=aes`;
+        const fields = (content: string) =>
+          textXml("oReal", "ann", content, "7701").replace(/^<xml>/, "").replace(/<\/xml>\s*$/, "");
+        // The key is not set here, so nothing reads <Encrypt>: one encrypted anew for the retry
+        // carries the same message.
+        const body = (content: string, encrypt: string) =>
+          `<xml>${fields(content)}<Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+        assert.equal((await post(url, body("hello", "Zmlyc3Q="))).text, "success");
+        const retry = await post(url, body("hello", "c2Vjb25k"));
+        assert.equal(retry.status, 200, retry.text);
+        const other = await post(url, body("cancel", "Zmlyc3Q="));
+        assert.equal(other.status, 401, other.text);
+        await agent.waitFor((e) => e.data["id"] === "7701");
+      } finally {
+        await agent.close();
+        await bridge.close();
+      }
+    },
+  );
   await t.step("without WECHAT_MAX_AGE_S nothing is remembered (no bound on memory)", async () => {
     const bridge = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
     try {
