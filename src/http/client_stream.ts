@@ -24,6 +24,8 @@ export class ClientStream {
   #refusedAt = 0;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
+  /** The last read ended on the CR of an empty line before a request line: its LF is next. */
+  #emptyLineCR = false;
   #meter: FrameMeter | null = null;
 
   constructor(readonly maxMessageBytes: number) {}
@@ -94,8 +96,15 @@ export class ClientStream {
   #readHead(chunk: Uint8Array, i: number, end: number, lineEnds: number[] | null): number {
     if (this.#headLength === 0) {
       // Empty lines before a request line are ignored (RFC 9112 §2.2), as Deno's parser does:
-      // a request's first LF is the one that ends its request line, not theirs.
+      // a request's first LF is the one that ends its request line, not theirs, even when an
+      // empty line's CR and LF come in two reads.
+      if (this.#emptyLineCR && chunk[i] === 10) i++;
+      this.#emptyLineCR = false;
       while (i + 1 < end && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
+      if (i + 1 === end && chunk[i] === 13) {
+        this.#emptyLineCR = true;
+        return end;
+      }
       if (i === end) return i;
     }
     const before = this.#headLength;

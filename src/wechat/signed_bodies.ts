@@ -35,8 +35,16 @@ export function createSignedBodies(now: () => number): SignedBodies {
   let sweptUpTo = Math.floor(now() / 1000);
 
   function sweep(nowS: number): void {
-    // A clock set back far, or the first call long after the last: a bounded walk.
-    if (nowS - sweptUpTo > 86_400) sweptUpTo = nowS - 86_400;
+    // The first call long after the last (a quiet day, a clock set forward): a walk over the
+    // seconds that hold signatures, not every second since, and none of them skipped.
+    if (nowS - sweptUpTo > bySecond.size) {
+      for (const [second, keys] of bySecond) {
+        if (second >= nowS) continue;
+        for (const key of keys) hashes.delete(key);
+        bySecond.delete(second);
+      }
+      sweptUpTo = nowS;
+    }
     for (; sweptUpTo < nowS; sweptUpTo++) {
       for (const key of bySecond.get(sweptUpTo) ?? []) hashes.delete(key);
       bySecond.delete(sweptUpTo);

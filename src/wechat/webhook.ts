@@ -121,9 +121,15 @@ export function createWechatWebhook(deps: WebhookDeps) {
   async function checkFirstBody(body: string, params: URLSearchParams): Promise<void> {
     if (!remembersBodies) return;
     const hash = bodyHash(body);
+    if (await rememberBody(hash, params) !== hash) {
+      throw new HttpError(401, "Signature already used for another body");
+    }
+  }
+
+  /** The body hash first seen under this plain signature (`hash` when it is the first). */
+  function rememberBody(hash: string, params: URLSearchParams): Promise<string> {
     const expiresAtMs = (Number(params.get("timestamp")) + policy.maxAgeS! + 1) * 1000;
-    const first = await deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
-    if (first !== hash) throw new HttpError(401, "Signature already used for another body");
+    return deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
   }
 
   return {
@@ -162,15 +168,19 @@ export function createWechatWebhook(deps: WebhookDeps) {
           throw new HttpError(401, "Bad signature");
         }
         checkPlaintextAllowed(policy, false);
-        if (deps.token) await checkFirstBody(body, params);
         delete doc["Encrypt"];
+        // What is delivered is the plaintext fields, and a retry may carry them beside a
+        // ciphertext drawn anew: those fields are the body its signature carries once.
+        if (deps.token) await checkFirstBody(JSON.stringify(doc), params);
         checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
         doc = xml.parse(decryptBody(doc, params));
-        // A safe-mode URL carries the plain `signature` too: without this, the same URL less its
-        // msg_signature took a plain body as that signature's first.
+        // A safe-mode URL carries the plain `signature` too: remembered, so that the same URL
+        // less its msg_signature takes no plain body. Never refused here: msg_signature already
+        // covers this body with the timestamp and nonce, and a sender that encrypts each attempt
+        // anew sends the same message under the same plain signature in other bytes.
         if (remembersBodies && deps.token && verifyRequestSignature(deps.token, params)) {
-          await checkFirstBody(body, params);
+          await rememberBody(bodyHash(body), params);
         }
       } else {
         checkPlainSize(body);

@@ -13,21 +13,26 @@ const GET = "GET /next HTTP/1.1\r\nhost: x\r\n\r\n";
 async function exchange(port: number, bytes: string, count: number): Promise<string[]> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await conn.write(enc.encode(bytes));
-  const buf = new Uint8Array(16 * 1024);
-  let text = "";
   // A server that neither answers nor closes fails the test instead of holding it.
   const timer = setTimeout(() => conn.close(), 3_000);
   try {
-    while ((text.match(/HTTP\/1\.[01] \d{3}/g) ?? []).length < count) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
+    return await readAnswers(conn, count);
   } finally {
     clearTimeout(timer);
     try {
       conn.close();
     } catch { /* closed already */ }
+  }
+}
+
+/** Reads until `count` responses arrive or the server closes: each one's status and body. */
+async function readAnswers(conn: Deno.Conn, count: number): Promise<string[]> {
+  const buf = new Uint8Array(16 * 1024);
+  let text = "";
+  while ((text.match(/HTTP\/1\.[01] \d{3}/g) ?? []).length < count) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    text += new TextDecoder().decode(buf.subarray(0, n));
   }
   // Each answer's status and the body the handler echoed.
   return [...text.matchAll(/HTTP\/1\.[01] (\d{3})[^]*?\r\n\r\n([^H]*)/g)].map((m) =>
@@ -88,6 +93,29 @@ for (const mode of ["guarded", "direct"] as const) {
           `200 ${JSON.stringify("/a z")}`,
           `200 ${JSON.stringify("/next ")}`,
         ]);
+      });
+      await t.step("an empty line split between its CR and its LF is no request line", async () => {
+        // The CR comes in the read that ends the POST (answered before the LF is sent), the LF
+        // in the next one: it ends the empty line, not the request line of what follows.
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        const timer = setTimeout(() => conn.close(), 3_000);
+        try {
+          await conn.write(
+            enc.encode("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nz\r"),
+          );
+          const answers = await readAnswers(conn, 1);
+          await conn.write(enc.encode("\n" + GET));
+          answers.push(...await readAnswers(conn, 1));
+          assert.deepEqual(answers, [
+            `200 ${JSON.stringify("/a z")}`,
+            `200 ${JSON.stringify("/next ")}`,
+          ]);
+        } finally {
+          clearTimeout(timer);
+          try {
+            conn.close();
+          } catch { /* closed already */ }
+        }
       });
       // From the review of the relay's rewrite: chunked bodies Deno accepts that the relay once
       // took for something it could not follow (it closed the connection with no answer).

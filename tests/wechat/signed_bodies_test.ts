@@ -65,6 +65,18 @@ Deno.test("createSignedBodies() keeps the first body of a signature until it exp
   assert.equal(await bodies.first(sig, b, nowMs + 300_000), b);
 });
 
+Deno.test("createSignedBodies() forgets what expired before a quiet day too", async () => {
+  // A small account: its last callbacks before a weekend with none, then the next one.
+  let nowMs = 1_000_000_000_000;
+  const bodies = createSignedBodies(() => nowMs);
+  const [a, b] = [bodyHash("<xml>a</xml>"), bodyHash("<xml>b</xml>")];
+  const sigs = Array.from({ length: 50 }, (_, k) => k.toString(16).padStart(40, "0"));
+  for (const sig of sigs) assert.equal(await bodies.first(sig, a, nowMs + 300_000), a);
+  nowMs += 2 * 86_400_000;
+  // Each was kept once more if it was still there: none may be.
+  for (const sig of sigs) assert.equal(await bodies.first(sig, b, nowMs + 300_000), b, sig);
+});
+
 Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes, another body is 401", async (t) => {
   await t.step("one bridge", async () => {
     const bridge = await startBridge({ env: ENV });
@@ -107,6 +119,74 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
       await bridge.close();
     }
   });
+  await t.step(
+    "a safe-mode body is its msg_signature's: one encrypted anew is not refused",
+    async () => {
+      const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+      const APPID = "wx2c2769f8efd9abc2";
+      const bridge = await startBridge({
+        env: { ...ENV, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
+      });
+      const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
+      try {
+        const crypto = createWechatCrypto({ aesKey: AES_KEY, appId: APPID });
+        const plain = new URLSearchParams(signedQuery("nonce-reencrypted"));
+        // The same message under the same timestamp and nonce, its ciphertext drawn with another
+        // random prefix (as any sender that encrypts per attempt would): msg_signature covers it.
+        const callback = (random: string) => {
+          const encrypt = crypto.encrypt(textXml("oReal", "ann", "hello", "7601"), random);
+          const query = new URLSearchParams(plain);
+          query.set("encrypt_type", "aes");
+          query.set(
+            "msg_signature",
+            computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
+          );
+          const body =
+            `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+          return post(`${s(bridge)}/send_xml?${query}`, body);
+        };
+        assert.equal((await callback("aaaaaaaaaaaaaaaa")).text, "success");
+        const retry = await callback("bbbbbbbbbbbbbbbb");
+        assert.equal(retry.status, 200, retry.text);
+        assert.equal(retry.text, "success");
+        // Its URL less msg_signature still takes no plain body.
+        const res = await post(
+          `${s(bridge)}/send_xml?${plain}`,
+          textXml("oReal", "ann", "cancel", "7602"),
+        );
+        assert.equal(res.status, 401, res.text);
+        await agent.waitFor((e) => e.data["id"] === "7601");
+      } finally {
+        await agent.close();
+        await bridge.close();
+      }
+    },
+  );
+  await t.step(
+    "compatible mode before the key is set: the plaintext fields are the body",
+    async () => {
+      const bridge = await startBridge({ env: ENV });
+      const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
+      try {
+        const url = `${s(bridge)}/send_xml?${signedQuery("nonce-compat")}&encrypt_type=aes`;
+        const fields = (content: string) =>
+          textXml("oReal", "ann", content, "7701").replace(/^<xml>/, "").replace(/<\/xml>\s*$/, "");
+        // The key is not set here, so nothing reads <Encrypt>: one encrypted anew for the retry
+        // carries the same message.
+        const body = (content: string, encrypt: string) =>
+          `<xml>${fields(content)}<Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+        assert.equal((await post(url, body("hello", "Zmlyc3Q="))).text, "success");
+        const retry = await post(url, body("hello", "c2Vjb25k"));
+        assert.equal(retry.status, 200, retry.text);
+        const other = await post(url, body("cancel", "Zmlyc3Q="));
+        assert.equal(other.status, 401, other.text);
+        await agent.waitFor((e) => e.data["id"] === "7701");
+      } finally {
+        await agent.close();
+        await bridge.close();
+      }
+    },
+  );
   await t.step("without WECHAT_MAX_AGE_S nothing is remembered (no bound on memory)", async () => {
     const bridge = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
     try {
