@@ -82,7 +82,7 @@ const t = createTranslator(lang);
 document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
 const CONTEXT_KEY = `wxbridge.context:${userid}`;
-const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid);
+const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, { account });
 /** This agent's other tabs in this browser (null where BroadcastChannel is missing). */
 const tabs = typeof BroadcastChannel === "function"
   ? new BroadcastChannel(`wxbridge.tabs:${account}:${userid}`)
