@@ -83,6 +83,16 @@ document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
 const CONTEXT_KEY = `wxbridge.context:${userid}`;
 const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, { account });
+/** Private notes being typed, per conversation: kept apart so none is ever sent as a reply. */
+const noteDrafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, {
+  account,
+  kind: "note",
+});
+
+/** Where the box's text is kept in `mode` (reply or note). */
+function draftsOf(mode) {
+  return mode === "note" ? noteDrafts : drafts;
+}
 /** This agent's other tabs in this browser (null where BroadcastChannel is missing). */
 const tabs = typeof BroadcastChannel === "function"
   ? new BroadcastChannel(`wxbridge.tabs:${account}:${userid}`)
@@ -1149,9 +1159,11 @@ function onTabMessage(event) {
 /** Another tab changed a draft: the one for the open conversation shows what was typed there
  * (or sent: then the box empties, and nothing stale is left to send twice). */
 function onStorage(event) {
-  const id = drafts.contactOf(event.key);
+  // Only the box's own kind: a note typed in another tab never shows in a reply box.
+  const own = draftsOf(state.mode);
+  const id = own.contactOf(event.key);
   if (!id || id !== state.current) return;
-  el.reply.value = drafts.get(id);
+  el.reply.value = own.get(id);
   autosize();
 }
 
@@ -1850,7 +1862,7 @@ function submitReply() {
     sendReply(text.replace(/\s+$/, ""));
   }
   el.reply.value = "";
-  drafts.set(state.current, "");
+  draftsOf(state.mode).set(state.current, "");
   state.quick = null;
   autosize();
   renderViews();
@@ -1869,7 +1881,9 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
-  if (state.current && state.current !== SYSTEM_ID) drafts.set(state.current, el.reply.value);
+  if (state.current && state.current !== SYSTEM_ID) {
+    draftsOf(state.mode).set(state.current, el.reply.value);
+  }
   updateQuickPicker();
   if (state.mode === "note") return;
   const now = Date.now();
@@ -2460,9 +2474,12 @@ function openContact(contactId) {
     el.messages.replaceChildren();
   }
   if (previous !== contactId) {
-    el.reply.value = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
+    const reply = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
+    const note = contactId === SYSTEM_ID || reply ? "" : noteDrafts.get(contactId);
+    // A note left half-typed comes back as a note, never in the reply box.
+    el.reply.value = reply || note;
     state.quick = null;
-    setMode("reply");
+    setMode(note ? "note" : "reply");
     autosize();
   }
   state.current = contactId;
@@ -2503,6 +2520,17 @@ function setMode(mode) {
     : t("composer.placeholder");
   el.sendButton.textContent = mode === "note" ? t("composer.addNote") : t("composer.send");
   if (state.current) renderConversationHead();
+}
+
+/** The agent turns the box to a reply or a note: what it holds is kept as that from now on. */
+function switchMode(mode) {
+  const id = state.current;
+  if (mode !== state.mode && id && id !== SYSTEM_ID) {
+    draftsOf(state.mode).set(id, "");
+    draftsOf(mode).set(id, el.reply.value);
+  }
+  setMode(mode);
+  el.reply.focus();
 }
 
 function isNarrow() {
@@ -3435,14 +3463,8 @@ function init() {
   mounts.dialog = byId("dialog-mount");
   restoreContext();
   setMode("reply");
-  el.modeReply.addEventListener("click", () => {
-    setMode("reply");
-    el.reply.focus();
-  });
-  el.modeNote.addEventListener("click", () => {
-    setMode("note");
-    el.reply.focus();
-  });
+  el.modeReply.addEventListener("click", () => switchMode("reply"));
+  el.modeNote.addEventListener("click", () => switchMode("note"));
   el.quickButton.addEventListener("click", () => openDialog("quick"));
   el.panelButton.addEventListener("click", () => {
     state.panel = !state.panel;

@@ -123,3 +123,57 @@ browserTest("a hidden tab's title and icon count what came in", async (t, browse
     await server.close();
   }
 });
+
+browserTest("a private note being typed stays out of every reply box", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page: one } = await openPage(browser);
+    const two = await openTab(context);
+    await postFollowerMessage(server.base, "oNote", { MsgType: "text", Content: "退款呢" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "hello" });
+    for (const page of [two, one]) {
+      await page.bringToFront();
+      await openConsole(page, server.base, AGENT);
+      await page.locator('.contact[data-contact-id="oNote"]').click();
+      await page.locator(".msg.in", { hasText: "退款呢" }).waitFor();
+    }
+    const note = "内部：第三次要求退款，先别答应";
+    const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
+
+    await t.step("the other tab's reply box does not get the note", async () => {
+      await one.locator("#mode-note").click();
+      await one.locator("#reply").fill(note);
+      // Storage events come in order: once this one is in, the note's would have been.
+      await one.locator('.contact[data-contact-id="oElse"]').click();
+      await one.locator("#reply").fill("marker");
+      await two.waitForFunction(
+        `Object.keys(localStorage).some((k) => k.endsWith(":oElse"))`,
+      );
+      await two.evaluate("new Promise((r) => setTimeout(r, 0))");
+      assert.equal(await mode(two), "reply");
+      assert.equal(await two.locator("#reply").inputValue(), "", "the note in a reply box");
+    });
+
+    await t.step("back in the conversation, and after a reload, it is still a note", async () => {
+      await one.locator('.contact[data-contact-id="oNote"]').click();
+      assert.equal(await one.locator("#reply").inputValue(), note);
+      assert.equal(await mode(one), "note", "the note came back as a reply");
+      await one.reload();
+      await one.locator('#conn[data-state="connected"]').waitFor();
+      await one.locator('.contact[data-contact-id="oNote"]').click();
+      assert.equal(await one.locator("#reply").inputValue(), note);
+      assert.equal(await mode(one), "note", "after a reload, the note came back as a reply");
+    });
+
+    await t.step("switched to a reply, the text is the reply's in both tabs", async () => {
+      await one.locator("#mode-reply").click();
+      await one.locator("#reply").press("End");
+      await one.keyboard.type("!");
+      await two.waitForFunction(
+        `document.querySelector("#reply").value === ${JSON.stringify(`${note}!`)}`,
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});
