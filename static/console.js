@@ -1156,9 +1156,20 @@ function onTabMessage(event) {
   renderContacts();
 }
 
+/** Another tab of this agent saved a token: a tab asking for one (it expired for both) goes on
+ * with it, instead of waiting for the agent to find it and paste the token again. */
+function onTokenStored(token) {
+  if (!token || !state.needsToken || token === state.token) return;
+  useToken(token);
+}
+
 /** Another tab changed a draft: the one for the open conversation shows what was typed there
  * (or sent: then the box empties, and nothing stale is left to send twice). */
 function onStorage(event) {
+  if (event.key === tokenKey) {
+    onTokenStored(event.newValue);
+    return;
+  }
   // Only the box's own kind: a note typed in another tab never shows in a reply box.
   const own = draftsOf(state.mode);
   const id = own.contactOf(event.key);
@@ -3359,6 +3370,13 @@ function needToken(reason) {
   el.tokenInput.focus();
 }
 
+/** Goes on with `token` (pasted here or in another tab) from the token panel. */
+function useToken(token) {
+  state.token = token;
+  state.needsToken = false;
+  start();
+}
+
 async function start() {
   el.panes.hidden = false;
   el.tokenPanel.hidden = true;
@@ -3511,10 +3529,8 @@ function init() {
     event.preventDefault();
     const token = el.tokenInput.value.trim();
     if (!token) return;
-    state.token = token;
     writeToken(token);
-    state.needsToken = false;
-    start();
+    useToken(token);
   });
   el.tokenForget.addEventListener("click", () => {
     state.token = "";
