@@ -863,7 +863,7 @@ function pickQuickReply(q) {
     id: state.current,
   });
   const next = insertQuickReply(el.reply.value, range, filled);
-  el.reply.value = next.text;
+  setReplyText(next.text);
   el.reply.setSelectionRange(next.caret, next.caret);
   state.quick = null;
   drafts.set(state.current, el.reply.value);
@@ -1174,7 +1174,7 @@ function onStorage(event) {
   const own = draftsOf(state.mode);
   const id = own.contactOf(event.key);
   if (!id || id !== state.current) return;
-  el.reply.value = own.get(id);
+  setReplyText(own.get(id));
   autosize();
 }
 
@@ -1843,6 +1843,13 @@ function sendReply(text) {
 /** An input method is composing in the reply box (from compositionstart to compositionend). */
 let composing = false;
 
+/** Puts `text` in the reply box. That ends a composition there, and Chrome says so by no
+ * compositionend: were `composing` left on, Enter would never send again until a blur. */
+function setReplyText(text) {
+  el.reply.value = text;
+  composing = false;
+}
+
 function onComposerKeydown(event) {
   // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's. Not every
   // browser and input method marks that keydown (isComposing, keyCode 229), so the composition
@@ -1872,7 +1879,7 @@ function submitReply() {
   } else {
     sendReply(text.replace(/\s+$/, ""));
   }
-  el.reply.value = "";
+  setReplyText("");
   draftsOf(state.mode).set(state.current, "");
   state.quick = null;
   autosize();
@@ -2488,7 +2495,7 @@ function openContact(contactId) {
     const reply = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
     const note = contactId === SYSTEM_ID || reply ? "" : noteDrafts.get(contactId);
     // A note left half-typed comes back as a note, never in the reply box.
-    el.reply.value = reply || note;
+    setReplyText(reply || note);
     state.quick = null;
     setMode(note ? "note" : "reply");
     autosize();

@@ -2,6 +2,8 @@
 // read in one stayed unread in the other, title count included; and a tab leaving a
 // conversation wrote its own box over the draft the other tab was typing, so a reload lost it.
 // And a tab behind another rendered nothing, its title's count included, until shown again.
+// A private note typed in one tab showed in the other's reply box (and came back as a reply after
+// a reload); and the other tab's draft landing mid-composition left Enter dead until a blur.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -177,3 +179,39 @@ browserTest("a private note being typed stays out of every reply box", async (t,
     await server.close();
   }
 });
+
+browserTest(
+  "a draft from the other tab ends a composition here: Enter sends",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      await postFollowerMessage(server.base, "oIme", { MsgType: "text", Content: "在吗" });
+      for (const page of [one, two]) {
+        await openConsole(page, server.base, AGENT);
+        await page.locator('.contact[data-contact-id="oIme"]').click();
+        await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+      }
+      await two.bringToFront();
+      await two.locator("#reply").focus();
+      // A real composition (the input method's), which the other tab's draft then replaces: Chrome
+      // ends it without a compositionend.
+      const ime = await context.newCDPSession(two);
+      await ime.send("Input.imeSetComposition", {
+        text: "zai",
+        selectionStart: 3,
+        selectionEnd: 3,
+      });
+      await one.locator("#reply").fill("在的，");
+      await two.waitForFunction(`document.querySelector("#reply").value === "在的，"`);
+      await two.keyboard.press("End");
+      await two.keyboard.insertText("请问有什么可以帮您");
+      await two.keyboard.press("Enter");
+      await two.locator('.msg.out[data-status="sent"]', { hasText: "在的，请问有什么可以帮您" })
+        .waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);
