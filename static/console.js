@@ -81,7 +81,11 @@ const lang = pickLanguage(savedLanguage(localStorageOrNull()), navigator.languag
 const t = createTranslator(lang);
 document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
-const CONTEXT_KEY = `wxbridge.context:${userid}`;
+// Per account too: an agent of two keeps a tab for each, and one account's followers (those
+// handed over, the system messages about them) must never show in the other's.
+const CONTEXT_KEY = account
+  ? `wxbridge.context:@${account}/${userid}`
+  : `wxbridge.context:${userid}`;
 const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, { account });
 /** Private notes being typed, per conversation: kept apart so none is ever sent as a reply. */
 const noteDrafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, {
