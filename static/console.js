@@ -81,8 +81,22 @@ const lang = pickLanguage(savedLanguage(localStorageOrNull()), navigator.languag
 const t = createTranslator(lang);
 document.documentElement.lang = lang;
 const THEME_KEY = "wxbridge.theme";
-const CONTEXT_KEY = `wxbridge.context:${userid}`;
-const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid);
+// Per account too: an agent of two keeps a tab for each, and one account's followers (those
+// handed over, the system messages about them) must never show in the other's.
+const CONTEXT_KEY = account
+  ? `wxbridge.context:@${account}/${userid}`
+  : `wxbridge.context:${userid}`;
+const drafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, { account });
+/** Private notes being typed, per conversation: kept apart so none is ever sent as a reply. */
+const noteDrafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid, {
+  account,
+  kind: "note",
+});
+
+/** Where the box's text is kept in `mode` (reply or note). */
+function draftsOf(mode) {
+  return mode === "note" ? noteDrafts : drafts;
+}
 /** This agent's other tabs in this browser (null where BroadcastChannel is missing). */
 const tabs = typeof BroadcastChannel === "function"
   ? new BroadcastChannel(`wxbridge.tabs:${account}:${userid}`)
@@ -853,7 +867,7 @@ function pickQuickReply(q) {
     id: state.current,
   });
   const next = insertQuickReply(el.reply.value, range, filled);
-  el.reply.value = next.text;
+  setReplyText(next.text);
   el.reply.setSelectionRange(next.caret, next.caret);
   state.quick = null;
   drafts.set(state.current, el.reply.value);
@@ -1146,12 +1160,25 @@ function onTabMessage(event) {
   renderContacts();
 }
 
+/** Another tab of this agent saved a token: a tab asking for one (it expired for both) goes on
+ * with it, instead of waiting for the agent to find it and paste the token again. */
+function onTokenStored(token) {
+  if (!token || !state.needsToken || token === state.token) return;
+  useToken(token);
+}
+
 /** Another tab changed a draft: the one for the open conversation shows what was typed there
  * (or sent: then the box empties, and nothing stale is left to send twice). */
 function onStorage(event) {
-  const id = drafts.contactOf(event.key);
+  if (event.key === tokenKey) {
+    onTokenStored(event.newValue);
+    return;
+  }
+  // Only the box's own kind: a note typed in another tab never shows in a reply box.
+  const own = draftsOf(state.mode);
+  const id = own.contactOf(event.key);
   if (!id || id !== state.current) return;
-  el.reply.value = drafts.get(id);
+  setReplyText(own.get(id));
   autosize();
 }
 
@@ -1820,6 +1847,13 @@ function sendReply(text) {
 /** An input method is composing in the reply box (from compositionstart to compositionend). */
 let composing = false;
 
+/** Puts `text` in the reply box. That ends a composition there, and Chrome says so by no
+ * compositionend: were `composing` left on, Enter would never send again until a blur. */
+function setReplyText(text) {
+  el.reply.value = text;
+  composing = false;
+}
+
 function onComposerKeydown(event) {
   // A Chinese input method's Enter picks a candidate: it is not ours, nor the picker's. Not every
   // browser and input method marks that keydown (isComposing, keyCode 229), so the composition
@@ -1849,8 +1883,8 @@ function submitReply() {
   } else {
     sendReply(text.replace(/\s+$/, ""));
   }
-  el.reply.value = "";
-  drafts.set(state.current, "");
+  setReplyText("");
+  draftsOf(state.mode).set(state.current, "");
   state.quick = null;
   autosize();
   renderViews();
@@ -1869,7 +1903,9 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
-  if (state.current && state.current !== SYSTEM_ID) drafts.set(state.current, el.reply.value);
+  if (state.current && state.current !== SYSTEM_ID) {
+    draftsOf(state.mode).set(state.current, el.reply.value);
+  }
   updateQuickPicker();
   if (state.mode === "note") return;
   const now = Date.now();
@@ -2460,9 +2496,12 @@ function openContact(contactId) {
     el.messages.replaceChildren();
   }
   if (previous !== contactId) {
-    el.reply.value = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
+    const reply = contactId === SYSTEM_ID ? "" : drafts.get(contactId);
+    const note = contactId === SYSTEM_ID || reply ? "" : noteDrafts.get(contactId);
+    // A note left half-typed comes back as a note, never in the reply box.
+    setReplyText(reply || note);
     state.quick = null;
-    setMode("reply");
+    setMode(note ? "note" : "reply");
     autosize();
   }
   state.current = contactId;
@@ -2503,6 +2542,17 @@ function setMode(mode) {
     : t("composer.placeholder");
   el.sendButton.textContent = mode === "note" ? t("composer.addNote") : t("composer.send");
   if (state.current) renderConversationHead();
+}
+
+/** The agent turns the box to a reply or a note: what it holds is kept as that from now on. */
+function switchMode(mode) {
+  const id = state.current;
+  if (mode !== state.mode && id && id !== SYSTEM_ID) {
+    draftsOf(state.mode).set(id, "");
+    draftsOf(mode).set(id, el.reply.value);
+  }
+  setMode(mode);
+  el.reply.focus();
 }
 
 function isNarrow() {
@@ -3331,6 +3381,13 @@ function needToken(reason) {
   el.tokenInput.focus();
 }
 
+/** Goes on with `token` (pasted here or in another tab) from the token panel. */
+function useToken(token) {
+  state.token = token;
+  state.needsToken = false;
+  start();
+}
+
 async function start() {
   el.panes.hidden = false;
   el.tokenPanel.hidden = true;
@@ -3435,14 +3492,8 @@ function init() {
   mounts.dialog = byId("dialog-mount");
   restoreContext();
   setMode("reply");
-  el.modeReply.addEventListener("click", () => {
-    setMode("reply");
-    el.reply.focus();
-  });
-  el.modeNote.addEventListener("click", () => {
-    setMode("note");
-    el.reply.focus();
-  });
+  el.modeReply.addEventListener("click", () => switchMode("reply"));
+  el.modeNote.addEventListener("click", () => switchMode("note"));
   el.quickButton.addEventListener("click", () => openDialog("quick"));
   el.panelButton.addEventListener("click", () => {
     state.panel = !state.panel;
@@ -3489,10 +3540,8 @@ function init() {
     event.preventDefault();
     const token = el.tokenInput.value.trim();
     if (!token) return;
-    state.token = token;
     writeToken(token);
-    state.needsToken = false;
-    start();
+    useToken(token);
   });
   el.tokenForget.addEventListener("click", () => {
     state.token = "";

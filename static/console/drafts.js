@@ -1,15 +1,25 @@
 // Drafts per conversation: what an agent typed for one follower stays with that follower, and
-// survives a reload (localStorage, keyed by agent and contact). Plain module: no DOM, so
+// survives a reload (localStorage, keyed by account, agent and contact). Plain module: no DOM, so
 // `deno test` covers it with any Storage-like object.
 
 const PREFIX = "wxbridge.draft:";
+/** Private notes being typed are kept apart: a note must never come back as a reply. */
+const NOTE_PREFIX = "wxbridge.note:";
 /** Drafts kept per agent; the oldest go first, so storage stays bounded. */
 export const MAX_DRAFTS = 200;
 
-/** A draft store for `agentId` over `storage` (localStorage, or a fake in tests). */
-export function createDrafts(storage, agentId) {
-  const prefix = `${PREFIX}${agentId}:`;
-  const indexKey = `${PREFIX}${agentId}`;
+/**
+ * A draft store for `agentId` (on `options.account`; notes with `options.kind` "note") over
+ * `storage` (localStorage, or a fake in tests).
+ */
+export function createDrafts(storage, agentId, options = {}) {
+  // An agent of several accounts has a tab for each, and a contact id both accounts know (a
+  // colleague, a follower in demo mode) must not share one draft. A page without an account
+  // keeps the keys drafts always had.
+  const owner = options.account ? `@${options.account}/${agentId}` : agentId;
+  const base = options.kind === "note" ? NOTE_PREFIX : PREFIX;
+  const prefix = `${base}${owner}:`;
+  const indexKey = `${base}${owner}`;
 
   function readIndex() {
     try {

@@ -2,6 +2,8 @@
 // read in one stayed unread in the other, title count included; and a tab leaving a
 // conversation wrote its own box over the draft the other tab was typing, so a reload lost it.
 // And a tab behind another rendered nothing, its title's count included, until shown again.
+// A private note typed in one tab showed in the other's reply box (and came back as a reply after
+// a reload); and the other tab's draft landing mid-composition left Enter dead until a blur.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -123,3 +125,93 @@ browserTest("a hidden tab's title and icon count what came in", async (t, browse
     await server.close();
   }
 });
+
+browserTest("a private note being typed stays out of every reply box", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page: one } = await openPage(browser);
+    const two = await openTab(context);
+    await postFollowerMessage(server.base, "oNote", { MsgType: "text", Content: "退款呢" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "hello" });
+    for (const page of [two, one]) {
+      await page.bringToFront();
+      await openConsole(page, server.base, AGENT);
+      await page.locator('.contact[data-contact-id="oNote"]').click();
+      await page.locator(".msg.in", { hasText: "退款呢" }).waitFor();
+    }
+    const note = "内部：第三次要求退款，先别答应";
+    const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
+
+    await t.step("the other tab's reply box does not get the note", async () => {
+      await one.locator("#mode-note").click();
+      await one.locator("#reply").fill(note);
+      // Storage events come in order: once this one is in, the note's would have been.
+      await one.locator('.contact[data-contact-id="oElse"]').click();
+      await one.locator("#reply").fill("marker");
+      await two.waitForFunction(
+        `Object.keys(localStorage).some((k) => k.endsWith(":oElse"))`,
+      );
+      await two.evaluate("new Promise((r) => setTimeout(r, 0))");
+      assert.equal(await mode(two), "reply");
+      assert.equal(await two.locator("#reply").inputValue(), "", "the note in a reply box");
+    });
+
+    await t.step("back in the conversation, and after a reload, it is still a note", async () => {
+      await one.locator('.contact[data-contact-id="oNote"]').click();
+      assert.equal(await one.locator("#reply").inputValue(), note);
+      assert.equal(await mode(one), "note", "the note came back as a reply");
+      await one.reload();
+      await one.locator('#conn[data-state="connected"]').waitFor();
+      await one.locator('.contact[data-contact-id="oNote"]').click();
+      assert.equal(await one.locator("#reply").inputValue(), note);
+      assert.equal(await mode(one), "note", "after a reload, the note came back as a reply");
+    });
+
+    await t.step("switched to a reply, the text is the reply's in both tabs", async () => {
+      await one.locator("#mode-reply").click();
+      await one.locator("#reply").press("End");
+      await one.keyboard.type("!");
+      await two.waitForFunction(
+        `document.querySelector("#reply").value === ${JSON.stringify(`${note}!`)}`,
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest(
+  "a draft from the other tab ends a composition here: Enter sends",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      await postFollowerMessage(server.base, "oIme", { MsgType: "text", Content: "在吗" });
+      for (const page of [one, two]) {
+        await openConsole(page, server.base, AGENT);
+        await page.locator('.contact[data-contact-id="oIme"]').click();
+        await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+      }
+      await two.bringToFront();
+      await two.locator("#reply").focus();
+      // A real composition (the input method's), which the other tab's draft then replaces: Chrome
+      // ends it without a compositionend.
+      const ime = await context.newCDPSession(two);
+      await ime.send("Input.imeSetComposition", {
+        text: "zai",
+        selectionStart: 3,
+        selectionEnd: 3,
+      });
+      await one.locator("#reply").fill("在的，");
+      await two.waitForFunction(`document.querySelector("#reply").value === "在的，"`);
+      await two.keyboard.press("End");
+      await two.keyboard.insertText("请问有什么可以帮您");
+      await two.keyboard.press("Enter");
+      await two.locator('.msg.out[data-status="sent"]', { hasText: "在的，请问有什么可以帮您" })
+        .waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);

@@ -1,12 +1,14 @@
 // A token that expires mid-shift, with the console open and a reply half typed: the bridge closes
 // the socket (4401), and the console said "Disconnected, retrying" before guessing the token was
 // "refused (expired, or for another agent)". It now says the token expired, and a fresh one picks
-// up where the agent was: the conversation, the draft, nothing lost.
+// up where the agent was: the conversation, the draft, nothing lost. With the console open in two
+// tabs, the fresh token pasted in one left the other asking for it (its socket closed, its title
+// still there) until the agent happened to look at it.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
 import { startBridge } from "../helpers/server.ts";
-import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { browserTest, openConsole, openPage, openTab, postFollowerMessage } from "./browser.ts";
 
 const AGENT = "agentA";
 const SECRET = "token-test-secret-0123456789abcdef";
@@ -46,3 +48,43 @@ browserTest("a token expiring mid-shift says so and keeps the draft", async (t, 
     await server.close();
   }
 });
+
+browserTest(
+  "a fresh token pasted in one tab brings the agent's other tab back",
+  async (_t, browser) => {
+    const server = await startBridge({ env: { AGENT_SECRET: SECRET } });
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      const shortLived = await mintAgentToken(SECRET, AGENT, 1);
+      const key = `wxbridge.token:${AGENT}`;
+      // The first page load keeps the short-lived token, as a shift's first login did.
+      await context.addInitScript(
+        `if (!localStorage.getItem("${key}")) localStorage.setItem("${key}", ${
+          JSON.stringify(shortLived)
+        })`,
+      );
+      await postFollowerMessage(server.base, "oBoth", { MsgType: "text", Content: "在吗" });
+      for (const page of [two, one]) {
+        await page.bringToFront();
+        await openConsole(page, server.base, AGENT);
+        await page.locator('.contact[data-contact-id="oBoth"]').click();
+      }
+      await two.locator("#reply").fill("在的，请稍等");
+      for (const page of [one, two]) {
+        await page.locator('#conn[data-state="token"]').waitFor({ timeout: 30_000 });
+      }
+      await one.bringToFront();
+      await one.locator("#token-input").fill(await mintAgentToken(SECRET, AGENT, 600));
+      await one.locator("#token-input").press("Enter");
+      await one.locator('#conn[data-state="connected"]').waitFor();
+      await two.locator('#conn[data-state="connected"]').waitFor();
+      assert.equal(await two.locator("#reply").inputValue(), "在的，请稍等", "the draft lost");
+      await two.bringToFront();
+      await two.locator("#reply").press("Enter");
+      await two.locator('.msg.out[data-status="sent"]', { hasText: "请稍等" }).waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);

@@ -73,6 +73,23 @@ Deno.test("createDrafts().contactOf() names the contact of this agent's draft ke
   assert.equal(alice.contactOf(null), null, "storage cleared");
 });
 
+Deno.test("createDrafts() keeps an agent's drafts apart per account", () => {
+  const storage = fakeStorage();
+  const plain = createDrafts(storage, "carol");
+  const brandA = createDrafts(storage, "carol", { account: "brand-a" });
+  const brandB = createDrafts(storage, "carol", { account: "brand-b" });
+  brandA.set("oSame", "for A");
+  assert.equal(brandB.get("oSame"), "", "brand A's draft in brand B");
+  assert.equal(plain.get("oSame"), "", "in a page without an account");
+  const key = "wxbridge.draft:@brand-a/carol:oSame";
+  assert.equal(storage.getItem(key), "for A");
+  assert.equal(brandA.contactOf(key), "oSame");
+  assert.equal(brandB.contactOf(key), null);
+  assert.equal(plain.contactOf(key), null);
+  plain.set("oOld", "kept");
+  assert.equal(storage.getItem("wxbridge.draft:carol:oOld"), "kept", "the keys drafts always had");
+});
+
 Deno.test("replyState() reads WeChat's window and quota", async (t) => {
   const now = 1_800_000_000;
   await t.step("open, with replies left", () => {
