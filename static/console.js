@@ -1817,6 +1817,8 @@ function retryReply(contactId, msg) {
   msg.failure = undefined;
   msg.error = undefined;
   msg.echoed = false;
+  // The bridge counts the Retry against WeChat's 5 as the new reply it is, and so does its echo.
+  msg.counted = false;
   msg.rev += 1;
   sendReplyFrame(contactId, msg);
   renderMessages();

@@ -3,12 +3,13 @@
 // screenshots in both, light and dark, at both widths, and the context a reload keeps.
 
 import assert from "node:assert/strict";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Page, Route } from "playwright-core";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
+  contactsOf,
   LAPTOP,
   makePng,
   openConsole,
@@ -38,6 +39,14 @@ browserTest(
       await postFollowerMessage(server.base, "oQ", { MsgType: "text", Content: "help" });
       await page.locator('.contact[data-contact-id="oQ"]').click();
       const quota = page.locator("#conv-quota");
+      // The list's refreshes (GET contacts, with the bridge's count) wait until the count after
+      // the Retry is read: what is checked is the console's own, as an agent sees it between
+      // refreshes (under load one came before the Retry and none after).
+      const held: Route[] = [];
+      const isContacts = (url: URL) => url.pathname.endsWith("/contacts");
+      await page.route(isContacts, (route) => {
+        held.push(route);
+      });
 
       await t.step("replies left of WeChat's 5 show before any fails", async () => {
         await quota.filter({ hasText: "5 of 5 replies left" }).waitFor();
@@ -71,6 +80,10 @@ browserTest(
         "at 0 left the box is disabled and says why; a new message reopens it",
         async () => {
           await quota.filter({ hasText: "2 of 5 replies left" }).waitFor();
+          await page.unroute(isContacts);
+          for (const route of held) await route.continue();
+          const listed = (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oQ");
+          assert.equal(listed?.replies_since_inbound, 3, "the bridge counts the refused reply too");
           await reply(page, "four");
           await page.locator('.msg.out[data-status="sent"]', { hasText: "four" }).waitFor();
           await reply(page, "five");
