@@ -19,7 +19,11 @@ async function main(): Promise<void> {
     console.error((error as Error).message);
     Deno.exit(2);
   }
-  await configureLogging({ format: config.logFormat, level: config.logLevel });
+  await configureLogging({
+    format: config.logFormat,
+    level: config.logLevel,
+    accounts: config.accounts.length > 0,
+  });
   const log = getLogger(["bridge", "main"]);
   let server: Server | undefined;
   try {

@@ -23,6 +23,8 @@ export interface LoggingOptions {
   level?: string;
   /** Where lines go; tests pass a recording console. Defaults to the global one. */
   console?: ConsoleSinkOptions["console"];
+  /** Several accounts: lines carry the account they are about (see withAccount). */
+  accounts?: boolean;
 }
 
 const LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
@@ -81,8 +83,9 @@ export async function configureLogging(options: LoggingOptions): Promise<void> {
   const main = redactByField(output, { fieldPatterns: SECRET_FIELDS, action: () => REDACTED });
   await configure({
     reset: true,
-    // With several accounts each line says whose it is (withAccount), timers and sockets too.
-    contextLocalStorage: new AsyncLocalStorage(),
+    // With several accounts each line says whose it is (withAccount), timers and sockets too;
+    // one account has nothing to tell apart, and pays nothing for it.
+    contextLocalStorage: options.accounts ? new AsyncLocalStorage() : undefined,
     sinks: { main },
     loggers: [
       { category: ["bridge"], lowestLevel: level, sinks: ["main"] },
@@ -93,7 +96,8 @@ export async function configureLogging(options: LoggingOptions): Promise<void> {
 
 /**
  * Runs `work` as account `id`'s: every line logged in it, and in the timers, sockets and
- * promises it starts, carries `account`. Without configureLogging it only runs `work`.
+ * promises it starts, carries `account`. Without configureLogging's `accounts` it only runs
+ * `work`.
  */
 export function withAccount<T>(id: string, work: () => T): T {
   return withContext({ account: id }, work);

@@ -196,7 +196,7 @@ Deno.test("configureLogging() filters by level and category", async (t) => {
 });
 
 Deno.test("withAccount() names the account on every line logged in it, readable lines too", async () => {
-  await withLogging({ format: "text" }, (lines) => {
+  await withLogging({ format: "text", accounts: true }, (lines) => {
     const log = getLogger(["bridge", "wechat"]);
     withAccount("brand-b", () => log.warn("Bad signature from {ip}", { ip: "203.0.113.9" }));
     log.info("Bridge listening");
