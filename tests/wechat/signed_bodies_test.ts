@@ -50,6 +50,22 @@ async function replay(first: TestBridge, forgeTo: TestBridge, retryTo: TestBridg
 }
 const s = (bridge: TestBridge) => `${bridge.base}${B}`;
 
+const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+const APPID = "wx2c2769f8efd9abc2";
+
+/** A safe-mode callback of `encrypt` under the plain signed `plain`: its query and body. */
+function sealed(plain: URLSearchParams, encrypt: string) {
+  const query = new URLSearchParams(plain);
+  query.set("encrypt_type", "aes");
+  query.set(
+    "msg_signature",
+    computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
+  );
+  const body =
+    `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+  return { query, body };
+}
+
 Deno.test("createSignedBodies() keeps the first body of a signature until it expires", async () => {
   let nowMs = 1_000_000_000_000;
   const bodies = createSignedBodies(() => nowMs);
@@ -87,8 +103,6 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
     }
   });
   await t.step("a safe-mode URL, less its msg_signature, takes no plain body", async () => {
-    const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-    const APPID = "wx2c2769f8efd9abc2";
     const bridge = await startBridge({
       env: { ...ENV, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
     });
@@ -96,15 +110,8 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
     try {
       const encrypt = createWechatCrypto({ aesKey: AES_KEY, appId: APPID })
         .encrypt(textXml("oReal", "ann", "where is my order?", "7501"));
-      const query = new URLSearchParams(signedQuery("nonce-safe"));
-      const plainQuery = query.toString();
-      query.set("encrypt_type", "aes");
-      query.set(
-        "msg_signature",
-        computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
-      );
-      const body =
-        `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+      const plainQuery = signedQuery("nonce-safe");
+      const { query, body } = sealed(new URLSearchParams(plainQuery), encrypt);
       const safe = `${s(bridge)}/send_xml?${query}`;
       assert.equal((await post(safe, body)).text, "success");
       // What WeChat's signature covers is still valid: only the body it first carried tells.
@@ -122,8 +129,6 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
   await t.step(
     "a safe-mode body is its msg_signature's: one encrypted anew is not refused",
     async () => {
-      const AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-      const APPID = "wx2c2769f8efd9abc2";
       const bridge = await startBridge({
         env: { ...ENV, WECHAT_AES_KEY: AES_KEY, WECHAT_APPID: APPID },
       });
@@ -135,14 +140,7 @@ Deno.test("a plain callback's signed URL carries one body: WeChat's retry passes
         // random prefix (as any sender that encrypts per attempt would): msg_signature covers it.
         const callback = (random: string) => {
           const encrypt = crypto.encrypt(textXml("oReal", "ann", "hello", "7601"), random);
-          const query = new URLSearchParams(plain);
-          query.set("encrypt_type", "aes");
-          query.set(
-            "msg_signature",
-            computeSignature(TOKEN, query.get("timestamp")!, query.get("nonce")!, encrypt),
-          );
-          const body =
-            `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`;
+          const { query, body } = sealed(plain, encrypt);
           return post(`${s(bridge)}/send_xml?${query}`, body);
         };
         assert.equal((await callback("aaaaaaaaaaaaaaaa")).text, "success");
