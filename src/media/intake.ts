@@ -114,7 +114,16 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       (++counter).toString().padStart(8, "0")
     }-${crypto.randomUUID().slice(0, 8)}.json`;
     const tmp = fileOf(`.${name}.tmp`);
-    await Deno.writeTextFile(tmp, JSON.stringify(job));
+    const text = JSON.stringify(job);
+    try {
+      await Deno.writeTextFile(tmp, text);
+    } catch (error) {
+      // Deleted with DATA_DIR while the bridge ran: every media message would fail until a
+      // restart made it again.
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      await Deno.mkdir(deps.journalDir, { recursive: true });
+      await Deno.writeTextFile(tmp, text);
+    }
     await Deno.rename(tmp, fileOf(name));
     return name;
   }

@@ -5,6 +5,7 @@
 // within a second, and from then on the journal is kept until the next start; a file replaced by
 // another is left alone.
 
+import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["bridge", "store"]);
@@ -36,10 +37,14 @@ function identity(path: string): string | null {
   }
 }
 
-/** Watches the database file at `path`; `copyTo` writes the open database to a new file. */
+/**
+ * Watches the database file at `path`; `copyTo` writes the open database to a new file, and
+ * `look` runs before each look of its own (the journal's segment, deleted with the directory).
+ */
 export function createFileGuard(
   path: string,
   copyTo: (dest: string) => Promise<void>,
+  look: () => void = () => {},
 ): FileGuard {
   let expected = identity(path);
   let keepJournal = false;
@@ -50,6 +55,8 @@ export function createFileGuard(
 
   async function restore(): Promise<void> {
     const dest = `${path}.restoring`;
+    // Deleted with its directory (DATA_DIR removed whole): the copy needs it back.
+    await Deno.mkdir(dirname(path), { recursive: true });
     await Deno.remove(dest).catch(() => {});
     // A consistent copy of what the tables hold, with the journal row they stop at: the next
     // start applies the journal after it, which is kept from now on. (VACUUM INTO would
@@ -120,6 +127,7 @@ export function createFileGuard(
   }
   const looking = setInterval(() => {
     try {
+      look();
       guard.check();
     } catch (error) {
       // Thrown from a timer it would end the process: the next look, or /readyz, tries again.

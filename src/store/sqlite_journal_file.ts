@@ -26,6 +26,13 @@ export interface Journal {
    * deleted is skipped by every later read, and deleted by the next start (which fails, loudly,
    * while it still cannot be: a journal it cannot delete from it cannot begin a segment in). */
   release(applied: number, all?: boolean): Promise<void>;
+  /**
+   * Whether the segment being written is still where it was begun. One deleted with its
+   * directory (an `rm -rf` of DATA_DIR) takes every later line with it: then a new segment is
+   * begun in the directory made again, and its first commit id returned (lines before it are
+   * in the deleted files only); else null.
+   */
+  ensure(): number | null;
   close(): void;
 }
 
@@ -177,8 +184,12 @@ export function openJournalDir(
   lock: Deno.FsFile = lockJournalDir(dir),
 ): Journal {
   let file: Deno.FsFile | null = null;
+  /** The segment being written, as `dev:ino`: another (or none) at its path means deleted. */
+  let fileId = "";
   let size = 0;
   let next = lastId + 1;
+  /** Locks taken again in a directory made again (see ensure), closed with the first. */
+  const relocks: Deno.FsFile[] = [];
   /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
   const written: Array<[number, string]> = [];
 
@@ -200,7 +211,17 @@ export function openJournalDir(
     if (written.at(-1)?.[1] === path) written.pop();
     removeIfThere(path);
     // Appending: after a refused write is cut off, the next one starts where it did.
-    file = Deno.openSync(path, { append: true, createNew: true });
+    const open = () => Deno.openSync(path, { append: true, createNew: true });
+    try {
+      file = open();
+    } catch (error) {
+      // The directory was deleted (ensure had not looked yet): made again, as at the start.
+      notFound(error);
+      Deno.mkdirSync(dir, { recursive: true });
+      file = open();
+    }
+    const info = file.statSync();
+    fileId = `${info.dev}:${info.ino}`;
     size = 0;
     written.push([firstId, path]);
     syncDir();
@@ -251,9 +272,36 @@ export function openJournalDir(
       }
       return Promise.all(gone).then(() => {});
     },
+    ensure() {
+      if (file === null) return null;
+      const path = written.at(-1)![1];
+      let found = "";
+      try {
+        const info = Deno.statSync(path);
+        found = `${info.dev}:${info.ino}`;
+      } catch (error) {
+        notFound(error);
+      }
+      if (found === fileId) return null;
+      log.error(
+        "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
+          "what the deleted one held reaches the tables from memory",
+        { path },
+      );
+      // The segments listed are gone with it (release skips what is gone).
+      written.length = 0;
+      Deno.mkdirSync(dir, { recursive: true });
+      // The lock went with the directory: a bridge started on it now would take a new one.
+      const again = openLockFile(dir);
+      relocks.push(again);
+      again.lock(true).then(() => ownLock(again), () => {});
+      begin(next);
+      return next;
+    },
     close() {
       file?.close();
       file = null;
+      for (const again of relocks) unlockJournalDir(again);
       unlockJournalDir(lock);
     },
   };
@@ -273,6 +321,7 @@ export function createMemoryJournal(): Journal {
       lines = lines.filter(([id]) => id > applied);
       return Promise.resolve();
     },
+    ensure: () => null,
     close() {
       lines = [];
     },

@@ -286,9 +286,14 @@ function createSqliteStore(
 
   /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
   // It copies through the applier, declared below, only once it finds the file gone.
-  const guard = files.path === ":memory:"
-    ? null
-    : createFileGuard(files.path, (dest) => applier.backup(dest));
+  const guard = files.path === ":memory:" ? null : createFileGuard(files.path, async (dest) => {
+    // The journal on disk may have gone with the file (DATA_DIR removed whole): from a new
+    // segment on it is whole again, and the copy must hold every line before that one.
+    journal.ensure();
+    // At close the worker has applied what it was handed, and takes no more requests.
+    if (!closed && appliedId < journalId) await applier.applied(journalId);
+    await applier.backup(dest);
+  }, () => journal.ensure());
 
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);

@@ -118,3 +118,34 @@ Deno.test("a closed journal leaves no process id in its lock", async () => {
     return Promise.resolve();
   });
 });
+
+Deno.test("a journal whose directory was deleted begins again there and goes on", async (t) => {
+  await withTempDir(async (dir) => {
+    const journalDir = `${dir}/bridge.journal`;
+    const journal = openJournalDir(journalDir, 0, false, 100);
+    try {
+      for (let i = 1; i <= 3; i++) journal.append(i, bytes(i));
+      await t.step("ensure() finds nothing wrong while the segment is there", () => {
+        assert.equal(journal.ensure(), null);
+      });
+      await t.step("deleted: ensure() begins a segment at the next commit", () => {
+        Deno.removeSync(journalDir, { recursive: true });
+        assert.equal(journal.ensure(), 4);
+        for (let i = 4; i <= 6; i++) journal.append(i, bytes(i));
+        assert.deepEqual(ids(journalDir), [4, 5, 6]);
+        assert.equal(journal.ensure(), null);
+        // Its lock is there again, for a bridge started on the directory now.
+        assert.ok(Deno.statSync(`${journalDir}/lock`).isFile);
+      });
+      await t.step("deleted before ensure() looked: a new segment makes it again", () => {
+        Deno.removeSync(journalDir, { recursive: true });
+        // 7 still goes to the deleted segment (ensure() would have begun one within a second);
+        // 8 begins the next one, which was refused, and every commit after it.
+        for (let i = 7; i <= 9; i++) journal.append(i, bytes(i));
+        assert.deepEqual(ids(journalDir), [8, 9]);
+      });
+    } finally {
+      journal.close();
+    }
+  });
+});

@@ -1,0 +1,93 @@
+// DATA_DIR removed whole under a running main.ts (`rm -rf data/`, a cleanup job pointed one level
+// too high): bridge.sqlite could not be written back (its directory was gone), the journal's
+// segment went with it, and every message answered `success`, before the removal and after,
+// was gone after any restart, a clean one too ("Stopped cleanly"). Now the directory is made
+// again, the journal begins a new segment there and the tables are copied back whole.
+import assert from "node:assert/strict";
+import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
+import {
+  killBridge as kill,
+  type SpawnedBridge,
+  spawnOnDefaultStore as spawn,
+  waitReady,
+} from "../helpers/spawn.ts";
+import { fileExists, withTempDir } from "./_durable_store_cases.ts";
+
+const B = "/im_component/wx_official_account";
+
+let msgId = 84_000_000;
+const send = async (p: SpawnedBridge, content: string) => {
+  const res = await post(
+    `${p.base}${B}/send_xml`,
+    textXml("oGone", "gh_account", content, String(msgId++)),
+  );
+  return `${res.status} ${res.text}`;
+};
+
+async function history(p: SpawnedBridge): Promise<string[]> {
+  return (await fullHistory(p.base, "a1", "oGone"))
+    .filter((m) => m.direction === "in")
+    .map((m) => String((m.msg as { content?: string }).content));
+}
+
+/** Resolves once `path` exists again (the guard looks every second). */
+async function reappears(path: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!await fileExists(path)) {
+    if (performance.now() > deadline) throw new Error(`${path} was not written back`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+for (const signal of ["SIGKILL", "SIGTERM"] as const) {
+  Deno.test(`DATA_DIR removed whole while main.ts runs: after ${signal} and a restart every message is there`, async (t) => {
+    await withTempDir(async (root) => {
+      const dir = `${root}/data`;
+      let p = spawn(dir);
+      try {
+        await waitReady(p);
+        const expected: string[] = [];
+        await t.step("five messages reach a1", async () => {
+          const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
+          for (let i = 1; i <= 5; i++) {
+            assert.equal(await send(p, `m${i}`), "200 success");
+            expected.push(`m${i}`);
+          }
+          await a1.waitForCount(6, 5000); // the assignment notice and the five
+          await a1.close();
+        });
+        await t.step("DATA_DIR goes; five more are answered success", async () => {
+          await Deno.remove(dir, { recursive: true });
+          for (let i = 6; i <= 10; i++) {
+            assert.equal(await send(p, `m${i}`), "200 success");
+            expected.push(`m${i}`);
+          }
+          // A kill -9 loses what is in no file: the copy must be there first.
+          if (signal === "SIGKILL") await reappears(`${dir}/bridge.sqlite`);
+          assert.deepEqual(await history(p), expected);
+        });
+        await t.step("five more after the copy, in the new journal segment", async () => {
+          for (let i = 11; i <= 15; i++) {
+            assert.equal(await send(p, `m${i}`), "200 success");
+            expected.push(`m${i}`);
+          }
+        });
+        await t.step(
+          `after ${signal} and a restart: history and since= have all fifteen`,
+          async () => {
+            await kill(p, signal);
+            p = spawn(dir);
+            await waitReady(p);
+            assert.deepEqual(await history(p), expected);
+            const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1&since=1`);
+            const replayed = await a1.waitForCount(15, 5000);
+            await a1.close();
+            assert.deepEqual(replayed.map((e) => e.data.msg?.content), expected);
+          },
+        );
+      } finally {
+        await kill(p, "SIGKILL");
+      }
+    });
+  });
+}
