@@ -53,6 +53,21 @@ export const VOICE_MAX_SECONDS = 60;
  */
 export const VOICE_CAP_SECONDS = 75;
 
+/**
+ * How far past the cap ffmpeg's `-t` cuts: a voice of exactly the cap must end on its own, or it
+ * could not be told from a longer one cut there (a 74.9 s voice was refused when both stood at 75).
+ */
+const VOICE_CUT_SECONDS = VOICE_CAP_SECONDS + 0.5;
+
+/**
+ * What the MP3 may run past its input: it ends on a whole frame (1152 samples, 26 ms) and LAME
+ * adds one; 75.0 s of AMR gives 75.025 s of MP3.
+ */
+const MP3_SLACK_SECONDS = 0.1;
+
+/** A stream clock summed from 20 ms packets says 74.99999999999 for 75 s. */
+const CLOCK_EPSILON_SECONDS = 0.001;
+
 const VOICE_BITRATE = 48_000;
 
 /**
@@ -111,17 +126,17 @@ export async function transcodeVoice(
       readSeconds: VOICE_CAP_SECONDS + 1,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     }).catch(() => null); // ffmpeg below says better what is wrong with the file
-    if (claimed !== null && claimed >= VOICE_CAP_SECONDS) throw overCap();
+    if (claimed !== null && claimed > VOICE_CAP_SECONDS + CLOCK_EPSILON_SECONDS) throw overCap();
     const progress = createProgressReader();
-    // `asetpts` times the audio by its samples, so `-t` cuts at 75 s of sound: timed by the
-    // stream's own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
+    // `asetpts` times the audio by its samples, so `-t` cuts by sound: timed by the stream's
+    // own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
     // deno-fmt-ignore
     await runTool(options.ffmpeg ?? "ffmpeg", [
       "-hide_banner", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1",
       "-protocol_whitelist", "file", "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
       "-vn", "-map_metadata", "-1", "-af", "asetpts=N/SR/TB", "-ac", "1", "-ar", "44100",
       "-c:a", "libmp3lame", "-b:a", String(VOICE_BITRATE),
-      "-t", String(VOICE_CAP_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
+      "-t", String(VOICE_CUT_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
     ], {
       timeoutMs: options.timeoutMs,
       what: "transcode voice",
@@ -130,8 +145,11 @@ export async function transcodeVoice(
     });
     const bytes = await Deno.readFile(outPath);
     if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
-    // Either cap cut the voice short: what follows the cut is not a voice WeChat could carry.
-    if (progress.seconds() >= VOICE_CAP_SECONDS - 0.1 || bytes.length >= VOICE_CAP_BYTES) {
+    // Over the cap (or cut at either limit): what follows is not a voice WeChat could carry.
+    // Without ffprobe's measure before, this is the only check, to within MP3_SLACK_SECONDS.
+    if (
+      progress.seconds() > VOICE_CAP_SECONDS + MP3_SLACK_SECONDS || bytes.length >= VOICE_CAP_BYTES
+    ) {
       throw overCap();
     }
     return bytes;

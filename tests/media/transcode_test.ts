@@ -149,6 +149,22 @@ Deno.test({
       assert.ok(Math.abs(seconds - 70) < 0.2, `${seconds} s`);
     });
 
+    // 20 ms frames: 3745 are 74.9 s, 3750 the cap itself, 3775 are 75.5 s.
+    for (const probe of ["ffprobe", "/nonexistent/ffprobe"]) {
+      const how = probe === "ffprobe" ? "measured first" : "by ffmpeg's caps alone";
+      const options = { timeoutMs: 30_000, ffprobe: probe };
+      for (const count of [3745, 3750]) {
+        await t.step(`${count / 50} s of speech converts whole (${how})`, async () => {
+          const mp3 = await transcodeVoice(amrOf(frames, count), options);
+          const seconds = await probeDuration(mp3);
+          assert.ok(Math.abs(seconds - count / 50) < 0.2, `${seconds} s`);
+        });
+      }
+      await t.step(`75.5 s of speech is over the cap (${how})`, async () => {
+        await assert.rejects(transcodeVoice(amrOf(frames, 3775), options), overCap);
+      });
+    }
+
     await t.step("real speech past the cap (80 s) is an error, not an MP3", async () => {
       await assert.rejects(transcodeVoice(amrOf(frames, 4000), { timeoutMs: 30_000 }), overCap);
     });
