@@ -4,11 +4,14 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
+import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
 export interface FfmpegOptions {
   /** The run is killed (SIGKILL) after this many milliseconds. */
   timeoutMs: number;
+  /** The bridge's one limit on processes at once; each run waits for a slot. */
+  limiter: ToolLimiter;
   /** The ffmpeg binary; default `ffmpeg` on PATH. */
   ffmpeg?: string;
   /** The ffprobe binary, for a voice's length before it converts; default `ffprobe` on PATH. */
@@ -34,6 +37,8 @@ const DECODE_THREADS = "2";
 /** Options for `probeDuration`. */
 export interface ProbeOptions {
   timeoutMs?: number;
+  /** The bridge's one limit on processes at once; each run waits for a slot. */
+  limiter: ToolLimiter;
   /** The ffprobe binary; default `ffprobe` on PATH. */
   ffprobe?: string;
   /**
@@ -123,6 +128,7 @@ export async function transcodeVoice(
     // claim twice the time they decode to, so the output's length alone would pass them.
     const claimed = await probeFile(inPath, demuxer, {
       timeoutMs: options.timeoutMs,
+      limiter: options.limiter,
       readSeconds: VOICE_CAP_SECONDS + 1,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     }).catch(() => null); // ffmpeg below says better what is wrong with the file
@@ -139,6 +145,7 @@ export async function transcodeVoice(
       "-t", String(VOICE_CUT_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
     ], {
       timeoutMs: options.timeoutMs,
+      limiter: options.limiter,
       what: "transcode voice",
       memory: options.memoryLimitBytes,
       onStdout: progress.read,
@@ -221,6 +228,7 @@ export async function videoThumbnail(
         "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
       ], {
         timeoutMs: options.timeoutMs,
+        limiter: options.limiter,
         what: "make video thumbnail",
         memory: options.memoryLimitBytes,
       });
@@ -240,7 +248,7 @@ export async function videoThumbnail(
  */
 export async function probeDuration(
   input: Uint8Array | string,
-  options: ProbeOptions = {},
+  options: ProbeOptions,
 ): Promise<number> {
   if (typeof input === "string") return await probeFile(input, undefined, options);
   const demuxer = sniffDemuxer(input);
@@ -281,6 +289,7 @@ async function probeFile(
     ...(demuxer ? ["-f", demuxer] : []), path,
   ], {
     timeoutMs: options.timeoutMs ?? 30_000,
+    limiter: options.limiter,
     what: "probe duration",
     onStdout(chunk) {
       const text = rest + chunk;
@@ -306,16 +315,30 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
+/** What one run needs: its deadline, the limiter it waits in, how its output is read. */
+interface RunOptions {
+  timeoutMs: number;
+  limiter: ToolLimiter;
+  what: string;
+  onStdout?: (text: string) => void;
+  memory?: number;
+}
+
+/**
+ * Runs a tool when the limiter has a slot: every ffmpeg and ffprobe the bridge starts comes
+ * through here, so none runs outside the limit (a video reply's cover took three that did).
+ * The deadline counts from the start, not from the wait.
+ */
+function runTool(cmd: string, args: string[], opts: RunOptions): Promise<void> {
+  return opts.limiter.run(() => runNow(cmd, args, opts));
+}
+
 /**
  * Runs a tool under its memory bound, killing it at the deadline; hands its stdout to
  * `onStdout` as it comes when asked, throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
  * system the bridge runs on, where prlimit(1) is not, and Deno cannot set a child's rlimits.
  */
-async function runTool(
-  cmd: string,
-  args: string[],
-  opts: { timeoutMs: number; what: string; onStdout?: (text: string) => void; memory?: number },
-): Promise<void> {
+async function runNow(cmd: string, args: string[], opts: RunOptions): Promise<void> {
   const kb = Math.floor((opts.memory ?? MEMORY_LIMIT_BYTES) / 1024);
   let child: Deno.ChildProcess;
   try {

@@ -7,6 +7,7 @@ import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
 import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
+import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import { voiceOverLimit } from "./upload_rules.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
@@ -53,6 +54,10 @@ export interface AgentUploadDeps {
   client: WechatClient | null;
   /** Remembers a demo media_id's file, so demo replies can be shown. */
   onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => Promise<void>;
+  /** The bridge's one limit on ffmpeg and ffprobe runs at once. */
+  limiter: ToolLimiter;
+  /** The ffprobe binary; default `ffprobe` on PATH. */
+  ffprobe?: string;
 }
 
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
@@ -76,7 +81,10 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     if (kind.type === "voice") {
       // WeChat takes a voice of at most 60 s: the agent hears it now, as on the media_url path,
       // not from an errcode after the reply is written.
-      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS);
+      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS, {
+        limiter: deps.limiter,
+        ...(deps.ffprobe ? { ffprobe: deps.ffprobe } : {}),
+      });
       if (seconds !== null) {
         throw new HttpError(
           415,

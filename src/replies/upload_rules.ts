@@ -5,6 +5,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
+import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { MediaUrlError } from "./public_get.ts";
 
 const log = getLogger(["bridge", "replies"]);
@@ -109,12 +110,13 @@ function safeStem(stem: string): string {
 export async function voiceOverLimit(
   bytes: Uint8Array,
   maxSeconds: number,
-  options: { ffprobe?: string; timeoutMs?: number } = {},
+  options: { limiter: ToolLimiter; ffprobe?: string; timeoutMs?: number },
 ): Promise<number | null> {
   let seconds: number;
   try {
     seconds = await probeDuration(bytes, {
       timeoutMs: options.timeoutMs ?? 10_000,
+      limiter: options.limiter,
       readSeconds: maxSeconds + 1,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     });
