@@ -4,6 +4,7 @@
 // (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
 
 import { getLogger } from "@logtape/logtape";
+import { parseAmr } from "../media/amr.ts";
 import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { MediaUrlError } from "./public_get.ts";
@@ -82,7 +83,18 @@ export function checkUpload(
       `WeChat takes a ${type} of at most ${rule.maxBytes} bytes; the file is ${bytes.byteLength}`,
     );
   }
+  if (format.ext === "amr") checkAmr(bytes);
   return { filename: `${safeStem(options.stem)}.${format.ext}`, contentType: format.contentType };
+}
+
+/** Refuses an AMR with no frame a decoder could play (only its magic line, or noise behind it). */
+function checkAmr(bytes: Uint8Array): void {
+  try {
+    parseAmr(bytes);
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    throw new MediaUrlError(415, `The media_url file is not a playable voice: ${error.message}`);
+  }
 }
 
 /** The URL's last path segment without its extension, as a plain file name ("media" if none). */
