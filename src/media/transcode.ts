@@ -4,6 +4,7 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
+import { amrWithSilentPauses } from "./amr.ts";
 import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
@@ -75,6 +76,9 @@ const CLOCK_EPSILON_SECONDS = 0.001;
 
 const VOICE_BITRATE = 48_000;
 
+/** An AMR frame's length, in every mode of both codecs. */
+const AMR_FRAME_SECONDS = 0.02;
+
 /**
  * The MP3's size cap (`-fs`), behind the duration cap: the cap's length at our constant bitrate
  * (450 KB) and a quarter more, so only an encoder that stopped being constant reaches it.
@@ -123,7 +127,9 @@ export async function transcodeVoice(
   return await withTempDir(async (dir) => {
     const inPath = join(dir, "in");
     const outPath = join(dir, "out.mp3");
-    await Deno.writeFile(inPath, input);
+    // AMR pauses are frames ffmpeg drops; silence in their place keeps the voice's timing.
+    const frames = Math.ceil(VOICE_CUT_SECONDS / AMR_FRAME_SECONDS);
+    await Deno.writeFile(inPath, demuxer === "amr" ? amrWithSilentPauses(input, frames) : input);
     // The stream's own clock, read only to past the cap: random bytes behind an AMR header
     // claim twice the time they decode to, so the output's length alone would pass them.
     const claimed = await probeFile(inPath, demuxer, {

@@ -171,6 +171,31 @@ Deno.test({
       });
     }
 
+    // A second of speech, a second of pause, a second of speech: the pause as a phone with DTX
+    // sends it (NO_DATA, SID, or a SID update every 8 frames), or as 4.75 kb/s silence.
+    const speech = frames.slice(100, 150);
+    const noData = Uint8Array.of(0x7c);
+    const sid = Uint8Array.of(0x44, 0x12, 0x34, 0x56, 0x78, 0x10);
+    const pauses: Record<string, Uint8Array[]> = {
+      "NO_DATA": Array(50).fill(noData),
+      "SID": Array(50).fill(sid),
+      "DTX": Array.from({ length: 50 }, (_, i) => i % 8 === 0 ? sid : noData),
+    };
+    for (const [name, pause] of Object.entries(pauses)) {
+      await t.step(`a voice's ${name} pause keeps its second, silent`, async () => {
+        const voice = amrOf([...speech, ...pause, ...speech], 150);
+        const mp3 = await transcodeVoice(voice, { limiter, timeoutMs: 30_000 });
+        const seconds = await probeDuration(mp3, { limiter });
+        assert.ok(Math.abs(seconds - 3) < 0.1, `${seconds} s`);
+        const pcm = await decodePcm(mp3);
+        const loud = rms(pcm, 0.2, 0.8);
+        const quiet = rms(pcm, 1.3, 1.9);
+        assert.ok(loud > 500, `speech at ${loud}`);
+        assert.ok(quiet < loud / 100, `the pause at ${quiet}, speech at ${loud}`);
+        assert.ok(rms(pcm, 2.2, 2.8) > 500, "the speech after the pause");
+      });
+    }
+
     await t.step("real speech past the cap (80 s) is an error, not an MP3", async () => {
       await assert.rejects(
         transcodeVoice(amrOf(frames, 4000), { limiter, timeoutMs: 30_000 }),
@@ -198,6 +223,40 @@ Deno.test({
     });
   },
 });
+
+/** An MP3 decoded to 8 kHz mono 16-bit samples. */
+async function decodePcm(mp3: Uint8Array): Promise<Int16Array> {
+  const child = new Deno.Command("ffmpeg", {
+    args: [
+      "-v",
+      "error",
+      "-f",
+      "mp3",
+      "-i",
+      "pipe:0",
+      "-ac",
+      "1",
+      "-ar",
+      "8000",
+      "-f",
+      "s16le",
+      "-",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(mp3);
+  await writer.close();
+  const { stdout } = await child.output();
+  return new Int16Array(stdout.buffer, stdout.byteOffset, stdout.length >> 1);
+}
+
+/** The root mean square of 8 kHz samples from `from` to `to` seconds. */
+function rms(pcm: Int16Array, from: number, to: number): number {
+  const part = pcm.subarray(from * 8000, to * 8000);
+  return Math.sqrt(part.reduce((sum, v) => sum + v * v, 0) / part.length);
+}
 
 /** Width and height of a picture or a video's first stream, by ffprobe. */
 async function dimensions(path: string): Promise<[number, number]> {
