@@ -51,6 +51,7 @@ import { createDiskStorage, type MediaStorage } from "./media/storage.ts";
 import { createS3Client } from "./media/s3_client.ts";
 import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
+import { createToolLimiter, type ToolLimiter } from "./media/tool_limiter.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
@@ -94,6 +95,8 @@ export interface Effects {
   resolveHost?: (hostname: string) => Promise<string[]>;
   /** The ffmpeg binary (subprocesses). */
   ffmpeg?: string;
+  /** The ffprobe binary (subprocesses). */
+  ffprobe?: string;
   /** Where the console's files are read from. */
   staticDir?: string;
 }
@@ -109,13 +112,15 @@ function heartbeatSlotsOf(intervalS: number): number {
  * ACCOUNTS_FILE, one bridge per account behind one front (src/account_front.ts).
  */
 export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
+  // One limit for the process: the cores are shared by every account's media.
+  const tools = createToolLimiter();
   return config.accounts.length > 0
-    ? await createAccountsServer(config, effects)
-    : await createAccountServer(config, effects);
+    ? await createAccountsServer(config, effects, tools)
+    : await createAccountServer(config, effects, tools);
 }
 
 /** The bridge of one official account: its store, WeChat client, hub and routes. */
-async function createAccountServer(config: Config, effects: Effects = {}) {
+async function createAccountServer(config: Config, effects: Effects, tools: ToolLimiter) {
   // A key without an appid, or a malformed key, stops start-up rather than every message.
   const wechatCrypto = config.wechatAesKey
     ? createWechatCrypto({
@@ -165,6 +170,8 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     signer,
     client,
     onDemoMedia: demoMedia?.remember,
+    limiter: tools,
+    ffprobe: effects.ffprobe,
   });
   const pipeline = createMediaPipeline({
     storage,
@@ -175,6 +182,8 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
     maxBytes: config.mediaMaxBytes,
     timeoutMs: config.mediaTimeoutMs,
     ffmpeg: effects.ffmpeg,
+    ffprobe: effects.ffprobe,
+    limiter: tools,
   });
 
   // The hub deals sockets to these turns; the heartbeat timer below runs them.
@@ -271,11 +280,14 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
           privateHosts: createHostList(config.mediaUrlPrivateHosts),
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
+          limiter: tools,
+          ffprobe: effects.ffprobe,
         }),
         makeThumb: (video, maxBytes) =>
           videoThumbnail(video, {
             timeoutMs: config.mediaTimeoutMs,
             ffmpeg: effects.ffmpeg,
+            limiter: tools,
             maxBytes,
           }),
         kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
@@ -701,14 +713,19 @@ async function openMediaStorage(config: Config): Promise<MediaStorage> {
  * credentials), served on one port by the front. What a single bridge exposes (hub, store, …)
  * is the first account's; `accounts` has each.
  */
-async function createAccountsServer(config: Config, effects: Effects): Promise<Server> {
+async function createAccountsServer(
+  config: Config,
+  effects: Effects,
+  tools: ToolLimiter,
+): Promise<Server> {
   const units = new Map<string, AccountServer>();
   try {
     for (const account of config.accounts) {
       // Each account opens its own store: a store handed in by a test is for one account.
       const unit = await withAccount(
         account.id,
-        () => createAccountServer(configOf(config, account), { ...effects, store: undefined }),
+        () =>
+          createAccountServer(configOf(config, account), { ...effects, store: undefined }, tools),
       );
       units.set(account.id, unit);
     }

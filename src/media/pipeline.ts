@@ -8,6 +8,7 @@ import type { MediaStorage } from "./storage.ts";
 import { mediaUrlOf, type UrlSigner } from "./signed_url.ts";
 import { contentTypeOf, extensionOf } from "./serve.ts";
 import { sniffDemuxer, transcodeVoice, videoThumbnail } from "./transcode.ts";
+import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** What WeChat's `cgi-bin/media/get` gives: the file, or (for video) a URL to download it from. */
 export type GetMediaResult =
@@ -52,10 +53,12 @@ export interface MediaPipelineDeps {
   /** Deadline for each fetch, from the first request to the last byte. */
   timeoutMs: number;
   ffmpeg?: string;
+  /** The ffprobe binary; default `ffprobe` on PATH. */
+  ffprobe?: string;
   /** Deadline for each ffmpeg run; default 30 s. */
   transcodeTimeoutMs?: number;
-  /** ffmpeg runs at once; default 2, so a burst of voice messages cannot starve the server. */
-  maxConcurrentTranscodes?: number;
+  /** The bridge's one limit on ffmpeg runs at once, so a burst of voices cannot starve it. */
+  limiter: ToolLimiter;
 }
 
 /** The media pipeline. */
@@ -113,9 +116,10 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
   const doFetch = deps.fetch ?? fetch;
   const ffmpegOptions = () => ({
     timeoutMs: deps.transcodeTimeoutMs ?? 30_000,
+    limiter: deps.limiter,
     ...(deps.ffmpeg ? { ffmpeg: deps.ffmpeg } : {}),
+    ...(deps.ffprobe ? { ffprobe: deps.ffprobe } : {}),
   });
-  const limit = createLimiter(deps.maxConcurrentTranscodes ?? 2);
 
   const tooBig = (size: number) =>
     `the file is ${size} bytes, over the limit of ${deps.maxBytes} bytes`;
@@ -235,7 +239,7 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
 
     if (input.msgType === "voice" && sniffDemuxer(original.bytes) !== "mp3") {
       try {
-        const mp3 = await limit(() => transcodeVoice(original.bytes, ffmpegOptions()));
+        const mp3 = await transcodeVoice(original.bytes, ffmpegOptions());
         const key = await deps.storage.put(mp3, "mp3");
         Object.assign(result, {
           media_path: urlOf(key),
@@ -271,7 +275,7 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
     }
     if (sniffDemuxer(video) !== "mov") return null;
     try {
-      const jpeg = await limit(() => videoThumbnail(video, ffmpegOptions()));
+      const jpeg = await videoThumbnail(video, ffmpegOptions());
       return await deps.storage.put(jpeg, "jpg");
     } catch (err) {
       log.warn("Video thumbnail not made: {error}", { error: describeError(err) });
@@ -354,24 +358,6 @@ async function withDeadline<T>(ms: number, fn: (signal: AbortSignal) => Promise<
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** At most `n` tasks at once; the rest wait in order. */
-function createLimiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let running = 0;
-  const waiting: Array<() => void> = [];
-  return async (task) => {
-    // A finishing task hands its slot straight to the next waiter, so none can jump the queue.
-    if (running >= n) await new Promise<void>((resolve) => waiting.push(resolve));
-    else running++;
-    try {
-      return await task();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
-    }
-  };
 }
 
 function describeUrl(url: string): string {

@@ -4,11 +4,15 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
+import { amrWithSilentPauses } from "./amr.ts";
+import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
 export interface FfmpegOptions {
   /** The run is killed (SIGKILL) after this many milliseconds. */
   timeoutMs: number;
+  /** The bridge's one limit on processes at once; each run waits for a slot. */
+  limiter: ToolLimiter;
   /** The ffmpeg binary; default `ffmpeg` on PATH. */
   ffmpeg?: string;
   /** The ffprobe binary, for a voice's length before it converts; default `ffprobe` on PATH. */
@@ -34,6 +38,8 @@ const DECODE_THREADS = "2";
 /** Options for `probeDuration`. */
 export interface ProbeOptions {
   timeoutMs?: number;
+  /** The bridge's one limit on processes at once; each run waits for a slot. */
+  limiter: ToolLimiter;
   /** The ffprobe binary; default `ffprobe` on PATH. */
   ffprobe?: string;
   /**
@@ -53,7 +59,25 @@ export const VOICE_MAX_SECONDS = 60;
  */
 export const VOICE_CAP_SECONDS = 75;
 
+/**
+ * How far past the cap ffmpeg's `-t` cuts: a voice of exactly the cap must end on its own, or it
+ * could not be told from a longer one cut there (a 74.9 s voice was refused when both stood at 75).
+ */
+const VOICE_CUT_SECONDS = VOICE_CAP_SECONDS + 0.5;
+
+/**
+ * What the MP3 may run past its input: it ends on a whole frame (1152 samples, 26 ms) and LAME
+ * adds one; 75.0 s of AMR gives 75.025 s of MP3.
+ */
+const MP3_SLACK_SECONDS = 0.1;
+
+/** A stream clock summed from 20 ms packets says 74.99999999999 for 75 s. */
+const CLOCK_EPSILON_SECONDS = 0.001;
+
 const VOICE_BITRATE = 48_000;
+
+/** An AMR frame's length, in every mode of both codecs. */
+const AMR_FRAME_SECONDS = 0.02;
 
 /**
  * The MP3's size cap (`-fs`), behind the duration cap: the cap's length at our constant bitrate
@@ -103,35 +127,42 @@ export async function transcodeVoice(
   return await withTempDir(async (dir) => {
     const inPath = join(dir, "in");
     const outPath = join(dir, "out.mp3");
-    await Deno.writeFile(inPath, input);
+    // AMR pauses are frames ffmpeg drops; silence in their place keeps the voice's timing.
+    const frames = Math.ceil(VOICE_CUT_SECONDS / AMR_FRAME_SECONDS);
+    await Deno.writeFile(inPath, demuxer === "amr" ? amrWithSilentPauses(input, frames) : input);
     // The stream's own clock, read only to past the cap: random bytes behind an AMR header
     // claim twice the time they decode to, so the output's length alone would pass them.
     const claimed = await probeFile(inPath, demuxer, {
       timeoutMs: options.timeoutMs,
+      limiter: options.limiter,
       readSeconds: VOICE_CAP_SECONDS + 1,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     }).catch(() => null); // ffmpeg below says better what is wrong with the file
-    if (claimed !== null && claimed >= VOICE_CAP_SECONDS) throw overCap();
+    if (claimed !== null && claimed > VOICE_CAP_SECONDS + CLOCK_EPSILON_SECONDS) throw overCap();
     const progress = createProgressReader();
-    // `asetpts` times the audio by its samples, so `-t` cuts at 75 s of sound: timed by the
-    // stream's own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
+    // `asetpts` times the audio by its samples, so `-t` cuts by sound: timed by the stream's
+    // own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
     // deno-fmt-ignore
     await runTool(options.ffmpeg ?? "ffmpeg", [
       "-hide_banner", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1",
       "-protocol_whitelist", "file", "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
       "-vn", "-map_metadata", "-1", "-af", "asetpts=N/SR/TB", "-ac", "1", "-ar", "44100",
       "-c:a", "libmp3lame", "-b:a", String(VOICE_BITRATE),
-      "-t", String(VOICE_CAP_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
+      "-t", String(VOICE_CUT_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
     ], {
       timeoutMs: options.timeoutMs,
+      limiter: options.limiter,
       what: "transcode voice",
       memory: options.memoryLimitBytes,
       onStdout: progress.read,
     });
     const bytes = await Deno.readFile(outPath);
     if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
-    // Either cap cut the voice short: what follows the cut is not a voice WeChat could carry.
-    if (progress.seconds() >= VOICE_CAP_SECONDS - 0.1 || bytes.length >= VOICE_CAP_BYTES) {
+    // Over the cap (or cut at either limit): what follows is not a voice WeChat could carry.
+    // Without ffprobe's measure before, this is the only check, to within MP3_SLACK_SECONDS.
+    if (
+      progress.seconds() > VOICE_CAP_SECONDS + MP3_SLACK_SECONDS || bytes.length >= VOICE_CAP_BYTES
+    ) {
       throw overCap();
     }
     return bytes;
@@ -203,6 +234,7 @@ export async function videoThumbnail(
         "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
       ], {
         timeoutMs: options.timeoutMs,
+        limiter: options.limiter,
         what: "make video thumbnail",
         memory: options.memoryLimitBytes,
       });
@@ -222,7 +254,7 @@ export async function videoThumbnail(
  */
 export async function probeDuration(
   input: Uint8Array | string,
-  options: ProbeOptions = {},
+  options: ProbeOptions,
 ): Promise<number> {
   if (typeof input === "string") return await probeFile(input, undefined, options);
   const demuxer = sniffDemuxer(input);
@@ -263,6 +295,7 @@ async function probeFile(
     ...(demuxer ? ["-f", demuxer] : []), path,
   ], {
     timeoutMs: options.timeoutMs ?? 30_000,
+    limiter: options.limiter,
     what: "probe duration",
     onStdout(chunk) {
       const text = rest + chunk;
@@ -288,16 +321,30 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
+/** What one run needs: its deadline, the limiter it waits in, how its output is read. */
+interface RunOptions {
+  timeoutMs: number;
+  limiter: ToolLimiter;
+  what: string;
+  onStdout?: (text: string) => void;
+  memory?: number;
+}
+
+/**
+ * Runs a tool when the limiter has a slot: every ffmpeg and ffprobe the bridge starts comes
+ * through here, so none runs outside the limit (a video reply's cover took three that did).
+ * The deadline counts from the start, not from the wait.
+ */
+function runTool(cmd: string, args: string[], opts: RunOptions): Promise<void> {
+  return opts.limiter.run(() => runNow(cmd, args, opts));
+}
+
 /**
  * Runs a tool under its memory bound, killing it at the deadline; hands its stdout to
  * `onStdout` as it comes when asked, throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
  * system the bridge runs on, where prlimit(1) is not, and Deno cannot set a child's rlimits.
  */
-async function runTool(
-  cmd: string,
-  args: string[],
-  opts: { timeoutMs: number; what: string; onStdout?: (text: string) => void; memory?: number },
-): Promise<void> {
+async function runNow(cmd: string, args: string[], opts: RunOptions): Promise<void> {
   const kb = Math.floor((opts.memory ?? MEMORY_LIMIT_BYTES) / 1024);
   let child: Deno.ChildProcess;
   try {

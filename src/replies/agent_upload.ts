@@ -4,9 +4,11 @@
 
 import { HttpError } from "../http/http_error.ts";
 import { readBodyLimited } from "../http/limits.ts";
+import { parseAmr } from "../media/amr.ts";
 import { extensionOf } from "../media/serve.ts";
 import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
+import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import { voiceOverLimit } from "./upload_rules.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
@@ -45,6 +47,16 @@ function looksLike(contentType: string, b: Uint8Array): boolean {
   }
 }
 
+/** Refuses an AMR with no frame a decoder could play: WeChat took one and gave a media_id. */
+function checkAmr(bytes: Uint8Array): void {
+  try {
+    parseAmr(bytes);
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    throw new HttpError(415, `Cannot upload: the file is not a playable voice: ${error.message}`);
+  }
+}
+
 /** What the upload route needs. */
 export interface AgentUploadDeps {
   storage: MediaStorage;
@@ -53,6 +65,10 @@ export interface AgentUploadDeps {
   client: WechatClient | null;
   /** Remembers a demo media_id's file, so demo replies can be shown. */
   onDemoMedia?: (mediaId: string, bytes: Uint8Array, contentType: string) => Promise<void>;
+  /** The bridge's one limit on ffmpeg and ffprobe runs at once. */
+  limiter: ToolLimiter;
+  /** The ffprobe binary; default `ffprobe` on PATH. */
+  ffprobe?: string;
 }
 
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
@@ -73,10 +89,14 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     if (!looksLike(contentType, bytes)) {
       throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
     }
+    if (contentType === "audio/amr") checkAmr(bytes);
     if (kind.type === "voice") {
       // WeChat takes a voice of at most 60 s: the agent hears it now, as on the media_url path,
       // not from an errcode after the reply is written.
-      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS);
+      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS, {
+        limiter: deps.limiter,
+        ...(deps.ffprobe ? { ffprobe: deps.ffprobe } : {}),
+      });
       if (seconds !== null) {
         throw new HttpError(
           415,

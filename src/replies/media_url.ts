@@ -2,6 +2,7 @@
 // bounded in time and size while it streams, checked against what WeChat takes for the reply's
 // type (upload_rules), and named by its real format for the WeChat upload.
 
+import type { ToolLimiter } from "../media/tool_limiter.ts";
 import type { HostList } from "./address_policy.ts";
 import { getPublic, MediaUrlError, type ResolveHost } from "./public_get.ts";
 import type { MediaFile } from "./reply_service.ts";
@@ -24,6 +25,8 @@ export interface MediaUrlOptions {
   timeoutMs: number;
   /** ffprobe, for a voice's length; default `ffprobe` on PATH. */
   ffprobe?: string;
+  /** The bridge's one limit on ffmpeg and ffprobe runs at once. */
+  limiter: ToolLimiter;
 }
 
 /** Creates the fetcher of agents' `media_url`s; it throws MediaUrlError with a status. */
@@ -45,13 +48,16 @@ export function createMediaUrlFetcher(
       stem: stemOf(file.url) || stemOf(url),
     });
     const maxSeconds = UPLOAD_RULES[type].maxSeconds;
-    if (maxSeconds !== undefined) await checkDuration(file.bytes, maxSeconds, options.ffprobe);
+    if (maxSeconds !== undefined) await checkDuration(file.bytes, maxSeconds, options);
     return { bytes: file.bytes, contentType: named.contentType, filename: named.filename };
   };
 }
 
-async function checkDuration(bytes: Uint8Array, maxSeconds: number, ffprobe?: string) {
-  const seconds = await voiceOverLimit(bytes, maxSeconds, ffprobe ? { ffprobe } : {});
+async function checkDuration(bytes: Uint8Array, maxSeconds: number, options: MediaUrlOptions) {
+  const seconds = await voiceOverLimit(bytes, maxSeconds, {
+    limiter: options.limiter,
+    ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
+  });
   if (seconds !== null) {
     throw new MediaUrlError(
       415,

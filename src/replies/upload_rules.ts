@@ -4,7 +4,9 @@
 // (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
 
 import { getLogger } from "@logtape/logtape";
+import { parseAmr } from "../media/amr.ts";
 import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
+import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { MediaUrlError } from "./public_get.ts";
 
 const log = getLogger(["bridge", "replies"]);
@@ -81,7 +83,18 @@ export function checkUpload(
       `WeChat takes a ${type} of at most ${rule.maxBytes} bytes; the file is ${bytes.byteLength}`,
     );
   }
+  if (format.ext === "amr") checkAmr(bytes);
   return { filename: `${safeStem(options.stem)}.${format.ext}`, contentType: format.contentType };
+}
+
+/** Refuses an AMR with no frame a decoder could play (only its magic line, or noise behind it). */
+function checkAmr(bytes: Uint8Array): void {
+  try {
+    parseAmr(bytes);
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    throw new MediaUrlError(415, `The media_url file is not a playable voice: ${error.message}`);
+  }
 }
 
 /** The URL's last path segment without its extension, as a plain file name ("media" if none). */
@@ -109,12 +122,13 @@ function safeStem(stem: string): string {
 export async function voiceOverLimit(
   bytes: Uint8Array,
   maxSeconds: number,
-  options: { ffprobe?: string; timeoutMs?: number } = {},
+  options: { limiter: ToolLimiter; ffprobe?: string; timeoutMs?: number },
 ): Promise<number | null> {
   let seconds: number;
   try {
     seconds = await probeDuration(bytes, {
       timeoutMs: options.timeoutMs ?? 10_000,
+      limiter: options.limiter,
       readSeconds: maxSeconds + 1,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     });

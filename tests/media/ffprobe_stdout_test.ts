@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { probeDuration } from "../../src/media/transcode.ts";
+import { createToolLimiter } from "../../src/media/tool_limiter.ts";
 import { skipWithoutFfmpeg } from "./_media_tools.ts";
 
 const MB = 1024 * 1024;
@@ -24,9 +25,9 @@ function noDataAmr(frames: number): Uint8Array<ArrayBuffer> {
 if (import.meta.main) {
   // The child: a fresh process, so the peak is this probe's alone.
   const voice = noDataAmr(2 * MB);
-  await probeDuration(noDataAmr(10)).catch(() => {});
+  await probeDuration(noDataAmr(10), { limiter: createToolLimiter() }).catch(() => {});
   const before = peakRss();
-  const seconds = await probeDuration(voice, { timeoutMs: 60_000 });
+  const seconds = await probeDuration(voice, { timeoutMs: 60_000, limiter: createToolLimiter() });
   Deno.stdout.writeSync(
     new TextEncoder().encode(JSON.stringify({ seconds, growth: peakRss() - before })),
   );

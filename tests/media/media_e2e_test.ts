@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { probeDuration } from "../../src/media/transcode.ts";
+import { createToolLimiter } from "../../src/media/tool_limiter.ts";
 import { post, type Received } from "../helpers/agent.ts";
 import { type TestBridge } from "../helpers/server.ts";
 import { withMediaBridge } from "../helpers/media_bridge.ts";
@@ -101,7 +102,7 @@ Deno.test({
             // Plays from start to end without a decoding error.
             await ffmpeg("-xerror", "-i", file, "-f", "null", "-");
             const original = amrDurationSeconds(amr);
-            const served = await probeDuration(file);
+            const served = await probeDuration(file, { limiter: createToolLimiter() });
             assert.ok(Math.abs(served - original) < 0.3, `mp3 ${served} s vs amr ${original} s`);
 
             // The original stays reachable too, byte for byte.

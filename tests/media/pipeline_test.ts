@@ -8,6 +8,7 @@ import {
   type MediaPipelineDeps,
 } from "../../src/media/pipeline.ts";
 import { createUrlSigner } from "../../src/media/signed_url.ts";
+import { createToolLimiter } from "../../src/media/tool_limiter.ts";
 import { createDiskStorage } from "../../src/media/storage.ts";
 import { createWechatClient, WechatApiError } from "../../src/wechat/api_client.ts";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
@@ -161,6 +162,7 @@ Deno.test({
       getMedia,
       allowedHosts: [hosts.cdnHost],
       maxBytes: 5 * MB,
+      limiter: createToolLimiter(),
       timeoutMs: 5_000,
     };
     const pipeline = createMediaPipeline(deps);
@@ -278,6 +280,7 @@ Deno.test("createMediaPipeline() reports every failure in error and never throws
     getMedia: mapGetMedia({}),
     allowedHosts: [hosts.cdnHost],
     maxBytes,
+    limiter: createToolLimiter(),
     timeoutMs: 400,
   };
 
@@ -478,6 +481,7 @@ Deno.test({
       getMedia: client.getMedia,
       allowedHosts: [new URL(fake.url).host],
       maxBytes: 2 * MB,
+      limiter: createToolLimiter(),
       timeoutMs: 1_000,
     });
 

@@ -6,6 +6,7 @@ import {
   videoThumbnail,
   VOICE_CAP_SECONDS,
 } from "../../src/media/transcode.ts";
+import { createToolLimiter } from "../../src/media/tool_limiter.ts";
 import {
   amrDurationSeconds,
   amrFrames,
@@ -19,6 +20,7 @@ import {
 } from "./_media_tools.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
+const limiter = createToolLimiter();
 
 Deno.test("sniffDemuxer() names the demuxer from magic numbers", () => {
   assert.equal(sniffDemuxer(ascii("#!AMR\n\x3c")), "amr");
@@ -42,7 +44,7 @@ Deno.test({
     const amrSeconds = amrDurationSeconds(amr);
 
     await t.step("the MP3 plays for as long as the AMR (ffprobe, within 0.2 s)", async () => {
-      const mp3 = await transcodeVoice(amr, { timeoutMs: 30_000 });
+      const mp3 = await transcodeVoice(amr, { limiter, timeoutMs: 30_000 });
       await Deno.writeFile(`${dir}/voice.mp3`, mp3);
       const info = await ffprobe(`${dir}/voice.mp3`);
       assert.equal(info.codec, "mp3");
@@ -58,16 +60,18 @@ Deno.test({
     await t.step(
       "probeDuration() measures from packets, matching the AMR frame count",
       async () => {
-        assert.ok(Math.abs((await probeDuration(amr)) - amrSeconds) < 0.05);
-        assert.ok(Math.abs((await probeDuration(`${dir}/voice.mp3`)) - amrSeconds) < 0.2);
+        assert.ok(Math.abs((await probeDuration(amr, { limiter })) - amrSeconds) < 0.05);
+        assert.ok(
+          Math.abs((await probeDuration(`${dir}/voice.mp3`, { limiter })) - amrSeconds) < 0.2,
+        );
       },
     );
 
     await t.step("a short AMR cut by stream copy converts too", async () => {
       await ffmpeg("-i", VOICE_AMR, "-t", "3", "-c", "copy", "-y", `${dir}/short.amr`);
       const short = await Deno.readFile(`${dir}/short.amr`);
-      const mp3 = await transcodeVoice(short, { timeoutMs: 30_000 });
-      const seconds = await probeDuration(mp3);
+      const mp3 = await transcodeVoice(short, { limiter, timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3, { limiter });
       assert.ok(Math.abs(seconds - amrDurationSeconds(short)) < 0.2, `${seconds} s`);
       assert.ok(seconds < 4);
     });
@@ -75,7 +79,7 @@ Deno.test({
     await t.step("ffmpeg is killed at the time limit", async () => {
       const started = performance.now();
       await assert.rejects(
-        transcodeVoice(amr, { timeoutMs: 1 }),
+        transcodeVoice(amr, { limiter, timeoutMs: 1 }),
         /Cannot transcode voice: ffmpeg took longer than 1 ms/,
       );
       assert.ok(performance.now() - started < 5_000);
@@ -86,7 +90,7 @@ Deno.test({
       garbage.set(ascii("#!AMR\n"));
       for (let i = 6; i < garbage.length; i++) garbage[i] = (i * 7919) & 0xff;
       await assert.rejects(
-        transcodeVoice(garbage, { timeoutMs: 30_000 }),
+        transcodeVoice(garbage, { limiter, timeoutMs: 30_000 }),
         /^Error: Cannot transcode voice: ffmpeg (exited with code \d+|produced no audio)/,
       );
     });
@@ -94,6 +98,7 @@ Deno.test({
     await t.step("bytes that are not audio are refused before ffmpeg runs", async () => {
       await assert.rejects(
         transcodeVoice(ascii("#EXTM3U\nhttp://169.254.169.254/\n"), {
+          limiter,
           timeoutMs: 30_000,
           ffmpeg: "/nonexistent/ffmpeg",
         }),
@@ -103,18 +108,18 @@ Deno.test({
 
     await t.step("a missing ffmpeg binary is a clear error", async () => {
       await assert.rejects(
-        transcodeVoice(amr, { timeoutMs: 30_000, ffmpeg: "/nonexistent/ffmpeg" }),
+        transcodeVoice(amr, { limiter, timeoutMs: 30_000, ffmpeg: "/nonexistent/ffmpeg" }),
         /Cannot transcode voice: \/nonexistent\/ffmpeg is not installed/,
       );
     });
 
     await t.step("videoThumbnail() gives a JPEG of an mp4's first frame", async () => {
       const { mp4 } = await makeFixtures(dir);
-      const jpeg = await videoThumbnail(mp4, { timeoutMs: 30_000 });
+      const jpeg = await videoThumbnail(mp4, { limiter, timeoutMs: 30_000 });
       assert.deepEqual([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff]);
       await Deno.writeFile(`${dir}/thumb.jpg`, jpeg);
       assert.equal((await ffprobe(`${dir}/thumb.jpg`)).codec, "mjpeg");
-      await assert.rejects(videoThumbnail(amr, { timeoutMs: 30_000 }), /not MP4/);
+      await assert.rejects(videoThumbnail(amr, { limiter, timeoutMs: 30_000 }), /not MP4/);
     });
 
     await Deno.remove(dir, { recursive: true });
@@ -138,25 +143,70 @@ Deno.test({
       const offset = 6 + frames.slice(0, 400).reduce((n, f) => n + f.length, 0);
       damaged[offset] = damaged[offset]! & ~0x04;
       for (let i = 1; i < frames[400]!.length; i++) damaged[offset + i] = (i * 151) & 0xff;
-      const mp3 = await transcodeVoice(damaged, { timeoutMs: 30_000 });
-      const seconds = await probeDuration(mp3);
+      const mp3 = await transcodeVoice(damaged, { limiter, timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3, { limiter });
       assert.ok(Math.abs(seconds - amrDurationSeconds(amr)) < 0.2, `${seconds} s`);
     });
 
     await t.step("a voice a margin over WeChat's 60 s (70 s) still converts whole", async () => {
       const long = amrOf(frames, 3500);
-      const seconds = await probeDuration(await transcodeVoice(long, { timeoutMs: 30_000 }));
+      const mp3 = await transcodeVoice(long, { limiter, timeoutMs: 30_000 });
+      const seconds = await probeDuration(mp3, { limiter });
       assert.ok(Math.abs(seconds - 70) < 0.2, `${seconds} s`);
     });
 
+    // 20 ms frames: 3745 are 74.9 s, 3750 the cap itself, 3775 are 75.5 s.
+    for (const probe of ["ffprobe", "/nonexistent/ffprobe"]) {
+      const how = probe === "ffprobe" ? "measured first" : "by ffmpeg's caps alone";
+      const options = { limiter, timeoutMs: 30_000, ffprobe: probe };
+      for (const count of [3745, 3750]) {
+        await t.step(`${count / 50} s of speech converts whole (${how})`, async () => {
+          const mp3 = await transcodeVoice(amrOf(frames, count), options);
+          const seconds = await probeDuration(mp3, { limiter });
+          assert.ok(Math.abs(seconds - count / 50) < 0.2, `${seconds} s`);
+        });
+      }
+      await t.step(`75.5 s of speech is over the cap (${how})`, async () => {
+        await assert.rejects(transcodeVoice(amrOf(frames, 3775), options), overCap);
+      });
+    }
+
+    // A second of speech, a second of pause, a second of speech: the pause as a phone with DTX
+    // sends it (NO_DATA, SID, or a SID update every 8 frames), or as 4.75 kb/s silence.
+    const speech = frames.slice(100, 150);
+    const noData = Uint8Array.of(0x7c);
+    const sid = Uint8Array.of(0x44, 0x12, 0x34, 0x56, 0x78, 0x10);
+    const pauses: Record<string, Uint8Array[]> = {
+      "NO_DATA": Array(50).fill(noData),
+      "SID": Array(50).fill(sid),
+      "DTX": Array.from({ length: 50 }, (_, i) => i % 8 === 0 ? sid : noData),
+    };
+    for (const [name, pause] of Object.entries(pauses)) {
+      await t.step(`a voice's ${name} pause keeps its second, silent`, async () => {
+        const voice = amrOf([...speech, ...pause, ...speech], 150);
+        const mp3 = await transcodeVoice(voice, { limiter, timeoutMs: 30_000 });
+        const seconds = await probeDuration(mp3, { limiter });
+        assert.ok(Math.abs(seconds - 3) < 0.1, `${seconds} s`);
+        const pcm = await decodePcm(mp3);
+        const loud = rms(pcm, 0.2, 0.8);
+        const quiet = rms(pcm, 1.3, 1.9);
+        assert.ok(loud > 500, `speech at ${loud}`);
+        assert.ok(quiet < loud / 100, `the pause at ${quiet}, speech at ${loud}`);
+        assert.ok(rms(pcm, 2.2, 2.8) > 500, "the speech after the pause");
+      });
+    }
+
     await t.step("real speech past the cap (80 s) is an error, not an MP3", async () => {
-      await assert.rejects(transcodeVoice(amrOf(frames, 4000), { timeoutMs: 30_000 }), overCap);
+      await assert.rejects(
+        transcodeVoice(amrOf(frames, 4000), { limiter, timeoutMs: 30_000 }),
+        overCap,
+      );
     });
 
     await t.step("20 MB of noise behind an AMR header stops at the cap", async () => {
       // Unbounded, this made a 110 MB MP3 in 3 minutes; here the 30 s deadline would say so.
       await assert.rejects(
-        transcodeVoice(noiseAmr(20 * 1024 * 1024), { timeoutMs: 30_000 }),
+        transcodeVoice(noiseAmr(20 * 1024 * 1024), { limiter, timeoutMs: 30_000 }),
         overCap,
       );
     });
@@ -164,6 +214,7 @@ Deno.test({
     await t.step("without ffprobe to measure it first, ffmpeg's own caps stop it", async () => {
       await assert.rejects(
         transcodeVoice(noiseAmr(2 * 1024 * 1024), {
+          limiter,
           timeoutMs: 30_000,
           ffprobe: "/nonexistent/ffprobe",
         }),
@@ -172,6 +223,40 @@ Deno.test({
     });
   },
 });
+
+/** An MP3 decoded to 8 kHz mono 16-bit samples. */
+async function decodePcm(mp3: Uint8Array): Promise<Int16Array> {
+  const child = new Deno.Command("ffmpeg", {
+    args: [
+      "-v",
+      "error",
+      "-f",
+      "mp3",
+      "-i",
+      "pipe:0",
+      "-ac",
+      "1",
+      "-ar",
+      "8000",
+      "-f",
+      "s16le",
+      "-",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(mp3);
+  await writer.close();
+  const { stdout } = await child.output();
+  return new Int16Array(stdout.buffer, stdout.byteOffset, stdout.length >> 1);
+}
+
+/** The root mean square of 8 kHz samples from `from` to `to` seconds. */
+function rms(pcm: Int16Array, from: number, to: number): number {
+  const part = pcm.subarray(from * 8000, to * 8000);
+  return Math.sqrt(part.reduce((sum, v) => sum + v * v, 0) / part.length);
+}
 
 /** Width and height of a picture or a video's first stream, by ffprobe. */
 async function dimensions(path: string): Promise<[number, number]> {
@@ -206,6 +291,7 @@ Deno.test({
     };
     const thumbOf = async (mp4: Uint8Array, maxBytes?: number) => {
       const jpeg = await videoThumbnail(mp4, {
+        limiter,
         timeoutMs: 30_000,
         ...(maxBytes ? { maxBytes } : {}),
       });

@@ -155,6 +155,31 @@ Deno.test({
         assert.match((await res.json()).error, /voice of at most 60 s; the file lasts 6\d\.\d s/);
         assert.equal(uploads().length, 1);
       });
+      await t.step(
+        "an AMR with no frame to play is refused, and WeChat never sees it",
+        async () => {
+          const magic = new TextEncoder().encode("#!AMR\n");
+          const cut = amrOf(frames, 1).subarray(0, 20);
+          const garbage = new TextEncoder().encode("#!AMR\nthis is not a voice, only text");
+          for (
+            const [file, reason] of [
+              [magic, /no complete frame/],
+              [cut, /no complete frame/],
+              [garbage, /is not a frame header/],
+            ] as const
+          ) {
+            const res = await upload(server.base, "userid=up", file, "audio/amr");
+            assert.equal(res.status, 415);
+            const { error } = await res.json();
+            assert.match(
+              error,
+              /^Cannot upload: the file is not a playable voice: Cannot parse AMR/,
+            );
+            assert.match(error, reason);
+          }
+          assert.equal(uploads().length, 1);
+        },
+      );
       await t.step("2 MB of one-byte frames (11 hours by their count) is refused", async () => {
         const noData = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
         noData.set(new TextEncoder().encode("#!AMR\n"));

@@ -59,6 +59,10 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         return new Response(longMp3, { headers: { "content-type": "audio/mpeg" } });
       case "/nodata.amr":
         return new Response(noDataAmr, { headers: { "content-type": "audio/amr" } });
+      case "/magic.amr":
+        return new Response("#!AMR\n", { headers: { "content-type": "audio/amr" } });
+      case "/text.amr":
+        return new Response("#!AMR\nnot a voice", { headers: { "content-type": "audio/amr" } });
       case "/notes":
         return new Response("just text", { headers: { "content-type": "text/plain" } });
       case "/to-secret":
@@ -250,6 +254,18 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         `http://127.0.0.1:${I}/long.mp3`,
         415,
         /voice of at most 60 s.*61\.\d s/,
+        "voice",
+      );
+      await refused(
+        `http://127.0.0.1:${I}/magic.amr`,
+        415,
+        /playable voice.*no complete frame/,
+        "voice",
+      );
+      await refused(
+        `http://127.0.0.1:${I}/text.amr`,
+        415,
+        /playable voice.*not a frame header/,
         "voice",
       );
       // Measured only to just past the limit, so the length said is a floor.
