@@ -50,6 +50,7 @@ import {
   type Store,
 } from "../core/store.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
+import { createKvSignedBodies, loadKvSignedBodies } from "./kv_signed_bodies.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -550,20 +551,28 @@ async function migrate(kv: Deno.Kv): Promise<void> {
 export async function openKvStore(path: string, options: KvStoreOptions): Promise<Store> {
   const kv = await Deno.openKv(path);
   let loaded;
+  let signed;
   try {
     loaded = await loadModel(kv, options);
+    signed = await loadKvSignedBodies(kv, options.now());
   } catch (error) {
     kv.close();
     throw error;
   }
-  return createKvStore(kv, loaded, options);
+  return createKvStore(kv, { ...loaded, signed }, options);
 }
 
 function createKvStore(
   kv: Deno.Kv,
-  initial: { model: Model; stamp: number; indexed: Map<string, Indexed> },
+  initial: {
+    model: Model;
+    stamp: number;
+    indexed: Map<string, Indexed>;
+    signed: Array<[string, string, number]>;
+  },
   options: KvStoreOptions,
 ): Store {
+  const signedBodies = createKvSignedBodies(kv, initial.signed, options.now);
   let model = initial.model;
   let stamp = initial.stamp;
   /** Where the contacts in memory are in KV's indexes (see indexOf). */
@@ -943,6 +952,8 @@ function createKvStore(
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), false, () => [followerId]);
     },
+    firstBody: signedBodies.firstBody,
+    bodiesKept: signedBodies.bodiesKept,
     // A full or read-only disk refuses the commit: the model is reloaded from KV, and the
     // request is answered 503, which WeChat retries.
     unreachable: isDiskRefusal,
