@@ -50,7 +50,12 @@ import {
   type Store,
 } from "../core/store.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
-import { createKvSignedBodies, loadKvSignedBodies } from "./kv_signed_bodies.ts";
+import {
+  createKvSignedBodies,
+  loadKvSignedBodies,
+  type SignedBody,
+  signedBodyWrite,
+} from "./kv_signed_bodies.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -409,6 +414,18 @@ class CommitPlan {
     }
   }
 
+  /** Writes signatures' first bodies (kv_signed_bodies.ts) with the last commit. */
+  addSignedBodies(bodies: SignedBody[]): void {
+    let group = this.groups[this.groups.length - 1]!;
+    const nowMs = this.options.now();
+    for (const body of bodies) {
+      const { key, value, expireIn } = signedBodyWrite(body, nowMs);
+      const w = setWrite(key, value, expireIn);
+      if (!fits(group, [w])) this.groups.push(group = newGroup());
+      put(group, w);
+    }
+  }
+
   /** Writes the agents' current records (cursors) with the last commit. */
   addAgents(agentIds: Iterable<string>): void {
     let group = this.groups[this.groups.length - 1]!;
@@ -568,7 +585,7 @@ function createKvStore(
     model: Model;
     stamp: number;
     indexed: Map<string, Indexed>;
-    signed: Array<[string, string, number]>;
+    signed: SignedBody[];
   },
   options: KvStoreOptions,
 ): Store {
@@ -674,10 +691,14 @@ function createKvStore(
       const cursors = [...dirtyCursors].filter((id) => m.agents.has(id));
       plan.addAgents(cursors);
       dirtyCursors.clear();
+      const signatures = signedBodies.take();
+      plan.addSignedBodies(signatures);
       const committed: LogEntry[] = carry ? undelivered : [];
       try {
         await plan.commit(kv, (group) => committed.push(...group.deliveries));
+        signedBodies.settled(signatures, true);
       } catch (error) {
+        signedBodies.settled(signatures, false);
         // The model is ahead of KV now: reload it, and reject so WeChat retries.
         if (carry) undelivered = committed;
         else undelivered.push(...committed);
@@ -953,7 +974,11 @@ function createKvStore(
       await mutate((m) => m.markRead(agentId, followerId), false, () => [followerId]);
     },
     firstBody: signedBodies.firstBody,
-    bodiesKept: signedBodies.bodiesKept,
+    bodiesKept() {
+      // After the commits under way, one of which may carry them; then what none took.
+      if (signedBodies.idle) return Promise.resolve();
+      return serial(() => signedBodies.writeLeft());
+    },
     // A full or read-only disk refuses the commit: the model is reloaded from KV, and the
     // request is answered 503, which WeChat retries.
     unreachable: isDiskRefusal,

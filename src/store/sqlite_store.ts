@@ -477,9 +477,9 @@ function createSqliteStore(
     }
   }
 
-  /** Writes the cursors (and new agents) no journal row has yet. */
+  /** Writes the cursors (and new agents, and signatures' bodies) no journal row has yet. */
   function commitCursors(): void {
-    if (unjournaledCursors.size > 0) {
+    if (unjournaledCursors.size > 0 || unjournaledBodies.length > 0) {
       writeRow((line) => writeAgents(line, model, unjournaledCursors));
     }
     unjournaledCursors.clear();

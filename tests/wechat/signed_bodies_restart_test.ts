@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { computeSignature } from "../../src/wechat/signature.ts";
-import { openSqliteStore } from "../../src/store/sqlite_store.ts";
+import { journalDirOf, openSqliteStore } from "../../src/store/sqlite_store.ts";
+import { readJournalDir } from "../../src/store/sqlite_journal_file.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
 import { killBridge, spawnBridge, type SpawnedBridge, waitReady } from "../helpers/spawn.ts";
@@ -85,7 +86,7 @@ for (const store of ["", "kv"]) {
 
 const SIGNATURE = "a".repeat(40);
 
-Deno.test("the embedded stores forget a signature's body once its window is over", async (t) => {
+Deno.test("the embedded stores keep a signature's body for a restart until its window ends", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "signed-expiry-" });
   let nowMs = 1_800_000_000_000;
   const options = {
@@ -95,28 +96,43 @@ Deno.test("the embedded stores forget a signature's body once its window is over
     dedupTtlMs: 3600_000,
     retentionMs: 24 * 3600_000,
   };
-  const stores = {
-    sqlite: () => openSqliteStore(`${dataDir}/bridge.sqlite`, options),
-    kv: () => openKvStore(`${dataDir}/bridge.kv`, options),
-  };
+  const sqlitePath = `${dataDir}/bridge.sqlite`;
+  const kvPath = `${dataDir}/bridge.kv`;
   try {
-    for (const [name, open] of Object.entries(stores)) {
-      await t.step(name, async () => {
-        nowMs = 1_800_000_000_000;
-        let store = await open();
+    await t.step(
+      "sqlite: a callback that stored nothing writes a journal line of its own",
+      async () => {
+        let store = await openSqliteStore(sqlitePath, options);
         assert.equal(await store.firstBody!(SIGNATURE, "first", 10_000), "first");
         await store.bodiesKept!();
+        // In the journal before the answer, as a kill -9 would leave it.
+        const lines = readJournalDir(journalDirOf(sqlitePath), 0);
+        assert.deepEqual(lines.flatMap((c) => c.s ?? []), [[SIGNATURE, "first", nowMs + 10_000]]);
         await store.close();
-        store = await open();
+        store = await openSqliteStore(sqlitePath, options);
         assert.equal(await store.firstBody!(SIGNATURE, "other", 10_000), "first", "kept");
         await store.close();
         nowMs += 10_001;
-        store = await open();
+        store = await openSqliteStore(sqlitePath, options);
         assert.equal(await store.firstBody!(SIGNATURE, "other", 10_000), "other", "forgotten");
-        await store.bodiesKept!();
         await store.close();
-      });
-    }
+      },
+    );
+    await t.step("kv: a callback that stored nothing writes it on its own", async () => {
+      nowMs = 1_800_000_000_000;
+      const store = await openKvStore(kvPath, options);
+      assert.equal(await store.firstBody!(SIGNATURE, "first", 10_000), "first");
+      await store.bodiesKept!();
+      // Read by another store on the file before this one closes, as after a kill -9.
+      let next = await openKvStore(kvPath, options);
+      assert.equal(await next.firstBody!(SIGNATURE, "other", 10_000), "first", "kept");
+      await next.close();
+      await store.close();
+      nowMs += 10_001;
+      next = await openKvStore(kvPath, options);
+      assert.equal(await next.firstBody!(SIGNATURE, "other", 10_000), "other", "forgotten");
+      await next.close();
+    });
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
