@@ -349,11 +349,13 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     profileChanged: operatorEvents.profileChanged,
     isAgent: (id) => store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
-    // WeChat's retry may reach another instance, and so may a replay: shared stores remember.
+    // WeChat's retry may reach another instance, and so may a replay, or reach the next run:
+    // shared and on-disk stores remember (STORE=memory: this process does).
     signedBodies: store.firstBody
       ? {
         first: (signature, hash, expiresAtMs) =>
           store.firstBody!(signature, hash, expiresAtMs - now()),
+        settle: () => store.bodiesKept?.() ?? Promise.resolve(),
       }
       : createSignedBodies(now),
     passive: createPassiveReplies({

@@ -316,9 +316,13 @@ export interface Store {
   /** Shared stores: whether an account report's retry `key` is new to every instance (WeChat's
    * retry may reach another one); remembered `ttlMs`. */
   firstReport?(key: string, ttlMs: number): Promise<boolean>;
-  /** Shared stores: the body hash first seen with a plain WeChat `signature` on any instance;
-   * `hash` when none was, kept `ttlMs` (src/wechat/signed_bodies.ts). */
+  /** Stores that outlive the process (shared, or on disk): the body hash first seen with a
+   * plain WeChat `signature` on any instance or run; `hash` when none was, kept `ttlMs`
+   * (src/wechat/signed_bodies.ts). */
   firstBody?(signature: string, hash: string, ttlMs: number): Promise<string>;
+  /** Stores that keep firstBody() with their next commit: resolves once every hash it took
+   * is written, with one or on its own (the callback is answered after it). */
+  bodiesKept?(): Promise<void>;
   /** Shared stores share WeChat's access token between instances. */
   readonly tokenCache?: TokenCache;
   /** A follower's messages behind its media, shared by instances; absent: the intake's journal. */

@@ -4,7 +4,8 @@
 
 import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 
-/** Heads larger than this are no request Deno.serve accepts (it answers 431). */
+/** Heads larger than this are no request Deno.serve accepts (Deno 2.9 answers them 400; the
+ * guard answers 431, RFC 6585, on every request of a connection). */
 export const MAX_HEAD_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const latin1 = new TextDecoder("latin1");
@@ -21,6 +22,8 @@ export class ClientStream {
   #lost = false;
   /** Lost at a head whose framing Deno's parser refuses too (answered 400, see badHead). */
   #badHead = false;
+  /** The head refused was refused for its size (431, as Deno.serve answers a first one). */
+  #tooLarge = false;
   #refusedAt = 0;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
@@ -48,6 +51,11 @@ export class ClientStream {
    */
   get badHead(): boolean {
     return this.#badHead;
+  }
+
+  /** True once a head was refused for its size alone (MAX_HEAD_BYTES): answered 431. */
+  get headTooLarge(): boolean {
+    return this.#tooLarge;
   }
 
   /** Where in the chunk fed last the refused head began (0: in an earlier one). */
@@ -142,10 +150,10 @@ export class ClientStream {
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
-    // Too large for Deno too (431 on a first head, which the guard answers itself): refused at
-    // its start, so the requests before it on this connection are still answered.
+    // Too large for Deno too (431, by the guard itself on a first head, else in place of
+    // Deno's 400: Link.pass): refused at its start, so the requests before it are still answered.
     if (length >= MAX_HEAD_BYTES) {
-      this.#lost = this.#badHead = true;
+      this.#lost = this.#badHead = this.#tooLarge = true;
       this.#refusedAt = before > 0 ? 0 : i;
       return end;
     }

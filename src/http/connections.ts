@@ -79,6 +79,7 @@ const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+const latin1 = new TextDecoder("latin1");
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
     "content-type: text/plain\r\ncontent-length: 29\r\n\r\nToo many connections: retry\r\n",
@@ -173,6 +174,11 @@ class Link {
   settle: (() => void) | null = null;
   /** A head was refused: nothing more of the client's passes (see pass). */
   refusing = false;
+  /**
+   * Refused for its size: the last bytes Deno sent, held back until it closes, for its 400 to
+   * the head put in the refused one's place to go out as 431 (see answerTooLarge); null else.
+   */
+  #tail: Uint8Array | null = null;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -207,7 +213,7 @@ class Link {
    */
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
-    if (pump !== this.#up) return buf.subarray(0, n);
+    if (pump !== this.#up) return this.#tail === null ? buf.subarray(0, n) : this.#holdTail(buf, n);
     this.heard = performance.now();
     const marked = this.pass(buf, n);
     if (marked === null) this.owner.drop(this);
@@ -225,6 +231,7 @@ class Link {
     const marked = this.mark(buf, n);
     if (marked !== null || !this.stream.badHead) return marked;
     this.refusing = true;
+    if (this.stream.headTooLarge) this.#tail = EMPTY;
     const at = this.stream.refusedAt;
     const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
     const out = new Uint8Array(before.length + UNPARSABLE_HEAD.length);
@@ -294,11 +301,28 @@ class Link {
     return this.stalledSince;
   }
 
+  /** `buf[0..n]` from Deno but its last TAIL_BYTES so far, which wait in #tail (copied). */
+  #holdTail(buf: Uint8Array, n: number): Uint8Array {
+    const tail = this.#tail!;
+    const all = new Uint8Array(tail.length + n);
+    all.set(tail);
+    all.set(buf.subarray(0, n), tail.length);
+    const keep = Math.max(0, all.length - TAIL_BYTES);
+    this.#tail = all.slice(keep);
+    return all.subarray(0, keep);
+  }
+
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
       // The client finished sending: pass the half-close on, so a response still goes back.
       this.inner?.closeWrite().catch(() => this.owner.drop(this));
+    } else if (pump === this.#down && this.#tail !== null && !this.closed) {
+      const tail = this.#tail;
+      this.#tail = null;
+      writeAll(this.client, answerTooLarge(tail)).catch(() => {}).finally(() =>
+        this.owner.drop(this)
+      );
     } else {
       this.owner.drop(this);
     }
@@ -767,6 +791,30 @@ const BAD_REQUEST = new TextEncoder().encode(
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
 );
+
+/** What of Deno's last bytes is held back on a link that refused a head for its size. */
+const TAIL_BYTES = 256;
+/**
+ * Deno's answer to a head it cannot parse (its status line, a few header lines, no body), as the
+ * last bytes before it closes. A header line holds a colon and a status line none, so a match
+ * ending at the end begins at Deno's own status line, whatever a body before it holds.
+ */
+const PARSE_REFUSAL = /HTTP\/1\.1 400 Bad Request\r\n(?:[^\r\n:]+:[^\r\n]*\r\n){0,8}\r\n$/;
+
+/**
+ * Deno's last bytes on a link that refused a head for its size, with its 400 to the head the
+ * relay put in its place (see Link.pass) made the 431 a first head that large gets; as they
+ * are when they end otherwise (Deno answered no such 400: nothing to say instead).
+ */
+function answerTooLarge(tail: Uint8Array): Uint8Array {
+  const text = latin1.decode(tail);
+  const found = PARSE_REFUSAL.exec(text);
+  if (found === null) return tail;
+  const out = new Uint8Array(found.index + HEADERS_TOO_LARGE.length);
+  out.set(tail.subarray(0, found.index));
+  out.set(HEADERS_TOO_LARGE, found.index);
+  return out;
+}
 
 /**
  * Reads until the end of the first request's headers (CRLF CRLF) and returns all bytes read;

@@ -98,3 +98,13 @@ export function windowsPrefix(): Deno.KvKey {
 export function layoutKey(): Deno.KvKey {
   return ["meta", "layout"];
 }
+
+/** With WECHAT_MAX_AGE_S, the body a plain WeChat signature first carried: [hash, expiry]. */
+export function signedBodyKey(signature: string): Deno.KvKey {
+  return ["signed_bodies", signature];
+}
+
+/** Every signature's first body. */
+export function signedBodiesPrefix(): Deno.KvKey {
+  return ["signed_bodies"];
+}

@@ -50,6 +50,12 @@ import {
   type Store,
 } from "../core/store.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
+import {
+  createKvSignedBodies,
+  loadKvSignedBodies,
+  type SignedBody,
+  signedBodyWrite,
+} from "./kv_signed_bodies.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -408,6 +414,18 @@ class CommitPlan {
     }
   }
 
+  /** Writes signatures' first bodies (kv_signed_bodies.ts) with the last commit. */
+  addSignedBodies(bodies: SignedBody[]): void {
+    let group = this.groups[this.groups.length - 1]!;
+    const nowMs = this.options.now();
+    for (const body of bodies) {
+      const { key, value, expireIn } = signedBodyWrite(body, nowMs);
+      const w = setWrite(key, value, expireIn);
+      if (!fits(group, [w])) this.groups.push(group = newGroup());
+      put(group, w);
+    }
+  }
+
   /** Writes the agents' current records (cursors) with the last commit. */
   addAgents(agentIds: Iterable<string>): void {
     let group = this.groups[this.groups.length - 1]!;
@@ -550,20 +568,28 @@ async function migrate(kv: Deno.Kv): Promise<void> {
 export async function openKvStore(path: string, options: KvStoreOptions): Promise<Store> {
   const kv = await Deno.openKv(path);
   let loaded;
+  let signed;
   try {
     loaded = await loadModel(kv, options);
+    signed = await loadKvSignedBodies(kv, options.now());
   } catch (error) {
     kv.close();
     throw error;
   }
-  return createKvStore(kv, loaded, options);
+  return createKvStore(kv, { ...loaded, signed }, options);
 }
 
 function createKvStore(
   kv: Deno.Kv,
-  initial: { model: Model; stamp: number; indexed: Map<string, Indexed> },
+  initial: {
+    model: Model;
+    stamp: number;
+    indexed: Map<string, Indexed>;
+    signed: SignedBody[];
+  },
   options: KvStoreOptions,
 ): Store {
+  const signedBodies = createKvSignedBodies(kv, initial.signed, options.now);
   let model = initial.model;
   let stamp = initial.stamp;
   /** Where the contacts in memory are in KV's indexes (see indexOf). */
@@ -665,10 +691,14 @@ function createKvStore(
       const cursors = [...dirtyCursors].filter((id) => m.agents.has(id));
       plan.addAgents(cursors);
       dirtyCursors.clear();
+      const signatures = signedBodies.take();
+      plan.addSignedBodies(signatures);
       const committed: LogEntry[] = carry ? undelivered : [];
       try {
         await plan.commit(kv, (group) => committed.push(...group.deliveries));
+        signedBodies.settled(signatures, true);
       } catch (error) {
+        signedBodies.settled(signatures, false);
         // The model is ahead of KV now: reload it, and reject so WeChat retries.
         if (carry) undelivered = committed;
         else undelivered.push(...committed);
@@ -942,6 +972,12 @@ function createKvStore(
     },
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), false, () => [followerId]);
+    },
+    firstBody: signedBodies.firstBody,
+    bodiesKept() {
+      // After the commits under way, one of which may carry them; then what none took.
+      if (signedBodies.idle) return Promise.resolve();
+      return serial(() => signedBodies.writeLeft());
     },
     // A full or read-only disk refuses the commit: the model is reloaded from KV, and the
     // request is answered 503, which WeChat retries.

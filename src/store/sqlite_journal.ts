@@ -69,6 +69,7 @@ export function prepareApply(db: DatabaseSync) {
     ),
     agent: s("INSERT OR REPLACE INTO agents (agent_id, json) VALUES (?, ?)"),
     dedup: s("INSERT INTO dedup (keys, expires_at) VALUES (?, ?)"),
+    signedBodies: s("INSERT INTO signed_bodies (entries, expires_at) VALUES (?, ?)"),
     forgetHistory: s("DELETE FROM history WHERE follower_id = ?"),
     forgetContact: s("DELETE FROM contacts WHERE follower_id = ?"),
     getHistory: s("SELECT item FROM history WHERE follower_id = ? AND n = ?"),
@@ -120,6 +121,8 @@ export interface Commit {
   u?: Array<[string, number, "sent" | "failed", string?]>;
   p?: Array<[string, string]>;
   x?: string[];
+  /** WeChat signatures' first bodies: signature, hash, expiry. */
+  s?: Array<[string, string, number]>;
 }
 
 const json = (value: unknown): string => JSON.stringify(value);
@@ -192,6 +195,7 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
   const contacts = new Map<string, ContactRow>();
   const agents = new Map<string, string>();
   const dedup: Array<[string, number]> = [];
+  const signed: Array<[string, string, number]> = [];
   let last = 0;
   for (const c of commits) {
     last = c.id;
@@ -204,6 +208,7 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
     for (const row of c.c ?? []) contacts.set(row[0], row);
     for (const [a, agent] of c.a ?? []) agents.set(a, agent);
     for (const k of c.k ?? []) dedup.push(k);
+    for (const e of c.s ?? []) signed.push(e);
     for (const [f, n, status, error] of c.u ?? []) {
       const row = st.getHistory.get(f, n) as { item: string } | undefined;
       if (!row) continue;
@@ -231,6 +236,11 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
     for (const [, e] of dedup) if (e > expiry) expiry = e;
     st.dedup.run(JSON.stringify(dedup), expiry);
   }
+  if (signed.length > 0) {
+    let expiry = 0;
+    for (const [, , e] of signed) if (e > expiry) expiry = e;
+    st.signedBodies.run(JSON.stringify(signed), expiry);
+  }
   return last;
 }
 
@@ -256,7 +266,7 @@ export function applyLegacyJournal(
 /** Rows deleted per statement when pruning, so a prune never holds the lock for long. */
 const PRUNE_CHUNK = 5_000;
 
-/** Deletes log, history and dedup rows past their time (`now`, ms). */
+/** Deletes log, history, dedup and signature rows past their time (`now`, ms). */
 export function pruneExpired(db: DatabaseSync, now: number): void {
   const log = db.prepare(
     `DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ${PRUNE_CHUNK})
@@ -269,4 +279,19 @@ export function pruneExpired(db: DatabaseSync, now: number): void {
   while (Number(log.run(now).changes) > 0) { /* next chunk */ }
   while (Number(history.run(now).changes) > 0) { /* next chunk */ }
   db.prepare("DELETE FROM dedup WHERE expires_at <= ?").run(now);
+  db.prepare("DELETE FROM signed_bodies WHERE expires_at <= ?").run(now);
+}
+
+/** The signatures' first bodies the tables keep past `now` (ms): [signature, hash, expiry]. */
+export function readSignedBodies(db: DatabaseSync, now: number): Array<[string, string, number]> {
+  const kept: Array<[string, string, number]> = [];
+  const rows = db.prepare("SELECT entries FROM signed_bodies WHERE expires_at > ?");
+  for (const row of rows.iterate(now)) {
+    for (
+      const e of JSON.parse((row as { entries: string }).entries) as [string, string, number][]
+    ) {
+      if (e[2] > now) kept.push(e);
+    }
+  }
+  return kept;
 }

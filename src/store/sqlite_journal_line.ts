@@ -17,7 +17,8 @@ const US = "\x1f";
  * envelope. `d` dequeued: follower, n. `c` contact: follower, JSON, list agent (JSON or -),
  * list time, window close (or -). `a` agent: id, JSON. `k` dedup: key, expiry. `f` forgotten:
  * follower. `u` a reply's outcome: follower, n, status, error (JSON or -). `p` quick reply put:
- * id, JSON. `x` quick reply deleted: id.
+ * id, JSON. `x` quick reply deleted: id. `s` the body a plain WeChat signature first carried:
+ * signature, body hash, expiry.
  */
 const TAGS: Record<string, number> = {
   l: 3,
@@ -32,6 +33,7 @@ const TAGS: Record<string, number> = {
   u: 4,
   p: 2,
   x: 1,
+  s: 3,
 };
 
 const id = (value: string): string => JSON.stringify(value);
@@ -109,6 +111,11 @@ export class CommitLine {
   /** A quick reply deleted. */
   quickReplyDeleted(replyId: string): void {
     this.#text += `${US}x${US}${id(replyId)}`;
+  }
+
+  /** A WeChat signature's first body (src/wechat/signed_bodies.ts), until when it is kept. */
+  signedBody(signature: string, hash: string, expiry: number): void {
+    this.#text += `${US}s${US}${id(signature)}${US}${id(hash)}${US}${expiry}`;
   }
 
   /** The line, newline included. */
@@ -201,6 +208,9 @@ export function parseCommitLine(line: string): Commit {
         break;
       case "x":
         (c.x ??= []).push(readId(at(1)));
+        break;
+      case "s":
+        (c.s ??= []).push([readId(at(1)), readId(at(2)), readNumber(at(3))]);
         break;
     }
     i += count + 1;

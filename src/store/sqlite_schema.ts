@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS queue (
   PRIMARY KEY (follower_id, n)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup (id INTEGER PRIMARY KEY, keys TEXT NOT NULL,
   expires_at INTEGER NOT NULL);
+-- With WECHAT_MAX_AGE_S, the body each plain WeChat signature first carried, by commit:
+-- entries [signature, hash, expiry] as JSON, kept until the last of them expires.
+CREATE TABLE IF NOT EXISTS signed_bodies (id INTEGER PRIMARY KEY, entries TEXT NOT NULL,
+  expires_at INTEGER NOT NULL);
 -- The team's quick replies (快捷回复).
 CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
 `;

@@ -37,6 +37,7 @@ import {
   prepareApply,
   pruneExpired,
   readApplied,
+  readSignedBodies,
   type Retention,
   transaction,
 } from "./sqlite_journal.ts";
@@ -53,6 +54,7 @@ import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
+import { createSignedBodies } from "../wechat/signed_bodies.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
 export { openSqliteDatabase } from "./sqlite_schema.ts";
@@ -191,6 +193,8 @@ interface Files {
   journal: Journal;
   reads: Reads;
   retention: Retention;
+  /** The signatures' first bodies the last run kept, still in their window. */
+  signedBodies: Array<[string, string, number]>;
 }
 
 /** Opens the store on a SQLite file (or `:memory:`), applies its journal and loads its state. */
@@ -237,10 +241,19 @@ function openLocked(
     const journal = inMemory
       ? createMemoryJournal()
       : (options.openJournal ?? openJournalDir)(dir, applied, fsync, undefined, lock!);
-    const files: Files = { path, db, st, journal, reads: prepareReads(db), retention };
+    const files: Files = {
+      path,
+      db,
+      st,
+      journal,
+      reads: prepareReads(db),
+      retention,
+      signedBodies: [],
+    };
     try {
       // Before the worker starts: the first prune has the tables to itself.
       pruneExpired(db, options.now());
+      files.signedBodies = readSignedBodies(db, options.now());
       const loaded = loadModel(db, st, files.reads, options);
       return Promise.resolve(createSqliteStore(files, loaded.model, loaded.stamp, options));
     } catch (error) {
@@ -283,6 +296,14 @@ function createSqliteStore(
   const hotContacts = options.hotContacts ?? HOT_CONTACTS;
   /** Agents whose cursor (or new record) is in no journal row yet. */
   const unjournaledCursors = new Set<string>();
+  /** Signatures' first bodies in no journal row yet: the next row takes them, and a callback
+   * that wrote none writes them before it is answered (bodiesKept). */
+  let unjournaledBodies: Array<[string, string, number]> = [];
+  const signedBodies = createSignedBodies(options.now, {
+    kept: files.signedBodies,
+    onFirst: (signature, hash, expiry) => unjournaledBodies.push([signature, hash, expiry]),
+  });
+  files.signedBodies = [];
 
   /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
   // It copies through the applier, declared below, only once it finds the file gone.
@@ -347,9 +368,13 @@ function createSqliteStore(
     const id = journalId + 1;
     const line = new CommitLine(id, options.now());
     fill(line);
+    const bodies = unjournaledBodies;
+    for (const [signature, hash, expiry] of bodies) line.signedBody(signature, hash, expiry);
     const bytes = applier.encode(line.text());
     journal.append(id, bytes);
     journalId = id;
+    // Not reached if the write threw: they go with the next row.
+    if (bodies.length > 0) unjournaledBodies = [];
     applier.written(id, bytes);
     return id;
   }
@@ -457,9 +482,9 @@ function createSqliteStore(
     }
   }
 
-  /** Writes the cursors (and new agents) no journal row has yet. */
+  /** Writes the cursors (and new agents, and signatures' bodies) no journal row has yet. */
   function commitCursors(): void {
-    if (unjournaledCursors.size > 0) {
+    if (unjournaledCursors.size > 0 || unjournaledBodies.length > 0) {
       writeRow((line) => writeAgents(line, model, unjournaledCursors));
     }
     unjournaledCursors.clear();
@@ -722,6 +747,18 @@ function createSqliteStore(
     },
     async markRead(agentId: string, followerId: string) {
       await mutate((m) => m.markRead(agentId, followerId), () => [followerId]);
+    },
+    firstBody(signature: string, hash: string, ttlMs: number) {
+      return signedBodies.first(signature, hash, options.now() + ttlMs);
+    },
+    bodiesKept() {
+      // Most callbacks' rows took theirs; one that committed nothing (a retry, an event that
+      // changes nothing) writes a row of them alone.
+      if (unjournaledBodies.length === 0) return Promise.resolve();
+      return sync(() => {
+        if (closed) throw new Error("Cannot write: the store is closed");
+        writeRow(() => {});
+      });
     },
     // A disk that is full or was made read-only takes no journal line: nothing was accepted.
     unreachable: isDiskRefusal,

@@ -13,6 +13,17 @@ export interface SignedBodies {
    * until `expiresAtMs` (past it the signature is stale and refused anyway).
    */
   first(signature: string, hash: string, expiresAtMs: number): Promise<string>;
+  /** Resolves once what first() took is where a restart finds it (absent: memory only); the
+   * callback is answered after it, so no signature it answered opens again after a crash. */
+  settle?(): Promise<void>;
+}
+
+/** What a store that outlives the process gives createSignedBodies() and takes from it. */
+export interface SignedBodiesOptions {
+  /** Signatures an earlier run kept: [signature, hash, expiresAtMs]; expired ones are skipped. */
+  kept?: Iterable<readonly [string, string, number]>;
+  /** Told of each signature first seen here, for the store to keep. */
+  onFirst?(signature: string, hash: string, expiresAtMs: number): void;
 }
 
 /** The hash a body is remembered by: 96 bits of its SHA-256, as base64. */
@@ -28,7 +39,10 @@ export function bodyHash(body: string): string {
  * WECHAT_MAX_AGE_S that is 600,000 entries, about 130 bytes each (a signature held as its 20
  * bytes, the hash as 16 characters). Expired ones go a second at a time, as time passes.
  */
-export function createSignedBodies(now: () => number): SignedBodies {
+export function createSignedBodies(
+  now: () => number,
+  options: SignedBodiesOptions = {},
+): SignedBodies {
   const hashes = new Map<string, string>();
   // Each second's signatures, by the second they expire in.
   const bySecond = new Map<number, string[]>();
@@ -51,19 +65,30 @@ export function createSignedBodies(now: () => number): SignedBodies {
     }
   }
 
+  /** The hash kept for `signature`, `hash` if it was none (then kept until `expiresAtMs`). */
+  function keep(signature: string, hash: string, expiresAtMs: number): [string, boolean] {
+    const key = Buffer.from(signature, "hex").toString("latin1");
+    const seen = hashes.get(key);
+    if (seen !== undefined) return [seen, false];
+    hashes.set(key, hash);
+    const second = Math.max(Math.ceil(expiresAtMs / 1000), sweptUpTo);
+    const list = bySecond.get(second);
+    if (list === undefined) bySecond.set(second, [key]);
+    else list.push(key);
+    return [hash, true];
+  }
+
+  const startMs = now();
+  for (const [signature, hash, expiresAtMs] of options.kept ?? []) {
+    if (expiresAtMs > startMs) keep(signature, hash, expiresAtMs);
+  }
+
   return {
     first(signature, hash, expiresAtMs) {
-      const nowMs = now();
-      sweep(Math.floor(nowMs / 1000));
-      const key = Buffer.from(signature, "hex").toString("latin1");
-      const seen = hashes.get(key);
-      if (seen !== undefined) return Promise.resolve(seen);
-      hashes.set(key, hash);
-      const second = Math.max(Math.ceil(expiresAtMs / 1000), sweptUpTo);
-      const list = bySecond.get(second);
-      if (list === undefined) bySecond.set(second, [key]);
-      else list.push(key);
-      return Promise.resolve(hash);
+      sweep(Math.floor(now() / 1000));
+      const [kept, isNew] = keep(signature, hash, expiresAtMs);
+      if (isNew) options.onFirst?.(signature, hash, expiresAtMs);
+      return Promise.resolve(kept);
     },
   };
 }

@@ -132,6 +132,11 @@ export function createWechatWebhook(deps: WebhookDeps) {
     return deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
   }
 
+  /** Before a callback is answered: the signatures it was first to use are kept for a restart. */
+  async function settleBodies(): Promise<void> {
+    if (remembersBodies) await deps.signedBodies!.settle?.();
+  }
+
   return {
     /** WeChat's URL check: echo `echostr` when the signature is right. */
     verify(url: URL): Response {
@@ -226,9 +231,13 @@ export function createWechatWebhook(deps: WebhookDeps) {
           const passive = deps.passive?.enabled
             ? await deps.passive.answer(message, outcome)
             : null;
-          if (passive !== null) return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
+          if (passive !== null) {
+            await settleBodies();
+            return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
+          }
         }
       }
+      await settleBodies();
       return new Response("success", { headers: { "content-type": "text/plain; charset=utf-8" } });
     },
   };

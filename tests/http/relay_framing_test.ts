@@ -179,6 +179,7 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
   const slow = async (req: Request) => {
     // A request answered late: the guard's 400 must still come after its answer.
     if (new URL(req.url).pathname === "/slow") await new Promise((r) => setTimeout(r, 300));
+    if (new URL(req.url).pathname === "/raw") return new Response(await req.text());
     return await handler(req);
   };
   const options = { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) };
@@ -222,18 +223,47 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
       conn.close();
     });
     await t.step(
-      "a head over 64 KiB after a kept-alive request: 400, not a silent close",
+      "a head over 64 KiB after a kept-alive request: 431, as a first one, and closed",
       async () => {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port });
         await conn.write(enc.encode(GET));
         assert.match(await readAnswer(conn), /^HTTP\/1\.1 200/);
-        await conn.write(
-          enc.encode(`GET /big HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(70_000)}\r\n\r\n`),
-        );
-        assert.match(await readAnswer(conn, true), /^HTTP\/1\.1 400 /);
+        await conn.write(enc.encode(BIG));
+        const answer = await readAnswer(conn, true);
+        assert.equal(answer, TOO_LARGE, answer);
         conn.close();
+        const first = await exchange(port, BIG, 2);
+        assert.deepEqual(first, ["431 "], "a first head that large");
       },
     );
+    await t.step("the 431 comes after a slow answer to the request before", async () => {
+      const slowGet = "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n";
+      assert.deepEqual(await exchange(port, slowGet + BIG + GET, 3), [
+        `200 ${JSON.stringify("/slow ")}`,
+        "431 ",
+      ]);
+    });
+    await t.step("a head over 64 KiB begun in an earlier read: 431", async () => {
+      // Its first part went on to Deno before the guard knew its size.
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(enc.encode(GET));
+      assert.match(await readAnswer(conn), /^HTTP\/1\.1 200/);
+      await conn.write(enc.encode(`GET /big HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(30_000)}`));
+      await new Promise((r) => setTimeout(r, 100));
+      await conn.write(enc.encode(`${"b".repeat(40_000)}\r\n\r\n`));
+      const answer = await readAnswer(conn, true);
+      assert.equal(answer, TOO_LARGE, answer);
+      conn.close();
+    });
+    await t.step("a body that ends like Deno's 400 is passed on as it is", async () => {
+      const echo = `POST /raw HTTP/1.1\r\nhost: x\r\ncontent-length: ${FAKE_400.length}\r\n\r\n` +
+        FAKE_400;
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(enc.encode(echo + BIG));
+      const answer = await readAnswer(conn, true);
+      conn.close();
+      assert.ok(answer.endsWith(`\r\n\r\n${FAKE_400}${TOO_LARGE}`), answer);
+    });
     await t.step(
       "a bad head begun in an earlier read is never completed into a request",
       async () => {
@@ -255,6 +285,13 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
     await server.shutdown();
   }
 });
+
+const BIG = `GET /big HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(70_000)}\r\n\r\n`;
+/** The guard's answer to a head over 64 KiB, wherever on the connection it comes. */
+const TOO_LARGE =
+  "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+/** A body that ends as Deno's answer to a head it cannot parse does. */
+const FAKE_400 = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /** One read's worth of answer off `conn`, or (`toEnd`) everything until the server closes. */
 async function readAnswer(conn: Deno.Conn, toEnd = false): Promise<string> {

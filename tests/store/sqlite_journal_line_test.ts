@@ -32,6 +32,7 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
   line.outcome("f1", 4, "sent");
   line.quickReply("q1", '{"id":"q1"}');
   line.quickReplyDeleted("q2");
+  line.signedBody("0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000);
   const text = line.text();
 
   await t.step("one line, whatever the content", () => {
@@ -58,6 +59,7 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
       u: [["f1", 3, "failed", "errcode 45015"], ["f1", 4, "sent"]],
       p: [["q1", '{"id":"q1"}']],
       x: ["q2"],
+      s: [["0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000]],
     });
   });
   await t.step("from the bytes the journal wrote", () => {
