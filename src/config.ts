@@ -202,7 +202,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new Error(
       `Cannot read WECHAT_REQUIRE_ENCRYPTION: it refuses plaintext only with a key, and account ${
         keyless.map((account) => account.id).join(", ")
-      } of ACCOUNTS_FILE has no aes_key`,
+      } of ACCOUNTS_FILE ${str("ACCOUNTS_FILE")} has no aes_key`,
     );
   }
   return {
