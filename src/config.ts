@@ -66,6 +66,8 @@ export interface Config {
   accounts: AccountConfig[];
   /** The agents who serve this account (an account of the file with `agents`); unset: any. */
   accountAgents?: string[];
+  /** The account of ACCOUNTS_FILE this bridge serves (messages name its fields); unset: one. */
+  accountId?: string;
 }
 
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */

@@ -315,6 +315,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
+    accountId: config.accountId,
     policy: {
       maxAgeS: config.wechatMaxAgeS,
       requireEncryption: config.wechatRequireEncryption,
@@ -783,6 +784,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],
     accountAgents: account.agents ?? undefined,
+    accountId: account.id,
   };
 }
 
