@@ -63,6 +63,7 @@ import { createReplyService, type ReplyContext } from "./replies/reply_service.t
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { nameSettings } from "./wechat/setting_names.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
@@ -122,6 +123,7 @@ async function createAccountServer(config: Config, effects: Effects = {}) {
       aesKey: config.wechatAesKey,
       appId: config.wechatAppId ?? "",
       previousAesKey: config.wechatAesKeyPrevious,
+      previousKeyName: nameSettings(config.accountId, "aesKeyPrevious"),
     })
     : undefined;
   const now = effects.now ?? Date.now;

@@ -16,6 +16,9 @@ export interface WechatCryptoOptions {
   aesKey: string;
   appId: string;
   previousAesKey?: string;
+  /** How the operator set the previous key, for a message that could not be read with either
+   * key (an account's field in ACCOUNTS_FILE); unset: WECHAT_AES_KEY_PREVIOUS. */
+  previousKeyName?: string;
 }
 
 // WeChat pads to 32-byte blocks, so a pad byte is 1..32 and not the AES block size of 16
@@ -90,7 +93,9 @@ export function createWechatCrypto(options: WechatCryptoOptions): WechatCrypto {
       const second = decryptFrame(ciphertext, previous, appId);
       if (typeof second !== "string") return { xml: second.xml, key: "previous" };
       throw new SyntaxError(
-        `Cannot decrypt message: ${first}; with WECHAT_AES_KEY_PREVIOUS: ${second}`,
+        `Cannot decrypt message: ${first}; with ${
+          options.previousKeyName ?? "WECHAT_AES_KEY_PREVIOUS"
+        }: ${second}`,
       );
     },
 

@@ -43,6 +43,20 @@ Deno.test("main.ts's log lines name the account they are about (LOG_FORMAT=json)
         body: sealed.body,
       });
       assert.equal(await a.text(), "success");
+      // Sealed with neither key: refused, naming the account's fields, not WECHAT_*.
+      const neither = encryptedCallback(A, textXml("oLogA", A.originalId, "x", "9810009"), {
+        ...A,
+        aesKey: Bq.aesKey,
+      });
+      const refused = await fetch(`${bridge.base}${B}/${A.id}?${neither.query}`, {
+        method: "POST",
+        body: neither.body,
+      });
+      assert.equal(refused.status, 400);
+      assert.match(
+        await refused.text(),
+        /Cannot decrypt message: .+; with account brand-a's aes_key_previous \(ACCOUNTS_FILE\): /,
+      );
       // Brand B's WeChat already sends compatible mode: <Encrypt> beside the plain fields.
       const timestamp = String(Math.floor(Date.now() / 1000));
       const query = new URLSearchParams({
