@@ -66,6 +66,8 @@ export interface Config {
   accounts: AccountConfig[];
   /** The agents who serve this account (an account of the file with `agents`); unset: any. */
   accountAgents?: string[];
+  /** The account of ACCOUNTS_FILE this bridge serves (messages name its fields); unset: one. */
+  accountId?: string;
 }
 
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */
@@ -202,7 +204,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new Error(
       `Cannot read WECHAT_REQUIRE_ENCRYPTION: it refuses plaintext only with a key, and account ${
         keyless.map((account) => account.id).join(", ")
-      } of ACCOUNTS_FILE has no aes_key`,
+      } of ACCOUNTS_FILE ${str("ACCOUNTS_FILE")} has no aes_key`,
     );
   }
   return {

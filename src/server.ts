@@ -64,6 +64,7 @@ import { createReplyService, type ReplyContext } from "./replies/reply_service.t
 import { openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
+import { nameSettings } from "./wechat/setting_names.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createPassiveReplies } from "./wechat/passive_reply.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
@@ -127,6 +128,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
       aesKey: config.wechatAesKey,
       appId: config.wechatAppId ?? "",
       previousAesKey: config.wechatAesKeyPrevious,
+      previousKeyName: nameSettings(config.accountId, "aesKeyPrevious"),
     })
     : undefined;
   const now = effects.now ?? Date.now;
@@ -327,6 +329,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const webhook = createWechatWebhook({
     token: config.wechatToken,
     crypto: wechatCrypto,
+    accountId: config.accountId,
     policy: {
       maxAgeS: config.wechatMaxAgeS,
       requireEncryption: config.wechatRequireEncryption,
@@ -802,6 +805,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     redisUrl: config.redisUrl ? withRedisPrefix(config.redisUrl, account.id) : undefined,
     accounts: [],
     accountAgents: account.agents ?? undefined,
+    accountId: account.id,
   };
 }
 

@@ -4,7 +4,7 @@
 // commands.
 
 import type { Switchboard } from "../core/switchboard.ts";
-import { MessageTooLargeError, type Store, StoreError } from "../core/store.ts";
+import { MessageTooLargeError, ServedByOtherError, type Store, StoreError } from "../core/store.ts";
 import { codeOf, createErrorEnvelope, type Envelope } from "../protocol/envelope.ts";
 
 /** The answer to one agent message: an HTTP status and the JSON body (or socket frame). */
@@ -303,6 +303,15 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           contact_id: to,
         });
       } catch (error) {
+        if (error instanceof ServedByOtherError) {
+          // Who serves it, as a refused reply or typing says, so the agent's program can show
+          // the conversation as theirs.
+          return refuse(409, error.message, {
+            ...echo,
+            contact_id: error.followerId,
+            served_by: error.servedBy,
+          });
+        }
         if (error instanceof StoreError) {
           return refuse(error instanceof MessageTooLargeError ? 413 : 409, error.message, echo);
         }

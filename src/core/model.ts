@@ -26,6 +26,7 @@ import {
   type Presence,
   type QuickReply,
   ReplyRefusedError,
+  ServedByOtherError,
   StoreError,
 } from "./store.ts";
 
@@ -243,7 +244,7 @@ export class Model {
   #claim(contact: Contact, agentId: string): void {
     if (contact.agent_id === agentId) return;
     if (contact.agent_id !== null) {
-      throw new StoreError(`contact ${contact.follower_id} is served by ${contact.agent_id}`);
+      throw new ServedByOtherError(contact.follower_id, contact.agent_id);
     }
     this.#bind(contact, agentId, "claimed", noticeText("claimed", { name: contact.name }));
   }
@@ -364,7 +365,7 @@ export class Model {
     // Another agent's follower is refused, and what WeChat would refuse, before anything
     // changes; only then does the reply claim a follower nobody serves.
     if (contact.agent_id !== null && contact.agent_id !== agentId) {
-      throw new StoreError(`contact ${followerId} is served by ${contact.agent_id}`);
+      throw new ServedByOtherError(followerId, contact.agent_id);
     }
     const check = checkReplyAllowed(windowStateOf(contact), this.options.now());
     if (!check.ok) throw new ReplyRefusedError(check);

@@ -188,6 +188,15 @@ export class StoreError extends Error {
   }
 }
 
+/** A command on a follower another agent serves: it names who does, so the refused agent's
+ * program can show the conversation as theirs (as a refused reply or typing does). */
+export class ServedByOtherError extends StoreError {
+  constructor(readonly followerId: string, readonly servedBy: string) {
+    super(`contact ${followerId} is served by ${servedBy}`);
+    this.name = "ServedByOtherError";
+  }
+}
+
 /** A message larger than the store can keep in one record: refused alone, changing nothing. */
 export class MessageTooLargeError extends StoreError {
   constructor(message: string) {

@@ -64,6 +64,10 @@ export const QUEUED_FIELDS = 11;
 /** Errors the script raises for a refused command start with this word (then StoreError). */
 export const STORE_ERROR = "STORE";
 
+/** A command on a follower another agent serves: the error carries the JSON
+ * `{follower_id, agent_id}` of who serves it (then ServedByOtherError). */
+export const SERVED_BY_OTHER = "SERVED";
+
 /** The script found another generation than the caller's, or none: Redis lost the bridge's
  * state (a restart without persistence, a failover to an empty replica). Then the generation
  * found, or nothing. */
@@ -320,6 +324,13 @@ local function fail(message)
   return { err = '${STORE_ERROR} ' .. message }
 end
 
+-- model.ts ServedByOtherError: refused because another agent serves the follower, naming whom.
+local function fail_served(c)
+  return { err = '${SERVED_BY_OTHER} ' .. cjson.encode({
+    follower_id = c.follower_id, agent_id = c.agent_id,
+  }) }
+end
+
 -- model.ts #tellTeam: a notice to every agent of \`among\` (default: every known one) but
 -- \`except\`, so the team's waiting lists stay live.
 local function tell_team(except, msg, among)
@@ -365,7 +376,7 @@ end
 local function claim(c, a)
   if c.agent_id == a then return nil end
   if c.agent_id ~= NULL then
-    return fail('contact ' .. c.follower_id .. ' is served by ' .. c.agent_id)
+    return fail_served(c)
   end
   bind(c, a, 'claimed', notice('claimed', { name = c.name }))
   return nil
@@ -626,7 +637,7 @@ if OP == 'reply' then
     if not c then return nil, fail('unknown contact ' .. fid) end
     -- Another agent's follower is refused before anything changes (model.ts reply).
     if c.agent_id ~= NULL and c.agent_id ~= a then
-      return nil, fail('contact ' .. fid .. ' is served by ' .. c.agent_id)
+      return nil, fail_served(c)
     end
     -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
     local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA

@@ -14,6 +14,7 @@ import {
   QUEUED_FIELDS,
   REPLY_REFUSED,
   ROUTING_LUA,
+  SERVED_BY_OTHER,
   STATE_LOST,
   STORE_ERROR,
 } from "./redis_scripts.ts";
@@ -32,6 +33,7 @@ import {
   type QueuedItem,
   type QuickReply,
   ReplyRefusedError,
+  ServedByOtherError,
   type Store,
   StoreError,
   StoreStateLostError,
@@ -271,6 +273,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     } catch (error) {
       if (replyIs(error, STORE_ERROR)) {
         throw new StoreError((error as Error).message.slice(STORE_ERROR.length + 1));
+      }
+      if (replyIs(error, SERVED_BY_OTHER)) {
+        const served = JSON.parse((error as Error).message.slice(SERVED_BY_OTHER.length + 1));
+        throw new ServedByOtherError(String(served.follower_id), String(served.agent_id));
       }
       if (replyIs(error, STATE_LOST)) {
         if (!restore) void stateLost((error as Error).message.slice(STATE_LOST.length + 1));

@@ -16,6 +16,9 @@ export interface WechatCryptoOptions {
   aesKey: string;
   appId: string;
   previousAesKey?: string;
+  /** How the operator set the previous key, for a message that could not be read with either
+   * key (an account's field in ACCOUNTS_FILE); unset: WECHAT_AES_KEY_PREVIOUS. */
+  previousKeyName?: string;
 }
 
 // WeChat pads to 32-byte blocks, so a pad byte is 1..32 and not the AES block size of 16
@@ -45,25 +48,24 @@ export function parseAesKey(aesKey: string): Uint8Array {
   return parseNamedAesKey(aesKey, "WECHAT_AES_KEY");
 }
 
-function parseNamedAesKey(aesKey: string, name: string): Uint8Array {
-  if (typeof aesKey !== "string" || aesKey.length === 0) {
-    throw new Error(`Cannot use ${name}: it is empty`);
-  }
+/** What is wrong with an EncodingAESKey, never repeating it; undefined for a good one. Start-up
+ * checks of ACCOUNTS_FILE use it to name the account and field instead of WECHAT_AES_KEY. */
+export function aesKeyFault(aesKey: string): string | undefined {
+  if (typeof aesKey !== "string" || aesKey.length === 0) return "it is empty";
   if (aesKey.length !== 43) {
-    throw new Error(
-      `Cannot use ${name}: an EncodingAESKey has exactly 43 characters, this one has ${aesKey.length}`,
-    );
+    return `an EncodingAESKey has exactly 43 characters, this one has ${aesKey.length}`;
   }
   if (!AES_KEY_PATTERN.test(aesKey)) {
-    throw new Error(
-      `Cannot use ${name}: an EncodingAESKey uses only the characters A-Z, a-z, 0-9, '+' and '/'`,
-    );
+    return "an EncodingAESKey uses only the characters A-Z, a-z, 0-9, '+' and '/'";
   }
-  const key = Buffer.from(aesKey + "=", "base64");
-  if (key.length !== 32) {
-    throw new Error(`Cannot use ${name}: it decodes to ${key.length} bytes, not 32`);
-  }
-  return new Uint8Array(key);
+  const length = Buffer.from(aesKey + "=", "base64").length;
+  return length === 32 ? undefined : `it decodes to ${length} bytes, not 32`;
+}
+
+function parseNamedAesKey(aesKey: string, name: string): Uint8Array {
+  const fault = aesKeyFault(aesKey);
+  if (fault !== undefined) throw new Error(`Cannot use ${name}: ${fault}`);
+  return new Uint8Array(Buffer.from(aesKey + "=", "base64"));
 }
 
 function toAesKey(bytes: Uint8Array): AesKey {
@@ -91,7 +93,9 @@ export function createWechatCrypto(options: WechatCryptoOptions): WechatCrypto {
       const second = decryptFrame(ciphertext, previous, appId);
       if (typeof second !== "string") return { xml: second.xml, key: "previous" };
       throw new SyntaxError(
-        `Cannot decrypt message: ${first}; with WECHAT_AES_KEY_PREVIOUS: ${second}`,
+        `Cannot decrypt message: ${first}; with ${
+          options.previousKeyName ?? "WECHAT_AES_KEY_PREVIOUS"
+        }: ${second}`,
       );
     },
 

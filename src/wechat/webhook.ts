@@ -18,6 +18,7 @@ import {
   type WechatRequestPolicy,
 } from "./request_policy.ts";
 import { computeSignature, verifyMessageSignature, verifyRequestSignature } from "./signature.ts";
+import { nameSettings, type WechatSetting } from "./setting_names.ts";
 import { bodyHash, type SignedBodies } from "./signed_bodies.ts";
 import { createXmlReader, textOf } from "./xml.ts";
 
@@ -29,6 +30,8 @@ const encoder = new TextEncoder();
 export interface WebhookDeps {
   token?: string;
   crypto?: WechatCrypto;
+  /** The account of ACCOUNTS_FILE served: messages name its fields, not WECHAT_*. */
+  accountId?: string;
   companyId: string;
   now: () => number;
   newId: () => string;
@@ -58,6 +61,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
   const xml = createXmlReader();
   const policy = deps.policy ?? {};
   const remembersBodies = deps.signedBodies !== undefined && policy.maxAgeS !== undefined;
+  const named = (...settings: WechatSetting[]) => nameSettings(deps.accountId, ...settings);
   let warnedNoKey = false;
 
   // The size in UTF-8 is counted by encoding into one buffer kept for it: no copy of every body
@@ -85,7 +89,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
     if (!deps.crypto) {
       throw new HttpError(
         400,
-        "Encrypted message, but WECHAT_AES_KEY and WECHAT_APPID are not set",
+        `Encrypted message, but ${named("aesKey", "appId")} are not set`,
       );
     }
     // As for plain posts, WECHAT_TOKEN unset means no signature is asked for (SPEC: set, every
@@ -95,7 +99,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
       throw new HttpError(401, "Bad msg_signature");
     }
     const { xml: plain, key } = deps.crypto.decrypt(encrypt);
-    if (key === "previous") log.info("Message decrypted with WECHAT_AES_KEY_PREVIOUS");
+    if (key === "previous") log.info(`Message decrypted with ${named("aesKeyPrevious")}`);
     checkPlainSize(plain);
     return plain;
   }
@@ -140,7 +144,9 @@ export function createWechatWebhook(deps: WebhookDeps) {
   return {
     /** WeChat's URL check: echo `echostr` when the signature is right. */
     verify(url: URL): Response {
-      if (!deps.token) throw new HttpError(401, "Cannot verify: WECHAT_TOKEN is not set");
+      if (!deps.token) {
+        throw new HttpError(401, `Cannot verify: ${named("token")} is not set`);
+      }
       if (!verifyRequestSignature(deps.token, url.searchParams)) {
         throw new HttpError(401, "Bad signature");
       }
@@ -165,7 +171,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
         if (!warnedNoKey) {
           warnedNoKey = true;
           log.warn(
-            "Compatible-mode messages arrive but WECHAT_AES_KEY and WECHAT_APPID are not set: " +
+            `Compatible-mode messages arrive but ${named("aesKey", "appId")} are not set: ` +
               "delivering their plaintext fields; set the key before switching to safe mode",
           );
         }

@@ -14,12 +14,16 @@ export const MAX_DRAFTS = 200;
  */
 export function createDrafts(storage, agentId, options = {}) {
   // An agent of several accounts has a tab for each, and a contact id both accounts know (a
-  // colleague, a follower in demo mode) must not share one draft. A page without an account
-  // keeps the keys drafts always had.
-  const owner = options.account ? `@${options.account}/${agentId}` : agentId;
+  // colleague, a follower in demo mode) must not share one draft. Each part is encoded, so no
+  // ":" in an agent or contact id (agent "a:b" and contact "c", agent "a" and contact "b:c")
+  // makes two agents' keys one.
+  const owner = options.account
+    ? `@${encodeURIComponent(options.account)}/${encodeURIComponent(agentId)}`
+    : encodeURIComponent(agentId);
   const base = options.kind === "note" ? NOTE_PREFIX : PREFIX;
   const prefix = `${base}${owner}:`;
   const indexKey = `${base}${owner}`;
+  const keyOf = (contactId) => prefix + encodeURIComponent(contactId);
 
   function readIndex() {
     try {
@@ -38,11 +42,49 @@ export function createDrafts(storage, agentId, options = {}) {
     }
   }
 
+  migrateUnencoded();
+
+  /** Moves the drafts kept under the keys before encoding (agent and contact as typed) to their
+   * encoded keys; the old keys are removed, so a later page finds nothing to move. */
+  function migrateUnencoded() {
+    const oldOwner = options.account ? `@${options.account}/${agentId}` : agentId;
+    const oldIndexKey = `${base}${oldOwner}`;
+    const oldKeyOf = (contactId) => `${oldIndexKey}:${contactId}`;
+    let old;
+    try {
+      const raw = storage.getItem(oldIndexKey);
+      if (raw === null) return;
+      old = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    // Not an index: another agent's draft under what was an ambiguous key, left alone.
+    if (!Array.isArray(old)) return;
+    const moving = old.filter((id) => typeof id === "string" && oldKeyOf(id) !== keyOf(id));
+    if (moving.length === 0) return;
+    const list = readIndex();
+    let moved = oldIndexKey !== indexKey;
+    try {
+      for (const id of moving) {
+        const text = storage.getItem(oldKeyOf(id));
+        if (text === null) continue;
+        moved = true;
+        if (storage.getItem(keyOf(id)) === null) storage.setItem(keyOf(id), text);
+        storage.removeItem(oldKeyOf(id));
+        if (!list.includes(id)) list.push(id);
+      }
+      if (oldIndexKey !== indexKey) storage.removeItem(oldIndexKey);
+    } catch {
+      return; // Storage full or unavailable: the old keys stay, for a later page to move.
+    }
+    if (moved) writeIndex(list);
+  }
+
   return {
     /** The draft for a contact, or "". */
     get(contactId) {
       try {
-        return storage.getItem(prefix + contactId) ?? "";
+        return storage.getItem(keyOf(contactId)) ?? "";
       } catch {
         return "";
       }
@@ -52,7 +94,7 @@ export function createDrafts(storage, agentId, options = {}) {
       const list = readIndex().filter((id) => id !== contactId);
       if (!text) {
         try {
-          storage.removeItem(prefix + contactId);
+          storage.removeItem(keyOf(contactId));
         } catch {
           // Nothing kept.
         }
@@ -63,13 +105,13 @@ export function createDrafts(storage, agentId, options = {}) {
       while (list.length > MAX_DRAFTS) {
         const oldest = list.shift();
         try {
-          storage.removeItem(prefix + oldest);
+          storage.removeItem(keyOf(oldest));
         } catch {
           // Already gone.
         }
       }
       try {
-        storage.setItem(prefix + contactId, text);
+        storage.setItem(keyOf(contactId), text);
       } catch {
         // Storage full: this draft is not kept past the page.
       }
@@ -77,7 +119,15 @@ export function createDrafts(storage, agentId, options = {}) {
     },
     /** The contact whose draft `key` (a storage key) holds, or null for any other key. */
     contactOf(key) {
-      return typeof key === "string" && key.startsWith(prefix) ? key.slice(prefix.length) : null;
+      if (typeof key !== "string" || !key.startsWith(prefix)) return null;
+      const part = key.slice(prefix.length);
+      // A ":" is never in an encoded part: such a key is another agent's, whose id has one.
+      if (part.includes(":")) return null;
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return null;
+      }
     },
     /** The contacts that have a draft. */
     contacts() {

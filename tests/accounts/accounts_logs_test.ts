@@ -43,6 +43,20 @@ Deno.test("main.ts's log lines name the account they are about (LOG_FORMAT=json)
         body: sealed.body,
       });
       assert.equal(await a.text(), "success");
+      // Sealed with neither key: refused, naming the account's fields, not WECHAT_*.
+      const neither = encryptedCallback(A, textXml("oLogA", A.originalId, "x", "9810009"), {
+        ...A,
+        aesKey: Bq.aesKey,
+      });
+      const refused = await fetch(`${bridge.base}${B}/${A.id}?${neither.query}`, {
+        method: "POST",
+        body: neither.body,
+      });
+      assert.equal(refused.status, 400);
+      assert.match(
+        await refused.text(),
+        /Cannot decrypt message: .+; with account brand-a's aes_key_previous \(ACCOUNTS_FILE\): /,
+      );
       // Brand B's WeChat already sends compatible mode: <Encrypt> beside the plain fields.
       const timestamp = String(Math.floor(Date.now() / 1000));
       const query = new URLSearchParams({
@@ -57,6 +71,16 @@ Deno.test("main.ts's log lines name the account they are about (LOG_FORMAT=json)
         body: plain.replace("</xml>", "<Encrypt><![CDATA[c2VhbGVk]]></Encrypt></xml>"),
       });
       assert.equal(b.status, 200, await b.text());
+      // Safe mode alone, which brand B cannot read yet: refused, naming what brand B lacks.
+      const sealedB = await fetch(`${bridge.base}${B}/${Bq.id}?${query}`, {
+        method: "POST",
+        body: `<xml><ToUserName>${Bq.originalId}</ToUserName><Encrypt>c2VhbGVk</Encrypt></xml>`,
+      });
+      assert.equal(sealedB.status, 400);
+      assert.match(
+        await sealedB.text(),
+        /Encrypted message, but account brand-b's aes_key and appid \(ACCOUNTS_FILE\) are not set/,
+      );
       // A picture WeChat cannot give (demo mode: no credentials) fails in its media job, after
       // WeChat was answered.
       const image = await fetch(`${bridge.base}${B}/${Bq.id}?${query}`, {
@@ -80,8 +104,20 @@ Deno.test("main.ts's log lines name the account they are about (LOG_FORMAT=json)
     );
     const about = (pattern: RegExp) =>
       lines.filter((l) => pattern.test(l.message)).map((l) => l.properties.account);
-    assert.deepEqual(about(/decrypted with WECHAT_AES_KEY_PREVIOUS/), [A.id], stdout);
-    assert.deepEqual(about(/Compatible-mode messages arrive/), [Bq.id], stdout);
+    // And names the account's field in ACCOUNTS_FILE, not a WECHAT_* variable it has no use for.
+    assert.deepEqual(
+      about(/decrypted with account brand-a's aes_key_previous \(ACCOUNTS_FILE\)$/),
+      [A.id],
+      stdout,
+    );
+    assert.deepEqual(
+      about(
+        /^Compatible-mode messages arrive but account brand-b's aes_key and appid \(ACCOUNTS_FILE\) are not set/,
+      ),
+      [Bq.id],
+      stdout,
+    );
+    assert.deepEqual(about(/WECHAT_/), [], stdout);
     assert.deepEqual(about(/Media not fetched/), [Bq.id], stdout);
     // What is the whole process's is said once, of no account.
     assert.deepEqual(about(/^Bridge listening/), [undefined], stdout);

@@ -36,6 +36,7 @@ function fakeStorage() {
     getItem: (k: string) => map.get(k) ?? null,
     setItem: (k: string, v: string) => void map.set(k, v),
     removeItem: (k: string) => void map.delete(k),
+    keys: () => map.keys(),
     get size() {
       return map.size;
     },
@@ -88,6 +89,54 @@ Deno.test("createDrafts() keeps an agent's drafts apart per account", () => {
   assert.equal(plain.contactOf(key), null);
   plain.set("oOld", "kept");
   assert.equal(storage.getItem("wxbridge.draft:carol:oOld"), "kept", "the keys drafts always had");
+});
+
+Deno.test("createDrafts() keeps agents apart whose ids differ only where a ':' splits them", () => {
+  // Agent "a:b"'s draft for "c" and agent "a"'s for "b:c" were one key, wxbridge.draft:a:b:c,
+  // and agent "a:b"'s index was agent "a"'s draft for "b".
+  const storage = fakeStorage();
+  const ab = createDrafts(storage, "a:b");
+  const a = createDrafts(storage, "a");
+  ab.set("c", "from a:b");
+  a.set("b:c", "from a");
+  a.set("b", "a's draft for b");
+  assert.equal(ab.get("c"), "from a:b");
+  assert.equal(a.get("b:c"), "from a");
+  assert.deepEqual(createDrafts(storage, "a:b").contacts(), ["c"]);
+  assert.deepEqual(createDrafts(storage, "a").contacts(), ["b:c", "b"]);
+  const abKey = [...storage.keys()].find((k) => storage.getItem(k) === "from a:b")!;
+  assert.equal(ab.contactOf(abKey), "c");
+  assert.equal(a.contactOf(abKey), null, "a storage event of a:b's is not a's");
+  const aKey = [...storage.keys()].find((k) => storage.getItem(k) === "from a")!;
+  assert.equal(a.contactOf(aKey), "b:c");
+  assert.equal(ab.contactOf(aKey), null);
+});
+
+Deno.test("createDrafts() moves drafts kept under the keys before encoding, once", () => {
+  const storage = fakeStorage();
+  storage.setItem("wxbridge.draft:a:b", JSON.stringify(["c", "o1"]));
+  storage.setItem("wxbridge.draft:a:b:c", "old of a:b");
+  storage.setItem("wxbridge.draft:a:b:o1", "old for o1");
+  storage.setItem("wxbridge.draft:alice", JSON.stringify(["x:y", "oPlain"]));
+  storage.setItem("wxbridge.draft:alice:x:y", "alice's for x:y");
+  storage.setItem("wxbridge.draft:alice:oPlain", "unchanged");
+  const ab = createDrafts(storage, "a:b");
+  assert.equal(ab.get("c"), "old of a:b");
+  assert.equal(ab.get("o1"), "old for o1");
+  assert.deepEqual(ab.contacts(), ["c", "o1"]);
+  assert.equal(storage.getItem("wxbridge.draft:a:b"), null, "the old index is gone");
+  assert.equal(storage.getItem("wxbridge.draft:a:b:c"), null, "and the old keys");
+  const alice = createDrafts(storage, "alice");
+  assert.equal(alice.get("x:y"), "alice's for x:y");
+  assert.equal(alice.get("oPlain"), "unchanged");
+  assert.equal(storage.getItem("wxbridge.draft:alice:oPlain"), "unchanged", "its key is the same");
+  assert.equal(storage.getItem("wxbridge.draft:alice:x:y"), null);
+  assert.deepEqual(alice.contacts(), ["x:y", "oPlain"]);
+  // Agent "a"'s draft for "b" where a:b's old index was: not an index, left alone.
+  storage.setItem("wxbridge.draft:a:b", "a's text for b");
+  createDrafts(storage, "a:b");
+  assert.equal(createDrafts(storage, "a").get("b"), "a's text for b");
+  assert.equal(createDrafts(storage, "a:b").get("c"), "old of a:b", "moved once, kept");
 });
 
 Deno.test("replyState() reads WeChat's window and quota", async (t) => {

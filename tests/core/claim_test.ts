@@ -80,6 +80,17 @@ Deno.test("a reply claims a waiting follower for its agent; the other agent is t
       assert.equal(claimed.status, 200);
       const again = await command("alice", { msg_type: "claim", contact_id: "oWait", msg: {} });
       assert.equal(again.status, 409, "a follower bob serves is not alice's to claim");
+      assert.match(again.body.result.message, /served by bob/);
+      assert.equal(again.body.data.contact_id, "oWait");
+      assert.equal(again.body.data.served_by, "bob", "and it says who does, as a reply's does");
+      alice.send({
+        data: { msg_type: "claim", contact_id: "oWait", client_id: "c-claim", msg: {} },
+      });
+      const refused = await alice.waitFor((e) =>
+        e.result.code === -1 && e.data["client_id"] === "c-claim"
+      );
+      assert.equal(refused.data["contact_id"], "oWait");
+      assert.equal(refused.data["served_by"], "bob", "over the socket too");
       await alice.waitFor((e) =>
         event("claimed", "oWait")(e) && e.data.msg?.["agent_id"] === "bob"
       );

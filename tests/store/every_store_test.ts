@@ -8,7 +8,14 @@ import { openKvStore } from "../../src/store/kv_store.ts";
 import { openSqliteStore } from "../../src/store/sqlite_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
-import type { HistoryItem, InboundItem, LogEntry, Presence, Store } from "../../src/core/store.ts";
+import {
+  type HistoryItem,
+  type InboundItem,
+  type LogEntry,
+  type Presence,
+  ServedByOtherError,
+  type Store,
+} from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
 
 const HOUR = 3600_000;
@@ -138,12 +145,20 @@ async function claiming(store: Store, clock: { t: number }) {
   assert.equal(told?.result.code, 102, "the other agent is told");
   assert.equal(told?.data.msg["agent_id"], "aA");
 
+  // Refused, naming who serves the follower, so the agent's 409 can say so (PROTOCOL.md).
+  const servedByAA = (error: unknown) => {
+    assert.ok(error instanceof ServedByOtherError, String(error));
+    assert.match(error.message, /served by aA/);
+    assert.equal(error.followerId, "oClaim");
+    assert.equal(error.servedBy, "aA");
+    return true;
+  };
   await assert.rejects(
     () => store.recordReply("aB", "oClaim", replyItem("aB", "oClaim", "r2")),
-    /served by aA/,
+    servedByAA,
     "a reply to another agent's follower is refused",
   );
-  await assert.rejects(() => store.claim("oClaim", "aB"), /served by aA/);
+  await assert.rejects(() => store.claim("oClaim", "aB"), servedByAA);
   await store.claim("oClaim", "aA");
   assert.equal((await store.getContact("oClaim"))?.agent_id, "aA", "claiming one's own: no change");
 

@@ -131,7 +131,7 @@ Deno.test("WECHAT_REQUIRE_ENCRYPTION is read as the other switches, and holds fo
         JSON.stringify({
           accounts: [
             { id: "safe", token: TOKEN, aes_key: AES_KEY, appid: APPID },
-            { id: "plain", token: TOKEN },
+            { id: "plain", token: `${TOKEN}plain` },
           ],
         }),
         { mode: 0o600 },
