@@ -4,7 +4,7 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
-import { amrWithSilentPauses } from "./amr.ts";
+import { amrPartsWithSilentPauses } from "./amr.ts";
 import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
@@ -125,14 +125,17 @@ export async function transcodeVoice(
     throw new Error("Cannot transcode voice: the bytes are not AMR, Ogg (Speex), MP3 or WAV");
   }
   // One slot for the whole conversion, its files too: made before the slot, each voice waiting
-  // behind it held a copy of up to MEDIA_MAX_BYTES in TMPDIR, and the rewrite below in memory.
+  // behind it held a copy of up to MEDIA_MAX_BYTES in TMPDIR.
   return await options.limiter.run(() =>
     withTempDir(async (dir) => {
       const inPath = join(dir, "in");
       const outPath = join(dir, "out.mp3");
       // AMR pauses are frames ffmpeg drops; silence in their place keeps the voice's timing.
       const frames = Math.ceil(VOICE_CUT_SECONDS / AMR_FRAME_SECONDS);
-      await Deno.writeFile(inPath, demuxer === "amr" ? amrWithSilentPauses(input, frames) : input);
+      await writeParts(
+        inPath,
+        demuxer === "amr" ? amrPartsWithSilentPauses(input, frames) : [input],
+      );
       // The stream's own clock, read only to past the cap: random bytes behind an AMR header
       // claim twice the time they decode to, so the output's length alone would pass them.
       const claimed = await probeFile(inPath, demuxer, {
@@ -319,6 +322,14 @@ async function probeFile(
   take(rest, 0, rest.length);
   if (!Number.isFinite(first)) throw new Error("Cannot probe duration: no packets with a time");
   return last - first;
+}
+
+/** Writes `parts` one after another as the file at `path`, without joining them first. */
+async function writeParts(path: string, parts: Uint8Array[]): Promise<void> {
+  using file = await Deno.open(path, { write: true, createNew: true });
+  for (const part of parts) {
+    for (let at = 0; at < part.length;) at += await file.write(part.subarray(at));
+  }
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
