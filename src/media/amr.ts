@@ -77,8 +77,20 @@ const WB_DROPPED = new Set([9, 14]);
  * an AMR line is not made larger; the same bytes come back when there is nothing to replace.
  */
 export function amrWithSilentPauses(bytes: Uint8Array, maxFrames: number): Uint8Array {
+  const parts = amrPartsWithSilentPauses(bytes, maxFrames);
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  parts.reduce((offset, part) => (out.set(part, offset), offset + part.length), 0);
+  return out;
+}
+
+/**
+ * `amrWithSilentPauses` as the pieces to write one after another, each but the silent frames a
+ * view of `bytes`: a 20 MB voice with one pause in its first frames is not copied whole.
+ */
+export function amrPartsWithSilentPauses(bytes: Uint8Array, maxFrames: number): Uint8Array[] {
   const wideband = startsWith(bytes, WB_MAGIC);
-  if (!wideband && !startsWith(bytes, NB_MAGIC)) return bytes;
+  if (!wideband && !startsWith(bytes, NB_MAGIC)) return [bytes];
   const payload = wideband ? WB_PAYLOAD : NB_PAYLOAD;
   const dropped = wideband ? WB_DROPPED : NB_DROPPED;
   const silent = wideband ? WB_SILENT_FRAME : NB_SILENT_FRAME;
@@ -97,11 +109,9 @@ export function amrWithSilentPauses(bytes: Uint8Array, maxFrames: number): Uint8
     }
     at += 1 + size;
   }
-  if (parts.length === 0) return bytes;
+  if (parts.length === 0) return [bytes];
   parts.push(bytes.subarray(start));
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  parts.reduce((offset, part) => (out.set(part, offset), offset + part.length), 0);
-  return out;
+  return parts;
 }
 
 function startsWith(bytes: Uint8Array, text: string): boolean {

@@ -4,7 +4,7 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
-import { amrWithSilentPauses } from "./amr.ts";
+import { amrPartsWithSilentPauses } from "./amr.ts";
 import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
@@ -124,26 +124,31 @@ export async function transcodeVoice(
   if (demuxer === null || demuxer === "mov") {
     throw new Error("Cannot transcode voice: the bytes are not AMR, Ogg (Speex), MP3 or WAV");
   }
-  return await withTempDir(async (dir) => {
-    const inPath = join(dir, "in");
-    const outPath = join(dir, "out.mp3");
-    // AMR pauses are frames ffmpeg drops; silence in their place keeps the voice's timing.
-    const frames = Math.ceil(VOICE_CUT_SECONDS / AMR_FRAME_SECONDS);
-    await Deno.writeFile(inPath, demuxer === "amr" ? amrWithSilentPauses(input, frames) : input);
-    // The stream's own clock, read only to past the cap: random bytes behind an AMR header
-    // claim twice the time they decode to, so the output's length alone would pass them.
-    const claimed = await probeFile(inPath, demuxer, {
-      timeoutMs: options.timeoutMs,
-      limiter: options.limiter,
-      readSeconds: VOICE_CAP_SECONDS + 1,
-      ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
-    }).catch(() => null); // ffmpeg below says better what is wrong with the file
-    if (claimed !== null && claimed > VOICE_CAP_SECONDS + CLOCK_EPSILON_SECONDS) throw overCap();
-    const progress = createProgressReader();
-    // `asetpts` times the audio by its samples, so `-t` cuts by sound: timed by the stream's
-    // own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
-    // deno-fmt-ignore
-    await runTool(options.ffmpeg ?? "ffmpeg", [
+  // One slot for the whole conversion, its files too: made before the slot, each voice waiting
+  // behind it held a copy of up to MEDIA_MAX_BYTES in TMPDIR.
+  return await options.limiter.run(() =>
+    withTempDir(async (dir) => {
+      const inPath = join(dir, "in");
+      const outPath = join(dir, "out.mp3");
+      // AMR pauses are frames ffmpeg drops; silence in their place keeps the voice's timing.
+      const frames = Math.ceil(VOICE_CUT_SECONDS / AMR_FRAME_SECONDS);
+      await writeParts(
+        inPath,
+        demuxer === "amr" ? amrPartsWithSilentPauses(input, frames) : [input],
+      );
+      // The stream's own clock, read only to past the cap: random bytes behind an AMR header
+      // claim twice the time they decode to, so the output's length alone would pass them.
+      const claimed = await probeFile(inPath, demuxer, {
+        timeoutMs: options.timeoutMs,
+        readSeconds: VOICE_CAP_SECONDS + 1,
+        ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
+      }).catch(() => null); // ffmpeg below says better what is wrong with the file
+      if (claimed !== null && claimed > VOICE_CAP_SECONDS + CLOCK_EPSILON_SECONDS) throw overCap();
+      const progress = createProgressReader();
+      // `asetpts` times the audio by its samples, so `-t` cuts by sound: timed by the stream's
+      // own clock, noise made 37 s of MP3 by "75 s" and could not be told from a voice.
+      // deno-fmt-ignore
+      await runNow(options.ffmpeg ?? "ffmpeg", [
       "-hide_banner", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1",
       "-protocol_whitelist", "file", "-threads", DECODE_THREADS, "-f", demuxer, "-i", inPath,
       "-vn", "-map_metadata", "-1", "-af", "asetpts=N/SR/TB", "-ac", "1", "-ar", "44100",
@@ -151,22 +156,23 @@ export async function transcodeVoice(
       "-t", String(VOICE_CUT_SECONDS), "-fs", String(VOICE_CAP_BYTES), "-f", "mp3", "-y", outPath,
     ], {
       timeoutMs: options.timeoutMs,
-      limiter: options.limiter,
       what: "transcode voice",
       memory: options.memoryLimitBytes,
       onStdout: progress.read,
     });
-    const bytes = await Deno.readFile(outPath);
-    if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
-    // Over the cap (or cut at either limit): what follows is not a voice WeChat could carry.
-    // Without ffprobe's measure before, this is the only check, to within MP3_SLACK_SECONDS.
-    if (
-      progress.seconds() > VOICE_CAP_SECONDS + MP3_SLACK_SECONDS || bytes.length >= VOICE_CAP_BYTES
-    ) {
-      throw overCap();
-    }
-    return bytes;
-  });
+      const bytes = await Deno.readFile(outPath);
+      if (bytes.length === 0) throw new Error("Cannot transcode voice: ffmpeg produced no audio");
+      // Over the cap (or cut at either limit): what follows is not a voice WeChat could carry.
+      // Without ffprobe's measure before, this is the only check, to within MP3_SLACK_SECONDS.
+      if (
+        progress.seconds() > VOICE_CAP_SECONDS + MP3_SLACK_SECONDS ||
+        bytes.length >= VOICE_CAP_BYTES
+      ) {
+        throw overCap();
+      }
+      return bytes;
+    })
+  );
 }
 
 function overCap(): Error {
@@ -219,14 +225,16 @@ export async function videoThumbnail(
   if (sniffDemuxer(input) !== "mov") {
     throw new Error("Cannot make video thumbnail: the bytes are not MP4");
   }
-  return await withTempDir(async (dir) => {
-    const inPath = join(dir, "in.mp4");
-    const outPath = join(dir, "thumb.jpg");
-    await Deno.writeFile(inPath, input);
-    let bytes = new Uint8Array(0);
-    for (const quality of THUMB_QUALITIES) {
-      // deno-fmt-ignore
-      await runTool(options.ffmpeg ?? "ffmpeg", [
+  // One slot for every try and the files they share, made in it (see transcodeVoice).
+  return await options.limiter.run(() =>
+    withTempDir(async (dir) => {
+      const inPath = join(dir, "in.mp4");
+      const outPath = join(dir, "thumb.jpg");
+      await Deno.writeFile(inPath, input);
+      let bytes = new Uint8Array(0);
+      for (const quality of THUMB_QUALITIES) {
+        // deno-fmt-ignore
+        await runNow(options.ffmpeg ?? "ffmpeg", [
         "-hide_banner", "-nostdin", "-v", "error", "-protocol_whitelist", "file",
         "-threads", DECODE_THREADS, "-f", "mov", "-i", inPath, "-an", "-frames:v", "1",
         // JPEG takes odd sizes; force_divisible_by would need ffmpeg 4.3.
@@ -234,18 +242,18 @@ export async function videoThumbnail(
         "-c:v", "mjpeg", "-q:v", String(quality), "-f", "image2", "-y", outPath,
       ], {
         timeoutMs: options.timeoutMs,
-        limiter: options.limiter,
         what: "make video thumbnail",
         memory: options.memoryLimitBytes,
       });
-      bytes = await Deno.readFile(outPath);
-      if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
-      if (options.maxBytes === undefined || bytes.length <= options.maxBytes) return bytes;
-    }
-    throw new Error(
-      `Cannot make video thumbnail: ${bytes.length} bytes at the lowest quality, over ${options.maxBytes}`,
-    );
-  });
+        bytes = await Deno.readFile(outPath);
+        if (bytes.length === 0) throw new Error("Cannot make video thumbnail: no video frame");
+        if (options.maxBytes === undefined || bytes.length <= options.maxBytes) return bytes;
+      }
+      throw new Error(
+        `Cannot make video thumbnail: ${bytes.length} bytes at the lowest quality, over ${options.maxBytes}`,
+      );
+    })
+  );
 }
 
 /**
@@ -256,21 +264,26 @@ export async function probeDuration(
   input: Uint8Array | string,
   options: ProbeOptions,
 ): Promise<number> {
-  if (typeof input === "string") return await probeFile(input, undefined, options);
+  if (typeof input === "string") {
+    return await options.limiter.run(() => probeFile(input, undefined, options));
+  }
   const demuxer = sniffDemuxer(input);
   if (demuxer === null) throw new Error("Cannot probe duration: unrecognised media format");
-  return await withTempDir(async (dir) => {
-    const path = join(dir, "in");
-    await Deno.writeFile(path, input);
-    return await probeFile(path, demuxer, options);
-  });
+  // Its copy on disk is made in its slot (see transcodeVoice).
+  return await options.limiter.run(() =>
+    withTempDir(async (dir) => {
+      const path = join(dir, "in");
+      await Deno.writeFile(path, input);
+      return await probeFile(path, demuxer, options);
+    })
+  );
 }
 
-/** `probeDuration` of a file, its demuxer forced when known. */
+/** `probeDuration` of a file, its demuxer forced when known; the caller holds a tool slot. */
 async function probeFile(
   path: string,
   demuxer: string | undefined,
-  options: ProbeOptions,
+  options: Omit<ProbeOptions, "limiter">,
 ): Promise<number> {
   let first = Infinity;
   let last = -Infinity;
@@ -288,14 +301,13 @@ async function probeFile(
   // of text, which held whole and split into lines grew the process by 250 MB.
   let rest = "";
   // deno-fmt-ignore
-  await runTool(options.ffprobe ?? "ffprobe", [
+  await runNow(options.ffprobe ?? "ffprobe", [
     "-v", "error", "-protocol_whitelist", "file", "-select_streams", "0",
     "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
     ...(options.readSeconds !== undefined ? ["-read_intervals", `%+${options.readSeconds}`] : []),
     ...(demuxer ? ["-f", demuxer] : []), path,
   ], {
     timeoutMs: options.timeoutMs ?? 30_000,
-    limiter: options.limiter,
     what: "probe duration",
     onStdout(chunk) {
       const text = rest + chunk;
@@ -312,6 +324,14 @@ async function probeFile(
   return last - first;
 }
 
+/** Writes `parts` one after another as the file at `path`, without joining them first. */
+async function writeParts(path: string, parts: Uint8Array[]): Promise<void> {
+  using file = await Deno.open(path, { write: true, createNew: true });
+  for (const part of parts) {
+    for (let at = 0; at < part.length;) at += await file.write(part.subarray(at));
+  }
+}
+
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "bridge-media-" });
   try {
@@ -321,27 +341,19 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** What one run needs: its deadline, the limiter it waits in, how its output is read. */
+/** What one run needs: its deadline, what it does (for errors), how its output is read. */
 interface RunOptions {
   timeoutMs: number;
-  limiter: ToolLimiter;
   what: string;
   onStdout?: (text: string) => void;
   memory?: number;
 }
 
 /**
- * Runs a tool when the limiter has a slot: every ffmpeg and ffprobe the bridge starts comes
- * through here, so none runs outside the limit (a video reply's cover took three that did).
- * The deadline counts from the start, not from the wait.
- */
-function runTool(cmd: string, args: string[], opts: RunOptions): Promise<void> {
-  return opts.limiter.run(() => runNow(cmd, args, opts));
-}
-
-/**
  * Runs a tool under its memory bound, killing it at the deadline; hands its stdout to
- * `onStdout` as it comes when asked, throws on failure. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
+ * `onStdout` as it comes when asked, throws on failure. Only from inside a limiter slot, one run
+ * at a time in it: so no more processes run than slots, and no run waits for a second slot while
+ * it holds one. The deadline counts from the start, not from the wait. The bound is set by `sh -c 'ulimit -d …; exec tool'`: POSIX sh is on every
  * system the bridge runs on, where prlimit(1) is not, and Deno cannot set a child's rlimits.
  */
 async function runNow(cmd: string, args: string[], opts: RunOptions): Promise<void> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { amrWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
+import { amrPartsWithSilentPauses, amrWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
 import { amrDurationSeconds, amrFrames, amrOf, noiseAmr, VOICE_AMR } from "./_media_tools.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
@@ -93,6 +93,13 @@ Deno.test("amrWithSilentPauses() puts 20 ms of silence where a frame would be dr
     const wbLost = Uint8Array.of((14 << 3) | 0x04);
     const out = amrWithSilentPauses(concat(ascii("#!AMR-WB\n"), wbSid, wbLost, noData), 10);
     assert.deepEqual(out, concat(ascii("#!AMR-WB\n"), wbSilent, wbSilent, noData));
+  });
+  await t.step("as parts: silent frames, then views of the bytes sent, none copied", () => {
+    const voiceWithPause = concat(ascii("#!AMR\n"), first, noData, first, first);
+    const parts = amrPartsWithSilentPauses(voiceWithPause, 10);
+    assert.deepEqual(parts, [concat(ascii("#!AMR\n"), first), silent, concat(first, first)]);
+    assert.equal(parts[0]!.buffer, voiceWithPause.buffer);
+    assert.equal(parts[2]!.buffer, voiceWithPause.buffer);
   });
   await t.step("anything but AMR comes back as it is", () => {
     const mp3 = ascii("ID3 not amr");
