@@ -41,6 +41,9 @@ export function parseAmr(bytes: Uint8Array): AmrInfo {
     const size = payload[type];
     // Bit 7 and bits 1-0 are padding, zero in every encoder's output.
     if ((header & 0x83) !== 0 || size === null || size === undefined) {
+      // What follows whole frames (an ID3 tag an editor appended) is not played, as ffmpeg
+      // plays the frames before it: only a file with no frame at all is refused.
+      if (frames > 0) break;
       throw new SyntaxError(
         `Cannot parse AMR: byte ${at} (0x${
           header.toString(16).padStart(2, "0")
