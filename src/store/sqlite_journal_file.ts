@@ -150,6 +150,23 @@ export async function waitForJournalLock(dir: string): Promise<Deno.FsFile> {
   return ownLock(lock);
 }
 
+/** An open file's `dev:ino`. */
+function fileIdOf(file: Deno.FsFile): string {
+  const info = file.statSync();
+  return `${info.dev}:${info.ino}`;
+}
+
+/** The `dev:ino` of the file at `path`; "" when there is none. */
+function pathIdOf(path: string): string {
+  try {
+    const info = Deno.statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch (error) {
+    notFound(error);
+    return "";
+  }
+}
+
 function openLockFile(dir: string): Deno.FsFile {
   Deno.mkdirSync(dir, { recursive: true });
   return Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
@@ -188,8 +205,10 @@ export function openJournalDir(
   let fileId = "";
   let size = 0;
   let next = lastId + 1;
-  /** Locks taken again in a directory made again (see ensure), closed with the first. */
+  /** Locks taken again in a directory made again (see relock), closed with the first. */
   const relocks: Deno.FsFile[] = [];
+  /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
+  let lockId = fileIdOf(lock);
   /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
   const written: Array<[number, string]> = [];
 
@@ -203,6 +222,16 @@ export function openJournalDir(
       handle.close();
     }
   };
+  /** Whatever made the directory again (ensure, or a segment begun before it looked): the
+   * lock went with it, and a bridge started on the directory now would take a new one. */
+  const relock = () => {
+    Deno.mkdirSync(dir, { recursive: true });
+    const again = openLockFile(dir);
+    relocks.push(again);
+    lockId = fileIdOf(again);
+    again.lock(true).then(() => ownLock(again), () => {});
+  };
+  const lockGone = () => pathIdOf(`${dir}/lock`) !== lockId;
   const begin = (firstId: number) => {
     file?.close();
     file = null;
@@ -217,11 +246,10 @@ export function openJournalDir(
     } catch (error) {
       // The directory was deleted (ensure had not looked yet): made again, as at the start.
       notFound(error);
-      Deno.mkdirSync(dir, { recursive: true });
+      relock();
       file = open();
     }
-    const info = file.statSync();
-    fileId = `${info.dev}:${info.ino}`;
+    fileId = fileIdOf(file);
     size = 0;
     written.push([firstId, path]);
     syncDir();
@@ -273,16 +301,13 @@ export function openJournalDir(
       return Promise.all(gone).then(() => {});
     },
     ensure() {
-      if (file === null) return null;
-      const path = written.at(-1)![1];
-      let found = "";
-      try {
-        const info = Deno.statSync(path);
-        found = `${info.dev}:${info.ino}`;
-      } catch (error) {
-        notFound(error);
+      // No segment begun since the start (nothing committed) or one begun in the directory made
+      // again: nothing of the journal went, but the lock may have.
+      if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
+        if (lockGone()) relock();
+        return null;
       }
-      if (found === fileId) return null;
+      const path = written.at(-1)![1];
       log.error(
         "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
           "what the deleted one held reaches the tables from memory",
@@ -290,11 +315,7 @@ export function openJournalDir(
       );
       // The segments listed are gone with it (release skips what is gone).
       written.length = 0;
-      Deno.mkdirSync(dir, { recursive: true });
-      // The lock went with the directory: a bridge started on it now would take a new one.
-      const again = openLockFile(dir);
-      relocks.push(again);
-      again.lock(true).then(() => ownLock(again), () => {});
+      relock();
       begin(next);
       return next;
     },
