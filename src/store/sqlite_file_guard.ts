@@ -22,6 +22,9 @@ export interface FileGuard {
   check(): string | null;
   /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
   readonly keepJournal: boolean;
+  /** The journal lost lines (its directory deleted): a copy written back lacks them, as the
+   * tables written are the deleted file's, so it is written again, over itself. */
+  journalLost(): void;
   /** Looks a last time and stops; resolves once a restore under way is done (before the
    * connection closes). */
   close(): Promise<void>;
@@ -79,6 +82,12 @@ export function createFileGuard(
     },
     async close() {
       clearInterval(looking);
+      try {
+        // The journal too, as each second: lines it lost since the last look are copied.
+        look();
+      } catch (error) {
+        log.warn("Cannot look at {path}: {error}", { path, error });
+      }
       guard.check();
       await restoring;
       // Once more, as the message asked: the room may be there now, and nothing is after this.
@@ -89,6 +98,13 @@ export function createFileGuard(
         writeBack();
         await restoring;
       }
+    },
+    journalLost() {
+      // Never over a file put there since (check() finds it replaced); after a copy under
+      // way, which may have been made before the lines went.
+      if (!keepJournal || guard.check() !== null) return;
+      log.error("{path} is written back again: the journal it relies on was deleted", { path });
+      writeBack();
     },
     check() {
       if (problem !== null || expected === null) return problem;
@@ -109,9 +125,15 @@ export function createFileGuard(
   };
 
   function writeBack(): void {
-    // Until the copy is there the file looks deleted still: one restore at a time.
+    // Until the copy is there the file looks deleted still: one restore at a time, after the
+    // one under way (unless that one failed: then the problem stands until close).
     expected = null;
-    restoring = restore().then(() => {
+    restoring = restoring.then(() => problem === null ? copyBack() : undefined);
+  }
+
+  /** restore(), saying how it went. */
+  function copyBack(): Promise<void> {
+    return restore().then(() => {
       log.error("{path} is written back; the journal is kept until the next start", { path });
     }, (error) => {
       failed = true;
