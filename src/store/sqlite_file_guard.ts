@@ -7,6 +7,7 @@
 
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
+import { makeDirSync, syncDirSync } from "./sqlite_journal_file.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -40,15 +41,21 @@ function identity(path: string): string | null {
   }
 }
 
-/**
- * Watches the database file at `path`; `copyTo` writes the open database to a new file, and
- * `look` runs before each look of its own (the journal's segment, deleted with the directory).
- */
+/** What createFileGuard() does besides watching the file. */
+export interface FileGuardOptions {
+  /** Runs before each look of its own (the journal's segment, deleted with the directory). */
+  look?: () => void;
+  /** STORE_FSYNC=1: a copy written back, and a directory made again for it, reach the disk. */
+  fsync?: boolean;
+}
+
+/** Watches the database file at `path`; `copyTo` writes the open database to a new file. */
 export function createFileGuard(
   path: string,
   copyTo: (dest: string) => Promise<void>,
-  look: () => void = () => {},
+  options: FileGuardOptions = {},
 ): FileGuard {
+  const { look = () => {}, fsync = false } = options;
   let expected = identity(path);
   let keepJournal = false;
   let problem: string | null = null;
@@ -59,7 +66,7 @@ export function createFileGuard(
   async function restore(): Promise<void> {
     const dest = `${path}.restoring`;
     // Deleted with its directory (DATA_DIR removed whole): the copy needs it back.
-    await Deno.mkdir(dirname(path), { recursive: true });
+    makeDirSync(dirname(path), fsync);
     await Deno.remove(dest).catch(() => {});
     // A consistent copy of what the tables hold, with the journal row they stop at: the next
     // start applies the journal after it, which is kept from now on. (VACUUM INTO would
@@ -73,6 +80,8 @@ export function createFileGuard(
       } catch { /* deleted with it */ }
     }
     Deno.renameSync(dest, path);
+    // SQLite synced the copy's content; its name is the directory's.
+    if (fsync) syncDirSync(dirname(path));
     expected = identity(path);
   }
 

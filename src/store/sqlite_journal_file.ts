@@ -4,6 +4,7 @@
 // deleted once the tables have all of it, off that thread. Reading stops at the first line a
 // crash cut short.
 
+import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { Commit } from "./sqlite_journal.ts";
 import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
@@ -150,6 +151,26 @@ export async function waitForJournalLock(dir: string): Promise<Deno.FsFile> {
   return ownLock(lock);
 }
 
+/** fsync()s the directory `dir`: a file made, renamed or deleted in it survives power loss
+ * once this returns. */
+export function syncDirSync(dir: string): void {
+  const handle = Deno.openSync(dir, { read: true });
+  try {
+    handle.syncSync();
+  } finally {
+    handle.close();
+  }
+}
+
+/** Makes `dir` and every parent missing; with `fsync`, each one made is synced into its parent
+ * (a directory made again after an `rm -rf`, with STORE_FSYNC=1, must outlive a power cut). */
+export function makeDirSync(dir: string, fsync: boolean): void {
+  const missing: string[] = [];
+  for (let d = dir; pathIdOf(d) === "" && dirname(d) !== d; d = dirname(d)) missing.push(d);
+  Deno.mkdirSync(dir, { recursive: true });
+  if (fsync) { for (const made of missing.reverse()) syncDirSync(dirname(made)); }
+}
+
 /** An open file's `dev:ino`. */
 function fileIdOf(file: Deno.FsFile): string {
   const info = file.statSync();
@@ -213,19 +234,13 @@ export function openJournalDir(
   const written: Array<[number, string]> = [];
 
   const syncDir = () => {
-    if (!fsync) return;
     // A new file survives power loss once its directory entry is on the disk too.
-    const handle = Deno.openSync(dir, { read: true });
-    try {
-      handle.syncSync();
-    } finally {
-      handle.close();
-    }
+    if (fsync) syncDirSync(dir);
   };
   /** Whatever made the directory again (ensure, or a segment begun before it looked): the
    * lock went with it, and a bridge started on the directory now would take a new one. */
   const relock = () => {
-    Deno.mkdirSync(dir, { recursive: true });
+    makeDirSync(dir, fsync);
     const again = openLockFile(dir);
     relocks.push(again);
     lockId = fileIdOf(again);
