@@ -109,9 +109,11 @@ export function createFileGuard(
       }
     },
     journalLost() {
-      // Never over a file put there since (check() finds it replaced); after a copy under
-      // way, which may have been made before the lines went.
-      if (!keepJournal || guard.check() !== null) return;
+      if (!keepJournal) return;
+      const underWay = expected === null;
+      // Never over a file put there since (check() finds it replaced). A copy check() begins
+      // now comes after the loss; one under way may have been made before it: another follows.
+      if (guard.check() !== null || (expected === null && !underWay)) return;
       log.error("{path} is written back again: the journal it relies on was deleted", { path });
       writeBack();
     },
