@@ -157,3 +157,41 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
     });
   });
 }
+
+Deno.test("DATA_DIR removed under a bridge that committed nothing yet: a second one started on it waits for the first", async () => {
+  // The journal's lock went with the directory; only a segment being written was looked at,
+  // so a bridge with none (nothing committed since its start) never took the lock again.
+  await withTempDir(async (root) => {
+    const dir = `${root}/data`;
+    const first = spawn(dir);
+    let second: SpawnedBridge | null = null;
+    try {
+      await waitReady(first);
+      await Deno.remove(dir, { recursive: true });
+      // Each look takes the journal's lock again before it writes bridge.sqlite back.
+      await reappears(`${dir}/bridge.sqlite`);
+      const waiting = second = spawn(dir);
+      // Long enough for it to start, were the lock free (it waits without a word for a second).
+      const deadline = performance.now() + 3000;
+      while (performance.now() < deadline) {
+        const status: number | null = await fetch(`${waiting.base}/readyz`).then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        }, () => null);
+        assert.equal(status, null, "the second bridge serves while the first runs");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(await send(first, "still here"), "200 success");
+      await kill(first, "SIGTERM");
+      await waitReady(waiting);
+      // Queued by the first (no agent was online), handed to the first agent by the second.
+      const a1 = await connectAgent(`${waiting.wsBase}${B}/msg?userid=a1`);
+      const got = await a1.waitForCount(2, 5000);
+      await a1.close();
+      assert.ok(got.some((e) => e.data.msg?.content === "still here"), JSON.stringify(got));
+    } finally {
+      await kill(first, "SIGKILL");
+      if (second) await kill(second, "SIGKILL");
+    }
+  });
+});
