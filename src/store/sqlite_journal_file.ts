@@ -31,7 +31,8 @@ export interface Journal {
    * Whether the segment being written is still where it was begun. One deleted with its
    * directory (an `rm -rf` of DATA_DIR) takes every later line with it: then a new segment is
    * begun in the directory made again, and its first commit id returned (lines before it are
-   * in the deleted files only); else null.
+   * in the deleted files only); the same id, once, when an append began that segment first (a
+   * new segment due before ensure looked); else null.
    */
   ensure(): number | null;
   close(): void;
@@ -230,6 +231,9 @@ export function openJournalDir(
   const relocks: Deno.FsFile[] = [];
   /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
   let lockId = fileIdOf(lock);
+  /** The first commit of a segment an append began in the directory made again, until ensure
+   * says so: lines before it went with the deleted one. */
+  let remadeAt: number | null = null;
   /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
   const written: Array<[number, string]> = [];
 
@@ -261,8 +265,12 @@ export function openJournalDir(
     } catch (error) {
       // The directory was deleted (ensure had not looked yet): made again, as at the start.
       notFound(error);
+      log.error("The journal's directory {dir} was deleted while the bridge ran: made again", {
+        dir,
+      });
       relock();
       file = open();
+      remadeAt = firstId;
     }
     fileId = fileIdOf(file);
     size = 0;
@@ -316,6 +324,11 @@ export function openJournalDir(
       return Promise.all(gone).then(() => {});
     },
     ensure() {
+      if (remadeAt !== null && file !== null && pathIdOf(written.at(-1)![1]) === fileId) {
+        const at = remadeAt;
+        remadeAt = null;
+        return at;
+      }
       // No segment begun since the start (nothing committed) or one begun in the directory made
       // again: nothing of the journal went, but the lock may have.
       if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
@@ -330,6 +343,7 @@ export function openJournalDir(
       );
       // The segments listed are gone with it (release skips what is gone).
       written.length = 0;
+      remadeAt = null;
       relock();
       begin(next);
       return next;
