@@ -6,10 +6,12 @@
 import assert from "node:assert/strict";
 import { withTempDir } from "./_durable_store_cases.ts";
 
-const strace = await new Deno.Command("strace", { args: ["-V"] }).output().then(
-  (out) => out.success,
-  () => false,
-);
+// Installed and allowed to trace (a container may forbid ptrace).
+const strace = await new Deno.Command("strace", { args: ["-o", "/dev/null", "true"] }).output()
+  .then(
+    (out) => out.success,
+    () => false,
+  );
 
 const CHILD = `
 import { openSqliteStore } from ${
