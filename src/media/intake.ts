@@ -92,6 +92,22 @@ const PIPELINE_FIELDS = [
 interface Ticket {
   name: string | null;
   dropped: boolean;
+  /** What its journal file holds, to write it again (its directory deleted). */
+  job: Job;
+}
+
+/** How often the journal's directory is looked at while jobs are pending (as the store's file). */
+const LOOK_MS = 1000;
+
+/** The directory's `dev:ino`; "" when it is not there. */
+async function identity(path: string): Promise<string> {
+  try {
+    const info = await Deno.stat(path);
+    return `${info.dev}:${info.ino}`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "";
+    throw error;
+  }
 }
 
 /** Creates the intake. */
@@ -107,24 +123,85 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const forgetting = new Map<string, Promise<void>>();
 
   const fileOf = (name: string) => `${deps.journalDir}/${name}`;
+  /** The journal directory the pending jobs' files are in ("" before it is known). */
+  let journalId = "";
+  let looking: ReturnType<typeof setInterval> | undefined;
+  let look: Promise<void> = Promise.resolve();
+  let stopped = false;
 
-  async function journal(job: Job): Promise<string | null> {
-    if (deps.journalDir === null) return null;
-    const name = `${job.item.receivedAt.toString().padStart(15, "0")}-${
-      (++counter).toString().padStart(8, "0")
-    }-${crypto.randomUUID().slice(0, 8)}.json`;
+  /**
+   * Writes every pending job's file again if their directory is not the one they were written
+   * in (DATA_DIR removed whole: made again, or not yet): each was answered `success` once
+   * journaled, and a restart finds them only there.
+   */
+  async function journalAgain(): Promise<void> {
+    if (deps.journalDir === null) return;
+    const found = await identity(deps.journalDir);
+    if (found === journalId) return;
+    if (journalId === "") {
+      journalId = found;
+      return;
+    }
+    log.error(
+      "{dir} was deleted while the bridge ran: the media jobs pending are journaled again",
+      {
+        dir: deps.journalDir,
+      },
+    );
+    await Deno.mkdir(deps.journalDir, { recursive: true });
+    journalId = await identity(deps.journalDir);
+    for (const tickets of [...pending.values()]) {
+      for (const ticket of [...tickets]) {
+        if (ticket.name === null || ticket.dropped || !tickets.has(ticket)) continue;
+        await write(ticket.name, ticket.job);
+        // Done while it was written: its file went before this one came.
+        if (!tickets.has(ticket) || ticket.dropped) {
+          await Deno.remove(fileOf(ticket.name)).catch(() => {});
+        }
+      }
+    }
+  }
+
+  /** journalAgain(), one at a time, each second while jobs are pending. */
+  function lookAgain(): Promise<void> {
+    look = look.then(journalAgain).catch((error) => {
+      log.warn("Cannot journal the media jobs again: {error}", { error });
+    });
+    return look;
+  }
+
+  function watch(): void {
+    if (looking !== undefined || stopped || deps.journalDir === null) return;
+    looking = setInterval(() => {
+      if (pending.size > 0) return void lookAgain();
+      clearInterval(looking);
+      looking = undefined;
+    }, LOOK_MS);
+    Deno.unrefTimer(looking);
+  }
+
+  /** Writes a job's file whole (a temporary file renamed). */
+  async function write(name: string, job: Job): Promise<void> {
     const tmp = fileOf(`.${name}.tmp`);
     const text = JSON.stringify(job);
     try {
       await Deno.writeTextFile(tmp, text);
     } catch (error) {
       // Deleted with DATA_DIR while the bridge ran: every media message would fail until a
-      // restart made it again.
+      // restart made it again (the jobs pending are written there again by the next look).
       if (!(error instanceof Deno.errors.NotFound)) throw error;
-      await Deno.mkdir(deps.journalDir, { recursive: true });
+      await Deno.mkdir(deps.journalDir!, { recursive: true });
       await Deno.writeTextFile(tmp, text);
     }
     await Deno.rename(tmp, fileOf(name));
+  }
+
+  async function journal(job: Job): Promise<string | null> {
+    if (deps.journalDir === null) return null;
+    const name = `${job.item.receivedAt.toString().padStart(15, "0")}-${
+      (++counter).toString().padStart(8, "0")
+    }-${crypto.randomUUID().slice(0, 8)}.json`;
+    await write(name, job);
     return name;
   }
 
@@ -156,10 +233,11 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   function schedule(job: Job, name: string | null): Promise<void> {
     const followerId = job.item.followerId;
     const previous = chains.get(followerId) ?? Promise.resolve();
-    const ticket: Ticket = { name, dropped: false };
+    const ticket: Ticket = { name, dropped: false, job };
     let tickets = pending.get(followerId);
     if (!tickets) pending.set(followerId, tickets = new Set());
     tickets.add(ticket);
+    watch();
     const next = previous.then(async () => {
       for (let attempt = 0; !ticket.dropped; attempt++) {
         try {
@@ -204,6 +282,7 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     async recover(): Promise<number> {
       if (deps.journalDir === null) return 0;
       await Deno.mkdir(deps.journalDir, { recursive: true });
+      journalId = await identity(deps.journalDir);
       const found = await readJournal(deps.journalDir);
       for (const { name, job } of found) schedule(job, name);
       return found.length;
@@ -245,11 +324,18 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       return forgotten;
     },
 
-    /** Nothing to stop: jobs under way stay journaled for the next start. */
-    stop(): void {},
+    /** Jobs under way stay journaled for the next start: their files are looked at once more
+     * (drain waits for that too). */
+    stop(): Promise<void> {
+      clearInterval(looking);
+      looking = undefined;
+      stopped = true;
+      return pending.size > 0 ? lookAgain() : look;
+    },
 
-    /** Waits for every job in flight (shutdown, tests). */
+    /** Waits for every job in flight (shutdown, tests), after the last look at their files. */
     async drain(): Promise<void> {
+      await look;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
   };
@@ -263,6 +349,7 @@ export interface MediaIntake {
   /** Drops the follower's pending media and runs `forgetStored` (the store's forget) before
    * any of the follower's later messages is stored. */
   forget(followerId: string, forgetStored: () => Promise<void>): Promise<void>;
-  stop(): void;
+  /** Stops looking for work; resolves once what is pending is where a restart finds it. */
+  stop(): Promise<void>;
   drain(): Promise<void>;
 }

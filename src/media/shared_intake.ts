@@ -164,10 +164,11 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
     },
 
     /** Stops taking queues; the ones under way stop after their current message. */
-    stop(): void {
+    stop(): Promise<void> {
       stopping = true;
       clearInterval(sweepTimer);
       again.clear();
+      return Promise.resolve();
     },
 
     /** Waits for every queue this instance is working (shutdown, tests). */

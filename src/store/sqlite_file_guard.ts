@@ -7,6 +7,7 @@
 
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
+import { makeDirSync, syncDirSync } from "./sqlite_journal_file.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -22,6 +23,9 @@ export interface FileGuard {
   check(): string | null;
   /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
   readonly keepJournal: boolean;
+  /** The journal lost lines (its directory deleted): a copy written back lacks them, as the
+   * tables written are the deleted file's, so it is written again, over itself. */
+  journalLost(): void;
   /** Looks a last time and stops; resolves once a restore under way is done (before the
    * connection closes). */
   close(): Promise<void>;
@@ -37,15 +41,21 @@ function identity(path: string): string | null {
   }
 }
 
-/**
- * Watches the database file at `path`; `copyTo` writes the open database to a new file, and
- * `look` runs before each look of its own (the journal's segment, deleted with the directory).
- */
+/** What createFileGuard() does besides watching the file. */
+export interface FileGuardOptions {
+  /** Runs before each look of its own (the journal's segment, deleted with the directory). */
+  look?: () => void;
+  /** STORE_FSYNC=1: a copy written back, and a directory made again for it, reach the disk. */
+  fsync?: boolean;
+}
+
+/** Watches the database file at `path`; `copyTo` writes the open database to a new file. */
 export function createFileGuard(
   path: string,
   copyTo: (dest: string) => Promise<void>,
-  look: () => void = () => {},
+  options: FileGuardOptions = {},
 ): FileGuard {
+  const { look = () => {}, fsync = false } = options;
   let expected = identity(path);
   let keepJournal = false;
   let problem: string | null = null;
@@ -56,7 +66,7 @@ export function createFileGuard(
   async function restore(): Promise<void> {
     const dest = `${path}.restoring`;
     // Deleted with its directory (DATA_DIR removed whole): the copy needs it back.
-    await Deno.mkdir(dirname(path), { recursive: true });
+    makeDirSync(dirname(path), fsync);
     await Deno.remove(dest).catch(() => {});
     // A consistent copy of what the tables hold, with the journal row they stop at: the next
     // start applies the journal after it, which is kept from now on. (VACUUM INTO would
@@ -70,6 +80,8 @@ export function createFileGuard(
       } catch { /* deleted with it */ }
     }
     Deno.renameSync(dest, path);
+    // SQLite synced the copy's content; its name is the directory's.
+    if (fsync) syncDirSync(dirname(path));
     expected = identity(path);
   }
 
@@ -79,6 +91,12 @@ export function createFileGuard(
     },
     async close() {
       clearInterval(looking);
+      try {
+        // The journal too, as each second: lines it lost since the last look are copied.
+        look();
+      } catch (error) {
+        log.warn("Cannot look at {path}: {error}", { path, error });
+      }
       guard.check();
       await restoring;
       // Once more, as the message asked: the room may be there now, and nothing is after this.
@@ -89,6 +107,15 @@ export function createFileGuard(
         writeBack();
         await restoring;
       }
+    },
+    journalLost() {
+      if (!keepJournal) return;
+      const underWay = expected === null;
+      // Never over a file put there since (check() finds it replaced). A copy check() begins
+      // now comes after the loss; one under way may have been made before it: another follows.
+      if (guard.check() !== null || (expected === null && !underWay)) return;
+      log.error("{path} is written back again: the journal it relies on was deleted", { path });
+      writeBack();
     },
     check() {
       if (problem !== null || expected === null) return problem;
@@ -109,9 +136,15 @@ export function createFileGuard(
   };
 
   function writeBack(): void {
-    // Until the copy is there the file looks deleted still: one restore at a time.
+    // Until the copy is there the file looks deleted still: one restore at a time, after the
+    // one under way (unless that one failed: then the problem stands until close).
     expected = null;
-    restoring = restore().then(() => {
+    restoring = restoring.then(() => problem === null ? copyBack() : undefined);
+  }
+
+  /** restore(), saying how it went. */
+  function copyBack(): Promise<void> {
+    return restore().then(() => {
       log.error("{path} is written back; the journal is kept until the next start", { path });
     }, (error) => {
       failed = true;

@@ -4,6 +4,7 @@
 // deleted once the tables have all of it, off that thread. Reading stops at the first line a
 // crash cut short.
 
+import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { Commit } from "./sqlite_journal.ts";
 import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
@@ -30,7 +31,8 @@ export interface Journal {
    * Whether the segment being written is still where it was begun. One deleted with its
    * directory (an `rm -rf` of DATA_DIR) takes every later line with it: then a new segment is
    * begun in the directory made again, and its first commit id returned (lines before it are
-   * in the deleted files only); else null.
+   * in the deleted files only); the same id, once, when an append began that segment first (a
+   * new segment due before ensure looked); else null.
    */
   ensure(): number | null;
   close(): void;
@@ -150,6 +152,43 @@ export async function waitForJournalLock(dir: string): Promise<Deno.FsFile> {
   return ownLock(lock);
 }
 
+/** fsync()s the directory `dir`: a file made, renamed or deleted in it survives power loss
+ * once this returns. */
+export function syncDirSync(dir: string): void {
+  const handle = Deno.openSync(dir, { read: true });
+  try {
+    handle.syncSync();
+  } finally {
+    handle.close();
+  }
+}
+
+/** Makes `dir` and every parent missing; with `fsync`, each one made is synced into its parent
+ * (a directory made again after an `rm -rf`, with STORE_FSYNC=1, must outlive a power cut). */
+export function makeDirSync(dir: string, fsync: boolean): void {
+  const missing: string[] = [];
+  for (let d = dir; pathIdOf(d) === "" && dirname(d) !== d; d = dirname(d)) missing.push(d);
+  Deno.mkdirSync(dir, { recursive: true });
+  if (fsync) { for (const made of missing.reverse()) syncDirSync(dirname(made)); }
+}
+
+/** An open file's `dev:ino`. */
+function fileIdOf(file: Deno.FsFile): string {
+  const info = file.statSync();
+  return `${info.dev}:${info.ino}`;
+}
+
+/** The `dev:ino` of the file at `path`; "" when there is none. */
+function pathIdOf(path: string): string {
+  try {
+    const info = Deno.statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch (error) {
+    notFound(error);
+    return "";
+  }
+}
+
 function openLockFile(dir: string): Deno.FsFile {
   Deno.mkdirSync(dir, { recursive: true });
   return Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
@@ -188,21 +227,30 @@ export function openJournalDir(
   let fileId = "";
   let size = 0;
   let next = lastId + 1;
-  /** Locks taken again in a directory made again (see ensure), closed with the first. */
+  /** Locks taken again in a directory made again (see relock), closed with the first. */
   const relocks: Deno.FsFile[] = [];
+  /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
+  let lockId = fileIdOf(lock);
+  /** The first commit of a segment an append began in the directory made again, until ensure
+   * says so: lines before it went with the deleted one. */
+  let remadeAt: number | null = null;
   /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
   const written: Array<[number, string]> = [];
 
   const syncDir = () => {
-    if (!fsync) return;
     // A new file survives power loss once its directory entry is on the disk too.
-    const handle = Deno.openSync(dir, { read: true });
-    try {
-      handle.syncSync();
-    } finally {
-      handle.close();
-    }
+    if (fsync) syncDirSync(dir);
   };
+  /** Whatever made the directory again (ensure, or a segment begun before it looked): the
+   * lock went with it, and a bridge started on the directory now would take a new one. */
+  const relock = () => {
+    makeDirSync(dir, fsync);
+    const again = openLockFile(dir);
+    relocks.push(again);
+    lockId = fileIdOf(again);
+    again.lock(true).then(() => ownLock(again), () => {});
+  };
+  const lockGone = () => pathIdOf(`${dir}/lock`) !== lockId;
   const begin = (firstId: number) => {
     file?.close();
     file = null;
@@ -217,11 +265,14 @@ export function openJournalDir(
     } catch (error) {
       // The directory was deleted (ensure had not looked yet): made again, as at the start.
       notFound(error);
-      Deno.mkdirSync(dir, { recursive: true });
+      log.error("The journal's directory {dir} was deleted while the bridge ran: made again", {
+        dir,
+      });
+      relock();
       file = open();
+      remadeAt = firstId;
     }
-    const info = file.statSync();
-    fileId = `${info.dev}:${info.ino}`;
+    fileId = fileIdOf(file);
     size = 0;
     written.push([firstId, path]);
     syncDir();
@@ -273,16 +324,18 @@ export function openJournalDir(
       return Promise.all(gone).then(() => {});
     },
     ensure() {
-      if (file === null) return null;
-      const path = written.at(-1)![1];
-      let found = "";
-      try {
-        const info = Deno.statSync(path);
-        found = `${info.dev}:${info.ino}`;
-      } catch (error) {
-        notFound(error);
+      if (remadeAt !== null && file !== null && pathIdOf(written.at(-1)![1]) === fileId) {
+        const at = remadeAt;
+        remadeAt = null;
+        return at;
       }
-      if (found === fileId) return null;
+      // No segment begun since the start (nothing committed) or one begun in the directory made
+      // again: nothing of the journal went, but the lock may have.
+      if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
+        if (lockGone()) relock();
+        return null;
+      }
+      const path = written.at(-1)![1];
       log.error(
         "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
           "what the deleted one held reaches the tables from memory",
@@ -290,11 +343,8 @@ export function openJournalDir(
       );
       // The segments listed are gone with it (release skips what is gone).
       written.length = 0;
-      Deno.mkdirSync(dir, { recursive: true });
-      // The lock went with the directory: a bridge started on it now would take a new one.
-      const again = openLockFile(dir);
-      relocks.push(again);
-      again.lock(true).then(() => ownLock(again), () => {});
+      remadeAt = null;
+      relock();
       begin(next);
       return next;
     },

@@ -314,7 +314,12 @@ function createSqliteStore(
     // At close the worker has applied what it was handed, and takes no more requests.
     if (!closed && appliedId < journalId) await applier.applied(journalId);
     await applier.backup(dest);
-  }, () => journal.ensure());
+  }, {
+    look: () => {
+      if (journal.ensure() !== null) guard?.journalLost();
+    },
+    fsync: options.fsync ?? false,
+  });
 
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);

@@ -38,6 +38,61 @@ Deno.test("MediaIntake journals a job after its journal directory was deleted", 
     const left = (await readJournal(dir)).map(({ job }) => job.item.envelope.data.id);
     assert.deepEqual(left, ["p1"]);
   } finally {
+    await intake.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Resolves once `dir` holds journaled jobs again, with their ids; fails after 5 s. */
+async function journaledAgain(dir: string): Promise<string[]> {
+  const deadline = performance.now() + 5000;
+  while (true) {
+    const ids = (await readJournal(dir)).map(({ job }) => job.item.envelope.data.id);
+    if (ids.length > 0) return ids;
+    if (performance.now() > deadline) throw new Error(`nothing is journaled in ${dir}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+Deno.test("MediaIntake journals its pending jobs again when their directory was deleted", async (t) => {
+  // Answered `success` once journaled, and pending (a slow download, a follower's text behind
+  // its picture): deleted with DATA_DIR, they would be gone at the next start, after a kill -9
+  // or a SIGTERM, while the store wrote everything else back.
+  const root = await Deno.makeTempDir();
+  const dir = `${root}/media-jobs`;
+  const text: InboundItem = {
+    ...picture,
+    envelope: {
+      data: { id: "t1", msg_type: "text", msg: { content: "hi" } },
+      result: {},
+    } as unknown as Envelope,
+    dedupKey: "t1",
+  };
+  const pipeline: MediaPipeline = { process: () => new Promise(() => {}) };
+  const intake = createMediaIntake({
+    pipeline,
+    journalDir: dir,
+    accept: () => Promise.resolve("delivered"),
+  });
+  try {
+    await intake.recover();
+    await intake.submit(picture, "http://bridge");
+    assert.ok(intake.wants(text), "the text waits behind the picture");
+    await intake.submit(text, "http://bridge");
+    await t.step("within a second of the removal, as the store's file", async () => {
+      await Deno.remove(dir, { recursive: true });
+      assert.deepEqual(await journaledAgain(dir), ["p1", "t1"]);
+    });
+    await t.step("at stop, removed since the last look", async () => {
+      await Deno.remove(dir, { recursive: true });
+      await intake.stop();
+      assert.deepEqual(
+        (await readJournal(dir)).map(({ job }) => job.item.envelope.data.id),
+        ["p1", "t1"],
+      );
+    });
+  } finally {
+    await intake.stop();
     await Deno.remove(root, { recursive: true });
   }
 });

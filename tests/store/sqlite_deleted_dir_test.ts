@@ -91,3 +91,107 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
     });
   });
 }
+
+/** The inode at `path`, null when there is none. */
+function inode(path: string): number | null {
+  try {
+    return Deno.statSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+/** Resolves once a file other than `ino` is at `path` (written back, or again). */
+async function rewritten(path: string, ino: number | null): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (inode(path) === null || inode(path) === ino) {
+    if (performance.now() > deadline) throw new Error(`${path} was not written again`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+for (const signal of ["SIGKILL", "SIGTERM"] as const) {
+  // Once bridge.sqlite was written back, the tables the worker writes are the deleted file's:
+  // every commit since is on disk in the journal only. A journal then deleted took them all
+  // (the new segment holds what came after), after a kill -9 and after a clean stop alike.
+  Deno.test(`bridge.journal removed after bridge.sqlite was written back: after ${signal} and a restart every message is there`, async () => {
+    await withTempDir(async (root) => {
+      const dir = `${root}/data`;
+      const file = `${dir}/bridge.sqlite`;
+      let p = spawn(dir);
+      try {
+        await waitReady(p);
+        const expected: string[] = [];
+        let n = 0;
+        const more = async (count: number) => {
+          for (let i = 0; i < count; i++) {
+            const content = `w${++n}`;
+            assert.equal(await send(p, content), "200 success");
+            expected.push(content);
+          }
+        };
+        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
+        await more(3);
+        await a1.waitForCount(4, 5000);
+        await a1.close();
+        const first = inode(file);
+        await Deno.remove(file);
+        await rewritten(file, first);
+        await more(3);
+        const copy = inode(file);
+        await Deno.remove(`${dir}/bridge.journal`, { recursive: true });
+        await more(3);
+        if (signal === "SIGKILL") {
+          // The copy is made again, with what the deleted journal held.
+          await rewritten(file, copy);
+          await more(3);
+        }
+        assert.deepEqual(await history(p), expected);
+        await kill(p, signal);
+        p = spawn(dir);
+        await waitReady(p);
+        assert.deepEqual(await history(p), expected);
+      } finally {
+        await kill(p, "SIGKILL");
+      }
+    });
+  });
+}
+
+Deno.test("DATA_DIR removed under a bridge that committed nothing yet: a second one started on it waits for the first", async () => {
+  // The journal's lock went with the directory; only a segment being written was looked at,
+  // so a bridge with none (nothing committed since its start) never took the lock again.
+  await withTempDir(async (root) => {
+    const dir = `${root}/data`;
+    const first = spawn(dir);
+    let second: SpawnedBridge | null = null;
+    try {
+      await waitReady(first);
+      await Deno.remove(dir, { recursive: true });
+      // Each look takes the journal's lock again before it writes bridge.sqlite back.
+      await reappears(`${dir}/bridge.sqlite`);
+      const waiting = second = spawn(dir);
+      // Long enough for it to start, were the lock free (it waits without a word for a second).
+      const deadline = performance.now() + 3000;
+      while (performance.now() < deadline) {
+        const status: number | null = await fetch(`${waiting.base}/readyz`).then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        }, () => null);
+        assert.equal(status, null, "the second bridge serves while the first runs");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(await send(first, "still here"), "200 success");
+      await kill(first, "SIGTERM");
+      await waitReady(waiting);
+      // Queued by the first (no agent was online), handed to the first agent by the second.
+      const a1 = await connectAgent(`${waiting.wsBase}${B}/msg?userid=a1`);
+      const got = await a1.waitForCount(2, 5000);
+      await a1.close();
+      assert.ok(got.some((e) => e.data.msg?.content === "still here"), JSON.stringify(got));
+    } finally {
+      await kill(first, "SIGKILL");
+      if (second) await kill(second, "SIGKILL");
+    }
+  });
+});

@@ -143,9 +143,72 @@ Deno.test("a journal whose directory was deleted begins again there and goes on"
         // 8 begins the next one, which was refused, and every commit after it.
         for (let i = 7; i <= 9; i++) journal.append(i, bytes(i));
         assert.deepEqual(ids(journalDir), [8, 9]);
+        // Lines went all the same (7): the store must hear of it, as a copy may rely on them.
+        assert.equal(journal.ensure(), 8, "the segment begun in the directory made again");
+        assert.equal(journal.ensure(), null, "said once");
       });
     } finally {
       journal.close();
+    }
+  });
+});
+
+/** Whether another process holding `lock` makes `flock -n` (util-linux, flock(2) as Deno's
+ * FsFile.lock) fail: a bridge started on the directory now would wait. */
+async function heldElsewhere(lock: string): Promise<boolean> {
+  const { code } = await new Deno.Command("flock", { args: ["-n", lock, "true"] }).output();
+  return code !== 0;
+}
+
+/** Resolves once `lock` is held (the lock is taken again off the thread); fails after 5 s. */
+async function becomesHeld(lock: string): Promise<void> {
+  const deadline = performance.now() + 5000;
+  while (!await heldElsewhere(lock)) {
+    if (performance.now() > deadline) throw new Error(`nothing holds ${lock}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("a journal whose directory was deleted holds its lock again, however it is made again", async (t) => {
+  await withTempDir(async (dir) => {
+    const journalDir = `${dir}/bridge.journal`;
+    const lock = `${journalDir}/lock`;
+    const cases: Array<[string, (journal: ReturnType<typeof openJournalDir>) => void]> = [
+      ["by ensure(), a segment being written", (journal) => {
+        journal.append(1, bytes(1));
+        Deno.removeSync(journalDir, { recursive: true });
+        assert.equal(journal.ensure(), 2);
+      }],
+      // A bridge that committed nothing since it started: ensure() has no segment to look at,
+      // and the directory is made again only by its first commit, maybe long after.
+      ["with nothing committed since opening", (journal) => {
+        Deno.removeSync(journalDir, { recursive: true });
+        journal.ensure();
+        journal.append(1, bytes(1));
+      }],
+      // A rollover before ensure() looked: the next segment makes it again.
+      ["by a new segment", (journal) => {
+        journal.append(1, bytes(1));
+        Deno.removeSync(journalDir, { recursive: true });
+        // Four lines fill a 100-byte segment: 5 begins the next one.
+        for (let i = 2; i <= 8; i++) journal.append(i, bytes(i));
+        assert.deepEqual(ids(journalDir), [5, 6, 7, 8]);
+        assert.equal(journal.ensure(), 5, "begun in the directory made again");
+      }],
+    ];
+    for (const [name, remake] of cases) {
+      await t.step(name, async () => {
+        const journal = openJournalDir(journalDir, 0, false, 100);
+        try {
+          remake(journal);
+          assert.ok(Deno.statSync(lock).isFile);
+          await becomesHeld(lock);
+        } finally {
+          journal.close();
+        }
+        assert.equal(await heldElsewhere(lock), false, "closed: let go");
+        await Deno.remove(journalDir, { recursive: true }).catch(() => {});
+      });
     }
   });
 });
