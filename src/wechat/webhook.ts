@@ -137,8 +137,8 @@ export function createWechatWebhook(deps: WebhookDeps) {
   }
 
   /** Before a callback is answered: the signatures it was first to use are kept for a restart. */
-  async function settleBodies(): Promise<void> {
-    if (remembersBodies) await deps.signedBodies!.settle?.();
+  function settleBodies(): Promise<void> | undefined {
+    return deps.signedBodies!.settle?.();
   }
 
   return {
@@ -238,12 +238,12 @@ export function createWechatWebhook(deps: WebhookDeps) {
             ? await deps.passive.answer(message, outcome)
             : null;
           if (passive !== null) {
-            await settleBodies();
+            if (remembersBodies) await settleBodies();
             return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
           }
         }
       }
-      await settleBodies();
+      if (remembersBodies) await settleBodies();
       return new Response("success", { headers: { "content-type": "text/plain; charset=utf-8" } });
     },
   };

@@ -47,15 +47,57 @@ function item(from: string, to: string): InboundItem {
 
 const presence: Presence = { isOnline: () => true, onlineAgents: () => new Set() };
 
+/** MONITOR's escaped arguments, after its `+time [db source]` (`"evalsha" "ab\\"c" "\\xe4\\xbd\\xa0"`) as text. */
+function monitorArgs(text: string): string[] {
+  const args: string[] = [];
+  const escapes: Record<string, number> = { n: 10, r: 13, t: 9, a: 7, b: 8 };
+  for (let i = text.indexOf('"'); i >= 0 && i < text.length; i = text.indexOf('"', i + 1)) {
+    const bytes: number[] = [];
+    for (i++; i < text.length && text[i] !== '"'; i++) {
+      if (text[i] !== "\\") {
+        bytes.push(...new TextEncoder().encode(text[i]));
+        continue;
+      }
+      const next = text[++i]!;
+      if (next === "x") {
+        bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
+        i += 2;
+      } else bytes.push(escapes[next] ?? next.charCodeAt(0));
+    }
+    args.push(new TextDecoder().decode(new Uint8Array(bytes)));
+  }
+  return args;
+}
+
 /** What Redis ran, by MONITOR: each command with who sent it (an address, or "lua" for the
  * script's own calls). MONITOR shows commands in the order Redis ran them, so once a marker
- * sent after an operation shows, everything the operation ran has shown. */
-async function watchCommands(raw: Redis, marker: Redis) {
+ * sent after an operation shows, everything the operation ran has shown. On a socket of its
+ * own: ioredis's monitor() sends its ready check's INFO too, and on a busy machine another
+ * client's command shown before that INFO's answer broke its queue ("Command queue state
+ * error", ioredis#1981), an uncaught error that failed the whole file. */
+async function watchCommands(marker: Redis) {
   const seen: Array<{ source: string; args: string[] }> = [];
-  const monitor = await raw.monitor();
-  monitor.on("monitor", (_time: string, args: string[], source: string) => {
-    seen.push({ source, args });
-  });
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port || 6379) });
+  await conn.write(new TextEncoder().encode("MONITOR\r\n"));
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of conn.readable) {
+      buffered += decoder.decode(chunk, { stream: true });
+      for (let nl = buffered.indexOf("\r\n"); nl >= 0; nl = buffered.indexOf("\r\n")) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 2);
+        const found = /^\+\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+        if (found) seen.push({ source: found[1]!, args: monitorArgs(found[2]!) });
+      }
+    }
+  })().catch(() => {});
+  // MONITOR answers +OK before it shows anything: from then on every command shows.
+  await waitUntil(async () => {
+    await marker.echo("monitor-ready");
+    return seen.some((c) => c.args[1] === "monitor-ready") || undefined;
+  }, "MONITOR");
   return {
     async during(op: () => Promise<unknown>) {
       seen.length = 0;
@@ -65,7 +107,12 @@ async function watchCommands(raw: Redis, marker: Redis) {
       await waitUntil(() => seen.some((c) => c.args[1] === tag) || undefined, "the marker");
       return seen.slice(0, seen.findIndex((c) => c.args[1] === tag));
     },
-    stop: () => monitor.disconnect(),
+    async stop() {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+      await reading;
+    },
   };
 }
 
@@ -87,7 +134,7 @@ Deno.test({
     const b = await openStore(prefix);
     const raw = rawClient(url);
     const marker = rawClient(url);
-    const watch = await watchCommands(raw, marker);
+    const watch = await watchCommands(marker);
     const listener = rawClient(url);
     const heard: string[] = [];
     try {
@@ -167,7 +214,7 @@ Deno.test({
         assert.equal(evals.length, 1);
       });
     } finally {
-      watch.stop();
+      await watch.stop();
       listener.disconnect();
       await a.close();
       await b.close();
