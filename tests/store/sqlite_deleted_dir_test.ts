@@ -4,7 +4,8 @@
 // was gone after any restart, a clean one too ("Stopped cleanly"). Now the directory is made
 // again, the journal begins a new segment there and the tables are copied back whole.
 import assert from "node:assert/strict";
-import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
+import { connectAgent } from "../helpers/agent.ts";
+import { followerPosts } from "./_follower_posts.ts";
 import {
   killBridge as kill,
   type SpawnedBridge,
@@ -15,20 +16,7 @@ import { fileExists, withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
-let msgId = 84_000_000;
-const send = async (p: SpawnedBridge, content: string) => {
-  const res = await post(
-    `${p.base}${B}/send_xml`,
-    textXml("oGone", "gh_account", content, String(msgId++)),
-  );
-  return `${res.status} ${res.text}`;
-};
-
-async function history(p: SpawnedBridge): Promise<string[]> {
-  return (await fullHistory(p.base, "a1", "oGone"))
-    .filter((m) => m.direction === "in")
-    .map((m) => String((m.msg as { content?: string }).content));
-}
+const { send, history } = followerPosts("oGone", 84_000_000);
 
 /** Resolves once `path` exists again (the guard looks every second). */
 async function reappears(path: string): Promise<void> {

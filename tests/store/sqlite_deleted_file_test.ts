@@ -3,32 +3,14 @@
 // next start opened an empty file, every message answered `success` gone. Now the file is
 // written back from the open database and the journal kept until the next start.
 import assert from "node:assert/strict";
-import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
-import {
-  killBridge as kill,
-  type SpawnedBridge,
-  spawnOnDefaultStore as spawn,
-  waitReady,
-} from "../helpers/spawn.ts";
+import { connectAgent } from "../helpers/agent.ts";
+import { followerPosts } from "./_follower_posts.ts";
+import { killBridge as kill, spawnOnDefaultStore as spawn, waitReady } from "../helpers/spawn.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
-let msgId = 83_000_000;
-const send = async (p: SpawnedBridge, content: string) => {
-  const res = await post(
-    `${p.base}${B}/send_xml`,
-    textXml("oDeleted", "gh_account", content, String(msgId++)),
-  );
-  return `${res.status} ${res.text}`;
-};
-
-/** The follower's messages in history, oldest first. */
-async function history(p: SpawnedBridge): Promise<string[]> {
-  return (await fullHistory(p.base, "a1", "oDeleted"))
-    .filter((m) => m.direction === "in")
-    .map((m) => String((m.msg as { content?: string }).content));
-}
+const { send, history } = followerPosts("oDeleted", 83_000_000);
 
 // SIGTERM: a clean stop let the last segment go too. (After kill -9 the segments a run had not
 // yet let go were what a restart found, which with one segment happened to be everything.)
