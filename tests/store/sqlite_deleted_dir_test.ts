@@ -16,7 +16,7 @@ import { fileExists, withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
-const { send, history } = followerPosts("oGone", 84_000_000);
+const { send, history, sendEach, firstFive } = followerPosts("oGone", 84_000_000);
 
 /** Resolves once `path` exists again (the guard looks every second). */
 async function reappears(path: string): Promise<void> {
@@ -36,29 +36,17 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
         await waitReady(p);
         const expected: string[] = [];
         await t.step("five messages reach a1", async () => {
-          const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
-          for (let i = 1; i <= 5; i++) {
-            assert.equal(await send(p, `m${i}`), "200 success");
-            expected.push(`m${i}`);
-          }
-          await a1.waitForCount(6, 5000); // the assignment notice and the five
-          await a1.close();
+          await firstFive(p, expected);
         });
         await t.step("DATA_DIR goes; five more are answered success", async () => {
           await Deno.remove(dir, { recursive: true });
-          for (let i = 6; i <= 10; i++) {
-            assert.equal(await send(p, `m${i}`), "200 success");
-            expected.push(`m${i}`);
-          }
+          await sendEach(p, 6, 10, expected);
           // A kill -9 loses what is in no file: the copy must be there first.
           if (signal === "SIGKILL") await reappears(`${dir}/bridge.sqlite`);
           assert.deepEqual(await history(p), expected);
         });
         await t.step("five more after the copy, in the new journal segment", async () => {
-          for (let i = 11; i <= 15; i++) {
-            assert.equal(await send(p, `m${i}`), "200 success");
-            expected.push(`m${i}`);
-          }
+          await sendEach(p, 11, 15, expected);
         });
         await t.step(
           `after ${signal} and a restart: history and since= have all fifteen`,

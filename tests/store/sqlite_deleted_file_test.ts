@@ -10,7 +10,7 @@ import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
-const { send, history } = followerPosts("oDeleted", 83_000_000);
+const { history, sendEach, firstFive } = followerPosts("oDeleted", 83_000_000);
 
 // SIGTERM: a clean stop let the last segment go too. (After kill -9 the segments a run had not
 // yet let go were what a restart found, which with one segment happened to be everything.)
@@ -22,23 +22,14 @@ Deno.test("bridge.sqlite deleted while main.ts runs: after SIGTERM and a restart
       await waitReady(p);
       const expected: string[] = [];
       await t.step("five messages reach a1 and the tables", async () => {
-        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
-        for (let i = 1; i <= 5; i++) {
-          assert.equal(await send(p, `m${i}`), "200 success");
-          expected.push(`m${i}`);
-        }
-        await a1.waitForCount(6, 5000); // the assignment notice and the five
-        await a1.close();
+        await firstFive(p, expected);
         assert.deepEqual(await history(p), expected);
       });
       await t.step("the file goes; five more are answered success while a1 is away", async () => {
         for (const name of ["bridge.sqlite", "bridge.sqlite-wal", "bridge.sqlite-shm"]) {
           await Deno.remove(`${dir}/${name}`);
         }
-        for (let i = 6; i <= 10; i++) {
-          assert.equal(await send(p, `m${i}`), "200 success");
-          expected.push(`m${i}`);
-        }
+        await sendEach(p, 6, 10, expected);
         // Read from the tables: every commit is applied, as before a clean stop.
         assert.deepEqual(await history(p), expected);
       });
