@@ -151,3 +151,35 @@ export function noiseAmr(size: number): Uint8Array {
   out.set(new TextEncoder().encode("#!AMR\n"));
   return out;
 }
+
+/** A wrapper of `tool` that appends "+" to `log` as it starts and "-" as it ends. */
+export async function countingTool(dir: string, tool: string, log: string): Promise<string> {
+  const path = `${dir}/${tool}-counted`;
+  await Deno.writeTextFile(
+    path,
+    `#!/bin/sh
+echo + >> "${log}"
+sleep 0.3
+${tool} "$@"
+code=$?
+echo - >> "${log}"
+exit $code
+`,
+  );
+  await Deno.chmod(path, 0o755);
+  return path;
+}
+
+/** The most processes the log shows running at once, and how many ran. */
+export async function peakOf(log: string): Promise<{ peak: number; runs: number }> {
+  let running = 0;
+  let peak = 0;
+  let runs = 0;
+  for (const line of (await Deno.readTextFile(log)).split("\n")) {
+    if (line === "+") {
+      runs++;
+      peak = Math.max(peak, ++running);
+    } else if (line === "-") running--;
+  }
+  return { peak, runs };
+}

@@ -7,7 +7,14 @@ import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { DEFAULT_MAX_TOOL_RUNS } from "../../src/media/tool_limiter.ts";
 import { startBridge } from "../helpers/server.ts";
 import { A, Bq, writeAccountsFile } from "../accounts/_accounts_env.ts";
-import { amrFrames, amrOf, skipWithoutFfmpeg, VOICE_AMR } from "./_media_tools.ts";
+import {
+  amrFrames,
+  amrOf,
+  countingTool,
+  peakOf,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "./_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -18,12 +25,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "tool-accounts-" });
     const log = `${dir}/runs.log`;
     await Deno.writeTextFile(log, "");
-    const ffprobe = `${dir}/ffprobe-counted`;
-    await Deno.writeTextFile(
-      ffprobe,
-      `#!/bin/sh\necho + >> "${log}"\nsleep 0.3\nffprobe "$@"\ncode=$?\necho - >> "${log}"\nexit $code\n`,
-    );
-    await Deno.chmod(ffprobe, 0o755);
+    const ffprobe = await countingTool(dir, "ffprobe", log);
     const fakes = {
       [A.id]: await startFakeWechat({ appId: A.appId, secret: A.secret }),
       [Bq.id]: await startFakeWechat({ appId: Bq.appId, secret: Bq.secret }),
@@ -47,15 +49,7 @@ Deno.test({
         assert.equal(fake.calls.filter((c) => c.path.endsWith("cgi-bin/media/upload")).length, 3);
       }
 
-      let running = 0;
-      let peak = 0;
-      let runs = 0;
-      for (const line of (await Deno.readTextFile(log)).split("\n")) {
-        if (line === "+") {
-          runs++;
-          peak = Math.max(peak, ++running);
-        } else if (line === "-") running--;
-      }
+      const { peak, runs } = await peakOf(log);
       assert.equal(runs, 6);
       assert.ok(peak <= DEFAULT_MAX_TOOL_RUNS, `${peak} ffprobe processes at once`);
     } finally {

@@ -9,43 +9,19 @@ import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { DEFAULT_MAX_TOOL_RUNS } from "../../src/media/tool_limiter.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { amrFrames, amrOf, makeFixtures, skipWithoutFfmpeg, VOICE_AMR } from "./_media_tools.ts";
+import {
+  amrFrames,
+  amrOf,
+  countingTool,
+  makeFixtures,
+  peakOf,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "./_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 const APPID = "wxlimit";
 const SECRET = "secret";
-
-/** A wrapper of `tool` that appends "+" to `log` as it starts and "-" as it ends. */
-async function countingTool(dir: string, tool: string, log: string): Promise<string> {
-  const path = `${dir}/${tool}-counted`;
-  await Deno.writeTextFile(
-    path,
-    `#!/bin/sh
-echo + >> "${log}"
-sleep 0.3
-${tool} "$@"
-code=$?
-echo - >> "${log}"
-exit $code
-`,
-  );
-  await Deno.chmod(path, 0o755);
-  return path;
-}
-
-/** The most processes the log shows running at once, and how many ran. */
-async function peakOf(log: string): Promise<{ peak: number; runs: number }> {
-  let running = 0;
-  let peak = 0;
-  let runs = 0;
-  for (const line of (await Deno.readTextFile(log)).split("\n")) {
-    if (line === "+") {
-      runs++;
-      peak = Math.max(peak, ++running);
-    } else if (line === "-") running--;
-  }
-  return { peak, runs };
-}
 
 Deno.test({
   name: "every ffmpeg and ffprobe run waits in the one limiter: covers, uploads and voices at once",
