@@ -4,13 +4,12 @@
 
 import { HttpError } from "../http/http_error.ts";
 import { readBodyLimited } from "../http/limits.ts";
-import { parseAmr } from "../media/amr.ts";
 import { extensionOf } from "../media/serve.ts";
 import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
 import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { VOICE_MAX_SECONDS } from "../media/transcode.ts";
-import { voiceOverLimit } from "./upload_rules.ts";
+import { amrFault, voiceOverLimit } from "./upload_rules.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 
 /** WeChat's limits for temporary media, by type (its documentation's figures). */
@@ -47,16 +46,6 @@ function looksLike(contentType: string, b: Uint8Array): boolean {
   }
 }
 
-/** Refuses an AMR with no frame a decoder could play: WeChat took one and gave a media_id. */
-function checkAmr(bytes: Uint8Array): void {
-  try {
-    parseAmr(bytes);
-  } catch (error) {
-    if (!(error instanceof SyntaxError)) throw error;
-    throw new HttpError(415, `Cannot upload: the file is not a playable voice: ${error.message}`);
-  }
-}
-
 /** What the upload route needs. */
 export interface AgentUploadDeps {
   storage: MediaStorage;
@@ -89,7 +78,10 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     if (!looksLike(contentType, bytes)) {
       throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
     }
-    if (contentType === "audio/amr") checkAmr(bytes);
+    const unplayable = contentType === "audio/amr" ? amrFault(bytes) : null;
+    if (unplayable !== null) {
+      throw new HttpError(415, `Cannot upload: the file is not a playable voice: ${unplayable}`);
+    }
     if (kind.type === "voice") {
       // WeChat takes a voice of at most 60 s: the agent hears it now, as on the media_url path,
       // not from an errcode after the reply is written.

@@ -83,17 +83,22 @@ export function checkUpload(
       `WeChat takes a ${type} of at most ${rule.maxBytes} bytes; the file is ${bytes.byteLength}`,
     );
   }
-  if (format.ext === "amr") checkAmr(bytes);
+  const unplayable = format.ext === "amr" ? amrFault(bytes) : null;
+  if (unplayable !== null) {
+    throw new MediaUrlError(415, `The media_url file is not a playable voice: ${unplayable}`);
+  }
   return { filename: `${safeStem(options.stem)}.${format.ext}`, contentType: format.contentType };
 }
 
-/** Refuses an AMR with no frame a decoder could play (only its magic line, or noise behind it). */
-function checkAmr(bytes: Uint8Array): void {
+/** Why an AMR has no frame a decoder could play (only its magic line, or noise behind it);
+ * null when it has one. WeChat takes such a file and gives it a media_id all the same. */
+export function amrFault(bytes: Uint8Array): string | null {
   try {
     parseAmr(bytes);
+    return null;
   } catch (error) {
     if (!(error instanceof SyntaxError)) throw error;
-    throw new MediaUrlError(415, `The media_url file is not a playable voice: ${error.message}`);
+    return error.message;
   }
 }
 
