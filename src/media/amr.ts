@@ -37,10 +37,8 @@ export function parseAmr(bytes: Uint8Array): AmrInfo {
   let at = (wideband ? WB_MAGIC : NB_MAGIC).length;
   while (at < bytes.length) {
     const header = bytes[at]!;
-    const type = (header >> 3) & 0x0f;
-    const size = payload[type];
-    // Bit 7 and bits 1-0 are padding, zero in every encoder's output.
-    if ((header & 0x83) !== 0 || size === null || size === undefined) {
+    const size = payloadOf(header, payload);
+    if (size === null) {
       // What follows whole frames (an ID3 tag an editor appended) is not played, as ffmpeg
       // plays the frames before it: only a file with no frame at all is refused.
       if (frames > 0) break;
@@ -77,19 +75,9 @@ const WB_DROPPED = new Set([9, 14]);
  * with DTX) replaced by a silent speech frame, so the pauses keep their length: dropped, a 3 s
  * voice with a 1 s pause decoded to 2 s of speech run together. Only the first `maxFrames` are
  * read, and from a byte that is no frame header on the rest is kept as it is, so noise behind
- * an AMR line is not made larger; the same bytes come back when there is nothing to replace.
- */
-export function amrWithSilentPauses(bytes: Uint8Array, maxFrames: number): Uint8Array {
-  const parts = amrPartsWithSilentPauses(bytes, maxFrames);
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  parts.reduce((offset, part) => (out.set(part, offset), offset + part.length), 0);
-  return out;
-}
-
-/**
- * `amrWithSilentPauses` as the pieces to write one after another, each but the silent frames a
- * view of `bytes`: a 20 MB voice with one pause in its first frames is not copied whole.
+ * an AMR line is not made larger. Returned as the pieces to write one after another, each but
+ * the silent frames a view of `bytes` (`[bytes]` when there is nothing to replace): a 20 MB
+ * voice with one pause in its first frames is not copied whole.
  */
 export function amrPartsWithSilentPauses(bytes: Uint8Array, maxFrames: number): Uint8Array[] {
   const wideband = startsWith(bytes, WB_MAGIC);
@@ -102,11 +90,9 @@ export function amrPartsWithSilentPauses(bytes: Uint8Array, maxFrames: number): 
   let at = (wideband ? WB_MAGIC : NB_MAGIC).length;
   for (let frames = 0; frames < maxFrames && at < bytes.length; frames++) {
     const header = bytes[at]!;
-    const type = (header >> 3) & 0x0f;
-    const size = payload[type];
-    if ((header & 0x83) !== 0 || size === null || size === undefined) break;
-    if (at + 1 + size > bytes.length) break;
-    if (dropped.has(type)) {
+    const size = payloadOf(header, payload);
+    if (size === null || at + 1 + size > bytes.length) break;
+    if (dropped.has((header >> 3) & 0x0f)) {
       parts.push(bytes.subarray(start, at), silent);
       start = at + 1 + size;
     }
@@ -115,6 +101,13 @@ export function amrPartsWithSilentPauses(bytes: Uint8Array, maxFrames: number): 
   if (parts.length === 0) return [bytes];
   parts.push(bytes.subarray(start));
   return parts;
+}
+
+/** The payload size of the frame `header` begins; null for a byte that is no frame header. */
+function payloadOf(header: number, payload: ReadonlyArray<number | null>): number | null {
+  // Bit 7 and bits 1-0 are padding, zero in every encoder's output.
+  if ((header & 0x83) !== 0) return null;
+  return payload[(header >> 3) & 0x0f] ?? null;
 }
 
 function startsWith(bytes: Uint8Array, text: string): boolean {

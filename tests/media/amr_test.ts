@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { amrPartsWithSilentPauses, amrWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
+import { amrPartsWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
 import { amrDurationSeconds, amrFrames, amrOf, noiseAmr, VOICE_AMR } from "./_media_tools.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
@@ -7,6 +7,11 @@ const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
   return out;
+};
+/** amrPartsWithSilentPauses()'s pieces as one file (the bytes given when there is one piece). */
+const amrWithSilentPauses = (bytes: Uint8Array, maxFrames: number) => {
+  const parts = amrPartsWithSilentPauses(bytes, maxFrames);
+  return parts.length === 1 ? parts[0]! : concat(...parts);
 };
 
 Deno.test("parseAmr() reads an AMR file's frames and refuses one with none to play", async (t) => {
