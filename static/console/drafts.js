@@ -63,7 +63,9 @@ export function createDrafts(storage, agentId, options = {}) {
     const moving = old.filter((id) => typeof id === "string" && oldKeyOf(id) !== keyOf(id));
     if (moving.length === 0) return;
     const list = readIndex();
-    let moved = oldIndexKey !== indexKey;
+    // Only what held a draft to move was an index: a list-shaped draft of agent "a" for contact
+    // "b" sits where agent "a:b" kept its index, and must not be deleted as one.
+    let moved = false;
     try {
       for (const id of moving) {
         const text = storage.getItem(oldKeyOf(id));
@@ -73,7 +75,7 @@ export function createDrafts(storage, agentId, options = {}) {
         storage.removeItem(oldKeyOf(id));
         if (!list.includes(id)) list.push(id);
       }
-      if (oldIndexKey !== indexKey) storage.removeItem(oldIndexKey);
+      if (moved && oldIndexKey !== indexKey) storage.removeItem(oldIndexKey);
     } catch {
       return; // Storage full or unavailable: the old keys stay, for a later page to move.
     }

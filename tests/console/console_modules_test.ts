@@ -137,6 +137,10 @@ Deno.test("createDrafts() moves drafts kept under the keys before encoding, once
   createDrafts(storage, "a:b");
   assert.equal(createDrafts(storage, "a").get("b"), "a's text for b");
   assert.equal(createDrafts(storage, "a:b").get("c"), "old of a:b", "moved once, kept");
+  // Nor when a's text for b reads as a list of contacts: nothing of a:b's is under it to move.
+  createDrafts(storage, "a").set("b", JSON.stringify(["c"]));
+  createDrafts(storage, "a:b");
+  assert.equal(createDrafts(storage, "a").get("b"), '["c"]', "a's draft is not taken for an index");
 });
 
 Deno.test("replyState() reads WeChat's window and quota", async (t) => {
