@@ -7,7 +7,7 @@
 
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
-import { makeDirSync, syncDirSync } from "./sqlite_journal_file.ts";
+import { makeDirSync, pathIdOf, syncDirSync } from "./sqlite_journal_file.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -31,16 +31,6 @@ export interface FileGuard {
   close(): Promise<void>;
 }
 
-function identity(path: string): string | null {
-  try {
-    const info = Deno.statSync(path);
-    return `${info.dev}:${info.ino}`;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-}
-
 /** What createFileGuard() does besides watching the file. */
 export interface FileGuardOptions {
   /** Runs before each look of its own (the journal's segment, deleted with the directory). */
@@ -56,7 +46,7 @@ export function createFileGuard(
   options: FileGuardOptions = {},
 ): FileGuard {
   const { look = () => {}, fsync = false } = options;
-  let expected = identity(path);
+  let expected = pathIdOf(path);
   let keepJournal = false;
   let problem: string | null = null;
   let restoring: Promise<void> = Promise.resolve();
@@ -82,7 +72,7 @@ export function createFileGuard(
     Deno.renameSync(dest, path);
     // SQLite synced the copy's content; its name is the directory's.
     if (fsync) syncDirSync(dirname(path));
-    expected = identity(path);
+    expected = pathIdOf(path);
   }
 
   const guard: FileGuard = {
@@ -101,7 +91,7 @@ export function createFileGuard(
       await restoring;
       // Once more, as the message asked: the room may be there now, and nothing is after this.
       // Not over a file put there since (the operator's own copy, say).
-      if (failed && identity(path) === null) {
+      if (failed && pathIdOf(path) === null) {
         failed = false;
         problem = null;
         writeBack();
@@ -119,7 +109,7 @@ export function createFileGuard(
     },
     check() {
       if (problem !== null || expected === null) return problem;
-      const found = identity(path);
+      const found = pathIdOf(path);
       if (found === expected) return null;
       keepJournal = true;
       if (found !== null) {

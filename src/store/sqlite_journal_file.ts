@@ -167,7 +167,7 @@ export function syncDirSync(dir: string): void {
  * (a directory made again after an `rm -rf`, with STORE_FSYNC=1, must outlive a power cut). */
 export function makeDirSync(dir: string, fsync: boolean): void {
   const missing: string[] = [];
-  for (let d = dir; pathIdOf(d) === "" && dirname(d) !== d; d = dirname(d)) missing.push(d);
+  for (let d = dir; pathIdOf(d) === null && dirname(d) !== d; d = dirname(d)) missing.push(d);
   Deno.mkdirSync(dir, { recursive: true });
   if (fsync) { for (const made of missing.reverse()) syncDirSync(dirname(made)); }
 }
@@ -178,14 +178,14 @@ function fileIdOf(file: Deno.FsFile): string {
   return `${info.dev}:${info.ino}`;
 }
 
-/** The `dev:ino` of the file at `path`; "" when there is none. */
-function pathIdOf(path: string): string {
+/** The `dev:ino` of the file at `path`; null when there is none. */
+export function pathIdOf(path: string): string | null {
   try {
     const info = Deno.statSync(path);
     return `${info.dev}:${info.ino}`;
   } catch (error) {
     notFound(error);
-    return "";
+    return null;
   }
 }
 
