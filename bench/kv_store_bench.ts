@@ -2,10 +2,10 @@
 // file), in batches of 1, 10 and 100 messages: what one KV commit per batch costs.
 // Run: deno run -A bench/kv_store_bench.ts [messages per case, default 20000]
 
-import type { Envelope } from "../src/protocol/envelope.ts";
 import { openKvStore } from "../src/store/kv_store.ts";
 import { createMemoryStore } from "../src/store/memory_store.ts";
-import type { InboundItem, Presence, Store } from "../src/core/store.ts";
+import type { Presence, Store } from "../src/core/store.ts";
+import { storeItem } from "./store_items.ts";
 
 const TOTAL = Number(Deno.args[0] ?? 20_000);
 const AGENTS = 10;
@@ -16,31 +16,8 @@ const presence: Presence = {
   onlineAgents: () => Array.from({ length: AGENTS }, (_, i) => `agent${i}`),
 };
 
-function item(i: number): InboundItem {
-  const followerId = `obench_follower_${String(i % FOLLOWERS).padStart(6, "0")}`;
-  const envelope: Envelope = {
-    data: {
-      id: `7000000${String(i).padStart(12, "0")}`,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "",
-      send_time: 1_700_000_000 + i,
-      msg: { content: `message ${i}: a short question about an order, as followers write them` },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    envelope,
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${envelope.data.id}`,
-  };
-}
+const item = (i: number) =>
+  storeItem(i, FOLLOWERS, `message ${i}: a short question about an order, as followers write them`);
 
 async function run(store: Store, batch: number, count: number): Promise<number> {
   for (let a = 0; a < AGENTS; a++) await store.agentOnline(`agent${a}`, presence);

@@ -7,46 +7,19 @@
 // Run: deno run -A bench/signed_bodies_bench.ts [callbacks per case, default 5000] [rounds, 3]
 
 import { setImmediate } from "node:timers";
-import type { Envelope } from "../src/protocol/envelope.ts";
 import { openKvStore } from "../src/store/kv_store.ts";
 import { openSqliteStore } from "../src/store/sqlite_store.ts";
 import { bodyHash } from "../src/wechat/signed_bodies.ts";
-import type { InboundItem, Presence, Store } from "../src/core/store.ts";
+import type { Presence, Store } from "../src/core/store.ts";
+import { storeItem, threadCpuNs } from "./store_items.ts";
 import { median } from "./stats.ts";
 
 const TOTAL = Number(Deno.args[0] ?? 5000);
 const ROUNDS = Number(Deno.args[1] ?? 3);
 const presence: Presence = { isOnline: () => true, onlineAgents: () => ["agent0"] };
 
-function item(i: number): InboundItem {
-  const followerId = `obench_follower_${String(i % 1000).padStart(6, "0")}`;
-  const envelope: Envelope = {
-    data: {
-      id: `7000000${String(i).padStart(12, "0")}`,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "",
-      send_time: 1_700_000_000 + i,
-      msg: { content: `message ${i}: a question about an order. `.repeat(6) },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    envelope,
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${envelope.data.id}`,
-  };
-}
-
-function threadCpuNs(): number {
-  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
-}
+const item = (i: number) =>
+  storeItem(i, 1000, `message ${i}: a question about an order. `.repeat(6));
 
 type Mode = "unset" | "set" | "signature only";
 

@@ -10,11 +10,11 @@
 
 import { cpuUsage } from "node:process";
 import { setImmediate } from "node:timers";
-import type { Envelope } from "../src/protocol/envelope.ts";
 import { openKvStore } from "../src/store/kv_store.ts";
 import { openSqliteStore } from "../src/store/sqlite_store.ts";
 import { createMemoryStore } from "../src/store/memory_store.ts";
-import type { InboundItem, Presence, Store } from "../src/core/store.ts";
+import type { Presence, Store } from "../src/core/store.ts";
+import { storeItem, threadCpuNs } from "./store_items.ts";
 import { median } from "./stats.ts";
 
 const TOTAL = Number(Deno.args[0] ?? 30_000);
@@ -26,38 +26,14 @@ const BATCHES = [1, 12, 32];
 const agentIds = Array.from({ length: AGENTS }, (_, i) => `agent${i}`);
 const presence: Presence = { isOnline: () => true, onlineAgents: () => agentIds };
 
-function item(i: number): InboundItem {
-  const followerId = `obench_follower_${String(i % FOLLOWERS).padStart(6, "0")}`;
-  const envelope: Envelope = {
-    data: {
-      id: `7000000${String(i).padStart(12, "0")}`,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "",
-      send_time: 1_700_000_000 + i,
-      msg: {
-        content: `message ${i}: a question about an order, as followers write them. `.repeat(3),
-      },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    envelope,
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${envelope.data.id}`,
-  };
-}
+const item = (i: number) =>
+  storeItem(
+    i,
+    FOLLOWERS,
+    `message ${i}: a question about an order, as followers write them. `.repeat(3),
+  );
 
 /** CPU time of the calling thread, ns (Linux): what the main thread spent. */
-function threadCpuNs(): number {
-  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
-}
 
 /** Messages/s, CPU µs per message and main-thread CPU µs per message, for one store and batch. */
 async function run(store: Store, batch: number): Promise<[number, number, number]> {
