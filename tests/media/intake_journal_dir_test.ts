@@ -21,16 +21,21 @@ const picture: InboundItem = {
   dedupKey: "p1",
 };
 
-Deno.test("MediaIntake journals a job after its journal directory was deleted", async () => {
+/** An intake journaling into a directory of its own, whose media never comes (jobs stay). */
+async function pendingIntake() {
   const root = await Deno.makeTempDir();
   const dir = `${root}/media-jobs`;
-  // The media never comes: the job stays journaled.
   const pipeline: MediaPipeline = { process: () => new Promise(() => {}) };
   const intake = createMediaIntake({
     pipeline,
     journalDir: dir,
     accept: () => Promise.resolve("delivered"),
   });
+  return { root, dir, intake };
+}
+
+Deno.test("MediaIntake journals a job after its journal directory was deleted", async () => {
+  const { root, dir, intake } = await pendingIntake();
   try {
     await intake.recover();
     await Deno.remove(dir, { recursive: true });
@@ -58,8 +63,7 @@ Deno.test("MediaIntake journals its pending jobs again when their directory was 
   // Answered `success` once journaled, and pending (a slow download, a follower's text behind
   // its picture): deleted with DATA_DIR, they would be gone at the next start, after a kill -9
   // or a SIGTERM, while the store wrote everything else back.
-  const root = await Deno.makeTempDir();
-  const dir = `${root}/media-jobs`;
+  const { root, dir, intake } = await pendingIntake();
   const text: InboundItem = {
     ...picture,
     envelope: {
@@ -68,12 +72,6 @@ Deno.test("MediaIntake journals its pending jobs again when their directory was 
     } as unknown as Envelope,
     dedupKey: "t1",
   };
-  const pipeline: MediaPipeline = { process: () => new Promise(() => {}) };
-  const intake = createMediaIntake({
-    pipeline,
-    journalDir: dir,
-    accept: () => Promise.resolve("delivered"),
-  });
   try {
     await intake.recover();
     await intake.submit(picture, "http://bridge");
