@@ -183,3 +183,26 @@ export async function peakOf(log: string): Promise<{ peak: number; runs: number 
   }
   return { peak, runs };
 }
+
+/** This process's peak resident memory, bytes (Linux: VmHWM). */
+export function peakRss(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
+}
+
+/** The child's half of a memory test: what it measured, written to its stdout as JSON. */
+export function reportToParent(result: unknown): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(result)));
+}
+
+/** Runs the test file at `moduleUrl` as a fresh process (its `import.meta.main` part, so a peak
+ * is that part's alone) and gives back what it reported. */
+export async function runAsChild<T>(moduleUrl: string): Promise<T> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(moduleUrl).pathname],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`${moduleUrl} failed as a child (${out.code})`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim()) as T;
+}

@@ -5,15 +5,11 @@
 import assert from "node:assert/strict";
 import { probeDuration } from "../../src/media/transcode.ts";
 import { createToolLimiter } from "../../src/media/tool_limiter.ts";
-import { skipWithoutFfmpeg } from "./_media_tools.ts";
+import { peakRss, reportToParent, runAsChild, skipWithoutFfmpeg } from "./_media_tools.ts";
 
 const MB = 1024 * 1024;
 /** Holding the output whole grew the process by 250 MB; read as it comes, by about 24 MB. */
 const MAX_GROWTH = 80 * MB;
-
-function peakRss(): number {
-  return Number(/VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1]) * 1024;
-}
 
 /** `#!AMR\n` and then `frames` one-byte NO_DATA frames (frame type 15), 20 ms each. */
 function noDataAmr(frames: number): Uint8Array<ArrayBuffer> {
@@ -28,25 +24,17 @@ if (import.meta.main) {
   await probeDuration(noDataAmr(10), { limiter: createToolLimiter() }).catch(() => {});
   const before = peakRss();
   const seconds = await probeDuration(voice, { timeoutMs: 60_000, limiter: createToolLimiter() });
-  Deno.stdout.writeSync(
-    new TextEncoder().encode(JSON.stringify({ seconds, growth: peakRss() - before })),
-  );
+  reportToParent({ seconds, growth: peakRss() - before });
 }
 
 Deno.test({
   name: "probeDuration of a voice with 2 million packets does not hold ffprobe's output",
   ignore: skipWithoutFfmpeg || Deno.build.os !== "linux",
   async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    assert.ok(out.success);
-    const { seconds, growth } = JSON.parse(new TextDecoder().decode(out.stdout).trim()) as {
+    const { seconds, growth } = await runAsChild<{
       seconds: number;
       growth: number;
-    };
+    }>(import.meta.url);
     // Every packet was read: 2,097,152 frames of 20 ms.
     assert.ok(Math.abs(seconds - 2 * MB * 0.02) < 1, `${seconds} s`);
     assert.ok(growth < MAX_GROWTH, `peak RSS grew by ${(growth / MB).toFixed(1)} MB`);

@@ -5,14 +5,17 @@
 import assert from "node:assert/strict";
 import { transcodeVoice } from "../../src/media/transcode.ts";
 import { createToolLimiter } from "../../src/media/tool_limiter.ts";
-import { amrFrames, amrOf, skipWithoutFfmpeg, VOICE_AMR } from "./_media_tools.ts";
+import {
+  amrFrames,
+  amrOf,
+  peakRss,
+  reportToParent,
+  runAsChild,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "./_media_tools.ts";
 
 const MB = 1024 * 1024;
-
-function peakRss(): number {
-  const status = Deno.readTextFileSync("/proc/self/status");
-  return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
-}
 
 if (import.meta.main) {
   const limiter = createToolLimiter();
@@ -22,25 +25,17 @@ if (import.meta.main) {
   await transcodeVoice(amrOf(frames, 50), { limiter, timeoutMs: 30_000 });
   const before = peakRss();
   const error = await transcodeVoice(voice, { limiter, timeoutMs: 30_000 }).catch(String);
-  Deno.stdout.writeSync(
-    new TextEncoder().encode(JSON.stringify({ error, growth: peakRss() - before })),
-  );
+  reportToParent({ error, growth: peakRss() - before });
 }
 
 Deno.test({
   name: "a 20 MB voice with a pause is not copied whole to put silence in it",
   ignore: skipWithoutFfmpeg || Deno.build.os !== "linux",
   async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    assert.ok(out.success);
-    const { error, growth } = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    const { error, growth } = await runAsChild<{
       error: string;
       growth: number;
-    };
+    }>(import.meta.url);
     assert.match(error, /lasts longer than 75 s/);
     assert.ok(growth < 10 * MB, `peak RSS grew by ${(growth / MB).toFixed(1)} MB`);
   },
