@@ -9,7 +9,12 @@ export interface AmrInfo {
   wideband: boolean;
   /** Complete frames, 20 ms each, of every type (speech, comfort noise, no data). */
   frames: number;
+  /** Of those, the frames that carry speech (NB types 0-7, WB 0-8): the rest are pauses. */
+  speechFrames: number;
 }
+
+/** An AMR frame's length, in every mode of both codecs. */
+export const AMR_FRAME_SECONDS = 0.02;
 
 const NB_MAGIC = "#!AMR\n";
 const WB_MAGIC = "#!AMR-WB\n";
@@ -33,7 +38,9 @@ export function parseAmr(bytes: Uint8Array): AmrInfo {
     throw new SyntaxError("Cannot parse AMR: no #!AMR or #!AMR-WB line at the start");
   }
   const payload = wideband ? WB_PAYLOAD : NB_PAYLOAD;
+  const lastSpeech = wideband ? 8 : 7;
   let frames = 0;
+  let speechFrames = 0;
   let at = (wideband ? WB_MAGIC : NB_MAGIC).length;
   while (at < bytes.length) {
     const header = bytes[at]!;
@@ -51,12 +58,13 @@ export function parseAmr(bytes: Uint8Array): AmrInfo {
     }
     if (at + 1 + size > bytes.length) break;
     frames++;
+    if (((header >> 3) & 0x0f) <= lastSpeech) speechFrames++;
     at += 1 + size;
   }
   if (frames === 0) {
     throw new SyntaxError("Cannot parse AMR: no complete frame after the #!AMR line");
   }
-  return { wideband, frames };
+  return { wideband, frames, speechFrames };
 }
 
 /**

@@ -4,7 +4,7 @@
 // sniffed and forced, so ffmpeg never follows a playlist inside a file.
 
 import { join } from "node:path";
-import { amrPartsWithSilentPauses } from "./amr.ts";
+import { AMR_FRAME_SECONDS, amrPartsWithSilentPauses } from "./amr.ts";
 import type { ToolLimiter } from "./tool_limiter.ts";
 
 /** Options shared by the ffmpeg runs. */
@@ -75,9 +75,6 @@ const MP3_SLACK_SECONDS = 0.1;
 const CLOCK_EPSILON_SECONDS = 0.001;
 
 const VOICE_BITRATE = 48_000;
-
-/** An AMR frame's length, in every mode of both codecs. */
-const AMR_FRAME_SECONDS = 0.02;
 
 /**
  * The MP3's size cap (`-fs`), behind the duration cap: the cap's length at our constant bitrate

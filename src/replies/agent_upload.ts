@@ -9,7 +9,7 @@ import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
 import type { MediaStorage } from "../media/storage.ts";
 import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { VOICE_MAX_SECONDS } from "../media/transcode.ts";
-import { amrFault, voiceOverLimit } from "./upload_rules.ts";
+import { voiceFault, voiceTooLong } from "./upload_rules.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 
 /** WeChat's limits for temporary media, by type (its documentation's figures). */
@@ -78,27 +78,25 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     if (!looksLike(contentType, bytes)) {
       throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
     }
-    const unplayable = contentType === "audio/amr" ? amrFault(bytes) : null;
+    const ext = extensionOf(contentType) ?? "bin";
+    const unplayable = kind.type === "voice" ? voiceFault(bytes, ext) : null;
     if (unplayable !== null) {
       throw new HttpError(415, `Cannot upload: the file is not a playable voice: ${unplayable}`);
     }
     if (kind.type === "voice") {
       // WeChat takes a voice of at most 60 s: the agent hears it now, as on the media_url path,
       // not from an errcode after the reply is written.
-      const seconds = await voiceOverLimit(bytes, VOICE_MAX_SECONDS, {
+      const tooLong = await voiceTooLong(bytes, VOICE_MAX_SECONDS, {
         limiter: deps.limiter,
         ...(deps.ffprobe ? { ffprobe: deps.ffprobe } : {}),
       });
-      if (seconds !== null) {
+      if (tooLong !== null) {
         throw new HttpError(
           415,
-          `Cannot upload: WeChat takes a voice of at most ${VOICE_MAX_SECONDS} s; the file lasts ${
-            seconds.toFixed(1)
-          } s${seconds >= VOICE_MAX_SECONDS + 1 ? " or more" : ""}`,
+          `Cannot upload: WeChat takes a voice of at most ${VOICE_MAX_SECONDS} s; the file ${tooLong}`,
         );
       }
     }
-    const ext = extensionOf(contentType) ?? "bin";
     const key = await deps.storage.put(bytes, ext);
     // WeChat reads the format from the name's extension (40005 without one): the agent's name
     // keeps its stem, the extension is the type's.

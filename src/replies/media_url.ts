@@ -11,7 +11,7 @@ import {
   stemOf,
   UPLOAD_RULES,
   type UploadType,
-  voiceOverLimit,
+  voiceTooLong,
 } from "./upload_rules.ts";
 
 /** Redirects a `media_url` may take: enough for a CDN or a short link, not for a loop. */
@@ -54,16 +54,14 @@ export function createMediaUrlFetcher(
 }
 
 async function checkDuration(bytes: Uint8Array, maxSeconds: number, options: MediaUrlOptions) {
-  const seconds = await voiceOverLimit(bytes, maxSeconds, {
+  const tooLong = await voiceTooLong(bytes, maxSeconds, {
     limiter: options.limiter,
     ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
   });
-  if (seconds !== null) {
+  if (tooLong !== null) {
     throw new MediaUrlError(
       415,
-      `WeChat takes a voice of at most ${maxSeconds} s; the media_url file lasts ${
-        seconds.toFixed(1)
-      } s${seconds >= maxSeconds + 1 ? " or more" : ""}`,
+      `WeChat takes a voice of at most ${maxSeconds} s; the media_url file ${tooLong}`,
     );
   }
 }

@@ -4,7 +4,8 @@
 // (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
 
 import { getLogger } from "@logtape/logtape";
-import { parseAmr } from "../media/amr.ts";
+import { AMR_FRAME_SECONDS, parseAmr } from "../media/amr.ts";
+import { parseMp3 } from "../media/mp3.ts";
 import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import type { ToolLimiter } from "../media/tool_limiter.ts";
 import { MediaUrlError } from "./public_get.ts";
@@ -83,19 +84,32 @@ export function checkUpload(
       `WeChat takes a ${type} of at most ${rule.maxBytes} bytes; the file is ${bytes.byteLength}`,
     );
   }
-  const unplayable = format.ext === "amr" ? amrFault(bytes) : null;
+  const unplayable = type === "voice" ? voiceFault(bytes, format.ext) : null;
   if (unplayable !== null) {
     throw new MediaUrlError(415, `The media_url file is not a playable voice: ${unplayable}`);
   }
   return { filename: `${safeStem(options.stem)}.${format.ext}`, contentType: format.contentType };
 }
 
-/** Why an AMR has no frame a decoder could play (only its magic line, or noise behind it);
- * null when it has one. WeChat takes such a file and gives it a media_id all the same. */
-export function amrFault(bytes: Uint8Array): string | null {
+/**
+ * Why a voice (`amr` or `mp3`, by its bytes) holds nothing to hear, or null when it has speech
+ * or audio frames: an AMR of only its magic line, of noise, or of pauses alone (NO_DATA, SID),
+ * an MP3 that is only an ID3 tag or a tag and noise. WeChat takes such a file and gives it a
+ * media_id all the same, so the follower would get a voice that plays nothing.
+ */
+export function voiceFault(bytes: Uint8Array, ext: string): string | null {
   try {
-    parseAmr(bytes);
-    return null;
+    if (ext === "mp3") {
+      parseMp3(bytes);
+      return null;
+    }
+    const { frames, speechFrames } = parseAmr(bytes);
+    if (speechFrames > 0) return null;
+    // ffmpeg decodes such a file to no sound at all; the reference decoder (opencore-amr, as in
+    // Android) to 20 ms of silence a frame, peaking at 24 of 32768.
+    return `Cannot play AMR: its ${frames} frames (${
+      (frames * AMR_FRAME_SECONDS).toFixed(2)
+    } s) are all pauses (NO_DATA or SID), none speech`;
   } catch (error) {
     if (!(error instanceof SyntaxError)) throw error;
     return error.message;
@@ -119,28 +133,37 @@ function safeStem(stem: string): string {
 }
 
 /**
- * How much longer than `maxSeconds` the voice lasts, in seconds, or null when it does not (or
- * cannot be measured: WeChat judges the length itself then). Packets are read only to just past
- * the limit: 2 MB of one-byte AMR frames claim 11 hours, which took ffprobe 8 s to list whole,
- * past its deadline on a busy machine, and the voice then went to WeChat unmeasured.
+ * How a voice is too long for `maxSeconds` ("lasts 80.0 s"), or null when it is not (or cannot
+ * be measured: WeChat judges the length itself then). An AMR's frames say its length, 20 ms
+ * each, pauses too, so it waits for no ffprobe run in the queue behind followers' voices. An
+ * MP3's packets are read by ffprobe only to just past the limit, so its length is a floor
+ * ("or more"): 2 MB of one-byte frames claim 11 hours, which took ffprobe 8 s to list whole.
  */
-export async function voiceOverLimit(
+export async function voiceTooLong(
   bytes: Uint8Array,
   maxSeconds: number,
   options: { limiter: ToolLimiter; ffprobe?: string; timeoutMs?: number },
-): Promise<number | null> {
+): Promise<string | null> {
+  // Half a second of slack: an MP3's last frame, or an encoder's padding, is not the agent's.
+  const over = (seconds: number) => seconds > maxSeconds + 0.5;
+  if (sniffFormat(bytes)?.ext === "amr") {
+    // voiceFault has parsed it: an AMR with no frame does not get here.
+    const seconds = parseAmr(bytes).frames * AMR_FRAME_SECONDS;
+    return over(seconds) ? `lasts ${seconds.toFixed(1)} s` : null;
+  }
+  const readSeconds = maxSeconds + 1;
   let seconds: number;
   try {
     seconds = await probeDuration(bytes, {
       timeoutMs: options.timeoutMs ?? 10_000,
       limiter: options.limiter,
-      readSeconds: maxSeconds + 1,
+      readSeconds,
       ...(options.ffprobe ? { ffprobe: options.ffprobe } : {}),
     });
   } catch (error) {
     log.warn("Cannot measure a voice reply's length: {error}", { error });
     return null;
   }
-  // Half a second of slack: an MP3's last frame, or an encoder's padding, is not the agent's.
-  return seconds > maxSeconds + 0.5 ? seconds : null;
+  if (!over(seconds)) return null;
+  return `lasts ${seconds.toFixed(1)} s${seconds >= readSeconds ? " or more" : ""}`;
 }

@@ -79,6 +79,12 @@ export async function makeFixtures(
   };
 }
 
+/** The real voice (VOICE_AMR) as LAME encodes it, 16 kb/s at its 8 kHz, made in `dir`. */
+export async function voiceMp3(dir: string): Promise<Uint8Array> {
+  await ffmpeg("-i", VOICE_AMR, "-c:a", "libmp3lame", "-b:a", "16k", "-y", `${dir}/voice.mp3`);
+  return await Deno.readFile(`${dir}/voice.mp3`);
+}
+
 /**
  * Duration of an AMR-NB file computed from its frame headers (20 ms a frame), independent of
  * ffmpeg, whose header-less estimate for AMR is off by most of a second.

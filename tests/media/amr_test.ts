@@ -27,9 +27,13 @@ Deno.test("parseAmr() reads an AMR file's frames and refuses one with none to pl
     const cut = amrOf(amrFrames(voice), 10).subarray(0, -5);
     assert.equal(parseAmr(cut).frames, 9);
   });
-  await t.step("NO_DATA and SID frames are frames", () => {
+  await t.step("NO_DATA and SID frames are frames, not speech", () => {
     const sid = Uint8Array.of(0x44, 1, 2, 3, 4, 5); // type 8, 5 bytes
-    assert.equal(parseAmr(concat(ascii("#!AMR\n"), first, sid, Uint8Array.of(0x7c))).frames, 3);
+    const info = parseAmr(concat(ascii("#!AMR\n"), first, sid, Uint8Array.of(0x7c)));
+    assert.equal(info.frames, 3);
+    assert.equal(info.speechFrames, 1);
+    assert.equal(parseAmr(concat(ascii("#!AMR\n"), sid, Uint8Array.of(0x7c))).speechFrames, 0);
+    assert.equal(parseAmr(voice).speechFrames, parseAmr(voice).frames);
   });
   await t.step("AMR-WB by its own frame sizes", () => {
     // Type 8 (23.85 kb/s) is 60 bytes of speech behind its header.
@@ -38,6 +42,18 @@ Deno.test("parseAmr() reads an AMR file's frames and refuses one with none to pl
     assert.deepEqual(parseAmr(concat(ascii("#!AMR-WB\n"), frame, frame)), {
       wideband: true,
       frames: 2,
+      speechFrames: 2,
+    });
+    // WB's SID (9), SPEECH_LOST (14) and NO_DATA (15) carry no speech.
+    const pauses = [9, 14, 15].map((type) => {
+      const pause = new Uint8Array(type === 9 ? 6 : 1);
+      pause[0] = (type << 3) | 0x04;
+      return pause;
+    });
+    assert.deepEqual(parseAmr(concat(ascii("#!AMR-WB\n"), ...pauses)), {
+      wideband: true,
+      frames: 3,
+      speechFrames: 0,
     });
   });
   await t.step("only the #!AMR line: SyntaxError", () => {

@@ -1,5 +1,6 @@
 // The one limiter is the process's, not an account's: two accounts' voice uploads at once still
-// run at most 2 ffprobe processes. ffprobe is a wrapper that notes each start and end in a log,
+// run at most 2 ffprobe processes. The uploads are MP3s: an AMR's length is its frames', measured
+// without ffprobe. ffprobe is a wrapper that notes each start and end in a log,
 // and pauses before the real tool, so runs not held back overlap.
 
 import assert from "node:assert/strict";
@@ -7,14 +8,7 @@ import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { DEFAULT_MAX_TOOL_RUNS } from "../../src/media/tool_limiter.ts";
 import { startBridge } from "../helpers/server.ts";
 import { A, Bq, writeAccountsFile } from "../accounts/_accounts_env.ts";
-import {
-  amrFrames,
-  amrOf,
-  countingTool,
-  peakOf,
-  skipWithoutFfmpeg,
-  VOICE_AMR,
-} from "./_media_tools.ts";
+import { countingTool, peakOf, skipWithoutFfmpeg, voiceMp3 } from "./_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -35,13 +29,13 @@ Deno.test({
       ffprobe,
     });
     try {
-      const voice = amrOf(amrFrames(await Deno.readFile(VOICE_AMR)), 250);
+      const voice = await voiceMp3(dir);
       // carol serves both accounts: three uploads to each at once.
       const upload = (account: string) =>
         fetch(`${server.base}${B}/upload?userid=carol&account=${account}`, {
           method: "POST",
           body: new Uint8Array(voice),
-          headers: { "content-type": "audio/amr" },
+          headers: { "content-type": "audio/mpeg" },
         }).then(async (res) => ({ status: res.status, text: await res.text() }));
       const results = await Promise.all([A.id, A.id, A.id, Bq.id, Bq.id, Bq.id].map(upload));
       for (const res of results) assert.equal(res.status, 201, res.text);

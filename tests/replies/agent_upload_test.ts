@@ -5,7 +5,15 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { amrFrames, amrOf, skipWithoutFfmpeg, VOICE_AMR } from "../media/_media_tools.ts";
+import {
+  amrFrames,
+  amrOf,
+  countingTool,
+  ffmpeg,
+  peakOf,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 // The smallest valid PNG: one transparent pixel.
@@ -136,9 +144,19 @@ Deno.test({
   ignore: skipWithoutFfmpeg,
   async fn(t) {
     const frames = amrFrames(await Deno.readFile(VOICE_AMR));
+    const dir = await Deno.makeTempDir({ prefix: "upload-voice-" });
+    const log = `${dir}/runs.log`;
+    await Deno.writeTextFile(log, "");
+    // The real voice three times over (73 s), as LAME encodes it.
+    await ffmpeg(
+      ...["-stream_loop", "2", "-i", VOICE_AMR, "-c:a", "libmp3lame", "-b:a", "16k"],
+      ...["-y", `${dir}/long.mp3`],
+    );
+    const longMp3 = await Deno.readFile(`${dir}/long.mp3`);
     const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
     const server = await startBridge({
       env: { WECHAT_APPID: "wxtest", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+      ffprobe: await countingTool(dir, "ffprobe", log),
     });
     const uploads = () => fake.calls.filter((c) => c.path.endsWith("cgi-bin/media/upload"));
     try {
@@ -152,7 +170,26 @@ Deno.test({
       await t.step("a real 2-minute voice is refused, with its length", async () => {
         const res = await upload(server.base, "userid=up", amrOf(frames, 6000), "audio/amr");
         assert.equal(res.status, 415);
-        assert.match((await res.json()).error, /voice of at most 60 s; the file lasts 6\d\.\d s/);
+        assert.match(
+          (await res.json()).error,
+          /^Cannot upload: WeChat takes a voice of at most 60 s; the file lasts 120\.0 s$/,
+        );
+        assert.equal(uploads().length, 1);
+      });
+      await t.step("2 MB of the real voice's frames (21 minutes) too, at once", async () => {
+        const res = await upload(server.base, "userid=up", amrOf(frames, 65_000), "audio/amr");
+        assert.equal(res.status, 415);
+        assert.match((await res.json()).error, /at most 60 s; the file lasts 1300\.0 s$/);
+        assert.equal(uploads().length, 1);
+      });
+      await t.step("an AMR's length is its frames': no ffprobe ran for one", async () => {
+        assert.equal((await peakOf(log)).runs, 0);
+      });
+      await t.step("an MP3's is ffprobe's, read to just past 60 s: 'or more'", async () => {
+        const res = await upload(server.base, "userid=up", longMp3, "audio/mpeg");
+        assert.equal(res.status, 415);
+        assert.match((await res.json()).error, /at most 60 s; the file lasts 61\.\d s or more$/);
+        assert.equal((await peakOf(log)).runs, 1);
         assert.equal(uploads().length, 1);
       });
       await t.step(
@@ -180,17 +217,65 @@ Deno.test({
           assert.equal(uploads().length, 1);
         },
       );
-      await t.step("2 MB of one-byte frames (11 hours by their count) is refused", async () => {
-        const noData = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
-        noData.set(new TextEncoder().encode("#!AMR\n"));
-        const res = await upload(server.base, "userid=up", noData, "audio/amr");
-        assert.equal(res.status, 415);
-        assert.match((await res.json()).error, /at most 60 s/);
-        assert.equal(uploads().length, 1);
+      await t.step("an AMR of pauses alone (NO_DATA, SID) is refused: none is speech", async () => {
+        // ffmpeg decodes these to no sound at all, the reference decoder to silence.
+        const pauses = (frame: Uint8Array, count: number) => {
+          const file = new Uint8Array(6 + frame.length * count);
+          file.set(new TextEncoder().encode("#!AMR\n"));
+          for (let i = 0; i < count; i++) file.set(frame, 6 + i * frame.length);
+          return file;
+        };
+        for (
+          const [file, said] of [
+            [pauses(Uint8Array.of(0x7c), 150), "150 frames (3.00 s)"],
+            [pauses(Uint8Array.of(0x44, 0, 0, 0, 0, 0), 150), "150 frames (3.00 s)"],
+            // WeChat's 2 MB as NO_DATA: 11 hours by their count.
+            [pauses(Uint8Array.of(0x7c), 2 * 1024 * 1024 - 6), "2097146 frames (41942.92 s)"],
+          ] as const
+        ) {
+          const res = await upload(server.base, "userid=up", file, "audio/amr");
+          assert.equal(res.status, 415);
+          assert.equal(
+            (await res.json()).error,
+            `Cannot upload: the file is not a playable voice: Cannot play AMR: its ${said} are ` +
+              "all pauses (NO_DATA or SID), none speech",
+          );
+        }
+        // One speech frame among the pauses is a voice.
+        const mixed = new Uint8Array([...pauses(Uint8Array.of(0x7c), 50), ...frames[0]!]);
+        const res = await upload(server.base, "userid=up", mixed, "audio/amr");
+        assert.equal(res.status, 201, await res.text());
+        assert.equal(uploads().length, 2);
+      });
+      await t.step("an MP3 with no audio frame is refused, and WeChat never sees it", async () => {
+        const tag = longMp3.subarray(
+          0,
+          10 + [6, 7, 8, 9].reduce((n, i) => n * 128 + longMp3[i]!, 0),
+        );
+        const text = new TextEncoder().encode("this is not audio, only text\n".repeat(50));
+        await ffmpeg("-i", VOICE_AMR, "-c:a", "aac", "-f", "adts", "-y", `${dir}/voice.aac`);
+        const aac = await Deno.readFile(`${dir}/voice.aac`);
+        for (
+          const [file, reason] of [
+            [tag, /an ID3 tag and no audio after it/],
+            [new Uint8Array([...tag, ...text]), /no two MPEG layer III frames in a row/],
+            // AAC in ADTS begins 0xFFF1, as an MPEG audio frame does.
+            [aac, /no two MPEG layer III frames in a row after byte 0$/],
+          ] as const
+        ) {
+          const res = await upload(server.base, "userid=up", file, "audio/mpeg");
+          assert.equal(res.status, 415);
+          const { error } = await res.json();
+          assert.match(error, /^Cannot upload: the file is not a playable voice: Cannot parse MP3/);
+          assert.match(error, reason);
+        }
+        assert.equal(uploads().length, 2);
+        assert.equal((await peakOf(log)).runs, 1);
       });
     } finally {
       await server.close();
       await fake.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

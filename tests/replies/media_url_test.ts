@@ -7,7 +7,7 @@ import { type FakeUpload, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { resolveWithSystem } from "../../src/replies/public_get.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { ffmpeg } from "../media/_media_tools.ts";
+import { amrFrames, amrOf, ffmpeg, VOICE_AMR } from "../media/_media_tools.ts";
 
 const B = "/im_component/wx_official_account";
 const UPLOAD = "cgi-bin/media/upload";
@@ -33,10 +33,12 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
     ...["-c:a", "libmp3lame", "-b:a", "16k", "-y", `${tmp}/long.mp3`],
   );
   const longMp3 = await Deno.readFile(`${tmp}/long.mp3`);
-  // WeChat's 2 MB of voice as one-byte NO_DATA frames: 11 hours by their count, which ffprobe
-  // took 8 s to list whole (its deadline is 10 s; past it the voice went to WeChat unmeasured).
+  // WeChat's 2 MB of voice as one-byte NO_DATA frames.
   const noDataAmr = new Uint8Array(2 * 1024 * 1024).fill(0x7c);
   noDataAmr.set(new TextEncoder().encode("#!AMR\n"));
+  // The real voice's frames for 70 s, and the ID3 tag of the MP3 alone.
+  const longAmr = amrOf(amrFrames(await Deno.readFile(VOICE_AMR)), 3500);
+  const tagOnly = longMp3.subarray(0, 10 + [6, 7, 8, 9].reduce((n, i) => n * 128 + longMp3[i]!, 0));
   await Deno.remove(tmp, { recursive: true });
   // A loopback-only service the bridge must never read for an agent.
   const secretReads: string[] = [];
@@ -59,6 +61,10 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         return new Response(longMp3, { headers: { "content-type": "audio/mpeg" } });
       case "/nodata.amr":
         return new Response(noDataAmr, { headers: { "content-type": "audio/amr" } });
+      case "/long.amr":
+        return new Response(new Uint8Array(longAmr), { headers: { "content-type": "audio/amr" } });
+      case "/tag.mp3":
+        return new Response(tagOnly, { headers: { "content-type": "audio/mpeg" } });
       case "/magic.amr":
         return new Response("#!AMR\n", { headers: { "content-type": "audio/amr" } });
       case "/text.amr":
@@ -250,10 +256,24 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         "voice",
       );
       await refused(`http://127.0.0.1:${I}/download`, 415, /video as MP4/, "video");
+      // Measured only to just past the limit, so the length said is a floor.
       await refused(
         `http://127.0.0.1:${I}/long.mp3`,
         415,
-        /voice of at most 60 s.*61\.\d s/,
+        /voice of at most 60 s; the media_url file lasts 61\.\d s or more$/,
+        "voice",
+      );
+      // An AMR's frames say its length whole.
+      await refused(
+        `http://127.0.0.1:${I}/long.amr`,
+        415,
+        /voice of at most 60 s; the media_url file lasts 70\.0 s$/,
+        "voice",
+      );
+      await refused(
+        `http://127.0.0.1:${I}/tag.mp3`,
+        415,
+        /playable voice: Cannot parse MP3: the file is an ID3 tag and no audio after it/,
         "voice",
       );
       await refused(
@@ -268,11 +288,11 @@ Deno.test("an agent's media_url cannot reach inside the bridge's network", async
         /playable voice.*not a frame header/,
         "voice",
       );
-      // Measured only to just past the limit, so the length said is a floor.
+      // WeChat's 2 MB of NO_DATA frames: 11 hours by their count, with nothing to hear.
       await refused(
         `http://127.0.0.1:${I}/nodata.amr`,
         415,
-        /voice of at most 60 s; the media_url file lasts 61\.\d s or more/,
+        /playable voice: Cannot play AMR: its 2097146 frames .* are all pauses/,
         "voice",
       );
     });
