@@ -66,6 +66,21 @@ Deno.test({
         );
         assert.throws(() => parseMp3(concat(tag, noiseAmr(64 * 1024))), SyntaxError);
       });
+      await t.step(
+        "ffmpeg's MP3 of no sound (its tag and LAME's Info frame alone): SyntaxError",
+        async () => {
+          await ffmpeg(
+            ...["-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0", "-c:a", "libmp3lame"],
+            ...["-y", `${dir}/empty.mp3`],
+          );
+          const empty = await Deno.readFile(`${dir}/empty.mp3`);
+          assert.ok(empty.length < 300, `${empty.length} bytes`);
+          assert.throws(
+            () => parseMp3(empty),
+            /no two MPEG layer III frames in a row after byte 45/,
+          );
+        },
+      );
       await t.step("one frame and part of the next: SyntaxError", () => {
         // At 8 kHz (MPEG 2.5) LAME's first frame, its Info frame, is 216 bytes (24 kb/s), the
         // next 144 (16 kb/s).
