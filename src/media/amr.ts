@@ -68,6 +68,31 @@ export function parseAmr(bytes: Uint8Array): AmrInfo {
 }
 
 /**
+ * Frames ffmpeg's AMR demuxer reads, header byte included, by frame type: it takes every byte
+ * where a frame begins for a header, its padding bits ignored, and the types without a size
+ * for a header alone (libavformat/amr.c, `amrnb_packed_size`, `amrwb_packed_size`).
+ */
+const NB_PACKET = [13, 14, 16, 18, 20, 21, 27, 32, 6, 1, 1, 1, 1, 1, 1, 1];
+const WB_PACKET = [18, 24, 33, 37, 41, 47, 51, 59, 61, 6, 1, 1, 1, 1, 1, 1];
+
+/**
+ * How many 20 ms frames ffmpeg reads in an AMR file (0 when it is none), as ffprobe counts its
+ * packets: noise behind the frames counts too, as frames it decodes (a real 24 s voice with
+ * 1 MB of noise behind it decoded to 943 s of sound), and so does a last frame cut short.
+ * parseAmr() says what a file holds; this, how long WeChat may find it.
+ */
+export function amrPackets(bytes: Uint8Array): number {
+  const wideband = startsWith(bytes, WB_MAGIC);
+  if (!wideband && !startsWith(bytes, NB_MAGIC)) return 0;
+  const sizes = wideband ? WB_PACKET : NB_PACKET;
+  let packets = 0;
+  for (let at = (wideband ? WB_MAGIC : NB_MAGIC).length; at < bytes.length; packets++) {
+    at += sizes[(bytes[at]! >> 3) & 0x0f]!;
+  }
+  return packets;
+}
+
+/**
  * 20 ms of silence for each codec: a speech frame whose parameters are all zero. NB's 4.75 kb/s
  * one decodes to exact zeros; WB's lowest modes hum (peak 252 of 32768), its 12.65 kb/s one
  * peaks at 13.

@@ -4,7 +4,7 @@
 // (errcode 40005), which is what a `media_url` like `…/download?id=7` used to produce.
 
 import { getLogger } from "@logtape/logtape";
-import { AMR_FRAME_SECONDS, parseAmr } from "../media/amr.ts";
+import { AMR_FRAME_SECONDS, amrPackets, parseAmr } from "../media/amr.ts";
 import { parseMp3 } from "../media/mp3.ts";
 import { probeDuration, VOICE_MAX_SECONDS } from "../media/transcode.ts";
 import type { ToolLimiter } from "../media/tool_limiter.ts";
@@ -135,9 +135,10 @@ function safeStem(stem: string): string {
 /**
  * How a voice is too long for `maxSeconds` ("lasts 80.0 s"), or null when it is not (or cannot
  * be measured: WeChat judges the length itself then). An AMR's frames say its length, 20 ms
- * each, pauses too, so it waits for no ffprobe run in the queue behind followers' voices. An
- * MP3's packets are read by ffprobe only to just past the limit, so its length is a floor
- * ("or more"): 2 MB of one-byte frames claim 11 hours, which took ffprobe 8 s to list whole.
+ * each, pauses too, counted as ffprobe counts them (amrPackets), so it waits for no ffprobe run
+ * in the queue behind followers' voices. An MP3's packets are read by ffprobe only to just past
+ * the limit, so its length is a floor ("or more"): 2 MB of one-byte AMR frames claimed 11 hours,
+ * which took ffprobe 8 s to list whole.
  */
 export async function voiceTooLong(
   bytes: Uint8Array,
@@ -147,8 +148,8 @@ export async function voiceTooLong(
   // Half a second of slack: an MP3's last frame, or an encoder's padding, is not the agent's.
   const over = (seconds: number) => seconds > maxSeconds + 0.5;
   if (sniffFormat(bytes)?.ext === "amr") {
-    // voiceFault has parsed it: an AMR with no frame does not get here.
-    const seconds = parseAmr(bytes).frames * AMR_FRAME_SECONDS;
+    // Counted as ffmpeg reads it, noise behind the frames too, which it decodes to sound.
+    const seconds = amrPackets(bytes) * AMR_FRAME_SECONDS;
     return over(seconds) ? `lasts ${seconds.toFixed(1)} s` : null;
   }
   const readSeconds = maxSeconds + 1;

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { amrPartsWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
-import { amrDurationSeconds, amrFrames, amrOf, noiseAmr, VOICE_AMR } from "./_media_tools.ts";
+import { amrPackets, amrPartsWithSilentPauses, parseAmr } from "../../src/media/amr.ts";
+import {
+  amrDurationSeconds,
+  amrFrames,
+  amrOf,
+  noiseAmr,
+  skipWithoutFfmpeg,
+  VOICE_AMR,
+} from "./_media_tools.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
 const concat = (...parts: Uint8Array[]) => {
@@ -130,4 +137,46 @@ Deno.test("amrWithSilentPauses() puts 20 ms of silence where a frame would be dr
     const mp3 = ascii("ID3 not amr");
     assert.equal(amrWithSilentPauses(mp3, 10), mp3);
   });
+});
+
+/** How many packets ffprobe reads in the AMR file `bytes`. */
+async function ffprobePackets(bytes: Uint8Array): Promise<number> {
+  const path = await Deno.makeTempFile({ suffix: ".amr" });
+  try {
+    await Deno.writeFile(path, bytes);
+    const out = await new Deno.Command("ffprobe", {
+      args: ["-v", "quiet", "-count_packets", "-show_entries", "stream=nb_read_packets"]
+        .concat(["-of", "csv=p=0", "-f", "amr", path]),
+      stdout: "piped",
+    }).output();
+    return Number(new TextDecoder().decode(out.stdout).trim());
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+Deno.test({
+  name: "amrPackets() counts the frames ffprobe reads: noise behind a voice too",
+  ignore: skipWithoutFfmpeg,
+  async fn(t) {
+    const voice = await Deno.readFile(VOICE_AMR);
+    const noise = noiseAmr(1_000_006).subarray(6);
+    const cases: Array<[string, Uint8Array]> = [
+      ["the real voice", voice],
+      ["the real voice and 1 MB of noise", concat(voice, noise)],
+      ["the real voice and an ID3v1 tag", concat(voice, ascii("TAG"), new Uint8Array(125))],
+      ["the real voice and a frame cut short", concat(voice, voice.subarray(6, 26))],
+      ["NO_DATA frames", concat(ascii("#!AMR\n"), new Uint8Array(150).fill(0x7c))],
+      ["noise behind #!AMR", noiseAmr(50_000)],
+      ["noise behind #!AMR-WB", concat(ascii("#!AMR-WB\n"), noise.subarray(0, 50_000))],
+    ];
+    for (const [what, bytes] of cases) {
+      await t.step(what, async () => {
+        assert.equal(amrPackets(bytes), await ffprobePackets(bytes));
+      });
+    }
+    await t.step("not an AMR: none", () => {
+      assert.equal(amrPackets(ascii("ID3 not amr")), 0);
+    });
+  },
 });

@@ -10,6 +10,7 @@ import {
   amrOf,
   countingTool,
   ffmpeg,
+  noiseAmr,
   peakOf,
   skipWithoutFfmpeg,
   VOICE_AMR,
@@ -182,6 +183,20 @@ Deno.test({
         assert.match((await res.json()).error, /at most 60 s; the file lasts 1300\.0 s$/);
         assert.equal(uploads().length, 1);
       });
+      await t.step(
+        "the real 24 s voice with 1 MB of noise behind it: as long as ffmpeg reads it",
+        async () => {
+          // ffmpeg decodes the noise to sound too: 943 s of it.
+          const voice = await Deno.readFile(VOICE_AMR);
+          const noisy = new Uint8Array([...voice, ...noiseAmr(1_000_006).subarray(6)]);
+          const res = await upload(server.base, "userid=up", noisy, "audio/amr");
+          assert.equal(res.status, 415);
+          const { error } = await res.json();
+          const seconds = Number(/the file lasts (\d+\.\d) s$/.exec(error)?.[1]);
+          assert.ok(seconds > 900, error);
+          assert.equal(uploads().length, 1);
+        },
+      );
       await t.step("an AMR's length is its frames': no ffprobe ran for one", async () => {
         assert.equal((await peakOf(log)).runs, 0);
       });
