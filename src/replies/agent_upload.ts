@@ -73,7 +73,16 @@ export function createAgentUpload(deps: AgentUploadDeps) {
         }`,
       );
     }
-    const bytes = await readBodyLimited(req, kind.maxBytes);
+    const bytes = await readBodyLimited(req, kind.maxBytes).catch((error) => {
+      // The agent reads why in the console: WeChat's limit for the type, not the body's size.
+      if (!(error instanceof HttpError) || error.status !== 413) throw error;
+      throw new HttpError(
+        413,
+        `Cannot upload: WeChat takes a ${kind.type} of at most ${kind.maxBytes} bytes (${
+          kind.maxBytes / 1024 / 1024
+        } MB); the file is larger`,
+      );
+    });
     if (bytes.byteLength === 0) throw new HttpError(400, "Cannot upload an empty file");
     if (!looksLike(contentType, bytes)) {
       throw new HttpError(415, `Cannot upload: the file is not ${contentType}`);
