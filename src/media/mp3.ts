@@ -17,9 +17,9 @@ const MPEG1_RATES = [44100, 48000, 32000];
 
 /**
  * Finds an MP3 file's audio: two layer III frames in a row, of one version and sample rate, as
- * ffmpeg's MP3 demuxer looks for before it reads on: one header turns up about once in 16,000
- * random bytes, two in a row once in 10^9. What lies between the tags and those frames is skipped, as ffmpeg skips it.
- * Throws SyntaxError when there are no such frames.
+ * ffmpeg's MP3 demuxer looks for before it reads on (one header turns up about once in 16,000
+ * random bytes, two in a row once in 10^9). What lies between the tags and those frames is
+ * skipped, as ffmpeg skips it. Throws SyntaxError when there are no such frames.
  */
 export function parseMp3(bytes: Uint8Array): Mp3Info {
   const tagsEnd = afterId3Tags(bytes);
