@@ -95,8 +95,8 @@ export function checkUpload(
  * Why a voice (`amr` or `mp3`, by its bytes) holds nothing to hear, or null when it has speech
  * or audio frames: an AMR of only its magic line, of noise, or of pauses alone (NO_DATA, SID),
  * an MP3 that is only an ID3 tag, a tag and noise, or AAC or MPEG layer II frames behind its
- * MP3-like first bytes. WeChat takes such a file and gives it a media_id all the same, so the
- * follower would get a voice that plays nothing.
+ * MP3-like first bytes. Refused before WeChat sees it: WeChat gave an AMR of its magic line
+ * alone a media_id all the same, and the follower would get a voice that plays nothing.
  */
 export function voiceFault(bytes: Uint8Array, ext: string): string | null {
   try {
