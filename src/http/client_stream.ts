@@ -30,17 +30,29 @@ export class ClientStream {
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
   #emptyLineCR = false;
   #meter: FrameMeter | null = null;
+  #heads = 0;
 
   constructor(readonly maxMessageBytes: number) {}
 
-  /** True once an upgrade request's head has passed and its frames are being measured. */
   /** A request body is still arriving (its Content-Length or chunks are not all here). */
   get inBody(): boolean {
     return this.#bodyLeft > 0 || (this.#chunked !== null && this.#chunked !== "trailer");
   }
 
+  /** True once an upgrade request's head has passed and its frames are being measured. */
   get upgrading(): boolean {
     return this.#meter !== null;
+  }
+
+  /** Request heads read whole and not refused: each is a request Deno will answer. */
+  get heads(): number {
+    return this.#heads;
+  }
+
+  /** Between requests: no head, body or frame begun (what follows would be a new request). */
+  get atBoundary(): boolean {
+    return this.#headLength === 0 && this.#bodyLeft === 0 && this.#chunked === null &&
+      this.#meter === null && !this.#lost;
   }
 
   /**
@@ -144,6 +156,7 @@ export class ClientStream {
         this.#headLength = 0;
         this.#startBody(buf, base, at + 4);
         if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
+        else this.#heads++;
         if (before > 0) this.#head = EMPTY;
         return i + (k + 4 - before);
       }

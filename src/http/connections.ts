@@ -174,6 +174,10 @@ class Link {
   settle: (() => void) | null = null;
   /** A head was refused: nothing more of the client's passes (see pass). */
   refusing = false;
+  /** Answers Deno has sent: fewer than the stream's heads while some request waits on one. */
+  answered = 0;
+  /** The client half-closed with answers owed: passed on once they are sent (see answer). */
+  #endHeld = false;
   /**
    * Refused for its size: the last bytes Deno sent, held back until it closes, for its 400 to
    * the head put in the refused one's place to go out as 431 (see answerTooLarge); null else.
@@ -312,11 +316,23 @@ class Link {
     return all.subarray(0, keep);
   }
 
+  /** Deno sent the answer to one more request. */
+  answer(): void {
+    this.answered++;
+    if (this.#endHeld && this.answered >= this.stream.heads) {
+      this.#endHeld = false;
+      this.#passEnd();
+    }
+  }
+
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
-      // The client finished sending: pass the half-close on, so a response still goes back.
-      this.inner?.closeWrite().catch(() => this.owner.drop(this));
+      // The client finished sending. Deno drops a connection once it reads its end, answers
+      // under way with it: the end waits until every request sent whole has its answer (one
+      // cut short has none coming, and an agent's socket closes its own way).
+      if (this.stream.atBoundary && this.answered < this.stream.heads) this.#endHeld = true;
+      else this.#passEnd();
     } else if (pump === this.#down && this.#tail !== null && !this.closed) {
       const tail = this.#tail;
       this.#tail = null;
@@ -326,6 +342,11 @@ class Link {
     } else {
       this.owner.drop(this);
     }
+  }
+
+  /** Passes the client's half-close on: Deno answers what it has, then closes. */
+  #passEnd(): void {
+    this.inner?.closeWrite().catch(() => this.owner.drop(this));
   }
 
   close(): void {
@@ -476,6 +497,7 @@ export function serveGuarded(
   // Made once a link, not a closure a request (innerHandler's scope captures nothing of its own).
   const settler = (link: Link) => () => {
     link.active--;
+    link.answer();
     if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
   };
   // Not async: most requests need nothing after the handler, so they cost no promise of ours
@@ -497,15 +519,15 @@ export function serveGuarded(
     // As Deno.upgradeWebSocket reads it (any value containing "websocket"), and as the relay
     // does, so that no socket it upgrades goes unmetered.
     const upgrade = req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false;
-    if (upgrade && !link.stream.upgrading) {
-      // Pipelined behind another request: its frames could not be measured from their start.
-      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
-    }
     link.active++;
     if (link.phase !== "upgraded") setPhase(link, "busy");
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
+    if (upgrade && !link.stream.upgrading) {
+      // Pipelined behind another request: its frames could not be measured from their start.
+      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
+    }
     const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
     // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header);
     // one the relay took for an upgrade and Deno did not must turn the stream back to HTTP.
