@@ -31,6 +31,8 @@ export class ClientStream {
   #emptyLineCR = false;
   #meter: FrameMeter | null = null;
   #heads = 0;
+  /** A request asked to close after its answer: Deno reads nothing after it. */
+  #closing = false;
 
   constructor(readonly maxMessageBytes: number) {}
 
@@ -47,6 +49,12 @@ export class ClientStream {
   /** Request heads read whole and not refused: each is a request Deno will answer. */
   get heads(): number {
     return this.#heads;
+  }
+
+  /** True once a request asked for the connection to close after its answer (Connection: close,
+   * or HTTP/1.0 without keep-alive): Deno answers it and reads no request after it. */
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** Between requests: no head, body or frame begun (what follows would be a new request). */
@@ -163,8 +171,8 @@ export class ClientStream {
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
-    // Too large for Deno too (431, by the guard itself on a first head, else in place of
-    // Deno's 400: Link.pass): refused at its start, so the requests before it are still answered.
+    // Too large for Deno too (431, by the guard itself, after Deno's answers before it: see
+    // Link.pass): refused at its start, so the requests before it are still answered.
     if (length >= MAX_HEAD_BYTES) {
       this.#lost = this.#badHead = this.#tooLarge = true;
       this.#refusedAt = before > 0 ? 0 : i;
@@ -219,6 +227,9 @@ export class ClientStream {
     let coding: string | undefined;
     let length: number | undefined;
     let bad = false;
+    let close = false;
+    let keepAlive = false;
+    let http10 = false;
     // Line by line as a multiline regex over the whole head sees lines (any CR or LF ends one),
     // each decoded as Latin-1 (one character a byte: no U+2028 from a value to start a line Deno
     // never saw); only a line that starts with one of the three names is decoded at all.
@@ -239,6 +250,12 @@ export class ClientStream {
         if (digits === undefined || !DIGITS.test(digits)) bad = true;
         else if (length !== undefined && length !== Number(digits)) bad = true;
         else length = Number(digits);
+      } else if (startsWith(buf, i, j, CONNECTION_NAME)) {
+        const value = latin1.decode(buf.subarray(i, j));
+        close ||= CLOSE.test(value);
+        keepAlive ||= KEEP_ALIVE.test(value);
+      } else if (i === start) {
+        http10 = endsWith(buf, j, HTTP_10);
       }
       i = j + 1;
     }
@@ -251,6 +268,8 @@ export class ClientStream {
       this.#lost = this.#badHead = true;
       return;
     }
+    // As Deno reads it: HTTP/1.0 closes unless it asks to be kept alive.
+    if (close || (http10 && !keepAlive)) this.#closing = true;
     if (upgrade) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
       return;
@@ -267,12 +286,25 @@ const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
 const LEADING_ZEROS = /^0+(?=.)/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNKED_LAST = /(^|,)[ \t]*chunked$/i;
+const CLOSE = /^connection:(?:.*,)?[ \t]*close[ \t]*(?:,|$)/i;
+const KEEP_ALIVE = /^connection:(?:.*,)?[ \t]*keep-alive[ \t]*(?:,|$)/i;
 const UPGRADE_NAME = nameBytes("upgrade:");
+const CONNECTION_NAME = nameBytes("connection:");
+const HTTP_10 = nameBytes(" http/1.0");
 const CODING_NAME = nameBytes("transfer-encoding:");
 const LENGTH_NAME = nameBytes("content-length:");
 
 function nameBytes(name: string): Uint8Array {
   return new TextEncoder().encode(name);
+}
+
+/** Whether `buf[..j]` ends with `suffix` (lower case), ignoring ASCII case (a filter, as below). */
+function endsWith(buf: Uint8Array, j: number, suffix: Uint8Array): boolean {
+  if (j < suffix.length) return false;
+  for (let k = 0; k < suffix.length; k++) {
+    if ((buf[j - suffix.length + k]! | 0x20) !== suffix[k]) return false;
+  }
+  return true;
 }
 
 /**

@@ -264,6 +264,36 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
       conn.close();
       assert.ok(answer.endsWith(`\r\n\r\n${FAKE_400}${TOO_LARGE}`), answer);
     });
+    await t.step("the answer to a Connection: close request is passed on as it is", async () => {
+      // Deno closes after it, reading nothing more: no 431 is owed, and the body, which ends as
+      // Deno's 400 does, is never taken for one.
+      const echo = `POST /raw HTTP/1.1\r\nhost: x\r\nconnection: close\r\n` +
+        `content-length: ${FAKE_400.length}\r\n\r\n${FAKE_400}`;
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(enc.encode(echo + BIG));
+      const answer = await readAnswer(conn, true);
+      conn.close();
+      assert.match(answer, /^HTTP\/1\.1 200 /, answer);
+      assert.ok(answer.endsWith(`\r\n\r\n${FAKE_400}`), answer);
+    });
+    await t.step(
+      "a head over 64 KiB after a slow Connection: close answer: that answer",
+      async () => {
+        const slowClose = "GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        assert.deepEqual(await exchange(port, slowClose + BIG, 2), [
+          `200 ${JSON.stringify("/slow ")}`,
+        ]);
+      },
+    );
+    await t.step("after HTTP/1.0: a 431 only if it asked to be kept alive", async () => {
+      const old = "GET /slow HTTP/1.0\r\nhost: x\r\n\r\n";
+      const kept = "GET /slow HTTP/1.0\r\nhost: x\r\nconnection: keep-alive\r\n\r\n";
+      assert.deepEqual(await exchange(port, old + BIG, 2), [`200 ${JSON.stringify("/slow ")}`]);
+      assert.deepEqual(await exchange(port, kept + BIG, 2), [
+        `200 ${JSON.stringify("/slow ")}`,
+        "431 ",
+      ]);
+    });
     await t.step(
       "a bad head begun in an earlier read is never completed into a request",
       async () => {
