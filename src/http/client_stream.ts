@@ -64,7 +64,7 @@ export class ClientStream {
   }
 
   /**
-   * True once a head was refused for its framing (RFC 9112 §6.3: a bare LF, a Content-Length
+   * True once a head was refused for its framing (RFC 9112 §6.3: a Content-Length
    * that is no number of at most 15 digits or two that differ, Transfer-Encoding beside one or
    * not ending in chunked, a folded line) or its size: a request boundary, where a 400 can be
    * answered.
@@ -112,7 +112,7 @@ export class ClientStream {
         ? this.#readHead(chunk, i, end, lineEnds)
         : this.#readChunked(chunk, i);
     }
-    // Lost on the chunk's last bytes (a bare LF in a head read to the end): none of it passes.
+    // Lost on the chunk's last bytes (a head too large, read to its end): none of it passes.
     return !this.#lost;
   }
 
@@ -123,12 +123,16 @@ export class ClientStream {
    */
   #readHead(chunk: Uint8Array, i: number, end: number, lineEnds: number[] | null): number {
     if (this.#headLength === 0) {
-      // Empty lines before a request line are ignored (RFC 9112 §2.2), as Deno's parser does:
-      // a request's first LF is the one that ends its request line, not theirs, even when an
-      // empty line's CR and LF come in two reads.
+      // Empty lines before a request line (CRLF or a bare LF) are ignored (RFC 9112 §2.2), as
+      // Deno's parser does: a request's first LF is the one that ends its request line, not
+      // theirs, even when an empty line's CR and LF come in two reads.
       if (this.#emptyLineCR && chunk[i] === 10) i++;
       this.#emptyLineCR = false;
-      while (i + 1 < end && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
+      while (i < end) {
+        if (chunk[i] === 10) i++;
+        else if (chunk[i] === 13 && i + 1 < end && chunk[i + 1] === 10) i += 2;
+        else break;
+      }
       if (i + 1 === end && chunk[i] === 13) {
         this.#emptyLineCR = true;
         return end;
@@ -151,23 +155,20 @@ export class ClientStream {
     const buf = before > 0 ? this.#head : chunk;
     const base = before > 0 ? 0 : i;
     const length = before + take;
-    for (let k = Math.max(0, before - 3); k + 3 < length; k++) {
+    // A line ends at its LF, with a CR before it or not (RFC 9112 §2.2 lets a recipient take a
+    // bare LF, and Deno's parser, nginx and the guard all do, so that a request ends at the same
+    // byte for each); an empty line ends the head. Head byte 0 is no LF (skipped above).
+    for (let k = Math.max(1, before); k < length; k++) {
       const at = base + k;
-      // A bare LF ends lines for Deno's parser but not for ours: refused, so both agree on where
-      // a request ends and its frames begin.
-      if (buf[at + 3] === 10 && buf[at + 2] !== 13) {
-        this.#lost = this.#badHead = true;
-        this.#refusedAt = before > 0 ? 0 : i;
-        return end;
-      }
-      if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
-        this.#headLength = 0;
-        this.#startBody(buf, base, at + 4);
-        if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
-        else this.#heads++;
-        if (before > 0) this.#head = EMPTY;
-        return i + (k + 4 - before);
-      }
+      if (buf[at] !== 10) continue;
+      const prev = buf[at - 1];
+      if (prev !== 10 && !(prev === 13 && k >= 2 && buf[at - 2] === 10)) continue;
+      this.#headLength = 0;
+      this.#startBody(buf, base, at + 1);
+      if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
+      else this.#heads++;
+      if (before > 0) this.#head = EMPTY;
+      return i + (k + 1 - before);
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;

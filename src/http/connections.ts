@@ -649,8 +649,7 @@ export function serveGuarded(
     // thousand clients that never finish them hold a thousand, and the sweep closes them.
     const head = await readHead(client);
     if (head === HEAD_TOO_LARGE) await client.write(HEADERS_TOO_LARGE).catch(() => {});
-    if (head === HEAD_BAD) await client.write(BAD_REQUEST).catch(() => {});
-    if (head === null || head === HEAD_TOO_LARGE || head === HEAD_BAD || link.closed) {
+    if (head === null || head === HEAD_TOO_LARGE || link.closed) {
       drop(link);
       return;
     }
@@ -805,10 +804,6 @@ function newToken(): string {
 // head Deno already has (one begun in an earlier read), this cannot complete it as a request.
 const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
 const HEAD_TOO_LARGE = "too large" as const;
-const HEAD_BAD = "bad" as const;
-const BAD_REQUEST = new TextEncoder().encode(
-  "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-);
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
 );
@@ -819,9 +814,11 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
  */
 async function readHead(
   conn: Deno.Conn,
-): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE | typeof HEAD_BAD> {
+): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
   let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
+  /** Where the request line begins, past empty lines (-1: not yet). */
+  let begun = -1;
   try {
     while (true) {
       if (length === buf.length) {
@@ -832,15 +829,22 @@ async function readHead(
       }
       const n = await conn.read(buf.subarray(length));
       if (n === null) return null;
-      // Byte by byte up to the end of the head (body bytes may follow in the same read): a bare
-      // LF would end a line for Deno's parser but not for this scan and the frame meter behind
-      // it, so such a request is refused.
+      // Byte by byte up to the end of the head (body bytes may follow in the same read), at its
+      // first empty line, CRLF or a bare LF as for Deno's parser. Where requests end is the
+      // stream's to say (ClientStream): this only tells when to open the relay.
       const start = length;
       length += n;
       for (let i = start; i < length; i++) {
-        if (buf[i] !== 10) continue;
-        if (i === 0 || buf[i - 1] !== 13) return HEAD_BAD;
-        if (i >= 3 && buf[i - 2] === 10 && buf[i - 3] === 13) return buf.subarray(0, length);
+        const byte = buf[i];
+        if (begun === -1) {
+          if (byte !== 10 && byte !== 13) begun = i;
+          continue;
+        }
+        if (byte !== 10) continue;
+        const prev = buf[i - 1];
+        if (prev === 10 || (prev === 13 && i - 2 >= begun && buf[i - 2] === 10)) {
+          return buf.subarray(0, length);
+        }
       }
     }
   } catch {
