@@ -30,21 +30,41 @@ export class ClientStream {
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
   #emptyLineCR = false;
   #meter: FrameMeter | null = null;
+  #heads = 0;
+  /** A request asked to close after its answer: Deno reads nothing after it. */
+  #closing = false;
 
   constructor(readonly maxMessageBytes: number) {}
 
-  /** True once an upgrade request's head has passed and its frames are being measured. */
   /** A request body is still arriving (its Content-Length or chunks are not all here). */
   get inBody(): boolean {
     return this.#bodyLeft > 0 || (this.#chunked !== null && this.#chunked !== "trailer");
   }
 
+  /** True once an upgrade request's head has passed and its frames are being measured. */
   get upgrading(): boolean {
     return this.#meter !== null;
   }
 
+  /** Request heads read whole and not refused: each is a request Deno will answer. */
+  get heads(): number {
+    return this.#heads;
+  }
+
+  /** True once a request asked for the connection to close after its answer (Connection: close,
+   * or HTTP/1.0 without keep-alive): Deno answers it and reads no request after it. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Between requests: no head, body or frame begun (what follows would be a new request). */
+  get atBoundary(): boolean {
+    return this.#headLength === 0 && this.#bodyLeft === 0 && this.#chunked === null &&
+      this.#meter === null && !this.#lost;
+  }
+
   /**
-   * True once a head was refused for its framing (RFC 9112 §6.3: a bare LF, a Content-Length
+   * True once a head was refused for its framing (RFC 9112 §6.3: a Content-Length
    * that is no number of at most 15 digits or two that differ, Transfer-Encoding beside one or
    * not ending in chunked, a folded line) or its size: a request boundary, where a 400 can be
    * answered.
@@ -92,7 +112,7 @@ export class ClientStream {
         ? this.#readHead(chunk, i, end, lineEnds)
         : this.#readChunked(chunk, i);
     }
-    // Lost on the chunk's last bytes (a bare LF in a head read to the end): none of it passes.
+    // Lost on the chunk's last bytes (a head too large, read to its end): none of it passes.
     return !this.#lost;
   }
 
@@ -103,12 +123,16 @@ export class ClientStream {
    */
   #readHead(chunk: Uint8Array, i: number, end: number, lineEnds: number[] | null): number {
     if (this.#headLength === 0) {
-      // Empty lines before a request line are ignored (RFC 9112 §2.2), as Deno's parser does:
-      // a request's first LF is the one that ends its request line, not theirs, even when an
-      // empty line's CR and LF come in two reads.
+      // Empty lines before a request line (CRLF or a bare LF) are ignored (RFC 9112 §2.2), as
+      // Deno's parser does: a request's first LF is the one that ends its request line, not
+      // theirs, even when an empty line's CR and LF come in two reads.
       if (this.#emptyLineCR && chunk[i] === 10) i++;
       this.#emptyLineCR = false;
-      while (i + 1 < end && chunk[i] === 13 && chunk[i + 1] === 10) i += 2;
+      while (i < end) {
+        if (chunk[i] === 10) i++;
+        else if (chunk[i] === 13 && i + 1 < end && chunk[i + 1] === 10) i += 2;
+        else break;
+      }
       if (i + 1 === end && chunk[i] === 13) {
         this.#emptyLineCR = true;
         return end;
@@ -131,27 +155,25 @@ export class ClientStream {
     const buf = before > 0 ? this.#head : chunk;
     const base = before > 0 ? 0 : i;
     const length = before + take;
-    for (let k = Math.max(0, before - 3); k + 3 < length; k++) {
+    // A line ends at its LF, with a CR before it or not (RFC 9112 §2.2 lets a recipient take a
+    // bare LF, and Deno's parser, nginx and the guard all do, so that a request ends at the same
+    // byte for each); an empty line ends the head. Head byte 0 is no LF (skipped above).
+    for (let k = Math.max(1, before); k < length; k++) {
       const at = base + k;
-      // A bare LF ends lines for Deno's parser but not for ours: refused, so both agree on where
-      // a request ends and its frames begin.
-      if (buf[at + 3] === 10 && buf[at + 2] !== 13) {
-        this.#lost = this.#badHead = true;
-        this.#refusedAt = before > 0 ? 0 : i;
-        return end;
-      }
-      if (buf[at] === 13 && buf[at + 1] === 10 && buf[at + 2] === 13 && buf[at + 3] === 10) {
-        this.#headLength = 0;
-        this.#startBody(buf, base, at + 4);
-        if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
-        if (before > 0) this.#head = EMPTY;
-        return i + (k + 4 - before);
-      }
+      if (buf[at] !== 10) continue;
+      const prev = buf[at - 1];
+      if (prev !== 10 && !(prev === 13 && k >= 2 && buf[at - 2] === 10)) continue;
+      this.#headLength = 0;
+      this.#startBody(buf, base, at + 1);
+      if (this.#badHead) this.#refusedAt = before > 0 ? 0 : i;
+      else this.#heads++;
+      if (before > 0) this.#head = EMPTY;
+      return i + (k + 1 - before);
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
-    // Too large for Deno too (431, by the guard itself on a first head, else in place of
-    // Deno's 400: Link.pass): refused at its start, so the requests before it are still answered.
+    // Too large for Deno too (431, by the guard itself, after Deno's answers before it: see
+    // Link.pass): refused at its start, so the requests before it are still answered.
     if (length >= MAX_HEAD_BYTES) {
       this.#lost = this.#badHead = this.#tooLarge = true;
       this.#refusedAt = before > 0 ? 0 : i;
@@ -206,6 +228,9 @@ export class ClientStream {
     let coding: string | undefined;
     let length: number | undefined;
     let bad = false;
+    let close = false;
+    let keepAlive = false;
+    let http10 = false;
     // Line by line as a multiline regex over the whole head sees lines (any CR or LF ends one),
     // each decoded as Latin-1 (one character a byte: no U+2028 from a value to start a line Deno
     // never saw); only a line that starts with one of the three names is decoded at all.
@@ -226,6 +251,12 @@ export class ClientStream {
         if (digits === undefined || !DIGITS.test(digits)) bad = true;
         else if (length !== undefined && length !== Number(digits)) bad = true;
         else length = Number(digits);
+      } else if (startsWith(buf, i, j, CONNECTION_NAME)) {
+        const value = latin1.decode(buf.subarray(i, j));
+        close ||= CLOSE.test(value);
+        keepAlive ||= KEEP_ALIVE.test(value);
+      } else if (i === start) {
+        http10 = endsWith(buf, j, HTTP_10);
       }
       i = j + 1;
     }
@@ -238,6 +269,8 @@ export class ClientStream {
       this.#lost = this.#badHead = true;
       return;
     }
+    // As Deno reads it: HTTP/1.0 closes unless it asks to be kept alive.
+    if (close || (http10 && !keepAlive)) this.#closing = true;
     if (upgrade) {
       this.#meter = createFrameMeter(this.maxMessageBytes);
       return;
@@ -254,12 +287,25 @@ const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
 const LEADING_ZEROS = /^0+(?=.)/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNKED_LAST = /(^|,)[ \t]*chunked$/i;
+const CLOSE = /^connection:(?:.*,)?[ \t]*close[ \t]*(?:,|$)/i;
+const KEEP_ALIVE = /^connection:(?:.*,)?[ \t]*keep-alive[ \t]*(?:,|$)/i;
 const UPGRADE_NAME = nameBytes("upgrade:");
+const CONNECTION_NAME = nameBytes("connection:");
+const HTTP_10 = nameBytes(" http/1.0");
 const CODING_NAME = nameBytes("transfer-encoding:");
 const LENGTH_NAME = nameBytes("content-length:");
 
 function nameBytes(name: string): Uint8Array {
   return new TextEncoder().encode(name);
+}
+
+/** Whether `buf[..j]` ends with `suffix` (lower case), ignoring ASCII case (a filter, as below). */
+function endsWith(buf: Uint8Array, j: number, suffix: Uint8Array): boolean {
+  if (j < suffix.length) return false;
+  for (let k = 0; k < suffix.length; k++) {
+    if ((buf[j - suffix.length + k]! | 0x20) !== suffix[k]) return false;
+  }
+  return true;
 }
 
 /**

@@ -79,7 +79,6 @@ const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
 const EMPTY = new Uint8Array(0);
-const latin1 = new TextDecoder("latin1");
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
     "content-type: text/plain\r\ncontent-length: 29\r\n\r\nToo many connections: retry\r\n",
@@ -174,11 +173,12 @@ class Link {
   settle: (() => void) | null = null;
   /** A head was refused: nothing more of the client's passes (see pass). */
   refusing = false;
-  /**
-   * Refused for its size: the last bytes Deno sent, held back until it closes, for its 400 to
-   * the head put in the refused one's place to go out as 431 (see answerTooLarge); null else.
-   */
-  #tail: Uint8Array | null = null;
+  /** Answers Deno has sent: fewer than the stream's heads while some request waits on one. */
+  answered = 0;
+  /** The client half-closed with answers owed: passed on once they are sent (see answer). */
+  #endHeld = false;
+  /** A head was refused for its size: the 431 goes out once Deno's answers before it end. */
+  #oweTooLarge = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -202,7 +202,7 @@ class Link {
     this.#down = new Pump(inner, this.client, this);
     this.#down.start();
     writeAll(inner, head).then(
-      () => this.refusing ? undefined : this.#up?.start(),
+      () => this.refusing ? this.refusedSent() : this.#up?.start(),
       () => this.owner.drop(this),
     );
   }
@@ -213,7 +213,7 @@ class Link {
    */
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
-    if (pump !== this.#up) return this.#tail === null ? buf.subarray(0, n) : this.#holdTail(buf, n);
+    if (pump !== this.#up) return buf.subarray(0, n);
     this.heard = performance.now();
     const marked = this.pass(buf, n);
     if (marked === null) this.owner.drop(this);
@@ -225,15 +225,21 @@ class Link {
    * What of the client's `buf[0..n]` to pass on: marked (see mark), or null. A head Deno's
    * parser refuses too, or would read otherwise, is not passed on, nor anything after; in its
    * place goes a head no HTTP parser takes, so that Deno answers the requests before it, then
-   * 400, and closes: the answers stay in order, however long the ones before take.
+   * 400, and closes: the answers stay in order, however long the ones before take. A head too
+   * large has only what came before it passed on: once Deno has answered that, it is told the
+   * client is done, and the guard answers 431 after the last of Deno's bytes (see refusedSent).
    */
   pass(buf: Uint8Array, n: number): Uint8Array | null {
     const marked = this.mark(buf, n);
     if (marked !== null || !this.stream.badHead) return marked;
     this.refusing = true;
-    if (this.stream.headTooLarge) this.#tail = EMPTY;
     const at = this.stream.refusedAt;
     const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
+    // After a request that closes the connection Deno reads nothing more: no answer is owed.
+    if (this.stream.headTooLarge) {
+      this.#oweTooLarge = !this.stream.closing;
+      return before;
+    }
     const out = new Uint8Array(before.length + UNPARSABLE_HEAD.length);
     out.set(before);
     out.set(UNPARSABLE_HEAD, before.length);
@@ -301,31 +307,45 @@ class Link {
     return this.stalledSince;
   }
 
-  /** `buf[0..n]` from Deno but its last TAIL_BYTES so far, which wait in #tail (copied). */
-  #holdTail(buf: Uint8Array, n: number): Uint8Array {
-    const tail = this.#tail!;
-    const all = new Uint8Array(tail.length + n);
-    all.set(tail);
-    all.set(buf.subarray(0, n), tail.length);
-    const keep = Math.max(0, all.length - TAIL_BYTES);
-    this.#tail = all.slice(keep);
-    return all.subarray(0, keep);
+  /**
+   * What came before a refused head has gone on to Deno. One refused for its size leaves Deno
+   * waiting for more: it is told the client is done once its answers are sent (see answer).
+   */
+  refusedSent(): void {
+    if (!this.stream.headTooLarge || this.closed) return;
+    if (this.answered < this.stream.heads) this.#endHeld = true;
+    else this.#passEnd();
+  }
+
+  /** Deno sent the answer to one more request. */
+  answer(): void {
+    this.answered++;
+    if (this.#endHeld && this.answered >= this.stream.heads) {
+      this.#endHeld = false;
+      this.#passEnd();
+    }
   }
 
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
-      // The client finished sending: pass the half-close on, so a response still goes back.
-      this.inner?.closeWrite().catch(() => this.owner.drop(this));
-    } else if (pump === this.#down && this.#tail !== null && !this.closed) {
-      const tail = this.#tail;
-      this.#tail = null;
-      writeAll(this.client, answerTooLarge(tail)).catch(() => {}).finally(() =>
-        this.owner.drop(this)
-      );
+      // The client finished sending. Deno drops a connection once it reads its end, answers
+      // under way with it: the end waits until every request sent whole has its answer (one
+      // cut short has none coming, and an agent's socket closes its own way).
+      if (this.stream.atBoundary && this.answered < this.stream.heads) this.#endHeld = true;
+      else this.#passEnd();
+    } else if (pump === this.#down && this.#oweTooLarge && !this.closed) {
+      // Deno's last answer is out whole: the 431 goes after it.
+      this.#oweTooLarge = false;
+      writeAll(this.client, HEADERS_TOO_LARGE).catch(() => {}).finally(() => this.owner.drop(this));
     } else {
       this.owner.drop(this);
     }
+  }
+
+  /** Passes the client's half-close on: Deno answers what it has, then closes. */
+  #passEnd(): void {
+    this.inner?.closeWrite().catch(() => this.owner.drop(this));
   }
 
   close(): void {
@@ -396,7 +416,7 @@ class Pump {
     const next = nextReadSize(size, this.#last, this.#wasFull);
     if (next !== size) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
-    if (this.stopped) return;
+    if (this.stopped) return this.link.refusedSent();
     this.start();
   };
 
@@ -476,6 +496,7 @@ export function serveGuarded(
   // Made once a link, not a closure a request (innerHandler's scope captures nothing of its own).
   const settler = (link: Link) => () => {
     link.active--;
+    link.answer();
     if (link.active === 0 && link.phase === "busy") setPhase(link, "kept");
   };
   // Not async: most requests need nothing after the handler, so they cost no promise of ours
@@ -497,15 +518,15 @@ export function serveGuarded(
     // As Deno.upgradeWebSocket reads it (any value containing "websocket"), and as the relay
     // does, so that no socket it upgrades goes unmetered.
     const upgrade = req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false;
-    if (upgrade && !link.stream.upgrading) {
-      // Pipelined behind another request: its frames could not be measured from their start.
-      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
-    }
     link.active++;
     if (link.phase !== "upgraded") setPhase(link, "busy");
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
+    if (upgrade && !link.stream.upgrading) {
+      // Pipelined behind another request: its frames could not be measured from their start.
+      return new Response("Open the WebSocket on a connection of its own", { status: 400 });
+    }
     const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
     // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header);
     // one the relay took for an upgrade and Deno did not must turn the stream back to HTTP.
@@ -628,8 +649,7 @@ export function serveGuarded(
     // thousand clients that never finish them hold a thousand, and the sweep closes them.
     const head = await readHead(client);
     if (head === HEAD_TOO_LARGE) await client.write(HEADERS_TOO_LARGE).catch(() => {});
-    if (head === HEAD_BAD) await client.write(BAD_REQUEST).catch(() => {});
-    if (head === null || head === HEAD_TOO_LARGE || head === HEAD_BAD || link.closed) {
+    if (head === null || head === HEAD_TOO_LARGE || link.closed) {
       drop(link);
       return;
     }
@@ -784,37 +804,9 @@ function newToken(): string {
 // head Deno already has (one begun in an earlier read), this cannot complete it as a request.
 const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
 const HEAD_TOO_LARGE = "too large" as const;
-const HEAD_BAD = "bad" as const;
-const BAD_REQUEST = new TextEncoder().encode(
-  "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-);
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
 );
-
-/** What of Deno's last bytes is held back on a link that refused a head for its size. */
-const TAIL_BYTES = 256;
-/**
- * Deno's answer to a head it cannot parse (its status line, a few header lines, no body), as the
- * last bytes before it closes. A header line holds a colon and a status line none, so a match
- * ending at the end begins at Deno's own status line, whatever a body before it holds.
- */
-const PARSE_REFUSAL = /HTTP\/1\.1 400 Bad Request\r\n(?:[^\r\n:]+:[^\r\n]*\r\n){0,8}\r\n$/;
-
-/**
- * Deno's last bytes on a link that refused a head for its size, with its 400 to the head the
- * relay put in its place (see Link.pass) made the 431 a first head that large gets; as they
- * are when they end otherwise (Deno answered no such 400: nothing to say instead).
- */
-function answerTooLarge(tail: Uint8Array): Uint8Array {
-  const text = latin1.decode(tail);
-  const found = PARSE_REFUSAL.exec(text);
-  if (found === null) return tail;
-  const out = new Uint8Array(found.index + HEADERS_TOO_LARGE.length);
-  out.set(tail.subarray(0, found.index));
-  out.set(HEADERS_TOO_LARGE, found.index);
-  return out;
-}
 
 /**
  * Reads until the end of the first request's headers (CRLF CRLF) and returns all bytes read;
@@ -822,9 +814,11 @@ function answerTooLarge(tail: Uint8Array): Uint8Array {
  */
 async function readHead(
   conn: Deno.Conn,
-): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE | typeof HEAD_BAD> {
+): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
   let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
+  /** Where the request line begins, past empty lines (-1: not yet). */
+  let begun = -1;
   try {
     while (true) {
       if (length === buf.length) {
@@ -835,15 +829,22 @@ async function readHead(
       }
       const n = await conn.read(buf.subarray(length));
       if (n === null) return null;
-      // Byte by byte up to the end of the head (body bytes may follow in the same read): a bare
-      // LF would end a line for Deno's parser but not for this scan and the frame meter behind
-      // it, so such a request is refused.
+      // Byte by byte up to the end of the head (body bytes may follow in the same read), at its
+      // first empty line, CRLF or a bare LF as for Deno's parser. Where requests end is the
+      // stream's to say (ClientStream): this only tells when to open the relay.
       const start = length;
       length += n;
       for (let i = start; i < length; i++) {
-        if (buf[i] !== 10) continue;
-        if (i === 0 || buf[i - 1] !== 13) return HEAD_BAD;
-        if (i >= 3 && buf[i - 2] === 10 && buf[i - 3] === 13) return buf.subarray(0, length);
+        const byte = buf[i];
+        if (begun === -1) {
+          if (byte !== 10 && byte !== 13) begun = i;
+          continue;
+        }
+        if (byte !== 10) continue;
+        const prev = buf[i - 1];
+        if (prev === 10 || (prev === 13 && i - 2 >= begun && buf[i - 2] === 10)) {
+          return buf.subarray(0, length);
+        }
       }
     }
   } catch {

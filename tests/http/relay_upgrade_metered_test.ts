@@ -11,14 +11,26 @@ import { startBridge } from "../helpers/server.ts";
 const enc = new TextEncoder();
 const B = "/im_component/wx_official_account";
 
-/** Opens a raw upgrade with `upgradeLines`; resolves to the status code of the answer. */
-async function upgrade(port: number, upgradeLines: string[]): Promise<[Deno.Conn, string]> {
+/**
+ * Opens a raw upgrade with `upgradeLines`, each line ending in `eol`; resolves to the status
+ * code of the answer.
+ */
+async function upgrade(
+  port: number,
+  upgradeLines: string[],
+  eol = "\r\n",
+): Promise<[Deno.Conn, string]> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(enc.encode(
-    `GET ${B}/msg?userid=meter HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: Upgrade\r\n` +
-      upgradeLines.map((l) => `${l}\r\n`).join("") +
-      "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
-  ));
+  const lines = [
+    `GET ${B}/msg?userid=meter HTTP/1.1`,
+    "host: 127.0.0.1",
+    "connection: Upgrade",
+    ...upgradeLines,
+    "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version: 13",
+    "",
+  ];
+  await conn.write(enc.encode(lines.map((line) => line + eol).join("")));
   const buf = new Uint8Array(4096);
   let text = "";
   while (!text.includes("\r\n\r\n")) {
@@ -29,7 +41,10 @@ async function upgrade(port: number, upgradeLines: string[]): Promise<[Deno.Conn
   return [conn, text.slice(9, 12)];
 }
 
-/** Sends the header of a masked binary frame of `length` bytes; true if the peer then closed. */
+/**
+ * Sends the header of a masked binary frame of `length` bytes; true if the peer then closed
+ * (within 3 s: false if the test's own timer had to close it).
+ */
 async function closedAfterHeader(conn: Deno.Conn, length: number): Promise<boolean> {
   const header = new Uint8Array(14);
   header[0] = 0x82;
@@ -38,11 +53,15 @@ async function closedAfterHeader(conn: Deno.Conn, length: number): Promise<boole
   header.set([1, 2, 3, 4], 10);
   await conn.write(header);
   const buf = new Uint8Array(4096);
-  const timer = setTimeout(() => conn.close(), 3_000);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, 3_000);
   try {
     while (true) {
       const n = await conn.read(buf).catch(() => null);
-      if (n === null) return true;
+      if (n === null) return !timedOut;
     }
   } catch {
     return false;
@@ -68,14 +87,22 @@ Deno.test("every socket Deno upgrades has its frames metered by the relay", asyn
       await t.step(`${lines.join(" / ")}: a 300 KiB frame closes the socket`, async () => {
         const [conn, status] = await upgrade(server.addr.port, lines);
         assert.equal(status, "101", `Deno upgrades it (answered ${status})`);
-        const started = performance.now();
         assert.equal(await closedAfterHeader(conn, 300 * 1024), true);
-        assert.ok(performance.now() - started < 2_900, "closed by the meter, not the timeout");
         try {
           conn.close();
         } catch { /* closed already */ }
       });
     }
+    await t.step("a head of bare LFs: a 300 KiB frame closes the socket", async () => {
+      // Deno takes a bare LF for a line's end, and so does the guard: the frames after the
+      // head are measured from the byte where Deno starts reading them.
+      const [conn, status] = await upgrade(server.addr.port, ["upgrade: websocket"], "\n");
+      assert.equal(status, "101", `Deno upgrades it (answered ${status})`);
+      assert.equal(await closedAfterHeader(conn, 300 * 1024), true);
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    });
   } finally {
     await server.shutdown();
   }
