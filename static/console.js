@@ -7,7 +7,13 @@
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
-import { afterInbound, afterReply, replyState, WINDOW_CLOSED_ERRCODES } from "./console/limits.js";
+import {
+  afterGivenBack,
+  afterInbound,
+  afterReply,
+  replyState,
+  WINDOW_CLOSED_ERRCODES,
+} from "./console/limits.js";
 import {
   createTranslator,
   formatDuration as formatDurationIn,
@@ -1750,6 +1756,11 @@ function handleError(envelope) {
       const contact = state.contacts.get(found.contactId);
       if (contact && WINDOW_CLOSED_ERRCODES.includes(Number(data.errcode))) {
         contact.window_closed = true;
+        if (state.current === found.contactId) schedule("head");
+      }
+      // WeChat delivered nothing and the bridge gave the reply back: its count says so.
+      if (contact && typeof data.replies_since_inbound === "number") {
+        Object.assign(contact, afterGivenBack(contact, data.replies_since_inbound));
         if (state.current === found.contactId) schedule("head");
       }
       upsertMessage(found.contactId, {

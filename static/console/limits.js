@@ -54,6 +54,12 @@ export function afterReply(contact) {
   return { ...contact, replies_since_inbound: (Number(contact?.replies_since_inbound) || 0) + 1 };
 }
 
+/** The contact after WeChat refused a reply and the bridge gave it back (nothing was
+ * delivered): `used` is the bridge's count after, which the refusal's -1 carries. */
+export function afterGivenBack(contact, used) {
+  return { ...contact, replies_since_inbound: Math.max(0, Number(used) || 0) };
+}
+
 /** The contact after the follower wrote at `atS`: a new window, its quota whole again. */
 export function afterInbound(contact, atS) {
   const last = Math.max(Number(contact?.last_inbound_time) || 0, atS);

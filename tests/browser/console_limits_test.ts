@@ -65,6 +65,8 @@ browserTest(
           await page.locator("#conn-label").innerText(),
           "Connected · replies failing (1)",
         );
+        // WeChat delivered nothing: the bridge gave the reply back, and its -1 says so.
+        await quota.filter({ hasText: "4 of 5 replies left" }).waitFor();
         await screenshot(page, "console-laptop-reply-failing-en");
       });
 
@@ -79,11 +81,13 @@ browserTest(
       await t.step(
         "at 0 left the box is disabled and says why; a new message reopens it",
         async () => {
-          await quota.filter({ hasText: "2 of 5 replies left" }).waitFor();
+          await quota.filter({ hasText: "3 of 5 replies left" }).waitFor();
           await page.unroute(isContacts);
           for (const route of held) await route.continue();
           const listed = (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oQ");
-          assert.equal(listed?.replies_since_inbound, 3, "the bridge counts the refused reply too");
+          assert.equal(listed?.replies_since_inbound, 2, "the refused reply was given back");
+          await reply(page, "three");
+          await page.locator('.msg.out[data-status="sent"]', { hasText: "three" }).waitFor();
           await reply(page, "four");
           await page.locator('.msg.out[data-status="sent"]', { hasText: "four" }).waitFor();
           await reply(page, "five");

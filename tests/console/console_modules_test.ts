@@ -3,7 +3,13 @@
 
 import assert from "node:assert/strict";
 import { createDrafts, MAX_DRAFTS } from "../../static/console/drafts.js";
-import { afterInbound, afterReply, replyState, WINDOW_S } from "../../static/console/limits.js";
+import {
+  afterGivenBack,
+  afterInbound,
+  afterReply,
+  replyState,
+  WINDOW_S,
+} from "../../static/console/limits.js";
 import {
   fillPlaceholders,
   insertQuickReply,
@@ -158,6 +164,12 @@ Deno.test("replyState() reads WeChat's window and quota", async (t) => {
     assert.equal(s.canReply, false);
     assert.equal(s.reason, "quota");
     assert.equal(replyState(afterInbound(c, now), now).repliesLeft, 5);
+  });
+  await t.step("a refused reply the bridge gave back is one more left", () => {
+    const used = afterReply({ last_inbound_time: now - 60, replies_since_inbound: 4 });
+    const back = afterGivenBack(used, 4);
+    assert.equal(replyState(back, now).repliesLeft, 1);
+    assert.equal(replyState(back, now).canReply, true);
   });
   await t.step("closing within two hours, then closed", () => {
     assert.equal(replyState({ last_inbound_time: now - WINDOW_S + 600 }, now).state, "soon");
