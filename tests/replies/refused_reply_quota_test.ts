@@ -241,6 +241,42 @@ for (const store of stores) {
   });
 }
 
+Deno.test("a reply whose upload failed never reached WeChat's send: it is given back", async () => {
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+  const files = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(png, { headers: { "content-type": "image/png" } }),
+  );
+  const store = {
+    name: "memory",
+    env: () => ({ STORE: "memory", MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}` }),
+  };
+  try {
+    await withBridge(store, async ({ server, fake, agent }) => {
+      const follower = "oUpload";
+      await followerWrites(server.base, agent, follower);
+      // The first try and the client's 3 retries: no answer from WeChat, but no send either.
+      fake.failHttpNext("/cgi-bin/media/upload", 502, 4);
+      agent.send({
+        data: {
+          msg_type: "image",
+          contact_id: follower,
+          client_id: "picture",
+          msg: { media_url: `http://127.0.0.1:${files.addr.port}/picture.png` },
+        },
+        result: { code: 1002, message: "common" },
+      });
+      const outcome = await agent.waitFor(isOutcome("picture"), 10_000);
+      assert.equal(outcome.data["errcode"], -1, JSON.stringify(outcome));
+      assert.equal(outcome.data["replies_since_inbound"], 0);
+      assert.equal(fake.calls.filter((c) => c.path === SEND.slice(1)).length, 0);
+      assert.equal(await countOf(server.base, follower), 0);
+    });
+  } finally {
+    await files.shutdown();
+  }
+});
+
 Deno.test("given-back replies stay given back across kill -9 (SQLite, main.ts)", async () => {
   const fake = await startFakeWechat({ appId: "wxrefused", secret: "s" });
   const dataDir = await Deno.makeTempDir({ prefix: "refused-kill-" });
