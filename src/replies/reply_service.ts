@@ -324,9 +324,10 @@ export function createReplyService(
           );
         }
         // Delivered nothing: WeChat refused it, or it failed before the send (an upload).
-        // Sent with no answer (-1: a timeout, a reset, a 5xx) it may have been delivered,
-        // and counts.
-        const undelivered = sent ? returnsReply(errcode) : !closesWindow(errcode);
+        // Sent with no answer (-1: a timeout, a reset, a 5xx), or refused only on a retry
+        // after one, it may have been delivered, and counts.
+        const noAnswer = error instanceof WechatApiError && error.afterNoAnswer;
+        const undelivered = sent ? returnsReply(errcode) && !noAnswer : !closesWindow(errcode);
         const quota = undelivered ? await giveBack(followerId, n) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
