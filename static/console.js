@@ -2651,7 +2651,7 @@ function renderConversationHead() {
   const showQuota = contact.kind !== "agent" && !transferred &&
     (limits.state === "open" || limits.state === "soon");
   el.convQuota.hidden = !showQuota;
-  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft });
+  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft, total: limits.quota });
   el.convQuota.title = t("quota.title");
   el.convQuota.dataset.left = String(limits.repliesLeft);
   const name = contact.name || id;

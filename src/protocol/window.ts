@@ -93,6 +93,13 @@ export function windowStateOf(contact: {
   };
 }
 
+/** How many replies the current allowance takes in all: 5 after a message, 3 after a menu tap,
+ * follow or scan; 0 when there is none. */
+export function replyQuotaOf(state: ReplyWindowState | null): number {
+  if (!state) return 0;
+  return state.lastInboundKind === "message" ? MESSAGE_QUOTA : EVENT_QUOTA;
+}
+
 /** When the current allowance ends (ms), or null when there is none. */
 export function windowClosesAt(state: ReplyWindowState | null): number | null {
   if (!state) return null;
