@@ -7,7 +7,13 @@
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
-import { afterInbound, afterReply, replyState, WINDOW_CLOSED_ERRCODES } from "./console/limits.js";
+import {
+  afterGivenBack,
+  afterInbound,
+  afterReply,
+  replyState,
+  WINDOW_CLOSED_ERRCODES,
+} from "./console/limits.js";
 import {
   createTranslator,
   formatDuration as formatDurationIn,
@@ -1752,6 +1758,11 @@ function handleError(envelope) {
         contact.window_closed = true;
         if (state.current === found.contactId) schedule("head");
       }
+      // WeChat delivered nothing and the bridge gave the reply back: its count says so.
+      if (contact && typeof data.replies_since_inbound === "number") {
+        Object.assign(contact, afterGivenBack(contact, data.replies_since_inbound));
+        if (state.current === found.contactId) schedule("head");
+      }
       upsertMessage(found.contactId, {
         client_id: data.client_id,
         status: "failed",
@@ -2640,7 +2651,7 @@ function renderConversationHead() {
   const showQuota = contact.kind !== "agent" && !transferred &&
     (limits.state === "open" || limits.state === "soon");
   el.convQuota.hidden = !showQuota;
-  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft });
+  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft, total: limits.quota });
   el.convQuota.title = t("quota.title");
   el.convQuota.dataset.left = String(limits.repliesLeft);
   const name = contact.name || id;

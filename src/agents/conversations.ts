@@ -5,7 +5,7 @@
 import { HttpError } from "../http/http_error.ts";
 import { json } from "../http/router.ts";
 import type { Contact, ContactCursor, Store } from "../core/store.ts";
-import { windowClosesAt, windowStateOf } from "../protocol/window.ts";
+import { replyQuotaOf, windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
 /** What the routes need: the store, and who is calling. */
 export interface ConversationDeps {
@@ -75,6 +75,8 @@ export function createConversationRoutes(deps: ConversationDeps) {
           unread: c.unread,
           subscribed: c.subscribed,
           replies_since_inbound: c.replies_since_inbound,
+          // Of how many: 5 after a message, 3 within the minute after a follow or menu tap.
+          reply_quota: replyQuotaOf(windowStateOf(c)),
           // WeChat refused a reply with 45015/45047: closed until the follower acts again.
           window_closed: Boolean(c.window_closed_by),
           messages: c.history_seq,

@@ -8,6 +8,7 @@ import {
   checkReplyAllowed,
   MESSAGE_WINDOW_MS,
   noteInbound,
+  noteReplyRefused,
   noteWindowClosed,
   WINDOW_WARNING_MS,
   windowStateOf,
@@ -282,13 +283,6 @@ export class Model {
     }
     // A new message opens a new window: its notices start again.
     if (item.kind === "message" && contact.window_notice) delete contact.window_notice;
-    if (item.kind !== "none") {
-      const state = noteInbound(windowStateOf(contact), item.kind, now);
-      contact.last_inbound_at = state.lastInboundAt;
-      contact.last_inbound_kind = state.lastInboundKind;
-      contact.replies_since_inbound = state.repliesSinceInbound;
-      if (state.closedBy === undefined) delete contact.window_closed_by;
-    }
     contact.subscribed = item.event !== "unsubscribe";
     contact.last_message = {
       msg_type: item.envelope.data.msg_type,
@@ -297,7 +291,15 @@ export class Model {
     };
     contact.last_message_at = now;
     contact.unread++;
-    this.#history(contact, { ...item.envelope.data, direction: "in" });
+    const n = this.#history(contact, { ...item.envelope.data, direction: "in" });
+    if (item.kind !== "none") {
+      const state = noteInbound(windowStateOf(contact), { kind: item.kind, at: now, n });
+      contact.last_inbound_at = state.lastInboundAt;
+      contact.last_inbound_kind = state.lastInboundKind;
+      contact.replies_since_inbound = state.repliesSinceInbound;
+      contact.window_opened_n = state.openedBy;
+      if (state.closedBy === undefined) delete contact.window_closed_by;
+    }
 
     const target = item.to !== "" && this.agents.has(item.to) ? item.to : null;
     if (target !== null && contact.agent_id !== target) {
@@ -396,6 +398,20 @@ export class Model {
     if (!contact || !state) return;
     contact.window_closed_by = noteWindowClosed(state, errcode).closedBy;
     this.changes.contacts.add(followerId);
+  }
+
+  /** WeChat refused reply `n` without delivering it (returnsReply): its count is given back
+   * if it was counted in the window still open. Returns the count after, or null when nothing
+   * was given back. */
+  returnReply(followerId: string, n: number): number | null {
+    const contact = this.contacts.get(followerId);
+    const state = contact && windowStateOf(contact);
+    if (!contact || !state) return null;
+    const after = noteReplyRefused(state, n);
+    if (after === state) return null;
+    contact.replies_since_inbound = after.repliesSinceInbound;
+    this.changes.contacts.add(followerId);
+    return after.repliesSinceInbound;
   }
 
   /** Moves a follower from one agent to another; both are told. */

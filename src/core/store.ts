@@ -26,6 +26,9 @@ export interface Contact {
   replies_since_inbound: number;
   /** WeChat answered 45015 or 45047 to a reply: no more until the follower acts again. */
   window_closed_by?: number | null;
+  /** The history number of the message or event that opened the current window: replies
+   * after it count in it (a refused one is given back only there). Absent on older records. */
+  window_opened_n?: number | null;
   /** `agent_id`: who wrote an outgoing one, so a list can say whose reply it was. */
   last_message:
     | { msg_type: string; preview: string; direction: "in" | "out"; agent_id?: string }
@@ -261,6 +264,10 @@ export interface Store {
   ): Promise<Applied<{ n: number }>>;
   /** WeChat answered `errcode` (45015, 45047): the window stays closed until the follower acts. */
   closeWindow(followerId: string, errcode: number): Promise<void>;
+  /** WeChat refused reply `n` and delivered nothing: its count goes back to the window it was
+   * counted in, if that is still the open one (window.ts noteReplyRefused). Resolves to the
+   * contact's `replies_since_inbound` after, or null when nothing was given back. */
+  returnReply(followerId: string, n: number): Promise<number | null>;
   /** Sets a reply's status after WeChat answered. */
   updateReply(
     followerId: string,

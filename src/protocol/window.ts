@@ -1,7 +1,8 @@
 // WeChat's limits on customer-service replies as pure functions over a contact's reply state:
 // 5 replies within 48 h of a follower's message, 3 within 1 minute of a menu tap, follow or
 // scan; closed once WeChat itself said so (45015, 45047); typing only 30 s after an exchange.
-// The bridge refuses what WeChat would refuse before sending it, and says why.
+// The bridge refuses what WeChat would refuse before sending it, and says why; a reply WeChat
+// refused delivered nothing, so it is given back to the window it was counted in.
 
 /** What the bridge remembers about a contact's reply allowance (ms timestamps). */
 export interface ReplyWindowState {
@@ -10,6 +11,9 @@ export interface ReplyWindowState {
   repliesSinceInbound: number;
   /** WeChat's errcode (45015, 45047) that closed the window before the bridge's own count did. */
   closedBy?: number;
+  /** The history number of the follower's message or event that opened this window (0: not
+   * known, a contact from before it was kept); every reply counted in it comes after. */
+  openedBy: number;
 }
 
 export type InboundKind = ReplyWindowState["lastInboundKind"];
@@ -54,6 +58,17 @@ export function closesWindow(errcode: number): boolean {
   return CLOSING_ERRCODES.has(errcode);
 }
 
+/**
+ * Whether a reply WeChat answered with `errcode` used none of its quota: WeChat refused it
+ * (40003 invalid openid, 40001 bad token, 45002 too long, 40007 bad media id…) and delivered
+ * nothing. Not -1 (the bridge's "no answer", a timeout, a reset, a 5xx, or WeChat's "busy"):
+ * it may have been delivered. Not 45015/45047: they close the window, the count no longer
+ * matters until the follower acts.
+ */
+export function returnsReply(errcode: number): boolean {
+  return errcode > 0 && !closesWindow(errcode);
+}
+
 /** Which allowance an inbound XML message grants, or null when it grants none (unsubscribe…). */
 export function inboundKindOf(msgType: string, event?: string): InboundKind | null {
   if (msgType.toLowerCase() !== "event") return "message";
@@ -66,14 +81,23 @@ export function windowStateOf(contact: {
   last_inbound_kind: InboundKind;
   replies_since_inbound: number;
   window_closed_by?: number | null;
+  window_opened_n?: number | null;
 }): ReplyWindowState | null {
   if (contact.last_inbound_at === 0) return null;
   return {
     lastInboundAt: contact.last_inbound_at,
     lastInboundKind: contact.last_inbound_kind,
     repliesSinceInbound: contact.replies_since_inbound,
+    openedBy: contact.window_opened_n ?? 0,
     ...(contact.window_closed_by ? { closedBy: contact.window_closed_by } : {}),
   };
+}
+
+/** How many replies the current allowance takes in all: 5 after a message, 3 after a menu tap,
+ * follow or scan; 0 when there is none. */
+export function replyQuotaOf(state: ReplyWindowState | null): number {
+  if (!state) return 0;
+  return state.lastInboundKind === "message" ? MESSAGE_QUOTA : EVENT_QUOTA;
 }
 
 /** When the current allowance ends (ms), or null when there is none. */
@@ -135,12 +159,13 @@ export function checkReplyAllowed(state: ReplyWindowState | null, now: number): 
   return { ok: true };
 }
 
-/** The state after the follower wrote (`message`) or tapped, followed or scanned (`event`) at `at`. */
+/** The state after the follower wrote (`message`) or tapped, followed or scanned (`event`) at
+ * `at`, the act history number `n` records: `state` itself when it opens no new window. */
 export function noteInbound(
   state: ReplyWindowState | null,
-  kind: InboundKind,
-  at: number,
+  inbound: { kind: InboundKind; at: number; n: number },
 ): ReplyWindowState {
+  const { kind, at, n } = inbound;
   // A late-delivered older message must not restart the count.
   if (state && at < state.lastInboundAt) return state;
   // An event grants no message allowance, and WeChat does not say it cancels one: an open
@@ -151,7 +176,7 @@ export function noteInbound(
   ) {
     return state;
   }
-  return { lastInboundAt: at, lastInboundKind: kind, repliesSinceInbound: 0 };
+  return { lastInboundAt: at, lastInboundKind: kind, repliesSinceInbound: 0, openedBy: n };
 }
 
 /** Whether WeChat would show "typing…" at `now`: inside the window (quota aside) and within
@@ -179,6 +204,14 @@ export function checkTypingAllowed(
 /** The state after WeChat answered `errcode` (see closesWindow) to a reply. */
 export function noteWindowClosed(state: ReplyWindowState, errcode: number): ReplyWindowState {
   return { ...state, closedBy: errcode };
+}
+
+/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply():
+ * a reply counted in this window is given back; one counted before a follower's message
+ * opened it (the count started again) is not, nor twice over a count already at 0. */
+export function noteReplyRefused(state: ReplyWindowState, n: number): ReplyWindowState {
+  if (n <= state.openedBy || state.repliesSinceInbound === 0) return state;
+  return { ...state, repliesSinceInbound: state.repliesSinceInbound - 1 };
 }
 
 /** The state after one more reply was accepted for sending. */

@@ -1,7 +1,8 @@
 // An agent's reply on its way to the follower: checked against the contact's owner and WeChat's
 // window and quota, recorded and echoed to the agent's sockets, then sent through WeChat's
 // customer-service API (or the demo outbox) one at a time per follower, with the result told
-// back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode.
+// back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode. A reply that
+// delivered nothing (WeChat refused it, or it never reached WeChat's send) gives its count back.
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
@@ -19,6 +20,7 @@ import {
   checkTypingAllowed,
   closesWindow,
   type ReplyCheck,
+  returnsReply,
   windowClosesAt,
   windowStateOf,
 } from "../protocol/window.ts";
@@ -108,6 +110,8 @@ export function createReplyService(
     reply: AgentReply,
     data: Record<string, unknown>,
     file: MediaFile | null,
+    /** Called as the send to WeChat starts: a failure before it delivered nothing. */
+    sending: () => void,
   ) {
     if (target.kind === "demo") {
       target.outbox.add(followerId, {
@@ -132,6 +136,7 @@ export function createReplyService(
         thumbMediaId = await uploadThumb(target, file.bytes);
       }
     }
+    sending();
     await target.client.sendCustomMessage(
       toCustomMessage(followerId, reply, {
         mediaId,
@@ -139,6 +144,22 @@ export function createReplyService(
         kfAccount: target.kfAccountOf?.(agentId),
       }),
     );
+  }
+
+  /** Gives reply `n`'s count back (it delivered nothing): what the -1 then says of the quota. */
+  async function giveBack(followerId: string, n: number): Promise<Record<string, number>> {
+    try {
+      const left = await store.returnReply(followerId, n);
+      // The bridge's count after, so the agent's program shows the reply it can still send.
+      return left === null ? {} : { replies_since_inbound: left };
+    } catch (error) {
+      // Kept counted: one reply less than WeChat allows, never one more.
+      log.error("Cannot give back the refused reply of {follower_id}: {error}", {
+        follower_id: followerId,
+        error,
+      });
+      return {};
+    }
   }
 
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
@@ -151,9 +172,17 @@ export function createReplyService(
     error: MediaUrlError,
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
+    const quota = n === null ? {} : await giveBack(followerId, n);
     if (n !== null) await store.updateReply(followerId, n, "failed", error.message);
     const message = `Cannot send the reply: ${error.message}`;
-    const body = { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+    const body = {
+      ...echo,
+      reply_id: id,
+      contact_id: followerId,
+      errcode: -1,
+      errmsg: message,
+      ...quota,
+    };
     await notify(agentId, {
       data: {
         id: ctx.newId(),
@@ -272,6 +301,7 @@ export function createReplyService(
     // do not wait behind a slow one.
     const previous = perFollower.get(followerId) ?? Promise.resolve();
     const result = previous.then(async (): Promise<AgentAnswer> => {
+      let sent = false;
       try {
         // A reply queued behind one WeChat refused with 45015/45047 is not sent: WeChat would
         // refuse it too.
@@ -279,7 +309,7 @@ export function createReplyService(
         if (closedBy) {
           throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
         }
-        await deliver(agentId, followerId, reply, data, file);
+        await deliver(agentId, followerId, reply, data, file, () => sent = true);
       } catch (error) {
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, n, id, echo, error);
@@ -293,6 +323,12 @@ export function createReplyService(
             })
           );
         }
+        // Delivered nothing: WeChat refused it, or it failed before the send (an upload).
+        // Sent with no answer (-1: a timeout, a reset, a 5xx), or refused only on a retry
+        // after one, it may have been delivered, and counts.
+        const noAnswer = error instanceof WechatApiError && error.afterNoAnswer;
+        const undelivered = sent ? returnsReply(errcode) && !noAnswer : !closesWindow(errcode);
+        const quota = undelivered ? await giveBack(followerId, n) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
         await store.updateReply(followerId, n, "failed", wechatMsg);
@@ -302,6 +338,7 @@ export function createReplyService(
           contact_id: followerId,
           errcode,
           errmsg: wechatMsg,
+          ...quota,
         };
         await notify(agentId, {
           data: {

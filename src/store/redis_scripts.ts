@@ -463,6 +463,8 @@ if OP == 'inbound' then
             c.last_inbound_kind = kind
             c.replies_since_inbound = 0
             c.window_closed_by = nil
+            -- The history number history() gives this message below: the window's replies follow.
+            c.window_opened_n = c.history_seq + 1
           end
           if kind == 'message' then
             c.window_notice = nil
@@ -732,6 +734,21 @@ if OP == 'closewindow' then
     c.window_closed_by = code
     touch(c)
     return 0
+  end
+end
+
+-- model.ts returnReply (window.ts noteReplyRefused): WeChat refused reply n and delivered
+-- nothing; counted in the window still open, it is given back. The count after, or -1.
+if OP == 'returnreply' then
+  function ops.returnreply()
+    local fid, n = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local c = get_contact(fid)
+    if not c or c.last_inbound_at == 0 then return -1 end
+    local opened = tonumber(c.window_opened_n) or 0
+    if n <= opened or c.replies_since_inbound == 0 then return -1 end
+    c.replies_since_inbound = c.replies_since_inbound - 1
+    touch(c)
+    return c.replies_since_inbound
   end
 end
 

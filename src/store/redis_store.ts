@@ -784,6 +784,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       await run("closewindow", [followerId, errcode]);
     },
 
+    async returnReply(followerId: string, n: number) {
+      const { value } = await run<number>("returnreply", [followerId, n]);
+      return value < 0 ? null : value;
+    },
+
     async forgetFollower(followerId: string, notice: Envelope) {
       const { value, entries } = await run<number>("forget", [followerId, tailOf(notice)]);
       return applied(value === 1, entries);

@@ -14,6 +14,9 @@ import {
 export class WechatApiError extends Error {
   readonly errcode: number;
   readonly errmsg: string;
+  /** An earlier attempt of the same call went unanswered (a timeout, a reset, a 5xx): what it
+   * did is unknown, whatever this answer says (a customer-service send may have gone out). */
+  afterNoAnswer = false;
 
   constructor(errcode: number, errmsg: string) {
     super(`WeChat API error ${errcode}: ${errmsg}`);
@@ -172,6 +175,7 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         const transient = asTransient(err);
         if (!transient) {
           report(api, err instanceof WechatApiError ? err.errcode : -1);
+          if (n > 0 && err instanceof WechatApiError) err.afterNoAnswer = true;
           throw err;
         }
         report(api, transient.final.errcode);
@@ -238,7 +242,12 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
     } catch (err) {
       if (!(err instanceof WechatApiError) || !TOKEN_ERRCODES.has(err.errcode)) throw err;
       const fresh = await tokens.invalidate(token);
-      return await withRetry(api, (signal) => run(fresh, signal), call);
+      try {
+        return await withRetry(api, (signal) => run(fresh, signal), call);
+      } catch (again) {
+        if (again instanceof WechatApiError && err.afterNoAnswer) again.afterNoAnswer = true;
+        throw again;
+      }
     }
   }
 

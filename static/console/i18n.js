@@ -88,7 +88,7 @@ export const STRINGS = {
     "window.none": "No reply window",
     "window.title": "WeChat lets the account reply for 48 hours after the follower's last message",
     "window.agent": "Agent",
-    "quota.left": "{n} of 5 replies left",
+    "quota.left": "{n} of {total} replies left",
     "quota.title": "WeChat allows 5 replies per follower message",
     "notice.transferred":
       "Transferred to {to}. {name} is now in their console; this conversation is read-only here.",
@@ -372,7 +372,7 @@ export const STRINGS = {
     "window.none": "无回复窗口",
     "window.title": "粉丝最后一条消息后 48 小时内，公众号可以回复",
     "window.agent": "客服",
-    "quota.left": "还可回复 {n}/5 条",
+    "quota.left": "还可回复 {n}/{total} 条",
     "quota.title": "粉丝每发一条消息，微信允许回复 5 条",
     "notice.transferred": "已转给 {to}。{name} 现在在对方的工作台中，此会话在这里只读。",
     "notice.windowClosed": "48 小时回复窗口已关闭。{name} 再次发消息前，微信会拒绝回复。",

@@ -1,6 +1,7 @@
 // What WeChat will take for a contact now: the 48-hour window after the follower's last
-// message and the 5 replies allowed in it (SPEC, "Flow"), read from what GET contacts and the
-// socket tell the console. Plain module, no DOM.
+// message and the 5 replies allowed in it (SPEC, "Flow"; 3 in the minute after a follow or menu
+// tap, as GET contacts' `reply_quota` says), read from what GET contacts and the socket tell the
+// console. Plain module, no DOM.
 
 export const WINDOW_S = 48 * 3600;
 export const REPLY_QUOTA = 5;
@@ -8,7 +9,7 @@ export const REPLY_QUOTA = 5;
 export const CLOSING_S = 2 * 3600;
 
 /**
- * The reply state of a contact at `nowS`: {state, left, closesAt, repliesLeft, canReply,
+ * The reply state of a contact at `nowS`: {state, left, closesAt, quota, repliesLeft, canReply,
  * reason, reopensAt}. `state` is open, soon, closed or unknown; `reason` (when it cannot reply)
  * is a key of the string table: window, quota, unsubscribed, closed.
  */
@@ -18,12 +19,14 @@ export function replyState(contact, nowS) {
     closesAt = Number(contact.last_inbound_time) + WINDOW_S;
   }
   const used = Math.max(0, Number(contact?.replies_since_inbound) || 0);
-  const repliesLeft = Math.max(0, REPLY_QUOTA - used);
+  const quota = Number(contact?.reply_quota) || REPLY_QUOTA;
+  const repliesLeft = Math.max(0, quota - used);
   if (!closesAt) {
     return {
       state: "unknown",
       left: 0,
       closesAt: 0,
+      quota,
       repliesLeft,
       canReply: false,
       reason: "window",
@@ -41,6 +44,7 @@ export function replyState(contact, nowS) {
     state,
     left: Math.max(0, left),
     closesAt,
+    quota,
     repliesLeft,
     canReply: reason === null,
     reason,
@@ -54,6 +58,12 @@ export function afterReply(contact) {
   return { ...contact, replies_since_inbound: (Number(contact?.replies_since_inbound) || 0) + 1 };
 }
 
+/** The contact after WeChat refused a reply and the bridge gave it back (nothing was
+ * delivered): `used` is the bridge's count after, which the refusal's -1 carries. */
+export function afterGivenBack(contact, used) {
+  return { ...contact, replies_since_inbound: Math.max(0, Number(used) || 0) };
+}
+
 /** The contact after the follower wrote at `atS`: a new window, its quota whole again. */
 export function afterInbound(contact, atS) {
   const last = Math.max(Number(contact?.last_inbound_time) || 0, atS);
@@ -62,6 +72,7 @@ export function afterInbound(contact, atS) {
     last_inbound_time: last,
     window_expires_at: last + WINDOW_S,
     replies_since_inbound: 0,
+    reply_quota: REPLY_QUOTA,
     window_closed: false,
   };
 }

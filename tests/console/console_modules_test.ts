@@ -3,7 +3,13 @@
 
 import assert from "node:assert/strict";
 import { createDrafts, MAX_DRAFTS } from "../../static/console/drafts.js";
-import { afterInbound, afterReply, replyState, WINDOW_S } from "../../static/console/limits.js";
+import {
+  afterGivenBack,
+  afterInbound,
+  afterReply,
+  replyState,
+  WINDOW_S,
+} from "../../static/console/limits.js";
 import {
   fillPlaceholders,
   insertQuickReply,
@@ -159,6 +165,20 @@ Deno.test("replyState() reads WeChat's window and quota", async (t) => {
     assert.equal(s.reason, "quota");
     assert.equal(replyState(afterInbound(c, now), now).repliesLeft, 5);
   });
+  await t.step("3 in the minute after a follow or menu tap, as GET contacts says", () => {
+    const tapped = { last_inbound_time: now - 10, reply_quota: 3, replies_since_inbound: 1 };
+    assert.equal(replyState(tapped, now).quota, 3);
+    assert.equal(replyState(tapped, now).repliesLeft, 2);
+    assert.equal(replyState(afterReply(afterReply(tapped)), now).reason, "quota");
+    assert.equal(replyState(afterInbound(tapped, now), now).repliesLeft, 5, "a message: 5");
+    assert.equal(replyState({ last_inbound_time: now }, now).quota, 5, "a bridge without it");
+  });
+  await t.step("a refused reply the bridge gave back is one more left", () => {
+    const used = afterReply({ last_inbound_time: now - 60, replies_since_inbound: 4 });
+    const back = afterGivenBack(used, 4);
+    assert.equal(replyState(back, now).repliesLeft, 1);
+    assert.equal(replyState(back, now).canReply, true);
+  });
   await t.step("closing within two hours, then closed", () => {
     assert.equal(replyState({ last_inbound_time: now - WINDOW_S + 600 }, now).state, "soon");
     const closed = replyState({ last_inbound_time: now - WINDOW_S - 1 }, now);
@@ -283,6 +303,6 @@ Deno.test("the string table: both languages, every key, the language picked", ()
   assert.equal(pickLanguage("en", ["zh-CN"]), "en", "the agent's choice wins");
   assert.equal(pickLanguage(null, ["fr"]), "en");
   const t = createTranslator("zh-CN");
-  assert.equal(t("quota.left", { n: 3 }), "还可回复 3/5 条");
-  assert.equal(createTranslator("en")("quota.left", { n: 3 }), "3 of 5 replies left");
+  assert.equal(t("quota.left", { n: 3, total: 5 }), "还可回复 3/5 条");
+  assert.equal(createTranslator("en")("quota.left", { n: 3, total: 5 }), "3 of 5 replies left");
 });

@@ -7,9 +7,11 @@ import {
   inboundKindOf,
   MESSAGE_QUOTA,
   noteInbound,
+  noteReplyRefused,
   noteReplySent,
   noteWindowClosed,
   type ReplyWindowState,
+  returnsReply,
   TYPING_AFTER_EXCHANGE_MS,
   windowClosesAt,
 } from "../../src/protocol/window.ts";
@@ -24,7 +26,7 @@ function sendReplies(state: ReplyWindowState, count: number): ReplyWindowState {
 }
 
 Deno.test("checkReplyAllowed() applies the 48-hour window and 5 replies", async (t) => {
-  const state = noteInbound(null, "message", T0);
+  const state = noteInbound(null, { kind: "message", at: T0, n: 1 });
 
   await t.step("open right after the message and up to 48 hours later", () => {
     assert.deepEqual(checkReplyAllowed(state, T0), { ok: true });
@@ -53,11 +55,12 @@ Deno.test("checkReplyAllowed() applies the 48-hour window and 5 replies", async 
 
   await t.step("a new message restarts the window and the count", () => {
     const used = sendReplies(state, MESSAGE_QUOTA);
-    const again = noteInbound(used, "message", T0 + 47 * HOUR);
+    const again = noteInbound(used, { kind: "message", at: T0 + 47 * HOUR, n: 7 });
     assert.deepEqual(again, {
       lastInboundAt: T0 + 47 * HOUR,
       lastInboundKind: "message",
       repliesSinceInbound: 0,
+      openedBy: 7,
     });
     assert.deepEqual(checkReplyAllowed(again, T0 + 90 * HOUR), { ok: true });
   });
@@ -69,7 +72,7 @@ Deno.test("checkReplyAllowed() applies the 48-hour window and 5 replies", async 
 });
 
 Deno.test("checkReplyAllowed() applies 3 replies within a minute after an event", async (t) => {
-  const state = noteInbound(null, "event", T0);
+  const state = noteInbound(null, { kind: "event", at: T0, n: 1 });
 
   await t.step("3 replies within the minute, the fourth refused as quota", () => {
     assert.deepEqual(checkReplyAllowed(sendReplies(state, EVENT_QUOTA - 1), T0 + 59_000), {
@@ -88,25 +91,25 @@ Deno.test("checkReplyAllowed() applies 3 replies within a minute after an event"
   });
 
   await t.step("an event keeps an open message window that has replies left", () => {
-    const message = sendReplies(noteInbound(null, "message", T0), 2);
-    assert.equal(noteInbound(message, "event", T0 + HOUR), message);
+    const message = sendReplies(noteInbound(null, { kind: "message", at: T0, n: 1 }), 2);
+    assert.equal(noteInbound(message, { kind: "event", at: T0 + HOUR, n: 1 }), message);
     assert.equal(windowClosesAt(message), T0 + 48 * HOUR);
   });
 
   await t.step("an event after the message replies are used grants its own 3", () => {
-    const used = sendReplies(noteInbound(null, "message", T0), MESSAGE_QUOTA);
-    const event = noteInbound(used, "event", T0 + HOUR);
+    const used = sendReplies(noteInbound(null, { kind: "message", at: T0, n: 1 }), MESSAGE_QUOTA);
+    const event = noteInbound(used, { kind: "event", at: T0 + HOUR, n: 1 });
     assert.equal(event.lastInboundKind, "event");
     assert.deepEqual(checkReplyAllowed(event, T0 + HOUR + 1000), { ok: true });
   });
 
   await t.step("an older inbound delivered late changes nothing", () => {
-    const recent = noteInbound(null, "message", T0 + HOUR);
-    assert.equal(noteInbound(recent, "message", T0), recent);
+    const recent = noteInbound(null, { kind: "message", at: T0 + HOUR, n: 1 });
+    assert.equal(noteInbound(recent, { kind: "message", at: T0, n: 1 }), recent);
   });
 
   await t.step("states are new objects; the old one is unchanged", () => {
-    const before = noteInbound(null, "message", T0);
+    const before = noteInbound(null, { kind: "message", at: T0, n: 1 });
     const after = noteReplySent(before);
     assert.equal(before.repliesSinceInbound, 0);
     assert.equal(after.repliesSinceInbound, 1);
@@ -145,7 +148,7 @@ Deno.test("after WeChat's 45015 or 45047 the window is closed until the follower
   });
   for (const [errcode, limit] of [[45015, "window"], [45047, "quota"]] as const) {
     await t.step(`${errcode}: refused as ${limit}, though the bridge's count had room`, () => {
-      const open = noteInbound(null, "message", T0);
+      const open = noteInbound(null, { kind: "message", at: T0, n: 1 });
       assert.deepEqual(checkReplyAllowed(open, T0 + 1000), { ok: true });
       const closed = noteWindowClosed(open, errcode);
       const check = checkReplyAllowed(closed, T0 + 1000);
@@ -155,21 +158,21 @@ Deno.test("after WeChat's 45015 or 45047 the window is closed until the follower
     });
   }
   await t.step("the follower's next message opens it again", () => {
-    const closed = noteWindowClosed(noteInbound(null, "message", T0), 45015);
-    const reopened = noteInbound(closed, "message", T0 + 5000);
+    const closed = noteWindowClosed(noteInbound(null, { kind: "message", at: T0, n: 1 }), 45015);
+    const reopened = noteInbound(closed, { kind: "message", at: T0 + 5000, n: 1 });
     assert.equal(reopened.closedBy, undefined);
     assert.deepEqual(checkReplyAllowed(reopened, T0 + 6000), { ok: true });
   });
   await t.step("a menu tap opens its own minute instead of keeping the closed window", () => {
-    const closed = noteWindowClosed(noteInbound(null, "message", T0), 45047);
-    const tapped = noteInbound(closed, "event", T0 + 5000);
+    const closed = noteWindowClosed(noteInbound(null, { kind: "message", at: T0, n: 1 }), 45047);
+    const tapped = noteInbound(closed, { kind: "event", at: T0 + 5000, n: 1 });
     assert.equal(tapped.lastInboundKind, "event");
     assert.deepEqual(checkReplyAllowed(tapped, T0 + 6000), { ok: true });
   });
 });
 
 Deno.test("checkTypingAllowed() relays typing only within 30 s of an exchange", async (t) => {
-  const open = noteInbound(null, "message", T0);
+  const open = noteInbound(null, { kind: "message", at: T0, n: 1 });
   await t.step("inside the window and 30 s of the last message", () => {
     assert.deepEqual(checkTypingAllowed(open, T0, T0 + TYPING_AFTER_EXCHANGE_MS), { ok: true });
   });
@@ -183,5 +186,39 @@ Deno.test("checkTypingAllowed() relays typing only within 30 s of an exchange", 
     assert.deepEqual(checkTypingAllowed(used, T0 + 1000, T0 + 2000), { ok: true });
     const check = checkTypingAllowed(noteWindowClosed(open, 45015), T0, T0 + 1000);
     assert.equal(!check.ok && check.limit, "window");
+  });
+});
+
+Deno.test("a reply WeChat refused is given back to the window it was counted in", async (t) => {
+  // History: 1 the follower's message, 2..6 five replies.
+  const used = sendReplies(noteInbound(null, { kind: "message", at: T0, n: 1 }), MESSAGE_QUOTA);
+
+  await t.step("returnsReply(): WeChat's errcodes, not an unknown outcome or a closing one", () => {
+    for (const errcode of [40001, 40003, 40007, 42001, 45002]) {
+      assert.equal(returnsReply(errcode), true, String(errcode));
+    }
+    for (const errcode of [-1, 0, 45015, 45047]) {
+      assert.equal(returnsReply(errcode), false, String(errcode));
+    }
+  });
+  await t.step("one refused of the five: one more may be sent", () => {
+    assert.equal(checkReplyAllowed(used, T0 + HOUR).ok, false);
+    const back = noteReplyRefused(used, 6);
+    assert.equal(back.repliesSinceInbound, MESSAGE_QUOTA - 1);
+    assert.deepEqual(checkReplyAllowed(back, T0 + HOUR), { ok: true });
+  });
+  await t.step("a reply counted before the follower wrote again gives nothing back", () => {
+    const again = sendReplies(noteInbound(used, { kind: "message", at: T0 + HOUR, n: 7 }), 2);
+    assert.equal(noteReplyRefused(again, 6), again, "reply 6 was counted in the last window");
+    assert.equal(noteReplyRefused(again, 8).repliesSinceInbound, 1);
+  });
+  await t.step("an event that keeps the message window keeps what was counted in it", () => {
+    const kept = noteInbound(noteReplyRefused(used, 6), { kind: "event", at: T0 + HOUR, n: 7 });
+    assert.equal(kept.openedBy, 1);
+    assert.equal(noteReplyRefused(kept, 5).repliesSinceInbound, MESSAGE_QUOTA - 2);
+  });
+  await t.step("never below 0", () => {
+    const none = noteInbound(null, { kind: "message", at: T0, n: 1 });
+    assert.equal(noteReplyRefused(none, 2), none);
   });
 });

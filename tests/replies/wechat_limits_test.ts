@@ -71,6 +71,20 @@ Deno.test("WeChat's reply limits, as WeChat applies them", async (t) => {
       assert.equal((await replyHttp(server, "o-click", "after click")).status, 200);
     });
 
+    await t.step("GET contacts says of how many: 3 after a CLICK, 5 after a message", async () => {
+      const listed = async () => {
+        const res = await fetch(`${server.base}${B}/contacts?userid=L`);
+        const body = await res.json() as { contacts: Array<Record<string, unknown>> };
+        const c = body.contacts.find((c) => c["contact_id"] === "o-quota")!;
+        return [c["replies_since_inbound"], c["reply_quota"]];
+      };
+      await tap(server, agent, "o-quota", "CLICK");
+      assert.equal((await replyHttp(server, "o-quota", "one of three")).status, 200);
+      assert.deepEqual(await listed(), [1, 3]);
+      await write(server, agent, "o-quota");
+      assert.deepEqual(await listed(), [0, 5]);
+    });
+
     for (const errcode of [45015, 45047]) {
       await t.step(
         `after ${errcode} the bridge stops calling WeChat until the follower writes`,

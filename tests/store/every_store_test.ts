@@ -304,6 +304,28 @@ async function closedByWechat(store: Store, clock: { t: number }) {
   assert.deepEqual(checkReplyAllowed(windowStateOf(wrote), clock.t + 5000), { ok: true });
 }
 
+/** A reply WeChat refused is given back to the window it was counted in, on every store. */
+async function givenBack(store: Store, clock: { t: number }) {
+  const count = async () => (await store.getContact("oG"))!.replies_since_inbound;
+  const replyOf = async (id: string) =>
+    (await store.recordReply("agentW", "oG", replyItem("agentW", "oG", id))).value.n;
+  await store.acceptInbound([message("oG", "g1", clock.t)], presence);
+  const [r1, r2, r3] = [await replyOf("gr1"), await replyOf("gr2"), await replyOf("gr3")];
+  assert.equal(await count(), 3);
+  assert.equal(await store.returnReply("oG", r3!), 2);
+  // An event that keeps the open message window keeps what was counted in it.
+  await store.acceptInbound([message("oG", "g2", clock.t + 1000, "event")], presence);
+  assert.equal(await store.returnReply("oG", r2!), 1);
+  // The follower writes: a new window, whose count a reply of the last one does not touch.
+  await store.acceptInbound([message("oG", "g3", clock.t + 2000)], presence);
+  const r4 = await replyOf("gr4");
+  assert.equal(await store.returnReply("oG", r1!), null);
+  assert.equal(await count(), 1);
+  assert.equal(await store.returnReply("oG", r4), 0);
+  assert.equal(await store.returnReply("oG", r4), null, "never below 0");
+  assert.equal(await store.returnReply("oUnknown", 1), null);
+}
+
 const texts = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["text"]));
 
 /** The notice texts are the protocol's, filled the same way, whichever store runs the rules. */
@@ -348,6 +370,7 @@ async function scenarios(store: Store, clock: { t: number }) {
   await notices(store, clock);
   await forgetting(store, clock);
   await closedByWechat(store, clock);
+  await givenBack(store, clock);
   await claiming(store, clock);
   await quickReplies(store);
 }
@@ -359,7 +382,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies", async () => {
+Deno.test("the memory store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -369,7 +392,7 @@ Deno.test("the memory store: window notices, renaming, notice texts, forgetting,
   }
 });
 
-Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies", async () => {
+Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openSqliteStore(":memory:", {
     ...options(clock),
@@ -382,7 +405,7 @@ Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting,
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies", async () => {
+Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -394,7 +417,7 @@ Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting
 
 Deno.test({
   name:
-    "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed, claiming, notes, labels, quick replies",
+    "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };

@@ -243,6 +243,38 @@ Deno.test("sendCustomMessage() passes WeChat's errors through", async (t) => {
   });
 });
 
+Deno.test("a refusal says whether an earlier try of the same send went unanswered", async (t) => {
+  const refusal = async (client: Harness["client"]) => {
+    const err = await client.sendCustomMessage(text("oA", "hi")).catch((e) => e);
+    assert.ok(err instanceof WechatApiError);
+    return err;
+  };
+  await t.step("refused at once: nothing can have gone out", async () => {
+    await withFake(async ({ fake, client }) => {
+      fake.failNext(SEND, 40003, "invalid openid");
+      assert.equal((await refusal(client)).afterNoAnswer, false);
+    });
+  });
+  await t.step("a reset, then refused: the first try may have gone out", async () => {
+    await withFake(async ({ fake, client }) => {
+      fake.dropNext(SEND);
+      fake.failNext(SEND, 40003, "invalid openid");
+      const err = await refusal(client);
+      assert.equal(err.errcode, 40003);
+      assert.equal(err.afterNoAnswer, true);
+    });
+  });
+  await t.step("a 502, then the token refused before and after a fresh one", async () => {
+    await withFake(async ({ fake, client }) => {
+      fake.failHttpNext(SEND, 502);
+      fake.failNext(SEND, 40001, "invalid credential", 2);
+      const err = await refusal(client);
+      assert.equal(err.errcode, 40001);
+      assert.equal(err.afterNoAnswer, true);
+    });
+  });
+});
+
 Deno.test("sendCustomMessage() retries transport failures with backoff", async (t) => {
   await t.step("5xx twice, then through", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
