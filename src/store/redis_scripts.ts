@@ -644,7 +644,9 @@ if OP == 'reply' then
     -- window.ts checkReplyAllowed, in the step that counts the reply (atomic under concurrency).
     local span, quota = MESSAGE_WINDOW_MS, MESSAGE_QUOTA
     if c.last_inbound_kind ~= 'message' then span, quota = EVENT_WINDOW_MS, EVENT_QUOTA end
-    if c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
+    local closed = c.window_closed_by ~= nil and c.window_closed_by ~= NULL
+      and c.window_closed_by ~= 0
+    if closed or c.last_inbound_at == 0 or NOW >= c.last_inbound_at + span
       or c.replies_since_inbound >= quota then
       return nil, { err = '${REPLY_REFUSED} ' .. cjson.encode(c) }
     end

@@ -13,6 +13,7 @@ import {
   type InboundItem,
   type LogEntry,
   type Presence,
+  ReplyRefusedError,
   ServedByOtherError,
   type Store,
 } from "../../src/core/store.ts";
@@ -291,6 +292,13 @@ async function closedByWechat(store: Store, clock: { t: number }) {
   const closed = (await store.getContact("oC"))!;
   assert.equal(closed.window_closed_by, 45015);
   assert.equal(checkReplyAllowed(windowStateOf(closed), clock.t + 1000).ok, false);
+  // The step that counts a reply refuses it too, as it refuses one over the quota: a reply
+  // recorded in a race with the refusal that closed the window would go to WeChat for nothing.
+  const owner = closed.agent_id!;
+  await assert.rejects(
+    () => store.recordReply(owner, "oC", replyItem(owner, "oC", "c-closed")),
+    ReplyRefusedError,
+  );
   // A menu tap opens its minute (it would have kept an open message window).
   await store.acceptInbound([message("oC", "c2", clock.t + 2000, "event")], presence);
   const tapped = (await store.getContact("oC"))!;
