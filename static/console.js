@@ -1242,6 +1242,15 @@ function connect() {
   };
 }
 
+/**
+ * Whether the bridge keeps a history of this conversation: not of the system's notices, nor of
+ * a thread with another agent (asked, it answers 404), nor of a follower handed over (403).
+ */
+function hasHistory(contactId) {
+  return contactId !== SYSTEM_ID && state.contacts.get(contactId)?.kind !== "agent" &&
+    !state.transferred.has(contactId);
+}
+
 /** Conversations read again from the history, the current one now: what the last socket was
  * written is there, whether or not it reached this page. */
 function reloadConversations() {
@@ -1249,7 +1258,7 @@ function reloadConversations() {
     if (contactId !== SYSTEM_ID) c.loaded = false;
   }
   const current = state.current;
-  if (current && current !== SYSTEM_ID && !state.transferred.has(current)) loadHistory(current);
+  if (current && hasHistory(current)) loadHistory(current);
 }
 
 /** Drops a socket we no longer trust (silent network) without waiting for its close handshake. */
@@ -2522,7 +2531,7 @@ function openContact(contactId) {
     const c = conv(contactId);
     // A follower handed over is the other agent's: the bridge refuses its history (403), so
     // what this page kept is all there is; after a reload, the notice says where it went.
-    if (!c.loaded && !c.loading && !state.transferred.has(contactId)) loadHistory(contactId);
+    if (!c.loaded && !c.loading && hasHistory(contactId)) loadHistory(contactId);
   }
   renderContacts();
   renderConversation({ toBottom: true });
