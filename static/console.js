@@ -1476,7 +1476,8 @@ function handleIncoming(data) {
   if (isNew && fromAgent) {
     contact.last_message = {
       msg_type: msg.msg_type,
-      preview: previewOf(msg.msg_type, msg.msg),
+      // As in the thread: a colleague's "system" message does not read as the system's notice.
+      preview: msg.msg_type === "system" ? "[system]" : previewOf(msg.msg_type, msg.msg),
       direction: "in",
     };
     contact.last_message_time = Math.max(
@@ -3240,7 +3241,12 @@ function buildMessage(msg) {
   const time = h("time", {
     datetime: new Date((Number(msg.send_time) || nowS()) * 1000).toISOString(),
   }, timeFormat.format(new Date((Number(msg.send_time) || nowS()) * 1000)));
-  if (msg.direction === "system" || msg.msg_type === "system") return systemNote(msg, time);
+  // Another agent's message (`from`, set by the bridge) is never the system's notice, whatever
+  // type it claims: drawn as one, a colleague could write "the conversation has ended".
+  const fromAgent = msg.from !== undefined && msg.from !== null;
+  if (!fromAgent && (msg.direction === "system" || msg.msg_type === "system")) {
+    return systemNote(msg, time);
+  }
   if (msg.direction === "note" || msg.msg_type === "note") {
     return h(
       "div",
