@@ -45,7 +45,6 @@ async function drained(socket: AgentSocket): Promise<void> {
   }
 }
 
-/** Creates the message path over a store and a hub. */
 /**
  * Whether a logged envelope is a follower's (its message, or a reply or note to it) whose data
  * was deleted since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a
@@ -74,6 +73,7 @@ async function isForgotten(
   return forgotten;
 }
 
+/** Creates the message path over a store and a hub. */
 export function createSwitchboard(options: SwitchboardOptions) {
   const { store, hub } = options;
   const maxBatch = options.maxBatch ?? 100;
