@@ -1595,6 +1595,8 @@ function handleSystem(data) {
     const c = state.contacts.get(followerId);
     if (c && c.status !== "open" && followerId !== state.current) state.contacts.delete(followerId);
     else if (c) Object.assign(c, { status: "open", agent_id: String(msg.agent_id) });
+  } else if (followerId && FORGET_EVENTS.includes(msg.event)) {
+    onForgotten(followerId);
   } else if (followerId) {
     upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
     if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
@@ -1650,6 +1652,32 @@ function onTransferredOut(followerId, msg, data) {
   state.contacts.delete(followerId);
   finishAction(followerId);
   saveContext();
+}
+
+/** Events after which WeChat asks the account to forget the follower (及时删除该用户信息). */
+const FORGET_EVENTS = ["user_authorization_revoke", "user_authorization_cancellation"];
+
+/**
+ * The bridge forgot the follower: what this page holds of it goes too (its conversation, its
+ * drafts, its place in the lists); the system's notice says so. It stayed listed, its messages
+ * on screen and its drafts in localStorage, until the next reload.
+ */
+function onForgotten(followerId) {
+  leaveWaiting(followerId);
+  state.contacts.delete(followerId);
+  state.transferred.delete(followerId);
+  state.convs.delete(followerId);
+  drafts.set(followerId, "");
+  noteDrafts.set(followerId, "");
+  if (state.current === followerId) {
+    state.current = null;
+    // The address named it: a reload would ask the bridge for a history it no longer has.
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
+    el.messages.replaceChildren();
+    setReplyText("");
+    closeConversationView();
+    renderConversation();
+  }
 }
 
 function onClosed(followerId) {
