@@ -15,9 +15,11 @@ import type { AccountConfig } from "./accounts.ts";
 import { withAccount } from "./logging.ts";
 import { createHub } from "./core/hub.ts";
 import {
+  type ContactCursor,
   type InboundItem,
   MessageTooLargeError,
   type Store,
+  StoreError,
   StoreStateLostError,
 } from "./core/store.ts";
 import { createSwitchboard } from "./core/switchboard.ts";
@@ -81,6 +83,8 @@ const IN_FLIGHT_LIMIT_MS = 5_000;
 const MEDIA_DRAIN_LIMIT_MS = 2_000;
 /** How long a stop waits for replies on their way to WeChat (main.ts gives a stop 10 s). */
 const REPLY_DRAIN_LIMIT_MS = 5_000;
+/** Contacts read at once when followers of an agent taken off the account are let go. */
+const RELEASE_PAGE = 500;
 
 /** The side effects a server is built with; each defaults to the real thing. */
 export interface Effects {
@@ -297,9 +301,11 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
       : { kind: "demo", outbox: outbox! },
   );
   const accountAgents = config.accountAgents && new Set(config.accountAgents);
+  /** Whether the agent serves this account (ACCOUNTS_FILE's `agents`); one account: anyone. */
+  const serves = accountAgents ? (agentId: string) => accountAgents.has(agentId) : undefined;
   const messages = createAgentMessages({
     store,
-    serves: accountAgents ? (agentId) => accountAgents.has(agentId) : undefined,
+    serves,
     switchboard,
     replies,
     companyId: config.companyId,
@@ -339,8 +345,9 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     newId,
     // Demo mode: the follower simulator's `?name=` is the follower's display name.
     acceptNames: outbox !== null,
-    accept(item, _message, url) {
-      metrics.messagesIn.inc({ msg_type: item.envelope.data.msg_type });
+    accept(given, _message, url) {
+      metrics.messagesIn.inc({ msg_type: given.envelope.data.msg_type });
+      const item = serves && given.to !== "" && !serves(given.to) ? { ...given, to: "" } : given;
       if (intake.wants(item)) return intake.submit(item, config.publicUrl ?? url.origin);
       return switchboard.accept(item);
     },
@@ -350,7 +357,9 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     forget: (message, envelope) =>
       intake.forget(message.from, () => operatorEvents.forget(message, envelope)),
     profileChanged: operatorEvents.profileChanged,
-    isAgent: (id) => store.isKnownAgent(id),
+    // An agent taken off the account's list is still known to its store: ToUserName naming
+    // it is the account's message, for the agents who serve it.
+    isAgent: async (id) => (serves?.(id) ?? true) && await store.isKnownAgent(id),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
     // WeChat's retry may reach another instance, and so may a replay, or reach the next run:
     // shared and on-disk stores remember (STORE=memory: this process does).
@@ -397,6 +406,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const team = createTeamRoutes({
     store,
     now,
+    serves,
     agentOf: agentRequired,
     // A shared store knows who is online on every instance; otherwise this process does.
     onlineAgents: async () => {
@@ -623,7 +633,44 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
 
   let served: GuardedServer | undefined;
   let stopped: Promise<void> | undefined;
+  /**
+   * Followers still bound to an agent taken off this account's list are let go (closed): the
+   * file is read at start, that agent can never connect here again, and their next message
+   * would wait in its queue, where no one else could claim or answer it.
+   */
+  async function releaseRemovedAgents(): Promise<void> {
+    if (!serves) return;
+    for (const { agent_id: agentId } of await store.listAgents()) {
+      if (serves(agentId)) continue;
+      let released = 0;
+      let after: ContactCursor | null = null;
+      for (;;) {
+        const page = await store.listContacts(agentId, { limit: RELEASE_PAGE, after });
+        for (const contact of page) {
+          if (contact.agent_id !== agentId) continue;
+          try {
+            await switchboard.apply(store.closeConversation(contact.follower_id, agentId));
+            released++;
+          } catch (error) {
+            // Another instance on the same store let it go first, or the follower wrote meanwhile.
+            if (!(error instanceof StoreError)) throw error;
+          }
+        }
+        const last = page[page.length - 1];
+        if (page.length < RELEASE_PAGE || last === undefined) break;
+        after = { at: last.last_message_at, id: last.follower_id };
+      }
+      if (released > 0) {
+        log.warn(
+          "Agent {agent} no longer serves this account: {count} followers it served go to its agents",
+          { agent: agentId, count: released },
+        );
+      }
+    }
+  }
+
   async function start(): Promise<void> {
+    await releaseRemovedAgents();
     const resumed = await intake.recover();
     if (resumed) {
       log.info("Resuming {count} media messages from before the restart", { count: resumed });

@@ -1248,6 +1248,15 @@ function connect() {
   };
 }
 
+/**
+ * Whether the bridge keeps a history of this conversation: not of the system's notices, nor of
+ * a thread with another agent (asked, it answers 404), nor of a follower handed over (403).
+ */
+function hasHistory(contactId) {
+  return contactId !== SYSTEM_ID && state.contacts.get(contactId)?.kind !== "agent" &&
+    !state.transferred.has(contactId);
+}
+
 /** Conversations read again from the history, the current one now: what the last socket was
  * written is there, whether or not it reached this page. */
 function reloadConversations() {
@@ -1255,7 +1264,7 @@ function reloadConversations() {
     if (contactId !== SYSTEM_ID) c.loaded = false;
   }
   const current = state.current;
-  if (current && current !== SYSTEM_ID && !state.transferred.has(current)) loadHistory(current);
+  if (current && hasHistory(current)) loadHistory(current);
 }
 
 /** Drops a socket we no longer trust (silent network) without waiting for its close handshake. */
@@ -1473,7 +1482,8 @@ function handleIncoming(data) {
   if (isNew && fromAgent) {
     contact.last_message = {
       msg_type: msg.msg_type,
-      preview: previewOf(msg.msg_type, msg.msg),
+      // As in the thread: a colleague's "system" message does not read as the system's notice.
+      preview: msg.msg_type === "system" ? "[system]" : previewOf(msg.msg_type, msg.msg),
       direction: "in",
     };
     contact.last_message_time = Math.max(
@@ -1591,6 +1601,8 @@ function handleSystem(data) {
     const c = state.contacts.get(followerId);
     if (c && c.status !== "open" && followerId !== state.current) state.contacts.delete(followerId);
     else if (c) Object.assign(c, { status: "open", agent_id: String(msg.agent_id) });
+  } else if (followerId && FORGET_EVENTS.includes(msg.event)) {
+    onForgotten(followerId);
   } else if (followerId) {
     upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
     if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
@@ -1646,6 +1658,32 @@ function onTransferredOut(followerId, msg, data) {
   state.contacts.delete(followerId);
   finishAction(followerId);
   saveContext();
+}
+
+/** Events after which WeChat asks the account to forget the follower (及时删除该用户信息). */
+const FORGET_EVENTS = ["user_authorization_revoke", "user_authorization_cancellation"];
+
+/**
+ * The bridge forgot the follower: what this page holds of it goes too (its conversation, its
+ * drafts, its place in the lists); the system's notice says so. It stayed listed, its messages
+ * on screen and its drafts in localStorage, until the next reload.
+ */
+function onForgotten(followerId) {
+  leaveWaiting(followerId);
+  state.contacts.delete(followerId);
+  state.transferred.delete(followerId);
+  state.convs.delete(followerId);
+  drafts.set(followerId, "");
+  noteDrafts.set(followerId, "");
+  if (state.current === followerId) {
+    state.current = null;
+    // The address named it: a reload would ask the bridge for a history it no longer has.
+    history.replaceState(null, "", `${location.pathname}${location.search}`);
+    el.messages.replaceChildren();
+    setReplyText("");
+    closeConversationView();
+    renderConversation();
+  }
 }
 
 function onClosed(followerId) {
@@ -2533,7 +2571,7 @@ function openContact(contactId) {
     const c = conv(contactId);
     // A follower handed over is the other agent's: the bridge refuses its history (403), so
     // what this page kept is all there is; after a reload, the notice says where it went.
-    if (!c.loaded && !c.loading && !state.transferred.has(contactId)) loadHistory(contactId);
+    if (!c.loaded && !c.loading && hasHistory(contactId)) loadHistory(contactId);
   }
   renderContacts();
   renderConversation({ toBottom: true });
@@ -3242,7 +3280,12 @@ function buildMessage(msg) {
   const time = h("time", {
     datetime: new Date((Number(msg.send_time) || nowS()) * 1000).toISOString(),
   }, timeFormat.format(new Date((Number(msg.send_time) || nowS()) * 1000)));
-  if (msg.direction === "system" || msg.msg_type === "system") return systemNote(msg, time);
+  // Another agent's message (`from`, set by the bridge) is never the system's notice, whatever
+  // type it claims: drawn as one, a colleague could write "the conversation has ended".
+  const fromAgent = msg.from !== undefined && msg.from !== null;
+  if (!fromAgent && (msg.direction === "system" || msg.msg_type === "system")) {
+    return systemNote(msg, time);
+  }
   if (msg.direction === "note" || msg.msg_type === "note") {
     return h(
       "div",

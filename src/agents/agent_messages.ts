@@ -262,6 +262,13 @@ export function createAgentMessages(deps: AgentMessageDeps) {
           return await deps.replies.reply(agentId, to, d, options);
         }
         if (await store.isKnownAgent(to)) {
+          // As with a transfer: one taken off the account's list could never read it here.
+          if (deps.serves && !deps.serves(to)) {
+            return refuse(409, `Cannot send: agent ${to} does not serve this account`, {
+              ...echo,
+              contact_id: to,
+            });
+          }
           const envelope: Envelope = {
             data: {
               ...withoutServerFields(d),

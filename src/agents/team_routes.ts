@@ -21,6 +21,8 @@ export interface TeamRouteDeps {
   /** Agents with a socket anywhere (every instance, with a shared store). */
   onlineAgents(): Promise<Iterable<string>>;
   now: () => number;
+  /** True for an agent who serves this account (ACCOUNTS_FILE's `agents`); unset: any agent. */
+  serves?: (agentId: string) => boolean;
 }
 
 /** One search hit: the message and the conversation it is in. */
@@ -101,7 +103,9 @@ export function createTeamRoutes(deps: TeamRouteDeps) {
     async agents(req: Request, url: URL): Promise<Response> {
       await deps.agentOf(req, url);
       const online = new Set(await deps.onlineAgents());
-      const records = await store.listAgents();
+      // One taken off the account's list is still in its store, but can no longer be handed
+      // a follower.
+      const records = (await store.listAgents()).filter((a) => deps.serves?.(a.agent_id) ?? true);
       return json({
         agents: records
           .map((a) => ({

@@ -3,7 +3,7 @@
 // (everything after `since=`, or what was queued while they were away) before live frames.
 
 import { setImmediate } from "node:timers";
-import type { Envelope } from "../protocol/envelope.ts";
+import { type Envelope, SYSTEM_CONTACT } from "../protocol/envelope.ts";
 import type { AgentConnection, AgentSocket, Hub } from "./hub.ts";
 import type { Applied, InboundItem, InboundOutcome, LogEntry, Store } from "./store.ts";
 
@@ -43,6 +43,34 @@ async function drained(socket: AgentSocket): Promise<void> {
     if (performance.now() > deadline) return;
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Whether a logged envelope is a follower's (its message, or a reply or note to it) whose data
+ * was deleted since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a
+ * `since=` replay must not hand out what the account was told to forget. The system's notices
+ * and agents' messages are not a follower's. `gone` remembers each follower looked up.
+ */
+async function isForgotten(
+  store: Store,
+  entry: LogEntry,
+  gone: Map<string, boolean>,
+): Promise<boolean> {
+  const data = entry.envelope.data;
+  const followerId = data.contact_id;
+  // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
+  if (
+    typeof followerId !== "string" || followerId === SYSTEM_CONTACT ||
+    followerId === entry.agentId || (data.from !== undefined && data.from !== null)
+  ) {
+    return false;
+  }
+  let forgotten = gone.get(followerId);
+  if (forgotten === undefined) {
+    forgotten = (await store.getContact(followerId)) === null;
+    gone.set(followerId, forgotten);
+  }
+  return forgotten;
 }
 
 /** Creates the message path over a store and a hub. */
@@ -172,9 +200,14 @@ export function createSwitchboard(options: SwitchboardOptions) {
           // A since= beyond the agent's last seq names a log this store does not have (a Redis
           // or a DATA_DIR that came back empty): everything it has is new to the agent.
           if (since !== null && since > (record?.seq ?? 0)) after = 0;
+          const gone = new Map<string, boolean>();
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
             for (const entry of page) {
+              if (await isForgotten(store, entry, gone)) {
+                after = entry.seq;
+                continue;
+              }
               // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
               // the hub's bound and is told to come back with since=.
               if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);

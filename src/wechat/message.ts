@@ -2,6 +2,7 @@
 // Only the fields every message has are lifted out; the rest stays in `xml` for the envelope.
 
 import { createHash } from "node:crypto";
+import { SYSTEM_CONTACT } from "../protocol/envelope.ts";
 import { namesUserInOpenId } from "./event_kinds.ts";
 import { textOf, type WechatXml } from "./xml.ts";
 
@@ -29,6 +30,12 @@ export function readFollowerMessage(xml: WechatXml): FollowerMessage {
   const from = textOf(xml, userTag)?.trim();
   if (!from) throw new SyntaxError(`Cannot parse WeChat XML: ${userTag} is missing`);
   if (from.length > 128) throw new SyntaxError(`Cannot parse WeChat XML: ${userTag} is too long`);
+  // WeChat's OpenIDs are never this; a follower under it would pass for the system's notices.
+  if (from === SYSTEM_CONTACT) {
+    throw new SyntaxError(
+      `Cannot parse WeChat XML: ${userTag} ${SYSTEM_CONTACT} is the bridge's id for system messages`,
+    );
+  }
   return {
     to: textOf(xml, "ToUserName")?.trim() ?? "",
     from,

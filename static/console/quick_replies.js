@@ -48,7 +48,11 @@ export function fillPlaceholders(text, ctx) {
     date: `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}`,
     time: `${pad(at.getHours())}:${pad(at.getMinutes())}`,
   };
-  return String(text).replace(/\{(\w+)\}/g, (all, key) => key in values ? values[key] : all);
+  // Own keys only: `in` also found Object's methods, so "{constructor}" became their source.
+  return String(text).replace(
+    /\{(\w+)\}/g,
+    (all, key) => Object.hasOwn(values, key) ? values[key] : all,
+  );
 }
 
 /** The reply box after choosing a quick reply for the `/query` at `range`. */

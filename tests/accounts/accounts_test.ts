@@ -367,6 +367,80 @@ Deno.test("a follower is not transferred to an agent taken off its account", asy
   }
 });
 
+Deno.test("an agent taken off its account is no longer written to, nor keeps its followers", async (t) => {
+  // Dave served brand B, then left its list. Brand B's store still knew him: a colleague's
+  // message to him was "delivered" to a queue he can never read again, and so was every new
+  // message of the followers he served, which no one else could claim or answer.
+  const dir = await Deno.makeTempDir({ prefix: "accounts-removed-" });
+  const file = `${dir}/accounts.json`;
+  const writeFile = async (agentsOfB: string[]) => {
+    await Deno.remove(file).catch(() => {});
+    const accounts = [
+      { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
+      { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
+    ];
+    await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
+  };
+  const env = { ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "kv" };
+  try {
+    await writeFile(["bob", "dave"]);
+    let server = await startBridge({ env });
+    const dave = await connectAgent(`${server.wsBase}${B}/msg?userid=dave`);
+    const first = await post(
+      `${server.base}${B}/send_xml/brand-b`,
+      textXml("oFanD", "gh_brand_b", "你好", String(9_850_000 + next())),
+    );
+    assert.equal(first.status, 200, first.text);
+    await dave.waitFor(textFrom("oFanD"), 5000);
+    await dave.close();
+    await server.close();
+    await writeFile(["bob"]);
+    server = await startBridge({ env });
+    const bob = await connectAgent(`${server.wsBase}${B}/msg?userid=bob`);
+    try {
+      await t.step("a message to him is refused, not delivered to nobody", async () => {
+        const res = await fetch(`${server.base}${B}/send?userid=bob`, {
+          method: "POST",
+          body: JSON.stringify({
+            data: { msg_type: "text", contact_id: "dave", msg: { content: "can you take oFanD?" } },
+          }),
+        });
+        const text = await res.text();
+        assert.equal(res.status, 409, text);
+        assert.match(text, /agent dave does not serve this account/);
+      });
+      await t.step("he is not offered as a transfer target", async () => {
+        const res = await fetch(`${server.base}${B}/agents?userid=bob`);
+        const { agents } = await res.json();
+        assert.deepEqual(agents.map((a: { agent_id: string }) => a.agent_id), ["bob"]);
+      });
+      await t.step("his follower's next message reaches an agent of the account", async () => {
+        const msgId = String(9_850_000 + next());
+        const res = await post(
+          `${server.base}${B}/send_xml/brand-b`,
+          textXml("oFanD", "gh_brand_b", "还在吗", msgId),
+        );
+        assert.equal(res.status, 200, res.text);
+        await bob.waitFor((e) => e.data["id"] === msgId, 5000);
+      });
+      await t.step("the seed's form naming him goes to the account's agents", async () => {
+        const msgId = String(9_850_000 + next());
+        const res = await post(
+          `${server.base}${B}/send_xml/brand-b`,
+          textXml("oFanE", "dave", "hello", msgId),
+        );
+        assert.equal(res.status, 200, res.text);
+        await bob.waitFor((e) => e.data["id"] === msgId, 5000);
+      });
+    } finally {
+      await bob.close();
+      await server.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("two official accounts in one deployment, on the embedded store", async (t) => {
   await withAccounts({ STORE: "kv" }, (server, fakes) => scenario(t, server, fakes));
 });

@@ -135,6 +135,16 @@ browserTest(
             }));
             const entry = page.locator('.contact[data-contact-id="agent2"]');
             await entry.locator(".window-pill", { hasText: "Agent" }).waitFor();
+            // The bridge keeps no history between agents: asked for one, it answered 404 and
+            // the thread opened under "Could not load the conversation: No contact agent2".
+            const asked: string[] = [];
+            const onRequest = (req: { url(): string }) => {
+              const url = new URL(req.url());
+              if (url.pathname.endsWith("/history")) {
+                asked.push(url.searchParams.get("contact_id")!);
+              }
+            };
+            page.on("request", onRequest);
             await entry.click();
             await page.locator(".msg.in", { hasText: "Can you take oWang?" }).waitFor();
             await page.locator("#reply").fill("Sure, 没问题");
@@ -145,6 +155,9 @@ browserTest(
               () => received.some((frame) => frame.includes("Sure, 没问题")),
               () => `agent2 did not get the answer: ${received.join("\n")}`,
             );
+            page.off("request", onRequest);
+            assert.deepEqual(asked.filter((id) => id === "agent2"), []);
+            assert.equal(await page.locator(".history-edge.error").count(), 0);
           } finally {
             colleague.close();
             await closed;

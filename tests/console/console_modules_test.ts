@@ -214,6 +214,12 @@ Deno.test("quick replies: the / query, search, placeholders, insertion", () => {
     agent: "7",
   });
   assert.equal(filled, "王女士，我是 7，{unknown}");
+  // A teammate's quick reply naming an Object method sent "function Object() { [native
+  // code] }" to the customer: only the five placeholders are filled.
+  assert.equal(
+    fillPlaceholders("{constructor} {toString} {__proto__} {hasOwnProperty}", { name: "王" }),
+    "{constructor} {toString} {__proto__} {hasOwnProperty}",
+  );
   assert.deepEqual(insertQuickReply("ok /gr", { start: 3, end: 6 }, "Hi 王"), {
     text: "ok Hi 王",
     caret: 7,
