@@ -11,6 +11,7 @@ import {
   afterGivenBack,
   afterInbound,
   afterReply,
+  quotaKeys,
   replyState,
   WINDOW_CLOSED_ERRCODES,
 } from "./console/limits.js";
@@ -2690,7 +2691,7 @@ function renderConversationHead() {
     (limits.state === "open" || limits.state === "soon");
   el.convQuota.hidden = !showQuota;
   el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft, total: limits.quota });
-  el.convQuota.title = t("quota.title");
+  el.convQuota.title = t(quotaKeys(limits).title);
   el.convQuota.dataset.left = String(limits.repliesLeft);
   const name = contact.name || id;
   const notice = (kind, text) => {
@@ -2707,7 +2708,7 @@ function renderConversationHead() {
   } else if (win.state === "closed") {
     notice("closed", t("notice.windowClosed", { name }));
   } else if (limits.reason === "quota") {
-    notice("closed", t("notice.quota", { name }));
+    notice("closed", t(quotaKeys(limits).used, { name }));
   } else if (waiting) {
     notice("info", t("notice.waiting", { name }));
   } else if (win.state === "soon") {

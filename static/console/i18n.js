@@ -90,6 +90,7 @@ export const STRINGS = {
     "window.agent": "Agent",
     "quota.left": "{n} of {total} replies left",
     "quota.title": "WeChat allows 5 replies per follower message",
+    "quota.titleEvent": "WeChat allows 3 replies in the minute after a follow, scan or menu tap",
     "notice.transferred":
       "Transferred to {to}. {name} is now in their console; this conversation is read-only here.",
     "notice.windowClosed":
@@ -98,6 +99,8 @@ export const STRINGS = {
     "notice.ended": "Conversation ended. A new message from {name} opens it again.",
     "notice.quota":
       "WeChat's 5 replies for this message are used. You can reply again when {name} writes.",
+    "notice.quotaEvent":
+      "WeChat's 3 replies after this follow, scan or menu tap are used. You can reply again when {name} writes.",
     "notice.unsubscribed": "{name} has unfollowed the account: WeChat delivers no replies.",
     "notice.waiting": "{name} is waiting for an agent. Take the conversation to reply.",
     "reason.window": "The reply window is closed",
@@ -374,11 +377,14 @@ export const STRINGS = {
     "window.agent": "客服",
     "quota.left": "还可回复 {n}/{total} 条",
     "quota.title": "粉丝每发一条消息，微信允许回复 5 条",
+    "quota.titleEvent": "粉丝关注、扫码或点击菜单后的 1 分钟内，微信允许回复 3 条",
     "notice.transferred": "已转给 {to}。{name} 现在在对方的工作台中，此会话在这里只读。",
     "notice.windowClosed": "48 小时回复窗口已关闭。{name} 再次发消息前，微信会拒绝回复。",
     "notice.soon": "回复窗口将在 {d} 后关闭。",
     "notice.ended": "会话已结束。{name} 发来新消息后会重新打开。",
     "notice.quota": "本条消息的 5 次回复已用完。{name} 再次发消息后可以继续回复。",
+    "notice.quotaEvent":
+      "本次关注、扫码或菜单点击后的 3 次回复已用完。{name} 再次发消息后可以继续回复。",
     "notice.unsubscribed": "{name} 已取消关注公众号，微信不会送达回复。",
     "notice.waiting": "{name} 正在等待接待。接待后即可回复。",
     "reason.window": "回复窗口已关闭",

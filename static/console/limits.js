@@ -53,6 +53,14 @@ export function replyState(contact, nowS) {
   };
 }
 
+/** The string-table keys that name the quota `limits` (replyState) counts: WeChat's 5 a
+ * follower message, or its 3 in the minute after a follow, scan or menu tap. */
+export function quotaKeys(limits) {
+  return limits.quota < REPLY_QUOTA
+    ? { title: "quota.titleEvent", used: "notice.quotaEvent" }
+    : { title: "quota.title", used: "notice.quota" };
+}
+
 /** The contact after one more reply went out (the bridge counts the same way). */
 export function afterReply(contact) {
   return { ...contact, replies_since_inbound: (Number(contact?.replies_since_inbound) || 0) + 1 };

@@ -7,6 +7,7 @@ import {
   afterGivenBack,
   afterInbound,
   afterReply,
+  quotaKeys,
   replyState,
   WINDOW_S,
 } from "../../static/console/limits.js";
@@ -172,6 +173,12 @@ Deno.test("replyState() reads WeChat's window and quota", async (t) => {
     assert.equal(replyState(afterReply(afterReply(tapped)), now).reason, "quota");
     assert.equal(replyState(afterInbound(tapped, now), now).repliesLeft, 5, "a message: 5");
     assert.equal(replyState({ last_inbound_time: now }, now).quota, 5, "a bridge without it");
+    // The console names the 3 it counts, not the 5 of a follower's message.
+    const t = createTranslator("en");
+    const keys = quotaKeys(replyState(afterReply(afterReply(tapped)), now));
+    assert.match(t(keys.title), /3 replies in the minute/);
+    assert.match(t(keys.used, { name: "Li" }), /3 replies after this follow/);
+    assert.match(t(quotaKeys(replyState({ last_inbound_time: now }, now)).used), /5 replies/);
   });
   await t.step("a refused reply the bridge gave back is one more left", () => {
     const used = afterReply({ last_inbound_time: now - 60, replies_since_inbound: 4 });
