@@ -10,12 +10,18 @@ export const canTrace: boolean = await new Deno.Command("strace", {
 /** Under CI a missing strace (or ptrace refused) is a failure, not a skip. */
 export const mustTrace: boolean = Deno.env.get("CI") === "true";
 
-/** The ids of `pid`'s threads whose name matches `name` (Deno names a Worker's `worker-N`). */
-export function threadsNamed(pid: number, name: RegExp): number[] {
+/** The ids of `pid`'s threads whose name matches `name` (Deno names a Worker's `worker-N`).
+ * Read with `ps`: /proc of another process needs --allow-all. */
+export async function threadsNamed(pid: number, name: RegExp): Promise<number[]> {
+  const out = await new Deno.Command("ps", {
+    args: ["-L", "-o", "tid=,comm=", "-p", String(pid)],
+    stdout: "piped",
+  }).output();
+  if (!out.success) throw new Error(`Cannot list the threads of process ${pid}`);
   const ids: number[] = [];
-  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const comm = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/comm`).trim();
-    if (name.test(comm)) ids.push(Number(entry.name));
+  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+    const found = /^\s*(\d+)\s+(.+?)\s*$/.exec(line);
+    if (found && name.test(found[2]!)) ids.push(Number(found[1]));
   }
   return ids;
 }

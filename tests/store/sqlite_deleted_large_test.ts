@@ -85,7 +85,7 @@ Deno.test({
           "with the worker held in its copy, a webhook is answered and the copy is not in place",
           async () => {
             // The store's one Worker (the applier), held at its first call on the copy.
-            const workers = threadsNamed(p.pid, /^worker-\d+$/);
+            const workers = await threadsNamed(p.pid, /^worker-\d+$/);
             assert.equal(workers.length, 1, `one worker thread, found ${workers.length}`);
             const held = await holdThread(workers[0]!, `${path}.restoring`);
             try {
