@@ -88,12 +88,14 @@ const PIPELINE_FIELDS = [
   "media_url",
 ] as const;
 
-/** A scheduled job's journal file, and whether a forget dropped it. */
+/** A job's journal file, and whether a forget dropped it. */
 interface Ticket {
   name: string | null;
   dropped: boolean;
   /** What its journal file holds, to write it again (its directory deleted). */
   job: Job;
+  /** Its journal file's first write: a forget deletes the file only once it is there. */
+  written: Promise<void>;
 }
 
 /** How often the journal's directory is looked at while jobs are pending (as the store's file). */
@@ -152,6 +154,8 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     journalId = await identity(deps.journalDir);
     for (const tickets of [...pending.values()]) {
       for (const ticket of [...tickets]) {
+        // Still being written the first time (or that failed): not this look's to write.
+        await ticket.written.catch(() => {});
         if (ticket.name === null || ticket.dropped || !tickets.has(ticket)) continue;
         await write(ticket.name, ticket.job);
         // Done while it was written: its file went before this one came.
@@ -196,13 +200,30 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     await Deno.rename(tmp, fileOf(name));
   }
 
-  async function journal(job: Job): Promise<string | null> {
+  /** A new job's journal file name (null: no journal). */
+  function nameFor(job: Job): string | null {
     if (deps.journalDir === null) return null;
-    const name = `${job.item.receivedAt.toString().padStart(15, "0")}-${
+    return `${job.item.receivedAt.toString().padStart(15, "0")}-${
       (++counter).toString().padStart(8, "0")
     }-${crypto.randomUUID().slice(0, 8)}.json`;
-    await write(name, job);
-    return name;
+  }
+
+  /** Counts the job among the follower's pending ones, for a forget to drop from now on. */
+  function enlist(job: Job, name: string | null, written: Promise<void>): Ticket {
+    const followerId = job.item.followerId;
+    const ticket: Ticket = { name, dropped: false, job, written };
+    let tickets = pending.get(followerId);
+    if (!tickets) pending.set(followerId, tickets = new Set());
+    tickets.add(ticket);
+    return ticket;
+  }
+
+  /** Takes the ticket out of the follower's pending ones (done, or never journaled). */
+  function unlist(followerId: string, ticket: Ticket): boolean {
+    const left = pending.get(followerId);
+    const was = left?.delete(ticket) ?? false;
+    if (left?.size === 0) pending.delete(followerId);
+    return was;
   }
 
   async function run(job: Job, ticket: Ticket): Promise<void> {
@@ -230,13 +251,10 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   }
 
   /** Runs a job after the follower's earlier ones; retries a failed store briefly. */
-  function schedule(job: Job, name: string | null): Promise<void> {
+  function schedule(ticket: Ticket): Promise<void> {
+    const { job, name } = ticket;
     const followerId = job.item.followerId;
     const previous = chains.get(followerId) ?? Promise.resolve();
-    const ticket: Ticket = { name, dropped: false, job };
-    let tickets = pending.get(followerId);
-    if (!tickets) pending.set(followerId, tickets = new Set());
-    tickets.add(ticket);
     watch();
     const next = previous.then(async () => {
       for (let attempt = 0; !ticket.dropped; attempt++) {
@@ -257,8 +275,7 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
           await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
         }
       }
-      const left = pending.get(followerId);
-      if (left?.delete(ticket) && left.size === 0) pending.delete(followerId);
+      unlist(followerId, ticket);
       if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
     });
     chain(followerId, next);
@@ -274,8 +291,21 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     /** Journals the item and schedules it; resolves once it is safe to answer WeChat. */
     async submit(item: InboundItem, publicBase: string): Promise<void> {
       const job = { item, publicBase };
-      const name = await journal(job);
-      schedule(job, name);
+      const name = nameFor(job);
+      // Pending before its file is written: a revoke that comes meanwhile is after it, and drops
+      // it (scheduled only once written, it would be stored after the forget).
+      const written = name === null ? Promise.resolve() : write(name, job);
+      const ticket = enlist(job, name, written);
+      try {
+        await written;
+      } catch (error) {
+        // Not journaled: WeChat is not answered `success` and sends it again.
+        unlist(item.followerId, ticket);
+        throw error;
+      }
+      // Forgotten while it was written: the forget deletes its file once written, and it is
+      // never fetched.
+      if (!ticket.dropped) schedule(ticket);
     },
 
     /** Re-runs jobs a previous process journaled but did not finish, oldest first. */
@@ -284,7 +314,7 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       await Deno.mkdir(deps.journalDir, { recursive: true });
       journalId = await identity(deps.journalDir);
       const found = await readJournal(deps.journalDir);
-      for (const { name, job } of found) schedule(job, name);
+      for (const { name, job } of found) schedule(enlist(job, name, Promise.resolve()));
       return found.length;
     },
 
@@ -308,7 +338,9 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       const forgotten = (async () => {
         // Or the first one's store call could come after a message that the second let by.
         await before;
-        for (const { name } of dropped) {
+        for (const { name, written } of dropped) {
+          // A file still being written would be left after the forget returned.
+          await written.catch(() => {});
           if (name !== null) await Deno.remove(fileOf(name)).catch(() => {});
         }
         await storing.get(followerId)?.catch(() => {});

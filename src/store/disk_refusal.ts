@@ -5,7 +5,11 @@
 export function isDiskRefusal(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT") return true;
-  // node:sqlite and Deno KV give SQLite's own text, with no code.
+  // node:sqlite and Deno KV give SQLite's own text, with no code. A file system remounted
+  // read-only under an open database (ext4's errors=remount-ro) fails its writes with EROFS,
+  // which SQLite reports as an I/O error: its transaction is rolled back, as on a full disk.
   return error instanceof Error &&
-    /database or disk is full|attempt to write a readonly database/.test(error.message);
+    /database or disk is full|attempt to write a readonly database|disk I\/O error/.test(
+      error.message,
+    );
 }

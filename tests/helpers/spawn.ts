@@ -10,6 +10,9 @@ export interface SpawnedBridge {
   wsBase: string;
   /** Everything it printed, once it has exited. */
   output: Promise<{ stdout: string; stderr: string }>;
+  /** Resolves once it has printed a line matching `pattern` (either stream); rejects if it
+   * exits first. */
+  printed(pattern: RegExp): Promise<void>;
   status: Promise<Deno.CommandStatus>;
   /** Its resident set size now, in bytes (read with `ps`: /proc of another process needs -A). */
   rss(): Promise<number>;
@@ -78,8 +81,17 @@ export function spawnBridge(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
-  const output = Promise.all([text(child.stdout), text(child.stderr)])
+  // Read as it comes, for printed(); whole once it has exited, for output.
+  const printedSoFar = { stdout: "", stderr: "" };
+  const watchers = new Set<() => void>();
+  const text = async (s: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      printedSoFar[name] += chunk;
+      for (const watch of watchers) watch();
+    }
+    return printedSoFar[name];
+  };
+  const output = Promise.all([text(child.stdout, "stdout"), text(child.stderr, "stderr")])
     .then(([stdout, stderr]) => ({ stdout, stderr }));
   return {
     child,
@@ -88,6 +100,26 @@ export function spawnBridge(
     base: `http://127.0.0.1:${port}`,
     wsBase: `ws://127.0.0.1:${port}`,
     output,
+    printed(pattern) {
+      const found = () =>
+        [printedSoFar.stdout, printedSoFar.stderr].some((t) =>
+          t.split("\n").some((l) => pattern.test(l))
+        );
+      return new Promise((resolve, reject) => {
+        const watch = () => {
+          if (!found()) return;
+          watchers.delete(watch);
+          resolve();
+        };
+        watchers.add(watch);
+        watch();
+        const ended = () => {
+          watchers.delete(watch);
+          if (!found()) reject(new Error(`The bridge exited without printing ${pattern}`));
+        };
+        output.then(ended, ended);
+      });
+    },
     status: child.status,
     async rss() {
       const out = await new Deno.Command("ps", {

@@ -140,3 +140,61 @@ Deno.test("MediaIntake.forget() twice at once: a picture after both is stored af
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// A picture still being written to the journal when the revoke came: the forget found nothing
+// of it pending, ran, and then the picture was scheduled, fetched and stored, so the forgotten
+// follower's conversation came back (its media file too). Now a picture is the forget's to drop
+// from the moment it is submitted: its file goes once written, and it is never fetched.
+Deno.test("MediaIntake.forget() drops a picture still being journaled when it runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const fetched: string[] = [];
+  const pipeline: MediaPipeline = {
+    process(input) {
+      fetched.push(input.mediaId!);
+      return Promise.resolve({ media_path: `/m/${input.mediaId}` });
+    },
+  };
+  const calls: string[] = [];
+  const intake = createMediaIntake({
+    pipeline,
+    journalDir: dir,
+    accept: (item) => {
+      calls.push(`stored ${item.envelope.data.id}`);
+      return Promise.resolve("delivered");
+    },
+  });
+  const writeTextFile = Deno.writeTextFile;
+  try {
+    await intake.recover();
+    // The picture's journal file is being written when the revoke comes.
+    const writing = gate();
+    const written = gate();
+    Deno.writeTextFile = async (path, data, options) => {
+      writing.open();
+      await written.promise;
+      return await writeTextFile(path, data, options);
+    };
+    const submitted = intake.submit(picture("before"), "http://bridge");
+    await writing.promise;
+    Deno.writeTextFile = writeTextFile;
+    const forgotten = intake.forget("oFollower", () => {
+      calls.push("forget");
+      return Promise.resolve();
+    });
+    written.open();
+    // WeChat was answered for the picture (it is journaled), then the forget returned.
+    await submitted;
+    await forgotten;
+    await intake.drain();
+    assert.deepEqual(calls, ["forget"], "the picture before the revoke was stored after it");
+    assert.deepEqual(fetched, [], "the forgotten picture was fetched");
+    assert.deepEqual(await readJournal(dir), [], "its journal file was left");
+    // The follower writes again: a new picture is stored, after the forget.
+    await intake.submit(picture("after"), "http://bridge");
+    await intake.drain();
+    assert.deepEqual(calls, ["forget", "stored after"]);
+  } finally {
+    Deno.writeTextFile = writeTextFile;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

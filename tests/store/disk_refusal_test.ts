@@ -1,6 +1,7 @@
 // isDiskRefusal() against the errors the stores really raise when their disk takes nothing: a
-// read-only SQLite file (as a disk remounted read-only gives), and the codes of Deno's own
-// file calls. Anything else is a 500 with its stack trace, as before.
+// read-only SQLite file, SQLite's I/O error (what a disk remounted read-only under an open
+// database gives: tests/store/read_only_disk_test.ts), and the codes of Deno's own file calls.
+// Anything else is a 500 with its stack trace, as before.
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
@@ -34,6 +35,12 @@ Deno.test("isDiskRefusal() knows a full or read-only disk, and nothing else", as
       assert.equal(isDiskRefusal(Object.assign(new Error("No space"), { code })), true, code);
     }
   });
+  await t.step(
+    "SQLite's I/O error, as a file system remounted read-only gives (Deno KV's form)",
+    () => {
+      assert.equal(isDiskRefusal(new TypeError("disk I/O error")), true);
+    },
+  );
   await t.step("other errors are not", () => {
     assert.equal(isDiskRefusal(new Error("no such table: t")), false);
     assert.equal(isDiskRefusal(Object.assign(new Error("denied"), { code: "EACCES" })), false);

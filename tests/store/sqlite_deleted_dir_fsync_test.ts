@@ -4,14 +4,8 @@
 // and the journal kept holds only what came after it). Seen with strace, the real system calls.
 
 import assert from "node:assert/strict";
+import { canTrace as strace, mustTrace as inCi } from "../helpers/thread_hold.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
-
-// Installed and allowed to trace (a container may forbid ptrace).
-const strace = await new Deno.Command("strace", { args: ["-o", "/dev/null", "true"] }).output()
-  .then(
-    (out) => out.success,
-    () => false,
-  );
 
 const CHILD = `
 import { openSqliteStore } from ${
@@ -33,8 +27,6 @@ while (true) {
 await store.close();
 `;
 
-// Under CI a missing strace (or ptrace refused) is a failure, not a skip.
-const inCi = Deno.env.get("CI") === "true";
 if (!strace && !inCi) {
   // deno-lint-ignore no-console
   console.log("Skipping the STORE_FSYNC=1 DATA_DIR test: strace is missing or may not trace here");
