@@ -298,6 +298,7 @@ export class Model {
       contact.last_inbound_kind = state.lastInboundKind;
       contact.replies_since_inbound = state.repliesSinceInbound;
       contact.window_opened_n = state.openedBy;
+      if (state.returnedUpTo === undefined) delete contact.window_returned_n;
       if (state.closedBy === undefined) delete contact.window_closed_by;
     }
 
@@ -410,6 +411,7 @@ export class Model {
     const after = noteReplyRefused(state, n);
     if (after === state) return null;
     contact.replies_since_inbound = after.repliesSinceInbound;
+    contact.window_returned_n = after.returnedUpTo;
     this.changes.contacts.add(followerId);
     return after.repliesSinceInbound;
   }

@@ -29,6 +29,9 @@ export interface Contact {
   /** The history number of the message or event that opened the current window: replies
    * after it count in it (a refused one is given back only there). Absent on older records. */
   window_opened_n?: number | null;
+  /** The last reply given back in the current window (window.ts noteReplyRefused): none at
+   * or before it is given back again. Absent until one is. */
+  window_returned_n?: number | null;
   /** `agent_id`: who wrote an outgoing one, so a list can say whose reply it was. */
   last_message:
     | { msg_type: string; preview: string; direction: "in" | "out"; agent_id?: string }

@@ -465,6 +465,7 @@ if OP == 'inbound' then
             c.window_closed_by = nil
             -- The history number history() gives this message below: the window's replies follow.
             c.window_opened_n = c.history_seq + 1
+            c.window_returned_n = nil
           end
           if kind == 'message' then
             c.window_notice = nil
@@ -746,9 +747,12 @@ if OP == 'returnreply' then
     local fid, n = ARGV[A0], tonumber(ARGV[A0 + 1])
     local c = get_contact(fid)
     if not c or c.last_inbound_at == 0 then return -1 end
-    local opened = tonumber(c.window_opened_n) or 0
+    -- Given back once: a script resent after a reconnection (ioredis resends what got no
+    -- answer) finds its reply at or before window_returned_n.
+    local opened = math.max(tonumber(c.window_opened_n) or 0, tonumber(c.window_returned_n) or 0)
     if n <= opened or c.replies_since_inbound == 0 then return -1 end
     c.replies_since_inbound = c.replies_since_inbound - 1
+    c.window_returned_n = n
     touch(c)
     return c.replies_since_inbound
   end

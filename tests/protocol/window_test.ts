@@ -213,9 +213,18 @@ Deno.test("a reply WeChat refused is given back to the window it was counted in"
     assert.equal(noteReplyRefused(again, 8).repliesSinceInbound, 1);
   });
   await t.step("an event that keeps the message window keeps what was counted in it", () => {
-    const kept = noteInbound(noteReplyRefused(used, 6), { kind: "event", at: T0 + HOUR, n: 7 });
+    const kept = noteInbound(noteReplyRefused(used, 5), { kind: "event", at: T0 + HOUR, n: 7 });
     assert.equal(kept.openedBy, 1);
-    assert.equal(noteReplyRefused(kept, 5).repliesSinceInbound, MESSAGE_QUOTA - 2);
+    assert.equal(noteReplyRefused(kept, 6).repliesSinceInbound, MESSAGE_QUOTA - 2);
+  });
+  await t.step("a refusal told twice is given back once", () => {
+    const back = noteReplyRefused(used, 6);
+    assert.equal(noteReplyRefused(back, 6), back, "reply 6 was given back already");
+    assert.equal(noteReplyRefused(noteReplyRefused(back, 6), 6).repliesSinceInbound, 4);
+    // The next window starts its own: a reply of it numbered like one given back is not kept.
+    const next = noteInbound(back, { kind: "message", at: T0 + HOUR, n: 7 });
+    assert.equal(next.returnedUpTo, undefined);
+    assert.equal(noteReplyRefused(sendReplies(next, 1), 8).repliesSinceInbound, 0);
   });
   await t.step("never below 0", () => {
     const none = noteInbound(null, { kind: "message", at: T0, n: 1 });
