@@ -268,9 +268,10 @@ export interface Store {
   /** WeChat answered `errcode` (45015, 45047): the window stays closed until the follower acts. */
   closeWindow(followerId: string, errcode: number): Promise<void>;
   /** WeChat refused reply `n` and delivered nothing: its count goes back to the window it was
-   * counted in, if that is still the open one (window.ts noteReplyRefused). Resolves to the
+   * counted in (the one the follower's act at `countedIn`, ms, opened), if that is still the
+   * open one (window.ts noteReplyRefused). Resolves to the
    * contact's `replies_since_inbound` after, or null when nothing was given back. */
-  returnReply(followerId: string, n: number): Promise<number | null>;
+  returnReply(followerId: string, n: number, countedIn: number): Promise<number | null>;
   /** Sets a reply's status after WeChat answered. */
   updateReply(
     followerId: string,

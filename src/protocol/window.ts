@@ -211,13 +211,20 @@ export function noteWindowClosed(state: ReplyWindowState, errcode: number): Repl
   return { ...state, closedBy: errcode };
 }
 
-/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply():
+/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply(),
+ * counted in the window the follower's act at `countedIn` (ms, its lastInboundAt) opened:
  * a reply counted in this window is given back; one counted before a follower's message
- * opened it (the count started again) is not, nor twice over a count already at 0, nor one
+ * opened it (the count started again) is not, nor one to a follower since forgotten who
+ * wrote again (a new contact, whose history numbers start over), nor twice over a count already at 0, nor one
  * at or before the last given back (each give-back once; one instance sends a follower's
  * replies in order, so only a refusal told out of order between instances is kept counted,
  * one reply less than WeChat allows, never one more). */
-export function noteReplyRefused(state: ReplyWindowState, n: number): ReplyWindowState {
+export function noteReplyRefused(
+  state: ReplyWindowState,
+  n: number,
+  countedIn: number,
+): ReplyWindowState {
+  if (countedIn !== state.lastInboundAt) return state;
   if (n <= Math.max(state.openedBy, state.returnedUpTo ?? 0)) return state;
   if (state.repliesSinceInbound === 0) return state;
   return { ...state, repliesSinceInbound: state.repliesSinceInbound - 1, returnedUpTo: n };

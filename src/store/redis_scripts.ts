@@ -744,9 +744,12 @@ end
 -- nothing; counted in the window still open, it is given back. The count after, or -1.
 if OP == 'returnreply' then
   function ops.returnreply()
-    local fid, n = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local fid, n, counted_in = ARGV[A0], tonumber(ARGV[A0 + 1]), tonumber(ARGV[A0 + 2])
     local c = get_contact(fid)
     if not c or c.last_inbound_at == 0 then return -1 end
+    -- Counted in another window: one a follower forgotten and writing again opened (a new
+    -- contact, its history numbers started over), or any since.
+    if c.last_inbound_at ~= counted_in then return -1 end
     -- Given back once: a script resent after a reconnection (ioredis resends what got no
     -- answer) finds its reply at or before window_returned_n.
     local opened = math.max(tonumber(c.window_opened_n) or 0, tonumber(c.window_returned_n) or 0)

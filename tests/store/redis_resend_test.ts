@@ -146,7 +146,8 @@ Deno.test({
       relay.state.armed = true;
       // ioredis resends it after reconnecting; whether it then answers or gives up, the
       // count is what one give-back leaves.
-      await store.returnReply("oR", sent[2]!).catch(() => null);
+      const { last_inbound_at } = (await store.getContact("oR"))!;
+      await store.returnReply("oR", sent[2]!, last_inbound_at).catch(() => null);
       assert.equal(relay.state.cuts, 1, "the connection was cut after the give-back ran");
       assert.equal((await store.getContact("oR"))!.replies_since_inbound, 2);
     } finally {
