@@ -298,6 +298,7 @@ export class Model {
       contact.last_inbound_kind = state.lastInboundKind;
       contact.replies_since_inbound = state.repliesSinceInbound;
       contact.window_opened_n = state.openedBy;
+      if (state.returnedUpTo === undefined) delete contact.window_returned_n;
       if (state.closedBy === undefined) delete contact.window_closed_by;
     }
 
@@ -403,13 +404,14 @@ export class Model {
   /** WeChat refused reply `n` without delivering it (returnsReply): its count is given back
    * if it was counted in the window still open. Returns the count after, or null when nothing
    * was given back. */
-  returnReply(followerId: string, n: number): number | null {
+  returnReply(followerId: string, n: number, countedIn: number): number | null {
     const contact = this.contacts.get(followerId);
     const state = contact && windowStateOf(contact);
     if (!contact || !state) return null;
-    const after = noteReplyRefused(state, n);
+    const after = noteReplyRefused(state, n, countedIn);
     if (after === state) return null;
     contact.replies_since_inbound = after.repliesSinceInbound;
+    contact.window_returned_n = after.returnedUpTo;
     this.changes.contacts.add(followerId);
     return after.repliesSinceInbound;
   }

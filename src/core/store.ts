@@ -29,6 +29,9 @@ export interface Contact {
   /** The history number of the message or event that opened the current window: replies
    * after it count in it (a refused one is given back only there). Absent on older records. */
   window_opened_n?: number | null;
+  /** The last reply given back in the current window (window.ts noteReplyRefused): none at
+   * or before it is given back again. Absent until one is. */
+  window_returned_n?: number | null;
   /** `agent_id`: who wrote an outgoing one, so a list can say whose reply it was. */
   last_message:
     | { msg_type: string; preview: string; direction: "in" | "out"; agent_id?: string }
@@ -265,9 +268,10 @@ export interface Store {
   /** WeChat answered `errcode` (45015, 45047): the window stays closed until the follower acts. */
   closeWindow(followerId: string, errcode: number): Promise<void>;
   /** WeChat refused reply `n` and delivered nothing: its count goes back to the window it was
-   * counted in, if that is still the open one (window.ts noteReplyRefused). Resolves to the
+   * counted in (the one the follower's act at `countedIn`, ms, opened), if that is still the
+   * open one (window.ts noteReplyRefused). Resolves to the
    * contact's `replies_since_inbound` after, or null when nothing was given back. */
-  returnReply(followerId: string, n: number): Promise<number | null>;
+  returnReply(followerId: string, n: number, countedIn: number): Promise<number | null>;
   /** Sets a reply's status after WeChat answered. */
   updateReply(
     followerId: string,

@@ -14,6 +14,9 @@ export interface ReplyWindowState {
   /** The history number of the follower's message or event that opened this window (0: not
    * known, a contact from before it was kept); every reply counted in it comes after. */
   openedBy: number;
+  /** The history number of the last reply given back in this window: a refusal is given back
+   * once, however often it is reported (a Redis command resent after a reconnection). */
+  returnedUpTo?: number;
 }
 
 export type InboundKind = ReplyWindowState["lastInboundKind"];
@@ -82,6 +85,7 @@ export function windowStateOf(contact: {
   replies_since_inbound: number;
   window_closed_by?: number | null;
   window_opened_n?: number | null;
+  window_returned_n?: number | null;
 }): ReplyWindowState | null {
   if (contact.last_inbound_at === 0) return null;
   return {
@@ -90,6 +94,7 @@ export function windowStateOf(contact: {
     repliesSinceInbound: contact.replies_since_inbound,
     openedBy: contact.window_opened_n ?? 0,
     ...(contact.window_closed_by ? { closedBy: contact.window_closed_by } : {}),
+    ...(contact.window_returned_n ? { returnedUpTo: contact.window_returned_n } : {}),
   };
 }
 
@@ -206,12 +211,23 @@ export function noteWindowClosed(state: ReplyWindowState, errcode: number): Repl
   return { ...state, closedBy: errcode };
 }
 
-/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply():
+/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply(),
+ * counted in the window the follower's act at `countedIn` (ms, its lastInboundAt) opened:
  * a reply counted in this window is given back; one counted before a follower's message
- * opened it (the count started again) is not, nor twice over a count already at 0. */
-export function noteReplyRefused(state: ReplyWindowState, n: number): ReplyWindowState {
-  if (n <= state.openedBy || state.repliesSinceInbound === 0) return state;
-  return { ...state, repliesSinceInbound: state.repliesSinceInbound - 1 };
+ * opened it (the count started again) is not, nor one to a follower since forgotten who
+ * wrote again (a new contact, whose history numbers start over), nor twice over a count already at 0, nor one
+ * at or before the last given back (each give-back once; one instance sends a follower's
+ * replies in order, so only a refusal told out of order between instances is kept counted,
+ * one reply less than WeChat allows, never one more). */
+export function noteReplyRefused(
+  state: ReplyWindowState,
+  n: number,
+  countedIn: number,
+): ReplyWindowState {
+  if (countedIn !== state.lastInboundAt) return state;
+  if (n <= Math.max(state.openedBy, state.returnedUpTo ?? 0)) return state;
+  if (state.repliesSinceInbound === 0) return state;
+  return { ...state, repliesSinceInbound: state.repliesSinceInbound - 1, returnedUpTo: n };
 }
 
 /** The state after one more reply was accepted for sending. */

@@ -60,6 +60,13 @@ export interface MediaFile {
   filename: string;
 }
 
+/** A reply as its count was taken: its history number and the window (its follower's act, ms)
+ * it was counted in. */
+interface Counted {
+  n: number;
+  countedIn: number;
+}
+
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
 /** How long a client_id is remembered. */
@@ -146,10 +153,10 @@ export function createReplyService(
     );
   }
 
-  /** Gives reply `n`'s count back (it delivered nothing): what the -1 then says of the quota. */
-  async function giveBack(followerId: string, n: number): Promise<Record<string, number>> {
+  /** Gives a reply's count back (it delivered nothing): what the -1 then says of the quota. */
+  async function giveBack(followerId: string, counted: Counted): Promise<Record<string, number>> {
     try {
-      const left = await store.returnReply(followerId, n);
+      const left = await store.returnReply(followerId, counted.n, counted.countedIn);
       // The bridge's count after, so the agent's program shows the reply it can still send.
       return left === null ? {} : { replies_since_inbound: left };
     } catch (error) {
@@ -166,14 +173,14 @@ export function createReplyService(
   async function refuseMedia(
     agentId: string,
     followerId: string,
-    n: number | null,
+    counted: Counted | null,
     id: string,
     echo: { client_id?: string },
     error: MediaUrlError,
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
-    const quota = n === null ? {} : await giveBack(followerId, n);
-    if (n !== null) await store.updateReply(followerId, n, "failed", error.message);
+    const quota = counted === null ? {} : await giveBack(followerId, counted);
+    if (counted !== null) await store.updateReply(followerId, counted.n, "failed", error.message);
     const message = `Cannot send the reply: ${error.message}`;
     const body = {
       ...echo,
@@ -296,6 +303,9 @@ export function createReplyService(
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
       throw error;
     }
+    // The window it counted in, as read before: one a message opened in between (or a follower
+    // forgotten and writing again, whose history numbers start over) gets nothing back.
+    const counted: Counted = { n, countedIn: contact.last_inbound_at };
 
     // Replies to one follower leave in the order they were written; other followers' replies
     // do not wait behind a slow one.
@@ -312,7 +322,7 @@ export function createReplyService(
         await deliver(agentId, followerId, reply, data, file, () => sent = true);
       } catch (error) {
         if (error instanceof MediaUrlError) {
-          return await refuseMedia(agentId, followerId, n, id, echo, error);
+          return await refuseMedia(agentId, followerId, counted, id, echo, error);
         }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         if (closesWindow(errcode)) {
@@ -328,7 +338,7 @@ export function createReplyService(
         // after one, it may have been delivered, and counts.
         const noAnswer = error instanceof WechatApiError && error.afterNoAnswer;
         const undelivered = sent ? returnsReply(errcode) && !noAnswer : !closesWindow(errcode);
-        const quota = undelivered ? await giveBack(followerId, n) : {};
+        const quota = undelivered ? await giveBack(followerId, counted) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
         await store.updateReply(followerId, n, "failed", wechatMsg);

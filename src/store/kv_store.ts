@@ -908,8 +908,12 @@ function createKvStore(
     async closeWindow(followerId: string, errcode: number) {
       await mutate((m) => m.closeWindow(followerId, errcode), false, () => [followerId]);
     },
-    async returnReply(followerId: string, n: number) {
-      return (await mutate((m) => m.returnReply(followerId, n), false, () => [followerId])).value;
+    async returnReply(followerId: string, n: number, countedIn: number) {
+      return (await mutate(
+        (m) => m.returnReply(followerId, n, countedIn),
+        false,
+        () => [followerId],
+      )).value;
     },
     async forgetFollower(followerId: string, notice: Envelope) {
       // History is not in the model: it is deleted first, so a crash halfway leaves the

@@ -129,8 +129,8 @@ export function createMemoryStore(options: ModelOptions): Store {
     async closeWindow(followerId: string, errcode: number) {
       await run(() => model.closeWindow(followerId, errcode));
     },
-    async returnReply(followerId: string, n: number) {
-      return (await run(() => model.returnReply(followerId, n))).value;
+    async returnReply(followerId: string, n: number, countedIn: number) {
+      return (await run(() => model.returnReply(followerId, n, countedIn))).value;
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return run(() => model.forget(followerId, notice));

@@ -465,6 +465,7 @@ if OP == 'inbound' then
             c.window_closed_by = nil
             -- The history number history() gives this message below: the window's replies follow.
             c.window_opened_n = c.history_seq + 1
+            c.window_returned_n = nil
           end
           if kind == 'message' then
             c.window_notice = nil
@@ -743,12 +744,18 @@ end
 -- nothing; counted in the window still open, it is given back. The count after, or -1.
 if OP == 'returnreply' then
   function ops.returnreply()
-    local fid, n = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local fid, n, counted_in = ARGV[A0], tonumber(ARGV[A0 + 1]), tonumber(ARGV[A0 + 2])
     local c = get_contact(fid)
     if not c or c.last_inbound_at == 0 then return -1 end
-    local opened = tonumber(c.window_opened_n) or 0
+    -- Counted in another window: one a follower forgotten and writing again opened (a new
+    -- contact, its history numbers started over), or any since.
+    if c.last_inbound_at ~= counted_in then return -1 end
+    -- Given back once: a script resent after a reconnection (ioredis resends what got no
+    -- answer) finds its reply at or before window_returned_n.
+    local opened = math.max(tonumber(c.window_opened_n) or 0, tonumber(c.window_returned_n) or 0)
     if n <= opened or c.replies_since_inbound == 0 then return -1 end
     c.replies_since_inbound = c.replies_since_inbound - 1
+    c.window_returned_n = n
     touch(c)
     return c.replies_since_inbound
   end

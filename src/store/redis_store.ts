@@ -784,8 +784,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       await run("closewindow", [followerId, errcode]);
     },
 
-    async returnReply(followerId: string, n: number) {
-      const { value } = await run<number>("returnreply", [followerId, n]);
+    async returnReply(followerId: string, n: number, countedIn: number) {
+      const { value } = await run<number>("returnreply", [followerId, n, countedIn]);
       return value < 0 ? null : value;
     },
 

@@ -701,9 +701,10 @@ function createSqliteStore(
     async closeWindow(followerId: string, errcode: number) {
       await mutate((m) => m.closeWindow(followerId, errcode), () => [followerId]);
     },
-    async returnReply(followerId: string, n: number) {
+    async returnReply(followerId: string, n: number, countedIn: number) {
       // Journaled like every contact change: a given-back reply stays given back after a crash.
-      return (await mutate((m) => m.returnReply(followerId, n), () => [followerId])).value;
+      return (await mutate((m) => m.returnReply(followerId, n, countedIn), () => [followerId]))
+        .value;
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return mutate((m) => m.forget(followerId, notice), () => [followerId]);

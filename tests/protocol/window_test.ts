@@ -203,22 +203,37 @@ Deno.test("a reply WeChat refused is given back to the window it was counted in"
   });
   await t.step("one refused of the five: one more may be sent", () => {
     assert.equal(checkReplyAllowed(used, T0 + HOUR).ok, false);
-    const back = noteReplyRefused(used, 6);
+    const back = noteReplyRefused(used, 6, T0);
     assert.equal(back.repliesSinceInbound, MESSAGE_QUOTA - 1);
     assert.deepEqual(checkReplyAllowed(back, T0 + HOUR), { ok: true });
   });
   await t.step("a reply counted before the follower wrote again gives nothing back", () => {
     const again = sendReplies(noteInbound(used, { kind: "message", at: T0 + HOUR, n: 7 }), 2);
-    assert.equal(noteReplyRefused(again, 6), again, "reply 6 was counted in the last window");
-    assert.equal(noteReplyRefused(again, 8).repliesSinceInbound, 1);
+    assert.equal(noteReplyRefused(again, 6, T0), again, "reply 6 was counted in the last window");
+    assert.equal(noteReplyRefused(again, 8, T0 + HOUR).repliesSinceInbound, 1);
   });
   await t.step("an event that keeps the message window keeps what was counted in it", () => {
-    const kept = noteInbound(noteReplyRefused(used, 6), { kind: "event", at: T0 + HOUR, n: 7 });
+    const kept = noteInbound(noteReplyRefused(used, 5, T0), { kind: "event", at: T0 + HOUR, n: 7 });
     assert.equal(kept.openedBy, 1);
-    assert.equal(noteReplyRefused(kept, 5).repliesSinceInbound, MESSAGE_QUOTA - 2);
+    assert.equal(noteReplyRefused(kept, 6, T0).repliesSinceInbound, MESSAGE_QUOTA - 2);
+  });
+  await t.step("a refusal told twice is given back once", () => {
+    const back = noteReplyRefused(used, 6, T0);
+    assert.equal(noteReplyRefused(back, 6, T0), back, "reply 6 was given back already");
+    assert.equal(noteReplyRefused(noteReplyRefused(back, 6, T0), 6, T0).repliesSinceInbound, 4);
+    // The next window starts its own: a reply of it numbered like one given back is not kept.
+    const next = noteInbound(back, { kind: "message", at: T0 + HOUR, n: 7 });
+    assert.equal(next.returnedUpTo, undefined);
+    assert.equal(noteReplyRefused(sendReplies(next, 1), 8, T0 + HOUR).repliesSinceInbound, 0);
+  });
+  await t.step("a reply to a follower forgotten who wrote again gives the new one nothing", () => {
+    // The new contact's history numbers start over: its reply 3 is not the one refused.
+    const fresh = sendReplies(noteInbound(null, { kind: "message", at: T0 + HOUR, n: 1 }), 3);
+    assert.equal(noteReplyRefused(fresh, 3, T0), fresh);
+    assert.equal(noteReplyRefused(fresh, 3, T0 + HOUR).repliesSinceInbound, 2);
   });
   await t.step("never below 0", () => {
     const none = noteInbound(null, { kind: "message", at: T0, n: 1 });
-    assert.equal(noteReplyRefused(none, 2), none);
+    assert.equal(noteReplyRefused(none, 2, T0), none);
   });
 });

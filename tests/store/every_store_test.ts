@@ -317,21 +317,45 @@ async function givenBack(store: Store, clock: { t: number }) {
   const count = async () => (await store.getContact("oG"))!.replies_since_inbound;
   const replyOf = async (id: string) =>
     (await store.recordReply("agentW", "oG", replyItem("agentW", "oG", id))).value.n;
+  const openedAt = async () => (await store.getContact("oG"))!.last_inbound_at;
   await store.acceptInbound([message("oG", "g1", clock.t)], presence);
+  const first = await openedAt();
   const [r1, r2, r3] = [await replyOf("gr1"), await replyOf("gr2"), await replyOf("gr3")];
   assert.equal(await count(), 3);
-  assert.equal(await store.returnReply("oG", r3!), 2);
+  assert.equal(await store.returnReply("oG", r2!, first), 2);
+  // Told twice (a Redis script resent after a reconnection), it is given back once.
+  assert.equal(await store.returnReply("oG", r2!, first), null, "reply 2 was given back already");
+  assert.equal(await count(), 2);
   // An event that keeps the open message window keeps what was counted in it.
   await store.acceptInbound([message("oG", "g2", clock.t + 1000, "event")], presence);
-  assert.equal(await store.returnReply("oG", r2!), 1);
+  assert.equal(await store.returnReply("oG", r3!, first), 1);
   // The follower writes: a new window, whose count a reply of the last one does not touch.
   await store.acceptInbound([message("oG", "g3", clock.t + 2000)], presence);
+  const second = await openedAt();
   const r4 = await replyOf("gr4");
-  assert.equal(await store.returnReply("oG", r1!), null);
+  assert.equal(await store.returnReply("oG", r1!, first), null);
   assert.equal(await count(), 1);
-  assert.equal(await store.returnReply("oG", r4), 0);
-  assert.equal(await store.returnReply("oG", r4), null, "never below 0");
-  assert.equal(await store.returnReply("oUnknown", 1), null);
+  assert.equal(await store.returnReply("oG", r4, second), 0);
+  assert.equal(await store.returnReply("oG", r4, second), null, "never below 0");
+  assert.equal(await store.returnReply("oUnknown", 1, first), null);
+
+  // Forgotten, then writing again: a new contact whose history numbers start over, so a
+  // refusal of a reply to the one forgotten (its send was still out) gives nothing back.
+  clock.t += 1000;
+  const replyTo = async (id: string) =>
+    (await store.recordReply("agentW", "oH", replyItem("agentW", "oH", id))).value.n;
+  await store.acceptInbound([message("oH", "h1", clock.t)], presence);
+  const before = (await store.getContact("oH"))!.last_inbound_at;
+  const old = [await replyTo("hr1"), await replyTo("hr2"), await replyTo("hr3")];
+  await store.forgetFollower("oH", forgottenNotice("oH"));
+  clock.t += 1000;
+  await store.acceptInbound([message("oH", "h2", clock.t)], presence);
+  const after = (await store.getContact("oH"))!.last_inbound_at;
+  const fresh = [await replyTo("hr4"), await replyTo("hr5"), await replyTo("hr6")];
+  assert.deepEqual(fresh, old, "the new contact's history numbers start over");
+  assert.equal(await store.returnReply("oH", old[2]!, before), null);
+  assert.equal((await store.getContact("oH"))!.replies_since_inbound, 3);
+  assert.equal(await store.returnReply("oH", fresh[2]!, after), 2);
 }
 
 const texts = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["text"]));

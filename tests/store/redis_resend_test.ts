@@ -1,0 +1,159 @@
+// A Redis connection that drops after a give-back ran but before its answer came: ioredis
+// resends what got no answer once it reconnects, so the script runs twice. The reply is given
+// back once all the same (WeChat's 5 stay 5).
+
+import assert from "node:assert/strict";
+import type { HistoryItem, InboundItem, Presence } from "../../src/core/store.ts";
+import { findTestRedis, flushPrefix, openPrefixedStore, uniquePrefix } from "./_redis_test_env.ts";
+
+const REDIS_URL = await findTestRedis();
+
+/** A TCP relay to Redis that, once armed, lets the next command carrying `marker` through and
+ * then cuts that connection instead of relaying Redis's answer. */
+function dropAfterCommand(target: URL, marker: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const bytes = new TextEncoder().encode(marker);
+  const state = { armed: false, cuts: 0 };
+  const conns = new Set<Deno.Conn>();
+  const has = (chunk: Uint8Array) => {
+    outer: for (let i = 0; i + bytes.length <= chunk.length; i++) {
+      for (let j = 0; j < bytes.length; j++) if (chunk[i + j] !== bytes[j]) continue outer;
+      return true;
+    }
+    return false;
+  };
+  const relay = async (client: Deno.Conn) => {
+    const server = await Deno.connect({
+      hostname: target.hostname,
+      port: Number(target.port || 6379),
+    });
+    conns.add(client).add(server);
+    let cutOnAnswer = false;
+    const close = () => {
+      for (const c of [client, server]) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+        conns.delete(c);
+      }
+    };
+    const up = (async () => {
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await client.read(buf).catch(() => null);
+        if (n === null) break;
+        const chunk = buf.subarray(0, n);
+        if (state.armed && has(chunk)) {
+          state.armed = false;
+          cutOnAnswer = true;
+        }
+        await server.write(chunk).catch(() => {});
+      }
+    })();
+    const down = (async () => {
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await server.read(buf).catch(() => null);
+        if (n === null) break;
+        if (cutOnAnswer) {
+          state.cuts++;
+          break;
+        }
+        await client.write(buf.subarray(0, n)).catch(() => {});
+      }
+    })();
+    await Promise.race([up, down]);
+    close();
+    await Promise.allSettled([up, down]);
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) void relay(conn);
+  })();
+  const { port } = listener.addr as Deno.NetAddr;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    state,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting.catch(() => {});
+    },
+  };
+}
+
+function inbound(followerId: string, at: number): InboundItem {
+  return {
+    followerId,
+    name: null,
+    to: "agentW",
+    envelope: {
+      data: {
+        id: `in-${at}`,
+        name: followerId,
+        avatar: "",
+        msg_type: "text",
+        contact_id: followerId,
+        company_id: "",
+        send_time: Math.floor(at / 1000),
+        msg: { content: "hello" },
+      },
+      result: { code: 1001, message: "common" },
+    },
+    kind: "message",
+    receivedAt: at,
+    dedupKey: `m|in-${at}`,
+  };
+}
+
+function reply(followerId: string, id: string): HistoryItem {
+  return {
+    id,
+    name: "agentW",
+    avatar: "",
+    msg_type: "text",
+    contact_id: followerId,
+    company_id: "",
+    send_time: 0,
+    msg: { content: id },
+    direction: "out",
+    status: "sending",
+    agent_id: "agentW",
+  };
+}
+
+const presence: Presence = { isOnline: (id) => id === "agentW", onlineAgents: () => ["agentW"] };
+
+Deno.test({
+  name: "Redis: a give-back whose answer a dropped connection lost is given back once",
+  ignore: REDIS_URL === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const prefix = uniquePrefix("resend");
+    const relay = dropAfterCommand(new URL(REDIS_URL!), "returnreply");
+    const store = await openPrefixedStore(relay.url, prefix);
+    try {
+      await store.acceptInbound([inbound("oR", Date.now())], presence);
+      const sent = [];
+      for (const id of ["r1", "r2", "r3"]) {
+        sent.push((await store.recordReply("agentW", "oR", reply("oR", id))).value.n);
+      }
+      assert.equal((await store.getContact("oR"))!.replies_since_inbound, 3);
+      relay.state.armed = true;
+      // ioredis resends it after reconnecting; whether it then answers or gives up, the
+      // count is what one give-back leaves.
+      const { last_inbound_at } = (await store.getContact("oR"))!;
+      await store.returnReply("oR", sent[2]!, last_inbound_at).catch(() => null);
+      assert.equal(relay.state.cuts, 1, "the connection was cut after the give-back ran");
+      assert.equal((await store.getContact("oR"))!.replies_since_inbound, 2);
+    } finally {
+      await store.close();
+      await relay.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
