@@ -61,6 +61,11 @@ export const INBOUND_FIELDS = 12;
  * array of them, then, for an entry the intake pushed, the base of its media URLs. */
 export const QUEUED_FIELDS = 11;
 
+/** How long an operation's answer is kept for a call ioredis sends again after a dropped
+ * connection: longer than its retries take (maxRetriesPerRequest reconnections, 2 s apart at
+ * most). */
+export const ONCE_TTL_MS = 60_000;
+
 /** Errors the script raises for a refused command start with this word (then StoreError). */
 export const STORE_ERROR = "STORE";
 
@@ -109,6 +114,13 @@ local OP = ARGV[11]
 local GENERATION = ARGV[12]
 local A0 = ${HEADER.length + 1}
 local NULL = cjson.null
+
+-- Operations run once however often ioredis sends them (see once_key below).
+local ONCE_OPS = {
+  reply = true, transfer = true, claim = true, note = true, close = true, closewindow = true,
+  returnreply = true, forget = true, rename = true, labels = true, capacity = true, read = true,
+  append = true, mqpush = true, mqpop = true,
+}
 
 local ids = 0
 local entries = {}
@@ -930,6 +942,18 @@ if OP ~= 'generation' then
   if found ~= GENERATION then return { err = '${STATE_LOST} ' .. (found or '') } end
 end
 
+-- ioredis sends a call again when the connection dropped before its answer came, and the call
+-- may have run: a reply would count twice against WeChat's 5 and be written twice, a transfer
+-- answer "not served by" though it moved the follower. The answer of an operation that is not
+-- its own dedup (inbound has WeChat's MsgId) is kept a while under the call's ID_BASE, new for
+-- each call and the same when sent again, and a second run gets it unchanged.
+local once_key = nil
+if ONCE_OPS[OP] then
+  once_key = P .. 'once:' .. ID_BASE
+  local prior = redis.call('GET', once_key)
+  if prior then return cjson.decode(prior) end
+end
+
 local value, failure = ops[OP]()
 if failure then return failure end
 
@@ -1000,5 +1024,8 @@ if #touched > 0 then
   end
 end
 
+if once_key then
+  redis.call('SET', once_key, cjson.encode({ value, entries }), 'PX', '${ONCE_TTL_MS}')
+end
 return { value, entries }
 `;

@@ -157,3 +157,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Redis: a reply whose answer a dropped connection lost is not recorded twice",
+  ignore: REDIS_URL === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const prefix = uniquePrefix("resend-reply");
+    const relay = dropAfterCommand(new URL(REDIS_URL!), "$5\r\nreply\r\n");
+    const store = await openPrefixedStore(relay.url, prefix);
+    try {
+      await store.acceptInbound([inbound("oS", Date.now())], presence);
+      relay.state.armed = true;
+      // Its outcome is unknown to the bridge: it may fail, but it must not run twice (a second
+      // count against WeChat's 5, a second history item).
+      await store.recordReply("agentW", "oS", reply("oS", "s1")).catch(() => null);
+      assert.equal(relay.state.cuts, 1, "the connection was cut after the reply was recorded");
+      const contact = (await store.getContact("oS"))!;
+      assert.equal(contact.replies_since_inbound, 1);
+      assert.equal(contact.history_seq, 2, "the message and one reply");
+    } finally {
+      await store.close();
+      await relay.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
+
+Deno.test({
+  name: "Redis: a transfer whose answer a dropped connection lost succeeds once",
+  ignore: REDIS_URL === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const prefix = uniquePrefix("resend-transfer");
+    const relay = dropAfterCommand(new URL(REDIS_URL!), "$8\r\ntransfer\r\n");
+    const store = await openPrefixedStore(relay.url, prefix);
+    try {
+      await store.agentOnline("agentW", presence);
+      await store.agentOnline("agentV", presence);
+      await store.acceptInbound([inbound("oT", Date.now())], presence);
+      relay.state.armed = true;
+      // Run twice, the second run found the follower moved and answered "not served by".
+      await store.transfer("oT", "agentW", "agentV");
+      assert.equal(relay.state.cuts, 1, "the connection was cut after the transfer ran");
+      assert.equal((await store.getContact("oT"))!.agent_id, "agentV");
+    } finally {
+      await store.close();
+      await relay.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
