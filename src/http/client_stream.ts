@@ -57,10 +57,12 @@ export class ClientStream {
     return this.#closing;
   }
 
-  /** Between requests: no head, body or frame begun (what follows would be a new request). */
-  get atBoundary(): boolean {
-    return this.#headLength === 0 && this.#bodyLeft === 0 && this.#chunked === null &&
-      this.#meter === null && !this.#lost;
+  /**
+   * Of the heads, the requests read whole, body too, each owed an answer: all but one whose
+   * body is still arriving (a head begun and not ended is no request yet).
+   */
+  get whole(): number {
+    return this.#heads - (this.#bodyLeft > 0 || this.#chunked !== null ? 1 : 0);
   }
 
   /**

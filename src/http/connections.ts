@@ -320,7 +320,7 @@ class Link {
   /** Deno sent the answer to one more request. */
   answer(): void {
     this.answered++;
-    if (this.#endHeld && this.answered >= this.stream.heads) {
+    if (this.#endHeld && this.answered >= this.stream.whole) {
       this.#endHeld = false;
       this.#passEnd();
     }
@@ -330,9 +330,10 @@ class Link {
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
       // The client finished sending. Deno drops a connection once it reads its end, answers
-      // under way with it: the end waits until every request sent whole has its answer (one
-      // cut short has none coming, and an agent's socket closes its own way).
-      if (this.stream.atBoundary && this.answered < this.stream.heads) this.#endHeld = true;
+      // under way with it: the end waits until every request sent whole has its answer, also
+      // when one cut short follows (it has none coming: Deno reads it only after the others
+      // are answered), and an agent's socket closes its own way.
+      if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
       else this.#passEnd();
     } else if (pump === this.#down && this.#oweTooLarge && !this.closed) {
       // Deno's last answer is out whole: the 431 goes after it.

@@ -112,3 +112,41 @@ Deno.test("a half-closed client that reads nothing does not hold its connection"
     await server.shutdown();
   }
 });
+
+Deno.test("a half-close behind a request cut short still lets the whole ones before it be answered", async (t) => {
+  const server = serveGuarded({
+    port: 0,
+    hostname: "127.0.0.1",
+    limits: defaultConnectionLimits(1024),
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/slow") await new Promise((r) => setTimeout(r, 300));
+    return new Response(`answered ${path}`);
+  });
+  const slow = "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n";
+  try {
+    for (
+      const [name, rest] of [
+        ["a head cut short", "GET /next HTTP/1.1\r\nhost"],
+        ["a request line's first byte", "G"],
+        ["a body cut short", "POST /next HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc"],
+        [
+          "chunks without their last empty line",
+          "POST /next HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n",
+        ],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        const answer = await sendAndHalfClose(server.addr.port, slow + rest);
+        assert.match(answer, /^HTTP\/1\.1 200 [^]*\r\n\r\nanswered \/slow(HTTP|$)/, answer);
+        const deadline = Date.now() + 3_000;
+        while (server.connections > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.equal(server.connections, 0);
+      });
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
