@@ -46,16 +46,10 @@ async function drained(socket: AgentSocket): Promise<void> {
 }
 
 /**
- * Whether a logged envelope is a follower's (its message, or a reply or note to it) whose data
- * was deleted since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a
- * `since=` replay must not hand out what the account was told to forget. The system's notices
- * and agents' messages are not a follower's. `gone` remembers each follower looked up.
+ * The follower a logged envelope is about (its message, or a reply or note to it), or null for
+ * the system's notices and agents' messages, which are no follower's.
  */
-async function isForgotten(
-  store: Store,
-  entry: LogEntry,
-  gone: Map<string, boolean>,
-): Promise<boolean> {
+function followerOf(entry: LogEntry): string | null {
   const data = entry.envelope.data;
   const followerId = data.contact_id;
   // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
@@ -63,14 +57,30 @@ async function isForgotten(
     typeof followerId !== "string" || followerId === SYSTEM_CONTACT ||
     followerId === entry.agentId || (data.from !== undefined && data.from !== null)
   ) {
-    return false;
+    return null;
   }
-  let forgotten = gone.get(followerId);
-  if (forgotten === undefined) {
-    forgotten = (await store.getContact(followerId)) === null;
-    gone.set(followerId, forgotten);
+  return followerId;
+}
+
+/**
+ * Looks up, at once, the followers of `page` not yet in `gone`, and notes which were deleted
+ * since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a `since=` replay
+ * must not hand out what the account was told to forget. At once, so that a shared store answers
+ * a page's lookups in one round trip, not one a follower.
+ */
+async function noteForgotten(
+  store: Store,
+  page: LogEntry[],
+  gone: Map<string, boolean>,
+): Promise<void> {
+  const unknown = new Set<string>();
+  for (const entry of page) {
+    const followerId = followerOf(entry);
+    if (followerId !== null && !gone.has(followerId)) unknown.add(followerId);
   }
-  return forgotten;
+  await Promise.all(
+    [...unknown].map(async (id) => gone.set(id, (await store.getContact(id)) === null)),
+  );
 }
 
 /** Creates the message path over a store and a hub. */
@@ -203,8 +213,10 @@ export function createSwitchboard(options: SwitchboardOptions) {
           const gone = new Map<string, boolean>();
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
+            await noteForgotten(store, page, gone);
             for (const entry of page) {
-              if (await isForgotten(store, entry, gone)) {
+              const followerId = followerOf(entry);
+              if (followerId !== null && gone.get(followerId)) {
                 after = entry.seq;
                 continue;
               }
