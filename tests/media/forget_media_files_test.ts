@@ -9,26 +9,10 @@ import { post, type Received, type TestAgent } from "../helpers/agent.ts";
 import { withMediaBridge } from "../helpers/media_bridge.ts";
 import type { TestBridge } from "../helpers/server.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+import { exists, imageXml, png, revokeXml } from "./_forget_media.ts";
 
 const B = "/im_component/wx_official_account";
 const REDIS_URL = await findTestRedis();
-
-/** A PNG-looking body of `size` bytes, different for each `seed`. */
-function png(seed: number, size = 3_000): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let i = 8; i < size; i++) bytes[i] = (i * seed + seed) % 251;
-  bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return bytes;
-}
-
-function imageXml(follower: string, mediaId: string, msgId: string): string {
-  return `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[${follower}]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://127.0.0.1:9/none.png]]></PicUrl><MediaId><![CDATA[${mediaId}]]></MediaId><MsgId>${msgId}</MsgId></xml>`;
-}
-
-/** WeChat's push service names the user in <OpenID>. */
-export function revokeXml(follower: string): string {
-  return `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[owPushService]]></FromUserName><CreateTime>1700000001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${follower}]]></OpenID><AppID><![CDATA[wxtest]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
-}
 
 const keyOf = (url: string) => new URL(url).pathname.split("/").at(-1)!;
 
@@ -44,16 +28,6 @@ function recordOf(dataDir: string): string {
     .map((e) => e.name).filter((n) => n.endsWith(".json"));
   assert.equal(names.length, 1, String(names));
   return `${dataDir}/media-forgotten/${names[0]}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** The forgets whose files are not all decided yet. */
