@@ -40,7 +40,10 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
     if (known !== undefined) return { size: known };
     const res = await client.request("HEAD", prefix + key);
     await res.body?.cancel();
-    if (res.status === 404) return null;
+    if (res.status === 404) {
+      sizes.delete(key);
+      return null;
+    }
     if (!res.ok) throw await storeError("HEAD", key, res);
     const size = Number(res.headers.get("content-length"));
     if (!Number.isInteger(size) || size < 0) {
