@@ -49,7 +49,8 @@ import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
-import { createDiskStorage, type MediaStorage } from "./media/storage.ts";
+import { createDiskStorage, mediaKeyOf, type MediaStorage } from "./media/storage.ts";
+import { createForgottenFiles, followerMediaKeys } from "./media/forgotten_files.ts";
 import { createS3Client } from "./media/s3_client.ts";
 import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
@@ -139,8 +140,18 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const doFetch = effects.fetch ?? fetch;
   const mediaSecret = await loadMediaSecret(config.dataDir, config.agentSecret);
   // Before the store opens, so a bucket that does not answer leaves nothing open behind it.
-  const storage = await openMediaStorage(config);
+  const storedMedia = await openMediaStorage(config);
   const store = effects.store ?? await openStore(config, now);
+  // A forgotten follower's files go once no history names them; puts of a file being deleted
+  // wait for it and write it again.
+  const forgottenFiles = createForgottenFiles({
+    dir: `${config.dataDir}/media-forgotten`,
+    storage: storedMedia,
+    named: (keys) => store.mediaInHistory(keys),
+    settled: () => intake.settled(),
+    now,
+  });
+  const storage = forgottenFiles.guard(storedMedia);
   const metrics = createBridgeMetrics();
 
   let idCounter = 0;
@@ -172,7 +183,14 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
   const upload = createAgentUpload({
-    storage,
+    // Its reply is written later: a forget meanwhile must not delete the file it names.
+    storage: {
+      ...storage,
+      put(bytes, ext) {
+        forgottenFiles.uploaded(mediaKeyOf(bytes, ext));
+        return storage.put(bytes, ext);
+      },
+    },
     signer,
     client,
     onDemoMedia: demoMedia?.remember,
@@ -354,8 +372,18 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     report: operatorEvents.report,
     // The follower's media still being fetched goes first, or it would be stored afterwards;
     // its messages that come meanwhile are stored after the forget.
+    // Its files are written down before the store forgets it, and deleted after WeChat has
+    // its answer.
     forget: (message, envelope) =>
-      intake.forget(message.from, () => operatorEvents.forget(message, envelope)),
+      intake.forget(message.from, async () => {
+        const keys = await followerMediaKeys(message.from, (id, before, limit) =>
+          store.readHistory(id, before, limit));
+        await forgottenFiles.remember(keys);
+        await operatorEvents.forget(message, envelope);
+        if (keys.length > 0) {
+          void forgottenFiles.sweep();
+        }
+      }),
     profileChanged: operatorEvents.profileChanged,
     // An agent taken off the account's list is still known to its store: ToUserName naming
     // it is the account's message, for the agents who serve it.
@@ -675,6 +703,8 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     if (resumed) {
       log.info("Resuming {count} media messages from before the restart", { count: resumed });
     }
+    // A forget's files a crash left undeleted.
+    void forgottenFiles.sweep();
     startTimers();
   }
 
@@ -731,6 +761,8 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
         // outlast the shutdown deadline.
         intake.stop();
         await waitAtMost(intake.drain(), MEDIA_DRAIN_LIMIT_MS);
+        // A deletion cut off here runs again at the next start.
+        await waitAtMost(forgottenFiles.stop(), MEDIA_DRAIN_LIMIT_MS);
         await store.close();
       })();
       return stopped;

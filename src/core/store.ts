@@ -303,6 +303,9 @@ export interface Store {
   /** Forgets a follower (it revoked its authorization): contact, history, queued messages;
    * the agent that served it gets `notice`. False when the follower was unknown. */
   forgetFollower(followerId: string, notice: Envelope): Promise<Applied<boolean>>;
+  /** Which of these media keys some follower's history still names, by a scan of every history
+   * (a forget's files are deleted only when none does; forgets are rare, messages are not). */
+  mediaInHistory(keys: readonly string[]): Promise<Set<string>>;
   setCapacity(agentId: string, capacity: number | null): Promise<void>;
   markRead(agentId: string, followerId: string): Promise<void>;
   /** The agent's name for a follower (WeChat gives none), shown in lists and envelopes. */

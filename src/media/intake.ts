@@ -370,6 +370,10 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       await look;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
+
+    async settled(): Promise<void> {
+      await Promise.allSettled([...inFlight]);
+    },
   };
 }
 
@@ -384,4 +388,7 @@ export interface MediaIntake {
   /** Stops looking for work; resolves once what is pending is where a restart finds it. */
   stop(): Promise<void>;
   drain(): Promise<void>;
+  /** Resolves once the jobs running now are stored (or failed): their history names their
+   * files, which a forget's deletion must then see. */
+  settled(): Promise<void>;
 }

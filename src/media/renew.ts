@@ -25,7 +25,8 @@ export async function renewMediaUrlRoute(
   // Every account of ACCOUNTS_FILE signs with the key AGENT_SECRET derives: the signature alone
   // would let an agent of one account renew, and so open, a picture of another's follower.
   const key = fresh.pathname.slice(fresh.pathname.lastIndexOf("/") + 1);
-  if (await storage.stat(key) === null) {
+  // Fresh: a forgotten follower's file deleted by another instance must not be renewed.
+  if (await storage.stat(key, { fresh: true }) === null) {
     throw new HttpError(404, "Cannot renew url: this account holds no such file");
   }
   const expiresAt = Number(fresh.searchParams.get("e"));

@@ -34,13 +34,16 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
     sizes.set(key, size);
   };
 
-  async function stat(key: string): Promise<{ size: number } | null> {
+  async function stat(key: string, fresh = false): Promise<{ size: number } | null> {
     if (!isMediaKey(key)) return null;
-    const known = sizes.get(key);
+    const known = fresh ? undefined : sizes.get(key);
     if (known !== undefined) return { size: known };
     const res = await client.request("HEAD", prefix + key);
     await res.body?.cancel();
-    if (res.status === 404) return null;
+    if (res.status === 404) {
+      sizes.delete(key);
+      return null;
+    }
     if (!res.ok) throw await storeError("HEAD", key, res);
     const size = Number(res.headers.get("content-length"));
     if (!Number.isInteger(size) || size < 0) {
@@ -55,7 +58,8 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
       const key = mediaKeyOf(bytes, ext);
       // The HEAD only spares a PUT: when it fails the PUT is made anyway (same key, same bytes),
       // and its own retry decides, rather than a hiccup on the HEAD costing the picture.
-      const known = await stat(key).catch(() => null);
+      // Asked afresh: another instance may have deleted a forgotten follower's file since.
+      const known = await stat(key, true).catch(() => null);
       if (known?.size === bytes.length) return key;
       const headers: Record<string, string> = {
         "content-type": contentTypeOf(key),
@@ -90,7 +94,7 @@ export function createS3Storage(options: S3StorageOptions): ObjectStorage {
       throw failure!;
     },
 
-    stat,
+    stat: (key, options) => stat(key, options?.fresh === true),
 
     async open(key, range) {
       if (!isMediaKey(key)) return null;

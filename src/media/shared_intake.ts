@@ -175,5 +175,10 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
     async drain(): Promise<void> {
       while (working.size > 0) await Promise.allSettled([...working.values()]);
     },
+
+    /** The queues this instance works now, to their end (another instance's are not seen). */
+    async settled(): Promise<void> {
+      await Promise.allSettled([...working.values()]);
+    },
   };
 }

@@ -15,8 +15,9 @@ export interface ByteRange {
 export interface MediaStorage {
   /** Stores bytes (idempotent for the same content) and returns the key `sha256hex.ext`. */
   put(bytes: Uint8Array, ext: string): Promise<string>;
-  /** Size of a stored file, or null when the key is unknown or malformed. */
-  stat(key: string): Promise<{ size: number } | null>;
+  /** Size of a stored file, or null when the key is unknown or malformed; `fresh` asks the
+   * store itself, not what this instance remembers (another may have deleted the file). */
+  stat(key: string, options?: { fresh?: boolean }): Promise<{ size: number } | null>;
   /** A stream of the file (or of an inclusive range of it), or null when unknown. */
   open(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
   /** Local file path, for tools (ffprobe) that need one; only disk storage has it. */

@@ -103,7 +103,8 @@ export function createDemoMedia(deps: DemoMediaDeps) {
     servedWith(storage: MediaStorage): MediaStorage {
       return {
         put: (bytes, ext) => storage.put(bytes, ext),
-        stat: async (key) => await storage.stat(key) ?? await deps.storage.stat(key),
+        stat: async (key, options) =>
+          await storage.stat(key, options) ?? await deps.storage.stat(key, options),
         open: async (key, range) =>
           await storage.stat(key) !== null
             ? await storage.open(key, range)

@@ -4,6 +4,7 @@
 // thousand do. Every operation runs the model, then commits what it changed in one atomic
 // before anyone is told it happened; only KV's per-commit limits ever split a commit.
 
+import { collectNamed } from "../core/media_refs.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Envelope } from "../protocol/envelope.ts";
 import {
@@ -930,6 +931,18 @@ function createKvStore(
         if (!res.ok) throw new Error("Cannot delete history in Deno KV: the commit was refused");
       }
       return await mutate((m) => m.forget(followerId, notice), true, () => [followerId]);
+    },
+    async mediaInHistory(keys: readonly string[]) {
+      const named = new Set<string>();
+      for await (
+        const e of kv.list<string | HistoryItem>({ prefix: historyPrefix() }, {
+          batchSize: LIST_BATCH,
+        })
+      ) {
+        collectNamed(typeof e.value === "string" ? e.value : JSON.stringify(e.value), keys, named);
+        if (named.size === keys.length) break;
+      }
+      return named;
     },
     transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
       return mutate(

@@ -1,6 +1,7 @@
 // The store without persistence: the routing model plus logs and history in memory, bounded.
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
+import { collectNamed } from "../core/media_refs.ts";
 import { Model, type ModelOptions, modelReads, sortQuickReplies } from "../core/model.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import type {
@@ -134,6 +135,13 @@ export function createMemoryStore(options: ModelOptions): Store {
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return run(() => model.forget(followerId, notice));
+    },
+    mediaInHistory(keys: readonly string[]) {
+      const named = new Set<string>();
+      for (const list of histories.values()) {
+        for (const h of list) collectNamed(JSON.stringify(h.item), keys, named);
+      }
+      return Promise.resolve(named);
     },
     async setCapacity(agentId: string, capacity: number | null) {
       await run(() => model.setCapacity(agentId, capacity));

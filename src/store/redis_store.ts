@@ -5,6 +5,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
+import { collectNamed } from "../core/media_refs.ts";
 import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envelope.ts";
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
@@ -792,6 +793,19 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     async forgetFollower(followerId: string, notice: Envelope) {
       const { value, entries } = await run<number>("forget", [followerId, tailOf(notice)]);
       return applied(value === 1, entries);
+    },
+
+    async mediaInHistory(keys: readonly string[]) {
+      // Every history belongs to a contact: the contacts' hash names them all. One follower at
+      // a time, so a forget's scan never holds Redis for long.
+      const named = new Set<string>();
+      for (const followerId of await client.hkeys(k.contacts)) {
+        for (const raw of await client.hvals(k.history(followerId))) {
+          collectNamed(raw, keys, named);
+        }
+        if (named.size === keys.length) break;
+      }
+      return named;
     },
 
     async setCapacity(agentId: string, capacity: number | null) {

@@ -120,6 +120,8 @@ function prepareReads(db: DatabaseSync) {
     readHistory: s(
       "SELECT n, item FROM history WHERE follower_id = ? AND n < ? ORDER BY n DESC LIMIT ?",
     ),
+    // A scan of every row, for a forget only (rare): no index serves a substring.
+    namesMedia: s("SELECT 1 FROM history WHERE instr(item, ?) > 0 LIMIT 1"),
     quickReplies: s("SELECT json FROM quick_replies"),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
@@ -708,6 +710,15 @@ function createSqliteStore(
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return mutate((m) => m.forget(followerId, notice), () => [followerId]);
+    },
+    async mediaInHistory(keys: readonly string[]) {
+      // The tables, once the journal is in them (a forget's deletion included), hold it all.
+      await tablesReady();
+      const named = new Set<string>();
+      for (const key of keys) {
+        if (reads.namesMedia.get(key) !== undefined) named.add(key);
+      }
+      return named;
     },
     transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
       return mutate((m) => m.transfer(followerId, fromAgent, toAgent, note), () => [followerId]);

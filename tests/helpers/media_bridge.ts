@@ -3,18 +3,22 @@
 
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, type TestAgent } from "./agent.ts";
+import type { Effects } from "../../src/server.ts";
 import { startBridge, type TestBridge } from "./server.ts";
 
 const APPID = "wxtest";
 const SECRET = "secret";
 
-/** Runs `fn` with the bridge (more `env` on top), the fake WeChat and agent A; closes all. */
+/** Runs `fn` with the bridge (more `env` on top, `effects` swapped), the fake WeChat and agent
+ * A; closes all. */
 export async function withMediaBridge(
   env: Record<string, string>,
   fn: (server: TestBridge, fake: FakeWechat, agent: TestAgent) => Promise<void>,
+  effects: Effects = {},
 ): Promise<void> {
   const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
   const server = await startBridge({
+    ...effects,
     env: {
       WECHAT_APPID: APPID,
       WECHAT_SECRET: SECRET,
