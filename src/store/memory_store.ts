@@ -136,12 +136,15 @@ export function createMemoryStore(options: ModelOptions): Store {
     forgetFollower(followerId: string, notice: Envelope) {
       return run(() => model.forget(followerId, notice));
     },
-    mediaInHistory(keys: readonly string[]) {
+    async mediaInHistory(keys: readonly string[]) {
       const named = new Set<string>();
-      for (const list of histories.values()) {
+      let read = 0;
+      for (const list of [...histories.values()]) {
         for (const h of list) collectNamed(JSON.stringify(h.item), keys, named);
+        // Callbacks waiting behind the scan are answered between its pages.
+        if (++read % 1000 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
       }
-      return Promise.resolve(named);
+      return named;
     },
     async setCapacity(agentId: string, capacity: number | null) {
       await run(() => model.setCapacity(agentId, capacity));

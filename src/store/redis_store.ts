@@ -74,6 +74,8 @@ export interface RedisStore extends Store {
 }
 
 const DEFAULT_PREFIX = "bridge:";
+/** Contacts a forget's media scan reads at a time (HSCAN COUNT), their histories in one round trip. */
+const SCAN_COUNT = 200;
 const CURSOR_FLUSH_MS = 100;
 const CATCH_UP_PAGE = 500;
 /** How long an out-of-order entry waits for the ones before it before the log is read. */
@@ -796,15 +798,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
 
     async mediaInHistory(keys: readonly string[]) {
-      // Every history belongs to a contact: the contacts' hash names them all. One follower at
-      // a time, so a forget's scan never holds Redis for long.
+      // Every history belongs to a contact: the contacts' hash names them all, read a page at a
+      // time (HSCAN: a million contacts are never one reply), each page's histories in one round
+      // trip, and no Redis command holds it for long.
       const named = new Set<string>();
-      for (const followerId of await client.hkeys(k.contacts)) {
-        for (const raw of await client.hvals(k.history(followerId))) {
-          collectNamed(raw, keys, named);
-        }
-        if (named.size === keys.length) break;
-      }
+      let cursor = "0";
+      do {
+        const [next, flat] = await client.hscan(k.contacts, cursor, "COUNT", SCAN_COUNT);
+        cursor = next;
+        const followers = flat.filter((_, i) => i % 2 === 0);
+        const histories = await Promise.all(followers.map((id) => client.hvals(k.history(id))));
+        for (const items of histories) for (const raw of items) collectNamed(raw, keys, named);
+      } while (cursor !== "0" && named.size < keys.length);
       return named;
     },
 

@@ -6,6 +6,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
+import { collectNamed } from "../core/media_refs.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import {
   type Changes,
@@ -72,6 +73,8 @@ const MIN_LOG_RETENTION_MS = 48 * 3600_000;
 const HOT_CONTACTS = 50_000;
 /** How often the worker copies the WALs into the database files. */
 const CHECKPOINT_INTERVAL_MS = 1000;
+/** History rows a forget's media scan reads between two turns of the event loop. */
+const SCAN_PAGE = 2000;
 
 /** Options of the SQLite store: the model's, retention, and whether every commit is fsynced. */
 export interface SqliteStoreOptions extends ModelOptions {
@@ -120,8 +123,9 @@ function prepareReads(db: DatabaseSync) {
     readHistory: s(
       "SELECT n, item FROM history WHERE follower_id = ? AND n < ? ORDER BY n DESC LIMIT ?",
     ),
-    // A scan of every row, for a forget only (rare): no index serves a substring.
-    namesMedia: s("SELECT 1 FROM history WHERE instr(item, ?) > 0 LIMIT 1"),
+    // A scan of every row, for a forget only (rare): no index serves a substring. In pages by
+    // rowid, so that the thread answering WeChat is never held for a whole table.
+    historyPage: s("SELECT rowid AS id, item FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?"),
     quickReplies: s("SELECT json FROM quick_replies"),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
@@ -715,8 +719,14 @@ function createSqliteStore(
       // The tables, once the journal is in them (a forget's deletion included), hold it all.
       await tablesReady();
       const named = new Set<string>();
-      for (const key of keys) {
-        if (reads.namesMedia.get(key) !== undefined) named.add(key);
+      let after = 0;
+      while (named.size < keys.length) {
+        const rows = reads.historyPage.all(after, SCAN_PAGE) as Array<{ id: number; item: string }>;
+        for (const row of rows) collectNamed(row.item, keys, named);
+        if (rows.length < SCAN_PAGE) break;
+        after = rows[rows.length - 1]!.id;
+        // Callbacks waiting behind the scan are answered between its pages.
+        await new Promise((resolve) => setTimeout(resolve, 0));
       }
       return named;
     },

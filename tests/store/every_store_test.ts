@@ -396,6 +396,27 @@ async function notices(store: Store, clock: { t: number }) {
   assert.deepEqual(texts(ended.deliveries), [noticeText("closed", { name: "李雷" })]);
 }
 
+/** A forget's media scan reads every history, past its first page (2,000 rows on SQLite, 200
+ * contacts a step on Redis), and finds a key however far in. */
+async function mediaScan(store: Store, clock: { t: number }) {
+  const key = `${"ab".repeat(32)}.jpg`;
+  const absent = `${"cd".repeat(32)}.jpg`;
+  const count = 2_100;
+  for (let i = 0; i < count; i += 300) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 300); j++) {
+      const item = message(`oScan${j}`, `scan${j}`, clock.t);
+      if (j === count - 1) {
+        item.envelope.data.msg = { media_url: `https://bridge.example/media/${key}` };
+      }
+      batch.push(item);
+    }
+    await store.acceptInbound(batch, presence);
+  }
+  assert.deepEqual([...await store.mediaInHistory([key, absent])], [key]);
+  assert.deepEqual([...await store.mediaInHistory([absent])], []);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
@@ -405,6 +426,8 @@ async function scenarios(store: Store, clock: { t: number }) {
   await givenBack(store, clock);
   await claiming(store, clock);
   await quickReplies(store);
+  // Last: its 2,100 followers would be in the others' sweeps and lists.
+  await mediaScan(store, clock);
 }
 
 const options = (clock: { t: number }) => ({
