@@ -3737,10 +3737,10 @@ function init() {
   // (a dropped network often gives no close event until TCP gives up).
   setInterval(() => {
     if (conn.state === "waiting") renderConn();
-    // Armed once a heartbeat told the bridge's interval (configurable), on this socket or an
-    // earlier one: a socket that goes silent before its first heartbeat (a network dropping
-    // again right after a reconnect) is watched too.
-    if (conn.ws && conn.opened && (conn.lastHeartbeatAt || conn.heartbeatGap)) {
+    // The heartbeats' gap (the bridge's interval, configurable) sets the limit once one came,
+    // on this socket or an earlier one. Before any, the least limit: a page's first socket
+    // that went silent within its first heartbeat interval otherwise said Connected for good.
+    if (conn.ws && conn.opened) {
       const limit = Math.max(WATCHDOG_MIN_MS, conn.heartbeatGap * 2.5);
       if (Date.now() - conn.lastFrameAt > limit) replaceSocket();
     }

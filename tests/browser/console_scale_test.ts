@@ -4,9 +4,9 @@
 // The figures go to test-artifacts/console-cost.json.
 
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
-import { B, browserTest, followerXml, openConsole, openPage } from "./browser.ts";
+import { B, browserTest, followerXml, openConsole, openPage, socketFrames } from "./browser.ts";
 
 const AGENT = "agent1";
 const BURST = 450;
@@ -45,7 +45,48 @@ async function burst(
     body: followerXml(follower, { MsgType: "text", Content: last }),
   });
   await res.body?.cancel();
+  // Refused, WeChat would send it again; unchecked, the test would wait for it in vain.
+  assert.equal(res.status, 200, `the marker "${last}" was answered ${res.status}`);
   return last;
+}
+
+/**
+ * What the page went through, for a marker that never showed: whether its frame reached the
+ * page (the bridge and the socket) or not (the page's rendering), its sockets, its errors.
+ */
+function watchPage(page: Page) {
+  const frames = socketFrames(page);
+  const events: string[] = [];
+  const t0 = performance.now();
+  const note = (what: string) =>
+    events.push(`${((performance.now() - t0) / 1000).toFixed(1)} s ${what}`);
+  page.on("websocket", (ws) => {
+    note(`socket ${new URL(ws.url()).search}`);
+    ws.on("close", () => note("socket closed"));
+  });
+  page.on("pageerror", (error) => note(`page error: ${error.message}`));
+  return {
+    /** Waits for `locator` (showing `marker`); failing, says what the page had. */
+    async shown(locator: Locator, marker: string): Promise<void> {
+      try {
+        await locator.waitFor({ timeout: 120_000 });
+      } catch (error) {
+        const got = frames.received.some((f) => f.data?.msg?.content === marker);
+        const state = await page.evaluate(`({
+          conn: document.querySelector("#conn")?.dataset.state,
+          pill: document.querySelector("#new-pill")?.hidden ? "" :
+            document.querySelector("#new-pill")?.textContent,
+          last: [...document.querySelectorAll("#messages .msg.in .text")].at(-1)?.textContent,
+        })`).catch((e) => String(e));
+        throw new Error(
+          `"${marker}" not shown; its frame ${got ? "reached" : "never reached"} the page ` +
+            `(${frames.received.length} frames); page: ${JSON.stringify(state)}; ` +
+            `events: ${events.join("; ") || "none"}`,
+          { cause: error },
+        );
+      }
+    },
+  };
 }
 
 const domCounts = (page: Page) =>
@@ -61,6 +102,7 @@ browserTest(
     const figures: Record<string, number> = {};
     try {
       const { context, page } = await openPage(browser);
+      const watch = watchPage(page);
       await openConsole(page, server.base, AGENT);
       for (const f of ["oOpen", "oShut"]) {
         const res = await fetch(`${server.base}${B}/send_xml`, {
@@ -107,13 +149,16 @@ browserTest(
           for (let round = 0; round < ROUNDS; round++) {
             await measure(openRuns, async () => {
               const last = await burst(server.base, "oOpen", BURST, `open${round}`);
-              await page.locator(".msg.in", { hasText: last }).waitFor({ timeout: 120_000 });
+              await watch.shown(page.locator(".msg.in", { hasText: last }), last);
             });
             await measure(closedRuns, async () => {
               const last = await burst(server.base, "oShut", BURST, `shut${round}`);
-              await page.locator('.contact[data-contact-id="oShut"] .contact-preview', {
-                hasText: last,
-              }).waitFor({ timeout: 120_000 });
+              await watch.shown(
+                page.locator('.contact[data-contact-id="oShut"] .contact-preview', {
+                  hasText: last,
+                }),
+                last,
+              );
             });
           }
           await cdp.detach();
@@ -143,7 +188,7 @@ browserTest(
       await t.step(`after ${LONG} messages the DOM holds a bounded window`, async () => {
         const before = (await domCounts(page)).elements;
         const last = await burst(server.base, "oOpen", LONG - ROUNDS * (BURST + 1) - 23, "long");
-        await page.locator(".msg.in", { hasText: last }).waitFor({ timeout: 120_000 });
+        await watch.shown(page.locator(".msg.in", { hasText: last }), last);
         const counts = await domCounts(page);
         figures.domMessagesAfter2000 = counts.messages;
         figures.domElementsAfter2000 = counts.elements;

@@ -2,8 +2,9 @@
 // follower wrote raised an error, a handed-over conversation reopened after a reload showed the
 // bridge's raw 403, WeChat's 45015 left the header counting hours, and a network that dropped
 // left the header saying Connected while messages stayed away (until the watchdog, or for good
-// when the socket was younger than its first heartbeat, and for good from the open conversation
-// when the page had seen no seq since a reload); and on a phone with a token, Settings
+// when the socket was younger than its first heartbeat, also a page's first socket before any
+// heartbeat reached it, and for good from the open conversation when the page had seen no seq
+// since a reload); and on a phone with a token, Settings
 // (and at 360 px the shortcuts) sat past the screen's edge, out of reach.
 
 import assert from "node:assert/strict";
@@ -227,6 +228,49 @@ browserTest(
         assert.ok(new URL(urls[2]!).searchParams.get("since"), urls[2]);
         assert.deepEqual(await incomingTexts(page), ["one", "two"]);
       });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a page's first socket, silent before any heartbeat reached it, is replaced",
+  async (_t, browser) => {
+    // 30 s heartbeats: the page's first socket takes the first turn, beaten as the bridge
+    // started, before the socket was there; its own first heartbeat is 30 s away.
+    const server = await startBridge({ env: { HEARTBEAT_INTERVAL_S: "30" } });
+    try {
+      const { page } = await openPage(browser);
+      await page.clock.install();
+      const urls: string[] = [];
+      let silent = false;
+      let heartbeats = 0;
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        urls.push(ws.url());
+        const first = urls.length === 1;
+        const upstream = ws.connectToServer();
+        // The first socket's network dies once told: open, and nothing comes any more.
+        upstream.onMessage((frame) => {
+          if (first && silent) return;
+          if (JSON.parse(String(frame))?.result?.code === 101) heartbeats += 1;
+          ws.send(frame);
+        });
+        ws.onMessage((frame) => upstream.send(frame));
+      });
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oEarly", { MsgType: "text", Content: "one" });
+      await page.locator('.contact[data-contact-id="oEarly"]').click();
+      await page.locator(".msg.in", { hasText: "one" }).waitFor();
+      assert.equal(heartbeats, 0, "a heartbeat came: this is not a socket younger than one");
+      silent = true;
+      await postFollowerMessage(server.base, "oEarly", { MsgType: "text", Content: "two" });
+      // Longer than the watchdog's least (75 s) with no frame: a silent socket, not a quiet one.
+      await page.clock.fastForward(90_000);
+      await page.locator(".msg.in", { hasText: "two" }).waitFor();
+      assert.equal(urls.length, 2, urls.join("\n"));
+      assert.ok(new URL(urls[1]!).searchParams.get("since"), urls[1]);
+      assert.deepEqual(await incomingTexts(page), ["one", "two"]);
     } finally {
       await server.close();
     }
