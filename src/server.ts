@@ -50,7 +50,7 @@ import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage, mediaKeyOf, type MediaStorage } from "./media/storage.ts";
-import { createForgottenFiles, followerMediaKeys } from "./media/forgotten_files.ts";
+import { createForgottenFiles, followerMediaKeys, mediaKeysIn } from "./media/forgotten_files.ts";
 import { createS3Client } from "./media/s3_client.ts";
 import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
@@ -152,6 +152,15 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     now,
   });
   const storage = forgottenFiles.guard(storedMedia);
+  /** A forgotten follower's message whose files were stored after its forget listed them. */
+  const forgetFilesOf = (item: InboundItem) => {
+    const keys = mediaKeysIn(JSON.stringify(item.envelope.data.msg));
+    if (keys.length === 0) return;
+    // Not awaited: the sweep waits for the media jobs running, this one among them.
+    forgottenFiles.remember(keys).then(() => forgottenFiles.sweep()).catch((error) =>
+      log.error("Cannot record a forgotten follower's media files: {error}", { error })
+    );
+  };
   const metrics = createBridgeMetrics();
 
   let idCounter = 0;
@@ -341,8 +350,9 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
       accept,
       journalDir,
       unreachable: (error) => store.unreachable?.(error) ?? false,
+      discarded: forgetFilesOf,
     })
-    : createMediaIntake({ pipeline, journalDir, accept });
+    : createMediaIntake({ pipeline, journalDir, accept, discarded: forgetFilesOf });
   const operatorEvents = createOperatorEvents({
     store,
     switchboard,
