@@ -5,7 +5,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
-import { collectNamed } from "../core/media_refs.ts";
+import { keyCollector } from "../core/media_refs.ts";
 import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envelope.ts";
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
@@ -802,13 +802,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       // time (HSCAN: a million contacts are never one reply), each page's histories in one round
       // trip, and no Redis command holds it for long.
       const named = new Set<string>();
+      const collect = keyCollector(keys);
       let cursor = "0";
       do {
         const [next, flat] = await client.hscan(k.contacts, cursor, "COUNT", SCAN_COUNT);
         cursor = next;
         const followers = flat.filter((_, i) => i % 2 === 0);
         const histories = await Promise.all(followers.map((id) => client.hvals(k.history(id))));
-        for (const items of histories) for (const raw of items) collectNamed(raw, keys, named);
+        for (const items of histories) for (const raw of items) collect(raw, named);
       } while (cursor !== "0" && named.size < keys.length);
       return named;
     },
