@@ -50,7 +50,12 @@ import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage, mediaKeyOf, type MediaStorage } from "./media/storage.ts";
-import { createForgottenFiles, followerMediaKeys, mediaKeysIn } from "./media/forgotten_files.ts";
+import {
+  createForgottenFiles,
+  followerMediaKeys,
+  mediaKeysIn,
+  UPLOAD_HOLD_MS,
+} from "./media/forgotten_files.ts";
 import { createS3Client } from "./media/s3_client.ts";
 import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
@@ -148,6 +153,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     dir: `${config.dataDir}/media-forgotten`,
     storage: storedMedia,
     named: (keys) => store.mediaInHistory(keys),
+    heldElsewhere: store.mediaHeld ? (keys) => store.mediaHeld!(keys) : undefined,
     settled: () => intake.settled(),
     now,
   });
@@ -195,9 +201,12 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     // Its reply is written later: a forget meanwhile must not delete the file it names.
     storage: {
       ...storage,
-      put(bytes, ext) {
-        forgottenFiles.uploaded(mediaKeyOf(bytes, ext));
-        return storage.put(bytes, ext);
+      async put(bytes, ext) {
+        const key = mediaKeyOf(bytes, ext);
+        forgottenFiles.uploaded(key);
+        // Every instance's forget keeps it too (with Redis): the reply may go through another.
+        await store.holdMedia?.(key, UPLOAD_HOLD_MS);
+        return await storage.put(bytes, ext);
       },
     },
     signer,

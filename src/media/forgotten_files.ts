@@ -24,6 +24,8 @@ export interface ForgottenFilesDeps {
   storage: Pick<MediaStorage, "remove">;
   /** Which of the keys some history still names (Store.mediaInHistory). */
   named(keys: readonly string[]): Promise<Set<string>>;
+  /** Which of the keys an agent's upload on another instance holds (Store.mediaHeld). */
+  heldElsewhere?(keys: readonly string[]): Promise<Set<string>>;
   /** Resolves once the media jobs running now are stored (MediaIntake.settled). */
   settled(): Promise<void>;
   now: () => number;
@@ -103,13 +105,16 @@ export function createForgottenFiles(deps: ForgottenFilesDeps) {
       // written, names the file.
       await deps.settled();
       const named = await deps.named(keys);
+      const unnamed = keys.filter((key) => !named.has(key));
+      const elsewhere = unnamed.length > 0 && deps.heldElsewhere
+        ? await deps.heldElsewhere(unnamed)
+        : new Set<string>();
       const kept = new Set<string>();
-      for (const key of keys) {
-        if (named.has(key)) continue;
+      for (const key of unnamed) {
         const mark = marks.get(key)!;
         // Stored again since the mark (another follower's job, just begun): its history is
         // not written yet; the next try sees it.
-        if (mark.touched || held(key)) kept.add(key);
+        if (mark.touched || held(key) || elsewhere.has(key)) kept.add(key);
         else {
           mark.removing = deps.storage.remove?.(key) ?? Promise.resolve();
           await mark.removing;

@@ -169,6 +169,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
     report: (key: string) => `${prefix}report:${key}`,
+    mediaHold: (key: string) => `${prefix}media_hold:${key}`,
     signedBody: (signature: string) => `${prefix}signed_body:${signature}`,
     quickReplies: `${prefix}quick_replies`,
     clientId: (agentId: string, clientId: string) =>
@@ -857,6 +858,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async firstReport(key, ttlMs) {
       return await client.set(k.report(key), "1", "PX", ttlMs, "NX") === "OK";
+    },
+    async holdMedia(key: string, ttlMs: number) {
+      await client.set(k.mediaHold(key), "1", "PX", Math.max(1, ttlMs));
+    },
+    async mediaHeld(keys: readonly string[]) {
+      if (keys.length === 0) return new Set<string>();
+      const found = await client.mget(...keys.map((key) => k.mediaHold(key)));
+      return new Set(keys.filter((_, i) => found[i] !== null));
     },
     // SET NX alone (not with GET, which needs Redis 7): one round trip for every first body, a
     // second only for a retry or a replay. A key gone between the two was nobody's: `hash`.
