@@ -50,7 +50,12 @@ import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
 import { createDiskStorage, mediaKeyOf, type MediaStorage } from "./media/storage.ts";
-import { createForgottenFiles, followerMediaKeys } from "./media/forgotten_files.ts";
+import {
+  createForgottenFiles,
+  followerMediaKeys,
+  mediaKeysIn,
+  UPLOAD_HOLD_MS,
+} from "./media/forgotten_files.ts";
 import { createS3Client } from "./media/s3_client.ts";
 import { createS3Storage } from "./media/s3_storage.ts";
 import { videoThumbnail } from "./media/transcode.ts";
@@ -148,10 +153,20 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     dir: `${config.dataDir}/media-forgotten`,
     storage: storedMedia,
     named: (keys) => store.mediaInHistory(keys),
+    heldElsewhere: store.mediaHeld ? (keys) => store.mediaHeld!(keys) : undefined,
     settled: () => intake.settled(),
     now,
   });
   const storage = forgottenFiles.guard(storedMedia);
+  /** A forgotten follower's message whose files were stored after its forget listed them. */
+  const forgetFilesOf = (item: InboundItem) => {
+    const keys = mediaKeysIn(JSON.stringify(item.envelope.data.msg));
+    if (keys.length === 0) return;
+    // Not awaited: the sweep waits for the media jobs running, this one among them.
+    forgottenFiles.remember(keys).then(() => forgottenFiles.sweep()).catch((error) =>
+      log.error("Cannot record a forgotten follower's media files: {error}", { error })
+    );
+  };
   const metrics = createBridgeMetrics();
 
   let idCounter = 0;
@@ -186,9 +201,12 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     // Its reply is written later: a forget meanwhile must not delete the file it names.
     storage: {
       ...storage,
-      put(bytes, ext) {
-        forgottenFiles.uploaded(mediaKeyOf(bytes, ext));
-        return storage.put(bytes, ext);
+      async put(bytes, ext) {
+        const key = mediaKeyOf(bytes, ext);
+        forgottenFiles.uploaded(key);
+        // Every instance's forget keeps it too (with Redis): the reply may go through another.
+        await store.holdMedia?.(key, UPLOAD_HOLD_MS);
+        return await storage.put(bytes, ext);
       },
     },
     signer,
@@ -341,8 +359,9 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
       accept,
       journalDir,
       unreachable: (error) => store.unreachable?.(error) ?? false,
+      discarded: forgetFilesOf,
     })
-    : createMediaIntake({ pipeline, journalDir, accept });
+    : createMediaIntake({ pipeline, journalDir, accept, discarded: forgetFilesOf });
   const operatorEvents = createOperatorEvents({
     store,
     switchboard,

@@ -339,6 +339,11 @@ export interface Store {
   /** Shared stores: whether an account report's retry `key` is new to every instance (WeChat's
    * retry may reach another one); remembered `ttlMs`. */
   firstReport?(key: string, ttlMs: number): Promise<boolean>;
+  /** Shared stores: an agent's upload of media `key` on this instance, kept `ttlMs` for every
+   * instance (its reply is written later, and another instance's forget must keep the file). */
+  holdMedia?(key: string, ttlMs: number): Promise<void>;
+  /** Shared stores: which of these media keys an upload on any instance holds now. */
+  mediaHeld?(keys: readonly string[]): Promise<Set<string>>;
   /** Stores that outlive the process (shared, or on disk): the body hash first seen with a
    * plain WeChat `signature` on any instance or run; `hash` when none was, kept `ttlMs`
    * (src/wechat/signed_bodies.ts). */

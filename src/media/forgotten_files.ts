@@ -14,6 +14,8 @@ const KEY_IN_URL = /\/media\/([0-9a-f]{64}\.[a-z0-9]{1,8})\?/g;
 const RETRY_MS = 60_000;
 /** An agent's upload is sent as a reply some time after: its file is kept this long. */
 export const UPLOAD_HOLD_MS = 60 * 60_000;
+/** Records one sweep decides with one look at every history. */
+const BATCH_RECORDS = 100;
 
 /** What the deletion needs. */
 export interface ForgottenFilesDeps {
@@ -22,6 +24,8 @@ export interface ForgottenFilesDeps {
   storage: Pick<MediaStorage, "remove">;
   /** Which of the keys some history still names (Store.mediaInHistory). */
   named(keys: readonly string[]): Promise<Set<string>>;
+  /** Which of the keys an agent's upload on another instance holds (Store.mediaHeld). */
+  heldElsewhere?(keys: readonly string[]): Promise<Set<string>>;
   /** Resolves once the media jobs running now are stored (MediaIntake.settled). */
   settled(): Promise<void>;
   now: () => number;
@@ -72,51 +76,58 @@ export function createForgottenFiles(deps: ForgottenFilesDeps) {
     Deno.unrefTimer(retry);
   }
 
-  /** Finishes one record: deletes its unnamed keys; keeps the held ones for later. */
-  async function finish(path: string): Promise<void> {
-    let keys: string[];
+  /** A record's keys; null when there is nothing to finish (gone, or cut and removed). */
+  async function readRecord(path: string): Promise<string[] | null> {
     try {
       const parsed = JSON.parse(await Deno.readTextFile(path)) as { keys?: unknown };
-      keys = Array.isArray(parsed.keys) ? parsed.keys.filter((k) => isMediaKey(String(k))) : [];
+      return Array.isArray(parsed.keys) ? parsed.keys.filter((k) => isMediaKey(String(k))) : [];
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
+      if (error instanceof Deno.errors.NotFound) return null;
       if (!(error instanceof SyntaxError)) throw error;
       // Cut by a crash before its rename cannot happen; anything else is not ours to read.
       log.warn("Cannot read forgotten media record {path}: {error}", { path, error });
       await Deno.remove(path);
-      return;
+      return null;
     }
-    const marks = keys.map((key) => {
+  }
+
+  /** Finishes these records with one look at the histories: deletes their unnamed keys; keeps
+   * the held ones for later. */
+  async function finish(records: ReadonlyArray<{ path: string; keys: string[] }>): Promise<void> {
+    const keys = [...new Set(records.flatMap((r) => r.keys))];
+    const marks = new Map(keys.map((key) => {
       const mark = { touched: false } as { touched: boolean; removing?: Promise<void> };
       deleting.set(key, mark);
-      return mark;
-    });
+      return [key, mark] as const;
+    }));
     try {
       // A job running now may store the same bytes for another follower: its history, once
       // written, names the file.
       await deps.settled();
       const named = await deps.named(keys);
-      const kept: string[] = [];
-      for (const [i, key] of keys.entries()) {
-        if (named.has(key)) continue;
-        const mark = marks[i]!;
+      const unnamed = keys.filter((key) => !named.has(key));
+      const elsewhere = unnamed.length > 0 && deps.heldElsewhere
+        ? await deps.heldElsewhere(unnamed)
+        : new Set<string>();
+      const kept = new Set<string>();
+      for (const key of unnamed) {
+        const mark = marks.get(key)!;
         // Stored again since the mark (another follower's job, just begun): its history is
         // not written yet; the next try sees it.
-        if (mark.touched || held(key)) kept.push(key);
+        if (mark.touched || held(key) || elsewhere.has(key)) kept.add(key);
         else {
           mark.removing = deps.storage.remove?.(key) ?? Promise.resolve();
           await mark.removing;
         }
       }
-      if (kept.length === 0) await Deno.remove(path);
-      else {
-        await writeRecord(path, kept);
-        scheduleRetry();
+      for (const { path, keys: own } of records) {
+        const left = own.filter((key) => kept.has(key));
+        if (left.length === 0) await Deno.remove(path);
+        else await writeRecord(path, left);
       }
+      if (kept.size > 0) scheduleRetry();
     } finally {
-      for (const [i, key] of keys.entries()) {
-        if (deleting.get(key) === marks[i]) deleting.delete(key);
-      }
+      for (const [key, mark] of marks) if (deleting.get(key) === mark) deleting.delete(key);
     }
   }
 
@@ -131,12 +142,26 @@ export function createForgottenFiles(deps: ForgottenFilesDeps) {
       if (error instanceof Deno.errors.NotFound) return;
       throw error;
     }
-    for (const name of names.sort()) {
+    // In batches: a flood of revokes is one scan of the histories a batch, not one a follower.
+    names.sort();
+    for (let i = 0; i < names.length; i += BATCH_RECORDS) {
+      const records: Array<{ path: string; keys: string[] }> = [];
+      for (const name of names.slice(i, i + BATCH_RECORDS)) {
+        const path = `${deps.dir}/${name}`;
+        try {
+          const keys = await readRecord(path);
+          if (keys !== null) records.push({ path, keys });
+        } catch (error) {
+          log.warn("Cannot read forgotten media record {name} yet: {error}", { name, error });
+          scheduleRetry();
+        }
+      }
+      if (records.length === 0) continue;
       try {
-        await finish(`${deps.dir}/${name}`);
+        await finish(records);
       } catch (error) {
-        log.warn("Cannot delete a forgotten follower's media yet ({name}): {error}", {
-          name,
+        log.warn("Cannot delete forgotten followers' media yet ({count} records): {error}", {
+          count: records.length,
           error,
         });
         scheduleRetry();

@@ -23,6 +23,9 @@ export interface MediaIntakeDeps {
   /** Where pending jobs are journaled; null keeps them in memory only (tests, STORE=memory). */
   journalDir: string | null;
   accept(item: InboundItem): Promise<InboundOutcome>;
+  /** A job dropped by a forget after its media was stored: no history names those files, and
+   * the forget, which listed its follower's files before, does not know them. */
+  discarded?(item: InboundItem): void;
 }
 
 /** Whether a message carries media that must be fetched first. */
@@ -228,8 +231,8 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
 
   async function run(job: Job, ticket: Ticket): Promise<void> {
     await addMedia(deps.pipeline, job.item, job.publicBase);
-    // Forgotten while its media was fetched: its data must not come back.
-    if (ticket.dropped) return;
+    // Forgotten while its media was fetched: its data must not come back, its files neither.
+    if (ticket.dropped) return deps.discarded?.(job.item);
     const followerId = job.item.followerId;
     const stored = deps.accept(job.item);
     storing.set(followerId, stored);

@@ -24,6 +24,9 @@ export interface SharedMediaIntakeDeps {
   pipeline: MediaPipeline;
   queue: MediaQueue;
   accept(item: InboundItem): Promise<InboundOutcome>;
+  /** A head whose media was stored but that was not (its follower forgotten meanwhile, or an
+   * instance that took the queue over stored it): its files may be named by no history. */
+  discarded?(item: InboundItem): void;
   /** Where a bridge without Redis journaled its jobs: those left there join the queues. */
   journalDir?: string;
   /** Whether an error means the store cannot be reached now (then a head is never set aside). */
@@ -67,7 +70,8 @@ export function createSharedMediaIntake(deps: SharedMediaIntakeDeps) {
         }
         if (head.publicBase !== null) await addMedia(deps.pipeline, head.item, head.publicBase);
         // Stored and popped in one step, if it is still the head.
-        await deps.accept({ ...head.item, fromQueue: head.raw });
+        const outcome = await deps.accept({ ...head.item, fromQueue: head.raw });
+        if (outcome === "duplicate" && head.publicBase !== null) deps.discarded?.(head.item);
         failures.delete(followerId);
       }
       if (held) await queue.release(followerId);

@@ -4,7 +4,7 @@
 // thousand do. Every operation runs the model, then commits what it changed in one atomic
 // before anyone is told it happened; only KV's per-commit limits ever split a commit.
 
-import { collectNamed } from "../core/media_refs.ts";
+import { keyCollector } from "../core/media_refs.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Envelope } from "../protocol/envelope.ts";
 import {
@@ -934,12 +934,13 @@ function createKvStore(
     },
     async mediaInHistory(keys: readonly string[]) {
       const named = new Set<string>();
+      const collect = keyCollector(keys);
       for await (
         const e of kv.list<string | HistoryItem>({ prefix: historyPrefix() }, {
           batchSize: LIST_BATCH,
         })
       ) {
-        collectNamed(typeof e.value === "string" ? e.value : JSON.stringify(e.value), keys, named);
+        collect(typeof e.value === "string" ? e.value : JSON.stringify(e.value), named);
         if (named.size === keys.length) break;
       }
       return named;

@@ -1,7 +1,7 @@
 // The store without persistence: the routing model plus logs and history in memory, bounded.
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
-import { collectNamed } from "../core/media_refs.ts";
+import { keyCollector } from "../core/media_refs.ts";
 import { Model, type ModelOptions, modelReads, sortQuickReplies } from "../core/model.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import type {
@@ -138,9 +138,10 @@ export function createMemoryStore(options: ModelOptions): Store {
     },
     async mediaInHistory(keys: readonly string[]) {
       const named = new Set<string>();
+      const collect = keyCollector(keys);
       let read = 0;
       for (const list of [...histories.values()]) {
-        for (const h of list) collectNamed(JSON.stringify(h.item), keys, named);
+        for (const h of list) collect(JSON.stringify(h.item), named);
         // Callbacks waiting behind the scan are answered between its pages.
         if (++read % 1000 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
       }

@@ -5,7 +5,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Redis } from "redis";
-import { collectNamed } from "../core/media_refs.ts";
+import { keyCollector } from "../core/media_refs.ts";
 import { type Envelope, type EnvelopeData, replyCodeOf } from "../protocol/envelope.ts";
 import { type ModelOptions, noteItem, previewOf, sortQuickReplies } from "../core/model.ts";
 import { checkReplyAllowed, WINDOW_WARNING_MS, windowStateOf } from "../protocol/window.ts";
@@ -169,6 +169,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
     report: (key: string) => `${prefix}report:${key}`,
+    mediaHold: (key: string) => `${prefix}media_hold:${key}`,
     signedBody: (signature: string) => `${prefix}signed_body:${signature}`,
     quickReplies: `${prefix}quick_replies`,
     clientId: (agentId: string, clientId: string) =>
@@ -802,13 +803,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       // time (HSCAN: a million contacts are never one reply), each page's histories in one round
       // trip, and no Redis command holds it for long.
       const named = new Set<string>();
+      const collect = keyCollector(keys);
       let cursor = "0";
       do {
         const [next, flat] = await client.hscan(k.contacts, cursor, "COUNT", SCAN_COUNT);
         cursor = next;
         const followers = flat.filter((_, i) => i % 2 === 0);
         const histories = await Promise.all(followers.map((id) => client.hvals(k.history(id))));
-        for (const items of histories) for (const raw of items) collectNamed(raw, keys, named);
+        for (const items of histories) for (const raw of items) collect(raw, named);
       } while (cursor !== "0" && named.size < keys.length);
       return named;
     },
@@ -856,6 +858,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async firstReport(key, ttlMs) {
       return await client.set(k.report(key), "1", "PX", ttlMs, "NX") === "OK";
+    },
+    async holdMedia(key: string, ttlMs: number) {
+      await client.set(k.mediaHold(key), "1", "PX", Math.max(1, ttlMs));
+    },
+    async mediaHeld(keys: readonly string[]) {
+      if (keys.length === 0) return new Set<string>();
+      const found = await client.mget(...keys.map((key) => k.mediaHold(key)));
+      return new Set(keys.filter((_, i) => found[i] !== null));
     },
     // SET NX alone (not with GET, which needs Redis 7): one round trip for every first body, a
     // second only for a retry or a replay. A key gone between the two was nobody's: `hash`.

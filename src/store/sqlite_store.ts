@@ -6,7 +6,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
-import { collectNamed } from "../core/media_refs.ts";
+import { keyCollector } from "../core/media_refs.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import {
   type Changes,
@@ -719,10 +719,11 @@ function createSqliteStore(
       // The tables, once the journal is in them (a forget's deletion included), hold it all.
       await tablesReady();
       const named = new Set<string>();
+      const collect = keyCollector(keys);
       let after = 0;
       while (named.size < keys.length) {
         const rows = reads.historyPage.all(after, SCAN_PAGE) as Array<{ id: number; item: string }>;
-        for (const row of rows) collectNamed(row.item, keys, named);
+        for (const row of rows) collect(row.item, named);
         if (rows.length < SCAN_PAGE) break;
         after = rows[rows.length - 1]!.id;
         // Callbacks waiting behind the scan are answered between its pages.

@@ -100,3 +100,69 @@ Deno.test({
     }
   },
 });
+
+// An agent on instance B uploads the bytes a follower had sent through A, to reply to another
+// follower; the follower revokes through A before the reply is written. A knew nothing of B's
+// upload (the hour an upload is kept for its reply was this instance's only) and deleted the
+// object the reply then named. Now the hold is in Redis, for every instance.
+Deno.test({
+  name: "an agent's upload on another instance keeps the object a forget would delete",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("forgets3hold");
+    const redisUrl = `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}`;
+    const s3 = await startS3Server(["media"]);
+    const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+    const env = {
+      REDIS_URL: redisUrl,
+      MEDIA_STORE: s3.mediaStore("media"),
+      AGENT_SECRET,
+      WECHAT_APPID: "wxtest",
+      WECHAT_SECRET: "secret",
+      WECHAT_API_BASE: fake.url,
+    };
+    const a = await startMain(env);
+    const b = await startMain(env).catch(async (error) => {
+      await a.stop();
+      throw error;
+    });
+    const token = await mintAgentToken(AGENT_SECRET, "agent-b", 600);
+    const agent = await connectAgent(`${b.wsBase}${B}/msg?userid=agent-b&token=${token}`);
+    const send = async (follower: string, bytes: Uint8Array, msgId: string) => {
+      fake.addMedia(`m-${msgId}`, bytes, "image/png", "photo.png");
+      const res = await post(`${a.base}${B}/send_xml`, imageXml(follower, `m-${msgId}`, msgId));
+      assert.equal(res.text, "success");
+      const got = await agent.waitFor((e: Received) => e.data["id"] === msgId, 30_000);
+      return new URL(got.data.msg!["media_path"] as string).pathname.slice("/media/".length);
+    };
+    try {
+      // Sent first, decided first: once the second is deleted, the first is decided.
+      const forwarded = await send("oGone", png(31), "89100001");
+      const own = await send("oGone", png(37), "89100002");
+      const up = await fetch(`${b.base}${B}/upload?userid=agent-b&filename=r.png`, {
+        method: "POST",
+        body: png(31) as Uint8Array<ArrayBuffer>,
+        headers: { "content-type": "image/png", authorization: `Bearer ${token}` },
+      });
+      const uploaded = await up.json();
+      assert.equal(up.status, 201, JSON.stringify(uploaded));
+      assert.ok(String(uploaded.media_url).includes(forwarded), JSON.stringify(uploaded));
+
+      const res = await post(`${a.base}${B}/send_xml`, revokeXml("oGone"));
+      assert.equal(res.text, "success");
+      const deadline = Date.now() + 15_000;
+      while ((await s3.objects("media")).includes(own)) {
+        if (Date.now() > deadline) throw new Error("the forgotten follower's object stayed");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(await s3.objects("media"), [forwarded], "the upload's object");
+    } finally {
+      await agent.close();
+      await a.stop();
+      await b.stop();
+      await fake.close();
+      await s3.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
