@@ -16,30 +16,50 @@ const REDIS_URL = await findTestRedis();
 const B = "/im_component/wx_official_account";
 const AGENT_SECRET = "forget-media-s3-test-secret-0123456789";
 
+/** Two main.ts on one Redis and one bucket, a fake WeChat, and agent-b's socket on B. */
+async function startPair(name: string) {
+  const prefix = uniquePrefix(name);
+  const s3 = await startS3Server(["media"]);
+  const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
+  const env = {
+    REDIS_URL: `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}`,
+    MEDIA_STORE: s3.mediaStore("media"),
+    AGENT_SECRET,
+    WECHAT_APPID: "wxtest",
+    WECHAT_SECRET: "secret",
+    WECHAT_API_BASE: fake.url,
+  };
+  const a = await startMain(env);
+  const b = await startMain(env).catch(async (error) => {
+    await a.stop();
+    throw error;
+  });
+  const token = await mintAgentToken(AGENT_SECRET, "agent-b", 600);
+  const agent = await connectAgent(`${b.wsBase}${B}/msg?userid=agent-b&token=${token}`);
+  return {
+    a,
+    b,
+    s3,
+    fake,
+    token,
+    agent,
+    async stop() {
+      await agent.close();
+      await a.stop();
+      await b.stop();
+      await fake.close();
+      await s3.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    },
+  };
+}
+
 Deno.test({
   name: "a follower forgotten on one instance loses its objects from the shared bucket",
   ignore: REDIS_URL === null,
   async fn() {
-    const prefix = uniquePrefix("forgets3");
-    const redisUrl = `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}`;
-    const s3 = await startS3Server(["media"]);
-    const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
-    const env = {
-      REDIS_URL: redisUrl,
-      MEDIA_STORE: s3.mediaStore("media"),
-      AGENT_SECRET,
-      WECHAT_APPID: "wxtest",
-      WECHAT_SECRET: "secret",
-      WECHAT_API_BASE: fake.url,
-    };
-    const a = await startMain(env);
-    const b = await startMain(env).catch(async (error) => {
-      await a.stop();
-      throw error;
-    });
-    const token = await mintAgentToken(AGENT_SECRET, "agent-b", 600);
+    const { a, b, s3, fake, token, agent, stop } = await startPair("forgets3");
     const auth = { authorization: `Bearer ${token}` };
-    const agent = await connectAgent(`${b.wsBase}${B}/msg?userid=agent-b&token=${token}`);
     const status = async (url: string, headers: HeadersInit = {}) => {
       const res = await fetch(url, { headers });
       await res.body?.cancel();
@@ -91,12 +111,7 @@ Deno.test({
       assert.ok((await s3.objects("media")).includes(keyOf(resent)));
       assert.equal(await status(again), 200);
     } finally {
-      await agent.close();
-      await a.stop();
-      await b.stop();
-      await fake.close();
-      await s3.close();
-      await flushPrefix(REDIS_URL!, prefix);
+      await stop();
     }
   },
 });
@@ -109,25 +124,7 @@ Deno.test({
   name: "an agent's upload on another instance keeps the object a forget would delete",
   ignore: REDIS_URL === null,
   async fn() {
-    const prefix = uniquePrefix("forgets3hold");
-    const redisUrl = `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}`;
-    const s3 = await startS3Server(["media"]);
-    const fake = await startFakeWechat({ appId: "wxtest", secret: "secret" });
-    const env = {
-      REDIS_URL: redisUrl,
-      MEDIA_STORE: s3.mediaStore("media"),
-      AGENT_SECRET,
-      WECHAT_APPID: "wxtest",
-      WECHAT_SECRET: "secret",
-      WECHAT_API_BASE: fake.url,
-    };
-    const a = await startMain(env);
-    const b = await startMain(env).catch(async (error) => {
-      await a.stop();
-      throw error;
-    });
-    const token = await mintAgentToken(AGENT_SECRET, "agent-b", 600);
-    const agent = await connectAgent(`${b.wsBase}${B}/msg?userid=agent-b&token=${token}`);
+    const { a, b, s3, fake, token, agent, stop } = await startPair("forgets3hold");
     const send = async (follower: string, bytes: Uint8Array, msgId: string) => {
       fake.addMedia(`m-${msgId}`, bytes, "image/png", "photo.png");
       const res = await post(`${a.base}${B}/send_xml`, imageXml(follower, `m-${msgId}`, msgId));
@@ -157,12 +154,7 @@ Deno.test({
       }
       assert.deepEqual(await s3.objects("media"), [forwarded], "the upload's object");
     } finally {
-      await agent.close();
-      await a.stop();
-      await b.stop();
-      await fake.close();
-      await s3.close();
-      await flushPrefix(REDIS_URL!, prefix);
+      await stop();
     }
   },
 });

@@ -1,9 +1,9 @@
-// A Redis connection that drops after a give-back ran but before its answer came: ioredis
-// resends what got no answer once it reconnects, so the script runs twice. The reply is given
-// back once all the same (WeChat's 5 stay 5).
+// A Redis connection that drops after a call ran but before its answer came: ioredis resends
+// what got no answer once it reconnects, so the script would run twice. A give-back, a reply and
+// a transfer each take effect once all the same (WeChat's 5 stay 5).
 
 import assert from "node:assert/strict";
-import type { HistoryItem, InboundItem, Presence } from "../../src/core/store.ts";
+import type { HistoryItem, InboundItem, Presence, Store } from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, openPrefixedStore, uniquePrefix } from "./_redis_test_env.ts";
 
 const REDIS_URL = await findTestRedis();
@@ -127,86 +127,82 @@ function reply(followerId: string, id: string): HistoryItem {
 
 const presence: Presence = { isOnline: (id) => id === "agentW", onlineAgents: () => ["agentW"] };
 
-Deno.test({
-  name: "Redis: a give-back whose answer a dropped connection lost is given back once",
-  ignore: REDIS_URL === null,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const prefix = uniquePrefix("resend");
-    const relay = dropAfterCommand(new URL(REDIS_URL!), "returnreply");
-    const store = await openPrefixedStore(relay.url, prefix);
-    try {
-      await store.acceptInbound([inbound("oR", Date.now())], presence);
-      const sent = [];
-      for (const id of ["r1", "r2", "r3"]) {
-        sent.push((await store.recordReply("agentW", "oR", reply("oR", id))).value.n);
+type Relay = ReturnType<typeof dropAfterCommand>;
+
+/** A test on a store whose connection to Redis is cut right after the call carrying `marker`
+ * ran, once `relay.state.armed` is set. */
+function resendTest(
+  name: string,
+  marker: string,
+  fn: (store: Store, relay: Relay) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: REDIS_URL === null,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const prefix = uniquePrefix("resend");
+      const relay = dropAfterCommand(new URL(REDIS_URL!), marker);
+      const store = await openPrefixedStore(relay.url, prefix);
+      try {
+        await fn(store, relay);
+      } finally {
+        await store.close();
+        await relay.close();
+        await flushPrefix(REDIS_URL!, prefix);
       }
-      assert.equal((await store.getContact("oR"))!.replies_since_inbound, 3);
-      relay.state.armed = true;
-      // ioredis resends it after reconnecting; whether it then answers or gives up, the
-      // count is what one give-back leaves.
-      const { last_inbound_at } = (await store.getContact("oR"))!;
-      await store.returnReply("oR", sent[2]!, last_inbound_at).catch(() => null);
-      assert.equal(relay.state.cuts, 1, "the connection was cut after the give-back ran");
-      assert.equal((await store.getContact("oR"))!.replies_since_inbound, 2);
-    } finally {
-      await store.close();
-      await relay.close();
-      await flushPrefix(REDIS_URL!, prefix);
-    }
-  },
-});
+    },
+  });
+}
 
-Deno.test({
-  name: "Redis: a reply whose answer a dropped connection lost is not recorded twice",
-  ignore: REDIS_URL === null,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const prefix = uniquePrefix("resend-reply");
-    const relay = dropAfterCommand(new URL(REDIS_URL!), "$5\r\nreply\r\n");
-    const store = await openPrefixedStore(relay.url, prefix);
-    try {
-      await store.acceptInbound([inbound("oS", Date.now())], presence);
-      relay.state.armed = true;
-      // Its outcome is unknown to the bridge: it may fail, but it must not run twice (a second
-      // count against WeChat's 5, a second history item).
-      await store.recordReply("agentW", "oS", reply("oS", "s1")).catch(() => null);
-      assert.equal(relay.state.cuts, 1, "the connection was cut after the reply was recorded");
-      const contact = (await store.getContact("oS"))!;
-      assert.equal(contact.replies_since_inbound, 1);
-      assert.equal(contact.history_seq, 2, "the message and one reply");
-    } finally {
-      await store.close();
-      await relay.close();
-      await flushPrefix(REDIS_URL!, prefix);
+resendTest(
+  "Redis: a give-back whose answer a dropped connection lost is given back once",
+  "returnreply",
+  async (store, relay) => {
+    await store.acceptInbound([inbound("oR", Date.now())], presence);
+    const sent = [];
+    for (const id of ["r1", "r2", "r3"]) {
+      sent.push((await store.recordReply("agentW", "oR", reply("oR", id))).value.n);
     }
+    assert.equal((await store.getContact("oR"))!.replies_since_inbound, 3);
+    relay.state.armed = true;
+    // ioredis resends it after reconnecting; whether it then answers or gives up, the
+    // count is what one give-back leaves.
+    const { last_inbound_at } = (await store.getContact("oR"))!;
+    await store.returnReply("oR", sent[2]!, last_inbound_at).catch(() => null);
+    assert.equal(relay.state.cuts, 1, "the connection was cut after the give-back ran");
+    assert.equal((await store.getContact("oR"))!.replies_since_inbound, 2);
   },
-});
+);
 
-Deno.test({
-  name: "Redis: a transfer whose answer a dropped connection lost succeeds once",
-  ignore: REDIS_URL === null,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const prefix = uniquePrefix("resend-transfer");
-    const relay = dropAfterCommand(new URL(REDIS_URL!), "$8\r\ntransfer\r\n");
-    const store = await openPrefixedStore(relay.url, prefix);
-    try {
-      await store.agentOnline("agentW", presence);
-      await store.agentOnline("agentV", presence);
-      await store.acceptInbound([inbound("oT", Date.now())], presence);
-      relay.state.armed = true;
-      // Run twice, the second run found the follower moved and answered "not served by".
-      await store.transfer("oT", "agentW", "agentV");
-      assert.equal(relay.state.cuts, 1, "the connection was cut after the transfer ran");
-      assert.equal((await store.getContact("oT"))!.agent_id, "agentV");
-    } finally {
-      await store.close();
-      await relay.close();
-      await flushPrefix(REDIS_URL!, prefix);
-    }
+resendTest(
+  "Redis: a reply whose answer a dropped connection lost is not recorded twice",
+  "$5\r\nreply\r\n",
+  async (store, relay) => {
+    await store.acceptInbound([inbound("oS", Date.now())], presence);
+    relay.state.armed = true;
+    // Its outcome is unknown to the bridge: it may fail, but it must not run twice (a second
+    // count against WeChat's 5, a second history item).
+    await store.recordReply("agentW", "oS", reply("oS", "s1")).catch(() => null);
+    assert.equal(relay.state.cuts, 1, "the connection was cut after the reply was recorded");
+    const contact = (await store.getContact("oS"))!;
+    assert.equal(contact.replies_since_inbound, 1);
+    assert.equal(contact.history_seq, 2, "the message and one reply");
   },
-});
+);
+
+resendTest(
+  "Redis: a transfer whose answer a dropped connection lost succeeds once",
+  "$8\r\ntransfer\r\n",
+  async (store, relay) => {
+    await store.agentOnline("agentW", presence);
+    await store.agentOnline("agentV", presence);
+    await store.acceptInbound([inbound("oT", Date.now())], presence);
+    relay.state.armed = true;
+    // Run twice, the second run found the follower moved and answered "not served by".
+    await store.transfer("oT", "agentW", "agentV");
+    assert.equal(relay.state.cuts, 1, "the connection was cut after the transfer ran");
+    assert.equal((await store.getContact("oT"))!.agent_id, "agentV");
+  },
+);
