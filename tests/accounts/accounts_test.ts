@@ -316,19 +316,22 @@ Deno.test("an agent of one account cannot renew a media URL of another's followe
   });
 });
 
+/** Writes an ACCOUNTS_FILE anew: brand A served by alice, brand B by `agentsOfB`. */
+async function writeBrands(file: string, agentsOfB: string[]): Promise<void> {
+  await Deno.remove(file).catch(() => {});
+  const accounts = [
+    { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
+    { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
+  ];
+  await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
+}
+
 Deno.test("a follower is not transferred to an agent taken off its account", async () => {
   // Dave served brand B, then left its list: brand B's store still knew him, a transfer to him
   // was accepted, and the follower waited on an agent who can no longer connect to brand B.
   const dir = await Deno.makeTempDir({ prefix: "accounts-transfer-" });
   const file = `${dir}/accounts.json`;
-  const writeFile = async (agentsOfB: string[]) => {
-    await Deno.remove(file).catch(() => {});
-    const accounts = [
-      { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
-      { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
-    ];
-    await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
-  };
+  const writeFile = (agentsOfB: string[]) => writeBrands(file, agentsOfB);
   const env = { ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "kv" };
   try {
     await writeFile(["bob", "dave"]);
@@ -373,14 +376,7 @@ Deno.test("an agent taken off its account is no longer written to, nor keeps its
   // message of the followers he served, which no one else could claim or answer.
   const dir = await Deno.makeTempDir({ prefix: "accounts-removed-" });
   const file = `${dir}/accounts.json`;
-  const writeFile = async (agentsOfB: string[]) => {
-    await Deno.remove(file).catch(() => {});
-    const accounts = [
-      { id: "brand-a", original_id: "gh_brand_a", agents: ["alice"] },
-      { id: "brand-b", original_id: "gh_brand_b", agents: agentsOfB },
-    ];
-    await Deno.writeTextFile(file, JSON.stringify({ accounts }), { mode: 0o600 });
-  };
+  const writeFile = (agentsOfB: string[]) => writeBrands(file, agentsOfB);
   const env = { ACCOUNTS_FILE: file, DATA_DIR: `${dir}/data`, STORE: "kv" };
   try {
     await writeFile(["bob", "dave"]);
