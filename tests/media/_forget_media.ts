@@ -18,14 +18,3 @@ export function imageXml(follower: string, mediaId: string, msgId: string): stri
 export function revokeXml(follower: string): string {
   return `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[owPushService]]></FromUserName><CreateTime>1700000001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${follower}]]></OpenID><AppID><![CDATA[wxtest]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
 }
-
-/** Whether a file is there. */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post } from "../helpers/agent.ts";
 import { type MainProcess, startMain } from "../helpers/main_process.ts";
-import { exists, imageXml, png, revokeXml } from "./_forget_media.ts";
+import { imageXml, png, revokeXml } from "./_forget_media.ts";
+import { fileExists } from "../store/_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -40,7 +41,7 @@ Deno.test("a follower forgotten right before kill -9 loses its files at the next
     }
     const key = new URL(url).pathname.split("/").at(-1)!;
     const file = `${dataDir}/media/${key.slice(0, 2)}/${key}`;
-    assert.ok(await exists(file));
+    assert.ok(fileExists(file));
     // Another follower's picture still downloading holds the deletion back (it may be the same
     // file): the crash certainly comes before it.
     fake.addMedia("other-img", png(17), "image/png", "photo.png");
@@ -54,12 +55,12 @@ Deno.test("a follower forgotten right before kill -9 loses its files at the next
     assert.equal(revoked.text, "success");
     await main.stop();
     main = undefined;
-    assert.ok(await exists(file), "the crash came before the deletion");
+    assert.ok(fileExists(file), "the crash came before the deletion");
 
     fake.delay("cgi-bin/media/get", 0);
     main = await startMain(env);
     const deadline = Date.now() + 15_000;
-    while (await exists(file)) {
+    while (fileExists(file)) {
       if (Date.now() > deadline) throw new Error("the forgotten follower's file stayed");
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -9,7 +9,8 @@ import { post, type Received, type TestAgent } from "../helpers/agent.ts";
 import { withMediaBridge } from "../helpers/media_bridge.ts";
 import type { TestBridge } from "../helpers/server.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
-import { exists, imageXml, png, revokeXml } from "./_forget_media.ts";
+import { imageXml, png, revokeXml } from "./_forget_media.ts";
+import { fileExists } from "../store/_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 const REDIS_URL = await findTestRedis();
@@ -148,13 +149,13 @@ for (const [name, storeEnv, ignore] of STORES) {
           assert.equal(held.status, 201);
           await held.body?.cancel();
           for (const url of [own, shared, replied, pending]) {
-            assert.ok(await exists(fileOf(dataDir, url)), `stored before the revoke: ${url}`);
+            assert.ok(fileExists(fileOf(dataDir, url)), `stored before the revoke: ${url}`);
           }
 
           const res = await post(`${server.base}${B}/send_xml`, revokeXml("oGone"));
           assert.deepEqual([res.status, res.text], [200, "success"]);
 
-          await until(() => exists(fileOf(dataDir, own)).then((e) => !e), "own file deleted");
+          await until(() => Promise.resolve(!fileExists(fileOf(dataDir, own))), "own file deleted");
           // Only the held upload waits (for its hour): everything else is decided.
           await until(() => recordsLeft(dataDir).then((n) => n === 1), "the forget's pass done");
           await until(
@@ -167,7 +168,7 @@ for (const [name, storeEnv, ignore] of STORES) {
           assert.equal(await statusOf(own), 404, "the forgotten picture's URL");
           assert.equal(await renewalOf(server, own), 404, "its renewal");
           for (const url of [shared, sharedToo, replied, uploaded.media_url as string, pending]) {
-            assert.ok(await exists(fileOf(dataDir, url)), `kept: ${url}`);
+            assert.ok(fileExists(fileOf(dataDir, url)), `kept: ${url}`);
             assert.equal(await statusOf(url), 200, `still opens: ${url}`);
             assert.equal(await renewalOf(server, url), 200, `still renews: ${url}`);
           }

@@ -8,7 +8,8 @@ import { post, textXml } from "../helpers/agent.ts";
 import { withMediaBridge } from "../helpers/media_bridge.ts";
 import { mediaKeyOf } from "../../src/media/storage.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
-import { exists, imageXml, png, revokeXml } from "./_forget_media.ts";
+import { imageXml, png, revokeXml } from "./_forget_media.ts";
+import { fileExists } from "../store/_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
 const REDIS_URL = await findTestRedis();
@@ -59,7 +60,7 @@ async function inFlight(redis: boolean): Promise<void> {
       }
       // ...which no history names: it goes.
       deadline = Date.now() + 10_000;
-      while (await exists(file)) {
+      while (fileExists(file)) {
         assert.ok(Date.now() < deadline, `the forgotten follower's picture stays: ${file}`);
         await new Promise((r) => setTimeout(r, 20));
       }
