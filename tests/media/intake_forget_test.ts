@@ -31,6 +31,20 @@ function gate<T = void>(): { promise: Promise<T>; open(value: T): void } {
   return { promise, open };
 }
 
+/** An intake whose stored messages are noted in `calls` ("stored <id>"), in order. */
+function recordingIntake(dir: string, pipeline: MediaPipeline) {
+  const calls: string[] = [];
+  const intake = createMediaIntake({
+    pipeline,
+    journalDir: dir,
+    accept: (item) => {
+      calls.push(`stored ${item.envelope.data.id}`);
+      return Promise.resolve("delivered");
+    },
+  });
+  return { calls, intake };
+}
+
 Deno.test("MediaIntake.forget() keeps the journal file of a picture that came while it ran", async () => {
   const dir = await Deno.makeTempDir();
   const fetches = new Map<string, ReturnType<typeof gate<MediaResult>>>();
@@ -97,15 +111,7 @@ Deno.test("MediaIntake.forget() twice at once: a picture after both is stored af
     process: (input) =>
       input.mediaId === "media-before" ? before.promise : Promise.resolve({ media_path: "/m" }),
   };
-  const calls: string[] = [];
-  const intake = createMediaIntake({
-    pipeline,
-    journalDir: dir,
-    accept: (item) => {
-      calls.push(`stored ${item.envelope.data.id}`);
-      return Promise.resolve("delivered");
-    },
-  });
+  const { calls, intake } = recordingIntake(dir, pipeline);
   const remove = Deno.remove;
   try {
     await intake.recover();
@@ -154,15 +160,7 @@ Deno.test("MediaIntake.forget() drops a picture still being journaled when it ru
       return Promise.resolve({ media_path: `/m/${input.mediaId}` });
     },
   };
-  const calls: string[] = [];
-  const intake = createMediaIntake({
-    pipeline,
-    journalDir: dir,
-    accept: (item) => {
-      calls.push(`stored ${item.envelope.data.id}`);
-      return Promise.resolve("delivered");
-    },
-  });
+  const { calls, intake } = recordingIntake(dir, pipeline);
   const writeTextFile = Deno.writeTextFile;
   try {
     await intake.recover();
