@@ -1,7 +1,7 @@
 // Behaviour every store must share, run on each: memory, SQLite, Deno KV and Redis.
 
 import assert from "node:assert/strict";
-import { createSystemEnvelope, type Envelope } from "../../src/protocol/envelope.ts";
+import { createSystemEnvelope } from "../../src/protocol/envelope.ts";
 import { noticeText } from "../../src/protocol/notices.ts";
 import { checkReplyAllowed, windowStateOf } from "../../src/protocol/window.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
@@ -9,8 +9,6 @@ import { openSqliteStore } from "../../src/store/sqlite_store.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import { createRedisStore } from "../../src/store/redis_store.ts";
 import {
-  type HistoryItem,
-  type InboundItem,
   type LogEntry,
   type Presence,
   ReplyRefusedError,
@@ -18,39 +16,10 @@ import {
   type Store,
 } from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "./_redis_test_env.ts";
+import { message, replyItem } from "./_store_items.ts";
 
 const HOUR = 3600_000;
 const REDIS_URL = await findTestRedis();
-
-function message(
-  followerId: string,
-  id: string,
-  at: number,
-  kind: InboundItem["kind"] = "message",
-): InboundItem {
-  const envelope: Envelope = {
-    data: {
-      id,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "",
-      send_time: Math.floor(at / 1000),
-      msg: { content: id },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "agentW",
-    envelope,
-    kind,
-    receivedAt: at,
-    dedupKey: `m|${id}`,
-  };
-}
 
 const presence: Presence = { isOnline: (id) => id === "agentW", onlineAgents: () => ["agentW"] };
 const events = (entries: LogEntry[]) => entries.map((e) => String(e.envelope.data.msg["event"]));
@@ -89,22 +58,6 @@ async function renaming(store: Store, clock: { t: number }) {
 
 const to = (agentId: string, entries: LogEntry[]) =>
   entries.filter((e) => e.agentId === agentId).map((e) => e.envelope);
-
-function replyItem(agentId: string, followerId: string, id: string): HistoryItem {
-  return {
-    id,
-    name: agentId,
-    avatar: "",
-    msg_type: "text",
-    contact_id: followerId,
-    company_id: "",
-    send_time: 0,
-    msg: { content: id },
-    direction: "out",
-    status: "sending",
-    agent_id: agentId,
-  };
-}
 
 /** SPEC "Routing": a reply to a follower nobody serves claims it; one served by another is
  * refused. The team hears of waiting followers and of claims. */

@@ -3,8 +3,9 @@
 // a transfer each take effect once all the same (WeChat's 5 stay 5).
 
 import assert from "node:assert/strict";
-import type { HistoryItem, InboundItem, Presence, Store } from "../../src/core/store.ts";
+import type { Presence, Store } from "../../src/core/store.ts";
 import { findTestRedis, flushPrefix, openPrefixedStore, uniquePrefix } from "./_redis_test_env.ts";
+import { message, replyItem } from "./_store_items.ts";
 
 const REDIS_URL = await findTestRedis();
 
@@ -85,46 +86,6 @@ function dropAfterCommand(target: URL, marker: string) {
   };
 }
 
-function inbound(followerId: string, at: number): InboundItem {
-  return {
-    followerId,
-    name: null,
-    to: "agentW",
-    envelope: {
-      data: {
-        id: `in-${at}`,
-        name: followerId,
-        avatar: "",
-        msg_type: "text",
-        contact_id: followerId,
-        company_id: "",
-        send_time: Math.floor(at / 1000),
-        msg: { content: "hello" },
-      },
-      result: { code: 1001, message: "common" },
-    },
-    kind: "message",
-    receivedAt: at,
-    dedupKey: `m|in-${at}`,
-  };
-}
-
-function reply(followerId: string, id: string): HistoryItem {
-  return {
-    id,
-    name: "agentW",
-    avatar: "",
-    msg_type: "text",
-    contact_id: followerId,
-    company_id: "",
-    send_time: 0,
-    msg: { content: id },
-    direction: "out",
-    status: "sending",
-    agent_id: "agentW",
-  };
-}
-
 const presence: Presence = { isOnline: (id) => id === "agentW", onlineAgents: () => ["agentW"] };
 
 type Relay = ReturnType<typeof dropAfterCommand>;
@@ -160,10 +121,10 @@ resendTest(
   "Redis: a give-back whose answer a dropped connection lost is given back once",
   "returnreply",
   async (store, relay) => {
-    await store.acceptInbound([inbound("oR", Date.now())], presence);
+    await store.acceptInbound([message("oR", "in-r", Date.now())], presence);
     const sent = [];
     for (const id of ["r1", "r2", "r3"]) {
-      sent.push((await store.recordReply("agentW", "oR", reply("oR", id))).value.n);
+      sent.push((await store.recordReply("agentW", "oR", replyItem("agentW", "oR", id))).value.n);
     }
     assert.equal((await store.getContact("oR"))!.replies_since_inbound, 3);
     relay.state.armed = true;
@@ -180,11 +141,11 @@ resendTest(
   "Redis: a reply whose answer a dropped connection lost is not recorded twice",
   "$5\r\nreply\r\n",
   async (store, relay) => {
-    await store.acceptInbound([inbound("oS", Date.now())], presence);
+    await store.acceptInbound([message("oS", "in-s", Date.now())], presence);
     relay.state.armed = true;
     // Its outcome is unknown to the bridge: it may fail, but it must not run twice (a second
     // count against WeChat's 5, a second history item).
-    await store.recordReply("agentW", "oS", reply("oS", "s1")).catch(() => null);
+    await store.recordReply("agentW", "oS", replyItem("agentW", "oS", "s1")).catch(() => null);
     assert.equal(relay.state.cuts, 1, "the connection was cut after the reply was recorded");
     const contact = (await store.getContact("oS"))!;
     assert.equal(contact.replies_since_inbound, 1);
@@ -198,7 +159,7 @@ resendTest(
   async (store, relay) => {
     await store.agentOnline("agentW", presence);
     await store.agentOnline("agentV", presence);
-    await store.acceptInbound([inbound("oT", Date.now())], presence);
+    await store.acceptInbound([message("oT", "in-t", Date.now())], presence);
     relay.state.armed = true;
     // Run twice, the second run found the follower moved and answered "not served by".
     await store.transfer("oT", "agentW", "agentV");
