@@ -211,14 +211,16 @@ export function noteWindowClosed(state: ReplyWindowState, errcode: number): Repl
   return { ...state, closedBy: errcode };
 }
 
-/** The state after WeChat refused reply `n` (its history number) in a way that returnsReply(),
- * counted in the window the follower's act at `countedIn` (ms, its lastInboundAt) opened:
- * a reply counted in this window is given back; one counted before a follower's message
- * opened it (the count started again) is not, nor one to a follower since forgotten who
- * wrote again (a new contact, whose history numbers start over), nor twice over a count already at 0, nor one
- * at or before the last given back (each give-back once; one instance sends a follower's
- * replies in order, so only a refusal told out of order between instances is kept counted,
- * one reply less than WeChat allows, never one more). */
+/**
+ * The state after WeChat refused reply `n` (its history number) in a way that returnsReply(),
+ * counted in the window the follower's act at `countedIn` (ms, its lastInboundAt) opened. A
+ * reply counted in this window is given back. Not one counted before a follower's message
+ * opened it (the count started again), nor one to a follower since forgotten who wrote again
+ * (a new contact, whose history numbers start over), nor below 0, nor one at or before the last
+ * given back: each give-back once. One instance sends a follower's replies in order, so only a
+ * refusal told out of order between instances is kept counted: one reply less than WeChat
+ * allows, never one more.
+ */
 export function noteReplyRefused(
   state: ReplyWindowState,
   n: number,
