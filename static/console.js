@@ -3239,7 +3239,9 @@ function slideOlder(c) {
 /** When the agent last scrolled by hand: only that moves the window or stops it following the
  * newest message. Scroll events the page causes itself (trimming the top of a following
  * window, the browser's scroll anchoring) would otherwise read as the agent scrolling away. */
-let userScrollAt = 0;
+// Never, at first: 0 would read as a scroll at the page's start (performance.now()'s origin),
+// and a scroll the page causes itself within its first second stopped it following the newest.
+let userScrollAt = -Infinity;
 
 function noteUserScroll() {
   userScrollAt = performance.now();
