@@ -63,24 +63,33 @@ function followerOf(entry: LogEntry): string | null {
 }
 
 /**
- * Looks up, at once, the followers of `page` not yet in `gone`, and notes which were deleted
- * since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a `since=` replay
- * must not hand out what the account was told to forget. At once, so that a shared store answers
- * a page's lookups in one round trip, not one a follower.
+ * Looks up, at once, the followers of `page` not yet in `cuts`, and notes for each the agent's
+ * last seq before which its entries must not be replayed (user_authorization_revoke): agent
+ * logs outlive a forget by up to 48 h, and a `since=` replay must not hand out what the account
+ * was told to forget, also once the follower has written again (a new contact). Deleted now:
+ * everything (Infinity); forgotten before: the seq the forget cut its log at; else 0. At once,
+ * so that a shared store answers a page's lookups in one round trip, not one a follower.
  */
 async function noteForgotten(
   store: Store,
+  agentId: string,
   page: LogEntry[],
-  gone: Map<string, boolean>,
+  cuts: Map<string, number>,
 ): Promise<void> {
   const unknown = new Set<string>();
   for (const entry of page) {
     const followerId = followerOf(entry);
-    if (followerId !== null && !gone.has(followerId)) unknown.add(followerId);
+    if (followerId !== null && !cuts.has(followerId)) unknown.add(followerId);
   }
-  await Promise.all(
-    [...unknown].map(async (id) => gone.set(id, (await store.getContact(id)) === null)),
-  );
+  if (unknown.size === 0) return;
+  const ids = [...unknown];
+  const [contacts, forgotten] = await Promise.all([
+    Promise.all(ids.map((id) => store.getContact(id))),
+    store.forgetCuts(agentId, ids),
+  ]);
+  ids.forEach((id, i) => {
+    cuts.set(id, contacts[i] === null ? Infinity : forgotten.get(id) ?? 0);
+  });
 }
 
 /** Creates the message path over a store and a hub. */
@@ -210,13 +219,13 @@ export function createSwitchboard(options: SwitchboardOptions) {
           // A since= beyond the agent's last seq names a log this store does not have (a Redis
           // or a DATA_DIR that came back empty): everything it has is new to the agent.
           if (since !== null && since > (record?.seq ?? 0)) after = 0;
-          const gone = new Map<string, boolean>();
+          const cuts = new Map<string, number>();
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
-            await noteForgotten(store, page, gone);
+            await noteForgotten(store, agentId, page, cuts);
             for (const entry of page) {
               const followerId = followerOf(entry);
-              if (followerId !== null && gone.get(followerId)) {
+              if (followerId !== null && entry.seq <= cuts.get(followerId)!) {
                 after = entry.seq;
                 continue;
               }

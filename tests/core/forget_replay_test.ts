@@ -5,9 +5,11 @@
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
-import { startBridge } from "../helpers/server.ts";
+import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
 
 const B = "/im_component/wx_official_account";
+const REDIS_URL = await findTestRedis();
 
 /** The revoke event as WeChat's push service sends it (its doc's sample, tests/fixtures). */
 const revokeXml = (openId: string) =>
@@ -59,3 +61,108 @@ for (const store of ["memory", "sqlite"]) {
     }
   });
 }
+
+/** The bridge on `store`, on `dataDir` (kept by the test, so a restart finds what was written). */
+const bridgeOn = (store: string, dataDir: string) =>
+  startBridge({ env: { STORE: store, DATA_DIR: dataDir } });
+
+/** The bridges a scenario's steps go to: `first` takes the old conversation, `later` the
+ * revoke and what comes after it; `restart` (if any) runs between the revoke and the rest. */
+interface Bridges {
+  first: TestBridge;
+  later(): TestBridge;
+  restart?(): Promise<void>;
+}
+
+// The follower writing again made a new contact, and the replay, which asked only whether the
+// contact was there, handed out the old conversation again. What marks "before the forget" is
+// each agent's log seq at the forget, not WeChat's CreateTime (another clock: the new message
+// below is stamped an hour before the revoke, and is replayed).
+async function writesAgain(bridges: Bridges): Promise<void> {
+  const { first } = bridges;
+  const now = Math.floor(Date.now() / 1000);
+  let agent = await connectAgent(`${first.wsBase}${B}/msg?userid=fA`);
+  await post(
+    `${first.base}${B}/send_xml`,
+    textXml("oGone", "gh_acct", "13800000000", "7500001", String(now)),
+  );
+  await post(
+    `${first.base}${B}/send_xml`,
+    textXml("oStay", "gh_acct", "hello", "7500002", String(now)),
+  );
+  await agent.waitFor((e) => e.data["id"] === "7500002");
+  const reply = await fetch(`${first.base}${B}/send?userid=fA`, {
+    method: "POST",
+    body: JSON.stringify({
+      data: { msg_type: "text", contact_id: "oGone", msg: { content: "got 13800000000" } },
+    }),
+  });
+  assert.equal(reply.status, 200, await reply.text());
+  await agent.close();
+
+  const res = await post(`${bridges.later().base}${B}/send_xml`, revokeXml("oGone"));
+  assert.equal(res.status, 200, res.text);
+  await bridges.restart?.();
+  const later = bridges.later();
+  const again = await post(
+    `${later.base}${B}/send_xml`,
+    textXml("oGone", "gh_acct", "back again", "7500003", String(now - 3600)),
+  );
+  assert.equal(again.status, 200, again.text);
+
+  agent = await connectAgent(`${later.wsBase}${B}/msg?userid=fA&since=0`);
+  try {
+    // The new message is the log's last entry: once it is here, the replay is done.
+    await agent.waitFor((e) => e.data["id"] === "7500003");
+    const replayed = agent.messages();
+    assert.deepEqual(replayed.filter((e) => JSON.stringify(e).includes("13800000000")), []);
+    assert.ok(replayed.some(revoked), "the revoke's notice is replayed");
+    assert.ok(replayed.some((e) => e.data["id"] === "7500002"), "oStay's message is replayed");
+  } finally {
+    await agent.close();
+  }
+}
+
+// On SQLite the bridge restarts between the forget and the replay.
+for (const store of ["memory", "sqlite", "kv"]) {
+  Deno.test(`a forgotten follower who writes again: since= replays only its new conversation (${store})`, async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "forget-again-" });
+    let server = await bridgeOn(store, dataDir);
+    try {
+      await writesAgain({
+        first: server,
+        later: () => server,
+        restart: store === "sqlite"
+          ? async () => {
+            await server.close();
+            server = await bridgeOn(store, dataDir);
+          }
+          : undefined,
+      });
+    } finally {
+      await server.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  });
+}
+
+// With Redis the revoke and the follower's new message reach another instance than the one
+// the old conversation went through; the agent reconnects there.
+Deno.test({
+  name:
+    "a forgotten follower who writes again: since= replays only its new conversation (two Redis instances)",
+  ignore: REDIS_URL === null,
+  async fn() {
+    const prefix = uniquePrefix("forget_again");
+    const url = `${REDIS_URL}?prefix=${prefix}`;
+    const one = await startBridge({ env: { REDIS_URL: url } });
+    const two = await startBridge({ env: { REDIS_URL: url } });
+    try {
+      await writesAgain({ first: one, later: () => two });
+    } finally {
+      await one.close();
+      await two.close();
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});
