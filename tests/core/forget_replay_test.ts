@@ -81,16 +81,17 @@ interface Bridges {
 async function writesAgain(bridges: Bridges): Promise<void> {
   const { first } = bridges;
   const now = Math.floor(Date.now() / 1000);
-  let agent = await connectAgent(`${first.wsBase}${B}/msg?userid=fA`);
+  const socket = (bridge: TestBridge, agentId: string, query = "") =>
+    connectAgent(`${bridge.wsBase}${B}/msg?userid=${agentId}${query}`);
+  let fA = await socket(first, "fA");
+  let fB = await socket(first, "fB");
+  // ToUserName names the agent (SPEC routing rule 1): fA serves both.
   await post(
     `${first.base}${B}/send_xml`,
-    textXml("oGone", "gh_acct", "13800000000", "7500001", String(now)),
+    textXml("oGone", "fA", "13800000000", "7500001", String(now)),
   );
-  await post(
-    `${first.base}${B}/send_xml`,
-    textXml("oStay", "gh_acct", "hello", "7500002", String(now)),
-  );
-  await agent.waitFor((e) => e.data["id"] === "7500002");
+  await post(`${first.base}${B}/send_xml`, textXml("oStay", "fA", "hello", "7500002", String(now)));
+  await fA.waitFor((e) => e.data["id"] === "7500002");
   const reply = await fetch(`${first.base}${B}/send?userid=fA`, {
     method: "POST",
     body: JSON.stringify({
@@ -98,7 +99,17 @@ async function writesAgain(bridges: Bridges): Promise<void> {
     }),
   });
   assert.equal(reply.status, 200, await reply.text());
-  await agent.close();
+  // fA hands the follower to a colleague with a note: both logs hold the note.
+  fA.send({
+    data: {
+      msg_type: "transfer",
+      contact_id: "oGone",
+      msg: { to: "fB", note: "call 13800000000" },
+    },
+  });
+  await fB.waitFor((e) => JSON.stringify(e).includes("call 13800000000"));
+  await fA.close();
+  await fB.close();
 
   const res = await post(`${bridges.later().base}${B}/send_xml`, revokeXml("oGone"));
   assert.equal(res.status, 200, res.text);
@@ -106,20 +117,28 @@ async function writesAgain(bridges: Bridges): Promise<void> {
   const later = bridges.later();
   const again = await post(
     `${later.base}${B}/send_xml`,
-    textXml("oGone", "gh_acct", "back again", "7500003", String(now - 3600)),
+    textXml("oGone", "fA", "back again", "7500003", String(now - 3600)),
   );
   assert.equal(again.status, 200, again.text);
 
-  agent = await connectAgent(`${later.wsBase}${B}/msg?userid=fA&since=0`);
+  const old = (e: Received) => JSON.stringify(e).includes("13800000000");
+  fA = await socket(later, "fA", "&since=0");
   try {
     // The new message is the log's last entry: once it is here, the replay is done.
-    await agent.waitFor((e) => e.data["id"] === "7500003");
-    const replayed = agent.messages();
-    assert.deepEqual(replayed.filter((e) => JSON.stringify(e).includes("13800000000")), []);
-    assert.ok(replayed.some(revoked), "the revoke's notice is replayed");
+    await fA.waitFor((e) => e.data["id"] === "7500003");
+    const replayed = fA.messages();
+    assert.deepEqual(replayed.filter(old), [], "the agent that served it");
     assert.ok(replayed.some((e) => e.data["id"] === "7500002"), "oStay's message is replayed");
   } finally {
-    await agent.close();
+    await fA.close();
+  }
+  fB = await socket(later, "fB", "&since=0");
+  try {
+    // It served the follower at the revoke: the notice is its log's last entry.
+    await fB.waitFor(revoked);
+    assert.deepEqual(fB.messages().filter(old), [], "the colleague it was handed to");
+  } finally {
+    await fB.close();
   }
 }
 
