@@ -1,6 +1,6 @@
 // Follows what a client sends on one connection, as the relay passes it on: request heads,
-// bodies (of a declared length, or chunked), and after a WebSocket upgrade request the frames,
-// whose sizes are checked by their headers (src/http/ws_frames.ts) before Deno reads them whole.
+// bodies (of a declared length, or chunked), and after a WebSocket upgrade request accepted the
+// frames, whose sizes are checked by their headers (src/http/ws_frames.ts) before Deno reads them.
 
 import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 
@@ -9,6 +9,11 @@ import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 export const MAX_HEAD_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const latin1 = new TextDecoder("latin1");
+/**
+ * The meter's place while an upgrade request waits on its answer: what follows its head is
+ * frames (101) or the next request (any other status), so none of it is fed until then.
+ */
+const AWAITED: FrameMeter = { feed: () => true };
 
 /** Where a client's stream is, fed chunk by chunk in order. */
 export class ClientStream {
@@ -30,6 +35,8 @@ export class ClientStream {
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
   #emptyLineCR = false;
   #meter: FrameMeter | null = null;
+  /** Where in the chunk fed last an awaited upgrade head ended (see heldFrom). */
+  #heldFrom = 0;
   #heads = 0;
   /** A request asked to close after its answer: Deno reads nothing after it. */
   #closing = false;
@@ -41,9 +48,22 @@ export class ClientStream {
     return this.#bodyLeft > 0 || (this.#chunked !== null && this.#chunked !== "trailer");
   }
 
-  /** True once an upgrade request's head has passed and its frames are being measured. */
+  /** True once an upgrade request's head has passed: its answer is awaited, or it was 101. */
   get upgrading(): boolean {
     return this.#meter !== null;
+  }
+
+  /** An upgrade request's head has passed and its answer is not known: nothing more is fed. */
+  get awaiting(): boolean {
+    return this.#meter === AWAITED;
+  }
+
+  /**
+   * While awaiting: where in the chunk fed last the upgrade head ended. The bytes from there are
+   * not taken; they are fed again once the answer is known (see accepted and refused).
+   */
+  get heldFrom(): number {
+    return this.#heldFrom;
   }
 
   /** Request heads read whole and not refused: each is a request Deno will answer. */
@@ -85,6 +105,11 @@ export class ClientStream {
     return this.#refusedAt;
   }
 
+  /** The upgrade was accepted (101): what follows is frames, measured from the first. */
+  accepted(): void {
+    this.#meter = createFrameMeter(this.maxMessageBytes);
+  }
+
   /** The upgrade was refused: the connection goes on as HTTP, at a request boundary. */
   refused(): void {
     this.#meter = null;
@@ -100,7 +125,10 @@ export class ClientStream {
   feed(chunk: Uint8Array, lineEnds: number[] | null = null, end = chunk.length): boolean {
     let i = 0;
     while (i < end) {
-      if (this.#meter !== null) return this.#meter.feed(chunk, i, end);
+      if (this.#meter !== null) {
+        if (this.#meter === AWAITED) break;
+        return this.#meter.feed(chunk, i, end);
+      }
       // What cannot be followed is not passed on: Deno would refuse it anyway.
       if (this.#lost) return false;
       if (this.#bodyLeft > 0) {
@@ -114,6 +142,7 @@ export class ClientStream {
         ? this.#readHead(chunk, i, end, lineEnds)
         : this.#readChunked(chunk, i);
     }
+    if (this.#meter === AWAITED) this.#heldFrom = i;
     // Lost on the chunk's last bytes (a head too large, read to its end): none of it passes.
     return !this.#lost;
   }
@@ -274,7 +303,7 @@ export class ClientStream {
     // As Deno reads it: HTTP/1.0 closes unless it asks to be kept alive.
     if (close || (http10 && !keepAlive)) this.#closing = true;
     if (upgrade) {
-      this.#meter = createFrameMeter(this.maxMessageBytes);
+      this.#meter = AWAITED;
       return;
     }
     if (coding !== undefined) this.#chunked = "size";

@@ -195,30 +195,59 @@ class Link {
     this.stream = new ClientStream(maxMessageBytes);
   }
 
-  /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
-  start(inner: Deno.Conn, head: Uint8Array): void {
+  /**
+   * Starts copying both ways once `marked` (what `pass` made of `head`, all the client sent so
+   * far) is passed on; written by the pump toward Deno, so that nothing held after an upgrade
+   * head can go before it.
+   */
+  start(inner: Deno.Conn, head: Uint8Array<ArrayBuffer>, marked: Uint8Array): void {
     this.inner = inner;
     this.#up = new Pump(this.client, inner, this);
     this.#down = new Pump(inner, this.client, this);
     this.#down.start();
-    writeAll(inner, head).then(
-      () => this.refusing ? this.refusedSent() : this.#up?.start(),
-      () => this.owner.drop(this),
-    );
+    if (this.stream.awaiting) this.#up.hold(head, head.length - this.stream.heldFrom);
+    this.#up.stopped = this.refusing;
+    this.#up.send(marked);
   }
 
   /**
    * The first `n` bytes of `buf`, read by `pump`: what to pass on (in `buf` when it has room
-   * for the token lines), or null when nothing must be (closed).
+   * for the token lines), or null when nothing is to be now (closed, or held by `pump`).
    */
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
-    if (pump !== this.#up) return buf.subarray(0, n);
+    if (pump !== this.#up) {
+      // Deno is writing its 101: what waited behind the head goes on as frames only now, as a
+      // connection closed before Deno is done upgrading leaves Deno.serve's shutdown hanging.
+      if (this.stream.awaiting && this.phase === "upgraded") {
+        this.upgradeAnswered(true);
+        if (this.closed) return null; // a frame over the limit
+      }
+      return buf.subarray(0, n);
+    }
     this.heard = performance.now();
+    // After an upgrade head, frames or the next request: which, its answer says.
+    if (this.stream.awaiting) {
+      pump.held = n;
+      return null;
+    }
     const marked = this.pass(buf, n);
     if (marked === null) this.owner.drop(this);
     else if (this.refusing) pump.stopped = true;
+    else if (this.stream.awaiting) pump.held = n - this.stream.heldFrom;
     return marked;
+  }
+
+  /**
+   * The handler behind answered the upgrade request the stream awaits on (`upgraded`: 101):
+   * what the client sent after its head goes on, as frames measured from the first, or as
+   * requests with the link's token (what Deno answers when it does not upgrade).
+   */
+  upgradeAnswered(upgraded: boolean): void {
+    if (!this.stream.awaiting) return;
+    if (upgraded) this.stream.accepted();
+    else this.stream.refused();
+    this.#up?.resume();
   }
 
   /**
@@ -259,7 +288,14 @@ class Link {
       if (this.stream.upgrading) this.owner.tooLarge();
       return null;
     }
-    return this.withTokens(buf, n, lineEnds.length);
+    const at = this.stream.awaiting ? this.stream.heldFrom : n;
+    if (at === n) return this.withTokens(buf, n, lineEnds.length);
+    // Bytes came after an upgrade head: they wait at the buffer's start for its answer, so what
+    // passes now is a copy (its token lines would overwrite them in place).
+    const head = buf.subarray(0, at);
+    const out = lineEnds.length > 0 ? this.withTokens(head, at, lineEnds.length) : head.slice();
+    buf.copyWithin(0, at, n);
+    return out;
   }
 
   /** `buf[0..n]` with the link's token after each of the first `count` lineEnds. */
@@ -367,6 +403,11 @@ class Link {
  */
 class Pump {
   #buf = new Uint8Array(MIN_CHUNK);
+  /**
+   * Client bytes at the start of the buffer, read after an upgrade head and waiting for its
+   * answer (see Link.chunk): passed on as read, from `start`, once it is known.
+   */
+  held = 0;
   /** What is being written (the part of the chunk not written yet). */
   #out: Uint8Array = EMPTY;
   #last = 0;
@@ -379,7 +420,31 @@ class Pump {
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
   start(): void {
+    if (this.held > 0) {
+      if (this.link.stream.awaiting) return;
+      const n = this.held;
+      this.held = 0;
+      return this.#onRead(n);
+    }
     this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
+  }
+
+  /** Takes `buf`, whose first `n` bytes wait for an upgrade's answer, as its buffer. */
+  hold(buf: Uint8Array<ArrayBuffer>, n: number): void {
+    if (n === 0) return;
+    this.#buf = buf;
+    this.held = n;
+  }
+
+  /** Writes `chunk` (read before the pump was made), then goes on as after any write. */
+  send(chunk: Uint8Array): void {
+    this.#out = chunk;
+    this.to.write(chunk).then(this.#onWritten, this.#onEnd);
+  }
+
+  /** The upgrade's answer is known: held bytes go on now, or after the write under way. */
+  resume(): void {
+    if (this.held > 0 && !this.writing) this.start();
   }
 
   readonly #onRead = (n: number | null): void => {
@@ -415,7 +480,8 @@ class Pump {
     this.#out = EMPTY;
     const size = this.#buf.length;
     const next = nextReadSize(size, this.#last, this.#wasFull);
-    if (next !== size) this.#buf = new Uint8Array(next);
+    // Held bytes are in the buffer: it is kept until they have gone on.
+    if (next !== size && this.held === 0) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
     if (this.stopped) return this.link.refusedSent();
     this.start();
@@ -524,18 +590,24 @@ export function serveGuarded(
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
-    if (upgrade && !link.stream.upgrading) {
-      // Pipelined behind another request: its frames could not be measured from their start.
+    if (upgrade && !link.stream.awaiting) {
+      // The relay did not read it as an upgrade: the frames after it would not be measured.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
     }
     const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
-    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header);
-    // one the relay took for an upgrade and Deno did not must turn the stream back to HTTP.
-    return upgrade || link.stream.upgrading ? upgraded(link, res) : res;
+    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header), and
+    // it is the one the stream awaits on: nothing after its head has been passed on.
+    return upgrade ? upgraded(link, res) : res;
   };
   /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
   const upgraded = async (link: Link, answer: Response | Promise<Response>) => {
-    const res = await answer;
+    let res: Response;
+    try {
+      res = await answer;
+    } catch (error) {
+      link.upgradeAnswered(false); // Deno answers 500 (onError) and reads on
+      throw error;
+    }
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
     // No request follows on it, so it needs no token from here on.
     if (res.status === 101) {
@@ -545,7 +617,7 @@ export function serveGuarded(
       link.tokenLine = null;
       link.settle = null;
       link.info = null;
-    } else link.stream.refused(); // the connection goes on as plain HTTP
+    } else link.upgradeAnswered(false); // on 101, once Deno writes it (see Link.chunk)
     return res;
   };
   let shuttingDown = false;
@@ -676,7 +748,7 @@ export function serveGuarded(
     }
     // The connection stays "fresh" (and evictable) until Deno.serve has the request; from here
     // the link copies on its own, and this function returns so that nothing of it stays.
-    link.start(innerConn, marked);
+    link.start(innerConn, head, marked);
   };
 
   const sweep = setInterval(() => {
@@ -815,7 +887,7 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
  */
 async function readHead(
   conn: Deno.Conn,
-): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
+): Promise<Uint8Array<ArrayBuffer> | null | typeof HEAD_TOO_LARGE> {
   let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
   /** Where the request line begins, past empty lines (-1: not yet). */

@@ -71,6 +71,17 @@ Deno.test("ClientStream finds the upgrade after chunked and sized bodies", async
     );
     assert.equal(stream.upgrading, false);
   });
+  await t.step("what follows an upgrade head waits for its answer", () => {
+    const head = "GET /msg HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+    const stream = new ClientStream(1000);
+    const ends: number[] = [];
+    assert.equal(stream.feed(encoder.encode(head + "GET /b HTTP/1.1\r\n\r\n"), ends), true);
+    assert.deepEqual([stream.awaiting, stream.heldFrom, stream.heads], [true, head.length, 1]);
+    assert.deepEqual(ends, [19], "the request behind is not read yet");
+    stream.accepted();
+    assert.equal(stream.awaiting, false);
+    assert.equal(stream.feed(frameHeader(1001)), false, "frames are measured from the first");
+  });
   await t.step("a refused upgrade goes back to HTTP", () => {
     const stream = new ClientStream(1000);
     stream.feed(encoder.encode("GET /msg HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));
