@@ -175,10 +175,11 @@ class Link {
   refusing = false;
   /** Answers Deno has sent: fewer than the stream's heads while some request waits on one. */
   answered = 0;
-  /** The client half-closed with answers owed: passed on once they are sent (see answer). */
+  /**
+   * The client half-closed with answers owed, or a head too large went as a request of the
+   * guard's own (see pass): the end is passed on once the answers are sent (see answer).
+   */
   #endHeld = false;
-  /** A head was refused for its size: the 431 goes out once Deno's answers before it end. */
-  #oweTooLarge = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -206,7 +207,6 @@ class Link {
     this.#down = new Pump(inner, this.client, this);
     this.#down.start();
     if (this.stream.awaiting) this.#up.hold(head, head.length - this.stream.heldFrom);
-    this.#up.stopped = this.refusing;
     this.#up.send(marked);
   }
 
@@ -233,8 +233,7 @@ class Link {
     }
     const marked = this.pass(buf, n);
     if (marked === null) this.owner.drop(this);
-    else if (this.refusing) pump.stopped = true;
-    else if (this.stream.awaiting) pump.held = n - this.stream.heldFrom;
+    else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
     return marked;
   }
 
@@ -255,8 +254,10 @@ class Link {
    * parser refuses too, or would read otherwise, is not passed on, nor anything after; in its
    * place goes a head no HTTP parser takes, so that Deno answers the requests before it, then
    * 400, and closes: the answers stay in order, however long the ones before take. A head too
-   * large has only what came before it passed on: once Deno has answered that, it is told the
-   * client is done, and the guard answers 431 after the last of Deno's bytes (see refusedSent).
+   * large goes as a request of the guard's own (see tooLargeStandIn), which the handler behind
+   * answers 431: Deno sends that only if it is still reading, after whole answers (one cut short,
+   * or a request that asked to close, closes the connection first), and the client's end is
+   * passed on once it is sent.
    */
   pass(buf: Uint8Array, n: number): Uint8Array | null {
     const marked = this.mark(buf, n);
@@ -264,15 +265,31 @@ class Link {
     this.refusing = true;
     const at = this.stream.refusedAt;
     const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
-    // After a request that closes the connection Deno reads nothing more: no answer is owed.
+    let after: Uint8Array = UNPARSABLE_HEAD;
     if (this.stream.headTooLarge) {
-      this.#oweTooLarge = !this.stream.closing;
-      return before;
+      after = this.tooLargeStandIn();
+      this.#endHeld = true;
     }
-    const out = new Uint8Array(before.length + UNPARSABLE_HEAD.length);
+    const out = new Uint8Array(before.length + after.length);
     out.set(before);
-    out.set(UNPARSABLE_HEAD, before.length);
+    out.set(after, before.length);
     return out;
+  }
+
+  /**
+   * What goes to Deno in place of a head too large: a request of its own with a line that names
+   * the link's token (TOO_LARGE_HEADER), or, if part of the head has gone on already, the end of
+   * that head with the line, made so that it cannot end the head before the line; where no line
+   * can follow, a head no parser takes (Deno answers 400, in order, as for a head it refuses).
+   */
+  tooLargeStandIn(): Uint8Array {
+    const tail = this.stream.refusedTail;
+    const line = `${TOO_LARGE_HEADER}: ${this.token}\r\n\r\n`;
+    if (tail === "none") {
+      return encoder.encode(`GET / HTTP/1.1\r\n${LINK_HEADER}: ${this.token}\r\n${line}`);
+    }
+    if (tail === null) return UNPARSABLE_HEAD;
+    return encoder.encode((tail === "lf" ? "" : tail === "cr" ? "\n" : "\r\n") + line);
   }
 
   /**
@@ -343,16 +360,6 @@ class Link {
     return this.stalledSince;
   }
 
-  /**
-   * What came before a refused head has gone on to Deno. One refused for its size leaves Deno
-   * waiting for more: it is told the client is done once its answers are sent (see answer).
-   */
-  refusedSent(): void {
-    if (!this.stream.headTooLarge || this.closed) return;
-    if (this.answered < this.stream.heads) this.#endHeld = true;
-    else this.#passEnd();
-  }
-
   /** Deno sent the answer to one more request. */
   answer(): void {
     this.answered++;
@@ -371,10 +378,6 @@ class Link {
       // are answered), and an agent's socket closes its own way.
       if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
       else this.#passEnd();
-    } else if (pump === this.#down && this.#oweTooLarge && !this.closed) {
-      // Deno's last answer is out whole: the 431 goes after it.
-      this.#oweTooLarge = false;
-      writeAll(this.client, HEADERS_TOO_LARGE).catch(() => {}).finally(() => this.owner.drop(this));
     } else {
       this.owner.drop(this);
     }
@@ -414,8 +417,6 @@ class Pump {
   #wasFull = false;
   /** Writes completed (whole or in part): the sweep sees a stalled one by this not moving. */
   writes = 0;
-  /** Reads no more once the write under way is done (its link refused a head, see pass). */
-  stopped = false;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
@@ -483,7 +484,8 @@ class Pump {
     // Held bytes are in the buffer: it is kept until they have gone on.
     if (next !== size && this.held === 0) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
-    if (this.stopped) return this.link.refusedSent();
+    // Nothing more of the client's is read once a head was refused (see Link.pass).
+    if (this.link.refusing && this.to === this.link.inner) return;
     this.start();
   };
 
@@ -590,6 +592,11 @@ export function serveGuarded(
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
+    // The guard's stand-in for a head too large: the client's own header of that name comes
+    // before the guard's, whose token no client knows.
+    if (link.refusing && req.headers.get(TOO_LARGE_HEADER)?.endsWith(link.token)) {
+      return new Response(null, { status: 431, headers: { connection: "close" } });
+    }
     if (upgrade && !link.stream.awaiting) {
       // The relay did not read it as an upgrade: the frames after it would not be measured.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
@@ -858,6 +865,8 @@ export function publicUrl(url: string, listening: Deno.NetAddr): string {
 }
 
 const LINK_HEADER = "x-bridge-link";
+/** On the guard's stand-in for a head too large, with the link's token (see tooLargeStandIn). */
+const TOO_LARGE_HEADER = "x-bridge-too-large";
 /** The descriptor innerHandler gives req.url (reused: defineProperty reads it at once). */
 const urlProperty: PropertyDescriptor = { value: "" };
 const encoder = new TextEncoder();
@@ -923,11 +932,6 @@ async function readHead(
   } catch {
     return null;
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
 /** Answers 503 and closes, without waiting on a client that may not read. */
