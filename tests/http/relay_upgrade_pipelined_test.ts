@@ -76,6 +76,17 @@ for (const guard of ["on", "off"] as const) {
           conn.close();
         });
       }
+      await t.step("later on a kept-alive connection, and between two requests", async () => {
+        // Not the connection's first head: the relay's pump reads it, not its first read.
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        await conn.write(enc.encode(HEALTHZ));
+        assert.deepEqual(await readStatuses(conn, 1), ["200"]);
+        await conn.write(enc.encode(upgradeHead("/nope") + HEALTHZ));
+        assert.deepEqual(await readStatuses(conn, 2), ["404", "200"]);
+        await conn.write(enc.encode(HEALTHZ + upgradeHead("/nope") + HEALTHZ));
+        assert.deepEqual(await readStatuses(conn, 3), ["200", "404", "200"]);
+        conn.close();
+      });
       await t.step("the request behind in a read of its own, before the answer", async () => {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
         await conn.write(enc.encode(upgradeHead("/nope")));
