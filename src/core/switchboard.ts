@@ -49,7 +49,7 @@ async function drained(socket: AgentSocket): Promise<void> {
 interface Concern {
   followerId: string;
   /** A 102 naming it in `msg.follower_id` (its events, assignments, window notices), not its
-   * conversation (its message, or a reply or note to it). */
+   * conversation (its message, a reply or note to it, or a reply's `reply_sent`). */
   notice: boolean;
 }
 
@@ -62,7 +62,10 @@ function followerOf(entry: LogEntry): Concern | null {
   const followerId = data.contact_id;
   if (followerId === SYSTEM_CONTACT) {
     const about = data.msg?.["follower_id"];
-    return typeof about === "string" && about !== "" ? { followerId: about, notice: true } : null;
+    if (typeof about === "string" && about !== "") return { followerId: about, notice: true };
+    // A reply's `reply_sent` names the follower as `msg.contact_id`: part of the conversation.
+    const reply = data.msg?.["contact_id"];
+    return typeof reply === "string" && reply !== "" ? { followerId: reply, notice: false } : null;
   }
   // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
   if (

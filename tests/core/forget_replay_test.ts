@@ -1,8 +1,9 @@
 // user_authorization_revoke (WeChat: 及时删除该用户信息) deletes the follower's contact, history
 // and queue, but each agent's log keeps what it was sent for at least 48 h: an agent (or anyone
 // holding its token) reconnecting with since=0 was handed the forgotten follower's messages
-// and the replies to them again, and its events (a location report) as 102s about it. The replay
-// leaves them out, the revoke's own notice and everything else comes back.
+// and the replies to them again, and its events (a location report) as 102s about it, and the
+// `reply_sent` 102 of a reply to it (which names it as `msg.contact_id`). The replay leaves them
+// out, the revoke's own notice and everything else comes back.
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
@@ -22,7 +23,8 @@ const locationXml = (from: string, to: string, at: number) =>
 
 const revoked = (e: Received) => e.data.msg?.["event"] === "user_authorization_revoke";
 const aboutGone = (e: Received) =>
-  e.data.contact_id === "oGone" || /13800000000|23\.137466/.test(JSON.stringify(e));
+  e.data.contact_id === "oGone" || e.data.msg?.["contact_id"] === "oGone" ||
+  /13800000000|23\.137466/.test(JSON.stringify(e));
 
 for (const store of ["memory", "sqlite"]) {
   Deno.test(`a forgotten follower's messages are not replayed with since= (${store})`, async () => {
