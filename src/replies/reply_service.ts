@@ -328,7 +328,7 @@ export function createReplyService(
         }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         if (closesWindow(errcode)) {
-          await store.closeWindow(followerId, errcode).catch((e) =>
+          await store.closeWindow(followerId, errcode, counted.countedIn).catch((e) =>
             log.error("Cannot record the closed window of {follower_id}: {error}", {
               follower_id: followerId,
               error: e,

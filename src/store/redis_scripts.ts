@@ -741,12 +741,15 @@ if OP == 'close' then
   end
 end
 
--- model.ts closeWindow: WeChat answered 45015 or 45047; closed until the follower acts again.
+-- model.ts closeWindow (window.ts noteWindowClosed): WeChat answered 45015 or 45047 to a reply
+-- counted in the window opened at counted_in; that one, if still open, closed until the
+-- follower acts again. Not one opened since (a follower forgotten and writing again, too).
 if OP == 'closewindow' then
   function ops.closewindow()
-    local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local fid, code, counted_in = ARGV[A0], tonumber(ARGV[A0 + 1]), tonumber(ARGV[A0 + 2])
     local c = get_contact(fid)
     if not c or c.last_inbound_at == 0 then return 0 end
+    if c.last_inbound_at ~= counted_in then return 0 end
     c.window_closed_by = code
     touch(c)
     return 0

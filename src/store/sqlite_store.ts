@@ -711,8 +711,8 @@ function createSqliteStore(
         },
       );
     },
-    async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode), () => [followerId]);
+    async closeWindow(followerId: string, errcode: number, countedIn: number) {
+      await mutate((m) => m.closeWindow(followerId, errcode, countedIn), () => [followerId]);
     },
     async returnReply(followerId: string, n: number, countedIn: number) {
       // Journaled like every contact change: a given-back reply stays given back after a crash.
