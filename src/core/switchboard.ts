@@ -212,6 +212,16 @@ export function createSwitchboard(options: SwitchboardOptions) {
       return applied.value;
     },
 
+    /** Whether the follower a logged entry is about was forgotten since it was logged: the
+     * replay's rule (at or below that follower's last forget's cut), for what comes of the
+     * entry later (a reply's outcome, which WeChat gives seconds after). */
+    async wasForgotten(entry: LogEntry): Promise<boolean> {
+      const concern = followerOf(entry);
+      if (concern === null) return false;
+      const cuts = await store.forgetCuts(entry.agentId, [concern.followerId]);
+      return entry.seq <= (cuts.get(concern.followerId) ?? 0);
+    },
+
     /** Appends envelopes to agents' logs and pushes them. */
     async sendToAgents(
       entries: Array<{ agentId: string; envelope: Envelope }>,

@@ -1,8 +1,10 @@
 // WeChat answers a reply seconds after it was sent. Meanwhile the follower revoked its
 // authorization (user_authorization_revoke: its history is deleted) and wrote again, and its new
 // conversation's history numbers started over: the old reply's outcome was written on the new
-// item that took its number; a 45015 to it closed the new conversation's window. The
-// outcome lands only on its own reply, now gone, and closes only the window it counted in. As an
+// item that took its number; a 45015 to it closed the new conversation's window; and the agent
+// was told the outcome in a notice naming the follower, which a later since= replayed. The
+// outcome lands only on its own reply, now gone, and closes only the window it counted in; the
+// agent is told nothing of it (the revoke's notice already dropped the conversation). As an
 // agent over a real socket against the fake WeChat, on every store main.ts can open.
 
 import assert from "node:assert/strict";
@@ -63,6 +65,9 @@ const isOutcome = (clientId: string) => (e: Received) =>
   (e.result.code === -1 && e.data["client_id"] === clientId) ||
   (e.data.msg?.["event"] === "reply_sent" && e.data.msg?.["client_id"] === clientId);
 
+/** Whether an envelope is about the reply sent before the forget (client_id "old"). */
+const aboutOldReply = (e: Received) => JSON.stringify(e).includes('"client_id":"old"');
+
 /** What WeChat answers the reply sent before the forget: it was sent, or 45015 (window closed). */
 const answers = [
   { name: "sent", errcode: null },
@@ -71,7 +76,7 @@ const answers = [
 
 for (const store of stores) {
   for (const answer of answers) {
-    Deno.test(`a reply's outcome after a forget (${answer.name}) leaves the new conversation alone (${store.name})`, async () => {
+    Deno.test(`a reply's outcome after a forget (${answer.name}) leaves the new conversation alone and tells nothing (${store.name})`, async () => {
       const fake = await startFakeWechat({ appId: "wxlate", secret: "s" });
       const gate = createSendGate();
       const server = await startBridge({
@@ -114,6 +119,7 @@ for (const store of stores) {
         await writes("and again", "8820003");
 
         if (answer.errcode !== null) fake.failNext(SEND, answer.errcode);
+        const told = agent.messages().length;
         gate.release();
         // Sent after the old reply's outcome is dealt with (one follower's replies go in order);
         // a window the 45015 closed would refuse it.
@@ -135,6 +141,15 @@ for (const store of stores) {
           ]),
           [["again", null], ["and again", null], ["new", "sent"]],
         );
+
+        assert.deepEqual(agent.messages().slice(told).filter(aboutOldReply), [], "told nothing");
+        const again = await connectAgent(`${server.wsBase}${B}/msg?userid=${AGENT}&since=0`);
+        try {
+          await again.waitFor(isOutcome("new"), 10_000);
+          assert.deepEqual(again.messages().filter(aboutOldReply), [], "replays nothing");
+        } finally {
+          await again.close();
+        }
       } finally {
         gate.release();
         await agent.close();
