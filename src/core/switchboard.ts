@@ -77,6 +77,13 @@ function followerOf(entry: LogEntry): Concern | null {
   return { followerId, notice: false };
 }
 
+/** The followers a logged 102 lists in `msg.follower_ids` (`waiting_taken`); none for others. */
+function listedIn(entry: LogEntry): string[] {
+  const data = entry.envelope.data;
+  const ids = data.contact_id === SYSTEM_CONTACT ? data.msg?.["follower_ids"] : undefined;
+  return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === "string") : [];
+}
+
 /** What the replay knows of a follower: deleted now, and its last forget's cut in this log. */
 interface Forgotten {
   gone: boolean;
@@ -97,6 +104,23 @@ function isForgotten(entry: LogEntry, concern: Concern, known: Forgotten): boole
 }
 
 /**
+ * `entry` as the replay sends it: its `follower_ids` (a `waiting_taken`) without the followers
+ * it leaves out as isForgotten does, the others being still news; null when it listed only
+ * those. Its text, a count, names nobody.
+ */
+function withoutForgotten(entry: LogEntry, known: Map<string, Forgotten>): LogEntry | null {
+  const listed = listedIn(entry);
+  const kept = listed.filter((followerId) =>
+    !isForgotten(entry, { followerId, notice: true }, known.get(followerId)!)
+  );
+  if (kept.length === listed.length) return entry;
+  if (kept.length === 0) return null;
+  const { data, result } = entry.envelope;
+  const msg = { ...data.msg, follower_ids: kept };
+  return { agentId: entry.agentId, seq: entry.seq, envelope: { data: { ...data, msg }, result } };
+}
+
+/**
  * Looks up, at once, the followers of `page` not yet in `known`: whether each is deleted now,
  * and its last forget's cut in this agent's log. At once, so that a shared store answers a
  * page's lookups in one round trip, not one a follower.
@@ -110,7 +134,9 @@ async function noteForgotten(
   const unknown = new Set<string>();
   for (const entry of page) {
     const concern = followerOf(entry);
-    if (concern !== null && !known.has(concern.followerId)) unknown.add(concern.followerId);
+    for (const id of concern === null ? listedIn(entry) : [concern.followerId]) {
+      if (!known.has(id)) unknown.add(id);
+    }
   }
   if (unknown.size === 0) return;
   const ids = [...unknown];
@@ -264,14 +290,19 @@ export function createSwitchboard(options: SwitchboardOptions) {
             await noteForgotten(store, agentId, page, known);
             for (const entry of page) {
               const concern = followerOf(entry);
-              if (concern !== null && isForgotten(entry, concern, known.get(concern.followerId)!)) {
+              const shown = concern === null
+                ? withoutForgotten(entry, known)
+                : isForgotten(entry, concern, known.get(concern.followerId)!)
+                ? null
+                : entry;
+              if (shown === null) {
                 after = entry.seq;
                 continue;
               }
               // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
               // the hub's bound and is told to come back with since=.
               if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
-              const frame = entry.frame ??= JSON.stringify(entry.envelope);
+              const frame = shown.frame ??= JSON.stringify(shown.envelope);
               if (!hub.writeTo(conn, entry.seq, frame)) break replay;
               after = entry.seq;
             }
