@@ -399,13 +399,15 @@ export class Model {
     return n;
   }
 
-  /** WeChat refused a reply with `errcode` (45015, 45047): the window is closed until the
-   * follower acts again. */
-  closeWindow(followerId: string, errcode: number): void {
+  /** WeChat refused a reply counted in the window opened at `countedIn` with `errcode` (45015,
+   * 45047): that window, if still the open one, is closed until the follower acts again. */
+  closeWindow(followerId: string, errcode: number, countedIn: number): void {
     const contact = this.contacts.get(followerId);
     const state = contact && windowStateOf(contact);
     if (!contact || !state) return;
-    contact.window_closed_by = noteWindowClosed(state, errcode).closedBy;
+    const after = noteWindowClosed(state, errcode, countedIn);
+    if (after === state) return;
+    contact.window_closed_by = after.closedBy;
     this.changes.contacts.add(followerId);
   }
 

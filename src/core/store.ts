@@ -265,8 +265,10 @@ export interface Store {
     followerId: string,
     item: HistoryItem,
   ): Promise<Applied<{ n: number }>>;
-  /** WeChat answered `errcode` (45015, 45047): the window stays closed until the follower acts. */
-  closeWindow(followerId: string, errcode: number): Promise<void>;
+  /** WeChat answered `errcode` (45015, 45047) to a reply counted in the window the follower's
+   * act at `countedIn` (ms) opened: that window, if still the open one, stays closed until the
+   * follower acts (window.ts noteWindowClosed). */
+  closeWindow(followerId: string, errcode: number, countedIn: number): Promise<void>;
   /** WeChat refused reply `n` and delivered nothing: its count goes back to the window it was
    * counted in (the one the follower's act at `countedIn`, ms, opened), if that is still the
    * open one (window.ts noteReplyRefused). Resolves to the

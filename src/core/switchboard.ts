@@ -49,7 +49,7 @@ async function drained(socket: AgentSocket): Promise<void> {
 interface Concern {
   followerId: string;
   /** A 102 naming it in `msg.follower_id` (its events, assignments, window notices), not its
-   * conversation (its message, or a reply or note to it). */
+   * conversation (its message, a reply or note to it, or a reply's `reply_sent`). */
   notice: boolean;
 }
 
@@ -62,7 +62,10 @@ function followerOf(entry: LogEntry): Concern | null {
   const followerId = data.contact_id;
   if (followerId === SYSTEM_CONTACT) {
     const about = data.msg?.["follower_id"];
-    return typeof about === "string" && about !== "" ? { followerId: about, notice: true } : null;
+    if (typeof about === "string" && about !== "") return { followerId: about, notice: true };
+    // A reply's `reply_sent` names the follower as `msg.contact_id`: part of the conversation.
+    const reply = data.msg?.["contact_id"];
+    return typeof reply === "string" && reply !== "" ? { followerId: reply, notice: false } : null;
   }
   // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
   if (
@@ -72,6 +75,13 @@ function followerOf(entry: LogEntry): Concern | null {
     return null;
   }
   return { followerId, notice: false };
+}
+
+/** The followers a logged 102 lists in `msg.follower_ids` (`waiting_taken`); none for others. */
+function listedIn(entry: LogEntry): string[] {
+  const data = entry.envelope.data;
+  const ids = data.contact_id === SYSTEM_CONTACT ? data.msg?.["follower_ids"] : undefined;
+  return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === "string") : [];
 }
 
 /** What the replay knows of a follower: deleted now, and its last forget's cut in this log. */
@@ -94,6 +104,23 @@ function isForgotten(entry: LogEntry, concern: Concern, known: Forgotten): boole
 }
 
 /**
+ * `entry` as the replay sends it: its `follower_ids` (a `waiting_taken`) without the followers
+ * it leaves out as isForgotten does, the others being still news; null when it listed only
+ * those. Its text, a count, names nobody.
+ */
+function withoutForgotten(entry: LogEntry, known: Map<string, Forgotten>): LogEntry | null {
+  const listed = listedIn(entry);
+  const kept = listed.filter((followerId) =>
+    !isForgotten(entry, { followerId, notice: true }, known.get(followerId)!)
+  );
+  if (kept.length === listed.length) return entry;
+  if (kept.length === 0) return null;
+  const { data, result } = entry.envelope;
+  const msg = { ...data.msg, follower_ids: kept };
+  return { agentId: entry.agentId, seq: entry.seq, envelope: { data: { ...data, msg }, result } };
+}
+
+/**
  * Looks up, at once, the followers of `page` not yet in `known`: whether each is deleted now,
  * and its last forget's cut in this agent's log. At once, so that a shared store answers a
  * page's lookups in one round trip, not one a follower.
@@ -107,7 +134,9 @@ async function noteForgotten(
   const unknown = new Set<string>();
   for (const entry of page) {
     const concern = followerOf(entry);
-    if (concern !== null && !known.has(concern.followerId)) unknown.add(concern.followerId);
+    for (const id of concern === null ? listedIn(entry) : [concern.followerId]) {
+      if (!known.has(id)) unknown.add(id);
+    }
   }
   if (unknown.size === 0) return;
   const ids = [...unknown];
@@ -209,6 +238,16 @@ export function createSwitchboard(options: SwitchboardOptions) {
       return applied.value;
     },
 
+    /** Whether the follower a logged entry is about was forgotten since it was logged: the
+     * replay's rule (at or below that follower's last forget's cut), for what comes of the
+     * entry later (a reply's outcome, which WeChat gives seconds after). */
+    async wasForgotten(entry: LogEntry): Promise<boolean> {
+      const concern = followerOf(entry);
+      if (concern === null) return false;
+      const cuts = await store.forgetCuts(entry.agentId, [concern.followerId]);
+      return entry.seq <= (cuts.get(concern.followerId) ?? 0);
+    },
+
     /** Appends envelopes to agents' logs and pushes them. */
     async sendToAgents(
       entries: Array<{ agentId: string; envelope: Envelope }>,
@@ -251,14 +290,19 @@ export function createSwitchboard(options: SwitchboardOptions) {
             await noteForgotten(store, agentId, page, known);
             for (const entry of page) {
               const concern = followerOf(entry);
-              if (concern !== null && isForgotten(entry, concern, known.get(concern.followerId)!)) {
+              const shown = concern === null
+                ? withoutForgotten(entry, known)
+                : isForgotten(entry, concern, known.get(concern.followerId)!)
+                ? null
+                : entry;
+              if (shown === null) {
                 after = entry.seq;
                 continue;
               }
               // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
               // the hub's bound and is told to come back with since=.
               if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
-              const frame = entry.frame ??= JSON.stringify(entry.envelope);
+              const frame = shown.frame ??= JSON.stringify(shown.envelope);
               if (!hub.writeTo(conn, entry.seq, frame)) break replay;
               after = entry.seq;
             }

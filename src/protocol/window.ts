@@ -206,8 +206,18 @@ export function checkTypingAllowed(
   return { ok: true };
 }
 
-/** The state after WeChat answered `errcode` (see closesWindow) to a reply. */
-export function noteWindowClosed(state: ReplyWindowState, errcode: number): ReplyWindowState {
+/**
+ * The state after WeChat answered `errcode` (see closesWindow) to a reply counted in the window
+ * the follower's act at `countedIn` (ms, its lastInboundAt) opened. WeChat answers seconds
+ * later: a window opened since (the follower wrote again, or was forgotten and wrote again, a
+ * new contact) is not the one WeChat said is closed, and stays open.
+ */
+export function noteWindowClosed(
+  state: ReplyWindowState,
+  errcode: number,
+  countedIn: number,
+): ReplyWindowState {
+  if (countedIn !== state.lastInboundAt) return state;
   return { ...state, closedBy: errcode };
 }
 

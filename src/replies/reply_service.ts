@@ -1,15 +1,22 @@
 // An agent's reply on its way to the follower: checked against the contact's owner and WeChat's
 // window and quota, recorded and echoed to the agent's sockets, then sent through WeChat's
 // customer-service API (or the demo outbox) one at a time per follower, with the result told
-// back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode. A reply that
-// delivered nothing (WeChat refused it, or it never reached WeChat's send) gives its count back.
+// back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode (not told when its
+// follower was forgotten meanwhile). A reply that delivered nothing (WeChat refused it, or it
+// never reached WeChat's send) gives its count back.
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
 import { createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { BridgeMetrics } from "../http/metrics.ts";
-import { type HistoryItem, ReplyRefusedError, type Store } from "../core/store.ts";
+import {
+  type Applied,
+  type HistoryItem,
+  type LogEntry,
+  ReplyRefusedError,
+  type Store,
+} from "../core/store.ts";
 import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
@@ -65,6 +72,8 @@ export interface MediaFile {
 interface Counted {
   n: number;
   countedIn: number;
+  /** Its echo in the agent's log: whether its follower was forgotten since is asked of it. */
+  logged?: LogEntry;
 }
 
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
@@ -169,6 +178,22 @@ export function createReplyService(
     }
   }
 
+  /**
+   * Whether the reply's follower was forgotten since the reply was recorded
+   * (user_authorization_revoke; by the replay's rule, its echo at or below the forget's cut).
+   * Its outcome is then told nobody: a notice would name the follower and its reply again, in
+   * the agent's log, after the revoke's notice dropped the conversation.
+   */
+  async function forgottenSince(counted: Counted | null): Promise<boolean> {
+    if (counted?.logged === undefined) return false;
+    try {
+      return await switchboard.wasForgotten(counted.logged);
+    } catch (error) {
+      log.warn("Cannot tell whether a reply's follower was forgotten: {error}", { error });
+      return false;
+    }
+  }
+
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
   async function refuseMedia(
     agentId: string,
@@ -180,9 +205,11 @@ export function createReplyService(
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
-    if (counted !== null) {
-      await store.updateReply(followerId, { n: counted.n, id }, "failed", error.message);
-    }
+    const [, forgotten] = await Promise.all([
+      counted !== null &&
+      store.updateReply(followerId, { n: counted.n, id }, "failed", error.message),
+      forgottenSince(counted),
+    ]);
     const message = `Cannot send the reply: ${error.message}`;
     const body = {
       ...echo,
@@ -192,19 +219,21 @@ export function createReplyService(
       errmsg: message,
       ...quota,
     };
-    await notify(agentId, {
-      data: {
-        id: ctx.newId(),
-        name: "",
-        avatar: "",
-        msg_type: "error",
-        company_id: ctx.companyId,
-        send_time: Math.floor(ctx.now() / 1000),
-        msg: { errcode: -1, errmsg: message, status: error.status },
-        ...body,
-      },
-      result: { code: -1, message },
-    });
+    if (!forgotten) {
+      await notify(agentId, {
+        data: {
+          id: ctx.newId(),
+          name: "",
+          avatar: "",
+          msg_type: "error",
+          company_id: ctx.companyId,
+          send_time: Math.floor(ctx.now() / 1000),
+          msg: { errcode: -1, errmsg: message, status: error.status },
+          ...body,
+        },
+        result: { code: -1, message },
+      });
+    }
     return refuse(error.status, message, body);
   }
 
@@ -298,16 +327,21 @@ export function createReplyService(
         },
       };
     }
-    let n: number;
+    let recorded: Applied<{ n: number }>;
     try {
-      ({ n } = await switchboard.apply(store.recordReply(agentId, followerId, item)));
+      recorded = await store.recordReply(agentId, followerId, item);
     } catch (error) {
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
       throw error;
     }
+    const { n } = await switchboard.apply(Promise.resolve(recorded));
     // The window it counted in, as read before: one a message opened in between (or a follower
     // forgotten and writing again, whose history numbers start over) gets nothing back.
-    const counted: Counted = { n, countedIn: contact.last_inbound_at };
+    const counted: Counted = {
+      n,
+      countedIn: contact.last_inbound_at,
+      logged: recorded.deliveries.find((e) => e.agentId === agentId && e.envelope.data.id === id),
+    };
 
     // Replies to one follower leave in the order they were written; other followers' replies
     // do not wait behind a slow one.
@@ -328,7 +362,7 @@ export function createReplyService(
         }
         const errcode = error instanceof WechatApiError ? error.errcode : -1;
         if (closesWindow(errcode)) {
-          await store.closeWindow(followerId, errcode).catch((e) =>
+          await store.closeWindow(followerId, errcode, counted.countedIn).catch((e) =>
             log.error("Cannot record the closed window of {follower_id}: {error}", {
               follower_id: followerId,
               error: e,
@@ -343,7 +377,10 @@ export function createReplyService(
         const quota = undelivered ? await giveBack(followerId, counted) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
-        await store.updateReply(followerId, { n, id }, "failed", wechatMsg);
+        const [, forgotten] = await Promise.all([
+          store.updateReply(followerId, { n, id }, "failed", wechatMsg),
+          forgottenSince(counted),
+        ]);
         const body = {
           ...echo,
           reply_id: id,
@@ -352,35 +389,42 @@ export function createReplyService(
           errmsg: wechatMsg,
           ...quota,
         };
-        await notify(agentId, {
-          data: {
-            id: ctx.newId(),
-            name: "",
-            avatar: "",
-            msg_type: "error",
-            company_id: ctx.companyId,
-            send_time: Math.floor(ctx.now() / 1000),
-            msg: { errcode, errmsg: wechatMsg },
-            ...body,
-          },
-          result: { code: -1, message: `WeChat refused the reply: ${wechatMsg} (${errcode})` },
-        });
+        if (!forgotten) {
+          await notify(agentId, {
+            data: {
+              id: ctx.newId(),
+              name: "",
+              avatar: "",
+              msg_type: "error",
+              company_id: ctx.companyId,
+              send_time: Math.floor(ctx.now() / 1000),
+              msg: { errcode, errmsg: wechatMsg },
+              ...body,
+            },
+            result: { code: -1, message: `WeChat refused the reply: ${wechatMsg} (${errcode})` },
+          });
+        }
         return refuse(502, `WeChat refused the reply: ${wechatMsg} (${errcode})`, body);
       }
       // By its id too: a forget meanwhile, and the follower writing again, starts the history
       // numbers over, and this reply's number may be the new conversation's.
-      await store.updateReply(followerId, { n, id }, "sent");
+      const [, forgotten] = await Promise.all([
+        store.updateReply(followerId, { n, id }, "sent"),
+        forgottenSince(counted),
+      ]);
       ctx.metrics.messagesOut.inc({ msg_type: `reply_${item.msg_type}` });
-      await notify(
-        agentId,
-        createSystemEnvelope({
-          event: "reply_sent",
-          reply_id: id,
-          contact_id: followerId,
-          ...echo,
-          text: "回复已送达微信",
-        }, { id: ctx.newId(), companyId: ctx.companyId, sendTime: Math.floor(ctx.now() / 1000) }),
-      );
+      if (!forgotten) {
+        await notify(
+          agentId,
+          createSystemEnvelope({
+            event: "reply_sent",
+            reply_id: id,
+            contact_id: followerId,
+            ...echo,
+            text: "回复已送达微信",
+          }, { id: ctx.newId(), companyId: ctx.companyId, sendTime: Math.floor(ctx.now() / 1000) }),
+        );
+      }
       return {
         status: 200,
         body: {

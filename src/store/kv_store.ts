@@ -920,8 +920,8 @@ function createKvStore(
         },
       );
     },
-    async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode), false, () => [followerId]);
+    async closeWindow(followerId: string, errcode: number, countedIn: number) {
+      await mutate((m) => m.closeWindow(followerId, errcode, countedIn), false, () => [followerId]);
     },
     async returnReply(followerId: string, n: number, countedIn: number) {
       return (await mutate(

@@ -154,8 +154,8 @@ export function createMemoryStore(options: ModelOptions): Store {
     closeConversation(followerId: string, agentId: string) {
       return run(() => model.close(followerId, agentId));
     },
-    async closeWindow(followerId: string, errcode: number) {
-      await run(() => model.closeWindow(followerId, errcode));
+    async closeWindow(followerId: string, errcode: number, countedIn: number) {
+      await run(() => model.closeWindow(followerId, errcode, countedIn));
     },
     async returnReply(followerId: string, n: number, countedIn: number) {
       return (await run(() => model.returnReply(followerId, n, countedIn))).value;

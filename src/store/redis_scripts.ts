@@ -741,12 +741,15 @@ if OP == 'close' then
   end
 end
 
--- model.ts closeWindow: WeChat answered 45015 or 45047; closed until the follower acts again.
+-- model.ts closeWindow (window.ts noteWindowClosed): WeChat answered 45015 or 45047 to a reply
+-- counted in the window opened at counted_in; that one, if still open, closed until the
+-- follower acts again. Not one opened since (a follower forgotten and writing again, too).
 if OP == 'closewindow' then
   function ops.closewindow()
-    local fid, code = ARGV[A0], tonumber(ARGV[A0 + 1])
+    local fid, code, counted_in = ARGV[A0], tonumber(ARGV[A0 + 1]), tonumber(ARGV[A0 + 2])
     local c = get_contact(fid)
     if not c or c.last_inbound_at == 0 then return 0 end
+    if c.last_inbound_at ~= counted_in then return 0 end
     c.window_closed_by = code
     touch(c)
     return 0
@@ -1021,10 +1024,14 @@ for _, a in ipairs(touched) do
   if last > LOG_MAX then redis.call('ZREMRANGEBYSCORE', key, '-inf', tostring(last - LOG_MAX)) end
   local head = redis.call('ZRANGE', key, '0', '0')[1]
   if head and tonumber(string.match(head, '^(%d+)|')) < cutoff then
-    local old = 0
-    for _, m in ipairs(redis.call('ZRANGE', key, '0', '99')) do
-      if tonumber(string.match(m, '^(%d+)|')) >= cutoff then break end
-      old = old + 1
+    -- Every entry past its time goes, however many (a few probes, halving: the oldest come
+    -- first): a revoke's cut (forget_cut:) lasts twice LOG_TTL, which covers what it hides
+    -- only if no entry outlives LOG_TTL past the log's next append.
+    local old, young = 1, redis.call('ZCARD', key)
+    while old < young do
+      local mid = math.floor((old + young) / 2)
+      local m = redis.call('ZRANGE', key, tostring(mid), tostring(mid))[1]
+      if tonumber(string.match(m, '^(%d+)|')) < cutoff then old = mid + 1 else young = mid end
     end
     redis.call('ZREMRANGEBYRANK', key, 0, old - 1)
   end

@@ -803,8 +803,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return applied(undefined, entries);
     },
 
-    async closeWindow(followerId: string, errcode: number) {
-      await run("closewindow", [followerId, errcode]);
+    async closeWindow(followerId: string, errcode: number, countedIn: number) {
+      await run("closewindow", [followerId, errcode, countedIn]);
     },
 
     async returnReply(followerId: string, n: number, countedIn: number) {

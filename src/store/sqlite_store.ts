@@ -289,6 +289,8 @@ function createSqliteStore(
   /** Contacts out of memory whose last journal row the tables do not have yet: [row, JSON or
    * null if forgotten]. Read in place of the table. */
   const unapplied = new Map<string, [number, string | null]>();
+  /** Followers whose forget's cut is in the journal but not yet in the tables: its row. */
+  const unappliedCuts = new Map<string, number>();
   /**
    * The journal row that last wrote each contact in memory: one that leaves memory before the
    * tables have that row goes to `unapplied`. Numbers updated in place, where keeping every
@@ -332,6 +334,9 @@ function createSqliteStore(
     appliedId = Math.max(appliedId, id);
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
+    }
+    for (const [followerId, row] of unappliedCuts) {
+      if (row <= appliedId) unappliedCuts.delete(followerId);
     }
     // The tables at the path are not the ones written (the guard looks every second; what it
     // lets go before it notices is in the open file, which it writes back).
@@ -479,6 +484,7 @@ function createSqliteStore(
       contactRows.delete(followerId);
       unapplied.set(followerId, [id, null]);
     }
+    for (const { followerId } of changes.cuts) unappliedCuts.set(followerId, id);
   }
 
   /** Writes the agents `ids` into `line`, but those in `written` (already in it). */
@@ -711,8 +717,8 @@ function createSqliteStore(
         },
       );
     },
-    async closeWindow(followerId: string, errcode: number) {
-      await mutate((m) => m.closeWindow(followerId, errcode), () => [followerId]);
+    async closeWindow(followerId: string, errcode: number, countedIn: number) {
+      await mutate((m) => m.closeWindow(followerId, errcode, countedIn), () => [followerId]);
     },
     async returnReply(followerId: string, n: number, countedIn: number) {
       // Journaled like every contact change: a given-back reply stays given back after a crash.
@@ -723,8 +729,7 @@ function createSqliteStore(
       return mutate((m) => m.forget(followerId, notice), () => [followerId]);
     },
     forgetCuts(agentId: string, followerIds: readonly string[]) {
-      // The tables have every forget once the journal is in them; a replay may wait for that.
-      return fromTables(() => {
+      const read = () => {
         const found = new Map<string, number>();
         for (const id of followerIds) {
           const row = reads.forgetCut.get(id) as { cut: string } | undefined;
@@ -732,7 +737,10 @@ function createSqliteStore(
           if (seq !== undefined) found.set(id, seq);
         }
         return found;
-      });
+      };
+      // A cut the tables do not have yet is waited for; else they answer now, unflushed: every
+      // reply's outcome asks (reply_service.ts), and forgets are rare.
+      return followerIds.some((id) => unappliedCuts.has(id)) ? fromTables(read) : sync(read);
     },
     async mediaInHistory(keys: readonly string[]) {
       // The tables, once the journal is in them (a forget's deletion included), hold it all.

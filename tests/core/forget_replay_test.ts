@@ -1,8 +1,9 @@
 // user_authorization_revoke (WeChat: 及时删除该用户信息) deletes the follower's contact, history
 // and queue, but each agent's log keeps what it was sent for at least 48 h: an agent (or anyone
 // holding its token) reconnecting with since=0 was handed the forgotten follower's messages
-// and the replies to them again, and its events (a location report) as 102s about it. The replay
-// leaves them out, the revoke's own notice and everything else comes back.
+// and the replies to them again, and its events (a location report) as 102s about it, and the
+// `reply_sent` 102 of a reply to it (which names it as `msg.contact_id`). The replay leaves them
+// out, the revoke's own notice and everything else comes back.
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
@@ -22,7 +23,8 @@ const locationXml = (from: string, to: string, at: number) =>
 
 const revoked = (e: Received) => e.data.msg?.["event"] === "user_authorization_revoke";
 const aboutGone = (e: Received) =>
-  e.data.contact_id === "oGone" || /13800000000|23\.137466/.test(JSON.stringify(e));
+  e.data.contact_id === "oGone" || e.data.msg?.["contact_id"] === "oGone" ||
+  /13800000000|23\.137466/.test(JSON.stringify(e));
 
 for (const store of ["memory", "sqlite"]) {
   Deno.test(`a forgotten follower's messages are not replayed with since= (${store})`, async () => {
@@ -193,4 +195,46 @@ Deno.test({
       await flushPrefix(REDIS_URL!, prefix);
     }
   },
+});
+
+// A `waiting_taken` 102 lists every follower an agent coming online took (`msg.follower_ids`),
+// to the agents online who could not: one that listed the forgotten follower was replayed
+// whole. It is replayed without it (the others it lists are still news); one that listed only
+// forgotten followers is left out.
+Deno.test("a waiting_taken from before a forget is replayed without the forgotten follower", async () => {
+  const server = await startBridge({ env: { STORE: "memory" } });
+  try {
+    const now = String(Math.floor(Date.now() / 1000));
+    let full = await connectAgent(`${server.wsBase}${B}/msg?userid=fFull`);
+    const capacity = await fetch(`${server.base}${B}/send?userid=fFull`, {
+      method: "POST",
+      body: JSON.stringify({ data: { msg_type: "capacity", msg: { max: 0 } } }),
+    });
+    assert.equal(capacity.status, 200, await capacity.text());
+    // Nobody can take them: both wait, and fFull is told.
+    await post(`${server.base}${B}/send_xml`, textXml("oGone", "gh_acct", "a", "7400101", now));
+    await post(`${server.base}${B}/send_xml`, textXml("oStay", "gh_acct", "b", "7400102", now));
+    const isTaken = (e: Received) => e.data.msg?.["event"] === "waiting_taken";
+    const taker = await connectAgent(`${server.wsBase}${B}/msg?userid=fTaker`);
+    const taken = await full.waitFor(isTaken);
+    assert.deepEqual(taken.data.msg?.["follower_ids"], ["oGone", "oStay"]);
+    await full.close();
+    await taker.close();
+
+    const res = await post(`${server.base}${B}/send_xml`, revokeXml("oGone"));
+    assert.equal(res.status, 200, res.text);
+
+    full = await connectAgent(`${server.wsBase}${B}/msg?userid=fFull&since=0`);
+    try {
+      // The log's last entry for fFull: once it is here, the replay is done.
+      const replayed = await full.waitFor(isTaken);
+      assert.deepEqual(replayed.data.msg?.["follower_ids"], ["oStay"]);
+      assert.equal(replayed.data.seq, taken.data.seq);
+      assert.deepEqual(full.messages().filter((e) => JSON.stringify(e).includes("oGone")), []);
+    } finally {
+      await full.close();
+    }
+  } finally {
+    await server.close();
+  }
 });

@@ -150,7 +150,7 @@ Deno.test("after WeChat's 45015 or 45047 the window is closed until the follower
     await t.step(`${errcode}: refused as ${limit}, though the bridge's count had room`, () => {
       const open = noteInbound(null, { kind: "message", at: T0, n: 1 });
       assert.deepEqual(checkReplyAllowed(open, T0 + 1000), { ok: true });
-      const closed = noteWindowClosed(open, errcode);
+      const closed = noteWindowClosed(open, errcode, T0);
       const check = checkReplyAllowed(closed, T0 + 1000);
       assert.equal(check.ok, false);
       assert.equal(!check.ok && check.limit, limit);
@@ -158,16 +158,26 @@ Deno.test("after WeChat's 45015 or 45047 the window is closed until the follower
     });
   }
   await t.step("the follower's next message opens it again", () => {
-    const closed = noteWindowClosed(noteInbound(null, { kind: "message", at: T0, n: 1 }), 45015);
+    const opened = noteInbound(null, { kind: "message", at: T0, n: 1 });
+    const closed = noteWindowClosed(opened, 45015, T0);
     const reopened = noteInbound(closed, { kind: "message", at: T0 + 5000, n: 1 });
     assert.equal(reopened.closedBy, undefined);
     assert.deepEqual(checkReplyAllowed(reopened, T0 + 6000), { ok: true });
   });
   await t.step("a menu tap opens its own minute instead of keeping the closed window", () => {
-    const closed = noteWindowClosed(noteInbound(null, { kind: "message", at: T0, n: 1 }), 45047);
+    const opened = noteInbound(null, { kind: "message", at: T0, n: 1 });
+    const closed = noteWindowClosed(opened, 45047, T0);
     const tapped = noteInbound(closed, { kind: "event", at: T0 + 5000, n: 1 });
     assert.equal(tapped.lastInboundKind, "event");
     assert.deepEqual(checkReplyAllowed(tapped, T0 + 6000), { ok: true });
+  });
+  await t.step("a 45015 to a reply counted in an earlier window leaves the open one open", () => {
+    // WeChat answers seconds later: the follower wrote meanwhile (or was forgotten and wrote
+    // again), and the window that reply counted in is not this one.
+    const earlier = noteInbound(null, { kind: "message", at: T0, n: 1 });
+    const open = noteInbound(earlier, { kind: "message", at: T0 + 5000, n: 3 });
+    assert.equal(noteWindowClosed(open, 45015, T0), open);
+    assert.deepEqual(checkReplyAllowed(open, T0 + 6000), { ok: true });
   });
 });
 
@@ -184,7 +194,7 @@ Deno.test("checkTypingAllowed() relays typing only within 30 s of an exchange", 
     let used = open;
     for (let i = 0; i < 5; i++) used = noteReplySent(used);
     assert.deepEqual(checkTypingAllowed(used, T0 + 1000, T0 + 2000), { ok: true });
-    const check = checkTypingAllowed(noteWindowClosed(open, 45015), T0, T0 + 1000);
+    const check = checkTypingAllowed(noteWindowClosed(open, 45015, T0), T0, T0 + 1000);
     assert.equal(!check.ok && check.limit, "window");
   });
 });

@@ -241,7 +241,7 @@ async function forgetting(store: Store, clock: { t: number }) {
 /** WeChat answered 45015/45047: closed until the follower acts again, on every store. */
 async function closedByWechat(store: Store, clock: { t: number }) {
   await store.acceptInbound([message("oC", "c1", clock.t)], presence);
-  await store.closeWindow("oC", 45015);
+  await store.closeWindow("oC", 45015, clock.t);
   const closed = (await store.getContact("oC"))!;
   assert.equal(closed.window_closed_by, 45015);
   assert.equal(checkReplyAllowed(windowStateOf(closed), clock.t + 1000).ok, false);
@@ -258,11 +258,14 @@ async function closedByWechat(store: Store, clock: { t: number }) {
   assert.ok(!tapped.window_closed_by);
   assert.equal(tapped.last_inbound_kind, "event");
   assert.deepEqual(checkReplyAllowed(windowStateOf(tapped), clock.t + 3000), { ok: true });
-  await store.closeWindow("oC", 45047);
+  await store.closeWindow("oC", 45047, clock.t + 2000);
   await store.acceptInbound([message("oC", "c3", clock.t + 4000)], presence);
   const wrote = (await store.getContact("oC"))!;
   assert.ok(!wrote.window_closed_by);
   assert.deepEqual(checkReplyAllowed(windowStateOf(wrote), clock.t + 5000), { ok: true });
+  // WeChat's late 45015 to a reply counted in the tap's minute: the window opened since stays.
+  await store.closeWindow("oC", 45015, clock.t + 2000);
+  assert.ok(!(await store.getContact("oC"))!.window_closed_by, "an earlier window's answer");
 }
 
 /** A reply WeChat refused is given back to the window it was counted in, on every store. */

@@ -603,7 +603,7 @@ Deno.test({
   async fn(t) {
     const prefix = uniquePrefix("trim");
     const time = clock();
-    const store = await openRedis(prefix, { now: time.now, logMax: 5, logRetentionMs: 60_000 });
+    let store = await openRedis(prefix, { now: time.now, logMax: 5, logRetentionMs: 60_000 });
     const append = (n: number) =>
       store.appendToAgents(
         Array.from({ length: n }, (_, i) => ({
@@ -624,6 +624,16 @@ Deno.test({
         await append(1);
         assert.deepEqual((await store.readLog("a1", 0, 100)).map((e) => e.seq), [9, 10]);
         assert.equal((await store.getAgent("a1"))?.seq, 10);
+      });
+      await t.step("past the retention every old entry goes, however many", async () => {
+        // A revoke's cut lasts twice the retention: an entry it hides must not outlive it
+        // because the log kept taking appends that each took only a hundred old ones.
+        await store.close();
+        store = await openRedis(prefix, { now: time.now, logMax: 1000, logRetentionMs: 60_000 });
+        await append(250);
+        time.advance(70_000);
+        await append(1);
+        assert.deepEqual((await store.readLog("a1", 0, 1000)).map((e) => e.seq), [261]);
       });
     } finally {
       await store.close();
