@@ -448,7 +448,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     store,
     agentOf: agentRequired,
     // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
-    renewMsg: (msg, direction) => renewMediaUrls(signer, msg, direction),
+    renewMsg: (msg, direction) => renewMediaUrls(signer, msg, direction, config.publicUrl),
   });
   const team = createTeamRoutes({
     store,

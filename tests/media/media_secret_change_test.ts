@@ -2,7 +2,9 @@
 // tell operators to change AGENT_SECRET to revoke every token at once, and to set one before
 // going to production: either way every picture, voice and video already in the histories was
 // refused (403) for good, since a history item's URL was renewed only when the current key had
-// signed it. A real bridge on one DATA_DIR (SQLite), restarted with the new secret.
+// signed it. And a bridge started behind a proxy without PUBLIC_URL hands out `http://` URLs an
+// `https://` console does not load: once PUBLIC_URL is set, history kept the old base for good.
+// A real bridge on one DATA_DIR (SQLite), restarted with the new setting.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
@@ -29,22 +31,26 @@ async function agentAuth(secret: string | undefined) {
   return { query: `&token=${token}`, headers: { authorization: `Bearer ${token}` } };
 }
 
+const PUBLIC_URL = "https://bridge.example.com";
+
 for (
-  const [change, before, after] of [
-    ["AGENT_SECRET changed", OLD_SECRET, NEW_SECRET],
-    ["AGENT_SECRET set for the first time", undefined, NEW_SECRET],
+  const [change, before, after, publicUrl] of [
+    ["AGENT_SECRET changed", OLD_SECRET, NEW_SECRET, undefined],
+    ["AGENT_SECRET set for the first time", undefined, NEW_SECRET, undefined],
+    ["PUBLIC_URL set for the first time", OLD_SECRET, OLD_SECRET, PUBLIC_URL],
   ] as const
 ) {
   Deno.test(`${change}: the pictures already in a history still open`, async (t) => {
     const dataDir = await Deno.makeTempDir({ prefix: "media-secret-change-" });
     const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
-    const envOf = (secret: string | undefined) => ({
+    const envOf = (secret: string | undefined, base?: string) => ({
       DATA_DIR: dataDir,
       STORE: "sqlite",
       WECHAT_APPID: APPID,
       WECHAT_SECRET: SECRET,
       WECHAT_API_BASE: fake.url,
       ...(secret === undefined ? {} : { AGENT_SECRET: secret }),
+      ...(base === undefined ? {} : { PUBLIC_URL: base }),
     });
     try {
       let oldUrl = "";
@@ -71,9 +77,9 @@ for (
       });
 
       await t.step(
-        "after a restart with the new secret, history gives a URL that opens",
+        "after a restart with the new setting, history gives a URL that opens",
         async () => {
-          const server = await startBridge({ env: envOf(after) });
+          const server = await startBridge({ env: envOf(after, publicUrl) });
           const auth = await agentAuth(after);
           try {
             const res = await fetch(`${server.base}${B}/history?userid=A&contact_id=oPic`, {
@@ -84,6 +90,7 @@ for (
             const item = body.messages.find((m: Received["data"]) => m.id === "8300001");
             const url = new URL(item.msg.media_path as string);
             assert.equal(url.pathname, new URL(oldUrl).pathname);
+            assert.equal(url.origin, publicUrl ?? new URL(oldUrl).origin);
             // Each start listens on a port of its own: the file is asked of this one.
             const served = await fetch(new URL(url.pathname + url.search, server.base));
             const bytes = new Uint8Array(await served.arrayBuffer());

@@ -148,6 +148,10 @@ Deno.test("renewMediaUrl() renews only media URLs the bridge signed", async (t) 
     assert.ok(String(renewed["media_path"]).startsWith(`https://b/media/${KEY}?e=`));
     // What a follower or an agent wrote is theirs: a URL in it is signed only if ours already.
     assert.equal(renewed["content"], before);
+    // PUBLIC_URL set since: the bridge's own fields move to it, and only they.
+    const moved = renewMediaUrls(signer, stored, "in", "https://public.example.com/");
+    assert.ok(String(moved["media_path"]).startsWith(`https://public.example.com/media/${KEY}?e=`));
+    assert.equal(moved["content"], before);
     assert.equal(renewMediaUrls(signer, { media_path: before }, "note")["media_path"], before);
     assert.equal(
       renewMediaUrls(signer, { media_url: before }, "out")["media_url"],
