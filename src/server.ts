@@ -75,6 +75,7 @@ import { createWechatCrypto } from "./wechat/crypto.ts";
 import { nameSettings } from "./wechat/setting_names.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createPassiveReplies } from "./wechat/passive_reply.ts";
+import { createRefusedCallbacks } from "./wechat/refused_callbacks.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 import { createSignedBodies } from "./wechat/signed_bodies.ts";
 
@@ -462,12 +463,31 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     },
   });
 
+  // A token or key that no longer matches is refused on every callback: said, and counted.
+  const refusedCallbacks = createRefusedCallbacks({
+    count: (status) => metrics.rejected.inc({ reason: `webhook_${status}` }),
+  });
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
   async function receiveXml(body: string, url: URL, started: number): Promise<Response> {
-    const res = await webhook.receive(body, url);
+    let res: Response;
+    try {
+      res = await webhook.receive(body, url);
+    } catch (error) {
+      refusedCallbacks.note(error);
+      throw error;
+    }
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
+  }
+  /** WeChat's URL check (its console's 提交), refused or not, as the callbacks are. */
+  function verifyUrl(url: URL): Response {
+    try {
+      return webhook.verify(url);
+    } catch (error) {
+      refusedCallbacks.note(error);
+      throw error;
+    }
   }
   const sendLimiter = createKeyedRateLimiter(config.sendRatePerS, config.sendRatePerS * 2, now);
   async function send(
@@ -544,7 +564,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const routes: Array<[string, string[], Route["handler"]]> = [
     ["GET", B("/msg"), (req, url) => upgrade(req, url)],
     ["POST", B("/send"), send],
-    ["GET", B("/send_xml"), (_req, url) => webhook.verify(url)],
+    ["GET", B("/send_xml"), (_req, url) => verifyUrl(url)],
     ["POST", B("/send_xml"), sendXml],
     ["GET", B("/contacts"), conversations.contacts],
     ["GET", B("/history"), conversations.history],
