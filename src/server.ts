@@ -45,7 +45,7 @@ import { createRouteTable, errorResponse, json, type Route } from "./http/router
 import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake, type MediaIntake } from "./media/intake.ts";
 import { createSharedMediaIntake } from "./media/shared_intake.ts";
-import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
+import { createMediaJobLimiter, createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
@@ -113,6 +113,12 @@ export interface Effects {
   staticDir?: string;
 }
 
+/** What every account of one process shares: ffmpeg runs and media jobs at once. */
+interface ProcessLimits {
+  tools: ToolLimiter;
+  mediaJobs: ToolLimiter;
+}
+
 /** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
  * few sockets of thousands rather than all at once. */
 function heartbeatSlotsOf(intervalS: number): number {
@@ -124,15 +130,16 @@ function heartbeatSlotsOf(intervalS: number): number {
  * ACCOUNTS_FILE, one bridge per account behind one front (src/account_front.ts).
  */
 export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
-  // One limit for the process: the cores are shared by every account's media.
-  const tools = createToolLimiter();
+  // One limit for the process: the cores and the memory are shared by every account's media.
+  const limits: ProcessLimits = { tools: createToolLimiter(), mediaJobs: createMediaJobLimiter() };
   return config.accounts.length > 0
-    ? await createAccountsServer(config, effects, tools)
-    : await createAccountServer(config, effects, tools);
+    ? await createAccountsServer(config, effects, limits)
+    : await createAccountServer(config, effects, limits);
 }
 
 /** The bridge of one official account: its store, WeChat client, hub and routes. */
-async function createAccountServer(config: Config, effects: Effects, tools: ToolLimiter) {
+async function createAccountServer(config: Config, effects: Effects, limits: ProcessLimits) {
+  const { tools } = limits;
   // A key without an appid, or a malformed key, stops start-up rather than every message.
   const wechatCrypto = config.wechatAesKey
     ? createWechatCrypto({
@@ -217,6 +224,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     ffprobe: effects.ffprobe,
   });
   const pipeline = createMediaPipeline({
+    jobs: limits.mediaJobs,
     storage,
     signer,
     getMedia,
@@ -839,7 +847,7 @@ async function openMediaStorage(config: Config): Promise<MediaStorage> {
 async function createAccountsServer(
   config: Config,
   effects: Effects,
-  tools: ToolLimiter,
+  limits: ProcessLimits,
 ): Promise<Server> {
   const units = new Map<string, AccountServer>();
   try {
@@ -848,7 +856,7 @@ async function createAccountsServer(
       const unit = await withAccount(
         account.id,
         () =>
-          createAccountServer(configOf(config, account), { ...effects, store: undefined }, tools),
+          createAccountServer(configOf(config, account), { ...effects, store: undefined }, limits),
       );
       units.set(account.id, unit);
     }
