@@ -49,7 +49,14 @@ export interface Changes {
   dedup: string[];
   /** Followers forgotten (their authorization revoked): contact and history to delete. */
   forgotten: string[];
+  /** Each forget's cut (ForgetCut), to keep as long as agents' logs are. */
+  cuts: Array<{ followerId: string; cut: ForgetCut }>;
 }
+
+/** Every agent's last log seq when a follower was forgotten: what its log holds of that
+ * follower at or below it is of the conversation the account was told to forget. Seqs, not
+ * times: WeChat's CreateTime is another clock, and a seq is never given out twice. */
+export type ForgetCut = Record<string, number>;
 
 /** An empty change set. */
 export function emptyChanges(): Changes {
@@ -62,6 +69,7 @@ export function emptyChanges(): Changes {
     dequeued: [],
     dedup: [],
     forgotten: [],
+    cuts: [],
   };
 }
 
@@ -490,9 +498,20 @@ export class Model {
     this.contacts.delete(followerId);
     this.changes.contacts.delete(followerId);
     this.changes.forgotten.push(followerId);
+    // Before the notice is logged: the notice is the system's, and is replayed.
+    this.changes.cuts.push({ followerId, cut: this.forgetCut() });
     const agentId = contact.agent_id ?? contact.last_agent_id;
     if (agentId !== null) this.append(agentId, notice);
     return true;
+  }
+
+  /** Every agent's log as far as it goes now (a forget's cut); agents with none are left out. */
+  forgetCut(): ForgetCut {
+    const cut: ForgetCut = {};
+    for (const record of this.agents.values()) {
+      if (record.seq > 0) cut[record.agent_id] = record.seq;
+    }
+    return cut;
   }
 
   /** Ends a conversation: the follower's next message is assigned anew. */

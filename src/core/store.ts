@@ -272,10 +272,11 @@ export interface Store {
    * open one (window.ts noteReplyRefused). Resolves to the
    * contact's `replies_since_inbound` after, or null when nothing was given back. */
   returnReply(followerId: string, n: number, countedIn: number): Promise<number | null>;
-  /** Sets a reply's status after WeChat answered. */
+  /** Sets a reply's status after WeChat answered: on history item `reply.n` only while it is
+   * that reply (`reply.id`); after a forget the number may be another conversation's. */
   updateReply(
     followerId: string,
-    n: number,
+    reply: { n: number; id: string },
     status: "sent" | "failed",
     error?: string,
   ): Promise<void>;
@@ -303,6 +304,10 @@ export interface Store {
   /** Forgets a follower (it revoked its authorization): contact, history, queued messages;
    * the agent that served it gets `notice`. False when the follower was unknown. */
   forgetFollower(followerId: string, notice: Envelope): Promise<Applied<boolean>>;
+  /** For each of these followers forgotten within the log's retention, the agent's last log
+   * seq at its last forget (Model.forgetCut): a replay skips its entries at or below it, also
+   * once the follower has written again. Followers never forgotten (or long ago) are absent. */
+  forgetCuts(agentId: string, followerIds: readonly string[]): Promise<Map<string, number>>;
   /** Which of these media keys some follower's history still names, by a scan of every history
    * (a forget's files are deleted only when none does; forgets are rare, messages are not). */
   mediaInHistory(keys: readonly string[]): Promise<Set<string>>;

@@ -45,42 +45,77 @@ async function drained(socket: AgentSocket): Promise<void> {
   }
 }
 
-/**
- * The follower a logged envelope is about (its message, or a reply or note to it), or null for
- * the system's notices and agents' messages, which are no follower's.
- */
-function followerOf(entry: LogEntry): string | null {
-  const data = entry.envelope.data;
-  const followerId = data.contact_id;
-  // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
-  if (
-    typeof followerId !== "string" || followerId === SYSTEM_CONTACT ||
-    followerId === entry.agentId || (data.from !== undefined && data.from !== null)
-  ) {
-    return null;
-  }
-  return followerId;
+/** A follower a logged envelope is about, and whether as a system notice. */
+interface Concern {
+  followerId: string;
+  /** A 102 naming it in `msg.follower_id` (its events, assignments, window notices), not its
+   * conversation (its message, or a reply or note to it). */
+  notice: boolean;
 }
 
 /**
- * Looks up, at once, the followers of `page` not yet in `gone`, and notes which were deleted
- * since (user_authorization_revoke): agent logs outlive that by up to 48 h, and a `since=` replay
- * must not hand out what the account was told to forget. At once, so that a shared store answers
- * a page's lookups in one round trip, not one a follower.
+ * The follower a logged envelope is about, or null for agents' messages and the system's
+ * notices about no follower.
+ */
+function followerOf(entry: LogEntry): Concern | null {
+  const data = entry.envelope.data;
+  const followerId = data.contact_id;
+  if (followerId === SYSTEM_CONTACT) {
+    const about = data.msg?.["follower_id"];
+    return typeof about === "string" && about !== "" ? { followerId: about, notice: true } : null;
+  }
+  // A push to the agent itself (the seed's JSON test, no `from`) names the agent.
+  if (
+    typeof followerId !== "string" || followerId === entry.agentId ||
+    (data.from !== undefined && data.from !== null)
+  ) {
+    return null;
+  }
+  return { followerId, notice: false };
+}
+
+/** What the replay knows of a follower: deleted now, and its last forget's cut in this log. */
+interface Forgotten {
+  gone: boolean;
+  /** The agent's last seq at the follower's last forget; 0 when none is kept. */
+  cut: number;
+}
+
+/**
+ * Whether the replay leaves `entry` out (user_authorization_revoke): agent logs outlive a forget
+ * by up to 48 h, and a `since=` replay must not hand out what the account was told to forget,
+ * also once the follower has written again (a new contact). Whatever came before the forget
+ * goes, its notices too (a location it reported); of a follower deleted now, its whole
+ * conversation (a late reply outcome comes after the cut); the forget's own notice, after the
+ * cut, stays.
+ */
+function isForgotten(entry: LogEntry, concern: Concern, known: Forgotten): boolean {
+  return entry.seq <= known.cut || (known.gone && !concern.notice);
+}
+
+/**
+ * Looks up, at once, the followers of `page` not yet in `known`: whether each is deleted now,
+ * and its last forget's cut in this agent's log. At once, so that a shared store answers a
+ * page's lookups in one round trip, not one a follower.
  */
 async function noteForgotten(
   store: Store,
+  agentId: string,
   page: LogEntry[],
-  gone: Map<string, boolean>,
+  known: Map<string, Forgotten>,
 ): Promise<void> {
   const unknown = new Set<string>();
   for (const entry of page) {
-    const followerId = followerOf(entry);
-    if (followerId !== null && !gone.has(followerId)) unknown.add(followerId);
+    const concern = followerOf(entry);
+    if (concern !== null && !known.has(concern.followerId)) unknown.add(concern.followerId);
   }
-  await Promise.all(
-    [...unknown].map(async (id) => gone.set(id, (await store.getContact(id)) === null)),
-  );
+  if (unknown.size === 0) return;
+  const ids = [...unknown];
+  const [contacts, cuts] = await Promise.all([
+    Promise.all(ids.map((id) => store.getContact(id))),
+    store.forgetCuts(agentId, ids),
+  ]);
+  ids.forEach((id, i) => known.set(id, { gone: contacts[i] === null, cut: cuts.get(id) ?? 0 }));
 }
 
 /** Creates the message path over a store and a hub. */
@@ -210,13 +245,13 @@ export function createSwitchboard(options: SwitchboardOptions) {
           // A since= beyond the agent's last seq names a log this store does not have (a Redis
           // or a DATA_DIR that came back empty): everything it has is new to the agent.
           if (since !== null && since > (record?.seq ?? 0)) after = 0;
-          const gone = new Map<string, boolean>();
+          const known = new Map<string, Forgotten>();
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
-            await noteForgotten(store, page, gone);
+            await noteForgotten(store, agentId, page, known);
             for (const entry of page) {
-              const followerId = followerOf(entry);
-              if (followerId !== null && gone.get(followerId)) {
+              const concern = followerOf(entry);
+              if (concern !== null && isForgotten(entry, concern, known.get(concern.followerId)!)) {
                 after = entry.seq;
                 continue;
               }

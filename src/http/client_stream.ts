@@ -1,6 +1,6 @@
 // Follows what a client sends on one connection, as the relay passes it on: request heads,
-// bodies (of a declared length, or chunked), and after a WebSocket upgrade request the frames,
-// whose sizes are checked by their headers (src/http/ws_frames.ts) before Deno reads them whole.
+// bodies (of a declared length, or chunked), and after a WebSocket upgrade request accepted the
+// frames, whose sizes are checked by their headers (src/http/ws_frames.ts) before Deno reads them.
 
 import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 
@@ -9,6 +9,11 @@ import { createFrameMeter, type FrameMeter } from "./ws_frames.ts";
 export const MAX_HEAD_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const latin1 = new TextDecoder("latin1");
+/**
+ * The meter's place while an upgrade request waits on its answer: what follows its head is
+ * frames (101) or the next request (any other status), so none of it is fed until then.
+ */
+const AWAITED: FrameMeter = { feed: () => true };
 
 /** Where a client's stream is, fed chunk by chunk in order. */
 export class ClientStream {
@@ -25,14 +30,16 @@ export class ClientStream {
   /** The head refused was refused for its size (431, as Deno.serve answers a first one). */
   #tooLarge = false;
   #refusedAt = 0;
+  /** Of a head refused for its size, the bytes passed on in earlier reads (see refusedTail). */
+  #passed = 0;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
   #emptyLineCR = false;
   #meter: FrameMeter | null = null;
+  /** Where in the chunk fed last an awaited upgrade head ended (see heldFrom). */
+  #heldFrom = 0;
   #heads = 0;
-  /** A request asked to close after its answer: Deno reads nothing after it. */
-  #closing = false;
 
   constructor(readonly maxMessageBytes: number) {}
 
@@ -41,20 +48,30 @@ export class ClientStream {
     return this.#bodyLeft > 0 || (this.#chunked !== null && this.#chunked !== "trailer");
   }
 
-  /** True once an upgrade request's head has passed and its frames are being measured. */
+  /** True once an upgrade request's head has passed: its answer is awaited, or it was 101. */
   get upgrading(): boolean {
     return this.#meter !== null;
   }
 
-  /** Request heads read whole and not refused: each is a request Deno will answer. */
-  get heads(): number {
-    return this.#heads;
+  /** An upgrade request's head has passed and its answer is not known: nothing more is fed. */
+  get awaiting(): boolean {
+    return this.#meter === AWAITED;
   }
 
-  /** True once a request asked for the connection to close after its answer (Connection: close,
-   * or HTTP/1.0 without keep-alive): Deno answers it and reads no request after it. */
-  get closing(): boolean {
-    return this.#closing;
+  /**
+   * While awaiting: where in the chunk fed last the upgrade head ended. The bytes from there are
+   * not taken; they are fed again once the answer is known (see accepted and refused).
+   */
+  get heldFrom(): number {
+    return this.#heldFrom;
+  }
+
+  /**
+   * Request heads read whole and not refused, and one refused for its size (the relay passes a
+   * request of its own in its place, answered 431): each is a request Deno will answer.
+   */
+  get heads(): number {
+    return this.#heads;
   }
 
   /**
@@ -85,6 +102,28 @@ export class ClientStream {
     return this.#refusedAt;
   }
 
+  /**
+   * Where Deno's parser is in a head refused for its size: "none" when none of it was passed on
+   * (it began in the chunk fed last), else where the part passed on in earlier reads ends: at a
+   * line's end ("lf"), after a header line's CR ("cr"), inside a header line ("mid"); null when
+   * no header line can follow (its request line not whole, or an empty line's CR).
+   */
+  get refusedTail(): "none" | "lf" | "cr" | "mid" | null {
+    const passed = this.#passed;
+    if (passed === 0) return "none";
+    const head = this.#head;
+    if (head.subarray(0, passed).indexOf(10) === -1) return null;
+    const last = head[passed - 1];
+    if (last === 10) return "lf";
+    if (last === 13) return head[passed - 2] === 10 ? null : "cr";
+    return "mid";
+  }
+
+  /** The upgrade was accepted (101): what follows is frames, measured from the first. */
+  accepted(): void {
+    this.#meter = createFrameMeter(this.maxMessageBytes);
+  }
+
   /** The upgrade was refused: the connection goes on as HTTP, at a request boundary. */
   refused(): void {
     this.#meter = null;
@@ -100,7 +139,10 @@ export class ClientStream {
   feed(chunk: Uint8Array, lineEnds: number[] | null = null, end = chunk.length): boolean {
     let i = 0;
     while (i < end) {
-      if (this.#meter !== null) return this.#meter.feed(chunk, i, end);
+      if (this.#meter !== null) {
+        if (this.#meter === AWAITED) break;
+        return this.#meter.feed(chunk, i, end);
+      }
       // What cannot be followed is not passed on: Deno would refuse it anyway.
       if (this.#lost) return false;
       if (this.#bodyLeft > 0) {
@@ -114,6 +156,7 @@ export class ClientStream {
         ? this.#readHead(chunk, i, end, lineEnds)
         : this.#readChunked(chunk, i);
     }
+    if (this.#meter === AWAITED) this.#heldFrom = i;
     // Lost on the chunk's last bytes (a head too large, read to its end): none of it passes.
     return !this.#lost;
   }
@@ -174,11 +217,13 @@ export class ClientStream {
     }
     if (before === 0) this.#keepHead(chunk.subarray(i, i + take));
     this.#headLength = length;
-    // Too large for Deno too (431, by the guard itself, after Deno's answers before it: see
-    // Link.pass): refused at its start, so the requests before it are still answered.
+    // Too large for Deno too (431, to a request the relay passes in its place, after Deno's
+    // answers before it: see Link.pass): refused at its start, so those are still answered.
     if (length >= MAX_HEAD_BYTES) {
       this.#lost = this.#badHead = this.#tooLarge = true;
       this.#refusedAt = before > 0 ? 0 : i;
+      this.#passed = before;
+      this.#heads++;
       return end;
     }
     return i + take;
@@ -230,9 +275,6 @@ export class ClientStream {
     let coding: string | undefined;
     let length: number | undefined;
     let bad = false;
-    let close = false;
-    let keepAlive = false;
-    let http10 = false;
     // Line by line as a multiline regex over the whole head sees lines (any CR or LF ends one),
     // each decoded as Latin-1 (one character a byte: no U+2028 from a value to start a line Deno
     // never saw); only a line that starts with one of the three names is decoded at all.
@@ -253,12 +295,6 @@ export class ClientStream {
         if (digits === undefined || !DIGITS.test(digits)) bad = true;
         else if (length !== undefined && length !== Number(digits)) bad = true;
         else length = Number(digits);
-      } else if (startsWith(buf, i, j, CONNECTION_NAME)) {
-        const value = latin1.decode(buf.subarray(i, j));
-        close ||= CLOSE.test(value);
-        keepAlive ||= KEEP_ALIVE.test(value);
-      } else if (i === start) {
-        http10 = endsWith(buf, j, HTTP_10);
       }
       i = j + 1;
     }
@@ -271,10 +307,8 @@ export class ClientStream {
       this.#lost = this.#badHead = true;
       return;
     }
-    // As Deno reads it: HTTP/1.0 closes unless it asks to be kept alive.
-    if (close || (http10 && !keepAlive)) this.#closing = true;
     if (upgrade) {
-      this.#meter = createFrameMeter(this.maxMessageBytes);
+      this.#meter = AWAITED;
       return;
     }
     if (coding !== undefined) this.#chunked = "size";
@@ -289,25 +323,12 @@ const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
 const LEADING_ZEROS = /^0+(?=.)/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNKED_LAST = /(^|,)[ \t]*chunked$/i;
-const CLOSE = /^connection:(?:.*,)?[ \t]*close[ \t]*(?:,|$)/i;
-const KEEP_ALIVE = /^connection:(?:.*,)?[ \t]*keep-alive[ \t]*(?:,|$)/i;
 const UPGRADE_NAME = nameBytes("upgrade:");
-const CONNECTION_NAME = nameBytes("connection:");
-const HTTP_10 = nameBytes(" http/1.0");
 const CODING_NAME = nameBytes("transfer-encoding:");
 const LENGTH_NAME = nameBytes("content-length:");
 
 function nameBytes(name: string): Uint8Array {
   return new TextEncoder().encode(name);
-}
-
-/** Whether `buf[..j]` ends with `suffix` (lower case), ignoring ASCII case (a filter, as below). */
-function endsWith(buf: Uint8Array, j: number, suffix: Uint8Array): boolean {
-  if (j < suffix.length) return false;
-  for (let k = 0; k < suffix.length; k++) {
-    if ((buf[j - suffix.length + k]! | 0x20) !== suffix[k]) return false;
-  }
-  return true;
 }
 
 /**

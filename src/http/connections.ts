@@ -175,10 +175,11 @@ class Link {
   refusing = false;
   /** Answers Deno has sent: fewer than the stream's heads while some request waits on one. */
   answered = 0;
-  /** The client half-closed with answers owed: passed on once they are sent (see answer). */
+  /**
+   * The client half-closed with answers owed, or a head too large went as a request of the
+   * guard's own (see pass): the end is passed on once the answers are sent (see answer).
+   */
   #endHeld = false;
-  /** A head was refused for its size: the 431 goes out once Deno's answers before it end. */
-  #oweTooLarge = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -195,30 +196,57 @@ class Link {
     this.stream = new ClientStream(maxMessageBytes);
   }
 
-  /** Starts copying both ways once `head` (what the client sent so far) is passed on. */
-  start(inner: Deno.Conn, head: Uint8Array): void {
+  /**
+   * Starts copying both ways once `marked` (what `pass` made of `head`, all the client sent so
+   * far) is passed on; written by the pump toward Deno, so that nothing held after an upgrade
+   * head can go before it.
+   */
+  start(inner: Deno.Conn, head: Uint8Array<ArrayBuffer>, marked: Uint8Array): void {
     this.inner = inner;
     this.#up = new Pump(this.client, inner, this);
     this.#down = new Pump(inner, this.client, this);
     this.#down.start();
-    writeAll(inner, head).then(
-      () => this.refusing ? this.refusedSent() : this.#up?.start(),
-      () => this.owner.drop(this),
-    );
+    if (this.stream.awaiting) this.#up.hold(head, head.length - this.stream.heldFrom);
+    this.#up.send(marked);
   }
 
   /**
    * The first `n` bytes of `buf`, read by `pump`: what to pass on (in `buf` when it has room
-   * for the token lines), or null when nothing must be (closed).
+   * for the token lines), or null when nothing is to be now (closed, or held by `pump`).
    */
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
-    if (pump !== this.#up) return buf.subarray(0, n);
+    if (pump !== this.#up) {
+      // Deno is writing its 101: what waited behind the head goes on as frames only now, as a
+      // connection closed before Deno is done upgrading leaves Deno.serve's shutdown hanging.
+      if (this.stream.awaiting && this.phase === "upgraded") {
+        this.upgradeAnswered(true);
+        if (this.closed) return null; // a frame over the limit
+      }
+      return buf.subarray(0, n);
+    }
     this.heard = performance.now();
+    // After an upgrade head, frames or the next request: which, its answer says.
+    if (this.stream.awaiting) {
+      pump.held = n;
+      return null;
+    }
     const marked = this.pass(buf, n);
     if (marked === null) this.owner.drop(this);
-    else if (this.refusing) pump.stopped = true;
+    else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
     return marked;
+  }
+
+  /**
+   * The handler behind answered the upgrade request the stream awaits on (`upgraded`: 101):
+   * what the client sent after its head goes on, as frames measured from the first, or as
+   * requests with the link's token (what Deno answers when it does not upgrade).
+   */
+  upgradeAnswered(upgraded: boolean): void {
+    if (!this.stream.awaiting) return;
+    if (upgraded) this.stream.accepted();
+    else this.stream.refused();
+    this.#up?.resume();
   }
 
   /**
@@ -226,8 +254,10 @@ class Link {
    * parser refuses too, or would read otherwise, is not passed on, nor anything after; in its
    * place goes a head no HTTP parser takes, so that Deno answers the requests before it, then
    * 400, and closes: the answers stay in order, however long the ones before take. A head too
-   * large has only what came before it passed on: once Deno has answered that, it is told the
-   * client is done, and the guard answers 431 after the last of Deno's bytes (see refusedSent).
+   * large goes as a request of the guard's own (see tooLargeStandIn), which the handler behind
+   * answers 431: Deno sends that only if it is still reading, after whole answers (one cut short,
+   * or a request that asked to close, closes the connection first), and the client's end is
+   * passed on once it is sent.
    */
   pass(buf: Uint8Array, n: number): Uint8Array | null {
     const marked = this.mark(buf, n);
@@ -235,15 +265,31 @@ class Link {
     this.refusing = true;
     const at = this.stream.refusedAt;
     const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
-    // After a request that closes the connection Deno reads nothing more: no answer is owed.
+    let after: Uint8Array = UNPARSABLE_HEAD;
     if (this.stream.headTooLarge) {
-      this.#oweTooLarge = !this.stream.closing;
-      return before;
+      after = this.tooLargeStandIn();
+      this.#endHeld = true;
     }
-    const out = new Uint8Array(before.length + UNPARSABLE_HEAD.length);
+    const out = new Uint8Array(before.length + after.length);
     out.set(before);
-    out.set(UNPARSABLE_HEAD, before.length);
+    out.set(after, before.length);
     return out;
+  }
+
+  /**
+   * What goes to Deno in place of a head too large: a request of its own with a line that names
+   * the link's token (TOO_LARGE_HEADER), or, if part of the head has gone on already, the end of
+   * that head with the line, made so that it cannot end the head before the line; where no line
+   * can follow, a head no parser takes (Deno answers 400, in order, as for a head it refuses).
+   */
+  tooLargeStandIn(): Uint8Array {
+    const tail = this.stream.refusedTail;
+    const line = `${TOO_LARGE_HEADER}: ${this.token}\r\n\r\n`;
+    if (tail === "none") {
+      return encoder.encode(`GET / HTTP/1.1\r\n${LINK_HEADER}: ${this.token}\r\n${line}`);
+    }
+    if (tail === null) return UNPARSABLE_HEAD;
+    return encoder.encode((tail === "lf" ? "" : tail === "cr" ? "\n" : "\r\n") + line);
   }
 
   /**
@@ -259,7 +305,14 @@ class Link {
       if (this.stream.upgrading) this.owner.tooLarge();
       return null;
     }
-    return this.withTokens(buf, n, lineEnds.length);
+    const at = this.stream.awaiting ? this.stream.heldFrom : n;
+    if (at === n) return this.withTokens(buf, n, lineEnds.length);
+    // Bytes came after an upgrade head: they wait at the buffer's start for its answer, so what
+    // passes now is a copy (its token lines would overwrite them in place).
+    const head = buf.subarray(0, at);
+    const out = lineEnds.length > 0 ? this.withTokens(head, at, lineEnds.length) : head.slice();
+    buf.copyWithin(0, at, n);
+    return out;
   }
 
   /** `buf[0..n]` with the link's token after each of the first `count` lineEnds. */
@@ -307,16 +360,6 @@ class Link {
     return this.stalledSince;
   }
 
-  /**
-   * What came before a refused head has gone on to Deno. One refused for its size leaves Deno
-   * waiting for more: it is told the client is done once its answers are sent (see answer).
-   */
-  refusedSent(): void {
-    if (!this.stream.headTooLarge || this.closed) return;
-    if (this.answered < this.stream.heads) this.#endHeld = true;
-    else this.#passEnd();
-  }
-
   /** Deno sent the answer to one more request. */
   answer(): void {
     this.answered++;
@@ -335,10 +378,6 @@ class Link {
       // are answered), and an agent's socket closes its own way.
       if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
       else this.#passEnd();
-    } else if (pump === this.#down && this.#oweTooLarge && !this.closed) {
-      // Deno's last answer is out whole: the 431 goes after it.
-      this.#oweTooLarge = false;
-      writeAll(this.client, HEADERS_TOO_LARGE).catch(() => {}).finally(() => this.owner.drop(this));
     } else {
       this.owner.drop(this);
     }
@@ -367,19 +406,46 @@ class Link {
  */
 class Pump {
   #buf = new Uint8Array(MIN_CHUNK);
+  /**
+   * Client bytes at the start of the buffer, read after an upgrade head and waiting for its
+   * answer (see Link.chunk): passed on as read, from `start`, once it is known.
+   */
+  held = 0;
   /** What is being written (the part of the chunk not written yet). */
   #out: Uint8Array = EMPTY;
   #last = 0;
   #wasFull = false;
   /** Writes completed (whole or in part): the sweep sees a stalled one by this not moving. */
   writes = 0;
-  /** Reads no more once the write under way is done (its link refused a head, see pass). */
-  stopped = false;
 
   constructor(readonly from: Deno.Conn, readonly to: Deno.Conn, readonly link: Link) {}
 
   start(): void {
+    if (this.held > 0) {
+      if (this.link.stream.awaiting) return;
+      const n = this.held;
+      this.held = 0;
+      return this.#onRead(n);
+    }
     this.from.read(this.#buf).then(this.#onRead, this.#onEnd);
+  }
+
+  /** Takes `buf`, whose first `n` bytes wait for an upgrade's answer, as its buffer. */
+  hold(buf: Uint8Array<ArrayBuffer>, n: number): void {
+    if (n === 0) return;
+    this.#buf = buf;
+    this.held = n;
+  }
+
+  /** Writes `chunk` (read before the pump was made), then goes on as after any write. */
+  send(chunk: Uint8Array): void {
+    this.#out = chunk;
+    this.to.write(chunk).then(this.#onWritten, this.#onEnd);
+  }
+
+  /** The upgrade's answer is known: held bytes go on now, or after the write under way. */
+  resume(): void {
+    if (this.held > 0 && !this.writing) this.start();
   }
 
   readonly #onRead = (n: number | null): void => {
@@ -415,9 +481,11 @@ class Pump {
     this.#out = EMPTY;
     const size = this.#buf.length;
     const next = nextReadSize(size, this.#last, this.#wasFull);
-    if (next !== size) this.#buf = new Uint8Array(next);
+    // Held bytes are in the buffer: it is kept until they have gone on.
+    if (next !== size && this.held === 0) this.#buf = new Uint8Array(next);
     this.#wasFull = this.#last === size;
-    if (this.stopped) return this.link.refusedSent();
+    // Nothing more of the client's is read once a head was refused (see Link.pass).
+    if (this.link.refusing && this.to === this.link.inner) return;
     this.start();
   };
 
@@ -524,18 +592,29 @@ export function serveGuarded(
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
-    if (upgrade && !link.stream.upgrading) {
-      // Pipelined behind another request: its frames could not be measured from their start.
+    // The guard's stand-in for a head too large: the client's own header of that name comes
+    // before the guard's, whose token no client knows.
+    if (link.refusing && req.headers.get(TOO_LARGE_HEADER)?.endsWith(link.token)) {
+      return new Response(null, { status: 431, headers: { connection: "close" } });
+    }
+    if (upgrade && !link.stream.awaiting) {
+      // The relay did not read it as an upgrade: the frames after it would not be measured.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
     }
     const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
-    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header);
-    // one the relay took for an upgrade and Deno did not must turn the stream back to HTTP.
-    return upgrade || link.stream.upgrading ? upgraded(link, res) : res;
+    // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header), and
+    // it is the one the stream awaits on: nothing after its head has been passed on.
+    return upgrade ? upgraded(link, res) : res;
   };
   /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
   const upgraded = async (link: Link, answer: Response | Promise<Response>) => {
-    const res = await answer;
+    let res: Response;
+    try {
+      res = await answer;
+    } catch (error) {
+      link.upgradeAnswered(false); // Deno answers 500 (onError) and reads on
+      throw error;
+    }
     // An upgraded connection is an agent's socket: its own heartbeat and idle timeout guard it.
     // No request follows on it, so it needs no token from here on.
     if (res.status === 101) {
@@ -545,7 +624,7 @@ export function serveGuarded(
       link.tokenLine = null;
       link.settle = null;
       link.info = null;
-    } else link.stream.refused(); // the connection goes on as plain HTTP
+    } else link.upgradeAnswered(false); // on 101, once Deno writes it (see Link.chunk)
     return res;
   };
   let shuttingDown = false;
@@ -676,7 +755,7 @@ export function serveGuarded(
     }
     // The connection stays "fresh" (and evictable) until Deno.serve has the request; from here
     // the link copies on its own, and this function returns so that nothing of it stays.
-    link.start(innerConn, marked);
+    link.start(innerConn, head, marked);
   };
 
   const sweep = setInterval(() => {
@@ -786,6 +865,8 @@ export function publicUrl(url: string, listening: Deno.NetAddr): string {
 }
 
 const LINK_HEADER = "x-bridge-link";
+/** On the guard's stand-in for a head too large, with the link's token (see tooLargeStandIn). */
+const TOO_LARGE_HEADER = "x-bridge-too-large";
 /** The descriptor innerHandler gives req.url (reused: defineProperty reads it at once). */
 const urlProperty: PropertyDescriptor = { value: "" };
 const encoder = new TextEncoder();
@@ -815,7 +896,7 @@ const HEADERS_TOO_LARGE = new TextEncoder().encode(
  */
 async function readHead(
   conn: Deno.Conn,
-): Promise<Uint8Array | null | typeof HEAD_TOO_LARGE> {
+): Promise<Uint8Array<ArrayBuffer> | null | typeof HEAD_TOO_LARGE> {
   let buf = new Uint8Array(HEAD_CHUNK);
   let length = 0;
   /** Where the request line begins, past empty lines (-1: not yet). */
@@ -851,11 +932,6 @@ async function readHead(
   } catch {
     return null;
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
 /** Answers 503 and closes, without waiting on a client that may not read. */

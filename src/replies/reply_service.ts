@@ -180,7 +180,9 @@ export function createReplyService(
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
-    if (counted !== null) await store.updateReply(followerId, counted.n, "failed", error.message);
+    if (counted !== null) {
+      await store.updateReply(followerId, { n: counted.n, id }, "failed", error.message);
+    }
     const message = `Cannot send the reply: ${error.message}`;
     const body = {
       ...echo,
@@ -341,7 +343,7 @@ export function createReplyService(
         const quota = undelivered ? await giveBack(followerId, counted) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
-        await store.updateReply(followerId, n, "failed", wechatMsg);
+        await store.updateReply(followerId, { n, id }, "failed", wechatMsg);
         const body = {
           ...echo,
           reply_id: id,
@@ -365,7 +367,9 @@ export function createReplyService(
         });
         return refuse(502, `WeChat refused the reply: ${wechatMsg} (${errcode})`, body);
       }
-      await store.updateReply(followerId, n, "sent");
+      // By its id too: a forget meanwhile, and the follower writing again, starts the history
+      // numbers over, and this reply's number may be the new conversation's.
+      await store.updateReply(followerId, { n, id }, "sent");
       ctx.metrics.messagesOut.inc({ msg_type: `reply_${item.msg_type}` });
       await notify(
         agentId,

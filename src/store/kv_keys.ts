@@ -42,6 +42,11 @@ export function historyPrefix(followerId?: string): Deno.KvKey {
   return followerId === undefined ? ["history"] : ["history", followerId];
 }
 
+/** A forgotten follower's cut in one agent's log (model.ts ForgetCut): the seq at its forget. */
+export function forgetCutKey(followerId: string, agentId: string): Deno.KvKey {
+  return ["forget_cuts", followerId, agentId];
+}
+
 /** A message waiting for an agent, by follower and history number. */
 export function queuedKey(followerId: string, n: number): Deno.KvKey {
   return ["queue", followerId, n];

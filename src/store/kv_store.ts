@@ -14,6 +14,7 @@ import {
   contactsPrefix,
   dedupKey,
   dedupPrefix,
+  forgetCutKey,
   historyKey,
   historyPrefix,
   layoutKey,
@@ -368,6 +369,14 @@ class CommitPlan {
       }
     }
     for (const id of changes.agents) writes.push(this.agentWrite(id));
+    // One key an agent, so a team of any size fits (a long cut splits as a long queue does).
+    // Twice the logs' time: KV deletes expired keys late, and a cut kept longer hides nothing
+    // new (it covers only seqs given out before the forget).
+    for (const { followerId, cut } of changes.cuts) {
+      for (const [agentId, seq] of Object.entries(cut)) {
+        writes.push(setWrite(forgetCutKey(followerId, agentId), seq, 2 * logRetain));
+      }
+    }
     for (const d of changes.dequeued) writes.push(deleteWrite(queuedKey(d.followerId, d.n)));
     // Its history was deleted before (forgetFollower): the contact goes last.
     for (const id of changes.forgotten) {
@@ -863,17 +872,22 @@ function createKvStore(
       }
       return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), true, () => [followerId]);
     },
-    async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+    async updateReply(
+      followerId: string,
+      reply: { n: number; id: string },
+      status: "sent" | "failed",
+      error?: string,
+    ) {
+      const { n } = reply;
       const key = historyKey(followerId, n);
       // Check-and-set: a concurrent update of the same entry makes us read it again.
       for (let attempt = 0; attempt < 5; attempt++) {
         const entry = await kv.get<string | HistoryItem>(key);
         if (entry.value === null) return;
-        const item: HistoryItem = {
-          ...fromStored(entry.value),
-          status,
-          ...(error ? { error } : {}),
-        };
+        const stored = fromStored(entry.value);
+        // Another item by that number: the follower was forgotten and wrote again since.
+        if (stored.id !== reply.id) return;
+        const item: HistoryItem = { ...stored, status, ...(error ? { error } : {}) };
         const res = await kv.atomic().check(entry).set(key, JSON.stringify(item), {
           expireIn: options.retentionMs,
         }).commit();
@@ -931,6 +945,22 @@ function createKvStore(
         if (!res.ok) throw new Error("Cannot delete history in Deno KV: the commit was refused");
       }
       return await mutate((m) => m.forget(followerId, notice), true, () => [followerId]);
+    },
+    async forgetCuts(agentId: string, followerIds: readonly string[]) {
+      const found = new Map<string, number>();
+      // An id too long to be a key was never stored (as getContacts).
+      const ids = followerIds.filter((id) => id.length < 600 || encoder.encode(id).length < 1500);
+      const calls: Array<Promise<void>> = [];
+      for (let i = 0; i < ids.length; i += GET_MANY) {
+        const keys = ids.slice(i, i + GET_MANY).map((id) => forgetCutKey(id, agentId));
+        calls.push(
+          kv.getMany<number[]>(keys).then((entries) => {
+            for (const e of entries) if (e.value !== null) found.set(e.key[1] as string, e.value);
+          }),
+        );
+      }
+      await Promise.all(calls);
+      return found;
     },
     async mediaInHistory(keys: readonly string[]) {
       const named = new Set<string>();

@@ -2,7 +2,13 @@
 // For tests, for `STORE=memory`, and as the baseline the benchmark compares Deno KV against.
 
 import { keyCollector } from "../core/media_refs.ts";
-import { Model, type ModelOptions, modelReads, sortQuickReplies } from "../core/model.ts";
+import {
+  type ForgetCut,
+  Model,
+  type ModelOptions,
+  modelReads,
+  sortQuickReplies,
+} from "../core/model.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import type {
   Applied,
@@ -26,8 +32,23 @@ export function createMemoryStore(options: ModelOptions): Store {
   const logs = new Map<string, LogEntry[]>();
   const histories = new Map<string, HistoryEntry[]>();
   const quickReplies = new Map<string, QuickReply>();
-  const pruner = setInterval(() => model.pruneSeen(options.now()), 60_000);
+  /** Forgotten followers' cuts, by follower (Store.forgetCuts). */
+  const cuts = new Map<string, ForgetCut>();
+  const pruner = setInterval(() => {
+    model.pruneSeen(options.now());
+    pruneCuts();
+  }, 60_000);
   Deno.unrefTimer(pruner);
+
+  /** Drops the cuts no log reaches below any more: its logs are bounded by length, not time. */
+  function pruneCuts(): void {
+    for (const [followerId, cut] of cuts) {
+      const reached = Object.entries(cut).some(([agentId, seq]) =>
+        (logs.get(agentId)?.[0]?.seq ?? Infinity) <= seq
+      );
+      if (!reached) cuts.delete(followerId);
+    }
+  }
 
   function commit<T>(value: T): Applied<T> {
     const changes = model.takeChanges();
@@ -44,6 +65,7 @@ export function createMemoryStore(options: ModelOptions): Store {
       if (list.length > MAX_HISTORY * 1.2) list.splice(0, list.length - MAX_HISTORY);
     }
     for (const id of changes.forgotten) histories.delete(id);
+    for (const { followerId, cut } of changes.cuts) cuts.set(followerId, cut);
     return { value, deliveries: changes.log };
   }
 
@@ -93,11 +115,16 @@ export function createMemoryStore(options: ModelOptions): Store {
     recordReply(agentId: string, followerId: string, item: HistoryItem) {
       return run(() => ({ n: model.reply(agentId, followerId, item) }));
     },
-    updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+    updateReply(
+      followerId: string,
+      reply: { n: number; id: string },
+      status: "sent" | "failed",
+      error?: string,
+    ) {
       const list = histories.get(followerId) ?? [];
       const first = list[0]?.n ?? 1;
-      const h = list[n - first];
-      if (h && h.n === n) {
+      const h = list[reply.n - first];
+      if (h && h.n === reply.n && h.item.id === reply.id) {
         h.item = { ...h.item, status, ...(error ? { error } : {}) };
       }
       return Promise.resolve();
@@ -135,6 +162,14 @@ export function createMemoryStore(options: ModelOptions): Store {
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return run(() => model.forget(followerId, notice));
+    },
+    forgetCuts(agentId: string, followerIds: readonly string[]) {
+      const found = new Map<string, number>();
+      for (const id of followerIds) {
+        const seq = cuts.get(id)?.[agentId];
+        if (seq !== undefined) found.set(id, seq);
+      }
+      return Promise.resolve(found);
     },
     async mediaInHistory(keys: readonly string[]) {
       const named = new Set<string>();

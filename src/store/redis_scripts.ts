@@ -88,6 +88,7 @@ export const REPLY_REFUSED = "NOREPLY";
  * `contacts` hash follower -> contact JSON; `served:<agent>` sorted set of the followers whose
  * last agent it is, scored by last message time; `waiting` sorted set (FIFO by `waitseq`);
  * `queued:<follower>` list of envelope tails; `queued_count`; `hist:<follower>` hash n -> item;
+ * `forget_cut:<follower>` hash agent -> its log's seq when the follower was last forgotten;
  * `dedup:<key>`; `mediaq:<follower>` list of the follower's messages waiting behind its media
  * (JSON arrays of the inbound fields), `mediaq_followers` set of the followers with one,
  * `mediaq_lease:<follower>` the instance working that list; `generation` hash (id: whose state this is, see STATE_LOST); `instances` set, `instance:<id>` heartbeat key, `online:<id>` set of agents
@@ -797,9 +798,37 @@ if OP == 'forget' then
     redis.call('DEL', P .. 'hist:' .. fid)
     redis.call('HDEL', P .. 'contacts', fid)
     if c.last_agent_id ~= NULL then redis.call('ZREM', P .. 'served:' .. c.last_agent_id, fid) end
+    -- The cut (model.ts ForgetCut), before the notice is logged: every agent's last seq now. An
+    -- idle log outlives its last entry by LOG_TTL, so entries live up to twice that (and an
+    -- hour for instances' clocks); kept longer, a cut hides nothing given out after it.
+    local cut = {}
+    for _, agent in ipairs(redis.call('SMEMBERS', P .. 'agents')) do
+      local seq = redis.call('HGET', k_agent(agent), 'seq')
+      if seq and seq ~= '0' then
+        cut[#cut + 1] = agent
+        cut[#cut + 1] = seq
+      end
+    end
+    local cut_key = P .. 'forget_cut:' .. fid
+    redis.call('DEL', cut_key)
+    if #cut > 0 then
+      call_pairs('HSET', cut_key, cut)
+      redis.call('PEXPIRE', cut_key, tostring(2 * LOG_TTL + 3600000))
+    end
     local a = c.agent_id
     if a == NULL then a = c.last_agent_id end
     if a ~= NULL then append(a, tail) end
+    return 1
+  end
+end
+
+-- A reply's outcome, written only on the history item it was read from (\`expected\`): the
+-- number may be another conversation's by now (a forget, and the follower writing again).
+if OP == 'outcome' then
+  function ops.outcome()
+    local key, n, expected, item = P .. 'hist:' .. ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
+    if redis.call('HGET', key, n) ~= expected then return 0 end
+    redis.call('HSET', key, n, item)
     return 1
   end
 end

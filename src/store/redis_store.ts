@@ -163,6 +163,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     waiting: `${prefix}waiting`,
     queuedCount: `${prefix}queued_count`,
     history: (id: string) => `${prefix}hist:${id}`,
+    forgetCut: (id: string) => `${prefix}forget_cut:${id}`,
     instances: `${prefix}instances`,
     instance: (id: string) => `${prefix}instance:${id}`,
     online: (id: string) => `${prefix}online:${id}`,
@@ -715,12 +716,30 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return applied({ n: value }, entries);
     },
 
-    async updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+    async updateReply(
+      followerId: string,
+      reply: { n: number; id: string },
+      status: "sent" | "failed",
+      error?: string,
+    ) {
       const key = k.history(followerId);
-      const raw = await client.hget(key, String(n));
-      if (raw === null) return;
-      const item = { ...JSON.parse(raw), status, ...(error ? { error } : {}) };
-      await client.hset(key, String(n), JSON.stringify(item));
+      // Check-and-set, so that nothing written between the read and the write is overwritten
+      // (a forget, and the follower's new conversation numbering an item the same).
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const raw = await client.hget(key, String(reply.n));
+        if (raw === null) return;
+        const stored = JSON.parse(raw) as HistoryItem;
+        if (stored.id !== reply.id) return;
+        const item = { ...stored, status, ...(error ? { error } : {}) };
+        const { value } = await run<number>("outcome", [
+          followerId,
+          reply.n,
+          raw,
+          JSON.stringify(item),
+        ]);
+        if (value === 1) return;
+      }
+      throw new Error(`Cannot update reply ${followerId}/${reply.n}: it kept changing`);
     },
 
     async transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
@@ -798,6 +817,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return applied(value === 1, entries);
     },
 
+    async forgetCuts(agentId: string, followerIds: readonly string[]) {
+      // Sent at once, answered together: one round trip for the page, as getContact()s are.
+      const seqs = await Promise.all(
+        followerIds.map((id) => client.hget(k.forgetCut(id), agentId)),
+      );
+      const found = new Map<string, number>();
+      followerIds.forEach((id, i) => {
+        const seq = seqs[i];
+        if (seq !== null && seq !== undefined) found.set(id, Number(seq));
+      });
+      return found;
+    },
     async mediaInHistory(keys: readonly string[]) {
       // Every history belongs to a contact: the contacts' hash names them all, read a page at a
       // time (HSCAN: a million contacts are never one reply), each page's histories in one round

@@ -73,6 +73,9 @@ export function prepareApply(db: DatabaseSync) {
     forgetHistory: s("DELETE FROM history WHERE follower_id = ?"),
     forgetContact: s("DELETE FROM contacts WHERE follower_id = ?"),
     getHistory: s("SELECT item FROM history WHERE follower_id = ? AND n = ?"),
+    forgetCut: s(
+      "INSERT OR REPLACE INTO forget_cuts (follower_id, cut, expires_at) VALUES (?, ?, ?)",
+    ),
     setHistory: s("UPDATE history SET item = ? WHERE follower_id = ? AND n = ?"),
     putQuickReply: s("INSERT OR REPLACE INTO quick_replies (id, json) VALUES (?, ?)"),
     deleteQuickReply: s("DELETE FROM quick_replies WHERE id = ?"),
@@ -118,7 +121,11 @@ export interface Commit {
   a?: Array<[string, string]>;
   k?: Array<[string, number]>;
   f?: string[];
-  u?: Array<[string, number, "sent" | "failed", string?]>;
+  /** Forgets' cuts: follower, JSON. */
+  g?: Array<[string, string]>;
+  /** Replies' outcomes: follower, n, status, error, and the reply's id (null in lines written
+   * before it was). */
+  u?: Array<[string, number, "sent" | "failed", string | null, string | null]>;
   p?: Array<[string, string]>;
   x?: string[];
   /** WeChat signatures' first bodies: signature, hash, expiry. */
@@ -209,18 +216,19 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
     for (const [a, agent] of c.a ?? []) agents.set(a, agent);
     for (const k of c.k ?? []) dedup.push(k);
     for (const e of c.s ?? []) signed.push(e);
-    for (const [f, n, status, error] of c.u ?? []) {
+    for (const [f, n, status, error, replyId] of c.u ?? []) {
       const row = st.getHistory.get(f, n) as { item: string } | undefined;
       if (!row) continue;
-      const item: HistoryItem = {
-        ...JSON.parse(row.item) as HistoryItem,
-        status,
-        ...(error ? { error } : {}),
-      };
+      const stored = JSON.parse(row.item) as HistoryItem;
+      // Another item by that number: the follower was forgotten and wrote again since.
+      if (replyId !== null && stored.id !== replyId) continue;
+      const item: HistoryItem = { ...stored, status, ...(error ? { error } : {}) };
       st.setHistory.run(JSON.stringify(item), f, n);
     }
     for (const [id, reply] of c.p ?? []) st.putQuickReply.run(id, reply);
     for (const id of c.x ?? []) st.deleteQuickReply.run(id);
+    // Kept as long as the log rows it covers, all written before it.
+    for (const [f, cut] of c.g ?? []) st.forgetCut.run(f, cut, logExpiry);
     for (const f of c.f ?? []) {
       // After the rest of its commit, and in order: a later commit may be the follower's
       // next conversation.
@@ -279,6 +287,7 @@ export function pruneExpired(db: DatabaseSync, now: number): void {
   while (Number(log.run(now).changes) > 0) { /* next chunk */ }
   while (Number(history.run(now).changes) > 0) { /* next chunk */ }
   db.prepare("DELETE FROM dedup WHERE expires_at <= ?").run(now);
+  db.prepare("DELETE FROM forget_cuts WHERE expires_at <= ?").run(now);
   db.prepare("DELETE FROM signed_bodies WHERE expires_at <= ?").run(now);
 }
 

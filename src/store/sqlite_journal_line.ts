@@ -16,7 +16,9 @@ const US = "\x1f";
  * entry's place among this line's `l` (they come first). `q` queued: follower, n, stamp,
  * envelope. `d` dequeued: follower, n. `c` contact: follower, JSON, list agent (JSON or -),
  * list time, window close (or -). `a` agent: id, JSON. `k` dedup: key, expiry. `f` forgotten:
- * follower. `u` a reply's outcome: follower, n, status, error (JSON or -). `p` quick reply put:
+ * follower. `g` a forget's cut: follower, JSON (model.ts ForgetCut). `v` a reply's outcome:
+ * follower, n, reply id, status, error (JSON or -); `u` is one without the reply id, as lines
+ * before it were written. `p` quick reply put:
  * id, JSON. `x` quick reply deleted: id. `s` the body a plain WeChat signature first carried:
  * signature, body hash, expiry.
  */
@@ -30,7 +32,9 @@ const TAGS: Record<string, number> = {
   a: 2,
   k: 2,
   f: 1,
+  g: 2,
   u: 4,
+  v: 5,
   p: 2,
   x: 1,
   s: 3,
@@ -96,11 +100,21 @@ export class CommitLine {
     this.#text += `${US}f${US}${id(followerId)}`;
   }
 
-  /** A reply's outcome. */
-  outcome(followerId: string, n: number, status: "sent" | "failed", error?: string): void {
-    this.#text += `${US}u${US}${id(followerId)}${US}${n}${US}${status}${US}${
-      error === undefined ? "-" : id(error)
-    }`;
+  /** A forget's cut: what of the agents' logs a replay skips for this follower. */
+  cut(followerId: string, json: string): void {
+    this.#text += `${US}g${US}${id(followerId)}${US}${json}`;
+  }
+
+  /** A reply's outcome, for history item `reply.n` while it is that reply (`reply.id`). */
+  outcome(
+    followerId: string,
+    reply: { n: number; id: string },
+    status: "sent" | "failed",
+    error?: string,
+  ): void {
+    this.#text += `${US}v${US}${id(followerId)}${US}${reply.n}${US}${
+      id(reply.id)
+    }${US}${status}${US}${error === undefined ? "-" : id(error)}`;
   }
 
   /** A quick reply added or replaced. */
@@ -189,18 +203,24 @@ export function parseCommitLine(line: string): Commit {
       case "f":
         (c.f ??= []).push(readId(at(1)));
         break;
-      case "u": {
-        const status = at(3);
+      case "g":
+        (c.g ??= []).push([readId(at(1)), at(2)]);
+        break;
+      case "u":
+      case "v": {
+        // `v` has the reply's id after n; `u`, from before it, has none.
+        const k = tag === "v" ? 1 : 0;
+        const status = at(3 + k);
         if (status !== "sent" && status !== "failed") {
           throw new SyntaxError(`Cannot read a journal line: ${status} is not a reply status`);
         }
-        const outcome: [string, number, "sent" | "failed", string?] = [
+        (c.u ??= []).push([
           readId(at(1)),
           readNumber(at(2)),
           status,
-        ];
-        if (at(4) !== "-") outcome.push(readId(at(4)));
-        (c.u ??= []).push(outcome);
+          at(4 + k) === "-" ? null : readId(at(4 + k)),
+          k === 1 ? readId(at(3)) : null,
+        ]);
         break;
       }
       case "p":

@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS dedup (id INTEGER PRIMARY KEY, keys TEXT NOT NULL,
 -- entries [signature, hash, expiry] as JSON, kept until the last of them expires.
 CREATE TABLE IF NOT EXISTS signed_bodies (id INTEGER PRIMARY KEY, entries TEXT NOT NULL,
   expires_at INTEGER NOT NULL);
+-- Each forgotten follower's cut (model.ts ForgetCut: agent -> the last seq of its log at the
+-- forget, as JSON), kept as long as the log rows it covers: a replay skips those rows.
+CREATE TABLE IF NOT EXISTS forget_cuts (follower_id TEXT PRIMARY KEY, cut TEXT NOT NULL,
+  expires_at INTEGER NOT NULL) WITHOUT ROWID;
 -- The team's quick replies (快捷回复).
 CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
 `;

@@ -126,6 +126,7 @@ function prepareReads(db: DatabaseSync) {
     // A scan of every row, for a forget only (rare): no index serves a substring. In pages by
     // rowid, so that the thread answering WeChat is never held for a whole table.
     historyPage: s("SELECT rowid AS id, item FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?"),
+    forgetCut: s("SELECT cut FROM forget_cuts WHERE follower_id = ?"),
     quickReplies: s("SELECT json FROM quick_replies"),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
@@ -469,6 +470,7 @@ function createSqliteStore(
       writeAgents(line, m, unjournaledCursors, changes.agents);
       for (const k of changes.dedup) line.dedup(k, m.seen.get(k) ?? 0);
       for (const followerId of changes.forgotten) line.forgotten(followerId);
+      for (const { followerId, cut } of changes.cuts) line.cut(followerId, JSON.stringify(cut));
     });
     // Not reached if the write threw: the caller reloads.
     unjournaledCursors.clear();
@@ -680,11 +682,16 @@ function createSqliteStore(
     recordReply(agentId: string, followerId: string, item: HistoryItem) {
       return mutate((m) => ({ n: m.reply(agentId, followerId, item) }), () => [followerId]);
     },
-    updateReply(followerId: string, n: number, status: "sent" | "failed", error?: string) {
+    updateReply(
+      followerId: string,
+      reply: { n: number; id: string },
+      status: "sent" | "failed",
+      error?: string,
+    ) {
       // Through the journal, after the row that wrote the reply.
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow((line) => line.outcome(followerId, n, status, error));
+        writeRow((line) => line.outcome(followerId, reply, status, error));
       });
     },
     async sweepWindows(now: number) {
@@ -714,6 +721,18 @@ function createSqliteStore(
     },
     forgetFollower(followerId: string, notice: Envelope) {
       return mutate((m) => m.forget(followerId, notice), () => [followerId]);
+    },
+    forgetCuts(agentId: string, followerIds: readonly string[]) {
+      // The tables have every forget once the journal is in them; a replay may wait for that.
+      return fromTables(() => {
+        const found = new Map<string, number>();
+        for (const id of followerIds) {
+          const row = reads.forgetCut.get(id) as { cut: string } | undefined;
+          const seq = row ? (JSON.parse(row.cut) as Record<string, number>)[agentId] : undefined;
+          if (seq !== undefined) found.set(id, seq);
+        }
+        return found;
+      });
     },
     async mediaInHistory(keys: readonly string[]) {
       // The tables, once the journal is in them (a forget's deletion included), hold it all.

@@ -71,6 +71,42 @@ Deno.test("ClientStream finds the upgrade after chunked and sized bodies", async
     );
     assert.equal(stream.upgrading, false);
   });
+  await t.step("what follows an upgrade head waits for its answer", () => {
+    const head = "GET /msg HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+    const stream = new ClientStream(1000);
+    const ends: number[] = [];
+    assert.equal(stream.feed(encoder.encode(head + "GET /b HTTP/1.1\r\n\r\n"), ends), true);
+    assert.deepEqual([stream.awaiting, stream.heldFrom, stream.heads], [true, head.length, 1]);
+    assert.deepEqual(ends, [19], "the request behind is not read yet");
+    stream.accepted();
+    assert.equal(stream.awaiting, false);
+    assert.equal(stream.feed(frameHeader(1001)), false, "frames are measured from the first");
+  });
+  await t.step("a head too large says where Deno's parser is in the part passed on", () => {
+    const big = "x".repeat(70_000);
+    for (
+      const [first, tail] of [
+        ["", "none"],
+        ["GET /a HTTP/1.1\r\nx-a: 1\r\n", "lf"],
+        ["GET /a HTTP/1.1\r\nx-a: 1\r", "cr"],
+        ["GET /a HTTP/1.1\r\nx-a: 1", "mid"],
+        ["GET /a HTTP/1.1\r\nx-a: 1\r\n\r", null],
+        ["GET /a HTT", null],
+      ] as const
+    ) {
+      const stream = new ClientStream(1000);
+      if (first !== "") assert.equal(stream.feed(encoder.encode(first)), true);
+      assert.equal(
+        stream.feed(encoder.encode(`${first === "" ? "GET / HTTP/1.1\r\n" : ""}${big}`)),
+        false,
+      );
+      assert.deepEqual(
+        [stream.headTooLarge, stream.refusedTail],
+        [true, tail],
+        JSON.stringify(first),
+      );
+    }
+  });
   await t.step("a refused upgrade goes back to HTTP", () => {
     const stream = new ClientStream(1000);
     stream.feed(encoder.encode("GET /msg HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));

@@ -228,6 +228,28 @@ export function testDurableStore(c: DurableStoreCase): void {
     });
   });
 
+  Deno.test(`${c.label} keeps a forget's cut across close and reopen`, async () => {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/${c.file}`;
+      let store = await c.open(path);
+      try {
+        await store.agentOnline("a1", presenceOf("a1"));
+        const old = await store.acceptInbound([textItem("f1", "before")], presenceOf("a1"));
+        const notice = textItem("f1", "forgotten").envelope;
+        await store.forgetFollower("f1", { ...notice, data: { ...notice.data, contact_id: "" } });
+        await store.close();
+        store = await c.open(path);
+        const back = await store.acceptInbound([textItem("f1", "after")], presenceOf("a1"));
+        const cut = (await store.forgetCuts("a1", ["f1"])).get("f1");
+        assert.ok(cut !== undefined, "the cut is still there");
+        assert.ok(old.deliveries.every((e) => e.seq <= cut), "the old entry is below it");
+        assert.ok(back.deliveries.every((e) => e.seq > cut), "the new one above it");
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   Deno.test(`${c.label} pages history and rewrites a reply's status`, async (t) => {
     const store = await c.open(":memory:");
     try {
@@ -269,7 +291,7 @@ export function testDurableStore(c: DurableStoreCase): void {
       });
 
       await t.step("updateReply() rewrites that one entry", async () => {
-        await store.updateReply("f1", 6, "failed", "45015 window closed");
+        await store.updateReply("f1", { n: 6, id: "r1" }, "failed", "45015 window closed");
         const page = await store.readHistory("f1", null, 2);
         assert.equal(page.items[1]?.status, "failed");
         assert.equal(page.items[1]?.error, "45015 window closed");

@@ -370,11 +370,49 @@ async function mediaScan(store: Store, clock: { t: number }) {
   assert.deepEqual([...await store.mediaInHistory([absent])], []);
 }
 
+/** A forgotten follower who writes again: its old log entries stay below the forget's cut, and
+ * a reply's late outcome does not land on the new conversation's item with the same number. */
+async function forgottenWritesAgain(store: Store, clock: { t: number }) {
+  await store.acceptInbound([message("oAgain", "old1", clock.t)], presence);
+  const reply = await store.recordReply("agentW", "oAgain", replyItem("agentW", "oAgain", "rOld"));
+  assert.equal(reply.value.n, 2);
+  const old = await store.readLog("agentW", 0, 100_000);
+  const oldSeqs = old.filter((e) => e.envelope.data.contact_id === "oAgain").map((e) => e.seq);
+  assert.equal(oldSeqs.length, 2, "the message and the reply's echo");
+  assert.deepEqual(await store.forgetCuts("agentW", ["oAgain"]), new Map(), "none before");
+  await store.forgetFollower("oAgain", forgottenNotice("oAgain"));
+  // Its CreateTime an hour before: WeChat's clock decides nothing.
+  const back = await store.acceptInbound([
+    message("oAgain", "new1", clock.t - HOUR),
+    message("oAgain", "new2", clock.t),
+  ], presence);
+  assert.deepEqual(back.value, ["delivered", "delivered"]);
+  const cuts = await store.forgetCuts("agentW", ["oAgain", "oNeverForgotten"]);
+  assert.deepEqual([...cuts.keys()], ["oAgain"]);
+  const cut = cuts.get("oAgain")!;
+  assert.ok(oldSeqs.every((seq) => seq <= cut), `old entries ${oldSeqs} at or below ${cut}`);
+  assert.ok(back.deliveries.every((e) => e.seq > cut), "the new ones above it");
+
+  // WeChat answers the old reply (number 2) after "new2" took that number.
+  await store.updateReply("oAgain", { n: 2, id: "rOld" }, "failed", "late answer");
+  const history = (await store.readHistory("oAgain", null, 10)).items;
+  assert.deepEqual(history.map((i) => [i.msg["content"], i.status ?? null]), [
+    ["new1", null],
+    ["new2", null],
+  ]);
+  // Its own reply still takes its outcome.
+  const fresh = await store.recordReply("agentW", "oAgain", replyItem("agentW", "oAgain", "rNew"));
+  await store.updateReply("oAgain", { n: fresh.value.n, id: "rNew" }, "sent");
+  const last = (await store.readHistory("oAgain", null, 1)).items[0];
+  assert.equal(last?.status, "sent");
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
   await renaming(store, clock);
   await notices(store, clock);
   await forgetting(store, clock);
+  await forgottenWritesAgain(store, clock);
   await closedByWechat(store, clock);
   await givenBack(store, clock);
   await claiming(store, clock);
@@ -390,7 +428,7 @@ const options = (clock: { t: number }) => ({
   dedupTtlMs: 3600_000,
 });
 
-Deno.test("the memory store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
+Deno.test("the memory store: window notices, renaming, notice texts, forgetting (and writing again), windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = createMemoryStore(options(clock));
   try {
@@ -400,7 +438,7 @@ Deno.test("the memory store: window notices, renaming, notice texts, forgetting,
   }
 });
 
-Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
+Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting (and writing again), windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openSqliteStore(":memory:", {
     ...options(clock),
@@ -413,7 +451,7 @@ Deno.test("the SQLite store: window notices, renaming, notice texts, forgetting,
   }
 });
 
-Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
+Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting (and writing again), windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies", async () => {
   const clock = { t: Date.UTC(2026, 10, 1) };
   const store = await openKvStore(":memory:", { ...options(clock), retentionMs: 30 * 24 * HOUR });
   try {
@@ -425,7 +463,7 @@ Deno.test("the Deno KV store: window notices, renaming, notice texts, forgetting
 
 Deno.test({
   name:
-    "the Redis store: window notices, renaming, notice texts, forgetting, windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies",
+    "the Redis store: window notices, renaming, notice texts, forgetting (and writing again), windows WeChat closed, refused replies given back, claiming, notes, labels, quick replies",
   ignore: REDIS_URL === null,
   async fn() {
     const clock = { t: Date.UTC(2026, 10, 1) };

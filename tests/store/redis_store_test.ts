@@ -259,8 +259,8 @@ Deno.test({
         };
         time.advance(1000);
         await same("reply", (s) => s.recordReply("a1", "f1", reply), memory, redis);
-        await memory.updateReply("f1", 3, "failed", "48h window closed");
-        await redis.updateReply("f1", 3, "failed", "48h window closed");
+        await memory.updateReply("f1", { n: 3, id: reply.id }, "failed", "48h window closed");
+        await redis.updateReply("f1", { n: 3, id: reply.id }, "failed", "48h window closed");
         await memory.markRead("a2", "f2");
         await redis.markRead("a2", "f2");
         time.advance(1000);
@@ -660,7 +660,7 @@ Deno.test({
         assert.equal(page2.nextBefore, null);
       });
       await t.step("a reply's status is updated in place", async () => {
-        await store.updateReply("f1", 6, "failed", "out of window");
+        await store.updateReply("f1", { n: 6, id: "r1" }, "failed", "out of window");
         const last = (await store.readHistory("f1", null, 1)).items[0];
         assert.equal(last?.status, "failed");
         assert.equal(last?.error, "out of window");

@@ -28,8 +28,9 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
   line.agent("a1", '{"agent_id":"a1"}');
   line.dedup("msg:1", 99);
   line.forgotten("f3");
-  line.outcome("f1", 3, "failed", "errcode 45015");
-  line.outcome("f1", 4, "sent");
+  line.cut("f3", '{"a1":7}');
+  line.outcome("f1", { n: 3, id: odd }, "failed", "errcode 45015");
+  line.outcome("f1", { n: 4, id: "r4" }, "sent");
   line.quickReply("q1", '{"id":"q1"}');
   line.quickReplyDeleted("q2");
   line.signedBody("0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000);
@@ -56,7 +57,8 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
       a: [["a1", '{"agent_id":"a1"}']],
       k: [["msg:1", 99]],
       f: ["f3"],
-      u: [["f1", 3, "failed", "errcode 45015"], ["f1", 4, "sent"]],
+      g: [["f3", '{"a1":7}']],
+      u: [["f1", 3, "failed", "errcode 45015", odd], ["f1", 4, "sent", null, "r4"]],
       p: [["q1", '{"id":"q1"}']],
       x: ["q2"],
       s: [["0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000]],
@@ -70,6 +72,17 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
       assert.throws(() => parseCommitLine(text.slice(0, cut)), SyntaxError, `cut at ${cut}`);
     }
   });
+});
+
+Deno.test("parseCommitLine() reads a reply's outcome written before it named the reply", () => {
+  // `u`, as lines before the `v` section were written: no reply id, so none is checked.
+  const US = "\x1f";
+  const text = ["9", "1", "u", '"f1"', "3", "failed", '"errcode 45015"', "u", '"f1"', "4"]
+    .concat(["sent", "-"]).join(US);
+  assert.deepEqual(parseCommitLine(text).u, [
+    ["f1", 3, "failed", "errcode 45015", null],
+    ["f1", 4, "sent", null, null],
+  ]);
 });
 
 Deno.test("a follower message's history item is written once, as its log entry", async (t) => {

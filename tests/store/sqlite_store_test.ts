@@ -345,12 +345,13 @@ Deno.test("openSqliteStore() reads what the tables do not have yet", async (t) =
       await store.agentOnline("a1", online);
       await store.acceptInbound([textItem("f1", "one"), textItem("f1", "two")], online);
       await store.acceptInbound([textItem("f2", "three")], online);
+      const answer = textItem("f1", "answer").envelope.data;
       const { value } = await store.recordReply("a1", "f1", {
-        ...textItem("f1", "answer").envelope.data,
+        ...answer,
         direction: "out",
         status: "sending",
       });
-      await store.updateReply("f1", value.n, "sent");
+      await store.updateReply("f1", { n: value.n, id: answer.id }, "sent");
       await store.putQuickReply({
         id: "q1",
         title: "hi",
