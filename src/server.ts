@@ -586,8 +586,8 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
       return await renewMediaUrlRoute(url, signer, servedMedia);
     }],
     ["POST", B("/upload"), async (req, url) => {
-      await agentRequired(req, url);
-      return await upload(req, publicBase(url));
+      const agentId = await agentRequired(req, url);
+      return await upload(req, publicBase(url), agentId);
     }],
     [
       "POST",
