@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS, readBodyLimited } from "./http/limits.ts";
 import type { BridgeMetrics } from "./http/metrics.ts";
 import { errorResponse, json } from "./http/router.ts";
 import { withAccount } from "./logging.ts";
+import { createRefusedCallbacks } from "./wechat/refused_callbacks.ts";
 
 /** What the front needs of one account's bridge. */
 export interface AccountUnit {
@@ -43,6 +44,10 @@ export function createAccountFront(options: AccountFrontOptions) {
   const callback = new RegExp(`^(?:${escape(base)})?/send_xml/([^/]+)$`);
   const plainXml = new Set([`${base}/send_xml`, "/send_xml", `${base}/send`, "/send"]);
   const decoder = new TextDecoder();
+  // Counted with the first account's refusals: a callback that names no account is none's.
+  const refusedCallbacks = createRefusedCallbacks({
+    count: (status) => first.unit.metrics.rejected.inc({ reason: `webhook_${status}` }),
+  });
 
   /** One account's bridge answers; what it logs meanwhile names the account. */
   function serve(
@@ -105,7 +110,12 @@ export function createAccountFront(options: AccountFrontOptions) {
       const bytes = await readBody(req);
       const to = /<ToUserName>\s*(?:<!\[CDATA\[)?\s*([^<\]\s]+)/.exec(decoder.decode(bytes))?.[1];
       const account = (to && byOriginal.get(to)) || unlisted(to);
-      if (!account) return errorResponse(404, `No account has original_id ${to}`);
+      if (!account) {
+        // An original_id mistyped in the file: WeChat drops each such message after three tries.
+        const refused = new HttpError(404, `No account has original_id ${to}`);
+        refusedCallbacks.note(refused);
+        return errorResponse(refused.status, refused.message);
+      }
       return await serve(account, copyOf(req, url, bytes), info);
     }
     const account = url.searchParams.get("account");

@@ -124,6 +124,25 @@ function readMediaStore(raw: string | undefined): MediaStoreConfig {
   }
 }
 
+/**
+ * PUBLIC_URL without its trailing `/`; throws unless it is an http(s) base. Without a scheme
+ * (`bridge.example.com`) every media URL was a relative path no console showed, and history
+ * kept it.
+ */
+function readPublicUrl(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : null;
+  if (
+    url === null || (url.protocol !== "https:" && url.protocol !== "http:") ||
+    url.username !== "" || url.password !== "" || url.search !== "" || url.hash !== ""
+  ) {
+    throw new Error(
+      `Cannot read PUBLIC_URL: expected the public base of the bridge, like https://bridge.example.com, got "${raw}"`,
+    );
+  }
+  return raw.replace(/\/+$/, "");
+}
+
 /** `agent=kf@gh_account,agent2=kf2@gh_account` as a map; throws on a pair without `=`. */
 function parseKfAccounts(raw: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -221,7 +240,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     wechatApiBase: (str("WECHAT_API_BASE") ?? "https://api.weixin.qq.com").replace(/\/+$/, ""),
     agentSecret: str("AGENT_SECRET"),
     allowedOrigins: list("ALLOWED_ORIGINS"),
-    publicUrl: str("PUBLIC_URL")?.replace(/\/+$/, ""),
+    publicUrl: readPublicUrl(str("PUBLIC_URL")),
     redisUrl: str("REDIS_URL"),
     store,
     storeFsync: onOff("STORE_FSYNC", false),

@@ -45,7 +45,7 @@ import { createRouteTable, errorResponse, json, type Route } from "./http/router
 import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake, type MediaIntake } from "./media/intake.ts";
 import { createSharedMediaIntake } from "./media/shared_intake.ts";
-import { createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
+import { createMediaJobLimiter, createMediaPipeline, type GetMedia } from "./media/pipeline.ts";
 import { serveMedia } from "./media/serve.ts";
 import { renewMediaUrlRoute } from "./media/renew.ts";
 import { createUrlSigner, renewMediaUrls } from "./media/signed_url.ts";
@@ -75,6 +75,7 @@ import { createWechatCrypto } from "./wechat/crypto.ts";
 import { nameSettings } from "./wechat/setting_names.ts";
 import { createOperatorEvents } from "./wechat/operator_events.ts";
 import { createPassiveReplies } from "./wechat/passive_reply.ts";
+import { createRefusedCallbacks } from "./wechat/refused_callbacks.ts";
 import { createWechatWebhook } from "./wechat/webhook.ts";
 import { createSignedBodies } from "./wechat/signed_bodies.ts";
 
@@ -112,6 +113,12 @@ export interface Effects {
   staticDir?: string;
 }
 
+/** What every account of one process shares: ffmpeg runs and media jobs at once. */
+interface ProcessLimits {
+  tools: ToolLimiter;
+  mediaJobs: ToolLimiter;
+}
+
 /** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
  * few sockets of thousands rather than all at once. */
 function heartbeatSlotsOf(intervalS: number): number {
@@ -123,15 +130,16 @@ function heartbeatSlotsOf(intervalS: number): number {
  * ACCOUNTS_FILE, one bridge per account behind one front (src/account_front.ts).
  */
 export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
-  // One limit for the process: the cores are shared by every account's media.
-  const tools = createToolLimiter();
+  // One limit for the process: the cores and the memory are shared by every account's media.
+  const limits: ProcessLimits = { tools: createToolLimiter(), mediaJobs: createMediaJobLimiter() };
   return config.accounts.length > 0
-    ? await createAccountsServer(config, effects, tools)
-    : await createAccountServer(config, effects, tools);
+    ? await createAccountsServer(config, effects, limits)
+    : await createAccountServer(config, effects, limits);
 }
 
 /** The bridge of one official account: its store, WeChat client, hub and routes. */
-async function createAccountServer(config: Config, effects: Effects, tools: ToolLimiter) {
+async function createAccountServer(config: Config, effects: Effects, limits: ProcessLimits) {
+  const { tools } = limits;
   // A key without an appid, or a malformed key, stops start-up rather than every message.
   const wechatCrypto = config.wechatAesKey
     ? createWechatCrypto({
@@ -216,6 +224,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     ffprobe: effects.ffprobe,
   });
   const pipeline = createMediaPipeline({
+    jobs: limits.mediaJobs,
     storage,
     signer,
     getMedia,
@@ -448,7 +457,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     store,
     agentOf: agentRequired,
     // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
-    renewMsg: (msg) => renewMediaUrls(signer, msg),
+    renewMsg: (msg, direction) => renewMediaUrls(signer, msg, direction, config.publicUrl),
   });
   const team = createTeamRoutes({
     store,
@@ -462,12 +471,31 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
     },
   });
 
+  // A token or key that no longer matches is refused on every callback: said, and counted.
+  const refusedCallbacks = createRefusedCallbacks({
+    count: (status) => metrics.rejected.inc({ reason: `webhook_${status}` }),
+  });
   const decoder = new TextDecoder();
   /** WeChat's XML, by either route, answered and timed the same way. */
   async function receiveXml(body: string, url: URL, started: number): Promise<Response> {
-    const res = await webhook.receive(body, url);
+    let res: Response;
+    try {
+      res = await webhook.receive(body, url);
+    } catch (error) {
+      refusedCallbacks.note(error);
+      throw error;
+    }
     metrics.webhookDuration.observe((performance.now() - started) / 1000);
     return res;
+  }
+  /** WeChat's URL check (its console's 提交), refused or not, as the callbacks are. */
+  function verifyUrl(url: URL): Response {
+    try {
+      return webhook.verify(url);
+    } catch (error) {
+      refusedCallbacks.note(error);
+      throw error;
+    }
   }
   const sendLimiter = createKeyedRateLimiter(config.sendRatePerS, config.sendRatePerS * 2, now);
   async function send(
@@ -544,7 +572,7 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
   const routes: Array<[string, string[], Route["handler"]]> = [
     ["GET", B("/msg"), (req, url) => upgrade(req, url)],
     ["POST", B("/send"), send],
-    ["GET", B("/send_xml"), (_req, url) => webhook.verify(url)],
+    ["GET", B("/send_xml"), (_req, url) => verifyUrl(url)],
     ["POST", B("/send_xml"), sendXml],
     ["GET", B("/contacts"), conversations.contacts],
     ["GET", B("/history"), conversations.history],
@@ -558,8 +586,8 @@ async function createAccountServer(config: Config, effects: Effects, tools: Tool
       return await renewMediaUrlRoute(url, signer, servedMedia);
     }],
     ["POST", B("/upload"), async (req, url) => {
-      await agentRequired(req, url);
-      return await upload(req, publicBase(url));
+      const agentId = await agentRequired(req, url);
+      return await upload(req, publicBase(url), agentId);
     }],
     [
       "POST",
@@ -819,7 +847,7 @@ async function openMediaStorage(config: Config): Promise<MediaStorage> {
 async function createAccountsServer(
   config: Config,
   effects: Effects,
-  tools: ToolLimiter,
+  limits: ProcessLimits,
 ): Promise<Server> {
   const units = new Map<string, AccountServer>();
   try {
@@ -828,7 +856,7 @@ async function createAccountsServer(
       const unit = await withAccount(
         account.id,
         () =>
-          createAccountServer(configOf(config, account), { ...effects, store: undefined }, tools),
+          createAccountServer(configOf(config, account), { ...effects, store: undefined }, limits),
       );
       units.set(account.id, unit);
     }

@@ -157,6 +157,14 @@ Deno.test("loadConfig() gives README's defaults and reads every variable", async
     assert.equal(loadConfig({ STORE_FSYNC: "TRUE" }).storeFsync, true);
     assert.equal(loadConfig({ STORE: "kv" }).store, "kv");
     assert.throws(() => loadConfig({ MEDIA_STORE: "ftp://x" }), /Cannot read MEDIA_STORE/);
+    // Without a scheme every media URL was a relative path no console showed, kept in history.
+    for (const bad of ["bridge.example.com", "ftp://bridge", "https://b.example.com/?x=1"]) {
+      assert.throws(() => loadConfig({ PUBLIC_URL: bad }), /Cannot read PUBLIC_URL/, bad);
+    }
+    assert.equal(
+      loadConfig({ PUBLIC_URL: "https://b.example.com/bridge/" }).publicUrl,
+      "https://b.example.com/bridge",
+    );
     assert.throws(() => loadConfig({ LOG_LEVEL: "bogus" }), /Cannot parse LOG_LEVEL: "bogus"/);
     assert.throws(() => loadConfig({ CONNECTION_GUARD: "maybe" }), /CONNECTION_GUARD/);
     assert.equal(loadConfig({ CONNECTION_GUARD: "off" }).connectionGuard, false);

@@ -12,7 +12,7 @@ export interface ConversationDeps {
   store: Store;
   agentOf(req: Request, url: URL): Promise<string>;
   /** A history item's `msg` as the agent should read it (media URLs with a fresh lifetime). */
-  renewMsg?: (msg: Record<string, unknown>) => Record<string, unknown>;
+  renewMsg?: (msg: Record<string, unknown>, direction: string) => Record<string, unknown>;
 }
 
 /** Contacts in one page of `GET contacts` unless `limit` says otherwise, and at most. */
@@ -111,7 +111,7 @@ export function createConversationRoutes(deps: ConversationDeps) {
       const page = await store.readHistory(contactId, before, limit);
       const renew = deps.renewMsg;
       const messages = renew
-        ? page.items.map((item) => ({ ...item, msg: renew(item.msg) }))
+        ? page.items.map((item) => ({ ...item, msg: renew(item.msg, item.direction) }))
         : page.items;
       return json({ messages, next_before: page.nextBefore });
     },

@@ -15,11 +15,12 @@ export interface Route {
   ) => Response | Promise<Response>;
 }
 
-/** A JSON answer. */
+/** A JSON answer, never kept by a cache: the API's answers are one company's conversations
+ * (contacts, history, search), and a browser's disk or a proxy must not keep them. */
 export const json = (body: unknown, status = 200): Response =>
   new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json; charset=utf-8" },
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
   });
 
 /** A JSON error answer: `{"error": message}` for HTTP clients, plus the -1 envelope's result. */

@@ -8,7 +8,7 @@ import type { MediaStorage } from "./storage.ts";
 import { mediaUrlOf, type UrlSigner } from "./signed_url.ts";
 import { contentTypeOf, extensionOf } from "./serve.ts";
 import { sniffDemuxer, transcodeVoice, videoThumbnail } from "./transcode.ts";
-import type { ToolLimiter } from "./tool_limiter.ts";
+import { createToolLimiter, type ToolLimiter } from "./tool_limiter.ts";
 
 /** What WeChat's `cgi-bin/media/get` gives: the file, or (for video) a URL to download it from. */
 export type GetMediaResult =
@@ -59,6 +59,24 @@ export interface MediaPipelineDeps {
   transcodeTimeoutMs?: number;
   /** The bridge's one limit on ffmpeg runs at once, so a burst of voices cannot starve it. */
   limiter: ToolLimiter;
+  /**
+   * The bridge's one limit on media jobs at once (`createMediaJobLimiter`): each holds its whole
+   * file in memory, and a burst of followers' pictures ran every one of them at the same time.
+   */
+  jobs?: ToolLimiter;
+}
+
+/**
+ * Followers' media jobs run at once, for the process (every account): each holds up to
+ * MEDIA_MAX_BYTES, a few times over while it is stored and converted. 60 pictures of 10 MB at
+ * once took 860 MB; the jobs waiting are journaled already, and a download takes well under a
+ * second, so a few slots keep up with a burst.
+ */
+export const MEDIA_JOBS_AT_ONCE = 6;
+
+/** The limiter of media jobs a process shares between its accounts' pipelines. */
+export function createMediaJobLimiter(max: number = MEDIA_JOBS_AT_ONCE): ToolLimiter {
+  return createToolLimiter(max);
 }
 
 /** The media pipeline. */
@@ -113,6 +131,7 @@ export function isAllowedUrl(url: string, allowedHosts: readonly string[]): bool
 /** Creates the pipeline. */
 export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
   const allowedHosts = deps.allowedHosts ?? DEFAULT_ALLOWED_HOSTS;
+  const jobs = deps.jobs ?? createMediaJobLimiter();
   const doFetch = deps.fetch ?? fetch;
   const ffmpegOptions = () => ({
     timeoutMs: deps.transcodeTimeoutMs ?? 30_000,
@@ -197,7 +216,7 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
   return {
     async process(input, publicBase) {
       try {
-        return await processMedia(input, publicBase);
+        return await jobs.run(() => processMedia(input, publicBase));
       } catch (err) {
         // Only a bug gets here; the agent must still get the message.
         const error = `Cannot process ${input.msgType}: ${describeError(err)}`;

@@ -95,25 +95,52 @@ const MEDIA_URL =
 
 /**
  * The same URL with a fresh lifetime, when it is a media URL the bridge signed (its origin is
- * kept); null for anything else, so foreign URLs are never signed.
+ * kept); null for anything else, so foreign URLs are never signed. `signedBefore`: a URL the
+ * bridge stored itself, whose signature may be another key's, and which moves to `base` (see
+ * `renewMediaUrls`).
  */
-export function renewMediaUrl(signer: UrlSigner, url: string): string | null {
+export function renewMediaUrl(
+  signer: UrlSigner,
+  url: string,
+  { signedBefore = false, base }: { signedBefore?: boolean; base?: string } = {},
+): string | null {
   const match = MEDIA_URL.exec(url);
   if (!match) return null;
   const [, prefix = "", key = "", expires, token = ""] = match;
-  if (!signer.issued(key, expires ?? null, token)) return null;
-  return `${prefix}${key}?${signer.query(key)}`;
+  if (!signedBefore && !signer.issued(key, expires ?? null, token)) return null;
+  const start = signedBefore && base !== undefined ? `${base.replace(/\/+$/, "")}/media/` : prefix;
+  return `${start}${key}?${signer.query(key)}`;
 }
 
-/** A history item's `msg` with every media URL of ours renewed (other fields as they were). */
+/**
+ * The fields of a stored message that hold the URL of a file the bridge stored: a follower's
+ * media as the pipeline wrote them, and an agent's reply by `media_url` (the upload's URL).
+ */
+const STORED_MEDIA_FIELDS: Record<string, readonly string[]> = {
+  in: ["media_path", "original_path", "thumb_path"],
+  out: ["media_url"],
+};
+
+/**
+ * A history item's `msg` with every media URL of ours renewed (other fields as they were).
+ * With `direction`, the fields the bridge wrote are renewed whichever key signed them: the key
+ * changes with AGENT_SECRET (changed to revoke every token, or set for the first time), and a
+ * history whose URLs only the old key opened lost every picture, voice and video for good. A
+ * URL names its file by its SHA-256, so signing one anew opens nothing its reader did not have.
+ * With `base` (PUBLIC_URL) they start with it: a bridge once run without it behind a proxy
+ * stored `http://` URLs an `https://` console never loads.
+ */
 export function renewMediaUrls(
   signer: UrlSigner,
   msg: Record<string, unknown>,
+  direction?: string,
+  base?: string,
 ): Record<string, unknown> {
+  const stored = direction === undefined ? [] : STORED_MEDIA_FIELDS[direction] ?? [];
   let out: Record<string, unknown> | null = null;
   for (const [field, value] of Object.entries(msg)) {
     if (typeof value !== "string" || !value.includes("/media/")) continue;
-    const renewed = renewMediaUrl(signer, value);
+    const renewed = renewMediaUrl(signer, value, { signedBefore: stored.includes(field), base });
     if (renewed === null || renewed === value) continue;
     out ??= { ...msg };
     out[field] = renewed;

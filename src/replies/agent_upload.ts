@@ -60,9 +60,36 @@ export interface AgentUploadDeps {
   ffprobe?: string;
 }
 
+/**
+ * Uploads one agent may have under way at once. Each is held whole in memory (10 MB, and copies
+ * while it is stored): a program that sent 50 at once took the bridge from 70 MB to 800 MB, and
+ * a few more would have stopped it for every agent. The console sends one at a time a tab.
+ */
+export const UPLOADS_PER_AGENT = 4;
+
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
 export function createAgentUpload(deps: AgentUploadDeps) {
-  return async function upload(req: Request, publicBase: string): Promise<Response> {
+  const underWay = new Map<string, number>();
+  return async function upload(req: Request, publicBase: string, agentId: string) {
+    const running = underWay.get(agentId) ?? 0;
+    if (running >= UPLOADS_PER_AGENT) {
+      throw new HttpError(
+        429,
+        `Cannot upload: agent ${agentId} has ${UPLOADS_PER_AGENT} uploads under way; send the next once one is done`,
+        { "retry-after": "1" },
+      );
+    }
+    underWay.set(agentId, running + 1);
+    try {
+      return await uploadOne(req, publicBase);
+    } finally {
+      const left = (underWay.get(agentId) ?? 1) - 1;
+      if (left > 0) underWay.set(agentId, left);
+      else underWay.delete(agentId);
+    }
+  };
+
+  async function uploadOne(req: Request, publicBase: string): Promise<Response> {
     const contentType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     const kind = KINDS[contentType];
     if (!kind) {
@@ -131,7 +158,7 @@ export function createAgentUpload(deps: AgentUploadDeps) {
     };
     return new Response(JSON.stringify(body), {
       status: 201,
-      headers: { "content-type": "application/json; charset=utf-8" },
+      headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
     });
-  };
+  }
 }

@@ -465,7 +465,11 @@ export function createReplyService(
         ? data["client_id"]
         : null;
       if (clientId === null) return send(agentId, followerId, data, null, wait);
-      const key = `${agentId}\u0000${clientId}`;
+      // A client_id names a reply in one conversation: a program that numbers its replies per
+      // conversation sends c-1 to each follower, and the second was taken for the first's
+      // duplicate and never sent. XML carries no NUL, so no follower id runs into the client_id.
+      const scoped = `${followerId}\u0000${clientId}`;
+      const key = `${agentId}\u0000${scoped}`;
       const now = ctx.now();
       const seen = byClientId.get(key);
       if (seen && now - seen.at < CLIENT_ID_TTL_MS) return seen.result;
@@ -476,7 +480,7 @@ export function createReplyService(
       // the reply is recorded: this map alone knows nothing of the other instances.
       let claimed = false;
       const claim = store.claimClientId
-        ? async () => (claimed = await store.claimClientId!(agentId, clientId, CLIENT_ID_TTL_MS))
+        ? async () => (claimed = await store.claimClientId!(agentId, scoped, CLIENT_ID_TTL_MS))
         : undefined;
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
@@ -485,7 +489,7 @@ export function createReplyService(
         if (a.status < 400 || a.status === 502) return;
         byClientId.delete(key);
         if (claimed) {
-          store.releaseClientId?.(agentId, clientId).catch((error) =>
+          store.releaseClientId?.(agentId, scoped).catch((error) =>
             log.error("Cannot release client_id {client_id}: {error}", {
               client_id: clientId,
               error,

@@ -151,8 +151,15 @@ export function createWechatWebhook(deps: WebhookDeps) {
         throw new HttpError(401, "Bad signature");
       }
       checkSignedAge(url.searchParams, deps.now(), policy);
+      // The signature does not cover echostr: whoever holds one signed URL sets it, so the echo
+      // must never be read as a page on the console's origin, where agents keep their tokens.
       return new Response(url.searchParams.get("echostr") ?? "", {
-        headers: { "content-type": "text/plain; charset=utf-8" },
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          "x-content-type-options": "nosniff",
+          "content-security-policy": "sandbox; default-src 'none'",
+          "cache-control": "no-store",
+        },
       });
     },
 

@@ -246,6 +246,9 @@ async function scenario(
       const contacts = await fetch(`${server.base}${B}/contacts?userid=alice`);
       assert.doesNotMatch(await contacts.text(), /oGone/);
       assert.ok(!alice.messages().some((e) => e.data["contact_id"] === "oGone"));
+      // WeChat drops it after three tries: the refusal is counted where operators look.
+      const metrics = await (await fetch(`${server.base}/metrics`)).text();
+      assert.match(metrics, /^bridge_rejected_total\{[^}]*reason="webhook_404"[^}]*\} 1$/m);
     });
 
     await t.step("the seed's simplified form on an account's URL carries no account", async () => {

@@ -133,4 +133,29 @@ Deno.test("renewMediaUrl() renews only media URLs the bridge signed", async (t) 
     assert.equal(renewed["url"], "https://example.com/");
     assert.equal(msg.media_path, old, "the stored msg is not changed");
   });
+
+  await t.step("a stored message's own media fields are renewed whichever key signed them", () => {
+    // AGENT_SECRET changed: the key that signed the stored URLs is gone.
+    const before = mediaUrlOf(
+      createUrlSigner("the agent secret before it changed"),
+      "https://b/",
+      KEY,
+    );
+    const stored = { media_path: before, thumb_path: before, content: before };
+    const renewed = renewMediaUrls(signer, stored, "in");
+    assert.equal(renewed["media_path"], renewMediaUrl(signer, before, { signedBefore: true }));
+    assert.equal(renewed["thumb_path"], renewed["media_path"]);
+    assert.ok(String(renewed["media_path"]).startsWith(`https://b/media/${KEY}?e=`));
+    // What a follower or an agent wrote is theirs: a URL in it is signed only if ours already.
+    assert.equal(renewed["content"], before);
+    // PUBLIC_URL set since: the bridge's own fields move to it, and only they.
+    const moved = renewMediaUrls(signer, stored, "in", "https://public.example.com/");
+    assert.ok(String(moved["media_path"]).startsWith(`https://public.example.com/media/${KEY}?e=`));
+    assert.equal(moved["content"], before);
+    assert.equal(renewMediaUrls(signer, { media_path: before }, "note")["media_path"], before);
+    assert.equal(
+      renewMediaUrls(signer, { media_url: before }, "out")["media_url"],
+      renewed["media_path"],
+    );
+  });
 });

@@ -131,6 +131,22 @@ Deno.test("GET send_xml answers WeChat's URL check only with a right signature",
       );
       assert.deepEqual(res, { status: 200, text: "e-43" });
     });
+    await t.step("the echo is inert text: the signature does not cover echostr", async () => {
+      // Anyone holding one signed callback URL (a proxy log) can set echostr to a page: it
+      // must never be taken for one on the console's origin.
+      const page = "<html><script>alert(localStorage.length)</script></html>";
+      const res = await fetch(
+        `${server.base}${B}/send_xml?${new URLSearchParams({
+          signature,
+          timestamp,
+          nonce,
+          echostr: page,
+        })}`,
+      );
+      assert.equal(await res.text(), page);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+      assert.match(res.headers.get("content-security-policy") ?? "", /sandbox/);
+    });
     await t.step("a bad signature is 401 and echoes nothing", async () => {
       const bad = signature.slice(0, -1) + (signature.endsWith("0") ? "1" : "0");
       const res = await check(server.base, { signature: bad, timestamp, nonce, echostr: "e-1" });
