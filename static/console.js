@@ -3184,12 +3184,15 @@ function renderMessagesNow({ toBottom = false } = {}) {
     const msg = list[i];
     const day = dayKey(Number(msg.send_time) || nowS());
     if (day !== lastDay) {
-      nodes.push(cachedNode(view.days, `${day}:${i === w.start ? "top" : msg.key}`, () =>
-        h(
-          "div",
-          { class: "day", role: "separator" },
-          h("span", {}, dayLabel(Number(msg.send_time) || nowS())),
-        )));
+      // The label is in the key: a page left open overnight had yesterday's "Today" for good.
+      const label = dayLabel(Number(msg.send_time) || nowS());
+      nodes.push(
+        cachedNode(
+          view.days,
+          `${day}:${label}:${i === w.start ? "top" : msg.key}`,
+          () => h("div", { class: "day", role: "separator" }, h("span", {}, label)),
+        ),
+      );
       lastDay = day;
     }
     shown.add(msg.key);
@@ -3747,9 +3750,15 @@ function init() {
       if (Date.now() - conn.lastFrameAt > limit) replaceSocket();
     }
   }, 1000);
+  let today = dayKey(nowS());
   setInterval(() => {
     renderContacts();
     renderConversationHead();
+    // At midnight the open conversation's "Today" becomes "Yesterday" without a message coming.
+    if (dayKey(nowS()) !== today) {
+      today = dayKey(nowS());
+      renderMessages();
+    }
   }, 30_000);
 
   start();

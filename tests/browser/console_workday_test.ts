@@ -1,0 +1,63 @@
+// A working day in the console, in what went wrong for an agent through it: a conversation left
+// open overnight kept yesterday's "Today" over its messages, so the next morning's messages came
+// under a second "Today".
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startBridge } from "../helpers/server.ts";
+import { browserTest, openConsole, openPage, postFollowerMessage, screenshot } from "./browser.ts";
+
+const AGENT = "agentA";
+const DAY_MS = 24 * 3600_000;
+
+/** The day separators of the open conversation, top to bottom. */
+const separators = (page: Page) => page.locator("#messages .day").allInnerTexts();
+
+/** Waits until the open conversation's day separators read `want`; failing, says what they read. */
+async function separatorsRead(page: Page, want: string[]): Promise<void> {
+  const expr = `JSON.stringify([...document.querySelectorAll("#messages .day")]
+    .map((n) => n.textContent)) === ${JSON.stringify(JSON.stringify(want))}`;
+  await page.waitForFunction(expr).catch(async (error) => {
+    throw new Error(`separators ${JSON.stringify(await separators(page))}`, { cause: error });
+  });
+}
+
+browserTest(
+  "a conversation left open overnight says Yesterday, not Today twice",
+  async (t, browser) => {
+    let offsetMs = 0;
+    const server = await startBridge({ now: () => Date.now() + offsetMs });
+    try {
+      const { page } = await openPage(browser);
+      // The page's clock jumps a day when told; the bridge's moves with it.
+      await page.clock.install();
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oNight", {
+        MsgType: "text",
+        Content: "晚上好，在吗",
+      });
+      await page.locator('.contact[data-contact-id="oNight"]').click();
+      await page.locator(".msg.in", { hasText: "晚上好，在吗" }).waitFor();
+      assert.deepEqual(await separators(page), ["Today"]);
+
+      await t.step("the next morning, before anyone writes", async () => {
+        offsetMs = DAY_MS;
+        await page.clock.fastForward(DAY_MS);
+        await separatorsRead(page, ["Yesterday"]);
+      });
+
+      await t.step("the follower writes again", async () => {
+        await postFollowerMessage(server.base, "oNight", {
+          MsgType: "text",
+          Content: "早上好",
+          CreateTime: Math.floor((Date.now() + offsetMs) / 1000),
+        });
+        await page.locator(".msg.in", { hasText: "早上好" }).waitFor();
+        await separatorsRead(page, ["Yesterday", "Today"]);
+        await screenshot(page, "console-laptop-next-morning");
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
