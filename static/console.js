@@ -3488,6 +3488,9 @@ function onGlobalKeydown(event) {
     const at = ids.indexOf(state.current);
     const next = ids[(at + step + ids.length) % ids.length] ?? ids[0];
     openContact(next);
+    // From the reply box the agent goes on typing there (openContact focused it): on the list
+    // entry, the next reply's j or k would open another conversation.
+    if (event.target === el.reply && document.activeElement === el.reply) return;
     el.contactList.querySelector(`.contact[data-contact-id="${CSS.escape(next)}"]`)?.focus();
   };
   if (event.altKey && (key === "ArrowDown" || key === "ArrowUp")) {

@@ -1,6 +1,7 @@
 // A working day in the console, in what went wrong for an agent through it: a conversation left
 // open overnight kept yesterday's "Today" over its messages, so the next morning's messages came
-// under a second "Today".
+// under a second "Today"; and Alt+↓ from the reply box left the focus on the list, where the
+// next reply's "k" opened the conversation before and the rest went into its draft.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -56,6 +57,39 @@ browserTest(
         await separatorsRead(page, ["Yesterday", "Today"]);
         await screenshot(page, "console-laptop-next-morning");
       });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "Alt+↓ from the reply box: the next reply is typed in the next conversation",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      for (const id of ["oFirst", "oSecond", "oThird"]) {
+        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
+        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
+      }
+      const order = await page.evaluate(
+        `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)`,
+      ) as string[];
+      const [first, second] = order;
+      await page.locator(`.contact[data-contact-id="${first}"]`).click();
+      await page.locator("#reply").pressSequentially("稍等");
+      await page.keyboard.press("Alt+ArrowDown");
+      await page.locator(".msg.in", { hasText: `${second} 你好` }).waitFor();
+      // An English reply: its k went to the list, which opened the conversation before.
+      await page.keyboard.type("ok, checking");
+      assert.equal(await page.locator("#reply").inputValue(), "ok, checking");
+      assert.equal(await page.locator("#conv-name").innerText(), second);
+      await page.keyboard.press("Alt+ArrowUp");
+      await page.locator(".msg.in", { hasText: `${first} 你好` }).waitFor();
+      assert.equal(await page.locator("#reply").inputValue(), "稍等");
+      assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
     } finally {
       await server.close();
     }
