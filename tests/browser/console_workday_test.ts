@@ -1,12 +1,21 @@
 // A working day in the console, in what went wrong for an agent through it: a conversation left
 // open overnight kept yesterday's "Today" over its messages, so the next morning's messages came
 // under a second "Today"; and Alt+↓ from the reply box left the focus on the list, where the
-// next reply's "k" opened the conversation before and the rest went into its draft.
+// next reply's "k" opened the conversation before and the rest went into its draft; and the
+// conversation was out of the tab order, so the keyboard could not scroll back through it.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
-import { browserTest, openConsole, openPage, postFollowerMessage, screenshot } from "./browser.ts";
+import {
+  B,
+  browserTest,
+  followerXml,
+  openConsole,
+  openPage,
+  postFollowerMessage,
+  screenshot,
+} from "./browser.ts";
 
 const AGENT = "agentA";
 const DAY_MS = 24 * 3600_000;
@@ -90,6 +99,53 @@ browserTest(
       await page.locator(".msg.in", { hasText: `${first} 你好` }).waitFor();
       assert.equal(await page.locator("#reply").inputValue(), "稍等");
       assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "the keyboard reaches the conversation and scrolls back through it",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      for (let i = 0; i < 60; i++) {
+        const res = await fetch(`${server.base}${B}/send_xml`, {
+          method: "POST",
+          headers: { "content-type": "text/xml" },
+          body: followerXml("oLong", { MsgType: "text", Content: `第 ${i} 条` }),
+        });
+        assert.equal(res.status, 200, await res.text());
+      }
+      await page.locator('.contact[data-contact-id="oLong"]').click();
+      await page.locator(".msg.in", { hasText: "第 59 条" }).waitFor();
+      assert.ok(
+        await page.locator("#messages").evaluate((n) => n.scrollTop > 0),
+        "the conversation does not scroll: the test tests nothing",
+      );
+      // Back from the reply box, past the composer's tools, as a keyboard goes.
+      await page.locator("#reply").focus();
+      const passed: string[] = [];
+      for (let i = 0; i < 10 && passed.at(-1) !== "messages"; i++) {
+        await page.keyboard.press("Shift+Tab");
+        passed.push(
+          String(
+            await page.evaluate("document.activeElement?.id || document.activeElement?.className"),
+          ),
+        );
+      }
+      assert.equal(passed.at(-1), "messages", `Shift+Tab went ${passed.join(" < ")}`);
+      // Shift+Tab passed the "Load earlier" button at its top: End and PageUp from there.
+      const bottomGap = `(() => { const b = document.querySelector("#messages");
+        return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
+      await page.keyboard.press("End");
+      await page.waitForFunction(`${bottomGap} < 40`);
+      await page.keyboard.press("PageUp");
+      await page.waitForFunction(`${bottomGap} > 200`);
+      await screenshot(page, "console-laptop-log-focused");
     } finally {
       await server.close();
     }
