@@ -3216,6 +3216,10 @@ function renderMessagesNow({ toBottom = false } = {}) {
 /** The first message in view and its distance from the top, to keep it still over a render. */
 function anchorOf(box) {
   for (const node of box.children) {
+    // Not the edge or the top day line: a render keeps them on top, over the older messages it
+    // put in, so the page showed those, not the one being read, and at scrollTop 0 the wheel
+    // had nothing to scroll to ask for more.
+    if (!node.classList.contains("msg")) continue;
     if (node.offsetTop + node.offsetHeight > box.scrollTop) {
       return { node, top: node.offsetTop - box.scrollTop };
     }

@@ -1,8 +1,9 @@
 // A working day in the console, in what went wrong for an agent through it: a conversation left
 // open overnight kept yesterday's "Today" over its messages, so the next morning's messages came
-// under a second "Today"; and Alt+↓ from the reply box left the focus on the list, where the
-// next reply's "k" opened the conversation before and the rest went into its draft; and the
-// conversation was out of the tab order, so the keyboard could not scroll back through it.
+// under a second "Today"; Alt+↓ from the reply box left the focus on the list, where the next
+// reply's "k" opened the conversation before and the rest went into its draft; the conversation
+// was out of the tab order, so the keyboard could not scroll back through it; and the wheel
+// stopped after one page of history, the view thrown to its top with nothing left to scroll.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -146,6 +147,73 @@ browserTest(
       await page.keyboard.press("PageUp");
       await page.waitForFunction(`${bottomGap} > 200`);
       await screenshot(page, "console-laptop-log-focused");
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+/** Posts `count` texts from `follower` ("第 i 条"), the i-th at `timeOf(i)` (Unix seconds). */
+async function postMany(
+  base: string,
+  follower: string,
+  count: number,
+  timeOf: (i: number) => number,
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${base}${B}/send_xml`, {
+      method: "POST",
+      headers: { "content-type": "text/xml" },
+      body: followerXml(follower, {
+        MsgType: "text",
+        Content: `第 ${i} 条`,
+        CreateTime: timeOf(i),
+      }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
+/** The follower's texts in the open conversation, top to bottom. */
+const shownTexts = (page: Page) => page.locator("#messages .msg.in .text").allInnerTexts();
+
+/** Resolves once the page has drawn a frame and no page of history is on its way. */
+const settled = (page: Page) =>
+  page.waitForFunction(`![...document.querySelectorAll("#messages .history-edge")]
+    .some((n) => n.textContent === "Loading…")`);
+
+browserTest(
+  "the wheel scrolls back through a long history to its first message",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      const now = Math.floor(Date.now() / 1000);
+      await postMany(server.base, "oLong", 300, (i) => now - 300 + i);
+      // After a reload the conversation comes from its history, a page at a time.
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('.contact[data-contact-id="oLong"]').click();
+      await page.locator(".msg.in", { hasText: "第 299 条" }).waitFor();
+      const seen = new Set<string>();
+      const start = page.locator("#messages .history-edge", {
+        hasText: "Start of the conversation",
+      });
+      await page.locator("#messages").hover();
+      for (let i = 0; i < 200 && !(await start.count()); i++) {
+        for (const text of await shownTexts(page)) seen.add(text);
+        await page.mouse.wheel(0, -1500);
+        await settled(page);
+      }
+      for (const text of await shownTexts(page)) seen.add(text);
+      // It stopped after a page: the view jumped to the top of what came in, where the wheel had
+      // nothing left to scroll, so no more was asked for.
+      assert.ok(await start.count(), `stuck at ${(await shownTexts(page))[0]}`);
+      const missed = Array.from({ length: 300 }, (_, i) => `第 ${i} 条`).filter((t) =>
+        !seen.has(t)
+      );
+      assert.deepEqual(missed, []);
     } finally {
       await server.close();
     }
