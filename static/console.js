@@ -33,6 +33,7 @@ import {
   compareMessages,
   createConversation,
   findByClientId as findIn,
+  ordersBefore,
   pendingReplies as pendingIn,
   rekeyClientId,
   removeMessage,
@@ -1089,9 +1090,14 @@ async function loadHistory(contactId, { older = false } = {}) {
       limit: HISTORY_PAGE,
       before: older ? c.nextBefore : undefined,
     });
-    for (const item of body.messages ?? []) {
-      upsertMessage(contactId, item.direction === "note" ? { ...item, direction: "note" } : item);
-    }
+    const items = body.messages ?? [];
+    // An older page goes before what this page holds, also among messages of the same second
+    // (a follower's burst split by the page's edge showed its older half after the newer).
+    const first = older ? ordersBefore(c, items.length) : undefined;
+    items.forEach((item, i) => {
+      const data = item.direction === "note" ? { ...item, direction: "note" } : item;
+      upsertMessage(contactId, data, first === undefined ? undefined : first + i);
+    });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
     const added = sortedMessages(c).length - before;
@@ -1120,8 +1126,8 @@ function conv(contactId) {
   return c;
 }
 
-function upsertMessage(contactId, data) {
-  return upsertIn(conv(contactId), data, nowS());
+function upsertMessage(contactId, data, order) {
+  return upsertIn(conv(contactId), data, nowS(), order);
 }
 
 function findByClientId(clientId, contactId) {

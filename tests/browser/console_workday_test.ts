@@ -3,7 +3,8 @@
 // under a second "Today"; Alt+↓ from the reply box left the focus on the list, where the next
 // reply's "k" opened the conversation before and the rest went into its draft; the conversation
 // was out of the tab order, so the keyboard could not scroll back through it; and the wheel
-// stopped after one page of history, the view thrown to its top with nothing left to scroll.
+// stopped after one page of history, the view thrown to its top with nothing left to scroll;
+// a follower's burst in one second, split by a page of history, showed its older half last.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -214,6 +215,40 @@ browserTest(
         !seen.has(t)
       );
       assert.deepEqual(missed, []);
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a burst in one second, split by a page of history, shows in order",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      const now = Math.floor(Date.now() / 1000);
+      // A follower pasting a list: 120 messages, one second, more than two pages of history.
+      await postMany(server.base, "oBurst", 120, () => now);
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('.contact[data-contact-id="oBurst"]').click();
+      await page.locator(".msg.in", { hasText: "第 119 条" }).waitFor();
+      const earlier = page.locator("#messages .history-edge button", { hasText: "Load earlier" });
+      for (let i = 0; i < 10 && await earlier.count(); i++) {
+        await earlier.click();
+        await settled(page);
+      }
+      await page.locator("#messages .history-edge", { hasText: "Start of the conversation" })
+        .waitFor();
+
+      await t.step("every message in the order sent", async () => {
+        assert.deepEqual(
+          await shownTexts(page),
+          Array.from({ length: 120 }, (_, i) => `第 ${i} 条`),
+        );
+      });
     } finally {
       await server.close();
     }
