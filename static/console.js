@@ -1103,6 +1103,8 @@ async function loadHistory(contactId, { older = false } = {}) {
     const added = sortedMessages(c).length - before;
     // Older messages went in before the window: it moves with what it showed, then slides up.
     if (older && c.win && added > 0) c.win = win.older(win.prepended(c.win, added)).win;
+    // What the agent had seen moved down with them: they are not new messages below.
+    if (older && added > 0 && c.seen) c.seen += added;
   } catch (error) {
     if (!(error instanceof AuthError)) {
       c.error = t("conv.loadError", { message: error.message });

@@ -4,7 +4,8 @@
 // reply's "k" opened the conversation before and the rest went into its draft; the conversation
 // was out of the tab order, so the keyboard could not scroll back through it; and the wheel
 // stopped after one page of history, the view thrown to its top with nothing left to scroll;
-// a follower's burst in one second, split by a page of history, showed its older half last.
+// a follower's burst in one second, split by a page of history, showed its older half last;
+// and the older pages counted as new messages on the "New messages ↓" pill.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -248,6 +249,13 @@ browserTest(
           await shownTexts(page),
           Array.from({ length: 120 }, (_, i) => `第 ${i} 条`),
         );
+      });
+
+      await t.step("one new message is one, not the older pages too", async () => {
+        await postFollowerMessage(server.base, "oBurst", { MsgType: "text", Content: "还在吗" });
+        // Below the window being read: announced, not drawn.
+        await page.locator("#new-pill").waitFor();
+        assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
       });
     } finally {
       await server.close();
