@@ -3592,12 +3592,17 @@ function init() {
     el.messages.addEventListener(type, noteUserScroll, { passive: true });
   }
   // Pictures load after the conversation opened: it stays at the newest message.
-  el.messages.addEventListener("load", () => {
+  const keepFollowing = () => {
     const c = state.current ? state.convs.get(state.current) : null;
     if (c?.win?.following ?? state.current === SYSTEM_ID) {
       el.messages.scrollTop = el.messages.scrollHeight;
     }
-  }, true);
+  };
+  el.messages.addEventListener("load", keepFollowing, true);
+  // So does a conversation whose box gets shorter (the transfer or end form under its header, a
+  // notice, the reply box growing): the newest messages were hidden under the form, and what
+  // the follower wrote meanwhile came in out of view, its render no longer near the bottom.
+  new ResizeObserver(keepFollowing).observe(el.messages);
   document.addEventListener("keydown", onGlobalKeydown);
   // A reload right after an event must not lose it to the save's debounce.
   addEventListener("pagehide", saveContext);

@@ -5,7 +5,8 @@
 // was out of the tab order, so the keyboard could not scroll back through it; and the wheel
 // stopped after one page of history, the view thrown to its top with nothing left to scroll;
 // a follower's burst in one second, split by a page of history, showed its older half last;
-// and the older pages counted as new messages on the "New messages ↓" pill.
+// the older pages counted as new messages on the "New messages ↓" pill; and with the transfer
+// form open, what the follower wrote came in below the view.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -262,3 +263,30 @@ browserTest(
     }
   },
 );
+
+browserTest("with the transfer form open, what the follower writes shows", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    const now = Math.floor(Date.now() / 1000);
+    await postMany(server.base, "oHand", 30, () => now);
+    await page.locator('.contact[data-contact-id="oHand"]').click();
+    await page.locator(".msg.in", { hasText: "第 29 条" }).waitFor();
+    await page.locator("#reply").focus();
+    await page.keyboard.press("Alt+t");
+    await page.locator("#transfer-to").waitFor();
+    // The agent picks a colleague; the follower adds what the colleague should know.
+    await postFollowerMessage(server.base, "oHand", { MsgType: "text", Content: "订单号 8841" });
+    await page.locator(".msg.in", { hasText: "订单号 8841" }).waitFor();
+    const gap = `(() => { const b = document.querySelector("#messages");
+      return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
+    await page.waitForFunction(`${gap} < 40`, undefined, { timeout: 3000 }).catch(async (e) => {
+      throw new Error(`${await page.evaluate(gap)} px below the view`, { cause: e });
+    });
+    assert.equal(await page.locator("#new-pill").isVisible(), false);
+    await screenshot(page, "console-laptop-transfer-form-new-message");
+  } finally {
+    await server.close();
+  }
+});
