@@ -3237,7 +3237,9 @@ function anchorOf(box) {
 
 /** "New messages ↓": messages arrived below while the agent reads further up. */
 function renderNewPill(c, length) {
-  const pending = c ? Math.max(win.hiddenNewer(c.win, length), length - (c.seen ?? length)) : 0;
+  // Only what came since the agent was last at the newest: counting every message below the
+  // window too, a conversation opened at a search hit had one new message read as two.
+  const pending = c ? Math.max(0, length - (c.seen ?? length)) : 0;
   el.newPill.hidden = pending === 0;
   el.newPill.textContent = pending > 1
     ? t("conv.newMessagesN", { n: pending })

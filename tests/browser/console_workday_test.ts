@@ -6,7 +6,8 @@
 // stopped after one page of history, the view thrown to its top with nothing left to scroll;
 // a follower's burst in one second, split by a page of history, showed its older half last;
 // the older pages counted as new messages on the "New messages ↓" pill; and with the transfer
-// form open, what the follower wrote came in below the view.
+// form open, what the follower wrote came in below the view; and at a search hit far back, one
+// new message counted as two.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -286,6 +287,33 @@ browserTest("with the transfer form open, what the follower writes shows", async
     });
     assert.equal(await page.locator("#new-pill").isVisible(), false);
     await screenshot(page, "console-laptop-transfer-form-new-message");
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("at a search hit far back, one new message is one", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    const now = Math.floor(Date.now() / 1000);
+    await postMany(server.base, "oFar", 200, (i) => now - 200 + i);
+    await postFollowerMessage(server.base, "oNear", { MsgType: "text", Content: "在吗" });
+    await page.reload();
+    await page.locator('#conn[data-state="connected"]').waitFor();
+    await page.locator('.contact[data-contact-id="oNear"]').click();
+    await page.keyboard.press("Control+k");
+    await page.keyboard.type("第 5 条");
+    await page.keyboard.press("Enter");
+    await page.locator("#dialog-mount button", { hasText: "第 5 条" }).first().click();
+    await page.locator("#messages .msg.highlight", { hasText: "第 5 条" }).waitFor();
+    await settled(page);
+    await postFollowerMessage(server.base, "oFar", { MsgType: "text", Content: "查到了吗" });
+    await page.locator("#new-pill").waitFor();
+    assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
+    await page.locator("#new-pill").click();
+    await page.locator(".msg.in", { hasText: "查到了吗" }).waitFor();
   } finally {
     await server.close();
   }
