@@ -648,6 +648,12 @@ function renderViews() {
     mounts.panel,
   );
   render(dialogView(), mounts.dialog);
+  // A modal dialog is all there is while it is open: Tab went on past its last control to the
+  // ones under its backdrop, unseen, where Enter still pressed them.
+  const modal = Boolean(state.dialog);
+  for (const node of el.app.children) {
+    if (node !== mounts.dialog && node !== el.toasts && node.inert !== modal) node.inert = modal;
+  }
 }
 
 function dialogView() {

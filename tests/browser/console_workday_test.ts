@@ -7,7 +7,7 @@
 // a follower's burst in one second, split by a page of history, showed its older half last;
 // the older pages counted as new messages on the "New messages ↓" pill; and with the transfer
 // form open, what the follower wrote came in below the view; and at a search hit far back, one
-// new message counted as two.
+// new message counted as two; and Tab went on out of the search dialog to the controls under it.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -314,6 +314,37 @@ browserTest("at a search hit far back, one new message is one", async (_t, brows
     assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
     await page.locator("#new-pill").click();
     await page.locator(".msg.in", { hasText: "查到了吗" }).waitFor();
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("Tab stays in the search dialog", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oFind", { MsgType: "text", Content: "发票抬头写公司" });
+    await page.locator('.contact[data-contact-id="oFind"]').click();
+    await page.keyboard.press("Control+k");
+    await page.keyboard.type("发票");
+    await page.keyboard.press("Enter");
+    await page.locator("#search-panel .search-hit").waitFor();
+    const outside: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      await page.keyboard.press("Tab");
+      const where = await page.evaluate(`(() => {
+        const a = document.activeElement;
+        if (!a || a === document.body || a.closest("#search-panel")) return "";
+        return a.id || a.className || a.tagName;
+      })()`);
+      if (where) outside.push(String(where));
+    }
+    assert.deepEqual(outside, [], "Tab reached what the dialog covers");
+    await page.keyboard.press("Escape");
+    await page.locator("#search-panel").waitFor({ state: "detached" });
+    await page.locator("#reply").pressSequentially("好的");
+    assert.equal(await page.locator("#reply").inputValue(), "好的");
   } finally {
     await server.close();
   }
