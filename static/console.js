@@ -2034,6 +2034,16 @@ async function attachFiles(files) {
   if (state.current === contactId) renderMessages({ toBottom: true });
 }
 
+/** Whether a file chosen for a reply is still on its way to the bridge (or waiting its turn). */
+function uploadsUnderway() {
+  for (const c of state.convs.values()) {
+    for (const msg of c.byKey.values()) {
+      if (msg.status === "uploading" && msg.upload && !msg.upload.canceled) return true;
+    }
+  }
+  return false;
+}
+
 function queueUpload(contactId, msg) {
   uploadChain = uploadChain.then(() => runUpload(contactId, msg)).catch((error) => {
     uploadFailed(
@@ -3615,8 +3625,9 @@ function init() {
   // A reload right after an event must not lose it to the save's debounce.
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
-    // Replies not yet taken by the bridge would be lost with the page.
-    if (pendingReplies().next().done) return;
+    // Replies not yet taken by the bridge would be lost with the page, and so would a file
+    // still uploading: it is only in this page until the bridge has it.
+    if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });

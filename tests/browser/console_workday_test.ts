@@ -7,15 +7,19 @@
 // a follower's burst in one second, split by a page of history, showed its older half last;
 // the older pages counted as new messages on the "New messages ↓" pill; and with the transfer
 // form open, what the follower wrote came in below the view; and at a search hit far back, one
-// new message counted as two; and Tab went on out of the search dialog to the controls under it.
+// new message counted as two; Tab went on out of the search dialog to the controls under it;
+// and a reload or a closed tab while a picture uploaded lost it without a word.
 
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
   followerXml,
+  makePng,
   openConsole,
   openPage,
   postFollowerMessage,
@@ -347,5 +351,41 @@ browserTest("Tab stays in the search dialog", async (_t, browser) => {
     assert.equal(await page.locator("#reply").inputValue(), "好的");
   } finally {
     await server.close();
+  }
+});
+
+browserTest("leaving while a picture uploads asks first", async (_t, browser) => {
+  const fake = await startFakeWechat({ appId: "wxday", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxday", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "发张图给我" });
+    // A click: Chrome asks before leaving only a page the agent has used.
+    await page.locator('.contact[data-contact-id="oPic"]').click();
+    await page.locator(".msg.in", { hasText: "发张图给我" }).waitFor();
+    // The upload is held: a slow network, the picture on its way.
+    await page.route(`**${B}/upload?*`, () => {});
+    await page.locator("#attach-input").setInputFiles({
+      name: "size-chart.png",
+      mimeType: "image/png",
+      buffer: Buffer.from(await makePng(200, 120)),
+    });
+    await page.locator('.msg.out[data-status="uploading"]').waitFor();
+    const asked = new Promise<string>((resolve) =>
+      page.on("dialog", (dialog) => {
+        resolve(dialog.type());
+        dialog.dismiss();
+      })
+    );
+    // Not asked, the page just closes.
+    const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
+    await page.close({ runBeforeUnload: true });
+    assert.equal(await Promise.race([asked, closed]), "beforeunload");
+  } finally {
+    await server.close();
+    await fake.close();
   }
 });
