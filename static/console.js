@@ -160,6 +160,8 @@ const state = {
   renames: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
+  /** The open conversation, while it stays in the filter it matched (pinCurrent). */
+  pinned: null,
   /** Followers this console asked to claim, until the bridge answers */
   taking: new Set(),
   /** The team's quick replies (GET quick_replies), and the picker under the reply box */
@@ -587,6 +589,7 @@ function renderViews() {
         counts=${triageCounts(contacts, state.waiting, userid, nowS())}
         onFilter=${(f) => {
           state.triage = f;
+          pinCurrent();
           renderContactsNow();
         }} onSearch=${() => openDialog("search")} />
     `,
@@ -2345,12 +2348,22 @@ function sortedContacts() {
   return [...state.contacts.values()]
     .filter((c) =>
       matchesFilter(c) && !state.transferred.has(c.contact_id) &&
-      (c.kind === "agent" ? state.triage === "all" : matchesTriage(c, state.triage, userid, now))
+      (c.kind === "agent"
+        ? state.triage === "all"
+        : (c.contact_id === state.pinned && c.contact_id === state.current) ||
+          matchesTriage(c, state.triage, userid, now))
     )
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
       (b.touched ?? 0) - (a.touched ?? 0)
     );
+}
+
+/** The open conversation stays in the filter it was opened in until the agent leaves it: read
+ * (under Unread) it left the list at once, and Alt+↓ from nowhere in it went back to the top. */
+function pinCurrent() {
+  const c = state.current ? state.contacts.get(state.current) : null;
+  state.pinned = c && matchesTriage(c, state.triage, userid, nowS()) ? state.current : null;
 }
 
 function renderContacts() {
@@ -2581,6 +2594,7 @@ function openContact(contactId) {
     autosize();
   }
   state.current = contactId;
+  pinCurrent();
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
   if (isNarrow() && !history.state?.conversation) {

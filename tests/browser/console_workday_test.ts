@@ -8,7 +8,8 @@
 // the older pages counted as new messages on the "New messages ↓" pill; and with the transfer
 // form open, what the follower wrote came in below the view; and at a search hit far back, one
 // new message counted as two; Tab went on out of the search dialog to the controls under it;
-// and a reload or a closed tab while a picture uploaded lost it without a word.
+// a reload or a closed tab while a picture uploaded lost it without a word; and under Unread,
+// the conversation opened left the list, so Alt+↓ went back to the top, not to the next one.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -387,5 +388,42 @@ browserTest("leaving while a picture uploads asks first", async (_t, browser) =>
   } finally {
     await server.close();
     await fake.close();
+  }
+});
+
+browserTest("down the Unread filter with Alt+↓, one after the other", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    for (let i = 0; i < 5; i++) {
+      await postFollowerMessage(server.base, `oU${i}`, { MsgType: "text", Content: `未读 ${i}` });
+      await page.locator(`.contact[data-contact-id="oU${i}"]`).waitFor();
+    }
+    const listed = () =>
+      page.evaluate(`[...document.querySelectorAll("#contact-list .contact")]
+        .map((n) => n.dataset.contactId)`) as Promise<string[]>;
+    await page.locator("#triage-mount button", { hasText: "Unread" }).click();
+    assert.deepEqual(await listed(), ["oU4", "oU3", "oU2", "oU1", "oU0"]);
+    // The agent starts in the middle of the queue, and works down it from the reply box.
+    await page.locator('.contact[data-contact-id="oU3"]').click();
+    await page.locator(".msg.in", { hasText: "未读 3" }).waitFor();
+    await page.locator('.contact[data-contact-id="oU3"].active').waitFor();
+    for (const next of ["oU2", "oU1"]) {
+      await page.keyboard.press("Alt+ArrowDown");
+      await page.locator(".msg.in", { hasText: `未读 ${next.slice(2)}` }).waitFor({ timeout: 3000 })
+        .catch(async (error) => {
+          throw new Error(`Alt+↓ opened ${await page.locator("#conv-name").innerText()}`, {
+            cause: error,
+          });
+        });
+    }
+    // Read ones leave the filter once left; the one open stays.
+    await page.waitForFunction(
+      `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)
+        .join() === "oU4,oU1,oU0"`,
+    );
+  } finally {
+    await server.close();
   }
 });
