@@ -9,7 +9,8 @@
 // form open, what the follower wrote came in below the view; and at a search hit far back, one
 // new message counted as two; Tab went on out of the search dialog to the controls under it;
 // a reload or a closed tab while a picture uploaded lost it without a word; and under Unread,
-// the conversation opened left the list, so Alt+↓ went back to the top, not to the next one.
+// the conversation opened left the list, so Alt+↓ went back to the top, not to the next one;
+// and in Chinese the transfer box, and the Transfer and End buttons' names, were still English.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -427,3 +428,29 @@ browserTest("down the Unread filter with Alt+↓, one after the other", async (_
     await server.close();
   }
 });
+
+browserTest(
+  "in Chinese, the transfer box and the head's buttons say so in Chinese",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page } = await openPage(browser);
+      await context.addInitScript(`localStorage.setItem("wxbridge.lang", "zh-CN")`);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oZh", { MsgType: "text", Content: "转人工" });
+      await page.locator('.contact[data-contact-id="oZh"]').click();
+      // On a phone these buttons are icons: their names are all a screen reader has.
+      await page.getByRole("button", { name: "转接给其他客服" }).click();
+      assert.equal(await page.locator("#transfer-button").getAttribute("title"), "转接给其他客服");
+      assert.equal(
+        await page.locator("#transfer-to").getAttribute("placeholder"),
+        "客服 ID，例如 agent2",
+      );
+      assert.equal(await page.locator("#close-button").getAttribute("aria-label"), "结束会话");
+      assert.equal(await page.locator("#close-button").getAttribute("title"), "结束会话");
+      await screenshot(page, "console-laptop-zh-transfer");
+    } finally {
+      await server.close();
+    }
+  },
+);
