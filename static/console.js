@@ -232,6 +232,7 @@ const el = {
   conversationEmpty: byId("conversation-empty"),
   conversation: byId("conversation"),
   back: byId("back-button"),
+  backCount: byId("back-count"),
   convHead: byId("conv-head"),
   convAvatar: byId("conv-avatar"),
   convNameRow: byId("conv-name-row"),
@@ -2558,6 +2559,11 @@ function systemItem() {
 function renderTitle() {
   const all = updateBadge();
   document.title = all > 0 ? `(${all}) ${t("app.title")}` : t("app.title");
+  // On a phone the conversation covers the list, and its title is out of sight: what waits in
+  // the other conversations shows on the way back to them, as in WeChat.
+  el.backCount.hidden = all === 0;
+  el.backCount.textContent = all > 99 ? "99+" : String(all);
+  el.back.setAttribute("aria-label", all > 0 ? t("conv.backN", { n: all }) : t("conv.back"));
 }
 
 // ---------------------------------------------------------------------------------------------

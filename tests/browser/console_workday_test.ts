@@ -10,7 +10,8 @@
 // new message counted as two; Tab went on out of the search dialog to the controls under it;
 // a reload or a closed tab while a picture uploaded lost it without a word; and under Unread,
 // the conversation opened left the list, so Alt+↓ went back to the top, not to the next one;
-// and in Chinese the transfer box, and the Transfer and End buttons' names, were still English.
+// in Chinese the transfer box, and the Transfer and End buttons' names, were still English; and
+// on a phone, in a conversation, nothing said that other followers were writing.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -454,3 +455,28 @@ browserTest(
     }
   },
 );
+
+browserTest("on a phone, the way back says how many wait", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser, "phone");
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "我先问" });
+    await page.locator('.contact[data-contact-id="oHere"]').tap();
+    await page.locator(".msg.in", { hasText: "我先问" }).waitFor();
+    const back = page.locator("#back-button");
+    await back.waitFor();
+    assert.equal(await page.locator("#back-count").isVisible(), false);
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "我也有问题" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "在吗" });
+    await page.locator("#back-count", { hasText: "2" }).waitFor();
+    assert.equal(await back.getAttribute("aria-label"), "Back to conversations, 2 waiting for you");
+    await screenshot(page, "console-phone-back-count");
+    // What this conversation brings is read here: it is not counted.
+    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "还有" });
+    await page.locator(".msg.in", { hasText: "还有" }).waitFor();
+    assert.equal(await page.locator("#back-count").innerText(), "2");
+  } finally {
+    await server.close();
+  }
+});
