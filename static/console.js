@@ -1829,6 +1829,8 @@ function handleError(envelope) {
           errmsg: data.errmsg,
           limit: data.limit,
           reopens_at: data.reopens_at,
+          // Given back to the 5: WeChat took none of it. Else a -1 may have arrived.
+          givenBack: typeof data.replies_since_inbound === "number",
         },
       });
       if (state.current === found.contactId) renderMessages();
@@ -1838,8 +1840,17 @@ function handleError(envelope) {
   toast(message, "error");
 }
 
+/** Whether a failed reply went to WeChat and got no answer (-1: a timeout, a reset, a 5xx):
+ * the bridge counts it as sent, for it may have reached the follower. */
+function mayHaveArrived(msg) {
+  const f = msg.failure;
+  return Boolean(f) && Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
+}
+
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
 function failureText(msg) {
+  // "Not delivered" and "refused" read as safe to send again, and the follower got it twice.
+  if (mayHaveArrived(msg)) return t("failure.noAnswer", { errmsg: msg.failure.errmsg ?? "" });
   const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
   if (!f) return typeof msg.error === "string" && msg.error ? msg.error : t("failure.default");
   const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
@@ -3382,7 +3393,13 @@ function buildMessage(msg) {
         ),
       );
     } else if (status === "failed") {
-      meta.append(h("span", { class: "status failed" }, t("status.failed")));
+      meta.append(
+        h(
+          "span",
+          { class: "status failed" },
+          mayHaveArrived(msg) ? t("status.unconfirmed") : t("status.failed"),
+        ),
+      );
       if (msg.msg_type === "text" && (msg.local || msg.agent_id === userid)) {
         meta.append(h("button", {
           type: "button",

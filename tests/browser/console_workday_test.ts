@@ -11,7 +11,8 @@
 // a reload or a closed tab while a picture uploaded lost it without a word; and under Unread,
 // the conversation opened left the list, so Alt+↓ went back to the top, not to the next one;
 // in Chinese the transfer box, and the Transfer and End buttons' names, were still English; and
-// on a phone, in a conversation, nothing said that other followers were writing.
+// on a phone, in a conversation, nothing said that other followers were writing; and a reply
+// WeChat never answered, which may have arrived, read "Not delivered", "refused", Retry.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -478,5 +479,33 @@ browserTest("on a phone, the way back says how many wait", async (_t, browser) =
     assert.equal(await page.locator("#back-count").innerText(), "2");
   } finally {
     await server.close();
+  }
+});
+
+browserTest("a reply WeChat never answered says it may have arrived", async (_t, browser) => {
+  const fake = await startFakeWechat({ appId: "wxday", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxday", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oLost", { MsgType: "text", Content: "到账了吗" });
+    await page.locator('.contact[data-contact-id="oLost"]').click();
+    // WeChat's gateway answers 502 to the send and to every retry: the bridge cannot know.
+    fake.failHttpNext("/cgi-bin/message/custom/send", 502, 20);
+    await page.locator("#reply").fill("已经到账了，请查收");
+    await page.keyboard.press("Enter");
+    const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
+    await failed.waitFor({ timeout: 60_000 });
+    assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
+    assert.match(await failed.locator(".failure").innerText(), /may have it/);
+    assert.doesNotMatch(await failed.innerText(), /refused|Not delivered/);
+    // The count agrees: WeChat may have taken it, so it is one of the 5.
+    assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
+    await screenshot(page, "console-laptop-reply-unconfirmed");
+  } finally {
+    await server.close();
+    await fake.close();
   }
 });
