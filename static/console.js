@@ -33,6 +33,7 @@ import {
   compareMessages,
   createConversation,
   findByClientId as findIn,
+  ordersBefore,
   pendingReplies as pendingIn,
   rekeyClientId,
   removeMessage,
@@ -159,6 +160,8 @@ const state = {
   renames: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
+  /** The open conversation, while it stays in the filter it matched (pinCurrent). */
+  pinned: null,
   /** Followers this console asked to claim, until the bridge answers */
   taking: new Set(),
   /** The team's quick replies (GET quick_replies), and the picker under the reply box */
@@ -229,6 +232,7 @@ const el = {
   conversationEmpty: byId("conversation-empty"),
   conversation: byId("conversation"),
   back: byId("back-button"),
+  backCount: byId("back-count"),
   convHead: byId("conv-head"),
   convAvatar: byId("conv-avatar"),
   convNameRow: byId("conv-name-row"),
@@ -586,6 +590,7 @@ function renderViews() {
         counts=${triageCounts(contacts, state.waiting, userid, nowS())}
         onFilter=${(f) => {
           state.triage = f;
+          pinCurrent();
           renderContactsNow();
         }} onSearch=${() => openDialog("search")} />
     `,
@@ -647,6 +652,12 @@ function renderViews() {
     mounts.panel,
   );
   render(dialogView(), mounts.dialog);
+  // A modal dialog is all there is while it is open: Tab went on past its last control to the
+  // ones under its backdrop, unseen, where Enter still pressed them.
+  const modal = Boolean(state.dialog);
+  for (const node of el.app.children) {
+    if (node !== mounts.dialog && node !== el.toasts && node.inert !== modal) node.inert = modal;
+  }
 }
 
 function dialogView() {
@@ -1089,14 +1100,21 @@ async function loadHistory(contactId, { older = false } = {}) {
       limit: HISTORY_PAGE,
       before: older ? c.nextBefore : undefined,
     });
-    for (const item of body.messages ?? []) {
-      upsertMessage(contactId, item.direction === "note" ? { ...item, direction: "note" } : item);
-    }
+    const items = body.messages ?? [];
+    // An older page goes before what this page holds, also among messages of the same second
+    // (a follower's burst split by the page's edge showed its older half after the newer).
+    const first = older ? ordersBefore(c, items.length) : undefined;
+    items.forEach((item, i) => {
+      const data = item.direction === "note" ? { ...item, direction: "note" } : item;
+      upsertMessage(contactId, data, first === undefined ? undefined : first + i);
+    });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
     const added = sortedMessages(c).length - before;
     // Older messages went in before the window: it moves with what it showed, then slides up.
     if (older && c.win && added > 0) c.win = win.older(win.prepended(c.win, added)).win;
+    // What the agent had seen moved down with them: they are not new messages below.
+    if (older && added > 0 && c.seen) c.seen += added;
   } catch (error) {
     if (!(error instanceof AuthError)) {
       c.error = t("conv.loadError", { message: error.message });
@@ -1120,8 +1138,8 @@ function conv(contactId) {
   return c;
 }
 
-function upsertMessage(contactId, data) {
-  return upsertIn(conv(contactId), data, nowS());
+function upsertMessage(contactId, data, order) {
+  return upsertIn(conv(contactId), data, nowS(), order);
 }
 
 function findByClientId(clientId, contactId) {
@@ -1811,6 +1829,8 @@ function handleError(envelope) {
           errmsg: data.errmsg,
           limit: data.limit,
           reopens_at: data.reopens_at,
+          // Given back to the 5: WeChat took none of it. Else a -1 may have arrived.
+          givenBack: typeof data.replies_since_inbound === "number",
         },
       });
       if (state.current === found.contactId) renderMessages();
@@ -1820,8 +1840,17 @@ function handleError(envelope) {
   toast(message, "error");
 }
 
+/** Whether a failed reply went to WeChat and got no answer (-1: a timeout, a reset, a 5xx):
+ * the bridge counts it as sent, for it may have reached the follower. */
+function mayHaveArrived(msg) {
+  const f = msg.failure;
+  return Boolean(f) && Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
+}
+
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
 function failureText(msg) {
+  // "Not delivered" and "refused" read as safe to send again, and the follower got it twice.
+  if (mayHaveArrived(msg)) return t("failure.noAnswer", { errmsg: msg.failure.errmsg ?? "" });
   const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
   if (!f) return typeof msg.error === "string" && msg.error ? msg.error : t("failure.default");
   const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
@@ -2018,6 +2047,16 @@ async function attachFiles(files) {
     queueUpload(contactId, msg);
   }
   if (state.current === contactId) renderMessages({ toBottom: true });
+}
+
+/** Whether a file chosen for a reply is still on its way to the bridge (or waiting its turn). */
+function uploadsUnderway() {
+  for (const c of state.convs.values()) {
+    for (const msg of c.byKey.values()) {
+      if (msg.status === "uploading" && msg.upload && !msg.upload.canceled) return true;
+    }
+  }
+  return false;
 }
 
 function queueUpload(contactId, msg) {
@@ -2321,12 +2360,22 @@ function sortedContacts() {
   return [...state.contacts.values()]
     .filter((c) =>
       matchesFilter(c) && !state.transferred.has(c.contact_id) &&
-      (c.kind === "agent" ? state.triage === "all" : matchesTriage(c, state.triage, userid, now))
+      (c.kind === "agent"
+        ? state.triage === "all"
+        : (c.contact_id === state.pinned && c.contact_id === state.current) ||
+          matchesTriage(c, state.triage, userid, now))
     )
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
       (b.touched ?? 0) - (a.touched ?? 0)
     );
+}
+
+/** The open conversation stays in the filter it was opened in until the agent leaves it: read
+ * (under Unread) it left the list at once, and Alt+↓ from nowhere in it went back to the top. */
+function pinCurrent() {
+  const c = state.current ? state.contacts.get(state.current) : null;
+  state.pinned = c && matchesTriage(c, state.triage, userid, nowS()) ? state.current : null;
 }
 
 function renderContacts() {
@@ -2521,6 +2570,11 @@ function systemItem() {
 function renderTitle() {
   const all = updateBadge();
   document.title = all > 0 ? `(${all}) ${t("app.title")}` : t("app.title");
+  // On a phone the conversation covers the list, and its title is out of sight: what waits in
+  // the other conversations shows on the way back to them, as in WeChat.
+  el.backCount.hidden = all === 0;
+  el.backCount.textContent = all > 99 ? "99+" : String(all);
+  el.back.setAttribute("aria-label", all > 0 ? t("conv.backN", { n: all }) : t("conv.back"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2557,6 +2611,7 @@ function openContact(contactId) {
     autosize();
   }
   state.current = contactId;
+  pinCurrent();
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
   if (isNarrow() && !history.state?.conversation) {
@@ -3184,12 +3239,15 @@ function renderMessagesNow({ toBottom = false } = {}) {
     const msg = list[i];
     const day = dayKey(Number(msg.send_time) || nowS());
     if (day !== lastDay) {
-      nodes.push(cachedNode(view.days, `${day}:${i === w.start ? "top" : msg.key}`, () =>
-        h(
-          "div",
-          { class: "day", role: "separator" },
-          h("span", {}, dayLabel(Number(msg.send_time) || nowS())),
-        )));
+      // The label is in the key: a page left open overnight had yesterday's "Today" for good.
+      const label = dayLabel(Number(msg.send_time) || nowS());
+      nodes.push(
+        cachedNode(
+          view.days,
+          `${day}:${label}:${i === w.start ? "top" : msg.key}`,
+          () => h("div", { class: "day", role: "separator" }, h("span", {}, label)),
+        ),
+      );
       lastDay = day;
     }
     shown.add(msg.key);
@@ -3213,6 +3271,10 @@ function renderMessagesNow({ toBottom = false } = {}) {
 /** The first message in view and its distance from the top, to keep it still over a render. */
 function anchorOf(box) {
   for (const node of box.children) {
+    // Not the edge or the top day line: a render keeps them on top, over the older messages it
+    // put in, so the page showed those, not the one being read, and at scrollTop 0 the wheel
+    // had nothing to scroll to ask for more.
+    if (!node.classList.contains("msg")) continue;
     if (node.offsetTop + node.offsetHeight > box.scrollTop) {
       return { node, top: node.offsetTop - box.scrollTop };
     }
@@ -3222,7 +3284,9 @@ function anchorOf(box) {
 
 /** "New messages ↓": messages arrived below while the agent reads further up. */
 function renderNewPill(c, length) {
-  const pending = c ? Math.max(win.hiddenNewer(c.win, length), length - (c.seen ?? length)) : 0;
+  // Only what came since the agent was last at the newest: counting every message below the
+  // window too, a conversation opened at a search hit had one new message read as two.
+  const pending = c ? Math.max(0, length - (c.seen ?? length)) : 0;
   el.newPill.hidden = pending === 0;
   el.newPill.textContent = pending > 1
     ? t("conv.newMessagesN", { n: pending })
@@ -3329,7 +3393,13 @@ function buildMessage(msg) {
         ),
       );
     } else if (status === "failed") {
-      meta.append(h("span", { class: "status failed" }, t("status.failed")));
+      meta.append(
+        h(
+          "span",
+          { class: "status failed" },
+          mayHaveArrived(msg) ? t("status.unconfirmed") : t("status.failed"),
+        ),
+      );
       if (msg.msg_type === "text" && (msg.local || msg.agent_id === userid)) {
         meta.append(h("button", {
           type: "button",
@@ -3485,6 +3555,9 @@ function onGlobalKeydown(event) {
     const at = ids.indexOf(state.current);
     const next = ids[(at + step + ids.length) % ids.length] ?? ids[0];
     openContact(next);
+    // From the reply box the agent goes on typing there (openContact focused it): on the list
+    // entry, the next reply's j or k would open another conversation.
+    if (event.target === el.reply && document.activeElement === el.reply) return;
     el.contactList.querySelector(`.contact[data-contact-id="${CSS.escape(next)}"]`)?.focus();
   };
   if (event.altKey && (key === "ArrowDown" || key === "ArrowUp")) {
@@ -3574,18 +3647,24 @@ function init() {
     el.messages.addEventListener(type, noteUserScroll, { passive: true });
   }
   // Pictures load after the conversation opened: it stays at the newest message.
-  el.messages.addEventListener("load", () => {
+  const keepFollowing = () => {
     const c = state.current ? state.convs.get(state.current) : null;
     if (c?.win?.following ?? state.current === SYSTEM_ID) {
       el.messages.scrollTop = el.messages.scrollHeight;
     }
-  }, true);
+  };
+  el.messages.addEventListener("load", keepFollowing, true);
+  // So does a conversation whose box gets shorter (the transfer or end form under its header, a
+  // notice, the reply box growing): the newest messages were hidden under the form, and what
+  // the follower wrote meanwhile came in out of view, its render no longer near the bottom.
+  new ResizeObserver(keepFollowing).observe(el.messages);
   document.addEventListener("keydown", onGlobalKeydown);
   // A reload right after an event must not lose it to the save's debounce.
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
-    // Replies not yet taken by the bridge would be lost with the page.
-    if (pendingReplies().next().done) return;
+    // Replies not yet taken by the bridge would be lost with the page, and so would a file
+    // still uploading: it is only in this page until the bridge has it.
+    if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });
@@ -3747,9 +3826,15 @@ function init() {
       if (Date.now() - conn.lastFrameAt > limit) replaceSocket();
     }
   }, 1000);
+  let today = dayKey(nowS());
   setInterval(() => {
     renderContacts();
     renderConversationHead();
+    // At midnight the open conversation's "Today" becomes "Yesterday" without a message coming.
+    if (dayKey(nowS()) !== today) {
+      today = dayKey(nowS());
+      renderMessages();
+    }
   }, 30_000);
 
   start();

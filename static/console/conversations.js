@@ -39,9 +39,11 @@ function index(c, msg) {
 
 /**
  * Adds `data` to `c`, or merges it into the message it is (same client_id or id): a status
- * never goes back (a late "sending" after "sent"). `nowS` stamps a message without a time.
+ * never goes back (a late "sending" after "sent"). `nowS` stamps a message without a time;
+ * `order` places a new one among messages of its second (an older page of history goes before
+ * what came earlier), else it goes after them.
  */
-export function upsertMessage(c, data, nowS) {
+export function upsertMessage(c, data, nowS, order) {
   const id = data.id ? String(data.id) : "";
   const clientId = data.client_id ? String(data.client_id) : "";
   const existing = (clientId && c.byClient.get(clientId)) || (id && c.byId.get(id));
@@ -58,7 +60,7 @@ export function upsertMessage(c, data, nowS) {
     index(c, existing);
     return { msg: existing, isNew: false };
   }
-  const msg = { ...data, key: `m${++keyCounter}`, order: keyCounter, rev: 0 };
+  const msg = { ...data, key: `m${++keyCounter}`, order: order ?? keyCounter, rev: 0 };
   if (!msg.send_time) msg.send_time = nowS;
   index(c, msg);
   c.byKey.set(msg.key, msg);
@@ -69,6 +71,13 @@ export function upsertMessage(c, data, nowS) {
     else c.sorted = null;
   }
   return { msg, isNew: true };
+}
+
+/** Orders for `count` messages put before every one `c` holds, oldest first: the first one. */
+export function ordersBefore(c, count) {
+  let least = Infinity;
+  for (const msg of c.byKey.values()) least = Math.min(least, msg.order);
+  return (least === Infinity ? 0 : least) - count;
 }
 
 /** Takes a message out (a cancelled upload). */

@@ -38,7 +38,7 @@ export function prepended(win, count) {
   return { ...win, start: win.start + count, end: win.end + count };
 }
 
-/** How many messages newer than the window are not rendered (the "new messages ↓" count). */
+/** How many messages newer than the window are not rendered (not all new: some were read). */
 export function hiddenNewer(win, length) {
   return Math.max(0, length - win.end);
 }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   createConversation,
   findByClientId,
+  ordersBefore,
   pendingReplies,
   rekeyClientId,
   removeMessage,
@@ -123,6 +124,18 @@ Deno.test("the conversation cache merges history, replays and echoes", async (t)
     assert.deepEqual(sortedMessages(c).map((m: { id: string }) => m.id), ["m0", "r1", "m2"]);
     upsertMessage(c, { id: "m3", send_time: 300 }, 0);
     assert.equal(sortedMessages(c).at(-1).id, "m3", "appended without sorting again");
+  });
+  await t.step("an older page goes before messages of its second that came first", () => {
+    const burst = createConversation();
+    for (const id of ["b3", "b4"]) upsertMessage(burst, { id, send_time: 500 }, 0);
+    const first = ordersBefore(burst, 3);
+    ["b0", "b1", "b2"].forEach((id, i) =>
+      upsertMessage(burst, { id, send_time: 500 }, 0, first + i)
+    );
+    assert.deepEqual(
+      sortedMessages(burst).map((m: { id: string }) => m.id),
+      ["b0", "b1", "b2", "b3", "b4"],
+    );
   });
   await t.step("found by client_id anywhere; the outbox; retry and removal", () => {
     const other = createConversation();
