@@ -63,6 +63,8 @@ const ACCEPT_RETRY_MS = 100;
 const SWEEP_MS = 1_000;
 /** A request body must be whole this long after its request started. */
 const BODY_DEADLINE_MS = 30_000;
+/** How long Deno may take to close a socket whose client sent a message over the limit. */
+const CUT_GRACE_MS = 1_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
 /**
@@ -137,7 +139,7 @@ export function nextReadSize(size: number, n: number, wasFull: boolean): number 
 interface LinkOwner {
   /** Closes the link and forgets it. */
   drop(link: Link): void;
-  /** The client's WebSocket message was over the limit (the link is dropped after). */
+  /** The client's WebSocket message was over the limit (the link is cut, see Link.cut). */
   tooLarge(): void;
 }
 
@@ -217,12 +219,10 @@ class Link {
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
     if (pump !== this.#up) {
-      // Deno is writing its 101: what waited behind the head goes on as frames only now, as a
-      // connection closed before Deno is done upgrading leaves Deno.serve's shutdown hanging.
-      if (this.stream.awaiting && this.phase === "upgraded") {
-        this.upgradeAnswered(true);
-        if (this.closed) return null; // a frame over the limit
-      }
+      // Deno writes once its handler answered 101 (an earlier request's answer may come first):
+      // what waited behind the head goes on as frames from here, not while Deno may still be
+      // choosing; one over the limit closes the link only once Deno has closed (see cut).
+      if (this.stream.awaiting && this.phase === "upgraded") this.upgradeAnswered(true);
       return buf.subarray(0, n);
     }
     this.heard = performance.now();
@@ -232,9 +232,23 @@ class Link {
       return null;
     }
     const marked = this.pass(buf, n);
-    if (marked === null) this.owner.drop(this);
-    else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
+    if (marked === null) {
+      if (this.stream.upgrading) this.cut();
+      else this.owner.drop(this);
+    } else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
     return marked;
+  }
+
+  /**
+   * A WebSocket message over the limit: nothing more of the client's passes, but what Deno wrote
+   * before it still goes out (the answers before an upgrade and its 101 may be unread yet: the
+   * frames go on at the first bytes Deno writes once its handler answered 101). Deno is told the
+   * client is done, and closes; the link is dropped then, or after CUT_GRACE_MS.
+   */
+  cut(): void {
+    this.refusing = true;
+    this.#passEnd();
+    Deno.unrefTimer(setTimeout(() => this.owner.drop(this), CUT_GRACE_MS));
   }
 
   /**
