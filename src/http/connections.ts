@@ -182,6 +182,8 @@ class Link {
    * guard's own (see pass): the end is passed on once the answers are sent (see answer).
    */
   #endHeld = false;
+  /** The client's end came while an upgrade's answer was awaited (see upgradeAnswered). */
+  #endAwaited = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -260,6 +262,10 @@ class Link {
     if (!this.stream.awaiting) return;
     if (upgraded) this.stream.accepted();
     else this.stream.refused();
+    if (this.#endAwaited) {
+      this.#endAwaited = false;
+      this.#clientEnded();
+    }
     this.#up?.resume();
   }
 
@@ -386,15 +392,23 @@ class Link {
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
-      // The client finished sending. Deno drops a connection once it reads its end, answers
-      // under way with it: the end waits until every request sent whole has its answer, also
-      // when one cut short follows (it has none coming: Deno reads it only after the others
-      // are answered), and an agent's socket closes its own way.
-      if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
-      else this.#passEnd();
+      // Behind an upgrade head, whether the connection stays HTTP is its answer's to say.
+      if (this.stream.awaiting) this.#endAwaited = true;
+      else this.#clientEnded();
     } else {
       this.owner.drop(this);
     }
+  }
+
+  /**
+   * The client finished sending. Deno drops a connection once it reads its end, answers under
+   * way with it: the end waits until every request sent whole has its answer, also when one cut
+   * short follows (it has none coming: Deno reads it only after the others are answered), and an
+   * agent's socket closes its own way.
+   */
+  #clientEnded(): void {
+    if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
+    else this.#passEnd();
   }
 
   /** Passes the client's half-close on: Deno answers what it has, then closes. */
