@@ -629,10 +629,17 @@ export function serveGuarded(
       // The relay did not read it as an upgrade: the frames after it would not be measured.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
     }
-    const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
+    const connection = link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr };
+    if (!upgrade) return handler(req, connection);
     // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header), and
-    // it is the one the stream awaits on: nothing after its head has been passed on.
-    return upgrade ? upgraded(link, res) : res;
+    // it is the one the stream awaits on: nothing after its head has been passed on. A throw is
+    // Deno's to answer (500, as a rejection): the connection stays HTTP.
+    try {
+      return upgraded(link, handler(req, connection));
+    } catch (error) {
+      link.upgradeAnswered(false);
+      throw error;
+    }
   };
   /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
   const upgraded = async (link: Link, answer: Response | Promise<Response>) => {

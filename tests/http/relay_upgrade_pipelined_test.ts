@@ -181,3 +181,24 @@ Deno.test("a frame over the limit behind an upgrade pipelined after a request: i
     await server.close();
   }
 });
+
+Deno.test("a request behind an upgrade whose handler throws at once is answered after the 500", async () => {
+  // A handler may answer without a promise, and a throw is Deno's to answer (500, onError); the
+  // relay learnt of an upgrade's answer only from a promise, so what followed the head was held
+  // for good.
+  const server = serveGuarded(
+    { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) },
+    (req) => {
+      if (new URL(req.url).pathname === "/boom") throw new Error("boom");
+      return new Response("ok");
+    },
+  );
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(enc.encode(upgradeHead("/boom") + HEALTHZ));
+    assert.deepEqual(await readStatuses(conn, 2), ["500", "200"]);
+    conn.close();
+  } finally {
+    await server.shutdown();
+  }
+});
