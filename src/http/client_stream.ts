@@ -83,10 +83,10 @@ export class ClientStream {
   }
 
   /**
-   * True once a head was refused for its framing (RFC 9112 §6.3: a Content-Length
-   * that is no number of at most 15 digits or two that differ, Transfer-Encoding beside one or
-   * not ending in chunked, a folded line) or its size: a request boundary, where a 400 can be
-   * answered.
+   * True once a head was refused for its framing (RFC 9112 §6.3: a Content-Length that is no
+   * number of at most 15 digits or two that differ, Transfer-Encoding beside one or not ending in
+   * chunked, a folded line; an upgrade with a body) or its size: a request boundary, where a 400
+   * can be answered.
    */
   get badHead(): boolean {
     return this.#badHead;
@@ -301,8 +301,11 @@ export class ClientStream {
     // Deno refuses each of these (400) but for a long length, which it would wait for while the
     // relay read what follows as requests; Transfer-Encoding beside Content-Length is the classic
     // smuggling request, refused by nginx too.
+    // An upgrade head with a body, too: Deno never upgrades one (400 with `Connection: upgrade`),
+    // and what follows it waits for the answer, which would wait for the body (see awaiting).
     if (
-      bad || (coding !== undefined && (length !== undefined || !CHUNKED_LAST.test(coding)))
+      bad || (coding !== undefined && (length !== undefined || !CHUNKED_LAST.test(coding))) ||
+      (upgrade && (coding !== undefined || (length ?? 0) > 0))
     ) {
       this.#lost = this.#badHead = true;
       return;

@@ -63,6 +63,8 @@ const ACCEPT_RETRY_MS = 100;
 const SWEEP_MS = 1_000;
 /** A request body must be whole this long after its request started. */
 const BODY_DEADLINE_MS = 30_000;
+/** How long Deno may take to close a socket whose client sent a message over the limit. */
+const CUT_GRACE_MS = 1_000;
 /** A request whose client sent nothing for this long may be closed to make room. */
 const QUIET_MS = 1_000;
 /**
@@ -137,7 +139,7 @@ export function nextReadSize(size: number, n: number, wasFull: boolean): number 
 interface LinkOwner {
   /** Closes the link and forgets it. */
   drop(link: Link): void;
-  /** The client's WebSocket message was over the limit (the link is dropped after). */
+  /** The client's WebSocket message was over the limit (the link is cut, see Link.cut). */
   tooLarge(): void;
 }
 
@@ -180,6 +182,8 @@ class Link {
    * guard's own (see pass): the end is passed on once the answers are sent (see answer).
    */
   #endHeld = false;
+  /** The client's end came while an upgrade's answer was awaited (see upgradeAnswered). */
+  #endAwaited = false;
   /** What the client sent so far: where its requests end, its frames after an upgrade. */
   readonly stream: ClientStream;
   /**
@@ -217,12 +221,10 @@ class Link {
   chunk(pump: Pump, buf: Uint8Array, n: number): Uint8Array | null {
     if (this.closed) return null;
     if (pump !== this.#up) {
-      // Deno is writing its 101: what waited behind the head goes on as frames only now, as a
-      // connection closed before Deno is done upgrading leaves Deno.serve's shutdown hanging.
-      if (this.stream.awaiting && this.phase === "upgraded") {
-        this.upgradeAnswered(true);
-        if (this.closed) return null; // a frame over the limit
-      }
+      // Deno writes once its handler answered 101 (an earlier request's answer may come first):
+      // what waited behind the head goes on as frames from here, not while Deno may still be
+      // choosing; one over the limit closes the link only once Deno has closed (see cut).
+      if (this.stream.awaiting && this.phase === "upgraded") this.upgradeAnswered(true);
       return buf.subarray(0, n);
     }
     this.heard = performance.now();
@@ -232,9 +234,23 @@ class Link {
       return null;
     }
     const marked = this.pass(buf, n);
-    if (marked === null) this.owner.drop(this);
-    else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
+    if (marked === null) {
+      if (this.stream.upgrading) this.cut();
+      else this.owner.drop(this);
+    } else if (!this.refusing && this.stream.awaiting) pump.held = n - this.stream.heldFrom;
     return marked;
+  }
+
+  /**
+   * A WebSocket message over the limit: nothing more of the client's passes, but what Deno wrote
+   * before it still goes out (the answers before an upgrade and its 101 may be unread yet: the
+   * frames go on at the first bytes Deno writes once its handler answered 101). Deno is told the
+   * client is done, and closes; the link is dropped then, or after CUT_GRACE_MS.
+   */
+  cut(): void {
+    this.refusing = true;
+    this.#passEnd();
+    Deno.unrefTimer(setTimeout(() => this.owner.drop(this), CUT_GRACE_MS));
   }
 
   /**
@@ -246,6 +262,10 @@ class Link {
     if (!this.stream.awaiting) return;
     if (upgraded) this.stream.accepted();
     else this.stream.refused();
+    if (this.#endAwaited) {
+      this.#endAwaited = false;
+      this.#clientEnded();
+    }
     this.#up?.resume();
   }
 
@@ -372,15 +392,23 @@ class Link {
   /** `pump`'s source ended or failed. */
   ended(pump: Pump): void {
     if (pump === this.#up && !this.closed) {
-      // The client finished sending. Deno drops a connection once it reads its end, answers
-      // under way with it: the end waits until every request sent whole has its answer, also
-      // when one cut short follows (it has none coming: Deno reads it only after the others
-      // are answered), and an agent's socket closes its own way.
-      if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
-      else this.#passEnd();
+      // Behind an upgrade head, whether the connection stays HTTP is its answer's to say.
+      if (this.stream.awaiting) this.#endAwaited = true;
+      else this.#clientEnded();
     } else {
       this.owner.drop(this);
     }
+  }
+
+  /**
+   * The client finished sending. Deno drops a connection once it reads its end, answers under
+   * way with it: the end waits until every request sent whole has its answer, also when one cut
+   * short follows (it has none coming: Deno reads it only after the others are answered), and an
+   * agent's socket closes its own way.
+   */
+  #clientEnded(): void {
+    if (!this.stream.upgrading && this.answered < this.stream.whole) this.#endHeld = true;
+    else this.#passEnd();
   }
 
   /** Passes the client's half-close on: Deno answers what it has, then closes. */
@@ -601,10 +629,17 @@ export function serveGuarded(
       // The relay did not read it as an upgrade: the frames after it would not be measured.
       return new Response("Open the WebSocket on a connection of its own", { status: 400 });
     }
-    const res = handler(req, link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr });
+    const connection = link.info ??= { remoteAddr: link.client.remoteAddr as Deno.NetAddr };
+    if (!upgrade) return handler(req, connection);
     // Only an upgrade request can be answered 101 (Deno.upgradeWebSocket checks the header), and
-    // it is the one the stream awaits on: nothing after its head has been passed on.
-    return upgrade ? upgraded(link, res) : res;
+    // it is the one the stream awaits on: nothing after its head has been passed on. A throw is
+    // Deno's to answer (500, as a rejection): the connection stays HTTP.
+    try {
+      return upgraded(link, handler(req, connection));
+    } catch (error) {
+      link.upgradeAnswered(false);
+      throw error;
+    }
   };
   /** After the handler's answer to an upgrade request: the link is an agent's socket, or HTTP. */
   const upgraded = async (link: Link, answer: Response | Promise<Response>) => {

@@ -82,6 +82,29 @@ Deno.test("a client that half-closes after its request still gets its answer", a
       assert.notEqual(await store.getContact("o-half-2"), null);
       assert.notEqual(await store.getContact("o-half-3"), null);
     });
+    // The end came while the relay waited to know whether the upgrade was taken: it was passed on
+    // at once, and Deno dropped the connection with both answers owed.
+    await t.step(
+      "a callback, then an upgrade not taken (404), then the half-close: both answered",
+      async () => {
+        const upgrade =
+          "GET /nope HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n" +
+          "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+        for (
+          const [before, statuses] of [["", ["404"]], [callback("o-half-4", "9100000004"), [
+            "200",
+            "404",
+          ]]] as const
+        ) {
+          const answer = await sendAndHalfClose(server.port, before + upgrade);
+          assert.deepEqual(
+            answer.match(/HTTP\/1\.1 \d{3}/g)?.map((s) => s.slice(9)),
+            statuses,
+            answer,
+          );
+        }
+      },
+    );
   } finally {
     await server.close();
   }

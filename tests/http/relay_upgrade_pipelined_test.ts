@@ -157,3 +157,48 @@ Deno.test("a frame over the limit sent with an upgrade's head is measured from i
     await server.shutdown();
   }
 });
+
+Deno.test("a frame over the limit behind an upgrade pipelined after a request: its answer and the 101 come, then the close", async () => {
+  // The relay let the frames go on at the first bytes Deno wrote once the handler had answered
+  // 101: the previous request's answer, read late. Its meter then closed the connection at once,
+  // with that answer and the 101 unread behind it: the client got nothing at all.
+  const server = await startBridge();
+  try {
+    for (let k = 0; k < 5; k++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      const head = enc.encode(HEALTHZ + upgradeHead(`${B}/msg?userid=over${k}`));
+      const frame = clientFrame(0x2, 300 * 1024);
+      const bytes = new Uint8Array(head.length + frame.length);
+      bytes.set(head);
+      bytes.set(frame, head.length);
+      await conn.write(bytes);
+      const started = performance.now();
+      const text = String.fromCharCode(...await readFor(conn, 3_000));
+      assert.deepEqual(text.match(/HTTP\/1\.1 \d{3}/g), ["HTTP/1.1 200", "HTTP/1.1 101"], text);
+      assert.ok(performance.now() - started < 2_000, "closed on the frame's header");
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a request behind an upgrade whose handler throws at once is answered after the 500", async () => {
+  // A handler may answer without a promise, and a throw is Deno's to answer (500, onError); the
+  // relay learnt of an upgrade's answer only from a promise, so what followed the head was held
+  // for good.
+  const server = serveGuarded(
+    { port: 0, hostname: "127.0.0.1", limits: defaultConnectionLimits(1024) },
+    (req) => {
+      if (new URL(req.url).pathname === "/boom") throw new Error("boom");
+      return new Response("ok");
+    },
+  );
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(enc.encode(upgradeHead("/boom") + HEALTHZ));
+    assert.deepEqual(await readStatuses(conn, 2), ["500", "200"]);
+    conn.close();
+  } finally {
+    await server.shutdown();
+  }
+});
