@@ -494,7 +494,12 @@ export function createReplyService(
       // the reply is recorded: this map alone knows nothing of the other instances.
       let claimed = false;
       const claim = store.claimClientId
-        ? async () => (claimed = await store.claimClientId!(agentId, scoped, CLIENT_ID_TTL_MS))
+        ? async () => (claimed = await store.claimClientId!(
+          agentId,
+          followerId,
+          clientId,
+          CLIENT_ID_TTL_MS,
+        ))
         : undefined;
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
@@ -503,7 +508,7 @@ export function createReplyService(
         if (a.status < 400 || a.status === 502) return;
         byClientId.delete(key);
         if (claimed) {
-          store.releaseClientId?.(agentId, scoped).catch((error) =>
+          store.releaseClientId?.(agentId, followerId, clientId).catch((error) =>
             log.error("Cannot release client_id {client_id}: {error}", {
               client_id: clientId,
               error,
