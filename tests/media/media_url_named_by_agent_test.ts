@@ -93,3 +93,51 @@ Deno.test("a media_url an agent makes up never comes back from history signed", 
     await fake.close();
   }
 });
+
+// A follower's `media_path`, `original_path` and `thumb_path` are signed anew by history too,
+// as the pipeline wrote them; but every other tag of WeChat's XML is passed on by its snake_case
+// name, and a text message (no media, so no pipeline) kept an <OriginalPath> as the follower's
+// `original_path`. Whoever posts a callback (the token's holder, or anyone on a bridge without
+// WECHAT_TOKEN) named a file by its key, and history signed it for the follower's agent.
+Deno.test("a media field in WeChat's XML is never taken for the bridge's own", async () => {
+  const fake = await startFakeWechat({ appId: APPID, secret: SECRET });
+  const server = await startBridge({
+    env: { WECHAT_APPID: APPID, WECHAT_SECRET: SECRET, WECHAT_API_BASE: fake.url },
+  });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=A`);
+  try {
+    fake.addMedia("img-other", PNG, "image/png", "photo.png");
+    await post(
+      `${server.base}${B}/send_xml`,
+      `<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oOther]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType><MediaId><![CDATA[img-other]]></MediaId><MsgId>8400011</MsgId></xml>`,
+    );
+    const got: Received = await agent.waitFor((e) => e.data["id"] === "8400011", 10_000);
+    const key = new URL(got.data.msg!["media_path"] as string).pathname.split("/").at(-1)!;
+
+    const named = `https://attacker.example/media/${key}?t=${"A".repeat(43)}`;
+    const res = await post(
+      `${server.base}${B}/send_xml`,
+      `<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oText]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><OriginalPath><![CDATA[${named}]]></OriginalPath><ThumbPath><![CDATA[${named}]]></ThumbPath><MediaPath><![CDATA[${named}]]></MediaPath><MsgId>8400012</MsgId></xml>`,
+    );
+    assert.equal(res.text, "success");
+    await agent.waitFor((e) => e.data["id"] === "8400012");
+
+    const history = await fetch(`${server.base}${B}/history?userid=A&contact_id=oText`);
+    const body = await history.json();
+    assert.equal(history.status, 200, JSON.stringify(body));
+    const item = (body.messages as Array<{ id: string; msg: Record<string, unknown> }>)
+      .find((m) => m.id === "8400012")!;
+    for (const field of ["original_path", "thumb_path", "media_path"]) {
+      const url = item.msg[field];
+      if (typeof url !== "string") continue;
+      const asked = new URL(url);
+      const served = await fetch(new URL(asked.pathname + asked.search, server.base));
+      await served.body?.cancel();
+      assert.notEqual(served.status, 200, `history signed ${field} ${url} from WeChat's XML`);
+    }
+  } finally {
+    await agent.close();
+    await server.close();
+    await fake.close();
+  }
+});
