@@ -319,6 +319,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     now,
     newId,
     companyId: config.companyId,
+    signer,
   };
   const replies = createReplyService(
     replyContext,

@@ -330,11 +330,17 @@ export interface Store {
    * server unreachable, its disk full or read-only; nothing was written): the request is
    * answered 503, which WeChat and balancers retry. */
   unreachable?(error: unknown): boolean;
-  /** Stores shared by several instances: takes the agent's reply `clientId` for `ttlMs`, true
-   * unless another instance took it first (a console sends again what it saw no echo of). */
-  claimClientId?(agentId: string, clientId: string, ttlMs: number): Promise<boolean>;
+  /** Stores shared by several instances: takes the agent's reply `clientId` to `followerId` for
+   * `ttlMs`, true unless another instance took it first (a console sends again what it saw no
+   * echo of). */
+  claimClientId?(
+    agentId: string,
+    followerId: string,
+    clientId: string,
+    ttlMs: number,
+  ): Promise<boolean>;
   /** Gives a `clientId` back: its reply was refused before sending and may be sent again. */
-  releaseClientId?(agentId: string, clientId: string): Promise<void>;
+  releaseClientId?(agentId: string, followerId: string, clientId: string): Promise<void>;
   /** The agent's last socket on this instance closed (stores that share presence need it). */
   agentOffline?(agentId: string): Promise<void>;
   /** Shared stores call `listener` with entries committed by other instances, in seq order

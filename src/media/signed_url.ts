@@ -94,6 +94,19 @@ const MEDIA_URL =
   /^(.*\/media\/)([0-9a-f]{64}\.[a-z0-9]{1,8})\?(?:e=(\d{1,12})&)?t=([A-Za-z0-9_-]{43})$/;
 
 /**
+ * True for a URL shaped like the bridge's media URLs (`…/media/KEY?…t=…`) whose signature is
+ * not this key's. History signs a stored reply's `media_url` anew whichever key signed it, so a
+ * reply may only store one of that shape that the bridge itself signed: else an agent names any
+ * file by its key and history gives it a URL that opens it.
+ */
+export function unsignedMediaUrl(signer: UrlSigner, url: string): boolean {
+  const match = MEDIA_URL.exec(url);
+  if (!match) return false;
+  const [, , key = "", expires, token = ""] = match;
+  return !signer.issued(key, expires ?? null, token);
+}
+
+/**
  * The same URL with a fresh lifetime, when it is a media URL the bridge signed (its origin is
  * kept); null for anything else, so foreign URLs are never signed. `signedBefore`: a URL the
  * bridge stored itself, whose signature may be another key's, and which moves to `base` (see

@@ -21,6 +21,7 @@ import { WechatApiError, type WechatClient } from "../wechat/api_client.ts";
 import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
 import { MediaUrlError } from "./public_get.ts";
+import { unsignedMediaUrl, type UrlSigner } from "../media/signed_url.ts";
 import type { UploadType } from "./upload_rules.ts";
 import {
   checkReplyAllowed,
@@ -58,6 +59,8 @@ export interface ReplyContext {
   now: () => number;
   newId: () => string;
   companyId: string;
+  /** The media URL signer: a reply's `media_url` shaped like the bridge's must be signed by it. */
+  signer?: UrlSigner;
 }
 
 /** A file an agent's `media_url` pointed at. */
@@ -251,6 +254,17 @@ export function createReplyService(
       reply = parseAgentReply(data);
     } catch (error) {
       return refuse(400, (error as Error).message, echo);
+    }
+    // History re-signs the media_url a reply stored whichever key signed it (AGENT_SECRET may
+    // change), so what is stored in that shape must be a URL the bridge gave.
+    const named = (data["msg"] as Record<string, unknown> | undefined)?.["media_url"];
+    if (ctx.signer && typeof named === "string" && unsignedMediaUrl(ctx.signer, named)) {
+      return refuse(
+        400,
+        "msg.media_url names a bridge media file (/media/<key>) without the bridge's signature: " +
+          "send the URL the bridge gave (POST upload, a follower's media_path, GET media_url)",
+        echo,
+      );
     }
     const contact = await store.getContact(followerId);
     if (!contact) return refuse(404, `No follower ${followerId}`, echo);
@@ -480,7 +494,12 @@ export function createReplyService(
       // the reply is recorded: this map alone knows nothing of the other instances.
       let claimed = false;
       const claim = store.claimClientId
-        ? async () => (claimed = await store.claimClientId!(agentId, scoped, CLIENT_ID_TTL_MS))
+        ? async () => (claimed = await store.claimClientId!(
+          agentId,
+          followerId,
+          clientId,
+          CLIENT_ID_TTL_MS,
+        ))
         : undefined;
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
@@ -489,7 +508,7 @@ export function createReplyService(
         if (a.status < 400 || a.status === 502) return;
         byClientId.delete(key);
         if (claimed) {
-          store.releaseClientId?.(agentId, scoped).catch((error) =>
+          store.releaseClientId?.(agentId, followerId, clientId).catch((error) =>
             log.error("Cannot release client_id {client_id}: {error}", {
               client_id: clientId,
               error,

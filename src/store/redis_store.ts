@@ -83,6 +83,28 @@ const GAP_MS = 200;
 /** How long to wait before trying again to re-establish a lost state. */
 const RESTORE_RETRY_MS = 250;
 
+/**
+ * Takes a reply's client_id in one conversation (KEYS[1], `<follower>\0<client_id>`). The
+ * version before took it for the agent alone (KEYS[2], `<client_id>`, its instance id as the
+ * value): through the rolling restart that moves the agents' sockets between the two, a reply
+ * the console sent again after the move went to the follower twice. So one of those keys held
+ * is taken, and the agent-wide key is set too (`=<follower>`, which only the old version reads)
+ * so an old instance does not send again what a new one took. ARGV: instance, ttl ms, follower.
+ */
+const CLAIM_CLIENT_ID_LUA = `
+local held = redis.call('get', KEYS[2])
+if held and string.sub(held, 1, 1) ~= '=' then return 0 end
+if not redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
+redis.call('set', KEYS[2], '=' .. ARGV[3], 'PX', ARGV[2], 'NX')
+return 1`;
+
+/** Gives back what CLAIM_CLIENT_ID_LUA took (the agent-wide key only when it set it for this
+ * follower). ARGV: follower. */
+const RELEASE_CLIENT_ID_LUA = `
+redis.call('del', KEYS[1])
+if redis.call('get', KEYS[2]) == '=' .. ARGV[1] then redis.call('del', KEYS[2]) end
+return 1`;
+
 /** Where to connect: a plain URL, or Sentinel's addresses and the name of the primary. */
 export interface RedisTarget {
   url?: string;
@@ -869,13 +891,30 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       return Number(await client.get(k.queuedCount) ?? 0);
     },
 
-    async claimClientId(agentId, clientId, ttlMs) {
-      return await client.set(k.clientId(agentId, clientId), instanceId, "PX", ttlMs, "NX") ===
-        "OK";
+    async claimClientId(agentId, followerId, clientId, ttlMs) {
+      const keys = [
+        k.clientId(agentId, `${followerId}\u0000${clientId}`),
+        k.clientId(agentId, clientId),
+      ];
+      const taken = await client.eval(
+        CLAIM_CLIENT_ID_LUA,
+        2,
+        ...keys,
+        instanceId,
+        ttlMs,
+        followerId,
+      );
+      return taken === 1;
     },
 
-    async releaseClientId(agentId, clientId) {
-      await client.del(k.clientId(agentId, clientId));
+    async releaseClientId(agentId, followerId, clientId) {
+      await client.eval(
+        RELEASE_CLIENT_ID_LUA,
+        2,
+        k.clientId(agentId, `${followerId}\u0000${clientId}`),
+        k.clientId(agentId, clientId),
+        followerId,
+      );
     },
 
     // ioredis gives up on a command after maxRetriesPerRequest reconnections; a command sent

@@ -40,6 +40,14 @@ const NUMERIC_TAGS = new Set([
 /** Tags in every callback, lifted into the envelope itself rather than `msg`. */
 const COMMON_TAGS = new Set(["ToUserName", "FromUserName", "CreateTime", "MsgType", "Event"]);
 
+/**
+ * Names only the bridge writes in a follower's `msg` (the media pipeline's URLs, the console's
+ * `media_url`): history signs them anew whichever key signed them, so a tag of that name in the
+ * XML (<OriginalPath> in a text message, which no pipeline replaces) would have the bridge sign
+ * any file its poster names. WeChat sends none of them.
+ */
+const BRIDGE_FIELDS = new Set(["media_path", "original_path", "thumb_path", "media_url"]);
+
 /** Names whose camel case the generic rule would split wrongly. */
 const NAMES: Readonly<Record<string, string>> = { MediaId16K: "media_id_16k" };
 
@@ -81,7 +89,9 @@ export function fieldsOf(xml: WechatXml, top = true): Record<string, unknown> {
   // a field (~0.5 KB a message); own properties only, as entries() gives.
   for (const tag in xml) {
     if (!Object.hasOwn(xml, tag) || tag === "#text" || (top && COMMON_TAGS.has(tag))) continue;
-    out[snakeCase(tag)] = valueOf(tag, xml[tag]!);
+    const name = snakeCase(tag);
+    if (top && BRIDGE_FIELDS.has(name)) continue;
+    out[name] = valueOf(tag, xml[tag]!);
   }
   return out;
 }
