@@ -62,6 +62,7 @@ import { videoThumbnail } from "./media/transcode.ts";
 import { createToolLimiter, type ToolLimiter } from "./media/tool_limiter.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
+import { createAgentFiles } from "./replies/agent_files.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
 import { createDemoMedia } from "./replies/demo_media.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
@@ -205,7 +206,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
   // Demo pictures are served beside the bridge's media, from their own bounded directory.
   const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
+  // Each agent's files in memory: uploads and media_url replies count together.
+  const agentFiles = createAgentFiles();
   const upload = createAgentUpload({
+    files: agentFiles,
     // Its reply is written later: a forget meanwhile must not delete the file it names.
     storage: {
       ...storage,
@@ -332,8 +336,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
           limiter: tools,
+          jobs: limits.mediaJobs,
           ffprobe: effects.ffprobe,
         }),
+        files: agentFiles,
         makeThumb: (video, maxBytes) =>
           videoThumbnail(video, {
             timeoutMs: config.mediaTimeoutMs,
@@ -535,7 +541,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     }
     metrics.messagesIn.inc({ msg_type: "agent" });
     const answer = await messages.handle(agentId, body);
-    return json(answer.body, answer.status);
+    const res = json(answer.body, answer.status);
+    for (const [name, value] of Object.entries(answer.headers ?? {})) res.headers.set(name, value);
+    return res;
   }
   async function sendXml(req: Request, url: URL): Promise<Response> {
     const started = performance.now();

@@ -22,6 +22,7 @@ import type { DemoOutbox } from "./demo_outbox.ts";
 import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from "./outbound.ts";
 import { MediaUrlError } from "./public_get.ts";
 import type { UploadType } from "./upload_rules.ts";
+import { type AgentFiles, tooManyFiles } from "./agent_files.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
@@ -40,6 +41,9 @@ export type ReplyTarget =
     kind: "wechat";
     client: WechatClient;
     fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
+    /** Each agent's files in memory (agent_files.ts): a media_url's file holds a place from its
+     * download until its reply is done. */
+    files?: AgentFiles;
     /** A JPEG thumbnail of at most `maxBytes` of a video, for a video reply without one. */
     makeThumb?: (video: Uint8Array, maxBytes: number) => Promise<Uint8Array>;
     /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
@@ -307,11 +311,27 @@ export function createReplyService(
     // The agent's file is read before the reply counts against WeChat's quota: a media_url
     // that is refused or cannot be read never reaches WeChat, so it must not use a reply up.
     let file: MediaFile | null = null;
+    /** Gives the file's place back: once the reply is done, or refused before it is queued. */
+    let releaseFile = () => {};
     const upload = target.kind === "wechat" ? mediaToUpload(reply) : null;
     if (upload && target.kind === "wechat") {
+      const place = target.files ? target.files.take(agentId) : () => {};
+      if (place === null) {
+        // Refused before it was recorded: nothing counted, and the same client_id may retry.
+        return {
+          ...refuse(429, tooManyFiles(agentId, "send the reply"), {
+            ...echo,
+            contact_id: followerId,
+            retry_after: 1,
+          }),
+          headers: { "retry-after": "1" },
+        };
+      }
+      releaseFile = place;
       try {
         file = await target.fetchMedia(upload.url, upload.type);
       } catch (error) {
+        releaseFile();
         if (!(error instanceof MediaUrlError)) throw error;
         return await refuseMedia(agentId, followerId, null, id, echo, error);
       }
@@ -319,6 +339,7 @@ export function createReplyService(
     // Another instance took this client_id (the agent's socket moved there and the console
     // sent again what it saw no echo of): that one sends it, and its echo reaches the agent.
     if (claim && !(await claim())) {
+      releaseFile();
       return {
         status: 202,
         body: {
@@ -328,13 +349,15 @@ export function createReplyService(
       };
     }
     let recorded: Applied<{ n: number }>;
+    let n: number;
     try {
       recorded = await store.recordReply(agentId, followerId, item);
+      ({ n } = await switchboard.apply(Promise.resolve(recorded)));
     } catch (error) {
+      releaseFile();
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
       throw error;
     }
-    const { n } = await switchboard.apply(Promise.resolve(recorded));
     // The window it counted in, as read before: one a message opened in between (or a follower
     // forgotten and writing again, whose history numbers start over) gets nothing back.
     const counted: Counted = {
@@ -433,6 +456,8 @@ export function createReplyService(
         },
       };
     });
+    // Its file is no longer held once its turn is over, sent or not.
+    result.finally(releaseFile).catch(() => {});
     const tail = result.catch(() => {});
     perFollower.set(followerId, tail);
     tail.then(() => {
