@@ -2,8 +2,9 @@
 // window and quota, recorded and echoed to the agent's sockets, then sent through WeChat's
 // customer-service API (or the demo outbox) one at a time per follower, with the result told
 // back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode (not told when its
-// follower was forgotten meanwhile). A reply that delivered nothing (WeChat refused it, or it
-// never reached WeChat's send) gives its count back.
+// follower was forgotten meanwhile, and not sent at all when that was before its turn). A reply
+// that delivered nothing (WeChat refused it, or it never reached WeChat's send) gives its count
+// back.
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
@@ -80,6 +81,9 @@ interface Counted {
   logged?: LogEntry;
 }
 
+/** A reply whose follower was forgotten (user_authorization_revoke) before it reached WeChat. */
+class FollowerForgotten extends Error {}
+
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
 /** How long a client_id is remembered. */
@@ -130,9 +134,13 @@ export function createReplyService(
     reply: AgentReply,
     data: Record<string, unknown>,
     file: MediaFile | null,
+    /** Called before anything goes to WeChat (the upload, the send); throws FollowerForgotten
+     * when its follower was forgotten meanwhile. */
+    stillWanted: () => Promise<void>,
     /** Called as the send to WeChat starts: a failure before it delivered nothing. */
     sending: () => void,
   ) {
+    await stillWanted();
     if (target.kind === "demo") {
       target.outbox.add(followerId, {
         msg_type: reply.msgType,
@@ -156,6 +164,8 @@ export function createReplyService(
         thumbMediaId = await uploadThumb(target, file.bytes);
       }
     }
+    // The upload took a while: the follower may have been forgotten since.
+    if (mediaId !== undefined) await stillWanted();
     sending();
     await target.client.sendCustomMessage(
       toCustomMessage(followerId, reply, {
@@ -196,6 +206,35 @@ export function createReplyService(
       log.warn("Cannot tell whether a reply's follower was forgotten: {error}", { error });
       return false;
     }
+  }
+
+  /**
+   * A reply whose follower was forgotten while it waited its turn: nothing more goes to WeChat
+   * for that follower. Its socket agent is told nothing, as of a late outcome after a forget (the
+   * revoke's notice dropped the conversation); an HTTP caller still waiting gets 410.
+   */
+  async function dropForgotten(
+    followerId: string,
+    n: number,
+    id: string,
+    echo: { client_id?: string },
+  ): Promise<AgentAnswer> {
+    log.info("A reply to forgotten follower {follower_id} is not sent", {
+      follower_id: followerId,
+    });
+    // By its id: it lands on this reply only, gone with the forget (or a new conversation's).
+    await store.updateReply(followerId, { n, id }, "failed", "not sent: the follower was forgotten")
+      .catch((error) =>
+        log.error("Cannot record the dropped reply of {follower_id}: {error}", {
+          follower_id: followerId,
+          error,
+        })
+      );
+    return refuse(
+      410,
+      `Not sent: follower ${followerId} revoked its authorization (user_authorization_revoke) before the reply's turn`,
+      { ...echo, reply_id: id, contact_id: followerId },
+    );
   }
 
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
@@ -378,8 +417,12 @@ export function createReplyService(
         if (closedBy) {
           throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
         }
-        await deliver(agentId, followerId, reply, data, file, () => sent = true);
+        const stillWanted = async () => {
+          if (await forgottenSince(counted)) throw new FollowerForgotten();
+        };
+        await deliver(agentId, followerId, reply, data, file, stillWanted, () => sent = true);
       } catch (error) {
+        if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, counted, id, echo, error);
         }
