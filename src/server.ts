@@ -114,10 +114,14 @@ export interface Effects {
   staticDir?: string;
 }
 
-/** What every account of one process shares: ffmpeg runs and media jobs at once. */
+/** What every account of one process shares: ffmpeg runs, followers' media jobs and agents'
+ * `media_url` downloads at once. */
 interface ProcessLimits {
   tools: ToolLimiter;
   mediaJobs: ToolLimiter;
+  /** As many as followers' media jobs, apart from them: an agent's slow `media_url` (15 s each,
+   * 4 an agent) must not hold up every follower's pictures. */
+  mediaUrls: ToolLimiter;
 }
 
 /** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
@@ -132,7 +136,11 @@ function heartbeatSlotsOf(intervalS: number): number {
  */
 export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
   // One limit for the process: the cores and the memory are shared by every account's media.
-  const limits: ProcessLimits = { tools: createToolLimiter(), mediaJobs: createMediaJobLimiter() };
+  const limits: ProcessLimits = {
+    tools: createToolLimiter(),
+    mediaJobs: createMediaJobLimiter(),
+    mediaUrls: createMediaJobLimiter(),
+  };
   return config.accounts.length > 0
     ? await createAccountsServer(config, effects, limits)
     : await createAccountServer(config, effects, limits);
@@ -336,7 +344,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
           limiter: tools,
-          jobs: limits.mediaJobs,
+          jobs: limits.mediaUrls,
           ffprobe: effects.ffprobe,
         }),
         files: agentFiles,

@@ -1,7 +1,7 @@
 // The file an agent's reply names by `media_url`: fetched from public addresses only (public_get),
 // bounded in time and size while it streams, checked against what WeChat takes for the reply's
 // type (upload_rules), and named by its real format for the WeChat upload; read a few at once
-// for the process, in the turn of followers' media jobs.
+// for the process.
 
 import type { ToolLimiter } from "../media/tool_limiter.ts";
 import type { HostList } from "./address_policy.ts";
@@ -29,9 +29,9 @@ export interface MediaUrlOptions {
   /** The bridge's one limit on ffmpeg and ffprobe runs at once. */
   limiter: ToolLimiter;
   /**
-   * The process's one limit on media files read into memory at once (`createMediaJobLimiter`),
-   * shared with followers' media: 20 downloads of 10 MB at once took the bridge from 80 MB to
-   * 254 MB, and nothing bounded how many agents started.
+   * The process's limit on `media_url` files read into memory at once (`createMediaJobLimiter`,
+   * as many as followers' media jobs, in a pool of their own): 20 downloads of 10 MB at once took
+   * the bridge from 80 MB to 254 MB, and nothing bounded how many agents started.
    */
   jobs: ToolLimiter;
 }

@@ -1,7 +1,7 @@
 // An agent's `media_url` is read whole into memory, up to 10 MB, and held until its upload to
 // WeChat is done: 20 at once took the bridge from 80 MB to 254 MB, and nothing bounded how many
-// started (8 sockets of one agent allow about 160). Downloads run in the process's media jobs
-// (6 at once, with followers' media); one agent has at most 4 files under way, uploads and
+// started (8 sockets of one agent allow about 160). Downloads run 6 at once for the process,
+// beside followers' media jobs, which they do not hold up; one agent has at most 4 files under way, uploads and
 // media_url replies together, and a fifth is 429 with Retry-After. Counted at a file server on
 // loopback that holds every answer, through the real bridge and the fake WeChat.
 
@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
+import { imageXml } from "../media/_forget_media.ts";
 
 const B = "/im_component/wx_official_account";
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
@@ -64,6 +65,22 @@ Deno.test("media_url downloads are bounded for the process and per agent", async
     // Time for any more to start, were they let.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(most, 6, "downloads at once for the process");
+    // Followers' media are not held up behind them: a follower's picture is still stored.
+    fake.addMedia("pic-from-follower", PNG, "image/png", "photo.png");
+    const picture = await post(
+      `${server.base}${B}/send_xml`,
+      imageXml("oPicture", "pic-from-follower", "7799"),
+    );
+    assert.equal(picture.text, "success");
+    const stored = Date.now() + 5000;
+    for (;;) {
+      // It is written once its media job is done.
+      const { items } = await server.store.readHistory("oPicture", null, 10);
+      const msg = items.find((m) => m.id === "7799")?.msg;
+      if (typeof msg?.["media_path"] === "string") break;
+      assert.ok(Date.now() < stored, `the follower's picture waits: ${JSON.stringify(items)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
 
     const fifth = await reply("A", followers[12]!, 12);
     const refusal = await fifth.json();
