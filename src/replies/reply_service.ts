@@ -553,8 +553,7 @@ export function createReplyService(
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
-      result.then((a) => {
-        if (a.status < 400 || a.status === 502) return;
+      const forget = () => {
         byClientId.delete(key);
         if (claimed) {
           store.releaseClientId?.(agentId, scoped).catch((error) =>
@@ -564,7 +563,12 @@ export function createReplyService(
             })
           );
         }
-      });
+      };
+      // A throw (the store refusing it as it is recorded: the follower taken meanwhile) is the
+      // caller's to answer; left unhandled here too, it stopped the process.
+      result.then((a) => {
+        if (a.status >= 400 && a.status !== 502) forget();
+      }, forget);
       return result;
     },
 
