@@ -62,6 +62,7 @@ import { videoThumbnail } from "./media/transcode.ts";
 import { createToolLimiter, type ToolLimiter } from "./media/tool_limiter.ts";
 import { loadMediaSecret } from "./media/url_secret.ts";
 import { HEARTBEAT_FRAME } from "./protocol/envelope.ts";
+import { createAgentFiles } from "./replies/agent_files.ts";
 import { createAgentUpload } from "./replies/agent_upload.ts";
 import { createDemoMedia } from "./replies/demo_media.ts";
 import { createDemoOutbox } from "./replies/demo_outbox.ts";
@@ -113,10 +114,14 @@ export interface Effects {
   staticDir?: string;
 }
 
-/** What every account of one process shares: ffmpeg runs and media jobs at once. */
+/** What every account of one process shares: ffmpeg runs, followers' media jobs and agents'
+ * `media_url` downloads at once. */
 interface ProcessLimits {
   tools: ToolLimiter;
   mediaJobs: ToolLimiter;
+  /** As many as followers' media jobs, apart from them: an agent's slow `media_url` (15 s each,
+   * 4 an agent) must not hold up every follower's pictures. */
+  mediaUrls: ToolLimiter;
 }
 
 /** The heartbeat's turns an interval: one every 100 ms (at most 600), so a turn writes to a
@@ -131,7 +136,11 @@ function heartbeatSlotsOf(intervalS: number): number {
  */
 export async function createServer(config: Config, effects: Effects = {}): Promise<Server> {
   // One limit for the process: the cores and the memory are shared by every account's media.
-  const limits: ProcessLimits = { tools: createToolLimiter(), mediaJobs: createMediaJobLimiter() };
+  const limits: ProcessLimits = {
+    tools: createToolLimiter(),
+    mediaJobs: createMediaJobLimiter(),
+    mediaUrls: createMediaJobLimiter(),
+  };
   return config.accounts.length > 0
     ? await createAccountsServer(config, effects, limits)
     : await createAccountServer(config, effects, limits);
@@ -205,7 +214,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
   // Demo pictures are served beside the bridge's media, from their own bounded directory.
   const servedMedia = demoMedia ? demoMedia.servedWith(storage) : storage;
   const getMedia: GetMedia = client ? (id, opts) => client.getMedia(id, opts) : demoMedia!.getMedia;
+  // Each agent's files in memory: uploads and media_url replies count together.
+  const agentFiles = createAgentFiles();
   const upload = createAgentUpload({
+    files: agentFiles,
     // Its reply is written later: a forget meanwhile must not delete the file it names.
     storage: {
       ...storage,
@@ -333,8 +345,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
           maxBytes: config.mediaMaxBytes,
           timeoutMs: config.mediaTimeoutMs,
           limiter: tools,
+          jobs: limits.mediaUrls,
           ffprobe: effects.ffprobe,
         }),
+        files: agentFiles,
         makeThumb: (video, maxBytes) =>
           videoThumbnail(video, {
             timeoutMs: config.mediaTimeoutMs,
@@ -536,7 +550,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     }
     metrics.messagesIn.inc({ msg_type: "agent" });
     const answer = await messages.handle(agentId, body);
-    return json(answer.body, answer.status);
+    const res = json(answer.body, answer.status);
+    for (const [name, value] of Object.entries(answer.headers ?? {})) res.headers.set(name, value);
+    return res;
   }
   async function sendXml(req: Request, url: URL): Promise<Response> {
     const started = performance.now();

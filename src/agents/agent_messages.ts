@@ -11,6 +11,8 @@ import { codeOf, createErrorEnvelope, type Envelope } from "../protocol/envelope
 export interface AgentAnswer {
   status: number;
   body: Record<string, unknown>;
+  /** HTTP headers for `POST send`'s answer (a 429's Retry-After); a socket gets the body only. */
+  headers?: Record<string, string>;
 }
 
 /** Sends replies to followers; see src/replies/reply_service.ts. */

@@ -3,6 +3,7 @@
 // console can show what it sent.
 
 import { HttpError } from "../http/http_error.ts";
+import { type AgentFiles, createAgentFiles, tooManyFiles } from "./agent_files.ts";
 import { readBodyLimited } from "../http/limits.ts";
 import { extensionOf } from "../media/serve.ts";
 import { mediaUrlOf, type UrlSigner } from "../media/signed_url.ts";
@@ -58,34 +59,22 @@ export interface AgentUploadDeps {
   limiter: ToolLimiter;
   /** The ffprobe binary; default `ffprobe` on PATH. */
   ffprobe?: string;
+  /** The account's count of each agent's files under way, shared with `media_url` replies. */
+  files?: AgentFiles;
 }
-
-/**
- * Uploads one agent may have under way at once. Each is held whole in memory (10 MB, and copies
- * while it is stored): a program that sent 50 at once took the bridge from 70 MB to 800 MB, and
- * a few more would have stopped it for every agent. The console sends one at a time a tab.
- */
-export const UPLOADS_PER_AGENT = 4;
 
 /** Creates the handler of `POST B/upload`: the raw file as the body, its type in Content-Type. */
 export function createAgentUpload(deps: AgentUploadDeps) {
-  const underWay = new Map<string, number>();
+  const files = deps.files ?? createAgentFiles();
   return async function upload(req: Request, publicBase: string, agentId: string) {
-    const running = underWay.get(agentId) ?? 0;
-    if (running >= UPLOADS_PER_AGENT) {
-      throw new HttpError(
-        429,
-        `Cannot upload: agent ${agentId} has ${UPLOADS_PER_AGENT} uploads under way; send the next once one is done`,
-        { "retry-after": "1" },
-      );
+    const release = files.take(agentId);
+    if (release === null) {
+      throw new HttpError(429, tooManyFiles(agentId, "upload"), { "retry-after": "1" });
     }
-    underWay.set(agentId, running + 1);
     try {
       return await uploadOne(req, publicBase);
     } finally {
-      const left = (underWay.get(agentId) ?? 1) - 1;
-      if (left > 0) underWay.set(agentId, left);
-      else underWay.delete(agentId);
+      release();
     }
   };
 

@@ -2,8 +2,9 @@
 // window and quota, recorded and echoed to the agent's sockets, then sent through WeChat's
 // customer-service API (or the demo outbox) one at a time per follower, with the result told
 // back to the agent as a 102 `reply_sent` or a -1 carrying WeChat's errcode (not told when its
-// follower was forgotten meanwhile). A reply that delivered nothing (WeChat refused it, or it
-// never reached WeChat's send) gives its count back.
+// follower was forgotten meanwhile, and not sent at all when that was before its turn). A reply
+// that delivered nothing (WeChat refused it, or it never reached WeChat's send) gives its count
+// back.
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
@@ -23,6 +24,7 @@ import { type AgentReply, mediaToUpload, parseAgentReply, toCustomMessage } from
 import { MediaUrlError } from "./public_get.ts";
 import { unsignedMediaUrl, type UrlSigner } from "../media/signed_url.ts";
 import type { UploadType } from "./upload_rules.ts";
+import { type AgentFiles, tooManyFiles } from "./agent_files.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
@@ -41,6 +43,9 @@ export type ReplyTarget =
     kind: "wechat";
     client: WechatClient;
     fetchMedia: (url: string, type: UploadType) => Promise<MediaFile>;
+    /** Each agent's files in memory (agent_files.ts): a media_url's file holds a place from its
+     * download until its reply is done. */
+    files?: AgentFiles;
     /** A JPEG thumbnail of at most `maxBytes` of a video, for a video reply without one. */
     makeThumb?: (video: Uint8Array, maxBytes: number) => Promise<Uint8Array>;
     /** The customer-service account an agent's replies are shown as sent by (AGENT_KF_ACCOUNTS). */
@@ -78,6 +83,9 @@ interface Counted {
   /** Its echo in the agent's log: whether its follower was forgotten since is asked of it. */
   logged?: LogEntry;
 }
+
+/** A reply whose follower was forgotten (user_authorization_revoke) before it reached WeChat. */
+class FollowerForgotten extends Error {}
 
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
@@ -129,9 +137,13 @@ export function createReplyService(
     reply: AgentReply,
     data: Record<string, unknown>,
     file: MediaFile | null,
+    /** Called before anything goes to WeChat (the upload, the send); throws FollowerForgotten
+     * when its follower was forgotten meanwhile. */
+    stillWanted: () => Promise<void>,
     /** Called as the send to WeChat starts: a failure before it delivered nothing. */
     sending: () => void,
   ) {
+    await stillWanted();
     if (target.kind === "demo") {
       target.outbox.add(followerId, {
         msg_type: reply.msgType,
@@ -155,6 +167,8 @@ export function createReplyService(
         thumbMediaId = await uploadThumb(target, file.bytes);
       }
     }
+    // The upload took a while: the follower may have been forgotten since.
+    if (mediaId !== undefined) await stillWanted();
     sending();
     await target.client.sendCustomMessage(
       toCustomMessage(followerId, reply, {
@@ -195,6 +209,35 @@ export function createReplyService(
       log.warn("Cannot tell whether a reply's follower was forgotten: {error}", { error });
       return false;
     }
+  }
+
+  /**
+   * A reply whose follower was forgotten while it waited its turn: nothing more goes to WeChat
+   * for that follower. Its socket agent is told nothing, as of a late outcome after a forget (the
+   * revoke's notice dropped the conversation); an HTTP caller still waiting gets 410.
+   */
+  async function dropForgotten(
+    followerId: string,
+    n: number,
+    id: string,
+    echo: { client_id?: string },
+  ): Promise<AgentAnswer> {
+    log.info("A reply to forgotten follower {follower_id} is not sent", {
+      follower_id: followerId,
+    });
+    // By its id: it lands on this reply only, gone with the forget (or a new conversation's).
+    await store.updateReply(followerId, { n, id }, "failed", "not sent: the follower was forgotten")
+      .catch((error) =>
+        log.error("Cannot record the dropped reply of {follower_id}: {error}", {
+          follower_id: followerId,
+          error,
+        })
+      );
+    return refuse(
+      410,
+      `Not sent: follower ${followerId} revoked its authorization (user_authorization_revoke) before the reply's turn`,
+      { ...echo, reply_id: id, contact_id: followerId },
+    );
   }
 
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
@@ -321,11 +364,27 @@ export function createReplyService(
     // The agent's file is read before the reply counts against WeChat's quota: a media_url
     // that is refused or cannot be read never reaches WeChat, so it must not use a reply up.
     let file: MediaFile | null = null;
+    /** Gives the file's place back: once the reply is done, or refused before it is queued. */
+    let releaseFile = () => {};
     const upload = target.kind === "wechat" ? mediaToUpload(reply) : null;
     if (upload && target.kind === "wechat") {
+      const place = target.files ? target.files.take(agentId) : () => {};
+      if (place === null) {
+        // Refused before it was recorded: nothing counted, and the same client_id may retry.
+        return {
+          ...refuse(429, tooManyFiles(agentId, "send the reply"), {
+            ...echo,
+            contact_id: followerId,
+            retry_after: 1,
+          }),
+          headers: { "retry-after": "1" },
+        };
+      }
+      releaseFile = place;
       try {
         file = await target.fetchMedia(upload.url, upload.type);
       } catch (error) {
+        releaseFile();
         if (!(error instanceof MediaUrlError)) throw error;
         return await refuseMedia(agentId, followerId, null, id, echo, error);
       }
@@ -333,6 +392,7 @@ export function createReplyService(
     // Another instance took this client_id (the agent's socket moved there and the console
     // sent again what it saw no echo of): that one sends it, and its echo reaches the agent.
     if (claim && !(await claim())) {
+      releaseFile();
       return {
         status: 202,
         body: {
@@ -342,13 +402,15 @@ export function createReplyService(
       };
     }
     let recorded: Applied<{ n: number }>;
+    let n: number;
     try {
       recorded = await store.recordReply(agentId, followerId, item);
+      ({ n } = await switchboard.apply(Promise.resolve(recorded)));
     } catch (error) {
+      releaseFile();
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
       throw error;
     }
-    const { n } = await switchboard.apply(Promise.resolve(recorded));
     // The window it counted in, as read before: one a message opened in between (or a follower
     // forgotten and writing again, whose history numbers start over) gets nothing back.
     const counted: Counted = {
@@ -369,8 +431,12 @@ export function createReplyService(
         if (closedBy) {
           throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
         }
-        await deliver(agentId, followerId, reply, data, file, () => sent = true);
+        const stillWanted = async () => {
+          if (await forgottenSince(counted)) throw new FollowerForgotten();
+        };
+        await deliver(agentId, followerId, reply, data, file, stillWanted, () => sent = true);
       } catch (error) {
+        if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, counted, id, echo, error);
         }
@@ -447,6 +513,8 @@ export function createReplyService(
         },
       };
     });
+    // Its file is no longer held once its turn is over, sent or not.
+    result.finally(releaseFile).catch(() => {});
     const tail = result.catch(() => {});
     perFollower.set(followerId, tail);
     tail.then(() => {
@@ -504,8 +572,7 @@ export function createReplyService(
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
-      result.then((a) => {
-        if (a.status < 400 || a.status === 502) return;
+      const forget = () => {
         byClientId.delete(key);
         if (claimed) {
           store.releaseClientId?.(agentId, followerId, clientId).catch((error) =>
@@ -515,7 +582,12 @@ export function createReplyService(
             })
           );
         }
-      });
+      };
+      // A throw (the store refusing it as it is recorded: the follower taken meanwhile) is the
+      // caller's to answer; left unhandled here too, it stopped the process.
+      result.then((a) => {
+        if (a.status >= 400 && a.status !== 502) forget();
+      }, forget);
       return result;
     },
 

@@ -51,7 +51,7 @@ Deno.test("one agent has at most 4 uploads under way; a fifth is 429 until one i
     const refusal = await fifth.json();
     assert.equal(fifth.status, 429, JSON.stringify(refusal));
     assert.equal(fifth.headers.get("retry-after"), "1");
-    assert.match(refusal.error, /4 uploads under way/);
+    assert.match(refusal.error, /4 uploads and media_url replies under way/);
     // Another agent is not held up by A's.
     const other = await upload(server.base, "B", heldPng(Promise.resolve(), 10));
     assert.equal(other.status, 201, await other.text());
