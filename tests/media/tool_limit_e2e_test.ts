@@ -74,8 +74,9 @@ Deno.test({
           { "content-type": "application/json" },
         );
       // An MP3's length is ffprobe's; an AMR's is its frames', with no tool run.
+      // By another agent: A's four video replies take every place an agent has for files.
       const voiceUpload = (body: Uint8Array, type: string) =>
-        fetch(`${server.base}${B}/upload?userid=A`, {
+        fetch(`${server.base}${B}/upload?userid=U`, {
           method: "POST",
           body: new Uint8Array(body),
           headers: { "content-type": type },
