@@ -1841,16 +1841,21 @@ function handleError(envelope) {
 }
 
 /** Whether a failed reply went to WeChat and got no answer (-1: a timeout, a reset, a 5xx):
- * the bridge counts it as sent, for it may have reached the follower. */
+ * the bridge counts it as sent, for it may have reached the follower. After a reload history
+ * says so (`unconfirmed`), as it keeps only WeChat's text of the failure. */
 function mayHaveArrived(msg) {
   const f = msg.failure;
-  return Boolean(f) && Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
+  if (!f) return msg.status === "failed" && msg.unconfirmed === true;
+  return Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
 }
 
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
 function failureText(msg) {
   // "Not delivered" and "refused" read as safe to send again, and the follower got it twice.
-  if (mayHaveArrived(msg)) return t("failure.noAnswer", { errmsg: msg.failure.errmsg ?? "" });
+  if (mayHaveArrived(msg)) {
+    const errmsg = msg.failure?.errmsg ?? (typeof msg.error === "string" ? msg.error : "");
+    return t("failure.noAnswer", { errmsg });
+  }
   const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
   if (!f) return typeof msg.error === "string" && msg.error ? msg.error : t("failure.default");
   const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
