@@ -685,6 +685,9 @@ function dialogView() {
           onMore=${() => runSearch(state.search.query, true)} onClose=${close}
           onOpen=${(r) => {
             state.dialog = null;
+            // The page comes out from under the dialog first: inert, it could not take the
+            // focus openContact gives the reply box, which went to the page's body.
+            renderViews();
             openContact(r.contact_id);
             scrollToMessage(r.message.id, true);
           }} />
