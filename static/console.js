@@ -1894,6 +1894,9 @@ function sendReplyFrame(contactId, msg) {
 
 /** Sends a failed text again, as a new reply (the bridge takes one client_id only once). */
 function retryReply(contactId, msg) {
+  // Only a failed reply: the second click of a double click, before the render took the button
+  // away, sent it again under a new client_id, and the follower got it twice.
+  if (msg.status !== "failed") return;
   const contact = state.contacts.get(contactId);
   if (contact && !replyState(contact, nowS()).canReply && contact.kind !== "agent") {
     toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");

@@ -1,8 +1,10 @@
 // The working day's fixes (console_workday_test.ts) looked at again, for what they broke: the
 // page under a dialog made inert took the focus from the reply box when a search hit opened
-// its conversation (the box was still inert when it was focused).
+// its conversation (the box was still inert when it was focused); and a double click on
+// Retry sent the reply twice.
 
 import assert from "node:assert/strict";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
 
@@ -38,3 +40,30 @@ browserTest(
     }
   },
 );
+
+browserTest("a double click on Retry sends the reply once", async (_t, browser) => {
+  const fake = await startFakeWechat({ appId: "wxrev", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxrev", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oTwice", { MsgType: "text", Content: "退款到了吗" });
+    await page.locator('.contact[data-contact-id="oTwice"]').click();
+    fake.failNext("/cgi-bin/message/custom/send", 45002, "content too long");
+    await page.locator("#reply").fill("退款已原路退回");
+    await page.keyboard.press("Enter");
+    const reply = page.locator(".msg.out", { hasText: "退款已原路退回" });
+    await reply.locator(".retry-button").waitFor();
+    await reply.locator(".retry-button").dblclick();
+    await page.locator('.msg.out[data-status="sent"]', { hasText: "退款已原路退回" }).waitFor();
+    // Long enough for a second send to have reached WeChat.
+    await page.waitForTimeout(1000);
+    assert.equal(fake.sent.length, 1, JSON.stringify(fake.sent));
+    assert.equal(await page.locator(".msg.out", { hasText: "退款已原路退回" }).count(), 1);
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
