@@ -2679,6 +2679,12 @@ function isNarrow() {
 
 function closeConversationView() {
   el.app.classList.remove("show-conversation");
+  // Back at the list the agent has left the conversation (pinCurrent): read under Unread, it
+  // stayed there, among the ones still to read.
+  if (state.pinned) {
+    state.pinned = null;
+    renderContacts();
+  }
 }
 
 function onBack() {

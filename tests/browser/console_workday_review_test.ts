@@ -1,7 +1,8 @@
 // The working day's fixes (console_workday_test.ts) looked at again, for what they broke: the
 // page under a dialog made inert took the focus from the reply box when a search hit opened
 // its conversation (the box was still inert when it was focused); and a double click on
-// Retry sent the reply twice.
+// Retry sent the reply twice; on a phone, a conversation read under Unread stayed in that list
+// after the agent went back to it.
 
 import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
@@ -67,3 +68,35 @@ browserTest("a double click on Retry sends the reply once", async (_t, browser) 
     await fake.close();
   }
 });
+
+browserTest(
+  "on a phone, back from a conversation read under Unread, it has left",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser, "phone");
+      await openConsole(page, server.base, AGENT);
+      for (const id of ["oFirst", "oSecond"]) {
+        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 在吗` });
+        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
+      }
+      await page.locator("#triage-mount button", { hasText: "Unread" }).tap();
+      await page.locator('.contact[data-contact-id="oSecond"]').tap();
+      await page.locator(".msg.in", { hasText: "oSecond 在吗" }).waitFor();
+      await page.locator("#back-button").tap();
+      await page.locator("#contact-list").waitFor();
+      await page.waitForFunction(
+        `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)
+        .join() === "oFirst"`,
+        undefined,
+        { timeout: 3000 },
+      ).catch(async (error) => {
+        const ids = await page.evaluate(`[...document.querySelectorAll("#contact-list .contact")]
+        .map((n) => n.dataset.contactId)`);
+        throw new Error(`Unread lists ${JSON.stringify(ids)}`, { cause: error });
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
