@@ -3524,6 +3524,12 @@ function needToken(reason) {
   el.tokenInput.value = "";
   el.tokenPanel.hidden = false;
   el.panes.hidden = true;
+  // A dialog left open covered the token box and kept the page under it inert: the focus
+  // stayed in the dialog, and a pasted token went into the search box, then into a search.
+  if (state.dialog) {
+    state.dialog = null;
+    renderViews();
+  }
   el.tokenInput.focus();
 }
 

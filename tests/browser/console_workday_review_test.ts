@@ -2,9 +2,11 @@
 // page under a dialog made inert took the focus from the reply box when a search hit opened
 // its conversation (the box was still inert when it was focused); and a double click on
 // Retry sent the reply twice; on a phone, a conversation read under Unread stayed in that list
-// after the agent went back to it.
+// after the agent went back to it; and a token expiring with a dialog open left the token box
+// under it, inert, without the focus.
 
 import assert from "node:assert/strict";
+import { mintAgentToken } from "../../src/agents/auth.ts";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
@@ -95,6 +97,40 @@ browserTest(
         .map((n) => n.dataset.contactId)`);
         throw new Error(`Unread lists ${JSON.stringify(ids)}`, { cause: error });
       });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a token expiring with the search dialog open asks for a fresh one",
+  async (_t, browser) => {
+    const secret = "review-test-secret-0123456789abcdef";
+    const server = await startBridge({ env: { AGENT_SECRET: secret } });
+    try {
+      const { context, page } = await openPage(browser);
+      const shortLived = await mintAgentToken(secret, AGENT, 1);
+      await context.addInitScript(
+        `localStorage.setItem("wxbridge.token:${AGENT}", ${JSON.stringify(shortLived)})`,
+      );
+      await openConsole(page, server.base, AGENT);
+      await page.keyboard.press("Control+k");
+      await page.locator("#search-panel").waitFor();
+      await page.locator('#conn[data-state="token"]').waitFor({ timeout: 30_000 });
+      // The agent types the fresh token where the console put the focus.
+      const where = await page.evaluate(
+        "document.activeElement?.id || document.activeElement?.tagName",
+      );
+      assert.equal(where, "token-input");
+      await page.keyboard.type(await mintAgentToken(secret, AGENT, 600));
+      await page.keyboard.press("Enter");
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      assert.equal(
+        await page.locator("#search-panel").count(),
+        0,
+        "the dialog stayed over the page",
+      );
     } finally {
       await server.close();
     }
