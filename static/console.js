@@ -359,10 +359,18 @@ function dayKey(seconds) {
   return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
 }
 
+/** The day before today, by the calendar: 24 hours back, after a night the clocks went forward
+ * (a 23-hour day), was the day before it until one in the morning. */
+function yesterdayKey() {
+  const d = new Date(nowS() * 1000);
+  d.setDate(d.getDate() - 1);
+  return dayKey(d.getTime() / 1000);
+}
+
 function dayLabel(seconds) {
   const key = dayKey(seconds);
   if (key === dayKey(nowS())) return t("time.today");
-  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
+  if (key === yesterdayKey()) return t("time.yesterday");
   return dayFormat.format(new Date(seconds * 1000));
 }
 
@@ -371,7 +379,7 @@ function listTime(seconds) {
   if (!seconds) return "";
   const key = dayKey(seconds);
   if (key === dayKey(nowS())) return timeFormat.format(new Date(seconds * 1000));
-  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
+  if (key === yesterdayKey()) return t("time.yesterday");
   return shortDayFormat.format(new Date(seconds * 1000));
 }
 

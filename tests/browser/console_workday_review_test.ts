@@ -3,7 +3,8 @@
 // its conversation (the box was still inert when it was focused); and a double click on
 // Retry sent the reply twice; on a phone, a conversation read under Unread stayed in that list
 // after the agent went back to it; and a token expiring with a dialog open left the token box
-// under it, inert, without the focus.
+// under it, inert, without the focus; and after the night clocks go forward (a 23-hour day),
+// that day read as a date, not Yesterday, until one in the morning.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
@@ -131,6 +132,36 @@ browserTest(
         0,
         "the dialog stayed over the page",
       );
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "after the night clocks go forward, the day before is Yesterday",
+  async (_t, browser) => {
+    // Berlin went to summer time on 29 March 2026, a day of 23 hours; half past midnight after it
+    // is 23.5 hours after the 29th began, and 24 hours back lands on the 28th.
+    const pageNow = Date.parse("2026-03-30T00:30:00+02:00");
+    const offsetMs = pageNow - Date.now();
+    const server = await startBridge({ now: () => Date.now() + offsetMs });
+    try {
+      const { page } = await openPage(browser, "laptop", { timezoneId: "Europe/Berlin" });
+      await page.clock.install({ time: pageNow });
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oSpring", {
+        MsgType: "text",
+        Content: "昨天中午的问题",
+        CreateTime: Math.floor(Date.parse("2026-03-29T12:00:00+02:00") / 1000),
+      });
+      await page.locator('.contact[data-contact-id="oSpring"]').click();
+      await page.locator(".msg.in", { hasText: "昨天中午的问题" }).waitFor();
+      // Today's line is over the bridge's "assigned to you", just now.
+      assert.deepEqual(await page.locator("#messages .day").allInnerTexts(), [
+        "Yesterday",
+        "Today",
+      ]);
     } finally {
       await server.close();
     }
