@@ -1840,8 +1840,8 @@ function handleError(envelope) {
           errmsg: data.errmsg,
           limit: data.limit,
           reopens_at: data.reopens_at,
-          // Given back to the 5: WeChat took none of it. Else a -1 may have arrived.
-          givenBack: typeof data.replies_since_inbound === "number",
+          // Sent, and WeChat never clearly refused it (the bridge says so).
+          unconfirmed: data.unconfirmed === true,
         },
       });
       if (state.current === found.contactId) renderMessages();
@@ -1851,13 +1851,13 @@ function handleError(envelope) {
   toast(message, "error");
 }
 
-/** Whether a failed reply went to WeChat and got no answer (-1: a timeout, a reset, a 5xx):
- * the bridge counts it as sent, for it may have reached the follower. After a reload history
- * says so (`unconfirmed`), as it keeps only WeChat's text of the failure. */
+/** Whether a failed reply went to WeChat and got no clear answer (-1: a timeout, a reset, a
+ * 5xx, or refused only on a retry after one): the bridge counts it as sent, for it may have
+ * reached the follower, and says so (`unconfirmed`), on the -1 and in history. */
 function mayHaveArrived(msg) {
   const f = msg.failure;
   if (!f) return msg.status === "failed" && msg.unconfirmed === true;
-  return Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
+  return f.unconfirmed === true;
 }
 
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */

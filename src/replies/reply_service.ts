@@ -392,6 +392,7 @@ export function createReplyService(
           errcode,
           errmsg: wechatMsg,
           ...quota,
+          ...(unconfirmed ? { unconfirmed: true } : {}),
         };
         if (!forgotten) {
           await notify(agentId, {

@@ -4,7 +4,8 @@
 // Retry sent the reply twice; on a phone, a conversation read under Unread stayed in that list
 // after the agent went back to it; and a token expiring with a dialog open left the token box
 // under it, inert, without the focus; and after the night clocks go forward (a 23-hour day),
-// that day read as a date, not Yesterday, until one in the morning.
+// that day read as a date, not Yesterday, until one in the morning; and a reply whose first try
+// went unanswered and whose retry WeChat refused read "refused", though it may have arrived.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
@@ -164,6 +165,35 @@ browserTest(
       ]);
     } finally {
       await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a reply refused only on a retry after no answer may have arrived",
+  async (_t, browser) => {
+    const fake = await startFakeWechat({ appId: "wxrev", secret: "secret" });
+    const server = await startBridge({
+      env: { WECHAT_APPID: "wxrev", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+    });
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oReset", { MsgType: "text", Content: "发货了吗" });
+      await page.locator('.contact[data-contact-id="oReset"]').click();
+      // The first try's connection is reset (WeChat may have sent it); the retry is refused.
+      fake.dropNext("/cgi-bin/message/custom/send");
+      fake.failNext("/cgi-bin/message/custom/send", 40003, "invalid openid");
+      await page.locator("#reply").fill("今天下午发货");
+      await page.keyboard.press("Enter");
+      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "今天下午发货" });
+      await failed.waitFor({ timeout: 30_000 });
+      assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
+      assert.match(await failed.locator(".failure").innerText(), /may have it/);
+      assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
+    } finally {
+      await server.close();
+      await fake.close();
     }
   },
 );

@@ -170,6 +170,7 @@ for (const store of stores) {
           assert.equal(outcome.result.code, -1, JSON.stringify(outcome));
           assert.equal(outcome.data["errcode"], code);
           assert.equal(outcome.data["replies_since_inbound"], 1, JSON.stringify(outcome));
+          assert.equal(outcome.data["unconfirmed"], undefined);
           assert.deepEqual(await historyOf(server.base, follower, outcome), {
             status: "failed",
             unconfirmed: null,
@@ -225,6 +226,7 @@ for (const store of stores) {
           assert.equal(outcome.result.code, -1, JSON.stringify(outcome));
           assert.equal(outcome.data["errcode"], errcode);
           assert.equal(outcome.data["replies_since_inbound"], undefined);
+          assert.equal(outcome.data["unconfirmed"], true);
           assert.equal(await countOf(server.base, follower), Number(before) + 1);
           assert.deepEqual(await historyOf(server.base, follower, outcome), {
             status: "failed",
