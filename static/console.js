@@ -1988,6 +1988,9 @@ function submitReply() {
   state.quick = null;
   autosize();
   renderViews();
+  // A click on Send left the focus on the button, where the next reply's j or k opened another
+  // conversation: the agent goes on typing in the box, as after Enter.
+  if (document.activeElement === el.sendButton) el.reply.focus();
 }
 
 function autosize() {

@@ -5,7 +5,9 @@
 // after the agent went back to it; and a token expiring with a dialog open left the token box
 // under it, inert, without the focus; and after the night clocks go forward (a 23-hour day),
 // that day read as a date, not Yesterday, until one in the morning; and a reply whose first try
-// went unanswered and whose retry WeChat refused read "refused", though it may have arrived.
+// went unanswered and whose retry WeChat refused read "refused", though it may have arrived;
+// and after a click on Send the focus stayed on the button, where the next reply's j or k
+// opened another conversation.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
@@ -197,3 +199,24 @@ browserTest(
     }
   },
 );
+
+browserTest("after a click on Send the agent types on in the reply box", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    for (const id of ["oOther", "oClick"]) {
+      await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
+      await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
+    }
+    await page.locator('.contact[data-contact-id="oClick"]').click();
+    await page.locator("#reply").fill("first");
+    await page.locator("#send-button").click();
+    await page.locator(".msg.out", { hasText: "first" }).waitFor();
+    await page.keyboard.type("kind regards");
+    assert.equal(await page.locator("#conv-name").innerText(), "oClick");
+    assert.equal(await page.locator("#reply").inputValue(), "kind regards");
+  } finally {
+    await server.close();
+  }
+});
