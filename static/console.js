@@ -359,10 +359,18 @@ function dayKey(seconds) {
   return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
 }
 
+/** The day before today, by the calendar: 24 hours back, after a night the clocks went forward
+ * (a 23-hour day), was the day before it until one in the morning. */
+function yesterdayKey() {
+  const d = new Date(nowS() * 1000);
+  d.setDate(d.getDate() - 1);
+  return dayKey(d.getTime() / 1000);
+}
+
 function dayLabel(seconds) {
   const key = dayKey(seconds);
   if (key === dayKey(nowS())) return t("time.today");
-  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
+  if (key === yesterdayKey()) return t("time.yesterday");
   return dayFormat.format(new Date(seconds * 1000));
 }
 
@@ -371,7 +379,7 @@ function listTime(seconds) {
   if (!seconds) return "";
   const key = dayKey(seconds);
   if (key === dayKey(nowS())) return timeFormat.format(new Date(seconds * 1000));
-  if (key === dayKey(nowS() - 86400)) return t("time.yesterday");
+  if (key === yesterdayKey()) return t("time.yesterday");
   return shortDayFormat.format(new Date(seconds * 1000));
 }
 
@@ -685,6 +693,9 @@ function dialogView() {
           onMore=${() => runSearch(state.search.query, true)} onClose=${close}
           onOpen=${(r) => {
             state.dialog = null;
+            // The page comes out from under the dialog first: inert, it could not take the
+            // focus openContact gives the reply box, which went to the page's body.
+            renderViews();
             openContact(r.contact_id);
             scrollToMessage(r.message.id, true);
           }} />
@@ -1829,8 +1840,8 @@ function handleError(envelope) {
           errmsg: data.errmsg,
           limit: data.limit,
           reopens_at: data.reopens_at,
-          // Given back to the 5: WeChat took none of it. Else a -1 may have arrived.
-          givenBack: typeof data.replies_since_inbound === "number",
+          // Sent, and WeChat never clearly refused it (the bridge says so).
+          unconfirmed: data.unconfirmed === true,
         },
       });
       if (state.current === found.contactId) renderMessages();
@@ -1840,17 +1851,22 @@ function handleError(envelope) {
   toast(message, "error");
 }
 
-/** Whether a failed reply went to WeChat and got no answer (-1: a timeout, a reset, a 5xx):
- * the bridge counts it as sent, for it may have reached the follower. */
+/** Whether a failed reply went to WeChat and got no clear answer (-1: a timeout, a reset, a
+ * 5xx, or refused only on a retry after one): the bridge counts it as sent, for it may have
+ * reached the follower, and says so (`unconfirmed`), on the -1 and in history. */
 function mayHaveArrived(msg) {
   const f = msg.failure;
-  return Boolean(f) && Number(f.errcode) === -1 && !f.givenBack && !f.limit && !f.upload;
+  if (!f) return msg.status === "failed" && msg.unconfirmed === true;
+  return f.unconfirmed === true;
 }
 
 /** A readable sentence for a refused reply: WeChat's own reason, or the bridge's. */
 function failureText(msg) {
   // "Not delivered" and "refused" read as safe to send again, and the follower got it twice.
-  if (mayHaveArrived(msg)) return t("failure.noAnswer", { errmsg: msg.failure.errmsg ?? "" });
+  if (mayHaveArrived(msg)) {
+    const errmsg = msg.failure?.errmsg ?? (typeof msg.error === "string" ? msg.error : "");
+    return t("failure.noAnswer", { errmsg });
+  }
   const f = msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
   if (!f) return typeof msg.error === "string" && msg.error ? msg.error : t("failure.default");
   const hasCode = f.errcode !== undefined && f.errcode !== null && f.errcode !== -1;
@@ -1886,6 +1902,9 @@ function sendReplyFrame(contactId, msg) {
 
 /** Sends a failed text again, as a new reply (the bridge takes one client_id only once). */
 function retryReply(contactId, msg) {
+  // Only a failed reply: the second click of a double click, before the render took the button
+  // away, sent it again under a new client_id, and the follower got it twice.
+  if (msg.status !== "failed") return;
   const contact = state.contacts.get(contactId);
   if (contact && !replyState(contact, nowS()).canReply && contact.kind !== "agent") {
     toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");
@@ -1969,6 +1988,9 @@ function submitReply() {
   state.quick = null;
   autosize();
   renderViews();
+  // A click on Send left the focus on the button, where the next reply's j or k opened another
+  // conversation: the agent goes on typing in the box, as after Enter.
+  if (document.activeElement === el.sendButton) el.reply.focus();
 }
 
 function autosize() {
@@ -2668,6 +2690,12 @@ function isNarrow() {
 
 function closeConversationView() {
   el.app.classList.remove("show-conversation");
+  // Back at the list the agent has left the conversation (pinCurrent): read under Unread, it
+  // stayed there, among the ones still to read.
+  if (state.pinned) {
+    state.pinned = null;
+    renderContacts();
+  }
 }
 
 function onBack() {
@@ -3507,6 +3535,12 @@ function needToken(reason) {
   el.tokenInput.value = "";
   el.tokenPanel.hidden = false;
   el.panes.hidden = true;
+  // A dialog left open covered the token box and kept the page under it inert: the focus
+  // stayed in the dialog, and a pasted token went into the search box, then into a search.
+  if (state.dialog) {
+    state.dialog = null;
+    renderViews();
+  }
   el.tokenInput.focus();
 }
 

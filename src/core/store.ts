@@ -103,7 +103,28 @@ export interface HistoryItem extends EnvelopeData {
   direction: "in" | "out" | "note";
   status?: "sending" | "sent" | "failed";
   error?: string;
+  /** A failed reply WeChat took without a clear answer (a timeout, a reset, a 5xx): it may have
+   * reached the follower. Absent on every other reply, and on those recorded before it was. */
+  unconfirmed?: true;
   agent_id?: string;
+}
+
+/** How a failed reply ended, beyond its error text. */
+export interface ReplyOutcomeOptions {
+  unconfirmed?: boolean;
+}
+
+/** The fields a reply's outcome sets on its history item (store.updateReply). */
+export function replyOutcome(
+  status: "sent" | "failed",
+  error?: string,
+  options?: ReplyOutcomeOptions,
+): Pick<HistoryItem, "status" | "error" | "unconfirmed"> {
+  return {
+    status,
+    ...(error ? { error } : {}),
+    ...(status === "failed" && options?.unconfirmed ? { unconfirmed: true as const } : {}),
+  };
 }
 
 /** A history item with its place in the conversation. */
@@ -275,12 +296,14 @@ export interface Store {
    * contact's `replies_since_inbound` after, or null when nothing was given back. */
   returnReply(followerId: string, n: number, countedIn: number): Promise<number | null>;
   /** Sets a reply's status after WeChat answered: on history item `reply.n` only while it is
-   * that reply (`reply.id`); after a forget the number may be another conversation's. */
+   * that reply (`reply.id`); after a forget the number may be another conversation's.
+   * `unconfirmed`: a failed one may have reached the follower (HistoryItem.unconfirmed). */
   updateReply(
     followerId: string,
     reply: { n: number; id: string },
     status: "sent" | "failed",
     error?: string,
+    options?: ReplyOutcomeOptions,
   ): Promise<void>;
   /** Moves a follower; a `note` for the next agent goes into the conversation as a note. */
   transfer(

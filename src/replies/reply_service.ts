@@ -457,8 +457,12 @@ export function createReplyService(
         const quota = undelivered ? await giveBack(followerId, counted) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
+        // Sent and never clearly refused: history says so, as the console did before a reload
+        // ("Not confirmed"; "Not delivered" read as safe to send again).
+        const unconfirmed = sent &&
+          (noAnswer || (!returnsReply(errcode) && !closesWindow(errcode)));
         const [, forgotten] = await Promise.all([
-          store.updateReply(followerId, { n, id }, "failed", wechatMsg),
+          store.updateReply(followerId, { n, id }, "failed", wechatMsg, { unconfirmed }),
           forgottenSince(counted),
         ]);
         const body = {
@@ -468,6 +472,7 @@ export function createReplyService(
           errcode,
           errmsg: wechatMsg,
           ...quota,
+          ...(unconfirmed ? { unconfirmed: true } : {}),
         };
         if (!forgotten) {
           await notify(agentId, {

@@ -49,6 +49,8 @@ import {
   MessageTooLargeError,
   type Presence,
   type QuickReply,
+  replyOutcome,
+  type ReplyOutcomeOptions,
   type Store,
 } from "../core/store.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
@@ -877,6 +879,7 @@ function createKvStore(
       reply: { n: number; id: string },
       status: "sent" | "failed",
       error?: string,
+      outcomeOptions?: ReplyOutcomeOptions,
     ) {
       const { n } = reply;
       const key = historyKey(followerId, n);
@@ -887,7 +890,7 @@ function createKvStore(
         const stored = fromStored(entry.value);
         // Another item by that number: the follower was forgotten and wrote again since.
         if (stored.id !== reply.id) return;
-        const item: HistoryItem = { ...stored, status, ...(error ? { error } : {}) };
+        const item: HistoryItem = { ...stored, ...replyOutcome(status, error, outcomeOptions) };
         const res = await kv.atomic().check(entry).set(key, JSON.stringify(item), {
           expireIn: options.retentionMs,
         }).commit();

@@ -10,16 +10,18 @@ import {
   sortQuickReplies,
 } from "../core/model.ts";
 import type { Envelope } from "../protocol/envelope.ts";
-import type {
-  Applied,
-  HistoryEntry,
-  HistoryItem,
-  InboundItem,
-  InboundOutcome,
-  LogEntry,
-  Presence,
-  QuickReply,
-  Store,
+import {
+  type Applied,
+  type HistoryEntry,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  type Presence,
+  type QuickReply,
+  replyOutcome,
+  type ReplyOutcomeOptions,
+  type Store,
 } from "../core/store.ts";
 
 /** How much each agent's log and each conversation keeps in memory. */
@@ -120,12 +122,13 @@ export function createMemoryStore(options: ModelOptions): Store {
       reply: { n: number; id: string },
       status: "sent" | "failed",
       error?: string,
+      outcomeOptions?: ReplyOutcomeOptions,
     ) {
       const list = histories.get(followerId) ?? [];
       const first = list[0]?.n ?? 1;
       const h = list[reply.n - first];
       if (h && h.n === reply.n && h.item.id === reply.id) {
-        h.item = { ...h.item, status, ...(error ? { error } : {}) };
+        h.item = { ...h.item, ...replyOutcome(status, error, outcomeOptions) };
       }
       return Promise.resolve();
     },

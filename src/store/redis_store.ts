@@ -33,6 +33,8 @@ import {
   type Presence,
   type QueuedItem,
   type QuickReply,
+  replyOutcome,
+  type ReplyOutcomeOptions,
   ReplyRefusedError,
   ServedByOtherError,
   type Store,
@@ -743,6 +745,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       reply: { n: number; id: string },
       status: "sent" | "failed",
       error?: string,
+      outcomeOptions?: ReplyOutcomeOptions,
     ) {
       const key = k.history(followerId);
       // Check-and-set, so that nothing written between the read and the write is overwritten
@@ -752,7 +755,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         if (raw === null) return;
         const stored = JSON.parse(raw) as HistoryItem;
         if (stored.id !== reply.id) return;
-        const item = { ...stored, status, ...(error ? { error } : {}) };
+        const item = { ...stored, ...replyOutcome(status, error, outcomeOptions) };
         const { value } = await run<number>("outcome", [
           followerId,
           reply.n,

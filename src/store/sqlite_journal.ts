@@ -6,7 +6,7 @@
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MESSAGE_WINDOW_MS } from "../protocol/window.ts";
-import type { AgentRecord, Contact, HistoryItem } from "../core/store.ts";
+import { type AgentRecord, type Contact, type HistoryItem, replyOutcome } from "../core/store.ts";
 
 /**
  * A row of the journal table that `bridge.sqlite` held before issue 17: what one commit
@@ -123,9 +123,9 @@ export interface Commit {
   f?: string[];
   /** Forgets' cuts: follower, JSON. */
   g?: Array<[string, string]>;
-  /** Replies' outcomes: follower, n, status, error, and the reply's id (null in lines written
-   * before it was). */
-  u?: Array<[string, number, "sent" | "failed", string | null, string | null]>;
+  /** Replies' outcomes: follower, n, status, error, the reply's id (null in lines written
+   * before it was), and whether a failed one may have reached the follower (false before). */
+  u?: Array<[string, number, "sent" | "failed", string | null, string | null, boolean]>;
   p?: Array<[string, string]>;
   x?: string[];
   /** WeChat signatures' first bodies: signature, hash, expiry. */
@@ -216,13 +216,16 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
     for (const [a, agent] of c.a ?? []) agents.set(a, agent);
     for (const k of c.k ?? []) dedup.push(k);
     for (const e of c.s ?? []) signed.push(e);
-    for (const [f, n, status, error, replyId] of c.u ?? []) {
+    for (const [f, n, status, error, replyId, unconfirmed] of c.u ?? []) {
       const row = st.getHistory.get(f, n) as { item: string } | undefined;
       if (!row) continue;
       const stored = JSON.parse(row.item) as HistoryItem;
       // Another item by that number: the follower was forgotten and wrote again since.
       if (replyId !== null && stored.id !== replyId) continue;
-      const item: HistoryItem = { ...stored, status, ...(error ? { error } : {}) };
+      const item: HistoryItem = {
+        ...stored,
+        ...replyOutcome(status, error ?? undefined, { unconfirmed }),
+      };
       st.setHistory.run(JSON.stringify(item), f, n);
     }
     for (const [id, reply] of c.p ?? []) st.putQuickReply.run(id, reply);

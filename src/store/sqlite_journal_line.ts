@@ -4,6 +4,7 @@
 // back is a split, not a parse: `<id> t <tag> fields… <tag> fields…\n`, see TAGS.
 // (`tr '\037' '\n' < 00000000000000000001.log` shows one field a line.)
 
+import type { HistoryItem } from "../core/store.ts";
 import type { Commit } from "./sqlite_journal.ts";
 
 const US = "\x1f";
@@ -16,9 +17,10 @@ const US = "\x1f";
  * entry's place among this line's `l` (they come first). `q` queued: follower, n, stamp,
  * envelope. `d` dequeued: follower, n. `c` contact: follower, JSON, list agent (JSON or -),
  * list time, window close (or -). `a` agent: id, JSON. `k` dedup: key, expiry. `f` forgotten:
- * follower. `g` a forget's cut: follower, JSON (model.ts ForgetCut). `v` a reply's outcome:
- * follower, n, reply id, status, error (JSON or -); `u` is one without the reply id, as lines
- * before it were written. `p` quick reply put:
+ * follower. `g` a forget's cut: follower, JSON (model.ts ForgetCut). `o` a reply's outcome:
+ * follower, n, reply id, status, error (JSON or -), `unconfirmed` (it may have reached the
+ * follower) or -; `v` is one without the last field and `u` one without the reply id either,
+ * as lines before them were written. `p` quick reply put:
  * id, JSON. `x` quick reply deleted: id. `s` the body a plain WeChat signature first carried:
  * signature, body hash, expiry.
  */
@@ -35,6 +37,7 @@ const TAGS: Record<string, number> = {
   g: 2,
   u: 4,
   v: 5,
+  o: 6,
   p: 2,
   x: 1,
   s: 3,
@@ -109,12 +112,14 @@ export class CommitLine {
   outcome(
     followerId: string,
     reply: { n: number; id: string },
-    status: "sent" | "failed",
-    error?: string,
+    fields: Pick<HistoryItem, "status" | "error" | "unconfirmed">,
   ): void {
-    this.#text += `${US}v${US}${id(followerId)}${US}${reply.n}${US}${
+    const { status, error, unconfirmed } = fields;
+    this.#text += `${US}o${US}${id(followerId)}${US}${reply.n}${US}${
       id(reply.id)
-    }${US}${status}${US}${error === undefined ? "-" : id(error)}`;
+    }${US}${status}${US}${error === undefined ? "-" : id(error)}${US}${
+      unconfirmed ? "unconfirmed" : "-"
+    }`;
   }
 
   /** A quick reply added or replaced. */
@@ -207,9 +212,11 @@ export function parseCommitLine(line: string): Commit {
         (c.g ??= []).push([readId(at(1)), at(2)]);
         break;
       case "u":
-      case "v": {
-        // `v` has the reply's id after n; `u`, from before it, has none.
-        const k = tag === "v" ? 1 : 0;
+      case "v":
+      case "o": {
+        // `v` and `o` have the reply's id after n; `u`, from before it, has none. Only `o`
+        // says whether a failed one may have arrived.
+        const k = tag === "u" ? 0 : 1;
         const status = at(3 + k);
         if (status !== "sent" && status !== "failed") {
           throw new SyntaxError(`Cannot read a journal line: ${status} is not a reply status`);
@@ -220,6 +227,7 @@ export function parseCommitLine(line: string): Commit {
           status,
           at(4 + k) === "-" ? null : readId(at(4 + k)),
           k === 1 ? readId(at(3)) : null,
+          tag === "o" && at(6) === "unconfirmed",
         ]);
         break;
       }

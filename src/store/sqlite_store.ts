@@ -16,18 +16,20 @@ import {
   sortQuickReplies,
 } from "../core/model.ts";
 import { WINDOW_WARNING_MS } from "../protocol/window.ts";
-import type {
-  AgentRecord,
-  Applied,
-  Contact,
-  ContactPage,
-  HistoryItem,
-  InboundItem,
-  InboundOutcome,
-  LogEntry,
-  Presence,
-  QuickReply,
-  Store,
+import {
+  type AgentRecord,
+  type Applied,
+  type Contact,
+  type ContactPage,
+  type HistoryItem,
+  type InboundItem,
+  type InboundOutcome,
+  type LogEntry,
+  type Presence,
+  type QuickReply,
+  replyOutcome,
+  type ReplyOutcomeOptions,
+  type Store,
 } from "../core/store.ts";
 import { type Applier, createInlineApplier, startWorkerApplier } from "./sqlite_applier.ts";
 import {
@@ -693,11 +695,14 @@ function createSqliteStore(
       reply: { n: number; id: string },
       status: "sent" | "failed",
       error?: string,
+      outcomeOptions?: ReplyOutcomeOptions,
     ) {
       // Through the journal, after the row that wrote the reply.
       return sync(() => {
         if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow((line) => line.outcome(followerId, reply, status, error));
+        writeRow((line) =>
+          line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
+        );
       });
     },
     async sweepWindows(now: number) {

@@ -85,10 +85,12 @@ async function loadPlaywright(): Promise<typeof import("playwright-core")> {
   }
 }
 
-/** A page in its own context (own localStorage) at a laptop's or a phone's size. */
+/** A page in its own context (own localStorage) at a laptop's or a phone's size, in Shanghai's time
+ * zone unless told another. */
 export async function openPage(
   browser: Browser,
   size: "laptop" | "phone" = "laptop",
+  options: { timezoneId?: string } = {},
 ): Promise<{ context: BrowserContext; page: Page }> {
   const phone = size === "phone";
   const context = await browser.newContext({
@@ -97,7 +99,7 @@ export async function openPage(
     isMobile: phone,
     hasTouch: phone,
     locale: "en-US",
-    timezoneId: "Asia/Shanghai",
+    timezoneId: options.timezoneId ?? "Asia/Shanghai",
   });
   context.setDefaultTimeout(10_000);
   const page = await context.newPage();

@@ -12,7 +12,8 @@
 // the conversation opened left the list, so Alt+↓ went back to the top, not to the next one;
 // in Chinese the transfer box, and the Transfer and End buttons' names, were still English; and
 // on a phone, in a conversation, nothing said that other followers were writing; and a reply
-// WeChat never answered, which may have arrived, read "Not delivered", "refused", Retry.
+// WeChat never answered, which may have arrived, read "Not delivered", "refused", Retry (and
+// after a reload, from history, "Not delivered" again).
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -486,7 +487,7 @@ browserTest("on a phone, the way back says how many wait", async (_t, browser) =
   }
 });
 
-browserTest("a reply WeChat never answered says it may have arrived", async (_t, browser) => {
+browserTest("a reply WeChat never answered says it may have arrived", async (t, browser) => {
   const fake = await startFakeWechat({ appId: "wxday", secret: "secret" });
   const server = await startBridge({
     env: { WECHAT_APPID: "wxday", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
@@ -508,6 +509,17 @@ browserTest("a reply WeChat never answered says it may have arrived", async (_t,
     // The count agrees: WeChat may have taken it, so it is one of the 5.
     assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
     await screenshot(page, "console-laptop-reply-unconfirmed");
+
+    await t.step("after a reload, from history, it still may have arrived", async () => {
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('.contact[data-contact-id="oLost"]').click();
+      const again = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
+      await again.waitFor();
+      assert.equal(await again.locator(".status.failed").innerText(), "Not confirmed");
+      assert.match(await again.locator(".failure").innerText(), /may have it/);
+      assert.doesNotMatch(await again.innerText(), /refused|Not delivered/);
+    });
   } finally {
     await server.close();
     await fake.close();

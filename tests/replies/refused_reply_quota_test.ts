@@ -1,7 +1,7 @@
 // A reply WeChat refused (an errcode: 40003 invalid openid, 45002 too long, 40007 bad media id,
 // 40001 twice over a fresh token) delivered nothing, so it gives its count back to WeChat's 5;
 // one whose outcome is unknown (a 5xx, a connection reset, even when a retry is then refused:
-// it may have been delivered) keeps it; and one refused after the follower wrote again gives nothing back to the new window. As
+// it may have been delivered) keeps it, and history says it may have arrived; and one refused after the follower wrote again gives nothing back to the new window. As
 // an agent over a real socket against the fake WeChat, on every store main.ts can open, and on
 // SQLite across a `kill -9`.
 
@@ -140,6 +140,15 @@ async function countOf(base: string, follower: string): Promise<unknown> {
   return body.contacts.find((c) => c["contact_id"] === follower)?.["replies_since_inbound"];
 }
 
+/** The reply of `outcome` as `GET B/history` keeps it: its status and whether it may have
+ * arrived (`unconfirmed`), which the console reads after a reload. */
+async function historyOf(base: string, follower: string, outcome: Received) {
+  const url = `${base}${B}/history?userid=${AGENT}&contact_id=${follower}&limit=50`;
+  const body = await (await fetch(url)).json() as { messages: Array<Record<string, unknown>> };
+  const item = body.messages.find((m) => m["id"] === outcome.data["reply_id"]);
+  return { status: item?.["status"], unconfirmed: item?.["unconfirmed"] ?? null };
+}
+
 function assertSent(outcome: Received, what: string): void {
   assert.equal(outcome.data.msg?.["event"], "reply_sent", `${what}: ${JSON.stringify(outcome)}`);
 }
@@ -161,6 +170,11 @@ for (const store of stores) {
           assert.equal(outcome.result.code, -1, JSON.stringify(outcome));
           assert.equal(outcome.data["errcode"], code);
           assert.equal(outcome.data["replies_since_inbound"], 1, JSON.stringify(outcome));
+          assert.equal(outcome.data["unconfirmed"], undefined);
+          assert.deepEqual(await historyOf(server.base, follower, outcome), {
+            status: "failed",
+            unconfirmed: null,
+          });
         }
         assert.equal(await countOf(server.base, follower), 1);
       });
@@ -212,7 +226,12 @@ for (const store of stores) {
           assert.equal(outcome.result.code, -1, JSON.stringify(outcome));
           assert.equal(outcome.data["errcode"], errcode);
           assert.equal(outcome.data["replies_since_inbound"], undefined);
+          assert.equal(outcome.data["unconfirmed"], true);
           assert.equal(await countOf(server.base, follower), Number(before) + 1);
+          assert.deepEqual(await historyOf(server.base, follower, outcome), {
+            status: "failed",
+            unconfirmed: true,
+          });
         });
       }
     });

@@ -410,8 +410,35 @@ async function forgottenWritesAgain(store: Store, clock: { t: number }) {
   assert.equal(last?.status, "sent");
 }
 
+/** A reply sent with no clear answer is recorded as one that may have arrived; others are not. */
+async function unconfirmedReplies(store: Store, clock: { t: number }) {
+  await store.acceptInbound([message("oUnsure", "hello", clock.t)], presence);
+  const ids = ["rLost", "rRefused", "rSent"];
+  const ns: number[] = [];
+  for (const id of ids) {
+    ns.push(
+      (await store.recordReply("agentW", "oUnsure", replyItem("agentW", "oUnsure", id))).value.n,
+    );
+  }
+  await store.updateReply("oUnsure", { n: ns[0]!, id: "rLost" }, "failed", "timeout", {
+    unconfirmed: true,
+  });
+  await store.updateReply("oUnsure", { n: ns[1]!, id: "rRefused" }, "failed", "invalid openid");
+  // "sent" is never unconfirmed, whatever the caller says.
+  await store.updateReply("oUnsure", { n: ns[2]!, id: "rSent" }, "sent", undefined, {
+    unconfirmed: true,
+  });
+  const items = (await store.readHistory("oUnsure", null, 10)).items.slice(1);
+  assert.deepEqual(items.map((i) => [i.id, i.status, i.error ?? null, i.unconfirmed ?? null]), [
+    ["rLost", "failed", "timeout", true],
+    ["rRefused", "failed", "invalid openid", null],
+    ["rSent", "sent", null, null],
+  ]);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
+  await unconfirmedReplies(store, clock);
   await renaming(store, clock);
   await notices(store, clock);
   await forgetting(store, clock);

@@ -29,8 +29,9 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
   line.dedup("msg:1", 99);
   line.forgotten("f3");
   line.cut("f3", '{"a1":7}');
-  line.outcome("f1", { n: 3, id: odd }, "failed", "errcode 45015");
-  line.outcome("f1", { n: 4, id: "r4" }, "sent");
+  line.outcome("f1", { n: 3, id: odd }, { status: "failed", error: "errcode 45015" });
+  line.outcome("f1", { n: 4, id: "r4" }, { status: "sent" });
+  line.outcome("f1", { n: 5, id: "r5" }, { status: "failed", error: "timeout", unconfirmed: true });
   line.quickReply("q1", '{"id":"q1"}');
   line.quickReplyDeleted("q2");
   line.signedBody("0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000);
@@ -58,7 +59,11 @@ Deno.test("parseCommitLine() reads back what CommitLine wrote", async (t) => {
       k: [["msg:1", 99]],
       f: ["f3"],
       g: [["f3", '{"a1":7}']],
-      u: [["f1", 3, "failed", "errcode 45015", odd], ["f1", 4, "sent", null, "r4"]],
+      u: [
+        ["f1", 3, "failed", "errcode 45015", odd, false],
+        ["f1", 4, "sent", null, "r4", false],
+        ["f1", 5, "failed", "timeout", "r5", true],
+      ],
       p: [["q1", '{"id":"q1"}']],
       x: ["q2"],
       s: [["0a".repeat(20), "AbC+/dEf01234567", 1_764_000_301_000]],
@@ -80,9 +85,16 @@ Deno.test("parseCommitLine() reads a reply's outcome written before it named the
   const text = ["9", "1", "u", '"f1"', "3", "failed", '"errcode 45015"', "u", '"f1"', "4"]
     .concat(["sent", "-"]).join(US);
   assert.deepEqual(parseCommitLine(text).u, [
-    ["f1", 3, "failed", "errcode 45015", null],
-    ["f1", 4, "sent", null, null],
+    ["f1", 3, "failed", "errcode 45015", null, false],
+    ["f1", 4, "sent", null, null, false],
   ]);
+});
+
+Deno.test("parseCommitLine() reads a reply's outcome written before it said unconfirmed", () => {
+  // `v`, as lines before the `o` section were written: a reply id, no word on how it failed.
+  const US = "\x1f";
+  const text = ["9", "1", "v", '"f1"', "3", '"r3"', "failed", '"timeout"'].join(US);
+  assert.deepEqual(parseCommitLine(text).u, [["f1", 3, "failed", "timeout", "r3", false]]);
 });
 
 Deno.test("a follower message's history item is written once, as its log entry", async (t) => {
