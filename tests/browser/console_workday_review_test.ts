@@ -31,6 +31,8 @@ browserTest(
       await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "在吗" });
       await page.locator('.contact[data-contact-id="oHere"]').click();
       await page.keyboard.press("Control+k");
+      // Typed once the box has the focus: keys before that went to the page under the dialog.
+      await page.locator("#search-input:focus").waitFor();
       await page.keyboard.type("发票");
       await page.keyboard.press("Enter");
       await page.locator("#search-panel .search-hit").first().click();

@@ -317,6 +317,8 @@ browserTest("at a search hit far back, one new message is one", async (_t, brows
     await page.locator('#conn[data-state="connected"]').waitFor();
     await page.locator('.contact[data-contact-id="oNear"]').click();
     await page.keyboard.press("Control+k");
+    // Typed once the box has the focus: keys before that went to the page under the dialog.
+    await page.locator("#search-input:focus").waitFor();
     await page.keyboard.type("第 5 条");
     await page.keyboard.press("Enter");
     await page.locator("#dialog-mount button", { hasText: "第 5 条" }).first().click();
@@ -340,6 +342,8 @@ browserTest("Tab stays in the search dialog", async (_t, browser) => {
     await postFollowerMessage(server.base, "oFind", { MsgType: "text", Content: "发票抬头写公司" });
     await page.locator('.contact[data-contact-id="oFind"]').click();
     await page.keyboard.press("Control+k");
+    // Typed once the box has the focus: keys before that went to the page under the dialog.
+    await page.locator("#search-input:focus").waitFor();
     await page.keyboard.type("发票");
     await page.keyboard.press("Enter");
     await page.locator("#search-panel .search-hit").waitFor();
