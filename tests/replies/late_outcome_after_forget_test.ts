@@ -11,54 +11,11 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, fullHistory, post, type Received, textXml } from "../helpers/agent.ts";
 import { startBridge, waitRouted } from "../helpers/server.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+import { createSendGate, everyStore, revokeXml, SEND } from "./_forget_env.ts";
 
 const B = "/im_component/wx_official_account";
-const SEND = "/cgi-bin/message/custom/send";
 const AGENT = "qa";
-const REDIS_URL = await findTestRedis();
-
-/** The revoke event as WeChat's push service sends it (its doc's sample, tests/fixtures). */
-const revokeXml = (openId: string) =>
-  `<xml><ToUserName><![CDATA[gh_870882ca4b1]]></ToUserName><FromUserName><![CDATA[owAqB1v0ahK_Xlc7GshIDdf2yf7E]]></FromUserName><CreateTime>1626857200</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${openId}]]></OpenID><AppID><![CDATA[wx13974bf780d3dc89]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
-
-const stores: Array<{ name: string; env: () => Record<string, string>; prefix?: string }> = [
-  { name: "memory", env: () => ({ STORE: "memory" }) },
-  { name: "SQLite", env: () => ({ STORE: "sqlite" }) },
-  { name: "Deno KV", env: () => ({ STORE: "kv" }) },
-];
-if (REDIS_URL !== null) {
-  const prefix = uniquePrefix("late_outcome");
-  stores.push({
-    name: "Redis",
-    env: () => ({ STORE: "", REDIS_URL: `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}` }),
-    prefix,
-  });
-}
-
-/** Holds the next customer-service send on its way to the fake until `release()`. */
-function createSendGate() {
-  let armed = false;
-  const arrived = Promise.withResolvers<void>();
-  const released = Promise.withResolvers<void>();
-  const gatedFetch: typeof fetch = async (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    if (armed && new URL(url).pathname === SEND) {
-      armed = false;
-      arrived.resolve();
-      await released.promise;
-    }
-    return await fetch(input, init);
-  };
-  return {
-    fetch: gatedFetch,
-    holdNext: () => {
-      armed = true;
-      return arrived.promise;
-    },
-    release: () => released.resolve(),
-  };
-}
+const stores = await everyStore("late_outcome");
 
 /** A reply's outcome over the socket: its `reply_sent`, or the -1 (a refusal says -1 too). */
 const isOutcome = (clientId: string) => (e: Received) =>
@@ -155,7 +112,7 @@ for (const store of stores) {
         await agent.close();
         await server.close();
         await fake.close();
-        if (store.prefix) await flushPrefix(REDIS_URL!, store.prefix);
+        await store.flush?.();
       }
     });
   }

@@ -10,55 +10,11 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
 import { startBridge, waitRouted } from "../helpers/server.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+import { createSendGate, everyStore, revokeXml } from "./_forget_env.ts";
 
 const B = "/im_component/wx_official_account";
-const SEND = "/cgi-bin/message/custom/send";
 const AGENT = "qa";
-const REDIS_URL = await findTestRedis();
-
-/** The revoke event as WeChat's push service sends it (its doc's sample, tests/fixtures). */
-const revokeXml = (openId: string) =>
-  `<xml><ToUserName><![CDATA[gh_870882ca4b1]]></ToUserName><FromUserName><![CDATA[owAqB1v0ahK_Xlc7GshIDdf2yf7E]]></FromUserName><CreateTime>1626857200</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${openId}]]></OpenID><AppID><![CDATA[wx13974bf780d3dc89]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
-
-const stores: Array<{ name: string; env: () => Record<string, string>; prefix?: string }> = [
-  { name: "memory", env: () => ({ STORE: "memory" }) },
-  { name: "SQLite", env: () => ({ STORE: "sqlite" }) },
-  { name: "Deno KV", env: () => ({ STORE: "kv" }) },
-];
-if (REDIS_URL !== null) {
-  const prefix = uniquePrefix("queued_forget");
-  stores.push({
-    name: "Redis",
-    env: () => ({ STORE: "", REDIS_URL: `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}` }),
-    prefix,
-  });
-}
-
-/** Holds the next call to `path` (default the customer-service send) on its way to the fake
- * until `release()`. */
-function createSendGate(path = SEND) {
-  let armed = false;
-  const arrived = Promise.withResolvers<void>();
-  const released = Promise.withResolvers<void>();
-  const gatedFetch: typeof fetch = async (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    if (armed && new URL(url).pathname === path) {
-      armed = false;
-      arrived.resolve();
-      await released.promise;
-    }
-    return await fetch(input, init);
-  };
-  return {
-    fetch: gatedFetch,
-    holdNext: () => {
-      armed = true;
-      return arrived.promise;
-    },
-    release: () => released.resolve(),
-  };
-}
+const stores = await everyStore("queued_forget");
 
 /** Whether an envelope is about the queued reply (client_id "queued"). */
 const aboutQueued = (e: Received) => JSON.stringify(e).includes('"client_id":"queued"');
@@ -127,7 +83,7 @@ for (const store of stores) {
       await agent.close();
       await server.close();
       await fake.close();
-      if (store.prefix) await flushPrefix(REDIS_URL!, store.prefix);
+      await store.flush?.();
     }
   });
 }
@@ -192,7 +148,7 @@ for (const store of stores) {
       await server.close();
       await fake.close();
       await files.shutdown();
-      if (store.prefix) await flushPrefix(REDIS_URL!, store.prefix);
+      await store.flush?.();
     }
   });
 }

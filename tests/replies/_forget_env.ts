@@ -1,0 +1,63 @@
+// What the tests of replies around a follower's forget share: WeChat's revoke event, the stores
+// main.ts can open (Redis when a test server is there), and a gate that holds a call to the fake
+// WeChat, so that the revoke comes while a reply is on its way.
+
+import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+
+/** WeChat's customer-service send, the call a reply makes. */
+export const SEND = "/cgi-bin/message/custom/send";
+
+/** The revoke event as WeChat's push service sends it (its doc's sample, tests/fixtures). */
+export const revokeXml = (openId: string) =>
+  `<xml><ToUserName><![CDATA[gh_870882ca4b1]]></ToUserName><FromUserName><![CDATA[owAqB1v0ahK_Xlc7GshIDdf2yf7E]]></FromUserName><CreateTime>1626857200</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${openId}]]></OpenID><AppID><![CDATA[wx13974bf780d3dc89]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
+
+/** A store main.ts can open, by its environment; `flush` deletes what a test left in Redis. */
+export interface StoreCase {
+  name: string;
+  env: () => Record<string, string>;
+  flush?: () => Promise<void>;
+}
+
+/** Every store main.ts can open, Redis under a prefix of its own named after `test`. */
+export async function everyStore(test: string): Promise<StoreCase[]> {
+  const stores: StoreCase[] = [
+    { name: "memory", env: () => ({ STORE: "memory" }) },
+    { name: "SQLite", env: () => ({ STORE: "sqlite" }) },
+    { name: "Deno KV", env: () => ({ STORE: "kv" }) },
+  ];
+  const redisUrl = await findTestRedis();
+  if (redisUrl !== null) {
+    const prefix = uniquePrefix(test);
+    stores.push({
+      name: "Redis",
+      env: () => ({ STORE: "", REDIS_URL: `${redisUrl}?prefix=${encodeURIComponent(prefix)}` }),
+      flush: () => flushPrefix(redisUrl, prefix),
+    });
+  }
+  return stores;
+}
+
+/** Holds the next call to `path` (default the customer-service send) on its way to the fake
+ * until `release()`. */
+export function createSendGate(path = SEND) {
+  let armed = false;
+  const arrived = Promise.withResolvers<void>();
+  const released = Promise.withResolvers<void>();
+  const gatedFetch: typeof fetch = async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (armed && new URL(url).pathname === path) {
+      armed = false;
+      arrived.resolve();
+      await released.promise;
+    }
+    return await fetch(input, init);
+  };
+  return {
+    fetch: gatedFetch,
+    holdNext: () => {
+      armed = true;
+      return arrived.promise;
+    },
+    release: () => released.resolve(),
+  };
+}
