@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
 import { startBridge, waitRouted } from "../helpers/server.ts";
-import { createSendGate, everyStore, revokeXml } from "./_forget_env.ts";
+import { createSendGate, everyStore, revokeXml } from "./_reply_env.ts";
 
 const B = "/im_component/wx_official_account";
 const AGENT = "qa";

@@ -10,61 +10,13 @@ import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { killBridge, spawnBridge, waitReady } from "../helpers/spawn.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+import { createSendGate, everyStore, SEND } from "./_reply_env.ts";
 
 const B = "/im_component/wx_official_account";
-const SEND = "/cgi-bin/message/custom/send";
 const AGENT = "qa";
-const REDIS_URL = await findTestRedis();
-
 /** The stores as the configuration names them: each test gets its own (a fresh DATA_DIR, or
  * a Redis key prefix of its own). */
-const stores: Array<
-  { name: string; env: () => Record<string, string>; done?: () => Promise<void> }
-> = [
-  { name: "memory", env: () => ({ STORE: "memory" }) },
-  { name: "SQLite", env: () => ({ STORE: "sqlite" }) },
-  { name: "Deno KV", env: () => ({ STORE: "kv" }) },
-];
-if (REDIS_URL !== null) {
-  let prefix = "";
-  stores.push({
-    name: "Redis",
-    env: () => {
-      prefix = uniquePrefix("refused");
-      const sep = REDIS_URL.includes("?") ? "&" : "?";
-      return { STORE: "", REDIS_URL: `${REDIS_URL}${sep}prefix=${encodeURIComponent(prefix)}` };
-    },
-    done: () => flushPrefix(REDIS_URL, prefix),
-  });
-}
-
-/** Holds the next customer-service send on its way to the fake until `release()`. */
-function createSendGate() {
-  let armed = false;
-  let arrived = Promise.withResolvers<void>();
-  let released = Promise.withResolvers<void>();
-  const gatedFetch: typeof fetch = async (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    if (armed && new URL(url).pathname === SEND) {
-      armed = false;
-      arrived.resolve();
-      await released.promise;
-    }
-    return await fetch(input, init);
-  };
-  return {
-    fetch: gatedFetch,
-    /** Holds the next send; resolves once one is held. */
-    holdNext(): Promise<void> {
-      armed = true;
-      arrived = Promise.withResolvers();
-      released = Promise.withResolvers();
-      return arrived.promise;
-    },
-    release: () => released.resolve(),
-  };
-}
+const stores = await everyStore("refused");
 
 interface Setup {
   server: TestBridge;
@@ -97,7 +49,7 @@ async function withBridge(
     await agent.close();
     await server.close();
     await fake.close();
-    await store.done?.();
+    await store.flush?.();
   }
 }
 

@@ -1,6 +1,6 @@
-// What the tests of replies around a follower's forget share: WeChat's revoke event, the stores
-// main.ts can open (Redis when a test server is there), and a gate that holds a call to the fake
-// WeChat, so that the revoke comes while a reply is on its way.
+// What the tests of a reply's outcome share: the stores main.ts can open (Redis when a test
+// server is there), a gate that holds a call to the fake WeChat so that something (a revoke, the
+// follower writing again) comes while a reply is on its way, and WeChat's revoke event.
 
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
 
@@ -18,7 +18,8 @@ export interface StoreCase {
   flush?: () => Promise<void>;
 }
 
-/** Every store main.ts can open, Redis under a prefix of its own named after `test`. */
+/** Every store main.ts can open; on Redis each `env()` is a key prefix of its own, named after
+ * `test`, which `flush` deletes. */
 export async function everyStore(test: string): Promise<StoreCase[]> {
   const stores: StoreCase[] = [
     { name: "memory", env: () => ({ STORE: "memory" }) },
@@ -27,10 +28,13 @@ export async function everyStore(test: string): Promise<StoreCase[]> {
   ];
   const redisUrl = await findTestRedis();
   if (redisUrl !== null) {
-    const prefix = uniquePrefix(test);
+    let prefix = "";
     stores.push({
       name: "Redis",
-      env: () => ({ STORE: "", REDIS_URL: `${redisUrl}?prefix=${encodeURIComponent(prefix)}` }),
+      env: () => {
+        prefix = uniquePrefix(test);
+        return { STORE: "", REDIS_URL: `${redisUrl}?prefix=${encodeURIComponent(prefix)}` };
+      },
       flush: () => flushPrefix(redisUrl, prefix),
     });
   }
@@ -38,11 +42,11 @@ export async function everyStore(test: string): Promise<StoreCase[]> {
 }
 
 /** Holds the next call to `path` (default the customer-service send) on its way to the fake
- * until `release()`. */
+ * until `release()`; `holdNext()` again holds the one after. */
 export function createSendGate(path = SEND) {
   let armed = false;
-  const arrived = Promise.withResolvers<void>();
-  const released = Promise.withResolvers<void>();
+  let arrived = Promise.withResolvers<void>();
+  let released = Promise.withResolvers<void>();
   const gatedFetch: typeof fetch = async (input, init) => {
     const url = input instanceof Request ? input.url : String(input);
     if (armed && new URL(url).pathname === path) {
@@ -54,8 +58,11 @@ export function createSendGate(path = SEND) {
   };
   return {
     fetch: gatedFetch,
-    holdNext: () => {
+    /** Holds the next call; resolves once one is held. */
+    holdNext(): Promise<void> {
       armed = true;
+      arrived = Promise.withResolvers();
+      released = Promise.withResolvers();
       return arrived.promise;
     },
     release: () => released.resolve(),
