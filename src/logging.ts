@@ -69,7 +69,7 @@ export async function configureLogging(options: LoggingOptions): Promise<void> {
     timestamp: "date-time-tz",
     format: readableLine,
     // Strings read as they are ("listening on http://0.0.0.0:1234"), not quoted.
-    value: (value, inspect) => typeof value === "string" ? value : inspect(value),
+    value: (value, inspect) => typeof value === "string" ? plainText(value) : inspect(value),
   });
   const output = getConsoleSink({
     console: options.console,
@@ -140,6 +140,19 @@ export function parseLevel(text: string | undefined): LogLevel {
 }
 
 // Readable mode: the rendered message, then the properties it did not already show.
+// C0 controls, DEL and C1 controls: a line break, a carriage return, a terminal's escape.
+// deno-lint-ignore no-control-regex -- these are what it finds
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * A string value as a readable line shows it: control characters escaped (\u000a). Values come
+ * from clients too (an id, a parser's detail repeating what was posted): a line break in one
+ * wrote a second, forged log line, and an escape sequence drove the operator's terminal.
+ */
+export function plainText(value: string): string {
+  return value.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 function readableLine(values: {
   timestamp: string | null;
   level: string;
@@ -153,7 +166,9 @@ function readableLine(values: {
     : new Set<string>();
   const extra = Object.entries(record.properties)
     .filter(([key]) => !shown.has(key))
-    .map(([key, value]) => `${key}=${typeof value === "string" ? value : inspect(value)}`);
+    .map(([key, value]) =>
+      `${key}=${typeof value === "string" ? plainText(value) : inspect(value)}`
+    );
   const head = `${values.timestamp ?? ""} ${values.level} ${values.category}: ${values.message}`;
   return extra.length === 0 ? head : `${head} ${extra.join(" ")}`;
 }

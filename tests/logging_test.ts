@@ -162,6 +162,21 @@ Deno.test("configureLogging() writes readable lines in text mode", async (t) => 
   });
 });
 
+Deno.test("configureLogging() keeps a client's control characters from forging lines", async () => {
+  await withLogging({ format: "text" }, (lines) => {
+    // What a stranger posts: an account id that ends the line and writes a fake one after it,
+    // and a terminal escape, in the message and in a property the message does not show.
+    const forged = "gh_x\n2026-12-02 00:00:00 INF bridge·http: admin logged in\u001b[2J";
+    getLogger(["bridge", "wechat"]).warning("Refused {reason}", { reason: forged, to: forged });
+    assert.equal(lines.length, 1);
+    const text = lines[0]!.text;
+    // deno-lint-ignore no-control-regex -- these are what must not be there
+    assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(text), JSON.stringify(text));
+    assert.match(text, /Refused gh_x\\u000a2026-12-02 .*admin logged in\\u001b\[2J/);
+    assert.match(text, /to=gh_x\\u000a2026/);
+  });
+});
+
 Deno.test("configureLogging() filters by level and category", async (t) => {
   await t.step("info by default: debug is dropped", async () => {
     await withLogging({ format: "json" }, (lines) => {

@@ -44,7 +44,8 @@ export function createRefusedCallbacks(deps: RefusedCallbackDeps) {
         last.since++;
         return;
       }
-      const reason = (error as Error).message.slice(0, REASON_CHARS).replace(/[\r\n]+/g, " ");
+      // The log's formatter escapes what could end the line or drive a terminal.
+      const reason = (error as Error).message.slice(0, REASON_CHARS);
       log.warn(
         "WeChat callback refused with {status}: {reason} ({more} more since the last line); " +
           "WeChat drops a message after three refused tries: check the token and keys",
