@@ -2,7 +2,12 @@
 // server is there), a gate that holds a call to the fake WeChat so that something (a revoke, the
 // follower writing again) comes while a reply is on its way, and WeChat's revoke event.
 
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
+import { connectAgent, type TestAgent } from "../helpers/agent.ts";
+import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+
+const B = "/im_component/wx_official_account";
 
 /** WeChat's customer-service send, the call a reply makes. */
 export const SEND = "/cgi-bin/message/custom/send";
@@ -67,4 +72,46 @@ export function createSendGate(path = SEND) {
     },
     release: () => released.resolve(),
   };
+}
+
+/** What `withBridge` gives a test: the bridge, its fake WeChat, one agent online, the gate. */
+export interface ReplySetup {
+  server: TestBridge;
+  fake: FakeWechat;
+  agent: TestAgent;
+  gate: ReturnType<typeof createSendGate>;
+}
+
+/**
+ * Runs `fn` against a bridge on `store` with a fake WeChat (app `appId`) behind a send gate on
+ * `gatePath`, and agent `agentId` online and routable; closes all of it after, and flushes Redis.
+ */
+export async function withBridge(
+  store: StoreCase,
+  options: { appId: string; agentId: string; gatePath?: string; env?: Record<string, string> },
+  fn: (setup: ReplySetup) => Promise<void>,
+): Promise<void> {
+  const fake = await startFakeWechat({ appId: options.appId, secret: "s" });
+  const gate = createSendGate(options.gatePath);
+  const server = await startBridge({
+    env: {
+      ...store.env(),
+      WECHAT_APPID: options.appId,
+      WECHAT_SECRET: "s",
+      WECHAT_API_BASE: fake.url,
+      ...options.env,
+    },
+    fetch: gate.fetch,
+  });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${options.agentId}`);
+  try {
+    await waitRouted(server, options.agentId);
+    await fn({ server, fake, agent, gate });
+  } finally {
+    gate.release();
+    await agent.close();
+    await server.close();
+    await fake.close();
+    await store.flush?.();
+  }
 }

@@ -7,10 +7,8 @@
 // against the fake WeChat, on every store main.ts can open.
 
 import assert from "node:assert/strict";
-import { startFakeWechat } from "../../tools/fake_wechat.ts";
-import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
-import { startBridge, waitRouted } from "../helpers/server.ts";
-import { createSendGate, everyStore, revokeXml } from "./_reply_env.ts";
+import { post, type Received, textXml } from "../helpers/agent.ts";
+import { everyStore, revokeXml, withBridge } from "./_reply_env.ts";
 
 const B = "/im_component/wx_official_account";
 const AGENT = "qa";
@@ -21,70 +19,55 @@ const aboutQueued = (e: Received) => JSON.stringify(e).includes('"client_id":"qu
 
 for (const store of stores) {
   Deno.test(`a reply waiting its turn when its follower is forgotten is not sent (${store.name})`, async () => {
-    const fake = await startFakeWechat({ appId: "wxqueued", secret: "s" });
-    const gate = createSendGate();
-    const server = await startBridge({
-      env: {
-        ...store.env(),
-        WECHAT_APPID: "wxqueued",
-        WECHAT_SECRET: "s",
-        WECHAT_API_BASE: fake.url,
-      },
-      fetch: gate.fetch,
-    });
-    const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${AGENT}`);
-    try {
-      await waitRouted(server, AGENT);
-      const res = await post(
-        `${server.base}${B}/send_xml`,
-        textXml("oQueued", "gh", "hi", "8830001"),
-      );
-      assert.equal(`${res.status} ${res.text}`, "200 success");
-      await agent.waitFor((e) => e.data["id"] === "8830001");
-      const reply = (clientId: string) =>
-        fetch(`${server.base}${B}/send?userid=${AGENT}`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            data: {
-              msg_type: "text",
-              contact_id: "oQueued",
-              client_id: clientId,
-              msg: { content: clientId },
-            },
-          }),
-        });
-      // The first reply is at WeChat, unanswered; the second waits its turn behind it.
-      const held = gate.holdNext();
-      const first = reply("first");
-      await held;
-      const queued = reply("queued");
-      await agent.waitFor((e) => aboutQueued(e) && e.data["status"] === "sending");
-      const revoked = await post(`${server.base}${B}/send_xml`, revokeXml("oQueued"));
-      assert.equal(revoked.status, 200, revoked.text);
-      const told = agent.messages().length;
+    await withBridge(
+      store,
+      { appId: "wxqueued", agentId: AGENT },
+      async ({ server, fake, agent, gate }) => {
+        const res = await post(
+          `${server.base}${B}/send_xml`,
+          textXml("oQueued", "gh", "hi", "8830001"),
+        );
+        assert.equal(`${res.status} ${res.text}`, "200 success");
+        await agent.waitFor((e) => e.data["id"] === "8830001");
+        const reply = (clientId: string) =>
+          fetch(`${server.base}${B}/send?userid=${AGENT}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              data: {
+                msg_type: "text",
+                contact_id: "oQueued",
+                client_id: clientId,
+                msg: { content: clientId },
+              },
+            }),
+          });
+        // The first reply is at WeChat, unanswered; the second waits its turn behind it.
+        const held = gate.holdNext();
+        const first = reply("first");
+        await held;
+        const queued = reply("queued");
+        await agent.waitFor((e) => aboutQueued(e) && e.data["status"] === "sending");
+        const revoked = await post(`${server.base}${B}/send_xml`, revokeXml("oQueued"));
+        assert.equal(revoked.status, 200, revoked.text);
+        const told = agent.messages().length;
 
-      gate.release();
-      assert.equal((await first).status, 200);
-      const answer = await queued;
-      const body = await answer.json();
-      assert.equal(answer.status, 410, JSON.stringify(body));
-      assert.match(body.result.message, /Not sent: .*revoked its authorization/);
-      assert.equal(body.data.client_id, "queued");
-      // Nothing more went to WeChat for the follower, now or later.
-      await new Promise((r) => setTimeout(r, 300));
-      assert.deepEqual(
-        fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
-        ["first"],
-      );
-      assert.deepEqual(agent.messages().slice(told).filter(aboutQueued), [], "told nothing");
-    } finally {
-      gate.release();
-      await agent.close();
-      await server.close();
-      await fake.close();
-      await store.flush?.();
-    }
+        gate.release();
+        assert.equal((await first).status, 200);
+        const answer = await queued;
+        const body = await answer.json();
+        assert.equal(answer.status, 410, JSON.stringify(body));
+        assert.match(body.result.message, /Not sent: .*revoked its authorization/);
+        assert.equal(body.data.client_id, "queued");
+        // Nothing more went to WeChat for the follower, now or later.
+        await new Promise((r) => setTimeout(r, 300));
+        assert.deepEqual(
+          fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+          ["first"],
+        );
+        assert.deepEqual(agent.messages().slice(told).filter(aboutQueued), [], "told nothing");
+      },
+    );
   });
 }
 
@@ -96,59 +79,47 @@ for (const store of stores) {
       { hostname: "127.0.0.1", port: 0, onListen() {} },
       () => new Response(PNG, { headers: { "content-type": "image/png" } }),
     );
-    const fake = await startFakeWechat({ appId: "wxqueued", secret: "s" });
-    const gate = createSendGate("/cgi-bin/media/upload");
-    const server = await startBridge({
-      env: {
-        ...store.env(),
-        WECHAT_APPID: "wxqueued",
-        WECHAT_SECRET: "s",
-        WECHAT_API_BASE: fake.url,
-        MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}`,
-      },
-      fetch: gate.fetch,
-    });
-    const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${AGENT}`);
     try {
-      await waitRouted(server, AGENT);
-      const res = await post(
-        `${server.base}${B}/send_xml`,
-        textXml("oUpload", "gh", "hi", "8840001"),
-      );
-      assert.equal(`${res.status} ${res.text}`, "200 success");
-      await agent.waitFor((e) => e.data["id"] === "8840001");
-      const held = gate.holdNext();
-      const answer = fetch(`${server.base}${B}/send?userid=${AGENT}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          data: {
-            msg_type: "image",
-            contact_id: "oUpload",
-            client_id: "queued",
-            msg: { media_url: `http://127.0.0.1:${files.addr.port}/pic.png` },
-          },
-        }),
-      });
-      await held;
-      const revoked = await post(`${server.base}${B}/send_xml`, revokeXml("oUpload"));
-      assert.equal(revoked.status, 200, revoked.text);
-      const told = agent.messages().length;
+      await withBridge(store, {
+        appId: "wxqueued",
+        agentId: AGENT,
+        gatePath: "/cgi-bin/media/upload",
+        env: { MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}` },
+      }, async ({ server, fake, agent, gate }) => {
+        const res = await post(
+          `${server.base}${B}/send_xml`,
+          textXml("oUpload", "gh", "hi", "8840001"),
+        );
+        assert.equal(`${res.status} ${res.text}`, "200 success");
+        await agent.waitFor((e) => e.data["id"] === "8840001");
+        const held = gate.holdNext();
+        const answer = fetch(`${server.base}${B}/send?userid=${AGENT}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            data: {
+              msg_type: "image",
+              contact_id: "oUpload",
+              client_id: "queued",
+              msg: { media_url: `http://127.0.0.1:${files.addr.port}/pic.png` },
+            },
+          }),
+        });
+        await held;
+        const revoked = await post(`${server.base}${B}/send_xml`, revokeXml("oUpload"));
+        assert.equal(revoked.status, 200, revoked.text);
+        const told = agent.messages().length;
 
-      gate.release();
-      const res410 = await answer;
-      const body = await res410.json();
-      assert.equal(res410.status, 410, JSON.stringify(body));
-      await new Promise((r) => setTimeout(r, 300));
-      assert.deepEqual(fake.sent, [], "nothing sent");
-      assert.deepEqual(agent.messages().slice(told).filter(aboutQueued), [], "told nothing");
+        gate.release();
+        const res410 = await answer;
+        const body = await res410.json();
+        assert.equal(res410.status, 410, JSON.stringify(body));
+        await new Promise((r) => setTimeout(r, 300));
+        assert.deepEqual(fake.sent, [], "nothing sent");
+        assert.deepEqual(agent.messages().slice(told).filter(aboutQueued), [], "told nothing");
+      });
     } finally {
-      gate.release();
-      await agent.close();
-      await server.close();
-      await fake.close();
       await files.shutdown();
-      await store.flush?.();
     }
   });
 }

@@ -6,11 +6,10 @@
 // SQLite across a `kill -9`.
 
 import assert from "node:assert/strict";
-import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { killBridge, spawnBridge, waitReady } from "../helpers/spawn.ts";
-import { createSendGate, everyStore, SEND } from "./_reply_env.ts";
+import { everyStore, type ReplySetup, SEND, type StoreCase, withBridge } from "./_reply_env.ts";
 
 const B = "/im_component/wx_official_account";
 const AGENT = "qa";
@@ -18,40 +17,9 @@ const AGENT = "qa";
  * a Redis key prefix of its own). */
 const stores = await everyStore("refused");
 
-interface Setup {
-  server: TestBridge;
-  fake: FakeWechat;
-  agent: TestAgent;
-  gate: ReturnType<typeof createSendGate>;
-}
-
-async function withBridge(
-  store: (typeof stores)[number],
-  fn: (s: Setup) => Promise<void>,
-): Promise<void> {
-  const fake = await startFakeWechat({ appId: "wxrefused", secret: "s" });
-  const gate = createSendGate();
-  const server = await startBridge({
-    env: {
-      ...store.env(),
-      WECHAT_APPID: "wxrefused",
-      WECHAT_SECRET: "s",
-      WECHAT_API_BASE: fake.url,
-    },
-    fetch: gate.fetch,
-  });
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=${AGENT}`);
-  try {
-    await waitRouted(server, AGENT);
-    await fn({ server, fake, agent, gate });
-  } finally {
-    gate.release();
-    await agent.close();
-    await server.close();
-    await fake.close();
-    await store.flush?.();
-  }
-}
+/** A bridge on `store` with agent qa online (see withBridge). */
+const withRefusedBridge = (store: StoreCase, fn: (s: ReplySetup) => Promise<void>) =>
+  withBridge(store, { appId: "wxrefused", agentId: AGENT }, fn);
 
 let msgIds = 8_810_000;
 
@@ -107,7 +75,7 @@ function assertSent(outcome: Received, what: string): void {
 
 for (const store of stores) {
   Deno.test(`refused replies give WeChat's quota back: 5 refused, then 5 sent (${store.name})`, async (t) => {
-    await withBridge(store, async ({ server, fake, agent }) => {
+    await withRefusedBridge(store, async ({ server, fake, agent }) => {
       const follower = "oRefused";
       await followerWrites(server.base, agent, follower);
       assertSent(await reply(agent, follower, "first"), "the first reply");
@@ -143,7 +111,7 @@ for (const store of stores) {
   });
 
   Deno.test(`a token refused once, then accepted, counts once (${store.name})`, async () => {
-    await withBridge(store, async ({ server, fake, agent }) => {
+    await withRefusedBridge(store, async ({ server, fake, agent }) => {
       const follower = "oToken";
       await followerWrites(server.base, agent, follower);
       fake.failNext(SEND, 40001, "invalid credential");
@@ -153,7 +121,7 @@ for (const store of stores) {
   });
 
   Deno.test(`a reply whose outcome is unknown keeps its count (${store.name})`, async (t) => {
-    await withBridge(store, async ({ server, fake, agent }) => {
+    await withRefusedBridge(store, async ({ server, fake, agent }) => {
       const follower = "oUnknown";
       await followerWrites(server.base, agent, follower);
       const cases: Array<{ kind: string; fail: () => void; errcode: number }> = [
@@ -190,7 +158,7 @@ for (const store of stores) {
   });
 
   Deno.test(`a refusal after the follower wrote again gives nothing back (${store.name})`, async () => {
-    await withBridge(store, async ({ server, fake, agent, gate }) => {
+    await withRefusedBridge(store, async ({ server, fake, agent, gate }) => {
       const follower = "oLate";
       await followerWrites(server.base, agent, follower);
       fake.failNext(SEND, 40003, "invalid openid");
@@ -231,7 +199,7 @@ Deno.test("a reply whose upload failed never reached WeChat's send: it is given 
     env: () => ({ STORE: "memory", MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}` }),
   };
   try {
-    await withBridge(store, async ({ server, fake, agent }) => {
+    await withRefusedBridge(store, async ({ server, fake, agent }) => {
       const follower = "oUpload";
       await followerWrites(server.base, agent, follower);
       // The first try and the client's 3 retries: no answer from WeChat, but no send either.
