@@ -289,6 +289,22 @@ Deno.test("Senparc's follower events: 102 to the follower's agent, no window ope
     assert.equal(got!.data.msg?.["friend_user_name"], "FriendUser");
     assert.equal(got!.data.msg?.["is_give_by_friend"], "1");
   });
+  await t.step("WifiConnected names the shop WeChat sends it in, PlaceId", async () => {
+    // wechatpy reads the same tag as the shop (WiFiConnectedEvent.shop_id = PlaceId).
+    for (const name of ["senparc/wifi_connected", "wechatpy/wifi_connected"]) {
+      const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
+      const agent = await connectRoutedAgent(server, "wifi-agent");
+      try {
+        await postSigned(server, await fixture(`${name}.xml`));
+        const e = await agent.waitFor((e) => e.data.msg?.["event"] === "WifiConnected");
+        const shop = name.startsWith("senparc") ? "PlaceId" : "1234";
+        assert.equal(e.data.msg?.["text"], `FromUser 连接了门店 Wi-Fi（门店 ${shop}）`, name);
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    }
+  });
   await t.step("view_miniprogram keeps its page and menu", async () => {
     const { got, server } = await deliver("view_miniprogram");
     await server.close();
@@ -322,6 +338,29 @@ Deno.test("Senparc's reports bind nobody and reach the agents as notices", async
       }
     });
   }
+  await t.step(
+    "card_not_pass_check: the reason when WeChat gives one, no dangling colon",
+    async () => {
+      const { got, server } = await deliver("card_not_pass_check");
+      await server.close();
+      assert.equal(got!.data.msg?.["text"], "卡券 cardid 未通过审核");
+      // WeChat's current card doc adds <RefuseReason>: the same sample with it.
+      const withReason = (await fixture("senparc/card_not_pass_check.xml")).replace(
+        "</xml>",
+        "<RefuseReason><![CDATA[非法代制]]></RefuseReason></xml>",
+      );
+      const again = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
+      const agent = await connectRoutedAgent(again, "card-agent");
+      try {
+        await postSigned(again, withReason);
+        const e = await agent.waitFor((e) => e.data.msg?.["event"] === "card_not_pass_check");
+        assert.equal(e.data.msg?.["text"], "卡券 cardid 未通过审核：非法代制");
+      } finally {
+        await agent.close();
+        await again.close();
+      }
+    },
+  );
   await t.step("the mass-send counts are numbers", async () => {
     const { got, server } = await deliver("mass_send_job_finish");
     await server.close();
