@@ -305,6 +305,28 @@ Deno.test("Senparc's follower events: 102 to the follower's agent, no window ope
       }
     }
   });
+  await t.step(
+    "ShakearoundUserShake: the beacons around are a list, of two or of one",
+    async () => {
+      const two = await fixture("senparc/shakearound_user_shake.xml");
+      // The same shake with one beacon around (WeChat repeats <AroundBeacon> once per beacon).
+      const one = two.replace(/<AroundBeacon>[\s\S]*?<\/AroundBeacon>\s*/, "");
+      for (const [xml, distances] of [[two, ["166.816", "15.013"]], [one, ["15.013"]]] as const) {
+        const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
+        const agent = await connectRoutedAgent(server, "shake-agent");
+        try {
+          await postSigned(server, xml);
+          const e = await agent.waitFor((e) => e.data.msg?.["event"] === "ShakearoundUserShake");
+          const around = e.data.msg?.["around_beacons"] as Array<Record<string, unknown>>;
+          assert.ok(Array.isArray(around), JSON.stringify(around));
+          assert.deepEqual(around.map((b) => b["distance"]), distances);
+        } finally {
+          await agent.close();
+          await server.close();
+        }
+      }
+    },
+  );
   await t.step("view_miniprogram keeps its page and menu", async () => {
     const { got, server } = await deliver("view_miniprogram");
     await server.close();
