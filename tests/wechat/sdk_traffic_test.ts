@@ -200,6 +200,39 @@ Deno.test("a real follower's callbacks (chanxuehong/wechat), signed, reach one a
   }
 });
 
+Deno.test("WeChat gets success before the follower's picture is fetched", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  const asked: string[] = [];
+  // WeChat's CDN answers only once the webhook has answered: a webhook that waited for the
+  // picture would never answer, and the test would time out.
+  const slowCdn: typeof fetch = async (input) => {
+    asked.push(input instanceof Request ? input.url : String(input));
+    await held;
+    return new Response("not here", { status: 404 });
+  };
+  const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN }, fetch: slowCdn });
+  const agent = await connectRoutedAgent(server, "slow-agent");
+  try {
+    const xml = await fixture("chanxuehong/image.xml");
+    // Bounded, so that a webhook waiting for the picture fails the test rather than hangs it.
+    const res = await fetch(`${server.base}${B}/send_xml?${signedQuery(FOLLOWER)}`, {
+      method: "POST",
+      body: xml,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(await res.text(), "success");
+    release();
+    const e = await agent.waitFor((e) => e.data["id"] === "6260957742576110634");
+    assert.match(e.data.msg?.["error"] as string, /PicUrl fallback failed/);
+    assert.equal(asked.length, 1);
+  } finally {
+    release();
+    await agent.close();
+    await server.close();
+  }
+});
+
 Deno.test("the reply window: a LOCATION report opens none, a QR follow opens the event one", async (t) => {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN }, fetch: offline([]) });
   const agent = await connectRoutedAgent(server, "window-agent");
@@ -546,6 +579,20 @@ Deno.test("easywechat's signed safe-mode samples, posted with their own signatur
       } finally {
         await agent.close();
         await server.close();
+      }
+    });
+  }
+});
+
+Deno.test("wechat-crypto (node-webot) opens every public vector and signs it the same", async (t) => {
+  for (const v of [...vectors.encrypt, ...vectors.decrypt]) {
+    await t.step(v.id, () => {
+      // Its constructor wants a token even where the vector signs nothing.
+      const cryptor = new WXBizMsgCrypt(v.token ?? "unused", v.aes_key, v.appid);
+      const opened = cryptor.decrypt(v.encrypt);
+      assert.deepEqual([opened.message, opened.id], [v.plaintext, v.appid]);
+      if (v.msg_signature !== undefined) {
+        assert.equal(cryptor.getSignature(v.timestamp!, v.nonce!, v.encrypt), v.msg_signature);
       }
     });
   }
