@@ -306,6 +306,9 @@ Deno.test("Senparc's follower events: 102 to the follower's agent, no window ope
         assert.match(got.data.msg?.["text"] as string, text);
         const createTime = /<CreateTime>(\d+)/.exec(xml)![1];
         assert.equal(got.data["send_time"], Number(createTime));
+        // submit_membercard_user_info has a space before its CDATA: the account is trimmed.
+        const account = /<ToUserName>\s*<!\[CDATA\[([^\]]*)/.exec(xml)![1];
+        assert.equal(got.data["account"], account);
         const contact = (await server.store.getContact(follower))!;
         assert.equal(contact.agent_id, "sp-agent");
         assert.equal(contact.last_inbound_at, 0, "WeChat opens no reply window for it");
