@@ -126,8 +126,11 @@ export function describeEvent(who: string, event: string, f: Fields): string {
       return `${who} 的会员卡 ${str(f["card_id"])} 积分或余额有变动`;
     case "card_pass_check":
       return `卡券 ${str(f["card_id"])} 已通过审核`;
-    case "card_not_pass_check":
-      return `卡券 ${str(f["card_id"])} 未通过审核：${str(f["refuse_reason"])}`;
+    case "card_not_pass_check": {
+      // The card docs' own sample has no RefuseReason: no reason, no colon before nothing.
+      const reason = str(f["refuse_reason"]);
+      return `卡券 ${str(f["card_id"])} 未通过审核${reason ? `：${reason}` : ""}`;
+    }
     case "card_sku_remind":
       return `卡券 ${str(f["card_id"])} 库存不足：${str(f["detail"])}`;
     case "card_pay_order":
@@ -152,8 +155,11 @@ export function describeEvent(who: string, event: string, f: Fields): string {
       return `${who} 下了订单 ${str(f["order_id"])}（商品 ${str(f["product_id"])}）`;
     case "ShakearoundUserShake":
       return `${who} 摇了摇周边设备`;
-    case "WifiConnected":
-      return `${who} 连接了门店 Wi-Fi（门店 ${str(f["shop_id"])}）`;
+    case "WifiConnected": {
+      // WeChat names the shop in <PlaceId> (its sample, wechatpy's shop_id); ShopId as a fallback.
+      const shop = str(f["place_id"]) || str(f["shop_id"]);
+      return `${who} 连接了门店 Wi-Fi${shop ? `（门店 ${shop}）` : ""}`;
+    }
     case "user_scan_product":
     case "user_scan_product_enter_session":
       return `${who} 扫描了商品 ${str(f["key_str"])}`;

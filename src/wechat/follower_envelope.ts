@@ -76,6 +76,12 @@ function contentOf(m: FollowerMessage): Record<string, unknown> | undefined {
   }
 }
 
+/** `<Event>` of a message whose type the bridge does not know, as `wechat_event`. */
+function wechatEventOf(m: FollowerMessage): { wechat_event?: string } {
+  const event = textOf(m.xml, "Event")?.trim();
+  return event ? { wechat_event: event } : {};
+}
+
 /** The envelope an agent receives for a follower's message or event. */
 export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext): Envelope {
   const sendTime = parseSendTime(m.createTime, ctx.receivedAt);
@@ -106,6 +112,8 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
       msg_type: m.msgType,
       content: joinedTextOf(m.xml, "Content") ?? "",
       ...fields,
+      // `event` says unknown_type: WeChat's own <Event> (device_event's bind) is kept beside it.
+      ...wechatEventOf(m),
       text: `${ctx.name} 发来一条暂不支持的 ${m.msgType} 类型消息`,
     };
   msg["follower_id"] = m.from;

@@ -5,12 +5,11 @@
 // MsgIds exceed 2^53 and `00123` must stay `00123`.
 
 import { XMLParser, XMLValidator } from "fast-xml-parser";
-import { scanPlainXml, type WechatXml } from "./xml_scan.ts";
+import { REPEATED_TAGS, scanPlainXml, type WechatXml } from "./xml_scan.ts";
 
 export type { WechatXml };
 
 const MAX_DEPTH = 8;
-const REPEATED_TAGS = new Set(["item", "List"]);
 const CDATA = "__cdata";
 
 /** A parsed node with CDATA folded in: an element of text and CDATA only is the CDATA. */
@@ -124,8 +123,7 @@ export function createXmlReader(
     maxNestedTags: MAX_DEPTH,
     // No callback of ours reads the path: building it as a string per tag cost a third of parsing.
     jPath: false,
-    // WeChat's repeated elements (`<item>` in SendPicsInfo and mass-send results, `<List>` in
-    // subscribe-message events) are lists even when there is one.
+    // WeChat's repeated elements are lists even when there is one.
     isArray: (tagName: string) => REPEATED_TAGS.has(tagName),
     // CDATA apart from the text around it: `<EventKey>\n  <![CDATA[x]]>\n</EventKey>` is "x".
     cdataPropName: CDATA,

@@ -10,8 +10,10 @@ export interface WechatXml {
 
 /** Deeper than this goes to the full parser, which refuses past its own limit. */
 const MAX_DEPTH = 6;
-/** WeChat's repeated elements: lists even when there is one (as the full parser is told). */
-const REPEATED_TAGS = new Set(["item", "List"]);
+/** WeChat's repeated elements, lists even when there is one (both parsers read this set):
+ * `<item>` in SendPicsInfo and mass-send results, `<List>` in subscribe-message events,
+ * `<AroundBeacon>` in ShakearoundUserShake. */
+export const REPEATED_TAGS: ReadonlySet<string> = new Set(["item", "List", "AroundBeacon"]);
 /** A tag name this path takes: ASCII letters, digits and `_`. */
 const PLAIN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The folded text of a `<A>…</A>` whose end this path could not read: the full parser decides. */

@@ -29,11 +29,22 @@ export interface MessageVector {
 /** An encrypt vector: a message vector with its random bytes. */
 export type EncryptVector = MessageVector & { random: string };
 
+/** A msg_signature over a published ciphertext whose key was not published. */
+export interface MsgSignatureVector {
+  id: string;
+  token: string;
+  timestamp: string;
+  nonce: string;
+  encrypt: string;
+  msg_signature: string;
+}
+
 /** The vector file. */
 export const vectors: {
   signature: SignatureVector[];
   encrypt: EncryptVector[];
   decrypt: MessageVector[];
+  msg_signature: MsgSignatureVector[];
 } = JSON.parse(
   await Deno.readTextFile(new URL("../fixtures/wechat/vectors.json", import.meta.url)),
 );

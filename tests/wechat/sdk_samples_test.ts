@@ -112,6 +112,25 @@ Deno.test("wechatpy's parser samples reach the agent typed as SPEC's table says"
       );
       assert.equal(e.data["account"], "toUser");
     });
+    await t.step(
+      "device_text, a type the bridge does not take: a 102 with its content",
+      async () => {
+        const e = await replay("device_text");
+        assert.equal(e.result.code, 102);
+        assert.equal(e.data.msg?.["event"], "unknown_type");
+        assert.equal(e.data.msg?.["msg_type"], "device_text");
+        assert.equal(e.data.msg?.["content"], "MTIz");
+        assert.equal(e.data.msg?.["device_id"], "123");
+      },
+    );
+    await t.step("device_event keeps WeChat's Event (bind) beside unknown_type", async () => {
+      const e = await replay("device_event");
+      assert.equal(e.result.code, 102);
+      assert.equal(e.data.msg?.["event"], "unknown_type");
+      assert.equal(e.data.msg?.["msg_type"], "device_event");
+      assert.equal(e.data.msg?.["wechat_event"], "bind");
+      assert.match(e.data.msg?.["text"] as string, /device_event/);
+    });
     await t.step("a MsgType nobody knows (notsure): a 102 naming it", async () => {
       const e = await replay("unknown_message");
       assert.equal(e.result.code, 102);

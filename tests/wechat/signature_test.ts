@@ -5,10 +5,10 @@ import {
   verifyMessageSignature,
   verifyRequestSignature,
 } from "../../src/wechat/signature.ts";
-import { type MessageVector, vectors } from "./_vectors.ts";
+import { type MessageVector, type MsgSignatureVector, vectors } from "./_vectors.ts";
 
-const signedMessages = [...vectors.encrypt, ...vectors.decrypt].filter(
-  (v): v is MessageVector & {
+const signedMessages = [...vectors.encrypt, ...vectors.decrypt, ...vectors.msg_signature].filter(
+  (v): v is (MessageVector | MsgSignatureVector) & {
     token: string;
     timestamp: string;
     nonce: string;
