@@ -160,7 +160,8 @@ const state = {
   renames: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
-  /** The open conversation, while it stays in the filter it matched (pinCurrent). */
+  /** The open conversation and the filters it matched while open, where it stays (pinCurrent):
+   * {id, filters: Set} */
   pinned: null,
   /** Followers this console asked to claim, until the bridge answers */
   taking: new Set(),
@@ -2384,8 +2385,7 @@ function sortedContacts() {
       matchesFilter(c) && !state.transferred.has(c.contact_id) &&
       (c.kind === "agent"
         ? state.triage === "all"
-        : (c.contact_id === state.pinned && c.contact_id === state.current) ||
-          matchesTriage(c, state.triage, userid, now))
+        : isPinnedHere(c.contact_id) || matchesTriage(c, state.triage, userid, now))
     )
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
@@ -2396,8 +2396,22 @@ function sortedContacts() {
 /** The open conversation stays in the filter it was opened in until the agent leaves it: read
  * (under Unread) it left the list at once, and Alt+↓ from nowhere in it went back to the top. */
 function pinCurrent() {
-  const c = state.current ? state.contacts.get(state.current) : null;
-  state.pinned = c && matchesTriage(c, state.triage, userid, nowS()) ? state.current : null;
+  const id = state.current;
+  const c = id ? state.contacts.get(id) : null;
+  if (!c) {
+    state.pinned = null;
+    return;
+  }
+  // Every filter it matched while open keeps it: pinned only in the last one, a look at
+  // Closed and back to Unread lost the conversation still being read.
+  if (state.pinned?.id !== id) state.pinned = { id, filters: new Set() };
+  if (matchesTriage(c, state.triage, userid, nowS())) state.pinned.filters.add(state.triage);
+}
+
+/** Whether the open conversation stays in the list under the current filter (pinCurrent). */
+function isPinnedHere(contactId) {
+  const pin = state.pinned;
+  return pin?.id === contactId && contactId === state.current && pin.filters.has(state.triage);
 }
 
 function renderContacts() {
