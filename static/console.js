@@ -276,6 +276,7 @@ const el = {
   convQuota: byId("conv-quota"),
   panelButton: byId("panel-button"),
   newPill: byId("new-pill"),
+  latest: byId("latest-button"),
   composerTools: byId("composer-tools"),
   composerReason: byId("composer-reason"),
   modeReply: byId("mode-reply"),
@@ -3333,6 +3334,30 @@ function renderNewPill(c, length) {
   el.newPill.textContent = pending > 1
     ? t("conv.newMessagesN", { n: pending })
     : t("conv.newMessages");
+  renderLatestButton(c, length);
+}
+
+/** "Jump to latest": the view is away from the newest message (a search hit, scrolled back),
+ * and no pill already offers the way down. */
+function renderLatestButton(c, length) {
+  const box = el.messages;
+  const away = Boolean(c?.win) &&
+    (c.win.end < length || box.scrollHeight - box.scrollTop - box.clientHeight >
+        box.clientHeight / 2);
+  el.latest.hidden = !away || !el.newPill.hidden;
+}
+
+/** Shows the newest message, at the bottom, with the window drawn anew around it. */
+function jumpToLatest() {
+  const c = state.current ? conv(state.current) : null;
+  if (c) {
+    c.win = null;
+    c.highlight = null;
+  }
+  renderMessagesNow({ toBottom: true });
+  // The focus leaves the button, hidden now; on a phone, not for a keyboard over the messages.
+  if (!isNarrow() && !el.reply.disabled && !el.composer.hidden) el.reply.focus();
+  else el.messages.focus({ preventScroll: true });
 }
 
 function slideOlder(c) {
@@ -3356,6 +3381,7 @@ function noteUserScroll() {
 function onMessagesScroll() {
   const c = state.current && state.current !== SYSTEM_ID ? conv(state.current) : null;
   if (!c?.win) return;
+  renderLatestButton(c, sortedMessages(c).length);
   if (performance.now() - userScrollAt > 1000) return;
   const box = el.messages;
   const length = sortedMessages(c).length;
@@ -3681,15 +3707,8 @@ function init() {
   });
   el.settingsButton.addEventListener("click", () => openDialog("settings"));
   el.helpButton.addEventListener("click", () => openDialog("help"));
-  el.newPill.addEventListener("click", () => {
-    const c = state.current ? conv(state.current) : null;
-    if (c) {
-      c.win = null;
-      c.highlight = null;
-    }
-    renderMessagesNow({ toBottom: true });
-    el.reply.focus();
-  });
+  el.newPill.addEventListener("click", jumpToLatest);
+  el.latest.addEventListener("click", jumpToLatest);
   el.messages.addEventListener("scroll", onMessagesScroll, { passive: true });
   for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
     el.messages.addEventListener(type, noteUserScroll, { passive: true });

@@ -4,9 +4,18 @@
 // upload raised "New messages ↓" with nothing new; and leaving with a failed upload, its file
 // only in this page, did not ask first.
 
+import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
-import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import {
+  B,
+  browserTest,
+  followerXml,
+  openConsole,
+  openPage,
+  postFollowerMessage,
+  screenshot,
+} from "./browser.ts";
 
 const AGENT = "agentA";
 
@@ -61,3 +70,69 @@ browserTest(
     }
   },
 );
+
+async function postMany(base: string, follower: string, count: number): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${base}${B}/send_xml`, {
+      method: "POST",
+      headers: { "content-type": "text/xml" },
+      body: followerXml(follower, {
+        MsgType: "text",
+        Content: `第 ${i} 条`,
+        CreateTime: now - count + i,
+      }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
+/** Pixels between the bottom of the conversation's view and the end of what it holds. */
+const bottomGap = `(() => { const b = document.querySelector("#messages");
+  return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
+
+browserTest("from a search hit far back, Jump to latest goes to the newest", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    // More than the page keeps drawn (200): the newest is out of the window at the hit.
+    await postMany(server.base, "oFar", 260);
+    await postFollowerMessage(server.base, "oNear", { MsgType: "text", Content: "在吗" });
+    await page.reload();
+    await page.locator('#conn[data-state="connected"]').waitFor();
+    await page.locator('.contact[data-contact-id="oNear"]').click();
+    await page.keyboard.press("Control+k");
+    await page.locator("#search-input:focus").waitFor();
+    await page.keyboard.type("第 5 条");
+    await page.keyboard.press("Enter");
+    await page.locator("#dialog-mount button", { hasText: "第 5 条" }).first().click();
+    await page.locator("#messages .msg.highlight", { hasText: "第 5 条" }).waitFor();
+    const latest = page.getByRole("button", { name: "Jump to latest" });
+    await latest.waitFor();
+    // Nothing new came: it is not the new-messages pill.
+    assert.equal(await page.locator("#new-pill").isVisible(), false);
+    await screenshot(page, "console-laptop-jump-to-latest");
+
+    await t.step("a click shows the newest message at the bottom", async () => {
+      await latest.click();
+      await page.locator(".msg.in", { hasText: "第 259 条" }).waitFor();
+      await page.waitForFunction(`${bottomGap} < 40`);
+      await latest.waitFor({ state: "hidden" });
+      assert.equal(await page.locator("#messages .msg.highlight").count(), 0);
+      // The agent answers what was written last.
+      assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
+    });
+
+    await t.step("scrolled up by hand, it comes back", async () => {
+      await page.locator("#messages").hover();
+      await page.mouse.wheel(0, -3000);
+      await latest.waitFor();
+      await latest.click();
+      await page.waitForFunction(`${bottomGap} < 40`);
+      await latest.waitFor({ state: "hidden" });
+    });
+  } finally {
+    await server.close();
+  }
+});
