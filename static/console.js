@@ -2237,7 +2237,11 @@ function discardUpload(contactId, msg) {
   if (!up || !["uploading", "failed"].includes(msg.status)) return;
   up.canceled = true;
   up.xhr?.abort();
-  removeMessage(conv(contactId), msg);
+  const c = conv(contactId);
+  // Counted among the messages seen, it would make the next new one read as seen already.
+  const at = sortedMessages(c).indexOf(msg);
+  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
+  removeMessage(c, msg);
   if (msg.display) URL.revokeObjectURL(msg.display);
   if (state.current === contactId) renderMessages();
   if (state.current === contactId && !isNarrow()) el.reply.focus();

@@ -4,6 +4,7 @@
 // upload raised "New messages ↓" with nothing new; and leaving with a failed upload, its file
 // only in this page, did not ask first.
 
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
@@ -11,6 +12,7 @@ import {
   B,
   browserTest,
   followerXml,
+  makePng,
   openConsole,
   openPage,
   postFollowerMessage,
@@ -131,6 +133,55 @@ browserTest("from a search hit far back, Jump to latest goes to the newest", asy
       await latest.click();
       await page.waitForFunction(`${bottomGap} < 40`);
       await latest.waitFor({ state: "hidden" });
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("a cancelled upload is no new message, nor does it hide one", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postMany(server.base, "oPic", 40);
+    await page.locator('.contact[data-contact-id="oPic"]').click();
+    await page.locator(".msg.in", { hasText: "第 39 条" }).waitFor();
+    // The upload is held: a slow network, the picture on its way.
+    await page.route(`**${B}/upload?*`, () => {});
+    await page.locator("#attach-input").setInputFiles({
+      name: "size-chart.png",
+      mimeType: "image/png",
+      buffer: Buffer.from(await makePng(600, 400)),
+    });
+    const uploading = page.locator('.msg.out[data-status="uploading"]');
+    await uploading.waitFor();
+    // The follower writes on while it uploads; the agent reads it all.
+    for (const text of ["尺码表呢", "我要L码", "黑色", "多久到", "谢谢"]) {
+      await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: text });
+      await page.locator(".msg.in", { hasText: text }).waitFor();
+    }
+    await page.waitForFunction(`${bottomGap} < 40`);
+
+    await t.step("cancelled, nothing is new", async () => {
+      // Back up to the picture, then its Cancel.
+      await page.locator("#messages").hover();
+      await page.mouse.wheel(0, -300);
+      await uploading.getByRole("button", { name: "Cancel" }).click();
+      await uploading.waitFor({ state: "detached" });
+      await page.evaluate(
+        "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))",
+      );
+      assert.equal(await page.locator("#new-pill").isVisible(), false);
+    });
+
+    await t.step("what the follower writes next is announced", async () => {
+      await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "还在吗" });
+      // Below the view the agent scrolled to: the pill says so, once.
+      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor({ timeout: 3000 });
+      await page.locator("#new-pill").click();
+      await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
+      await page.waitForFunction(`${bottomGap} < 40`);
     });
   } finally {
     await server.close();
