@@ -2073,11 +2073,15 @@ async function attachFiles(files) {
   if (state.current === contactId) renderMessages({ toBottom: true });
 }
 
-/** Whether a file chosen for a reply is still on its way to the bridge (or waiting its turn). */
+/** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
+ * its turn), or failed and neither retried nor removed (leaving loses it as surely). */
 function uploadsUnderway() {
   for (const c of state.convs.values()) {
     for (const msg of c.byKey.values()) {
-      if (msg.status === "uploading" && msg.upload && !msg.upload.canceled) return true;
+      if (!msg.upload || msg.upload.canceled) continue;
+      if (msg.status === "uploading" || (msg.status === "failed" && msg.failure?.upload)) {
+        return true;
+      }
     }
   }
   return false;
@@ -3734,7 +3738,7 @@ function init() {
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
     // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading: it is only in this page until the bridge has it.
+    // still uploading, or failed and kept for a retry: it is only in this page.
     if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");

@@ -187,3 +187,64 @@ browserTest("a cancelled upload is no new message, nor does it hide one", async 
     await server.close();
   }
 });
+
+browserTest(
+  "leaving with a failed upload not yet retried or removed asks first",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "发张图给我" });
+      // A click: Chrome asks before leaving only a page the agent has used.
+      await page.locator('.contact[data-contact-id="oPic"]').click();
+      await page.locator(".msg.in", { hasText: "发张图给我" }).waitFor();
+      // The network drops the upload: the file is only in this page now.
+      await page.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
+      await page.locator("#attach-input").setInputFiles({
+        name: "size-chart.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "size-chart.png" });
+      await failed.getByRole("button", { name: "Remove" }).waitFor();
+
+      await t.step("removed, the page closes without a word", async () => {
+        // Not this page's: a second one, the same failure, removed.
+        const { page: other } = await openPage(browser);
+        await openConsole(other, server.base, "agentB");
+        await postFollowerMessage(server.base, "oPic2", { MsgType: "text", Content: "图呢" });
+        await other.locator('.contact[data-contact-id="oPic2"]').click();
+        await other.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
+        await other.locator("#attach-input").setInputFiles({
+          name: "menu.png",
+          mimeType: "image/png",
+          buffer: Buffer.from(await makePng(200, 120)),
+        });
+        const gone = other.locator('.msg.out[data-status="failed"]', { hasText: "menu.png" });
+        await gone.getByRole("button", { name: "Remove" }).click();
+        await gone.waitFor({ state: "detached" });
+        assert.equal(await leaving(other), "closed");
+      });
+
+      await t.step("not removed, it asks", async () => {
+        assert.equal(await leaving(page), "beforeunload");
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
+async function leaving(page: Page): Promise<string> {
+  const asked = new Promise<string>((resolve) =>
+    page.on("dialog", (dialog) => {
+      resolve(dialog.type());
+      dialog.dismiss();
+    })
+  );
+  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
+  await page.close({ runBeforeUnload: true });
+  return await Promise.race([asked, closed]);
+}
