@@ -2427,12 +2427,21 @@ function renderContacts() {
   schedule("contacts");
 }
 
+/** The next list render brings the open conversation's entry into the list's view. */
+let revealActive = false;
+
 function renderContactsNow() {
   // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
   // page body each time a message comes in.
   const focused = focusedListEntry();
   const items = sortedContacts().map(contactItem);
   el.contactList.replaceChildren(...items);
+  if (revealActive) {
+    revealActive = false;
+    // Opened from the reply box (Alt+↓), the focus stays there: the entry is not scrolled to
+    // by a focus, and down a long list the open one went out of the list's view.
+    el.contactList.querySelector(".contact.active")?.scrollIntoView({ block: "nearest" });
+  }
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
   el.contactsEmpty.textContent = state.filter || state.triage !== "all"
     ? t("list.noMatch")
@@ -2656,6 +2665,7 @@ function openContact(contactId) {
     autosize();
   }
   state.current = contactId;
+  revealActive = true;
   pinCurrent();
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;

@@ -1,0 +1,74 @@
+// The console over a whole shift, looked at once more as an agent works it: keyboard only,
+// through many conversations. Down a long list with Alt+↓ from the reply box, the conversation
+// opened went out of the list's view: nothing showed where in the queue the agent was.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startBridge } from "../helpers/server.ts";
+import { B, browserTest, followerXml, openConsole, openPage } from "./browser.ts";
+
+const AGENT = "agentA";
+
+/** Posts one text from each of `count` followers (oM00, oM01…), the later ones newer. */
+async function manyFollowers(base: string, count: number): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${base}${B}/send_xml`, {
+      method: "POST",
+      headers: { "content-type": "text/xml" },
+      body: followerXml(`oM${String(i).padStart(2, "0")}`, {
+        MsgType: "text",
+        Content: `问题 ${i}`,
+        CreateTime: now - count + i,
+      }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
+/** Whether the list's active entry is inside the list's visible part (an expression). */
+const activeInView = `(() => {
+  const active = document.querySelector("#contact-list .contact.active");
+  const scroller = active?.closest(".contact-scroll");
+  if (!active || !scroller) return false;
+  const a = active.getBoundingClientRect();
+  const s = scroller.getBoundingClientRect();
+  return a.top >= s.top - 1 && a.bottom <= s.bottom + 1;
+})()`;
+
+/** Waits until the open conversation's entry is in the list's view; failing, says so. */
+async function activeShows(page: Page): Promise<void> {
+  await page.waitForFunction(activeInView, undefined, { timeout: 3000 }).catch((error) => {
+    throw new Error("the open conversation is out of the list's view", { cause: error });
+  });
+}
+
+browserTest(
+  "down a long list with Alt+↓, the open conversation stays in view",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await manyFollowers(server.base, 40);
+      await page.locator('.contact[data-contact-id="oM00"]').waitFor();
+      await page.locator('.contact[data-contact-id="oM39"]').click();
+      await page.locator(".msg.in", { hasText: "问题 39" }).waitFor();
+      // From the reply box, one after the other, past the bottom of what the list shows.
+      for (let i = 38; i >= 20; i--) {
+        await page.keyboard.press("Alt+ArrowDown");
+        await page.locator(".msg.in", { hasText: `问题 ${i}` }).waitFor();
+      }
+      await page.locator('.contact.active[data-contact-id="oM20"]').waitFor();
+      assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
+      await activeShows(page);
+      // And back up to the top.
+      for (let i = 21; i <= 39; i++) await page.keyboard.press("Alt+ArrowUp");
+      await page.locator('.contact.active[data-contact-id="oM39"]').waitFor();
+      await page.locator(".msg.in", { hasText: "问题 39" }).waitFor();
+      await activeShows(page);
+    } finally {
+      await server.close();
+    }
+  },
+);
