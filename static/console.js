@@ -1214,8 +1214,11 @@ function onStorage(event) {
   }
   // Only the box's own kind: a note typed in another tab never shows in a reply box.
   const own = draftsOf(state.mode);
-  const id = own.contactOf(event.key);
-  if (!id || id !== state.current) return;
+  const id = own.contactOf(event.key) ?? draftsOf(state.mode === "note" ? "reply" : "note")
+    .contactOf(event.key);
+  // The list shows the other conversations' drafts.
+  if (id) renderContacts();
+  if (!id || id !== state.current || !own.contactOf(event.key)) return;
   setReplyText(own.get(id));
   autosize();
 }
@@ -2490,7 +2493,16 @@ function contactItem(contact) {
   const by = last?.direction === "out"
     ? (last.agent_id && last.agent_id !== userid ? `${last.agent_id}: ` : t("list.you"))
     : "";
-  const preview = last ? `${by}${last.preview ?? ""}` : "";
+  // A reply (or note) half typed here and left for another conversation says so, over what
+  // came since: covered by the follower's next message, it was forgotten.
+  const draft = state.current === contact.contact_id
+    ? ""
+    : (drafts.get(contact.contact_id) || noteDrafts.get(contact.contact_id)).trim();
+  const preview = draft
+    ? [h("span", { class: "draft-tag" }, t("list.draft")), draft.split("\n", 1)[0]]
+    : last
+    ? `${by}${last.preview ?? ""}`
+    : "";
   const closed = contact.status === "closed";
   return h(
     "li",

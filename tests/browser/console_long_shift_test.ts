@@ -1,11 +1,20 @@
 // The console over a whole shift, looked at once more as an agent works it: keyboard only,
 // through many conversations. Down a long list with Alt+↓ from the reply box, the conversation
-// opened went out of the list's view: nothing showed where in the queue the agent was.
+// opened went out of the list's view: nothing showed where in the queue the agent was; and a
+// reply half typed in one conversation left no trace in the list once the agent was pulled to
+// another, where the follower's next message covered it.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
-import { B, browserTest, followerXml, openConsole, openPage } from "./browser.ts";
+import {
+  B,
+  browserTest,
+  followerXml,
+  openConsole,
+  openPage,
+  postFollowerMessage,
+} from "./browser.ts";
 
 const AGENT = "agentA";
 
@@ -67,6 +76,44 @@ browserTest(
       await page.locator('.contact.active[data-contact-id="oM39"]').waitFor();
       await page.locator(".msg.in", { hasText: "问题 39" }).waitFor();
       await activeShows(page);
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a reply half typed in one conversation shows in the list while the agent is in another",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      for (const id of ["oX", "oY"]) {
+        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
+        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
+      }
+      const x = page.locator('.contact[data-contact-id="oX"]');
+      await x.click();
+      await page.locator("#reply").pressSequentially("还在查，稍等");
+      // Pulled away to the other conversation before sending.
+      await page.locator('.contact[data-contact-id="oY"]').click();
+      await page.locator(".msg.in", { hasText: "oY 你好" }).waitFor();
+
+      await t.step("the follower writes meanwhile: the draft still shows", async () => {
+        await postFollowerMessage(server.base, "oX", { MsgType: "text", Content: "有结果了吗" });
+        await x.locator(".unread", { hasText: "1" }).waitFor();
+        assert.equal(await x.locator(".contact-preview").innerText(), "Draft: 还在查，稍等");
+      });
+
+      await t.step("back, sent: the draft is gone from the list", async () => {
+        await x.click();
+        assert.equal(await page.locator("#reply").inputValue(), "还在查，稍等");
+        await page.keyboard.press("Enter");
+        await page.locator(".msg.out", { hasText: "还在查，稍等" }).waitFor();
+        await page.locator('.contact[data-contact-id="oY"]').click();
+        await x.locator(".contact-preview", { hasText: "You: 还在查，稍等" }).waitFor();
+      });
     } finally {
       await server.close();
     }
