@@ -3487,7 +3487,7 @@ function buildMessage(msg) {
         h(
           "span",
           { class: "status sending" },
-          conn.opened ? t("status.sending") : t("status.waitingConn"),
+          conn.opened && !conn.wentOffline ? t("status.sending") : t("status.waitingConn"),
         ),
       );
     } else if (status === "failed") {
@@ -3902,6 +3902,8 @@ function init() {
     // Nothing arrives without a network, open socket or not: the header says so.
     if (conn.opened) conn.wentOffline = true;
     setConn("offline");
+    // A reply on its way cannot go now, whatever the socket that has not closed yet says.
+    refreshPending();
   });
   document.addEventListener("visibilitychange", () => {
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {

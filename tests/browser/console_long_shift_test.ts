@@ -2,7 +2,8 @@
 // through many conversations. Down a long list with Alt+↓ from the reply box, the conversation
 // opened went out of the list's view: nothing showed where in the queue the agent was; and a
 // reply half typed in one conversation left no trace in the list once the agent was pulled to
-// another, where the follower's next message covered it.
+// another, where the follower's next message covered it; and a reply sent with the network
+// gone said "Sending…" under a header that said Offline.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -119,3 +120,38 @@ browserTest(
     }
   },
 );
+
+browserTest("a reply sent with the network gone waits for it, and says so", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "在吗" });
+    await page.locator('.contact[data-contact-id="oNet"]').click();
+    await page.locator("#reply").pressSequentially("在的，您");
+    // The network goes in the middle of typing; the agent types on and sends.
+    await context.setOffline(true);
+    await page.locator('#conn[data-state="offline"]').waitFor();
+    await page.keyboard.type("请说");
+    await page.keyboard.press("Enter");
+    const reply = page.locator(".msg.out", { hasText: "在的，您请说" });
+    // Not "Sending…" under a header that says Offline: nothing can go.
+    await reply.locator(".status", { hasText: "Waiting for connection…" }).waitFor({
+      timeout: 3000,
+    }).catch(async (error) => {
+      throw new Error(`the reply says ${await reply.locator(".status").innerText()}`, {
+        cause: error,
+      });
+    });
+    await context.setOffline(false);
+    await page.locator('#conn[data-state="connected"]').waitFor({ timeout: 30_000 });
+    await page.locator('.msg.out[data-status="sent"]', { hasText: "在的，您请说" }).waitFor();
+    const res = await fetch(`${server.base}${B}/history?userid=${AGENT}&contact_id=oNet`);
+    const sent = (await res.json()).messages.filter((m: { direction: string }) =>
+      m.direction === "out"
+    );
+    assert.equal(sent.length, 1, JSON.stringify(sent));
+  } finally {
+    await server.close();
+  }
+});
