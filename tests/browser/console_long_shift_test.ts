@@ -3,7 +3,8 @@
 // opened went out of the list's view: nothing showed where in the queue the agent was; and a
 // reply half typed in one conversation left no trace in the list once the agent was pulled to
 // another, where the follower's next message covered it; and a reply sent with the network
-// gone said "Sending…" under a header that said Offline.
+// gone said "Sending…" under a header that said Offline; and a search hit in a long message
+// showed the whole message from its start, the words found far down it, unmarked.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -15,6 +16,7 @@ import {
   openConsole,
   openPage,
   postFollowerMessage,
+  screenshot,
 } from "./browser.ts";
 
 const AGENT = "agentA";
@@ -151,6 +153,34 @@ browserTest("a reply sent with the network gone waits for it, and says so", asyn
       m.direction === "out"
     );
     assert.equal(sent.length, 1, JSON.stringify(sent));
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("a search hit in a long message shows where it matched", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    // A follower's long paragraph; the order number comes near its end.
+    const long = "我上周在你们店里买了一件外套，颜色和图片上的不一样，".repeat(30) +
+      "订单号 TB20261202 麻烦查一下，谢谢。";
+    await postFollowerMessage(server.base, "oPara", { MsgType: "text", Content: long });
+    await page.locator('.contact[data-contact-id="oPara"]').click();
+    await page.keyboard.press("Control+k");
+    await page.locator("#search-input:focus").waitFor();
+    await page.keyboard.type("tb20261202");
+    await page.keyboard.press("Enter");
+    const hit = page.locator("#search-panel .search-hit").first();
+    await hit.waitFor();
+    assert.equal(await hit.locator("mark").innerText(), "TB20261202");
+    const shown = await hit.locator("span").first().innerText();
+    assert.ok(shown.length < 200, `the hit shows ${shown.length} characters`);
+    assert.match(shown, /^…/);
+    await screenshot(page, "console-laptop-search-long-hit");
+    await hit.click();
+    await page.locator("#messages .msg.highlight", { hasText: "TB20261202" }).waitFor();
   } finally {
     await server.close();
   }
