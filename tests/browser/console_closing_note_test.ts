@@ -1,8 +1,9 @@
 // The defects the last session's closing note left open, each as an agent met it: the open
 // conversation kept in the Unread list (read, it stays until the agent leaves it) was lost after a
 // filter round trip; a search hit far back had no way back to the newest message; a cancelled
-// upload raised "New messages ↓" with nothing new; and leaving with a failed upload, its file
-// only in this page, did not ask first.
+// upload stayed counted among the messages seen (no pill with nothing new, as the note asked, but
+// none either for the follower's next message below the view); and leaving with a failed
+// upload, its file only in this page, did not ask first.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
