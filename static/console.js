@@ -160,7 +160,8 @@ const state = {
   renames: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
-  /** The open conversation, while it stays in the filter it matched (pinCurrent). */
+  /** The open conversation and the filters it matched while open, where it stays (pinCurrent):
+   * {id, filters: Set} */
   pinned: null,
   /** Followers this console asked to claim, until the bridge answers */
   taking: new Set(),
@@ -275,6 +276,7 @@ const el = {
   convQuota: byId("conv-quota"),
   panelButton: byId("panel-button"),
   newPill: byId("new-pill"),
+  latest: byId("latest-button"),
   composerTools: byId("composer-tools"),
   composerReason: byId("composer-reason"),
   modeReply: byId("mode-reply"),
@@ -1212,8 +1214,11 @@ function onStorage(event) {
   }
   // Only the box's own kind: a note typed in another tab never shows in a reply box.
   const own = draftsOf(state.mode);
-  const id = own.contactOf(event.key);
-  if (!id || id !== state.current) return;
+  const id = own.contactOf(event.key) ?? draftsOf(state.mode === "note" ? "reply" : "note")
+    .contactOf(event.key);
+  // The list shows the other conversations' drafts.
+  if (id) renderContacts();
+  if (!id || id !== state.current || !own.contactOf(event.key)) return;
   setReplyText(own.get(id));
   autosize();
 }
@@ -2071,11 +2076,15 @@ async function attachFiles(files) {
   if (state.current === contactId) renderMessages({ toBottom: true });
 }
 
-/** Whether a file chosen for a reply is still on its way to the bridge (or waiting its turn). */
+/** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
+ * its turn), or failed and neither retried nor removed (leaving loses it as surely). */
 function uploadsUnderway() {
   for (const c of state.convs.values()) {
     for (const msg of c.byKey.values()) {
-      if (msg.status === "uploading" && msg.upload && !msg.upload.canceled) return true;
+      if (!msg.upload || msg.upload.canceled) continue;
+      if (msg.status === "uploading" || (msg.status === "failed" && msg.failure?.upload)) {
+        return true;
+      }
     }
   }
   return false;
@@ -2235,7 +2244,11 @@ function discardUpload(contactId, msg) {
   if (!up || !["uploading", "failed"].includes(msg.status)) return;
   up.canceled = true;
   up.xhr?.abort();
-  removeMessage(conv(contactId), msg);
+  const c = conv(contactId);
+  // Counted among the messages seen, it would make the next new one read as seen already.
+  const at = sortedMessages(c).indexOf(msg);
+  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
+  removeMessage(c, msg);
   if (msg.display) URL.revokeObjectURL(msg.display);
   if (state.current === contactId) renderMessages();
   if (state.current === contactId && !isNarrow()) el.reply.focus();
@@ -2384,8 +2397,7 @@ function sortedContacts() {
       matchesFilter(c) && !state.transferred.has(c.contact_id) &&
       (c.kind === "agent"
         ? state.triage === "all"
-        : (c.contact_id === state.pinned && c.contact_id === state.current) ||
-          matchesTriage(c, state.triage, userid, now))
+        : isPinnedHere(c.contact_id) || matchesTriage(c, state.triage, userid, now))
     )
     .sort((a, b) =>
       (Number(b.last_message_time) || 0) - (Number(a.last_message_time) || 0) ||
@@ -2396,20 +2408,47 @@ function sortedContacts() {
 /** The open conversation stays in the filter it was opened in until the agent leaves it: read
  * (under Unread) it left the list at once, and Alt+↓ from nowhere in it went back to the top. */
 function pinCurrent() {
-  const c = state.current ? state.contacts.get(state.current) : null;
-  state.pinned = c && matchesTriage(c, state.triage, userid, nowS()) ? state.current : null;
+  const id = state.current;
+  const c = id ? state.contacts.get(id) : null;
+  if (!c) {
+    state.pinned = null;
+    return;
+  }
+  // Every filter it matched while open keeps it: pinned only in the last one, a look at
+  // Closed and back to Unread lost the conversation still being read.
+  if (state.pinned?.id !== id) state.pinned = { id, filters: new Set() };
+  if (matchesTriage(c, state.triage, userid, nowS())) state.pinned.filters.add(state.triage);
+}
+
+/** Whether the open conversation stays in the list under the current filter (pinCurrent). */
+function isPinnedHere(contactId) {
+  const pin = state.pinned;
+  return pin?.id === contactId && contactId === state.current && pin.filters.has(state.triage);
 }
 
 function renderContacts() {
   schedule("contacts");
 }
 
+/** The next list render brings the open conversation's entry into the list's view. */
+let revealActive = false;
+/** The contacts with a reply or note draft, as the list render being drawn read them. */
+let listDrafts = new Set();
+
 function renderContactsNow() {
   // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
   // page body each time a message comes in.
   const focused = focusedListEntry();
+  // One read of each draft index a render, not two storage reads for every contact listed.
+  listDrafts = new Set([...drafts.contacts(), ...noteDrafts.contacts()]);
   const items = sortedContacts().map(contactItem);
   el.contactList.replaceChildren(...items);
+  if (revealActive) {
+    revealActive = false;
+    // Opened from the reply box (Alt+↓), the focus stays there: the entry is not scrolled to
+    // by a focus, and down a long list the open one went out of the list's view.
+    el.contactList.querySelector(".contact.active")?.scrollIntoView({ block: "nearest" });
+  }
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
   el.contactsEmpty.textContent = state.filter || state.triage !== "all"
     ? t("list.noMatch")
@@ -2458,7 +2497,16 @@ function contactItem(contact) {
   const by = last?.direction === "out"
     ? (last.agent_id && last.agent_id !== userid ? `${last.agent_id}: ` : t("list.you"))
     : "";
-  const preview = last ? `${by}${last.preview ?? ""}` : "";
+  // A reply (or note) half typed here and left for another conversation says so, over what
+  // came since: covered by the follower's next message, it was forgotten.
+  const draft = state.current === contact.contact_id || !listDrafts.has(contact.contact_id)
+    ? ""
+    : (drafts.get(contact.contact_id) || noteDrafts.get(contact.contact_id)).trim();
+  const preview = draft
+    ? [h("span", { class: "draft-tag" }, t("list.draft")), draft.split("\n", 1)[0]]
+    : last
+    ? `${by}${last.preview ?? ""}`
+    : "";
   const closed = contact.status === "closed";
   return h(
     "li",
@@ -2633,6 +2681,7 @@ function openContact(contactId) {
     autosize();
   }
   state.current = contactId;
+  revealActive = true;
   pinCurrent();
   // On a phone the conversation is a screen of its own: the back gesture returns to the list.
   const url = `${location.pathname}${location.search}#${encodeURIComponent(contactId)}`;
@@ -3319,6 +3368,30 @@ function renderNewPill(c, length) {
   el.newPill.textContent = pending > 1
     ? t("conv.newMessagesN", { n: pending })
     : t("conv.newMessages");
+  renderLatestButton(c, length);
+}
+
+/** "Jump to latest": the view is away from the newest message (a search hit, scrolled back),
+ * and no pill already offers the way down. */
+function renderLatestButton(c, length) {
+  const box = el.messages;
+  const away = Boolean(c?.win) &&
+    (c.win.end < length || box.scrollHeight - box.scrollTop - box.clientHeight >
+        box.clientHeight / 2);
+  el.latest.hidden = !away || !el.newPill.hidden;
+}
+
+/** Shows the newest message, at the bottom, with the window drawn anew around it. */
+function jumpToLatest() {
+  const c = state.current ? conv(state.current) : null;
+  if (c) {
+    c.win = null;
+    c.highlight = null;
+  }
+  renderMessagesNow({ toBottom: true });
+  // The focus leaves the button, hidden now; on a phone, not for a keyboard over the messages.
+  if (!isNarrow() && !el.reply.disabled && !el.composer.hidden) el.reply.focus();
+  else el.messages.focus({ preventScroll: true });
 }
 
 function slideOlder(c) {
@@ -3342,6 +3415,7 @@ function noteUserScroll() {
 function onMessagesScroll() {
   const c = state.current && state.current !== SYSTEM_ID ? conv(state.current) : null;
   if (!c?.win) return;
+  renderLatestButton(c, sortedMessages(c).length);
   if (performance.now() - userScrollAt > 1000) return;
   const box = el.messages;
   const length = sortedMessages(c).length;
@@ -3417,7 +3491,7 @@ function buildMessage(msg) {
         h(
           "span",
           { class: "status sending" },
-          conn.opened ? t("status.sending") : t("status.waitingConn"),
+          conn.opened && !conn.wentOffline ? t("status.sending") : t("status.waitingConn"),
         ),
       );
     } else if (status === "failed") {
@@ -3667,15 +3741,8 @@ function init() {
   });
   el.settingsButton.addEventListener("click", () => openDialog("settings"));
   el.helpButton.addEventListener("click", () => openDialog("help"));
-  el.newPill.addEventListener("click", () => {
-    const c = state.current ? conv(state.current) : null;
-    if (c) {
-      c.win = null;
-      c.highlight = null;
-    }
-    renderMessagesNow({ toBottom: true });
-    el.reply.focus();
-  });
+  el.newPill.addEventListener("click", jumpToLatest);
+  el.latest.addEventListener("click", jumpToLatest);
   el.messages.addEventListener("scroll", onMessagesScroll, { passive: true });
   for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
     el.messages.addEventListener(type, noteUserScroll, { passive: true });
@@ -3697,7 +3764,7 @@ function init() {
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
     // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading: it is only in this page until the bridge has it.
+    // still uploading, or failed and kept for a retry: it is only in this page.
     if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
@@ -3839,6 +3906,8 @@ function init() {
     // Nothing arrives without a network, open socket or not: the header says so.
     if (conn.opened) conn.wentOffline = true;
     setConn("offline");
+    // A reply on its way cannot go now, whatever the socket that has not closed yet says.
+    refreshPending();
   });
   document.addEventListener("visibilitychange", () => {
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {

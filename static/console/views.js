@@ -6,6 +6,7 @@
 import { html, render, useEffect, useRef, useState } from "../vendor/preact-htm-3-1-1.js";
 import { FILTERS } from "./triage.js";
 import { LANGUAGES } from "./i18n.js";
+import { snippetOf } from "./search_snippet.js";
 
 export { html, render };
 
@@ -267,16 +268,18 @@ export function SearchPanel({ t, query, results, busy, more, onQuery, onMore, on
               placeholder=${t("search.placeholder")} aria-label=${t("search.placeholder")} />
           </form>
           <ul class="search-results">
-            ${results.map((r) =>
-              html`
+            ${results.map((r) => {
+              const s = snippetOf(r.message.msg?.content ?? r.message.msg?.title ?? "", query);
+              return html`
                 <li key=${`${r.contact_id}:${r.message.id}`}>
                   <button type="button" class="search-hit" onClick=${() => onOpen(r)}>
-                            <b>${r.name}</b><span>${r.message.msg?.content ??
-                              r.message.msg?.title ?? ""}</span>
-                          </button>
+                    <b>${r.name}</b><span dir="auto">${s.before}${s.match
+                      ? html`<mark>${s.match}</mark>`
+                      : null}${s.after}</span>
+                  </button>
                 </li>
-              `
-            )}
+              `;
+            })}
           </ul>
           ${query && !busy && results.length === 0
             ? html`<p class="muted" id="search-none">${t("search.none")}</p>`

@@ -35,6 +35,7 @@ import {
   saveAlertSettings,
 } from "../../static/console/alerts.js";
 import { createTranslator, pickLanguage, STRINGS } from "../../static/console/i18n.js";
+import { AFTER, BEFORE, snippetOf } from "../../static/console/search_snippet.js";
 
 /** A Storage with what the modules use. */
 function fakeStorage() {
@@ -318,4 +319,29 @@ Deno.test("the string table: both languages, every key, the language picked", ()
   const t = createTranslator("zh-CN");
   assert.equal(t("quota.left", { n: 3, total: 5 }), "还可回复 3/5 条");
   assert.equal(createTranslator("en")("quota.left", { n: 3, total: 5 }), "3 of 5 replies left");
+});
+
+Deno.test("snippetOf() shows a long text around the match, cut on either side", () => {
+  const long = "颜色不一样，".repeat(50) + "订单号 TB123 麻烦查一下" + "谢谢".repeat(60);
+  const s = snippetOf(long, "tb123");
+  assert.equal(s.match, "TB123");
+  assert.ok(s.before.startsWith("…"));
+  assert.ok(s.after.endsWith("…"));
+  assert.equal(s.before.length, BEFORE + 1);
+  assert.equal(s.after.length, AFTER + 1);
+  // A short text is whole, the match in it.
+  assert.deepEqual(snippetOf("我要退款", "退款"), { before: "我要", match: "退款", after: "" });
+});
+
+Deno.test("snippetOf() cuts no emoji in two, and marks nothing it cannot place", () => {
+  const s = snippetOf("😀".repeat(30) + "x", "x", { before: 5, after: 5 });
+  assert.equal(s.match, "x");
+  // An even number of code units after "…": whole emoji only.
+  assert.equal((s.before.length - 1) % 2, 0);
+  assert.match(s.before.slice(1), /^(😀)+$/);
+  // Lowercased, İ is two code units: the indices no longer line up, so the start shows.
+  const shifted = snippetOf("İstanbul sipariş", "sipariş");
+  assert.equal(shifted.match, "");
+  assert.equal(shifted.after, "İstanbul sipariş");
+  assert.deepEqual(snippetOf("abc", "zzz"), { before: "", match: "", after: "abc" });
 });
