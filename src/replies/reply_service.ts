@@ -496,8 +496,24 @@ export function createReplyService(
         await deliver(agentId, followerId, reply, data, file, stillWanted, () => sent = true);
       } catch (error) {
         if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
-        if (error instanceof ForgetUnknown) {
-          return await refuseUnsent(agentId, followerId, counted, id, echo, error.message);
+        // Nothing reached WeChat, for the store failed: before the send (its turn's first read)
+        // or on the forget check. Told as WeChat's refusal (502), it kept the client_id, and a
+        // send again was the same failure for a day. Answered at once: the count given back,
+        // the history item and the -1 each wait on that store (seconds apiece while it
+        // reconnects); they follow.
+        const storeDown = !sent && store.unreachable?.(error);
+        if (error instanceof ForgetUnknown || storeDown) {
+          const why = error instanceof Error ? error.message : String(error);
+          const message = error instanceof ForgetUnknown
+            ? why
+            : `Not sent: the store is unavailable (${why}); nothing reached WeChat, send it again`;
+          refuseUnsent(agentId, followerId, counted, id, echo, message).catch((e) =>
+            log.error("Cannot settle the unsent reply of {follower_id}: {error}", {
+              follower_id: followerId,
+              error: e,
+            })
+          );
+          return refuse(503, message, { ...echo, reply_id: id, contact_id: followerId });
         }
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, counted, id, echo, error);

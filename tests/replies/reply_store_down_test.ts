@@ -154,3 +154,41 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a reply whose turn comes after Redis went away says the store failed, not WeChat",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oTurn", async (s) => {
+      // The first reply is at WeChat, unanswered; the second waits its turn behind it.
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "text",
+        contact_id: "oTurn",
+        client_id: "c-1",
+        msg: { content: "first" },
+      });
+      await held;
+      const second = send(s.server, {
+        msg_type: "text",
+        contact_id: "oTurn",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      await s.agent.waitFor((e) => e.data["client_id"] === "c-2" && e.data["status"] === "sending");
+      await stopRedis(s.redis);
+      s.gate.release();
+
+      assert.equal((await first).status, 200);
+      const res = await second;
+      const body = await res.json();
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.match(body.result.message, /Not sent: the store is unavailable .*send it again/);
+      assert.equal(body.data.client_id, "c-2");
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+    });
+  },
+});
