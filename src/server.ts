@@ -356,7 +356,11 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
             limiter: tools,
             maxBytes,
           }),
-        kfAccountOf: (agentId) => config.agentKfAccounts[agentId],
+        // Own keys only: an agent named constructor got Object.prototype's function.
+        kfAccountOf: (agentId) =>
+          Object.hasOwn(config.agentKfAccounts, agentId)
+            ? config.agentKfAccounts[agentId]
+            : undefined,
       }
       : { kind: "demo", outbox: outbox! },
   );

@@ -112,7 +112,8 @@ class Session {
   #conn: AgentConnection | null = null;
   #closed = false;
   #pending = true;
-  #chain: Promise<void> = Promise.resolve();
+  /** Each conversation's frames, handled one at a time (by `data.contact_id`). */
+  readonly #chains = new Map<string, Promise<void>>();
   #expiry: ReturnType<typeof setTimeout> | undefined;
   readonly #limiter: RateLimiter;
 
@@ -237,8 +238,12 @@ class Session {
       this.#sendError("Cannot parse message: not JSON");
       return;
     }
-    // One message at a time per socket keeps an agent's replies in the order it sent them.
-    this.#chain = this.#chain.then(async () => {
+    // One message at a time per conversation keeps an agent's replies in the order it sent
+    // them; one chain for the socket held every conversation behind a media_url reply's
+    // download (up to MEDIA_TIMEOUT_MS, and its wait for a place).
+    const data = (body as { data?: { contact_id?: unknown } } | null)?.data;
+    const key = typeof data?.contact_id === "string" ? data.contact_id : "";
+    const next = (this.#chains.get(key) ?? Promise.resolve()).then(async () => {
       try {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
         if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
@@ -246,6 +251,10 @@ class Session {
         log.error("Agent message failed: {error}", { error });
         this.#sendError("Internal error: the message was not handled");
       }
+    });
+    this.#chains.set(key, next);
+    next.then(() => {
+      if (this.#chains.get(key) === next) this.#chains.delete(key);
     });
   }
 }

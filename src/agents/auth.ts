@@ -156,7 +156,7 @@ async function verifyAgentToken(
   key: CryptoKey,
   nowMs: number,
 ): Promise<{ sub: string; exp: number }> {
-  let sub: string | undefined;
+  let sub: unknown;
   let exp: number | undefined;
   try {
     const { payload } = await jwtVerify(token, key, {
@@ -177,6 +177,9 @@ async function verifyAgentToken(
     throw error;
   }
   if (sub === undefined || sub === "") throw unauthorized("Invalid agent token: empty sub");
+  // jose takes any JSON there: a number (an employee number) became the agent's id as a number,
+  // which the SQLite journal could not read back, stopping every read for every agent.
+  if (typeof sub !== "string") throw unauthorized("Invalid agent token: sub must be a string");
   // Checked like a `userid`: a 3,000-character sub once made every follower's message a 500.
   if (!isAgentId(sub)) throw unauthorized(`Invalid agent token: sub must be ${AGENT_ID_RULE}`);
   // jose checked that exp is a number (requiredClaims).

@@ -15,6 +15,7 @@ import {
   type Applied,
   type HistoryItem,
   type LogEntry,
+  type ReplyOutcomeOptions,
   ReplyRefusedError,
   type Store,
 } from "../core/store.ts";
@@ -86,6 +87,9 @@ interface Counted {
 
 /** A reply whose follower was forgotten (user_authorization_revoke) before it reached WeChat. */
 class FollowerForgotten extends Error {}
+
+/** A reply not sent because the store could not say whether its follower was forgotten. */
+class ForgetUnknown extends Error {}
 
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
@@ -240,8 +244,32 @@ export function createReplyService(
     );
   }
 
+  /**
+   * Writes a reply's outcome on its history item. A store that fails here does not change the
+   * outcome the agent is told: a reply WeChat took, answered "store unavailable: retry", was
+   * sent again under a fresh client_id and reached the follower twice.
+   */
+  async function recordOutcome(
+    followerId: string,
+    reply: { n: number; id: string },
+    status: "sent" | "failed",
+    error?: string,
+    options?: ReplyOutcomeOptions,
+  ): Promise<void> {
+    try {
+      await store.updateReply(followerId, reply, status, error, options);
+    } catch (e) {
+      log.error("Cannot record the {status} reply {reply_id} of {follower_id}: {error}", {
+        status,
+        reply_id: reply.id,
+        follower_id: followerId,
+        error: e,
+      });
+    }
+  }
+
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
-  async function refuseMedia(
+  function refuseMedia(
     agentId: string,
     followerId: string,
     counted: Counted | null,
@@ -249,14 +277,29 @@ export function createReplyService(
     echo: { client_id?: string },
     error: MediaUrlError,
   ): Promise<AgentAnswer> {
+    const message = `Cannot send the reply: ${error.message}`;
+    return refuseUnsent(agentId, followerId, counted, id, echo, message, error.status, {
+      status: error.status,
+    });
+  }
+
+  /** Nothing of the reply went to WeChat: its count is given back, the agent told, `status`. */
+  async function refuseUnsent(
+    agentId: string,
+    followerId: string,
+    counted: Counted | null,
+    id: string,
+    echo: { client_id?: string },
+    message: string,
+    status = 503,
+    msg: Record<string, unknown> = {},
+  ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
     const [, forgotten] = await Promise.all([
-      counted !== null &&
-      store.updateReply(followerId, { n: counted.n, id }, "failed", error.message),
+      counted !== null && recordOutcome(followerId, { n: counted.n, id }, "failed", message),
       forgottenSince(counted),
     ]);
-    const message = `Cannot send the reply: ${error.message}`;
     const body = {
       ...echo,
       reply_id: id,
@@ -274,13 +317,13 @@ export function createReplyService(
           msg_type: "error",
           company_id: ctx.companyId,
           send_time: Math.floor(ctx.now() / 1000),
-          msg: { errcode: -1, errmsg: message, status: error.status },
+          msg: { errcode: -1, errmsg: message, ...msg },
           ...body,
         },
         result: { code: -1, message },
       });
     }
-    return refuse(error.status, message, body);
+    return refuse(status, message, body);
   }
 
   async function send(
@@ -431,12 +474,47 @@ export function createReplyService(
         if (closedBy) {
           throw new WechatApiError(closedBy, "not sent: WeChat closed the reply window");
         }
+        // Fails closed: a store that cannot answer may be hiding a revoke, and nothing may
+        // reach a follower who revoked its authorization.
         const stillWanted = async () => {
-          if (await forgottenSince(counted)) throw new FollowerForgotten();
+          let forgotten: boolean;
+          try {
+            forgotten = counted.logged !== undefined &&
+              await switchboard.wasForgotten(counted.logged);
+          } catch (error) {
+            log.warn("Cannot tell whether {follower_id} was forgotten: reply not sent ({error})", {
+              follower_id: followerId,
+              error,
+            });
+            throw new ForgetUnknown(
+              `Not sent: cannot tell whether follower ${followerId} revoked its authorization ` +
+                `(the store did not answer: ${(error as Error).message}); send it again`,
+            );
+          }
+          if (forgotten) throw new FollowerForgotten();
         };
         await deliver(agentId, followerId, reply, data, file, stillWanted, () => sent = true);
       } catch (error) {
         if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
+        // Nothing reached WeChat, for the store failed: before the send (its turn's first read)
+        // or on the forget check. Told as WeChat's refusal (502), it kept the client_id, and a
+        // send again was the same failure for a day. Answered at once: the count given back,
+        // the history item and the -1 each wait on that store (seconds apiece while it
+        // reconnects); they follow.
+        const storeDown = !sent && store.unreachable?.(error);
+        if (error instanceof ForgetUnknown || storeDown) {
+          const why = error instanceof Error ? error.message : String(error);
+          const message = error instanceof ForgetUnknown
+            ? why
+            : `Not sent: the store is unavailable (${why}); nothing reached WeChat, send it again`;
+          refuseUnsent(agentId, followerId, counted, id, echo, message).catch((e) =>
+            log.error("Cannot settle the unsent reply of {follower_id}: {error}", {
+              follower_id: followerId,
+              error: e,
+            })
+          );
+          return refuse(503, message, { ...echo, reply_id: id, contact_id: followerId });
+        }
         if (error instanceof MediaUrlError) {
           return await refuseMedia(agentId, followerId, counted, id, echo, error);
         }
@@ -462,7 +540,7 @@ export function createReplyService(
         const unconfirmed = sent &&
           (noAnswer || (!returnsReply(errcode) && !closesWindow(errcode)));
         const [, forgotten] = await Promise.all([
-          store.updateReply(followerId, { n, id }, "failed", wechatMsg, { unconfirmed }),
+          recordOutcome(followerId, { n, id }, "failed", wechatMsg, { unconfirmed }),
           forgottenSince(counted),
         ]);
         const body = {
@@ -494,7 +572,7 @@ export function createReplyService(
       // By its id too: a forget meanwhile, and the follower writing again, starts the history
       // numbers over, and this reply's number may be the new conversation's.
       const [, forgotten] = await Promise.all([
-        store.updateReply(followerId, { n, id }, "sent"),
+        recordOutcome(followerId, { n, id }, "sent"),
         forgottenSince(counted),
       ]);
       ctx.metrics.messagesOut.inc({ msg_type: `reply_${item.msg_type}` });
@@ -535,7 +613,8 @@ export function createReplyService(
     if (!wait) return accepted;
     const timeout = new Promise<AgentAnswer>((resolve) => {
       const t = setTimeout(() => resolve(accepted), HTTP_WAIT_MS);
-      result.finally(() => clearTimeout(t));
+      // Both ways handled: a `finally` here rejected again, unhandled, which stops Deno.
+      result.then(() => clearTimeout(t), () => clearTimeout(t));
     });
     return await Promise.race([result, timeout]);
   }

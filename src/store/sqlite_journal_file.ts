@@ -1,8 +1,8 @@
 // The SQLite store's journal on disk: append-only segment files under `bridge.journal/`, one
 // line per commit (sqlite_journal_line.ts), each written with one write() by the thread that
 // answers WeChat (and fdatasync'd with STORE_FSYNC=1) before anyone is told. A segment is
-// deleted once the tables have all of it, off that thread. Reading stops at the first line a
-// crash cut short.
+// deleted once the tables have all of it, off that thread. Reading stops at the line a crash
+// cut short (a segment's last, without its newline); a whole line that cannot be read is left out.
 
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
@@ -101,9 +101,19 @@ export function readJournalDir(dir: string, after: number): Commit[] {
       let commit: Commit;
       try {
         commit = parseCommitLine(line);
-      } catch {
-        // Only a write that failed midway leaves such a line: nothing after it in the segment.
-        break;
+      } catch (error) {
+        // A write a crash cut short is the last piece, without its newline (popped above): a
+        // whole line that cannot be read is damage. It alone is left out, loudly; stopping
+        // there dropped every commit after it in silence, messages WeChat had its success for.
+        log.error(
+          "Cannot read commit {commit} of journal segment {segment}, left out (the segment is " +
+            "kept as {copy}): {error}",
+          { commit: id, segment: path, copy: `${path}.unreadable`, error },
+        );
+        try {
+          Deno.copyFileSync(path, `${path}.unreadable`);
+        } catch { /* the log line says what was lost */ }
+        continue;
       }
       commits.push(commit);
       last = id;

@@ -63,3 +63,52 @@ Deno.test("a signed token whose sub is no valid agent id is refused everywhere",
     await bridge.close();
   }
 });
+
+Deno.test("a signed token whose sub is a JSON number is refused, and the store keeps reading", async () => {
+  // A company's login system that numbers its employees mints `"sub": 12345`. Taken as the
+  // agent's id, a number, it went into the SQLite journal unquoted, which the worker could not
+  // read back: every agent's contacts and history were 500 from then on, and the next start
+  // dropped that line and every one after it (followers' messages WeChat had its success for).
+  const bridge = await startBridge({ env: { AGENT_SECRET: SECRET, STORE: "sqlite" } });
+  const numbered = await new SignJWT({ sub: 12345 as unknown as string })
+    .setProtectedHeader({ alg: "HS256" })
+    .setExpirationTime("10m")
+    .sign(new TextEncoder().encode(SECRET));
+  try {
+    const socket = await fetch(`${bridge.base}${B}/msg?token=${numbered}`, {
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-key": btoa("token-sub-test!!"),
+        "sec-websocket-version": "13",
+      },
+    });
+    const text = await socket.text();
+    assert.equal(socket.status, 401, text);
+    assert.match(text, /sub must be a string/);
+    const contacts = await fetch(`${bridge.base}${B}/contacts`, {
+      headers: { authorization: `Bearer ${numbered}` },
+    });
+    assert.equal(contacts.status, 401, await contacts.text());
+
+    const alice = await tokenFor("alice");
+    const agent = await connectAgent(`${bridge.wsBase}${B}/msg?token=${alice}`);
+    try {
+      const res = await post(`${bridge.base}${B}/send_xml`, textXml("oF2", "gh_a", "hi", "9102"));
+      assert.equal(`${res.status} ${res.text}`, "200 success");
+      await agent.waitFor((e) => e.data.msg?.["content"] === "hi");
+      const mine = await fetch(`${bridge.base}${B}/contacts`, {
+        headers: { authorization: `Bearer ${alice}` },
+      });
+      const body = await mine.text();
+      assert.equal(mine.status, 200, body);
+      assert.deepEqual(JSON.parse(body).contacts.map((c: { contact_id: string }) => c.contact_id), [
+        "oF2",
+      ]);
+    } finally {
+      await agent.close();
+    }
+  } finally {
+    await bridge.close();
+  }
+});

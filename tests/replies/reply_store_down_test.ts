@@ -1,0 +1,194 @@
+// A reply on its way to WeChat when its store stops answering (Redis gone), as an agent's
+// `POST send` against a real bridge on a redis-server of the test's own, and a fake WeChat whose
+// calls the test holds meanwhile:
+// - WeChat took the reply, then its outcome could not be written: the HTTP answer's rejection
+//   was left unhandled (the wait's timer), which stops Deno, so the bridge with it; and had it
+//   not, the answer was "Store unavailable: retry" for a reply the follower had, so the agent
+//   sent it again under a fresh client_id. Now: 200 `sent`, and the bridge keeps serving.
+// - the check whether its follower was forgotten (user_authorization_revoke) could not be made:
+//   read as "not forgotten", the reply went to a follower who had revoked. Now: nothing is
+//   sent, 503 saying why, and the same client_id may be sent again.
+
+import assert from "node:assert/strict";
+import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
+import { freePort } from "../helpers/spawn.ts";
+import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
+import { createSendGate, revokeXml } from "./_reply_env.ts";
+import {
+  canRunRedisServer,
+  openStoreOnPort,
+  rawClient,
+  startRedis,
+  stopRedis,
+} from "../store/_redis_test_env.ts";
+
+const B = "/im_component/wx_official_account";
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+const available = await canRunRedisServer();
+
+interface Setup {
+  server: TestBridge;
+  fake: FakeWechat;
+  agent: TestAgent;
+  gate: ReturnType<typeof createSendGate>;
+  port: number;
+  redis: Deno.ChildProcess;
+  files: string;
+}
+
+/** A bridge on a redis-server of its own, agent `qa` online, follower `follower` written. */
+async function withRedisBridge(
+  gatePath: string,
+  follower: string,
+  fn: (setup: Setup) => Promise<void>,
+): Promise<void> {
+  const port = freePort();
+  const redis = await startRedis(port);
+  const files = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(PNG, { headers: { "content-type": "image/png" } }),
+  );
+  const fake = await startFakeWechat({ appId: "wxdown", secret: "s" });
+  const gate = createSendGate(gatePath);
+  const server = await startBridge({
+    store: await openStoreOnPort(port),
+    env: {
+      WECHAT_APPID: "wxdown",
+      WECHAT_SECRET: "s",
+      WECHAT_API_BASE: fake.url,
+      MEDIA_URL_PRIVATE_HOSTS: `127.0.0.1:${files.addr.port}`,
+    },
+    fetch: gate.fetch,
+  });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
+  try {
+    await waitRouted(server, "qa");
+    const hi = await post(`${server.base}${B}/send_xml`, textXml(follower, "gh", "hi", "8850001"));
+    assert.equal(`${hi.status} ${hi.text}`, "200 success");
+    await agent.waitFor((e) => e.data["id"] === "8850001");
+    await fn({
+      server,
+      fake,
+      agent,
+      gate,
+      port,
+      redis,
+      files: `http://127.0.0.1:${files.addr.port}`,
+    });
+  } finally {
+    gate.release();
+    await agent.close();
+    await server.close();
+    await fake.close();
+    await files.shutdown();
+    await stopRedis(redis);
+  }
+}
+
+const send = (server: TestBridge, data: Record<string, unknown>) =>
+  fetch(`${server.base}${B}/send?userid=qa`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ data }),
+  });
+
+Deno.test({
+  name: "a reply WeChat took while Redis went away is answered sent; the bridge keeps serving",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oDown", async (s) => {
+      const held = s.gate.holdNext();
+      const answer = send(s.server, {
+        msg_type: "text",
+        contact_id: "oDown",
+        client_id: "c-1",
+        msg: { content: "your refund is on its way" },
+      });
+      await held;
+      await stopRedis(s.redis);
+      s.gate.release();
+
+      const res = await answer;
+      const body = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body.data.status, "sent");
+      assert.equal(s.fake.sent.length, 1);
+      const health = await fetch(`${s.server.base}/healthz`);
+      assert.equal(health.status, 200, await health.text());
+    });
+  },
+});
+
+Deno.test({
+  name: "a reply whose follower's forget cannot be checked (the store refuses) is not sent",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/media/upload", "oGone", async (s) => {
+      const held = s.gate.holdNext();
+      const answer = send(s.server, {
+        msg_type: "image",
+        contact_id: "oGone",
+        client_id: "c-1",
+        msg: { media_url: `${s.files}/pic.png` },
+      });
+      await held;
+      const revoked = await post(`${s.server.base}${B}/send_xml`, revokeXml("oGone"));
+      assert.equal(revoked.status, 200, revoked.text);
+      // While the reply is at WeChat's upload, Redis stops answering the reads of hashes (the
+      // forget's cut is one), as a Redis in trouble would; the access token still reads.
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget");
+        s.gate.release();
+        const res = await answer;
+        const body = await res.json();
+        assert.deepEqual(s.fake.sent, [], "nothing sent to a follower who may have revoked");
+        assert.equal(res.status, 503, JSON.stringify(body));
+        assert.match(body.result.message, /Not sent: cannot tell whether follower oGone/);
+        assert.equal(body.data.client_id, "c-1");
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget").catch(() => {});
+        admin.disconnect();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "a reply whose turn comes after Redis went away says the store failed, not WeChat",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oTurn", async (s) => {
+      // The first reply is at WeChat, unanswered; the second waits its turn behind it.
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "text",
+        contact_id: "oTurn",
+        client_id: "c-1",
+        msg: { content: "first" },
+      });
+      await held;
+      const second = send(s.server, {
+        msg_type: "text",
+        contact_id: "oTurn",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      await s.agent.waitFor((e) => e.data["client_id"] === "c-2" && e.data["status"] === "sending");
+      await stopRedis(s.redis);
+      s.gate.release();
+
+      assert.equal((await first).status, 200);
+      const res = await second;
+      const body = await res.json();
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.match(body.result.message, /Not sent: the store is unavailable .*send it again/);
+      assert.equal(body.data.client_id, "c-2");
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+    });
+  },
+});
