@@ -4,7 +4,9 @@
 // reply half typed in one conversation left no trace in the list once the agent was pulled to
 // another, where the follower's next message covered it; and a reply sent with the network
 // gone said "Sending…" under a header that said Offline; and a search hit in a long message
-// showed the whole message from its start, the words found far down it, unmarked.
+// showed the whole message from its start, the words found far down it, unmarked; and Escape
+// from the help sheet (opened with ? from the messages or a list entry) put the focus on the ?
+// button, where the next j, k or r did nothing the agent meant.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -185,3 +187,58 @@ browserTest("a search hit in a long message shows where it matched", async (_t, 
     await server.close();
   }
 });
+
+/** The focused element: its id, or the conversation of the list entry it is. */
+const focused = `(() => { const a = document.activeElement;
+  return a?.dataset?.contactId ? "entry:" + a.dataset.contactId : a?.id ?? ""; })()`;
+
+browserTest(
+  "Escape from the help sheet gives the focus back where it was",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      for (const id of ["oHelp", "oOther"]) {
+        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
+        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
+      }
+      await page.locator('.contact[data-contact-id="oHelp"]').click();
+      await page.locator(".msg.in", { hasText: "oHelp 你好" }).waitFor();
+      const sheet = page.locator("#help-sheet");
+
+      await t.step("? from the messages, Escape: back in the messages", async () => {
+        await page.locator("#messages").click();
+        await page.keyboard.press("?");
+        await sheet.waitFor();
+        await page.keyboard.press("Escape");
+        await sheet.waitFor({ state: "detached" });
+        assert.equal(await page.evaluate(focused), "messages");
+      });
+
+      await t.step("? from a list entry, the list drawn anew meanwhile: back on it", async () => {
+        await page.locator('.contact[data-contact-id="oOther"]').focus();
+        await page.keyboard.press("?");
+        await sheet.waitFor();
+        // The follower writes while the sheet is open: every entry is rebuilt.
+        await postFollowerMessage(server.base, "oOther", { MsgType: "text", Content: "还在吗" });
+        await page.locator('.contact[data-contact-id="oOther"] .contact-preview', {
+          hasText: "还在吗",
+        }).waitFor();
+        await page.keyboard.press("Escape");
+        await sheet.waitFor({ state: "detached" });
+        assert.equal(await page.evaluate(focused), "entry:oOther");
+      });
+
+      await t.step("opened with the ? button, closed: back on the button", async () => {
+        await page.locator("#help-button").click();
+        await sheet.waitFor();
+        await page.keyboard.press("Escape");
+        await sheet.waitFor({ state: "detached" });
+        assert.equal(await page.evaluate(focused), "help-button");
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
