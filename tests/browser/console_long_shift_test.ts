@@ -6,7 +6,8 @@
 // gone said "Sending…" under a header that said Offline; and a search hit in a long message
 // showed the whole message from its start, the words found far down it, unmarked; and Escape
 // from the help sheet (opened with ? from the messages or a list entry) put the focus on the ?
-// button, where the next j, k or r did nothing the agent meant.
+// button, where the next j, k or r did nothing the agent meant; and a search hit in a location's
+// label (or a voice's recognition) showed nothing, and one cut in a row of flags re-paired them.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -236,6 +237,61 @@ browserTest(
         await page.keyboard.press("Escape");
         await sheet.waitFor({ state: "detached" });
         assert.equal(await page.evaluate(focused), "help-button");
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a search hit in a location's label, or after a row of flags, shows what was found",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oMap", {
+        MsgType: "location",
+        Location_X: "31.2304",
+        Location_Y: "121.4737",
+        Scale: "15",
+        Label: "上海市黄浦区人民大道 人民广场",
+      });
+      // The order number comes after 20 flags and two colons: 24 code units before it falls
+      // between the halves of a flag.
+      await postFollowerMessage(server.base, "oFlag", {
+        MsgType: "text",
+        Content: "🇨🇳".repeat(20) + "：：TB9",
+      });
+      await page.locator('.contact[data-contact-id="oFlag"]').waitFor();
+      await page.locator('.contact[data-contact-id="oMap"]').click();
+      const search = async (query: string) => {
+        await page.keyboard.press("Control+k");
+        await page.locator("#search-input:focus").waitFor();
+        await page.locator("#search-input").fill(query);
+        await page.keyboard.press("Enter");
+        const hit = page.locator("#search-panel .search-hit").first();
+        await hit.locator("mark").waitFor({ timeout: 3000 }).catch(async (error) => {
+          throw new Error(`the hit shows ${JSON.stringify(await hit.innerText())}`, {
+            cause: error,
+          });
+        });
+        return hit;
+      };
+
+      await t.step("the label the bridge searched, its words marked", async () => {
+        const hit = await search("人民广场");
+        assert.equal(await hit.locator("mark").innerText(), "人民广场");
+        await page.keyboard.press("Escape");
+      });
+
+      await t.step("whole flags before the match", async () => {
+        const hit = await search("tb9");
+        const shown = await hit.locator("span").first().innerText();
+        // Cut between its halves, the row read 🇳🇨 (New Caledonia) from there on.
+        assert.match(shown, /^…(🇨🇳)+：：TB9$/u, shown);
+        await page.keyboard.press("Escape");
       });
     } finally {
       await server.close();
