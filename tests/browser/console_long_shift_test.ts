@@ -7,7 +7,8 @@
 // showed the whole message from its start, the words found far down it, unmarked; and Escape
 // from the help sheet (opened with ? from the messages or a list entry) put the focus on the ?
 // button, where the next j, k or r did nothing the agent meant; and a search hit in a location's
-// label (or a voice's recognition) showed nothing, and one cut in a row of flags re-paired them.
+// label (or a voice's recognition) showed nothing, and one cut in a row of flags re-paired them;
+// and a reply already on its way when the network went said Sending… on under Offline.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -160,6 +161,57 @@ browserTest("a reply sent with the network gone waits for it, and says so", asyn
     await server.close();
   }
 });
+
+browserTest(
+  "a reply on its way when the network goes says it waits for the connection",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page } = await openPage(browser);
+      // The socket's frames pass through here: the first reply is held, as a slow network
+      // holds it, so it is still on its way when the network goes.
+      let held = 0;
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        const bridge = ws.connectToServer();
+        ws.onMessage((frame) => {
+          if (held === 0 && String(frame).includes("在的")) {
+            held += 1;
+            return;
+          }
+          bridge.send(frame);
+        });
+      });
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "在吗" });
+      await page.locator('.contact[data-contact-id="oNet"]').click();
+      await page.locator("#reply").fill("在的，请说");
+      await page.keyboard.press("Enter");
+      const reply = page.locator(".msg.out", { hasText: "在的，请说" });
+      await reply.locator(".status", { hasText: "Sending…" }).waitFor();
+      await context.setOffline(true);
+      await page.locator('#conn[data-state="offline"]').waitFor();
+      // Drawn before the network went, it said Sending… on under the header's Offline.
+      await reply.locator(".status", { hasText: "Waiting for connection…" }).waitFor({
+        timeout: 3000,
+      }).catch(async (error) => {
+        throw new Error(`the reply says ${await reply.locator(".status").innerText()}`, {
+          cause: error,
+        });
+      });
+      await context.setOffline(false);
+      await page.locator('.msg.out[data-status="sent"]', { hasText: "在的，请说" }).waitFor({
+        timeout: 30_000,
+      });
+      const res = await fetch(`${server.base}${B}/history?userid=${AGENT}&contact_id=oNet`);
+      const sent = (await res.json()).messages.filter((m: { direction: string }) =>
+        m.direction === "out"
+      );
+      assert.equal(sent.length, 1, JSON.stringify(sent));
+    } finally {
+      await server.close();
+    }
+  },
+);
 
 browserTest("a search hit in a long message shows where it matched", async (_t, browser) => {
   const server = await startBridge();
