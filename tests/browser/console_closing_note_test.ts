@@ -32,7 +32,7 @@ const listed = (page: Page) =>
 async function listShows(page: Page, want: string[]): Promise<void> {
   const expr = `[...document.querySelectorAll("#contact-list .contact")]
     .map((n) => n.dataset.contactId).join() === ${JSON.stringify(want.join())}`;
-  await page.waitForFunction(expr, undefined, { timeout: 3000 }).catch(async (error) => {
+  await page.waitForFunction(expr, undefined, { timeout: 10_000 }).catch(async (error) => {
     throw new Error(`the list shows ${JSON.stringify(await listed(page))}`, { cause: error });
   });
 }
@@ -180,7 +180,7 @@ browserTest("a cancelled upload is no new message, nor does it hide one", async 
     await t.step("what the follower writes next is announced", async () => {
       await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "还在吗" });
       // Below the view the agent scrolled to: the pill says so, once.
-      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor({ timeout: 3000 });
+      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor({ timeout: 10_000 });
       await page.locator("#new-pill").click();
       await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
       await page.waitForFunction(`${bottomGap} < 40`);

@@ -54,7 +54,7 @@ const activeInView = `(() => {
 
 /** Waits until the open conversation's entry is in the list's view; failing, says so. */
 async function activeShows(page: Page): Promise<void> {
-  await page.waitForFunction(activeInView, undefined, { timeout: 3000 }).catch((error) => {
+  await page.waitForFunction(activeInView, undefined, { timeout: 10_000 }).catch((error) => {
     throw new Error("the open conversation is out of the list's view", { cause: error });
   });
 }
@@ -143,7 +143,7 @@ browserTest("a reply sent with the network gone waits for it, and says so", asyn
     const reply = page.locator(".msg.out", { hasText: "在的，您请说" });
     // Not "Sending…" under a header that says Offline: nothing can go.
     await reply.locator(".status", { hasText: "Waiting for connection…" }).waitFor({
-      timeout: 3000,
+      timeout: 10_000,
     }).catch(async (error) => {
       throw new Error(`the reply says ${await reply.locator(".status").innerText()}`, {
         cause: error,
@@ -192,7 +192,7 @@ browserTest(
       await page.locator('#conn[data-state="offline"]').waitFor();
       // Drawn before the network went, it said Sending… on under the header's Offline.
       await reply.locator(".status", { hasText: "Waiting for connection…" }).waitFor({
-        timeout: 3000,
+        timeout: 10_000,
       }).catch(async (error) => {
         throw new Error(`the reply says ${await reply.locator(".status").innerText()}`, {
           cause: error,
@@ -324,7 +324,7 @@ browserTest(
         await page.locator("#search-input").fill(query);
         await page.keyboard.press("Enter");
         const hit = page.locator("#search-panel .search-hit").first();
-        await hit.locator("mark").waitFor({ timeout: 3000 }).catch(async (error) => {
+        await hit.locator("mark").waitFor({ timeout: 10_000 }).catch(async (error) => {
           throw new Error(`the hit shows ${JSON.stringify(await hit.innerText())}`, {
             cause: error,
           });
