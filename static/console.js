@@ -707,7 +707,12 @@ function dialogView() {
   }
 }
 
+/** Where the focus was when the open dialog opened, to go back to when it closes. */
+let dialogOpener = null;
+
 function openDialog(name) {
+  const from = document.activeElement;
+  if (!state.dialog) dialogOpener = from && from !== document.body ? from : null;
   state.dialog = name;
   state.quick = null;
   if (name === "quick") loadQuickReplies();
@@ -724,6 +729,22 @@ function closeDialog() {
   const was = state.dialog;
   state.dialog = null;
   renderViews();
+  // Back where the agent was (? from the messages or the list, Ctrl+K from the reply box): sent
+  // to the dialog's own button, the next j, k or typed reply went nowhere useful. A list entry
+  // is drawn anew while the dialog is open, so it is found again by its conversation.
+  const opener = dialogOpener;
+  dialogOpener = null;
+  const id = opener?.isConnected ? null : opener?.dataset?.contactId;
+  const entry = id
+    ? [el.contactList, el.transferredList, el.systemEntry]
+      .map((list) => list.querySelector(`.contact[data-contact-id="${CSS.escape(id)}"]`))
+      .find(Boolean)
+    : null;
+  const back = opener?.isConnected ? opener : entry;
+  if (back && !back.closest("[inert]") && !back.disabled) {
+    back.focus({ preventScroll: true });
+    if (document.activeElement === back) return;
+  }
   (was === "settings" ? el.settingsButton : was === "help" ? el.helpButton : el.reply)?.focus();
 }
 

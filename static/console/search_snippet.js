@@ -30,9 +30,29 @@ export function snippetOf(text, query, { before = BEFORE, after = AFTER } = {}) 
   };
 }
 
-/** `index`, moved back off the second half of a surrogate pair, so no emoji is cut in two. */
+/** The fields the bridge's search reads, in its order: the first one a message has is searched. */
+const SEARCHED = ["content", "title", "description", "label", "recognition"];
+
+/** The text of `msg` (a message's msg) that the bridge searched: a location's label, a voice's
+ * recognition, as well as a text's content. */
+export function searchedText(msg) {
+  for (const field of SEARCHED) {
+    if (typeof msg?.[field] === "string") return msg[field];
+  }
+  return "";
+}
+
+const graphemes = typeof Intl?.Segmenter === "function"
+  ? new Intl.Segmenter(undefined, { granularity: "grapheme" })
+  : null;
+
+/** `index`, moved back to the start of the character (as the eye sees one) it falls in: no
+ * emoji cut in two, nor a flag (🇨🇳 cut after its first half re-paired the rest into 🇳🇨), a
+ * family or a skin tone. */
 function boundary(text, index) {
   if (index <= 0 || index >= text.length) return Math.max(0, Math.min(index, text.length));
+  const segment = graphemes?.segment(text).containing(index);
+  if (segment) return segment.index;
   const code = text.charCodeAt(index);
   return code >= 0xdc00 && code <= 0xdfff ? index - 1 : index;
 }

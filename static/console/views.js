@@ -6,7 +6,7 @@
 import { html, render, useEffect, useRef, useState } from "../vendor/preact-htm-3-1-1.js";
 import { FILTERS } from "./triage.js";
 import { LANGUAGES } from "./i18n.js";
-import { snippetOf } from "./search_snippet.js";
+import { searchedText, snippetOf } from "./search_snippet.js";
 
 export { html, render };
 
@@ -269,7 +269,7 @@ export function SearchPanel({ t, query, results, busy, more, onQuery, onMore, on
           </form>
           <ul class="search-results">
             ${results.map((r) => {
-              const s = snippetOf(r.message.msg?.content ?? r.message.msg?.title ?? "", query);
+              const s = snippetOf(searchedText(r.message.msg), query);
               return html`
                 <li key=${`${r.contact_id}:${r.message.id}`}>
                   <button type="button" class="search-hit" onClick=${() => onOpen(r)}>

@@ -3,7 +3,8 @@
 // filter round trip; a search hit far back had no way back to the newest message; a cancelled
 // upload stayed counted among the messages seen (no pill with nothing new, as the note asked, but
 // none either for the follower's next message below the view); and leaving with a failed
-// upload, its file only in this page, did not ask first.
+// upload, its file only in this page, did not ask first (and once tried again and sent, it
+// must not ask any more).
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -31,7 +32,7 @@ const listed = (page: Page) =>
 async function listShows(page: Page, want: string[]): Promise<void> {
   const expr = `[...document.querySelectorAll("#contact-list .contact")]
     .map((n) => n.dataset.contactId).join() === ${JSON.stringify(want.join())}`;
-  await page.waitForFunction(expr, undefined, { timeout: 3000 }).catch(async (error) => {
+  await page.waitForFunction(expr, undefined, { timeout: 10_000 }).catch(async (error) => {
     throw new Error(`the list shows ${JSON.stringify(await listed(page))}`, { cause: error });
   });
 }
@@ -179,7 +180,7 @@ browserTest("a cancelled upload is no new message, nor does it hide one", async 
     await t.step("what the follower writes next is announced", async () => {
       await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "还在吗" });
       // Below the view the agent scrolled to: the pill says so, once.
-      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor({ timeout: 3000 });
+      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor({ timeout: 10_000 });
       await page.locator("#new-pill").click();
       await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
       await page.waitForFunction(`${bottomGap} < 40`);
@@ -231,6 +232,15 @@ browserTest(
       await t.step("not removed, it asks", async () => {
         assert.equal(await leaving(page), "beforeunload");
       });
+
+      await t.step("tried again and sent, the page closes without a word", async () => {
+        // The agent stayed; the network is back.
+        await page.unroute(`**${B}/upload?*`);
+        await failed.getByRole("button", { name: "Try again" }).click();
+        await page.locator('.msg.out[data-status="sent"]').waitFor();
+        await page.locator('.msg.out[data-status="failed"]').waitFor({ state: "detached" });
+        assert.equal(await leaving(page), "closed");
+      });
     } finally {
       await server.close();
     }
@@ -240,7 +250,7 @@ browserTest(
 /** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
 async function leaving(page: Page): Promise<string> {
   const asked = new Promise<string>((resolve) =>
-    page.on("dialog", (dialog) => {
+    page.once("dialog", (dialog) => {
       resolve(dialog.type());
       dialog.dismiss();
     })

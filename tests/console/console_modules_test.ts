@@ -35,7 +35,7 @@ import {
   saveAlertSettings,
 } from "../../static/console/alerts.js";
 import { createTranslator, pickLanguage, STRINGS } from "../../static/console/i18n.js";
-import { AFTER, BEFORE, snippetOf } from "../../static/console/search_snippet.js";
+import { AFTER, BEFORE, searchedText, snippetOf } from "../../static/console/search_snippet.js";
 
 /** A Storage with what the modules use. */
 function fakeStorage() {
@@ -344,4 +344,24 @@ Deno.test("snippetOf() cuts no emoji in two, and marks nothing it cannot place",
   assert.equal(shifted.match, "");
   assert.equal(shifted.after, "İstanbul sipariş");
   assert.deepEqual(snippetOf("abc", "zzz"), { before: "", match: "", after: "abc" });
+});
+
+Deno.test("snippetOf() cuts no flag, family or skin tone in two", () => {
+  // 🇨🇳 is two regional indicators: cut between them, the rest paired up as 🇳🇨.
+  const flags = snippetOf("🇨🇳".repeat(30) + "x", "x", { before: 6, after: 5 });
+  assert.equal(flags.match, "x");
+  assert.match(flags.before, /^…(🇨🇳)+$/u);
+  const family = "👨‍👩‍👧";
+  const fam = snippetOf(`x${family.repeat(10)}`, "x", { before: 5, after: 10 });
+  assert.match(fam.after, new RegExp(`^(${family})+…$`, "u"));
+  const thumbs = snippetOf(`${"👍🏽".repeat(10)}x`, "x", { before: 5, after: 5 });
+  assert.match(thumbs.before, /^…(👍🏽)+$/u);
+});
+
+Deno.test("searchedText() reads the field the bridge searched", () => {
+  assert.equal(searchedText({ content: "在吗" }), "在吗");
+  assert.equal(searchedText({ label: "上海市人民广场", title: undefined }), "上海市人民广场");
+  assert.equal(searchedText({ recognition: "我要退款" }), "我要退款");
+  assert.equal(searchedText({ title: "链接", description: "说明" }), "链接");
+  assert.equal(searchedText(undefined), "");
 });
