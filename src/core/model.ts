@@ -14,6 +14,7 @@ import {
   windowStateOf,
 } from "../protocol/window.ts";
 import { chooseAgent } from "./assignment.ts";
+import { type Place, samePlace } from "./location.ts";
 import {
   type AgentRecord,
   type Contact,
@@ -23,6 +24,7 @@ import {
   type InboundItem,
   type InboundOutcome,
   isAfterCursor,
+  type LocationOutcome,
   type LogEntry,
   type Presence,
   type QuickReply,
@@ -340,6 +342,20 @@ export class Model {
     }
     this.append(contact.agent_id, item.envelope);
     return "delivered";
+  }
+
+  /** A follower's location report (LOCATION, not a follower writing): a known contact keeps
+   * it; a new place goes into its history and to its agent, if bound. Nobody is bound or
+   * queued for it and nothing is unread; the place last reported again changes nothing. */
+  location(item: InboundItem, place: Place): LocationOutcome {
+    const contact = this.contacts.get(item.followerId);
+    if (!contact) return "unknown";
+    if (contact.location && samePlace(contact.location, place)) return "same";
+    contact.location = { ...place };
+    this.changes.contacts.add(contact.follower_id);
+    this.#history(contact, { ...item.envelope.data, direction: "in" });
+    if (contact.agent_id !== null) this.append(contact.agent_id, item.envelope);
+    return "new";
   }
 
   /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity.

@@ -67,6 +67,12 @@ export function isConversationReport(event: string): boolean {
   return CONVERSATION_REPORTS.has(event);
 }
 
+/** Whether the event is the follower's client reporting where it is (the account's "report
+ * location" setting: on entering the chat, or every 5 s in it), not the follower acting. */
+export function isLocationReport(event: string | undefined): boolean {
+  return event === "LOCATION";
+}
+
 /** Whether the event names its user in `<OpenID>`. */
 export function namesUserInOpenId(event: string | undefined): boolean {
   return event !== undefined && OPENID_EVENTS.has(event);

@@ -6,6 +6,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { InboundItem, Store } from "../core/store.ts";
 import type { Envelope } from "../protocol/envelope.ts";
+import { placeOf } from "../core/location.ts";
 import { isConversationReport, isPerRecipientReport } from "./event_kinds.ts";
 import type { FollowerMessage } from "./message.ts";
 
@@ -94,6 +95,22 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
         follower_id: message.from,
         known: forgotten ? "had data" : "nothing stored",
       });
+    },
+
+    /** A location report: kept on the follower's contact (store.reportLocation); one whose
+     * coordinates are not numbers is delivered as any other event, so nothing is lost. */
+    async location(item: InboundItem): Promise<void> {
+      const place = placeOf(item.envelope.data.msg, item.receivedAt);
+      if (place === null) {
+        await deps.switchboard.accept(item);
+        return;
+      }
+      const outcome = await deps.switchboard.apply(deps.store.reportLocation(item, place));
+      if (outcome === "unknown") {
+        log.debug("LOCATION from {follower_id}, who has no conversation here", {
+          follower_id: item.followerId,
+        });
+      }
     },
 
     /** WeChat cleaned the user's profile: its agent is told; an unknown user needs nothing. */

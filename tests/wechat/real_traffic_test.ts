@@ -261,7 +261,8 @@ Deno.test("safe and compatible mode as wechat-crypto encrypts them", async (t) =
 // Items 6, 7, 8 and the account: every sample's fields, typed, with a sentence of its own.
 
 /** Posts each sample to a fresh bridge (samples share ids) and returns what the agent got;
- * `bound`: its follower writes first (a kf session report reaches a follower's agent only). */
+ * `bound`: its follower writes first (a kf session or location report reaches only the
+ * follower's agent). */
 async function deliverSample(xml: string, bound = false): Promise<Received> {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
   const agent = await connectRoutedAgent(server, "sample-agent");
@@ -310,7 +311,7 @@ Deno.test("every wechatpy event sample reaches its agent typed, with its own sen
   for (const name of FOLLOWER_EVENTS) {
     await t.step(`${name}.xml has a sentence of its own and the account`, async () => {
       const xml = await fixture(`wechatpy/${name}.xml`);
-      const e = await deliverSample(xml, name.startsWith("kf_"));
+      const e = await deliverSample(xml, name.startsWith("kf_") || name === "location_event");
       got.set(name, e);
       assert.equal(e.result.code, 102);
       const text = e.data.msg?.["text"] as string;

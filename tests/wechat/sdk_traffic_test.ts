@@ -237,12 +237,10 @@ Deno.test("the reply window: a LOCATION report opens none, a QR follow opens the
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN }, fetch: offline([]) });
   const agent = await connectRoutedAgent(server, "window-agent");
   try {
-    await t.step("LOCATION from a follower who never wrote: delivered, no window", async () => {
+    await t.step("LOCATION from a follower who never wrote: no contact, so no window", async () => {
       await postSigned(server, await fixture("chanxuehong/location_event.xml"));
-      await agent.waitFor(aboutFollower(FOLLOWER));
-      const contact = (await server.store.getContact(FOLLOWER))!;
-      assert.equal(contact.agent_id, "window-agent");
-      assert.equal(contact.last_inbound_at, 0);
+      await marker(server, agent, "7201");
+      assert.equal(await server.store.getContact(FOLLOWER), null);
     });
     await t.step("a follow from a QR code: WeChat's 3-reply allowance", async () => {
       await postSigned(server, await fixture("chanxuehong/subscribe_qrscene.xml"));
