@@ -344,13 +344,17 @@ export class Model {
     return "delivered";
   }
 
-  /** A follower's location report (LOCATION, not a follower writing): a known contact keeps
-   * it; a new place goes into its history and to its agent, if bound. Nobody is bound or
-   * queued for it and nothing is unread; the place last reported again changes nothing. */
+  /** A follower's location report (LOCATION, not a follower writing): the contact keeps it; a
+   * new place goes into its history and to its agent, if bound. Nobody is bound or queued for
+   * it and nothing is unread; the place last reported again changes nothing. */
   location(item: InboundItem, place: Place): LocationOutcome {
-    const contact = this.contacts.get(item.followerId);
-    if (!contact) return "unknown";
-    if (contact.location && samePlace(contact.location, place)) return "same";
+    let contact = this.contacts.get(item.followerId);
+    if (!contact) {
+      // Reported on entering the chat, before any message: kept for the conversation to come,
+      // in no list (no agent, not waiting) until the follower writes.
+      contact = this.#contact(item.followerId, item.receivedAt);
+      contact.status = "closed";
+    } else if (contact.location && samePlace(contact.location, place)) return "same";
     contact.location = { ...place };
     this.changes.contacts.add(contact.follower_id);
     this.#history(contact, { ...item.envelope.data, direction: "in" });

@@ -164,8 +164,8 @@ export interface InboundItem {
 }
 
 /** What became of a location report: `new` (a new place: kept, in the history, told to the
- * follower's agent), `same` (the place last reported: nothing written), `unknown` (no contact). */
-export type LocationOutcome = "new" | "same" | "unknown";
+ * follower's agent if bound), `same` (the place last reported: nothing written). */
+export type LocationOutcome = "new" | "same";
 
 /** What became of one inbound item; `queued`: kept behind the follower's media (MediaQueue). */
 export type InboundOutcome = "delivered" | "waiting" | "duplicate" | "queued";
@@ -262,7 +262,8 @@ export class ReplyRefusedError extends Error {
 export interface Store {
   /** Routes and stores a batch of follower messages in one commit, in order. */
   acceptInbound(items: InboundItem[], presence: Presence): Promise<Applied<InboundOutcome[]>>;
-  /** A LOCATION report: kept on a known contact; binds nobody, counts nothing unread. */
+  /** A LOCATION report: kept on the contact (made, in no list, if new); binds nobody, queues
+   * nobody, counts nothing unread. */
   reportLocation(item: InboundItem, place: Place): Promise<Applied<LocationOutcome>>;
   /** Appends envelopes to agents' logs (system notices, agent-to-agent messages, reply echoes). */
   appendToAgents(

@@ -864,14 +864,19 @@ if OP == 'rename' then
   end
 end
 
--- model.ts location: a known contact keeps a new place (src/core/location.ts samePlace: within
+-- model.ts location: the contact keeps a new place (src/core/location.ts samePlace: within
 -- SAME_PLACE_M of the last is the same), in its history and to its agent; nobody is bound.
 if OP == 'location' then
   function ops.location()
     local fid, data, result = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
     local lat, lon = tonumber(ARGV[A0 + 3]), tonumber(ARGV[A0 + 4])
+    local at = tonumber(ARGV[A0 + 6])
     local c = get_contact(fid)
-    if not c then return 'unknown' end
+    if not c then
+      -- As model.ts: kept for the conversation to come, in no list until the follower writes.
+      c = new_contact(fid, at)
+      c.status = 'closed'
+    end
     local last = c.location
     if last and last ~= NULL then
       local dy = (last.latitude - lat) * 111320
@@ -879,7 +884,7 @@ if OP == 'location' then
       if dx * dx + dy * dy <= ${SAME_PLACE_M * SAME_PLACE_M} then return 'same' end
     end
     c.location = {
-      latitude = lat, longitude = lon, precision = tonumber(ARGV[A0 + 5]), at = tonumber(ARGV[A0 + 6]),
+      latitude = lat, longitude = lon, precision = tonumber(ARGV[A0 + 5]), at = at,
     }
     touch(c)
     history(c, '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}')

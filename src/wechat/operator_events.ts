@@ -105,12 +105,7 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
         await deps.switchboard.accept(item);
         return;
       }
-      const outcome = await deps.switchboard.apply(deps.store.reportLocation(item, place));
-      if (outcome === "unknown") {
-        log.debug("LOCATION from {follower_id}, who has no conversation here", {
-          follower_id: item.followerId,
-        });
-      }
+      await deps.switchboard.apply(deps.store.reportLocation(item, place));
     },
 
     /** WeChat cleaned the user's profile: its agent is told; an unknown user needs nothing. */
