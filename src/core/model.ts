@@ -272,17 +272,23 @@ export class Model {
     return !record || record.capacity === null || record.load < record.capacity;
   }
 
+  /** Whether WeChat sent this item already (its dedup key seen within dedupTtlMs); remembers it. */
+  #isRetry(item: InboundItem): boolean {
+    if (item.dedupKey === null) return false;
+    const now = item.receivedAt;
+    const expiry = this.seen.get(item.dedupKey);
+    if (expiry !== undefined && expiry > now) return true;
+    // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
+    if (expiry !== undefined) this.seen.delete(item.dedupKey);
+    this.#addSeen(item.dedupKey, now + this.options.dedupTtlMs);
+    this.changes.dedup.push(item.dedupKey);
+    return false;
+  }
+
   /** Routes one follower message; see SPEC "Routing". */
   inbound(item: InboundItem, presence: Presence): InboundOutcome {
     const now = item.receivedAt;
-    if (item.dedupKey !== null) {
-      const expiry = this.seen.get(item.dedupKey);
-      if (expiry !== undefined && expiry > now) return "duplicate";
-      // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
-      if (expiry !== undefined) this.seen.delete(item.dedupKey);
-      this.#addSeen(item.dedupKey, now + this.options.dedupTtlMs);
-      this.changes.dedup.push(item.dedupKey);
-    }
+    if (this.#isRetry(item)) return "duplicate";
     const contact = this.#contact(item.followerId, now);
     if (item.name) contact.name = item.name;
     else if (
@@ -348,6 +354,8 @@ export class Model {
    * new place goes into its history and to its agent, if bound. Nobody is bound or queued for
    * it and nothing is unread; the place last reported again changes nothing. */
   location(item: InboundItem, place: Place): LocationOutcome {
+    // A retry that comes after a newer report must not take the contact back to the old place.
+    if (this.#isRetry(item)) return "same";
     let contact = this.contacts.get(item.followerId);
     if (!contact) {
       // Reported on entering the chat, before any message: kept for the conversation to come,

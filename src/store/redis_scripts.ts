@@ -871,6 +871,11 @@ if OP == 'location' then
     local fid, data, result = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
     local lat, lon = tonumber(ARGV[A0 + 3]), tonumber(ARGV[A0 + 4])
     local at = tonumber(ARGV[A0 + 6])
+    local dedup, dedup_ttl = ARGV[A0 + 7], ARGV[A0 + 8]
+    -- As inbound: a retry after a newer report must not take the contact back to the old place.
+    if dedup ~= '' and not redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl) then
+      return 'same'
+    end
     local c = get_contact(fid)
     if not c then
       -- As model.ts: kept for the conversation to come, in no list until the follower writes.

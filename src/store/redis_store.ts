@@ -612,6 +612,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         place.longitude,
         place.precision,
         place.at,
+        item.dedupKey === null ? "" : `k${item.dedupKey}`,
+        options.dedupTtlMs,
       ]);
       return applied(value, entries);
     },

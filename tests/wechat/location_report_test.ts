@@ -124,6 +124,16 @@ for (const [name, env] of STORES) {
             assert.equal((await history()).length, 3);
           },
         );
+        await t.step(
+          "WeChat's retry of the first report: the place stays the newer one",
+          async () => {
+            await postXml(server.base, report(0));
+            await marker();
+            assert.equal((await server.store.getContact(FOLLOWER))!.location?.latitude, 30.444105);
+            assert.equal(locations().length, 1);
+            assert.equal((await history()).length, 3);
+          },
+        );
       } finally {
         await agent.close();
         await server.close();
@@ -149,7 +159,9 @@ for (
       const again = await open(dir);
       try {
         assert.deepEqual((await again.getContact(FOLLOWER))!.location, place);
-        assert.equal((await again.reportLocation(item, { ...place, at: 2 })).value, "same");
+        // Another report (not WeChat's retry of the first) at the same place.
+        const later = message(FOLLOWER, "loc-2", Date.UTC(2026, 10, 1, 0, 0, 5), "none");
+        assert.equal((await again.reportLocation(later, { ...place, at: 2 })).value, "same");
       } finally {
         await again.close();
       }
