@@ -432,6 +432,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
         }
       }),
     profileChanged: operatorEvents.profileChanged,
+    location: operatorEvents.location,
     // An agent taken off the account's list is still known to its store: ToUserName naming
     // it is the account's message, for the agents who serve it.
     isAgent: async (id) => (serves?.(id) ?? true) && await store.isKnownAgent(id),

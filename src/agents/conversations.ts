@@ -81,6 +81,15 @@ export function createConversationRoutes(deps: ConversationDeps) {
           window_closed: Boolean(c.window_closed_by),
           messages: c.history_seq,
           labels: c.labels ?? [],
+          // The follower's last reported place (LOCATION), `time` when first reported there.
+          location: c.location
+            ? {
+              latitude: c.location.latitude,
+              longitude: c.location.longitude,
+              precision: c.location.precision,
+              time: s(c.location.at),
+            }
+            : null,
         })),
         waiting: waiting.map((c) => ({
           contact_id: c.follower_id,

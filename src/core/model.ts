@@ -14,6 +14,7 @@ import {
   windowStateOf,
 } from "../protocol/window.ts";
 import { chooseAgent } from "./assignment.ts";
+import { type Place, samePlace } from "./location.ts";
 import {
   type AgentRecord,
   type Contact,
@@ -23,6 +24,7 @@ import {
   type InboundItem,
   type InboundOutcome,
   isAfterCursor,
+  type LocationOutcome,
   type LogEntry,
   type Presence,
   type QuickReply,
@@ -270,17 +272,23 @@ export class Model {
     return !record || record.capacity === null || record.load < record.capacity;
   }
 
+  /** Whether WeChat sent this item already (its dedup key seen within dedupTtlMs); remembers it. */
+  #isRetry(item: InboundItem): boolean {
+    if (item.dedupKey === null) return false;
+    const now = item.receivedAt;
+    const expiry = this.seen.get(item.dedupKey);
+    if (expiry !== undefined && expiry > now) return true;
+    // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
+    if (expiry !== undefined) this.seen.delete(item.dedupKey);
+    this.#addSeen(item.dedupKey, now + this.options.dedupTtlMs);
+    this.changes.dedup.push(item.dedupKey);
+    return false;
+  }
+
   /** Routes one follower message; see SPEC "Routing". */
   inbound(item: InboundItem, presence: Presence): InboundOutcome {
     const now = item.receivedAt;
-    if (item.dedupKey !== null) {
-      const expiry = this.seen.get(item.dedupKey);
-      if (expiry !== undefined && expiry > now) return "duplicate";
-      // Moved to the end, so the map stays in the order keys expire (see pruneSeen).
-      if (expiry !== undefined) this.seen.delete(item.dedupKey);
-      this.#addSeen(item.dedupKey, now + this.options.dedupTtlMs);
-      this.changes.dedup.push(item.dedupKey);
-    }
+    if (this.#isRetry(item)) return "duplicate";
     const contact = this.#contact(item.followerId, now);
     if (item.name) contact.name = item.name;
     else if (
@@ -340,6 +348,26 @@ export class Model {
     }
     this.append(contact.agent_id, item.envelope);
     return "delivered";
+  }
+
+  /** A follower's location report (LOCATION, not a follower writing): the contact keeps it; a
+   * new place goes into its history and to its agent, if bound. Nobody is bound or queued for
+   * it and nothing is unread; the place last reported again changes nothing. */
+  location(item: InboundItem, place: Place): LocationOutcome {
+    // A retry that comes after a newer report must not take the contact back to the old place.
+    if (this.#isRetry(item)) return "same";
+    let contact = this.contacts.get(item.followerId);
+    if (!contact) {
+      // Reported on entering the chat, before any message: kept for the conversation to come,
+      // in no list (no agent, not waiting) until the follower writes.
+      contact = this.#contact(item.followerId, item.receivedAt);
+      contact.status = "closed";
+    } else if (contact.location && samePlace(contact.location, place)) return "same";
+    contact.location = { ...place };
+    this.changes.contacts.add(contact.follower_id);
+    this.#history(contact, { ...item.envelope.data, direction: "in" });
+    if (contact.agent_id !== null) this.append(contact.agent_id, item.envelope);
+    return "new";
   }
 
   /** An agent came online: hand it waiting followers, longest-waiting first, up to capacity.

@@ -2,6 +2,7 @@
 // followers waiting for an agent, the conversation history. Deno KV, memory and Redis
 // implement the same interface, so the rest of the bridge never knows which one it has.
 
+import type { Place } from "./location.ts";
 import type { Envelope, EnvelopeData } from "../protocol/envelope.ts";
 import type { ReplyCheck } from "../protocol/window.ts";
 
@@ -47,6 +48,8 @@ export interface Contact {
   labels?: string[];
   /** Which notice about the 48-hour window the agent has had since the last message. */
   window_notice?: "closing" | "expired" | null;
+  /** The follower's last reported location (LOCATION); absent until one. */
+  location?: Place;
 }
 
 /** Where a page of an agent's contacts starts: after this contact, in the list's order (last
@@ -160,6 +163,10 @@ export interface InboundItem {
   fromQueue?: string;
 }
 
+/** What became of a location report: `new` (a new place: kept, in the history, told to the
+ * follower's agent if bound), `same` (the place last reported: nothing written). */
+export type LocationOutcome = "new" | "same";
+
 /** What became of one inbound item; `queued`: kept behind the follower's media (MediaQueue). */
 export type InboundOutcome = "delivered" | "waiting" | "duplicate" | "queued";
 
@@ -255,6 +262,9 @@ export class ReplyRefusedError extends Error {
 export interface Store {
   /** Routes and stores a batch of follower messages in one commit, in order. */
   acceptInbound(items: InboundItem[], presence: Presence): Promise<Applied<InboundOutcome[]>>;
+  /** A LOCATION report: kept on the contact (made, in no list, if new); binds nobody, queues
+   * nobody, counts nothing unread. */
+  reportLocation(item: InboundItem, place: Place): Promise<Applied<LocationOutcome>>;
   /** Appends envelopes to agents' logs (system notices, agent-to-agent messages, reply echoes). */
   appendToAgents(
     entries: Array<{ agentId: string; envelope: Envelope }>,

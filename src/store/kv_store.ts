@@ -756,6 +756,14 @@ function createKvStore(
         () => items.map((item) => item.followerId),
       );
     },
+    reportLocation(item, place) {
+      try {
+        checkFits("the message", item.envelope);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return mutate((m) => m.location(item, place), true, () => [item.followerId]);
+    },
     appendToAgents(entries) {
       try {
         for (const e of entries) checkFits("the message", e.envelope);

@@ -84,6 +84,9 @@ export function createMemoryStore(options: ModelOptions): Store {
     acceptInbound(items: InboundItem[], presence: Presence) {
       return run(() => items.map((item): InboundOutcome => model.inbound(item, presence)));
     },
+    reportLocation(item, place) {
+      return run(() => model.location(item, place));
+    },
     appendToAgents(entries) {
       return run(() => entries.map((e) => model.append(e.agentId, e.envelope)));
     },

@@ -3,6 +3,7 @@
 // It applies src/core/model.ts's rules with the protocol's own constants and notice texts,
 // written into the script from TypeScript so no rule is restated here; redis_store.ts calls it.
 
+import { SAME_PLACE_M } from "../core/location.ts";
 import { codeOf, SYSTEM_CONTACT, SYSTEM_NAME } from "../protocol/envelope.ts";
 import { NOTICE_TEXTS } from "../protocol/notices.ts";
 import {
@@ -860,6 +861,40 @@ if OP == 'rename' then
     c.name = name
     touch(c)
     return 0
+  end
+end
+
+-- model.ts location: the contact keeps a new place (src/core/location.ts samePlace: within
+-- SAME_PLACE_M of the last is the same), in its history and to its agent; nobody is bound.
+if OP == 'location' then
+  function ops.location()
+    local fid, data, result = ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2]
+    local lat, lon = tonumber(ARGV[A0 + 3]), tonumber(ARGV[A0 + 4])
+    local at = tonumber(ARGV[A0 + 6])
+    local dedup, dedup_ttl = ARGV[A0 + 7], ARGV[A0 + 8]
+    -- As inbound: a retry after a newer report must not take the contact back to the old place.
+    if dedup ~= '' and not redis.call('SET', P .. 'dedup:' .. string.sub(dedup, 2), '1', 'NX', 'PX', dedup_ttl) then
+      return 'same'
+    end
+    local c = get_contact(fid)
+    if not c then
+      -- As model.ts: kept for the conversation to come, in no list until the follower writes.
+      c = new_contact(fid, at)
+      c.status = 'closed'
+    end
+    local last = c.location
+    if last and last ~= NULL then
+      local dy = (last.latitude - lat) * 111320
+      local dx = (last.longitude - lon) * 111320 * math.cos(last.latitude * math.pi / 180)
+      if dx * dx + dy * dy <= ${SAME_PLACE_M * SAME_PLACE_M} then return 'same' end
+    end
+    c.location = {
+      latitude = lat, longitude = lon, precision = tonumber(ARGV[A0 + 5]), at = at,
+    }
+    touch(c)
+    history(c, '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}')
+    if c.agent_id ~= NULL then append(c.agent_id, data .. ',"result":' .. result .. '}') end
+    return 'new'
   end
 end
 

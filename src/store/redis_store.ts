@@ -28,6 +28,7 @@ import {
   type InboundItem,
   type InboundOutcome,
   isAfterCursor,
+  type LocationOutcome,
   type LogEntry,
   type MediaQueue,
   type Presence,
@@ -599,6 +600,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         sent.push({ envelope: item.envelope, tail: `${fields[6]},"result":${fields[7]}}` });
       }
       const { value, entries } = await run<InboundOutcome[]>("inbound", args, false, sent);
+      return applied(value, entries);
+    },
+
+    async reportLocation(item, place) {
+      const { value, entries } = await run<LocationOutcome>("location", [
+        item.followerId,
+        dataRest(item.envelope.data),
+        JSON.stringify(item.envelope.result),
+        place.latitude,
+        place.longitude,
+        place.precision,
+        place.at,
+        item.dedupKey === null ? "" : `k${item.dedupKey}`,
+        options.dedupTtlMs,
+      ]);
       return applied(value, entries);
     },
 

@@ -610,6 +610,9 @@ function createSqliteStore(
         () => items.map((item) => item.followerId),
       );
     },
+    reportLocation(item, place) {
+      return mutate((m) => m.location(item, place), () => [item.followerId]);
+    },
     appendToAgents(entries) {
       return mutate((m) => entries.map((e) => m.append(e.agentId, e.envelope)));
     },

@@ -25,10 +25,22 @@ const ACCOUNT_REPORTS = new Set([
   "wxa_nickname_audit",
   "weapp_audit_success",
   "weapp_audit_fail",
+  // WeChat's legacy multi-customer-service system opened, closed or moved a session: news
+  // about a conversation, but the follower did nothing.
+  "kf_create_session",
+  "kf_close_session",
+  "kf_switch_session",
 ]);
 
 /** Reports sent once per recipient: counted and logged, never shown to agents one by one. */
 const PER_RECIPIENT_REPORTS = new Set(["TEMPLATESENDJOBFINISH", "subscribe_msg_sent_event"]);
+
+/** Reports about one follower's conversation: told to the follower's agent, if it has one. */
+const CONVERSATION_REPORTS = new Set([
+  "kf_create_session",
+  "kf_close_session",
+  "kf_switch_session",
+]);
 
 /** Platform events whose user is `<OpenID>`; FromUserName is WeChat's push service there. */
 const OPENID_EVENTS = new Set([
@@ -48,6 +60,17 @@ export function isAccountReport(event: string | undefined): boolean {
 /** Whether a report comes once per recipient of a send (and so is too many to show agents). */
 export function isPerRecipientReport(event: string): boolean {
   return PER_RECIPIENT_REPORTS.has(event);
+}
+
+/** Whether a report is about the conversation of its FromUserName (for that follower's agent). */
+export function isConversationReport(event: string): boolean {
+  return CONVERSATION_REPORTS.has(event);
+}
+
+/** Whether the event is the follower's client reporting where it is (the account's "report
+ * location" setting: on entering the chat, or every 5 s in it), not the follower acting. */
+export function isLocationReport(event: string | undefined): boolean {
+  return event === "LOCATION";
 }
 
 /** Whether the event names its user in `<OpenID>`. */

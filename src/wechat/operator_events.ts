@@ -6,7 +6,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { InboundItem, Store } from "../core/store.ts";
 import type { Envelope } from "../protocol/envelope.ts";
-import { isPerRecipientReport } from "./event_kinds.ts";
+import { placeOf } from "../core/location.ts";
+import { isConversationReport, isPerRecipientReport } from "./event_kinds.ts";
 import type { FollowerMessage } from "./message.ts";
 
 const log = getLogger(["bridge", "wechat", "reports"]);
@@ -46,12 +47,32 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
     return false;
   }
 
+  /** A report on a follower's conversation reaches its agent, if bound: nobody is bound for it,
+   * and it is neither history nor unread (the follower wrote nothing). */
+  async function tellFollowersAgent(
+    message: FollowerMessage,
+    envelope: Envelope,
+    event: string,
+  ): Promise<void> {
+    deps.countReport(event);
+    const agentId = (await deps.store.getContact(message.from))?.agent_id ?? null;
+    log.info("Conversation report {event} for {follower_id}: {text}", {
+      event,
+      follower_id: message.from,
+      text: envelope.data.msg["text"],
+      agent_id: agentId,
+    });
+    if (agentId === null) return;
+    await deps.switchboard.sendToAgents([{ agentId, envelope }]);
+  }
+
   return {
     /** A report: a metric and a log line always; rare ones also reach every online agent. */
     async report(message: FollowerMessage, envelope: Envelope, dedupKey: string): Promise<void> {
       if (await isRetry(dedupKey)) return;
       const event = message.event ?? "unknown";
       const msg = envelope.data.msg;
+      if (isConversationReport(event)) return tellFollowersAgent(message, envelope, event);
       // Not about a contact: the console must not open a conversation for it.
       delete msg["follower_id"];
       delete msg["follower_name"];
@@ -74,6 +95,17 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
         follower_id: message.from,
         known: forgotten ? "had data" : "nothing stored",
       });
+    },
+
+    /** A location report: kept on the follower's contact (store.reportLocation); one whose
+     * coordinates are not numbers is delivered as any other event, so nothing is lost. */
+    async location(item: InboundItem): Promise<void> {
+      const place = placeOf(item.envelope.data.msg, item.receivedAt);
+      if (place === null) {
+        await deps.switchboard.accept(item);
+        return;
+      }
+      await deps.switchboard.apply(deps.store.reportLocation(item, place));
     },
 
     /** WeChat cleaned the user's profile: its agent is told; an unknown user needs nothing. */

@@ -3,7 +3,7 @@
 // the message is committed; delivery to agents happens after.
 
 import { getLogger } from "@logtape/logtape";
-import { asksToForget, isAccountReport } from "./event_kinds.ts";
+import { asksToForget, isAccountReport, isLocationReport } from "./event_kinds.ts";
 import { createFollowerEnvelope } from "./follower_envelope.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { InboundItem, InboundOutcome } from "../core/store.ts";
@@ -42,6 +42,8 @@ export interface WebhookDeps {
   report(message: FollowerMessage, envelope: Envelope, dedupKey: string): Promise<void>;
   /** The user revoked its authorization: forget its data. */
   forget(message: FollowerMessage, envelope: Envelope): Promise<void>;
+  /** The follower's client reported its location (LOCATION): kept, never a conversation. */
+  location(item: InboundItem): Promise<void>;
   /** WeChat cleaned a user's profile (user_info_modified). */
   profileChanged(item: InboundItem): Promise<void>;
   /** Whether ToUserName names an agent (the seed's simplified form) rather than the account. */
@@ -239,6 +241,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
           event: message.event,
         };
         if (message.event === "user_info_modified") await deps.profileChanged(item);
+        else if (isLocationReport(message.event)) await deps.location(item);
         else {
           const outcome = await deps.accept(item, message, url);
           const passive = deps.passive?.enabled

@@ -260,14 +260,21 @@ Deno.test("safe and compatible mode as wechat-crypto encrypts them", async (t) =
 // ---------------------------------------------------------------------------------------------
 // Items 6, 7, 8 and the account: every sample's fields, typed, with a sentence of its own.
 
-/** Posts each sample to a fresh bridge (samples share ids) and returns what the agent got. */
-async function deliverSample(xml: string): Promise<Received> {
+/** Posts each sample to a fresh bridge (samples share ids) and returns what the agent got;
+ * `bound`: its follower writes first (a kf session or location report reaches only the
+ * follower's agent). */
+async function deliverSample(xml: string, bound = false): Promise<Received> {
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN } });
   const agent = await connectRoutedAgent(server, "sample-agent");
   try {
+    if (bound) {
+      const from = /<FromUserName>\s*<!\[CDATA\[([^\]]*)/.exec(xml)![1]!;
+      await postXml(server, textXml(from, "gh_account", "hi", "5900"));
+      await agent.waitFor((e) => e.data["id"] === "5900");
+    }
     await postXml(server, xml);
     return await agent.waitFor((e) =>
-      e.result.code !== 101 && e.data.msg?.["event"] !== "assigned"
+      e.result.code !== 101 && e.data.msg?.["event"] !== "assigned" && e.data["id"] !== "5900"
     );
   } finally {
     await agent.close();
@@ -304,7 +311,7 @@ Deno.test("every wechatpy event sample reaches its agent typed, with its own sen
   for (const name of FOLLOWER_EVENTS) {
     await t.step(`${name}.xml has a sentence of its own and the account`, async () => {
       const xml = await fixture(`wechatpy/${name}.xml`);
-      const e = await deliverSample(xml);
+      const e = await deliverSample(xml, name.startsWith("kf_") || name === "location_event");
       got.set(name, e);
       assert.equal(e.result.code, 102);
       const text = e.data.msg?.["text"] as string;

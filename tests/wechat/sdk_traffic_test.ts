@@ -237,11 +237,12 @@ Deno.test("the reply window: a LOCATION report opens none, a QR follow opens the
   const server = await startBridge({ env: { WECHAT_TOKEN: TOKEN }, fetch: offline([]) });
   const agent = await connectRoutedAgent(server, "window-agent");
   try {
-    await t.step("LOCATION from a follower who never wrote: delivered, no window", async () => {
+    await t.step("LOCATION from a follower who never wrote: kept, unbound, no window", async () => {
       await postSigned(server, await fixture("chanxuehong/location_event.xml"));
-      await agent.waitFor(aboutFollower(FOLLOWER));
+      await marker(server, agent, "7201");
       const contact = (await server.store.getContact(FOLLOWER))!;
-      assert.equal(contact.agent_id, "window-agent");
+      assert.equal(contact.agent_id, null);
+      assert.equal(contact.location?.latitude, 30.443105);
       assert.equal(contact.last_inbound_at, 0);
     });
     await t.step("a follow from a QR code: WeChat's 3-reply allowance", async () => {

@@ -1,0 +1,172 @@
+// WeChat's LOCATION event (chanxuehong's sample of a real follower) is the follower's client
+// reporting where it is, on entering the chat or every 5 s in it: not the follower writing. On
+// every store: the contact keeps its last place (the contacts API shows it), also one reported
+// before the follower first writes; the bound agent is told of a new place but it is not unread;
+// nobody is bound or queued for it; the same place reported again (to ~10 m) is not stored.
+
+import assert from "node:assert/strict";
+import { post, textXml } from "../helpers/agent.ts";
+import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
+import { openKvStore } from "../../src/store/kv_store.ts";
+import { openSqliteStore } from "../../src/store/sqlite_store.ts";
+import { baseStoreOptions } from "../store/_durable_store_cases.ts";
+import { findTestRedis, rawClient } from "../store/_redis_test_env.ts";
+import { message } from "../store/_store_items.ts";
+
+const B = "/im_component/wx_official_account";
+const FOLLOWER = "os-IKuHd9pJ6xsn4mS7GyL4HxqI4";
+const REDIS_URL = await findTestRedis();
+const storeOptions = baseStoreOptions();
+
+const sample = await Deno.readTextFile(
+  new URL("../fixtures/wechat/chanxuehong/location_event.xml", import.meta.url),
+);
+
+/** The sample, sent `later` s after WeChat sent it, `north` degrees of latitude further. */
+function report(later: number, north = 0): string {
+  return sample
+    .replace("1457752531", String(1457752531 + later))
+    .replace("30.443105", (30.443105 + north).toFixed(6));
+}
+
+async function postXml(base: string, xml: string): Promise<void> {
+  const res = await post(`${base}${B}/send_xml`, xml);
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.text, "success");
+}
+
+const STORES: Array<[string, Record<string, string> | null]> = [
+  ["memory", { STORE: "memory" }],
+  ["sqlite", { STORE: "sqlite" }],
+  ["kv", { STORE: "kv" }],
+  ["redis", REDIS_URL === null ? null : { REDIS_URL: REDIS_URL.replace(/\/\d*$/, "") + "/7" }],
+];
+
+for (const [name, env] of STORES) {
+  Deno.test({
+    name: `LOCATION keeps the contact's place, binds nobody and is never unread (${name})`,
+    ignore: env === null,
+    async fn(t) {
+      if (name === "redis") {
+        const raw = rawClient(env!.REDIS_URL!);
+        await raw.flushdb();
+        raw.disconnect();
+      }
+      const server = await startBridge({ env: env! });
+      const agent = await connectRoutedAgent(server, "loc-agent");
+      let markers = 0;
+      const marker = async () => {
+        const id = `930${++markers}`;
+        await postXml(server.base, textXml("o-marker", "gh_21ee2dc92d7d", "marker", id));
+        await agent.waitFor((e) => e.data["id"] === id);
+      };
+      const locations = () =>
+        agent.messages().filter((e) =>
+          e.data.msg?.["event"] === "LOCATION" && e.data.msg?.["follower_id"] === FOLLOWER
+        );
+      const history = async () => (await server.store.readHistory(FOLLOWER, null, 50)).items;
+      try {
+        await t.step(
+          "a follower who never wrote: kept, not bound, not waiting, not told",
+          async () => {
+            await postXml(server.base, report(0));
+            await marker();
+            const contact = (await server.store.getContact(FOLLOWER))!;
+            assert.equal(contact.agent_id, null);
+            assert.equal(contact.unread, 0);
+            assert.equal(contact.last_inbound_at, 0, "no reply window");
+            assert.deepEqual(
+              [
+                contact.location?.latitude,
+                contact.location?.longitude,
+                contact.location?.precision,
+              ],
+              [30.443105, 116.654735, 2703],
+            );
+            assert.deepEqual(await server.store.listWaiting(), []);
+            assert.deepEqual(locations(), []);
+            assert.equal((await history()).length, 1);
+          },
+        );
+        await t.step("it writes: bound, and the contacts API shows where it is", async () => {
+          await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "在吗", "9310"));
+          await agent.waitFor((e) => e.data["id"] === "9310");
+          const res = await fetch(`${server.base}${B}/contacts?userid=loc-agent`);
+          const listed = (await res.json()).contacts.find((c: { contact_id: string }) =>
+            c.contact_id === FOLLOWER
+          );
+          assert.equal(listed.unread, 1);
+          assert.equal(listed.location.latitude, 30.443105);
+          assert.equal(listed.location.longitude, 116.654735);
+          const kept = (await server.store.getContact(FOLLOWER))!.location!;
+          assert.equal(listed.location.time, Math.floor(kept.at / 1000));
+          assert.ok(kept.at > 0);
+        });
+        await t.step("the same place 5 s later (2 m off): not stored, not told", async () => {
+          await postXml(server.base, report(5, 0.00002));
+          await marker();
+          assert.deepEqual(locations(), []);
+          assert.equal((await history()).length, 2);
+          assert.equal((await server.store.getContact(FOLLOWER))!.location?.latitude, 30.443105);
+        });
+        await t.step(
+          "a new place (110 m north): kept, told, in the history, not unread",
+          async () => {
+            await postXml(server.base, report(10, 0.001));
+            await agent.waitFor(() => locations().length === 1);
+            const e = locations()[0]!;
+            assert.equal(e.result.code, 102);
+            assert.equal(e.data.msg?.["latitude"], 30.444105);
+            const contact = (await server.store.getContact(FOLLOWER))!;
+            assert.equal(contact.location?.latitude, 30.444105);
+            assert.equal(contact.unread, 1, "only the text is unread");
+            assert.equal(contact.last_message?.msg_type, "text");
+            assert.equal((await history()).length, 3);
+          },
+        );
+        await t.step(
+          "WeChat's retry of the first report: the place stays the newer one",
+          async () => {
+            await postXml(server.base, report(0));
+            await marker();
+            assert.equal((await server.store.getContact(FOLLOWER))!.location?.latitude, 30.444105);
+            assert.equal(locations().length, 1);
+            assert.equal((await history()).length, 3);
+          },
+        );
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    },
+  });
+}
+
+for (
+  const [name, open] of [
+    ["SQLite", (dir: string) => openSqliteStore(`${dir}/bridge.sqlite`, storeOptions)],
+    ["Deno KV", (dir: string) => openKvStore(`${dir}/bridge.kv`, storeOptions)],
+  ] as const
+) {
+  Deno.test(`the ${name} store keeps a contact's place across close and reopen`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "location-" });
+    try {
+      const first = await open(dir);
+      const item = message(FOLLOWER, "loc-1", Date.UTC(2026, 10, 1), "none");
+      const place = { latitude: 30.443105, longitude: 116.654735, precision: 2703, at: 1 };
+      assert.equal((await first.reportLocation(item, place)).value, "new");
+      await first.close();
+      const again = await open(dir);
+      try {
+        assert.deepEqual((await again.getContact(FOLLOWER))!.location, place);
+        // Another report (not WeChat's retry of the first) at the same place.
+        const later = message(FOLLOWER, "loc-2", Date.UTC(2026, 10, 1, 0, 0, 5), "none");
+        assert.equal((await again.reportLocation(later, { ...place, at: 2 })).value, "same");
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
