@@ -71,6 +71,10 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "Connect with a WebSocket", { upgrade: "websocket" });
     }
+    // The route serves HEAD as GET; Deno would upgrade it too (RFC 6455 §4.1: a GET only).
+    if (req.method !== "GET") {
+      throw new HttpError(405, "Open the WebSocket with a GET", { allow: "GET" });
+    }
     if (hub.socketsOf(agentId) + (opening.get(agentId) ?? 0) >= deps.limits.socketsPerAgent) {
       deps.onRejected?.("sockets");
       throw new HttpError(

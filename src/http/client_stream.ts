@@ -32,6 +32,10 @@ export class ClientStream {
   #refusedAt = 0;
   /** Of a head refused for its size, the bytes passed on in earlier reads (see refusedTail). */
   #passed = 0;
+  /** Lost in a chunked body's framing, which Deno's parser refuses too (see badBody). */
+  #badBody = false;
+  /** The last byte of a chunked body's framing was a CR: only its LF may follow. */
+  #lineCR = false;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
@@ -92,12 +96,24 @@ export class ClientStream {
     return this.#badHead;
   }
 
+  /**
+   * True once a chunked body's framing was refused (a line not ending in CRLF, a size that is no
+   * hex number, a trailer that is no field line): nothing from its byte on passes, and the
+   * request is answered 400 (see Link.pass).
+   */
+  get badBody(): boolean {
+    return this.#badBody;
+  }
+
   /** True once a head was refused for its size alone (MAX_HEAD_BYTES): answered 431. */
   get headTooLarge(): boolean {
     return this.#tooLarge;
   }
 
-  /** Where in the chunk fed last the refused head began (0: in an earlier one). */
+  /**
+   * Where in the chunk fed last the refused head began (0: in an earlier one); of a refused
+   * body, its refused byte.
+   */
   get refusedAt(): number {
     return this.#refusedAt;
   }
@@ -241,12 +257,24 @@ export class ClientStream {
     this.#head.set(bytes, before);
   }
 
-  /** One byte of a chunked body's framing (RFC 9112 §7.1): size lines, CRLFs, trailers. */
+  /**
+   * One byte of a chunked body's framing (RFC 9112 §7.1): size lines, CRLFs, trailers. Each line
+   * ends in CRLF, as Deno's parser requires (it takes no bare LF here, unlike in a head); framing
+   * it refuses is refused here first, at its byte (see badBody), since Deno reads a bare LF as
+   * part of a trailer and waits, or fails the body only once more bytes come.
+   */
   #readChunked(chunk: Uint8Array, i: number): number {
     const byte = chunk[i]!;
-    if (byte !== 10) {
-      if (this.#line.length > 4096) this.#lost = true;
-      else if (byte !== 13) this.#line += String.fromCharCode(byte);
+    if (this.#lineCR) {
+      this.#lineCR = false;
+      if (byte !== 10) return this.#refuseBody(i);
+    } else if (byte === 13) {
+      this.#lineCR = true;
+      return i + 1;
+    } else if (byte === 10 || this.#chunked === "data-end" || this.#line.length > 4096) {
+      return this.#refuseBody(i);
+    } else {
+      this.#line += String.fromCharCode(byte);
       return i + 1;
     }
     const line = this.#line;
@@ -257,12 +285,21 @@ export class ClientStream {
       // Whitespace may come before an extension (RFC 9112 §7.1.1, BWS), and zeros before the
       // size, as Deno reads them.
       const size = /^0*([0-9a-f]{1,12})[ \t]*(;.*)?$/i.exec(line.trim())?.[1];
-      if (size === undefined) this.#lost = true;
-      else if (Number.parseInt(size, 16) === 0) this.#chunked = "trailer";
+      if (size === undefined) return this.#refuseBody(i);
+      if (Number.parseInt(size, 16) === 0) this.#chunked = "trailer";
       else this.#bodyLeft = Number.parseInt(size, 16);
     } else if (line === "") {
       this.#chunked = null; // the empty line after the trailers ends the request
+    } else if (!TRAILER.test(line)) {
+      return this.#refuseBody(i);
     }
+    return i + 1;
+  }
+
+  /** Refuses the body being read at byte `i` of the chunk fed last (see badBody). */
+  #refuseBody(i: number): number {
+    this.#lost = this.#badBody = true;
+    this.#refusedAt = i;
     return i + 1;
   }
 
@@ -323,6 +360,8 @@ export class ClientStream {
 const UPGRADE = /^upgrade:.*websocket/i;
 const CODING = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/i;
 const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
+// A trailer is a field line, as Deno's parser reads one: a name, a colon, a value of no controls.
+const TRAILER = /^[!#$%&'*+.^_`|~0-9a-z-]+:[\t\x20-\x7e\x80-\xff]*$/i;
 const LEADING_ZEROS = /^0+(?=.)/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNKED_LAST = /(^|,)[ \t]*chunked$/i;

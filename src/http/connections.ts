@@ -281,12 +281,18 @@ class Link {
    */
   pass(buf: Uint8Array, n: number): Uint8Array | null {
     const marked = this.mark(buf, n);
-    if (marked !== null || !this.stream.badHead) return marked;
+    if (marked !== null || !(this.stream.badHead || this.stream.badBody)) return marked;
     this.refusing = true;
     const at = this.stream.refusedAt;
     const before = this.withTokens(buf, at, lineEnds.filter((end) => end <= at).length);
     let after: Uint8Array = UNPARSABLE_HEAD;
-    if (this.stream.headTooLarge) {
+    if (this.stream.badBody) {
+      // The body's request already runs behind (its handler started: the answered and the
+      // active count it): its body read fails at once on a line Deno's parser cannot take.
+      // Before it starts, the guard's handler answers it 400 in its place (see serveGuarded).
+      if (this.answered + this.active < this.stream.heads) return before;
+      after = BAD_CHUNK_LINE;
+    } else if (this.stream.headTooLarge) {
       after = this.tooLargeStandIn();
       this.#endHeld = true;
     }
@@ -385,6 +391,10 @@ class Link {
     this.answered++;
     if (this.#endHeld && this.answered >= this.stream.whole) {
       this.#endHeld = false;
+      this.#passEnd();
+    } else if (this.refusing && this.stream.badBody && this.answered === this.stream.heads) {
+      // The refused body's request is answered: Deno would wait for the rest of its body before
+      // closing, as its 400 asks; the client's end, passed on, closes it now.
       this.#passEnd();
     }
   }
@@ -620,10 +630,20 @@ export function serveGuarded(
     // One reaction whether the response went out or failed (a rejection handled here too).
     const settle = link.settle ??= settler(link);
     info.completed.then(settle, settle);
-    // The guard's stand-in for a head too large: the client's own header of that name comes
-    // before the guard's, whose token no client knows.
-    if (link.refusing && req.headers.get(TOO_LARGE_HEADER)?.endsWith(link.token)) {
-      return new Response(null, { status: 431, headers: { connection: "close" } });
+    if (link.refusing) {
+      // The guard's stand-in for a head too large: the client's own header of that name comes
+      // before the guard's, whose token no client knows.
+      if (req.headers.get(TOO_LARGE_HEADER)?.endsWith(link.token)) {
+        return new Response(null, { status: 431, headers: { connection: "close" } });
+      }
+      // The request whose chunked body was refused before it started (see Link.pass): nothing
+      // of it from the refused byte on reached Deno, which would wait for the rest.
+      if (link.stream.badBody && link.answered + link.active === link.stream.heads) {
+        return new Response(BAD_CHUNKED_BODY, {
+          status: 400,
+          headers: { connection: "close", "content-type": "text/plain" },
+        });
+      }
     }
     if (upgrade && !link.stream.awaiting) {
       // The relay did not read it as an upgrade: the frames after it would not be measured.
@@ -920,6 +940,14 @@ function newToken(): string {
 // A NUL is no byte of a method, a header name or a header value: whatever part of the refused
 // head Deno already has (one begun in an earlier read), this cannot complete it as a request.
 const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
+/**
+ * After a chunked body's refused byte, in its place: a line Deno's parser fails at once, in any
+ * part of a body's framing (a size line, after a chunk's data or its CR, a trailer).
+ */
+const BAD_CHUNK_LINE = new TextEncoder().encode("\0\r\n");
+const BAD_CHUNKED_BODY =
+  "Bad chunked body: each line of its framing ends in CRLF, a size is a hex number, " +
+  "a trailer a header line\n";
 const HEAD_TOO_LARGE = "too large" as const;
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",

@@ -15,7 +15,7 @@ const ONE_READ_BYTES = 64 * 1024;
 /**
  * Reads the whole body, throwing a 413 `HttpError` as soon as it is known to exceed `maxBytes`,
  * a 408 when a body of up to 64 KiB is not whole within 10 s (a larger one: no byte came for
- * that long), and a 400 when the client went away.
+ * that long), and a 400 when the client went away or sent a body Deno cannot parse.
  */
 export async function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) {
@@ -117,13 +117,19 @@ function withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
       resolve(value);
     }, (error) => {
       done();
-      reject(
-        error instanceof HttpError
-          ? error
-          : new HttpError(400, "Cannot read request body: the client went away"),
-      );
+      reject(error instanceof HttpError ? error : new HttpError(400, unreadable(error)));
     });
   });
+}
+
+/**
+ * Why a body read failed: Deno's parser refused its framing (a chunked body's, or what the
+ * connection guard put in place of framing it refused), or the client went away.
+ */
+function unreadable(error: unknown): string {
+  return String(error).includes("invalid HTTP/1")
+    ? "Cannot read request body: its framing is invalid"
+    : "Cannot read request body: the client went away";
 }
 
 /** Reads a stream to its end, cancelling it and throwing `tooBig(total)` once past `maxBytes`. */
