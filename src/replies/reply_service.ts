@@ -26,6 +26,7 @@ import { MediaUrlError } from "./public_get.ts";
 import { unsignedMediaUrl, type UrlSigner } from "../media/signed_url.ts";
 import type { UploadType } from "./upload_rules.ts";
 import { type AgentFiles, tooManyFiles } from "./agent_files.ts";
+import { createClientIdReleases } from "./client_id_release.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
@@ -125,6 +126,7 @@ export function createReplyService(
   const { store, switchboard } = ctx;
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
+  const releases = createClientIdReleases(store);
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
     return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
@@ -624,6 +626,7 @@ export function createReplyService(
      * recorded, and its agent told, rather than cut off with the process. */
     async drain() {
       while (perFollower.size > 0) await Promise.allSettled([...perFollower.values()]);
+      releases.stop();
     },
 
     reply(agentId, followerId, data, { wait }) {
@@ -646,26 +649,23 @@ export function createReplyService(
       // the reply is recorded: this map alone knows nothing of the other instances.
       let claimed = false;
       const claim = store.claimClientId
-        ? async () => (claimed = await store.claimClientId!(
-          agentId,
-          followerId,
-          clientId,
-          CLIENT_ID_TTL_MS,
-        ))
+        ? async () => {
+          // Given back by a refusal while the store was down: released first, or found taken.
+          await releases.beforeClaim(key);
+          return claimed = await store.claimClientId!(
+            agentId,
+            followerId,
+            clientId,
+            CLIENT_ID_TTL_MS,
+          );
+        }
         : undefined;
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
       const forget = () => {
         byClientId.delete(key);
-        if (claimed) {
-          store.releaseClientId?.(agentId, followerId, clientId).catch((error) =>
-            log.error("Cannot release client_id {client_id}: {error}", {
-              client_id: clientId,
-              error,
-            })
-          );
-        }
+        if (claimed && store.releaseClientId) releases.release(key, agentId, followerId, clientId);
       };
       // A throw (the store refusing it as it is recorded: the follower taken meanwhile) is the
       // caller's to answer; left unhandled here too, it stopped the process.

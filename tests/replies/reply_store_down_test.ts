@@ -192,3 +192,47 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a reply answered 503 'send it again' goes when sent again under its client_id",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/media/upload", "oAgain", async (s) => {
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "image",
+        contact_id: "oAgain",
+        client_id: "c-1",
+        msg: { media_url: `${s.files}/pic.png` },
+      });
+      await held;
+      // While the reply is at WeChat's upload, Redis stops answering: the forget check (a hash
+      // read) fails, and so does every script, the client_id's release among them.
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        const res = await first;
+        const body = await res.json();
+        assert.equal(res.status, 503, JSON.stringify(body));
+        assert.match(body.result.message, /send it again/);
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+      }
+      assert.deepEqual(s.fake.sent, []);
+
+      // Redis is back: the same client_id, as the answer and PROTOCOL.md say, is sent.
+      const again = await send(s.server, {
+        msg_type: "text",
+        contact_id: "oAgain",
+        client_id: "c-1",
+        msg: { content: "here is the picture's text" },
+      });
+      const body = await again.json();
+      assert.equal(again.status, 200, JSON.stringify(body));
+      assert.equal(body.data.status, "sent");
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});
