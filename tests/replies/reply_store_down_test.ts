@@ -236,3 +236,52 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "such a reply's client_id sent again to another instance goes too",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/media/upload", "oOther", async (s) => {
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "image",
+        contact_id: "oOther",
+        client_id: "c-1",
+        msg: { media_url: `${s.files}/pic.png` },
+      });
+      await held;
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      const other = await startBridge({
+        store: await openStoreOnPort(s.port),
+        env: { WECHAT_APPID: "wxdown", WECHAT_SECRET: "s", WECHAT_API_BASE: s.fake.url },
+      });
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        assert.equal((await first).status, 503);
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha");
+
+        // The instance that refused it gives the client_id back once Redis takes it: the
+        // balancer may send the agent's next try to the other one.
+        const claimKey = "bridge:client_id:2:qa:oOther\u0000c-1";
+        for (let i = 0; i < 300 && await admin.exists(claimKey) === 1; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.equal(await admin.exists(claimKey), 0, "the client_id is still taken");
+        const res = await send(other, {
+          msg_type: "text",
+          contact_id: "oOther",
+          client_id: "c-1",
+          msg: { content: "the picture, in words" },
+        });
+        const body = await res.json();
+        assert.equal(res.status, 200, JSON.stringify(body));
+        assert.equal(s.fake.sent.length, 1);
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+        await other.close();
+      }
+    });
+  },
+});
