@@ -94,6 +94,8 @@ class ForgetUnknown extends Error {}
 
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
+/** How many times a reply's outcome the store refused is written again (over about 8 minutes). */
+const OUTCOME_TRIES = 20;
 /** How long a client_id is remembered. */
 const CLIENT_ID_TTL_MS = 24 * 3600_000;
 
@@ -127,6 +129,8 @@ export function createReplyService(
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
   const releases = createClientIdReleases(store);
+  /** Outcomes the store refused, to be written again (recordOutcome); stopped at shutdown. */
+  const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
     return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
@@ -257,16 +261,31 @@ export function createReplyService(
     status: "sent" | "failed",
     error?: string,
     options?: ReplyOutcomeOptions,
+    tries = 0,
   ): Promise<void> {
     try {
       await store.updateReply(followerId, reply, status, error, options);
     } catch (e) {
-      log.error("Cannot record the {status} reply {reply_id} of {follower_id}: {error}", {
-        status,
-        reply_id: reply.id,
-        follower_id: followerId,
-        error: e,
-      });
+      // Tried again while the store is away: left as it was, history said "sending" for good,
+      // and the console showed the reply on its way after every reload. By its id, a late
+      // write lands on this reply only.
+      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
+      if (tries === 0 || !again) {
+        log.error("Cannot record the {status} reply {reply_id} of {follower_id}{again}: {error}", {
+          status,
+          reply_id: reply.id,
+          follower_id: followerId,
+          again: again ? ", trying again" : "",
+          error: e,
+        });
+      }
+      if (!again) return;
+      const timer = setTimeout(() => {
+        outcomeRetries.timers.delete(timer);
+        recordOutcome(followerId, reply, status, error, options, tries + 1);
+      }, Math.min(1_000 * 2 ** tries, 30_000));
+      Deno.unrefTimer(timer);
+      outcomeRetries.timers.add(timer);
     }
   }
 
@@ -627,6 +646,9 @@ export function createReplyService(
     async drain() {
       while (perFollower.size > 0) await Promise.allSettled([...perFollower.values()]);
       releases.stop();
+      outcomeRetries.stopped = true;
+      for (const timer of outcomeRetries.timers) clearTimeout(timer);
+      outcomeRetries.timers.clear();
     },
 
     reply(agentId, followerId, data, { wait }) {

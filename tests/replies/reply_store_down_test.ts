@@ -285,3 +285,46 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "a reply WeChat took while Redis refused its outcome reads sent in history once Redis is back",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oLater", async (s) => {
+      const held = s.gate.holdNext();
+      const answer = send(s.server, {
+        msg_type: "text",
+        contact_id: "oLater",
+        client_id: "c-1",
+        msg: { content: "your refund is on its way" },
+      });
+      await held;
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        const res = await answer;
+        assert.equal(res.status, 200, await res.text());
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha");
+
+        // History said "sending" for good: the console showed it on its way, never sent.
+        const statusOf = async () => {
+          const page = await fetch(
+            `${s.server.base}${B}/history?userid=qa&contact_id=oLater`,
+          ).then((r) => r.json());
+          return page.messages.find((m: { client_id?: string }) => m.client_id === "c-1")?.status;
+        };
+        let status = await statusOf();
+        for (let i = 0; i < 300 && status === "sending"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          status = await statusOf();
+        }
+        assert.equal(status, "sent");
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+      }
+    });
+  },
+});
