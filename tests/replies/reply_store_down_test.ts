@@ -8,6 +8,10 @@
 // - the check whether its follower was forgotten (user_authorization_revoke) could not be made:
 //   read as "not forgotten", the reply went to a follower who had revoked. Now: nothing is
 //   sent, 503 saying why, and the same client_id may be sent again.
+// - that client_id, given back in Redis as Redis stopped answering, stayed taken for a day: sent
+//   again as told, to either instance, it was a 202 "sending" that nothing sent. Now the release
+//   is tried again until Redis takes it (and at once before a claim); so is a refused outcome,
+//   which left history saying "sending" for a reply WeChat took.
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
