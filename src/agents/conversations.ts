@@ -107,7 +107,11 @@ export function createConversationRoutes(deps: ConversationDeps) {
       if (!contactId) throw new HttpError(400, "Missing contact_id");
       const contact = await store.getContact(contactId);
       if (!contact) throw new HttpError(404, `No contact ${contactId}`);
-      if (contact.agent_id !== agentId && contact.last_agent_id !== agentId) {
+      // As `read`: a follower nobody serves (waiting, or its conversation closed) is shown to
+      // every agent in `waiting` and is any agent's to claim, so what it asked may be read
+      // first; only one another agent serves is refused.
+      const mine = contact.agent_id === agentId || contact.last_agent_id === agentId;
+      if (!mine && contact.agent_id !== null) {
         throw new HttpError(403, `Contact ${contactId} is served by another agent`);
       }
       const limitRaw = Number(url.searchParams.get("limit") ?? 50);

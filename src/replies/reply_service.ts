@@ -26,6 +26,7 @@ import { MediaUrlError } from "./public_get.ts";
 import { unsignedMediaUrl, type UrlSigner } from "../media/signed_url.ts";
 import type { UploadType } from "./upload_rules.ts";
 import { type AgentFiles, tooManyFiles } from "./agent_files.ts";
+import { createClientIdReleases } from "./client_id_release.ts";
 import {
   checkReplyAllowed,
   checkTypingAllowed,
@@ -93,6 +94,8 @@ class ForgetUnknown extends Error {}
 
 /** How long an HTTP caller waits for WeChat's answer before it is told "sending". */
 const HTTP_WAIT_MS = 10_000;
+/** How many times a reply's outcome the store refused is written again (over about 8 minutes). */
+const OUTCOME_TRIES = 20;
 /** How long a client_id is remembered. */
 const CLIENT_ID_TTL_MS = 24 * 3600_000;
 
@@ -125,6 +128,9 @@ export function createReplyService(
   const { store, switchboard } = ctx;
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
+  const releases = createClientIdReleases(store);
+  /** Outcomes the store refused, to be written again (recordOutcome); stopped at shutdown. */
+  const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
     return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
@@ -255,16 +261,31 @@ export function createReplyService(
     status: "sent" | "failed",
     error?: string,
     options?: ReplyOutcomeOptions,
+    tries = 0,
   ): Promise<void> {
     try {
       await store.updateReply(followerId, reply, status, error, options);
     } catch (e) {
-      log.error("Cannot record the {status} reply {reply_id} of {follower_id}: {error}", {
-        status,
-        reply_id: reply.id,
-        follower_id: followerId,
-        error: e,
-      });
+      // Tried again while the store is away: left as it was, history said "sending" for good,
+      // and the console showed the reply on its way after every reload. By its id, a late
+      // write lands on this reply only.
+      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
+      if (tries === 0 || !again) {
+        log.error("Cannot record the {status} reply {reply_id} of {follower_id}{again}: {error}", {
+          status,
+          reply_id: reply.id,
+          follower_id: followerId,
+          again: again ? ", trying again" : "",
+          error: e,
+        });
+      }
+      if (!again) return;
+      const timer = setTimeout(() => {
+        outcomeRetries.timers.delete(timer);
+        recordOutcome(followerId, reply, status, error, options, tries + 1);
+      }, Math.min(1_000 * 2 ** tries, 30_000));
+      Deno.unrefTimer(timer);
+      outcomeRetries.timers.add(timer);
     }
   }
 
@@ -624,6 +645,10 @@ export function createReplyService(
      * recorded, and its agent told, rather than cut off with the process. */
     async drain() {
       while (perFollower.size > 0) await Promise.allSettled([...perFollower.values()]);
+      releases.stop();
+      outcomeRetries.stopped = true;
+      for (const timer of outcomeRetries.timers) clearTimeout(timer);
+      outcomeRetries.timers.clear();
     },
 
     reply(agentId, followerId, data, { wait }) {
@@ -646,26 +671,23 @@ export function createReplyService(
       // the reply is recorded: this map alone knows nothing of the other instances.
       let claimed = false;
       const claim = store.claimClientId
-        ? async () => (claimed = await store.claimClientId!(
-          agentId,
-          followerId,
-          clientId,
-          CLIENT_ID_TTL_MS,
-        ))
+        ? async () => {
+          // Given back by a refusal while the store was down: released first, or found taken.
+          await releases.beforeClaim(key);
+          return claimed = await store.claimClientId!(
+            agentId,
+            followerId,
+            clientId,
+            CLIENT_ID_TTL_MS,
+          );
+        }
         : undefined;
       const result = send(agentId, followerId, data, clientId, wait, claim);
       byClientId.set(key, { at: now, result });
       // A refusal before sending (window, owner) may be retried with the same client_id.
       const forget = () => {
         byClientId.delete(key);
-        if (claimed) {
-          store.releaseClientId?.(agentId, followerId, clientId).catch((error) =>
-            log.error("Cannot release client_id {client_id}: {error}", {
-              client_id: clientId,
-              error,
-            })
-          );
-        }
+        if (claimed && store.releaseClientId) releases.release(key, agentId, followerId, clientId);
       };
       // A throw (the store refusing it as it is recorded: the follower taken meanwhile) is the
       // caller's to answer; left unhandled here too, it stopped the process.

@@ -8,6 +8,10 @@
 // - the check whether its follower was forgotten (user_authorization_revoke) could not be made:
 //   read as "not forgotten", the reply went to a follower who had revoked. Now: nothing is
 //   sent, 503 saying why, and the same client_id may be sent again.
+// - that client_id, given back in Redis as Redis stopped answering, stayed taken for a day: sent
+//   again as told, to either instance, it was a 202 "sending" that nothing sent. Now the release
+//   is tried again until Redis takes it (and at once before a claim); so is a refused outcome,
+//   which left history saying "sending" for a reply WeChat took.
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
@@ -189,6 +193,142 @@ Deno.test({
         s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
         ["first"],
       );
+    });
+  },
+});
+
+Deno.test({
+  name: "a reply answered 503 'send it again' goes when sent again under its client_id",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/media/upload", "oAgain", async (s) => {
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "image",
+        contact_id: "oAgain",
+        client_id: "c-1",
+        msg: { media_url: `${s.files}/pic.png` },
+      });
+      await held;
+      // While the reply is at WeChat's upload, Redis stops answering: the forget check (a hash
+      // read) fails, and so does every script, the client_id's release among them.
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        const res = await first;
+        const body = await res.json();
+        assert.equal(res.status, 503, JSON.stringify(body));
+        assert.match(body.result.message, /send it again/);
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+      }
+      assert.deepEqual(s.fake.sent, []);
+
+      // Redis is back: the same client_id, as the answer and PROTOCOL.md say, is sent.
+      const again = await send(s.server, {
+        msg_type: "text",
+        contact_id: "oAgain",
+        client_id: "c-1",
+        msg: { content: "here is the picture's text" },
+      });
+      const body = await again.json();
+      assert.equal(again.status, 200, JSON.stringify(body));
+      assert.equal(body.data.status, "sent");
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});
+
+Deno.test({
+  name: "such a reply's client_id sent again to another instance goes too",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/media/upload", "oOther", async (s) => {
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "image",
+        contact_id: "oOther",
+        client_id: "c-1",
+        msg: { media_url: `${s.files}/pic.png` },
+      });
+      await held;
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      const other = await startBridge({
+        store: await openStoreOnPort(s.port),
+        env: { WECHAT_APPID: "wxdown", WECHAT_SECRET: "s", WECHAT_API_BASE: s.fake.url },
+      });
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        assert.equal((await first).status, 503);
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha");
+
+        // The instance that refused it gives the client_id back once Redis takes it: the
+        // balancer may send the agent's next try to the other one.
+        const claimKey = "bridge:client_id:2:qa:oOther\u0000c-1";
+        for (let i = 0; i < 300 && await admin.exists(claimKey) === 1; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.equal(await admin.exists(claimKey), 0, "the client_id is still taken");
+        const res = await send(other, {
+          msg_type: "text",
+          contact_id: "oOther",
+          client_id: "c-1",
+          msg: { content: "the picture, in words" },
+        });
+        const body = await res.json();
+        assert.equal(res.status, 200, JSON.stringify(body));
+        assert.equal(s.fake.sent.length, 1);
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+        await other.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "a reply WeChat took while Redis refused its outcome reads sent in history once Redis is back",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oLater", async (s) => {
+      const held = s.gate.holdNext();
+      const answer = send(s.server, {
+        msg_type: "text",
+        contact_id: "oLater",
+        client_id: "c-1",
+        msg: { content: "your refund is on its way" },
+      });
+      await held;
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("ACL", "SETUSER", "default", "-hget", "-eval", "-evalsha");
+        s.gate.release();
+        const res = await answer;
+        assert.equal(res.status, 200, await res.text());
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha");
+
+        // History said "sending" for good: the console showed it on its way, never sent.
+        const statusOf = async () => {
+          const page = await fetch(
+            `${s.server.base}${B}/history?userid=qa&contact_id=oLater`,
+          ).then((r) => r.json());
+          return page.messages.find((m: { client_id?: string }) => m.client_id === "c-1")?.status;
+        };
+        let status = await statusOf();
+        for (let i = 0; i < 300 && status === "sending"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          status = await statusOf();
+        }
+        assert.equal(status, "sent");
+      } finally {
+        await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
+        admin.disconnect();
+      }
     });
   },
 });

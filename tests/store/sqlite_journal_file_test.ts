@@ -61,6 +61,8 @@ Deno.test("readJournalDir() leaves out a line a crash cut short", async () => {
     const cut = line(7).slice(0, 20);
     Deno.writeTextFileSync(`${dir}/${name}`, cut, { append: true });
     assert.deepEqual(ids(dir), [5, 6]);
+    // A cut is no damage: no copy of the segment is kept for it (a whole bad line's is).
+    assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".unreadable")), []);
     return Promise.resolve();
   });
 });
