@@ -29,6 +29,7 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
+import { locationFromReport, placeView, QUIET_EVENTS } from "./console/place.js";
 import {
   compareMessages,
   createConversation,
@@ -245,6 +246,7 @@ const el = {
   renameCancel: byId("rename-cancel"),
   renameError: byId("rename-error"),
   convSub: byId("conv-sub"),
+  convPlace: byId("conv-place"),
   convWindow: byId("conv-window"),
   messages: byId("messages"),
   windowNotice: byId("window-notice"),
@@ -355,6 +357,7 @@ const dayFormat = new Intl.DateTimeFormat(lang, {
   day: "numeric",
 });
 const shortDayFormat = new Intl.DateTimeFormat(lang, { month: "short", day: "numeric" });
+const placeTimeFormat = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
 
 function dayKey(seconds) {
   const d = new Date(seconds * 1000);
@@ -1628,10 +1631,12 @@ function handleSystem(data) {
     return;
   }
   const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
+  // The account's reports (a follower's place, WeChat's kf sessions): listed, nothing to read.
+  const quiet = QUIET_EVENTS.includes(msg.event);
   if (!known) {
     state.system.items.push(data);
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
-    if (!isViewing(SYSTEM_ID)) state.system.unseen += 1;
+    if (!isViewing(SYSTEM_ID) && !quiet) state.system.unseen += 1;
     scheduleSaveContext();
   }
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
@@ -1660,7 +1665,15 @@ function handleSystem(data) {
   } else if (followerId && FORGET_EVENTS.includes(msg.event)) {
     onForgotten(followerId);
   } else if (followerId) {
-    upsertMessage(followerId, { ...data, direction: "system", note_for: followerId });
+    const { isNew } = upsertMessage(followerId, {
+      ...data,
+      direction: "system",
+      note_for: followerId,
+    });
+    const c = conv(followerId);
+    // Seen as it comes: below the view it is no "New messages" of its own.
+    if (quiet && isNew && c.seen !== undefined) c.seen += 1;
+    if (msg.event === "LOCATION" && !known) onLocation(followerId, msg, data);
     if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
     else if (msg.event === "closed") onClosed(followerId);
     else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
@@ -1714,6 +1727,13 @@ function onTransferredOut(followerId, msg, data) {
   state.contacts.delete(followerId);
   finishAction(followerId);
   saveContext();
+}
+
+/** The follower's client reported a new place (a LOCATION 102): its header shows it at once. */
+function onLocation(followerId, msg, data) {
+  const contact = state.contacts.get(followerId) ?? state.transferred.get(followerId);
+  const location = locationFromReport(msg, data.send_time);
+  if (contact && location) contact.location = location;
 }
 
 /** Events after which WeChat asks the account to forget the follower (及时删除该用户信息). */
@@ -2783,6 +2803,21 @@ function renderConversation(options) {
   renderMessages(options);
 }
 
+/** The follower's last known place under its name, a link to the map; hidden when unknown. */
+function renderPlace(place) {
+  el.convPlace.hidden = !place;
+  if (!place) return;
+  el.convPlace.href = place.href;
+  el.convPlace.textContent = t("conv.place", {
+    coords: place.coords,
+    when: place.time ? listTime(place.time) : "",
+  });
+  el.convPlace.title = t("conv.placeTitle", {
+    precision: place.precision,
+    time: place.time ? placeTimeFormat.format(new Date(place.time * 1000)) : "",
+  });
+}
+
 function renderConversationHead() {
   const id = state.current;
   if (!id) return;
@@ -2805,6 +2840,7 @@ function renderConversationHead() {
     : t("conv.follower");
   el.convSub.title = !isSystem && contact.kind !== "agent" && named ? t("conv.openid") : "";
   el.convSub.classList.toggle("plain", isSystem || contact.kind === "agent" || !named);
+  renderPlace(isSystem ? null : placeView(contact.location));
   renderRename(renamable, editing);
   const transferred = state.transferred.get(id);
   const waiting = state.waiting.some((w) => w.contact_id === id) ||
