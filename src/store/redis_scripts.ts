@@ -885,7 +885,9 @@ if OP == 'location' then
     local last = c.location
     if last and last ~= NULL then
       local dy = (last.latitude - lat) * 111320
-      local dx = (last.longitude - lon) * 111320 * math.cos(last.latitude * math.pi / 180)
+      local dlon = math.abs(last.longitude - lon) % 360
+      if dlon > 180 then dlon = 360 - dlon end
+      local dx = dlon * 111320 * math.cos(last.latitude * math.pi / 180)
       if dx * dx + dy * dy <= ${SAME_PLACE_M * SAME_PLACE_M} then return 'same' end
     end
     c.location = {

@@ -170,3 +170,45 @@ for (
     }
   });
 }
+
+// A follower sitting on the 180th meridian (Taveuni, Fiji): GPS jitter takes its longitude
+// from 179.99999 to -179.99999, 2 m apart. Read as 360 degrees apart, every report was a new
+// place: a history item and a 102 to the agent every 5 s for a follower who did not move.
+for (const [name, env] of STORES) {
+  Deno.test({
+    name: `LOCATION across the antimeridian: 2 m apart is the same place (${name})`,
+    ignore: env === null,
+    async fn() {
+      if (name === "redis") {
+        const raw = rawClient(env!.REDIS_URL!);
+        await raw.flushdb();
+        raw.disconnect();
+      }
+      const server = await startBridge({ env: env! });
+      const agent = await connectRoutedAgent(server, "loc-agent");
+      try {
+        const at = (later: number, longitude: string) =>
+          report(later, -46.5).replace("116.654735", longitude);
+        await postXml(server.base, at(0, "179.999990"));
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "Bula", "9410"));
+        await agent.waitFor((e) => e.data["id"] === "9410");
+        await postXml(server.base, at(5, "-179.999990"));
+        await postXml(server.base, at(10, "179.999995"));
+        // A marker after them: the reports were handled by the time it arrives.
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "marker", "9411"));
+        await agent.waitFor((e) => e.data["id"] === "9411");
+        const kinds = (await server.store.readHistory(FOLLOWER, null, 50)).items
+          .map((i) => String(i.msg["event"] ?? i.msg_type));
+        assert.deepEqual(kinds, ["LOCATION", "text", "text"], `one place, two texts: ${kinds}`);
+        assert.equal((await server.store.getContact(FOLLOWER))!.location?.longitude, 179.99999);
+        assert.deepEqual(
+          agent.messages().filter((e) => e.data.msg?.["event"] === "LOCATION"),
+          [],
+        );
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    },
+  });
+}
