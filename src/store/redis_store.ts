@@ -611,10 +611,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         item.followerId,
         dataRest(item.envelope.data),
         JSON.stringify(item.envelope.result),
-        place.latitude,
-        place.longitude,
-        place.precision,
-        place.at,
+        // Empty (Lua's tonumber: nil) for a report with no place.
+        place?.latitude ?? "",
+        place?.longitude ?? "",
+        place?.precision ?? "",
+        place?.at ?? item.receivedAt,
         item.dedupKey === null ? "" : `k${item.dedupKey}`,
         options.dedupTtlMs,
       ]);

@@ -212,3 +212,54 @@ for (const [name, env] of STORES) {
     },
   });
 }
+
+// A LOCATION whose coordinates are not numbers (`<Latitude>abc</Latitude>`, none at all): WeChat
+// sends none such, but anyone may post one without WECHAT_TOKEN. It was routed as a follower's
+// message: bound to an agent, unread, in the waiting list, what the docs say a LOCATION never
+// is. It is kept in the history as the report it is, and the contact's place is left as it was.
+for (const [name, env] of STORES) {
+  Deno.test({
+    name: `LOCATION without numeric coordinates binds nobody and changes no place (${name})`,
+    ignore: env === null,
+    async fn() {
+      if (name === "redis") {
+        const raw = rawClient(env!.REDIS_URL!);
+        await raw.flushdb();
+        raw.disconnect();
+      }
+      const server = await startBridge({ env: env! });
+      const agent = await connectRoutedAgent(server, "loc-agent");
+      try {
+        await postXml(server.base, report(0).replace("30.443105", "abc"));
+        await postXml(
+          server.base,
+          report(5).replace("<Longitude>116.654735</Longitude>", "").replace(FOLLOWER, "o-other"),
+        );
+        await postXml(server.base, textXml("o-marker", "gh_21ee2dc92d7d", "marker", "9501"));
+        await agent.waitFor((e) => e.data["id"] === "9501");
+        for (const follower of [FOLLOWER, "o-other"]) {
+          const contact = (await server.store.getContact(follower))!;
+          assert.equal(contact.agent_id, null, `${follower} bound`);
+          assert.equal(contact.unread, 0);
+          assert.equal(contact.last_inbound_at, 0, "no reply window");
+          assert.equal(contact.location, undefined);
+          assert.equal((await server.store.readHistory(follower, null, 50)).items.length, 1);
+        }
+        assert.deepEqual(await server.store.listWaiting(), []);
+        // Reported by a follower already bound: its place stays the last good one.
+        await postXml(server.base, report(10));
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "hi", "9502"));
+        await agent.waitFor((e) => e.data["id"] === "9502");
+        await postXml(server.base, report(15, 1).replace("31.443105", "north"));
+        await postXml(server.base, textXml("o-marker", "gh_21ee2dc92d7d", "marker", "9503"));
+        await agent.waitFor((e) => e.data["id"] === "9503");
+        const contact = (await server.store.getContact(FOLLOWER))!;
+        assert.equal(contact.location?.latitude, 30.443105);
+        assert.equal(contact.unread, 1, "only the text is unread");
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    },
+  });
+}
