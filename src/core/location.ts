@@ -17,7 +17,12 @@ const METRES_PER_DEGREE = 111_320;
 /** Whether two reports name the same place, to SAME_PLACE_M (flat earth: metres apart). */
 export function samePlace(a: Place, b: Place): boolean {
   const dy = (a.latitude - b.latitude) * METRES_PER_DEGREE;
-  const dx = (a.longitude - b.longitude) * METRES_PER_DEGREE * Math.cos(a.latitude * Math.PI / 180);
+  // The short way round: 179.99999 and -179.99999 are 2 m apart on the 180th meridian, not
+  // 360 degrees (a follower sitting there was a new place at every report). Written as
+  // redis_scripts.ts's copy is, whose % is Lua's: of a number >= 0 the two agree.
+  let dLon = Math.abs(a.longitude - b.longitude) % 360;
+  if (dLon > 180) dLon = 360 - dLon;
+  const dx = dLon * METRES_PER_DEGREE * Math.cos(a.latitude * Math.PI / 180);
   return dx * dx + dy * dy <= SAME_PLACE_M * SAME_PLACE_M;
 }
 

@@ -352,8 +352,9 @@ export class Model {
 
   /** A follower's location report (LOCATION, not a follower writing): the contact keeps it; a
    * new place goes into its history and to its agent, if bound. Nobody is bound or queued for
-   * it and nothing is unread; the place last reported again changes nothing. */
-  location(item: InboundItem, place: Place): LocationOutcome {
+   * it and nothing is unread; the place last reported again changes nothing. A report with no
+   * place (coordinates that are not numbers) is kept in the history, the contact's place left. */
+  location(item: InboundItem, place: Place | null): LocationOutcome {
     // A retry that comes after a newer report must not take the contact back to the old place.
     if (this.#isRetry(item)) return "same";
     let contact = this.contacts.get(item.followerId);
@@ -362,8 +363,8 @@ export class Model {
       // in no list (no agent, not waiting) until the follower writes.
       contact = this.#contact(item.followerId, item.receivedAt);
       contact.status = "closed";
-    } else if (contact.location && samePlace(contact.location, place)) return "same";
-    contact.location = { ...place };
+    } else if (place && contact.location && samePlace(contact.location, place)) return "same";
+    if (place) contact.location = { ...place };
     this.changes.contacts.add(contact.follower_id);
     this.#history(contact, { ...item.envelope.data, direction: "in" });
     if (contact.agent_id !== null) this.append(contact.agent_id, item.envelope);

@@ -263,8 +263,8 @@ export interface Store {
   /** Routes and stores a batch of follower messages in one commit, in order. */
   acceptInbound(items: InboundItem[], presence: Presence): Promise<Applied<InboundOutcome[]>>;
   /** A LOCATION report: kept on the contact (made, in no list, if new); binds nobody, queues
-   * nobody, counts nothing unread. */
-  reportLocation(item: InboundItem, place: Place): Promise<Applied<LocationOutcome>>;
+   * nobody, counts nothing unread. `place` null: coordinates that are not numbers (history only). */
+  reportLocation(item: InboundItem, place: Place | null): Promise<Applied<LocationOutcome>>;
   /** Appends envelopes to agents' logs (system notices, agent-to-agent messages, reply echoes). */
   appendToAgents(
     entries: Array<{ agentId: string; envelope: Envelope }>,

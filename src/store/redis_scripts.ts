@@ -883,14 +883,20 @@ if OP == 'location' then
       c.status = 'closed'
     end
     local last = c.location
-    if last and last ~= NULL then
+    -- No place (coordinates that are not numbers): kept in the history, the place left as it was.
+    if lat == nil then
+    elseif last and last ~= NULL then
       local dy = (last.latitude - lat) * 111320
-      local dx = (last.longitude - lon) * 111320 * math.cos(last.latitude * math.pi / 180)
+      local dlon = math.abs(last.longitude - lon) % 360
+      if dlon > 180 then dlon = 360 - dlon end
+      local dx = dlon * 111320 * math.cos(last.latitude * math.pi / 180)
       if dx * dx + dy * dy <= ${SAME_PLACE_M * SAME_PLACE_M} then return 'same' end
     end
-    c.location = {
-      latitude = lat, longitude = lon, precision = tonumber(ARGV[A0 + 5]), at = at,
-    }
+    if lat ~= nil then
+      c.location = {
+        latitude = lat, longitude = lon, precision = tonumber(ARGV[A0 + 5]), at = at,
+      }
+    end
     touch(c)
     history(c, '{' .. string.sub(data, 2, -2) .. ',"direction":"in"}')
     if c.agent_id ~= NULL then append(c.agent_id, data .. ',"result":' .. result .. '}') end

@@ -101,9 +101,12 @@ if not redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 en
 redis.call('set', KEYS[2], '=' .. ARGV[3], 'PX', ARGV[2], 'NX')
 return 1`;
 
-/** Gives back what CLAIM_CLIENT_ID_LUA took (the agent-wide key only when it set it for this
- * follower). ARGV: follower. */
+/** Gives back what CLAIM_CLIENT_ID_LUA took for this instance (the agent-wide key only when it
+ * set it for this follower). A release is tried again when Redis's answer was lost, and may
+ * have run already: another instance may hold the client_id since, sending it, and deleting
+ * its claim let the same client_id be sent once more. ARGV: follower, instance. */
 const RELEASE_CLIENT_ID_LUA = `
+if redis.call('get', KEYS[1]) ~= ARGV[2] then return 0 end
 redis.call('del', KEYS[1])
 if redis.call('get', KEYS[2]) == '=' .. ARGV[1] then redis.call('del', KEYS[2]) end
 return 1`;
@@ -608,10 +611,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         item.followerId,
         dataRest(item.envelope.data),
         JSON.stringify(item.envelope.result),
-        place.latitude,
-        place.longitude,
-        place.precision,
-        place.at,
+        // Empty (Lua's tonumber: nil) for a report with no place.
+        place?.latitude ?? "",
+        place?.longitude ?? "",
+        place?.precision ?? "",
+        place?.at ?? item.receivedAt,
         item.dedupKey === null ? "" : `k${item.dedupKey}`,
         options.dedupTtlMs,
       ]);
@@ -933,6 +937,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         k.clientId(agentId, `${followerId}\u0000${clientId}`),
         k.clientId(agentId, clientId),
         followerId,
+        instanceId,
       );
     },
 

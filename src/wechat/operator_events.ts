@@ -97,14 +97,12 @@ export function createOperatorEvents(deps: OperatorEventDeps) {
       });
     },
 
-    /** A location report: kept on the follower's contact (store.reportLocation); one whose
-     * coordinates are not numbers is delivered as any other event, so nothing is lost. */
+    /** A location report: kept on the follower's contact (store.reportLocation). One whose
+     * coordinates are not numbers, which WeChat does not send but anyone may post unsigned, is
+     * kept in the history as the report it is: routed as a message, it bound an agent, was
+     * unread and waited, none of which a LOCATION does. */
     async location(item: InboundItem): Promise<void> {
       const place = placeOf(item.envelope.data.msg, item.receivedAt);
-      if (place === null) {
-        await deps.switchboard.accept(item);
-        return;
-      }
       await deps.switchboard.apply(deps.store.reportLocation(item, place));
     },
 

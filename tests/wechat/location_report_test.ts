@@ -170,3 +170,96 @@ for (
     }
   });
 }
+
+// A follower sitting on the 180th meridian (Taveuni, Fiji): GPS jitter takes its longitude
+// from 179.99999 to -179.99999, 2 m apart. Read as 360 degrees apart, every report was a new
+// place: a history item and a 102 to the agent every 5 s for a follower who did not move.
+for (const [name, env] of STORES) {
+  Deno.test({
+    name: `LOCATION across the antimeridian: 2 m apart is the same place (${name})`,
+    ignore: env === null,
+    async fn() {
+      if (name === "redis") {
+        const raw = rawClient(env!.REDIS_URL!);
+        await raw.flushdb();
+        raw.disconnect();
+      }
+      const server = await startBridge({ env: env! });
+      const agent = await connectRoutedAgent(server, "loc-agent");
+      try {
+        const at = (later: number, longitude: string) =>
+          report(later, -46.5).replace("116.654735", longitude);
+        await postXml(server.base, at(0, "179.999990"));
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "Bula", "9410"));
+        await agent.waitFor((e) => e.data["id"] === "9410");
+        await postXml(server.base, at(5, "-179.999990"));
+        await postXml(server.base, at(10, "179.999995"));
+        // A marker after them: the reports were handled by the time it arrives.
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "marker", "9411"));
+        await agent.waitFor((e) => e.data["id"] === "9411");
+        const kinds = (await server.store.readHistory(FOLLOWER, null, 50)).items
+          .map((i) => String(i.msg["event"] ?? i.msg_type));
+        assert.deepEqual(kinds, ["LOCATION", "text", "text"], `one place, two texts: ${kinds}`);
+        assert.equal((await server.store.getContact(FOLLOWER))!.location?.longitude, 179.99999);
+        assert.deepEqual(
+          agent.messages().filter((e) => e.data.msg?.["event"] === "LOCATION"),
+          [],
+        );
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    },
+  });
+}
+
+// A LOCATION whose coordinates are not numbers (`<Latitude>abc</Latitude>`, none at all): WeChat
+// sends none such, but anyone may post one without WECHAT_TOKEN. It was routed as a follower's
+// message: bound to an agent, unread, in the waiting list, what the docs say a LOCATION never
+// is. It is kept in the history as the report it is, and the contact's place is left as it was.
+for (const [name, env] of STORES) {
+  Deno.test({
+    name: `LOCATION without numeric coordinates binds nobody and changes no place (${name})`,
+    ignore: env === null,
+    async fn() {
+      if (name === "redis") {
+        const raw = rawClient(env!.REDIS_URL!);
+        await raw.flushdb();
+        raw.disconnect();
+      }
+      const server = await startBridge({ env: env! });
+      const agent = await connectRoutedAgent(server, "loc-agent");
+      try {
+        await postXml(server.base, report(0).replace("30.443105", "abc"));
+        await postXml(
+          server.base,
+          report(5).replace("<Longitude>116.654735</Longitude>", "").replace(FOLLOWER, "o-other"),
+        );
+        await postXml(server.base, textXml("o-marker", "gh_21ee2dc92d7d", "marker", "9501"));
+        await agent.waitFor((e) => e.data["id"] === "9501");
+        for (const follower of [FOLLOWER, "o-other"]) {
+          const contact = (await server.store.getContact(follower))!;
+          assert.equal(contact.agent_id, null, `${follower} bound`);
+          assert.equal(contact.unread, 0);
+          assert.equal(contact.last_inbound_at, 0, "no reply window");
+          assert.equal(contact.location, undefined);
+          assert.equal((await server.store.readHistory(follower, null, 50)).items.length, 1);
+        }
+        assert.deepEqual(await server.store.listWaiting(), []);
+        // Reported by a follower already bound: its place stays the last good one.
+        await postXml(server.base, report(10));
+        await postXml(server.base, textXml(FOLLOWER, "gh_21ee2dc92d7d", "hi", "9502"));
+        await agent.waitFor((e) => e.data["id"] === "9502");
+        await postXml(server.base, report(15, 1).replace("31.443105", "north"));
+        await postXml(server.base, textXml("o-marker", "gh_21ee2dc92d7d", "marker", "9503"));
+        await agent.waitFor((e) => e.data["id"] === "9503");
+        const contact = (await server.store.getContact(FOLLOWER))!;
+        assert.equal(contact.location?.latitude, 30.443105);
+        assert.equal(contact.unread, 1, "only the text is unread");
+      } finally {
+        await agent.close();
+        await server.close();
+      }
+    },
+  });
+}
