@@ -36,6 +36,8 @@ export class ClientStream {
   #badBody = false;
   /** The last byte of a chunked body's framing was a CR: only its LF may follow. */
   #lineCR = false;
+  /** Of a chunked body's trailer section, the bytes read so far (see MAX_TRAILER_BYTES). */
+  #trailerBytes = 0;
   /** A head has begun and its request line has not ended yet. */
   #lineOpen = false;
   /** The last read ended on the CR of an empty line before a request line: its LF is next. */
@@ -265,13 +267,19 @@ export class ClientStream {
    */
   #readChunked(chunk: Uint8Array, i: number): number {
     const byte = chunk[i]!;
+    if (this.#chunked === "trailer" && ++this.#trailerBytes > MAX_TRAILER_BYTES) {
+      return this.#refuseBody(i);
+    }
     if (this.#lineCR) {
       this.#lineCR = false;
       if (byte !== 10) return this.#refuseBody(i);
     } else if (byte === 13) {
       this.#lineCR = true;
       return i + 1;
-    } else if (byte === 10 || this.#chunked === "data-end" || this.#line.length > 4096) {
+    } else if (
+      byte === 10 || this.#chunked === "data-end" ||
+      (this.#chunked === "size" && this.#line.length > 4096)
+    ) {
       return this.#refuseBody(i);
     } else {
       this.#line += String.fromCharCode(byte);
@@ -286,8 +294,10 @@ export class ClientStream {
       // size, as Deno reads them.
       const size = /^0*([0-9a-f]{1,12})[ \t]*(;.*)?$/i.exec(line.trim())?.[1];
       if (size === undefined) return this.#refuseBody(i);
-      if (Number.parseInt(size, 16) === 0) this.#chunked = "trailer";
-      else this.#bodyLeft = Number.parseInt(size, 16);
+      if (Number.parseInt(size, 16) === 0) {
+        this.#chunked = "trailer";
+        this.#trailerBytes = 0;
+      } else this.#bodyLeft = Number.parseInt(size, 16);
     } else if (line === "") {
       this.#chunked = null; // the empty line after the trailers ends the request
     } else if (!TRAILER.test(line)) {
@@ -360,6 +370,11 @@ export class ClientStream {
 const UPGRADE = /^upgrade:.*websocket/i;
 const CODING = /^transfer-encoding:[ \t]*(.*?)[ \t]*$/i;
 const LENGTH = /^content-length:[ \t]*(.*?)[ \t]*$/i;
+/**
+ * Deno takes a trailer section of up to 64 KiB, each line's CRLF and the empty line's counted,
+ * in lines of any length (and waits, never answering, on a larger one).
+ */
+const MAX_TRAILER_BYTES = 64 * 1024;
 // A trailer is a field line, as Deno's parser reads one: a name, a colon, a value of no controls.
 const TRAILER = /^[!#$%&'*+.^_`|~0-9a-z-]+:[\t\x20-\x7e\x80-\xff]*$/i;
 const LEADING_ZEROS = /^0+(?=.)/;

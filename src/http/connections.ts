@@ -6,6 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
+import { errorResponse } from "./router.ts";
 
 const log = getLogger(["bridge", "http"]);
 
@@ -639,10 +640,7 @@ export function serveGuarded(
       // The request whose chunked body was refused before it started (see Link.pass): nothing
       // of it from the refused byte on reached Deno, which would wait for the rest.
       if (link.stream.badBody && link.answered + link.active === link.stream.heads) {
-        return new Response(BAD_CHUNKED_BODY, {
-          status: 400,
-          headers: { connection: "close", "content-type": "text/plain" },
-        });
+        return errorResponse(400, BAD_CHUNKED_BODY, { connection: "close" });
       }
     }
     if (upgrade && !link.stream.awaiting) {
@@ -945,9 +943,9 @@ const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
  * part of a body's framing (a size line, after a chunk's data or its CR, a trailer).
  */
 const BAD_CHUNK_LINE = new TextEncoder().encode("\0\r\n");
-const BAD_CHUNKED_BODY =
-  "Bad chunked body: each line of its framing ends in CRLF, a size is a hex number, " +
-  "a trailer a header line\n";
+// Said as the handler's own body read says it (src/http/limits.ts), and why.
+const BAD_CHUNKED_BODY = "Cannot read request body: its framing is invalid (each line of a " +
+  "chunked body's framing ends in CRLF, a size is a hex number, a trailer a header line)";
 const HEAD_TOO_LARGE = "too large" as const;
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
