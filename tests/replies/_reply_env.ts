@@ -115,3 +115,17 @@ export async function withBridge(
     await store.flush?.();
   }
 }
+
+/** A file server whose answer waits: `asked` resolves when a download starts, `held.resolve()`
+ * lets it (and every later one) have a small PNG. */
+export function startHeldFileServer() {
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+  const asked = Promise.withResolvers<void>();
+  const held = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
+    asked.resolve();
+    await held.promise;
+    return new Response(png, { headers: { "content-type": "image/png" } });
+  });
+  return { asked, held, addr: server.addr, shutdown: () => server.shutdown() };
+}

@@ -6,20 +6,15 @@
 
 import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
+import { startHeldFileServer } from "./_reply_env.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
 
 const B = "/im_component/wx_official_account";
-const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
 
 Deno.test("a reply whose follower was taken during its download is 409, and the bridge goes on", async () => {
-  const asked = Promise.withResolvers<void>();
-  const held = Promise.withResolvers<void>();
-  const files = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
-    asked.resolve();
-    await held.promise;
-    return new Response(PNG, { headers: { "content-type": "image/png" } });
-  });
+  const files = startHeldFileServer();
+  const { asked, held } = files;
   const fake = await startFakeWechat({ appId: "wxtaken", secret: "s" });
   const server = await startBridge({
     env: {
