@@ -945,7 +945,8 @@ const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
 const BAD_CHUNK_LINE = new TextEncoder().encode("\0\r\n");
 // Said as the handler's own body read says it (src/http/limits.ts), and why.
 const BAD_CHUNKED_BODY = "Cannot read request body: its framing is invalid (each line of a " +
-  "chunked body's framing ends in CRLF, a size is a hex number, a trailer a header line)";
+  "chunked body's framing ends in CRLF, a size is a hex number of at most 64 bits with no tab " +
+  "or other control byte around it or in its extension, a trailer a header line)";
 const HEAD_TOO_LARGE = "too large" as const;
 const HEADERS_TOO_LARGE = new TextEncoder().encode(
   "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
