@@ -966,6 +966,7 @@ function rawError(
   message: string,
   headers: Record<string, string> = {},
 ): Uint8Array {
+  // Its own encoder: REFUSAL is made above the module's `encoder`, before that is set.
   const bytes = new TextEncoder();
   const body = bytes.encode(JSON.stringify(errorBody(message)));
   const lines = Object.entries({ ...JSON_HEADERS, ...headers, connection: "close" })
