@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { ClientStream, MAX_HEAD_BYTES } from "./client_stream.ts";
-import { errorResponse } from "./router.ts";
+import { errorBody, errorResponse, JSON_HEADERS } from "./router.ts";
 
 const log = getLogger(["bridge", "http"]);
 
@@ -82,10 +82,9 @@ const HEAD_CHUNK = 2 * 1024;
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
 const EMPTY = new Uint8Array(0);
-const REFUSAL = new TextEncoder().encode(
-  "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n" +
-    "content-type: text/plain\r\ncontent-length: 29\r\n\r\nToo many connections: retry\r\n",
-);
+const REFUSAL = rawError(503, "Service Unavailable", "Too many connections: retry", {
+  "retry-after": "1",
+});
 
 /** The defaults for a process allowed `openFiles` descriptors. */
 export function defaultConnectionLimits(openFiles: number): ConnectionLimits {
@@ -635,7 +634,7 @@ export function serveGuarded(
       // The guard's stand-in for a head too large: the client's own header of that name comes
       // before the guard's, whose token no client knows.
       if (req.headers.get(TOO_LARGE_HEADER)?.endsWith(link.token)) {
-        return new Response(null, { status: 431, headers: { connection: "close" } });
+        return errorResponse(431, HEAD_TOO_LARGE_MESSAGE, { connection: "close" });
       }
       // The request whose chunked body was refused before it started (see Link.pass): nothing
       // of it from the refused byte on reached Deno, which would wait for the rest.
@@ -945,11 +944,41 @@ const UNPARSABLE_HEAD = new TextEncoder().encode("\0REFUSED\r\n\r\n");
 const BAD_CHUNK_LINE = new TextEncoder().encode("\0\r\n");
 // Said as the handler's own body read says it (src/http/limits.ts), and why.
 const BAD_CHUNKED_BODY = "Cannot read request body: its framing is invalid (each line of a " +
-  "chunked body's framing ends in CRLF, a size is a hex number, a trailer a header line)";
+  "chunked body's framing ends in CRLF, a size is a hex number of at most 64 bits with no tab " +
+  "or other control byte around it or in its extension, a trailer a header line)";
 const HEAD_TOO_LARGE = "too large" as const;
-const HEADERS_TOO_LARGE = new TextEncoder().encode(
-  "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+const HEAD_TOO_LARGE_MESSAGE = `Request header fields too large: a request line and headers ` +
+  `of at most ${MAX_HEAD_BYTES / 1024} KiB`;
+/** The guard's 431 to a connection's first head: the one Deno sends for a later one (see pass). */
+const HEADERS_TOO_LARGE = rawError(
+  431,
+  "Request Header Fields Too Large",
+  HEAD_TOO_LARGE_MESSAGE,
 );
+
+/**
+ * An answer the guard writes itself, with no Deno.serve behind it, closing the connection: the
+ * bridge's JSON error (see errorResponse), made once at start.
+ */
+function rawError(
+  status: number,
+  reason: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Uint8Array {
+  // Its own encoder: REFUSAL is made above the module's `encoder`, before that is set.
+  const bytes = new TextEncoder();
+  const body = bytes.encode(JSON.stringify(errorBody(message)));
+  const lines = Object.entries({ ...JSON_HEADERS, ...headers, connection: "close" })
+    .map(([name, value]) => `${name}: ${value}\r\n`).join("");
+  const head = bytes.encode(
+    `HTTP/1.1 ${status} ${reason}\r\n${lines}content-length: ${body.length}\r\n\r\n`,
+  );
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
+}
 
 /**
  * Reads until the end of the first request's headers (CRLF CRLF) and returns all bytes read;

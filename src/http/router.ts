@@ -18,14 +18,20 @@ export interface Route {
 /** A JSON answer, never kept by a cache: the API's answers are one company's conversations
  * (contacts, history, search), and a browser's disk or a proxy must not keep them. */
 export const json = (body: unknown, status = 200): Response =>
-  new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
-  });
+  new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+
+/** The headers of every JSON answer, the connection guard's own too (src/http/connections.ts). */
+export const JSON_HEADERS: Readonly<Record<string, string>> = {
+  "content-type": "application/json; charset=utf-8",
+  "cache-control": "no-store",
+};
+
+/** The body of a JSON error answer: `{"error": message}`, plus the -1 envelope's result. */
+export const errorBody = (message: string) => ({ error: message, result: { code: -1, message } });
 
 /** A JSON error answer: `{"error": message}` for HTTP clients, plus the -1 envelope's result. */
 export function errorResponse(status: number, message: string, headers?: HeadersInit): Response {
-  const res = json({ error: message, result: { code: -1, message } }, status);
+  const res = json(errorBody(message), status);
   if (headers) new Headers(headers).forEach((v, k) => res.headers.set(k, v));
   return res;
 }

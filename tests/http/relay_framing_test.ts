@@ -278,14 +278,19 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
         assert.equal(answer, TOO_LARGE, answer);
         conn.close();
         const first = await exchange(port, BIG, 2);
-        assert.deepEqual(first, ["431 "], "a first head that large");
+        assert.deepEqual(first, [`431 ${TOO_LARGE_ERROR}`], "a first head that large");
+        // Written by the guard itself, as Deno writes the later one.
+        const alone = await Deno.connect({ hostname: "127.0.0.1", port });
+        await alone.write(enc.encode(BIG));
+        assert.equal(await readAnswer(alone, true), TOO_LARGE, "a first head that large");
+        alone.close();
       },
     );
     await t.step("the 431 comes after a slow answer to the request before", async () => {
       const slowGet = "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n";
       assert.deepEqual(await exchange(port, slowGet + BIG + GET, 3), [
         `200 ${JSON.stringify("/slow ")}`,
-        "431 ",
+        `431 ${TOO_LARGE_ERROR}`,
       ]);
     });
     await t.step("a head over 64 KiB begun in an earlier read: 431", async () => {
@@ -336,7 +341,7 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
       assert.deepEqual(await exchange(port, old + BIG, 2), [`200 ${JSON.stringify("/slow ")}`]);
       assert.deepEqual(await exchange(port, kept + BIG, 2), [
         `200 ${JSON.stringify("/slow ")}`,
-        "431 ",
+        `431 ${TOO_LARGE_ERROR}`,
       ]);
     });
     await t.step(
@@ -362,12 +367,21 @@ Deno.test("the guard refuses what Deno would frame otherwise, after answering wh
 });
 
 const BIG = `GET /big HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(70_000)}\r\n\r\n`;
+const TOO_LARGE_ERROR = JSON.stringify({
+  error: "Request header fields too large: a request line and headers of at most 64 KiB",
+  result: {
+    code: -1,
+    message: "Request header fields too large: a request line and headers of at most 64 KiB",
+  },
+});
 /**
  * The guard's answer to a head over 64 KiB, wherever on the connection it comes (after other
- * requests Deno sends it, with a date header: see withoutDate).
+ * requests Deno sends it, with a date header: see withoutDate): the bridge's JSON error, as
+ * the router answers one (it was empty).
  */
-const TOO_LARGE =
-  "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+const TOO_LARGE = "HTTP/1.1 431 Request Header Fields Too Large\r\n" +
+  "content-type: application/json; charset=utf-8\r\ncache-control: no-store\r\n" +
+  `connection: close\r\ncontent-length: ${TOO_LARGE_ERROR.length}\r\n\r\n${TOO_LARGE_ERROR}`;
 /** A body that ends as Deno's answer to a head it cannot parse does. */
 const FAKE_400 = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 

@@ -121,7 +121,12 @@ for (const mode of ["guarded", "direct"] as const) {
             ]);
             // A 431 where the head's first part can be ended by a line of the guard's, else
             // Deno's 400 for a head it cannot parse: either after the whole answer, and closed.
-            assert.match(after(text, true), /^HTTP\/1\.1 (431|400) [^]*\r\n\r\n$/, text);
+            // (The 431 with the bridge's JSON error, Deno's 400 with no body.)
+            assert.match(
+              after(text, true),
+              /^HTTP\/1\.1 (431|400) [^]*\r\n\r\n(\{"error":[^\r\n]*\})?$/,
+              text,
+            );
             if (where !== "inside a header name" && where !== "inside the request line") {
               assert.match(after(text, true), /^HTTP\/1\.1 431 /, text);
             }
