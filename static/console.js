@@ -247,6 +247,7 @@ const el = {
   renameError: byId("rename-error"),
   convSub: byId("conv-sub"),
   convPlace: byId("conv-place"),
+  convPlaceText: byId("conv-place-text"),
   convWindow: byId("conv-window"),
   messages: byId("messages"),
   windowNotice: byId("window-notice"),
@@ -2808,7 +2809,8 @@ function renderPlace(place) {
   el.convPlace.hidden = !place;
   if (!place) return;
   el.convPlace.href = place.href;
-  el.convPlace.textContent = t("conv.place", {
+  // The pin beside it is an inline SVG: an emoji is an empty box where no emoji font is.
+  el.convPlaceText.textContent = t("conv.place", {
     coords: place.coords,
     when: place.time ? listTime(place.time) : "",
   });
