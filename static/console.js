@@ -2119,14 +2119,14 @@ async function attachFiles(files) {
 }
 
 /** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
- * its turn), or failed and neither retried nor removed (leaving loses it as surely). */
+ * its turn), or failed, a retry could send it, and it is neither retried nor removed (leaving
+ * loses it as surely). One refused for good (too large, a type WeChat refuses) loses nothing. */
 function uploadsUnderway() {
   for (const c of state.convs.values()) {
     for (const msg of c.byKey.values()) {
       if (!msg.upload || msg.upload.canceled) continue;
-      if (msg.status === "uploading" || (msg.status === "failed" && msg.failure?.upload)) {
-        return true;
-      }
+      if (msg.status === "uploading") return true;
+      if (msg.status === "failed" && msg.failure?.upload && msg.upload.retryable) return true;
     }
   }
   return false;
@@ -3823,7 +3823,7 @@ function init() {
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
     // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading, or failed and kept for a retry: it is only in this page.
+    // still uploading, or failed and kept for a retry that could send it: it is only here.
     if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
