@@ -29,7 +29,8 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
-import { locationFromReport, placeView, QUIET_EVENTS } from "./console/place.js";
+import { locationFromReport, placeView } from "./console/place.js";
+import { isReport } from "./console/reports.js";
 import {
   compareMessages,
   createConversation,
@@ -1632,8 +1633,9 @@ function handleSystem(data) {
     return;
   }
   const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
-  // The account's reports (a follower's place, WeChat's kf sessions): listed, nothing to read.
-  const quiet = QUIET_EVENTS.includes(msg.event);
+  // The account's reports (a follower's place, WeChat's kf sessions, its own sends): listed,
+  // marked, nothing to read.
+  const quiet = isReport(msg);
   if (!known) {
     state.system.items.push(data);
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
@@ -2670,6 +2672,8 @@ function systemItem() {
           h(
             "span",
             { class: "contact-preview" },
+            // Newer than the notices counted, it says why the count did not move.
+            last && isReport(last.msg) ? reportTag() : null,
             last ? previewOf("system", last.msg) : t("list.systemEmpty"),
           ),
           unseen > 0 ? h("span", { class: "unread quiet" }, String(unseen)) : null,
@@ -3629,12 +3633,18 @@ function systemText(m) {
   return text === key ? String(m.text ?? m.event ?? "") : text;
 }
 
+/** The marker of a report (reports.js): listed, and deliberately counted nowhere. */
+function reportTag() {
+  return h("span", { class: "report-tag", title: t("report.title") }, t("report.tag"));
+}
+
 function systemNote(msg, time) {
   const m = msg.msg ?? {};
   const text = systemText(m);
   const node = h(
     "div",
     { class: "msg note", dataset: { event: m.event ?? "" } },
+    isReport(m) ? reportTag() : null,
     h("span", { class: "note-text" }, text),
     " ",
     time,

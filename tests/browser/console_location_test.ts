@@ -170,3 +170,66 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "the system list: notices counted until it is opened, reports marked and counted nowhere",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+      const entry = page.locator(".system-entry");
+      await postXml(
+        server.base,
+        followerXml(FOLLOWER, { ToUserName: "gh_21ee2dc92d7d", MsgType: "text", Content: "你好" }),
+      );
+      await entry.locator(".unread", { hasText: "1" }).waitFor();
+
+      await t.step("the account's own send result: marked a report, not counted", async () => {
+        const massSend = await fixture("senparc/mass_send_job_finish.xml");
+        await postXml(
+          server.base,
+          massSend.replace("1394524295", String(Math.floor(Date.now() / 1000))),
+        );
+        await entry.locator(".report-tag", { hasText: "Report" }).waitFor();
+        assert.match(await entry.innerText(), /群发任务 1988/);
+        assert.equal(await systemUnseen(page), "1", "the assignment alone is counted");
+      });
+
+      await t.step("a follower's LOCATION: the same", async () => {
+        await postXml(server.base, report());
+        await entry.filter({ hasText: "上报了地理位置" }).locator(".report-tag").waitFor();
+        assert.equal(await systemUnseen(page), "1");
+      });
+
+      await t.step("opened: the count clears; the thread marks the reports alone", async () => {
+        await entry.click();
+        await page.locator("#messages .msg.note", { hasText: "群发任务 1988" }).waitFor();
+        assert.equal(await systemUnseen(page), "");
+        const marked = await page.evaluate(`[...document.querySelectorAll("#messages .msg.note")]
+          .map((n) => n.dataset.event + ":" + Boolean(n.querySelector(".report-tag")))`);
+        assert.deepEqual(marked, ["assigned:false", "MASSSENDJOBFINISH:true", "LOCATION:true"]);
+        const tag = page.locator("#messages .report-tag").first();
+        assert.match((await tag.getAttribute("title")) ?? "", /not counted/);
+        await screenshot(page, "console-laptop-system-reports");
+      });
+
+      await t.step("away from it, a notice counts again and a report does not", async () => {
+        await page.locator(`.contact[data-contact-id="${FOLLOWER}"]`).click();
+        await postXml(server.base, report(5, 0.01));
+        await page.locator("#conv-place", { hasText: "30.45, 116.65" }).waitFor();
+        await settled(page);
+        assert.equal(await systemUnseen(page), "");
+        await postXml(
+          server.base,
+          followerXml("oSecond", { ToUserName: "gh_21ee2dc92d7d", MsgType: "text", Content: "在" }),
+        );
+        await entry.locator(".unread", { hasText: "1" }).waitFor();
+        // The newest is a notice: nothing marks it a report.
+        assert.equal(await entry.locator(".report-tag").count(), 0);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
