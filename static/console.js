@@ -519,14 +519,15 @@ function applyTheme() {
   document.documentElement.dataset.theme = dark ? "dark" : "light";
 }
 
-/** What a reload would lose and the bridge does not resend: system messages and the followers
- * handed to other agents (bounded, per agent). */
+/** What a reload would lose and the bridge does not resend: system messages (and how many of
+ * them are unread) and the followers handed to other agents (bounded, per agent). */
 function saveContext() {
   try {
     localStorageOrNull()?.setItem(
       CONTEXT_KEY,
       JSON.stringify({
         system: state.system.items.slice(-200),
+        systemUnseen: state.system.unseen,
         transferred: [...state.transferred.values()].slice(-50),
         lastSeq: state.lastSeq,
       }),
@@ -545,6 +546,11 @@ function restoreContext() {
   }
   if (!saved) return;
   if (Array.isArray(saved.system)) state.system.items = saved.system;
+  // The notices listed unread stay counted: a reload read none of them.
+  const unseen = Number(saved.systemUnseen);
+  if (Number.isInteger(unseen) && unseen > 0) {
+    state.system.unseen = Math.min(unseen, state.system.items.length);
+  }
   for (const entry of saved.transferred ?? []) {
     if (entry?.contact_id) state.transferred.set(entry.contact_id, entry);
   }

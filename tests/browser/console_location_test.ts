@@ -228,6 +228,21 @@ browserTest(
         // The newest is a notice: nothing marks it a report.
         assert.equal(await entry.locator(".report-tag").count(), 0);
       });
+
+      await t.step("a reload keeps the count the list shows, and the list opened", async () => {
+        await settled(page);
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await entry.filter({ hasText: "oSecond" }).waitFor();
+        assert.equal(await systemUnseen(page), "1", "the notice is still unread");
+        await entry.click();
+        await page.locator("#messages .msg.note", { hasText: "oSecond" }).waitFor();
+        await page.locator(`.contact[data-contact-id="${FOLLOWER}"]`).click();
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await entry.filter({ hasText: "oSecond" }).waitFor();
+        assert.equal(await systemUnseen(page), "", "read before the reload");
+      });
     } finally {
       await server.close();
     }
