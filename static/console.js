@@ -29,7 +29,8 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
-import { locationFromReport, placeView, QUIET_EVENTS } from "./console/place.js";
+import { locationFromReport, placeView } from "./console/place.js";
+import { isReport } from "./console/reports.js";
 import {
   compareMessages,
   createConversation,
@@ -247,6 +248,7 @@ const el = {
   renameError: byId("rename-error"),
   convSub: byId("conv-sub"),
   convPlace: byId("conv-place"),
+  convPlaceText: byId("conv-place-text"),
   convWindow: byId("conv-window"),
   messages: byId("messages"),
   windowNotice: byId("window-notice"),
@@ -517,14 +519,15 @@ function applyTheme() {
   document.documentElement.dataset.theme = dark ? "dark" : "light";
 }
 
-/** What a reload would lose and the bridge does not resend: system messages and the followers
- * handed to other agents (bounded, per agent). */
+/** What a reload would lose and the bridge does not resend: system messages (and how many of
+ * them are unread) and the followers handed to other agents (bounded, per agent). */
 function saveContext() {
   try {
     localStorageOrNull()?.setItem(
       CONTEXT_KEY,
       JSON.stringify({
         system: state.system.items.slice(-200),
+        systemUnseen: state.system.unseen,
         transferred: [...state.transferred.values()].slice(-50),
         lastSeq: state.lastSeq,
       }),
@@ -543,6 +546,11 @@ function restoreContext() {
   }
   if (!saved) return;
   if (Array.isArray(saved.system)) state.system.items = saved.system;
+  // The notices listed unread stay counted: a reload read none of them.
+  const unseen = Number(saved.systemUnseen);
+  if (Number.isInteger(unseen) && unseen > 0) {
+    state.system.unseen = Math.min(unseen, state.system.items.length);
+  }
   for (const entry of saved.transferred ?? []) {
     if (entry?.contact_id) state.transferred.set(entry.contact_id, entry);
   }
@@ -1631,8 +1639,9 @@ function handleSystem(data) {
     return;
   }
   const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
-  // The account's reports (a follower's place, WeChat's kf sessions): listed, nothing to read.
-  const quiet = QUIET_EVENTS.includes(msg.event);
+  // The account's reports (a follower's place, WeChat's kf sessions, its own sends): listed,
+  // marked, nothing to read.
+  const quiet = isReport(msg);
   if (!known) {
     state.system.items.push(data);
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
@@ -2118,14 +2127,14 @@ async function attachFiles(files) {
 }
 
 /** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
- * its turn), or failed and neither retried nor removed (leaving loses it as surely). */
+ * its turn), or failed, a retry could send it, and it is neither retried nor removed (leaving
+ * loses it as surely). One refused for good (too large, a type WeChat refuses) loses nothing. */
 function uploadsUnderway() {
   for (const c of state.convs.values()) {
     for (const msg of c.byKey.values()) {
       if (!msg.upload || msg.upload.canceled) continue;
-      if (msg.status === "uploading" || (msg.status === "failed" && msg.failure?.upload)) {
-        return true;
-      }
+      if (msg.status === "uploading") return true;
+      if (msg.status === "failed" && msg.failure?.upload && msg.upload.retryable) return true;
     }
   }
   return false;
@@ -2669,6 +2678,8 @@ function systemItem() {
           h(
             "span",
             { class: "contact-preview" },
+            // Newer than the notices counted, it says why the count did not move.
+            last && isReport(last.msg) ? reportTag() : null,
             last ? previewOf("system", last.msg) : t("list.systemEmpty"),
           ),
           unseen > 0 ? h("span", { class: "unread quiet" }, String(unseen)) : null,
@@ -2808,7 +2819,8 @@ function renderPlace(place) {
   el.convPlace.hidden = !place;
   if (!place) return;
   el.convPlace.href = place.href;
-  el.convPlace.textContent = t("conv.place", {
+  // The pin beside it is an inline SVG: an emoji is an empty box where no emoji font is.
+  el.convPlaceText.textContent = t("conv.place", {
     coords: place.coords,
     when: place.time ? listTime(place.time) : "",
   });
@@ -3627,12 +3639,18 @@ function systemText(m) {
   return text === key ? String(m.text ?? m.event ?? "") : text;
 }
 
+/** The marker of a report (reports.js): listed, and deliberately counted nowhere. */
+function reportTag() {
+  return h("span", { class: "report-tag", title: t("report.title") }, t("report.tag"));
+}
+
 function systemNote(msg, time) {
   const m = msg.msg ?? {};
   const text = systemText(m);
   const node = h(
     "div",
     { class: "msg note", dataset: { event: m.event ?? "" } },
+    isReport(m) ? reportTag() : null,
     h("span", { class: "note-text" }, text),
     " ",
     time,
@@ -3821,7 +3839,7 @@ function init() {
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
     // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading, or failed and kept for a retry: it is only in this page.
+    // still uploading, or failed and kept for a retry that could send it: it is only here.
     if (pendingReplies().next().done && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");

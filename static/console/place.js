@@ -1,14 +1,5 @@
 // A follower's last reported place (WeChat's LOCATION, kept on the contact as `location`): what
-// the conversation's header shows of it, and which 102s are the account's reports, never news.
-// Plain module, no DOM.
-
-/** Events that are the account's reports about a follower: in its thread, counted nowhere. */
-export const QUIET_EVENTS = [
-  "LOCATION",
-  "kf_create_session",
-  "kf_close_session",
-  "kf_switch_session",
-];
+// the conversation's header shows of it. Plain module, no DOM.
 
 /** The header's view of `location` ({latitude, longitude, precision, time}), or null for none. */
 export function placeView(location) {

@@ -343,3 +343,29 @@ export function socketFrames(page: Page): { sent: Frame[]; received: Frame[] } {
   });
   return frames;
 }
+
+/**
+ * The characters of `selector`'s text that this browser's fonts do not have: drawn in the
+ * element's font, each looks exactly like a code point no font covers (U+10FFFD), the empty
+ * box shown for a missing glyph. Emoji are such characters where no emoji font is installed.
+ */
+export async function missingGlyphs(page: Page, selector: string): Promise<string[]> {
+  return await page.evaluate(`(() => {
+    const node = document.querySelector(${JSON.stringify(selector)});
+    const font = getComputedStyle(node).font;
+    const canvas = document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 64;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    const pixels = (ch) => {
+      ctx.clearRect(0, 0, 64, 64);
+      ctx.font = font.replace(/\\d+(\\.\\d+)?px/, "32px");
+      ctx.textBaseline = "middle";
+      ctx.fillText(ch, 8, 32);
+      return ctx.getImageData(0, 0, 64, 64).data.join();
+    };
+    const missing = pixels("\\u{10FFFD}");
+    const chars = [...new Set(Array.from(node.textContent).filter((ch) => ch.trim() !== ""))];
+    return chars.filter((ch) => pixels(ch) === missing);
+  })()`) as string[];
+}

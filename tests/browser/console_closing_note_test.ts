@@ -4,7 +4,8 @@
 // upload stayed counted among the messages seen (no pill with nothing new, as the note asked, but
 // none either for the follower's next message below the view); and leaving with a failed
 // upload, its file only in this page, did not ask first (and once tried again and sent, it
-// must not ask any more).
+// must not ask any more). One refused for good (413, too large for WeChat) asked all the same,
+// though no retry could send it: now only one a retry could fix (network, 5xx) asks.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -240,6 +241,62 @@ browserTest(
         await page.locator('.msg.out[data-status="sent"]').waitFor();
         await page.locator('.msg.out[data-status="failed"]').waitFor({ state: "detached" });
         assert.equal(await leaving(page), "closed");
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a file WeChat can never take (413) lets the page close; a 503 a retry may fix holds it",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      await t.step("too large: told why, no Try again, and leaving does not ask", async () => {
+        const { page } = await openPage(browser);
+        await openConsole(page, server.base, AGENT);
+        await postFollowerMessage(server.base, "oVoice", { MsgType: "text", Content: "发段语音" });
+        await page.locator('.contact[data-contact-id="oVoice"]').click();
+        await page.locator(".msg.in", { hasText: "发段语音" }).waitFor();
+        // WeChat takes a voice of at most 2 MB: the bridge refuses this one, whatever a retry.
+        const amr = new Uint8Array(2 * 1024 * 1024 + 4096);
+        amr.set(new TextEncoder().encode("#!AMR\n"));
+        await page.locator("#attach-input").setInputFiles({
+          name: "long-message.amr",
+          mimeType: "audio/amr",
+          buffer: Buffer.from(amr),
+        });
+        const failed = page.locator('.msg.out[data-status="failed"]', {
+          hasText: "long-message.amr",
+        });
+        await failed.getByRole("button", { name: "Remove" }).waitFor();
+        assert.match(await failed.innerText(), /Upload refused \(413\)/);
+        assert.equal(await failed.getByRole("button", { name: "Try again" }).count(), 0);
+        assert.equal(await leaving(page), "closed");
+      });
+
+      await t.step("the bridge unavailable (503): Try again, and leaving asks", async () => {
+        const { page } = await openPage(browser);
+        await openConsole(page, server.base, "agentB");
+        await postFollowerMessage(server.base, "oPic3", { MsgType: "text", Content: "图片呢" });
+        await page.locator('.contact[data-contact-id="oPic3"]').click();
+        await page.locator(".msg.in", { hasText: "图片呢" }).waitFor();
+        // A proxy in front of the bridge answers for it while it restarts.
+        await page.route(`**${B}/upload?*`, (route) =>
+          route.fulfill({
+            status: 503,
+            contentType: "text/plain",
+            body: "Service Temporarily Unavailable",
+          }));
+        await page.locator("#attach-input").setInputFiles({
+          name: "invoice.png",
+          mimeType: "image/png",
+          buffer: Buffer.from(await makePng(200, 120)),
+        });
+        const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "invoice.png" });
+        await failed.getByRole("button", { name: "Try again" }).waitFor();
+        assert.equal(await leaving(page), "beforeunload");
       });
     } finally {
       await server.close();

@@ -1,5 +1,6 @@
 // The console's plain modules (static/console/*.js), run by `deno test` without a browser:
-// drafts, reply limits, quick replies, triage, the message window, alerts and the string table.
+// drafts, reply limits, quick replies, triage, the message window, alerts, the string table and
+// which system notices are reports.
 
 import assert from "node:assert/strict";
 import { createDrafts, MAX_DRAFTS } from "../../static/console/drafts.js";
@@ -36,6 +37,7 @@ import {
 } from "../../static/console/alerts.js";
 import { createTranslator, pickLanguage, STRINGS } from "../../static/console/i18n.js";
 import { AFTER, BEFORE, searchedText, snippetOf } from "../../static/console/search_snippet.js";
+import { isReport } from "../../static/console/reports.js";
 
 /** A Storage with what the modules use. */
 function fakeStorage() {
@@ -364,4 +366,17 @@ Deno.test("searchedText() reads the field the bridge searched", () => {
   assert.equal(searchedText({ recognition: "我要退款" }), "我要退款");
   assert.equal(searchedText({ title: "链接", description: "说明" }), "链接");
   assert.equal(searchedText(undefined), "");
+});
+
+Deno.test("isReport(): a follower's place, kf sessions and the account's own reports", () => {
+  assert.equal(isReport({ event: "LOCATION", follower_id: "o1" }), true);
+  assert.equal(isReport({ event: "kf_switch_session", follower_id: "o1" }), true);
+  // The bridge sends the account's reports with WeChat's FromUserName and no follower.
+  assert.equal(isReport({ event: "MASSSENDJOBFINISH", from_user_name: "oR5G" }), true);
+  assert.equal(isReport({ event: "card_pass_check", from_user_name: "oR5G" }), true);
+  // Notices to read: about a follower, or the bridge's own.
+  assert.equal(isReport({ event: "assigned", follower_id: "o1" }), false);
+  assert.equal(isReport({ event: "CLICK", follower_id: "o1", from_user_name: "o1" }), false);
+  assert.equal(isReport({ event: "waiting_taken", agent_id: "a", follower_ids: ["o1"] }), false);
+  assert.equal(isReport(undefined), false);
 });
