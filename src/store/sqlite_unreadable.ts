@@ -1,6 +1,9 @@
 // Copies of journal segments that held a whole line no reader could take, kept beside the
 // journal as `<segment>.log.unreadable` for whoever looks into the damage. They hold followers'
-// messages as the journal did: lines written before a forget later in the journal stay out.
+// messages as the journal did, so they follow the promises the tables keep: a follower forgotten
+// has its lines taken out of them (also lines written before a forget later in the journal), and
+// a copy goes once the history retention has passed since its newest commit (its mtime says
+// when that was).
 
 import { getLogger } from "@logtape/logtape";
 
@@ -52,5 +55,40 @@ export function keepCopy(path: string, lines: string[], forgotten: ReadonlySet<s
     if (newest !== null) Deno.utimeSync(copy, new Date(newest), new Date(newest));
   } catch (error) {
     log.warn("Cannot keep {copy}: {error}", { copy, error });
+  }
+}
+
+/** The copies in journal directory `dir`. */
+function copiesIn(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].filter((e) => e.isFile && e.name.endsWith(SUFFIX))
+      .map((e) => `${dir}/${e.name}`);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+/** Takes the lines naming the followers `followerIds` out of every copy in `dir`; each keeps
+ * its date, so a forget does not make it live longer. */
+export function forgetInCopies(dir: string, followerIds: Iterable<string>): void {
+  const ids = new Set([...followerIds].map((id) => JSON.stringify(id)));
+  if (ids.size === 0) return;
+  for (const copy of copiesIn(dir)) {
+    const { mtime } = Deno.statSync(copy);
+    const lines = Deno.readTextFileSync(copy).split("\n");
+    const kept = lines.filter((line) => !namesAny(line, ids));
+    if (kept.length === lines.length) continue;
+    Deno.writeTextFileSync(copy, kept.join("\n"));
+    if (mtime !== null) Deno.utimeSync(copy, mtime, mtime);
+  }
+}
+
+/** Deletes the copies in `dir` whose newest commit is `retentionMs` or more before `now` (ms):
+ * the tables let go of those rows by then too. */
+export function pruneCopies(dir: string, now: number, retentionMs: number): void {
+  for (const copy of copiesIn(dir)) {
+    const { mtime } = Deno.statSync(copy);
+    if (mtime !== null && mtime.getTime() + retentionMs <= now) Deno.removeSync(copy);
   }
 }
