@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge, waitRouted } from "../helpers/server.ts";
 import { revokeXml } from "../media/_forget_media.ts";
+import { liveSegment, writeDamaged } from "./_journal_damage.ts";
 
 const B = "/im_component/wx_official_account";
 const DAY_MS = 24 * 3600_000;
@@ -40,9 +41,7 @@ Deno.test("a forget takes its follower out of the unreadable copies, which go af
       // Forgotten before the damage is found: its lines must not reach the copy either.
       await send(revokeXml("oEarly"));
       await agent.waitFor((e) => JSON.stringify(e).includes("user_authorization_revoke"));
-      const name = [...Deno.readDirSync(`${first}/bridge.journal`)]
-        .map((e) => e.name).filter((n) => n.endsWith(".log")).sort().at(-1)!;
-      segment = { name, text: Deno.readTextFileSync(`${first}/bridge.journal/${name}`) };
+      segment = liveSegment(first);
     } finally {
       await agent.close();
       await bridge.close();
@@ -52,10 +51,7 @@ Deno.test("a forget takes its follower out of the unreadable copies, which go af
     const lines = segment.text.split("\n");
     const at = lines.findIndex((l) => l.includes('"content":"stays-one"'));
     assert.ok(at >= 0, "stays-one has a line");
-    lines[at] = lines[at]!.replace('\x1fl\x1f"', '\x1fl\x1fx"');
-    Deno.mkdirSync(`${second}/bridge.journal`);
-    Deno.writeTextFileSync(`${second}/bridge.journal/${segment.name}`, lines.join("\n"));
-    const copy = `${second}/bridge.journal/${segment.name}.unreadable`;
+    const copy = `${writeDamaged(second, segment.name, lines, at)}.unreadable`;
 
     const again = await startBridge({ env: env(second) });
     try {

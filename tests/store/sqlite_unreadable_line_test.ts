@@ -10,6 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import { liveSegment, writeDamaged } from "./_journal_damage.ts";
 
 const B = "/im_component/wx_official_account";
 
@@ -31,9 +32,7 @@ Deno.test("a damaged journal line is left out at start; the commits after it are
         await agent.waitFor((e) => e.data.msg?.["content"] === content);
       }
       // The segment being written stays while the bridge runs.
-      const name = [...Deno.readDirSync(`${first}/bridge.journal`)]
-        .map((e) => e.name).filter((n) => n.endsWith(".log")).sort().at(-1)!;
-      segment = { name, text: Deno.readTextFileSync(`${first}/bridge.journal/${name}`) };
+      segment = liveSegment(first);
     } finally {
       await agent.close();
       await bridge.close();
@@ -44,9 +43,7 @@ Deno.test("a damaged journal line is left out at start; the commits after it are
     const at = lines.findIndex((l) => l.includes('"content":"m-two"'));
     assert.ok(at >= 0 && at < lines.length - 2, "the second message has a line of its own");
     assert.ok(lines[at]!.includes('\x1fl\x1f"'), "it logs to the agent");
-    lines[at] = lines[at]!.replace('\x1fl\x1f"', '\x1fl\x1fx"');
-    Deno.mkdirSync(`${second}/bridge.journal`);
-    Deno.writeTextFileSync(`${second}/bridge.journal/${segment.name}`, lines.join("\n"));
+    writeDamaged(second, segment.name, lines, at);
 
     const again = await startBridge({ env: { STORE: "sqlite", DATA_DIR: second } });
     try {
@@ -99,7 +96,7 @@ Deno.test("a damaged line in the live journal is left out by the running worker 
       await waitRouted(bridge, "qa");
       await send("m-one", "881");
       assert.deepEqual(await contents(bridge), ["m-one"]);
-      const segment = liveSegment(dir);
+      const segment = liveSegment(dir).path;
       // Its number in the segment: the lines before it, and one.
       const line = Deno.readTextFileSync(segment).split("\n").length;
       Deno.writeTextFileSync(segment, "\0\0\0\0\0\0\0\0damaged\n", { append: true });
@@ -144,11 +141,4 @@ async function contents(bridge: TestBridge): Promise<Array<string | undefined>> 
   const body = await res.json();
   assert.equal(res.status, 200, JSON.stringify(body));
   return body.messages.map((m: { msg: { content?: string } }) => m.msg.content);
-}
-
-/** The journal segment being written under `dataDir`. */
-function liveSegment(dataDir: string): string {
-  const name = [...Deno.readDirSync(`${dataDir}/bridge.journal`)]
-    .map((e) => e.name).filter((n) => n.endsWith(".log")).sort().at(-1)!;
-  return `${dataDir}/bridge.journal/${name}`;
 }
