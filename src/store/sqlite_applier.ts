@@ -14,6 +14,7 @@ import {
   type Retention,
 } from "./sqlite_journal.ts";
 import { commitOfBytes } from "./sqlite_journal_line.ts";
+import { logLeftOut } from "./sqlite_journal_file.ts";
 import type { WorkerReport, WorkerRequest, WorkerStart } from "./sqlite_worker.ts";
 
 const log = getLogger(["bridge", "store"]);
@@ -189,6 +190,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
 
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
+    if (report.type === "leftOut") return logLeftOut(report.note);
     if (report.type === "backedUp") {
       const pending = pendingBackups.get(report.backup);
       pendingBackups.delete(report.backup);

@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { Commit } from "./sqlite_journal.ts";
 import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
+import { copyOf, forgottenIn, keepCopy } from "./sqlite_unreadable.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -75,11 +76,44 @@ function segments(dir: string): Array<[number, string]> {
   return found.sort((a, b) => a[0] - b[0]);
 }
 
-/** The commits after `after` in the journal at `dir` (another thread may be appending). */
-export function readJournalDir(dir: string, after: number): Commit[] {
+/** A journal line a reader left out, as the log says it. */
+export interface LeftOut {
+  commit: number | "?";
+  /** Its line in the segment, from 1. */
+  line: number;
+  segment: string;
+  copy: string;
+  error: string;
+}
+
+/** Logs a line left out, at error (the worker's are logged by the store's thread: a worker has
+ * no logging of its own). */
+export function logLeftOut(note: LeftOut): void {
+  log.error(
+    "Cannot read commit {commit} (line {line}) of journal segment {segment}, left out (the " +
+      "segment is kept as {copy}): {error}",
+    { ...note },
+  );
+}
+
+/**
+ * The commits after `after` in the journal at `dir` (another thread may be appending). A whole
+ * line that cannot be read is left out, told to `leftOut` and its segment kept
+ * (sqlite_unreadable.ts), once per line for each `reported` (a reader's own, so one that reads
+ * the same line again at the next apply says nothing more).
+ */
+export function readJournalDir(
+  dir: string,
+  after: number,
+  reported = new Set<string>(),
+  leftOut: (note: LeftOut) => void = logLeftOut,
+): Commit[] {
   const commits: Commit[] = [];
   let last = after;
   const all = segments(dir);
+  /** The lines of every segment read, and the segments with a line first left out now. */
+  const read: string[][] = [];
+  const damaged: Array<[string, string[]]> = [];
   for (const [i, [, path]] of all.entries()) {
     // A segment ends where the next begins: one that ends by `after` need not be read.
     if (i + 1 < all.length && all[i + 1]![0] - 1 <= after) continue;
@@ -94,30 +128,45 @@ export function readJournalDir(dir: string, after: number): Commit[] {
     const lines = text.split("\n");
     // The last piece is "" after a whole line, or a line being written or cut short by a crash.
     lines.pop();
-    for (const line of lines) {
+    read.push(lines);
+    let copied = false;
+    for (const [n, line] of lines.entries()) {
       const id = Number(line.slice(0, line.indexOf("\x1f")));
-      if (!Number.isInteger(id) || id <= 0) break;
-      if (id <= last) continue;
+      const numbered = Number.isInteger(id) && id > 0;
+      if (numbered && id <= last) continue;
       let commit: Commit;
       try {
+        // One whose id is damaged too is only that line: stopping there, as a reader did, left
+        // every later commit of the segment out, and held a running worker at it for good.
+        if (!numbered) throw new SyntaxError("Cannot read a journal line: no commit id");
         commit = parseCommitLine(line);
       } catch (error) {
         // A write a crash cut short is the last piece, without its newline (popped above): a
         // whole line that cannot be read is damage. It alone is left out, loudly; stopping
         // there dropped every commit after it in silence, messages WeChat had its success for.
-        log.error(
-          "Cannot read commit {commit} of journal segment {segment}, left out (the segment is " +
-            "kept as {copy}): {error}",
-          { commit: id, segment: path, copy: `${path}.unreadable`, error },
-        );
-        try {
-          Deno.copyFileSync(path, `${path}.unreadable`);
-        } catch { /* the log line says what was lost */ }
+        const key = `${path}\n${n}`;
+        if (reported.has(key)) continue;
+        reported.add(key);
+        leftOut({
+          commit: numbered ? id : "?",
+          line: n + 1,
+          segment: path,
+          copy: copyOf(path),
+          error: String(error),
+        });
+        if (!copied) damaged.push([path, lines]);
+        copied = true;
         continue;
       }
       commits.push(commit);
       last = id;
     }
+  }
+  if (damaged.length > 0) {
+    // Lines of a follower that a line after them forgets stay out of the copy (a forget scrubs
+    // the copies there are when it is made; this one is made after it).
+    const forgotten = forgottenIn(read.flat());
+    for (const [path, lines] of damaged) keepCopy(path, lines, forgotten);
   }
   return commits;
 }
@@ -246,6 +295,8 @@ export function openJournalDir(
   let remadeAt: number | null = null;
   /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
   const written: Array<[number, string]> = [];
+  /** The lines read() found it could not read, said once each. */
+  const reported = new Set<string>();
 
   const syncDir = () => {
     // A new file survives power loss once its directory entry is on the disk too.
@@ -316,7 +367,7 @@ export function openJournalDir(
       next = id + 1;
     },
     read(after) {
-      return readJournalDir(dir, after);
+      return readJournalDir(dir, after, reported);
     },
     release(applied, all = false) {
       const gone: Promise<void>[] = [];

@@ -55,6 +55,7 @@ import {
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
+import { forgetInCopies, pruneCopies } from "./sqlite_unreadable.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
 import { createSignedBodies } from "../wechat/signed_bodies.ts";
@@ -262,6 +263,7 @@ function openLocked(
     try {
       // Before the worker starts: the first prune has the tables to itself.
       pruneExpired(db, options.now());
+      if (!inMemory) pruneCopies(dir, options.now(), retention.retentionMs);
       files.signedBodies = readSignedBodies(db, options.now());
       const loaded = loadModel(db, st, files.reads, options);
       return Promise.resolve(createSqliteStore(files, loaded.model, loaded.stamp, options));
@@ -375,6 +377,9 @@ function createSqliteStore(
       writeRow((line) => writeAgents(line, model, model.agents.keys()));
       unjournaledCursors.clear();
       applier.prune(options.now());
+      if (files.path !== ":memory:") {
+        pruneCopies(journalDirOf(files.path), options.now(), files.retention.retentionMs);
+      }
     } catch (error) {
       log.warn("Cannot prune expired rows: {error}", { error });
     }
@@ -487,6 +492,19 @@ function createSqliteStore(
       unapplied.set(followerId, [id, null]);
     }
     for (const { followerId } of changes.cuts) unappliedCuts.set(followerId, id);
+    if (changes.forgotten.length > 0 && files.path !== ":memory:") {
+      try {
+        forgetInCopies(journalDirOf(files.path), changes.forgotten);
+      } catch (error) {
+        // The forget stands (it is in the journal); the copies still name the follower.
+        log.error(
+          "Cannot take forgotten followers out of the journal's unreadable copies: {error}",
+          {
+            error,
+          },
+        );
+      }
+    }
   }
 
   /** Writes the agents `ids` into `line`, but those in `written` (already in it). */

@@ -14,7 +14,7 @@ import {
   pruneExpired,
   type Retention,
 } from "./sqlite_journal.ts";
-import { readJournalDir } from "./sqlite_journal_file.ts";
+import { type LeftOut, readJournalDir } from "./sqlite_journal_file.ts";
 import { commitOfBytes } from "./sqlite_journal_line.ts";
 
 /** What the store posts first: the files, and how the worker keeps them. */
@@ -38,10 +38,11 @@ export type WorkerRequest =
   | { type: "backup"; backup: number; dest: string }
   | { type: "close" };
 
-/** The worker's answers: the last journal row the tables have, a failure, a copy made (or why
- * not), closed. */
+/** The worker's answers: the last journal row the tables have, a failure, a journal line it
+ * left out (for the store's thread to log), a copy made (or why not), closed. */
 export type WorkerReport =
   | { type: "applied"; id: number; flush?: number }
+  | { type: "leftOut"; note: LeftOut }
   | { type: "failed"; message: string; flush?: number }
   | { type: "backedUp"; backup: number; error?: string }
   | { type: "closed" };
@@ -120,7 +121,12 @@ function applyNow(after?: () => void, flush?: number): void {
 function start(request: WorkerStart): void {
   const tables = openSqliteDatabase(request.path, request.fsync);
   const st = prepareApply(tables);
-  const read = (after: number) => readJournalDir(request.journalDir, after);
+  // One for the worker's life: a line it cannot read is logged once, not at every apply.
+  const reported = new Set<string>();
+  const read = (after: number) =>
+    readJournalDir(request.journalDir, after, reported, (note) => {
+      scope.postMessage({ type: "leftOut", note });
+    });
   const checkpointer = setInterval(() => {
     try {
       // PASSIVE: copies what it can without waiting for, or blocking, a writer.

@@ -6,33 +6,20 @@
 // own; one another agent serves is still 403. Real sockets and HTTP, as agents would.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
-import { startBridge } from "../helpers/server.ts";
+import { post, textXml } from "../helpers/agent.ts";
+import { event, startFullTeam } from "../helpers/full_team.ts";
 
 const B = "/im_component/wx_official_account";
-const waiting = (follower: string) => (e: Received) =>
-  e.result.code === 102 && e.data.msg?.["event"] === "waiting" &&
-  e.data.msg?.["follower_id"] === follower;
+const waiting = (follower: string) => event("waiting", follower);
 
 Deno.test("a waiting follower's history is read by any agent before it is taken; a served one's is not", async () => {
-  const server = await startBridge();
-  const alice = await connectAgent(`${server.wsBase}${B}/msg?userid=alice`);
-  const bob = await connectAgent(`${server.wsBase}${B}/msg?userid=bob`);
-  const command = async (as: string, data: Record<string, unknown>) => {
-    const res = await fetch(`${server.base}${B}/send?userid=${as}`, {
-      method: "POST",
-      body: JSON.stringify({ data }),
-    });
-    return { status: res.status, body: await res.json() };
-  };
+  const team = await startFullTeam();
+  const { server, bob, command } = team;
   const history = async (as: string, follower: string) => {
     const res = await fetch(`${server.base}${B}/history?userid=${as}&contact_id=${follower}`);
     return { status: res.status, body: await res.json() };
   };
   try {
-    for (const as of ["alice", "bob"]) {
-      assert.equal((await command(as, { msg_type: "capacity", msg: { max: 0 } })).status, 200);
-    }
     const now = String(Math.floor(Date.now() / 1000));
     await post(`${server.base}${B}/send_xml`, textXml("oAsk", "gh", "退货怎么办", "7200001", now));
     await bob.waitFor(waiting("oAsk"));
@@ -50,8 +37,6 @@ Deno.test("a waiting follower's history is read by any agent before it is taken;
     const refused = await history("bob", "oAsk");
     assert.equal(refused.status, 403, JSON.stringify(refused.body));
   } finally {
-    await alice.close();
-    await bob.close();
-    await server.close();
+    await team.close();
   }
 });

@@ -3,35 +3,20 @@
 // real server; also the team routes the console uses beside it (agents, quick replies, search).
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type Received, textXml } from "../helpers/agent.ts";
+import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
+import { event, startFullTeam } from "../helpers/full_team.ts";
 
 const B = "/im_component/wx_official_account";
-const event = (name: string, follower: string) => (e: Received) =>
-  e.result.code === 102 && e.data.msg?.["event"] === name &&
-  e.data.msg?.["follower_id"] === follower;
 
 Deno.test("a reply claims a waiting follower for its agent; the other agent is told and refused", async (t) => {
-  const server = await startBridge();
-  const alice = await connectAgent(`${server.wsBase}${B}/msg?userid=alice`);
-  const bob = await connectAgent(`${server.wsBase}${B}/msg?userid=bob`);
-  const command = async (as: string, data: Record<string, unknown>) => {
-    const res = await fetch(`${server.base}${B}/send?userid=${as}`, {
-      method: "POST",
-      body: JSON.stringify({ data }),
-    });
-    return { status: res.status, body: await res.json() };
-  };
+  const team = await startFullTeam();
+  const { server, alice, bob, command } = team;
   const reply = (agent: typeof alice, text: string, clientId: string) =>
     agent.send({
       data: { msg_type: "text", contact_id: "oWait", client_id: clientId, msg: { content: text } },
     });
   try {
-    // Both online but full: the follower waits.
-    for (const as of ["alice", "bob"]) {
-      assert.equal((await command(as, { msg_type: "capacity", msg: { max: 0 } })).status, 200);
-    }
-
     await t.step("both agents see the follower start waiting, with what it asked", async () => {
       await post(
         `${server.base}${B}/send_xml`,
@@ -111,9 +96,7 @@ Deno.test("a reply claims a waiting follower for its agent; the other agent is t
       await missing.body?.cancel();
     });
   } finally {
-    await alice.close();
-    await bob.close();
-    await server.close();
+    await team.close();
   }
 });
 
