@@ -129,7 +129,8 @@ export function createReplyService(
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
   const releases = createClientIdReleases(store);
-  /** Outcomes the store refused, to be written again (recordOutcome); stopped at shutdown. */
+  /** Outcomes and give-backs the store refused, to be written again (untilTaken); stopped at
+   * shutdown. */
   const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
@@ -191,16 +192,23 @@ export function createReplyService(
 
   /** Gives a reply's count back (it delivered nothing): what the -1 then says of the quota. */
   async function giveBack(followerId: string, counted: Counted): Promise<Record<string, number>> {
+    const write = () => store.returnReply(followerId, counted.n, counted.countedIn);
     try {
-      const left = await store.returnReply(followerId, counted.n, counted.countedIn);
+      const left = await write();
       // The bridge's count after, so the agent's program shows the reply it can still send.
       return left === null ? {} : { replies_since_inbound: left };
     } catch (error) {
-      // Kept counted: one reply less than WeChat allows, never one more.
-      log.error("Cannot give back the refused reply of {follower_id}: {error}", {
-        follower_id: followerId,
-        error,
-      });
+      // Tried again while the store is away (a Redis loading or busy refuses at once): given
+      // up, it stayed counted, one reply less than WeChat allows until the follower wrote. A
+      // late one is given back only into the window it was counted in, once: never one more.
+      const failed = (e: unknown, again: boolean) =>
+        log.error("Cannot give back the refused reply of {follower_id}{again}: {error}", {
+          follower_id: followerId,
+          again: again ? ", trying again" : "",
+          error: e,
+        });
+      failed(error, true);
+      untilTaken(write, failed, 1);
       return {};
     }
   }
@@ -251,42 +259,55 @@ export function createReplyService(
   }
 
   /**
+   * Runs a store write, tried again while the store is away (over about 8 minutes, stopped at
+   * shutdown); `failed` is told the first failure and the last.
+   */
+  async function untilTaken(
+    write: () => Promise<unknown>,
+    failed: (error: unknown, again: boolean) => void,
+    tries = 0,
+  ): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
+      if (tries === 0 || !again) failed(error, again);
+      if (!again) return;
+      const timer = setTimeout(() => {
+        outcomeRetries.timers.delete(timer);
+        untilTaken(write, failed, tries + 1);
+      }, Math.min(1_000 * 2 ** tries, 30_000));
+      Deno.unrefTimer(timer);
+      outcomeRetries.timers.add(timer);
+    }
+  }
+
+  /**
    * Writes a reply's outcome on its history item. A store that fails here does not change the
    * outcome the agent is told: a reply WeChat took, answered "store unavailable: retry", was
    * sent again under a fresh client_id and reached the follower twice.
    */
-  async function recordOutcome(
+  function recordOutcome(
     followerId: string,
     reply: { n: number; id: string },
     status: "sent" | "failed",
     error?: string,
     options?: ReplyOutcomeOptions,
-    tries = 0,
   ): Promise<void> {
-    try {
-      await store.updateReply(followerId, reply, status, error, options);
-    } catch (e) {
-      // Tried again while the store is away: left as it was, history said "sending" for good,
-      // and the console showed the reply on its way after every reload. By its id, a late
-      // write lands on this reply only.
-      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
-      if (tries === 0 || !again) {
+    // Tried again while the store is away: left as it was, history said "sending" for good,
+    // and the console showed the reply on its way after every reload. By its id, a late write
+    // lands on this reply only.
+    return untilTaken(
+      () => store.updateReply(followerId, reply, status, error, options),
+      (e, again) =>
         log.error("Cannot record the {status} reply {reply_id} of {follower_id}{again}: {error}", {
           status,
           reply_id: reply.id,
           follower_id: followerId,
           again: again ? ", trying again" : "",
           error: e,
-        });
-      }
-      if (!again) return;
-      const timer = setTimeout(() => {
-        outcomeRetries.timers.delete(timer);
-        recordOutcome(followerId, reply, status, error, options, tries + 1);
-      }, Math.min(1_000 * 2 ** tries, 30_000));
-      Deno.unrefTimer(timer);
-      outcomeRetries.timers.add(timer);
-    }
+        }),
+    );
   }
 
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */

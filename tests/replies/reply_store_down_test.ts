@@ -332,3 +332,94 @@ Deno.test({
     });
   },
 });
+
+/** Runs a Lua busy loop on the redis-server at `port` until `stop()`: meanwhile every other
+ * command is answered `-BUSY Redis is busy running a script` (past busy-reply-threshold), as a
+ * long script of another program's would make it answer. */
+async function makeRedisBusy(port: number) {
+  const url = `redis://127.0.0.1:${port}`;
+  const admin = rawClient(url);
+  await admin.call("CONFIG", "SET", "busy-reply-threshold", "10");
+  const looper = rawClient(url);
+  const looping = looper.eval("while true do end", 0).catch(() => {});
+  for (;;) {
+    const answer = await admin.ping().then(String, (e: Error) => e.message);
+    if (answer.startsWith("BUSY")) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return {
+    async stop() {
+      await admin.call("SCRIPT", "KILL").catch(() => {});
+      await looping;
+      looper.disconnect();
+      admin.disconnect();
+    },
+  };
+}
+
+Deno.test({
+  name: "a reply whose turn comes while Redis answers BUSY is not sent: 503, its count given back",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oBusy", async (s) => {
+      // The first reply is at WeChat, unanswered; the second waits its turn behind it.
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-1",
+        msg: { content: "first" },
+      });
+      await held;
+      const second = send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      await s.agent.waitFor((e) => e.data["client_id"] === "c-2" && e.data["status"] === "sending");
+      const busy = await makeRedisBusy(s.port);
+      let body;
+      try {
+        s.gate.release();
+        assert.equal((await first).status, 200);
+        const res = await second;
+        body = await res.json();
+        // Was 502 "WeChat refused the reply", which keeps the client_id for a day.
+        assert.equal(res.status, 503, JSON.stringify(body));
+      } finally {
+        await busy.stop();
+      }
+      assert.match(
+        body.result.message,
+        /Not sent: the store is unavailable \(BUSY .*send it again/,
+      );
+      assert.equal(body.data.client_id, "c-2");
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+      // Its count is given back once Redis answers again: only the first counts.
+      const counted = async () => {
+        const page = await fetch(`${s.server.base}${B}/contacts?userid=qa`).then((r) => r.json());
+        return page.contacts.find((c: { contact_id: string }) => c.contact_id === "oBusy")
+          ?.replies_since_inbound;
+      };
+      let n = await counted();
+      for (let i = 0; i < 300 && n !== 1; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        n = await counted();
+      }
+      assert.equal(n, 1);
+      // Sent again under its client_id, as the answer says, it goes.
+      const again = await send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      assert.equal(again.status, 200, await again.text());
+      assert.equal(s.fake.sent.length, 2);
+    });
+  },
+});
