@@ -104,6 +104,21 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
   };
 }
 
+/**
+ * The chains a frame waits its turn on: its `data.contact_id`'s, and a transfer's also its
+ * target agent's (`msg.to`). The agent told of a transfer hears of it before whatever the sender
+ * writes to it after ("F is yours now"), which otherwise overtook the transfer's store step;
+ * and a transfer waits for what was written to its target before it.
+ */
+function chainKeys(body: unknown): string[] {
+  const data = (body as { data?: Record<string, unknown> } | null)?.data;
+  const contactId = typeof data?.["contact_id"] === "string" ? data["contact_id"] : "";
+  const to = data?.["msg_type"] === "transfer"
+    ? (data["msg"] as { to?: unknown } | null | undefined)?.to
+    : undefined;
+  return typeof to === "string" && to !== "" && to !== contactId ? [contactId, to] : [contactId];
+}
+
 /** What every session shares. */
 interface SessionEnv {
   deps: AgentSocketDeps;
@@ -116,7 +131,8 @@ class Session {
   #conn: AgentConnection | null = null;
   #closed = false;
   #pending = true;
-  /** Each conversation's frames, handled one at a time (by `data.contact_id`). */
+  /** Each conversation's frames, handled one at a time (by `data.contact_id`, and a
+   * transfer's target agent: chainKeys). */
   readonly #chains = new Map<string, Promise<void>>();
   #expiry: ReturnType<typeof setTimeout> | undefined;
   readonly #limiter: RateLimiter;
@@ -245,9 +261,9 @@ class Session {
     // One message at a time per conversation keeps an agent's replies in the order it sent
     // them; one chain for the socket held every conversation behind a media_url reply's
     // download (up to MEDIA_TIMEOUT_MS, and its wait for a place).
-    const data = (body as { data?: { contact_id?: unknown } } | null)?.data;
-    const key = typeof data?.contact_id === "string" ? data.contact_id : "";
-    const next = (this.#chains.get(key) ?? Promise.resolve()).then(async () => {
+    const keys = chainKeys(body);
+    const previous = keys.map((key) => this.#chains.get(key) ?? Promise.resolve());
+    const next = Promise.all(previous).then(async () => {
       try {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
         if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
@@ -256,9 +272,9 @@ class Session {
         this.#sendError("Internal error: the message was not handled");
       }
     });
-    this.#chains.set(key, next);
+    for (const key of keys) this.#chains.set(key, next);
     next.then(() => {
-      if (this.#chains.get(key) === next) this.#chains.delete(key);
+      for (const key of keys) if (this.#chains.get(key) === next) this.#chains.delete(key);
     });
   }
 }
