@@ -335,6 +335,8 @@ export function createReplyService(
     message: string,
     status = 503,
     msg: Record<string, unknown> = {},
+    /** The agent was told already (the store was what failed: unsentEnvelope, at once). */
+    told = false,
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
@@ -342,30 +344,40 @@ export function createReplyService(
       counted !== null && recordOutcome(followerId, { n: counted.n, id }, "failed", message),
       forgottenSince(counted),
     ]);
-    const body = {
-      ...echo,
-      reply_id: id,
-      contact_id: followerId,
-      errcode: -1,
-      errmsg: message,
-      ...quota,
-    };
-    if (!forgotten) {
-      await notify(agentId, {
-        data: {
-          id: ctx.newId(),
-          name: "",
-          avatar: "",
-          msg_type: "error",
-          company_id: ctx.companyId,
-          send_time: Math.floor(ctx.now() / 1000),
-          msg: { errcode: -1, errmsg: message, ...msg },
-          ...body,
-        },
-        result: { code: -1, message },
-      });
-    }
+    const body = { ...unsentBody(followerId, id, echo, message), ...quota };
+    if (!forgotten && !told) await notify(agentId, unsentEnvelope(body, message, msg));
     return refuse(status, message, body);
+  }
+
+  /** What the -1 of a reply that reached nothing at WeChat names. */
+  function unsentBody(
+    followerId: string,
+    id: string,
+    echo: { client_id?: string },
+    message: string,
+  ) {
+    return { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+  }
+
+  /** The -1 telling the agent a reply reached nothing at WeChat. */
+  function unsentEnvelope(
+    body: ReturnType<typeof unsentBody>,
+    message: string,
+    msg: Record<string, unknown> = {},
+  ): Envelope {
+    return {
+      data: {
+        id: ctx.newId(),
+        name: "",
+        avatar: "",
+        msg_type: "error",
+        company_id: ctx.companyId,
+        send_time: Math.floor(ctx.now() / 1000),
+        msg: { errcode: -1, errmsg: body.errmsg, ...msg },
+        ...body,
+      },
+      result: { code: -1, message },
+    };
   }
 
   async function send(
@@ -540,16 +552,21 @@ export function createReplyService(
         if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
         // Nothing reached WeChat, for the store failed: before the send (its turn's first read)
         // or on the forget check. Told as WeChat's refusal (502), it kept the client_id, and a
-        // send again was the same failure for a day. Answered at once: the count given back,
-        // the history item and the -1 each wait on that store (seconds apiece while it
-        // reconnects); they follow.
+        // send again was the same failure for a day. Answered at once: the count given back
+        // and the history item each wait on that store (seconds apiece while it reconnects);
+        // they follow. The -1 goes to the agent's sockets here at once, not through that store:
+        // there it never arrived while the store was down (and one it took late came twice).
         const storeDown = !sent && store.unreachable?.(error);
         if (error instanceof ForgetUnknown || storeDown) {
           const why = error instanceof Error ? error.message : String(error);
           const message = error instanceof ForgetUnknown
             ? why
             : `Not sent: the store is unavailable (${why}); nothing reached WeChat, send it again`;
-          refuseUnsent(agentId, followerId, counted, id, echo, message).catch((e) =>
+          switchboard.tell(
+            agentId,
+            unsentEnvelope(unsentBody(followerId, id, echo, message), message),
+          );
+          refuseUnsent(agentId, followerId, counted, id, echo, message, 503, {}, true).catch((e) =>
             log.error("Cannot settle the unsent reply of {follower_id}: {error}", {
               follower_id: followerId,
               error: e,

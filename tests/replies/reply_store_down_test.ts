@@ -14,7 +14,7 @@
 //   which left history saying "sending" for a reply WeChat took.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
+import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { freePort } from "../helpers/spawn.ts";
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
@@ -420,6 +420,69 @@ Deno.test({
       });
       assert.equal(again.status, 200, await again.text());
       assert.equal(s.fake.sent.length, 2);
+    });
+  },
+});
+
+Deno.test({
+  name: "over the socket, a reply whose turn comes while Redis cannot answer gets its -1 at once",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oSock", async (s) => {
+      const frame = (clientId: string, content: string) => ({
+        data: { msg_type: "text", contact_id: "oSock", client_id: clientId, msg: { content } },
+      });
+      const held = s.gate.holdNext();
+      s.agent.send(frame("c-1", "first"));
+      await held;
+      s.agent.send(frame("c-2", "second"));
+      const echo = await s.agent.waitFor((e) =>
+        e.data["client_id"] === "c-2" && e.data["status"] === "sending"
+      );
+      const isRefusal = (e: Received) => e.result.code === -1 && e.data["client_id"] === "c-2";
+      const busy = await makeRedisBusy(s.port);
+      let refusal: Received;
+      try {
+        s.gate.release();
+        // Written through the store, the -1 never came while the store was down.
+        refusal = await s.agent.waitFor(isRefusal);
+      } finally {
+        await busy.stop();
+      }
+      assert.match(refusal.result.message, /Not sent: the store is unavailable .*send it again/);
+      assert.equal(refusal.data["reply_id"], echo.data["id"]);
+      assert.equal(refusal.data["contact_id"], "oSock");
+      assert.equal(refusal.data["errcode"], -1);
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+      // Once Redis answers, history says failed; the -1 was not logged, so no replay hands it
+      // out again and the socket that had it gets it once.
+      const statusOf = async () => {
+        const page = await fetch(`${s.server.base}${B}/history?userid=qa&contact_id=oSock`)
+          .then((r) => r.json());
+        return page.messages.find((m: { client_id?: string }) => m.client_id === "c-2")?.status;
+      };
+      let status = await statusOf();
+      for (let i = 0; i < 300 && status === "sending"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        status = await statusOf();
+      }
+      assert.equal(status, "failed");
+      const replay = await connectAgent(`${s.server.wsBase}${B}/msg?userid=qa&since=0`);
+      try {
+        await replay.waitFor((e) =>
+          e.data["client_id"] === "c-2" && e.data["status"] === "sending"
+        );
+        // The socket's own answer after its replay: everything logged came before it.
+        replay.send({ data: { msg_type: "read", contact_id: "nobody" } });
+        await replay.waitFor((e) => e.result.code === -1 && /nobody/.test(e.result.message));
+        assert.equal(replay.messages().filter(isRefusal).length, 0);
+      } finally {
+        await replay.close();
+      }
+      assert.equal(s.agent.messages().filter(isRefusal).length, 1);
     });
   },
 });
