@@ -35,6 +35,8 @@ export interface AgentSocketDeps {
   idleTimeoutS: number;
   onSocketCount?: (open: number, agents: number) => void;
   onRejected?: (reason: string) => void;
+  /** True for a store error that means it takes nothing now (Store.unreachable). */
+  unreachable?: (error: unknown) => boolean;
 }
 
 /** The agent's id from `userid` or `userId`; 400 when missing or malformed. */
@@ -117,6 +119,13 @@ function chainKeys(body: unknown): string[] {
     ? (data["msg"] as { to?: unknown } | null | undefined)?.to
     : undefined;
   return typeof to === "string" && to !== "" && to !== contactId ? [contactId, to] : [contactId];
+}
+
+/** The `client_id` and `contact_id` a frame names, for a -1 that answers it. */
+function frameIds(body: unknown): { client_id?: string; contact_id?: string } {
+  const data = (body as { data?: Record<string, unknown> } | null)?.data;
+  const pick = (v: unknown) => typeof v === "string" && v !== "" ? v : undefined;
+  return { client_id: pick(data?.["client_id"]), contact_id: pick(data?.["contact_id"]) };
 }
 
 /** What every session shares. */
@@ -268,6 +277,22 @@ class Session {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
         if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
       } catch (error) {
+        if (deps.unreachable?.(error)) {
+          // Over HTTP this is a 503 to retry; here it was "Internal error" naming no frame, and
+          // the console could not tell which reply failed, nor that sending it again would do.
+          const { client_id: clientId, contact_id: contactId } = frameIds(body);
+          this.#sendError(
+            `Not done: the store is unavailable (${
+              error instanceof Error ? error.message : error
+            }); ` +
+              "nothing was recorded, send it again",
+            {
+              ...(clientId ? { client_id: clientId } : {}),
+              ...(contactId ? { contact_id: contactId } : {}),
+            },
+          );
+          return;
+        }
         log.error("Agent message failed: {error}", { error });
         this.#sendError("Internal error: the message was not handled");
       }
