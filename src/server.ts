@@ -462,6 +462,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     auth,
     limits: DEFAULT_LIMITS,
     idleTimeoutS: Math.max(config.heartbeatIntervalS * 2, 10),
+    unreachable: (error) => store.unreachable?.(error) ?? false,
     onSocketCount: (open) => metrics.agentSocketsOpen.set(open),
     onRejected: (reason) => metrics.rejected.inc({ reason }),
   });

@@ -35,6 +35,8 @@ export interface AgentSocketDeps {
   idleTimeoutS: number;
   onSocketCount?: (open: number, agents: number) => void;
   onRejected?: (reason: string) => void;
+  /** True for a store error that means it takes nothing now (Store.unreachable). */
+  unreachable?: (error: unknown) => boolean;
 }
 
 /** The agent's id from `userid` or `userId`; 400 when missing or malformed. */
@@ -104,6 +106,28 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
   };
 }
 
+/**
+ * The chains a frame waits its turn on: its `data.contact_id`'s, and a transfer's also its
+ * target agent's (`msg.to`). The agent told of a transfer hears of it before whatever the sender
+ * writes to it after ("F is yours now"), which otherwise overtook the transfer's store step;
+ * and a transfer waits for what was written to its target before it.
+ */
+function chainKeys(body: unknown): string[] {
+  const data = (body as { data?: Record<string, unknown> } | null)?.data;
+  const contactId = typeof data?.["contact_id"] === "string" ? data["contact_id"] : "";
+  const to = data?.["msg_type"] === "transfer"
+    ? (data["msg"] as { to?: unknown } | null | undefined)?.to
+    : undefined;
+  return typeof to === "string" && to !== "" && to !== contactId ? [contactId, to] : [contactId];
+}
+
+/** The `client_id` and `contact_id` a frame names, for a -1 that answers it. */
+function frameIds(body: unknown): { client_id?: string; contact_id?: string } {
+  const data = (body as { data?: Record<string, unknown> } | null)?.data;
+  const pick = (v: unknown) => typeof v === "string" && v !== "" ? v : undefined;
+  return { client_id: pick(data?.["client_id"]), contact_id: pick(data?.["contact_id"]) };
+}
+
 /** What every session shares. */
 interface SessionEnv {
   deps: AgentSocketDeps;
@@ -116,7 +140,8 @@ class Session {
   #conn: AgentConnection | null = null;
   #closed = false;
   #pending = true;
-  /** Each conversation's frames, handled one at a time (by `data.contact_id`). */
+  /** Each conversation's frames, handled one at a time (by `data.contact_id`, and a
+   * transfer's target agent: chainKeys). */
   readonly #chains = new Map<string, Promise<void>>();
   #expiry: ReturnType<typeof setTimeout> | undefined;
   readonly #limiter: RateLimiter;
@@ -245,20 +270,36 @@ class Session {
     // One message at a time per conversation keeps an agent's replies in the order it sent
     // them; one chain for the socket held every conversation behind a media_url reply's
     // download (up to MEDIA_TIMEOUT_MS, and its wait for a place).
-    const data = (body as { data?: { contact_id?: unknown } } | null)?.data;
-    const key = typeof data?.contact_id === "string" ? data.contact_id : "";
-    const next = (this.#chains.get(key) ?? Promise.resolve()).then(async () => {
+    const keys = chainKeys(body);
+    const previous = keys.map((key) => this.#chains.get(key) ?? Promise.resolve());
+    const next = Promise.all(previous).then(async () => {
       try {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
         if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
       } catch (error) {
+        if (deps.unreachable?.(error)) {
+          // Over HTTP this is a 503 to retry; here it was "Internal error" naming no frame, and
+          // the console could not tell which reply failed, nor that sending it again would do.
+          const { client_id: clientId, contact_id: contactId } = frameIds(body);
+          this.#sendError(
+            `Not done: the store is unavailable (${
+              error instanceof Error ? error.message : error
+            }); ` +
+              "nothing was recorded, send it again",
+            {
+              ...(clientId ? { client_id: clientId } : {}),
+              ...(contactId ? { contact_id: contactId } : {}),
+            },
+          );
+          return;
+        }
         log.error("Agent message failed: {error}", { error });
         this.#sendError("Internal error: the message was not handled");
       }
     });
-    this.#chains.set(key, next);
+    for (const key of keys) this.#chains.set(key, next);
     next.then(() => {
-      if (this.#chains.get(key) === next) this.#chains.delete(key);
+      for (const key of keys) if (this.#chains.get(key) === next) this.#chains.delete(key);
     });
   }
 }

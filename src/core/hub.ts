@@ -152,6 +152,24 @@ export function createHub(options: HubOptions = {}) {
       return n;
     },
 
+    /**
+     * Writes an envelope that is not in the agent's log (a -1 the store could not take) to
+     * every socket of the agent here, each with the seq of the last message it got as its
+     * `data.seq`, as a socket's answer to its own frame carries (a fresh seq would be one no
+     * replay knows); returns how many took it.
+     */
+    tell(agentId: string, envelope: { data: Record<string, unknown>; result: unknown }): number {
+      let n = 0;
+      for (const conn of byAgent.get(agentId) ?? []) {
+        const frame = JSON.stringify({
+          ...envelope,
+          data: { ...envelope.data, seq: conn.lastSeq },
+        });
+        if (write(conn, 0, frame)) n++;
+      }
+      return n;
+    },
+
     /** Sends `frame` (the heartbeat) to the sockets of the next turn: called heartbeatSlots
      * times an interval, it reaches every socket once an interval, an interval apart. */
     beat(frame: string): void {

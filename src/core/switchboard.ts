@@ -257,6 +257,12 @@ export function createSwitchboard(options: SwitchboardOptions) {
       return applied.value;
     },
 
+    /** Tells the agent's sockets here an envelope without logging it (hub.tell): never
+     * replayed, and nothing the store could deliver a second time later. */
+    tell(agentId: string, envelope: Envelope): number {
+      return hub.tell(agentId, envelope);
+    },
+
     /** Registers a socket, replays what the agent missed, then lets live frames through. */
     async connect(
       agentId: string,

@@ -129,7 +129,8 @@ export function createReplyService(
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
   const releases = createClientIdReleases(store);
-  /** Outcomes the store refused, to be written again (recordOutcome); stopped at shutdown. */
+  /** Outcomes and give-backs the store refused, to be written again (untilTaken); stopped at
+   * shutdown. */
   const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
@@ -191,16 +192,23 @@ export function createReplyService(
 
   /** Gives a reply's count back (it delivered nothing): what the -1 then says of the quota. */
   async function giveBack(followerId: string, counted: Counted): Promise<Record<string, number>> {
+    const write = () => store.returnReply(followerId, counted.n, counted.countedIn);
     try {
-      const left = await store.returnReply(followerId, counted.n, counted.countedIn);
+      const left = await write();
       // The bridge's count after, so the agent's program shows the reply it can still send.
       return left === null ? {} : { replies_since_inbound: left };
     } catch (error) {
-      // Kept counted: one reply less than WeChat allows, never one more.
-      log.error("Cannot give back the refused reply of {follower_id}: {error}", {
-        follower_id: followerId,
-        error,
-      });
+      // Tried again while the store is away (a Redis loading or busy refuses at once): given
+      // up, it stayed counted, one reply less than WeChat allows until the follower wrote. A
+      // late one is given back only into the window it was counted in, once: never one more.
+      const failed = (e: unknown, again: boolean) =>
+        log.error("Cannot give back the refused reply of {follower_id}{again}: {error}", {
+          follower_id: followerId,
+          again: again ? ", trying again" : "",
+          error: e,
+        });
+      failed(error, true);
+      untilTaken(write, failed, 1);
       return {};
     }
   }
@@ -251,42 +259,55 @@ export function createReplyService(
   }
 
   /**
+   * Runs a store write, tried again while the store is away (over about 8 minutes, stopped at
+   * shutdown); `failed` is told the first failure and the last.
+   */
+  async function untilTaken(
+    write: () => Promise<unknown>,
+    failed: (error: unknown, again: boolean) => void,
+    tries = 0,
+  ): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
+      if (tries === 0 || !again) failed(error, again);
+      if (!again) return;
+      const timer = setTimeout(() => {
+        outcomeRetries.timers.delete(timer);
+        untilTaken(write, failed, tries + 1);
+      }, Math.min(1_000 * 2 ** tries, 30_000));
+      Deno.unrefTimer(timer);
+      outcomeRetries.timers.add(timer);
+    }
+  }
+
+  /**
    * Writes a reply's outcome on its history item. A store that fails here does not change the
    * outcome the agent is told: a reply WeChat took, answered "store unavailable: retry", was
    * sent again under a fresh client_id and reached the follower twice.
    */
-  async function recordOutcome(
+  function recordOutcome(
     followerId: string,
     reply: { n: number; id: string },
     status: "sent" | "failed",
     error?: string,
     options?: ReplyOutcomeOptions,
-    tries = 0,
   ): Promise<void> {
-    try {
-      await store.updateReply(followerId, reply, status, error, options);
-    } catch (e) {
-      // Tried again while the store is away: left as it was, history said "sending" for good,
-      // and the console showed the reply on its way after every reload. By its id, a late
-      // write lands on this reply only.
-      const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
-      if (tries === 0 || !again) {
+    // Tried again while the store is away: left as it was, history said "sending" for good,
+    // and the console showed the reply on its way after every reload. By its id, a late write
+    // lands on this reply only.
+    return untilTaken(
+      () => store.updateReply(followerId, reply, status, error, options),
+      (e, again) =>
         log.error("Cannot record the {status} reply {reply_id} of {follower_id}{again}: {error}", {
           status,
           reply_id: reply.id,
           follower_id: followerId,
           again: again ? ", trying again" : "",
           error: e,
-        });
-      }
-      if (!again) return;
-      const timer = setTimeout(() => {
-        outcomeRetries.timers.delete(timer);
-        recordOutcome(followerId, reply, status, error, options, tries + 1);
-      }, Math.min(1_000 * 2 ** tries, 30_000));
-      Deno.unrefTimer(timer);
-      outcomeRetries.timers.add(timer);
-    }
+        }),
+    );
   }
 
   /** The reply's media_url was refused or could not be read: nothing went to WeChat. */
@@ -314,6 +335,8 @@ export function createReplyService(
     message: string,
     status = 503,
     msg: Record<string, unknown> = {},
+    /** The agent was told already (the store was what failed: unsentEnvelope, at once). */
+    told = false,
   ): Promise<AgentAnswer> {
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
@@ -321,30 +344,40 @@ export function createReplyService(
       counted !== null && recordOutcome(followerId, { n: counted.n, id }, "failed", message),
       forgottenSince(counted),
     ]);
-    const body = {
-      ...echo,
-      reply_id: id,
-      contact_id: followerId,
-      errcode: -1,
-      errmsg: message,
-      ...quota,
-    };
-    if (!forgotten) {
-      await notify(agentId, {
-        data: {
-          id: ctx.newId(),
-          name: "",
-          avatar: "",
-          msg_type: "error",
-          company_id: ctx.companyId,
-          send_time: Math.floor(ctx.now() / 1000),
-          msg: { errcode: -1, errmsg: message, ...msg },
-          ...body,
-        },
-        result: { code: -1, message },
-      });
-    }
+    const body = { ...unsentBody(followerId, id, echo, message), ...quota };
+    if (!forgotten && !told) await notify(agentId, unsentEnvelope(body, message, msg));
     return refuse(status, message, body);
+  }
+
+  /** What the -1 of a reply that reached nothing at WeChat names. */
+  function unsentBody(
+    followerId: string,
+    id: string,
+    echo: { client_id?: string },
+    message: string,
+  ) {
+    return { ...echo, reply_id: id, contact_id: followerId, errcode: -1, errmsg: message };
+  }
+
+  /** The -1 telling the agent a reply reached nothing at WeChat. */
+  function unsentEnvelope(
+    body: ReturnType<typeof unsentBody>,
+    message: string,
+    msg: Record<string, unknown> = {},
+  ): Envelope {
+    return {
+      data: {
+        id: ctx.newId(),
+        name: "",
+        avatar: "",
+        msg_type: "error",
+        company_id: ctx.companyId,
+        send_time: Math.floor(ctx.now() / 1000),
+        msg: { errcode: -1, errmsg: body.errmsg, ...msg },
+        ...body,
+      },
+      result: { code: -1, message },
+    };
   }
 
   async function send(
@@ -519,16 +552,21 @@ export function createReplyService(
         if (error instanceof FollowerForgotten) return await dropForgotten(followerId, n, id, echo);
         // Nothing reached WeChat, for the store failed: before the send (its turn's first read)
         // or on the forget check. Told as WeChat's refusal (502), it kept the client_id, and a
-        // send again was the same failure for a day. Answered at once: the count given back,
-        // the history item and the -1 each wait on that store (seconds apiece while it
-        // reconnects); they follow.
+        // send again was the same failure for a day. Answered at once: the count given back
+        // and the history item each wait on that store (seconds apiece while it reconnects);
+        // they follow. The -1 goes to the agent's sockets here at once, not through that store:
+        // there it never arrived while the store was down (and one it took late came twice).
         const storeDown = !sent && store.unreachable?.(error);
         if (error instanceof ForgetUnknown || storeDown) {
           const why = error instanceof Error ? error.message : String(error);
           const message = error instanceof ForgetUnknown
             ? why
             : `Not sent: the store is unavailable (${why}); nothing reached WeChat, send it again`;
-          refuseUnsent(agentId, followerId, counted, id, echo, message).catch((e) =>
+          switchboard.tell(
+            agentId,
+            unsentEnvelope(unsentBody(followerId, id, echo, message), message),
+          );
+          refuseUnsent(agentId, followerId, counted, id, echo, message, 503, {}, true).catch((e) =>
             log.error("Cannot settle the unsent reply of {follower_id}: {error}", {
               follower_id: followerId,
               error: e,

@@ -85,6 +85,10 @@ const CATCH_UP_PAGE = 500;
 const GAP_MS = 200;
 /** How long to wait before trying again to re-establish a lost state. */
 const RESTORE_RETRY_MS = 250;
+/** Redis's refusals that say "not now", the command not run: LOADING, BUSY (a script or
+ * module past busy-reply-threshold), MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY (a master
+ * demoted by a failover, until the connection finds the new one), NOREPLICAS. */
+const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS)\b/;
 
 /**
  * Takes a reply's client_id in one conversation (KEYS[1], `<follower>\0<client_id>`). The
@@ -942,12 +946,17 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     },
 
     // ioredis gives up on a command after maxRetriesPerRequest reconnections; a command sent
-    // as the connection drops fails with the socket's own error.
+    // as the connection drops fails with the socket's own error. A Redis that is there but
+    // cannot answer now (loading its data, running a long script, a replica without its
+    // master, a cluster resharding or down, a master demoted by a failover) refuses with one of
+    // these codes and ran nothing: taken for WeChat's refusal, a reply was answered 502 and its
+    // client_id kept for a day.
     unreachable(error) {
       if (!(error instanceof Error)) return false;
       return error.name === "MaxRetriesPerRequestError" ||
         error.message === "Connection is closed." ||
-        /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message);
+        /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message) ||
+        (error.name === "ReplyError" && NOT_NOW_REPLY.test(error.message));
     },
 
     async firstReport(key, ttlMs) {

@@ -14,7 +14,7 @@
 //   which left history saying "sending" for a reply WeChat took.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
+import { connectAgent, post, type Received, type TestAgent, textXml } from "../helpers/agent.ts";
 import { freePort } from "../helpers/spawn.ts";
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
@@ -329,6 +329,160 @@ Deno.test({
         await admin.call("ACL", "SETUSER", "default", "+hget", "+eval", "+evalsha").catch(() => {});
         admin.disconnect();
       }
+    });
+  },
+});
+
+/** Runs a Lua busy loop on the redis-server at `port` until `stop()`: meanwhile every other
+ * command is answered `-BUSY Redis is busy running a script` (past busy-reply-threshold), as a
+ * long script of another program's would make it answer. */
+async function makeRedisBusy(port: number) {
+  const url = `redis://127.0.0.1:${port}`;
+  const admin = rawClient(url);
+  await admin.call("CONFIG", "SET", "busy-reply-threshold", "10");
+  const looper = rawClient(url);
+  const looping = looper.eval("while true do end", 0).catch(() => {});
+  for (;;) {
+    const answer = await admin.ping().then(String, (e: Error) => e.message);
+    if (answer.startsWith("BUSY")) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return {
+    async stop() {
+      await admin.call("SCRIPT", "KILL").catch(() => {});
+      await looping;
+      looper.disconnect();
+      admin.disconnect();
+    },
+  };
+}
+
+Deno.test({
+  name: "a reply whose turn comes while Redis answers BUSY is not sent: 503, its count given back",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oBusy", async (s) => {
+      // The first reply is at WeChat, unanswered; the second waits its turn behind it.
+      const held = s.gate.holdNext();
+      const first = send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-1",
+        msg: { content: "first" },
+      });
+      await held;
+      const second = send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      await s.agent.waitFor((e) => e.data["client_id"] === "c-2" && e.data["status"] === "sending");
+      const busy = await makeRedisBusy(s.port);
+      let body;
+      try {
+        s.gate.release();
+        assert.equal((await first).status, 200);
+        const res = await second;
+        body = await res.json();
+        // Was 502 "WeChat refused the reply", which keeps the client_id for a day.
+        assert.equal(res.status, 503, JSON.stringify(body));
+      } finally {
+        await busy.stop();
+      }
+      assert.match(
+        body.result.message,
+        /Not sent: the store is unavailable \(BUSY .*send it again/,
+      );
+      assert.equal(body.data.client_id, "c-2");
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+      // Its count is given back once Redis answers again: only the first counts.
+      const counted = async () => {
+        const page = await fetch(`${s.server.base}${B}/contacts?userid=qa`).then((r) => r.json());
+        return page.contacts.find((c: { contact_id: string }) => c.contact_id === "oBusy")
+          ?.replies_since_inbound;
+      };
+      let n = await counted();
+      for (let i = 0; i < 300 && n !== 1; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        n = await counted();
+      }
+      assert.equal(n, 1);
+      // Sent again under its client_id, as the answer says, it goes.
+      const again = await send(s.server, {
+        msg_type: "text",
+        contact_id: "oBusy",
+        client_id: "c-2",
+        msg: { content: "second" },
+      });
+      assert.equal(again.status, 200, await again.text());
+      assert.equal(s.fake.sent.length, 2);
+    });
+  },
+});
+
+Deno.test({
+  name: "over the socket, a reply whose turn comes while Redis cannot answer gets its -1 at once",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oSock", async (s) => {
+      const frame = (clientId: string, content: string) => ({
+        data: { msg_type: "text", contact_id: "oSock", client_id: clientId, msg: { content } },
+      });
+      const held = s.gate.holdNext();
+      s.agent.send(frame("c-1", "first"));
+      await held;
+      s.agent.send(frame("c-2", "second"));
+      const echo = await s.agent.waitFor((e) =>
+        e.data["client_id"] === "c-2" && e.data["status"] === "sending"
+      );
+      const isRefusal = (e: Received) => e.result.code === -1 && e.data["client_id"] === "c-2";
+      const busy = await makeRedisBusy(s.port);
+      let refusal: Received;
+      try {
+        s.gate.release();
+        // Written through the store, the -1 never came while the store was down.
+        refusal = await s.agent.waitFor(isRefusal);
+      } finally {
+        await busy.stop();
+      }
+      assert.match(refusal.result.message, /Not sent: the store is unavailable .*send it again/);
+      assert.equal(refusal.data["reply_id"], echo.data["id"]);
+      assert.equal(refusal.data["contact_id"], "oSock");
+      assert.equal(refusal.data["errcode"], -1);
+      assert.deepEqual(
+        s.fake.sent.map((m) => (m["text"] as Record<string, unknown>)["content"]),
+        ["first"],
+      );
+      // Once Redis answers, history says failed; the -1 was not logged, so no replay hands it
+      // out again and the socket that had it gets it once.
+      const statusOf = async () => {
+        const page = await fetch(`${s.server.base}${B}/history?userid=qa&contact_id=oSock`)
+          .then((r) => r.json());
+        return page.messages.find((m: { client_id?: string }) => m.client_id === "c-2")?.status;
+      };
+      let status = await statusOf();
+      for (let i = 0; i < 300 && status === "sending"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        status = await statusOf();
+      }
+      assert.equal(status, "failed");
+      const replay = await connectAgent(`${s.server.wsBase}${B}/msg?userid=qa&since=0`);
+      try {
+        await replay.waitFor((e) =>
+          e.data["client_id"] === "c-2" && e.data["status"] === "sending"
+        );
+        // The socket's own answer after its replay: everything logged came before it.
+        replay.send({ data: { msg_type: "read", contact_id: "nobody" } });
+        await replay.waitFor((e) => e.result.code === -1 && /nobody/.test(e.result.message));
+        assert.equal(replay.messages().filter(isRefusal).length, 0);
+      } finally {
+        await replay.close();
+      }
+      assert.equal(s.agent.messages().filter(isRefusal).length, 1);
     });
   },
 });
