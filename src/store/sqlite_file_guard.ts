@@ -149,12 +149,14 @@ export function createFileGuard(
     });
   }
   const looking = setInterval(() => {
-    try {
-      look();
-      guard.check();
-    } catch (error) {
-      // Thrown from a timer it would end the process: the next look, or /readyz, tries again.
-      log.warn("Cannot look at {path}: {error}", { path, error });
+    // Each on its own: a journal that cannot be begun again must not keep the file unwatched.
+    for (const step of [look, guard.check]) {
+      try {
+        step();
+      } catch (error) {
+        // Thrown from a timer it would end the process: the next look, or /readyz, tries again.
+        log.warn("Cannot look at {path}: {error}", { path, error });
+      }
     }
   }, LOOK_MS);
   Deno.unrefTimer(looking);

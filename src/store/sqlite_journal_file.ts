@@ -243,7 +243,8 @@ export function pathIdOf(path: string): string | null {
     const info = Deno.statSync(path);
     return `${info.dev}:${info.ino}`;
   } catch (error) {
-    notFound(error);
+    // A file where a directory on the way was (ENOTDIR): nothing is at `path` either.
+    if (!(error instanceof Deno.errors.NotADirectory)) notFound(error);
     return null;
   }
 }
@@ -297,6 +298,8 @@ export function openJournalDir(
   const written: Array<[number, string]> = [];
   /** The lines read() found it could not read, said once each. */
   const reported = new Set<string>();
+  /** ensure() found the segment deleted and has not yet returned the new one's first id. */
+  let lost = false;
 
   const syncDir = () => {
     // A new file survives power loss once its directory entry is on the disk too.
@@ -385,29 +388,41 @@ export function openJournalDir(
       return Promise.all(gone).then(() => {});
     },
     ensure() {
-      if (remadeAt !== null && file !== null && pathIdOf(written.at(-1)![1]) === fileId) {
-        const at = remadeAt;
+      if (!lost) {
+        if (remadeAt !== null && file !== null && pathIdOf(written.at(-1)![1]) === fileId) {
+          const at = remadeAt;
+          remadeAt = null;
+          return at;
+        }
+        // No segment begun since the start (nothing committed) or one begun in the directory
+        // made again: nothing of the journal went, but the lock may have.
+        if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
+          if (lockGone()) relock();
+          return null;
+        }
+        log.error(
+          "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
+            "what the deleted one held reaches the tables from memory",
+          { path: written.at(-1)![1] },
+        );
+        // Said until a new segment holds the next commit. Nothing more goes to the deleted
+        // file: an append now begins that segment, or is refused while it cannot.
+        lost = true;
+        written.length = 0;
         remadeAt = null;
-        return at;
+        file.close();
+        file = null;
       }
-      // No segment begun since the start (nothing committed) or one begun in the directory made
-      // again: nothing of the journal went, but the lock may have.
-      if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
-        if (lockGone()) relock();
-        return null;
-      }
-      const path = written.at(-1)![1];
-      log.error(
-        "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
-          "what the deleted one held reaches the tables from memory",
-        { path },
-      );
-      // The segments listed are gone with it (release skips what is gone).
-      written.length = 0;
+      // Either may throw (the directory cannot be made: no room, a file in its place); the loss
+      // stands and the next look tries again. Clearing the list first and then throwing left
+      // every later look throwing too, its appends going to the deleted file for good.
+      if (lockGone()) relock();
+      if (file === null) begin(next);
+      lost = false;
       remadeAt = null;
-      relock();
-      begin(next);
-      return next;
+      // The first segment begun since (by an append, when one came first): lines before it
+      // are in the deleted files only.
+      return written[0]![0];
     },
     close() {
       file?.close();

@@ -322,8 +322,14 @@ function createSqliteStore(
   // It copies through the applier, declared below, only once it finds the file gone.
   const guard = files.path === ":memory:" ? null : createFileGuard(files.path, async (dest) => {
     // The journal on disk may have gone with the file (DATA_DIR removed whole): from a new
-    // segment on it is whole again, and the copy must hold every line before that one.
-    journal.ensure();
+    // segment on it is whole again, and the copy must hold every line before that one. One
+    // that cannot be begun yet is said by a later look, and a copy made again then; this
+    // copy, of every commit so far, is still the one to have.
+    try {
+      journal.ensure();
+    } catch (error) {
+      log.warn("Cannot begin a new journal segment yet: {error}", { error });
+    }
     // At close the worker has applied what it was handed, and takes no more requests.
     if (!closed && appliedId < journalId) await applier.applied(journalId);
     await applier.backup(dest);

@@ -134,6 +134,52 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
   });
 }
 
+Deno.test("bridge.journal deleted and not made again at once (a file in its way): refused meanwhile, then written back, and a kill -9 loses nothing", async () => {
+  // The look that found the segment deleted threw while making the directory again, after it
+  // had let go of the segments it wrote: every later look threw too, the appends went on into
+  // the deleted segment, answered success, and bridge.sqlite was never written again.
+  await withTempDir(async (root) => {
+    const dir = `${root}/data`;
+    const file = `${dir}/bridge.sqlite`;
+    const journalDir = `${dir}/bridge.journal`;
+    let p = spawn(dir);
+    try {
+      await waitReady(p);
+      const expected: string[] = [];
+      let n = 0;
+      const more = async (count: number) => {
+        for (let i = 0; i < count; i++) {
+          const content = `b${++n}`;
+          assert.equal(await send(p, content), "200 success");
+          expected.push(content);
+        }
+      };
+      await more(2);
+      const first = inode(file);
+      await Deno.remove(file);
+      await rewritten(file, first);
+      // From here the tables written are the deleted file's: these are in the journal only.
+      await more(2);
+      const copy = inode(file);
+      await Deno.remove(journalDir, { recursive: true });
+      await Deno.writeTextFile(journalDir, "in the way");
+      await p.printed(/Cannot look at/);
+      const refused = await send(p, "while in the way");
+      assert.notEqual(refused, "200 success", "a message in no file answered success");
+      assert.match(refused, /^5\d\d /, "WeChat is told to send it again");
+      await Deno.remove(journalDir);
+      await rewritten(file, copy);
+      await more(2);
+      await kill(p, "SIGKILL");
+      p = spawn(dir);
+      await waitReady(p);
+      assert.deepEqual(await history(p), expected);
+    } finally {
+      await kill(p, "SIGKILL");
+    }
+  });
+});
+
 Deno.test("DATA_DIR removed under a bridge that committed nothing yet: a second one started on it waits for the first", async () => {
   // The journal's lock went with the directory; only a segment being written was looked at,
   // so a bridge with none (nothing committed since its start) never took the lock again.

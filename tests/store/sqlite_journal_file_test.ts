@@ -149,6 +149,30 @@ Deno.test("a journal whose directory was deleted begins again there and goes on"
         assert.equal(journal.ensure(), 8, "the segment begun in the directory made again");
         assert.equal(journal.ensure(), null, "said once");
       });
+      await t.step("deleted where it cannot be made again yet: said once it can be", () => {
+        Deno.removeSync(journalDir, { recursive: true });
+        // A file where the directory was: mkdir fails as it would with no room left.
+        Deno.writeTextFileSync(journalDir, "");
+        assert.throws(() => journal.ensure());
+        // Not into the deleted segment, where no restart would find it: refused.
+        assert.throws(() => journal.append(10, bytes(10)));
+        assert.throws(() => journal.ensure(), "the next look tries again, and fails again");
+        Deno.removeSync(journalDir);
+        assert.equal(journal.ensure(), 10, "lines before 10 are in the deleted segment only");
+        assert.equal(journal.ensure(), null, "said once");
+        for (let i = 10; i <= 11; i++) journal.append(i, bytes(i));
+        assert.deepEqual(ids(journalDir), [10, 11]);
+      });
+      await t.step("an append begins the segment before the look that failed looks again", () => {
+        Deno.removeSync(journalDir, { recursive: true });
+        Deno.writeTextFileSync(journalDir, "");
+        assert.throws(() => journal.ensure());
+        Deno.removeSync(journalDir);
+        journal.append(12, bytes(12));
+        assert.equal(journal.ensure(), 12);
+        assert.equal(journal.ensure(), null, "said once");
+        assert.deepEqual(ids(journalDir), [12]);
+      });
     } finally {
       journal.close();
     }
