@@ -1,8 +1,13 @@
 // Which errors of an SQLite file (ours, or the one Deno KV keeps underneath) mean its disk takes
 // nothing now: full, over quota or read-only. Nothing was written, so the request can be retried.
 
+/** A write refused whole for a reason of the store's own files (a journal whose directory cannot
+ * be made again): nothing was written, and the request can be retried. */
+export class StoreRefusal extends Error {}
+
 /** True when `error` says the disk refused the write as a whole (the store takes nothing now). */
 export function isDiskRefusal(error: unknown): boolean {
+  if (error instanceof StoreRefusal) return true;
   const code = (error as { code?: unknown } | null)?.code;
   if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT") return true;
   // node:sqlite and Deno KV give SQLite's own text, with no code. A file system remounted

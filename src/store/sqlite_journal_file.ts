@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Commit } from "./sqlite_journal.ts";
 import { commitOfBytes, parseCommitLine } from "./sqlite_journal_line.ts";
 import { copyOf, forgottenIn, keepCopy } from "./sqlite_unreadable.ts";
+import { StoreRefusal } from "./disk_refusal.ts";
 
 const log = getLogger(["bridge", "store"]);
 
@@ -350,7 +351,16 @@ export function openJournalDir(
       if (id !== next) {
         throw new Error(`Cannot append commit ${id} to the journal: ${next} is next`);
       }
-      if (file === null || size >= segmentBytes) begin(id);
+      if (file === null || size >= segmentBytes) {
+        try {
+          begin(id);
+        } catch (error) {
+          // Nothing of it was written: WeChat is told to send it again (503), not an error.
+          throw new StoreRefusal(`Cannot begin a journal segment in ${dir}: ${error}`, {
+            cause: error,
+          });
+        }
+      }
       const written = bytes.length;
       try {
         let done = 0;
