@@ -115,6 +115,24 @@ async function identity(path: string): Promise<string> {
   }
 }
 
+/** A directory held open, and its `dev:ino`. */
+interface HeldDir {
+  handle: Deno.FsFile;
+  id: string;
+}
+
+/** Opens the directory at `path` and keeps it open (its inode stays its own). */
+async function holdDir(path: string): Promise<HeldDir> {
+  const handle = await Deno.open(path, { read: true });
+  try {
+    const info = await handle.stat();
+    return { handle, id: `${info.dev}:${info.ino}` };
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+}
+
 /** Creates the intake. */
 export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const chains = new Map<string, Promise<void>>();
@@ -128,8 +146,13 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   const forgetting = new Map<string, Promise<void>>();
 
   const fileOf = (name: string) => `${deps.journalDir}/${name}`;
-  /** The journal directory the pending jobs' files are in ("" before it is known). */
-  let journalId = "";
+  /**
+   * The journal directory the pending jobs' files are in (null before it is known), held open:
+   * one made again at its path then cannot reuse its inode number. Compared by number only, a
+   * directory removed and made again at once was often given the same one (ext4), and the jobs
+   * pending were never journaled in it again.
+   */
+  let held: HeldDir | null = null;
   let looking: ReturnType<typeof setInterval> | undefined;
   let look: Promise<void> = Promise.resolve();
   let stopped = false;
@@ -142,11 +165,11 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
   async function journalAgain(): Promise<void> {
     if (deps.journalDir === null) return;
     const found = await identity(deps.journalDir);
-    if (found === journalId) return;
-    if (journalId === "") {
-      journalId = found;
+    if (held === null) {
+      if (found !== "") held = await holdDir(deps.journalDir);
       return;
     }
+    if (found === held.id) return;
     log.error(
       "{dir} was deleted while the bridge ran: the media jobs pending are journaled again",
       {
@@ -154,19 +177,28 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       },
     );
     await Deno.mkdir(deps.journalDir, { recursive: true });
-    journalId = await identity(deps.journalDir);
-    for (const tickets of [...pending.values()]) {
-      for (const ticket of [...tickets]) {
-        // Still being written the first time (or that failed): not this look's to write.
-        await ticket.written.catch(() => {});
-        if (ticket.name === null || ticket.dropped || !tickets.has(ticket)) continue;
-        await write(ticket.name, ticket.job);
-        // Done while it was written: its file went before this one came.
-        if (!tickets.has(ticket) || ticket.dropped) {
-          await Deno.remove(fileOf(ticket.name)).catch(() => {});
+    const made = await holdDir(deps.journalDir);
+    try {
+      for (const tickets of [...pending.values()]) {
+        for (const ticket of [...tickets]) {
+          // Still being written the first time (or that failed): not this look's to write.
+          await ticket.written.catch(() => {});
+          if (ticket.name === null || ticket.dropped || !tickets.has(ticket)) continue;
+          await write(ticket.name, ticket.job);
+          // Done while it was written: its file went before this one came.
+          if (!tickets.has(ticket) || ticket.dropped) {
+            await Deno.remove(fileOf(ticket.name)).catch(() => {});
+          }
         }
       }
+    } catch (error) {
+      // Taken as done, a write that failed (no room) left the rest in no file for good: the
+      // next look writes them all again.
+      made.handle.close();
+      throw error;
     }
+    held.handle.close();
+    held = made;
   }
 
   /** journalAgain(), one at a time, each second while jobs are pending. */
@@ -315,7 +347,8 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
     async recover(): Promise<number> {
       if (deps.journalDir === null) return 0;
       await Deno.mkdir(deps.journalDir, { recursive: true });
-      journalId = await identity(deps.journalDir);
+      held?.handle.close();
+      held = await holdDir(deps.journalDir);
       const found = await readJournal(deps.journalDir);
       for (const { name, job } of found) schedule(enlist(job, name, Promise.resolve()));
       return found.length;
@@ -365,7 +398,11 @@ export function createMediaIntake(deps: MediaIntakeDeps): MediaIntake {
       clearInterval(looking);
       looking = undefined;
       stopped = true;
-      return pending.size > 0 ? lookAgain() : look;
+      const last = pending.size > 0 ? lookAgain() : look;
+      return last.then(() => {
+        held?.handle.close();
+        held = null;
+      });
     },
 
     /** Waits for every job in flight (shutdown, tests), after the last look at their files. */

@@ -94,3 +94,53 @@ Deno.test("MediaIntake journals its pending jobs again when their directory was 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("MediaIntake journals its pending jobs again at the next look when a write failed", async () => {
+  // A look whose write failed (no room left) had taken the directory made again as done: the
+  // jobs it had not written were in no file for good, and a restart lost them.
+  const { root, dir, intake } = await pendingIntake();
+  const second: InboundItem = {
+    ...picture,
+    followerId: "oOther",
+    envelope: {
+      data: { id: "p2", msg_type: "image", msg: { media_id: "media-p2" } },
+      result: {},
+    } as unknown as Envelope,
+    dedupKey: "p2",
+  };
+  try {
+    await intake.recover();
+    await intake.submit(picture, "http://bridge");
+    await intake.submit(second, "http://bridge");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.equal(names.length, 2);
+    await Deno.remove(dir, { recursive: true });
+    // Made again with the first job's temporary file taken by a directory: its write fails.
+    await Deno.mkdir(`${dir}/.${names[0]}.tmp`, { recursive: true });
+    // Two looks (one a second) fail on it.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.deepEqual(await readJournal(dir), [], "nothing is written past the failed one");
+    await Deno.remove(`${dir}/.${names[0]}.tmp`);
+    assert.deepEqual((await journaledAgain(dir)).sort(), ["p1", "p2"]);
+  } finally {
+    await intake.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("MediaIntake journals its pending jobs again in a directory made again at once", async () => {
+  // Made again before the look (a job's write, the store's copy, the operator): by inode number
+  // alone it was often the same directory (ext4 gave it the deleted one's), and nothing was
+  // journaled again.
+  const { root, dir, intake } = await pendingIntake();
+  try {
+    await intake.recover();
+    await intake.submit(picture, "http://bridge");
+    await Deno.remove(dir, { recursive: true });
+    await Deno.mkdir(dir);
+    assert.deepEqual(await journaledAgain(dir), ["p1"]);
+  } finally {
+    await intake.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
