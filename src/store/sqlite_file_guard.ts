@@ -52,6 +52,26 @@ export function createFileGuard(
   let restoring: Promise<void> = Promise.resolve();
   /** The write-back failed (no room, say): the open connection holds the only whole copy. */
   let failed = false;
+  /**
+   * The copy written back, held open: nothing else opens it, and once deleted ext4 gave its
+   * inode number straight to the next file made (`sqlite3` opening the path makes an empty
+   * one), which then passed for the copy and was never written back or called replaced. (The
+   * file opened at the start is held by the connections.)
+   */
+  let pinned: Deno.FsFile | null = null;
+
+  /** The `dev:ino` of the copy at `path`, now held open. */
+  function pin(): string | null {
+    pinned?.close();
+    pinned = null;
+    try {
+      pinned = Deno.openSync(path, { read: true });
+      const info = pinned.statSync();
+      return `${info.dev}:${info.ino}`;
+    } catch {
+      return pathIdOf(path);
+    }
+  }
 
   async function restore(): Promise<void> {
     const dest = `${path}.restoring`;
@@ -72,7 +92,7 @@ export function createFileGuard(
     Deno.renameSync(dest, path);
     // SQLite synced the copy's content; its name is the directory's.
     if (fsync) syncDirSync(dirname(path));
-    expected = pathIdOf(path);
+    expected = pin();
   }
 
   const guard: FileGuard = {
@@ -97,6 +117,8 @@ export function createFileGuard(
         writeBack();
         await restoring;
       }
+      pinned?.close();
+      pinned = null;
     },
     journalLost() {
       if (!keepJournal) return;

@@ -5,7 +5,12 @@
 import assert from "node:assert/strict";
 import { connectAgent } from "../helpers/agent.ts";
 import { followerPosts } from "./_follower_posts.ts";
-import { killBridge as kill, spawnOnDefaultStore as spawn, waitReady } from "../helpers/spawn.ts";
+import {
+  killBridge as kill,
+  type SpawnedBridge,
+  spawnOnDefaultStore as spawn,
+  waitReady,
+} from "../helpers/spawn.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
@@ -43,6 +48,58 @@ Deno.test("bridge.sqlite deleted while main.ts runs: after SIGTERM and a restart
         await a1.close();
         assert.deepEqual(replayed.map((e) => e.data.msg?.content), expected);
       });
+    } finally {
+      await kill(p, "SIGKILL");
+    }
+  });
+});
+
+/** The inode at `path`, null when there is none. */
+function inode(path: string): number | null {
+  try {
+    return Deno.statSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+/** What /readyz answers now: its status and body. */
+async function readiness(p: SpawnedBridge): Promise<[number, string]> {
+  const res = await fetch(`${p.base}/readyz`);
+  return [res.status, await res.text()];
+}
+
+Deno.test("the copy written back deleted, and another file put there at once: called replaced, not taken for the copy", async () => {
+  // The copy was held by nothing, so ext4 gave its inode number to the next file made at the
+  // path (an operator's `cp`, `sqlite3` opening it): by number that was still the copy, never
+  // written back nor said, and a restart opened that file with the messages before the copy gone.
+  await withTempDir(async (dir) => {
+    const file = `${dir}/bridge.sqlite`;
+    const p = spawn(dir);
+    try {
+      await waitReady(p);
+      const expected: string[] = [];
+      await firstFive(p, expected);
+      const first = inode(file);
+      await Deno.remove(file);
+      const deadline = performance.now() + 10_000;
+      while (inode(file) === null || inode(file) === first) {
+        assert.ok(performance.now() < deadline, "bridge.sqlite was not written back");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await readiness(p))[0], 200);
+      // Deleted, and a file made there before the next look.
+      await Deno.remove(file);
+      await Deno.writeTextFile(file, "");
+      while (true) {
+        const [status, body] = await readiness(p);
+        if (status === 503) break;
+        assert.ok(performance.now() < deadline + 10_000, `still ready: ${body}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // Said at error, as when the operator's own file is moved in with the first one there.
+      await p.printed(/replaced while the bridge ran: restart it to use the new file/);
+      assert.equal(await Deno.readTextFile(file), "", "never written over");
     } finally {
       await kill(p, "SIGKILL");
     }
