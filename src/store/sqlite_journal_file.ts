@@ -130,10 +130,14 @@ export function readJournalDir(
     lines.pop();
     read.push(lines);
     let copied = false;
+    // A line at or past the next segment's first id was refused and could not be cut off (an
+    // fdatasync then a truncate failing): the commit of that id is the next segment's, and read
+    // first, the refused one took its place, and the one its caller was told of was dropped.
+    const next = all[i + 1]?.[0] ?? Infinity;
     for (const [n, line] of lines.entries()) {
       const id = Number(line.slice(0, line.indexOf("\x1f")));
       const numbered = Number.isInteger(id) && id > 0;
-      if (numbered && id <= last) continue;
+      if (numbered && (id <= last || id >= next)) continue;
       let commit: Commit;
       try {
         // One whose id is damaged too is only that line: stopping there, as a reader did, left
