@@ -134,12 +134,16 @@ export function createReplyService(
   const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
-    return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
+    return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) => {
       log.error("Cannot tell agent {agent_id} a reply's result: {error}", {
         agent_id: agentId,
         error,
-      })
-    );
+      });
+      // A store that takes nothing now (a disk filled while WeChat took the reply) left the
+      // socket never told: the console showed the reply on its way, and it was sent again.
+      // Told here at once, unlogged; its history item gets the outcome (recordOutcome).
+      if (store.unreachable?.(error)) switchboard.tell(agentId, envelope);
+    });
   }
 
   async function deliver(
