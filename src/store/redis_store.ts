@@ -89,6 +89,8 @@ const RESTORE_RETRY_MS = 250;
  * module past busy-reply-threshold), MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY (a master
  * demoted by a failover, until the connection finds the new one), NOREPLICAS. */
 const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS)\b/;
+/** A write refused by a replica: the connection leads to a demoted master (see reconnectOnError). */
+const READONLY_REPLY = /^READONLY\b/;
 
 /**
  * Takes a reply's client_id in one conversation (KEYS[1], `<follower>\0<client_id>`). The
@@ -215,6 +217,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     lazyConnect: true,
     maxRetriesPerRequest: 3,
     connectionName: `bridge-${instanceId}`,
+    // A master demoted by a failover behind the same address (a managed Redis's endpoint, a DNS
+    // name or proxy moved to the promoted replica) keeps the connection open and refuses every
+    // write: kept, every webhook was 503 for good. A new connection finds the new master, and
+    // the refused command (which ran nothing) is sent again on it (2).
+    reconnectOnError: (error: Error) => READONLY_REPLY.test(error.message) ? 2 as const : false,
   };
   const client = target.sentinel
     ? new Redis({ ...target.sentinel, ...clientOptions })
