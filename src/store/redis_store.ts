@@ -960,7 +960,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     // client_id kept for a day.
     unreachable(error) {
       if (!(error instanceof Error)) return false;
-      return error.name === "MaxRetriesPerRequestError" ||
+      // A lost state refuses every routing call until it is re-established, having run none: a
+      // socket's frame was answered "Internal error" for it, naming no frame, where HTTP says 503.
+      return error instanceof StoreStateLostError ||
+        error.name === "MaxRetriesPerRequestError" ||
         error.message === "Connection is closed." ||
         /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message) ||
         (error.name === "ReplyError" && NOT_NOW_REPLY.test(error.message));

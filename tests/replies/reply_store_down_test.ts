@@ -486,3 +486,51 @@ Deno.test({
     });
   },
 });
+
+// Redis that lost the bridge's state (restarted empty, failed over to an empty replica: here its
+// generation is another's) refuses every routing call until this instance re-establishes it:
+// HTTP answers 503 retry, but a socket frame the first call found it with was answered "Internal
+// error: the message was not handled", naming no frame. Now it is "not now" like an unreachable
+// store: the -1 names the frame and says to send it again.
+Deno.test({
+  name: "over the socket, a reply refused because Redis lost the bridge's state says send it again",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oLost", async (s) => {
+      const frame = {
+        data: { msg_type: "text", contact_id: "oLost", client_id: "c-1", msg: { content: "hi" } },
+      };
+      const redis = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await redis.hset("bridge:generation", "id", "another-run");
+      } finally {
+        await redis.quit();
+      }
+      s.agent.send(frame);
+      const refusal = await s.agent.waitFor((e) => e.result.code === -1);
+      assert.match(refusal.result.message, /store is unavailable .*lost .*send it again/);
+      assert.equal(refusal.data["client_id"], "c-1");
+      assert.equal(refusal.data["contact_id"], "oLost");
+      assert.deepEqual(s.fake.sent, []);
+
+      // Sent again, as it says, until the state is re-established (within moments): then the
+      // same client_id is sent, once.
+      const answered = (from: number) =>
+        s.agent.waitFor((e) =>
+          s.agent.received.indexOf(e) >= from &&
+          (e.data.msg?.["event"] === "reply_sent" || e.result.code === -1)
+        );
+      let answer: Received;
+      let tries = 0;
+      do {
+        if (tries++ > 0) await new Promise((r) => setTimeout(r, 50));
+        const from = s.agent.received.length;
+        s.agent.send(frame);
+        answer = await answered(from);
+      } while (answer.result.code === -1 && tries < 100);
+      assert.equal(answer.data.msg?.["event"], "reply_sent", answer.result.message);
+      assert.equal(answer.data.msg?.["client_id"], "c-1");
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});
