@@ -560,7 +560,11 @@ export function createReplyService(
         // and the history item each wait on that store (seconds apiece while it reconnects);
         // they follow. The -1 goes to the agent's sockets here at once, not through that store:
         // there it never arrived while the store was down (and one it took late came twice).
-        const storeDown = !sent && store.unreachable?.(error);
+        // After the send began, only a store's error that is no WechatApiError (WeChat's own and
+        // its network's are: api_client.ts) is the store's: the access token it keeps, read or
+        // refreshed before the message went.
+        const storeDown = (!sent || !(error instanceof WechatApiError)) &&
+          store.unreachable?.(error);
         if (error instanceof ForgetUnknown || storeDown) {
           const why = error instanceof Error ? error.message : String(error);
           const message = error instanceof ForgetUnknown

@@ -534,3 +534,48 @@ Deno.test({
     });
   },
 });
+
+// The access token is Redis's (shared by the instances): a reply's send reads it there, and
+// keeps a fresh one there, after the reply's turn began its send. Redis refusing then, nothing
+// had gone to WeChat, but the failure was taken for WeChat's: 502 "WeChat refused the reply",
+// marked unconfirmed (maybe delivered), its count kept and its client_id for a day.
+Deno.test({
+  name: "a reply whose access token Redis cannot keep is not sent: 503, its client_id free",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/stable_token", "oToken", async (s) => {
+      const reply = () =>
+        send(s.server, {
+          msg_type: "text",
+          contact_id: "oToken",
+          client_id: "c-1",
+          msg: { content: "hello" },
+        });
+      // The first reply fetches the token; WeChat's answer is held while Redis turns busy.
+      const held = s.gate.holdNext();
+      const answer = reply();
+      await held;
+      const busy = await makeRedisBusy(s.port);
+      let res: Response;
+      try {
+        s.gate.release();
+        res = await answer;
+      } finally {
+        await busy.stop();
+      }
+      const body = await res.json();
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.match(
+        body.result.message,
+        /Not sent: the store is unavailable \(BUSY .*send it again/,
+      );
+      assert.equal(body.data.unconfirmed, undefined);
+      assert.deepEqual(s.fake.sent, []);
+
+      // Sent again under its client_id, as the answer says, it goes once.
+      const again = await reply();
+      assert.equal(again.status, 200, await again.text());
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});
