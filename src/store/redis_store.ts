@@ -219,9 +219,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     connectionName: `bridge-${instanceId}`,
     // A master demoted by a failover behind the same address (a managed Redis's endpoint, a DNS
     // name or proxy moved to the promoted replica) keeps the connection open and refuses every
-    // write: kept, every webhook was 503 for good. A new connection finds the new master, and
-    // the refused command (which ran nothing) is sent again on it (2).
-    reconnectOnError: (error: Error) => READONLY_REPLY.test(error.message) ? 2 as const : false,
+    // write: kept, every webhook was 503 for good. A new connection finds the new master; the
+    // refused command fails (503, retried by WeChat) rather than being sent again on it (2):
+    // an address that leads to a replica for good sent it again for ever, and a start on one
+    // hung instead of saying READONLY.
+    reconnectOnError: (error: Error) => READONLY_REPLY.test(error.message),
   };
   const client = target.sentinel
     ? new Redis({ ...target.sentinel, ...clientOptions })

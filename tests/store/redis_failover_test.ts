@@ -110,3 +110,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a REDIS_URL that leads to a replica fails at start, saying READONLY",
+  ignore: !await canRunRedisServer(),
+  async fn() {
+    // READONLY reconnects; the call it refused is not sent again on the new connection, which
+    // on an address that leads to a replica for good sent it again for ever: the start hung.
+    const [portA, portB] = [freePort(), freePort()];
+    const dir = Deno.makeTempDirSync({ prefix: "redis-replica-" });
+    const redisA = await startRedis(portA, dir);
+    const redisB = await startRedis(portB, dir);
+    const b = new Redis(portB, "127.0.0.1");
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await b.replicaof("127.0.0.1", portA);
+      const start = startBridge({ env: { REDIS_URL: `redis://127.0.0.1:${portB}` } });
+      const outcome = await Promise.race([
+        start.then(async (server) => {
+          await server.close();
+          return "started";
+        }, (error: Error) => error.message),
+        new Promise<string>((r) =>
+          deadline = setTimeout(() => r("still starting after 10 s"), 10_000)
+        ),
+      ]);
+      assert.match(outcome, /Cannot connect to Redis: READONLY/);
+    } finally {
+      clearTimeout(deadline);
+      b.disconnect();
+      await stopRedis(redisA);
+      await stopRedis(redisB);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
