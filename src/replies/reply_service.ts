@@ -134,12 +134,16 @@ export function createReplyService(
   const outcomeRetries = { timers: new Set<ReturnType<typeof setTimeout>>(), stopped: false };
 
   function notify(agentId: string, envelope: Envelope): Promise<unknown> {
-    return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) =>
+    return switchboard.sendToAgents([{ agentId, envelope }]).catch((error) => {
       log.error("Cannot tell agent {agent_id} a reply's result: {error}", {
         agent_id: agentId,
         error,
-      })
-    );
+      });
+      // A store that takes nothing now (a disk filled while WeChat took the reply) left the
+      // socket never told: the console showed the reply on its way, and it was sent again.
+      // Told here at once, unlogged; its history item gets the outcome (recordOutcome).
+      if (store.unreachable?.(error)) switchboard.tell(agentId, envelope);
+    });
   }
 
   async function deliver(
@@ -556,7 +560,11 @@ export function createReplyService(
         // and the history item each wait on that store (seconds apiece while it reconnects);
         // they follow. The -1 goes to the agent's sockets here at once, not through that store:
         // there it never arrived while the store was down (and one it took late came twice).
-        const storeDown = !sent && store.unreachable?.(error);
+        // After the send began, only a store's error that is no WechatApiError (WeChat's own and
+        // its network's are: api_client.ts) is the store's: the access token it keeps, read or
+        // refreshed before the message went.
+        const storeDown = (!sent || !(error instanceof WechatApiError)) &&
+          store.unreachable?.(error);
         if (error instanceof ForgetUnknown || storeDown) {
           const why = error instanceof Error ? error.message : String(error);
           const message = error instanceof ForgetUnknown

@@ -89,6 +89,8 @@ const RESTORE_RETRY_MS = 250;
  * module past busy-reply-threshold), MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY (a master
  * demoted by a failover, until the connection finds the new one), NOREPLICAS. */
 const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS)\b/;
+/** A write refused by a replica: the connection leads to a demoted master (see reconnectOnError). */
+const READONLY_REPLY = /^READONLY\b/;
 
 /**
  * Takes a reply's client_id in one conversation (KEYS[1], `<follower>\0<client_id>`). The
@@ -215,6 +217,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     lazyConnect: true,
     maxRetriesPerRequest: 3,
     connectionName: `bridge-${instanceId}`,
+    // A master demoted by a failover behind the same address (a managed Redis's endpoint, a DNS
+    // name or proxy moved to the promoted replica) keeps the connection open and refuses every
+    // write: kept, every webhook was 503 for good. A new connection finds the new master; the
+    // refused command fails (503, retried by WeChat) rather than being sent again on it (2):
+    // an address that leads to a replica for good sent it again for ever, and a start on one
+    // hung instead of saying READONLY.
+    reconnectOnError: (error: Error) => READONLY_REPLY.test(error.message),
   };
   const client = target.sentinel
     ? new Redis({ ...target.sentinel, ...clientOptions })
@@ -953,7 +962,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     // client_id kept for a day.
     unreachable(error) {
       if (!(error instanceof Error)) return false;
-      return error.name === "MaxRetriesPerRequestError" ||
+      // A lost state refuses every routing call until it is re-established, having run none: a
+      // socket's frame was answered "Internal error" for it, naming no frame, where HTTP says 503.
+      return error instanceof StoreStateLostError ||
+        error.name === "MaxRetriesPerRequestError" ||
         error.message === "Connection is closed." ||
         /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE)\b/.test(error.message) ||
         (error.name === "ReplyError" && NOT_NOW_REPLY.test(error.message));

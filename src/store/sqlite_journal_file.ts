@@ -115,7 +115,7 @@ export function readJournalDir(
   /** The lines of every segment read, and the segments with a line first left out now. */
   const read: string[][] = [];
   const damaged: Array<[string, string[]]> = [];
-  for (const [i, [, path]] of all.entries()) {
+  for (const [i, [firstId, path]] of all.entries()) {
     // A segment ends where the next begins: one that ends by `after` need not be read.
     if (i + 1 < all.length && all[i + 1]![0] - 1 <= after) continue;
     let text: string;
@@ -131,15 +131,30 @@ export function readJournalDir(
     lines.pop();
     read.push(lines);
     let copied = false;
+    const next = all[i + 1]?.[0] ?? Infinity;
     for (const [n, line] of lines.entries()) {
       const id = Number(line.slice(0, line.indexOf("\x1f")));
       const numbered = Number.isInteger(id) && id > 0;
       if (numbered && id <= last) continue;
+      // In its place but at the next segment's first id: a line refused and not cut off (an
+      // fdatasync then a truncate failing). The commit of that id is the next segment's; read
+      // first, the refused one took its place, and the one its caller was told of was dropped.
+      if (id === firstId + n && id >= next) continue;
       let commit: Commit;
       try {
         // One whose id is damaged too is only that line: stopping there, as a reader did, left
         // every later commit of the segment out, and held a running worker at it for good.
         if (!numbered) throw new SyntaxError("Cannot read a journal line: no commit id");
+        // A segment's lines are its commits in order from the id it is named by (a line put in
+        // by something else only moves the later ones down): an id past its line's place is
+        // damage still a number (a flipped bit in a digit), which read as a commit ahead of
+        // the others had every later line skipped as applied.
+        if (id > firstId + n) {
+          throw new SyntaxError(
+            `Cannot read a journal line: commit ${id} is past its place (line ${n + 1} of a ` +
+              `segment from commit ${firstId})`,
+          );
+        }
         commit = parseCommitLine(line);
       } catch (error) {
         // A write a crash cut short is the last piece, without its newline (popped above): a

@@ -241,7 +241,14 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
       return await withRetry(api, (signal) => run(token, signal), call);
     } catch (err) {
       if (!(err instanceof WechatApiError) || !TOKEN_ERRCODES.has(err.errcode)) throw err;
-      const fresh = await tokens.invalidate(token);
+      let fresh: string;
+      try {
+        fresh = await tokens.invalidate(token);
+      } catch (failed) {
+        // A try WeChat may have taken stays said (the cache is a store's, whose error would be
+        // read as "nothing reached WeChat").
+        throw err.afterNoAnswer ? err : failed;
+      }
       try {
         return await withRetry(api, (signal) => run(fresh, signal), call);
       } catch (again) {

@@ -99,3 +99,59 @@ for (const [name, store] of [["Deno KV", "kv"]] as const) {
     }
   });
 }
+
+// The disk fills while WeChat takes a reply the store recorded: its `reply_sent` was written to
+// the agent's log through that store, which refused it, and the socket was never told; the
+// console showed the reply on its way, and the agent, seeing no result, sent it again.
+for (const [name, store] of [["SQLite", "sqlite"], ["Deno KV", "kv"]] as const) {
+  Deno.test(`a reply WeChat took while the disk filled is still told sent on the socket (${name})`, async () => {
+    const disk = await mountTinyDisk();
+    if (disk === null) return; // not root, outside CI
+    const fake = await startFakeWechat({ appId: "wxfull", secret: "s" });
+    // WeChat answers the send once the disk is full.
+    let letSend = () => {};
+    const full = new Promise<void>((resolve) => letSend = resolve);
+    const held: typeof fetch = async (input, init) => {
+      if (String(input instanceof Request ? input.url : input).includes("/message/custom/send")) {
+        await full;
+      }
+      return await fetch(input, init);
+    };
+    const server = await startBridge({
+      fetch: held,
+      env: {
+        STORE: store,
+        DATA_DIR: disk,
+        WECHAT_APPID: "wxfull",
+        WECHAT_SECRET: "s",
+        WECHAT_API_BASE: fake.url,
+      },
+    });
+    const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
+    try {
+      await waitRouted(server, "qa");
+      const hi = await post(`${server.base}${B}/send_xml`, textXml("oFull", "gh", "hi", "9720002"));
+      assert.equal(hi.status, 200, hi.text);
+      await agent.waitFor((e) => e.data["id"] === "9720002");
+
+      agent.send({
+        data: { msg_type: "text", contact_id: "oFull", client_id: "c-2", msg: { content: "yo" } },
+      });
+      // Recorded (its echo came), on its way to WeChat.
+      await agent.waitFor((e) => e.data["client_id"] === "c-2" && e.data["direction"] === "out");
+      await fill(`${disk}/filler`);
+      letSend();
+      const sent = await agent.waitFor((e) => e.data.msg?.["event"] === "reply_sent", 10_000);
+      assert.equal(sent.data.msg?.["client_id"], "c-2");
+      assert.equal(fake.sent.length, 1);
+      assert.equal(agent.messages().filter((e) => e.result.code === -1).length, 0);
+    } finally {
+      letSend();
+      await agent.close();
+      await server.close();
+      await fake.close();
+      await new Deno.Command("umount", { args: ["-l", disk] }).output();
+      await Deno.remove(disk, { recursive: true }).catch(() => {});
+    }
+  });
+}

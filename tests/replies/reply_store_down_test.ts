@@ -486,3 +486,96 @@ Deno.test({
     });
   },
 });
+
+// Redis that lost the bridge's state (restarted empty, failed over to an empty replica: here its
+// generation is another's) refuses every routing call until this instance re-establishes it:
+// HTTP answers 503 retry, but a socket frame the first call found it with was answered "Internal
+// error: the message was not handled", naming no frame. Now it is "not now" like an unreachable
+// store: the -1 names the frame and says to send it again.
+Deno.test({
+  name: "over the socket, a reply refused because Redis lost the bridge's state says send it again",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oLost", async (s) => {
+      const frame = {
+        data: { msg_type: "text", contact_id: "oLost", client_id: "c-1", msg: { content: "hi" } },
+      };
+      const redis = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await redis.hset("bridge:generation", "id", "another-run");
+      } finally {
+        await redis.quit();
+      }
+      s.agent.send(frame);
+      const refusal = await s.agent.waitFor((e) => e.result.code === -1);
+      assert.match(refusal.result.message, /store is unavailable .*lost .*send it again/);
+      assert.equal(refusal.data["client_id"], "c-1");
+      assert.equal(refusal.data["contact_id"], "oLost");
+      assert.deepEqual(s.fake.sent, []);
+
+      // Sent again, as it says, until the state is re-established (within moments): then the
+      // same client_id is sent, once.
+      const answered = (from: number) =>
+        s.agent.waitFor((e) =>
+          s.agent.received.indexOf(e) >= from &&
+          (e.data.msg?.["event"] === "reply_sent" || e.result.code === -1)
+        );
+      let answer: Received;
+      let tries = 0;
+      do {
+        if (tries++ > 0) await new Promise((r) => setTimeout(r, 50));
+        const from = s.agent.received.length;
+        s.agent.send(frame);
+        answer = await answered(from);
+      } while (answer.result.code === -1 && tries < 100);
+      assert.equal(answer.data.msg?.["event"], "reply_sent", answer.result.message);
+      assert.equal(answer.data.msg?.["client_id"], "c-1");
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});
+
+// The access token is Redis's (shared by the instances): a reply's send reads it there, and
+// keeps a fresh one there, after the reply's turn began its send. Redis refusing then, nothing
+// had gone to WeChat, but the failure was taken for WeChat's: 502 "WeChat refused the reply",
+// marked unconfirmed (maybe delivered), its count kept and its client_id for a day.
+Deno.test({
+  name: "a reply whose access token Redis cannot keep is not sent: 503, its client_id free",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/stable_token", "oToken", async (s) => {
+      const reply = () =>
+        send(s.server, {
+          msg_type: "text",
+          contact_id: "oToken",
+          client_id: "c-1",
+          msg: { content: "hello" },
+        });
+      // The first reply fetches the token; WeChat's answer is held while Redis turns busy.
+      const held = s.gate.holdNext();
+      const answer = reply();
+      await held;
+      const busy = await makeRedisBusy(s.port);
+      let res: Response;
+      try {
+        s.gate.release();
+        res = await answer;
+      } finally {
+        await busy.stop();
+      }
+      const body = await res.json();
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.match(
+        body.result.message,
+        /Not sent: the store is unavailable \(BUSY .*send it again/,
+      );
+      assert.equal(body.data.unconfirmed, undefined);
+      assert.deepEqual(s.fake.sent, []);
+
+      // Sent again under its client_id, as the answer says, it goes once.
+      const again = await reply();
+      assert.equal(again.status, 200, await again.text());
+      assert.equal(s.fake.sent.length, 1);
+    });
+  },
+});

@@ -94,10 +94,22 @@ export async function canRunRedisServer(): Promise<boolean> {
   return false;
 }
 
-/** A redis-server of the test's own on `port`, empty, with nothing saved to disk. */
-export async function startRedis(port: number): Promise<Deno.ChildProcess> {
+/** A redis-server of the test's own on `port`, empty, with nothing saved to disk; `dir` is its
+ * working directory, for one that replicates (a replica writes what it is sent there, as
+ * dump.rdb, and every redis-server started in that directory later loads it). */
+export async function startRedis(port: number, dir?: string): Promise<Deno.ChildProcess> {
   const child = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    args: [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      ...(dir === undefined ? [] : ["--dir", dir]),
+    ],
     stdout: "null",
     stderr: "null",
   }).spawn();

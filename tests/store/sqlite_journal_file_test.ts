@@ -238,3 +238,50 @@ Deno.test("a journal whose directory was deleted holds its lock again, however i
     }
   });
 });
+
+/** Runs `fn` with the disk refusing one fdatasync and the truncate that undoes it (EIO, then a
+ * file system remounted read-only): the refused line stays where it was written. */
+function withSyncAndTruncateFailing(fn: () => void): void {
+  const proto = Deno.FsFile.prototype;
+  const { syncDataSync, truncateSync } = proto;
+  proto.syncDataSync = () => {
+    throw Object.assign(new Error("Input/output error (os error 5)"), { code: "EIO" });
+  };
+  proto.truncateSync = () => {
+    throw Object.assign(new Error("Read-only file system (os error 30)"), { code: "EROFS" });
+  };
+  try {
+    fn();
+  } finally {
+    proto.syncDataSync = syncDataSync;
+    proto.truncateSync = truncateSync;
+  }
+}
+
+Deno.test("a line refused with STORE_FSYNC=1 that cannot be cut off is not read for the commit written after it", async () => {
+  await withTempDir((dir) => {
+    const journal = openJournalDir(dir, 0, true);
+    const content = (i: number, who: string) => {
+      const commit = new CommitLine(i, 1000 + i);
+      commit.forgotten(who);
+      return new TextEncoder().encode(commit.text());
+    };
+    try {
+      journal.append(1, content(1, "first"));
+      withSyncAndTruncateFailing(() => {
+        assert.throws(() => journal.append(2, content(2, "refused")), /os error 5/);
+      });
+      // The caller was told 2 failed (WeChat 503, the agent "send it again"): the store's next
+      // commit takes the same id, in a segment of its own since the last could not be cut.
+      journal.append(2, content(2, "taken"));
+      journal.append(3, content(3, "after"));
+      // What the worker and the next start apply: the refused line was read as commit 2, and
+      // the one taken was skipped as already applied.
+      const read = readJournalDir(dir, 0).map((c) => [c.id, c.f?.[0]]);
+      assert.deepEqual(read, [[1, "first"], [2, "taken"], [3, "after"]]);
+    } finally {
+      journal.close();
+    }
+    return Promise.resolve();
+  });
+});

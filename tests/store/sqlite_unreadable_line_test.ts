@@ -65,6 +65,60 @@ Deno.test("a damaged journal line is left out at start; the commits after it are
   }
 });
 
+Deno.test("a journal line whose commit id was damaged into a larger one is left out; the commits after it are applied", async () => {
+  // A flipped bit in a digit ("3" to "7") leaves a number, and the line read whole: taken as a
+  // commit ahead of the others, every later line (ids at or below it) was skipped as applied, at
+  // start and by the worker, and the next run went on from the damaged id. Messages WeChat had
+  // its success for, dropped in silence. A segment's lines are its commits in order from its
+  // name's id: a line whose id is past its place is damage, left out as any unreadable line.
+  const first = Deno.makeTempDirSync({ prefix: "journal-id-first-" });
+  const second = Deno.makeTempDirSync({ prefix: "journal-id-second-" });
+  try {
+    const bridge = await startBridge({ env: { STORE: "sqlite", DATA_DIR: first } });
+    let segment: { name: string; text: string };
+    const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=qa`);
+    try {
+      await waitRouted(bridge, "qa");
+      for (const [i, content] of ["m-one", "m-two", "m-three", "m-four"].entries()) {
+        const res = await post(
+          `${bridge.base}${B}/send_xml`,
+          textXml("oJ", "gh", content, `89${i}`),
+        );
+        assert.equal(res.text, "success");
+        await agent.waitFor((e) => e.data.msg?.["content"] === content);
+      }
+      segment = liveSegment(first);
+    } finally {
+      await agent.close();
+      await bridge.close();
+    }
+
+    const lines = segment.text.split("\n");
+    const at = lines.findIndex((l) => l.includes('"content":"m-two"'));
+    assert.ok(at >= 0 && at < lines.length - 3, "the second message has a line of its own");
+    // Its id's first digit raised: a number still, and larger than every id after it.
+    const id = lines[at]!.slice(0, lines[at]!.indexOf("\x1f"));
+    lines[at] = `9${id.slice(1)}${lines[at]!.slice(id.length)}`;
+    assert.ok(Number(`9${id.slice(1)}`) > Number(id) + 2);
+    Deno.mkdirSync(`${second}/bridge.journal`);
+    Deno.writeTextFileSync(`${second}/bridge.journal/${segment.name}`, lines.join("\n"));
+
+    const again = await startBridge({ env: { STORE: "sqlite", DATA_DIR: second } });
+    try {
+      const res = await fetch(`${again.base}${B}/history?userid=qa&contact_id=oJ`);
+      const body = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(body));
+      const contents = body.messages.map((m: { msg: { content?: string } }) => m.msg.content);
+      assert.deepEqual(contents, ["m-one", "m-three", "m-four"]);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    Deno.removeSync(first, { recursive: true });
+    Deno.removeSync(second, { recursive: true });
+  }
+});
+
 Deno.test("a damaged line in the live journal is left out by the running worker too, said once", async () => {
   // The worker reads the journal back when a batch it was handed could not be written (here an
   // operator's sqlite3 holds the tables' write lock past the busy timeout). A line whose commit

@@ -273,6 +273,30 @@ Deno.test("a refusal says whether an earlier try of the same send went unanswere
       assert.equal(err.afterNoAnswer, true);
     });
   });
+  await t.step("a reset, then the token refused and its refresh refused by the cache", async () => {
+    // The cache is the store's (Redis, shared by instances): its error says nothing of the send.
+    // Read as the store's, the reply would be "nothing reached WeChat, send it again" though
+    // its first try may have reached the follower.
+    const memory = createMemoryTokenCache();
+    let gets = 0;
+    let armed = false;
+    const cache = {
+      get: () => {
+        if (armed && ++gets > 1) return Promise.reject(new Error("Connection is closed."));
+        return memory.get();
+      },
+      set: memory.set,
+    };
+    await withFake(async ({ fake, client }) => {
+      await client.sendCustomMessage(text("oA", "warm up"));
+      armed = true;
+      fake.dropNext(SEND);
+      fake.failNext(SEND, 40001, "invalid credential");
+      const err = await refusal(client);
+      assert.equal(err.errcode, 40001);
+      assert.equal(err.afterNoAnswer, true);
+    }, { tokenCache: cache });
+  });
 });
 
 Deno.test("sendCustomMessage() retries transport failures with backoff", async (t) => {
