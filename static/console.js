@@ -808,8 +808,15 @@ function pastConversationsOf(contactId) {
 // ---------------------------------------------------------------------------------------------
 // Alerts and the favicon
 
+/** The system list's notices still to read, as its entry shows them: none while it is in view. */
+function systemUnseen() {
+  return isViewing(SYSTEM_ID) ? 0 : state.system.unseen;
+}
+
 function updateBadge() {
-  let total = state.waiting.length;
+  // The system's notices count as the list counts them (reports never): left out, a notice came
+  // to an agent in another tab with no sign on this one's title or icon.
+  let total = state.waiting.length + systemUnseen();
   for (const c of state.contacts.values()) {
     if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
       total += Number(c.unread) || 0;
@@ -2650,7 +2657,7 @@ function transferredItem(entry) {
 
 function systemItem() {
   const last = state.system.items.at(-1);
-  const unseen = state.current === SYSTEM_ID ? 0 : state.system.unseen;
+  const unseen = systemUnseen();
   return h(
     "li",
     {},
@@ -3985,6 +3992,12 @@ function init() {
     refreshPending();
   });
   document.addEventListener("visibilitychange", () => {
+    // Back on a tab left on the system list: what came meanwhile is read now, as in a follower's.
+    if (isViewing(SYSTEM_ID) && state.system.unseen > 0) {
+      state.system.unseen = 0;
+      scheduleSaveContext();
+      renderContacts();
+    }
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
       if (contact && Number(contact.unread) > 0) markRead(state.current);
