@@ -32,6 +32,14 @@ import { matchesTriage, triageCounts } from "./console/triage.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import {
+  mergeNotices,
+  mergeTransferred,
+  NOTICES_KEPT,
+  parseContext,
+  TRANSFERRED_KEPT,
+  unreadNotices,
+} from "./console/context.js";
+import {
   compareMessages,
   createConversation,
   findByClientId as findIn,
@@ -143,13 +151,17 @@ const state = {
   waiting: [],
   /** @type {Map<string, any>} contact_id -> conversation cache */
   convs: new Map(),
-  system: { items: [], unseen: 0 },
+  /** The system's notices, each `read` once seen in any of this agent's tabs */
+  system: { items: [] },
   current: null,
   filter: "",
   contactsLoaded: false,
   needsToken: false,
   /** @type {Map<string, any>} contact_id -> the contact as it was, plus transferred_to/_at */
   transferred: new Map(),
+  /** @type {Map<string, any>} contact_id -> {contact_id, at}: handed over, then back (or forgotten)
+   * at `at`, so another tab's older copy of the transfer does not list it again */
+  returned: new Map(),
   /** The open transfer form or close confirmation: {kind, contactId, busy, error, clientId} */
   action: null,
   /** Max open conversations set in this browser: a number, null (no limit), undefined (unset) */
@@ -519,16 +531,23 @@ function applyTheme() {
   document.documentElement.dataset.theme = dark ? "dark" : "light";
 }
 
-/** What a reload would lose and the bridge does not resend: system messages (and how many of
- * them are unread) and the followers handed to other agents (bounded, per agent). */
+/** What a reload would lose and the bridge does not resend: system messages (which of them were
+ * read) and the followers handed to other agents (bounded, per agent). Merged with what this
+ * agent's other tabs saved since (console/context.js): written over, a tab's older copy took
+ * back notices the other had and read, and listed again followers it had seen come back. */
 function saveContext() {
+  const storage = localStorageOrNull();
+  if (!storage) return;
   try {
-    localStorageOrNull()?.setItem(
+    const changed = adoptContext(parseContext(storage.getItem(CONTEXT_KEY)));
+    if (changed) renderContacts();
+    if (changed && state.current) renderConversation();
+    storage.setItem(
       CONTEXT_KEY,
       JSON.stringify({
-        system: state.system.items.slice(-200),
-        systemUnseen: state.system.unseen,
-        transferred: [...state.transferred.values()].slice(-50),
+        system: state.system.items.slice(-NOTICES_KEPT),
+        transferred: [...state.transferred.values()].slice(-TRANSFERRED_KEPT),
+        returned: [...state.returned.values()],
         lastSeq: state.lastSeq,
       }),
     );
@@ -537,27 +556,58 @@ function saveContext() {
   }
 }
 
-function restoreContext() {
-  let saved;
-  try {
-    saved = JSON.parse(localStorageOrNull()?.getItem(CONTEXT_KEY) ?? "null");
-  } catch {
-    return;
-  }
-  if (!saved) return;
-  if (Array.isArray(saved.system)) state.system.items = saved.system;
-  // The notices listed unread stay counted: a reload read none of them.
-  const unseen = Number(saved.systemUnseen);
-  if (Number.isInteger(unseen) && unseen > 0) {
-    state.system.unseen = Math.min(unseen, state.system.items.length);
-  }
-  for (const entry of saved.transferred ?? []) {
-    if (entry?.contact_id) state.transferred.set(entry.contact_id, entry);
-  }
-  for (const data of state.system.items) {
+/** Takes in what another tab saved (parseContext): its notices and reads, its transfers and
+ * returns. True when this page's lists changed. */
+function adoptContext(saved) {
+  const items = state.system.items;
+  const unreadBefore = unreadNotices(items);
+  const merged = mergeNotices(items, saved.system, 500);
+  const known = new Set(items.map((item) => item.id));
+  state.system.items = merged;
+  for (const data of merged) {
+    if (known.has(data.id)) continue;
     const fid = data?.msg?.follower_id;
     if (fid) upsertMessage(String(fid), { ...data, direction: "system", note_for: fid });
   }
+  const before = state.transferred;
+  const both = mergeTransferred(state, saved);
+  state.transferred = both.transferred;
+  state.returned = both.returned;
+  let moved = false;
+  for (const id of state.transferred.keys()) {
+    // Handed over from the other tab while this one missed the notice: it leaves the list here.
+    if (!before.has(id)) state.contacts.delete(id);
+    moved ||= !before.has(id);
+  }
+  for (const id of before.keys()) moved ||= !state.transferred.has(id);
+  // Back with us: GET contacts lists it again.
+  if (moved && state.contactsLoaded) scheduleContactsRefresh(300);
+  return merged !== items || unreadNotices(merged) !== unreadBefore || moved;
+}
+
+function restoreContext() {
+  adoptContext(parseContext(localStorageOrNull()?.getItem(CONTEXT_KEY)));
+}
+
+/** Another tab saved the context: what it saw, read and undid shows here too. */
+function onContextStored(raw) {
+  if (!adoptContext(parseContext(raw))) return;
+  // A notice that came in there while this tab shows the system list is read here.
+  if (isViewing(SYSTEM_ID) && unreadNotices(state.system.items) > 0) markSystemRead();
+  renderContacts();
+  if (state.current) renderConversation();
+}
+
+/** The system list is seen: each notice in it is read, in this tab and (saved now) the others. */
+function markSystemRead() {
+  let changed = false;
+  for (const item of state.system.items) {
+    if (!item.read) {
+      item.read = true;
+      changed = true;
+    }
+  }
+  if (changed) saveContext();
 }
 
 let contextTimer = 0;
@@ -810,7 +860,7 @@ function pastConversationsOf(contactId) {
 
 /** The system list's notices still to read, as its entry shows them: none while it is in view. */
 function systemUnseen() {
-  return isViewing(SYSTEM_ID) ? 0 : state.system.unseen;
+  return isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items);
 }
 
 function updateBadge() {
@@ -1251,6 +1301,10 @@ function onStorage(event) {
     onTokenStored(event.newValue);
     return;
   }
+  if (event.key === CONTEXT_KEY) {
+    onContextStored(event.newValue);
+    return;
+  }
   // Only the box's own kind: a note typed in another tab never shows in a reply box.
   const own = draftsOf(state.mode);
   const id = own.contactOf(event.key) ?? draftsOf(state.mode === "note" ? "reply" : "note")
@@ -1650,9 +1704,9 @@ function handleSystem(data) {
   // marked, nothing to read.
   const quiet = isReport(msg);
   if (!known) {
-    state.system.items.push(data);
+    // A report is never counted, so it is read as it comes.
+    state.system.items.push({ ...data, read: quiet || isViewing(SYSTEM_ID) });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
-    if (!isViewing(SYSTEM_ID) && !quiet) state.system.unseen += 1;
     scheduleSaveContext();
   }
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
@@ -1695,7 +1749,7 @@ function handleSystem(data) {
     else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
       const fresh = !state.contacts.has(followerId) || state.transferred.has(followerId);
       leaveWaiting(followerId);
-      onAssigned(followerId, msg);
+      onAssigned(followerId, msg, Number(data.send_time) || nowS());
       if (!known && fresh && msg.event !== "claimed") {
         raiseAlert("follower", followerId, msg.follower_name || followerId);
       }
@@ -1745,6 +1799,14 @@ function onTransferredOut(followerId, msg, data) {
   saveContext();
 }
 
+/** A follower handed over is off that list since `at`: other tabs' older copies must not list it
+ * again (saveContext). */
+function returned(followerId, at) {
+  state.returned.delete(followerId);
+  state.returned.set(followerId, { contact_id: followerId, at });
+  scheduleSaveContext();
+}
+
 /** The follower's client reported a new place (a LOCATION 102): its header shows it at once. */
 function onLocation(followerId, msg, data) {
   const contact = state.contacts.get(followerId) ?? state.transferred.get(followerId);
@@ -1763,7 +1825,7 @@ const FORGET_EVENTS = ["user_authorization_revoke", "user_authorization_cancella
 function onForgotten(followerId) {
   leaveWaiting(followerId);
   state.contacts.delete(followerId);
-  state.transferred.delete(followerId);
+  if (state.transferred.delete(followerId)) returned(followerId, nowS());
   state.convs.delete(followerId);
   drafts.set(followerId, "");
   noteDrafts.set(followerId, "");
@@ -1789,8 +1851,10 @@ function onClosed(followerId) {
 }
 
 /** A follower is (again) ours: a new one, one we closed that wrote again, or a transfer in. */
-function onAssigned(followerId, msg) {
-  const wasAway = state.transferred.delete(followerId) || !state.contacts.has(followerId);
+function onAssigned(followerId, msg, at) {
+  const back = state.transferred.delete(followerId);
+  if (back) returned(followerId, at);
+  const wasAway = back || !state.contacts.has(followerId);
   let contact = state.contacts.get(followerId);
   if (!contact) {
     contact = {
@@ -2751,7 +2815,7 @@ function openContact(contactId) {
   }
   el.app.classList.add("show-conversation");
   if (contactId === SYSTEM_ID) {
-    state.system.unseen = 0;
+    markSystemRead();
   } else {
     markRead(contactId);
     const c = conv(contactId);
@@ -3993,9 +4057,8 @@ function init() {
   });
   document.addEventListener("visibilitychange", () => {
     // Back on a tab left on the system list: what came meanwhile is read now, as in a follower's.
-    if (isViewing(SYSTEM_ID) && state.system.unseen > 0) {
-      state.system.unseen = 0;
-      scheduleSaveContext();
+    if (isViewing(SYSTEM_ID) && unreadNotices(state.system.items) > 0) {
+      markSystemRead();
       renderContacts();
     }
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
