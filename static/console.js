@@ -1305,14 +1305,22 @@ function onStorage(event) {
     onContextStored(event.newValue);
     return;
   }
-  // Only the box's own kind: a note typed in another tab never shows in a reply box.
-  const own = draftsOf(state.mode);
-  const id = own.contactOf(event.key) ?? draftsOf(state.mode === "note" ? "reply" : "note")
-    .contactOf(event.key);
+  const id = drafts.contactOf(event.key) ?? noteDrafts.contactOf(event.key);
+  if (!id) return;
   // The list shows the other conversations' drafts.
-  if (id) renderContacts();
-  if (!id || id !== state.current || !own.contactOf(event.key)) return;
-  setReplyText(own.get(id));
+  renderContacts();
+  if (id !== state.current) return;
+  // The box shows what a reload would (openContact): the reply, else a note, each in its own
+  // mode, so a note never lands in a reply box. Left in the other mode, this box kept the other
+  // kind's older copy, and switching it over wrote that over what the other tab had typed since.
+  const reply = drafts.get(id);
+  const note = reply ? "" : noteDrafts.get(id);
+  const mode = reply ? "reply" : note ? "note" : state.mode;
+  if (mode !== state.mode) setMode(mode);
+  const text = mode === "reply" ? reply : note;
+  // Unchanged, it is left alone: an input method composing here goes on.
+  if (el.reply.value === text) return;
+  setReplyText(text);
   autosize();
 }
 

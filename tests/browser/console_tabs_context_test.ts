@@ -4,6 +4,8 @@
 // under way when it came) never showed there, and that tab's save took it from the list the
 // next reload read; and a follower handed back to us, the notice missed by one tab, stayed listed
 // as handed over there, and after that tab's save in every tab, out of the agent's list.
+// And a tab left in the other mode (reply or note) kept that kind's older copy in its box:
+// switched over, it wrote the copy over what the other tab had typed since.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -164,6 +166,52 @@ browserTest(
       } finally {
         await colleague.close();
       }
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a tab in the other mode does not write its old copy over a draft",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      await postFollowerMessage(server.base, "oRefund", { MsgType: "text", Content: "退款呢" });
+      for (const page of [two, one]) {
+        await page.bringToFront();
+        await openConsole(page, server.base, AGENT);
+        await page.locator('.contact[data-contact-id="oRefund"]').click();
+        await page.locator(".msg.in", { hasText: "退款呢" }).waitFor();
+      }
+      const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
+      const box = (page: Page, text: string) =>
+        page.waitForFunction(`document.querySelector("#reply").value === ${JSON.stringify(text)}`);
+
+      await t.step("turned to a note in one tab, it is a note in the other", async () => {
+        await one.locator("#reply").fill("您好，退款");
+        await box(two, "您好，退款");
+        await two.bringToFront();
+        await two.locator("#mode-note").click();
+        await one.waitForFunction(`document.querySelector("#composer").dataset.mode === "note"`);
+        assert.equal(await one.locator("#reply").inputValue(), "您好，退款");
+      });
+
+      await t.step("typed on in one, turned back in the other: nothing typed is lost", async () => {
+        await one.bringToFront();
+        await one.locator("#reply").fill("您好，退款已经批准");
+        await box(two, "您好，退款已经批准");
+        await two.bringToFront();
+        await two.locator("#mode-reply").click();
+        await one.waitForFunction(`document.querySelector("#composer").dataset.mode === "reply"`);
+        assert.equal(await one.locator("#reply").inputValue(), "您好，退款已经批准");
+        await reload(one);
+        await one.locator('.contact[data-contact-id="oRefund"]').click();
+        assert.equal(await one.locator("#reply").inputValue(), "您好，退款已经批准");
+        assert.equal(await mode(one), "reply");
+      });
     } finally {
       await server.close();
     }
