@@ -62,7 +62,12 @@ import {
   SYSTEM_ID,
 } from "./console/protocol.js";
 import * as win from "./console/message_window.js";
-import { createAlerter, loadAlertSettings, saveAlertSettings } from "./console/alerts.js";
+import {
+  alertSettingsKey,
+  createAlerter,
+  loadAlertSettings,
+  saveAlertSettings,
+} from "./console/alerts.js";
 import { createMessageBody } from "./console/message_body.js";
 import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
 import {
@@ -587,6 +592,30 @@ function adoptContext(saved) {
 
 function restoreContext() {
   adoptContext(parseContext(localStorageOrNull()?.getItem(CONTEXT_KEY)));
+}
+
+/**
+ * Another tab changed a setting of this agent's (capacity, alerts, theme): it holds here too. Kept
+ * as this tab had it, the next reconnect here sent the old capacity to the bridge, and a change
+ * of another alert here saved the old value of the one changed there. True when `key` was one.
+ */
+function onSettingStored(key) {
+  if (key === capacityKey) {
+    state.capacity = readCapacity();
+    state.capacityError = "";
+    renderCapacity();
+  } else if (key === alertSettingsKey(userid)) {
+    alertSettings = loadAlertSettings(localStorageOrNull() ?? memoryStorage(), userid);
+    updateBadge();
+    renderViews();
+  } else if (key === THEME_KEY) {
+    state.theme = readTheme();
+    applyTheme();
+    renderViews();
+  } else {
+    return false;
+  }
+  return true;
 }
 
 /** Another tab saved the context: what it saw, read and undid shows here too. */
@@ -1305,6 +1334,7 @@ function onStorage(event) {
     onContextStored(event.newValue);
     return;
   }
+  if (onSettingStored(event.key)) return;
   const id = drafts.contactOf(event.key) ?? noteDrafts.contactOf(event.key);
   if (!id) return;
   // The list shows the other conversations' drafts.
@@ -1358,7 +1388,13 @@ function connect() {
     conn.lastHeartbeatAt = 0;
     setConn("connected");
     // The bridge keeps the capacity, but this browser is where the agent set it: say it again
-    // on every (re)connect, so a restarted bridge or another console cannot leave it stale.
+    // on every (re)connect, so a restarted bridge or another console cannot leave it stale. As
+    // last set in any tab of this browser: one frozen in the background heard of no change.
+    const saved = readCapacity();
+    if (saved !== undefined && saved !== state.capacity) {
+      state.capacity = saved;
+      renderCapacity();
+    }
     sendCapacity();
     flushOutbox();
     if (state.contactsLoaded) scheduleContactsRefresh(300);

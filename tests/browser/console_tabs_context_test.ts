@@ -5,12 +5,21 @@
 // next reload read; and a follower handed back to us, the notice missed by one tab, stayed listed
 // as handed over there, and after that tab's save in every tab, out of the agent's list.
 // And a tab left in the other mode (reply or note) kept that kind's older copy in its box:
-// switched over, it wrote the copy over what the other tab had typed since.
+// switched over, it wrote the copy over what the other tab had typed since. Settings changed in
+// one tab stayed old in the other: its next reconnect said the old capacity to the bridge, and a
+// change of another alert there saved the old value of the one changed here.
 
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
+import type { Page, WebSocketRoute } from "playwright-core";
 import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
-import { browserTest, openConsole, openPage, openTab, postFollowerMessage } from "./browser.ts";
+import {
+  browserTest,
+  openConsole,
+  openPage,
+  openTab,
+  postFollowerMessage,
+  waitUntil,
+} from "./browser.ts";
 
 const AGENT = "agentA";
 
@@ -217,3 +226,72 @@ browserTest(
     }
   },
 );
+
+browserTest("a setting changed in one tab holds in the other", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { context, page: one } = await openPage(browser);
+    await openConsole(one, server.base, AGENT);
+    const setCapacity = async (page: Page, max: string) => {
+      await page.locator("#capacity-button").click();
+      await page.locator("#capacity-input").fill(max);
+      await page.locator("#capacity-input").press("Enter");
+      await page.locator("#capacity-form").waitFor({ state: "hidden" });
+    };
+    const capacity = async () => (await server.store.getAgent(AGENT))?.capacity;
+    await setCapacity(one, "5");
+    await waitUntil(async () => (await capacity()) === 5, () => "capacity 5 not stored");
+    // Tab two's socket goes through here, so the test can drop it and watch what it says.
+    const two = await openTab(context);
+    let socket: WebSocketRoute | null = null;
+    const said: string[] = [];
+    await two.routeWebSocket(/\/msg\?/, (ws) => {
+      socket = ws;
+      const bridge = ws.connectToServer();
+      ws.onMessage((frame) => {
+        said.push(String(frame));
+        bridge.send(frame);
+      });
+    });
+    await openConsole(two, server.base, AGENT);
+
+    await t.step("the capacity: shown there, and said again on its reconnect", async () => {
+      await one.bringToFront();
+      await setCapacity(one, "3");
+      await waitUntil(async () => (await capacity()) === 3, () => "capacity 3 not stored");
+      await two.locator("#capacity-value", { hasText: "3" }).waitFor();
+      const before = said.length;
+      await socket!.close({ code: 1012, reason: "restart" });
+      await waitUntil(
+        () => said.slice(before).some((f) => f.includes('"capacity"')),
+        () => "no capacity after the reconnect",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await capacity(), 3, "the other tab said its old capacity again");
+    });
+
+    await t.step("alerts: one off here, another there, both stay off", async () => {
+      const toggle = async (page: Page, id: string) => {
+        await page.bringToFront();
+        await page.locator("#settings-button").click();
+        await page.locator(id).uncheck();
+        await page.locator("#settings-panel").press("Escape");
+      };
+      await toggle(one, "#alert-sound");
+      await toggle(two, "#alert-badge");
+      await reload(one);
+      await one.locator("#settings-button").click();
+      assert.equal(await one.locator("#alert-sound").isChecked(), false, "sound back on");
+      assert.equal(await one.locator("#alert-badge").isChecked(), false);
+      await one.locator("#settings-panel").press("Escape");
+    });
+
+    await t.step("the theme follows at once", async () => {
+      await one.locator("#settings-button").click();
+      await one.locator("#settings-theme").selectOption("dark");
+      await two.waitForFunction(`document.documentElement.dataset.theme === "dark"`);
+    });
+  } finally {
+    await server.close();
+  }
+});
