@@ -459,6 +459,30 @@ function previewOf(msgType, msg) {
   }
 }
 
+/** Kinds whose preview GET contacts gives as "[image]" or a bare title, in no language of ours. */
+const MEDIA_KINDS = [
+  "image",
+  "voice",
+  "video",
+  "shortvideo",
+  "location",
+  "link",
+  "news",
+  "miniprogrampage",
+];
+
+/** A list entry's last message as the thread would say it: the bridge's preview of a picture
+ * ("[image]") turned the page's "[图片]" into English a second after it came. */
+function listPreview(last) {
+  const text = String(last.preview ?? "");
+  if (last.local) return text;
+  // A waiting notice's preview comes with no msg_type: "[image]" names it.
+  const kind = last.msg_type ?? text.match(/^\[([a-z]+)\]$/)?.[1];
+  if (!MEDIA_KINDS.includes(kind)) return text;
+  // A link's preview is its title, when it has one.
+  return previewOf(kind, text === `[${kind}]` ? {} : { title: text });
+}
+
 function initialsOf(name) {
   const text = String(name ?? "").trim();
   if (!text) return "?";
@@ -701,6 +725,7 @@ function renderViews() {
       <${WaitingList} t=${t} waiting=${state.triage === "all" || state.triage === "waiting"
         ? state.waiting
         : []} taking=${state.taking} onTake=${takeFollower}
+        preview=${(w) => listPreview(w.last_message ?? { preview: w.preview })}
         since=${(w) =>
           w.since ? t("waiting.for", { d: formatDuration(nowS() - Number(w.since)) }) : ""} />
     `,
@@ -1199,7 +1224,17 @@ async function loadContacts() {
   for (const contact of contacts) {
     if (!contact?.contact_id) continue;
     listed.add(contact.contact_id);
-    const merged = { ...state.contacts.get(contact.contact_id), ...contact };
+    const before = state.contacts.get(contact.contact_id);
+    const merged = { ...before, ...contact };
+    // The bridge's preview of the last message this page drew says less (no voice's recognition,
+    // no label): the page's own stays until a newer message.
+    const mine = before?.last_message;
+    const theirs = contact.last_message;
+    if (
+      mine?.local && theirs && mine.msg_type === theirs.msg_type &&
+      mine.direction === theirs.direction &&
+      Number(before.last_message_time) >= Number(contact.last_message_time)
+    ) merged.last_message = mine;
     state.contacts.set(contact.contact_id, merged);
     // A rename on its way: the bridge has it once the list shows it; until then, ours shows.
     nameFromBridge(merged, contact.name);
@@ -1653,6 +1688,7 @@ function handleIncoming(data) {
   }
   if (isNew && fromAgent) {
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       // As in the thread: a colleague's "system" message does not read as the system's notice.
       preview: msg.msg_type === "system" ? "[system]" : previewOf(msg.msg_type, msg.msg),
@@ -1667,6 +1703,7 @@ function handleIncoming(data) {
   } else if (isNew) {
     const at = Number(msg.send_time) || nowS();
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       preview: previewOf(msg.msg_type, msg.msg),
       direction: "in",
@@ -1710,6 +1747,7 @@ function handleEcho(data) {
   }
   if (isNew || msg.local) {
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       preview: previewOf(msg.msg_type, msg.msg),
       direction: "out",
@@ -2107,7 +2145,7 @@ function sendReply(text) {
   });
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
-  contact.last_message = { msg_type: "text", preview: text, direction: "out" };
+  contact.last_message = { local: true, msg_type: "text", preview: text, direction: "out" };
   contact.last_message_time = nowS();
   contact.touched = ++touchCounter;
   renderContacts();
@@ -2327,6 +2365,7 @@ async function runUpload(contactId, msg) {
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = {
+    local: true,
     msg_type: msg.msg_type,
     preview: previewOf(msg.msg_type, msg.msg),
     direction: "out",
@@ -2670,7 +2709,7 @@ function contactItem(contact) {
   const preview = draft
     ? [h("span", { class: "draft-tag" }, t("list.draft")), draft.split("\n", 1)[0]]
     : last
-    ? `${by}${last.preview ?? ""}`
+    ? `${by}${listPreview(last)}`
     : "";
   const closed = contact.status === "closed";
   return h(

@@ -1,0 +1,88 @@
+// The console over a whole shift, worked as an agent works it: thirty followers writing, pictures
+// and voice coming in, a transfer in and out, a reload mid-draft, a network drop, the system list.
+// A picture's or a voice's entry in the list said "[Image]" (or "[Voice]" and what WeChat heard)
+// as it came, then the bridge's "[image]" or "[voice]" a second later, when GET contacts was read
+// again, in English in a Chinese console too; so did the waiting queue's.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
+import { startBridge } from "../helpers/server.ts";
+import { browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+
+const AGENT = "agentA";
+
+const preview = (page: Page, id: string) =>
+  page.locator(`.contact[data-contact-id="${id}"] .contact-preview`).innerText();
+
+/** Waits for the console's next read of GET contacts and the render after it. */
+async function contactsReadAgain(page: Page): Promise<void> {
+  await page.waitForResponse((res) => res.url().includes("/contacts?"), { timeout: 10_000 });
+  await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))");
+}
+
+browserTest(
+  "a picture's and a voice's list entry says what they are, read again too",
+  async (t, browser) => {
+    const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+    fake.addMedia("img1", await makePng(64, 48), "image/png");
+    fake.addMedia(
+      "voc1",
+      await Deno.readFile(new URL("../fixtures/media/voice.amr", import.meta.url)),
+      "audio/amr",
+    );
+    const server = await startBridge({
+      env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+    });
+    try {
+      const { context, page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+
+      await t.step("as they come, and after GET contacts is read again", async () => {
+        await postFollowerMessage(server.base, "oPic", { MsgType: "image", MediaId: "img1" });
+        await postFollowerMessage(server.base, "oVoice", {
+          MsgType: "voice",
+          MediaId: "voc1",
+          Format: "amr",
+          Recognition: "我要退货",
+        });
+        await page.locator('.contact[data-contact-id="oVoice"]').waitFor();
+        assert.equal(await preview(page, "oPic"), "[Image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
+        // A new message has the list read again 1.5 s later.
+        await contactsReadAgain(page);
+        assert.equal(await preview(page, "oPic"), "[Image]", "the bridge's [image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
+      });
+
+      await t.step("after a reload, from GET contacts alone", async () => {
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await page.locator('.contact[data-contact-id="oPic"]').waitFor();
+        assert.equal(await preview(page, "oPic"), "[Image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice]");
+      });
+
+      await t.step("in the waiting queue", async () => {
+        // Another agent, at its limit of none, sees the follower nobody could take wait.
+        const other = await openPage(browser);
+        await other.context.addInitScript(`localStorage.setItem("wxbridge.capacity:agentC", "0")`);
+        await openConsole(other.page, server.base, "agentC");
+        await page.locator("#capacity-button").click();
+        await page.locator("#capacity-input").fill("0");
+        await page.locator("#capacity-input").press("Enter");
+        await page.locator("#capacity-form").waitFor({ state: "hidden" });
+        await new Promise((r) => setTimeout(r, 300));
+        await postFollowerMessage(server.base, "oQueued", { MsgType: "image", MediaId: "img1" });
+        const entry = page.locator('.waiting-entry[data-contact-id="oQueued"] .waiting-preview');
+        await entry.waitFor();
+        assert.equal(await entry.innerText(), "[Image]");
+        await other.context.close();
+      });
+      await context.close();
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
