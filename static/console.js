@@ -44,6 +44,7 @@ import {
   createConversation,
   findByClientId as findIn,
   ordersBefore,
+  pageOrders,
   pendingReplies as pendingIn,
   rekeyClientId,
   removeMessage,
@@ -1270,9 +1271,11 @@ async function loadHistory(contactId, { older = false } = {}) {
     // An older page goes before what this page holds, also among messages of the same second
     // (a follower's burst split by the page's edge showed its older half after the newer).
     const first = older ? ordersBefore(c, items.length) : undefined;
+    // The newest page keeps its order among what came live, within a second too (pageOrders).
+    const orders = older ? items.map((_, i) => first + i) : pageOrders(c, items);
     items.forEach((item, i) => {
       const data = item.direction === "note" ? { ...item, direction: "note" } : item;
-      upsertMessage(contactId, data, first === undefined ? undefined : first + i);
+      upsertMessage(contactId, data, orders[i]);
     });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;

@@ -2,12 +2,14 @@
 // and voice coming in, a transfer in and out, a reload mid-draft, a network drop, the system list.
 // A picture's or a voice's entry in the list said "[Image]" (or "[Voice]" and what WeChat heard)
 // as it came, then the bridge's "[image]" or "[voice]" a second later, when GET contacts was read
-// again, in English in a Chinese console too; so did the waiting queue's.
+// again, in English in a Chinese console too; so did the waiting queue's. And a follower handed
+// over to us showed what it had said to the other agent (read from the history) after what it
+// said to us since, when both fell in one second.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
-import { startBridge } from "../helpers/server.ts";
+import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
 import { browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
 
 const AGENT = "agentA";
@@ -86,3 +88,51 @@ browserTest(
     }
   },
 );
+
+browserTest("a follower handed over to us reads in the order it wrote", async (_t, browser) => {
+  const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+  fake.addMedia("img1", await makePng(64, 48), "image/png");
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "先来的" });
+    await page.locator('.contact[data-contact-id="oHere"]').click();
+    const colleague = await connectRoutedAgent(server, "agentB");
+    try {
+      // One second for both: the picture to the colleague, the words to us after the transfer.
+      const second = Math.floor(Date.now() / 1000) - 30;
+      await postFollowerMessage(server.base, "oMoved", {
+        ToUserName: "agentB",
+        MsgType: "image",
+        MediaId: "img1",
+        CreateTime: second,
+      });
+      await colleague.waitFor((e) => e.data.contact_id === "oMoved");
+      colleague.send({
+        data: { msg_type: "transfer", client_id: "t1", contact_id: "oMoved", msg: { to: AGENT } },
+        result: { code: 0, message: "command" },
+      });
+      await page.locator('.contact[data-contact-id="oMoved"]').waitFor();
+      await postFollowerMessage(server.base, "oMoved", {
+        MsgType: "text",
+        Content: "图片收到了吗",
+        CreateTime: second,
+      });
+      await page.locator('.contact[data-contact-id="oMoved"]', { hasText: "图片收到了吗" })
+        .waitFor();
+      await page.locator('.contact[data-contact-id="oMoved"]').click();
+      await page.locator("#messages .msg.type-image").waitFor();
+      const order = await page.evaluate(`[...document.querySelectorAll("#messages .msg.in")]
+        .map((n) => n.dataset.msgType)`);
+      assert.deepEqual(order, ["image", "text"], "what it said since came before what it said");
+    } finally {
+      await colleague.close();
+    }
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
