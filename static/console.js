@@ -1333,7 +1333,13 @@ function ensureContact(contactId, data, { agent = false } = {}) {
 
 function isViewing(contactId) {
   return Boolean(contactId) && state.current === contactId &&
-    document.visibilityState === "visible";
+    document.visibilityState === "visible" && conversationOnScreen();
+}
+
+/** On a phone the list and the conversation take turns on the screen: back at the list, the one
+ * left open is out of sight, and what its follower wrote was read (no count) though unseen. */
+function conversationOnScreen() {
+  return !isNarrow() || el.app.classList.contains("show-conversation");
 }
 
 function markRead(contactId, { send = true } = {}) {

@@ -4,7 +4,8 @@
 // as it came, then the bridge's "[image]" or "[voice]" a second later, when GET contacts was read
 // again, in English in a Chinese console too; so did the waiting queue's. And a follower handed
 // over to us showed what it had said to the other agent (read from the history) after what it
-// said to us since, when both fell in one second.
+// said to us since, when both fell in one second. On a phone, back at the list, what the follower
+// left open wrote (or the system list, left open) was read at once, no count, though off screen.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -136,3 +137,48 @@ browserTest("a follower handed over to us reads in the order it wrote", async (_
     await fake.close();
   }
 });
+
+browserTest(
+  "on a phone, back at the list, the one left open counts what comes",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser, "phone");
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oLeft", { MsgType: "text", Content: "在吗" });
+      const entry = page.locator('.contact[data-contact-id="oLeft"]');
+
+      await t.step("a follower's conversation", async () => {
+        await entry.tap();
+        await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+        await page.locator("#back-button").tap();
+        await page.locator("#contact-list").waitFor();
+        await postFollowerMessage(server.base, "oLeft", { MsgType: "text", Content: "人呢" });
+        await entry.filter({ hasText: "人呢" }).waitFor();
+        await entry.locator(".unread", { hasText: "1" }).waitFor({ timeout: 3000 });
+        await page.waitForFunction(`document.title.startsWith("(2) ")`); // and the assignment's
+        await entry.tap();
+        await page.locator(".msg.in", { hasText: "人呢" }).waitFor();
+        await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      });
+
+      await t.step("the system list", async () => {
+        await page.locator("#back-button").tap();
+        await page.locator(".system-entry").tap();
+        await page.locator("#messages .msg.note", { hasText: "oLeft" }).waitFor();
+        await page.waitForFunction(`!document.title.startsWith("(")`);
+        await page.locator("#back-button").tap();
+        await page.locator("#contact-list").waitFor();
+        await postFollowerMessage(server.base, "oLeft", {
+          MsgType: "event",
+          Event: "CLICK",
+          EventKey: "menu_help",
+        });
+        await page.locator(".system-entry", { hasText: "menu_help" }).waitFor();
+        await page.locator(".system-entry .unread", { hasText: "1" }).waitFor({ timeout: 3000 });
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
