@@ -32,10 +32,19 @@ import { matchesTriage, triageCounts } from "./console/triage.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import {
+  mergeNotices,
+  mergeTransferred,
+  NOTICES_KEPT,
+  parseContext,
+  TRANSFERRED_KEPT,
+  unreadNotices,
+} from "./console/context.js";
+import {
   compareMessages,
   createConversation,
   findByClientId as findIn,
   ordersBefore,
+  pageOrders,
   pendingReplies as pendingIn,
   rekeyClientId,
   removeMessage,
@@ -54,7 +63,12 @@ import {
   SYSTEM_ID,
 } from "./console/protocol.js";
 import * as win from "./console/message_window.js";
-import { createAlerter, loadAlertSettings, saveAlertSettings } from "./console/alerts.js";
+import {
+  alertSettingsKey,
+  createAlerter,
+  loadAlertSettings,
+  saveAlertSettings,
+} from "./console/alerts.js";
 import { createMessageBody } from "./console/message_body.js";
 import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
 import {
@@ -143,13 +157,17 @@ const state = {
   waiting: [],
   /** @type {Map<string, any>} contact_id -> conversation cache */
   convs: new Map(),
-  system: { items: [], unseen: 0 },
+  /** The system's notices, each `read` once seen in any of this agent's tabs */
+  system: { items: [] },
   current: null,
   filter: "",
   contactsLoaded: false,
   needsToken: false,
   /** @type {Map<string, any>} contact_id -> the contact as it was, plus transferred_to/_at */
   transferred: new Map(),
+  /** @type {Map<string, any>} contact_id -> {contact_id, at}: handed over, then back (or forgotten)
+   * at `at`, so another tab's older copy of the transfer does not list it again */
+  returned: new Map(),
   /** The open transfer form or close confirmation: {kind, contactId, busy, error, clientId} */
   action: null,
   /** Max open conversations set in this browser: a number, null (no limit), undefined (unset) */
@@ -442,6 +460,30 @@ function previewOf(msgType, msg) {
   }
 }
 
+/** Kinds whose preview GET contacts gives as "[image]" or a bare title, in no language of ours. */
+const MEDIA_KINDS = [
+  "image",
+  "voice",
+  "video",
+  "shortvideo",
+  "location",
+  "link",
+  "news",
+  "miniprogrampage",
+];
+
+/** A list entry's last message as the thread would say it: the bridge's preview of a picture
+ * ("[image]") turned the page's "[图片]" into English a second after it came. */
+function listPreview(last) {
+  const text = String(last.preview ?? "");
+  if (last.local) return text;
+  // A waiting notice's preview comes with no msg_type: "[image]" names it.
+  const kind = last.msg_type ?? text.match(/^\[([a-z]+)\]$/)?.[1];
+  if (!MEDIA_KINDS.includes(kind)) return text;
+  // A link's preview is its title, when it has one.
+  return previewOf(kind, text === `[${kind}]` ? {} : { title: text });
+}
+
 function initialsOf(name) {
   const text = String(name ?? "").trim();
   if (!text) return "?";
@@ -519,16 +561,23 @@ function applyTheme() {
   document.documentElement.dataset.theme = dark ? "dark" : "light";
 }
 
-/** What a reload would lose and the bridge does not resend: system messages (and how many of
- * them are unread) and the followers handed to other agents (bounded, per agent). */
+/** What a reload would lose and the bridge does not resend: system messages (which of them were
+ * read) and the followers handed to other agents (bounded, per agent). Merged with what this
+ * agent's other tabs saved since (console/context.js): written over, a tab's older copy took
+ * back notices the other had and read, and listed again followers it had seen come back. */
 function saveContext() {
+  const storage = localStorageOrNull();
+  if (!storage) return;
   try {
-    localStorageOrNull()?.setItem(
+    const changed = adoptContext(parseContext(storage.getItem(CONTEXT_KEY)));
+    if (changed) renderContacts();
+    if (changed && state.current) renderConversation();
+    storage.setItem(
       CONTEXT_KEY,
       JSON.stringify({
-        system: state.system.items.slice(-200),
-        systemUnseen: state.system.unseen,
-        transferred: [...state.transferred.values()].slice(-50),
+        system: state.system.items.slice(-NOTICES_KEPT),
+        transferred: [...state.transferred.values()].slice(-TRANSFERRED_KEPT),
+        returned: [...state.returned.values()],
         lastSeq: state.lastSeq,
       }),
     );
@@ -537,27 +586,82 @@ function saveContext() {
   }
 }
 
-function restoreContext() {
-  let saved;
-  try {
-    saved = JSON.parse(localStorageOrNull()?.getItem(CONTEXT_KEY) ?? "null");
-  } catch {
-    return;
-  }
-  if (!saved) return;
-  if (Array.isArray(saved.system)) state.system.items = saved.system;
-  // The notices listed unread stay counted: a reload read none of them.
-  const unseen = Number(saved.systemUnseen);
-  if (Number.isInteger(unseen) && unseen > 0) {
-    state.system.unseen = Math.min(unseen, state.system.items.length);
-  }
-  for (const entry of saved.transferred ?? []) {
-    if (entry?.contact_id) state.transferred.set(entry.contact_id, entry);
-  }
-  for (const data of state.system.items) {
+/** Takes in what another tab saved (parseContext): its notices and reads, its transfers and
+ * returns. True when this page's lists changed. */
+function adoptContext(saved) {
+  const items = state.system.items;
+  const unreadBefore = unreadNotices(items);
+  const merged = mergeNotices(items, saved.system, 500);
+  const known = new Set(items.map((item) => item.id));
+  state.system.items = merged;
+  for (const data of merged) {
+    if (known.has(data.id)) continue;
     const fid = data?.msg?.follower_id;
     if (fid) upsertMessage(String(fid), { ...data, direction: "system", note_for: fid });
   }
+  const before = state.transferred;
+  const both = mergeTransferred(state, saved);
+  state.transferred = both.transferred;
+  state.returned = both.returned;
+  let moved = false;
+  for (const id of state.transferred.keys()) {
+    // Handed over from the other tab while this one missed the notice: it leaves the list here.
+    if (!before.has(id)) state.contacts.delete(id);
+    moved ||= !before.has(id);
+  }
+  for (const id of before.keys()) moved ||= !state.transferred.has(id);
+  // Back with us: GET contacts lists it again.
+  if (moved && state.contactsLoaded) scheduleContactsRefresh(300);
+  return merged !== items || unreadNotices(merged) !== unreadBefore || moved;
+}
+
+function restoreContext() {
+  adoptContext(parseContext(localStorageOrNull()?.getItem(CONTEXT_KEY)));
+}
+
+/**
+ * Another tab changed a setting of this agent's (capacity, alerts, theme): it holds here too. Kept
+ * as this tab had it, the next reconnect here sent the old capacity to the bridge, and a change
+ * of another alert here saved the old value of the one changed there. True when `key` was one.
+ */
+function onSettingStored(key) {
+  if (key === capacityKey) {
+    state.capacity = readCapacity();
+    state.capacityError = "";
+    renderCapacity();
+  } else if (key === alertSettingsKey(userid)) {
+    alertSettings = loadAlertSettings(localStorageOrNull() ?? memoryStorage(), userid);
+    updateBadge();
+    renderViews();
+  } else if (key === THEME_KEY) {
+    state.theme = readTheme();
+    applyTheme();
+    renderViews();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/** Another tab saved the context: what it saw, read and undid shows here too. */
+function onContextStored(raw) {
+  if (!adoptContext(parseContext(raw))) return;
+  // A notice that came in there while this tab shows the system list is read here.
+  if (isViewing(SYSTEM_ID) && unreadNotices(state.system.items) > 0) markSystemRead();
+  renderContacts();
+  if (state.current) renderConversation();
+}
+
+/** The system list is seen: each notice in it is read, in this tab and (saved now) the others. */
+function markSystemRead() {
+  let changed = false;
+  for (const item of state.system.items) {
+    if (!item.read) {
+      item.read = true;
+      changed = true;
+    }
+  }
+  if (changed) saveContext();
 }
 
 let contextTimer = 0;
@@ -622,6 +726,7 @@ function renderViews() {
       <${WaitingList} t=${t} waiting=${state.triage === "all" || state.triage === "waiting"
         ? state.waiting
         : []} taking=${state.taking} onTake=${takeFollower}
+        preview=${(w) => listPreview(w.last_message ?? { preview: w.preview })}
         since=${(w) =>
           w.since ? t("waiting.for", { d: formatDuration(nowS() - Number(w.since)) }) : ""} />
     `,
@@ -808,8 +913,15 @@ function pastConversationsOf(contactId) {
 // ---------------------------------------------------------------------------------------------
 // Alerts and the favicon
 
+/** The system list's notices still to read, as its entry shows them: none while it is in view. */
+function systemUnseen() {
+  return isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items);
+}
+
 function updateBadge() {
-  let total = state.waiting.length;
+  // The system's notices count as the list counts them (reports never): left out, a notice came
+  // to an agent in another tab with no sign on this one's title or icon.
+  let total = state.waiting.length + systemUnseen();
   for (const c of state.contacts.values()) {
     if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
       total += Number(c.unread) || 0;
@@ -1113,7 +1225,17 @@ async function loadContacts() {
   for (const contact of contacts) {
     if (!contact?.contact_id) continue;
     listed.add(contact.contact_id);
-    const merged = { ...state.contacts.get(contact.contact_id), ...contact };
+    const before = state.contacts.get(contact.contact_id);
+    const merged = { ...before, ...contact };
+    // The bridge's preview of the last message this page drew says less (no voice's recognition,
+    // no label): the page's own stays until a newer message.
+    const mine = before?.last_message;
+    const theirs = contact.last_message;
+    if (
+      mine?.local && theirs && mine.msg_type === theirs.msg_type &&
+      mine.direction === theirs.direction &&
+      Number(before.last_message_time) >= Number(contact.last_message_time)
+    ) merged.last_message = mine;
     state.contacts.set(contact.contact_id, merged);
     // A rename on its way: the bridge has it once the list shows it; until then, ours shows.
     nameFromBridge(merged, contact.name);
@@ -1149,9 +1271,11 @@ async function loadHistory(contactId, { older = false } = {}) {
     // An older page goes before what this page holds, also among messages of the same second
     // (a follower's burst split by the page's edge showed its older half after the newer).
     const first = older ? ordersBefore(c, items.length) : undefined;
+    // The newest page keeps its order among what came live, within a second too (pageOrders).
+    const orders = older ? items.map((_, i) => first + i) : pageOrders(c, items);
     items.forEach((item, i) => {
       const data = item.direction === "note" ? { ...item, direction: "note" } : item;
-      upsertMessage(contactId, data, first === undefined ? undefined : first + i);
+      upsertMessage(contactId, data, orders[i]);
     });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
@@ -1209,7 +1333,13 @@ function ensureContact(contactId, data, { agent = false } = {}) {
 
 function isViewing(contactId) {
   return Boolean(contactId) && state.current === contactId &&
-    document.visibilityState === "visible";
+    document.visibilityState === "visible" && conversationOnScreen();
+}
+
+/** On a phone the list and the conversation take turns on the screen: back at the list, the one
+ * left open is out of sight, and what its follower wrote was read (no count) though unseen. */
+function conversationOnScreen() {
+  return !isNarrow() || el.app.classList.contains("show-conversation");
 }
 
 function markRead(contactId, { send = true } = {}) {
@@ -1244,14 +1374,27 @@ function onStorage(event) {
     onTokenStored(event.newValue);
     return;
   }
-  // Only the box's own kind: a note typed in another tab never shows in a reply box.
-  const own = draftsOf(state.mode);
-  const id = own.contactOf(event.key) ?? draftsOf(state.mode === "note" ? "reply" : "note")
-    .contactOf(event.key);
+  if (event.key === CONTEXT_KEY) {
+    onContextStored(event.newValue);
+    return;
+  }
+  if (onSettingStored(event.key)) return;
+  const id = drafts.contactOf(event.key) ?? noteDrafts.contactOf(event.key);
+  if (!id) return;
   // The list shows the other conversations' drafts.
-  if (id) renderContacts();
-  if (!id || id !== state.current || !own.contactOf(event.key)) return;
-  setReplyText(own.get(id));
+  renderContacts();
+  if (id !== state.current) return;
+  // The box shows what a reload would (openContact): the reply, else a note, each in its own
+  // mode, so a note never lands in a reply box. Left in the other mode, this box kept the other
+  // kind's older copy, and switching it over wrote that over what the other tab had typed since.
+  const reply = drafts.get(id);
+  const note = reply ? "" : noteDrafts.get(id);
+  const mode = reply ? "reply" : note ? "note" : state.mode;
+  if (mode !== state.mode) setMode(mode);
+  const text = mode === "reply" ? reply : note;
+  // Unchanged, it is left alone: an input method composing here goes on.
+  if (el.reply.value === text) return;
+  setReplyText(text);
   autosize();
 }
 
@@ -1289,7 +1432,13 @@ function connect() {
     conn.lastHeartbeatAt = 0;
     setConn("connected");
     // The bridge keeps the capacity, but this browser is where the agent set it: say it again
-    // on every (re)connect, so a restarted bridge or another console cannot leave it stale.
+    // on every (re)connect, so a restarted bridge or another console cannot leave it stale. As
+    // last set in any tab of this browser: one frozen in the background heard of no change.
+    const saved = readCapacity();
+    if (saved !== undefined && saved !== state.capacity) {
+      state.capacity = saved;
+      renderCapacity();
+    }
     sendCapacity();
     flushOutbox();
     if (state.contactsLoaded) scheduleContactsRefresh(300);
@@ -1548,6 +1697,7 @@ function handleIncoming(data) {
   }
   if (isNew && fromAgent) {
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       // As in the thread: a colleague's "system" message does not read as the system's notice.
       preview: msg.msg_type === "system" ? "[system]" : previewOf(msg.msg_type, msg.msg),
@@ -1562,6 +1712,7 @@ function handleIncoming(data) {
   } else if (isNew) {
     const at = Number(msg.send_time) || nowS();
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       preview: previewOf(msg.msg_type, msg.msg),
       direction: "in",
@@ -1605,6 +1756,7 @@ function handleEcho(data) {
   }
   if (isNew || msg.local) {
     contact.last_message = {
+      local: true,
       msg_type: msg.msg_type,
       preview: previewOf(msg.msg_type, msg.msg),
       direction: "out",
@@ -1643,9 +1795,9 @@ function handleSystem(data) {
   // marked, nothing to read.
   const quiet = isReport(msg);
   if (!known) {
-    state.system.items.push(data);
+    // A report is never counted, so it is read as it comes.
+    state.system.items.push({ ...data, read: quiet || isViewing(SYSTEM_ID) });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
-    if (!isViewing(SYSTEM_ID) && !quiet) state.system.unseen += 1;
     scheduleSaveContext();
   }
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
@@ -1688,7 +1840,7 @@ function handleSystem(data) {
     else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
       const fresh = !state.contacts.has(followerId) || state.transferred.has(followerId);
       leaveWaiting(followerId);
-      onAssigned(followerId, msg);
+      onAssigned(followerId, msg, Number(data.send_time) || nowS());
       if (!known && fresh && msg.event !== "claimed") {
         raiseAlert("follower", followerId, msg.follower_name || followerId);
       }
@@ -1738,6 +1890,14 @@ function onTransferredOut(followerId, msg, data) {
   saveContext();
 }
 
+/** A follower handed over is off that list since `at`: other tabs' older copies must not list it
+ * again (saveContext). */
+function returned(followerId, at) {
+  state.returned.delete(followerId);
+  state.returned.set(followerId, { contact_id: followerId, at });
+  scheduleSaveContext();
+}
+
 /** The follower's client reported a new place (a LOCATION 102): its header shows it at once. */
 function onLocation(followerId, msg, data) {
   const contact = state.contacts.get(followerId) ?? state.transferred.get(followerId);
@@ -1756,7 +1916,7 @@ const FORGET_EVENTS = ["user_authorization_revoke", "user_authorization_cancella
 function onForgotten(followerId) {
   leaveWaiting(followerId);
   state.contacts.delete(followerId);
-  state.transferred.delete(followerId);
+  if (state.transferred.delete(followerId)) returned(followerId, nowS());
   state.convs.delete(followerId);
   drafts.set(followerId, "");
   noteDrafts.set(followerId, "");
@@ -1782,8 +1942,10 @@ function onClosed(followerId) {
 }
 
 /** A follower is (again) ours: a new one, one we closed that wrote again, or a transfer in. */
-function onAssigned(followerId, msg) {
-  const wasAway = state.transferred.delete(followerId) || !state.contacts.has(followerId);
+function onAssigned(followerId, msg, at) {
+  const back = state.transferred.delete(followerId);
+  if (back) returned(followerId, at);
+  const wasAway = back || !state.contacts.has(followerId);
   let contact = state.contacts.get(followerId);
   if (!contact) {
     contact = {
@@ -1992,7 +2154,7 @@ function sendReply(text) {
   });
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
-  contact.last_message = { msg_type: "text", preview: text, direction: "out" };
+  contact.last_message = { local: true, msg_type: "text", preview: text, direction: "out" };
   contact.last_message_time = nowS();
   contact.touched = ++touchCounter;
   renderContacts();
@@ -2212,6 +2374,7 @@ async function runUpload(contactId, msg) {
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = {
+    local: true,
     msg_type: msg.msg_type,
     preview: previewOf(msg.msg_type, msg.msg),
     direction: "out",
@@ -2555,7 +2718,7 @@ function contactItem(contact) {
   const preview = draft
     ? [h("span", { class: "draft-tag" }, t("list.draft")), draft.split("\n", 1)[0]]
     : last
-    ? `${by}${last.preview ?? ""}`
+    ? `${by}${listPreview(last)}`
     : "";
   const closed = contact.status === "closed";
   return h(
@@ -2650,7 +2813,7 @@ function transferredItem(entry) {
 
 function systemItem() {
   const last = state.system.items.at(-1);
-  const unseen = state.current === SYSTEM_ID ? 0 : state.system.unseen;
+  const unseen = systemUnseen();
   return h(
     "li",
     {},
@@ -2744,7 +2907,7 @@ function openContact(contactId) {
   }
   el.app.classList.add("show-conversation");
   if (contactId === SYSTEM_ID) {
-    state.system.unseen = 0;
+    markSystemRead();
   } else {
     markRead(contactId);
     const c = conv(contactId);
@@ -3985,6 +4148,11 @@ function init() {
     refreshPending();
   });
   document.addEventListener("visibilitychange", () => {
+    // Back on a tab left on the system list: what came meanwhile is read now, as in a follower's.
+    if (isViewing(SYSTEM_ID) && unreadNotices(state.system.items) > 0) {
+      markSystemRead();
+      renderContacts();
+    }
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
       if (contact && Number(contact.unread) > 0) markRead(state.current);

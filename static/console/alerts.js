@@ -9,10 +9,15 @@ export const DEFAULT_SETTINGS = { sound: true, desktop: true, badge: true };
 /** The kinds of alert, each with its own tone. */
 export const TONES = { follower: [880, 1320], message: [660], closing: [440, 330] };
 
+/** The storage key of an agent's settings (its other tabs hear of a change by it). */
+export function alertSettingsKey(agentId) {
+  return SETTINGS_KEY + agentId;
+}
+
 /** The saved settings for an agent, defaults where unset. */
 export function loadAlertSettings(storage, agentId) {
   try {
-    const saved = JSON.parse(storage.getItem(SETTINGS_KEY + agentId) ?? "{}");
+    const saved = JSON.parse(storage.getItem(alertSettingsKey(agentId)) ?? "{}");
     return { ...DEFAULT_SETTINGS, ...pickBooleans(saved) };
   } catch {
     return { ...DEFAULT_SETTINGS };
@@ -22,7 +27,7 @@ export function loadAlertSettings(storage, agentId) {
 /** Keeps an agent's settings. */
 export function saveAlertSettings(storage, agentId, settings) {
   try {
-    storage.setItem(SETTINGS_KEY + agentId, JSON.stringify(pickBooleans(settings)));
+    storage.setItem(alertSettingsKey(agentId), JSON.stringify(pickBooleans(settings)));
   } catch {
     // No storage: the settings last for this page.
   }

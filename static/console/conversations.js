@@ -80,6 +80,36 @@ export function ordersBefore(c, count) {
   return (least === Infinity ? 0 : least) - count;
 }
 
+/**
+ * Orders for the newest page of history (oldest first) merged into `c`, one per item (undefined:
+ * as it comes, after all). A message `c` lacks that the page puts before one `c` holds goes right
+ * after the one before it in the page, or before everything when none is: a follower handed over
+ * to us had what it said to the other agent (history only) drawn after what it said to us since
+ * (live) whenever both fell in one second.
+ */
+export function pageOrders(c, items) {
+  const held = items.map((item) =>
+    (item.client_id && c.byClient.get(String(item.client_id))) ||
+    (item.id && c.byId.get(String(item.id))) || null
+  );
+  const orders = items.map(() => undefined);
+  const last = held.findLastIndex(Boolean);
+  const first = ordersBefore(c, held.findIndex(Boolean));
+  let after = null;
+  let run = 0;
+  for (let i = 0; i < last; i++) {
+    if (held[i]) {
+      after = held[i].order;
+      run = 0;
+      continue;
+    }
+    // Between two held orders (whole numbers): fractions keep the page's order in the gap.
+    orders[i] = after === null ? first + run : after + (run + 1) / 1024;
+    run += 1;
+  }
+  return orders;
+}
+
 /** Takes a message out (a cancelled upload). */
 export function removeMessage(c, msg) {
   c.byKey.delete(msg.key);

@@ -32,7 +32,7 @@ export function FilterBar({ t, filter, counts, onFilter, onSearch }) {
 }
 
 /** The waiting queue: who waits, since when, what they asked, and "take it". */
-export function WaitingList({ t, waiting, taking, onTake, since }) {
+export function WaitingList({ t, waiting, taking, onTake, since, preview }) {
   if (waiting.length === 0) return null;
   return html`
     <section class="waiting" id="waiting-live" aria-labelledby="waiting-title">
@@ -49,9 +49,7 @@ export function WaitingList({ t, waiting, taking, onTake, since }) {
                       <span class="contact-time">${since(w)}</span>
                     </span>
                     <span class="contact-row">
-                      <span class="contact-preview waiting-preview" dir="auto">${w.last_message
-                        ?.preview ??
-                        w.preview ?? ""}</span>
+                      <span class="contact-preview waiting-preview" dir="auto">${preview(w)}</span>
                     </span>
                   </span>
                   <button type="button" class="primary-button take-button"

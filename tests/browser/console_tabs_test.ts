@@ -3,7 +3,11 @@
 // conversation wrote its own box over the draft the other tab was typing, so a reload lost it.
 // And a tab behind another rendered nothing, its title's count included, until shown again.
 // A private note typed in one tab showed in the other's reply box (and came back as a reply after
-// a reload); and the other tab's draft landing mid-composition left Enter dead until a blur.
+// a reload): it shows there as a note; and the other tab's draft landing mid-composition left
+// Enter dead until a blur.
+// The system list's notices counted on its entry but not in the title or on the icon, so an
+// agent in another tab missed them; one that came to a hidden tab left on that list stayed
+// counted after the agent had seen it there.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -36,11 +40,12 @@ browserTest("two tabs of one agent share read state and drafts", async (t, brows
     };
 
     await t.step("read in one tab, it is read in the other, title and all", async () => {
-      assert.match(await two.title(), /^\(2\)/);
+      // Two messages, and the system's two notices that each follower is ours.
+      assert.match(await two.title(), /^\(4\)/);
       await open(one, "oAnn");
       await two.locator('.contact[data-contact-id="oAnn"] .unread').waitFor({ state: "detached" });
       assert.equal(await unread(two, "oBen"), 1, "only what was read");
-      assert.match(await two.title(), /^\(1\)/);
+      assert.match(await two.title(), /^\(3\)/);
     });
 
     await t.step("a tab moving on does not write over the draft the other is typing", async () => {
@@ -107,19 +112,64 @@ browserTest("a hidden tab's title and icon count what came in", async (t, browse
       page.evaluate(`window.__setHidden(${JSON.stringify(hidden)})`);
     const badge = () => page.locator('link[rel="icon"]').getAttribute("data-count");
 
+    const systemCount = () =>
+      page.evaluate(`document.querySelector(".system-entry .unread")?.textContent ?? ""`);
+
     await t.step("away in another tab, a new follower shows in the tab's title", async () => {
       await setHidden(true);
       await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "在吗" });
-      await page.waitForFunction(`document.title.startsWith("(1) ")`);
-      assert.equal(await badge(), "1");
-      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "有人吗" });
+      // Its message, and the system's notice that it is ours now.
       await page.waitForFunction(`document.title.startsWith("(2) ")`);
       assert.equal(await badge(), "2");
+      await postFollowerMessage(server.base, "oAway", { MsgType: "text", Content: "有人吗" });
+      await page.waitForFunction(`document.title.startsWith("(3) ")`);
+      assert.equal(await badge(), "3");
     });
 
     await t.step("back in the tab, the list has them", async () => {
       await setHidden(false);
       await page.locator('.contact[data-contact-id="oAway"] .unread', { hasText: "2" }).waitFor();
+      assert.equal(await systemCount(), "1");
+    });
+
+    await t.step("a system notice alone shows in the title and on the icon", async () => {
+      await page.locator('.contact[data-contact-id="oAway"]').click();
+      await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      await setHidden(true);
+      await postFollowerMessage(server.base, "oAway", {
+        MsgType: "event",
+        Event: "CLICK",
+        EventKey: "menu_invoice",
+      });
+      await page.waitForFunction(`document.title.startsWith("(2) ")`);
+      assert.equal(await badge(), "2");
+      await setHidden(false);
+      await page.locator(".system-entry .unread", { hasText: "2" }).waitFor();
+    });
+
+    await t.step("the system list opened, its notices leave the title", async () => {
+      await page.locator(".system-entry").click();
+      await page.waitForFunction(`!document.title.startsWith("(")`);
+      assert.equal(await badge(), "0");
+    });
+
+    await t.step("left open in a hidden tab, it counts; seen when the tab is back", async () => {
+      await setHidden(true);
+      await postFollowerMessage(server.base, "oAway", {
+        MsgType: "event",
+        Event: "CLICK",
+        EventKey: "menu_refund",
+      });
+      await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      assert.equal(await badge(), "1");
+      await setHidden(false);
+      await page.locator("#messages .msg.note", { hasText: "menu_refund" }).waitFor();
+      await page.waitForFunction(`!document.title.startsWith("(")`);
+      // Read in view: leaving the list does not bring its count back.
+      await page.locator('.contact[data-contact-id="oAway"]').click();
+      await page.locator("#conv-name", { hasText: "oAway" }).waitFor();
+      assert.equal(await systemCount(), "");
+      assert.equal(await badge(), "0");
     });
   } finally {
     await server.close();
@@ -142,7 +192,7 @@ browserTest("a private note being typed stays out of every reply box", async (t,
     const note = "内部：第三次要求退款，先别答应";
     const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
 
-    await t.step("the other tab's reply box does not get the note", async () => {
+    await t.step("the other tab's box shows it as the note it is, not as a reply", async () => {
       await one.locator("#mode-note").click();
       await one.locator("#reply").fill(note);
       // Storage events come in order: once this one is in, the note's would have been.
@@ -152,8 +202,8 @@ browserTest("a private note being typed stays out of every reply box", async (t,
         `Object.keys(localStorage).some((k) => k.endsWith(":oElse"))`,
       );
       await two.evaluate("new Promise((r) => setTimeout(r, 0))");
-      assert.equal(await mode(two), "reply");
-      assert.equal(await two.locator("#reply").inputValue(), "", "the note in a reply box");
+      assert.equal(await mode(two), "note", "the note in a reply box");
+      assert.equal(await two.locator("#reply").inputValue(), note);
     });
 
     await t.step("back in the conversation, and after a reload, it is still a note", async () => {

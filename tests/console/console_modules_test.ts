@@ -1,6 +1,6 @@
 // The console's plain modules (static/console/*.js), run by `deno test` without a browser:
-// drafts, reply limits, quick replies, triage, the message window, alerts, the string table and
-// which system notices are reports.
+// drafts, reply limits, quick replies, triage, the message window, alerts, the string table,
+// which system notices are reports, and the context two tabs share.
 
 import assert from "node:assert/strict";
 import { createDrafts, MAX_DRAFTS } from "../../static/console/drafts.js";
@@ -38,6 +38,13 @@ import {
 import { createTranslator, pickLanguage, STRINGS } from "../../static/console/i18n.js";
 import { AFTER, BEFORE, searchedText, snippetOf } from "../../static/console/search_snippet.js";
 import { isReport } from "../../static/console/reports.js";
+import {
+  mergeNotices,
+  mergeTransferred,
+  parseContext,
+  TRANSFERRED_KEPT,
+  unreadNotices,
+} from "../../static/console/context.js";
 
 /** A Storage with what the modules use. */
 function fakeStorage() {
@@ -379,4 +386,91 @@ Deno.test("isReport(): a follower's place, kf sessions and the account's own rep
   assert.equal(isReport({ event: "CLICK", follower_id: "o1", from_user_name: "o1" }), false);
   assert.equal(isReport({ event: "waiting_taken", agent_id: "a", follower_ids: ["o1"] }), false);
   assert.equal(isReport(undefined), false);
+});
+
+Deno.test("mergeNotices(): two tabs' system lists as one, read where either read it", async (t) => {
+  const notice = (id: string, seq: number, read = false, event = "assigned") => ({
+    id,
+    seq,
+    send_time: 1000 + seq,
+    read,
+    msg: { event, follower_id: `o${id}` },
+  });
+  await t.step("each once, in the order they came, read if read anywhere", () => {
+    const own = [notice("a", 1, true), notice("c", 3)];
+    const other = [notice("a", 1), notice("b", 2), notice("c", 3, true)];
+    const merged = mergeNotices(own, other);
+    assert.deepEqual(merged.map((n: { id?: string }) => n.id), ["a", "b", "c"]);
+    assert.deepEqual(merged.map((n: { read?: boolean }) => n.read), [true, false, true]);
+    assert.equal(unreadNotices(merged), 1);
+  });
+  await t.step("nothing new: the tab's own list, untouched", () => {
+    const own = [notice("a", 1), notice("b", 2)];
+    assert.equal(mergeNotices(own, [notice("a", 1)]), own);
+    assert.equal(mergeNotices(own, undefined), own);
+  });
+  await t.step("bounded to the newest; no id, not taken in", () => {
+    const other = [{ seq: 9, send_time: 1009, msg: {} }, notice("b", 2), notice("z", 8)];
+    const merged = mergeNotices([notice("a", 1), notice("b", 2)], other, 2);
+    assert.deepEqual(merged.map((n: { id?: string }) => n.id), ["b", "z"]);
+  });
+  await t.step("one missed goes after the one it came after, whatever its time", () => {
+    // A follower's LOCATION carries WeChat's CreateTime, here ahead of the bridge's clock.
+    const early = { ...notice("b", 2, false, "LOCATION"), send_time: 5000 };
+    const merged = mergeNotices([notice("a", 1), notice("c", 3)], [notice("a", 1), early]);
+    assert.deepEqual(merged.map((n: { id?: string }) => n.id), ["a", "b", "c"]);
+  });
+  await t.step("reports are never counted", () => {
+    assert.equal(unreadNotices([notice("a", 1, false, "LOCATION"), notice("b", 2)]), 1);
+  });
+});
+
+Deno.test("mergeTransferred(): the newest word per follower, its transfer or its return", () => {
+  const moved = (id: string, at: number) => ({ contact_id: id, transferred_at: at });
+  const own = {
+    transferred: new Map([["oKept", moved("oKept", 100)], ["oBack", moved("oBack", 100)]]),
+    returned: new Map(),
+  };
+  const other = {
+    transferred: [moved("oThere", 120), moved("oKept", 90)],
+    returned: [{ contact_id: "oBack", at: 150 }],
+  };
+  const merged = mergeTransferred(own, other);
+  assert.deepEqual([...merged.transferred.keys()].sort(), ["oKept", "oThere"]);
+  assert.equal(merged.transferred.get("oKept")?.transferred_at, 100);
+  // Handed over again after it came back: listed.
+  const again = mergeTransferred(
+    { transferred: new Map([["oBack", moved("oBack", 200)]]), returned: new Map() },
+    { transferred: [], returned: [{ contact_id: "oBack", at: 150 }] },
+  );
+  assert.deepEqual([...again.transferred.keys()], ["oBack"]);
+  const many = Array.from({ length: TRANSFERRED_KEPT + 5 }, (_, i) => moved(`o${i}`, i));
+  const bounded = mergeTransferred({ transferred: new Map(), returned: new Map() }, {
+    transferred: many,
+    returned: [],
+  });
+  assert.equal(bounded.transferred.size, TRANSFERRED_KEPT);
+  assert.equal(bounded.transferred.has("o0"), false, "the oldest go first");
+});
+
+Deno.test("parseContext() reads a saved context, also one saved before notices had read", () => {
+  assert.deepEqual(parseContext("{damaged"), {
+    system: [],
+    transferred: [],
+    returned: [],
+    lastSeq: 0,
+  });
+  const old = parseContext(JSON.stringify({
+    system: [
+      { id: "1", msg: { event: "assigned", follower_id: "oA" } },
+      { id: "2", msg: { event: "assigned", follower_id: "oB" } },
+      { id: "3", msg: { event: "LOCATION", follower_id: "oB" } },
+    ],
+    systemUnseen: 1,
+    lastSeq: 7,
+  }));
+  // The last notice to read is the one counted; the report after it was never counted.
+  assert.deepEqual(old.system.map((n) => n.read), [true, false, true]);
+  assert.equal(unreadNotices(old.system), 1);
+  assert.equal(old.lastSeq, 7);
 });

@@ -7,6 +7,7 @@ import {
   createConversation,
   findByClientId,
   ordersBefore,
+  pageOrders,
   pendingReplies,
   rekeyClientId,
   removeMessage,
@@ -136,6 +137,22 @@ Deno.test("the conversation cache merges history, replays and echoes", async (t)
       sortedMessages(burst).map((m: { id: string }) => m.id),
       ["b0", "b1", "b2", "b3", "b4"],
     );
+  });
+  await t.step("the newest page keeps its order among what came live, in one second", () => {
+    const live = createConversation();
+    // Live: a notice and the follower's words since; the page: what it said before, then those.
+    upsertMessage(live, { id: "n1", direction: "system", send_time: 700 }, 0);
+    upsertMessage(live, { id: "t2", send_time: 700 }, 0);
+    upsertMessage(live, { id: "t4", send_time: 700 }, 0);
+    const page = ["i0", "i1", "t2", "t3", "t4", "t5"].map((id) => ({ id, send_time: 700 }));
+    const orders = pageOrders(live, page);
+    assert.equal(orders[5], undefined, "after all it holds: as it comes");
+    page.forEach((item, i) => upsertMessage(live, item, 0, orders[i]));
+    assert.deepEqual(
+      sortedMessages(live).map((m: { id: string }) => m.id),
+      ["i0", "i1", "n1", "t2", "t3", "t4", "t5"],
+    );
+    assert.deepEqual(pageOrders(createConversation(), page), page.map(() => undefined));
   });
   await t.step("found by client_id anywhere; the outbox; retry and removal", () => {
     const other = createConversation();

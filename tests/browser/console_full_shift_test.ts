@@ -1,0 +1,184 @@
+// The console over a whole shift, worked as an agent works it: thirty followers writing, pictures
+// and voice coming in, a transfer in and out, a reload mid-draft, a network drop, the system list.
+// A picture's or a voice's entry in the list said "[Image]" (or "[Voice]" and what WeChat heard)
+// as it came, then the bridge's "[image]" or "[voice]" a second later, when GET contacts was read
+// again, in English in a Chinese console too; so did the waiting queue's. And a follower handed
+// over to us showed what it had said to the other agent (read from the history) after what it
+// said to us since, when both fell in one second. On a phone, back at the list, what the follower
+// left open wrote (or the system list, left open) was read at once, no count, though off screen.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startFakeWechat } from "../../tools/fake_wechat.ts";
+import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
+import { browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+
+const AGENT = "agentA";
+
+const preview = (page: Page, id: string) =>
+  page.locator(`.contact[data-contact-id="${id}"] .contact-preview`).innerText();
+
+/** Waits for the console's next read of GET contacts and the render after it. */
+async function contactsReadAgain(page: Page): Promise<void> {
+  await page.waitForResponse((res) => res.url().includes("/contacts?"), { timeout: 10_000 });
+  await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))");
+}
+
+browserTest(
+  "a picture's and a voice's list entry says what they are, read again too",
+  async (t, browser) => {
+    const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+    fake.addMedia("img1", await makePng(64, 48), "image/png");
+    fake.addMedia(
+      "voc1",
+      await Deno.readFile(new URL("../fixtures/media/voice.amr", import.meta.url)),
+      "audio/amr",
+    );
+    const server = await startBridge({
+      env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+    });
+    try {
+      const { context, page } = await openPage(browser);
+      await openConsole(page, server.base, AGENT);
+
+      await t.step("as they come, and after GET contacts is read again", async () => {
+        await postFollowerMessage(server.base, "oPic", { MsgType: "image", MediaId: "img1" });
+        await postFollowerMessage(server.base, "oVoice", {
+          MsgType: "voice",
+          MediaId: "voc1",
+          Format: "amr",
+          Recognition: "我要退货",
+        });
+        await page.locator('.contact[data-contact-id="oVoice"]').waitFor();
+        assert.equal(await preview(page, "oPic"), "[Image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
+        // A new message has the list read again 1.5 s later.
+        await contactsReadAgain(page);
+        assert.equal(await preview(page, "oPic"), "[Image]", "the bridge's [image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
+      });
+
+      await t.step("after a reload, from GET contacts alone", async () => {
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await page.locator('.contact[data-contact-id="oPic"]').waitFor();
+        assert.equal(await preview(page, "oPic"), "[Image]");
+        assert.equal(await preview(page, "oVoice"), "[Voice]");
+      });
+
+      await t.step("in the waiting queue", async () => {
+        // Another agent, at its limit of none, sees the follower nobody could take wait.
+        const other = await openPage(browser);
+        await other.context.addInitScript(`localStorage.setItem("wxbridge.capacity:agentC", "0")`);
+        await openConsole(other.page, server.base, "agentC");
+        await page.locator("#capacity-button").click();
+        await page.locator("#capacity-input").fill("0");
+        await page.locator("#capacity-input").press("Enter");
+        await page.locator("#capacity-form").waitFor({ state: "hidden" });
+        await new Promise((r) => setTimeout(r, 300));
+        await postFollowerMessage(server.base, "oQueued", { MsgType: "image", MediaId: "img1" });
+        const entry = page.locator('.waiting-entry[data-contact-id="oQueued"] .waiting-preview');
+        await entry.waitFor();
+        assert.equal(await entry.innerText(), "[Image]");
+        await other.context.close();
+      });
+      await context.close();
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest("a follower handed over to us reads in the order it wrote", async (_t, browser) => {
+  const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+  fake.addMedia("img1", await makePng(64, 48), "image/png");
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "先来的" });
+    await page.locator('.contact[data-contact-id="oHere"]').click();
+    const colleague = await connectRoutedAgent(server, "agentB");
+    try {
+      // One second for both: the picture to the colleague, the words to us after the transfer.
+      const second = Math.floor(Date.now() / 1000) - 30;
+      await postFollowerMessage(server.base, "oMoved", {
+        ToUserName: "agentB",
+        MsgType: "image",
+        MediaId: "img1",
+        CreateTime: second,
+      });
+      await colleague.waitFor((e) => e.data.contact_id === "oMoved");
+      colleague.send({
+        data: { msg_type: "transfer", client_id: "t1", contact_id: "oMoved", msg: { to: AGENT } },
+        result: { code: 0, message: "command" },
+      });
+      await page.locator('.contact[data-contact-id="oMoved"]').waitFor();
+      await postFollowerMessage(server.base, "oMoved", {
+        MsgType: "text",
+        Content: "图片收到了吗",
+        CreateTime: second,
+      });
+      await page.locator('.contact[data-contact-id="oMoved"]', { hasText: "图片收到了吗" })
+        .waitFor();
+      await page.locator('.contact[data-contact-id="oMoved"]').click();
+      await page.locator("#messages .msg.type-image").waitFor();
+      const order = await page.evaluate(`[...document.querySelectorAll("#messages .msg.in")]
+        .map((n) => n.dataset.msgType)`);
+      assert.deepEqual(order, ["image", "text"], "what it said since came before what it said");
+    } finally {
+      await colleague.close();
+    }
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
+
+browserTest(
+  "on a phone, back at the list, the one left open counts what comes",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser, "phone");
+      await openConsole(page, server.base, AGENT);
+      await postFollowerMessage(server.base, "oLeft", { MsgType: "text", Content: "在吗" });
+      const entry = page.locator('.contact[data-contact-id="oLeft"]');
+
+      await t.step("a follower's conversation", async () => {
+        await entry.tap();
+        await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+        await page.locator("#back-button").tap();
+        await page.locator("#contact-list").waitFor();
+        await postFollowerMessage(server.base, "oLeft", { MsgType: "text", Content: "人呢" });
+        await entry.filter({ hasText: "人呢" }).waitFor();
+        await entry.locator(".unread", { hasText: "1" }).waitFor({ timeout: 3000 });
+        await page.waitForFunction(`document.title.startsWith("(2) ")`); // and the assignment's
+        await entry.tap();
+        await page.locator(".msg.in", { hasText: "人呢" }).waitFor();
+        await page.waitForFunction(`document.title.startsWith("(1) ")`);
+      });
+
+      await t.step("the system list", async () => {
+        await page.locator("#back-button").tap();
+        await page.locator(".system-entry").tap();
+        await page.locator("#messages .msg.note", { hasText: "oLeft" }).waitFor();
+        await page.waitForFunction(`!document.title.startsWith("(")`);
+        await page.locator("#back-button").tap();
+        await page.locator("#contact-list").waitFor();
+        await postFollowerMessage(server.base, "oLeft", {
+          MsgType: "event",
+          Event: "CLICK",
+          EventKey: "menu_help",
+        });
+        await page.locator(".system-entry", { hasText: "menu_help" }).waitFor();
+        await page.locator(".system-entry .unread", { hasText: "1" }).waitFor({ timeout: 3000 });
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
