@@ -382,7 +382,9 @@ export function openJournalDir(
       next = id + 1;
     },
     read(after) {
-      return readJournalDir(dir, after, reported);
+      // Not a line this journal refused (its caller told so) and could not cut off: a reload
+      // after that refusal read it as a commit, and the next one, given its id, as applied.
+      return readJournalDir(dir, after, reported).filter((commit) => commit.id < next);
     },
     release(applied, all = false) {
       const gone: Promise<void>[] = [];
