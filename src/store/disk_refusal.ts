@@ -9,7 +9,9 @@ export class StoreRefusal extends Error {}
 export function isDiskRefusal(error: unknown): boolean {
   if (error instanceof StoreRefusal) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT") return true;
+  // EIO: the journal's fdatasync failed (STORE_FSYNC=1), its line cut off or never read, as
+  // SQLite's own "disk I/O error" below; it was a 500 with a stack trace, where WeChat retries 503.
+  if (code === "ENOSPC" || code === "EROFS" || code === "EDQUOT" || code === "EIO") return true;
   // node:sqlite and Deno KV give SQLite's own text, with no code. A file system remounted
   // read-only under an open database (ext4's errors=remount-ro) fails its writes with EROFS,
   // which SQLite reports as an I/O error: its transaction is rolled back, as on a full disk.

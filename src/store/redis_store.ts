@@ -87,8 +87,10 @@ const GAP_MS = 200;
 const RESTORE_RETRY_MS = 250;
 /** Redis's refusals that say "not now", the command not run: LOADING, BUSY (a script or
  * module past busy-reply-threshold), MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY (a master
- * demoted by a failover, until the connection finds the new one), NOREPLICAS. */
-const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS)\b/;
+ * demoted by a failover, until the connection finds the new one), NOREPLICAS, OOM (maxmemory
+ * reached under noeviction: a script is refused at its first write, before it wrote any, as
+ * a full disk refuses a commit). */
+const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS|OOM)\b/;
 /** A write refused by a replica: the connection leads to a demoted master (see reconnectOnError). */
 const READONLY_REPLY = /^READONLY\b/;
 

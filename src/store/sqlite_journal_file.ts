@@ -136,10 +136,11 @@ export function readJournalDir(
       const id = Number(line.slice(0, line.indexOf("\x1f")));
       const numbered = Number.isInteger(id) && id > 0;
       if (numbered && id <= last) continue;
-      // In its place but at the next segment's first id: a line refused and not cut off (an
-      // fdatasync then a truncate failing). The commit of that id is the next segment's; read
-      // first, the refused one took its place, and the one its caller was told of was dropped.
-      if (id === firstId + n && id >= next) continue;
+      // A segment's last line at or past the next segment's first id: one refused and not cut
+      // off (an fdatasync then a truncate failing; the segment ends there). The commit of that
+      // id is the next segment's; read first, the refused one took its place, and the one its
+      // caller was told of was dropped.
+      if (numbered && id >= next && n === lines.length - 1) continue;
       let commit: Commit;
       try {
         // One whose id is damaged too is only that line: stopping there, as a reader did, left
@@ -149,7 +150,7 @@ export function readJournalDir(
         // by something else only moves the later ones down): an id past its line's place is
         // damage still a number (a flipped bit in a digit), which read as a commit ahead of
         // the others had every later line skipped as applied.
-        if (id > firstId + n) {
+        if (id > firstId + n || id >= next) {
           throw new SyntaxError(
             `Cannot read a journal line: commit ${id} is past its place (line ${n + 1} of a ` +
               `segment from commit ${firstId})`,
@@ -395,7 +396,9 @@ export function openJournalDir(
       next = id + 1;
     },
     read(after) {
-      return readJournalDir(dir, after, reported);
+      // Not a line this journal refused (its caller told so) and could not cut off: a reload
+      // after that refusal read it as a commit, and the next one, given its id, as applied.
+      return readJournalDir(dir, after, reported).filter((commit) => commit.id < next);
     },
     release(applied, all = false) {
       const gone: Promise<void>[] = [];

@@ -91,6 +91,20 @@ let queuedBytes = 0;
 let timer: ReturnType<typeof setTimeout> | undefined;
 /** Handed-over commits were dropped by a failed write: read them back from the journal. */
 let lost = false;
+/** The last commit handed over. A read-back takes nothing after it: the store hands over every
+ * commit the journal took, and a line after them is one it refused and could not cut off (an
+ * fdatasync then a truncate failing), applied once it was the journal's last. */
+let handedUpTo = 0;
+
+/** The commit id a journal line begins with (its digits before the first US). */
+function idOfLine(line: Uint8Array): number {
+  let id = 0;
+  for (const byte of line) {
+    if (byte < 0x30 || byte > 0x39) break;
+    id = id * 10 + byte - 0x30;
+  }
+  return id;
+}
 
 /** Applies what was handed over; then `after` (a prune), then tells the store (and which
  * flush this answers). */
@@ -126,7 +140,7 @@ function start(request: WorkerStart): void {
   const read = (after: number) =>
     readJournalDir(request.journalDir, after, reported, (note) => {
       scope.postMessage({ type: "leftOut", note });
-    });
+    }).filter((commit) => commit.id <= handedUpTo);
   const checkpointer = setInterval(() => {
     try {
       // PASSIVE: copies what it can without waiting for, or blocking, a writer.
@@ -182,7 +196,9 @@ scope.onmessage = (event) => {
       const bytes = new Uint8Array(request.buffer);
       let start = 0;
       for (const end of request.ends) {
-        queue.push(bytes.subarray(start, end));
+        const line = bytes.subarray(start, end);
+        queue.push(line);
+        handedUpTo = Math.max(handedUpTo, idOfLine(line));
         start = end;
       }
       queuedBytes += start;

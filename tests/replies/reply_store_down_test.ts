@@ -579,3 +579,48 @@ Deno.test({
     });
   },
 });
+
+// A full Redis (`maxmemory` reached, `noeviction` as docs/redis.md asks) refuses every write with
+// OOM before it runs any: the store's full disk. It was answered as a bug: WeChat's callback a 500
+// "Internal error" with no Retry-After, an error logged for each, and an agent's socket frame
+// "Internal error: the message was not handled", naming no frame. Now it is "not now" as a full
+// disk is: 503 Retry-After, and the frame's -1 says the store is unavailable, send it again.
+Deno.test({
+  name:
+    "a full Redis (maxmemory) is 'not now': webhooks 503, a socket frame's -1 says send it again",
+  ignore: !available,
+  async fn() {
+    await withRedisBridge("/cgi-bin/message/custom/send", "oFull", async (s) => {
+      const admin = rawClient(`redis://127.0.0.1:${s.port}`);
+      try {
+        await admin.call("CONFIG", "SET", "maxmemory", "1");
+        const hook = await fetch(`${s.server.base}${B}/send_xml`, {
+          method: "POST",
+          body: textXml("oFull", "gh", "again", "8850002"),
+        });
+        const hookBody = await hook.json();
+        assert.equal(hook.status, 503, JSON.stringify(hookBody));
+        assert.equal(hook.headers.get("retry-after"), "1");
+
+        const frame = {
+          data: { msg_type: "text", contact_id: "oFull", client_id: "c-1", msg: { content: "x" } },
+        };
+        s.agent.send(frame);
+        const refusal = await s.agent.waitFor((e) => e.result.code === -1);
+        assert.match(refusal.result.message, /store is unavailable \(OOM .*send it again/);
+        assert.equal(refusal.data["client_id"], "c-1");
+        assert.equal(refusal.data["contact_id"], "oFull");
+        assert.deepEqual(s.fake.sent, []);
+
+        // Room again: the same client_id is sent, once.
+        await admin.call("CONFIG", "SET", "maxmemory", "0");
+        s.agent.send(frame);
+        await s.agent.waitFor((e) => e.data.msg?.["event"] === "reply_sent");
+        assert.equal(s.fake.sent.length, 1);
+      } finally {
+        await admin.call("CONFIG", "SET", "maxmemory", "0").catch(() => {});
+        admin.disconnect();
+      }
+    });
+  },
+});

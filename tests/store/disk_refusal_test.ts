@@ -30,8 +30,8 @@ Deno.test("isDiskRefusal() knows a full or read-only disk, and nothing else", as
       await Deno.remove(dir, { recursive: true });
     }
   });
-  await t.step("the codes of a full disk, a quota, a read-only file system", () => {
-    for (const code of ["ENOSPC", "EDQUOT", "EROFS"]) {
+  await t.step("the codes of a full disk, a quota, a read-only file system, an I/O error", () => {
+    for (const code of ["ENOSPC", "EDQUOT", "EROFS", "EIO"]) {
       assert.equal(isDiskRefusal(Object.assign(new Error("No space"), { code })), true, code);
     }
   });

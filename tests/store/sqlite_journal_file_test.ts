@@ -285,3 +285,34 @@ Deno.test("a line refused with STORE_FSYNC=1 that cannot be cut off is not read 
     return Promise.resolve();
   });
 });
+
+Deno.test("a line refused that cannot be cut off is not read after a line put in by damage either", async () => {
+  await withTempDir((dir) => {
+    const journal = openJournalDir(dir, 0, true);
+    const content = (i: number, who: string) => {
+      const commit = new CommitLine(i, 1000 + i);
+      commit.forgotten(who);
+      return new TextEncoder().encode(commit.text());
+    };
+    try {
+      journal.append(1, content(1, "first"));
+      // A line no reader takes, put in between: the refused one is not where its id says.
+      const [name] = files(dir);
+      Deno.writeTextFileSync(`${dir}/${name}`, "\0\0\0\0damaged\n", { append: true });
+      withSyncAndTruncateFailing(() => {
+        assert.throws(() => journal.append(2, content(2, "refused")), /os error 5/);
+      });
+      journal.append(2, content(2, "taken"));
+      journal.append(3, content(3, "after"));
+      const leftOut: number[] = [];
+      const read = readJournalDir(dir, 0, new Set(), (note) => leftOut.push(note.line))
+        .map((c) => [c.id, c.f?.[0]]);
+      assert.deepEqual(read, [[1, "first"], [2, "taken"], [3, "after"]]);
+      // The damage is told; the refused line, which its caller was told of, is not.
+      assert.deepEqual(leftOut, [2]);
+    } finally {
+      journal.close();
+    }
+    return Promise.resolve();
+  });
+});
