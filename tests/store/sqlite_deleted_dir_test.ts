@@ -69,6 +69,22 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
   });
 }
 
+/** Texts `<prefix>1`, `<prefix>2`… numbered on across calls of `more`, each answered success and
+ * pushed onto `expected`; `last` is the latest one sent. */
+function numbered(prefix: string, expected: string[]) {
+  let n = 0;
+  return {
+    async more(p: SpawnedBridge, count: number): Promise<void> {
+      for (let i = 0; i < count; i++) {
+        const content = `${prefix}${++n}`;
+        assert.equal(await send(p, content), "200 success");
+        expected.push(content);
+      }
+    },
+    last: () => `${prefix}${n}`,
+  };
+}
+
 /** The inode at `path`, null when there is none. */
 function inode(path: string): number | null {
   try {
@@ -134,29 +150,22 @@ for (const signal of ["SIGKILL", "SIGTERM"] as const) {
       try {
         await waitReady(p);
         const expected: string[] = [];
-        let n = 0;
-        const more = async (count: number) => {
-          for (let i = 0; i < count; i++) {
-            const content = `w${++n}`;
-            assert.equal(await send(p, content), "200 success");
-            expected.push(content);
-          }
-        };
+        const { more, last } = numbered("w", expected);
         const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1`);
-        await more(3);
+        await more(p, 3);
         await a1.waitForCount(4, 5000);
         await a1.close();
         const first = inode(file);
         await Deno.remove(file);
         await rewritten(file, first);
-        await more(3);
-        assert.ok(!holdsItem(file, `w${n}`), "the copy holds only what came before it");
+        await more(p, 3);
+        assert.ok(!holdsItem(file, last()), "the copy holds only what came before it");
         await Deno.remove(`${dir}/bridge.journal`, { recursive: true });
-        await more(3);
+        await more(p, 3);
         if (signal === "SIGKILL") {
           // The copy is made again, with what the deleted journal held.
-          await writtenWith(file, `w${n}`);
-          await more(3);
+          await writtenWith(file, last());
+          await more(p, 3);
         }
         assert.deepEqual(await history(p), expected);
         await kill(p, signal);
@@ -182,20 +191,13 @@ Deno.test("bridge.journal deleted and not made again at once (a file in its way)
     try {
       await waitReady(p);
       const expected: string[] = [];
-      let n = 0;
-      const more = async (count: number) => {
-        for (let i = 0; i < count; i++) {
-          const content = `b${++n}`;
-          assert.equal(await send(p, content), "200 success");
-          expected.push(content);
-        }
-      };
-      await more(2);
+      const { more } = numbered("b", expected);
+      await more(p, 2);
       const first = inode(file);
       await Deno.remove(file);
       await rewritten(file, first);
       // From here the tables written are the deleted file's: these are in the journal only.
-      await more(2);
+      await more(p, 2);
       const copy = inode(file);
       await Deno.remove(journalDir, { recursive: true });
       await Deno.writeTextFile(journalDir, "in the way");
@@ -205,7 +207,7 @@ Deno.test("bridge.journal deleted and not made again at once (a file in its way)
       assert.match(refused, /^503 /, `WeChat is told to send it again: ${refused}`);
       await Deno.remove(journalDir);
       await rewritten(file, copy);
-      await more(2);
+      await more(p, 2);
       await kill(p, "SIGKILL");
       p = spawn(dir);
       await waitReady(p);
