@@ -1168,7 +1168,7 @@ async function api(path, query) {
   const res = await fetch(url, { headers });
   if (res.status === 401) {
     await res.body?.cancel();
-    needToken();
+    tokenRefused();
     throw new AuthError("token required");
   }
   if (!res.ok) {
@@ -1500,7 +1500,7 @@ async function onSocketClosed(event, wasOpen) {
   if (state.needsToken) return;
   if (event.code === CLOSE_TOKEN_EXPIRED) {
     // No retry can help, and "reconnecting" would hide why nothing comes in.
-    needToken(t("token.expired", { time: timeFormat.format(new Date()) }));
+    tokenRefused(t("token.expired", { time: timeFormat.format(new Date()) }));
     return;
   }
   if (!wasOpen) {
@@ -2336,7 +2336,7 @@ async function runUpload(contactId, msg) {
       t("upload.token"),
       true,
     );
-    needToken();
+    tokenRefused();
     return;
   }
   let body = null;
@@ -3833,6 +3833,22 @@ function systemNote(msg, time) {
 
 // ---------------------------------------------------------------------------------------------
 // Token and sign-in
+
+/**
+ * The bridge refused this tab's token or it expired: a newer one another tab of this agent saved
+ * meanwhile (replaced there before this one ran out) is taken, else the agent is asked. This tab
+ * asked for a token already in this browser, and a shift's second tab asked again.
+ */
+function tokenRefused(reason) {
+  const saved = readToken();
+  if (!state.needsToken && saved && saved !== state.token) {
+    abandonSocket();
+    clearTimeout(conn.retryTimer);
+    useToken(saved);
+    return;
+  }
+  needToken(reason);
+}
 
 /** Asks for a token (`reason` says why, else whether the saved one was refused). */
 function needToken(reason) {
