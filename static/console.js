@@ -1794,14 +1794,19 @@ function handleSystem(data) {
   // The account's reports (a follower's place, WeChat's kf sessions, its own sends): listed,
   // marked, nothing to read.
   const quiet = isReport(msg);
+  const followerId = msg.follower_id ? String(msg.follower_id) : "";
+  const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  // Shown in the follower's thread too (the last branch below): read there if it is in view, or
+  // the agent who saw it come kept a count of it on the system list and in the title.
+  const inThread = Boolean(followerId) && msg.event !== "waiting" && !takenByOther &&
+    !FORGET_EVENTS.includes(msg.event);
   if (!known) {
     // A report is never counted, so it is read as it comes.
-    state.system.items.push({ ...data, read: quiet || isViewing(SYSTEM_ID) });
+    const read = quiet || isViewing(SYSTEM_ID) || (inThread && isViewing(followerId));
+    state.system.items.push({ ...data, read });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
     scheduleSaveContext();
   }
-  const followerId = msg.follower_id ? String(msg.follower_id) : "";
-  const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
   if (msg.event === "waiting_taken" && Array.isArray(msg.follower_ids)) {
     // An agent coming online took the backlog: one notice for all of it.
     for (const id of msg.follower_ids) leaveWaiting(String(id));

@@ -6,6 +6,8 @@
 // over to us showed what it had said to the other agent (read from the history) after what it
 // said to us since, when both fell in one second. On a phone, back at the list, what the follower
 // left open wrote (or the system list, left open) was read at once, no count, though off screen.
+// A notice about the follower in view (a menu tap), shown in its thread as it came, was counted
+// unread on the system list and in the title all the same.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -182,3 +184,37 @@ browserTest(
     }
   },
 );
+
+browserTest("a notice shown in the conversation in view is read there", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oSeen", { MsgType: "text", Content: "怎么开发票" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "你好" });
+    await page.locator('.contact[data-contact-id="oSeen"]').click();
+    await page.locator(".msg.in", { hasText: "怎么开发票" }).waitFor();
+    const systemCount = () =>
+      page.evaluate(`document.querySelector(".system-entry .unread")?.textContent ?? ""`);
+    // The two assignments, not read yet; oElse's message.
+    assert.equal(await systemCount(), "2");
+    await page.waitForFunction(`document.title.startsWith("(3) ")`);
+    const tap = (key: string) =>
+      postFollowerMessage(server.base, "oSeen", {
+        MsgType: "event",
+        Event: "CLICK",
+        EventKey: key,
+      });
+    await tap("menu_invoice");
+    await page.locator("#messages .msg.note", { hasText: "menu_invoice" }).waitFor();
+    await page.locator(".system-entry", { hasText: "menu_invoice" }).waitFor();
+    assert.equal(await systemCount(), "2", "counted though the agent saw it come");
+    assert.match(await page.title(), /^\(3\) /);
+    // Elsewhere, the next one is news.
+    await page.locator('.contact[data-contact-id="oElse"]').click();
+    await tap("menu_refund");
+    await page.locator(".system-entry .unread", { hasText: "3" }).waitFor();
+  } finally {
+    await server.close();
+  }
+});
