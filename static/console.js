@@ -1345,11 +1345,32 @@ function conversationOnScreen() {
 function markRead(contactId, { send = true } = {}) {
   const contact = state.contacts.get(contactId);
   if (contact) contact.unread = 0;
+  readNoticesOf(contactId);
   if (send && contactId !== SYSTEM_ID && contact?.kind !== "agent") {
     sendCommand("read", { contact_id: contactId });
     // The bridge answers a read to this socket only: this agent's other tabs hear it here.
     tabs?.postMessage({ read: contactId });
   }
+}
+
+/** The system's notices about a follower, shown in its thread, are read with it: the list's
+ * thirty "assigned to you" stayed counted (and in the title) after each was opened and read. */
+function readNoticesOf(contactId) {
+  let changed = false;
+  for (const item of state.system.items) {
+    if (!item.read && String(item.msg?.follower_id ?? "") === contactId && inThread(item.msg)) {
+      item.read = true;
+      changed = true;
+    }
+  }
+  if (changed) scheduleSaveContext();
+}
+
+/** Whether a system notice shows in its follower's thread (handleSystem puts it there). */
+function inThread(msg) {
+  const takenByOther = msg?.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  return Boolean(msg?.follower_id) && msg.event !== "waiting" && !takenByOther &&
+    !FORGET_EVENTS.includes(msg.event);
 }
 
 /** Another tab read a conversation: its unread count and the title's go here too. */
@@ -1796,13 +1817,11 @@ function handleSystem(data) {
   const quiet = isReport(msg);
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
   const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
-  // Shown in the follower's thread too (the last branch below): read there if it is in view, or
-  // the agent who saw it come kept a count of it on the system list and in the title.
-  const inThread = Boolean(followerId) && msg.event !== "waiting" && !takenByOther &&
-    !FORGET_EVENTS.includes(msg.event);
   if (!known) {
-    // A report is never counted, so it is read as it comes.
-    const read = quiet || isViewing(SYSTEM_ID) || (inThread && isViewing(followerId));
+    // A report is never counted, so it is read as it comes. Shown in its follower's thread too
+    // (the last branch below), it is read there if that is in view: else the agent who saw it
+    // come kept a count of it on the system list and in the title.
+    const read = quiet || isViewing(SYSTEM_ID) || (inThread(msg) && isViewing(followerId));
     state.system.items.push({ ...data, read });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
     scheduleSaveContext();
@@ -4177,6 +4196,8 @@ function init() {
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
       if (contact && Number(contact.unread) > 0) markRead(state.current);
+      // Notices about it that came meanwhile are in its thread, in view now.
+      else readNoticesOf(state.current);
       renderContacts();
     }
   });
