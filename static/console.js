@@ -1026,10 +1026,14 @@ function updateQuickPicker() {
     }
     return;
   }
+  // The team's list, read again as the picker opens: read once at the page's start, a reply a
+  // colleague (or this agent in another tab) added since was not there to pick all shift.
+  const opening = !state.quick;
   const items = searchQuickReplies(state.quickReplies, range.query);
   state.quick = { range, items, active: Math.min(state.quick?.active ?? 0, items.length - 1) };
   if (state.quick.active < 0) state.quick.active = 0;
   renderViews();
+  if (opening) loadQuickReplies();
 }
 
 function pickQuickReply(q) {

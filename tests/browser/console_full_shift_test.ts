@@ -8,13 +8,14 @@
 // left open wrote (or the system list, left open) was read at once, no count, though off screen.
 // A notice about the follower in view (a menu tap), shown in its thread as it came, was counted
 // unread on the system list and in the title all the same; and one about a follower (its
-// assignment) stayed counted after its conversation was opened and read.
+// assignment) stayed counted after its conversation was opened and read. A quick reply a
+// colleague added during the shift was never there to pick: the list was read once, at the start.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
-import { browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { B, browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
 
 const AGENT = "agentA";
 
@@ -217,6 +218,31 @@ browserTest("a notice shown in the conversation in view is read there", async (_
     await page.waitForFunction(`!document.title.startsWith("(")`);
     await tap("menu_refund");
     await page.locator(".system-entry .unread", { hasText: "1" }).waitFor();
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("a quick reply a colleague adds mid-shift is there to pick", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oAsk", { MsgType: "text", Content: "怎么退货" });
+    await page.locator('.contact[data-contact-id="oAsk"]').click();
+    await page.locator(".msg.in", { hasText: "怎么退货" }).waitFor();
+    // The list was read as the page started; the colleague adds one after.
+    const res = await fetch(`${server.base}${B}/quick_replies?userid=agentB`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: "退货", text: "退货请在订单页点“申请售后”。" }),
+    });
+    assert.equal(res.status < 300, true, await res.text());
+    await page.locator("#reply").focus();
+    await page.keyboard.type("/退");
+    await page.locator("#quick-picker .quick-item", { hasText: "退货" }).waitFor();
+    await page.keyboard.press("Enter");
+    assert.equal(await page.locator("#reply").inputValue(), "退货请在订单页点“申请售后”。");
   } finally {
     await server.close();
   }
