@@ -965,12 +965,14 @@ function leaveWaiting(followerId) {
   if (before !== state.waiting.length) updateBadge();
 }
 
-async function loadQuickReplies() {
+/** Reads the team's quick replies; `quiet` (the picker's own read) keeps a failure off the
+ * manager, which would show it, stale, the next time it opened. */
+async function loadQuickReplies({ quiet = false } = {}) {
   try {
     const body = await api("/quick_replies");
     state.quickReplies = Array.isArray(body.quick_replies) ? body.quick_replies : [];
   } catch (error) {
-    if (!(error instanceof AuthError)) state.quickError = error.message;
+    if (!(error instanceof AuthError) && !quiet) state.quickError = error.message;
   }
   // A `/` typed before the list came (right after a load) finds in the list as it is now.
   if (state.quick) updateQuickPicker();
@@ -1033,7 +1035,7 @@ function updateQuickPicker() {
   state.quick = { range, items, active: Math.min(state.quick?.active ?? 0, items.length - 1) };
   if (state.quick.active < 0) state.quick.active = 0;
   renderViews();
-  if (opening) loadQuickReplies();
+  if (opening) loadQuickReplies({ quiet: true });
 }
 
 function pickQuickReply(q) {

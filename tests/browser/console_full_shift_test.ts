@@ -243,6 +243,17 @@ browserTest("a quick reply a colleague adds mid-shift is there to pick", async (
     await page.locator("#quick-picker .quick-item", { hasText: "退货" }).waitFor();
     await page.keyboard.press("Enter");
     assert.equal(await page.locator("#reply").inputValue(), "退货请在订单页点“申请售后”。");
+    // A read the picker could not make (the network gone a moment) is not the manager's error.
+    await page.route(/\/quick_replies\?/, (route) => route.abort());
+    const failed = page.waitForEvent("requestfailed", (r) => r.url().includes("/quick_replies"));
+    await page.keyboard.type(" /");
+    await page.locator("#quick-picker").waitFor();
+    await failed;
+    await page.keyboard.press("Escape");
+    await page.unroute(/\/quick_replies\?/);
+    await page.locator("#quick-button").click();
+    await page.locator("#quick-manager .quick-list li", { hasText: "退货" }).waitFor();
+    assert.equal(await page.locator("#quick-manager .inline-error").count(), 0, "a stale error");
   } finally {
     await server.close();
   }
