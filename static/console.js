@@ -575,7 +575,7 @@ function saveContext() {
     storage.setItem(
       CONTEXT_KEY,
       JSON.stringify({
-        system: state.system.items.slice(-NOTICES_KEPT),
+        system: state.system.items.slice(-NOTICES_KEPT).map(({ adopted: _, ...item }) => item),
         transferred: [...state.transferred.values()].slice(-TRANSFERRED_KEPT),
         returned: [...state.returned.values()],
         lastSeq: state.lastSeq,
@@ -596,6 +596,8 @@ function adoptContext(saved) {
   state.system.items = merged;
   for (const data of merged) {
     if (known.has(data.id)) continue;
+    // Once this page runs, what another tab listed first may still come on this socket.
+    if (state.contactsLoaded) data.adopted = true;
     const fid = data?.msg?.follower_id;
     if (fid) upsertMessage(String(fid), { ...data, direction: "system", note_for: fid });
   }
@@ -1817,13 +1819,17 @@ function handleSystem(data) {
     }
     return;
   }
-  const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
+  const listed = data.id ? state.system.items.find((item) => item.id === data.id) : null;
+  // Listed from another tab's save before this socket brought it: new here all the same (the
+  // waiting queue, the alerts), only not listed twice.
+  const known = Boolean(listed) && !listed.adopted;
+  if (listed) delete listed.adopted;
   // The account's reports (a follower's place, WeChat's kf sessions, its own sends): listed,
   // marked, nothing to read.
   const quiet = isReport(msg);
   const followerId = msg.follower_id ? String(msg.follower_id) : "";
   const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
-  if (!known) {
+  if (!listed) {
     // A report is never counted, so it is read as it comes. Shown in its follower's thread too
     // (the last branch below), it is read there if that is in view: else the agent who saw it
     // come kept a count of it on the system list and in the title.
