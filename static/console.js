@@ -1833,7 +1833,11 @@ function handleSystem(data) {
     // A report is never counted, so it is read as it comes. Shown in its follower's thread too
     // (the last branch below), it is read there if that is in view: else the agent who saw it
     // come kept a count of it on the system list and in the title.
-    const read = quiet || isViewing(SYSTEM_ID) || (inThread(msg) && isViewing(followerId));
+    // The queue's own news (who waits, who took them) is what the waiting list shows, live, and
+    // counts: counted here too, a waiting follower was two in the title, and one after it left.
+    const queue = msg.event === "waiting" || msg.event === "waiting_taken" || takenByOther;
+    const read = quiet || queue || isViewing(SYSTEM_ID) ||
+      (inThread(msg) && isViewing(followerId));
     state.system.items.push({ ...data, read });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
     scheduleSaveContext();
