@@ -575,7 +575,7 @@ function saveContext() {
     storage.setItem(
       CONTEXT_KEY,
       JSON.stringify({
-        system: state.system.items.slice(-NOTICES_KEPT),
+        system: state.system.items.slice(-NOTICES_KEPT).map(({ adopted: _, ...item }) => item),
         transferred: [...state.transferred.values()].slice(-TRANSFERRED_KEPT),
         returned: [...state.returned.values()],
         lastSeq: state.lastSeq,
@@ -596,6 +596,8 @@ function adoptContext(saved) {
   state.system.items = merged;
   for (const data of merged) {
     if (known.has(data.id)) continue;
+    // Once this page runs, what another tab listed first may still come on this socket.
+    if (state.contactsLoaded) data.adopted = true;
     const fid = data?.msg?.follower_id;
     if (fid) upsertMessage(String(fid), { ...data, direction: "system", note_for: fid });
   }
@@ -965,12 +967,14 @@ function leaveWaiting(followerId) {
   if (before !== state.waiting.length) updateBadge();
 }
 
-async function loadQuickReplies() {
+/** Reads the team's quick replies; `quiet` (the picker's own read) keeps a failure off the
+ * manager, which would show it, stale, the next time it opened. */
+async function loadQuickReplies({ quiet = false } = {}) {
   try {
     const body = await api("/quick_replies");
     state.quickReplies = Array.isArray(body.quick_replies) ? body.quick_replies : [];
   } catch (error) {
-    if (!(error instanceof AuthError)) state.quickError = error.message;
+    if (!(error instanceof AuthError) && !quiet) state.quickError = error.message;
   }
   // A `/` typed before the list came (right after a load) finds in the list as it is now.
   if (state.quick) updateQuickPicker();
@@ -1026,10 +1030,14 @@ function updateQuickPicker() {
     }
     return;
   }
+  // The team's list, read again as the picker opens: read once at the page's start, a reply a
+  // colleague (or this agent in another tab) added since was not there to pick all shift.
+  const opening = !state.quick;
   const items = searchQuickReplies(state.quickReplies, range.query);
   state.quick = { range, items, active: Math.min(state.quick?.active ?? 0, items.length - 1) };
   if (state.quick.active < 0) state.quick.active = 0;
   renderViews();
+  if (opening) loadQuickReplies({ quiet: true });
 }
 
 function pickQuickReply(q) {
@@ -1168,7 +1176,7 @@ async function api(path, query) {
   const res = await fetch(url, { headers });
   if (res.status === 401) {
     await res.body?.cancel();
-    needToken();
+    tokenRefused();
     throw new AuthError("token required");
   }
   if (!res.ok) {
@@ -1345,11 +1353,32 @@ function conversationOnScreen() {
 function markRead(contactId, { send = true } = {}) {
   const contact = state.contacts.get(contactId);
   if (contact) contact.unread = 0;
+  readNoticesOf(contactId);
   if (send && contactId !== SYSTEM_ID && contact?.kind !== "agent") {
     sendCommand("read", { contact_id: contactId });
     // The bridge answers a read to this socket only: this agent's other tabs hear it here.
     tabs?.postMessage({ read: contactId });
   }
+}
+
+/** The system's notices about a follower, shown in its thread, are read with it: the list's
+ * thirty "assigned to you" stayed counted (and in the title) after each was opened and read. */
+function readNoticesOf(contactId) {
+  let changed = false;
+  for (const item of state.system.items) {
+    if (!item.read && String(item.msg?.follower_id ?? "") === contactId && inThread(item.msg)) {
+      item.read = true;
+      changed = true;
+    }
+  }
+  if (changed) scheduleSaveContext();
+}
+
+/** Whether a system notice shows in its follower's thread (handleSystem puts it there). */
+function inThread(msg) {
+  const takenByOther = msg?.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  return Boolean(msg?.follower_id) && msg.event !== "waiting" && !takenByOther &&
+    !FORGET_EVENTS.includes(msg.event);
 }
 
 /** Another tab read a conversation: its unread count and the title's go here too. */
@@ -1500,7 +1529,7 @@ async function onSocketClosed(event, wasOpen) {
   if (state.needsToken) return;
   if (event.code === CLOSE_TOKEN_EXPIRED) {
     // No retry can help, and "reconnecting" would hide why nothing comes in.
-    needToken(t("token.expired", { time: timeFormat.format(new Date()) }));
+    tokenRefused(t("token.expired", { time: timeFormat.format(new Date()) }));
     return;
   }
   if (!wasOpen) {
@@ -1790,18 +1819,29 @@ function handleSystem(data) {
     }
     return;
   }
-  const known = data.id && state.system.items.some((item) => item.id && item.id === data.id);
+  const listed = data.id ? state.system.items.find((item) => item.id === data.id) : null;
+  // Listed from another tab's save before this socket brought it: new here all the same (the
+  // waiting queue, the alerts), only not listed twice.
+  const known = Boolean(listed) && !listed.adopted;
+  if (listed) delete listed.adopted;
   // The account's reports (a follower's place, WeChat's kf sessions, its own sends): listed,
   // marked, nothing to read.
   const quiet = isReport(msg);
-  if (!known) {
-    // A report is never counted, so it is read as it comes.
-    state.system.items.push({ ...data, read: quiet || isViewing(SYSTEM_ID) });
+  const followerId = msg.follower_id ? String(msg.follower_id) : "";
+  const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
+  if (!listed) {
+    // A report is never counted, so it is read as it comes. Shown in its follower's thread too
+    // (the last branch below), it is read there if that is in view: else the agent who saw it
+    // come kept a count of it on the system list and in the title.
+    // The queue's own news (who waits, who took them) is what the waiting list shows, live, and
+    // counts: counted here too, a waiting follower was two in the title, and one after it left.
+    const queue = msg.event === "waiting" || msg.event === "waiting_taken" || takenByOther;
+    const read = quiet || queue || isViewing(SYSTEM_ID) ||
+      (inThread(msg) && isViewing(followerId));
+    state.system.items.push({ ...data, read });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
     scheduleSaveContext();
   }
-  const followerId = msg.follower_id ? String(msg.follower_id) : "";
-  const takenByOther = msg.event === "claimed" && msg.agent_id && msg.agent_id !== userid;
   if (msg.event === "waiting_taken" && Array.isArray(msg.follower_ids)) {
     // An agent coming online took the backlog: one notice for all of it.
     for (const id of msg.follower_ids) leaveWaiting(String(id));
@@ -2336,7 +2376,7 @@ async function runUpload(contactId, msg) {
       t("upload.token"),
       true,
     );
-    needToken();
+    tokenRefused();
     return;
   }
   let body = null;
@@ -3834,6 +3874,22 @@ function systemNote(msg, time) {
 // ---------------------------------------------------------------------------------------------
 // Token and sign-in
 
+/**
+ * The bridge refused this tab's token or it expired: a newer one another tab of this agent saved
+ * meanwhile (replaced there before this one ran out) is taken, else the agent is asked. This tab
+ * asked for a token already in this browser, and a shift's second tab asked again.
+ */
+function tokenRefused(reason) {
+  const saved = readToken();
+  if (!state.needsToken && saved && saved !== state.token) {
+    abandonSocket();
+    clearTimeout(conn.retryTimer);
+    useToken(saved);
+    return;
+  }
+  needToken(reason);
+}
+
 /** Asks for a token (`reason` says why, else whether the saved one was refused). */
 function needToken(reason) {
   if (state.needsToken) return;
@@ -4156,6 +4212,8 @@ function init() {
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
       if (contact && Number(contact.unread) > 0) markRead(state.current);
+      // Notices about it that came meanwhile are in its thread, in view now.
+      else readNoticesOf(state.current);
       renderContacts();
     }
   });

@@ -6,12 +6,16 @@
 // over to us showed what it had said to the other agent (read from the history) after what it
 // said to us since, when both fell in one second. On a phone, back at the list, what the follower
 // left open wrote (or the system list, left open) was read at once, no count, though off screen.
+// A notice about the follower in view (a menu tap), shown in its thread as it came, was counted
+// unread on the system list and in the title all the same; and one about a follower (its
+// assignment) stayed counted after its conversation was opened and read. A quick reply a
+// colleague added during the shift was never there to pick: the list was read once, at the start.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
-import { browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { B, browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
 
 const AGENT = "agentA";
 
@@ -156,10 +160,11 @@ browserTest(
         await postFollowerMessage(server.base, "oLeft", { MsgType: "text", Content: "人呢" });
         await entry.filter({ hasText: "人呢" }).waitFor();
         await entry.locator(".unread", { hasText: "1" }).waitFor({ timeout: 3000 });
-        await page.waitForFunction(`document.title.startsWith("(2) ")`); // and the assignment's
+        // Its assignment was read with it.
+        await page.waitForFunction(`document.title.startsWith("(1) ")`);
         await entry.tap();
         await page.locator(".msg.in", { hasText: "人呢" }).waitFor();
-        await page.waitForFunction(`document.title.startsWith("(1) ")`);
+        await page.waitForFunction(`!document.title.startsWith("(")`);
       });
 
       await t.step("the system list", async () => {
@@ -182,3 +187,74 @@ browserTest(
     }
   },
 );
+
+browserTest("a notice shown in the conversation in view is read there", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oSeen", { MsgType: "text", Content: "怎么开发票" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "你好" });
+    await page.locator('.contact[data-contact-id="oSeen"]').click();
+    await page.locator(".msg.in", { hasText: "怎么开发票" }).waitFor();
+    const systemCount = () =>
+      page.evaluate(`document.querySelector(".system-entry .unread")?.textContent ?? ""`);
+    // oElse's assignment, not read yet (oSeen's was, with it), and oElse's message.
+    assert.equal(await systemCount(), "1");
+    await page.waitForFunction(`document.title.startsWith("(2) ")`);
+    const tap = (key: string) =>
+      postFollowerMessage(server.base, "oSeen", {
+        MsgType: "event",
+        Event: "CLICK",
+        EventKey: key,
+      });
+    await tap("menu_invoice");
+    await page.locator("#messages .msg.note", { hasText: "menu_invoice" }).waitFor();
+    await page.locator(".system-entry", { hasText: "menu_invoice" }).waitFor();
+    assert.equal(await systemCount(), "1", "counted though the agent saw it come");
+    assert.match(await page.title(), /^\(2\) /);
+    // Elsewhere, the next one is news.
+    await page.locator('.contact[data-contact-id="oElse"]').click();
+    await page.waitForFunction(`!document.title.startsWith("(")`);
+    await tap("menu_refund");
+    await page.locator(".system-entry .unread", { hasText: "1" }).waitFor();
+  } finally {
+    await server.close();
+  }
+});
+
+browserTest("a quick reply a colleague adds mid-shift is there to pick", async (_t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oAsk", { MsgType: "text", Content: "怎么退货" });
+    await page.locator('.contact[data-contact-id="oAsk"]').click();
+    await page.locator(".msg.in", { hasText: "怎么退货" }).waitFor();
+    // The list was read as the page started; the colleague adds one after.
+    const res = await fetch(`${server.base}${B}/quick_replies?userid=agentB`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: "退货", text: "退货请在订单页点“申请售后”。" }),
+    });
+    assert.equal(res.status < 300, true, await res.text());
+    await page.locator("#reply").focus();
+    await page.keyboard.type("/退");
+    await page.locator("#quick-picker .quick-item", { hasText: "退货" }).waitFor();
+    await page.keyboard.press("Enter");
+    assert.equal(await page.locator("#reply").inputValue(), "退货请在订单页点“申请售后”。");
+    // A read the picker could not make (the network gone a moment) is not the manager's error.
+    await page.route(/\/quick_replies\?/, (route) => route.abort());
+    const failed = page.waitForEvent("requestfailed", (r) => r.url().includes("/quick_replies"));
+    await page.keyboard.type(" /");
+    await page.locator("#quick-picker").waitFor();
+    await failed;
+    await page.keyboard.press("Escape");
+    await page.unroute(/\/quick_replies\?/);
+    await page.locator("#quick-button").click();
+    await page.locator("#quick-manager .quick-list li", { hasText: "退货" }).waitFor();
+    assert.equal(await page.locator("#quick-manager .inline-error").count(), 0, "a stale error");
+  } finally {
+    await server.close();
+  }
+});

@@ -1,5 +1,7 @@
 // The console as an inbox, part one: drafts per conversation, alerts, quick replies and the
-// live waiting queue with "take it", in headless Chromium against the real server.
+// live waiting queue with "take it", in headless Chromium against the real server. A waiting
+// follower counted twice in the title (the queue, and its notice on the system list), and the
+// notice stayed counted after the follower was taken.
 
 import assert from "node:assert/strict";
 import type { BrowserContext, Page } from "playwright-core";
@@ -320,12 +322,20 @@ browserTest(
         await screenshot(b.page, "console-phone-waiting-en");
       });
 
+      await t.step("the title counts it once, as the queue does", async () => {
+        await a.page.locator(".system-entry", { hasText: "oWait" }).waitFor();
+        assert.match(await a.page.title(), /^\(1\) /, "the queue and its notice both counted");
+        assert.equal(await a.page.locator(".system-entry .unread").count(), 0);
+      });
+
       await t.step("take it: the follower is A's, gone from both queues", async () => {
         await a.page.locator('.waiting-entry[data-contact-id="oWait"] .take-button').click();
         await a.page.locator('#contact-list .contact[data-contact-id="oWait"]').waitFor();
         await a.page.locator("#waiting-live").waitFor({ state: "detached" });
         await b.page.locator("#waiting-live").waitFor({ state: "detached" });
         assert.equal((await server.store.getContact("oWait"))?.agent_id, "agentA");
+        // Taken by A: nothing left for B to read.
+        await b.page.waitForFunction(`!document.title.startsWith("(")`);
         await a.page.locator('.contact[data-contact-id="oWait"]').click();
         await a.page.locator(".msg.in", { hasText: "我要退货" }).waitFor();
         assert.equal(await a.page.locator("#reply").isDisabled(), false);

@@ -7,7 +7,9 @@
 // And a tab left in the other mode (reply or note) kept that kind's older copy in its box:
 // switched over, it wrote the copy over what the other tab had typed since. Settings changed in
 // one tab stayed old in the other: its next reconnect said the old capacity to the bridge, and a
-// change of another alert there saved the old value of the one changed here.
+// change of another alert there saved the old value of the one changed here. A notice taken in
+// from the other tab's save before this tab's socket brought it (a follower's new place) did
+// nothing when it came: it was known.
 
 import assert from "node:assert/strict";
 import type { Page, WebSocketRoute } from "playwright-core";
@@ -295,3 +297,42 @@ browserTest("a setting changed in one tab holds in the other", async (t, browser
     await server.close();
   }
 });
+
+browserTest(
+  "a notice another tab listed first still acts when it comes here",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      // Tab two's socket brings the follower's LOCATION late, after tab one saved it.
+      await two.routeWebSocket(/\/msg\?/, (ws) => {
+        const bridge = ws.connectToServer();
+        bridge.onMessage((frame) => {
+          if (String(frame).includes('"LOCATION"')) setTimeout(() => ws.send(frame), 1500);
+          else ws.send(frame);
+        });
+      });
+      await openConsole(one, server.base, AGENT);
+      await openConsole(two, server.base, AGENT);
+      // A message has GET contacts read again 1.5 s later: the place must not come that way.
+      const read = two.waitForResponse((res) => res.url().includes("/contacts?"));
+      await postFollowerMessage(server.base, "oPlace", { MsgType: "text", Content: "我在哪" });
+      await two.locator('.contact[data-contact-id="oPlace"]').click();
+      await two.locator(".msg.in", { hasText: "我在哪" }).waitFor();
+      await read;
+      await postFollowerMessage(server.base, "oPlace", {
+        MsgType: "event",
+        Event: "LOCATION",
+        Latitude: "31.230416",
+        Longitude: "121.473701",
+        Precision: "30.0",
+      });
+      await one.locator(".system-entry .report-tag").waitFor();
+      // Listed in tab two from tab one's save, then its own socket brings it: the header shows it.
+      await two.locator("#conv-place", { hasText: "31.23, 121.47" }).waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);

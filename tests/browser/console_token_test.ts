@@ -3,12 +3,20 @@
 // "refused (expired, or for another agent)". It now says the token expired, and a fresh one picks
 // up where the agent was: the conversation, the draft, nothing lost. With the console open in two
 // tabs, the fresh token pasted in one left the other asking for it (its socket closed, its title
-// still there) until the agent happened to look at it.
+// still there) until the agent happened to look at it; and a token put in one tab before the old
+// one ran out left the other tab asking for one when its own expired, though the browser had it.
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
 import { startBridge } from "../helpers/server.ts";
-import { browserTest, openConsole, openPage, openTab, postFollowerMessage } from "./browser.ts";
+import {
+  browserTest,
+  openConsole,
+  openPage,
+  openTab,
+  postFollowerMessage,
+  waitUntil,
+} from "./browser.ts";
 
 const AGENT = "agentA";
 const SECRET = "token-test-secret-0123456789abcdef";
@@ -83,6 +91,44 @@ browserTest(
       await two.bringToFront();
       await two.locator("#reply").press("Enter");
       await two.locator('.msg.out[data-status="sent"]', { hasText: "请稍等" }).waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a token replaced in one tab before it ran out serves the other tab too",
+  async (_t, browser) => {
+    const server = await startBridge({ env: { AGENT_SECRET: SECRET } });
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      const key = `wxbridge.token:${AGENT}`;
+      const shortLived = await mintAgentToken(SECRET, AGENT, 2);
+      let sockets = 0;
+      two.on("websocket", () => sockets++);
+      await context.addInitScript(
+        `if (!localStorage.getItem("${key}")) localStorage.setItem("${key}", ${
+          JSON.stringify(shortLived)
+        })`,
+      );
+      for (const page of [two, one]) {
+        await page.bringToFront();
+        await openConsole(page, server.base, AGENT);
+      }
+      // In one tab the agent puts in the day's token while the first one still works.
+      await one.locator("#token-button").click();
+      await one.locator("#token-input").fill(await mintAgentToken(SECRET, AGENT, 600));
+      await one.locator("#token-input").press("Enter");
+      await one.locator('#conn[data-state="connected"]').waitFor();
+      // The other tab's socket still runs on the first token: the bridge closes it at its end
+      // (exp, plus 5 s of clock tolerance), and the tab opens the next one.
+      await waitUntil(() => sockets >= 2, () => "the other tab opened no new socket", 30_000);
+      await two.locator('#conn[data-state="connected"]').waitFor();
+      assert.equal(await two.locator("#token-panel").isVisible(), false, "asked for a token");
+      await postFollowerMessage(server.base, "oLater", { MsgType: "text", Content: "还在吗" });
+      await two.locator('.contact[data-contact-id="oLater"]').waitFor();
     } finally {
       await server.close();
     }
