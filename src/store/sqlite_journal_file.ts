@@ -304,8 +304,8 @@ export function openJournalDir(
   let fileId = "";
   let size = 0;
   let next = lastId + 1;
-  /** Locks taken again in a directory made again (see relock), closed with the first. */
-  const relocks: Deno.FsFile[] = [];
+  /** The lock taken again in the directory made last (see relock); the first is the store's. */
+  let relocked: Deno.FsFile | null = null;
   /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
   let lockId = fileIdOf(lock);
   /** The first commit of a segment an append began in the directory made again, until ensure
@@ -327,9 +327,13 @@ export function openJournalDir(
   const relock = () => {
     makeDirSync(dir, fsync);
     const again = openLockFile(dir);
-    relocks.push(again);
+    // The one before is in a directory deleted: it guards nothing, and kept open until close
+    // it held a descriptor for every removal.
+    if (relocked !== null) unlockJournalDir(relocked);
+    relocked = again;
     lockId = fileIdOf(again);
-    again.lock(true).then(() => ownLock(again), () => {});
+    // Let go before it is granted (the directory gone again), ownLock finds it closed.
+    again.lock(true).then(() => ownLock(again)).catch(() => {});
   };
   const lockGone = () => pathIdOf(`${dir}/lock`) !== lockId;
   const begin = (firstId: number) => {
@@ -455,7 +459,8 @@ export function openJournalDir(
     close() {
       file?.close();
       file = null;
-      for (const again of relocks) unlockJournalDir(again);
+      if (relocked !== null) unlockJournalDir(relocked);
+      relocked = null;
       unlockJournalDir(lock);
     },
   };

@@ -253,3 +253,40 @@ Deno.test("DATA_DIR removed under a bridge that committed nothing yet: a second 
     }
   });
 });
+
+/** The paths `pid`'s open descriptors name, as /proc has them (read by a shell: /proc of
+ * another process needs --allow-all here). */
+async function openPaths(pid: number): Promise<string[]> {
+  const out = await new Deno.Command("bash", {
+    args: ["-c", `for f in /proc/${pid}/fd/*; do readlink "$f"; done`],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((line) => line !== "");
+}
+
+Deno.test("bridge.journal removed again and again under main.ts: the locks of the directories gone are let go", async () => {
+  // Each directory made again took its lock again and kept the one before open until the
+  // store closed: a descriptor for every removal, for as long as the bridge ran.
+  await withTempDir(async (root) => {
+    const dir = `${root}/data`;
+    const journalDir = `${dir}/bridge.journal`;
+    const p = spawn(dir);
+    try {
+      await waitReady(p);
+      assert.equal(await send(p, "l0"), "200 success");
+      for (let i = 1; i <= 5; i++) {
+        await Deno.remove(journalDir, { recursive: true });
+        // Taken again by the next look (every second), or by this message's new segment.
+        await reappears(`${journalDir}/lock`);
+        assert.equal(await send(p, `l${i}`), "200 success");
+      }
+      const locks = (await openPaths(p.pid)).filter((path) =>
+        path.startsWith(`${journalDir}/lock`)
+      );
+      // The one taken at the start (the store's own) and the one in the directory there now.
+      assert.ok(locks.length <= 2, `locks held after five removals: ${locks.join(", ")}`);
+    } finally {
+      await kill(p, "SIGKILL");
+    }
+  });
+});
