@@ -122,6 +122,9 @@ export interface WorkerApplierOptions extends ApplierOptions {
   journalDir: string;
   fsync: boolean;
   checkpointMs: number;
+  /** The worker kept the copy `copy` of a segment, from a read of the commits after `after`
+   * (told before the apply it was read for). */
+  onCopied?(copy: string, after: number): void;
 }
 
 /** A copy asked of the worker and not yet reported. */
@@ -191,6 +194,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
     if (report.type === "leftOut") return logLeftOut(report.note);
+    if (report.type === "copied") return options.onCopied?.(report.copy, report.after);
     if (report.type === "backedUp") {
       const pending = pendingBackups.get(report.backup);
       pendingBackups.delete(report.backup);

@@ -97,18 +97,28 @@ export function logLeftOut(note: LeftOut): void {
   );
 }
 
+/** What a reader of the journal keeps across reads, and whom it tells what it found. */
+export interface ReadJournalOptions {
+  /** The lines said already (a reader's own, so one that reads the same line again at the
+   * next apply says nothing more). */
+  reported?: Set<string>;
+  /** Told each line left out; logLeftOut by default. */
+  leftOut?: (note: LeftOut) => void;
+  /** Told each copy kept, once it is written. */
+  kept?: (copy: string) => void;
+}
+
 /**
  * The commits after `after` in the journal at `dir` (another thread may be appending). A whole
  * line that cannot be read is left out, told to `leftOut` and its segment kept
- * (sqlite_unreadable.ts), once per line for each `reported` (a reader's own, so one that reads
- * the same line again at the next apply says nothing more).
+ * (sqlite_unreadable.ts), once per line for each `reported`.
  */
 export function readJournalDir(
   dir: string,
   after: number,
-  reported = new Set<string>(),
-  leftOut: (note: LeftOut) => void = logLeftOut,
+  options: ReadJournalOptions = {},
 ): Commit[] {
+  const { reported = new Set<string>(), leftOut = logLeftOut, kept = () => {} } = options;
   const commits: Commit[] = [];
   let last = after;
   const all = segments(dir);
@@ -183,7 +193,9 @@ export function readJournalDir(
     // Lines of a follower that a line after them forgets stay out of the copy (a forget scrubs
     // the copies there are when it is made; this one is made after it).
     const forgotten = forgottenIn(read.flat());
-    for (const [path, lines] of damaged) keepCopy(path, lines, forgotten);
+    for (const [path, lines] of damaged) {
+      if (keepCopy(path, lines, forgotten)) kept(copyOf(path));
+    }
   }
   return commits;
 }
@@ -402,7 +414,7 @@ export function openJournalDir(
     read(after) {
       // Not a line this journal refused (its caller told so) and could not cut off: a reload
       // after that refusal read it as a commit, and the next one, given its id, as applied.
-      return readJournalDir(dir, after, reported).filter((commit) => commit.id < next);
+      return readJournalDir(dir, after, { reported }).filter((commit) => commit.id < next);
     },
     release(applied, all = false) {
       const gone: Promise<void>[] = [];

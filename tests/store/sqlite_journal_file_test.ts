@@ -305,7 +305,7 @@ Deno.test("a line refused that cannot be cut off is not read after a line put in
       journal.append(2, content(2, "taken"));
       journal.append(3, content(3, "after"));
       const leftOut: number[] = [];
-      const read = readJournalDir(dir, 0, new Set(), (note) => leftOut.push(note.line))
+      const read = readJournalDir(dir, 0, { leftOut: (note) => leftOut.push(note.line) })
         .map((c) => [c.id, c.f?.[0]]);
       assert.deepEqual(read, [[1, "first"], [2, "taken"], [3, "after"]]);
       // The damage is told; the refused line, which its caller was told of, is not.
