@@ -71,7 +71,11 @@ function segments(dir: string): Array<[number, string]> {
       if (entry.isFile && match) found.push([Number(match[1]), `${dir}/${entry.name}`]);
     }
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
+    // A file in its place (the directory deleted, not made again yet) holds no segment either:
+    // thrown, the store's reload after the refusal failed, and every request after was a 500.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return [];
+    }
     throw error;
   }
   return found.sort((a, b) => a[0] - b[0]);
