@@ -37,6 +37,10 @@ export interface Journal {
    * new segment due before ensure looked); else null.
    */
   ensure(): number | null;
+  /** The last commit that only segments deleted while the bridge ran held (0: none): until the
+   * tables have it, they and the journal on disk lack it, and a model read from them is behind
+   * what callers were told. */
+  unfiledUpTo(): number;
   close(): void;
 }
 
@@ -333,6 +337,8 @@ export function openJournalDir(
   const reported = new Set<string>();
   /** ensure() found the segment deleted and has not yet returned the new one's first id. */
   let lost = false;
+  /** See Journal.unfiledUpTo. */
+  let unfiled = 0;
 
   const syncDir = () => {
     // A new file survives power loss once its directory entry is on the disk too.
@@ -369,6 +375,7 @@ export function openJournalDir(
       log.error("The journal's directory {dir} was deleted while the bridge ran: made again", {
         dir,
       });
+      unfiled = Math.max(unfiled, firstId - 1);
       relock();
       file = open();
       remadeAt = firstId;
@@ -456,6 +463,7 @@ export function openJournalDir(
         // Said until a new segment holds the next commit. Nothing more goes to the deleted
         // file: an append now begins that segment, or is refused while it cannot.
         lost = true;
+        unfiled = Math.max(unfiled, next - 1);
         written.length = 0;
         remadeAt = null;
         file.close();
@@ -472,6 +480,7 @@ export function openJournalDir(
       // are in the deleted files only.
       return written[0]![0];
     },
+    unfiledUpTo: () => unfiled,
     close() {
       file?.close();
       file = null;
@@ -497,6 +506,7 @@ export function createMemoryJournal(): Journal {
       return Promise.resolve();
     },
     ensure: () => null,
+    unfiledUpTo: () => 0,
     close() {
       lines = [];
     },

@@ -57,7 +57,7 @@ import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
 import { forgetInCopies, forgetInCopy, pruneCopies } from "./sqlite_unreadable.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
-import { isDiskRefusal } from "./disk_refusal.ts";
+import { isDiskRefusal, StoreRefusal } from "./disk_refusal.ts";
 import { createSignedBodies } from "../wechat/signed_bodies.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
@@ -457,7 +457,17 @@ function createSqliteStore(
    * (a commit failed) and the model must be right before anything goes on. */
   function reload(): void {
     const old = model;
-    onApplied(applyJournal(db, st, journal.read, files.retention));
+    const applied = applyJournal(db, st, journal.read, files.retention);
+    onApplied(applied);
+    // Commits of a segment deleted under us reach the tables only from the worker: a model
+    // read before it wrote them went back past them, and the next commits, answered success,
+    // took their seqs and places in history. Refused (503) until then, as WeChat retries.
+    if (applied < journal.unfiledUpTo()) {
+      throw new StoreRefusal(
+        `Cannot reload: the tables do not have commit ${journal.unfiledUpTo()} yet, which ` +
+          "only a deleted journal segment held",
+      );
+    }
     // Every row is in the tables now, and the new model holds other contacts.
     contactRows.clear();
     const loaded = loadModel(db, st, reads, options);
