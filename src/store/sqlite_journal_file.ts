@@ -416,6 +416,12 @@ export function openJournalDir(
         } catch {
           file!.close();
           file = null;
+          // Begun now, not at the next commit: a segment from this id marks the line left as
+          // refused (readJournalDir), also to a start before that commit. A disk that takes no
+          // file either leaves it to that commit (which is then refused too).
+          try {
+            begin(id);
+          } catch { /* the refusal is said already */ }
         }
         throw error;
       }
