@@ -88,6 +88,8 @@ function segments(dir: string): Array<[number, string]> {
 /** A journal line a reader left out, as the log says it. */
 export interface LeftOut {
   commit: number | "?";
+  /** Whether `commit` is where the segment's lines put it (else its id is damage too). */
+  placed: boolean;
   /** Its line in the segment, from 1. */
   line: number;
   segment: string;
@@ -184,6 +186,7 @@ export function readJournalDir(
         reported.add(key);
         leftOut({
           commit: numbered ? id : "?",
+          placed: numbered && id <= firstId + n && id < next,
           line: n + 1,
           segment: path,
           copy: copyOf(path),
