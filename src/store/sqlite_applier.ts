@@ -122,6 +122,9 @@ export interface WorkerApplierOptions extends ApplierOptions {
   journalDir: string;
   fsync: boolean;
   checkpointMs: number;
+  /** The worker kept the copy `copy` of a segment, from a read of the commits after `after`
+   * (told before the apply it was read for). */
+  onCopied?(copy: string, after: number): void;
 }
 
 /** A copy asked of the worker and not yet reported. */
@@ -173,6 +176,16 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   let closed = false;
   let backups = 0;
   const pendingBackups = new Map<number, PendingBackup>();
+  /** Commits past `applied` the worker left out as damage: no apply will ever bring them. */
+  const leftOut = new Set<number>();
+  /** The commit a read may stop waiting at: `applied`, and the damage right after it. A read
+   * waiting for a last commit left out waited for the next commit of any kind, and failed at
+   * each flush ('the tables stop at') until then. */
+  const passed = () => {
+    let id = applied;
+    while (leftOut.has(id + 1)) id++;
+    return id;
+  };
 
   /** Posts the lines written so far (and, with `request`, asks for more after them). */
   const handOver = (request?: WorkerRequest) => {
@@ -190,7 +203,13 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
 
   const onReport = (report: WorkerReport) => {
     if (report.type === "closed") return onClosed?.();
-    if (report.type === "leftOut") return logLeftOut(report.note);
+    if (report.type === "leftOut") {
+      const { commit: id, placed } = report.note;
+      // Not one whose id is damaged too: that number may be a commit still to come.
+      if (typeof id === "number" && placed && id > applied) leftOut.add(id);
+      return logLeftOut(report.note);
+    }
+    if (report.type === "copied") return options.onCopied?.(report.copy, report.after);
     if (report.type === "backedUp") {
       const pending = pendingBackups.get(report.backup);
       pendingBackups.delete(report.backup);
@@ -208,7 +227,9 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     } else {
       failing = false;
       if (report.id > applied) options.onApplied(applied = report.id);
-      waiters = waiters.filter((w) => w.id > applied || (w.resolve(), false));
+      for (const id of leftOut) if (id <= applied) leftOut.delete(id);
+      const upTo = passed();
+      waiters = waiters.filter((w) => w.id > upTo || (w.resolve(), false));
       error = new Error(`Cannot read: the tables stop at ${applied}`);
     }
     // A flush answers for everything handed over before it: a read it was posted for that
@@ -255,7 +276,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
       Deno.unrefTimer(timer);
     },
     applied(id) {
-      if (id <= applied) return Promise.resolve();
+      if (id <= passed()) return Promise.resolve();
       if (fallback) return fallback.applied(id);
       return new Promise<void>((resolve, reject) => {
         if (flushAsked < id) {

@@ -37,6 +37,10 @@ export interface Journal {
    * new segment due before ensure looked); else null.
    */
   ensure(): number | null;
+  /** The last commit that only segments deleted while the bridge ran held (0: none): until the
+   * tables have it, they and the journal on disk lack it, and a model read from them is behind
+   * what callers were told. */
+  unfiledUpTo(): number;
   close(): void;
 }
 
@@ -71,7 +75,11 @@ function segments(dir: string): Array<[number, string]> {
       if (entry.isFile && match) found.push([Number(match[1]), `${dir}/${entry.name}`]);
     }
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
+    // A file in its place (the directory deleted, not made again yet) holds no segment either:
+    // thrown, the store's reload after the refusal failed, and every request after was a 500.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return [];
+    }
     throw error;
   }
   return found.sort((a, b) => a[0] - b[0]);
@@ -80,6 +88,8 @@ function segments(dir: string): Array<[number, string]> {
 /** A journal line a reader left out, as the log says it. */
 export interface LeftOut {
   commit: number | "?";
+  /** Whether `commit` is where the segment's lines put it (else its id is damage too). */
+  placed: boolean;
   /** Its line in the segment, from 1. */
   line: number;
   segment: string;
@@ -97,18 +107,28 @@ export function logLeftOut(note: LeftOut): void {
   );
 }
 
+/** What a reader of the journal keeps across reads, and whom it tells what it found. */
+export interface ReadJournalOptions {
+  /** The lines said already (a reader's own, so one that reads the same line again at the
+   * next apply says nothing more). */
+  reported?: Set<string>;
+  /** Told each line left out; logLeftOut by default. */
+  leftOut?: (note: LeftOut) => void;
+  /** Told each copy kept, once it is written. */
+  kept?: (copy: string) => void;
+}
+
 /**
  * The commits after `after` in the journal at `dir` (another thread may be appending). A whole
  * line that cannot be read is left out, told to `leftOut` and its segment kept
- * (sqlite_unreadable.ts), once per line for each `reported` (a reader's own, so one that reads
- * the same line again at the next apply says nothing more).
+ * (sqlite_unreadable.ts), once per line for each `reported`.
  */
 export function readJournalDir(
   dir: string,
   after: number,
-  reported = new Set<string>(),
-  leftOut: (note: LeftOut) => void = logLeftOut,
+  options: ReadJournalOptions = {},
 ): Commit[] {
+  const { reported = new Set<string>(), leftOut = logLeftOut, kept = () => {} } = options;
   const commits: Commit[] = [];
   let last = after;
   const all = segments(dir);
@@ -166,6 +186,7 @@ export function readJournalDir(
         reported.add(key);
         leftOut({
           commit: numbered ? id : "?",
+          placed: numbered && id <= firstId + n && id < next,
           line: n + 1,
           segment: path,
           copy: copyOf(path),
@@ -183,7 +204,9 @@ export function readJournalDir(
     // Lines of a follower that a line after them forgets stay out of the copy (a forget scrubs
     // the copies there are when it is made; this one is made after it).
     const forgotten = forgottenIn(read.flat());
-    for (const [path, lines] of damaged) keepCopy(path, lines, forgotten);
+    for (const [path, lines] of damaged) {
+      if (keepCopy(path, lines, forgotten)) kept(copyOf(path));
+    }
   }
   return commits;
 }
@@ -304,8 +327,8 @@ export function openJournalDir(
   let fileId = "";
   let size = 0;
   let next = lastId + 1;
-  /** Locks taken again in a directory made again (see relock), closed with the first. */
-  const relocks: Deno.FsFile[] = [];
+  /** The lock taken again in the directory made last (see relock); the first is the store's. */
+  let relocked: Deno.FsFile | null = null;
   /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
   let lockId = fileIdOf(lock);
   /** The first commit of a segment an append began in the directory made again, until ensure
@@ -317,6 +340,8 @@ export function openJournalDir(
   const reported = new Set<string>();
   /** ensure() found the segment deleted and has not yet returned the new one's first id. */
   let lost = false;
+  /** See Journal.unfiledUpTo. */
+  let unfiled = 0;
 
   const syncDir = () => {
     // A new file survives power loss once its directory entry is on the disk too.
@@ -327,9 +352,13 @@ export function openJournalDir(
   const relock = () => {
     makeDirSync(dir, fsync);
     const again = openLockFile(dir);
-    relocks.push(again);
+    // The one before is in a directory deleted: it guards nothing, and kept open until close
+    // it held a descriptor for every removal.
+    if (relocked !== null) unlockJournalDir(relocked);
+    relocked = again;
     lockId = fileIdOf(again);
-    again.lock(true).then(() => ownLock(again), () => {});
+    // Let go before it is granted (the directory gone again), ownLock finds it closed.
+    again.lock(true).then(() => ownLock(again)).catch(() => {});
   };
   const lockGone = () => pathIdOf(`${dir}/lock`) !== lockId;
   const begin = (firstId: number) => {
@@ -349,6 +378,7 @@ export function openJournalDir(
       log.error("The journal's directory {dir} was deleted while the bridge ran: made again", {
         dir,
       });
+      unfiled = Math.max(unfiled, firstId - 1);
       relock();
       file = open();
       remadeAt = firstId;
@@ -389,6 +419,12 @@ export function openJournalDir(
         } catch {
           file!.close();
           file = null;
+          // Begun now, not at the next commit: a segment from this id marks the line left as
+          // refused (readJournalDir), also to a start before that commit. A disk that takes no
+          // file either leaves it to that commit (which is then refused too).
+          try {
+            begin(id);
+          } catch { /* the refusal is said already */ }
         }
         throw error;
       }
@@ -398,7 +434,7 @@ export function openJournalDir(
     read(after) {
       // Not a line this journal refused (its caller told so) and could not cut off: a reload
       // after that refusal read it as a commit, and the next one, given its id, as applied.
-      return readJournalDir(dir, after, reported).filter((commit) => commit.id < next);
+      return readJournalDir(dir, after, { reported }).filter((commit) => commit.id < next);
     },
     release(applied, all = false) {
       const gone: Promise<void>[] = [];
@@ -436,6 +472,7 @@ export function openJournalDir(
         // Said until a new segment holds the next commit. Nothing more goes to the deleted
         // file: an append now begins that segment, or is refused while it cannot.
         lost = true;
+        unfiled = Math.max(unfiled, next - 1);
         written.length = 0;
         remadeAt = null;
         file.close();
@@ -452,10 +489,12 @@ export function openJournalDir(
       // are in the deleted files only.
       return written[0]![0];
     },
+    unfiledUpTo: () => unfiled,
     close() {
       file?.close();
       file = null;
-      for (const again of relocks) unlockJournalDir(again);
+      if (relocked !== null) unlockJournalDir(relocked);
+      relocked = null;
       unlockJournalDir(lock);
     },
   };
@@ -476,6 +515,7 @@ export function createMemoryJournal(): Journal {
       return Promise.resolve();
     },
     ensure: () => null,
+    unfiledUpTo: () => 0,
     close() {
       lines = [];
     },

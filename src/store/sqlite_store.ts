@@ -55,9 +55,9 @@ import {
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
-import { forgetInCopies, pruneCopies } from "./sqlite_unreadable.ts";
+import { forgetInCopies, forgetInCopy, pruneCopies } from "./sqlite_unreadable.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
-import { isDiskRefusal } from "./disk_refusal.ts";
+import { isDiskRefusal, StoreRefusal } from "./disk_refusal.ts";
 import { createSignedBodies } from "../wechat/signed_bodies.ts";
 
 export { type ContactRow, contactRow } from "./sqlite_journal.ts";
@@ -302,6 +302,12 @@ function createSqliteStore(
    * holds young values from tables already old): 0.2 MB a scavenge at 2,000 messages/s.
    */
   const contactRows = new Map<string, number>();
+  /**
+   * Forgets whose commit the worker has not said it applied: [row, follower]. A copy it keeps
+   * of a damaged segment is made from what it read, and a forget committed after that read
+   * scrubbed only the copies there were (see onCopied).
+   */
+  let recentForgets: Array<[number, string]> = [];
   /** The model may be ahead of the database after a failed commit: reload before going on. */
   let stale = false;
   let closed = false;
@@ -356,6 +362,16 @@ function createSqliteStore(
       log.warn("Cannot delete applied journal segments: {error}", { error });
     });
   };
+  /** The worker kept `copy` from a read of the commits after `after`: the followers of the
+   * forgets since then are taken out of it, which their own scrub, before it was there, missed. */
+  const onCopied = (copy: string, after: number) => {
+    const followers = recentForgets.filter(([row]) => row > after).map(([, id]) => id);
+    try {
+      forgetInCopy(copy, followers);
+    } catch (error) {
+      log.error("Cannot take forgotten followers out of {copy}: {error}", { copy, error });
+    }
+  };
   const applierOptions = {
     db,
     st,
@@ -373,6 +389,13 @@ function createSqliteStore(
       journalDir: journalDirOf(files.path),
       fsync: options.fsync ?? false,
       checkpointMs: CHECKPOINT_INTERVAL_MS,
+      onCopied,
+      onApplied: (id) => {
+        // The worker's own word, after any copy it read before the tables had `id` (its
+        // reports keep order): a later read is after `id`, and has these forgets.
+        if (recentForgets.length > 0) recentForgets = recentForgets.filter(([row]) => row > id);
+        onApplied(id);
+      },
     });
 
   const pruner = setInterval(() => {
@@ -434,7 +457,17 @@ function createSqliteStore(
    * (a commit failed) and the model must be right before anything goes on. */
   function reload(): void {
     const old = model;
-    onApplied(applyJournal(db, st, journal.read, files.retention));
+    const applied = applyJournal(db, st, journal.read, files.retention);
+    onApplied(applied);
+    // Commits of a segment deleted under us reach the tables only from the worker: a model
+    // read before it wrote them went back past them, and the next commits, answered success,
+    // took their seqs and places in history. Refused (503) until then, as WeChat retries.
+    if (applied < journal.unfiledUpTo()) {
+      throw new StoreRefusal(
+        `Cannot reload: the tables do not have commit ${journal.unfiledUpTo()} yet, which ` +
+          "only a deleted journal segment held",
+      );
+    }
     // Every row is in the tables now, and the new model holds other contacts.
     contactRows.clear();
     const loaded = loadModel(db, st, reads, options);
@@ -499,6 +532,7 @@ function createSqliteStore(
     }
     for (const { followerId } of changes.cuts) unappliedCuts.set(followerId, id);
     if (changes.forgotten.length > 0 && files.path !== ":memory:") {
+      for (const followerId of changes.forgotten) recentForgets.push([id, followerId]);
       try {
         forgetInCopies(journalDirOf(files.path), changes.forgotten);
       } catch (error) {

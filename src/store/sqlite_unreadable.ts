@@ -43,18 +43,20 @@ function newestCommit(lines: string[]): number | null {
 
 /**
  * Keeps segment `path`'s `lines` (without newlines) as its copy, but those naming a follower in
- * `forgotten`, dated by the newest commit in it. A copy that cannot be written is logged: the
- * damage was, already.
+ * `forgotten`, dated by the newest commit in it; false when it could not be written (logged:
+ * the damage was, already).
  */
-export function keepCopy(path: string, lines: string[], forgotten: ReadonlySet<string>): void {
+export function keepCopy(path: string, lines: string[], forgotten: ReadonlySet<string>): boolean {
   const kept = lines.filter((line) => !namesAny(line, forgotten));
   const copy = copyOf(path);
   try {
     Deno.writeTextFileSync(copy, kept.map((line) => `${line}\n`).join(""));
     const newest = newestCommit(kept);
     if (newest !== null) Deno.utimeSync(copy, new Date(newest), new Date(newest));
+    return true;
   } catch (error) {
     log.warn("Cannot keep {copy}: {error}", { copy, error });
+    return false;
   }
 }
 
@@ -72,16 +74,27 @@ function copiesIn(dir: string): string[] {
 /** Takes the lines naming the followers `followerIds` out of every copy in `dir`; each keeps
  * its date, so a forget does not make it live longer. */
 export function forgetInCopies(dir: string, followerIds: Iterable<string>): void {
+  for (const copy of copiesIn(dir)) forgetInCopy(copy, followerIds);
+}
+
+/** Takes the lines naming the followers `followerIds` out of the copy at `copy` (gone: none). */
+export function forgetInCopy(copy: string, followerIds: Iterable<string>): void {
   const ids = new Set([...followerIds].map((id) => JSON.stringify(id)));
   if (ids.size === 0) return;
-  for (const copy of copiesIn(dir)) {
-    const { mtime } = Deno.statSync(copy);
-    const lines = Deno.readTextFileSync(copy).split("\n");
-    const kept = lines.filter((line) => !namesAny(line, ids));
-    if (kept.length === lines.length) continue;
-    Deno.writeTextFileSync(copy, kept.join("\n"));
-    if (mtime !== null) Deno.utimeSync(copy, mtime, mtime);
+  let mtime: Date | null;
+  let lines: string[];
+  try {
+    mtime = Deno.statSync(copy).mtime;
+    lines = Deno.readTextFileSync(copy).split("\n");
+  } catch (error) {
+    // Gone past its retention since it was listed (or made).
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
   }
+  const kept = lines.filter((line) => !namesAny(line, ids));
+  if (kept.length === lines.length) return;
+  Deno.writeTextFileSync(copy, kept.join("\n"));
+  if (mtime !== null) Deno.utimeSync(copy, mtime, mtime);
 }
 
 /** Deletes the copies in `dir` whose newest commit is `retentionMs` or more before `now` (ms):

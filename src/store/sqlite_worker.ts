@@ -39,10 +39,12 @@ export type WorkerRequest =
   | { type: "close" };
 
 /** The worker's answers: the last journal row the tables have, a failure, a journal line it
- * left out (for the store's thread to log), a copy made (or why not), closed. */
+ * left out (for the store's thread to log), a segment's copy kept from a read after commit
+ * `after`, a copy of the tables made (or why not), closed. */
 export type WorkerReport =
   | { type: "applied"; id: number; flush?: number }
   | { type: "leftOut"; note: LeftOut }
+  | { type: "copied"; copy: string; after: number }
   | { type: "failed"; message: string; flush?: number }
   | { type: "backedUp"; backup: number; error?: string }
   | { type: "closed" };
@@ -138,8 +140,13 @@ function start(request: WorkerStart): void {
   // One for the worker's life: a line it cannot read is logged once, not at every apply.
   const reported = new Set<string>();
   const read = (after: number) =>
-    readJournalDir(request.journalDir, after, reported, (note) => {
-      scope.postMessage({ type: "leftOut", note });
+    readJournalDir(request.journalDir, after, {
+      reported,
+      leftOut: (note) => scope.postMessage({ type: "leftOut", note }),
+      // Made from what was read: a forget committed since then scrubbed the copies there
+      // were, not this one. The store's thread takes its follower out (reports keep order:
+      // before this apply's).
+      kept: (copy) => scope.postMessage({ type: "copied", copy, after }),
     }).filter((commit) => commit.id <= handedUpTo);
   const checkpointer = setInterval(() => {
     try {

@@ -40,14 +40,35 @@ export interface HeldThread {
  * until release(); its other calls, and every other thread, go on. Resolves once strace has
  * attached.
  */
-export async function holdThread(tid: number, path: string): Promise<HeldThread> {
+export function holdThread(tid: number, path: string): Promise<HeldThread> {
+  return hold(tid, ["-P", path, "-e", "inject=all:delay_enter=3600s"], `"${path}"`, path);
+}
+
+/**
+ * Holds thread `tid` once it is idle: at its next wait for work (epoll_wait), so it holds no
+ * lock of the work it did (a thread held in SQLite's lock calls keeps the process's own SQLite
+ * mutex, and every other connection waits for it). Resolves once strace has attached.
+ */
+export function holdThreadIdle(tid: number): Promise<HeldThread> {
+  const call = "epoll_wait";
+  // `(`: the call entered, not the one it was in when strace attached (restart_syscall).
+  const args = ["-e", `trace=${call}`, "-e", `inject=${call}:delay_enter=3600s`];
+  return hold(tid, args, `${call}(`, call);
+}
+
+async function hold(
+  tid: number,
+  filter: string[],
+  entry: string,
+  what: string,
+): Promise<HeldThread> {
   const strace = new Deno.Command("strace", {
-    args: ["-p", String(tid), "-P", path, "-e", "inject=all:delay_enter=3600s"],
+    args: ["-p", String(tid), ...filter],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  // What it traces (only calls on `path`) goes to stderr, each call as it is entered.
+  // What it traces (only the calls held) goes to stderr, each call as it is entered.
   let said = "";
   const heard = new Set<() => void>();
   const reading = (async () => {
@@ -71,7 +92,7 @@ export async function holdThread(tid: number, path: string): Promise<HeldThread>
       });
     });
   await when(`Process ${tid} attached`, `it could hold thread ${tid}`);
-  const entered = when(`"${path}"`, `thread ${tid} used ${path}`);
+  const entered = when(entry, `thread ${tid} used ${what}`);
   // Rejected at release when it never came: that is the caller's to see, not a stray rejection.
   entered.catch(() => {});
   return {

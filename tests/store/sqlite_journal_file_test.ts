@@ -286,6 +286,34 @@ Deno.test("a line refused with STORE_FSYNC=1 that cannot be cut off is not read 
   });
 });
 
+Deno.test("a line refused that cannot be cut off is not read by a start before the next commit", async () => {
+  // Until the next commit began a segment after it, the refused line was its segment's last,
+  // and a start then (kill -9, a restart on the failing disk) read it as a commit: a callback
+  // answered 503 was stored and delivered, and WeChat's retry of it (or an agent's reply sent
+  // again) came on top.
+  await withTempDir((dir) => {
+    const journal = openJournalDir(dir, 0, true);
+    const content = (i: number, who: string) => {
+      const commit = new CommitLine(i, 1000 + i);
+      commit.forgotten(who);
+      return new TextEncoder().encode(commit.text());
+    };
+    try {
+      journal.append(1, content(1, "first"));
+      withSyncAndTruncateFailing(() => {
+        assert.throws(() => journal.append(2, content(2, "refused")), /os error 5/);
+      });
+      assert.deepEqual(readJournalDir(dir, 0).map((c) => [c.id, c.f?.[0]]), [[1, "first"]]);
+      journal.append(2, content(2, "taken"));
+      const read = readJournalDir(dir, 0).map((c) => [c.id, c.f?.[0]]);
+      assert.deepEqual(read, [[1, "first"], [2, "taken"]]);
+    } finally {
+      journal.close();
+    }
+    return Promise.resolve();
+  });
+});
+
 Deno.test("a line refused that cannot be cut off is not read after a line put in by damage either", async () => {
   await withTempDir((dir) => {
     const journal = openJournalDir(dir, 0, true);
@@ -305,7 +333,7 @@ Deno.test("a line refused that cannot be cut off is not read after a line put in
       journal.append(2, content(2, "taken"));
       journal.append(3, content(3, "after"));
       const leftOut: number[] = [];
-      const read = readJournalDir(dir, 0, new Set(), (note) => leftOut.push(note.line))
+      const read = readJournalDir(dir, 0, { leftOut: (note) => leftOut.push(note.line) })
         .map((c) => [c.id, c.f?.[0]]);
       assert.deepEqual(read, [[1, "first"], [2, "taken"], [3, "after"]]);
       // The damage is told; the refused line, which its caller was told of, is not.
