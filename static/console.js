@@ -31,6 +31,7 @@ import {
 import { matchesTriage, triageCounts } from "./console/triage.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
+import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
 import {
   mergeNotices,
   mergeTransferred,
@@ -1836,7 +1837,9 @@ function handleSystem(data) {
     // The queue's own news (who waits, who took them) is what the waiting list shows, live, and
     // counts: counted here too, a waiting follower was two in the title, and one after it left.
     const queue = msg.event === "waiting" || msg.event === "waiting_taken" || takenByOther;
-    const read = quiet || queue || isViewing(SYSTEM_ID) ||
+    // A follower's own act (a menu tap) counts on its contact, as the bridge counts it: counted
+    // here too, one tap was two in the title.
+    const read = quiet || queue || countsUnread(msg) || isViewing(SYSTEM_ID) ||
       (inThread(msg) && isViewing(followerId));
     state.system.items.push({ ...data, read });
     if (state.system.items.length > 500) state.system.items.splice(0, 100);
@@ -1874,6 +1877,13 @@ function handleSystem(data) {
     const c = conv(followerId);
     // Seen as it comes: below the view it is no "New messages" of its own.
     if (quiet && isNew && c.seen !== undefined) c.seen += 1;
+    if (isNew && countsUnread(msg)) {
+      // The bridge counted it in the contact's unread: so does the page, or the number jumped
+      // at the next contacts refresh (and a read here must tell the bridge).
+      const contact = state.contacts.get(followerId);
+      if (isViewing(followerId)) scheduleRead(followerId);
+      else if (contact) contact.unread = (Number(contact.unread) || 0) + 1;
+    }
     if (msg.event === "LOCATION" && !known) onLocation(followerId, msg, data);
     if (msg.event === "transferred_out") onTransferredOut(followerId, msg, data);
     else if (msg.event === "closed") onClosed(followerId);
@@ -1944,9 +1954,6 @@ function onLocation(followerId, msg, data) {
   const location = locationFromReport(msg, data.send_time);
   if (contact && location) contact.location = location;
 }
-
-/** Events after which WeChat asks the account to forget the follower (及时删除该用户信息). */
-const FORGET_EVENTS = ["user_authorization_revoke", "user_authorization_cancellation"];
 
 /**
  * The bridge forgot the follower: what this page holds of it goes too (its conversation, its

@@ -2,7 +2,8 @@
 // saying where it is (LOCATION), WeChat's own kf_* session moves, and the account's reports on
 // its own sends and reviews (MASSSENDJOBFINISH, card reviews, …), which the bridge sends with
 // WeChat's `from_user_name` and no follower. Listed, marked as reports, counted nowhere; every
-// other notice counts on the system entry until it is opened. Plain module, no DOM.
+// other notice counts: a follower's own act (a menu tap) on its follower, as the bridge counts it
+// (unread.js), the rest on the system entry until it is opened. Plain module, no DOM.
 
 /** Events that are the account's reports about a follower: in its thread, counted nowhere. */
 export const FOLLOWER_REPORTS = [

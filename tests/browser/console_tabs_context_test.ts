@@ -92,10 +92,11 @@ browserTest("a notice one tab missed shows there, and its save keeps it", async 
       EventKey: "menu_invoice",
     });
 
-    await t.step("the other tab saved it: it shows here too, counted", async () => {
+    await t.step("the other tab saved it: it shows here too", async () => {
       await one.locator(".system-entry", { hasText: "menu_invoice" }).waitFor();
       await two.locator(".system-entry", { hasText: "menu_invoice" }).waitFor();
-      assert.equal(await systemCount(two), "2");
+      // oAnn's assignment: a tap counts on its follower, as the bridge counts it, not here.
+      assert.equal(await systemCount(two), "1");
     });
 
     await t.step("the tab that missed it saves last: a new tab still has it", async () => {

@@ -1,0 +1,111 @@
+// A follower's menu tap (CLICK, and the other callbacks the bridge routes as a message) counted
+// in the bridge's `unread` on that follower, but not in the page's live count, so the number
+// jumped at the next contacts refresh; and the title counted a tap on the system list instead.
+
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { startBridge } from "../helpers/server.ts";
+import {
+  browserTest,
+  contactsOf,
+  openConsole,
+  openPage,
+  postFollowerMessage,
+  socketFrames,
+  waitUntil,
+} from "./browser.ts";
+
+const AGENT = "agentA";
+
+const pageUnread = (page: Page, id: string) =>
+  page.evaluate(
+    `Number(document.querySelector('#contact-list .contact[data-contact-id="${id}"] .unread')` +
+      `?.textContent ?? 0)`,
+  );
+
+browserTest("the page counts a follower's unread as the bridge does", async (t, browser) => {
+  const server = await startBridge();
+  try {
+    const { page } = await openPage(browser);
+    const frames = socketFrames(page);
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oTap", { MsgType: "text", Content: "菜单在哪" });
+    await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "你好" });
+    await page.locator('.contact[data-contact-id="oTap"] .unread').waitFor();
+    // Another conversation in view: what oTap does is not read as it comes.
+    await page.locator('.contact[data-contact-id="oElse"]').click();
+    await page.locator("#conv-name", { hasText: "oElse" }).waitFor();
+
+    const bridgeUnread = async () =>
+      Number((await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oTap")?.unread);
+    const callbacks: Array<[string, Record<string, string | number>]> = [
+      ["CLICK", { MsgType: "event", Event: "CLICK", EventKey: "menu_invoice" }],
+      ["VIEW", { MsgType: "event", Event: "VIEW", EventKey: "https://example.com/help" }],
+      ["SCAN", { MsgType: "event", Event: "SCAN", EventKey: "123", Ticket: "t1" }],
+      ["LOCATION", {
+        MsgType: "event",
+        Event: "LOCATION",
+        Latitude: 31.2304,
+        Longitude: 121.4737,
+        Precision: 30,
+      }],
+      ["kf_create_session", { MsgType: "event", Event: "kf_create_session", KfAccount: "kf1" }],
+      ["unknown_type", { MsgType: "shortvideo_new", Content: "?" }],
+    ];
+    for (const [event, fields] of callbacks) {
+      await t.step(`${event}: the page's count is the bridge's`, async () => {
+        const before = frames.received.length;
+        await postFollowerMessage(server.base, "oTap", fields);
+        await waitUntil(
+          () =>
+            frames.received.slice(before).some((f) =>
+              f.data?.msg?.event === event && f.data.msg.follower_id === "oTap"
+            ),
+          () => `no 102 ${event} reached the page`,
+        );
+        const expected = await bridgeUnread();
+        await page.waitForFunction(
+          `Number(document.querySelector('.contact[data-contact-id="oTap"] .unread')` +
+            `?.textContent ?? 0) === ${expected}`,
+          undefined,
+          { timeout: 3000 },
+        ).catch(() => {});
+        assert.equal(await pageUnread(page, "oTap"), expected, `after ${event}`);
+      });
+    }
+
+    await t.step(
+      "the title counts a tap once: on its follower, not on the system list",
+      async () => {
+        const expected = await bridgeUnread();
+        // oElse is in view: the title is oTap's count and oTap's assignment, still to read.
+        await page.waitForFunction(`document.title.startsWith("(${expected + 1}) ")`);
+        assert.equal(
+          await page.evaluate(`document.querySelector(".system-entry .unread")?.textContent ?? ""`),
+          "1",
+        );
+      },
+    );
+
+    await t.step("a tap in the conversation in view is read, here and at the bridge", async () => {
+      await page.locator('.contact[data-contact-id="oTap"]').click();
+      await page.locator("#conv-name", { hasText: "oTap" }).waitFor();
+      await waitUntil(async () => await bridgeUnread() === 0, () => "oTap still unread");
+      await postFollowerMessage(server.base, "oTap", {
+        MsgType: "event",
+        Event: "CLICK",
+        EventKey: "menu_refund",
+      });
+      await page.locator("#messages .msg.note", { hasText: "menu_refund" }).waitFor();
+      await waitUntil(
+        async () => await bridgeUnread() === 0,
+        () => "the tap in view stayed unread",
+      );
+      await page.locator('.contact[data-contact-id="oElse"]').click();
+      await page.locator("#conv-name", { hasText: "oElse" }).waitFor();
+      assert.equal(await pageUnread(page, "oTap"), 0);
+    });
+  } finally {
+    await server.close();
+  }
+});
