@@ -1089,6 +1089,7 @@ function setLabels(contactId, labels) {
     return;
   }
   if (contact) contact.labels = labels;
+  tabs?.postMessage({ edited: { contact_id: contactId, labels } });
   renderContacts();
 }
 
@@ -1382,12 +1383,31 @@ function inThread(msg) {
     !FORGET_EVENTS.includes(msg.event);
 }
 
-/** Another tab read a conversation: its unread count and the title's go here too. */
+/** Another tab read a conversation (its unread count and the title's go here too), or named or
+ * labelled a follower (shown here at once, not at this tab's next contacts refresh). */
 function onTabMessage(event) {
-  const id = event.data?.read;
+  const data = event.data ?? {};
+  if (data.edited) return onTabEdited(data.edited);
+  const id = data.read;
   if (typeof id !== "string" || !state.contacts.has(id)) return;
   markRead(id, { send: false });
   renderContacts();
+}
+
+/** A follower's name (the bridge had it) or labels, from another tab of this agent. */
+function onTabEdited(edit) {
+  const id = typeof edit?.contact_id === "string" ? edit.contact_id : "";
+  const contact = state.contacts.get(id);
+  if (!contact) return;
+  if (typeof edit.name === "string" && edit.name !== "") {
+    // A rename of this tab's own, on its way, is newer than the one the other tab made.
+    if (state.renames.has(id)) return;
+    contact.name = edit.name;
+  } else if (Array.isArray(edit.labels)) {
+    contact.labels = edit.labels.filter((l) => typeof l === "string");
+  } else return;
+  renderContacts();
+  if (state.current === id) renderConversationHead();
 }
 
 /** Another tab of this agent saved a token: a tab asking for one (it expired for both) goes on
@@ -3287,6 +3307,8 @@ function nameFromBridge(contact, name) {
   if (name === pending.name) {
     clearTimeout(pending.timer);
     state.renames.delete(contact.contact_id);
+    // Told once the bridge has it: a name it refused never shows in the other tabs.
+    tabs?.postMessage({ edited: { contact_id: contact.contact_id, name } });
   }
   contact.name = pending.name;
 }

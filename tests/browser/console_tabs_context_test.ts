@@ -9,7 +9,8 @@
 // one tab stayed old in the other: its next reconnect said the old capacity to the bridge, and a
 // change of another alert there saved the old value of the one changed here. A notice taken in
 // from the other tab's save before this tab's socket brought it (a follower's new place) did
-// nothing when it came: it was known.
+// nothing when it came: it was known. A rename or a label made in one tab showed in the other only
+// at its next contacts refresh.
 
 import assert from "node:assert/strict";
 import type { Page, WebSocketRoute } from "playwright-core";
@@ -332,6 +333,56 @@ browserTest(
       await one.locator(".system-entry .report-tag").waitFor();
       // Listed in tab two from tab one's save, then its own socket brings it: the header shows it.
       await two.locator("#conv-place", { hasText: "31.23, 121.47" }).waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "a rename or a label made in one tab shows in the other at once",
+  async (t, browser) => {
+    const server = await startBridge();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      await postFollowerMessage(server.base, "oAnn", { MsgType: "text", Content: "发票" });
+      for (const page of [two, one]) {
+        await page.bringToFront();
+        await openConsole(page, server.base, AGENT);
+        await page.locator('.contact[data-contact-id="oAnn"]').click();
+        await page.locator("#conv-name", { hasText: "oAnn" }).waitFor();
+      }
+      // Tab two reads no contacts from here on: what it shows came from tab one, not a refresh.
+      let refreshes = 0;
+      await two.route((url) => url.pathname.endsWith("/contacts"), (route) => {
+        refreshes++;
+        return route.abort();
+      });
+      const listed = (page: Page) => page.locator('#contact-list .contact[data-contact-id="oAnn"]');
+
+      await t.step("a name the bridge took", async () => {
+        await one.locator("#rename-button").click();
+        await one.locator("#rename-input").fill("王女士");
+        await one.locator("#rename-input").press("Enter");
+        await waitUntil(
+          async () => (await server.store.getContact("oAnn"))?.name === "王女士",
+          () => "the bridge never had the name",
+        );
+        await two.bringToFront();
+        await listed(two).filter({ hasText: "王女士" }).waitFor();
+        await two.locator("#conv-name", { hasText: "王女士" }).waitFor();
+      });
+
+      await t.step("a label", async () => {
+        await one.bringToFront();
+        await one.locator("#panel-button").click();
+        await one.locator("#label-input").fill("VIP");
+        await one.locator("#label-input").press("Enter");
+        await two.bringToFront();
+        await listed(two).locator(".label", { hasText: "VIP" }).waitFor();
+        assert.equal(refreshes, 0, "tab two read its contacts");
+      });
     } finally {
       await server.close();
     }
