@@ -22,6 +22,10 @@ const log = getLogger(["bridge", "store"]);
 /** Lines are encoded one after another into a buffer of this size, handed over whole (a
  * post costs more the larger its buffer: 256 KiB is about 20 ms of lines at 10,000 msg/s). */
 const ARENA_BYTES = 1 << 18;
+/** Lines a failed write keeps for the next, at most (bytes), by default: past it they are
+ * dropped and read back from the journal, which lacks those of a segment deleted meanwhile
+ * (bridge.journal removed while bridge.sqlite was locked). */
+export const KEEP_FAILED_BYTES = 64 * 1024 * 1024;
 
 /** Writes journal lines to the tables, soon or when asked. */
 export interface Applier {
@@ -53,6 +57,8 @@ export interface ApplierOptions {
   applied: number;
   /** Told each time the tables have more of the journal. */
   onApplied(id: number): void;
+  /** Lines a failed write keeps for the next, at most (bytes; KEEP_FAILED_BYTES). */
+  keepFailedBytes?: number;
 }
 
 const encoder = new TextEncoder();
@@ -63,20 +69,29 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
   let applied = options.applied;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let queue: Uint8Array[] = [];
+  let queuedBytes = 0;
   const applyNow = () => {
     clearTimeout(timer);
     timer = undefined;
-    const commits = queue.map(commitOfBytes);
+    const lines = queue;
+    const bytes = queuedBytes;
     queue = [];
+    queuedBytes = 0;
     const { db, st, read, retention } = options;
     let id: number;
     try {
       id = lost
         ? applyJournal(db, st, read, retention)
-        : applyHanded(db, st, read, retention, commits);
+        : applyHanded(db, st, read, retention, lines.map(commitOfBytes));
       lost = false;
     } catch (error) {
-      lost = true;
+      // Kept, not read back from a journal that may have lost their segment since.
+      if (!lost && bytes <= (options.keepFailedBytes ?? KEEP_FAILED_BYTES)) {
+        queue = lines;
+        queuedBytes = bytes;
+      } else {
+        lost = true;
+      }
       throw error;
     }
     if (id > applied) options.onApplied(applied = id);
@@ -85,6 +100,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
     encode: (line) => encoder.encode(line),
     written(_id, bytes) {
       queue.push(bytes);
+      queuedBytes += bytes.length;
       if (timer !== undefined) return;
       timer = setTimeout(() => {
         try {
@@ -157,6 +173,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     fsync: options.fsync,
     retention: options.retention,
     checkpointMs: options.checkpointMs,
+    keepFailedBytes: options.keepFailedBytes ?? KEEP_FAILED_BYTES,
   };
   post(start);
   let applied = options.applied;

@@ -91,6 +91,9 @@ export interface SqliteStoreOptions extends ModelOptions {
   hotContacts?: number;
   /** How long journal rows wait before they are written to the tables, ms (tests hold them). */
   applyDelayMs?: number;
+  /** Lines a failed write to the tables keeps for the next, at most (bytes; tests make it 0,
+   * as a failure that held more, to have them read back from the journal). */
+  keepFailedBytes?: number;
   /** Opens the journal (tests wrap it to refuse writes, as a full disk does). */
   openJournal?: typeof openJournalDir;
 }
@@ -339,12 +342,13 @@ function createSqliteStore(
     // At close the worker has applied what it was handed, and takes no more requests.
     if (!closed && appliedId < journalId) await applier.applied(journalId);
     await applier.backup(dest);
-  }, {
-    look: () => {
-      if (journal.ensure() !== null) guard?.journalLost();
-    },
-    fsync: options.fsync ?? false,
-  });
+  }, { look: lookAtJournal, fsync: options.fsync ?? false });
+
+  /** Whether the journal's segment is still in its directory: a new one begun if not (throws
+   * while it cannot be), and the loss told to the file guard. */
+  function lookAtJournal(): void {
+    if (journal.ensure() !== null) guard?.journalLost();
+  }
 
   const onApplied = (id: number) => {
     appliedId = Math.max(appliedId, id);
@@ -380,6 +384,7 @@ function createSqliteStore(
     applyDelayMs: options.applyDelayMs ?? APPLY_DELAY_MS,
     applied: appliedId,
     onApplied,
+    keepFailedBytes: options.keepFailedBytes,
   };
   const applier: Applier = files.path === ":memory:"
     ? createInlineApplier(applierOptions)
@@ -457,17 +462,23 @@ function createSqliteStore(
    * (a commit failed) and the model must be right before anything goes on. */
   function reload(): void {
     const old = model;
-    const applied = applyJournal(db, st, journal.read, files.retention);
-    onApplied(applied);
     // Commits of a segment deleted under us reach the tables only from the worker: a model
     // read before it wrote them went back past them, and the next commits, answered success,
-    // took their seqs and places in history. Refused (503) until then, as WeChat retries.
-    if (applied < journal.unfiledUpTo()) {
-      throw new StoreRefusal(
-        `Cannot reload: the tables do not have commit ${journal.unfiledUpTo()} yet, which ` +
-          "only a deleted journal segment held",
-      );
+    // took their seqs and places in history. Refused (503) until then, as WeChat retries;
+    // before the journal on disk is applied, whose later commits would put the tables past
+    // them, and the worker's write of them would be skipped as applied.
+    // Looked at first: a segment deleted since the file guard's last look held commits the
+    // tables lack, and the reload, not knowing, read a model from before them.
+    try {
+      lookAtJournal();
+    } catch (error) {
+      // The loss is known (unfiledUpTo) even while no new segment can be begun.
+      log.warn("Cannot begin a new journal segment yet: {error}", { error });
     }
+    unfiledWritten();
+    const applied = applyJournal(db, st, journal.read, files.retention);
+    onApplied(applied);
+    unfiledWritten();
     // Every row is in the tables now, and the new model holds other contacts.
     contactRows.clear();
     const loaded = loadModel(db, st, reads, options);
@@ -483,6 +494,21 @@ function createSqliteStore(
     model = loaded.model;
     stamp = Math.max(stamp, loaded.stamp);
     stale = false;
+  }
+
+  /** Throws a refusal while the tables lack a commit only a deleted journal segment held, and
+   * asks the applier for it: a write it could not make (bridge.sqlite locked) is made again
+   * only when asked, and nothing else asks while every callback is refused. */
+  function unfiledWritten(): void {
+    const unfiled = journal.unfiledUpTo();
+    if (Math.max(appliedId, readApplied(st)) >= unfiled) return;
+    applier.applied(unfiled).catch(() => {
+      // Logged by the applier; the next refused reload asks again.
+    });
+    throw new StoreRefusal(
+      `Cannot reload: the tables do not have commit ${unfiled} yet, which only a deleted ` +
+        "journal segment held",
+    );
   }
 
   /** Writes one commit's changes as one journal line. */

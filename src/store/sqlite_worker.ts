@@ -25,6 +25,9 @@ export interface WorkerStart {
   fsync: boolean;
   retention: Retention;
   checkpointMs: number;
+  /** Lines a failed write keeps for the next, at most (bytes); past it they are dropped and
+   * read back from the journal, which lacks those of a segment deleted meanwhile. */
+  keepFailedBytes: number;
 }
 
 /** The store's requests: lines it wrote to the journal (a buffer, and where each line in it
@@ -91,7 +94,8 @@ const COALESCE_BYTES = 4 * 1024 * 1024;
 let queue: Uint8Array[] = [];
 let queuedBytes = 0;
 let timer: ReturnType<typeof setTimeout> | undefined;
-/** Handed-over commits were dropped by a failed write: read them back from the journal. */
+/** Handed-over commits were dropped (a failed write held more than KEEP_FAILED_BYTES): read
+ * them back from the journal. */
 let lost = false;
 /** The last commit handed over. A read-back takes nothing after it: the store hands over every
  * commit the journal took, and a line after them is one it refused and could not cut off (an
@@ -115,6 +119,7 @@ function applyNow(after?: () => void, flush?: number): void {
   timer = undefined;
   if (!state) return;
   const lines = queue;
+  const bytes = queuedBytes;
   queue = [];
   queuedBytes = 0;
   try {
@@ -125,8 +130,15 @@ function applyNow(after?: () => void, flush?: number): void {
       flush === undefined ? { type: "applied", id } : { type: "applied", id, flush },
     );
   } catch (error) {
-    // The journal keeps them: the next apply reads them from it (so does the next start).
-    lost = true;
+    // Kept for the next write, not read back from the journal then: a segment deleted since
+    // (bridge.journal removed while bridge.sqlite was locked) took its lines, and the read-back
+    // skipped them for good, though every one was answered success.
+    if (!lost && bytes <= state.start.keepFailedBytes) {
+      queue = lines;
+      queuedBytes = bytes;
+    } else {
+      lost = true;
+    }
     const message = String(error);
     scope.postMessage(
       flush === undefined ? { type: "failed", message } : { type: "failed", message, flush },

@@ -354,11 +354,9 @@ browserTest(
         await page.locator("#conv-name", { hasText: "oAnn" }).waitFor();
       }
       // Tab two reads no contacts from here on: what it shows came from tab one, not a refresh.
-      let refreshes = 0;
-      await two.route((url) => url.pathname.endsWith("/contacts"), (route) => {
-        refreshes++;
-        return route.abort();
-      });
+      // (One may still be asked: a refresh scheduled before, or a socket opened again on a
+      // busy machine; counting them made the test fail under CI's load.)
+      await two.route((url) => url.pathname.endsWith("/contacts"), (route) => route.abort());
       const listed = (page: Page) => page.locator('#contact-list .contact[data-contact-id="oAnn"]');
 
       await t.step("a name the bridge took", async () => {
@@ -381,7 +379,6 @@ browserTest(
         await one.locator("#label-input").press("Enter");
         await two.bringToFront();
         await listed(two).locator(".label", { hasText: "VIP" }).waitFor();
-        assert.equal(refreshes, 0, "tab two read its contacts");
       });
     } finally {
       await server.close();

@@ -11,8 +11,20 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { liveSegment, writeDamaged } from "./_journal_damage.ts";
+import { openSqliteStore } from "../../src/store/sqlite_store.ts";
+import { baseStoreOptions } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
+
+/** The bridge on SQLite in `dir`, its worker keeping no lines of a write that failed (as one of
+ * over 64 MiB): it reads them back from the journal, which is what these tests damage. */
+async function readingBack(dir: string): Promise<TestBridge> {
+  const store = await openSqliteStore(`${dir}/bridge.sqlite`, {
+    ...baseStoreOptions(),
+    keepFailedBytes: 0,
+  });
+  return await startBridge({ env: { STORE: "sqlite", DATA_DIR: dir }, store });
+}
 
 Deno.test("a damaged journal line is left out at start; the commits after it are applied", async () => {
   const first = Deno.makeTempDirSync({ prefix: "journal-first-" });
@@ -120,8 +132,9 @@ Deno.test("a journal line whose commit id was damaged into a larger one is left 
 });
 
 Deno.test("a damaged line in the live journal is left out by the running worker too, said once", async () => {
-  // The worker reads the journal back when a batch it was handed could not be written (here an
-  // operator's sqlite3 holds the tables' write lock past the busy timeout). A line whose commit
+  // The worker reads the journal back when a batch it was handed could not be written and was
+  // too large to keep (here an operator's sqlite3 holds the tables' write lock past the busy
+  // timeout, and the worker keeps nothing). A line whose commit
   // id a disk error took (NUL bytes where it began) held it there: every later message stayed
   // out of the tables, reads failed until a restart, and that start dropped them in silence.
   const dir = Deno.makeTempDirSync({ prefix: "journal-live-" });
@@ -139,7 +152,7 @@ Deno.test("a damaged line in the live journal is left out by the running worker 
   });
   try {
     const env = { STORE: "sqlite", DATA_DIR: dir };
-    const bridge = await startBridge({ env });
+    const bridge = await readingBack(dir);
     const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=qa`);
     const send = async (content: string, id: string) => {
       const res = await post(`${bridge.base}${B}/send_xml`, textXml("oJ", "gh", content, id));
@@ -194,7 +207,7 @@ Deno.test("the running worker's last commit left out as damage: reads answer wit
   // never comes, so every read failed ('the tables stop at') until some other commit came.
   const dir = Deno.makeTempDirSync({ prefix: "journal-last-" });
   try {
-    const bridge = await startBridge({ env: { STORE: "sqlite", DATA_DIR: dir } });
+    const bridge = await readingBack(dir);
     const send = async (content: string, id: string) => {
       const res = await post(`${bridge.base}${B}/send_xml`, textXml("oJ", "gh", content, id));
       assert.equal(res.text, "success");
