@@ -91,6 +91,11 @@ const IN_FLIGHT_LIMIT_MS = 5_000;
 const MEDIA_DRAIN_LIMIT_MS = 2_000;
 /** How long a stop waits for replies on their way to WeChat (main.ts gives a stop 10 s). */
 const REPLY_DRAIN_LIMIT_MS = 5_000;
+/** How long a reply may stay "sending" at another instance (Redis) before it counts as left
+ * unanswered: far past any send (WeChat's timeouts and retries, a video's upload). */
+const UNANSWERED_AFTER_MS = 10 * 60_000;
+/** How often replies left unanswered are looked for (and once at start). */
+const UNANSWERED_SWEEP_MS = 60_000;
 /** Contacts read at once when followers of an agent taken off the account are let go. */
 const RELEASE_PAGE = 500;
 
@@ -164,6 +169,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
   // Before the store opens, so a bucket that does not answer leaves nothing open behind it.
   const storedMedia = await openMediaStorage(config);
   const store = effects.store ?? await openStore(config, now);
+  // One process holds an embedded store: every reply recorded before it opened was another's,
+  // which stopped before WeChat answered it.
+  const storeOpenedAt = now();
   // A forgotten follower's files go once no history names them; puts of a file being deleted
   // wait for it and write it again.
   const forgottenFiles = createForgottenFiles({
@@ -303,6 +311,24 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     timers.push(setInterval(() => {
       sweepWindows().catch((error) => log.warn("Cannot sweep reply windows: {error}", { error }));
     }, config.windowSweepIntervalS * 1000));
+    void settleUnanswered();
+    timers.push(setInterval(() => void settleUnanswered(), UNANSWERED_SWEEP_MS));
+  }
+
+  /** Fails the replies left "sending" by a bridge that stopped before WeChat answered. */
+  async function settleUnanswered(): Promise<void> {
+    // Instances sharing Redis send at the same time: theirs count only once long overdue.
+    const before = config.redisUrl ? now() - UNANSWERED_AFTER_MS : storeOpenedAt;
+    try {
+      const settled = await replies.settleUnanswered(before);
+      if (settled > 0) {
+        log.warn("{count} replies were left unanswered by a stop: failed as not confirmed", {
+          count: settled,
+        });
+      }
+    } catch (error) {
+      log.warn("Cannot settle replies left unanswered: {error}", { error });
+    }
   }
 
   const auth = createAgentAuth({

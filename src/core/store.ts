@@ -112,6 +112,18 @@ export interface HistoryItem extends EnvelopeData {
   agent_id?: string;
 }
 
+/** A reply whose outcome was never written: history item `n` of `followerId`. */
+export interface UnansweredReply {
+  followerId: string;
+  n: number;
+  item: HistoryItem;
+}
+
+/** Whether `item` is a reply still waiting for WeChat's answer. */
+export function isUnanswered(item: HistoryItem | null | undefined): item is HistoryItem {
+  return item?.direction === "out" && item.status === "sending";
+}
+
 /** How a failed reply ended, beyond its error text. */
 export interface ReplyOutcomeOptions {
   unconfirmed?: boolean;
@@ -315,6 +327,10 @@ export interface Store {
     error?: string,
     options?: ReplyOutcomeOptions,
   ): Promise<void>;
+  /** Replies recorded "sending" (their `send_time`) before `before` (ms) that no outcome was
+   * written for, oldest first, at most `limit`: left so by a bridge that stopped between
+   * recording one and WeChat's answer (kill -9, a crash, a stop cut short). */
+  unansweredReplies(before: number, limit: number): Promise<UnansweredReply[]>;
   /** Moves a follower; a `note` for the next agent goes into the conversation as a note. */
   transfer(
     followerId: string,

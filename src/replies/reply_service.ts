@@ -8,6 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { type AgentAnswer, refuse, type ReplyHandler } from "../agents/agent_messages.ts";
+import { settleUnanswered } from "./unanswered_replies.ts";
 import { createSystemEnvelope, type Envelope } from "../protocol/envelope.ts";
 import type { Switchboard } from "../core/switchboard.ts";
 import type { BridgeMetrics } from "../http/metrics.ts";
@@ -124,8 +125,13 @@ async function uploadThumb(
 export function createReplyService(
   ctx: ReplyContext,
   target: ReplyTarget,
-): ReplyHandler & { drain(): Promise<void> } {
+): ReplyHandler & {
+  drain(): Promise<void>;
+  settleUnanswered(before: number): Promise<number>;
+} {
   const { store, switchboard } = ctx;
+  /** Replies this process recorded and is still sending: never settled as left unanswered. */
+  const inFlight = new Set<string>();
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
   const releases = createClientIdReleases(store);
@@ -663,8 +669,12 @@ export function createReplyService(
         },
       };
     });
+    inFlight.add(id);
     // Its file is no longer held once its turn is over, sent or not.
-    result.finally(releaseFile).catch(() => {});
+    result.finally(() => {
+      releaseFile();
+      inFlight.delete(id);
+    }).catch(() => {});
     const tail = result.catch(() => {});
     perFollower.set(followerId, tail);
     tail.then(() => {
@@ -687,6 +697,18 @@ export function createReplyService(
   }
 
   return {
+    /** Settles the replies recorded "sending" before `before` (ms) that no process is
+     * sending any more (unanswered_replies.ts); resolves to how many. */
+    settleUnanswered(before: number) {
+      return settleUnanswered({
+        store,
+        notify,
+        inFlight: (id) => inFlight.has(id),
+        newId: ctx.newId,
+        now: ctx.now,
+        companyId: ctx.companyId,
+      }, before);
+    },
     /** Waits for the replies on their way to WeChat (shutdown): each then is sent or failed,
      * recorded, and its agent told, rather than cut off with the process. */
     async drain() {

@@ -42,6 +42,16 @@ export function historyPrefix(followerId?: string): Deno.KvKey {
   return followerId === undefined ? ["history"] : ["history", followerId];
 }
 
+/** A reply recorded "sending" at `sendTime` (s) whose outcome is not written yet. */
+export function unansweredKey(sendTime: number, followerId: string, n: number): Deno.KvKey {
+  return ["unanswered", sendTime, followerId, n];
+}
+
+/** Every unanswered reply, by time; with `sendTime`, those before it (an end key). */
+export function unansweredPrefix(sendTime?: number): Deno.KvKey {
+  return sendTime === undefined ? ["unanswered"] : ["unanswered", sendTime];
+}
+
 /** A forgotten follower's cut in one agent's log (model.ts ForgetCut): the seq at its forget. */
 export function forgetCutKey(followerId: string, agentId: string): Deno.KvKey {
   return ["forget_cuts", followerId, agentId];

@@ -26,6 +26,8 @@ import {
   quickReplyKey,
   servedKey,
   servedPrefix,
+  unansweredKey,
+  unansweredPrefix,
   windowKey,
   windowsPrefix,
 } from "./kv_keys.ts";
@@ -45,6 +47,7 @@ import {
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isUnanswered,
   type LogEntry,
   MessageTooLargeError,
   type Presence,
@@ -52,6 +55,7 @@ import {
   replyOutcome,
   type ReplyOutcomeOptions,
   type Store,
+  type UnansweredReply,
 } from "../core/store.ts";
 import { isDiskRefusal } from "./disk_refusal.ts";
 import {
@@ -356,6 +360,9 @@ class CommitPlan {
     for (const h of changes.history) {
       const json = JSON.stringify(h.item);
       writes.push(setWrite(historyKey(h.followerId, h.n), storedForm(json, h.item), retain));
+      if (isUnanswered(h.item)) {
+        writes.push(setWrite(unansweredKey(h.item.send_time, h.followerId, h.n), 1, retain));
+      }
     }
     for (const q of changes.queued) {
       const stored: StoredQueued = { envelope: q.envelope, stamp: this.nextStamp() };
@@ -901,10 +908,26 @@ function createKvStore(
         const item: HistoryItem = { ...stored, ...replyOutcome(status, error, outcomeOptions) };
         const res = await kv.atomic().check(entry).set(key, JSON.stringify(item), {
           expireIn: options.retentionMs,
-        }).commit();
+        }).delete(unansweredKey(stored.send_time, followerId, n)).commit();
         if (res.ok) return;
       }
       throw new Error(`Cannot update reply ${followerId}/${n}: it kept changing`);
+    },
+    async unansweredReplies(before: number, limit: number) {
+      const found: UnansweredReply[] = [];
+      const end = unansweredPrefix(Math.ceil(before / 1000));
+      for await (
+        const e of kv.list({ prefix: unansweredPrefix(), end }, { batchSize: LIST_BATCH })
+      ) {
+        const [, sendTime, followerId, n] = e.key as [string, number, string, number];
+        const stored = (await kv.get<string | HistoryItem>(historyKey(followerId, n))).value;
+        const item = stored === null ? null : fromStored(stored);
+        // Answered, forgotten (the history went first), expired, or the number another
+        // conversation's since: the key goes too.
+        if (!isUnanswered(item) || item.send_time !== sendTime) await kv.delete(e.key);
+        else if (found.push({ followerId, n, item }) >= limit) break;
+      }
+      return found;
     },
     sweepWindows(now: number) {
       // The index names the followers whose windows close within the warning or have closed.

@@ -16,12 +16,14 @@ import {
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isUnanswered,
   type LogEntry,
   type Presence,
   type QuickReply,
   replyOutcome,
   type ReplyOutcomeOptions,
   type Store,
+  type UnansweredReply,
 } from "../core/store.ts";
 
 /** How much each agent's log and each conversation keeps in memory. */
@@ -134,6 +136,20 @@ export function createMemoryStore(options: ModelOptions): Store {
         h.item = { ...h.item, ...replyOutcome(status, error, outcomeOptions) };
       }
       return Promise.resolve();
+    },
+    unansweredReplies(before: number, limit: number) {
+      // A scan: nothing of this store outlives its process, so only a stop cut short leaves
+      // one, and the sweep that asks runs once a minute.
+      const found: UnansweredReply[] = [];
+      for (const [followerId, list] of histories) {
+        for (const h of list) {
+          if (isUnanswered(h.item) && h.item.send_time * 1000 < before) {
+            found.push({ followerId, n: h.n, item: h.item });
+          }
+        }
+      }
+      found.sort((a, b) => a.item.send_time - b.item.send_time);
+      return Promise.resolve(found.slice(0, limit));
     },
     transfer(followerId: string, fromAgent: string, toAgent: string, note?: string) {
       return run(() => model.transfer(followerId, fromAgent, toAgent, note));

@@ -676,6 +676,8 @@ if OP == 'reply' then
     c.last_message_at = NOW
     stamps[fid] = NOW_S
     local n = history(c, hist)
+    -- Until its outcome: a bridge stopped before WeChat answered left it "sending" for good.
+    redis.call('ZADD', P .. 'unanswered', math.floor(NOW / 1000), n .. ':' .. fid)
     append(a, tail)
     return n
   end
@@ -833,6 +835,7 @@ if OP == 'outcome' then
     local key, n, expected, item = P .. 'hist:' .. ARGV[A0], ARGV[A0 + 1], ARGV[A0 + 2], ARGV[A0 + 3]
     if redis.call('HGET', key, n) ~= expected then return 0 end
     redis.call('HSET', key, n, item)
+    redis.call('ZREM', P .. 'unanswered', n .. ':' .. ARGV[A0])
     return 1
   end
 end

@@ -28,6 +28,7 @@ import {
   type InboundItem,
   type InboundOutcome,
   isAfterCursor,
+  isUnanswered,
   type LocationOutcome,
   type LogEntry,
   type MediaQueue,
@@ -42,6 +43,7 @@ import {
   StoreError,
   StoreStateLostError,
   type TokenCache,
+  type UnansweredReply,
 } from "../core/store.ts";
 
 const log = getLogger(["bridge", "redis"]);
@@ -199,6 +201,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     waiting: `${prefix}waiting`,
     queuedCount: `${prefix}queued_count`,
     history: (id: string) => `${prefix}hist:${id}`,
+    /** Replies recorded "sending", by time (s): `n:follower` (redis_scripts.ts reply). */
+    unanswered: `${prefix}unanswered`,
     forgetCut: (id: string) => `${prefix}forget_cut:${id}`,
     instances: `${prefix}instances`,
     instance: (id: string) => `${prefix}instance:${id}`,
@@ -773,6 +777,29 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         previewOf(envelope),
       ]);
       return applied({ n: value }, entries);
+    },
+
+    async unansweredReplies(before: number, limit: number) {
+      const members = await client.zrangebyscore(
+        k.unanswered,
+        "-inf",
+        `(${Math.ceil(before / 1000)}`,
+        "LIMIT",
+        0,
+        limit,
+      );
+      const found: UnansweredReply[] = [];
+      for (const member of members) {
+        const at = member.indexOf(":");
+        const n = Number(member.slice(0, at));
+        const followerId = member.slice(at + 1);
+        const raw = await client.hget(k.history(followerId), String(n));
+        const item = raw === null ? null : JSON.parse(raw) as HistoryItem;
+        // Answered by a script before this one, forgotten or expired: the member goes too.
+        if (isUnanswered(item)) found.push({ followerId, n, item });
+        else await client.zrem(k.unanswered, member);
+      }
+      return found;
     },
 
     async updateReply(

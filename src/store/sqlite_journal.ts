@@ -7,6 +7,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MESSAGE_WINDOW_MS } from "../protocol/window.ts";
 import { type AgentRecord, type Contact, type HistoryItem, replyOutcome } from "../core/store.ts";
+import { SENDING_JSON } from "./sqlite_schema.ts";
 
 /**
  * A row of the journal table that `bridge.sqlite` held before issue 17: what one commit
@@ -78,6 +79,11 @@ export function prepareApply(db: DatabaseSync) {
     ),
     setHistory: s("UPDATE history SET item = ? WHERE follower_id = ? AND n = ?"),
     putQuickReply: s("INSERT OR REPLACE INTO quick_replies (id, json) VALUES (?, ?)"),
+    unanswered: s(
+      "INSERT OR REPLACE INTO unanswered (follower_id, n, at, expires_at) VALUES (?, ?, ?, ?)",
+    ),
+    answered: s("DELETE FROM unanswered WHERE follower_id = ? AND n = ?"),
+    forgetUnanswered: s("DELETE FROM unanswered WHERE follower_id = ?"),
     deleteQuickReply: s("DELETE FROM quick_replies WHERE id = ?"),
   };
 }
@@ -209,7 +215,10 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
     const logExpiry = c.t + retention.logRetainMs;
     const historyExpiry = c.t + retention.retentionMs;
     for (const [a, seq, frame] of c.l ?? []) st.log.run(a, seq, frame, logExpiry);
-    for (const [f, n, item] of c.h ?? []) st.history.run(f, n, item, historyExpiry);
+    for (const [f, n, item] of c.h ?? []) {
+      st.history.run(f, n, item, historyExpiry);
+      if (item.includes(SENDING_JSON)) st.unanswered.run(f, n, c.t, historyExpiry);
+    }
     for (const [f, n, stamp, env] of c.q ?? []) st.queued.run(f, n, stamp, env);
     for (const [f, n] of c.d ?? []) st.dequeued.run(f, n);
     for (const row of c.c ?? []) contacts.set(row[0], row);
@@ -222,6 +231,7 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
       const stored = JSON.parse(row.item) as HistoryItem;
       // Another item by that number: the follower was forgotten and wrote again since.
       if (replyId !== null && stored.id !== replyId) continue;
+      st.answered.run(f, n);
       const item: HistoryItem = {
         ...stored,
         ...replyOutcome(status, error ?? undefined, { unconfirmed }),
@@ -237,6 +247,7 @@ function applyCommits(st: ApplyStatements, commits: Commit[], retention: Retenti
       // next conversation.
       contacts.delete(f);
       st.forgetHistory.run(f);
+      st.forgetUnanswered.run(f);
       st.forgetContact.run(f);
     }
   }
@@ -291,6 +302,7 @@ export function pruneExpired(db: DatabaseSync, now: number): void {
   while (Number(history.run(now).changes) > 0) { /* next chunk */ }
   db.prepare("DELETE FROM dedup WHERE expires_at <= ?").run(now);
   db.prepare("DELETE FROM forget_cuts WHERE expires_at <= ?").run(now);
+  db.prepare("DELETE FROM unanswered WHERE expires_at <= ?").run(now);
   db.prepare("DELETE FROM signed_bodies WHERE expires_at <= ?").run(now);
 }
 

@@ -42,7 +42,22 @@ CREATE TABLE IF NOT EXISTS forget_cuts (follower_id TEXT PRIMARY KEY, cut TEXT N
   expires_at INTEGER NOT NULL) WITHOUT ROWID;
 -- The team's quick replies (快捷回复).
 CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
+-- Replies recorded "sending" whose outcome is not written yet, by the commit's time (ms): kept
+-- as the journal is applied, so a start finds those a bridge stopped between the two left.
+CREATE TABLE IF NOT EXISTS unanswered (follower_id TEXT NOT NULL, n INTEGER NOT NULL,
+  at INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (follower_id, n)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unanswered_at ON unanswered (at);
 `;
+
+/** How a reply still waiting for WeChat's answer is written in its history item's JSON (a
+ * text cannot hold it unescaped, so a message never matches). */
+export const SENDING_JSON = '"status":"sending"';
+
+/** Fills the unanswered table from history once, when a file from before it is first opened. */
+const BACKFILL_UNANSWERED = `
+INSERT OR IGNORE INTO unanswered (follower_id, n, at, expires_at)
+SELECT follower_id, n, CAST(json_extract(item, '$.send_time') AS INTEGER) * 1000, expires_at
+FROM history WHERE instr(item, '${SENDING_JSON}') > 0`;
 
 /** A WAL file larger than this is cut back after it was checkpointed. */
 const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
@@ -59,7 +74,13 @@ export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
     // Checkpoints run in the store's worker (sqlite_worker.ts), off the thread that answers.
     db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
+    const before = db.prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('history', 'unanswered')",
+    ).all().map((row) => row.name);
     db.exec(SCHEMA);
+    if (before.includes("history") && !before.includes("unanswered")) {
+      db.exec(BACKFILL_UNANSWERED);
+    }
   } catch (error) {
     db.close();
     throw error;

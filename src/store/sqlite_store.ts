@@ -24,6 +24,7 @@ import {
   type HistoryItem,
   type InboundItem,
   type InboundOutcome,
+  isUnanswered,
   type LogEntry,
   type Presence,
   type QuickReply,
@@ -134,6 +135,11 @@ function prepareReads(db: DatabaseSync) {
     historyPage: s("SELECT rowid AS id, item FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?"),
     forgetCut: s("SELECT cut FROM forget_cuts WHERE follower_id = ?"),
     quickReplies: s("SELECT json FROM quick_replies"),
+    unanswered: s(
+      `SELECT u.follower_id, u.n, h.item FROM unanswered u
+       JOIN history h ON h.follower_id = u.follower_id AND h.n = u.n
+       WHERE u.at < ? ORDER BY u.at LIMIT ?`,
+    ),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
 }
@@ -791,6 +797,15 @@ function createSqliteStore(
           line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
         );
       });
+    },
+    async unansweredReplies(before: number, limit: number) {
+      await tablesReady();
+      const rows = reads.unanswered.all(before, limit) as Array<
+        { follower_id: string; n: number; item: string }
+      >;
+      return rows
+        .map((r) => ({ followerId: r.follower_id, n: r.n, item: JSON.parse(r.item) }))
+        .filter((r) => isUnanswered(r.item));
     },
     async sweepWindows(now: number) {
       // The index names the followers whose windows close within the warning or have closed.

@@ -436,8 +436,54 @@ async function unconfirmedReplies(store: Store, clock: { t: number }) {
   ]);
 }
 
+/** Replies recorded "sending" and never answered (a bridge stopped between the two) are found
+ * by their time, answered or forgotten ones not, each once. */
+async function unanswered(store: Store, clock: { t: number }) {
+  const item = (id: string) => ({
+    ...replyItem("agentW", "oLeft", id),
+    send_time: Math.floor(clock.t / 1000),
+    client_id: `c-${id}`,
+  });
+  const found = async (before: number) =>
+    (await store.unansweredReplies(before, 100)).filter((r) => r.followerId === "oLeft");
+  const ids = async (before: number) => (await found(before)).map((r) => r.item.id);
+  await store.acceptInbound([message("oLeft", "hi", clock.t)], presence);
+  const a = await store.recordReply("agentW", "oLeft", item("rLeftA"));
+  clock.t += 1000;
+  const b = await store.recordReply("agentW", "oLeft", item("rLeftB"));
+  clock.t += 1000;
+  await store.recordReply("agentW", "oLeft", item("rLeftC"));
+  await store.updateReply("oLeft", { n: b.value.n, id: "rLeftB" }, "sent");
+  assert.deepEqual(await ids(clock.t + 1), ["rLeftA", "rLeftC"]);
+  assert.deepEqual(await ids(clock.t - 1000), ["rLeftA"], "by the time each was recorded");
+  const [first] = await found(clock.t + 1);
+  assert.equal(first?.n, a.value.n);
+  assert.equal(first?.item["client_id"], "c-rLeftA");
+  await store.updateReply("oLeft", { n: a.value.n, id: "rLeftA" }, "failed", "lost", {
+    unconfirmed: true,
+  });
+  assert.deepEqual(await ids(clock.t + 1), ["rLeftC"]);
+  // Forgotten: none of its replies is listed, nor twice when its numbers are given out again.
+  await store.forgetFollower(
+    "oLeft",
+    createSystemEnvelope({
+      event: "user_authorization_revoke",
+      follower_id: "oLeft",
+      text: "-",
+    }, { id: "revoke-oLeft", companyId: "", sendTime: 0 }),
+  );
+  assert.deepEqual(await ids(clock.t + 1), []);
+  clock.t += 1000;
+  await store.acceptInbound([message("oLeft", "again", clock.t)], presence);
+  for (const id of ["rLeftD", "rLeftE", "rLeftF"]) {
+    await store.recordReply("agentW", "oLeft", item(id));
+  }
+  assert.deepEqual(await ids(clock.t + 1), ["rLeftD", "rLeftE", "rLeftF"]);
+}
+
 async function scenarios(store: Store, clock: { t: number }) {
   await scenario(store, clock);
+  await unanswered(store, clock);
   await unconfirmedReplies(store, clock);
   await renaming(store, clock);
   await notices(store, clock);

@@ -16,6 +16,7 @@ import {
 import { openJournalDir } from "../../src/store/sqlite_journal_file.ts";
 import { CommitLine } from "../../src/store/sqlite_journal_line.ts";
 import type { AgentRecord } from "../../src/core/store.ts";
+import { replyItem } from "./_store_items.ts";
 import {
   baseStoreOptions,
   describe,
@@ -550,6 +551,35 @@ Deno.test("openSqliteStore() reads back from the journal what the worker failed 
           ]);
         },
       );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() finds the replies left unanswered in a bridge.sqlite from before it kept them", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    const now = Date.UTC(2026, 11, 1);
+    let store = await openSqliteStore(path, storeOptions({ now: () => now }));
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    await store.acceptInbound([textItem("f1", "hello")], online);
+    const reply = {
+      ...replyItem("a1", "f1", "rOld"),
+      send_time: Math.floor(now / 1000),
+      client_id: "c-old",
+    };
+    await store.recordReply("a1", "f1", reply);
+    await store.close();
+    // The file as an older bridge left it: no table of unanswered replies.
+    const old = new DatabaseSync(path);
+    old.exec("DROP TABLE unanswered");
+    old.close();
+    store = await openSqliteStore(path, storeOptions({ now: () => now }));
+    try {
+      const found = await store.unansweredReplies(now + 1000, 10);
+      assert.deepEqual(found.map((r) => [r.followerId, r.item.id]), [["f1", "rOld"]]);
     } finally {
       await store.close();
     }
