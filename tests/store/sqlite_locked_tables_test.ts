@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { openSqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
 import { journalDirOf, openJournalDir } from "../../src/store/sqlite_journal_file.ts";
+import { lockFromOutside } from "../helpers/sqlite_lock.ts";
 import { canTrace, holdThreadIdle, mustTrace, threadsNamed } from "../helpers/thread_hold.ts";
 import type { Store } from "../../src/core/store.ts";
 import {
@@ -22,39 +23,6 @@ import {
   textItem,
   withTempDir,
 } from "./_durable_store_cases.ts";
-
-/** Another process holding bridge.sqlite's write lock until its stdin closes. */
-const HOLDER = `
-import { DatabaseSync } from "node:sqlite";
-const db = new DatabaseSync(Deno.args[0]);
-db.exec("BEGIN EXCLUSIVE");
-console.log("locked");
-for await (const _ of Deno.stdin.readable) { /* until closed */ }
-db.exec("COMMIT");
-db.close();
-`;
-
-/** Locks the SQLite file at `path` from another process; the returned function lets go. */
-async function lockFromOutside(path: string): Promise<() => Promise<void>> {
-  const holder = new Deno.Command(Deno.execPath(), {
-    args: ["eval", HOLDER, path],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let said = "";
-  while (!said.includes("locked")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the lock holder ended before locking");
-    said += value;
-  }
-  return async () => {
-    await holder.stdin.close();
-    await reader.cancel();
-    assert.equal((await holder.status).code, 0);
-  };
-}
 
 /** Resolves once `lines` has one matching `pattern`. */
 async function logged(lines: string[], pattern: RegExp): Promise<void> {
@@ -98,6 +66,17 @@ function refusingWhen(refusing: () => boolean): SqliteStoreOptions {
   };
 }
 
+/** The store at `path` (refusing appends while `refusing()`), with agent a1 online and f1's
+ * m1 in the tables. */
+async function openWithM1(path: string, refusing: () => boolean): Promise<Store> {
+  const store = await openSqliteStore(path, refusingWhen(refusing));
+  const online = presenceOf("a1");
+  await store.agentOnline("a1", online);
+  await store.acceptInbound([textItem("f1", "m1")], online);
+  assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
+  return store;
+}
+
 /** Sends `content` from f1 until the store takes it (refused while the tables lack a commit). */
 async function acceptedInTime(store: Store, content: string): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -138,12 +117,9 @@ Deno.test("bridge.journal deleted while bridge.sqlite is locked elsewhere: the w
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
       let refuse = false;
-      const store = await openSqliteStore(path, refusingWhen(() => refuse));
+      const store = await openWithM1(path, () => refuse);
       try {
         const online = presenceOf("a1");
-        await store.agentOnline("a1", online);
-        await store.acceptInbound([textItem("f1", "m1")], online);
-        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
         const unlock = await lockFromOutside(path);
         try {
           // Answered success; the worker's write of it waits for the lock, then fails.
@@ -187,12 +163,9 @@ for (const m3In of ["the new segment", "the deleted segment"] as const) {
       await withTempDir(async (dir) => {
         const path = `${dir}/bridge.sqlite`;
         let refuse = false;
-        const store = await openSqliteStore(path, refusingWhen(() => refuse));
+        const store = await openWithM1(path, () => refuse);
         try {
           const online = presenceOf("a1");
-          await store.agentOnline("a1", online);
-          await store.acceptInbound([textItem("f1", "m1")], online);
-          assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
           const workers = await threadsNamed(Deno.pid, /^worker-\d+$/);
           assert.equal(workers.length, 1, `one worker thread, found ${workers.length}`);
           // Held where it waits for work: what is handed to it now stays unwritten.

@@ -5,16 +5,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { openSqliteDatabase } from "../../src/store/sqlite_schema.ts";
-
-const HOLDER = `
-import { DatabaseSync } from "node:sqlite";
-const db = new DatabaseSync(Deno.args[0]);
-db.exec("BEGIN EXCLUSIVE");
-console.log("locked");
-await new Promise((r) => setTimeout(r, 700));
-db.exec("COMMIT");
-db.close();
-`;
+import { lockFromOutside } from "../helpers/sqlite_lock.ts";
 
 Deno.test("openSqliteDatabase() waits for a lock another process holds", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sqlite_locked_" });
@@ -24,18 +15,8 @@ Deno.test("openSqliteDatabase() waits for a lock another process holds", async (
     const first = new DatabaseSync(path);
     first.exec("PRAGMA journal_mode = DELETE; CREATE TABLE t (x)");
     first.close();
-    const holder = new Deno.Command(Deno.execPath(), {
-      args: ["eval", HOLDER, path],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let said = "";
-    while (!said.includes("locked")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("the lock holder ended before locking");
-      said += value;
-    }
+    // Held 700 ms: the open below waits on this thread, where nothing could let go.
+    const unlock = await lockFromOutside(path, 700);
     const db = openSqliteDatabase(path);
     try {
       const mode = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
@@ -43,8 +24,7 @@ Deno.test("openSqliteDatabase() waits for a lock another process holds", async (
     } finally {
       db.close();
     }
-    await reader.cancel();
-    assert.equal((await holder.status).code, 0);
+    await unlock();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
