@@ -311,6 +311,9 @@ function createSqliteStore(
    * scrubbed only the copies there were (see onCopied).
    */
   let recentForgets: Array<[number, string]> = [];
+  /** Commits up to this one only a deleted segment held, and the applier let go of unwritten:
+   * gone for good, not waited for (unfiledWritten). */
+  let unfiledLost = 0;
   /** The model may be ahead of the database after a failed commit: reload before going on. */
   let stale = false;
   let closed = false;
@@ -501,7 +504,19 @@ function createSqliteStore(
    * only when asked, and nothing else asks while every callback is refused. */
   function unfiledWritten(): void {
     const unfiled = journal.unfiledUpTo();
-    if (Math.max(appliedId, readApplied(st)) >= unfiled) return;
+    const have = Math.max(appliedId, readApplied(st));
+    if (have >= unfiled || unfiled <= unfiledLost) return;
+    if (applier.dropped() > have) {
+      // Let go of by the applier too (a failed write of more than it keeps): no write brings
+      // them now, and refusing until one did answered every callback 503 until a restart.
+      unfiledLost = unfiled;
+      log.error(
+        "Commits {from} to {to} were answered success but are lost: the tables could not " +
+          "take them, they were too many to keep in memory, and their journal segment was deleted",
+        { from: have + 1, to: unfiled },
+      );
+      return;
+    }
     applier.applied(unfiled).catch(() => {
       // Logged by the applier; the next refused reload asks again.
     });

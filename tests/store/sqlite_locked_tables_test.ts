@@ -228,3 +228,56 @@ for (const m3In of ["the new segment", "the deleted segment"] as const) {
     },
   });
 }
+
+Deno.test("a failed write too large to keep, its segment deleted: the loss is logged and callbacks are taken again", async () => {
+  // Past what a failed write keeps (keepFailedBytes 0 here, 64 MiB by default: 5 s of lines at
+  // 10,000 msg/s) the worker lets its lines go and reads them back from the journal; with their
+  // segment deleted no write could ever bring them, yet every reload was refused while the
+  // tables lacked them: each callback answered 503 until a restart.
+  const lines: string[] = [];
+  await configure({
+    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/bridge.sqlite`;
+      let refuse = false;
+      const store = await openSqliteStore(path, {
+        ...refusingWhen(() => refuse),
+        keepFailedBytes: 0,
+      });
+      try {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        await store.acceptInbound([textItem("f1", "m1")], online);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
+        const unlock = await lockFromOutside(path);
+        try {
+          await store.acceptInbound([textItem("f1", "m2")], online);
+          await logged(lines, /Cannot write the journal to the tables/);
+          await Deno.remove(journalDirOf(path), { recursive: true });
+          refuse = true;
+          await assert.rejects(store.acceptInbound([textItem("f1", "m3")], online), /refused/);
+          refuse = false;
+        } finally {
+          await unlock();
+        }
+        await acceptedInTime(store, "m3");
+        assert.ok(
+          lines.some((line) => /Commits 2 to 2 .* are lost/.test(line)),
+          "the loss is logged",
+        );
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1", "m3"]);
+      } finally {
+        await store.close();
+      }
+      await allThereAfterRestart(path, ["m1", "m3"]);
+    });
+  } finally {
+    await reset();
+  }
+});
