@@ -474,9 +474,10 @@ function createSqliteStore(
     // tables lack, and the reload, not knowing, read a model from before them.
     try {
       lookAtJournal();
-    } catch (error) {
-      // The loss is known (unfiledUpTo) even while no new segment can be begun.
-      log.warn("Cannot begin a new journal segment yet: {error}", { error });
+    } catch {
+      // The loss is known (unfiledUpTo) even while no new segment can be begun. Not logged:
+      // the file guard's look says so each second, and logged here it was a line for every
+      // callback refused meanwhile (and every WeChat retry of it).
     }
     unfiledWritten();
     const applied = applyJournal(db, st, journal.read, files.retention);
