@@ -354,6 +354,8 @@ function createSqliteStore(
   }
 
   const onApplied = (id: number) => {
+    // A read-back past them (a later commit in a new segment) is no write of them either.
+    lostIfDropped(appliedId);
     appliedId = Math.max(appliedId, id);
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
@@ -500,24 +502,29 @@ function createSqliteStore(
     stale = false;
   }
 
+  /** Logs, once, the commits after `have` that only a deleted journal segment held and the
+   * applier let go of unwritten (a failed write of more than it keeps): gone for good. */
+  function lostIfDropped(have: number): void {
+    const unfiled = journal.unfiledUpTo();
+    if (have >= unfiled || unfiled <= unfiledLost || applier.dropped() <= have) return;
+    unfiledLost = unfiled;
+    log.error(
+      "Commits {from} to {to} were answered success but are lost: the tables could not take " +
+        "them, they were too many to keep in memory, and their journal segment was deleted",
+      { from: have + 1, to: unfiled },
+    );
+  }
+
   /** Throws a refusal while the tables lack a commit only a deleted journal segment held, and
    * asks the applier for it: a write it could not make (bridge.sqlite locked) is made again
    * only when asked, and nothing else asks while every callback is refused. */
   function unfiledWritten(): void {
     const unfiled = journal.unfiledUpTo();
     const have = Math.max(appliedId, readApplied(st));
+    // Let go of by the applier too, no write brings them now: refusing until one did answered
+    // every callback 503 until a restart.
+    lostIfDropped(have);
     if (have >= unfiled || unfiled <= unfiledLost) return;
-    if (applier.dropped() > have) {
-      // Let go of by the applier too (a failed write of more than it keeps): no write brings
-      // them now, and refusing until one did answered every callback 503 until a restart.
-      unfiledLost = unfiled;
-      log.error(
-        "Commits {from} to {to} were answered success but are lost: the tables could not " +
-          "take them, they were too many to keep in memory, and their journal segment was deleted",
-        { from: have + 1, to: unfiled },
-      );
-      return;
-    }
     applier.applied(unfiled).catch(() => {
       // Logged by the applier; the next refused reload asks again.
     });

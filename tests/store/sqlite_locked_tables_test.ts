@@ -281,3 +281,47 @@ Deno.test("a failed write too large to keep, its segment deleted: the loss is lo
     await reset();
   }
 });
+
+Deno.test("a failed write too large to keep, its segment deleted, a later commit in a new one: the loss is logged", async () => {
+  // The worker's read-back found the later commit and put the tables past the lost ones, so no
+  // reload waited for them: gone after a restart, and nothing said so.
+  const lines: string[] = [];
+  await configure({
+    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/bridge.sqlite`;
+      const store = await openSqliteStore(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
+      try {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        await store.acceptInbound([textItem("f1", "m1")], online);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
+        const unlock = await lockFromOutside(path);
+        try {
+          await store.acceptInbound([textItem("f1", "m2")], online);
+          await logged(lines, /Cannot write the journal to the tables/);
+          await Deno.remove(journalDirOf(path), { recursive: true });
+          // Into the deleted segment, before the file guard's look.
+          await store.acceptInbound([textItem("f1", "m3")], online);
+        } finally {
+          await unlock();
+        }
+        await segmentBegun(journalDirOf(path));
+        await store.acceptInbound([textItem("f1", "m4")], online);
+        await readAll(store, "a1");
+        assert.ok(lines.some((line) => /Commits 2 to 3 .* lost/.test(line)), "the loss is logged");
+      } finally {
+        await store.close();
+      }
+      await allThereAfterRestart(path, ["m1", "m4"]);
+    });
+  } finally {
+    await reset();
+  }
+});
