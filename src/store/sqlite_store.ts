@@ -36,6 +36,7 @@ import {
   applyJournal,
   applyLegacyJournal,
   type ApplyStatements,
+  type Commit,
   contactRow,
   prepareApply,
   pruneExpired,
@@ -48,6 +49,7 @@ import {
   createMemoryJournal,
   type Journal,
   journalDirOf,
+  logLeftOut,
   openJournalDir,
   readJournalDir,
   unlockJournalDir,
@@ -217,6 +219,32 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions)
   return await openLocked(path, options, lock);
 }
 
+/** The journal's commits after `after` at a start, a gap before the first logged: the tables
+ * and the journal both lack those, as after a crash while the worker held a failed write of a
+ * segment deleted meanwhile (they were in its memory only), and the start applied past them in
+ * silence. Lines left out as damage are logged as that already. */
+function readAtStart(dir: string, after: number): Commit[] {
+  const damaged = new Set<number>();
+  const commits = readJournalDir(dir, after, {
+    leftOut: (note) => {
+      // One whose id is damaged too may be the first missing: said as damage, not as this.
+      damaged.add(typeof note.commit === "number" ? note.commit : NaN);
+      logLeftOut(note);
+    },
+  });
+  let from = after + 1;
+  while (damaged.has(from)) from++;
+  const first = commits[0]?.id;
+  if (first !== undefined && first > from && !damaged.has(NaN)) {
+    log.error(
+      "Commits {from} to {to} were answered success but are lost: neither the tables nor the " +
+        "journal hold them (their journal segment was deleted before the tables took them)",
+      { from, to: first - 1 },
+    );
+  }
+  return commits;
+}
+
 /** openSqliteStore() once the journal's lock is held (`lock`; null for `:memory:`). */
 function openLocked(
   path: string,
@@ -246,7 +274,7 @@ function openLocked(
     const before = readApplied(st);
     const applied = inMemory
       ? before
-      : applyJournal(db, st, (after) => readJournalDir(dir, after), retention);
+      : applyJournal(db, st, (after) => readAtStart(dir, after), retention);
     const replayed = legacy + applied - before;
     if (replayed > 0) {
       log.info("Applied {rows} journal rows left by the last run", { rows: replayed });

@@ -325,3 +325,63 @@ Deno.test("a failed write too large to keep, its segment deleted, a later commit
     await reset();
   }
 });
+
+Deno.test("a crash while the worker held a failed write whose segment was deleted: the next start logs the loss", async () => {
+  // The kept lines were in memory only; the start applied the new segment's commits past them,
+  // and nothing said a message answered success was gone.
+  const lines: string[] = [];
+  await configure({
+    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/bridge.sqlite`;
+      const crashed = `${dir}/crashed`;
+      const store = await openSqliteStore(path, baseStoreOptions());
+      try {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        await store.acceptInbound([textItem("f1", "m1")], online);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
+        const unlock = await lockFromOutside(path);
+        try {
+          await store.acceptInbound([textItem("f1", "m2")], online);
+          await logged(lines, /Cannot write the journal to the tables/);
+          await Deno.remove(journalDirOf(path), { recursive: true });
+          await segmentBegun(journalDirOf(path));
+          await store.acceptInbound([textItem("f1", "m3")], online);
+          // The files as a kill -9 now leaves them (the other process's lock wrote nothing).
+          await Deno.mkdir(`${crashed}/bridge.journal`, { recursive: true });
+          for (const name of ["bridge.sqlite", "bridge.sqlite-wal"]) {
+            await Deno.copyFile(`${dir}/${name}`, `${crashed}/${name}`).catch(() => {});
+          }
+          for (const entry of Deno.readDirSync(journalDirOf(path))) {
+            if (!entry.name.endsWith(".log")) continue;
+            await Deno.copyFile(
+              `${journalDirOf(path)}/${entry.name}`,
+              `${crashed}/bridge.journal/${entry.name}`,
+            );
+          }
+        } finally {
+          await unlock();
+        }
+      } finally {
+        await store.close();
+      }
+      lines.length = 0;
+      const again = await openSqliteStore(`${crashed}/bridge.sqlite`, baseStoreOptions());
+      try {
+        assert.deepEqual(describe(await readAll(again, "a1")), ["assigned:f1", "m1", "m3"]);
+        assert.ok(lines.some((line) => /Commits 2 to 2 .* lost/.test(line)), lines.join("\n"));
+      } finally {
+        await again.close();
+      }
+    });
+  } finally {
+    await reset();
+  }
+});
