@@ -480,6 +480,10 @@ function createSqliteStore(
         return Promise.reject(error);
       }
     }
+    // Commits gone for good come from no write: a read waiting for them hung until the next
+    // commit (the pruner's, within a minute, on a quiet account).
+    lostIfDropped(appliedId);
+    if (journalId <= unfiledLost) return Promise.resolve();
     return applier.applied(journalId);
   }
 

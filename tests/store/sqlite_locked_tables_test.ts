@@ -385,3 +385,62 @@ Deno.test("a crash while the worker held a failed write whose segment was delete
     await reset();
   }
 });
+
+Deno.test("a failed write too large to keep, its segment deleted, nothing committed after: reads answer", async () => {
+  // Every read waited for commits no write would bring, and failed ('the tables stop at')
+  // until some other commit came, on a quiet account for as long as none did.
+  const lines: string[] = [];
+  await configure({
+    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/bridge.sqlite`;
+      const store = await openSqliteStore(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
+      try {
+        const online = presenceOf("a1");
+        await store.agentOnline("a1", online);
+        await store.acceptInbound([textItem("f1", "m1")], online);
+        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
+        const unlock = await lockFromOutside(path);
+        try {
+          await store.acceptInbound([textItem("f1", "m2")], online);
+          await logged(lines, /Cannot write the journal to the tables/);
+          await Deno.remove(journalDirOf(path), { recursive: true });
+        } finally {
+          await unlock();
+        }
+        await segmentBegun(journalDirOf(path));
+        const deadline = Date.now() + 10_000;
+        while (true) {
+          try {
+            // A read that hangs counts as one that fails.
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const hung = new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error("the read hung")), 3000);
+            });
+            try {
+              const entries = await Promise.race([readAll(store, "a1"), hung]);
+              assert.deepEqual(describe(entries), ["assigned:f1", "m1"]);
+            } finally {
+              clearTimeout(timer);
+            }
+            break;
+          } catch (error) {
+            if (Date.now() > deadline) throw error;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        assert.ok(lines.some((line) => /Commits 2 to 2 .* lost/.test(line)), "the loss is logged");
+      } finally {
+        await store.close();
+      }
+    });
+  } finally {
+    await reset();
+  }
+});
