@@ -36,6 +36,9 @@ export interface Applier {
   written(id: number, bytes: Uint8Array): void;
   /** Resolves once the tables have every commit up to `id`. */
   applied(id: number): Promise<void>;
+  /** The last commit written that the applier let go of before the tables had it (a failed
+   * write held more than it keeps): the tables have it only from the journal. */
+  dropped(): number;
   /** Deletes expired rows, after applying what was written. */
   prune(now: number): void;
   /** Copies the tables to a new database file at `dest` (SQLite's backup): on the worker's
@@ -70,6 +73,8 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
   let timer: ReturnType<typeof setTimeout> | undefined;
   let queue: Uint8Array[] = [];
   let queuedBytes = 0;
+  let lastWritten = options.applied;
+  let dropped = 0;
   const applyNow = () => {
     clearTimeout(timer);
     timer = undefined;
@@ -78,6 +83,8 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
     queue = [];
     queuedBytes = 0;
     const { db, st, read, retention } = options;
+    // Read back, what was written is let go of (see Applier.dropped).
+    if (lost) dropped = lastWritten;
     let id: number;
     try {
       id = lost
@@ -91,6 +98,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
         queuedBytes = bytes;
       } else {
         lost = true;
+        dropped = lastWritten;
       }
       throw error;
     }
@@ -98,7 +106,8 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
   };
   return {
     encode: (line) => encoder.encode(line),
-    written(_id, bytes) {
+    written(id, bytes) {
+      lastWritten = id;
       queue.push(bytes);
       queuedBytes += bytes.length;
       if (timer !== undefined) return;
@@ -119,6 +128,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
         return Promise.reject(error);
       }
     },
+    dropped: () => dropped,
     prune(now) {
       applyNow();
       pruneExpired(options.db, now);
@@ -187,6 +197,9 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   let flushes = 0;
   let waiters: Waiter[] = [];
   let failing = false;
+  /** The last commit written (handed over or still in the arena), and see Applier.dropped. */
+  let lastWritten = options.applied;
+  let dropped = 0;
   let onClosed: (() => void) | null = null;
   /** The main thread's applier, once the worker died. */
   let fallback: Applier | null = null;
@@ -234,6 +247,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
       else pending?.reject(new Error(report.error));
       return;
     }
+    if (report.dropped !== undefined) dropped = Math.max(dropped, report.dropped);
     let error: Error;
     if (report.type === "failed") {
       // The journal keeps the lines; the next batch (or read) tries again.
@@ -286,6 +300,7 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     },
     written(id, bytes) {
       if (fallback) return fallback.written(id, bytes);
+      lastWritten = id;
       used += bytes.length;
       ends.push(used);
       if (timer !== undefined) return;
@@ -303,6 +318,8 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
         waiters.push({ id, flush: flushes, resolve, reject });
       });
     },
+    // The worker that died took what it held with it.
+    dropped: () => fallback ? Math.max(lastWritten, fallback.dropped()) : dropped,
     prune(now) {
       if (fallback) return fallback.prune(now);
       handOver({ type: "prune", now });

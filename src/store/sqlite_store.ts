@@ -37,6 +37,7 @@ import {
   applyJournal,
   applyLegacyJournal,
   type ApplyStatements,
+  type Commit,
   contactRow,
   prepareApply,
   pruneExpired,
@@ -49,6 +50,7 @@ import {
   createMemoryJournal,
   type Journal,
   journalDirOf,
+  logLeftOut,
   openJournalDir,
   readJournalDir,
   unlockJournalDir,
@@ -223,6 +225,32 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions)
   return await openLocked(path, options, lock);
 }
 
+/** The journal's commits after `after` at a start, a gap before the first logged: the tables
+ * and the journal both lack those, as after a crash while the worker held a failed write of a
+ * segment deleted meanwhile (they were in its memory only), and the start applied past them in
+ * silence. Lines left out as damage are logged as that already. */
+function readAtStart(dir: string, after: number): Commit[] {
+  const damaged = new Set<number>();
+  const commits = readJournalDir(dir, after, {
+    leftOut: (note) => {
+      // One whose id is damaged too may be the first missing: said as damage, not as this.
+      damaged.add(typeof note.commit === "number" ? note.commit : NaN);
+      logLeftOut(note);
+    },
+  });
+  let from = after + 1;
+  while (damaged.has(from)) from++;
+  const first = commits[0]?.id;
+  if (first !== undefined && first > from && !damaged.has(NaN)) {
+    log.error(
+      "Commits {from} to {to} were answered success but are lost: neither the tables nor the " +
+        "journal hold them (their journal segment was deleted before the tables took them)",
+      { from, to: first - 1 },
+    );
+  }
+  return commits;
+}
+
 /** openSqliteStore() once the journal's lock is held (`lock`; null for `:memory:`). */
 function openLocked(
   path: string,
@@ -252,7 +280,7 @@ function openLocked(
     const before = readApplied(st);
     const applied = inMemory
       ? before
-      : applyJournal(db, st, (after) => readJournalDir(dir, after), retention);
+      : applyJournal(db, st, (after) => readAtStart(dir, after), retention);
     const replayed = legacy + applied - before;
     if (replayed > 0) {
       log.info("Applied {rows} journal rows left by the last run", { rows: replayed });
@@ -317,6 +345,9 @@ function createSqliteStore(
    * scrubbed only the copies there were (see onCopied).
    */
   let recentForgets: Array<[number, string]> = [];
+  /** Commits up to this one only a deleted segment held, and the applier let go of unwritten:
+   * gone for good, not waited for (unfiledWritten). */
+  let unfiledLost = 0;
   /** The model may be ahead of the database after a failed commit: reload before going on. */
   let stale = false;
   let closed = false;
@@ -357,6 +388,8 @@ function createSqliteStore(
   }
 
   const onApplied = (id: number) => {
+    // A read-back past them (a later commit in a new segment) is no write of them either.
+    lostIfDropped(appliedId);
     appliedId = Math.max(appliedId, id);
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
@@ -453,6 +486,10 @@ function createSqliteStore(
         return Promise.reject(error);
       }
     }
+    // Commits gone for good come from no write: a read waiting for them hung until the next
+    // commit (the pruner's, within a minute, on a quiet account).
+    lostIfDropped(appliedId);
+    if (journalId <= unfiledLost) return Promise.resolve();
     return applier.applied(journalId);
   }
 
@@ -477,9 +514,10 @@ function createSqliteStore(
     // tables lack, and the reload, not knowing, read a model from before them.
     try {
       lookAtJournal();
-    } catch (error) {
-      // The loss is known (unfiledUpTo) even while no new segment can be begun.
-      log.warn("Cannot begin a new journal segment yet: {error}", { error });
+    } catch {
+      // The loss is known (unfiledUpTo) even while no new segment can be begun. Not logged:
+      // the file guard's look says so each second, and logged here it was a line for every
+      // callback refused meanwhile (and every WeChat retry of it).
     }
     unfiledWritten();
     const applied = applyJournal(db, st, journal.read, files.retention);
@@ -502,12 +540,29 @@ function createSqliteStore(
     stale = false;
   }
 
+  /** Logs, once, the commits after `have` that only a deleted journal segment held and the
+   * applier let go of unwritten (a failed write of more than it keeps): gone for good. */
+  function lostIfDropped(have: number): void {
+    const unfiled = journal.unfiledUpTo();
+    if (have >= unfiled || unfiled <= unfiledLost || applier.dropped() <= have) return;
+    unfiledLost = unfiled;
+    log.error(
+      "Commits {from} to {to} were answered success but are lost: the tables could not take " +
+        "them, they were too many to keep in memory, and their journal segment was deleted",
+      { from: have + 1, to: unfiled },
+    );
+  }
+
   /** Throws a refusal while the tables lack a commit only a deleted journal segment held, and
    * asks the applier for it: a write it could not make (bridge.sqlite locked) is made again
    * only when asked, and nothing else asks while every callback is refused. */
   function unfiledWritten(): void {
     const unfiled = journal.unfiledUpTo();
-    if (Math.max(appliedId, readApplied(st)) >= unfiled) return;
+    const have = Math.max(appliedId, readApplied(st));
+    // Let go of by the applier too, no write brings them now: refusing until one did answered
+    // every callback 503 until a restart.
+    lostIfDropped(have);
+    if (have >= unfiled || unfiled <= unfiledLost) return;
     applier.applied(unfiled).catch(() => {
       // Logged by the applier; the next refused reload asks again.
     });
