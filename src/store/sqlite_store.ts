@@ -791,12 +791,29 @@ function createSqliteStore(
       outcomeOptions?: ReplyOutcomeOptions,
     ) {
       // Through the journal, after the row that wrote the reply.
-      return sync(() => {
-        if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow((line) =>
-          line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
-        );
-      });
+      const write = () =>
+        sync(() => {
+          if (closed) throw new Error("Cannot write: the store is closed");
+          writeRow((line) =>
+            line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
+          );
+          return true;
+        });
+      if (!outcomeOptions?.onlySending) return write();
+      return (async () => {
+        // Until the tables have every row written so far, the check and the write then with no
+        // wait between: an outcome another sweep wrote meanwhile is seen.
+        for (let seen = -1; seen !== journalId;) {
+          seen = journalId;
+          await tablesReady();
+        }
+        const row = reads.readHistory.get(followerId, reply.n + 1, 1) as
+          | { n: number; item: string }
+          | undefined;
+        const item = row?.n === reply.n ? JSON.parse(row.item) as HistoryItem : null;
+        if (item?.id !== reply.id || !isUnanswered(item)) return false;
+        return await write();
+      })();
     },
     async unansweredReplies(before: number, limit: number) {
       await tablesReady();
