@@ -135,10 +135,15 @@ function prepareReads(db: DatabaseSync) {
     historyPage: s("SELECT rowid AS id, item FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?"),
     forgetCut: s("SELECT cut FROM forget_cuts WHERE follower_id = ?"),
     quickReplies: s("SELECT json FROM quick_replies"),
+    // The item itself still sending, before the LIMIT: a row found by the JSON's text alone
+    // (the backfill; a msg of the agent's holding `"status":"sending"`) stays, and a page full
+    // of such rows hid every reply really left unanswered behind them.
     unanswered: s(
       `SELECT u.follower_id, u.n, h.item FROM unanswered u
        JOIN history h ON h.follower_id = u.follower_id AND h.n = u.n
-       WHERE u.at < ? ORDER BY u.at LIMIT ?`,
+       WHERE u.at < ? AND json_extract(h.item, '$.status') = 'sending'
+         AND json_extract(h.item, '$.direction') = 'out'
+       ORDER BY u.at LIMIT ?`,
     ),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
