@@ -807,8 +807,9 @@ function createSqliteStore(
       if (!outcomeOptions?.onlySending) return write();
       return (async () => {
         // Until the tables have every row written so far, the check and the write then with no
-        // wait between: an outcome another sweep wrote meanwhile is seen.
-        for (let seen = -1; seen !== journalId;) {
+        // wait between: an outcome another sweep wrote meanwhile is seen. A few rounds at most:
+        // on a busy bridge rows keep coming, and the sweep would never get its turn.
+        for (let seen = -1, round = 0; seen !== journalId && round < 3; round++) {
           seen = journalId;
           await tablesReady();
         }
