@@ -315,8 +315,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     timers.push(setInterval(() => void settleUnanswered(), UNANSWERED_SWEEP_MS));
   }
 
-  /** Fails the replies left "sending" by a bridge that stopped before WeChat answered. */
-  async function settleUnanswered(): Promise<void> {
+  /** Fails the replies left "sending" by a bridge that stopped before WeChat answered;
+   * resolves to how many (0 when the store did not answer). */
+  async function settleUnanswered(): Promise<number> {
     // Instances sharing Redis send at the same time: theirs count only once long overdue.
     const before = config.redisUrl ? now() - UNANSWERED_AFTER_MS : storeOpenedAt;
     try {
@@ -326,8 +327,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
           count: settled,
         });
       }
+      return settled;
     } catch (error) {
       log.warn("Cannot settle replies left unanswered: {error}", { error });
+      return 0;
     }
   }
 
@@ -812,6 +815,8 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     intake,
     store,
     sweepWindows,
+    /** The sweep of replies left unanswered that the timers run (once at start, each minute). */
+    settleUnanswered,
     /** Demo mode: no WeChat credentials, replies go to the follower simulator. */
     demo: outbox !== null,
     /** Resumes journaled media jobs and starts the timers, without serving (several accounts). */

@@ -127,6 +127,9 @@ export function isUnanswered(item: HistoryItem | null | undefined): item is Hist
 /** How a failed reply ended, beyond its error text. */
 export interface ReplyOutcomeOptions {
   unconfirmed?: boolean;
+  /** Written only while the item is still "sending": a reply left unanswered is settled by
+   * whichever sweep comes first (instances sharing Redis start together), its agent told once. */
+  onlySending?: boolean;
 }
 
 /** The fields a reply's outcome sets on its history item (store.updateReply). */
@@ -319,14 +322,15 @@ export interface Store {
   returnReply(followerId: string, n: number, countedIn: number): Promise<number | null>;
   /** Sets a reply's status after WeChat answered: on history item `reply.n` only while it is
    * that reply (`reply.id`); after a forget the number may be another conversation's.
-   * `unconfirmed`: a failed one may have reached the follower (HistoryItem.unconfirmed). */
+   * `unconfirmed`: a failed one may have reached the follower (HistoryItem.unconfirmed).
+   * Resolves to whether it was written. */
   updateReply(
     followerId: string,
     reply: { n: number; id: string },
     status: "sent" | "failed",
     error?: string,
     options?: ReplyOutcomeOptions,
-  ): Promise<void>;
+  ): Promise<boolean>;
   /** Replies recorded "sending" (their `send_time`) before `before` (ms) that no outcome was
    * written for, oldest first, at most `limit`: left so by a bridge that stopped between
    * recording one and WeChat's answer (kill -9, a crash, a stop cut short). */

@@ -132,6 +132,9 @@ export function createReplyService(
   const { store, switchboard } = ctx;
   /** Replies this process recorded and is still sending: never settled as left unanswered. */
   const inFlight = new Set<string>();
+  /** Replies whose outcome the store refused, until written again (or given up): still this
+   * process's, though their turn is over. */
+  const outcomesPending = new Set<string>();
   const byClientId = new Map<string, { at: number; result: Promise<AgentAnswer> }>();
   const perFollower = new Map<string, Promise<unknown>>();
   const releases = createClientIdReleases(store);
@@ -276,16 +279,19 @@ export function createReplyService(
     write: () => Promise<unknown>,
     failed: (error: unknown, again: boolean) => void,
     tries = 0,
+    /** Called once it is written, or given up. */
+    ended?: () => void,
   ): Promise<void> {
     try {
       await write();
+      ended?.();
     } catch (error) {
       const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
       if (tries === 0 || !again) failed(error, again);
-      if (!again) return;
+      if (!again) return ended?.();
       const timer = setTimeout(() => {
         outcomeRetries.timers.delete(timer);
-        untilTaken(write, failed, tries + 1);
+        untilTaken(write, failed, tries + 1, ended);
       }, Math.min(1_000 * 2 ** tries, 30_000));
       Deno.unrefTimer(timer);
       outcomeRetries.timers.add(timer);
@@ -306,7 +312,9 @@ export function createReplyService(
   ): Promise<void> {
     // Tried again while the store is away: left as it was, history said "sending" for good,
     // and the console showed the reply on its way after every reload. By its id, a late write
-    // lands on this reply only.
+    // lands on this reply only. Until then a sweep must not fail it as left unanswered: the
+    // agent, told its outcome, would then hear it failed.
+    outcomesPending.add(reply.id);
     return untilTaken(
       () => store.updateReply(followerId, reply, status, error, options),
       (e, again) =>
@@ -317,6 +325,8 @@ export function createReplyService(
           again: again ? ", trying again" : "",
           error: e,
         }),
+      0,
+      () => outcomesPending.delete(reply.id),
     );
   }
 
@@ -510,10 +520,14 @@ export function createReplyService(
     }
     let recorded: Applied<{ n: number }>;
     let n: number;
+    // From before the store has it: a sweep while the store takes it (or the switchboard tells
+    // the agent) found it "sending" and no sender, and failed a reply this process then sent.
+    inFlight.add(id);
     try {
       recorded = await store.recordReply(agentId, followerId, item);
       ({ n } = await switchboard.apply(Promise.resolve(recorded)));
     } catch (error) {
+      inFlight.delete(id);
       releaseFile();
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
       throw error;
@@ -669,7 +683,6 @@ export function createReplyService(
         },
       };
     });
-    inFlight.add(id);
     // Its file is no longer held once its turn is over, sent or not.
     result.finally(() => {
       releaseFile();
@@ -703,7 +716,7 @@ export function createReplyService(
       return settleUnanswered({
         store,
         notify,
-        inFlight: (id) => inFlight.has(id),
+        inFlight: (id) => inFlight.has(id) || outcomesPending.has(id),
         newId: ctx.newId,
         now: ctx.now,
         companyId: ctx.companyId,

@@ -35,20 +35,29 @@ export async function settleUnanswered(deps: UnansweredDeps, before: number): Pr
     const page = await deps.store.unansweredReplies(before, PAGE);
     const todo = page.filter((r) => !deps.inFlight(r.item.id));
     for (const reply of todo) {
-      await settle(deps, reply);
-      settled++;
+      if (await settle(deps, reply)) settled++;
     }
     // A page of this process's own replies alone would be read again and again.
     if (page.length < PAGE || todo.length === 0) return settled;
   }
 }
 
-async function settle(deps: UnansweredDeps, { followerId, n, item }: UnansweredReply) {
-  await deps.store.updateReply(followerId, { n, id: item.id }, "failed", UNANSWERED_ERROR, {
-    unconfirmed: true,
-  });
+/** Fails one reply and tells its agent; false when another sweep (an instance sharing Redis)
+ * or its own outcome came first: told once, by whoever wrote. */
+async function settle(
+  deps: UnansweredDeps,
+  { followerId, n, item }: UnansweredReply,
+): Promise<boolean> {
+  const written = await deps.store.updateReply(
+    followerId,
+    { n, id: item.id },
+    "failed",
+    UNANSWERED_ERROR,
+    { unconfirmed: true, onlySending: true },
+  );
+  if (!written) return false;
   const agentId = item.agent_id ?? item.name;
-  if (!agentId) return;
+  if (!agentId) return true;
   const echo = typeof item["client_id"] === "string" ? { client_id: item["client_id"] } : {};
   await deps.notify(agentId, {
     data: {
@@ -68,4 +77,5 @@ async function settle(deps: UnansweredDeps, { followerId, n, item }: UnansweredR
     },
     result: { code: -1, message: `The reply may not have been sent: ${UNANSWERED_ERROR}` },
   });
+  return true;
 }

@@ -901,15 +901,16 @@ function createKvStore(
       // Check-and-set: a concurrent update of the same entry makes us read it again.
       for (let attempt = 0; attempt < 5; attempt++) {
         const entry = await kv.get<string | HistoryItem>(key);
-        if (entry.value === null) return;
+        if (entry.value === null) return false;
         const stored = fromStored(entry.value);
         // Another item by that number: the follower was forgotten and wrote again since.
-        if (stored.id !== reply.id) return;
+        if (stored.id !== reply.id) return false;
+        if (outcomeOptions?.onlySending && !isUnanswered(stored)) return false;
         const item: HistoryItem = { ...stored, ...replyOutcome(status, error, outcomeOptions) };
         const res = await kv.atomic().check(entry).set(key, JSON.stringify(item), {
           expireIn: options.retentionMs,
         }).delete(unansweredKey(stored.send_time, followerId, n)).commit();
-        if (res.ok) return;
+        if (res.ok) return true;
       }
       throw new Error(`Cannot update reply ${followerId}/${n}: it kept changing`);
     },

@@ -132,10 +132,10 @@ export function createMemoryStore(options: ModelOptions): Store {
       const list = histories.get(followerId) ?? [];
       const first = list[0]?.n ?? 1;
       const h = list[reply.n - first];
-      if (h && h.n === reply.n && h.item.id === reply.id) {
-        h.item = { ...h.item, ...replyOutcome(status, error, outcomeOptions) };
-      }
-      return Promise.resolve();
+      const write = h !== undefined && h.n === reply.n && h.item.id === reply.id &&
+        (!outcomeOptions?.onlySending || isUnanswered(h.item));
+      if (write) h.item = { ...h.item, ...replyOutcome(status, error, outcomeOptions) };
+      return Promise.resolve(write);
     },
     unansweredReplies(before: number, limit: number) {
       // A scan: nothing of this store outlives its process, so only a stop cut short leaves

@@ -814,9 +814,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       // (a forget, and the follower's new conversation numbering an item the same).
       for (let attempt = 0; attempt < 5; attempt++) {
         const raw = await client.hget(key, String(reply.n));
-        if (raw === null) return;
+        if (raw === null) return false;
         const stored = JSON.parse(raw) as HistoryItem;
-        if (stored.id !== reply.id) return;
+        if (stored.id !== reply.id) return false;
+        // Another instance's sweep settled it since: the script below refused that write.
+        if (outcomeOptions?.onlySending && !isUnanswered(stored)) return false;
         const item = { ...stored, ...replyOutcome(status, error, outcomeOptions) };
         const { value } = await run<number>("outcome", [
           followerId,
@@ -824,7 +826,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
           raw,
           JSON.stringify(item),
         ]);
-        if (value === 1) return;
+        if (value === 1) return true;
       }
       throw new Error(`Cannot update reply ${followerId}/${reply.n}: it kept changing`);
     },

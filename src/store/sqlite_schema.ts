@@ -74,12 +74,23 @@ export function openSqliteDatabase(path: string, fsync = false): DatabaseSync {
     // Checkpoints run in the store's worker (sqlite_worker.ts), off the thread that answers.
     db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
-    const before = db.prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('history', 'unanswered')",
-    ).all().map((row) => row.name);
-    db.exec(SCHEMA);
-    if (before.includes("history") && !before.includes("unanswered")) {
-      db.exec(BACKFILL_UNANSWERED);
+    // The table of unanswered replies and its fill in one transaction: killed during the fill
+    // (seconds on a big file), the table stood empty, and the next open, finding it, never
+    // filled it. Deferred: a file whose tables another process holds locked opens as before,
+    // when there is nothing to create.
+    db.exec("BEGIN");
+    try {
+      const before = db.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('history', 'unanswered')",
+      ).all().map((row) => row.name);
+      db.exec(SCHEMA);
+      if (before.includes("history") && !before.includes("unanswered")) {
+        db.exec(BACKFILL_UNANSWERED);
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw error;
     }
   } catch (error) {
     db.close();

@@ -137,10 +137,15 @@ function prepareReads(db: DatabaseSync) {
     historyPage: s("SELECT rowid AS id, item FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?"),
     forgetCut: s("SELECT cut FROM forget_cuts WHERE follower_id = ?"),
     quickReplies: s("SELECT json FROM quick_replies"),
+    // The item itself still sending, before the LIMIT: a row found by the JSON's text alone
+    // (the backfill; a msg of the agent's holding `"status":"sending"`) stays, and a page full
+    // of such rows hid every reply really left unanswered behind them.
     unanswered: s(
       `SELECT u.follower_id, u.n, h.item FROM unanswered u
        JOIN history h ON h.follower_id = u.follower_id AND h.n = u.n
-       WHERE u.at < ? ORDER BY u.at LIMIT ?`,
+       WHERE u.at < ? AND json_extract(h.item, '$.status') = 'sending'
+         AND json_extract(h.item, '$.direction') = 'out'
+       ORDER BY u.at LIMIT ?`,
     ),
     quickReply: s("SELECT 1 FROM quick_replies WHERE id = ?"),
   };
@@ -846,12 +851,30 @@ function createSqliteStore(
       outcomeOptions?: ReplyOutcomeOptions,
     ) {
       // Through the journal, after the row that wrote the reply.
-      return sync(() => {
-        if (closed) throw new Error("Cannot write: the store is closed");
-        writeRow((line) =>
-          line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
-        );
-      });
+      const write = () =>
+        sync(() => {
+          if (closed) throw new Error("Cannot write: the store is closed");
+          writeRow((line) =>
+            line.outcome(followerId, reply, replyOutcome(status, error, outcomeOptions))
+          );
+          return true;
+        });
+      if (!outcomeOptions?.onlySending) return write();
+      return (async () => {
+        // Until the tables have every row written so far, the check and the write then with no
+        // wait between: an outcome another sweep wrote meanwhile is seen. A few rounds at most:
+        // on a busy bridge rows keep coming, and the sweep would never get its turn.
+        for (let seen = -1, round = 0; seen !== journalId && round < 3; round++) {
+          seen = journalId;
+          await tablesReady();
+        }
+        const row = reads.readHistory.get(followerId, reply.n + 1, 1) as
+          | { n: number; item: string }
+          | undefined;
+        const item = row?.n === reply.n ? JSON.parse(row.item) as HistoryItem : null;
+        if (item?.id !== reply.id || !isUnanswered(item)) return false;
+        return await write();
+      })();
     },
     async unansweredReplies(before: number, limit: number) {
       await tablesReady();

@@ -57,3 +57,67 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "with Redis two instances starting together tell each reply left unanswered once",
+  ignore: REDIS_URL === null,
+  fn: async () => {
+    const prefix = uniquePrefix("unanswered-twice");
+    const env = { STORE: "", REDIS_URL: `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}` };
+    const clock = { t: Date.UTC(2026, 11, 1) };
+    const now = () => clock.t;
+    const ids: string[] = [];
+    try {
+      const first = await startBridge({ env, now });
+      try {
+        const presence = { isOnline: () => true, onlineAgents: () => ["qa"] };
+        await first.store.agentOnline("qa", presence);
+        // Enough of them that the two start sweeps run at once.
+        for (let f = 0; f < 50; f++) {
+          await first.store.acceptInbound([message(`oTwice${f}`, `m${f}`, clock.t)], presence);
+          for (let r = 0; r < 4; r++) {
+            const id = `rTwice${f}-${r}`;
+            ids.push(id);
+            await first.store.recordReply("qa", `oTwice${f}`, {
+              ...replyItem("qa", `oTwice${f}`, id),
+              send_time: Math.floor(clock.t / 1000),
+            });
+          }
+        }
+      } finally {
+        await first.close();
+      }
+      // A deploy restarting every instance at once, the replies long overdue.
+      clock.t += 11 * MINUTE;
+      const both = await Promise.all([startBridge({ env, now }), startBridge({ env, now })]);
+      try {
+        const store = both[0].store;
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const left = await store.unansweredReplies(clock.t + MINUTE, 1000);
+          if (left.length === 0) break;
+          assert.ok(Date.now() < deadline, `${left.length} replies still sending`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        // Both sweeps are done once nothing is left: the later one's frames are in by then,
+        // or come within a moment.
+        await new Promise((r) => setTimeout(r, 500));
+        const told = new Map<string, number>();
+        for (const e of await store.readLog("qa", 0, 10_000)) {
+          const replyId = e.envelope.data["reply_id"];
+          if (e.envelope.result.code === -1 && typeof replyId === "string") {
+            told.set(replyId, (told.get(replyId) ?? 0) + 1);
+          }
+        }
+        const notOnce = ids.filter((id) => told.get(id) !== 1).map((id) =>
+          `${id}: ${told.get(id)}`
+        );
+        assert.deepEqual(notOnce, [], "each reply's agent told once");
+      } finally {
+        await Promise.all(both.map((b) => b.close()));
+      }
+    } finally {
+      await flushPrefix(REDIS_URL!, prefix);
+    }
+  },
+});

@@ -459,10 +459,20 @@ async function unanswered(store: Store, clock: { t: number }) {
   const [first] = await found(clock.t + 1);
   assert.equal(first?.n, a.value.n);
   assert.equal(first?.item["client_id"], "c-rLeftA");
-  await store.updateReply("oLeft", { n: a.value.n, id: "rLeftA" }, "failed", "lost", {
-    unconfirmed: true,
-  });
+  const settle = (n: number, id: string) =>
+    store.updateReply("oLeft", { n, id }, "failed", "lost", {
+      unconfirmed: true,
+      onlySending: true,
+    });
+  assert.equal(await settle(a.value.n, "rLeftA"), true);
   assert.deepEqual(await ids(clock.t + 1), ["rLeftC"]);
+  // Settled already (another instance's sweep), or answered: written by the first only.
+  assert.equal(await settle(a.value.n, "rLeftA"), false, "settled once");
+  assert.equal(await settle(b.value.n, "rLeftB"), false, "its outcome stands");
+  const [settled, sent] = (await store.readHistory("oLeft", null, 10)).items.filter((i) =>
+    i.id === "rLeftA" || i.id === "rLeftB"
+  );
+  assert.deepEqual([settled?.status, sent?.status], ["failed", "sent"]);
   // Forgotten: none of its replies is listed, nor twice when its numbers are given out again.
   await store.forgetFollower(
     "oLeft",

@@ -585,3 +585,44 @@ Deno.test("openSqliteStore() finds the replies left unanswered in a bridge.sqlit
     }
   });
 });
+
+Deno.test("openSqliteStore() finds a reply left unanswered behind replies from before whose msg says sending", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/bridge.sqlite`;
+    let now = Date.UTC(2026, 11, 1);
+    let store = await openSqliteStore(path, storeOptions({ now: () => now }));
+    const online = presenceOf("a1");
+    await store.agentOnline("a1", online);
+    // An agent's program that sends its own message object: its `status` went along, and the
+    // file from before has it in the item's JSON of replies long answered.
+    for (let f = 0; f < 25; f++) {
+      await store.acceptInbound([textItem(`f${f}`, "hello")], online);
+      for (let r = 0; r < 4; r++) {
+        const id = `rSent${f}-${r}`;
+        const item = {
+          ...replyItem("a1", `f${f}`, id),
+          send_time: Math.floor(now / 1000),
+          msg: { content: id, status: "sending" },
+        };
+        const { value } = await store.recordReply("a1", `f${f}`, item);
+        await store.updateReply(`f${f}`, { n: value.n, id }, "sent");
+      }
+    }
+    now += 1000;
+    await store.recordReply("a1", "f0", {
+      ...replyItem("a1", "f0", "rLeft"),
+      send_time: now / 1000,
+    });
+    await store.close();
+    const old = new DatabaseSync(path);
+    old.exec("DROP TABLE unanswered");
+    old.close();
+    store = await openSqliteStore(path, storeOptions({ now: () => now }));
+    try {
+      const found = await store.unansweredReplies(now + 1000, 100);
+      assert.deepEqual(found.map((r) => r.item.id), ["rLeft"]);
+    } finally {
+      await store.close();
+    }
+  });
+});

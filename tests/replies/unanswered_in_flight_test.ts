@@ -1,0 +1,104 @@
+// A reply this process is still on is never settled as left unanswered by its own sweep: not
+// while the store is taking the reply (recorded, the switchboard not yet told), nor while its
+// outcome, refused by the store once, waits to be written again. Settled, history said
+// "failed" and the agent got a -1 for a reply WeChat took (and told as sent). The real server in
+// demo mode, its clock half a second into the second its store opened (a reply's send_time, in
+// whole seconds, is then before that opening), over the memory store with a fault of the test's.
+
+import assert from "node:assert/strict";
+import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
+import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import { createMemoryStore } from "../../src/store/memory_store.ts";
+import type { Store } from "../../src/core/store.ts";
+
+const B = "/im_component/wx_official_account";
+const clock = { t: Date.UTC(2026, 11, 1) + 500 };
+const options = {
+  companyId: "",
+  now: () => clock.t,
+  newId: () => crypto.randomUUID(),
+  dedupTtlMs: 3600_000,
+};
+
+/** A bridge over `store`, agent qa online, follower oMine written; `fn` sends and looks. */
+async function withBridge(
+  store: Store,
+  fn: (server: TestBridge, agent: TestAgent) => Promise<void>,
+): Promise<void> {
+  const server = await startBridge({ store, now: options.now });
+  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
+  try {
+    await waitRouted(server, "qa");
+    const hi = await post(`${server.base}${B}/send_xml`, textXml("oMine", "gh", "hi", "9910001"));
+    assert.equal(`${hi.status} ${hi.text}`, "200 success");
+    await agent.waitFor((e) => e.data["id"] === "9910001");
+    await fn(server, agent);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+}
+
+const send = (agent: TestAgent, clientId: string) =>
+  agent.send({
+    data: { msg_type: "text", contact_id: "oMine", client_id: clientId, msg: { content: "在" } },
+    result: { code: 1001, message: "common" },
+  });
+
+/** The reply's status in history, once it is recorded and no longer "sending" (or after 5 s). */
+async function settledStatus(server: TestBridge, clientId: string) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const { items } = await server.store.readHistory("oMine", null, 20);
+    const status = items.find((i) => i["client_id"] === clientId)?.status;
+    if ((status !== undefined && status !== "sending") || Date.now() > deadline) return status;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+Deno.test("a sweep while this process's reply is being recorded leaves it to its sender", async () => {
+  const inner = createMemoryStore(options);
+  let server: TestBridge | null = null;
+  let swept: number | null = null;
+  const store: Store = {
+    ...inner,
+    async recordReply(agentId, followerId, item) {
+      const recorded = await inner.recordReply(agentId, followerId, item);
+      // Recorded "sending", the reply service not yet answered: a sweep's turn.
+      swept = await server!.bridge.settleUnanswered();
+      return recorded;
+    },
+  };
+  await withBridge(store, async (s, agent) => {
+    server = s;
+    send(agent, "c-recording");
+    assert.equal(await settledStatus(s, "c-recording"), "sent");
+    assert.equal(swept, 0, "nothing settled");
+    assert.ok(!agent.received.some((e) => e.result.code === -1), "no -1");
+  });
+});
+
+Deno.test("a sweep while this process's outcome waits to be written again leaves it", async () => {
+  const inner = createMemoryStore(options);
+  let refused = 0;
+  const store: Store = {
+    ...inner,
+    updateReply(followerId, reply, status, error, outcomeOptions) {
+      // The reply's own outcome refused once (the store away), then taken.
+      if (!outcomeOptions?.onlySending && refused++ === 0) {
+        return Promise.reject(new Error("store away"));
+      }
+      return inner.updateReply(followerId, reply, status, error, outcomeOptions);
+    },
+  };
+  await withBridge(store, async (s, agent) => {
+    send(agent, "c-retried");
+    await agent.waitFor((e) =>
+      (e.data["msg"] as Record<string, unknown>)["event"] === "reply_sent"
+    );
+    assert.equal(refused, 1, "the outcome was refused once");
+    assert.equal(await s.bridge.settleUnanswered(), 0, "nothing settled");
+    assert.equal(await settledStatus(s, "c-retried"), "sent", "written again");
+    assert.ok(!agent.received.some((e) => e.result.code === -1), "no -1");
+  });
+});
