@@ -7,6 +7,7 @@
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
+import { createEntry, createOutbox, isKept, storedFate } from "./console/outbox.js";
 import {
   afterGivenBack,
   afterInbound,
@@ -117,6 +118,11 @@ const noteDrafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid,
   account,
   kind: "note",
 });
+
+/** Replies typed and not yet taken by the bridge, kept across reloads (console/outbox.js). */
+const outbox = createOutbox(localStorageOrNull(), userid, { account });
+/** Web Locks, where the browser has them (secure contexts): which tab sends a stored reply. */
+const locks = globalThis.navigator?.locks ?? null;
 
 /** Where the box's text is kept in `mode` (reply or note). */
 function draftsOf(mode) {
@@ -1285,7 +1291,12 @@ async function loadHistory(contactId, { older = false } = {}) {
     const orders = older ? items.map((_, i) => first + i) : pageOrders(c, items);
     items.forEach((item, i) => {
       const data = item.direction === "note" ? { ...item, direction: "note" } : item;
-      upsertMessage(contactId, data, orders[i]);
+      const { msg } = upsertMessage(contactId, data, orders[i]);
+      // A stored reply of ours in the history: the bridge has it, nothing is sent again.
+      if (item.direction === "out" && item.client_id && msg.stored) {
+        msg.echoed = true;
+        settleStored(String(item.client_id));
+      }
     });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
@@ -1429,6 +1440,11 @@ function onStorage(event) {
     return;
   }
   if (onSettingStored(event.key)) return;
+  const storedId = outbox.clientIdOf(event.key);
+  if (storedId !== null) {
+    onStoredChange(storedId, event.newValue);
+    return;
+  }
   const id = drafts.contactOf(event.key) ?? noteDrafts.contactOf(event.key);
   if (!id) return;
   // The list shows the other conversations' drafts.
@@ -1656,10 +1672,26 @@ function sendCommand(type, fields) {
 }
 
 function flushOutbox() {
+  if (!conn.opened) return;
+  const now = Date.now();
+  /** contact_id -> replies a page before this one queued: asked of the history first */
+  const unchecked = new Map();
   // Replies not yet echoed are sent again: the bridge sends one client_id only once.
-  for (const [contactId, msg] of pendingReplies()) {
-    if (!msg.echoed) sendReplyFrame(contactId, msg);
+  for (const [contactId, msg] of [...pendingReplies()]) {
+    if (msg.echoed) continue;
+    // Another tab of this agent sends it (it queued it, or took it over first).
+    if (msg.stored && !heldReplies.has(msg.client_id)) continue;
+    if (storedFate({ queued_at: msg.queued_at ?? now }, now) === "expired") {
+      expireReply(msg);
+      continue;
+    }
+    if (msg.restored && !msg.checked) {
+      unchecked.set(contactId, [...(unchecked.get(contactId) ?? []), msg]);
+      continue;
+    }
+    sendReplyFrame(contactId, msg);
   }
+  for (const [contactId, msgs] of unchecked) sendRestored(contactId, msgs);
   refreshPending();
 }
 
@@ -1671,6 +1703,197 @@ function pendingReplies() {
 function refreshPending() {
   for (const [, msg] of pendingReplies()) msg.rev += 1;
   if (state.current) renderMessages();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored replies: each reply is in localStorage (console/outbox.js) from the moment it is queued
+// until the bridge has it (its echo, reply_sent, its -1, or the history holding it), so that a
+// reload or a closed tab while the socket is down loses none. Written to the socket is not
+// taken: a socket can die with the frame unsent. Exactly one tab sends a stored reply: the one
+// that queued it, while it lives; then the next tab in line for its Web Lock, which the browser
+// gives up with the tab (closed, reloaded or crashed).
+
+/** client_id -> the function giving its lock back, for the stored replies this tab sends. */
+const heldReplies = new Map();
+/** client_ids whose lock this tab is in line for (another tab holds it). */
+const awaitedReplies = new Set();
+/** How long a tab given a stored reply's lock waits for the store to say it was settled. */
+const TAKEOVER_GRACE_MS = 1000;
+
+function lockName(clientId) {
+  return `${outbox.prefix}${clientId}`;
+}
+
+/** The stored form of one of our replies to `contactId`. */
+function entryOf(contactId, msg) {
+  return createEntry({
+    clientId: msg.client_id,
+    agentId: userid,
+    account,
+    contactId,
+    msgType: msg.msg_type,
+    msg: msg.msg,
+    queuedAt: msg.queued_at,
+    written: Boolean(msg.written),
+  });
+}
+
+/** Keeps a reply this tab queued until the bridge has it; this tab sends it. */
+function storeReply(contactId, msg) {
+  msg.queued_at = Date.now();
+  msg.written = false;
+  msg.stored = isKept(msg.msg_type, msg.msg) && outbox.put(entryOf(contactId, msg));
+  if (msg.stored) holdReply(msg.client_id);
+}
+
+/** Takes the lock of a reply this tab queued: the other tabs wait in line behind it. */
+function holdReply(clientId) {
+  if (heldReplies.has(clientId)) return;
+  if (!locks) {
+    heldReplies.set(clientId, () => {});
+    return;
+  }
+  let release = () => {};
+  const held = new Promise((resolve) => release = resolve);
+  heldReplies.set(clientId, release);
+  locks.request(lockName(clientId), () => held).catch(() => heldReplies.delete(clientId));
+}
+
+/** Stands in line to send a stored reply another page queued; `atLoad`: found as this page
+ * loaded (the page that queued it may be gone), not told by a live tab. */
+function awaitReply(clientId, atLoad) {
+  if (heldReplies.has(clientId) || awaitedReplies.has(clientId)) return;
+  if (!locks) {
+    // Without Web Locks no tab can tell whether the one that queued it lives: the page that finds
+    // it as it loads sends it, and the bridge, which sends one client_id once, keeps WeChat from
+    // a second copy should another do so too.
+    if (atLoad) heldReplies.set(clientId, () => {});
+    return;
+  }
+  awaitedReplies.add(clientId);
+  locks.request(lockName(clientId), async () => {
+    awaitedReplies.delete(clientId);
+    // The tab before gives the lock up as it settles the reply, and the store's removal can
+    // reach this tab after the lock does: taken at once, the reply went twice.
+    await new Promise((resolve) => setTimeout(resolve, TAKEOVER_GRACE_MS));
+    // Taken, refused or cancelled while another tab held it: nothing left to send.
+    const found = findByClientId(clientId);
+    if (!outbox.get(clientId) || !found || found.msg.echoed) return;
+    let release = () => {};
+    const held = new Promise((resolve) => release = resolve);
+    heldReplies.set(clientId, release);
+    flushOutbox();
+    return held;
+  }).catch(() => awaitedReplies.delete(clientId));
+}
+
+/** The bridge has the reply (or the agent cancelled it): no tab keeps or sends it any more. */
+function settleStored(clientId) {
+  if (!clientId) return;
+  outbox.remove(clientId);
+  heldReplies.get(clientId)?.();
+  heldReplies.delete(clientId);
+}
+
+/** Shows a stored reply in its conversation, as it was when queued: waiting for the connection,
+ * or failed when too old to go out by itself (console/outbox.js). Returns whether it is too old. */
+function restoreStored(entry, atLoad) {
+  const found = findByClientId(entry.client_id, entry.contact_id);
+  if (found) {
+    // The echo or the history came first: the bridge has it.
+    if (found.msg.echoed || !found.msg.local) settleStored(entry.client_id);
+    else if (found.msg.written !== entry.written) {
+      found.msg.written = entry.written;
+      found.msg.rev += 1;
+      if (state.current === found.contactId) renderMessages();
+    }
+    return false;
+  }
+  const expired = storedFate(entry, Date.now()) === "expired";
+  upsertMessage(entry.contact_id, {
+    client_id: entry.client_id,
+    contact_id: entry.contact_id,
+    direction: "out",
+    msg_type: entry.msg_type,
+    msg: entry.msg,
+    status: expired ? "failed" : "sending",
+    failure: expired ? { message: t("outbox.expired") } : undefined,
+    local: true,
+    stored: true,
+    restored: true,
+    expired,
+    written: entry.written,
+    queued_at: entry.queued_at,
+    send_time: Math.floor(entry.queued_at / 1000),
+    agent_id: userid,
+  });
+  if (!expired) awaitReply(entry.client_id, atLoad);
+  if (state.current === entry.contact_id) renderMessages({ toBottom: true });
+  return expired;
+}
+
+/** Every reply stored by an earlier page, or by a tab still open, shown where it belongs. */
+function restoreOutbox() {
+  let expired = 0;
+  for (const entry of outbox.list()) if (restoreStored(entry, true)) expired += 1;
+  // In a conversation the agent may not open soon: said once, not left to be found.
+  if (expired > 0) toast(t("outbox.expiredNotice", { n: expired }), "error");
+}
+
+/** Another tab stored a reply (shown here too), or it left the store: the bridge has it, or it
+ * was cancelled there; a copy here still waiting goes (the echo, if any, brings it back). */
+function onStoredChange(clientId, value) {
+  const entry = value === null ? null : outbox.parse(value);
+  if (entry) {
+    restoreStored(entry, false);
+    return;
+  }
+  heldReplies.get(clientId)?.();
+  heldReplies.delete(clientId);
+  const found = findByClientId(clientId);
+  if (!found || !found.msg.local || found.msg.echoed) return;
+  if (found.msg.status !== "sending" && !found.msg.expired) return;
+  removeMessage(conv(found.contactId), found.msg);
+  if (state.current === found.contactId) renderMessages();
+}
+
+/** A reply too old to go out by itself: failed, with the usual Try again (a new reply). */
+function expireReply(msg) {
+  msg.status = "failed";
+  msg.expired = true;
+  msg.failure = { message: t("outbox.expired") };
+  msg.rev += 1;
+}
+
+/** Sends replies a page before this one queued, unless the bridge already has them: that page
+ * may have written one just before it went, and the bridge, asked again, answers nothing new. */
+async function sendRestored(contactId, msgs) {
+  let items = [];
+  try {
+    items = (await api("/history", { contact_id: contactId, limit: HISTORY_PAGE })).messages ?? [];
+  } catch {
+    // No history to ask (a colleague's thread, the bridge busy): the client_id keeps it single.
+  }
+  const wanted = new Set(msgs.map((msg) => msg.client_id));
+  for (const item of items) {
+    if (item.direction !== "out" || !wanted.has(String(item.client_id ?? ""))) continue;
+    upsertMessage(contactId, { ...item, echoed: true });
+    settleStored(String(item.client_id));
+  }
+  for (const msg of msgs) {
+    msg.checked = true;
+    const pending = msg.status === "sending" && !msg.echoed && conv(contactId).byKey.has(msg.key);
+    if (pending && heldReplies.has(msg.client_id)) sendReplyFrame(contactId, msg);
+  }
+  if (state.current === contactId) renderMessages();
+}
+
+/** Takes back a reply that has not left this browser (waiting for the connection, or too old to
+ * go by itself), in every tab of this agent. */
+function cancelReply(contactId, msg) {
+  removeMessage(conv(contactId), msg);
+  settleStored(msg.client_id);
+  renderMessages();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1721,6 +1944,7 @@ function handleAck(data) {
   if (!found || !["sent", "delivered", "failed"].includes(data.status)) return;
   // "delivered": a message to another agent, handed to its sockets.
   const status = data.status === "failed" ? "failed" : "sent";
+  settleStored(String(data.client_id));
   upsertMessage(found.contactId, { client_id: data.client_id, status });
   if (state.current === found.contactId) renderMessages();
 }
@@ -1796,6 +2020,7 @@ function handleEcho(data) {
   const contactId = String(data.contact_id ?? "");
   if (!contactId) return;
   const { msg, isNew } = upsertMessage(contactId, { ...data, echoed: true });
+  if (data.client_id) settleStored(String(data.client_id));
   const contact = ensureContact(contactId, {});
   if (!msg.counted && contact.kind !== "agent") {
     // WeChat's quota counts every reply, from any of our tabs: the bridge echoes each once.
@@ -1826,6 +2051,7 @@ function handleSystem(data) {
   const msg = data.msg ?? {};
   if (msg.event === "reply_sent") {
     const found = msg.client_id ? findByClientId(String(msg.client_id), msg.contact_id) : null;
+    if (msg.client_id) settleStored(String(msg.client_id));
     if (found) {
       upsertMessage(found.contactId, {
         client_id: msg.client_id,
@@ -2101,6 +2327,8 @@ function handleError(envelope) {
   if (data.client_id) {
     const found = findByClientId(String(data.client_id), data.contact_id);
     if (found) {
+      // Refused: the bridge had it, and gave its answer; Try again sends it as a new reply.
+      settleStored(String(data.client_id));
       if (data.errcode !== undefined || data.limit) {
         state.failures += 1;
         renderConn();
@@ -2181,6 +2409,14 @@ function sendReplyFrame(contactId, msg) {
   if (state.contacts.get(contactId)?.kind === "agent") {
     msg.status = "sent";
     msg.rev += 1;
+    settleStored(msg.client_id);
+    return;
+  }
+  if (msg.stored && !msg.written) {
+    // It may reach the bridge now: no tab offers to cancel it any more.
+    msg.written = true;
+    msg.rev += 1;
+    outbox.put(entryOf(contactId, msg));
   }
 }
 
@@ -2194,14 +2430,19 @@ function retryReply(contactId, msg) {
     toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");
     return;
   }
+  // One too old to go by itself leaves the store with its old client_id.
+  settleStored(msg.client_id);
   rekeyClientId(conv(contactId), msg, newClientId());
   msg.status = "sending";
   msg.failure = undefined;
   msg.error = undefined;
   msg.echoed = false;
+  msg.restored = false;
+  msg.expired = false;
   // The bridge counts the Retry against WeChat's 5 as the new reply it is, and so does its echo.
   msg.counted = false;
   msg.rev += 1;
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   renderMessages();
 }
@@ -2218,7 +2459,9 @@ function sendReply(text) {
     local: true,
     send_time: nowS(),
     agent_id: userid,
+    contact_id: contactId,
   });
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = { local: true, msg_type: "text", preview: text, direction: "out" };
@@ -2438,6 +2681,7 @@ async function runUpload(contactId, msg) {
   msg.status = "sending";
   msg.failure = undefined;
   msg.rev += 1;
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = {
@@ -3788,13 +4032,22 @@ function buildMessage(msg) {
     } else if (uploadFailedHere) {
       meta.append(h("span", { class: "status failed" }, t("status.notSent")));
     } else if (status === "sending") {
+      const waiting = !(conn.opened && !conn.wentOffline);
       meta.append(
         h(
           "span",
           { class: "status sending" },
-          conn.opened && !conn.wentOffline ? t("status.sending") : t("status.waitingConn"),
+          waiting ? t("status.waitingConn") : t("status.sending"),
         ),
       );
+      // Only what never left this browser can be taken back: a frame written may be at WeChat.
+      if (waiting && msg.local && !msg.echoed && !msg.written) {
+        meta.append(h("button", {
+          type: "button",
+          class: "link-button meta-action cancel-reply",
+          onclick: () => cancelReply(msg.contact_id, msg),
+        }, t("outbox.cancel")));
+      }
     } else if (status === "failed") {
       meta.append(
         h(
@@ -3809,6 +4062,13 @@ function buildMessage(msg) {
           class: "link-button meta-action retry-button",
           onclick: () => retryReply(msg.contact_id, msg),
         }, t("status.retry")));
+      }
+      if (msg.expired) {
+        meta.append(h("button", {
+          type: "button",
+          class: "link-button meta-action remove-reply",
+          onclick: () => cancelReply(msg.contact_id, msg),
+        }, t("outbox.remove")));
       }
     } else {
       meta.append(h("span", { class: "status sent" }, t("status.sent")));
@@ -4086,9 +4346,11 @@ function init() {
   // A reload right after an event must not lose it to the save's debounce.
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
-    // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading, or failed and kept for a retry that could send it: it is only here.
-    if (pendingReplies().next().done && !uploadsUnderway()) return;
+    // A reply not yet taken by the bridge that the browser would not store is lost with the
+    // page (a stored one is sent by the next page, or another tab), and so is a file still
+    // uploading, or failed and kept for a retry that could send it: it is only here.
+    const unstored = [...pendingReplies()].some(([, msg]) => !msg.stored);
+    if (!unstored && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });
@@ -4270,6 +4532,7 @@ function init() {
     }
   }, 30_000);
 
+  restoreOutbox();
   start();
 }
 

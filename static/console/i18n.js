@@ -220,6 +220,12 @@ export const STRINGS = {
     "alert.message": "New message from {name}",
     "alert.closing": "Reply window closing: {name}",
     "alert.leave": "Replies are still being sent.",
+    "outbox.cancel": "Cancel",
+    "outbox.remove": "Remove",
+    "outbox.expired":
+      "Typed more than a day ago and never sent, so it was not sent by itself now. Send it again if it still applies.",
+    "outbox.expiredNotice":
+      "Not sent by itself, typed more than a day ago: {n}. Each is marked in its conversation.",
     "help.title": "Keyboard shortcuts",
     "help.next": "Next conversation",
     "help.prev": "Previous conversation",
@@ -513,6 +519,11 @@ export const STRINGS = {
     "alert.message": "{name} 发来新消息",
     "alert.closing": "回复窗口即将关闭：{name}",
     "alert.leave": "仍有回复正在发送。",
+    "outbox.cancel": "取消发送",
+    "outbox.remove": "移除",
+    "outbox.expired":
+      "这条回复输入已超过一天且一直未发出，现在不会自动发送。如仍需要，请重新发送。",
+    "outbox.expiredNotice": "{n} 条超过一天前输入的回复未发送，已在各自的会话中标出。",
     "help.title": "键盘快捷键",
     "help.next": "下一个会话",
     "help.prev": "上一个会话",
