@@ -185,6 +185,9 @@ const state = {
   /** @type {Map<string, any>} contact_id -> a rename sent but not yet seen in GET contacts:
    * {clientId, name, previous, tries, timer, deadline} */
   renames: new Map(),
+  /** @type {Map<string, any>} contact_id -> labels sent but not yet seen in GET contacts:
+   * {clientId, labels, previous, tries, timer, deadline} */
+  labelling: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
   /** The open conversation and the filters it matched while open, where it stays (pinCurrent):
@@ -1088,15 +1091,88 @@ function quickPickerKey(event) {
   return false;
 }
 
+// Labels, as renames go: shown here at once, told to this agent's other tabs only once GET
+// contacts shows the bridge has them (it answers a labels command only when it refuses it), and
+// put back here when it refuses them. Told as sent, a refused label showed in the other tabs.
+
 function setLabels(contactId, labels) {
   const contact = state.contacts.get(contactId);
-  if (!sendCommand("labels", { contact_id: contactId, msg: { labels } })) {
+  const clientId = sendCommand("labels", { contact_id: contactId, msg: { labels } });
+  if (!clientId) {
     toast(t("command.offline"), "error");
     return;
   }
+  const before = state.labelling.get(contactId);
+  if (before) clearTimeout(before.timer);
+  const pending = {
+    clientId,
+    labels,
+    // The labels the bridge last confirmed, to go back to if it refuses these.
+    previous: before ? before.previous : [...(contact?.labels ?? [])],
+    tries: 0,
+    timer: 0,
+    deadline: Date.now() + COMMAND_PATIENCE_MS,
+  };
+  state.labelling.set(contactId, pending);
   if (contact) contact.labels = labels;
-  tabs?.postMessage({ edited: { contact_id: contactId, labels } });
   renderContacts();
+  confirmLabels(contactId, pending);
+}
+
+function sameLabels(a, b) {
+  return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
+    a.every((label, i) => label === b[i]);
+}
+
+/** Labels the bridge gave (GET contacts), unless ours are on their way: then the bridge either
+ * shows ours (confirmed, and the other tabs are told) or is behind. */
+function labelsFromBridge(contact, labels) {
+  const pending = state.labelling.get(contact.contact_id);
+  if (!pending) return;
+  if (sameLabels(labels, pending.labels)) {
+    clearTimeout(pending.timer);
+    state.labelling.delete(contact.contact_id);
+    tabs?.postMessage({ edited: { contact_id: contact.contact_id, labels: pending.labels } });
+  }
+  contact.labels = pending.labels;
+}
+
+/** Re-reads GET contacts until it shows the labels, the bridge refuses them, or time is up. */
+function confirmLabels(id, pending) {
+  clearTimeout(pending.timer);
+  const delay = Math.min(2000, 150 * 2 ** pending.tries);
+  pending.timer = setTimeout(async () => {
+    if (state.labelling.get(id) !== pending) return;
+    pending.tries += 1;
+    try {
+      await loadContacts();
+    } catch (error) {
+      if (error instanceof AuthError) return;
+    }
+    if (state.labelling.get(id) !== pending) return; // confirmed, refused or replaced
+    if (Date.now() < pending.deadline) confirmLabels(id, pending);
+    else {
+      // Unconfirmed: the next contacts refresh shows what the bridge holds, here only.
+      state.labelling.delete(id);
+      scheduleContactsRefresh(0);
+    }
+  }, delay);
+}
+
+/** The bridge refused labels of ours: they go back here, and were never told elsewhere. */
+function labelsRefused(clientId, message) {
+  for (const [id, pending] of state.labelling) {
+    if (pending.clientId !== clientId) continue;
+    clearTimeout(pending.timer);
+    state.labelling.delete(id);
+    const contact = state.contacts.get(id);
+    if (contact && sameLabels(contact.labels, pending.labels)) contact.labels = pending.previous;
+    renderContacts();
+    renderViews();
+    toast(t("labels.failed", { message }), "error");
+    return;
+  }
+  // Labels already replaced by newer ones: the newer ones' answer counts.
 }
 
 function sendNote(text) {
@@ -1255,6 +1331,7 @@ async function loadContacts() {
     state.contacts.set(contact.contact_id, merged);
     // A rename on its way: the bridge has it once the list shows it; until then, ours shows.
     nameFromBridge(merged, contact.name);
+    labelsFromBridge(merged, contact.labels);
   }
   // A contact transferred away disappears; the open one stays readable.
   for (const id of [...state.contacts.keys()]) {
@@ -1415,6 +1492,8 @@ function onTabEdited(edit) {
     if (state.renames.has(id)) return;
     contact.name = edit.name;
   } else if (Array.isArray(edit.labels)) {
+    // Labels of this tab's own, on their way, are newer than the ones the other tab set.
+    if (state.labelling.has(id)) return;
     contact.labels = edit.labels.filter((l) => typeof l === "string");
   } else return;
   renderContacts();
@@ -2298,6 +2377,10 @@ function commandRefused(clientId, message) {
   }
   if (clientId.startsWith("cmd-rename-")) {
     renameRefused(clientId, message);
+    return true;
+  }
+  if (clientId.startsWith("cmd-labels-")) {
+    labelsRefused(clientId, message);
     return true;
   }
   if (clientId.startsWith("cmd-capacity-")) {

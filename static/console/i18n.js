@@ -284,6 +284,7 @@ export const STRINGS = {
     "rename.unconfirmed":
       "The bridge did not confirm the new name. Check the connection and try again.",
     "rename.failed": "Could not rename: {message}",
+    "labels.failed": "Labels not saved: {message}",
     "upload.remove": "Remove",
     "upload.failed": "Upload failed: {message}",
     "upload.token": "The bridge asked for an agent token: connect, then try again.",
@@ -580,6 +581,7 @@ export const STRINGS = {
     "rename.long": "名称最多 {max} 个字符（当前 {n} 个）。",
     "rename.unconfirmed": "服务器未确认新名称。请检查连接后重试。",
     "rename.failed": "无法修改名称：{message}",
+    "labels.failed": "标签未保存：{message}",
     "upload.remove": "移除",
     "upload.failed": "上传失败：{message}",
     "upload.token": "服务器要求客服令牌：请连接后重试。",
