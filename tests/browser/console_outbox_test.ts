@@ -2,7 +2,8 @@
 // when the connection seems stuck) or a closed tab lost it without a word, while the agent
 // believed it would go. Now it is stored until the bridge has it, shown after a reload as
 // waiting with a Cancel, sent under its own client_id when the socket is back (once, whichever
-// tabs are open), and never sent once cancelled.
+// tabs are open; by another tab once the one it was typed in is reloaded or closed), never sent
+// once cancelled, and not sent by itself once over a day old.
 
 import assert from "node:assert/strict";
 import type { BrowserContext, Page, WebSocketRoute } from "playwright-core";
@@ -289,6 +290,26 @@ browserTest(
           assert.deepEqual(await storedReplies(one), []);
         },
       );
+
+      await t.step("the tab that typed it is closed while down: the other sends it", async () => {
+        const third = "第三条：有问题随时找我";
+        await net.down();
+        for (const page of [one, two]) {
+          await page.locator('#conn:not([data-state="connected"])').waitFor();
+        }
+        await typeWhileDown(one, third);
+        await two.locator('.msg.out[data-status="sending"]', { hasText: third }).waitFor();
+        await one.close();
+        net.up();
+        await reconnect(two);
+        await two.locator('.msg.out[data-status="sent"]', { hasText: third }).waitFor();
+        await two.waitForTimeout(1000);
+        assert.equal(sentTexts(fake).filter((s) => s === third).length, 1);
+        assert.deepEqual(net.replies.filter((r) => r.content === third).map((r) => r.tab), [
+          "two",
+        ]);
+        assert.deepEqual(await storedReplies(two), []);
+      });
     } finally {
       await server.close();
       await fake.close();
