@@ -1821,7 +1821,10 @@ function entryOf(contactId, msg) {
 function storeReply(contactId, msg) {
   msg.queued_at = Date.now();
   msg.written = false;
-  msg.stored = isKept(msg.msg_type, msg.msg) && outbox.put(entryOf(contactId, msg));
+  // A message to another agent is neither echoed nor taken once by its client_id: stored, each
+  // page after would deliver it again. It stays the page's, which asks before it is left.
+  const toAgent = state.contacts.get(contactId)?.kind === "agent";
+  msg.stored = !toAgent && isKept(msg.msg_type, msg.msg) && outbox.put(entryOf(contactId, msg));
   if (msg.stored) holdReply(msg.client_id);
 }
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { BrowserContext, Page, WebSocketRoute } from "playwright-core";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
-import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
@@ -317,6 +317,48 @@ browserTest(
   },
 );
 
+browserTest(
+  "without Web Locks (plain http on a LAN address) a stored reply still reaches WeChat once",
+  async (_t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page: one } = await openPage(browser);
+      // As a page on http://10.0.0.5:1234 has it: no navigator.locks outside a secure context.
+      await context.addInitScript(`Object.defineProperty(Navigator.prototype, "locks", {
+        get: () => undefined, configurable: true })`);
+      const two = await openTab(context);
+      const net = socketNetwork();
+      await net.route(one, "one");
+      await net.route(two, "two");
+      await setUp(context, one, server);
+      await openConsole(two, server.base, AGENT);
+      await openFollower(two);
+      assert.equal(await one.evaluate("navigator.locks === undefined"), true);
+      const text = "没有锁也只发一次";
+      await net.down();
+      for (const page of [one, two]) {
+        await page.locator('#conn:not([data-state="connected"])').waitFor();
+      }
+      await typeWhileDown(one, text);
+      await two.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
+      // The page that finds it as it loads sends it; the tab told of it live does not.
+      await one.reload();
+      await openFollower(one);
+      net.up();
+      await Promise.all([reconnect(one), reconnect(two)]);
+      for (const page of [one, two]) {
+        await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+      }
+      await one.waitForTimeout(1000);
+      assert.deepEqual(sentTexts(fake), [text]);
+      assert.deepEqual(net.replies.filter((r) => r.content === text).map((r) => r.tab), ["one"]);
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
 browserTest("a stored reply cancelled in any tab is never sent", async (t, browser) => {
   const { fake, server } = await startWithWechat();
   try {
@@ -413,3 +455,46 @@ browserTest("a stored reply over a day old is not sent by itself", async (t, bro
     await fake.close();
   }
 });
+
+browserTest(
+  "a message to another agent typed offline is not stored, and leaving asks",
+  async (_t, browser) => {
+    const server = await startBridge();
+    const colleague = await connectRoutedAgent(server, "agentPeer");
+    try {
+      const { context, page } = await openPage(browser);
+      void context;
+      const net = socketNetwork();
+      await net.route(page, "one");
+      await openConsole(page, server.base, AGENT);
+      colleague.send({
+        data: { msg_type: "text", contact_id: AGENT, msg: { content: "oOutbox 交给你了" } },
+        result: { code: 1001, message: "common" },
+      });
+      await page.locator('.contact[data-contact-id="agentPeer"]').click();
+      await page.locator(".msg.in", { hasText: "交给你了" }).waitFor();
+      await net.down();
+      await page.locator('#conn:not([data-state="connected"])').waitFor();
+      await typeWhileDown(page, "好的，我来跟进");
+      // Stored, every page after would deliver it to the colleague again: nothing takes it once.
+      assert.deepEqual(await storedReplies(page), []);
+      assert.equal(await leaving(page), "beforeunload");
+    } finally {
+      await colleague.close();
+      await server.close();
+    }
+  },
+);
+
+/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
+async function leaving(page: Page): Promise<string> {
+  const asked = new Promise<string>((resolve) =>
+    page.once("dialog", (dialog) => {
+      resolve(dialog.type());
+      dialog.dismiss();
+    })
+  );
+  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
+  await page.close({ runBeforeUnload: true });
+  return await Promise.race([asked, closed]);
+}
