@@ -3,7 +3,8 @@
 // believed it would go. Now it is stored until the bridge has it, shown after a reload as
 // waiting with a Cancel, sent under its own client_id when the socket is back (once, whichever
 // tabs are open; by another tab once the one it was typed in is reloaded or closed), never sent
-// once cancelled, and not sent by itself once over a day old.
+// once cancelled, and not sent by itself once over a day old. A picture uploaded while the socket
+// was down is a reply like a text: kept and sent the same way.
 
 import assert from "node:assert/strict";
 import type { BrowserContext, Page, WebSocketRoute } from "playwright-core";
@@ -12,6 +13,7 @@ import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/ser
 import {
   B,
   browserTest,
+  makePng,
   openConsole,
   openPage,
   openTab,
@@ -211,6 +213,46 @@ browserTest(
           assert.deepEqual(await historyReplies(server), [text, late]);
         },
       );
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest(
+  "a picture uploaded while the socket is down survives a reload too",
+  async (_t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page } = await openPage(browser);
+      const net = socketNetwork();
+      await net.route(page, "one");
+      await setUp(context, page, server);
+      await net.down();
+      await page.locator('#conn:not([data-state="connected"])').waitFor();
+      // The upload is HTTP, which works: the reply waits only for the socket.
+      await page.locator("#attach-input").setInputFiles({
+        name: "size-chart.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      await page.locator('.msg.out.type-image[data-status="sending"]')
+        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+      await page.reload();
+      await openFollower(page);
+      await page.locator('.msg.out.type-image[data-status="sending"]')
+        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+      net.up();
+      await reconnect(page);
+      await page.locator('.msg.out.type-image[data-status="sent"]').waitFor();
+      await page.waitForTimeout(1000);
+      const images = fake.sent.filter((body) =>
+        body["touser"] === F && body["msgtype"] === "image"
+      );
+      assert.equal(images.length, 1, JSON.stringify(fake.sent));
+      assert.equal(await page.locator(".msg.out.type-image").count(), 1);
+      assert.deepEqual(await storedReplies(page), []);
     } finally {
       await server.close();
       await fake.close();
