@@ -1821,24 +1821,35 @@ function entryOf(contactId, msg) {
 function storeReply(contactId, msg) {
   msg.queued_at = Date.now();
   msg.written = false;
+  msg.stored = false;
   // A message to another agent is neither echoed nor taken once by its client_id: stored, each
   // page after would deliver it again. It stays the page's, which asks before it is left.
-  const toAgent = state.contacts.get(contactId)?.kind === "agent";
-  msg.stored = !toAgent && isKept(msg.msg_type, msg.msg) && outbox.put(entryOf(contactId, msg));
-  if (msg.stored) holdReply(msg.client_id);
-}
-
-/** Takes the lock of a reply this tab queued: the other tabs wait in line behind it. */
-function holdReply(clientId) {
-  if (heldReplies.has(clientId)) return;
+  if (state.contacts.get(contactId)?.kind === "agent" || !isKept(msg.msg_type, msg.msg)) return;
+  const clientId = msg.client_id;
+  const keep = () => {
+    const found = findByClientId(clientId, contactId);
+    // Taken by the bridge, refused or cancelled before the lock came: nothing to keep.
+    if (found?.msg !== msg || msg.echoed || msg.status !== "sending") return false;
+    msg.stored = outbox.put(entryOf(contactId, msg));
+    return msg.stored;
+  };
   if (!locks) {
-    heldReplies.set(clientId, () => {});
+    if (keep()) heldReplies.set(clientId, () => {});
     return;
   }
   let release = () => {};
   const held = new Promise((resolve) => release = resolve);
   heldReplies.set(clientId, release);
-  locks.request(lockName(clientId), () => held).catch(() => heldReplies.delete(clientId));
+  // The lock first, the store after: the other tabs learn of the reply from the store, so each
+  // stands in line behind this one. Stored first, another tab's request could come first (the
+  // store and the locks are told apart), and both tabs sent it.
+  locks.request(lockName(clientId), () => {
+    if (keep()) return held;
+    heldReplies.delete(clientId);
+  }).catch(() => {
+    heldReplies.delete(clientId);
+    keep();
+  });
 }
 
 /** Stands in line to send a stored reply another page queued; `atLoad`: found as this page
@@ -1922,8 +1933,9 @@ function restoreOutbox() {
   if (expired > 0) toast(t("outbox.expiredNotice", { n: expired }), "error");
 }
 
-/** Another tab stored a reply (shown here too), or it left the store: the bridge has it, or it
- * was cancelled there; a copy here still waiting goes (the echo, if any, brings it back). */
+/** Another tab stored a reply (shown here too), or it left the store: cancelled there (never
+ * written to a socket, the copy here goes), or the bridge has it (its echo, reply_sent or the
+ * history says how it went). */
 function onStoredChange(clientId, value) {
   const entry = value === null ? null : outbox.parse(value);
   if (entry) {
@@ -1935,8 +1947,38 @@ function onStoredChange(clientId, value) {
   const found = findByClientId(clientId);
   if (!found || !found.msg.local || found.msg.echoed) return;
   if (found.msg.status !== "sending" && !found.msg.expired) return;
+  if (found.msg.written && found.msg.status === "sending") {
+    // Removed, this copy waited for an echo this tab's socket could miss (it was reconnecting
+    // without since=), and the reply was gone from this tab though sent.
+    checkCopyLater(found.contactId, found.msg);
+    return;
+  }
   removeMessage(conv(found.contactId), found.msg);
   if (state.current === found.contactId) renderMessages();
+}
+
+/** A copy of another tab's reply, which the bridge took or refused: unless the echo or the
+ * outcome came meanwhile, the history says what it became (not there: refused, it goes). */
+function checkCopyLater(contactId, msg) {
+  setTimeout(async () => {
+    const gone = () =>
+      msg.echoed || msg.status !== "sending" || !conv(contactId).byKey.has(msg.key);
+    if (gone()) return;
+    let items;
+    try {
+      items = (await api("/history", { contact_id: contactId, limit: HISTORY_PAGE })).messages ??
+        [];
+    } catch {
+      return; // Left as it is: the next history read says.
+    }
+    if (gone()) return;
+    const item = items.find((i) =>
+      i.direction === "out" && String(i.client_id ?? "") === msg.client_id
+    );
+    if (item) upsertMessage(contactId, { ...item, echoed: true });
+    else removeMessage(conv(contactId), msg);
+    if (state.current === contactId) renderMessages();
+  }, 1500);
 }
 
 /** A reply too old to go out by itself: failed, with the usual Try again (a new reply). */
@@ -2498,11 +2540,12 @@ function sendReplyFrame(contactId, msg) {
     settleStored(msg.client_id);
     return;
   }
-  if (msg.stored && !msg.written) {
-    // It may reach the bridge now: no tab offers to cancel it any more.
+  if (!msg.written) {
+    // It may reach the bridge now: no tab offers to cancel it any more. Not put back once it
+    // left the store (cancelled in another tab a moment ago).
     msg.written = true;
     msg.rev += 1;
-    outbox.put(entryOf(contactId, msg));
+    if (msg.stored && outbox.get(msg.client_id)) outbox.put(entryOf(contactId, msg));
   }
 }
 
