@@ -7,6 +7,7 @@
 
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
+import { createEntry, createOutbox, isKept, storedFate } from "./console/outbox.js";
 import {
   afterGivenBack,
   afterInbound,
@@ -118,6 +119,11 @@ const noteDrafts = createDrafts(localStorageOrNull() ?? memoryStorage(), userid,
   kind: "note",
 });
 
+/** Replies typed and not yet taken by the bridge, kept across reloads (console/outbox.js). */
+const outbox = createOutbox(localStorageOrNull(), userid, { account });
+/** Web Locks, where the browser has them (secure contexts): which tab sends a stored reply. */
+const locks = globalThis.navigator?.locks ?? null;
+
 /** Where the box's text is kept in `mode` (reply or note). */
 function draftsOf(mode) {
   return mode === "note" ? noteDrafts : drafts;
@@ -179,6 +185,9 @@ const state = {
   /** @type {Map<string, any>} contact_id -> a rename sent but not yet seen in GET contacts:
    * {clientId, name, previous, tries, timer, deadline} */
   renames: new Map(),
+  /** @type {Map<string, any>} contact_id -> labels sent but not yet seen in GET contacts:
+   * {clientId, labels, previous, tries, timer, deadline} */
+  labelling: new Map(),
   /** Triage filter (console/triage.js) */
   triage: "all",
   /** The open conversation and the filters it matched while open, where it stays (pinCurrent):
@@ -1082,15 +1091,88 @@ function quickPickerKey(event) {
   return false;
 }
 
+// Labels, as renames go: shown here at once, told to this agent's other tabs only once GET
+// contacts shows the bridge has them (it answers a labels command only when it refuses it), and
+// put back here when it refuses them. Told as sent, a refused label showed in the other tabs.
+
 function setLabels(contactId, labels) {
   const contact = state.contacts.get(contactId);
-  if (!sendCommand("labels", { contact_id: contactId, msg: { labels } })) {
+  const clientId = sendCommand("labels", { contact_id: contactId, msg: { labels } });
+  if (!clientId) {
     toast(t("command.offline"), "error");
     return;
   }
+  const before = state.labelling.get(contactId);
+  if (before) clearTimeout(before.timer);
+  const pending = {
+    clientId,
+    labels,
+    // The labels the bridge last confirmed, to go back to if it refuses these.
+    previous: before ? before.previous : [...(contact?.labels ?? [])],
+    tries: 0,
+    timer: 0,
+    deadline: Date.now() + COMMAND_PATIENCE_MS,
+  };
+  state.labelling.set(contactId, pending);
   if (contact) contact.labels = labels;
-  tabs?.postMessage({ edited: { contact_id: contactId, labels } });
   renderContacts();
+  confirmLabels(contactId, pending);
+}
+
+function sameLabels(a, b) {
+  return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
+    a.every((label, i) => label === b[i]);
+}
+
+/** Labels the bridge gave (GET contacts), unless ours are on their way: then the bridge either
+ * shows ours (confirmed, and the other tabs are told) or is behind. */
+function labelsFromBridge(contact, labels) {
+  const pending = state.labelling.get(contact.contact_id);
+  if (!pending) return;
+  if (sameLabels(labels, pending.labels)) {
+    clearTimeout(pending.timer);
+    state.labelling.delete(contact.contact_id);
+    tabs?.postMessage({ edited: { contact_id: contact.contact_id, labels: pending.labels } });
+  }
+  contact.labels = pending.labels;
+}
+
+/** Re-reads GET contacts until it shows the labels, the bridge refuses them, or time is up. */
+function confirmLabels(id, pending) {
+  clearTimeout(pending.timer);
+  const delay = Math.min(2000, 150 * 2 ** pending.tries);
+  pending.timer = setTimeout(async () => {
+    if (state.labelling.get(id) !== pending) return;
+    pending.tries += 1;
+    try {
+      await loadContacts();
+    } catch (error) {
+      if (error instanceof AuthError) return;
+    }
+    if (state.labelling.get(id) !== pending) return; // confirmed, refused or replaced
+    if (Date.now() < pending.deadline) confirmLabels(id, pending);
+    else {
+      // Unconfirmed: the next contacts refresh shows what the bridge holds, here only.
+      state.labelling.delete(id);
+      scheduleContactsRefresh(0);
+    }
+  }, delay);
+}
+
+/** The bridge refused labels of ours: they go back here, and were never told elsewhere. */
+function labelsRefused(clientId, message) {
+  for (const [id, pending] of state.labelling) {
+    if (pending.clientId !== clientId) continue;
+    clearTimeout(pending.timer);
+    state.labelling.delete(id);
+    const contact = state.contacts.get(id);
+    if (contact && sameLabels(contact.labels, pending.labels)) contact.labels = pending.previous;
+    renderContacts();
+    renderViews();
+    toast(t("labels.failed", { message }), "error");
+    return;
+  }
+  // Labels already replaced by newer ones: the newer ones' answer counts.
 }
 
 function sendNote(text) {
@@ -1249,6 +1331,7 @@ async function loadContacts() {
     state.contacts.set(contact.contact_id, merged);
     // A rename on its way: the bridge has it once the list shows it; until then, ours shows.
     nameFromBridge(merged, contact.name);
+    labelsFromBridge(merged, contact.labels);
   }
   // A contact transferred away disappears; the open one stays readable.
   for (const id of [...state.contacts.keys()]) {
@@ -1285,7 +1368,12 @@ async function loadHistory(contactId, { older = false } = {}) {
     const orders = older ? items.map((_, i) => first + i) : pageOrders(c, items);
     items.forEach((item, i) => {
       const data = item.direction === "note" ? { ...item, direction: "note" } : item;
-      upsertMessage(contactId, data, orders[i]);
+      const { msg } = upsertMessage(contactId, data, orders[i]);
+      // A stored reply of ours in the history: the bridge has it, nothing is sent again.
+      if (item.direction === "out" && item.client_id && msg.stored) {
+        msg.echoed = true;
+        settleStored(String(item.client_id));
+      }
     });
     c.nextBefore = body.next_before ?? null;
     c.loaded = true;
@@ -1404,6 +1492,8 @@ function onTabEdited(edit) {
     if (state.renames.has(id)) return;
     contact.name = edit.name;
   } else if (Array.isArray(edit.labels)) {
+    // Labels of this tab's own, on their way, are newer than the ones the other tab set.
+    if (state.labelling.has(id)) return;
     contact.labels = edit.labels.filter((l) => typeof l === "string");
   } else return;
   renderContacts();
@@ -1429,6 +1519,11 @@ function onStorage(event) {
     return;
   }
   if (onSettingStored(event.key)) return;
+  const storedId = outbox.clientIdOf(event.key);
+  if (storedId !== null) {
+    onStoredChange(storedId, event.newValue);
+    return;
+  }
   const id = drafts.contactOf(event.key) ?? noteDrafts.contactOf(event.key);
   if (!id) return;
   // The list shows the other conversations' drafts.
@@ -1656,10 +1751,26 @@ function sendCommand(type, fields) {
 }
 
 function flushOutbox() {
+  if (!conn.opened) return;
+  const now = Date.now();
+  /** contact_id -> replies a page before this one queued: asked of the history first */
+  const unchecked = new Map();
   // Replies not yet echoed are sent again: the bridge sends one client_id only once.
-  for (const [contactId, msg] of pendingReplies()) {
-    if (!msg.echoed) sendReplyFrame(contactId, msg);
+  for (const [contactId, msg] of [...pendingReplies()]) {
+    if (msg.echoed) continue;
+    // Another tab of this agent sends it (it queued it, or took it over first).
+    if (msg.stored && !heldReplies.has(msg.client_id)) continue;
+    if (storedFate({ queued_at: msg.queued_at ?? now }, now) === "expired") {
+      expireReply(msg);
+      continue;
+    }
+    if (msg.restored && !msg.checked) {
+      unchecked.set(contactId, [...(unchecked.get(contactId) ?? []), msg]);
+      continue;
+    }
+    sendReplyFrame(contactId, msg);
   }
+  for (const [contactId, msgs] of unchecked) sendRestored(contactId, msgs);
   refreshPending();
 }
 
@@ -1671,6 +1782,242 @@ function pendingReplies() {
 function refreshPending() {
   for (const [, msg] of pendingReplies()) msg.rev += 1;
   if (state.current) renderMessages();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored replies: each reply is in localStorage (console/outbox.js) from the moment it is queued
+// until the bridge has it (its echo, reply_sent, its -1, or the history holding it), so that a
+// reload or a closed tab while the socket is down loses none. Written to the socket is not
+// taken: a socket can die with the frame unsent. Exactly one tab sends a stored reply: the one
+// that queued it, while it lives; then the next tab in line for its Web Lock, which the browser
+// gives up with the tab (closed, reloaded or crashed).
+
+/** client_id -> the function giving its lock back, for the stored replies this tab sends. */
+const heldReplies = new Map();
+/** client_ids whose lock this tab is in line for (another tab holds it). */
+const awaitedReplies = new Set();
+/** How long a tab given a stored reply's lock waits for the store to say it was settled. */
+const TAKEOVER_GRACE_MS = 1000;
+
+function lockName(clientId) {
+  return `${outbox.prefix}${clientId}`;
+}
+
+/** The stored form of one of our replies to `contactId`. */
+function entryOf(contactId, msg) {
+  return createEntry({
+    clientId: msg.client_id,
+    agentId: userid,
+    account,
+    contactId,
+    msgType: msg.msg_type,
+    msg: msg.msg,
+    queuedAt: msg.queued_at,
+    written: Boolean(msg.written),
+  });
+}
+
+/** Keeps a reply this tab queued until the bridge has it; this tab sends it. */
+function storeReply(contactId, msg) {
+  msg.queued_at = Date.now();
+  msg.written = false;
+  msg.stored = false;
+  // A message to another agent is neither echoed nor taken once by its client_id: stored, each
+  // page after would deliver it again. It stays the page's, which asks before it is left.
+  if (state.contacts.get(contactId)?.kind === "agent" || !isKept(msg.msg_type, msg.msg)) return;
+  const clientId = msg.client_id;
+  const keep = () => {
+    const found = findByClientId(clientId, contactId);
+    // Taken by the bridge, refused or cancelled before the lock came: nothing to keep.
+    if (found?.msg !== msg || msg.echoed || msg.status !== "sending") return false;
+    msg.stored = outbox.put(entryOf(contactId, msg));
+    return msg.stored;
+  };
+  if (!locks) {
+    if (keep()) heldReplies.set(clientId, () => {});
+    return;
+  }
+  let release = () => {};
+  const held = new Promise((resolve) => release = resolve);
+  heldReplies.set(clientId, release);
+  // The lock first, the store after: the other tabs learn of the reply from the store, so each
+  // stands in line behind this one. Stored first, another tab's request could come first (the
+  // store and the locks are told apart), and both tabs sent it.
+  locks.request(lockName(clientId), () => {
+    if (keep()) return held;
+    heldReplies.delete(clientId);
+  }).catch(() => {
+    heldReplies.delete(clientId);
+    keep();
+  });
+}
+
+/** Stands in line to send a stored reply another page queued; `atLoad`: found as this page
+ * loaded (the page that queued it may be gone), not told by a live tab. */
+function awaitReply(clientId, atLoad) {
+  if (heldReplies.has(clientId) || awaitedReplies.has(clientId)) return;
+  if (!locks) {
+    // Without Web Locks no tab can tell whether the one that queued it lives: the page that finds
+    // it as it loads sends it, and the bridge, which sends one client_id once, keeps WeChat from
+    // a second copy should another do so too.
+    if (atLoad) heldReplies.set(clientId, () => {});
+    return;
+  }
+  awaitedReplies.add(clientId);
+  locks.request(lockName(clientId), async () => {
+    awaitedReplies.delete(clientId);
+    // The tab before gives the lock up as it settles the reply, and the store's removal can
+    // reach this tab after the lock does: taken at once, the reply went twice.
+    await new Promise((resolve) => setTimeout(resolve, TAKEOVER_GRACE_MS));
+    // Taken, refused or cancelled while another tab held it: nothing left to send.
+    const found = findByClientId(clientId);
+    if (!outbox.get(clientId) || !found || found.msg.echoed) return;
+    let release = () => {};
+    const held = new Promise((resolve) => release = resolve);
+    heldReplies.set(clientId, release);
+    flushOutbox();
+    return held;
+  }).catch(() => awaitedReplies.delete(clientId));
+}
+
+/** The bridge has the reply (or the agent cancelled it): no tab keeps or sends it any more. */
+function settleStored(clientId) {
+  if (!clientId) return;
+  outbox.remove(clientId);
+  heldReplies.get(clientId)?.();
+  heldReplies.delete(clientId);
+}
+
+/** Shows a stored reply in its conversation, as it was when queued: waiting for the connection,
+ * or failed when too old to go out by itself (console/outbox.js). Returns whether it is too old. */
+function restoreStored(entry, atLoad) {
+  const found = findByClientId(entry.client_id, entry.contact_id);
+  if (found) {
+    // The echo or the history came first: the bridge has it.
+    if (found.msg.echoed || !found.msg.local) settleStored(entry.client_id);
+    else if (found.msg.written !== entry.written) {
+      found.msg.written = entry.written;
+      found.msg.rev += 1;
+      if (state.current === found.contactId) renderMessages();
+    }
+    return false;
+  }
+  const expired = storedFate(entry, Date.now()) === "expired";
+  upsertMessage(entry.contact_id, {
+    client_id: entry.client_id,
+    contact_id: entry.contact_id,
+    direction: "out",
+    msg_type: entry.msg_type,
+    msg: entry.msg,
+    status: expired ? "failed" : "sending",
+    failure: expired ? { message: t("outbox.expired") } : undefined,
+    local: true,
+    stored: true,
+    restored: true,
+    expired,
+    written: entry.written,
+    queued_at: entry.queued_at,
+    send_time: Math.floor(entry.queued_at / 1000),
+    agent_id: userid,
+  });
+  if (!expired) awaitReply(entry.client_id, atLoad);
+  if (state.current === entry.contact_id) renderMessages({ toBottom: true });
+  return expired;
+}
+
+/** Every reply stored by an earlier page, or by a tab still open, shown where it belongs. */
+function restoreOutbox() {
+  let expired = 0;
+  for (const entry of outbox.list()) if (restoreStored(entry, true)) expired += 1;
+  // In a conversation the agent may not open soon: said once, not left to be found.
+  if (expired > 0) toast(t("outbox.expiredNotice", { n: expired }), "error");
+}
+
+/** Another tab stored a reply (shown here too), or it left the store: cancelled there (never
+ * written to a socket, the copy here goes), or the bridge has it (its echo, reply_sent or the
+ * history says how it went). */
+function onStoredChange(clientId, value) {
+  const entry = value === null ? null : outbox.parse(value);
+  if (entry) {
+    restoreStored(entry, false);
+    return;
+  }
+  heldReplies.get(clientId)?.();
+  heldReplies.delete(clientId);
+  const found = findByClientId(clientId);
+  if (!found || !found.msg.local || found.msg.echoed) return;
+  if (found.msg.status !== "sending" && !found.msg.expired) return;
+  if (found.msg.written && found.msg.status === "sending") {
+    // Removed, this copy waited for an echo this tab's socket could miss (it was reconnecting
+    // without since=), and the reply was gone from this tab though sent.
+    checkCopyLater(found.contactId, found.msg);
+    return;
+  }
+  removeMessage(conv(found.contactId), found.msg);
+  if (state.current === found.contactId) renderMessages();
+}
+
+/** A copy of another tab's reply, which the bridge took or refused: unless the echo or the
+ * outcome came meanwhile, the history says what it became (not there: refused, it goes). */
+function checkCopyLater(contactId, msg) {
+  setTimeout(async () => {
+    const gone = () =>
+      msg.echoed || msg.status !== "sending" || !conv(contactId).byKey.has(msg.key);
+    if (gone()) return;
+    let items;
+    try {
+      items = (await api("/history", { contact_id: contactId, limit: HISTORY_PAGE })).messages ??
+        [];
+    } catch {
+      return; // Left as it is: the next history read says.
+    }
+    if (gone()) return;
+    const item = items.find((i) =>
+      i.direction === "out" && String(i.client_id ?? "") === msg.client_id
+    );
+    if (item) upsertMessage(contactId, { ...item, echoed: true });
+    else removeMessage(conv(contactId), msg);
+    if (state.current === contactId) renderMessages();
+  }, 1500);
+}
+
+/** A reply too old to go out by itself: failed, with the usual Try again (a new reply). */
+function expireReply(msg) {
+  msg.status = "failed";
+  msg.expired = true;
+  msg.failure = { message: t("outbox.expired") };
+  msg.rev += 1;
+}
+
+/** Sends replies a page before this one queued, unless the bridge already has them: that page
+ * may have written one just before it went, and the bridge, asked again, answers nothing new. */
+async function sendRestored(contactId, msgs) {
+  let items = [];
+  try {
+    items = (await api("/history", { contact_id: contactId, limit: HISTORY_PAGE })).messages ?? [];
+  } catch {
+    // No history to ask (a colleague's thread, the bridge busy): the client_id keeps it single.
+  }
+  const wanted = new Set(msgs.map((msg) => msg.client_id));
+  for (const item of items) {
+    if (item.direction !== "out" || !wanted.has(String(item.client_id ?? ""))) continue;
+    upsertMessage(contactId, { ...item, echoed: true });
+    settleStored(String(item.client_id));
+  }
+  for (const msg of msgs) {
+    msg.checked = true;
+    const pending = msg.status === "sending" && !msg.echoed && conv(contactId).byKey.has(msg.key);
+    if (pending && heldReplies.has(msg.client_id)) sendReplyFrame(contactId, msg);
+  }
+  if (state.current === contactId) renderMessages();
+}
+
+/** Takes back a reply that has not left this browser (waiting for the connection, or too old to
+ * go by itself), in every tab of this agent. */
+function cancelReply(contactId, msg) {
+  removeMessage(conv(contactId), msg);
+  settleStored(msg.client_id);
+  renderMessages();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1721,6 +2068,7 @@ function handleAck(data) {
   if (!found || !["sent", "delivered", "failed"].includes(data.status)) return;
   // "delivered": a message to another agent, handed to its sockets.
   const status = data.status === "failed" ? "failed" : "sent";
+  settleStored(String(data.client_id));
   upsertMessage(found.contactId, { client_id: data.client_id, status });
   if (state.current === found.contactId) renderMessages();
 }
@@ -1796,6 +2144,7 @@ function handleEcho(data) {
   const contactId = String(data.contact_id ?? "");
   if (!contactId) return;
   const { msg, isNew } = upsertMessage(contactId, { ...data, echoed: true });
+  if (data.client_id) settleStored(String(data.client_id));
   const contact = ensureContact(contactId, {});
   if (!msg.counted && contact.kind !== "agent") {
     // WeChat's quota counts every reply, from any of our tabs: the bridge echoes each once.
@@ -1826,6 +2175,7 @@ function handleSystem(data) {
   const msg = data.msg ?? {};
   if (msg.event === "reply_sent") {
     const found = msg.client_id ? findByClientId(String(msg.client_id), msg.contact_id) : null;
+    if (msg.client_id) settleStored(String(msg.client_id));
     if (found) {
       upsertMessage(found.contactId, {
         client_id: msg.client_id,
@@ -2074,6 +2424,10 @@ function commandRefused(clientId, message) {
     renameRefused(clientId, message);
     return true;
   }
+  if (clientId.startsWith("cmd-labels-")) {
+    labelsRefused(clientId, message);
+    return true;
+  }
   if (clientId.startsWith("cmd-capacity-")) {
     state.capacityError = t("capacity.refused", { message });
     renderCapacity();
@@ -2101,6 +2455,8 @@ function handleError(envelope) {
   if (data.client_id) {
     const found = findByClientId(String(data.client_id), data.contact_id);
     if (found) {
+      // Refused: the bridge had it, and gave its answer; Try again sends it as a new reply.
+      settleStored(String(data.client_id));
       if (data.errcode !== undefined || data.limit) {
         state.failures += 1;
         renderConn();
@@ -2181,6 +2537,15 @@ function sendReplyFrame(contactId, msg) {
   if (state.contacts.get(contactId)?.kind === "agent") {
     msg.status = "sent";
     msg.rev += 1;
+    settleStored(msg.client_id);
+    return;
+  }
+  if (!msg.written) {
+    // It may reach the bridge now: no tab offers to cancel it any more. Not put back once it
+    // left the store (cancelled in another tab a moment ago).
+    msg.written = true;
+    msg.rev += 1;
+    if (msg.stored && outbox.get(msg.client_id)) outbox.put(entryOf(contactId, msg));
   }
 }
 
@@ -2194,14 +2559,19 @@ function retryReply(contactId, msg) {
     toast(t(`reason.${replyState(contact, nowS()).reason}`), "error");
     return;
   }
+  // One too old to go by itself leaves the store with its old client_id.
+  settleStored(msg.client_id);
   rekeyClientId(conv(contactId), msg, newClientId());
   msg.status = "sending";
   msg.failure = undefined;
   msg.error = undefined;
   msg.echoed = false;
+  msg.restored = false;
+  msg.expired = false;
   // The bridge counts the Retry against WeChat's 5 as the new reply it is, and so does its echo.
   msg.counted = false;
   msg.rev += 1;
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   renderMessages();
 }
@@ -2218,7 +2588,9 @@ function sendReply(text) {
     local: true,
     send_time: nowS(),
     agent_id: userid,
+    contact_id: contactId,
   });
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = { local: true, msg_type: "text", preview: text, direction: "out" };
@@ -2438,6 +2810,7 @@ async function runUpload(contactId, msg) {
   msg.status = "sending";
   msg.failure = undefined;
   msg.rev += 1;
+  storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
   const contact = ensureContact(contactId, {});
   contact.last_message = {
@@ -3788,13 +4161,22 @@ function buildMessage(msg) {
     } else if (uploadFailedHere) {
       meta.append(h("span", { class: "status failed" }, t("status.notSent")));
     } else if (status === "sending") {
+      const waiting = !(conn.opened && !conn.wentOffline);
       meta.append(
         h(
           "span",
           { class: "status sending" },
-          conn.opened && !conn.wentOffline ? t("status.sending") : t("status.waitingConn"),
+          waiting ? t("status.waitingConn") : t("status.sending"),
         ),
       );
+      // Only what never left this browser can be taken back: a frame written may be at WeChat.
+      if (waiting && msg.local && !msg.echoed && !msg.written) {
+        meta.append(h("button", {
+          type: "button",
+          class: "link-button meta-action cancel-reply",
+          onclick: () => cancelReply(msg.contact_id, msg),
+        }, t("outbox.cancel")));
+      }
     } else if (status === "failed") {
       meta.append(
         h(
@@ -3809,6 +4191,13 @@ function buildMessage(msg) {
           class: "link-button meta-action retry-button",
           onclick: () => retryReply(msg.contact_id, msg),
         }, t("status.retry")));
+      }
+      if (msg.expired) {
+        meta.append(h("button", {
+          type: "button",
+          class: "link-button meta-action remove-reply",
+          onclick: () => cancelReply(msg.contact_id, msg),
+        }, t("outbox.remove")));
       }
     } else {
       meta.append(h("span", { class: "status sent" }, t("status.sent")));
@@ -4086,9 +4475,11 @@ function init() {
   // A reload right after an event must not lose it to the save's debounce.
   addEventListener("pagehide", saveContext);
   addEventListener("beforeunload", (event) => {
-    // Replies not yet taken by the bridge would be lost with the page, and so would a file
-    // still uploading, or failed and kept for a retry that could send it: it is only here.
-    if (pendingReplies().next().done && !uploadsUnderway()) return;
+    // A reply not yet taken by the bridge that the browser would not store is lost with the
+    // page (a stored one is sent by the next page, or another tab), and so is a file still
+    // uploading, or failed and kept for a retry that could send it: it is only here.
+    const unstored = [...pendingReplies()].some(([, msg]) => !msg.stored);
+    if (!unstored && !uploadsUnderway()) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });
@@ -4270,6 +4661,7 @@ function init() {
     }
   }, 30_000);
 
+  restoreOutbox();
   start();
 }
 

@@ -220,6 +220,12 @@ export const STRINGS = {
     "alert.message": "New message from {name}",
     "alert.closing": "Reply window closing: {name}",
     "alert.leave": "Replies are still being sent.",
+    "outbox.cancel": "Cancel",
+    "outbox.remove": "Remove",
+    "outbox.expired":
+      "Typed more than a day ago and never sent, so it was not sent by itself now. Send it again if it still applies.",
+    "outbox.expiredNotice":
+      "Not sent by itself, typed more than a day ago: {n}. Each is marked in its conversation.",
     "help.title": "Keyboard shortcuts",
     "help.next": "Next conversation",
     "help.prev": "Previous conversation",
@@ -278,6 +284,7 @@ export const STRINGS = {
     "rename.unconfirmed":
       "The bridge did not confirm the new name. Check the connection and try again.",
     "rename.failed": "Could not rename: {message}",
+    "labels.failed": "Labels not saved: {message}",
     "upload.remove": "Remove",
     "upload.failed": "Upload failed: {message}",
     "upload.token": "The bridge asked for an agent token: connect, then try again.",
@@ -513,6 +520,11 @@ export const STRINGS = {
     "alert.message": "{name} 发来新消息",
     "alert.closing": "回复窗口即将关闭：{name}",
     "alert.leave": "仍有回复正在发送。",
+    "outbox.cancel": "取消发送",
+    "outbox.remove": "移除",
+    "outbox.expired":
+      "这条回复输入已超过一天且一直未发出，现在不会自动发送。如仍需要，请重新发送。",
+    "outbox.expiredNotice": "{n} 条超过一天前输入的回复未发送，已在各自的会话中标出。",
     "help.title": "键盘快捷键",
     "help.next": "下一个会话",
     "help.prev": "上一个会话",
@@ -569,6 +581,7 @@ export const STRINGS = {
     "rename.long": "名称最多 {max} 个字符（当前 {n} 个）。",
     "rename.unconfirmed": "服务器未确认新名称。请检查连接后重试。",
     "rename.failed": "无法修改名称：{message}",
+    "labels.failed": "标签未保存：{message}",
     "upload.remove": "移除",
     "upload.failed": "上传失败：{message}",
     "upload.token": "服务器要求客服令牌：请连接后重试。",

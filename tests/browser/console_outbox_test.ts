@@ -1,0 +1,542 @@
+// A reply typed while the agent's socket was down was kept in the page only: a reload (natural
+// when the connection seems stuck) or a closed tab lost it without a word, while the agent
+// believed it would go. Now it is stored until the bridge has it, shown after a reload as
+// waiting with a Cancel, sent under its own client_id when the socket is back (once, whichever
+// tabs are open; by another tab once the one it was typed in is reloaded or closed), never sent
+// once cancelled, and not sent by itself once over a day old. A picture uploaded while the socket
+// was down is a reply like a text: kept and sent the same way.
+
+import assert from "node:assert/strict";
+import type { BrowserContext, Page, WebSocketRoute } from "playwright-core";
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
+import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
+import {
+  B,
+  browserTest,
+  makePng,
+  openConsole,
+  openPage,
+  openTab,
+  postFollowerMessage,
+  waitUntil,
+} from "./browser.ts";
+
+const AGENT = "agentOut";
+const F = "oOutbox";
+
+/**
+ * The agent's network for sockets only (HTTP stays up, so a reload loads): `down()` cuts every
+ * socket of the pages it routes and refuses new ones, `up()` lets them through. It records the
+ * reply frames each page wrote to the bridge, and `deaf` drops what the bridge sends back.
+ */
+function socketNetwork() {
+  const net = {
+    blocked: false,
+    deaf: false,
+    /** client_id of each reply frame the bridge got, with the tab it came from */
+    replies: [] as Array<{ tab: string; clientId: string; content: unknown }>,
+    open: new Set<{ page: WebSocketRoute; server: WebSocketRoute }>(),
+    async route(page: Page, tab: string) {
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        if (net.blocked) {
+          ws.close({ code: 1011, reason: "network down" });
+          return;
+        }
+        const server = ws.connectToServer();
+        const pair = { page: ws, server };
+        net.open.add(pair);
+        ws.onMessage((frame) => {
+          const data = JSON.parse(String(frame))?.data ?? {};
+          if (data.msg_type === "text" && data.contact_id === F) {
+            net.replies.push({ tab, clientId: data.client_id, content: data.msg?.content });
+          }
+          server.send(frame);
+        });
+        server.onMessage((frame) => {
+          if (!net.deaf) ws.send(frame);
+        });
+        ws.onClose(() => net.open.delete(pair));
+      });
+    },
+    async down() {
+      net.blocked = true;
+      for (const pair of [...net.open]) {
+        net.open.delete(pair);
+        await pair.server.close().catch(() => {});
+        await pair.page.close({ code: 1011, reason: "network down" }).catch(() => {});
+      }
+    },
+    up() {
+      net.blocked = false;
+    },
+  };
+  return net;
+}
+
+async function startWithWechat(): Promise<{ fake: FakeWechat; server: TestBridge }> {
+  const fake = await startFakeWechat({ appId: "wxoutbox", secret: "secret" });
+  const server = await startBridge({
+    env: { WECHAT_APPID: "wxoutbox", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  });
+  return { fake, server };
+}
+
+/** What WeChat was asked to send to the follower, texts in order. */
+function sentTexts(fake: FakeWechat): string[] {
+  return fake.sent
+    .filter((body) => body["touser"] === F)
+    .map((body) => String((body["text"] as { content?: string } | undefined)?.content ?? ""));
+}
+
+/** The follower's history at the bridge: our replies' texts, oldest first. */
+async function historyReplies(server: TestBridge): Promise<string[]> {
+  const res = await fetch(`${server.base}${B}/history?userid=${AGENT}&contact_id=${F}&limit=50`);
+  assert.equal(res.status, 200);
+  const { messages } = await res.json();
+  return messages
+    .filter((m: { direction: string }) => m.direction === "out")
+    .map((m: { msg: { content: string } }) => m.msg.content);
+}
+
+/** The stored replies (localStorage) the page sees. */
+async function storedReplies(page: Page): Promise<string[]> {
+  return await page.evaluate(`Object.keys(localStorage)
+    .filter((k) => k.startsWith("wxbridge.outbox:"))`) as string[];
+}
+
+async function openFollower(page: Page): Promise<void> {
+  await page.locator(`.contact[data-contact-id="${F}"]`).click();
+  await page.locator(".msg.in", { hasText: "订单还没到" }).waitFor();
+}
+
+/** The console reconnecting on its own after the network came back (the Retry button). */
+async function reconnect(page: Page): Promise<void> {
+  const connected = page.locator('#conn[data-state="connected"]');
+  const deadline = Date.now() + 10_000;
+  // The button hides while the page tries on its own: clicked only while it shows.
+  while (!(await connected.isVisible())) {
+    if (Date.now() > deadline) throw new Error("the console never connected again");
+    await page.locator("#conn-retry").click({ timeout: 200 }).catch(() => {});
+    await page.waitForTimeout(50);
+  }
+}
+
+/** Types a reply in the open conversation while the socket is down: it waits, stored. */
+async function typeWhileDown(page: Page, text: string): Promise<void> {
+  await page.locator("#reply").fill(text);
+  await page.locator("#reply").press("Enter");
+  await page.locator('.msg.out[data-status="sending"]', { hasText: text })
+    .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+}
+
+async function setUp(context: BrowserContext, page: Page, server: TestBridge) {
+  void context;
+  await openConsole(page, server.base, AGENT);
+  await postFollowerMessage(server.base, F, { MsgType: "text", Content: "订单还没到" });
+  await openFollower(page);
+}
+
+browserTest(
+  "a reply typed offline survives a reload and reaches WeChat once",
+  async (t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page } = await openPage(browser);
+      const net = socketNetwork();
+      await net.route(page, "one");
+      await setUp(context, page, server);
+      const text = "退款已经原路退回，请留意";
+
+      await t.step("typed while the socket is down, then reloaded: it waits there", async () => {
+        await net.down();
+        await page.locator('#conn:not([data-state="connected"])').waitFor();
+        await typeWhileDown(page, text);
+        await page.reload();
+        await openFollower(page);
+        const waiting = page.locator('.msg.out[data-status="sending"]', { hasText: text });
+        await waiting.locator(".status", { hasText: "Waiting for connection…" }).waitFor();
+        await waiting.getByRole("button", { name: "Cancel" }).waitFor();
+        assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
+        assert.deepEqual(sentTexts(fake), []);
+      });
+
+      await t.step(
+        "the socket back: sent once, under the client_id it was typed with",
+        async () => {
+          net.up();
+          await reconnect(page);
+          await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+          // Long enough for a second send to have reached WeChat.
+          await page.waitForTimeout(1000);
+          assert.deepEqual(sentTexts(fake), [text]);
+          const frames = net.replies.filter((r) => r.content === text);
+          assert.equal(frames.length, 1, JSON.stringify(net.replies));
+          assert.deepEqual(await storedReplies(page), []);
+        },
+      );
+
+      await t.step("reloaded again: the history holds it once", async () => {
+        await page.reload();
+        await page.locator('#conn[data-state="connected"]').waitFor();
+        await openFollower(page);
+        await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+        assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
+        assert.deepEqual(await historyReplies(server), [text]);
+      });
+
+      await t.step(
+        "written just before the reload, its echo lost: the next page sends nothing more",
+        async () => {
+          const late = "发票明天寄出";
+          // The bridge gets the frame, the page hears nothing back (the socket dying as it went).
+          net.deaf = true;
+          await page.locator("#reply").fill(late);
+          await page.locator("#reply").press("Enter");
+          await waitUntil(
+            () => sentTexts(fake).includes(late),
+            () => `WeChat never got the reply: ${JSON.stringify(fake.sent)}`,
+          );
+          await page.locator('.msg.out[data-status="sending"]', { hasText: late }).waitFor();
+          net.deaf = false;
+          // Loaded at the list, its conversation not opened (no history read for the page).
+          await openConsole(page, server.base, AGENT);
+          await page.waitForFunction(`!Object.keys(localStorage)
+            .some((k) => k.startsWith("wxbridge.outbox:"))`);
+          await page.waitForTimeout(1000);
+          const frames = net.replies.filter((r) => r.content === late);
+          assert.equal(frames.length, 1, JSON.stringify(net.replies));
+          await openFollower(page);
+          await page.locator('.msg.out[data-status="sent"]', { hasText: late }).waitFor();
+          assert.deepEqual(sentTexts(fake), [text, late]);
+          assert.equal(await page.locator(".msg.out", { hasText: late }).count(), 1);
+          assert.deepEqual(await storedReplies(page), []);
+          assert.deepEqual(await historyReplies(server), [text, late]);
+        },
+      );
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest(
+  "a picture uploaded while the socket is down survives a reload too",
+  async (_t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page } = await openPage(browser);
+      const net = socketNetwork();
+      await net.route(page, "one");
+      await setUp(context, page, server);
+      await net.down();
+      await page.locator('#conn:not([data-state="connected"])').waitFor();
+      // The upload is HTTP, which works: the reply waits only for the socket.
+      await page.locator("#attach-input").setInputFiles({
+        name: "size-chart.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      await page.locator('.msg.out.type-image[data-status="sending"]')
+        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+      await page.reload();
+      await openFollower(page);
+      await page.locator('.msg.out.type-image[data-status="sending"]')
+        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+      net.up();
+      await reconnect(page);
+      await page.locator('.msg.out.type-image[data-status="sent"]').waitFor();
+      await page.waitForTimeout(1000);
+      const images = fake.sent.filter((body) =>
+        body["touser"] === F && body["msgtype"] === "image"
+      );
+      assert.equal(images.length, 1, JSON.stringify(fake.sent));
+      assert.equal(await page.locator(".msg.out.type-image").count(), 1);
+      assert.deepEqual(await storedReplies(page), []);
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest(
+  "two tabs of the agent: a stored reply is sent by one of them, once",
+  async (t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page: one } = await openPage(browser);
+      const two = await openTab(context);
+      const net = socketNetwork();
+      await net.route(one, "one");
+      await net.route(two, "two");
+      await setUp(context, one, server);
+      await openConsole(two, server.base, AGENT);
+      await openFollower(two);
+
+      await t.step("typed in one tab while down: the other shows it waiting too", async () => {
+        await net.down();
+        for (const page of [one, two]) {
+          await page.locator('#conn:not([data-state="connected"])').waitFor();
+        }
+        await typeWhileDown(one, "第一条：已安排补发");
+        await two.locator('.msg.out[data-status="sending"]', { hasText: "第一条：已安排补发" })
+          .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+      });
+
+      await t.step("both tabs reconnect at once: WeChat gets it once", async () => {
+        // The other tab cannot read the history either (a proxy refusing it): only the rule of
+        // which tab sends keeps it from sending the reply too.
+        await two.route(`**${B}/history?*`, (route) => route.abort("connectionreset"));
+        net.up();
+        await Promise.all([reconnect(one), reconnect(two)]);
+        for (const page of [one, two]) {
+          await page.locator('.msg.out[data-status="sent"]', { hasText: "第一条：已安排补发" })
+            .waitFor();
+        }
+        await one.waitForTimeout(1000);
+        assert.deepEqual(sentTexts(fake), ["第一条：已安排补发"]);
+        const frames = net.replies.filter((r) => r.content === "第一条：已安排补发");
+        assert.equal(frames.length, 1, JSON.stringify(net.replies));
+        await two.unroute(`**${B}/history?*`);
+      });
+
+      await t.step(
+        "the tab that typed it reloads while down: the other takes it over, sent once",
+        async () => {
+          await net.down();
+          for (const page of [one, two]) {
+            await page.locator('#conn:not([data-state="connected"])').waitFor();
+          }
+          await typeWhileDown(one, "第二条：快递单号稍后发您");
+          await two.locator('.msg.out[data-status="sending"]', {
+            hasText: "第二条：快递单号稍后发您",
+          }).waitFor();
+          await one.reload();
+          await openFollower(one);
+          await one.locator('.msg.out[data-status="sending"]', {
+            hasText: "第二条：快递单号稍后发您",
+          }).waitFor();
+          net.up();
+          await reconnect(one);
+          await reconnect(two);
+          for (const page of [one, two]) {
+            await page.locator('.msg.out[data-status="sent"]', {
+              hasText: "第二条：快递单号稍后发您",
+            }).waitFor();
+          }
+          await one.waitForTimeout(1000);
+          assert.deepEqual(sentTexts(fake), ["第一条：已安排补发", "第二条：快递单号稍后发您"]);
+          const frames = net.replies.filter((r) => r.content === "第二条：快递单号稍后发您");
+          assert.equal(frames.length, 1, JSON.stringify(net.replies));
+          assert.deepEqual(await storedReplies(one), []);
+        },
+      );
+
+      await t.step("the tab that typed it is closed while down: the other sends it", async () => {
+        const third = "第三条：有问题随时找我";
+        await net.down();
+        for (const page of [one, two]) {
+          await page.locator('#conn:not([data-state="connected"])').waitFor();
+        }
+        await typeWhileDown(one, third);
+        await two.locator('.msg.out[data-status="sending"]', { hasText: third }).waitFor();
+        await one.close();
+        net.up();
+        await reconnect(two);
+        await two.locator('.msg.out[data-status="sent"]', { hasText: third }).waitFor();
+        await two.waitForTimeout(1000);
+        assert.equal(sentTexts(fake).filter((s) => s === third).length, 1);
+        assert.deepEqual(net.replies.filter((r) => r.content === third).map((r) => r.tab), [
+          "two",
+        ]);
+        assert.deepEqual(await storedReplies(two), []);
+      });
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest(
+  "without Web Locks (plain http on a LAN address) a stored reply still reaches WeChat once",
+  async (_t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { context, page: one } = await openPage(browser);
+      // As a page on http://10.0.0.5:1234 has it: no navigator.locks outside a secure context.
+      await context.addInitScript(`Object.defineProperty(Navigator.prototype, "locks", {
+        get: () => undefined, configurable: true })`);
+      const two = await openTab(context);
+      const net = socketNetwork();
+      await net.route(one, "one");
+      await net.route(two, "two");
+      await setUp(context, one, server);
+      await openConsole(two, server.base, AGENT);
+      await openFollower(two);
+      assert.equal(await one.evaluate("navigator.locks === undefined"), true);
+      const text = "没有锁也只发一次";
+      await net.down();
+      for (const page of [one, two]) {
+        await page.locator('#conn:not([data-state="connected"])').waitFor();
+      }
+      await typeWhileDown(one, text);
+      await two.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
+      // The page that finds it as it loads sends it; the tab told of it live does not.
+      await one.reload();
+      await openFollower(one);
+      net.up();
+      await Promise.all([reconnect(one), reconnect(two)]);
+      for (const page of [one, two]) {
+        await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+      }
+      await one.waitForTimeout(1000);
+      assert.deepEqual(sentTexts(fake), [text]);
+      assert.deepEqual(net.replies.filter((r) => r.content === text).map((r) => r.tab), ["one"]);
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+browserTest("a stored reply cancelled in any tab is never sent", async (t, browser) => {
+  const { fake, server } = await startWithWechat();
+  try {
+    const { context, page: one } = await openPage(browser);
+    const two = await openTab(context);
+    const net = socketNetwork();
+    await net.route(one, "one");
+    await net.route(two, "two");
+    await setUp(context, one, server);
+    await openConsole(two, server.base, AGENT);
+    await openFollower(two);
+    const text = "这条不要发了";
+
+    await t.step("typed, reloaded, cancelled in the other tab: gone from both", async () => {
+      await net.down();
+      for (const page of [one, two]) {
+        await page.locator('#conn:not([data-state="connected"])').waitFor();
+      }
+      await typeWhileDown(one, text);
+      await one.reload();
+      await openFollower(one);
+      await one.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
+      await two.locator(".msg.out", { hasText: text }).getByRole("button", { name: "Cancel" })
+        .click();
+      for (const page of [one, two]) {
+        await page.locator(".msg.out", { hasText: text }).waitFor({ state: "detached" });
+      }
+      assert.deepEqual(await storedReplies(one), []);
+    });
+
+    await t.step("the socket back: nothing goes to WeChat", async () => {
+      net.up();
+      await reconnect(one);
+      await reconnect(two);
+      await one.waitForTimeout(1000);
+      assert.deepEqual(sentTexts(fake), []);
+      assert.deepEqual(net.replies, []);
+      await one.reload();
+      await openFollower(one);
+      assert.equal(await one.locator(".msg.out", { hasText: text }).count(), 0);
+      assert.deepEqual(await historyReplies(server), []);
+    });
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
+
+browserTest("a stored reply over a day old is not sent by itself", async (t, browser) => {
+  const { fake, server } = await startWithWechat();
+  try {
+    const { context, page } = await openPage(browser);
+    const net = socketNetwork();
+    await net.route(page, "one");
+    await setUp(context, page, server);
+    const text = "昨天的回复";
+
+    await t.step("found at load: failed, said so, with Try again and Remove", async () => {
+      // As a page left it a day and more ago, the socket down ever since.
+      const entry = {
+        client_id: "c-yesterday",
+        agent_id: AGENT,
+        account: "",
+        contact_id: F,
+        msg_type: "text",
+        msg: { content: text },
+        queued_at: Date.now() - 25 * 3600_000,
+        written: false,
+      };
+      await page.evaluate(
+        ([key, value]) => localStorage.setItem(key!, value!),
+        [`wxbridge.outbox:${AGENT}:c-yesterday`, JSON.stringify(entry)],
+      );
+      await page.reload();
+      await page.locator(".toast", { hasText: "typed more than a day ago" }).waitFor();
+      await openFollower(page);
+      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: text });
+      await failed.locator(".failure", { hasText: "more than a day ago" }).waitFor();
+      await failed.getByRole("button", { name: "Remove" }).waitFor();
+      await page.waitForTimeout(1000);
+      assert.deepEqual(sentTexts(fake), []);
+      assert.equal(net.replies.length, 0);
+    });
+
+    await t.step("Try again sends it, as a new reply", async () => {
+      await page.locator(".msg.out", { hasText: text }).locator(".retry-button").click();
+      await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+      assert.deepEqual(sentTexts(fake), [text]);
+      assert.notEqual(net.replies[0]?.clientId, "c-yesterday");
+      assert.deepEqual(await storedReplies(page), []);
+    });
+  } finally {
+    await server.close();
+    await fake.close();
+  }
+});
+
+browserTest(
+  "a message to another agent typed offline is not stored, and leaving asks",
+  async (_t, browser) => {
+    const server = await startBridge();
+    const colleague = await connectRoutedAgent(server, "agentPeer");
+    try {
+      const { context, page } = await openPage(browser);
+      void context;
+      const net = socketNetwork();
+      await net.route(page, "one");
+      await openConsole(page, server.base, AGENT);
+      colleague.send({
+        data: { msg_type: "text", contact_id: AGENT, msg: { content: "oOutbox 交给你了" } },
+        result: { code: 1001, message: "common" },
+      });
+      await page.locator('.contact[data-contact-id="agentPeer"]').click();
+      await page.locator(".msg.in", { hasText: "交给你了" }).waitFor();
+      await net.down();
+      await page.locator('#conn:not([data-state="connected"])').waitFor();
+      await typeWhileDown(page, "好的，我来跟进");
+      // Stored, every page after would deliver it to the colleague again: nothing takes it once.
+      assert.deepEqual(await storedReplies(page), []);
+      assert.equal(await leaving(page), "beforeunload");
+    } finally {
+      await colleague.close();
+      await server.close();
+    }
+  },
+);
+
+/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
+async function leaving(page: Page): Promise<string> {
+  const asked = new Promise<string>((resolve) =>
+    page.once("dialog", (dialog) => {
+      resolve(dialog.type());
+      dialog.dismiss();
+    })
+  );
+  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
+  await page.close({ runBeforeUnload: true });
+  return await Promise.race([asked, closed]);
+}
