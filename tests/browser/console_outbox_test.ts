@@ -273,6 +273,12 @@ browserTest(
       await setUp(context, one, server);
       await openConsole(two, server.base, AGENT);
       await openFollower(two);
+      // A frame on both sockets: each knows a seq, so each reconnects with since= and hears the
+      // echo of a reply sent while it reconnected. Tab two opened after the follower's message
+      // knew none and reconnected blind, reading history instead (refused to it below): when its
+      // socket opened after the echo it stayed "sending", and the test failed at random.
+      await postFollowerMessage(server.base, F, { MsgType: "text", Content: "还在吗" });
+      for (const page of [one, two]) await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
 
       await t.step("typed in one tab while down: the other shows it waiting too", async () => {
         await net.down();
