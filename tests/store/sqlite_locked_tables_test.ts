@@ -24,6 +24,43 @@ import {
   withTempDir,
 } from "./_durable_store_cases.ts";
 
+/** Runs `fn` with the store's log lines (info and up) kept in `lines`. */
+async function withStoreLogs(fn: (lines: string[]) => Promise<void>): Promise<void> {
+  const lines: string[] = [];
+  await configure({
+    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    await fn(lines);
+  } finally {
+    await reset();
+  }
+}
+
+/** With bridge.sqlite locked by another process: f1's m2 is answered, the worker's write of it
+ * fails, and the journal's directory is deleted; then `then`, still locked. */
+async function m2LostWhileLocked(
+  store: Store,
+  path: string,
+  lines: string[],
+  then: () => Promise<void> = async () => {},
+): Promise<void> {
+  const unlock = await lockFromOutside(path);
+  try {
+    // Answered success; the worker's write of it waits for the lock, then fails.
+    await store.acceptInbound([textItem("f1", "m2")], presenceOf("a1"));
+    await logged(lines, /Cannot write the journal to the tables/);
+    await Deno.remove(journalDirOf(path), { recursive: true });
+    await then();
+  } finally {
+    await unlock();
+  }
+}
+
 /** Resolves once `lines` has one matching `pattern`. */
 async function logged(lines: string[], pattern: RegExp): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -66,10 +103,9 @@ function refusingWhen(refusing: () => boolean): SqliteStoreOptions {
   };
 }
 
-/** The store at `path` (refusing appends while `refusing()`), with agent a1 online and f1's
- * m1 in the tables. */
-async function openWithM1(path: string, refusing: () => boolean): Promise<Store> {
-  const store = await openSqliteStore(path, refusingWhen(refusing));
+/** The store at `path` opened with `options`, with agent a1 online and f1's m1 in the tables. */
+async function openWithM1(path: string, options: SqliteStoreOptions): Promise<Store> {
+  const store = await openSqliteStore(path, options);
   const online = presenceOf("a1");
   await store.agentOnline("a1", online);
   await store.acceptInbound([textItem("f1", "m1")], online);
@@ -105,34 +141,18 @@ async function allThereAfterRestart(path: string, expected: string[]): Promise<v
 }
 
 Deno.test("bridge.journal deleted while bridge.sqlite is locked elsewhere: the write that failed is made once the lock goes", async () => {
-  const lines: string[] = [];
-  await configure({
-    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  try {
+  await withStoreLogs(async (lines) => {
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
       let refuse = false;
-      const store = await openWithM1(path, () => refuse);
+      const store = await openWithM1(path, refusingWhen(() => refuse));
       try {
         const online = presenceOf("a1");
-        const unlock = await lockFromOutside(path);
-        try {
-          // Answered success; the worker's write of it waits for the lock, then fails.
-          await store.acceptInbound([textItem("f1", "m2")], online);
-          await logged(lines, /Cannot write the journal to the tables/);
-          // Its only file goes; nothing more is handed to the worker (m3 is refused).
-          await Deno.remove(journalDirOf(path), { recursive: true });
+        await m2LostWhileLocked(store, path, lines, async () => {
           refuse = true;
           await assert.rejects(store.acceptInbound([textItem("f1", "m3")], online), /refused/);
           refuse = false;
-        } finally {
-          await unlock();
-        }
+        });
         // WeChat sends m3 again: refused while the tables lack m2, taken once they have it.
         await acceptedInTime(store, "m3");
         assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1", "m2", "m3"]);
@@ -141,9 +161,7 @@ Deno.test("bridge.journal deleted while bridge.sqlite is locked elsewhere: the w
       }
       await allThereAfterRestart(path, ["m1", "m2", "m3"]);
     });
-  } finally {
-    await reset();
-  }
+  });
 });
 
 if (!canTrace && !mustTrace) {
@@ -163,7 +181,7 @@ for (const m3In of ["the new segment", "the deleted segment"] as const) {
       await withTempDir(async (dir) => {
         const path = `${dir}/bridge.sqlite`;
         let refuse = false;
-        const store = await openWithM1(path, () => refuse);
+        const store = await openWithM1(path, refusingWhen(() => refuse));
         try {
           const online = presenceOf("a1");
           const workers = await threadsNamed(Deno.pid, /^worker-\d+$/);
@@ -207,38 +225,18 @@ Deno.test("a failed write too large to keep, its segment deleted: the loss is lo
   // 10,000 msg/s) the worker lets its lines go and reads them back from the journal; with their
   // segment deleted no write could ever bring them, yet every reload was refused while the
   // tables lacked them: each callback answered 503 until a restart.
-  const lines: string[] = [];
-  await configure({
-    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  try {
+  await withStoreLogs(async (lines) => {
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
       let refuse = false;
-      const store = await openSqliteStore(path, {
-        ...refusingWhen(() => refuse),
-        keepFailedBytes: 0,
-      });
+      const store = await openWithM1(path, { ...refusingWhen(() => refuse), keepFailedBytes: 0 });
       try {
         const online = presenceOf("a1");
-        await store.agentOnline("a1", online);
-        await store.acceptInbound([textItem("f1", "m1")], online);
-        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
-        const unlock = await lockFromOutside(path);
-        try {
-          await store.acceptInbound([textItem("f1", "m2")], online);
-          await logged(lines, /Cannot write the journal to the tables/);
-          await Deno.remove(journalDirOf(path), { recursive: true });
+        await m2LostWhileLocked(store, path, lines, async () => {
           refuse = true;
           await assert.rejects(store.acceptInbound([textItem("f1", "m3")], online), /refused/);
           refuse = false;
-        } finally {
-          await unlock();
-        }
+        });
         await acceptedInTime(store, "m3");
         assert.ok(
           lines.some((line) => /Commits 2 to 2 .* are lost/.test(line)),
@@ -250,41 +248,22 @@ Deno.test("a failed write too large to keep, its segment deleted: the loss is lo
       }
       await allThereAfterRestart(path, ["m1", "m3"]);
     });
-  } finally {
-    await reset();
-  }
+  });
 });
 
 Deno.test("a failed write too large to keep, its segment deleted, a later commit in a new one: the loss is logged", async () => {
   // The worker's read-back found the later commit and put the tables past the lost ones, so no
   // reload waited for them: gone after a restart, and nothing said so.
-  const lines: string[] = [];
-  await configure({
-    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  try {
+  await withStoreLogs(async (lines) => {
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
-      const store = await openSqliteStore(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
+      const store = await openWithM1(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
       try {
         const online = presenceOf("a1");
-        await store.agentOnline("a1", online);
-        await store.acceptInbound([textItem("f1", "m1")], online);
-        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
-        const unlock = await lockFromOutside(path);
-        try {
-          await store.acceptInbound([textItem("f1", "m2")], online);
-          await logged(lines, /Cannot write the journal to the tables/);
-          await Deno.remove(journalDirOf(path), { recursive: true });
+        await m2LostWhileLocked(store, path, lines, async () => {
           // Into the deleted segment, before the file guard's look.
           await store.acceptInbound([textItem("f1", "m3")], online);
-        } finally {
-          await unlock();
-        }
+        });
         await segmentBegun(journalDirOf(path));
         await store.acceptInbound([textItem("f1", "m4")], online);
         await readAll(store, "a1");
@@ -294,37 +273,20 @@ Deno.test("a failed write too large to keep, its segment deleted, a later commit
       }
       await allThereAfterRestart(path, ["m1", "m4"]);
     });
-  } finally {
-    await reset();
-  }
+  });
 });
 
 Deno.test("a crash while the worker held a failed write whose segment was deleted: the next start logs the loss", async () => {
   // The kept lines were in memory only; the start applied the new segment's commits past them,
   // and nothing said a message answered success was gone.
-  const lines: string[] = [];
-  await configure({
-    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  try {
+  await withStoreLogs(async (lines) => {
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
       const crashed = `${dir}/crashed`;
-      const store = await openSqliteStore(path, baseStoreOptions());
+      const store = await openWithM1(path, baseStoreOptions());
       try {
         const online = presenceOf("a1");
-        await store.agentOnline("a1", online);
-        await store.acceptInbound([textItem("f1", "m1")], online);
-        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
-        const unlock = await lockFromOutside(path);
-        try {
-          await store.acceptInbound([textItem("f1", "m2")], online);
-          await logged(lines, /Cannot write the journal to the tables/);
-          await Deno.remove(journalDirOf(path), { recursive: true });
+        await m2LostWhileLocked(store, path, lines, async () => {
           await segmentBegun(journalDirOf(path));
           await store.acceptInbound([textItem("f1", "m3")], online);
           // The files as a kill -9 now leaves them (the other process's lock wrote nothing).
@@ -339,9 +301,7 @@ Deno.test("a crash while the worker held a failed write whose segment was delete
               `${crashed}/bridge.journal/${entry.name}`,
             );
           }
-        } finally {
-          await unlock();
-        }
+        });
       } finally {
         await store.close();
       }
@@ -354,39 +314,19 @@ Deno.test("a crash while the worker held a failed write whose segment was delete
         await again.close();
       }
     });
-  } finally {
-    await reset();
-  }
+  });
 });
 
 Deno.test("a failed write too large to keep, its segment deleted, nothing committed after: reads answer", async () => {
   // Every read waited for commits no write would bring, and failed ('the tables stop at')
   // until some other commit came, on a quiet account for as long as none did.
-  const lines: string[] = [];
-  await configure({
-    sinks: { keep: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["bridge", "store"], sinks: ["keep"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  try {
+  await withStoreLogs(async (lines) => {
     await withTempDir(async (dir) => {
       const path = `${dir}/bridge.sqlite`;
-      const store = await openSqliteStore(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
+      const store = await openWithM1(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
       try {
         const online = presenceOf("a1");
-        await store.agentOnline("a1", online);
-        await store.acceptInbound([textItem("f1", "m1")], online);
-        assert.deepEqual(describe(await readAll(store, "a1")), ["assigned:f1", "m1"]);
-        const unlock = await lockFromOutside(path);
-        try {
-          await store.acceptInbound([textItem("f1", "m2")], online);
-          await logged(lines, /Cannot write the journal to the tables/);
-          await Deno.remove(journalDirOf(path), { recursive: true });
-        } finally {
-          await unlock();
-        }
+        await m2LostWhileLocked(store, path, lines);
         await segmentBegun(journalDirOf(path));
         const deadline = Date.now() + 10_000;
         while (true) {
@@ -413,7 +353,5 @@ Deno.test("a failed write too large to keep, its segment deleted, nothing commit
         await store.close();
       }
     });
-  } finally {
-    await reset();
-  }
+  });
 });
