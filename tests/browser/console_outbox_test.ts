@@ -7,7 +7,7 @@
 // was down is a reply like a text: kept and sent the same way.
 
 import assert from "node:assert/strict";
-import type { BrowserContext, Page, WebSocketRoute } from "playwright-core";
+import type { Browser, BrowserContext, Page, WebSocketRoute } from "playwright-core";
 import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
 import {
@@ -107,6 +107,26 @@ async function storedReplies(page: Page): Promise<string[]> {
 async function openFollower(page: Page): Promise<void> {
   await page.locator(`.contact[data-contact-id="${F}"]`).click();
   await page.locator(".msg.in", { hasText: "订单还没到" }).waitFor();
+}
+
+/** Two tabs of the agent on F's conversation, their sockets through one `net`. A frame reaches
+ * both sockets first: each knows a seq, so each reconnects with since= and hears the echo of a
+ * reply sent while it reconnected (a tab opened after the follower's message knew none and
+ * reconnected blind, reading history instead: refused it, it stayed "sending" when its socket
+ * opened after the echo, and a test failed at random). `initScript` runs in both. */
+async function twoTabs(browser: Browser, server: TestBridge, initScript?: string) {
+  const { context, page: one } = await openPage(browser);
+  if (initScript) await context.addInitScript(initScript);
+  const two = await openTab(context);
+  const net = socketNetwork();
+  await net.route(one, "one");
+  await net.route(two, "two");
+  await setUp(context, one, server);
+  await openConsole(two, server.base, AGENT);
+  await openFollower(two);
+  await postFollowerMessage(server.base, F, { MsgType: "text", Content: "还在吗" });
+  for (const page of [one, two]) await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
+  return { context, one, two, net };
 }
 
 /** The console reconnecting on its own after the network came back (the Retry button). */
@@ -265,20 +285,7 @@ browserTest(
   async (t, browser) => {
     const { fake, server } = await startWithWechat();
     try {
-      const { context, page: one } = await openPage(browser);
-      const two = await openTab(context);
-      const net = socketNetwork();
-      await net.route(one, "one");
-      await net.route(two, "two");
-      await setUp(context, one, server);
-      await openConsole(two, server.base, AGENT);
-      await openFollower(two);
-      // A frame on both sockets: each knows a seq, so each reconnects with since= and hears the
-      // echo of a reply sent while it reconnected. Tab two opened after the follower's message
-      // knew none and reconnected blind, reading history instead (refused to it below): when its
-      // socket opened after the echo it stayed "sending", and the test failed at random.
-      await postFollowerMessage(server.base, F, { MsgType: "text", Content: "还在吗" });
-      for (const page of [one, two]) await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
+      const { one, two, net } = await twoTabs(browser, server);
 
       await t.step("typed in one tab while down: the other shows it waiting too", async () => {
         await net.down();
@@ -370,17 +377,13 @@ browserTest(
   async (_t, browser) => {
     const { fake, server } = await startWithWechat();
     try {
-      const { context, page: one } = await openPage(browser);
       // As a page on http://10.0.0.5:1234 has it: no navigator.locks outside a secure context.
-      await context.addInitScript(`Object.defineProperty(Navigator.prototype, "locks", {
-        get: () => undefined, configurable: true })`);
-      const two = await openTab(context);
-      const net = socketNetwork();
-      await net.route(one, "one");
-      await net.route(two, "two");
-      await setUp(context, one, server);
-      await openConsole(two, server.base, AGENT);
-      await openFollower(two);
+      const { one, two, net } = await twoTabs(
+        browser,
+        server,
+        `Object.defineProperty(Navigator.prototype, "locks", {
+        get: () => undefined, configurable: true })`,
+      );
       assert.equal(await one.evaluate("navigator.locks === undefined"), true);
       const text = "没有锁也只发一次";
       await net.down();
@@ -410,14 +413,7 @@ browserTest(
 browserTest("a stored reply cancelled in any tab is never sent", async (t, browser) => {
   const { fake, server } = await startWithWechat();
   try {
-    const { context, page: one } = await openPage(browser);
-    const two = await openTab(context);
-    const net = socketNetwork();
-    await net.route(one, "one");
-    await net.route(two, "two");
-    await setUp(context, one, server);
-    await openConsole(two, server.base, AGENT);
-    await openFollower(two);
+    const { one, two, net } = await twoTabs(browser, server);
     const text = "这条不要发了";
 
     await t.step("typed, reloaded, cancelled in the other tab: gone from both", async () => {
