@@ -325,7 +325,6 @@ Deno.test("a failed write too large to keep, its segment deleted, nothing commit
       const path = `${dir}/bridge.sqlite`;
       const store = await openWithM1(path, { ...baseStoreOptions(), keepFailedBytes: 0 });
       try {
-        const online = presenceOf("a1");
         await m2LostWhileLocked(store, path, lines);
         await segmentBegun(journalDirOf(path));
         const deadline = Date.now() + 10_000;
