@@ -315,11 +315,30 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     timers.push(setInterval(() => void settleUnanswered(), UNANSWERED_SWEEP_MS));
   }
 
-  /** Fails the replies left "sending" by a bridge that stopped before WeChat answered;
-   * resolves to how many (0 when the store did not answer). */
-  async function settleUnanswered(): Promise<number> {
-    // Instances sharing Redis send at the same time: theirs count only once long overdue.
-    const before = config.redisUrl ? now() - UNANSWERED_AFTER_MS : storeOpenedAt;
+  /** The last sweep begun, and one waiting for it: sweeps run one at a time, so that two never
+   * settle (and tell) one reply, and a sweep asked for meanwhile is run once, after. */
+  let sweeping: Promise<number> = Promise.resolve(0);
+  let nextSweep: Promise<number> | null = null;
+
+  /** Fails the replies left "sending" by a bridge that stopped before WeChat answered, and
+   * those this one left so (no sender and no outcome); resolves to how many (0 when the store
+   * did not answer). */
+  function settleUnanswered(): Promise<number> {
+    if (nextSweep) return nextSweep;
+    const next = sweeping.then(() => {
+      nextSweep = null;
+      return sweepUnanswered();
+    });
+    nextSweep = sweeping = next;
+    return next;
+  }
+
+  async function sweepUnanswered(): Promise<number> {
+    // Instances sharing Redis send at the same time: theirs count only once long overdue. On
+    // an embedded store every reply before it opened was a stopped bridge's; after, one of
+    // this process's that nothing sends any more is settled as late as another instance's.
+    const overdue = now() - UNANSWERED_AFTER_MS;
+    const before = config.redisUrl ? overdue : Math.max(storeOpenedAt, overdue);
     try {
       const settled = await replies.settleUnanswered(before);
       if (settled > 0) {

@@ -277,24 +277,26 @@ class Session {
         const answer = await deps.messages.handle(this.agentId, body, { wait: false });
         if (answer.status >= 400) this.#answer(answer.body as { data: Record<string, unknown> });
       } catch (error) {
+        // Named, so the console can tell which reply failed.
+        const { client_id: clientId, contact_id: contactId } = frameIds(body);
+        const ids = {
+          ...(clientId ? { client_id: clientId } : {}),
+          ...(contactId ? { contact_id: contactId } : {}),
+        };
         if (deps.unreachable?.(error)) {
           // Over HTTP this is a 503 to retry; here it was "Internal error" naming no frame, and
           // the console could not tell which reply failed, nor that sending it again would do.
-          const { client_id: clientId, contact_id: contactId } = frameIds(body);
           this.#sendError(
             `Not done: the store is unavailable (${
               error instanceof Error ? error.message : error
             }); ` +
               "nothing was recorded, send it again",
-            {
-              ...(clientId ? { client_id: clientId } : {}),
-              ...(contactId ? { contact_id: contactId } : {}),
-            },
+            ids,
           );
           return;
         }
         log.error("Agent message failed: {error}", { error });
-        this.#sendError("Internal error: the message was not handled");
+        this.#sendError("Internal error: the message was not handled", ids);
       }
     });
     for (const key of keys) this.#chains.set(key, next);

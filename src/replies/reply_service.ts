@@ -99,6 +99,8 @@ const HTTP_WAIT_MS = 10_000;
 const OUTCOME_TRIES = 20;
 /** How long a client_id is remembered. */
 const CLIENT_ID_TTL_MS = 24 * 3600_000;
+/** A recorded reply's error when the bridge failed on it before WeChat was asked. */
+const NOT_SENT = "The bridge failed before sending it: nothing reached WeChat";
 
 /** Makes and uploads a video's thumbnail; undefined (the video goes without) when it cannot. */
 async function uploadThumb(
@@ -518,7 +520,7 @@ export function createReplyService(
         },
       };
     }
-    let recorded: Applied<{ n: number }>;
+    let recorded: Applied<{ n: number }> | null = null;
     let n: number;
     // From before the store has it: a sweep while the store takes it (or the switchboard tells
     // the agent) found it "sending" and no sender, and failed a reply this process then sent.
@@ -527,6 +529,10 @@ export function createReplyService(
       recorded = await store.recordReply(agentId, followerId, item);
       ({ n } = await switchboard.apply(Promise.resolve(recorded)));
     } catch (error) {
+      // Recorded, then failed before WeChat was asked: left "sending", history and the console
+      // said it was on its way until a sweep, minutes on, called it unconfirmed.
+      // (recordOutcome holds it from a sweep until written.)
+      if (recorded) void recordOutcome(followerId, { n: recorded.value.n, id }, "failed", NOT_SENT);
       inFlight.delete(id);
       releaseFile();
       if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);

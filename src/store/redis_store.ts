@@ -788,17 +788,27 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
         0,
         limit,
       );
-      const found: UnansweredReply[] = [];
-      for (const member of members) {
+      if (members.length === 0) return [];
+      const places = members.map((member) => {
         const at = member.indexOf(":");
-        const n = Number(member.slice(0, at));
-        const followerId = member.slice(at + 1);
-        const raw = await client.hget(k.history(followerId), String(n));
-        const item = raw === null ? null : JSON.parse(raw) as HistoryItem;
+        return { member, n: Number(member.slice(0, at)), followerId: member.slice(at + 1) };
+      });
+      // The page's items in one round trip, not one after another.
+      const tx = client.multi();
+      for (const { followerId, n } of places) tx.hget(k.history(followerId), String(n));
+      const rows = await tx.exec();
+      const found: UnansweredReply[] = [];
+      const answered: string[] = [];
+      places.forEach(({ member, n, followerId }, i) => {
+        // A read that failed must not count as an item gone: its member would be dropped.
+        const [error, raw] = rows?.[i] ?? [new Error("Redis did not answer every read"), null];
+        if (error) throw error;
+        const item = typeof raw === "string" ? JSON.parse(raw) as HistoryItem : null;
         // Answered by a script before this one, forgotten or expired: the member goes too.
         if (isUnanswered(item)) found.push({ followerId, n, item });
-        else await client.zrem(k.unanswered, member);
-      }
+        else answered.push(member);
+      });
+      if (answered.length > 0) await client.zrem(k.unanswered, ...answered);
       return found;
     },
 

@@ -10,6 +10,7 @@ import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts
 import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import type { Store } from "../../src/core/store.ts";
+import { replyItem } from "../store/_store_items.ts";
 
 const B = "/im_component/wx_official_account";
 const clock = { t: Date.UTC(2026, 11, 1) + 500 };
@@ -100,5 +101,61 @@ Deno.test("a sweep while this process's outcome waits to be written again leaves
     assert.equal(await s.bridge.settleUnanswered(), 0, "nothing settled");
     assert.equal(await settledStatus(s, "c-retried"), "sent", "written again");
     assert.ok(!agent.received.some((e) => e.result.code === -1), "no -1");
+  });
+});
+
+Deno.test("a reply this process recorded and then failed on is not left sending", async () => {
+  const inner = createMemoryStore(options);
+  let broken = true;
+  const store: Store = {
+    ...inner,
+    async recordReply(agentId, followerId, item) {
+      const recorded = await inner.recordReply(agentId, followerId, item);
+      if (!broken) return recorded;
+      // Taken by the store, then the switchboard fails on what it logged: nothing was sent.
+      return {
+        value: recorded.value,
+        get deliveries(): never {
+          throw new Error("the switchboard fails");
+        },
+      };
+    },
+  };
+  await withBridge(store, async (s, agent) => {
+    send(agent, "c-broken");
+    assert.equal(await settledStatus(s, "c-broken"), "failed", "failed, not sending for good");
+    const { items } = await s.store.readHistory("oMine", null, 20);
+    const item = items.find((i) => i["client_id"] === "c-broken")!;
+    assert.notEqual(item["unconfirmed"], true, "nothing went to WeChat: no doubt to tell");
+    // Its -1 names it: the console marks that reply failed, not some frame.
+    const told = await agent.waitFor((e) => e.data["client_id"] === "c-broken");
+    assert.equal(told.result.code, -1);
+    assert.equal(told.data["contact_id"], "oMine");
+    broken = false;
+    send(agent, "c-after");
+    assert.equal(await settledStatus(s, "c-after"), "sent", "the next reply goes");
+  });
+});
+
+Deno.test("a reply this process left sending is settled by a sweep once 10 minutes old", async () => {
+  const inner = createMemoryStore(options);
+  await withBridge(inner, async (s, agent) => {
+    // Recorded as by this process's reply service, which then never wrote an outcome (a path
+    // that lost it): only a start's sweep looked, and this process's replies were not its.
+    await s.store.recordReply("qa", "oMine", {
+      ...replyItem("qa", "oMine", "rAbandoned"),
+      // A second after the store opened: this process's own.
+      send_time: Math.floor(clock.t / 1000) + 1,
+      client_id: "c-abandoned",
+    });
+    assert.equal(await s.bridge.settleUnanswered(), 0, "just recorded: perhaps still sending");
+    clock.t += 11 * 60_000;
+    try {
+      assert.equal(await s.bridge.settleUnanswered(), 1, "11 minutes: left unanswered");
+      assert.equal(await settledStatus(s, "c-abandoned"), "failed");
+      await agent.waitFor((e) => e.data["client_id"] === "c-abandoned" && e.result.code === -1);
+    } finally {
+      clock.t -= 11 * 60_000;
+    }
   });
 });
