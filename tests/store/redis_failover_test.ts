@@ -80,11 +80,18 @@ Deno.test({
       await agent.waitFor((e) => e.data["id"] === "83001", 5000);
 
       // B follows A, then is promoted; A is demoted under it, and the address now leads to B.
+      // Redis 7 waits repl-diskless-sync-delay (5 s) for more replicas before a full sync: as
+      // long as this wait was, so the test failed whenever the machine was a little slow.
+      await a.config("SET", "repl-diskless-sync-delay", "0");
       await b.replicaof("127.0.0.1", portA);
-      await waitUntil(async () => {
-        const info = await b.info("replication");
-        return info.includes("master_link_status:up") ? true : undefined;
-      }, "B in sync with A");
+      await waitUntil(
+        async () => {
+          const info = await b.info("replication");
+          return info.includes("master_link_status:up") ? true : undefined;
+        },
+        "B in sync with A",
+        15_000,
+      );
       await b.replicaof("NO", "ONE");
       await a.replicaof("127.0.0.1", portB);
       target.port = portB;
