@@ -1,0 +1,121 @@
+// Review of 56dbbb5: a reply the bridge recorded and then failed on before WeChat was asked
+// (switchboard.apply throwing) is now failed at once as "not sent". These show what that path
+// still leaves: its count is not given back, and only the frame's socket hears of the failure
+// (a second tab of the agent, which the echo reached, is told nothing, nor is the agent's log).
+
+import assert from "node:assert/strict";
+import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
+import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import { createMemoryStore } from "../../src/store/memory_store.ts";
+import type { LogEntry, Store } from "../../src/core/store.ts";
+
+const B = "/im_component/wx_official_account";
+const clock = { t: Date.UTC(2026, 11, 1) + 500 };
+const options = {
+  companyId: "",
+  now: () => clock.t,
+  newId: () => crypto.randomUUID(),
+  dedupTtlMs: 3600_000,
+};
+
+/** A memory store whose switchboard push fails once the reply's echo went out (`broken`):
+ * the deliveries are the real ones and then one the switchboard cannot read. */
+function brokenPushStore(state: { broken: boolean }): Store {
+  const inner = createMemoryStore(options);
+  return {
+    ...inner,
+    async recordReply(agentId, followerId, item) {
+      const recorded = await inner.recordReply(agentId, followerId, item);
+      if (!state.broken) return recorded;
+      return {
+        value: recorded.value,
+        // The echo reaches the agent's sockets, then push throws (TypeError on null).
+        deliveries: [...recorded.deliveries, null as unknown as LogEntry],
+      };
+    },
+  };
+}
+
+async function withBridge(
+  store: Store,
+  fn: (server: TestBridge, a: TestAgent, b: TestAgent) => Promise<void>,
+): Promise<void> {
+  const server = await startBridge({ store, now: options.now });
+  const a = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
+  const b = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
+  try {
+    await waitRouted(server, "qa");
+    const hi = await post(`${server.base}${B}/send_xml`, textXml("oMine", "gh", "hi", "9920001"));
+    assert.equal(`${hi.status} ${hi.text}`, "200 success");
+    await a.waitFor((e) => e.data["id"] === "9920001");
+    await b.waitFor((e) => e.data["id"] === "9920001");
+    await fn(server, a, b);
+  } finally {
+    await a.close();
+    await b.close();
+    await server.close();
+  }
+}
+
+const send = (agent: TestAgent, clientId: string) =>
+  agent.send({
+    data: { msg_type: "text", contact_id: "oMine", client_id: clientId, msg: { content: "在" } },
+    result: { code: 1001, message: "common" },
+  });
+
+async function settledStatus(server: TestBridge, clientId: string) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const { items } = await server.store.readHistory("oMine", null, 20);
+    const status = items.find((i) => i["client_id"] === clientId)?.status;
+    if ((status !== undefined && status !== "sending") || Date.now() > deadline) return status;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+Deno.test("review: a reply failed as not sent gives its count back", async () => {
+  const state = { broken: true };
+  await withBridge(brokenPushStore(state), async (s, a) => {
+    assert.equal((await s.store.getContact("oMine"))!.replies_since_inbound, 0);
+    send(a, "c-broken");
+    assert.equal(await settledStatus(s, "c-broken"), "failed");
+    const { items } = await s.store.readHistory("oMine", null, 20);
+    const item = items.find((i) => i["client_id"] === "c-broken")!;
+    assert.match(String(item["error"]), /nothing reached WeChat/);
+    // Nothing reached WeChat: WeChat counted nothing, and the bridge must not either.
+    assert.equal(
+      (await s.store.getContact("oMine"))!.replies_since_inbound,
+      0,
+      "a reply that reached nothing at WeChat still uses one of the follower's 5",
+    );
+  });
+});
+
+Deno.test("review: every socket the echo reached hears the not-sent reply failed", async () => {
+  const state = { broken: true };
+  await withBridge(brokenPushStore(state), async (s, a, b) => {
+    send(a, "c-broken");
+    // The echo went out to both tabs before the switchboard failed.
+    await b.waitFor((e) => e.data["client_id"] === "c-broken" && e.result.code !== -1);
+    await a.waitFor((e) => e.data["client_id"] === "c-broken" && e.result.code === -1);
+    assert.equal(await settledStatus(s, "c-broken"), "failed");
+    // The other tab showed it "sending": it must hear of the failure as of any failed reply.
+    await b.waitFor((e) => e.data["client_id"] === "c-broken" && e.result.code === -1, 2000);
+  });
+});
+
+Deno.test("review: the agent's log (a reconnect's replay) has the not-sent reply's outcome", async () => {
+  const state = { broken: true };
+  await withBridge(brokenPushStore(state), async (s, a) => {
+    send(a, "c-broken");
+    await a.waitFor((e) => e.data["client_id"] === "c-broken" && e.result.code === -1);
+    assert.equal(await settledStatus(s, "c-broken"), "failed");
+    const c = await connectAgent(`${s.wsBase}${B}/msg?userid=qa&since=0`);
+    try {
+      await c.waitFor((e) => e.data["client_id"] === "c-broken");
+      await c.waitFor((e) => e.data["client_id"] === "c-broken" && e.result.code === -1, 2000);
+    } finally {
+      await c.close();
+    }
+  });
+});
