@@ -119,3 +119,57 @@ Deno.test("review: the agent's log (a reconnect's replay) has the not-sent reply
     }
   });
 });
+
+Deno.test("review: a sent reply whose outcome write was given up is not swept as unconfirmed", async () => {
+  // The outcome retries' backoff (1 s doubling to 30 s, 20 tries: about 8 minutes) run fast.
+  const realSetTimeout = globalThis.setTimeout;
+  const backoffs = new Set([1, 2, 4, 8, 16].map((s) => s * 1000).concat([30_000]));
+  globalThis.setTimeout =
+    ((fn: () => void, ms?: number) =>
+      realSetTimeout(fn, backoffs.has(ms ?? 0) ? 1 : ms)) as typeof setTimeout;
+  const inner = createMemoryStore(options);
+  let refusing = true;
+  let refused = 0;
+  const store: Store = {
+    ...inner,
+    updateReply(followerId, reply, status, error, outcomeOptions) {
+      // A disk full for 8 minutes: the reply's own "sent" is refused every time.
+      if (refusing && !outcomeOptions?.onlySending) {
+        refused++;
+        return Promise.reject(new Error("disk full"));
+      }
+      return inner.updateReply(followerId, reply, status, error, outcomeOptions);
+    },
+  };
+  try {
+    await withBridge(store, async (s, a) => {
+      // Recorded after the store opened (the test clock stands still otherwise).
+      clock.t += 2000;
+      send(a, "c-sent");
+      await a.waitFor((e) => e.data["msg"]?.["event"] === "reply_sent");
+      const deadline = Date.now() + 5000;
+      while (refused < 21 && Date.now() < deadline) await new Promise((r) => realSetTimeout(r, 10));
+      assert.equal(refused, 21, "given up after its tries");
+      refusing = false; // the disk has room again
+      clock.t += 11 * 60_000;
+      try {
+        await s.bridge.settleUnanswered();
+        await new Promise((r) => realSetTimeout(r, 300));
+        const { items } = await s.store.readHistory("oMine", null, 20);
+        const item = items.find((i) => i["client_id"] === "c-sent")!;
+        const told = a.received.filter((e) =>
+          e.data["client_id"] === "c-sent" && e.result.code === -1
+        );
+        assert.deepEqual(
+          { failed: item.status === "failed", told: told.map((e) => e.result.message) },
+          { failed: false, told: [] },
+          "WeChat took it and the agent was told so: not 'may not have been sent' minutes later",
+        );
+      } finally {
+        clock.t -= 11 * 60_000 + 2000;
+      }
+    });
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+});
