@@ -173,3 +173,56 @@ Deno.test("review: a sent reply whose outcome write was given up is not swept as
     globalThis.setTimeout = realSetTimeout;
   }
 });
+
+Deno.test("review: a reply the store failed before its send is not swept while its give-back runs", async () => {
+  class Down extends Error {}
+  const inner = createMemoryStore(options);
+  let down = false;
+  let release = () => {};
+  const held = new Promise<void>((r) => release = r);
+  let returning = false;
+  const store: Store = {
+    ...inner,
+    unreachable: (e) => e instanceof Down,
+    async recordReply(agentId, followerId, item) {
+      const recorded = await inner.recordReply(agentId, followerId, item);
+      down = true; // the store goes away as the reply waits its turn
+      return recorded;
+    },
+    getContact(id) {
+      if (down) {
+        down = false; // back at once: only its turn's first read failed
+        return Promise.reject(new Down("store away"));
+      }
+      return inner.getContact(id);
+    },
+    async returnReply(followerId, n, countedIn) {
+      returning = true;
+      await held; // a give-back the store takes its time over (a reconnection)
+      return inner.returnReply(followerId, n, countedIn);
+    },
+  };
+  await withBridge(store, async (s, a) => {
+    clock.t += 2000;
+    try {
+      send(a, "c-down");
+      await a.waitFor((e) => e.data["client_id"] === "c-down" && e.result.code === -1);
+      const deadline = Date.now() + 2000;
+      while (!returning && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(returning, "its count is being given back");
+      clock.t += 11 * 60_000;
+      const settled = await s.bridge.settleUnanswered();
+      release();
+      assert.equal(await settledStatus(s, "c-down"), "failed");
+      await new Promise((r) => setTimeout(r, 300));
+      const told = a.received.filter((e) =>
+        e.data["client_id"] === "c-down" && e.result.code === -1
+      )
+        .map((e) => e.result.message);
+      assert.deepEqual({ settled, told: told.length }, { settled: 0, told: 1 }, told.join(" | "));
+    } finally {
+      release();
+      clock.t = Date.UTC(2026, 11, 1) + 500;
+    }
+  });
+});
