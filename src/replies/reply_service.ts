@@ -281,16 +281,16 @@ export function createReplyService(
     write: () => Promise<unknown>,
     failed: (error: unknown, again: boolean) => void,
     tries = 0,
-    /** Called once it is written, or given up. */
-    ended?: () => void,
+    /** Called once it is written (true), or given up (false). */
+    ended?: (written: boolean) => void,
   ): Promise<void> {
     try {
       await write();
-      ended?.();
+      ended?.(true);
     } catch (error) {
       const again = !outcomeRetries.stopped && tries < OUTCOME_TRIES;
       if (tries === 0 || !again) failed(error, again);
-      if (!again) return ended?.();
+      if (!again) return ended?.(false);
       const timer = setTimeout(() => {
         outcomeRetries.timers.delete(timer);
         untilTaken(write, failed, tries + 1, ended);
@@ -328,7 +328,9 @@ export function createReplyService(
           error: e,
         }),
       0,
-      () => outcomesPending.delete(reply.id),
+      // Given up, it stays this process's: its agent was told its outcome, and a sweep here
+      // would tell it "may not have been sent" (the next start's settles it).
+      (written) => written && outcomesPending.delete(reply.id),
     );
   }
 
@@ -360,6 +362,8 @@ export function createReplyService(
     /** The agent was told already (the store was what failed: unsentEnvelope, at once). */
     told = false,
   ): Promise<AgentAnswer> {
+    // Held from a sweep while its count is given back (recordOutcome holds it after).
+    if (counted !== null) outcomesPending.add(id);
     // null: refused before it was recorded (so before it counted against WeChat's quota).
     const quota = counted === null ? {} : await giveBack(followerId, counted);
     const [, forgotten] = await Promise.all([
@@ -529,14 +533,29 @@ export function createReplyService(
       recorded = await store.recordReply(agentId, followerId, item);
       ({ n } = await switchboard.apply(Promise.resolve(recorded)));
     } catch (error) {
-      // Recorded, then failed before WeChat was asked: left "sending", history and the console
-      // said it was on its way until a sweep, minutes on, called it unconfirmed.
-      // (recordOutcome holds it from a sweep until written.)
-      if (recorded) void recordOutcome(followerId, { n: recorded.value.n, id }, "failed", NOT_SENT);
-      inFlight.delete(id);
       releaseFile();
-      if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
-      throw error;
+      if (!recorded) {
+        inFlight.delete(id);
+        if (error instanceof ReplyRefusedError) return refuseByWechatRules(error.check);
+        throw error;
+      }
+      // Recorded, then failed before WeChat was asked: settled as any reply that reached
+      // nothing (its count given back, its outcome written, its agent told through its log,
+      // so every socket the echo reached hears it), held from a sweep until then.
+      log.error("Reply {reply_id} failed before it was sent: {error}", { reply_id: id, error });
+      try {
+        return await refuseUnsent(
+          agentId,
+          followerId,
+          { n: recorded.value.n, countedIn: contact.last_inbound_at },
+          id,
+          echo,
+          NOT_SENT,
+          500,
+        );
+      } finally {
+        inFlight.delete(id);
+      }
     }
     // The window it counted in, as read before: one a message opened in between (or a follower
     // forgotten and writing again, whose history numbers start over) gets nothing back.
