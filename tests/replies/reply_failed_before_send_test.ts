@@ -1,7 +1,9 @@
-// Review of 56dbbb5: a reply the bridge recorded and then failed on before WeChat was asked
-// (switchboard.apply throwing) is now failed at once as "not sent". These show what that path
-// still leaves: its count is not given back, and only the frame's socket hears of the failure
-// (a second tab of the agent, which the echo reached, is told nothing, nor is the agent's log).
+// A reply the bridge recorded and then failed on before WeChat was asked (the switchboard
+// throwing on what the store logged) stayed "sending"; failed at once, it still kept its count
+// against the follower's replies, and only the frame's socket heard of it (another tab the echo
+// reached, and the agent's log, nothing). Now it is settled as any reply that reached nothing:
+// its count given back, its outcome written, the agent told through its log. And the sweep of
+// replies left unanswered leaves this process's own alone while their outcome is settled.
 
 import assert from "node:assert/strict";
 import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
@@ -73,7 +75,7 @@ async function settledStatus(server: TestBridge, clientId: string) {
   }
 }
 
-Deno.test("review: a reply failed as not sent gives its count back", async () => {
+Deno.test("a reply failed as not sent gives its count back", async () => {
   const state = { broken: true };
   await withBridge(brokenPushStore(state), async (s, a) => {
     assert.equal((await s.store.getContact("oMine"))!.replies_since_inbound, 0);
@@ -91,7 +93,7 @@ Deno.test("review: a reply failed as not sent gives its count back", async () =>
   });
 });
 
-Deno.test("review: every socket the echo reached hears the not-sent reply failed", async () => {
+Deno.test("every socket the echo reached hears the not-sent reply failed", async () => {
   const state = { broken: true };
   await withBridge(brokenPushStore(state), async (s, a, b) => {
     send(a, "c-broken");
@@ -104,7 +106,7 @@ Deno.test("review: every socket the echo reached hears the not-sent reply failed
   });
 });
 
-Deno.test("review: the agent's log (a reconnect's replay) has the not-sent reply's outcome", async () => {
+Deno.test("the agent's log (a reconnect's replay) has the not-sent reply's outcome", async () => {
   const state = { broken: true };
   await withBridge(brokenPushStore(state), async (s, a) => {
     send(a, "c-broken");
@@ -120,7 +122,7 @@ Deno.test("review: the agent's log (a reconnect's replay) has the not-sent reply
   });
 });
 
-Deno.test("review: a sent reply whose outcome write was given up is not swept as unconfirmed", async () => {
+Deno.test("a sent reply whose outcome write was given up is not swept as unconfirmed", async () => {
   // The outcome retries' backoff (1 s doubling to 30 s, 20 tries: about 8 minutes) run fast.
   const realSetTimeout = globalThis.setTimeout;
   const backoffs = new Set([1, 2, 4, 8, 16].map((s) => s * 1000).concat([30_000]));
@@ -174,7 +176,7 @@ Deno.test("review: a sent reply whose outcome write was given up is not swept as
   }
 });
 
-Deno.test("review: a reply the store failed before its send is not swept while its give-back runs", async () => {
+Deno.test("a reply the store failed before its send is not swept while its give-back runs", async () => {
   class Down extends Error {}
   const inner = createMemoryStore(options);
   let down = false;

@@ -1,4 +1,4 @@
-// Review of 56dbbb5: the Redis sweep reads its page in one MULTI. A read that fails keeps its
+// The Redis sweep reads a page of replies left unanswered in one MULTI. A read that fails keeps its
 // member (and throws); an item answered or gone loses its member; the others come back.
 
 import assert from "node:assert/strict";
@@ -14,7 +14,7 @@ import { message, replyItem } from "./_store_items.ts";
 const REDIS_URL = await findTestRedis();
 
 Deno.test({
-  name: "review: a Redis sweep page read in one MULTI keeps failed reads, drops answered ones",
+  name: "a Redis sweep page read in one MULTI keeps failed reads, drops answered ones",
   ignore: REDIS_URL === null,
   sanitizeOps: false,
   sanitizeResources: false,
