@@ -17,6 +17,12 @@ const log = getLogger(["bridge", "agents"]);
 /** Close code: the token expired; get a fresh one and reconnect (with `since=`). */
 export const CLOSE_TOKEN_EXPIRED = 4401;
 
+/** Close code (policy violation): the socket went on writing far past its rate. */
+export const CLOSE_FLOOD = 1008;
+/** Frames refused over the rate in a row, none taken between, after which the socket is
+ * closed: at 10 a second one is taken every 100 ms, so this is 5,000 frames a second. */
+const FLOOD_REFUSALS = 500;
+
 /** Limits on one socket. */
 export interface SocketLimits {
   frameBytes: number;
@@ -145,6 +151,8 @@ class Session {
   readonly #chains = new Map<string, Promise<void>>();
   #expiry: ReturnType<typeof setTimeout> | undefined;
   readonly #limiter: RateLimiter;
+  /** Frames refused over the rate since the last one taken (see FLOOD_REFUSALS). */
+  #refusedInARow = 0;
 
   constructor(
     readonly agentId: string,
@@ -237,12 +245,34 @@ class Session {
   #answer(envelope: { data: Record<string, unknown> }): void {
     if (this.socket.readyState !== WebSocket.OPEN) return;
     envelope.data.seq = this.#conn?.lastSeq ?? 0;
-    this.socket.send(JSON.stringify(envelope));
+    this.env.deps.hub.answer(this.socket, JSON.stringify(envelope));
+  }
+
+  /** Refuses a frame over the rate: a -1, or the socket closed once it floods. */
+  #refuseOverRate(): void {
+    const { deps } = this.env;
+    deps.onRejected?.("rate");
+    // A program that ignores its -1s and writes on (a loop gone wrong, or an attack) was
+    // answered each of its frames, ~100 bytes for 8: closed, it costs nothing more.
+    if (++this.#refusedInARow >= FLOOD_REFUSALS) {
+      try {
+        this.socket.close(
+          CLOSE_FLOOD,
+          `too many messages: at most ${deps.limits.messagesPerSecond} per second`,
+        );
+      } catch { /* closed already */ }
+      return;
+    }
+    this.#sendError(`Too many messages: at most ${deps.limits.messagesPerSecond} per second`);
   }
 
   #message(event: MessageEvent): void {
     const { deps, encoder } = this.env;
     const limits = deps.limits;
+    // Every frame counts against the rate, whatever it is: answered before, binary and
+    // oversized frames were a -1 each without limit.
+    if (!this.#limiter.take()) return this.#refuseOverRate();
+    this.#refusedInARow = 0;
     if (typeof event.data !== "string") {
       this.#sendError("Cannot parse message: send JSON text frames");
       return;
@@ -253,11 +283,6 @@ class Session {
     ) {
       deps.onRejected?.("frame_size");
       this.#sendError(`Message is larger than ${limits.frameBytes} bytes`);
-      return;
-    }
-    if (!this.#limiter.take()) {
-      deps.onRejected?.("rate");
-      this.#sendError(`Too many messages: at most ${limits.messagesPerSecond} per second`);
       return;
     }
     let body: unknown;

@@ -170,6 +170,21 @@ export function createHub(options: HubOptions = {}) {
       return n;
     },
 
+    /**
+     * Writes a socket's answer to one of its own frames (a -1), unless the socket holds more
+     * unsent than the limit: then it is closed as a stalled reader is (4001). An agent writing
+     * faster than it reads its answers grew the bridge's memory without bound.
+     */
+    answer(socket: AgentSocket, frame: string): boolean {
+      if (socket.readyState !== OPEN) return false;
+      if (socket.bufferedAmount > maxBuffered) {
+        socket.close(CLOSE_RECONNECT, "too slow: reconnect with since=");
+        return false;
+      }
+      socket.send(frame);
+      return true;
+    },
+
     /** Sends `frame` (the heartbeat) to the sockets of the next turn: called heartbeatSlots
      * times an interval, it reaches every socket once an interval, an interval apart. */
     beat(frame: string): void {
