@@ -2,6 +2,7 @@
 // (store, clock, fetch, ffmpeg), with the one route table. main.ts and every test build the
 // server here, so the server the tests run is the server that ships.
 
+import { checkingHost } from "./http/host_check.ts";
 import { getLogger } from "@logtape/logtape";
 import { Counter } from "prom-client";
 import { createAgentMessages } from "./agents/agent_messages.ts";
@@ -979,8 +980,9 @@ async function createAccountsServer(
 function listenOn(
   config: Config,
   options: { port: number; hostname: string },
-  handler: GuardedHandler,
+  unchecked: GuardedHandler,
 ): GuardedServer {
+  const handler = checkingHost(unchecked);
   if (!config.connectionGuard) return serveDirect(options, handler);
   const limits = defaultConnectionLimits(openFilesLimit());
   if (config.maxConnections !== undefined) limits.maxConnections = config.maxConnections;
