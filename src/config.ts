@@ -3,6 +3,7 @@
 
 import { type AccountConfig, parseAccounts } from "./accounts.ts";
 import { parseLevel } from "./logging.ts";
+import { MAX_SIGNED_AGE_S } from "./wechat/request_policy.ts";
 import { type MediaStoreConfig, parseMediaStore } from "./media/media_store_url.ts";
 
 /** The bridge's settings, parsed and defaulted. */
@@ -177,12 +178,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const value = env[name]?.trim();
     return value ? value : undefined;
   };
-  const int = (name: string, fallback: number, min = 0): number => {
+  const int = (name: string, fallback: number, min = 0, max = Infinity): number => {
     const raw = str(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value < min) {
-      throw new Error(`Cannot read ${name}: expected a whole number >= ${min}, got "${raw}"`);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      const range = max === Infinity ? `>= ${min}` : `from ${min} to ${max}`;
+      throw new Error(`Cannot read ${name}: expected a whole number ${range}, got "${raw}"`);
     }
     return value;
   };
@@ -259,7 +261,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sendRatePerS: int("SEND_RATE_PER_S", 10, 1),
     wechatMaxAgeS: str("WECHAT_MAX_AGE_S") === undefined
       ? undefined
-      : int("WECHAT_MAX_AGE_S", 0, 1),
+      : int("WECHAT_MAX_AGE_S", 0, 1, MAX_SIGNED_AGE_S),
     wechatRequireEncryption: requireEncryption,
     agentKfAccounts: parseKfAccounts(str("AGENT_KF_ACCOUNTS")),
     autoReplyText: str("AUTO_REPLY_TEXT"),

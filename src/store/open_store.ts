@@ -7,13 +7,7 @@ import { migrateKvStore } from "./kv_migration.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import type { Store } from "../core/store.ts";
-
-/**
- * How long WeChat's retries are recognised. WeChat gives up after three retries 5 s apart, so an
- * hour is far past the last; every key is held in memory for that long (a day's were ~1 GB at
- * 100 messages a second, and in Redis too).
- */
-export const DEDUP_TTL_MS = 3600_000;
+import { DEDUP_TTL_MS } from "../wechat/request_policy.ts";
 
 const DAY_MS = 24 * 3600_000;
 

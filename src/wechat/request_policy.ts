@@ -5,6 +5,18 @@
 
 import { HttpError } from "../http/http_error.ts";
 
+/**
+ * How long WeChat's retries are recognised. WeChat gives up after three retries 5 s apart, so an
+ * hour is far past the last; every key is held in memory for that long (a day's were ~1 GB at
+ * 100 messages a second, and in Redis too).
+ */
+export const DEDUP_TTL_MS = 3600_000;
+
+/** The largest WECHAT_MAX_AGE_S: a callback whose timestamp is that far ahead when it first
+ * comes, replayed byte for byte until it is that far behind, must still find its retry key
+ * (kept DEDUP_TTL_MS); past it a replay was delivered again as a new message. */
+export const MAX_SIGNED_AGE_S = DEDUP_TTL_MS / 2 / 1000;
+
 /** What the operator turned on. */
 export interface WechatRequestPolicy {
   /** Seconds a signed request's `timestamp` may be from now, either way; unset: no check. */

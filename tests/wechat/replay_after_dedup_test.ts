@@ -1,32 +1,39 @@
-// WECHAT_MAX_AGE_S bounds how long a captured callback opens (docs/production.md), and a signed
-// URL takes one body only: the same query with the same bytes passes, "de-duplicated as
-// always". But the retry keys are kept for an hour (DEDUP_TTL_MS) while WECHAT_MAX_AGE_S takes
-// any value from 1 up, unchecked: with WECHAT_MAX_AGE_S=7200 (or 86400, for a clock that drifts)
-// a callback captured once (an access log that keeps query strings, a TLS proxy) and posted
-// again, byte for byte, 61 minutes later is a new message: the agent gets the follower's words a
-// second time, and the follower's 48 h window and quota start again from the replay. The same
-// holds in safe mode (msg_signature covers the ciphertext, which the replay repeats).
-// Expected: inside WECHAT_MAX_AGE_S a byte-identical replay is never delivered twice (keys kept
-// as long as a signature opens, or a WECHAT_MAX_AGE_S past the keys' hour refused at start).
+// A signed URL takes one body, and the same query with the same bytes passes to the retry keys
+// ("de-duplicated as always"); but the keys are kept an hour (DEDUP_TTL_MS) and WECHAT_MAX_AGE_S
+// took any value: with 7200, a callback captured once (an access log that keeps query strings, a
+// TLS proxy) and posted again byte for byte 61 minutes later was a new message, the follower's
+// words told the agent twice and their 48 h window and quota started again from the replay. Now
+// WECHAT_MAX_AGE_S is at most 1800 s, so that a timestamp as far ahead as allowed, replayed until
+// it is as far behind, still finds its key; a larger value stops the start, saying so.
 
 import assert from "node:assert/strict";
 import { computeSignature } from "../../src/wechat/signature.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
 import { startBridge, waitRouted } from "../helpers/server.ts";
+import { loadConfig } from "../../src/config.ts";
 
 const B = "/im_component/wx_official_account";
 const TOKEN = "replay-token";
 
-Deno.test("a byte-identical callback replayed inside WECHAT_MAX_AGE_S but after an hour is not delivered again", async () => {
+Deno.test("WECHAT_MAX_AGE_S past half the retry keys' hour stops the start, saying so", () => {
+  assert.throws(
+    () => loadConfig({ WECHAT_MAX_AGE_S: "7200" }),
+    /Cannot read WECHAT_MAX_AGE_S: expected a whole number from 1 to 1800, got "7200"/,
+  );
+  assert.equal(loadConfig({ WECHAT_MAX_AGE_S: "1800" }).wechatMaxAgeS, 1800);
+});
+
+Deno.test("a callback signed WECHAT_MAX_AGE_S ahead and replayed until it is as far behind is delivered once", async () => {
   let clock = Date.UTC(2026, 0, 5, 2, 0, 0);
   const bridge = await startBridge({
-    env: { WECHAT_TOKEN: TOKEN, WECHAT_MAX_AGE_S: "7200" },
+    env: { WECHAT_TOKEN: TOKEN, WECHAT_MAX_AGE_S: "1800" },
     now: () => clock,
   });
   const agent = await connectAgent(`${bridge.wsBase}${B}/msg?userid=ann`);
   try {
     await waitRouted(bridge, "ann");
-    const timestamp = String(Math.floor(clock / 1000));
+    // Signed by a clock 30 minutes ahead: taken, as far ahead as WECHAT_MAX_AGE_S allows.
+    const timestamp = String(Math.floor(clock / 1000) + 1800);
     const nonce = "n-replay";
     const query = new URLSearchParams({
       signature: computeSignature(TOKEN, timestamp, nonce),
@@ -39,8 +46,10 @@ Deno.test("a byte-identical callback replayed inside WECHAT_MAX_AGE_S but after 
     assert.equal((await post(url, body)).text, "success");
     await agent.waitFor((e) => e.data["id"] === "880001");
 
-    clock += 61 * 60_000; // inside WECHAT_MAX_AGE_S (2 h), past the retry keys' hour
+    // 59 minutes on its timestamp is 29 minutes behind: still inside WECHAT_MAX_AGE_S.
+    clock += 59 * 60_000;
     const replay = await post(url, body);
+    assert.equal(`${replay.status} ${replay.text}`, "200 success", "passed to the retry keys");
     // A marker after it, so whatever the replay made has reached the agent.
     const t2 = String(Math.floor(clock / 1000));
     const q2 = new URLSearchParams({
