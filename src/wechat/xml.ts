@@ -61,6 +61,10 @@ function declaresDoctype(text: string): boolean {
 
 const CHAR_REF = /&#(?:x([0-9a-fA-F]+)|([0-9]+));/g;
 
+/** A character XML allows nowhere, CDATA included: C0 controls but tab, LF and CR, and the
+ * two non-characters at the plane's end (UTF-8 decoding leaves no lone surrogate). */
+const RAW_NON_CHAR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
+
 /** Whether `code` is a character XML allows (its Char production): no NUL, no surrogate. */
 function isXmlChar(code: number): boolean {
   return code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) ||
@@ -130,6 +134,15 @@ export function createXmlReader(
   });
   return {
     parse(text: string): WechatXml {
+      // Before either path: the parser kept them as text, and a NUL in a follower id ran into
+      // the key an agent's client_id is scoped with.
+      const raw = RAW_NON_CHAR.exec(text);
+      if (raw !== null) {
+        const code = raw[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+        throw new SyntaxError(
+          `Cannot parse WeChat XML: U+${code} (a control character) is not a character XML allows`,
+        );
+      }
       // WeChat's own shape is read in one pass (the parser and its validator were a third of
       // the webhook's time); whatever else arrives gets the full parser and every refusal.
       const plain = fastPath ? scanPlainXml(text) : undefined;

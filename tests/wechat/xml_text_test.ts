@@ -101,6 +101,25 @@ Deno.test("POST send_xml keeps follower text that looks like markup", async (t) 
       assert.equal(res.status, 200, res.text);
       assert.equal(await contentOf("4010"), "a&#xD83D;b");
     });
+    await t.step("a raw control character (NUL in CDATA, in a follower id) is 400", async () => {
+      // XML allows none of them anywhere, CDATA included: a NUL in a follower id ran into the
+      // key the bridge scopes an agent's client_id with.
+      const cases = [
+        xmlWith("f-nul", "xml-text-agent", "<Content><![CDATA[a\u0000b]]></Content>", "4011"),
+        xmlWith("f\u0001x", "xml-text-agent", "<Content>hi</Content>", "4012"),
+        xmlWith("f-esc", "xml-text-agent", "<Content>a\u001bb</Content>", "4013"),
+      ];
+      for (const xml of cases) {
+        const res = await send(xml);
+        assert.equal(res.status, 400, `${JSON.stringify(xml)}: ${res.status} ${res.text}`);
+        assert.match(res.text, /control character/);
+      }
+      // Tab, line feed and carriage return are text.
+      const res = await send(
+        xmlWith("f-tab", "xml-text-agent", "<Content>a\tb\nc</Content>", "4014"),
+      );
+      assert.equal(res.status, 200, res.text);
+    });
     await t.step("the server keeps serving", async () => {
       const res = await send(xmlWith("f-after", "xml-text-agent", "<Content>ok</Content>", "4006"));
       assert.equal(res.status, 200, res.text);
