@@ -23,8 +23,7 @@ const log = getLogger(["bridge", "store"]);
  * post costs more the larger its buffer: 256 KiB is about 20 ms of lines at 10,000 msg/s). */
 const ARENA_BYTES = 1 << 18;
 /** Lines a failed write keeps for the next, at most (bytes), by default: past it they are
- * dropped and read back from the journal, which lacks those of a segment deleted meanwhile
- * (bridge.journal removed while bridge.sqlite was locked). */
+ * dropped and read back from the journal (a segment deleted meanwhile is written back there). */
 export const KEEP_FAILED_BYTES = 64 * 1024 * 1024;
 
 /** Writes journal lines to the tables, soon or when asked. */
@@ -36,9 +35,6 @@ export interface Applier {
   written(id: number, bytes: Uint8Array): void;
   /** Resolves once the tables have every commit up to `id`. */
   applied(id: number): Promise<void>;
-  /** The last commit written that the applier let go of before the tables had it (a failed
-   * write held more than it keeps): the tables have it only from the journal. */
-  dropped(): number;
   /** Deletes expired rows, after applying what was written. */
   prune(now: number): void;
   /** Copies the tables to a new database file at `dest` (SQLite's backup): on the worker's
@@ -73,8 +69,6 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
   let timer: ReturnType<typeof setTimeout> | undefined;
   let queue: Uint8Array[] = [];
   let queuedBytes = 0;
-  let lastWritten = options.applied;
-  let dropped = 0;
   const applyNow = () => {
     clearTimeout(timer);
     timer = undefined;
@@ -83,8 +77,6 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
     queue = [];
     queuedBytes = 0;
     const { db, st, read, retention } = options;
-    // Read back, what was written is let go of (see Applier.dropped).
-    if (lost) dropped = lastWritten;
     let id: number;
     try {
       id = lost
@@ -92,13 +84,13 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
         : applyHanded(db, st, read, retention, lines.map(commitOfBytes));
       lost = false;
     } catch (error) {
-      // Kept, not read back from a journal that may have lost their segment since.
+      // Kept for the next write: read back, those of a segment deleted and not yet written back
+      // would be missed.
       if (!lost && bytes <= (options.keepFailedBytes ?? KEEP_FAILED_BYTES)) {
         queue = lines;
         queuedBytes = bytes;
       } else {
         lost = true;
-        dropped = lastWritten;
       }
       throw error;
     }
@@ -106,8 +98,7 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
   };
   return {
     encode: (line) => encoder.encode(line),
-    written(id, bytes) {
-      lastWritten = id;
+    written(_id, bytes) {
       queue.push(bytes);
       queuedBytes += bytes.length;
       if (timer !== undefined) return;
@@ -128,7 +119,6 @@ export function createInlineApplier(options: ApplierOptions, lost = false): Appl
         return Promise.reject(error);
       }
     },
-    dropped: () => dropped,
     prune(now) {
       applyNow();
       pruneExpired(options.db, now);
@@ -197,9 +187,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
   let flushes = 0;
   let waiters: Waiter[] = [];
   let failing = false;
-  /** The last commit written (handed over or still in the arena), and see Applier.dropped. */
-  let lastWritten = options.applied;
-  let dropped = 0;
   let onClosed: (() => void) | null = null;
   /** The main thread's applier, once the worker died. */
   let fallback: Applier | null = null;
@@ -247,7 +234,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
       else pending?.reject(new Error(report.error));
       return;
     }
-    if (report.dropped !== undefined) dropped = Math.max(dropped, report.dropped);
     let error: Error;
     if (report.type === "failed") {
       // The journal keeps the lines; the next batch (or read) tries again.
@@ -300,7 +286,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
     },
     written(id, bytes) {
       if (fallback) return fallback.written(id, bytes);
-      lastWritten = id;
       used += bytes.length;
       ends.push(used);
       if (timer !== undefined) return;
@@ -318,8 +303,6 @@ export function startWorkerApplier(options: WorkerApplierOptions): Applier {
         waiters.push({ id, flush: flushes, resolve, reject });
       });
     },
-    // The worker that died took what it held with it.
-    dropped: () => fallback ? Math.max(lastWritten, fallback.dropped()) : dropped,
     prune(now) {
       if (fallback) return fallback.prune(now);
       handOver({ type: "prune", now });

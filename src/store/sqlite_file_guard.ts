@@ -23,9 +23,6 @@ export interface FileGuard {
   check(): string | null;
   /** Whether the journal must be kept whole (the tables at `path` are not the ones written). */
   readonly keepJournal: boolean;
-  /** The journal lost lines (its directory deleted): a copy written back lacks them, as the
-   * tables written are the deleted file's, so it is written again, over itself. */
-  journalLost(): void;
   /** Looks a last time and stops; resolves once a restore under way is done (before the
    * connection closes). */
   close(): Promise<void>;
@@ -119,15 +116,6 @@ export function createFileGuard(
       }
       pinned?.close();
       pinned = null;
-    },
-    journalLost() {
-      if (!keepJournal) return;
-      const underWay = expected === null;
-      // Never over a file put there since (check() finds it replaced). A copy check() begins
-      // now comes after the loss; one under way may have been made before it: another follows.
-      if (guard.check() !== null || (expected === null && !underWay)) return;
-      log.error("{path} is written back again: the journal it relies on was deleted", { path });
-      writeBack();
     },
     check() {
       if (problem !== null || expected === null) return problem;

@@ -30,17 +30,17 @@ export interface Journal {
    * while it still cannot be: a journal it cannot delete from it cannot begin a segment in). */
   release(applied: number, all?: boolean): Promise<void>;
   /**
-   * Whether the segment being written is still where it was begun. One deleted with its
-   * directory (an `rm -rf` of DATA_DIR) takes every later line with it: then a new segment is
-   * begun in the directory made again, and its first commit id returned (lines before it are
-   * in the deleted files only); the same id, once, when an append began that segment first (a
-   * new segment due before ensure looked); else null.
+   * Whether the segments not yet let go of are still where they were begun. One deleted (an
+   * `rm`, or an `rm -rf` of DATA_DIR taking the directory) is written back from the file this
+   * journal holds open, into the directory made again, before anything more is appended: what
+   * callers were told of is on the disk again. Throws while that cannot be done (no room, a
+   * file in the directory's place); appends are refused until it is.
    */
-  ensure(): number | null;
-  /** The last commit that only segments deleted while the bridge ran held (0: none): until the
-   * tables have it, they and the journal on disk lack it, and a model read from them is behind
-   * what callers were told. */
-  unfiledUpTo(): number;
+  ensure(): void;
+  /** The last commit that only segments deleted and not yet written back hold (0: none): until
+   * it is written back or in the tables, a model read from them is behind what callers were
+   * told. */
+  unwrittenUpTo(): number;
   close(): void;
 }
 
@@ -312,6 +312,58 @@ export function unlockJournalDir(lock: Deno.FsFile): void {
   } catch { /* closed already */ }
 }
 
+/** A segment this journal wrote and has not let go of, held open: deleted while the bridge runs,
+ * its lines are still read through `file` (Linux keeps a deleted file's data while it is open),
+ * and held, its inode number is not handed to a file made at its path since. */
+interface Held {
+  firstId: number;
+  path: string;
+  file: Deno.FsFile;
+  /** `file` as `dev:ino`: another (or none) at `path` means it was deleted. */
+  id: string;
+}
+
+/** Copy buffer: a 16 MiB segment written back is not held in memory whole. */
+const COPY_CHUNK = 1 << 20;
+
+/**
+ * Writes what `from` holds (its first `length` bytes) to a new file at `path`, under another
+ * name until whole: a reader (the worker, between our writes) sees all of it or none, never a
+ * segment that stops early while a later one goes on, whose commits it would apply past the
+ * rest. Returns the new file, open for appending, and its `dev:ino`.
+ */
+function copyHeld(
+  from: Deno.FsFile,
+  path: string,
+  length: number,
+  fsync: boolean,
+): [Deno.FsFile, string] {
+  const temp = `${path}.restoring`;
+  removeIfThere(temp);
+  const to = Deno.openSync(temp, { read: true, append: true, createNew: true });
+  try {
+    const buffer = new Uint8Array(COPY_CHUNK);
+    from.seekSync(0, Deno.SeekMode.Start);
+    let left = length;
+    while (left > 0) {
+      const n = from.readSync(buffer.subarray(0, Math.min(buffer.length, left)));
+      if (n === null) throw new Error(`Cannot write back ${path}: ${left} bytes short`);
+      let done = 0;
+      while (done < n) done += to.writeSync(buffer.subarray(done, n));
+      left -= n;
+    }
+    if (fsync) to.syncDataSync();
+    Deno.renameSync(temp, path);
+    return [to, fileIdOf(to)];
+  } catch (error) {
+    to.close();
+    try {
+      removeIfThere(temp);
+    } catch { /* the directory went again: nothing to leave behind */ }
+    throw error;
+  }
+}
+
 /** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
  * tables have, like every one before it: what the directory holds is deleted. `lock` is the
  * writer's lock when the caller took it already (else it is taken here). */
@@ -322,26 +374,23 @@ export function openJournalDir(
   segmentBytes = SEGMENT_BYTES,
   lock: Deno.FsFile = lockJournalDir(dir),
 ): Journal {
-  let file: Deno.FsFile | null = null;
-  /** The segment being written, as `dev:ino`: another (or none) at its path means deleted. */
-  let fileId = "";
+  /** The segment being appended to (the last of `written`); null before the next begins. */
+  let current: Held | null = null;
   let size = 0;
   let next = lastId + 1;
+  /** The last commit release() was told the tables have. */
+  let applied = lastId;
   /** The lock taken again in the directory made last (see relock); the first is the store's. */
   let relocked: Deno.FsFile | null = null;
   /** The lock file held, as `dev:ino`: another (or none) at its path means it was deleted. */
   let lockId = fileIdOf(lock);
-  /** The first commit of a segment an append began in the directory made again, until ensure
-   * says so: lines before it went with the deleted one. */
-  let remadeAt: number | null = null;
-  /** Segments this journal wrote, oldest first: [first id, path]; the last is being written. */
-  const written: Array<[number, string]> = [];
+  /** Segments this journal wrote and has not let go of, oldest first. */
+  const written: Held[] = [];
   /** The lines read() found it could not read, said once each. */
   const reported = new Set<string>();
-  /** ensure() found the segment deleted and has not yet returned the new one's first id. */
+  /** Held segments were found deleted and are not all written back yet: until they are, no
+   * commit is appended (it would be answered while earlier ones are in no file). */
   let lost = false;
-  /** See Journal.unfiledUpTo. */
-  let unfiled = 0;
 
   const syncDir = () => {
     // A new file survives power loss once its directory entry is on the disk too.
@@ -361,31 +410,83 @@ export function openJournalDir(
     again.lock(true).then(() => ownLock(again)).catch(() => {});
   };
   const lockGone = () => pathIdOf(`${dir}/lock`) !== lockId;
+  const missing = () => written.filter((held) => pathIdOf(held.path) !== held.id);
+
+  /**
+   * Writes every held segment that is no longer at its path back from its open file, oldest
+   * first, into the directory (made again if it went): the commits answered are on the disk
+   * again. Throws while it cannot (no room, a file in the directory's place); `lost` stands
+   * and the next look, or append, tries again, the copies done so far kept.
+   */
+  const writeBack = () => {
+    if (lockGone()) relock();
+    const done: string[] = [];
+    for (const held of missing()) {
+      if (held === current && next - 1 <= applied) {
+        // All of it in the tables already: nothing to write back, a new segment is begun.
+        written.pop();
+        held.file.close();
+        current = null;
+        continue;
+      }
+      // The one being written up to what it took (a refused line was cut off); a retired one
+      // whole, a refused line it could not cut off included, as readers know to skip it.
+      const length = held === current ? size : held.file.statSync().size;
+      const [file, id] = copyHeld(held.file, held.path, length, fsync);
+      held.file.close();
+      held.file = file;
+      held.id = id;
+      done.push(held.path);
+    }
+    syncDir();
+    lost = false;
+    if (done.length > 0) {
+      log.error("The journal segments {paths} are written back from the open files", {
+        paths: done,
+      });
+    }
+  };
+
+  /** Notices held segments deleted (or put in the way of): logged once, then `lost`. */
+  const look = () => {
+    if (lost) return;
+    const gone = missing();
+    if (gone.length === 0) return;
+    log.error(
+      "The journal segments {paths} were deleted while the bridge ran: writing them back from " +
+        "the open files before anything more is appended",
+      { paths: gone.map((held) => held.path) },
+    );
+    lost = true;
+  };
+
   const begin = (firstId: number) => {
-    file?.close();
-    file = null;
+    // Kept open (written) until let go: it may have to be written back.
+    current = null;
     const path = `${dir}/${segmentName(firstId)}`;
     // A segment by this name can only hold a line that was refused: nothing to keep.
-    if (written.at(-1)?.[1] === path) written.pop();
+    if (written.at(-1)?.path === path) written.pop()!.file.close();
     removeIfThere(path);
-    // Appending: after a refused write is cut off, the next one starts where it did.
-    const open = () => Deno.openSync(path, { append: true, createNew: true });
+    // Appending: after a refused write is cut off, the next one starts where it did. Readable:
+    // a deleted segment is written back through it.
+    const open = () => Deno.openSync(path, { read: true, append: true, createNew: true });
+    let file: Deno.FsFile;
     try {
       file = open();
     } catch (error) {
-      // The directory was deleted (ensure had not looked yet): made again, as at the start.
+      // The directory was deleted (ensure had not looked yet): made again, as at the start, and
+      // the segments before this one written back into it first.
       notFound(error);
       log.error("The journal's directory {dir} was deleted while the bridge ran: made again", {
         dir,
       });
-      unfiled = Math.max(unfiled, firstId - 1);
-      relock();
+      look();
+      writeBack();
       file = open();
-      remadeAt = firstId;
     }
-    fileId = fileIdOf(file);
+    current = { firstId, path, file, id: fileIdOf(file) };
     size = 0;
-    written.push([firstId, path]);
+    written.push(current);
     syncDir();
   };
   // Every commit up to lastId is in the tables (the store applied them before opening). One
@@ -397,28 +498,26 @@ export function openJournalDir(
       if (id !== next) {
         throw new Error(`Cannot append commit ${id} to the journal: ${next} is next`);
       }
-      if (file === null || size >= segmentBytes) {
-        try {
-          begin(id);
-        } catch (error) {
-          // Nothing of it was written: WeChat is told to send it again (503), not an error.
-          throw new StoreRefusal(`Cannot begin a journal segment in ${dir}: ${error}`, {
-            cause: error,
-          });
-        }
+      try {
+        if (lost) writeBack();
+        if (current === null || size >= segmentBytes) begin(id);
+      } catch (error) {
+        // Nothing of it was written: WeChat is told to send it again (503), not an error.
+        throw new StoreRefusal(`Cannot begin a journal segment in ${dir}: ${error}`, {
+          cause: error,
+        });
       }
-      const written = bytes.length;
+      const file = current!.file;
+      const length = bytes.length;
       try {
         let done = 0;
-        while (done < written) done += file!.writeSync(bytes.subarray(done));
-        if (fsync) file!.syncDataSync();
+        while (done < length) done += file.writeSync(bytes.subarray(done));
+        if (fsync) file.syncDataSync();
       } catch (error) {
         // Nothing of a refused commit may stay: cut the line off, or leave this segment.
         try {
-          file!.truncateSync(size);
+          file.truncateSync(size);
         } catch {
-          file!.close();
-          file = null;
           // Begun now, not at the next commit: a segment from this id marks the line left as
           // refused (readJournalDir), also to a start before that commit. A disk that takes no
           // file either leaves it to that commit (which is then refused too).
@@ -428,7 +527,7 @@ export function openJournalDir(
         }
         throw error;
       }
-      size += written;
+      size += length;
       next = id + 1;
     },
     read(after) {
@@ -436,63 +535,48 @@ export function openJournalDir(
       // after that refusal read it as a commit, and the next one, given its id, as applied.
       return readJournalDir(dir, after, { reported }).filter((commit) => commit.id < next);
     },
-    release(applied, all = false) {
+    release(upTo, all = false) {
+      applied = Math.max(applied, upTo);
       const gone: Promise<void>[] = [];
       // A segment ends where the next begins; the last one is being written. Deleted by
       // Deno's blocking pool, not here: unlinking a 16 MiB file took 3-15 ms on this thread
       // (measured on ext4), a pause in answering WeChat every few seconds at 2,000/s.
-      while (written.length > 1 && written[1]![0] - 1 <= applied) {
-        gone.push(removeLater(written.shift()![1]));
+      while (written.length > 1 && written[1]!.firstId - 1 <= applied) {
+        const held = written.shift()!;
+        held.file.close();
+        gone.push(removeLater(held.path));
       }
       if (all && written.length === 1 && next - 1 <= applied) {
-        file?.close();
-        file = null;
-        gone.push(removeLater(written.shift()![1]));
+        const held = written.shift()!;
+        held.file.close();
+        current = null;
+        gone.push(removeLater(held.path));
       }
       return Promise.all(gone).then(() => {});
     },
     ensure() {
-      if (!lost) {
-        if (remadeAt !== null && file !== null && pathIdOf(written.at(-1)![1]) === fileId) {
-          const at = remadeAt;
-          remadeAt = null;
-          return at;
-        }
-        // No segment begun since the start (nothing committed) or one begun in the directory
-        // made again: nothing of the journal went, but the lock may have.
-        if (file === null || pathIdOf(written.at(-1)![1]) === fileId) {
-          if (lockGone()) relock();
-          return null;
-        }
-        log.error(
-          "The journal segment {path} was deleted while the bridge ran: a new one is begun; " +
-            "what the deleted one held reaches the tables from memory",
-          { path: written.at(-1)![1] },
-        );
-        // Said until a new segment holds the next commit. Nothing more goes to the deleted
-        // file: an append now begins that segment, or is refused while it cannot.
-        lost = true;
-        unfiled = Math.max(unfiled, next - 1);
-        written.length = 0;
-        remadeAt = null;
-        file.close();
-        file = null;
-      }
+      look();
       // Either may throw (the directory cannot be made: no room, a file in its place); the loss
-      // stands and the next look tries again. Clearing the list first and then throwing left
-      // every later look throwing too, its appends going to the deleted file for good.
+      // stands and the next look tries again.
+      if (lost) {
+        writeBack();
+        // What was being written was all in the tables: the directory gets a segment again.
+        if (current === null && written.length === 0) begin(next);
+      }
+      // Nothing of the journal went (nothing committed since the start, say), but the lock may
+      // have.
       if (lockGone()) relock();
-      if (file === null) begin(next);
-      lost = false;
-      remadeAt = null;
-      // The first segment begun since (by an append, when one came first): lines before it
-      // are in the deleted files only.
-      return written[0]![0];
     },
-    unfiledUpTo: () => unfiled,
+    unwrittenUpTo() {
+      if (!lost) return 0;
+      const gone = missing();
+      const last = gone.length === 0 ? -1 : written.lastIndexOf(gone.at(-1)!);
+      if (last < 0) return 0;
+      return last + 1 < written.length ? written[last + 1]!.firstId - 1 : next - 1;
+    },
     close() {
-      file?.close();
-      file = null;
+      for (const held of written.splice(0)) held.file.close();
+      current = null;
       if (relocked !== null) unlockJournalDir(relocked);
       relocked = null;
       unlockJournalDir(lock);
@@ -514,8 +598,8 @@ export function createMemoryJournal(): Journal {
       lines = lines.filter(([id]) => id > applied);
       return Promise.resolve();
     },
-    ensure: () => null,
-    unfiledUpTo: () => 0,
+    ensure: () => {},
+    unwrittenUpTo: () => 0,
     close() {
       lines = [];
     },

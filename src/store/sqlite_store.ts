@@ -350,9 +350,6 @@ function createSqliteStore(
    * scrubbed only the copies there were (see onCopied).
    */
   let recentForgets: Array<[number, string]> = [];
-  /** Commits up to this one only a deleted segment held, and the applier let go of unwritten:
-   * gone for good, not waited for (unfiledWritten). */
-  let unfiledLost = 0;
   /** The model may be ahead of the database after a failed commit: reload before going on. */
   let stale = false;
   let closed = false;
@@ -372,29 +369,26 @@ function createSqliteStore(
   /** Whether bridge.sqlite is still the file opened (`:memory:` has none). */
   // It copies through the applier, declared below, only once it finds the file gone.
   const guard = files.path === ":memory:" ? null : createFileGuard(files.path, async (dest) => {
-    // The journal on disk may have gone with the file (DATA_DIR removed whole): from a new
-    // segment on it is whole again, and the copy must hold every line before that one. One
-    // that cannot be begun yet is said by a later look, and a copy made again then; this
-    // copy, of every commit so far, is still the one to have.
+    // The journal on disk may have gone with the file (DATA_DIR removed whole): written back
+    // first, so the directory is there again. One that cannot be yet is tried again by the
+    // next look; this copy, of every commit so far, is still the one to have.
     try {
       journal.ensure();
     } catch (error) {
-      log.warn("Cannot begin a new journal segment yet: {error}", { error });
+      log.warn("Cannot write the journal back yet: {error}", { error });
     }
     // At close the worker has applied what it was handed, and takes no more requests.
     if (!closed && appliedId < journalId) await applier.applied(journalId);
     await applier.backup(dest);
   }, { look: lookAtJournal, fsync: options.fsync ?? false });
 
-  /** Whether the journal's segment is still in its directory: a new one begun if not (throws
-   * while it cannot be), and the loss told to the file guard. */
+  /** Whether the journal's segments are still in their directory: written back if not (throws
+   * while they cannot be). */
   function lookAtJournal(): void {
-    if (journal.ensure() !== null) guard?.journalLost();
+    journal.ensure();
   }
 
   const onApplied = (id: number) => {
-    // A read-back past them (a later commit in a new segment) is no write of them either.
-    lostIfDropped(appliedId);
     appliedId = Math.max(appliedId, id);
     for (const [followerId, [row]] of unapplied) {
       if (row <= appliedId) unapplied.delete(followerId);
@@ -491,10 +485,6 @@ function createSqliteStore(
         return Promise.reject(error);
       }
     }
-    // Commits gone for good come from no write: a read waiting for them hung until the next
-    // commit (the pruner's, within a minute, on a quiet account).
-    lostIfDropped(appliedId);
-    if (journalId <= unfiledLost) return Promise.resolve();
     return applier.applied(journalId);
   }
 
@@ -510,24 +500,31 @@ function createSqliteStore(
    * (a commit failed) and the model must be right before anything goes on. */
   function reload(): void {
     const old = model;
-    // Commits of a segment deleted under us reach the tables only from the worker: a model
-    // read before it wrote them went back past them, and the next commits, answered success,
-    // took their seqs and places in history. Refused (503) until then, as WeChat retries;
-    // before the journal on disk is applied, whose later commits would put the tables past
-    // them, and the worker's write of them would be skipped as applied.
-    // Looked at first: a segment deleted since the file guard's last look held commits the
-    // tables lack, and the reload, not knowing, read a model from before them.
+    // A segment deleted under us and not yet written back holds commits the tables may lack:
+    // a model read without them went back past them, and the next commits, answered success,
+    // took their seqs and places in history. Refused (503) until it is written back or the
+    // tables have them, as WeChat retries. Looked at first: one deleted since the file guard's
+    // last look is written back now.
     try {
       lookAtJournal();
     } catch {
-      // The loss is known (unfiledUpTo) even while no new segment can be begun. Not logged:
-      // the file guard's look says so each second, and logged here it was a line for every
-      // callback refused meanwhile (and every WeChat retry of it).
+      // Not logged: the file guard's look says so each second, and logged here it was a line
+      // for every callback refused meanwhile (and every WeChat retry of it).
     }
-    unfiledWritten();
+    const unwritten = journal.unwrittenUpTo();
+    if (unwritten > Math.max(appliedId, readApplied(st))) {
+      // A write the worker could not make (bridge.sqlite locked) is made again only when asked,
+      // and nothing else asks while every callback is refused.
+      applier.applied(unwritten).catch(() => {
+        // Logged by the applier; the next refused reload asks again.
+      });
+      throw new StoreRefusal(
+        `Cannot reload: the tables do not have commit ${unwritten} yet, which only a deleted ` +
+          "journal segment not yet written back holds",
+      );
+    }
     const applied = applyJournal(db, st, journal.read, files.retention);
     onApplied(applied);
-    unfiledWritten();
     // Every row is in the tables now, and the new model holds other contacts.
     contactRows.clear();
     const loaded = loadModel(db, st, reads, options);
@@ -543,38 +540,6 @@ function createSqliteStore(
     model = loaded.model;
     stamp = Math.max(stamp, loaded.stamp);
     stale = false;
-  }
-
-  /** Logs, once, the commits after `have` that only a deleted journal segment held and the
-   * applier let go of unwritten (a failed write of more than it keeps): gone for good. */
-  function lostIfDropped(have: number): void {
-    const unfiled = journal.unfiledUpTo();
-    if (have >= unfiled || unfiled <= unfiledLost || applier.dropped() <= have) return;
-    unfiledLost = unfiled;
-    log.error(
-      "Commits {from} to {to} were answered success but are lost: the tables could not take " +
-        "them, they were too many to keep in memory, and their journal segment was deleted",
-      { from: have + 1, to: unfiled },
-    );
-  }
-
-  /** Throws a refusal while the tables lack a commit only a deleted journal segment held, and
-   * asks the applier for it: a write it could not make (bridge.sqlite locked) is made again
-   * only when asked, and nothing else asks while every callback is refused. */
-  function unfiledWritten(): void {
-    const unfiled = journal.unfiledUpTo();
-    const have = Math.max(appliedId, readApplied(st));
-    // Let go of by the applier too, no write brings them now: refusing until one did answered
-    // every callback 503 until a restart.
-    lostIfDropped(have);
-    if (have >= unfiled || unfiled <= unfiledLost) return;
-    applier.applied(unfiled).catch(() => {
-      // Logged by the applier; the next refused reload asks again.
-    });
-    throw new StoreRefusal(
-      `Cannot reload: the tables do not have commit ${unfiled} yet, which only a deleted ` +
-        "journal segment held",
-    );
   }
 
   /** Writes one commit's changes as one journal line. */

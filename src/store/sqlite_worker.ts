@@ -43,13 +43,12 @@ export type WorkerRequest =
 
 /** The worker's answers: the last journal row the tables have, a failure, a journal line it
  * left out (for the store's thread to log), a segment's copy kept from a read after commit
- * `after`, a copy of the tables made (or why not), closed. `dropped`: the last commit handed
- * over that the worker let go of unwritten (read back from the journal instead). */
+ * `after`, a copy of the tables made (or why not), closed. */
 export type WorkerReport =
-  | { type: "applied"; id: number; flush?: number; dropped?: number }
+  | { type: "applied"; id: number; flush?: number }
   | { type: "leftOut"; note: LeftOut }
   | { type: "copied"; copy: string; after: number }
-  | { type: "failed"; message: string; flush?: number; dropped?: number }
+  | { type: "failed"; message: string; flush?: number }
   | { type: "backedUp"; backup: number; error?: string }
   | { type: "closed" };
 
@@ -123,9 +122,6 @@ function applyNow(after?: () => void, flush?: number): void {
   const bytes = queuedBytes;
   queue = [];
   queuedBytes = 0;
-  // Read back, the lines handed over are let go of: the store's reload must know that those of a
-  // segment deleted meanwhile are gone for good, or it waits for them for ever.
-  const dropped = lost ? { dropped: handedUpTo } : {};
   try {
     const id = lost ? state.replay() : state.apply(lines.map(commitOfBytes));
     lost = false;
@@ -133,13 +129,12 @@ function applyNow(after?: () => void, flush?: number): void {
     scope.postMessage({
       type: "applied",
       id,
-      ...dropped,
       ...(flush === undefined ? {} : { flush }),
     });
   } catch (error) {
     // Kept for the next write, not read back from the journal then: a segment deleted since
-    // (bridge.journal removed while bridge.sqlite was locked) took its lines, and the read-back
-    // skipped them for good, though every one was answered success.
+    // (bridge.journal removed while bridge.sqlite was locked) is missing until the journal's
+    // next look writes it back, and a read-back meanwhile could skip past its lines for good.
     if (!lost && bytes <= state.start.keepFailedBytes) {
       queue = lines;
       queuedBytes = bytes;
@@ -150,7 +145,6 @@ function applyNow(after?: () => void, flush?: number): void {
     scope.postMessage({
       type: "failed",
       message,
-      ...(lost ? { dropped: handedUpTo } : {}),
       ...(flush === undefined ? {} : { flush }),
     });
   }

@@ -71,3 +71,59 @@ Deno.test({
     });
   },
 });
+
+const JOURNAL_CHILD = `
+import { openJournalDir } from ${
+  JSON.stringify(new URL("../../src/store/sqlite_journal_file.ts", import.meta.url).href)
+};
+import { CommitLine } from ${
+  JSON.stringify(new URL("../../src/store/sqlite_journal_line.ts", import.meta.url).href)
+};
+const dir = Deno.args[0];
+const journal = openJournalDir(dir, 0, true);
+for (let i = 1; i <= 3; i++) {
+  journal.append(i, new TextEncoder().encode(new CommitLine(i, i).text()));
+}
+Deno.removeSync(dir, { recursive: true });
+journal.ensure();
+journal.close();
+`;
+
+Deno.test({
+  name: "STORE_FSYNC=1: journal segments written back reach the disk before they count",
+  ignore: !strace && !inCi,
+  fn: async () => {
+    if (!strace) throw new Error("strace is missing or may not trace here (CI=true)");
+    await withTempDir(async (root) => {
+      const dir = `${root}/bridge.journal`;
+      const trace = `${root}/trace`;
+      const out = await new Deno.Command("strace", {
+        args: [
+          "-f",
+          "-y",
+          "-e",
+          "trace=rename,renameat,renameat2,fsync,fdatasync",
+          "-o",
+          trace,
+          Deno.execPath(),
+          "eval",
+          JOURNAL_CHILD,
+          dir,
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const lines = Deno.readTextFileSync(trace).split("\n");
+      const at = (re: RegExp, from = 0) => lines.findIndex((l, i) => i >= from && re.test(l));
+      const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+      const segment = `${dir}/${"1".padStart(20, "0")}.log`;
+      const copied = at(new RegExp(`fdatasync\\(\\d+<${esc(segment)}\\.restoring>\\) = 0`));
+      assert.ok(copied >= 0, "the copy was fdatasync'd under its temporary name");
+      const renamed = at(new RegExp(`rename.*"${esc(segment)}"\\) = 0`), copied);
+      assert.ok(renamed >= 0, "then renamed into the segment's name");
+      const synced = at(new RegExp(`fsync\\(\\d+<${esc(dir)}>\\) = 0`), renamed);
+      assert.ok(synced >= 0, "then the directory synced");
+    });
+  },
+});
