@@ -6,7 +6,8 @@
 // reply twice or more, each copy counted by WeChat against the 5 of the 48-hour window while
 // the bridge counts one (its quota shown to agents drifts, and a later reply meets 45047).
 // Expected: a send that may have reached WeChat is not sent again (retry only what surely did
-// not leave: a refused connection, a DNS failure), and its outcome is told as unconfirmed.
+// not leave: a refused connection, a DNS failure, WeChat's "busy"), and its outcome is told as
+// unconfirmed, its count kept.
 
 import assert from "node:assert/strict";
 import { startFakeWechat } from "../../tools/fake_wechat.ts";
@@ -54,7 +55,7 @@ Deno.test("a reply whose answer from WeChat was lost after WeChat took it reache
       },
       result: { code: 1001, message: "common" },
     });
-    await agent.waitFor(
+    const outcome = await agent.waitFor(
       (e) =>
         (e.result.code === -1 && e.data["client_id"] === "once") ||
         (e.data.msg?.["event"] === "reply_sent" && e.data.msg?.["client_id"] === "once"),
@@ -62,6 +63,10 @@ Deno.test("a reply whose answer from WeChat was lost after WeChat took it reache
     );
     const copies = fake.sent.filter((m) => m["touser"] === "oDup").length;
     assert.equal(copies, 1, `the follower received the one reply ${copies} times`);
+    // The bridge never heard WeChat's answer: neither "sent" nor a failure safe to send again.
+    assert.equal(outcome.result.code, -1, JSON.stringify(outcome));
+    assert.equal(outcome.data["unconfirmed"], true, JSON.stringify(outcome));
+    assert.equal(outcome.data["replies_since_inbound"], undefined, "no count given back");
   } finally {
     await agent.close();
     await server.close();
