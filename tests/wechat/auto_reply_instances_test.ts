@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { post, textXml } from "../helpers/agent.ts";
 import { startBridge } from "../helpers/server.ts";
-import { findTestRedis, flushPrefix, uniquePrefix } from "../store/_redis_test_env.ts";
+import { findTestRedis, flushPrefix, rawClient, uniquePrefix } from "../store/_redis_test_env.ts";
 
 const B = "/im_component/wx_official_account";
 const REDIS_URL = await findTestRedis();
@@ -42,6 +42,14 @@ Deno.test({
         1,
         `the follower got the auto-reply ${autoReplies} times: ${JSON.stringify(answers)}`,
       );
+      // The cooldown is the store's, under its prefix, and lapses after the 30 minutes.
+      const redis = rawClient(REDIS_URL!);
+      try {
+        const ttl = await redis.pttl(`${prefix}auto_reply:oAuto`);
+        assert.ok(ttl > 29 * 60_000 && ttl <= 30 * 60_000, `cooldown PTTL ${ttl}`);
+      } finally {
+        await redis.quit();
+      }
     } finally {
       await a.close();
       await b.close();
