@@ -502,6 +502,10 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
       now,
       anyAgentOnline: async () =>
         store.onlineAgents ? (await store.onlineAgents()).length > 0 : hub.agentCount > 0,
+      // A follower's lines are spread over the instances sharing a store: it decides.
+      ...(store.firstAutoReply
+        ? { firstAutoReply: (id: string, ttlMs: number) => store.firstAutoReply!(id, ttlMs) }
+        : {}),
     }),
   });
   const upgrade = createAgentSocketHandler({

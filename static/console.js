@@ -2492,7 +2492,7 @@ function handleError(envelope) {
 }
 
 /** Whether a failed reply went to WeChat and got no clear answer (-1: a timeout, a reset, a
- * 5xx, or refused only on a retry after one): the bridge counts it as sent, for it may have
+ * 5xx; the bridge does not send it again): it counts it as sent, for it may have
  * reached the follower, and says so (`unconfirmed`), on the -1 and in history. */
 function mayHaveArrived(msg) {
   const f = msg.failure;

@@ -405,6 +405,10 @@ export interface Store {
   /** Shared stores: whether an account report's retry `key` is new to every instance (WeChat's
    * retry may reach another one); remembered `ttlMs`. */
   firstReport?(key: string, ttlMs: number): Promise<boolean>;
+  /** Shared stores: whether the follower's auto-reply (AUTO_REPLY_TEXT) is the first within
+   * `ttlMs` on every instance; remembered `ttlMs`. A store one process owns leaves it to that
+   * process (src/wechat/passive_reply.ts). */
+  firstAutoReply?(followerId: string, ttlMs: number): Promise<boolean>;
   /** Shared stores: an agent's upload of media `key` on this instance, kept `ttlMs` for every
    * instance (its reply is written later, and another instance's forget must keep the file). */
   holdMedia?(key: string, ttlMs: number): Promise<void>;

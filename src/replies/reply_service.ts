@@ -640,17 +640,16 @@ export function createReplyService(
           );
         }
         // Delivered nothing: WeChat refused it, or it failed before the send (an upload).
-        // Sent with no answer (-1: a timeout, a reset, a 5xx), or refused only on a retry
-        // after one, it may have been delivered, and counts.
-        const noAnswer = error instanceof WechatApiError && error.afterNoAnswer;
-        const undelivered = sent ? returnsReply(errcode) && !noAnswer : !closesWindow(errcode);
+        // Sent with no answer (-1: a timeout, a reset, a 5xx) it may have been delivered, and
+        // counts; the client sends it again only after a try that surely did nothing
+        // (api_client.ts), so a refusal means no copy went out.
+        const undelivered = sent ? returnsReply(errcode) : !closesWindow(errcode);
         const quota = undelivered ? await giveBack(followerId, counted) : {};
         const errmsg = error instanceof Error ? error.message : String(error);
         const wechatMsg = error instanceof WechatApiError ? error.errmsg : errmsg;
         // Sent and never clearly refused: history says so, as the console did before a reload
         // ("Not confirmed"; "Not delivered" read as safe to send again).
-        const unconfirmed = sent &&
-          (noAnswer || (!returnsReply(errcode) && !closesWindow(errcode)));
+        const unconfirmed = sent && !returnsReply(errcode) && !closesWindow(errcode);
         const [, forgotten] = await Promise.all([
           recordOutcome(followerId, { n, id }, "failed", wechatMsg, { unconfirmed }),
           forgottenSince(counted),

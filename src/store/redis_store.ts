@@ -75,6 +75,7 @@ export interface RedisStore extends Store {
   /** Agents with a socket on any live instance. */
   onlineAgents(): Promise<string[]>;
   firstReport(key: string, ttlMs: number): Promise<boolean>;
+  firstAutoReply(followerId: string, ttlMs: number): Promise<boolean>;
   firstBody(signature: string, hash: string, ttlMs: number): Promise<string>;
 }
 
@@ -210,6 +211,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
     deliver: (id: string) => `${prefix}deliver:${id}`,
     token: `${prefix}wechat_token`,
     report: (key: string) => `${prefix}report:${key}`,
+    autoReply: (followerId: string) => `${prefix}auto_reply:${followerId}`,
     mediaHold: (key: string) => `${prefix}media_hold:${key}`,
     signedBody: (signature: string) => `${prefix}signed_body:${signature}`,
     quickReplies: `${prefix}quick_replies`,
@@ -1014,6 +1016,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
 
     async firstReport(key, ttlMs) {
       return await client.set(k.report(key), "1", "PX", ttlMs, "NX") === "OK";
+    },
+    async firstAutoReply(followerId, ttlMs) {
+      return await client.set(k.autoReply(followerId), "1", "PX", Math.max(1, ttlMs), "NX") ===
+        "OK";
     },
     async holdMedia(key: string, ttlMs: number) {
       await client.set(k.mediaHold(key), "1", "PX", Math.max(1, ttlMs));

@@ -1,6 +1,8 @@
 // The client for the parts of WeChat's server API the bridge calls: customer-service sends,
 // the typing indicator, media upload and download. WeChat answers errors as HTTP 200 with
 // {errcode, errmsg}, so every answer is read for its errcode, never judged by its status alone.
+// A customer-service send has no idempotency key: it is tried again only when it surely did not
+// reach WeChat, never after a failure that may have come after WeChat took it.
 
 import { readStreamLimited } from "../http/limits.ts";
 import {
@@ -14,9 +16,6 @@ import {
 export class WechatApiError extends Error {
   readonly errcode: number;
   readonly errmsg: string;
-  /** An earlier attempt of the same call went unanswered (a timeout, a reset, a 5xx): what it
-   * did is unknown, whatever this answer says (a customer-service send may have gone out). */
-  afterNoAnswer = false;
 
   constructor(errcode: number, errmsg: string) {
     super(`WeChat API error ${errcode}: ${errmsg}`);
@@ -59,7 +58,8 @@ export interface WechatClientOptions {
   fetch?: typeof fetch;
   now?: () => number;
   tokenCache?: TokenCache;
-  /** Retries after a network error, a timeout, a 5xx or errcode -1 (default 3). */
+  /** Retries after a network error, a timeout, a 5xx or errcode -1 (default 3); a send, only
+   * after a failure that never reached WeChat. */
   retries?: number;
   sleep?: (ms: number) => Promise<void>;
   /** Called once per HTTP attempt with the API path and its errcode (0 ok, -1 transport). */
@@ -83,10 +83,13 @@ const BACKOFF_MAX_MS = 5_000;
 /** Something worth trying again: a network error, a timeout, a 5xx, WeChat's "system busy". */
 class TransientError extends Error {
   readonly final: WechatApiError;
+  /** WeChat surely did nothing: the connection never opened, or WeChat answered "busy". */
+  readonly unsent: boolean;
 
-  constructor(final: WechatApiError) {
+  constructor(final: WechatApiError, unsent = false) {
     super(final.message);
     this.final = final;
+    this.unsent = unsent;
   }
 }
 
@@ -94,6 +97,12 @@ interface CallOptions {
   retries: number;
   timeoutMs: number;
   signal?: AbortSignal;
+  /**
+   * The call does what a follower sees and WeChat cannot tell a second copy from a new one:
+   * after a timeout, a reset or a 5xx WeChat may have done it, and doing it again is a
+   * duplicate, so only a failure that surely never reached WeChat is tried again.
+   */
+  once?: boolean;
 }
 
 /** Creates a client that shares one access token across all calls. */
@@ -153,7 +162,8 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
 
   // Kept by hand rather than p-retry (judged for issue 13): of these 20 lines p-retry would
   // replace only the counter and the backoff formula. What is ours stays either way: which
-  // failures are transient (every fetch TypeError, a timeout, a 5xx, errcode -1), reporting
+  // failures are transient (every fetch TypeError, a timeout, a 5xx, errcode -1) and which of
+  // them surely never reached WeChat (the only ones a `once` call is tried again after), reporting
   // every attempt's errcode to onCall, and throwing the WechatApiError inside the last
   // transient one. p-retry sleeps on its own setTimeout, where `sleep` is injected here so
   // tests read the backoff ([250, 500]) without a fake clock; and it rethrows at once any
@@ -175,11 +185,10 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
         const transient = asTransient(err);
         if (!transient) {
           report(api, err instanceof WechatApiError ? err.errcode : -1);
-          if (n > 0 && err instanceof WechatApiError) err.afterNoAnswer = true;
           throw err;
         }
         report(api, transient.final.errcode);
-        if (n >= call.retries) throw transient.final;
+        if (n >= call.retries || (call.once && !transient.unsent)) throw transient.final;
         await sleep(Math.min(BACKOFF_BASE_MS * 2 ** n, BACKOFF_MAX_MS));
       }
     }
@@ -230,7 +239,8 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
     now,
   });
 
-  // One retry with a new token when WeChat refuses the one used; other errors pass through.
+  // One retry with a new token when WeChat refuses the one used (it refused the call with it,
+  // so even a `once` call did nothing); other errors pass through.
   async function withToken<T>(
     api: string,
     run: (token: string, signal: AbortSignal) => Promise<T>,
@@ -241,20 +251,8 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
       return await withRetry(api, (signal) => run(token, signal), call);
     } catch (err) {
       if (!(err instanceof WechatApiError) || !TOKEN_ERRCODES.has(err.errcode)) throw err;
-      let fresh: string;
-      try {
-        fresh = await tokens.invalidate(token);
-      } catch (failed) {
-        // A try WeChat may have taken stays said (the cache is a store's, whose error would be
-        // read as "nothing reached WeChat").
-        throw err.afterNoAnswer ? err : failed;
-      }
-      try {
-        return await withRetry(api, (signal) => run(fresh, signal), call);
-      } catch (again) {
-        if (again instanceof WechatApiError && err.afterNoAnswer) again.afterNoAnswer = true;
-        throw again;
-      }
+      const fresh = await tokens.invalidate(token);
+      return await withRetry(api, (signal) => run(fresh, signal), call);
     }
   }
 
@@ -280,6 +278,7 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
       await withToken("message/custom/send", postJson("cgi-bin/message/custom/send", payload), {
         retries,
         timeoutMs,
+        once: true,
       });
       // WeChat hides the typing indicator when a message arrives.
       const touser = payload.touser;
@@ -316,6 +315,8 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
     },
 
     async uploadMedia(type, bytes, filename, contentType) {
+      // Tried again like a read: a second upload of a temporary file is only an unused
+      // media_id, which WeChat expires in 3 days; no follower sees it.
       const body = await withToken("media/upload", async (token, signal) => {
         const form = new FormData();
         // Blob takes only ArrayBuffer-backed views, which a copy guarantees.
@@ -412,15 +413,37 @@ function asTransient(err: unknown): TransientError | null {
   // fetch reports refused connections, resets and broken bodies as TypeError.
   if (err instanceof TypeError) {
     return new TransientError(
-      new WechatApiError(-1, `Cannot reach WeChat: ${redact(err.message)}`),
+      new WechatApiError(-1, `Cannot reach WeChat: ${redact(describe(err))}`),
+      neverConnected(err),
     );
   }
   return null;
 }
 
-// Deno's network errors quote the URL, and the URL carries the access token.
+// Deno (hyper) names the stage that failed: "client error (Connect)" is before a byte of the
+// request was written (DNS, TCP, TLS); "(SendRequest)" and a broken body are after, when
+// WeChat may have read the whole request.
+const CONNECT_FAILURE = /client error \(Connect\)|\bdns error\b|\btcp connect error\b/i;
+
+/** Whether a fetch error happened before the connection carrying the request was open. */
+function neverConnected(err: Error): boolean {
+  return CONNECT_FAILURE.test(describe(err));
+}
+
+// Deno 2 says only "fetch failed" and puts what failed in `cause`.
+function describe(err: Error): string {
+  const parts = [err.message];
+  for (let cause = err.cause, depth = 0; cause instanceof Error && depth < 4; depth++) {
+    parts.push(cause.message);
+    cause = cause.cause;
+  }
+  return parts.join(": ");
+}
+
+// Deno's network errors quote the URL, and the URL carries the access token (cgi-bin/token's,
+// the AppSecret).
 function redact(message: string): string {
-  return message.replace(/access_token=[^&\s)"']+/g, "access_token=***");
+  return message.replace(/\b(access_token|secret)=[^&\s)"']+/g, "$1=***");
 }
 
 async function checkStatus(res: Response): Promise<void> {
@@ -460,8 +483,9 @@ function parseWechatJson(text: string): Record<string, unknown> {
   const errcode = record.errcode;
   if (typeof errcode === "number" && errcode !== 0) {
     const error = new WechatApiError(errcode, String(record.errmsg ?? ""));
-    // -1 is WeChat's "system busy, try again later".
-    if (errcode === -1) throw new TransientError(error);
+    // -1 is WeChat's "system busy, try again later" (系统繁忙，此时请开发者稍候再试): it did
+    // nothing, so even a send is asked again.
+    if (errcode === -1) throw new TransientError(error, true);
     throw error;
   }
   return record;

@@ -14,6 +14,9 @@ export interface PassiveReplyOptions {
   now: () => number;
   /** Whether any agent has a socket open, on any instance. */
   anyAgentOnline(): Promise<boolean>;
+  /** The store's Store.firstAutoReply (shared stores: every instance's auto-replies); absent,
+   * this process is the only one answering and keeps the cooldown itself. */
+  firstAutoReply?(followerId: string, ttlMs: number): Promise<boolean>;
 }
 
 /** One auto-reply per follower within this time: a follower writing five lines gets one. */
@@ -37,9 +40,22 @@ export function isWorkingTime(
     : minute >= hours.startMin || minute < hours.endMin;
 }
 
+/** Within one process: whether `followerId`'s auto-reply is its first within `ttlMs`. */
+function createLocalCooldown(now: () => number) {
+  const lastAutoReply = new Map<string, number>();
+  return (followerId: string, ttlMs: number): Promise<boolean> => {
+    const at = now();
+    const last = lastAutoReply.get(followerId);
+    if (last !== undefined && at - last < ttlMs) return Promise.resolve(false);
+    if (lastAutoReply.size >= COOLDOWN_MAX) lastAutoReply.clear();
+    lastAutoReply.set(followerId, at);
+    return Promise.resolve(true);
+  };
+}
+
 /** Creates the chooser of passive replies; `answer()` gives the plaintext XML, or null. */
 export function createPassiveReplies(options: PassiveReplyOptions) {
-  const lastAutoReply = new Map<string, number>();
+  const firstAutoReply = options.firstAutoReply ?? createLocalCooldown(options.now);
 
   /** WeChat's passive reply XML: to the follower, from the account. */
   function replyXml(message: FollowerMessage, body: string): string {
@@ -66,10 +82,8 @@ export function createPassiveReplies(options: PassiveReplyOptions) {
       const away = !isWorkingTime(options.workingHours, now) || outcome === "waiting" ||
         !(await options.anyAgentOnline());
       if (!away) return null;
-      const last = lastAutoReply.get(message.from);
-      if (last !== undefined && now - last < AUTO_REPLY_COOLDOWN_MS) return null;
-      if (lastAutoReply.size >= COOLDOWN_MAX) lastAutoReply.clear();
-      lastAutoReply.set(message.from, now);
+      // Asked last, so only an auto-reply that goes out starts the cooldown.
+      if (!(await firstAutoReply(message.from, AUTO_REPLY_COOLDOWN_MS))) return null;
       return replyXml(
         message,
         `<MsgType>${cdata("text")}</MsgType><Content>${cdata(text)}</Content>`,

@@ -243,67 +243,86 @@ Deno.test("sendCustomMessage() passes WeChat's errors through", async (t) => {
   });
 });
 
-Deno.test("a refusal says whether an earlier try of the same send went unanswered", async (t) => {
-  const refusal = async (client: Harness["client"]) => {
-    const err = await client.sendCustomMessage(text("oA", "hi")).catch((e) => e);
-    assert.ok(err instanceof WechatApiError);
-    return err;
-  };
-  await t.step("refused at once: nothing can have gone out", async () => {
-    await withFake(async ({ fake, client }) => {
-      fake.failNext(SEND, 40003, "invalid openid");
-      assert.equal((await refusal(client)).afterNoAnswer, false);
+Deno.test("sendCustomMessage() never sends again what WeChat may have taken", async (t) => {
+  // message/custom/send has no idempotency key: a second copy is a second message.
+  const cases: Array<{ kind: string; fail: (fake: FakeWechat) => void; errmsg: RegExp }> = [
+    { kind: "a reset", fail: (fake) => fake.dropNext(SEND, 4), errmsg: /^Cannot reach WeChat/ },
+    { kind: "a 502", fail: (fake) => fake.failHttpNext(SEND, 502, 4), errmsg: /HTTP 502/ },
+    { kind: "a timeout", fail: (fake) => fake.delay(SEND, 2000), errmsg: /no answer within/ },
+  ];
+  for (const { kind, fail, errmsg } of cases) {
+    await t.step(`${kind} is tried once and thrown as -1`, async () => {
+      await withFake(async ({ fake, client, sleeps, reports }) => {
+        await client.sendCustomMessage(text("oA", "warm up"));
+        fail(fake);
+        const err = await client.sendCustomMessage(text("oA", "once")).catch((e) => e);
+        assert.ok(err instanceof WechatApiError, String(err));
+        assert.equal(err.errcode, -1);
+        assert.match(err.errmsg, errmsg);
+        assert.equal(callsTo(fake, SEND).length, 2);
+        assert.deepEqual(sleeps, []);
+        assert.deepEqual(reports.at(-1), ["message/custom/send", -1]);
+        fake.delay(SEND, 0);
+      }, { timeoutMs: 300 });
     });
-  });
-  await t.step("a reset, then refused: the first try may have gone out", async () => {
-    await withFake(async ({ fake, client }) => {
-      fake.dropNext(SEND);
-      fake.failNext(SEND, 40003, "invalid openid");
-      const err = await refusal(client);
-      assert.equal(err.errcode, 40003);
-      assert.equal(err.afterNoAnswer, true);
-    });
-  });
-  await t.step("a 502, then the token refused before and after a fresh one", async () => {
-    await withFake(async ({ fake, client }) => {
-      fake.failHttpNext(SEND, 502);
-      fake.failNext(SEND, 40001, "invalid credential", 2);
-      const err = await refusal(client);
-      assert.equal(err.errcode, 40001);
-      assert.equal(err.afterNoAnswer, true);
-    });
-  });
-  await t.step("a reset, then the token refused and its refresh refused by the cache", async () => {
-    // The cache is the store's (Redis, shared by instances): its error says nothing of the send.
-    // Read as the store's, the reply would be "nothing reached WeChat, send it again" though
-    // its first try may have reached the follower.
-    const memory = createMemoryTokenCache();
-    let gets = 0;
-    let armed = false;
-    const cache = {
-      get: () => {
-        if (armed && ++gets > 1) return Promise.reject(new Error("Connection is closed."));
-        return memory.get();
-      },
-      set: memory.set,
+  }
+  await t.step("a refused connection is asked again: nothing reached WeChat", async () => {
+    const closed = `http://127.0.0.1:${unusedPort()}`;
+    let refusals = 2;
+    // The send's first two tries meet a port nobody listens on: a real connect failure.
+    const refusing: typeof fetch = (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      if (url.pathname.endsWith(SEND) && refusals-- > 0) {
+        return fetch(`${closed}${url.pathname}`, init);
+      }
+      return fetch(input, init);
     };
+    await withFake(async ({ fake, client, sleeps }) => {
+      await client.sendCustomMessage(text("oA", "x"));
+      assert.equal(fake.sent.length, 1);
+      assert.deepEqual(sleeps, [250, 500]);
+    }, { fetch: refusing });
+  });
+  await t.step("a reset after WeChat answered busy ends the send there", async () => {
     await withFake(async ({ fake, client }) => {
       await client.sendCustomMessage(text("oA", "warm up"));
-      armed = true;
-      fake.dropNext(SEND);
+      fake.failNext(SEND, -1, "system error");
+      fake.dropNext(SEND, 3);
+      await assert.rejects(
+        client.sendCustomMessage(text("oA", "x")),
+        (err) => err instanceof WechatApiError && err.errcode === -1,
+      );
+      assert.equal(callsTo(fake, SEND).length, 3);
+    });
+  });
+  await t.step("a reset after a refused token ends the send there", async () => {
+    await withFake(async ({ fake, client }) => {
+      await client.sendCustomMessage(text("oA", "warm up"));
       fake.failNext(SEND, 40001, "invalid credential");
-      const err = await refusal(client);
-      assert.equal(err.errcode, 40001);
-      assert.equal(err.afterNoAnswer, true);
-    }, { tokenCache: cache });
+      fake.dropNext(SEND, 3);
+      await assert.rejects(
+        client.sendCustomMessage(text("oA", "x")),
+        (err) => err instanceof WechatApiError && err.errcode === -1,
+      );
+      assert.equal(callsTo(fake, SEND).length, 3);
+    });
+  });
+  await t.step("a reset on media/get is asked again: a read does nothing twice", async () => {
+    await withFake(async ({ fake, client }) => {
+      fake.addMedia("m1", new Uint8Array([1, 2, 3]), "image/jpeg");
+      fake.dropNext("cgi-bin/media/get", 2);
+      const media = await client.getMedia("m1");
+      assert.deepEqual(media.kind === "file" && [...media.bytes], [1, 2, 3]);
+      assert.equal(callsTo(fake, "cgi-bin/media/get").length, 3);
+    });
   });
 });
 
 Deno.test("sendCustomMessage() retries transport failures with backoff", async (t) => {
-  await t.step("5xx twice, then through", async () => {
+  await t.step("WeChat's -1 (system busy: nothing done) twice, then through", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
       await client.sendCustomMessage(text("oA", "warm up"));
-      fake.failHttpNext(SEND, 503, 2);
+      fake.failNext(SEND, -1, "system error", 2);
       await client.sendCustomMessage(text("oA", "x"));
       assert.equal(callsTo(fake, SEND).length, 4);
       assert.deepEqual(sleeps, [250, 500]);
@@ -311,12 +330,12 @@ Deno.test("sendCustomMessage() retries transport failures with backoff", async (
     });
   });
 
-  await t.step("a dropped connection and WeChat's -1 are retried", async () => {
+  await t.step("a token's dropped connection and 5xx are retried", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
-      fake.dropNext(SEND);
-      fake.failNext(SEND, -1, "system error");
+      fake.dropNext(TOKEN);
+      fake.failHttpNext(TOKEN, 503);
       await client.sendCustomMessage(text("oA", "x"));
-      assert.equal(callsTo(fake, SEND).length, 3);
+      assert.equal(callsTo(fake, TOKEN).length, 3);
       assert.equal(sleeps.length, 2);
       assert.equal(fake.sent.length, 1);
     });
@@ -324,10 +343,11 @@ Deno.test("sendCustomMessage() retries transport failures with backoff", async (
 
   await t.step("gives up after the configured retries", async () => {
     await withFake(async ({ fake, client, sleeps }) => {
-      fake.failHttpNext(SEND, 502, 10);
+      fake.failNext(SEND, -1, "system error", 10);
       await assert.rejects(
         client.sendCustomMessage(text("oA", "x")),
-        (err) => err instanceof WechatApiError && err.errcode === -1 && /502/.test(err.errmsg),
+        (err) =>
+          err instanceof WechatApiError && err.errcode === -1 && err.errmsg === "system error",
       );
       assert.equal(callsTo(fake, SEND).length, 4);
       assert.deepEqual(sleeps, [250, 500, 1000]);
@@ -357,6 +377,27 @@ Deno.test("sendCustomMessage() retries transport failures with backoff", async (
     });
     assert.deepEqual(reports, [-1, -1, -1]);
     assert.deepEqual(sleeps, [250, 500]);
+  });
+
+  await t.step("cgi-bin/token's secret stays out of a refused connection's errmsg", async () => {
+    // Deno puts the URL, query and all, in the error's cause; cgi-bin/token's query has the secret.
+    const closed = `http://127.0.0.1:${unusedPort()}`;
+    const refusing: typeof fetch = (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      if (url.pathname.endsWith("cgi-bin/token")) {
+        return fetch(`${closed}${url.pathname}${url.search}`, init);
+      }
+      return fetch(input, init);
+    };
+    await withFake(async ({ fake, client }) => {
+      fake.failHttpNext(TOKEN, 404);
+      await assert.rejects(client.sendCustomMessage(text("oA", "x")), (err) => {
+        assert.ok(err instanceof WechatApiError);
+        assert.match(err.errmsg, /Connection refused/);
+        assert.ok(!err.message.includes(SECRET), err.message);
+        return true;
+      });
+    }, { fetch: refusing, retries: 0 });
   });
 
   await t.step("a slow answer times out and counts as a failure", async () => {
