@@ -288,23 +288,30 @@ export function applyLegacyJournal(
 /** Rows deleted per statement when pruning, so a prune never holds the lock for long. */
 const PRUNE_CHUNK = 5_000;
 
-/** Deletes log, history, dedup and signature rows past their time (`now`, ms). */
+/**
+ * Deletes log, history, dedup, signature, forget-cut and unanswered rows past their time
+ * (`now`, ms), found by their expiry's index: a row's expiry is written with it, so it is in id
+ * order only while the retention never shrinks and the clock never goes back.
+ */
 export function pruneExpired(db: DatabaseSync, now: number): void {
-  const log = db.prepare(
-    `DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ${PRUNE_CHUNK})
-     AND expires_at <= ?`,
-  );
-  const history = db.prepare(
-    `DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ${PRUNE_CHUNK})
-     AND expires_at <= ?`,
-  );
-  while (Number(log.run(now).changes) > 0) { /* next chunk */ }
-  while (Number(history.run(now).changes) > 0) { /* next chunk */ }
-  db.prepare("DELETE FROM dedup WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM forget_cuts WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM unanswered WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM signed_bodies WHERE expires_at <= ?").run(now);
+  for (const [table, key] of PRUNED) {
+    const chunk = db.prepare(
+      `DELETE FROM ${table} WHERE (${key}) IN
+       (SELECT ${key} FROM ${table} WHERE expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+    );
+    while (Number(chunk.run(now).changes) > 0) { /* next chunk */ }
+  }
 }
+
+/** The tables whose rows expire one by one, and the key each row is deleted by. */
+const PRUNED: ReadonlyArray<readonly [string, string]> = [
+  ["log", "id"],
+  ["history", "id"],
+  ["dedup", "id"],
+  ["signed_bodies", "id"],
+  ["forget_cuts", "follower_id"],
+  ["unanswered", "follower_id, n"],
+];
 
 /** The signatures' first bodies the tables keep past `now` (ms): [signature, hash, expiry]. */
 export function readSignedBodies(db: DatabaseSync, now: number): Array<[string, string, number]> {
