@@ -301,17 +301,54 @@ export function pruneExpired(db: DatabaseSync, now: number): void {
     );
     while (Number(chunk.run(now).changes) > 0) { /* next chunk */ }
   }
+  pruneHistory(db, now);
 }
 
 /** The tables whose rows expire one by one, and the key each row is deleted by. */
 const PRUNED: ReadonlyArray<readonly [string, string]> = [
   ["log", "id"],
-  ["history", "id"],
   ["dedup", "id"],
   ["signed_bodies", "id"],
   ["forget_cuts", "follower_id"],
   ["unanswered", "follower_id, n"],
 ];
+
+/**
+ * Deletes the conversations whose last message's expiry has come (README: history expires
+ * that long after its last message). A row's own expiry only says when to look again: the rows
+ * of a conversation still going are moved on to its last message's, here and not on each
+ * message, so a write stays one row.
+ */
+function pruneHistory(db: DatabaseSync, now: number): void {
+  const due = db.prepare(
+    `SELECT DISTINCT follower_id FROM
+     (SELECT follower_id FROM history WHERE expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+  );
+  const lastExpiry = db.prepare(
+    "SELECT expires_at FROM history WHERE follower_id = ? ORDER BY n DESC LIMIT 1",
+  );
+  const drop = db.prepare(
+    `DELETE FROM history WHERE id IN
+     (SELECT id FROM history WHERE follower_id = ? LIMIT ${PRUNE_CHUNK})`,
+  );
+  const keep = db.prepare(
+    `UPDATE history SET expires_at = ? WHERE id IN
+     (SELECT id FROM history WHERE follower_id = ? AND expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+  );
+  for (;;) {
+    const followers = due.all(now).map((row) => row.follower_id as string);
+    if (followers.length === 0) return;
+    for (const f of followers) {
+      // One transaction per conversation's chunk: the lock is let go between them.
+      transaction(db, () => {
+        const last = lastExpiry.get(f) as { expires_at: number } | undefined;
+        if (last === undefined) return;
+        if (last.expires_at <= now) drop.run(f);
+        else keep.run(last.expires_at, f, now);
+      });
+    }
+  }
+}
 
 /** The signatures' first bodies the tables keep past `now` (ms): [signature, hash, expiry]. */
 export function readSignedBodies(db: DatabaseSync, now: number): Array<[string, string, number]> {
