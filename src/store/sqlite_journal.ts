@@ -315,7 +315,7 @@ const PRUNED: ReadonlyArray<readonly [string, string]> = [
 
 /**
  * Deletes the conversations whose last message's expiry has come (README: history expires
- * that long after its last message). A row's own expiry only says when to look again: the rows
+ * that long after its last message), and their contacts' previews of it. A row's own expiry only says when to look again: the rows
  * of a conversation still going are moved on to its last message's, here and not on each
  * message, so a write stays one row.
  */
@@ -331,6 +331,11 @@ function pruneHistory(db: DatabaseSync, now: number): void {
     `DELETE FROM history WHERE id IN
      (SELECT id FROM history WHERE follower_id = ? LIMIT ${PRUNE_CHUNK})`,
   );
+  // The contact stays (its agent, its window); the words of its last message go with the rest.
+  const unpreview = db.prepare(
+    `UPDATE contacts SET json = json_set(json, '$.last_message', json('null'))
+     WHERE follower_id = ? AND json_extract(json, '$.last_message') IS NOT NULL`,
+  );
   const keep = db.prepare(
     `UPDATE history SET expires_at = ? WHERE id IN
      (SELECT id FROM history WHERE follower_id = ? AND expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
@@ -343,8 +348,10 @@ function pruneHistory(db: DatabaseSync, now: number): void {
       transaction(db, () => {
         const last = lastExpiry.get(f) as { expires_at: number } | undefined;
         if (last === undefined) return;
-        if (last.expires_at <= now) drop.run(f);
-        else keep.run(last.expires_at, f, now);
+        if (last.expires_at <= now) {
+          drop.run(f);
+          unpreview.run(f);
+        } else keep.run(last.expires_at, f, now);
       });
     }
   }

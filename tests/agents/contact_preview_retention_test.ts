@@ -4,6 +4,7 @@
 // outlived the history before: a follower's words were shown months after the history was gone.
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { loadConfig } from "../../src/config.ts";
 import { createServer } from "../../src/server.ts";
 import { connectAgent, post, textXml } from "../helpers/agent.ts";
@@ -80,4 +81,41 @@ Deno.test({
       await flushPrefix(REDIS_URL!, prefix);
     }
   },
+});
+
+Deno.test("SQLite keeps no preview at rest once its conversation has expired", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "bridge-preview-at-rest-" });
+  let clock = START;
+  const config = loadConfig({ DATA_DIR: dataDir, STORE: "sqlite", HISTORY_RETENTION_DAYS: "30" });
+  try {
+    const first = await createServer(config, { now: () => clock });
+    const { port } = await first.listen({ port: 0, hostname: "127.0.0.1" });
+    const ann = await connectAgent(`ws://127.0.0.1:${port}${B}/msg?userid=ann`);
+    const res = await post(
+      `http://127.0.0.1:${port}${B}/send_xml`,
+      textXml("oPreview", "ann", "order 42, my address is …", "8870002"),
+    );
+    assert.equal(res.text, "success");
+    await ann.close();
+    await first.stop();
+    // Day 31: a start prunes what has expired.
+    clock = START + 31 * DAY;
+    const second = await createServer(config, { now: () => clock });
+    await second.listen({ port: 0, hostname: "127.0.0.1" });
+    await second.stop();
+    const db = new DatabaseSync(`${dataDir}/bridge.sqlite`, { readOnly: true });
+    try {
+      const row = db.prepare("SELECT json FROM contacts WHERE follower_id = 'oPreview'").get() as {
+        json: string;
+      };
+      const contact = JSON.parse(row.json);
+      assert.equal(contact.agent_id, "ann");
+      assert.equal(contact.last_message, null);
+      assert.ok(!row.json.includes("order 42"));
+    } finally {
+      db.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
 });

@@ -28,6 +28,12 @@ Deno.test("pruneExpired() expires a conversation by its last message", async (t)
     for (const [n, day] of [[1, 0], [2, 20], [3, 40]]) {
       insert.run("oLive", n!, T0 + day! * DAY + RETENTION);
     }
+    const contact = db.prepare("INSERT INTO contacts (follower_id, json) VALUES (?, ?)");
+    for (const f of ["oLive", "oDone", "oKept"]) {
+      const preview = { msg_type: "text", preview: "still going", direction: "in" };
+      contact.run(f, JSON.stringify({ follower_id: f, agent_id: "ann", last_message: preview }));
+    }
+    insert.run("oKept", 1, T0 + 100 * DAY);
     db.exec("BEGIN");
     for (let n = 1; n <= 6_000; n++) {
       insert.run("oDone", n, T0 + (n < 6_000 ? 0 : 5) * DAY + RETENTION);
@@ -53,6 +59,19 @@ Deno.test("pruneExpired() expires a conversation by its last message", async (t)
     await t.step("day 70: its last message is 30 days old, and it goes", () => {
       pruneExpired(db, T0 + 70 * DAY);
       assert.equal(rows("oLive"), 0);
+    });
+
+    await t.step("a conversation gone takes its contact's preview, not the contact", () => {
+      const json = (f: string) =>
+        JSON.parse(
+          (db.prepare("SELECT json FROM contacts WHERE follower_id = ?").get(f) as {
+            json: string;
+          }).json,
+        );
+      assert.equal(json("oDone").last_message, null);
+      assert.equal(json("oDone").agent_id, "ann");
+      assert.equal(json("oLive").last_message, null);
+      assert.equal(json("oKept").last_message.preview, "still going");
     });
   } finally {
     db.close();
