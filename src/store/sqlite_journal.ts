@@ -289,9 +289,10 @@ export function applyLegacyJournal(
 const PRUNE_CHUNK = 5_000;
 
 /**
- * Deletes log, history, dedup, signature, forget-cut and unanswered rows past their time
- * (`now`, ms), found by their expiry's index: a row's expiry is written with it, so it is in id
- * order only while the retention never shrinks and the clock never goes back.
+ * Deletes log, dedup, signature, forget-cut and unanswered rows past their time (`now`, ms),
+ * and conversations past their last message's (pruneHistory). Rows are found by their expiry's
+ * index: a row's expiry is written with it, so it is in id order only while the retention never
+ * shrinks and the clock never goes back.
  */
 export function pruneExpired(db: DatabaseSync, now: number): void {
   for (const [table, key] of PRUNED) {
@@ -315,9 +316,9 @@ const PRUNED: ReadonlyArray<readonly [string, string]> = [
 
 /**
  * Deletes the conversations whose last message's expiry has come (README: history expires
- * that long after its last message), and their contacts' previews of it. A row's own expiry only says when to look again: the rows
- * of a conversation still going are moved on to its last message's, here and not on each
- * message, so a write stays one row.
+ * that long after its last message), and their contacts' previews of it. A row's own expiry
+ * only says when to look again: the rows of a conversation still going are moved on to its
+ * last message's, here and not on each message, so a write stays one row.
  */
 function pruneHistory(db: DatabaseSync, now: number): void {
   const due = db.prepare(
@@ -343,15 +344,19 @@ function pruneHistory(db: DatabaseSync, now: number): void {
   for (;;) {
     const followers = due.all(now).map((row) => row.follower_id as string);
     if (followers.length === 0) return;
-    for (const f of followers) {
-      // One transaction per conversation's chunk: the lock is let go between them.
+    let i = 0;
+    while (i < followers.length) {
+      // About a chunk's rows per transaction: the lock is let go between them, and a prune of
+      // many small conversations is not a commit (an fsync with STORE_FSYNC) for each.
       transaction(db, () => {
-        const last = lastExpiry.get(f) as { expires_at: number } | undefined;
-        if (last === undefined) return;
-        if (last.expires_at <= now) {
-          drop.run(f);
-          unpreview.run(f);
-        } else keep.run(last.expires_at, f, now);
+        for (let changed = 0; i < followers.length && changed < PRUNE_CHUNK;) {
+          const f = followers[i++]!;
+          const last = lastExpiry.get(f) as { expires_at: number } | undefined;
+          if (last === undefined) continue;
+          if (last.expires_at <= now) {
+            changed += Number(drop.run(f).changes) + Number(unpreview.run(f).changes);
+          } else changed += Number(keep.run(last.expires_at, f, now).changes);
+        }
       });
     }
   }
