@@ -290,11 +290,13 @@ const PRUNE_CHUNK = 5_000;
 
 /**
  * Deletes log, dedup, signature, forget-cut and unanswered rows past their time (`now`, ms),
- * and conversations past their last message's (pruneHistory). Rows are found by their expiry's
- * index: a row's expiry is written with it, so it is in id order only while the retention never
- * shrinks and the clock never goes back.
+ * and conversations past their last message's (pruneHistory); with `retention` (at a start),
+ * first moves the expiries written under another one to it. Rows are found by their
+ * expiry's index: a row's expiry is written with it, so it is in id order only while the
+ * retention never shrinks and the clock never goes back.
  */
-export function pruneExpired(db: DatabaseSync, now: number): void {
+export function pruneExpired(db: DatabaseSync, now: number, retention?: Retention): void {
+  if (retention) shortenToRetention(db, retention);
   for (const [table, key] of PRUNED) {
     const chunk = db.prepare(
       `DELETE FROM ${table} WHERE (${key}) IN
@@ -360,6 +362,37 @@ function pruneHistory(db: DatabaseSync, now: number): void {
       });
     }
   }
+}
+
+/** What an expiry was written under, by meta key: the tables it is in, and its length now. */
+function retentionsOf(retention: Retention): Array<[string, string[], number]> {
+  return [
+    ["history_retention_ms", ["history", "unanswered"], retention.retentionMs],
+    ["log_retention_ms", ["log", "forget_cuts"], retention.logRetainMs],
+  ];
+}
+
+/**
+ * After HISTORY_RETENTION_DAYS was changed, moves the expiries written under the old value by
+ * the difference, as if written under the new one: after a cut, a conversation of last month
+ * is not kept for the rest of the old year. Once, with the value recorded in the same
+ * transaction (a start killed halfway moves nothing twice).
+ */
+function shortenToRetention(db: DatabaseSync, retention: Retention): void {
+  const get = db.prepare("SELECT value FROM meta WHERE key = ?");
+  const set = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+  transaction(db, () => {
+    for (const [key, tables, ms] of retentionsOf(retention)) {
+      const row = get.get(key) as { value: string } | undefined;
+      const before = row === undefined ? ms : Number(row.value);
+      if (before !== ms) {
+        for (const table of tables) {
+          db.prepare(`UPDATE ${table} SET expires_at = expires_at + ?`).run(ms - before);
+        }
+      }
+      if (row === undefined || before !== ms) set.run(key, String(ms));
+    }
+  });
 }
 
 /** The signatures' first bodies the tables keep past `now` (ms): [signature, hash, expiry]. */
