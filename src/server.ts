@@ -71,7 +71,7 @@ import { createHostList } from "./replies/address_policy.ts";
 import { createMediaUrlFetcher } from "./replies/media_url.ts";
 import { resolveWithSystem } from "./replies/public_get.ts";
 import { createReplyService, type ReplyContext } from "./replies/reply_service.ts";
-import { openStore } from "./store/open_store.ts";
+import { historyRetentionMsOf, openStore } from "./store/open_store.ts";
 import { createWechatClient } from "./wechat/api_client.ts";
 import { createWechatCrypto } from "./wechat/crypto.ts";
 import { nameSettings } from "./wechat/setting_names.ts";
@@ -532,6 +532,8 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     agentOf: agentRequired,
     // Media URLs have a lifetime; history is read long after, so it hands out fresh ones.
     renewMsg: (msg, direction) => renewMediaUrls(signer, msg, direction, config.publicUrl),
+    now,
+    historyRetentionMs: historyRetentionMsOf(config),
   });
   const team = createTeamRoutes({
     store,

@@ -4,6 +4,7 @@
 
 import { HttpError } from "../http/http_error.ts";
 import { json } from "../http/router.ts";
+import { keptLastMessage } from "../core/history_retention.ts";
 import type { Contact, ContactCursor, Store } from "../core/store.ts";
 import { replyQuotaOf, windowClosesAt, windowStateOf } from "../protocol/window.ts";
 
@@ -13,6 +14,9 @@ export interface ConversationDeps {
   agentOf(req: Request, url: URL): Promise<string>;
   /** A history item's `msg` as the agent should read it (media URLs with a fresh lifetime). */
   renewMsg?: (msg: Record<string, unknown>, direction: string) => Record<string, unknown>;
+  now: () => number;
+  /** HISTORY_RETENTION_DAYS, ms: a preview goes with its conversation's history. */
+  historyRetentionMs: number;
 }
 
 /** Contacts in one page of `GET contacts` unless `limit` says otherwise, and at most. */
@@ -60,6 +64,8 @@ export function createConversationRoutes(deps: ConversationDeps) {
       // The waiting followers come with the first page, the longest-waiting `limit` of them.
       const waiting = after === null ? (await store.listWaiting()).slice(0, limit) : [];
       const s = (ms: number) => Math.floor(ms / 1000);
+      const now = deps.now();
+      const lastMessage = (c: Contact) => keptLastMessage(c, deps.historyRetentionMs, now);
       return json({
         contacts: list.map((c) => ({
           contact_id: c.follower_id,
@@ -67,7 +73,7 @@ export function createConversationRoutes(deps: ConversationDeps) {
           avatar: c.avatar,
           agent_id: c.agent_id,
           status: c.status,
-          last_message: c.last_message,
+          last_message: lastMessage(c),
           last_message_time: s(c.last_message_at),
           last_inbound_time: s(c.last_inbound_at),
           // The allowance WeChat gives: 48 h after a message, a minute after a follow or menu tap.
@@ -95,7 +101,7 @@ export function createConversationRoutes(deps: ConversationDeps) {
           contact_id: c.follower_id,
           name: c.name,
           since: s(c.waiting_since ?? c.last_inbound_at),
-          last_message: c.last_message,
+          last_message: lastMessage(c),
         })),
         next,
       });

@@ -11,6 +11,11 @@ import { DEDUP_TTL_MS } from "../wechat/request_policy.ts";
 
 const DAY_MS = 24 * 3600_000;
 
+/** HISTORY_RETENTION_DAYS in ms: how long after its last message a conversation is kept. */
+export function historyRetentionMsOf(config: Pick<StoreConfig, "historyRetentionDays">): number {
+  return config.historyRetentionDays * DAY_MS;
+}
+
 /** The settings that choose and size the store (a part of Config). */
 export interface StoreConfig {
   dataDir: string;
@@ -38,13 +43,13 @@ export async function openStore(config: StoreConfig, now: () => number = Date.no
       ...options,
       url: config.redisUrl,
       heartbeatMs: config.heartbeatIntervalS * 1000,
-      historyRetentionMs: config.historyRetentionDays * DAY_MS,
+      historyRetentionMs: historyRetentionMsOf(config),
     });
   }
   if (config.store === "memory") return createMemoryStore(options);
   await Deno.mkdir(config.dataDir, { recursive: true });
   // History as configured; agents' logs the same, but at least 48 hours (the stores' rule).
-  const retentionMs = config.historyRetentionDays * DAY_MS;
+  const retentionMs = historyRetentionMsOf(config);
   const kvPath = `${config.dataDir}/bridge.kv`;
   if (config.store === "kv") return await openKvStore(kvPath, { ...options, retentionMs });
   const sqlitePath = `${config.dataDir}/bridge.sqlite`;

@@ -288,22 +288,111 @@ export function applyLegacyJournal(
 /** Rows deleted per statement when pruning, so a prune never holds the lock for long. */
 const PRUNE_CHUNK = 5_000;
 
-/** Deletes log, history, dedup and signature rows past their time (`now`, ms). */
-export function pruneExpired(db: DatabaseSync, now: number): void {
-  const log = db.prepare(
-    `DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ${PRUNE_CHUNK})
-     AND expires_at <= ?`,
+/**
+ * Deletes log, dedup, signature, forget-cut and unanswered rows past their time (`now`, ms),
+ * and conversations past their last message's (pruneHistory); with `retention` (at a start),
+ * first moves the expiries written under another one to it. Rows are found by their
+ * expiry's index: a row's expiry is written with it, so it is in id order only while the
+ * retention never shrinks and the clock never goes back.
+ */
+export function pruneExpired(db: DatabaseSync, now: number, retention?: Retention): void {
+  if (retention) shortenToRetention(db, retention);
+  for (const [table, key] of PRUNED) {
+    const chunk = db.prepare(
+      `DELETE FROM ${table} WHERE (${key}) IN
+       (SELECT ${key} FROM ${table} WHERE expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+    );
+    while (Number(chunk.run(now).changes) > 0) { /* next chunk */ }
+  }
+  pruneHistory(db, now);
+}
+
+/** The tables whose rows expire one by one, and the key each row is deleted by. */
+const PRUNED: ReadonlyArray<readonly [string, string]> = [
+  ["log", "id"],
+  ["dedup", "id"],
+  ["signed_bodies", "id"],
+  ["forget_cuts", "follower_id"],
+  ["unanswered", "follower_id, n"],
+];
+
+/**
+ * Deletes the conversations whose last message's expiry has come (README: history expires
+ * that long after its last message), and their contacts' previews of it. A row's own expiry
+ * only says when to look again: the rows of a conversation still going are moved on to its
+ * last message's, here and not on each message, so a write stays one row.
+ */
+function pruneHistory(db: DatabaseSync, now: number): void {
+  const due = db.prepare(
+    `SELECT DISTINCT follower_id FROM
+     (SELECT follower_id FROM history WHERE expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
   );
-  const history = db.prepare(
-    `DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ${PRUNE_CHUNK})
-     AND expires_at <= ?`,
+  const lastExpiry = db.prepare(
+    "SELECT expires_at FROM history WHERE follower_id = ? ORDER BY n DESC LIMIT 1",
   );
-  while (Number(log.run(now).changes) > 0) { /* next chunk */ }
-  while (Number(history.run(now).changes) > 0) { /* next chunk */ }
-  db.prepare("DELETE FROM dedup WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM forget_cuts WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM unanswered WHERE expires_at <= ?").run(now);
-  db.prepare("DELETE FROM signed_bodies WHERE expires_at <= ?").run(now);
+  const drop = db.prepare(
+    `DELETE FROM history WHERE id IN
+     (SELECT id FROM history WHERE follower_id = ? LIMIT ${PRUNE_CHUNK})`,
+  );
+  // The contact stays (its agent, its window); the words of its last message go with the rest.
+  const unpreview = db.prepare(
+    `UPDATE contacts SET json = json_set(json, '$.last_message', json('null'))
+     WHERE follower_id = ? AND json_extract(json, '$.last_message') IS NOT NULL`,
+  );
+  const keep = db.prepare(
+    `UPDATE history SET expires_at = ? WHERE id IN
+     (SELECT id FROM history WHERE follower_id = ? AND expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+  );
+  for (;;) {
+    const followers = due.all(now).map((row) => row.follower_id as string);
+    if (followers.length === 0) return;
+    let i = 0;
+    while (i < followers.length) {
+      // About a chunk's rows per transaction: the lock is let go between them, and a prune of
+      // many small conversations is not a commit (an fsync with STORE_FSYNC) for each.
+      transaction(db, () => {
+        for (let changed = 0; i < followers.length && changed < PRUNE_CHUNK;) {
+          const f = followers[i++]!;
+          const last = lastExpiry.get(f) as { expires_at: number } | undefined;
+          if (last === undefined) continue;
+          if (last.expires_at <= now) {
+            changed += Number(drop.run(f).changes) + Number(unpreview.run(f).changes);
+          } else changed += Number(keep.run(last.expires_at, f, now).changes);
+        }
+      });
+    }
+  }
+}
+
+/** What an expiry was written under, by meta key: the tables it is in, and its length now. */
+function retentionsOf(retention: Retention): Array<[string, string[], number]> {
+  return [
+    ["history_retention_ms", ["history", "unanswered"], retention.retentionMs],
+    ["log_retention_ms", ["log", "forget_cuts"], retention.logRetainMs],
+  ];
+}
+
+/**
+ * After HISTORY_RETENTION_DAYS was changed, moves the expiries written under the old value by
+ * the difference, as if written under the new one: after a cut, a conversation of last month
+ * is not kept for the rest of the old year. Once, with the value recorded in the same
+ * transaction (a start killed halfway moves nothing twice).
+ */
+function shortenToRetention(db: DatabaseSync, retention: Retention): void {
+  const get = db.prepare("SELECT value FROM meta WHERE key = ?");
+  const set = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+  transaction(db, () => {
+    for (const [key, tables, ms] of retentionsOf(retention)) {
+      const row = get.get(key) as { value: string } | undefined;
+      const before = row === undefined ? ms : Number(row.value);
+      if (before !== ms) {
+        for (const table of tables) {
+          db.prepare(`UPDATE ${table} SET expires_at = expires_at + ?`).run(ms - before);
+        }
+      }
+      if (row === undefined || before !== ms) set.run(key, String(ms));
+    }
+  });
 }
 
 /** The signatures' first bodies the tables keep past `now` (ms): [signature, hash, expiry]. */

@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS quick_replies (id TEXT PRIMARY KEY, json TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS unanswered (follower_id TEXT NOT NULL, n INTEGER NOT NULL,
   at INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (follower_id, n)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS unanswered_at ON unanswered (at);
+-- The pruner finds rows past their time by these, wherever they are in their table (a cut
+-- retention or a clock set back puts later rows first); created on the first open of an older
+-- file too.
+CREATE INDEX IF NOT EXISTS log_expiry ON log (expires_at);
+CREATE INDEX IF NOT EXISTS history_expiry ON history (expires_at);
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at);
+CREATE INDEX IF NOT EXISTS signed_bodies_expiry ON signed_bodies (expires_at);
+CREATE INDEX IF NOT EXISTS forget_cuts_expiry ON forget_cuts (expires_at);
+CREATE INDEX IF NOT EXISTS unanswered_expiry ON unanswered (expires_at);
 `;
 
 /** How a reply still waiting for WeChat's answer is written in its history item's JSON (a

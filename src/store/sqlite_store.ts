@@ -304,7 +304,7 @@ function openLocked(
     };
     try {
       // Before the worker starts: the first prune has the tables to itself.
-      pruneExpired(db, options.now());
+      pruneExpired(db, options.now(), retention);
       if (!inMemory) pruneCopies(dir, options.now(), retention.retentionMs);
       files.signedBodies = readSignedBodies(db, options.now());
       const loaded = loadModel(db, st, files.reads, options);
