@@ -451,6 +451,86 @@ browserTest("a stored reply cancelled in any tab is never sent", async (t, brows
   }
 });
 
+browserTest(
+  "a stored reply cancelled gives the list back what it showed before, in every tab",
+  async (t, browser) => {
+    const { fake, server } = await startWithWechat();
+    try {
+      const { one, two, net } = await twoTabs(browser, server);
+      // Another follower wrote after F: above F in the list until the agent answers F.
+      await postFollowerMessage(server.base, "oAbove", { MsgType: "text", Content: "我也在等" });
+      for (const page of [one, two]) {
+        await page.locator('.contact[data-contact-id="oAbove"]').waitFor();
+        await listShows(page, ["oAbove", F], "还在吗");
+      }
+      await net.down();
+      for (const page of [one, two]) {
+        await page.locator('#conn:not([data-state="connected"])').waitFor();
+      }
+
+      await t.step("cancelled in the tab that typed it", async () => {
+        await typeWhileDown(one, "马上查");
+        // Waiting, it heads the list in every tab, as it ends the thread there.
+        for (const page of [one, two]) await listShows(page, [F, "oAbove"], "You: 马上查");
+        await cancelIn(one, "马上查");
+        for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+      });
+
+      await t.step("cancelled in the other tab", async () => {
+        await typeWhileDown(one, "稍等一下");
+        await listShows(two, [F, "oAbove"], "You: 稍等一下");
+        await cancelIn(two, "稍等一下");
+        for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+      });
+
+      await t.step("two waiting, the first cancelled, then the second", async () => {
+        await typeWhileDown(one, "第一句");
+        await typeWhileDown(one, "第二句");
+        await cancelIn(two, "第一句");
+        for (const page of [one, two]) await listShows(page, [F, "oAbove"], "You: 第二句");
+        // What the list showed under the second is the first, cancelled too: what is left.
+        await cancelIn(one, "第二句");
+        for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+      });
+
+      await t.step("the socket back: nothing was sent", async () => {
+        net.up();
+        await Promise.all([reconnect(one), reconnect(two)]);
+        await one.waitForTimeout(500);
+        assert.deepEqual(sentTexts(fake), []);
+        for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+      });
+    } finally {
+      await server.close();
+      await fake.close();
+    }
+  },
+);
+
+/** Cancels the waiting reply `text` in `page`, and waits until it is gone from there. */
+async function cancelIn(page: Page, text: string): Promise<void> {
+  const reply = page.locator(".msg.out", { hasText: text });
+  await reply.getByRole("button", { name: "Cancel" }).click();
+  await reply.waitFor({ state: "detached" });
+}
+
+/** Waits until the list shows `order` (contact ids, top to bottom) and F's preview reads
+ * `preview`; failing, says what it shows. */
+async function listShows(page: Page, order: string[], preview: string): Promise<void> {
+  const shown = `({ order: [...document.querySelectorAll("#contact-list .contact")]
+      .map((n) => n.dataset.contactId),
+    preview: document.querySelector('.contact[data-contact-id="${F}"] .contact-preview')
+      ?.textContent })`;
+  const want = JSON.stringify({ order, preview });
+  await page.waitForFunction(`JSON.stringify(${shown}) === ${JSON.stringify(want)}`, undefined, {
+    timeout: 5000,
+  }).catch(async (error) => {
+    throw new Error(`the list shows ${JSON.stringify(await page.evaluate(shown))}`, {
+      cause: error,
+    });
+  });
+}
+
 browserTest("a stored reply over a day old is not sent by itself", async (t, browser) => {
   const { fake, server } = await startWithWechat();
   try {
