@@ -1978,7 +1978,7 @@ function onStoredChange(clientId, value) {
     checkCopyLater(found.contactId, found.msg);
     return;
   }
-  removeMessage(conv(found.contactId), found.msg);
+  dropUnsent(found.contactId, found.msg);
   withdrawFromList(found.contactId, clientId);
   if (state.current === found.contactId) renderMessages();
 }
@@ -2002,7 +2002,7 @@ function checkCopyLater(contactId, msg) {
       i.direction === "out" && String(i.client_id ?? "") === msg.client_id
     );
     if (item) upsertMessage(contactId, { ...item, echoed: true });
-    else removeMessage(conv(contactId), msg);
+    else dropUnsent(contactId, msg);
     if (state.current === contactId) renderMessages();
   }, 1500);
 }
@@ -2041,10 +2041,19 @@ async function sendRestored(contactId, msgs) {
 /** Takes back a reply that has not left this browser (waiting for the connection, or too old to
  * go by itself), in every tab of this agent. */
 function cancelReply(contactId, msg) {
-  removeMessage(conv(contactId), msg);
+  dropUnsent(contactId, msg);
   settleStored(msg.client_id);
   withdrawFromList(contactId, msg.client_id);
   renderMessages();
+}
+
+/** Takes a reply (or upload) of ours that never left out of its conversation. Counted among the
+ * messages seen, it made the next new one read as seen already (no "New messages" for it). */
+function dropUnsent(contactId, msg) {
+  const c = conv(contactId);
+  const at = sortedMessages(c).indexOf(msg);
+  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
+  removeMessage(c, msg);
 }
 
 /** A reply of ours taken back before it left: its contact's entry shows what it did before. */
@@ -2929,11 +2938,7 @@ function discardUpload(contactId, msg) {
   if (!up || !["uploading", "failed"].includes(msg.status)) return;
   up.canceled = true;
   up.xhr?.abort();
-  const c = conv(contactId);
-  // Counted among the messages seen, it would make the next new one read as seen already.
-  const at = sortedMessages(c).indexOf(msg);
-  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
-  removeMessage(c, msg);
+  dropUnsent(contactId, msg);
   if (msg.display) URL.revokeObjectURL(msg.display);
   if (state.current === contactId) renderMessages();
   if (state.current === contactId && !isNarrow()) el.reply.focus();

@@ -445,6 +445,35 @@ wechatConsoleTest(
   },
 );
 
+wechatConsoleTest(
+  "a stored reply cancelled in another tab hides no new message below the view",
+  OUTBOX,
+  async (_t, session) => {
+    const { server } = session;
+    const { one, two, net } = await twoTabs(session);
+    for (let i = 0; i < 30; i++) {
+      await postFollowerMessage(server.base, F, { MsgType: "text", Content: `第 ${i} 条` });
+    }
+    for (const page of [one, two]) await page.locator(".msg.in", { hasText: "第 29 条" }).waitFor();
+    await goOffline(net, [one, two]);
+    await typeWhileDown(one, "我查一下");
+    // Tab one goes up to read what came before; the reply is taken back in tab two.
+    await one.bringToFront();
+    await one.locator("#messages").hover();
+    await one.mouse.wheel(0, -600);
+    await one.waitForFunction(`(() => {
+      const box = document.querySelector("#messages");
+      return box.scrollHeight - box.scrollTop - box.clientHeight > 400;
+    })()`);
+    await cancelIn(two, "我查一下");
+    await one.locator(".msg.out", { hasText: "我查一下" }).waitFor({ state: "detached" });
+    await comeBack(net, [one, two], { atOnce: true });
+    await postFollowerMessage(server.base, F, { MsgType: "text", Content: "人呢" });
+    // Counted among the messages seen, the cancelled reply made this one read as seen.
+    await one.locator("#new-pill", { hasText: "New messages" }).waitFor();
+  },
+);
+
 /** Cancels the waiting reply `text` in `page`, and waits until it is gone from there. */
 async function cancelIn(page: Page, text: string): Promise<void> {
   const reply = page.locator(".msg.out", { hasText: text });
