@@ -62,3 +62,20 @@ async function consolePage(browser: Browser, server: TestBridge, options: Consol
   if (options.open !== false) await openConsole(page, server.base, options.agent);
   return { context, page };
 }
+
+/** Opens `agent`'s console in each of `pages` in turn (each brought to the front, as an agent
+ * does: a tab behind draws slowly) on `followerId`'s conversation, and waits until each shows
+ * the follower's message `shows` (or, without it, the follower's name in the header). */
+export async function openTabsOn(
+  pages: Page[],
+  server: TestBridge,
+  options: { agent: string; followerId: string; shows?: string },
+): Promise<void> {
+  for (const page of pages) {
+    await page.bringToFront();
+    await openConsole(page, server.base, options.agent);
+    await page.locator(`.contact[data-contact-id="${options.followerId}"]`).click();
+    if (options.shows) await page.locator(".msg.in", { hasText: options.shows }).waitFor();
+    else await page.locator("#conv-name", { hasText: options.followerId }).waitFor();
+  }
+}
