@@ -8,6 +8,7 @@
 import { byIdOn, h, safeUrl, timeFormat } from "./common.js";
 import { createDrafts } from "./console/drafts.js";
 import { createEntry, createOutbox, isKept, storedFate } from "./console/outbox.js";
+import { keepReplyOver, renameReply, showReply, withdrawReply } from "./console/list_head.js";
 import {
   afterGivenBack,
   afterInbound,
@@ -1319,12 +1320,15 @@ async function loadContacts() {
     listed.add(contact.contact_id);
     const before = state.contacts.get(contact.contact_id);
     const merged = { ...before, ...contact };
-    // The bridge's preview of the last message this page drew says less (no voice's recognition,
-    // no label): the page's own stays until a newer message.
+    // A reply of ours the bridge does not have yet stays the entry's last message. The bridge's
+    // preview of the last message this page drew says less (no voice's recognition, no label):
+    // the page's own stays until a newer message.
     const mine = before?.last_message;
     const theirs = contact.last_message;
+    const kept = (id) => Boolean(findByClientId(id, contact.contact_id));
     if (
-      mine?.local && theirs && mine.msg_type === theirs.msg_type &&
+      !keepReplyOver(before, merged, kept) && mine?.local && theirs &&
+      mine.msg_type === theirs.msg_type &&
       mine.direction === theirs.direction &&
       Number(before.last_message_time) >= Number(contact.last_message_time)
     ) merged.last_message = mine;
@@ -1920,9 +1924,30 @@ function restoreStored(entry, atLoad) {
     send_time: Math.floor(entry.queued_at / 1000),
     agent_id: userid,
   });
-  if (!expired) awaitReply(entry.client_id, atLoad);
+  if (!expired) {
+    awaitReply(entry.client_id, atLoad);
+    showRestoredInList(entry);
+  }
   if (state.current === entry.contact_id) renderMessages({ toBottom: true });
   return expired;
+}
+
+/** A reply another tab of ours stored heads its contact's entry here too, as it does there
+ * (unless the list has something newer); a page loading has no list yet to show it in. */
+function showRestoredInList(entry) {
+  const contact = state.contacts.get(entry.contact_id);
+  const at = Math.floor(entry.queued_at / 1000);
+  if (!contact || Number(contact.last_message_time) > at) return;
+  showReply(contact, entry.client_id, {
+    last: {
+      msg_type: entry.msg_type,
+      preview: previewOf(entry.msg_type, entry.msg),
+      direction: "out",
+    },
+    at,
+    touched: ++touchCounter,
+  });
+  renderContacts();
 }
 
 /** Every reply stored by an earlier page, or by a tab still open, shown where it belongs. */
@@ -1953,7 +1978,8 @@ function onStoredChange(clientId, value) {
     checkCopyLater(found.contactId, found.msg);
     return;
   }
-  removeMessage(conv(found.contactId), found.msg);
+  dropUnsent(found.contactId, found.msg);
+  withdrawFromList(found.contactId, clientId);
   if (state.current === found.contactId) renderMessages();
 }
 
@@ -1976,7 +2002,7 @@ function checkCopyLater(contactId, msg) {
       i.direction === "out" && String(i.client_id ?? "") === msg.client_id
     );
     if (item) upsertMessage(contactId, { ...item, echoed: true });
-    else removeMessage(conv(contactId), msg);
+    else dropUnsent(contactId, msg);
     if (state.current === contactId) renderMessages();
   }, 1500);
 }
@@ -2015,9 +2041,25 @@ async function sendRestored(contactId, msgs) {
 /** Takes back a reply that has not left this browser (waiting for the connection, or too old to
  * go by itself), in every tab of this agent. */
 function cancelReply(contactId, msg) {
-  removeMessage(conv(contactId), msg);
+  dropUnsent(contactId, msg);
   settleStored(msg.client_id);
+  withdrawFromList(contactId, msg.client_id);
   renderMessages();
+}
+
+/** Takes a reply (or upload) of ours that never left out of its conversation. Counted among the
+ * messages seen, it made the next new one read as seen already (no "New messages" for it). */
+function dropUnsent(contactId, msg) {
+  const c = conv(contactId);
+  const at = sortedMessages(c).indexOf(msg);
+  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
+  removeMessage(c, msg);
+}
+
+/** A reply of ours taken back before it left: its contact's entry shows what it did before. */
+function withdrawFromList(contactId, clientId) {
+  const kept = (id) => Boolean(findByClientId(id, contactId));
+  if (withdrawReply(state.contacts.get(contactId), clientId, kept)) renderContacts();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2561,7 +2603,9 @@ function retryReply(contactId, msg) {
   }
   // One too old to go by itself leaves the store with its old client_id.
   settleStored(msg.client_id);
-  rekeyClientId(conv(contactId), msg, newClientId());
+  const clientId = newClientId();
+  renameReply(contact, msg.client_id, clientId);
+  rekeyClientId(conv(contactId), msg, clientId);
   msg.status = "sending";
   msg.failure = undefined;
   msg.error = undefined;
@@ -2592,10 +2636,11 @@ function sendReply(text) {
   });
   storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
-  const contact = ensureContact(contactId, {});
-  contact.last_message = { local: true, msg_type: "text", preview: text, direction: "out" };
-  contact.last_message_time = nowS();
-  contact.touched = ++touchCounter;
+  showReply(ensureContact(contactId, {}), msg.client_id, {
+    last: { msg_type: "text", preview: text, direction: "out" },
+    at: nowS(),
+    touched: ++touchCounter,
+  });
   renderContacts();
   renderMessages({ toBottom: true });
 }
@@ -2812,15 +2857,11 @@ async function runUpload(contactId, msg) {
   msg.rev += 1;
   storeReply(contactId, msg);
   sendReplyFrame(contactId, msg);
-  const contact = ensureContact(contactId, {});
-  contact.last_message = {
-    local: true,
-    msg_type: msg.msg_type,
-    preview: previewOf(msg.msg_type, msg.msg),
-    direction: "out",
-  };
-  contact.last_message_time = nowS();
-  contact.touched = ++touchCounter;
+  showReply(ensureContact(contactId, {}), msg.client_id, {
+    last: { msg_type: msg.msg_type, preview: previewOf(msg.msg_type, msg.msg), direction: "out" },
+    at: nowS(),
+    touched: ++touchCounter,
+  });
   renderContacts();
   if (state.current === contactId) renderMessages();
   showServerCopy(contactId, msg);
@@ -2897,11 +2938,7 @@ function discardUpload(contactId, msg) {
   if (!up || !["uploading", "failed"].includes(msg.status)) return;
   up.canceled = true;
   up.xhr?.abort();
-  const c = conv(contactId);
-  // Counted among the messages seen, it would make the next new one read as seen already.
-  const at = sortedMessages(c).indexOf(msg);
-  if (c.seen && at >= 0 && at < c.seen) c.seen -= 1;
-  removeMessage(c, msg);
+  dropUnsent(contactId, msg);
   if (msg.display) URL.revokeObjectURL(msg.display);
   if (state.current === contactId) renderMessages();
   if (state.current === contactId && !isNarrow()) el.reply.focus();

@@ -369,3 +369,16 @@ export async function missingGlyphs(page: Page, selector: string): Promise<strin
     return chars.filter((ch) => pixels(ch) === missing);
   })()`) as string[];
 }
+
+/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
+export async function leaving(page: Page): Promise<string> {
+  const asked = new Promise<string>((resolve) =>
+    page.once("dialog", (dialog) => {
+      resolve(dialog.type());
+      dialog.dismiss();
+    })
+  );
+  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
+  await page.close({ runBeforeUnload: true });
+  return await Promise.race([asked, closed]);
+}

@@ -15,12 +15,14 @@ import {
   B,
   browserTest,
   followerXml,
+  leaving,
   makePng,
   openConsole,
   openPage,
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -38,41 +40,35 @@ async function listShows(page: Page, want: string[]): Promise<void> {
   });
 }
 
-browserTest(
+consoleTest(
   "under Unread, the open conversation stays after a filter round trip",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      for (const id of ["oRead", "oNext"]) {
-        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 在吗` });
-        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
-      }
-      await page.locator("#triage-mount button", { hasText: "Unread" }).click();
-      await page.locator('.contact[data-contact-id="oRead"]').click();
-      await page.locator(".msg.in", { hasText: "oRead 在吗" }).waitFor();
-      await listShows(page, ["oNext", "oRead"]);
-
-      await t.step("the name filter hides it, then is cleared", async () => {
-        await page.locator("#contact-filter").fill("oNext");
-        await listShows(page, ["oNext"]);
-        await page.locator("#contact-filter").fill("");
-        await listShows(page, ["oNext", "oRead"]);
-      });
-
-      await t.step("another triage filter, then Unread again", async () => {
-        await page.locator("#triage-mount button", { hasText: "Closed" }).click();
-        await listShows(page, []);
-        await page.locator("#triage-mount button", { hasText: "Unread" }).click();
-        await listShows(page, ["oNext", "oRead"]);
-        await page.locator("#triage-mount button", { hasText: "All" }).click();
-        await page.locator("#triage-mount button", { hasText: "Unread" }).click();
-        await listShows(page, ["oNext", "oRead"]);
-      });
-    } finally {
-      await server.close();
+  { agent: AGENT },
+  async (t, { server, page }) => {
+    for (const id of ["oRead", "oNext"]) {
+      await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 在吗` });
+      await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
     }
+    await page.locator("#triage-mount button", { hasText: "Unread" }).click();
+    await page.locator('.contact[data-contact-id="oRead"]').click();
+    await page.locator(".msg.in", { hasText: "oRead 在吗" }).waitFor();
+    await listShows(page, ["oNext", "oRead"]);
+
+    await t.step("the name filter hides it, then is cleared", async () => {
+      await page.locator("#contact-filter").fill("oNext");
+      await listShows(page, ["oNext"]);
+      await page.locator("#contact-filter").fill("");
+      await listShows(page, ["oNext", "oRead"]);
+    });
+
+    await t.step("another triage filter, then Unread again", async () => {
+      await page.locator("#triage-mount button", { hasText: "Closed" }).click();
+      await listShows(page, []);
+      await page.locator("#triage-mount button", { hasText: "Unread" }).click();
+      await listShows(page, ["oNext", "oRead"]);
+      await page.locator("#triage-mount button", { hasText: "All" }).click();
+      await page.locator("#triage-mount button", { hasText: "Unread" }).click();
+      await listShows(page, ["oNext", "oRead"]);
+    });
   },
 );
 
@@ -96,11 +92,10 @@ async function postMany(base: string, follower: string, count: number): Promise<
 const bottomGap = `(() => { const b = document.querySelector("#messages");
   return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
 
-browserTest("from a search hit far back, Jump to latest goes to the newest", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "from a search hit far back, Jump to latest goes to the newest",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     // More than the page keeps drawn (200): the newest is out of the window at the hit.
     await postMany(server.base, "oFar", 260);
     await postFollowerMessage(server.base, "oNear", { MsgType: "text", Content: "在吗" });
@@ -137,16 +132,13 @@ browserTest("from a search hit far back, Jump to latest goes to the newest", asy
       await page.waitForFunction(`${bottomGap} < 40`);
       await latest.waitFor({ state: "hidden" });
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
-browserTest("a cancelled upload is no new message, nor does it hide one", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "a cancelled upload is no new message, nor does it hide one",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     await postMany(server.base, "oPic", 40);
     await page.locator('.contact[data-contact-id="oPic"]').click();
     await page.locator(".msg.in", { hasText: "第 39 条" }).waitFor();
@@ -186,65 +178,57 @@ browserTest("a cancelled upload is no new message, nor does it hide one", async 
       await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
       await page.waitForFunction(`${bottomGap} < 40`);
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
-browserTest(
+consoleTest(
   "leaving with a failed upload not yet retried or removed asks first",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "发张图给我" });
-      // A click: Chrome asks before leaving only a page the agent has used.
-      await page.locator('.contact[data-contact-id="oPic"]').click();
-      await page.locator(".msg.in", { hasText: "发张图给我" }).waitFor();
-      // The network drops the upload: the file is only in this page now.
-      await page.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
-      await page.locator("#attach-input").setInputFiles({
-        name: "size-chart.png",
+  { agent: AGENT },
+  async (t, { server, page, browser }) => {
+    await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "发张图给我" });
+    // A click: Chrome asks before leaving only a page the agent has used.
+    await page.locator('.contact[data-contact-id="oPic"]').click();
+    await page.locator(".msg.in", { hasText: "发张图给我" }).waitFor();
+    // The network drops the upload: the file is only in this page now.
+    await page.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
+    await page.locator("#attach-input").setInputFiles({
+      name: "size-chart.png",
+      mimeType: "image/png",
+      buffer: Buffer.from(await makePng(200, 120)),
+    });
+    const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "size-chart.png" });
+    await failed.getByRole("button", { name: "Remove" }).waitFor();
+
+    await t.step("removed, the page closes without a word", async () => {
+      // Not this page's: a second one, the same failure, removed.
+      const { page: other } = await openPage(browser);
+      await openConsole(other, server.base, "agentB");
+      await postFollowerMessage(server.base, "oPic2", { MsgType: "text", Content: "图呢" });
+      await other.locator('.contact[data-contact-id="oPic2"]').click();
+      await other.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
+      await other.locator("#attach-input").setInputFiles({
+        name: "menu.png",
         mimeType: "image/png",
         buffer: Buffer.from(await makePng(200, 120)),
       });
-      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "size-chart.png" });
-      await failed.getByRole("button", { name: "Remove" }).waitFor();
+      const gone = other.locator('.msg.out[data-status="failed"]', { hasText: "menu.png" });
+      await gone.getByRole("button", { name: "Remove" }).click();
+      await gone.waitFor({ state: "detached" });
+      assert.equal(await leaving(other), "closed");
+    });
 
-      await t.step("removed, the page closes without a word", async () => {
-        // Not this page's: a second one, the same failure, removed.
-        const { page: other } = await openPage(browser);
-        await openConsole(other, server.base, "agentB");
-        await postFollowerMessage(server.base, "oPic2", { MsgType: "text", Content: "图呢" });
-        await other.locator('.contact[data-contact-id="oPic2"]').click();
-        await other.route(`**${B}/upload?*`, (route) => route.abort("connectionreset"));
-        await other.locator("#attach-input").setInputFiles({
-          name: "menu.png",
-          mimeType: "image/png",
-          buffer: Buffer.from(await makePng(200, 120)),
-        });
-        const gone = other.locator('.msg.out[data-status="failed"]', { hasText: "menu.png" });
-        await gone.getByRole("button", { name: "Remove" }).click();
-        await gone.waitFor({ state: "detached" });
-        assert.equal(await leaving(other), "closed");
-      });
+    await t.step("not removed, it asks", async () => {
+      assert.equal(await leaving(page), "beforeunload");
+    });
 
-      await t.step("not removed, it asks", async () => {
-        assert.equal(await leaving(page), "beforeunload");
-      });
-
-      await t.step("tried again and sent, the page closes without a word", async () => {
-        // The agent stayed; the network is back.
-        await page.unroute(`**${B}/upload?*`);
-        await failed.getByRole("button", { name: "Try again" }).click();
-        await page.locator('.msg.out[data-status="sent"]').waitFor();
-        await page.locator('.msg.out[data-status="failed"]').waitFor({ state: "detached" });
-        assert.equal(await leaving(page), "closed");
-      });
-    } finally {
-      await server.close();
-    }
+    await t.step("tried again and sent, the page closes without a word", async () => {
+      // The agent stayed; the network is back.
+      await page.unroute(`**${B}/upload?*`);
+      await failed.getByRole("button", { name: "Try again" }).click();
+      await page.locator('.msg.out[data-status="sent"]').waitFor();
+      await page.locator('.msg.out[data-status="failed"]').waitFor({ state: "detached" });
+      assert.equal(await leaving(page), "closed");
+    });
   },
 );
 
@@ -303,16 +287,3 @@ browserTest(
     }
   },
 );
-
-/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
-async function leaving(page: Page): Promise<string> {
-  const asked = new Promise<string>((resolve) =>
-    page.once("dialog", (dialog) => {
-      resolve(dialog.type());
-      dialog.dismiss();
-    })
-  );
-  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
-  await page.close({ runBeforeUnload: true });
-  return await Promise.race([asked, closed]);
-}

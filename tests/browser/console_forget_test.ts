@@ -3,8 +3,8 @@
 // screen and its draft in localStorage until the next reload. Now they go when the notice comes.
 
 import assert from "node:assert/strict";
-import { startBridge } from "../helpers/server.ts";
-import { B, browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { B, postFollowerMessage } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentF";
 
@@ -14,11 +14,10 @@ const revokeXml = (openId: string) =>
     Math.floor(Date.now() / 1000)
   }</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_authorization_revoke]]></Event><OpenID><![CDATA[${openId}]]></OpenID><AppID><![CDATA[wx13974bf780d3dc89]]></AppID><RevokeInfo><![CDATA[1]]></RevokeInfo></xml>`;
 
-browserTest("a follower the bridge forgets leaves the console", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "a follower the bridge forgets leaves the console",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     await postFollowerMessage(server.base, "oStay", { MsgType: "text", Content: "hello" });
     await postFollowerMessage(server.base, "oGone", { MsgType: "text", Content: "13800000000" });
     await page.locator('.contact[data-contact-id="oGone"]').click();
@@ -55,7 +54,5 @@ browserTest("a follower the bridge forgets leaves the console", async (t, browse
       });
       assert.deepEqual(kept, []);
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);

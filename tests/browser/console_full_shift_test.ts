@@ -13,9 +13,9 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectRoutedAgent, startBridge } from "../helpers/server.ts";
 import { B, browserTest, makePng, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { consoleTest, wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -28,117 +28,99 @@ async function contactsReadAgain(page: Page): Promise<void> {
   await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))");
 }
 
-browserTest(
+wechatConsoleTest(
   "a picture's and a voice's list entry says what they are, read again too",
-  async (t, browser) => {
-    const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+  { agent: AGENT, appId: "wxshift9" },
+  async (t, { server, fake, context, page, browser }) => {
     fake.addMedia("img1", await makePng(64, 48), "image/png");
     fake.addMedia(
       "voc1",
       await Deno.readFile(new URL("../fixtures/media/voice.amr", import.meta.url)),
       "audio/amr",
     );
-    const server = await startBridge({
-      env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+
+    await t.step("as they come, and after GET contacts is read again", async () => {
+      await postFollowerMessage(server.base, "oPic", { MsgType: "image", MediaId: "img1" });
+      await postFollowerMessage(server.base, "oVoice", {
+        MsgType: "voice",
+        MediaId: "voc1",
+        Format: "amr",
+        Recognition: "我要退货",
+      });
+      await page.locator('.contact[data-contact-id="oVoice"]').waitFor();
+      assert.equal(await preview(page, "oPic"), "[Image]");
+      assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
+      // A new message has the list read again 1.5 s later.
+      await contactsReadAgain(page);
+      assert.equal(await preview(page, "oPic"), "[Image]", "the bridge's [image]");
+      assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
     });
-    try {
-      const { context, page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
 
-      await t.step("as they come, and after GET contacts is read again", async () => {
-        await postFollowerMessage(server.base, "oPic", { MsgType: "image", MediaId: "img1" });
-        await postFollowerMessage(server.base, "oVoice", {
-          MsgType: "voice",
-          MediaId: "voc1",
-          Format: "amr",
-          Recognition: "我要退货",
-        });
-        await page.locator('.contact[data-contact-id="oVoice"]').waitFor();
-        assert.equal(await preview(page, "oPic"), "[Image]");
-        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
-        // A new message has the list read again 1.5 s later.
-        await contactsReadAgain(page);
-        assert.equal(await preview(page, "oPic"), "[Image]", "the bridge's [image]");
-        assert.equal(await preview(page, "oVoice"), "[Voice] 我要退货");
-      });
+    await t.step("after a reload, from GET contacts alone", async () => {
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('.contact[data-contact-id="oPic"]').waitFor();
+      assert.equal(await preview(page, "oPic"), "[Image]");
+      assert.equal(await preview(page, "oVoice"), "[Voice]");
+    });
 
-      await t.step("after a reload, from GET contacts alone", async () => {
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await page.locator('.contact[data-contact-id="oPic"]').waitFor();
-        assert.equal(await preview(page, "oPic"), "[Image]");
-        assert.equal(await preview(page, "oVoice"), "[Voice]");
-      });
-
-      await t.step("in the waiting queue", async () => {
-        // Another agent, at its limit of none, sees the follower nobody could take wait.
-        const other = await openPage(browser);
-        await other.context.addInitScript(`localStorage.setItem("wxbridge.capacity:agentC", "0")`);
-        await openConsole(other.page, server.base, "agentC");
-        await page.locator("#capacity-button").click();
-        await page.locator("#capacity-input").fill("0");
-        await page.locator("#capacity-input").press("Enter");
-        await page.locator("#capacity-form").waitFor({ state: "hidden" });
-        await new Promise((r) => setTimeout(r, 300));
-        await postFollowerMessage(server.base, "oQueued", { MsgType: "image", MediaId: "img1" });
-        const entry = page.locator('.waiting-entry[data-contact-id="oQueued"] .waiting-preview');
-        await entry.waitFor();
-        assert.equal(await entry.innerText(), "[Image]");
-        await other.context.close();
-      });
-      await context.close();
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+    await t.step("in the waiting queue", async () => {
+      // Another agent, at its limit of none, sees the follower nobody could take wait.
+      const other = await openPage(browser);
+      await other.context.addInitScript(`localStorage.setItem("wxbridge.capacity:agentC", "0")`);
+      await openConsole(other.page, server.base, "agentC");
+      await page.locator("#capacity-button").click();
+      await page.locator("#capacity-input").fill("0");
+      await page.locator("#capacity-input").press("Enter");
+      await page.locator("#capacity-form").waitFor({ state: "hidden" });
+      await new Promise((r) => setTimeout(r, 300));
+      await postFollowerMessage(server.base, "oQueued", { MsgType: "image", MediaId: "img1" });
+      const entry = page.locator('.waiting-entry[data-contact-id="oQueued"] .waiting-preview');
+      await entry.waitFor();
+      assert.equal(await entry.innerText(), "[Image]");
+      await other.context.close();
+    });
+    await context.close();
   },
 );
 
-browserTest("a follower handed over to us reads in the order it wrote", async (_t, browser) => {
-  const fake = await startFakeWechat({ appId: "wxshift9", secret: "secret" });
+wechatConsoleTest("a follower handed over to us reads in the order it wrote", {
+  agent: AGENT,
+  appId: "wxshift9",
+}, async (_t, { server, fake, page }) => {
   fake.addMedia("img1", await makePng(64, 48), "image/png");
-  const server = await startBridge({
-    env: { WECHAT_APPID: "wxshift9", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-  });
+  await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "先来的" });
+  await page.locator('.contact[data-contact-id="oHere"]').click();
+  const colleague = await connectRoutedAgent(server, "agentB");
   try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
-    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "先来的" });
-    await page.locator('.contact[data-contact-id="oHere"]').click();
-    const colleague = await connectRoutedAgent(server, "agentB");
-    try {
-      // One second for both: the picture to the colleague, the words to us after the transfer.
-      const second = Math.floor(Date.now() / 1000) - 30;
-      await postFollowerMessage(server.base, "oMoved", {
-        ToUserName: "agentB",
-        MsgType: "image",
-        MediaId: "img1",
-        CreateTime: second,
-      });
-      await colleague.waitFor((e) => e.data.contact_id === "oMoved");
-      colleague.send({
-        data: { msg_type: "transfer", client_id: "t1", contact_id: "oMoved", msg: { to: AGENT } },
-        result: { code: 0, message: "command" },
-      });
-      await page.locator('.contact[data-contact-id="oMoved"]').waitFor();
-      await postFollowerMessage(server.base, "oMoved", {
-        MsgType: "text",
-        Content: "图片收到了吗",
-        CreateTime: second,
-      });
-      await page.locator('.contact[data-contact-id="oMoved"]', { hasText: "图片收到了吗" })
-        .waitFor();
-      await page.locator('.contact[data-contact-id="oMoved"]').click();
-      await page.locator("#messages .msg.type-image").waitFor();
-      const order = await page.evaluate(`[...document.querySelectorAll("#messages .msg.in")]
-        .map((n) => n.dataset.msgType)`);
-      assert.deepEqual(order, ["image", "text"], "what it said since came before what it said");
-    } finally {
-      await colleague.close();
-    }
+    // One second for both: the picture to the colleague, the words to us after the transfer.
+    const second = Math.floor(Date.now() / 1000) - 30;
+    await postFollowerMessage(server.base, "oMoved", {
+      ToUserName: "agentB",
+      MsgType: "image",
+      MediaId: "img1",
+      CreateTime: second,
+    });
+    await colleague.waitFor((e) => e.data.contact_id === "oMoved");
+    colleague.send({
+      data: { msg_type: "transfer", client_id: "t1", contact_id: "oMoved", msg: { to: AGENT } },
+      result: { code: 0, message: "command" },
+    });
+    await page.locator('.contact[data-contact-id="oMoved"]').waitFor();
+    await postFollowerMessage(server.base, "oMoved", {
+      MsgType: "text",
+      Content: "图片收到了吗",
+      CreateTime: second,
+    });
+    await page.locator('.contact[data-contact-id="oMoved"]', { hasText: "图片收到了吗" })
+      .waitFor();
+    await page.locator('.contact[data-contact-id="oMoved"]').click();
+    await page.locator("#messages .msg.type-image").waitFor();
+    const order = await page.evaluate(`[...document.querySelectorAll("#messages .msg.in")]
+      .map((n) => n.dataset.msgType)`);
+    assert.deepEqual(order, ["image", "text"], "what it said since came before what it said");
   } finally {
-    await server.close();
-    await fake.close();
+    await colleague.close();
   }
 });
 
@@ -193,11 +175,10 @@ browserTest(
   },
 );
 
-browserTest("a notice shown in the conversation in view is read there", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "a notice shown in the conversation in view is read there",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     await postFollowerMessage(server.base, "oSeen", { MsgType: "text", Content: "怎么开发票" });
     await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "你好" });
     await page.locator('.contact[data-contact-id="oSeen"]').click();
@@ -225,16 +206,13 @@ browserTest("a notice shown in the conversation in view is read there", async (_
     // Counted on its follower, as the bridge counts it.
     await page.locator('.contact[data-contact-id="oSeen"] .unread', { hasText: "1" }).waitFor();
     await page.waitForFunction(`document.title.startsWith("(1) ")`);
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
-browserTest("a quick reply a colleague adds mid-shift is there to pick", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "a quick reply a colleague adds mid-shift is there to pick",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     await postFollowerMessage(server.base, "oAsk", { MsgType: "text", Content: "怎么退货" });
     await page.locator('.contact[data-contact-id="oAsk"]').click();
     await page.locator(".msg.in", { hasText: "怎么退货" }).waitFor();
@@ -261,7 +239,5 @@ browserTest("a quick reply a colleague adds mid-shift is there to pick", async (
     await page.locator("#quick-button").click();
     await page.locator("#quick-manager .quick-list li", { hasText: "退货" }).waitFor();
     assert.equal(await page.locator("#quick-manager .inline-error").count(), 0, "a stale error");
-  } finally {
-    await server.close();
-  }
-});
+  },
+);

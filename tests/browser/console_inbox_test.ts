@@ -15,6 +15,7 @@ import {
   screenshot,
   waitUntil,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agent1";
 
@@ -70,11 +71,10 @@ const badge = (page: Page) =>
 /** Sounds are one per burst (1.5 s apart): the next alert needs the gap to be heard. */
 const quietGap = () => new Promise((r) => setTimeout(r, 1600));
 
-browserTest("drafts stay with their conversation and survive a reload", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "drafts stay with their conversation and survive a reload",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     await postFollowerMessage(server.base, "oAnn", { MsgType: "text", Content: "from Ann" });
     await postFollowerMessage(server.base, "oBen", { MsgType: "text", Content: "from Ben" });
     const open = async (id: string) => {
@@ -110,10 +110,8 @@ browserTest("drafts stay with their conversation and survive a reload", async (t
       await open("oAnn");
       assert.equal(await page.locator("#reply").inputValue(), "");
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
 browserTest(
   "alerts: sound, desktop notification and favicon badge, each can be turned off",
@@ -194,101 +192,95 @@ browserTest(
   },
 );
 
-browserTest(
+consoleTest(
   "quick replies: kept on the server, managed here, inserted with / and filled",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oWang", { MsgType: "text", Content: "发票怎么开" });
+  { agent: AGENT },
+  async (t, { server, page }) => {
+    await postFollowerMessage(server.base, "oWang", { MsgType: "text", Content: "发票怎么开" });
+    await page.locator('.contact[data-contact-id="oWang"]').click();
+    await page.locator(".msg.in", { hasText: "发票怎么开" }).waitFor();
+    await server.store.renameContact(AGENT, "oWang", "王女士");
+
+    await t.step("added from the console, it is the team's (GET quick_replies)", async () => {
+      await page.locator("#quick-button").click();
+      const dialog = page.locator("#quick-manager");
+      await dialog.locator('input[name="title"]').fill("发票");
+      await dialog.locator('textarea[name="text"]').fill(
+        "{name}您好，发票请在订单页申请。客服 {agent}",
+      );
+      await dialog.locator("#quick-save").click();
+      await dialog.locator(".quick-list li", { hasText: "发票" }).waitFor();
+      await dialog.locator('input[name="title"]').fill("Greeting");
+      await dialog.locator('textarea[name="text"]').fill("Hello {name}!");
+      await dialog.locator("#quick-save").click();
+      await dialog.locator(".quick-list li", { hasText: "Greeting" }).waitFor();
+      const res = await fetch(`${server.base}${B}/quick_replies?userid=someone-else`);
+      const titles = (await res.json()).quick_replies.map((q: { title: string }) => q.title);
+      assert.deepEqual(titles.sort(), ["Greeting", "发票"].sort());
+      await screenshot(page, "console-laptop-quick-replies-en");
+      await dialog.locator("button", { hasText: "Close" }).click();
+    });
+
+    await t.step("/ and a word find it; Enter puts it in, the name filled", async () => {
+      // The list is read after the socket connects: here it comes only once "/发" is typed,
+      // as it does on a slow link, and the open picker takes it when it comes.
+      let release = () => {};
+      const listHeld = new Promise<void>((resolve) => release = resolve);
+      await page.route(/\/quick_replies\?/, async (route) => {
+        if (route.request().method() === "GET") await listHeld;
+        await route.continue();
+      });
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
       await page.locator('.contact[data-contact-id="oWang"]').click();
-      await page.locator(".msg.in", { hasText: "发票怎么开" }).waitFor();
-      await server.store.renameContact(AGENT, "oWang", "王女士");
+      await page.locator("#reply").focus();
+      await page.keyboard.type("/发");
+      const picker = page.locator("#quick-picker");
+      await picker.locator(".quick-none").waitFor();
+      release();
+      await picker.locator(".quick-item", { hasText: "发票" }).waitFor();
+      await page.unroute(/\/quick_replies\?/);
+      assert.equal(await picker.locator(".quick-item").count(), 1, "the search narrowed it");
+      await page.keyboard.press("Enter");
+      assert.equal(
+        await page.locator("#reply").inputValue(),
+        `王女士您好，发票请在订单页申请。客服 ${AGENT}`,
+      );
+      assert.equal(await picker.count(), 0, "the picker closed");
+      assert.equal(
+        (await server.store.readHistory("oWang", null, 50)).items.filter((i) =>
+          i.direction === "out"
+        ).length,
+        0,
+        "choosing sent nothing yet",
+      );
+      await page.keyboard.press("Enter");
+      await page.locator('.msg.out[data-status="sent"]', { hasText: "发票请在订单页申请" })
+        .waitFor();
+    });
 
-      await t.step("added from the console, it is the team's (GET quick_replies)", async () => {
-        await page.locator("#quick-button").click();
-        const dialog = page.locator("#quick-manager");
-        await dialog.locator('input[name="title"]').fill("发票");
-        await dialog.locator('textarea[name="text"]').fill(
-          "{name}您好，发票请在订单页申请。客服 {agent}",
-        );
-        await dialog.locator("#quick-save").click();
-        await dialog.locator(".quick-list li", { hasText: "发票" }).waitFor();
-        await dialog.locator('input[name="title"]').fill("Greeting");
-        await dialog.locator('textarea[name="text"]').fill("Hello {name}!");
-        await dialog.locator("#quick-save").click();
-        await dialog.locator(".quick-list li", { hasText: "Greeting" }).waitFor();
-        const res = await fetch(`${server.base}${B}/quick_replies?userid=someone-else`);
-        const titles = (await res.json()).quick_replies.map((q: { title: string }) => q.title);
-        assert.deepEqual(titles.sort(), ["Greeting", "发票"].sort());
-        await screenshot(page, "console-laptop-quick-replies-en");
-        await dialog.locator("button", { hasText: "Close" }).click();
-      });
+    await t.step("arrows move in the list, Escape closes it", async () => {
+      await page.keyboard.type("/");
+      const items = page.locator("#quick-picker .quick-item");
+      await items.nth(1).waitFor();
+      await page.keyboard.press("ArrowDown");
+      assert.equal(await items.nth(1).getAttribute("aria-selected"), "true");
+      await page.keyboard.press("Escape");
+      assert.equal(await page.locator("#quick-picker").count(), 0);
+      assert.equal(await page.locator("#reply").inputValue(), "/", "Escape keeps what was typed");
+    });
 
-      await t.step("/ and a word find it; Enter puts it in, the name filled", async () => {
-        // The list is read after the socket connects: here it comes only once "/发" is typed,
-        // as it does on a slow link, and the open picker takes it when it comes.
-        let release = () => {};
-        const listHeld = new Promise<void>((resolve) => release = resolve);
-        await page.route(/\/quick_replies\?/, async (route) => {
-          if (route.request().method() === "GET") await listHeld;
-          await route.continue();
-        });
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await page.locator('.contact[data-contact-id="oWang"]').click();
-        await page.locator("#reply").focus();
-        await page.keyboard.type("/发");
-        const picker = page.locator("#quick-picker");
-        await picker.locator(".quick-none").waitFor();
-        release();
-        await picker.locator(".quick-item", { hasText: "发票" }).waitFor();
-        await page.unroute(/\/quick_replies\?/);
-        assert.equal(await picker.locator(".quick-item").count(), 1, "the search narrowed it");
-        await page.keyboard.press("Enter");
-        assert.equal(
-          await page.locator("#reply").inputValue(),
-          `王女士您好，发票请在订单页申请。客服 ${AGENT}`,
-        );
-        assert.equal(await picker.count(), 0, "the picker closed");
-        assert.equal(
-          (await server.store.readHistory("oWang", null, 50)).items.filter((i) =>
-            i.direction === "out"
-          ).length,
-          0,
-          "choosing sent nothing yet",
-        );
-        await page.keyboard.press("Enter");
-        await page.locator('.msg.out[data-status="sent"]', { hasText: "发票请在订单页申请" })
-          .waitFor();
-      });
-
-      await t.step("arrows move in the list, Escape closes it", async () => {
-        await page.keyboard.type("/");
-        const items = page.locator("#quick-picker .quick-item");
-        await items.nth(1).waitFor();
-        await page.keyboard.press("ArrowDown");
-        assert.equal(await items.nth(1).getAttribute("aria-selected"), "true");
-        await page.keyboard.press("Escape");
-        assert.equal(await page.locator("#quick-picker").count(), 0);
-        assert.equal(await page.locator("#reply").inputValue(), "/", "Escape keeps what was typed");
-      });
-
-      await t.step("deleted from the console, it is gone for the team", async () => {
-        await page.locator("#quick-button").click();
-        const row = page.locator("#quick-manager .quick-list li", { hasText: "Greeting" });
-        await row.locator("button", { hasText: "Delete" }).click();
-        await row.waitFor({ state: "detached" });
-        const res = await fetch(`${server.base}${B}/quick_replies?userid=${AGENT}`);
-        assert.deepEqual(
-          (await res.json()).quick_replies.map((q: { title: string }) => q.title),
-          ["发票"],
-        );
-      });
-    } finally {
-      await server.close();
-    }
+    await t.step("deleted from the console, it is gone for the team", async () => {
+      await page.locator("#quick-button").click();
+      const row = page.locator("#quick-manager .quick-list li", { hasText: "Greeting" });
+      await row.locator("button", { hasText: "Delete" }).click();
+      await row.waitFor({ state: "detached" });
+      const res = await fetch(`${server.base}${B}/quick_replies?userid=${AGENT}`);
+      assert.deepEqual(
+        (await res.json()).quick_replies.map((q: { title: string }) => q.title),
+        ["发票"],
+      );
+    });
   },
 );
 

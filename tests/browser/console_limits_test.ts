@@ -18,6 +18,7 @@ import {
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agent1";
 
@@ -26,94 +27,84 @@ async function reply(page: Page, text: string): Promise<void> {
   await page.locator("#reply").press("Enter");
 }
 
-browserTest(
+wechatConsoleTest(
   "WeChat's limits: replies left, failing replies, retry, a box disabled at 0",
-  async (t, browser) => {
-    const fake = await startFakeWechat({ appId: "wxconsole", secret: "secret" });
-    const server = await startBridge({
-      env: { WECHAT_APPID: "wxconsole", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
+  { agent: AGENT, appId: "wxconsole" },
+  async (t, { server, fake, page }) => {
+    await postFollowerMessage(server.base, "oQ", { MsgType: "text", Content: "help" });
+    await page.locator('.contact[data-contact-id="oQ"]').click();
+    const quota = page.locator("#conv-quota");
+    // The list's refreshes (GET contacts, with the bridge's count) wait until the count after
+    // the Retry is read: what is checked is the console's own, as an agent sees it between
+    // refreshes (under load one came before the Retry and none after).
+    const held: Route[] = [];
+    let holding = true;
+    const isContacts = (url: URL) => url.pathname.endsWith("/contacts");
+    await page.route(isContacts, async (route) => {
+      if (holding) held.push(route);
+      else await route.continue();
     });
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oQ", { MsgType: "text", Content: "help" });
-      await page.locator('.contact[data-contact-id="oQ"]').click();
-      const quota = page.locator("#conv-quota");
-      // The list's refreshes (GET contacts, with the bridge's count) wait until the count after
-      // the Retry is read: what is checked is the console's own, as an agent sees it between
-      // refreshes (under load one came before the Retry and none after).
-      const held: Route[] = [];
-      let holding = true;
-      const isContacts = (url: URL) => url.pathname.endsWith("/contacts");
-      await page.route(isContacts, async (route) => {
-        if (holding) held.push(route);
-        else await route.continue();
-      });
 
-      await t.step("replies left of WeChat's 5 show before any fails", async () => {
-        await quota.filter({ hasText: "5 of 5 replies left" }).waitFor();
-        await reply(page, "one");
-        await page.locator('.msg.out[data-status="sent"]', { hasText: "one" }).waitFor();
-        await quota.filter({ hasText: "4 of 5 replies left" }).waitFor();
-      });
+    await t.step("replies left of WeChat's 5 show before any fails", async () => {
+      await quota.filter({ hasText: "5 of 5 replies left" }).waitFor();
+      await reply(page, "one");
+      await page.locator('.msg.out[data-status="sent"]', { hasText: "one" }).waitFor();
+      await quota.filter({ hasText: "4 of 5 replies left" }).waitFor();
+    });
 
-      await t.step("a refused reply turns the header from connected to failing", async () => {
-        fake.failNext("/cgi-bin/message/custom/send", 40003, "invalid openid", 1);
-        await reply(page, "two");
-        const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "two" });
-        await failed.waitFor();
-        await page.locator('#conn[data-state="failing"]').waitFor();
-        assert.equal(
-          await page.locator("#conn-label").innerText(),
-          "Connected · replies failing (1)",
-        );
-        // WeChat delivered nothing: the bridge gave the reply back, and its -1 says so.
-        await quota.filter({ hasText: "4 of 5 replies left" }).waitFor();
-        await screenshot(page, "console-laptop-reply-failing-en");
-      });
-
-      await t.step("Retry sends it again; delivered, the header is well again", async () => {
-        await page.locator(".msg.out", { hasText: "two" }).locator(".retry-button").click();
-        await page.locator('.msg.out[data-status="sent"]', { hasText: "two" }).waitFor();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        const sent = fake.calls.filter((c) => c.path.endsWith("message/custom/send"));
-        assert.equal(sent.filter((c) => JSON.stringify(c.body).includes('"two"')).length, 2);
-      });
-
-      await t.step(
-        "at 0 left the box is disabled and says why; a new message reopens it",
-        async () => {
-          await quota.filter({ hasText: "3 of 5 replies left" }).waitFor();
-          // Let through by the handler, not after unroute(): a route held across unroute()
-          // threw "Route is already handled" when continued (playwright-core 1.65).
-          holding = false;
-          for (const route of held) await route.continue();
-          const listed = (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oQ");
-          assert.equal(listed?.replies_since_inbound, 2, "the refused reply was given back");
-          await reply(page, "three");
-          await page.locator('.msg.out[data-status="sent"]', { hasText: "three" }).waitFor();
-          await reply(page, "four");
-          await page.locator('.msg.out[data-status="sent"]', { hasText: "four" }).waitFor();
-          await reply(page, "five");
-          await page.locator('.msg.out[data-status="sent"]', { hasText: "five" }).waitFor();
-          await quota.filter({ hasText: "0 of 5 replies left" }).waitFor();
-          assert.equal(await page.locator("#reply").isDisabled(), true);
-          assert.equal(
-            await page.locator("#composer-reason").innerText(),
-            "No replies left until the follower writes",
-          );
-          await page.locator("#window-notice", { hasText: "5 replies for this message are used" })
-            .waitFor();
-          await screenshot(page, "console-laptop-quota-used-en");
-          await postFollowerMessage(server.base, "oQ", { MsgType: "text", Content: "one more?" });
-          await quota.filter({ hasText: "5 of 5 replies left" }).waitFor();
-          assert.equal(await page.locator("#reply").isDisabled(), false);
-        },
+    await t.step("a refused reply turns the header from connected to failing", async () => {
+      fake.failNext("/cgi-bin/message/custom/send", 40003, "invalid openid", 1);
+      await reply(page, "two");
+      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "two" });
+      await failed.waitFor();
+      await page.locator('#conn[data-state="failing"]').waitFor();
+      assert.equal(
+        await page.locator("#conn-label").innerText(),
+        "Connected · replies failing (1)",
       );
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+      // WeChat delivered nothing: the bridge gave the reply back, and its -1 says so.
+      await quota.filter({ hasText: "4 of 5 replies left" }).waitFor();
+      await screenshot(page, "console-laptop-reply-failing-en");
+    });
+
+    await t.step("Retry sends it again; delivered, the header is well again", async () => {
+      await page.locator(".msg.out", { hasText: "two" }).locator(".retry-button").click();
+      await page.locator('.msg.out[data-status="sent"]', { hasText: "two" }).waitFor();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      const sent = fake.calls.filter((c) => c.path.endsWith("message/custom/send"));
+      assert.equal(sent.filter((c) => JSON.stringify(c.body).includes('"two"')).length, 2);
+    });
+
+    await t.step(
+      "at 0 left the box is disabled and says why; a new message reopens it",
+      async () => {
+        await quota.filter({ hasText: "3 of 5 replies left" }).waitFor();
+        // Let through by the handler, not after unroute(): a route held across unroute()
+        // threw "Route is already handled" when continued (playwright-core 1.65).
+        holding = false;
+        for (const route of held) await route.continue();
+        const listed = (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oQ");
+        assert.equal(listed?.replies_since_inbound, 2, "the refused reply was given back");
+        await reply(page, "three");
+        await page.locator('.msg.out[data-status="sent"]', { hasText: "three" }).waitFor();
+        await reply(page, "four");
+        await page.locator('.msg.out[data-status="sent"]', { hasText: "four" }).waitFor();
+        await reply(page, "five");
+        await page.locator('.msg.out[data-status="sent"]', { hasText: "five" }).waitFor();
+        await quota.filter({ hasText: "0 of 5 replies left" }).waitFor();
+        assert.equal(await page.locator("#reply").isDisabled(), true);
+        assert.equal(
+          await page.locator("#composer-reason").innerText(),
+          "No replies left until the follower writes",
+        );
+        await page.locator("#window-notice", { hasText: "5 replies for this message are used" })
+          .waitFor();
+        await screenshot(page, "console-laptop-quota-used-en");
+        await postFollowerMessage(server.base, "oQ", { MsgType: "text", Content: "one more?" });
+        await quota.filter({ hasText: "5 of 5 replies left" }).waitFor();
+        assert.equal(await page.locator("#reply").isDisabled(), false);
+      },
+    );
   },
 );
 

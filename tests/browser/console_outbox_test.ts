@@ -7,19 +7,19 @@
 // was down is a reply like a text: kept and sent the same way.
 
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, Page, WebSocketRoute } from "playwright-core";
-import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
-import { connectRoutedAgent, startBridge, type TestBridge } from "../helpers/server.ts";
+import type { Page, WebSocketRoute } from "playwright-core";
+import type { FakeWechat } from "../../tools/fake_wechat.ts";
+import { connectRoutedAgent, type TestBridge } from "../helpers/server.ts";
 import {
   B,
-  browserTest,
+  leaving,
   makePng,
   openConsole,
-  openPage,
   openTab,
   postFollowerMessage,
   waitUntil,
 } from "./browser.ts";
+import { type ConsoleSession, consoleTest, wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agentOut";
 const F = "oOutbox";
@@ -73,13 +73,9 @@ function socketNetwork() {
   return net;
 }
 
-async function startWithWechat(): Promise<{ fake: FakeWechat; server: TestBridge }> {
-  const fake = await startFakeWechat({ appId: "wxoutbox", secret: "secret" });
-  const server = await startBridge({
-    env: { WECHAT_APPID: "wxoutbox", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-  });
-  return { fake, server };
-}
+/** Every test here: a bridge sending to a fake WeChat, the agent's page not yet open (its
+ * sockets are routed first). */
+const OUTBOX = { agent: AGENT, appId: "wxoutbox", open: false } as const;
 
 /** What WeChat was asked to send to the follower, texts in order. */
 function sentTexts(fake: FakeWechat): string[] {
@@ -114,19 +110,26 @@ async function openFollower(page: Page): Promise<void> {
  * reply sent while it reconnected (a tab opened after the follower's message knew none and
  * reconnected blind, reading history instead: refused it, it stayed "sending" when its socket
  * opened after the echo, and a test failed at random). `initScript` runs in both. */
-async function twoTabs(browser: Browser, server: TestBridge, initScript?: string) {
-  const { context, page: one } = await openPage(browser);
+async function twoTabs({ context, page: one, server }: ConsoleSession, initScript?: string) {
   if (initScript) await context.addInitScript(initScript);
   const two = await openTab(context);
   const net = socketNetwork();
   await net.route(one, "one");
   await net.route(two, "two");
-  await setUp(context, one, server);
+  await onFollower(one, server);
   await openConsole(two, server.base, AGENT);
   await openFollower(two);
   await postFollowerMessage(server.base, F, { MsgType: "text", Content: "还在吗" });
   for (const page of [one, two]) await page.locator(".msg.in", { hasText: "还在吗" }).waitFor();
-  return { context, one, two, net };
+  return { one, two, net };
+}
+
+/** One tab of the agent on F's conversation, its sockets through `net`. */
+async function oneTab({ page, server }: ConsoleSession) {
+  const net = socketNetwork();
+  await net.route(page, "one");
+  await onFollower(page, server);
+  return net;
 }
 
 /** The console reconnecting on its own after the network came back (the Retry button). */
@@ -149,294 +152,240 @@ async function typeWhileDown(page: Page, text: string): Promise<void> {
     .locator(".status", { hasText: "Waiting for connection" }).waitFor();
 }
 
-async function setUp(context: BrowserContext, page: Page, server: TestBridge) {
-  void context;
+/** The console open on F's conversation, F having written first. */
+async function onFollower(page: Page, server: TestBridge) {
   await openConsole(page, server.base, AGENT);
   await postFollowerMessage(server.base, F, { MsgType: "text", Content: "订单还没到" });
   await openFollower(page);
 }
 
-browserTest(
+/** The network goes down: every one of `pages` says it is not connected. */
+async function goOffline(net: ReturnType<typeof socketNetwork>, pages: Page[]): Promise<void> {
+  await net.down();
+  for (const page of pages) await page.locator('#conn:not([data-state="connected"])').waitFor();
+}
+
+/** The network comes back: `pages` reconnect (one after the other, or `atOnce`), and each shows
+ * `text` sent, when given. */
+async function comeBack(
+  net: ReturnType<typeof socketNetwork>,
+  pages: Page[],
+  options: { text?: string; atOnce?: boolean } = {},
+): Promise<void> {
+  net.up();
+  if (options.atOnce) await Promise.all(pages.map(reconnect));
+  else for (const page of pages) await reconnect(page);
+  if (options.text === undefined) return;
+  for (const page of pages) {
+    await page.locator('.msg.out[data-status="sent"]', { hasText: options.text }).waitFor();
+  }
+}
+
+/** The tabs that wrote each frame of reply `text` to the bridge, once time enough has passed
+ * for a second to have reached WeChat; WeChat's texts are checked to be `wechat`. */
+async function sentFrom(
+  page: Page,
+  { fake, net }: { fake: FakeWechat; net: ReturnType<typeof socketNetwork> },
+  text: string,
+  wechat: string[],
+): Promise<string[]> {
+  await page.waitForTimeout(1000);
+  assert.deepEqual(sentTexts(fake), wechat);
+  return net.replies.filter((r) => r.content === text).map((r) => r.tab);
+}
+
+wechatConsoleTest(
   "a reply typed offline survives a reload and reaches WeChat once",
-  async (t, browser) => {
-    const { fake, server } = await startWithWechat();
-    try {
-      const { context, page } = await openPage(browser);
-      const net = socketNetwork();
-      await net.route(page, "one");
-      await setUp(context, page, server);
-      const text = "退款已经原路退回，请留意";
+  OUTBOX,
+  async (t, session) => {
+    const { fake, server, page } = session;
+    const net = await oneTab(session);
+    const text = "退款已经原路退回，请留意";
 
-      await t.step("typed while the socket is down, then reloaded: it waits there", async () => {
-        await net.down();
-        await page.locator('#conn:not([data-state="connected"])').waitFor();
-        await typeWhileDown(page, text);
-        await page.reload();
-        await openFollower(page);
-        const waiting = page.locator('.msg.out[data-status="sending"]', { hasText: text });
-        await waiting.locator(".status", { hasText: "Waiting for connection…" }).waitFor();
-        await waiting.getByRole("button", { name: "Cancel" }).waitFor();
-        assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
-        assert.deepEqual(sentTexts(fake), []);
-      });
-
-      await t.step(
-        "the socket back: sent once, under the client_id it was typed with",
-        async () => {
-          net.up();
-          await reconnect(page);
-          await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
-          // Long enough for a second send to have reached WeChat.
-          await page.waitForTimeout(1000);
-          assert.deepEqual(sentTexts(fake), [text]);
-          const frames = net.replies.filter((r) => r.content === text);
-          assert.equal(frames.length, 1, JSON.stringify(net.replies));
-          assert.deepEqual(await storedReplies(page), []);
-        },
-      );
-
-      await t.step("reloaded again: the history holds it once", async () => {
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await openFollower(page);
-        await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
-        assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
-        assert.deepEqual(await historyReplies(server), [text]);
-      });
-
-      await t.step(
-        "written just before the reload, its echo lost: the next page sends nothing more",
-        async () => {
-          const late = "发票明天寄出";
-          // The bridge gets the frame, the page hears nothing back (the socket dying as it went).
-          net.deaf = true;
-          await page.locator("#reply").fill(late);
-          await page.locator("#reply").press("Enter");
-          await waitUntil(
-            () => sentTexts(fake).includes(late),
-            () => `WeChat never got the reply: ${JSON.stringify(fake.sent)}`,
-          );
-          await page.locator('.msg.out[data-status="sending"]', { hasText: late }).waitFor();
-          net.deaf = false;
-          // Loaded at the list, its conversation not opened (no history read for the page).
-          await openConsole(page, server.base, AGENT);
-          await page.waitForFunction(`!Object.keys(localStorage)
-            .some((k) => k.startsWith("wxbridge.outbox:"))`);
-          await page.waitForTimeout(1000);
-          const frames = net.replies.filter((r) => r.content === late);
-          assert.equal(frames.length, 1, JSON.stringify(net.replies));
-          await openFollower(page);
-          await page.locator('.msg.out[data-status="sent"]', { hasText: late }).waitFor();
-          assert.deepEqual(sentTexts(fake), [text, late]);
-          assert.equal(await page.locator(".msg.out", { hasText: late }).count(), 1);
-          assert.deepEqual(await storedReplies(page), []);
-          assert.deepEqual(await historyReplies(server), [text, late]);
-        },
-      );
-    } finally {
-      await server.close();
-      await fake.close();
-    }
-  },
-);
-
-browserTest(
-  "a picture uploaded while the socket is down survives a reload too",
-  async (_t, browser) => {
-    const { fake, server } = await startWithWechat();
-    try {
-      const { context, page } = await openPage(browser);
-      const net = socketNetwork();
-      await net.route(page, "one");
-      await setUp(context, page, server);
-      await net.down();
-      await page.locator('#conn:not([data-state="connected"])').waitFor();
-      // The upload is HTTP, which works: the reply waits only for the socket.
-      await page.locator("#attach-input").setInputFiles({
-        name: "size-chart.png",
-        mimeType: "image/png",
-        buffer: Buffer.from(await makePng(200, 120)),
-      });
-      await page.locator('.msg.out.type-image[data-status="sending"]')
-        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+    await t.step("typed while the socket is down, then reloaded: it waits there", async () => {
+      await goOffline(net, [page]);
+      await typeWhileDown(page, text);
       await page.reload();
       await openFollower(page);
-      await page.locator('.msg.out.type-image[data-status="sending"]')
-        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
-      net.up();
-      await reconnect(page);
-      await page.locator('.msg.out.type-image[data-status="sent"]').waitFor();
-      await page.waitForTimeout(1000);
-      const images = fake.sent.filter((body) =>
-        body["touser"] === F && body["msgtype"] === "image"
-      );
-      assert.equal(images.length, 1, JSON.stringify(fake.sent));
-      assert.equal(await page.locator(".msg.out.type-image").count(), 1);
+      const waiting = page.locator('.msg.out[data-status="sending"]', { hasText: text });
+      await waiting.locator(".status", { hasText: "Waiting for connection…" }).waitFor();
+      await waiting.getByRole("button", { name: "Cancel" }).waitFor();
+      assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
+      assert.deepEqual(sentTexts(fake), []);
+    });
+
+    await t.step("the socket back: sent once, under the client_id it was typed with", async () => {
+      await comeBack(net, [page], { text });
+      assert.deepEqual(await sentFrom(page, { fake, net }, text, [text]), ["one"]);
       assert.deepEqual(await storedReplies(page), []);
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+    });
+
+    await t.step("reloaded again: the history holds it once", async () => {
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await openFollower(page);
+      await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
+      assert.equal(await page.locator(".msg.out", { hasText: text }).count(), 1);
+      assert.deepEqual(await historyReplies(server), [text]);
+    });
+
+    await t.step(
+      "written just before the reload, its echo lost: the next page sends nothing more",
+      async () => {
+        const late = "发票明天寄出";
+        // The bridge gets the frame, the page hears nothing back (the socket dying as it went).
+        net.deaf = true;
+        await page.locator("#reply").fill(late);
+        await page.locator("#reply").press("Enter");
+        await waitUntil(
+          () => sentTexts(fake).includes(late),
+          () => `WeChat never got the reply: ${JSON.stringify(fake.sent)}`,
+        );
+        await page.locator('.msg.out[data-status="sending"]', { hasText: late }).waitFor();
+        net.deaf = false;
+        // Loaded at the list, its conversation not opened (no history read for the page).
+        await openConsole(page, server.base, AGENT);
+        await page.waitForFunction(`!Object.keys(localStorage)
+          .some((k) => k.startsWith("wxbridge.outbox:"))`);
+        assert.deepEqual(await sentFrom(page, { fake, net }, late, [text, late]), ["one"]);
+        await openFollower(page);
+        await page.locator('.msg.out[data-status="sent"]', { hasText: late }).waitFor();
+        assert.equal(await page.locator(".msg.out", { hasText: late }).count(), 1);
+        assert.deepEqual(await storedReplies(page), []);
+        assert.deepEqual(await historyReplies(server), [text, late]);
+      },
+    );
   },
 );
 
-browserTest(
+wechatConsoleTest(
+  "a picture uploaded while the socket is down survives a reload too",
+  OUTBOX,
+  async (_t, session) => {
+    const { fake, page } = session;
+    const net = await oneTab(session);
+    await goOffline(net, [page]);
+    // The upload is HTTP, which works: the reply waits only for the socket.
+    await page.locator("#attach-input").setInputFiles({
+      name: "size-chart.png",
+      mimeType: "image/png",
+      buffer: Buffer.from(await makePng(200, 120)),
+    });
+    await page.locator('.msg.out.type-image[data-status="sending"]')
+      .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+    await page.reload();
+    await openFollower(page);
+    await page.locator('.msg.out.type-image[data-status="sending"]')
+      .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+    await comeBack(net, [page]);
+    await page.locator('.msg.out.type-image[data-status="sent"]').waitFor();
+    await page.waitForTimeout(1000);
+    const images = fake.sent.filter((body) => body["touser"] === F && body["msgtype"] === "image");
+    assert.equal(images.length, 1, JSON.stringify(fake.sent));
+    assert.equal(await page.locator(".msg.out.type-image").count(), 1);
+    assert.deepEqual(await storedReplies(page), []);
+  },
+);
+
+wechatConsoleTest(
   "two tabs of the agent: a stored reply is sent by one of them, once",
-  async (t, browser) => {
-    const { fake, server } = await startWithWechat();
-    try {
-      const { one, two, net } = await twoTabs(browser, server);
+  OUTBOX,
+  async (t, session) => {
+    const { fake } = session;
+    const { one, two, net } = await twoTabs(session);
+    const first = "第一条：已安排补发";
+    const second = "第二条：快递单号稍后发您";
 
-      await t.step("typed in one tab while down: the other shows it waiting too", async () => {
-        await net.down();
-        for (const page of [one, two]) {
-          await page.locator('#conn:not([data-state="connected"])').waitFor();
-        }
-        await typeWhileDown(one, "第一条：已安排补发");
-        await two.locator('.msg.out[data-status="sending"]', { hasText: "第一条：已安排补发" })
-          .locator(".status", { hasText: "Waiting for connection" }).waitFor();
-      });
+    await t.step("typed in one tab while down: the other shows it waiting too", async () => {
+      await goOffline(net, [one, two]);
+      await typeWhileDown(one, first);
+      await two.locator('.msg.out[data-status="sending"]', { hasText: first })
+        .locator(".status", { hasText: "Waiting for connection" }).waitFor();
+    });
 
-      await t.step("both tabs reconnect at once: WeChat gets it once", async () => {
-        // The other tab cannot read the history either (a proxy refusing it): only the rule of
-        // which tab sends keeps it from sending the reply too.
-        await two.route(`**${B}/history?*`, (route) => route.abort("connectionreset"));
-        net.up();
-        await Promise.all([reconnect(one), reconnect(two)]);
-        for (const page of [one, two]) {
-          await page.locator('.msg.out[data-status="sent"]', { hasText: "第一条：已安排补发" })
-            .waitFor();
-        }
-        await one.waitForTimeout(1000);
-        assert.deepEqual(sentTexts(fake), ["第一条：已安排补发"]);
-        const frames = net.replies.filter((r) => r.content === "第一条：已安排补发");
-        assert.equal(frames.length, 1, JSON.stringify(net.replies));
-        await two.unroute(`**${B}/history?*`);
-      });
+    await t.step("both tabs reconnect at once: WeChat gets it once", async () => {
+      // The other tab cannot read the history either (a proxy refusing it): only the rule of
+      // which tab sends keeps it from sending the reply too.
+      await two.route(`**${B}/history?*`, (route) => route.abort("connectionreset"));
+      await comeBack(net, [one, two], { text: first, atOnce: true });
+      assert.equal((await sentFrom(one, { fake, net }, first, [first])).length, 1);
+      await two.unroute(`**${B}/history?*`);
+    });
 
-      await t.step(
-        "the tab that typed it reloads while down: the other takes it over, sent once",
-        async () => {
-          await net.down();
-          for (const page of [one, two]) {
-            await page.locator('#conn:not([data-state="connected"])').waitFor();
-          }
-          await typeWhileDown(one, "第二条：快递单号稍后发您");
-          await two.locator('.msg.out[data-status="sending"]', {
-            hasText: "第二条：快递单号稍后发您",
-          }).waitFor();
-          await one.reload();
-          await openFollower(one);
-          await one.locator('.msg.out[data-status="sending"]', {
-            hasText: "第二条：快递单号稍后发您",
-          }).waitFor();
-          net.up();
-          await reconnect(one);
-          await reconnect(two);
-          for (const page of [one, two]) {
-            await page.locator('.msg.out[data-status="sent"]', {
-              hasText: "第二条：快递单号稍后发您",
-            }).waitFor();
-          }
-          await one.waitForTimeout(1000);
-          assert.deepEqual(sentTexts(fake), ["第一条：已安排补发", "第二条：快递单号稍后发您"]);
-          const frames = net.replies.filter((r) => r.content === "第二条：快递单号稍后发您");
-          assert.equal(frames.length, 1, JSON.stringify(net.replies));
-          assert.deepEqual(await storedReplies(one), []);
-        },
-      );
+    await t.step(
+      "the tab that typed it reloads while down: the other takes it over, sent once",
+      async () => {
+        await goOffline(net, [one, two]);
+        await typeWhileDown(one, second);
+        await two.locator('.msg.out[data-status="sending"]', { hasText: second }).waitFor();
+        await one.reload();
+        await openFollower(one);
+        await one.locator('.msg.out[data-status="sending"]', { hasText: second }).waitFor();
+        await comeBack(net, [one, two], { text: second });
+        assert.equal((await sentFrom(one, { fake, net }, second, [first, second])).length, 1);
+        assert.deepEqual(await storedReplies(one), []);
+      },
+    );
 
-      await t.step("the tab that typed it is closed while down: the other sends it", async () => {
-        const third = "第三条：有问题随时找我";
-        await net.down();
-        for (const page of [one, two]) {
-          await page.locator('#conn:not([data-state="connected"])').waitFor();
-        }
-        await typeWhileDown(one, third);
-        await two.locator('.msg.out[data-status="sending"]', { hasText: third }).waitFor();
-        await one.close();
-        net.up();
-        await reconnect(two);
-        await two.locator('.msg.out[data-status="sent"]', { hasText: third }).waitFor();
-        await two.waitForTimeout(1000);
-        assert.equal(sentTexts(fake).filter((s) => s === third).length, 1);
-        assert.deepEqual(net.replies.filter((r) => r.content === third).map((r) => r.tab), [
-          "two",
-        ]);
-        assert.deepEqual(await storedReplies(two), []);
-      });
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+    await t.step("the tab that typed it is closed while down: the other sends it", async () => {
+      const third = "第三条：有问题随时找我";
+      await goOffline(net, [one, two]);
+      await typeWhileDown(one, third);
+      await two.locator('.msg.out[data-status="sending"]', { hasText: third }).waitFor();
+      await one.close();
+      await comeBack(net, [two], { text: third });
+      assert.deepEqual(await sentFrom(two, { fake, net }, third, [first, second, third]), [
+        "two",
+      ]);
+      assert.deepEqual(await storedReplies(two), []);
+    });
   },
 );
 
-browserTest(
+wechatConsoleTest(
   "without Web Locks (plain http on a LAN address) a stored reply still reaches WeChat once",
-  async (_t, browser) => {
-    const { fake, server } = await startWithWechat();
-    try {
-      // As a page on http://10.0.0.5:1234 has it: no navigator.locks outside a secure context.
-      const { one, two, net } = await twoTabs(
-        browser,
-        server,
-        `Object.defineProperty(Navigator.prototype, "locks", {
+  OUTBOX,
+  async (_t, session) => {
+    // As a page on http://10.0.0.5:1234 has it: no navigator.locks outside a secure context.
+    const { one, two, net } = await twoTabs(
+      session,
+      `Object.defineProperty(Navigator.prototype, "locks", {
         get: () => undefined, configurable: true })`,
-      );
-      assert.equal(await one.evaluate("navigator.locks === undefined"), true);
-      const text = "没有锁也只发一次";
-      await net.down();
-      for (const page of [one, two]) {
-        await page.locator('#conn:not([data-state="connected"])').waitFor();
-      }
-      await typeWhileDown(one, text);
-      await two.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
-      // The page that finds it as it loads sends it; the tab told of it live does not.
-      await one.reload();
-      await openFollower(one);
-      net.up();
-      await Promise.all([reconnect(one), reconnect(two)]);
-      for (const page of [one, two]) {
-        await page.locator('.msg.out[data-status="sent"]', { hasText: text }).waitFor();
-      }
-      await one.waitForTimeout(1000);
-      assert.deepEqual(sentTexts(fake), [text]);
-      assert.deepEqual(net.replies.filter((r) => r.content === text).map((r) => r.tab), ["one"]);
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+    );
+    assert.equal(await one.evaluate("navigator.locks === undefined"), true);
+    const text = "没有锁也只发一次";
+    await goOffline(net, [one, two]);
+    await typeWhileDown(one, text);
+    await two.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
+    // The page that finds it as it loads sends it; the tab told of it live does not.
+    await one.reload();
+    await openFollower(one);
+    await comeBack(net, [one, two], { text, atOnce: true });
+    assert.deepEqual(await sentFrom(one, { fake: session.fake, net }, text, [text]), ["one"]);
   },
 );
 
-browserTest("a stored reply cancelled in any tab is never sent", async (t, browser) => {
-  const { fake, server } = await startWithWechat();
-  try {
-    const { one, two, net } = await twoTabs(browser, server);
+wechatConsoleTest(
+  "a stored reply cancelled in any tab is never sent",
+  OUTBOX,
+  async (t, session) => {
+    const { fake, server } = session;
+    const { one, two, net } = await twoTabs(session);
     const text = "这条不要发了";
 
     await t.step("typed, reloaded, cancelled in the other tab: gone from both", async () => {
-      await net.down();
-      for (const page of [one, two]) {
-        await page.locator('#conn:not([data-state="connected"])').waitFor();
-      }
+      await goOffline(net, [one, two]);
       await typeWhileDown(one, text);
       await one.reload();
       await openFollower(one);
       await one.locator('.msg.out[data-status="sending"]', { hasText: text }).waitFor();
-      await two.locator(".msg.out", { hasText: text }).getByRole("button", { name: "Cancel" })
-        .click();
-      for (const page of [one, two]) {
-        await page.locator(".msg.out", { hasText: text }).waitFor({ state: "detached" });
-      }
+      await cancelIn(two, text);
+      await one.locator(".msg.out", { hasText: text }).waitFor({ state: "detached" });
       assert.deepEqual(await storedReplies(one), []);
     });
 
     await t.step("the socket back: nothing goes to WeChat", async () => {
-      net.up();
-      await reconnect(one);
-      await reconnect(two);
+      await comeBack(net, [one, two]);
       await one.waitForTimeout(1000);
       assert.deepEqual(sentTexts(fake), []);
       assert.deepEqual(net.replies, []);
@@ -445,19 +394,116 @@ browserTest("a stored reply cancelled in any tab is never sent", async (t, brows
       assert.equal(await one.locator(".msg.out", { hasText: text }).count(), 0);
       assert.deepEqual(await historyReplies(server), []);
     });
-  } finally {
-    await server.close();
-    await fake.close();
-  }
-});
+  },
+);
 
-browserTest("a stored reply over a day old is not sent by itself", async (t, browser) => {
-  const { fake, server } = await startWithWechat();
-  try {
-    const { context, page } = await openPage(browser);
-    const net = socketNetwork();
-    await net.route(page, "one");
-    await setUp(context, page, server);
+wechatConsoleTest(
+  "a stored reply cancelled gives the list back what it showed before, in every tab",
+  OUTBOX,
+  async (t, session) => {
+    const { fake, server } = session;
+    const { one, two, net } = await twoTabs(session);
+    // Another follower wrote after F: above F in the list until the agent answers F.
+    await postFollowerMessage(server.base, "oAbove", { MsgType: "text", Content: "我也在等" });
+    for (const page of [one, two]) {
+      await page.locator('.contact[data-contact-id="oAbove"]').waitFor();
+      await listShows(page, ["oAbove", F], "还在吗");
+    }
+    await goOffline(net, [one, two]);
+
+    await t.step("cancelled in the tab that typed it", async () => {
+      await typeWhileDown(one, "马上查");
+      // Waiting, it heads the list in every tab, as it ends the thread there.
+      for (const page of [one, two]) await listShows(page, [F, "oAbove"], "You: 马上查");
+      await cancelIn(one, "马上查");
+      for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+    });
+
+    await t.step("cancelled in the other tab", async () => {
+      await typeWhileDown(one, "稍等一下");
+      await listShows(two, [F, "oAbove"], "You: 稍等一下");
+      await cancelIn(two, "稍等一下");
+      for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+    });
+
+    await t.step("two waiting, the first cancelled, then the second", async () => {
+      await typeWhileDown(one, "第一句");
+      await typeWhileDown(one, "第二句");
+      await cancelIn(two, "第一句");
+      for (const page of [one, two]) await listShows(page, [F, "oAbove"], "You: 第二句");
+      // What the list showed under the second is the first, cancelled too: what is left.
+      await cancelIn(one, "第二句");
+      for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+    });
+
+    await t.step("the socket back: nothing was sent", async () => {
+      await comeBack(net, [one, two], { atOnce: true });
+      await one.waitForTimeout(500);
+      assert.deepEqual(sentTexts(fake), []);
+      for (const page of [one, two]) await listShows(page, ["oAbove", F], "还在吗");
+    });
+  },
+);
+
+wechatConsoleTest(
+  "a stored reply cancelled in another tab hides no new message below the view",
+  OUTBOX,
+  async (_t, session) => {
+    const { server } = session;
+    const { one, two, net } = await twoTabs(session);
+    for (let i = 0; i < 30; i++) {
+      await postFollowerMessage(server.base, F, { MsgType: "text", Content: `第 ${i} 条` });
+    }
+    for (const page of [one, two]) await page.locator(".msg.in", { hasText: "第 29 条" }).waitFor();
+    await goOffline(net, [one, two]);
+    await typeWhileDown(one, "我查一下");
+    // Tab one goes up to read what came before; the reply is taken back in tab two.
+    await one.bringToFront();
+    await one.locator("#messages").hover();
+    await one.mouse.wheel(0, -600);
+    await one.waitForFunction(`(() => {
+      const box = document.querySelector("#messages");
+      return box.scrollHeight - box.scrollTop - box.clientHeight > 400;
+    })()`);
+    await cancelIn(two, "我查一下");
+    await one.locator(".msg.out", { hasText: "我查一下" }).waitFor({ state: "detached" });
+    await comeBack(net, [one, two], { atOnce: true });
+    await postFollowerMessage(server.base, F, { MsgType: "text", Content: "人呢" });
+    // Counted among the messages seen, the cancelled reply made this one read as seen.
+    await one.locator("#new-pill", { hasText: "New messages" }).waitFor();
+  },
+);
+
+/** Cancels the waiting reply `text` in `page`, and waits until it is gone from there. */
+async function cancelIn(page: Page, text: string): Promise<void> {
+  const reply = page.locator(".msg.out", { hasText: text });
+  await reply.getByRole("button", { name: "Cancel" }).click();
+  await reply.waitFor({ state: "detached" });
+}
+
+/** Waits until the list shows `order` (contact ids, top to bottom) and F's preview reads
+ * `preview`; failing, says what it shows. */
+async function listShows(page: Page, order: string[], preview: string): Promise<void> {
+  const shown = `({ order: [...document.querySelectorAll("#contact-list .contact")]
+      .map((n) => n.dataset.contactId),
+    preview: document.querySelector('.contact[data-contact-id="${F}"] .contact-preview')
+      ?.textContent })`;
+  const want = JSON.stringify({ order, preview });
+  await page.waitForFunction(`JSON.stringify(${shown}) === ${JSON.stringify(want)}`, undefined, {
+    timeout: 5000,
+  }).catch(async (error) => {
+    throw new Error(`the list shows ${JSON.stringify(await page.evaluate(shown))}`, {
+      cause: error,
+    });
+  });
+}
+
+wechatConsoleTest(
+  "a stored reply over a day old is not sent by itself",
+  OUTBOX,
+  async (t, session) => {
+    const { fake, page } = session;
+    const net = await oneTab(session);
     const text = "昨天的回复";
 
     await t.step("found at load: failed, said so, with Try again and Remove", async () => {
@@ -494,20 +540,15 @@ browserTest("a stored reply over a day old is not sent by itself", async (t, bro
       assert.notEqual(net.replies[0]?.clientId, "c-yesterday");
       assert.deepEqual(await storedReplies(page), []);
     });
-  } finally {
-    await server.close();
-    await fake.close();
-  }
-});
+  },
+);
 
-browserTest(
+consoleTest(
   "a message to another agent typed offline is not stored, and leaving asks",
-  async (_t, browser) => {
-    const server = await startBridge();
+  { agent: AGENT, open: false },
+  async (_t, { server, page }) => {
     const colleague = await connectRoutedAgent(server, "agentPeer");
     try {
-      const { context, page } = await openPage(browser);
-      void context;
       const net = socketNetwork();
       await net.route(page, "one");
       await openConsole(page, server.base, AGENT);
@@ -517,28 +558,13 @@ browserTest(
       });
       await page.locator('.contact[data-contact-id="agentPeer"]').click();
       await page.locator(".msg.in", { hasText: "交给你了" }).waitFor();
-      await net.down();
-      await page.locator('#conn:not([data-state="connected"])').waitFor();
+      await goOffline(net, [page]);
       await typeWhileDown(page, "好的，我来跟进");
       // Stored, every page after would deliver it to the colleague again: nothing takes it once.
       assert.deepEqual(await storedReplies(page), []);
       assert.equal(await leaving(page), "beforeunload");
     } finally {
       await colleague.close();
-      await server.close();
     }
   },
 );
-
-/** Closes the page as a closed tab would: "beforeunload" when it asked first, else "closed". */
-async function leaving(page: Page): Promise<string> {
-  const asked = new Promise<string>((resolve) =>
-    page.once("dialog", (dialog) => {
-      resolve(dialog.type());
-      dialog.dismiss();
-    })
-  );
-  const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
-  await page.close({ runBeforeUnload: true });
-  return await Promise.race([asked, closed]);
-}

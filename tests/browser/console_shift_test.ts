@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import type { WebSocketRoute } from "playwright-core";
 import { mintAgentToken } from "../../src/agents/auth.ts";
-import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
@@ -21,6 +20,7 @@ import {
   screenshot,
   socketFrames,
 } from "./browser.ts";
+import { consoleTest, wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 const AGENT_B = "agentB";
@@ -96,85 +96,69 @@ browserTest(
   },
 );
 
-browserTest(
+wechatConsoleTest(
   "after WeChat's 45015 the list and the header say the window is closed",
-  async (t, browser) => {
-    const fake: FakeWechat = await startFakeWechat({ appId: "wxshift", secret: "secret" });
-    const server = await startBridge({
-      env: { WECHAT_APPID: "wxshift", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-    });
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oGone", { MsgType: "text", Content: "订单呢？" });
-      const entry = page.locator('.contact[data-contact-id="oGone"]');
-      await entry.click();
-      await page.locator(".msg.in", { hasText: "订单呢？" }).waitFor();
-      fake.failNext(
-        "/cgi-bin/message/custom/send",
-        45015,
-        "response out of time limit or subscription is canceled",
-      );
-      await page.locator("#reply").fill("您的订单已发货");
-      await page.locator("#reply").press("Enter");
-      await page.locator('.msg.out[data-status="failed"]', { hasText: "45015" }).waitFor();
+  { agent: AGENT, appId: "wxshift" },
+  async (t, { server, fake, page }) => {
+    await postFollowerMessage(server.base, "oGone", { MsgType: "text", Content: "订单呢？" });
+    const entry = page.locator('.contact[data-contact-id="oGone"]');
+    await entry.click();
+    await page.locator(".msg.in", { hasText: "订单呢？" }).waitFor();
+    fake.failNext(
+      "/cgi-bin/message/custom/send",
+      45015,
+      "response out of time limit or subscription is canceled",
+    );
+    await page.locator("#reply").fill("您的订单已发货");
+    await page.locator("#reply").press("Enter");
+    await page.locator('.msg.out[data-status="failed"]', { hasText: "45015" }).waitFor();
 
-      const closedEverywhere = async () => {
-        await page.locator("#reply:disabled").waitFor();
-        await entry.locator(".window-pill.closed", { hasText: "Window closed" }).waitFor();
-        assert.equal(await page.locator("#conv-window").innerText(), "Window closed");
-        await page.locator("#window-notice", { hasText: "48-hour reply window has closed" })
-          .waitFor();
-      };
-      await t.step("the reply box, the pill and the header agree at once", closedEverywhere);
-      await t.step("and after a reload (GET contacts)", async () => {
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await entry.click();
-        await closedEverywhere();
-        await screenshot(page, "console-laptop-45015");
-      });
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+    const closedEverywhere = async () => {
+      await page.locator("#reply:disabled").waitFor();
+      await entry.locator(".window-pill.closed", { hasText: "Window closed" }).waitFor();
+      assert.equal(await page.locator("#conv-window").innerText(), "Window closed");
+      await page.locator("#window-notice", { hasText: "48-hour reply window has closed" })
+        .waitFor();
+    };
+    await t.step("the reply box, the pill and the header agree at once", closedEverywhere);
+    await t.step("and after a reload (GET contacts)", async () => {
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await entry.click();
+      await closedEverywhere();
+      await screenshot(page, "console-laptop-45015");
+    });
   },
 );
 
-browserTest(
+consoleTest(
   "a network drop: Offline while it lasts, then every message in between, once, in order",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { context, page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "before" });
-      await page.locator('.contact[data-contact-id="oNet"]').click();
-      await page.locator(".msg.in", { hasText: "before" }).waitFor();
-      const during = ["掉线 1 📶", "掉线 2", "掉线 3", "掉线 4", "掉线 5"];
+  { agent: AGENT },
+  async (t, { server, context, page }) => {
+    await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "before" });
+    await page.locator('.contact[data-contact-id="oNet"]').click();
+    await page.locator(".msg.in", { hasText: "before" }).waitFor();
+    const during = ["掉线 1 📶", "掉线 2", "掉线 3", "掉线 4", "掉线 5"];
 
-      await t.step("the header says Offline, not Connected", async () => {
-        await context.setOffline(true);
-        await page.locator('#conn[data-state="offline"]').waitFor();
-        for (const text of during) {
-          await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: text });
-        }
-        await page.waitForTimeout(300);
-        assert.deepEqual(await incomingTexts(page), ["before"]);
-      });
+    await t.step("the header says Offline, not Connected", async () => {
+      await context.setOffline(true);
+      await page.locator('#conn[data-state="offline"]').waitFor();
+      for (const text of during) {
+        await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: text });
+      }
+      await page.waitForTimeout(300);
+      assert.deepEqual(await incomingTexts(page), ["before"]);
+    });
 
-      await t.step("back online, what came meanwhile shows at once, in order", async () => {
-        await context.setOffline(false);
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await page.locator(".msg.in", { hasText: "掉线 5" }).waitFor();
-        assert.deepEqual(await incomingTexts(page), ["before", ...during]);
-        await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "after" });
-        await page.locator(".msg.in", { hasText: "after" }).waitFor();
-        assert.deepEqual(await incomingTexts(page), ["before", ...during, "after"]);
-      });
-    } finally {
-      await server.close();
-    }
+    await t.step("back online, what came meanwhile shows at once, in order", async () => {
+      await context.setOffline(false);
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator(".msg.in", { hasText: "掉线 5" }).waitFor();
+      assert.deepEqual(await incomingTexts(page), ["before", ...during]);
+      await postFollowerMessage(server.base, "oNet", { MsgType: "text", Content: "after" });
+      await page.locator(".msg.in", { hasText: "after" }).waitFor();
+      assert.deepEqual(await incomingTexts(page), ["before", ...during, "after"]);
+    });
   },
 );
 

@@ -24,6 +24,7 @@ import {
   postFollowerMessage,
   waitUntil,
 } from "./browser.ts";
+import { openTabsOn } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -194,12 +195,11 @@ browserTest(
       const { context, page: one } = await openPage(browser);
       const two = await openTab(context);
       await postFollowerMessage(server.base, "oRefund", { MsgType: "text", Content: "退款呢" });
-      for (const page of [two, one]) {
-        await page.bringToFront();
-        await openConsole(page, server.base, AGENT);
-        await page.locator('.contact[data-contact-id="oRefund"]').click();
-        await page.locator(".msg.in", { hasText: "退款呢" }).waitFor();
-      }
+      await openTabsOn([two, one], server, {
+        agent: AGENT,
+        followerId: "oRefund",
+        shows: "退款呢",
+      });
       const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
       const box = (page: Page, text: string) =>
         page.waitForFunction(`document.querySelector("#reply").value === ${JSON.stringify(text)}`);
@@ -348,12 +348,7 @@ browserTest(
       const { context, page: one } = await openPage(browser);
       const two = await openTab(context);
       await postFollowerMessage(server.base, "oAnn", { MsgType: "text", Content: "发票" });
-      for (const page of [two, one]) {
-        await page.bringToFront();
-        await openConsole(page, server.base, AGENT);
-        await page.locator('.contact[data-contact-id="oAnn"]').click();
-        await page.locator("#conv-name", { hasText: "oAnn" }).waitFor();
-      }
+      await openTabsOn([two, one], server, { agent: AGENT, followerId: "oAnn" });
       // Tab two reads no contacts from here on: what it shows came from tab one, not a refresh.
       // (One may still be asked: a refresh scheduled before, or a socket opened again on a
       // busy machine; counting them made the test fail under CI's load.)

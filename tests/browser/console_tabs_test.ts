@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
 import { browserTest, openConsole, openPage, openTab, postFollowerMessage } from "./browser.ts";
+import { openTabsOn } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -186,12 +187,7 @@ browserTest("a private note being typed stays out of every reply box", async (t,
     const two = await openTab(context);
     await postFollowerMessage(server.base, "oNote", { MsgType: "text", Content: "退款呢" });
     await postFollowerMessage(server.base, "oElse", { MsgType: "text", Content: "hello" });
-    for (const page of [two, one]) {
-      await page.bringToFront();
-      await openConsole(page, server.base, AGENT);
-      await page.locator('.contact[data-contact-id="oNote"]').click();
-      await page.locator(".msg.in", { hasText: "退款呢" }).waitFor();
-    }
+    await openTabsOn([two, one], server, { agent: AGENT, followerId: "oNote", shows: "退款呢" });
     const note = "内部：第三次要求退款，先别答应";
     const mode = (page: Page) => page.locator("#composer").getAttribute("data-mode");
 

@@ -14,6 +14,7 @@ import {
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -34,11 +35,10 @@ const listed = (page: Page) =>
       .sort()
   );
 
-browserTest("triage filters, and search in messages on the bridge, paged", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "triage filters, and search in messages on the bridge, paged",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     await postFollowerMessage(server.base, "oRead", { MsgType: "text", Content: "我的快递单号" });
     await postFollowerMessage(server.base, "oDone", { MsgType: "text", Content: "thanks, bye" });
     await postFollowerMessage(server.base, "oNew", { MsgType: "text", Content: "发票问题" });
@@ -98,10 +98,8 @@ browserTest("triage filters, and search in messages on the bridge, paged", async
       await page.locator("#search-none").waitFor();
       await page.locator("#search-panel").press("Escape");
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
 browserTest(
   "transfer to an agent picked with presence and load, with a handover note",
@@ -230,107 +228,101 @@ const LOW_CONTRAST = `(() => {
   return low;
 })()`;
 
-browserTest(
+consoleTest(
   "notes, labels, contact panel, shortcuts, dark mode, contrast, landmarks, focus",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oOne", { MsgType: "text", Content: "first" });
-      await postFollowerMessage(server.base, "oTwo", { MsgType: "text", Content: "second" });
+  { agent: AGENT },
+  async (t, { server, page }) => {
+    await postFollowerMessage(server.base, "oOne", { MsgType: "text", Content: "first" });
+    await postFollowerMessage(server.base, "oTwo", { MsgType: "text", Content: "second" });
+    await page.locator('.contact[data-contact-id="oOne"]').click();
+    await page.locator(".msg.in", { hasText: "first" }).waitFor();
+
+    await t.step("a private note stays in the conversation, never sent to WeChat", async () => {
+      await page.locator("#mode-note").click();
+      await page.locator("#reply").fill("asked twice about the invoice");
+      await page.locator("#reply").press("Enter");
+      await page.locator(".msg.private-note", { hasText: "asked twice about the invoice" })
+        .waitFor();
+      const demo = await fetch(`${server.base}${B}/demo/replies?contact_id=oOne`);
+      assert.doesNotMatch(await demo.text(), /invoice/, "the note reached the follower");
+      const history = await server.store.readHistory("oOne", null, 50);
+      assert.ok(history.items.some((i) => i.direction === "note"));
+      await page.locator("#mode-reply").click();
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
       await page.locator('.contact[data-contact-id="oOne"]').click();
-      await page.locator(".msg.in", { hasText: "first" }).waitFor();
+      await page.locator(".msg.private-note", { hasText: "asked twice" }).waitFor();
+    });
 
-      await t.step("a private note stays in the conversation, never sent to WeChat", async () => {
-        await page.locator("#mode-note").click();
-        await page.locator("#reply").fill("asked twice about the invoice");
-        await page.locator("#reply").press("Enter");
-        await page.locator(".msg.private-note", { hasText: "asked twice about the invoice" })
+    await t.step(
+      "labels from the contact panel, kept by the bridge, shown in the list",
+      async () => {
+        await page.locator("#panel-button").click();
+        const panel = page.locator("#contact-panel");
+        await panel.waitFor();
+        assert.match(await panel.innerText(), /oOne/);
+        await page.locator("#label-input").fill("VIP");
+        await page.locator("#label-input").press("Enter");
+        await panel.locator(".label", { hasText: "VIP" }).waitFor();
+        await page.locator('.contact[data-contact-id="oOne"] .label', { hasText: "VIP" })
           .waitFor();
-        const demo = await fetch(`${server.base}${B}/demo/replies?contact_id=oOne`);
-        assert.doesNotMatch(await demo.text(), /invoice/, "the note reached the follower");
-        const history = await server.store.readHistory("oOne", null, 50);
-        assert.ok(history.items.some((i) => i.direction === "note"));
-        await page.locator("#mode-reply").click();
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        await page.locator('.contact[data-contact-id="oOne"]').click();
-        await page.locator(".msg.private-note", { hasText: "asked twice" }).waitFor();
-      });
-
-      await t.step(
-        "labels from the contact panel, kept by the bridge, shown in the list",
-        async () => {
-          await page.locator("#panel-button").click();
-          const panel = page.locator("#contact-panel");
-          await panel.waitFor();
-          assert.match(await panel.innerText(), /oOne/);
-          await page.locator("#label-input").fill("VIP");
-          await page.locator("#label-input").press("Enter");
-          await panel.locator(".label", { hasText: "VIP" }).waitFor();
-          await page.locator('.contact[data-contact-id="oOne"] .label', { hasText: "VIP" })
-            .waitFor();
-          for (let i = 0; i < 50; i++) {
-            if ((await server.store.getContact("oOne"))?.labels?.includes("VIP")) break;
-            await new Promise((r) => setTimeout(r, 20));
-          }
-          assert.deepEqual((await server.store.getContact("oOne"))?.labels, ["VIP"]);
-          await screenshot(page, "console-laptop-contact-panel-en");
-          await panel.locator("button", { hasText: "Close" }).click();
-        },
-      );
-
-      await t.step(
-        "shortcuts: ? shows the sheet, Alt+↓ the next conversation, R the reply box",
-        async () => {
-          await page.locator("#messages").click();
-          await page.keyboard.press("?");
-          await page.locator("#help-sheet").waitFor();
-          assert.match(await page.locator("#help-sheet").innerText(), /Next conversation/);
-          await page.keyboard.press("Escape");
-          await page.locator("#help-sheet").waitFor({ state: "detached" });
-          const before = await page.locator("#conv-name").innerText();
-          await page.keyboard.press("Alt+ArrowDown");
-          await page.waitForFunction(
-            `document.querySelector("#conv-name")?.textContent !== ${JSON.stringify(before)}`,
-          );
-          await page.locator("#messages").click();
-          await page.keyboard.press("r");
-          assert.equal(await page.evaluate("document.activeElement.id"), "reply");
-        },
-      );
-
-      await t.step("landmarks and one h1", async () => {
-        assert.equal(await page.locator("h1").count(), 1);
-        for (const role of ["banner", "navigation", "main"] as const) {
-          assert.equal(await page.getByRole(role).count(), 1, role);
+        for (let i = 0; i < 50; i++) {
+          if ((await server.store.getContact("oOne"))?.labels?.includes("VIP")) break;
+          await new Promise((r) => setTimeout(r, 20));
         }
-      });
+        assert.deepEqual((await server.store.getContact("oOne"))?.labels, ["VIP"]);
+        await screenshot(page, "console-laptop-contact-panel-en");
+        await panel.locator("button", { hasText: "Close" }).click();
+      },
+    );
 
-      await t.step("text meets WCAG AA contrast, light and dark", async () => {
-        const light = await page.evaluate(LOW_CONTRAST);
-        assert.deepEqual(light, [], "light");
-        await page.locator("#settings-button").click();
-        await page.locator("#settings-theme").selectOption("dark");
+    await t.step(
+      "shortcuts: ? shows the sheet, Alt+↓ the next conversation, R the reply box",
+      async () => {
+        await page.locator("#messages").click();
+        await page.keyboard.press("?");
+        await page.locator("#help-sheet").waitFor();
+        assert.match(await page.locator("#help-sheet").innerText(), /Next conversation/);
         await page.keyboard.press("Escape");
-        assert.equal(await page.locator("html").getAttribute("data-theme"), "dark");
-        const dark = await page.evaluate(LOW_CONTRAST);
-        assert.deepEqual(dark, [], "dark");
-        await page.reload();
-        await page.locator('#conn[data-state="connected"]').waitFor();
-        assert.equal(await page.locator("html").getAttribute("data-theme"), "dark", "kept");
-      });
+        await page.locator("#help-sheet").waitFor({ state: "detached" });
+        const before = await page.locator("#conv-name").innerText();
+        await page.keyboard.press("Alt+ArrowDown");
+        await page.waitForFunction(
+          `document.querySelector("#conv-name")?.textContent !== ${JSON.stringify(before)}`,
+        );
+        await page.locator("#messages").click();
+        await page.keyboard.press("r");
+        assert.equal(await page.evaluate("document.activeElement.id"), "reply");
+      },
+    );
 
-      await t.step("after End, focus stays in the conversation", async () => {
-        await page.locator('.contact[data-contact-id="oTwo"]').click();
-        await page.locator("#close-button").click();
-        await page.locator("#close-submit").click();
-        await page.locator('.contact[data-contact-id="oTwo"][data-status="closed"]').waitFor();
-        await page.waitForFunction("document.activeElement?.id === 'reply'");
-      });
-    } finally {
-      await server.close();
-    }
+    await t.step("landmarks and one h1", async () => {
+      assert.equal(await page.locator("h1").count(), 1);
+      for (const role of ["banner", "navigation", "main"] as const) {
+        assert.equal(await page.getByRole(role).count(), 1, role);
+      }
+    });
+
+    await t.step("text meets WCAG AA contrast, light and dark", async () => {
+      const light = await page.evaluate(LOW_CONTRAST);
+      assert.deepEqual(light, [], "light");
+      await page.locator("#settings-button").click();
+      await page.locator("#settings-theme").selectOption("dark");
+      await page.keyboard.press("Escape");
+      assert.equal(await page.locator("html").getAttribute("data-theme"), "dark");
+      const dark = await page.evaluate(LOW_CONTRAST);
+      assert.deepEqual(dark, [], "dark");
+      await page.reload();
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      assert.equal(await page.locator("html").getAttribute("data-theme"), "dark", "kept");
+    });
+
+    await t.step("after End, focus stays in the conversation", async () => {
+      await page.locator('.contact[data-contact-id="oTwo"]').click();
+      await page.locator("#close-button").click();
+      await page.locator("#close-submit").click();
+      await page.locator('.contact[data-contact-id="oTwo"][data-status="closed"]').waitFor();
+      await page.waitForFunction("document.activeElement?.id === 'reply'");
+    });
   },
 );

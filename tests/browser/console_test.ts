@@ -22,175 +22,170 @@ import {
   screenshot,
   waitUntil,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agent1";
 
-browserTest(
+consoleTest(
   "console shows a follower's message and sends a reply with Enter",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      const alice = page.locator('.contact[data-contact-id="oAlice"]');
+  { agent: AGENT },
+  async (t, { server, page, browser }) => {
+    const alice = page.locator('.contact[data-contact-id="oAlice"]');
 
-      await t.step(
-        "a follower's message appears in the list, unread, with its window",
-        async () => {
-          await postFollowerMessage(server.base, "oAlice", {
-            MsgType: "text",
-            Content: "你好, my order #4821 hasn't arrived",
-          });
-          await alice.locator(".unread", { hasText: "1" }).waitFor();
-          assert.match(await alice.locator(".contact-preview").innerText(), /my order #4821/);
-          assert.match(
-            await alice.locator(".window-pill").innerText(),
-            /^(47h 5\dm|48h 00m) left$/,
-          );
-        },
-      );
-
-      await t.step("opening it shows the message and marks it read", async () => {
-        await alice.click();
-        await page.locator(".msg.in", { hasText: "你好, my order #4821 hasn't arrived" }).waitFor();
-        assert.equal(await page.locator("#conv-name").innerText(), "oAlice");
-        assert.equal(await page.locator(".day span").first().innerText(), "Today");
-        assert.equal(await alice.locator(".unread").count(), 0);
-        await waitUntil(
-          async () =>
-            (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oAlice")
-              ?.unread === 0,
-          () => "the bridge still counts oAlice's message as unread: no read command?",
-        );
-      });
-
-      await t.step(
-        "Shift+Enter starts a new line, Enter sends, and the reply shows sent",
-        async () => {
-          const reply = page.locator("#reply");
-          await reply.click();
-          await page.keyboard.type("Let me check.");
-          await page.keyboard.press("Shift+Enter");
-          await page.keyboard.type("我来查一下。");
-          assert.equal(await reply.inputValue(), "Let me check.\n我来查一下。");
-          assert.equal(await page.locator(".msg.out").count(), 0);
-          await page.keyboard.press("Enter");
-          assert.equal(await reply.inputValue(), "");
-          const sent = page.locator('.msg.out[data-status="sent"]');
-          await sent.waitFor();
-          assert.equal(await sent.locator(".text").innerText(), "Let me check.\n我来查一下。");
-          assert.equal(await sent.locator(".status").innerText(), "Sent");
-          const res = await fetch(`${server.base}${B}/demo/replies?contact_id=oAlice&since=0`);
-          const { replies } = await res.json();
-          assert.equal(replies.length, 1);
-          assert.deepEqual(replies[0].msg, { content: "Let me check.\n我来查一下。" });
-          assert.match(await alice.locator(".contact-preview").innerText(), /^You: Let me check\./);
-        },
-      );
-
-      await t.step("a second follower and system messages show up", async () => {
-        await postFollowerMessage(server.base, "oWang", {
+    await t.step(
+      "a follower's message appears in the list, unread, with its window",
+      async () => {
+        await postFollowerMessage(server.base, "oAlice", {
           MsgType: "text",
-          Content: "请问发票怎么开？",
+          Content: "你好, my order #4821 hasn't arrived",
         });
-        await page.locator('.contact[data-contact-id="oWang"] .unread').waitFor();
-        await postFollowerMessage(server.base, "oWang", {
-          MsgType: "event",
-          Event: "LOCATION",
-          Latitude: "31.2304",
-          Longitude: "121.4737",
-          Precision: "65",
-        });
-        await page.locator('.contact[data-contact-id="system01"] .contact-preview', {
-          hasText: /./,
-        }).waitFor();
-        // The list keeps the open conversation selected; the newest contact is on top.
-        assert.equal(
-          await page.locator("#contact-list .contact").first().getAttribute("data-contact-id"),
-          "oWang",
+        await alice.locator(".unread", { hasText: "1" }).waitFor();
+        assert.match(await alice.locator(".contact-preview").innerText(), /my order #4821/);
+        assert.match(
+          await alice.locator(".window-pill").innerText(),
+          /^(47h 5\dm|48h 00m) left$/,
         );
-        await page.locator('.contact[data-contact-id="oAlice"].active').waitFor();
-        await screenshot(page, "console-laptop");
-      });
+      },
+    );
 
-      await t.step(
-        "a message from another agent opens a conversation with that agent",
-        async () => {
-          const colleague = new WebSocket(`${server.wsBase}${B}/msg?userid=agent2`);
-          const received: string[] = [];
-          colleague.onmessage = (event) => received.push(String(event.data));
-          const closed = new Promise((resolve) => colleague.onclose = resolve);
-          try {
-            await new Promise((resolve, reject) => {
-              colleague.onopen = resolve;
-              colleague.onerror = reject;
-            });
-            colleague.send(JSON.stringify({
-              data: {
-                msg_type: "text",
-                contact_id: AGENT,
-                msg: { content: "Can you take oWang?" },
-              },
-              result: { code: 1001, message: "common" },
-            }));
-            const entry = page.locator('.contact[data-contact-id="agent2"]');
-            await entry.locator(".window-pill", { hasText: "Agent" }).waitFor();
-            // The bridge keeps no history between agents: asked for one, it answered 404 and
-            // the thread opened under "Could not load the conversation: No contact agent2".
-            const asked: string[] = [];
-            const onRequest = (req: { url(): string }) => {
-              const url = new URL(req.url());
-              if (url.pathname.endsWith("/history")) {
-                asked.push(url.searchParams.get("contact_id")!);
-              }
-            };
-            page.on("request", onRequest);
-            await entry.click();
-            await page.locator(".msg.in", { hasText: "Can you take oWang?" }).waitFor();
-            await page.locator("#reply").fill("Sure, 没问题");
-            await page.locator("#reply").press("Enter");
-            await page.locator('.msg.out[data-status="sent"]', { hasText: "Sure, 没问题" })
-              .waitFor();
-            await waitUntil(
-              () => received.some((frame) => frame.includes("Sure, 没问题")),
-              () => `agent2 did not get the answer: ${received.join("\n")}`,
-            );
-            page.off("request", onRequest);
-            assert.deepEqual(asked.filter((id) => id === "agent2"), []);
-            assert.equal(await page.locator(".history-edge.error").count(), 0);
-          } finally {
-            colleague.close();
-            await closed;
-          }
-          await alice.click();
-        },
+    await t.step("opening it shows the message and marks it read", async () => {
+      await alice.click();
+      await page.locator(".msg.in", { hasText: "你好, my order #4821 hasn't arrived" }).waitFor();
+      assert.equal(await page.locator("#conv-name").innerText(), "oAlice");
+      assert.equal(await page.locator(".day span").first().innerText(), "Today");
+      assert.equal(await alice.locator(".unread").count(), 0);
+      await waitUntil(
+        async () =>
+          (await contactsOf(server.base, AGENT)).find((c) => c.contact_id === "oAlice")
+            ?.unread === 0,
+        () => "the bridge still counts oAlice's message as unread: no read command?",
       );
+    });
 
-      await t.step("on a phone, the list and the conversation take turns", async () => {
-        const phone = await openPage(browser, "phone");
-        await openConsole(phone.page, server.base, AGENT);
-        const list = phone.page.locator(".contacts-pane");
-        const conversation = phone.page.locator(".conversation-pane");
-        await list.waitFor();
-        assert.equal(await conversation.isVisible(), false);
-        await screenshot(phone.page, "console-phone-list");
-        await phone.page.locator('.contact[data-contact-id="oAlice"]').click();
-        await phone.page.locator('.msg.out[data-status="sent"]').waitFor();
-        assert.equal(await list.isVisible(), false);
-        await screenshot(phone.page, "console-phone-conversation");
-        await phone.page.getByRole("button", { name: "Back to conversations" }).click();
-        await list.waitFor();
-        assert.equal(await conversation.isVisible(), false);
-        // The phone's own back gesture does the same.
-        await phone.page.locator('.contact[data-contact-id="oWang"]').click();
-        await phone.page.locator(".msg.in", { hasText: "请问发票怎么开？" }).waitFor();
-        await phone.page.goBack();
-        await list.waitFor();
-        assert.equal(await conversation.isVisible(), false);
+    await t.step(
+      "Shift+Enter starts a new line, Enter sends, and the reply shows sent",
+      async () => {
+        const reply = page.locator("#reply");
+        await reply.click();
+        await page.keyboard.type("Let me check.");
+        await page.keyboard.press("Shift+Enter");
+        await page.keyboard.type("我来查一下。");
+        assert.equal(await reply.inputValue(), "Let me check.\n我来查一下。");
+        assert.equal(await page.locator(".msg.out").count(), 0);
+        await page.keyboard.press("Enter");
+        assert.equal(await reply.inputValue(), "");
+        const sent = page.locator('.msg.out[data-status="sent"]');
+        await sent.waitFor();
+        assert.equal(await sent.locator(".text").innerText(), "Let me check.\n我来查一下。");
+        assert.equal(await sent.locator(".status").innerText(), "Sent");
+        const res = await fetch(`${server.base}${B}/demo/replies?contact_id=oAlice&since=0`);
+        const { replies } = await res.json();
+        assert.equal(replies.length, 1);
+        assert.deepEqual(replies[0].msg, { content: "Let me check.\n我来查一下。" });
+        assert.match(await alice.locator(".contact-preview").innerText(), /^You: Let me check\./);
+      },
+    );
+
+    await t.step("a second follower and system messages show up", async () => {
+      await postFollowerMessage(server.base, "oWang", {
+        MsgType: "text",
+        Content: "请问发票怎么开？",
       });
-    } finally {
-      await server.close();
-    }
+      await page.locator('.contact[data-contact-id="oWang"] .unread').waitFor();
+      await postFollowerMessage(server.base, "oWang", {
+        MsgType: "event",
+        Event: "LOCATION",
+        Latitude: "31.2304",
+        Longitude: "121.4737",
+        Precision: "65",
+      });
+      await page.locator('.contact[data-contact-id="system01"] .contact-preview', {
+        hasText: /./,
+      }).waitFor();
+      // The list keeps the open conversation selected; the newest contact is on top.
+      assert.equal(
+        await page.locator("#contact-list .contact").first().getAttribute("data-contact-id"),
+        "oWang",
+      );
+      await page.locator('.contact[data-contact-id="oAlice"].active').waitFor();
+      await screenshot(page, "console-laptop");
+    });
+
+    await t.step(
+      "a message from another agent opens a conversation with that agent",
+      async () => {
+        const colleague = new WebSocket(`${server.wsBase}${B}/msg?userid=agent2`);
+        const received: string[] = [];
+        colleague.onmessage = (event) => received.push(String(event.data));
+        const closed = new Promise((resolve) => colleague.onclose = resolve);
+        try {
+          await new Promise((resolve, reject) => {
+            colleague.onopen = resolve;
+            colleague.onerror = reject;
+          });
+          colleague.send(JSON.stringify({
+            data: {
+              msg_type: "text",
+              contact_id: AGENT,
+              msg: { content: "Can you take oWang?" },
+            },
+            result: { code: 1001, message: "common" },
+          }));
+          const entry = page.locator('.contact[data-contact-id="agent2"]');
+          await entry.locator(".window-pill", { hasText: "Agent" }).waitFor();
+          // The bridge keeps no history between agents: asked for one, it answered 404 and
+          // the thread opened under "Could not load the conversation: No contact agent2".
+          const asked: string[] = [];
+          const onRequest = (req: { url(): string }) => {
+            const url = new URL(req.url());
+            if (url.pathname.endsWith("/history")) {
+              asked.push(url.searchParams.get("contact_id")!);
+            }
+          };
+          page.on("request", onRequest);
+          await entry.click();
+          await page.locator(".msg.in", { hasText: "Can you take oWang?" }).waitFor();
+          await page.locator("#reply").fill("Sure, 没问题");
+          await page.locator("#reply").press("Enter");
+          await page.locator('.msg.out[data-status="sent"]', { hasText: "Sure, 没问题" })
+            .waitFor();
+          await waitUntil(
+            () => received.some((frame) => frame.includes("Sure, 没问题")),
+            () => `agent2 did not get the answer: ${received.join("\n")}`,
+          );
+          page.off("request", onRequest);
+          assert.deepEqual(asked.filter((id) => id === "agent2"), []);
+          assert.equal(await page.locator(".history-edge.error").count(), 0);
+        } finally {
+          colleague.close();
+          await closed;
+        }
+        await alice.click();
+      },
+    );
+
+    await t.step("on a phone, the list and the conversation take turns", async () => {
+      const phone = await openPage(browser, "phone");
+      await openConsole(phone.page, server.base, AGENT);
+      const list = phone.page.locator(".contacts-pane");
+      const conversation = phone.page.locator(".conversation-pane");
+      await list.waitFor();
+      assert.equal(await conversation.isVisible(), false);
+      await screenshot(phone.page, "console-phone-list");
+      await phone.page.locator('.contact[data-contact-id="oAlice"]').click();
+      await phone.page.locator('.msg.out[data-status="sent"]').waitFor();
+      assert.equal(await list.isVisible(), false);
+      await screenshot(phone.page, "console-phone-conversation");
+      await phone.page.getByRole("button", { name: "Back to conversations" }).click();
+      await list.waitFor();
+      assert.equal(await conversation.isVisible(), false);
+      // The phone's own back gesture does the same.
+      await phone.page.locator('.contact[data-contact-id="oWang"]').click();
+      await phone.page.locator(".msg.in", { hasText: "请问发票怎么开？" }).waitFor();
+      await phone.page.goBack();
+      await list.waitFor();
+      assert.equal(await conversation.isVisible(), false);
+    });
   },
 );
 

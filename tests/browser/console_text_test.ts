@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
 import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -21,11 +22,10 @@ const direction = (page: Page, selector: string) =>
       .getComputedStyle(node).direction
   );
 
-browserTest("Enter while an input method composes does not send", async (t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "Enter while an input method composes does not send",
+  { agent: AGENT },
+  async (t, { server, page }) => {
     await postFollowerMessage(server.base, "oIme", { MsgType: "text", Content: "你好" });
     await page.locator('.contact[data-contact-id="oIme"]').click();
     await page.locator(".msg.in", { hasText: "你好" }).waitFor();
@@ -48,10 +48,8 @@ browserTest("Enter while an input method composes does not send", async (t, brow
         .waitFor();
       assert.equal(await page.locator("#reply").inputValue(), "");
     });
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
 browserTest(
   "right-to-left text reads right to left; a long line stays on screen",
@@ -101,11 +99,10 @@ browserTest(
   },
 );
 
-browserTest("a long reply being typed keeps the last message in view", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "a long reply being typed keeps the last message in view",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     for (let i = 1; i <= 30; i++) {
       await postFollowerMessage(server.base, "oMany", {
         MsgType: "text",
@@ -135,7 +132,5 @@ browserTest("a long reply being typed keeps the last message in view", async (_t
       box.y + box.height <= pane.y + pane.height + 1,
       `the last message ends at ${box.y + box.height}, below the pane's ${pane.y + pane.height}`,
     );
-  } finally {
-    await server.close();
-  }
-});
+  },
+);

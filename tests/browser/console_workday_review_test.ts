@@ -12,53 +12,43 @@
 
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
-import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import { browserTest, openConsole, openPage, postFollowerMessage } from "./browser.ts";
+import { consoleTest, wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
-browserTest(
+consoleTest(
   "a search hit opens its conversation with the reply box focused",
-  async (_t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oHit", {
-        MsgType: "text",
-        Content: "发票抬头写公司",
-      });
-      await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "在吗" });
-      await page.locator('.contact[data-contact-id="oHere"]').click();
-      await page.keyboard.press("Control+k");
-      // Typed once the box has the focus: keys before that went to the page under the dialog.
-      await page.locator("#search-input:focus").waitFor();
-      await page.keyboard.type("发票");
-      await page.keyboard.press("Enter");
-      await page.locator("#search-panel .search-hit").first().click();
-      await page.locator("#search-panel").waitFor({ state: "detached" });
-      await page.locator("#messages .msg.highlight", { hasText: "发票抬头" }).waitFor();
-      const focused = await page.evaluate(
-        "document.activeElement?.id || document.activeElement?.tagName",
-      );
-      assert.equal(focused, "reply");
-      await page.keyboard.type("好的");
-      assert.equal(await page.locator("#reply").inputValue(), "好的");
-    } finally {
-      await server.close();
-    }
+  { agent: AGENT },
+  async (_t, { server, page }) => {
+    await postFollowerMessage(server.base, "oHit", {
+      MsgType: "text",
+      Content: "发票抬头写公司",
+    });
+    await postFollowerMessage(server.base, "oHere", { MsgType: "text", Content: "在吗" });
+    await page.locator('.contact[data-contact-id="oHere"]').click();
+    await page.keyboard.press("Control+k");
+    // Typed once the box has the focus: keys before that went to the page under the dialog.
+    await page.locator("#search-input:focus").waitFor();
+    await page.keyboard.type("发票");
+    await page.keyboard.press("Enter");
+    await page.locator("#search-panel .search-hit").first().click();
+    await page.locator("#search-panel").waitFor({ state: "detached" });
+    await page.locator("#messages .msg.highlight", { hasText: "发票抬头" }).waitFor();
+    const focused = await page.evaluate(
+      "document.activeElement?.id || document.activeElement?.tagName",
+    );
+    assert.equal(focused, "reply");
+    await page.keyboard.type("好的");
+    assert.equal(await page.locator("#reply").inputValue(), "好的");
   },
 );
 
-browserTest("a double click on Retry sends the reply once", async (_t, browser) => {
-  const fake = await startFakeWechat({ appId: "wxrev", secret: "secret" });
-  const server = await startBridge({
-    env: { WECHAT_APPID: "wxrev", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-  });
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+wechatConsoleTest(
+  "a double click on Retry sends the reply once",
+  { agent: AGENT, appId: "wxrev" },
+  async (_t, { server, fake, page }) => {
     await postFollowerMessage(server.base, "oTwice", { MsgType: "text", Content: "退款到了吗" });
     await page.locator('.contact[data-contact-id="oTwice"]').click();
     fake.failNext("/cgi-bin/message/custom/send", 45002, "content too long");
@@ -72,11 +62,8 @@ browserTest("a double click on Retry sends the reply once", async (_t, browser) 
     await page.waitForTimeout(1000);
     assert.equal(fake.sent.length, 1, JSON.stringify(fake.sent));
     assert.equal(await page.locator(".msg.out", { hasText: "退款已原路退回" }).count(), 1);
-  } finally {
-    await server.close();
-    await fake.close();
-  }
-});
+  },
+);
 
 browserTest(
   "on a phone, back from a conversation read under Unread, it has left",
@@ -174,41 +161,30 @@ browserTest(
   },
 );
 
-browserTest(
+wechatConsoleTest(
   "a reply whose connection was reset is not sent again and may have arrived",
-  async (_t, browser) => {
-    const fake = await startFakeWechat({ appId: "wxrev", secret: "secret" });
-    const server = await startBridge({
-      env: { WECHAT_APPID: "wxrev", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-    });
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      await postFollowerMessage(server.base, "oReset", { MsgType: "text", Content: "发货了吗" });
-      await page.locator('.contact[data-contact-id="oReset"]').click();
-      // The connection is reset after the request went (WeChat may have sent it): not tried
-      // again, since a second copy would reach the follower too.
-      fake.dropNext("/cgi-bin/message/custom/send");
-      await page.locator("#reply").fill("今天下午发货");
-      await page.keyboard.press("Enter");
-      const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "今天下午发货" });
-      await failed.waitFor({ timeout: 30_000 });
-      assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
-      assert.match(await failed.locator(".failure").innerText(), /may have it/);
-      assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
-      assert.equal(fake.calls.filter((c) => c.path === "cgi-bin/message/custom/send").length, 1);
-    } finally {
-      await server.close();
-      await fake.close();
-    }
+  { agent: AGENT, appId: "wxrev" },
+  async (_t, { server, fake, page }) => {
+    await postFollowerMessage(server.base, "oReset", { MsgType: "text", Content: "发货了吗" });
+    await page.locator('.contact[data-contact-id="oReset"]').click();
+    // The connection is reset after the request went (WeChat may have sent it): not tried
+    // again, since a second copy would reach the follower too.
+    fake.dropNext("/cgi-bin/message/custom/send");
+    await page.locator("#reply").fill("今天下午发货");
+    await page.keyboard.press("Enter");
+    const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "今天下午发货" });
+    await failed.waitFor({ timeout: 30_000 });
+    assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
+    assert.match(await failed.locator(".failure").innerText(), /may have it/);
+    assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
+    assert.equal(fake.calls.filter((c) => c.path === "cgi-bin/message/custom/send").length, 1);
   },
 );
 
-browserTest("after a click on Send the agent types on in the reply box", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "after a click on Send the agent types on in the reply box",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     for (const id of ["oOther", "oClick"]) {
       await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
       await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
@@ -220,7 +196,5 @@ browserTest("after a click on Send the agent types on in the reply box", async (
     await page.keyboard.type("kind regards");
     assert.equal(await page.locator("#conv-name").innerText(), "oClick");
     assert.equal(await page.locator("#reply").inputValue(), "kind regards");
-  } finally {
-    await server.close();
-  }
-});
+  },
+);

@@ -18,7 +18,6 @@
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { startFakeWechat } from "../../tools/fake_wechat.ts";
 import { startBridge } from "../helpers/server.ts";
 import {
   B,
@@ -30,6 +29,7 @@ import {
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { consoleTest, wechatConsoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 const DAY_MS = 24 * 3600_000;
@@ -86,83 +86,71 @@ browserTest(
   },
 );
 
-browserTest(
+consoleTest(
   "Alt+↓ from the reply box: the next reply is typed in the next conversation",
-  async (_t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      for (const id of ["oFirst", "oSecond", "oThird"]) {
-        await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
-        await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
-      }
-      const order = await page.evaluate(
-        `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)`,
-      ) as string[];
-      const [first, second] = order;
-      await page.locator(`.contact[data-contact-id="${first}"]`).click();
-      await page.locator("#reply").pressSequentially("稍等");
-      await page.keyboard.press("Alt+ArrowDown");
-      await page.locator(".msg.in", { hasText: `${second} 你好` }).waitFor();
-      // An English reply: its k went to the list, which opened the conversation before.
-      await page.keyboard.type("ok, checking");
-      assert.equal(await page.locator("#reply").inputValue(), "ok, checking");
-      assert.equal(await page.locator("#conv-name").innerText(), second);
-      await page.keyboard.press("Alt+ArrowUp");
-      await page.locator(".msg.in", { hasText: `${first} 你好` }).waitFor();
-      assert.equal(await page.locator("#reply").inputValue(), "稍等");
-      assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
-    } finally {
-      await server.close();
+  { agent: AGENT },
+  async (_t, { server, page }) => {
+    for (const id of ["oFirst", "oSecond", "oThird"]) {
+      await postFollowerMessage(server.base, id, { MsgType: "text", Content: `${id} 你好` });
+      await page.locator(`.contact[data-contact-id="${id}"]`).waitFor();
     }
+    const order = await page.evaluate(
+      `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)`,
+    ) as string[];
+    const [first, second] = order;
+    await page.locator(`.contact[data-contact-id="${first}"]`).click();
+    await page.locator("#reply").pressSequentially("稍等");
+    await page.keyboard.press("Alt+ArrowDown");
+    await page.locator(".msg.in", { hasText: `${second} 你好` }).waitFor();
+    // An English reply: its k went to the list, which opened the conversation before.
+    await page.keyboard.type("ok, checking");
+    assert.equal(await page.locator("#reply").inputValue(), "ok, checking");
+    assert.equal(await page.locator("#conv-name").innerText(), second);
+    await page.keyboard.press("Alt+ArrowUp");
+    await page.locator(".msg.in", { hasText: `${first} 你好` }).waitFor();
+    assert.equal(await page.locator("#reply").inputValue(), "稍等");
+    assert.equal(await page.evaluate("document.activeElement?.id"), "reply");
   },
 );
 
-browserTest(
+consoleTest(
   "the keyboard reaches the conversation and scrolls back through it",
-  async (_t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      for (let i = 0; i < 60; i++) {
-        const res = await fetch(`${server.base}${B}/send_xml`, {
-          method: "POST",
-          headers: { "content-type": "text/xml" },
-          body: followerXml("oLong", { MsgType: "text", Content: `第 ${i} 条` }),
-        });
-        assert.equal(res.status, 200, await res.text());
-      }
-      await page.locator('.contact[data-contact-id="oLong"]').click();
-      await page.locator(".msg.in", { hasText: "第 59 条" }).waitFor();
-      assert.ok(
-        await page.locator("#messages").evaluate((n) => n.scrollTop > 0),
-        "the conversation does not scroll: the test tests nothing",
-      );
-      // Back from the reply box, past the composer's tools, as a keyboard goes.
-      await page.locator("#reply").focus();
-      const passed: string[] = [];
-      for (let i = 0; i < 10 && passed.at(-1) !== "messages"; i++) {
-        await page.keyboard.press("Shift+Tab");
-        passed.push(
-          String(
-            await page.evaluate("document.activeElement?.id || document.activeElement?.className"),
-          ),
-        );
-      }
-      assert.equal(passed.at(-1), "messages", `Shift+Tab went ${passed.join(" < ")}`);
-      // Shift+Tab passed the "Load earlier" button at its top: End and PageUp from there.
-      const bottomGap = `(() => { const b = document.querySelector("#messages");
-        return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
-      await page.keyboard.press("End");
-      await page.waitForFunction(`${bottomGap} < 40`);
-      await page.keyboard.press("PageUp");
-      await page.waitForFunction(`${bottomGap} > 200`);
-      await screenshot(page, "console-laptop-log-focused");
-    } finally {
-      await server.close();
+  { agent: AGENT },
+  async (_t, { server, page }) => {
+    for (let i = 0; i < 60; i++) {
+      const res = await fetch(`${server.base}${B}/send_xml`, {
+        method: "POST",
+        headers: { "content-type": "text/xml" },
+        body: followerXml("oLong", { MsgType: "text", Content: `第 ${i} 条` }),
+      });
+      assert.equal(res.status, 200, await res.text());
     }
+    await page.locator('.contact[data-contact-id="oLong"]').click();
+    await page.locator(".msg.in", { hasText: "第 59 条" }).waitFor();
+    assert.ok(
+      await page.locator("#messages").evaluate((n) => n.scrollTop > 0),
+      "the conversation does not scroll: the test tests nothing",
+    );
+    // Back from the reply box, past the composer's tools, as a keyboard goes.
+    await page.locator("#reply").focus();
+    const passed: string[] = [];
+    for (let i = 0; i < 10 && passed.at(-1) !== "messages"; i++) {
+      await page.keyboard.press("Shift+Tab");
+      passed.push(
+        String(
+          await page.evaluate("document.activeElement?.id || document.activeElement?.className"),
+        ),
+      );
+    }
+    assert.equal(passed.at(-1), "messages", `Shift+Tab went ${passed.join(" < ")}`);
+    // Shift+Tab passed the "Load earlier" button at its top: End and PageUp from there.
+    const bottomGap = `(() => { const b = document.querySelector("#messages");
+      return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
+    await page.keyboard.press("End");
+    await page.waitForFunction(`${bottomGap} < 40`);
+    await page.keyboard.press("PageUp");
+    await page.waitForFunction(`${bottomGap} > 200`);
+    await screenshot(page, "console-laptop-log-focused");
   },
 );
 
@@ -195,94 +183,79 @@ const settled = (page: Page) =>
   page.waitForFunction(`![...document.querySelectorAll("#messages .history-edge")]
     .some((n) => n.textContent === "Loading…")`);
 
-browserTest(
+consoleTest(
   "the wheel scrolls back through a long history to its first message",
-  async (_t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      const now = Math.floor(Date.now() / 1000);
-      await postMany(server.base, "oLong", 300, (i) => now - 300 + i);
-      // After a reload the conversation comes from its history, a page at a time.
-      await page.reload();
-      await page.locator('#conn[data-state="connected"]').waitFor();
-      await page.locator('.contact[data-contact-id="oLong"]').click();
-      await page.locator(".msg.in", { hasText: "第 299 条" }).waitFor();
-      const seen = new Set<string>();
-      const start = page.locator("#messages .history-edge", {
-        hasText: "Start of the conversation",
-      });
-      await page.locator("#messages").hover();
-      for (let i = 0; i < 200 && !(await start.count()); i++) {
-        for (const text of await shownTexts(page)) seen.add(text);
-        await page.mouse.wheel(0, -1500);
-        await settled(page);
-      }
+  { agent: AGENT },
+  async (_t, { server, page }) => {
+    const now = Math.floor(Date.now() / 1000);
+    await postMany(server.base, "oLong", 300, (i) => now - 300 + i);
+    // After a reload the conversation comes from its history, a page at a time.
+    await page.reload();
+    await page.locator('#conn[data-state="connected"]').waitFor();
+    await page.locator('.contact[data-contact-id="oLong"]').click();
+    await page.locator(".msg.in", { hasText: "第 299 条" }).waitFor();
+    const seen = new Set<string>();
+    const start = page.locator("#messages .history-edge", {
+      hasText: "Start of the conversation",
+    });
+    await page.locator("#messages").hover();
+    for (let i = 0; i < 200 && !(await start.count()); i++) {
       for (const text of await shownTexts(page)) seen.add(text);
-      // It stopped after a page: the view jumped to the top of what came in, where the wheel had
-      // nothing left to scroll, so no more was asked for.
-      assert.ok(await start.count(), `stuck at ${(await shownTexts(page))[0]}`);
-      const missed = Array.from({ length: 300 }, (_, i) => `第 ${i} 条`).filter((t) =>
-        !seen.has(t)
-      );
-      assert.deepEqual(missed, []);
-    } finally {
-      await server.close();
+      await page.mouse.wheel(0, -1500);
+      await settled(page);
     }
+    for (const text of await shownTexts(page)) seen.add(text);
+    // It stopped after a page: the view jumped to the top of what came in, where the wheel had
+    // nothing left to scroll, so no more was asked for.
+    assert.ok(await start.count(), `stuck at ${(await shownTexts(page))[0]}`);
+    const missed = Array.from({ length: 300 }, (_, i) => `第 ${i} 条`).filter((t) => !seen.has(t));
+    assert.deepEqual(missed, []);
   },
 );
 
-browserTest(
+consoleTest(
   "a burst in one second, split by a page of history, shows in order",
-  async (t, browser) => {
-    const server = await startBridge();
-    try {
-      const { page } = await openPage(browser);
-      await openConsole(page, server.base, AGENT);
-      const now = Math.floor(Date.now() / 1000);
-      // A follower pasting a list: 120 messages, one second, more than two pages of history.
-      await postMany(server.base, "oBurst", 120, () => now);
-      await page.reload();
-      await page.locator('#conn[data-state="connected"]').waitFor();
-      await page.locator('.contact[data-contact-id="oBurst"]').click();
-      await page.locator(".msg.in", { hasText: "第 119 条" }).waitFor();
-      const earlier = page.locator("#messages .history-edge button", { hasText: "Load earlier" });
-      const start = page.locator("#messages .history-edge", {
-        hasText: "Start of the conversation",
-      });
-      for (let i = 0; i < 20 && !(await start.count()); i++) {
-        // The page loads a page itself once its edge is in view: the button can go between
-        // finding it and the click (a loaded machine), and after the first message it is gone.
-        await earlier.click({ timeout: 2_000 }).catch(() => {});
-        await settled(page);
-      }
-      await start.waitFor();
-
-      await t.step("every message in the order sent", async () => {
-        assert.deepEqual(
-          await shownTexts(page),
-          Array.from({ length: 120 }, (_, i) => `第 ${i} 条`),
-        );
-      });
-
-      await t.step("one new message is one, not the older pages too", async () => {
-        await postFollowerMessage(server.base, "oBurst", { MsgType: "text", Content: "还在吗" });
-        // Below the window being read: announced, not drawn.
-        await page.locator("#new-pill").waitFor();
-        assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
-      });
-    } finally {
-      await server.close();
+  { agent: AGENT },
+  async (t, { server, page }) => {
+    const now = Math.floor(Date.now() / 1000);
+    // A follower pasting a list: 120 messages, one second, more than two pages of history.
+    await postMany(server.base, "oBurst", 120, () => now);
+    await page.reload();
+    await page.locator('#conn[data-state="connected"]').waitFor();
+    await page.locator('.contact[data-contact-id="oBurst"]').click();
+    await page.locator(".msg.in", { hasText: "第 119 条" }).waitFor();
+    const earlier = page.locator("#messages .history-edge button", { hasText: "Load earlier" });
+    const start = page.locator("#messages .history-edge", {
+      hasText: "Start of the conversation",
+    });
+    for (let i = 0; i < 20 && !(await start.count()); i++) {
+      // The page loads a page itself once its edge is in view: the button can go between
+      // finding it and the click (a loaded machine), and after the first message it is gone.
+      await earlier.click({ timeout: 2_000 }).catch(() => {});
+      await settled(page);
     }
+    await start.waitFor();
+
+    await t.step("every message in the order sent", async () => {
+      assert.deepEqual(
+        await shownTexts(page),
+        Array.from({ length: 120 }, (_, i) => `第 ${i} 条`),
+      );
+    });
+
+    await t.step("one new message is one, not the older pages too", async () => {
+      await postFollowerMessage(server.base, "oBurst", { MsgType: "text", Content: "还在吗" });
+      // Below the window being read: announced, not drawn.
+      await page.locator("#new-pill").waitFor();
+      assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
+    });
   },
 );
 
-browserTest("with the transfer form open, what the follower writes shows", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "with the transfer form open, what the follower writes shows",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     const now = Math.floor(Date.now() / 1000);
     await postMany(server.base, "oHand", 30, () => now);
     await page.locator('.contact[data-contact-id="oHand"]').click();
@@ -294,22 +267,19 @@ browserTest("with the transfer form open, what the follower writes shows", async
     await postFollowerMessage(server.base, "oHand", { MsgType: "text", Content: "订单号 8841" });
     await page.locator(".msg.in", { hasText: "订单号 8841" }).waitFor();
     const gap = `(() => { const b = document.querySelector("#messages");
-      return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
+    return b.scrollHeight - b.scrollTop - b.clientHeight; })()`;
     await page.waitForFunction(`${gap} < 40`, undefined, { timeout: 3000 }).catch(async (e) => {
       throw new Error(`${await page.evaluate(gap)} px below the view`, { cause: e });
     });
     assert.equal(await page.locator("#new-pill").isVisible(), false);
     await screenshot(page, "console-laptop-transfer-form-new-message");
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
-browserTest("at a search hit far back, one new message is one", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "at a search hit far back, one new message is one",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     const now = Math.floor(Date.now() / 1000);
     await postMany(server.base, "oFar", 200, (i) => now - 200 + i);
     await postFollowerMessage(server.base, "oNear", { MsgType: "text", Content: "在吗" });
@@ -329,52 +299,39 @@ browserTest("at a search hit far back, one new message is one", async (_t, brows
     assert.equal(await page.locator("#new-pill").innerText(), "New messages ↓");
     await page.locator("#new-pill").click();
     await page.locator(".msg.in", { hasText: "查到了吗" }).waitFor();
-  } finally {
-    await server.close();
+  },
+);
+
+consoleTest("Tab stays in the search dialog", { agent: AGENT }, async (_t, { server, page }) => {
+  await postFollowerMessage(server.base, "oFind", { MsgType: "text", Content: "发票抬头写公司" });
+  await page.locator('.contact[data-contact-id="oFind"]').click();
+  await page.keyboard.press("Control+k");
+  // Typed once the box has the focus: keys before that went to the page under the dialog.
+  await page.locator("#search-input:focus").waitFor();
+  await page.keyboard.type("发票");
+  await page.keyboard.press("Enter");
+  await page.locator("#search-panel .search-hit").waitFor();
+  const outside: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press("Tab");
+    const where = await page.evaluate(`(() => {
+      const a = document.activeElement;
+      if (!a || a === document.body || a.closest("#search-panel")) return "";
+      return a.id || a.className || a.tagName;
+    })()`);
+    if (where) outside.push(String(where));
   }
+  assert.deepEqual(outside, [], "Tab reached what the dialog covers");
+  await page.keyboard.press("Escape");
+  await page.locator("#search-panel").waitFor({ state: "detached" });
+  await page.locator("#reply").pressSequentially("好的");
+  assert.equal(await page.locator("#reply").inputValue(), "好的");
 });
 
-browserTest("Tab stays in the search dialog", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
-    await postFollowerMessage(server.base, "oFind", { MsgType: "text", Content: "发票抬头写公司" });
-    await page.locator('.contact[data-contact-id="oFind"]').click();
-    await page.keyboard.press("Control+k");
-    // Typed once the box has the focus: keys before that went to the page under the dialog.
-    await page.locator("#search-input:focus").waitFor();
-    await page.keyboard.type("发票");
-    await page.keyboard.press("Enter");
-    await page.locator("#search-panel .search-hit").waitFor();
-    const outside: string[] = [];
-    for (let i = 0; i < 8; i++) {
-      await page.keyboard.press("Tab");
-      const where = await page.evaluate(`(() => {
-        const a = document.activeElement;
-        if (!a || a === document.body || a.closest("#search-panel")) return "";
-        return a.id || a.className || a.tagName;
-      })()`);
-      if (where) outside.push(String(where));
-    }
-    assert.deepEqual(outside, [], "Tab reached what the dialog covers");
-    await page.keyboard.press("Escape");
-    await page.locator("#search-panel").waitFor({ state: "detached" });
-    await page.locator("#reply").pressSequentially("好的");
-    assert.equal(await page.locator("#reply").inputValue(), "好的");
-  } finally {
-    await server.close();
-  }
-});
-
-browserTest("leaving while a picture uploads asks first", async (_t, browser) => {
-  const fake = await startFakeWechat({ appId: "wxday", secret: "secret" });
-  const server = await startBridge({
-    env: { WECHAT_APPID: "wxday", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-  });
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+wechatConsoleTest(
+  "leaving while a picture uploads asks first",
+  { agent: AGENT, appId: "wxday" },
+  async (_t, { server, page }) => {
     await postFollowerMessage(server.base, "oPic", { MsgType: "text", Content: "发张图给我" });
     // A click: Chrome asks before leaving only a page the agent has used.
     await page.locator('.contact[data-contact-id="oPic"]').click();
@@ -397,24 +354,20 @@ browserTest("leaving while a picture uploads asks first", async (_t, browser) =>
     const closed = new Promise<string>((resolve) => page.once("close", () => resolve("closed")));
     await page.close({ runBeforeUnload: true });
     assert.equal(await Promise.race([asked, closed]), "beforeunload");
-  } finally {
-    await server.close();
-    await fake.close();
-  }
-});
+  },
+);
 
-browserTest("down the Unread filter with Alt+↓, one after the other", async (_t, browser) => {
-  const server = await startBridge();
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
+consoleTest(
+  "down the Unread filter with Alt+↓, one after the other",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
     for (let i = 0; i < 5; i++) {
       await postFollowerMessage(server.base, `oU${i}`, { MsgType: "text", Content: `未读 ${i}` });
       await page.locator(`.contact[data-contact-id="oU${i}"]`).waitFor();
     }
     const listed = () =>
       page.evaluate(`[...document.querySelectorAll("#contact-list .contact")]
-        .map((n) => n.dataset.contactId)`) as Promise<string[]>;
+      .map((n) => n.dataset.contactId)`) as Promise<string[]>;
     await page.locator("#triage-mount button", { hasText: "Unread" }).click();
     assert.deepEqual(await listed(), ["oU4", "oU3", "oU2", "oU1", "oU0"]);
     // The agent starts in the middle of the queue, and works down it from the reply box.
@@ -433,12 +386,10 @@ browserTest("down the Unread filter with Alt+↓, one after the other", async (_
     // Read ones leave the filter once left; the one open stays.
     await page.waitForFunction(
       `[...document.querySelectorAll("#contact-list .contact")].map((n) => n.dataset.contactId)
-        .join() === "oU4,oU1,oU0"`,
+      .join() === "oU4,oU1,oU0"`,
     );
-  } finally {
-    await server.close();
-  }
-});
+  },
+);
 
 browserTest(
   "in Chinese, the transfer box and the head's buttons say so in Chinese",
@@ -493,41 +444,33 @@ browserTest("on a phone, the way back says how many wait", async (_t, browser) =
   }
 });
 
-browserTest("a reply WeChat never answered says it may have arrived", async (t, browser) => {
-  const fake = await startFakeWechat({ appId: "wxday", secret: "secret" });
-  const server = await startBridge({
-    env: { WECHAT_APPID: "wxday", WECHAT_SECRET: "secret", WECHAT_API_BASE: fake.url },
-  });
-  try {
-    const { page } = await openPage(browser);
-    await openConsole(page, server.base, AGENT);
-    await postFollowerMessage(server.base, "oLost", { MsgType: "text", Content: "到账了吗" });
-    await page.locator('.contact[data-contact-id="oLost"]').click();
-    // WeChat's gateway answers 502 to the send (not sent again): the bridge cannot know.
-    fake.failHttpNext("/cgi-bin/message/custom/send", 502);
-    await page.locator("#reply").fill("已经到账了，请查收");
-    await page.keyboard.press("Enter");
-    const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
-    await failed.waitFor({ timeout: 60_000 });
-    assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
-    assert.match(await failed.locator(".failure").innerText(), /may have it/);
-    assert.doesNotMatch(await failed.innerText(), /refused|Not delivered/);
-    // The count agrees: WeChat may have taken it, so it is one of the 5.
-    assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
-    await screenshot(page, "console-laptop-reply-unconfirmed");
+wechatConsoleTest("a reply WeChat never answered says it may have arrived", {
+  agent: AGENT,
+  appId: "wxday",
+}, async (t, { server, fake, page }) => {
+  await postFollowerMessage(server.base, "oLost", { MsgType: "text", Content: "到账了吗" });
+  await page.locator('.contact[data-contact-id="oLost"]').click();
+  // WeChat's gateway answers 502 to the send (not sent again): the bridge cannot know.
+  fake.failHttpNext("/cgi-bin/message/custom/send", 502);
+  await page.locator("#reply").fill("已经到账了，请查收");
+  await page.keyboard.press("Enter");
+  const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
+  await failed.waitFor({ timeout: 60_000 });
+  assert.equal(await failed.locator(".status.failed").innerText(), "Not confirmed");
+  assert.match(await failed.locator(".failure").innerText(), /may have it/);
+  assert.doesNotMatch(await failed.innerText(), /refused|Not delivered/);
+  // The count agrees: WeChat may have taken it, so it is one of the 5.
+  assert.equal(await page.locator("#conv-quota").innerText(), "4 of 5 replies left");
+  await screenshot(page, "console-laptop-reply-unconfirmed");
 
-    await t.step("after a reload, from history, it still may have arrived", async () => {
-      await page.reload();
-      await page.locator('#conn[data-state="connected"]').waitFor();
-      await page.locator('.contact[data-contact-id="oLost"]').click();
-      const again = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
-      await again.waitFor();
-      assert.equal(await again.locator(".status.failed").innerText(), "Not confirmed");
-      assert.match(await again.locator(".failure").innerText(), /may have it/);
-      assert.doesNotMatch(await again.innerText(), /refused|Not delivered/);
-    });
-  } finally {
-    await server.close();
-    await fake.close();
-  }
+  await t.step("after a reload, from history, it still may have arrived", async () => {
+    await page.reload();
+    await page.locator('#conn[data-state="connected"]').waitFor();
+    await page.locator('.contact[data-contact-id="oLost"]').click();
+    const again = page.locator('.msg.out[data-status="failed"]', { hasText: "已经到账了" });
+    await again.waitFor();
+    assert.equal(await again.locator(".status.failed").innerText(), "Not confirmed");
+    assert.match(await again.locator(".failure").innerText(), /may have it/);
+    assert.doesNotMatch(await again.innerText(), /refused|Not delivered/);
+  });
 });

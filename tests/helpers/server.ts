@@ -4,6 +4,7 @@
 import { loadConfig } from "../../src/config.ts";
 import { createServer, type Effects, type Server } from "../../src/server.ts";
 import type { Store } from "../../src/core/store.ts";
+import { type FakeWechat, startFakeWechat } from "../../tools/fake_wechat.ts";
 import { connectAgent, type TestAgent } from "./agent.ts";
 
 /** A running bridge. */
@@ -61,4 +62,39 @@ export async function connectRoutedAgent(server: TestBridge, id: string): Promis
   );
   await waitRouted(server, id);
   return agent;
+}
+
+/** A bridge whose replies go to a fake WeChat (tools/fake_wechat.ts) instead of the simulator. */
+export interface WechatBridge {
+  fake: FakeWechat;
+  server: TestBridge;
+  close(): Promise<void>;
+}
+
+/** Starts a fake WeChat for app `appId` and a bridge configured to send it replies; `env` adds
+ * to the bridge's environment. */
+export async function startWechatBridge(
+  appId: string,
+  options: { env?: Record<string, string> } = {},
+): Promise<WechatBridge> {
+  const fake = await startFakeWechat({ appId, secret: "secret" });
+  const server = await startBridge({
+    env: {
+      WECHAT_APPID: appId,
+      WECHAT_SECRET: "secret",
+      WECHAT_API_BASE: fake.url,
+      ...options.env,
+    },
+  }).catch(async (error) => {
+    await fake.close();
+    throw error;
+  });
+  return {
+    fake,
+    server,
+    async close() {
+      await server.close();
+      await fake.close();
+    },
+  };
 }
