@@ -63,6 +63,7 @@ const CHAR_REF = /&#(?:x([0-9a-fA-F]+)|([0-9]+));/g;
 
 /** A character XML allows nowhere, CDATA included: C0 controls but tab, LF and CR, and the
  * two non-characters at the plane's end (UTF-8 decoding leaves no lone surrogate). */
+// deno-lint-ignore no-control-regex -- the control characters are what it looks for
 const RAW_NON_CHAR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
 
 /** Whether `code` is a character XML allows (its Char production): no NUL, no surrogate. */
