@@ -380,6 +380,43 @@ function copyHeld(
   }
 }
 
+/**
+ * Puts in place the copies a write-back left under `<segment>.log.restoring` (a kill -9 before
+ * its rename, or a crash before its directory reached the disk): every whole line in one is a
+ * commit answered success, its original deleted, so it is read as that segment; one whose
+ * segment is there (put back by other means) is deleted. Run at a start, with the writer's
+ * lock held, before the journal is read. Ignored, they were lost and left in the directory for
+ * good.
+ */
+export function adoptRestoring(dir: string, fsync: boolean): void {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
+    throw error;
+  }
+  let changed = false;
+  for (const entry of entries) {
+    const match = /^(\d+\.log)\.restoring$/.exec(entry.name);
+    if (!entry.isFile || !match) continue;
+    const temp = `${dir}/${entry.name}`;
+    const path = `${dir}/${match[1]}`;
+    if (pathIdOf(path) === null) {
+      Deno.renameSync(temp, path);
+      log.error(
+        "The journal segment {path} was being written back when the last run ended: read from " +
+          "its copy {temp} (a line it cut short is its last)",
+        { path, temp },
+      );
+    } else {
+      Deno.removeSync(temp);
+    }
+    changed = true;
+  }
+  if (changed && fsync) syncDirSync(dir);
+}
+
 /** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
  * tables have, like every one before it: what the directory holds is deleted. `lock` is the
  * writer's lock when the caller took it already (else it is taken here). */

@@ -47,6 +47,7 @@ import {
   transaction,
 } from "./sqlite_journal.ts";
 import {
+  adoptRestoring,
   createMemoryJournal,
   type Journal,
   journalDirOf,
@@ -282,6 +283,8 @@ function openLocked(
       logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
     };
     const legacy = applyLegacyJournal(db, st, retention);
+    // A write-back a kill -9 cut off before its rename: its copy holds commits answered success.
+    if (!inMemory) adoptRestoring(dir, fsync);
     const before = readApplied(st);
     const applied = inMemory
       ? before
