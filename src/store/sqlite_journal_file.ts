@@ -116,6 +116,10 @@ export interface ReadJournalOptions {
   leftOut?: (note: LeftOut) => void;
   /** Told each copy kept, once it is written. */
   kept?: (copy: string) => void;
+  /** Refuses (throws) a journal with a segment missing between `after` and the last one: a
+   * running bridge's reader (the worker's read-back) must not apply past commits whose segment
+   * was deleted and is not written back yet, as the tables would then skip them for good. */
+  whole?: boolean;
 }
 
 /**
@@ -131,6 +135,8 @@ export function readJournalDir(
   const { reported = new Set<string>(), leftOut = logLeftOut, kept = () => {} } = options;
   const commits: Commit[] = [];
   let last = after;
+  /** The journal holds a line (read or damaged) for every commit up to this one (`whole`). */
+  let reach = after;
   const all = segments(dir);
   /** The lines of every segment read, and the segments with a line first left out now. */
   const read: string[][] = [];
@@ -138,6 +144,12 @@ export function readJournalDir(
   for (const [i, [firstId, path]] of all.entries()) {
     // A segment ends where the next begins: one that ends by `after` need not be read.
     if (i + 1 < all.length && all[i + 1]![0] - 1 <= after) continue;
+    if (options.whole && firstId > reach + 1) {
+      throw new StoreRefusal(
+        `Cannot read the journal: commits ${reach + 1} to ${firstId - 1} are in no segment of ` +
+          `${dir} (one deleted, not written back yet)`,
+      );
+    }
     let text: string;
     try {
       text = Deno.readTextFileSync(path);
@@ -152,6 +164,10 @@ export function readJournalDir(
     read.push(lines);
     let copied = false;
     const next = all[i + 1]?.[0] ?? Infinity;
+    // A last line at or past the next segment's first id is one refused (see below).
+    const lastId = Number(lines.at(-1)?.slice(0, lines.at(-1)!.indexOf("\x1f")));
+    const refusedLast = lines.length > 0 && Number.isInteger(lastId) && lastId >= next;
+    reach = Math.max(reach, firstId + lines.length - (refusedLast ? 2 : 1));
     for (const [n, line] of lines.entries()) {
       const id = Number(line.slice(0, line.indexOf("\x1f")));
       const numbered = Number.isInteger(id) && id > 0;
@@ -364,6 +380,43 @@ function copyHeld(
   }
 }
 
+/**
+ * Puts in place the copies a write-back left under `<segment>.log.restoring` (a kill -9 before
+ * its rename, or a crash before its directory reached the disk): every whole line in one is a
+ * commit answered success, its original deleted, so it is read as that segment; one whose
+ * segment is there (put back by other means) is deleted. Run at a start, with the writer's
+ * lock held, before the journal is read. Ignored, they were lost and left in the directory for
+ * good.
+ */
+export function adoptRestoring(dir: string, fsync: boolean): void {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
+    throw error;
+  }
+  let changed = false;
+  for (const entry of entries) {
+    const match = /^(\d+\.log)\.restoring$/.exec(entry.name);
+    if (!entry.isFile || !match) continue;
+    const temp = `${dir}/${entry.name}`;
+    const path = `${dir}/${match[1]}`;
+    if (pathIdOf(path) === null) {
+      Deno.renameSync(temp, path);
+      log.error(
+        "The journal segment {path} was being written back when the last run ended: read from " +
+          "its copy {temp} (a line it cut short is its last)",
+        { path, temp },
+      );
+    } else {
+      Deno.removeSync(temp);
+    }
+    changed = true;
+  }
+  if (changed && fsync) syncDirSync(dir);
+}
+
 /** Opens the journal at `dir` (creating it) for appending after commit `lastId`, which the
  * tables have, like every one before it: what the directory holds is deleted. `lock` is the
  * writer's lock when the caller took it already (else it is taken here). */
@@ -533,7 +586,9 @@ export function openJournalDir(
     read(after) {
       // Not a line this journal refused (its caller told so) and could not cut off: a reload
       // after that refusal read it as a commit, and the next one, given its id, as applied.
-      return readJournalDir(dir, after, { reported }).filter((commit) => commit.id < next);
+      return readJournalDir(dir, after, { reported, whole: true }).filter((commit) =>
+        commit.id < next
+      );
     },
     release(upTo, all = false) {
       applied = Math.max(applied, upTo);

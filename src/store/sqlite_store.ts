@@ -47,6 +47,7 @@ import {
   transaction,
 } from "./sqlite_journal.ts";
 import {
+  adoptRestoring,
   createMemoryJournal,
   type Journal,
   journalDirOf,
@@ -243,15 +244,19 @@ function readAtStart(dir: string, after: number): Commit[] {
       logLeftOut(note);
     },
   });
+  // Each gap, not only one before the first: a segment lost between two others (deleted alone,
+  // then a kill -9 before the look) was applied past without a word.
   let from = after + 1;
-  while (damaged.has(from)) from++;
-  const first = commits[0]?.id;
-  if (first !== undefined && first > from && !damaged.has(NaN)) {
-    log.error(
-      "Commits {from} to {to} were answered success but are lost: neither the tables nor the " +
-        "journal hold them (their journal segment was deleted before the tables took them)",
-      { from, to: first - 1 },
-    );
+  for (const { id } of commits) {
+    while (damaged.has(from)) from++;
+    if (id > from && !damaged.has(NaN)) {
+      log.error(
+        "Commits {from} to {to} were answered success but are lost: neither the tables nor the " +
+          "journal hold them (their journal segment was deleted before the tables took them)",
+        { from, to: id - 1 },
+      );
+    }
+    from = Math.max(from, id + 1);
   }
   return commits;
 }
@@ -282,6 +287,8 @@ function openLocked(
       logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
     };
     const legacy = applyLegacyJournal(db, st, retention);
+    // A write-back a kill -9 cut off before its rename: its copy holds commits answered success.
+    if (!inMemory) adoptRestoring(dir, fsync);
     const before = readApplied(st);
     const applied = inMemory
       ? before

@@ -158,6 +158,9 @@ function start(request: WorkerStart): void {
   const read = (after: number) =>
     readJournalDir(request.journalDir, after, {
       reported,
+      // A segment deleted and not yet written back by the store's thread: refused (the write
+      // fails and is made again), not applied past.
+      whole: true,
       leftOut: (note) => scope.postMessage({ type: "leftOut", note }),
       // Made from what was read: a forget committed since then scrubbed the copies there
       // were, not this one. The store's thread takes its follower out (reports keep order:
