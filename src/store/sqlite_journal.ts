@@ -290,13 +290,11 @@ const PRUNE_CHUNK = 5_000;
 
 /**
  * Deletes log, dedup, signature, forget-cut and unanswered rows past their time (`now`, ms),
- * and conversations past their last message's (pruneHistory); with `retention` (at a start),
- * first moves the expiries written under another one to it. Rows are found by their
+ * and conversations past their last message's (pruneHistory). Rows are found by their
  * expiry's index: a row's expiry is written with it, so it is in id order only while the
  * retention never shrinks and the clock never goes back.
  */
-export function pruneExpired(db: DatabaseSync, now: number, retention?: Retention): void {
-  if (retention) shortenToRetention(db, retention);
+export function pruneExpired(db: DatabaseSync, now: number): void {
   for (const [table, key] of PRUNED) {
     const chunk = db.prepare(
       `DELETE FROM ${table} WHERE (${key}) IN
@@ -376,9 +374,12 @@ function retentionsOf(retention: Retention): Array<[string, string[], number]> {
  * After HISTORY_RETENTION_DAYS was changed, moves the expiries written under the old value by
  * the difference, as if written under the new one: after a cut, a conversation of last month
  * is not kept for the rest of the old year. Once, with the value recorded in the same
- * transaction (a start killed halfway moves nothing twice).
+ * transaction (a start killed halfway moves nothing twice). At a start, BEFORE the journal's
+ * tail is applied: those rows are written under the new value already, and moved again they
+ * went early (after a cut from 365 to 1 day, a killed bridge's last messages were past their
+ * time at once, and the pruner took their whole conversations).
  */
-function shortenToRetention(db: DatabaseSync, retention: Retention): void {
+export function shortenToRetention(db: DatabaseSync, retention: Retention): void {
   const get = db.prepare("SELECT value FROM meta WHERE key = ?");
   const set = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   transaction(db, () => {

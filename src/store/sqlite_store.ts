@@ -44,6 +44,7 @@ import {
   readApplied,
   readSignedBodies,
   type Retention,
+  shortenToRetention,
   transaction,
 } from "./sqlite_journal.ts";
 import {
@@ -281,6 +282,9 @@ function openLocked(
       retentionMs: options.retentionMs,
       logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
     };
+    // Expiries written under another HISTORY_RETENTION_DAYS moved to this one first: what the
+    // journal still holds is then written under it, and moved by nothing.
+    shortenToRetention(db, retention);
     const legacy = applyLegacyJournal(db, st, retention);
     const before = readApplied(st);
     const applied = inMemory
@@ -304,7 +308,7 @@ function openLocked(
     };
     try {
       // Before the worker starts: the first prune has the tables to itself.
-      pruneExpired(db, options.now(), retention);
+      pruneExpired(db, options.now());
       if (!inMemory) pruneCopies(dir, options.now(), retention.retentionMs);
       files.signedBodies = readSignedBodies(db, options.now());
       const loaded = loadModel(db, st, files.reads, options);
