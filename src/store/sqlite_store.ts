@@ -59,6 +59,7 @@ import {
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
+import { keptLastMessage } from "../core/history_retention.ts";
 import { forgetInCopies, forgetInCopy, pruneCopies } from "./sqlite_unreadable.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
 import { isDiskRefusal, StoreRefusal } from "./disk_refusal.ts";
@@ -447,6 +448,16 @@ function createSqliteStore(
 
   const pruner = setInterval(() => {
     model.pruneSeen(options.now());
+    // The pruner clears an expired conversation's preview in the tables; the model drops it
+    // too, or the contact's next write (a rename, a mark read) put the words back for good.
+    const now = options.now();
+    for (const c of model.contacts.values()) {
+      if (
+        c.last_message !== null && keptLastMessage(c, files.retention.retentionMs, now) === null
+      ) {
+        c.last_message = null;
+      }
+    }
     if (stale || closed) return;
     try {
       // Agents' records first: a seq is recovered from the log's last row, which may go.
