@@ -337,10 +337,15 @@ function pruneHistory(db: DatabaseSync, now: number): void {
     `UPDATE contacts SET json = json_set(json, '$.last_message', json('null'))
      WHERE follower_id = ? AND json_extract(json, '$.last_message') IS NOT NULL`,
   );
+  // From the row after the last one moved (`n`), in n order: a chunk found by the follower
+  // and its expiry rescanned every row moved before it (1,000,000 rows: 25 s, not 2).
   const keep = db.prepare(
     `UPDATE history SET expires_at = ? WHERE id IN
-     (SELECT id FROM history WHERE follower_id = ? AND expires_at <= ? LIMIT ${PRUNE_CHUNK})`,
+     (SELECT id FROM history WHERE follower_id = ? AND n > ? AND expires_at <= ?
+      ORDER BY n LIMIT ${PRUNE_CHUNK}) RETURNING n`,
   );
+  /** The last row moved of each live conversation, this prune (moved rows are not due). */
+  const movedTo = new Map<string, number>();
   for (;;) {
     const followers = due.all(now).map((row) => row.follower_id as string);
     if (followers.length === 0) return;
@@ -355,7 +360,13 @@ function pruneHistory(db: DatabaseSync, now: number): void {
           if (last === undefined) continue;
           if (last.expires_at <= now) {
             changed += Number(drop.run(f).changes) + Number(unpreview.run(f).changes);
-          } else changed += Number(keep.run(last.expires_at, f, now).changes);
+          } else {
+            const moved = keep.all(last.expires_at, f, movedTo.get(f) ?? -1, now);
+            for (const row of moved) {
+              movedTo.set(f, Math.max(movedTo.get(f) ?? -1, Number(row.n)));
+            }
+            changed += moved.length;
+          }
         }
       });
     }
