@@ -44,6 +44,7 @@ import {
   readApplied,
   readSignedBodies,
   type Retention,
+  shortenToRetention,
   transaction,
 } from "./sqlite_journal.ts";
 import {
@@ -59,6 +60,7 @@ import {
 } from "./sqlite_journal_file.ts";
 import { CommitLine, sameAsFrame } from "./sqlite_journal_line.ts";
 import { openSqliteDatabase } from "./sqlite_schema.ts";
+import { keptLastMessage } from "../core/history_retention.ts";
 import { forgetInCopies, forgetInCopy, pruneCopies } from "./sqlite_unreadable.ts";
 import { createFileGuard } from "./sqlite_file_guard.ts";
 import { isDiskRefusal, StoreRefusal } from "./disk_refusal.ts";
@@ -286,6 +288,9 @@ function openLocked(
       retentionMs: options.retentionMs,
       logRetainMs: Math.max(options.retentionMs, MIN_LOG_RETENTION_MS),
     };
+    // Expiries written under another HISTORY_RETENTION_DAYS moved to this one first: what the
+    // journal still holds is then written under it, and moved by nothing.
+    shortenToRetention(db, retention);
     const legacy = applyLegacyJournal(db, st, retention);
     // A write-back a kill -9 cut off before its rename: its copy holds commits answered success.
     if (!inMemory) adoptRestoring(dir, fsync);
@@ -311,7 +316,7 @@ function openLocked(
     };
     try {
       // Before the worker starts: the first prune has the tables to itself.
-      pruneExpired(db, options.now(), retention);
+      pruneExpired(db, options.now());
       if (!inMemory) pruneCopies(dir, options.now(), retention.retentionMs);
       files.signedBodies = readSignedBodies(db, options.now());
       const loaded = loadModel(db, st, files.reads, options);
@@ -450,6 +455,16 @@ function createSqliteStore(
 
   const pruner = setInterval(() => {
     model.pruneSeen(options.now());
+    // The pruner clears an expired conversation's preview in the tables; the model drops it
+    // too, or the contact's next write (a rename, a mark read) put the words back for good.
+    const now = options.now();
+    for (const c of model.contacts.values()) {
+      if (
+        c.last_message !== null && keptLastMessage(c, files.retention.retentionMs, now) === null
+      ) {
+        c.last_message = null;
+      }
+    }
     if (stale || closed) return;
     try {
       // Agents' records first: a seq is recovered from the log's last row, which may go.
