@@ -790,6 +790,8 @@ if OP == 'forget' then
     local media = redis.call('DEL', P .. 'mediaq:' .. fid, P .. 'mediaq_aside:' .. fid)
     redis.call('SREM', P .. 'mediaq_followers', fid)
     redis.call('DEL', P .. 'mediaq_lease:' .. fid)
+    -- The auto-reply's cooldown names the OpenID too (redis_store.ts firstAutoReply).
+    redis.call('DEL', P .. 'auto_reply:' .. fid)
     local c = get_contact(fid)
     if not c then return media > 0 and 1 or 0 end
     if c.agent_id ~= NULL then add_load(c.agent_id, -1) end

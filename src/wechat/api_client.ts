@@ -256,13 +256,25 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
     }
   }
 
-  function postJson(path: string, payload: unknown) {
+  // Deno's fetch sends a request again, unseen, when the keep-alive connection it reused closes
+  // before the answer, even a POST the server read whole (tests/wechat/
+  // send_reused_connection_test.ts): a send goes on a connection of its own, never pooled, so
+  // that close fails it as unconfirmed. (An injected fetch is the caller's to pool.)
+  let sendClient: Deno.HttpClient | undefined;
+  function unpooled(): { client?: Deno.HttpClient } {
+    if (fetchFn !== globalThis.fetch) return {};
+    sendClient ??= Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+    return { client: sendClient };
+  }
+
+  function postJson(path: string, payload: unknown, once = false) {
     return (token: string, signal: AbortSignal) =>
       fetchFn(apiUrl(path, { access_token: token }), {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(payload),
         signal,
+        ...(once ? unpooled() : {}),
       }).then(readJson);
   }
 
@@ -275,11 +287,15 @@ export function createWechatClient(options: WechatClientOptions): WechatClient {
 
   return {
     async sendCustomMessage(payload) {
-      await withToken("message/custom/send", postJson("cgi-bin/message/custom/send", payload), {
-        retries,
-        timeoutMs,
-        once: true,
-      });
+      await withToken(
+        "message/custom/send",
+        postJson("cgi-bin/message/custom/send", payload, true),
+        {
+          retries,
+          timeoutMs,
+          once: true,
+        },
+      );
       // WeChat hides the typing indicator when a message arrives.
       const touser = payload.touser;
       if (typeof touser === "string") {

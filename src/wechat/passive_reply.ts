@@ -55,7 +55,14 @@ function createLocalCooldown(now: () => number) {
 
 /** Creates the chooser of passive replies; `answer()` gives the plaintext XML, or null. */
 export function createPassiveReplies(options: PassiveReplyOptions) {
-  const firstAutoReply = options.firstAutoReply ?? createLocalCooldown(options.now);
+  const local = createLocalCooldown(options.now);
+  const shared = options.firstAutoReply;
+  // A shared store that fails (after the message was accepted) falls back to this process's
+  // cooldown: thrown, the webhook answered 5xx and WeChat's retry, a duplicate, got none.
+  const firstAutoReply = shared
+    ? (followerId: string, ttlMs: number) =>
+      shared(followerId, ttlMs).catch(() => local(followerId, ttlMs))
+    : local;
 
   /** WeChat's passive reply XML: to the follower, from the account. */
   function replyXml(message: FollowerMessage, body: string): string {
