@@ -6,19 +6,15 @@
 // replies left unanswered leaves this process's own alone while their outcome is settled.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import { connectAgent } from "../helpers/agent.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import type { LogEntry, Store } from "../../src/core/store.ts";
+import { clock, options, send, settledStatus, withBridge as withOne } from "./_sweep_env.ts";
 
 const B = "/im_component/wx_official_account";
-const clock = { t: Date.UTC(2026, 11, 1) + 500 };
-const options = {
-  companyId: "",
-  now: () => clock.t,
-  newId: () => crypto.randomUUID(),
-  dedupTtlMs: 3600_000,
-};
+
+/** Two sockets of agent qa: the one that sends, and another tab the echo reaches. */
+const withBridge = (store: Store, fn: Parameters<typeof withOne>[1]) => withOne(store, fn, 2);
 
 /** A memory store whose switchboard push fails once the reply's echo went out (`broken`):
  * the deliveries are the real ones and then one the switchboard cannot read. */
@@ -36,43 +32,6 @@ function brokenPushStore(state: { broken: boolean }): Store {
       };
     },
   };
-}
-
-async function withBridge(
-  store: Store,
-  fn: (server: TestBridge, a: TestAgent, b: TestAgent) => Promise<void>,
-): Promise<void> {
-  const server = await startBridge({ store, now: options.now });
-  const a = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
-  const b = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
-  try {
-    await waitRouted(server, "qa");
-    const hi = await post(`${server.base}${B}/send_xml`, textXml("oMine", "gh", "hi", "9920001"));
-    assert.equal(`${hi.status} ${hi.text}`, "200 success");
-    await a.waitFor((e) => e.data["id"] === "9920001");
-    await b.waitFor((e) => e.data["id"] === "9920001");
-    await fn(server, a, b);
-  } finally {
-    await a.close();
-    await b.close();
-    await server.close();
-  }
-}
-
-const send = (agent: TestAgent, clientId: string) =>
-  agent.send({
-    data: { msg_type: "text", contact_id: "oMine", client_id: clientId, msg: { content: "在" } },
-    result: { code: 1001, message: "common" },
-  });
-
-async function settledStatus(server: TestBridge, clientId: string) {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const { items } = await server.store.readHistory("oMine", null, 20);
-    const status = items.find((i) => i["client_id"] === clientId)?.status;
-    if ((status !== undefined && status !== "sending") || Date.now() > deadline) return status;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 Deno.test("a reply failed as not sent gives its count back", async () => {

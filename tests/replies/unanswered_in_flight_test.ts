@@ -6,56 +6,11 @@
 // whole seconds, is then before that opening), over the memory store with a fault of the test's.
 
 import assert from "node:assert/strict";
-import { connectAgent, post, type TestAgent, textXml } from "../helpers/agent.ts";
-import { startBridge, type TestBridge, waitRouted } from "../helpers/server.ts";
+import type { TestBridge } from "../helpers/server.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
 import type { Store } from "../../src/core/store.ts";
 import { replyItem } from "../store/_store_items.ts";
-
-const B = "/im_component/wx_official_account";
-const clock = { t: Date.UTC(2026, 11, 1) + 500 };
-const options = {
-  companyId: "",
-  now: () => clock.t,
-  newId: () => crypto.randomUUID(),
-  dedupTtlMs: 3600_000,
-};
-
-/** A bridge over `store`, agent qa online, follower oMine written; `fn` sends and looks. */
-async function withBridge(
-  store: Store,
-  fn: (server: TestBridge, agent: TestAgent) => Promise<void>,
-): Promise<void> {
-  const server = await startBridge({ store, now: options.now });
-  const agent = await connectAgent(`${server.wsBase}${B}/msg?userid=qa`);
-  try {
-    await waitRouted(server, "qa");
-    const hi = await post(`${server.base}${B}/send_xml`, textXml("oMine", "gh", "hi", "9910001"));
-    assert.equal(`${hi.status} ${hi.text}`, "200 success");
-    await agent.waitFor((e) => e.data["id"] === "9910001");
-    await fn(server, agent);
-  } finally {
-    await agent.close();
-    await server.close();
-  }
-}
-
-const send = (agent: TestAgent, clientId: string) =>
-  agent.send({
-    data: { msg_type: "text", contact_id: "oMine", client_id: clientId, msg: { content: "在" } },
-    result: { code: 1001, message: "common" },
-  });
-
-/** The reply's status in history, once it is recorded and no longer "sending" (or after 5 s). */
-async function settledStatus(server: TestBridge, clientId: string) {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const { items } = await server.store.readHistory("oMine", null, 20);
-    const status = items.find((i) => i["client_id"] === clientId)?.status;
-    if ((status !== undefined && status !== "sending") || Date.now() > deadline) return status;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { clock, options, send, settledStatus, withBridge } from "./_sweep_env.ts";
 
 Deno.test("a sweep while this process's reply is being recorded leaves it to its sender", async () => {
   const inner = createMemoryStore(options);
