@@ -50,7 +50,12 @@ Deno.test("a bridge.sqlite from before, its first open killed while filling the 
     } finally {
       look.close();
     }
-    child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch (error) {
+      // The child finished its open first (a loaded machine saw the table only at commit).
+      if (!(error instanceof TypeError)) throw error;
+    }
     await child.status;
     assert.ok(seen, "the child made the table");
 
