@@ -40,9 +40,9 @@ function hubWith(reader: GapReader | null, readTo = 0) {
 
 Deno.test("createHub() writes a frame that came before the seq below it after that one", async () => {
   const asked: Array<[number, number]> = [];
-  const { hub, s, conn } = hubWith(async (_agent, after, upTo) => {
+  const { hub, s, conn } = hubWith((_agent, after, upTo) => {
     asked.push([after, upTo]);
-    return [];
+    return Promise.resolve([]);
   });
   try {
     hub.deliver("a", 1, frame(1));
@@ -62,10 +62,10 @@ Deno.test("createHub() writes a frame that came before the seq below it after th
 
 Deno.test("createHub() reads seqs that never came live from the log, in order", async () => {
   const asked: Array<[number, number]> = [];
-  const { hub, s, conn } = hubWith(async (_agent, after, upTo) => {
+  const { hub, s, conn } = hubWith((_agent, after, upTo) => {
     asked.push([after, upTo]);
     // 6 is one the replay leaves out (a forgotten follower's): passed over.
-    return [[5, frame(5)], [7, frame(7)]];
+    return Promise.resolve([[5, frame(5)], [7, frame(7)]]);
   }, 4);
   try {
     hub.deliver("a", 8, frame(8));
