@@ -1,6 +1,8 @@
 // The registry of open agent sockets: several per agent (tabs, devices), who is online, and
 // the one place frames leave the bridge. A socket still replaying its backlog buffers live
-// frames so an agent never sees a message twice or out of order.
+// frames so an agent never sees a message twice or out of order; a live frame that comes before
+// the seqs below it (Redis: another instance's commits arrive a moment after this one's) waits
+// for them, and past a short wait they are read from the log.
 
 /** The part of a WebSocket the hub uses, so tests can pass a fake. */
 export interface AgentSocket {
@@ -16,8 +18,14 @@ export interface AgentConnection {
   readonly socket: AgentSocket;
   /** While replaying `since=`, live frames wait here with their seq. */
   backlog: Array<[number, string]> | null;
-  /** The highest seq written to this socket. */
+  /** The highest seq written to this socket: every one below it was written or passed over. */
   lastSeq: number;
+  /** Live frames above a seq not yet written, by seq; null when there are none. */
+  held: Map<number, string> | null;
+  /** Fires when frames have been held gapWaitMs: the seqs below them are read from the log. */
+  gapTimer: ReturnType<typeof setTimeout> | undefined;
+  /** While the log is read for a gap (frames held meanwhile wait for that read). */
+  filling: boolean;
   /** Characters sent since its unsent bytes were last read (see write). */
   unchecked: number;
   /** Which of the hub's heartbeat turns writes to it (see beat). */
@@ -36,7 +44,19 @@ export interface HubOptions {
   onOffline?: (agentId: string) => void;
   /** How many turns of beat() make one heartbeat interval (default 1: every socket each turn). */
   heartbeatSlots?: number;
+  /** How long a live frame waits for the seqs below it before they are read from the log. */
+  gapWaitMs?: number;
 }
+
+/**
+ * Reads an agent's logged entries with seqs in (after, upTo] as frames, leaving out what a
+ * replay leaves out; what it does not return is passed over.
+ */
+export type GapReader = (
+  agentId: string,
+  after: number,
+  upTo: number,
+) => Promise<Array<[number, string]>>;
 
 /** Creates the socket registry. */
 export function createHub(options: HubOptions = {}) {
@@ -56,6 +76,8 @@ export function createHub(options: HubOptions = {}) {
   );
   let nextSlot = 0;
   let turn = 0;
+  const gapWaitMs = options.gapWaitMs ?? 250;
+  let readGap: GapReader | null = null;
 
   // Dealt in turn alone, sockets closing unevenly (short-lived ones between long-lived ones) left
   // the long-lived piled in a few turns and the burst came back: a socket goes to the turn with
@@ -91,6 +113,89 @@ export function createHub(options: HubOptions = {}) {
     return true;
   }
 
+  /** Writes a live frame in seq order: one above a seq not yet written waits for it. */
+  function offer(conn: AgentConnection, seq: number, frame: string): boolean {
+    if (seq > conn.lastSeq + 1) {
+      if (conn.socket.readyState !== OPEN) return false;
+      (conn.held ??= new Map()).set(seq, frame);
+      if (!conn.filling) conn.gapTimer ??= setTimeout(() => void fillGap(conn), gapWaitMs);
+      return true;
+    }
+    const wrote = write(conn, seq, frame);
+    if (conn.held !== null) writeHeld(conn, false);
+    return wrote;
+  }
+
+  /** Writes the held frames that follow on; `all`: every one, the seqs between passed over. */
+  function writeHeld(conn: AgentConnection, all: boolean): void {
+    const held = conn.held!;
+    if (all) {
+      for (const seq of [...held.keys()].sort((a, b) => a - b)) write(conn, seq, held.get(seq)!);
+      held.clear();
+    } else {
+      for (let next = held.get(conn.lastSeq + 1); next !== undefined;) {
+        const seq = conn.lastSeq + 1;
+        held.delete(seq);
+        if (!write(conn, seq, next)) break;
+        next = held.get(conn.lastSeq + 1);
+      }
+      // Seqs at or below one written since (by a replay) are there already.
+      for (const seq of held.keys()) if (seq <= conn.lastSeq) held.delete(seq);
+    }
+    if (held.size > 0 && conn.socket.readyState === OPEN) return;
+    conn.held = null;
+    if (!conn.filling) {
+      clearTimeout(conn.gapTimer);
+      conn.gapTimer = undefined;
+    }
+  }
+
+  /**
+   * The seqs below held frames did not come: reads them from the log, then writes everything
+   * in order, passing over what the log does not have (entries a replay leaves out). Without a
+   * log to read, or when it cannot be read, the socket is closed 4001: the agent reconnects
+   * with since= the last seq it got, and the replay brings the rest.
+   */
+  async function fillGap(conn: AgentConnection): Promise<void> {
+    const held = conn.held;
+    if (held === null || conn.socket.readyState !== OPEN) {
+      conn.gapTimer = undefined;
+      return;
+    }
+    conn.filling = true;
+    try {
+      const upTo = Math.max(...held.keys());
+      let found: Array<[number, string]>;
+      try {
+        if (readGap === null) throw new Error("no log to read");
+        found = await readGap(conn.agentId, conn.lastSeq, upTo);
+      } catch {
+        if (conn.held !== held) return;
+        conn.held = null;
+        conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
+        return;
+      }
+      // Written on meanwhile (and any new gap held in a new map, with its own wait).
+      if (conn.held !== held) return;
+      const later = new Map<number, string>();
+      for (const [seq, frame] of held) if (seq > upTo) later.set(seq, frame);
+      for (const seq of later.keys()) held.delete(seq);
+      for (const [seq, frame] of found) {
+        if (seq > conn.lastSeq && seq <= upTo && !held.has(seq)) held.set(seq, frame);
+      }
+      writeHeld(conn, true);
+      if (later.size > 0 && conn.socket.readyState === OPEN) {
+        conn.held = later;
+        writeHeld(conn, false);
+      }
+    } finally {
+      conn.filling = false;
+      conn.gapTimer = conn.held === null
+        ? undefined
+        : setTimeout(() => void fillGap(conn), gapWaitMs);
+    }
+  }
+
   return {
     /** Registers a socket; it buffers live frames until `finishReplay`. */
     add(agentId: string, socket: AgentSocket): AgentConnection {
@@ -99,6 +204,9 @@ export function createHub(options: HubOptions = {}) {
         socket,
         backlog: [],
         lastSeq: 0,
+        held: null,
+        gapTimer: undefined,
+        filling: false,
         unchecked: 0,
         slot: emptiestSlot(),
       };
@@ -113,12 +221,28 @@ export function createHub(options: HubOptions = {}) {
       return conn;
     },
 
-    /** Writes the replayed frames' tail: live frames that arrived during replay, in seq order. */
-    finishReplay(conn: AgentConnection): void {
+    /**
+     * Writes the replayed frames' tail: live frames that arrived during replay, in seq order.
+     * `readTo`: the last seq the replay read (written or left out), below which nothing waits.
+     */
+    finishReplay(conn: AgentConnection, readTo = 0): void {
       const pending = conn.backlog ?? [];
       conn.backlog = null;
       pending.sort((a, b) => a[0] - b[0]);
-      for (const [seq, frame] of pending) write(conn, seq, frame);
+      // Frames at or below it came while the replay ran (a replay from the cursor they moved
+      // did not read them): written as they are; those above it, in order.
+      for (const [seq, frame] of pending) {
+        if (seq > readTo) {
+          if (readTo > conn.lastSeq) conn.lastSeq = readTo;
+          offer(conn, seq, frame);
+        } else write(conn, seq, frame);
+      }
+      if (readTo > conn.lastSeq) conn.lastSeq = readTo;
+    },
+
+    /** Sets how the seqs a socket was not given live are read from the log (the switchboard). */
+    readGapsWith(reader: GapReader): void {
+      readGap = reader;
     },
 
     /** Unregisters a socket; returns true when it was the agent's last. */
@@ -126,6 +250,8 @@ export function createHub(options: HubOptions = {}) {
       const set = byAgent.get(conn.agentId);
       if (!set || !set.delete(conn)) return false;
       slots[conn.slot]?.delete(conn);
+      clearTimeout(conn.gapTimer);
+      conn.held = null;
       socketCount--;
       if (set.size > 0) return false;
       byAgent.delete(conn.agentId);
@@ -147,7 +273,7 @@ export function createHub(options: HubOptions = {}) {
         if (conn.backlog) {
           conn.backlog.push([seq, frame]);
           n++;
-        } else if (write(conn, seq, frame)) n++;
+        } else if (offer(conn, seq, frame)) n++;
       }
       return n;
     },

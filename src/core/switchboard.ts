@@ -120,6 +120,13 @@ function withoutForgotten(entry: LogEntry, known: Map<string, Forgotten>): LogEn
   return { agentId: entry.agentId, seq: entry.seq, envelope: { data: { ...data, msg }, result } };
 }
 
+/** `entry` as a replay sends it, or null when it leaves it out (isForgotten). */
+function replayed(entry: LogEntry, known: Map<string, Forgotten>): LogEntry | null {
+  const concern = followerOf(entry);
+  if (concern === null) return withoutForgotten(entry, known);
+  return isForgotten(entry, concern, known.get(concern.followerId)!) ? null : entry;
+}
+
 /**
  * Looks up, at once, the followers of `page` not yet in `known`: whether each is deleted now,
  * and its last forget's cut in this agent's log. At once, so that a shared store answers a
@@ -214,6 +221,26 @@ export function createSwitchboard(options: SwitchboardOptions) {
   // Entries committed by other instances reach the agents connected here, counted alike.
   store.onRemoteEntries?.(push);
 
+  // Entries a socket was not given live (another instance's, whose push never came) are read
+  // from the log as a replay reads them.
+  hub.readGapsWith(async (agentId, after, upTo) => {
+    const frames: Array<[number, string]> = [];
+    const known = new Map<string, Forgotten>();
+    for (;;) {
+      const page = await store.readLog(agentId, after, REPLAY_PAGE);
+      await noteForgotten(store, agentId, page, known);
+      for (const entry of page) {
+        if (entry.seq > upTo) return frames;
+        const shown = replayed(entry, known);
+        if (shown !== null) {
+          frames.push([entry.seq, shown.frame ??= JSON.stringify(shown.envelope)]);
+        }
+        after = entry.seq;
+      }
+      if (page.length < REPLAY_PAGE) return frames;
+    }
+  });
+
   return {
     presence,
     push,
@@ -280,6 +307,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
       return conn;
 
       async function ready(conn: AgentConnection): Promise<void> {
+        // What the replay read up to: live frames above it wait for the seqs between.
+        let readTo = 0;
         try {
           const applied = await store.agentOnline(agentId, presence);
           // Followers handed over on coming online reach the agent's other sockets now and this
@@ -290,19 +319,15 @@ export function createSwitchboard(options: SwitchboardOptions) {
           // A since= beyond the agent's last seq names a log this store does not have (a Redis
           // or a DATA_DIR that came back empty): everything it has is new to the agent.
           if (since !== null && since > (record?.seq ?? 0)) after = 0;
+          readTo = after;
           const known = new Map<string, Forgotten>();
           replay: for (;;) {
             const page = await store.readLog(agentId, after, REPLAY_PAGE);
             await noteForgotten(store, agentId, page, known);
             for (const entry of page) {
-              const concern = followerOf(entry);
-              const shown = concern === null
-                ? withoutForgotten(entry, known)
-                : isForgotten(entry, concern, known.get(concern.followerId)!)
-                ? null
-                : entry;
+              const shown = replayed(entry, known);
               if (shown === null) {
-                after = entry.seq;
+                after = readTo = entry.seq;
                 continue;
               }
               // A long backlog is paced by the reader: a fast one drains it, a stalled one trips
@@ -310,12 +335,12 @@ export function createSwitchboard(options: SwitchboardOptions) {
               if (conn.socket.bufferedAmount > REPLAY_HIGH_WATER) await drained(conn.socket);
               const frame = shown.frame ??= JSON.stringify(shown.envelope);
               if (!hub.writeTo(conn, entry.seq, frame)) break replay;
-              after = entry.seq;
+              after = readTo = entry.seq;
             }
             if (page.length < REPLAY_PAGE) break;
           }
         } finally {
-          hub.finishReplay(conn);
+          hub.finishReplay(conn, readTo);
         }
         if (conn.lastSeq > 0) store.markDelivered(agentId, conn.lastSeq);
       }
