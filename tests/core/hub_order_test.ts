@@ -109,3 +109,45 @@ Deno.test("createHub() writes frames that came during the replay below where it 
     hub.remove(conn);
   }
 });
+
+Deno.test("createHub() bounds what a socket holds while the log read for its gap hangs", async () => {
+  // A store read that hangs (Redis busy) while a busy agent's frames keep coming: each was
+  // held, unsent and uncounted, so one agent's gap could grow the bridge's memory without end.
+  let release = () => {};
+  const hub = createHub({ gapWaitMs: 5, maxBufferedBytes: 64 * 1024 });
+  hub.readGapsWith(() => new Promise((r) => release = () => r([])));
+  const s = socket();
+  const conn = hub.add("a", s);
+  hub.finishReplay(conn, 0);
+  const big = (seq: number) => JSON.stringify({ seq, pad: "x".repeat(1000) });
+  try {
+    hub.deliver("a", 1, big(1));
+    hub.deliver("a", 3, big(3));
+    await later(30);
+    for (let seq = 4; seq <= 1_000 && s.readyState === 1; seq++) hub.deliver("a", seq, big(seq));
+    assert.equal(s.closedWith, CLOSE_RECONNECT, "held ~1 MB for a 64 KiB limit");
+    assert.equal(conn.held, null, "what it held is let go");
+  } finally {
+    release();
+    hub.remove(conn);
+  }
+});
+
+Deno.test("createHub() reads a gap above 130,000 held frames without throwing", async () => {
+  // The highest held seq was found with Math.max(...keys): past ~125,000 arguments V8 throws
+  // RangeError in the timer's promise, unhandled, and Deno exits (every agent's socket).
+  const asked: Array<[number, number]> = [];
+  const { hub, s, conn } = hubWith((_agent, after, upTo) => {
+    asked.push([after, upTo]);
+    return Promise.resolve([]);
+  });
+  try {
+    for (let seq = 2; seq <= 130_001; seq++) hub.deliver("a", seq, frame(seq));
+    await later(80);
+    assert.deepEqual(asked[0], [0, 130_001]);
+    assert.equal(s.seqs.length, 130_000);
+    assert.equal(s.seqs.at(-1), 130_001);
+  } finally {
+    hub.remove(conn);
+  }
+});
