@@ -239,7 +239,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
       }
       if (page.length < REPLAY_PAGE) return frames;
     }
-  });
+    // Frames a socket held count as delivered once written, not when they came.
+  }, (agentId, seq) => store.markDelivered(agentId, seq));
 
   return {
     presence,
