@@ -77,3 +77,53 @@ Deno.test("createSwitchboard() does not count a held frame delivered before it i
     await store.close();
   }
 });
+
+Deno.test("createSwitchboard() does not count a frame delivered that came during a replay and is held after it", async () => {
+  const memory = createMemoryStore({
+    companyId: "",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 60_000,
+  });
+  // The replay's read answers what the log had when it was asked, a moment later.
+  let open = () => {};
+  const gate = new Promise<void>((r) => open = r);
+  let gated = true;
+  const store = {
+    ...memory,
+    async readLog(agentId: string, afterSeq: number, limit: number) {
+      const page = await memory.readLog(agentId, afterSeq, limit);
+      if (gated) await gate;
+      return page;
+    },
+  };
+  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  try {
+    const first = socket();
+    const connecting = switchboard.connect("ag1", first, null);
+    await new Promise((r) => setTimeout(r, 10));
+    const applied = await memory.appendToAgents([
+      { agentId: "ag1", envelope: notice("one") },
+      { agentId: "ag1", envelope: notice("two") },
+    ]);
+    // 2 comes live during the replay, 1 (another instance's) not yet: buffered, then held.
+    switchboard.push([applied.value[1]!]);
+    gated = false;
+    open();
+    const conn = await connecting;
+    assert.deepEqual(first.seqs, [], "2 is held for 1");
+    first.close();
+    switchboard.disconnect(conn);
+
+    const again = socket();
+    const conn2 = await switchboard.connect("ag1", again, null);
+    assert.deepEqual(
+      again.seqs,
+      [1, 2],
+      "queued while no socket was open: both, no socket had them",
+    );
+    switchboard.disconnect(conn2);
+  } finally {
+    await memory.close();
+  }
+});
