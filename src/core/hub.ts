@@ -50,8 +50,8 @@ export interface HubOptions {
   gapWaitMs?: number;
 }
 
-/** Told the highest seq a socket was written from what it held (then counted delivered). */
-export type HeldWritten = (agentId: string, seq: number) => void;
+/** Told a seq of an agent's log was written live to one of its sockets (the agent's cursor). */
+export type Written = (agentId: string, seq: number) => void;
 
 /**
  * Reads an agent's logged entries with seqs in (after, upTo] as frames, leaving out what a
@@ -83,7 +83,7 @@ export function createHub(options: HubOptions = {}) {
   let turn = 0;
   const gapWaitMs = options.gapWaitMs ?? 250;
   let readGap: GapReader | null = null;
-  let heldWritten: HeldWritten | null = null;
+  let written: Written | null = null;
 
   // Dealt in turn alone, sockets closing unevenly (short-lived ones between long-lived ones) left
   // the long-lived piled in a few turns and the burst came back: a socket goes to the turn with
@@ -120,14 +120,11 @@ export function createHub(options: HubOptions = {}) {
   }
 
   /** Writes a live frame in seq order: one above a seq not yet written waits for it. */
-  // A held frame is not counted as taken: the cursor (what a socket without since= starts
-  // from) moved past it and the seq below it though no socket had them, and a socket closed
-  // before they were written took them with it. It counts once written (heldWritten).
   function offer(conn: AgentConnection, seq: number, frame: string): boolean {
     if (seq > conn.lastSeq + 1) {
       if (conn.socket.readyState !== OPEN) return false;
       const held = conn.held ??= new Map();
-      if (held.has(seq)) return false;
+      if (held.has(seq)) return true;
       held.set(seq, frame);
       // Held is memory the unsent limit does not see: a log read that hangs while a busy
       // agent's frames keep coming grew it without end.
@@ -138,7 +135,7 @@ export function createHub(options: HubOptions = {}) {
         return false;
       }
       if (!conn.filling) conn.gapTimer ??= setTimeout(() => void fillGap(conn), gapWaitMs);
-      return false;
+      return true;
     }
     const wrote = write(conn, seq, frame);
     if (conn.held !== null) writeHeld(conn, false);
@@ -173,7 +170,7 @@ export function createHub(options: HubOptions = {}) {
         }
       }
     }
-    if (conn.lastSeq > before) heldWritten?.(conn.agentId, conn.lastSeq);
+    if (conn.lastSeq > before) written?.(conn.agentId, conn.lastSeq);
     if (held.size > 0 && conn.socket.readyState === OPEN) return;
     dropHeld(conn);
     if (!conn.filling) {
@@ -276,10 +273,11 @@ export function createHub(options: HubOptions = {}) {
       if (readTo > conn.lastSeq) conn.lastSeq = readTo;
     },
 
-    /** Sets how the seqs a socket was not given live are read from the log (the switchboard). */
-    readGapsWith(reader: GapReader, written?: HeldWritten): void {
+    /** Sets how the seqs a socket was not given live are read from the log, and who is told
+     * what was written live (the switchboard: the agent's cursor). */
+    readGapsWith(reader: GapReader, wrote?: Written): void {
       readGap = reader;
-      heldWritten = written ?? null;
+      written = wrote ?? null;
     },
 
     /** Unregisters a socket; returns true when it was the agent's last. */
@@ -301,18 +299,27 @@ export function createHub(options: HubOptions = {}) {
       return write(conn, seq, frame);
     },
 
-    /** Sends a frame to every socket of an agent; returns how many took it (or buffered it for
-     * its replay); one holding it for a seq below it is not counted (see offer). */
+    /**
+     * Sends a frame to every socket of an agent; returns how many took it (or buffered it).
+     * Only one written tells `written`: a frame buffered for a replay or held for a seq below it
+     * moved the cursor (where a socket without since= starts) past itself and that seq while no
+     * socket had them, and a socket closed before writing them took them with it.
+     */
     deliver(agentId: string, seq: number, frame: string): number {
       const set = byAgent.get(agentId);
       if (!set) return 0;
       let n = 0;
+      let wrote = false;
       for (const conn of set) {
         if (conn.backlog) {
           conn.backlog.push([seq, frame]);
           n++;
-        } else if (offer(conn, seq, frame)) n++;
+        } else if (offer(conn, seq, frame)) {
+          n++;
+          if (conn.lastSeq >= seq) wrote = true;
+        }
       }
+      if (wrote) written?.(agentId, seq);
       return n;
     },
 
