@@ -127,3 +127,34 @@ Deno.test("createSwitchboard() does not count a frame delivered that came during
     await memory.close();
   }
 });
+
+Deno.test("createSwitchboard() gives a second socket the seq another socket holds a frame for", async () => {
+  // The agent's second tab, opened without since= while its first held 2 for 1, started past
+  // both (the cursor said 2 was delivered) and dropped 1 as a repeat when it came: the defect
+  // the hold was made for, on the second socket.
+  const store = createMemoryStore({
+    companyId: "",
+    now: Date.now,
+    newId: () => crypto.randomUUID(),
+    dedupTtlMs: 60_000,
+  });
+  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  try {
+    const first = socket();
+    const conn = await switchboard.connect("ag1", first, null);
+    const { value: [one, two] } = await store.appendToAgents([
+      { agentId: "ag1", envelope: notice("one") },
+      { agentId: "ag1", envelope: notice("two") },
+    ]);
+    switchboard.push([two!]);
+    const second = socket();
+    const conn2 = await switchboard.connect("ag1", second, null);
+    switchboard.push([one!]);
+    assert.deepEqual(first.seqs, [1, 2]);
+    assert.deepEqual(second.seqs, [1, 2], "the second socket got 1 too");
+    switchboard.disconnect(conn);
+    switchboard.disconnect(conn2);
+  } finally {
+    await store.close();
+  }
+});
