@@ -134,12 +134,22 @@ export function createHub(options: HubOptions = {}) {
         conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
         return false;
       }
-      if (!conn.filling) conn.gapTimer ??= setTimeout(() => void fillGap(conn), gapWaitMs);
+      if (!conn.filling) conn.gapTimer ??= setTimeout(() => fillSoon(conn), gapWaitMs);
       return true;
     }
     const wrote = write(conn, seq, frame);
     if (conn.held !== null) writeHeld(conn, false);
     return wrote;
+  }
+
+  // Run from a timer: anything it throws would be unhandled, and Deno exits (every socket).
+  function fillSoon(conn: AgentConnection): void {
+    fillGap(conn).catch(() => {
+      dropHeld(conn);
+      try {
+        conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
+      } catch { /* already closing */ }
+    });
   }
 
   function dropHeld(conn: AgentConnection): void {
@@ -222,9 +232,7 @@ export function createHub(options: HubOptions = {}) {
       }
     } finally {
       conn.filling = false;
-      conn.gapTimer = conn.held === null
-        ? undefined
-        : setTimeout(() => void fillGap(conn), gapWaitMs);
+      conn.gapTimer = conn.held === null ? undefined : setTimeout(() => fillSoon(conn), gapWaitMs);
     }
   }
 
