@@ -22,6 +22,8 @@ export interface AgentConnection {
   lastSeq: number;
   /** Live frames above a seq not yet written, by seq; null when there are none. */
   held: Map<number, string> | null;
+  /** Characters in `held`: past the unsent limit the socket is closed 4001 (see offer). */
+  heldChars: number;
   /** Fires when frames have been held gapWaitMs: the seqs below them are read from the log. */
   gapTimer: ReturnType<typeof setTimeout> | undefined;
   /** While the log is read for a gap (frames held meanwhile wait for that read). */
@@ -47,6 +49,9 @@ export interface HubOptions {
   /** How long a live frame waits for the seqs below it before they are read from the log. */
   gapWaitMs?: number;
 }
+
+/** Told a seq of an agent's log was written live to one of its sockets (the agent's cursor). */
+export type Written = (agentId: string, seq: number) => void;
 
 /**
  * Reads an agent's logged entries with seqs in (after, upTo] as frames, leaving out what a
@@ -78,6 +83,7 @@ export function createHub(options: HubOptions = {}) {
   let turn = 0;
   const gapWaitMs = options.gapWaitMs ?? 250;
   let readGap: GapReader | null = null;
+  let written: Written | null = null;
 
   // Dealt in turn alone, sockets closing unevenly (short-lived ones between long-lived ones) left
   // the long-lived piled in a few turns and the burst came back: a socket goes to the turn with
@@ -117,8 +123,18 @@ export function createHub(options: HubOptions = {}) {
   function offer(conn: AgentConnection, seq: number, frame: string): boolean {
     if (seq > conn.lastSeq + 1) {
       if (conn.socket.readyState !== OPEN) return false;
-      (conn.held ??= new Map()).set(seq, frame);
-      if (!conn.filling) conn.gapTimer ??= setTimeout(() => void fillGap(conn), gapWaitMs);
+      const held = conn.held ??= new Map();
+      if (held.has(seq)) return true;
+      held.set(seq, frame);
+      // Held is memory the unsent limit does not see: a log read that hangs while a busy
+      // agent's frames keep coming grew it without end.
+      conn.heldChars += frame.length;
+      if (conn.heldChars > maxBuffered) {
+        dropHeld(conn);
+        conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
+        return false;
+      }
+      if (!conn.filling) conn.gapTimer ??= setTimeout(() => fillSoon(conn), gapWaitMs);
       return true;
     }
     const wrote = write(conn, seq, frame);
@@ -126,9 +142,25 @@ export function createHub(options: HubOptions = {}) {
     return wrote;
   }
 
+  // Run from a timer: anything it throws would be unhandled, and Deno exits (every socket).
+  function fillSoon(conn: AgentConnection): void {
+    fillGap(conn).catch(() => {
+      dropHeld(conn);
+      try {
+        conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
+      } catch { /* already closing */ }
+    });
+  }
+
+  function dropHeld(conn: AgentConnection): void {
+    conn.held = null;
+    conn.heldChars = 0;
+  }
+
   /** Writes the held frames that follow on; `all`: every one, the seqs between passed over. */
   function writeHeld(conn: AgentConnection, all: boolean): void {
     const held = conn.held!;
+    const before = conn.lastSeq;
     if (all) {
       for (const seq of [...held.keys()].sort((a, b) => a - b)) write(conn, seq, held.get(seq)!);
       held.clear();
@@ -136,14 +168,21 @@ export function createHub(options: HubOptions = {}) {
       for (let next = held.get(conn.lastSeq + 1); next !== undefined;) {
         const seq = conn.lastSeq + 1;
         held.delete(seq);
+        conn.heldChars -= next.length;
         if (!write(conn, seq, next)) break;
         next = held.get(conn.lastSeq + 1);
       }
       // Seqs at or below one written since (by a replay) are there already.
-      for (const seq of held.keys()) if (seq <= conn.lastSeq) held.delete(seq);
+      for (const [seq, frame] of held) {
+        if (seq <= conn.lastSeq) {
+          held.delete(seq);
+          conn.heldChars -= frame.length;
+        }
+      }
     }
+    if (conn.lastSeq > before) written?.(conn.agentId, conn.lastSeq);
     if (held.size > 0 && conn.socket.readyState === OPEN) return;
-    conn.held = null;
+    dropHeld(conn);
     if (!conn.filling) {
       clearTimeout(conn.gapTimer);
       conn.gapTimer = undefined;
@@ -164,14 +203,16 @@ export function createHub(options: HubOptions = {}) {
     }
     conn.filling = true;
     try {
-      const upTo = Math.max(...held.keys());
+      // Not Math.max(...keys): past ~125,000 arguments it throws, unhandled, and Deno exits.
+      let upTo = 0;
+      for (const seq of held.keys()) if (seq > upTo) upTo = seq;
       let found: Array<[number, string]>;
       try {
         if (readGap === null) throw new Error("no log to read");
         found = await readGap(conn.agentId, conn.lastSeq, upTo);
       } catch {
         if (conn.held !== held) return;
-        conn.held = null;
+        dropHeld(conn);
         conn.socket.close(CLOSE_RECONNECT, "missed messages: reconnect with since=");
         return;
       }
@@ -186,13 +227,12 @@ export function createHub(options: HubOptions = {}) {
       writeHeld(conn, true);
       if (later.size > 0 && conn.socket.readyState === OPEN) {
         conn.held = later;
+        for (const frame of later.values()) conn.heldChars += frame.length;
         writeHeld(conn, false);
       }
     } finally {
       conn.filling = false;
-      conn.gapTimer = conn.held === null
-        ? undefined
-        : setTimeout(() => void fillGap(conn), gapWaitMs);
+      conn.gapTimer = conn.held === null ? undefined : setTimeout(() => fillSoon(conn), gapWaitMs);
     }
   }
 
@@ -205,6 +245,7 @@ export function createHub(options: HubOptions = {}) {
         backlog: [],
         lastSeq: 0,
         held: null,
+        heldChars: 0,
         gapTimer: undefined,
         filling: false,
         unchecked: 0,
@@ -240,9 +281,11 @@ export function createHub(options: HubOptions = {}) {
       if (readTo > conn.lastSeq) conn.lastSeq = readTo;
     },
 
-    /** Sets how the seqs a socket was not given live are read from the log (the switchboard). */
-    readGapsWith(reader: GapReader): void {
+    /** Sets how the seqs a socket was not given live are read from the log, and who is told
+     * what was written live (the switchboard: the agent's cursor). */
+    readGapsWith(reader: GapReader, wrote?: Written): void {
       readGap = reader;
+      written = wrote ?? null;
     },
 
     /** Unregisters a socket; returns true when it was the agent's last. */
@@ -251,7 +294,7 @@ export function createHub(options: HubOptions = {}) {
       if (!set || !set.delete(conn)) return false;
       slots[conn.slot]?.delete(conn);
       clearTimeout(conn.gapTimer);
-      conn.held = null;
+      dropHeld(conn);
       socketCount--;
       if (set.size > 0) return false;
       byAgent.delete(conn.agentId);
@@ -264,17 +307,27 @@ export function createHub(options: HubOptions = {}) {
       return write(conn, seq, frame);
     },
 
-    /** Sends a frame to every socket of an agent; returns how many took it (or buffered it). */
+    /**
+     * Sends a frame to every socket of an agent; returns how many took it (or buffered it).
+     * Only one written tells `written`: a frame buffered for a replay or held for a seq below it
+     * moved the cursor (where a socket without since= starts) past itself and that seq while no
+     * socket had them, and a socket closed before writing them took them with it.
+     */
     deliver(agentId: string, seq: number, frame: string): number {
       const set = byAgent.get(agentId);
       if (!set) return 0;
       let n = 0;
+      let wrote = false;
       for (const conn of set) {
         if (conn.backlog) {
           conn.backlog.push([seq, frame]);
           n++;
-        } else if (offer(conn, seq, frame)) n++;
+        } else if (offer(conn, seq, frame)) {
+          n++;
+          if (conn.lastSeq >= seq) wrote = true;
+        }
       }
+      if (wrote) written?.(agentId, seq);
       return n;
     },
 

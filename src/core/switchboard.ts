@@ -170,8 +170,8 @@ export function createSwitchboard(options: SwitchboardOptions) {
   function push(entries: LogEntry[]): void {
     for (const entry of entries) {
       const frame = entry.frame ??= JSON.stringify(entry.envelope);
+      // The cursor moves as frames are written (the hub tells: readGapsWith below).
       const sockets = hub.deliver(entry.agentId, entry.seq, frame);
-      if (sockets > 0) store.markDelivered(entry.agentId, entry.seq);
       options.observer?.delivered?.(entry, sockets);
     }
   }
@@ -222,7 +222,7 @@ export function createSwitchboard(options: SwitchboardOptions) {
   store.onRemoteEntries?.(push);
 
   // Entries a socket was not given live (another instance's, whose push never came) are read
-  // from the log as a replay reads them.
+  // from the log as a replay reads them; what is written live moves the agent's cursor.
   hub.readGapsWith(async (agentId, after, upTo) => {
     const frames: Array<[number, string]> = [];
     const known = new Map<string, Forgotten>();
@@ -239,7 +239,7 @@ export function createSwitchboard(options: SwitchboardOptions) {
       }
       if (page.length < REPLAY_PAGE) return frames;
     }
-  });
+  }, (agentId, seq) => store.markDelivered(agentId, seq));
 
   return {
     presence,
