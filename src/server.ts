@@ -484,7 +484,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     location: operatorEvents.location,
     // An agent taken off the account's list is still known to its store: ToUserName naming
     // it is the account's message, for the agents who serve it.
-    isAgent: async (id) => (serves?.(id) ?? true) && await store.isKnownAgent(id),
+    isAgent: (id) => (serves?.(id) ?? true) ? store.isKnownAgent(id) : Promise.resolve(false),
     maxPlainBytes: DEFAULT_LIMITS.wechatXmlBytes,
     // WeChat's retry may reach another instance, and so may a replay, or reach the next run:
     // shared and on-disk stores remember (STORE=memory: this process does).
@@ -578,7 +578,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     req: Request,
     url: URL,
     _params: unknown,
-    client?: string,
+    info?: ConnectionInfo,
   ): Promise<Response> {
     const started = performance.now();
     // The seed's own test posts WeChat XML to /send: read up to WeChat's cap, then hold JSON
@@ -594,7 +594,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     }
     const agentId = await agentOf(req, url, false);
     // Per agent, or per client address for anonymous pushes (open mode, seed 2.1).
-    const wait = sendLimiter.take(agentId ?? `addr:${clientKeyOf(client ?? "?")}`);
+    const wait = sendLimiter.take(
+      agentId ?? `addr:${clientKeyOf(info?.remoteAddr.hostname ?? "?")}`,
+    );
     if (wait > 0) {
       metrics.rejected.inc({ reason: "send_rate" });
       throw new HttpError(
@@ -615,10 +617,12 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     for (const [name, value] of Object.entries(answer.headers ?? {})) res.headers.set(name, value);
     return res;
   }
-  async function sendXml(req: Request, url: URL): Promise<Response> {
+  function sendXml(req: Request, url: URL): Promise<Response> {
     const started = performance.now();
-    const body = decoder.decode(await readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes));
-    return await receiveXml(body, url, started);
+    // A chained promise, not another async function awaiting two: every webhook passes here.
+    return readBodyLimited(req, DEFAULT_LIMITS.xmlBodyBytes).then((bytes) =>
+      receiveXml(decoder.decode(bytes), url, started)
+    );
   }
   const disk = createDiskCheck(config.dataDir);
   async function ready(): Promise<Response> {
@@ -720,65 +724,68 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
   );
 
   let lastUnreachableLog = -Infinity;
-  async function route(req: Request, client: string | undefined): Promise<Response> {
-    const url = new URL(req.url);
-    try {
-      const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
-      if ("handler" in found) return await found.handler(req, url, found.params, client);
-      if (found.allowed.length > 0) {
-        // HEAD is served wherever GET is (the lookup above): the answer says so.
-        const allowed = found.allowed.includes("GET") && !found.allowed.includes("HEAD")
-          ? [...found.allowed, "HEAD"]
-          : found.allowed;
-        return errorResponse(405, `Method ${req.method} not allowed`, {
-          allow: allowed.join(", "),
+  /** The answer to a request whose route threw: said to the client, logged when unexpected. */
+  function failed(error: unknown, req: Request, url: URL): Response {
+    if (error instanceof HttpError) {
+      return errorResponse(error.status, error.message, error.headers);
+    }
+    if (error instanceof SyntaxError) return errorResponse(400, error.message);
+    if (error instanceof MessageTooLargeError) return errorResponse(413, error.message);
+    // Logged where it was found; WeChat retries a 503 until the state is back.
+    if (error instanceof StoreStateLostError) {
+      return errorResponse(503, error.message, { "retry-after": "1" });
+    }
+    // Every request fails the same way while it lasts: one line in 10 s says it, not a stack
+    // trace a request; /readyz answers 503 meanwhile.
+    if (store.unreachable?.(error)) {
+      const t = performance.now();
+      if (t - lastUnreachableLog >= 10_000) {
+        lastUnreachableLog = t;
+        log.warn("The store cannot take requests: they are answered 503 ({error})", {
+          error: (error as Error).message,
         });
       }
-      return errorResponse(404, `No route for ${url.pathname}`);
-    } catch (error) {
-      if (error instanceof HttpError) {
-        return errorResponse(error.status, error.message, error.headers);
-      }
-      if (error instanceof SyntaxError) return errorResponse(400, error.message);
-      if (error instanceof MessageTooLargeError) return errorResponse(413, error.message);
-      // Logged where it was found; WeChat retries a 503 until the state is back.
-      if (error instanceof StoreStateLostError) {
-        return errorResponse(503, error.message, { "retry-after": "1" });
-      }
-      // Every request fails the same way while it lasts: one line in 10 s says it, not a stack
-      // trace a request; /readyz answers 503 meanwhile.
-      if (store.unreachable?.(error)) {
-        const t = performance.now();
-        if (t - lastUnreachableLog >= 10_000) {
-          lastUnreachableLog = t;
-          log.warn("The store cannot take requests: they are answered 503 ({error})", {
-            error: (error as Error).message,
-          });
-        }
-        return errorResponse(503, "Store unavailable: retry", { "retry-after": "1" });
-      }
-      log.error("Request {method} {path} failed: {error}", {
-        method: req.method,
-        path: url.pathname,
-        error,
-      });
-      return errorResponse(500, "Internal error");
+      return errorResponse(503, "Store unavailable: retry", { "retry-after": "1" });
     }
+    log.error("Request {method} {path} failed: {error}", {
+      method: req.method,
+      path: url.pathname,
+      error,
+    });
+    return errorResponse(500, "Internal error");
   }
 
   // While stopping, new requests are turned away (WeChat retries, a balancer moves on), and the
   // ones in flight finish before the sockets close: whatever was answered `success` is delivered.
   let stopping = false;
   let inFlight = 0;
+  // Counting and routing in one async function, not one awaiting the other: each layer of
+  // async call was a promise, a frame and a turn of the microtask queue on every webhook.
   async function handler(req: Request, info?: ConnectionInfo): Promise<Response> {
     if (stopping) {
       return errorResponse(503, "Server shutting down: retry", { "retry-after": "1" });
     }
     inFlight++;
     try {
-      // The address is passed along, not kept per request in a WeakMap: V8 treats every
-      // entry of one as an ephemeron, and only anonymous pushes to /send read it.
-      return await route(req, info?.remoteAddr.hostname);
+      const url = new URL(req.url);
+      try {
+        const found = table.find(req.method === "HEAD" ? "GET" : req.method, url);
+        // The connection is passed along, not kept per request in a WeakMap: V8 treats every
+        // entry of one as an ephemeron. Only anonymous pushes to /send read its address.
+        if ("handler" in found) return await found.handler(req, url, found.params, info);
+        if (found.allowed.length > 0) {
+          // HEAD is served wherever GET is (the lookup above): the answer says so.
+          const allowed = found.allowed.includes("GET") && !found.allowed.includes("HEAD")
+            ? [...found.allowed, "HEAD"]
+            : found.allowed;
+          return errorResponse(405, `Method ${req.method} not allowed`, {
+            allow: allowed.join(", "),
+          });
+        }
+        return errorResponse(404, `No route for ${url.pathname}`);
+      } catch (error) {
+        return failed(error, req, url);
+      }
     } finally {
       inFlight--;
     }

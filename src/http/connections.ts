@@ -1048,7 +1048,8 @@ export function serveDirect(
     async (req, info) => {
       open++;
       try {
-        return await handler(req, { remoteAddr: info.remoteAddr });
+        // Deno's own info, whose address is made only when read (anonymous pushes to /send).
+        return await handler(req, info);
       } finally {
         open--;
       }

@@ -12,10 +12,17 @@ import type { GuardedHandler } from "./connections.ts";
  * (with a zone), and an optional port. */
 const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\])(?::(\d{1,5}))?$/;
 
+/** The last Host found plain: nearly every request names the same one. */
+let lastPlain = "";
+
 /** Whether `host` (a Host header's value) names a host and port only. */
 export function isPlainHost(host: string): boolean {
+  // A comparison instead of a match (and its array) on every request.
+  if (host === lastPlain && host !== "") return true;
   const found = HOST.exec(host);
-  return found !== null && (found[1] === undefined || Number(found[1]) <= 65535);
+  const plain = found !== null && (found[1] === undefined || Number(found[1]) <= 65535);
+  if (plain) lastPlain = host;
+  return plain;
 }
 
 /** `handler`, with requests whose Host is more than a host and port answered 400 before it. */

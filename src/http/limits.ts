@@ -17,34 +17,44 @@ const ONE_READ_BYTES = 64 * 1024;
  * a 408 when a body of up to 64 KiB is not whole within 10 s (a larger one: no byte came for
  * that long), and a 400 when the client went away or sent a body Deno cannot parse.
  */
-export async function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
-  if (!Number.isInteger(maxBytes) || maxBytes < 0) {
-    throw new RangeError(`Cannot limit body: maxBytes must be a whole number, got ${maxBytes}`);
+export function readBodyLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
+  // Not an async function: a webhook's body is one read, and another layer of promise on it
+  // was garbage on every message. What would throw is a rejection, as from an async one.
+  try {
+    if (!Number.isInteger(maxBytes) || maxBytes < 0) {
+      throw new RangeError(`Cannot limit body: maxBytes must be a whole number, got ${maxBytes}`);
+    }
+    const declared = req.headers.get("content-length");
+    const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : null;
+    if (length !== null && length > maxBytes) return refuseTooLarge(req, maxBytes);
+    if (length !== null && length <= ONE_READ_BYTES) {
+      // The server holds the body to its declared length, so one read is safe, and it costs far
+      // less than pulling the stream chunk by chunk (measured: a third of the webhook's time).
+      // One read, so one deadline: such a body must be whole within the idle timeout.
+      // `req.body` is not touched on this path: reading that getter makes Deno build a
+      // ReadableStream, and V8's young-generation collections keep it (and the request with it)
+      // until a full one; at 2,000 webhooks/s that was 1.3 MB promoted every scavenge and 4-5 ms
+      // pauses, the latency row's p99 (BENCHMARKS.md, "Issue 17: the request body's stream").
+      return withDeadline(req.arrayBuffer(), "was not complete within", toBytes);
+    }
+    if (req.body === null) return Promise.resolve(new Uint8Array(0));
+    const reader = req.body.getReader();
+    const read = () => withDeadline(reader.read(), "sent nothing for", same);
+    return readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));
+  } catch (error) {
+    return Promise.reject(error);
   }
-  const declared = req.headers.get("content-length");
-  const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : null;
-  if (length !== null && length > maxBytes) {
-    // The client may still be sending: cancelling tells the server not to read the rest.
-    await req.body?.cancel().catch(() => {});
-    throw tooLarge(maxBytes);
-  }
-  if (length !== null && length <= ONE_READ_BYTES) {
-    // The server holds the body to its declared length, so one read is safe, and it costs far
-    // less than pulling the stream chunk by chunk (measured: a third of the webhook's time).
-    // One read, so one deadline: such a body must be whole within the idle timeout.
-    // `req.body` is not touched on this path: reading that getter makes Deno build a
-    // ReadableStream, and V8's young-generation collections keep it (and the request with it)
-    // until a full one; at 2,000 webhooks/s that was 1.3 MB promoted every scavenge and 4-5 ms
-    // pauses, the latency row's p99 (BENCHMARKS.md, "Issue 17: the request body's stream").
-    return new Uint8Array(
-      await withDeadline(req.arrayBuffer(), "was not complete within"),
-    );
-  }
-  if (req.body === null) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const read = () => withDeadline(reader.read(), "sent nothing for");
-  return await readChunksLimited(reader, read, maxBytes, () => tooLarge(maxBytes));
 }
+
+/** 413, once the client is told not to send the rest. */
+async function refuseTooLarge(req: Request, maxBytes: number): Promise<never> {
+  // The client may still be sending: cancelling tells the server not to read the rest.
+  await req.body?.cancel().catch(() => {});
+  throw tooLarge(maxBytes);
+}
+
+const toBytes = (buffer: ArrayBuffer) => new Uint8Array(buffer);
+const same = <T>(value: T) => value;
 
 /** How often bodies that may have stalled are looked at: one timer for every request. */
 const SWEEP_MS = 1_000;
@@ -94,9 +104,9 @@ function sweep(): void {
  * (client gone) is a 400. A timer per request cost more than reading a WeChat body: one sweep
  * serves them all. One timeout for every read keeps the list in deadline order.
  */
-function withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
+function withDeadline<T, U>(work: Promise<T>, what: string, map: (value: T) => U): Promise<U> {
   const ms = BODY_IDLE_TIMEOUT_MS;
-  return new Promise<T>((resolve, reject) => {
+  return new Promise<U>((resolve, reject) => {
     const entry: Watched = {
       at: performance.now() + ms,
       late: () => reject(new HttpError(408, `Request body stalled: it ${what} ${ms} ms`)),
@@ -114,7 +124,7 @@ function withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
     const done = () => entry === first || entry.prev !== null ? unwatch(entry) : undefined;
     work.then((value) => {
       done();
-      resolve(value);
+      resolve(map(value));
     }, (error) => {
       done();
       reject(error instanceof HttpError ? error : new HttpError(400, unreadable(error)));

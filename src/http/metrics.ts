@@ -164,24 +164,46 @@ function labelledCounter<L extends string>(
   registry: Registry,
   config: { name: string; help: string; labelNames: readonly L[] },
 ): LabelledCounter<L> {
-  const metric = new Counter<L>({ ...config, registers: [registry] });
   const names = config.labelNames;
   const overflow = Object.fromEntries(names.map((n) => [n, OVERFLOW_LABEL_VALUE])) as Labels<L>;
-  // prom-client keeps every label set it is given; the cap is ours. One label (the per-message
-  // case) is keyed by its value alone, so the check builds no string.
-  const seen = new Set<string>();
+  // Counted here and handed to prom-client when it is read (a scrape): its `inc` builds a label
+  // string, checks the names and looks the series up in a dictionary, and two counters a
+  // message did that for every message. The cap is ours too, so a bad value cannot grow the
+  // series without bound. One label (the per-message case) is keyed by its value alone.
+  // `shown`: handed over once, so a series counted 0 still appears, as prom-client shows it.
+  type Series = { labels: Labels<L>; pending: number; shown: boolean };
+  const series = new Map<string, Series>();
+  let overflowSeries: Series | undefined;
+  const metric = new Counter<L>({
+    ...config,
+    registers: [registry],
+    collect() {
+      for (const s of overflowSeries ? [...series.values(), overflowSeries] : series.values()) {
+        if (s.pending === 0 && s.shown) continue;
+        this.inc(s.labels, s.pending);
+        s.pending = 0;
+        s.shown = true;
+      }
+    },
+  });
   const keyOf = names.length === 1
     ? (labels: Labels<L>) => String(labels[names[0]!])
     : (labels: Labels<L>) => names.map((n) => String(labels[n])).join("\u0000");
   return {
     metric,
     inc(labels, amount = 1) {
-      const key = keyOf(labels);
-      if (!seen.has(key)) {
-        if (seen.size >= MAX_SERIES) return metric.inc(overflow, amount);
-        seen.add(key);
+      // What prom-client would refuse is refused at once, not at the next scrape.
+      if (!Number.isFinite(amount) || amount < 0) {
+        throw new TypeError(`Cannot count ${amount}: a counter adds finite amounts of 0 or more`);
       }
-      metric.inc(labels, amount);
+      const key = keyOf(labels);
+      let s = series.get(key);
+      if (s === undefined) {
+        if (series.size >= MAX_SERIES) {
+          s = overflowSeries ??= { labels: overflow, pending: 0, shown: false };
+        } else series.set(key, s = { labels, pending: 0, shown: false });
+      }
+      s.pending += amount;
     },
   };
 }

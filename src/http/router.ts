@@ -3,7 +3,8 @@
 // JSON answers every route shares.
 
 /** One row of the route table: `path` is exact, or a URLPattern pathname with `:params`;
- * `client` is the address the request came from, when the server knows it. */
+ * `info` is the connection the request came on, when the server knows it (read only when
+ * needed: its address is a call into Deno). */
 export interface Route {
   method: string;
   path: string;
@@ -11,7 +12,7 @@ export interface Route {
     req: Request,
     url: URL,
     params: Record<string, string | undefined>,
-    client?: string,
+    info?: { readonly remoteAddr: Deno.NetAddr },
   ) => Response | Promise<Response>;
 }
 
@@ -38,27 +39,31 @@ export function errorResponse(status: number, message: string, headers?: Headers
 
 /** Builds the lookup: exact paths first, then the patterns. */
 export function createRouteTable(routes: Route[]) {
-  const exact = new Map<string, Route[]>();
+  type Found =
+    | { handler: Route["handler"]; params: Record<string, string | undefined> }
+    | { allowed: string[] };
+  // An exact path's answer has no params: it is made once and frozen (every webhook comes this
+  // way, and a Set and two objects a request were garbage), so no handler can change the next.
+  const exact = new Map<string, Array<{ method: string; found: Found }>>();
   const patterns: Array<{ pattern: URLPattern; route: Route }> = [];
   for (const route of routes) {
     if (route.path.includes(":")) {
       patterns.push({ pattern: new URLPattern({ pathname: route.path }), route });
     } else {
       const list = exact.get(route.path) ?? [];
-      list.push(route);
+      const params = Object.freeze({});
+      list.push({ method: route.method, found: Object.freeze({ handler: route.handler, params }) });
       exact.set(route.path, list);
     }
   }
-  type Found =
-    | { handler: Route["handler"]; params: Record<string, string | undefined> }
-    | { allowed: string[] };
   return {
     find(method: string, url: URL): Found {
-      const allowed = new Set<string>();
-      for (const route of exact.get(url.pathname) ?? []) {
-        if (route.method === method) return { handler: route.handler, params: {} };
-        allowed.add(route.method);
+      const listed = exact.get(url.pathname);
+      if (listed !== undefined) {
+        for (const route of listed) if (route.method === method) return route.found;
       }
+      const allowed = new Set<string>();
+      for (const route of listed ?? []) allowed.add(route.method);
       if (allowed.size === 0) {
         for (const { pattern, route } of patterns) {
           const match = pattern.exec(url);

@@ -98,7 +98,8 @@ export function createFollowerEnvelope(m: FollowerMessage, ctx: EnvelopeContext)
         company_id: ctx.companyId,
         send_time: sendTime,
         // Every field WeChat sent (MsgDataId, Idx, MediaId16K, bizmsgmenuid…), then SPEC's.
-        msg: { ...fieldsOf(m.xml), ...content },
+        // Into the object fieldsOf made, not a copy of it: the same keys, in the same order.
+        msg: Object.assign(fieldsOf(m.xml), content),
         ...account,
       },
       result: { code: codeOf(m.msgType), message: "common" },
