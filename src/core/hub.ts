@@ -22,7 +22,8 @@ export interface AgentConnection {
   lastSeq: number;
   /** Live frames above a seq not yet written, by seq; null when there are none. */
   held: Map<number, string> | null;
-  /** Characters in `held`: past the unsent limit the socket is closed 4001 (see offer). */
+  /** Characters in `held`, or in `backlog` while replaying: past the unsent limit the socket is
+   * closed 4001 (see offer and deliver). */
   heldChars: number;
   /** Fires when frames have been held gapWaitMs: the seqs below them are read from the log. */
   gapTimer: ReturnType<typeof setTimeout> | undefined;
@@ -269,6 +270,7 @@ export function createHub(options: HubOptions = {}) {
     finishReplay(conn: AgentConnection, readTo = 0): void {
       const pending = conn.backlog ?? [];
       conn.backlog = null;
+      conn.heldChars = 0;
       pending.sort((a, b) => a[0] - b[0]);
       // Frames at or below it came while the replay ran (a replay from the cursor they moved
       // did not read them): written as they are; those above it, in order.
@@ -320,6 +322,15 @@ export function createHub(options: HubOptions = {}) {
       let wrote = false;
       for (const conn of set) {
         if (conn.backlog) {
+          // Frames waiting for a replay are memory the unsent limit does not see either: a
+          // replay paced by a reader that stopped (up to 30 s) grew it without end.
+          conn.heldChars += frame.length;
+          if (conn.heldChars > maxBuffered) {
+            conn.backlog = [];
+            conn.heldChars = 0;
+            conn.socket.close(CLOSE_RECONNECT, "too slow: reconnect with since=");
+            continue;
+          }
           conn.backlog.push([seq, frame]);
           n++;
         } else if (offer(conn, seq, frame)) {

@@ -187,3 +187,21 @@ Deno.test("createHub() writes every seq once and in order whatever order they co
     }
   }
 });
+
+Deno.test("createHub() bounds the frames a replaying socket buffers for a reader that stopped", () => {
+  // A replay paced by a reader that stopped waits up to 30 s; an agent's live frames queued
+  // behind it without end.
+  const hub = createHub({ maxBufferedBytes: 64 * 1024 });
+  const s = socket();
+  const conn = hub.add("a", s);
+  try {
+    const big = JSON.stringify({ seq: 0, pad: "x".repeat(1000) });
+    let seq = 0;
+    while (s.readyState === 1 && seq < 1000) hub.deliver("a", ++seq, big);
+    assert.equal(s.closedWith, CLOSE_RECONNECT);
+    assert.ok(seq < 100, `closed after ${seq} frames of 1 KB`);
+    assert.equal(conn.backlog?.length, 0, "nothing kept for the closed socket");
+  } finally {
+    hub.remove(conn);
+  }
+});
