@@ -79,3 +79,37 @@ Deno.test("an agent-to-agent message cannot spoof who sent it", async (t) => {
     await server.close();
   }
 });
+
+Deno.test("the msg_types agents make up do not grow /metrics", async () => {
+  // Each one became a bridge_messages_out_total series, kept for the life of the process: 200
+  // frames with long msg_types made /metrics 3.8 MB.
+  const server = await startBridge({ env: { AGENT_SECRET: SECRET, SEND_RATE_PER_S: "1000" } });
+  const alice = await mintAgentToken(SECRET, "alice", 600);
+  const bob = await connectAgent(
+    `${server.wsBase}${B}/msg?token=${await mintAgentToken(SECRET, "bob", 600)}`,
+  );
+  try {
+    while (!(await server.store.isKnownAgent("bob"))) await new Promise((r) => setTimeout(r, 5));
+    const before = await (await fetch(`${server.base}/metrics`)).text();
+    for (let i = 0; i < 200; i++) {
+      const body = { data: { msg_type: `t${i}_${"x".repeat(1000)}`, contact_id: "bob", msg: {} } };
+      const res = await post(`${server.base}${B}/send`, JSON.stringify(body), {
+        authorization: `Bearer ${alice}`,
+      });
+      assert.equal(res.status, 200, res.text);
+    }
+    await bob.waitFor((e) => String(e.data.msg_type).startsWith("t199_"));
+    const after = await (await fetch(`${server.base}/metrics`)).text();
+    const series = after.split("\n").filter((l) => l.startsWith("bridge_messages_out_total"));
+    assert.ok(series.length <= 30, `${series.length} series`);
+    for (const line of series) {
+      assert.match(line, /^bridge_messages_out_total\{msg_type="[a-z_]{1,20}"\} \d+$/);
+    }
+    assert.ok(after.length < before.length + 2_000, `${before.length} -> ${after.length} bytes`);
+    // What the receiver gets is unchanged: the type as its colleague wrote it.
+    assert.equal(bob.messages().filter((e) => String(e.data.msg_type).startsWith("t")).length, 200);
+  } finally {
+    await bob.close();
+    await server.close();
+  }
+});
