@@ -43,6 +43,8 @@ export function createAccountFront(options: AccountFrontOptions) {
   }
   const callback = new RegExp(`^(?:${escape(base)})?/send_xml/([^/]+)$`);
   const plainXml = new Set([`${base}/send_xml`, "/send_xml", `${base}/send`, "/send"]);
+  // The agent socket's routes (the root upgrades too), the only ones whose URL may carry a token.
+  const socketRoutes = new Set([`${base}/msg`, "/msg", "/"]);
   const decoder = new TextDecoder();
   // Counted with the first account's refusals: a callback that names no account is none's.
   const refusedCallbacks = createRefusedCallbacks({
@@ -68,7 +70,9 @@ export function createAccountFront(options: AccountFrontOptions) {
     const claimed = agentIdFrom(url);
     if (!auth.required) return claimed;
     const hasToken = req.headers.has("authorization") || url.searchParams.has("token");
-    return hasToken ? await auth.authenticate(req, url, claimed) : null;
+    return hasToken
+      ? await auth.authenticate(req, url, claimed, socketRoutes.has(url.pathname))
+      : null;
   }
 
   /** The account an agent's request goes to: `account=`, else the only one it serves. */

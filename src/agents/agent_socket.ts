@@ -67,7 +67,7 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     if (claimed === null && !url.searchParams.has("token")) {
       throw new HttpError(400, "Missing userid: connect with ?userid=ID");
     }
-    const { userid: agentId, validUntilMs } = await deps.auth.identify(req, url, claimed);
+    const { userid: agentId, validUntilMs } = await deps.auth.identify(req, url, claimed, true);
     const sinceRaw = url.searchParams.get("since");
     let since: number | null = null;
     if (sinceRaw !== null && sinceRaw !== "") {
