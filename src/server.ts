@@ -453,6 +453,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     token: config.wechatToken,
     crypto: wechatCrypto,
     accountId: config.accountId,
+    originalId: config.accountOriginalId,
     policy: {
       maxAgeS: config.wechatMaxAgeS,
       requireEncryption: config.wechatRequireEncryption,
@@ -1016,6 +1017,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     accounts: [],
     accountAgents: account.agents ?? undefined,
     accountId: account.id,
+    accountOriginalId: account.originalId,
   };
 }
 

@@ -32,6 +32,8 @@ export interface WebhookDeps {
   crypto?: WechatCrypto;
   /** The account of ACCOUNTS_FILE served: messages name its fields, not WECHAT_*. */
   accountId?: string;
+  /** That account's original id (`gh_…`), when known: the only ToUserName that is the account. */
+  originalId?: string;
   companyId: string;
   now: () => number;
   newId: () => string;
@@ -144,6 +146,17 @@ export function createWechatWebhook(deps: WebhookDeps) {
     return deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
   }
 
+  /**
+   * The official account a ToUserName names, for `data.account`; undefined for an agent (the
+   * seed's form). Where the account's original id is known nothing else is the account: an
+   * agent of another account was passed off as one.
+   */
+  async function accountOf(to: string): Promise<string | undefined> {
+    if (to === "") return undefined;
+    if (deps.originalId !== undefined) return to === deps.originalId ? to : undefined;
+    return await deps.isAgent(to) ? undefined : to;
+  }
+
   /** Before a callback is answered: the signatures it was first to use are kept for a restart. */
   function settleBodies(): Promise<void> | undefined {
     return deps.signedBodies!.settle?.();
@@ -223,9 +236,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();
       const given = deps.acceptNames ? params.get("name")?.trim().slice(0, 64) || null : null;
-      const account = message.to !== "" && !(await deps.isAgent(message.to))
-        ? message.to
-        : undefined;
+      const account = await accountOf(message.to);
       const envelope = createFollowerEnvelope(message, {
         id: message.msgId ?? deps.newId(),
         name: given ?? message.from,
