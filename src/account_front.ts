@@ -43,6 +43,8 @@ export function createAccountFront(options: AccountFrontOptions) {
   }
   const callback = new RegExp(`^(?:${escape(base)})?/send_xml/([^/]+)$`);
   const plainXml = new Set([`${base}/send_xml`, "/send_xml", `${base}/send`, "/send"]);
+  // The agent socket's routes (the root upgrades too), the only ones whose URL may carry a token.
+  const socketRoutes = new Set([`${base}/msg`, "/msg", "/"]);
   const decoder = new TextDecoder();
   // Counted with the first account's refusals: a callback that names no account is none's.
   const refusedCallbacks = createRefusedCallbacks({
@@ -58,12 +60,19 @@ export function createAccountFront(options: AccountFrontOptions) {
     return withAccount(account.config.id, () => account.unit.handler(req, info));
   }
 
-  /** Who the request says it is: the claimed userid, else a token's subject, else null. */
+  /**
+   * Who the request is from: with tokens required, the token's subject (401 for a missing claim's
+   * token, a forged one or someone else's), null without one; in open mode the claimed userid.
+   * Which accounts an agent serves is told only to that agent: a stranger guessing userids got
+   * 400/403 naming them.
+   */
   async function agentOf(req: Request, url: URL): Promise<string | null> {
     const claimed = agentIdFrom(url);
-    if (claimed !== null) return claimed;
+    if (!auth.required) return claimed;
     const hasToken = req.headers.has("authorization") || url.searchParams.has("token");
-    return hasToken && auth.required ? await auth.authenticate(req, url, null) : null;
+    return hasToken
+      ? await auth.authenticate(req, url, claimed, socketRoutes.has(url.pathname))
+      : null;
   }
 
   /** The account an agent's request goes to: `account=`, else the only one it serves. */
@@ -121,8 +130,10 @@ export function createAccountFront(options: AccountFrontOptions) {
     const account = url.searchParams.get("account");
     if (account !== null) {
       const found = byId.get(account);
-      if (!found) return errorResponse(404, `No account ${account}`);
-      return await serve(found, req, info);
+      // Without a token the account answers as one account does (401 on an agent's route, the
+      // page on the console's): an id no account has is not told apart from one that is.
+      if (found) return await serve(found, req, info);
+      if (!auth.required) return errorResponse(404, `No account ${account}`);
     }
     return await serve(first, req, info);
   }

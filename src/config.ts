@@ -69,6 +69,8 @@ export interface Config {
   accountAgents?: string[];
   /** The account of ACCOUNTS_FILE this bridge serves (messages name its fields); unset: one. */
   accountId?: string;
+  /** That account's `original_id` (`gh_…`), when the file gives it. */
+  accountOriginalId?: string;
 }
 
 /** The accounts of ACCOUNTS_FILE (none when unset); the WECHAT_* variables must then be unset. */

@@ -43,6 +43,7 @@ import {
 } from "./http/limits.ts";
 import { createBridgeMetrics, PROMETHEUS_CONTENT_TYPE } from "./http/metrics.ts";
 import { createRouteTable, errorResponse, json, type Route } from "./http/router.ts";
+import { msgTypeLabel } from "./http/msg_type_label.ts";
 import { createStaticFiles } from "./http/static_files.ts";
 import { createMediaIntake, type MediaIntake } from "./media/intake.ts";
 import { createSharedMediaIntake } from "./media/shared_intake.ts";
@@ -270,7 +271,9 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     hub,
     observer: {
       delivered(entry, sockets) {
-        if (sockets > 0) metrics.messagesOut.inc({ msg_type: entry.envelope.data.msg_type });
+        if (sockets > 0) {
+          metrics.messagesOut.inc({ msg_type: msgTypeLabel(entry.envelope.data.msg_type) });
+        }
       },
       routed(outcome, ms) {
         if (outcome === "delivered") metrics.deliveryLatency.observe(ms / 1000);
@@ -450,6 +453,7 @@ async function createAccountServer(config: Config, effects: Effects, limits: Pro
     token: config.wechatToken,
     crypto: wechatCrypto,
     accountId: config.accountId,
+    originalId: config.accountOriginalId,
     policy: {
       maxAgeS: config.wechatMaxAgeS,
       requireEncryption: config.wechatRequireEncryption,
@@ -1020,6 +1024,7 @@ function configOf(config: Config, account: AccountConfig): Config {
     accounts: [],
     accountAgents: account.agents ?? undefined,
     accountId: account.id,
+    accountOriginalId: account.originalId,
   };
 }
 

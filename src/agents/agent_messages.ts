@@ -73,19 +73,10 @@ function withClientId(answer: AgentAnswer, echo: { client_id?: string }): AgentA
   return { ...answer, body: { ...answer.body, data: { ...data, ...echo } } };
 }
 
-/** The sender's `result` with a numeric code: the seed writes `"102"` as a string once. */
-function resultOf(raw: unknown): Envelope["result"] {
-  const r = typeof raw === "object" && raw !== null ? raw as Record<string, unknown> : {};
-  const code = Number(r["code"] ?? 1001);
-  return {
-    code: Number.isFinite(code) ? code : 1001,
-    message: typeof r["message"] === "string" ? r["message"] : "common",
-  };
-}
-
-/** Fields of an agent-to-agent message only the server sets (the sender's `client_id` and
- * its own fields pass through). */
+/** Fields of an agent-to-agent message only the server sets, or never on one (`account`: the
+ * official account a follower wrote to); the sender's `client_id` and its own fields pass. */
 const SERVER_FIELDS = [
+  "account",
   "id",
   "name",
   "avatar",
@@ -287,11 +278,10 @@ export function createAgentMessages(deps: AgentMessageDeps) {
               ...(agentId === null ? {} : { from: agentId, agent_id: agentId }),
             },
             // The code follows the type (the seed's "102" for a system push still reads 102):
-            // never 0, 101 or -1, which would pass for the server's ack, heartbeat or refusal.
-            result: {
-              code: codeOf(msgType),
-              message: resultOf((body as { result?: unknown }).result).message,
-            },
+            // never 0, 101 or -1, which would pass for the server's ack, heartbeat or refusal;
+            // and the message is the bridge's, as on every message ("Not sent: …" passed for
+            // a delivery result).
+            result: { code: codeOf(msgType), message: "common" },
           };
           const entries = [{ agentId: to, envelope }];
           // The sender's sockets see what it sent, as with replies: one thread on every tab.

@@ -11,6 +11,7 @@ import { AGENT_ID_RULE, isAgentId } from "./agent_id.ts";
 import type { AgentAuth } from "./auth.ts";
 import { createErrorEnvelope } from "../protocol/envelope.ts";
 import type { AgentConnection, Hub } from "../core/hub.ts";
+import { wholeNumberOf } from "./query_number.ts";
 
 const log = getLogger(["bridge", "agents"]);
 
@@ -67,14 +68,12 @@ export function createAgentSocketHandler(deps: AgentSocketDeps) {
     if (claimed === null && !url.searchParams.has("token")) {
       throw new HttpError(400, "Missing userid: connect with ?userid=ID");
     }
-    const { userid: agentId, validUntilMs } = await deps.auth.identify(req, url, claimed);
+    const { userid: agentId, validUntilMs } = await deps.auth.identify(req, url, claimed, true);
     const sinceRaw = url.searchParams.get("since");
     let since: number | null = null;
     if (sinceRaw !== null && sinceRaw !== "") {
-      since = Number(sinceRaw);
-      if (!Number.isSafeInteger(since) || since < 0) {
-        throw new HttpError(400, "since must be a whole number >= 0");
-      }
+      since = wholeNumberOf(sinceRaw);
+      if (since === null) throw new HttpError(400, "since must be a whole number >= 0");
     }
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "Connect with a WebSocket", { upgrade: "websocket" });

@@ -10,13 +10,26 @@ import { AGENT_ID_RULE, isAgentId } from "./agent_id.ts";
 export interface AgentAuth {
   /** True when AGENT_SECRET is set and tokens are required. */
   readonly required: boolean;
-  /** Resolves to the agent's userid, or throws 400/401 `HttpError`. */
-  authenticate(req: Request, url: URL, claimedUserId: string | null): Promise<string>;
+  /**
+   * Resolves to the agent's userid, or throws 400/401 `HttpError`. `socket`: the request is on
+   * the socket's route, the only one that takes `?token=` (a header does not make it one).
+   */
+  authenticate(
+    req: Request,
+    url: URL,
+    claimedUserId: string | null,
+    socket?: boolean,
+  ): Promise<string>;
   /**
    * Like `authenticate`, and says until when: the token's `exp` (plus the clock tolerance it
    * was checked with) in milliseconds since the epoch; null without credentials.
    */
-  identify(req: Request, url: URL, claimedUserId: string | null): Promise<AgentIdentity>;
+  identify(
+    req: Request,
+    url: URL,
+    claimedUserId: string | null,
+    socket?: boolean,
+  ): Promise<AgentIdentity>;
   /**
    * Throws a 403 `HttpError` when ALLOWED_ORIGINS is set and the request has an Origin not in it;
    * a request with no Origin is not from a browser and passes.
@@ -58,13 +71,14 @@ export function createAgentAuth(options: AgentAuthOptions): AgentAuth {
     req: Request,
     url: URL,
     claimedUserId: string | null,
+    socket = false,
   ): Promise<AgentIdentity> {
     const claimed = claimedUserId === null || claimedUserId === "" ? null : claimedUserId;
     if (key === undefined) {
       if (claimed === null) throw new HttpError(400, "Missing userid");
       return { userid: claimed, validUntilMs: null };
     }
-    const token = readToken(req, url);
+    const token = readToken(req, url, socket);
     if (token === null) throw unauthorized("Missing agent token");
     const { sub: userid, exp } = await verifyAgentToken(token, await key, now());
     if (claimed !== null && claimed !== userid) {
@@ -76,8 +90,8 @@ export function createAgentAuth(options: AgentAuthOptions): AgentAuth {
   return {
     required: key !== undefined,
 
-    async authenticate(req, url, claimedUserId) {
-      return (await identify(req, url, claimedUserId)).userid;
+    async authenticate(req, url, claimedUserId, socket) {
+      return (await identify(req, url, claimedUserId, socket)).userid;
     },
 
     identify,
@@ -135,7 +149,7 @@ function importSecret(bytes: Uint8Array<ArrayBuffer>, use: "sign" | "verify"): P
   return crypto.subtle.importKey("raw", bytes, algorithm, false, [use]) as Promise<CryptoKey>;
 }
 
-function readToken(req: Request, url: URL): string | null {
+function readToken(req: Request, url: URL, socket: boolean): string | null {
   const header = req.headers.get("authorization");
   if (header !== null) {
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
@@ -145,7 +159,9 @@ function readToken(req: Request, url: URL): string | null {
   if (query === null || query === "") return null;
   // A URL ends up in proxy logs, browser history and Referer headers: only the socket, whose
   // headers a browser cannot set, takes its token there (as Deno.upgradeWebSocket reads it).
-  if (!(req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false)) {
+  // Its route says so: an Upgrade header alone made any HTTP route take it.
+  const upgrading = req.headers.get("upgrade")?.toLowerCase().includes("websocket") ?? false;
+  if (!socket || !upgrading) {
     throw unauthorized("Send the agent token as Authorization: Bearer; ?token= is for the socket");
   }
   return query;

@@ -7,6 +7,7 @@ import { json } from "../http/router.ts";
 import { keptLastMessage } from "../core/history_retention.ts";
 import type { Contact, ContactCursor, Store } from "../core/store.ts";
 import { replyQuotaOf, windowClosesAt, windowStateOf } from "../protocol/window.ts";
+import { wholeNumberOf } from "./query_number.ts";
 
 /** What the routes need: the store, and who is calling. */
 export interface ConversationDeps {
@@ -41,8 +42,8 @@ function parseCursor(raw: string): ContactCursor {
 function pageLimit(url: URL, fallback: number, max: number): number {
   const raw = url.searchParams.get("limit");
   if (raw === null || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
+  const n = wholeNumberOf(raw);
+  if (n === null || n < 1) {
     throw new HttpError(400, "limit must be a whole number above 0");
   }
   return Math.min(n, max);
@@ -120,8 +121,8 @@ export function createConversationRoutes(deps: ConversationDeps) {
       if (!mine && contact.agent_id !== null) {
         throw new HttpError(403, `Contact ${contactId} is served by another agent`);
       }
-      const limitRaw = Number(url.searchParams.get("limit") ?? 50);
-      const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 200) : 50;
+      const limitRaw = wholeNumberOf(url.searchParams.get("limit") ?? "");
+      const limit = limitRaw !== null && limitRaw > 0 ? Math.min(limitRaw, 200) : 50;
       const beforeRaw = url.searchParams.get("before");
       const before = beforeRaw === null || beforeRaw === "" ? null : Number(beforeRaw);
       if (before !== null && (!Number.isSafeInteger(before) || before < 0)) {

@@ -5,6 +5,7 @@
 import { openKvStore } from "./kv_store.ts";
 import { migrateKvStore } from "./kv_migration.ts";
 import { createMemoryStore } from "./memory_store.ts";
+import { checkStoreSwitch } from "./store_switch.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import type { Store } from "../core/store.ts";
 import { DEDUP_TTL_MS } from "../wechat/request_policy.ts";
@@ -51,6 +52,8 @@ export async function openStore(config: StoreConfig, now: () => number = Date.no
   // History as configured; agents' logs the same, but at least 48 hours (the stores' rule).
   const retentionMs = historyRetentionMsOf(config);
   const kvPath = `${config.dataDir}/bridge.kv`;
+  // Before either file is opened: opening one changes its time, which the check compares.
+  await checkStoreSwitch(config.dataDir, config.store);
   if (config.store === "kv") return await openKvStore(kvPath, { ...options, retentionMs });
   const sqlitePath = `${config.dataDir}/bridge.sqlite`;
   await migrateKvStore(kvPath, sqlitePath, { retentionMs, now: options.now });

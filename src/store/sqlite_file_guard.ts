@@ -56,6 +56,12 @@ export function createFileGuard(
    * file opened at the start is held by the connections.)
    */
   let pinned: Deno.FsFile | null = null;
+  /**
+   * The largest the file has been: the bridge never makes it smaller (no VACUUM), so a file
+   * found smaller was cut short from outside (`: > bridge.sqlite`, a copytruncate), its pages
+   * gone under the same inode, which the identity check alone took for the file opened.
+   */
+  let largest = sizeOf(path) ?? 0;
 
   /** The `dev:ino` of the copy at `path`, now held open. */
   function pin(): string | null {
@@ -90,6 +96,7 @@ export function createFileGuard(
     // SQLite synced the copy's content; its name is the directory's.
     if (fsync) syncDirSync(dirname(path));
     expected = pin();
+    largest = sizeOf(path) ?? 0;
   }
 
   const guard: FileGuard = {
@@ -120,7 +127,7 @@ export function createFileGuard(
     check() {
       if (problem !== null || expected === null) return problem;
       const found = pathIdOf(path);
-      if (found === expected) return null;
+      if (found === expected) return cutShort();
       keepJournal = true;
       if (found !== null) {
         problem = `${path} was replaced while the bridge ran: restart it to use the new file`;
@@ -134,6 +141,23 @@ export function createFileGuard(
       return null;
     },
   };
+
+  /** The problem when the file opened is smaller than it was, else null (one stat). */
+  function cutShort(): string | null {
+    // Gone since the look above: the next look says so.
+    const size = sizeOf(path);
+    if (size === null || size >= largest) {
+      largest = Math.max(largest, size ?? 0);
+      return null;
+    }
+    // Its pages are lost; what the journal still holds rebuilds them at the next start, and
+    // nothing more of it is let go.
+    keepJournal = true;
+    problem = `${path} was emptied or cut short while the bridge ran (${largest} bytes, now ` +
+      `${size}): restart the bridge, which rebuilds the tables from the journal`;
+    log.error("{problem}; the journal is kept", { problem });
+    return problem;
+  }
 
   function writeBack(): void {
     // Until the copy is there the file looks deleted still: one restore at a time, after the
@@ -171,4 +195,13 @@ export function createFileGuard(
   }, LOOK_MS);
   Deno.unrefTimer(looking);
   return guard;
+}
+
+/** The size of the file at `path`; null when there is none. */
+function sizeOf(path: string): number | null {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return null;
+  }
 }

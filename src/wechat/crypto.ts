@@ -5,11 +5,17 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
 
+/** Which configured key opened a message, and so must seal its answer. */
+export type AesKeyName = "current" | "previous";
+
 export interface WechatCrypto {
   /** Throws `SyntaxError` when neither key yields a well-formed frame for our appid. */
-  decrypt(encrypt: string): { xml: string; key: "current" | "previous" };
-  /** Always uses the current key. `random` (16 bytes) is for tests; by default it is random. */
-  encrypt(xml: string, random?: string): string;
+  decrypt(encrypt: string): { xml: string; key: AesKeyName };
+  /**
+   * Uses the current key unless `key` is "previous" (and one is set): during a key change WeChat
+   * reads an answer with the key it sent under. `random` (16 bytes) is for tests.
+   */
+  encrypt(xml: string, random?: string, key?: AesKeyName): string;
 }
 
 export interface WechatCryptoOptions {
@@ -99,7 +105,7 @@ export function createWechatCrypto(options: WechatCryptoOptions): WechatCrypto {
       );
     },
 
-    encrypt(xml: string, random?: string) {
+    encrypt(xml: string, random?: string, key: AesKeyName = "current") {
       const prefix = random === undefined ? randomBytes(RANDOM_BYTES) : Buffer.from(random, "utf8");
       if (prefix.length !== RANDOM_BYTES) {
         throw new TypeError(
@@ -114,7 +120,8 @@ export function createWechatCrypto(options: WechatCryptoOptions): WechatCrypto {
       frame.writeUInt32BE(message.length, RANDOM_BYTES);
       message.copy(frame, HEADER_BYTES);
       appId.copy(frame, HEADER_BYTES + message.length);
-      const cipher = createCipheriv("aes-256-cbc", current.key, current.iv);
+      const aes = key === "previous" && previous !== undefined ? previous : current;
+      const cipher = createCipheriv("aes-256-cbc", aes.key, aes.iv);
       cipher.setAutoPadding(false);
       return Buffer.concat([cipher.update(frame), cipher.final()]).toString("base64");
     },

@@ -9,7 +9,7 @@ import { HttpError } from "../http/http_error.ts";
 import type { InboundItem, InboundOutcome } from "../core/store.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import { inboundKindOf } from "../protocol/window.ts";
-import type { WechatCrypto } from "./crypto.ts";
+import type { AesKeyName, WechatCrypto } from "./crypto.ts";
 import { dedupKeyOf, type FollowerMessage, readFollowerMessage } from "./message.ts";
 import type { PassiveReplies } from "./passive_reply.ts";
 import {
@@ -36,6 +36,8 @@ export interface WebhookDeps {
   crypto?: WechatCrypto;
   /** The account of ACCOUNTS_FILE served: messages name its fields, not WECHAT_*. */
   accountId?: string;
+  /** That account's original id (`gh_…`), when known: the only ToUserName that is the account. */
+  originalId?: string;
   companyId: string;
   now: () => number;
   newId: () => string;
@@ -91,7 +93,10 @@ export function createWechatWebhook(deps: WebhookDeps) {
     }
   }
 
-  function decryptBody(outer: ReturnType<typeof xml.parse>, params: URLSearchParams): string {
+  function decryptBody(
+    outer: ReturnType<typeof xml.parse>,
+    params: URLSearchParams,
+  ): { plain: string; key: AesKeyName } {
     const encrypt = textOf(outer, "Encrypt");
     if (!encrypt) throw new SyntaxError("Cannot parse WeChat XML: Encrypt is missing");
     if (!deps.crypto) {
@@ -109,14 +114,17 @@ export function createWechatWebhook(deps: WebhookDeps) {
     const { xml: plain, key } = deps.crypto.decrypt(encrypt);
     if (key === "previous") log.info(`Message decrypted with ${named("aesKeyPrevious")}`);
     checkPlainSize(plain);
-    return plain;
+    return { plain, key };
   }
 
-  /** A passive reply, encrypted when the message was (WeChat's 被动回复 in safe mode). */
-  function xmlAnswer(plain: string, encrypt: boolean): Response {
+  /**
+   * A passive reply, encrypted when the message was (WeChat's 被动回复 in safe mode), under the
+   * key that opened it: WeChat sends under the previous key until the new one is saved.
+   */
+  function xmlAnswer(plain: string, key: AesKeyName | undefined): Response {
     let body = plain;
-    if (encrypt) {
-      const ciphertext = deps.crypto!.encrypt(plain);
+    if (key !== undefined) {
+      const ciphertext = deps.crypto!.encrypt(plain, undefined, key);
       const timestamp = String(Math.floor(deps.now() / 1000));
       const nonce = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
       const signature = computeSignature(deps.token ?? "", timestamp, nonce, ciphertext);
@@ -142,6 +150,17 @@ export function createWechatWebhook(deps: WebhookDeps) {
   function rememberBody(hash: string, params: URLSearchParams): Promise<string> {
     const expiresAtMs = (Number(params.get("timestamp")) + policy.maxAgeS! + 1) * 1000;
     return deps.signedBodies!.first(params.get("signature")!, hash, expiresAtMs);
+  }
+
+  /**
+   * The official account a ToUserName names, for `data.account`; undefined for an agent (the
+   * seed's form). Where the account's original id is known nothing else is the account: an
+   * agent of another account was passed off as one.
+   */
+  async function accountOf(to: string): Promise<string | undefined> {
+    if (to === "") return undefined;
+    if (deps.originalId !== undefined) return to === deps.originalId ? to : undefined;
+    return await deps.isAgent(to) ? undefined : to;
   }
 
   /** Before a callback is answered: the signatures it was first to use are kept for a restart. */
@@ -176,6 +195,8 @@ export function createWechatWebhook(deps: WebhookDeps) {
       const params = url.searchParams;
       if (deps.token) checkSignedAge(params, deps.now(), policy);
       let doc = xml.parse(body);
+      // Set when the message came encrypted and was opened: its answer is sealed the same way.
+      let openedWith: AesKeyName | undefined;
       const encrypt = textOf(doc, "Encrypt");
       const plainFields = textOf(doc, "MsgType") !== undefined;
       const encrypted = params.get("encrypt_type") === "aes" ||
@@ -200,7 +221,9 @@ export function createWechatWebhook(deps: WebhookDeps) {
         if (deps.token) await checkFirstBody(JSON.stringify(doc), params);
         checkPlainSize(body, encrypt?.length ?? 0);
       } else if (encrypted) {
-        doc = xml.parse(decryptBody(doc, params));
+        const opened = decryptBody(doc, params);
+        openedWith = opened.key;
+        doc = xml.parse(opened.plain);
         // A safe-mode URL carries the plain `signature` too: remembered, so that the same URL
         // less its msg_signature takes no plain body. Never refused here: msg_signature already
         // covers this body with the timestamp and nonce, and a sender that encrypts each attempt
@@ -219,9 +242,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
       const message = readFollowerMessage(doc);
       const receivedAt = deps.now();
       const given = deps.acceptNames ? params.get("name")?.trim().slice(0, 64) || null : null;
-      const account = message.to !== "" && !(await deps.isAgent(message.to))
-        ? message.to
-        : undefined;
+      const account = await accountOf(message.to);
       const envelope = createFollowerEnvelope(message, {
         id: message.msgId ?? deps.newId(),
         name: given ?? message.from,
@@ -255,7 +276,7 @@ export function createWechatWebhook(deps: WebhookDeps) {
             : null;
           if (passive !== null) {
             if (remembersBodies) await settleBodies();
-            return xmlAnswer(passive, encrypted && deps.crypto !== undefined);
+            return xmlAnswer(passive, openedWith);
           }
         }
       }

@@ -262,6 +262,17 @@ async function scenario(
       assert.equal("account" in got.data, false);
     });
 
+    await t.step("a ToUserName naming another account's agent is not the account", async () => {
+      // Bob serves brand B only: on brand A's URL the message is brand A's agents', and its
+      // `data.account` was "bob", an agent passed off as the official account.
+      const msgId = String(9_400_000 + next());
+      const { query, body } = encryptedCallback(A, textXml("oSeedBob", "bob", "seed", msgId));
+      const res = await post(`${server.base}${B}/send_xml/${A.id}?${query}`, body);
+      assert.equal(res.text, "success");
+      const got = await alice.waitFor((e) => e.data["id"] === msgId, 5000);
+      assert.equal(got.data["account"], undefined);
+    });
+
     await t.step("/readyz asks every account", async () => {
       const res = await fetch(`${server.base}/readyz`);
       assert.equal(res.status, 200);

@@ -79,3 +79,78 @@ Deno.test("an agent-to-agent message cannot spoof who sent it", async (t) => {
     await server.close();
   }
 });
+
+Deno.test("an agent's 102 to a colleague is told apart from the bridge's own", async () => {
+  // A colleague's frame kept `account` and `result.message` as written: a program acting on a
+  // 102's msg.event (a revoke, a claim) could be driven by it, an account and all.
+  const server = await startBridge({ env: { AGENT_SECRET: SECRET } });
+  const alice = await connectAgent(
+    `${server.wsBase}${B}/msg?token=${await mintAgentToken(SECRET, "alice", 600)}`,
+  );
+  const bob = await connectAgent(
+    `${server.wsBase}${B}/msg?token=${await mintAgentToken(SECRET, "bob", 600)}`,
+  );
+  try {
+    while (!(await server.store.isKnownAgent("bob"))) await new Promise((r) => setTimeout(r, 5));
+    alice.send({
+      data: {
+        msg_type: "system",
+        contact_id: "bob",
+        account: "gh_spoofed",
+        msg: { event: "user_authorization_revoke", follower_id: "oVictim" },
+      },
+      result: { code: 102, message: "spoofed" },
+    });
+    const got = await bob.waitFor((e) => e.data.msg?.["follower_id"] === "oVictim");
+    assert.deepEqual(got.result, { code: 102, message: "common" });
+    assert.equal("account" in got.data, false);
+    // What tells it from the bridge's own: who sent it, and not system01.
+    assert.equal(got.data["from"], "alice");
+    assert.equal(got.data["contact_id"], "bob");
+    assert.equal(got.data["name"], "alice");
+    alice.send({
+      data: { msg_type: "text", contact_id: "bob", msg: { content: "as a refusal" } },
+      result: { code: 1001, message: "Not sent: spoofed" },
+    });
+    const text = await bob.waitFor((e) => e.data.msg?.["content"] === "as a refusal");
+    assert.deepEqual(text.result, { code: 1001, message: "common" });
+  } finally {
+    await alice.close();
+    await bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("the msg_types agents make up do not grow /metrics", async () => {
+  // Each one became a bridge_messages_out_total series, kept for the life of the process: 200
+  // frames with long msg_types made /metrics 3.8 MB.
+  const server = await startBridge({ env: { AGENT_SECRET: SECRET, SEND_RATE_PER_S: "1000" } });
+  const alice = await mintAgentToken(SECRET, "alice", 600);
+  const bob = await connectAgent(
+    `${server.wsBase}${B}/msg?token=${await mintAgentToken(SECRET, "bob", 600)}`,
+  );
+  try {
+    while (!(await server.store.isKnownAgent("bob"))) await new Promise((r) => setTimeout(r, 5));
+    const before = await (await fetch(`${server.base}/metrics`)).text();
+    for (let i = 0; i < 200; i++) {
+      const body = { data: { msg_type: `t${i}_${"x".repeat(1000)}`, contact_id: "bob", msg: {} } };
+      const res = await post(`${server.base}${B}/send`, JSON.stringify(body), {
+        authorization: `Bearer ${alice}`,
+      });
+      assert.equal(res.status, 200, res.text);
+    }
+    await bob.waitFor((e) => String(e.data.msg_type).startsWith("t199_"));
+    const after = await (await fetch(`${server.base}/metrics`)).text();
+    const series = after.split("\n").filter((l) => l.startsWith("bridge_messages_out_total"));
+    assert.ok(series.length <= 30, `${series.length} series`);
+    for (const line of series) {
+      assert.match(line, /^bridge_messages_out_total\{msg_type="[a-z_]{1,20}"\} \d+$/);
+    }
+    assert.ok(after.length < before.length + 2_000, `${before.length} -> ${after.length} bytes`);
+    // What the receiver gets is unchanged: the type as its colleague wrote it.
+    assert.equal(bob.messages().filter((e) => String(e.data.msg_type).startsWith("t")).length, 200);
+  } finally {
+    await bob.close();
+    await server.close();
+  }
+});

@@ -65,7 +65,9 @@ Deno.test("createAgentAuth() with a secret accepts only valid tokens", async (t)
   await t.step("a good token in the query names the agent", async () => {
     const token = await sign({ sub: "agent-7", exp: nowS() + 600 });
     const { req, url } = socketRequest({ userid: "agent-7", token });
-    assert.equal(await auth.authenticate(req, url, "agent-7"), "agent-7");
+    assert.equal(await auth.authenticate(req, url, "agent-7", true), "agent-7");
+    // Not on the socket's route, an Upgrade header does not make the query's token taken.
+    await rejects(auth.authenticate(req, url, "agent-7"), 401, /Authorization: Bearer/);
   });
 
   await t.step("a good bearer token on HTTP names the agent", async () => {
@@ -83,7 +85,7 @@ Deno.test("createAgentAuth() with a secret accepts only valid tokens", async (t)
   await t.step("a bearer header works on a socket; a query token only there", async () => {
     const token = await sign({ sub: "dan", exp: nowS() + 600 });
     const ws = socketRequest({ userid: "dan" }, { authorization: `bearer ${token}` });
-    assert.equal(await auth.authenticate(ws.req, ws.url, "dan"), "dan");
+    assert.equal(await auth.authenticate(ws.req, ws.url, "dan", true), "dan");
     // A URL ends up in proxy logs and Referer headers: HTTP takes the header only.
     const url = new URL(`http://bridge.test/contacts?userid=dan&token=${token}`);
     await rejects(auth.authenticate(new Request(url), url, "dan"), 401, /Authorization: Bearer/);
@@ -93,7 +95,7 @@ Deno.test("createAgentAuth() with a secret accepts only valid tokens", async (t)
 
   await t.step("a missing token is 401", async () => {
     const { req, url } = socketRequest({ userid: "1" });
-    await rejects(auth.authenticate(req, url, "1"), 401, /Missing agent token/);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /Missing agent token/);
     const http = httpRequest(null);
     await rejects(auth.authenticate(http.req, http.url, "1"), 401, /Missing agent token/);
   });
@@ -101,7 +103,7 @@ Deno.test("createAgentAuth() with a secret accepts only valid tokens", async (t)
   await t.step("a token signed with another secret is 401", async () => {
     const token = await sign({ sub: "1", exp: nowS() + 600 }, OTHER_SECRET);
     const { req, url } = socketRequest({ userid: "1", token });
-    await rejects(auth.authenticate(req, url, "1"), 401, /Invalid agent token/, token);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /Invalid agent token/, token);
   });
 
   await t.step("a token whose payload was changed after signing is 401", async () => {
@@ -117,43 +119,48 @@ Deno.test("createAgentAuth() with a secret accepts only valid tokens", async (t)
   await t.step("an expired token is 401", async () => {
     const token = await sign({ sub: "1", exp: nowS() - 60 });
     const { req, url } = socketRequest({ userid: "1", token });
-    await rejects(auth.authenticate(req, url, "1"), 401, /expired/, token);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /expired/, token);
   });
 
   await t.step("a token without exp is 401", async () => {
     const token = await sign({ sub: "1" });
     const { req, url } = socketRequest({ userid: "1", token });
-    await rejects(auth.authenticate(req, url, "1"), 401, /exp/, token);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /exp/, token);
   });
 
   await t.step("a token without sub is 401", async () => {
     const token = await sign({ exp: nowS() + 600 });
     const { req, url } = socketRequest({ token });
-    await rejects(auth.authenticate(req, url, null), 401, /sub/, token);
+    await rejects(auth.authenticate(req, url, null, true), 401, /sub/, token);
   });
 
   await t.step("someone else's token is 401", async () => {
     const token = await sign({ sub: "alice", exp: nowS() + 600 });
     const { req, url } = socketRequest({ userid: "bob", token });
-    await rejects(auth.authenticate(req, url, "bob"), 401, /does not belong to agent bob/, token);
+    await rejects(
+      auth.authenticate(req, url, "bob", true),
+      401,
+      /does not belong to agent bob/,
+      token,
+    );
   });
 
   await t.step("an unsigned token (alg none) is 401", async () => {
     const token = new UnsecuredJWT({}).setSubject("1").setExpirationTime("1h").encode();
     assert.ok(token.endsWith("."), "jose made an unsecured JWT");
     const { req, url } = socketRequest({ userid: "1", token });
-    await rejects(auth.authenticate(req, url, "1"), 401, /Invalid agent token/);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /Invalid agent token/);
   });
 
   await t.step("a token with another algorithm, even with the right secret, is 401", async () => {
     const token = await sign({ sub: "1", exp: nowS() + 600 }, SECRET, "HS512");
     const { req, url } = socketRequest({ userid: "1", token });
-    await rejects(auth.authenticate(req, url, "1"), 401, /Invalid agent token/, token);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /Invalid agent token/, token);
   });
 
   await t.step("garbage in the token slot is 401", async () => {
     const { req, url } = socketRequest({ userid: "1", token: "not-a-jwt" });
-    await rejects(auth.authenticate(req, url, "1"), 401, /Invalid agent token/);
+    await rejects(auth.authenticate(req, url, "1", true), 401, /Invalid agent token/);
   });
 });
 
@@ -187,15 +194,15 @@ Deno.test("createAgentAuth() without a secret runs open", async (t) => {
 
   await t.step("returns the claimed userid, token or not", async () => {
     const { req, url } = socketRequest({ userid: "1" });
-    assert.equal(await auth.authenticate(req, url, "1"), "1");
+    assert.equal(await auth.authenticate(req, url, "1", true), "1");
     const junk = socketRequest({ userid: "2", token: "junk" });
-    assert.equal(await auth.authenticate(junk.req, junk.url, "2"), "2");
+    assert.equal(await auth.authenticate(junk.req, junk.url, "2", true), "2");
   });
 
   await t.step("a missing userid is 400", async () => {
     const { req, url } = socketRequest({});
-    await rejects(auth.authenticate(req, url, null), 400, /userid/);
-    await rejects(auth.authenticate(req, url, ""), 400, /userid/);
+    await rejects(auth.authenticate(req, url, null, true), 400, /userid/);
+    await rejects(auth.authenticate(req, url, "", true), 400, /userid/);
   });
 });
 
@@ -254,7 +261,7 @@ Deno.test("mintAgentToken() makes a token the bridge and jose accept", async (t)
     assert.ok(payload.exp >= before + 3600 && payload.exp <= nowS() + 3600);
     const auth = createAgentAuth({ secret: SECRET, allowedOrigins: [] });
     const { req, url } = socketRequest({ userid: "agent-9", token });
-    assert.equal(await auth.authenticate(req, url, "agent-9"), "agent-9");
+    assert.equal(await auth.authenticate(req, url, "agent-9", true), "agent-9");
   });
 
   await t.step("refuses an empty userid, a bad ttl and a short secret", async () => {

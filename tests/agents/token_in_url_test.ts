@@ -48,6 +48,20 @@ Deno.test("an agent token is taken from the URL on the socket only", async (t) =
         await inHeader.body?.cancel();
         assert.notEqual(inHeader.status, 401, `${method} ${path} with the header`);
       });
+      // An upgrade with a body is refused (400) before any route: the GETs are the ones at risk.
+      if (body !== undefined) continue;
+      await t.step(`${method} ${path}: 401 with &token= and an Upgrade header too`, async () => {
+        // The route decides, not the request: an `Upgrade: websocket` header made any route a
+        // socket's, and the token in its URL was taken.
+        const joint = path.includes("?") ? "&" : "?";
+        const res = await fetch(`${bridge.base}${B}${path}${joint}token=${token}`, {
+          method,
+          headers: { connection: "Upgrade", upgrade: "websocket" },
+        });
+        const text = await res.text();
+        assert.equal(res.status, 401, text);
+        assert.match(text, /Authorization: Bearer/);
+      });
     }
   } finally {
     await bridge.close();

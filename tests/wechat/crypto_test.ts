@@ -213,6 +213,12 @@ Deno.test("decrypt() falls back to WECHAT_AES_KEY_PREVIOUS during a key change",
     assert.equal(decryptRaw(reply, KEY_2).readUInt32BE(16), "<xml>reply</xml>".length);
     assertRefused(() => before.decrypt(reply), /bad padding|bad length|appid mismatch|UTF-8/);
   });
+  await t.step("encrypt() under the previous key, for an answer to a message under it", () => {
+    const reply = during.encrypt("<xml>reply</xml>", undefined, "previous");
+    assert.deepEqual(before.decrypt(reply), { xml: "<xml>reply</xml>", key: "current" });
+    const without = createWechatCrypto({ aesKey: KEY_2, appId: APPID });
+    assert.equal(during.decrypt(without.encrypt("<xml/>", undefined, "previous")).key, "current");
+  });
   await t.step("a message under neither key is refused, with both reasons", () => {
     assertRefused(
       () => after.decrypt(underKey1),

@@ -148,4 +148,71 @@ Deno.test("passive replies within WeChat's 5 seconds", async (t) => {
       await server.close();
     }
   });
+
+  await t.step(
+    "during a key change, the answer is under the key that opened the message",
+    async () => {
+      const server = await startBridge({
+        env: {
+          WECHAT_TOKEN: TOKEN,
+          WECHAT_AES_KEY: NEW_AES_KEY,
+          WECHAT_AES_KEY_PREVIOUS: AES_KEY,
+          WECHAT_APPID: APPID,
+          PASSIVE_TRANSFER_CUSTOMER_SERVICE: "true",
+        },
+      });
+      try {
+        // WeChat encrypts under the old key until the new one is saved in its console, and
+        // reads the answer with the key it sent under.
+        for (const [follower, key] of [["o-old-key", AES_KEY], ["o-new-key", NEW_AES_KEY]]) {
+          const cryptor = new WXBizMsgCrypt(TOKEN, key!, APPID);
+          const res = await safePost(
+            server,
+            cryptor,
+            textXml(follower!, "gh_account", "在吗", String(++n)),
+          );
+          assert.equal(res.status, 200, res.text);
+          const ciphertext = fieldOf(res.text, "Encrypt");
+          assert.equal(
+            fieldOf(res.text, "MsgSignature"),
+            cryptor.getSignature(
+              fieldOf(res.text, "TimeStamp"),
+              fieldOf(res.text, "Nonce"),
+              ciphertext,
+            ),
+          );
+          const { message, id } = cryptor.decrypt(ciphertext);
+          assert.equal(id, APPID, follower);
+          assert.match(message, /<MsgType><!\[CDATA\[transfer_customer_service\]\]><\/MsgType>/);
+          assert.match(message, new RegExp(`<ToUserName><!\\[CDATA\\[${follower}\\]\\]>`));
+        }
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });
+
+const NEW_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+function fieldOf(xml: string, tag: string): string {
+  return new RegExp(`<${tag}>(?:<!\\[CDATA\\[)?([^<\\]]*)`).exec(xml)?.[1] ?? "";
+}
+
+/** A safe-mode POST as WeChat makes it, encrypted and signed by wechat-crypto. */
+function safePost(server: TestBridge, cryptor: WXBizMsgCrypt, plainXml: string) {
+  const encrypt = cryptor.encrypt(plainXml);
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const nonce = `k${++n}`;
+  const query = new URLSearchParams({
+    signature: computeSignature(TOKEN, timestamp, nonce),
+    timestamp,
+    nonce,
+    encrypt_type: "aes",
+    msg_signature: cryptor.getSignature(timestamp, nonce, encrypt),
+  });
+  return post(
+    `${server.base}${B}/send_xml?${query}`,
+    `<xml><ToUserName><![CDATA[gh_account]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`,
+  );
+}
