@@ -31,6 +31,7 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
+import { quotaPill, windowPill } from "./console/pills.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -88,7 +89,6 @@ import {
   WaitingList,
 } from "./console/views.js";
 
-const WINDOW_S = 48 * 3600;
 const HISTORY_PAGE = 50;
 const TYPING_EVERY_MS = 15_000;
 const WATCHDOG_MIN_MS = 75_000;
@@ -423,24 +423,9 @@ function formatDuration(seconds) {
   return formatDurationIn(seconds, lang);
 }
 
-/** The 48-hour window of a contact: {state: open|soon|closed|unknown, left, label}. */
+/** The 48-hour window of a contact, as its pill says it (console/pills.js). */
 function windowOf(contact) {
-  if (contact?.kind === "agent") return { state: "agent", left: 0, label: t("window.agent") };
-  let expires = Number(contact?.window_expires_at) || 0;
-  if (!expires && contact?.last_inbound_time) {
-    expires = Number(contact.last_inbound_time) + WINDOW_S;
-  }
-  if (!expires) return { state: "unknown", left: 0, label: t("window.none") };
-  const left = expires - nowS();
-  // WeChat's 45015/45047 closed it before the clock did: the pill says what the reply box says.
-  if (left <= 0 || contact?.window_closed) {
-    return { state: "closed", left: 0, label: t("window.closed") };
-  }
-  return {
-    state: left < 2 * 3600 ? "soon" : "open",
-    left,
-    label: t("window.left", { d: formatDuration(left) }),
-  };
+  return windowPill(contact, nowS(), t, lang);
 }
 
 function previewOf(msgType, msg) {
@@ -3528,12 +3513,11 @@ function renderConversationHead() {
   el.convWindow.title = transferred
     ? t("list.transferredTo", { to: transferred.transferred_to })
     : t("window.title");
-  const showQuota = contact.kind !== "agent" && !transferred &&
-    (limits.state === "open" || limits.state === "soon");
-  el.convQuota.hidden = !showQuota;
-  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft, total: limits.quota });
+  const quota = transferred ? null : quotaPill(contact, nowS(), t);
+  el.convQuota.hidden = !quota;
+  el.convQuota.textContent = quota?.text ?? "";
   el.convQuota.title = t(quotaKeys(limits).title);
-  el.convQuota.dataset.left = String(limits.repliesLeft);
+  el.convQuota.dataset.left = String(quota?.left ?? 0);
   const name = contact.name || id;
   const notice = (kind, text) => {
     el.windowNotice.hidden = false;

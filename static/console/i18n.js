@@ -86,6 +86,7 @@ export const STRINGS = {
     "time.yesterday": "Yesterday",
     "window.left": "{d} left",
     "window.closed": "Window closed",
+    "window.unsubscribed": "Unfollowed",
     "window.none": "No reply window",
     "window.title": "WeChat lets the account reply for 48 hours after the follower's last message",
     "window.agent": "Agent",
@@ -392,6 +393,7 @@ export const STRINGS = {
     "time.yesterday": "昨天",
     "window.left": "剩余 {d}",
     "window.closed": "窗口已关闭",
+    "window.unsubscribed": "已取消关注",
     "window.none": "无回复窗口",
     "window.title": "粉丝最后一条消息后 48 小时内，公众号可以回复",
     "window.agent": "客服",
@@ -652,8 +654,10 @@ export function saveLanguage(storage, lang) {
   }
 }
 
-/** Formats a duration in seconds as "5m" / "3h 05m" (English) or "5 分钟" / "3 小时 5 分" (zh). */
+/** Formats a duration in seconds as "5m" / "3h 05m" (English) or "5 分钟" / "3 小时 5 分" (zh);
+ * under a minute "<1m" / "不到 1 分钟", never "0m" (a follow's whole window is one minute). */
 export function formatDuration(seconds, lang) {
+  if (seconds > 0 && seconds < 60) return lang === "zh-CN" ? "不到 1 分钟" : "<1m";
   const minutes = Math.max(0, Math.floor(seconds / 60));
   const hours = Math.floor(minutes / 60);
   if (lang === "zh-CN") {
