@@ -1569,11 +1569,15 @@ function connect() {
     // on every (re)connect, so a restarted bridge or another console cannot leave it stale. As
     // last set in any tab of this browser: one frozen in the background heard of no change.
     const saved = readCapacity();
-    if (saved !== undefined && saved !== state.capacity) {
-      state.capacity = saved;
-      renderCapacity();
+    if (saved === undefined) {
+      adoptBridgeCapacity();
+    } else {
+      if (saved !== state.capacity) {
+        state.capacity = saved;
+        renderCapacity();
+      }
+      sendCapacity();
     }
-    sendCapacity();
     flushOutbox();
     if (state.contactsLoaded) scheduleContactsRefresh(300);
     if (isViewing(state.current)) markRead(state.current);
@@ -3893,6 +3897,24 @@ function submitCapacity() {
   toggleCapacityForm(false);
   renderCapacity();
   el.capacityButton.focus();
+}
+
+/** A browser where the agent never set the capacity shows the one the bridge enforces (set on
+ * another PC or profile, GET B/agents has it), rather than "no limit" while the bridge queues
+ * followers; asked again on each connect, since another console may change it meanwhile. */
+async function adoptBridgeCapacity() {
+  let body;
+  try {
+    body = await api("/agents");
+  } catch {
+    return;
+  }
+  // Set in this browser while the answer came: that one is sent, and shown.
+  if (readCapacity() !== undefined) return;
+  const own = (Array.isArray(body?.agents) ? body.agents : []).find((a) => a.agent_id === userid);
+  // An agent the bridge has no record of has no limit there.
+  state.capacity = typeof own?.capacity === "number" ? own.capacity : null;
+  renderCapacity();
 }
 
 function sendCapacity() {
