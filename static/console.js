@@ -32,6 +32,7 @@ import {
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
 import { quotaPill, windowPill } from "./console/pills.js";
+import { createServerClock } from "./console/server_clock.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -332,8 +333,22 @@ const el = {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/** The bridge's clock (GET contacts' `now`), by which WeChat's windows count. */
+const bridgeClock = createServerClock();
+
+/** Now, in Unix seconds, on the bridge's clock. */
 function nowS() {
-  return Math.floor(Date.now() / 1000);
+  return Math.floor(bridgeClock.nowMs() / 1000);
+}
+
+/** An answer of the bridge's that says its time (`now`, Unix seconds) sets the clock; a changed
+ * offset redraws the countdowns. */
+function learnClock(body, sentMs) {
+  if (typeof body?.now !== "number") return;
+  if (bridgeClock.observe(body.now * 1000, sentMs, Date.now())) {
+    renderContacts();
+    renderConversationHead();
+  }
 }
 
 function readToken() {
@@ -1243,6 +1258,7 @@ async function api(path, query) {
   }
   const headers = { Accept: "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const sentMs = Date.now();
   const res = await fetch(url, { headers });
   if (res.status === 401) {
     await res.body?.cancel();
@@ -1252,7 +1268,9 @@ async function api(path, query) {
   if (!res.ok) {
     throw new Error(await problemOf(res));
   }
-  return res.json();
+  const body = await res.json();
+  learnClock(body, sentMs);
+  return body;
 }
 
 /** What a refused request says, for a person: the bridge's `error` (or its -1 message) from its

@@ -3,7 +3,7 @@
 // replies.
 
 import assert from "node:assert/strict";
-import { postFollowerMessage } from "./browser.ts";
+import { openConsole, postFollowerMessage } from "./browser.ts";
 import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentpills";
@@ -22,5 +22,22 @@ consoleTest(
     assert.equal(await page.locator("#conv-quota").isHidden(), true);
     await row.locator(".window-pill.unsubscribed", { hasText: "Unfollowed" }).waitFor();
     assert.doesNotMatch(await row.innerText(), /left/);
+  },
+);
+
+consoleTest(
+  "a PC clock 10 minutes fast: the window counts on the bridge's clock",
+  { agent: AGENT, open: false },
+  async (_t, { server, page }) => {
+    // The page's clock runs on from 10½ minutes ahead of the bridge's.
+    await page.clock.install({ time: Date.now() + 10 * 60_000 + 30_000 });
+    await openConsole(page, server.base, AGENT);
+    await postFollowerMessage(server.base, "oSKEW", { MsgType: "text", Content: "hello" });
+    const row = page.locator('.contact[data-contact-id="oSKEW"]');
+    await row.click();
+    // Without the bridge's time it read 47h 49m: ten minutes of the window lost.
+    const full = /^(47h 59m|48h 00m) left$/;
+    await page.locator("#conv-window", { hasText: full }).waitFor();
+    await row.locator(".window-pill", { hasText: full }).waitFor();
   },
 );
