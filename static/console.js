@@ -33,6 +33,7 @@ import {
 import { matchesTriage, triageCounts } from "./console/triage.js";
 import { quotaPill, windowPill } from "./console/pills.js";
 import { createServerClock } from "./console/server_clock.js";
+import { eventText, noticePreview } from "./console/event_text.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -490,6 +491,8 @@ function listPreview(last) {
   if (last.local) return text;
   // A waiting notice's preview comes with no msg_type: "[image]" names it.
   const kind = last.msg_type ?? text.match(/^\[([a-z]+)\]$/)?.[1];
+  // A notice's preview is the bridge's Chinese sentence: read back into this language.
+  if (kind === "system") return text ? noticePreview(text, t, lang) : t("sys.someEvent");
   if (!MEDIA_KINDS.includes(kind)) return text;
   // A link's preview is its title, when it has one.
   return previewOf(kind, text === `[${kind}]` ? {} : { title: text });
@@ -4315,10 +4318,7 @@ function buildMessage(msg) {
 
 /** A system message in the agent's language; the bridge's own text where the table has none. */
 function systemText(m) {
-  const name = m.follower_name || m.follower_id || "";
-  const key = `sys.${m.event}`;
-  const text = t(key, { name, agent: m.agent_id ?? "", to: m.to ?? "" });
-  return text === key ? String(m.text ?? m.event ?? "") : text;
+  return eventText(m, t, lang);
 }
 
 /** The marker of a report (reports.js): listed, and deliberately counted nowhere. */
