@@ -34,6 +34,7 @@ import { matchesTriage, triageCounts } from "./console/triage.js";
 import { quotaPill, windowPill } from "./console/pills.js";
 import { createServerClock } from "./console/server_clock.js";
 import { eventText, noticePreview } from "./console/event_text.js";
+import { matchesSearch } from "./console/list_search.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -3085,9 +3086,7 @@ function initDragAndDrop() {
 // Rendering: the contact list
 
 function matchesFilter(c) {
-  const filter = state.filter.toLowerCase();
-  return !filter || String(c.name ?? "").toLowerCase().includes(filter) ||
-    String(c.contact_id).toLowerCase().includes(filter);
+  return matchesSearch(c, state.filter);
 }
 
 function sortedContacts() {

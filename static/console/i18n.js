@@ -56,7 +56,7 @@ export const STRINGS = {
     "token.expired":
       "Your token expired at {time}. Paste a new one to go on: what you typed and replies not yet sent are kept.",
     "list.title": "Conversations",
-    "list.search": "Search name or id",
+    "list.search": "Search name, id or label",
     "list.empty": "No conversations yet. Followers who write to the account appear here.",
     "list.noMatch": "No conversation matches your search.",
     "list.noOpen": "No open conversations.",
@@ -387,7 +387,7 @@ export const STRINGS = {
     "token.expired":
       "你的令牌已于 {time} 过期。请粘贴新的令牌继续：已输入的内容和尚未发出的回复都会保留。",
     "list.title": "会话",
-    "list.search": "搜索名称或 ID",
+    "list.search": "搜索名称、ID 或标签",
     "list.empty": "还没有会话。给公众号发消息的粉丝会出现在这里。",
     "list.noMatch": "没有匹配的会话。",
     "list.noOpen": "没有进行中的会话。",
