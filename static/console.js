@@ -3245,17 +3245,30 @@ function contactItem(contact) {
         ),
         h(
           "span",
-          { class: "contact-row" },
+          { class: "contact-row contact-tags" },
           closed ? h("span", { class: "window-pill closed" }, t("list.closed")) : h(
             "span",
             { class: `window-pill ${win.state}`, title: t("window.title") },
             win.label,
           ),
-          ...(contact.labels ?? []).map((l) => h("span", { class: "label small" }, l)),
+          ...rowLabels(contact.labels ?? []),
         ),
       ),
     ),
   );
+}
+
+/** Labels a list row shows: a row is one line, so past the first few a "+N" names the rest. */
+const ROW_LABELS = 3;
+function rowLabels(labels) {
+  const shown = labels.slice(0, ROW_LABELS).map((l) =>
+    h("span", { class: "label small", title: l }, l)
+  );
+  const rest = labels.slice(ROW_LABELS);
+  if (rest.length) {
+    shown.push(h("span", { class: "label small more", title: rest.join(", ") }, `+${rest.length}`));
+  }
+  return shown;
 }
 
 /** A follower handed to another agent in this session: its history stays readable here. */
