@@ -35,6 +35,7 @@ import { quotaPill, windowPill } from "./console/pills.js";
 import { createServerClock } from "./console/server_clock.js";
 import { eventText, noticePreview } from "./console/event_text.js";
 import { matchesSearch } from "./console/list_search.js";
+import { createRowCache, syncChildren } from "./console/row_cache.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -3135,13 +3136,15 @@ let revealActive = false;
 let listDrafts = new Set();
 
 function renderContactsNow() {
-  // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
-  // page body each time a message comes in.
+  // Rows that moved are taken out and put back: a keyboard user's focus in them must not fall
+  // to the page body each time a message comes in.
   const focused = focusedListEntry();
   // One read of each draft index a render, not two storage reads for every contact listed.
   listDrafts = new Set([...drafts.contacts(), ...noteDrafts.contacts()]);
-  const items = sortedContacts().map(contactItem);
-  el.contactList.replaceChildren(...items);
+  const listed = sortedContacts();
+  const items = listed.map((c) => contactRows.row(c.contact_id, rowKey(c), () => contactItem(c)));
+  syncChildren(el.contactList, items);
+  contactRows.prune(new Set(state.contacts.keys()));
   if (revealActive) {
     revealActive = false;
     // Opened from the reply box (Alt+↓), the focus stays there: the entry is not scrolled to
@@ -3186,6 +3189,32 @@ function refocusListEntry(contactId) {
   (again ?? el.contactList.querySelector(".contact") ?? el.filter).focus({ preventScroll: true });
 }
 
+/** The contact list's rows, kept while what they show stays the same (console/row_cache.js). */
+const contactRows = createRowCache();
+
+/** Everything contactItem() shows of `contact`: a row whose key is unchanged is not rebuilt. */
+function rowKey(contact) {
+  const id = contact.contact_id;
+  const current = state.current === id;
+  const last = contact.last_message;
+  const win = windowOf(contact);
+  return JSON.stringify([
+    contact.kind,
+    contact.name,
+    contact.avatar,
+    contact.status,
+    contact.labels,
+    last ? [last.direction, last.agent_id, last.msg_type, last.preview, last.local] : null,
+    listTime(Number(contact.last_message_time)),
+    current && isViewing(id) ? 0 : Number(contact.unread) || 0,
+    current || !listDrafts.has(id) ? "" : drafts.get(id) || noteDrafts.get(id),
+    win.state,
+    win.label,
+    current,
+  ]);
+}
+
+/** A row of the contact list; rowKey() names everything it reads. */
 function contactItem(contact) {
   const win = windowOf(contact);
   const unread = state.current === contact.contact_id && isViewing(contact.contact_id)
