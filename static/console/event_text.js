@@ -52,6 +52,30 @@ export function eventKey(m) {
       };
     case "unknown_type":
       return { key: "sys.unknown_type", params: { name, type: str(m.msg_type) || "?" } };
+    case "kf_create_session":
+    case "kf_close_session":
+      return { key: `sys.${event}`, params: { name, kf: str(m.kf_account) } };
+    case "kf_switch_session":
+      return {
+        key: "sys.kf_switch_session",
+        params: { name, from: str(m.from_kf_account), to: str(m.to_kf_account) },
+      };
+    case "MASSSENDJOBFINISH":
+      return {
+        key: "sys.MASSSENDJOBFINISH",
+        params: {
+          id: str(m.msg_id),
+          status: str(m.status),
+          total: str(m.total_count),
+          filtered: str(m.filter_count),
+          sent: str(m.sent_count),
+          failed: str(m.error_count),
+        },
+      };
+    case "TEMPLATESENDJOBFINISH":
+      return str(m.status) === "success"
+        ? { key: "sys.template_sent", params: { name } }
+        : { key: "sys.template_failed", params: { name, status: str(m.status) } };
     case "unsubscribe":
     case "user_info_modified":
     case "user_authorization_revoke":
@@ -142,6 +166,27 @@ const BRIDGE_SENTENCES = [
     /^(.+) 注销了微信账号，其资料和会话记录已删除$/u,
     () => ({ event: "user_authorization_cancellation" }),
   ],
+  [
+    /^客服 (.*) 接入了与 (.+) 的会话（微信客服工具）$/u,
+    (_, all) => ({ event: "kf_create_session", kf_account: all[0], follower_name: all[1] }),
+  ],
+  [
+    /^客服 (.*) 关闭了与 (.+) 的会话（微信客服工具）$/u,
+    (_, all) => ({ event: "kf_close_session", kf_account: all[0], follower_name: all[1] }),
+  ],
+  [
+    /^群发任务 (.*) 已结束（(.*)）：共 (.*) 人，过滤后 (.*) 人，成功 (.*) 人，失败 (.*) 人$/u,
+    (_, all) => ({
+      event: "MASSSENDJOBFINISH",
+      follower_name: "",
+      msg_id: all[0],
+      status: all[1],
+      total_count: all[2],
+      filter_count: all[3],
+      sent_count: all[4],
+      error_count: all[5],
+    }),
+  ],
   [/^(.+) 触发了事件 (\S+?)(?:（.*）)?$/u, (v) => ({ event: v[0] })],
 ];
 
@@ -150,7 +195,8 @@ const BRIDGE_SENTENCES = [
 export function parseBridgeSentence(text) {
   for (const [pattern, fields] of BRIDGE_SENTENCES) {
     const found = String(text ?? "").match(pattern);
-    if (found) return { follower_name: found[1], ...fields(found.slice(2)) };
+    // Most name the follower first; the few that do not say who in their fields.
+    if (found) return { follower_name: found[1], ...fields(found.slice(2), found.slice(1)) };
   }
   return null;
 }

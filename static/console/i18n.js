@@ -285,6 +285,16 @@ export const STRINGS = {
       "{name} revoked their authorization; their profile and history were deleted",
     "sys.user_authorization_cancellation":
       "{name} closed their WeChat account; their profile and history were deleted",
+    "sys.kf_create_session":
+      "{kf} took the conversation with {name} in WeChat's customer-service tool",
+    "sys.kf_close_session":
+      "{kf} closed the conversation with {name} in WeChat's customer-service tool",
+    "sys.kf_switch_session":
+      "{name}'s conversation went from {from} to {to} in WeChat's customer-service tool",
+    "sys.MASSSENDJOBFINISH":
+      "Mass send {id} finished ({status}): {total} in all, {filtered} after filtering, {sent} sent, {failed} failed",
+    "sys.template_sent": "A template message reached {name}",
+    "sys.template_failed": "A template message did not reach {name}: {status}",
     "sys.event": "{name}: WeChat event {event}",
     "sys.someEvent": "A WeChat event (open the conversation to read it)",
     "sys.account": "The account",
@@ -603,6 +613,13 @@ export const STRINGS = {
     "sys.user_info_modified": "{name} 的资料有风险，已被微信清理：请更新或清理其昵称和头像",
     "sys.user_authorization_revoke": "{name} 撤回了授权，其资料和会话记录已删除",
     "sys.user_authorization_cancellation": "{name} 注销了微信账号，其资料和会话记录已删除",
+    "sys.kf_create_session": "客服 {kf} 接入了与 {name} 的会话（微信客服工具）",
+    "sys.kf_close_session": "客服 {kf} 关闭了与 {name} 的会话（微信客服工具）",
+    "sys.kf_switch_session": "{name} 的会话由客服 {from} 转给了 {to}（微信客服工具）",
+    "sys.MASSSENDJOBFINISH":
+      "群发任务 {id} 已结束（{status}）：共 {total} 人，过滤后 {filtered} 人，成功 {sent} 人，失败 {failed} 人",
+    "sys.template_sent": "模板消息已送达 {name}",
+    "sys.template_failed": "模板消息未送达 {name}：{status}",
     "sys.event": "{name} 触发了事件 {event}",
     "sys.someEvent": "微信事件（打开会话查看）",
     "sys.account": "公众号",

@@ -46,6 +46,20 @@ const EVENTS: Array<[string, Record<string, unknown>, RegExp]> = [
   ["user_info_modified", {}, /cleaned oE's profile/],
   ["user_authorization_revoke", {}, /^oE revoked their authorization/],
   ["user_authorization_cancellation", {}, /^oE closed their WeChat account/],
+  ["kf_create_session", { kf_account: "test1@test" }, /^test1@test took the conversation with oE/],
+  ["kf_close_session", { kf_account: "test1@test" }, /^test1@test closed the conversation/],
+  [
+    "MASSSENDJOBFINISH",
+    {
+      msg_id: "1988",
+      status: "sendsuccess",
+      total_count: "100",
+      filter_count: "80",
+      sent_count: "75",
+      error_count: "5",
+    },
+    /^Mass send 1988 finished \(sendsuccess\): 100 in all, 80 after filtering, 75 sent, 5 failed$/,
+  ],
 ];
 
 Deno.test("each event reads in English from its fields, none in Chinese", () => {
@@ -65,9 +79,11 @@ Deno.test("each event reads in English from its fields, none in Chinese", () => 
     eventText(unknown, en, "en"),
     "oE sent a message of a type the console cannot show (miniprogrampage)",
   );
-  const other = { event: "kf_create_session", follower_id: "oE", text: "客服 kf1 接入了…" };
-  assert.equal(eventText(other, en, "en"), "oE: WeChat event kf_create_session");
-  assert.equal(eventText(other, zh, "zh-CN"), "客服 kf1 接入了…", "Chinese: the bridge's own");
+  const other = { event: "card_pass_check", follower_id: "oE", text: "卡券 c1 已通过审核" };
+  assert.equal(eventText(other, en, "en"), "oE: WeChat event card_pass_check");
+  assert.equal(eventText(other, zh, "zh-CN"), "卡券 c1 已通过审核", "Chinese: the bridge's own");
+  const template = { event: "TEMPLATESENDJOBFINISH", follower_id: "oE", status: "success" };
+  assert.equal(eventText(template, en, "en"), "A template message reached oE");
   const english = { event: "reply_failed_x", text: "WeChat refused the reply" };
   assert.equal(eventText(english, en, "en"), "WeChat refused the reply");
 });
