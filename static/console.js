@@ -31,6 +31,11 @@ import {
   slashQuery,
 } from "./console/quick_replies.js";
 import { matchesTriage, triageCounts } from "./console/triage.js";
+import { quotaPill, windowPill } from "./console/pills.js";
+import { createServerClock } from "./console/server_clock.js";
+import { eventText, noticePreview } from "./console/event_text.js";
+import { matchesSearch } from "./console/list_search.js";
+import { createRowCache, syncChildren } from "./console/row_cache.js";
 import { locationFromReport, placeView } from "./console/place.js";
 import { isReport } from "./console/reports.js";
 import { countsUnread, FORGET_EVENTS } from "./console/unread.js";
@@ -88,7 +93,6 @@ import {
   WaitingList,
 } from "./console/views.js";
 
-const WINDOW_S = 48 * 3600;
 const HISTORY_PAGE = 50;
 const TYPING_EVERY_MS = 15_000;
 const WATCHDOG_MIN_MS = 75_000;
@@ -332,8 +336,22 @@ const el = {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/** The bridge's clock (GET contacts' `now`), by which WeChat's windows count. */
+const bridgeClock = createServerClock();
+
+/** Now, in Unix seconds, on the bridge's clock. */
 function nowS() {
-  return Math.floor(Date.now() / 1000);
+  return Math.floor(bridgeClock.nowMs() / 1000);
+}
+
+/** An answer of the bridge's that says its time (`now`, Unix seconds) sets the clock; a changed
+ * offset redraws the countdowns. */
+function learnClock(body, sentMs) {
+  if (typeof body?.now !== "number") return;
+  if (bridgeClock.observe(body.now * 1000, sentMs, Date.now())) {
+    renderContacts();
+    renderConversationHead();
+  }
 }
 
 function readToken() {
@@ -423,24 +441,9 @@ function formatDuration(seconds) {
   return formatDurationIn(seconds, lang);
 }
 
-/** The 48-hour window of a contact: {state: open|soon|closed|unknown, left, label}. */
+/** The 48-hour window of a contact, as its pill says it (console/pills.js). */
 function windowOf(contact) {
-  if (contact?.kind === "agent") return { state: "agent", left: 0, label: t("window.agent") };
-  let expires = Number(contact?.window_expires_at) || 0;
-  if (!expires && contact?.last_inbound_time) {
-    expires = Number(contact.last_inbound_time) + WINDOW_S;
-  }
-  if (!expires) return { state: "unknown", left: 0, label: t("window.none") };
-  const left = expires - nowS();
-  // WeChat's 45015/45047 closed it before the clock did: the pill says what the reply box says.
-  if (left <= 0 || contact?.window_closed) {
-    return { state: "closed", left: 0, label: t("window.closed") };
-  }
-  return {
-    state: left < 2 * 3600 ? "soon" : "open",
-    left,
-    label: t("window.left", { d: formatDuration(left) }),
-  };
+  return windowPill(contact, nowS(), t, lang);
 }
 
 function previewOf(msgType, msg) {
@@ -490,6 +493,8 @@ function listPreview(last) {
   if (last.local) return text;
   // A waiting notice's preview comes with no msg_type: "[image]" names it.
   const kind = last.msg_type ?? text.match(/^\[([a-z]+)\]$/)?.[1];
+  // A notice's preview is the bridge's Chinese sentence: read back into this language.
+  if (kind === "system") return text ? noticePreview(text, t, lang) : t("sys.someEvent");
   if (!MEDIA_KINDS.includes(kind)) return text;
   // A link's preview is its title, when it has one.
   return previewOf(kind, text === `[${kind}]` ? {} : { title: text });
@@ -1258,6 +1263,7 @@ async function api(path, query) {
   }
   const headers = { Accept: "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const sentMs = Date.now();
   const res = await fetch(url, { headers });
   if (res.status === 401) {
     await res.body?.cancel();
@@ -1267,7 +1273,9 @@ async function api(path, query) {
   if (!res.ok) {
     throw new Error(await problemOf(res));
   }
-  return res.json();
+  const body = await res.json();
+  learnClock(body, sentMs);
+  return body;
 }
 
 /** What a refused request says, for a person: the bridge's `error` (or its -1 message) from its
@@ -1584,11 +1592,15 @@ function connect() {
     // on every (re)connect, so a restarted bridge or another console cannot leave it stale. As
     // last set in any tab of this browser: one frozen in the background heard of no change.
     const saved = readCapacity();
-    if (saved !== undefined && saved !== state.capacity) {
-      state.capacity = saved;
-      renderCapacity();
+    if (saved === undefined) {
+      adoptBridgeCapacity();
+    } else {
+      if (saved !== state.capacity) {
+        state.capacity = saved;
+        renderCapacity();
+      }
+      sendCapacity();
     }
-    sendCapacity();
     flushOutbox();
     if (state.contactsLoaded) scheduleContactsRefresh(300);
     if (isViewing(state.current)) markRead(state.current);
@@ -3075,9 +3087,7 @@ function initDragAndDrop() {
 // Rendering: the contact list
 
 function matchesFilter(c) {
-  const filter = state.filter.toLowerCase();
-  return !filter || String(c.name ?? "").toLowerCase().includes(filter) ||
-    String(c.contact_id).toLowerCase().includes(filter);
+  return matchesSearch(c, state.filter);
 }
 
 function sortedContacts() {
@@ -3126,13 +3136,15 @@ let revealActive = false;
 let listDrafts = new Set();
 
 function renderContactsNow() {
-  // The lists are rebuilt on every render: a keyboard user's focus in them must not fall to the
-  // page body each time a message comes in.
+  // Rows that moved are taken out and put back: a keyboard user's focus in them must not fall
+  // to the page body each time a message comes in.
   const focused = focusedListEntry();
   // One read of each draft index a render, not two storage reads for every contact listed.
   listDrafts = new Set([...drafts.contacts(), ...noteDrafts.contacts()]);
-  const items = sortedContacts().map(contactItem);
-  el.contactList.replaceChildren(...items);
+  const listed = sortedContacts();
+  const items = listed.map((c) => contactRows.row(c.contact_id, rowKey(c), () => contactItem(c)));
+  syncChildren(el.contactList, items);
+  contactRows.prune(new Set(state.contacts.keys()));
   if (revealActive) {
     revealActive = false;
     // Opened from the reply box (Alt+↓), the focus stays there: the entry is not scrolled to
@@ -3177,6 +3189,32 @@ function refocusListEntry(contactId) {
   (again ?? el.contactList.querySelector(".contact") ?? el.filter).focus({ preventScroll: true });
 }
 
+/** The contact list's rows, kept while what they show stays the same (console/row_cache.js). */
+const contactRows = createRowCache();
+
+/** Everything contactItem() shows of `contact`: a row whose key is unchanged is not rebuilt. */
+function rowKey(contact) {
+  const id = contact.contact_id;
+  const current = state.current === id;
+  const last = contact.last_message;
+  const win = windowOf(contact);
+  return JSON.stringify([
+    contact.kind,
+    contact.name,
+    contact.avatar,
+    contact.status,
+    contact.labels,
+    last ? [last.direction, last.agent_id, last.msg_type, last.preview, last.local] : null,
+    listTime(Number(contact.last_message_time)),
+    current && isViewing(id) ? 0 : Number(contact.unread) || 0,
+    current || !listDrafts.has(id) ? "" : drafts.get(id) || noteDrafts.get(id),
+    win.state,
+    win.label,
+    current,
+  ]);
+}
+
+/** A row of the contact list; rowKey() names everything it reads. */
 function contactItem(contact) {
   const win = windowOf(contact);
   const unread = state.current === contact.contact_id && isViewing(contact.contact_id)
@@ -3236,17 +3274,30 @@ function contactItem(contact) {
         ),
         h(
           "span",
-          { class: "contact-row" },
+          { class: "contact-row contact-tags" },
           closed ? h("span", { class: "window-pill closed" }, t("list.closed")) : h(
             "span",
             { class: `window-pill ${win.state}`, title: t("window.title") },
             win.label,
           ),
-          ...(contact.labels ?? []).map((l) => h("span", { class: "label small" }, l)),
+          ...rowLabels(contact.labels ?? []),
         ),
       ),
     ),
   );
+}
+
+/** Labels a list row shows: a row is one line, so past the first few a "+N" names the rest. */
+const ROW_LABELS = 3;
+function rowLabels(labels) {
+  const shown = labels.slice(0, ROW_LABELS).map((l) =>
+    h("span", { class: "label small", title: l }, l)
+  );
+  const rest = labels.slice(ROW_LABELS);
+  if (rest.length) {
+    shown.push(h("span", { class: "label small more", title: rest.join(", ") }, `+${rest.length}`));
+  }
+  return shown;
 }
 
 /** A follower handed to another agent in this session: its history stays readable here. */
@@ -3528,12 +3579,11 @@ function renderConversationHead() {
   el.convWindow.title = transferred
     ? t("list.transferredTo", { to: transferred.transferred_to })
     : t("window.title");
-  const showQuota = contact.kind !== "agent" && !transferred &&
-    (limits.state === "open" || limits.state === "soon");
-  el.convQuota.hidden = !showQuota;
-  el.convQuota.textContent = t("quota.left", { n: limits.repliesLeft, total: limits.quota });
+  const quota = transferred ? null : quotaPill(contact, nowS(), t);
+  el.convQuota.hidden = !quota;
+  el.convQuota.textContent = quota?.text ?? "";
   el.convQuota.title = t(quotaKeys(limits).title);
-  el.convQuota.dataset.left = String(limits.repliesLeft);
+  el.convQuota.dataset.left = String(quota?.left ?? 0);
   const name = contact.name || id;
   const notice = (kind, text) => {
     el.windowNotice.hidden = false;
@@ -3909,6 +3959,24 @@ function submitCapacity() {
   toggleCapacityForm(false);
   renderCapacity();
   el.capacityButton.focus();
+}
+
+/** A browser where the agent never set the capacity shows the one the bridge enforces (set on
+ * another PC or profile, GET B/agents has it), rather than "no limit" while the bridge queues
+ * followers; asked again on each connect, since another console may change it meanwhile. */
+async function adoptBridgeCapacity() {
+  let body;
+  try {
+    body = await api("/agents");
+  } catch {
+    return;
+  }
+  // Set in this browser while the answer came: that one is sent, and shown.
+  if (readCapacity() !== undefined) return;
+  const own = (Array.isArray(body?.agents) ? body.agents : []).find((a) => a.agent_id === userid);
+  // An agent the bridge has no record of has no limit there.
+  state.capacity = typeof own?.capacity === "number" ? own.capacity : null;
+  renderCapacity();
 }
 
 function sendCapacity() {
@@ -4291,10 +4359,7 @@ function buildMessage(msg) {
 
 /** A system message in the agent's language; the bridge's own text where the table has none. */
 function systemText(m) {
-  const name = m.follower_name || m.follower_id || "";
-  const key = `sys.${m.event}`;
-  const text = t(key, { name, agent: m.agent_id ?? "", to: m.to ?? "" });
-  return text === key ? String(m.text ?? m.event ?? "") : text;
+  return eventText(m, t, lang);
 }
 
 /** The marker of a report (reports.js): listed, and deliberately counted nowhere. */

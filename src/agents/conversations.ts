@@ -105,6 +105,9 @@ export function createConversationRoutes(deps: ConversationDeps) {
           last_message: lastMessage(c),
         })),
         next,
+        // The bridge's clock, by which `window_expires_at` counts: a console on a PC whose clock
+        // is off counts the window on this instead.
+        now: now / 1000,
       });
     },
 

@@ -78,7 +78,8 @@ export function emptyChanges(): Changes {
 /** A readable preview of a message for the contact list. */
 export function previewOf(envelope: Envelope): string {
   const msg = envelope.data.msg;
-  const text = typeof msg["content"] === "string"
+  // A type the bridge does not know has an empty `content`: its sentence says what came.
+  const text = typeof msg["content"] === "string" && msg["content"] !== ""
     ? msg["content"]
     : typeof msg["text"] === "string"
     ? msg["text"]

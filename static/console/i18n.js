@@ -56,7 +56,7 @@ export const STRINGS = {
     "token.expired":
       "Your token expired at {time}. Paste a new one to go on: what you typed and replies not yet sent are kept.",
     "list.title": "Conversations",
-    "list.search": "Search name or id",
+    "list.search": "Search name, id or label",
     "list.empty": "No conversations yet. Followers who write to the account appear here.",
     "list.noMatch": "No conversation matches your search.",
     "list.noOpen": "No open conversations.",
@@ -86,6 +86,7 @@ export const STRINGS = {
     "time.yesterday": "Yesterday",
     "window.left": "{d} left",
     "window.closed": "Window closed",
+    "window.unsubscribed": "Unfollowed",
     "window.none": "No reply window",
     "window.title": "WeChat lets the account reply for 48 hours after the follower's last message",
     "window.agent": "Agent",
@@ -263,6 +264,40 @@ export const STRINGS = {
       "{name}'s 48-hour reply window has closed; replies wait for their next message",
     "sys.subscribe": "{name} followed the account",
     "sys.unsubscribe": "{name} unfollowed the account",
+    "sys.subscribe_scan": "{name} followed the account by scanning a QR code (scene {scene})",
+    "sys.SCAN": "{name} scanned a QR code with parameters (scene {key})",
+    "sys.LOCATION":
+      "{name} reported their location: latitude {lat}, longitude {lon}, precision {precision} m",
+    "sys.CLICK": "{name} tapped the menu ({key})",
+    "sys.VIEW": "{name} opened a web page from the menu: {key}",
+    "sys.view_miniprogram": "{name} opened a Mini Program page from the menu: {key}",
+    "sys.scancode_push": "{name} scanned a code from the menu ({type}): {result}",
+    "sys.scancode_waitmsg":
+      "{name} scanned a code from the menu and is waiting for a reply ({type}): {result}",
+    "sys.pic_sysphoto": "{name} took photos to send from the menu ({n})",
+    "sys.pic_photo_or_album": "{name} sent photos from the camera or album via the menu ({n})",
+    "sys.pic_weixin": "{name} sent photos from the WeChat album via the menu ({n})",
+    "sys.location_select": "{name} sent a location from the menu: {label}",
+    "sys.unknown_type": "{name} sent a message of a type the console cannot show ({type})",
+    "sys.user_info_modified":
+      "WeChat cleaned {name}'s profile as risky: update or clear their name and avatar",
+    "sys.user_authorization_revoke":
+      "{name} revoked their authorization; their profile and history were deleted",
+    "sys.user_authorization_cancellation":
+      "{name} closed their WeChat account; their profile and history were deleted",
+    "sys.kf_create_session":
+      "{kf} took the conversation with {name} in WeChat's customer-service tool",
+    "sys.kf_close_session":
+      "{kf} closed the conversation with {name} in WeChat's customer-service tool",
+    "sys.kf_switch_session":
+      "{name}'s conversation went from {from} to {to} in WeChat's customer-service tool",
+    "sys.MASSSENDJOBFINISH":
+      "Mass send {id} finished ({status}): {total} in all, {filtered} after filtering, {sent} sent, {failed} failed",
+    "sys.template_sent": "A template message reached {name}",
+    "sys.template_failed": "A template message did not reach {name}: {status}",
+    "sys.event": "{name}: WeChat event {event}",
+    "sys.someEvent": "A WeChat event (open the conversation to read it)",
+    "sys.account": "The account",
     "system.claimed": "{name} was taken by {agent}",
     "toast.loadFailed": "Could not load {what}: {message}",
     "toast.conversations": "conversations",
@@ -362,7 +397,7 @@ export const STRINGS = {
     "token.expired":
       "你的令牌已于 {time} 过期。请粘贴新的令牌继续：已输入的内容和尚未发出的回复都会保留。",
     "list.title": "会话",
-    "list.search": "搜索名称或 ID",
+    "list.search": "搜索名称、ID 或标签",
     "list.empty": "还没有会话。给公众号发消息的粉丝会出现在这里。",
     "list.noMatch": "没有匹配的会话。",
     "list.noOpen": "没有进行中的会话。",
@@ -392,6 +427,7 @@ export const STRINGS = {
     "time.yesterday": "昨天",
     "window.left": "剩余 {d}",
     "window.closed": "窗口已关闭",
+    "window.unsubscribed": "已取消关注",
     "window.none": "无回复窗口",
     "window.title": "粉丝最后一条消息后 48 小时内，公众号可以回复",
     "window.agent": "客服",
@@ -561,6 +597,32 @@ export const STRINGS = {
     "sys.window_expired": "{name} 的 48 小时回复窗口已关闭，对方再发消息后才能回复",
     "sys.subscribe": "{name} 关注了公众号",
     "sys.unsubscribe": "{name} 取消了关注",
+    "sys.subscribe_scan": "{name} 扫码关注了公众号（场景 {scene}）",
+    "sys.SCAN": "{name} 扫描了带参数二维码（场景 {key}）",
+    "sys.LOCATION": "{name} 上报了地理位置：纬度 {lat}，经度 {lon}，精度 {precision} 米",
+    "sys.CLICK": "{name} 点击了菜单（{key}）",
+    "sys.VIEW": "{name} 点击菜单打开了网页 {key}",
+    "sys.view_miniprogram": "{name} 点击菜单打开了小程序页面 {key}",
+    "sys.scancode_push": "{name} 通过菜单扫码（{type}），结果：{result}",
+    "sys.scancode_waitmsg": "{name} 通过菜单扫码并等待回复（{type}），结果：{result}",
+    "sys.pic_sysphoto": "{name} 通过菜单拍照发图（{n} 张）",
+    "sys.pic_photo_or_album": "{name} 通过菜单拍照或从相册发图（{n} 张）",
+    "sys.pic_weixin": "{name} 通过菜单从微信相册发图（{n} 张）",
+    "sys.location_select": "{name} 通过菜单发送了位置：{label}",
+    "sys.unknown_type": "{name} 发来一条暂不支持的 {type} 类型消息",
+    "sys.user_info_modified": "{name} 的资料有风险，已被微信清理：请更新或清理其昵称和头像",
+    "sys.user_authorization_revoke": "{name} 撤回了授权，其资料和会话记录已删除",
+    "sys.user_authorization_cancellation": "{name} 注销了微信账号，其资料和会话记录已删除",
+    "sys.kf_create_session": "客服 {kf} 接入了与 {name} 的会话（微信客服工具）",
+    "sys.kf_close_session": "客服 {kf} 关闭了与 {name} 的会话（微信客服工具）",
+    "sys.kf_switch_session": "{name} 的会话由客服 {from} 转给了 {to}（微信客服工具）",
+    "sys.MASSSENDJOBFINISH":
+      "群发任务 {id} 已结束（{status}）：共 {total} 人，过滤后 {filtered} 人，成功 {sent} 人，失败 {failed} 人",
+    "sys.template_sent": "模板消息已送达 {name}",
+    "sys.template_failed": "模板消息未送达 {name}：{status}",
+    "sys.event": "{name} 触发了事件 {event}",
+    "sys.someEvent": "微信事件（打开会话查看）",
+    "sys.account": "公众号",
     "system.claimed": "{name} 已由 {agent} 接待",
     "toast.loadFailed": "无法加载{what}：{message}",
     "toast.conversations": "会话",
@@ -652,8 +714,10 @@ export function saveLanguage(storage, lang) {
   }
 }
 
-/** Formats a duration in seconds as "5m" / "3h 05m" (English) or "5 分钟" / "3 小时 5 分" (zh). */
+/** Formats a duration in seconds as "5m" / "3h 05m" (English) or "5 分钟" / "3 小时 5 分" (zh);
+ * under a minute "<1m" / "不到 1 分钟", never "0m" (a follow's whole window is one minute). */
 export function formatDuration(seconds, lang) {
+  if (seconds > 0 && seconds < 60) return lang === "zh-CN" ? "不到 1 分钟" : "<1m";
   const minutes = Math.max(0, Math.floor(seconds / 60));
   const hours = Math.floor(minutes / 60);
   if (lang === "zh-CN") {

@@ -10,8 +10,9 @@ export const CLOSING_S = 2 * 3600;
 
 /**
  * The reply state of a contact at `nowS`: {state, left, closesAt, quota, repliesLeft, canReply,
- * reason, reopensAt}. `state` is open, soon, closed or unknown; `reason` (when it cannot reply)
- * is a key of the string table: window, quota, unsubscribed, closed.
+ * reason, reopensAt}. `state` is open, soon, closed, unknown or unsubscribed (whatever the clock
+ * says: nothing reaches a follower who left); `reason` (when it cannot reply) is a key of the
+ * string table: window, quota, unsubscribed, closed.
  */
 export function replyState(contact, nowS) {
   let closesAt = Number(contact?.window_expires_at) || 0;
@@ -21,15 +22,15 @@ export function replyState(contact, nowS) {
   const used = Math.max(0, Number(contact?.replies_since_inbound) || 0);
   const quota = Number(contact?.reply_quota) || REPLY_QUOTA;
   const repliesLeft = Math.max(0, quota - used);
-  if (!closesAt) {
+  if (!closesAt || contact?.subscribed === false) {
     return {
-      state: "unknown",
+      state: contact?.subscribed === false ? "unsubscribed" : "unknown",
       left: 0,
-      closesAt: 0,
+      closesAt,
       quota,
       repliesLeft,
       canReply: false,
-      reason: "window",
+      reason: contact?.subscribed === false ? "unsubscribed" : "window",
       reopensAt: null,
     };
   }
@@ -37,8 +38,7 @@ export function replyState(contact, nowS) {
   // WeChat's own word (45015/45047 on a reply) closes the window before the clock does.
   const state = left <= 0 || contact?.window_closed ? "closed" : left < CLOSING_S ? "soon" : "open";
   let reason = null;
-  if (contact?.subscribed === false) reason = "unsubscribed";
-  else if (state === "closed") reason = "window";
+  if (state === "closed") reason = "window";
   else if (repliesLeft === 0) reason = "quota";
   return {
     state,

@@ -82,7 +82,7 @@ consoleTest(
     await t.step("a LOCATION is in the thread, counted nowhere, and in the header", async () => {
       await postXml(server.base, report());
       // Listed among the system's notices: it came.
-      await page.locator(".system-entry", { hasText: "上报了地理位置" }).waitFor();
+      await page.locator(".system-entry", { hasText: "reported their location" }).waitFor();
       await settled(page);
       assert.equal(await page.locator("#new-pill").isVisible(), false);
       assert.equal(await systemUnseen(page), unseen);
@@ -127,7 +127,7 @@ consoleTest(
       // Both reports are in the thread, above it.
       await page.locator("#new-pill").click();
       await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
-      await page.locator("#messages .msg", { hasText: "上报了地理位置" }).waitFor();
+      await page.locator("#messages .msg", { hasText: "reported their location" }).waitFor();
       await page.locator("#messages .msg", { hasText: "test1@test" }).waitFor();
     });
 
@@ -181,19 +181,19 @@ consoleTest(
         massSend.replace("1394524295", String(Math.floor(Date.now() / 1000))),
       );
       await entry.locator(".report-tag", { hasText: "Report" }).waitFor();
-      assert.match(await entry.innerText(), /群发任务 1988/);
+      assert.match(await entry.innerText(), /Mass send 1988 finished/);
       assert.equal(await systemUnseen(page), "1", "the assignment alone is counted");
     });
 
     await t.step("a follower's LOCATION: the same", async () => {
       await postXml(server.base, report());
-      await entry.filter({ hasText: "上报了地理位置" }).locator(".report-tag").waitFor();
+      await entry.filter({ hasText: "reported their location" }).locator(".report-tag").waitFor();
       assert.equal(await systemUnseen(page), "1");
     });
 
     await t.step("opened: the count clears; the thread marks the reports alone", async () => {
       await entry.click();
-      await page.locator("#messages .msg.note", { hasText: "群发任务 1988" }).waitFor();
+      await page.locator("#messages .msg.note", { hasText: "Mass send 1988 finished" }).waitFor();
       assert.equal(await systemUnseen(page), "");
       const marked = await page.evaluate(`[...document.querySelectorAll("#messages .msg.note")]
         .map((n) => n.dataset.event + ":" + Boolean(n.querySelector(".report-tag")))`);
