@@ -74,6 +74,7 @@ import {
 } from "./console/alerts.js";
 import { createMessageBody } from "./console/message_body.js";
 import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
+import { canRetry, editedBox, textLength } from "./console/text_limits.js";
 import {
   ContactPanel,
   FilterBar,
@@ -312,6 +313,7 @@ const el = {
   latest: byId("latest-button"),
   composerTools: byId("composer-tools"),
   composerReason: byId("composer-reason"),
+  composerCount: byId("composer-count"),
   modeReply: byId("mode-reply"),
   modeNote: byId("mode-note"),
   quickButton: byId("quick-button"),
@@ -1176,10 +1178,37 @@ function labelsRefused(clientId, message) {
   // Labels already replaced by newer ones: the newer ones' answer counts.
 }
 
+/** client_id -> {contactId, text}: notes written, kept until the bridge answers. */
+const sentNotes = new Map();
+
 function sendNote(text) {
   const contactId = state.current;
   if (!contactId || contactId === SYSTEM_ID) return false;
-  return Boolean(sendCommand("note", { contact_id: contactId, msg: { content: text } }));
+  const clientId = sendCommand("note", { contact_id: contactId, msg: { content: text } });
+  if (!clientId) return false;
+  sentNotes.set(clientId, { contactId, text });
+  // An answer that never came (the socket died) leaves it here: only the last few are kept.
+  if (sentNotes.size > 20) sentNotes.delete(sentNotes.keys().next().value);
+  return true;
+}
+
+/** The bridge refused a note: its text goes back where it was typed, with the reason. The box
+ * was emptied as the note went, and the agent's text was lost with it. */
+function noteRefused(clientId, message) {
+  const note = sentNotes.get(clientId);
+  sentNotes.delete(clientId);
+  if (note) {
+    const notes = draftsOf("note");
+    if (state.current === note.contactId && state.mode === "note") {
+      setReplyText(editedBox(el.reply.value, note.text));
+      notes.set(note.contactId, el.reply.value);
+      autosize();
+      renderViews();
+    } else {
+      notes.set(note.contactId, editedBox(notes.get(note.contactId), note.text));
+    }
+  }
+  toast(message, "error");
 }
 
 async function runSearch(query, more) {
@@ -2105,6 +2134,7 @@ function handleNote(data) {
 
 /** A code-0 answer to one of our frames (a command, or a reply's acceptance). */
 function handleAck(data) {
+  if (data.client_id) sentNotes.delete(String(data.client_id));
   if (!data.client_id || !data.status) return;
   const found = findByClientId(String(data.client_id), data.contact_id);
   if (!found || !["sent", "delivered", "failed"].includes(data.status)) return;
@@ -2470,6 +2500,10 @@ function commandRefused(clientId, message) {
     labelsRefused(clientId, message);
     return true;
   }
+  if (clientId.startsWith("cmd-note-")) {
+    noteRefused(clientId, message);
+    return true;
+  }
   if (clientId.startsWith("cmd-capacity-")) {
     state.capacityError = t("capacity.refused", { message });
     renderCapacity();
@@ -2591,6 +2625,35 @@ function sendReplyFrame(contactId, msg) {
   }
 }
 
+/** What WeChat or the bridge said of a failed reply: live, or as history keeps it. */
+function failureOf(msg) {
+  return msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
+}
+
+/** Whether a reply to `contactId` can go now (a colleague always can be written to). */
+function canReplyTo(contactId) {
+  const contact = state.contacts.get(contactId);
+  return !contact || contact.kind === "agent" || replyState(contact, nowS()).canReply;
+}
+
+/** Takes a failed text back into the reply box to change it; the failed one leaves the thread.
+ * Copying a 3,000-character refusal out of its bubble by hand was the only way before. */
+function editReply(contactId, msg) {
+  if (msg.status !== "failed" || state.current !== contactId) return;
+  if (state.mode !== "reply") {
+    setMode("reply");
+    setReplyText(drafts.get(contactId));
+  }
+  const text = String(msg.msg?.content ?? "");
+  setReplyText(editedBox(el.reply.value, text));
+  drafts.set(contactId, el.reply.value);
+  cancelReply(contactId, msg);
+  autosize();
+  renderViews();
+  el.reply.focus();
+  el.reply.setSelectionRange(text.length, text.length);
+}
+
 /** Sends a failed text again, as a new reply (the bridge takes one client_id only once). */
 function retryReply(contactId, msg) {
   // Only a failed reply: the second click of a double click, before the render took the button
@@ -2653,6 +2716,21 @@ let composing = false;
 function setReplyText(text) {
   el.reply.value = text;
   composing = false;
+  renderCount();
+}
+
+/** The text's length against where it goes, shown from near the limit on; the length now. */
+function renderCount() {
+  const len = textLength(state.mode, el.reply.value);
+  const shown = len.near && !el.composer.hidden;
+  el.composerCount.hidden = !shown;
+  el.composerCount.dataset.over = String(len.over);
+  if (shown) {
+    const n = (v) => v.toLocaleString(lang);
+    el.composerCount.textContent = t(`count.${len.unit}`, { used: n(len.used), max: n(len.max) });
+    el.composerCount.title = t(`count.${len.unit}Title`, { max: n(len.max) });
+  }
+  return len;
 }
 
 function onComposerKeydown(event) {
@@ -2676,6 +2754,20 @@ function onComposerKeydown(event) {
 function submitReply() {
   const text = el.reply.value;
   if (!text.trim() || el.reply.disabled) return;
+  // Past the limit it would be refused (a note by the bridge, a reply by WeChat's 45002): the
+  // text stays in the box to shorten.
+  const len = renderCount();
+  if (len.over) {
+    const n = (v) => v.toLocaleString(lang);
+    toast(
+      t(state.mode === "note" ? "count.overNote" : "count.overReply", {
+        used: n(len.used),
+        max: n(len.max),
+      }),
+      "error",
+    );
+    return;
+  }
   if (state.mode === "note") {
     if (!sendNote(text.trim())) {
       toast(t("command.offline"), "error");
@@ -2707,6 +2799,7 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
+  renderCount();
   if (state.current && state.current !== SYSTEM_ID) {
     draftsOf(state.mode).set(state.current, el.reply.value);
   }
@@ -3411,6 +3504,7 @@ function setMode(mode) {
     ? t("composer.notePlaceholder")
     : t("composer.placeholder");
   el.sendButton.textContent = mode === "note" ? t("composer.addNote") : t("composer.send");
+  renderCount();
   if (state.current) renderConversationHead();
 }
 
@@ -4223,11 +4317,20 @@ function buildMessage(msg) {
         ),
       );
       if (msg.msg_type === "text" && (msg.local || msg.agent_id === userid)) {
+        // Sent again unchanged, a text too long (45002) or past the window or the quota fails
+        // again: Retry only where it can work, Edit always.
+        if (canRetry(failureOf(msg), canReplyTo(msg.contact_id))) {
+          meta.append(h("button", {
+            type: "button",
+            class: "link-button meta-action retry-button",
+            onclick: () => retryReply(msg.contact_id, msg),
+          }, t("status.retry")));
+        }
         meta.append(h("button", {
           type: "button",
-          class: "link-button meta-action retry-button",
-          onclick: () => retryReply(msg.contact_id, msg),
-        }, t("status.retry")));
+          class: "link-button meta-action edit-button",
+          onclick: () => editReply(msg.contact_id, msg),
+        }, t("status.edit")));
       }
       if (msg.expired) {
         meta.append(h("button", {
