@@ -26,6 +26,7 @@ import {
 } from "./console/i18n.js";
 import {
   fillPlaceholders,
+  followerName,
   insertQuickReply,
   searchQuickReplies,
   slashQuery,
@@ -1058,7 +1059,7 @@ function pickQuickReply(q) {
   if (!range) return;
   const contact = ensureContactView(state.current);
   const filled = fillPlaceholders(q.text, {
-    name: contact.name || state.current,
+    name: followerName(contact, state.current),
     agent: userid,
     id: state.current,
   });

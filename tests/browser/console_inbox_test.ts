@@ -270,6 +270,26 @@ consoleTest(
       assert.equal(await page.locator("#reply").inputValue(), "/", "Escape keeps what was typed");
     });
 
+    await t.step("a follower nobody named: {name} is left out, never the OpenID", async () => {
+      const openId = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M";
+      await postFollowerMessage(server.base, openId, { MsgType: "text", Content: "在吗" });
+      await page.locator(`.contact[data-contact-id="${openId}"]`).click();
+      await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+      await page.locator("#reply").fill("");
+      await page.keyboard.type("/发");
+      await page.locator("#quick-picker .quick-item", { hasText: "发票" }).waitFor();
+      await page.keyboard.press("Enter");
+      assert.equal(
+        await page.locator("#reply").inputValue(),
+        `您好，发票请在订单页申请。客服 ${AGENT}`,
+      );
+      await page.locator("#reply").fill("/Greet");
+      await page.locator("#quick-picker .quick-item", { hasText: "Greeting" }).waitFor();
+      await page.keyboard.press("Enter");
+      assert.equal(await page.locator("#reply").inputValue(), "Hello!");
+      await page.locator("#reply").fill("");
+    });
+
     await t.step("deleted from the console, it is gone for the team", async () => {
       await page.locator("#quick-button").click();
       const row = page.locator("#quick-manager .quick-list li", { hasText: "Greeting" });
