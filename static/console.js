@@ -76,6 +76,7 @@ import {
 import { createMessageBody } from "./console/message_body.js";
 import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
 import { canRetry, editedBox, textLength } from "./console/text_limits.js";
+import { createStaged } from "./console/staged.js";
 import {
   ContactPanel,
   FilterBar,
@@ -315,6 +316,7 @@ const el = {
   composerTools: byId("composer-tools"),
   composerReason: byId("composer-reason"),
   composerCount: byId("composer-count"),
+  staged: byId("staged"),
   modeReply: byId("mode-reply"),
   modeNote: byId("mode-note"),
   quickButton: byId("quick-button"),
@@ -2754,7 +2756,8 @@ function onComposerKeydown(event) {
 
 function submitReply() {
   const text = el.reply.value;
-  if (!text.trim() || el.reply.disabled) return;
+  const files = state.mode === "reply" ? staged.list(state.current) : [];
+  if ((!text.trim() && files.length === 0) || el.reply.disabled) return;
   // Past the limit it would be refused (a note by the bridge, a reply by WeChat's 45002): the
   // text stays in the box to shorten.
   const len = renderCount();
@@ -2775,7 +2778,9 @@ function submitReply() {
       return;
     }
   } else {
-    sendReply(text.replace(/\s+$/, ""));
+    // The files first, as they were put in above the text.
+    if (files.length) sendStaged(state.current);
+    if (text.trim()) sendReply(text.replace(/\s+$/, ""));
   }
   setReplyText("");
   draftsOf(state.mode).set(state.current, "");
@@ -2829,41 +2834,105 @@ function canAttach() {
     !el.composer.hidden && !state.needsToken;
 }
 
-/** Sends each file as its own reply to the open conversation, in order. */
+/** Files picked, pasted or dropped, waiting in the composer for Send. */
+const staged = createStaged();
+
+/** Puts each file in the composer of the open conversation, with a preview; Send sends them. */
 async function attachFiles(files) {
   const contactId = state.current;
   if (!canAttach() || files.length === 0) return;
   for (const file of files) {
     const contentType = await uploadTypeOf(file);
     const kind = kindOf(contentType);
-    const { msg } = upsertMessage(contactId, {
-      client_id: newClientId(),
-      contact_id: contactId,
-      direction: "out",
-      msg_type: kind,
-      msg: {},
-      status: "uploading",
-      local: true,
-      send_time: nowS(),
-      agent_id: userid,
-    });
-    msg.upload = {
-      file,
-      name: file.name || `${kind}`,
-      size: file.size,
-      contentType,
-      progress: 0,
-      started: false,
-      canceled: false,
-      retryable: false,
-      xhr: null,
-      view: null,
-    };
     // A picture the browser can show is shown at once, from the file itself.
-    if (kind === "image" && UPLOAD_KINDS[contentType]) msg.display = URL.createObjectURL(file);
-    queueUpload(contactId, msg);
+    const preview = kind === "image" && UPLOAD_KINDS[contentType] ? URL.createObjectURL(file) : "";
+    staged.add(contactId, { file, contentType, kind, preview });
   }
+  if (state.current === contactId) {
+    renderStaged();
+    if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+  }
+}
+
+/** Takes a staged file off before it was sent. */
+function unstage(contactId, id) {
+  const item = staged.remove(contactId, id);
+  if (item?.preview) URL.revokeObjectURL(item.preview);
+  renderStaged();
+  if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+}
+
+/** The open conversation's staged files above the reply box: preview, name, size, Remove. */
+function renderStaged() {
+  const id = state.current;
+  const items = id && id !== SYSTEM_ID && !el.composer.hidden ? staged.list(id) : [];
+  el.staged.hidden = items.length === 0;
+  el.staged.replaceChildren(
+    ...items.map((item) => {
+      const name = item.file.name || item.kind;
+      return h(
+        "div",
+        { class: `staged-item kind-${item.kind}`, dataset: { stagedId: item.id } },
+        item.preview
+          ? h("img", { class: "staged-thumb", src: item.preview, alt: name })
+          : h("span", { class: "staged-kind", "aria-hidden": "true" }, t(`staged.${item.kind}`)),
+        h(
+          "span",
+          { class: "staged-name" },
+          h("span", { class: "staged-file" }, name),
+          h("small", {}, formatSize(item.file.size)),
+        ),
+        h("button", {
+          type: "button",
+          class: "link-button staged-remove",
+          "aria-label": t("staged.removeName", { name }),
+          onclick: () => unstage(id, item.id),
+        }, t("staged.remove")),
+      );
+    }),
+    ...(items.length ? [h("small", { class: "staged-hint" }, t("staged.hint"))] : []),
+  );
+}
+
+/** Sends the files staged for `contactId`, each as its own reply, in order. */
+function sendStaged(contactId) {
+  for (const item of staged.take(contactId)) {
+    if (item.preview) URL.revokeObjectURL(item.preview);
+    uploadFile(contactId, item.file, item.contentType);
+  }
+  renderStaged();
   if (state.current === contactId) renderMessages({ toBottom: true });
+}
+
+/** A file on its way as a reply: shown, then uploaded in turn and sent. */
+function uploadFile(contactId, file, contentType) {
+  const kind = kindOf(contentType);
+  const { msg } = upsertMessage(contactId, {
+    client_id: newClientId(),
+    contact_id: contactId,
+    direction: "out",
+    msg_type: kind,
+    msg: {},
+    status: "uploading",
+    local: true,
+    send_time: nowS(),
+    agent_id: userid,
+  });
+  msg.upload = {
+    file,
+    name: file.name || `${kind}`,
+    size: file.size,
+    contentType,
+    progress: 0,
+    started: false,
+    canceled: false,
+    retryable: false,
+    xhr: null,
+    view: null,
+  };
+  // A picture the browser can show is shown at once, from the file itself.
+  if (kind === "image" && UPLOAD_KINDS[contentType]) msg.display = URL.createObjectURL(file);
+  queueUpload(contactId, msg);
 }
 
 /** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
@@ -3599,6 +3668,7 @@ function renderConversationHead() {
   el.composer.hidden = isSystem || Boolean(transferred);
   el.composerTools.hidden = el.composer.hidden || contact.kind === "agent";
   el.composerHint.hidden = el.composer.hidden;
+  renderStaged();
   const status = transferred ? "transferred" : contact.status ?? "open";
   el.conversation.dataset.status = isSystem ? "system" : status;
   if (isSystem) {
