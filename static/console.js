@@ -941,7 +941,7 @@ function updateBadge() {
   // to an agent in another tab with no sign on this one's title or icon.
   let total = state.waiting.length + systemUnseen();
   for (const c of state.contacts.values()) {
-    if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
+    if (!(state.current === c.contact_id && seesNewest(c.contact_id))) {
       total += Number(c.unread) || 0;
     }
   }
@@ -1468,6 +1468,26 @@ function ensureContact(contactId, data, { agent = false } = {}) {
 function isViewing(contactId) {
   return Boolean(contactId) && state.current === contactId &&
     document.visibilityState === "visible" && conversationOnScreen();
+}
+
+/** Whether the agent sees the newest message of `contactId`: viewing it, the view at the bottom
+ * and following it. Scrolled up reading history, a new message below is not seen (the "New
+ * messages" pill says it came): it stays unread, here and at the bridge, until scrolled to. */
+function seesNewest(contactId) {
+  if (!isViewing(contactId)) return false;
+  const w = state.convs.get(contactId)?.win;
+  if (!w) return true;
+  const box = el.messages;
+  return w.following && box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+}
+
+/** The agent reached the newest message of the open conversation: what came is read now. */
+function caughtUp() {
+  const id = state.current;
+  const contact = id && id !== SYSTEM_ID ? state.contacts.get(id) : null;
+  if (!contact || !(Number(contact.unread) > 0) || !isViewing(id)) return;
+  markRead(id);
+  renderContacts();
 }
 
 /** On a phone the list and the conversation take turns on the screen: back at the list, the one
@@ -2181,7 +2201,7 @@ function handleIncoming(data) {
       Number(msg.send_time) || nowS(),
     );
     contact.touched = ++touchCounter;
-    if (!isViewing(contactId)) contact.unread = (Number(contact.unread) || 0) + 1;
+    if (!seesNewest(contactId)) contact.unread = (Number(contact.unread) || 0) + 1;
   } else if (isNew) {
     const at = Number(msg.send_time) || nowS();
     contact.last_message = {
@@ -2195,7 +2215,7 @@ function handleIncoming(data) {
     contact.status = "open";
     contact.touched = ++touchCounter;
     leaveWaiting(contactId);
-    if (isViewing(contactId)) scheduleRead(contactId);
+    if (seesNewest(contactId)) scheduleRead(contactId);
     else contact.unread = (Number(contact.unread) || 0) + 1;
     raiseAlert("message", contactId, contact.name || contactId);
     scheduleContactsRefresh(1500);
@@ -3342,7 +3362,7 @@ function refocusListEntry(contactId) {
 
 function contactItem(contact) {
   const win = windowOf(contact);
-  const unread = state.current === contact.contact_id && isViewing(contact.contact_id)
+  const unread = state.current === contact.contact_id && seesNewest(contact.contact_id)
     ? 0
     : Number(contact.unread) || 0;
   const last = contact.last_message;
@@ -4215,6 +4235,7 @@ function renderMessagesNow({ toBottom = false } = {}) {
   if (toBottom || (nearBottom && w.following)) {
     box.scrollTop = box.scrollHeight;
     if (c) c.seen = list.length;
+    caughtUp();
   } else if (anchor?.node.isConnected) {
     box.scrollTop = anchor.node.offsetTop - anchor.top;
   }
@@ -4306,6 +4327,7 @@ function onMessagesScroll() {
     c.win.following = true;
     c.seen = length;
     renderNewPill(c, length);
+    caughtUp();
   } else if (c.win.following && !atBottom) {
     c.win = { ...c.win, following: false };
   }
@@ -4842,9 +4864,12 @@ function init() {
     }
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
-      if (contact && Number(contact.unread) > 0) markRead(state.current);
-      // Notices about it that came meanwhile are in its thread, in view now.
-      else readNoticesOf(state.current);
+      if (contact && Number(contact.unread) > 0 && seesNewest(state.current)) {
+        markRead(state.current);
+      } else {
+        // Notices about it that came meanwhile are in its thread, in view now.
+        readNoticesOf(state.current);
+      }
       renderContacts();
     }
   });
