@@ -936,10 +936,21 @@ function systemUnseen() {
   return isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items);
 }
 
+/** Whether a notice is in a follower's thread whose own unread count the total has already:
+ * read with that thread, counted again one follow and one message were three in the title. */
+function countedOnFollower(item) {
+  if (!inThread(item.msg)) return false;
+  const id = String(item.msg.follower_id);
+  const contact = state.contacts.get(id);
+  return Number(contact?.unread) > 0 && !(state.current === id && seesNewest(id));
+}
+
 function updateBadge() {
   // The system's notices count as the list counts them (reports never): left out, a notice came
-  // to an agent in another tab with no sign on this one's title or icon.
-  let total = state.waiting.length + systemUnseen();
+  // to an agent in another tab with no sign on this one's title or icon. One about a follower
+  // whose row counts already is that follower's news, counted once.
+  const notices = isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items, countedOnFollower);
+  let total = state.waiting.length + notices;
   for (const c of state.contacts.values()) {
     if (!(state.current === c.contact_id && seesNewest(c.contact_id))) {
       total += Number(c.unread) || 0;
