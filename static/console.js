@@ -2365,8 +2365,12 @@ function handleSystem(data) {
     else if (msg.event === "closed") onClosed(followerId);
     else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
       const fresh = !state.contacts.has(followerId) || state.transferred.has(followerId);
+      // Taken here with "Take it": the agent means to answer them now. Left where it was, the
+      // one who waited longest was to be found among all the rows, the focus on the page body.
+      const tookIt = msg.event === "claimed" && !takenByOther && state.taking.has(followerId);
       leaveWaiting(followerId);
       onAssigned(followerId, msg, Number(data.send_time) || nowS());
+      if (tookIt && !known) openContact(followerId);
       if (!known && fresh && msg.event !== "claimed") {
         raiseAlert("follower", followerId, msg.follower_name || followerId);
       }

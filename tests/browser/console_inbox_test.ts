@@ -343,6 +343,10 @@ browserTest(
       await t.step("take it: the follower is A's, gone from both queues", async () => {
         await a.page.locator('.waiting-entry[data-contact-id="oWait"] .take-button').click();
         await a.page.locator('#contact-list .contact[data-contact-id="oWait"]').waitFor();
+        // Taken, it is open, with what they asked, and the agent types to them.
+        await a.page.locator("#conv-name", { hasText: "oWait" }).waitFor();
+        await a.page.locator(".msg.in", { hasText: "我要退货" }).waitFor();
+        await a.page.waitForFunction(`document.activeElement?.id === "reply"`);
         await a.page.locator("#waiting-live").waitFor({ state: "detached" });
         await b.page.locator("#waiting-live").waitFor({ state: "detached" });
         assert.equal((await server.store.getContact("oWait"))?.agent_id, "agentA");
