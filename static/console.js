@@ -265,6 +265,7 @@ const el = {
   contactList: byId("contact-list"),
   contactsEmpty: byId("contacts-empty"),
   conversationEmpty: byId("conversation-empty"),
+  conversationGone: byId("conversation-gone"),
   conversation: byId("conversation"),
   back: byId("back-button"),
   backCount: byId("back-count"),
@@ -2441,6 +2442,7 @@ function onLocation(followerId, msg, data) {
  * on screen and its drafts in localStorage, until the next reload.
  */
 function onForgotten(followerId) {
+  const name = state.contacts.get(followerId)?.name || followerId;
   leaveWaiting(followerId);
   state.contacts.delete(followerId);
   if (state.transferred.delete(followerId)) returned(followerId, nowS());
@@ -2455,6 +2457,13 @@ function onForgotten(followerId) {
     setReplyText("");
     closeConversationView();
     renderConversation();
+    // Gone under the agent's hands, mid-reply: the pane says why, and holds the focus, which
+    // fell to the page body with the box (what was typed on went nowhere).
+    el.conversationGone.textContent = t("conv.forgotten", { name });
+    el.conversationGone.hidden = false;
+    // On a phone the pane is out of sight, back at the list.
+    if (isNarrow()) toast(el.conversationGone.textContent);
+    else el.conversationGone.focus();
   }
 }
 
@@ -3648,6 +3657,7 @@ function renderConversation(options) {
   el.conversation.hidden = !open;
   el.conversationEmpty.hidden = open;
   if (!open) return;
+  el.conversationGone.hidden = true;
   renderConversationHead();
   renderAction();
   renderMessages(options);

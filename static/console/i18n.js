@@ -108,6 +108,8 @@ export const STRINGS = {
     "reason.quota": "No replies left until the follower writes",
     "reason.unsubscribed": "The follower has unfollowed",
     "conv.select": "Select a conversation",
+    "conv.forgotten":
+      "{name} withdrew consent: as WeChat requires, the conversation, its history and your draft were deleted.",
     "conv.back": "Back to conversations",
     "conv.backN": "Back to conversations, {n} waiting for you",
     "conv.rename": "Rename",
@@ -427,6 +429,7 @@ export const STRINGS = {
     "reason.quota": "回复次数已用完，等待粉丝再次发消息",
     "reason.unsubscribed": "粉丝已取消关注",
     "conv.select": "请选择一个会话",
+    "conv.forgotten": "{name} 已撤回授权：按微信要求，该会话、聊天记录和你的草稿已删除。",
     "conv.back": "返回会话列表",
     "conv.backN": "返回会话列表，{n} 条待处理",
     "conv.rename": "备注名",
