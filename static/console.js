@@ -4735,9 +4735,10 @@ function init() {
   addEventListener("beforeunload", (event) => {
     // A reply not yet taken by the bridge that the browser would not store is lost with the
     // page (a stored one is sent by the next page, or another tab), and so is a file still
-    // uploading, or failed and kept for a retry that could send it: it is only here.
+    // uploading, or failed and kept for a retry that could send it, or put in the box and not
+    // sent yet: it is only here.
     const unstored = [...pendingReplies()].some(([, msg]) => !msg.stored);
-    if (!unstored && !uploadsUnderway()) return;
+    if (!unstored && !uploadsUnderway() && staged.count() === 0) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });

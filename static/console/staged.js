@@ -29,6 +29,12 @@ export function createStaged() {
       else byContact.delete(contactId);
       return found;
     },
+    /** How many files wait, in all conversations. */
+    count() {
+      let n = 0;
+      for (const list of byContact.values()) n += list.length;
+      return n;
+    },
     /** Takes every file staged for `contactId` off, to send; oldest first. */
     take(contactId) {
       const list = this.list(contactId);

@@ -12,13 +12,16 @@ import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
+  leaving,
   makeMp4,
   makePng,
   openConsole,
   openPage,
+  openTab,
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agent1";
 
@@ -352,5 +355,35 @@ browserTest(
     } finally {
       await server.close();
     }
+  },
+);
+
+consoleTest(
+  "a picture put in the box and not sent: leaving asks first, removed it does not",
+  { agent: AGENT },
+  async (t, { server, context, page }) => {
+    await postFollowerMessage(server.base, "oKeep", { MsgType: "text", Content: "图呢" });
+    const put = async (tab: Page) => {
+      // A click: Chrome asks before leaving only a page the agent has used.
+      await tab.locator('.contact[data-contact-id="oKeep"]').click();
+      await tab.locator("#attach-input").setInputFiles({
+        name: "order.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      await tab.locator(".staged-item", { hasText: "order.png" }).waitFor();
+    };
+    await t.step("staged, it is only in this page: leaving asks", async () => {
+      await put(page);
+      assert.equal(await leaving(page), "beforeunload");
+    });
+    await t.step("removed, the page closes without a word", async () => {
+      const other = await openTab(context);
+      await openConsole(other, server.base, AGENT);
+      await put(other);
+      await other.getByRole("button", { name: "Remove order.png" }).click();
+      await other.locator("#staged").waitFor({ state: "hidden" });
+      assert.equal(await leaving(other), "closed");
+    });
   },
 );

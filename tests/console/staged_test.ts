@@ -10,6 +10,7 @@ Deno.test("createStaged(): per conversation, in order, removed or taken to send"
   staged.add("oB", { name: "c.png" });
   assert.deepEqual(staged.list("oA").map((i: { name: string }) => i.name), ["a.png", "b.png"]);
   assert.notEqual(a.id, b.id);
+  assert.equal(staged.count(), 3);
   assert.equal(staged.remove("oA", a.id)?.name, "a.png");
   assert.equal(staged.remove("oA", a.id), null, "once only");
   assert.deepEqual(staged.take("oA").map((i: { name: string }) => i.name), ["b.png"]);
