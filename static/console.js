@@ -2768,7 +2768,9 @@ function setReplyText(text) {
 
 /** The text's length against where it goes, shown from near the limit on; the length now. */
 function renderCount() {
-  const len = textLength(state.mode, el.reply.value);
+  // A message to a colleague never goes to WeChat: only its limits are WeChat's.
+  const toAgent = state.contacts.get(state.current)?.kind === "agent";
+  const len = textLength(toAgent && state.mode === "reply" ? "agent" : state.mode, el.reply.value);
   const shown = len.near && !el.composer.hidden;
   el.composerCount.hidden = !shown;
   el.composerCount.dataset.over = String(len.over);

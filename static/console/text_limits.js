@@ -25,11 +25,15 @@ function sent(mode, text) {
 }
 
 /**
- * The length of `text` in the composer's `mode` (reply or note) against where it goes:
+ * The length of `text` in the composer's `mode` (reply, note, or agent: a message to a colleague,
+ * which WeChat never sees, so no limit of its) against where it goes:
  * {used, max, unit ("bytes" or "chars"), near, over}.
  */
 export function textLength(mode, text) {
   const value = sent(mode, text);
+  if (mode === "agent") {
+    return { used: value.length, max: Infinity, unit: "chars", near: false, over: false };
+  }
   const note = mode === "note";
   const used = note ? value.length : encoder.encode(value).length;
   const max = note ? NOTE_MAX_CHARS : REPLY_MAX_BYTES;

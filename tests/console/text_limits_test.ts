@@ -28,6 +28,8 @@ Deno.test("textLength() counts a reply in UTF-8 bytes and a note in characters",
   assert.equal(textLength("note", "备".repeat(2001)).over, true);
   assert.equal(textLength("note", "备".repeat(1599)).near, false);
   assert.equal(textLength("note", "备".repeat(1600)).near, true);
+  // To a colleague: WeChat never sees it.
+  assert.equal(textLength("agent", "说".repeat(3000)).over, false);
 });
 
 Deno.test("canRetry(): never a text too long, a closed window only once it reopens", () => {
