@@ -1212,18 +1212,38 @@ function sendNote(text) {
 function noteRefused(clientId, message) {
   const note = sentNotes.get(clientId);
   sentNotes.delete(clientId);
-  if (note) {
-    const notes = draftsOf("note");
-    if (state.current === note.contactId && state.mode === "note") {
-      setReplyText(editedBox(el.reply.value, note.text));
-      notes.set(note.contactId, el.reply.value);
-      autosize();
-      renderViews();
-    } else {
-      notes.set(note.contactId, editedBox(notes.get(note.contactId), note.text));
-    }
-  }
+  if (note) restoreNote(note);
   toast(message, "error");
+}
+
+/** A note's text back in its conversation's note box (or note draft), over what was typed since. */
+function restoreNote(note) {
+  const notes = draftsOf("note");
+  if (state.current === note.contactId && state.mode === "note") {
+    setReplyText(editedBox(el.reply.value, note.text));
+    notes.set(note.contactId, el.reply.value);
+    autosize();
+    renderViews();
+  } else {
+    notes.set(note.contactId, editedBox(notes.get(note.contactId), note.text));
+  }
+}
+
+/** The socket closed with notes the bridge never answered: it may not have them. Their text
+ * goes back to the box, unless the note came back to this page meanwhile, with a word to
+ * check the conversation once connected again. */
+function notesUnanswered() {
+  for (const [clientId, note] of sentNotes) {
+    sentNotes.delete(clientId);
+    const c = state.convs.get(note.contactId);
+    const shown = c &&
+      [...c.byKey.values()].some((m) =>
+        m.direction === "note" && m.agent_id === userid && m.msg?.content === note.text
+      );
+    if (shown) continue;
+    restoreNote(note);
+    toast(t("note.unanswered"), "error");
+  }
 }
 
 async function runSearch(query, more) {
@@ -1673,6 +1693,7 @@ function connect() {
     const wasOpen = conn.opened;
     conn.opened = false;
     refreshPending();
+    notesUnanswered();
     onSocketClosed(event, wasOpen);
   };
 }
@@ -1702,6 +1723,7 @@ function abandonSocket() {
   if (!ws) return;
   conn.ws = null;
   ws.onopen = ws.onmessage = ws.onclose = null;
+  notesUnanswered();
   try {
     ws.close(4000, "heartbeat timeout");
   } catch {

@@ -205,6 +205,8 @@ export const STRINGS = {
     "status.by": "{agent} · ",
     "note.label": "Private note",
     "note.by": "Note by {agent}",
+    "note.unanswered":
+      "The connection dropped as a note went: its text is back in the box. Once connected, add it again if it is not in the conversation.",
     "failure.default": "Not delivered",
     "failure.noAnswer":
       "WeChat did not confirm it ({errmsg}): the follower may have it. Check before sending again.",
@@ -523,6 +525,8 @@ export const STRINGS = {
     "status.by": "{agent} · ",
     "note.label": "内部备注",
     "note.by": "{agent} 的备注",
+    "note.unanswered":
+      "备注发送时连接中断：内容已放回输入框。连接恢复后，如会话中没有这条备注，请重新添加。",
     "failure.default": "未送达",
     "failure.noAnswer": "微信没有确认（{errmsg}）：粉丝可能已经收到。再次发送前请先确认。",
     "failure.wechat": "微信拒绝了回复：{errmsg}（{errcode}）",

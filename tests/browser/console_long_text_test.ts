@@ -18,6 +18,12 @@ consoleTest(
       const bridge = ws.connectToServer();
       ws.onMessage((frame) => {
         const text = String(frame);
+        // The network goes as the note is written: it never reaches the bridge.
+        if (text.includes("DROP-ME")) {
+          ws.close();
+          bridge.close();
+          return;
+        }
         bridge.send(
           text.includes("REFUSE-ME") ? text.replace("REFUSE-ME", "x".repeat(2_100)) : frame,
         );
@@ -59,6 +65,16 @@ consoleTest(
       await page.waitForFunction(
         `document.querySelector("#reply").value === "客户要发票 REFUSE-ME"`,
       );
+    });
+
+    await t.step("a note whose socket dies before the bridge answers is back too", async () => {
+      await box.fill("客户改了地址 DROP-ME");
+      await box.press("Enter");
+      await page.locator(".toast", { hasText: "The connection dropped as a note went" }).waitFor();
+      await page.waitForFunction(
+        `document.querySelector("#reply").value.startsWith("客户改了地址 DROP-ME")`,
+      );
+      await page.locator('#conn[data-state="connected"]').waitFor();
     });
   },
 );
