@@ -976,6 +976,9 @@ function raiseAlert(kind, contactId, name) {
 // ---------------------------------------------------------------------------------------------
 // The waiting queue, quick replies, labels, notes, search
 
+/** client_id -> contact_id of the claims Take it sent, to name the follower if one fails. */
+const claimIds = new Map();
+
 function takeFollower(contactId) {
   if (state.taking.has(contactId)) return;
   const clientId = sendCommand("claim", { contact_id: contactId });
@@ -983,6 +986,7 @@ function takeFollower(contactId) {
     toast(t("command.offline"), "error");
     return;
   }
+  claimIds.set(clientId, contactId);
   state.taking.add(contactId);
   renderViews();
 }
@@ -2589,9 +2593,13 @@ function handleError(envelope) {
   // typing and read are best effort: a refusal (say, typing outside the window) is no news.
   if (isQuietRefusal(clientId)) return;
   if (clientId.startsWith("cmd-claim-")) {
-    // Someone else was quicker: the queue is read again.
+    // Someone else was quicker: the queue is read again. The bridge's "contact o… is served
+    // by alice" named the follower by its OpenID, in English whatever the console's language.
+    const id = claimIds.get(clientId);
+    claimIds.delete(clientId);
+    const name = state.waiting.find((w) => w.contact_id === id)?.name || id;
     state.taking.clear();
-    toast(message, "error");
+    toast(id ? t("waiting.lost", { name }) : message, "error");
     scheduleContactsRefresh(100);
     renderViews();
     return;

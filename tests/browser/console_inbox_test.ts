@@ -387,3 +387,42 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "Take it, beaten to it by a colleague: the toast names the follower",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      // The news that agentB took oRace is lost on the way (a slow network): Take it is pressed
+      // for a follower already taken.
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        const bridge = ws.connectToServer();
+        bridge.onMessage((frame) => {
+          if (!String(frame).includes('"claimed"')) ws.send(frame);
+        });
+      });
+      await openConsole(page, server.base, "agentA");
+      for (const agent of ["agentA", "agentB"]) {
+        const res = await fetch(`${server.base}${B}/send?userid=${agent}`, {
+          method: "POST",
+          body: JSON.stringify({ data: { msg_type: "capacity", msg: { max: 0 } } }),
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+      }
+      await postFollowerMessage(server.base, "oRace", { MsgType: "text", Content: "有人吗" });
+      const entry = page.locator('#waiting-live .waiting-entry[data-contact-id="oRace"]');
+      await entry.waitFor();
+      const res = await fetch(`${server.base}${B}/send?userid=agentB`, {
+        method: "POST",
+        body: JSON.stringify({ data: { msg_type: "claim", contact_id: "oRace" } }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await entry.locator(".take-button").click();
+      await page.locator(".toast", { hasText: "Another agent took oRace first" }).waitFor();
+    } finally {
+      await server.close();
+    }
+  },
+);
