@@ -26,6 +26,7 @@ import {
 } from "./console/i18n.js";
 import {
   fillPlaceholders,
+  followerName,
   insertQuickReply,
   searchQuickReplies,
   slashQuery,
@@ -79,6 +80,8 @@ import {
 } from "./console/alerts.js";
 import { createMessageBody } from "./console/message_body.js";
 import { formatSize, kindOf, UPLOAD_KINDS, uploadTypeOf } from "./console/upload_types.js";
+import { canRetry, editedBox, textLength } from "./console/text_limits.js";
+import { createStaged } from "./console/staged.js";
 import {
   ContactPanel,
   FilterBar,
@@ -266,6 +269,7 @@ const el = {
   contactList: byId("contact-list"),
   contactsEmpty: byId("contacts-empty"),
   conversationEmpty: byId("conversation-empty"),
+  conversationGone: byId("conversation-gone"),
   conversation: byId("conversation"),
   back: byId("back-button"),
   backCount: byId("back-count"),
@@ -316,6 +320,8 @@ const el = {
   latest: byId("latest-button"),
   composerTools: byId("composer-tools"),
   composerReason: byId("composer-reason"),
+  composerCount: byId("composer-count"),
+  staged: byId("staged"),
   modeReply: byId("mode-reply"),
   modeNote: byId("mode-note"),
   quickButton: byId("quick-button"),
@@ -936,12 +942,23 @@ function systemUnseen() {
   return isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items);
 }
 
+/** Whether a notice is in a follower's thread whose own unread count the total has already:
+ * read with that thread, counted again one follow and one message were three in the title. */
+function countedOnFollower(item) {
+  if (!inThread(item.msg)) return false;
+  const id = String(item.msg.follower_id);
+  const contact = state.contacts.get(id);
+  return Number(contact?.unread) > 0 && !(state.current === id && seesNewest(id));
+}
+
 function updateBadge() {
   // The system's notices count as the list counts them (reports never): left out, a notice came
-  // to an agent in another tab with no sign on this one's title or icon.
-  let total = state.waiting.length + systemUnseen();
+  // to an agent in another tab with no sign on this one's title or icon. One about a follower
+  // whose row counts already is that follower's news, counted once.
+  const notices = isViewing(SYSTEM_ID) ? 0 : unreadNotices(state.system.items, countedOnFollower);
+  let total = state.waiting.length + notices;
   for (const c of state.contacts.values()) {
-    if (!(state.current === c.contact_id && isViewing(c.contact_id))) {
+    if (!(state.current === c.contact_id && seesNewest(c.contact_id))) {
       total += Number(c.unread) || 0;
     }
   }
@@ -964,6 +981,9 @@ function raiseAlert(kind, contactId, name) {
 // ---------------------------------------------------------------------------------------------
 // The waiting queue, quick replies, labels, notes, search
 
+/** client_id -> contact_id of the claims Take it sent, to name the follower if one fails. */
+const claimIds = new Map();
+
 function takeFollower(contactId) {
   if (state.taking.has(contactId)) return;
   const clientId = sendCommand("claim", { contact_id: contactId });
@@ -971,6 +991,7 @@ function takeFollower(contactId) {
     toast(t("command.offline"), "error");
     return;
   }
+  claimIds.set(clientId, contactId);
   state.taking.add(contactId);
   renderViews();
 }
@@ -1061,7 +1082,7 @@ function pickQuickReply(q) {
   if (!range) return;
   const contact = ensureContactView(state.current);
   const filled = fillPlaceholders(q.text, {
-    name: contact.name || state.current,
+    name: followerName(contact, state.current),
     agent: userid,
     id: state.current,
   });
@@ -1181,10 +1202,57 @@ function labelsRefused(clientId, message) {
   // Labels already replaced by newer ones: the newer ones' answer counts.
 }
 
+/** client_id -> {contactId, text}: notes written, kept until the bridge answers. */
+const sentNotes = new Map();
+
 function sendNote(text) {
   const contactId = state.current;
   if (!contactId || contactId === SYSTEM_ID) return false;
-  return Boolean(sendCommand("note", { contact_id: contactId, msg: { content: text } }));
+  const clientId = sendCommand("note", { contact_id: contactId, msg: { content: text } });
+  if (!clientId) return false;
+  sentNotes.set(clientId, { contactId, text });
+  // An answer that never came (the socket died) leaves it here: only the last few are kept.
+  if (sentNotes.size > 20) sentNotes.delete(sentNotes.keys().next().value);
+  return true;
+}
+
+/** The bridge refused a note: its text goes back where it was typed, with the reason. The box
+ * was emptied as the note went, and the agent's text was lost with it. */
+function noteRefused(clientId, message) {
+  const note = sentNotes.get(clientId);
+  sentNotes.delete(clientId);
+  if (note) restoreNote(note);
+  toast(message, "error");
+}
+
+/** A note's text back in its conversation's note box (or note draft), over what was typed since. */
+function restoreNote(note) {
+  const notes = draftsOf("note");
+  if (state.current === note.contactId && state.mode === "note") {
+    setReplyText(editedBox(el.reply.value, note.text));
+    notes.set(note.contactId, el.reply.value);
+    autosize();
+    renderViews();
+  } else {
+    notes.set(note.contactId, editedBox(notes.get(note.contactId), note.text));
+  }
+}
+
+/** The socket closed with notes the bridge never answered: it may not have them. Their text
+ * goes back to the box, unless the note came back to this page meanwhile, with a word to
+ * check the conversation once connected again. */
+function notesUnanswered() {
+  for (const [clientId, note] of sentNotes) {
+    sentNotes.delete(clientId);
+    const c = state.convs.get(note.contactId);
+    const shown = c &&
+      [...c.byKey.values()].some((m) =>
+        m.direction === "note" && m.agent_id === userid && m.msg?.content === note.text
+      );
+    if (shown) continue;
+    restoreNote(note);
+    toast(t("note.unanswered"), "error");
+  }
 }
 
 async function runSearch(query, more) {
@@ -1446,6 +1514,26 @@ function isViewing(contactId) {
     document.visibilityState === "visible" && conversationOnScreen();
 }
 
+/** Whether the agent sees the newest message of `contactId`: viewing it, the view at the bottom
+ * and following it. Scrolled up reading history, a new message below is not seen (the "New
+ * messages" pill says it came): it stays unread, here and at the bridge, until scrolled to. */
+function seesNewest(contactId) {
+  if (!isViewing(contactId)) return false;
+  const w = state.convs.get(contactId)?.win;
+  if (!w) return true;
+  const box = el.messages;
+  return w.following && box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+}
+
+/** The agent reached the newest message of the open conversation: what came is read now. */
+function caughtUp() {
+  const id = state.current;
+  const contact = id && id !== SYSTEM_ID ? state.contacts.get(id) : null;
+  if (!contact || !(Number(contact.unread) > 0) || !isViewing(id)) return;
+  markRead(id);
+  renderContacts();
+}
+
 /** On a phone the list and the conversation take turns on the screen: back at the list, the one
  * left open is out of sight, and what its follower wrote was read (no count) though unseen. */
 function conversationOnScreen() {
@@ -1621,6 +1709,7 @@ function connect() {
     const wasOpen = conn.opened;
     conn.opened = false;
     refreshPending();
+    notesUnanswered();
     onSocketClosed(event, wasOpen);
   };
 }
@@ -1650,6 +1739,7 @@ function abandonSocket() {
   if (!ws) return;
   conn.ws = null;
   ws.onopen = ws.onmessage = ws.onclose = null;
+  notesUnanswered();
   try {
     ws.close(4000, "heartbeat timeout");
   } catch {
@@ -2117,6 +2207,7 @@ function handleNote(data) {
 
 /** A code-0 answer to one of our frames (a command, or a reply's acceptance). */
 function handleAck(data) {
+  if (data.client_id) sentNotes.delete(String(data.client_id));
   if (!data.client_id || !data.status) return;
   const found = findByClientId(String(data.client_id), data.contact_id);
   if (!found || !["sent", "delivered", "failed"].includes(data.status)) return;
@@ -2160,7 +2251,7 @@ function handleIncoming(data) {
       Number(msg.send_time) || nowS(),
     );
     contact.touched = ++touchCounter;
-    if (!isViewing(contactId)) contact.unread = (Number(contact.unread) || 0) + 1;
+    if (!seesNewest(contactId)) contact.unread = (Number(contact.unread) || 0) + 1;
   } else if (isNew) {
     const at = Number(msg.send_time) || nowS();
     contact.last_message = {
@@ -2174,7 +2265,7 @@ function handleIncoming(data) {
     contact.status = "open";
     contact.touched = ++touchCounter;
     leaveWaiting(contactId);
-    if (isViewing(contactId)) scheduleRead(contactId);
+    if (seesNewest(contactId)) scheduleRead(contactId);
     else contact.unread = (Number(contact.unread) || 0) + 1;
     raiseAlert("message", contactId, contact.name || contactId);
     scheduleContactsRefresh(1500);
@@ -2313,8 +2404,12 @@ function handleSystem(data) {
     else if (msg.event === "closed") onClosed(followerId);
     else if (["assigned", "transferred_in", "claimed"].includes(msg.event)) {
       const fresh = !state.contacts.has(followerId) || state.transferred.has(followerId);
+      // Taken here with "Take it": the agent means to answer them now. Left where it was, the
+      // one who waited longest was to be found among all the rows, the focus on the page body.
+      const tookIt = msg.event === "claimed" && !takenByOther && state.taking.has(followerId);
       leaveWaiting(followerId);
       onAssigned(followerId, msg, Number(data.send_time) || nowS());
+      if (tookIt && !known) openContact(followerId);
       if (!known && fresh && msg.event !== "claimed") {
         raiseAlert("follower", followerId, msg.follower_name || followerId);
       }
@@ -2385,6 +2480,7 @@ function onLocation(followerId, msg, data) {
  * on screen and its drafts in localStorage, until the next reload.
  */
 function onForgotten(followerId) {
+  const name = state.contacts.get(followerId)?.name || followerId;
   leaveWaiting(followerId);
   state.contacts.delete(followerId);
   if (state.transferred.delete(followerId)) returned(followerId, nowS());
@@ -2399,6 +2495,13 @@ function onForgotten(followerId) {
     setReplyText("");
     closeConversationView();
     renderConversation();
+    // Gone under the agent's hands, mid-reply: the pane says why, and holds the focus, which
+    // fell to the page body with the box (what was typed on went nowhere).
+    el.conversationGone.textContent = t("conv.forgotten", { name });
+    el.conversationGone.hidden = false;
+    // On a phone the pane is out of sight, back at the list.
+    if (isNarrow()) toast(el.conversationGone.textContent);
+    else el.conversationGone.focus();
   }
 }
 
@@ -2482,6 +2585,10 @@ function commandRefused(clientId, message) {
     labelsRefused(clientId, message);
     return true;
   }
+  if (clientId.startsWith("cmd-note-")) {
+    noteRefused(clientId, message);
+    return true;
+  }
   if (clientId.startsWith("cmd-capacity-")) {
     state.capacityError = t("capacity.refused", { message });
     renderCapacity();
@@ -2498,9 +2605,13 @@ function handleError(envelope) {
   // typing and read are best effort: a refusal (say, typing outside the window) is no news.
   if (isQuietRefusal(clientId)) return;
   if (clientId.startsWith("cmd-claim-")) {
-    // Someone else was quicker: the queue is read again.
+    // Someone else was quicker: the queue is read again. The bridge's "contact o… is served
+    // by alice" named the follower by its OpenID, in English whatever the console's language.
+    const id = claimIds.get(clientId);
+    claimIds.delete(clientId);
+    const name = state.waiting.find((w) => w.contact_id === id)?.name || id;
     state.taking.clear();
-    toast(message, "error");
+    toast(id ? t("waiting.lost", { name }) : message, "error");
     scheduleContactsRefresh(100);
     renderViews();
     return;
@@ -2603,6 +2714,35 @@ function sendReplyFrame(contactId, msg) {
   }
 }
 
+/** What WeChat or the bridge said of a failed reply: live, or as history keeps it. */
+function failureOf(msg) {
+  return msg.failure ?? (typeof msg.error === "object" && msg.error ? msg.error : null);
+}
+
+/** Whether a reply to `contactId` can go now (a colleague always can be written to). */
+function canReplyTo(contactId) {
+  const contact = state.contacts.get(contactId);
+  return !contact || contact.kind === "agent" || replyState(contact, nowS()).canReply;
+}
+
+/** Takes a failed text back into the reply box to change it; the failed one leaves the thread.
+ * Copying a 3,000-character refusal out of its bubble by hand was the only way before. */
+function editReply(contactId, msg) {
+  if (msg.status !== "failed" || state.current !== contactId) return;
+  if (state.mode !== "reply") {
+    setMode("reply");
+    setReplyText(drafts.get(contactId));
+  }
+  const text = String(msg.msg?.content ?? "");
+  setReplyText(editedBox(el.reply.value, text));
+  drafts.set(contactId, el.reply.value);
+  cancelReply(contactId, msg);
+  autosize();
+  renderViews();
+  el.reply.focus();
+  el.reply.setSelectionRange(text.length, text.length);
+}
+
 /** Sends a failed text again, as a new reply (the bridge takes one client_id only once). */
 function retryReply(contactId, msg) {
   // Only a failed reply: the second click of a double click, before the render took the button
@@ -2665,6 +2805,23 @@ let composing = false;
 function setReplyText(text) {
   el.reply.value = text;
   composing = false;
+  renderCount();
+}
+
+/** The text's length against where it goes, shown from near the limit on; the length now. */
+function renderCount() {
+  // A message to a colleague never goes to WeChat: only its limits are WeChat's.
+  const toAgent = state.contacts.get(state.current)?.kind === "agent";
+  const len = textLength(toAgent && state.mode === "reply" ? "agent" : state.mode, el.reply.value);
+  const shown = len.near && !el.composer.hidden;
+  el.composerCount.hidden = !shown;
+  el.composerCount.dataset.over = String(len.over);
+  if (shown) {
+    const n = (v) => v.toLocaleString(lang);
+    el.composerCount.textContent = t(`count.${len.unit}`, { used: n(len.used), max: n(len.max) });
+    el.composerCount.title = t(`count.${len.unit}Title`, { max: n(len.max) });
+  }
+  return len;
 }
 
 function onComposerKeydown(event) {
@@ -2687,14 +2844,31 @@ function onComposerKeydown(event) {
 
 function submitReply() {
   const text = el.reply.value;
-  if (!text.trim() || el.reply.disabled) return;
+  const files = state.mode === "reply" ? staged.list(state.current) : [];
+  if ((!text.trim() && files.length === 0) || el.reply.disabled) return;
+  // Past the limit it would be refused (a note by the bridge, a reply by WeChat's 45002): the
+  // text stays in the box to shorten.
+  const len = renderCount();
+  if (len.over) {
+    const n = (v) => v.toLocaleString(lang);
+    toast(
+      t(state.mode === "note" ? "count.overNote" : "count.overReply", {
+        used: n(len.used),
+        max: n(len.max),
+      }),
+      "error",
+    );
+    return;
+  }
   if (state.mode === "note") {
     if (!sendNote(text.trim())) {
       toast(t("command.offline"), "error");
       return;
     }
   } else {
-    sendReply(text.replace(/\s+$/, ""));
+    // The files first, as they were put in above the text.
+    if (files.length) sendStaged(state.current);
+    if (text.trim()) sendReply(text.replace(/\s+$/, ""));
   }
   setReplyText("");
   draftsOf(state.mode).set(state.current, "");
@@ -2719,6 +2893,7 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
+  renderCount();
   if (state.current && state.current !== SYSTEM_ID) {
     draftsOf(state.mode).set(state.current, el.reply.value);
   }
@@ -2747,41 +2922,105 @@ function canAttach() {
     !el.composer.hidden && !state.needsToken;
 }
 
-/** Sends each file as its own reply to the open conversation, in order. */
+/** Files picked, pasted or dropped, waiting in the composer for Send. */
+const staged = createStaged();
+
+/** Puts each file in the composer of the open conversation, with a preview; Send sends them. */
 async function attachFiles(files) {
   const contactId = state.current;
   if (!canAttach() || files.length === 0) return;
   for (const file of files) {
     const contentType = await uploadTypeOf(file);
     const kind = kindOf(contentType);
-    const { msg } = upsertMessage(contactId, {
-      client_id: newClientId(),
-      contact_id: contactId,
-      direction: "out",
-      msg_type: kind,
-      msg: {},
-      status: "uploading",
-      local: true,
-      send_time: nowS(),
-      agent_id: userid,
-    });
-    msg.upload = {
-      file,
-      name: file.name || `${kind}`,
-      size: file.size,
-      contentType,
-      progress: 0,
-      started: false,
-      canceled: false,
-      retryable: false,
-      xhr: null,
-      view: null,
-    };
     // A picture the browser can show is shown at once, from the file itself.
-    if (kind === "image" && UPLOAD_KINDS[contentType]) msg.display = URL.createObjectURL(file);
-    queueUpload(contactId, msg);
+    const preview = kind === "image" && UPLOAD_KINDS[contentType] ? URL.createObjectURL(file) : "";
+    staged.add(contactId, { file, contentType, kind, preview });
   }
+  if (state.current === contactId) {
+    renderStaged();
+    if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+  }
+}
+
+/** Takes a staged file off before it was sent. */
+function unstage(contactId, id) {
+  const item = staged.remove(contactId, id);
+  if (item?.preview) URL.revokeObjectURL(item.preview);
+  renderStaged();
+  if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+}
+
+/** The open conversation's staged files above the reply box: preview, name, size, Remove. */
+function renderStaged() {
+  const id = state.current;
+  const items = id && id !== SYSTEM_ID && !el.composer.hidden ? staged.list(id) : [];
+  el.staged.hidden = items.length === 0;
+  el.staged.replaceChildren(
+    ...items.map((item) => {
+      const name = item.file.name || item.kind;
+      return h(
+        "div",
+        { class: `staged-item kind-${item.kind}`, dataset: { stagedId: item.id } },
+        item.preview
+          ? h("img", { class: "staged-thumb", src: item.preview, alt: name })
+          : h("span", { class: "staged-kind", "aria-hidden": "true" }, t(`staged.${item.kind}`)),
+        h(
+          "span",
+          { class: "staged-name" },
+          h("span", { class: "staged-file" }, name),
+          h("small", {}, formatSize(item.file.size)),
+        ),
+        h("button", {
+          type: "button",
+          class: "link-button staged-remove",
+          "aria-label": t("staged.removeName", { name }),
+          onclick: () => unstage(id, item.id),
+        }, t("staged.remove")),
+      );
+    }),
+    ...(items.length ? [h("small", { class: "staged-hint" }, t("staged.hint"))] : []),
+  );
+}
+
+/** Sends the files staged for `contactId`, each as its own reply, in order. */
+function sendStaged(contactId) {
+  for (const item of staged.take(contactId)) {
+    if (item.preview) URL.revokeObjectURL(item.preview);
+    uploadFile(contactId, item.file, item.contentType);
+  }
+  renderStaged();
   if (state.current === contactId) renderMessages({ toBottom: true });
+}
+
+/** A file on its way as a reply: shown, then uploaded in turn and sent. */
+function uploadFile(contactId, file, contentType) {
+  const kind = kindOf(contentType);
+  const { msg } = upsertMessage(contactId, {
+    client_id: newClientId(),
+    contact_id: contactId,
+    direction: "out",
+    msg_type: kind,
+    msg: {},
+    status: "uploading",
+    local: true,
+    send_time: nowS(),
+    agent_id: userid,
+  });
+  msg.upload = {
+    file,
+    name: file.name || `${kind}`,
+    size: file.size,
+    contentType,
+    progress: 0,
+    started: false,
+    canceled: false,
+    retryable: false,
+    xhr: null,
+    view: null,
+  };
+  // A picture the browser can show is shown at once, from the file itself.
+  if (kind === "image" && UPLOAD_KINDS[contentType]) msg.display = URL.createObjectURL(file);
+  queueUpload(contactId, msg);
 }
 
 /** Whether a file chosen for a reply is only in this page: on its way to the bridge (or waiting
@@ -3217,7 +3456,7 @@ function rowKey(contact) {
 /** A row of the contact list; rowKey() names everything it reads. */
 function contactItem(contact) {
   const win = windowOf(contact);
-  const unread = state.current === contact.contact_id && isViewing(contact.contact_id)
+  const unread = state.current === contact.contact_id && seesNewest(contact.contact_id)
     ? 0
     : Number(contact.unread) || 0;
   const last = contact.last_message;
@@ -3462,6 +3701,7 @@ function setMode(mode) {
     ? t("composer.notePlaceholder")
     : t("composer.placeholder");
   el.sendButton.textContent = mode === "note" ? t("composer.addNote") : t("composer.send");
+  renderCount();
   if (state.current) renderConversationHead();
 }
 
@@ -3500,6 +3740,7 @@ function renderConversation(options) {
   el.conversation.hidden = !open;
   el.conversationEmpty.hidden = open;
   if (!open) return;
+  el.conversationGone.hidden = true;
   renderConversationHead();
   renderAction();
   renderMessages(options);
@@ -3555,6 +3796,7 @@ function renderConversationHead() {
   el.composer.hidden = isSystem || Boolean(transferred);
   el.composerTools.hidden = el.composer.hidden || contact.kind === "agent";
   el.composerHint.hidden = el.composer.hidden;
+  renderStaged();
   const status = transferred ? "transferred" : contact.status ?? "open";
   el.conversation.dataset.status = isSystem ? "system" : status;
   if (isSystem) {
@@ -4118,6 +4360,7 @@ function renderMessagesNow({ toBottom = false } = {}) {
   if (toBottom || (nearBottom && w.following)) {
     box.scrollTop = box.scrollHeight;
     if (c) c.seen = list.length;
+    caughtUp();
   } else if (anchor?.node.isConnected) {
     box.scrollTop = anchor.node.offsetTop - anchor.top;
   }
@@ -4209,6 +4452,7 @@ function onMessagesScroll() {
     c.win.following = true;
     c.seen = length;
     renderNewPill(c, length);
+    caughtUp();
   } else if (c.win.following && !atBottom) {
     c.win = { ...c.win, following: false };
   }
@@ -4291,11 +4535,20 @@ function buildMessage(msg) {
         ),
       );
       if (msg.msg_type === "text" && (msg.local || msg.agent_id === userid)) {
+        // Sent again unchanged, a text too long (45002) or past the window or the quota fails
+        // again: Retry only where it can work, Edit always.
+        if (canRetry(failureOf(msg), canReplyTo(msg.contact_id))) {
+          meta.append(h("button", {
+            type: "button",
+            class: "link-button meta-action retry-button",
+            onclick: () => retryReply(msg.contact_id, msg),
+          }, t("status.retry")));
+        }
         meta.append(h("button", {
           type: "button",
-          class: "link-button meta-action retry-button",
-          onclick: () => retryReply(msg.contact_id, msg),
-        }, t("status.retry")));
+          class: "link-button meta-action edit-button",
+          onclick: () => editReply(msg.contact_id, msg),
+        }, t("status.edit")));
       }
       if (msg.expired) {
         meta.append(h("button", {
@@ -4579,9 +4832,10 @@ function init() {
   addEventListener("beforeunload", (event) => {
     // A reply not yet taken by the bridge that the browser would not store is lost with the
     // page (a stored one is sent by the next page, or another tab), and so is a file still
-    // uploading, or failed and kept for a retry that could send it: it is only here.
+    // uploading, or failed and kept for a retry that could send it, or put in the box and not
+    // sent yet: it is only here.
     const unstored = [...pendingReplies()].some(([, msg]) => !msg.stored);
-    if (!unstored && !uploadsUnderway()) return;
+    if (!unstored && !uploadsUnderway() && staged.count() === 0) return;
     event.preventDefault();
     event.returnValue = t("alert.leave");
   });
@@ -4733,9 +4987,12 @@ function init() {
     }
     if (isViewing(state.current) && state.current !== SYSTEM_ID) {
       const contact = state.contacts.get(state.current);
-      if (contact && Number(contact.unread) > 0) markRead(state.current);
-      // Notices about it that came meanwhile are in its thread, in view now.
-      else readNoticesOf(state.current);
+      if (contact && Number(contact.unread) > 0 && seesNewest(state.current)) {
+        markRead(state.current);
+      } else {
+        // Notices about it that came meanwhile are in its thread, in view now.
+        readNoticesOf(state.current);
+      }
       renderContacts();
     }
   });

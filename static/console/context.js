@@ -10,10 +10,10 @@ export const NOTICES_KEPT = 200;
 /** Followers handed over (and returns remembered) kept across a reload. */
 export const TRANSFERRED_KEPT = 50;
 
-/** The notices to read: not read in any tab, and no report. */
-export function unreadNotices(items) {
+/** The notices to read: not read in any tab, and no report; none `counted` elsewhere. */
+export function unreadNotices(items, counted = () => false) {
   let n = 0;
-  for (const item of items) if (!item.read && !isReport(item.msg)) n++;
+  for (const item of items) if (!item.read && !isReport(item.msg) && !counted(item)) n++;
   return n;
 }
 

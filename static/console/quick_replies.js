@@ -37,8 +37,26 @@ export function searchQuickReplies(list, query, limit = 8) {
   return scored.slice(0, limit).map((s) => s.item);
 }
 
+/** The follower's name for `{name}`: the one an agent gave, or "" when the contact has none.
+ * WeChat gives no names, and the bridge lists a nameless follower under its OpenID, which is
+ * no name to greet a customer with. */
+export function followerName(contact, contactId) {
+  const name = String(contact?.name ?? "").trim();
+  return name && name !== contactId && name !== contact?.contact_id ? name : "";
+}
+
+/** `text` with an empty `{name}` taken out with the blank or comma that only stood by it:
+ * "您好{name}，" is "您好，", "Hello {name}, I" is "Hello, I", "{name}，您好" is "您好". */
+function withoutName(text) {
+  return String(text)
+    .replace(/^\{name\}[\s,，、:：]*/, "")
+    .replace(/[ \t]*[,，、]?[ \t]*\{name\}(?=[!！。.?？~～])/g, "")
+    .replace(/[ \t]*\{name\}/g, "");
+}
+
 /** `text` with `{name}`, `{agent}`, `{id}`, `{date}`, `{time}` filled; others stay as written. */
 export function fillPlaceholders(text, ctx) {
+  if (!ctx.name) text = withoutName(text);
   const at = ctx.now ?? new Date();
   const pad = (n) => String(n).padStart(2, "0");
   const values = {

@@ -1,6 +1,8 @@
-// The console's attachments: a file goes to POST upload, then out as an image, voice or video
-// reply; the console shows it inline as it does text replies, and the follower simulator shows
-// what the follower got. Demo mode (no WeChat credentials): the bridge keeps the files.
+// The console's attachments: a file picked, pasted or dropped waits in the composer with its
+// preview until Send (a wrong screenshot went to the customer at once, past recall), then goes
+// to POST upload and out as an image, voice or video reply; the console shows it inline as it
+// does text replies, and the follower simulator shows what the follower got. Demo mode (no
+// WeChat credentials): the bridge keeps the files.
 
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
@@ -10,13 +12,16 @@ import { startBridge } from "../helpers/server.ts";
 import {
   B,
   browserTest,
+  leaving,
   makeMp4,
   makePng,
   openConsole,
   openPage,
+  openTab,
   postFollowerMessage,
   screenshot,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agent1";
 
@@ -103,6 +108,14 @@ browserTest(
           mimeType: "image/png",
           buffer: Buffer.from(png),
         });
+        // Picked, it waits in the composer with its preview: nothing is uploaded or sent yet.
+        await imageLoaded(page, ".staged-item img", 240);
+        await page.locator(".staged-item", { hasText: "receipt.png" }).waitFor();
+        await screenshot(page, "console-laptop-attach-staged");
+        assert.equal(uploads.length, 0, "uploaded before Send");
+        assert.equal(frames.length, 0, "sent before Send");
+        await page.locator("#send-button").click();
+        await page.locator("#staged").waitFor({ state: "hidden" });
         const uploading = page.locator('.msg.out[data-status="uploading"]');
         await uploading.locator('[role="progressbar"]').waitFor();
         await uploading.locator(".status", { hasText: /Uploading|Waiting to upload/ }).waitFor();
@@ -157,6 +170,7 @@ browserTest(
           mimeType: "image/png",
           buffer: Buffer.from("These are my notes, not a picture.\n"),
         });
+        await page.locator("#reply").press("Enter");
         const failed = page.locator('.msg.out[data-status="failed"]');
         await failed.locator(".status", { hasText: "Not sent" }).waitFor();
         const text = await failed.locator(".failure").innerText();
@@ -227,20 +241,32 @@ browserTest(
       await page.locator(`.contact[data-contact-id="${FOLLOWER}"]`).click();
       await page.locator(".msg.in", { hasText: "Can you send me the manual?" }).waitFor();
 
-      await t.step("a picture pasted into the reply box is sent", async () => {
+      await t.step("a picture pasted waits in the box: removable, sent on Send", async () => {
         const png = await makePng(120, 90);
         // A string runs as an expression in the page: the DOM's types are not Deno's.
-        await page.evaluate(`(() => {
+        const paste = () =>
+          page.evaluate(`(() => {
           const box = document.querySelector("#reply");
           const bytes = Uint8Array.from(atob(${
-          JSON.stringify(Buffer.from(png).toString("base64"))
-        }), (c) => c.charCodeAt(0));
+            JSON.stringify(Buffer.from(png).toString("base64"))
+          }), (c) => c.charCodeAt(0));
           const data = new DataTransfer();
           data.items.add(new File([bytes], "image.png", { type: "image/png" }));
           box.dispatchEvent(new ClipboardEvent("paste", {
             clipboardData: data, bubbles: true, cancelable: true,
           }));
         })()`);
+        await paste();
+        const item = page.locator(".staged-item", { hasText: "image.png" });
+        await imageLoaded(page, ".staged-item img", 120);
+        // The wrong screenshot: taken off before it went anywhere.
+        await item.getByRole("button", { name: "Remove image.png" }).click();
+        await item.waitFor({ state: "detached" });
+        assert.equal(await page.evaluate(`document.activeElement?.id`), "reply");
+        await paste();
+        await imageLoaded(page, ".staged-item img", 120);
+        assert.deepEqual([uploads.length, frames.length], [0, 0], "sent before Send");
+        await page.locator("#reply").press("Enter");
         await imageLoaded(page, '.msg.out.type-image[data-status="sent"] img', 120);
         assert.equal(await page.locator("#reply").inputValue(), "");
         assert.equal(frames.at(-1)?.result.code, 1002);
@@ -248,7 +274,7 @@ browserTest(
         assert.equal(new URL(uploads.at(-1)!.url()).searchParams.get("filename"), "image.png");
       });
 
-      await t.step("voice and video dropped on the conversation are sent in order", async () => {
+      await t.step("voice and video dropped are staged, then sent in order", async () => {
         // AMR: its header and a second of 12.2 kbit/s frames (browsers do not play it).
         const amr = new Uint8Array(6 + 50 * 32);
         amr.set(new TextEncoder().encode("#!AMR\n"));
@@ -271,12 +297,16 @@ browserTest(
             dataTransfer: data, bubbles: true, cancelable: true,
           }));
         })()`);
-        await page.locator("#drop-zone", { hasText: `Drop to send to ${FOLLOWER}` }).waitFor();
+        await page.locator("#drop-zone", { hasText: `Drop to attach for ${FOLLOWER}` }).waitFor();
         await screenshot(page, "console-laptop-attach-drop");
         await page.evaluate(`document.querySelector(".messages").dispatchEvent(
           new DragEvent("drop", { dataTransfer: globalThis.__drop, bubbles: true, cancelable: true }),
         )`);
         await page.locator("#drop-zone").waitFor({ state: "hidden" });
+        await page.locator(".staged-item", { hasText: "how-to.mp4" }).waitFor();
+        assert.equal(await page.locator(".staged-item").count(), 2);
+        assert.equal(frames.length, 1, "sent before Send");
+        await page.locator("#send-button").click();
         const voice = page.locator('.msg.out.type-voice[data-status="sent"]');
         const video = page.locator('.msg.out.type-video[data-status="sent"]');
         await voice.waitFor();
@@ -325,5 +355,35 @@ browserTest(
     } finally {
       await server.close();
     }
+  },
+);
+
+consoleTest(
+  "a picture put in the box and not sent: leaving asks first, removed it does not",
+  { agent: AGENT },
+  async (t, { server, context, page }) => {
+    await postFollowerMessage(server.base, "oKeep", { MsgType: "text", Content: "图呢" });
+    const put = async (tab: Page) => {
+      // A click: Chrome asks before leaving only a page the agent has used.
+      await tab.locator('.contact[data-contact-id="oKeep"]').click();
+      await tab.locator("#attach-input").setInputFiles({
+        name: "order.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      await tab.locator(".staged-item", { hasText: "order.png" }).waitFor();
+    };
+    await t.step("staged, it is only in this page: leaving asks", async () => {
+      await put(page);
+      assert.equal(await leaving(page), "beforeunload");
+    });
+    await t.step("removed, the page closes without a word", async () => {
+      const other = await openTab(context);
+      await openConsole(other, server.base, AGENT);
+      await put(other);
+      await other.getByRole("button", { name: "Remove order.png" }).click();
+      await other.locator("#staged").waitFor({ state: "hidden" });
+      assert.equal(await leaving(other), "closed");
+    });
   },
 );

@@ -149,6 +149,8 @@ consoleTest(
       mimeType: "image/png",
       buffer: Buffer.from(await makePng(600, 400)),
     });
+    // Picked, it waits in the composer: Send sends it.
+    await page.locator("#send-button").click();
     const uploading = page.locator('.msg.out[data-status="uploading"]');
     await uploading.waitFor();
     // The follower writes on while it uploads; the agent reads it all.
@@ -196,6 +198,8 @@ consoleTest(
       mimeType: "image/png",
       buffer: Buffer.from(await makePng(200, 120)),
     });
+    // Picked, it waits in the composer: Send sends it.
+    await page.locator("#send-button").click();
     const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "size-chart.png" });
     await failed.getByRole("button", { name: "Remove" }).waitFor();
 
@@ -211,6 +215,8 @@ consoleTest(
         mimeType: "image/png",
         buffer: Buffer.from(await makePng(200, 120)),
       });
+      // Picked, it waits in the composer: Send sends it.
+      await other.locator("#send-button").click();
       const gone = other.locator('.msg.out[data-status="failed"]', { hasText: "menu.png" });
       await gone.getByRole("button", { name: "Remove" }).click();
       await gone.waitFor({ state: "detached" });
@@ -251,6 +257,8 @@ browserTest(
           mimeType: "audio/amr",
           buffer: Buffer.from(amr),
         });
+        // Picked, it waits in the composer: Send sends it.
+        await page.locator("#send-button").click();
         const failed = page.locator('.msg.out[data-status="failed"]', {
           hasText: "long-message.amr",
         });
@@ -278,6 +286,8 @@ browserTest(
           mimeType: "image/png",
           buffer: Buffer.from(await makePng(200, 120)),
         });
+        // Picked, it waits in the composer: Send sends it.
+        await page.locator("#send-button").click();
         const failed = page.locator('.msg.out[data-status="failed"]', { hasText: "invoice.png" });
         await failed.getByRole("button", { name: "Try again" }).waitFor();
         assert.equal(await leaving(page), "beforeunload");

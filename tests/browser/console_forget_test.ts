@@ -37,6 +37,13 @@ consoleTest(
       assert.equal(await page.locator("#reply").inputValue(), "");
     });
 
+    await t.step("the pane says why it went, and holds the focus", async () => {
+      await page.locator("#conversation-gone", { hasText: "oGone withdrew consent" }).waitFor();
+      assert.equal(await page.evaluate(`document.activeElement?.id`), "conversation-gone");
+      await page.locator('.contact[data-contact-id="oStay"]').click();
+      await page.locator("#conversation-gone").waitFor({ state: "hidden" });
+    });
+
     await t.step("its draft leaves localStorage", async () => {
       const kept = await page.evaluate(() => {
         const storage = (globalThis as unknown as {

@@ -128,9 +128,9 @@ browserTest(
         await page.locator('.contact[data-contact-id="oNew"]').waitFor();
         await waitUntil(async () => (await alerts(page)).tones > 0, () => "no sound");
         assert.deepEqual((await alerts(page)).notes, [], "no desktop notification while in view");
-        // Its message, and the system's notice that it is ours.
-        await waitUntil(async () => (await badge(page)) === 2, () => "no favicon badge");
-        assert.match(await page.locator('link[rel="icon"]').getAttribute("href") ?? "", /%3E2%3C/);
+        // Its message; the system's notice that it is ours is its news too, counted once.
+        await waitUntil(async () => (await badge(page)) === 1, () => "no favicon badge");
+        assert.match(await page.locator('link[rel="icon"]').getAttribute("href") ?? "", /%3E1%3C/);
       });
 
       await t.step("away from the page, a desktop notification too", async () => {
@@ -270,6 +270,26 @@ consoleTest(
       assert.equal(await page.locator("#reply").inputValue(), "/", "Escape keeps what was typed");
     });
 
+    await t.step("a follower nobody named: {name} is left out, never the OpenID", async () => {
+      const openId = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M";
+      await postFollowerMessage(server.base, openId, { MsgType: "text", Content: "在吗" });
+      await page.locator(`.contact[data-contact-id="${openId}"]`).click();
+      await page.locator(".msg.in", { hasText: "在吗" }).waitFor();
+      await page.locator("#reply").fill("");
+      await page.keyboard.type("/发");
+      await page.locator("#quick-picker .quick-item", { hasText: "发票" }).waitFor();
+      await page.keyboard.press("Enter");
+      assert.equal(
+        await page.locator("#reply").inputValue(),
+        `您好，发票请在订单页申请。客服 ${AGENT}`,
+      );
+      await page.locator("#reply").fill("/Greet");
+      await page.locator("#quick-picker .quick-item", { hasText: "Greeting" }).waitFor();
+      await page.keyboard.press("Enter");
+      assert.equal(await page.locator("#reply").inputValue(), "Hello!");
+      await page.locator("#reply").fill("");
+    });
+
     await t.step("deleted from the console, it is gone for the team", async () => {
       await page.locator("#quick-button").click();
       const row = page.locator("#quick-manager .quick-list li", { hasText: "Greeting" });
@@ -323,6 +343,10 @@ browserTest(
       await t.step("take it: the follower is A's, gone from both queues", async () => {
         await a.page.locator('.waiting-entry[data-contact-id="oWait"] .take-button').click();
         await a.page.locator('#contact-list .contact[data-contact-id="oWait"]').waitFor();
+        // Taken, it is open, with what they asked, and the agent types to them.
+        await a.page.locator("#conv-name", { hasText: "oWait" }).waitFor();
+        await a.page.locator(".msg.in", { hasText: "我要退货" }).waitFor();
+        await a.page.waitForFunction(`document.activeElement?.id === "reply"`);
         await a.page.locator("#waiting-live").waitFor({ state: "detached" });
         await b.page.locator("#waiting-live").waitFor({ state: "detached" });
         assert.equal((await server.store.getContact("oWait"))?.agent_id, "agentA");
@@ -358,6 +382,45 @@ browserTest(
         assert.equal(res.status, 409);
         await res.body?.cancel();
       });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "Take it, beaten to it by a colleague: the toast names the follower",
+  async (_t, browser) => {
+    const server = await startBridge();
+    try {
+      const { page } = await openPage(browser);
+      // The news that agentB took oRace is lost on the way (a slow network): Take it is pressed
+      // for a follower already taken.
+      await page.routeWebSocket(/\/msg\?/, (ws) => {
+        const bridge = ws.connectToServer();
+        bridge.onMessage((frame) => {
+          if (!String(frame).includes('"claimed"')) ws.send(frame);
+        });
+      });
+      await openConsole(page, server.base, "agentA");
+      for (const agent of ["agentA", "agentB"]) {
+        const res = await fetch(`${server.base}${B}/send?userid=${agent}`, {
+          method: "POST",
+          body: JSON.stringify({ data: { msg_type: "capacity", msg: { max: 0 } } }),
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+      }
+      await postFollowerMessage(server.base, "oRace", { MsgType: "text", Content: "有人吗" });
+      const entry = page.locator('#waiting-live .waiting-entry[data-contact-id="oRace"]');
+      await entry.waitFor();
+      const res = await fetch(`${server.base}${B}/send?userid=agentB`, {
+        method: "POST",
+        body: JSON.stringify({ data: { msg_type: "claim", contact_id: "oRace" } }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await entry.locator(".take-button").click();
+      await page.locator(".toast", { hasText: "Another agent took oRace first" }).waitFor();
     } finally {
       await server.close();
     }

@@ -271,6 +271,8 @@ wechatConsoleTest(
       mimeType: "image/png",
       buffer: Buffer.from(await makePng(200, 120)),
     });
+    // Picked, it waits in the composer: Send sends it.
+    await page.locator("#send-button").click();
     await page.locator('.msg.out.type-image[data-status="sending"]')
       .locator(".status", { hasText: "Waiting for connection" }).waitFor();
     await page.reload();

@@ -14,6 +14,7 @@ import {
   socketFrames,
   waitUntil,
 } from "./browser.ts";
+import { consoleTest } from "./console_session.ts";
 
 const AGENT = "agentA";
 
@@ -78,8 +79,9 @@ browserTest("the page counts a follower's unread as the bridge does", async (t, 
       "the title counts a tap once: on its follower, not on the system list",
       async () => {
         const expected = await bridgeUnread();
-        // oElse is in view: the title is oTap's count and oTap's assignment, still to read.
-        await page.waitForFunction(`document.title.startsWith("(${expected + 1}) ")`);
+        // oElse is in view: the title is oTap's count; oTap's assignment, still to read, is
+        // oTap's news too, counted once with it (a follow and a message were three).
+        await page.waitForFunction(`document.title.startsWith("(${expected}) ")`);
         assert.equal(
           await page.evaluate(`document.querySelector(".system-entry .unread")?.textContent ?? ""`),
           "1",
@@ -109,3 +111,57 @@ browserTest("the page counts a follower's unread as the bridge does", async (t, 
     await server.close();
   }
 });
+
+consoleTest(
+  "a message that comes while the agent reads back stays unread until scrolled to",
+  { agent: AGENT },
+  async (t, { server, page }) => {
+    for (let i = 0; i < 40; i++) {
+      await postFollowerMessage(server.base, "oBack", { MsgType: "text", Content: `line ${i}` });
+    }
+    await postFollowerMessage(server.base, "oOther", { MsgType: "text", Content: "你好" });
+    await page.locator('.contact[data-contact-id="oBack"]').click();
+    await page.locator(".msg.in", { hasText: "line 39" }).waitFor();
+    const bridgeUnread = async (id: string) =>
+      Number((await contactsOf(server.base, AGENT)).find((c) => c.contact_id === id)?.unread);
+    await waitUntil(async () => await bridgeUnread("oBack") === 0, () => "oBack not read");
+    const scrollUp = async () => {
+      await page.locator("#messages").hover();
+      await page.mouse.wheel(0, -20_000);
+      await page.waitForFunction(
+        `(() => { const b = document.querySelector("#messages");
+          return b.scrollHeight - b.scrollTop - b.clientHeight > 400; })()`,
+      );
+    };
+
+    await t.step("scrolled up: counted on its row and in the title, not read", async () => {
+      await scrollUp();
+      await postFollowerMessage(server.base, "oBack", { MsgType: "text", Content: "NEW below" });
+      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor();
+      await page.locator('.contact[data-contact-id="oBack"] .unread', { hasText: "1" }).waitFor();
+      // oOther's message (its assignment counted with it), and this one.
+      await page.waitForFunction(`document.title.startsWith("(2) ")`);
+    });
+
+    await t.step("the pill takes the agent to it: read here and at the bridge", async () => {
+      await page.locator("#new-pill").click();
+      await waitUntil(async () => await bridgeUnread("oBack") === 0, () => "oBack stayed unread");
+      await page.locator('.contact[data-contact-id="oBack"] .unread').waitFor({
+        state: "detached",
+      });
+    });
+
+    await t.step("scrolled up, then another conversation: its count is kept", async () => {
+      await scrollUp();
+      await postFollowerMessage(server.base, "oBack", { MsgType: "text", Content: "NEW again" });
+      await page.locator("#new-pill", { hasText: "New messages ↓" }).waitFor();
+      await page.locator('.contact[data-contact-id="oOther"]').click();
+      await page.locator(".msg.in", { hasText: "你好" }).waitFor();
+      await page.locator('.contact[data-contact-id="oBack"] .unread', { hasText: "1" }).waitFor();
+      assert.equal(await bridgeUnread("oBack"), 1);
+      await page.locator('.contact[data-contact-id="oBack"]').click();
+      await page.locator(".msg.in", { hasText: "NEW again" }).waitFor();
+      await waitUntil(async () => await bridgeUnread("oBack") === 0, () => "opened, not read");
+    });
+  },
+);

@@ -51,7 +51,8 @@ wechatConsoleTest(
   async (_t, { server, fake, page }) => {
     await postFollowerMessage(server.base, "oTwice", { MsgType: "text", Content: "退款到了吗" });
     await page.locator('.contact[data-contact-id="oTwice"]').click();
-    fake.failNext("/cgi-bin/message/custom/send", 45002, "content too long");
+    // A refusal sending again can get past (not 45002, too long: that one has no Retry).
+    fake.failNext("/cgi-bin/message/custom/send", 45009, "reach max api daily quota limit");
     await page.locator("#reply").fill("退款已原路退回");
     await page.keyboard.press("Enter");
     const reply = page.locator(".msg.out", { hasText: "退款已原路退回" });

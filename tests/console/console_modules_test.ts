@@ -14,6 +14,7 @@ import {
 } from "../../static/console/limits.js";
 import {
   fillPlaceholders,
+  followerName,
   insertQuickReply,
   searchQuickReplies,
   slashQuery,
@@ -237,6 +238,17 @@ Deno.test("quick replies: the / query, search, placeholders, insertion", () => {
     fillPlaceholders("{constructor} {toString} {__proto__} {hasOwnProperty}", { name: "王" }),
     "{constructor} {toString} {__proto__} {hasOwnProperty}",
   );
+  // No name (WeChat gives none): the gap is closed, the OpenID the bridge lists never put in.
+  const noName = (text: string) => fillPlaceholders(text, { name: "", agent: "7" });
+  assert.equal(noName("您好{name}，我是客服{agent}。"), "您好，我是客服7。");
+  assert.equal(noName("{name}，您好"), "您好");
+  assert.equal(noName("{name}您好"), "您好");
+  assert.equal(noName("Hello {name}, I am {agent}"), "Hello, I am 7");
+  assert.equal(noName("Thanks, {name}!"), "Thanks!");
+  assert.equal(noName("亲爱的{name}，感谢"), "亲爱的，感谢");
+  assert.equal(followerName({ contact_id: "oF011", name: "oF011" }, "oF011"), "");
+  assert.equal(followerName({ name: "" }, "oF011"), "");
+  assert.equal(followerName({ name: "王女士" }, "oF011"), "王女士");
   assert.deepEqual(insertQuickReply("ok /gr", { start: 3, end: 6 }, "Hi 王"), {
     text: "ok Hi 王",
     caret: 7,
