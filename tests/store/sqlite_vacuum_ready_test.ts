@@ -53,3 +53,24 @@ Deno.test("bridge.sqlite made smaller by VACUUM while main.ts runs: still ready,
     }
   });
 });
+
+Deno.test("bridge.sqlite cut short at a page's end while main.ts runs: /readyz answers 503", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/bridge.sqlite`;
+    const p = spawn(dir);
+    try {
+      await waitReady(p);
+      await firstFive(p, []);
+      await sqlite3(file, "PRAGMA wal_checkpoint(TRUNCATE);");
+      const size = Deno.statSync(file).size;
+      assert.equal((await readyz(p.base)).status, 200);
+      // Whole pages left, the header still counting the ones cut: not SQLite's doing.
+      await Deno.truncate(file, size - 4096);
+      const after = await readyz(p.base);
+      assert.equal(after.status, 503, after.body);
+      await p.printed(/bridge\.sqlite was emptied or cut short while the bridge ran/);
+    } finally {
+      await kill(p, "SIGKILL");
+    }
+  });
+});
