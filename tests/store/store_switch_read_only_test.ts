@@ -7,6 +7,36 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { checkStoreSwitch } from "../../src/store/store_switch.ts";
+import { openKvStore } from "../../src/store/kv_store.ts";
+import { openStore } from "../../src/store/open_store.ts";
+import { loadConfig } from "../../src/config.ts";
+import type { InboundItem, Presence } from "../../src/core/store.ts";
+
+const nobody: Presence = { isOnline: () => false, onlineAgents: () => [] };
+
+function textItem(followerId: string, id: string): InboundItem {
+  return {
+    followerId,
+    name: null,
+    to: "gh_account",
+    kind: "message",
+    receivedAt: Date.now(),
+    dedupKey: `msg:${id}`,
+    envelope: {
+      data: {
+        id,
+        name: followerId,
+        avatar: "",
+        msg_type: "text",
+        contact_id: followerId,
+        company_id: "acme",
+        send_time: 1_700_000_000,
+        msg: { content: `message ${id}` },
+      },
+      result: { code: 1001, message: "common" },
+    },
+  };
+}
 
 Deno.test("the SQLite start's look at bridge.kv leaves its time as it was", async () => {
   const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-" });
@@ -72,6 +102,35 @@ Deno.test("the STORE=kv start's look at bridge.sqlite does not date it now", asy
     await checkStoreSwitch(dir, "kv");
     // An idle STORE=kv run, then its restart.
     await checkStoreSwitch(dir, "kv");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("STORE=kv serving beside older SQLite data restarts, idle, as often as it likes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-e2e-" });
+  const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
+  const kv = { ...sqlite, store: "kv" as const };
+  try {
+    const first = await openStore(sqlite);
+    await first.acceptInbound([textItem("oAnn", "5200001")], nobody);
+    await first.close();
+    // A STORE=kv run after it (store_switch_test's "a newer KV file").
+    const older = await openKvStore(`${dir}/bridge.kv`, {
+      companyId: "acme",
+      now: Date.now,
+      newId: () => crypto.randomUUID(),
+      dedupTtlMs: 24 * 3600_000,
+      retentionMs: 30 * 24 * 3600_000,
+    });
+    await older.acceptInbound([textItem("oBen", "5200002")], nobody);
+    await older.close();
+    // STORE=kv, its data the newer: it serves, and so do its restarts with nothing written.
+    for (let start = 0; start < 3; start++) {
+      const store = await openStore(kv);
+      assert.equal(await store.queueDepth(), 1, `start ${start}`);
+      await store.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
