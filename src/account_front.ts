@@ -69,7 +69,10 @@ export function createAccountFront(options: AccountFrontOptions) {
   async function agentOf(req: Request, url: URL): Promise<string | null> {
     const claimed = agentIdFrom(url);
     if (!auth.required) return claimed;
-    const hasToken = req.headers.has("authorization") || url.searchParams.has("token");
+    // Only a Bearer header is an agent's: a proxy's password (`Basic`) passes on every request,
+    // the console's page and files too, which answered 401.
+    const hasToken = /^Bearer[ \t]/i.test(req.headers.get("authorization") ?? "") ||
+      url.searchParams.has("token");
     return hasToken
       ? await auth.authenticate(req, url, claimed, socketRoutes.has(url.pathname))
       : null;

@@ -34,6 +34,11 @@ export interface FileGuardOptions {
   look?: () => void;
   /** STORE_FSYNC=1: a copy written back, and a directory made again for it, reach the disk. */
   fsync?: boolean;
+  /**
+   * The page size and page count the open connection reads in the file's header; throws when
+   * it cannot. A smaller file whose pages all fit was made smaller by SQLite (a VACUUM).
+   */
+  pages?: () => { size: number; count: number };
 }
 
 /** Watches the database file at `path`; `copyTo` writes the open database to a new file. */
@@ -42,7 +47,7 @@ export function createFileGuard(
   copyTo: (dest: string) => Promise<void>,
   options: FileGuardOptions = {},
 ): FileGuard {
-  const { look = () => {}, fsync = false } = options;
+  const { look = () => {}, fsync = false, pages } = options;
   let expected = pathIdOf(path);
   let keepJournal = false;
   let problem: string | null = null;
@@ -58,8 +63,9 @@ export function createFileGuard(
   let pinned: Deno.FsFile | null = null;
   /**
    * The largest the file has been: the bridge never makes it smaller (no VACUUM), so a file
-   * found smaller was cut short from outside (`: > bridge.sqlite`, a copytruncate), its pages
-   * gone under the same inode, which the identity check alone took for the file opened.
+   * found smaller, unless SQLite's header says its pages all fit, was cut short from outside
+   * (`: > bridge.sqlite`, a copytruncate), its pages gone under the same inode, which the
+   * identity check alone took for the file opened.
    */
   let largest = sizeOf(path) ?? 0;
 
@@ -146,8 +152,9 @@ export function createFileGuard(
   function cutShort(): string | null {
     // Gone since the look above: the next look says so.
     const size = sizeOf(path);
-    if (size === null || size >= largest) {
-      largest = Math.max(largest, size ?? 0);
+    if (size === null || size >= largest || whole(size)) {
+      // After a VACUUM the file grows again from its new size.
+      largest = size === null || size >= largest ? Math.max(largest, size ?? 0) : size;
       return null;
     }
     // Its pages are lost; what the journal still holds rebuilds them at the next start, and
@@ -157,6 +164,18 @@ export function createFileGuard(
       `${size}): restart the bridge, which rebuilds the tables from the journal`;
     log.error("{problem}; the journal is kept", { problem });
     return problem;
+  }
+
+  /** Whether a file of `size` bytes holds every page the header counts (an operator's VACUUM
+   * shrinks it so); an empty one never does, nor one the connection cannot read. */
+  function whole(size: number): boolean {
+    if (pages === undefined || size === 0) return false;
+    try {
+      const { size: pageSize, count } = pages();
+      return count > 0 && size % pageSize === 0 && count * pageSize <= size;
+    } catch {
+      return false;
+    }
   }
 
   function writeBack(): void {

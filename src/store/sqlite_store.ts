@@ -392,7 +392,14 @@ function createSqliteStore(
     // At close the worker has applied what it was handed, and takes no more requests.
     if (!closed && appliedId < journalId) await applier.applied(journalId);
     await applier.backup(dest);
-  }, { look: lookAtJournal, fsync: options.fsync ?? false });
+  }, {
+    look: lookAtJournal,
+    fsync: options.fsync ?? false,
+    pages: () => ({
+      size: Number(db.prepare("PRAGMA page_size").get()?.["page_size"]),
+      count: Number(db.prepare("PRAGMA page_count").get()?.["page_count"]),
+    }),
+  });
 
   /** Whether the journal's segments are still in their directory: written back if not (throws
    * while they cannot be). */

@@ -75,8 +75,10 @@ async function lastWrite(files: string[], dir?: string): Promise<number | null> 
   let latest: number | null = null;
   for (const path of paths) {
     try {
-      const at = (await Deno.stat(path)).mtime?.getTime() ?? 0;
-      latest = Math.max(latest ?? 0, at);
+      const { mtime, size } = await Deno.stat(path);
+      // An empty WAL holds no write: a read-only look creates one (and a checkpoint empties it).
+      if (path.endsWith("-wal") && size === 0) continue;
+      latest = Math.max(latest ?? 0, mtime?.getTime() ?? 0);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
@@ -131,10 +133,27 @@ function readOnly<T>(path: string, read: (db: DatabaseSync) => T, otherwise: T):
   }
 }
 
-/** Whether the KV store at `path` holds a contact, a log entry or a waiting message. Opening it
- * to read changes neither its content nor its time. */
+/** Whether the KV store at `path` holds a contact, a log entry or a waiting message that has not
+ * expired. Read as the SQLite file it is, read-only: opened as a Deno KV store, KV sweeps its
+ * expired entries (the signed callbacks' bodies) and so writes the file, which then looks newer
+ * than bridge.sqlite to the next start. */
 async function kvHasData(path: string): Promise<boolean> {
+  const now = Date.now();
+  const found = readOnly<boolean | null>(path, (db) => {
+    const query = db.prepare(
+      "SELECT 1 FROM kv WHERE k >= ? AND k < ? AND (expiration_ms < 0 OR expiration_ms > ?) " +
+        "LIMIT 1",
+    );
+    return [contactsPrefix(), logPrefix(), queuePrefix()].some((prefix) => {
+      const low = kvKeyPrefixBytes(prefix);
+      const high = new Uint8Array([...low, 0xff]);
+      return query.get(low, high, now) !== undefined;
+    });
+  }, null);
+  if (found !== null) return found;
+  // A file this build cannot read so: as KV reads it, then its time put back.
   if (typeof Deno.openKv !== "function") return true;
+  const { atime, mtime } = await Deno.stat(path);
   const kv = await Deno.openKv(path);
   try {
     for (const prefix of [contactsPrefix(), logPrefix(), queuePrefix()]) {
@@ -143,5 +162,22 @@ async function kvHasData(path: string): Promise<boolean> {
     return false;
   } finally {
     kv.close();
+    if (mtime !== null) await Deno.utime(path, atime ?? mtime, mtime);
   }
+}
+
+/** The bytes Deno KV's tuple encoding gives a key of strings (each `0x02`, its UTF-8 with `0x00`
+ * escaped as `0x00 0xff`, then `0x00`), which every longer key under it starts with. */
+function kvKeyPrefixBytes(key: Deno.KvKey): Uint8Array {
+  const out: number[] = [];
+  for (const part of key) {
+    if (typeof part !== "string") throw new TypeError("Only string key parts are encoded here");
+    out.push(0x02);
+    for (const byte of new TextEncoder().encode(part)) {
+      out.push(byte);
+      if (byte === 0x00) out.push(0xff);
+    }
+    out.push(0x00);
+  }
+  return new Uint8Array(out);
 }
