@@ -48,9 +48,9 @@ Deno.test("deno task token mints a token the bridge accepts", async (t) => {
 
     const auth = createAgentAuth({ secret: SECRET, allowedOrigins: [] });
     const url = new URL(`http://bridge.test/msg?userid=agent-7&token=${token}`);
-    // As the socket sends it: a token in the URL is taken on an upgrade only.
+    // As the socket sends it: a token in the URL is taken on the socket's route only.
     const req = new Request(url, { headers: { upgrade: "websocket" } });
-    assert.equal(await auth.authenticate(req, url, "agent-7"), "agent-7");
+    assert.equal(await auth.authenticate(req, url, "agent-7", true), "agent-7");
   });
 
   await t.step("defaults to 12 hours", async () => {
