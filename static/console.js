@@ -3445,7 +3445,7 @@ function rowKey(contact) {
     contact.labels,
     last ? [last.direction, last.agent_id, last.msg_type, last.preview, last.local] : null,
     listTime(Number(contact.last_message_time)),
-    current && isViewing(id) ? 0 : Number(contact.unread) || 0,
+    current && seesNewest(id) ? 0 : Number(contact.unread) || 0,
     current || !listDrafts.has(id) ? "" : drafts.get(id) || noteDrafts.get(id),
     win.state,
     win.label,
