@@ -1576,10 +1576,19 @@ function inThread(msg) {
 function onTabMessage(event) {
   const data = event.data ?? {};
   if (data.edited) return onTabEdited(data.edited);
+  if (data.withdrawn) return onTabWithdrawn(data.withdrawn);
   const id = data.read;
   if (typeof id !== "string" || !state.contacts.has(id)) return;
   markRead(id, { send: false });
   renderContacts();
+}
+
+/** A failed reply another tab of this agent took back with Edit: left here with its Retry, it
+ * went to the follower a second time beside the edited one. */
+function onTabWithdrawn(withdrawn) {
+  const contactId = typeof withdrawn?.contact_id === "string" ? withdrawn.contact_id : "";
+  const found = contactId ? findByClientId(withdrawn.client_id, contactId) : null;
+  if (found?.msg.status === "failed") cancelReply(contactId, found.msg);
 }
 
 /** A follower's name (the bridge had it) or labels, from another tab of this agent. */
@@ -2737,6 +2746,7 @@ function editReply(contactId, msg) {
   setReplyText(editedBox(el.reply.value, text));
   drafts.set(contactId, el.reply.value);
   cancelReply(contactId, msg);
+  tabs?.postMessage({ withdrawn: { contact_id: contactId, client_id: msg.client_id } });
   autosize();
   renderViews();
   el.reply.focus();
