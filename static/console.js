@@ -2496,6 +2496,9 @@ function onForgotten(followerId) {
   state.convs.delete(followerId);
   drafts.set(followerId, "");
   noteDrafts.set(followerId, "");
+  // A file staged for the follower could be neither sent nor removed now, and the page asked
+  // before every leave for it: it goes with the rest.
+  dropStaged(followerId);
   if (state.current === followerId) {
     state.current = null;
     // The address named it: a reload would ask the bridge for a history it no longer has.
@@ -2958,6 +2961,12 @@ function unstage(contactId, id) {
   if (item?.preview) URL.revokeObjectURL(item.preview);
   renderStaged();
   if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+}
+
+/** Lets go of every file staged for `contactId`, unsent. */
+function dropStaged(contactId) {
+  for (const item of staged.take(contactId)) if (item.preview) URL.revokeObjectURL(item.preview);
+  renderStaged();
 }
 
 /** The open conversation's staged files above the reply box: preview, name, size, Remove. */
