@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { B, leaving, makePng, postFollowerMessage } from "./browser.ts";
 import { consoleTest } from "./console_session.ts";
+import { connectRoutedAgent } from "../helpers/server.ts";
 
 const AGENT = "agentS";
 
@@ -34,5 +35,36 @@ consoleTest(
     await page.locator("#staged").waitFor({ state: "hidden" });
     // Nothing of the follower's is left in the page: it closes without a word.
     assert.equal(await leaving(page), "closed");
+  },
+);
+
+consoleTest(
+  "a picture staged for a follower then handed to a colleague is not kept for a follower not ours",
+  { agent: AGENT },
+  async (_t, { server, page }) => {
+    await postFollowerMessage(server.base, "oMove", {
+      ToUserName: AGENT,
+      MsgType: "text",
+      Content: "换个人",
+    });
+    const colleague = await connectRoutedAgent(server, "agentB");
+    try {
+      await page.locator('.contact[data-contact-id="oMove"]').click();
+      await page.locator("#attach-input").setInputFiles({
+        name: "order.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(200, 120)),
+      });
+      await page.locator(".staged-item", { hasText: "order.png" }).waitFor();
+      await page.locator("#transfer-button").click();
+      await page.locator("#transfer-to").fill("agentB");
+      await page.locator("#transfer-submit").click();
+      await page.locator("#transferred .contact", { hasText: "oMove" }).waitFor();
+      await page.locator("#staged").waitFor({ state: "hidden" });
+      // This agent can no longer send it, nor see it to remove it: leaving does not ask for it.
+      assert.equal(await leaving(page), "closed");
+    } finally {
+      await colleague.close();
+    }
   },
 );
