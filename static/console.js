@@ -2464,6 +2464,8 @@ function onTransferredOut(followerId, msg, data) {
     transferred_at: Number(data.send_time) || nowS(),
   });
   state.contacts.delete(followerId);
+  // Not ours to send to any more, and out of sight to remove: a staged file goes.
+  dropStaged(followerId);
   finishAction(followerId);
   saveContext();
 }
