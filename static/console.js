@@ -2770,6 +2770,9 @@ function retryReply(contactId, msg) {
   }
   // One too old to go by itself leaves the store with its old client_id.
   settleStored(msg.client_id);
+  // This agent's other tabs let go of the failed one (the echo of the new one shows there): its
+  // Retry there sent the same words again.
+  tabs?.postMessage({ withdrawn: { contact_id: contactId, client_id: msg.client_id } });
   const clientId = newClientId();
   renameReply(contact, msg.client_id, clientId);
   rekeyClientId(conv(contactId), msg, clientId);
