@@ -1576,10 +1576,19 @@ function inThread(msg) {
 function onTabMessage(event) {
   const data = event.data ?? {};
   if (data.edited) return onTabEdited(data.edited);
+  if (data.withdrawn) return onTabWithdrawn(data.withdrawn);
   const id = data.read;
   if (typeof id !== "string" || !state.contacts.has(id)) return;
   markRead(id, { send: false });
   renderContacts();
+}
+
+/** A failed reply another tab of this agent took back with Edit: left here with its Retry, it
+ * went to the follower a second time beside the edited one. */
+function onTabWithdrawn(withdrawn) {
+  const contactId = typeof withdrawn?.contact_id === "string" ? withdrawn.contact_id : "";
+  const found = contactId ? findByClientId(withdrawn.client_id, contactId) : null;
+  if (found?.msg.status === "failed") cancelReply(contactId, found.msg);
 }
 
 /** A follower's name (the bridge had it) or labels, from another tab of this agent. */
@@ -2455,6 +2464,8 @@ function onTransferredOut(followerId, msg, data) {
     transferred_at: Number(data.send_time) || nowS(),
   });
   state.contacts.delete(followerId);
+  // Not ours to send to any more, and out of sight to remove: a staged file goes.
+  dropStaged(followerId);
   finishAction(followerId);
   saveContext();
 }
@@ -2487,6 +2498,9 @@ function onForgotten(followerId) {
   state.convs.delete(followerId);
   drafts.set(followerId, "");
   noteDrafts.set(followerId, "");
+  // A file staged for the follower could be neither sent nor removed now, and the page asked
+  // before every leave for it: it goes with the rest.
+  dropStaged(followerId);
   if (state.current === followerId) {
     state.current = null;
     // The address named it: a reload would ask the bridge for a history it no longer has.
@@ -2737,6 +2751,7 @@ function editReply(contactId, msg) {
   setReplyText(editedBox(el.reply.value, text));
   drafts.set(contactId, el.reply.value);
   cancelReply(contactId, msg);
+  tabs?.postMessage({ withdrawn: { contact_id: contactId, client_id: msg.client_id } });
   autosize();
   renderViews();
   el.reply.focus();
@@ -2755,6 +2770,9 @@ function retryReply(contactId, msg) {
   }
   // One too old to go by itself leaves the store with its old client_id.
   settleStored(msg.client_id);
+  // This agent's other tabs let go of the failed one (the echo of the new one shows there): its
+  // Retry there sent the same words again.
+  tabs?.postMessage({ withdrawn: { contact_id: contactId, client_id: msg.client_id } });
   const clientId = newClientId();
   renameReply(contact, msg.client_id, clientId);
   rekeyClientId(conv(contactId), msg, clientId);
@@ -2948,6 +2966,12 @@ function unstage(contactId, id) {
   if (item?.preview) URL.revokeObjectURL(item.preview);
   renderStaged();
   if (!isNarrow() && !el.reply.disabled) el.reply.focus();
+}
+
+/** Lets go of every file staged for `contactId`, unsent. */
+function dropStaged(contactId) {
+  for (const item of staged.take(contactId)) if (item.preview) URL.revokeObjectURL(item.preview);
+  renderStaged();
 }
 
 /** The open conversation's staged files above the reply box: preview, name, size, Remove. */
@@ -3445,7 +3469,7 @@ function rowKey(contact) {
     contact.labels,
     last ? [last.direction, last.agent_id, last.msg_type, last.preview, last.local] : null,
     listTime(Number(contact.last_message_time)),
-    current && isViewing(id) ? 0 : Number(contact.unread) || 0,
+    current && seesNewest(id) ? 0 : Number(contact.unread) || 0,
     current || !listDrafts.has(id) ? "" : drafts.get(id) || noteDrafts.get(id),
     win.state,
     win.label,
