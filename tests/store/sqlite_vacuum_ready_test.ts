@@ -3,7 +3,7 @@
 // pages) shrinks it, the same inode, every page whole. That answered /readyz 503 until a restart,
 // taking a healthy bridge out of its balancer.
 import assert from "node:assert/strict";
-import { followerPosts } from "./_follower_posts.ts";
+import { followerPosts, readiness } from "./_follower_posts.ts";
 import { killBridge as kill, spawnOnDefaultStore as spawn, waitReady } from "../helpers/spawn.ts";
 import { withTempDir } from "./_durable_store_cases.ts";
 
@@ -14,11 +14,6 @@ async function sqlite3(file: string, sql: string): Promise<void> {
   const run = await new Deno.Command("sqlite3", { args: ["-cmd", ".timeout 10000", file, sql] })
     .output();
   assert.ok(run.success, new TextDecoder().decode(run.stderr));
-}
-
-async function readyz(base: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${base}/readyz`);
-  return { status: res.status, body: await res.text() };
 }
 
 Deno.test("bridge.sqlite made smaller by VACUUM while main.ts runs: still ready, nothing lost", async () => {
@@ -37,17 +32,17 @@ Deno.test("bridge.sqlite made smaller by VACUUM while main.ts runs: still ready,
       );
       const grown = Deno.statSync(file).size;
       // /readyz looks at the file: the guard has seen it this large.
-      assert.equal((await readyz(p.base)).status, 200);
+      assert.equal((await readiness(p)).status, 200);
       await sqlite3(
         file,
         "DROP TABLE ops_scratch; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
       );
       assert.ok(Deno.statSync(file).size < grown, "VACUUM made the file smaller");
-      const after = await readyz(p.base);
+      const after = await readiness(p);
       assert.equal(after.status, 200, after.body);
       await sendEach(p, 6, 7, expected);
       assert.deepEqual(await history(p), expected);
-      assert.equal((await readyz(p.base)).status, 200);
+      assert.equal((await readiness(p)).status, 200);
     } finally {
       await kill(p, "SIGKILL");
     }
@@ -63,10 +58,10 @@ Deno.test("bridge.sqlite cut short at a page's end while main.ts runs: /readyz a
       await firstFive(p, []);
       await sqlite3(file, "PRAGMA wal_checkpoint(TRUNCATE);");
       const size = Deno.statSync(file).size;
-      assert.equal((await readyz(p.base)).status, 200);
+      assert.equal((await readiness(p)).status, 200);
       // Whole pages left, the header still counting the ones cut: not SQLite's doing.
       await Deno.truncate(file, size - 4096);
-      const after = await readyz(p.base);
+      const after = await readiness(p);
       assert.equal(after.status, 503, after.body);
       await p.printed(/bridge\.sqlite was emptied or cut short while the bridge ran/);
     } finally {
