@@ -3,9 +3,28 @@
 // and what /readyz says meanwhile.
 import assert from "node:assert/strict";
 import { connectAgent, fullHistory, post, textXml } from "../helpers/agent.ts";
-import type { SpawnedBridge } from "../helpers/spawn.ts";
+import {
+  killBridge,
+  type SpawnedBridge,
+  spawnOnDefaultStore,
+  waitReady,
+} from "../helpers/spawn.ts";
+import { withTempDir } from "./_durable_store_cases.ts";
 
 const B = "/im_component/wx_official_account";
+
+/** A bridge on a fresh DATA_DIR that `withFiveRead` hands a test. */
+export interface FiveRead {
+  dir: string;
+  /** `${dir}/bridge.sqlite`. */
+  file: string;
+  /** The bridge running now. */
+  p: SpawnedBridge;
+  /** What a1's history should hold: m1..m5 to begin with. */
+  expected: string[];
+  /** Stops `p` with `signal` and starts main.ts again on `dir`, ready. */
+  restart(signal: Deno.Signal): Promise<void>;
+}
 
 /** `send` posts the follower's texts (fresh MsgIds from `firstMsgId`); `history` reads a1's. */
 export function followerPosts(followerId: string, firstMsgId: number) {
@@ -46,6 +65,30 @@ export function followerPosts(followerId: string, firstMsgId: number) {
       await posts.sendEach(p, 1, 5, expected);
       await a1.waitForCount(6, 5000);
       await a1.close();
+    },
+    /** Runs `fn` on main.ts on the default store in a fresh DATA_DIR, ready, m1..m5 read by a1;
+     * the bridge running at the end is killed. */
+    async withFiveRead(fn: (run: FiveRead) => Promise<void>): Promise<void> {
+      await withTempDir(async (dir) => {
+        const run: FiveRead = {
+          dir,
+          file: `${dir}/bridge.sqlite`,
+          p: spawnOnDefaultStore(dir),
+          expected: [],
+          async restart(signal) {
+            await killBridge(run.p, signal);
+            run.p = spawnOnDefaultStore(dir);
+            await waitReady(run.p);
+          },
+        };
+        try {
+          await waitReady(run.p);
+          await posts.firstFive(run.p, run.expected);
+          await fn(run);
+        } finally {
+          await killBridge(run.p, "SIGKILL");
+        }
+      });
     },
   };
   return posts;
