@@ -61,12 +61,20 @@ async function oneAndTwo(store: Pick<Store, "appendToAgents">) {
   return applied.value;
 }
 
-/** Closes `first`, then asserts that ag1's next socket, without since=, gets both 1 and 2. */
-async function reconnectGetsBoth(
+/** A switchboard whose hub holds a frame for a missing seq longer than any test here waits. */
+function holding(store: Store): Switchboard {
+  // Long enough that the gap is not read before the socket goes.
+  return createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+}
+
+/** Asserts that `first` got nothing (2 held for 1), closes it, and that ag1's next socket,
+ * without since=, gets both 1 and 2. */
+async function heldThenBothOnReconnect(
   switchboard: Switchboard,
   first: ReturnType<typeof socket>,
   conn: AgentConnection,
 ) {
+  assert.deepEqual(first.seqs, [], "2 is held for 1");
   first.close();
   switchboard.disconnect(conn);
   const again = socket();
@@ -77,8 +85,7 @@ async function reconnectGetsBoth(
 
 Deno.test("createSwitchboard() does not count a held frame delivered before it is written", async () => {
   const store = memoryStore();
-  // Long enough that the gap is not read before the socket goes.
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  const switchboard = holding(store);
   try {
     const first = socket();
     const conn = await switchboard.connect("ag1", first, null);
@@ -86,8 +93,7 @@ Deno.test("createSwitchboard() does not count a held frame delivered before it i
     assert.deepEqual([one!.seq, two!.seq], [1, 2]);
     // 2 comes live first; 1 (another instance's) has not come yet when the socket closes.
     switchboard.push([two!]);
-    assert.deepEqual(first.seqs, [], "2 is held for 1");
-    await reconnectGetsBoth(switchboard, first, conn);
+    await heldThenBothOnReconnect(switchboard, first, conn);
   } finally {
     await store.close();
   }
@@ -107,7 +113,7 @@ Deno.test("createSwitchboard() does not count a frame delivered that came during
       return page;
     },
   };
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  const switchboard = holding(store);
   try {
     const first = socket();
     const connecting = switchboard.connect("ag1", first, null);
@@ -118,8 +124,7 @@ Deno.test("createSwitchboard() does not count a frame delivered that came during
     gated = false;
     open();
     const conn = await connecting;
-    assert.deepEqual(first.seqs, [], "2 is held for 1");
-    await reconnectGetsBoth(switchboard, first, conn);
+    await heldThenBothOnReconnect(switchboard, first, conn);
   } finally {
     await memory.close();
   }
@@ -130,7 +135,7 @@ Deno.test("createSwitchboard() gives a second socket the seq another socket hold
   // both (the cursor said 2 was delivered) and dropped 1 as a repeat when it came: the defect
   // the hold was made for, on the second socket.
   const store = memoryStore();
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  const switchboard = holding(store);
   try {
     const first = socket();
     const conn = await switchboard.connect("ag1", first, null);
