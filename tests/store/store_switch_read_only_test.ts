@@ -10,7 +10,7 @@ import { checkStoreSwitch } from "../../src/store/store_switch.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { openStore } from "../../src/store/open_store.ts";
 import { loadConfig } from "../../src/config.ts";
-import { baseStoreOptions, presenceOf, textItem } from "./_durable_store_cases.ts";
+import { baseStoreOptions, presenceOf, textItem, withTempDir } from "./_durable_store_cases.ts";
 
 const nobody = presenceOf();
 
@@ -37,8 +37,7 @@ async function kvFile(dir: string, writes: string): Promise<void> {
 }
 
 Deno.test("the SQLite start's look at bridge.kv leaves its time as it was", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-" });
-  try {
+  await withTempDir(async (dir) => {
     // A SQLite file a start has marked, as kv_migration leaves it; a STORE=kv run's file.
     sqliteFile(
       dir,
@@ -61,14 +60,11 @@ Deno.test("the SQLite start's look at bridge.kv leaves its time as it was", asyn
     // The next start (the SQLite file untouched meanwhile: an idle run) starts too.
     await checkStoreSwitch(dir, "sqlite");
     assert.equal(Deno.statSync(`${dir}/bridge.kv`).mtime!.getTime(), before.getTime());
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("the STORE=kv start's look at bridge.sqlite does not date it now", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-kv-" });
-  try {
+  await withTempDir(async (dir) => {
     sqliteFile(
       dir,
       "CREATE TABLE contacts (follower_id TEXT PRIMARY KEY, json TEXT)",
@@ -82,16 +78,13 @@ Deno.test("the STORE=kv start's look at bridge.sqlite does not date it now", asy
     await checkStoreSwitch(dir, "kv");
     // An idle STORE=kv run, then its restart.
     await checkStoreSwitch(dir, "kv");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("STORE=kv serving beside older SQLite data restarts, idle, as often as it likes", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-e2e-" });
-  const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
-  const kv = { ...sqlite, store: "kv" as const };
-  try {
+  await withTempDir(async (dir) => {
+    const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
+    const kv = { ...sqlite, store: "kv" as const };
     const first = await openStore(sqlite);
     await first.acceptInbound([textItem("oAnn", "while on sqlite")], nobody);
     await first.close();
@@ -105,7 +98,5 @@ Deno.test("STORE=kv serving beside older SQLite data restarts, idle, as often as
       assert.equal(await store.queueDepth(), 1, `start ${start}`);
       await store.close();
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { openStore } from "../../src/store/open_store.ts";
 import { loadConfig } from "../../src/config.ts";
-import { baseStoreOptions, presenceOf, textItem } from "./_durable_store_cases.ts";
+import { baseStoreOptions, presenceOf, textItem, withTempDir } from "./_durable_store_cases.ts";
 
 const nobody = presenceOf();
 
@@ -25,10 +25,9 @@ async function refused(config: Parameters<typeof openStore>[0], message: RegExp)
 }
 
 Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "store_switch_test_" });
-  const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
-  const kv = { ...sqlite, store: "kv" as const };
-  try {
+  await withTempDir(async (dir) => {
+    const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
+    const kv = { ...sqlite, store: "kv" as const };
     await t.step("a message waits in SQLite", async () => {
       const store = await openStore(sqlite);
       await store.acceptInbound([textItem("oAnn", "while on sqlite")], nobody);
@@ -68,7 +67,5 @@ Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", asy
         await store.close();
       },
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
