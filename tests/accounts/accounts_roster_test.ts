@@ -5,17 +5,11 @@
 import assert from "node:assert/strict";
 import { mintAgentToken } from "../../src/agents/auth.ts";
 import { startBridge, type TestBridge } from "../helpers/server.ts";
+import { upgradeAnswer } from "../helpers/upgrade.ts";
 import { writeAccounts } from "./_accounts_env.ts";
 
 const B = "/im_component/wx_official_account";
 const SECRET = "accounts-roster-secret-0123456789abcdef";
-
-const upgradeHeaders = {
-  connection: "Upgrade",
-  upgrade: "websocket",
-  "sec-websocket-key": btoa("accounts-roster!"),
-  "sec-websocket-version": "13",
-};
 
 async function answer(server: TestBridge, path: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${server.base}${path}`, { headers });
@@ -49,7 +43,7 @@ Deno.test("a stranger learns no agent nor account from the multi-account front",
     });
     await t.step("no token: 401 on the socket's upgrade too", async () => {
       for (const query of guesses) {
-        const res = await answer(server, `${B}/msg?${query}`, upgradeHeaders);
+        const res = await upgradeAnswer(`${server.base}${B}/msg?${query}`);
         // As one account answers: a socket naming no one is told to say who it is.
         const expected = query.includes("userid=") ? 401 : 400;
         assert.equal(res.status, expected, `${query}: ${res.text}`);

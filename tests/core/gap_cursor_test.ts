@@ -5,9 +5,10 @@
 
 import assert from "node:assert/strict";
 import { SYSTEM_CONTACT } from "../../src/protocol/envelope.ts";
-import { createHub } from "../../src/core/hub.ts";
+import { type AgentConnection, createHub } from "../../src/core/hub.ts";
 import { createMemoryStore } from "../../src/store/memory_store.ts";
-import { createSwitchboard } from "../../src/core/switchboard.ts";
+import type { Store } from "../../src/core/store.ts";
+import { createSwitchboard, type Switchboard } from "../../src/core/switchboard.ts";
 
 /** A socket that keeps the data.seq of what it is sent. */
 function socket() {
@@ -41,50 +42,65 @@ function notice(text: string) {
   };
 }
 
-Deno.test("createSwitchboard() does not count a held frame delivered before it is written", async () => {
-  const store = createMemoryStore({
+/** A memory store, its dedup window longer than any test here. */
+function memoryStore() {
+  return createMemoryStore({
     companyId: "",
     now: Date.now,
     newId: () => crypto.randomUUID(),
     dedupTtlMs: 60_000,
   });
+}
+
+/** Appends notices "one" and "two" to ag1's log; the two entries, seqs 1 and 2 on a new store. */
+async function oneAndTwo(store: Pick<Store, "appendToAgents">) {
+  const applied = await store.appendToAgents([
+    { agentId: "ag1", envelope: notice("one") },
+    { agentId: "ag1", envelope: notice("two") },
+  ]);
+  return applied.value;
+}
+
+/** A switchboard whose hub holds a frame for a missing seq longer than any test here waits. */
+function holding(store: Store): Switchboard {
   // Long enough that the gap is not read before the socket goes.
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  return createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+}
+
+/** Asserts that `first` got nothing (2 held for 1), closes it, and that ag1's next socket,
+ * without since=, gets both 1 and 2. */
+async function heldThenBothOnReconnect(
+  switchboard: Switchboard,
+  first: ReturnType<typeof socket>,
+  conn: AgentConnection,
+) {
+  assert.deepEqual(first.seqs, [], "2 is held for 1");
+  first.close();
+  switchboard.disconnect(conn);
+  const again = socket();
+  const conn2 = await switchboard.connect("ag1", again, null);
+  assert.deepEqual(again.seqs, [1, 2], "queued while no socket was open: both, no socket had them");
+  switchboard.disconnect(conn2);
+}
+
+Deno.test("createSwitchboard() does not count a held frame delivered before it is written", async () => {
+  const store = memoryStore();
+  const switchboard = holding(store);
   try {
     const first = socket();
     const conn = await switchboard.connect("ag1", first, null);
-    const applied = await store.appendToAgents([
-      { agentId: "ag1", envelope: notice("one") },
-      { agentId: "ag1", envelope: notice("two") },
-    ]);
-    const [one, two] = applied.value;
+    const [one, two] = await oneAndTwo(store);
     assert.deepEqual([one!.seq, two!.seq], [1, 2]);
     // 2 comes live first; 1 (another instance's) has not come yet when the socket closes.
     switchboard.push([two!]);
-    assert.deepEqual(first.seqs, [], "2 is held for 1");
-    first.close();
-    switchboard.disconnect(conn);
-
-    const again = socket();
-    const conn2 = await switchboard.connect("ag1", again, null);
-    assert.deepEqual(
-      again.seqs,
-      [1, 2],
-      "queued while no socket was open: both, no socket had them",
-    );
-    switchboard.disconnect(conn2);
+    await heldThenBothOnReconnect(switchboard, first, conn);
   } finally {
     await store.close();
   }
 });
 
 Deno.test("createSwitchboard() does not count a frame delivered that came during a replay and is held after it", async () => {
-  const memory = createMemoryStore({
-    companyId: "",
-    now: Date.now,
-    newId: () => crypto.randomUUID(),
-    dedupTtlMs: 60_000,
-  });
+  const memory = memoryStore();
   // The replay's read answers what the log had when it was asked, a moment later.
   let open = () => {};
   const gate = new Promise<void>((r) => open = r);
@@ -97,32 +113,18 @@ Deno.test("createSwitchboard() does not count a frame delivered that came during
       return page;
     },
   };
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  const switchboard = holding(store);
   try {
     const first = socket();
     const connecting = switchboard.connect("ag1", first, null);
     await new Promise((r) => setTimeout(r, 10));
-    const applied = await memory.appendToAgents([
-      { agentId: "ag1", envelope: notice("one") },
-      { agentId: "ag1", envelope: notice("two") },
-    ]);
+    const [, two] = await oneAndTwo(memory);
     // 2 comes live during the replay, 1 (another instance's) not yet: buffered, then held.
-    switchboard.push([applied.value[1]!]);
+    switchboard.push([two!]);
     gated = false;
     open();
     const conn = await connecting;
-    assert.deepEqual(first.seqs, [], "2 is held for 1");
-    first.close();
-    switchboard.disconnect(conn);
-
-    const again = socket();
-    const conn2 = await switchboard.connect("ag1", again, null);
-    assert.deepEqual(
-      again.seqs,
-      [1, 2],
-      "queued while no socket was open: both, no socket had them",
-    );
-    switchboard.disconnect(conn2);
+    await heldThenBothOnReconnect(switchboard, first, conn);
   } finally {
     await memory.close();
   }
@@ -132,20 +134,12 @@ Deno.test("createSwitchboard() gives a second socket the seq another socket hold
   // The agent's second tab, opened without since= while its first held 2 for 1, started past
   // both (the cursor said 2 was delivered) and dropped 1 as a repeat when it came: the defect
   // the hold was made for, on the second socket.
-  const store = createMemoryStore({
-    companyId: "",
-    now: Date.now,
-    newId: () => crypto.randomUUID(),
-    dedupTtlMs: 60_000,
-  });
-  const switchboard = createSwitchboard({ store, hub: createHub({ gapWaitMs: 60_000 }) });
+  const store = memoryStore();
+  const switchboard = holding(store);
   try {
     const first = socket();
     const conn = await switchboard.connect("ag1", first, null);
-    const { value: [one, two] } = await store.appendToAgents([
-      { agentId: "ag1", envelope: notice("one") },
-      { agentId: "ag1", envelope: notice("two") },
-    ]);
+    const [one, two] = await oneAndTwo(store);
     switchboard.push([two!]);
     const second = socket();
     const conn2 = await switchboard.connect("ag1", second, null);

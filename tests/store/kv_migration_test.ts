@@ -3,73 +3,23 @@
 // seqs go on, the waiting queue keeps its order, WeChat's retries stay duplicates.
 
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/protocol/envelope.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { openStore } from "../../src/store/open_store.ts";
-import type { InboundItem, LogEntry, Presence } from "../../src/core/store.ts";
 import { loadConfig } from "../../src/config.ts";
-
-const DAY_MS = 24 * 3600_000;
-const options = {
-  companyId: "acme",
-  now: Date.now,
-  newId: () => crypto.randomUUID(),
-  dedupTtlMs: DAY_MS,
-  retentionMs: 30 * DAY_MS,
-};
-const presenceOf = (...agents: string[]): Presence => ({
-  isOnline: (id) => agents.includes(id),
-  onlineAgents: () => agents,
-});
-
-let msgId = 5_000_000;
-function textItem(followerId: string, content: string, id = String(msgId++)): InboundItem {
-  const envelope: Envelope = {
-    data: {
-      id,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "acme",
-      send_time: 1_700_000_000,
-      msg: { content },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    envelope,
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${id}`,
-  };
-}
-
-const describe = (entries: LogEntry[]) =>
-  entries.map((e) =>
-    e.envelope.data.msg_type === "system"
-      ? `${e.envelope.data.msg["event"]}:${e.envelope.data.msg["follower_id"]}`
-      : String(e.envelope.data.msg["content"])
-  );
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import {
+  baseStoreOptions,
+  describe,
+  fileExists,
+  presenceOf,
+  textItem,
+} from "./_durable_store_cases.ts";
 
 Deno.test("the default store moves a Deno KV DATA_DIR to SQLite on first start", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "kv_migration_test_" });
   const retried = textItem("oAnn", "hello from Ann");
   try {
     await t.step("the KV store of today keeps contacts, logs, history, a queue", async () => {
-      const kv = await openKvStore(`${dir}/bridge.kv`, options);
+      const kv = await openKvStore(`${dir}/bridge.kv`, baseStoreOptions());
       try {
         await kv.agentOnline("a1", presenceOf("a1"));
         await kv.acceptInbound([retried, textItem("oAnn", "are you there?")], presenceOf("a1"));
@@ -100,10 +50,10 @@ Deno.test("the default store moves a Deno KV DATA_DIR to SQLite on first start",
     assert.equal(config.store, "sqlite");
     let store = await openStore(config);
     try {
-      await t.step("the KV files are kept aside, the SQLite file holds it all", async () => {
-        assert.equal(await exists(`${dir}/bridge.kv`), false);
-        assert.equal(await exists(`${dir}/bridge.kv.migrated`), true);
-        assert.equal(await exists(`${dir}/bridge.sqlite`), true);
+      await t.step("the KV files are kept aside, the SQLite file holds it all", () => {
+        assert.equal(fileExists(`${dir}/bridge.kv`), false);
+        assert.equal(fileExists(`${dir}/bridge.kv.migrated`), true);
+        assert.equal(fileExists(`${dir}/bridge.sqlite`), true);
       });
       await t.step("contacts, agents, seqs and cursors are there", async () => {
         const ann = await store.getContact("oAnn");
@@ -155,7 +105,7 @@ Deno.test("the default store moves a Deno KV DATA_DIR to SQLite on first start",
         store = await openStore(config);
         assert.equal((await store.getAgent("a2"))?.seq, 5);
         assert.equal(await store.queueDepth(), 0);
-        assert.equal(await exists(`${dir}/bridge.kv`), false);
+        assert.equal(fileExists(`${dir}/bridge.kv`), false);
       });
     } finally {
       await store.close();

@@ -3,54 +3,32 @@
 // next start opened an empty file, every message answered `success` gone. Now the file is
 // written back from the open database and the journal kept until the next start.
 import assert from "node:assert/strict";
-import { connectAgent } from "../helpers/agent.ts";
-import { followerPosts } from "./_follower_posts.ts";
-import {
-  killBridge as kill,
-  type SpawnedBridge,
-  spawnOnDefaultStore as spawn,
-  waitReady,
-} from "../helpers/spawn.ts";
-import { withTempDir } from "./_durable_store_cases.ts";
+import { followerPosts, notReady, readiness } from "./_follower_posts.ts";
 
-const B = "/im_component/wx_official_account";
-
-const { history, sendEach, firstFive } = followerPosts("oDeleted", 83_000_000);
+const { history, sendEach, hasAll, withFiveRead } = followerPosts("oDeleted", 83_000_000);
 
 // SIGTERM: a clean stop let the last segment go too. (After kill -9 the segments a run had not
 // yet let go were what a restart found, which with one segment happened to be everything.)
 const signal = "SIGTERM";
 Deno.test("bridge.sqlite deleted while main.ts runs: after SIGTERM and a restart every message is there", async (t) => {
-  await withTempDir(async (dir) => {
-    let p = spawn(dir);
-    try {
-      await waitReady(p);
-      const expected: string[] = [];
-      await t.step("five messages reach a1 and the tables", async () => {
-        await firstFive(p, expected);
-        assert.deepEqual(await history(p), expected);
-      });
-      await t.step("the file goes; five more are answered success while a1 is away", async () => {
-        for (const name of ["bridge.sqlite", "bridge.sqlite-wal", "bridge.sqlite-shm"]) {
-          await Deno.remove(`${dir}/${name}`);
-        }
-        await sendEach(p, 6, 10, expected);
-        // Read from the tables: every commit is applied, as before a clean stop.
-        assert.deepEqual(await history(p), expected);
-      });
-      await t.step(`after ${signal} and a restart: history and since= have all ten`, async () => {
-        await kill(p, signal);
-        p = spawn(dir);
-        await waitReady(p);
-        assert.deepEqual(await history(p), expected);
-        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1&since=1`);
-        const replayed = await a1.waitForCount(10, 5000);
-        await a1.close();
-        assert.deepEqual(replayed.map((e) => e.data.msg?.content), expected);
-      });
-    } finally {
-      await kill(p, "SIGKILL");
-    }
+  await withFiveRead(async (run) => {
+    const { dir, expected } = run;
+    await t.step("five messages reach a1 and the tables", async () => {
+      assert.deepEqual(await history(run.p), expected);
+    });
+    await t.step("the file goes; five more are answered success while a1 is away", async () => {
+      for (const name of ["bridge.sqlite", "bridge.sqlite-wal", "bridge.sqlite-shm"]) {
+        await Deno.remove(`${dir}/${name}`);
+      }
+      await sendEach(run.p, 6, 10, expected);
+      // Read from the tables: every commit is applied, as before a clean stop.
+      assert.deepEqual(await history(run.p), expected);
+    });
+    await t.step(`after ${signal} and a restart: history and since= have all ten`, async () => {
+      await run.restart(signal);
+      assert.equal(expected.length, 10);
+      await hasAll(run.p, expected);
+    });
   });
 });
 
@@ -63,45 +41,25 @@ function inode(path: string): number | null {
   }
 }
 
-/** What /readyz answers now: its status and body. */
-async function readiness(p: SpawnedBridge): Promise<[number, string]> {
-  const res = await fetch(`${p.base}/readyz`);
-  return [res.status, await res.text()];
-}
-
 Deno.test("the copy written back deleted, and another file put there at once: called replaced, not taken for the copy", async () => {
   // The copy was held by nothing, so ext4 gave its inode number to the next file made at the
   // path (an operator's `cp`, `sqlite3` opening it): by number that was still the copy, never
   // written back nor said, and a restart opened that file with the messages before the copy gone.
-  await withTempDir(async (dir) => {
-    const file = `${dir}/bridge.sqlite`;
-    const p = spawn(dir);
-    try {
-      await waitReady(p);
-      const expected: string[] = [];
-      await firstFive(p, expected);
-      const first = inode(file);
-      await Deno.remove(file);
-      const deadline = performance.now() + 10_000;
-      while (inode(file) === null || inode(file) === first) {
-        assert.ok(performance.now() < deadline, "bridge.sqlite was not written back");
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.equal((await readiness(p))[0], 200);
-      // Deleted, and a file made there before the next look.
-      await Deno.remove(file);
-      await Deno.writeTextFile(file, "");
-      while (true) {
-        const [status, body] = await readiness(p);
-        if (status === 503) break;
-        assert.ok(performance.now() < deadline + 10_000, `still ready: ${body}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      // Said at error, as when the operator's own file is moved in with the first one there.
-      await p.printed(/replaced while the bridge ran: restart it to use the new file/);
-      assert.equal(await Deno.readTextFile(file), "", "never written over");
-    } finally {
-      await kill(p, "SIGKILL");
+  await withFiveRead(async ({ file, p }) => {
+    const first = inode(file);
+    await Deno.remove(file);
+    const deadline = performance.now() + 10_000;
+    while (inode(file) === null || inode(file) === first) {
+      assert.ok(performance.now() < deadline, "bridge.sqlite was not written back");
+      await new Promise((r) => setTimeout(r, 50));
     }
+    assert.equal((await readiness(p)).status, 200);
+    // Deleted, and a file made there before the next look.
+    await Deno.remove(file);
+    await Deno.writeTextFile(file, "");
+    await notReady(p);
+    // Said at error, as when the operator's own file is moved in with the first one there.
+    await p.printed(/replaced while the bridge ran: restart it to use the new file/);
+    assert.equal(await Deno.readTextFile(file), "", "never written over");
   });
 });

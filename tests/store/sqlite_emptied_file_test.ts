@@ -3,63 +3,27 @@
 // history answered 500 until a restart, while /readyz said "ready", so a balancer kept sending
 // agents there. Now /readyz answers 503 and the log says what to do; a restart has every message.
 import assert from "node:assert/strict";
-import { connectAgent } from "../helpers/agent.ts";
-import { followerPosts } from "./_follower_posts.ts";
-import {
-  killBridge as kill,
-  type SpawnedBridge,
-  spawnOnDefaultStore as spawn,
-  waitReady,
-} from "../helpers/spawn.ts";
-import { withTempDir } from "./_durable_store_cases.ts";
+import { followerPosts, notReady } from "./_follower_posts.ts";
 
-const B = "/im_component/wx_official_account";
-
-const { history, sendEach, firstFive } = followerPosts("oEmptied", 84_000_000);
-
-/** Resolves with /readyz's body once it answers 503; fails after 15 s of "ready". */
-async function notReady(p: SpawnedBridge): Promise<string> {
-  const deadline = performance.now() + 15_000;
-  while (true) {
-    const res = await fetch(`${p.base}/readyz`);
-    const body = await res.text();
-    if (res.status === 503) return body;
-    assert.ok(performance.now() < deadline, `still ${res.status} ${body}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { sendEach, hasAll, withFiveRead } = followerPosts("oEmptied", 84_000_000);
 
 Deno.test("bridge.sqlite emptied in place while main.ts runs: /readyz says so, a restart has all", async (t) => {
-  await withTempDir(async (dir) => {
-    const file = `${dir}/bridge.sqlite`;
-    let p = spawn(dir);
-    try {
-      await waitReady(p);
-      const expected: string[] = [];
-      await firstFive(p, expected);
-      const inode = Deno.statSync(file).ino;
-      await t.step("emptied with nothing written after: /readyz answers 503", async () => {
-        await Deno.truncate(file, 0);
-        assert.equal(Deno.statSync(file).ino, inode, "the same file");
-        assert.match(await notReady(p), /store unreachable/);
-        await p.printed(/bridge\.sqlite was emptied or cut short while the bridge ran.*restart/);
-      });
-      await t.step("WeChat is still answered, and /readyz stays 503", async () => {
-        await sendEach(p, 6, 8, expected);
-        assert.match(await notReady(p), /store unreachable/);
-      });
-      await t.step("after SIGTERM and a restart: ready, history and since= have all", async () => {
-        await kill(p, "SIGTERM");
-        p = spawn(dir);
-        await waitReady(p);
-        assert.deepEqual(await history(p), expected);
-        const a1 = await connectAgent(`${p.wsBase}${B}/msg?userid=a1&since=1`);
-        const replayed = await a1.waitForCount(expected.length, 5000);
-        await a1.close();
-        assert.deepEqual(replayed.map((e) => e.data.msg?.content), expected);
-      });
-    } finally {
-      await kill(p, "SIGKILL");
-    }
+  await withFiveRead(async (run) => {
+    const { file, expected } = run;
+    const inode = Deno.statSync(file).ino;
+    await t.step("emptied with nothing written after: /readyz answers 503", async () => {
+      await Deno.truncate(file, 0);
+      assert.equal(Deno.statSync(file).ino, inode, "the same file");
+      assert.match(await notReady(run.p), /store unreachable/);
+      await run.p.printed(/bridge\.sqlite was emptied or cut short while the bridge ran.*restart/);
+    });
+    await t.step("WeChat is still answered, and /readyz stays 503", async () => {
+      await sendEach(run.p, 6, 8, expected);
+      assert.match(await notReady(run.p), /store unreachable/);
+    });
+    await t.step("after SIGTERM and a restart: ready, history and since= have all", async () => {
+      await run.restart("SIGTERM");
+      await hasAll(run.p, expected);
+    });
   });
 });

@@ -10,56 +10,45 @@ import { checkStoreSwitch } from "../../src/store/store_switch.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { openStore } from "../../src/store/open_store.ts";
 import { loadConfig } from "../../src/config.ts";
-import type { InboundItem, Presence } from "../../src/core/store.ts";
+import { baseStoreOptions, presenceOf, textItem, withTempDir } from "./_durable_store_cases.ts";
 
-const nobody: Presence = { isOnline: () => false, onlineAgents: () => [] };
+const nobody = presenceOf();
 
-function textItem(followerId: string, id: string): InboundItem {
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${id}`,
-    envelope: {
-      data: {
-        id,
-        name: followerId,
-        avatar: "",
-        msg_type: "text",
-        contact_id: followerId,
-        company_id: "acme",
-        send_time: 1_700_000_000,
-        msg: { content: `message ${id}` },
-      },
-      result: { code: 1001, message: "common" },
-    },
-  };
+/** bridge.sqlite in `dir`, in WAL mode, with what `statements` write. */
+function sqliteFile(dir: string, ...statements: string[]): void {
+  const db = new DatabaseSync(`${dir}/bridge.sqlite`);
+  db.exec("PRAGMA journal_mode = WAL");
+  for (const sql of statements) db.exec(sql);
+  db.close();
+}
+
+/** bridge.kv in `dir` as `writes` (code with `kv` open) leave it, from a process that has ended,
+ * as a real STORE=kv run's is. */
+async function kvFile(dir: string, writes: string): Promise<void> {
+  const path = JSON.stringify(`${dir}/bridge.kv`);
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--unstable-kv",
+      `const kv = await Deno.openKv(${path});\n${writes}\nkv.close();`,
+    ],
+  }).output();
+  assert.ok(run.success, new TextDecoder().decode(run.stderr));
 }
 
 Deno.test("the SQLite start's look at bridge.kv leaves its time as it was", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-" });
-  try {
-    // A SQLite file a start has marked, as kv_migration leaves it.
-    const db = new DatabaseSync(`${dir}/bridge.sqlite`);
-    db.exec("PRAGMA journal_mode = WAL");
-    db.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)");
-    db.exec("INSERT INTO meta (key, value) VALUES ('origin', 'test')");
-    db.close();
-    // A STORE=kv run's file, written by a process that has ended, as a real run's is.
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        "--unstable-kv",
-        `
-        const kv = await Deno.openKv(${JSON.stringify(`${dir}/bridge.kv`)});
-        await kv.set(["contacts", "follower-1"], { agent_id: "1" });
-        for (let i = 0; i < 20; i++) await kv.set(["signed", i], [String(i), 0], { expireIn: 1 });
-        kv.close();`,
-      ],
-    }).output();
-    assert.ok(run.success, new TextDecoder().decode(run.stderr));
+  await withTempDir(async (dir) => {
+    // A SQLite file a start has marked, as kv_migration leaves it; a STORE=kv run's file.
+    sqliteFile(
+      dir,
+      "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+      "INSERT INTO meta (key, value) VALUES ('origin', 'test')",
+    );
+    await kvFile(
+      dir,
+      `await kv.set(["contacts", "follower-1"], { agent_id: "1" });
+      for (let i = 0; i < 20; i++) await kv.set(["signed", i], [String(i), 0], { expireIn: 1 });`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 50));
     // bridge.kv written well before bridge.sqlite: the start warns and goes on.
     const sqliteAt = Deno.statSync(`${dir}/bridge.sqlite`).mtime!;
@@ -71,30 +60,17 @@ Deno.test("the SQLite start's look at bridge.kv leaves its time as it was", asyn
     // The next start (the SQLite file untouched meanwhile: an idle run) starts too.
     await checkStoreSwitch(dir, "sqlite");
     assert.equal(Deno.statSync(`${dir}/bridge.kv`).mtime!.getTime(), before.getTime());
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("the STORE=kv start's look at bridge.sqlite does not date it now", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-kv-" });
-  try {
-    const db = new DatabaseSync(`${dir}/bridge.sqlite`);
-    db.exec("PRAGMA journal_mode = WAL");
-    db.exec("CREATE TABLE contacts (follower_id TEXT PRIMARY KEY, json TEXT)");
-    db.exec("INSERT INTO contacts VALUES ('follower-1', '{}')");
-    db.close();
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        "--unstable-kv",
-        `
-        const kv = await Deno.openKv(${JSON.stringify(`${dir}/bridge.kv`)});
-        await kv.set(["contacts", "follower-2"], { agent_id: "1" });
-        kv.close();`,
-      ],
-    }).output();
-    assert.ok(run.success, new TextDecoder().decode(run.stderr));
+  await withTempDir(async (dir) => {
+    sqliteFile(
+      dir,
+      "CREATE TABLE contacts (follower_id TEXT PRIMARY KEY, json TEXT)",
+      "INSERT INTO contacts VALUES ('follower-1', '{}')",
+    );
+    await kvFile(dir, `await kv.set(["contacts", "follower-2"], { agent_id: "1" });`);
     // The SQLite data is the older (a run on it, then STORE=kv from then on): a warn, no refusal.
     const kvAt = Deno.statSync(`${dir}/bridge.kv`).mtime!;
     const before = new Date(kvAt.getTime() - 3600_000);
@@ -102,28 +78,19 @@ Deno.test("the STORE=kv start's look at bridge.sqlite does not date it now", asy
     await checkStoreSwitch(dir, "kv");
     // An idle STORE=kv run, then its restart.
     await checkStoreSwitch(dir, "kv");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("STORE=kv serving beside older SQLite data restarts, idle, as often as it likes", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "store-switch-ro-e2e-" });
-  const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
-  const kv = { ...sqlite, store: "kv" as const };
-  try {
+  await withTempDir(async (dir) => {
+    const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
+    const kv = { ...sqlite, store: "kv" as const };
     const first = await openStore(sqlite);
-    await first.acceptInbound([textItem("oAnn", "5200001")], nobody);
+    await first.acceptInbound([textItem("oAnn", "while on sqlite")], nobody);
     await first.close();
     // A STORE=kv run after it (store_switch_test's "a newer KV file").
-    const older = await openKvStore(`${dir}/bridge.kv`, {
-      companyId: "acme",
-      now: Date.now,
-      newId: () => crypto.randomUUID(),
-      dedupTtlMs: 24 * 3600_000,
-      retentionMs: 30 * 24 * 3600_000,
-    });
-    await older.acceptInbound([textItem("oBen", "5200002")], nobody);
+    const older = await openKvStore(`${dir}/bridge.kv`, baseStoreOptions());
+    await older.acceptInbound([textItem("oBen", "while on kv")], nobody);
     await older.close();
     // STORE=kv, its data the newer: it serves, and so do its restarts with nothing written.
     for (let start = 0; start < 3; start++) {
@@ -131,7 +98,5 @@ Deno.test("STORE=kv serving beside older SQLite data restarts, idle, as often as
       assert.equal(await store.queueDepth(), 1, `start ${start}`);
       await store.close();
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

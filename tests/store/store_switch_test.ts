@@ -4,41 +4,12 @@
 // after its own refuses, saying what to do; the migration of a KV DATA_DIR still runs once.
 
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/protocol/envelope.ts";
 import { openKvStore } from "../../src/store/kv_store.ts";
 import { openStore } from "../../src/store/open_store.ts";
-import type { InboundItem, Presence } from "../../src/core/store.ts";
 import { loadConfig } from "../../src/config.ts";
+import { baseStoreOptions, presenceOf, textItem, withTempDir } from "./_durable_store_cases.ts";
 
-const DAY_MS = 24 * 3600_000;
-const nobody: Presence = { isOnline: () => false, onlineAgents: () => [] };
-
-let msgId = 5_100_000;
-function textItem(followerId: string, content: string): InboundItem {
-  const id = String(msgId++);
-  const envelope: Envelope = {
-    data: {
-      id,
-      name: followerId,
-      avatar: "",
-      msg_type: "text",
-      contact_id: followerId,
-      company_id: "acme",
-      send_time: 1_700_000_000,
-      msg: { content },
-    },
-    result: { code: 1001, message: "common" },
-  };
-  return {
-    followerId,
-    name: null,
-    to: "gh_account",
-    envelope,
-    kind: "message",
-    receivedAt: Date.now(),
-    dedupKey: `msg:${id}`,
-  };
-}
+const nobody = presenceOf();
 
 /** Asserts that opening `config`'s store is refused with `message`; a store opened is closed. */
 async function refused(config: Parameters<typeof openStore>[0], message: RegExp) {
@@ -54,10 +25,9 @@ async function refused(config: Parameters<typeof openStore>[0], message: RegExp)
 }
 
 Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "store_switch_test_" });
-  const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
-  const kv = { ...sqlite, store: "kv" as const };
-  try {
+  await withTempDir(async (dir) => {
+    const sqlite = { ...loadConfig({ DATA_DIR: dir }), dataDir: dir };
+    const kv = { ...sqlite, store: "kv" as const };
     await t.step("a message waits in SQLite", async () => {
       const store = await openStore(sqlite);
       await store.acceptInbound([textItem("oAnn", "while on sqlite")], nobody);
@@ -71,13 +41,7 @@ Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", asy
       await assert.rejects(Deno.stat(`${dir}/bridge.kv`), Deno.errors.NotFound);
     });
     await t.step("a KV file written after it (an older bridge's STORE=kv run)", async () => {
-      const store = await openKvStore(`${dir}/bridge.kv`, {
-        companyId: "acme",
-        now: Date.now,
-        newId: () => crypto.randomUUID(),
-        dedupTtlMs: DAY_MS,
-        retentionMs: 30 * DAY_MS,
-      });
+      const store = await openKvStore(`${dir}/bridge.kv`, baseStoreOptions());
       await store.acceptInbound([textItem("oBen", "while on kv")], nobody);
       await store.close();
     });
@@ -103,7 +67,5 @@ Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", asy
         await store.close();
       },
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
