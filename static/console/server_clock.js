@@ -8,6 +8,10 @@
 export const MAX_RTT_MS = 5_000;
 /** A new reading within this of the offset in use is the round trip's noise, not a change. */
 export const JITTER_MS = 1_500;
+/** A bridge time outside these (2020 to 2100) is not a clock reading: 0, or seconds read as
+ * milliseconds, would put every window decades off. */
+const EARLIEST_MS = Date.UTC(2020, 0, 1);
+const LATEST_MS = Date.UTC(2100, 0, 1);
 
 /** A clock on the bridge's time: `nowMs()`, and `observe(serverMs, sentMs, receivedMs)` for
  * each answer that says the bridge's time (`sentMs`, `receivedMs`: this PC's clock around the
@@ -20,6 +24,7 @@ export function createServerClock(localNow = () => Date.now()) {
     observe(serverMs, sentMs, receivedMs) {
       const rtt = receivedMs - sentMs;
       if (typeof serverMs !== "number" || !Number.isFinite(serverMs)) return false;
+      if (serverMs < EARLIEST_MS || serverMs > LATEST_MS) return false;
       if (!(rtt >= 0) || rtt > MAX_RTT_MS) return false;
       // The bridge read its clock about the middle of the round trip here.
       const sample = serverMs - (sentMs + rtt / 2);

@@ -34,6 +34,11 @@ Deno.test("answers that say nothing reliable are not learned from", () => {
   assert.equal(clock.observe(5_000_000, 0, MAX_RTT_MS + 1), false, "too slow");
   assert.equal(clock.observe(5_000_000, 10, 0), false, "time ran back");
   assert.equal(clock.offsetMs(), 0);
+  // A bridge's `now` of 0, or in milliseconds where seconds belong (read as ms × 1000).
+  const onTime = createServerClock(() => Date.UTC(2026, 11, 4));
+  assert.equal(onTime.observe(0, Date.UTC(2026, 11, 4), Date.UTC(2026, 11, 4)), false);
+  assert.equal(onTime.observe(Date.UTC(2026, 11, 4) * 1000, 0, 10), false);
+  assert.equal(onTime.offsetMs(), 0);
 });
 
 Deno.test("a PC clock set right later (NTP) is followed", () => {
