@@ -37,7 +37,8 @@ export async function checkStoreSwitch(dataDir: string, store: "sqlite" | "kv"):
           kvAt === null ? "and no bridge.kv is there" : `after ${kv}`
         }, ` +
         "and the KV store would not see them. Start without STORE=kv (SQLite, the default), or " +
-        "move bridge.sqlite and bridge.journal out of DATA_DIR to run on Deno KV without them",
+        "move bridge.sqlite (with bridge.sqlite-wal and bridge.sqlite-shm) and bridge.journal out of " +
+        "DATA_DIR to run on Deno KV without them",
     );
   }
   // No SQLite file yet, or one the migration has not marked: the migration moves bridge.kv.
