@@ -36,7 +36,7 @@ Deno.test("sqlite, STORE=kv, sqlite on one DATA_DIR: refused, never silent", asy
     await t.step("STORE=kv is refused: the SQLite store's data would be hidden", async () => {
       await refused(
         kv,
-        /Cannot start with STORE=kv: .*bridge\.sqlite holds .*Start without STORE=kv.*or move bridge\.sqlite and bridge\.journal out of DATA_DIR/,
+        /Cannot start with STORE=kv: .*bridge\.sqlite holds .*Start without STORE=kv.*or move bridge\.sqlite \(with bridge\.sqlite-wal and bridge\.sqlite-shm\) and bridge\.journal out of DATA_DIR/,
       );
       await assert.rejects(Deno.stat(`${dir}/bridge.kv`), Deno.errors.NotFound);
     });
