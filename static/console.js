@@ -331,6 +331,7 @@ const el = {
   closeError: byId("close-error"),
   capacity: byId("capacity"),
   capacityButton: byId("capacity-button"),
+  simulatorLink: byId("simulator-link"),
   capacityValue: byId("capacity-value"),
   capacityForm: byId("capacity-form"),
   capacityInput: byId("capacity-input"),
@@ -1688,6 +1689,7 @@ function connect() {
     // The bridge keeps the capacity, but this browser is where the agent set it: say it again
     // on every (re)connect, so a restarted bridge or another console cannot leave it stale. As
     // last set in any tab of this browser: one frozen in the background heard of no change.
+    showSimulatorInDemo();
     const saved = readCapacity();
     if (saved === undefined) {
       adoptBridgeCapacity();
@@ -4243,6 +4245,19 @@ async function adoptBridgeCapacity() {
   // An agent the bridge has no record of has no limit there.
   state.capacity = typeof own?.capacity === "number" ? own.capacity : null;
   renderCapacity();
+}
+
+/** The follower simulator writes as a demo account: offered only where the bridge runs in demo
+ * mode (with WeChat credentials its demo routes are 404, and what it posted went into the real
+ * account's bridge with no reply able to come back). */
+async function showSimulatorInDemo() {
+  try {
+    await api("/demo/replies", { contact_id: "simulator-probe" });
+    el.simulatorLink.hidden = false;
+  } catch (error) {
+    // A token refused says nothing of the mode; the next connect asks again.
+    if (!(error instanceof AuthError)) el.simulatorLink.hidden = true;
+  }
 }
 
 function sendCapacity() {
