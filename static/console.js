@@ -3267,7 +3267,9 @@ function uploadBody(msg) {
   }
   if (msg.status === "uploading") {
     const percent = Math.round((up.progress ?? 0) * 100);
-    const bar = h("span", { class: "upload-bar", style: `width: ${percent}%` });
+    // Set through the CSSOM: a style attribute is inline style, which the page's CSP blocks.
+    const bar = h("span", { class: "upload-bar" });
+    bar.style.width = `${percent}%`;
     const track = h("div", {
       class: "upload-track",
       role: "progressbar",

@@ -2,12 +2,14 @@
 // 'unsafe-inline', no 'unsafe-eval', no framing), and the pages still work under it in a real
 // Chromium, which reports every violation as a `securitypolicyviolation` event.
 
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startBridge } from "../helpers/server.ts";
 import {
   browserTest,
   consoleLines,
+  makePng,
   openConsole,
   openPage,
   postFollowerMessage,
@@ -48,6 +50,32 @@ browserTest("HTML pages carry a strict CSP and work under it", async (t, browser
       await postFollowerMessage(server.base, "oCsp", { MsgType: "text", Content: "csp ok" });
       await page.locator('.contact[data-contact-id="oCsp"]').click();
       await page.locator(".msg.in", { hasText: "csp ok" }).waitFor();
+      assert.deepEqual(violations(lines), []);
+      await page.context().close();
+    });
+
+    await t.step("a picture's upload shows its progress bar, with no violation", async () => {
+      // The bar's first width was an inline style attribute, which the policy blocks.
+      const { page } = await openPage(browser);
+      const lines = await recordViolations(page);
+      await openConsole(page, server.base, "alice");
+      await postFollowerMessage(server.base, "oCspUp", { MsgType: "text", Content: "send a pic" });
+      await page.locator('.contact[data-contact-id="oCspUp"]').click();
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => release = resolve);
+      await page.route("**/upload?*", async (route) => {
+        await held;
+        await route.continue();
+      }, { times: 1 });
+      await page.locator("#attach-input").setInputFiles({
+        name: "csp.png",
+        mimeType: "image/png",
+        buffer: Buffer.from(await makePng(40, 30)),
+      });
+      await page.locator(".staged-item", { hasText: "csp.png" }).waitFor();
+      await page.locator("#send-button").click();
+      await page.locator('.msg.out[data-status="uploading"] [role="progressbar"]').waitFor();
+      release();
       assert.deepEqual(violations(lines), []);
       await page.context().close();
     });
