@@ -3419,8 +3419,10 @@ function renderContactsNow() {
     el.contactList.querySelector(".contact.active")?.scrollIntoView({ block: "nearest" });
   }
   el.contactsEmpty.hidden = items.length > 0 || !state.contactsLoaded;
-  el.contactsEmpty.textContent = state.filter || state.triage !== "all"
+  el.contactsEmpty.textContent = state.filter
     ? t("list.noMatch")
+    : state.triage !== "all"
+    ? t("list.noneInFilter")
     : state.transferred.size > 0
     ? t("list.noOpen")
     : t("list.empty");
