@@ -86,6 +86,10 @@ const CURSOR_FLUSH_MS = 100;
 const CATCH_UP_PAGE = 500;
 /** How long an out-of-order entry waits for the ones before it before the log is read. */
 const GAP_MS = 200;
+/** How often the subscriber link is asked whether it still answers, at most: one a NAT or
+ * firewall dropped without closing never writes, so never notices, and what other instances
+ * commit stops coming. Unanswered by the next ask, it is made again. */
+const SUBSCRIBER_CHECK_MS = 5_000;
 /** How long to wait before trying again to re-establish a lost state. */
 const RESTORE_RETRY_MS = 250;
 /** Redis's refusals that say "not now", the command not run: LOADING, BUSY (a script or
@@ -564,6 +568,31 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   subscriber.on("ready", () => {
     if (!closed) order.catchUp();
   });
+
+  // The subscriber only reads: a link that stopped passing anything without closing is found
+  // by asking it, and made again (its "ready" reads from the logs what it missed).
+  let subscriberAsked = false;
+  const subscriberCheckMs = Math.min(options.heartbeatMs, SUBSCRIBER_CHECK_MS);
+  const subscriberTimer = setInterval(() => {
+    if (closed) return;
+    if (subscriberAsked) {
+      subscriberAsked = false;
+      log.warn(
+        "Redis subscriber connection did not answer within {ms} ms: connecting it again",
+        { ms: subscriberCheckMs },
+      );
+      subscriber.disconnect(true);
+      return;
+    }
+    if (subscriber.status !== "ready") return;
+    subscriberAsked = true;
+    subscriber.ping().then(
+      () => subscriberAsked = false,
+      // Failed, not silent: the connection's own error and reconnect handle it.
+      () => subscriberAsked = false,
+    );
+  }, subscriberCheckMs);
+  Deno.unrefTimer(subscriberTimer);
 
   const tokenCache: TokenCache = {
     async get() {
@@ -1060,6 +1089,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       if (closed) return;
       closed = true;
       clearInterval(heartbeatTimer);
+      clearInterval(subscriberTimer);
       order.close();
       if (cursorTimer !== undefined) clearTimeout(cursorTimer);
       try {
