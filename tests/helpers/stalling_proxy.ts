@@ -15,6 +15,9 @@ export interface StallingProxy {
 export function startStallingProxy(targetPort: number): StallingProxy {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const links: Array<{ stalled: boolean; conns: Deno.Conn[] }> = [];
+  let closed!: () => void;
+  // A stalled pump waits for the relay's close, so nothing is left pending after it.
+  const closing = new Promise<void>((resolve) => closed = resolve);
   const pump = async (from: Deno.Conn, to: Deno.Conn, link: { stalled: boolean }) => {
     const buf = new Uint8Array(64 * 1024);
     try {
@@ -22,7 +25,7 @@ export function startStallingProxy(targetPort: number): StallingProxy {
         const n = await from.read(buf);
         if (n === null) break;
         // Stalled: what comes is kept from the other side, and nothing more is read after it.
-        if (link.stalled) return await new Promise<never>(() => {});
+        if (link.stalled) return await closing;
         await to.write(buf.subarray(0, n));
       }
     } catch { /* a side closed */ }
@@ -48,6 +51,7 @@ export function startStallingProxy(targetPort: number): StallingProxy {
       links[n - 1]!.stalled = true;
     },
     close() {
+      closed();
       listener.close();
       for (const link of links) {
         for (const conn of link.conns) {

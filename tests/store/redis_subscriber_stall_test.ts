@@ -70,11 +70,13 @@ Deno.test({
       assert.ok(proxy.accepted > 2, "B's subscriber was connected again");
     } finally {
       await a.close();
-      await Promise.race([b.close(), new Promise((r) => setTimeout(r, 3000))]);
+      // Bounded: a subscriber still stalled (the defect) would hold quit() for good; the
+      // sanitizers then report it, and the test fails instead of hanging.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([b.close(), new Promise((r) => timer = setTimeout(r, 3000))]);
+      clearTimeout(timer);
       proxy.close();
       await flushPrefix(REDIS_URL!, prefix);
     }
   },
-  sanitizeOps: false,
-  sanitizeResources: false,
 });
